@@ -1,0 +1,42 @@
+//! `CancelPipeline` and `CancelJob`. Cancelling is idempotent: cancelling what is already
+//! cancelled succeeds and changes nothing.
+
+use super::{Cx, Handled};
+use crate::{JobId, JobState, PipelineId, Rejection, Response, State};
+
+impl State {
+    pub(crate) fn cancel_pipeline(&mut self, cx: &mut Cx, pipeline: PipelineId) -> Handled {
+        let p = self.pipelines.get(&pipeline).ok_or(Rejection::UnknownPipeline(pipeline))?;
+        let ids = p.jobs.clone();
+        let mut cancelled = Vec::new();
+        for id in ids {
+            // Cancelling one job may cancel its dependants, so re-read each state.
+            if !self.jobs[&id].state.is_terminal() {
+                cancelled.extend(self.cancel_with_dependants(cx, id));
+            }
+        }
+        Ok(Response::Cancelled { jobs: cancelled })
+    }
+
+    pub(crate) fn cancel_job(&mut self, cx: &mut Cx, job: JobId) -> Handled {
+        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
+        match j.state {
+            JobState::Cancelled => Ok(Response::Cancelled { jobs: Vec::new() }),
+            s @ (JobState::Succeeded | JobState::Failed) => Err(Rejection::AlreadyFinished { job, state: s }),
+            _ => Ok(Response::Cancelled { jobs: self.cancel_with_dependants(cx, job) }),
+        }
+    }
+
+    /// Cancels `job` (and, through the DAG, its pending dependants); returns every job cancelled.
+    fn cancel_with_dependants(&mut self, cx: &mut Cx, job: JobId) -> Vec<JobId> {
+        let before = cx.events.len();
+        self.cancel(cx, job);
+        cx.events[before..]
+            .iter()
+            .filter_map(|e| match e {
+                crate::Event::JobCancelled { job, .. } => Some(*job),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,170 @@
+//! Transitions shared by several commands: ending a job (and, through the DAG, its
+//! dependants), retrying it, releasing capacity, and closing its pipeline.
+
+use super::Cx;
+use crate::state::QueueKey;
+use crate::{AttemptOutcome, Event, FailureReason, Job, JobId, JobState, PipelineState, State};
+
+/// Whether a finished `need` lets the jobs that need it run.
+pub(crate) fn satisfies_dependants(need: &Job) -> bool {
+    need.state == JobState::Succeeded || (need.state == JobState::Failed && need.spec.allow_failure)
+}
+
+impl State {
+    /// Moves `job` to `to`, keeping the pending queue in step. Panics on an illegal transition:
+    /// handlers check legality before calling, so reaching one is a bug, not bad input.
+    pub(crate) fn set_job_state(&mut self, cx: &Cx, job: JobId, to: JobState, retry: bool) {
+        let j = self.jobs.get_mut(&job).expect("set_job_state on unknown job");
+        assert!(j.state.can_transition_to(to, retry), "illegal transition {} -> {to} for {job}", j.state);
+        if j.state == JobState::Pending {
+            self.pending.remove(&QueueKey::new(j.spec.priority, job));
+        }
+        if to == JobState::Pending {
+            self.pending.insert(QueueKey::new(j.spec.priority, job));
+        }
+        j.state = to;
+        j.updated_at_ms = cx.now_ms;
+    }
+
+    fn record_outcome(&mut self, cx: &Cx, job: JobId, outcome: AttemptOutcome) {
+        let j = self.jobs.get_mut(&job).expect("record_outcome on unknown job");
+        if let Some(a) = j.current_attempt_mut()
+            && a.outcome.is_none()
+        {
+            a.outcome = Some(outcome);
+            a.finished_at_ms = Some(cx.now_ms);
+        }
+    }
+
+    /// Marks the live assignment of `(job, attempt)` as no longer wanted and asks the leader to
+    /// stop its worker. Capacity stays held until the worker is confirmed gone.
+    pub(crate) fn request_worker_stop(&mut self, cx: &mut Cx, job: JobId, attempt: u32) {
+        if let Some(a) = self.assignments.get_mut(&(job, attempt))
+            && !a.releasing
+        {
+            a.releasing = true;
+            cx.emit(Event::WorkerStopRequested { job, attempt, fencing: a.fencing });
+        }
+    }
+
+    /// Removes the assignment of `(job, attempt)` and gives its capacity back.
+    pub(crate) fn release_assignment(&mut self, cx: &mut Cx, job: JobId, attempt: u32) {
+        let Some(a) = self.assignments.remove(&(job, attempt)) else { return };
+        let pool = self.pools.get_mut(&a.pool).expect("assignment names a missing pool");
+        pool.allocated = pool.allocated.checked_sub(&a.resources).expect("pool allocation underflow");
+        pool.workers -= 1;
+        let tenant = self.tenants.get_mut(&a.tenant).expect("assignment names a missing tenant");
+        tenant.allocated = tenant.allocated.checked_sub(&a.resources).expect("tenant allocation underflow");
+        tenant.running_jobs -= 1;
+        cx.emit(Event::WorkerTerminated { job, attempt, pool: a.pool.clone() });
+        self.emit_capacity(cx, &a.pool);
+    }
+
+    pub(crate) fn emit_capacity(&self, cx: &mut Cx, pool: &str) {
+        let p = &self.pools[pool];
+        cx.emit(Event::CapacityUpdated {
+            pool: pool.to_string(),
+            capacity: p.spec.capacity,
+            allocated: p.allocated,
+            workers: p.workers,
+            draining: p.draining,
+        });
+    }
+
+    /// Ends the current attempt as a success.
+    pub(crate) fn succeed_job(&mut self, cx: &mut Cx, job: JobId) {
+        self.record_outcome(cx, job, AttemptOutcome::Succeeded);
+        self.set_job_state(cx, job, JobState::Succeeded, false);
+        let attempt = self.jobs[&job].attempt;
+        cx.emit(Event::JobCompleted { job, attempt });
+        self.after_job_finished(cx, job);
+    }
+
+    /// Retries the job if its policy allows, else fails it with `reason`.
+    pub(crate) fn retry_or_fail(&mut self, cx: &mut Cx, job: JobId, outcome: AttemptOutcome, reason: FailureReason, jitter_permille: u16) {
+        self.record_outcome(cx, job, outcome);
+        let j = &self.jobs[&job];
+        if j.retries_left() == 0 {
+            self.fail_job(cx, job, reason);
+            return;
+        }
+        let next = j.attempt + 1;
+        let not_before_ms = cx.now_ms.saturating_add(j.spec.retry.backoff_ms(next, jitter_permille));
+        self.set_job_state(cx, job, JobState::Pending, true);
+        let j = self.jobs.get_mut(&job).expect("job vanished");
+        j.attempt = next;
+        j.not_before_ms = not_before_ms;
+        j.current_step = None;
+        j.steps_completed = 0;
+        j.stream_offset = 0;
+        cx.emit(Event::JobRetrying { job, attempt: next, not_before_ms });
+    }
+
+    /// Ends the job as FAILED and fails (or releases) its dependants through the DAG.
+    pub(crate) fn fail_job(&mut self, cx: &mut Cx, job: JobId, reason: FailureReason) {
+        let attempt = self.jobs[&job].attempt;
+        self.request_worker_stop(cx, job, attempt);
+        self.set_job_state(cx, job, JobState::Failed, false);
+        self.jobs.get_mut(&job).expect("job vanished").failure = Some(reason.clone());
+        cx.emit(Event::JobFailed { job, attempt, reason });
+        self.after_job_finished(cx, job);
+    }
+
+    /// Ends the job as CANCELLED, stopping its worker if it has one.
+    pub(crate) fn cancel(&mut self, cx: &mut Cx, job: JobId) {
+        let attempt = self.jobs[&job].attempt;
+        self.record_outcome(cx, job, AttemptOutcome::Cancelled);
+        self.request_worker_stop(cx, job, attempt);
+        self.set_job_state(cx, job, JobState::Cancelled, false);
+        cx.emit(Event::JobCancelled { job, attempt });
+        self.after_job_finished(cx, job);
+    }
+
+    /// Propagates a finished job through the DAG, then closes its pipeline if all jobs ended.
+    fn after_job_finished(&mut self, cx: &mut Cx, job: JobId) {
+        let j = &self.jobs[&job];
+        let pipeline = j.pipeline;
+        let propagate = match j.state {
+            JobState::Failed if !j.spec.allow_failure => Some(JobState::Failed),
+            JobState::Cancelled => Some(JobState::Cancelled),
+            _ => None,
+        };
+        if let Some(to) = propagate {
+            let name = j.spec.name.clone();
+            // Dependants cannot have started (their need had not finished), so they are PENDING.
+            let dependants: Vec<JobId> =
+                j.dependants.iter().copied().filter(|d| self.jobs[d].state == JobState::Pending).collect();
+            for d in dependants {
+                if self.jobs[&d].state != JobState::Pending {
+                    continue; // reached through another path already
+                }
+                match to {
+                    JobState::Failed => self.fail_job(cx, d, FailureReason::DependencyFailed { job: name.clone() }),
+                    _ => self.cancel(cx, d),
+                }
+            }
+        }
+        self.close_pipeline_if_done(cx, pipeline);
+    }
+
+    fn close_pipeline_if_done(&mut self, cx: &mut Cx, pipeline: crate::PipelineId) {
+        let p = &self.pipelines[&pipeline];
+        if p.state.is_terminal() {
+            return;
+        }
+        let mut state = PipelineState::Succeeded;
+        for id in &p.jobs {
+            let j = &self.jobs[id];
+            match j.state {
+                s if !s.is_terminal() => return,
+                JobState::Failed if !j.spec.allow_failure => state = PipelineState::Failed,
+                JobState::Cancelled if state == PipelineState::Succeeded => state = PipelineState::Cancelled,
+                _ => {}
+            }
+        }
+        let p = self.pipelines.get_mut(&pipeline).expect("pipeline vanished");
+        p.state = state;
+        p.finished_at_ms = Some(cx.now_ms);
+        cx.emit(Event::PipelineCompleted { pipeline, state });
+    }
+}

@@ -1,0 +1,54 @@
+//! `AppendLog`: job output committed through Raft so any node can serve it after failover.
+//!
+//! Offsets make appends idempotent: a chunk resent by a new leader overlaps what is stored and
+//! only its new tail is kept. Each job keeps at most `limits.max_log_bytes_per_job`; past that
+//! the output is dropped and one truncation marker is written.
+
+use super::{Cx, Handled};
+use crate::{Event, FencingToken, JobId, Rejection, Response, SpecError, State};
+
+impl State {
+    pub(crate) fn append_log(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, offset: u64, data: &[u8]) -> Handled {
+        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
+        let current = j.fencing() == Some(fencing) && self.assignments.contains_key(&(job, j.attempt));
+        if !current {
+            return Err(Rejection::StaleFencing { job, got: fencing });
+        }
+        if data.len() > self.limits.max_log_chunk_bytes {
+            let max = self.limits.max_log_chunk_bytes;
+            return Err(SpecError::TooLong { field: "data".into(), len: data.len(), max }.into());
+        }
+        if offset > j.stream_offset {
+            return Err(Rejection::LogGap { job, offset, expected: j.stream_offset });
+        }
+        let end = offset + data.len() as u64;
+        if end <= j.stream_offset {
+            return Ok(Response::Done { changed: false });
+        }
+        let fresh = &data[(j.stream_offset - offset) as usize..];
+        let cap = self.limits.max_log_bytes_per_job;
+        let attempt = j.attempt;
+        let already_truncated = j.log_truncated;
+
+        let log = self.logs.entry(job).or_default();
+        if attempt > 1 && j.stream_offset == 0 {
+            // First output of a retry: mark where the new attempt begins.
+            log.extend_from_slice(format!("\n[flotilla] attempt {attempt}\n").as_bytes());
+        }
+        let room = cap.saturating_sub(log.len() as u64) as usize;
+        let kept = fresh.len().min(room);
+        let stored_from = log.len() as u64;
+        log.extend_from_slice(&fresh[..kept]);
+        let truncated = kept < fresh.len();
+        if truncated && !already_truncated {
+            log.extend_from_slice(format!("\n[flotilla] log truncated at {cap} bytes\n").as_bytes());
+        }
+        let stored_to = log.len() as u64;
+        let j = self.jobs.get_mut(&job).expect("checked");
+        j.stream_offset = end;
+        j.log_bytes = stored_to;
+        j.log_truncated |= truncated;
+        cx.emit(Event::LogAppended { job, attempt, offset: stored_from, len: stored_to - stored_from, truncated: j.log_truncated });
+        Ok(Response::Done { changed: true })
+    }
+}

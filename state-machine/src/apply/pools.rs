@@ -1,0 +1,87 @@
+//! Pool registration and capacity changes.
+//!
+//! Capacity may not drop below what is allocated: the invariant "allocated <= capacity" holds
+//! at every index. To shrink a busy pool, drain it first and wait for its workers to finish.
+
+use super::{Cx, Handled};
+use crate::spec::validate_name;
+use crate::{Event, Pool, PoolSpec, Rejection, Resources, Response, SpecError, State};
+
+impl State {
+    pub(crate) fn register_pool(&mut self, cx: &mut Cx, spec: &PoolSpec) -> Handled {
+        validate_name("name", &spec.name, &self.limits)?;
+        if spec.labels.len() > self.limits.max_labels {
+            let max = self.limits.max_labels;
+            return Err(SpecError::TooMany { field: "labels".into(), count: spec.labels.len(), max }.into());
+        }
+        for (k, v) in &spec.labels {
+            validate_name(&format!("labels.{k}"), k, &self.limits)?;
+            if v.len() > self.limits.max_value_bytes {
+                let max = self.limits.max_value_bytes;
+                return Err(SpecError::TooLong { field: format!("labels.{k}"), len: v.len(), max }.into());
+            }
+        }
+        check_capacity(&spec.capacity, spec.max_workers)?;
+        if let Some(existing) = self.pools.get(&spec.name) {
+            return if &existing.spec == spec { Ok(Response::Done { changed: false }) } else { Err(Rejection::PoolExists(spec.name.clone())) };
+        }
+        if self.pools.len() >= self.limits.max_pools {
+            let max = self.limits.max_pools;
+            return Err(SpecError::TooMany { field: "pools".into(), count: self.pools.len() + 1, max }.into());
+        }
+        self.pools.insert(spec.name.clone(), Pool { spec: spec.clone(), allocated: Resources::ZERO, workers: 0, draining: false });
+        cx.emit(Event::PoolRegistered { pool: spec.name.clone() });
+        self.emit_capacity(cx, &spec.name);
+        Ok(Response::Done { changed: true })
+    }
+
+    pub(crate) fn update_pool_capacity(&mut self, cx: &mut Cx, pool: &str, capacity: Resources, max_workers: u32) -> Handled {
+        check_capacity(&capacity, max_workers)?;
+        let p = self.pools.get(pool).ok_or_else(|| Rejection::UnknownPool(pool.to_string()))?;
+        if !p.allocated.fits_within(&capacity) || max_workers < p.workers {
+            let allocated = format!("{} in {} workers", p.allocated, p.workers);
+            return Err(Rejection::CapacityBelowAllocated { pool: pool.to_string(), allocated });
+        }
+        if p.spec.capacity == capacity && p.spec.max_workers == max_workers {
+            return Ok(Response::Done { changed: false });
+        }
+        let p = self.pools.get_mut(pool).expect("checked");
+        p.spec.capacity = capacity;
+        p.spec.max_workers = max_workers;
+        self.emit_capacity(cx, pool);
+        Ok(Response::Done { changed: true })
+    }
+
+    pub(crate) fn set_pool_draining(&mut self, cx: &mut Cx, pool: &str, draining: bool) -> Handled {
+        let p = self.pools.get_mut(pool).ok_or_else(|| Rejection::UnknownPool(pool.to_string()))?;
+        if p.draining == draining {
+            return Ok(Response::Done { changed: false });
+        }
+        p.draining = draining;
+        self.emit_capacity(cx, pool);
+        Ok(Response::Done { changed: true })
+    }
+
+    pub(crate) fn remove_pool(&mut self, cx: &mut Cx, pool: &str) -> Handled {
+        let p = self.pools.get(pool).ok_or_else(|| Rejection::UnknownPool(pool.to_string()))?;
+        if p.workers > 0 {
+            return Err(Rejection::PoolBusy { pool: pool.to_string(), workers: p.workers });
+        }
+        self.pools.remove(pool);
+        cx.emit(Event::PoolRemoved { pool: pool.to_string() });
+        Ok(Response::Done { changed: true })
+    }
+}
+
+fn check_capacity(capacity: &Resources, max_workers: u32) -> Result<(), SpecError> {
+    if capacity.cpu_millis == 0 {
+        return Err(SpecError::Zero { field: "capacity.cpu_millis".into() });
+    }
+    if capacity.memory_mib == 0 {
+        return Err(SpecError::Zero { field: "capacity.memory_mib".into() });
+    }
+    if max_workers == 0 {
+        return Err(SpecError::Zero { field: "max_workers".into() });
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `SubmitPipeline`: validate, deduplicate by idempotency key, create the pipeline and jobs.
+
+use super::{Cx, Handled};
+use crate::spec::validate_name;
+use crate::state::{IdempotencyRecord, QueueKey};
+use crate::{Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response, SpecError, State};
+use std::collections::BTreeMap;
+
+impl State {
+    pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, spec: &PipelineSpec) -> Handled {
+        self.prune_idempotency(cx.now_ms);
+        validate_name("tenant", tenant, &self.limits)?;
+        if let Some(key) = key {
+            if key.is_empty() {
+                return Err(SpecError::Empty { field: "idempotency_key".into() }.into());
+            }
+            if key.len() > self.limits.max_idempotency_key_bytes {
+                let max = self.limits.max_idempotency_key_bytes;
+                return Err(SpecError::TooLong { field: "idempotency_key".into(), len: key.len(), max }.into());
+            }
+            if let Some(rec) = self.idempotency.get(&(tenant.to_string(), key.to_string())) {
+                return self.repeat_submission(rec.pipeline, key, spec);
+            }
+        }
+        spec.validate(&self.limits)?;
+        self.check_some_pool_fits(spec)?;
+
+        // Validated: from here on nothing can be rejected.
+        self.last_pipeline_id += 1;
+        let pipeline_id = PipelineId(self.last_pipeline_id);
+        let first_job = self.last_job_id + 1;
+        self.last_job_id += spec.jobs.len() as u64;
+        let id_of: BTreeMap<&str, JobId> =
+            spec.jobs.iter().enumerate().map(|(i, j)| (j.name.as_str(), JobId(first_job + i as u64))).collect();
+        let mut dependants: BTreeMap<JobId, Vec<JobId>> = BTreeMap::new();
+        for job in &spec.jobs {
+            for need in &job.needs {
+                dependants.entry(id_of[need.as_str()]).or_default().push(id_of[job.name.as_str()]);
+            }
+        }
+        cx.emit(Event::PipelineRequested { pipeline: pipeline_id, name: spec.name.clone(), tenant: tenant.to_string() });
+        let mut refs = Vec::with_capacity(spec.jobs.len());
+        for job in &spec.jobs {
+            let id = id_of[job.name.as_str()];
+            self.jobs.insert(
+                id,
+                Job {
+                    id,
+                    pipeline: pipeline_id,
+                    tenant: tenant.to_string(),
+                    spec: job.clone(),
+                    needs: job.needs.iter().map(|n| id_of[n.as_str()]).collect(),
+                    dependants: dependants.remove(&id).unwrap_or_default(),
+                    state: JobState::Pending,
+                    attempt: 1,
+                    not_before_ms: 0,
+                    current_step: None,
+                    steps_completed: 0,
+                    failure: None,
+                    attempts: Vec::new(),
+                    created_at_ms: cx.now_ms,
+                    updated_at_ms: cx.now_ms,
+                    log_bytes: 0,
+                    stream_offset: 0,
+                    log_truncated: false,
+                },
+            );
+            self.pending.insert(QueueKey::new(job.priority, id));
+            cx.emit(Event::JobRequested { job: id, pipeline: pipeline_id, name: job.name.clone() });
+            refs.push(JobRef { name: job.name.clone(), id });
+        }
+        self.tenants.entry(tenant.to_string()).or_default();
+        self.pipelines.insert(
+            pipeline_id,
+            Pipeline {
+                id: pipeline_id,
+                name: spec.name.clone(),
+                tenant: tenant.to_string(),
+                idempotency_key: key.map(str::to_string),
+                jobs: refs.iter().map(|r| r.id).collect(),
+                state: PipelineState::Running,
+                created_at_ms: cx.now_ms,
+                finished_at_ms: None,
+            },
+        );
+        if let Some(key) = key {
+            let expires_at_ms = cx.now_ms.saturating_add(self.limits.idempotency_ttl_ms);
+            self.idempotency
+                .insert((tenant.to_string(), key.to_string()), IdempotencyRecord { pipeline: pipeline_id, expires_at_ms });
+            self.idempotency_expiry.insert((expires_at_ms, tenant.to_string(), key.to_string()));
+        }
+        Ok(Response::Submitted { pipeline: pipeline_id, jobs: refs, duplicate: false })
+    }
+
+    /// A retry with a known key returns the first result; the same key with another spec is refused.
+    fn repeat_submission(&self, pipeline: PipelineId, key: &str, spec: &PipelineSpec) -> Handled {
+        let p = &self.pipelines[&pipeline];
+        let same = p.name == spec.name
+            && p.jobs.len() == spec.jobs.len()
+            && p.jobs.iter().zip(&spec.jobs).all(|(id, js)| &self.jobs[id].spec == js);
+        if !same {
+            return Err(Rejection::IdempotencyKeyReused { key: key.to_string(), pipeline });
+        }
+        let jobs = p.jobs.iter().map(|id| JobRef { name: self.jobs[id].spec.name.clone(), id: *id }).collect();
+        Ok(Response::Submitted { pipeline, jobs, duplicate: true })
+    }
+
+    /// Refuses a job that no registered pool could run even when empty.
+    fn check_some_pool_fits(&self, spec: &PipelineSpec) -> Result<(), Rejection> {
+        for job in &spec.jobs {
+            if self.pools.values().any(|p| p.static_misfit(job).is_none()) {
+                continue;
+            }
+            let reason = if self.pools.is_empty() {
+                "no pools are registered".to_string()
+            } else {
+                self.pools.values().filter_map(|p| p.static_misfit(job)).take(3).collect::<Vec<_>>().join("; ")
+            };
+            return Err(SpecError::NoPoolFits { field: format!("jobs[{}]", job.name), reason }.into());
+        }
+        Ok(())
+    }
+
+    /// Forgets idempotency keys whose time is up. Driven by the entries' `now_ms`, so every
+    /// replica forgets the same keys at the same index.
+    fn prune_idempotency(&mut self, now_ms: u64) {
+        while let Some(first) = self.idempotency_expiry.first() {
+            if first.0 > now_ms {
+                break;
+            }
+            let (_, tenant, key) = self.idempotency_expiry.pop_first().expect("checked non-empty");
+            self.idempotency.remove(&(tenant, key));
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The closed set of changes the replicated state accepts.
+//!
+//! A `Proposal` is what goes into the Raft log: the command plus the proposer's clock reading.
+//! `ApplyContext` is what the log adds when the entry commits (its index and term).
+
+use crate::{FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources};
+use serde::{Deserialize, Serialize};
+
+/// The Raft application data: one command stamped with the proposer's wall clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub now_ms: u64,
+    pub command: Command,
+}
+
+/// Where the entry sits in the log; supplied by the storage layer at apply time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyContext {
+    pub log_index: u64,
+    pub term: u64,
+}
+
+/// One placement of a scheduling plan. Resources come from the job's spec, not from the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub job: JobId,
+    pub attempt: u32,
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    SubmitPipeline { tenant: String, idempotency_key: Option<String>, spec: PipelineSpec },
+    CancelPipeline { pipeline: PipelineId },
+    CancelJob { job: JobId },
+    /// A batch of placements computed by the leader's scheduler from a possibly stale view;
+    /// each is re-checked and accepted or rejected on its own.
+    ApplyPlan { placements: Vec<Placement> },
+    WorkerCreated { job: JobId, fencing: FencingToken, worker_id: String },
+    WorkerStarted { job: JobId, fencing: FencingToken },
+    StepStarted { job: JobId, fencing: FencingToken, step: u32 },
+    StepFinished { job: JobId, fencing: FencingToken, step: u32, exit_code: i32 },
+    /// The worker's process ended. `jitter_permille` (0..=1000) spreads the retry backoff.
+    WorkerExited { job: JobId, fencing: FencingToken, exit_code: i32, jitter_permille: u16 },
+    /// The worker disappeared without an exit status (container gone, pod evicted, host lost).
+    WorkerLost { job: JobId, fencing: FencingToken, reason: String },
+    /// The provider confirmed the worker no longer exists; its capacity is released.
+    WorkerTerminated { job: JobId, fencing: FencingToken, jitter_permille: u16 },
+    JobTimedOut { job: JobId, fencing: FencingToken },
+    /// Output of the current attempt; `offset` is the position of `data` in the attempt's output
+    /// stream, so a chunk resent after a leader change is stored once.
+    AppendLog { job: JobId, fencing: FencingToken, offset: u64, data: Vec<u8> },
+    RegisterPool { spec: PoolSpec },
+    UpdatePoolCapacity { pool: String, capacity: Resources, max_workers: u32 },
+    SetPoolDraining { pool: String, draining: bool },
+    RemovePool { pool: String },
+    SetTenantQuota { tenant: String, quota: Option<Quota> },
+    UpdateLimits { limits: Limits },
+}
+
+impl Command {
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::SubmitPipeline { .. } => "submit_pipeline",
+            Command::CancelPipeline { .. } => "cancel_pipeline",
+            Command::CancelJob { .. } => "cancel_job",
+            Command::ApplyPlan { .. } => "apply_plan",
+            Command::WorkerCreated { .. } => "worker_created",
+            Command::WorkerStarted { .. } => "worker_started",
+            Command::StepStarted { .. } => "step_started",
+            Command::StepFinished { .. } => "step_finished",
+            Command::WorkerExited { .. } => "worker_exited",
+            Command::WorkerLost { .. } => "worker_lost",
+            Command::WorkerTerminated { .. } => "worker_terminated",
+            Command::JobTimedOut { .. } => "job_timed_out",
+            Command::AppendLog { .. } => "append_log",
+            Command::RegisterPool { .. } => "register_pool",
+            Command::UpdatePoolCapacity { .. } => "update_pool_capacity",
+            Command::SetPoolDraining { .. } => "set_pool_draining",
+            Command::RemovePool { .. } => "remove_pool",
+            Command::SetTenantQuota { .. } => "set_tenant_quota",
+            Command::UpdateLimits { .. } => "update_limits",
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Invariants of the replicated state, checked after every apply in debug builds and by the
+//! tests. Each returns the first violation found, described for a human.
+
+use crate::{JobState, PipelineState, Resources, State};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvariantViolation(pub String);
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(InvariantViolation(format!($($fmt)+)));
+        }
+    };
+}
+
+impl State {
+    /// Checks the state's internal consistency: no job in two live assignments, allocation
+    /// equal to the sum of assignments and within capacity, job states consistent with
+    /// assignments and the DAG, indexes in step with the records they index.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.check_assignments()?;
+        self.check_jobs()?;
+        self.check_pipelines()?;
+        self.check_indexes()
+    }
+
+    fn check_assignments(&self) -> Result<(), InvariantViolation> {
+        let mut per_pool: BTreeMap<&str, (Resources, u32)> = BTreeMap::new();
+        let mut per_tenant: BTreeMap<&str, (Resources, u32)> = BTreeMap::new();
+        let mut per_job: BTreeMap<crate::JobId, u32> = BTreeMap::new();
+        for (&(job, attempt), a) in &self.assignments {
+            ensure!(a.job == job && a.attempt == attempt, "assignment keyed ({job}, {attempt}) holds ({}, {})", a.job, a.attempt);
+            ensure!(self.jobs.contains_key(&job), "assignment of unknown job {job}");
+            let count = per_job.entry(job).or_default();
+            *count += 1;
+            ensure!(*count == 1, "job {job} has {count} live assignments");
+            ensure!(self.pools.contains_key(&a.pool), "assignment of {job} names unknown pool {}", a.pool);
+            for (map, key) in [(&mut per_pool, a.pool.as_str()), (&mut per_tenant, a.tenant.as_str())] {
+                let e = map.entry(key).or_insert((Resources::ZERO, 0));
+                e.0 = e.0.checked_add(&a.resources).expect("resource sum overflow");
+                e.1 += 1;
+            }
+        }
+        for (name, pool) in &self.pools {
+            let (sum, workers) = per_pool.get(name.as_str()).copied().unwrap_or((Resources::ZERO, 0));
+            ensure!(pool.allocated == sum, "pool {name} records {} allocated, its assignments sum to {sum}", pool.allocated);
+            ensure!(pool.workers == workers, "pool {name} records {} workers, has {workers} assignments", pool.workers);
+            ensure!(sum.fits_within(&pool.spec.capacity), "pool {name} oversubscribed: {sum} > {}", pool.spec.capacity);
+            ensure!(workers <= pool.spec.max_workers, "pool {name} has {workers} workers > max {}", pool.spec.max_workers);
+        }
+        for (name, tenant) in &self.tenants {
+            let (sum, running) = per_tenant.get(name.as_str()).copied().unwrap_or((Resources::ZERO, 0));
+            ensure!(tenant.allocated == sum, "tenant {name} records {} allocated, assignments sum to {sum}", tenant.allocated);
+            ensure!(tenant.running_jobs == running, "tenant {name} records {} running, has {running}", tenant.running_jobs);
+        }
+        for tenant in per_tenant.keys() {
+            ensure!(self.tenants.contains_key(*tenant), "assignment names unknown tenant {tenant}");
+        }
+        Ok(())
+    }
+
+    fn check_jobs(&self) -> Result<(), InvariantViolation> {
+        for (id, job) in &self.jobs {
+            ensure!(job.id == *id, "job keyed {id} has id {}", job.id);
+            ensure!(id.0 >= 1 && id.0 <= self.last_job_id, "job id {id} was never assigned");
+            ensure!(job.attempt >= 1, "job {id} is at attempt 0");
+            ensure!(job.attempt <= job.spec.retry.max_retries + 1, "job {id} at attempt {} beyond its retry policy", job.attempt);
+            let live = self.assignments.get(&(*id, job.attempt));
+            match job.state {
+                JobState::Scheduled | JobState::Running => {
+                    let a = live.ok_or_else(|| InvariantViolation(format!("{} job {id} has no live assignment", job.state)))?;
+                    ensure!(!a.releasing, "{} job {id} has a releasing assignment", job.state);
+                    ensure!(job.fencing() == Some(a.fencing), "job {id} attempt record does not match its assignment");
+                }
+                JobState::Pending => ensure!(live.is_none(), "PENDING job {id} holds an assignment for its attempt"),
+                _ => ensure!(live.is_none_or(|a| a.releasing), "{} job {id} holds a worker it does not release", job.state),
+            }
+            if !job.attempts.is_empty() {
+                ensure!(self.needs_satisfied(job), "job {id} was placed before its needs finished");
+            }
+            for w in job.attempts.windows(2) {
+                ensure!(w[0].attempt < w[1].attempt, "job {id} attempt records out of order");
+            }
+            for need in &job.needs {
+                let n = self.jobs.get(need).ok_or_else(|| InvariantViolation(format!("job {id} needs unknown {need}")))?;
+                ensure!(n.dependants.contains(id), "{need} does not list dependant {id}");
+                ensure!(n.pipeline == job.pipeline, "job {id} needs {need} of another pipeline");
+            }
+            let stored = self.logs.get(id).map_or(0, |l| l.len() as u64);
+            ensure!(job.log_bytes == stored, "job {id} records {} log bytes, {stored} stored", job.log_bytes);
+            ensure!(stored <= self.limits.max_log_bytes_per_job + 256, "job {id} log exceeds the cap");
+        }
+        Ok(())
+    }
+
+    fn check_pipelines(&self) -> Result<(), InvariantViolation> {
+        for (id, p) in &self.pipelines {
+            ensure!(id.0 >= 1 && id.0 <= self.last_pipeline_id, "pipeline id {id} was never assigned");
+            let all_done = p.jobs.iter().all(|j| self.jobs.get(j).is_some_and(|j| j.state.is_terminal()));
+            ensure!(all_done == p.state.is_terminal(), "pipeline {id} is {:?} but all jobs done = {all_done}", p.state);
+            if p.state == PipelineState::Succeeded {
+                let ok = p.jobs.iter().all(|j| crate::apply::satisfies_dependants(&self.jobs[j]));
+                ensure!(ok, "pipeline {id} succeeded with a failed job");
+            }
+        }
+        Ok(())
+    }
+
+    fn check_indexes(&self) -> Result<(), InvariantViolation> {
+        let pending = self.jobs.values().filter(|j| j.state == JobState::Pending).count();
+        ensure!(pending == self.pending.len(), "{pending} PENDING jobs but {} queued", self.pending.len());
+        for key in &self.pending {
+            let ok = self.jobs.get(&key.job).is_some_and(|j| j.state == JobState::Pending && crate::state::QueueKey::new(j.spec.priority, j.id) == *key);
+            ensure!(ok, "queue entry for {} does not match a PENDING job", key.job);
+        }
+        ensure!(self.idempotency.len() == self.idempotency_expiry.len(), "idempotency table and expiry index differ in size");
+        for (exp, tenant, key) in &self.idempotency_expiry {
+            let rec = self.idempotency.get(&(tenant.clone(), key.clone()));
+            ensure!(rec.is_some_and(|r| r.expires_at_ms == *exp), "expiry entry for key {key:?} has no record");
+        }
+        Ok(())
+    }
+
+    /// Checks that going from `before` to `self` only moved jobs forward: no job vanished, and
+    /// each job's `(attempt, rank)` rose or stayed with the state unchanged.
+    pub fn check_progress_from(&self, before: &State) -> Result<(), InvariantViolation> {
+        for (id, old) in &before.jobs {
+            let new = self.jobs.get(id).ok_or_else(|| InvariantViolation(format!("job {id} vanished")))?;
+            let (o, n) = ((old.attempt, old.state.rank()), (new.attempt, new.state.rank()));
+            ensure!(n > o || (n == o && old.state == new.state), "job {id} went back from {} {} to {} {}", old.attempt, old.state, new.attempt, new.state);
+        }
+        for (id, old) in &before.pipelines {
+            let new = &self.pipelines.get(id).ok_or_else(|| InvariantViolation(format!("pipeline {id} vanished")))?;
+            ensure!(!old.state.is_terminal() || old.state == new.state, "pipeline {id} left terminal state {:?}", old.state);
+        }
+        Ok(())
+    }
+}

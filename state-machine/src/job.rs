@@ -1,0 +1,81 @@
+//! The replicated record of one job: its spec, where it is in the lifecycle, its attempts.
+
+use crate::{FencingToken, JobId, JobSpec, JobState, PipelineId};
+use serde::{Deserialize, Serialize};
+
+/// Why a job ended in FAILED.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FailureReason {
+    ExitCode { code: i32 },
+    Timeout,
+    WorkerLost { reason: String },
+    DependencyFailed { job: String },
+}
+
+/// How one attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AttemptOutcome {
+    Succeeded,
+    ExitCode { code: i32 },
+    Timeout,
+    Lost { reason: String },
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub pool: String,
+    pub fencing: FencingToken,
+    pub scheduled_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    pub outcome: Option<AttemptOutcome>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub pipeline: PipelineId,
+    pub tenant: String,
+    pub spec: JobSpec,
+    /// Ids of the jobs named in `spec.needs`, resolved at submission.
+    pub needs: Vec<JobId>,
+    /// Jobs that name this one in their `needs`.
+    pub dependants: Vec<JobId>,
+    pub state: JobState,
+    /// Current attempt, starting at 1.
+    pub attempt: u32,
+    /// A retried job is not placed before this time.
+    pub not_before_ms: u64,
+    /// Index of the last step reported started, and how many steps completed.
+    pub current_step: Option<u32>,
+    pub steps_completed: u32,
+    pub failure: Option<FailureReason>,
+    pub attempts: Vec<AttemptRecord>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Bytes of log stored for this job (all attempts, truncation marker included).
+    pub log_bytes: u64,
+    /// Position reached in the current attempt's output stream; `AppendLog` offsets refer to it.
+    pub stream_offset: u64,
+    pub log_truncated: bool,
+}
+
+impl Job {
+    pub fn fencing(&self) -> Option<FencingToken> {
+        self.attempts.last().filter(|a| a.attempt == self.attempt).map(|a| a.fencing)
+    }
+
+    pub fn current_attempt_mut(&mut self) -> Option<&mut AttemptRecord> {
+        let attempt = self.attempt;
+        self.attempts.last_mut().filter(|a| a.attempt == attempt)
+    }
+
+    /// Attempts left after the current one.
+    pub fn retries_left(&self) -> u32 {
+        (self.spec.retry.max_retries + 1).saturating_sub(self.attempt)
+    }
+}

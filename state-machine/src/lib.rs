@@ -1,0 +1,43 @@
+//! Flotilla's replicated domain, kept pure: no async runtime, no I/O, no clock, no randomness.
+//!
+//! Everything that must be identical on every replica lives here: the types (pipelines, jobs,
+//! pools, tenants, assignments), the closed set of `Command`s, `State::apply` that turns a
+//! committed command into a `Response` and `Event`s, the invariants, and the scheduler.
+//! Time, ids of the log and randomness enter only through the command (`Proposal::now_ms`,
+//! `ApplyContext`, jitter fields), stamped by the node that proposes it.
+
+mod apply;
+mod assignment;
+mod command;
+mod event;
+mod ids;
+mod invariants;
+mod job;
+mod job_state;
+mod limits;
+mod pipeline;
+mod pool;
+mod rejection;
+mod resources;
+mod response;
+pub mod scheduler;
+mod spec;
+mod state;
+mod tenant;
+
+pub use assignment::{Assignment, FencingToken};
+pub use command::{ApplyContext, Command, Placement, Proposal};
+pub use event::Event;
+pub use ids::{JobId, PipelineId};
+pub use invariants::InvariantViolation;
+pub use job::{AttemptOutcome, AttemptRecord, FailureReason, Job};
+pub use job_state::JobState;
+pub use limits::Limits;
+pub use pipeline::{Pipeline, PipelineState};
+pub use pool::{Pool, PoolSpec, ProviderKind};
+pub use rejection::Rejection;
+pub use resources::Resources;
+pub use response::{AcceptedPlacement, JobRef, RejectedPlacement, Response};
+pub use spec::{JobSpec, PipelineSpec, RetryPolicy, SpecError};
+pub use state::{QueueKey, State};
+pub use tenant::{Quota, Tenant};

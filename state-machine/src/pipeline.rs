@@ -1,0 +1,33 @@
+//! The replicated record of a pipeline. Its state is derived from its jobs' states whenever
+//! one of them ends.
+
+use crate::{JobId, PipelineId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PipelineState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl PipelineState {
+    pub fn is_terminal(self) -> bool {
+        self != PipelineState::Running
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pipeline {
+    pub id: PipelineId,
+    pub name: String,
+    pub tenant: String,
+    pub idempotency_key: Option<String>,
+    /// Jobs in the order of the spec.
+    pub jobs: Vec<JobId>,
+    pub state: PipelineState,
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+}

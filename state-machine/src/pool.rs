@@ -1,0 +1,93 @@
+//! A worker pool: one provider instance with a capacity and labels.
+
+use crate::{JobSpec, Resources};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Process,
+    Docker,
+    Kubernetes,
+    /// Accounts capacity only; used by benchmarks and tests.
+    Sim,
+}
+
+impl ProviderKind {
+    /// Whether the provider can run a job that names a container image.
+    pub fn runs_images(self) -> bool {
+        !matches!(self, ProviderKind::Process)
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ProviderKind::Process => "process",
+            ProviderKind::Docker => "docker",
+            ProviderKind::Kubernetes => "kubernetes",
+            ProviderKind::Sim => "sim",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What an operator registers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    pub name: String,
+    pub provider: ProviderKind,
+    pub capacity: Resources,
+    pub max_workers: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub spec: PoolSpec,
+    /// Sum of the resources of the pool's live assignments.
+    pub allocated: Resources,
+    /// Number of live assignments.
+    pub workers: u32,
+    /// A draining pool receives no new placements.
+    pub draining: bool,
+}
+
+impl Pool {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn free(&self) -> Resources {
+        self.spec.capacity.saturating_sub(&self.allocated)
+    }
+
+    /// Why this pool could never run `job`, whatever its load; `None` if it could.
+    pub fn static_misfit(&self, job: &JobSpec) -> Option<String> {
+        if job.image.is_some() && !self.spec.provider.runs_images() {
+            return Some(format!("pool {} ({}) cannot run images", self.spec.name, self.spec.provider));
+        }
+        if let Some((k, v)) = job.constraints.iter().find(|(k, v)| self.spec.labels.get(*k) != Some(*v)) {
+            return Some(format!("pool {} lacks label {k}={v}", self.spec.name));
+        }
+        if !job.resources.fits_within(&self.spec.capacity) {
+            return Some(format!("pool {} offers {} < {}", self.spec.name, self.spec.capacity, job.resources));
+        }
+        if self.spec.max_workers == 0 {
+            return Some(format!("pool {} allows no workers", self.spec.name));
+        }
+        None
+    }
+
+    /// Whether `job` fits now: statically and in the free capacity.
+    pub fn fits_now(&self, job: &JobSpec) -> bool {
+        !self.draining
+            && self.workers < self.spec.max_workers
+            && self.static_misfit(job).is_none()
+            && job.resources.fits_within(&self.free())
+    }
+}

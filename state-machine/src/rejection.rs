@@ -1,0 +1,50 @@
+//! Typed reasons `apply` refuses a command. A rejected command changes nothing.
+
+use crate::{FencingToken, JobId, JobState, PipelineId, SpecError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Rejection {
+    #[error("invalid input: {0}")]
+    Invalid(#[from] SpecError),
+    #[error("unknown pipeline {0}")]
+    UnknownPipeline(PipelineId),
+    #[error("unknown job {0}")]
+    UnknownJob(JobId),
+    #[error("unknown pool {0:?}")]
+    UnknownPool(String),
+    #[error("pool {0:?} already exists with a different spec")]
+    PoolExists(String),
+    #[error("pool {pool:?} still has {workers} live workers")]
+    PoolBusy { pool: String, workers: u32 },
+    #[error("pool {pool:?} has {allocated} allocated; the new capacity is below that")]
+    CapacityBelowAllocated { pool: String, allocated: String },
+    #[error("idempotency key {key:?} was used for pipeline {pipeline} with a different spec")]
+    IdempotencyKeyReused { key: String, pipeline: PipelineId },
+    #[error("job {job} is {state}: {action} is not possible")]
+    WrongState { job: JobId, state: JobState, action: String },
+    #[error("job {job} already finished as {state}")]
+    AlreadyFinished { job: JobId, state: JobState },
+    #[error("stale fencing token {got} for job {job}")]
+    StaleFencing { job: JobId, got: FencingToken },
+    #[error("placement for job {job} names attempt {got}, the job is at attempt {current}")]
+    StaleAttempt { job: JobId, got: u32, current: u32 },
+    #[error("job {job} is not ready to run: {why}")]
+    NotReady { job: JobId, why: String },
+    #[error("job {job} appears twice in one plan")]
+    DuplicatePlacement { job: JobId },
+    #[error("pool {pool:?} cannot take job {job} now: {why}")]
+    NoCapacity { job: JobId, pool: String, why: String },
+    #[error("tenant {tenant:?} quota does not admit job {job}")]
+    QuotaExceeded { job: JobId, tenant: String },
+    #[error("plan has {count} placements, more than the limit of {max}")]
+    PlanTooLarge { count: usize, max: usize },
+    #[error("worker of job {job} is already recorded as {existing:?}")]
+    WorkerIdMismatch { job: JobId, existing: String },
+    #[error("job {job} has {steps} steps; step {step} does not exist")]
+    UnknownStep { job: JobId, step: u32, steps: u32 },
+    #[error("job {job}: log chunk at offset {offset} leaves a gap after {expected}")]
+    LogGap { job: JobId, offset: u64, expected: u64 },
+    #[error("job {job} has run {elapsed_ms} ms of its {timeout_ms} ms timeout")]
+    TimeoutNotReached { job: JobId, elapsed_ms: u64, timeout_ms: u64 },
+}

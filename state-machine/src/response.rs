@@ -1,0 +1,45 @@
+//! What `apply` answers to the proposer of a command.
+
+use crate::{FencingToken, JobId, PipelineId, Rejection};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub name: String,
+    pub id: JobId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedPlacement {
+    pub job: JobId,
+    pub attempt: u32,
+    pub pool: String,
+    pub fencing: FencingToken,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedPlacement {
+    pub job: JobId,
+    pub reason: Rejection,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// `duplicate` is true when an earlier submission with the same idempotency key is returned.
+    Submitted { pipeline: PipelineId, jobs: Vec<JobRef>, duplicate: bool },
+    /// The jobs this command moved to CANCELLED (empty when all were already cancelled).
+    Cancelled { jobs: Vec<JobId> },
+    PlanApplied { accepted: Vec<AcceptedPlacement>, rejected: Vec<RejectedPlacement> },
+    /// Applied; `changed` is false when the command repeated a change already made.
+    Done { changed: bool },
+    Rejected(Rejection),
+}
+
+impl Response {
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            Response::Rejected(r) => Some(r),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! One job of a pipeline as the user wrote it.
+
+use super::RetryPolicy;
+use crate::Resources;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    /// Container image; `None` runs the steps directly on the worker host (process provider).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Shell steps run in order; the first failing step fails the attempt.
+    pub steps: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of jobs of the same pipeline that must finish first.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    pub resources: Resources,
+    /// Pool labels the job requires (`key = value`, all must match).
+    #[serde(default)]
+    pub constraints: BTreeMap<String, String>,
+    /// Higher runs first; FIFO among equals.
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default = "JobSpec::default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// When set, a failure of this job does not fail its dependants or its pipeline.
+    #[serde(default)]
+    pub allow_failure: bool,
+}
+
+impl JobSpec {
+    pub const DEFAULT_TIMEOUT_MS: u64 = 3600 * 1000;
+
+    fn default_timeout_ms() -> u64 {
+        Self::DEFAULT_TIMEOUT_MS
+    }
+
+    /// A minimal job: one step, small resources, defaults elsewhere. Handy for tests and examples.
+    pub fn simple(name: &str, step: &str, resources: Resources) -> JobSpec {
+        JobSpec {
+            name: name.to_string(),
+            image: None,
+            steps: vec![step.to_string()],
+            env: BTreeMap::new(),
+            needs: Vec::new(),
+            resources,
+            constraints: BTreeMap::new(),
+            priority: 0,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            retry: RetryPolicy::NONE,
+            allow_failure: false,
+        }
+    }
+}

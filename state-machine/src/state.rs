@@ -1,0 +1,171 @@
+//! The replicated state and its single entry point, `apply`.
+//!
+//! All collections are ordered (`BTreeMap`/`BTreeSet`) so that iteration, serialization and
+//! therefore snapshots are byte-identical on every replica.
+
+use crate::apply::Cx;
+use crate::{
+    ApplyContext, Assignment, Command, Event, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal, Response,
+    Tenant,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Key of the pending queue: higher priority first, then submission order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueueKey {
+    /// `i32::MAX - priority` as unsigned, so that ascending order is descending priority.
+    pub priority_rank: u64,
+    pub job: JobId,
+}
+
+impl QueueKey {
+    pub fn new(priority: i32, job: JobId) -> Self {
+        QueueKey { priority_rank: (i64::from(i32::MAX) - i64::from(priority)) as u64, job }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IdempotencyRecord {
+    pub pipeline: PipelineId,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub(crate) limits: Limits,
+    /// Highest `now_ms` applied so far; proposers' clocks may differ, the state's never goes back.
+    pub(crate) now_ms: u64,
+    pub(crate) last_pipeline_id: u64,
+    pub(crate) last_job_id: u64,
+    pub(crate) pipelines: BTreeMap<PipelineId, Pipeline>,
+    pub(crate) jobs: BTreeMap<JobId, Job>,
+    /// Live assignments by `(job, attempt)`.
+    pub(crate) assignments: BTreeMap<(JobId, u32), Assignment>,
+    pub(crate) pools: BTreeMap<String, Pool>,
+    pub(crate) tenants: BTreeMap<String, Tenant>,
+    /// `(tenant, key) -> pipeline`, forgotten after `limits.idempotency_ttl_ms`.
+    pub(crate) idempotency: BTreeMap<(String, String), IdempotencyRecord>,
+    /// `(expires_at_ms, tenant, key)` for pruning the table above in order.
+    pub(crate) idempotency_expiry: BTreeSet<(u64, String, String)>,
+    /// Jobs in PENDING, in scheduling order. DAG readiness and backoff are checked by readers.
+    pub(crate) pending: BTreeSet<QueueKey>,
+    pub(crate) logs: BTreeMap<JobId, Vec<u8>>,
+}
+
+impl State {
+    pub fn new(limits: Limits) -> Self {
+        State { limits, ..State::default() }
+    }
+
+    /// Applies one committed entry. Deterministic: the same state and entry give the same
+    /// result on every replica. A rejected command leaves the state untouched.
+    pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
+        self.now_ms = self.now_ms.max(proposal.now_ms);
+        let mut cx = Cx { ctx, now_ms: self.now_ms, events: Vec::new() };
+        let result = match &proposal.command {
+            Command::SubmitPipeline { tenant, idempotency_key, spec } => {
+                self.submit_pipeline(&mut cx, tenant, idempotency_key.as_deref(), spec)
+            }
+            Command::CancelPipeline { pipeline } => self.cancel_pipeline(&mut cx, *pipeline),
+            Command::CancelJob { job } => self.cancel_job(&mut cx, *job),
+            Command::ApplyPlan { placements } => self.apply_plan(&mut cx, placements),
+            Command::WorkerCreated { job, fencing, worker_id } => self.worker_created(&mut cx, *job, *fencing, worker_id),
+            Command::WorkerStarted { job, fencing } => self.worker_started(&mut cx, *job, *fencing),
+            Command::StepStarted { job, fencing, step } => self.step_started(&mut cx, *job, *fencing, *step),
+            Command::StepFinished { job, fencing, step, exit_code } => {
+                self.step_finished(&mut cx, *job, *fencing, *step, *exit_code)
+            }
+            Command::WorkerExited { job, fencing, exit_code, jitter_permille } => {
+                self.worker_exited(&mut cx, *job, *fencing, *exit_code, *jitter_permille)
+            }
+            Command::WorkerLost { job, fencing, reason } => self.worker_lost(&mut cx, *job, *fencing, reason),
+            Command::WorkerTerminated { job, fencing, jitter_permille } => {
+                self.worker_terminated(&mut cx, *job, *fencing, *jitter_permille)
+            }
+            Command::JobTimedOut { job, fencing } => self.job_timed_out(&mut cx, *job, *fencing),
+            Command::AppendLog { job, fencing, offset, data } => self.append_log(&mut cx, *job, *fencing, *offset, data),
+            Command::RegisterPool { spec } => self.register_pool(&mut cx, spec),
+            Command::UpdatePoolCapacity { pool, capacity, max_workers } => {
+                self.update_pool_capacity(&mut cx, pool, *capacity, *max_workers)
+            }
+            Command::SetPoolDraining { pool, draining } => self.set_pool_draining(&mut cx, pool, *draining),
+            Command::RemovePool { pool } => self.remove_pool(&mut cx, pool),
+            Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(&mut cx, tenant, quota.as_ref()),
+            Command::UpdateLimits { limits } => self.update_limits(&mut cx, limits),
+        };
+        #[cfg(debug_assertions)]
+        if let Err(violation) = self.check_invariants() {
+            panic!("invariant violated after {} at index {}: {violation}", proposal.command.kind(), ctx.log_index);
+        }
+        match result {
+            Ok(response) => (response, cx.events),
+            Err(rejection) => {
+                debug_assert!(cx.events.is_empty(), "a rejected command emitted events");
+                (Response::Rejected(rejection), Vec::new())
+            }
+        }
+    }
+
+    // Read access for schedulers, APIs and tests.
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The latest `now_ms` the state has seen.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub fn pipeline(&self, id: PipelineId) -> Option<&Pipeline> {
+        self.pipelines.get(&id)
+    }
+
+    pub fn pipelines(&self) -> impl DoubleEndedIterator<Item = &Pipeline> {
+        self.pipelines.values()
+    }
+
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.jobs.get(&id)
+    }
+
+    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.get(name)
+    }
+
+    pub fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.pools.values()
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.get(name)
+    }
+
+    pub fn assignments(&self) -> impl Iterator<Item = &Assignment> {
+        self.assignments.values()
+    }
+
+    /// Live assignments of one job (at most one unless a bug broke the invariants).
+    pub fn assignments_of(&self, job: JobId) -> impl Iterator<Item = &Assignment> {
+        self.assignments.range((job, 0)..=(job, u32::MAX)).map(|(_, a)| a)
+    }
+
+    /// Jobs in PENDING in scheduling order (not all of them ready to run).
+    pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.pending.iter().filter_map(|k| self.jobs.get(&k.job))
+    }
+
+    pub fn log(&self, job: JobId) -> &[u8] {
+        self.logs.get(&job).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Whether every job `job` needs has finished in a way that lets it run.
+    pub fn needs_satisfied(&self, job: &Job) -> bool {
+        job.needs.iter().all(|n| self.jobs.get(n).is_some_and(crate::apply::satisfies_dependants))
+    }
+}

@@ -1,0 +1,33 @@
+//! Tenants and their quotas. A tenant without a quota is unlimited.
+
+use crate::Resources;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub resources: Resources,
+    pub max_running_jobs: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub quota: Option<Quota>,
+    /// Resources of the tenant's live assignments (releasing ones included, as in pools).
+    pub allocated: Resources,
+    /// Number of the tenant's live assignments.
+    pub running_jobs: u32,
+}
+
+impl Tenant {
+    /// Whether one more job with `req` stays within the quota.
+    pub fn admits(&self, req: &Resources) -> bool {
+        match &self.quota {
+            None => true,
+            Some(q) => {
+                self.running_jobs < q.max_running_jobs
+                    && self.allocated.checked_add(req).is_some_and(|sum| sum.fits_within(&q.resources))
+            }
+        }
+    }
+}
