@@ -5,6 +5,7 @@
 
 use crate::{FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// The Raft application data: one command stamped with the proposer's wall clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,5 +83,11 @@ impl Command {
             Command::SetTenantQuota { .. } => "set_tenant_quota",
             Command::UpdateLimits { .. } => "update_limits",
         }
+    }
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}ms", self.command.kind(), self.now_ms)
     }
 }

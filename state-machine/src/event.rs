@@ -5,6 +5,7 @@ use crate::{FailureReason, FencingToken, JobId, PipelineId, PipelineState, Resou
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Internally tagged for readable JSON streams; events are never persisted with bincode.
 #[serde(tag = "type")]
 pub enum Event {
     PipelineRequested { pipeline: PipelineId, name: String, tenant: String },

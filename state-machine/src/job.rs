@@ -1,11 +1,14 @@
 //! The replicated record of one job: its spec, where it is in the lifecycle, its attempts.
+//!
+//! Enums here use serde's default (external) tagging: snapshots are bincode, which cannot
+//! decode internally tagged enums.
 
 use crate::{FencingToken, JobId, JobSpec, JobState, PipelineId};
 use serde::{Deserialize, Serialize};
 
 /// Why a job ended in FAILED.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     ExitCode { code: i32 },
     Timeout,
@@ -15,7 +18,7 @@ pub enum FailureReason {
 
 /// How one attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum AttemptOutcome {
     Succeeded,
     ExitCode { code: i32 },

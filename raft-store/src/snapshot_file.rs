@@ -1,0 +1,144 @@
+//! Snapshot files: the state machine streamed to disk, never held as one in-memory blob.
+//!
+//! Layout: `FLOTSNAP` magic, format-version byte, u32 length of the metadata, the metadata
+//! (bincode), the state (bincode, streamed), and a CRC-32 of everything before it. A file is
+//! written under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
+
+use crate::codec::{check_version, config, invalid_data, FORMAT_VERSION};
+use crate::{SnapshotMeta, StoredMembership};
+use crate::LogId;
+use flotilla_state_machine::State;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"FLOTSNAP";
+
+/// What a snapshot restores besides the domain state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub last_log_id: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+impl SnapshotHeader {
+    pub fn meta(&self) -> SnapshotMeta {
+        SnapshotMeta { last_log_id: self.last_log_id.clone(), last_membership: self.last_membership.clone() }
+    }
+}
+
+/// A complete snapshot on local disk, kept open: the descriptor keeps the bytes readable even
+/// if a newer snapshot replaces the file while it is being sent to a follower.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+    pub file: File,
+}
+
+impl SnapshotFile {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(SnapshotFile { path: path.to_path_buf(), file: File::open(path)? })
+    }
+
+    pub fn len_bytes(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Reads the header only (cheap): used to list snapshots without loading their state.
+    pub fn read_header(&mut self) -> io::Result<SnapshotHeader> {
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::new(&self.file);
+        read_header(&mut r)
+    }
+
+    /// Reads and verifies the whole file, returning header and state.
+    pub fn read_all(&mut self) -> io::Result<(SnapshotHeader, State)> {
+        self.file.seek(SeekFrom::Start(0))?;
+        let len = self.len_bytes()?;
+        if len < 4 {
+            return Err(invalid_data("snapshot file is too short"));
+        }
+        let body = (&self.file).take(len - 4);
+        let mut hashing = HashingReader { inner: BufReader::new(body), hasher: crc32fast::Hasher::new() };
+        let header = read_header(&mut hashing)?;
+        let state: State = bincode::serde::decode_from_std_read(&mut hashing, config()).map_err(invalid_data)?;
+        let mut rest = Vec::new();
+        hashing.read_to_end(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(invalid_data(format!("snapshot has {} unread bytes before its checksum", rest.len())));
+        }
+        let computed = hashing.hasher.finalize();
+        let mut stored = [0u8; 4];
+        (&self.file).read_exact(&mut stored)?;
+        if u32::from_le_bytes(stored) != computed {
+            return Err(invalid_data("snapshot checksum mismatch"));
+        }
+        Ok((header, state))
+    }
+}
+
+fn read_header(r: &mut impl Read) -> io::Result<SnapshotHeader> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(invalid_data("not a flotilla snapshot"));
+    }
+    let mut version = [0u8; 1];
+    r.read_exact(&mut version)?;
+    check_version(version[0])?;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let mut meta = vec![0u8; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut meta)?;
+    let (header, _) = bincode::serde::decode_from_slice(&meta, config()).map_err(invalid_data)?;
+    Ok(header)
+}
+
+/// Streams `header` and `state` into `path` (created new), fsyncs it, and returns it open.
+pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &State) -> io::Result<()> {
+    let file = File::create_new(path)?;
+    let mut w = HashingWriter { inner: BufWriter::new(file), hasher: crc32fast::Hasher::new() };
+    w.write_all(MAGIC)?;
+    w.write_all(&[FORMAT_VERSION])?;
+    let meta = bincode::serde::encode_to_vec(header, config()).map_err(invalid_data)?;
+    let meta_len = u32::try_from(meta.len()).map_err(|_| invalid_data("snapshot metadata over 4 GiB"))?;
+    w.write_all(&meta_len.to_le_bytes())?;
+    w.write_all(&meta)?;
+    bincode::serde::encode_into_std_write(state, &mut w, config()).map_err(invalid_data)?;
+    let crc = w.hasher.finalize();
+    let mut inner = w.inner;
+    inner.write_all(&crc.to_le_bytes())?;
+    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,221 @@
+//! openraft's state machine for Flotilla: the pure `State` in memory, snapshots on disk.
+//!
+//! The state is not written per entry. On restart it is loaded from the newest snapshot and
+//! openraft re-applies the committed log after it (the log store saves the committed id), so
+//! the state never goes back behind what was applied before a crash.
+
+use crate::snapshot_dir::SnapshotDir;
+use crate::snapshot_file::{write_snapshot, SnapshotFile, SnapshotHeader};
+use crate::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use flotilla_state_machine::{ApplyContext, Event, Response, State};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, OptionalSend};
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::broadcast;
+
+pub type FlotillaSnapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+
+/// The applied state with the Raft bookkeeping that must travel with it.
+#[derive(Debug, Default)]
+pub struct StateMachineData {
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+    pub state: State,
+}
+
+/// The events one applied entry produced, broadcast to the node's subscribers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedEntry {
+    pub log_index: u64,
+    pub term: u64,
+    pub events: Vec<Event>,
+}
+
+/// Shared between the Raft state machine task and the node's readers.
+#[derive(Debug)]
+pub struct Shared {
+    data: RwLock<StateMachineData>,
+    events: broadcast::Sender<Arc<AppliedEntry>>,
+    snapshots: SnapshotDir,
+    current_snapshot: Mutex<Option<SnapshotHeader>>,
+}
+
+/// Read access to the applied state and its event stream, for APIs and leader loops.
+#[derive(Clone, Debug)]
+pub struct StateHandle {
+    shared: Arc<Shared>,
+}
+
+impl StateHandle {
+    /// A read lock on the applied state; hold it briefly, apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, StateMachineData> {
+        self.shared.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events of entries applied from now on. The channel is bounded: a subscriber that falls
+    /// behind by more than its capacity gets `RecvError::Lagged` and must re-read the state.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEntry>> {
+        self.shared.events.subscribe()
+    }
+}
+
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+impl StateMachineStore {
+    /// Opens the snapshot directory and restores the newest snapshot, if any.
+    pub(crate) fn open(dir: &Path, snapshots_to_keep: usize, event_capacity: usize) -> io::Result<Self> {
+        let snapshots = SnapshotDir::open(dir, snapshots_to_keep)?;
+        let (data, current) = match snapshots.latest()? {
+            None => (StateMachineData::default(), None),
+            Some(path) => {
+                let (header, state) = SnapshotFile::open(&path)?.read_all()?;
+                let data = StateMachineData {
+                    last_applied: header.last_log_id.clone(),
+                    last_membership: header.last_membership.clone(),
+                    state,
+                };
+                (data, Some(header))
+            }
+        };
+        let (events, _) = broadcast::channel(event_capacity.max(1));
+        let shared = Shared { data: RwLock::new(data), events, snapshots, current_snapshot: Mutex::new(current) };
+        Ok(StateMachineStore { shared: Arc::new(shared) })
+    }
+
+    pub fn handle(&self) -> StateHandle {
+        StateHandle { shared: self.shared.clone() }
+    }
+}
+
+impl Shared {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StateMachineData> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_current(&self, header: SnapshotHeader) {
+        *self.current_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(header);
+    }
+
+    fn current(&self) -> Option<SnapshotHeader> {
+        self.current_snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Streams the current state to a new snapshot file (blocking; run off the async threads).
+    fn build_snapshot_blocking(&self) -> io::Result<(SnapshotHeader, SnapshotFile)> {
+        let tmp = self.snapshots.tmp_path();
+        let header = {
+            let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+            let header = SnapshotHeader { last_log_id: data.last_applied.clone(), last_membership: data.last_membership.clone() };
+            write_snapshot(&tmp, &header, &data.state)?;
+            header
+        };
+        let path = self.snapshots.publish(&tmp, &header)?;
+        self.set_current(header.clone());
+        Ok((header, SnapshotFile::open(&path)?))
+    }
+
+    /// Verifies a received snapshot, keeps a copy of it, and replaces the state with it.
+    fn install_blocking(&self, meta: &SnapshotMeta, mut snapshot: SnapshotFile) -> io::Result<()> {
+        let (header, state) = snapshot.read_all()?;
+        if header.meta() != *meta {
+            return Err(crate::codec::invalid_data(format!("snapshot file holds {:?}, expected {meta}", header.last_log_id)));
+        }
+        let tmp = self.snapshots.tmp_path();
+        {
+            use std::io::{Seek, SeekFrom};
+            snapshot.file.seek(SeekFrom::Start(0))?;
+            let mut out = std::fs::File::create_new(&tmp)?;
+            io::copy(&mut snapshot.file, &mut out)?;
+            out.sync_all()?;
+        }
+        self.snapshots.publish(&tmp, &header)?;
+        *self.write() = StateMachineData {
+            last_applied: header.last_log_id.clone(),
+            last_membership: header.last_membership.clone(),
+            state,
+        };
+        self.set_current(header);
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let data = self.shared.data.read().unwrap_or_else(|p| p.into_inner());
+        Ok((data.last_applied.clone(), data.last_membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id.clone();
+            let ctx = ApplyContext { log_index: log_id.index, term: log_id.leader_id.term };
+            let (response, events) = {
+                let mut data = self.shared.write();
+                data.last_applied = Some(log_id.clone());
+                match entry.payload {
+                    EntryPayload::Blank => (Response::Done { changed: false }, Vec::new()),
+                    EntryPayload::Normal(proposal) => data.state.apply(ctx, &proposal),
+                    EntryPayload::Membership(membership) => {
+                        data.last_membership = StoredMembership::new(Some(log_id), membership);
+                        (Response::Done { changed: true }, Vec::new())
+                    }
+                }
+            };
+            if !events.is_empty() {
+                // No subscriber is not an error: events are also derivable from the state.
+                let _ = self.shared.events.send(Arc::new(AppliedEntry { log_index: ctx.log_index, term: ctx.term, events }));
+            }
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { shared: self.shared.clone() }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        blocking(move || shared.install_blocking(&meta, snapshot)).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<FlotillaSnapshot>, io::Error> {
+        let Some(header) = self.shared.current() else { return Ok(None) };
+        let path = self.shared.snapshots.latest()?.ok_or_else(|| io::Error::other("current snapshot file is missing"))?;
+        let file = SnapshotFile::open(&path)?;
+        Ok(Some(Snapshot { meta: header.meta(), snapshot: file }))
+    }
+}
+
+/// Builds a snapshot of the state as applied when `build_snapshot` runs.
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<FlotillaSnapshot, io::Error> {
+        let shared = self.shared.clone();
+        let (header, file) = blocking(move || shared.build_snapshot_blocking()).await?;
+        Ok(Snapshot { meta: header.meta(), snapshot: file })
+    }
+}
