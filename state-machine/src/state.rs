@@ -34,7 +34,7 @@ pub(crate) struct IdempotencyRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub(crate) limits: Limits,
-    /// Highest `now_ms` applied so far; proposers' clocks may differ, the state's never goes back.
+    /// Highest `now_ms` of an accepted command; handlers see `max(this, proposal.now_ms)`.
     pub(crate) now_ms: u64,
     pub(crate) last_pipeline_id: u64,
     pub(crate) last_job_id: u64,
@@ -61,8 +61,8 @@ impl State {
     /// Applies one committed entry. Deterministic: the same state and entry give the same
     /// result on every replica. A rejected command leaves the state untouched.
     pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
-        self.now_ms = self.now_ms.max(proposal.now_ms);
-        let mut cx = Cx { ctx, now_ms: self.now_ms, events: Vec::new() };
+        // Proposers' clocks may differ; the state's clock never goes back.
+        let mut cx = Cx { ctx, now_ms: self.now_ms.max(proposal.now_ms), events: Vec::new() };
         let result = match &proposal.command {
             Command::SubmitPipeline { tenant, idempotency_key, spec } => {
                 self.submit_pipeline(&mut cx, tenant, idempotency_key.as_deref(), spec)
@@ -99,7 +99,10 @@ impl State {
             panic!("invariant violated after {} at index {}: {violation}", proposal.command.kind(), ctx.log_index);
         }
         match result {
-            Ok(response) => (response, cx.events),
+            Ok(response) => {
+                self.now_ms = cx.now_ms;
+                (response, cx.events)
+            }
             Err(rejection) => {
                 debug_assert!(cx.events.is_empty(), "a rejected command emitted events");
                 (Response::Rejected(rejection), Vec::new())

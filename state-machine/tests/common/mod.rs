@@ -1,0 +1,124 @@
+//! Test harness: a state plus a log position. Every command goes through `run`, which applies
+//! it, then checks the invariants and that no job moved backwards.
+
+#![allow(dead_code)]
+
+use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy, Strategy};
+use flotilla_state_machine::*;
+
+pub const TERM: u64 = 1;
+
+pub struct Harness {
+    pub state: State,
+    pub index: u64,
+    pub now_ms: u64,
+}
+
+pub fn res(cpu_millis: u64, memory_mib: u64, gpus: u32) -> Resources {
+    Resources::new(cpu_millis, memory_mib, gpus)
+}
+
+pub fn pool(name: &str, provider: ProviderKind, capacity: Resources, max_workers: u32) -> PoolSpec {
+    PoolSpec { name: name.into(), provider, capacity, max_workers, labels: Default::default() }
+}
+
+pub fn job(name: &str, needs: &[&str]) -> JobSpec {
+    let mut j = JobSpec::simple(name, "echo hi", res(100, 64, 0));
+    j.needs = needs.iter().map(|s| s.to_string()).collect();
+    j
+}
+
+pub fn pipeline(name: &str, jobs: Vec<JobSpec>) -> PipelineSpec {
+    PipelineSpec { name: name.into(), jobs }
+}
+
+pub fn bytes(state: &State) -> Vec<u8> {
+    bincode::serde::encode_to_vec(state, bincode::config::standard()).expect("state serializes")
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness { state: State::default(), index: 0, now_ms: 1_000 }
+    }
+
+    /// A harness with one big process pool named `main`.
+    pub fn with_pool() -> Self {
+        let mut h = Harness::new();
+        h.ok(Command::RegisterPool { spec: pool("main", ProviderKind::Process, res(8000, 16384, 0), 16) });
+        h
+    }
+
+    pub fn run(&mut self, command: Command) -> (Response, Vec<Event>) {
+        self.index += 1;
+        let before = self.state.clone();
+        let ctx = ApplyContext { log_index: self.index, term: TERM };
+        let (response, events) = self.state.apply(ctx, &Proposal { now_ms: self.now_ms, command });
+        self.state.check_invariants().unwrap_or_else(|v| panic!("invariant: {v}"));
+        self.state.check_progress_from(&before).unwrap_or_else(|v| panic!("progress: {v}"));
+        if response.rejection().is_some() {
+            assert_eq!(bytes(&before), bytes(&self.state), "a rejected command changed the state");
+            assert!(events.is_empty());
+        }
+        (response, events)
+    }
+
+    /// Runs a command that must be accepted; returns its events.
+    pub fn ok(&mut self, command: Command) -> Vec<Event> {
+        let kind = command.kind();
+        let (r, e) = self.run(command);
+        assert!(r.rejection().is_none(), "{kind} rejected: {r:?}");
+        e
+    }
+
+    /// Runs a command that must be rejected; returns the rejection.
+    pub fn rejected(&mut self, command: Command) -> Rejection {
+        let kind = command.kind();
+        match self.run(command).0 {
+            Response::Rejected(r) => r,
+            other => panic!("{kind} accepted: {other:?}"),
+        }
+    }
+
+    pub fn submit(&mut self, spec: PipelineSpec) -> (PipelineId, Vec<JobId>) {
+        match self.run(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: None, spec }).0 {
+            Response::Submitted { pipeline, jobs, .. } => (pipeline, jobs.into_iter().map(|j| j.id).collect()),
+            other => panic!("submit: {other:?}"),
+        }
+    }
+
+    /// Schedules with the default policy and applies the plan; returns accepted placements.
+    pub fn schedule(&mut self) -> Vec<AcceptedPlacement> {
+        self.schedule_with(Strategy::BinPack)
+    }
+
+    pub fn schedule_with(&mut self, strategy: Strategy) -> Vec<AcceptedPlacement> {
+        let plan = schedule(&self.state, &SchedulerPolicy { strategy, max_placements: 1000 }, self.now_ms);
+        match self.run(Command::ApplyPlan { placements: plan.placements }).0 {
+            Response::PlanApplied { accepted, rejected } => {
+                assert!(rejected.is_empty(), "fresh plan had rejections: {rejected:?}");
+                accepted
+            }
+            other => panic!("plan: {other:?}"),
+        }
+    }
+
+    pub fn fencing(&self, job: JobId) -> FencingToken {
+        self.state.job(job).and_then(|j| j.fencing()).expect("job has a fencing token")
+    }
+
+    pub fn job_state(&self, job: JobId) -> JobState {
+        self.state.job(job).expect("job exists").state
+    }
+
+    /// Starts the job's worker and runs it to exit with `code`.
+    pub fn finish(&mut self, job: JobId, code: i32) -> Vec<Event> {
+        let fencing = self.fencing(job);
+        self.ok(Command::WorkerCreated { job, fencing, worker_id: format!("w-{job}-{}", fencing.log_index) });
+        self.ok(Command::WorkerStarted { job, fencing });
+        self.ok(Command::WorkerExited { job, fencing, exit_code: code, jitter_permille: 1000 })
+    }
+
+    pub fn kinds(events: &[Event]) -> Vec<&'static str> {
+        events.iter().map(Event::kind).collect()
+    }
+}
