@@ -1,16 +1,56 @@
-//! `flotilla`: the user and admin command-line tool, over the REST API.
-//!
-//! Not built yet: the commands arrive with the issue "Cluster node, REST API and admin CLI".
-//! Until then it says so and exits with status 2.
+//! `flotilla`: the user and admin command-line tool. It speaks only the REST API.
 
-use clap::Parser;
+mod client;
+mod commands;
+mod dev;
+mod output;
+
+use clap::{Parser, Subcommand};
+use output::Format;
 
 #[derive(Parser)]
-#[command(name = "flotilla", version, about = "Flotilla command-line tool (not built yet)")]
-struct Args {}
+#[command(name = "flotilla", version, about = "Run pipelines on a Flotilla cluster and operate the cluster")]
+pub struct Cli {
+    /// API addresses of cluster nodes, comma-separated; the next is tried when one is down.
+    #[arg(long, global = true, env = "FLOTILLA_ADDR", default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103")]
+    pub server: String,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Top,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _ = Args::parse();
-    eprintln!("flotilla: the command-line tool is not built yet; see ARCHITECTURE.md");
-    std::process::exit(2);
+#[derive(Subcommand)]
+pub enum Top {
+    /// Cluster membership and status.
+    #[command(subcommand)]
+    Cluster(commands::ClusterCmd),
+    /// Submit, inspect and cancel pipelines.
+    #[command(subcommand)]
+    Pipeline(commands::PipelineCmd),
+    /// Inspect jobs, read their logs, cancel them.
+    #[command(subcommand)]
+    Job(commands::JobCmd),
+    /// Register and list worker pools.
+    #[command(subcommand)]
+    Pool(commands::PoolCmd),
+    /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
+    Dev(dev::DevArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Top::Dev(args) => dev::run(args).await,
+        ref other => match client::Client::new(&cli.server) {
+            Ok(client) => commands::run(&client, cli.output, other).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,251 @@
+//! The REST-backed commands: cluster, pipeline, job, pool.
+
+use crate::client::Client;
+use crate::output::{self, cell, Format};
+use crate::Top;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Bootstrap a new cluster on the first --server (run once, on one node).
+    Init,
+    /// Show members, leader, term and log indexes.
+    Status,
+    /// Add a node (as learner, then voter once caught up).
+    Add {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        raft_addr: String,
+        #[arg(long)]
+        api_addr: String,
+    },
+    /// Remove a node from the cluster.
+    Remove { id: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum PipelineCmd {
+    /// Submit a pipeline file (JSON).
+    Submit {
+        #[arg(long, short)]
+        file: PathBuf,
+        /// Retrying with the same key returns the first submission instead of creating another.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    Get { id: u64 },
+    List(ListArgs),
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    Get { id: u64 },
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        #[arg(long)]
+        pipeline: Option<u64>,
+    },
+    /// Print the job's committed output.
+    Logs { id: u64 },
+    Cancel { id: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum PoolCmd {
+    Register {
+        #[arg(long)]
+        name: String,
+        /// process, docker, kubernetes or sim
+        #[arg(long, default_value = "process")]
+        provider: String,
+        #[arg(long)]
+        cpu_millis: u64,
+        #[arg(long)]
+        memory_mib: u64,
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+        #[arg(long)]
+        max_workers: u32,
+        /// Pool label, `key=value`; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Show items after this id (the `next_after` of the previous page).
+    #[arg(long)]
+    after: Option<u64>,
+    /// Read through the leader's read index instead of this node's applied state.
+    #[arg(long)]
+    linearizable: bool,
+}
+
+impl ListArgs {
+    fn query(&self, extra: &[(&str, String)]) -> String {
+        let mut q = vec![format!("limit={}", self.limit)];
+        if let Some(s) = &self.state {
+            q.push(format!("state={s}"));
+        }
+        if let Some(a) = self.after {
+            q.push(format!("after={a}"));
+        }
+        if self.linearizable {
+            q.push("consistency=linearizable".into());
+        }
+        q.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+        q.join("&")
+    }
+}
+
+pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Result<()> {
+    let show = |v: &Value, table: &dyn Fn(&Value)| if format == Format::Json { output::json(v) } else { table(v) };
+    match command {
+        Top::Cluster(cmd) => match cmd {
+            ClusterCmd::Init => show(&client.post("/v1/cluster/init", &json!({})).await?, &|v| println!("initialized node {}", cell(&v["initialized"]))),
+            ClusterCmd::Status => show(&client.get("/v1/cluster").await?, &cluster_table),
+            ClusterCmd::Add { id, raft_addr, api_addr } => {
+                let body = json!({ "id": id, "raft_addr": raft_addr, "api_addr": api_addr });
+                show(&client.post("/v1/cluster/members", &body).await?, &|_| println!("node {id} is a voter"));
+            }
+            ClusterCmd::Remove { id } => {
+                let v = client.request(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, &[]).await?;
+                show(&v, &|_| println!("node {id} removed"));
+            }
+        },
+        Top::Pipeline(cmd) => match cmd {
+            PipelineCmd::Submit { file, idempotency_key, tenant } => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let spec: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+                let mut headers = vec![("x-flotilla-tenant", tenant.clone())];
+                if let Some(k) = idempotency_key {
+                    headers.push(("idempotency-key", k.clone()));
+                }
+                let v = client.request(Method::POST, "/v1/pipelines", Some(&spec), &headers).await?;
+                show(&v, &|v| {
+                    let dup = if v["duplicate"] == true { " (already submitted with this key)" } else { "" };
+                    println!("pipeline {}{dup}", cell(&v["pipeline"]));
+                    let rows: Vec<Vec<String>> = v["jobs"].as_array().into_iter().flatten().map(|j| vec![cell(&j["id"]), cell(&j["name"])]).collect();
+                    output::table(&["JOB", "NAME"], &rows);
+                });
+            }
+            PipelineCmd::Get { id } => show(&client.get(&format!("/v1/pipelines/{id}")).await?, &pipeline_table),
+            PipelineCmd::List(list) => show(&client.get(&format!("/v1/pipelines?{}", list.query(&[]))).await?, &|v| {
+                let rows: Vec<Vec<String>> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| vec![cell(&p["id"]), cell(&p["name"]), cell(&p["tenant"]), cell(&p["state"]), p["jobs"].as_array().map_or(0, Vec::len).to_string()])
+                    .collect();
+                output::table(&["ID", "NAME", "TENANT", "STATE", "JOBS"], &rows);
+                if let Some(next) = v["next_after"].as_u64() {
+                    println!("more: --after {next}");
+                }
+            }),
+            PipelineCmd::Cancel { id } => show(&client.post(&format!("/v1/pipelines/{id}/cancel"), &json!({})).await?, &|v| println!("cancelled jobs: {}", cell(&v["cancelled"]))),
+        },
+        Top::Job(cmd) => match cmd {
+            JobCmd::Get { id } => show(&client.get(&format!("/v1/jobs/{id}")).await?, &|j| {
+                output::table(&["ID", "NAME", "PIPELINE", "STATE", "ATTEMPT"], &[job_row(j)]);
+                if !j["failure"].is_null() {
+                    println!("failure: {}", j["failure"]);
+                }
+            }),
+            JobCmd::List { list, pipeline } => {
+                let extra: Vec<(&str, String)> = pipeline.iter().map(|p| ("pipeline", p.to_string())).collect();
+                show(&client.get(&format!("/v1/jobs?{}", list.query(&extra))).await?, &|v| {
+                    let rows: Vec<Vec<String>> = v["items"].as_array().into_iter().flatten().map(job_row).collect();
+                    output::table(&["ID", "NAME", "PIPELINE", "STATE", "ATTEMPT"], &rows);
+                });
+            }
+            JobCmd::Logs { id } => print!("{}", client.get_text(&format!("/v1/jobs/{id}/logs")).await?),
+            JobCmd::Cancel { id } => show(&client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?, &|v| println!("cancelled jobs: {}", cell(&v["cancelled"]))),
+        },
+        Top::Pool(cmd) => match cmd {
+            PoolCmd::Register { name, provider, cpu_millis, memory_mib, gpus, max_workers, labels } => {
+                let mut label_map = serde_json::Map::new();
+                for l in labels {
+                    let (k, v) = l.split_once('=').with_context(|| format!("--label {l:?} must be key=value"))?;
+                    label_map.insert(k.to_string(), Value::String(v.to_string()));
+                }
+                let body = json!({
+                    "name": name, "provider": provider, "max_workers": max_workers, "labels": label_map,
+                    "capacity": { "cpu_millis": cpu_millis, "memory_mib": memory_mib, "gpus": gpus }
+                });
+                show(&client.post("/v1/pools", &body).await?, &|_| println!("pool {name} registered"));
+            }
+            PoolCmd::List => show(&client.get("/v1/pools").await?, &|v| {
+                let rows: Vec<Vec<String>> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let s = &p["spec"];
+                        vec![
+                            cell(&s["name"]),
+                            cell(&s["provider"]),
+                            format!("{}/{}", cell(&p["allocated"]["cpu_millis"]), cell(&s["capacity"]["cpu_millis"])),
+                            format!("{}/{}", cell(&p["allocated"]["memory_mib"]), cell(&s["capacity"]["memory_mib"])),
+                            format!("{}/{}", cell(&p["workers"]), cell(&s["max_workers"])),
+                        ]
+                    })
+                    .collect();
+                output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS"], &rows);
+            }),
+        },
+        Top::Dev(_) => unreachable!("handled in main"),
+    }
+    Ok(())
+}
+
+fn job_row(j: &Value) -> Vec<String> {
+    vec![cell(&j["id"]), cell(&j["spec"]["name"]), cell(&j["pipeline"]), cell(&j["state"]), cell(&j["attempt"])]
+}
+
+fn cluster_table(v: &Value) {
+    println!(
+        "node {} is {}; leader {}; term {}; committed {}; applied {}",
+        cell(&v["id"]),
+        cell(&v["state"]),
+        cell(&v["leader"]),
+        cell(&v["term"]),
+        cell(&v["committed_index"]),
+        cell(&v["applied_index"])
+    );
+    let rows: Vec<Vec<String>> = v["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let role = if m["id"] == v["leader"] { "leader" } else if m["voter"] == true { "voter" } else { "learner" };
+            vec![cell(&m["id"]), role.into(), cell(&m["raft_addr"]), cell(&m["api_addr"]), cell(&m["matched_index"])]
+        })
+        .collect();
+    output::table(&["ID", "ROLE", "RAFT", "API", "MATCHED"], &rows);
+}
+
+fn pipeline_table(v: &Value) {
+    println!("pipeline {} {} ({}) is {}", cell(&v["id"]), cell(&v["name"]), cell(&v["tenant"]), cell(&v["state"]));
+    let rows: Vec<Vec<String>> = v["job_states"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| vec![cell(&j["id"]), cell(&j["name"]), cell(&j["state"]), cell(&j["attempt"])])
+        .collect();
+    output::table(&["JOB", "NAME", "STATE", "ATTEMPT"], &rows);
+}

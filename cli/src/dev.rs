@@ -1,0 +1,118 @@
+//! `flotilla dev`: a local cluster for trying Flotilla, on 127.0.0.1 ports, in the foreground.
+//!
+//! The data directory is kept, so running `flotilla dev` again resumes the same cluster.
+
+use crate::client::Client;
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Number of nodes (1, 3 or 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Node N listens for Raft on BASE+N and for the API on BASE+1000+N.
+    #[arg(long, default_value_t = 7100)]
+    base_port: u16,
+    /// Where the nodes keep their data and logs.
+    #[arg(long, default_value = ".flotilla-dev")]
+    data_dir: PathBuf,
+    /// The flotilla-node binary; by default the one next to this program.
+    #[arg(long)]
+    node_binary: Option<PathBuf>,
+}
+
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    /// Asks every node to stop (SIGTERM), then waits for it.
+    fn drop(&mut self) {
+        for c in &self.0 {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        for c in &mut self.0 {
+            let _ = c.wait();
+        }
+    }
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if ![1, 3, 5].contains(&args.nodes) {
+        bail!("--nodes must be 1, 3 or 5");
+    }
+    let binary = match &args.node_binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?.parent().context("no parent directory")?.join("flotilla-node"),
+    };
+    if !binary.exists() {
+        bail!("{} not found; build it with `cargo build --bin flotilla-node` or pass --node-binary", binary.display());
+    }
+    std::fs::create_dir_all(&args.data_dir)?;
+    let addr = |n: u64, offset: u16| format!("127.0.0.1:{}", args.base_port + offset + n as u16);
+    let mut nodes = Nodes(Vec::new());
+    for n in 1..=args.nodes {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(args.data_dir.join(format!("node-{n}.log")))?;
+        let child = Command::new(&binary)
+            .args(["--id", &n.to_string(), "--raft-addr", &addr(n, 0), "--api-addr", &addr(n, 1000)])
+            .arg("--data-dir")
+            .arg(args.data_dir.join(format!("node-{n}")))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        nodes.0.push(child);
+    }
+    let servers: Vec<String> = (1..=args.nodes).map(|n| addr(n, 1000)).collect();
+    let first = Client::new(&servers[0])?;
+    let all = Client::new(&servers.join(","))?;
+    wait("node 1 to answer", || async { first.get("/v1/health/live").await.is_ok() }).await?;
+    let status = first.get("/v1/cluster").await?;
+    if status["members"].as_array().is_none_or(|m| m.is_empty()) {
+        eprintln!("bootstrapping a new {}-node cluster in {}", args.nodes, args.data_dir.display());
+        first.post("/v1/cluster/init", &json!({})).await?;
+        wait("node 1 to lead", || async { first.get("/v1/health/ready").await.is_ok() }).await?;
+        for n in 2..=args.nodes {
+            let body = json!({ "id": n, "raft_addr": addr(n, 0), "api_addr": addr(n, 1000) });
+            wait(&format!("node {n} to join"), || async { first.post("/v1/cluster/members", &body).await.is_ok() }).await?;
+        }
+    } else {
+        eprintln!("resuming the cluster in {}", args.data_dir.display());
+    }
+    wait("a leader", || async { all.get("/v1/health/ready").await.is_ok() }).await?;
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let pool = json!({
+        "name": "local", "provider": "process", "max_workers": 4,
+        "capacity": { "cpu_millis": cpus * 1000, "memory_mib": 4096 }
+    });
+    all.post("/v1/pools", &pool).await.context("registering the local process pool")?;
+
+    println!("Flotilla dev cluster is up: {} nodes, process pool `local`.", args.nodes);
+    println!("  export FLOTILLA_ADDR={}", servers.join(","));
+    println!("  flotilla cluster status");
+    println!("  flotilla pipeline submit -f examples/hello.json");
+    println!("  flotilla pipeline list");
+    println!("Node logs: {}/node-N.log. Ctrl-C stops the cluster; its data stays for next time.", args.data_dir.display());
+    tokio::signal::ctrl_c().await?;
+    eprintln!("stopping");
+    drop(nodes);
+    Ok(())
+}
+
+async fn wait<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("timed out waiting for {what}")
+}

@@ -1,0 +1,87 @@
+//! End to end through the binaries: `flotilla dev` starts a 3-node cluster, the other commands
+//! talk to it, Ctrl-C (SIGINT) stops it.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn flotilla() -> &'static str {
+    env!("CARGO_BIN_EXE_flotilla")
+}
+
+/// `flotilla-node` is built into the same directory by `cargo test --workspace`.
+fn node_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(flotilla()).with_file_name("flotilla-node");
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+fn run(server: &str, args: &[&str]) -> Output {
+    Command::new(flotilla()).args(["--server", server]).args(args).output().expect("run flotilla")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn dev_cluster_serves_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    let mut dev = Command::new(flotilla())
+        .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .arg("--node-binary")
+        .arg(node_binary())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let servers: Vec<String> = (1..=3).map(|n| format!("127.0.0.1:{}", base + 1000 + n)).collect();
+    let all = servers.join(",");
+
+    // Wait for `flotilla dev` to report the cluster ready (it registers the pool last).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let o = run(&all, &["pool", "list"]);
+        if o.status.success() && stdout(&o).contains("local") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dev cluster never came up: {}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let status = run(&all, &["cluster", "status"]);
+    assert!(status.status.success());
+    let text = stdout(&status);
+    assert_eq!(text.matches("127.0.0.1:").count(), 6, "three members with two addresses each:\n{text}");
+    assert!(text.contains("leader"), "{text}");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.json");
+    // Submitted to a list whose first address is dead: the client moves on.
+    let dead_first = format!("127.0.0.1:1,{all}");
+    let o = run(&dead_first, &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("greet") && stdout(&o).contains("count"), "{}", stdout(&o));
+    let again = run(&all, &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"]);
+    assert!(stdout(&again).contains("already submitted"), "{}", stdout(&again));
+
+    let list = run(&servers[2], &["-o", "json", "pipeline", "list", "--linearizable"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json output");
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["items"][0]["name"], "hello");
+
+    // Errors: a clear message and a non-zero exit.
+    let missing = run(&all, &["pipeline", "get", "999"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
+    let bad_file = run(&all, &["pipeline", "submit", "-f", "/nonexistent.json"]);
+    assert!(!bad_file.status.success());
+    let nobody = run("127.0.0.1:1", &["cluster", "status"]);
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no server could be reached"));
+
+    // Ctrl-C stops the dev cluster and its nodes.
+    Command::new("kill").args(["-INT", &dev.id().to_string()]).status().unwrap();
+    let status = dev.wait().unwrap();
+    assert!(status.success(), "flotilla dev exited with {status}");
+    assert!(!run(&all, &["cluster", "status"]).status.success(), "nodes still answer after dev stopped");
+}

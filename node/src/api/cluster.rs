@@ -1,0 +1,172 @@
+//! `/v1/cluster`: status, bootstrap, membership changes.
+//!
+//! Membership changes run on the leader; a follower answers `307 Temporary Redirect` to the
+//! leader's API address, which HTTP clients follow with the same method and body.
+
+use super::json_body::JsonBody;
+use super::{ApiError, AppState};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use flotilla_raft_store::NodeAddr;
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Serialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+    pub voter: bool,
+    /// Highest log index the leader knows this member has (only on the leader).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct ClusterView {
+    pub id: u64,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub leader_api_addr: Option<String>,
+    pub last_log_index: Option<u64>,
+    pub committed_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<MemberView>,
+}
+
+pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
+    let m = crate::metrics(&app.raft);
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let matched: BTreeMap<u64, Option<u64>> = m
+        .replication
+        .as_ref()
+        .map(|r| r.iter().map(|(id, lid)| (*id, lid.as_ref().map(|l| l.index))).collect())
+        .unwrap_or_default();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| MemberView {
+            id: *id,
+            raft_addr: node.raft_addr.clone(),
+            api_addr: node.api_addr.clone(),
+            voter: voters.contains(id),
+            matched_index: matched.get(id).copied().flatten(),
+        })
+        .collect();
+    let leader_api_addr = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.api_addr.clone());
+    Json(ClusterView {
+        id: app.id,
+        state: format!("{:?}", m.state),
+        term: m.current_term,
+        leader: m.current_leader,
+        leader_api_addr,
+        last_log_index: m.last_log_index,
+        committed_index: m.local_committed.map(|l| l.index),
+        applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
+        members,
+    })
+}
+
+/// Bootstraps a new cluster with this node as its only voter.
+pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
+    if app.raft.is_initialized().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_initialized", "this node is already part of a cluster"));
+    }
+    let members = BTreeMap::from([(app.id, app.addr.clone())]);
+    app.raft.initialize(members).await.map_err(|e| ApiError::new(StatusCode::CONFLICT, "init_failed", e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "initialized": app.id }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+}
+
+/// Redirects to the leader when this node is not it.
+fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
+    if app.raft.is_leader() {
+        return Ok(());
+    }
+    let m = crate::metrics(&app.raft);
+    let api = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.api_addr.clone()));
+    match api {
+        Some(api) => {
+            let mut e = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", format!("send this to the leader at {api}"));
+            e.field = Some(format!("http://{api}{path}"));
+            Err(e)
+        }
+        None => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known; retry").retry_after(1)),
+    }
+}
+
+fn with_location(e: ApiError) -> Response {
+    let location = (e.status == StatusCode::TEMPORARY_REDIRECT).then(|| e.field.clone()).flatten();
+    let mut resp = e.into_response();
+    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// Adds a node: first as a learner that catches up, then promotes it to voter.
+pub async fn add_member(State(app): State<AppState>, JsonBody(req): JsonBody<AddMember>) -> Response {
+    add_member_inner(app, req).await.unwrap_or_else(with_location)
+}
+
+async fn add_member_inner(app: AppState, req: AddMember) -> Result<Response, ApiError> {
+    leader_redirect(&app, "/v1/cluster/members")?;
+    if req.id == 0 {
+        return Err(ApiError::bad_request("id", "id must be greater than 0"));
+    }
+    for (field, addr) in [("raft_addr", &req.raft_addr), ("api_addr", &req.api_addr)] {
+        addr.parse::<std::net::SocketAddr>().map_err(|_| ApiError::bad_request(field, format!("{addr:?} is not host:port")))?;
+    }
+    let node = NodeAddr { raft_addr: req.raft_addr.clone(), api_addr: req.api_addr.clone() };
+    let membership = crate::metrics(&app.raft).membership_config.membership().clone();
+    if let Some(existing) = membership.get_node(&req.id) {
+        if existing != &node {
+            return Err(ApiError::new(StatusCode::CONFLICT, "id_taken", format!("node {} is already a member at {existing}", req.id)).field("id"));
+        }
+        if membership.voter_ids().any(|v| v == req.id) {
+            return Ok(Json(serde_json::json!({ "added": req.id, "already_member": true })).into_response());
+        }
+    }
+    let fail = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "membership_change_failed", e).retry_after(1);
+    app.raft.add_learner(req.id, node, true).await.map_err(|e| fail(e.to_string()))?;
+    app.raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "added": req.id, "already_member": false }))).into_response())
+}
+
+/// Removes a node from the voters and from the cluster's node list.
+pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Response {
+    remove_member_inner(app, id).await.unwrap_or_else(with_location)
+}
+
+async fn remove_member_inner(app: AppState, id: String) -> Result<Response, ApiError> {
+    let id = super::parse_id("id", &id)?;
+    leader_redirect(&app, &format!("/v1/cluster/members/{id}"))?;
+    let membership = crate::metrics(&app.raft).membership_config.membership().clone();
+    if membership.get_node(&id).is_none() {
+        return Err(ApiError::not_found(format!("node {id} is not a member")));
+    }
+    let fail = |e: String| ApiError::new(StatusCode::CONFLICT, "membership_change_failed", e);
+    if membership.voter_ids().any(|v| v == id) {
+        app.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await.map_err(|e| fail(e.to_string()))?;
+    }
+    app.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await.map_err(|e| fail(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "removed": id })).into_response())
+}

@@ -1,0 +1,21 @@
+//! Liveness (the process answers) and readiness (the node is in a cluster that has a leader).
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::json;
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "live" }))
+}
+
+pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let m = crate::metrics(&app.raft);
+    let member = m.membership_config.membership().get_node(&app.id).is_some();
+    match (m.current_leader, member) {
+        (Some(leader), true) => (StatusCode::OK, Json(json!({ "status": "ready", "leader": leader }))),
+        (_, false) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": "not a cluster member yet" }))),
+        (None, _) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": "no leader" }))),
+    }
+}

@@ -1,0 +1,166 @@
+//! The REST API, versioned under `/v1`, served by every node.
+//!
+//! Writes go through the `Proposer` (a follower forwards to the leader). Reads are served from
+//! this node's applied state and report its applied index in `X-Flotilla-Applied-Index`;
+//! `?consistency=linearizable` first waits until this node has applied the leader's read index.
+
+mod cluster;
+mod error;
+mod health;
+mod jobs;
+mod json_body;
+mod pipelines;
+mod pools;
+
+pub use error::ApiError;
+
+use crate::proposer::Proposer;
+use crate::Raft;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use flotilla_raft_store::{NodeAddr, StateHandle};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tower::ServiceBuilder;
+
+pub const APPLIED_INDEX_HEADER: &str = "x-flotilla-applied-index";
+/// Most items one list request returns.
+pub const MAX_PAGE: usize = 1000;
+pub const DEFAULT_PAGE: usize = 100;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub id: u64,
+    pub addr: NodeAddr,
+    pub raft: Raft,
+    pub state: StateHandle,
+    pub proposer: Proposer,
+    pub rpc_timeout_ms: u64,
+}
+
+/// Limits applied to the whole API.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiLimits {
+    pub max_concurrent_requests: usize,
+    pub max_request_bytes: usize,
+}
+
+pub fn router(state: AppState, limits: ApiLimits) -> Router {
+    let overload = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|e: BoxError| async move { overloaded(e) }))
+        .load_shed()
+        .concurrency_limit(limits.max_concurrent_requests);
+    Router::new()
+        .route("/v1/pipelines", post(pipelines::submit).get(pipelines::list))
+        .route("/v1/pipelines/{id}", get(pipelines::get_one))
+        .route("/v1/pipelines/{id}/cancel", post(pipelines::cancel))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get_one))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/logs", get(jobs::logs))
+        .route("/v1/pools", get(pools::list).post(pools::register))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/init", post(cluster::init))
+        .route("/v1/cluster/members", post(cluster::add_member))
+        .route("/v1/cluster/members/{id}", axum::routing::delete(cluster::remove_member))
+        .route("/v1/health/live", get(health::live))
+        .route("/v1/health/ready", get(health::ready))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(limits.max_request_bytes))
+        .layer(overload)
+        .with_state(state)
+}
+
+fn overloaded(e: BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many requests in progress").retry_after(1)
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(1)
+    }
+}
+
+/// Query parameters shared by reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadQuery {
+    pub consistency: Option<String>,
+    pub limit: Option<usize>,
+    pub after: Option<u64>,
+    pub state: Option<String>,
+    pub pipeline: Option<u64>,
+}
+
+impl ReadQuery {
+    pub fn page(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(0) => Err(ApiError::bad_request("limit", "limit must be at least 1")),
+            Some(n) if n > MAX_PAGE => Err(ApiError::bad_request("limit", format!("limit must be at most {MAX_PAGE}"))),
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// Parses a query string with a JSON error naming the bad parameter.
+pub fn parse_query<T: serde::de::DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiError> {
+    match raw {
+        None => Ok(T::default()),
+        Some(q) => serde_urlencoded_parse(&q),
+    }
+}
+
+fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| ApiError::bad_request("query", "malformed query string"))?)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::bad_request("query", e.body_text()))
+}
+
+impl AppState {
+    /// Waits, if asked for linearizable reads, until this node has applied the leader's read
+    /// index. Returns the applied index the read is served at.
+    pub async fn read_barrier(&self, consistency: Option<&str>) -> Result<u64, ApiError> {
+        match consistency {
+            None | Some("local") => {}
+            Some("linearizable") => {
+                let index = self.proposer.read_index().await?;
+                self.raft
+                    .wait(Some(Duration::from_millis(self.rpc_timeout_ms)))
+                    .applied_index_at_least(Some(index), "linearizable read")
+                    .await
+                    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(1))?;
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request("consistency", format!("consistency must be `local` or `linearizable`, not {other:?}")));
+            }
+        }
+        Ok(self.state.read().last_applied.as_ref().map_or(0, |id| id.index))
+    }
+}
+
+/// A JSON response stamped with the applied index it was read at.
+pub fn read_response<T: Serialize>(applied_index: u64, body: &T) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    resp.headers_mut().insert(HeaderName::from_static(APPLIED_INDEX_HEADER), HeaderValue::from(applied_index));
+    resp
+}
+
+/// Parses a numeric id from the path, with a JSON error on failure.
+pub fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
+    raw.trim_start_matches(['p', 'j']).parse().map_err(|_| ApiError::bad_request(field, format!("{raw:?} is not an id")))
+}
+
+#[derive(Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+    pub applied_index: u64,
+}

@@ -1,0 +1,100 @@
+//! `/v1/pipelines`: submit (with `Idempotency-Key`), list, get, cancel.
+
+use super::json_body::JsonBody;
+use super::{parse_id, parse_query, read_response, ApiError, AppState, Page, ReadQuery};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use flotilla_state_machine::{Command, JobId, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Response as SmResponse};
+use serde::Serialize;
+
+pub const TENANT_HEADER: &str = "x-flotilla-tenant";
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Serialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub name: String,
+    pub state: JobState,
+    pub attempt: u32,
+}
+
+#[derive(Serialize)]
+pub struct PipelineView {
+    #[serde(flatten)]
+    pub pipeline: Pipeline,
+    pub job_states: Vec<JobSummary>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| ApiError::bad_request(name, format!("{name} must be visible ASCII"))))
+        .transpose()
+}
+
+pub async fn submit(State(app): State<AppState>, headers: HeaderMap, JsonBody(spec): JsonBody<PipelineSpec>) -> Result<Response, ApiError> {
+    let key = header(&headers, "idempotency-key")?.map(str::to_string);
+    let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
+    match app.proposer.propose(Command::SubmitPipeline { tenant, idempotency_key: key, spec }).await? {
+        SmResponse::Submitted { pipeline, jobs, duplicate } => {
+            let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+            Ok((status, Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate }))).into_response())
+        }
+        SmResponse::Rejected(r) => Err(r.into()),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
+    }
+}
+
+fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
+    let job_states = p
+        .jobs
+        .iter()
+        .filter_map(|id| state.job(*id))
+        .map(|j| JobSummary { id: j.id, name: j.spec.name.clone(), state: j.state, attempt: j.attempt })
+        .collect();
+    PipelineView { pipeline: p.clone(), job_states }
+}
+
+pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q: ReadQuery = parse_query(raw)?;
+    let page = q.page()?;
+    let wanted: Option<PipelineState> = q
+        .state
+        .as_deref()
+        .map(|s| serde_json::from_value(serde_json::Value::String(s.to_uppercase())))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("state", "state must be RUNNING, SUCCEEDED, FAILED or CANCELLED"))?;
+    let applied = app.read_barrier(q.consistency.as_deref()).await?;
+    let data = app.state.read();
+    let after = q.after.unwrap_or(0);
+    let mut items: Vec<PipelineView> = data
+        .state
+        .pipelines()
+        .filter(|p| p.id.0 > after && wanted.is_none_or(|w| p.state == w))
+        .take(page + 1)
+        .map(|p| view(&data.state, p))
+        .collect();
+    let next_after = (items.len() > page).then(|| items[page - 1].pipeline.id.0);
+    items.truncate(page);
+    Ok(read_response(applied, &Page { items, next_after, applied_index: applied }))
+}
+
+pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let id = PipelineId(parse_id("id", &id)?);
+    let q: ReadQuery = parse_query(raw)?;
+    let applied = app.read_barrier(q.consistency.as_deref()).await?;
+    let data = app.state.read();
+    let p = data.state.pipeline(id).ok_or_else(|| ApiError::not_found(format!("pipeline {id} does not exist")))?;
+    Ok(read_response(applied, &view(&data.state, p)))
+}
+
+pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let pipeline = PipelineId(parse_id("id", &id)?);
+    match app.proposer.propose(Command::CancelPipeline { pipeline }).await? {
+        SmResponse::Cancelled { jobs } => Ok(Json(serde_json::json!({ "cancelled": jobs })).into_response()),
+        SmResponse::Rejected(r) => Err(r.into()),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
+    }
+}

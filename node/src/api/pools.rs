@@ -1,0 +1,29 @@
+//! `/v1/pools`: register a worker pool, list pools with their allocation.
+
+use super::json_body::JsonBody;
+use super::{parse_query, read_response, ApiError, AppState, ReadQuery};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
+
+pub async fn register(State(app): State<AppState>, JsonBody(spec): JsonBody<PoolSpec>) -> Result<Response, ApiError> {
+    let name = spec.name.clone();
+    match app.proposer.propose(Command::RegisterPool { spec }).await? {
+        SmResponse::Done { changed } => {
+            let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, Json(serde_json::json!({ "pool": name, "created": changed }))).into_response())
+        }
+        SmResponse::Rejected(r) => Err(r.into()),
+        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
+    }
+}
+
+pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q: ReadQuery = parse_query(raw)?;
+    let applied = app.read_barrier(q.consistency.as_deref()).await?;
+    let data = app.state.read();
+    let pools: Vec<_> = data.state.pools().cloned().collect();
+    Ok(read_response(applied, &serde_json::json!({ "items": pools, "applied_index": applied })))
+}

@@ -1,0 +1,25 @@
+//! A Flotilla cluster node: openraft over gRPC between nodes, the REST API for users, and
+//! forwarding of writes from followers to the leader.
+//!
+//! The binary (`main.rs`) only parses configuration and runs a `RunningNode`; everything else
+//! lives here so tests can reuse it.
+
+pub mod api;
+pub mod network;
+pub mod node;
+mod pb;
+pub mod proposer;
+pub mod raft_service;
+pub mod settings;
+
+pub use node::RunningNode;
+pub use settings::{Options, Settings};
+
+/// The Raft instance of a node.
+pub type Raft = openraft::Raft<flotilla_raft_store::TypeConfig, flotilla_raft_store::StateMachineStore>;
+
+/// A copy of the node's current Raft metrics (term, leader, indexes, membership).
+pub fn metrics(raft: &Raft) -> openraft::RaftMetrics<flotilla_raft_store::TypeConfig> {
+    use openraft::async_runtime::WatchReceiver;
+    raft.metrics().borrow_watched().clone()
+}

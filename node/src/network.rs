@@ -1,0 +1,177 @@
+//! The client half of node-to-node gRPC: openraft's `RaftNetworkV2` over one cached channel per
+//! peer, and forwarding of client writes and read-index requests to the leader.
+//!
+//! Payloads are versioned bincode of openraft's serde types inside protobuf `bytes`. A remote
+//! failure travels back as a string (`Result<T, String>`), since error sources are not serde.
+
+use crate::pb::raft_service_client::RaftServiceClient;
+use crate::pb::{Blob, SnapshotChunk};
+use flotilla_raft_store::{decode, encode, NodeAddr, SnapshotFile, TypeConfig, Vote};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Bytes of snapshot file per gRPC message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Snapshot chunks read ahead of the network.
+const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Lazily connected gRPC channels by address; tonic reconnects a channel on its own.
+#[derive(Clone, Default)]
+pub struct Channels {
+    by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+    connect_timeout_ms: u64,
+}
+
+impl Channels {
+    pub fn new(connect_timeout_ms: u64) -> Self {
+        Channels { by_addr: Default::default(), connect_timeout_ms }
+    }
+
+    pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+        let mut map = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(addr) {
+            return Ok(RaftServiceClient::new(ch.clone()));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10));
+        let ch = endpoint.connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(RaftServiceClient::new(ch)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024))
+    }
+}
+
+pub fn to_blob<T: Serialize>(value: &T) -> Result<Blob, tonic::Status> {
+    encode(value).map(|data| Blob { data }).map_err(|e| tonic::Status::internal(e.to_string()))
+}
+
+pub fn from_blob<T: DeserializeOwned>(blob: &Blob) -> Result<T, tonic::Status> {
+    decode(&blob.data).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
+
+/// Creates one `PeerClient` per target; openraft keeps it for the replication stream.
+#[derive(Clone)]
+pub struct Network {
+    pub channels: Channels,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &NodeAddr) -> PeerClient {
+        PeerClient { target, addr: node.raft_addr.clone(), channels: self.channels.clone() }
+    }
+}
+
+pub struct PeerClient {
+    target: u64,
+    addr: String,
+    channels: Channels,
+}
+
+fn unreachable<E: std::fmt::Display>(e: E) -> Unreachable<TypeConfig> {
+    Unreachable::from_string(e.to_string())
+}
+
+/// Maps a gRPC failure: connection problems mean "unreachable" (openraft backs off), the rest
+/// are network errors.
+fn rpc_error(status: tonic::Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+            RPCError::Unreachable(unreachable(status))
+        }
+        _ => RPCError::Network(NetworkError::from_string(status.to_string())),
+    }
+}
+
+impl PeerClient {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        request: &Req,
+        timeout: Duration,
+        send: impl AsyncFnOnce(RaftServiceClient<Channel>, tonic::Request<Blob>) -> Result<tonic::Response<Blob>, tonic::Status>,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let client = self.channels.client(&self.addr).map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        let mut req = tonic::Request::new(to_blob(request).map_err(rpc_error)?);
+        req.set_timeout(timeout);
+        let resp = send(client, req).await.map_err(rpc_error)?;
+        let result: Result<Resp, String> = from_blob(resp.get_ref()).map_err(rpc_error)?;
+        result.map_err(|e| RPCError::Network(NetworkError::from_string(format!("node {}: {e}", self.target))))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), async |mut c, r| c.append_entries(r).await).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), async |mut c, r| c.vote(r).await).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: flotilla_raft_store::FlotillaSnapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self.channels.client(&self.addr).map_err(unreachable)?;
+        let header = encode(&(vote, snapshot.meta.clone())).map_err(|e| NetworkError::from_string(e.to_string()))?;
+        // A blocking reader streams the file in chunks through a bounded channel.
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(SNAPSHOT_CHUNKS_IN_FLIGHT);
+        let mut file = snapshot.snapshot.file;
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(0))?;
+            let mut header = Some(header);
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                let n = file.read(&mut buf)?;
+                buf.truncate(n);
+                if n == 0 && header.is_none() {
+                    return Ok(());
+                }
+                let chunk = SnapshotChunk { header: header.take().unwrap_or_default(), data: buf };
+                if tx.blocking_send(chunk).is_err() {
+                    return Ok(()); // receiver gone: the RPC failed or was cancelled
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+            }
+        });
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        request.set_timeout(option.hard_ttl());
+        let send = client.install_snapshot(request);
+        let response = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r.map_err(|s| match rpc_error(s) {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+            })?,
+        };
+        reader.await.map_err(|e| NetworkError::from_string(e.to_string()))?.map_err(|e| NetworkError::from_string(e.to_string()))?;
+        let result: Result<SnapshotResponse<TypeConfig>, String> =
+            from_blob(response.get_ref()).map_err(|e| NetworkError::from_string(e.to_string()))?;
+        result.map_err(|e| StreamingError::Network(NetworkError::from_string(format!("node {}: {e}", self.target))))
+    }
+}

@@ -1,0 +1,120 @@
+//! Assembles a node: storage, Raft, the gRPC server for peers, the REST API, and the optional
+//! join request; and takes it down gracefully.
+
+use crate::api::{self, ApiLimits, AppState};
+use crate::network::{Channels, Network};
+use crate::pb::raft_service_server::RaftServiceServer;
+use crate::proposer::Proposer;
+use crate::raft_service::RaftGrpc;
+use crate::settings::Settings;
+use crate::Raft;
+use anyhow::Context;
+use flotilla_raft_store::{NodeAddr, StateHandle, StoreConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct RunningNode {
+    pub id: u64,
+    pub raft: Raft,
+    pub state: StateHandle,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl RunningNode {
+    /// Opens the data directory, starts Raft and both servers.
+    pub async fn start(settings: Settings) -> anyhow::Result<RunningNode> {
+        let incoming = settings.data_dir.join("incoming");
+        std::fs::create_dir_all(&incoming).with_context(|| format!("creating {}", incoming.display()))?;
+        let (log, sm) = flotilla_raft_store::open(&StoreConfig::new(settings.data_dir.join("store")))
+            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+        let state = sm.handle();
+        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000));
+        let network = Network { channels: channels.clone() };
+        let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log, sm)
+            .await
+            .context("starting raft")?;
+        let proposer = Proposer::new(raft.clone(), channels, settings.rpc_timeout_ms);
+        let addr = NodeAddr { raft_addr: settings.raft_addr.to_string(), api_addr: settings.api_addr.to_string() };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let grpc = RaftGrpc { raft: raft.clone(), proposer: proposer.clone(), incoming_dir: incoming, next_incoming: Default::default() };
+        let raft_listener = tokio::net::TcpListener::bind(settings.raft_addr)
+            .await
+            .with_context(|| format!("binding the raft address {}", settings.raft_addr))?;
+        let rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let service = RaftServiceServer::new(grpc).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024);
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
+            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, wait_for(rx)).await {
+                tracing::error!(error = %e, "raft grpc server failed");
+            }
+        }));
+
+        let app = AppState { id: settings.id, addr: addr.clone(), raft: raft.clone(), state: state.clone(), proposer, rpc_timeout_ms: settings.rpc_timeout_ms };
+        let limits = ApiLimits { max_concurrent_requests: settings.max_concurrent_requests, max_request_bytes: settings.max_request_bytes };
+        let router = api::router(app, limits);
+        let api_listener = tokio::net::TcpListener::bind(settings.api_addr)
+            .await
+            .with_context(|| format!("binding the api address {}", settings.api_addr))?;
+        let rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(api_listener, router).with_graceful_shutdown(wait_for(rx)).await {
+                tracing::error!(error = %e, "api server failed");
+            }
+        }));
+
+        if let Some(seed) = settings.join.clone() {
+            let rx = shutdown_rx.clone();
+            let raft = raft.clone();
+            tasks.push(tokio::spawn(join_cluster(settings.id, addr, seed, raft, rx)));
+        }
+        tracing::info!(id = settings.id, raft = %settings.raft_addr, api = %settings.api_addr, "node started");
+        Ok(RunningNode { id: settings.id, raft, state, shutdown, tasks })
+    }
+
+    /// Stops accepting requests, stops Raft (flushing what it has), and waits for the servers.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        Ok(())
+    }
+}
+
+/// Asks the cluster at `seed` to add this node, until it is a member or the node stops.
+async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut stop: watch::Receiver<bool>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
+    let body = serde_json::json!({ "id": id, "raft_addr": addr.raft_addr, "api_addr": addr.api_addr });
+    let url = format!("{}/v1/cluster/members", seed.trim_end_matches('/'));
+    loop {
+        let member = crate::metrics(&raft).membership_config.membership().voter_ids().any(|v| v == id);
+        if member {
+            tracing::info!(id, "joined the cluster");
+            return;
+        }
+        match client.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(id, seed, "join accepted");
+                return;
+            }
+            Ok(r) => tracing::warn!(status = %r.status(), seed, "join refused; retrying"),
+            Err(e) => tracing::warn!(error = %e, seed, "join request failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

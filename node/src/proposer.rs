@@ -1,0 +1,134 @@
+//! Getting a command committed from any node: the leader proposes it to Raft, a follower
+//! forwards it to the leader over gRPC (the client never has to find the leader).
+//!
+//! The proposal is stamped with this node's clock once, before any forwarding, so a retry
+//! carries the same `now_ms`.
+
+use crate::network::{from_blob, to_blob, Channels};
+use crate::Raft;
+use flotilla_raft_store::NodeAddr;
+use flotilla_state_machine::{Command, Proposal, Response};
+use openraft::errors::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Attempts before a write is reported as failed (each waits for a leader or follows a hint).
+const PROPOSE_ATTEMPTS: usize = 20;
+const NO_LEADER_WAIT_MS: u64 = 250;
+
+#[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
+pub enum ProposeError {
+    /// No leader is known right now (election in progress or no quorum).
+    #[error("no leader is available: {0}")]
+    NoLeader(String),
+    /// This node is not the leader; the hint names the one it believes is.
+    #[error("not the leader")]
+    NotLeader { leader: Option<(u64, NodeAddr)> },
+    #[error("write failed: {0}")]
+    Failed(String),
+    #[error("write timed out after {0} ms; it may still commit")]
+    Timeout(u64),
+}
+
+#[derive(Clone)]
+pub struct Proposer {
+    raft: Raft,
+    channels: Channels,
+    rpc_timeout_ms: u64,
+}
+
+pub fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Proposer {
+    pub fn new(raft: Raft, channels: Channels, rpc_timeout_ms: u64) -> Self {
+        Proposer { raft, channels, rpc_timeout_ms }
+    }
+
+    /// Commits `command` through the leader, wherever it is, and returns `apply`'s response.
+    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        let proposal = Proposal { now_ms: wall_clock_ms(), command };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.rpc_timeout_ms);
+        let mut last = ProposeError::NoLeader("no attempt made".into());
+        for _ in 0..PROPOSE_ATTEMPTS {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProposeError::Timeout(self.rpc_timeout_ms));
+            }
+            let attempt = match self.propose_local(proposal.clone()).await {
+                Err(ProposeError::NotLeader { leader: Some((id, node)) }) if id != *self.raft.node_id() => {
+                    self.forward(&node, &proposal, deadline).await
+                }
+                other => other,
+            };
+            match attempt {
+                Ok(r) => return Ok(r),
+                Err(e @ (ProposeError::Failed(_) | ProposeError::Timeout(_))) => return Err(e),
+                Err(e) => {
+                    last = e;
+                    tokio::time::sleep(Duration::from_millis(NO_LEADER_WAIT_MS)).await;
+                }
+            }
+        }
+        Err(match last {
+            ProposeError::NotLeader { .. } => ProposeError::NoLeader("leadership kept moving".into()),
+            other => other,
+        })
+    }
+
+    /// Proposes on this node only; a follower answers `NotLeader` with a hint.
+    pub async fn propose_local(&self, proposal: Proposal) -> Result<Response, ProposeError> {
+        match self.raft.client_write(proposal).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let leader = f.leader_id.zip(f.leader_node);
+                if leader.is_none() {
+                    return Err(ProposeError::NoLeader("election in progress".into()));
+                }
+                Err(ProposeError::NotLeader { leader })
+            }
+            Err(e) => Err(ProposeError::Failed(e.to_string())),
+        }
+    }
+
+    async fn forward(&self, leader: &NodeAddr, proposal: &Proposal, deadline: tokio::time::Instant) -> Result<Response, ProposeError> {
+        let mut client = self.channels.client(&leader.raft_addr).map_err(ProposeError::NoLeader)?;
+        let mut req = tonic::Request::new(to_blob(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?);
+        req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match client.forward(req).await {
+            Ok(resp) => from_blob::<Result<Response, ProposeError>>(resp.get_ref()).map_err(|e| ProposeError::Failed(e.to_string()))?,
+            // The leader is unreachable (killed, partitioned): retry after a new election.
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => Err(ProposeError::Timeout(self.rpc_timeout_ms)),
+            Err(status) => Err(ProposeError::NoLeader(format!("leader at {} unreachable: {}", leader.raft_addr, status.message()))),
+        }
+    }
+
+    /// The log index a linearizable read must wait for, from the leader's read index.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        if self.raft.is_leader() {
+            return self.read_index_local().await;
+        }
+        let metrics = crate::metrics(&self.raft);
+        let leader = metrics
+            .current_leader
+            .and_then(|id| metrics.membership_config.membership().get_node(&id).cloned())
+            .ok_or_else(|| ProposeError::NoLeader("no leader known for a linearizable read".into()))?;
+        let mut client = self.channels.client(&leader.raft_addr).map_err(ProposeError::NoLeader)?;
+        let mut req = tonic::Request::new(to_blob(&()).map_err(|e| ProposeError::Failed(e.to_string()))?);
+        req.set_timeout(Duration::from_millis(self.rpc_timeout_ms));
+        let resp = client.read_index(req).await.map_err(|s| ProposeError::NoLeader(s.message().to_string()))?;
+        from_blob::<Result<u64, ProposeError>>(resp.get_ref()).map_err(|e| ProposeError::Failed(e.to_string()))?
+    }
+
+    pub async fn read_index_local(&self) -> Result<u64, ProposeError> {
+        let read = self
+            .raft
+            .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| ProposeError::NoLeader(e.to_string()))?;
+        Ok(read.index())
+    }
+}
+
+pub type ForwardResult = Result<Response, ProposeError>;
+

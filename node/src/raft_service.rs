@@ -1,0 +1,77 @@
+//! The server half of node-to-node gRPC: hands Raft RPCs to the local openraft instance,
+//! receives snapshots into a file, and applies writes forwarded by followers.
+
+use crate::network::{from_blob, to_blob};
+use crate::pb::raft_service_server::RaftService;
+use crate::pb::{Blob, SnapshotChunk};
+use crate::proposer::{ForwardResult, ProposeError, Proposer};
+use crate::Raft;
+use flotilla_raft_store::{decode, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
+use flotilla_state_machine::Proposal;
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::AsyncWriteExt;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct RaftGrpc {
+    pub raft: Raft,
+    pub proposer: Proposer,
+    /// Where incoming snapshots are written before they are installed.
+    pub incoming_dir: PathBuf,
+    pub next_incoming: AtomicU64,
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpc {
+    async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = from_blob(request.get_ref())?;
+        let result = self.raft.append_entries(rpc).await.map_err(|e| e.to_string());
+        Ok(Response::new(to_blob(&result)?))
+    }
+
+    async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc: VoteRequest<TypeConfig> = from_blob(request.get_ref())?;
+        let result = self.raft.vote(rpc).await.map_err(|e| e.to_string());
+        Ok(Response::new(to_blob(&result)?))
+    }
+
+    async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<Blob>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let (vote, meta): (Vote, SnapshotMeta) =
+            decode(&first.header).map_err(|e| Status::invalid_argument(format!("snapshot header: {e}")))?;
+        let n = self.next_incoming.fetch_add(1, Ordering::Relaxed);
+        let path = self.incoming_dir.join(format!("snapshot-{n}.part"));
+        let mut file = tokio::fs::File::create(&path).await.map_err(|e| Status::internal(e.to_string()))?;
+        file.write_all(&first.data).await.map_err(|e| Status::internal(e.to_string()))?;
+        while let Some(chunk) = stream.next().await {
+            file.write_all(&chunk?.data).await.map_err(|e| Status::internal(e.to_string()))?;
+        }
+        file.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
+        drop(file);
+        let snapshot_file = SnapshotFile::open(&path).map_err(|e| Status::internal(e.to_string()))?;
+        // The open descriptor keeps the data readable; the store copies it into its own directory.
+        let _ = std::fs::remove_file(&path);
+        let snapshot = openraft::storage::Snapshot { meta, snapshot: snapshot_file };
+        let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
+        Ok(Response::new(to_blob(&result)?))
+    }
+
+    async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let proposal: Proposal = from_blob(request.get_ref())?;
+        // Applied here or refused with a hint; never forwarded again (no forwarding loops).
+        let result: ForwardResult = self.proposer.propose_local(proposal).await;
+        Ok(Response::new(to_blob(&result)?))
+    }
+
+    async fn read_index(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let result: Result<u64, ProposeError> = if self.raft.is_leader() {
+            self.proposer.read_index_local().await
+        } else {
+            Err(ProposeError::NoLeader("asked node is not the leader".into()))
+        };
+        Ok(Response::new(to_blob(&result)?))
+    }
+}

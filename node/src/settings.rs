@@ -1,0 +1,141 @@
+//! Node configuration: command-line flags and environment, over an optional TOML file, over
+//! defaults. Every option is documented in `flotilla-node --help`.
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Options as given; `None` means "not given here". Used for both flags and the TOML file.
+#[derive(Parser, Debug, Default, Deserialize)]
+#[command(name = "flotilla-node", version, about = "Runs one member of a Flotilla cluster")]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// TOML file with any of the options below (flags and environment win over it).
+    #[arg(long, env = "FLOTILLA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's id, unique in the cluster and never reused.
+    #[arg(long, env = "FLOTILLA_NODE_ID")]
+    pub id: Option<u64>,
+    /// Directory for the Raft log (RocksDB) and snapshots. Created if missing.
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for node-to-node gRPC (Raft). Default 127.0.0.1:7001.
+    #[arg(long, env = "FLOTILLA_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// Address for the REST API. Default 127.0.0.1:8001.
+    #[arg(long, env = "FLOTILLA_API_ADDR")]
+    pub api_addr: Option<SocketAddr>,
+    /// At start, ask the cluster at this API address (http://host:port) to add this node.
+    #[arg(long, env = "FLOTILLA_JOIN")]
+    pub join: Option<String>,
+    /// Leader heartbeat interval. Default 250.
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Lower bound of the election timeout. Default 1500 (sized for a loaded 2-core machine).
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Upper bound of the election timeout. Default 3000.
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot after this many applied entries since the last one. Default 10000.
+    #[arg(long)]
+    pub snapshot_after_entries: Option<u64>,
+    /// Entries kept in the log behind the newest snapshot (for slow followers). Default 1000.
+    #[arg(long)]
+    pub log_entries_kept_after_snapshot: Option<u64>,
+    /// REST requests in progress at once; beyond it requests get 429. Default 256.
+    #[arg(long)]
+    pub max_concurrent_requests: Option<usize>,
+    /// Largest accepted request body. Default 1048576.
+    #[arg(long)]
+    pub max_request_bytes: Option<usize>,
+    /// Time limit for one forwarded write or node-to-node RPC. Default 10000.
+    #[arg(long)]
+    pub rpc_timeout_ms: Option<u64>,
+    /// Log format: `pretty` or `json`. Level comes from RUST_LOG (default `info`).
+    #[arg(long, env = "FLOTILLA_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    pub raft_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub join: Option<String>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_after_entries: u64,
+    pub log_entries_kept_after_snapshot: u64,
+    pub max_concurrent_requests: usize,
+    pub max_request_bytes: usize,
+    pub rpc_timeout_ms: u64,
+    pub json_logs: bool,
+}
+
+impl Settings {
+    /// Resolves flags over the TOML file (if any) over defaults, and checks the result.
+    pub fn resolve(cli: Options) -> anyhow::Result<Settings> {
+        let file = match &cli.config {
+            None => Options::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+            }
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                cli.$field.clone().or(file.$field.clone()).unwrap_or_else(|| $default)
+            };
+        }
+        let id = cli.id.or(file.id).context("--id is required (or `id` in the config file)")?;
+        let settings = Settings {
+            id,
+            data_dir: pick!(data_dir, PathBuf::from(format!("flotilla-data-{id}"))),
+            raft_addr: pick!(raft_addr, "127.0.0.1:7001".parse().expect("literal")),
+            api_addr: pick!(api_addr, "127.0.0.1:8001".parse().expect("literal")),
+            join: cli.join.clone().or(file.join.clone()),
+            heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
+            election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
+            election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
+            snapshot_after_entries: pick!(snapshot_after_entries, 10_000),
+            log_entries_kept_after_snapshot: pick!(log_entries_kept_after_snapshot, 1000),
+            max_concurrent_requests: pick!(max_concurrent_requests, 256),
+            max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
+            rpc_timeout_ms: pick!(rpc_timeout_ms, 10_000),
+            json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
+                "pretty" => false,
+                "json" => true,
+                other => anyhow::bail!("--log-format must be `pretty` or `json`, not {other:?}"),
+            },
+        };
+        anyhow::ensure!(settings.id > 0, "--id must be greater than 0");
+        anyhow::ensure!(
+            settings.heartbeat_interval_ms < settings.election_timeout_min_ms
+                && settings.election_timeout_min_ms < settings.election_timeout_max_ms,
+            "need heartbeat-interval-ms < election-timeout-min-ms < election-timeout-max-ms"
+        );
+        anyhow::ensure!(settings.max_concurrent_requests > 0, "--max-concurrent-requests must be greater than 0");
+        Ok(settings)
+    }
+
+    pub fn raft_config(&self) -> anyhow::Result<openraft::Config> {
+        let config = openraft::Config {
+            cluster_name: "flotilla".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            install_snapshot_timeout: self.rpc_timeout_ms.max(30_000),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: self.log_entries_kept_after_snapshot,
+            ..Default::default()
+        };
+        config.validate().context("invalid raft configuration")
+    }
+}

@@ -1,0 +1,219 @@
+//! Real `flotilla-node` processes on 127.0.0.1 ports, driven over REST.
+//!
+//! Waits poll with a deadline (bounded, never a timing assertion): a condition that does not
+//! become true in time fails the test with what was last seen.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+    pub extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.api_addr, path)
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
+            .args(["--id", &self.id.to_string()])
+            .args(["--data-dir", self.data_dir.to_str().unwrap()])
+            .args(["--raft-addr", &self.raft_addr, "--api-addr", &self.api_addr])
+            .args(["--heartbeat-interval-ms", "200", "--election-timeout-min-ms", "1000", "--election-timeout-max-ms", "2000"])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn flotilla-node");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown step of any kind.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes; node 1 bootstraps and the others are added as voters.
+    pub async fn start(n: u64, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = (1..=n)
+            .map(|id| NodeProc {
+                id,
+                raft_addr: format!("127.0.0.1:{}", free_port()),
+                api_addr: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(format!("node-{id}")),
+                log_file: dir.path().join(format!("node-{id}.log")),
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                child: None,
+            })
+            .collect();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let mut c = Cluster { nodes, http, _dir: dir };
+        for node in &mut c.nodes {
+            node.spawn();
+        }
+        for id in 1..=n {
+            c.wait_http(id).await;
+        }
+        let r = c.post(1, "/v1/cluster/init", json!({})).await;
+        assert_eq!(r.0, 201, "init: {}", r.1);
+        c.wait_leader_among(&[1]).await;
+        for id in 2..=n {
+            let (raft, api) = (c.node(id).raft_addr.clone(), c.node(id).api_addr.clone());
+            let r = c.post(1, "/v1/cluster/members", json!({ "id": id, "raft_addr": raft, "api_addr": api })).await;
+            assert!(r.0 == 201 || r.0 == 200, "add member {id}: {} {}", r.0, r.1);
+        }
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &NodeProc {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut NodeProc {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- node {} ---\n{}", n.id, std::fs::read_to_string(&n.log_file).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn wait_http(&self, id: u64) {
+        let url = self.node(id).url("/v1/health/live");
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node {id} never answered\n{}", self.logs());
+    }
+
+    pub async fn get(&self, id: u64, path: &str) -> (u16, Value) {
+        match self.http.get(self.node(id).url(path)).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!({ "transport_error": e.to_string() })),
+        }
+    }
+
+    pub async fn post(&self, id: u64, path: &str, body: Value) -> (u16, Value) {
+        self.post_with(id, path, body, &[]).await
+    }
+
+    pub async fn post_with(&self, id: u64, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(self.node(id).url(path)).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!({ "transport_error": e.to_string() })),
+        }
+    }
+
+    /// Polls until `check` holds for the value of GET `path` on node `id`.
+    pub async fn wait_get(&self, id: u64, path: &str, what: &str, check: impl Fn(u16, &Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        let mut last = (0, Value::Null);
+        while Instant::now() < deadline {
+            last = self.get(id, path).await;
+            if check(last.0, &last.1) {
+                return last.1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node {id}: {what} never happened; last GET {path}: {} {}\n{}", last.0, last.1, self.logs());
+    }
+
+    /// Waits until every live node among `ids` reports the same leader, also among `ids`.
+    pub async fn wait_leader_among(&self, ids: &[u64]) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let mut leaders = Vec::new();
+            for id in ids {
+                leaders.push(self.get(*id, "/v1/cluster").await.1["leader"].as_u64());
+            }
+            if let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l))
+                && ids.contains(l)
+            {
+                return *l;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no common leader among {ids:?}\n{}", self.logs());
+    }
+
+    pub async fn register_pool(&self, id: u64) {
+        let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 8000, "memory_mib": 16384 }, "max_workers": 16 });
+        let r = self.post(id, "/v1/pools", pool).await;
+        assert!(r.0 == 201 || r.0 == 200, "register pool: {} {}", r.0, r.1);
+    }
+
+    /// Submits a one-job pipeline and returns its id.
+    pub async fn submit(&self, id: u64, name: &str, key: Option<&str>) -> (u16, Value) {
+        let body = pipeline(name);
+        match key {
+            Some(k) => self.post_with(id, "/v1/pipelines", body, &[("Idempotency-Key", k)]).await,
+            None => self.post(id, "/v1/pipelines", body).await,
+        }
+    }
+}
+
+pub fn pipeline(name: &str) -> Value {
+    json!({
+        "name": name,
+        "jobs": [{ "name": "build", "steps": ["echo hi"], "resources": { "cpu_millis": 100, "memory_mib": 64 } }]
+    })
+}
