@@ -5,6 +5,7 @@
 //! lives here so tests can reuse it.
 
 pub mod api;
+pub mod leader;
 pub mod network;
 pub mod node;
 mod pb;

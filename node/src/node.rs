@@ -58,6 +58,7 @@ impl RunningNode {
             }
         }));
 
+        let app_proposer = proposer.clone();
         let app = AppState { id: settings.id, addr: addr.clone(), raft: raft.clone(), state: state.clone(), proposer, rpc_timeout_ms: settings.rpc_timeout_ms };
         let limits = ApiLimits { max_concurrent_requests: settings.max_concurrent_requests, max_request_bytes: settings.max_request_bytes };
         let router = api::router(app, limits);
@@ -70,6 +71,18 @@ impl RunningNode {
                 tracing::error!(error = %e, "api server failed");
             }
         }));
+
+        let provider = flotilla_providers::ProcessProvider::new(flotilla_providers::ProcessConfig { root: settings.process_work_dir.clone() })
+            .with_context(|| format!("preparing the process work directory {}", settings.process_work_dir.display()))?;
+        let leader_config = crate::leader::LeaderConfig { tick_ms: settings.leader_tick_ms, policy: Default::default() };
+        tasks.push(tokio::spawn(crate::leader::run(
+            raft.clone(),
+            state.clone(),
+            app_proposer,
+            Arc::new(provider),
+            leader_config,
+            shutdown_rx.clone(),
+        )));
 
         if let Some(seed) = settings.join.clone() {
             let rx = shutdown_rx.clone();

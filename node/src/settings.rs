@@ -55,6 +55,13 @@ pub struct Options {
     /// Time limit for one forwarded write or node-to-node RPC. Default 10000.
     #[arg(long)]
     pub rpc_timeout_ms: Option<u64>,
+    /// Directory of the process provider's workers; nodes on one host must share it so a new
+    /// leader adopts running workers. Default: <system temp>/flotilla-workers.
+    #[arg(long, env = "FLOTILLA_PROCESS_WORK_DIR")]
+    pub process_work_dir: Option<PathBuf>,
+    /// How often the leader reconciles workers with the state. Default 200.
+    #[arg(long)]
+    pub leader_tick_ms: Option<u64>,
     /// Log format: `pretty` or `json`. Level comes from RUST_LOG (default `info`).
     #[arg(long, env = "FLOTILLA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -76,6 +83,8 @@ pub struct Settings {
     pub max_concurrent_requests: usize,
     pub max_request_bytes: usize,
     pub rpc_timeout_ms: u64,
+    pub process_work_dir: PathBuf,
+    pub leader_tick_ms: u64,
     pub json_logs: bool,
 }
 
@@ -109,6 +118,8 @@ impl Settings {
             max_concurrent_requests: pick!(max_concurrent_requests, 256),
             max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
             rpc_timeout_ms: pick!(rpc_timeout_ms, 10_000),
+            process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
+            leader_tick_ms: pick!(leader_tick_ms, 200),
             json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
                 "pretty" => false,
                 "json" => true,
@@ -121,6 +132,7 @@ impl Settings {
                 && settings.election_timeout_min_ms < settings.election_timeout_max_ms,
             "need heartbeat-interval-ms < election-timeout-min-ms < election-timeout-max-ms"
         );
+        anyhow::ensure!(settings.leader_tick_ms > 0, "--leader-tick-ms must be greater than 0");
         anyhow::ensure!(settings.max_concurrent_requests > 0, "--max-concurrent-requests must be greater than 0");
         Ok(settings)
     }

@@ -1,0 +1,192 @@
+//! The leader's work loop: schedule, start workers, observe them, stop them.
+//!
+//! It is level-triggered: every tick compares the replicated state (assignments, jobs) with what
+//! the provider actually holds, and proposes the commands that close the gap. Nothing is kept
+//! between ticks except a timer, so a node that becomes leader simply starts ticking and adopts
+//! whatever workers exist; log offsets come from the replicated state, so output is committed
+//! exactly once across leader changes. Proposals use `propose_local`: a node that is no longer
+//! leader cannot get them committed, and its loop idles at the next tick.
+
+use crate::proposer::{wall_clock_ms, Proposer};
+use crate::Raft;
+use flotilla_providers::{Observation, WorkerProvider, WorkerSpec};
+use flotilla_raft_store::StateHandle;
+use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
+use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState, Proposal};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Output bytes committed per `AppendLog` at most (below the state's chunk limit).
+pub const LOG_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    pub tick_ms: u64,
+    pub policy: SchedulerPolicy,
+}
+
+pub async fn run<P: WorkerProvider>(raft: Raft, state: StateHandle, proposer: Proposer, provider: Arc<P>, config: LeaderConfig, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(config.tick_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if !raft.is_leader() {
+            continue;
+        }
+        let tick = Tick { raft: &raft, state: &state, proposer: &proposer, provider: provider.as_ref(), config: &config };
+        if let Err(e) = tick.run().await {
+            tracing::warn!(error = %e, "leader tick stopped early");
+        }
+    }
+}
+
+struct Tick<'a, P> {
+    raft: &'a Raft,
+    state: &'a StateHandle,
+    proposer: &'a Proposer,
+    provider: &'a P,
+    config: &'a LeaderConfig,
+}
+
+/// What one tick needs to know of an assignment, copied out so no lock is held across awaits.
+struct Work {
+    assignment: Assignment,
+    job: Job,
+}
+
+impl<P: WorkerProvider> Tick<'_, P> {
+    async fn propose(&self, command: Command) -> Result<(), String> {
+        if !self.raft.is_leader() {
+            return Err("no longer leader".into());
+        }
+        let kind = command.kind();
+        match self.proposer.propose_local(Proposal { now_ms: wall_clock_ms(), command }).await {
+            Ok(flotilla_state_machine::Response::Rejected(r)) => {
+                tracing::debug!(kind, reason = %r, "leader proposal rejected");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("{kind}: {e}")),
+        }
+    }
+
+    async fn run(&self) -> Result<(), String> {
+        let now_ms = wall_clock_ms();
+        let plan = schedule(&self.state.read().state, &self.config.policy, now_ms);
+        if !plan.placements.is_empty() {
+            self.propose(Command::ApplyPlan { placements: plan.placements }).await?;
+        }
+        let work: Vec<Work> = {
+            let data = self.state.read();
+            data.state
+                .assignments()
+                .filter_map(|a| data.state.job(a.job).map(|j| Work { assignment: a.clone(), job: j.clone() }))
+                .collect()
+        };
+        let live: BTreeSet<String> = work.iter().map(|w| flotilla_providers::worker_name(w.assignment.job, w.assignment.attempt)).collect();
+        for w in &work {
+            if let Err(e) = self.drive(w, now_ms).await {
+                tracing::warn!(job = %w.assignment.job, error = %e, "driving worker");
+            }
+        }
+        self.remove_orphans(&live).await;
+        Ok(())
+    }
+
+    /// Moves one assignment one step closer to its desired state.
+    async fn drive(&self, w: &Work, now_ms: u64) -> Result<(), String> {
+        let a = &w.assignment;
+        let (job, fencing) = (a.job, a.fencing);
+        let name = flotilla_providers::worker_name(job, a.attempt);
+        if a.releasing {
+            let gone = self.provider.terminate(&name).await.map_err(|e| e.to_string())?;
+            if gone {
+                self.propose(Command::WorkerTerminated { job, fencing, jitter_permille: jitter() }).await?;
+                self.provider.remove(&name).await.map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        if a.worker_id.is_none() {
+            let spec = WorkerSpec { job, attempt: a.attempt, fencing, steps: w.job.spec.steps.clone(), env: w.job.spec.env.clone(), image: w.job.spec.image.clone() };
+            let worker_id = self.provider.create(&spec).await.map_err(|e| e.to_string())?;
+            return self.propose(Command::WorkerCreated { job, fencing, worker_id }).await;
+        }
+        let o = self.provider.observe(&name).await.map_err(|e| e.to_string())?;
+        self.report(w, &name, &o, now_ms).await
+    }
+
+    async fn report(&self, w: &Work, name: &str, o: &Observation, now_ms: u64) -> Result<(), String> {
+        let (job, fencing, j) = (w.assignment.job, w.assignment.fencing, &w.job);
+        if !o.exists || o.lost {
+            return self.propose(Command::WorkerLost { job, fencing, reason: "worker process vanished".into() }).await;
+        }
+        if o.started && j.state == JobState::Scheduled {
+            self.propose(Command::WorkerStarted { job, fencing }).await?;
+        }
+        for &(step, exit_code) in o.steps_finished.iter().filter(|(s, _)| *s >= j.steps_completed) {
+            self.propose(Command::StepFinished { job, fencing, step, exit_code }).await?;
+        }
+        if let Some(step) = o.step_started.filter(|s| Some(*s) != j.current_step && *s >= j.steps_completed)
+            && !o.steps_finished.iter().any(|(s, _)| *s == step)
+        {
+            self.propose(Command::StepStarted { job, fencing, step }).await?;
+        }
+        // Commit output before the exit, so a finished job's log is complete.
+        let mut offset = j.stream_offset;
+        while offset < o.output_bytes {
+            let data = self.provider.read_output(name, offset, LOG_CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+            if data.is_empty() {
+                break;
+            }
+            let len = data.len() as u64;
+            self.propose(Command::AppendLog { job, fencing, offset, data }).await?;
+            offset += len;
+        }
+        if let Some(exit_code) = o.exit_code {
+            if offset >= o.output_bytes {
+                self.propose(Command::WorkerExited { job, fencing, exit_code, jitter_permille: jitter() }).await?;
+                self.provider.remove(name).await.map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        if timed_out(j, fencing, now_ms) {
+            self.propose(Command::JobTimedOut { job, fencing }).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops and removes workers that no live assignment accounts for.
+    async fn remove_orphans(&self, live: &BTreeSet<String>) {
+        let Ok(names) = self.provider.list().await else { return };
+        for name in names.iter().filter(|n| !live.contains(*n)) {
+            if !self.raft.is_leader() {
+                return;
+            }
+            match self.provider.terminate(name).await {
+                Ok(true) => {
+                    tracing::info!(worker = %name, "removing orphaned worker");
+                    let _ = self.provider.remove(name).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(worker = %name, error = %e, "stopping orphaned worker"),
+            }
+        }
+    }
+}
+
+fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
+    let Some(a) = j.attempts.last().filter(|a| a.fencing == fencing) else { return false };
+    let since = a.started_at_ms.unwrap_or(a.scheduled_at_ms);
+    j.state.is_active() && now_ms.saturating_sub(since) >= j.spec.timeout_ms
+}
+
+/// Retry jitter drawn by the proposer (0..=1000); `apply` stays deterministic.
+fn jitter() -> u16 {
+    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 1001) as u16
+}
+

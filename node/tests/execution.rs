@@ -1,0 +1,157 @@
+//! Pipelines run for real on the process provider, through real node processes: DAG order,
+//! retries, allow_failure, logs from every node, cancel, timeout, and a leader killed mid-run
+//! with every job still run exactly once and no worker left behind.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn job(name: &str, steps: &[&str], needs: &[&str]) -> Value {
+    json!({ "name": name, "steps": steps, "needs": needs, "resources": { "cpu_millis": 100, "memory_mib": 64 } })
+}
+
+async fn start(dir: &Path) -> Cluster {
+    let work = dir.join("workers").to_string_lossy().into_owned();
+    let c = Cluster::start(3, &["--process-work-dir", work.as_str(), "--leader-tick-ms", "100"]).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.register_pool(leader).await;
+    c
+}
+
+async fn submit(c: &Cluster, spec: Value) -> (u64, Vec<(String, u64)>) {
+    let (s, v) = c.post(1, "/v1/pipelines", spec).await;
+    assert_eq!(s, 201, "{v}");
+    let jobs = v["jobs"].as_array().unwrap().iter().map(|j| (j["name"].as_str().unwrap().to_string(), j["id"].as_u64().unwrap())).collect();
+    (v["pipeline"].as_u64().unwrap(), jobs)
+}
+
+fn id_of(jobs: &[(String, u64)], name: &str) -> u64 {
+    jobs.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+async fn wait_pipeline(c: &Cluster, node: u64, id: u64, state: &str) -> Value {
+    c.wait_get(node, &format!("/v1/pipelines/{id}"), &format!("pipeline {state}"), |s, v| s == 200 && v["state"] == state).await
+}
+
+fn worker_dirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("workers")).map_or(vec![], |d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+}
+
+async fn wait_no_workers(dir: &Path) {
+    let deadline = Instant::now() + WAIT;
+    while !worker_dirs(dir).is_empty() {
+        assert!(Instant::now() < deadline, "workers left behind: {:?}", worker_dirs(dir));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Worker wrappers run `<root>/j<job>-a<attempt>/run.sh`; the nodes' own command lines
+    // name only `<root>`.
+    let pattern = format!("{}/j", dir.join("workers").display());
+    let procs = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
+    assert!(procs.stdout.is_empty(), "worker processes left: {}", String::from_utf8_lossy(&procs.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dag_runs_with_retry_and_allow_failure_and_logs_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let flag = dir.path().join("flaky-once");
+    let flaky = format!("if [ -f {f} ]; then echo second try; else touch {f}; echo first try fails; exit 1; fi", f = flag.display());
+    let mut flaky_job = job("test2", &[&flaky], &["build"]);
+    flaky_job["retry"] = json!({ "max_retries": 2, "backoff_base_ms": 100, "backoff_max_ms": 200 });
+    let mut lint = job("lint", &["echo lint problems", "exit 3"], &[]);
+    lint["allow_failure"] = json!(true);
+    let spec = json!({ "name": "dag", "jobs": [
+        job("build", &["echo building", "echo built"], &[]),
+        job("test1", &["echo test one"], &["build"]),
+        flaky_job,
+        lint,
+        job("deploy", &["echo deploying"], &["test1", "test2", "lint"]),
+    ]});
+    let (p, jobs) = submit(&c, spec).await;
+    let done = wait_pipeline(&c, 2, p, "SUCCEEDED").await;
+    let states: Vec<(String, String)> = done["job_states"].as_array().unwrap().iter().map(|j| (j["name"].as_str().unwrap().into(), j["state"].as_str().unwrap().into())).collect();
+    let expect = [("build", "SUCCEEDED"), ("test1", "SUCCEEDED"), ("test2", "SUCCEEDED"), ("lint", "FAILED"), ("deploy", "SUCCEEDED")];
+    assert_eq!(states, expect.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
+
+    let (_, flaky_view) = c.get(1, &format!("/v1/jobs/{}", id_of(&jobs, "test2"))).await;
+    assert_eq!(flaky_view["attempt"], 2, "{flaky_view}");
+    let (_, lint_view) = c.get(1, &format!("/v1/jobs/{}", id_of(&jobs, "lint"))).await;
+    assert_eq!(lint_view["failure"], json!({ "exit_code": { "code": 3 } }));
+    // DAG order: deploy started after every job it needs had finished.
+    let finished = |v: &Value| v["attempts"].as_array().unwrap().last().unwrap()["finished_at_ms"].as_u64().unwrap();
+    let (_, deploy) = c.get(1, &format!("/v1/jobs/{}", id_of(&jobs, "deploy"))).await;
+    let deploy_start = deploy["attempts"][0]["scheduled_at_ms"].as_u64().unwrap();
+    assert!(deploy_start >= finished(&flaky_view) && deploy_start >= finished(&lint_view));
+
+    for node in 1..=3 {
+        let http = &c.http;
+        let log = |name: &str| {
+            let url = c.node(node).url(&format!("/v1/jobs/{}/logs?consistency=linearizable", id_of(&jobs, name)));
+            async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+        };
+        assert_eq!(log("build").await, "$ echo building\nbuilding\n$ echo built\nbuilt\n");
+        let flaky_log = log("test2").await;
+        assert!(flaky_log.contains("first try fails") && flaky_log.contains("[flotilla] attempt 2") && flaky_log.contains("second try"), "{flaky_log}");
+        assert!(log("deploy").await.contains("deploying"));
+    }
+    wait_no_workers(dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_timeout_stop_running_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let mut slow = job("slow", &["sleep 300"], &[]);
+    slow["timeout_ms"] = json!(1500);
+    let (p1, jobs1) = submit(&c, json!({ "name": "t", "jobs": [slow] })).await;
+    let (_, jobs2) = submit(&c, json!({ "name": "c", "jobs": [job("stuck", &["echo started", "sleep 300"], &[])] })).await;
+    let stuck = jobs2[0].1;
+    c.wait_get(1, &format!("/v1/jobs/{stuck}"), "stuck running", |_, v| v["state"] == "RUNNING").await;
+    let (s, v) = c.post(3, &format!("/v1/jobs/{stuck}/cancel"), json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    c.wait_get(1, &format!("/v1/jobs/{stuck}"), "cancelled", |_, v| v["state"] == "CANCELLED").await;
+    let timed_out = wait_pipeline(&c, 1, p1, "FAILED").await;
+    assert_eq!(timed_out["job_states"][0]["state"], "FAILED");
+    let (_, slow_view) = c.get(1, &format!("/v1/jobs/{}", jobs1[0].1)).await;
+    assert_eq!(slow_view["failure"], "timeout", "{slow_view}");
+    wait_no_workers(dir.path()).await;
+    let (_, pools) = c.get(1, "/v1/pools?consistency=linearizable").await;
+    assert_eq!(pools["items"][0]["workers"], 0, "capacity released: {pools}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_mid_run_runs_every_job_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path()).await;
+    let markers = dir.path().join("markers");
+    let step = format!("sleep 3; echo $FLOTILLA_JOB_ID >> {}; echo finished", markers.display());
+    let jobs: Vec<Value> = (0..6).map(|i| job(&format!("j{i}"), &["echo starting", &step], &[])).collect();
+    let (p, ids) = submit(&c, json!({ "name": "failover", "jobs": jobs })).await;
+    // Every job running, then the leader dies.
+    c.wait_get(1, &format!("/v1/pipelines/{p}"), "all running", |_, v| {
+        v["job_states"].as_array().is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
+    })
+    .await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.node_mut(leader).kill9();
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    c.wait_leader_among(&rest).await;
+    wait_pipeline(&c, rest[0], p, "SUCCEEDED").await;
+
+    let text = std::fs::read_to_string(&markers).unwrap();
+    let mut ran: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    ran.sort();
+    let mut expected: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
+    expected.sort();
+    assert_eq!(ran, expected, "each job ran exactly once");
+    for (_, id) in &ids {
+        let (_, job) = c.get(rest[1], &format!("/v1/jobs/{id}")).await;
+        assert_eq!(job["attempt"], 1, "no retry was needed: {job}");
+        let url = c.node(rest[1]).url(&format!("/v1/jobs/{id}/logs"));
+        let log = c.http.get(url).send().await.unwrap().text().await.unwrap();
+        assert!(log.starts_with("$ echo starting\nstarting\n") && log.ends_with("finished\n"), "incomplete log: {log:?}");
+    }
+    wait_no_workers(dir.path()).await;
+}

@@ -1,0 +1,207 @@
+//! The `process` provider: each worker is `sh` running the job's steps in its own directory on
+//! this host. Everything the leader needs is in files, so a new leader on the same host adopts
+//! running workers by reading them:
+//!
+//! ```text
+//! <root>/j<job>-a<attempt>/
+//!   run.sh  step-<n>.sh  work/      the wrapper, the steps, the working directory
+//!   pid                             written by the wrapper when it starts
+//!   steps.log                       "start <n>" / "end <n> <code>" lines
+//!   output.log                      stdout and stderr of every step
+//!   exit_code                       written (atomically) when the wrapper ends
+//! ```
+//!
+//! A worker directory is prepared under a temporary name and renamed into place, so creating
+//! is idempotent: only the caller whose rename succeeds starts the process.
+
+use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+/// A worker directory with no `pid` this long after creation never started: it is lost.
+const START_GRACE: Duration = Duration::from_secs(30);
+/// After SIGTERM, how long to wait before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+
+const WRAPPER: &str = r#"#!/bin/sh
+cd "$(dirname "$0")" || exit 111
+echo $$ > pid.tmp && mv pid.tmp pid
+code=0
+n=0
+while [ -f "step-$n.sh" ]; do
+  echo "start $n" >> steps.log
+  printf '$ %s\n' "$(head -n 1 "step-$n.sh")" >> output.log
+  (cd work && exec sh -e "../step-$n.sh") >> output.log 2>&1
+  code=$?
+  echo "end $n $code" >> steps.log
+  [ "$code" -ne 0 ] && break
+  n=$((n + 1))
+done
+echo "$code" > exit_code.tmp && mv exit_code.tmp exit_code
+exit "$code"
+"#;
+
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    /// Directory holding one subdirectory per worker; shared by the nodes of one host.
+    pub root: PathBuf,
+}
+
+pub struct ProcessProvider {
+    config: ProcessConfig,
+}
+
+impl ProcessProvider {
+    pub fn new(config: ProcessConfig) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.root)?;
+        Ok(ProcessProvider { config })
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.config.root.join(name)
+    }
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// Whether `pid` is a live process running this worker's wrapper.
+fn alive(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy())
+}
+
+fn signal_group(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill").args([signal, "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+}
+
+impl WorkerProvider for ProcessProvider {
+    async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
+        if spec.image.is_some() {
+            return Err(ProviderError::Unsupported("the process provider cannot run container images".into()));
+        }
+        let name = spec.name();
+        let dir = self.dir(&name);
+        if dir.exists() {
+            return Ok(name);
+        }
+        let tmp = self.config.root.join(format!(".tmp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("work"))?;
+        std::fs::write(tmp.join("run.sh"), WRAPPER)?;
+        for (i, step) in spec.steps.iter().enumerate() {
+            std::fs::write(tmp.join(format!("step-{i}.sh")), step)?;
+        }
+        std::fs::write(tmp.join("output.log"), b"")?;
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => {}
+            Err(_) if dir.exists() => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Ok(name); // someone else created it first
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg(dir.join("run.sh"))
+            .envs(&spec.env)
+            .env("FLOTILLA_JOB_ID", spec.job.0.to_string())
+            .env("FLOTILLA_ATTEMPT", spec.attempt.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd.spawn()?;
+        // Reap it when it ends; if this node dies first, init adopts and reaps it.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(name)
+    }
+
+    async fn observe(&self, name: &str) -> Result<Observation, ProviderError> {
+        let dir = self.dir(name);
+        if !dir.exists() {
+            return Ok(Observation::default());
+        }
+        let mut o = Observation { exists: true, ..Observation::default() };
+        let pid: Option<u32> = read_trimmed(&dir.join("pid")).and_then(|s| s.parse().ok());
+        o.started = pid.is_some();
+        for line in std::fs::read_to_string(dir.join("steps.log")).unwrap_or_default().lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.as_slice() {
+                ["start", n] => o.step_started = n.parse().ok(),
+                ["end", n, code] => {
+                    if let (Ok(n), Ok(code)) = (n.parse(), code.parse()) {
+                        o.steps_finished.push((n, code));
+                    }
+                }
+                _ => {}
+            }
+        }
+        o.output_bytes = std::fs::metadata(dir.join("output.log")).map_or(0, |m| m.len());
+        o.exit_code = read_trimmed(&dir.join("exit_code")).and_then(|s| s.parse().ok());
+        o.lost = match (o.exit_code, pid) {
+            (Some(_), _) => false,
+            (None, Some(pid)) => !alive(pid, &dir),
+            (None, None) => {
+                let age = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| SystemTime::now().duration_since(t).ok());
+                age.is_some_and(|a| a > START_GRACE)
+            }
+        };
+        Ok(o)
+    }
+
+    async fn read_output(&self, name: &str, offset: u64, max_bytes: usize) -> Result<Vec<u8>, ProviderError> {
+        let mut f = std::fs::File::open(self.dir(name).join("output.log"))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity(max_bytes.min(64 * 1024));
+        f.take(max_bytes as u64).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    async fn terminate(&self, name: &str) -> Result<bool, ProviderError> {
+        let dir = self.dir(name);
+        let Some(pid) = read_trimmed(&dir.join("pid")).and_then(|s| s.parse::<u32>().ok()) else {
+            return Ok(true); // never started, or already removed
+        };
+        if !alive(pid, &dir) {
+            return Ok(true);
+        }
+        signal_group(pid, "-TERM");
+        let deadline = tokio::time::Instant::now() + TERM_GRACE;
+        while tokio::time::Instant::now() < deadline {
+            if !alive(pid, &dir) {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        signal_group(pid, "-KILL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(!alive(pid, &dir))
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        match std::fs::remove_dir_all(self.dir(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.config.root)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with('j') && name.contains("-a") {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,68 @@
+//! The contract between the leader and a place that runs workers.
+
+use flotilla_state_machine::{FencingToken, JobId};
+use std::collections::BTreeMap;
+
+/// What to run for one attempt of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSpec {
+    pub job: JobId,
+    pub attempt: u32,
+    pub fencing: FencingToken,
+    pub steps: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub image: Option<String>,
+}
+
+impl WorkerSpec {
+    /// The worker's name, unique per job attempt: idempotency key of every provider call.
+    pub fn name(&self) -> String {
+        worker_name(self.job, self.attempt)
+    }
+}
+
+pub fn worker_name(job: JobId, attempt: u32) -> String {
+    format!("j{}-a{attempt}", job.0)
+}
+
+/// What the provider sees of one worker now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// The worker exists (it was created and not removed).
+    pub exists: bool,
+    /// Its process has started.
+    pub started: bool,
+    /// Index of the last step started.
+    pub step_started: Option<u32>,
+    /// `(step, exit_code)` of every finished step, in order.
+    pub steps_finished: Vec<(u32, i32)>,
+    /// Bytes of output produced so far.
+    pub output_bytes: u64,
+    /// Exit code once the worker has finished.
+    pub exit_code: Option<i32>,
+    /// It neither runs nor has an exit status: it was lost.
+    pub lost: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// Every call is idempotent by worker name.
+pub trait WorkerProvider: Send + Sync + 'static {
+    /// Creates and starts the worker unless it exists; returns the provider's id for it.
+    fn create(&self, spec: &WorkerSpec) -> impl Future<Output = Result<String, ProviderError>> + Send;
+    fn observe(&self, name: &str) -> impl Future<Output = Result<Observation, ProviderError>> + Send;
+    /// Up to `max_bytes` of output starting at `offset`.
+    fn read_output(&self, name: &str, offset: u64, max_bytes: usize) -> impl Future<Output = Result<Vec<u8>, ProviderError>> + Send;
+    /// Stops the worker; `true` once it no longer runs.
+    fn terminate(&self, name: &str) -> impl Future<Output = Result<bool, ProviderError>> + Send;
+    /// Deletes what is left of a stopped worker (its directory, container...).
+    fn remove(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// Names of every worker this provider holds, for adoption and orphan removal.
+    fn list(&self) -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
+}

@@ -1,0 +1,98 @@
+//! The process provider against real `sh` processes.
+
+use flotilla_providers::{Observation, ProcessConfig, ProcessProvider, WorkerProvider, WorkerSpec};
+use flotilla_state_machine::{FencingToken, JobId};
+use std::time::{Duration, Instant};
+
+fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
+    WorkerSpec {
+        job: JobId(job),
+        attempt: 1,
+        fencing: FencingToken { term: 1, log_index: job },
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        env: [("GREETING".to_string(), "hi".to_string())].into(),
+        image: None,
+    }
+}
+
+async fn wait_until(p: &ProcessProvider, name: &str, what: &str, f: impl Fn(&Observation) -> bool) -> Observation {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = p.observe(name).await.unwrap();
+        if f(&o) {
+            return o;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened: {o:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn runs_steps_in_order_captures_output_and_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let s = spec(1, &["echo $GREETING from $FLOTILLA_JOB_ID", "echo second >&2"]);
+    let name = p.create(&s).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    assert_eq!(o.steps_finished, vec![(0, 0), (1, 0)]);
+    assert!(o.started && !o.lost);
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(out, "$ echo $GREETING from $FLOTILLA_JOB_ID\nhi from 1\n$ echo second >&2\nsecond\n");
+    assert_eq!(o.output_bytes, out.len() as u64);
+    assert_eq!(p.read_output(&name, 8, 8).await.unwrap(), b"GREETING");
+    p.remove(&name).await.unwrap();
+    assert!(!p.observe(&name).await.unwrap().exists);
+}
+
+#[tokio::test]
+async fn a_failing_step_stops_the_worker_with_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let name = p.create(&spec(2, &["true", "exit 7", "echo never"])).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(7));
+    assert_eq!(o.steps_finished, vec![(0, 0), (1, 7)]);
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert!(!out.contains("never"), "{out}");
+}
+
+#[tokio::test]
+async fn creating_twice_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let p = ProcessProvider::new(ProcessConfig { root: dir.path().join("workers") }).unwrap();
+    let step = format!("echo run >> {}", marker.display());
+    let s = spec(3, &[&step]);
+    let (a, b) = tokio::join!(p.create(&s), p.create(&s));
+    assert_eq!(a.unwrap(), b.unwrap());
+    wait_until(&p, &s.name(), "exit", |o| o.exit_code.is_some()).await;
+    p.create(&s).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
+    assert_eq!(p.list().await.unwrap(), vec![s.name()]);
+}
+
+#[tokio::test]
+async fn terminate_stops_the_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let name = p.create(&spec(4, &["sleep 300 & sleep 300"])).await.unwrap();
+    wait_until(&p, &name, "start", |o| o.started).await;
+    assert!(p.terminate(&name).await.unwrap());
+    let o = p.observe(&name).await.unwrap();
+    assert!(o.lost && o.exit_code.is_none(), "killed wrapper leaves no exit status: {o:?}");
+    let leftovers = std::process::Command::new("pgrep").args(["-f", &dir.path().to_string_lossy()]).output().unwrap();
+    assert!(leftovers.stdout.is_empty(), "processes survived: {}", String::from_utf8_lossy(&leftovers.stdout));
+    assert!(p.terminate(&name).await.unwrap(), "terminating again is a no-op");
+}
+
+#[tokio::test]
+async fn images_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let mut s = spec(5, &["true"]);
+    s.image = Some("alpine".into());
+    assert!(p.create(&s).await.is_err());
+    assert!(p.list().await.unwrap().is_empty());
+}
