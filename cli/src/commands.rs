@@ -39,6 +39,9 @@ pub enum PipelineCmd {
         idempotency_key: Option<String>,
         #[arg(long, default_value = "default")]
         tenant: String,
+        /// Follow the pipeline until it ends, then print its jobs' logs; exit 1 unless it succeeded.
+        #[arg(long)]
+        wait: bool,
     },
     Get { id: u64 },
     List(ListArgs),
@@ -129,7 +132,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
             }
         },
         Top::Pipeline(cmd) => match cmd {
-            PipelineCmd::Submit { file, idempotency_key, tenant } => {
+            PipelineCmd::Submit { file, idempotency_key, tenant, wait } => {
                 let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
                 let spec: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
                 let mut headers = vec![("x-flotilla-tenant", tenant.clone())];
@@ -143,6 +146,11 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                     let rows: Vec<Vec<String>> = v["jobs"].as_array().into_iter().flatten().map(|j| vec![cell(&j["id"]), cell(&j["name"])]).collect();
                     output::table(&["JOB", "NAME"], &rows);
                 });
+                if *wait {
+                    let id = v["pipeline"].as_u64().context("the server returned no pipeline id")?;
+                    let state = crate::wait::follow(client, id).await?;
+                    anyhow::ensure!(state == "SUCCEEDED", "pipeline {id} ended {state}");
+                }
             }
             PipelineCmd::Get { id } => show(&client.get(&format!("/v1/pipelines/{id}")).await?, &pipeline_table),
             PipelineCmd::List(list) => show(&client.get(&format!("/v1/pipelines?{}", list.query(&[]))).await?, &|v| {

@@ -24,6 +24,10 @@ pub struct DevArgs {
     /// The flotilla-node binary; by default the one next to this program.
     #[arg(long)]
     node_binary: Option<PathBuf>,
+    /// Run this pipeline file, print its progress and logs, then stop the cluster; the exit
+    /// status says whether the pipeline succeeded.
+    #[arg(long)]
+    run: Option<PathBuf>,
 }
 
 struct Nodes(Vec<Child>);
@@ -60,6 +64,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .args(["--id", &n.to_string(), "--raft-addr", &addr(n, 0), "--api-addr", &addr(n, 1000)])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node-{n}")))
+            .arg("--process-work-dir")
+            .arg(args.data_dir.join("workers"))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -90,6 +96,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
     all.post("/v1/pools", &pool).await.context("registering the local process pool")?;
 
+    if let Some(file) = &args.run {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let spec: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+        let submitted = all.post("/v1/pipelines", &spec).await?;
+        let id = submitted["pipeline"].as_u64().context("the server returned no pipeline id")?;
+        println!("pipeline {id} submitted to a {}-node cluster", args.nodes);
+        let state = crate::wait::follow(&all, id).await?;
+        drop(nodes);
+        anyhow::ensure!(state == "SUCCEEDED", "pipeline {id} ended {state}");
+        return Ok(());
+    }
     println!("Flotilla dev cluster is up: {} nodes, process pool `local`.", args.nodes);
     println!("  export FLOTILLA_ADDR={}", servers.join(","));
     println!("  flotilla cluster status");

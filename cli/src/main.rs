@@ -4,6 +4,7 @@ mod client;
 mod commands;
 mod dev;
 mod output;
+mod wait;
 
 use clap::{Parser, Subcommand};
 use output::Format;

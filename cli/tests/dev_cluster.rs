@@ -85,3 +85,25 @@ fn dev_cluster_serves_the_cli() {
     assert!(status.success(), "flotilla dev exited with {status}");
     assert!(!run(&all, &["cluster", "status"]).status.success(), "nodes still answer after dev stopped");
 }
+
+#[test]
+fn dev_run_executes_the_example_and_prints_its_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = 40_000 + (std::process::id() % 10_000) as u16;
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.json");
+    let out = Command::new(flotilla())
+        .args(["dev", "--base-port", &base.to_string(), "--run", example, "--data-dir"])
+        .arg(dir.path())
+        .arg("--node-binary")
+        .arg(node_binary())
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("pipeline 1 SUCCEEDED"), "{text}");
+    assert!(text.contains("--- greet (job 1) ---\n$ echo hello from flotilla\nhello from flotilla\n"), "{text}");
+    assert!(text.contains("$ seq 1 3\n1\n2\n3\n"), "{text}");
+    // The cluster was stopped afterwards.
+    let servers = format!("127.0.0.1:{}", base + 1001);
+    assert!(!run(&servers, &["cluster", "status"]).status.success());
+}
