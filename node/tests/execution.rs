@@ -75,13 +75,13 @@ async fn a_dag_runs_with_retry_and_allow_failure_and_logs_everywhere() {
     let expect = [("build", "SUCCEEDED"), ("test1", "SUCCEEDED"), ("test2", "SUCCEEDED"), ("lint", "FAILED"), ("deploy", "SUCCEEDED")];
     assert_eq!(states, expect.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
 
-    let (_, flaky_view) = c.get(1, &format!("/v1/jobs/{}", id_of(&jobs, "test2"))).await;
+    let (_, flaky_view) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "test2"))).await;
     assert_eq!(flaky_view["attempt"], 2, "{flaky_view}");
-    let (_, lint_view) = c.get(1, &format!("/v1/jobs/{}", id_of(&jobs, "lint"))).await;
+    let (_, lint_view) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "lint"))).await;
     assert_eq!(lint_view["failure"], json!({ "exit_code": { "code": 3 } }));
     // DAG order: deploy started after every job it needs had finished.
     let finished = |v: &Value| v["attempts"].as_array().unwrap().last().unwrap()["finished_at_ms"].as_u64().unwrap();
-    let (_, deploy) = c.get(1, &format!("/v1/jobs/{}", id_of(&jobs, "deploy"))).await;
+    let (_, deploy) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "deploy"))).await;
     let deploy_start = deploy["attempts"][0]["scheduled_at_ms"].as_u64().unwrap();
     assert!(deploy_start >= finished(&flaky_view) && deploy_start >= finished(&lint_view));
 
@@ -114,7 +114,7 @@ async fn cancel_and_timeout_stop_running_workers() {
     c.wait_get(1, &format!("/v1/jobs/{stuck}"), "cancelled", |_, v| v["state"] == "CANCELLED").await;
     let timed_out = wait_pipeline(&c, 1, p1, "FAILED").await;
     assert_eq!(timed_out["job_states"][0]["state"], "FAILED");
-    let (_, slow_view) = c.get(1, &format!("/v1/jobs/{}", jobs1[0].1)).await;
+    let (_, slow_view) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", jobs1[0].1)).await;
     assert_eq!(slow_view["failure"], "timeout", "{slow_view}");
     wait_no_workers(dir.path()).await;
     let (_, pools) = c.get(1, "/v1/pools?consistency=linearizable").await;
@@ -147,9 +147,9 @@ async fn a_leader_killed_mid_run_runs_every_job_exactly_once() {
     expected.sort();
     assert_eq!(ran, expected, "each job ran exactly once");
     for (_, id) in &ids {
-        let (_, job) = c.get(rest[1], &format!("/v1/jobs/{id}")).await;
+        let (_, job) = c.get(rest[1], &format!("/v1/jobs/{id}?consistency=linearizable")).await;
         assert_eq!(job["attempt"], 1, "no retry was needed: {job}");
-        let url = c.node(rest[1]).url(&format!("/v1/jobs/{id}/logs"));
+        let url = c.node(rest[1]).url(&format!("/v1/jobs/{id}/logs?consistency=linearizable"));
         let log = c.http.get(url).send().await.unwrap().text().await.unwrap();
         assert!(log.starts_with("$ echo starting\nstarting\n") && log.ends_with("finished\n"), "incomplete log: {log:?}");
     }
