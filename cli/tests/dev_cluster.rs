@@ -26,7 +26,8 @@ fn stdout(o: &Output) -> String {
 #[test]
 fn dev_cluster_serves_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let base = 20_000 + (std::process::id() % 20_000) as u16;
+    // Below the ephemeral range (32768+), apart from the other test's ports.
+    let base = 12_000 + (std::process::id() % 3_000) as u16;
     let mut dev = Command::new(flotilla())
         .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
         .arg(dir.path())
@@ -89,7 +90,7 @@ fn dev_cluster_serves_the_cli() {
 #[test]
 fn dev_run_executes_the_example_and_prints_its_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let base = 40_000 + (std::process::id() % 10_000) as u16;
+    let base = 17_000 + (std::process::id() % 3_000) as u16;
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.json");
     let out = Command::new(flotilla())
         .args(["dev", "--base-port", &base.to_string(), "--run", example, "--data-dir"])

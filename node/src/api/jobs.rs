@@ -1,34 +1,25 @@
 //! `/v1/jobs`: list with filters, get, cancel, logs.
 
-use super::{parse_id, parse_query, read_response, ApiError, AppState, Page, ReadQuery};
+use super::{cancelled, parse_id, parse_query, parse_state, read_response, ApiError, AppState, Page, ReadQuery};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use flotilla_state_machine::{Command, Job, JobId, JobState, Response as SmResponse};
+use flotilla_state_machine::{Command, Job, JobId, JobState};
 
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
-    let wanted: Option<JobState> = q
-        .state
-        .as_deref()
-        .map(|s| serde_json::from_value(serde_json::Value::String(s.to_uppercase())))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("state", "state must be one of PENDING, SCHEDULED, RUNNING, TERMINATED, SUCCEEDED, FAILED, CANCELLED"))?;
+    let wanted: Option<JobState> =
+        parse_state(q.state.as_deref(), "PENDING, SCHEDULED, RUNNING, TERMINATED, SUCCEEDED, FAILED, CANCELLED")?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
     let after = q.after.unwrap_or(0);
-    let mut items: Vec<Job> = data
+    let items = data
         .state
         .jobs()
         .filter(|j| j.id.0 > after && wanted.is_none_or(|w| j.state == w) && q.pipeline.is_none_or(|p| j.pipeline.0 == p))
-        .take(page + 1)
-        .cloned()
-        .collect();
-    let next_after = (items.len() > page).then(|| items[page - 1].id.0);
-    items.truncate(page);
-    Ok(read_response(applied, &Page { items, next_after, applied_index: applied }))
+        .cloned();
+    Ok(read_response(applied, &Page::collect(items, page, |j: &Job| j.id.0, applied)))
 }
 
 pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -42,11 +33,7 @@ pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQue
 
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
-    match app.proposer.propose(Command::CancelJob { job }).await? {
-        SmResponse::Cancelled { jobs } => Ok(Json(serde_json::json!({ "cancelled": jobs })).into_response()),
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
-    }
+    cancelled(app.proposer.propose(Command::CancelJob { job }).await?)
 }
 
 /// The job's committed output as text. Following (`?follow=true`) arrives with live logs.

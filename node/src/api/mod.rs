@@ -156,6 +156,38 @@ pub fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim_start_matches(['p', 'j']).parse().map_err(|_| ApiError::bad_request(field, format!("{raw:?} is not an id")))
 }
 
+/// Parses a `?state=` filter into one of the domain's state enums (case-insensitive).
+pub fn parse_state<T: serde::de::DeserializeOwned>(raw: Option<&str>, allowed: &str) -> Result<Option<T>, ApiError> {
+    raw.map(|s| serde_json::from_value(serde_json::Value::String(s.to_uppercase())))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("state", format!("state must be one of {allowed}")))
+}
+
+impl<T: Serialize> Page<T> {
+    /// Takes up to `page` items from `items` (already filtered to ids after `after`), and the
+    /// cursor for the next page if more remain.
+    pub fn collect(items: impl Iterator<Item = T>, page: usize, id_of: impl Fn(&T) -> u64, applied_index: u64) -> Page<T> {
+        let mut items: Vec<T> = items.take(page + 1).collect();
+        let next_after = (items.len() > page).then(|| id_of(&items[page - 1]));
+        items.truncate(page);
+        Page { items, next_after, applied_index }
+    }
+}
+
+/// The answer to a cancel command: the jobs it cancelled, or why it was refused.
+pub fn cancelled(response: flotilla_state_machine::Response) -> Result<Response, ApiError> {
+    match response {
+        flotilla_state_machine::Response::Cancelled { jobs } => Ok(axum::Json(serde_json::json!({ "cancelled": jobs })).into_response()),
+        flotilla_state_machine::Response::Rejected(r) => Err(r.into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A response of the wrong kind for its command: a bug, reported as such.
+pub fn unexpected(response: flotilla_state_machine::Response) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {response:?}"))
+}
+
 #[derive(Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,

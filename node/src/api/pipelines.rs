@@ -1,7 +1,7 @@
 //! `/v1/pipelines`: submit (with `Idempotency-Key`), list, get, cancel.
 
 use super::json_body::JsonBody;
-use super::{parse_id, parse_query, read_response, ApiError, AppState, Page, ReadQuery};
+use super::{cancelled, parse_id, parse_query, parse_state, read_response, unexpected, ApiError, AppState, Page, ReadQuery};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -43,7 +43,7 @@ pub async fn submit(State(app): State<AppState>, headers: HeaderMap, JsonBody(sp
             Ok((status, Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate }))).into_response())
         }
         SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -60,25 +60,16 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
-    let wanted: Option<PipelineState> = q
-        .state
-        .as_deref()
-        .map(|s| serde_json::from_value(serde_json::Value::String(s.to_uppercase())))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("state", "state must be RUNNING, SUCCEEDED, FAILED or CANCELLED"))?;
+    let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
     let after = q.after.unwrap_or(0);
-    let mut items: Vec<PipelineView> = data
+    let items = data
         .state
         .pipelines()
         .filter(|p| p.id.0 > after && wanted.is_none_or(|w| p.state == w))
-        .take(page + 1)
-        .map(|p| view(&data.state, p))
-        .collect();
-    let next_after = (items.len() > page).then(|| items[page - 1].pipeline.id.0);
-    items.truncate(page);
-    Ok(read_response(applied, &Page { items, next_after, applied_index: applied }))
+        .map(|p| view(&data.state, p));
+    Ok(read_response(applied, &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied)))
 }
 
 pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -92,9 +83,5 @@ pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQue
 
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let pipeline = PipelineId(parse_id("id", &id)?);
-    match app.proposer.propose(Command::CancelPipeline { pipeline }).await? {
-        SmResponse::Cancelled { jobs } => Ok(Json(serde_json::json!({ "cancelled": jobs })).into_response()),
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
-    }
+    cancelled(app.proposer.propose(Command::CancelPipeline { pipeline }).await?)
 }

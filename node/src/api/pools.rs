@@ -1,7 +1,7 @@
 //! `/v1/pools`: register a worker pool, list pools with their allocation.
 
 use super::json_body::JsonBody;
-use super::{parse_query, read_response, ApiError, AppState, ReadQuery};
+use super::{parse_query, read_response, unexpected, ApiError, AppState, ReadQuery};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +16,7 @@ pub async fn register(State(app): State<AppState>, JsonBody(spec): JsonBody<Pool
             Ok((status, Json(serde_json::json!({ "pool": name, "created": changed }))).into_response())
         }
         SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -12,8 +12,20 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// A port that is free now, below the kernel's ephemeral range (32768+): a port from that range
+/// can be taken by an outgoing connection between this check and the node's bind. Test
+/// binaries run one at a time; within one, a counter keeps concurrent tests apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 22_000 + (std::process::id() % 400) as u16 * 20, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "ran out of test ports");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct NodeProc {
