@@ -40,6 +40,7 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
 }
 
+#[utoipa::path(get, path = "/v1/cluster", tag = "cluster", responses((status = 200, description = "this node's view: members, leader, term, indexes")))]
 pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
     let m = crate::metrics(&app.raft);
     let membership = m.membership_config.membership();
@@ -76,6 +77,8 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
 }
 
 /// Bootstraps a new cluster with this node as its only voter.
+#[utoipa::path(post, path = "/v1/cluster/init", tag = "cluster",
+    responses((status = 201, description = "bootstrapped with this node as the only voter"), (status = 409, description = "already initialized", body = super::openapi::ErrorBodyDoc)))]
 pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
     if app.raft.is_initialized().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))? {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_initialized", "this node is already part of a cluster"));
@@ -120,6 +123,9 @@ fn with_location(e: ApiError) -> Response {
 }
 
 /// Adds a node: first as a learner that catches up, then promotes it to voter.
+#[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster", request_body(content = super::openapi::AddMemberDoc, content_type = "application/json"),
+    responses((status = 201, description = "added as a voter"), (status = 200, description = "already a voter"), (status = 307, description = "sent to a follower: see Location"),
+              (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn add_member(State(app): State<AppState>, JsonBody(req): JsonBody<AddMember>) -> Response {
     add_member_inner(app, req).await.unwrap_or_else(with_location)
 }
@@ -152,6 +158,8 @@ async fn add_member_inner(app: AppState, req: AddMember) -> Result<Response, Api
 }
 
 /// Removes a node from the voters and from the cluster's node list.
+#[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster", params(("id" = u64, Path)),
+    responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Response {
     remove_member_inner(app, id).await.unwrap_or_else(with_location)
 }

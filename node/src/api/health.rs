@@ -6,10 +6,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::json;
 
+#[utoipa::path(get, path = "/v1/health/live", tag = "health", responses((status = 200, description = "the process answers")))]
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "live" }))
 }
 
+#[utoipa::path(get, path = "/v1/health/ready", tag = "health",
+    responses((status = 200, description = "a member of a cluster with a leader"), (status = 503, description = "not ready")))]
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let m = crate::metrics(&app.raft);
     let member = m.membership_config.membership().get_node(&app.id).is_some();

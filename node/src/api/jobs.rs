@@ -6,6 +6,8 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::{Command, Job, JobId, JobState};
 
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("pipeline" = Option<u64>, Query)),
+    responses((status = 200, description = "a page of jobs"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
@@ -22,6 +24,8 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     Ok(read_response(applied, &Page::collect(items, page, |j: &Job| j.id.0, applied)))
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
+    responses((status = 200, description = "the job"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
@@ -31,12 +35,17 @@ pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQue
     Ok(read_response(applied, job))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),
+    responses((status = 200, description = "the jobs cancelled (with dependants)"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc),
+              (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
     cancelled(app.proposer.propose(Command::CancelJob { job }).await?)
 }
 
 /// The job's committed output as text. Following (`?follow=true`) arrives with live logs.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
+    responses((status = 200, description = "the job's output", content_type = "text/plain"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn logs(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;

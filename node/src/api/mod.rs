@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod jobs;
 mod json_body;
+pub mod openapi;
 mod pipelines;
 mod pools;
 
@@ -20,7 +21,8 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{BoxError, Router};
 use flotilla_raft_store::{NodeAddr, StateHandle};
 use serde::{Deserialize, Serialize};
@@ -49,26 +51,43 @@ pub struct ApiLimits {
     pub max_request_bytes: usize,
 }
 
+/// Every route, once: the router is built from this table and a test compares the table with
+/// the OpenAPI document.
+fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
+    vec![
+        ("/v1/pipelines", Method::POST, post(pipelines::submit)),
+        ("/v1/pipelines", Method::GET, get(pipelines::list)),
+        ("/v1/pipelines/{id}", Method::GET, get(pipelines::get_one)),
+        ("/v1/pipelines/{id}/cancel", Method::POST, post(pipelines::cancel)),
+        ("/v1/jobs", Method::GET, get(jobs::list)),
+        ("/v1/jobs/{id}", Method::GET, get(jobs::get_one)),
+        ("/v1/jobs/{id}/cancel", Method::POST, post(jobs::cancel)),
+        ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs)),
+        ("/v1/pools", Method::GET, get(pools::list)),
+        ("/v1/pools", Method::POST, post(pools::register)),
+        ("/v1/cluster", Method::GET, get(cluster::status)),
+        ("/v1/cluster/init", Method::POST, post(cluster::init)),
+        ("/v1/cluster/members", Method::POST, post(cluster::add_member)),
+        ("/v1/cluster/members/{id}", Method::DELETE, delete(cluster::remove_member)),
+        ("/v1/health/live", Method::GET, get(health::live)),
+        ("/v1/health/ready", Method::GET, get(health::ready)),
+        ("/v1/openapi.json", Method::GET, get(openapi::openapi_json)),
+    ]
+}
+
+/// `(path, method)` of every route the router serves.
+pub fn route_table() -> Vec<(&'static str, Method)> {
+    routes().into_iter().map(|(p, m, _)| (p, m)).collect()
+}
+
 pub fn router(state: AppState, limits: ApiLimits) -> Router {
     let overload = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|e: BoxError| async move { overloaded(e) }))
         .load_shed()
         .concurrency_limit(limits.max_concurrent_requests);
-    Router::new()
-        .route("/v1/pipelines", post(pipelines::submit).get(pipelines::list))
-        .route("/v1/pipelines/{id}", get(pipelines::get_one))
-        .route("/v1/pipelines/{id}/cancel", post(pipelines::cancel))
-        .route("/v1/jobs", get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get_one))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/logs", get(jobs::logs))
-        .route("/v1/pools", get(pools::list).post(pools::register))
-        .route("/v1/cluster", get(cluster::status))
-        .route("/v1/cluster/init", post(cluster::init))
-        .route("/v1/cluster/members", post(cluster::add_member))
-        .route("/v1/cluster/members/{id}", axum::routing::delete(cluster::remove_member))
-        .route("/v1/health/live", get(health::live))
-        .route("/v1/health/ready", get(health::ready))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, _, method_router)| r.route(path, method_router))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")

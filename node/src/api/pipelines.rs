@@ -34,6 +34,13 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
         .transpose()
 }
 
+#[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines",
+    request_body(content = super::openapi::PipelineSpecDoc, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first submission"),
+           ("X-Flotilla-Tenant" = Option<String>, Header, description = "tenant, default `default`")),
+    responses((status = 201, description = "created"), (status = 200, description = "an earlier submission with this key"),
+              (status = 413, description = "body too large", body = super::openapi::ErrorBodyDoc), (status = 415, description = "not JSON", body = super::openapi::ErrorBodyDoc),
+              (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn submit(State(app): State<AppState>, headers: HeaderMap, JsonBody(spec): JsonBody<PipelineSpec>) -> Result<Response, ApiError> {
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
     let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
@@ -57,6 +64,8 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
     PipelineView { pipeline: p.clone(), job_states }
 }
 
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state")),
+    responses((status = 200, description = "a page of pipelines"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
@@ -72,6 +81,8 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     Ok(read_response(applied, &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied)))
 }
 
+#[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
+    responses((status = 200, description = "the pipeline and its jobs' states"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let id = PipelineId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
@@ -81,6 +92,8 @@ pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQue
     Ok(read_response(applied, &view(&data.state, p)))
 }
 
+#[utoipa::path(post, path = "/v1/pipelines/{id}/cancel", tag = "pipelines", params(("id" = u64, Path)),
+    responses((status = 200, description = "the jobs cancelled"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let pipeline = PipelineId(parse_id("id", &id)?);
     cancelled(app.proposer.propose(Command::CancelPipeline { pipeline }).await?)

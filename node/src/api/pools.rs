@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
 
+#[utoipa::path(post, path = "/v1/pools", tag = "pools", request_body(content = super::openapi::PoolSpecDoc, content_type = "application/json"),
+    responses((status = 201, description = "registered"), (status = 200, description = "already registered with this spec"),
+              (status = 409, description = "exists with another spec", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pool", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn register(State(app): State<AppState>, JsonBody(spec): JsonBody<PoolSpec>) -> Result<Response, ApiError> {
     let name = spec.name.clone();
     match app.proposer.propose(Command::RegisterPool { spec }).await? {
@@ -20,6 +23,8 @@ pub async fn register(State(app): State<AppState>, JsonBody(spec): JsonBody<Pool
     }
 }
 
+#[utoipa::path(get, path = "/v1/pools", tag = "pools", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
+    responses((status = 200, description = "pools with their allocation"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;

@@ -1,0 +1,122 @@
+//! The OpenAPI 3 document served at `/v1/openapi.json`, from `#[utoipa::path]` annotations on
+//! the handlers. A test checks it against the router's route table in both directions.
+//!
+//! Request bodies are described by the `*Doc` schemas below: the domain types live in the pure
+//! state-machine crate, which takes no dependency for documentation. The test
+//! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
+
+use super::{cluster, health, jobs, pipelines, pools};
+use axum::Json;
+use std::collections::BTreeMap;
+use utoipa::{OpenApi, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Flotilla API", version = "1", description = "Submit and follow pipelines; operate the cluster."),
+    paths(
+        pipelines::submit, pipelines::list, pipelines::get_one, pipelines::cancel,
+        jobs::list, jobs::get_one, jobs::cancel, jobs::logs,
+        pools::list, pools::register,
+        cluster::status, cluster::init, cluster::add_member, cluster::remove_member,
+        health::live, health::ready, openapi_json,
+    ),
+    components(schemas(PipelineSpecDoc, JobSpecDoc, ResourcesDoc, RetryPolicyDoc, PoolSpecDoc, AddMemberDoc, ErrorBodyDoc, ErrorDoc))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document of this API.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3 document")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// A pipeline: a name and a DAG of jobs.
+#[derive(ToSchema)]
+#[schema(as = PipelineSpec)]
+#[allow(dead_code)]
+pub struct PipelineSpecDoc {
+    name: String,
+    jobs: Vec<JobSpecDoc>,
+}
+
+/// One job. Names: ASCII letters, digits, `-`, `_`, `.`, at most 128 bytes.
+#[derive(ToSchema)]
+#[schema(as = JobSpec)]
+#[allow(dead_code)]
+pub struct JobSpecDoc {
+    name: String,
+    /// Container image; absent runs the steps on the worker host (process provider).
+    image: Option<String>,
+    /// Shell steps, run in order; the first failing step fails the attempt.
+    steps: Vec<String>,
+    env: Option<BTreeMap<String, String>>,
+    /// Names of jobs of the same pipeline that must finish first.
+    needs: Option<Vec<String>>,
+    resources: ResourcesDoc,
+    /// Pool labels the job requires.
+    constraints: Option<BTreeMap<String, String>>,
+    /// Higher runs first (-1000..=1000, default 0).
+    priority: Option<i32>,
+    /// Default 3600000.
+    timeout_ms: Option<u64>,
+    retry: Option<RetryPolicyDoc>,
+    /// A failure of this job does not fail its dependants or its pipeline.
+    allow_failure: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = Resources)]
+#[allow(dead_code)]
+pub struct ResourcesDoc {
+    cpu_millis: u64,
+    memory_mib: u64,
+    gpus: Option<u32>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = RetryPolicy)]
+#[allow(dead_code)]
+pub struct RetryPolicyDoc {
+    max_retries: Option<u32>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+}
+
+/// A worker pool. `provider` is one of process, docker, kubernetes, sim.
+#[derive(ToSchema)]
+#[schema(as = PoolSpec)]
+#[allow(dead_code)]
+pub struct PoolSpecDoc {
+    name: String,
+    provider: String,
+    capacity: ResourcesDoc,
+    max_workers: u32,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = AddMember)]
+#[allow(dead_code)]
+pub struct AddMemberDoc {
+    id: u64,
+    raft_addr: String,
+    api_addr: String,
+}
+
+/// Every error response.
+#[derive(ToSchema)]
+#[schema(as = ErrorBody)]
+#[allow(dead_code)]
+pub struct ErrorBodyDoc {
+    error: ErrorDoc,
+}
+
+#[derive(ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub struct ErrorDoc {
+    code: String,
+    message: String,
+    /// The offending field or header, when there is one.
+    field: Option<String>,
+}
