@@ -84,6 +84,34 @@ impl Client {
         self.request(Method::POST, path, Some(body), &[]).await
     }
 
+    /// GET streaming the body to stdout as it arrives (followed logs).
+    pub async fn stream_to_stdout(&self, path: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut last_err = None;
+        for server in &self.servers {
+            let request = self.http.get(format!("{server}{path}")).timeout(Duration::from_secs(24 * 3600));
+            match request.send().await {
+                Err(e) if e.is_connect() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
+                Err(e) => return Err(e).context(format!("request to {server} failed")),
+                Ok(mut resp) => {
+                    let status = resp.status();
+                    if !status.is_success() {
+                        let text = resp.text().await.unwrap_or_default();
+                        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                        return Err(ApiFailure { status, body }.into());
+                    }
+                    let mut out = std::io::stdout();
+                    while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
+                        out.write_all(&chunk)?;
+                        out.flush()?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
+    }
+
     /// GET returning the body as text, unparsed (job logs).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let mut last_err = None;

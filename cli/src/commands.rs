@@ -58,7 +58,12 @@ pub enum JobCmd {
         pipeline: Option<u64>,
     },
     /// Print the job's committed output.
-    Logs { id: u64 },
+    Logs {
+        id: u64,
+        /// Keep printing output as it arrives, until the job has finished.
+        #[arg(long, short)]
+        follow: bool,
+    },
     Cancel { id: u64 },
 }
 
@@ -181,7 +186,8 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                     output::table(&["ID", "NAME", "PIPELINE", "STATE", "ATTEMPT"], &rows);
                 });
             }
-            JobCmd::Logs { id } => print!("{}", client.get_text(&format!("/v1/jobs/{id}/logs")).await?),
+            JobCmd::Logs { id, follow: false } => print!("{}", client.get_text(&format!("/v1/jobs/{id}/logs")).await?),
+            JobCmd::Logs { id, follow: true } => client.stream_to_stdout(&format!("/v1/jobs/{id}/logs?follow=true")).await?,
             JobCmd::Cancel { id } => show(&client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?, &|v| println!("cancelled jobs: {}", cell(&v["cancelled"]))),
         },
         Top::Pool(cmd) => match cmd {

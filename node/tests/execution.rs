@@ -155,3 +155,21 @@ async fn a_leader_killed_mid_run_runs_every_job_exactly_once() {
     }
     wait_no_workers(dir.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_log_streams_it_until_the_job_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let (_, jobs) = submit(&c, json!({ "name": "f", "jobs": [job("ticker", &["for i in 1 2 3; do echo line $i; sleep 1; done"], &[])] })).await;
+    let id = jobs[0].1;
+    // Followed from a follower, from before the job has produced anything.
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let follower = if leader == 2 { 3 } else { 2 };
+    let url = c.node(follower).url(&format!("/v1/jobs/{id}/logs?follow=true"));
+    let resp = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap(); // returns only when the stream ends
+    assert_eq!(text, "$ for i in 1 2 3; do echo line $i; sleep 1; done\nline 1\nline 2\nline 3\n");
+    let (_, j) = c.get(follower, &format!("/v1/jobs/{id}")).await;
+    assert_eq!(j["state"], "SUCCEEDED", "the stream ended with the job: {j}");
+}

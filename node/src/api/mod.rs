@@ -114,6 +114,8 @@ pub struct ReadQuery {
     pub after: Option<u64>,
     pub state: Option<String>,
     pub pipeline: Option<u64>,
+    /// Logs only: keep the response open and stream output as it is committed.
+    pub follow: Option<bool>,
 }
 
 impl ReadQuery {
