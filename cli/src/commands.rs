@@ -26,6 +26,8 @@ pub enum ClusterCmd {
     },
     /// Remove a node from the cluster.
     Remove { id: u64 },
+    /// Hand leadership to another voter.
+    TransferLeader { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +132,10 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
             ClusterCmd::Add { id, raft_addr, api_addr } => {
                 let body = json!({ "id": id, "raft_addr": raft_addr, "api_addr": api_addr });
                 show(&client.post("/v1/cluster/members", &body).await?, &|_| println!("node {id} is a voter"));
+            }
+            ClusterCmd::TransferLeader { id } => {
+                let v = client.post("/v1/cluster/transfer-leader", &json!({ "to": id })).await?;
+                show(&v, &|_| println!("node {id} leads"));
             }
             ClusterCmd::Remove { id } => {
                 let v = client.request(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, &[]).await?;

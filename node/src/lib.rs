@@ -19,6 +19,19 @@ pub use settings::{Options, Settings};
 /// The Raft instance of a node.
 pub type Raft = openraft::Raft<flotilla_raft_store::TypeConfig, flotilla_raft_store::StateMachineStore>;
 
+/// Hands leadership to `to` and waits (up to `timeout`) until this node sees it lead.
+pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Duration) -> Result<(), String> {
+    raft.trigger().transfer_leader(to).await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if metrics(raft).current_leader == Some(to) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(format!("node {to} did not take over within {} ms", timeout.as_millis()))
+}
+
 /// A copy of the node's current Raft metrics (term, leader, indexes, membership).
 pub fn metrics(raft: &Raft) -> openraft::RaftMetrics<flotilla_raft_store::TypeConfig> {
     use openraft::async_runtime::WatchReceiver;

@@ -93,8 +93,11 @@ impl RunningNode {
         Ok(RunningNode { id: settings.id, raft, state, shutdown, tasks })
     }
 
-    /// Stops accepting requests, stops Raft (flushing what it has), and waits for the servers.
+    /// Hands leadership over if this node leads, stops accepting requests, stops Raft, and waits
+    /// for the servers.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        // Hand over while the servers still run: the successor's messages must reach this node.
+        self.hand_over_leadership().await;
         let _ = self.shutdown.send(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
@@ -103,6 +106,29 @@ impl RunningNode {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         Ok(())
+    }
+}
+
+impl RunningNode {
+    /// A leader that stops hands leadership to the most up-to-date other voter first, so the
+    /// cluster does not wait an election timeout to notice.
+    async fn hand_over_leadership(&self) {
+        if !self.raft.is_leader() {
+            return;
+        }
+        let m = crate::metrics(&self.raft);
+        let matched = m.replication.clone().unwrap_or_default();
+        let successor = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != self.id)
+            .max_by_key(|v| matched.get(v).cloned().flatten().map(|l| l.index));
+        let Some(to) = successor else { return };
+        match crate::transfer_leadership(&self.raft, to, Duration::from_secs(3)).await {
+            Ok(()) => tracing::info!(to, "leadership handed over"),
+            Err(e) => tracing::warn!(error = %e, "leadership hand-over failed; the cluster will elect"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::proposer::{ForwardResult, ProposeError, Proposer};
 use crate::Raft;
 use flotilla_raft_store::{decode, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
 use flotilla_state_machine::Proposal;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
@@ -56,6 +56,12 @@ impl RaftService for RaftGrpc {
         let _ = std::fs::remove_file(&path);
         let snapshot = openraft::storage::Snapshot { meta, snapshot: snapshot_file };
         let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
+        Ok(Response::new(to_blob(&result)?))
+    }
+
+    async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let req: TransferLeaderRequest<TypeConfig> = from_blob(request.get_ref())?;
+        let result = self.raft.handle_transfer_leader(req).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 

@@ -178,3 +178,27 @@ async fn stable_applied_index(c: &Cluster, id: u64) -> u64 {
     }
     panic!("node {id} applied index never settled")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_on_request_and_is_handed_over_on_sigterm() {
+    let mut c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let target = follower_of(leader, &[1, 2, 3]);
+    let via = (1..=3).find(|id| *id != leader && *id != target).unwrap();
+    // Asked of a follower: redirected to the leader, which hands over.
+    let (s, v) = c.post(via, "/v1/cluster/transfer-leader", json!({ "to": target })).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(c.wait_leader_among(&[1, 2, 3]).await, target);
+    c.register_pool(target).await;
+    let (s, v) = c.post(target, "/v1/cluster/transfer-leader", json!({ "to": 99 })).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("to")), "{v}");
+
+    // SIGTERM on the leader: it hands leadership over, then exits cleanly.
+    assert!(c.node_mut(target).terminate(), "node {target} did not exit cleanly on SIGTERM");
+    let log = std::fs::read_to_string(&c.node(target).log_file).unwrap();
+    assert!(log.contains("leadership handed over"), "no hand-over in the log:\n{log}");
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != target).collect();
+    let successor = c.wait_leader_among(&rest).await;
+    let (s, b) = c.submit(successor, "after-handover", None).await;
+    assert_eq!(s, 201, "the cluster keeps accepting writes: {b}");
+}

@@ -157,6 +157,34 @@ async fn add_member_inner(app: AppState, req: AddMember) -> Result<Response, Api
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "added": req.id, "already_member": false }))).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLeader {
+    pub to: u64,
+}
+
+/// Hands leadership to another voter.
+#[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster", request_body(content = super::openapi::TransferLeaderDoc, content_type = "application/json"),
+    responses((status = 200, description = "the target leads"), (status = 307, description = "sent to a follower: see Location"),
+              (status = 422, description = "target is not a voter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "the transfer did not complete", body = super::openapi::ErrorBodyDoc)))]
+pub async fn transfer_leader(State(app): State<AppState>, JsonBody(req): JsonBody<TransferLeader>) -> Response {
+    transfer_leader_inner(app, req).await.unwrap_or_else(with_location)
+}
+
+async fn transfer_leader_inner(app: AppState, req: TransferLeader) -> Result<Response, ApiError> {
+    leader_redirect(&app, "/v1/cluster/transfer-leader")?;
+    let membership = crate::metrics(&app.raft).membership_config.membership().clone();
+    if !membership.voter_ids().any(|v| v == req.to) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_voter", format!("node {} is not a voter", req.to)).field("to"));
+    }
+    if req.to != app.id {
+        crate::transfer_leadership(&app.raft, req.to, std::time::Duration::from_millis(app.rpc_timeout_ms))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "transfer_failed", e).retry_after(1))?;
+    }
+    Ok(Json(serde_json::json!({ "leader": req.to })).into_response())
+}
+
 /// Removes a node from the voters and from the cluster's node list.
 #[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster", params(("id" = u64, Path)),
     responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]

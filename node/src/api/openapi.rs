@@ -17,10 +17,10 @@ use utoipa::{OpenApi, ToSchema};
         pipelines::submit, pipelines::list, pipelines::get_one, pipelines::cancel,
         jobs::list, jobs::get_one, jobs::cancel, jobs::logs,
         pools::list, pools::register,
-        cluster::status, cluster::init, cluster::add_member, cluster::remove_member,
+        cluster::status, cluster::init, cluster::add_member, cluster::remove_member, cluster::transfer_leader,
         health::live, health::ready, openapi_json,
     ),
-    components(schemas(PipelineSpecDoc, JobSpecDoc, ResourcesDoc, RetryPolicyDoc, PoolSpecDoc, AddMemberDoc, ErrorBodyDoc, ErrorDoc))
+    components(schemas(PipelineSpecDoc, JobSpecDoc, ResourcesDoc, RetryPolicyDoc, PoolSpecDoc, AddMemberDoc, ErrorBodyDoc, ErrorDoc, TransferLeaderDoc))
 )]
 pub struct ApiDoc;
 
@@ -101,6 +101,14 @@ pub struct AddMemberDoc {
     id: u64,
     raft_addr: String,
     api_addr: String,
+}
+
+#[derive(ToSchema)]
+#[schema(as = TransferLeader)]
+#[allow(dead_code)]
+pub struct TransferLeaderDoc {
+    /// Id of the voter that should lead.
+    to: u64,
 }
 
 /// Every error response.

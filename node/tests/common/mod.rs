@@ -67,6 +67,24 @@ impl NodeProc {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else { return false };
+        std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                c.kill().unwrap();
+                c.wait().unwrap();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn alive(&self) -> bool {
         self.child.is_some()
     }
