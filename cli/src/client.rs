@@ -76,6 +76,31 @@ impl Client {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
     }
 
+    /// POST with a body already encoded as `content_type` (a pipeline file as written).
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str, headers: &[(&str, String)]) -> anyhow::Result<Value> {
+        let mut last_err = None;
+        for server in &self.servers {
+            let mut req = self.http.post(format!("{server}{path}")).header("content-type", content_type).body(body.clone());
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            match req.send().await {
+                Err(e) if e.is_connect() || e.is_timeout() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
+                Err(e) => return Err(e).context(format!("request to {server} failed")),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    if status.is_success() {
+                        return Ok(body);
+                    }
+                    return Err(ApiFailure { status, body }.into());
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
+    }
+
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.request(Method::GET, path, None, &[]).await
     }

@@ -32,7 +32,7 @@ pub enum ClusterCmd {
 
 #[derive(Subcommand)]
 pub enum PipelineCmd {
-    /// Submit a pipeline file (JSON).
+    /// Submit a pipeline file (YAML if it ends in .yaml or .yml, else JSON).
     Submit {
         #[arg(long, short)]
         file: PathBuf,
@@ -144,13 +144,12 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
         },
         Top::Pipeline(cmd) => match cmd {
             PipelineCmd::Submit { file, idempotency_key, tenant, wait } => {
-                let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-                let spec: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+                let (body, content_type) = pipeline_file(file)?;
                 let mut headers = vec![("x-flotilla-tenant", tenant.clone())];
                 if let Some(k) = idempotency_key {
                     headers.push(("idempotency-key", k.clone()));
                 }
-                let v = client.request(Method::POST, "/v1/pipelines", Some(&spec), &headers).await?;
+                let v = client.post_raw("/v1/pipelines", body, content_type, &headers).await?;
                 show(&v, &|v| {
                     let dup = if v["duplicate"] == true { " (already submitted with this key)" } else { "" };
                     println!("pipeline {}{dup}", cell(&v["pipeline"]));
@@ -231,6 +230,14 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
         Top::Dev(_) => unreachable!("handled in main"),
     }
     Ok(())
+}
+
+/// Reads a pipeline file and names its content type; the server validates and reports errors
+/// with the field (and, for YAML, the line).
+pub fn pipeline_file(file: &std::path::Path) -> anyhow::Result<(Vec<u8>, &'static str)> {
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let yaml = file.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
+    Ok((body, if yaml { "application/yaml" } else { "application/json" }))
 }
 
 fn job_row(j: &Value) -> Vec<String> {

@@ -97,9 +97,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     all.post("/v1/pools", &pool).await.context("registering the local process pool")?;
 
     if let Some(file) = &args.run {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let spec: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
-        let submitted = all.post("/v1/pipelines", &spec).await?;
+        let (body, content_type) = crate::commands::pipeline_file(file)?;
+        let submitted = all.post_raw("/v1/pipelines", body, content_type, &[]).await?;
         let id = submitted["pipeline"].as_u64().context("the server returned no pipeline id")?;
         println!("pipeline {id} submitted to a {}-node cluster", args.nodes);
         let state = crate::wait::follow(&all, id).await?;
@@ -110,7 +109,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("Flotilla dev cluster is up: {} nodes, process pool `local`.", args.nodes);
     println!("  export FLOTILLA_ADDR={}", servers.join(","));
     println!("  flotilla cluster status");
-    println!("  flotilla pipeline submit -f examples/hello.json");
+    println!("  flotilla pipeline submit -f examples/hello.yaml --wait");
     println!("  flotilla pipeline list");
     println!("Node logs: {}/node-N.log. Ctrl-C stops the cluster; its data stays for next time.", args.data_dir.display());
     tokio::signal::ctrl_c().await?;

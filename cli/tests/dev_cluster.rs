@@ -91,7 +91,7 @@ fn dev_cluster_serves_the_cli() {
 fn dev_run_executes_the_example_and_prints_its_logs() {
     let dir = tempfile::tempdir().unwrap();
     let base = 17_000 + (std::process::id() % 3_000) as u16;
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.json");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.yaml");
     let out = Command::new(flotilla())
         .args(["dev", "--base-port", &base.to_string(), "--run", example, "--data-dir"])
         .arg(dir.path())

@@ -82,3 +82,33 @@ async fn bad_requests_get_json_errors_that_name_the_problem() {
     let (_, list) = c.get(1, "/v1/pipelines").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_pipelines_are_accepted_and_their_errors_name_field_and_line() {
+    let c = Cluster::start(1, &[]).await;
+    c.wait_leader_among(&[1]).await;
+    c.register_pool(1).await;
+    let url = c.node(1).url("/v1/pipelines");
+    let send = |body: &'static str| {
+        let req = c.http.post(&url).header("content-type", "application/yaml").body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let ok = "name: y\njobs:\n  - name: a\n    steps: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
+    let (s, v) = send(ok).await;
+    assert_eq!(s, 201, "{v}");
+
+    let unknown = "name: y\njobs:\n  - name: a\n    stepz: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
+    let (s, v) = send(unknown).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("jobs[0].stepz")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("line 4"), "{v}");
+
+    let wrong = "name: y\njobs:\n  - name: a\n    steps: [echo hi]\n    resources: { cpu_millis: lots, memory_mib: 10 }\n";
+    let (s, v) = send(wrong).await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("jobs[0].resources.cpu_millis")), "{v}");
+
+    let (s, v) = send("name: y\njobs: [\n").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("malformed_yaml")), "{v}");
+}

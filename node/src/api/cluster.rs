@@ -3,7 +3,7 @@
 //! Membership changes run on the leader; a follower answers `307 Temporary Redirect` to the
 //! leader's API address, which HTTP clients follow with the same method and body.
 
-use super::json_body::JsonBody;
+use super::input_body::InputBody;
 use super::{ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -126,7 +126,7 @@ fn with_location(e: ApiError) -> Response {
 #[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster", request_body(content = super::openapi::AddMemberDoc, content_type = "application/json"),
     responses((status = 201, description = "added as a voter"), (status = 200, description = "already a voter"), (status = 307, description = "sent to a follower: see Location"),
               (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn add_member(State(app): State<AppState>, JsonBody(req): JsonBody<AddMember>) -> Response {
+pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<AddMember>) -> Response {
     add_member_inner(app, req).await.unwrap_or_else(with_location)
 }
 
@@ -167,7 +167,7 @@ pub struct TransferLeader {
 #[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster", request_body(content = super::openapi::TransferLeaderDoc, content_type = "application/json"),
     responses((status = 200, description = "the target leads"), (status = 307, description = "sent to a follower: see Location"),
               (status = 422, description = "target is not a voter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "the transfer did not complete", body = super::openapi::ErrorBodyDoc)))]
-pub async fn transfer_leader(State(app): State<AppState>, JsonBody(req): JsonBody<TransferLeader>) -> Response {
+pub async fn transfer_leader(State(app): State<AppState>, InputBody(req): InputBody<TransferLeader>) -> Response {
     transfer_leader_inner(app, req).await.unwrap_or_else(with_location)
 }
 

@@ -8,7 +8,7 @@ mod cluster;
 mod error;
 mod health;
 mod jobs;
-mod json_body;
+mod input_body;
 pub mod openapi;
 mod pipelines;
 mod pools;

@@ -1,6 +1,6 @@
 //! `/v1/pipelines`: submit (with `Idempotency-Key`), list, get, cancel.
 
-use super::json_body::JsonBody;
+use super::input_body::InputBody;
 use super::{cancelled, parse_id, parse_query, parse_state, read_response, unexpected, ApiError, AppState, Page, ReadQuery};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -41,7 +41,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
     responses((status = 201, description = "created"), (status = 200, description = "an earlier submission with this key"),
               (status = 413, description = "body too large", body = super::openapi::ErrorBodyDoc), (status = 415, description = "not JSON", body = super::openapi::ErrorBodyDoc),
               (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn submit(State(app): State<AppState>, headers: HeaderMap, JsonBody(spec): JsonBody<PipelineSpec>) -> Result<Response, ApiError> {
+pub async fn submit(State(app): State<AppState>, headers: HeaderMap, InputBody(spec): InputBody<PipelineSpec>) -> Result<Response, ApiError> {
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
     let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
     match app.proposer.propose(Command::SubmitPipeline { tenant, idempotency_key: key, spec }).await? {

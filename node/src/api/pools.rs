@@ -1,6 +1,6 @@
 //! `/v1/pools`: register a worker pool, list pools with their allocation.
 
-use super::json_body::JsonBody;
+use super::input_body::InputBody;
 use super::{parse_query, read_response, unexpected, ApiError, AppState, ReadQuery};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -11,7 +11,7 @@ use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
 #[utoipa::path(post, path = "/v1/pools", tag = "pools", request_body(content = super::openapi::PoolSpecDoc, content_type = "application/json"),
     responses((status = 201, description = "registered"), (status = 200, description = "already registered with this spec"),
               (status = 409, description = "exists with another spec", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pool", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn register(State(app): State<AppState>, JsonBody(spec): JsonBody<PoolSpec>) -> Result<Response, ApiError> {
+pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<PoolSpec>) -> Result<Response, ApiError> {
     let name = spec.name.clone();
     match app.proposer.propose(Command::RegisterPool { spec }).await? {
         SmResponse::Done { changed } => {
