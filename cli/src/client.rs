@@ -2,7 +2,7 @@
 //! answers; connection failures move on to the next one.
 
 use anyhow::{bail, Context};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -31,6 +31,11 @@ impl std::fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
+/// The body as JSON when it is JSON, else as a string.
+fn parse_body(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
 impl Client {
     pub fn new(servers: &str) -> anyhow::Result<Client> {
         let servers: Vec<String> = servers
@@ -46,29 +51,18 @@ impl Client {
         Ok(Client { servers, http })
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, String)]) -> anyhow::Result<Value> {
+    /// Sends the request `build` makes for each server in turn until one answers; a non-2xx
+    /// answer is returned as an `ApiFailure`.
+    async fn send(&self, build: impl Fn(&reqwest::Client, &str) -> RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let mut last_err = None;
         for server in &self.servers {
-            let mut req = self.http.request(method.clone(), format!("{server}{path}"));
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            for (k, v) in headers {
-                req = req.header(*k, v);
-            }
-            match req.send().await {
-                Err(e) if e.is_connect() || e.is_timeout() => {
-                    last_err = Some(anyhow::anyhow!("{server}: {e}"));
-                    continue;
-                }
+            match build(&self.http, server).send().await {
+                Err(e) if e.is_connect() || e.is_timeout() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
                 Err(e) => return Err(e).context(format!("request to {server} failed")),
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                    if status.is_success() {
-                        return Ok(body);
-                    }
+                    let body = parse_body(resp.text().await.unwrap_or_default());
                     return Err(ApiFailure { status, body }.into());
                 }
             }
@@ -76,29 +70,32 @@ impl Client {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
     }
 
+    async fn json(resp: reqwest::Response) -> anyhow::Result<Value> {
+        Ok(parse_body(resp.text().await.unwrap_or_default()))
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, String)]) -> anyhow::Result<Value> {
+        let resp = self
+            .send(|http, server| {
+                let mut req = http.request(method.clone(), format!("{server}{path}"));
+                if let Some(b) = body {
+                    req = req.json(b);
+                }
+                headers.iter().fold(req, |r, (k, v)| r.header(*k, v))
+            })
+            .await?;
+        Self::json(resp).await
+    }
+
     /// POST with a body already encoded as `content_type` (a pipeline file as written).
     pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str, headers: &[(&str, String)]) -> anyhow::Result<Value> {
-        let mut last_err = None;
-        for server in &self.servers {
-            let mut req = self.http.post(format!("{server}{path}")).header("content-type", content_type).body(body.clone());
-            for (k, v) in headers {
-                req = req.header(*k, v);
-            }
-            match req.send().await {
-                Err(e) if e.is_connect() || e.is_timeout() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
-                Err(e) => return Err(e).context(format!("request to {server} failed")),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                    if status.is_success() {
-                        return Ok(body);
-                    }
-                    return Err(ApiFailure { status, body }.into());
-                }
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
+        let resp = self
+            .send(|http, server| {
+                let req = http.post(format!("{server}{path}")).header("content-type", content_type).body(body.clone());
+                headers.iter().fold(req, |r, (k, v)| r.header(*k, v))
+            })
+            .await?;
+        Self::json(resp).await
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -112,49 +109,19 @@ impl Client {
     /// GET streaming the body to stdout as it arrives (followed logs).
     pub async fn stream_to_stdout(&self, path: &str) -> anyhow::Result<()> {
         use std::io::Write;
-        let mut last_err = None;
-        for server in &self.servers {
-            let request = self.http.get(format!("{server}{path}")).timeout(Duration::from_secs(24 * 3600));
-            match request.send().await {
-                Err(e) if e.is_connect() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
-                Err(e) => return Err(e).context(format!("request to {server} failed")),
-                Ok(mut resp) => {
-                    let status = resp.status();
-                    if !status.is_success() {
-                        let text = resp.text().await.unwrap_or_default();
-                        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                        return Err(ApiFailure { status, body }.into());
-                    }
-                    let mut out = std::io::stdout();
-                    while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
-                        out.write_all(&chunk)?;
-                        out.flush()?;
-                    }
-                    return Ok(());
-                }
-            }
+        let follow = Duration::from_secs(24 * 3600);
+        let mut resp = self.send(|http, server| http.get(format!("{server}{path}")).timeout(follow)).await?;
+        let mut out = std::io::stdout();
+        while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
+            out.write_all(&chunk)?;
+            out.flush()?;
         }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
+        Ok(())
     }
 
     /// GET returning the body as text, unparsed (job logs).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        let mut last_err = None;
-        for server in &self.servers {
-            match self.http.get(format!("{server}{path}")).send().await {
-                Err(e) if e.is_connect() || e.is_timeout() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
-                Err(e) => return Err(e).context(format!("request to {server} failed")),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        return Ok(text);
-                    }
-                    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-                    return Err(ApiFailure { status, body }.into());
-                }
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
+        let resp = self.send(|http, server| http.get(format!("{server}{path}"))).await?;
+        Ok(resp.text().await.unwrap_or_default())
     }
 }
