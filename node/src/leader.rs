@@ -161,9 +161,21 @@ impl<P: WorkerProvider> Tick<'_, P> {
     }
 
     /// Stops and removes workers that no live assignment accounts for.
+    ///
+    /// Destructive, so leadership is confirmed with a quorum round trip first: a leader that was
+    /// deposed without knowing it (paused, partitioned) must not kill a worker its successor
+    /// just created from a newer state.
     async fn remove_orphans(&self, live: &BTreeSet<String>) {
         let Ok(names) = self.provider.list().await else { return };
-        for name in names.iter().filter(|n| !live.contains(*n)) {
+        let orphans: Vec<&String> = names.iter().filter(|n| !live.contains(*n)).collect();
+        if orphans.is_empty() {
+            return;
+        }
+        if let Err(e) = self.proposer.read_index_local().await {
+            tracing::debug!(error = %e, "leadership not confirmed; orphans left for now");
+            return;
+        }
+        for name in orphans {
             if !self.raft.is_leader() {
                 return;
             }

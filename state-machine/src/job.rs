@@ -56,6 +56,8 @@ pub struct Job {
     /// Index of the last step reported started, and how many steps completed.
     pub current_step: Option<u32>,
     pub steps_completed: u32,
+    /// The step of the current attempt that failed, once reported (a repeat changes nothing).
+    pub failed_step: Option<u32>,
     pub failure: Option<FailureReason>,
     pub attempts: Vec<AttemptRecord>,
     pub created_at_ms: u64,

@@ -237,6 +237,9 @@ fn steps_report_in_order_and_out_of_range_steps_are_refused() {
     assert_eq!(r, Response::Done { changed: false }, "a repeated step report changes nothing");
     let e = h.ok(Command::StepFinished { job: a, fencing: f, step: 1, exit_code: 2 });
     assert_eq!(Harness::kinds(&e), ["StepFailed"]);
+    // The leader reports what it observes every tick: a repeated failure changes nothing.
+    let (r, e) = h.run(Command::StepFinished { job: a, fencing: f, step: 1, exit_code: 2 });
+    assert_eq!((r, e.len()), (Response::Done { changed: false }, 0));
     let r = h.rejected(Command::StepStarted { job: a, fencing: f, step: 2 });
     assert_eq!(r, Rejection::UnknownStep { job: a, step: 2, steps: 2 });
 }

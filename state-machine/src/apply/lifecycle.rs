@@ -96,6 +96,7 @@ impl State {
         j.not_before_ms = not_before_ms;
         j.current_step = None;
         j.steps_completed = 0;
+        j.failed_step = None;
         j.stream_offset = 0;
         cx.emit(Event::JobRetrying { job, attempt: next, not_before_ms });
     }

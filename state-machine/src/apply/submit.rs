@@ -56,6 +56,7 @@ impl State {
                     not_before_ms: 0,
                     current_step: None,
                     steps_completed: 0,
+                    failed_step: None,
                     failure: None,
                     attempts: Vec::new(),
                     created_at_ms: cx.now_ms,

@@ -68,7 +68,7 @@ impl State {
         if step >= steps {
             return Err(Rejection::UnknownStep { job, step, steps });
         }
-        Ok(!f.releasing && f.current && j.state.is_active() && step >= j.steps_completed)
+        Ok(!f.releasing && f.current && j.state.is_active() && step >= j.steps_completed && j.failed_step.is_none())
     }
 
     pub(crate) fn step_started(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, step: u32) -> Handled {
@@ -99,6 +99,7 @@ impl State {
             j.steps_completed = step + 1;
             cx.emit(Event::StepCompleted { job, attempt: j.attempt, step });
         } else {
+            j.failed_step = Some(step);
             cx.emit(Event::StepFailed { job, attempt: j.attempt, step, exit_code });
         }
         CHANGED
