@@ -173,3 +173,38 @@ async fn following_a_log_streams_it_until_the_job_ends() {
     let (_, j) = c.get(follower, &format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "SUCCEEDED", "the stream ended with the job: {j}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_cannot_disturb_its_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path()).await;
+    let markers = dir.path().join("markers");
+    let step = format!("sleep 4; echo $FLOTILLA_JOB_ID >> {}; echo finished", markers.display());
+    let jobs: Vec<Value> = (0..4).map(|i| job(&format!("j{i}"), &[&step], &[])).collect();
+    let (p, ids) = submit(&c, json!({ "name": "paused", "jobs": jobs })).await;
+    c.wait_get(1, &format!("/v1/pipelines/{p}"), "all running", |_, v| {
+        v["job_states"].as_array().is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
+    })
+    .await;
+    let old = c.wait_leader_among(&[1, 2, 3]).await;
+    // Frozen longer than the election timeout: the others elect a new leader and finish the jobs.
+    c.node_mut(old).pause(true);
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != old).collect();
+    let new = c.wait_leader_among(&rest).await;
+    wait_pipeline(&c, new, p, "SUCCEEDED").await;
+    // Resumed, the old leader learns of the new term and follows; its stale work is refused.
+    c.node_mut(old).pause(false);
+    c.wait_get(old, "/v1/cluster", "old leader follows", |_, v| v["leader"].as_u64() == Some(new)).await;
+    c.wait_get(old, &format!("/v1/pipelines/{p}"), "old leader caught up", |_, v| v["state"] == "SUCCEEDED").await;
+
+    let mut ran: Vec<u64> = std::fs::read_to_string(&markers).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    ran.sort();
+    let mut expected: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
+    expected.sort();
+    assert_eq!(ran, expected, "each job ran exactly once");
+    for (_, id) in &ids {
+        let (_, j) = c.get(new, &format!("/v1/jobs/{id}?consistency=linearizable")).await;
+        assert_eq!((j["state"].as_str(), j["attempt"].as_u64()), (Some("SUCCEEDED"), Some(1)), "{j}");
+    }
+    wait_no_workers(dir.path()).await;
+}

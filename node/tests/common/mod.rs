@@ -85,6 +85,13 @@ impl NodeProc {
         }
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT: the process freezes or resumes, its sockets stay open.
+    pub fn pause(&self, stop: bool) {
+        let c = self.child.as_ref().expect("node is running");
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        std::process::Command::new("kill").args([signal, &c.id().to_string()]).status().unwrap();
+    }
+
     pub fn alive(&self) -> bool {
         self.child.is_some()
     }
