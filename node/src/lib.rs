@@ -32,6 +32,11 @@ pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Durat
     Err(format!("node {to} did not take over within {} ms", timeout.as_millis()))
 }
 
+/// The addresses of the leader these metrics name, if it is known and a member.
+pub fn leader_addr(m: &openraft::RaftMetrics<flotilla_raft_store::TypeConfig>) -> Option<flotilla_raft_store::NodeAddr> {
+    m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+}
+
 /// A copy of the node's current Raft metrics (term, leader, indexes, membership).
 pub fn metrics(raft: &Raft) -> openraft::RaftMetrics<flotilla_raft_store::TypeConfig> {
     use openraft::async_runtime::WatchReceiver;

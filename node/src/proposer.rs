@@ -108,10 +108,7 @@ impl Proposer {
         if self.raft.is_leader() {
             return self.read_index_local().await;
         }
-        let metrics = crate::metrics(&self.raft);
-        let leader = metrics
-            .current_leader
-            .and_then(|id| metrics.membership_config.membership().get_node(&id).cloned())
+        let leader = crate::leader_addr(&crate::metrics(&self.raft))
             .ok_or_else(|| ProposeError::NoLeader("no leader known for a linearizable read".into()))?;
         let mut client = self.channels.client(&leader.raft_addr).map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(&()).map_err(|e| ProposeError::Failed(e.to_string()))?);

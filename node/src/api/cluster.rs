@@ -6,7 +6,7 @@
 use super::input_body::InputBody;
 use super::{ApiError, AppState};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use flotilla_raft_store::NodeAddr;
@@ -60,7 +60,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
             matched_index: matched.get(id).copied().flatten(),
         })
         .collect();
-    let leader_api_addr = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.api_addr.clone());
+    let leader_api_addr = crate::leader_addr(&m).map(|n| n.api_addr);
     Json(ClusterView {
         id: app.id,
         state: format!("{:?}", m.state),
@@ -101,36 +101,22 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
     if app.raft.is_leader() {
         return Ok(());
     }
-    let m = crate::metrics(&app.raft);
-    let api = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.api_addr.clone()));
-    match api {
-        Some(api) => {
-            let mut e = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", format!("send this to the leader at {api}"));
-            e.field = Some(format!("http://{api}{path}"));
+    match crate::leader_addr(&crate::metrics(&app.raft)) {
+        Some(leader) => {
+            let message = format!("send this to the leader at {}", leader.api_addr);
+            let mut e = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message);
+            e.location = Some(format!("http://{}{path}", leader.api_addr));
             Err(e)
         }
         None => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known; retry").retry_after(1)),
     }
 }
 
-fn with_location(e: ApiError) -> Response {
-    let location = (e.status == StatusCode::TEMPORARY_REDIRECT).then(|| e.field.clone()).flatten();
-    let mut resp = e.into_response();
-    if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    resp
-}
-
 /// Adds a node: first as a learner that catches up, then promotes it to voter.
 #[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster", request_body(content = super::openapi::AddMemberDoc, content_type = "application/json"),
     responses((status = 201, description = "added as a voter"), (status = 200, description = "already a voter"), (status = 307, description = "sent to a follower: see Location"),
               (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<AddMember>) -> Response {
-    add_member_inner(app, req).await.unwrap_or_else(with_location)
-}
-
-async fn add_member_inner(app: AppState, req: AddMember) -> Result<Response, ApiError> {
+pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<AddMember>) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/members")?;
     if req.id == 0 {
         return Err(ApiError::bad_request("id", "id must be greater than 0"));
@@ -167,11 +153,7 @@ pub struct TransferLeader {
 #[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster", request_body(content = super::openapi::TransferLeaderDoc, content_type = "application/json"),
     responses((status = 200, description = "the target leads"), (status = 307, description = "sent to a follower: see Location"),
               (status = 422, description = "target is not a voter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "the transfer did not complete", body = super::openapi::ErrorBodyDoc)))]
-pub async fn transfer_leader(State(app): State<AppState>, InputBody(req): InputBody<TransferLeader>) -> Response {
-    transfer_leader_inner(app, req).await.unwrap_or_else(with_location)
-}
-
-async fn transfer_leader_inner(app: AppState, req: TransferLeader) -> Result<Response, ApiError> {
+pub async fn transfer_leader(State(app): State<AppState>, InputBody(req): InputBody<TransferLeader>) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/transfer-leader")?;
     let membership = crate::metrics(&app.raft).membership_config.membership().clone();
     if !membership.voter_ids().any(|v| v == req.to) {
@@ -188,11 +170,7 @@ async fn transfer_leader_inner(app: AppState, req: TransferLeader) -> Result<Res
 /// Removes a node from the voters and from the cluster's node list.
 #[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster", params(("id" = u64, Path)),
     responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Response {
-    remove_member_inner(app, id).await.unwrap_or_else(with_location)
-}
-
-async fn remove_member_inner(app: AppState, id: String) -> Result<Response, ApiError> {
+pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = super::parse_id("id", &id)?;
     leader_redirect(&app, &format!("/v1/cluster/members/{id}"))?;
     let membership = crate::metrics(&app.raft).membership_config.membership().clone();

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after_s: Option<u64>,
+    /// Sent as the `Location` header (redirects to the leader).
+    pub location: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -31,7 +33,7 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, retry_after_s: None }
+        ApiError { status, code, message: message.into(), field: None, retry_after_s: None, location: None }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -59,6 +61,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(loc) = self.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+            resp.headers_mut().insert(header::LOCATION, loc);
         }
         resp
     }
