@@ -120,8 +120,5 @@ fn readiness(state: &State, job: &Job, now_ms: u64) -> Result<(), &'static str> 
 }
 
 fn quota_admits(state: &State, tenant: &str, used: (Resources, u32), req: &Resources) -> bool {
-    match state.tenant(tenant).and_then(|t| t.quota.as_ref()) {
-        None => true,
-        Some(q) => used.1 < q.max_running_jobs && used.0.checked_add(req).is_some_and(|s| s.fits_within(&q.resources)),
-    }
+    state.tenant(tenant).and_then(|t| t.quota.as_ref()).is_none_or(|q| q.admits(&used.0, used.1, req))
 }
