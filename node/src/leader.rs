@@ -9,10 +9,10 @@
 
 use crate::proposer::{wall_clock_ms, Proposer};
 use crate::Raft;
-use flotilla_providers::{Observation, WorkerProvider, WorkerSpec};
+use flotilla_providers::{AnyProvider, Guarded, Observation, ProviderSet, WorkerProvider, WorkerSpec};
 use flotilla_raft_store::StateHandle;
 use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
-use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState, Proposal};
+use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState, Proposal, ProviderKind};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub struct LeaderConfig {
     pub policy: SchedulerPolicy,
 }
 
-pub async fn run<P: WorkerProvider>(raft: Raft, state: StateHandle, proposer: Proposer, provider: Arc<P>, config: LeaderConfig, mut stop: watch::Receiver<bool>) {
+pub async fn run(raft: Raft, state: StateHandle, proposer: Proposer, providers: Arc<ProviderSet>, config: LeaderConfig, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(Duration::from_millis(config.tick_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,18 +38,18 @@ pub async fn run<P: WorkerProvider>(raft: Raft, state: StateHandle, proposer: Pr
         if !raft.is_leader() {
             continue;
         }
-        let tick = Tick { raft: &raft, state: &state, proposer: &proposer, provider: provider.as_ref(), config: &config };
+        let tick = Tick { raft: &raft, state: &state, proposer: &proposer, providers: providers.as_ref(), config: &config };
         if let Err(e) = tick.run().await {
             tracing::warn!(error = %e, "leader tick stopped early");
         }
     }
 }
 
-struct Tick<'a, P> {
+struct Tick<'a> {
     raft: &'a Raft,
     state: &'a StateHandle,
     proposer: &'a Proposer,
-    provider: &'a P,
+    providers: &'a ProviderSet,
     config: &'a LeaderConfig,
 }
 
@@ -57,9 +57,11 @@ struct Tick<'a, P> {
 struct Work {
     assignment: Assignment,
     job: Job,
+    /// The provider of the assignment's pool.
+    kind: Option<ProviderKind>,
 }
 
-impl<P: WorkerProvider> Tick<'_, P> {
+impl Tick<'_> {
     async fn propose(&self, command: Command) -> Result<(), String> {
         if !self.raft.is_leader() {
             return Err("no longer leader".into());
@@ -85,7 +87,10 @@ impl<P: WorkerProvider> Tick<'_, P> {
             let data = self.state.read();
             data.state
                 .assignments()
-                .filter_map(|a| data.state.job(a.job).map(|j| Work { assignment: a.clone(), job: j.clone() }))
+                .filter_map(|a| {
+                    let kind = data.state.pool(&a.pool).map(|p| p.spec.provider);
+                    data.state.job(a.job).map(|j| Work { assignment: a.clone(), job: j.clone(), kind })
+                })
                 .collect()
         };
         let live: BTreeSet<String> = work.iter().map(|w| flotilla_providers::worker_name(w.assignment.job, w.assignment.attempt)).collect();
@@ -94,7 +99,9 @@ impl<P: WorkerProvider> Tick<'_, P> {
                 tracing::warn!(job = %w.assignment.job, error = %e, "driving worker");
             }
         }
-        self.remove_orphans(&live).await;
+        for (kind, provider) in self.providers.iter() {
+            self.remove_orphans(kind, provider, &live).await;
+        }
         Ok(())
     }
 
@@ -103,24 +110,57 @@ impl<P: WorkerProvider> Tick<'_, P> {
         let a = &w.assignment;
         let (job, fencing) = (a.job, a.fencing);
         let name = flotilla_providers::worker_name(job, a.attempt);
+        let Some(provider) = w.kind.and_then(|k| self.providers.get(k)) else {
+            return Err(format!("this node has no {:?} provider for pool {}", w.kind, a.pool));
+        };
         if a.releasing {
-            let gone = self.provider.terminate(&name).await.map_err(|e| e.to_string())?;
+            let gone = provider.terminate(&name).await.map_err(|e| e.to_string())?;
             if gone {
                 self.propose(Command::WorkerTerminated { job, fencing, jitter_permille: jitter() }).await?;
-                self.provider.remove(&name).await.map_err(|e| e.to_string())?;
+                provider.remove(&name).await.map_err(|e| e.to_string())?;
             }
             return Ok(());
         }
         if a.worker_id.is_none() {
-            let spec = WorkerSpec { job, attempt: a.attempt, fencing, steps: w.job.spec.steps.clone(), env: w.job.spec.env.clone(), image: w.job.spec.image.clone() };
-            let worker_id = self.provider.create(&spec).await.map_err(|e| e.to_string())?;
-            return self.propose(Command::WorkerCreated { job, fencing, worker_id }).await;
+            let spec = &w.job.spec;
+            let spec = WorkerSpec {
+                job,
+                attempt: a.attempt,
+                fencing,
+                steps: spec.steps.clone(),
+                env: spec.env.clone(),
+                image: spec.image.clone(),
+                resources: spec.resources,
+            };
+            return match provider.create(&spec).await {
+                Ok(worker_id) => self.propose(Command::WorkerCreated { job, fencing, worker_id }).await,
+                // The provider can never run this worker: the attempt is lost, and the job is
+                // retried or failed by its policy with the reason on record.
+                Err(e) if !e.is_transient() => self.propose(Command::WorkerLost { job, fencing, reason: e.to_string() }).await,
+                Err(e) => {
+                    self.timeout_if_due(w, now_ms).await?;
+                    Err(e.to_string())
+                }
+            };
         }
-        let o = self.provider.observe(&name).await.map_err(|e| e.to_string())?;
-        self.report(w, &name, &o, now_ms).await
+        match provider.observe(&name).await {
+            Ok(o) => self.report(provider, w, &name, &o, now_ms).await,
+            Err(e) => {
+                // A provider outage does not stop the job's clock.
+                self.timeout_if_due(w, now_ms).await?;
+                Err(e.to_string())
+            }
+        }
     }
 
-    async fn report(&self, w: &Work, name: &str, o: &Observation, now_ms: u64) -> Result<(), String> {
+    async fn timeout_if_due(&self, w: &Work, now_ms: u64) -> Result<(), String> {
+        if timed_out(&w.job, w.assignment.fencing, now_ms) {
+            self.propose(Command::JobTimedOut { job: w.assignment.job, fencing: w.assignment.fencing }).await?;
+        }
+        Ok(())
+    }
+
+    async fn report(&self, provider: &Guarded<AnyProvider>, w: &Work, name: &str, o: &Observation, now_ms: u64) -> Result<(), String> {
         let (job, fencing, j) = (w.assignment.job, w.assignment.fencing, &w.job);
         if !o.exists || o.lost {
             return self.propose(Command::WorkerLost { job, fencing, reason: "worker process vanished".into() }).await;
@@ -139,7 +179,7 @@ impl<P: WorkerProvider> Tick<'_, P> {
         // Commit output before the exit, so a finished job's log is complete.
         let mut offset = j.stream_offset;
         while offset < o.output_bytes {
-            let data = self.provider.read_output(name, offset, LOG_CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+            let data = provider.read_output(name, offset, LOG_CHUNK_BYTES).await.map_err(|e| e.to_string())?;
             if data.is_empty() {
                 break;
             }
@@ -150,14 +190,11 @@ impl<P: WorkerProvider> Tick<'_, P> {
         if let Some(exit_code) = o.exit_code {
             if offset >= o.output_bytes {
                 self.propose(Command::WorkerExited { job, fencing, exit_code, jitter_permille: jitter() }).await?;
-                self.provider.remove(name).await.map_err(|e| e.to_string())?;
+                provider.remove(name).await.map_err(|e| e.to_string())?;
             }
             return Ok(());
         }
-        if timed_out(j, fencing, now_ms) {
-            self.propose(Command::JobTimedOut { job, fencing }).await?;
-        }
-        Ok(())
+        self.timeout_if_due(w, now_ms).await
     }
 
     /// Stops and removes workers that no live assignment accounts for.
@@ -165,8 +202,14 @@ impl<P: WorkerProvider> Tick<'_, P> {
     /// Destructive, so leadership is confirmed with a quorum round trip first: a leader that was
     /// deposed without knowing it (paused, partitioned) must not kill a worker its successor
     /// just created from a newer state.
-    async fn remove_orphans(&self, live: &BTreeSet<String>) {
-        let Ok(names) = self.provider.list().await else { return };
+    async fn remove_orphans(&self, kind: ProviderKind, provider: &Guarded<AnyProvider>, live: &BTreeSet<String>) {
+        let names = match provider.list().await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::debug!(provider = ?kind, error = %e, "listing workers");
+                return;
+            }
+        };
         let orphans: Vec<&String> = names.iter().filter(|n| !live.contains(*n)).collect();
         if orphans.is_empty() {
             return;
@@ -179,10 +222,10 @@ impl<P: WorkerProvider> Tick<'_, P> {
             if !self.raft.is_leader() {
                 return;
             }
-            match self.provider.terminate(name).await {
+            match provider.terminate(name).await {
                 Ok(true) => {
-                    tracing::info!(worker = %name, "removing orphaned worker");
-                    let _ = self.provider.remove(name).await;
+                    tracing::info!(provider = ?kind, worker = %name, "removing orphaned worker");
+                    let _ = provider.remove(name).await;
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(worker = %name, error = %e, "stopping orphaned worker"),

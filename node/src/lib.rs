@@ -10,6 +10,7 @@ pub mod network;
 pub mod node;
 mod pb;
 pub mod proposer;
+pub mod providers;
 pub mod raft_service;
 pub mod settings;
 

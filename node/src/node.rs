@@ -72,14 +72,13 @@ impl RunningNode {
             }
         }));
 
-        let provider = flotilla_providers::ProcessProvider::new(flotilla_providers::ProcessConfig { root: settings.process_work_dir.clone() })
-            .with_context(|| format!("preparing the process work directory {}", settings.process_work_dir.display()))?;
+        let providers = crate::providers::from_settings(&settings)?;
         let leader_config = crate::leader::LeaderConfig { tick_ms: settings.leader_tick_ms, policy: Default::default() };
         tasks.push(tokio::spawn(crate::leader::run(
             raft.clone(),
             state.clone(),
             app_proposer,
-            Arc::new(provider),
+            Arc::new(providers),
             leader_config,
             shutdown_rx.clone(),
         )));

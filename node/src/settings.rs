@@ -62,6 +62,31 @@ pub struct Options {
     /// How often the leader reconciles workers with the state. Default 200.
     #[arg(long)]
     pub leader_tick_ms: Option<u64>,
+    /// Name of this cluster: prefix of its Docker container names and value of their
+    /// `flotilla.cluster` label. Clusters sharing a Docker Engine need different names.
+    /// Default `flotilla`.
+    #[arg(long, env = "FLOTILLA_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Docker Engine API socket; setting it enables the `docker` provider for pools that name
+    /// it. The engine may be down at start: calls fail until it answers.
+    #[arg(long, env = "FLOTILLA_DOCKER_SOCKET")]
+    pub docker_socket: Option<String>,
+    /// Network mode of job containers, e.g. `none` to cut jobs off the network. Default: the
+    /// engine's default bridge.
+    #[arg(long)]
+    pub docker_network: Option<String>,
+    /// Image for jobs on Docker pools that name none. Default: such jobs fail.
+    #[arg(long)]
+    pub docker_default_image: Option<String>,
+    /// Time limit of one call to a provider (create, observe, stop...). Default 10000.
+    #[arg(long)]
+    pub provider_call_timeout_ms: Option<u64>,
+    /// Consecutive failed calls after which a provider's circuit breaker opens. Default 5.
+    #[arg(long)]
+    pub provider_breaker_failures: Option<u32>,
+    /// How long an open breaker fails calls at once before one probe call. Default 5000.
+    #[arg(long)]
+    pub provider_breaker_open_ms: Option<u64>,
     /// Log format: `pretty` or `json`. Level comes from RUST_LOG (default `info`).
     #[arg(long, env = "FLOTILLA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -86,6 +111,13 @@ pub struct Settings {
     pub process_work_dir: PathBuf,
     pub leader_tick_ms: u64,
     pub json_logs: bool,
+    pub cluster_name: String,
+    pub docker_socket: Option<String>,
+    pub docker_network: Option<String>,
+    pub docker_default_image: Option<String>,
+    pub provider_call_timeout_ms: u64,
+    pub provider_breaker_failures: u32,
+    pub provider_breaker_open_ms: u64,
 }
 
 impl Settings {
@@ -125,6 +157,13 @@ impl Settings {
                 "json" => true,
                 other => anyhow::bail!("--log-format must be `pretty` or `json`, not {other:?}"),
             },
+            cluster_name: pick!(cluster_name, "flotilla".to_string()),
+            docker_socket: cli.docker_socket.clone().or(file.docker_socket.clone()),
+            docker_network: cli.docker_network.clone().or(file.docker_network.clone()),
+            docker_default_image: cli.docker_default_image.clone().or(file.docker_default_image.clone()),
+            provider_call_timeout_ms: pick!(provider_call_timeout_ms, 10_000),
+            provider_breaker_failures: pick!(provider_breaker_failures, 5),
+            provider_breaker_open_ms: pick!(provider_breaker_open_ms, 5_000),
         };
         anyhow::ensure!(settings.id > 0, "--id must be greater than 0");
         anyhow::ensure!(
@@ -134,6 +173,16 @@ impl Settings {
         );
         anyhow::ensure!(settings.leader_tick_ms > 0, "--leader-tick-ms must be greater than 0");
         anyhow::ensure!(settings.max_concurrent_requests > 0, "--max-concurrent-requests must be greater than 0");
+        let name = settings.cluster_name.as_bytes();
+        anyhow::ensure!(
+            !name.is_empty()
+                && name.len() <= 64
+                && name[0].is_ascii_alphanumeric()
+                && name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+            "--cluster-name must be 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
+        );
+        anyhow::ensure!(settings.provider_call_timeout_ms > 0, "--provider-call-timeout-ms must be greater than 0");
+        anyhow::ensure!(settings.provider_breaker_failures > 0, "--provider-breaker-failures must be greater than 0");
         Ok(settings)
     }
 

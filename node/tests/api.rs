@@ -115,4 +115,55 @@ async fn yaml_pipelines_are_accepted_and_their_errors_name_field_and_line() {
 
     let (s, v) = send("name: y\njobs: [\n").await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("malformed_yaml")), "{v}");
+
+    // Errors found by validation (not by parsing) also point at the line, through aliases
+    // and matrix expansion.
+    let zero_cpu = "name: y\njobs:\n  - name: a\n    script: [echo hi]\n    resources:\n      cpu_millis: 0\n      memory_mib: 10\n";
+    let (s, v) = send(zero_cpu).await;
+    assert_eq!((s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()), (422, Some("jobs[a].resources.cpu_millis"), Some(6)), "{v}");
+    let bad_need = "name: y\njobs:\n  - name: t\n    matrix: { os: [linux, bsd] }\n    script: [echo $os]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n    needs: [nope]\n";
+    let (s, v) = send(bad_need).await;
+    assert_eq!((s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()), (422, Some("jobs[t-linux].needs"), Some(7)), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().ends_with("(line 7)"), "{v}");
+    let empty_axis = "name: y\njobs:\n  - name: t\n    matrix:\n      os: []\n    script: [echo $os]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
+    let (s, v) = send(empty_axis).await;
+    assert_eq!((s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()), (422, Some("jobs[t].matrix.os"), Some(5)), "{v}");
+
+    let matrix = "name: m\njobs:\n  - name: t\n    matrix: { os: [linux, bsd] }\n    script: [echo $os]\n    timeout: 5m\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
+    let (s, v) = send(matrix).await;
+    assert_eq!(s, 201, "{v}");
+    let names: Vec<&str> = v["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["t-linux", "t-bsd"]);
+}
+
+/// With `--max-concurrent-requests 1`, a request that waits (a write with no leader to take it)
+/// holds the only slot: every other request is shed at once with 429, a JSON error and
+/// `Retry-After`, and the node serves again as soon as the slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_with_429_and_retry_after() {
+    let c = Cluster::spawn(1, &["--max-concurrent-requests", "1"]).await;
+    let url = c.node(1).url("/v1/pipelines");
+    let slow = tokio::spawn(c.http.post(url).json(&pipeline("waits")).send());
+
+    let live = c.node(1).url("/v1/health/live");
+    let mut shed = None;
+    while !slow.is_finished() {
+        let r = c.http.get(&live).send().await.unwrap();
+        if r.status().as_u16() == 429 {
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let body: serde_json::Value = r.json().await.expect("429 bodies are JSON");
+            shed = Some((retry_after, body));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (retry_after, body) = shed.expect("no request was shed while the only slot was taken");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+
+    let waited = slow.await.unwrap().unwrap();
+    let status = waited.status().as_u16();
+    assert!(status == 503 || status == 504, "a write with no cluster is refused as unavailable, got {status}");
+    let r = c.http.get(&live).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the node serves again once the slot is free");
 }

@@ -28,6 +28,10 @@ async fn openapi_matches_routes_and_domain_types() {
         flotilla_node::api::route_table().into_iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
     assert_eq!(documented, routed, "documented vs routed (path, method)");
 
+    // The pipeline body is documented in both formats the server takes.
+    let submit_types = keys(&doc["paths"]["/v1/pipelines"]["post"]["requestBody"]["content"]);
+    assert_eq!(submit_types, BTreeSet::from(["application/json".to_string(), "application/yaml".to_string()]));
+
     // Every documented GET without parameters answers from the router, not the fallback.
     for (path, method) in &documented {
         if method == "GET" && !path.contains('{') {

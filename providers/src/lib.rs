@@ -4,11 +4,24 @@
 //! leader observe it (started, step progress, output, exit) and stop it. Every operation is
 //! idempotent by name, so a new leader can pick up where an old one stopped.
 //!
-//! Built so far: the `process` provider (each job's steps run with `sh` in their own directory
-//! on this host). Docker, Kubernetes and the capacity-only simulator come later.
+//! Built: the `process` provider (each job's steps run with `sh` in their own directory on this
+//! host) and the `docker` provider (one container per attempt on the local engine), each used
+//! through `Guarded` (timeout, retries, circuit breaker) in a `ProviderSet`. Kubernetes and the
+//! capacity-only simulator come later.
 
+mod any_provider;
+mod breaker;
+mod docker;
+mod docker_output;
+mod guarded;
 mod process;
 mod provider;
+mod provider_set;
 
+pub use any_provider::AnyProvider;
+pub use breaker::{Breaker, BreakerConfig, BreakerState};
+pub use docker::{DockerConfig, DockerProvider, LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
+pub use guarded::{GuardConfig, Guarded};
 pub use process::{ProcessConfig, ProcessProvider};
 pub use provider::{worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
+pub use provider_set::ProviderSet;

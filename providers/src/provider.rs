@@ -1,6 +1,6 @@
 //! The contract between the leader and a place that runs workers.
 
-use flotilla_state_machine::{FencingToken, JobId};
+use flotilla_state_machine::{FencingToken, JobId, Resources};
 use std::collections::BTreeMap;
 
 /// What to run for one attempt of a job.
@@ -12,6 +12,8 @@ pub struct WorkerSpec {
     pub steps: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub image: Option<String>,
+    /// What the job reserved; providers that can enforce limits (Docker) do.
+    pub resources: Resources,
 }
 
 impl WorkerSpec {
@@ -48,8 +50,28 @@ pub struct Observation {
 pub enum ProviderError {
     #[error("provider i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// This provider can never run this worker as specified.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The provider refused this worker (no such image, invalid limits): retrying will not help.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The provider could not be reached or failed; a later call may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Calls were not made: the provider failed repeatedly and its circuit breaker is open.
+    #[error("circuit open after repeated failures ({last}); next try in {retry_in_ms} ms")]
+    CircuitOpen { last: String, retry_in_ms: u64 },
+    #[error("provider call timed out after {0} ms")]
+    Timeout(u64),
+}
+
+impl ProviderError {
+    /// Whether the same call may succeed later. Permanent errors are about the worker, not the
+    /// provider, and neither are retried nor count against the provider's health.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ProviderError::Unsupported(_) | ProviderError::Rejected(_))
+    }
 }
 
 /// Every call is idempotent by worker name.

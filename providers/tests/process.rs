@@ -1,8 +1,10 @@
 //! The process provider against real `sh` processes.
 
-use flotilla_providers::{Observation, ProcessConfig, ProcessProvider, WorkerProvider, WorkerSpec};
-use flotilla_state_machine::{FencingToken, JobId};
-use std::time::{Duration, Instant};
+mod common;
+use common::wait_until;
+use flotilla_providers::{ProcessConfig, ProcessProvider, WorkerProvider, WorkerSpec};
+use flotilla_state_machine::{FencingToken, JobId, Resources};
+use std::time::Duration;
 
 fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
     WorkerSpec {
@@ -12,18 +14,7 @@ fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         steps: steps.iter().map(|s| s.to_string()).collect(),
         env: [("GREETING".to_string(), "hi".to_string())].into(),
         image: None,
-    }
-}
-
-async fn wait_until(p: &ProcessProvider, name: &str, what: &str, f: impl Fn(&Observation) -> bool) -> Observation {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let o = p.observe(name).await.unwrap();
-        if f(&o) {
-            return o;
-        }
-        assert!(Instant::now() < deadline, "{what} never happened: {o:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        resources: Resources::new(100, 64, 0),
     }
 }
 

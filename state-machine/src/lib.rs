@@ -38,6 +38,6 @@ pub use pool::{Pool, PoolSpec, ProviderKind};
 pub use rejection::Rejection;
 pub use resources::Resources;
 pub use response::{AcceptedPlacement, JobRef, RejectedPlacement, Response};
-pub use spec::{JobSpec, PipelineSpec, RetryPolicy, SpecError};
+pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError};
 pub use state::{QueueKey, State};
 pub use tenant::{Quota, Tenant};

@@ -8,13 +8,6 @@ fn submit_with_key(h: &mut Harness, key: &str, spec: PipelineSpec) -> Response {
     h.run(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: Some(key.into()), spec }).0
 }
 
-fn refusal(h: &mut Harness, spec: PipelineSpec) -> SpecError {
-    match h.rejected(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: None, spec }) {
-        Rejection::Invalid(e) => e,
-        other => panic!("expected a spec error, got {other:?}"),
-    }
-}
-
 #[test]
 fn retry_with_the_same_key_returns_the_first_pipeline() {
     let mut h = Harness::with_pool();

@@ -1,4 +1,4 @@
-//! API errors: every failure is a JSON body `{"error": {"code", "message", "field"?}}` with a
+//! API errors: every failure is a JSON body `{"error": {"code", "message", "field"?, "line"?}}` with a
 //! 4xx status for the caller's mistakes and 503/504 (with Retry-After) for cluster conditions.
 
 use crate::proposer::ProposeError;
@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Line of the submitted YAML file the error points at.
+    pub line: Option<usize>,
     pub retry_after_s: Option<u64>,
     /// Sent as the `Location` header (redirects to the leader).
     pub location: Option<String>,
@@ -29,15 +31,24 @@ struct Inner<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, retry_after_s: None, location: None }
+        ApiError { status, code, message: message.into(), field: None, line: None, retry_after_s: None, location: None }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Points the error at a line of the submitted file (also appended to the message).
+    pub fn line(mut self, line: usize) -> Self {
+        self.message = format!("{} (line {line})", self.message);
+        self.line = Some(line);
         self
     }
 
@@ -57,7 +68,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref(), line: self.line } };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));

@@ -16,25 +16,50 @@ enum Format {
     Yaml,
 }
 
+/// Like `InputBody`, keeping the text of a YAML body so later errors can name its lines.
+pub struct SourcedBody<T> {
+    pub value: T,
+    /// The body as sent, when it was YAML.
+    pub yaml: Option<String>,
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(Format, Bytes), ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let format = match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json" => Format::Json,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => Format::Yaml,
+        _ => {
+            let message = format!("send the body as application/json or application/yaml (got {content_type:?})");
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).field("Content-Type"));
+        }
+    };
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()))?;
+    Ok((format, bytes))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for SourcedBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match read_body(req, state).await? {
+            (Format::Json, bytes) => Ok(SourcedBody { value: parse(&bytes)?, yaml: None }),
+            (Format::Yaml, bytes) => {
+                let value = parse_yaml(&bytes)?;
+                Ok(SourcedBody { value, yaml: Some(String::from_utf8_lossy(&bytes).into_owned()) })
+            }
+        }
+    }
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for InputBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let format = match content_type.split(';').next().unwrap_or("").trim() {
-            "application/json" => Format::Json,
-            "application/yaml" | "application/x-yaml" | "text/yaml" => Format::Yaml,
-            _ => {
-                let message = format!("send the body as application/json or application/yaml (got {content_type:?})");
-                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).field("Content-Type"));
-            }
-        };
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()))?;
-        match format {
-            Format::Json => parse(&bytes).map(InputBody),
-            Format::Yaml => parse_yaml(&bytes).map(InputBody),
+        match read_body(req, state).await? {
+            (Format::Json, bytes) => parse(&bytes).map(InputBody),
+            (Format::Yaml, bytes) => parse_yaml(&bytes).map(InputBody),
         }
     }
 }

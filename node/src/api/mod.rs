@@ -12,22 +12,24 @@ mod input_body;
 pub mod openapi;
 mod pipelines;
 mod pools;
+mod yaml_lines;
 
 pub use error::ApiError;
 
 use crate::proposer::Proposer;
 use crate::Raft;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};
-use axum::{BoxError, Router};
+use axum::Router;
 use flotilla_raft_store::{NodeAddr, StateHandle};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
-use tower::ServiceBuilder;
+use tokio::sync::Semaphore;
 
 pub const APPLIED_INDEX_HEADER: &str = "x-flotilla-applied-index";
 /// Most items one list request returns.
@@ -82,10 +84,9 @@ pub fn route_table() -> Vec<(&'static str, Method)> {
 }
 
 pub fn router(state: AppState, limits: ApiLimits) -> Router {
-    let overload = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|e: BoxError| async move { overloaded(e) }))
-        .load_shed()
-        .concurrency_limit(limits.max_concurrent_requests);
+    // One semaphore for the whole API. (A tower `ConcurrencyLimitLayer` given to
+    // `Router::layer` is instantiated per route, which would bound each route separately.)
+    let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     routes()
         .into_iter()
         .fold(Router::new(), |r, (path, _, method_router)| r.route(path, method_router))
@@ -94,15 +95,16 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
-        .layer(overload)
+        .layer(middleware::from_fn_with_state(in_flight, shed_overload))
         .with_state(state)
 }
 
-fn overloaded(e: BoxError) -> ApiError {
-    if e.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many requests in progress").retry_after(1)
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(1)
+/// Answers 429 at once when `max_concurrent_requests` requests are in progress. The permit is
+/// held until the handler returns its response (a streamed body then runs on without it).
+async fn shed_overload(State(in_flight): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    match in_flight.try_acquire() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many requests in progress").retry_after(1).into_response(),
     }
 }
 

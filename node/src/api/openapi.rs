@@ -47,21 +47,24 @@ pub struct JobSpecDoc {
     name: String,
     /// Container image; absent runs the steps on the worker host (process provider).
     image: Option<String>,
-    /// Shell steps, run in order; the first failing step fails the attempt.
+    /// Shell steps, run in order; the first failing step fails the attempt (`script` in files).
     steps: Vec<String>,
     env: Option<BTreeMap<String, String>>,
     /// Names of jobs of the same pipeline that must finish first.
     needs: Option<Vec<String>>,
     resources: ResourcesDoc,
-    /// Pool labels the job requires.
+    /// Pool labels the job requires (`labels` in files).
     constraints: Option<BTreeMap<String, String>>,
     /// Higher runs first (-1000..=1000, default 0).
     priority: Option<i32>,
-    /// Default 3600000.
+    /// Milliseconds or a duration string such as `"30m"` (`timeout` in files). Default 1 hour.
     timeout_ms: Option<u64>,
     retry: Option<RetryPolicyDoc>,
     /// A failure of this job does not fail its dependants or its pipeline.
     allow_failure: Option<bool>,
+    /// Runs the job once per combination of these values, each exported as an environment
+    /// variable; the jobs are named `<name>-<value>...`.
+    matrix: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(ToSchema)]
@@ -127,4 +130,6 @@ pub struct ErrorDoc {
     message: String,
     /// The offending field or header, when there is one.
     field: Option<String>,
+    /// The line of a submitted YAML file the error points at.
+    line: Option<usize>,
 }

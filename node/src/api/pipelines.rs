@@ -1,6 +1,6 @@
 //! `/v1/pipelines`: submit (with `Idempotency-Key`), list, get, cancel.
 
-use super::input_body::InputBody;
+use super::input_body::SourcedBody;
 use super::{cancelled, parse_id, parse_query, parse_state, read_response, unexpected, ApiError, AppState, Page, ReadQuery};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -35,13 +35,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
 }
 
 #[utoipa::path(post, path = "/v1/pipelines", tag = "pipelines",
-    request_body(content = super::openapi::PipelineSpecDoc, content_type = "application/json"),
+    request_body(description = "the pipeline, as JSON or as the YAML pipeline file",
+        content((super::openapi::PipelineSpecDoc = "application/json"), (super::openapi::PipelineSpecDoc = "application/yaml"))),
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first submission"),
            ("X-Flotilla-Tenant" = Option<String>, Header, description = "tenant, default `default`")),
     responses((status = 201, description = "created"), (status = 200, description = "an earlier submission with this key"),
-              (status = 413, description = "body too large", body = super::openapi::ErrorBodyDoc), (status = 415, description = "not JSON", body = super::openapi::ErrorBodyDoc),
-              (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn submit(State(app): State<AppState>, headers: HeaderMap, InputBody(spec): InputBody<PipelineSpec>) -> Result<Response, ApiError> {
+              (status = 413, description = "body too large", body = super::openapi::ErrorBodyDoc), (status = 415, description = "neither JSON nor YAML", body = super::openapi::ErrorBodyDoc),
+              (status = 429, description = "overloaded; retry after Retry-After seconds", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+pub async fn submit(State(app): State<AppState>, headers: HeaderMap, body: SourcedBody<PipelineSpec>) -> Result<Response, ApiError> {
+    let SourcedBody { value: spec, yaml } = body;
+    // Matrix expansion happens again in `apply`; here it only maps an error back to its line.
+    let origin = yaml.as_ref().map(|_| spec.expand_matrix(&flotilla_state_machine::Limits::DEFAULT).map(|e| e.origin).unwrap_or_default());
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
     let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
     match app.proposer.propose(Command::SubmitPipeline { tenant, idempotency_key: key, spec }).await? {
@@ -49,7 +53,15 @@ pub async fn submit(State(app): State<AppState>, headers: HeaderMap, InputBody(s
             let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
             Ok((status, Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate }))).into_response())
         }
-        SmResponse::Rejected(r) => Err(r.into()),
+        SmResponse::Rejected(r) => {
+            let mut error: ApiError = r.into();
+            if let (Some(source), Some(field), Some(origin)) = (&yaml, error.field.as_deref(), &origin)
+                && let Some(line) = super::yaml_lines::line_of(source, field, origin)
+            {
+                error = error.line(line);
+            }
+            Err(error)
+        }
         other => Err(unexpected(other)),
     }
 }

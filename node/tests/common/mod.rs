@@ -112,6 +112,20 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes; node 1 bootstraps and the others are added as voters.
     pub async fn start(n: u64, extra_args: &[&str]) -> Cluster {
+        let c = Cluster::spawn(n, extra_args).await;
+        let r = c.post(1, "/v1/cluster/init", json!({})).await;
+        assert_eq!(r.0, 201, "init: {}", r.1);
+        c.wait_leader_among(&[1]).await;
+        for id in 2..=n {
+            let (raft, api) = (c.node(id).raft_addr.clone(), c.node(id).api_addr.clone());
+            let r = c.post(1, "/v1/cluster/members", json!({ "id": id, "raft_addr": raft, "api_addr": api })).await;
+            assert!(r.0 == 201 || r.0 == 200, "add member {id}: {} {}", r.0, r.1);
+        }
+        c
+    }
+
+    /// Starts `n` nodes and waits until each answers HTTP, without forming a cluster.
+    pub async fn spawn(n: u64, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (1..=n)
             .map(|id| NodeProc {
@@ -131,14 +145,6 @@ impl Cluster {
         }
         for id in 1..=n {
             c.wait_http(id).await;
-        }
-        let r = c.post(1, "/v1/cluster/init", json!({})).await;
-        assert_eq!(r.0, 201, "init: {}", r.1);
-        c.wait_leader_among(&[1]).await;
-        for id in 2..=n {
-            let (raft, api) = (c.node(id).raft_addr.clone(), c.node(id).api_addr.clone());
-            let r = c.post(1, "/v1/cluster/members", json!({ "id": id, "raft_addr": raft, "api_addr": api })).await;
-            assert!(r.0 == 201 || r.0 == 200, "add member {id}: {} {}", r.0, r.1);
         }
         c
     }

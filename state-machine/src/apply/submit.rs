@@ -1,4 +1,5 @@
-//! `SubmitPipeline`: validate, deduplicate by idempotency key, create the pipeline and jobs.
+//! `SubmitPipeline`: expand matrices, validate, deduplicate by idempotency key, create the
+//! pipeline and jobs.
 
 use super::{Cx, Handled};
 use crate::spec::validate_name;
@@ -7,9 +8,11 @@ use crate::{Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineS
 use std::collections::BTreeMap;
 
 impl State {
-    pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, spec: &PipelineSpec) -> Handled {
+    pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, submitted: &PipelineSpec) -> Handled {
         self.prune_idempotency(cx.now_ms);
         validate_name("tenant", tenant, &self.limits)?;
+        let expanded = submitted.expand_matrix(&self.limits)?;
+        let spec = &expanded.spec;
         if let Some(key) = key {
             if key.is_empty() {
                 return Err(SpecError::Empty { field: "idempotency_key".into() }.into());

@@ -27,6 +27,8 @@ pub enum SpecError {
     OutOfRange { field: String, value: i64, min: i64, max: i64 },
     #[error("{field}: no pool can ever run this job ({reason})")]
     NoPoolFits { field: String, reason: String },
+    #[error("{field}: {reason}")]
+    Conflict { field: String, reason: String },
 }
 
 impl SpecError {
@@ -42,6 +44,7 @@ impl SpecError {
             | SpecError::SelfNeed { field }
             | SpecError::Zero { field }
             | SpecError::OutOfRange { field, .. }
+            | SpecError::Conflict { field, .. }
             | SpecError::NoPoolFits { field, .. } => field,
             SpecError::Cycle { .. } => "jobs",
         }

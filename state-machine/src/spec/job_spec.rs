@@ -12,7 +12,8 @@ pub struct JobSpec {
     /// Container image; `None` runs the steps directly on the worker host (process provider).
     #[serde(default)]
     pub image: Option<String>,
-    /// Shell steps run in order; the first failing step fails the attempt.
+    /// Shell steps run in order; the first failing step fails the attempt. `script` in files.
+    #[serde(alias = "script")]
     pub steps: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -20,19 +21,24 @@ pub struct JobSpec {
     #[serde(default)]
     pub needs: Vec<String>,
     pub resources: Resources,
-    /// Pool labels the job requires (`key = value`, all must match).
-    #[serde(default)]
+    /// Pool labels the job requires (`key = value`, all must match). `labels` in files.
+    #[serde(default, alias = "labels")]
     pub constraints: BTreeMap<String, String>,
     /// Higher runs first; FIFO among equals.
     #[serde(default)]
     pub priority: i32,
-    #[serde(default = "JobSpec::default_timeout_ms")]
+    /// Milliseconds, or a duration such as `"30m"` (`timeout` in files).
+    #[serde(default = "JobSpec::default_timeout_ms", alias = "timeout", deserialize_with = "super::duration_ms::deserialize")]
     pub timeout_ms: u64,
     #[serde(default)]
     pub retry: RetryPolicy,
     /// When set, a failure of this job does not fail its dependants or its pipeline.
     #[serde(default)]
     pub allow_failure: bool,
+    /// Runs the job once per combination of these values (see `matrix.rs`); empty after
+    /// expansion.
+    #[serde(default)]
+    pub matrix: BTreeMap<String, Vec<String>>,
 }
 
 impl JobSpec {
@@ -56,6 +62,7 @@ impl JobSpec {
             timeout_ms: Self::DEFAULT_TIMEOUT_MS,
             retry: RetryPolicy::NONE,
             allow_failure: false,
+            matrix: BTreeMap::new(),
         }
     }
 }

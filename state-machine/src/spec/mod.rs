@@ -1,14 +1,17 @@
 //! What users submit: a pipeline is a DAG of jobs. Validation lives beside the types so that
 //! nothing malformed ever reaches the replicated state.
 
+pub(crate) mod duration_ms;
 mod error;
 mod job_spec;
+mod matrix;
 mod pipeline_spec;
 mod retry_policy;
 mod validate;
 
 pub use error::SpecError;
 pub use job_spec::JobSpec;
+pub use matrix::Expanded;
 pub use pipeline_spec::PipelineSpec;
 pub use retry_policy::RetryPolicy;
 pub(crate) use validate::validate_name;

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Attempts after the first; 0 means never retry.
-    #[serde(default)]
+    /// Attempts after the first; 0 means never retry (`max` in files).
+    #[serde(default, alias = "max")]
     pub max_retries: u32,
-    /// Delay before the first retry.
-    #[serde(default = "RetryPolicy::default_backoff_base_ms")]
+    /// Delay before the first retry (`backoff` in files, milliseconds or `"10s"`).
+    #[serde(default = "RetryPolicy::default_backoff_base_ms", alias = "backoff", deserialize_with = "super::duration_ms::deserialize")]
     pub backoff_base_ms: u64,
-    /// Ceiling of the exponential delay.
-    #[serde(default = "RetryPolicy::default_backoff_max_ms")]
+    /// Ceiling of the exponential delay (`max_backoff` in files).
+    #[serde(default = "RetryPolicy::default_backoff_max_ms", alias = "max_backoff", deserialize_with = "super::duration_ms::deserialize")]
     pub backoff_max_ms: u64,
 }
 

@@ -125,7 +125,7 @@ fn clamp_i64(v: u64) -> i64 {
 }
 
 /// Environment keys follow POSIX: letters, digits and `_`, not starting with a digit.
-fn validate_env_key(field: &str, key: &str, limits: &Limits) -> Result<(), SpecError> {
+pub(super) fn validate_env_key(field: &str, key: &str, limits: &Limits) -> Result<(), SpecError> {
     if key.is_empty() {
         return Err(SpecError::Empty { field: field.to_string() });
     }

@@ -122,3 +122,11 @@ impl Harness {
         events.iter().map(Event::kind).collect()
     }
 }
+
+/// Submits `spec`, which must be refused for a spec error; returns the error.
+pub fn refusal(h: &mut Harness, spec: PipelineSpec) -> SpecError {
+    match h.rejected(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: None, spec }) {
+        Rejection::Invalid(e) => e,
+        other => panic!("expected a spec error, got {other:?}"),
+    }
+}

@@ -1,0 +1,25 @@
+//! The worker providers this node drives when it leads, built from its settings: the process
+//! provider always, Docker when `--docker-socket` is set.
+
+use crate::settings::Settings;
+use anyhow::Context;
+use flotilla_providers::{AnyProvider, BreakerConfig, DockerConfig, DockerProvider, GuardConfig, ProcessConfig, ProcessProvider, ProviderSet};
+use flotilla_state_machine::ProviderKind;
+
+pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
+    let guard = GuardConfig {
+        call_timeout_ms: settings.provider_call_timeout_ms,
+        breaker: BreakerConfig { failure_threshold: settings.provider_breaker_failures, open_ms: settings.provider_breaker_open_ms },
+        ..GuardConfig::default()
+    };
+    let process = ProcessProvider::new(ProcessConfig { root: settings.process_work_dir.clone() })
+        .with_context(|| format!("preparing the process work directory {}", settings.process_work_dir.display()))?;
+    let mut set = ProviderSet::new().with(ProviderKind::Process, AnyProvider::Process(process), guard.clone());
+    if let Some(socket) = &settings.docker_socket {
+        let mut config = DockerConfig::new(socket.clone(), settings.cluster_name.clone());
+        config.network_mode = settings.docker_network.clone();
+        config.default_image = settings.docker_default_image.clone();
+        set = set.with(ProviderKind::Docker, AnyProvider::Docker(DockerProvider::new(config)), guard);
+    }
+    Ok(set)
+}

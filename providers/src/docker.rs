@@ -1,0 +1,308 @@
+//! The `docker` provider: one container per job attempt on the local Docker Engine.
+//!
+//! Containers are named `<cluster>-j<job>-a<attempt>` and labelled with the cluster, job,
+//! attempt and worker name, so a new leader finds (`list`) and adopts them. Creating is
+//! idempotent: a name conflict (409) means an earlier leader created it, and the container is
+//! started only if it never was, so an attempt never runs twice.
+//!
+//! The container runs a small `sh` wrapper (under Docker's init, so SIGTERM reaches it) that
+//! runs each step in `/workspace`: the steps' stdout and stderr go to the container's stdout,
+//! and the wrapper writes `start <n>` / `end <n> <code>` markers on stderr. `DockerOutput`
+//! follows that log stream. The exit code is reported only once the stream has ended, that
+//! is once every byte of output has been read.
+
+use crate::docker_output::DockerOutput;
+use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use bollard::Docker;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const LABEL_CLUSTER: &str = "flotilla.cluster";
+pub const LABEL_JOB: &str = "flotilla.job";
+pub const LABEL_ATTEMPT: &str = "flotilla.attempt";
+pub const LABEL_WORKER: &str = "flotilla.worker";
+
+const WRAPPER: &str = r#"n=0
+code=0
+for step in "$@"; do
+  echo "start $n" >&2
+  printf '$ %s\n' "$(printf '%s\n' "$step" | head -n 1)"
+  sh -ec "$step" 2>&1
+  code=$?
+  echo "end $n $code" >&2
+  [ "$code" -ne 0 ] && break
+  n=$((n + 1))
+done
+exit "$code"
+"#;
+
+#[derive(Clone, Debug)]
+pub struct DockerConfig {
+    /// The engine's API socket, e.g. `/var/run/docker.sock`.
+    pub socket_path: String,
+    /// Cluster name: prefix of container names and value of the `flotilla.cluster` label. Two
+    /// clusters sharing one engine must use different names.
+    pub cluster: String,
+    /// Network mode of job containers (`none` cuts them off; `None` is Docker's default bridge).
+    pub network_mode: Option<String>,
+    /// Image for jobs that name none.
+    pub default_image: Option<String>,
+    /// Time between SIGTERM and SIGKILL when a worker is stopped.
+    pub stop_grace_ms: u64,
+    /// Output held per worker before the log stream is paused until the leader commits some.
+    pub max_buffered_output_bytes: usize,
+    /// Timeout of one Engine API request, in seconds (log streams are not cut by it).
+    pub request_timeout_s: u64,
+}
+
+impl DockerConfig {
+    pub fn new(socket_path: impl Into<String>, cluster: impl Into<String>) -> Self {
+        DockerConfig {
+            socket_path: socket_path.into(),
+            cluster: cluster.into(),
+            network_mode: None,
+            default_image: None,
+            stop_grace_ms: 3_000,
+            max_buffered_output_bytes: 8 * 1024 * 1024,
+            request_timeout_s: 30,
+        }
+    }
+}
+
+pub struct DockerProvider {
+    config: DockerConfig,
+    /// Connected on first use, so a node starts even while its engine is down.
+    docker: Mutex<Option<Docker>>,
+    outputs: Mutex<HashMap<String, Arc<DockerOutput>>>,
+    /// When SIGTERM was sent to a worker being stopped.
+    stopping: Mutex<HashMap<String, Instant>>,
+}
+
+fn unavailable(e: BollardError) -> ProviderError {
+    ProviderError::Unavailable(format!("docker: {e}"))
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+impl DockerProvider {
+    pub fn new(config: DockerConfig) -> Self {
+        DockerProvider { config, docker: Mutex::new(None), outputs: Mutex::new(HashMap::new()), stopping: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// The container name of worker `name`.
+    pub fn container_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.config.cluster)
+    }
+
+    fn docker(&self) -> Result<Docker, ProviderError> {
+        let mut slot = self.docker.lock().expect("docker lock");
+        if let Some(d) = slot.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Docker::connect_with_unix(&self.config.socket_path, self.config.request_timeout_s, bollard::API_DEFAULT_VERSION)
+            .map_err(unavailable)?;
+        *slot = Some(d.clone());
+        Ok(d)
+    }
+
+    async fn inspect(&self, container: &str) -> Result<Option<bollard::models::ContainerInspectResponse>, ProviderError> {
+        match self.docker()?.inspect_container(container, None::<InspectContainerOptions>).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Inspects a container whose name a create just found taken. The engine reserves the
+    /// name before the container can be inspected, so a concurrent create may briefly see 404.
+    async fn inspect_created(&self, container: &str) -> Result<bollard::models::ContainerInspectResponse, ProviderError> {
+        for _ in 0..50 {
+            if let Some(info) = self.inspect(container).await? {
+                return Ok(info);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(ProviderError::Unavailable(format!("{container}: name taken but no such container")))
+    }
+
+    fn output(&self, name: &str, docker: &Docker) -> Arc<DockerOutput> {
+        let mut outputs = self.outputs.lock().expect("outputs lock");
+        outputs
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(DockerOutput::follow(docker.clone(), self.container_name(name), self.config.max_buffered_output_bytes)))
+            .clone()
+    }
+
+    fn forget(&self, name: &str) {
+        self.outputs.lock().expect("outputs lock").remove(name);
+        self.stopping.lock().expect("stopping lock").remove(name);
+    }
+
+    fn create_body(&self, spec: &WorkerSpec) -> Result<ContainerCreateBody, ProviderError> {
+        let image = spec.image.clone().or_else(|| self.config.default_image.clone()).ok_or_else(|| {
+            ProviderError::Rejected("the job names no image and the docker provider has no default image".into())
+        })?;
+        let mut cmd = vec!["sh".to_string(), "-c".to_string(), WRAPPER.to_string(), "flotilla-worker".to_string()];
+        cmd.extend(spec.steps.iter().cloned());
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("FLOTILLA_JOB_ID={}", spec.job.0));
+        env.push(format!("FLOTILLA_ATTEMPT={}", spec.attempt));
+        let labels = HashMap::from([
+            (LABEL_CLUSTER.to_string(), self.config.cluster.clone()),
+            (LABEL_JOB.to_string(), spec.job.0.to_string()),
+            (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
+            (LABEL_WORKER.to_string(), spec.name()),
+        ]);
+        let memory_bytes = i64::try_from(spec.resources.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+        let host_config = HostConfig {
+            nano_cpus: Some(i64::try_from(spec.resources.cpu_millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+            memory: Some(memory_bytes),
+            // No swap beyond the memory limit.
+            memory_swap: Some(memory_bytes),
+            network_mode: self.config.network_mode.clone(),
+            init: Some(true),
+            ..Default::default()
+        };
+        Ok(ContainerCreateBody {
+            image: Some(image),
+            entrypoint: Some(Vec::new()),
+            cmd: Some(cmd),
+            env: Some(env),
+            labels: Some(labels),
+            working_dir: Some("/workspace".into()),
+            host_config: Some(host_config),
+            ..Default::default()
+        })
+    }
+}
+
+impl WorkerProvider for DockerProvider {
+    async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
+        let docker = self.docker()?;
+        let name = self.container_name(&spec.name());
+        let body = self.create_body(spec)?;
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let id = match docker.create_container(Some(options), body).await {
+            Ok(r) => r.id,
+            Err(e) if status_of(&e) == Some(409) => {
+                // Created before (by us or an earlier leader): start it only if it never ran.
+                let info = self.inspect_created(&name).await?;
+                let status = info.state.and_then(|s| s.status);
+                if status != Some(ContainerStateStatusEnum::CREATED) {
+                    return Ok(info.id.unwrap_or(name));
+                }
+                info.id.unwrap_or_else(|| name.clone())
+            }
+            Err(e) if matches!(status_of(&e), Some(400 | 404)) => return Err(ProviderError::Rejected(format!("docker refused {name}: {e}"))),
+            Err(e) => return Err(unavailable(e)),
+        };
+        docker.start_container(&name, None).await.map_err(unavailable)?;
+        Ok(id)
+    }
+
+    async fn observe(&self, name: &str) -> Result<Observation, ProviderError> {
+        let docker = self.docker()?;
+        let Some(info) = self.inspect(&self.container_name(name)).await? else {
+            self.forget(name);
+            return Ok(Observation::default());
+        };
+        let state = info.state.unwrap_or_default();
+        let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+        let mut o = Observation { exists: true, ..Observation::default() };
+        if matches!(status, ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::EMPTY) {
+            return Ok(o);
+        }
+        o.started = true;
+        if status == ContainerStateStatusEnum::DEAD {
+            o.lost = true;
+            return Ok(o);
+        }
+        let output = self.output(name, &docker);
+        let failed = output.with_state(|s| {
+            o.step_started = s.step_started;
+            o.steps_finished = s.steps_finished.clone();
+            o.output_bytes = s.total_bytes();
+            if status == ContainerStateStatusEnum::EXITED && s.ended {
+                let code = if state.oom_killed == Some(true) { 137 } else { state.exit_code.unwrap_or(-1) };
+                o.exit_code = Some(i32::try_from(code).unwrap_or(-1));
+            }
+            s.failed.clone()
+        });
+        if let Some(e) = failed {
+            // Follow again from the start at the next observation.
+            self.outputs.lock().expect("outputs lock").remove(name);
+            return Err(ProviderError::Unavailable(format!("docker log stream of {name} broke: {e}")));
+        }
+        Ok(o)
+    }
+
+    async fn read_output(&self, name: &str, offset: u64, max_bytes: usize) -> Result<Vec<u8>, ProviderError> {
+        let docker = self.docker()?;
+        let output = self.output(name, &docker);
+        output.read(offset, max_bytes).inspect_err(|_| {
+            self.outputs.lock().expect("outputs lock").remove(name);
+        })
+    }
+
+    async fn terminate(&self, name: &str) -> Result<bool, ProviderError> {
+        let docker = self.docker()?;
+        let container = self.container_name(name);
+        let Some(info) = self.inspect(&container).await? else { return Ok(true) };
+        if info.state.and_then(|s| s.running) != Some(true) {
+            return Ok(true);
+        }
+        let sent = self.stopping.lock().expect("stopping lock").get(name).copied();
+        let signal = match sent {
+            None => {
+                self.stopping.lock().expect("stopping lock").insert(name.to_string(), Instant::now());
+                "SIGTERM"
+            }
+            Some(at) if at.elapsed() >= Duration::from_millis(self.config.stop_grace_ms) => "SIGKILL",
+            Some(_) => return Ok(false),
+        };
+        match docker.kill_container(&container, Some(KillContainerOptions { signal: signal.into() })).await {
+            // 404: removed meanwhile; 409: it stopped meanwhile.
+            Ok(()) => Ok(false),
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(true),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        let docker = self.docker()?;
+        self.forget(name);
+        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match docker.remove_container(&self.container_name(name), Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            // 409: removal already in progress.
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+        let docker = self.docker()?;
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_CLUSTER}={}", self.config.cluster)])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let containers = docker.list_containers(Some(options)).await.map_err(unavailable)?;
+        let mut names: Vec<String> = containers.into_iter().filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_WORKER))).collect();
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,189 @@
+//! The Docker provider against the machine's real Docker Engine, with the busybox image that
+//! `scripts/test-image` builds (FROM scratch, no registry). Each test uses its own cluster
+//! name and checks that no container of it is left.
+
+mod common;
+use common::wait_until;
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use bollard::Docker;
+use flotilla_providers::{DockerConfig, DockerProvider, ProviderError, WorkerProvider, WorkerSpec, LABEL_CLUSTER};
+use flotilla_state_machine::{FencingToken, JobId, Resources};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const SOCKET: &str = "/var/run/docker.sock";
+const IMAGE: &str = "flotilla-test/busybox:1";
+
+fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
+    WorkerSpec {
+        job: JobId(job),
+        attempt: 1,
+        fencing: FencingToken { term: 1, log_index: job },
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        env: [("GREETING".to_string(), "hi".to_string())].into(),
+        image: Some(IMAGE.into()),
+        resources: Resources::new(500, 64, 0),
+    }
+}
+
+/// Removes the containers of a test's cluster when the test ends, passed or not (the tests
+/// themselves check that none is left where that is the point).
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label={LABEL_CLUSTER}={}", self.0);
+        if let Ok(out) = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = std::process::Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+fn cleanup(test: &str) -> Cleanup {
+    Cleanup(format!("ft-{test}-{}", std::process::id()))
+}
+
+/// A provider for a cluster name of this test alone; fails loudly when the engine or the test
+/// image is missing.
+async fn provider(test: &str) -> (DockerProvider, Docker) {
+    let docker = Docker::connect_with_unix(SOCKET, 30, bollard::API_DEFAULT_VERSION)
+        .unwrap_or_else(|e| panic!("the Docker Engine at {SOCKET} is required: {e}"));
+    docker.inspect_image(IMAGE).await.unwrap_or_else(|e| panic!("image {IMAGE} is missing ({e}); build it with scripts/test-image"));
+    let mut config = DockerConfig::new(SOCKET, format!("ft-{test}-{}", std::process::id()));
+    config.network_mode = Some("none".into());
+    (DockerProvider::new(config), docker)
+}
+
+async fn containers_of(docker: &Docker, p: &DockerProvider) -> usize {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_CLUSTER}={}", p.config().cluster)])]);
+    docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await.unwrap().len()
+}
+
+async fn read_all(p: &DockerProvider, name: &str, chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let data = p.read_output(name, out.len() as u64, chunk).await.unwrap();
+        if data.is_empty() {
+            let o = p.observe(name).await.unwrap();
+            if o.exit_code.is_some() && o.output_bytes == out.len() as u64 {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        out.extend_from_slice(&data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_steps_with_labels_and_limits_and_reports_output_and_exit() {
+    let _cleanup = cleanup("steps");
+    let (p, docker) = provider("steps").await;
+    let s = spec(1, &["echo $GREETING from $FLOTILLA_JOB_ID in $(pwd)", "echo second >&2", "exit 3", "echo never"]);
+    let id = p.create(&s).await.unwrap();
+    let name = s.name();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(3));
+    assert_eq!(o.steps_finished, vec![(0, 0), (1, 0), (2, 3)]);
+    let out = String::from_utf8(read_all(&p, &name, 7).await).unwrap();
+    assert_eq!(out, "$ echo $GREETING from $FLOTILLA_JOB_ID in $(pwd)\nhi from 1 in /workspace\n$ echo second >&2\nsecond\n$ exit 3\n");
+    assert_eq!(o.output_bytes, out.len() as u64);
+
+    let info = docker.inspect_container(&p.container_name(&name), None::<InspectContainerOptions>).await.unwrap();
+    assert_eq!(info.id.as_deref(), Some(id.as_str()));
+    let labels = info.config.unwrap().labels.unwrap();
+    assert_eq!(labels.get("flotilla.job").map(String::as_str), Some("1"));
+    assert_eq!(labels.get("flotilla.attempt").map(String::as_str), Some("1"));
+    assert_eq!(labels.get("flotilla.worker").map(String::as_str), Some("j1-a1"));
+    let host = info.host_config.unwrap();
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    assert_eq!(host.memory, Some(64 * 1024 * 1024));
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+
+    assert_eq!(p.list().await.unwrap(), vec![name.clone()]);
+    p.remove(&name).await.unwrap();
+    assert!(!p.observe(&name).await.unwrap().exists);
+    p.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_twice_runs_once_and_a_new_leader_adopts_the_container() {
+    let _cleanup = cleanup("adopt");
+    let (p, docker) = provider("adopt").await;
+    let s = spec(2, &["echo started", "sleep 2", "echo done"]);
+    let (a, b) = tokio::join!(p.create(&s), p.create(&s));
+    assert_eq!(a.unwrap(), b.unwrap(), "both calls name the same container");
+    let name = s.name();
+    wait_until(&p, &name, "start", |o| o.started).await;
+
+    // A second provider instance, as on a new leader: it finds the worker by label, does not
+    // start it again, and reads its output and exit.
+    let (adopter, _) = provider("adopt").await;
+    assert_eq!(adopter.list().await.unwrap(), vec![name.clone()]);
+    adopter.create(&s).await.unwrap();
+    let o = wait_until(&adopter, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(read_all(&adopter, &name, 1 << 20).await).unwrap();
+    assert_eq!(out.lines().filter(|l| *l == "started").count(), 1, "ran once: {out}");
+    assert!(out.ends_with("done\n"), "{out}");
+    adopter.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_stops_a_running_container() {
+    let _cleanup = cleanup("stop");
+    let (p, docker) = provider("stop").await;
+    let s = spec(3, &["sleep 300"]);
+    p.create(&s).await.unwrap();
+    let name = s.name();
+    wait_until(&p, &name, "start", |o| o.started).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.terminate(&name).await.unwrap() {
+        assert!(Instant::now() < deadline, "the container never stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let o = p.observe(&name).await.unwrap();
+    assert!(o.exists && o.exit_code.is_none_or(|c| c != 0), "{o:?}");
+    assert!(p.terminate(&name).await.unwrap(), "terminating again is a no-op");
+    p.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_larger_than_the_window_streams_through_in_order() {
+    let _cleanup = cleanup("window");
+    let (mut p, docker) = provider("window").await;
+    let mut config = p.config().clone();
+    config.max_buffered_output_bytes = 64 * 1024;
+    p = DockerProvider::new(config);
+    // 1,000,000 bytes of numbered lines, far more than the 64 KiB window.
+    let s = spec(4, &["seq 1 200000 | head -c 1000000"]);
+    p.create(&s).await.unwrap();
+    let name = s.name();
+    let out = read_all(&p, &name, 48 * 1024).await;
+    let header = "$ seq 1 200000 | head -c 1000000\n";
+    assert_eq!(out.len(), header.len() + 1_000_000);
+    let text = String::from_utf8(out).unwrap();
+    let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect::<String>()[..1_000_000].to_string();
+    assert!(text[header.len()..] == expected, "output came through altered");
+    p.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_a_permanent_refusal_and_a_dead_engine_a_transient_one() {
+    let _cleanup = cleanup("refuse");
+    let (p, docker) = provider("refuse").await;
+    let mut s = spec(5, &["true"]);
+    s.image = Some("flotilla-test/no-such-image:0".into());
+    let e = p.create(&s).await.unwrap_err();
+    assert!(matches!(e, ProviderError::Rejected(_)) && !e.is_transient(), "{e:?}");
+    assert_eq!(containers_of(&docker, &p).await, 0);
+
+    let down = DockerProvider::new(DockerConfig::new("/nonexistent/docker.sock", "ft-down"));
+    let e = down.create(&spec(6, &["true"])).await.unwrap_err();
+    assert!(matches!(e, ProviderError::Unavailable(_)) && e.is_transient(), "{e:?}");
+}
