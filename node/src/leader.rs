@@ -93,14 +93,13 @@ impl Tick<'_> {
                 })
                 .collect()
         };
-        let live: BTreeSet<String> = work.iter().map(|w| flotilla_providers::worker_name(w.assignment.job, w.assignment.attempt)).collect();
         for w in &work {
             if let Err(e) = self.drive(w, now_ms).await {
                 tracing::warn!(job = %w.assignment.job, error = %e, "driving worker");
             }
         }
         for (kind, provider) in self.providers.iter() {
-            self.remove_orphans(kind, provider, &live).await;
+            self.remove_orphans(kind, provider).await;
         }
         Ok(())
     }
@@ -199,10 +198,14 @@ impl Tick<'_> {
 
     /// Stops and removes workers that no live assignment accounts for.
     ///
-    /// Destructive, so leadership is confirmed with a quorum round trip first: a leader that was
-    /// deposed without knowing it (paused, partitioned) must not kill a worker its successor
-    /// just created from a newer state.
-    async fn remove_orphans(&self, kind: ProviderKind, provider: &Guarded<AnyProvider>, live: &BTreeSet<String>) {
+    /// Destructive, so it acts only on what is certain. The workers are listed first; then a
+    /// read index (a quorum round trip) confirms this node still leads, and the local state is
+    /// brought up to that index before the live assignments are read from it. Any listed
+    /// worker was created for an assignment committed before it existed, so before the read
+    /// index: a leader that is deposed without knowing it (paused, partitioned), or one newly
+    /// elected whose state still lags behind its log, cannot mistake a worker that an
+    /// assignment accounts for as an orphan and kill it (a job would then run twice).
+    async fn remove_orphans(&self, kind: ProviderKind, provider: &Guarded<AnyProvider>) {
         let names = match provider.list().await {
             Ok(names) => names,
             Err(e) => {
@@ -210,15 +213,23 @@ impl Tick<'_> {
                 return;
             }
         };
-        let orphans: Vec<&String> = names.iter().filter(|n| !live.contains(*n)).collect();
-        if orphans.is_empty() {
+        if names.is_empty() {
             return;
         }
-        if let Err(e) = self.proposer.read_index_local().await {
-            tracing::debug!(error = %e, "leadership not confirmed; orphans left for now");
-            return;
-        }
-        for name in orphans {
+        let read_index = match self.proposer.read_index_local().await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::debug!(error = %e, "leadership not confirmed; orphans left for now");
+                return;
+            }
+        };
+        self.applied_up_to(read_index).await;
+        let orphans = {
+            let data = self.state.read();
+            let live: BTreeSet<String> = data.state.assignments().map(|a| flotilla_providers::worker_name(a.job, a.attempt)).collect();
+            orphans(&names, data.last_applied.map_or(0, |l| l.index), read_index, &live)
+        };
+        for name in &orphans {
             if !self.raft.is_leader() {
                 return;
             }
@@ -228,10 +239,35 @@ impl Tick<'_> {
                     let _ = provider.remove(name).await;
                 }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(worker = %name, error = %e, "stopping orphaned worker"),
+                Err(e) => tracing::warn!(provider = ?kind, worker = %name, error = %e, "stopping orphaned worker"),
             }
         }
     }
+
+    /// Waits (a bounded time) until the local state has applied `index`.
+    async fn applied_up_to(&self, index: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.tick_ms.max(100) * 10);
+        loop {
+            if self.state.read().last_applied.is_some_and(|l| l.index >= index) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(index, "state not caught up with the read index; orphans left for now");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The listed workers no live assignment accounts for, or none at all while the state that
+/// says which are live has not applied `read_index` (obtained after listing): a lagging state
+/// would call a worker of a just-committed assignment an orphan.
+fn orphans(listed: &[String], applied_index: u64, read_index: u64, live: &BTreeSet<String>) -> Vec<String> {
+    if applied_index < read_index {
+        return Vec::new();
+    }
+    listed.iter().filter(|n| !live.contains(*n)).cloned().collect()
 }
 
 fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
@@ -245,3 +281,18 @@ fn jitter() -> u16 {
     (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 1001) as u16
 }
 
+#[cfg(test)]
+mod tests {
+    use super::orphans;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn no_orphan_is_named_from_a_state_behind_the_read_index() {
+        let listed = vec!["j1-a1".to_string(), "j2-a1".to_string()];
+        let live = BTreeSet::from(["j1-a1".to_string()]);
+        // j2's assignment was committed at index 10 but this state has applied only 9: the
+        // worker is not an orphan, whatever the state says (the bug the chaos harness found).
+        assert!(orphans(&listed, 9, 10, &live).is_empty());
+        assert_eq!(orphans(&listed, 10, 10, &live), vec!["j2-a1".to_string()]);
+    }
+}

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::net::IpAddr;
 use tonic::transport::{Channel, Endpoint};
 
 /// Bytes of snapshot file per gRPC message.
@@ -30,11 +31,16 @@ const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
 pub struct Channels {
     by_addr: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout_ms: u64,
+    /// Source address of outgoing connections, if pinned.
+    source_ip: Option<IpAddr>,
 }
 
 impl Channels {
-    pub fn new(connect_timeout_ms: u64) -> Self {
-        Channels { by_addr: Default::default(), connect_timeout_ms }
+    /// `source_ip` pins the source address of connections to peers. Nodes sharing one host on
+    /// distinct loopback addresses set it to their own, so traffic between two of them can be
+    /// told apart by address (and cut by a firewall rule, as the chaos harness does).
+    pub fn new(connect_timeout_ms: u64, source_ip: Option<IpAddr>) -> Self {
+        Channels { by_addr: Default::default(), connect_timeout_ms, source_ip }
     }
 
     pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
@@ -46,6 +52,7 @@ impl Channels {
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
             .tcp_nodelay(true)
+            .local_address(self.source_ip)
             .http2_keep_alive_interval(Duration::from_secs(10));
         let ch = endpoint.connect_lazy();
         map.insert(addr.to_string(), ch.clone());

@@ -35,7 +35,10 @@ impl RunningNode {
         let (log, sm) = flotilla_raft_store::open(&StoreConfig::new(settings.data_dir.join("store")))
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
         let state = sm.handle();
-        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000));
+        // On loopback, connect from our own address so peers see who is talking; elsewhere let
+        // the kernel choose the route's source address.
+        let source_ip = settings.raft_addr.ip().is_loopback().then(|| settings.raft_addr.ip());
+        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip);
         let network = Network { channels: channels.clone() };
         let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log, sm)
             .await

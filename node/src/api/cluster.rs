@@ -12,6 +12,7 @@ use axum::Json;
 use flotilla_raft_store::NodeAddr;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Serialize)]
@@ -183,4 +184,24 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
     }
     app.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await.map_err(|e| fail(e.to_string()))?;
     Ok(Json(serde_json::json!({ "removed": id })).into_response())
+}
+
+/// A digest of this node's applied state, to compare replicas: nodes at the same applied index
+/// must report the same digest.
+#[derive(Serialize, ToSchema)]
+pub struct StateDigest {
+    pub applied_index: u64,
+    /// Hash of the state's binary encoding, hexadecimal.
+    pub digest: String,
+}
+
+#[utoipa::path(get, path = "/v1/cluster/state-digest", tag = "cluster",
+    responses((status = 200, description = "applied index and state digest", body = StateDigest)))]
+pub async fn state_digest(State(app): State<AppState>) -> Result<Json<StateDigest>, ApiError> {
+    use std::hash::{Hash, Hasher};
+    let data = app.state.read();
+    let bytes = flotilla_raft_store::encode(&data.state).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Ok(Json(StateDigest { applied_index: data.last_applied.map_or(0, |l| l.index), digest: format!("{:016x}", hasher.finish()) }))
 }

@@ -72,6 +72,7 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/v1/cluster/members", Method::POST, post(cluster::add_member)),
         ("/v1/cluster/members/{id}", Method::DELETE, delete(cluster::remove_member)),
         ("/v1/cluster/transfer-leader", Method::POST, post(cluster::transfer_leader)),
+        ("/v1/cluster/state-digest", Method::GET, get(cluster::state_digest)),
         ("/v1/health/live", Method::GET, get(health::live)),
         ("/v1/health/ready", Method::GET, get(health::ready)),
         ("/v1/openapi.json", Method::GET, get(openapi::openapi_json)),

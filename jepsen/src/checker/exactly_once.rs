@@ -1,0 +1,35 @@
+//! No job ran twice, and every job that succeeded ran. Each job's script appends its id to a
+//! marker file; jobs are submitted without retries, so a job id may appear at most once.
+
+use super::Verdict;
+use std::collections::BTreeMap;
+
+/// `markers`: job id → lines in the marker file; `final_states`: job id → state after healing.
+pub fn check(markers: &BTreeMap<u64, u32>, final_states: &BTreeMap<u64, String>) -> Verdict {
+    let mut problems = Vec::new();
+    for (job, count) in markers {
+        if *count > 1 {
+            problems.push(format!("job {job} ran {count} times"));
+        }
+    }
+    for (job, state) in final_states {
+        if state == "SUCCEEDED" && !markers.contains_key(job) {
+            problems.push(format!("job {job} SUCCEEDED without running"));
+        }
+    }
+    let ran: u32 = markers.values().sum();
+    Verdict::new("no-job-run-twice", problems, serde_json::json!({ "markers": ran, "jobs": final_states.len() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_double_run_and_a_phantom_success_are_caught() {
+        let states = BTreeMap::from([(1, "SUCCEEDED".to_string()), (2, "SUCCEEDED".to_string())]);
+        assert!(check(&BTreeMap::from([(1, 1), (2, 1)]), &states).valid);
+        assert!(!check(&BTreeMap::from([(1, 2), (2, 1)]), &states).valid);
+        assert!(!check(&BTreeMap::from([(1, 1)]), &states).valid);
+    }
+}

@@ -1,0 +1,193 @@
+//! The cluster under test: real `flotilla-node` processes on this host, node `i` on its own
+//! loopback address `127.0.0.(10+i)` so that traffic between two nodes can be cut by address
+//! (nodes on loopback pin the source address of their Raft connections to their own).
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub nodes: u64,
+    pub node_bin: PathBuf,
+    pub dir: PathBuf,
+    /// Raft listens on `base_port`, the API on `base_port + 1`, each on the node's address.
+    pub base_port: u16,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub ip: String,
+    child: Option<Child>,
+    pub paused: bool,
+}
+
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub nodes: Vec<Node>,
+    pub http: reqwest::Client,
+}
+
+pub fn node_ip(id: u64) -> String {
+    format!("127.0.0.{}", 10 + id)
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig) -> anyhow::Result<Cluster> {
+        std::fs::create_dir_all(config.dir.join("nodes"))?;
+        std::fs::create_dir_all(config.dir.join("workers"))?;
+        let nodes = (1..=config.nodes).map(|id| Node { id, ip: node_ip(id), child: None, paused: false }).collect();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        Ok(Cluster { config, nodes, http })
+    }
+
+    pub fn api(&self, id: u64) -> String {
+        format!("http://{}:{}", node_ip(id), self.config.base_port + 1)
+    }
+
+    pub fn workers_dir(&self) -> PathBuf {
+        self.config.dir.join("workers")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    pub fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        let dir = self.config.dir.join("nodes");
+        let ip = node_ip(id);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("n{id}.log")))?;
+        let child = Command::new(&self.config.node_bin)
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(dir.join(format!("n{id}")))
+            .args(["--raft-addr", &format!("{ip}:{}", self.config.base_port)])
+            .args(["--api-addr", &format!("{ip}:{}", self.config.base_port + 1)])
+            .arg("--process-work-dir")
+            .arg(self.workers_dir())
+            .args(["--heartbeat-interval-ms", "200", "--election-timeout-min-ms", "1000", "--election-timeout-max-ms", "2000"])
+            .args(["--leader-tick-ms", "100", "--rpc-timeout-ms", "5000"])
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", self.config.node_bin.display()))?;
+        let node = self.node_mut(id);
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    pub fn alive(&self, id: u64) -> bool {
+        self.nodes[(id - 1) as usize].child.is_some()
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        node.paused = false;
+    }
+
+    pub fn signal(&mut self, id: u64, stop: bool) {
+        let node = self.node_mut(id);
+        if let Some(child) = &node.child {
+            let sig = if stop { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+            node.paused = stop;
+        }
+    }
+
+    async fn wait_http(&self, id: u64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.http.get(format!("{}/v1/health/live", self.api(id))).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("node {id} never answered")
+    }
+
+    /// Starts every node, bootstraps node 1, adds the others, registers the pool.
+    pub async fn form(&mut self, pool: Value) -> anyhow::Result<()> {
+        for id in 1..=self.config.nodes {
+            self.spawn(id)?;
+        }
+        for id in 1..=self.config.nodes {
+            self.wait_http(id).await?;
+        }
+        let r = self.http.post(format!("{}/v1/cluster/init", self.api(1))).json(&json!({})).send().await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "init: {}", r.text().await?);
+        // Node 1 alone is the cluster until the others are added.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v: Value = self.http.get(format!("{}/v1/cluster", self.api(1))).send().await?.json().await?;
+            if v["leader"].as_u64() == Some(1) {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "node 1 never became leader after init");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for id in 2..=self.config.nodes {
+            let body = json!({ "id": id, "raft_addr": format!("{}:{}", node_ip(id), self.config.base_port), "api_addr": format!("{}:{}", node_ip(id), self.config.base_port + 1) });
+            let r = self.http.post(format!("{}/v1/cluster/members", self.api(1))).json(&body).send().await?;
+            anyhow::ensure!(r.status().is_success(), "adding node {id}: {}", r.text().await?);
+        }
+        let r = self.http.post(format!("{}/v1/pools", self.api(1))).json(&pool).send().await?;
+        anyhow::ensure!(r.status().is_success(), "registering the pool: {}", r.text().await?);
+        Ok(())
+    }
+
+    /// The leader a majority of live, unpaused nodes agree on.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut votes: std::collections::BTreeMap<u64, usize> = Default::default();
+        for n in self.nodes.iter().filter(|n| n.child.is_some() && !n.paused) {
+            let Ok(r) = self.http.get(format!("{}/v1/cluster", self.api(n.id))).timeout(Duration::from_secs(2)).send().await else { continue };
+            if let Ok(v) = r.json::<Value>().await
+                && let Some(l) = v["leader"].as_u64()
+            {
+                *votes.entry(l).or_default() += 1;
+            }
+        }
+        votes.into_iter().find(|(_, c)| *c as u64 > self.config.nodes / 2).map(|(l, _)| l)
+    }
+
+    pub async fn wait_leader(&self, within: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(l) = self.leader().await {
+                return Ok(l);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("no leader within {within:?}")
+    }
+
+    pub fn stop_all(&mut self) {
+        for id in 1..=self.config.nodes {
+            self.signal(id, false);
+            self.kill(id);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Worker directories and worker processes of the process provider under `dir`.
+pub fn leftover_workers(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let dirs = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('j')).collect())
+        .unwrap_or_default();
+    let pattern = format!("{}/j", dir.display());
+    let procs = Command::new("pgrep").args(["-a", "-f", &pattern]).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default();
+    (dirs, procs)
+}

@@ -1,0 +1,47 @@
+//! Network partitions between nodes on loopback addresses, with iptables: one chain of this
+//! run's own, jumped to from INPUT, holding DROP rules per (source, destination) pair. Peers
+//! see silence, not refusals, so they time out as across a real partition.
+
+use std::process::Command;
+
+pub struct Firewall {
+    chain: String,
+}
+
+fn iptables(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("iptables").args(args).output().map_err(|e| anyhow::anyhow!("iptables is required: {e}"))?;
+    anyhow::ensure!(out.status.success(), "iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+impl Firewall {
+    pub fn new() -> anyhow::Result<Firewall> {
+        let chain = format!("FLOTILLA-J{}", std::process::id());
+        iptables(&["-N", &chain])?;
+        iptables(&["-I", "INPUT", "-j", &chain])?;
+        Ok(Firewall { chain })
+    }
+
+    /// Cuts traffic both ways between every node of `a` and every node of `b` (their IPs).
+    pub fn partition(&self, a: &[String], b: &[String]) -> anyhow::Result<()> {
+        for x in a {
+            for y in b {
+                iptables(&["-A", &self.chain, "-s", x, "-d", y, "-j", "DROP"])?;
+                iptables(&["-A", &self.chain, "-s", y, "-d", x, "-j", "DROP"])?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn heal(&self) -> anyhow::Result<()> {
+        iptables(&["-F", &self.chain])
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = iptables(&["-D", "INPUT", "-j", &self.chain]);
+        let _ = iptables(&["-F", &self.chain]);
+        let _ = iptables(&["-X", &self.chain]);
+    }
+}

@@ -1,0 +1,149 @@
+//! Faults, one at a time: wait, inject, hold, heal. Each fault is recorded in the history as
+//! `start-<fault>` / `stop-<fault>` by process -1, so checkers and the report know the windows.
+
+use crate::cluster::{node_ip, Cluster};
+use crate::firewall::Firewall;
+use crate::history::{OpType, Recorder};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+pub const NEMESIS: i64 = -1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `kill -9` of one node (half the time the leader), restarted at the end of the window.
+    Kill,
+    /// SIGSTOP of one node (half the time the leader), SIGCONT at the end.
+    Pause,
+    /// One node (half the time the leader) cut off from all others.
+    Partition,
+    /// The cluster split into two random halves.
+    Halves,
+    /// Every node killed at once and restarted.
+    RestartAll,
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "kill" => Fault::Kill,
+            "pause" => Fault::Pause,
+            "partition" => Fault::Partition,
+            "halves" => Fault::Halves,
+            "restart-all" => Fault::RestartAll,
+            other => return Err(format!("unknown fault {other:?} (kill, pause, partition, halves, restart-all)")),
+        })
+    }
+}
+
+impl Fault {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::Halves => "halves",
+            Fault::RestartAll => "restart-all",
+        }
+    }
+}
+
+pub struct Nemesis {
+    pub cluster: Arc<Mutex<Cluster>>,
+    pub firewall: Arc<Firewall>,
+    pub recorder: Arc<Recorder>,
+    pub faults: Vec<Fault>,
+    pub seed: u64,
+}
+
+impl Nemesis {
+    pub async fn run(self, until: Instant) -> anyhow::Result<()> {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        if self.faults.is_empty() {
+            tokio::time::sleep_until(until).await;
+            return Ok(());
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..4_000))).await;
+            let hold = Duration::from_millis(rng.random_range(3_000..6_000));
+            if Instant::now() + hold >= until {
+                return Ok(());
+            }
+            let fault = self.faults[rng.random_range(0..self.faults.len())];
+            self.inject(fault, hold, &mut rng).await?;
+        }
+    }
+
+    async fn target(&self, rng: &mut StdRng) -> u64 {
+        let cluster = self.cluster.lock().await;
+        let n = cluster.config.nodes;
+        if rng.random_bool(0.5)
+            && let Some(l) = cluster.leader().await
+        {
+            return l;
+        }
+        rng.random_range(1..=n)
+    }
+
+    async fn inject(&self, fault: Fault, hold: Duration, rng: &mut StdRng) -> anyhow::Result<()> {
+        let n = self.cluster.lock().await.config.nodes;
+        let start = format!("start-{}", fault.name());
+        let stop = format!("stop-{}", fault.name());
+        match fault {
+            Fault::Kill | Fault::Pause | Fault::Partition => {
+                let target = self.target(rng).await;
+                self.recorder.record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
+                match fault {
+                    Fault::Kill => self.cluster.lock().await.kill(target),
+                    Fault::Pause => self.cluster.lock().await.signal(target, true),
+                    _ => {
+                        let others: Vec<String> = (1..=n).filter(|i| *i != target).map(node_ip).collect();
+                        self.firewall.partition(&[node_ip(target)], &others)?;
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                match fault {
+                    Fault::Kill => self.cluster.lock().await.spawn(target)?,
+                    Fault::Pause => self.cluster.lock().await.signal(target, false),
+                    _ => self.firewall.heal()?,
+                }
+                self.recorder.record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
+            }
+            Fault::Halves => {
+                let mut ids: Vec<u64> = (1..=n).collect();
+                for i in (1..ids.len()).rev() {
+                    ids.swap(i, rng.random_range(0..=i));
+                }
+                let (a, b) = ids.split_at(ids.len() / 2);
+                self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({ "minority": a, "majority": b }));
+                let ips = |s: &[u64]| s.iter().map(|i| node_ip(*i)).collect::<Vec<_>>();
+                self.firewall.partition(&ips(a), &ips(b))?;
+                tokio::time::sleep(hold).await;
+                self.firewall.heal()?;
+                self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+            }
+            Fault::RestartAll => {
+                self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({}));
+                let mut cluster = self.cluster.lock().await;
+                for id in 1..=n {
+                    cluster.kill(id);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for id in 1..=n {
+                    cluster.spawn(id)?;
+                }
+                drop(cluster);
+                tokio::time::sleep(hold).await;
+                self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! One run: form the cluster, run clients and the nemesis for the time limit, heal, wait for
+//! every acknowledged pipeline to finish, collect the final state from every node, check, and
+//! write the report.
+
+use crate::checker::{self, Verdict};
+use crate::cluster::{leftover_workers, Cluster, ClusterConfig};
+use crate::firewall::Firewall;
+use crate::history::{pair, OpType, Recorder};
+use crate::nemesis::{Fault, Nemesis};
+use crate::report;
+use crate::workload::Workload;
+use anyhow::Context;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub nodes: u64,
+    pub time_limit: Duration,
+    pub faults: Vec<Fault>,
+    pub concurrency: u32,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub node_bin: PathBuf,
+    pub base_port: u16,
+}
+
+pub struct RunResult {
+    pub valid: bool,
+    pub summary: Value,
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let r = http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+pub async fn run(config: RunConfig) -> anyhow::Result<RunResult> {
+    std::fs::create_dir_all(&config.out).with_context(|| format!("creating {}", config.out.display()))?;
+    let recorder = Arc::new(Recorder::new(Some(&config.out.join("history.jsonl")))?);
+    let firewall = Arc::new(Firewall::new()?);
+    let mut cluster = Cluster::new(ClusterConfig { nodes: config.nodes, node_bin: config.node_bin.clone(), dir: config.out.clone(), base_port: config.base_port })?;
+    let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 2000, "memory_mib": 4096 }, "max_workers": 4 });
+    cluster.form(pool).await.context("forming the cluster")?;
+    let apis: Vec<String> = (1..=config.nodes).map(|id| cluster.api(id)).collect();
+    let workers = cluster.workers_dir();
+    let http = cluster.http.clone();
+    let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
+    eprintln!("flotilla-jepsen: {} nodes formed; {} s of load and faults {:?}", config.nodes, config.time_limit.as_secs(), config.faults);
+
+    let until = Instant::now() + config.time_limit;
+    let workload = Workload { recorder: recorder.clone(), http: http.clone(), apis: apis.clone(), markers: config.out.join("markers"), jobs: Default::default() };
+    let mut clients = Vec::new();
+    for p in 0..config.concurrency {
+        clients.push(tokio::spawn(workload.clone().client(i64::from(p), config.seed.wrapping_mul(1000).wrapping_add(u64::from(p)), until)));
+    }
+    let nemesis = Nemesis { cluster: cluster.clone(), firewall: firewall.clone(), recorder: recorder.clone(), faults: config.faults.clone(), seed: config.seed };
+    nemesis.run(until).await?;
+    for c in clients {
+        c.await?;
+    }
+
+    // Heal: lift every fault, restart what is down, and let the cluster settle.
+    eprintln!("flotilla-jepsen: healing");
+    firewall.heal()?;
+    {
+        let mut c = cluster.lock().await;
+        for id in 1..=config.nodes {
+            c.signal(id, false);
+            if !c.alive(id) {
+                c.spawn(id)?;
+            }
+        }
+        c.wait_leader(Duration::from_secs(60)).await.context("no leader after healing")?;
+    }
+    let ops = recorder.ops();
+    let acknowledged: Vec<u64> = pair(&ops)
+        .iter()
+        .filter(|c| c.invoke.f == "submit" && c.done.kind == OpType::Ok)
+        .filter_map(|c| c.done.value["pipeline"].as_u64())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let leader_api = |c: &Cluster, l: u64| c.api(l);
+    loop {
+        let l = cluster.lock().await.wait_leader(Duration::from_secs(30)).await?;
+        let api = leader_api(&*cluster.lock().await, l);
+        let mut running = 0;
+        for p in &acknowledged {
+            let v = get_json(&http, &format!("{api}/v1/pipelines/{p}?consistency=linearizable")).await;
+            if v.as_ref().is_none_or(|v| v["state"] == "RUNNING") {
+                running += 1;
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{running} acknowledged pipelines still not finished 180 s after healing");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Workers are removed once their exit is committed; give the reconciler time to finish.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftover_workers(&workers) != (vec![], vec![]) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Quiet cluster: every node at the same applied index twice in a row.
+    let mut digests: BTreeMap<u64, (u64, String)> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let mut now = BTreeMap::new();
+        for (i, api) in apis.iter().enumerate() {
+            if let Some(v) = get_json(&http, &format!("{api}/v1/cluster/state-digest")).await {
+                now.insert(i as u64 + 1, (v["applied_index"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_string()));
+            }
+        }
+        let settled = now.len() as u64 == config.nodes && now.values().map(|d| d.0).collect::<BTreeSet<_>>().len() == 1 && now == digests;
+        digests = now;
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+
+    let mut present: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    let mut final_states: BTreeMap<u64, String> = BTreeMap::new();
+    for (i, api) in apis.iter().enumerate() {
+        let mut ids = BTreeSet::new();
+        let mut after = 0;
+        while let Some(page) = get_json(&http, &format!("{api}/v1/pipelines?limit=1000&after={after}")).await {
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            for p in &items {
+                ids.extend(p["id"].as_u64());
+                if i == 0 {
+                    for j in p["job_states"].as_array().into_iter().flatten() {
+                        if let (Some(id), Some(s)) = (j["id"].as_u64(), j["state"].as_str()) {
+                            final_states.insert(id, s.to_string());
+                        }
+                    }
+                }
+            }
+            match page["next_after"].as_u64() {
+                Some(next) if !items.is_empty() => after = next,
+                _ => break,
+            }
+        }
+        present.insert(i as u64 + 1, ids);
+    }
+    let mut markers: BTreeMap<u64, u32> = BTreeMap::new();
+    for line in std::fs::read_to_string(config.out.join("markers")).unwrap_or_default().lines() {
+        if let Ok(job) = line.trim().parse() {
+            *markers.entry(job).or_default() += 1;
+        }
+    }
+    let (dirs, procs) = leftover_workers(&workers);
+    cluster.lock().await.stop_all();
+
+    let verdicts: Vec<Verdict> = vec![
+        checker::monotonic_reads::check(&ops),
+        checker::acknowledged::check(&ops, &present),
+        checker::exactly_once::check(&markers, &final_states),
+        checker::capacity::check(&ops),
+        checker::convergence::check(&digests),
+        checker::orphans::check(&dirs, &procs),
+    ];
+    let config_json = json!({
+        "nodes": config.nodes, "time_limit_s": config.time_limit.as_secs(), "concurrency": config.concurrency, "seed": config.seed,
+        "faults": config.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
+    });
+    let summary = report::summary(&ops, &verdicts, config_json);
+    std::fs::write(config.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    std::fs::write(config.out.join("timeline.svg"), report::timeline_svg(&ops))?;
+    Ok(RunResult { valid: summary["valid"].as_bool().unwrap_or(false), summary })
+}
