@@ -42,8 +42,8 @@ enum Cmd {
         /// Raft port of every node (the API uses the next one), on 127.0.0.11...
         #[arg(long, default_value_t = 17_000)]
         base_port: u16,
-        /// CI's short mode: three fixed-seed runs of about 35 s (kill, pause+partition, all
-        /// faults mixed), reports under `<out>/short-<n>`.
+        /// CI's short mode: three fixed-seed runs (30 s of kills; 30 s of pauses and
+        /// partitions; 50 s of all faults mixed), reports under `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
     },
@@ -72,10 +72,16 @@ async fn main() -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))));
     let base = RunConfig { nodes, time_limit, faults: parse_faults(&faults)?, concurrency, seed, out: out.clone(), node_bin, base_port };
     let runs: Vec<RunConfig> = if short {
-        [("kill", 11), ("pause,partition", 12), ("kill,pause,partition,halves,restart-all", 13)]
+        [("kill", 11, 30), ("pause,partition", 12, 30), ("kill,pause,partition,halves,restart-all", 13, 50)]
             .iter()
             .enumerate()
-            .map(|(i, (f, s))| RunConfig { time_limit: Duration::from_secs(35), faults: parse_faults(f).expect("fixed"), seed: *s, out: out.join(format!("short-{}", i + 1)), ..base.clone() })
+            .map(|(i, (f, seed, secs))| RunConfig {
+                time_limit: Duration::from_secs(*secs),
+                faults: parse_faults(f).expect("fixed"),
+                seed: *seed,
+                out: out.join(format!("short-{}", i + 1)),
+                ..base.clone()
+            })
             .collect::<Vec<_>>()
     } else {
         vec![base]

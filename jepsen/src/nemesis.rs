@@ -70,15 +70,19 @@ impl Nemesis {
             tokio::time::sleep_until(until).await;
             return Ok(());
         }
-        loop {
+        // Faults take turns from a seeded starting point, so every enabled fault happens in
+        // a run long enough for them all; targets and timings are drawn from the seed.
+        let first = rng.random_range(0..self.faults.len());
+        for turn in 0.. {
             tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..4_000))).await;
             let hold = Duration::from_millis(rng.random_range(3_000..6_000));
             if Instant::now() + hold >= until {
-                return Ok(());
+                break;
             }
-            let fault = self.faults[rng.random_range(0..self.faults.len())];
+            let fault = self.faults[(first + turn) % self.faults.len()];
             self.inject(fault, hold, &mut rng).await?;
         }
+        Ok(())
     }
 
     async fn target(&self, rng: &mut StdRng) -> u64 {

@@ -16,10 +16,13 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         .with_context(|| format!("preparing the process work directory {}", settings.process_work_dir.display()))?;
     let mut set = ProviderSet::new().with(ProviderKind::Process, AnyProvider::Process(process), guard.clone());
     if let Some(socket) = &settings.docker_socket {
-        let mut config = DockerConfig::new(socket.clone(), settings.cluster_name.clone());
+        // Removed containers are remembered beside the process workers: both are per host.
+        let tombstones = settings.process_work_dir.join(".removed-docker");
+        let mut config = DockerConfig::new(socket.clone(), settings.cluster_name.clone(), tombstones);
         config.network_mode = settings.docker_network.clone();
         config.default_image = settings.docker_default_image.clone();
-        set = set.with(ProviderKind::Docker, AnyProvider::Docker(DockerProvider::new(config)), guard);
+        let docker = DockerProvider::new(config).context("preparing the docker provider's tombstone directory")?;
+        set = set.with(ProviderKind::Docker, AnyProvider::Docker(docker), guard);
     }
     Ok(set)
 }

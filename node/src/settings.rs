@@ -55,8 +55,10 @@ pub struct Options {
     /// Time limit for one forwarded write or node-to-node RPC. Default 10000.
     #[arg(long)]
     pub rpc_timeout_ms: Option<u64>,
-    /// Directory of the process provider's workers; nodes on one host must share it so a new
-    /// leader adopts running workers. Default: <system temp>/flotilla-workers.
+    /// Directory of the process provider's workers; the nodes of one cluster on one host share
+    /// it so a new leader adopts running workers. It belongs to one cluster: it also remembers
+    /// the names of removed workers so none runs twice, and names restart with a new cluster.
+    /// Default: <system temp>/flotilla-workers.
     #[arg(long, env = "FLOTILLA_PROCESS_WORK_DIR")]
     pub process_work_dir: Option<PathBuf>,
     /// How often the leader reconciles workers with the state. Default 200.

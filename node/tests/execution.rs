@@ -36,7 +36,9 @@ async fn wait_pipeline(c: &Cluster, node: u64, id: u64, state: &str) -> Value {
 }
 
 fn worker_dirs(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir.join("workers")).map_or(vec![], |d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+    // Worker directories are `j<job>-a<attempt>`; `.removed/` holds the names of removed ones.
+    std::fs::read_dir(dir.join("workers"))
+        .map_or(vec![], |d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('j')).collect())
 }
 
 async fn wait_no_workers(dir: &Path) {

@@ -13,6 +13,7 @@
 
 use crate::docker_output::DockerOutput;
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::tombstones::Tombstones;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig};
 use bollard::query_parameters::{
@@ -20,6 +21,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,10 +61,13 @@ pub struct DockerConfig {
     pub max_buffered_output_bytes: usize,
     /// Timeout of one Engine API request, in seconds (log streams are not cut by it).
     pub request_timeout_s: u64,
+    /// Where names of removed containers are remembered (see `tombstones.rs`); shared by the
+    /// nodes that use this engine.
+    pub tombstone_dir: PathBuf,
 }
 
 impl DockerConfig {
-    pub fn new(socket_path: impl Into<String>, cluster: impl Into<String>) -> Self {
+    pub fn new(socket_path: impl Into<String>, cluster: impl Into<String>, tombstone_dir: PathBuf) -> Self {
         DockerConfig {
             socket_path: socket_path.into(),
             cluster: cluster.into(),
@@ -71,12 +76,14 @@ impl DockerConfig {
             stop_grace_ms: 3_000,
             max_buffered_output_bytes: 8 * 1024 * 1024,
             request_timeout_s: 30,
+            tombstone_dir,
         }
     }
 }
 
 pub struct DockerProvider {
     config: DockerConfig,
+    tombstones: Tombstones,
     /// Connected on first use, so a node starts even while its engine is down.
     docker: Mutex<Option<Docker>>,
     outputs: Mutex<HashMap<String, Arc<DockerOutput>>>,
@@ -96,8 +103,10 @@ fn status_of(e: &BollardError) -> Option<u16> {
 }
 
 impl DockerProvider {
-    pub fn new(config: DockerConfig) -> Self {
-        DockerProvider { config, docker: Mutex::new(None), outputs: Mutex::new(HashMap::new()), stopping: Mutex::new(HashMap::new()) }
+    pub fn new(config: DockerConfig) -> std::io::Result<Self> {
+        let tombstones = Tombstones::new(config.tombstone_dir.clone(), 7 * 24 * 3600 * 1000)?;
+        tombstones.prune();
+        Ok(DockerProvider { config, tombstones, docker: Mutex::new(None), outputs: Mutex::new(HashMap::new()), stopping: Mutex::new(HashMap::new()) })
     }
 
     pub fn config(&self) -> &DockerConfig {
@@ -194,6 +203,10 @@ impl DockerProvider {
 impl WorkerProvider for DockerProvider {
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
         let docker = self.docker()?;
+        let buried = || ProviderError::Rejected(format!("worker {} was removed before; an attempt never runs twice", spec.name()));
+        if self.tombstones.is_buried(&spec.name()) {
+            return Err(buried());
+        }
         let name = self.container_name(&spec.name());
         let body = self.create_body(spec)?;
         let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
@@ -211,6 +224,11 @@ impl WorkerProvider for DockerProvider {
             Err(e) if matches!(status_of(&e), Some(400 | 404)) => return Err(ProviderError::Rejected(format!("docker refused {name}: {e}"))),
             Err(e) => return Err(unavailable(e)),
         };
+        // A removal that buried the name while the container was being created is seen here.
+        if self.tombstones.is_buried(&spec.name()) {
+            let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+            return Err(buried());
+        }
         docker.start_container(&name, None).await.map_err(unavailable)?;
         Ok(id)
     }
@@ -285,6 +303,7 @@ impl WorkerProvider for DockerProvider {
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
         let docker = self.docker()?;
+        self.tombstones.bury(name)?;
         self.forget(name);
         let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
         match docker.remove_container(&self.container_name(name), Some(options)).await {

@@ -17,6 +17,7 @@ mod guarded;
 mod process;
 mod provider;
 mod provider_set;
+mod tombstones;
 
 pub use any_provider::AnyProvider;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
@@ -25,3 +26,4 @@ pub use guarded::{GuardConfig, Guarded};
 pub use process::{ProcessConfig, ProcessProvider};
 pub use provider::{worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
 pub use provider_set::ProviderSet;
+pub use tombstones::Tombstones;

@@ -15,6 +15,7 @@
 //! is idempotent: only the caller whose rename succeeds starts the process.
 
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::tombstones::Tombstones;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -51,12 +52,19 @@ pub struct ProcessConfig {
 
 pub struct ProcessProvider {
     config: ProcessConfig,
+    /// `<root>/.removed/`: names of removed workers, never started again.
+    tombstones: Tombstones,
 }
+
+/// How long a removed worker's name is remembered.
+const TOMBSTONE_KEEP_MS: u64 = 7 * 24 * 3600 * 1000;
 
 impl ProcessProvider {
     pub fn new(config: ProcessConfig) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.root)?;
-        Ok(ProcessProvider { config })
+        let tombstones = Tombstones::new(config.root.join(".removed"), TOMBSTONE_KEEP_MS)?;
+        tombstones.prune();
+        Ok(ProcessProvider { config, tombstones })
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -86,6 +94,10 @@ impl WorkerProvider for ProcessProvider {
             return Err(ProviderError::Unsupported("the process provider cannot run container images".into()));
         }
         let name = spec.name();
+        let buried = || ProviderError::Rejected(format!("worker {name} was removed before; an attempt never runs twice"));
+        if self.tombstones.is_buried(&name) {
+            return Err(buried());
+        }
         let dir = self.dir(&name);
         if dir.exists() {
             return Ok(name);
@@ -105,6 +117,12 @@ impl WorkerProvider for ProcessProvider {
                 return Ok(name); // someone else created it first
             }
             Err(e) => return Err(e.into()),
+        }
+        // Checked again now that the directory is in place: a removal that buried the name
+        // meanwhile is seen here, or it sees (and deletes) this directory.
+        if self.tombstones.is_buried(&name) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(buried());
         }
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg(dir.join("run.sh"))
@@ -187,6 +205,7 @@ impl WorkerProvider for ProcessProvider {
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
+        self.tombstones.bury(name)?;
         match std::fs::remove_dir_all(self.dir(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

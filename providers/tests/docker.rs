@@ -51,9 +51,11 @@ async fn provider(test: &str) -> (DockerProvider, Docker) {
     let docker = Docker::connect_with_unix(SOCKET, 30, bollard::API_DEFAULT_VERSION)
         .unwrap_or_else(|e| panic!("the Docker Engine at {SOCKET} is required: {e}"));
     docker.inspect_image(IMAGE).await.unwrap_or_else(|e| panic!("image {IMAGE} is missing ({e}); build it with scripts/test-image"));
-    let mut config = DockerConfig::new(SOCKET, format!("ft-{test}-{}", std::process::id()));
+    let cluster = format!("ft-{test}-{}", std::process::id());
+    let tombstones = std::env::temp_dir().join(format!("{cluster}-removed"));
+    let mut config = DockerConfig::new(SOCKET, cluster, tombstones);
     config.network_mode = Some("none".into());
-    (DockerProvider::new(config), docker)
+    (DockerProvider::new(config).unwrap(), docker)
 }
 
 async fn containers_of(docker: &Docker, p: &DockerProvider) -> usize {
@@ -105,6 +107,11 @@ async fn runs_steps_with_labels_and_limits_and_reports_output_and_exit() {
     p.remove(&name).await.unwrap();
     assert!(!p.observe(&name).await.unwrap().exists);
     p.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
+
+    // A late create of the removed attempt (a deposed leader's) is refused: it never runs twice.
+    let e = p.create(&s).await.unwrap_err();
+    assert!(matches!(e, ProviderError::Rejected(_)), "{e:?}");
     assert_eq!(containers_of(&docker, &p).await, 0);
 }
 
@@ -158,7 +165,7 @@ async fn output_larger_than_the_window_streams_through_in_order() {
     let (mut p, docker) = provider("window").await;
     let mut config = p.config().clone();
     config.max_buffered_output_bytes = 64 * 1024;
-    p = DockerProvider::new(config);
+    p = DockerProvider::new(config).unwrap();
     // 1,000,000 bytes of numbered lines, far more than the 64 KiB window.
     let s = spec(4, &["seq 1 200000 | head -c 1000000"]);
     p.create(&s).await.unwrap();
@@ -183,7 +190,7 @@ async fn a_missing_image_is_a_permanent_refusal_and_a_dead_engine_a_transient_on
     assert!(matches!(e, ProviderError::Rejected(_)) && !e.is_transient(), "{e:?}");
     assert_eq!(containers_of(&docker, &p).await, 0);
 
-    let down = DockerProvider::new(DockerConfig::new("/nonexistent/docker.sock", "ft-down"));
+    let down = DockerProvider::new(DockerConfig::new("/nonexistent/docker.sock", "ft-down", std::env::temp_dir().join("ft-down-removed"))).unwrap();
     let e = down.create(&spec(6, &["true"])).await.unwrap_err();
     assert!(matches!(e, ProviderError::Unavailable(_)) && e.is_transient(), "{e:?}");
 }

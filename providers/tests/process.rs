@@ -62,6 +62,15 @@ async fn creating_twice_runs_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
     assert_eq!(p.list().await.unwrap(), vec![s.name()]);
+
+    // Once removed, the attempt is never started again, even by a late create (a deposed
+    // leader acting on an old state); the chaos harness caught such a double run.
+    p.remove(&s.name()).await.unwrap();
+    let e = p.create(&s).await.unwrap_err();
+    assert!(matches!(e, flotilla_providers::ProviderError::Rejected(_)), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
+    assert!(p.list().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -127,6 +127,12 @@ impl Cluster {
     /// Starts `n` nodes and waits until each answers HTTP, without forming a cluster.
     pub async fn spawn(n: u64, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        // A cluster's workers live in a directory of its own unless the test names one: worker
+        // names (`j<job>-a<attempt>`) restart with every new cluster.
+        let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a == "--process-work-dir") {
+            args.extend(["--process-work-dir".to_string(), dir.path().join("workers").to_string_lossy().into_owned()]);
+        }
         let nodes = (1..=n)
             .map(|id| NodeProc {
                 id,
@@ -134,7 +140,7 @@ impl Cluster {
                 api_addr: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_file: dir.path().join(format!("node-{id}.log")),
-                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                extra_args: args.clone(),
                 child: None,
             })
             .collect();
