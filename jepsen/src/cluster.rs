@@ -168,6 +168,27 @@ impl Cluster {
         bail!("no leader within {within:?}")
     }
 
+    /// Removes node `id` from the cluster (through the leader).
+    pub async fn remove_member(&self, id: u64) -> anyhow::Result<()> {
+        let leader = self.leader().await.context("no leader to remove a member")?;
+        let r = self.http.delete(format!("{}/v1/cluster/members/{id}", self.api(leader))).send().await?;
+        anyhow::ensure!(r.status().is_success(), "removing node {id}: {}", r.text().await?);
+        Ok(())
+    }
+
+    /// Adds every node the leader does not list as a voter back to the cluster.
+    pub async fn ensure_members(&self) -> anyhow::Result<()> {
+        let leader = self.leader().await.context("no leader to add members")?;
+        let status: Value = self.http.get(format!("{}/v1/cluster", self.api(leader))).send().await?.json().await?;
+        let voters: Vec<u64> = status["members"].as_array().into_iter().flatten().filter(|m| m["voter"] == true).filter_map(|m| m["id"].as_u64()).collect();
+        for id in (1..=self.config.nodes).filter(|id| !voters.contains(id)) {
+            let body = json!({ "id": id, "raft_addr": format!("{}:{}", node_ip(id), self.config.base_port), "api_addr": format!("{}:{}", node_ip(id), self.config.base_port + 1) });
+            let r = self.http.post(format!("{}/v1/cluster/members", self.api(leader))).timeout(Duration::from_secs(60)).json(&body).send().await?;
+            anyhow::ensure!(r.status().is_success(), "adding node {id} back: {}", r.text().await?);
+        }
+        Ok(())
+    }
+
     pub fn stop_all(&mut self) {
         for id in 1..=self.config.nodes {
             self.signal(id, false);

@@ -27,6 +27,8 @@ pub enum Fault {
     Halves,
     /// Every node killed at once and restarted.
     RestartAll,
+    /// A follower removed from the cluster while it keeps running, then added back.
+    Membership,
 }
 
 impl FromStr for Fault {
@@ -38,7 +40,8 @@ impl FromStr for Fault {
             "partition" => Fault::Partition,
             "halves" => Fault::Halves,
             "restart-all" => Fault::RestartAll,
-            other => return Err(format!("unknown fault {other:?} (kill, pause, partition, halves, restart-all)")),
+            "membership" => Fault::Membership,
+            other => return Err(format!("unknown fault {other:?} (kill, pause, partition, halves, restart-all, membership)")),
         })
     }
 }
@@ -51,6 +54,7 @@ impl Fault {
             Fault::Partition => "partition",
             Fault::Halves => "halves",
             Fault::RestartAll => "restart-all",
+            Fault::Membership => "membership",
         }
     }
 }
@@ -132,6 +136,22 @@ impl Nemesis {
                 tokio::time::sleep(hold).await;
                 self.firewall.heal()?;
                 self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+            }
+            Fault::Membership => {
+                let leader = self.cluster.lock().await.leader().await;
+                let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
+                let target = followers[rng.random_range(0..followers.len())];
+                self.recorder.record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
+                let removed = self.cluster.lock().await.remove_member(target).await;
+                if let Err(e) = &removed {
+                    eprintln!("flotilla-jepsen: membership fault: {e:#}");
+                }
+                tokio::time::sleep(hold).await;
+                // Adding back may wait for a leader; the heal phase retries what fails here.
+                if let Err(e) = self.cluster.lock().await.ensure_members().await {
+                    eprintln!("flotilla-jepsen: adding members back: {e:#}");
+                }
+                self.recorder.record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target, "removed": removed.is_ok() }));
             }
             Fault::RestartAll => {
                 self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({}));

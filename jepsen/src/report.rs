@@ -91,7 +91,7 @@ pub fn timeline_svg(ops: &[Op]) -> String {
     let mut svg = String::new();
     let _ = write!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#);
     let _ = write!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let colours = [("kill", "#f4a6a6"), ("pause", "#a6c8f4"), ("partition", "#f4dfa6"), ("halves", "#d8a6f4"), ("restart-all", "#bbbbbb")];
+    let colours = [("kill", "#f4a6a6"), ("pause", "#a6c8f4"), ("partition", "#f4dfa6"), ("halves", "#d8a6f4"), ("restart-all", "#bbbbbb"), ("membership", "#a6f4c8")];
     for (kind, node, start, stop) in windows(ops) {
         let fill = colours.iter().find(|(k, _)| *k == kind).map_or("#dddddd", |(_, c)| c);
         let label = node.map_or(kind.clone(), |n| format!("{kind} n{n}"));

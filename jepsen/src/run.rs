@@ -42,8 +42,10 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
     r.json().await.ok()
 }
 
-pub async fn run(config: RunConfig) -> anyhow::Result<RunResult> {
+pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
     std::fs::create_dir_all(&config.out).with_context(|| format!("creating {}", config.out.display()))?;
+    // Absolute: jobs write their markers from their own working directories.
+    config.out = std::fs::canonicalize(&config.out)?;
     let recorder = Arc::new(Recorder::new(Some(&config.out.join("history.jsonl")))?);
     let firewall = Arc::new(Firewall::new()?);
     let mut cluster = Cluster::new(ClusterConfig { nodes: config.nodes, node_bin: config.node_bin.clone(), dir: config.out.clone(), base_port: config.base_port })?;
@@ -79,6 +81,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<RunResult> {
             }
         }
         c.wait_leader(Duration::from_secs(60)).await.context("no leader after healing")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Err(e) = c.ensure_members().await {
+            anyhow::ensure!(Instant::now() < deadline, "could not restore the membership after healing: {e:#}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     let ops = recorder.ops();
     let acknowledged: Vec<u64> = pair(&ops)

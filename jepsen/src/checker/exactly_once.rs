@@ -17,6 +17,10 @@ pub fn check(markers: &BTreeMap<u64, u32>, final_states: &BTreeMap<u64, String>)
             problems.push(format!("job {job} SUCCEEDED without running"));
         }
     }
+    let succeeded = final_states.values().filter(|s| *s == "SUCCEEDED").count();
+    if !final_states.is_empty() && succeeded == 0 {
+        problems.push(format!("none of {} jobs succeeded: the run did not exercise execution", final_states.len()));
+    }
     let ran: u32 = markers.values().sum();
     Verdict::new("no-job-run-twice", problems, serde_json::json!({ "markers": ran, "jobs": final_states.len() }))
 }
@@ -31,5 +35,11 @@ mod tests {
         assert!(check(&BTreeMap::from([(1, 1), (2, 1)]), &states).valid);
         assert!(!check(&BTreeMap::from([(1, 2), (2, 1)]), &states).valid);
         assert!(!check(&BTreeMap::from([(1, 1)]), &states).valid);
+    }
+
+    #[test]
+    fn a_run_where_nothing_succeeded_proves_nothing_and_fails() {
+        let states = BTreeMap::from([(1, "FAILED".to_string()), (2, "CANCELLED".to_string())]);
+        assert!(!check(&BTreeMap::new(), &states).valid);
     }
 }
