@@ -43,7 +43,7 @@ enum Cmd {
         #[arg(long, default_value_t = 17_000)]
         base_port: u16,
         /// CI's short mode: three fixed-seed runs (30 s of kills; 30 s of pauses and
-        /// partitions; 50 s of all faults mixed), reports under `<out>/short-<n>`.
+        /// partitions; 55 s of all faults mixed), reports under `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
     },
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))));
     let base = RunConfig { nodes, time_limit, faults: parse_faults(&faults)?, concurrency, seed, out: out.clone(), node_bin, base_port };
     let runs: Vec<RunConfig> = if short {
-        [("kill", 11, 30), ("pause,partition", 12, 30), ("kill,pause,partition,halves,restart-all", 13, 50)]
+        [("kill", 11, 30), ("pause,partition", 12, 30), ("kill,pause,partition,halves,restart-all,membership", 13, 55)]
             .iter()
             .enumerate()
             .map(|(i, (f, seed, secs))| RunConfig {
