@@ -8,6 +8,7 @@ pub mod api;
 pub mod leader;
 pub mod network;
 pub mod node;
+pub mod node_metrics;
 mod pb;
 pub mod proposer;
 pub mod providers;

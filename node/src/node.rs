@@ -62,7 +62,17 @@ impl RunningNode {
         }));
 
         let app_proposer = proposer.clone();
-        let app = AppState { id: settings.id, addr: addr.clone(), raft: raft.clone(), state: state.clone(), proposer, rpc_timeout_ms: settings.rpc_timeout_ms };
+        let providers = Arc::new(crate::providers::from_settings(&settings)?);
+        let app = AppState {
+            id: settings.id,
+            addr: addr.clone(),
+            raft: raft.clone(),
+            state: state.clone(),
+            proposer,
+            rpc_timeout_ms: settings.rpc_timeout_ms,
+            metrics: crate::node_metrics::NodeMetrics::new(),
+            providers: providers.clone(),
+        };
         let limits = ApiLimits { max_concurrent_requests: settings.max_concurrent_requests, max_request_bytes: settings.max_request_bytes };
         let router = api::router(app, limits);
         let api_listener = tokio::net::TcpListener::bind(settings.api_addr)
@@ -75,13 +85,12 @@ impl RunningNode {
             }
         }));
 
-        let providers = crate::providers::from_settings(&settings)?;
         let leader_config = crate::leader::LeaderConfig { tick_ms: settings.leader_tick_ms, policy: Default::default() };
         tasks.push(tokio::spawn(crate::leader::run(
             raft.clone(),
             state.clone(),
             app_proposer,
-            Arc::new(providers),
+            providers,
             leader_config,
             shutdown_rx.clone(),
         )));

@@ -8,6 +8,7 @@
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,16 +32,24 @@ pub struct Guarded<P> {
     inner: P,
     config: GuardConfig,
     breaker: Mutex<Breaker>,
+    /// Calls made (after the breaker let them through) and calls that failed after retries.
+    calls: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl<P: WorkerProvider> Guarded<P> {
     pub fn new(inner: P, config: GuardConfig) -> Self {
         let breaker = Mutex::new(Breaker::new(config.breaker.clone()));
-        Guarded { inner, config, breaker }
+        Guarded { inner, config, breaker, calls: AtomicU64::new(0), failures: AtomicU64::new(0) }
     }
 
     pub fn inner(&self) -> &P {
         &self.inner
+    }
+
+    /// `(calls, failures)` so far, for metrics.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.calls.load(Ordering::Relaxed), self.failures.load(Ordering::Relaxed))
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -55,6 +64,7 @@ impl<P: WorkerProvider> Guarded<P> {
         if let Err(refused) = self.breaker.lock().expect("breaker lock").admit(Instant::now()) {
             return Err(ProviderError::CircuitOpen { last: refused.last_error, retry_in_ms: refused.retry_in.as_millis() as u64 });
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let mut delay_ms = self.config.retry_base_ms;
         let mut retries_left = self.config.retries;
         loop {
@@ -65,6 +75,7 @@ impl<P: WorkerProvider> Guarded<P> {
             match result {
                 Err(e) if e.is_transient() => {
                     if retries_left == 0 {
+                        self.failures.fetch_add(1, Ordering::Relaxed);
                         self.breaker.lock().expect("breaker lock").record_failure(Instant::now(), &e.to_string());
                         return Err(e);
                     }

@@ -22,3 +22,11 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json:
         (None, _) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": "no leader" }))),
     }
 }
+
+/// Prometheus metrics of this node (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "metrics in OpenMetrics text format")))]
+pub async fn metrics(axum::extract::State(app): axum::extract::State<super::AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = app.metrics.scrape(&app.raft, &app.state, &app.providers);
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}

@@ -44,6 +44,8 @@ pub struct AppState {
     pub state: StateHandle,
     pub proposer: Proposer,
     pub rpc_timeout_ms: u64,
+    pub metrics: Arc<crate::node_metrics::NodeMetrics>,
+    pub providers: Arc<flotilla_providers::ProviderSet>,
 }
 
 /// Limits applied to the whole API.
@@ -76,6 +78,7 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/v1/health/live", Method::GET, get(health::live)),
         ("/v1/health/ready", Method::GET, get(health::ready)),
         ("/v1/openapi.json", Method::GET, get(openapi::openapi_json)),
+        ("/metrics", Method::GET, get(health::metrics)),
     ]
 }
 
@@ -97,7 +100,20 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
         })
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(in_flight, shed_overload))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), count_request))
         .with_state(state)
+}
+
+/// Counts every answered request by matched route, method and status, with its latency.
+async fn count_request(State(metrics): State<Arc<crate::node_metrics::NodeMetrics>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = crate::node_metrics::RouteLabels { route: route.clone(), method: method.clone() };
+    metrics.api_latency_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    metrics.api_requests.get_or_create(&crate::node_metrics::RequestLabels { route, method, code: response.status().as_u16() }).inc();
+    response
 }
 
 /// Answers 429 at once when `max_concurrent_requests` requests are in progress. The permit is

@@ -18,7 +18,7 @@ use utoipa::{OpenApi, ToSchema};
         jobs::list, jobs::get_one, jobs::cancel, jobs::logs,
         pools::list, pools::register,
         cluster::status, cluster::init, cluster::add_member, cluster::remove_member, cluster::transfer_leader, cluster::state_digest,
-        health::live, health::ready, openapi_json,
+        health::live, health::ready, health::metrics, openapi_json,
     ),
     components(schemas(PipelineSpecDoc, JobSpecDoc, ResourcesDoc, RetryPolicyDoc, PoolSpecDoc, AddMemberDoc, ErrorBodyDoc, ErrorDoc, TransferLeaderDoc))
 )]

@@ -1,0 +1,67 @@
+//! `GET /metrics` parses as Prometheus/OpenMetrics text, has the documented families, and its
+//! values move after a pipeline runs.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Parses the text format strictly enough to catch malformed output: every sample line is
+/// `name{labels} value` with a float value; `# TYPE`/`# HELP`/`# EOF` comments only.
+fn parse(text: &str) -> BTreeMap<String, f64> {
+    let mut samples = BTreeMap::new();
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(comment.starts_with("TYPE ") || comment.starts_with("HELP ") || comment.starts_with("UNIT ") || comment == "EOF", "bad comment: {line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        assert!(series[..name_end].chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name: {line}");
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels: {line}");
+        }
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+async fn scrape(c: &Cluster) -> BTreeMap<String, f64> {
+    let r = c.http.get(c.node(1).url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    parse(&r.text().await.unwrap())
+}
+
+fn value(m: &BTreeMap<String, f64>, series: &str) -> f64 {
+    *m.get(series).unwrap_or_else(|| panic!("{series} missing; have {:?}", m.keys().collect::<Vec<_>>()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_after_a_run() {
+    let c = Cluster::start(1, &["--leader-tick-ms", "100"]).await;
+    c.register_pool(1).await;
+    let before = scrape(&c).await;
+    for family in ["flotilla_raft_term", "flotilla_raft_is_leader", "flotilla_raft_applied_index", "flotilla_raft_committed_index"] {
+        value(&before, family);
+    }
+    assert_eq!(value(&before, "flotilla_raft_is_leader"), 1.0);
+    assert_eq!(value(&before, r#"flotilla_pool_workers{pool="main"}"#), 0.0);
+
+    let (s, v) = c.post(1, "/v1/pipelines", pipeline("measured")).await;
+    assert_eq!(s, 201, "{v}");
+    let p = v["pipeline"].as_u64().unwrap();
+    c.wait_get(1, &format!("/v1/pipelines/{p}"), "pipeline SUCCEEDED", |_, v| v["state"] == "SUCCEEDED").await;
+    let (s, _) = c.post(1, "/v1/pipelines", json!({ "name": "" })).await;
+    assert_eq!(s, 422);
+
+    let after = scrape(&c).await;
+    assert!(value(&after, "flotilla_raft_applied_index") > value(&before, "flotilla_raft_applied_index"));
+    assert_eq!(value(&after, r#"flotilla_jobs{state="SUCCEEDED"}"#), 1.0);
+    assert!(value(&after, r#"flotilla_api_requests_total{route="/v1/pipelines",method="POST",code="201"}"#) >= 1.0);
+    assert!(value(&after, r#"flotilla_api_requests_total{route="/v1/pipelines",method="POST",code="422"}"#) >= 1.0);
+    assert!(value(&after, r#"flotilla_api_request_duration_seconds_count{route="/v1/pipelines",method="POST"}"#) >= 2.0);
+    assert!(value(&after, r#"flotilla_provider_calls_total{provider="process"}"#) > 0.0, "the leader called the process provider");
+    assert_eq!(value(&after, r#"flotilla_provider_breaker_open{provider="process"}"#), 0.0);
+}
