@@ -198,9 +198,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<FlotillaSnapshot>, io::Error> {
-        let Some(header) = self.shared.current() else { return Ok(None) };
+        if self.shared.current().is_none() {
+            return Ok(None);
+        }
         let path = self.shared.snapshots.latest()?.ok_or_else(|| io::Error::other("current snapshot file is missing"))?;
-        let file = SnapshotFile::open(&path)?;
+        let mut file = SnapshotFile::open(&path)?;
+        // The metadata comes from the opened file itself: a newer snapshot may replace the file
+        // between reading the in-memory header and opening the path, and a snapshot sent with
+        // another snapshot's metadata is refused by the receiver (whose Raft then stops).
+        let header = file.read_header()?;
         Ok(Some(Snapshot { meta: header.meta(), snapshot: file }))
     }
 }
