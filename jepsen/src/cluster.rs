@@ -113,6 +113,11 @@ impl Cluster {
         bail!("node {id} never answered")
     }
 
+    /// The body that adds node `id` to the cluster.
+    fn member(&self, id: u64) -> Value {
+        json!({ "id": id, "raft_addr": format!("{}:{}", node_ip(id), self.config.base_port), "api_addr": format!("{}:{}", node_ip(id), self.config.base_port + 1) })
+    }
+
     /// Starts every node, bootstraps node 1, adds the others, registers the pool.
     pub async fn form(&mut self, pool: Value) -> anyhow::Result<()> {
         for id in 1..=self.config.nodes {
@@ -134,7 +139,7 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for id in 2..=self.config.nodes {
-            let body = json!({ "id": id, "raft_addr": format!("{}:{}", node_ip(id), self.config.base_port), "api_addr": format!("{}:{}", node_ip(id), self.config.base_port + 1) });
+            let body = self.member(id);
             let r = self.http.post(format!("{}/v1/cluster/members", self.api(1))).json(&body).send().await?;
             anyhow::ensure!(r.status().is_success(), "adding node {id}: {}", r.text().await?);
         }
@@ -182,7 +187,7 @@ impl Cluster {
         let status: Value = self.http.get(format!("{}/v1/cluster", self.api(leader))).send().await?.json().await?;
         let voters: Vec<u64> = status["members"].as_array().into_iter().flatten().filter(|m| m["voter"] == true).filter_map(|m| m["id"].as_u64()).collect();
         for id in (1..=self.config.nodes).filter(|id| !voters.contains(id)) {
-            let body = json!({ "id": id, "raft_addr": format!("{}:{}", node_ip(id), self.config.base_port), "api_addr": format!("{}:{}", node_ip(id), self.config.base_port + 1) });
+            let body = self.member(id);
             let r = self.http.post(format!("{}/v1/cluster/members", self.api(leader))).timeout(Duration::from_secs(60)).json(&body).send().await?;
             anyhow::ensure!(r.status().is_success(), "adding node {id} back: {}", r.text().await?);
         }

@@ -94,10 +94,11 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         .filter_map(|c| c.done.value["pipeline"].as_u64())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(180);
-    let leader_api = |c: &Cluster, l: u64| c.api(l);
     loop {
-        let l = cluster.lock().await.wait_leader(Duration::from_secs(30)).await?;
-        let api = leader_api(&*cluster.lock().await, l);
+        let api = {
+            let c = cluster.lock().await;
+            c.api(c.wait_leader(Duration::from_secs(30)).await?)
+        };
         let mut running = 0;
         for p in &acknowledged {
             let v = get_json(&http, &format!("{api}/v1/pipelines/{p}?consistency=linearizable")).await;

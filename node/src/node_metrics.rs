@@ -77,7 +77,7 @@ impl Default for NodeMetrics {
         let api_latency_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
         registry.register("api_requests", "REST requests answered, by route, method and status", api_requests.clone());
         registry.register("api_request_duration_seconds", "REST request latency until the response head", api_latency_seconds.clone());
-        let m = NodeMetrics {
+        let mut m = NodeMetrics {
             api_requests,
             api_latency_seconds,
             raft_term: Gauge::default(),
@@ -96,7 +96,6 @@ impl Default for NodeMetrics {
             provider_breaker_open: Family::default(),
             registry,
         };
-        let mut m = m;
         let r = &mut m.registry;
         r.register("raft_term", "Current Raft term", m.raft_term.clone());
         r.register("raft_is_leader", "1 on the leader", m.raft_is_leader.clone());

@@ -7,23 +7,16 @@ use common::wait_until;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
 use flotilla_providers::{DockerConfig, DockerProvider, ProviderError, WorkerProvider, WorkerSpec, LABEL_CLUSTER};
-use flotilla_state_machine::{FencingToken, JobId, Resources};
+use flotilla_state_machine::Resources;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 const SOCKET: &str = "/var/run/docker.sock";
 const IMAGE: &str = "flotilla-test/busybox:1";
 
+/// A job in the test image, with limits the tests check on the container.
 fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
-    WorkerSpec {
-        job: JobId(job),
-        attempt: 1,
-        fencing: FencingToken { term: 1, log_index: job },
-        steps: steps.iter().map(|s| s.to_string()).collect(),
-        env: [("GREETING".to_string(), "hi".to_string())].into(),
-        image: Some(IMAGE.into()),
-        resources: Resources::new(500, 64, 0),
-    }
+    WorkerSpec { image: Some(IMAGE.into()), resources: Resources::new(500, 64, 0), ..common::spec(job, steps) }
 }
 
 /// Removes the containers of a test's cluster when the test ends, passed or not (the tests

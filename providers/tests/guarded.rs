@@ -1,5 +1,7 @@
 //! `Guarded`: timeouts, retries and the circuit breaker around a provider that fails on demand.
 
+mod common;
+
 use flotilla_providers::{BreakerConfig, BreakerState, GuardConfig, Guarded, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -88,15 +90,7 @@ async fn a_hung_call_times_out_and_counts_as_a_failure() {
 #[tokio::test]
 async fn permanent_refusals_are_not_retried_and_leave_the_breaker_closed() {
     let g = guarded();
-    let spec = WorkerSpec {
-        job: flotilla_state_machine::JobId(1),
-        attempt: 1,
-        fencing: flotilla_state_machine::FencingToken { term: 1, log_index: 1 },
-        steps: vec!["true".into()],
-        env: Default::default(),
-        image: Some("x".into()),
-        resources: flotilla_state_machine::Resources::new(1, 1, 0),
-    };
+    let spec = common::spec(1, &["true"]);
     for _ in 0..5 {
         let e = g.create(&spec).await.unwrap_err();
         assert!(matches!(e, ProviderError::Rejected(_)));

@@ -1,22 +1,9 @@
 //! The process provider against real `sh` processes.
 
 mod common;
-use common::wait_until;
-use flotilla_providers::{ProcessConfig, ProcessProvider, WorkerProvider, WorkerSpec};
-use flotilla_state_machine::{FencingToken, JobId, Resources};
+use common::{spec, wait_until};
+use flotilla_providers::{ProcessConfig, ProcessProvider, WorkerProvider};
 use std::time::Duration;
-
-fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
-    WorkerSpec {
-        job: JobId(job),
-        attempt: 1,
-        fencing: FencingToken { term: 1, log_index: job },
-        steps: steps.iter().map(|s| s.to_string()).collect(),
-        env: [("GREETING".to_string(), "hi".to_string())].into(),
-        image: None,
-        resources: Resources::new(100, 64, 0),
-    }
-}
 
 #[tokio::test]
 async fn runs_steps_in_order_captures_output_and_exit() {

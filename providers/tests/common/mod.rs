@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use flotilla_providers::{Observation, WorkerProvider};
+use flotilla_providers::{Observation, WorkerProvider, WorkerSpec};
+use flotilla_state_machine::{FencingToken, JobId, Resources};
 use std::time::{Duration, Instant};
 
 /// Polls `observe` until `f` holds; fails the test with the last observation after 60 s.
@@ -15,5 +16,18 @@ pub async fn wait_until(p: &impl WorkerProvider, name: &str, what: &str, f: impl
         }
         assert!(Instant::now() < deadline, "{what} never happened: {o:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Attempt 1 of job `job` running `steps` on the host (no image), with `GREETING=hi`.
+pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
+    WorkerSpec {
+        job: JobId(job),
+        attempt: 1,
+        fencing: FencingToken { term: 1, log_index: job },
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        env: [("GREETING".to_string(), "hi".to_string())].into(),
+        image: None,
+        resources: Resources::new(100, 64, 0),
     }
 }
