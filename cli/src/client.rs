@@ -51,6 +51,15 @@ impl Client {
         Ok(Client { servers, http })
     }
 
+    /// The server base URLs, in the order they are tried.
+    pub fn servers(&self) -> &[String] {
+        &self.servers
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Sends the request `build` makes for each server in turn until one answers; a non-2xx
     /// answer is returned as an `ApiFailure`.
     async fn send(&self, build: impl Fn(&reqwest::Client, &str) -> RequestBuilder) -> anyhow::Result<reqwest::Response> {

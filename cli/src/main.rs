@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod dev;
+mod events;
 mod output;
 mod wait;
 
@@ -36,6 +37,8 @@ pub enum Top {
     /// Register and list worker pools.
     #[command(subcommand)]
     Pool(commands::PoolCmd),
+    /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
+    Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
     Dev(dev::DevArgs),
 }
@@ -45,6 +48,10 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Top::Dev(args) => dev::run(args).await,
+        Top::Events(ref args) => match client::Client::new(&cli.server) {
+            Ok(client) => events::run(&client, cli.output, args).await,
+            Err(e) => Err(e),
+        },
         ref other => match client::Client::new(&cli.server) {
             Ok(client) => commands::run(&client, cli.output, other).await,
             Err(e) => Err(e),

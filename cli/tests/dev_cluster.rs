@@ -71,6 +71,27 @@ fn dev_cluster_serves_the_cli() {
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["items"][0]["name"], "hello");
 
+    // Events: what the node holds, filtered, as a table and as JSON lines; the first address
+    // of the list is dead and the command moves on. The pipeline finishes meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let finished = loop {
+        let o = run(&dead_first, &["-o", "json", "events", "--pipeline", "1", "--type", "JobCompleted,PipelineCompleted"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
+        if lines.iter().any(|e| e["type"] == "PipelineCompleted") {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "the pipeline never completed: {lines:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(finished.iter().filter(|e| e["type"] == "JobCompleted").count(), 2, "{finished:?}");
+    let table = run(&servers[1], &["events", "--job", "1"]);
+    assert!(table.status.success());
+    assert!(stdout(&table).starts_with("ID") && stdout(&table).contains("JobRequested"), "{}", stdout(&table));
+    let bad = run(&all, &["events", "--type", "Nope"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("field type"), "{}", String::from_utf8_lossy(&bad.stderr));
+
     // Errors: a clear message and a non-zero exit.
     let missing = run(&all, &["pipeline", "get", "999"]);
     assert!(!missing.status.success());

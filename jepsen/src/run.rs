@@ -170,6 +170,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
     cluster.lock().await.stop_all();
 
     let verdicts: Vec<Verdict> = vec![
+        checker::linearizable::check(&ops),
         checker::monotonic_reads::check(&ops),
         checker::acknowledged::check(&ops, &present),
         checker::exactly_once::check(&markers, &final_states),

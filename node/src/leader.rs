@@ -7,7 +7,10 @@
 //! exactly once across leader changes. Proposals use `propose_local`: a node that is no longer
 //! leader cannot get them committed, and its loop idles at the next tick.
 
+use crate::node_metrics::{NodeMetrics, ProviderLabel};
 use crate::proposer::{wall_clock_ms, Proposer};
+use crate::telemetry;
+use opentelemetry::KeyValue;
 use crate::Raft;
 use flotilla_providers::{AnyProvider, Guarded, Observation, ProviderSet, WorkerProvider, WorkerSpec};
 use flotilla_raft_store::StateHandle;
@@ -27,7 +30,17 @@ pub struct LeaderConfig {
     pub policy: SchedulerPolicy,
 }
 
-pub async fn run(raft: Raft, state: StateHandle, proposer: Proposer, providers: Arc<ProviderSet>, config: LeaderConfig, mut stop: watch::Receiver<bool>) {
+/// What the leader loop works with.
+pub struct LeaderParts {
+    pub raft: Raft,
+    pub state: StateHandle,
+    pub proposer: Proposer,
+    pub providers: Arc<ProviderSet>,
+    pub metrics: Arc<NodeMetrics>,
+}
+
+pub async fn run(parts: LeaderParts, config: LeaderConfig, mut stop: watch::Receiver<bool>) {
+    let LeaderParts { raft, state, proposer, providers, metrics } = parts;
     let mut ticker = tokio::time::interval(Duration::from_millis(config.tick_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,7 +51,7 @@ pub async fn run(raft: Raft, state: StateHandle, proposer: Proposer, providers: 
         if !raft.is_leader() {
             continue;
         }
-        let tick = Tick { raft: &raft, state: &state, proposer: &proposer, providers: providers.as_ref(), config: &config };
+        let tick = Tick { raft: &raft, state: &state, proposer: &proposer, providers: providers.as_ref(), config: &config, metrics: &metrics };
         if let Err(e) = tick.run().await {
             tracing::warn!(error = %e, "leader tick stopped early");
         }
@@ -51,6 +64,7 @@ struct Tick<'a> {
     proposer: &'a Proposer,
     providers: &'a ProviderSet,
     config: &'a LeaderConfig,
+    metrics: &'a NodeMetrics,
 }
 
 /// What one tick needs to know of an assignment, copied out so no lock is held across awaits.
@@ -59,6 +73,8 @@ struct Work {
     job: Job,
     /// The provider of the assignment's pool.
     kind: Option<ProviderKind>,
+    /// The trace of the job's pipeline, if it was submitted traced.
+    trace_parent: Option<String>,
 }
 
 impl Tick<'_> {
@@ -67,7 +83,7 @@ impl Tick<'_> {
             return Err("no longer leader".into());
         }
         let kind = command.kind();
-        match self.proposer.propose_local(Proposal { now_ms: wall_clock_ms(), command }).await {
+        match self.proposer.propose_local(Proposal::new(wall_clock_ms(), command)).await {
             Ok(flotilla_state_machine::Response::Rejected(r)) => {
                 tracing::debug!(kind, reason = %r, "leader proposal rejected");
                 Ok(())
@@ -79,17 +95,17 @@ impl Tick<'_> {
 
     async fn run(&self) -> Result<(), String> {
         let now_ms = wall_clock_ms();
-        let plan = schedule(&self.state.read().state, &self.config.policy, now_ms);
-        if !plan.placements.is_empty() {
-            self.propose(Command::ApplyPlan { placements: plan.placements }).await?;
-        }
+        self.place(now_ms).await?;
         let work: Vec<Work> = {
             let data = self.state.read();
             data.state
                 .assignments()
                 .filter_map(|a| {
                     let kind = data.state.pool(&a.pool).map(|p| p.spec.provider);
-                    data.state.job(a.job).map(|j| Work { assignment: a.clone(), job: j.clone(), kind })
+                    data.state.job(a.job).map(|j| {
+                        let trace_parent = data.state.pipeline(j.pipeline).and_then(|p| p.trace_parent.clone());
+                        Work { assignment: a.clone(), job: j.clone(), kind, trace_parent }
+                    })
                 })
                 .collect()
         };
@@ -102,6 +118,40 @@ impl Tick<'_> {
             self.remove_orphans(kind, provider).await;
         }
         Ok(())
+    }
+
+    /// Runs the scheduler and commits its plan, counting what `apply` accepted and refused.
+    async fn place(&self, now_ms: u64) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        let started_at = std::time::SystemTime::now();
+        let plan = schedule(&self.state.read().state, &self.config.policy, now_ms);
+        if plan.placements.is_empty() {
+            return Ok(());
+        }
+        let proposal = Proposal::new(wall_clock_ms(), Command::ApplyPlan { placements: plan.placements });
+        match self.proposer.propose_local(proposal).await {
+            Ok(flotilla_state_machine::Response::PlanApplied { accepted, rejected }) => {
+                self.metrics.scheduler_plan_seconds.observe(started.elapsed().as_secs_f64());
+                self.metrics.scheduler_placements.inc_by(accepted.len() as u64);
+                self.metrics.scheduler_rejected_placements.inc_by(rejected.len() as u64);
+                let data = self.state.read();
+                for placed in &accepted {
+                    let trace = data.state.job(placed.job).and_then(|j| data.state.pipeline(j.pipeline)).and_then(|p| p.trace_parent.as_deref());
+                    let attributes = vec![
+                        KeyValue::new("flotilla.job", placed.job.to_string()),
+                        KeyValue::new("flotilla.pool", placed.pool.clone()),
+                        KeyValue::new("flotilla.placements_in_plan", (accepted.len() + rejected.len()) as i64),
+                    ];
+                    telemetry::record("scheduler.place", trace, started_at, std::time::SystemTime::now(), attributes);
+                }
+                Ok(())
+            }
+            Ok(other) => {
+                tracing::debug!(response = ?other, "plan not applied");
+                Ok(())
+            }
+            Err(e) => Err(format!("apply_plan: {e}")),
+        }
     }
 
     /// Moves one assignment one step closer to its desired state.
@@ -131,7 +181,23 @@ impl Tick<'_> {
                 image: spec.image.clone(),
                 resources: spec.resources,
             };
-            return match provider.create(&spec).await {
+            let started = std::time::Instant::now();
+            let started_at = std::time::SystemTime::now();
+            let created = provider.create(&spec).await;
+            let provider_name = w.kind.map_or_else(String::new, |k| k.to_string());
+            if created.is_ok() {
+                let label = ProviderLabel { provider: provider_name.clone() };
+                self.metrics.worker_create_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+            }
+            let attributes = vec![
+                KeyValue::new("flotilla.job", job.to_string()),
+                KeyValue::new("flotilla.attempt", i64::from(a.attempt)),
+                KeyValue::new("flotilla.provider", provider_name),
+                KeyValue::new("flotilla.worker", name.clone()),
+                KeyValue::new("flotilla.created", created.is_ok()),
+            ];
+            telemetry::record("worker.create", w.trace_parent.as_deref(), started_at, std::time::SystemTime::now(), attributes);
+            return match created {
                 Ok(worker_id) => self.propose(Command::WorkerCreated { job, fencing, worker_id }).await,
                 // The provider can never run this worker: the attempt is lost, and the job is
                 // retried or failed by its policy with the reason on record.

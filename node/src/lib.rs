@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod leader;
+pub mod nats_publisher;
 pub mod network;
 pub mod node;
 pub mod node_metrics;
@@ -14,6 +15,8 @@ pub mod proposer;
 pub mod providers;
 pub mod raft_service;
 pub mod settings;
+pub mod telemetry;
+pub mod applied_observer;
 
 pub use node::RunningNode;
 pub use settings::{Options, Settings};

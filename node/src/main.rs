@@ -2,17 +2,16 @@
 
 use clap::Parser;
 use flotilla_node::{Options, RunningNode, Settings};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::resolve(Options::parse())?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    if settings.json_logs {
-        tracing_subscriber::fmt().with_env_filter(filter).json().init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let telemetry = flotilla_node::telemetry::TelemetryConfig {
+        json_logs: settings.json_logs,
+        otlp_endpoint: settings.otlp_endpoint.clone(),
+        service_name: format!("flotilla-node-{}", settings.id),
+    };
+    let _telemetry = flotilla_node::telemetry::init(&telemetry)?;
     let node = RunningNode::start(settings).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

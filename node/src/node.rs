@@ -32,7 +32,11 @@ impl RunningNode {
     pub async fn start(settings: Settings) -> anyhow::Result<RunningNode> {
         let incoming = settings.data_dir.join("incoming");
         std::fs::create_dir_all(&incoming).with_context(|| format!("creating {}", incoming.display()))?;
-        let (log, sm) = flotilla_raft_store::open(&StoreConfig::new(settings.data_dir.join("store")))
+        let store_config = StoreConfig {
+            event_journal_capacity_events: settings.event_journal_events,
+            ..StoreConfig::new(settings.data_dir.join("store"))
+        };
+        let (log, sm) = flotilla_raft_store::open(&store_config)
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
         let state = sm.handle();
         // On loopback, connect from our own address so peers see who is talking; elsewhere let
@@ -63,6 +67,7 @@ impl RunningNode {
 
         let app_proposer = proposer.clone();
         let providers = Arc::new(crate::providers::from_settings(&settings)?);
+        let metrics = crate::node_metrics::NodeMetrics::new();
         let app = AppState {
             id: settings.id,
             addr: addr.clone(),
@@ -70,8 +75,10 @@ impl RunningNode {
             state: state.clone(),
             proposer,
             rpc_timeout_ms: settings.rpc_timeout_ms,
-            metrics: crate::node_metrics::NodeMetrics::new(),
+            metrics: metrics.clone(),
             providers: providers.clone(),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(settings.max_event_streams)),
+            shutdown: shutdown_rx.clone(),
         };
         let limits = ApiLimits { max_concurrent_requests: settings.max_concurrent_requests, max_request_bytes: settings.max_request_bytes };
         let router = api::router(app, limits);
@@ -85,15 +92,17 @@ impl RunningNode {
             }
         }));
 
+        if let Some(url) = settings.nats_url.clone() {
+            let config = crate::nats_publisher::PublisherConfig::new(url, settings.cluster_name.clone());
+            let publisher = crate::nats_publisher::Publisher::new(raft.clone(), state.clone(), app_proposer.clone(), metrics.clone(), config);
+            tasks.push(tokio::spawn(publisher.run(shutdown_rx.clone())));
+        }
+
         let leader_config = crate::leader::LeaderConfig { tick_ms: settings.leader_tick_ms, policy: Default::default() };
-        tasks.push(tokio::spawn(crate::leader::run(
-            raft.clone(),
-            state.clone(),
-            app_proposer,
-            providers,
-            leader_config,
-            shutdown_rx.clone(),
-        )));
+        let parts = crate::leader::LeaderParts { raft: raft.clone(), state: state.clone(), proposer: app_proposer, providers, metrics: metrics.clone() };
+        tasks.push(tokio::spawn(crate::leader::run(parts, leader_config, shutdown_rx.clone())));
+        let observer = crate::applied_observer::AppliedObserver { raft: raft.clone(), state: state.clone(), metrics: metrics.clone() };
+        tasks.push(tokio::spawn(observer.run(shutdown_rx.clone())));
 
         if let Some(seed) = settings.join.clone() {
             let rx = shutdown_rx.clone();

@@ -46,8 +46,13 @@ struct PoolLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProviderLabel {
-    provider: String,
+pub struct ProviderLabel {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
 }
 
 pub struct NodeMetrics {
@@ -68,6 +73,21 @@ pub struct NodeMetrics {
     provider_calls: Family<ProviderLabel, Counter>,
     provider_failures: Family<ProviderLabel, Counter>,
     provider_breaker_open: Family<ProviderLabel, Gauge>,
+    raft_appends: Counter,
+    raft_append_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    raft_wal_syncs: Counter,
+    raft_snapshots_built: Counter,
+    raft_snapshots_installed: Counter,
+    pub scheduler_plan_seconds: Histogram,
+    pub scheduler_placements: Counter,
+    pub scheduler_rejected_placements: Counter,
+    pub worker_create_seconds: Family<ProviderLabel, Histogram>,
+    pub job_duration_seconds: Family<OutcomeLabel, Histogram>,
+    pub events_published: Counter,
+    pub events_publish_duplicates: Counter,
+    pub events_publish_errors: Counter,
+    pub events_publish_gaps: Counter,
+    pub events_publish_lag: Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -94,6 +114,21 @@ impl Default for NodeMetrics {
             provider_calls: Family::default(),
             provider_failures: Family::default(),
             provider_breaker_open: Family::default(),
+            raft_appends: Counter::default(),
+            raft_append_wait_seconds: Counter::default(),
+            raft_wal_syncs: Counter::default(),
+            raft_snapshots_built: Counter::default(),
+            raft_snapshots_installed: Counter::default(),
+            scheduler_plan_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            scheduler_placements: Counter::default(),
+            scheduler_rejected_placements: Counter::default(),
+            worker_create_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 16))),
+            job_duration_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.1, 2.0, 18))),
+            events_published: Counter::default(),
+            events_publish_duplicates: Counter::default(),
+            events_publish_errors: Counter::default(),
+            events_publish_gaps: Counter::default(),
+            events_publish_lag: Gauge::default(),
             registry,
         };
         let r = &mut m.registry;
@@ -111,6 +146,21 @@ impl Default for NodeMetrics {
         r.register("provider_calls", "Calls this node made to each provider (as leader)", m.provider_calls.clone());
         r.register("provider_failures", "Failed provider calls, after retries", m.provider_failures.clone());
         r.register("provider_breaker_open", "1 while a provider's circuit breaker is open or half-open", m.provider_breaker_open.clone());
+        r.register("raft_appends", "Log appends acknowledged after their fsync", m.raft_appends.clone());
+        r.register("raft_append_wait_seconds", "Total time appends waited for their fsync (divide by raft_appends for the mean)", m.raft_append_wait_seconds.clone());
+        r.register("raft_wal_syncs", "WAL fsyncs (one group commit covers many appends)", m.raft_wal_syncs.clone());
+        r.register("raft_snapshots_built", "Snapshots this node built", m.raft_snapshots_built.clone());
+        r.register("raft_snapshots_installed", "Snapshots this node received and installed", m.raft_snapshots_installed.clone());
+        r.register("scheduler_plan_seconds", "From scheduling to the plan's commit (as leader)", m.scheduler_plan_seconds.clone());
+        r.register("scheduler_placements", "Placements accepted by apply", m.scheduler_placements.clone());
+        r.register("scheduler_rejected_placements", "Placements apply refused (stale plans)", m.scheduler_rejected_placements.clone());
+        r.register("worker_create_seconds", "Provider create call latency, by provider", m.worker_create_seconds.clone());
+        r.register("job_duration_seconds", "Run time of finished attempts (start to finish), by outcome", m.job_duration_seconds.clone());
+        r.register("events_published", "Events acknowledged by NATS JetStream (published as leader)", m.events_published.clone());
+        r.register("events_publish_duplicates", "Acks for events JetStream already held (replays after a leader change)", m.events_publish_duplicates.clone());
+        r.register("events_publish_errors", "Failed NATS connections and publishes", m.events_publish_errors.clone());
+        r.register("events_publish_gaps", "Times the publisher found events evicted before it published them", m.events_publish_gaps.clone());
+        r.register("events_publish_lag", "Applied events not yet acknowledged by NATS (on the leader)", m.events_publish_lag.clone());
         m
     }
 }
@@ -132,6 +182,16 @@ impl NodeMetrics {
         set(&self.raft_committed_index, m.local_committed.map(|l| l.index));
         set(&self.raft_applied_index, m.last_applied.map(|l| l.index));
         set(&self.raft_snapshot_index, m.snapshot.map(|l| l.index));
+        let store = state.store_stats();
+        let follow = |c: &Counter, v: u64| c.inc_by(v.saturating_sub(c.get()));
+        follow(&self.raft_appends, store.appends);
+        follow(&self.raft_wal_syncs, store.wal_syncs);
+        follow(&self.raft_snapshots_built, store.snapshots_built);
+        follow(&self.raft_snapshots_installed, store.snapshots_installed);
+        let waited = store.append_wait.as_secs_f64() - self.raft_append_wait_seconds.get();
+        if waited > 0.0 {
+            self.raft_append_wait_seconds.inc_by(waited);
+        }
         {
             let data = state.read();
             let mut by_state: BTreeMap<JobState, i64> = BTreeMap::new();
@@ -172,3 +232,4 @@ impl NodeMetrics {
         out
     }
 }
+

@@ -48,7 +48,8 @@ impl Proposer {
 
     /// Commits `command` through the leader, wherever it is, and returns `apply`'s response.
     pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
-        let proposal = Proposal { now_ms: wall_clock_ms(), command };
+        let mut proposal = Proposal::new(wall_clock_ms(), command);
+        proposal.trace_parent = crate::telemetry::current_trace_parent();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.rpc_timeout_ms);
         let mut last = ProposeError::NoLeader("no attempt made".into());
         for _ in 0..PROPOSE_ATTEMPTS {
@@ -78,8 +79,19 @@ impl Proposer {
 
     /// Proposes on this node only; a follower answers `NotLeader` with a hint.
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Response, ProposeError> {
+        let trace = proposal.trace_parent.clone().map(|tp| (tp, std::time::SystemTime::now(), proposal.command.kind()));
         match self.raft.client_write(proposal).await {
-            Ok(r) => Ok(r.data),
+            Ok(r) => {
+                if let Some((tp, started, kind)) = trace {
+                    let attributes = vec![
+                        opentelemetry::KeyValue::new("flotilla.node", *self.raft.node_id() as i64),
+                        opentelemetry::KeyValue::new("flotilla.command", kind),
+                        opentelemetry::KeyValue::new("raft.log_index", r.log_id.index as i64),
+                    ];
+                    crate::telemetry::record("raft.commit", Some(&tp), started, std::time::SystemTime::now(), attributes);
+                }
+                Ok(r.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let leader = f.leader_id.zip(f.leader_node);
                 if leader.is_none() {

@@ -89,6 +89,20 @@ pub struct Options {
     /// How long an open breaker fails calls at once before one probe call. Default 5000.
     #[arg(long)]
     pub provider_breaker_open_ms: Option<u64>,
+    /// Most events a node keeps in memory for `/v1/events` resumes and the NATS publisher's
+    /// catch-up; older ones are evicted (readers resuming before them get 410). Default 100000.
+    #[arg(long)]
+    pub event_journal_events: Option<usize>,
+    /// Most `/v1/events` streams open at once on this node. Default 256.
+    #[arg(long)]
+    pub max_event_streams: Option<usize>,
+    /// NATS server URL; setting it makes the leader publish every event to JetStream stream
+    /// `FLOTILLA_<cluster>` under `flotilla.<cluster>.<category>.<id>.<event>`.
+    #[arg(long, env = "FLOTILLA_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// OTLP/gRPC collector for traces, e.g. `http://127.0.0.1:4317`. Default: no export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Log format: `pretty` or `json`. Level comes from RUST_LOG (default `info`).
     #[arg(long, env = "FLOTILLA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -120,6 +134,10 @@ pub struct Settings {
     pub provider_call_timeout_ms: u64,
     pub provider_breaker_failures: u32,
     pub provider_breaker_open_ms: u64,
+    pub event_journal_events: usize,
+    pub max_event_streams: usize,
+    pub nats_url: Option<String>,
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Settings {
@@ -166,6 +184,10 @@ impl Settings {
             provider_call_timeout_ms: pick!(provider_call_timeout_ms, 10_000),
             provider_breaker_failures: pick!(provider_breaker_failures, 5),
             provider_breaker_open_ms: pick!(provider_breaker_open_ms, 5_000),
+            event_journal_events: pick!(event_journal_events, 100_000),
+            max_event_streams: pick!(max_event_streams, 256),
+            nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
+            otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
         anyhow::ensure!(settings.id > 0, "--id must be greater than 0");
         anyhow::ensure!(
@@ -184,6 +206,8 @@ impl Settings {
             "--cluster-name must be 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
         );
         anyhow::ensure!(settings.provider_call_timeout_ms > 0, "--provider-call-timeout-ms must be greater than 0");
+        anyhow::ensure!(settings.event_journal_events > 0, "--event-journal-events must be greater than 0");
+        anyhow::ensure!(settings.max_event_streams > 0, "--max-event-streams must be greater than 0");
         anyhow::ensure!(settings.provider_breaker_failures > 0, "--provider-breaker-failures must be greater than 0");
         Ok(settings)
     }

@@ -34,6 +34,19 @@ async fn scrape(c: &Cluster) -> BTreeMap<String, f64> {
     parse(&r.text().await.unwrap())
 }
 
+/// Polls node 1's metrics until `series` appears (some are fed from applied events).
+async fn wait_metric(c: &Cluster, series: &str) -> f64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let m = scrape(c).await;
+        if let Some(v) = m.get(series) {
+            return *v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{series} never appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn value(m: &BTreeMap<String, f64>, series: &str) -> f64 {
     *m.get(series).unwrap_or_else(|| panic!("{series} missing; have {:?}", m.keys().collect::<Vec<_>>()))
 }
@@ -64,4 +77,16 @@ async fn metrics_parse_and_move_after_a_run() {
     assert!(value(&after, r#"flotilla_api_request_duration_seconds_count{route="/v1/pipelines",method="POST"}"#) >= 2.0);
     assert!(value(&after, r#"flotilla_provider_calls_total{provider="process"}"#) > 0.0, "the leader called the process provider");
     assert_eq!(value(&after, r#"flotilla_provider_breaker_open{provider="process"}"#), 0.0);
+
+    // Raft storage, scheduler, worker start and job run time moved with the run.
+    assert!(value(&after, "flotilla_raft_appends_total") > value(&before, "flotilla_raft_appends_total"));
+    assert!(value(&after, "flotilla_raft_append_wait_seconds_total") > value(&before, "flotilla_raft_append_wait_seconds_total"));
+    assert!(value(&after, "flotilla_raft_wal_syncs_total") >= 1.0);
+    value(&after, "flotilla_raft_snapshots_built_total");
+    assert!(value(&after, "flotilla_scheduler_placements_total") >= 1.0);
+    assert_eq!(value(&after, "flotilla_scheduler_rejected_placements_total"), 0.0);
+    assert!(value(&after, "flotilla_scheduler_plan_seconds_count") >= 1.0);
+    assert!(value(&after, r#"flotilla_worker_create_seconds_count{provider="process"}"#) >= 1.0);
+    let finished = wait_metric(&c, r#"flotilla_job_duration_seconds_count{outcome="succeeded"}"#).await;
+    assert_eq!(finished, 1.0);
 }

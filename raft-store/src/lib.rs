@@ -9,22 +9,28 @@
 //! <dir>/snapshots/    snapshot-<index>-<term>.snap files; tmp/ holds ones being written
 //! ```
 //!
+//! Applied events go into a bounded in-memory `EventJournal` that readers resume from by id.
+//!
 //! Durability: an append is acknowledged to openraft only after the WAL is fsynced (group
 //! commit); votes, the committed id and truncations are written with sync. Every persisted
 //! record starts with a format-version byte.
 
 mod codec;
+mod event_journal;
 mod log_store;
 mod snapshot_dir;
 mod snapshot_file;
 mod state_machine_store;
+mod store_stats;
 mod type_config;
 mod wal_syncer;
 
 pub use codec::{decode, encode, FORMAT_VERSION};
 pub use log_store::LogStore;
 pub use snapshot_file::{SnapshotFile, SnapshotHeader};
-pub use state_machine_store::{AppliedEntry, FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
+pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
+pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
+pub use store_stats::{StoreStats, StoreStatsReading};
 pub use type_config::{Entry, LogId, Membership, NodeAddr, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 pub use wal_syncer::SYNC_QUEUE_CAPACITY;
 
@@ -38,13 +44,13 @@ pub struct StoreConfig {
     pub dir: PathBuf,
     /// Published snapshot files kept on disk (the newest is current).
     pub snapshots_to_keep: usize,
-    /// Capacity of the applied-events broadcast channel.
-    pub event_channel_capacity: usize,
+    /// Most events the node's event journal holds (older ones are evicted).
+    pub event_journal_capacity_events: usize,
 }
 
 impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StoreConfig { dir: dir.into(), snapshots_to_keep: 2, event_channel_capacity: 4096 }
+        StoreConfig { dir: dir.into(), snapshots_to_keep: 2, event_journal_capacity_events: 100_000 }
     }
 }
 
@@ -56,7 +62,8 @@ pub fn open(config: &StoreConfig) -> io::Result<(LogStore, StateMachineStore)> {
     opts.create_missing_column_families(true);
     let db = rocksdb::DB::open_cf(&opts, config.dir.join("log"), [log_store::CF_LOGS, log_store::CF_META])
         .map_err(io::Error::other)?;
-    let log = LogStore::new(Arc::new(db))?;
-    let sm = StateMachineStore::open(&config.dir.join("snapshots"), config.snapshots_to_keep, config.event_channel_capacity)?;
+    let stats = Arc::new(StoreStats::default());
+    let log = LogStore::new(Arc::new(db), stats.clone())?;
+    let sm = StateMachineStore::open(&config.dir.join("snapshots"), config.snapshots_to_keep, config.event_journal_capacity_events, stats)?;
     Ok((log, sm))
 }

@@ -51,13 +51,13 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> io::Result<Self> {
+    pub(crate) fn new(db: Arc<DB>, stats: Arc<crate::StoreStats>) -> io::Result<Self> {
         for cf in [CF_LOGS, CF_META] {
             if db.cf_handle(cf).is_none() {
                 return Err(io::Error::other(format!("column family {cf} is missing")));
             }
         }
-        let syncer = WalSyncer::start(db.clone())?;
+        let syncer = WalSyncer::start(db.clone(), stats)?;
         Ok(LogStore { inner: Arc::new(Inner { db, syncer }) })
     }
 

@@ -7,14 +7,14 @@
 use crate::snapshot_dir::SnapshotDir;
 use crate::snapshot_file::{write_snapshot, SnapshotFile, SnapshotHeader};
 use crate::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
-use flotilla_state_machine::{ApplyContext, Event, Response, State};
+use flotilla_state_machine::{ApplyContext, Response, State};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, OptionalSend};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use tokio::sync::broadcast;
+use crate::event_journal::{AppliedEntry, EventJournal};
 
 pub type FlotillaSnapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
@@ -26,19 +26,12 @@ pub struct StateMachineData {
     pub state: State,
 }
 
-/// The events one applied entry produced, broadcast to the node's subscribers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AppliedEntry {
-    pub log_index: u64,
-    pub term: u64,
-    pub events: Vec<Event>,
-}
-
 /// Shared between the Raft state machine task and the node's readers.
 #[derive(Debug)]
 pub struct Shared {
     data: RwLock<StateMachineData>,
-    events: broadcast::Sender<Arc<AppliedEntry>>,
+    journal: Arc<EventJournal>,
+    stats: Arc<crate::StoreStats>,
     snapshots: SnapshotDir,
     current_snapshot: Mutex<Option<SnapshotHeader>>,
 }
@@ -55,10 +48,14 @@ impl StateHandle {
         self.shared.data.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Events of entries applied from now on. The channel is bounded: a subscriber that falls
-    /// behind by more than its capacity gets `RecvError::Lagged` and must re-read the state.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEntry>> {
-        self.shared.events.subscribe()
+    /// The journal of recently applied events (bounded), for streams and the publisher.
+    pub fn journal(&self) -> &Arc<EventJournal> {
+        &self.shared.journal
+    }
+
+    /// Counters of the log and snapshot storage.
+    pub fn store_stats(&self) -> crate::StoreStatsReading {
+        self.shared.stats.read()
     }
 }
 
@@ -68,7 +65,7 @@ pub struct StateMachineStore {
 
 impl StateMachineStore {
     /// Opens the snapshot directory and restores the newest snapshot, if any.
-    pub(crate) fn open(dir: &Path, snapshots_to_keep: usize, event_capacity: usize) -> io::Result<Self> {
+    pub(crate) fn open(dir: &Path, snapshots_to_keep: usize, journal_capacity_events: usize, stats: Arc<crate::StoreStats>) -> io::Result<Self> {
         let snapshots = SnapshotDir::open(dir, snapshots_to_keep)?;
         let (data, current) = match snapshots.latest()? {
             None => (StateMachineData::default(), None),
@@ -82,8 +79,9 @@ impl StateMachineStore {
                 (data, Some(header))
             }
         };
-        let (events, _) = broadcast::channel(event_capacity.max(1));
-        let shared = Shared { data: RwLock::new(data), events, snapshots, current_snapshot: Mutex::new(current) };
+        let restored_through = data.last_applied.as_ref().map(|id| id.index);
+        let journal = Arc::new(EventJournal::new(journal_capacity_events, restored_through));
+        let shared = Shared { data: RwLock::new(data), journal, stats, snapshots, current_snapshot: Mutex::new(current) };
         Ok(StateMachineStore { shared: Arc::new(shared) })
     }
 
@@ -116,6 +114,7 @@ impl Shared {
         };
         let path = self.snapshots.publish(&tmp, &header)?;
         self.set_current(header.clone());
+        self.stats.snapshot_built();
         Ok((header, SnapshotFile::open(&path)?))
     }
 
@@ -139,6 +138,8 @@ impl Shared {
             last_membership: header.last_membership.clone(),
             state,
         };
+        self.journal.reset_to_snapshot(header.last_log_id.as_ref().map_or(0, |id| id.index));
+        self.stats.snapshot_installed();
         self.set_current(header);
         Ok(())
     }
@@ -176,10 +177,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 }
             };
-            if !events.is_empty() {
-                // No subscriber is not an error: events are also derivable from the state.
-                let _ = self.shared.events.send(Arc::new(AppliedEntry { log_index: ctx.log_index, term: ctx.term, events }));
-            }
+            self.shared.journal.append(AppliedEntry { log_index: ctx.log_index, term: ctx.term, events });
             if let Some(responder) = responder {
                 responder.send(response);
             }

@@ -71,15 +71,26 @@ async fn corrupt_or_mismatched_snapshots_are_refused() {
 }
 
 #[tokio::test]
-async fn applied_entries_broadcast_their_events() {
+async fn applied_entries_are_journaled_with_their_ids_and_a_restart_resumes_after_the_snapshot() {
+    use flotilla_state_machine::EventId;
     let dir = tempfile::tempdir().unwrap();
     let (_log, mut sm) = open(&StoreConfig::new(dir.path())).unwrap();
-    let mut rx = sm.handle().subscribe();
+    let appended = sm.handle().journal().watch();
     apply_all(&mut sm, domain_entries(1, 1)).await;
-    let first = rx.recv().await.unwrap();
-    assert_eq!(first.log_index, 1);
-    assert_eq!(first.events.iter().map(|e| e.kind()).collect::<Vec<_>>(), ["PoolRegistered", "CapacityUpdated"]);
-    let second = rx.recv().await.unwrap();
-    assert_eq!(second.log_index, 2);
-    assert_eq!(second.events[0].kind(), "PipelineRequested");
+    assert!(appended.has_changed().unwrap(), "readers waiting for events are woken");
+    let journal = sm.handle().journal().clone();
+    let events = journal.read_after(EventId::START, 100).unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| (e.id.to_string(), e.event.kind())).collect();
+    assert_eq!(kinds[..3], [("1-0".into(), "PoolRegistered"), ("1-1".into(), "CapacityUpdated"), ("2-0".into(), "PipelineRequested")]);
+
+    // After a snapshot and a reopen, the events folded into the snapshot are no longer offered.
+    assert_eq!(sm.handle().store_stats().snapshots_built, 0);
+    sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    assert_eq!(sm.handle().store_stats().snapshots_built, 1);
+    let last = journal.last_id().unwrap();
+    drop((_log, sm));
+    let (_log, sm) = open(&StoreConfig::new(dir.path())).unwrap();
+    let reopened = sm.handle().journal().clone();
+    assert!(reopened.read_after(EventId::START, 100).is_err());
+    assert!(reopened.read_after(EventId::new(last.log_index + 1, 0), 100).unwrap().is_empty());
 }

@@ -3,7 +3,7 @@
 //! A `Proposal` is what goes into the Raft log: the command plus the proposer's clock reading.
 //! `ApplyContext` is what the log adds when the entry commits (its index and term).
 
-use crate::{FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources};
+use crate::{EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -12,6 +12,17 @@ use std::fmt;
 pub struct Proposal {
     pub now_ms: u64,
     pub command: Command,
+    /// W3C `traceparent` of the request that caused the command, if it was traced. A submitted
+    /// pipeline keeps it, so the spans of its scheduling, workers and jobs join the request's
+    /// trace on whichever node records them. Never read by the domain otherwise.
+    pub trace_parent: Option<String>,
+}
+
+impl Proposal {
+    /// An untraced proposal.
+    pub fn new(now_ms: u64, command: Command) -> Self {
+        Proposal { now_ms, command, trace_parent: None }
+    }
 }
 
 /// Where the entry sits in the log; supplied by the storage layer at apply time.
@@ -57,6 +68,9 @@ pub enum Command {
     RemovePool { pool: String },
     SetTenantQuota { tenant: String, quota: Option<Quota> },
     UpdateLimits { limits: Limits },
+    /// The leader's event publisher had every event up to `through` acknowledged by the
+    /// external stream; a new leader resumes after it. Never moves back.
+    RecordEventsPublished { through: EventId },
 }
 
 impl Command {
@@ -82,6 +96,7 @@ impl Command {
             Command::RemovePool { .. } => "remove_pool",
             Command::SetTenantQuota { .. } => "set_tenant_quota",
             Command::UpdateLimits { .. } => "update_limits",
+            Command::RecordEventsPublished { .. } => "record_events_published",
         }
     }
 }

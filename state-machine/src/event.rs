@@ -36,7 +36,103 @@ pub enum Event {
     LimitsUpdated,
 }
 
+/// What an event is about: the kind of object and its id, as used in stream subjects
+/// (`<category>.<id>.<event>`) and filters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSubject {
+    /// `pipeline`, `job`, `worker` or `capacity`.
+    pub category: &'static str,
+    /// `p3`, `j12`, `j12-a2` (a job's attempt), a pool or tenant name, or `limits`.
+    pub id: String,
+}
+
 impl Event {
+    /// Every event type name, as `kind()` returns them.
+    pub const KINDS: [&'static str; 23] = [
+        "PipelineRequested",
+        "JobRequested",
+        "AssignmentCreated",
+        "WorkerCreated",
+        "JobStarted",
+        "StepStarted",
+        "StepCompleted",
+        "StepFailed",
+        "JobCompleted",
+        "JobFailed",
+        "JobCancelled",
+        "JobTerminated",
+        "JobRetrying",
+        "WorkerStopRequested",
+        "WorkerFailed",
+        "WorkerTerminated",
+        "LogAppended",
+        "PipelineCompleted",
+        "PoolRegistered",
+        "PoolRemoved",
+        "CapacityUpdated",
+        "QuotaUpdated",
+        "LimitsUpdated",
+    ];
+
+    /// The job this event concerns, if any.
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Event::JobRequested { job, .. }
+            | Event::AssignmentCreated { job, .. }
+            | Event::WorkerCreated { job, .. }
+            | Event::JobStarted { job, .. }
+            | Event::StepStarted { job, .. }
+            | Event::StepCompleted { job, .. }
+            | Event::StepFailed { job, .. }
+            | Event::JobCompleted { job, .. }
+            | Event::JobFailed { job, .. }
+            | Event::JobCancelled { job, .. }
+            | Event::JobTerminated { job, .. }
+            | Event::JobRetrying { job, .. }
+            | Event::WorkerStopRequested { job, .. }
+            | Event::WorkerFailed { job, .. }
+            | Event::WorkerTerminated { job, .. }
+            | Event::LogAppended { job, .. } => Some(*job),
+            Event::PipelineRequested { .. }
+            | Event::PipelineCompleted { .. }
+            | Event::PoolRegistered { .. }
+            | Event::PoolRemoved { .. }
+            | Event::CapacityUpdated { .. }
+            | Event::QuotaUpdated { .. }
+            | Event::LimitsUpdated => None,
+        }
+    }
+
+    /// The pipeline this event names itself (job events name only their job).
+    pub fn pipeline(&self) -> Option<PipelineId> {
+        match self {
+            Event::PipelineRequested { pipeline, .. }
+            | Event::JobRequested { pipeline, .. }
+            | Event::PipelineCompleted { pipeline, .. } => Some(*pipeline),
+            _ => None,
+        }
+    }
+
+    /// The object this event is about, for stream subjects.
+    pub fn subject(&self) -> EventSubject {
+        let (category, id) = match self {
+            Event::PipelineRequested { pipeline, .. } | Event::PipelineCompleted { pipeline, .. } => {
+                ("pipeline", pipeline.to_string())
+            }
+            Event::WorkerCreated { job, attempt, .. }
+            | Event::WorkerStopRequested { job, attempt, .. }
+            | Event::WorkerFailed { job, attempt, .. }
+            | Event::WorkerTerminated { job, attempt, .. } => ("worker", format!("{job}-a{attempt}")),
+            Event::PoolRegistered { pool } | Event::PoolRemoved { pool } | Event::CapacityUpdated { pool, .. } => {
+                ("capacity", pool.clone())
+            }
+            Event::QuotaUpdated { tenant } => ("capacity", tenant.clone()),
+            Event::LimitsUpdated => ("capacity", "limits".to_string()),
+            other => ("job", other.job().map(|j| j.to_string()).unwrap_or_default()),
+        };
+        EventSubject { category, id }
+    }
+
     /// The event's type name, as used in filters and subjects.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -10,6 +10,7 @@ mod apply;
 mod assignment;
 mod command;
 mod event;
+mod event_id;
 mod ids;
 mod invariants;
 mod job;
@@ -27,7 +28,8 @@ mod tenant;
 
 pub use assignment::{Assignment, FencingToken};
 pub use command::{ApplyContext, Command, Placement, Proposal};
-pub use event::Event;
+pub use event::{Event, EventSubject};
+pub use event_id::{EventId, ParseEventIdError};
 pub use ids::{JobId, PipelineId};
 pub use invariants::InvariantViolation;
 pub use job::{AttemptOutcome, AttemptRecord, FailureReason, Job};

@@ -30,4 +30,6 @@ pub struct Pipeline {
     pub state: PipelineState,
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// W3C `traceparent` of the submitting request (see `Proposal::trace_parent`).
+    pub trace_parent: Option<String>,
 }

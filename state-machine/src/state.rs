@@ -5,7 +5,7 @@
 
 use crate::apply::Cx;
 use crate::{
-    ApplyContext, Assignment, Command, Event, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal, Response,
+    ApplyContext, Assignment, Command, Event, EventId, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal, Response,
     Tenant,
 };
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,8 @@ pub struct State {
     /// Jobs in PENDING, in scheduling order. DAG readiness and backoff are checked by readers.
     pub(crate) pending: BTreeSet<QueueKey>,
     pub(crate) logs: BTreeMap<JobId, Vec<u8>>,
+    /// Last event the leader's publisher had acknowledged by the external stream.
+    pub(crate) events_published_through: Option<EventId>,
 }
 
 impl State {
@@ -65,7 +67,7 @@ impl State {
         let mut cx = Cx { ctx, now_ms: self.now_ms.max(proposal.now_ms), events: Vec::new() };
         let result = match &proposal.command {
             Command::SubmitPipeline { tenant, idempotency_key, spec } => {
-                self.submit_pipeline(&mut cx, tenant, idempotency_key.as_deref(), spec)
+                self.submit_pipeline(&mut cx, tenant, idempotency_key.as_deref(), spec, proposal.trace_parent.as_deref())
             }
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(&mut cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(&mut cx, *job),
@@ -93,6 +95,7 @@ impl State {
             Command::RemovePool { pool } => self.remove_pool(&mut cx, pool),
             Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(&mut cx, tenant, quota.as_ref()),
             Command::UpdateLimits { limits } => self.update_limits(&mut cx, limits),
+            Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
@@ -111,6 +114,11 @@ impl State {
     }
 
     // Read access for schedulers, APIs and tests.
+
+    /// Last event acknowledged by the external event stream (NATS), if any.
+    pub fn events_published_through(&self) -> Option<EventId> {
+        self.events_published_through
+    }
 
     pub fn limits(&self) -> &Limits {
         &self.limits

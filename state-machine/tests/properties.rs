@@ -99,7 +99,7 @@ fn with_pools() -> State {
     let mut s = State::default();
     let pools = [pool("main", ProviderKind::Process, res(8000, 16_384, 0), 6), pool("aux", ProviderKind::Sim, res(3000, 4096, 0), 3)];
     for (i, spec) in pools.into_iter().enumerate() {
-        s.apply(ApplyContext { log_index: i as u64 + 1, term: 1 }, &Proposal { now_ms: 0, command: Command::RegisterPool { spec } });
+        s.apply(ApplyContext { log_index: i as u64 + 1, term: 1 }, &Proposal::new(0, Command::RegisterPool { spec }));
     }
     s
 }
@@ -119,7 +119,7 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
         let Some(command) = command(&state, op, now_ms) else { continue };
         let index = log.len() as u64 + 3;
         let ctx = ApplyContext { log_index: index, term: 1 + index / 50 };
-        let proposal = Proposal { now_ms, command };
+        let proposal = Proposal::new(now_ms, command);
         let before = state.clone();
         let out = state.apply(ctx, &proposal);
         prop_assert!(state.check_invariants().is_ok(), "{:?}", state.check_invariants());

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod error;
+mod events;
 mod health;
 mod jobs;
 mod input_body;
@@ -15,6 +16,7 @@ mod pools;
 mod yaml_lines;
 
 pub use error::ApiError;
+pub use events::StreamedEvent;
 
 use crate::proposer::Proposer;
 use crate::Raft;
@@ -46,6 +48,10 @@ pub struct AppState {
     pub rpc_timeout_ms: u64,
     pub metrics: Arc<crate::node_metrics::NodeMetrics>,
     pub providers: Arc<flotilla_providers::ProviderSet>,
+    /// Open `/v1/events` streams (bounded by `--max-event-streams`).
+    pub event_streams: Arc<Semaphore>,
+    /// Becomes `true` when the node stops: open streams end so the server can close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Limits applied to the whole API.
@@ -67,6 +73,7 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/v1/jobs/{id}", Method::GET, get(jobs::get_one)),
         ("/v1/jobs/{id}/cancel", Method::POST, post(jobs::cancel)),
         ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs)),
+        ("/v1/events", Method::GET, get(events::stream)),
         ("/v1/pools", Method::GET, get(pools::list)),
         ("/v1/pools", Method::POST, post(pools::register)),
         ("/v1/cluster", Method::GET, get(cluster::status)),

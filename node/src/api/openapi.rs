@@ -5,7 +5,7 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, health, jobs, pipelines, pools};
+use super::{cluster, events, health, jobs, pipelines, pools};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{OpenApi, ToSchema};
@@ -15,7 +15,7 @@ use utoipa::{OpenApi, ToSchema};
     info(title = "Flotilla API", version = "1", description = "Submit and follow pipelines; operate the cluster."),
     paths(
         pipelines::submit, pipelines::list, pipelines::get_one, pipelines::cancel,
-        jobs::list, jobs::get_one, jobs::cancel, jobs::logs,
+        jobs::list, jobs::get_one, jobs::cancel, jobs::logs, events::stream,
         pools::list, pools::register,
         cluster::status, cluster::init, cluster::add_member, cluster::remove_member, cluster::transfer_leader, cluster::state_digest,
         health::live, health::ready, health::metrics, openapi_json,

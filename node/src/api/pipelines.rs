@@ -48,7 +48,17 @@ pub async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Sourc
     let origin = yaml.as_ref().map(|_| spec.expand_matrix(&flotilla_state_machine::Limits::DEFAULT).map(|e| e.origin).unwrap_or_default());
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
     let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
-    match app.proposer.propose(Command::SubmitPipeline { tenant, idempotency_key: key, spec }).await? {
+    // The request's span continues the caller's trace; its context travels in the proposal.
+    let span = tracing::info_span!("api.submit_pipeline", node = app.id);
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(crate::telemetry::from_headers(&headers));
+    }
+    let proposed = {
+        use tracing::Instrument;
+        app.proposer.propose(Command::SubmitPipeline { tenant, idempotency_key: key, spec }).instrument(span).await
+    };
+    match proposed? {
         SmResponse::Submitted { pipeline, jobs, duplicate } => {
             let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
             Ok((status, Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate }))).into_response())

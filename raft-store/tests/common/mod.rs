@@ -15,7 +15,7 @@ pub fn log_id(term: u64, index: u64) -> LogId {
 }
 
 pub fn entry(term: u64, index: u64, command: Command) -> Entry {
-    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Proposal { now_ms: 1_000 + index, command }) }
+    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Proposal::new(1_000 + index, command)) }
 }
 
 pub fn membership_entry(term: u64, index: u64) -> Entry {

@@ -2,7 +2,7 @@
 
 use super::{Cx, Handled};
 use crate::spec::validate_name;
-use crate::{Event, Limits, Quota, Response, SpecError, State};
+use crate::{Event, EventId, Limits, Quota, Response, SpecError, State};
 
 impl State {
     pub(crate) fn set_tenant_quota(&mut self, cx: &mut Cx, tenant: &str, quota: Option<&Quota>) -> Handled {
@@ -43,5 +43,15 @@ impl State {
         self.limits = limits.clone();
         cx.emit(Event::LimitsUpdated);
         Ok(Response::Done { changed: true })
+    }
+
+    /// Records the publisher's progress. A lower or equal mark (a deposed leader's late report)
+    /// changes nothing; it is not an error, as the mark is only ever a lower bound.
+    pub(crate) fn record_events_published(&mut self, through: EventId) -> Response {
+        if self.events_published_through.is_some_and(|current| current >= through) {
+            return Response::Done { changed: false };
+        }
+        self.events_published_through = Some(through);
+        Response::Done { changed: true }
     }
 }

@@ -7,8 +7,11 @@ use crate::state::{IdempotencyRecord, QueueKey};
 use crate::{Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response, SpecError, State};
 use std::collections::BTreeMap;
 
+/// Longest `traceparent` a pipeline keeps (W3C version 00 is 55 bytes).
+const MAX_TRACE_PARENT_BYTES: usize = 128;
+
 impl State {
-    pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, submitted: &PipelineSpec) -> Handled {
+    pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, submitted: &PipelineSpec, trace_parent: Option<&str>) -> Handled {
         self.prune_idempotency(cx.now_ms);
         validate_name("tenant", tenant, &self.limits)?;
         let expanded = submitted.expand_matrix(&self.limits)?;
@@ -85,6 +88,8 @@ impl State {
                 state: PipelineState::Running,
                 created_at_ms: cx.now_ms,
                 finished_at_ms: None,
+                // A well-formed traceparent is 55 bytes; anything far longer is not kept.
+                trace_parent: trace_parent.filter(|t| t.len() <= MAX_TRACE_PARENT_BYTES).map(str::to_string),
             },
         );
         if let Some(key) = key {

@@ -52,7 +52,7 @@ impl Harness {
         self.index += 1;
         let before = self.state.clone();
         let ctx = ApplyContext { log_index: self.index, term: TERM };
-        let (response, events) = self.state.apply(ctx, &Proposal { now_ms: self.now_ms, command });
+        let (response, events) = self.state.apply(ctx, &Proposal::new(self.now_ms, command));
         self.state.check_invariants().unwrap_or_else(|v| panic!("invariant: {v}"));
         self.state.check_progress_from(&before).unwrap_or_else(|v| panic!("progress: {v}"));
         if response.rejection().is_some() {

@@ -1,0 +1,85 @@
+//! Follows this node's event journal to record what is known only when an entry is applied:
+//! attempt run times (metric, on every node, so a new leader loses none) and the spans of a
+//! traced pipeline that belong to apply (`raft.apply` on every node, `job.run` on the leader).
+
+use crate::node_metrics::{NodeMetrics, OutcomeLabel};
+use crate::{telemetry, Raft};
+use flotilla_raft_store::{JournaledEvent, StateHandle};
+use flotilla_state_machine::{Event, State};
+use opentelemetry::KeyValue;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// Events read per step.
+const READ_BATCH_EVENTS: usize = 1024;
+
+pub struct AppliedObserver {
+    pub raft: Raft,
+    pub state: StateHandle,
+    pub metrics: Arc<NodeMetrics>,
+}
+
+impl AppliedObserver {
+    /// Runs until `stop` turns true, from the events applied after it starts.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let journal = self.state.journal().clone();
+        let mut appended = journal.watch();
+        let mut after = journal.last_id().unwrap_or_else(|| journal.floor()).max(journal.floor());
+        loop {
+            appended.borrow_and_update();
+            match journal.read_after(after, READ_BATCH_EVENTS) {
+                // Evicted or replaced by a snapshot before it was read: go on from what is held.
+                Err(gap) => after = gap.floor,
+                Ok(batch) if !batch.is_empty() => {
+                    after = batch.last().map_or(after, |e| e.id);
+                    let leader = self.raft.is_leader();
+                    let data = self.state.read();
+                    for item in &batch {
+                        self.observe(item, &data.state, leader);
+                    }
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        _ = appended.changed() => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn observe(&self, item: &JournaledEvent, state: &State, leader: bool) {
+        let node = KeyValue::new("flotilla.node", *self.raft.node_id() as i64);
+        let trace_of_job = |job| state.job(job).and_then(|j| state.pipeline(j.pipeline)).and_then(|p| p.trace_parent.as_deref());
+        match &item.event {
+            Event::PipelineRequested { pipeline, .. } => {
+                let trace = state.pipeline(*pipeline).and_then(|p| p.trace_parent.as_deref());
+                let now = SystemTime::now();
+                let attributes = vec![node, KeyValue::new("raft.log_index", item.id.log_index as i64), KeyValue::new("flotilla.pipeline", pipeline.to_string())];
+                telemetry::record("raft.apply", trace, now, now, attributes);
+            }
+            Event::JobCompleted { job, attempt } | Event::JobFailed { job, attempt, .. } | Event::JobCancelled { job, attempt } => {
+                let outcome = match item.event {
+                    Event::JobCompleted { .. } => "succeeded",
+                    Event::JobFailed { .. } => "failed",
+                    _ => "cancelled",
+                };
+                let record = state.job(*job).and_then(|j| j.attempts.iter().find(|a| a.attempt == *attempt));
+                let Some((started, finished)) = record.and_then(|r| r.started_at_ms.zip(r.finished_at_ms)) else { return };
+                let seconds = finished.saturating_sub(started) as f64 / 1000.0;
+                self.metrics.job_duration_seconds.get_or_create(&OutcomeLabel { outcome: outcome.into() }).observe(seconds);
+                if leader {
+                    let attributes = vec![
+                        node,
+                        KeyValue::new("flotilla.job", job.to_string()),
+                        KeyValue::new("flotilla.attempt", i64::from(*attempt)),
+                        KeyValue::new("flotilla.outcome", outcome),
+                    ];
+                    telemetry::record("job.run", trace_of_job(*job), telemetry::at_ms(started), telemetry::at_ms(finished), attributes);
+                }
+            }
+            _ => {}
+        }
+    }
+}

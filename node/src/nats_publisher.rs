@@ -1,0 +1,229 @@
+//! The leader's NATS JetStream publisher: every event the cluster applies, once, in order.
+//!
+//! Runs on every node and acts only while this node leads. It reads the node's event journal
+//! after the replicated mark (`State::events_published_through`), publishes each event to
+//! `flotilla.<cluster>.<category>.<id>.<event>` with `Nats-Msg-Id` = the event id, waits for
+//! JetStream's ack before the next one (so the stream's order is the log's order even across
+//! reconnects), and records its progress in the replicated state about once a second. A new
+//! leader resumes after the recorded mark and republishes at most a second's worth of events,
+//! which JetStream drops as duplicates of their message ids within the stream's duplicate
+//! window. If NATS is down the cluster goes on; the backlog is the bounded journal, and the
+//! publisher catches up when NATS returns (if events were evicted meanwhile, the gap is logged and counted).
+
+use crate::node_metrics::NodeMetrics;
+use crate::proposer::{wall_clock_ms, Proposer};
+use crate::Raft;
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use flotilla_raft_store::{JournaledEvent, StateHandle};
+use flotilla_state_machine::{Command, EventId, Proposal};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Events read from the journal per step.
+const READ_BATCH_EVENTS: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct PublisherConfig {
+    pub url: String,
+    pub cluster_name: String,
+    /// How often progress is recorded in the replicated state while events flow.
+    pub record_every_ms: u64,
+    /// Time limit for connecting and for each publish ack.
+    pub timeout_ms: u64,
+    /// JetStream's duplicate window of the stream (created if missing).
+    pub duplicate_window_ms: u64,
+    /// Wait after a failure before trying NATS again.
+    pub retry_ms: u64,
+}
+
+impl PublisherConfig {
+    pub fn new(url: String, cluster_name: String) -> Self {
+        PublisherConfig { url, cluster_name, record_every_ms: 1_000, timeout_ms: 5_000, duplicate_window_ms: 120_000, retry_ms: 1_000 }
+    }
+
+    /// The stream holding this cluster's events.
+    pub fn stream_name(&self) -> String {
+        format!("FLOTILLA_{}", self.cluster_name.replace(['.', '-'], "_"))
+    }
+
+    /// `flotilla.<cluster>.<category>.<id>.<event>`; dots in names become `_` so each part
+    /// stays one subject token.
+    pub fn subject(&self, event: &flotilla_state_machine::Event) -> String {
+        let token = |s: &str| s.replace(['.', ' ', '*', '>'], "_");
+        let subject = event.subject();
+        format!("flotilla.{}.{}.{}.{}", token(&self.cluster_name), subject.category, token(&subject.id), event.kind())
+    }
+}
+
+pub struct Publisher {
+    raft: Raft,
+    state: StateHandle,
+    proposer: Proposer,
+    metrics: Arc<NodeMetrics>,
+    config: PublisherConfig,
+}
+
+impl Publisher {
+    pub fn new(raft: Raft, state: StateHandle, proposer: Proposer, metrics: Arc<NodeMetrics>, config: PublisherConfig) -> Self {
+        Publisher { raft, state, proposer, metrics, config }
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut appended = self.state.journal().watch();
+        let mut session: Option<jetstream::Context> = None;
+        // This node's progress while it leads; forgotten when it stops leading.
+        let mut published: Option<EventId> = None;
+        let mut recorded: Option<EventId> = None;
+        let mut last_record = Instant::now();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if !self.raft.is_leader() {
+                published = None;
+                recorded = None;
+                self.metrics.events_publish_lag.set(0);
+                if sleep_or_stop(&mut stop, 200).await {
+                    return;
+                }
+                continue;
+            }
+            let mark = self.state.read().state.events_published_through();
+            let after = published.max(mark).unwrap_or(EventId::START);
+            let journal = self.state.journal();
+            self.metrics.events_publish_lag.set(i64::try_from(journal.count_after(after)).unwrap_or(i64::MAX));
+
+            if published > recorded && (last_record.elapsed() >= Duration::from_millis(self.config.record_every_ms)) {
+                if let Some(through) = published {
+                    let proposal = Proposal::new(wall_clock_ms(), Command::RecordEventsPublished { through });
+                    match self.proposer.propose_local(proposal).await {
+                        Ok(_) => recorded = Some(through),
+                        Err(e) => tracing::debug!(error = %e, "recording publish progress failed; retrying"),
+                    }
+                    last_record = Instant::now();
+                }
+            }
+
+            let js = match &session {
+                Some(js) => js.clone(),
+                None => match self.connect().await {
+                    Ok(js) => {
+                        tracing::info!(url = %self.config.url, stream = %self.config.stream_name(), "publishing events to NATS");
+                        session = Some(js.clone());
+                        js
+                    }
+                    Err(e) => {
+                        self.metrics.events_publish_errors.inc();
+                        tracing::warn!(error = %e, url = %self.config.url, "NATS unavailable; events wait in the journal");
+                        if sleep_or_stop(&mut stop, self.config.retry_ms).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+            };
+
+            appended.borrow_and_update();
+            let batch = match journal.read_after(after, READ_BATCH_EVENTS) {
+                Ok(batch) => batch,
+                Err(gap) => {
+                    self.metrics.events_publish_gaps.inc();
+                    tracing::error!(after = %after, floor = %gap.floor, "events were evicted before they were published; resuming at the oldest held");
+                    published = Some(gap.floor);
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                let wait = Duration::from_millis(self.config.record_every_ms);
+                tokio::select! {
+                    _ = appended.changed() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                continue;
+            }
+            for item in &batch {
+                if !self.raft.is_leader() {
+                    break;
+                }
+                match self.publish(&js, item).await {
+                    Ok(duplicate) => {
+                        published = Some(item.id);
+                        self.metrics.events_published.inc();
+                        if duplicate {
+                            self.metrics.events_publish_duplicates.inc();
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.events_publish_errors.inc();
+                        tracing::warn!(error = %e, event = %item.id, "publishing to NATS failed; reconnecting");
+                        session = None;
+                        if sleep_or_stop(&mut stop, self.config.retry_ms).await {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<jetstream::Context> {
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let client = tokio::time::timeout(
+            timeout,
+            async_nats::ConnectOptions::new().connection_timeout(timeout).name("flotilla-node").connect(self.config.url.as_str()),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {} timed out", self.config.url))??;
+        let mut js = jetstream::new(client);
+        js.set_timeout(timeout);
+        let cluster = self.config.cluster_name.replace(['.', ' ', '*', '>'], "_");
+        js.get_or_create_stream(stream::Config {
+            name: self.config.stream_name(),
+            subjects: vec![format!("flotilla.{cluster}.>")],
+            duplicate_window: Duration::from_millis(self.config.duplicate_window_ms),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", self.config.stream_name()))?;
+        Ok(js)
+    }
+
+    /// Publishes one event and waits for its ack; `Ok(true)` when JetStream already had it.
+    async fn publish(&self, js: &jetstream::Context, item: &JournaledEvent) -> anyhow::Result<bool> {
+        let body = crate::api::StreamedEvent { id: item.id.to_string(), term: item.term, event: &item.event };
+        let payload = serde_json::to_vec(&body)?;
+        let message = PublishMessage::build().message_id(item.id.to_string()).payload(payload.into());
+        let ack = js.send_publish(self.config.subject(&item.event), message).await?.await?;
+        Ok(ack.duplicate)
+    }
+}
+
+/// Sleeps `ms`; `true` if the node is stopping.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, ms: u64) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(ms)) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_state_machine::{Event, JobId};
+
+    #[test]
+    fn subjects_keep_one_token_per_part() {
+        let config = PublisherConfig::new("nats://127.0.0.1:4222".into(), "ci.east".into());
+        assert_eq!(config.stream_name(), "FLOTILLA_ci_east");
+        let started = Event::JobStarted { job: JobId(7), attempt: 1 };
+        assert_eq!(config.subject(&started), "flotilla.ci_east.job.j7.JobStarted");
+        let pool = Event::PoolRegistered { pool: "gpu.big".into() };
+        assert_eq!(config.subject(&pool), "flotilla.ci_east.capacity.gpu_big.PoolRegistered");
+    }
+}
