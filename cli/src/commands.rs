@@ -227,7 +227,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS"], &rows);
             }),
         },
-        Top::Dev(_) | Top::Events(_) => unreachable!("handled in main"),
+        Top::Dev(_) | Top::Events(_) | Top::Bench(_) => unreachable!("handled in main"),
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `flotilla`: the user and admin command-line tool. It speaks only the REST API.
 
+mod bench;
 mod client;
 mod commands;
 mod dev;
@@ -39,6 +40,9 @@ pub enum Top {
     Pool(commands::PoolCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
+    /// Load generators for benchmarks (`docs/benchmarks.md`).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
     Dev(dev::DevArgs),
 }
@@ -48,6 +52,10 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Top::Dev(args) => dev::run(args).await,
+        Top::Bench(ref command) => match client::Client::new(&cli.server) {
+            Ok(client) => bench::run(&client, command).await,
+            Err(e) => Err(e),
+        },
         Top::Events(ref args) => match client::Client::new(&cli.server) {
             Ok(client) => events::run(&client, cli.output, args).await,
             Err(e) => Err(e),

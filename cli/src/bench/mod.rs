@@ -1,0 +1,161 @@
+//! `flotilla bench`: load generators for the benchmarks in `docs/benchmarks.md`.
+//!
+//! `submit` drives a Flotilla cluster's write path (REST → leader → Raft quorum fsync →
+//! apply) with minimal pipelines; `etcd-put` drives an etcd cluster's v3 JSON gateway with the
+//! same generator and the same concurrency, so the two are measured alike in the same run
+//! (`bench/vs-etcd.sh`).
+
+mod load;
+
+use crate::client::Client;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use load::{LoadConfig, LoadResult};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Submit minimal pipelines to every --server (round robin). Jobs wait for a pool, so a
+    /// cluster without pools measures the write path alone.
+    Submit(LoadArgs),
+    /// Put values into etcd through its v3 JSON gateway: the baseline for side-by-side figures.
+    EtcdPut {
+        /// etcd client URLs, comma-separated (round robin), e.g. http://127.0.0.1:2379.
+        #[arg(long)]
+        endpoints: String,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 256)]
+        value_bytes: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct LoadArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Arrivals per second over all clients (open loop); 0 runs closed loop (each client sends
+    /// its next request when the previous one returns).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration_s: u64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1)]
+    pub warmup_s: u64,
+    /// Also write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl LoadArgs {
+    fn config(&self) -> anyhow::Result<LoadConfig> {
+        anyhow::ensure!(self.clients > 0, "--clients must be at least 1");
+        anyhow::ensure!(self.duration_s > 0, "--duration-s must be at least 1");
+        Ok(LoadConfig {
+            clients: self.clients,
+            rate_per_s: self.rate,
+            duration: Duration::from_secs(self.duration_s),
+            warmup: Duration::from_secs(self.warmup_s),
+        })
+    }
+}
+
+pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
+    let (target, args, result) = match command {
+        BenchCmd::Submit(args) => {
+            let http = pooled_http(args.clients)?;
+            let urls: Arc<Vec<String>> = Arc::new(client.servers().iter().map(|s| format!("{s}/v1/pipelines")).collect());
+            let body = serde_json::json!({
+                "name": "bench",
+                "jobs": [{ "name": "noop", "steps": ["true"], "resources": { "cpu_millis": 1, "memory_mib": 1 } }]
+            });
+            let body = Arc::new(serde_json::to_vec(&body)?);
+            let result = load::run(&args.config()?, move |seq| {
+                let (http, urls, body) = (http.clone(), urls.clone(), body.clone());
+                async move {
+                    let url = &urls[seq as usize % urls.len()];
+                    let resp = http.post(url).header("content-type", "application/json").body(body.as_ref().clone()).send().await;
+                    check(resp, 201).await
+                }
+            })
+            .await;
+            ("flotilla submit", args, result)
+        }
+        BenchCmd::EtcdPut { endpoints, value_bytes, load: args } => {
+            let http = pooled_http(args.clients)?;
+            let urls: Vec<String> = endpoints.split(',').map(|e| format!("{}/v3/kv/put", e.trim().trim_end_matches('/'))).collect();
+            anyhow::ensure!(!urls.is_empty() && !endpoints.trim().is_empty(), "--endpoints names no etcd URL");
+            let urls = Arc::new(urls);
+            let value = Arc::new(base64(&vec![b'x'; *value_bytes]));
+            let result = load::run(&args.config()?, move |seq| {
+                let (http, urls, value) = (http.clone(), urls.clone(), value.clone());
+                async move {
+                    let url = &urls[seq as usize % urls.len()];
+                    let key = base64(format!("bench/{seq}").as_bytes());
+                    let body = serde_json::json!({ "key": key, "value": value.as_str() });
+                    check(http.post(url).json(&body).send().await, 200).await
+                }
+            })
+            .await;
+            ("etcd put", args, result)
+        }
+    };
+    print_result(target, &result);
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({ "target": target, "result": result });
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    anyhow::ensure!(result.ok > 0, "no request succeeded: {:?}", result.error_samples);
+    Ok(())
+}
+
+/// One connection per client, kept alive.
+fn pooled_http(clients: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(clients).timeout(Duration::from_secs(30)).build()?)
+}
+
+async fn check(resp: Result<reqwest::Response, reqwest::Error>, expected: u16) -> Result<(), String> {
+    let resp = resp.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if status == expected {
+        Ok(())
+    } else {
+        Err(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()))
+    }
+}
+
+fn print_result(target: &str, r: &LoadResult) {
+    let rate = if r.rate_per_s == 0 { "closed loop".to_string() } else { format!("{}/s offered", r.rate_per_s) };
+    println!("{target}: {} clients, {rate}, {:.1} s measured", r.clients, r.measured_s);
+    println!("  ok {}  errors {}  dropped {}  throughput {:.1}/s", r.ok, r.errors, r.dropped, r.throughput_per_s);
+    let l = &r.latency_ms;
+    println!("  latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}", l.p50, l.p95, l.p99, l.max, l.mean);
+    for e in &r.error_samples {
+        println!("  error: {e}");
+    }
+}
+
+/// Standard base64 with padding (etcd's JSON gateway takes bytes this way).
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"bench/12"), "YmVuY2gvMTI=");
+    }
+}

@@ -1,0 +1,109 @@
+//! Micro-benchmarks of the pure core: `State::apply` for the commands on the hot path, and
+//! `schedule()` over a large pending queue. `cargo bench -p flotilla-state-machine` runs them;
+//! `cargo test --workspace --all-targets` runs each once as a smoke test.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
+use flotilla_state_machine::*;
+use std::hint::black_box;
+
+struct Log {
+    state: State,
+    index: u64,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log { state: State::default(), index: 0 }
+    }
+
+    fn apply(&mut self, command: Command) -> Response {
+        self.index += 1;
+        self.state.apply(ApplyContext { log_index: self.index, term: 1 }, &Proposal::new(1_000 + self.index, command)).0
+    }
+}
+
+fn pool(name: &str) -> Command {
+    let spec = PoolSpec {
+        name: name.into(),
+        provider: ProviderKind::Process,
+        capacity: Resources::new(64_000, 262_144, 0),
+        max_workers: 64,
+        labels: Default::default(),
+    };
+    Command::RegisterPool { spec }
+}
+
+fn submission(i: u64) -> Command {
+    let job = |name: &str| JobSpec::simple(name, "true", Resources::new(500, 512, 0));
+    let mut test = job("test");
+    test.needs = vec!["build".into()];
+    let spec = PipelineSpec { name: format!("p{i}"), jobs: vec![job("build"), test, job("lint")] };
+    Command::SubmitPipeline { tenant: "bench".into(), idempotency_key: Some(format!("k{i}")), spec }
+}
+
+/// A state with `pools` pools and `pipelines` submitted three-job pipelines, all pending.
+fn loaded(pools: usize, pipelines: u64) -> Log {
+    let mut log = Log::new();
+    for p in 0..pools {
+        log.apply(pool(&format!("pool-{p}")));
+    }
+    for i in 0..pipelines {
+        log.apply(submission(i));
+    }
+    log
+}
+
+fn bench_apply(c: &mut Criterion) {
+    let mut group = c.benchmark_group("apply");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("submit_3_job_pipeline_into_10k_jobs", |b| {
+        let base = loaded(10, 3_333);
+        let mut i = 1_000_000;
+        b.iter_batched(
+            || base.state.clone(),
+            |mut state| {
+                i += 1;
+                black_box(state.apply(ApplyContext { log_index: 20_000, term: 1 }, &Proposal::new(2_000_000, submission(i))))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("worker_lifecycle_one_job", |b| {
+        b.iter_batched(
+            || {
+                let mut log = loaded(1, 1);
+                let plan = schedule(&log.state, &SchedulerPolicy::default(), 10_000);
+                log.apply(Command::ApplyPlan { placements: plan.placements });
+                log
+            },
+            |mut log| {
+                let job = JobId(1);
+                let fencing = log.state.job(job).and_then(|j| j.fencing()).expect("placed");
+                log.apply(Command::WorkerCreated { job, fencing, worker_id: "w".into() });
+                log.apply(Command::WorkerStarted { job, fencing });
+                log.apply(Command::AppendLog { job, fencing, offset: 0, data: b"hello\n".to_vec() });
+                black_box(log.apply(Command::WorkerExited { job, fencing, exit_code: 0, jitter_permille: 0 }))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn bench_schedule(c: &mut Criterion) {
+    let mut group = c.benchmark_group("schedule");
+    for (pools, pipelines) in [(10, 1_000), (100, 10_000)] {
+        let log = loaded(pools, pipelines);
+        let policy = SchedulerPolicy { max_placements: 1_000, ..SchedulerPolicy::default() };
+        let placed = schedule(&log.state, &policy, 10_000).placements.len();
+        group.throughput(Throughput::Elements(placed as u64));
+        group.bench_function(format!("{}_pending_jobs_{pools}_pools", pipelines * 3), |b| {
+            b.iter(|| black_box(schedule(&log.state, &policy, 10_000)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_schedule);
+criterion_main!(benches);
