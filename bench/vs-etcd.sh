@@ -24,22 +24,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-bin="${FLOTILLA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}/debug}"
-for b in flotilla flotilla-node; do
-  [ -x "$bin/$b" ] || { echo "error: $bin/$b not found; build first or set FLOTILLA_BIN" >&2; exit 1; }
-done
 command -v etcd >/dev/null || { echo "error: etcd not found; apt-get install -y etcd-server" >&2; exit 1; }
-
-# Data on the same disk as the build (not tmpfs).
-work="$(mktemp -d "${BENCH_DIR:-/var/tmp}/flotilla-vs-etcd.XXXXXX")"
-out="${out:-$work/results}"
-mkdir -p "$out"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+source bench/lib.sh
+bench_setup vs-etcd
 
 echo "== etcd $(etcd --version | head -1 | awk '{print $3}'), data in $work"
 cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
@@ -53,22 +40,7 @@ done
 etcd_endpoints="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
 
 echo "== flotilla ($bin)"
-for i in 1 2 3; do
-  "$bin/flotilla-node" --id "$i" --data-dir "$work/flotilla-$i" \
-    --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" \
-    --process-work-dir "$work/workers" --max-concurrent-requests 1024 >"$work/flotilla-$i.log" 2>&1 &
-  pids+=($!)
-done
-servers="127.0.0.1:18701,127.0.0.1:18702,127.0.0.1:18703"
-flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
-for _ in $(seq 100); do flotilla cluster init >/dev/null 2>&1 && break; sleep 0.2; done
-for i in 2 3; do
-  for _ in $(seq 100); do
-    flotilla cluster add --id "$i" --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-done
-flotilla cluster status
+form_flotilla_cluster
 for _ in $(seq 100); do
   curl -sf -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' http://127.0.0.1:23791/v3/kv/put >/dev/null && break
   sleep 0.2

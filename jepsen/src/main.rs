@@ -25,7 +25,8 @@ enum Cmd {
         /// Seconds of load and faults before healing (e.g. `60` or `60s`).
         #[arg(long, default_value = "60s", value_parser = parse_secs)]
         time_limit: Duration,
-        /// Comma-separated faults: kill, pause, partition, halves, restart-all (or `none`).
+        /// Comma-separated faults: kill, kill-majority, pause, partition, halves, bridge,
+        /// restart-all, membership (or `none`).
         #[arg(long, default_value = "kill,pause,partition")]
         faults: String,
         /// Concurrent clients.
@@ -42,8 +43,9 @@ enum Cmd {
         /// Raft port of every node (the API uses the next one), on 127.0.0.11...
         #[arg(long, default_value_t = 17_000)]
         base_port: u16,
-        /// CI's short mode: three fixed-seed runs (30 s of kills; 30 s of pauses and
-        /// partitions; 55 s of all faults mixed), reports under `<out>/short-<n>`.
+        /// CI's short mode: three fixed-seed runs (30 s of kills; 40 s of pauses,
+        /// partitions, bridges and majority kills; 55 s of all faults mixed), reports under
+        /// `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
     },
@@ -72,7 +74,11 @@ async fn main() -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from(format!("results/{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))));
     let base = RunConfig { nodes, time_limit, faults: parse_faults(&faults)?, concurrency, seed, out: out.clone(), node_bin, base_port };
     let runs: Vec<RunConfig> = if short {
-        [("kill", 11, 30), ("pause,partition", 12, 30), ("kill,pause,partition,halves,restart-all,membership", 13, 55)]
+        [
+            ("kill", 11, 30),
+            ("pause,partition,bridge,kill-majority", 12, 40),
+            ("kill,kill-majority,pause,partition,halves,bridge,restart-all,membership", 13, 55),
+        ]
             .iter()
             .enumerate()
             .map(|(i, (f, seed, secs))| RunConfig {

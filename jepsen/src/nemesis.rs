@@ -19,12 +19,17 @@ pub const NEMESIS: i64 = -1;
 pub enum Fault {
     /// `kill -9` of one node (half the time the leader), restarted at the end of the window.
     Kill,
+    /// `kill -9` of a majority, the leader among them: no quorum until they restart.
+    KillMajority,
     /// SIGSTOP of one node (half the time the leader), SIGCONT at the end.
     Pause,
     /// One node (half the time the leader) cut off from all others.
     Partition,
     /// The cluster split into two random halves.
     Halves,
+    /// Two sides that cannot reach each other, and one node (half the time the leader) that
+    /// reaches both.
+    Bridge,
     /// Every node killed at once and restarted.
     RestartAll,
     /// A follower removed from the cluster while it keeps running, then added back.
@@ -36,12 +41,14 @@ impl FromStr for Fault {
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "kill" => Fault::Kill,
+            "kill-majority" => Fault::KillMajority,
+            "bridge" => Fault::Bridge,
             "pause" => Fault::Pause,
             "partition" => Fault::Partition,
             "halves" => Fault::Halves,
             "restart-all" => Fault::RestartAll,
             "membership" => Fault::Membership,
-            other => return Err(format!("unknown fault {other:?} (kill, pause, partition, halves, restart-all, membership)")),
+            other => return Err(format!("unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership)")),
         })
     }
 }
@@ -50,6 +57,8 @@ impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill",
+            Fault::KillMajority => "kill-majority",
+            Fault::Bridge => "bridge",
             Fault::Pause => "pause",
             Fault::Partition => "partition",
             Fault::Halves => "halves",
@@ -126,9 +135,7 @@ impl Nemesis {
             }
             Fault::Halves => {
                 let mut ids: Vec<u64> = (1..=n).collect();
-                for i in (1..ids.len()).rev() {
-                    ids.swap(i, rng.random_range(0..=i));
-                }
+                shuffle(&mut ids, rng);
                 let (a, b) = ids.split_at(ids.len() / 2);
                 self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({ "minority": a, "majority": b }));
                 let ips = |s: &[u64]| s.iter().map(|i| node_ip(*i)).collect::<Vec<_>>();
@@ -136,6 +143,34 @@ impl Nemesis {
                 tokio::time::sleep(hold).await;
                 self.firewall.heal()?;
                 self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+            }
+            Fault::KillMajority => {
+                let leader = self.cluster.lock().await.leader().await;
+                let mut ids: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
+                shuffle(&mut ids, rng);
+                let mut victims: Vec<u64> = leader.into_iter().chain(ids).take(n as usize / 2 + 1).collect();
+                victims.sort_unstable();
+                self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({ "nodes": victims }));
+                for id in &victims {
+                    self.cluster.lock().await.kill(*id);
+                }
+                tokio::time::sleep(hold).await;
+                for id in &victims {
+                    self.cluster.lock().await.spawn(*id)?;
+                }
+                self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({ "nodes": victims }));
+            }
+            Fault::Bridge => {
+                let bridge = self.target(rng).await;
+                let mut others: Vec<u64> = (1..=n).filter(|i| *i != bridge).collect();
+                shuffle(&mut others, rng);
+                let (a, b) = others.split_at(others.len() / 2);
+                self.recorder.record(NEMESIS, OpType::Info, &start, Some(bridge), json!({ "bridge": bridge, "sides": [a, b] }));
+                let ips = |s: &[u64]| s.iter().map(|i| node_ip(*i)).collect::<Vec<_>>();
+                self.firewall.partition(&ips(a), &ips(b))?;
+                tokio::time::sleep(hold).await;
+                self.firewall.heal()?;
+                self.recorder.record(NEMESIS, OpType::Info, &stop, Some(bridge), json!({ "bridge": bridge }));
             }
             Fault::Membership => {
                 let leader = self.cluster.lock().await.leader().await;
@@ -169,5 +204,12 @@ impl Nemesis {
             }
         }
         Ok(())
+    }
+}
+
+/// Fisher–Yates with the run's seeded generator.
+fn shuffle(ids: &mut [u64], rng: &mut StdRng) {
+    for i in (1..ids.len()).rev() {
+        ids.swap(i, rng.random_range(0..=i));
     }
 }

@@ -17,9 +17,17 @@ use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
-    /// Submit minimal pipelines to every --server (round robin). Jobs wait for a pool, so a
-    /// cluster without pools measures the write path alone.
-    Submit(LoadArgs),
+    /// Submit minimal pipelines (one job, 1 millicpu, 1 MiB, step `true`) to every --server,
+    /// round robin. The cluster needs a pool that fits them; a pool that runs one job at a
+    /// time keeps the measurement on the write path.
+    Submit {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Write one line per acknowledged submission, `<unix ms> <pipeline id>`, here (for
+        /// the failover benchmark: time to the first ack after a kill, writes lost).
+        #[arg(long)]
+        acks: Option<PathBuf>,
+    },
     /// Put values into etcd through its v3 JSON gateway: the baseline for side-by-side figures.
     EtcdPut {
         /// etcd client URLs, comma-separated (round robin), e.g. http://127.0.0.1:2379.
@@ -68,8 +76,10 @@ impl LoadArgs {
 
 pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
     let (target, args, result) = match command {
-        BenchCmd::Submit(args) => {
+        BenchCmd::Submit { load: args, acks } => {
             let http = pooled_http(args.clients)?;
+            let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
+            let acked_log = acked.clone();
             let urls: Arc<Vec<String>> = Arc::new(client.servers().iter().map(|s| format!("{s}/v1/pipelines")).collect());
             let body = serde_json::json!({
                 "name": "bench",
@@ -77,14 +87,22 @@ pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
             });
             let body = Arc::new(serde_json::to_vec(&body)?);
             let result = load::run(&args.config()?, move |seq| {
-                let (http, urls, body) = (http.clone(), urls.clone(), body.clone());
+                let (http, urls, body, acked) = (http.clone(), urls.clone(), body.clone(), acked_log.clone());
                 async move {
                     let url = &urls[seq as usize % urls.len()];
                     let resp = http.post(url).header("content-type", "application/json").body(body.as_ref().clone()).send().await;
-                    check(resp, 201).await
+                    let pipeline = check(resp, 201).await?;
+                    let id = serde_json::from_slice::<serde_json::Value>(&pipeline).ok().and_then(|v| v["pipeline"].as_u64()).unwrap_or(0);
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                    acked.lock().expect("acks").push((now_ms, id));
+                    Ok(())
                 }
             })
             .await;
+            if let Some(path) = acks {
+                let lines: String = acked.lock().expect("acks").iter().map(|(t, id)| format!("{t} {id}\n")).collect();
+                std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+            }
             ("flotilla submit", args, result)
         }
         BenchCmd::EtcdPut { endpoints, value_bytes, load: args } => {
@@ -99,7 +117,7 @@ pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
                     let url = &urls[seq as usize % urls.len()];
                     let key = base64(format!("bench/{seq}").as_bytes());
                     let body = serde_json::json!({ "key": key, "value": value.as_str() });
-                    check(http.post(url).json(&body).send().await, 200).await
+                    check(http.post(url).json(&body).send().await, 200).await.map(|_| ())
                 }
             })
             .await;
@@ -120,12 +138,13 @@ fn pooled_http(clients: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().pool_max_idle_per_host(clients).timeout(Duration::from_secs(30)).build()?)
 }
 
-async fn check(resp: Result<reqwest::Response, reqwest::Error>, expected: u16) -> Result<(), String> {
+/// The body of a response with the expected status; anything else is an error message.
+async fn check(resp: Result<reqwest::Response, reqwest::Error>, expected: u16) -> Result<Vec<u8>, String> {
     let resp = resp.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let body = resp.bytes().await.map_err(|e| e.to_string())?;
     if status == expected {
-        Ok(())
+        Ok(body.to_vec())
     } else {
         Err(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()))
     }

@@ -1,0 +1,56 @@
+# Shared by the bench scripts (sourced): a work directory whose processes stop on exit, and a
+# local 3-node Flotilla cluster on 127.0.0.1.
+#   bench_setup NAME, start_flotilla_node ID, form_flotilla_cluster, flotilla ARGS...
+
+flotilla_bin_dir() {
+  local bin="${FLOTILLA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}/debug}"
+  for b in flotilla flotilla-node; do
+    [ -x "$bin/$b" ] || { echo "error: $bin/$b not found; build first or set FLOTILLA_BIN" >&2; exit 1; }
+  done
+  echo "$bin"
+}
+
+bin="$(flotilla_bin_dir)"
+
+# Makes $work (on disk, not tmpfs) and $out (unless given), and stops every process listed in
+# `pids` when the script exits.
+bench_setup() {
+  work="$(mktemp -d "${BENCH_DIR:-/var/tmp}/flotilla-$1.XXXXXX")"
+  out="${out:-$work/results}"
+  mkdir -p "$out"
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+servers="127.0.0.1:18701,127.0.0.1:18702,127.0.0.1:18703"
+declare -A node_pid
+
+flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
+
+start_flotilla_node() {
+  local i="$1"
+  "$bin/flotilla-node" --id "$i" --data-dir "$work/flotilla-$i" \
+    --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" \
+    --process-work-dir "$work/workers" --max-concurrent-requests 1024 >>"$work/flotilla-$i.log" 2>&1 &
+  node_pid[$i]=$!
+  pids+=($!)
+}
+
+# Starts nodes 1-3, initializes, adds members, and registers a pool that runs one job at a time
+# (submissions need a pool that fits them; this keeps the load on the write path).
+form_flotilla_cluster() {
+  for i in 1 2 3; do start_flotilla_node "$i"; done
+  for _ in $(seq 100); do flotilla cluster init >/dev/null 2>&1 && break; sleep 0.2; done
+  for i in 2 3; do
+    for _ in $(seq 100); do
+      flotilla cluster add --id "$i" --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+  done
+  flotilla pool register --name bench --provider process --cpu-millis 1 --memory-mib 1 --max-workers 1 >/dev/null
+  flotilla cluster status
+}
