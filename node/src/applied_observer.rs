@@ -25,7 +25,7 @@ impl AppliedObserver {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let journal = self.state.journal().clone();
         let mut appended = journal.watch();
-        let mut after = journal.last_id().unwrap_or_else(|| journal.floor()).max(journal.floor());
+        let mut after = journal.tail();
         loop {
             appended.borrow_and_update();
             match journal.read_after(after, READ_BATCH_EVENTS) {
@@ -51,7 +51,6 @@ impl AppliedObserver {
 
     fn observe(&self, item: &JournaledEvent, state: &State, leader: bool) {
         let node = KeyValue::new("flotilla.node", *self.raft.node_id() as i64);
-        let trace_of_job = |job| state.job(job).and_then(|j| state.pipeline(j.pipeline)).and_then(|p| p.trace_parent.as_deref());
         match &item.event {
             Event::PipelineRequested { pipeline, .. } => {
                 let trace = state.pipeline(*pipeline).and_then(|p| p.trace_parent.as_deref());
@@ -76,7 +75,7 @@ impl AppliedObserver {
                         KeyValue::new("flotilla.attempt", i64::from(*attempt)),
                         KeyValue::new("flotilla.outcome", outcome),
                     ];
-                    telemetry::record("job.run", trace_of_job(*job), telemetry::at_ms(started), telemetry::at_ms(finished), attributes);
+                    telemetry::record("job.run", state.trace_parent_of_job(*job), telemetry::at_ms(started), telemetry::at_ms(finished), attributes);
                 }
             }
             _ => {}

@@ -103,7 +103,7 @@ impl Tick<'_> {
                 .filter_map(|a| {
                     let kind = data.state.pool(&a.pool).map(|p| p.spec.provider);
                     data.state.job(a.job).map(|j| {
-                        let trace_parent = data.state.pipeline(j.pipeline).and_then(|p| p.trace_parent.clone());
+                        let trace_parent = data.state.trace_parent_of_job(j.id).map(str::to_string);
                         Work { assignment: a.clone(), job: j.clone(), kind, trace_parent }
                     })
                 })
@@ -136,7 +136,7 @@ impl Tick<'_> {
                 self.metrics.scheduler_rejected_placements.inc_by(rejected.len() as u64);
                 let data = self.state.read();
                 for placed in &accepted {
-                    let trace = data.state.job(placed.job).and_then(|j| data.state.pipeline(j.pipeline)).and_then(|p| p.trace_parent.as_deref());
+                    let trace = data.state.trace_parent_of_job(placed.job);
                     let attributes = vec![
                         KeyValue::new("flotilla.job", placed.job.to_string()),
                         KeyValue::new("flotilla.pool", placed.pool.clone()),

@@ -51,9 +51,8 @@ impl PublisherConfig {
     /// `flotilla.<cluster>.<category>.<id>.<event>`; dots in names become `_` so each part
     /// stays one subject token.
     pub fn subject(&self, event: &flotilla_state_machine::Event) -> String {
-        let token = |s: &str| s.replace(['.', ' ', '*', '>'], "_");
         let subject = event.subject();
-        format!("flotilla.{}.{}.{}.{}", token(&self.cluster_name), subject.category, token(&subject.id), event.kind())
+        format!("flotilla.{}.{}.{}.{}", subject_token(&self.cluster_name), subject.category, subject_token(&subject.id), event.kind())
     }
 }
 
@@ -181,7 +180,7 @@ impl Publisher {
         .map_err(|_| anyhow::anyhow!("connecting to {} timed out", self.config.url))??;
         let mut js = jetstream::new(client);
         js.set_timeout(timeout);
-        let cluster = self.config.cluster_name.replace(['.', ' ', '*', '>'], "_");
+        let cluster = subject_token(&self.config.cluster_name);
         js.get_or_create_stream(stream::Config {
             name: self.config.stream_name(),
             subjects: vec![format!("flotilla.{cluster}.>")],
@@ -202,6 +201,11 @@ impl Publisher {
         let ack = js.send_publish(self.config.subject(&item.event), message).await?.await?;
         Ok(ack.duplicate)
     }
+}
+
+/// `text` as one NATS subject token: the separators and wildcards become `_`.
+fn subject_token(text: &str) -> String {
+    text.replace(['.', ' ', '*', '>'], "_")
 }
 
 /// Sleeps `ms`; `true` if the node is stopping.

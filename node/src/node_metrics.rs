@@ -221,10 +221,8 @@ impl NodeMetrics {
             let l = ProviderLabel { provider: kind.to_string() };
             // The guard counts; the counters here follow it.
             let (calls, failures) = p.stats();
-            let c = self.provider_calls.get_or_create(&l);
-            c.inc_by(calls.saturating_sub(c.get()));
-            let f = self.provider_failures.get_or_create(&l);
-            f.inc_by(failures.saturating_sub(f.get()));
+            follow(&self.provider_calls.get_or_create(&l), calls);
+            follow(&self.provider_failures.get_or_create(&l), failures);
             self.provider_breaker_open.get_or_create(&l).set(i64::from(p.breaker_state() != BreakerState::Closed));
         }
         let mut out = String::new();

@@ -132,6 +132,13 @@ impl EventJournal {
         inner.entries.back().map(|e| EventId::new(e.log_index, e.events.len() as u32 - 1))
     }
 
+    /// The id a reader starts after to see only events appended from now on.
+    pub fn tail(&self) -> EventId {
+        let inner = self.lock();
+        let floor = inner.floor.unwrap_or(EventId::START);
+        inner.entries.back().map_or(floor, |e| EventId::new(e.log_index, e.events.len() as u32 - 1).max(floor))
+    }
+
     /// How many held events come after `after` (the publisher's lag).
     pub fn count_after(&self, after: EventId) -> usize {
         let inner = self.lock();
@@ -178,6 +185,7 @@ mod tests {
         assert_eq!(ids(&j.read_after(EventId::new(2, 0), 2).unwrap()), ["2-1", "5-0"]);
         assert!(j.read_after(EventId::new(5, 2), 100).unwrap().is_empty());
         assert_eq!(j.last_id(), Some(EventId::new(5, 2)));
+        assert_eq!(j.tail(), EventId::new(5, 2));
         assert_eq!(j.count_after(EventId::new(2, 1)), 3);
         // A re-applied entry is not journaled twice.
         j.append(entry(5, 3));

@@ -133,6 +133,11 @@ impl State {
         self.pipelines.get(&id)
     }
 
+    /// The `traceparent` kept by `job`'s pipeline, if it was submitted traced.
+    pub fn trace_parent_of_job(&self, job: JobId) -> Option<&str> {
+        self.job(job).and_then(|j| self.pipeline(j.pipeline)).and_then(|p| p.trace_parent.as_deref())
+    }
+
     pub fn pipelines(&self) -> impl DoubleEndedIterator<Item = &Pipeline> {
         self.pipelines.values()
     }

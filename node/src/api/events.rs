@@ -136,7 +136,7 @@ pub async fn stream(State(app): State<AppState>, headers: HeaderMap, RawQuery(ra
             }
             id
         }
-        None => journal.last_id().unwrap_or_else(|| journal.floor()).max(journal.floor()),
+        None => journal.tail(),
     };
     let permit = app.event_streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many event streams open").retry_after(1)
