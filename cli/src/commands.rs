@@ -88,6 +88,10 @@ pub enum PoolCmd {
         /// Pool label, `key=value`; repeatable.
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Provider setting, `key=value` (the first `=` splits); repeatable. Kubernetes:
+        /// node_selector, service_account, image_pull_secrets, tolerations.
+        #[arg(long = "setting")]
+        settings: Vec<String>,
     },
     List,
 }
@@ -196,14 +200,11 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
             JobCmd::Cancel { id } => show(&client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?, &|v| println!("cancelled jobs: {}", cell(&v["cancelled"]))),
         },
         Top::Pool(cmd) => match cmd {
-            PoolCmd::Register { name, provider, cpu_millis, memory_mib, gpus, max_workers, labels } => {
-                let mut label_map = serde_json::Map::new();
-                for l in labels {
-                    let (k, v) = l.split_once('=').with_context(|| format!("--label {l:?} must be key=value"))?;
-                    label_map.insert(k.to_string(), Value::String(v.to_string()));
-                }
+            PoolCmd::Register { name, provider, cpu_millis, memory_mib, gpus, max_workers, labels, settings } => {
+                let label_map = key_values("--label", labels)?;
+                let setting_map = key_values("--setting", settings)?;
                 let body = json!({
-                    "name": name, "provider": provider, "max_workers": max_workers, "labels": label_map,
+                    "name": name, "provider": provider, "max_workers": max_workers, "labels": label_map, "settings": setting_map,
                     "capacity": { "cpu_millis": cpu_millis, "memory_mib": memory_mib, "gpus": gpus }
                 });
                 show(&client.post("/v1/pools", &body).await?, &|_| println!("pool {name} registered"));
@@ -275,4 +276,14 @@ fn pipeline_table(v: &Value) {
         .map(|j| vec![cell(&j["id"]), cell(&j["name"]), cell(&j["state"]), cell(&j["attempt"])])
         .collect();
     output::table(&["JOB", "NAME", "STATE", "ATTEMPT"], &rows);
+}
+
+/// `key=value` arguments of a repeatable flag as a JSON object.
+fn key_values(flag: &str, items: &[String]) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut map = serde_json::Map::new();
+    for item in items {
+        let (k, v) = item.split_once('=').with_context(|| format!("{flag} {item:?} must be key=value"))?;
+        map.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    Ok(map)
 }

@@ -15,8 +15,8 @@ use crate::Raft;
 use flotilla_providers::{AnyProvider, Guarded, Observation, ProviderSet, WorkerProvider, WorkerSpec};
 use flotilla_raft_store::StateHandle;
 use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
-use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState, Proposal, ProviderKind};
-use std::collections::BTreeSet;
+use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState, Pool, Proposal, ProviderKind, Resources};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -75,6 +75,8 @@ struct Work {
     kind: Option<ProviderKind>,
     /// The trace of the job's pipeline, if it was submitted traced.
     trace_parent: Option<String>,
+    /// The provider settings of the assignment's pool.
+    pool_settings: BTreeMap<String, String>,
 }
 
 impl Tick<'_> {
@@ -101,10 +103,12 @@ impl Tick<'_> {
             data.state
                 .assignments()
                 .filter_map(|a| {
-                    let kind = data.state.pool(&a.pool).map(|p| p.spec.provider);
+                    let pool = data.state.pool(&a.pool);
+                    let kind = pool.map(|p| p.spec.provider);
+                    let pool_settings = pool.map(|p| p.spec.settings.clone()).unwrap_or_default();
                     data.state.job(a.job).map(|j| {
                         let trace_parent = data.state.trace_parent_of_job(j.id).map(str::to_string);
-                        Work { assignment: a.clone(), job: j.clone(), kind, trace_parent }
+                        Work { assignment: a.clone(), job: j.clone(), kind, trace_parent, pool_settings }
                     })
                 })
                 .collect()
@@ -117,7 +121,37 @@ impl Tick<'_> {
         for (kind, provider) in self.providers.iter() {
             self.remove_orphans(kind, provider).await;
         }
+        self.sync_capacity().await;
         Ok(())
+    }
+
+    /// Proposes the capacity that providers measure for their pools (Kubernetes), when it
+    /// differs from the registered one. Never below what is allocated: Flotilla's own workers
+    /// hold that, and `apply` refuses a capacity under it.
+    async fn sync_capacity(&self) {
+        let pools: Vec<Pool> = self.state.read().state.pools().cloned().collect();
+        for pool in pools {
+            let Some(provider) = self.providers.get(pool.spec.provider).filter(|p| p.measures_capacity()) else { continue };
+            let measured = match provider.capacity(&pool.spec).await {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::debug!(pool = %pool.spec.name, error = %e, "measuring pool capacity");
+                    continue;
+                }
+            };
+            let capacity = Resources {
+                cpu_millis: measured.cpu_millis.max(pool.allocated.cpu_millis),
+                memory_mib: measured.memory_mib.max(pool.allocated.memory_mib),
+                gpus: measured.gpus.max(pool.allocated.gpus),
+            };
+            if capacity != pool.spec.capacity {
+                let command = Command::UpdatePoolCapacity { pool: pool.spec.name.clone(), capacity, max_workers: pool.spec.max_workers };
+                if let Err(e) = self.propose(command).await {
+                    tracing::debug!(pool = %pool.spec.name, error = %e, "proposing measured capacity");
+                }
+            }
+        }
     }
 
     /// Runs the scheduler and commits its plan, counting what `apply` accepted and refused.
@@ -180,6 +214,9 @@ impl Tick<'_> {
                 env: spec.env.clone(),
                 image: spec.image.clone(),
                 resources: spec.resources,
+                timeout_ms: spec.timeout_ms,
+                labels: spec.constraints.clone(),
+                pool_settings: w.pool_settings.clone(),
             };
             let started = std::time::Instant::now();
             let started_at = std::time::SystemTime::now();

@@ -10,6 +10,7 @@ use crate::settings::Settings;
 use crate::Raft;
 use anyhow::Context;
 use flotilla_raft_store::{NodeAddr, StateHandle, StoreConfig};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -48,7 +49,7 @@ impl RunningNode {
             .await
             .context("starting raft")?;
         let proposer = Proposer::new(raft.clone(), channels, settings.rpc_timeout_ms);
-        let addr = NodeAddr { raft_addr: settings.raft_addr.to_string(), api_addr: settings.api_addr.to_string() };
+        let addr = settings.advertised();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -104,6 +105,12 @@ impl RunningNode {
         let observer = crate::applied_observer::AppliedObserver { raft: raft.clone(), state: state.clone(), metrics: metrics.clone() };
         tasks.push(tokio::spawn(observer.run(shutdown_rx.clone())));
 
+        if settings.bootstrap && !raft.is_initialized().await.context("reading the raft state")? {
+            // First start with empty storage: this node founds the cluster. A restart finds
+            // the log initialized and skips this, so the flag can stay in a unit or manifest.
+            raft.initialize(BTreeMap::from([(settings.id, addr.clone())])).await.context("bootstrapping the cluster")?;
+            tracing::info!(id = settings.id, "bootstrapped a new cluster with this node as its only voter");
+        }
         if let Some(seed) = settings.join.clone() {
             let rx = shutdown_rx.clone();
             let raft = raft.clone();

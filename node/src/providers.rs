@@ -1,9 +1,12 @@
 //! The worker providers this node drives when it leads, built from its settings: the process
-//! provider always, Docker when `--docker-socket` is set.
+//! provider always, Docker when `--docker-socket` is set, Kubernetes when
+//! `--kubernetes-namespace` is set.
 
 use crate::settings::Settings;
 use anyhow::Context;
-use flotilla_providers::{AnyProvider, BreakerConfig, DockerConfig, DockerProvider, GuardConfig, ProcessConfig, ProcessProvider, ProviderSet};
+use flotilla_providers::{
+    AnyProvider, BreakerConfig, DockerConfig, DockerProvider, GuardConfig, KubernetesConfig, KubernetesProvider, ProcessConfig, ProcessProvider, ProviderSet,
+};
 use flotilla_state_machine::ProviderKind;
 
 pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
@@ -22,7 +25,14 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         config.network_mode = settings.docker_network.clone();
         config.default_image = settings.docker_default_image.clone();
         let docker = DockerProvider::new(config).context("preparing the docker provider's tombstone directory")?;
-        set = set.with(ProviderKind::Docker, AnyProvider::Docker(docker), guard);
+        set = set.with(ProviderKind::Docker, AnyProvider::Docker(docker), guard.clone());
+    }
+    if let Some(namespace) = &settings.kubernetes_namespace {
+        let mut config = KubernetesConfig::new(namespace.clone(), settings.cluster_name.clone());
+        config.api_url = settings.kubernetes_api_url.clone();
+        config.default_image = settings.kubernetes_default_image.clone();
+        let kubernetes = KubernetesProvider::new(config).context("configuring the kubernetes provider")?;
+        set = set.with(ProviderKind::Kubernetes, AnyProvider::Kubernetes(kubernetes), guard);
     }
     Ok(set)
 }

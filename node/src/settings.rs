@@ -28,9 +28,23 @@ pub struct Options {
     /// Address for the REST API. Default 127.0.0.1:8001.
     #[arg(long, env = "FLOTILLA_API_ADDR")]
     pub api_addr: Option<SocketAddr>,
+    /// Address other nodes reach this node's Raft server at, when it differs from the bind
+    /// address (`host:port`; a DNS name such as a StatefulSet pod's stable name). Default:
+    /// --raft-addr.
+    #[arg(long, env = "FLOTILLA_ADVERTISE_RAFT_ADDR")]
+    pub advertise_raft_addr: Option<String>,
+    /// Address clients and redirects reach this node's API at (`host:port`). Default:
+    /// --api-addr.
+    #[arg(long, env = "FLOTILLA_ADVERTISE_API_ADDR")]
+    pub advertise_api_addr: Option<String>,
     /// At start, ask the cluster at this API address (http://host:port) to add this node.
     #[arg(long, env = "FLOTILLA_JOIN")]
     pub join: Option<String>,
+    /// On a start with empty storage, found a new cluster with this node as its only voter
+    /// (what `POST /v1/cluster/init` does). Give it to one node only: the first of a
+    /// StatefulSet or compose file. Restarts with data ignore it.
+    #[arg(long, env = "FLOTILLA_BOOTSTRAP", num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap: Option<bool>,
     /// Leader heartbeat interval. Default 250.
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
@@ -80,6 +94,17 @@ pub struct Options {
     /// Image for jobs on Docker pools that name none. Default: such jobs fail.
     #[arg(long)]
     pub docker_default_image: Option<String>,
+    /// Namespace of worker pods; setting it enables the `kubernetes` provider for pools that
+    /// name it (the cluster name then prefixes pod names: lowercase letters, digits, '-').
+    #[arg(long, env = "FLOTILLA_KUBERNETES_NAMESPACE")]
+    pub kubernetes_namespace: Option<String>,
+    /// Kubernetes API server URL. Default: found as kubectl finds it (the pod's service
+    /// account inside a cluster, else KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "FLOTILLA_KUBERNETES_API_URL")]
+    pub kubernetes_api_url: Option<String>,
+    /// Image for jobs on Kubernetes pools that name none. Default: such jobs fail.
+    #[arg(long)]
+    pub kubernetes_default_image: Option<String>,
     /// Time limit of one call to a provider (create, observe, stop...). Default 10000.
     #[arg(long)]
     pub provider_call_timeout_ms: Option<u64>,
@@ -115,7 +140,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub raft_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    pub advertise_raft_addr: String,
+    pub advertise_api_addr: String,
     pub join: Option<String>,
+    pub bootstrap: bool,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -131,6 +159,9 @@ pub struct Settings {
     pub docker_socket: Option<String>,
     pub docker_network: Option<String>,
     pub docker_default_image: Option<String>,
+    pub kubernetes_namespace: Option<String>,
+    pub kubernetes_api_url: Option<String>,
+    pub kubernetes_default_image: Option<String>,
     pub provider_call_timeout_ms: u64,
     pub provider_breaker_failures: u32,
     pub provider_breaker_open_ms: u64,
@@ -161,7 +192,10 @@ impl Settings {
             data_dir: pick!(data_dir, PathBuf::from(format!("flotilla-data-{id}"))),
             raft_addr: pick!(raft_addr, "127.0.0.1:7001".parse().expect("literal")),
             api_addr: pick!(api_addr, "127.0.0.1:8001".parse().expect("literal")),
+            advertise_raft_addr: String::new(),
+            advertise_api_addr: String::new(),
             join: cli.join.clone().or(file.join.clone()),
+            bootstrap: pick!(bootstrap, false),
             heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
             election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
             election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
@@ -181,6 +215,9 @@ impl Settings {
             docker_socket: cli.docker_socket.clone().or(file.docker_socket.clone()),
             docker_network: cli.docker_network.clone().or(file.docker_network.clone()),
             docker_default_image: cli.docker_default_image.clone().or(file.docker_default_image.clone()),
+            kubernetes_namespace: cli.kubernetes_namespace.clone().or(file.kubernetes_namespace.clone()),
+            kubernetes_api_url: cli.kubernetes_api_url.clone().or(file.kubernetes_api_url.clone()),
+            kubernetes_default_image: cli.kubernetes_default_image.clone().or(file.kubernetes_default_image.clone()),
             provider_call_timeout_ms: pick!(provider_call_timeout_ms, 10_000),
             provider_breaker_failures: pick!(provider_breaker_failures, 5),
             provider_breaker_open_ms: pick!(provider_breaker_open_ms, 5_000),
@@ -189,6 +226,14 @@ impl Settings {
             nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
+        let mut settings = settings;
+        settings.advertise_raft_addr = cli.advertise_raft_addr.clone().or(file.advertise_raft_addr.clone()).unwrap_or_else(|| settings.raft_addr.to_string());
+        settings.advertise_api_addr = cli.advertise_api_addr.clone().or(file.advertise_api_addr.clone()).unwrap_or_else(|| settings.api_addr.to_string());
+        for (flag, addr) in [("--advertise-raft-addr", &settings.advertise_raft_addr), ("--advertise-api-addr", &settings.advertise_api_addr)] {
+            if let Err(e) = check_host_port(addr) {
+                anyhow::bail!("{flag}: {e}");
+            }
+        }
         anyhow::ensure!(settings.id > 0, "--id must be greater than 0");
         anyhow::ensure!(
             settings.heartbeat_interval_ms < settings.election_timeout_min_ms
@@ -212,6 +257,11 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The address this node is reached at, as its peers store it.
+    pub fn advertised(&self) -> flotilla_raft_store::NodeAddr {
+        flotilla_raft_store::NodeAddr { raft_addr: self.advertise_raft_addr.clone(), api_addr: self.advertise_api_addr.clone() }
+    }
+
     pub fn raft_config(&self) -> anyhow::Result<openraft::Config> {
         let config = openraft::Config {
             cluster_name: "flotilla".into(),
@@ -225,4 +275,22 @@ impl Settings {
         };
         config.validate().context("invalid raft configuration")
     }
+}
+
+/// `host:port` where host is an IP address or a DNS name; the error says what is wrong.
+pub fn check_host_port(addr: &str) -> Result<(), String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else { return Err(format!("{addr:?} is not host:port")) };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{addr:?}: port {port:?} is not a number from 0 to 65535"));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(format!("{addr:?}: {host:?} is neither an IP address nor a DNS name"));
+    }
+    Ok(())
 }

@@ -46,7 +46,7 @@ async fn openapi_matches_routes_and_domain_types() {
     job.image = Some("x".into());
     job.retry = RetryPolicy { max_retries: 1, backoff_base_ms: 1, backoff_max_ms: 1 };
     let pipeline = PipelineSpec { name: "p".into(), jobs: vec![job.clone()] };
-    let pool = PoolSpec { name: "p".into(), provider: ProviderKind::Process, capacity: Resources::new(1, 1, 0), max_workers: 1, labels: Default::default() };
+    let pool = PoolSpec { name: "p".into(), provider: ProviderKind::Process, capacity: Resources::new(1, 1, 0), max_workers: 1, labels: Default::default(), settings: Default::default() };
     for (name, value) in [
         ("PipelineSpec", serde_json::to_value(&pipeline).unwrap()),
         ("JobSpec", serde_json::to_value(&job).unwrap()),

@@ -4,12 +4,15 @@
 //! as a trait object; an enum dispatches instead.
 
 use crate::docker::DockerProvider;
+use crate::kubernetes::KubernetesProvider;
 use crate::process::ProcessProvider;
+use flotilla_state_machine::{PoolSpec, Resources};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 
 pub enum AnyProvider {
     Process(ProcessProvider),
     Docker(DockerProvider),
+    Kubernetes(KubernetesProvider),
 }
 
 macro_rules! dispatch {
@@ -17,6 +20,7 @@ macro_rules! dispatch {
         match $self {
             AnyProvider::Process($p) => $call.await,
             AnyProvider::Docker($p) => $call.await,
+            AnyProvider::Kubernetes($p) => $call.await,
         }
     };
 }
@@ -44,5 +48,13 @@ impl WorkerProvider for AnyProvider {
 
     async fn list(&self) -> Result<Vec<String>, ProviderError> {
         dispatch!(self, p => p.list())
+    }
+
+    fn measures_capacity(&self) -> bool {
+        matches!(self, AnyProvider::Kubernetes(_))
+    }
+
+    async fn capacity(&self, pool: &PoolSpec) -> Result<Option<Resources>, ProviderError> {
+        dispatch!(self, p => p.capacity(pool))
     }
 }

@@ -7,11 +7,12 @@
 //!
 //! The container runs a small `sh` wrapper (under Docker's init, so SIGTERM reaches it) that
 //! runs each step in `/workspace`: the steps' stdout and stderr go to the container's stdout,
-//! and the wrapper writes `start <n>` / `end <n> <code>` markers on stderr. `DockerOutput`
+//! and the wrapper writes `start <n>` / `end <n> <code>` markers on stderr. `docker_output.rs`
 //! follows that log stream. The exit code is reported only once the stream has ended, that
 //! is once every byte of output has been read.
 
-use crate::docker_output::DockerOutput;
+use crate::docker_output;
+use crate::output_window::OutputWindow;
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::tombstones::Tombstones;
 use bollard::errors::Error as BollardError;
@@ -86,7 +87,7 @@ pub struct DockerProvider {
     tombstones: Tombstones,
     /// Connected on first use, so a node starts even while its engine is down.
     docker: Mutex<Option<Docker>>,
-    outputs: Mutex<HashMap<String, Arc<DockerOutput>>>,
+    outputs: Mutex<HashMap<String, Arc<OutputWindow>>>,
     /// When SIGTERM was sent to a worker being stopped.
     stopping: Mutex<HashMap<String, Instant>>,
 }
@@ -149,11 +150,11 @@ impl DockerProvider {
         Err(ProviderError::Unavailable(format!("{container}: name taken but no such container")))
     }
 
-    fn output(&self, name: &str, docker: &Docker) -> Arc<DockerOutput> {
+    fn output(&self, name: &str, docker: &Docker) -> Arc<OutputWindow> {
         let mut outputs = self.outputs.lock().expect("outputs lock");
         outputs
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(DockerOutput::follow(docker.clone(), self.container_name(name), self.config.max_buffered_output_bytes)))
+            .or_insert_with(|| Arc::new(docker_output::follow(docker.clone(), self.container_name(name), self.config.max_buffered_output_bytes)))
             .clone()
     }
 

@@ -7,6 +7,7 @@
 //! provider refused this worker) are neither retried nor held against the provider.
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
+use flotilla_state_machine::{PoolSpec, Resources};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -115,5 +116,13 @@ impl<P: WorkerProvider> WorkerProvider for Guarded<P> {
 
     async fn list(&self) -> Result<Vec<String>, ProviderError> {
         self.call(|| self.inner.list()).await
+    }
+
+    fn measures_capacity(&self) -> bool {
+        self.inner.measures_capacity()
+    }
+
+    async fn capacity(&self, pool: &PoolSpec) -> Result<Option<Resources>, ProviderError> {
+        self.call(|| self.inner.capacity(pool)).await
     }
 }

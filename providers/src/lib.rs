@@ -6,14 +6,22 @@
 //!
 //! Built: the `process` provider (each job's steps run with `sh` in their own directory on this
 //! host) and the `docker` provider (one container per attempt on the local engine), each used
-//! through `Guarded` (timeout, retries, circuit breaker) in a `ProviderSet`. Kubernetes and the
-//! capacity-only simulator come later.
+//! and the `kubernetes` provider (one pod per attempt, state from a watcher), each used through
+//! `Guarded` (timeout, retries, circuit breaker) in a `ProviderSet`. The capacity-only
+//! simulator comes later.
 
 mod any_provider;
 mod breaker;
 mod docker;
 mod docker_output;
 mod guarded;
+mod kubernetes;
+mod kubernetes_capacity;
+mod kubernetes_markers;
+mod kubernetes_output;
+mod kubernetes_pod;
+pub mod kubernetes_quantity;
+mod output_window;
 mod process;
 mod provider;
 mod provider_set;
@@ -23,6 +31,8 @@ pub use any_provider::AnyProvider;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use docker::{DockerConfig, DockerProvider, LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
 pub use guarded::{GuardConfig, Guarded};
+pub use kubernetes::{KubernetesConfig, KubernetesProvider};
+pub use kubernetes_pod::PodView;
 pub use process::{ProcessConfig, ProcessProvider};
 pub use provider::{worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
 pub use provider_set::ProviderSet;

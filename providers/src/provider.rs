@@ -1,6 +1,6 @@
 //! The contract between the leader and a place that runs workers.
 
-use flotilla_state_machine::{FencingToken, JobId, Resources};
+use flotilla_state_machine::{FencingToken, JobId, PoolSpec, Resources};
 use std::collections::BTreeMap;
 
 /// What to run for one attempt of a job.
@@ -12,8 +12,15 @@ pub struct WorkerSpec {
     pub steps: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub image: Option<String>,
-    /// What the job reserved; providers that can enforce limits (Docker) do.
+    /// What the job reserved; providers that can enforce limits (Docker, Kubernetes) do.
     pub resources: Resources,
+    /// The job's timeout; Kubernetes also sets it (plus a margin) as the pod's deadline.
+    pub timeout_ms: u64,
+    /// The job's labels (its placement constraints); Kubernetes reads node selectors and
+    /// tolerations from them.
+    pub labels: BTreeMap<String, String>,
+    /// The pool's provider settings (`PoolSpec::settings`).
+    pub pool_settings: BTreeMap<String, String>,
 }
 
 impl WorkerSpec {
@@ -87,4 +94,15 @@ pub trait WorkerProvider: Send + Sync + 'static {
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
     /// Names of every worker this provider holds, for adoption and orphan removal.
     fn list(&self) -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
+    /// Whether `capacity` measures anything (the leader asks only such providers).
+    fn measures_capacity(&self) -> bool {
+        false
+    }
+    /// What `pool` can hold in all, if this provider measures it (Kubernetes: the allocatable
+    /// resources of the pool's nodes minus what other pods request); `None` keeps the capacity
+    /// the operator registered.
+    fn capacity(&self, pool: &PoolSpec) -> impl Future<Output = Result<Option<Resources>, ProviderError>> + Send {
+        let _ = pool;
+        async { Ok(None) }
+    }
 }

@@ -30,6 +30,7 @@ fn pool(name: &str) -> Command {
         capacity: Resources::new(64_000, 262_144, 0),
         max_workers: 64,
         labels: Default::default(),
+        settings: Default::default(),
     };
     Command::RegisterPool { spec }
 }

@@ -20,6 +20,14 @@ impl ProviderKind {
     pub fn runs_images(self) -> bool {
         !matches!(self, ProviderKind::Process)
     }
+
+    /// The keys a pool of this provider may set in `PoolSpec::settings`.
+    pub fn settings(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Kubernetes => &["image_pull_secrets", "node_selector", "service_account", "tolerations"],
+            ProviderKind::Process | ProviderKind::Docker | ProviderKind::Sim => &[],
+        }
+    }
 }
 
 impl fmt::Display for ProviderKind {
@@ -44,6 +52,10 @@ pub struct PoolSpec {
     pub max_workers: u32,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Settings for the pool's provider (Kubernetes: `node_selector`, `service_account`,
+    /// `image_pull_secrets`, `tolerations`). Opaque to the state machine.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

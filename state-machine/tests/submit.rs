@@ -104,6 +104,30 @@ fn bad_pool_and_settings_commands_are_refused() {
 }
 
 #[test]
+fn pool_settings_must_be_known_to_the_provider_and_label_keys_may_be_prefixed() {
+    let mut h = Harness::new();
+    let mut k8s = pool("k8s", ProviderKind::Kubernetes, res(1000, 1024, 0), 4);
+    k8s.settings.insert("node_selector".into(), "pool=ci".into());
+    k8s.labels.insert("kubernetes.io/arch".into(), "arm64".into());
+    h.ok(Command::RegisterPool { spec: k8s.clone() });
+    assert_eq!(h.state.pool("k8s").unwrap().spec.settings["node_selector"], "pool=ci");
+
+    let mut typo = pool("typo", ProviderKind::Kubernetes, res(1000, 1024, 0), 4);
+    typo.settings.insert("node_selecter".into(), "pool=ci".into());
+    let Rejection::Invalid(e) = h.rejected(Command::RegisterPool { spec: typo }) else { panic!("not refused as invalid") };
+    assert_eq!(e.field(), "settings.node_selecter");
+    let mut process = pool("host", ProviderKind::Process, res(1000, 1024, 0), 4);
+    process.settings.insert("node_selector".into(), "pool=ci".into());
+    let Rejection::Invalid(e) = h.rejected(Command::RegisterPool { spec: process }) else { panic!("not refused as invalid") };
+    assert_eq!(e.field(), "settings.node_selector");
+    for bad in ["a/b/c", "/arch", "kubernetes.io/", "sp ace/x"] {
+        let mut p = pool("bad", ProviderKind::Process, res(1000, 1024, 0), 4);
+        p.labels.insert(bad.into(), "v".into());
+        assert!(matches!(h.rejected(Command::RegisterPool { spec: p }), Rejection::Invalid(SpecError::InvalidName { .. })), "{bad}");
+    }
+}
+
+#[test]
 fn capacity_cannot_drop_below_allocation_and_busy_pools_cannot_be_removed() {
     let mut h = Harness::with_pool();
     h.submit(pipeline("p", vec![JobSpec { resources: res(4000, 1024, 0), ..job("a", &[]) }]));

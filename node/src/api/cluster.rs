@@ -123,7 +123,7 @@ pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<A
         return Err(ApiError::bad_request("id", "id must be greater than 0"));
     }
     for (field, addr) in [("raft_addr", &req.raft_addr), ("api_addr", &req.api_addr)] {
-        addr.parse::<std::net::SocketAddr>().map_err(|_| ApiError::bad_request(field, format!("{addr:?} is not host:port")))?;
+        crate::settings::check_host_port(addr).map_err(|e| ApiError::bad_request(field, e))?;
     }
     let node = NodeAddr { raft_addr: req.raft_addr.clone(), api_addr: req.api_addr.clone() };
     let membership = crate::metrics(&app.raft).membership_config.membership().clone();

@@ -95,6 +95,10 @@ pub struct PoolSpecDoc {
     capacity: ResourcesDoc,
     max_workers: u32,
     labels: Option<BTreeMap<String, String>>,
+    /// Provider settings; the `kubernetes` provider takes `node_selector` (`k=v,...`),
+    /// `service_account`, `image_pull_secrets` (comma-separated) and `tolerations`
+    /// (`key=value:Effect,...`).
+    settings: Option<BTreeMap<String, String>>,
 }
 
 #[derive(ToSchema)]

@@ -29,5 +29,8 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         env: [("GREETING".to_string(), "hi".to_string())].into(),
         image: None,
         resources: Resources::new(100, 64, 0),
+        timeout_ms: 60_000,
+        labels: Default::default(),
+        pool_settings: Default::default(),
     }
 }

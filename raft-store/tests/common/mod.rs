@@ -33,6 +33,7 @@ pub fn domain_entries(term: u64, first_index: u64) -> Vec<Entry> {
         capacity: Resources::new(4000, 8192, 0),
         max_workers: 8,
         labels: BTreeMap::new(),
+        settings: BTreeMap::new(),
     };
     let mut commands = vec![Command::RegisterPool { spec: pool }];
     for p in 0..5 {

@@ -4,7 +4,7 @@
 //! at every index. To shrink a busy pool, drain it first and wait for its workers to finish.
 
 use super::{Cx, Handled};
-use crate::spec::validate_name;
+use crate::spec::{validate_label_key, validate_name};
 use crate::{Event, Pool, PoolSpec, Rejection, Resources, Response, SpecError, State};
 
 impl State {
@@ -15,10 +15,21 @@ impl State {
             return Err(SpecError::TooMany { field: "labels".into(), count: spec.labels.len(), max }.into());
         }
         for (k, v) in &spec.labels {
-            validate_name(&format!("labels.{k}"), k, &self.limits)?;
+            validate_label_key(&format!("labels.{k}"), k, &self.limits)?;
             if v.len() > self.limits.max_value_bytes {
                 let max = self.limits.max_value_bytes;
                 return Err(SpecError::TooLong { field: format!("labels.{k}"), len: v.len(), max }.into());
+            }
+        }
+        let known = spec.provider.settings();
+        for (k, v) in &spec.settings {
+            if !known.contains(&k.as_str()) {
+                let expected = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                return Err(SpecError::Conflict { field: format!("settings.{k}"), reason: format!("the {} provider takes no such setting (known: {expected})", spec.provider) }.into());
+            }
+            if v.len() > self.limits.max_value_bytes {
+                let max = self.limits.max_value_bytes;
+                return Err(SpecError::TooLong { field: format!("settings.{k}"), len: v.len(), max }.into());
             }
         }
         check_capacity(&spec.capacity, spec.max_workers)?;

@@ -14,4 +14,4 @@ pub use job_spec::JobSpec;
 pub use matrix::Expanded;
 pub use pipeline_spec::PipelineSpec;
 pub use retry_policy::RetryPolicy;
-pub(crate) use validate::validate_name;
+pub(crate) use validate::{validate_label_key, validate_name};

@@ -23,6 +23,18 @@ pub(crate) fn validate_name(field: &str, value: &str, limits: &Limits) -> Result
     Ok(())
 }
 
+/// A label key: a name, or `prefix/name` as Kubernetes writes them (`kubernetes.io/arch`).
+pub(crate) fn validate_label_key(field: &str, key: &str, limits: &Limits) -> Result<(), SpecError> {
+    if key.len() > limits.max_name_bytes {
+        return Err(SpecError::TooLong { field: field.to_string(), len: key.len(), max: limits.max_name_bytes });
+    }
+    let parts: Vec<&str> = key.split('/').collect();
+    if parts.len() > 2 || parts.iter().any(|p| validate_name(field, p, limits).is_err()) {
+        return Err(SpecError::InvalidName { field: field.to_string(), value: key.to_string() });
+    }
+    Ok(())
+}
+
 fn check_len(field: String, len: usize, max: usize) -> Result<(), SpecError> {
     if len > max { Err(SpecError::TooLong { field, len, max }) } else { Ok(()) }
 }
@@ -83,7 +95,7 @@ impl JobSpec {
         }
         check_count(at("constraints"), self.constraints.len(), limits.max_labels)?;
         for (key, value) in &self.constraints {
-            validate_name(&at(&format!("constraints.{key}")), key, limits)?;
+            validate_label_key(&at(&format!("constraints.{key}")), key, limits)?;
             check_len(at(&format!("constraints.{key}")), value.len(), limits.max_value_bytes)?;
         }
         check_count(at("needs"), self.needs.len(), limits.max_needs_per_job)?;

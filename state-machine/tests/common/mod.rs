@@ -19,7 +19,7 @@ pub fn res(cpu_millis: u64, memory_mib: u64, gpus: u32) -> Resources {
 }
 
 pub fn pool(name: &str, provider: ProviderKind, capacity: Resources, max_workers: u32) -> PoolSpec {
-    PoolSpec { name: name.into(), provider, capacity, max_workers, labels: Default::default() }
+    PoolSpec { name: name.into(), provider, capacity, max_workers, labels: Default::default(), settings: Default::default() }
 }
 
 pub fn job(name: &str, needs: &[&str]) -> JobSpec {

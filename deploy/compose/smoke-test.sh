@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Smoke test of the compose deployment on this machine's Docker Engine: builds the image from
+# the binaries already built (deploy/image.sh, no registry), starts the 3-node cluster, checks
+# it forms, runs a pipeline on the embedded process provider, stops the leader's container and
+# checks the other two keep serving (a second pipeline runs). Cleans up whatever happens.
+#
+#   deploy/compose/smoke-test.sh [--bin-dir DIR]      (default: $CARGO_TARGET_DIR/debug)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bin_dir="${CARGO_TARGET_DIR:-target}/debug"
+[ "${1:-}" = "--bin-dir" ] && bin_dir="$2"
+cli="$bin_dir/flotilla"
+
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+else
+  echo "error: neither 'docker compose' nor docker-compose is installed" >&2
+  exit 1
+fi
+
+project="flotilla-smoke-$$"
+tag="flotilla:smoke-$$"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export FLOTILLA_IMAGE="$tag" FLOTILLA_PORT_1="$(free_port)" FLOTILLA_PORT_2="$(free_port)" FLOTILLA_PORT_3="$(free_port)"
+servers="127.0.0.1:$FLOTILLA_PORT_1,127.0.0.1:$FLOTILLA_PORT_2,127.0.0.1:$FLOTILLA_PORT_3"
+dc() { "${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml "$@"; }
+work="$(mktemp -d)"
+
+cleanup() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "== smoke test failed; container logs:" >&2
+    dc logs --no-color --tail 40 >&2 || true
+  fi
+  dc down -v --remove-orphans >/dev/null 2>&1 || true
+  docker image rm -f "$tag" >/dev/null 2>&1 || true
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+
+# Polls `$@` once a second until it succeeds or $1 seconds pass.
+retry() {
+  local seconds="$1"; shift
+  for _ in $(seq "$seconds"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "error: gave up after ${seconds}s: $*" >&2
+  "$@" || true
+  return 1
+}
+
+status_json() { "$cli" --server "$1" -o json cluster status; }
+formed() {
+  status_json "$1" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+voters = [m for m in v["members"] if m["voter"]]
+sys.exit(0 if len(voters) == 3 and v["leader"] is not None else 1)'
+}
+leader_id() { status_json "$servers" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])'; }
+
+echo "== image from $bin_dir"
+deploy/image.sh --bin-dir "$bin_dir" --tag "$tag"
+
+echo "== 3-node cluster ($project)"
+dc up -d
+retry 120 formed "127.0.0.1:$FLOTILLA_PORT_1"
+retry 60 formed "127.0.0.1:$FLOTILLA_PORT_3"
+echo "cluster formed; leader is node $(leader_id)"
+
+echo "== a pipeline on the process provider"
+"$cli" --server "$servers" pool register --name local --provider process --cpu-millis 2000 --memory-mib 1024 --max-workers 4
+"$cli" --server "$servers" pipeline submit --file examples/hello.yaml --wait | tee "$work/first.log"
+grep -q "hello from flotilla" "$work/first.log"
+
+leader="$(leader_id)"
+echo "== stopping node$leader (the leader)"
+dc stop "node$leader"
+rest=""
+for i in 1 2 3; do
+  [ "$i" = "$leader" ] && continue
+  port_var="FLOTILLA_PORT_$i"
+  rest="${rest:+$rest,}127.0.0.1:${!port_var}"
+done
+new_leader() {
+  local l
+  l="$(status_json "$rest" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')"
+  [ "$l" != "None" ] && [ "$l" != "$leader" ]
+}
+retry 60 new_leader
+echo "node $(status_json "$rest" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])') leads now"
+"$cli" --server "$rest" pipeline submit --file examples/hello.yaml --wait | tee "$work/second.log"
+grep -q "hello from flotilla" "$work/second.log"
+echo "== compose smoke test passed"

@@ -1,0 +1,237 @@
+//! The simulated kubelet: binds a pod to a node, runs its first container's command as a
+//! local process group, collects stdout and stderr into one log, and records the phases a
+//! real kubelet reports (`Pending` → `Running` → `Succeeded`/`Failed`), including deadline
+//! expiry, eviction and graceful deletion.
+
+use crate::cluster::{Cluster, LogBuffer};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+type Key = (String, String);
+
+/// Sends `signal` (`TERM`, `KILL`) to a process group.
+pub(crate) fn signal(pgid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill").arg(format!("-{signal}")).arg("--").arg(format!("-{pgid}")).status();
+}
+
+pub(crate) fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Starts the kubelet's work for a newly created pod.
+pub(crate) fn admit(cluster: Arc<Mutex<Cluster>>, key: Key) {
+    tokio::spawn(async move { run(cluster, key).await });
+}
+
+fn lock(cluster: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
+    cluster.lock().expect("fake cluster lock")
+}
+
+async fn bind(cluster: &Mutex<Cluster>, key: &Key) -> bool {
+    loop {
+        {
+            let mut c = lock(cluster);
+            let Some(r) = c.pods.get(key) else { return false };
+            if r.pod.metadata.deletion_timestamp.is_some() {
+                return false;
+            }
+            let wanted: BTreeMap<String, String> = r.pod.spec.as_ref().and_then(|s| s.node_selector.clone()).unwrap_or_default();
+            let node = c.nodes.iter().find(|n| {
+                let labels = n.metadata.labels.clone().unwrap_or_default();
+                wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+            });
+            if let Some(node) = node.and_then(|n| n.metadata.name.clone()) {
+                let r = c.pods.get_mut(key).expect("pod present");
+                r.pod.spec.get_or_insert_default().node_name = Some(node);
+                let status = r.pod.status.get_or_insert_default();
+                status.conditions = Some(vec![PodCondition { type_: "PodScheduled".into(), status: "True".into(), ..Default::default() }]);
+                c.record_pod(key, "MODIFIED");
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
+    if !bind(&cluster, &key).await {
+        return;
+    }
+    let delay_ms = lock(&cluster).config.start_delay_ms;
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let workdir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "fake kubelet: no work directory");
+            return;
+        }
+    };
+    let (argv, env, deadline_s, log, container_name, image) = {
+        let c = lock(&cluster);
+        let Some(r) = c.pods.get(&key) else { return };
+        if r.pod.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let spec = r.pod.spec.clone().unwrap_or_default();
+        let Some(container) = spec.containers.first().cloned() else { return };
+        let mut argv = container.command.clone().unwrap_or_default();
+        argv.extend(container.args.clone().unwrap_or_default());
+        let env: Vec<(String, String)> = container.env.unwrap_or_default().into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
+        (argv, env, spec.active_deadline_seconds, r.log.clone(), container.name, container.image.unwrap_or_default())
+    };
+    if argv.is_empty() {
+        finish(&cluster, &key, Outcome::Exited(127));
+        return;
+    }
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .envs(env)
+        .current_dir(workdir.path())
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            log.push(format!("exec {}: {e}\n", argv[0]).as_bytes());
+            log.close();
+            finish(&cluster, &key, Outcome::Exited(127));
+            return;
+        }
+    };
+    {
+        let mut c = lock(&cluster);
+        let Some(r) = c.pods.get_mut(&key) else {
+            signal(child.id().unwrap_or(0), "KILL");
+            return;
+        };
+        r.pgid = child.id();
+        r.started = true;
+        r._workdir = Some(workdir);
+        let status = r.pod.status.get_or_insert_default();
+        status.phase = Some("Running".into());
+        status.start_time = Some(now());
+        status.container_statuses = Some(vec![ContainerStatus {
+            name: container_name,
+            image,
+            image_id: String::new(),
+            ready: true,
+            started: Some(true),
+            restart_count: 0,
+            state: Some(ContainerState { running: Some(ContainerStateRunning { started_at: Some(now()) }), ..Default::default() }),
+            ..Default::default()
+        }]);
+        c.record_pod(&key, "MODIFIED");
+    }
+    let readers = [
+        child.stdout.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
+        child.stderr.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
+    ];
+    let deadline = deadline_s.map_or(Duration::from_secs(365 * 24 * 3600), |s| Duration::from_secs(s.max(0) as u64));
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        () = tokio::time::sleep(deadline) => None,
+    };
+    let outcome = match status {
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            Outcome::Exited(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)))
+        }
+        None => {
+            if let Some(pgid) = child.id() {
+                signal(pgid, "KILL");
+            }
+            let _ = child.wait().await;
+            Outcome::DeadlineExceeded
+        }
+    };
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.await;
+    }
+    log.close();
+    finish(&cluster, &key, outcome);
+}
+
+async fn copy_into(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<LogBuffer>) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => log.push(&buf[..n]),
+        }
+    }
+}
+
+enum Outcome {
+    Exited(i32),
+    DeadlineExceeded,
+}
+
+fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome) {
+    let mut c = lock(cluster);
+    let Some(r) = c.pods.get_mut(key) else { return };
+    r.exited = true;
+    let evicted = r.evicted;
+    let status = r.pod.status.get_or_insert_default();
+    let (phase, reason, message, exit_code) = match outcome {
+        _ if evicted => ("Failed", Some("Evicted"), Some("The node was low on resource: memory."), 137),
+        Outcome::DeadlineExceeded => ("Failed", Some("DeadlineExceeded"), Some("Pod was active on the node longer than the specified deadline"), 137),
+        Outcome::Exited(0) => ("Succeeded", None, None, 0),
+        Outcome::Exited(code) => ("Failed", None, None, code),
+    };
+    status.phase = Some(phase.into());
+    status.reason = reason.map(str::to_string);
+    status.message = message.map(str::to_string);
+    if let Some(cs) = status.container_statuses.as_mut().and_then(|v| v.first_mut()) {
+        cs.ready = false;
+        cs.started = Some(false);
+        cs.state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code,
+                reason: Some(if exit_code == 0 { "Completed" } else { "Error" }.into()),
+                finished_at: Some(now()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    c.record_pod(key, "MODIFIED");
+}
+
+/// Graceful deletion: SIGTERM, SIGKILL after `grace_s`, then the object goes.
+pub(crate) fn delete(cluster: Arc<Mutex<Cluster>>, key: Key, grace_s: u64) {
+    tokio::spawn(async move {
+        let pgid = {
+            let c = lock(&cluster);
+            c.pods.get(&key).and_then(|r| r.pgid.filter(|_| !r.exited))
+        };
+        if let Some(pgid) = pgid {
+            signal(pgid, "TERM");
+            let until = tokio::time::Instant::now() + Duration::from_secs(grace_s);
+            loop {
+                let exited = lock(&cluster).pods.get(&key).is_none_or(|r| r.exited);
+                if exited {
+                    break;
+                }
+                if tokio::time::Instant::now() >= until {
+                    signal(pgid, "KILL");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut c = lock(&cluster);
+        c.record_pod(&key, "DELETED");
+        c.pods.remove(&key);
+    });
+}
+
+/// Whether the pod's first container is still waiting to start (its log cannot be read yet).
+pub(crate) fn waiting(cluster: &Cluster, key: &Key) -> bool {
+    cluster.pods.get(key).is_some_and(|r| !r.started)
+}

@@ -1,0 +1,334 @@
+//! What the `kubernetes` provider asks of Kubernetes (the pod of one attempt) and what it
+//! reads back (the pod's status as an `Observation`'s ingredients). Pure functions, so both
+//! directions are unit-tested without an API server.
+
+use crate::docker::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
+use crate::kubernetes_output::CONTAINER;
+use crate::provider::{ProviderError, WorkerSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+/// Pool settings the provider reads (`settings` of a pool with `provider: kubernetes`; the
+/// state machine's `ProviderKind::settings` is the list `apply` accepts).
+pub const SETTING_NODE_SELECTOR: &str = "node_selector";
+pub const SETTING_SERVICE_ACCOUNT: &str = "service_account";
+pub const SETTING_IMAGE_PULL_SECRETS: &str = "image_pull_secrets";
+pub const SETTING_TOLERATIONS: &str = "tolerations";
+
+/// Job labels under this prefix become tolerations: `toleration.flotilla.io/<taint key>: <value>`.
+pub const TOLERATION_LABEL_PREFIX: &str = "toleration.flotilla.io/";
+
+/// The wrapper every worker pod runs: each step under `sh -e`, markers in band (see
+/// `kubernetes_markers.rs`) with the nonce from `FLOTILLA_MARKER`.
+const WRAPPER: &str = r#"n=0
+code=0
+for step in "$@"; do
+  printf '\036flotilla-step %s start %s\036' "$FLOTILLA_MARKER" "$n"
+  printf '$ %s\n' "$(printf '%s\n' "$step" | head -n 1)"
+  sh -ec "$step" 2>&1
+  code=$?
+  printf '\036flotilla-step %s end %s %s\036' "$FLOTILLA_MARKER" "$n" "$code"
+  [ "$code" -ne 0 ] && break
+  n=$((n + 1))
+done
+exit "$code"
+"#;
+
+/// How the pod of one attempt is made.
+pub struct PodTemplate<'a> {
+    pub cluster: &'a str,
+    pub namespace: &'a str,
+    pub default_image: Option<&'a str>,
+    pub stop_grace_ms: u64,
+    /// Added to the job's timeout for `activeDeadlineSeconds`: the leader's own timeout acts
+    /// first, the deadline stops pods whose control plane is gone.
+    pub deadline_margin_s: u64,
+}
+
+/// The marker nonce of an attempt: its fencing token.
+pub fn marker_nonce(spec: &WorkerSpec) -> String {
+    format!("{}-{}", spec.fencing.term, spec.fencing.log_index)
+}
+
+fn key_values(text: &str, field: &str) -> Result<Vec<(String, String)>, ProviderError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| ProviderError::Rejected(format!("pool setting {field}: {t:?} is not key=value")))
+        })
+        .collect()
+}
+
+/// `key=value:Effect` or `key:Effect` or `key=value` (any effect), comma-separated.
+fn tolerations(text: &str) -> Result<Vec<Toleration>, ProviderError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (kv, effect) = match t.rsplit_once(':') {
+                Some((kv, e)) => (kv, Some(e.to_string())),
+                None => (t, None),
+            };
+            if let Some(e) = &effect
+                && !matches!(e.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+            {
+                return Err(ProviderError::Rejected(format!("pool setting tolerations: effect {e:?} is not NoSchedule, PreferNoSchedule or NoExecute")));
+            }
+            let toleration = match kv.split_once('=') {
+                Some((k, v)) => Toleration { key: Some(k.into()), operator: Some("Equal".into()), value: Some(v.into()), effect, ..Default::default() },
+                None => Toleration { key: Some(kv.into()), operator: Some("Exists".into()), effect, ..Default::default() },
+            };
+            Ok(toleration)
+        })
+        .collect()
+}
+
+/// Node selector of a pool: its `node_selector` setting.
+pub fn node_selector(settings: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ProviderError> {
+    Ok(key_values(settings.get(SETTING_NODE_SELECTOR).map_or("", String::as_str), SETTING_NODE_SELECTOR)?.into_iter().collect())
+}
+
+impl PodTemplate<'_> {
+    pub fn pod_name(&self, worker: &str) -> String {
+        format!("{}-{worker}", self.cluster)
+    }
+
+    pub fn build(&self, spec: &WorkerSpec) -> Result<Pod, ProviderError> {
+        let image = spec.image.as_deref().or(self.default_image).ok_or_else(|| {
+            ProviderError::Rejected("the job names no image and the kubernetes provider has no default image".into())
+        })?;
+        let mut command = vec!["sh".to_string(), "-c".to_string(), WRAPPER.to_string(), "flotilla-worker".to_string()];
+        command.extend(spec.steps.iter().cloned());
+        let mut env: Vec<EnvVar> = spec.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), ..Default::default() }).collect();
+        env.push(EnvVar { name: "FLOTILLA_JOB_ID".into(), value: Some(spec.job.0.to_string()), ..Default::default() });
+        env.push(EnvVar { name: "FLOTILLA_ATTEMPT".into(), value: Some(spec.attempt.to_string()), ..Default::default() });
+        env.push(EnvVar { name: "FLOTILLA_MARKER".into(), value: Some(marker_nonce(spec)), ..Default::default() });
+
+        let mut amounts = BTreeMap::from([
+            ("cpu".to_string(), Quantity(format!("{}m", spec.resources.cpu_millis))),
+            ("memory".to_string(), Quantity(format!("{}Mi", spec.resources.memory_mib))),
+        ]);
+        if spec.resources.gpus > 0 {
+            amounts.insert("nvidia.com/gpu".into(), Quantity(spec.resources.gpus.to_string()));
+        }
+        let resources = ResourceRequirements { requests: Some(amounts.clone()), limits: Some(amounts), ..Default::default() };
+
+        let mut selector = node_selector(&spec.pool_settings)?;
+        let mut tolerated = tolerations(spec.pool_settings.get(SETTING_TOLERATIONS).map_or("", String::as_str))?;
+        for (k, v) in &spec.labels {
+            if let Some(taint) = k.strip_prefix(TOLERATION_LABEL_PREFIX) {
+                tolerated.push(Toleration { key: Some(taint.into()), operator: Some("Equal".into()), value: Some(v.clone()), ..Default::default() });
+            } else if k.contains('/') {
+                // Kubernetes-style label keys (`kubernetes.io/arch`) select nodes.
+                selector.insert(k.clone(), v.clone());
+            }
+        }
+        let pull_secrets: Vec<LocalObjectReference> = spec
+            .pool_settings
+            .get(SETTING_IMAGE_PULL_SECRETS)
+            .map_or("", String::as_str)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| LocalObjectReference { name: s.into() })
+            .collect();
+        let service_account = spec.pool_settings.get(SETTING_SERVICE_ACCOUNT).cloned();
+
+        let labels = BTreeMap::from([
+            (LABEL_CLUSTER.to_string(), self.cluster.to_string()),
+            (LABEL_JOB.to_string(), spec.job.0.to_string()),
+            (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
+            (LABEL_WORKER.to_string(), spec.name()),
+        ]);
+        let timeout_s = spec.timeout_ms.div_ceil(1000);
+        let container = Container {
+            name: CONTAINER.into(),
+            image: Some(image.into()),
+            command: Some(command),
+            env: Some(env),
+            resources: Some(resources),
+            working_dir: Some("/workspace".into()),
+            volume_mounts: Some(vec![VolumeMount { name: "workspace".into(), mount_path: "/workspace".into(), ..Default::default() }]),
+            ..Default::default()
+        };
+        Ok(Pod {
+            metadata: ObjectMeta {
+                name: Some(self.pod_name(&spec.name())),
+                namespace: Some(self.namespace.into()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![container],
+                restart_policy: Some("Never".into()),
+                active_deadline_seconds: Some(i64::try_from(timeout_s.saturating_add(self.deadline_margin_s)).unwrap_or(i64::MAX)),
+                termination_grace_period_seconds: Some(i64::try_from(self.stop_grace_ms.div_ceil(1000)).unwrap_or(i64::MAX)),
+                node_selector: (!selector.is_empty()).then_some(selector),
+                tolerations: (!tolerated.is_empty()).then_some(tolerated),
+                image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
+                automount_service_account_token: Some(service_account.is_some()),
+                service_account_name: service_account,
+                volumes: Some(vec![Volume { name: "workspace".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }]),
+                ..Default::default()
+            }),
+            status: None,
+        })
+    }
+}
+
+/// Pod-level reasons that mean the pod was taken away, not that its job failed.
+const LOST_REASONS: [&str; 6] = ["Evicted", "NodeLost", "Preempting", "Shutdown", "Terminated", "UnexpectedAdmissionError"];
+/// Container waiting reasons that will not resolve by waiting.
+const STUCK_REASONS: [&str; 5] = ["InvalidImageName", "ErrImageNeverPull", "ImagePullBackOff", "CreateContainerConfigError", "CreateContainerError"];
+
+/// What a pod's status says, in the provider's terms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodView {
+    /// The container has run (running or terminated).
+    pub started: bool,
+    /// The container's exit code once the pod is `Succeeded` or `Failed`.
+    pub exit_code: Option<i32>,
+    /// Why the pod will never finish its job, if it will not.
+    pub lost: Option<String>,
+}
+
+impl PodView {
+    pub fn of(pod: &Pod) -> PodView {
+        let status = pod.status.clone().unwrap_or_default();
+        let phase = status.phase.as_deref().unwrap_or("Pending");
+        let container = status.container_statuses.as_ref().and_then(|v| v.iter().find(|c| c.name == CONTAINER)).cloned();
+        let state = container.as_ref().and_then(|c| c.state.clone()).unwrap_or_default();
+        let mut view = PodView { started: state.running.is_some() || state.terminated.is_some(), ..PodView::default() };
+        if let Some(reason) = status.reason.as_deref().filter(|r| LOST_REASONS.contains(r)) {
+            view.lost = Some(format!("pod {reason}: {}", status.message.unwrap_or_default()));
+            return view;
+        }
+        if phase == "Unknown" {
+            view.lost = Some("pod phase Unknown: its node stopped reporting".into());
+            return view;
+        }
+        if let Some(waiting) = state.waiting.as_ref()
+            && let Some(reason) = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))
+        {
+            view.lost = Some(format!("container cannot start: {reason}: {}", waiting.message.clone().unwrap_or_default()));
+            return view;
+        }
+        if matches!(phase, "Succeeded" | "Failed") {
+            view.started = true;
+            view.exit_code = Some(match state.terminated {
+                Some(t) => t.exit_code,
+                // Failed before its container ran (e.g. deadline while pending).
+                None if phase == "Succeeded" => 0,
+                None => 137,
+            });
+        }
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_state_machine::{FencingToken, JobId, Resources};
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus};
+
+    fn spec() -> WorkerSpec {
+        WorkerSpec {
+            job: JobId(7),
+            attempt: 2,
+            fencing: FencingToken { term: 3, log_index: 40 },
+            steps: vec!["echo hi".into()],
+            env: BTreeMap::from([("A".to_string(), "1".to_string())]),
+            image: Some("busybox".into()),
+            resources: Resources::new(500, 256, 1),
+            timeout_ms: 90_500,
+            labels: BTreeMap::from([
+                ("kubernetes.io/arch".to_string(), "arm64".to_string()),
+                ("toleration.flotilla.io/dedicated".to_string(), "ci".to_string()),
+                ("tier".to_string(), "fast".to_string()),
+            ]),
+            pool_settings: BTreeMap::from([
+                (SETTING_NODE_SELECTOR.to_string(), "pool=ci".to_string()),
+                (SETTING_SERVICE_ACCOUNT.to_string(), "runner".to_string()),
+                (SETTING_IMAGE_PULL_SECRETS.to_string(), "reg-a, reg-b".to_string()),
+                (SETTING_TOLERATIONS.to_string(), "gpu:NoSchedule".to_string()),
+            ]),
+        }
+    }
+
+    fn template() -> PodTemplate<'static> {
+        PodTemplate { cluster: "ci", namespace: "workers", default_image: None, stop_grace_ms: 2_500, deadline_margin_s: 60 }
+    }
+
+    #[test]
+    fn the_pod_carries_name_labels_limits_deadline_and_pool_settings() {
+        let pod = template().build(&spec()).unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("ci-j7-a2"));
+        let labels = pod.metadata.labels.unwrap();
+        assert_eq!(labels[LABEL_WORKER], "j7-a2");
+        assert_eq!(labels[LABEL_CLUSTER], "ci");
+        let p = pod.spec.unwrap();
+        assert_eq!(p.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(p.active_deadline_seconds, Some(91 + 60));
+        assert_eq!(p.termination_grace_period_seconds, Some(3));
+        let selector = p.node_selector.unwrap();
+        assert_eq!(selector.get("pool").map(String::as_str), Some("ci"));
+        assert_eq!(selector.get("kubernetes.io/arch").map(String::as_str), Some("arm64"));
+        assert!(!selector.contains_key("tier"));
+        let keys: Vec<_> = p.tolerations.unwrap().into_iter().map(|t| (t.key.unwrap(), t.effect)).collect();
+        assert_eq!(keys, vec![("gpu".to_string(), Some("NoSchedule".to_string())), ("dedicated".to_string(), None)]);
+        assert_eq!(p.service_account_name.as_deref(), Some("runner"));
+        assert_eq!(p.image_pull_secrets.unwrap().len(), 2);
+        let c = &p.containers[0];
+        let limits = c.resources.clone().unwrap().limits.unwrap();
+        assert_eq!(limits["cpu"].0, "500m");
+        assert_eq!(limits["memory"].0, "256Mi");
+        assert_eq!(limits["nvidia.com/gpu"].0, "1");
+        assert!(c.env.clone().unwrap().iter().any(|e| e.name == "FLOTILLA_MARKER" && e.value.as_deref() == Some("3-40")));
+    }
+
+    #[test]
+    fn bad_settings_and_missing_images_are_refused() {
+        let mut s = spec();
+        s.pool_settings.insert(SETTING_NODE_SELECTOR.into(), "nokey".into());
+        assert!(matches!(template().build(&s), Err(ProviderError::Rejected(_))));
+        let mut s = spec();
+        s.pool_settings.insert(SETTING_TOLERATIONS.into(), "a:Sometimes".into());
+        assert!(matches!(template().build(&s), Err(ProviderError::Rejected(_))));
+        let mut s = spec();
+        s.image = None;
+        assert!(matches!(template().build(&s), Err(ProviderError::Rejected(_))));
+    }
+
+    fn pod(phase: &str, reason: Option<&str>, state: ContainerState) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                reason: reason.map(str::to_string),
+                container_statuses: Some(vec![ContainerStatus { name: CONTAINER.into(), state: Some(state), ..Default::default() }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statuses_read_as_started_finished_or_lost() {
+        let terminated = |code| ContainerState { terminated: Some(ContainerStateTerminated { exit_code: code, ..Default::default() }), ..Default::default() };
+        assert_eq!(PodView::of(&pod("Pending", None, ContainerState::default())), PodView::default());
+        assert_eq!(PodView::of(&pod("Failed", None, terminated(3))).exit_code, Some(3));
+        assert_eq!(PodView::of(&pod("Succeeded", None, terminated(0))).exit_code, Some(0));
+        assert!(PodView::of(&pod("Failed", Some("Evicted"), terminated(137))).lost.is_some());
+        let waiting = ContainerState { waiting: Some(ContainerStateWaiting { reason: Some("ImagePullBackOff".into()), message: None }), ..Default::default() };
+        assert!(PodView::of(&pod("Pending", None, waiting)).lost.is_some());
+        let pulling = ContainerState { waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }), ..Default::default() };
+        assert_eq!(PodView::of(&pod("Pending", None, pulling)).lost, None);
+    }
+}
