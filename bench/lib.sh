@@ -1,6 +1,7 @@
 # Shared by the bench scripts (sourced): a work directory whose processes stop on exit, and a
 # local 3-node Flotilla cluster on 127.0.0.1.
 #   bench_setup NAME, start_flotilla_node ID, form_flotilla_cluster, flotilla ARGS...
+# `node_args` (a string) adds flags to every node.
 
 flotilla_bin_dir() {
   local bin="${FLOTILLA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}/debug}"
@@ -35,7 +36,7 @@ start_flotilla_node() {
   local i="$1"
   "$bin/flotilla-node" --id "$i" --data-dir "$work/flotilla-$i" \
     --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" \
-    --process-work-dir "$work/workers" --max-concurrent-requests 1024 >>"$work/flotilla-$i.log" 2>&1 &
+    --process-work-dir "$work/workers" --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
   node_pid[$i]=$!
   pids+=($!)
 }

@@ -1,11 +1,12 @@
 //! The worker providers this node drives when it leads, built from its settings: the process
 //! provider always, Docker when `--docker-socket` is set, Kubernetes when
-//! `--kubernetes-namespace` is set.
+//! `--kubernetes-namespace` is set, the simulated provider when `--sim-duration-ms` is set.
 
 use crate::settings::Settings;
 use anyhow::Context;
 use flotilla_providers::{
     AnyProvider, BreakerConfig, DockerConfig, DockerProvider, GuardConfig, KubernetesConfig, KubernetesProvider, ProcessConfig, ProcessProvider, ProviderSet,
+    SimConfig, SimProvider,
 };
 use flotilla_state_machine::ProviderKind;
 
@@ -32,7 +33,10 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         config.api_url = settings.kubernetes_api_url.clone();
         config.default_image = settings.kubernetes_default_image.clone();
         let kubernetes = KubernetesProvider::new(config).context("configuring the kubernetes provider")?;
-        set = set.with(ProviderKind::Kubernetes, AnyProvider::Kubernetes(kubernetes), guard);
+        set = set.with(ProviderKind::Kubernetes, AnyProvider::Kubernetes(kubernetes), guard.clone());
+    }
+    if let Some(default_duration_ms) = settings.sim_duration_ms {
+        set = set.with(ProviderKind::Sim, AnyProvider::Sim(SimProvider::new(SimConfig { default_duration_ms })), guard);
     }
     Ok(set)
 }

@@ -105,6 +105,11 @@ pub struct Options {
     /// Image for jobs on Kubernetes pools that name none. Default: such jobs fail.
     #[arg(long)]
     pub kubernetes_default_image: Option<String>,
+    /// Enables the `sim` provider (workers that exist only in the leader's memory and finish
+    /// after this many ms, or the job's SIM_DURATION_MS) for pools that name it. For
+    /// benchmarks and tests: its jobs run nothing. Default: disabled.
+    #[arg(long, env = "FLOTILLA_SIM_DURATION_MS")]
+    pub sim_duration_ms: Option<u64>,
     /// Time limit of one call to a provider (create, observe, stop...). Default 10000.
     #[arg(long)]
     pub provider_call_timeout_ms: Option<u64>,
@@ -162,6 +167,7 @@ pub struct Settings {
     pub kubernetes_namespace: Option<String>,
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_default_image: Option<String>,
+    pub sim_duration_ms: Option<u64>,
     pub provider_call_timeout_ms: u64,
     pub provider_breaker_failures: u32,
     pub provider_breaker_open_ms: u64,
@@ -218,6 +224,7 @@ impl Settings {
             kubernetes_namespace: cli.kubernetes_namespace.clone().or(file.kubernetes_namespace.clone()),
             kubernetes_api_url: cli.kubernetes_api_url.clone().or(file.kubernetes_api_url.clone()),
             kubernetes_default_image: cli.kubernetes_default_image.clone().or(file.kubernetes_default_image.clone()),
+            sim_duration_ms: cli.sim_duration_ms.or(file.sim_duration_ms),
             provider_call_timeout_ms: pick!(provider_call_timeout_ms, 10_000),
             provider_breaker_failures: pick!(provider_breaker_failures, 5),
             provider_breaker_open_ms: pick!(provider_breaker_open_ms, 5_000),

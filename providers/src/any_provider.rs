@@ -6,6 +6,7 @@
 use crate::docker::DockerProvider;
 use crate::kubernetes::KubernetesProvider;
 use crate::process::ProcessProvider;
+use crate::sim::SimProvider;
 use flotilla_state_machine::{PoolSpec, Resources};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 
@@ -13,6 +14,7 @@ pub enum AnyProvider {
     Process(ProcessProvider),
     Docker(DockerProvider),
     Kubernetes(KubernetesProvider),
+    Sim(SimProvider),
 }
 
 macro_rules! dispatch {
@@ -21,6 +23,7 @@ macro_rules! dispatch {
             AnyProvider::Process($p) => $call.await,
             AnyProvider::Docker($p) => $call.await,
             AnyProvider::Kubernetes($p) => $call.await,
+            AnyProvider::Sim($p) => $call.await,
         }
     };
 }

@@ -7,8 +7,8 @@
 //! Built: the `process` provider (each job's steps run with `sh` in their own directory on this
 //! host) and the `docker` provider (one container per attempt on the local engine), each used
 //! and the `kubernetes` provider (one pod per attempt, state from a watcher), each used through
-//! `Guarded` (timeout, retries, circuit breaker) in a `ProviderSet`. The capacity-only
-//! simulator comes later.
+//! `Guarded` (timeout, retries, circuit breaker) in a `ProviderSet`; and `sim`, workers that
+//! exist only in memory, for benchmarks at scale.
 
 mod any_provider;
 mod breaker;
@@ -24,6 +24,7 @@ pub mod kubernetes_quantity;
 mod output_window;
 mod process;
 mod provider;
+mod sim;
 mod provider_set;
 mod tombstones;
 
@@ -36,4 +37,5 @@ pub use kubernetes_pod::PodView;
 pub use process::{ProcessConfig, ProcessProvider};
 pub use provider::{worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
 pub use provider_set::ProviderSet;
+pub use sim::{SimConfig, SimProvider};
 pub use tombstones::Tombstones;

@@ -97,7 +97,7 @@ fn bench_apply(c: &mut Criterion) {
 
 fn bench_schedule(c: &mut Criterion) {
     let mut group = c.benchmark_group("schedule");
-    for (pools, pipelines) in [(10, 1_000), (100, 10_000)] {
+    for (pools, pipelines) in [(10, 1_000), (100, 10_000), (5_000, 10_000)] {
         let log = loaded(pools, pipelines);
         let policy = SchedulerPolicy { max_placements: 1_000, ..SchedulerPolicy::default() };
         let placed = schedule(&log.state, &policy, 10_000).placements.len();

@@ -3,9 +3,10 @@
 //! `submit` drives a Flotilla cluster's write path (REST → leader → Raft quorum fsync →
 //! apply) with minimal pipelines; `etcd-put` drives an etcd cluster's v3 JSON gateway with the
 //! same generator and the same concurrency, so the two are measured alike in the same run
-//! (`bench/vs-etcd.sh`).
+//! (`bench/vs-etcd.sh`). `place` measures placements at C1M scale on the `sim` provider.
 
 mod load;
+mod place;
 
 use crate::client::Client;
 use anyhow::Context;
@@ -28,6 +29,10 @@ pub enum BenchCmd {
         #[arg(long)]
         acks: Option<PathBuf>,
     },
+    /// Place jobs on simulated pools at scale (C1M: 1,000,000 jobs on 5,000 pools) through the
+    /// whole write path; prints placements per second and the ratio to Nomad's C1M. The
+    /// nodes need `--sim-duration-ms`.
+    Place(place::PlaceArgs),
     /// Put values into etcd through its v3 JSON gateway: the baseline for side-by-side figures.
     EtcdPut {
         /// etcd client URLs, comma-separated (round robin), e.g. http://127.0.0.1:2379.
@@ -76,6 +81,7 @@ impl LoadArgs {
 
 pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
     let (target, args, result) = match command {
+        BenchCmd::Place(args) => return place::run(client, args).await,
         BenchCmd::Submit { load: args, acks } => {
             let http = pooled_http(args.clients)?;
             let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
