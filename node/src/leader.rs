@@ -1,4 +1,5 @@
-//! The leader's work loop: schedule, start workers, observe them, stop them.
+//! The leader's work loops: schedule (the placement loop); start workers, observe them, stop
+//! them (the drive loop).
 //!
 //! It is level-triggered: every tick compares the replicated state (assignments, jobs) with what
 //! the provider actually holds, and proposes the commands that close the gap. Nothing is kept
@@ -39,19 +40,54 @@ pub struct LeaderParts {
     pub metrics: Arc<NodeMetrics>,
 }
 
-pub async fn run(parts: LeaderParts, config: LeaderConfig, mut stop: watch::Receiver<bool>) {
+pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver<bool>) {
     let LeaderParts { raft, state, proposer, providers, metrics } = parts;
-    let mut ticker = tokio::time::interval(Duration::from_millis(config.tick_ms));
+    let tick = Tick { raft: &raft, state: &state, proposer: &proposer, providers: providers.as_ref(), config: &config, metrics: &metrics };
+    // Placement and worker driving run side by side: driving every assignment of a large
+    // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
+    // re-checked in `apply`, so the two never need to see each other's latest state.
+    tokio::join!(placement_loop(&tick, stop.clone()), drive_loop(&tick, stop));
+}
+
+/// Every tick, or at once after a full plan (more may be waiting): run the scheduler and
+/// commit its plan.
+async fn placement_loop(tick: &Tick<'_>, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(tick.config.tick_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut again = false;
+    loop {
+        if !again {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+        } else if *stop.borrow() {
+            return;
+        }
+        again = false;
+        if !tick.raft.is_leader() {
+            continue;
+        }
+        match tick.place(wall_clock_ms()).await {
+            // A full plan that was accepted: more jobs may be waiting, go again at once.
+            Ok(accepted) => again = accepted >= tick.config.policy.max_placements,
+            Err(e) => tracing::warn!(error = %e, "placing jobs"),
+        }
+    }
+}
+
+/// Every tick: drive each assignment's worker, remove orphans, follow measured capacity.
+async fn drive_loop(tick: &Tick<'_>, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(tick.config.tick_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        if !raft.is_leader() {
+        if !tick.raft.is_leader() {
             continue;
         }
-        let tick = Tick { raft: &raft, state: &state, proposer: &proposer, providers: providers.as_ref(), config: &config, metrics: &metrics };
         if let Err(e) = tick.run().await {
             tracing::warn!(error = %e, "leader tick stopped early");
         }
@@ -97,7 +133,6 @@ impl Tick<'_> {
 
     async fn run(&self) -> Result<(), String> {
         let now_ms = wall_clock_ms();
-        self.place(now_ms).await?;
         let work: Vec<Work> = {
             let data = self.state.read();
             data.state
@@ -155,12 +190,13 @@ impl Tick<'_> {
     }
 
     /// Runs the scheduler and commits its plan, counting what `apply` accepted and refused.
-    async fn place(&self, now_ms: u64) -> Result<(), String> {
+    /// Returns the number of placements `apply` accepted.
+    async fn place(&self, now_ms: u64) -> Result<usize, String> {
         let started = std::time::Instant::now();
         let started_at = std::time::SystemTime::now();
         let plan = schedule(&self.state.read().state, &self.config.policy, now_ms);
         if plan.placements.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let proposal = Proposal::new(wall_clock_ms(), Command::ApplyPlan { placements: plan.placements });
         match self.proposer.propose_local(proposal).await {
@@ -178,11 +214,11 @@ impl Tick<'_> {
                     ];
                     telemetry::record("scheduler.place", trace, started_at, std::time::SystemTime::now(), attributes);
                 }
-                Ok(())
+                Ok(accepted.len())
             }
             Ok(other) => {
                 tracing::debug!(response = ?other, "plan not applied");
-                Ok(())
+                Ok(0)
             }
             Err(e) => Err(format!("apply_plan: {e}")),
         }
