@@ -33,7 +33,7 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         config.api_url = settings.kubernetes_api_url.clone();
         config.default_image = settings.kubernetes_default_image.clone();
         let kubernetes = KubernetesProvider::new(config).context("configuring the kubernetes provider")?;
-        set = set.with(ProviderKind::Kubernetes, AnyProvider::Kubernetes(kubernetes), guard.clone());
+        set = set.with(ProviderKind::Kubernetes, AnyProvider::Kubernetes(Box::new(kubernetes)), guard.clone());
     }
     if let Some(default_duration_ms) = settings.sim_duration_ms {
         set = set.with(ProviderKind::Sim, AnyProvider::Sim(SimProvider::new(SimConfig { default_duration_ms })), guard);

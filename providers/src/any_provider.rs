@@ -13,7 +13,8 @@ use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 pub enum AnyProvider {
     Process(ProcessProvider),
     Docker(DockerProvider),
-    Kubernetes(KubernetesProvider),
+    /// Boxed: its API handles and caches make it several times larger than the others.
+    Kubernetes(Box<KubernetesProvider>),
     Sim(SimProvider),
 }
 

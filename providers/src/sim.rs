@@ -14,16 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SimConfig {
     /// How long a worker runs unless its job sets `SIM_DURATION_MS`.
     pub default_duration_ms: u64,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig { default_duration_ms: 0 }
-    }
 }
 
 struct SimWorker {
