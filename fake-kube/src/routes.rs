@@ -66,6 +66,12 @@ fn selectors(q: &ListQuery) -> Result<(Selector, Selector), Response> {
     Ok((labels, fields))
 }
 
+/// Whether a pod in namespace `pns` is in a request's scope (`ns`, `None` for all) and
+/// matches its selectors.
+fn pod_selected(r: &crate::cluster::PodRecord, pns: &str, ns: Option<&str>, labels: &Selector, fields: &Selector) -> bool {
+    ns.is_none_or(|n| n == pns) && labels.matches(&r.pod.metadata.labels.clone().unwrap_or_default()) && fields.matches(&pod_fields(&r.pod))
+}
+
 fn is_watch(q: &ListQuery) -> bool {
     matches!(q.watch.as_deref(), Some("true" | "1"))
 }
@@ -91,7 +97,7 @@ fn list_pods(cluster: Shared, ns: Option<String>, q: ListQuery) -> Response {
     let items: Vec<Value> = c
         .pods
         .iter()
-        .filter(|((pns, _), r)| ns.as_ref().is_none_or(|n| n == pns) && labels.matches(&r.pod.metadata.labels.clone().unwrap_or_default()) && fields.matches(&pod_fields(&r.pod)))
+        .filter(|((pns, _), r)| pod_selected(r, pns, ns.as_deref(), &labels, &fields))
         .map(|(_, r)| serde_json::to_value(&r.pod).expect("pod to json"))
         .collect();
     ok_json(StatusCode::OK, &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}))
@@ -314,7 +320,7 @@ fn watch(cluster: Shared, kind: Kind, ns: Option<String>, labels: Selector, fiel
                     Kind::Pod => c
                         .pods
                         .iter()
-                        .filter(|((pns, _), r)| ns.as_ref().is_none_or(|n| n == pns) && labels.matches(&r.pod.metadata.labels.clone().unwrap_or_default()) && fields.matches(&pod_fields(&r.pod)))
+                        .filter(|((pns, _), r)| pod_selected(r, pns, ns.as_deref(), &labels, &fields))
                         .map(|(_, r)| json!({"type": "ADDED", "object": r.pod}))
                         .collect(),
                     Kind::ConfigMap => c

@@ -193,13 +193,15 @@ impl Settings {
             };
         }
         let id = cli.id.or(file.id).context("--id is required (or `id` in the config file)")?;
+        let raft_addr: SocketAddr = pick!(raft_addr, "127.0.0.1:7001".parse().expect("literal"));
+        let api_addr: SocketAddr = pick!(api_addr, "127.0.0.1:8001".parse().expect("literal"));
         let settings = Settings {
             id,
             data_dir: pick!(data_dir, PathBuf::from(format!("flotilla-data-{id}"))),
-            raft_addr: pick!(raft_addr, "127.0.0.1:7001".parse().expect("literal")),
-            api_addr: pick!(api_addr, "127.0.0.1:8001".parse().expect("literal")),
-            advertise_raft_addr: String::new(),
-            advertise_api_addr: String::new(),
+            raft_addr,
+            api_addr,
+            advertise_raft_addr: pick!(advertise_raft_addr, raft_addr.to_string()),
+            advertise_api_addr: pick!(advertise_api_addr, api_addr.to_string()),
             join: cli.join.clone().or(file.join.clone()),
             bootstrap: pick!(bootstrap, false),
             heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
@@ -233,9 +235,6 @@ impl Settings {
             nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
-        let mut settings = settings;
-        settings.advertise_raft_addr = cli.advertise_raft_addr.clone().or(file.advertise_raft_addr.clone()).unwrap_or_else(|| settings.raft_addr.to_string());
-        settings.advertise_api_addr = cli.advertise_api_addr.clone().or(file.advertise_api_addr.clone()).unwrap_or_else(|| settings.api_addr.to_string());
         for (flag, addr) in [("--advertise-raft-addr", &settings.advertise_raft_addr), ("--advertise-api-addr", &settings.advertise_api_addr)] {
             if let Err(e) = check_host_port(addr) {
                 anyhow::bail!("{flag}: {e}");
