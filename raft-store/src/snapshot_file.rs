@@ -1,10 +1,10 @@
 //! Snapshot files: the state machine streamed to disk, never held as one in-memory blob.
 //!
-//! Layout: `FLOTSNAP` magic, format-version byte, u32 length of the metadata, the metadata
+//! Layout: `FLOTSNAP` magic, snapshot-version byte, u32 length of the metadata, the metadata
 //! (bincode), the state (bincode, streamed), and a CRC-32 of everything before it. A file is
 //! written under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
 
-use crate::codec::{check_version, config, invalid_data, FORMAT_VERSION};
+use crate::codec::{config, invalid_data};
 use crate::{SnapshotMeta, StoredMembership};
 use crate::LogId;
 use flotilla_state_machine::State;
@@ -14,6 +14,11 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"FLOTSNAP";
+
+/// Version of the snapshot layout, which includes `State`'s: bincode is not self-describing,
+/// so a build refuses a snapshot of another layout by this byte instead of misreading it.
+/// 2: the pending queue is keyed by priority, tenant and job.
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +91,9 @@ fn read_header(r: &mut impl Read) -> io::Result<SnapshotHeader> {
     }
     let mut version = [0u8; 1];
     r.read_exact(&mut version)?;
-    check_version(version[0])?;
+    if version[0] != SNAPSHOT_VERSION {
+        return Err(invalid_data(format!("snapshot layout version {}, this build reads {SNAPSHOT_VERSION}", version[0])));
+    }
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let mut meta = vec![0u8; u32::from_le_bytes(len) as usize];
@@ -100,7 +107,7 @@ pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &State) -> io
     let file = File::create_new(path)?;
     let mut w = HashingWriter { inner: BufWriter::new(file), hasher: crc32fast::Hasher::new() };
     w.write_all(MAGIC)?;
-    w.write_all(&[FORMAT_VERSION])?;
+    w.write_all(&[SNAPSHOT_VERSION])?;
     let meta = bincode::serde::encode_to_vec(header, config()).map_err(invalid_data)?;
     let meta_len = u32::try_from(meta.len()).map_err(|_| invalid_data("snapshot metadata over 4 GiB"))?;
     w.write_all(&meta_len.to_le_bytes())?;

@@ -68,6 +68,17 @@ async fn corrupt_or_mismatched_snapshots_are_refused() {
     let file = flotilla_raft_store::SnapshotFile::open(&snap.snapshot.path).unwrap();
     assert!(other.install_snapshot(&meta, file).await.is_err());
     assert_eq!(other.handle().read().state.jobs().count(), 0, "nothing installed");
+
+    // A snapshot of an older state layout (version byte after the 8-byte magic) is refused by
+    // name, not misread.
+    let mut bytes = std::fs::read(&snap.snapshot.path).unwrap();
+    bytes[8] = 1;
+    let old = dir.path().join("old.snap");
+    std::fs::write(&old, &bytes).unwrap();
+    let file = flotilla_raft_store::SnapshotFile::open(&old).unwrap();
+    let err = other.install_snapshot(&snap.meta, file).await.unwrap_err();
+    assert!(err.to_string().contains("snapshot layout version 1"), "{err}");
+    assert_eq!(other.handle().read().state.jobs().count(), 0, "nothing installed");
 }
 
 #[tokio::test]

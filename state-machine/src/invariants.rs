@@ -112,8 +112,8 @@ impl State {
     fn check_indexes(&self) -> Result<(), InvariantViolation> {
         let pending = self.jobs.values().filter(|j| j.state == JobState::Pending).count();
         ensure!(pending == self.pending.len(), "{pending} PENDING jobs but {} queued", self.pending.len());
-        for key in &self.pending {
-            let ok = self.jobs.get(&key.job).is_some_and(|j| j.state == JobState::Pending && crate::state::QueueKey::new(j.spec.priority, j.id) == *key);
+        for key in self.pending.iter() {
+            let ok = self.jobs.get(&key.job).is_some_and(|j| j.state == JobState::Pending && crate::QueueKey::new(j.spec.priority, &j.tenant, j.id) == *key);
             ensure!(ok, "queue entry for {} does not match a PENDING job", key.job);
         }
         ensure!(self.idempotency.len() == self.idempotency_expiry.len(), "idempotency table and expiry index differ in size");

@@ -80,17 +80,33 @@ impl Pool {
 
     /// Why this pool could never run `job`, whatever its load; `None` if it could.
     pub fn static_misfit(&self, job: &JobSpec) -> Option<String> {
+        let name = &self.spec.name;
+        self.misfit(job).map(|m| match m {
+            Misfit::NoImages => format!("pool {name} ({}) cannot run images", self.spec.provider),
+            Misfit::Label(k, v) => format!("pool {name} lacks label {k}={v}"),
+            Misfit::TooSmall => format!("pool {name} offers {} < {}", self.spec.capacity, job.resources),
+            Misfit::NoWorkers => format!("pool {name} allows no workers"),
+        })
+    }
+
+    /// Whether this pool could run `job` once it had room (`static_misfit` is `None`), without
+    /// building the explanation: the scheduler asks this of thousands of pools per plan.
+    pub fn can_ever_run(&self, job: &JobSpec) -> bool {
+        self.misfit(job).is_none()
+    }
+
+    fn misfit<'j>(&self, job: &'j JobSpec) -> Option<Misfit<'j>> {
         if job.image.is_some() && !self.spec.provider.runs_images() {
-            return Some(format!("pool {} ({}) cannot run images", self.spec.name, self.spec.provider));
+            return Some(Misfit::NoImages);
         }
         if let Some((k, v)) = job.constraints.iter().find(|(k, v)| self.spec.labels.get(*k) != Some(*v)) {
-            return Some(format!("pool {} lacks label {k}={v}", self.spec.name));
+            return Some(Misfit::Label(k, v));
         }
         if !job.resources.fits_within(&self.spec.capacity) {
-            return Some(format!("pool {} offers {} < {}", self.spec.name, self.spec.capacity, job.resources));
+            return Some(Misfit::TooSmall);
         }
         if self.spec.max_workers == 0 {
-            return Some(format!("pool {} allows no workers", self.spec.name));
+            return Some(Misfit::NoWorkers);
         }
         None
     }
@@ -99,7 +115,15 @@ impl Pool {
     pub fn fits_now(&self, job: &JobSpec) -> bool {
         !self.draining
             && self.workers < self.spec.max_workers
-            && self.static_misfit(job).is_none()
+            && self.can_ever_run(job)
             && job.resources.fits_within(&self.free())
     }
+}
+
+/// Why a pool can never run a job (see `Pool::static_misfit`).
+enum Misfit<'j> {
+    NoImages,
+    Label(&'j str, &'j str),
+    TooSmall,
+    NoWorkers,
 }

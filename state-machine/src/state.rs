@@ -4,26 +4,13 @@
 //! therefore snapshots are byte-identical on every replica.
 
 use crate::apply::Cx;
+use crate::pending_queue::PendingQueue;
 use crate::{
     ApplyContext, Assignment, Command, Event, EventId, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal, Response,
     Tenant,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Key of the pending queue: higher priority first, then submission order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct QueueKey {
-    /// `i32::MAX - priority` as unsigned, so that ascending order is descending priority.
-    pub priority_rank: u64,
-    pub job: JobId,
-}
-
-impl QueueKey {
-    pub fn new(priority: i32, job: JobId) -> Self {
-        QueueKey { priority_rank: (i64::from(i32::MAX) - i64::from(priority)) as u64, job }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IdempotencyRecord {
@@ -49,7 +36,7 @@ pub struct State {
     /// `(expires_at_ms, tenant, key)` for pruning the table above in order.
     pub(crate) idempotency_expiry: BTreeSet<(u64, String, String)>,
     /// Jobs in PENDING, in scheduling order. DAG readiness and backoff are checked by readers.
-    pub(crate) pending: BTreeSet<QueueKey>,
+    pub(crate) pending: PendingQueue,
     pub(crate) logs: BTreeMap<JobId, Vec<u8>>,
     /// Last event the leader's publisher had acknowledged by the external stream.
     pub(crate) events_published_through: Option<EventId>,
@@ -171,9 +158,14 @@ impl State {
         self.assignments.range((job, 0)..=(job, u32::MAX)).map(|(_, a)| a)
     }
 
-    /// Jobs in PENDING in scheduling order (not all of them ready to run).
+    /// Jobs in PENDING by priority, tenant and submission order (not all of them ready).
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
         self.pending.iter().filter_map(|k| self.jobs.get(&k.job))
+    }
+
+    /// The pending queue, for the scheduler's walk by priority level and tenant.
+    pub fn pending_queue(&self) -> &PendingQueue {
+        &self.pending
     }
 
     pub fn log(&self, job: JobId) -> &[u8] {

@@ -72,7 +72,7 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
         }
         Op::Schedule { spread } => {
             let strategy = if *spread { Placing::Spread } else { Placing::BinPack };
-            Command::ApplyPlan { placements: schedule(state, &SchedulerPolicy { strategy, max_placements: 8 }, now_ms).placements }
+            Command::ApplyPlan { placements: schedule(state, &SchedulerPolicy { strategy, max_placements: 8, ..SchedulerPolicy::default() }, now_ms).placements }
         }
         Op::Start(i) => live(*i).map(|(job, fencing)| Command::WorkerStarted { job, fencing })?,
         Op::Exit(i, code) => live(*i).map(|(job, fencing)| Command::WorkerExited { job, fencing, exit_code: i32::from(*code), jitter_permille: 500 })?,

@@ -96,7 +96,7 @@ fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
     let capped = submit(&mut h, "capped", 5);
     let a = submit(&mut h, "alpha", 3);
     let b = submit(&mut h, "beta", 3);
-    let (plan, unplaced) = schedule_explained(&h.state, &SchedulerPolicy { strategy: Strategy::BinPack, max_placements: 4 }, h.now_ms);
+    let (plan, unplaced) = schedule_explained(&h.state, &SchedulerPolicy { strategy: Strategy::BinPack, max_placements: 4, ..SchedulerPolicy::default() }, h.now_ms);
     let order: Vec<JobId> = plan.placements.iter().map(|p| p.job).collect();
     // Fair share: each tenant's first job before anyone's second.
     assert_eq!(order, vec![a[0], b[0], capped[0], a[1]]);

@@ -2,8 +2,7 @@
 //! dependants), retrying it, releasing capacity, and closing its pipeline.
 
 use super::Cx;
-use crate::state::QueueKey;
-use crate::{AttemptOutcome, Event, FailureReason, Job, JobId, JobState, PipelineState, State};
+use crate::{QueueKey, AttemptOutcome, Event, FailureReason, Job, JobId, JobState, PipelineState, State};
 
 /// Whether a finished `need` lets the jobs that need it run.
 pub(crate) fn satisfies_dependants(need: &Job) -> bool {
@@ -17,10 +16,10 @@ impl State {
         let j = self.jobs.get_mut(&job).expect("set_job_state on unknown job");
         assert!(j.state.can_transition_to(to, retry), "illegal transition {} -> {to} for {job}", j.state);
         if j.state == JobState::Pending {
-            self.pending.remove(&QueueKey::new(j.spec.priority, job));
+            self.pending.remove(&QueueKey::new(j.spec.priority, &j.tenant, job));
         }
         if to == JobState::Pending {
-            self.pending.insert(QueueKey::new(j.spec.priority, job));
+            self.pending.insert(QueueKey::new(j.spec.priority, &j.tenant, job));
         }
         j.state = to;
         j.updated_at_ms = cx.now_ms;

@@ -3,7 +3,8 @@
 
 use super::{Cx, Handled};
 use crate::spec::validate_name;
-use crate::state::{IdempotencyRecord, QueueKey};
+use crate::state::IdempotencyRecord;
+use crate::QueueKey;
 use crate::{Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response, SpecError, State};
 use std::collections::BTreeMap;
 
@@ -72,7 +73,7 @@ impl State {
                     log_truncated: false,
                 },
             );
-            self.pending.insert(QueueKey::new(job.priority, id));
+            self.pending.insert(QueueKey::new(job.priority, tenant, id));
             cx.emit(Event::JobRequested { job: id, pipeline: pipeline_id, name: job.name.clone() });
             refs.push(JobRef { name: job.name.clone(), id });
         }
@@ -117,7 +118,7 @@ impl State {
     /// Refuses a job that no registered pool could run even when empty.
     fn check_some_pool_fits(&self, spec: &PipelineSpec) -> Result<(), Rejection> {
         for job in &spec.jobs {
-            if self.pools.values().any(|p| p.static_misfit(job).is_none()) {
+            if self.pools.values().any(|p| p.can_ever_run(job)) {
                 continue;
             }
             let reason = if self.pools.is_empty() {

@@ -9,12 +9,15 @@
 //! pools when another pool fits.
 
 mod policy;
+mod pool_index;
 mod score;
+mod tenant_turns;
 
 pub use policy::{SchedulerPolicy, Strategy};
 
-use crate::{Job, JobId, JobState, Placement, Resources, State};
-use std::collections::{BTreeMap, VecDeque};
+use crate::{Job, JobState, Placement, Resources, State};
+use pool_index::PoolIndex;
+use tenant_turns::TenantTurns;
 
 /// The placements the scheduler proposes, in the order they were chosen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,15 +28,8 @@ pub struct Plan {
 /// A job the scheduler considered and could not place, with the reason (for `explain` views).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unplaced {
-    pub job: JobId,
+    pub job: crate::JobId,
     pub why: &'static str,
-}
-
-/// Free room of one pool as the plan fills it.
-#[derive(Clone, Debug)]
-struct PoolRoom {
-    free: Resources,
-    workers_left: u32,
 }
 
 /// Computes placements for ready jobs. `now_ms` decides which retried jobs are past backoff.
@@ -41,64 +37,40 @@ pub fn schedule(state: &State, policy: &SchedulerPolicy, now_ms: u64) -> Plan {
     schedule_explained(state, policy, now_ms).0
 }
 
-/// As `schedule`, also returning the ready jobs that could not be placed and why.
+/// As `schedule`, also returning the jobs it considered and could not place, and why. Jobs are
+/// read lazily, tenant by tenant, so those past the point where the plan filled up are not
+/// listed.
+///
+/// Cost: the pending jobs read (placed or skipped), times a lookup in the pool index, plus one
+/// pass over the pools per job class in the plan; not the size of the queue or of the fleet
+/// per placement.
 pub fn schedule_explained(state: &State, policy: &SchedulerPolicy, now_ms: u64) -> (Plan, Vec<Unplaced>) {
-    let mut rooms: BTreeMap<&str, PoolRoom> = state
-        .pools()
-        .filter(|p| !p.draining)
-        .map(|p| (p.name(), PoolRoom { free: p.free(), workers_left: p.spec.max_workers - p.workers }))
-        .collect();
+    let mut pools = PoolIndex::new(state, policy.strategy, policy.max_indexed_classes);
     let total = state.pools().fold(Resources::ZERO, |acc, p| acc.checked_add(&p.spec.capacity).unwrap_or(acc));
-    let mut usage: BTreeMap<&str, (Resources, u32)> =
-        state.assignments().fold(BTreeMap::new(), |mut m, a| {
-            let e = m.entry(a.tenant.as_str()).or_insert((Resources::ZERO, 0));
-            e.0 = e.0.checked_add(&a.resources).unwrap_or(e.0);
-            e.1 += 1;
-            m
-        });
     let mut plan = Plan::default();
     let mut unplaced = Vec::new();
+    let full = |plan: &Plan, pools: &PoolIndex| plan.placements.len() >= policy.max_placements || !pools.any_open();
 
-    // Walk the queue one priority level at a time.
-    let mut queue = state.pending_jobs().peekable();
-    while let Some(first) = queue.peek() {
-        if plan.placements.len() >= policy.max_placements || rooms.values().all(|r| r.workers_left == 0) {
+    let mut turns = TenantTurns::new(state);
+    for (priority, tenants) in state.pending_queue().levels() {
+        if full(&plan, &pools) {
             break;
         }
-        let priority = first.spec.priority;
-        let mut by_tenant: BTreeMap<&str, VecDeque<&Job>> = BTreeMap::new();
-        while let Some(job) = queue.next_if(|j| j.spec.priority == priority) {
-            match readiness(state, job, now_ms) {
-                Ok(()) => by_tenant.entry(job.tenant.as_str()).or_default().push_back(job),
-                Err(why) => unplaced.push(Unplaced { job: job.id, why }),
-            }
-        }
-        while plan.placements.len() < policy.max_placements {
+        turns.start_level(priority, &tenants);
+        while !full(&plan, &pools) {
             // Fair share: the tenant with the smallest dominant share goes next.
-            let Some(tenant) = by_tenant
-                .iter()
-                .filter(|(_, q)| !q.is_empty())
-                .min_by_key(|(t, _)| (usage.get(*t).map_or(0, |u| u.0.dominant_share_ppm(&total)), **t))
-                .map(|(t, _)| *t)
-            else {
-                break;
-            };
-            let job = by_tenant.get_mut(tenant).and_then(VecDeque::pop_front).expect("non-empty queue");
-            let used = usage.get(tenant).copied().unwrap_or((Resources::ZERO, 0));
-            if !quota_admits(state, tenant, used, &job.spec.resources) {
+            let Some(turn) = turns.next_turn(&total) else { break };
+            let Some(job) = turns.next_ready(turn, |job| readiness(state, job, now_ms), &mut unplaced) else { continue };
+            if !turns.quota_admits(turn, &job.spec.resources) {
                 unplaced.push(Unplaced { job: job.id, why: "tenant quota" });
                 continue;
             }
-            let Some(pool) = score::choose_pool(state, &rooms, job, policy.strategy) else {
+            let Some(pool) = pools.choose(&job.spec) else {
                 unplaced.push(Unplaced { job: job.id, why: "no pool has room" });
                 continue;
             };
-            let room = rooms.get_mut(pool).expect("chosen from rooms");
-            room.free = room.free.saturating_sub(&job.spec.resources);
-            room.workers_left -= 1;
-            let e = usage.entry(tenant).or_insert((Resources::ZERO, 0));
-            e.0 = e.0.checked_add(&job.spec.resources).unwrap_or(e.0);
-            e.1 += 1;
+            pools.take(pool, &job.spec.resources);
+            turns.charge(turn, &job.spec.resources);
             plan.placements.push(Placement { job: job.id, attempt: job.attempt, pool: pool.to_string() });
         }
     }
@@ -117,8 +89,4 @@ fn readiness(state: &State, job: &Job, now_ms: u64) -> Result<(), &'static str> 
         return Err("previous worker still live");
     }
     Ok(())
-}
-
-fn quota_admits(state: &State, tenant: &str, used: (Resources, u32), req: &Resources) -> bool {
-    state.tenant(tenant).and_then(|t| t.quota.as_ref()).is_none_or(|q| q.admits(&used.0, used.1, req))
 }

@@ -1,32 +1,29 @@
-//! Choosing a pool for one job among those with room.
+//! How good a pool is for one job: the ranking both the class index and the linear scan use.
 
-use super::{PoolRoom, Strategy};
-use crate::{Job, State};
-use std::collections::BTreeMap;
+use super::Strategy;
+use crate::{Pool, Resources};
 
-/// The best pool for `job` under `strategy`, or `None` if none has room.
+/// Smaller is better. Fields compare in order: a GPU pool for a job without GPUs comes last,
+/// then the strategy's score. Ties are broken by pool name by the callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Rank {
+    wastes_gpu: bool,
+    score: u64,
+}
+
+/// The rank of `pool`, with `free` room and `workers_left` in this plan, for a job asking
+/// `req`; `None` if the job does not fit now. Static fit (labels, images) is the caller's.
 ///
-/// Keys, smallest wins: (GPU pool for a job without GPUs, strategy score, name). The name makes
-/// the choice deterministic.
-pub(super) fn choose_pool<'a>(state: &'a State, rooms: &BTreeMap<&'a str, PoolRoom>, job: &Job, strategy: Strategy) -> Option<&'a str> {
-    let req = &job.spec.resources;
-    rooms
-        .iter()
-        .filter(|(_, room)| room.workers_left > 0 && req.fits_within(&room.free))
-        .filter_map(|(name, room)| {
-            let pool = state.pool(name)?;
-            if pool.static_misfit(&job.spec).is_some() {
-                return None;
-            }
-            let left = room.free.saturating_sub(req);
-            let left_share = left.dominant_share_ppm(&pool.spec.capacity);
-            let score = match strategy {
-                Strategy::BinPack => left_share,
-                Strategy::Spread => 1_000_000 - left_share.min(1_000_000),
-            };
-            let wastes_gpu = req.gpus == 0 && pool.spec.capacity.gpus > 0;
-            Some(((wastes_gpu, score, *name), *name))
-        })
-        .min_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, name)| name)
+/// Bin-packing scores the dominant share of the room left after placing (the tightest fit
+/// wins); spread scores the opposite (the most room left wins).
+pub(super) fn rank(pool: &Pool, free: Resources, workers_left: u32, req: &Resources, strategy: Strategy) -> Option<Rank> {
+    if workers_left == 0 || !req.fits_within(&free) {
+        return None;
+    }
+    let left_share = free.saturating_sub(req).dominant_share_ppm(&pool.spec.capacity);
+    let score = match strategy {
+        Strategy::BinPack => left_share,
+        Strategy::Spread => 1_000_000 - left_share.min(1_000_000),
+    };
+    Some(Rank { wastes_gpu: req.gpus == 0 && pool.spec.capacity.gpus > 0, score })
 }

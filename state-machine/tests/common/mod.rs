@@ -92,7 +92,7 @@ impl Harness {
     }
 
     pub fn schedule_with(&mut self, strategy: Strategy) -> Vec<AcceptedPlacement> {
-        let plan = schedule(&self.state, &SchedulerPolicy { strategy, max_placements: 1000 }, self.now_ms);
+        let plan = schedule(&self.state, &SchedulerPolicy { strategy, max_placements: 1000, ..SchedulerPolicy::default() }, self.now_ms);
         match self.run(Command::ApplyPlan { placements: plan.placements }).0 {
             Response::PlanApplied { accepted, rejected } => {
                 assert!(rejected.is_empty(), "fresh plan had rejections: {rejected:?}");

@@ -1,0 +1,157 @@
+//! The queue of PENDING jobs, ordered for the scheduler: priority (higher first), then tenant,
+//! then submission order.
+//!
+//! The scheduler serves tenants in turn within a priority level, so it reads the queue one
+//! `(priority, tenant)` run at a time. Keeping the tenant in the key lets it find the tenants of
+//! a level and walk each one's jobs lazily, by range, instead of reading the whole level on
+//! every plan (a million pending jobs would otherwise be walked for each plan of a few hundred).
+
+use crate::JobId;
+use serde::{Deserialize, Serialize};
+use std::collections::btree_set::Range;
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+/// Key of the pending queue: higher priority first, then tenant, then submission order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QueueKey {
+    /// `i32::MAX - priority` as unsigned, so that ascending order is descending priority.
+    pub priority_rank: u64,
+    pub tenant: String,
+    pub job: JobId,
+}
+
+impl QueueKey {
+    pub fn new(priority: i32, tenant: &str, job: JobId) -> Self {
+        QueueKey { priority_rank: rank_of(priority), tenant: tenant.to_string(), job }
+    }
+}
+
+fn rank_of(priority: i32) -> u64 {
+    (i64::from(i32::MAX) - i64::from(priority)) as u64
+}
+
+/// The PENDING jobs by `QueueKey`. DAG readiness and backoff are checked by readers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PendingQueue {
+    keys: BTreeSet<QueueKey>,
+}
+
+impl PendingQueue {
+    pub fn insert(&mut self, key: QueueKey) {
+        self.keys.insert(key);
+    }
+
+    pub fn remove(&mut self, key: &QueueKey) {
+        self.keys.remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Every key in queue order.
+    pub fn iter(&self) -> impl Iterator<Item = &QueueKey> {
+        self.keys.iter()
+    }
+
+    /// The priority levels with pending jobs, highest priority first, as `(priority, tenants)`:
+    /// the tenants with jobs at that level, by name. Found by skipping from run to run, so the
+    /// cost grows with the number of runs, not of jobs.
+    pub fn levels(&self) -> impl Iterator<Item = (i32, Vec<&str>)> + '_ {
+        let mut after: Option<u64> = None;
+        std::iter::from_fn(move || {
+            // The first key past the previous level (ranks ascend as priorities descend).
+            let first = match after {
+                None => self.keys.iter().next(),
+                Some(rank) => self.keys.range(level_start(rank.checked_add(1)?)..).next(),
+            };
+            let rank = first?.priority_rank;
+            after = Some(rank);
+            let priority = (i64::from(i32::MAX) - rank as i64) as i32;
+            Some((priority, self.tenants_at(rank)))
+        })
+    }
+
+    /// The jobs of `tenant` at `priority`, in submission order.
+    pub fn jobs_of(&self, priority: i32, tenant: &str) -> TenantRun<'_> {
+        let rank = rank_of(priority);
+        let start = QueueKey { priority_rank: rank, tenant: tenant.to_string(), job: JobId(0) };
+        let end = QueueKey { priority_rank: rank, tenant: tenant.to_string(), job: JobId(u64::MAX) };
+        TenantRun { range: self.keys.range(start..=end) }
+    }
+
+    fn tenants_at(&self, rank: u64) -> Vec<&str> {
+        let mut tenants = Vec::new();
+        let mut from = level_start(rank);
+        while let Some(key) = self.keys.range(from..).next().filter(|k| k.priority_rank == rank) {
+            tenants.push(key.tenant.as_str());
+            // The smallest key after every job of this tenant: the next tenant's first job.
+            from = QueueKey { priority_rank: rank, tenant: key.tenant.clone(), job: JobId(u64::MAX) };
+            match self.keys.range((Bound::Excluded(&from), Bound::Unbounded)).next() {
+                Some(next) if next.priority_rank == rank => from = next.clone(),
+                _ => break,
+            }
+        }
+        tenants
+    }
+}
+
+fn level_start(rank: u64) -> QueueKey {
+    QueueKey { priority_rank: rank, tenant: String::new(), job: JobId(0) }
+}
+
+/// One tenant's pending jobs at one priority, in submission order, read lazily.
+pub struct TenantRun<'a> {
+    range: Range<'a, QueueKey>,
+}
+
+impl Iterator for TenantRun<'_> {
+    type Item = JobId;
+
+    fn next(&mut self) -> Option<JobId> {
+        self.range.next().map(|k| k.job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(entries: &[(i32, &str, u64)]) -> PendingQueue {
+        let mut q = PendingQueue::default();
+        for (p, t, j) in entries {
+            q.insert(QueueKey::new(*p, t, JobId(*j)));
+        }
+        q
+    }
+
+    #[test]
+    fn levels_list_priorities_highest_first_with_their_tenants() {
+        let q = queue(&[(0, "b", 5), (0, "a", 9), (10, "c", 1), (0, "b", 2), (-3, "a", 4), (10, "a", 7)]);
+        let levels: Vec<(i32, Vec<&str>)> = q.levels().collect();
+        assert_eq!(levels, vec![(10, vec!["a", "c"]), (0, vec!["a", "b"]), (-3, vec!["a"])]);
+    }
+
+    #[test]
+    fn a_tenant_run_is_in_submission_order_and_stays_in_its_level() {
+        let q = queue(&[(0, "b", 5), (0, "a", 9), (0, "b", 2), (1, "b", 1), (0, "ba", 3), (-1, "b", 4)]);
+        assert_eq!(q.jobs_of(0, "b").collect::<Vec<_>>(), vec![JobId(2), JobId(5)]);
+        assert_eq!(q.jobs_of(1, "b").collect::<Vec<_>>(), vec![JobId(1)]);
+        assert_eq!(q.jobs_of(0, "c").count(), 0);
+    }
+
+    #[test]
+    fn extreme_priorities_and_an_empty_queue() {
+        assert_eq!(PendingQueue::default().levels().count(), 0);
+        let q = queue(&[(i32::MIN, "t", 1), (i32::MAX, "t", 2)]);
+        let levels: Vec<i32> = q.levels().map(|(p, _)| p).collect();
+        assert_eq!(levels, vec![i32::MAX, i32::MIN]);
+        assert_eq!(q.jobs_of(i32::MIN, "t").collect::<Vec<_>>(), vec![JobId(1)]);
+    }
+}
