@@ -71,7 +71,16 @@ pub enum Command {
     /// The leader's event publisher had every event up to `through` acknowledged by the
     /// external stream; a new leader resumes after it. Never moves back.
     RecordEventsPublished { through: EventId },
+    /// Several commands in one entry, applied in order, each accepted or rejected on its own
+    /// (`Response::Batch` answers each). The leader batches its worker reports this way, as
+    /// group commit does for fsyncs: one entry carries many small changes. At most
+    /// `MAX_BATCH_COMMANDS`; no `ApplyPlan` (its fencing tokens come from the entry's index)
+    /// and no nested batch.
+    Batch { commands: Vec<Command> },
 }
+
+/// Most commands in one `Command::Batch`.
+pub const MAX_BATCH_COMMANDS: usize = 4096;
 
 impl Command {
     /// Short name for logs and metrics.
@@ -97,6 +106,7 @@ impl Command {
             Command::SetTenantQuota { .. } => "set_tenant_quota",
             Command::UpdateLimits { .. } => "update_limits",
             Command::RecordEventsPublished { .. } => "record_events_published",
+            Command::Batch { .. } => "batch",
         }
     }
 }

@@ -28,7 +28,7 @@ mod state;
 mod tenant;
 
 pub use assignment::{Assignment, FencingToken};
-pub use command::{ApplyContext, Command, Placement, Proposal};
+pub use command::{ApplyContext, Command, Placement, Proposal, MAX_BATCH_COMMANDS};
 pub use event::{Event, EventSubject};
 pub use event_id::{EventId, ParseEventIdError};
 pub use ids::{JobId, PipelineId};

@@ -37,6 +37,10 @@ pub enum Rejection {
     NoCapacity { job: JobId, pool: String, why: String },
     #[error("tenant {tenant:?} quota does not admit job {job}")]
     QuotaExceeded { job: JobId, tenant: String },
+    #[error("batch has {count} commands, more than the limit of {max}")]
+    BatchTooLarge { count: usize, max: usize },
+    #[error("a {kind} command cannot be part of a batch")]
+    NotBatchable { kind: String },
     #[error("plan has {count} placements, more than the limit of {max}")]
     PlanTooLarge { count: usize, max: usize },
     #[error("worker of job {job} is already recorded as {existing:?}")]

@@ -33,6 +33,8 @@ pub enum Response {
     /// Applied; `changed` is false when the command repeated a change already made.
     Done { changed: bool },
     Rejected(Rejection),
+    /// One response per command of a `Command::Batch`, in order.
+    Batch { responses: Vec<Response> },
 }
 
 impl Response {

@@ -56,33 +56,8 @@ impl State {
             Command::SubmitPipeline { tenant, idempotency_key, spec } => {
                 self.submit_pipeline(&mut cx, tenant, idempotency_key.as_deref(), spec, proposal.trace_parent.as_deref())
             }
-            Command::CancelPipeline { pipeline } => self.cancel_pipeline(&mut cx, *pipeline),
-            Command::CancelJob { job } => self.cancel_job(&mut cx, *job),
-            Command::ApplyPlan { placements } => self.apply_plan(&mut cx, placements),
-            Command::WorkerCreated { job, fencing, worker_id } => self.worker_created(&mut cx, *job, *fencing, worker_id),
-            Command::WorkerStarted { job, fencing } => self.worker_started(&mut cx, *job, *fencing),
-            Command::StepStarted { job, fencing, step } => self.step_started(&mut cx, *job, *fencing, *step),
-            Command::StepFinished { job, fencing, step, exit_code } => {
-                self.step_finished(&mut cx, *job, *fencing, *step, *exit_code)
-            }
-            Command::WorkerExited { job, fencing, exit_code, jitter_permille } => {
-                self.worker_exited(&mut cx, *job, *fencing, *exit_code, *jitter_permille)
-            }
-            Command::WorkerLost { job, fencing, reason } => self.worker_lost(&mut cx, *job, *fencing, reason),
-            Command::WorkerTerminated { job, fencing, jitter_permille } => {
-                self.worker_terminated(&mut cx, *job, *fencing, *jitter_permille)
-            }
-            Command::JobTimedOut { job, fencing } => self.job_timed_out(&mut cx, *job, *fencing),
-            Command::AppendLog { job, fencing, offset, data } => self.append_log(&mut cx, *job, *fencing, *offset, data),
-            Command::RegisterPool { spec } => self.register_pool(&mut cx, spec),
-            Command::UpdatePoolCapacity { pool, capacity, max_workers } => {
-                self.update_pool_capacity(&mut cx, pool, *capacity, *max_workers)
-            }
-            Command::SetPoolDraining { pool, draining } => self.set_pool_draining(&mut cx, pool, *draining),
-            Command::RemovePool { pool } => self.remove_pool(&mut cx, pool),
-            Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(&mut cx, tenant, quota.as_ref()),
-            Command::UpdateLimits { limits } => self.update_limits(&mut cx, limits),
-            Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
+            Command::Batch { commands } => self.apply_batch(&mut cx, commands),
+            command => self.apply_command(&mut cx, command),
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
@@ -97,6 +72,69 @@ impl State {
                 debug_assert!(cx.events.is_empty(), "a rejected command emitted events");
                 (Response::Rejected(rejection), Vec::new())
             }
+        }
+    }
+
+    /// Applies each command of a batch on its own: a rejected one changes nothing and the
+    /// others still apply. Only an oversized batch, or one holding a plan or a batch, is
+    /// refused as a whole.
+    fn apply_batch(&mut self, cx: &mut Cx, commands: &[Command]) -> Result<Response, crate::Rejection> {
+        if commands.len() > crate::MAX_BATCH_COMMANDS {
+            return Err(crate::Rejection::BatchTooLarge { count: commands.len(), max: crate::MAX_BATCH_COMMANDS });
+        }
+        // A plan's fencing tokens come from its entry's log index: two plans in one entry could
+        // give two attempts of a job the same token, and a stale worker could then pass as the
+        // new one. Batches do not nest.
+        if let Some(c) = commands.iter().find(|c| matches!(c, Command::ApplyPlan { .. } | Command::Batch { .. })) {
+            return Err(crate::Rejection::NotBatchable { kind: c.kind().to_string() });
+        }
+        let mut responses = Vec::with_capacity(commands.len());
+        for command in commands {
+            let events_before = cx.events.len();
+            responses.push(match self.apply_command(cx, command) {
+                Ok(r) => r,
+                Err(rejection) => {
+                    debug_assert_eq!(cx.events.len(), events_before, "a rejected command emitted events");
+                    Response::Rejected(rejection)
+                }
+            });
+        }
+        // A batch whose every command was refused changed nothing, not even the clock.
+        if responses.iter().all(|r| r.rejection().is_some()) {
+            cx.now_ms = self.now_ms;
+        }
+        Ok(Response::Batch { responses })
+    }
+
+    /// Dispatches one command to its handler; a submission inside a batch is untraced (the
+    /// entry's trace belongs to the batch).
+    fn apply_command(&mut self, cx: &mut Cx, command: &Command) -> Result<Response, crate::Rejection> {
+        match command {
+            Command::SubmitPipeline { tenant, idempotency_key, spec } => {
+                self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, None)
+            }
+            Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
+            Command::CancelJob { job } => self.cancel_job(cx, *job),
+            Command::ApplyPlan { placements } => self.apply_plan(cx, placements),
+            Command::WorkerCreated { job, fencing, worker_id } => self.worker_created(cx, *job, *fencing, worker_id),
+            Command::WorkerStarted { job, fencing } => self.worker_started(cx, *job, *fencing),
+            Command::StepStarted { job, fencing, step } => self.step_started(cx, *job, *fencing, *step),
+            Command::StepFinished { job, fencing, step, exit_code } => self.step_finished(cx, *job, *fencing, *step, *exit_code),
+            Command::WorkerExited { job, fencing, exit_code, jitter_permille } => {
+                self.worker_exited(cx, *job, *fencing, *exit_code, *jitter_permille)
+            }
+            Command::WorkerLost { job, fencing, reason } => self.worker_lost(cx, *job, *fencing, reason),
+            Command::WorkerTerminated { job, fencing, jitter_permille } => self.worker_terminated(cx, *job, *fencing, *jitter_permille),
+            Command::JobTimedOut { job, fencing } => self.job_timed_out(cx, *job, *fencing),
+            Command::AppendLog { job, fencing, offset, data } => self.append_log(cx, *job, *fencing, *offset, data),
+            Command::RegisterPool { spec } => self.register_pool(cx, spec),
+            Command::UpdatePoolCapacity { pool, capacity, max_workers } => self.update_pool_capacity(cx, pool, *capacity, *max_workers),
+            Command::SetPoolDraining { pool, draining } => self.set_pool_draining(cx, pool, *draining),
+            Command::RemovePool { pool } => self.remove_pool(cx, pool),
+            Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(cx, tenant, quota.as_ref()),
+            Command::UpdateLimits { limits } => self.update_limits(cx, limits),
+            Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
+            Command::Batch { .. } => Err(crate::Rejection::NotBatchable { kind: command.kind().to_string() }),
         }
     }
 
@@ -151,6 +189,13 @@ impl State {
 
     pub fn assignments(&self) -> impl Iterator<Item = &Assignment> {
         self.assignments.values()
+    }
+
+    /// Live assignments after the key `after` (all of them for `None`), in key order: for
+    /// reading them in bounded chunks.
+    pub fn assignments_after(&self, after: Option<(JobId, u32)>) -> impl Iterator<Item = &Assignment> {
+        let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        self.assignments.range((lower, std::ops::Bound::Unbounded)).map(|(_, a)| a)
     }
 
     /// Live assignments of one job (at most one unless a bug broke the invariants).

@@ -24,6 +24,8 @@ enum Op {
     Tick(u16),
     Quota(u8, u16),
     Capacity(u16),
+    /// Reports for two jobs in one `Command::Batch` (some may be refused on their own).
+    Batch(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -43,6 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u16..5000).prop_map(Op::Tick),
         (0u8..3, 0u16..4000).prop_map(|(t, c)| Op::Quota(t, c)),
         (1000u16..9000).prop_map(Op::Capacity),
+        (any::<u8>(), any::<u8>()).prop_map(|(i, j)| Op::Batch(i, j)),
     ]
 }
 
@@ -91,6 +94,21 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
             tenant: format!("t{t}"),
             quota: (*cpu > 0).then(|| Quota { resources: res(u64::from(*cpu), 100_000, 0), max_running_jobs: 3 }),
         },
+        Op::Batch(i, j) => {
+            let mut commands = Vec::new();
+            if let Some((job, fencing)) = live(*i) {
+                commands.push(Command::WorkerStarted { job, fencing });
+                commands.push(Command::StepStarted { job, fencing, step: 0 });
+            }
+            if let Some((job, fencing)) = live(*j) {
+                commands.push(Command::WorkerExited { job, fencing, exit_code: i32::from(*j % 2), jitter_permille: 500 });
+                commands.push(Command::WorkerTerminated { job, fencing, jitter_permille: 1 });
+            }
+            if commands.is_empty() {
+                return None;
+            }
+            Command::Batch { commands }
+        }
         Op::Capacity(cpu) => Command::UpdatePoolCapacity { pool: "main".into(), capacity: res(u64::from(*cpu), 16_384, 0), max_workers: 6 },
     })
 }
