@@ -10,14 +10,16 @@
 
 use crate::node_metrics::{NodeMetrics, ProviderLabel};
 use crate::proposer::{wall_clock_ms, Proposer};
+use crate::report_batcher::{BatcherConfig, ReportBatcher};
 use crate::telemetry;
+use futures::StreamExt;
 use opentelemetry::KeyValue;
 use crate::Raft;
 use flotilla_providers::{AnyProvider, Guarded, Observation, ProviderSet, WorkerProvider, WorkerSpec};
 use flotilla_raft_store::StateHandle;
 use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
-use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState, Pool, Proposal, ProviderKind, Resources};
-use std::collections::{BTreeMap, BTreeSet};
+use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobId, JobState, Pool, Proposal, ProviderKind, Resources};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -25,10 +27,23 @@ use tokio::sync::watch;
 /// Output bytes committed per `AppendLog` at most (below the state's chunk limit).
 pub const LOG_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Assignments copied out of the state per read lock while driving (bounds the lock's hold).
+const DRIVE_CHUNK: usize = 1024;
+
 #[derive(Clone, Debug)]
 pub struct LeaderConfig {
     pub tick_ms: u64,
     pub policy: SchedulerPolicy,
+    /// Workers driven at once; their reports share Raft entries (see `report_batcher`).
+    pub drive_concurrency: usize,
+    pub batcher: BatcherConfig,
+}
+
+impl LeaderConfig {
+    /// The defaults with a tick of `tick_ms`.
+    pub fn with_tick_ms(tick_ms: u64) -> Self {
+        LeaderConfig { tick_ms, policy: SchedulerPolicy::default(), drive_concurrency: 256, batcher: BatcherConfig::default() }
+    }
 }
 
 /// What the leader loop works with.
@@ -42,11 +57,20 @@ pub struct LeaderParts {
 
 pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver<bool>) {
     let LeaderParts { raft, state, proposer, providers, metrics } = parts;
-    let tick = Tick { raft: &raft, state: &state, proposer: &proposer, providers: providers.as_ref(), config: &config, metrics: &metrics };
+    let (reports, batch_loop) = ReportBatcher::new(config.batcher);
+    let tick = Tick {
+        raft: &raft,
+        state: &state,
+        proposer: &proposer,
+        reports: &reports,
+        providers: providers.as_ref(),
+        config: &config,
+        metrics: &metrics,
+    };
     // Placement and worker driving run side by side: driving every assignment of a large
     // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
     // re-checked in `apply`, so the two never need to see each other's latest state.
-    tokio::join!(placement_loop(&tick, stop.clone()), drive_loop(&tick, stop));
+    tokio::join!(placement_loop(&tick, stop.clone()), drive_loop(&tick, stop.clone()), batch_loop.run(&proposer, &metrics, stop));
 }
 
 /// Every tick, or at once after a full plan (more may be waiting): run the scheduler and
@@ -98,9 +122,17 @@ struct Tick<'a> {
     raft: &'a Raft,
     state: &'a StateHandle,
     proposer: &'a Proposer,
+    /// Worker reports go through here, many to a Raft entry.
+    reports: &'a ReportBatcher,
     providers: &'a ProviderSet,
     config: &'a LeaderConfig,
     metrics: &'a NodeMetrics,
+}
+
+/// How far one chunk read went: assignments read, and the key of the last one.
+struct ChunkRead {
+    count: usize,
+    last: Option<(JobId, u32)>,
 }
 
 /// What one tick needs to know of an assignment, copied out so no lock is held across awaits.
@@ -121,7 +153,7 @@ impl Tick<'_> {
             return Err("no longer leader".into());
         }
         let kind = command.kind();
-        match self.proposer.propose_local(Proposal::new(wall_clock_ms(), command)).await {
+        match self.reports.propose(command).await {
             Ok(flotilla_state_machine::Response::Rejected(r)) => {
                 tracing::debug!(kind, reason = %r, "leader proposal rejected");
                 Ok(())
@@ -131,26 +163,27 @@ impl Tick<'_> {
         }
     }
 
+    /// Drives every assignment, a chunk at a time (the state's read lock is held only to copy
+    /// a chunk out), `drive_concurrency` workers at once; then orphans and capacity.
     async fn run(&self) -> Result<(), String> {
         let now_ms = wall_clock_ms();
-        let work: Vec<Work> = {
-            let data = self.state.read();
-            data.state
-                .assignments()
-                .filter_map(|a| {
-                    let pool = data.state.pool(&a.pool);
-                    let kind = pool.map(|p| p.spec.provider);
-                    let pool_settings = pool.map(|p| p.spec.settings.clone()).unwrap_or_default();
-                    data.state.job(a.job).map(|j| {
-                        let trace_parent = data.state.trace_parent_of_job(j.id).map(str::to_string);
-                        Work { assignment: a.clone(), job: j.clone(), kind, trace_parent, pool_settings }
-                    })
+        let mut after = None;
+        loop {
+            let (work, read) = self.work_after(after);
+            let Some(last) = read.last else { break };
+            after = Some(last);
+            futures::stream::iter(&work)
+                .for_each_concurrent(self.config.drive_concurrency.max(1), |w| async move {
+                    if let Err(e) = self.drive(w, now_ms).await {
+                        tracing::warn!(job = %w.assignment.job, error = %e, "driving worker");
+                    }
                 })
-                .collect()
-        };
-        for w in &work {
-            if let Err(e) = self.drive(w, now_ms).await {
-                tracing::warn!(job = %w.assignment.job, error = %e, "driving worker");
+                .await;
+            if read.count < DRIVE_CHUNK {
+                break;
+            }
+            if !self.raft.is_leader() {
+                return Err("no longer leader".into());
             }
         }
         for (kind, provider) in self.providers.iter() {
@@ -158,6 +191,32 @@ impl Tick<'_> {
         }
         self.sync_capacity().await;
         Ok(())
+    }
+
+    /// Up to `DRIVE_CHUNK` assignments after `after`, with what driving them needs, and how
+    /// far the read went.
+    fn work_after(&self, after: Option<(JobId, u32)>) -> (Vec<Work>, ChunkRead) {
+        let data = self.state.read();
+        let mut read = ChunkRead { count: 0, last: None };
+        let work = data
+            .state
+            .assignments_after(after)
+            .take(DRIVE_CHUNK)
+            .inspect(|a| {
+                read.count += 1;
+                read.last = Some((a.job, a.attempt));
+            })
+            .filter_map(|a| {
+                let pool = data.state.pool(&a.pool);
+                let kind = pool.map(|p| p.spec.provider);
+                let pool_settings = pool.map(|p| p.spec.settings.clone()).unwrap_or_default();
+                data.state.job(a.job).map(|j| {
+                    let trace_parent = data.state.trace_parent_of_job(j.id).map(str::to_string);
+                    Work { assignment: a.clone(), job: j.clone(), kind, trace_parent, pool_settings }
+                })
+            })
+            .collect();
+        (work, read)
     }
 
     /// Proposes the capacity that providers measure for their pools (Kubernetes), when it
@@ -270,16 +329,17 @@ impl Tick<'_> {
                 KeyValue::new("flotilla.created", created.is_ok()),
             ];
             telemetry::record("worker.create", w.trace_parent.as_deref(), started_at, std::time::SystemTime::now(), attributes);
-            return match created {
-                Ok(worker_id) => self.propose(Command::WorkerCreated { job, fencing, worker_id }).await,
+            match created {
+                Ok(worker_id) => self.propose(Command::WorkerCreated { job, fencing, worker_id }).await?,
                 // The provider can never run this worker: the attempt is lost, and the job is
                 // retried or failed by its policy with the reason on record.
-                Err(e) if !e.is_transient() => self.propose(Command::WorkerLost { job, fencing, reason: e.to_string() }).await,
+                Err(e) if !e.is_transient() => return self.propose(Command::WorkerLost { job, fencing, reason: e.to_string() }).await,
                 Err(e) => {
                     self.timeout_if_due(w, now_ms).await?;
-                    Err(e.to_string())
+                    return Err(e.to_string());
                 }
-            };
+            }
+            // Observed at once: a worker that starts quickly is reported started in this tick.
         }
         match provider.observe(&name).await {
             Ok(o) => self.report(provider, w, &name, &o, now_ms).await,
@@ -363,11 +423,18 @@ impl Tick<'_> {
             }
         };
         self.applied_up_to(read_index).await;
-        let orphans = {
+        // Checked a chunk of names per read lock: a large fleet lists many workers, and `apply`
+        // must not wait behind the whole list. A later state only knows more of what is live.
+        let mut orphaned = Vec::new();
+        for chunk in names.chunks(DRIVE_CHUNK) {
             let data = self.state.read();
-            let live: BTreeSet<String> = data.state.assignments().map(|a| flotilla_providers::worker_name(a.job, a.attempt)).collect();
-            orphans(&names, data.last_applied.map_or(0, |l| l.index), read_index, &live)
-        };
+            let live = |name: &str| {
+                flotilla_providers::parse_worker_name(name)
+                    .is_some_and(|(job, attempt)| data.state.assignments_of(job).any(|a| a.attempt == attempt))
+            };
+            orphaned.extend(orphans(chunk, data.last_applied.map_or(0, |l| l.index), read_index, live));
+        }
+        let orphans = orphaned;
         for name in &orphans {
             if !self.raft.is_leader() {
                 return;
@@ -399,14 +466,14 @@ impl Tick<'_> {
     }
 }
 
-/// The listed workers no live assignment accounts for, or none at all while the state that
-/// says which are live has not applied `read_index` (obtained after listing): a lagging state
-/// would call a worker of a just-committed assignment an orphan.
-fn orphans(listed: &[String], applied_index: u64, read_index: u64, live: &BTreeSet<String>) -> Vec<String> {
+/// The listed workers no live assignment accounts for (`live` says which are), or none at all
+/// while the state that says which are live has not applied `read_index` (obtained after
+/// listing): a lagging state would call a worker of a just-committed assignment an orphan.
+fn orphans(listed: &[String], applied_index: u64, read_index: u64, live: impl Fn(&str) -> bool) -> Vec<String> {
     if applied_index < read_index {
         return Vec::new();
     }
-    listed.iter().filter(|n| !live.contains(*n)).cloned().collect()
+    listed.iter().filter(|n| !live(n)).cloned().collect()
 }
 
 fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
@@ -423,15 +490,14 @@ fn jitter() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::orphans;
-    use std::collections::BTreeSet;
 
     #[test]
     fn no_orphan_is_named_from_a_state_behind_the_read_index() {
         let listed = vec!["j1-a1".to_string(), "j2-a1".to_string()];
-        let live = BTreeSet::from(["j1-a1".to_string()]);
+        let live = |n: &str| n == "j1-a1";
         // j2's assignment was committed at index 10 but this state has applied only 9: the
         // worker is not an orphan, whatever the state says (the bug the chaos harness found).
-        assert!(orphans(&listed, 9, 10, &live).is_empty());
-        assert_eq!(orphans(&listed, 10, 10, &live), vec!["j2-a1".to_string()]);
+        assert!(orphans(&listed, 9, 10, live).is_empty());
+        assert_eq!(orphans(&listed, 10, 10, live), vec!["j2-a1".to_string()]);
     }
 }

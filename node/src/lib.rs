@@ -14,6 +14,7 @@ mod pb;
 pub mod proposer;
 pub mod providers;
 pub mod raft_service;
+pub mod report_batcher;
 pub mod settings;
 pub mod telemetry;
 pub mod applied_observer;

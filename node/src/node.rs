@@ -99,7 +99,7 @@ impl RunningNode {
             tasks.push(tokio::spawn(publisher.run(shutdown_rx.clone())));
         }
 
-        let leader_config = crate::leader::LeaderConfig { tick_ms: settings.leader_tick_ms, policy: Default::default() };
+        let leader_config = crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms);
         let parts = crate::leader::LeaderParts { raft: raft.clone(), state: state.clone(), proposer: app_proposer, providers, metrics: metrics.clone() };
         tasks.push(tokio::spawn(crate::leader::run(parts, leader_config, shutdown_rx.clone())));
         let observer = crate::applied_observer::AppliedObserver { raft: raft.clone(), state: state.clone(), metrics: metrics.clone() };

@@ -81,6 +81,7 @@ pub struct NodeMetrics {
     pub scheduler_plan_seconds: Histogram,
     pub scheduler_placements: Counter,
     pub scheduler_rejected_placements: Counter,
+    pub leader_report_batch_commands: Histogram,
     pub worker_create_seconds: Family<ProviderLabel, Histogram>,
     pub job_duration_seconds: Family<OutcomeLabel, Histogram>,
     pub events_published: Counter,
@@ -122,6 +123,7 @@ impl Default for NodeMetrics {
             scheduler_plan_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             scheduler_placements: Counter::default(),
             scheduler_rejected_placements: Counter::default(),
+            leader_report_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             worker_create_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 16))),
             job_duration_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.1, 2.0, 18))),
             events_published: Counter::default(),
@@ -154,6 +156,7 @@ impl Default for NodeMetrics {
         r.register("scheduler_plan_seconds", "From scheduling to the plan's commit (as leader)", m.scheduler_plan_seconds.clone());
         r.register("scheduler_placements", "Placements accepted by apply", m.scheduler_placements.clone());
         r.register("scheduler_rejected_placements", "Placements apply refused (stale plans)", m.scheduler_rejected_placements.clone());
+        r.register("leader_report_batch_commands", "Worker reports committed per Raft entry (as leader)", m.leader_report_batch_commands.clone());
         r.register("worker_create_seconds", "Provider create call latency, by provider", m.worker_create_seconds.clone());
         r.register("job_duration_seconds", "Run time of finished attempts (start to finish), by outcome", m.job_duration_seconds.clone());
         r.register("events_published", "Events acknowledged by NATS JetStream (published as leader)", m.events_published.clone());

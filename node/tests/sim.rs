@@ -26,3 +26,30 @@ async fn sim_pools_place_and_finish_jobs() {
     let (_, pools) = c.get(1, "/v1/pools?consistency=linearizable").await;
     assert_eq!(pools["items"][0]["workers"], 0, "capacity released: {pools}");
 }
+
+/// Reads one sample of node 1's metrics (`name` with no labels), or 0 if absent.
+async fn metric(c: &Cluster, name: &str) -> f64 {
+    let text = c.http.get(c.node(1).url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_workers_report_through_shared_raft_entries() {
+    let c = Cluster::start(1, &["--sim-duration-ms", "20", "--leader-tick-ms", "50"]).await;
+    let pool = json!({ "name": "sim", "provider": "sim", "capacity": { "cpu_millis": 100_000, "memory_mib": 100_000 }, "max_workers": 400 });
+    assert_eq!(c.post(1, "/v1/pools", pool).await.0, 201);
+    let jobs: Vec<_> =
+        (0..300).map(|i| json!({ "name": format!("j{i}"), "steps": ["sim"], "resources": { "cpu_millis": 10, "memory_mib": 10 } })).collect();
+    let (s, v) = c.post(1, "/v1/pipelines", json!({ "name": "wide", "jobs": jobs })).await;
+    assert_eq!(s, 201, "{v}");
+    let p = v["pipeline"].as_u64().unwrap();
+    let done = c.wait_get(1, &format!("/v1/pipelines/{p}"), "pipeline finished", |_, v| v["state"] != "RUNNING").await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    // Each job needs at least created, started and exited reports: 900 commands or more.
+    let commands = metric(&c, "flotilla_leader_report_batch_commands_sum").await;
+    let entries = metric(&c, "flotilla_leader_report_batch_commands_count").await;
+    assert!(commands >= 900.0, "{commands} reports committed");
+    assert!(entries > 0.0 && entries * 4.0 <= commands, "{commands} reports in {entries} entries: not batched");
+}

@@ -35,7 +35,7 @@ pub use guarded::{GuardConfig, Guarded};
 pub use kubernetes::{KubernetesConfig, KubernetesProvider};
 pub use kubernetes_pod::PodView;
 pub use process::{ProcessConfig, ProcessProvider};
-pub use provider::{worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
+pub use provider::{parse_worker_name, worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
 pub use provider_set::ProviderSet;
 pub use sim::{SimConfig, SimProvider};
 pub use tombstones::Tombstones;

@@ -34,6 +34,16 @@ pub fn worker_name(job: JobId, attempt: u32) -> String {
     format!("j{}-a{attempt}", job.0)
 }
 
+/// The job and attempt a `worker_name` names; `None` for any other text.
+pub fn parse_worker_name(name: &str) -> Option<(JobId, u32)> {
+    let (job, attempt) = name.strip_prefix('j')?.split_once("-a")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(job) || !digits(attempt) {
+        return None;
+    }
+    Some((JobId(job.parse().ok()?), attempt.parse().ok()?))
+}
+
 /// What the provider sees of one worker now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
@@ -104,5 +114,19 @@ pub trait WorkerProvider: Send + Sync + 'static {
     fn capacity(&self, pool: &PoolSpec) -> impl Future<Output = Result<Option<Resources>, ProviderError>> + Send {
         let _ = pool;
         async { Ok(None) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_names_parse_back_and_other_names_do_not() {
+        assert_eq!(parse_worker_name(&worker_name(JobId(1042), 3)), Some((JobId(1042), 3)));
+        assert_eq!(parse_worker_name(&worker_name(JobId(u64::MAX), u32::MAX)), Some((JobId(u64::MAX), u32::MAX)));
+        for other in ["", "j", "j1", "j1-a", "j-a1", "x1-a1", "j1-a1x", "j+1-a1", "j1-a+1", "j1-a99999999999", "flotilla-j1-a1"] {
+            assert_eq!(parse_worker_name(other), None, "{other:?}");
+        }
     }
 }

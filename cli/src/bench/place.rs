@@ -6,7 +6,9 @@
 //! the pools' live workers until every job is placed. The simulated workers run for
 //! `--job-duration-ms` (long by default), so a placed job stays counted. Placements per second
 //! are measured from the first submission to the last placement, through the real write
-//! path: REST, Raft quorum fsync, `ApplyPlan` re-checked in `apply`.
+//! path: REST, Raft quorum fsync, `ApplyPlan` re-checked in `apply`. Then it waits until every
+//! job is RUNNING (its worker created and reported started through Raft by the leader's drive
+//! loop) and reports that time too: a placement is a decision, a running job is the outcome.
 
 use crate::client::Client;
 use anyhow::Context;
@@ -93,6 +95,16 @@ async fn placed(http: &reqwest::Client, server: &str, prefix: &str) -> anyhow::R
         .sum())
 }
 
+/// Jobs RUNNING in `server`'s applied state, from its `/metrics`.
+async fn running(http: &reqwest::Client, server: &str) -> anyhow::Result<u64> {
+    let text = http.get(format!("{server}/metrics")).send().await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("flotilla_jobs{state=\"RUNNING\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
 pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.pools > 0 && args.jobs > 0 && args.jobs_per_pipeline > 0, "--pools, --jobs and --jobs-per-pipeline must be at least 1");
     let servers: Arc<Vec<String>> = Arc::new(client.servers().to_vec());
@@ -173,11 +185,31 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
     println!("placed {} jobs on {} pools in {placed_all_s:.1} s: {rate:.0} placements/s end to end", args.jobs, args.pools);
     println!("  submissions took {submitted_s:.1} s ({:.0} jobs/s)", args.jobs as f64 / submitted_s);
     println!("  ratio to Nomad's C1M (3,300 placements/s): {:.2}", rate / NOMAD_C1M_PLACEMENTS_PER_S);
+
+    println!("waiting for every job to be RUNNING (workers created and started)");
+    let mut last_report = Instant::now();
+    let running_all_s = loop {
+        let n = running(&http, &servers[0]).await.unwrap_or(0);
+        if n >= args.jobs {
+            break t0.elapsed().as_secs_f64();
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            println!("  running {n} of {} after {:.0} s", args.jobs, t0.elapsed().as_secs_f64());
+            last_report = Instant::now();
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out with {n} of {} running", args.jobs);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let running_rate = args.jobs as f64 / running_all_s;
+    println!("all {} jobs RUNNING after {running_all_s:.1} s: {running_rate:.0} jobs started/s end to end", args.jobs);
+    println!("  ratio to Nomad's C1M: {:.2}", running_rate / NOMAD_C1M_PLACEMENTS_PER_S);
     if let Some(path) = &args.json {
         let doc = json!({
             "pools": args.pools, "jobs": args.jobs, "jobs_per_pipeline": args.jobs_per_pipeline, "clients": args.clients,
             "submitted_s": submitted_s, "placed_all_s": placed_all_s, "placements_per_s": rate,
-            "ratio_to_nomad_c1m": rate / NOMAD_C1M_PLACEMENTS_PER_S
+            "ratio_to_nomad_c1m": rate / NOMAD_C1M_PLACEMENTS_PER_S,
+            "running_all_s": running_all_s, "started_per_s": running_rate,
+            "started_ratio_to_nomad_c1m": running_rate / NOMAD_C1M_PLACEMENTS_PER_S
         });
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
     }

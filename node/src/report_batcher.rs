@@ -1,0 +1,114 @@
+//! The leader's worker reports, committed many to an entry.
+//!
+//! Driving thousands of workers yields thousands of small commands per tick (created, started,
+//! step, output, exit), and one Raft entry each would make the log the bottleneck: each entry
+//! costs a replication round and an apply on every node. The drive loop's tasks hand their
+//! commands to the batcher and wait for their own answer; the batcher proposes what has
+//! gathered as one `Command::Batch` while the previous batch commits. There is no timer: an
+//! idle leader commits a lone report at once, a busy one fills batches (as group commit does
+//! for fsyncs). Each command is still accepted or refused on its own by `apply`.
+
+use crate::node_metrics::NodeMetrics;
+use crate::proposer::{wall_clock_ms, ProposeError, Proposer};
+use flotilla_state_machine::{Command, Proposal, Response, MAX_BATCH_COMMANDS};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Bounds of the batcher.
+#[derive(Clone, Copy, Debug)]
+pub struct BatcherConfig {
+    /// Commands waiting for a batch at most; submitters wait for room beyond that.
+    pub queue_commands: usize,
+    /// Commands in one batch at most (capped at `MAX_BATCH_COMMANDS`).
+    pub max_batch_commands: usize,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        BatcherConfig { queue_commands: 4096, max_batch_commands: 1024 }
+    }
+}
+
+struct Waiting {
+    command: Command,
+    reply: oneshot::Sender<Result<Response, ProposeError>>,
+}
+
+/// The submitting side: cheap to share among the drive loop's tasks.
+#[derive(Clone)]
+pub struct ReportBatcher {
+    tx: mpsc::Sender<Waiting>,
+}
+
+/// The committing side, run by the leader loop until it stops.
+pub struct BatchLoop {
+    rx: mpsc::Receiver<Waiting>,
+    max_batch_commands: usize,
+}
+
+impl ReportBatcher {
+    pub fn new(config: BatcherConfig) -> (ReportBatcher, BatchLoop) {
+        let (tx, rx) = mpsc::channel(config.queue_commands.max(1));
+        let max_batch_commands = config.max_batch_commands.clamp(1, MAX_BATCH_COMMANDS);
+        (ReportBatcher { tx }, BatchLoop { rx, max_batch_commands })
+    }
+
+    /// Commits `command` in the next batch and returns `apply`'s answer to it.
+    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        let stopped = || ProposeError::Failed("the leader's report batcher stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Waiting { command, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl BatchLoop {
+    pub async fn run(mut self, proposer: &Proposer, metrics: &NodeMetrics, mut stop: watch::Receiver<bool>) {
+        loop {
+            let first = tokio::select! {
+                w = self.rx.recv() => match w {
+                    Some(w) => w,
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch_commands {
+                match self.rx.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+            metrics.leader_report_batch_commands.observe(batch.len() as f64);
+            commit(proposer, batch).await;
+        }
+    }
+}
+
+/// Proposes one batch (a lone command as itself) and answers every submitter.
+async fn commit(proposer: &Proposer, mut batch: Vec<Waiting>) {
+    if batch.len() == 1 {
+        let Waiting { command, reply } = batch.pop().expect("one command");
+        let _ = reply.send(proposer.propose_local(Proposal::new(wall_clock_ms(), command)).await);
+        return;
+    }
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
+    let count = commands.len();
+    match proposer.propose_local(Proposal::new(wall_clock_ms(), Command::Batch { commands })).await {
+        Ok(Response::Batch { responses }) if responses.len() == count => {
+            for (reply, response) in replies.into_iter().zip(responses) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        Ok(other) => {
+            let e = ProposeError::Failed(format!("a batch of {count} reports was answered {other:?}"));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
