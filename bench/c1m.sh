@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The scheduler at C1M scale: a 3-node cluster with the `sim` provider places --jobs jobs on
 # --pools simulated pools through the real write path (`flotilla bench place`), then reports
-# placements per second end to end and the ratio to Nomad's C1M (3,300/s), and the leader's
-# resident memory with every job in its state.
+# placements per second end to end, the time until every job is RUNNING, the ratios to
+# Nomad's C1M (3,300/s), and the leader's resident memory with every job in its state.
 #
 #   bench/c1m.sh [--pools 5000] [--jobs 1000000] [--jobs-per-pipeline 1000] [--clients 8] [--out DIR]
 #
