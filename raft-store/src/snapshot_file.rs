@@ -58,26 +58,33 @@ impl SnapshotFile {
     }
 
     /// Reads and verifies the whole file, returning header and state.
+    ///
+    /// The checksum is verified in a first pass, before anything is decoded: in a corrupt file
+    /// a length field can say anything, and the decoder would try to allocate it (a flipped
+    /// byte once asked for 7 EB and aborted the process).
     pub fn read_all(&mut self) -> io::Result<(SnapshotHeader, State)> {
-        self.file.seek(SeekFrom::Start(0))?;
         let len = self.len_bytes()?;
         if len < 4 {
             return Err(invalid_data("snapshot file is too short"));
         }
-        let body = (&self.file).take(len - 4);
-        let mut hashing = HashingReader { inner: BufReader::new(body), hasher: crc32fast::Hasher::new() };
-        let header = read_header(&mut hashing)?;
-        let state: State = bincode::serde::decode_from_std_read(&mut hashing, config()).map_err(invalid_data)?;
-        let mut rest = Vec::new();
-        hashing.read_to_end(&mut rest)?;
-        if !rest.is_empty() {
-            return Err(invalid_data(format!("snapshot has {} unread bytes before its checksum", rest.len())));
-        }
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut hashing = HashingReader { inner: BufReader::new((&self.file).take(len - 4)), hasher: crc32fast::Hasher::new() };
+        io::copy(&mut hashing, &mut io::sink())?;
         let computed = hashing.hasher.finalize();
         let mut stored = [0u8; 4];
         (&self.file).read_exact(&mut stored)?;
         if u32::from_le_bytes(stored) != computed {
             return Err(invalid_data("snapshot checksum mismatch"));
+        }
+
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut body = BufReader::new((&self.file).take(len - 4));
+        let header = read_header(&mut body)?;
+        let state: State = bincode::serde::decode_from_std_read(&mut body, config()).map_err(invalid_data)?;
+        let mut rest = Vec::new();
+        body.read_to_end(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(invalid_data(format!("snapshot has {} unread bytes before its checksum", rest.len())));
         }
         Ok((header, state))
     }

@@ -69,10 +69,13 @@ async fn corrupt_or_mismatched_snapshots_are_refused() {
     assert!(other.install_snapshot(&meta, file).await.is_err());
     assert_eq!(other.handle().read().state.jobs().count(), 0, "nothing installed");
 
-    // A snapshot of an older state layout (version byte after the 8-byte magic) is refused by
-    // name, not misread.
+    // A snapshot of an older state layout (version byte after the 8-byte magic, checksum
+    // made valid again) is refused by name, not misread.
     let mut bytes = std::fs::read(&snap.snapshot.path).unwrap();
     bytes[8] = 1;
+    let body = bytes.len() - 4;
+    let crc = crc32fast::hash(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
     let old = dir.path().join("old.snap");
     std::fs::write(&old, &bytes).unwrap();
     let file = flotilla_raft_store::SnapshotFile::open(&old).unwrap();
