@@ -27,7 +27,9 @@ pub struct RejectedPlacement {
 pub enum Response {
     /// `duplicate` is true when an earlier submission with the same idempotency key is returned.
     Submitted { pipeline: PipelineId, jobs: Vec<JobRef>, duplicate: bool },
-    /// The jobs this command moved to CANCELLED (empty when all were already cancelled).
+    /// The jobs this command moved to CANCELLED. A job cancel of a job already cancelled lists
+    /// that job (the answer a retried cancel must give); a pipeline cancel lists only what it
+    /// moved.
     Cancelled { jobs: Vec<JobId> },
     PlanApplied { accepted: Vec<AcceptedPlacement>, rejected: Vec<RejectedPlacement> },
     /// Applied; `changed` is false when the command repeated a change already made.

@@ -112,8 +112,11 @@ fn cancel_of_pending_scheduled_and_running_jobs() {
     assert_eq!(h.job_state(running), JobState::Cancelled);
     assert_eq!(h.state.assignments().count(), 0);
 
-    // Cancelling again is accepted and changes nothing; cancelling a finished job is refused.
-    assert_eq!(h.run(Command::CancelJob { job: running }).0, Response::Cancelled { jobs: vec![] });
+    // Cancelling again is accepted, changes nothing, and answers as the first cancel did for
+    // this job (a cancel retried after a lost answer must not say nothing was cancelled).
+    let (r, events) = h.run(Command::CancelJob { job: running });
+    assert_eq!(r, Response::Cancelled { jobs: vec![running] });
+    assert!(events.is_empty());
 }
 
 #[test]

@@ -4,9 +4,10 @@
 //! The model is one job: `(attempt, rank)` and, once final, which final state. The cluster
 //! moves jobs forward on its own (scheduling, workers, retries, dependants' failures), so the
 //! model lets the state advance at any moment, never back; a final state never changes. A
-//! client's cancel acknowledged as having moved the job makes it CANCELLED at its
-//! linearization point, and only a job not yet final can be moved; an acknowledged cancel that
-//! did not move the job needs it final already. A cancel with an unknown outcome may take
+//! client's cancel acknowledged as listing the job makes it CANCELLED at its linearization
+//! point; it needs the job not final or already CANCELLED (the API lists a cancelled job
+//! again, so that a retried cancel answers as the first attempt would), never SUCCEEDED or
+//! FAILED. An acknowledged cancel that did not list the job needs it final already. A cancel with an unknown outcome may take
 //! effect at any point after its invocation, or never. Failed operations and failed reads
 //! changed nothing and are left out.
 //!
@@ -87,7 +88,13 @@ impl JobModel {
                 }
                 ((attempt, rank) >= (self.attempt, self.rank)).then_some(seen)
             }
-            Action::Cancel { moved: true } => self.final_state.is_none().then_some(self.cancelled()),
+            // A job already cancelled is listed too: a cancel retried after its answer was lost
+            // answers for the job as the first attempt would have.
+            Action::Cancel { moved: true } => match self.final_state {
+                None => Some(self.cancelled()),
+                Some(FinalState::Cancelled) => Some(*self),
+                Some(_) => None,
+            },
             Action::Cancel { moved: false } => self.final_state.is_some().then_some(*self),
             Action::MaybeCancel => Some(if self.final_state.is_some() { *self } else { self.cancelled() }),
         }
@@ -277,6 +284,18 @@ mod tests {
         assert!(!check(&h).valid);
         let h = history(vec![cancel(1, 0.0, 1.0, OpType::Ok, true), read(2, 2.0, 3.0, "CANCELLED", 1)]);
         assert!(check(&h).valid);
+    }
+
+    #[test]
+    fn a_cancel_listing_a_job_already_cancelled_passes_but_not_one_already_finished() {
+        // Two clients cancel the same job (or one cancel is retried): both are told it is
+        // cancelled.
+        let h = history(vec![cancel(1, 0.0, 1.0, OpType::Ok, true), cancel(2, 2.0, 3.0, OpType::Ok, true), read(3, 4.0, 5.0, "CANCELLED", 1)]);
+        assert!(check(&h).valid, "{:?}", check(&h));
+        let h = history(vec![read(1, 0.0, 1.0, "SUCCEEDED", 1), cancel(2, 2.0, 3.0, OpType::Ok, true)]);
+        assert!(!check(&h).valid);
+        let h = history(vec![read(1, 0.0, 1.0, "PENDING", 1), cancel(2, 2.0, 3.0, OpType::Ok, false)]);
+        assert!(!check(&h).valid, "a cancel that listed nothing needs the job final");
     }
 
     #[test]

@@ -222,7 +222,8 @@ impl<T: Serialize> Page<T> {
     }
 }
 
-/// The answer to a cancel command: the jobs it cancelled, or why it was refused.
+/// The answer to a cancel command: the jobs it cancelled (a job cancel of a cancelled job
+/// lists that job), or why it was refused.
 pub fn cancelled(response: flotilla_state_machine::Response) -> Result<Response, ApiError> {
     match response {
         flotilla_state_machine::Response::Cancelled { jobs } => Ok(axum::Json(serde_json::json!({ "cancelled": jobs })).into_response()),

@@ -21,7 +21,10 @@ impl State {
     pub(crate) fn cancel_job(&mut self, cx: &mut Cx, job: JobId) -> Handled {
         let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         match j.state {
-            JobState::Cancelled => Ok(Response::Cancelled { jobs: Vec::new() }),
+            // Already cancelled: answered with the job, as the cancel that did it was. A cancel
+            // whose answer was lost (a leader killed after the commit) and that the proposer
+            // retried would otherwise tell its client that nothing was cancelled.
+            JobState::Cancelled => Ok(Response::Cancelled { jobs: vec![job] }),
             s @ (JobState::Succeeded | JobState::Failed) => Err(Rejection::AlreadyFinished { job, state: s }),
             _ => Ok(Response::Cancelled { jobs: self.cancel_with_dependants(cx, job) }),
         }
