@@ -64,15 +64,11 @@ impl PendingQueue {
     /// the tenants with jobs at that level, by name. Found by skipping from run to run, so the
     /// cost grows with the number of runs, not of jobs.
     pub fn levels(&self) -> impl Iterator<Item = (i32, Vec<&str>)> + '_ {
-        let mut after: Option<u64> = None;
+        // Ranks ascend as priorities descend; each level starts past the previous one.
+        let mut from_rank = Some(0);
         std::iter::from_fn(move || {
-            // The first key past the previous level (ranks ascend as priorities descend).
-            let first = match after {
-                None => self.keys.iter().next(),
-                Some(rank) => self.keys.range(level_start(rank.checked_add(1)?)..).next(),
-            };
-            let rank = first?.priority_rank;
-            after = Some(rank);
+            let rank = self.keys.range(level_start(from_rank?)..).next()?.priority_rank;
+            from_rank = rank.checked_add(1);
             let priority = (i64::from(i32::MAX) - rank as i64) as i32;
             Some((priority, self.tenants_at(rank)))
         })
@@ -88,15 +84,12 @@ impl PendingQueue {
 
     fn tenants_at(&self, rank: u64) -> Vec<&str> {
         let mut tenants = Vec::new();
-        let mut from = level_start(rank);
-        while let Some(key) = self.keys.range(from..).next().filter(|k| k.priority_rank == rank) {
+        let mut next = self.keys.range(level_start(rank)..).next();
+        while let Some(key) = next.filter(|k| k.priority_rank == rank) {
             tenants.push(key.tenant.as_str());
-            // The smallest key after every job of this tenant: the next tenant's first job.
-            from = QueueKey { priority_rank: rank, tenant: key.tenant.clone(), job: JobId(u64::MAX) };
-            match self.keys.range((Bound::Excluded(&from), Bound::Unbounded)).next() {
-                Some(next) if next.priority_rank == rank => from = next.clone(),
-                _ => break,
-            }
+            // The first key past every job of this tenant: the next tenant's first job.
+            let past = QueueKey { priority_rank: rank, tenant: key.tenant.clone(), job: JobId(u64::MAX) };
+            next = self.keys.range((Bound::Excluded(&past), Bound::Unbounded)).next();
         }
         tenants
     }

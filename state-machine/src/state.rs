@@ -53,11 +53,8 @@ impl State {
         // Proposers' clocks may differ; the state's clock never goes back.
         let mut cx = Cx { ctx, now_ms: self.now_ms.max(proposal.now_ms), events: Vec::new() };
         let result = match &proposal.command {
-            Command::SubmitPipeline { tenant, idempotency_key, spec } => {
-                self.submit_pipeline(&mut cx, tenant, idempotency_key.as_deref(), spec, proposal.trace_parent.as_deref())
-            }
             Command::Batch { commands } => self.apply_batch(&mut cx, commands),
-            command => self.apply_command(&mut cx, command),
+            command => self.apply_command(&mut cx, command, proposal.trace_parent.as_deref()),
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
@@ -91,7 +88,8 @@ impl State {
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
             let events_before = cx.events.len();
-            responses.push(match self.apply_command(cx, command) {
+            // Untraced: the entry's trace belongs to the batch, not to one of its commands.
+            responses.push(match self.apply_command(cx, command, None) {
                 Ok(r) => r,
                 Err(rejection) => {
                     debug_assert_eq!(cx.events.len(), events_before, "a rejected command emitted events");
@@ -106,12 +104,11 @@ impl State {
         Ok(Response::Batch { responses })
     }
 
-    /// Dispatches one command to its handler; a submission inside a batch is untraced (the
-    /// entry's trace belongs to the batch).
-    fn apply_command(&mut self, cx: &mut Cx, command: &Command) -> Result<Response, crate::Rejection> {
+    /// Dispatches one command to its handler. `trace_parent` is kept by a submitted pipeline.
+    fn apply_command(&mut self, cx: &mut Cx, command: &Command, trace_parent: Option<&str>) -> Result<Response, crate::Rejection> {
         match command {
             Command::SubmitPipeline { tenant, idempotency_key, spec } => {
-                self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, None)
+                self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, trace_parent)
             }
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(cx, *job),

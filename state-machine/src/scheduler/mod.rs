@@ -65,13 +65,13 @@ pub fn schedule_explained(state: &State, policy: &SchedulerPolicy, now_ms: u64) 
                 unplaced.push(Unplaced { job: job.id, why: "tenant quota" });
                 continue;
             }
-            let Some(pool) = pools.choose(&job.spec) else {
+            let Some(slot) = pools.choose(&job.spec) else {
                 unplaced.push(Unplaced { job: job.id, why: "no pool has room" });
                 continue;
             };
-            pools.take(pool, &job.spec.resources);
+            pools.take(slot, &job.spec.resources);
             turns.charge(turn, &job.spec.resources);
-            plan.placements.push(Placement { job: job.id, attempt: job.attempt, pool: pool.to_string() });
+            plan.placements.push(Placement { job: job.id, attempt: job.attempt, pool: pools.name(slot).to_string() });
         }
     }
     (plan, unplaced)

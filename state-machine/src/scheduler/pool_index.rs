@@ -37,11 +37,10 @@ struct Slot<'a> {
     workers_left: u32,
 }
 
-/// The pools that can take one class, best first.
+/// The pools that can take one class, best first. A slot not in it (it could never run the
+/// class, or has no room for it) never enters it again in this plan: room only shrinks.
 struct ClassSet {
     req: Resources,
-    /// Per slot: whether the pool could ever run the class (labels, images, size).
-    static_fit: Vec<bool>,
     /// Per slot: its key in `ranked`, if it is there.
     ranked_as: Vec<Option<Rank>>,
     ranked: BTreeSet<(Rank, usize)>,
@@ -74,31 +73,35 @@ impl<'a> PoolIndex<'a> {
         self.open > 0
     }
 
-    /// The best pool for `job`, or `None` if no pool has room for it.
-    pub(super) fn choose(&mut self, job: &'a JobSpec) -> Option<&'a str> {
+    /// The slot of the best pool for `job`, or `None` if no pool has room for it.
+    pub(super) fn choose(&mut self, job: &'a JobSpec) -> Option<usize> {
         let key = ClassKey::of(job);
         if !self.classes.contains_key(&key) && self.classes.len() >= self.max_classes {
             return self.choose_by_scan(job);
         }
         let (slots, strategy) = (&self.slots, self.strategy);
         let set = self.classes.entry(key).or_insert_with(|| ClassSet::build(slots, job, strategy));
-        set.ranked.first().map(|&(_, slot)| self.slots[slot].pool.name())
+        set.ranked.first().map(|&(_, slot)| slot)
+    }
+
+    /// The name of the pool in `slot`.
+    pub(super) fn name(&self, slot: usize) -> &'a str {
+        self.slots[slot].pool.name()
     }
 
     /// The same choice by ranking every pool: for classes past `max_classes`.
-    fn choose_by_scan(&self, job: &JobSpec) -> Option<&'a str> {
+    fn choose_by_scan(&self, job: &JobSpec) -> Option<usize> {
         self.slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.pool.can_ever_run(job))
             .filter_map(|(i, s)| rank(s.pool, s.free, s.workers_left, &job.resources, self.strategy).map(|r| (r, i)))
             .min()
-            .map(|(_, i)| self.slots[i].pool.name())
+            .map(|(_, i)| i)
     }
 
-    /// Takes `req` and one worker from the pool named `pool`, re-ranking it in every class.
-    pub(super) fn take(&mut self, pool: &str, req: &Resources) {
-        let Ok(slot) = self.slots.binary_search_by(|s| s.pool.name().cmp(pool)) else { return };
+    /// Takes `req` and one worker from the pool in `slot`, re-ranking it in every class.
+    pub(super) fn take(&mut self, slot: usize, req: &Resources) {
         let s = &mut self.slots[slot];
         s.free = s.free.saturating_sub(req);
         s.workers_left = s.workers_left.saturating_sub(1);
@@ -115,23 +118,17 @@ impl<'a> PoolIndex<'a> {
 impl ClassSet {
     fn build(slots: &[Slot<'_>], job: &JobSpec, strategy: Strategy) -> Self {
         let req = job.resources;
-        let static_fit: Vec<bool> = slots.iter().map(|s| s.pool.can_ever_run(job)).collect();
         let ranked_as: Vec<Option<Rank>> = slots
             .iter()
-            .zip(&static_fit)
-            .map(|(s, &fit)| if fit { rank(s.pool, s.free, s.workers_left, &req, strategy) } else { None })
+            .map(|s| if s.pool.can_ever_run(job) { rank(s.pool, s.free, s.workers_left, &req, strategy) } else { None })
             .collect();
         let ranked = ranked_as.iter().enumerate().filter_map(|(i, r)| r.map(|r| (r, i))).collect();
-        ClassSet { req, static_fit, ranked_as, ranked }
+        ClassSet { req, ranked_as, ranked }
     }
 
     fn rerank(&mut self, slot: usize, s: &Slot<'_>, strategy: Strategy) {
-        if !self.static_fit[slot] {
-            return;
-        }
-        if let Some(old) = self.ranked_as[slot].take() {
-            self.ranked.remove(&(old, slot));
-        }
+        let Some(old) = self.ranked_as[slot].take() else { return };
+        self.ranked.remove(&(old, slot));
         let new = rank(s.pool, s.free, s.workers_left, &self.req, strategy);
         if let Some(r) = new {
             self.ranked.insert((r, slot));

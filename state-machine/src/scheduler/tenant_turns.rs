@@ -11,6 +11,8 @@ struct Turn<'a> {
     tenant: &'a str,
     run: TenantRun<'a>,
     exhausted: bool,
+    /// Resources and job count the tenant holds, plus what this plan gave it.
+    used: (Resources, u32),
 }
 
 /// The tenants of the current priority level and their progress through their queues, and
@@ -18,28 +20,25 @@ struct Turn<'a> {
 pub(super) struct TenantTurns<'a> {
     state: &'a State,
     turns: Vec<Turn<'a>>,
-    /// Per turn: resources and job count held by the tenant, plus what this plan gave it.
-    used: Vec<(Resources, u32)>,
     /// What this plan gave each tenant so far, across levels.
     charged: BTreeMap<&'a str, (Resources, u32)>,
 }
 
 impl<'a> TenantTurns<'a> {
     pub(super) fn new(state: &'a State) -> Self {
-        TenantTurns { state, turns: Vec::new(), used: Vec::new(), charged: BTreeMap::new() }
+        TenantTurns { state, turns: Vec::new(), charged: BTreeMap::new() }
     }
 
     /// Starts the turns of the tenants with jobs at `priority`.
     pub(super) fn start_level(&mut self, priority: i32, tenants: &[&'a str]) {
         let state = self.state;
-        self.turns =
-            tenants.iter().map(|&tenant| Turn { tenant, run: state.pending_queue().jobs_of(priority, tenant), exhausted: false }).collect();
-        self.used = tenants
+        self.turns = tenants
             .iter()
             .map(|&tenant| {
                 let held = state.tenant(tenant).map_or((Resources::ZERO, 0), |t| (t.allocated, t.running_jobs));
                 let (res, jobs) = self.charged.get(tenant).copied().unwrap_or((Resources::ZERO, 0));
-                (held.0.checked_add(&res).unwrap_or(held.0), held.1 + jobs)
+                let used = (held.0.checked_add(&res).unwrap_or(held.0), held.1 + jobs);
+                Turn { tenant, run: state.pending_queue().jobs_of(priority, tenant), exhausted: false, used }
             })
             .collect();
     }
@@ -51,7 +50,7 @@ impl<'a> TenantTurns<'a> {
             .iter()
             .enumerate()
             .filter(|(_, t)| !t.exhausted)
-            .min_by_key(|(i, t)| (self.used[*i].0.dominant_share_ppm(total), t.tenant))
+            .min_by_key(|(_, t)| (t.used.0.dominant_share_ppm(total), t.tenant))
             .map(|(i, _)| i)
     }
 
@@ -77,13 +76,14 @@ impl<'a> TenantTurns<'a> {
 
     /// Whether the tenant's quota admits one more job asking `req`.
     pub(super) fn quota_admits(&self, turn: usize, req: &Resources) -> bool {
-        let used = &self.used[turn];
-        self.state.tenant(self.turns[turn].tenant).and_then(|x| x.quota.as_ref()).is_none_or(|q| q.admits(&used.0, used.1, req))
+        let t = &self.turns[turn];
+        self.state.tenant(t.tenant).and_then(|x| x.quota.as_ref()).is_none_or(|q| q.admits(&t.used.0, t.used.1, req))
     }
 
     /// Counts a placement of `req` against the tenant.
     pub(super) fn charge(&mut self, turn: usize, req: &Resources) {
-        for used in [&mut self.used[turn], self.charged.entry(self.turns[turn].tenant).or_insert((Resources::ZERO, 0))] {
+        let t = &mut self.turns[turn];
+        for used in [&mut t.used, self.charged.entry(t.tenant).or_insert((Resources::ZERO, 0))] {
             used.0 = used.0.checked_add(req).unwrap_or(used.0);
             used.1 += 1;
         }
