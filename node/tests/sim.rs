@@ -3,6 +3,7 @@
 //! such provider and its jobs wait.
 
 mod common;
+use common::metrics_text::scrape;
 use common::*;
 use serde_json::json;
 
@@ -27,14 +28,6 @@ async fn sim_pools_place_and_finish_jobs() {
     assert_eq!(pools["items"][0]["workers"], 0, "capacity released: {pools}");
 }
 
-/// Reads one sample of node 1's metrics (`name` with no labels), or 0 if absent.
-async fn metric(c: &Cluster, name: &str) -> f64 {
-    let text = c.http.get(c.node(1).url("/metrics")).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_workers_report_through_shared_raft_entries() {
     let c = Cluster::start(1, &["--sim-duration-ms", "20", "--leader-tick-ms", "50"]).await;
@@ -48,8 +41,9 @@ async fn many_workers_report_through_shared_raft_entries() {
     let done = c.wait_get(1, &format!("/v1/pipelines/{p}"), "pipeline finished", |_, v| v["state"] != "RUNNING").await;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     // Each job needs at least created, started and exited reports: 900 commands or more.
-    let commands = metric(&c, "flotilla_leader_report_batch_commands_sum").await;
-    let entries = metric(&c, "flotilla_leader_report_batch_commands_count").await;
+    let m = scrape(&c).await;
+    let commands = m.get("flotilla_leader_report_batch_commands_sum").copied().unwrap_or(0.0);
+    let entries = m.get("flotilla_leader_report_batch_commands_count").copied().unwrap_or(0.0);
     assert!(commands >= 900.0, "{commands} reports committed");
     assert!(entries > 0.0 && entries * 4.0 <= commands, "{commands} reports in {entries} entries: not batched");
 }

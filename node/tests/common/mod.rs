@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod metrics_text;
+
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
