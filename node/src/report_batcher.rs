@@ -64,19 +64,14 @@ impl ReportBatcher {
 impl BatchLoop {
     pub async fn run(mut self, proposer: &Proposer, metrics: &NodeMetrics, mut stop: watch::Receiver<bool>) {
         loop {
-            let first = tokio::select! {
-                w = self.rx.recv() => match w {
-                    Some(w) => w,
-                    None => return,
-                },
+            // Waits for one command, then takes whatever else is already queued.
+            let mut batch = Vec::new();
+            let received = tokio::select! {
+                n = self.rx.recv_many(&mut batch, self.max_batch_commands) => n,
                 _ = stop.changed() => return,
             };
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch_commands {
-                match self.rx.try_recv() {
-                    Ok(w) => batch.push(w),
-                    Err(_) => break,
-                }
+            if received == 0 {
+                return;
             }
             metrics.leader_report_batch_commands.observe(batch.len() as f64);
             commit(proposer, batch).await;
@@ -93,16 +88,15 @@ async fn commit(proposer: &Proposer, mut batch: Vec<Waiting>) {
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
     let count = commands.len();
-    match proposer.propose_local(Proposal::new(wall_clock_ms(), Command::Batch { commands })).await {
-        Ok(Response::Batch { responses }) if responses.len() == count => {
+    let answers = match proposer.propose_local(Proposal::new(wall_clock_ms(), Command::Batch { commands })).await {
+        Ok(Response::Batch { responses }) if responses.len() == count => Ok(responses),
+        Ok(other) => Err(ProposeError::Failed(format!("a batch of {count} reports was answered {other:?}"))),
+        Err(e) => Err(e),
+    };
+    match answers {
+        Ok(responses) => {
             for (reply, response) in replies.into_iter().zip(responses) {
                 let _ = reply.send(Ok(response));
-            }
-        }
-        Ok(other) => {
-            let e = ProposeError::Failed(format!("a batch of {count} reports was answered {other:?}"));
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
             }
         }
         Err(e) => {
