@@ -25,7 +25,7 @@ mod store_stats;
 mod type_config;
 mod wal_syncer;
 
-pub use codec::{decode, encode, FORMAT_VERSION};
+pub use codec::{decode, encode, encode_into, encoded_len, FORMAT_VERSION};
 pub use log_store::LogStore;
 pub use snapshot_file::{SnapshotFile, SnapshotHeader};
 pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
@@ -64,6 +64,13 @@ pub fn open(config: &StoreConfig) -> io::Result<(LogStore, StateMachineStore)> {
         .map_err(io::Error::other)?;
     let stats = Arc::new(StoreStats::default());
     let log = LogStore::new(Arc::new(db), stats.clone())?;
-    let sm = StateMachineStore::open(&config.dir.join("snapshots"), config.snapshots_to_keep, config.event_journal_capacity_events, stats)?;
+    let purged = log.last_purged_index()?;
+    let sm = StateMachineStore::open(
+        &config.dir.join("snapshots"),
+        config.snapshots_to_keep,
+        config.event_journal_capacity_events,
+        stats,
+        purged,
+    )?;
     Ok((log, sm))
 }

@@ -69,6 +69,11 @@ impl LogStore {
         self.inner.db.cf_handle(name).expect("checked at open")
     }
 
+    /// Index of the last purged entry: the log holds nothing at or below it.
+    pub(crate) fn last_purged_index(&self) -> io::Result<Option<u64>> {
+        Ok(self.get_meta::<LogId>(KEY_LAST_PURGED)?.map(|id| id.index))
+    }
+
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
         match self.db().get_cf(self.cf(CF_META), key).map_err(io::Error::other)? {
             None => Ok(None),

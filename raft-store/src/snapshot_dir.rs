@@ -48,6 +48,46 @@ impl SnapshotDir {
         Ok(target)
     }
 
+    /// Reads the newest snapshot that verifies and that the log can continue from (its index
+    /// at or above `purged_index`). A snapshot that fails to read (checksum, layout) is renamed
+    /// to `*.snap.corrupt`, kept for inspection, and the next older one is tried. With no
+    /// usable snapshot the state starts empty if the log still holds every entry (nothing was
+    /// purged); otherwise the node cannot rebuild its state alone, and the error says how to
+    /// recover it (the procedure is in `docs/operations.md`).
+    pub fn restore(&self, purged_index: Option<u64>) -> io::Result<Option<(SnapshotHeader, flotilla_state_machine::State)>> {
+        let mut refused = Vec::new();
+        for path in self.published()?.into_iter().rev() {
+            match crate::SnapshotFile::open(&path).and_then(|mut f| f.read_all()) {
+                Ok((header, state)) => {
+                    let index = header.last_log_id.as_ref().map_or(0, |id| id.index);
+                    if purged_index.is_none_or(|purged| index >= purged) {
+                        return Ok(Some((header, state)));
+                    }
+                    refused.push(format!("{} ends at index {index}, before the log's start", path.display()));
+                }
+                Err(e) => {
+                    let mut corrupt = path.clone().into_os_string();
+                    corrupt.push(".corrupt");
+                    tracing::error!(snapshot = %path.display(), error = %e, "snapshot unreadable; kept as .corrupt, trying an older one");
+                    fs::rename(&path, &corrupt)?;
+                    refused.push(format!("{}: {e}", path.display()));
+                }
+            }
+        }
+        match purged_index {
+            None => Ok(None),
+            Some(purged) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "no usable snapshot, and the log was purged through index {purged} ({}); this node cannot rebuild its state \
+                     alone: remove it from the cluster, delete its data directory and add it back, and it receives a snapshot \
+                     from the leader (docs/operations.md)",
+                    if refused.is_empty() { "no snapshot files".to_string() } else { refused.join("; ") }
+                ),
+            )),
+        }
+    }
+
     /// The newest published snapshot, if any.
     pub fn latest(&self) -> io::Result<Option<PathBuf>> {
         Ok(self.published()?.pop())

@@ -4,7 +4,7 @@
 //! (bincode), the state (bincode, streamed), and a CRC-32 of everything before it. A file is
 //! written under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
 
-use crate::codec::{config, invalid_data};
+use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
 use crate::{SnapshotMeta, StoredMembership};
 use crate::LogId;
 use flotilla_state_machine::State;
@@ -18,7 +18,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// Version of the snapshot layout, which includes `State`'s: bincode is not self-describing,
 /// so a build refuses a snapshot of another layout by this byte instead of misreading it.
 /// 2: the pending queue is keyed by priority, tenant and job.
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// 3: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
+pub const SNAPSHOT_VERSION: u8 = 3;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +54,9 @@ impl SnapshotFile {
     /// Reads the header only (cheap): used to list snapshots without loading their state.
     pub fn read_header(&mut self) -> io::Result<SnapshotHeader> {
         self.file.seek(SeekFrom::Start(0))?;
+        let len = self.len_bytes()?;
         let mut r = BufReader::new(&self.file);
-        read_header(&mut r)
+        read_header(&mut r, len)
     }
 
     /// Reads and verifies the whole file, returning header and state.
@@ -79,8 +81,8 @@ impl SnapshotFile {
 
         self.file.seek(SeekFrom::Start(0))?;
         let mut body = BufReader::new((&self.file).take(len - 4));
-        let header = read_header(&mut body)?;
-        let state: State = bincode::serde::decode_from_std_read(&mut body, config()).map_err(invalid_data)?;
+        let header = read_header(&mut body, len)?;
+        let state: State = decode_from_read(&mut body, len)?;
         let mut rest = Vec::new();
         body.read_to_end(&mut rest)?;
         if !rest.is_empty() {
@@ -90,7 +92,9 @@ impl SnapshotFile {
     }
 }
 
-fn read_header(r: &mut impl Read) -> io::Result<SnapshotHeader> {
+/// Reads the magic, version and metadata of a snapshot file of `file_len` bytes. The metadata's
+/// length field is checked against the file's length before anything is allocated.
+fn read_header(r: &mut impl Read, file_len: u64) -> io::Result<SnapshotHeader> {
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic)?;
     if &magic != MAGIC {
@@ -103,9 +107,14 @@ fn read_header(r: &mut impl Read) -> io::Result<SnapshotHeader> {
     }
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
-    let mut meta = vec![0u8; u32::from_le_bytes(len) as usize];
+    let meta_len = u32::from_le_bytes(len);
+    if u64::from(meta_len) > file_len {
+        return Err(invalid_data(format!("snapshot metadata of {meta_len} bytes in a file of {file_len}")));
+    }
+    let mut meta = vec![0u8; meta_len as usize];
     r.read_exact(&mut meta)?;
-    let (header, _) = bincode::serde::decode_from_slice(&meta, config()).map_err(invalid_data)?;
+    let (header, _) =
+        with_decode_limit!(meta.len(), |cfg| bincode::serde::decode_from_slice(&meta, cfg).map_err(invalid_data))?;
     Ok(header)
 }
 

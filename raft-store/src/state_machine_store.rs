@@ -64,13 +64,20 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    /// Opens the snapshot directory and restores the newest snapshot, if any.
-    pub(crate) fn open(dir: &Path, snapshots_to_keep: usize, journal_capacity_events: usize, stats: Arc<crate::StoreStats>) -> io::Result<Self> {
+    /// Opens the snapshot directory and restores the newest usable snapshot (see
+    /// `SnapshotDir::restore`). `purged_index` is the log's last purged index: the log can
+    /// replay only what follows it.
+    pub(crate) fn open(
+        dir: &Path,
+        snapshots_to_keep: usize,
+        journal_capacity_events: usize,
+        stats: Arc<crate::StoreStats>,
+        purged_index: Option<u64>,
+    ) -> io::Result<Self> {
         let snapshots = SnapshotDir::open(dir, snapshots_to_keep)?;
-        let (data, current) = match snapshots.latest()? {
+        let (data, current) = match snapshots.restore(purged_index)? {
             None => (StateMachineData::default(), None),
-            Some(path) => {
-                let (header, state) = SnapshotFile::open(&path)?.read_all()?;
+            Some((header, state)) => {
                 let data = StateMachineData {
                     last_applied: header.last_log_id.clone(),
                     last_membership: header.last_membership.clone(),

@@ -108,3 +108,58 @@ async fn applied_entries_are_journaled_with_their_ids_and_a_restart_resumes_afte
     assert!(reopened.read_after(EventId::START, 100).is_err());
     assert!(reopened.read_after(EventId::new(last.log_index + 1, 0), 100).unwrap().is_empty());
 }
+
+/// A corrupt newest snapshot no longer stops the node from starting: it is kept aside as
+/// `.corrupt` and the older snapshot is restored (the log replays the rest). When the log was
+/// purged past every usable snapshot, opening fails with the recovery procedure instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_newest_snapshot_falls_back_to_an_older_one() {
+    use openraft::storage::RaftLogStorage;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(dir.path());
+    let (older_index, newest_path) = {
+        let (_log, mut sm) = open(&config).unwrap();
+        let first = domain_entries(1, 1);
+        let older_index = first.len() as u64;
+        apply_all(&mut sm, first).await;
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let mut more = vec![membership_entry(1, older_index + 1)];
+        more.push(entry(1, older_index + 2, flotilla_state_machine::Command::CancelPipeline { pipeline: flotilla_state_machine::PipelineId(1) }));
+        apply_all(&mut sm, more).await;
+        let newest = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        (older_index, newest.snapshot.path.clone())
+    };
+    let mut bytes = std::fs::read(&newest_path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&newest_path, &bytes).unwrap();
+
+    {
+        let (_log, mut sm) = open(&config).unwrap();
+        assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, older_index)));
+        let mut corrupt = newest_path.clone().into_os_string();
+        corrupt.push(".corrupt");
+        assert!(std::path::Path::new(&corrupt).exists(), "the corrupt file is kept for inspection");
+        assert!(!newest_path.exists());
+    }
+
+    // Purge the log past the only usable snapshot: the state cannot be rebuilt locally.
+    {
+        let (mut log, _sm) = open(&config).unwrap();
+        log.purge(log_id(1, older_index + 2)).await.unwrap();
+    }
+    for e in std::fs::read_dir(dir.path().join("snapshots")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "snap") {
+            let mut b = std::fs::read(&path).unwrap();
+            let mid = b.len() / 2;
+            b[mid] ^= 0xff;
+            std::fs::write(&path, &b).unwrap();
+        }
+    }
+    let err = match open(&config) {
+        Ok(_) => panic!("opened with no usable snapshot and a purged log"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("remove it from the cluster"), "{err}");
+}

@@ -40,7 +40,9 @@ impl State {
             ensure!(self.pools.contains_key(&a.pool), "assignment of {job} names unknown pool {}", a.pool);
             for (map, key) in [(&mut per_pool, a.pool.as_str()), (&mut per_tenant, a.tenant.as_str())] {
                 let e = map.entry(key).or_insert((Resources::ZERO, 0));
-                e.0 = e.0.checked_add(&a.resources).expect("resource sum overflow");
+                let sum = e.0.checked_add(&a.resources);
+                ensure!(sum.is_some(), "resources of {key} overflow");
+                e.0 = sum.unwrap_or_default();
                 e.1 += 1;
             }
         }
@@ -115,6 +117,22 @@ impl State {
         for key in self.pending.iter() {
             let ok = self.jobs.get(&key.job).is_some_and(|j| j.state == JobState::Pending && crate::QueueKey::new(j.spec.priority, &j.tenant, j.id) == *key);
             ensure!(ok, "queue entry for {} does not match a PENDING job", key.job);
+        }
+        let depth: u64 = self.pending.depth_by_priority().values().sum();
+        ensure!(depth == self.pending.len() as u64, "queue depth by priority sums to {depth}, {} queued", self.pending.len());
+        let indexed: Vec<(JobState, crate::JobId)> = self.index.indexed_jobs().collect();
+        ensure!(indexed.len() == self.jobs.len(), "{} jobs indexed by state, {} jobs", indexed.len(), self.jobs.len());
+        for (state, id) in indexed {
+            ensure!(self.jobs.get(&id).is_some_and(|j| j.state == state), "job {id} indexed as {state} is not");
+        }
+        for (state, n) in self.index.job_counts() {
+            let actual = self.jobs.values().filter(|j| j.state == *state).count() as u64;
+            ensure!(*n == actual, "{n} jobs counted {state}, {actual} are");
+        }
+        let indexed: Vec<_> = self.index.indexed_pipelines().collect();
+        ensure!(indexed.len() == self.pipelines.len(), "{} pipelines indexed, {} pipelines", indexed.len(), self.pipelines.len());
+        for (state, id) in indexed {
+            ensure!(self.pipelines.get(&id).is_some_and(|p| p.state == state), "pipeline {id} indexed as {state:?} is not");
         }
         ensure!(self.idempotency.len() == self.idempotency_expiry.len(), "idempotency table and expiry index differ in size");
         for (exp, tenant, key) in &self.idempotency_expiry {

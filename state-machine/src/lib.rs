@@ -25,6 +25,7 @@ mod response;
 pub mod scheduler;
 mod spec;
 mod state;
+mod state_index;
 mod tenant;
 
 pub use assignment::{Assignment, FencingToken};
@@ -44,4 +45,5 @@ pub use response::{AcceptedPlacement, JobRef, RejectedPlacement, Response};
 pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError};
 pub use pending_queue::{PendingQueue, QueueKey, TenantRun};
 pub use state::State;
+pub use state_index::StateIndex;
 pub use tenant::{Quota, Tenant};

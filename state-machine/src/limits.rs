@@ -3,7 +3,15 @@
 //! Limits live inside the replicated state (changed only by `Command::UpdateLimits`), never in
 //! a node's local configuration: two replicas with different limits would apply the same log
 //! differently.
+//!
+//! `Limits::CEILING` bounds the limits themselves. No `UpdateLimits` can raise a limit past its
+//! ceiling, and the ceilings are chosen so that no sum the state keeps can overflow: every
+//! allocation lives in a pool, a pool offers at most `max_resources`, and there are at most
+//! `max_pools` pools, so `CEILING.max_pools * CEILING.max_resources` must fit the resource
+//! vector's integer types (checked by a unit test below). Arithmetic stays checked all the
+//! same; the ceilings make the checks' failure branches unreachable in practice.
 
+use crate::{Resources, SpecError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +43,14 @@ pub struct Limits {
     pub max_pools: usize,
     /// Most placements one `ApplyPlan` may carry.
     pub max_plan_placements: usize,
+    /// Largest request of one job and largest capacity of one pool, per dimension.
+    pub max_resources: Resources,
+    /// Most workers one pool may run at once.
+    pub max_workers_per_pool: u32,
+    /// Largest pipeline after matrix expansion, in bytes as `JobSpec::size_bytes` counts them
+    /// (every string plus a fixed overhead per item). Checked before anything is expanded, so a
+    /// small submission cannot become a large state on every replica.
+    pub max_pipeline_bytes: u64,
 }
 
 impl Limits {
@@ -57,11 +73,133 @@ impl Limits {
         max_idempotency_key_bytes: 255,
         max_pools: 10_000,
         max_plan_placements: 10_000,
+        // 100,000 cores, 1 PiB of memory, 10,000 GPUs.
+        max_resources: Resources { cpu_millis: 100_000_000, memory_mib: 1 << 30, gpus: 10_000 },
+        max_workers_per_pool: 10_000,
+        max_pipeline_bytes: 4 * 1024 * 1024,
     };
+
+    /// The largest value `UpdateLimits` may set for each limit.
+    pub const CEILING: Limits = Limits {
+        max_name_bytes: 1024,
+        max_value_bytes: 64 * 1024,
+        max_jobs_per_pipeline: 100_000,
+        max_steps_per_job: 10_000,
+        max_step_bytes: 1024 * 1024,
+        max_env_per_job: 10_000,
+        max_labels: 1024,
+        max_needs_per_job: 10_000,
+        max_retries: 1000,
+        max_timeout_ms: 365 * 24 * 3600 * 1000,
+        max_backoff_ms: 7 * 24 * 3600 * 1000,
+        max_priority_abs: 1_000_000,
+        max_log_bytes_per_job: 1 << 30,
+        max_log_chunk_bytes: 4 * 1024 * 1024,
+        idempotency_ttl_ms: 30 * 24 * 3600 * 1000,
+        max_idempotency_key_bytes: 1024,
+        max_pools: 100_000,
+        max_plan_placements: 100_000,
+        max_resources: Resources { cpu_millis: 1 << 40, memory_mib: 1 << 40, gpus: 40_000 },
+        max_workers_per_pool: 40_000,
+        max_pipeline_bytes: 32 * 1024 * 1024,
+    };
+
+    /// Checks every limit against zero (where zero would refuse everything) and its ceiling.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let c = &Limits::CEILING;
+        let checks: [(&str, u64, u64, bool); 23] = [
+            ("max_name_bytes", self.max_name_bytes as u64, c.max_name_bytes as u64, true),
+            ("max_value_bytes", self.max_value_bytes as u64, c.max_value_bytes as u64, false),
+            ("max_jobs_per_pipeline", self.max_jobs_per_pipeline as u64, c.max_jobs_per_pipeline as u64, true),
+            ("max_steps_per_job", self.max_steps_per_job as u64, c.max_steps_per_job as u64, true),
+            ("max_step_bytes", self.max_step_bytes as u64, c.max_step_bytes as u64, true),
+            ("max_env_per_job", self.max_env_per_job as u64, c.max_env_per_job as u64, false),
+            ("max_labels", self.max_labels as u64, c.max_labels as u64, false),
+            ("max_needs_per_job", self.max_needs_per_job as u64, c.max_needs_per_job as u64, false),
+            ("max_retries", u64::from(self.max_retries), u64::from(c.max_retries), false),
+            ("max_timeout_ms", self.max_timeout_ms, c.max_timeout_ms, true),
+            ("max_backoff_ms", self.max_backoff_ms, c.max_backoff_ms, false),
+            ("max_priority_abs", u64::try_from(self.max_priority_abs).unwrap_or(u64::MAX), c.max_priority_abs as u64, false),
+            ("max_log_bytes_per_job", self.max_log_bytes_per_job, c.max_log_bytes_per_job, false),
+            ("max_log_chunk_bytes", self.max_log_chunk_bytes as u64, c.max_log_chunk_bytes as u64, true),
+            ("idempotency_ttl_ms", self.idempotency_ttl_ms, c.idempotency_ttl_ms, false),
+            ("max_idempotency_key_bytes", self.max_idempotency_key_bytes as u64, c.max_idempotency_key_bytes as u64, true),
+            ("max_pools", self.max_pools as u64, c.max_pools as u64, true),
+            ("max_plan_placements", self.max_plan_placements as u64, c.max_plan_placements as u64, true),
+            ("max_resources.cpu_millis", self.max_resources.cpu_millis, c.max_resources.cpu_millis, true),
+            ("max_resources.memory_mib", self.max_resources.memory_mib, c.max_resources.memory_mib, true),
+            ("max_resources.gpus", u64::from(self.max_resources.gpus), u64::from(c.max_resources.gpus), false),
+            ("max_workers_per_pool", u64::from(self.max_workers_per_pool), u64::from(c.max_workers_per_pool), true),
+            ("max_pipeline_bytes", self.max_pipeline_bytes, c.max_pipeline_bytes, true),
+        ];
+        for (name, value, ceiling, nonzero) in checks {
+            let field = format!("limits.{name}");
+            if nonzero && value == 0 {
+                return Err(SpecError::Zero { field });
+            }
+            if value > ceiling {
+                let value = i64::try_from(value).unwrap_or(i64::MAX);
+                return Err(SpecError::OutOfRange { field, value, min: i64::from(nonzero), max: ceiling as i64 });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one resource vector (a job's request or a pool's capacity) against
+    /// `max_resources`, naming the offending field under `at`.
+    pub fn check_resources(&self, at: &str, r: &Resources) -> Result<(), SpecError> {
+        let max = &self.max_resources;
+        let dims = [
+            ("cpu_millis", r.cpu_millis, max.cpu_millis),
+            ("memory_mib", r.memory_mib, max.memory_mib),
+            ("gpus", u64::from(r.gpus), u64::from(max.gpus)),
+        ];
+        for (name, value, max) in dims {
+            if value > max {
+                let value = i64::try_from(value).unwrap_or(i64::MAX);
+                return Err(SpecError::OutOfRange { field: format!("{at}.{name}"), value, min: 0, max: max as i64 });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_and_ceiling_are_valid() {
+        assert_eq!(Limits::DEFAULT.validate(), Ok(()));
+        assert_eq!(Limits::CEILING.validate(), Ok(()));
+    }
+
+    /// The sums the state keeps (a tenant's allocation over every pool, a tenant's running
+    /// jobs) cannot overflow while every pool is within the ceilings.
+    #[test]
+    fn ceilings_keep_every_sum_in_range() {
+        let c = &Limits::CEILING;
+        let pools = c.max_pools as u64;
+        assert!(pools.checked_mul(c.max_resources.cpu_millis).is_some());
+        assert!(pools.checked_mul(c.max_resources.memory_mib).is_some());
+        assert!(u32::try_from(pools * u64::from(c.max_resources.gpus)).is_ok());
+        assert!(u32::try_from(pools * u64::from(c.max_workers_per_pool)).is_ok());
+    }
+
+    #[test]
+    fn a_limit_past_its_ceiling_is_named() {
+        let limits = Limits { max_jobs_per_pipeline: usize::MAX, ..Limits::DEFAULT };
+        let err = limits.validate().unwrap_err();
+        assert_eq!(err.field(), "limits.max_jobs_per_pipeline");
+        let limits = Limits { max_priority_abs: -1, ..Limits::DEFAULT };
+        assert_eq!(limits.validate().unwrap_err().field(), "limits.max_priority_abs");
+        let limits = Limits { max_pools: 0, ..Limits::DEFAULT };
+        assert!(matches!(limits.validate(), Err(SpecError::Zero { .. })));
     }
 }

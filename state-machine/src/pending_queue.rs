@@ -9,7 +9,7 @@
 use crate::JobId;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_set::Range;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// Key of the pending queue: higher priority first, then tenant, then submission order.
@@ -31,20 +31,41 @@ fn rank_of(priority: i32) -> u64 {
     (i64::from(i32::MAX) - i64::from(priority)) as u64
 }
 
+fn priority_of(rank: u64) -> i32 {
+    i32::try_from(i64::from(i32::MAX) - rank as i64).unwrap_or(i32::MIN)
+}
+
 /// The PENDING jobs by `QueueKey`. DAG readiness and backoff are checked by readers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
 pub struct PendingQueue {
     keys: BTreeSet<QueueKey>,
+    /// How many keys each priority has (the `/metrics` queue depth, without a scan).
+    depth: BTreeMap<i32, u64>,
 }
 
 impl PendingQueue {
     pub fn insert(&mut self, key: QueueKey) {
-        self.keys.insert(key);
+        let priority = priority_of(key.priority_rank);
+        if self.keys.insert(key) {
+            *self.depth.entry(priority).or_default() += 1;
+        }
     }
 
     pub fn remove(&mut self, key: &QueueKey) {
-        self.keys.remove(key);
+        let priority = priority_of(key.priority_rank);
+        if self.keys.remove(key)
+            && let Some(n) = self.depth.get_mut(&priority)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.depth.remove(&priority);
+            }
+        }
+    }
+
+    /// Pending jobs by priority (priorities with none are absent).
+    pub fn depth_by_priority(&self) -> &BTreeMap<i32, u64> {
+        &self.depth
     }
 
     pub fn len(&self) -> usize {

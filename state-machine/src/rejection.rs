@@ -35,6 +35,8 @@ pub enum Rejection {
     DuplicatePlacement { job: JobId },
     #[error("pool {pool:?} cannot take job {job} now: {why}")]
     NoCapacity { job: JobId, pool: String, why: String },
+    #[error("job {job} cannot be placed: {what} would overflow")]
+    Overflow { job: JobId, what: String },
     #[error("tenant {tenant:?} quota does not admit job {job}")]
     QuotaExceeded { job: JobId, tenant: String },
     #[error("batch has {count} commands, more than the limit of {max}")]

@@ -40,6 +40,8 @@ pub struct State {
     pub(crate) logs: BTreeMap<JobId, Vec<u8>>,
     /// Last event the leader's publisher had acknowledged by the external stream.
     pub(crate) events_published_through: Option<EventId>,
+    /// Jobs and pipelines by state, and job counts by state, for reads and metrics.
+    pub(crate) index: crate::StateIndex,
 }
 
 impl State {
@@ -198,6 +200,21 @@ impl State {
     /// Live assignments of one job (at most one unless a bug broke the invariants).
     pub fn assignments_of(&self, job: JobId) -> impl Iterator<Item = &Assignment> {
         self.assignments.range((job, 0)..=(job, u32::MAX)).map(|(_, a)| a)
+    }
+
+    /// Jobs with an id greater than `after`, in id order: a range read.
+    pub fn jobs_after(&self, after: JobId) -> impl Iterator<Item = &Job> {
+        self.jobs.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, j)| j)
+    }
+
+    /// Pipelines with an id greater than `after`, in id order: a range read.
+    pub fn pipelines_after(&self, after: PipelineId) -> impl Iterator<Item = &Pipeline> {
+        self.pipelines.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, p)| p)
+    }
+
+    /// The indexes of jobs and pipelines by state.
+    pub fn index(&self) -> &crate::StateIndex {
+        &self.index
     }
 
     /// Jobs in PENDING by priority, tenant and submission order (not all of them ready).

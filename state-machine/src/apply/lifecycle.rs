@@ -21,6 +21,7 @@ impl State {
         if to == JobState::Pending {
             self.pending.insert(QueueKey::new(j.spec.priority, &j.tenant, job));
         }
+        self.index.job_moved(j.state, to, job);
         j.state = to;
         j.updated_at_ms = cx.now_ms;
     }
@@ -46,21 +47,28 @@ impl State {
         }
     }
 
-    /// Removes the assignment of `(job, attempt)` and gives its capacity back.
+    /// Removes the assignment of `(job, attempt)` and gives its capacity back. What is given
+    /// back was added by the placement, so the subtractions cannot underflow while the
+    /// invariants hold (checked after every apply in debug builds); they saturate rather than
+    /// panic, so a release build never aborts on them.
     pub(crate) fn release_assignment(&mut self, cx: &mut Cx, job: JobId, attempt: u32) {
         let Some(a) = self.assignments.remove(&(job, attempt)) else { return };
-        let pool = self.pools.get_mut(&a.pool).expect("assignment names a missing pool");
-        pool.allocated = pool.allocated.checked_sub(&a.resources).expect("pool allocation underflow");
-        pool.workers -= 1;
-        let tenant = self.tenants.get_mut(&a.tenant).expect("assignment names a missing tenant");
-        tenant.allocated = tenant.allocated.checked_sub(&a.resources).expect("tenant allocation underflow");
-        tenant.running_jobs -= 1;
+        if let Some(pool) = self.pools.get_mut(&a.pool) {
+            debug_assert!(a.resources.fits_within(&pool.allocated), "pool allocation underflow");
+            pool.allocated = pool.allocated.saturating_sub(&a.resources);
+            pool.workers = pool.workers.saturating_sub(1);
+        }
+        if let Some(tenant) = self.tenants.get_mut(&a.tenant) {
+            debug_assert!(a.resources.fits_within(&tenant.allocated), "tenant allocation underflow");
+            tenant.allocated = tenant.allocated.saturating_sub(&a.resources);
+            tenant.running_jobs = tenant.running_jobs.saturating_sub(1);
+        }
         cx.emit(Event::WorkerTerminated { job, attempt, pool: a.pool.clone() });
         self.emit_capacity(cx, &a.pool);
     }
 
     pub(crate) fn emit_capacity(&self, cx: &mut Cx, pool: &str) {
-        let p = &self.pools[pool];
+        let Some(p) = self.pools.get(pool) else { return };
         cx.emit(Event::CapacityUpdated {
             pool: pool.to_string(),
             capacity: p.spec.capacity,
@@ -87,7 +95,7 @@ impl State {
             self.fail_job(cx, job, reason);
             return;
         }
-        let next = j.attempt + 1;
+        let next = j.attempt.saturating_add(1);
         let not_before_ms = cx.now_ms.saturating_add(j.spec.retry.backoff_ms(next, jitter_permille));
         self.set_job_state(cx, job, JobState::Pending, true);
         let j = self.jobs.get_mut(&job).expect("job vanished");
@@ -162,7 +170,8 @@ impl State {
                 _ => {}
             }
         }
-        let p = self.pipelines.get_mut(&pipeline).expect("pipeline vanished");
+        let Some(p) = self.pipelines.get_mut(&pipeline) else { return };
+        self.index.pipeline_moved(p.state, state, pipeline);
         p.state = state;
         p.finished_at_ms = Some(cx.now_ms);
         cx.emit(Event::PipelineCompleted { pipeline, state });

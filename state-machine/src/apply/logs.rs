@@ -21,7 +21,9 @@ impl State {
         if offset > j.stream_offset {
             return Err(Rejection::LogGap { job, offset, expected: j.stream_offset });
         }
-        let end = offset + data.len() as u64;
+        // `offset <= stream_offset`, itself a sum of accepted chunk lengths, so this cannot
+        // overflow; checked all the same, as `offset` comes from the command.
+        let end = offset.checked_add(data.len() as u64).ok_or(Rejection::LogGap { job, offset, expected: j.stream_offset })?;
         if end <= j.stream_offset {
             return Ok(Response::Done { changed: false });
         }
@@ -44,11 +46,14 @@ impl State {
             log.extend_from_slice(format!("\n[flotilla] log truncated at {cap} bytes\n").as_bytes());
         }
         let stored_to = log.len() as u64;
-        let j = self.jobs.get_mut(&job).expect("checked");
-        j.stream_offset = end;
-        j.log_bytes = stored_to;
-        j.log_truncated |= truncated;
-        cx.emit(Event::LogAppended { job, attempt, offset: stored_from, len: stored_to - stored_from, truncated: j.log_truncated });
+        let mut log_truncated = truncated;
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.stream_offset = end;
+            j.log_bytes = stored_to;
+            j.log_truncated |= truncated;
+            log_truncated = j.log_truncated;
+        }
+        cx.emit(Event::LogAppended { job, attempt, offset: stored_from, len: stored_to - stored_from, truncated: log_truncated });
         Ok(Response::Done { changed: true })
     }
 }

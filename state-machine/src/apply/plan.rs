@@ -5,7 +5,7 @@
 use super::{Cx, Handled};
 use crate::{
     AcceptedPlacement, Assignment, AttemptRecord, Event, FencingToken, JobState, Placement, Rejection, RejectedPlacement,
-    Response, State,
+    Resources, Response, State,
 };
 use std::collections::BTreeSet;
 
@@ -27,8 +27,8 @@ impl State {
             }
             match self.check_placement(cx.now_ms, p) {
                 Err(reason) => rejected.push(RejectedPlacement { job: p.job, reason }),
-                Ok(()) => {
-                    self.place(cx, p, fencing);
+                Ok(admitted) => {
+                    self.place(cx, p, fencing, admitted);
                     touched_pools.insert(p.pool.clone());
                     accepted.push(AcceptedPlacement { job: p.job, attempt: p.attempt, pool: p.pool.clone(), fencing });
                 }
@@ -40,7 +40,10 @@ impl State {
         Ok(Response::PlanApplied { accepted, rejected })
     }
 
-    fn check_placement(&self, now_ms: u64, p: &Placement) -> Result<(), Rejection> {
+    /// Re-checks one placement against the committed state and computes what it will change,
+    /// with checked arithmetic: every sum a placement makes is known to fit before the first
+    /// mutation, so `place` cannot fail.
+    fn check_placement(&self, now_ms: u64, p: &Placement) -> Result<Admitted, Rejection> {
         let job = self.jobs.get(&p.job).ok_or(Rejection::UnknownJob(p.job))?;
         if job.state != JobState::Pending {
             return Err(Rejection::WrongState { job: p.job, state: job.state, action: "placement".into() });
@@ -68,22 +71,33 @@ impl State {
             };
             return Err(Rejection::NoCapacity { job: p.job, pool: p.pool.clone(), why });
         }
-        if !self.tenants.get(&job.tenant).is_none_or(|t| t.admits(&job.spec.resources)) {
+        let tenant = self.tenants.get(&job.tenant);
+        if !tenant.is_none_or(|t| t.admits(&job.spec.resources)) {
             return Err(Rejection::QuotaExceeded { job: p.job, tenant: job.tenant.clone() });
         }
-        Ok(())
+        let resources = job.spec.resources;
+        let (tenant_allocated, tenant_running) = tenant.map_or((Resources::ZERO, 0), |t| (t.allocated, t.running_jobs));
+        let in_pool = || Rejection::Overflow { job: p.job, what: format!("pool {:?} allocation", p.pool) };
+        let in_tenant = || Rejection::Overflow { job: p.job, what: format!("tenant {:?} allocation", job.tenant) };
+        Ok(Admitted {
+            pool_allocated: pool.allocated.checked_add(&resources).ok_or_else(in_pool)?,
+            pool_workers: pool.workers.checked_add(1).ok_or_else(in_pool)?,
+            tenant_allocated: tenant_allocated.checked_add(&resources).ok_or_else(in_tenant)?,
+            tenant_running: tenant_running.checked_add(1).ok_or_else(in_tenant)?,
+            resources,
+            tenant: job.tenant.clone(),
+        })
     }
 
-    fn place(&mut self, cx: &mut Cx, p: &Placement, fencing: FencingToken) {
-        let job = &self.jobs[&p.job];
-        let resources = job.spec.resources;
-        let tenant_name = job.tenant.clone();
-        let pool = self.pools.get_mut(&p.pool).expect("checked");
-        pool.allocated = pool.allocated.checked_add(&resources).expect("checked to fit");
-        pool.workers += 1;
+    fn place(&mut self, cx: &mut Cx, p: &Placement, fencing: FencingToken, admitted: Admitted) {
+        let Admitted { pool_allocated, pool_workers, tenant_allocated, tenant_running, resources, tenant: tenant_name } = admitted;
+        if let Some(pool) = self.pools.get_mut(&p.pool) {
+            pool.allocated = pool_allocated;
+            pool.workers = pool_workers;
+        }
         let tenant = self.tenants.entry(tenant_name.clone()).or_default();
-        tenant.allocated = tenant.allocated.checked_add(&resources).expect("checked by quota");
-        tenant.running_jobs += 1;
+        tenant.allocated = tenant_allocated;
+        tenant.running_jobs = tenant_running;
         self.assignments.insert(
             (p.job, p.attempt),
             Assignment {
@@ -99,16 +113,27 @@ impl State {
             },
         );
         self.set_job_state(cx, p.job, JobState::Scheduled, false);
-        let job = self.jobs.get_mut(&p.job).expect("checked");
-        job.attempts.push(AttemptRecord {
-            attempt: p.attempt,
-            pool: p.pool.clone(),
-            fencing,
-            scheduled_at_ms: cx.now_ms,
-            started_at_ms: None,
-            finished_at_ms: None,
-            outcome: None,
-        });
+        if let Some(job) = self.jobs.get_mut(&p.job) {
+            job.attempts.push(AttemptRecord {
+                attempt: p.attempt,
+                pool: p.pool.clone(),
+                fencing,
+                scheduled_at_ms: cx.now_ms,
+                started_at_ms: None,
+                finished_at_ms: None,
+                outcome: None,
+            });
+        }
         cx.emit(Event::AssignmentCreated { job: p.job, attempt: p.attempt, pool: p.pool.clone(), fencing, resources });
     }
+}
+
+/// What an admitted placement changes, computed by `check_placement` before any mutation.
+struct Admitted {
+    pool_allocated: Resources,
+    pool_workers: u32,
+    tenant_allocated: Resources,
+    tenant_running: u32,
+    resources: Resources,
+    tenant: String,
 }

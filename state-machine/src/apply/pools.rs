@@ -5,7 +5,7 @@
 
 use super::{Cx, Handled};
 use crate::spec::{validate_label_key, validate_name};
-use crate::{Event, Pool, PoolSpec, Rejection, Resources, Response, SpecError, State};
+use crate::{Event, Limits, Pool, PoolSpec, Rejection, Resources, Response, SpecError, State};
 
 impl State {
     pub(crate) fn register_pool(&mut self, cx: &mut Cx, spec: &PoolSpec) -> Handled {
@@ -32,7 +32,7 @@ impl State {
                 return Err(SpecError::TooLong { field: format!("settings.{k}"), len: v.len(), max }.into());
             }
         }
-        check_capacity(&spec.capacity, spec.max_workers)?;
+        check_capacity(&self.limits, &spec.capacity, spec.max_workers)?;
         if let Some(existing) = self.pools.get(&spec.name) {
             return if &existing.spec == spec { Ok(Response::Done { changed: false }) } else { Err(Rejection::PoolExists(spec.name.clone())) };
         }
@@ -47,7 +47,7 @@ impl State {
     }
 
     pub(crate) fn update_pool_capacity(&mut self, cx: &mut Cx, pool: &str, capacity: Resources, max_workers: u32) -> Handled {
-        check_capacity(&capacity, max_workers)?;
+        check_capacity(&self.limits, &capacity, max_workers)?;
         let p = self.pools.get(pool).ok_or_else(|| Rejection::UnknownPool(pool.to_string()))?;
         if !p.allocated.fits_within(&capacity) || max_workers < p.workers {
             let allocated = format!("{} in {} workers", p.allocated, p.workers);
@@ -56,9 +56,10 @@ impl State {
         if p.spec.capacity == capacity && p.spec.max_workers == max_workers {
             return Ok(Response::Done { changed: false });
         }
-        let p = self.pools.get_mut(pool).expect("checked");
-        p.spec.capacity = capacity;
-        p.spec.max_workers = max_workers;
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.spec.capacity = capacity;
+            p.spec.max_workers = max_workers;
+        }
         self.emit_capacity(cx, pool);
         Ok(Response::Done { changed: true })
     }
@@ -84,15 +85,20 @@ impl State {
     }
 }
 
-fn check_capacity(capacity: &Resources, max_workers: u32) -> Result<(), SpecError> {
+fn check_capacity(limits: &Limits, capacity: &Resources, max_workers: u32) -> Result<(), SpecError> {
     if capacity.cpu_millis == 0 {
         return Err(SpecError::Zero { field: "capacity.cpu_millis".into() });
     }
     if capacity.memory_mib == 0 {
         return Err(SpecError::Zero { field: "capacity.memory_mib".into() });
     }
+    limits.check_resources("capacity", capacity)?;
     if max_workers == 0 {
         return Err(SpecError::Zero { field: "max_workers".into() });
+    }
+    if max_workers > limits.max_workers_per_pool {
+        let max = i64::from(limits.max_workers_per_pool);
+        return Err(SpecError::OutOfRange { field: "max_workers".into(), value: i64::from(max_workers), min: 1, max });
     }
     Ok(())
 }

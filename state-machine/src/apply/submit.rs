@@ -13,7 +13,6 @@ const MAX_TRACE_PARENT_BYTES: usize = 128;
 
 impl State {
     pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, submitted: &PipelineSpec, trace_parent: Option<&str>) -> Handled {
-        self.prune_idempotency(cx.now_ms);
         validate_name("tenant", tenant, &self.limits)?;
         let expanded = submitted.expand_matrix(&self.limits)?;
         let spec = &expanded.spec;
@@ -25,7 +24,11 @@ impl State {
                 let max = self.limits.max_idempotency_key_bytes;
                 return Err(SpecError::TooLong { field: "idempotency_key".into(), len: key.len(), max }.into());
             }
-            if let Some(rec) = self.idempotency.get(&(tenant.to_string(), key.to_string())) {
+            // An expired record is not pruned here (a refused or repeated submission changes
+            // nothing), only ignored; accepted submissions prune below.
+            if let Some(rec) = self.idempotency.get(&(tenant.to_string(), key.to_string()))
+                && rec.expires_at_ms > cx.now_ms
+            {
                 return self.repeat_submission(rec.pipeline, key, spec);
             }
         }
@@ -33,6 +36,7 @@ impl State {
         self.check_some_pool_fits(spec)?;
 
         // Validated: from here on nothing can be rejected.
+        self.prune_idempotency(cx.now_ms);
         self.last_pipeline_id += 1;
         let pipeline_id = PipelineId(self.last_pipeline_id);
         let first_job = self.last_job_id + 1;
@@ -74,10 +78,12 @@ impl State {
                 },
             );
             self.pending.insert(QueueKey::new(job.priority, tenant, id));
+            self.index.job_added(JobState::Pending, id);
             cx.emit(Event::JobRequested { job: id, pipeline: pipeline_id, name: job.name.clone() });
             refs.push(JobRef { name: job.name.clone(), id });
         }
         self.tenants.entry(tenant.to_string()).or_default();
+        self.index.pipeline_added(PipelineState::Running, pipeline_id);
         self.pipelines.insert(
             pipeline_id,
             Pipeline {
@@ -138,8 +144,9 @@ impl State {
             if first.0 > now_ms {
                 break;
             }
-            let (_, tenant, key) = self.idempotency_expiry.pop_first().expect("checked non-empty");
-            self.idempotency.remove(&(tenant, key));
+            if let Some((_, tenant, key)) = self.idempotency_expiry.pop_first() {
+                self.idempotency.remove(&(tenant, key));
+            }
         }
     }
 }

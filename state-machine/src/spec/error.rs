@@ -9,6 +9,8 @@ pub enum SpecError {
     Empty { field: String },
     #[error("{field}: {len} bytes is longer than the limit of {max}")]
     TooLong { field: String, len: usize, max: usize },
+    #[error("{field}: the pipeline would take at least {bytes} bytes once expanded, more than the limit of {max}")]
+    TooLarge { field: String, bytes: u64, max: u64 },
     #[error("{field}: {count} entries is more than the limit of {max}")]
     TooMany { field: String, count: usize, max: usize },
     #[error("{field}: {value:?} may contain only ASCII letters, digits, '-', '_' and '.', and must start with a letter or digit")]
@@ -38,6 +40,7 @@ impl SpecError {
             SpecError::Empty { field }
             | SpecError::TooLong { field, .. }
             | SpecError::TooMany { field, .. }
+            | SpecError::TooLarge { field, .. }
             | SpecError::InvalidName { field, .. }
             | SpecError::DuplicateJob { field, .. }
             | SpecError::UnknownNeed { field, .. }

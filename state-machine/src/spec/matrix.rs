@@ -28,8 +28,10 @@ impl PipelineSpec {
         let mut jobs = Vec::with_capacity(self.jobs.len());
         let mut origin = BTreeMap::new();
         let mut expansions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        // What the expanded jobs may still take, counted before each job is cloned.
+        let mut budget = Budget { left_bytes: limits.max_pipeline_bytes, max_bytes: limits.max_pipeline_bytes, used_bytes: 0 };
         for job in &self.jobs {
-            let expanded = job.expand(limits)?;
+            let expanded = job.expand(limits, &mut budget)?;
             if jobs.len() + expanded.len() > limits.max_jobs_per_pipeline {
                 let count = jobs.len() + expanded.len();
                 return Err(SpecError::TooMany { field: "jobs".into(), count, max: limits.max_jobs_per_pipeline });
@@ -59,8 +61,9 @@ impl PipelineSpec {
 }
 
 impl JobSpec {
-    fn expand(&self, limits: &Limits) -> Result<Vec<JobSpec>, SpecError> {
+    fn expand(&self, limits: &Limits, budget: &mut Budget) -> Result<Vec<JobSpec>, SpecError> {
         if self.matrix.is_empty() {
+            budget.take(format!("jobs[{}]", self.name), self.size_bytes(), 1)?;
             return Ok(vec![self.clone()]);
         }
         let at = |field: &str| format!("jobs[{}].matrix{field}", self.name);
@@ -87,6 +90,20 @@ impl JobSpec {
         if combinations > limits.max_jobs_per_pipeline {
             return Err(SpecError::TooMany { field: at(""), count: combinations, max: limits.max_jobs_per_pipeline });
         }
+        // Each expansion is the job without its matrix, plus one env entry and one name
+        // suffix per axis.
+        let per_axis: u64 = self
+            .matrix
+            .iter()
+            .map(|(key, values)| {
+                let longest = values.iter().map(String::len).max().unwrap_or(0) as u64;
+                2 * ITEM_OVERHEAD_BYTES + key.len() as u64 + 2 * longest
+            })
+            .sum();
+        let matrix_bytes: u64 =
+            self.matrix.iter().map(|(k, vs)| size_of_str(k) + vs.iter().map(|v| size_of_str(v)).sum::<u64>()).sum();
+        let per_job = self.size_bytes().saturating_sub(matrix_bytes).saturating_add(per_axis);
+        budget.take(at(""), per_job, combinations as u64)?;
         let axes: Vec<(&String, &Vec<String>)> = self.matrix.iter().collect();
         let mut jobs = Vec::with_capacity(combinations);
         // An odometer over the axes: the last key varies fastest.
@@ -109,5 +126,49 @@ impl JobSpec {
             }
         }
         Ok(jobs)
+    }
+}
+
+/// Per-item overhead `JobSpec::size_bytes` adds to each string (its header and allocation).
+const ITEM_OVERHEAD_BYTES: u64 = 32;
+
+fn size_of_str(s: &str) -> u64 {
+    ITEM_OVERHEAD_BYTES + s.len() as u64
+}
+
+impl JobSpec {
+    /// The size of this job in memory, approximately: every string's length plus a fixed
+    /// overhead per string and per job. What `Limits::max_pipeline_bytes` bounds.
+    pub fn size_bytes(&self) -> u64 {
+        let map = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| size_of_str(k) + size_of_str(v)).sum::<u64>();
+        let fixed = 256;
+        fixed
+            + size_of_str(&self.name)
+            + self.image.as_deref().map_or(0, size_of_str)
+            + self.steps.iter().map(|s| size_of_str(s)).sum::<u64>()
+            + map(&self.env)
+            + self.needs.iter().map(|n| size_of_str(n)).sum::<u64>()
+            + map(&self.constraints)
+            + self.matrix.iter().map(|(k, vs)| size_of_str(k) + vs.iter().map(|v| size_of_str(v)).sum::<u64>()).sum::<u64>()
+    }
+}
+
+/// The bytes a pipeline's expansion may still take.
+struct Budget {
+    left_bytes: u64,
+    max_bytes: u64,
+    used_bytes: u64,
+}
+
+impl Budget {
+    /// Takes `count` jobs of `each_bytes` from the budget, or refuses naming `field`.
+    fn take(&mut self, field: String, each_bytes: u64, count: u64) -> Result<(), SpecError> {
+        let bytes = each_bytes.saturating_mul(count);
+        self.used_bytes = self.used_bytes.saturating_add(bytes);
+        if bytes > self.left_bytes {
+            return Err(SpecError::TooLarge { field, bytes: self.used_bytes, max: self.max_bytes });
+        }
+        self.left_bytes -= bytes;
+        Ok(())
     }
 }

@@ -38,8 +38,10 @@ impl RetryPolicy {
         let exp = self.backoff_base_ms.saturating_mul(1u64 << retry_number.min(32));
         let capped = exp.min(self.backoff_max_ms);
         let half = capped / 2;
-        let jitter = u64::from(jitter_permille.min(1000));
-        half + (capped - half) * jitter / 1000
+        let jitter = u128::from(jitter_permille.min(1000));
+        // In u128: `capped` may be as large as a `u64`, and times 1000 it would overflow.
+        let spread = (u128::from(capped - half) * jitter / 1000) as u64;
+        half + spread
     }
 }
 
@@ -64,5 +66,8 @@ mod tests {
         assert_eq!(p.backoff_ms(3, 0), 100);
         assert_eq!(p.backoff_ms(3, 500), 150);
         assert_eq!(p.backoff_ms(3, u16::MAX), 200);
+        let huge = RetryPolicy { max_retries: 5, backoff_base_ms: u64::MAX, backoff_max_ms: u64::MAX };
+        assert_eq!(huge.backoff_ms(40, 1000), u64::MAX);
+        assert_eq!(huge.backoff_ms(2, 0), u64::MAX / 2);
     }
 }

@@ -113,6 +113,7 @@ impl JobSpec {
         if self.resources.memory_mib == 0 {
             return Err(SpecError::Zero { field: at("resources.memory_mib") });
         }
+        limits.check_resources(&at("resources"), &self.resources)?;
         let p = i64::from(limits.max_priority_abs);
         check_range(at("priority"), i64::from(self.priority), -p, p)?;
         if self.timeout_ms == 0 {

@@ -1,0 +1,399 @@
+//! Hostile input: `apply` must never panic, whatever a command holds. Every value a client or
+//! a forged proposal can choose is drawn from its extremes (0, 1, `u64::MAX`, `u32::MAX`,
+//! `i32::MIN`, empty and over-long strings, huge matrices), mixed with commands that reach deep
+//! states (placements from the real scheduler, reports with live fencing tokens). After every
+//! entry the invariants hold and a rejected command changed nothing; two replicas applying the
+//! same log end byte-identical.
+//!
+//! `scripts/test-all` runs this file in release mode too: there `apply` skips its debug-only
+//! invariant check, and nothing but checked arithmetic and limits stands between an input and
+//! a panic.
+
+mod common;
+use common::*;
+use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
+use flotilla_state_machine::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn u64x() -> impl Strategy<Value = u64> + Clone {
+    prop_oneof![Just(0), Just(1), Just(u64::MAX), Just(u64::MAX - 1), Just(u64::from(u32::MAX)), Just(1 << 40), 0u64..10_000, any::<u64>()]
+}
+
+fn u32x() -> impl Strategy<Value = u32> + Clone {
+    prop_oneof![Just(0), Just(1), Just(u32::MAX), Just(u32::MAX - 1), 0u32..100, any::<u32>()]
+}
+
+fn i32x() -> impl Strategy<Value = i32> + Clone {
+    prop_oneof![Just(0), Just(1), Just(-1), Just(i32::MAX), Just(i32::MIN), -2000i32..2000, any::<i32>()]
+}
+
+fn text() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        Just(String::new()),
+        "[a-z][a-z0-9]{0,6}",
+        Just("x".repeat(129)),
+        Just("../../etc/passwd".to_string()),
+        Just("é\u{0}\u{202e}".to_string()),
+        "\\PC{0,12}",
+    ]
+}
+
+/// Resource vectors from a few values per dimension, so that a job near `u64::MAX` and a pool
+/// that can hold it are drawn together often.
+fn resources() -> impl Strategy<Value = Resources> + Clone {
+    let wide = || prop_oneof![Just(1u64), Just(4000), Just(u64::MAX / 2 + 1), Just(u64::MAX), u64x()];
+    (wide(), wide(), prop_oneof![Just(0u32), Just(u32::MAX), u32x()]).prop_map(|(c, m, g)| Resources::new(c, m, g))
+}
+
+/// Mostly jobs that pass validation (so histories go deep), some hostile in every field.
+fn job_spec() -> impl Strategy<Value = JobSpec> {
+    prop_oneof![3 => sane_job(), 2 => hostile_job()]
+}
+
+fn sane_job() -> impl Strategy<Value = JobSpec> {
+    let resources = prop_oneof![3 => (1u64..3000).prop_map(|cpu| res(cpu, 256, 0)), 1 => resources()];
+    (any::<bool>(), resources, 0u32..3).prop_map(|(second, resources, retries)| {
+        let mut j = JobSpec::simple(if second { "b" } else { "a" }, "true", resources);
+        j.needs = if second { vec!["a".into()] } else { vec![] };
+        j.timeout_ms = 5_000;
+        j.retry = RetryPolicy { max_retries: retries, backoff_base_ms: 10, backoff_max_ms: 100 };
+        j
+    })
+}
+
+fn hostile_job() -> impl Strategy<Value = JobSpec> {
+    let steps = prop_oneof![
+        Just(vec!["true".to_string()]),
+        Just(vec![]),
+        Just(vec!["x".repeat(65 * 1024)]),
+        prop::collection::vec(text(), 0..4),
+    ];
+    let matrix = prop_oneof![
+        Just(BTreeMap::new()),
+        prop::collection::btree_map("[A-Z]{1,3}", prop::collection::vec("[a-z0-9]{1,4}", 0..12), 0..4),
+        Just(BTreeMap::from([("A".to_string(), vec!["v".repeat(1024); 30]), ("B".to_string(), vec!["w".repeat(1024); 30])])),
+    ];
+    (
+        prop_oneof![Just("a".to_string()), Just("b".to_string()), text()],
+        steps,
+        prop_oneof![resources(), (1u64..4000, 1u64..4000).prop_map(|(c, m)| Resources::new(c, m, 0))],
+        (i32x(), u64x(), u32x(), u64x(), u64x()),
+        matrix,
+        prop::collection::vec(prop_oneof![Just("a".to_string()), Just("b".to_string()), text()], 0..3),
+    )
+        .prop_map(|(name, steps, resources, (priority, timeout_ms, max_retries, base, max), matrix, needs)| JobSpec {
+            steps,
+            priority,
+            timeout_ms,
+            retry: RetryPolicy { max_retries, backoff_base_ms: base, backoff_max_ms: max },
+            matrix,
+            needs,
+            ..JobSpec::simple(&name, "true", resources)
+        })
+}
+
+fn limits() -> impl Strategy<Value = Limits> {
+    prop_oneof![
+        Just(Limits::DEFAULT),
+        Just(Limits::CEILING),
+        (u64x(), u64x(), u32x(), i32x()).prop_map(|(a, b, c, d)| Limits {
+            max_jobs_per_pipeline: a as usize,
+            max_log_bytes_per_job: b,
+            max_retries: c,
+            max_priority_abs: d,
+            max_pipeline_bytes: a,
+            max_resources: Resources::new(b, a, c),
+            max_workers_per_pool: c,
+            ..Limits::CEILING
+        }),
+    ]
+}
+
+/// What a command is about: a live job of the state, or any id at all.
+#[derive(Clone, Debug)]
+enum Target {
+    Live(u8),
+    Any(u64, u64, u64),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Submit(String, Option<String>, Vec<JobSpec>),
+    Schedule,
+    ForgedPlan(Target, u32, String),
+    Pool(String, Resources, u32, bool),
+    Capacity(String, Resources, u32),
+    Drain(String, bool),
+    RemovePool(String),
+    Quota(String, Option<(Resources, u32)>),
+    Limits(Limits),
+    Report(Target, u8, u32, i32, u16),
+    Log(Target, u64, usize),
+    Cancel(Target),
+    Published(u64, u32),
+    Batch(Vec<(Target, u8, u32, i32, u16)>),
+    Clock(u64),
+}
+
+fn target() -> impl Strategy<Value = Target> + Clone {
+    prop_oneof![3 => any::<u8>().prop_map(Target::Live), 1 => (u64x(), u64x(), u64x()).prop_map(|(j, t, i)| Target::Any(j, t, i))]
+}
+
+fn report() -> impl Strategy<Value = (Target, u8, u32, i32, u16)> + Clone {
+    (target(), 0u8..8, u32x(), i32x(), any::<u16>())
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let pool_name = prop_oneof![Just("p1".to_string()), Just("p3".to_string()), Just("p4".to_string()), text()];
+    prop_oneof![
+        3 => (any::<bool>(), sane_job(), sane_job(), any::<bool>()).prop_map(|(two, mut a, mut b, chain)| {
+            a.name = "a".into();
+            a.needs.clear();
+            b.name = "b".into();
+            b.needs = if chain { vec!["a".into()] } else { vec![] };
+            Op::Submit("t".into(), None, if two { vec![a, b] } else { vec![a] })
+        }),
+        2 => (prop_oneof![Just("t".to_string()), text()], prop::option::of(text()), prop::collection::vec(job_spec(), 0..4))
+            .prop_map(|(t, k, jobs)| Op::Submit(t, k, jobs)),
+        3 => Just(Op::Schedule),
+        1 => (target(), u32x(), pool_name.clone()).prop_map(|(t, a, p)| Op::ForgedPlan(t, a, p)),
+        2 => (pool_name.clone(), resources(), u32x(), any::<bool>()).prop_map(|(n, r, w, d)| Op::Pool(n, r, w, d)),
+        // Pools as large as any job can ask for: the shape of the review's reproduction.
+        1 => (prop_oneof![Just("p3".to_string()), Just("p4".to_string())], resources())
+            .prop_map(|(n, r)| Op::Pool(n, Resources::new(r.cpu_millis.max(1), u64::MAX, u32::MAX), 4, false)),
+        1 => (pool_name.clone(), resources(), u32x()).prop_map(|(n, r, w)| Op::Capacity(n, r, w)),
+        1 => (pool_name.clone(), any::<bool>()).prop_map(|(n, d)| Op::Drain(n, d)),
+        1 => pool_name.prop_map(Op::RemovePool),
+        1 => (prop_oneof![Just("t".to_string()), text()], prop::option::of((resources(), u32x()))).prop_map(|(t, q)| Op::Quota(t, q)),
+        1 => limits().prop_map(Op::Limits),
+        6 => report().prop_map(|(t, k, s, c, j)| Op::Report(t, k, s, c, j)),
+        2 => (target(), u64x(), prop_oneof![Just(0usize), Just(10), Just(300 * 1024)]).prop_map(|(t, o, n)| Op::Log(t, o, n)),
+        1 => target().prop_map(Op::Cancel),
+        1 => (u64x(), u32x()).prop_map(|(i, p)| Op::Published(i, p)),
+        1 => prop::collection::vec(report(), 0..5).prop_map(Op::Batch),
+        1 => u64x().prop_map(Op::Clock),
+    ]
+}
+
+fn resolve(state: &State, t: &Target) -> (JobId, FencingToken) {
+    match t {
+        Target::Live(i) => {
+            let live: Vec<&Assignment> = state.assignments().collect();
+            if let Some(a) = (!live.is_empty()).then(|| live[*i as usize % live.len()]) {
+                return (a.job, a.fencing);
+            }
+            let job = state.jobs().nth(*i as usize % state.jobs().count().max(1)).map_or(JobId(1), |j| j.id);
+            (job, FencingToken { term: 1, log_index: 1 })
+        }
+        Target::Any(j, term, index) => (JobId(*j), FencingToken { term: *term, log_index: *index }),
+    }
+}
+
+fn report_command(state: &State, (t, kind, step, code, jitter): &(Target, u8, u32, i32, u16)) -> Command {
+    let (job, fencing) = resolve(state, t);
+    let (step, exit_code, jitter_permille) = (*step % 4, *code, *jitter);
+    match kind {
+        0 => Command::WorkerCreated { job, fencing, worker_id: format!("w{step}") },
+        1 => Command::WorkerStarted { job, fencing },
+        2 => Command::StepStarted { job, fencing, step },
+        3 => Command::StepFinished { job, fencing, step, exit_code },
+        4 => Command::WorkerExited { job, fencing, exit_code, jitter_permille },
+        5 => Command::WorkerLost { job, fencing, reason: "gone".into() },
+        6 => Command::WorkerTerminated { job, fencing, jitter_permille },
+        _ => Command::JobTimedOut { job, fencing },
+    }
+}
+
+fn command(state: &State, op: &Op) -> Option<Command> {
+    Some(match op {
+        Op::Submit(tenant, key, jobs) => Command::SubmitPipeline {
+            tenant: tenant.clone(),
+            idempotency_key: key.clone(),
+            spec: PipelineSpec { name: "hostile".into(), jobs: jobs.clone() },
+        },
+        Op::Schedule => {
+            let policy = SchedulerPolicy { max_placements: 16, ..SchedulerPolicy::default() };
+            Command::ApplyPlan { placements: schedule(state, &policy, state.now_ms()).placements }
+        }
+        Op::ForgedPlan(t, attempt, pool) => {
+            let (job, _) = resolve(state, t);
+            Command::ApplyPlan { placements: vec![Placement { job, attempt: *attempt, pool: pool.clone() }; 2] }
+        }
+        Op::Pool(name, capacity, max_workers, image) => {
+            let provider = if *image { ProviderKind::Docker } else { ProviderKind::Process };
+            Command::RegisterPool { spec: pool(name, provider, *capacity, *max_workers) }
+        }
+        Op::Capacity(name, capacity, max_workers) => {
+            Command::UpdatePoolCapacity { pool: name.clone(), capacity: *capacity, max_workers: *max_workers }
+        }
+        Op::Drain(name, draining) => Command::SetPoolDraining { pool: name.clone(), draining: *draining },
+        Op::RemovePool(name) => Command::RemovePool { pool: name.clone() },
+        Op::Quota(tenant, q) => Command::SetTenantQuota {
+            tenant: tenant.clone(),
+            quota: q.map(|(resources, max_running_jobs)| Quota { resources, max_running_jobs }),
+        },
+        Op::Limits(limits) => Command::UpdateLimits { limits: limits.clone() },
+        Op::Report(t, k, s, c, j) => report_command(state, &(t.clone(), *k, *s, *c, *j)),
+        Op::Log(t, offset, len) => {
+            let (job, fencing) = resolve(state, t);
+            let offset = if *offset == 1 { state.job(job).map_or(0, |j| j.stream_offset) } else { *offset };
+            Command::AppendLog { job, fencing, offset, data: vec![b'o'; *len] }
+        }
+        Op::Cancel(t) => {
+            let (job, _) = resolve(state, t);
+            if job.0 % 2 == 0 { Command::CancelJob { job } } else { Command::CancelPipeline { pipeline: PipelineId(job.0) } }
+        }
+        Op::Published(log_index, position) => Command::RecordEventsPublished { through: EventId { log_index: *log_index, position: *position } },
+        Op::Batch(reports) => Command::Batch { commands: reports.iter().map(|r| report_command(state, r)).collect() },
+        Op::Clock(_) => return None,
+    })
+}
+
+type Log = Vec<(ApplyContext, Proposal, (Response, Vec<Event>))>;
+
+/// Two pools large enough for the generated jobs, so histories reach placements and reports.
+fn start() -> State {
+    let mut s = State::default();
+    for (i, name) in ["p1", "p2"].into_iter().enumerate() {
+        let spec = pool(name, ProviderKind::Process, res(8000, 16_384, 0), 8);
+        s.apply(ApplyContext { log_index: i as u64 + 1, term: 1 }, &Proposal::new(0, Command::RegisterPool { spec }));
+    }
+    s
+}
+
+fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
+    let mut state = start();
+    let mut now_ms = 1_000u64;
+    let mut log = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Clock(ms) = op {
+            // Mostly small steps, sometimes a jump to the end of time.
+            now_ms = if *ms > u64::from(u32::MAX) { *ms } else { now_ms.saturating_add(*ms % 100_000) };
+        }
+        let Some(command) = command(&state, op) else { continue };
+        let ctx = ApplyContext { log_index: i as u64 + 3, term: 1 + i as u64 / 20 };
+        let proposal = Proposal::new(now_ms, command);
+        let before = state.clone();
+        let out = state.apply(ctx, &proposal);
+        prop_assert!(state.check_invariants().is_ok(), "{:?} after {:?}", state.check_invariants(), op);
+        prop_assert!(state.check_progress_from(&before).is_ok(), "{:?}", state.check_progress_from(&before));
+        if out.0.rejection().is_some() {
+            prop_assert_eq!(bytes(&before), bytes(&state), "rejected command changed state: {:?}", op);
+            prop_assert!(out.1.is_empty());
+        }
+        log.push((ctx, proposal, out));
+    }
+    Ok((state, log))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn apply_never_panics_on_extreme_commands(ops in prop::collection::vec(op(), 1..80)) {
+        let (first, log) = run_history(&ops)?;
+        let mut replica = start();
+        for (ctx, proposal, out) in &log {
+            prop_assert_eq!(&replica.apply(*ctx, proposal), out);
+        }
+        prop_assert_eq!(bytes(&first), bytes(&replica));
+    }
+}
+
+/// The generator reaches placements and accepted reports, so the property above is not only
+/// exercising refusals.
+#[test]
+fn hostile_histories_reach_deep_states() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = prop::collection::vec(op(), 60..80);
+    let (mut placed, mut started, mut finished) = (0, 0, 0);
+    for _ in 0..48 {
+        let ops = strategy.new_tree(&mut runner).expect("tree").current();
+        let (_, log) = run_history(&ops).expect("history keeps the invariants");
+        for (_, _, (_, events)) in &log {
+            for e in events {
+                match e {
+                    Event::AssignmentCreated { .. } => placed += 1,
+                    Event::JobStarted { .. } => started += 1,
+                    Event::WorkerTerminated { .. } => finished += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(placed > 20 && started > 5 && finished > 5, "placed {placed}, started {started}, finished {finished}");
+}
+
+/// The reproduction from the hostile-input review: two pools and two jobs whose `cpu_millis`
+/// are near `u64::MAX`, for a tenant without a quota. Placing both used to overflow the
+/// tenant's allocation and panic every replica at the same index, again at every restart. Now
+/// the resources are refused by name, and nothing is placed.
+#[test]
+fn resources_near_u64_max_are_refused_by_name() {
+    let mut h = Harness::new();
+    let huge = res(u64::MAX - 1, 1024, 0);
+    let err = h.rejected(Command::RegisterPool { spec: pool("big", ProviderKind::Process, huge, 4) });
+    assert_eq!(err, Rejection::Invalid(SpecError::OutOfRange {
+        field: "capacity.cpu_millis".into(),
+        value: i64::MAX,
+        min: 0,
+        max: Limits::DEFAULT.max_resources.cpu_millis as i64,
+    }));
+    let max = Limits::DEFAULT.max_resources;
+    h.ok(Command::RegisterPool { spec: pool("a", ProviderKind::Process, max, 4) });
+    h.ok(Command::RegisterPool { spec: pool("b", ProviderKind::Process, max, 4) });
+    let mut j = JobSpec::simple("j", "true", res(u64::MAX / 2 + 1, 1, 0));
+    let err = refusal(&mut h, pipeline("p", vec![j.clone()]));
+    assert_eq!(err.field(), "jobs[j].resources.cpu_millis");
+    // At the limit, both jobs are placed, one per pool, and the tenant's sum fits.
+    j.resources = max;
+    let k = JobSpec { name: "k".into(), ..j.clone() };
+    h.submit(pipeline("p", vec![j, k]));
+    assert_eq!(h.schedule().len(), 2);
+    let tenant = h.state.tenant("default").map(|t| t.allocated);
+    assert_eq!(tenant, Some(res(2 * max.cpu_millis, 2 * max.memory_mib, 2 * max.gpus)));
+}
+
+/// A matrix that would expand past `max_pipeline_bytes` is refused before anything is cloned.
+#[test]
+fn matrix_expansion_is_bounded_by_bytes() {
+    let mut h = Harness::with_pool();
+    let mut j = JobSpec::simple("m", &"x".repeat(60 * 1024), res(100, 64, 0));
+    j.matrix = BTreeMap::from([("A".to_string(), (0..30).map(|i| format!("a{i}")).collect()), ("B".to_string(), (0..30).map(|i| format!("b{i}")).collect())]);
+    let err = refusal(&mut h, pipeline("p", vec![j.clone()]));
+    assert!(matches!(&err, SpecError::TooLarge { field, .. } if field == "jobs[m].matrix"), "{err:?}");
+    // The same matrix over a small script fits.
+    j.steps = vec!["true".into()];
+    let (_, jobs) = h.submit(pipeline("p", vec![j]));
+    assert_eq!(jobs.len(), 900);
+}
+
+/// `UpdateLimits` cannot raise a limit past its ceiling: an unbounded `max_jobs_per_pipeline`
+/// once let a matrix ask `apply` for a vector of 2^40 jobs.
+#[test]
+fn limits_past_their_ceilings_are_refused() {
+    let mut h = Harness::with_pool();
+    let limits = Limits { max_jobs_per_pipeline: usize::MAX, ..Limits::DEFAULT };
+    let err = h.rejected(Command::UpdateLimits { limits });
+    assert!(matches!(&err, Rejection::Invalid(SpecError::OutOfRange { field, .. }) if field == "limits.max_jobs_per_pipeline"));
+    h.ok(Command::UpdateLimits { limits: Limits::CEILING });
+}
+
+/// A refused submission prunes nothing: expired idempotency keys are dropped only by an
+/// accepted one (a rejection changes nothing, not even that table).
+#[test]
+fn a_refused_submission_prunes_no_idempotency_key() {
+    let mut h = Harness::with_pool();
+    let limits = Limits { idempotency_ttl_ms: 10, ..Limits::DEFAULT };
+    h.ok(Command::UpdateLimits { limits });
+    let submit = |key: &str, spec: PipelineSpec| Command::SubmitPipeline { tenant: "t".into(), idempotency_key: Some(key.into()), spec };
+    h.ok(submit("k1", pipeline("p", vec![job("a", &[])])));
+    h.now_ms += 100;
+    // `run` asserts the refused command left the state byte-identical.
+    h.rejected(submit("k2", pipeline("p", vec![job("a", &["zz"])])));
+    // The expired key no longer answers as a duplicate: the same key submits a new pipeline.
+    let (r, _) = h.run(submit("k1", pipeline("p", vec![job("a", &[])])));
+    assert!(matches!(r, Response::Submitted { duplicate: false, .. }), "{r:?}");
+}
