@@ -289,6 +289,11 @@ impl Tick<'_> {
         let (job, fencing) = (a.job, a.fencing);
         let name = flotilla_providers::worker_name(job, a.attempt);
         let Some(provider) = w.kind.and_then(|k| self.providers.get(k)) else {
+            // Nothing can be created or observed here, but the job's clock still runs: a job
+            // on a pool this leader cannot drive fails at its timeout instead of waiting forever.
+            if !a.releasing {
+                self.timeout_if_due(w, now_ms).await?;
+            }
             return Err(format!("this node has no {:?} provider for pool {}", w.kind, a.pool));
         };
         if a.releasing {

@@ -10,7 +10,7 @@ pub mod nats_publisher;
 pub mod network;
 pub mod node;
 pub mod node_metrics;
-mod pb;
+pub mod pb;
 pub mod proposer;
 pub mod providers;
 pub mod raft_service;

@@ -21,6 +21,18 @@ use std::time::Duration;
 use std::net::IpAddr;
 use tonic::transport::{Channel, Endpoint};
 
+/// Largest gRPC message between nodes, either way. `proposer::MAX_ENTRY_BYTES` keeps every
+/// entry well below it, and `append_entries` sends at most `MAX_APPEND_BYTES` at once.
+pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of entries sent in one AppendEntries at most; what is left goes in the next one.
+/// openraft gives a streamed append only the heartbeat interval to complete, so a message of
+/// tens of MB would time out and be retried forever; with this bound (and the deadline below)
+/// a follower that was away catches up over large entries message by message.
+pub const MAX_APPEND_BYTES: usize = 16 * 1024 * 1024;
+/// Throughput an append's deadline assumes beyond openraft's TTL: a message of `n` bytes gets
+/// `n / APPEND_BYTES_PER_MS` more milliseconds to be sent, written and fsynced by the follower.
+const APPEND_BYTES_PER_MS: usize = 16 * 1024;
+
 /// Bytes of snapshot file per gRPC message.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Snapshot chunks read ahead of the network.
@@ -57,8 +69,8 @@ impl Channels {
         let ch = endpoint.connect_lazy();
         map.insert(addr.to_string(), ch.clone());
         Ok(RaftServiceClient::new(ch)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
     }
 }
 
@@ -112,8 +124,18 @@ impl PeerClient {
         timeout: Duration,
         send: impl AsyncFnOnce(RaftServiceClient<Channel>, tonic::Request<Blob>) -> Result<tonic::Response<Blob>, tonic::Status>,
     ) -> Result<Resp, RPCError<TypeConfig>> {
+        self.call_blob(to_blob(request).map_err(rpc_error)?, timeout, send).await
+    }
+
+    /// `call` with the request already encoded.
+    async fn call_blob<Resp: DeserializeOwned>(
+        &self,
+        blob: Blob,
+        timeout: Duration,
+        send: impl AsyncFnOnce(RaftServiceClient<Channel>, tonic::Request<Blob>) -> Result<tonic::Response<Blob>, tonic::Status>,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
         let client = self.channels.client(&self.addr).map_err(|e| RPCError::Unreachable(unreachable(e)))?;
-        let mut req = tonic::Request::new(to_blob(request).map_err(rpc_error)?);
+        let mut req = tonic::Request::new(blob);
         req.set_timeout(timeout);
         let resp = send(client, req).await.map_err(rpc_error)?;
         let result: Result<Resp, String> = from_blob(resp.get_ref()).map_err(rpc_error)?;
@@ -129,7 +151,27 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, option.hard_ttl(), async |mut c, r| c.append_entries(r).await).await
+        let deadline = |bytes: usize| option.hard_ttl() + Duration::from_millis((bytes / APPEND_BYTES_PER_MS) as u64);
+        let blob = to_blob(&rpc).map_err(rpc_error)?;
+        if blob.data.len() <= MAX_APPEND_BYTES {
+            let timeout = deadline(blob.data.len());
+            return self.call_blob(blob, timeout, async |mut c, r| c.append_entries(r).await).await;
+        }
+        let keep =
+            entries_within(&rpc.entries, MAX_APPEND_BYTES).map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))?;
+        // Too many bytes for one message: send the prefix that fits and report it as a partial
+        // success, which openraft answers by sending the rest (its documented contract).
+        let mut rpc = rpc;
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id.clone());
+        let blob = to_blob(&rpc).map_err(rpc_error)?;
+        let timeout = deadline(blob.data.len());
+        let response: AppendEntriesResponse<TypeConfig> =
+            self.call_blob(blob, timeout, async |mut c, r| c.append_entries(r).await).await?;
+        Ok(match response {
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last),
+            other => other,
+        })
     }
 
     async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
@@ -191,4 +233,18 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             from_blob(response.get_ref()).map_err(|e| NetworkError::from_string(e.to_string()))?;
         result.map_err(|e| StreamingError::Network(NetworkError::from_string(format!("node {}: {e}", self.target))))
     }
+}
+
+/// How many of `entries`, from the first, fit in `budget_bytes` once encoded; at least one (a
+/// single entry is bounded by `MAX_ENTRY_BYTES` where it is created). Only called for a batch
+/// already found too large, so the common case pays no second encoding.
+fn entries_within(entries: &[flotilla_raft_store::Entry], budget_bytes: usize) -> std::io::Result<usize> {
+    let mut total = 0usize;
+    for (i, entry) in entries.iter().enumerate() {
+        total = total.saturating_add(flotilla_raft_store::encoded_len(entry)?);
+        if total > budget_bytes {
+            return Ok(i.max(1));
+        }
+    }
+    Ok(entries.len())
 }

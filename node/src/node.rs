@@ -32,6 +32,10 @@ impl RunningNode {
     /// Opens the data directory, starts Raft and both servers.
     pub async fn start(settings: Settings) -> anyhow::Result<RunningNode> {
         let incoming = settings.data_dir.join("incoming");
+        // What a crash left half-received is of no use: emptied at every start.
+        if incoming.exists() {
+            std::fs::remove_dir_all(&incoming).with_context(|| format!("emptying {}", incoming.display()))?;
+        }
         std::fs::create_dir_all(&incoming).with_context(|| format!("creating {}", incoming.display()))?;
         let store_config = StoreConfig {
             event_journal_capacity_events: settings.event_journal_events,
@@ -59,7 +63,9 @@ impl RunningNode {
             .with_context(|| format!("binding the raft address {}", settings.raft_addr))?;
         let rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let service = RaftServiceServer::new(grpc).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024);
+            let service = RaftServiceServer::new(grpc)
+                .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES);
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
             if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, wait_for(rx)).await {
                 tracing::error!(error = %e, "raft grpc server failed");
@@ -79,6 +85,7 @@ impl RunningNode {
             metrics: metrics.clone(),
             providers: providers.clone(),
             event_streams: Arc::new(tokio::sync::Semaphore::new(settings.max_event_streams)),
+            digests: Default::default(),
             shutdown: shutdown_rx.clone(),
         };
         let limits = ApiLimits { max_concurrent_requests: settings.max_concurrent_requests, max_request_bytes: settings.max_request_bytes };

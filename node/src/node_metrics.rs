@@ -7,14 +7,12 @@
 use crate::Raft;
 use flotilla_providers::{BreakerState, ProviderSet};
 use flotilla_raft_store::StateHandle;
-use flotilla_state_machine::JobState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -196,22 +194,15 @@ impl NodeMetrics {
             self.raft_append_wait_seconds.inc_by(waited);
         }
         {
+            // Counts kept by `apply` (the state's indexes): a scrape reads them, never the jobs.
             let data = state.read();
-            let mut by_state: BTreeMap<JobState, i64> = BTreeMap::new();
-            let mut by_priority: BTreeMap<i64, i64> = BTreeMap::new();
-            for j in data.state.jobs() {
-                *by_state.entry(j.state).or_default() += 1;
-                if j.state == JobState::Pending {
-                    *by_priority.entry(i64::from(j.spec.priority)).or_default() += 1;
-                }
-            }
             self.jobs.clear();
-            for (s, n) in by_state {
-                self.jobs.get_or_create(&StateLabel { state: format!("{s:?}").to_uppercase() }).set(n);
+            for (s, n) in data.state.index().job_counts() {
+                self.jobs.get_or_create(&StateLabel { state: format!("{s:?}").to_uppercase() }).set(*n as i64);
             }
             self.queue_depth.clear();
-            for (p, n) in by_priority {
-                self.queue_depth.get_or_create(&PriorityLabel { priority: p }).set(n);
+            for (p, n) in data.state.pending_queue().depth_by_priority() {
+                self.queue_depth.get_or_create(&PriorityLabel { priority: i64::from(*p) }).set(*n as i64);
             }
             for pool in data.state.pools() {
                 let l = PoolLabel { pool: pool.spec.name.clone() };

@@ -12,6 +12,12 @@ use openraft::errors::{ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Largest Raft entry this node creates, as encoded in the log. Well below what a follower
+/// accepts in one message (`network::MAX_RAFT_MESSAGE_BYTES`), so that every entry the leader
+/// appends can be replicated: an entry a follower refuses would be retried forever and stop
+/// the cluster (once seen with an 84 MB entry made from a 67 KB YAML body).
+pub const MAX_ENTRY_BYTES: usize = 8 * 1024 * 1024;
+
 /// Attempts before a write is reported as failed (each waits for a leader or follows a hint).
 const PROPOSE_ATTEMPTS: usize = 20;
 const NO_LEADER_WAIT_MS: u64 = 250;
@@ -28,6 +34,9 @@ pub enum ProposeError {
     Failed(String),
     #[error("write timed out after {0} ms; it may still commit")]
     Timeout(u64),
+    /// The command would make a Raft entry larger than `MAX_ENTRY_BYTES`; nothing was proposed.
+    #[error("the command takes {bytes} bytes, more than the {max} bytes one entry may hold")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 #[derive(Clone)]
@@ -64,7 +73,7 @@ impl Proposer {
             };
             match attempt {
                 Ok(r) => return Ok(r),
-                Err(e @ (ProposeError::Failed(_) | ProposeError::Timeout(_))) => return Err(e),
+                Err(e @ (ProposeError::Failed(_) | ProposeError::Timeout(_) | ProposeError::TooLarge { .. })) => return Err(e),
                 Err(e) => {
                     last = e;
                     tokio::time::sleep(Duration::from_millis(NO_LEADER_WAIT_MS)).await;
@@ -77,8 +86,10 @@ impl Proposer {
         })
     }
 
-    /// Proposes on this node only; a follower answers `NotLeader` with a hint.
+    /// Proposes on this node only; a follower answers `NotLeader` with a hint. Every entry this
+    /// node creates passes here, so this is where its size is bounded.
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Response, ProposeError> {
+        check_entry_size(&proposal)?;
         let trace = proposal.trace_parent.clone().map(|tp| (tp, std::time::SystemTime::now(), proposal.command.kind()));
         match self.raft.client_write(proposal).await {
             Ok(r) => {
@@ -104,6 +115,7 @@ impl Proposer {
     }
 
     async fn forward(&self, leader: &NodeAddr, proposal: &Proposal, deadline: tokio::time::Instant) -> Result<Response, ProposeError> {
+        check_entry_size(proposal)?;
         let mut client = self.channels.client(&leader.raft_addr).map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
@@ -141,3 +153,12 @@ impl Proposer {
 
 pub type ForwardResult = Result<Response, ProposeError>;
 
+
+/// Refuses a proposal whose log entry would be larger than `MAX_ENTRY_BYTES`.
+pub fn check_entry_size(proposal: &Proposal) -> Result<(), ProposeError> {
+    let bytes = flotilla_raft_store::encoded_len(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?;
+    if bytes > MAX_ENTRY_BYTES {
+        return Err(ProposeError::TooLarge { bytes, max: MAX_ENTRY_BYTES });
+    }
+    Ok(())
+}

@@ -43,17 +43,25 @@ impl RaftService for RaftGrpc {
         let (vote, meta): (Vote, SnapshotMeta) =
             decode(&first.header).map_err(|e| Status::invalid_argument(format!("snapshot header: {e}")))?;
         let n = self.next_incoming.fetch_add(1, Ordering::Relaxed);
-        let path = self.incoming_dir.join(format!("snapshot-{n}.part"));
-        let mut file = tokio::fs::File::create(&path).await.map_err(|e| Status::internal(e.to_string()))?;
+        // Removed when this function returns, whether the stream completed or broke off: the
+        // store keeps its own copy of an installed snapshot.
+        let part = PartFile(self.incoming_dir.join(format!("snapshot-{n}.part")));
+        let mut file = tokio::fs::File::create(&part.0).await.map_err(|e| Status::internal(e.to_string()))?;
+        let mut received = first.data.len() as u64;
         file.write_all(&first.data).await.map_err(|e| Status::internal(e.to_string()))?;
         while let Some(chunk) = stream.next().await {
-            file.write_all(&chunk?.data).await.map_err(|e| Status::internal(e.to_string()))?;
+            let data = chunk?.data;
+            received = received.saturating_add(data.len() as u64);
+            if received > MAX_SNAPSHOT_BYTES {
+                return Err(Status::resource_exhausted(format!("snapshot larger than {MAX_SNAPSHOT_BYTES} bytes")));
+            }
+            file.write_all(&data).await.map_err(|e| Status::internal(e.to_string()))?;
         }
         file.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
         drop(file);
-        let snapshot_file = SnapshotFile::open(&path).map_err(|e| Status::internal(e.to_string()))?;
-        // The open descriptor keeps the data readable; the store copies it into its own directory.
-        let _ = std::fs::remove_file(&path);
+        // The open descriptor keeps the data readable after the file is removed.
+        let snapshot_file = SnapshotFile::open(&part.0).map_err(|e| Status::internal(e.to_string()))?;
+        drop(part);
         let snapshot = openraft::storage::Snapshot { meta, snapshot: snapshot_file };
         let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
@@ -79,5 +87,17 @@ impl RaftService for RaftGrpc {
             Err(ProposeError::NoLeader("asked node is not the leader".into()))
         };
         Ok(Response::new(to_blob(&result)?))
+    }
+}
+
+/// Largest snapshot a node receives: a peer cannot fill the disk with one endless stream.
+pub const MAX_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// A snapshot file being received, removed when dropped.
+struct PartFile(std::path::PathBuf);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -28,6 +28,32 @@ impl Default for BatcherConfig {
     }
 }
 
+/// Bytes of commands in one batch at most: half an entry, so the batch's own encoding and
+/// the proposal around it stay within `proposer::MAX_ENTRY_BYTES` (output chunks are up to
+/// `Limits::max_log_chunk_bytes` each; a thousand of them would not fit one entry).
+const BATCH_BUDGET_BYTES: usize = crate::proposer::MAX_ENTRY_BYTES / 2;
+
+/// Splits what was gathered into batches of at most `budget_bytes` of encoded commands each,
+/// in order. A command larger than the budget goes alone (`propose_local` bounds it).
+fn by_bytes(gathered: Vec<Waiting>, budget_bytes: usize) -> Vec<Vec<Waiting>> {
+    let mut groups: Vec<Vec<Waiting>> = Vec::new();
+    let mut used = 0usize;
+    for w in gathered {
+        let bytes = flotilla_raft_store::encoded_len(&w.command).unwrap_or(usize::MAX);
+        match groups.last_mut() {
+            Some(group) if used.saturating_add(bytes) <= budget_bytes => {
+                used += bytes;
+                group.push(w);
+            }
+            _ => {
+                used = bytes;
+                groups.push(vec![w]);
+            }
+        }
+    }
+    groups
+}
+
 struct Waiting {
     command: Command,
     reply: oneshot::Sender<Result<Response, ProposeError>>,
@@ -73,8 +99,10 @@ impl BatchLoop {
             if received == 0 {
                 return;
             }
-            metrics.leader_report_batch_commands.observe(batch.len() as f64);
-            commit(proposer, batch).await;
+            for group in by_bytes(batch, BATCH_BUDGET_BYTES) {
+                metrics.leader_report_batch_commands.observe(group.len() as f64);
+                commit(proposer, group).await;
+            }
         }
     }
 }
@@ -82,8 +110,9 @@ impl BatchLoop {
 /// Proposes one batch (a lone command as itself) and answers every submitter.
 async fn commit(proposer: &Proposer, mut batch: Vec<Waiting>) {
     if batch.len() == 1 {
-        let Waiting { command, reply } = batch.pop().expect("one command");
-        let _ = reply.send(proposer.propose_local(Proposal::new(wall_clock_ms(), command)).await);
+        if let Some(Waiting { command, reply }) = batch.pop() {
+            let _ = reply.send(proposer.propose_local(Proposal::new(wall_clock_ms(), command)).await);
+        }
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
@@ -104,5 +133,35 @@ async fn commit(proposer: &Proposer, mut batch: Vec<Waiting>) {
                 let _ = reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_state_machine::{FencingToken, JobId};
+
+    fn log_command(bytes: usize) -> Waiting {
+        let fencing = FencingToken { term: 1, log_index: 1 };
+        let command = Command::AppendLog { job: JobId(1), fencing, offset: 0, data: vec![b'x'; bytes] };
+        Waiting { command, reply: oneshot::channel().0 }
+    }
+
+    /// A thousand output chunks of 256 KiB gathered at once become batches that each fit an
+    /// entry, in order; small reports still share one batch.
+    #[test]
+    fn batches_are_cut_by_bytes() {
+        let gathered: Vec<Waiting> = (0..1000).map(|_| log_command(256 * 1024)).collect();
+        let groups = by_bytes(gathered, BATCH_BUDGET_BYTES);
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 1000);
+        for g in &groups {
+            let bytes: usize = g.iter().map(|w| flotilla_raft_store::encoded_len(&w.command).unwrap()).sum();
+            assert!(bytes <= BATCH_BUDGET_BYTES, "{bytes}");
+        }
+        assert!(groups.len() >= 1000 * 256 * 1024 / BATCH_BUDGET_BYTES);
+        let small: Vec<Waiting> = (0..1000).map(|_| log_command(10)).collect();
+        assert_eq!(by_bytes(small, BATCH_BUDGET_BYTES).len(), 1);
+        let big = vec![log_command(BATCH_BUDGET_BYTES + 1), log_command(1)];
+        assert_eq!(by_bytes(big, BATCH_BUDGET_BYTES).iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
     }
 }

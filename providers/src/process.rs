@@ -62,6 +62,7 @@ const TOMBSTONE_KEEP_MS: u64 = 7 * 24 * 3600 * 1000;
 impl ProcessProvider {
     pub fn new(config: ProcessConfig) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.root)?;
+        make_private(&config.root)?;
         let tombstones = Tombstones::new(config.root.join(".removed"), TOMBSTONE_KEEP_MS)?;
         tombstones.prune();
         Ok(ProcessProvider { config, tombstones })
@@ -70,6 +71,28 @@ impl ProcessProvider {
     fn dir(&self, name: &str) -> PathBuf {
         self.config.root.join(name)
     }
+}
+
+/// Makes sure the work directory is this user's own: a real directory (not a link), owned by
+/// the user this process runs as, with no access for anyone else. The default lies under the
+/// shared temporary directory, where another user could create it first and read or plant
+/// workers' files; such a directory is refused instead of used.
+fn make_private(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{}: {why}", root.display()));
+    let meta = std::fs::symlink_metadata(root)?;
+    if !meta.file_type().is_dir() {
+        return Err(refuse("is not a directory (a symbolic link is refused)".into()));
+    }
+    // The owner of /proc/self is the user this process runs as.
+    let me = std::fs::metadata("/proc/self")?.uid();
+    if meta.uid() != me {
+        return Err(refuse(format!("is owned by uid {}, not by this user (uid {me}); choose another --process-work-dir", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
@@ -222,5 +245,33 @@ impl WorkerProvider for ProcessProvider {
         }
         names.sort();
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_work_directory_is_made_private_and_a_foreign_one_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let open_dir = base.path().join("open");
+        std::fs::create_dir(&open_dir).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        make_private(&open_dir).unwrap();
+        assert_eq!(std::fs::metadata(&open_dir).unwrap().permissions().mode() & 0o777, 0o700);
+
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&open_dir, &link).unwrap();
+        let err = make_private(&link).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+
+        // Another user's directory (the tests run as root, which may give one away).
+        let foreign = base.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        let err = make_private(&foreign).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
     }
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Longest a membership change may wait (a learner catching up, a change committing).
+pub const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 30_000;
+
 #[derive(Serialize)]
 pub struct MemberView {
     pub id: u64,
@@ -116,7 +119,8 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
 /// Adds a node: first as a learner that catches up, then promotes it to voter.
 #[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster", request_body(content = super::openapi::AddMemberDoc, content_type = "application/json"),
     responses((status = 201, description = "added as a voter"), (status = 200, description = "already a voter"), (status = 307, description = "sent to a follower: see Location"),
-              (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+              (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc),
+              (status = 504, description = "the new node did not catch up in time; it stays a learner", body = super::openapi::ErrorBodyDoc)))]
 pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<AddMember>) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/members")?;
     if req.id == 0 {
@@ -136,10 +140,20 @@ pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<A
         }
     }
     let fail = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "membership_change_failed", e).retry_after(1);
-    app.raft.add_learner(req.id, node, true).await.map_err(|e| fail(e.to_string()))?;
-    app.raft
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+    // The learner must catch up before it is promoted; a node that never answers (a wrong or
+    // unreachable address) would make this wait forever without a deadline.
+    let deadline = std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    let timed_out = || {
+        let message = format!(
+            "node {} did not catch up within {MEMBERSHIP_CHANGE_TIMEOUT_MS} ms; it stays a learner (check that {} is reachable, then retry or remove it)",
+            req.id, req.raft_addr
+        );
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).field("raft_addr")
+    };
+    tokio::time::timeout(deadline, app.raft.add_learner(req.id, node, true)).await.map_err(|_| timed_out())?.map_err(|e| fail(e.to_string()))?;
+    tokio::time::timeout(deadline, app.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false))
         .await
+        .map_err(|_| timed_out())?
         .map_err(|e| fail(e.to_string()))?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "added": req.id, "already_member": false }))).into_response())
 }
@@ -170,7 +184,9 @@ pub async fn transfer_leader(State(app): State<AppState>, InputBody(req): InputB
 
 /// Removes a node from the voters and from the cluster's node list.
 #[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster", params(("id" = u64, Path)),
-    responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc),
+              (status = 409, description = "the membership change was refused (another change in progress)", body = super::openapi::ErrorBodyDoc),
+              (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc), (status = 504, description = "the change did not commit in time", body = super::openapi::ErrorBodyDoc)))]
 pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = super::parse_id("id", &id)?;
     leader_redirect(&app, &format!("/v1/cluster/members/{id}"))?;
@@ -179,29 +195,75 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
         return Err(ApiError::not_found(format!("node {id} is not a member")));
     }
     let fail = |e: String| ApiError::new(StatusCode::CONFLICT, "membership_change_failed", e);
+    let deadline = std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    let timed_out = || {
+        let message = format!("removing node {id} did not commit within {MEMBERSHIP_CHANGE_TIMEOUT_MS} ms; retry");
+        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).retry_after(1)
+    };
     if membership.voter_ids().any(|v| v == id) {
-        app.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await.map_err(|e| fail(e.to_string()))?;
+        tokio::time::timeout(deadline, app.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| fail(e.to_string()))?;
     }
-    app.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await.map_err(|e| fail(e.to_string()))?;
+    tokio::time::timeout(deadline, app.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| fail(e.to_string()))?;
     Ok(Json(serde_json::json!({ "removed": id })).into_response())
 }
 
 /// A digest of this node's applied state, to compare replicas: nodes at the same applied index
 /// must report the same digest.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct StateDigest {
     pub applied_index: u64,
-    /// Hash of the state's binary encoding, hexadecimal.
+    /// SHA-256 of the state's record encoding (`flotilla_raft_store::encode`: the format-version
+    /// byte, then bincode 2's standard configuration), hexadecimal.
     pub digest: String,
+}
+
+/// The last digest computed, by applied index. Computing one encodes the whole state, so it is
+/// done at most once per applied index and by one request at a time; the others wait for it.
+#[derive(Default)]
+pub struct DigestCache {
+    last: tokio::sync::Mutex<Option<StateDigest>>,
 }
 
 #[utoipa::path(get, path = "/v1/cluster/state-digest", tag = "cluster",
     responses((status = 200, description = "applied index and state digest", body = StateDigest)))]
 pub async fn state_digest(State(app): State<AppState>) -> Result<Json<StateDigest>, ApiError> {
-    use std::hash::{Hash, Hasher};
-    let data = app.state.read();
-    let bytes = flotilla_raft_store::encode(&data.state).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let mut hasher = std::hash::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    Ok(Json(StateDigest { applied_index: data.last_applied.map_or(0, |l| l.index), digest: format!("{:016x}", hasher.finish()) }))
+    let mut last = app.digests.last.lock().await;
+    let applied = app.state.read().last_applied.as_ref().map_or(0, |l| l.index);
+    if let Some(cached) = last.as_ref().filter(|d| d.applied_index == applied) {
+        return Ok(Json(cached.clone()));
+    }
+    let state = app.state.clone();
+    let digest = tokio::task::spawn_blocking(move || digest_of(&state))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    *last = Some(digest.clone());
+    Ok(Json(digest))
+}
+
+/// Hashes the state's encoding as it is written, without building it in memory.
+fn digest_of(state: &flotilla_raft_store::StateHandle) -> std::io::Result<StateDigest> {
+    use sha2::Digest;
+    struct HashWriter(sha2::Sha256);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let data = state.read();
+    let mut w = HashWriter(sha2::Sha256::new());
+    flotilla_raft_store::encode_into(&data.state, &mut w)?;
+    let hash = w.0.finalize();
+    let digest = hash.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(StateDigest { applied_index: data.last_applied.as_ref().map_or(0, |l| l.index), digest })
 }

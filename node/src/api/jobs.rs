@@ -4,7 +4,7 @@ use super::{cancelled, parse_id, parse_query, parse_state, read_response, ApiErr
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use flotilla_state_machine::{Command, Job, JobId, JobState};
+use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("pipeline" = Option<u64>, Query)),
     responses((status = 200, description = "a page of jobs"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
@@ -15,13 +15,21 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
         parse_state(q.state.as_deref(), "PENDING, SCHEDULED, RUNNING, TERMINATED, SUCCEEDED, FAILED, CANCELLED")?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
-    let after = q.after.unwrap_or(0);
-    let items = data
-        .state
-        .jobs()
-        .filter(|j| j.id.0 > after && wanted.is_none_or(|w| j.state == w) && q.pipeline.is_none_or(|p| j.pipeline.0 == p))
-        .cloned();
-    Ok(read_response(applied, &Page::collect(items, page, |j: &Job| j.id.0, applied)))
+    let after = JobId(q.after.unwrap_or(0));
+    let s = &data.state;
+    // Each filter reads from the index that answers it, so a page costs the page (plus, with
+    // both filters, the pipeline's jobs), never a scan of every job.
+    let items: Box<dyn Iterator<Item = &Job>> = match (q.pipeline, wanted) {
+        (Some(p), _) => {
+            let ids = s.pipeline(PipelineId(p)).map(|p| p.jobs.clone()).unwrap_or_default();
+            let mut ids: Vec<JobId> = ids.into_iter().filter(|id| *id > after).collect();
+            ids.sort_unstable();
+            Box::new(ids.into_iter().filter_map(|id| s.job(id)).filter(move |j| wanted.is_none_or(|w| j.state == w)))
+        }
+        (None, Some(w)) => Box::new(s.index().jobs_in(w, after).filter_map(|id| s.job(id))),
+        (None, None) => Box::new(s.jobs_after(after)),
+    };
+    Ok(read_response(applied, &Page::collect(items.cloned(), page, |j: &Job| j.id.0, applied)))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
@@ -58,7 +66,13 @@ pub async fn logs(State(app): State<AppState>, Path(id): Path<String>, RawQuery(
             return Err(ApiError::not_found(format!("job {id} does not exist")));
         }
         if q.follow == Some(true) {
-            axum::body::Body::from_stream(follow_log(app.state.clone(), id))
+            // A followed log is an open stream like `/v1/events`: it takes one of the same
+            // permits for as long as it is open.
+            let permit = app.event_streams.clone().try_acquire_owned().map_err(|_| {
+                ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many streams open").retry_after(1)
+            })?;
+            let follow = Follow { state: app.state.clone(), job: id, sent: 0, idle_ms: 0, shutdown: app.shutdown.clone(), _permit: permit };
+            axum::body::Body::from_stream(follow_log(follow))
         } else {
             axum::body::Body::from(data.state.log(id).to_vec())
         }
@@ -72,26 +86,44 @@ pub async fn logs(State(app): State<AppState>, Path(id): Path<String>, RawQuery(
 
 /// How often a followed log checks for newly applied output.
 const FOLLOW_POLL_MS: u64 = 200;
+/// A followed log with no new output for this long ends; the client can follow again.
+pub const FOLLOW_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// A followed log's progress, and the stream permit it holds while open.
+struct Follow {
+    state: flotilla_raft_store::StateHandle,
+    job: JobId,
+    sent: usize,
+    idle_ms: u64,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
 
 /// Streams `job`'s log from the start: what is there, then each newly applied piece, until the
-/// job has finished and holds no worker (so no more output can be committed).
-fn follow_log(state: flotilla_raft_store::StateHandle, job: JobId) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
-    futures::stream::unfold((state, 0usize), move |(state, sent)| async move {
+/// job has finished and holds no worker (so no more output can be committed), the stream was
+/// idle for `FOLLOW_IDLE_TIMEOUT_MS`, or the node stops.
+fn follow_log(follow: Follow) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+    futures::stream::unfold(follow, move |mut f| async move {
         loop {
             let (fresh, finished) = {
-                let data = state.read();
-                let log = data.state.log(job);
-                let finished = data.state.job(job).is_none_or(|j| j.state.is_terminal()) && data.state.assignments_of(job).next().is_none();
-                (log.get(sent..).map(<[u8]>::to_vec).unwrap_or_default(), finished)
+                let data = f.state.read();
+                let log = data.state.log(f.job);
+                let finished =
+                    data.state.job(f.job).is_none_or(|j| j.state.is_terminal()) && data.state.assignments_of(f.job).next().is_none();
+                (log.get(f.sent..).map(<[u8]>::to_vec).unwrap_or_default(), finished)
             };
             if !fresh.is_empty() {
-                let next = sent + fresh.len();
-                return Some((Ok(fresh), (state, next)));
+                f.sent += fresh.len();
+                f.idle_ms = 0;
+                return Some((Ok(fresh), f));
             }
-            if finished {
+            if finished || f.idle_ms >= FOLLOW_IDLE_TIMEOUT_MS || *f.shutdown.borrow() {
                 return None;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(FOLLOW_POLL_MS)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(FOLLOW_POLL_MS)) => f.idle_ms += FOLLOW_POLL_MS,
+                _ = f.shutdown.changed() => {}
+            }
         }
     })
 }

@@ -13,6 +13,7 @@ mod input_body;
 pub mod openapi;
 mod pipelines;
 mod pools;
+mod yaml_guard;
 mod yaml_lines;
 
 pub use error::ApiError;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub providers: Arc<flotilla_providers::ProviderSet>,
     /// Open `/v1/events` streams (bounded by `--max-event-streams`).
     pub event_streams: Arc<Semaphore>,
+    /// The last state digest computed (`GET /v1/cluster/state-digest`).
+    pub digests: Arc<cluster::DigestCache>,
     /// Becomes `true` when the node stops: open streams end so the server can close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

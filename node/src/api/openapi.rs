@@ -27,7 +27,45 @@ pub struct ApiDoc;
 /// The OpenAPI document of this API.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3 document")))]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document())
+}
+
+/// The document: the handlers' annotations, plus the error statuses that layers shared by
+/// many routes can return, declared here once rather than on every handler.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let has_id = path.contains('{');
+        for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+            let responses = &mut op.responses.responses;
+            let mut add = |status: u16, description: &str| {
+                responses.entry(status.to_string()).or_insert_with(|| error_response(description).into());
+            };
+            // Every route passes the concurrency limit.
+            add(429, "overloaded; retry after Retry-After seconds");
+            if has_id {
+                add(400, "bad parameter");
+            }
+            if op.request_body.is_some() {
+                for (status, description) in [
+                    (400, "malformed body"),
+                    (408, "the body did not arrive in time"),
+                    (413, "body too large"),
+                    (415, "neither JSON nor YAML"),
+                    (422, "the body has the wrong shape"),
+                    (503, "busy: the body could not be parsed in time; retry after Retry-After seconds"),
+                ] {
+                    add(status, description);
+                }
+            }
+        }
+    }
+    doc
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    let content = utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")));
+    utoipa::openapi::ResponseBuilder::new().description(description).content("application/json", content).build()
 }
 
 /// A pipeline: a name and a DAG of jobs.

@@ -94,12 +94,13 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
-    let after = q.after.unwrap_or(0);
-    let items = data
-        .state
-        .pipelines()
-        .filter(|p| p.id.0 > after && wanted.is_none_or(|w| p.state == w))
-        .map(|p| view(&data.state, p));
+    let after = PipelineId(q.after.unwrap_or(0));
+    let s = &data.state;
+    let found: Box<dyn Iterator<Item = &Pipeline>> = match wanted {
+        Some(w) => Box::new(s.index().pipelines_in(w, after).filter_map(|id| s.pipeline(id))),
+        None => Box::new(s.pipelines_after(after)),
+    };
+    let items = found.map(|p| view(s, p));
     Ok(read_response(applied, &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied)))
 }
 

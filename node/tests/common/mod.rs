@@ -97,6 +97,22 @@ impl NodeProc {
     pub fn alive(&self) -> bool {
         self.child.is_some()
     }
+
+    /// The process id, while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the node's process, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("node is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
 }
 
 impl Drop for NodeProc {
