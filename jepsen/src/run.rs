@@ -177,6 +177,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         checker::capacity::check(&ops),
         checker::convergence::check(&digests),
         checker::orphans::check(&dirs, &procs),
+        checker::poison::check(&ops),
     ];
     let config_json = json!({
         "nodes": config.nodes, "time_limit_s": config.time_limit.as_secs(), "concurrency": config.concurrency, "seed": config.seed,

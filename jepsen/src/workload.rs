@@ -61,7 +61,8 @@ impl Workload {
                 (30..55, Some(j)) => self.read(process, node, j, true).await,
                 (55..70, Some(j)) => self.read(process, node, j, false).await,
                 (70..85, _) => self.get(process, node, "pools", "/v1/pools").await,
-                (85..90, _) => self.get(process, node, "list", "/v1/pipelines?limit=20").await,
+                (85..88, _) => self.get(process, node, "list", "/v1/pipelines?limit=20").await,
+                (88..91, _) => self.poison(process, node, &mut rng).await,
                 (_, Some(j)) => self.cancel(process, node, j).await,
             }
             tokio::time::sleep(Duration::from_millis(rng.random_range(10..100))).await;
@@ -128,10 +129,58 @@ impl Workload {
         self.finish(process, f, node, o);
     }
 
+    /// Sends one of the requests that once crashed, stalled or bloated a cluster (see
+    /// `node/tests/hostile.rs`). Each must be refused with a 4xx, never accepted and never
+    /// answered with a server error; the `poison-refused` checker reads these.
+    async fn poison(&self, process: i64, node: u64, rng: &mut StdRng) {
+        let kind = rng.random_range(0..POISON_KINDS.len());
+        let (name, body, content_type, path) = poison_request(kind);
+        self.recorder.record(process, OpType::Invoke, "poison", Some(node), json!({ "kind": name }));
+        let r = self.http.post(format!("{}{path}", self.api(node))).header("content-type", content_type).body(body).send().await;
+        let o = match outcome(r).await {
+            Outcome::Ok(v) => Outcome::Ok(json!({ "kind": name, "body": v })),
+            Outcome::Fail(v) => Outcome::Fail(json!({ "kind": name, "answer": v })),
+            Outcome::Info(v) => Outcome::Info(json!({ "kind": name, "answer": v })),
+        };
+        self.finish(process, "poison", node, o);
+    }
+
     async fn cancel(&self, process: i64, node: u64, job: u64) {
         self.recorder.record(process, OpType::Invoke, "cancel", Some(node), json!({ "job": job }));
         let r = self.http.post(format!("{}/v1/jobs/{job}/cancel", self.api(node))).send().await;
         let o = outcome(r).await;
         self.finish(process, "cancel", node, o);
+    }
+}
+
+/// The poisoned requests, by name.
+pub const POISON_KINDS: [&str; 6] = ["huge-pool", "huge-jobs", "alias-bomb", "deep-yaml", "matrix-bomb", "bad-utf8"];
+
+/// `(name, body, content type, path)` of poisoned request `kind`.
+fn poison_request(kind: usize) -> (&'static str, Vec<u8>, &'static str, &'static str) {
+    let json_body = |v: Value| v.to_string().into_bytes();
+    match kind {
+        0 => {
+            let pool = json!({ "name": "poison", "provider": "process", "capacity": { "cpu_millis": u64::MAX - 1, "memory_mib": u64::MAX - 1 }, "max_workers": 4 });
+            ("huge-pool", json_body(pool), "application/json", "/v1/pools")
+        }
+        1 => {
+            let job = |n: &str| json!({ "name": n, "steps": ["true"], "resources": { "cpu_millis": u64::MAX / 2 + 1, "memory_mib": 1 } });
+            ("huge-jobs", json_body(json!({ "name": "poison", "jobs": [job("a"), job("b")] })), "application/json", "/v1/pipelines")
+        }
+        2 => {
+            let mut yaml = format!("name: poison\nbig: &big {}\njobs:\n  - name: a\n    resources: {{cpu_millis: 1, memory_mib: 1}}\n    script:\n", "x".repeat(64 * 1024));
+            for _ in 0..1300 {
+                yaml.push_str("      - *big\n");
+            }
+            ("alias-bomb", yaml.into_bytes(), "application/yaml", "/v1/pipelines")
+        }
+        3 => ("deep-yaml", "[".repeat(100_000).into_bytes(), "application/yaml", "/v1/pipelines"),
+        4 => {
+            let axis: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
+            let job = json!({ "name": "m", "steps": ["x".repeat(60 * 1024)], "resources": { "cpu_millis": 1, "memory_mib": 1 }, "matrix": { "A": axis, "B": axis } });
+            ("matrix-bomb", json_body(json!({ "name": "poison", "jobs": [job] })), "application/json", "/v1/pipelines")
+        }
+        _ => ("bad-utf8", b"name: \xff\xfe\n".to_vec(), "application/yaml", "/v1/pipelines"),
     }
 }

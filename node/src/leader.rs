@@ -190,7 +190,22 @@ impl Tick<'_> {
             self.remove_orphans(kind, provider).await;
         }
         self.sync_capacity().await;
+        self.sync_pool_problems().await;
         Ok(())
+    }
+
+    /// Records, for every pool, whether this leader can drive it (see `pool_problem`).
+    async fn sync_pool_problems(&self) {
+        let id = *self.raft.node_id();
+        let changes: Vec<Command> = {
+            let data = self.state.read();
+            data.state.pools().filter_map(|p| pool_problem(p, self.providers.get(p.spec.provider).is_some(), id)).collect()
+        };
+        for command in changes {
+            if let Err(e) = self.propose(command).await {
+                tracing::debug!(error = %e, "recording a pool's problem");
+            }
+        }
     }
 
     /// Up to `DRIVE_CHUNK` assignments after `after`, with what driving them needs, and how
@@ -487,6 +502,15 @@ fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
     j.state.is_active() && now_ms.saturating_sub(since) >= j.spec.timeout_ms
 }
 
+/// The command that brings `pool`'s recorded problem in line with this leader (node `leader`),
+/// which has or lacks the pool's provider; `None` when the record is already right.
+fn pool_problem(pool: &Pool, has_provider: bool, leader: u64) -> Option<Command> {
+    let problem = (!has_provider).then(|| {
+        format!("the leader (node {leader}) has no {} provider: the pool's jobs wait, and fail at their timeouts", pool.spec.provider)
+    });
+    (pool.problem != problem).then(|| Command::SetPoolProblem { pool: pool.spec.name.clone(), problem })
+}
+
 /// Retry jitter drawn by the proposer (0..=1000); `apply` stays deterministic.
 fn jitter() -> u16 {
     (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 1001) as u16
@@ -494,7 +518,35 @@ fn jitter() -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::orphans;
+    use super::{orphans, pool_problem};
+    use flotilla_state_machine::{Command, Pool, PoolSpec, ProviderKind, Resources};
+
+    fn docker_pool(problem: Option<&str>) -> Pool {
+        let spec = PoolSpec {
+            name: "d".into(),
+            provider: ProviderKind::Docker,
+            capacity: Resources::new(1000, 1000, 0),
+            max_workers: 1,
+            labels: Default::default(),
+            settings: Default::default(),
+        };
+        Pool { spec, allocated: Resources::ZERO, workers: 0, draining: false, problem: problem.map(str::to_string) }
+    }
+
+    #[test]
+    fn a_pool_the_leader_cannot_drive_is_recorded_once_and_cleared() {
+        let set = pool_problem(&docker_pool(None), false, 2).expect("a problem is recorded");
+        let Command::SetPoolProblem { pool, problem: Some(text) } = &set else { panic!("{set:?}") };
+        assert_eq!(pool, "d");
+        assert!(text.contains("node 2") && text.contains("docker"), "{text}");
+        // Recorded already: nothing more to say until something changes.
+        assert_eq!(pool_problem(&docker_pool(Some(text)), false, 2), None);
+        // Another leader without the provider names itself.
+        assert!(matches!(pool_problem(&docker_pool(Some(text)), false, 3), Some(Command::SetPoolProblem { problem: Some(_), .. })));
+        // A leader with the provider clears it.
+        assert_eq!(pool_problem(&docker_pool(Some(text)), true, 3), Some(Command::SetPoolProblem { pool: "d".into(), problem: None }));
+        assert_eq!(pool_problem(&docker_pool(None), true, 3), None);
+    }
 
     #[test]
     fn no_orphan_is_named_from_a_state_behind_the_read_index() {

@@ -66,6 +66,8 @@ pub enum Command {
     UpdatePoolCapacity { pool: String, capacity: Resources, max_workers: u32 },
     SetPoolDraining { pool: String, draining: bool },
     RemovePool { pool: String },
+    /// The leader cannot drive `pool`'s workers (`problem` says why), or can again (`None`).
+    SetPoolProblem { pool: String, problem: Option<String> },
     SetTenantQuota { tenant: String, quota: Option<Quota> },
     UpdateLimits { limits: Limits },
     /// The leader's event publisher had every event up to `through` acknowledged by the
@@ -103,6 +105,7 @@ impl Command {
             Command::UpdatePoolCapacity { .. } => "update_pool_capacity",
             Command::SetPoolDraining { .. } => "set_pool_draining",
             Command::RemovePool { .. } => "remove_pool",
+            Command::SetPoolProblem { .. } => "set_pool_problem",
             Command::SetTenantQuota { .. } => "set_tenant_quota",
             Command::UpdateLimits { .. } => "update_limits",
             Command::RecordEventsPublished { .. } => "record_events_published",

@@ -67,6 +67,10 @@ pub struct Pool {
     pub workers: u32,
     /// A draining pool receives no new placements.
     pub draining: bool,
+    /// Why the leader cannot drive this pool's workers right now (it has no provider of the
+    /// pool's kind), as the leader last reported it; `None` when it can.
+    #[serde(default)]
+    pub problem: Option<String>,
 }
 
 impl Pool {

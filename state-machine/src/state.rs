@@ -130,6 +130,7 @@ impl State {
             Command::UpdatePoolCapacity { pool, capacity, max_workers } => self.update_pool_capacity(cx, pool, *capacity, *max_workers),
             Command::SetPoolDraining { pool, draining } => self.set_pool_draining(cx, pool, *draining),
             Command::RemovePool { pool } => self.remove_pool(cx, pool),
+            Command::SetPoolProblem { pool, problem } => self.set_pool_problem(pool, problem.as_deref()),
             Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(cx, tenant, quota.as_ref()),
             Command::UpdateLimits { limits } => self.update_limits(cx, limits),
             Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),

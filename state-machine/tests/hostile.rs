@@ -126,6 +126,7 @@ enum Op {
     Capacity(String, Resources, u32),
     Drain(String, bool),
     RemovePool(String),
+    Problem(String, Option<String>),
     Quota(String, Option<(Resources, u32)>),
     Limits(Limits),
     Report(Target, u8, u32, i32, u16),
@@ -164,7 +165,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(n, r)| Op::Pool(n, Resources::new(r.cpu_millis.max(1), u64::MAX, u32::MAX), 4, false)),
         1 => (pool_name.clone(), resources(), u32x()).prop_map(|(n, r, w)| Op::Capacity(n, r, w)),
         1 => (pool_name.clone(), any::<bool>()).prop_map(|(n, d)| Op::Drain(n, d)),
-        1 => pool_name.prop_map(Op::RemovePool),
+        1 => pool_name.clone().prop_map(Op::RemovePool),
+        1 => (pool_name, prop::option::of(prop_oneof![text(), Just("p".repeat(2000))])).prop_map(|(n, t)| Op::Problem(n, t)),
         1 => (prop_oneof![Just("t".to_string()), text()], prop::option::of((resources(), u32x()))).prop_map(|(t, q)| Op::Quota(t, q)),
         1 => limits().prop_map(Op::Limits),
         6 => report().prop_map(|(t, k, s, c, j)| Op::Report(t, k, s, c, j)),
@@ -229,6 +231,7 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         }
         Op::Drain(name, draining) => Command::SetPoolDraining { pool: name.clone(), draining: *draining },
         Op::RemovePool(name) => Command::RemovePool { pool: name.clone() },
+        Op::Problem(name, problem) => Command::SetPoolProblem { pool: name.clone(), problem: problem.clone() },
         Op::Quota(tenant, q) => Command::SetTenantQuota {
             tenant: tenant.clone(),
             quota: q.map(|(resources, max_running_jobs)| Quota { resources, max_running_jobs }),

@@ -8,6 +8,7 @@ pub mod exactly_once;
 pub mod linearizable;
 pub mod monotonic_reads;
 pub mod orphans;
+pub mod poison;
 
 use serde::Serialize;
 

@@ -13,10 +13,20 @@ use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
               (status = 409, description = "exists with another spec", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pool", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<PoolSpec>) -> Result<Response, ApiError> {
     let name = spec.name.clone();
+    // Accepted either way (another node, the leader perhaps, may have the provider), but the
+    // operator hears at once that this one does not; `GET /v1/pools` then shows whether the
+    // leader can drive the pool (`problem`).
+    let mut warnings = Vec::new();
+    if app.providers.get(spec.provider).is_none() {
+        warnings.push(format!(
+            "node {} has no {} provider; the pool's jobs run only while the leader has one (GET /v1/pools shows a pool the leader cannot drive)",
+            app.id, spec.provider
+        ));
+    }
     match app.proposer.propose(Command::RegisterPool { spec }).await? {
         SmResponse::Done { changed } => {
             let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
-            Ok((status, Json(serde_json::json!({ "pool": name, "created": changed }))).into_response())
+            Ok((status, Json(serde_json::json!({ "pool": name, "created": changed, "warnings": warnings }))).into_response())
         }
         SmResponse::Rejected(r) => Err(r.into()),
         other => Err(unexpected(other)),

@@ -40,7 +40,7 @@ impl State {
             let max = self.limits.max_pools;
             return Err(SpecError::TooMany { field: "pools".into(), count: self.pools.len() + 1, max }.into());
         }
-        self.pools.insert(spec.name.clone(), Pool { spec: spec.clone(), allocated: Resources::ZERO, workers: 0, draining: false });
+        self.pools.insert(spec.name.clone(), Pool { spec: spec.clone(), allocated: Resources::ZERO, workers: 0, draining: false, problem: None });
         cx.emit(Event::PoolRegistered { pool: spec.name.clone() });
         self.emit_capacity(cx, &spec.name);
         Ok(Response::Done { changed: true })
@@ -71,6 +71,23 @@ impl State {
         }
         p.draining = draining;
         self.emit_capacity(cx, pool);
+        Ok(Response::Done { changed: true })
+    }
+
+    /// Records why the leader cannot drive `pool` (or that it can again). Emits no event: it is
+    /// the leader's report of itself, shown by `GET /v1/pools`.
+    pub(crate) fn set_pool_problem(&mut self, pool: &str, problem: Option<&str>) -> Handled {
+        if let Some(text) = problem
+            && text.len() > self.limits.max_value_bytes
+        {
+            let max = self.limits.max_value_bytes;
+            return Err(SpecError::TooLong { field: "problem".into(), len: text.len(), max }.into());
+        }
+        let p = self.pools.get_mut(pool).ok_or_else(|| Rejection::UnknownPool(pool.to_string()))?;
+        if p.problem.as_deref() == problem {
+            return Ok(Response::Done { changed: false });
+        }
+        p.problem = problem.map(str::to_string);
         Ok(Response::Done { changed: true })
     }
 
