@@ -2,9 +2,14 @@
 //!
 //! Runs on every node and acts only while this node leads. It reads the node's event journal
 //! after the replicated mark (`State::events_published_through`), publishes each event to
-//! `flotilla.<cluster>.<category>.<id>.<event>` with `Nats-Msg-Id` = the event id, waits for
-//! JetStream's ack before the next one (so the stream's order is the log's order even across
-//! reconnects), and records its progress in the replicated state about once a second. A new
+//! `flotilla.<cluster>.<category>.<id>.<event>` with `Nats-Msg-Id` = the event id, and records
+//! its progress in the replicated state about once a second. Publishes are pipelined: a batch
+//! of up to `READ_BATCH_EVENTS` is handed to the connection at once and the acks are awaited
+//! in order (one event per round trip fell behind the journal under heavy output). Order is
+//! kept all the same: every event of a batch after the first carries
+//! `Nats-Expected-Last-Msg-Id` = the event before it, so JetStream refuses it unless that one
+//! was stored; the next batch starts only after every ack of this one, and after a failure
+//! the publisher resumes after the last event acknowledged in order. A new
 //! leader resumes after the recorded mark and republishes at most a second's worth of events,
 //! which JetStream drops as duplicates of their message ids within the stream's duplicate
 //! window. If NATS is down the cluster goes on; the backlog is the bounded journal, and the
@@ -144,27 +149,42 @@ impl Publisher {
                 }
                 continue;
             }
-            for item in &batch {
+            let mut sent = Vec::with_capacity(batch.len());
+            let mut failure = None;
+            for (i, item) in batch.iter().enumerate() {
                 if !self.raft.is_leader() {
                     break;
                 }
-                match self.publish(&js, item).await {
-                    Ok(duplicate) => {
-                        published = Some(item.id);
+                let previous = i.checked_sub(1).map(|p| batch[p].id);
+                match self.send(&js, item, previous).await {
+                    Ok(ack) => sent.push((item.id, ack)),
+                    Err(e) => {
+                        failure = Some((item.id, e));
+                        break;
+                    }
+                }
+            }
+            for (id, ack) in sent {
+                match ack.await {
+                    Ok(ack) => {
+                        published = Some(id);
                         self.metrics.events_published.inc();
-                        if duplicate {
+                        if ack.duplicate {
                             self.metrics.events_publish_duplicates.inc();
                         }
                     }
                     Err(e) => {
-                        self.metrics.events_publish_errors.inc();
-                        tracing::warn!(error = %e, event = %item.id, "publishing to NATS failed; reconnecting");
-                        session = None;
-                        if sleep_or_stop(&mut stop, self.config.retry_ms).await {
-                            return;
-                        }
+                        failure = failure.or(Some((id, e.into())));
                         break;
                     }
+                }
+            }
+            if let Some((event, e)) = failure {
+                self.metrics.events_publish_errors.inc();
+                tracing::warn!(error = %e, event = %event, "publishing to NATS failed; reconnecting");
+                session = None;
+                if sleep_or_stop(&mut stop, self.config.retry_ms).await {
+                    return;
                 }
             }
         }
@@ -193,13 +213,21 @@ impl Publisher {
         Ok(js)
     }
 
-    /// Publishes one event and waits for its ack; `Ok(true)` when JetStream already had it.
-    async fn publish(&self, js: &jetstream::Context, item: &JournaledEvent) -> anyhow::Result<bool> {
+    /// Hands one event to the connection and returns the future of its ack. `previous` is the
+    /// event that must already be in the stream for JetStream to store this one.
+    async fn send(
+        &self,
+        js: &jetstream::Context,
+        item: &JournaledEvent,
+        previous: Option<EventId>,
+    ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
         let body = crate::api::StreamedEvent { id: item.id.to_string(), term: item.term, event: &item.event };
         let payload = serde_json::to_vec(&body)?;
-        let message = PublishMessage::build().message_id(item.id.to_string()).payload(payload.into());
-        let ack = js.send_publish(self.config.subject(&item.event), message).await?.await?;
-        Ok(ack.duplicate)
+        let mut message = PublishMessage::build().message_id(item.id.to_string()).payload(payload.into());
+        if let Some(previous) = previous {
+            message = message.expected_last_message_id(previous.to_string());
+        }
+        Ok(js.send_publish(self.config.subject(&item.event), message).await?)
     }
 }
 

@@ -94,11 +94,9 @@ impl RunningNode {
             .await
             .with_context(|| format!("binding the api address {}", settings.api_addr))?;
         let rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(api_listener, router).with_graceful_shutdown(wait_for(rx)).await {
-                tracing::error!(error = %e, "api server failed");
-            }
-        }));
+        let server_config =
+            api::server::ServerConfig { max_connections: settings.max_connections, header_read_timeout_ms: settings.header_read_timeout_ms };
+        tasks.push(tokio::spawn(api::server::serve(api_listener, router, server_config, rx)));
 
         if let Some(url) = settings.nats_url.clone() {
             let config = crate::nats_publisher::PublisherConfig::new(url, settings.cluster_name.clone());

@@ -66,6 +66,13 @@ pub struct Options {
     /// Largest accepted request body. Default 1048576.
     #[arg(long)]
     pub max_request_bytes: Option<usize>,
+    /// REST connections open at once; past it a new connection is closed at once. Default 4096.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, also the longest an idle keep-alive
+    /// connection is kept. Default 30000.
+    #[arg(long)]
+    pub header_read_timeout_ms: Option<u64>,
     /// Time limit for one forwarded write or node-to-node RPC. Default 10000.
     #[arg(long)]
     pub rpc_timeout_ms: Option<u64>,
@@ -156,6 +163,8 @@ pub struct Settings {
     pub log_entries_kept_after_snapshot: u64,
     pub max_concurrent_requests: usize,
     pub max_request_bytes: usize,
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
     pub rpc_timeout_ms: u64,
     pub process_work_dir: PathBuf,
     pub leader_tick_ms: u64,
@@ -211,6 +220,8 @@ impl Settings {
             log_entries_kept_after_snapshot: pick!(log_entries_kept_after_snapshot, 1000),
             max_concurrent_requests: pick!(max_concurrent_requests, 256),
             max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
+            max_connections: pick!(max_connections, 4096),
+            header_read_timeout_ms: pick!(header_read_timeout_ms, 30_000),
             rpc_timeout_ms: pick!(rpc_timeout_ms, 10_000),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
             leader_tick_ms: pick!(leader_tick_ms, 200),
@@ -248,6 +259,8 @@ impl Settings {
         );
         anyhow::ensure!(settings.leader_tick_ms > 0, "--leader-tick-ms must be greater than 0");
         anyhow::ensure!(settings.max_concurrent_requests > 0, "--max-concurrent-requests must be greater than 0");
+        anyhow::ensure!(settings.max_connections > 0, "--max-connections must be greater than 0");
+        anyhow::ensure!(settings.header_read_timeout_ms > 0, "--header-read-timeout-ms must be greater than 0");
         let name = settings.cluster_name.as_bytes();
         anyhow::ensure!(
             !name.is_empty()

@@ -143,20 +143,29 @@ async fn yaml_pipelines_are_accepted_and_their_errors_name_field_and_line() {
 async fn overload_is_shed_with_429_and_retry_after() {
     let c = Cluster::spawn(1, &["--max-concurrent-requests", "1"]).await;
     let url = c.node(1).url("/v1/pipelines");
-    let slow = tokio::spawn(c.http.post(url).json(&pipeline("waits")).send());
-
     let live = c.node(1).url("/v1/health/live");
     let mut shed = None;
-    while !slow.is_finished() {
-        let r = c.http.get(&live).send().await.unwrap();
-        if r.status().as_u16() == 429 {
-            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
-            let body: serde_json::Value = r.json().await.expect("429 bodies are JSON");
-            shed = Some((retry_after, body));
+    let mut slow = None;
+    // The write and the probes race for the one slot: a write that lost (shed itself) is sent
+    // again, a bounded number of times.
+    for _ in 0..20 {
+        let write = tokio::spawn(c.http.post(&url).json(&pipeline("waits")).send());
+        while !write.is_finished() {
+            let r = c.http.get(&live).send().await.unwrap();
+            if r.status().as_u16() == 429 {
+                let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+                let body: serde_json::Value = r.json().await.expect("429 bodies are JSON");
+                shed = Some((retry_after, body));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if shed.is_some() {
+            slow = Some(write);
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    let slow = slow.expect("the write never held the only slot");
     let (retry_after, body) = shed.expect("no request was shed while the only slot was taken");
     assert_eq!(retry_after.as_deref(), Some("1"));
     assert_eq!(body["error"]["code"], "overloaded", "{body}");

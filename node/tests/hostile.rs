@@ -63,7 +63,7 @@ fn job(name: &str, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
-    let c = Cluster::start(3, &[]).await;
+    let c = Cluster::start(3, &["--header-read-timeout-ms", "2000", "--max-connections", "600"]).await;
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
     c.register_pool(1).await;
     let rss_before = c.node(leader).rss_kib();
@@ -185,14 +185,21 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "a trickled body: {answer:?} after {:?}", started.elapsed());
 
-    // A thousand idle connections do not stop the node from serving.
+    // A thousand connections that send nothing: past `--max-connections` they are closed at
+    // once, the others when the header deadline passes; then the node serves again.
     let mut idle = Vec::new();
     for _ in 0..1000 {
         idle.push(tokio::net::TcpStream::connect(&c.node(1).api_addr).await.unwrap());
     }
+    let started = Instant::now();
+    for (i, conn) in idle.iter_mut().enumerate() {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(15), conn.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "idle connection {i} still open after {:?}", started.elapsed());
+    }
+    drop(idle);
     let (s, _) = c.get(1, "/v1/health/live").await;
     assert_eq!(s, 200);
-    drop(idle);
 
     // Followed log streams take stream permits: past the limit a follow is refused with 429,
     // and the node still answers everything else.

@@ -13,6 +13,7 @@ mod input_body;
 pub mod openapi;
 mod pipelines;
 mod pools;
+pub mod server;
 mod yaml_guard;
 mod yaml_lines;
 

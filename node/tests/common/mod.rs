@@ -162,7 +162,9 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        // Pooled connections are dropped long before a node's header deadline closes them, so a
+        // request never races a server closing its idle connection.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_idle_timeout(Duration::from_millis(500)).build().unwrap();
         let mut c = Cluster { nodes, http, _dir: dir };
         for node in &mut c.nodes {
             node.spawn();

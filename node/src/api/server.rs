@@ -1,0 +1,70 @@
+//! The REST API's server loop: axum's router on hyper's HTTP/1 connections, with the bounds
+//! `axum::serve` does not offer. A client must send a request's headers within
+//! `header_read_timeout_ms` (one that connects and sends nothing, or trickles its headers, is
+//! cut off, and so is a keep-alive connection idle that long), and at most `max_connections`
+//! are open at once: past that a new connection is closed as soon as it is accepted, so
+//! thousands of idle sockets cannot exhaust the node's file descriptors.
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Bounds of the server loop (see the module doc).
+#[derive(Clone, Copy, Debug)]
+pub struct ServerConfig {
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then lets open connections
+/// finish their requests (streams end on the same signal) and returns.
+pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before it was taken: go on.
+                    tracing::warn!(error = %e, "accepting an API connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(max = config.max_connections, "API connection refused: too many open");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    // Every slot back means every connection has closed.
+    let _ = slots.acquire_many(u32::try_from(config.max_connections).unwrap_or(u32::MAX)).await;
+}
+
+/// Waits until `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
