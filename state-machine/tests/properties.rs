@@ -138,13 +138,7 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
         let index = log.len() as u64 + 3;
         let ctx = ApplyContext { log_index: index, term: 1 + index / 50 };
         let proposal = Proposal::new(now_ms, command);
-        let before = state.clone();
-        let out = state.apply(ctx, &proposal);
-        prop_assert!(state.check_invariants().is_ok(), "{:?}", state.check_invariants());
-        prop_assert!(state.check_progress_from(&before).is_ok(), "{:?}", state.check_progress_from(&before));
-        if out.0.rejection().is_some() {
-            prop_assert_eq!(bytes(&before), bytes(&state), "rejected command changed state");
-        }
+        let out = apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
         log.push((ctx, proposal, out));
     }
     Ok((state, log))

@@ -32,6 +32,24 @@ pub fn pipeline(name: &str, jobs: Vec<JobSpec>) -> PipelineSpec {
     PipelineSpec { name: name.into(), jobs }
 }
 
+/// Applies one entry and checks what must hold after every entry: the invariants, forward
+/// progress, and that a rejected command changed nothing and emitted nothing.
+pub fn apply_checked(state: &mut State, ctx: ApplyContext, proposal: &Proposal) -> Result<(Response, Vec<Event>), String> {
+    let before = state.clone();
+    let out = state.apply(ctx, proposal);
+    state.check_invariants().map_err(|v| format!("invariant: {v}"))?;
+    state.check_progress_from(&before).map_err(|v| format!("progress: {v}"))?;
+    if out.0.rejection().is_some() {
+        if bytes(&before) != bytes(state) {
+            return Err("a rejected command changed the state".into());
+        }
+        if !out.1.is_empty() {
+            return Err("a rejected command emitted events".into());
+        }
+    }
+    Ok(out)
+}
+
 pub fn bytes(state: &State) -> Vec<u8> {
     bincode::serde::encode_to_vec(state, bincode::config::standard()).expect("state serializes")
 }
@@ -50,16 +68,8 @@ impl Harness {
 
     pub fn run(&mut self, command: Command) -> (Response, Vec<Event>) {
         self.index += 1;
-        let before = self.state.clone();
         let ctx = ApplyContext { log_index: self.index, term: TERM };
-        let (response, events) = self.state.apply(ctx, &Proposal::new(self.now_ms, command));
-        self.state.check_invariants().unwrap_or_else(|v| panic!("invariant: {v}"));
-        self.state.check_progress_from(&before).unwrap_or_else(|v| panic!("progress: {v}"));
-        if response.rejection().is_some() {
-            assert_eq!(bytes(&before), bytes(&self.state), "a rejected command changed the state");
-            assert!(events.is_empty());
-        }
-        (response, events)
+        apply_checked(&mut self.state, ctx, &Proposal::new(self.now_ms, command)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs a command that must be accepted; returns its events.
