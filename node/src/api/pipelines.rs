@@ -44,8 +44,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
               (status = 429, description = "overloaded; retry after Retry-After seconds", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
 pub async fn submit(State(app): State<AppState>, headers: HeaderMap, body: SourcedBody<PipelineSpec>) -> Result<Response, ApiError> {
     let SourcedBody { value: spec, yaml } = body;
-    // Matrix expansion happens again in `apply`; here it only maps an error back to its line.
-    let origin = yaml.as_ref().map(|_| spec.expand_matrix(&flotilla_state_machine::Limits::DEFAULT).map(|e| e.origin).unwrap_or_default());
+    // Kept only for a YAML body, whose errors are mapped back to lines (see below).
+    let submitted = yaml.as_ref().map(|_| spec.clone());
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
     let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
     // The request's span continues the caller's trace; its context travels in the proposal.
@@ -65,6 +65,10 @@ pub async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Sourc
         }
         SmResponse::Rejected(r) => {
             let mut error: ApiError = r.into();
+            // Matrix expansion happens in `apply`; here it only maps the error back to its line
+            // (bounded like any expansion, by the default limits).
+            let origin =
+                submitted.map(|spec| spec.expand_matrix(&flotilla_state_machine::Limits::DEFAULT).map(|e| e.origin).unwrap_or_default());
             if let (Some(source), Some(field), Some(origin)) = (&yaml, error.field.as_deref(), &origin)
                 && let Some(line) = super::yaml_lines::line_of(source, field, origin)
             {
