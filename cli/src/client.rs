@@ -1,7 +1,7 @@
 //! REST client over several server addresses: a request goes to the first address that
 //! answers; connection failures move on to the next one.
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
@@ -42,7 +42,13 @@ impl Client {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| if s.starts_with("http") { s.trim_end_matches('/').to_string() } else { format!("http://{s}") })
+            .map(|s| {
+                if s.starts_with("http") {
+                    s.trim_end_matches('/').to_string()
+                } else {
+                    format!("http://{s}")
+                }
+            })
             .collect();
         if servers.is_empty() {
             bail!("no server address given (use --server or FLOTILLA_ADDR)");
@@ -62,7 +68,10 @@ impl Client {
 
     /// Sends the request `build` makes for each server in turn until one answers; a non-2xx
     /// answer is returned as an `ApiFailure`.
-    async fn send(&self, build: impl Fn(&reqwest::Client, &str) -> RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut last_err = None;
         for server in &self.servers {
             match build(&self.http, server).send().await {
@@ -76,14 +85,22 @@ impl Client {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no server answered")).context("no server could be reached"))
+        Err(last_err
+            .unwrap_or_else(|| anyhow::anyhow!("no server answered"))
+            .context("no server could be reached"))
     }
 
     async fn json(resp: reqwest::Response) -> anyhow::Result<Value> {
         Ok(parse_body(resp.text().await.unwrap_or_default()))
     }
 
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, String)]) -> anyhow::Result<Value> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
         let resp = self
             .send(|http, server| {
                 let mut req = http.request(method.clone(), format!("{server}{path}"));
@@ -97,10 +114,19 @@ impl Client {
     }
 
     /// POST with a body already encoded as `content_type` (a pipeline file as written).
-    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str, headers: &[(&str, String)]) -> anyhow::Result<Value> {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
         let resp = self
             .send(|http, server| {
-                let req = http.post(format!("{server}{path}")).header("content-type", content_type).body(body.clone());
+                let req = http
+                    .post(format!("{server}{path}"))
+                    .header("content-type", content_type)
+                    .body(body.clone());
                 headers.iter().fold(req, |r, (k, v)| r.header(*k, v))
             })
             .await?;
@@ -119,7 +145,9 @@ impl Client {
     pub async fn stream_to_stdout(&self, path: &str) -> anyhow::Result<()> {
         use std::io::Write;
         let follow = Duration::from_secs(24 * 3600);
-        let mut resp = self.send(|http, server| http.get(format!("{server}{path}")).timeout(follow)).await?;
+        let mut resp = self
+            .send(|http, server| http.get(format!("{server}{path}")).timeout(follow))
+            .await?;
         let mut out = std::io::stdout();
         while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
             out.write_all(&chunk)?;

@@ -1,12 +1,12 @@
 //! The REST-backed commands: cluster, pipeline, job, pool.
 
-use crate::client::Client;
-use crate::output::{self, cell, Format};
 use crate::Top;
+use crate::client::Client;
+use crate::output::{self, Format, cell};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -45,14 +45,20 @@ pub enum PipelineCmd {
         #[arg(long)]
         wait: bool,
     },
-    Get { id: u64 },
+    Get {
+        id: u64,
+    },
     List(ListArgs),
-    Cancel { id: u64 },
+    Cancel {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum JobCmd {
-    Get { id: u64 },
+    Get {
+        id: u64,
+    },
     List {
         #[command(flatten)]
         list: ListArgs,
@@ -66,7 +72,9 @@ pub enum JobCmd {
         #[arg(long, short)]
         follow: bool,
     },
-    Cancel { id: u64 },
+    Cancel {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,26 +136,47 @@ impl ListArgs {
 }
 
 pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Result<()> {
-    let show = |v: &Value, table: &dyn Fn(&Value)| if format == Format::Json { output::json(v) } else { table(v) };
+    let show = |v: &Value, table: &dyn Fn(&Value)| {
+        if format == Format::Json {
+            output::json(v)
+        } else {
+            table(v)
+        }
+    };
     match command {
         Top::Cluster(cmd) => match cmd {
-            ClusterCmd::Init => show(&client.post("/v1/cluster/init", &json!({})).await?, &|v| println!("initialized node {}", cell(&v["initialized"]))),
+            ClusterCmd::Init => show(&client.post("/v1/cluster/init", &json!({})).await?, &|v| {
+                println!("initialized node {}", cell(&v["initialized"]))
+            }),
             ClusterCmd::Status => show(&client.get("/v1/cluster").await?, &cluster_table),
-            ClusterCmd::Add { id, raft_addr, api_addr } => {
+            ClusterCmd::Add {
+                id,
+                raft_addr,
+                api_addr,
+            } => {
                 let body = json!({ "id": id, "raft_addr": raft_addr, "api_addr": api_addr });
-                show(&client.post("/v1/cluster/members", &body).await?, &|_| println!("node {id} is a voter"));
+                show(&client.post("/v1/cluster/members", &body).await?, &|_| {
+                    println!("node {id} is a voter")
+                });
             }
             ClusterCmd::TransferLeader { id } => {
                 let v = client.post("/v1/cluster/transfer-leader", &json!({ "to": id })).await?;
                 show(&v, &|_| println!("node {id} leads"));
             }
             ClusterCmd::Remove { id } => {
-                let v = client.request(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, &[]).await?;
+                let v = client
+                    .request(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, &[])
+                    .await?;
                 show(&v, &|_| println!("node {id} removed"));
             }
         },
         Top::Pipeline(cmd) => match cmd {
-            PipelineCmd::Submit { file, idempotency_key, tenant, wait } => {
+            PipelineCmd::Submit {
+                file,
+                idempotency_key,
+                tenant,
+                wait,
+            } => {
                 let (body, content_type) = pipeline_file(file)?;
                 let mut headers = vec![("x-flotilla-tenant", tenant.clone())];
                 if let Some(k) = idempotency_key {
@@ -155,9 +184,18 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 }
                 let v = client.post_raw("/v1/pipelines", body, content_type, &headers).await?;
                 show(&v, &|v| {
-                    let dup = if v["duplicate"] == true { " (already submitted with this key)" } else { "" };
+                    let dup = if v["duplicate"] == true {
+                        " (already submitted with this key)"
+                    } else {
+                        ""
+                    };
                     println!("pipeline {}{dup}", cell(&v["pipeline"]));
-                    let rows: Vec<Vec<String>> = v["jobs"].as_array().into_iter().flatten().map(|j| vec![cell(&j["id"]), cell(&j["name"])]).collect();
+                    let rows: Vec<Vec<String>> = v["jobs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|j| vec![cell(&j["id"]), cell(&j["name"])])
+                        .collect();
                     output::table(&["JOB", "NAME"], &rows);
                 });
                 if *wait {
@@ -167,19 +205,33 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 }
             }
             PipelineCmd::Get { id } => show(&client.get(&format!("/v1/pipelines/{id}")).await?, &pipeline_table),
-            PipelineCmd::List(list) => show(&client.get(&format!("/v1/pipelines?{}", list.query(&[]))).await?, &|v| {
-                let rows: Vec<Vec<String>> = v["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| vec![cell(&p["id"]), cell(&p["name"]), cell(&p["tenant"]), cell(&p["state"]), p["jobs"].as_array().map_or(0, Vec::len).to_string()])
-                    .collect();
-                output::table(&["ID", "NAME", "TENANT", "STATE", "JOBS"], &rows);
-                if let Some(next) = v["next_after"].as_u64() {
-                    println!("more: --after {next}");
-                }
-            }),
-            PipelineCmd::Cancel { id } => show(&client.post(&format!("/v1/pipelines/{id}/cancel"), &json!({})).await?, &|v| println!("cancelled jobs: {}", cell(&v["cancelled"]))),
+            PipelineCmd::List(list) => show(
+                &client.get(&format!("/v1/pipelines?{}", list.query(&[]))).await?,
+                &|v| {
+                    let rows: Vec<Vec<String>> = v["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| {
+                            vec![
+                                cell(&p["id"]),
+                                cell(&p["name"]),
+                                cell(&p["tenant"]),
+                                cell(&p["state"]),
+                                p["jobs"].as_array().map_or(0, Vec::len).to_string(),
+                            ]
+                        })
+                        .collect();
+                    output::table(&["ID", "NAME", "TENANT", "STATE", "JOBS"], &rows);
+                    if let Some(next) = v["next_after"].as_u64() {
+                        println!("more: --after {next}");
+                    }
+                },
+            ),
+            PipelineCmd::Cancel { id } => show(
+                &client.post(&format!("/v1/pipelines/{id}/cancel"), &json!({})).await?,
+                &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
+            ),
         },
         Top::Job(cmd) => match cmd {
             JobCmd::Get { id } => show(&client.get(&format!("/v1/jobs/{id}")).await?, &|j| {
@@ -196,18 +248,36 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 });
             }
             JobCmd::Logs { id, follow: false } => print!("{}", client.get_text(&format!("/v1/jobs/{id}/logs")).await?),
-            JobCmd::Logs { id, follow: true } => client.stream_to_stdout(&format!("/v1/jobs/{id}/logs?follow=true")).await?,
-            JobCmd::Cancel { id } => show(&client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?, &|v| println!("cancelled jobs: {}", cell(&v["cancelled"]))),
+            JobCmd::Logs { id, follow: true } => {
+                client
+                    .stream_to_stdout(&format!("/v1/jobs/{id}/logs?follow=true"))
+                    .await?
+            }
+            JobCmd::Cancel { id } => show(
+                &client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?,
+                &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
+            ),
         },
         Top::Pool(cmd) => match cmd {
-            PoolCmd::Register { name, provider, cpu_millis, memory_mib, gpus, max_workers, labels, settings } => {
+            PoolCmd::Register {
+                name,
+                provider,
+                cpu_millis,
+                memory_mib,
+                gpus,
+                max_workers,
+                labels,
+                settings,
+            } => {
                 let label_map = key_values("--label", labels)?;
                 let setting_map = key_values("--setting", settings)?;
                 let body = json!({
                     "name": name, "provider": provider, "max_workers": max_workers, "labels": label_map, "settings": setting_map,
                     "capacity": { "cpu_millis": cpu_millis, "memory_mib": memory_mib, "gpus": gpus }
                 });
-                show(&client.post("/v1/pools", &body).await?, &|_| println!("pool {name} registered"));
+                show(&client.post("/v1/pools", &body).await?, &|_| {
+                    println!("pool {name} registered")
+                });
             }
             PoolCmd::List => show(&client.get("/v1/pools").await?, &|v| {
                 let rows: Vec<Vec<String>> = v["items"]
@@ -219,8 +289,16 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                         vec![
                             cell(&s["name"]),
                             cell(&s["provider"]),
-                            format!("{}/{}", cell(&p["allocated"]["cpu_millis"]), cell(&s["capacity"]["cpu_millis"])),
-                            format!("{}/{}", cell(&p["allocated"]["memory_mib"]), cell(&s["capacity"]["memory_mib"])),
+                            format!(
+                                "{}/{}",
+                                cell(&p["allocated"]["cpu_millis"]),
+                                cell(&s["capacity"]["cpu_millis"])
+                            ),
+                            format!(
+                                "{}/{}",
+                                cell(&p["allocated"]["memory_mib"]),
+                                cell(&s["capacity"]["memory_mib"])
+                            ),
                             format!("{}/{}", cell(&p["workers"]), cell(&s["max_workers"])),
                         ]
                     })
@@ -237,12 +315,21 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
 /// with the field (and, for YAML, the line).
 pub fn pipeline_file(file: &std::path::Path) -> anyhow::Result<(Vec<u8>, &'static str)> {
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let yaml = file.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yaml" || e == "yml");
+    let yaml = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e == "yaml" || e == "yml");
     Ok((body, if yaml { "application/yaml" } else { "application/json" }))
 }
 
 fn job_row(j: &Value) -> Vec<String> {
-    vec![cell(&j["id"]), cell(&j["spec"]["name"]), cell(&j["pipeline"]), cell(&j["state"]), cell(&j["attempt"])]
+    vec![
+        cell(&j["id"]),
+        cell(&j["spec"]["name"]),
+        cell(&j["pipeline"]),
+        cell(&j["state"]),
+        cell(&j["attempt"]),
+    ]
 }
 
 fn cluster_table(v: &Value) {
@@ -260,15 +347,33 @@ fn cluster_table(v: &Value) {
         .into_iter()
         .flatten()
         .map(|m| {
-            let role = if m["id"] == v["leader"] { "leader" } else if m["voter"] == true { "voter" } else { "learner" };
-            vec![cell(&m["id"]), role.into(), cell(&m["raft_addr"]), cell(&m["api_addr"]), cell(&m["matched_index"])]
+            let role = if m["id"] == v["leader"] {
+                "leader"
+            } else if m["voter"] == true {
+                "voter"
+            } else {
+                "learner"
+            };
+            vec![
+                cell(&m["id"]),
+                role.into(),
+                cell(&m["raft_addr"]),
+                cell(&m["api_addr"]),
+                cell(&m["matched_index"]),
+            ]
         })
         .collect();
     output::table(&["ID", "ROLE", "RAFT", "API", "MATCHED"], &rows);
 }
 
 fn pipeline_table(v: &Value) {
-    println!("pipeline {} {} ({}) is {}", cell(&v["id"]), cell(&v["name"]), cell(&v["tenant"]), cell(&v["state"]));
+    println!(
+        "pipeline {} {} ({}) is {}",
+        cell(&v["id"]),
+        cell(&v["name"]),
+        cell(&v["tenant"]),
+        cell(&v["state"])
+    );
     let rows: Vec<Vec<String>> = v["job_states"]
         .as_array()
         .into_iter()
@@ -282,7 +387,9 @@ fn pipeline_table(v: &Value) {
 fn key_values(flag: &str, items: &[String]) -> anyhow::Result<serde_json::Map<String, Value>> {
     let mut map = serde_json::Map::new();
     for item in items {
-        let (k, v) = item.split_once('=').with_context(|| format!("{flag} {item:?} must be key=value"))?;
+        let (k, v) = item
+            .split_once('=')
+            .with_context(|| format!("{flag} {item:?} must be key=value"))?;
         map.insert(k.to_string(), Value::String(v.to_string()));
     }
     Ok(map)

@@ -3,7 +3,7 @@
 //! The data directory is kept, so running `flotilla dev` again resumes the same cluster.
 
 use crate::client::Client;
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -50,18 +50,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let binary = match &args.node_binary {
         Some(b) => b.clone(),
-        None => std::env::current_exe()?.parent().context("no parent directory")?.join("flotilla-node"),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no parent directory")?
+            .join("flotilla-node"),
     };
     if !binary.exists() {
-        bail!("{} not found; build it with `cargo build --bin flotilla-node` or pass --node-binary", binary.display());
+        bail!(
+            "{} not found; build it with `cargo build --bin flotilla-node` or pass --node-binary",
+            binary.display()
+        );
     }
     std::fs::create_dir_all(&args.data_dir)?;
     let addr = |n: u64, offset: u16| format!("127.0.0.1:{}", args.base_port + offset + n as u16);
     let mut nodes = Nodes(Vec::new());
     for n in 1..=args.nodes {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(args.data_dir.join(format!("node-{n}.log")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(args.data_dir.join(format!("node-{n}.log")))?;
         let child = Command::new(&binary)
-            .args(["--id", &n.to_string(), "--raft-addr", &addr(n, 0), "--api-addr", &addr(n, 1000)])
+            .args([
+                "--id",
+                &n.to_string(),
+                "--raft-addr",
+                &addr(n, 0),
+                "--api-addr",
+                &addr(n, 1000),
+            ])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node-{n}")))
             .arg("--process-work-dir")
@@ -75,15 +91,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let servers: Vec<String> = (1..=args.nodes).map(|n| addr(n, 1000)).collect();
     let first = Client::new(&servers[0])?;
     let all = Client::new(&servers.join(","))?;
-    wait("node 1 to answer", || async { first.get("/v1/health/live").await.is_ok() }).await?;
+    wait("node 1 to answer", || async {
+        first.get("/v1/health/live").await.is_ok()
+    })
+    .await?;
     let status = first.get("/v1/cluster").await?;
     if status["members"].as_array().is_none_or(|m| m.is_empty()) {
-        eprintln!("bootstrapping a new {}-node cluster in {}", args.nodes, args.data_dir.display());
+        eprintln!(
+            "bootstrapping a new {}-node cluster in {}",
+            args.nodes,
+            args.data_dir.display()
+        );
         first.post("/v1/cluster/init", &json!({})).await?;
-        wait("node 1 to lead", || async { first.get("/v1/health/ready").await.is_ok() }).await?;
+        wait("node 1 to lead", || async {
+            first.get("/v1/health/ready").await.is_ok()
+        })
+        .await?;
         for n in 2..=args.nodes {
             let body = json!({ "id": n, "raft_addr": addr(n, 0), "api_addr": addr(n, 1000) });
-            wait(&format!("node {n} to join"), || async { first.post("/v1/cluster/members", &body).await.is_ok() }).await?;
+            wait(&format!("node {n} to join"), || async {
+                first.post("/v1/cluster/members", &body).await.is_ok()
+            })
+            .await?;
         }
     } else {
         eprintln!("resuming the cluster in {}", args.data_dir.display());
@@ -94,24 +123,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "name": "local", "provider": "process", "max_workers": 4,
         "capacity": { "cpu_millis": cpus * 1000, "memory_mib": 4096 }
     });
-    all.post("/v1/pools", &pool).await.context("registering the local process pool")?;
+    all.post("/v1/pools", &pool)
+        .await
+        .context("registering the local process pool")?;
 
     if let Some(file) = &args.run {
         let (body, content_type) = crate::commands::pipeline_file(file)?;
         let submitted = all.post_raw("/v1/pipelines", body, content_type, &[]).await?;
-        let id = submitted["pipeline"].as_u64().context("the server returned no pipeline id")?;
+        let id = submitted["pipeline"]
+            .as_u64()
+            .context("the server returned no pipeline id")?;
         println!("pipeline {id} submitted to a {}-node cluster", args.nodes);
         let state = crate::wait::follow(&all, id).await?;
         drop(nodes);
         anyhow::ensure!(state == "SUCCEEDED", "pipeline {id} ended {state}");
         return Ok(());
     }
-    println!("Flotilla dev cluster is up: {} nodes, process pool `local`.", args.nodes);
+    println!(
+        "Flotilla dev cluster is up: {} nodes, process pool `local`.",
+        args.nodes
+    );
     println!("  export FLOTILLA_ADDR={}", servers.join(","));
     println!("  flotilla cluster status");
     println!("  flotilla pipeline submit -f examples/hello.yaml --wait");
     println!("  flotilla pipeline list");
-    println!("Node logs: {}/node-N.log. Ctrl-C stops the cluster; its data stays for next time.", args.data_dir.display());
+    println!(
+        "Node logs: {}/node-N.log. Ctrl-C stops the cluster; its data stays for next time.",
+        args.data_dir.display()
+    );
     tokio::signal::ctrl_c().await?;
     eprintln!("stopping");
     drop(nodes);

@@ -5,7 +5,7 @@
 //! repeating an event.
 
 use crate::client::{ApiFailure, Client};
-use crate::output::{cell, Format};
+use crate::output::{Format, cell};
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
@@ -46,7 +46,13 @@ impl EventsArgs {
 
 fn urlencode(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b',') { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b',') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -61,7 +67,10 @@ pub async fn run(client: &Client, format: Format, args: &EventsArgs) -> anyhow::
     }
     loop {
         let server = &servers[next_server % servers.len()];
-        let mut request = client.http().get(format!("{server}/v1/events?{}", args.query())).timeout(Duration::from_secs(24 * 3600));
+        let mut request = client
+            .http()
+            .get(format!("{server}/v1/events?{}", args.query()))
+            .timeout(Duration::from_secs(24 * 3600));
         if let Some(id) = &last_id {
             request = request.header("last-event-id", id);
         }
@@ -101,7 +110,11 @@ enum StreamEnd {
     Gap(String),
 }
 
-async fn read_stream(mut resp: reqwest::Response, format: Format, last_id: &mut Option<String>) -> anyhow::Result<StreamEnd> {
+async fn read_stream(
+    mut resp: reqwest::Response,
+    format: Format,
+    last_id: &mut Option<String>,
+) -> anyhow::Result<StreamEnd> {
     let mut parser = SseParser::default();
     while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
         for message in parser.push(&chunk) {
@@ -126,15 +139,29 @@ fn print_event(format: Format, data: &str) {
         println!("{event}");
         return;
     }
-    let subject = ["pipeline", "job", "pool", "tenant"].iter().find_map(|k| event.get(*k).map(|v| format!("{k} {}", cell(v)))).unwrap_or_default();
+    let subject = ["pipeline", "job", "pool", "tenant"]
+        .iter()
+        .find_map(|k| event.get(*k).map(|v| format!("{k} {}", cell(v))))
+        .unwrap_or_default();
     let details: Vec<String> = event
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "term" | "pipeline" | "job" | "pool" | "tenant"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "id" | "type" | "term" | "pipeline" | "job" | "pool" | "tenant"
+            )
+        })
         .map(|(k, v)| format!("{k}={}", cell(v)))
         .collect();
-    println!("{:<12} {:<20} {:<18} {}", cell(&event["id"]), cell(&event["type"]), subject, details.join(" "));
+    println!(
+        "{:<12} {:<20} {:<18} {}",
+        cell(&event["id"]),
+        cell(&event["type"]),
+        subject,
+        details.join(" ")
+    );
 }
 
 /// One dispatched Server-Sent Event.
@@ -174,7 +201,9 @@ impl SseParser {
             if line.starts_with(':') {
                 continue;
             }
-            let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+            let (field, value) = line
+                .split_once(':')
+                .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
             match field {
                 "id" => self.current.id = Some(value.to_string()),
                 "event" => self.current.event = value.to_string(),
@@ -206,8 +235,16 @@ mod tests {
             assert_eq!(
                 got,
                 vec![
-                    SseMessage { id: Some("12-0".into()), event: "JobStarted".into(), data: "{\"a\":1}".into() },
-                    SseMessage { id: Some("12-1".into()), event: "JobCompleted".into(), data: "x\ny".into() },
+                    SseMessage {
+                        id: Some("12-0".into()),
+                        event: "JobStarted".into(),
+                        data: "{\"a\":1}".into()
+                    },
+                    SseMessage {
+                        id: Some("12-1".into()),
+                        event: "JobCompleted".into(),
+                        data: "x\ny".into()
+                    },
                 ],
                 "split at {split}"
             );
@@ -216,7 +253,13 @@ mod tests {
 
     #[test]
     fn the_query_carries_the_filters_encoded() {
-        let args = EventsArgs { follow: true, job: Some("j 1".into()), pipeline: None, kinds: Some("JobStarted,JobFailed".into()), after: None };
+        let args = EventsArgs {
+            follow: true,
+            job: Some("j 1".into()),
+            pipeline: None,
+            kinds: Some("JobStarted,JobFailed".into()),
+            after: None,
+        };
         assert_eq!(args.query(), "follow=true&job=j%201&type=JobStarted,JobFailed");
     }
 }

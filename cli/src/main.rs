@@ -12,10 +12,19 @@ use clap::{Parser, Subcommand};
 use output::Format;
 
 #[derive(Parser)]
-#[command(name = "flotilla", version, about = "Run pipelines on a Flotilla cluster and operate the cluster")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Run pipelines on a Flotilla cluster and operate the cluster"
+)]
 pub struct Cli {
     /// API addresses of cluster nodes, comma-separated; the next is tried when one is down.
-    #[arg(long, global = true, env = "FLOTILLA_ADDR", default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103")]
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_ADDR",
+        default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103"
+    )]
     pub server: String,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value = "table")]

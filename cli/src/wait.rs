@@ -16,7 +16,11 @@ pub async fn follow(client: &Client, pipeline: u64) -> anyhow::Result<String> {
             let state = j["state"].as_str().unwrap_or("?").to_string();
             if seen.get(&id) != Some(&state) {
                 let attempt = j["attempt"].as_u64().unwrap_or(1);
-                let retry = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                let retry = if attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
                 println!("  {:<20} {state}{retry}", j["name"].as_str().unwrap_or("?"));
                 seen.insert(id, state);
             }

@@ -11,12 +11,20 @@ fn flotilla() -> &'static str {
 /// `flotilla-node` is built into the same directory by `cargo test --workspace`.
 fn node_binary() -> std::path::PathBuf {
     let path = std::path::Path::new(flotilla()).with_file_name("flotilla-node");
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
     path
 }
 
 fn run(server: &str, args: &[&str]) -> Output {
-    Command::new(flotilla()).args(["--server", server]).args(args).output().expect("run flotilla")
+    Command::new(flotilla())
+        .args(["--server", server])
+        .args(args)
+        .output()
+        .expect("run flotilla")
 }
 
 fn stdout(o: &Output) -> String {
@@ -47,23 +55,41 @@ fn dev_cluster_serves_the_cli() {
         if o.status.success() && stdout(&o).contains("local") {
             break;
         }
-        assert!(Instant::now() < deadline, "dev cluster never came up: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "dev cluster never came up: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 
     let status = run(&all, &["cluster", "status"]);
     assert!(status.status.success());
     let text = stdout(&status);
-    assert_eq!(text.matches("127.0.0.1:").count(), 6, "three members with two addresses each:\n{text}");
+    assert_eq!(
+        text.matches("127.0.0.1:").count(),
+        6,
+        "three members with two addresses each:\n{text}"
+    );
     assert!(text.contains("leader"), "{text}");
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.json");
     // Submitted to a list whose first address is dead: the client moves on.
     let dead_first = format!("127.0.0.1:1,{all}");
-    let o = run(&dead_first, &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"]);
+    let o = run(
+        &dead_first,
+        &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout(&o).contains("greet") && stdout(&o).contains("count"), "{}", stdout(&o));
-    let again = run(&all, &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"]);
+    assert!(
+        stdout(&o).contains("greet") && stdout(&o).contains("count"),
+        "{}",
+        stdout(&o)
+    );
+    let again = run(
+        &all,
+        &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"],
+    );
     assert!(stdout(&again).contains("already submitted"), "{}", stdout(&again));
 
     let list = run(&servers[2], &["-o", "json", "pipeline", "list", "--linearizable"]);
@@ -75,22 +101,48 @@ fn dev_cluster_serves_the_cli() {
     // of the list is dead and the command moves on. The pipeline finishes meanwhile.
     let deadline = Instant::now() + Duration::from_secs(90);
     let finished = loop {
-        let o = run(&dead_first, &["-o", "json", "events", "--pipeline", "1", "--type", "JobCompleted,PipelineCompleted"]);
+        let o = run(
+            &dead_first,
+            &[
+                "-o",
+                "json",
+                "events",
+                "--pipeline",
+                "1",
+                "--type",
+                "JobCompleted,PipelineCompleted",
+            ],
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).expect("one JSON event per line")).collect();
+        let lines: Vec<serde_json::Value> = stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+            .collect();
         if lines.iter().any(|e| e["type"] == "PipelineCompleted") {
             break lines;
         }
         assert!(Instant::now() < deadline, "the pipeline never completed: {lines:?}");
         std::thread::sleep(Duration::from_millis(300));
     };
-    assert_eq!(finished.iter().filter(|e| e["type"] == "JobCompleted").count(), 2, "{finished:?}");
+    assert_eq!(
+        finished.iter().filter(|e| e["type"] == "JobCompleted").count(),
+        2,
+        "{finished:?}"
+    );
     let table = run(&servers[1], &["events", "--job", "1"]);
     assert!(table.status.success());
-    assert!(stdout(&table).starts_with("ID") && stdout(&table).contains("JobRequested"), "{}", stdout(&table));
+    assert!(
+        stdout(&table).starts_with("ID") && stdout(&table).contains("JobRequested"),
+        "{}",
+        stdout(&table)
+    );
     let bad = run(&all, &["events", "--type", "Nope"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("field type"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("field type"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // Errors: a clear message and a non-zero exit.
     let missing = run(&all, &["pipeline", "get", "999"]);
@@ -102,10 +154,16 @@ fn dev_cluster_serves_the_cli() {
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no server could be reached"));
 
     // Ctrl-C stops the dev cluster and its nodes.
-    Command::new("kill").args(["-INT", &dev.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &dev.id().to_string()])
+        .status()
+        .unwrap();
     let status = dev.wait().unwrap();
     assert!(status.success(), "flotilla dev exited with {status}");
-    assert!(!run(&all, &["cluster", "status"]).status.success(), "nodes still answer after dev stopped");
+    assert!(
+        !run(&all, &["cluster", "status"]).status.success(),
+        "nodes still answer after dev stopped"
+    );
 }
 
 #[test]
@@ -123,7 +181,10 @@ fn dev_run_executes_the_example_and_prints_its_logs() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("pipeline 1 SUCCEEDED"), "{text}");
-    assert!(text.contains("--- greet (job 1) ---\n$ echo hello from flotilla\nhello from flotilla\n"), "{text}");
+    assert!(
+        text.contains("--- greet (job 1) ---\n$ echo hello from flotilla\nhello from flotilla\n"),
+        "{text}"
+    );
     assert!(text.contains("$ seq 1 3\n1\n2\n3\n"), "{text}");
     // The cluster was stopped afterwards.
     let servers = format!("127.0.0.1:{}", base + 1001);

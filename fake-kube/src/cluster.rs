@@ -104,12 +104,28 @@ impl Cluster {
     }
 
     /// Bumps the resource version, stamps `meta` with it and records the change for watches.
-    pub(crate) fn record(&mut self, kind: Kind, event_type: &'static str, namespace: &str, meta: &mut ObjectMeta, object: impl FnOnce(&ObjectMeta) -> Value, fields: BTreeMap<String, String>) {
+    pub(crate) fn record(
+        &mut self,
+        kind: Kind,
+        event_type: &'static str,
+        namespace: &str,
+        meta: &mut ObjectMeta,
+        object: impl FnOnce(&ObjectMeta) -> Value,
+        fields: BTreeMap<String, String>,
+    ) {
         self.rv += 1;
         meta.resource_version = Some(self.rv.to_string());
         let labels = meta.labels.clone().unwrap_or_default();
         let object = object(meta);
-        self.history.push_back(WatchRecord { rv: self.rv, kind, namespace: namespace.to_string(), event_type, object, labels, fields });
+        self.history.push_back(WatchRecord {
+            rv: self.rv,
+            kind,
+            namespace: namespace.to_string(),
+            event_type,
+            object,
+            labels,
+            fields,
+        });
         while self.history.len() > self.config.history_events {
             let dropped = self.history.pop_front().expect("non-empty history");
             self.compacted_through = dropped.rv;
@@ -118,14 +134,23 @@ impl Cluster {
     }
 
     pub(crate) fn record_pod(&mut self, key: &(String, String), event_type: &'static str) {
-        let Some(mut pod) = self.pods.get(key).map(|r| r.pod.clone()) else { return };
+        let Some(mut pod) = self.pods.get(key).map(|r| r.pod.clone()) else {
+            return;
+        };
         let fields = pod_fields(&pod);
         let mut meta = std::mem::take(&mut pod.metadata);
-        self.record(Kind::Pod, event_type, &key.0, &mut meta, |m| {
-            let mut p = pod.clone();
-            p.metadata = m.clone();
-            serde_json::to_value(&p).expect("pod to json")
-        }, fields);
+        self.record(
+            Kind::Pod,
+            event_type,
+            &key.0,
+            &mut meta,
+            |m| {
+                let mut p = pod.clone();
+                p.metadata = m.clone();
+                serde_json::to_value(&p).expect("pod to json")
+            },
+            fields,
+        );
         if let Some(r) = self.pods.get_mut(key) {
             r.pod.metadata = meta;
         }
@@ -139,15 +164,31 @@ impl Cluster {
 
     pub fn add_node(&mut self, spec: NodeSpec) {
         let node = Node {
-            metadata: ObjectMeta { name: Some(spec.name.clone()), labels: Some(spec.labels.clone()), resource_version: Some(self.rv.to_string()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(spec.name.clone()),
+                labels: Some(spec.labels.clone()),
+                resource_version: Some(self.rv.to_string()),
+                ..Default::default()
+            },
             status: Some(NodeStatus {
-                allocatable: Some(spec.allocatable.iter().map(|(k, v)| (k.clone(), Quantity(v.clone()))).collect()),
-                capacity: Some(spec.allocatable.iter().map(|(k, v)| (k.clone(), Quantity(v.clone()))).collect()),
+                allocatable: Some(
+                    spec.allocatable
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                        .collect(),
+                ),
+                capacity: Some(
+                    spec.allocatable
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                        .collect(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        self.nodes.retain(|n| n.metadata.name.as_deref() != Some(spec.name.as_str()));
+        self.nodes
+            .retain(|n| n.metadata.name.as_deref() != Some(spec.name.as_str()));
         self.nodes.push(node);
     }
 
@@ -163,12 +204,34 @@ impl Cluster {
             ..Default::default()
         };
         let pod = Pod {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some(namespace.into()), ..Default::default() },
-            spec: Some(PodSpec { containers: vec![container], node_name: Some(node.into()), ..Default::default() }),
-            status: Some(PodStatus { phase: Some("Running".into()), ..Default::default() }),
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![container],
+                node_name: Some(node.into()),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
         };
         let key = (namespace.to_string(), name.to_string());
-        self.pods.insert(key.clone(), PodRecord { pod, log: Arc::default(), pgid: None, started: true, exited: false, evicted: false, _workdir: None });
+        self.pods.insert(
+            key.clone(),
+            PodRecord {
+                pod,
+                log: Arc::default(),
+                pgid: None,
+                started: true,
+                exited: false,
+                evicted: false,
+                _workdir: None,
+            },
+        );
         self.record_pod(&key, "ADDED");
     }
 
@@ -184,7 +247,9 @@ impl Cluster {
     pub fn evict(&mut self, namespace: &str, name: &str) -> bool {
         let key = (namespace.to_string(), name.to_string());
         let Some(r) = self.pods.get_mut(&key) else { return false };
-        let Some(pgid) = r.pgid.filter(|_| !r.exited) else { return false };
+        let Some(pgid) = r.pgid.filter(|_| !r.exited) else {
+            return false;
+        };
         r.evicted = true;
         crate::kubelet::signal(pgid, "KILL");
         true
@@ -219,15 +284,25 @@ impl Cluster {
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
-        self.pods.get(&(namespace.to_string(), name.to_string())).map(|r| r.pod.clone())
+        self.pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|r| r.pod.clone())
     }
 
     pub fn pod_names(&self, namespace: &str) -> Vec<String> {
-        self.pods.keys().filter(|(ns, _)| ns == namespace).map(|(_, n)| n.clone()).collect()
+        self.pods
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 
     pub fn config_map_names(&self, namespace: &str) -> Vec<String> {
-        self.config_maps.keys().filter(|(ns, _)| ns == namespace).map(|(_, n)| n.clone()).collect()
+        self.config_maps
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 
     /// Pods created successfully since the start (a 409 does not count).
@@ -237,7 +312,9 @@ impl Cluster {
 
     /// Pods whose container was started (its command run) since the start.
     pub fn log_of(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
-        self.pods.get(&(namespace.to_string(), name.to_string())).map(|r| r.log.data.lock().expect("log lock").0.clone())
+        self.pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|r| r.log.data.lock().expect("log lock").0.clone())
     }
 
     /// List requests (not watches) served, for pods, config maps and nodes.
@@ -268,8 +345,17 @@ impl Cluster {
 pub(crate) fn pod_fields(pod: &Pod) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
     f.insert("metadata.name".into(), pod.metadata.name.clone().unwrap_or_default());
-    f.insert("metadata.namespace".into(), pod.metadata.namespace.clone().unwrap_or_default());
-    f.insert("status.phase".into(), pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default());
-    f.insert("spec.nodeName".into(), pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default());
+    f.insert(
+        "metadata.namespace".into(),
+        pod.metadata.namespace.clone().unwrap_or_default(),
+    );
+    f.insert(
+        "status.phase".into(),
+        pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default(),
+    );
+    f.insert(
+        "spec.nodeName".into(),
+        pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+    );
     f
 }

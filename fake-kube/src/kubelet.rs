@@ -4,7 +4,9 @@
 //! expiry, eviction and graceful deletion.
 
 use crate::cluster::{Cluster, LogBuffer};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodCondition};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodCondition,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,11 @@ type Key = (String, String);
 
 /// Sends `signal` (`TERM`, `KILL`) to a process group.
 pub(crate) fn signal(pgid: u32, signal: &str) {
-    let _ = std::process::Command::new("kill").arg(format!("-{signal}")).arg("--").arg(format!("-{pgid}")).status();
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .status();
 }
 
 pub(crate) fn now() -> Time {
@@ -39,7 +45,12 @@ async fn bind(cluster: &Mutex<Cluster>, key: &Key) -> bool {
             if r.pod.metadata.deletion_timestamp.is_some() {
                 return false;
             }
-            let wanted: BTreeMap<String, String> = r.pod.spec.as_ref().and_then(|s| s.node_selector.clone()).unwrap_or_default();
+            let wanted: BTreeMap<String, String> = r
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_selector.clone())
+                .unwrap_or_default();
             let node = c.nodes.iter().find(|n| {
                 let labels = n.metadata.labels.clone().unwrap_or_default();
                 wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -48,7 +59,11 @@ async fn bind(cluster: &Mutex<Cluster>, key: &Key) -> bool {
                 let r = c.pods.get_mut(key).expect("pod present");
                 r.pod.spec.get_or_insert_default().node_name = Some(node);
                 let status = r.pod.status.get_or_insert_default();
-                status.conditions = Some(vec![PodCondition { type_: "PodScheduled".into(), status: "True".into(), ..Default::default() }]);
+                status.conditions = Some(vec![PodCondition {
+                    type_: "PodScheduled".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }]);
                 c.record_pod(key, "MODIFIED");
                 return true;
             }
@@ -77,11 +92,25 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
             return;
         }
         let spec = r.pod.spec.clone().unwrap_or_default();
-        let Some(container) = spec.containers.first().cloned() else { return };
+        let Some(container) = spec.containers.first().cloned() else {
+            return;
+        };
         let mut argv = container.command.clone().unwrap_or_default();
         argv.extend(container.args.clone().unwrap_or_default());
-        let env: Vec<(String, String)> = container.env.unwrap_or_default().into_iter().map(|e| (e.name, e.value.unwrap_or_default())).collect();
-        (argv, env, spec.active_deadline_seconds, r.log.clone(), container.name, container.image.unwrap_or_default())
+        let env: Vec<(String, String)> = container
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect();
+        (
+            argv,
+            env,
+            spec.active_deadline_seconds,
+            r.log.clone(),
+            container.name,
+            container.image.unwrap_or_default(),
+        )
     };
     if argv.is_empty() {
         finish(&cluster, &key, Outcome::Exited(127));
@@ -124,7 +153,12 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
             ready: true,
             started: Some(true),
             restart_count: 0,
-            state: Some(ContainerState { running: Some(ContainerStateRunning { started_at: Some(now()) }), ..Default::default() }),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(now()),
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }]);
         c.record_pod(&key, "MODIFIED");
@@ -133,7 +167,9 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         child.stdout.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
         child.stderr.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
     ];
-    let deadline = deadline_s.map_or(Duration::from_secs(365 * 24 * 3600), |s| Duration::from_secs(s.max(0) as u64));
+    let deadline = deadline_s.map_or(Duration::from_secs(365 * 24 * 3600), |s| {
+        Duration::from_secs(s.max(0) as u64)
+    });
     let status = tokio::select! {
         s = child.wait() => s.ok(),
         () = tokio::time::sleep(deadline) => None,
@@ -180,8 +216,18 @@ fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome) {
     let evicted = r.evicted;
     let status = r.pod.status.get_or_insert_default();
     let (phase, reason, message, exit_code) = match outcome {
-        _ if evicted => ("Failed", Some("Evicted"), Some("The node was low on resource: memory."), 137),
-        Outcome::DeadlineExceeded => ("Failed", Some("DeadlineExceeded"), Some("Pod was active on the node longer than the specified deadline"), 137),
+        _ if evicted => (
+            "Failed",
+            Some("Evicted"),
+            Some("The node was low on resource: memory."),
+            137,
+        ),
+        Outcome::DeadlineExceeded => (
+            "Failed",
+            Some("DeadlineExceeded"),
+            Some("Pod was active on the node longer than the specified deadline"),
+            137,
+        ),
         Outcome::Exited(0) => ("Succeeded", None, None, 0),
         Outcome::Exited(code) => ("Failed", None, None, code),
     };

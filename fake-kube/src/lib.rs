@@ -52,7 +52,11 @@ pub struct FakeKubeConfig {
 
 impl Default for FakeKubeConfig {
     fn default() -> Self {
-        FakeKubeConfig { start_delay_ms: 50, bookmark_interval_ms: 1_000, history_events: 10_000 }
+        FakeKubeConfig {
+            start_delay_ms: 50,
+            bookmark_interval_ms: 1_000,
+            history_events: 10_000,
+        }
     }
 }
 

@@ -1,17 +1,17 @@
 //! The HTTP surface of the fake API server: the core/v1 paths the provider calls.
 
-use crate::cluster::{pod_fields, Cluster, Kind};
+use crate::cluster::{Cluster, Kind, pod_fields};
 use crate::kubelet;
 use crate::selector::Selector;
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -26,10 +26,22 @@ pub(crate) fn router(cluster: Shared) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod).delete(delete_pod))
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
         .route("/api/v1/pods", get(list_pods_all))
-        .route("/api/v1/namespaces/{ns}/configmaps", get(list_config_maps).post(create_config_map))
-        .route("/api/v1/namespaces/{ns}/configmaps/{name}", get(get_config_map).delete(delete_config_map))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            get(list_config_maps).post(create_config_map),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(get_config_map).delete(delete_config_map),
+        )
         .route("/api/v1/nodes", get(list_nodes))
-        .fallback(|| async { status(StatusCode::NOT_FOUND, "NotFound", "the fake API server does not serve this path".into()) })
+        .fallback(|| async {
+            status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the fake API server does not serve this path".into(),
+            )
+        })
         .with_state(cluster)
 }
 
@@ -68,8 +80,16 @@ fn selectors(q: &ListQuery) -> Result<(Selector, Selector), Response> {
 
 /// Whether a pod in namespace `pns` is in a request's scope (`ns`, `None` for all) and
 /// matches its selectors.
-fn pod_selected(r: &crate::cluster::PodRecord, pns: &str, ns: Option<&str>, labels: &Selector, fields: &Selector) -> bool {
-    ns.is_none_or(|n| n == pns) && labels.matches(&r.pod.metadata.labels.clone().unwrap_or_default()) && fields.matches(&pod_fields(&r.pod))
+fn pod_selected(
+    r: &crate::cluster::PodRecord,
+    pns: &str,
+    ns: Option<&str>,
+    labels: &Selector,
+    fields: &Selector,
+) -> bool {
+    ns.is_none_or(|n| n == pns)
+        && labels.matches(&r.pod.metadata.labels.clone().unwrap_or_default())
+        && fields.matches(&pod_fields(&r.pod))
 }
 
 fn is_watch(q: &ListQuery) -> bool {
@@ -100,7 +120,10 @@ fn list_pods(cluster: Shared, ns: Option<String>, q: ListQuery) -> Response {
         .filter(|((pns, _), r)| pod_selected(r, pns, ns.as_deref(), &labels, &fields))
         .map(|(_, r)| serde_json::to_value(&r.pod).expect("pod to json"))
         .collect();
-    ok_json(StatusCode::OK, &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}))
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}),
+    )
 }
 
 async fn create_pod(State(cluster): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
@@ -109,22 +132,48 @@ async fn create_pod(State(cluster): State<Shared>, Path(ns): Path<String>, body:
         Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", format!("decoding pod: {e}")),
     };
     let Some(name) = pod.metadata.name.clone() else {
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "Pod is invalid: metadata.name: Required value (generateName is not supported by the fake)".into());
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "Pod is invalid: metadata.name: Required value (generateName is not supported by the fake)".into(),
+        );
     };
     if pod.spec.as_ref().is_none_or(|s| s.containers.is_empty()) {
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("Pod \"{name}\" is invalid: spec.containers: Required value"));
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!("Pod \"{name}\" is invalid: spec.containers: Required value"),
+        );
     }
     let key = (ns.clone(), name.clone());
     let created = {
         let mut c = lock(&cluster);
         if c.pods.contains_key(&key) {
-            return status(StatusCode::CONFLICT, "AlreadyExists", format!("pods \"{name}\" already exists"));
+            return status(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("pods \"{name}\" already exists"),
+            );
         }
         pod.metadata.namespace = Some(ns.clone());
         pod.metadata.uid = Some(format!("uid-{}-{}", c.resource_version() + 1, name));
         pod.metadata.creation_timestamp = Some(kubelet::now());
-        pod.status = Some(PodStatus { phase: Some("Pending".into()), ..Default::default() });
-        c.pods.insert(key.clone(), crate::cluster::PodRecord { pod, log: Arc::default(), pgid: None, started: false, exited: false, evicted: false, _workdir: None });
+        pod.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        });
+        c.pods.insert(
+            key.clone(),
+            crate::cluster::PodRecord {
+                pod,
+                log: Arc::default(),
+                pgid: None,
+                started: false,
+                exited: false,
+                evicted: false,
+                _workdir: None,
+            },
+        );
         c.record_pod(&key, "ADDED");
         c.count_pod_created();
         serde_json::to_value(&c.pods[&key].pod).expect("pod to json")
@@ -150,15 +199,27 @@ async fn delete_pod(State(cluster): State<Shared>, Path((ns, name)): Path<(Strin
         let Some(r) = c.pods.get_mut(&key) else {
             return status(StatusCode::NOT_FOUND, "NotFound", format!("pods \"{name}\" not found"));
         };
-        let default_grace = r.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-        let grace_s = options.get("gracePeriodSeconds").and_then(Value::as_i64).unwrap_or(default_grace).max(0) as u64;
+        let default_grace = r
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let grace_s = options
+            .get("gracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(default_grace)
+            .max(0) as u64;
         let first = r.pod.metadata.deletion_timestamp.is_none();
         if first {
             r.pod.metadata.deletion_timestamp = Some(kubelet::now());
             r.pod.metadata.deletion_grace_period_seconds = Some(grace_s as i64);
             c.record_pod(&key, "MODIFIED");
         }
-        (serde_json::to_value(&c.pods[&key].pod).expect("pod to json"), first.then_some(grace_s))
+        (
+            serde_json::to_value(&c.pods[&key].pod).expect("pod to json"),
+            first.then_some(grace_s),
+        )
     };
     if let Some(grace_s) = grace_s {
         kubelet::delete(cluster, key, grace_s);
@@ -166,7 +227,11 @@ async fn delete_pod(State(cluster): State<Shared>, Path((ns, name)): Path<(Strin
     ok_json(StatusCode::OK, &pod)
 }
 
-async fn pod_log(State(cluster): State<Shared>, Path((ns, name)): Path<(String, String)>, Query(q): Query<ListQuery>) -> Response {
+async fn pod_log(
+    State(cluster): State<Shared>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let key = (ns, name.clone());
     let log = {
         let c = lock(&cluster);
@@ -174,7 +239,11 @@ async fn pod_log(State(cluster): State<Shared>, Path((ns, name)): Path<(String, 
             return status(StatusCode::NOT_FOUND, "NotFound", format!("pods \"{name}\" not found"));
         };
         if kubelet::waiting(&c, &key) {
-            return status(StatusCode::BAD_REQUEST, "BadRequest", format!("container \"job\" in pod \"{name}\" is waiting to start: ContainerCreating"));
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("container \"job\" in pod \"{name}\" is waiting to start: ContainerCreating"),
+            );
         }
         r.log.clone()
     };
@@ -203,10 +272,19 @@ async fn pod_log(State(cluster): State<Shared>, Path((ns, name)): Path<(String, 
             notified.await;
         }
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }
 
-async fn list_config_maps(State(cluster): State<Shared>, Path(ns): Path<String>, Query(q): Query<ListQuery>) -> Response {
+async fn list_config_maps(
+    State(cluster): State<Shared>,
+    Path(ns): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Response {
     let (labels, fields) = match selectors(&q) {
         Ok(s) => s,
         Err(r) => return r,
@@ -222,31 +300,55 @@ async fn list_config_maps(State(cluster): State<Shared>, Path(ns): Path<String>,
         .filter(|((cns, _), m)| *cns == ns && labels.matches(&m.metadata.labels.clone().unwrap_or_default()))
         .map(|(_, m)| serde_json::to_value(m).expect("configmap to json"))
         .collect();
-    ok_json(StatusCode::OK, &json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}))
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}),
+    )
 }
 
 async fn create_config_map(State(cluster): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
     let mut map: ConfigMap = match serde_json::from_slice(&body) {
         Ok(m) => m,
-        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", format!("decoding configmap: {e}")),
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("decoding configmap: {e}"),
+            );
+        }
     };
     let Some(name) = map.metadata.name.clone() else {
-        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", "ConfigMap is invalid: metadata.name: Required value".into());
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "ConfigMap is invalid: metadata.name: Required value".into(),
+        );
     };
     let mut c = lock(&cluster);
     let key = (ns.clone(), name.clone());
     if c.config_maps.contains_key(&key) {
-        return status(StatusCode::CONFLICT, "AlreadyExists", format!("configmaps \"{name}\" already exists"));
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("configmaps \"{name}\" already exists"),
+        );
     }
     map.metadata.namespace = Some(ns.clone());
     map.metadata.creation_timestamp = Some(kubelet::now());
     let mut meta = std::mem::take(&mut map.metadata);
     let fields = BTreeMap::from([("metadata.name".to_string(), name.clone())]);
-    c.record(Kind::ConfigMap, "ADDED", &ns, &mut meta, |m| {
-        let mut copy = map.clone();
-        copy.metadata = m.clone();
-        serde_json::to_value(&copy).expect("configmap to json")
-    }, fields);
+    c.record(
+        Kind::ConfigMap,
+        "ADDED",
+        &ns,
+        &mut meta,
+        |m| {
+            let mut copy = map.clone();
+            copy.metadata = m.clone();
+            serde_json::to_value(&copy).expect("configmap to json")
+        },
+        fields,
+    );
     map.metadata = meta;
     let value = serde_json::to_value(&map).expect("configmap to json");
     c.config_maps.insert(key, map);
@@ -258,7 +360,11 @@ async fn get_config_map(State(cluster): State<Shared>, Path((ns, name)): Path<(S
     c.gets += 1;
     match c.config_maps.get(&(ns, name.clone())) {
         Some(m) => ok_json(StatusCode::OK, &serde_json::to_value(m).expect("configmap to json")),
-        None => status(StatusCode::NOT_FOUND, "NotFound", format!("configmaps \"{name}\" not found")),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("configmaps \"{name}\" not found"),
+        ),
     }
 }
 
@@ -266,16 +372,30 @@ async fn delete_config_map(State(cluster): State<Shared>, Path((ns, name)): Path
     let mut c = lock(&cluster);
     let key = (ns.clone(), name.clone());
     let Some(mut map) = c.config_maps.remove(&key) else {
-        return status(StatusCode::NOT_FOUND, "NotFound", format!("configmaps \"{name}\" not found"));
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("configmaps \"{name}\" not found"),
+        );
     };
     let mut meta = std::mem::take(&mut map.metadata);
     let fields = BTreeMap::from([("metadata.name".to_string(), name.clone())]);
-    c.record(Kind::ConfigMap, "DELETED", &ns, &mut meta, |m| {
-        let mut copy = map.clone();
-        copy.metadata = m.clone();
-        serde_json::to_value(&copy).expect("configmap to json")
-    }, fields);
-    ok_json(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": "configmaps"}}))
+    c.record(
+        Kind::ConfigMap,
+        "DELETED",
+        &ns,
+        &mut meta,
+        |m| {
+            let mut copy = map.clone();
+            copy.metadata = m.clone();
+            serde_json::to_value(&copy).expect("configmap to json")
+        },
+        fields,
+    );
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": "configmaps"}}),
+    )
 }
 
 async fn list_nodes(State(cluster): State<Shared>, Query(q): Query<ListQuery>) -> Response {
@@ -291,12 +411,22 @@ async fn list_nodes(State(cluster): State<Shared>, Query(q): Query<ListQuery>) -
         .filter(|n| labels.matches(&n.metadata.labels.clone().unwrap_or_default()))
         .map(|n| serde_json::to_value(n).expect("node to json"))
         .collect();
-    ok_json(StatusCode::OK, &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}))
+    ok_json(
+        StatusCode::OK,
+        &json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": c.resource_version().to_string()}, "items": items}),
+    )
 }
 
 /// A watch: the retained changes after `resourceVersion` that match, then new ones as they
 /// happen, with bookmarks when allowed; `ERROR` 410 when the version is no longer retained.
-fn watch(cluster: Shared, kind: Kind, ns: Option<String>, labels: Selector, fields: Selector, q: &ListQuery) -> Response {
+fn watch(
+    cluster: Shared,
+    kind: Kind,
+    ns: Option<String>,
+    labels: Selector,
+    fields: Selector,
+    q: &ListQuery,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     let from = q.resource_version.clone().unwrap_or_default();
     let bookmarks = q.allow_watch_bookmarks == Some(true);
@@ -326,7 +456,10 @@ fn watch(cluster: Shared, kind: Kind, ns: Option<String>, labels: Selector, fiel
                     Kind::ConfigMap => c
                         .config_maps
                         .iter()
-                        .filter(|((cns, _), m)| ns.as_ref().is_none_or(|n| n == cns) && labels.matches(&m.metadata.labels.clone().unwrap_or_default()))
+                        .filter(|((cns, _), m)| {
+                            ns.as_ref().is_none_or(|n| n == cns)
+                                && labels.matches(&m.metadata.labels.clone().unwrap_or_default())
+                        })
                         .map(|(_, m)| json!({"type": "ADDED", "object": m}))
                         .collect(),
                 };
@@ -352,7 +485,13 @@ fn watch(cluster: Shared, kind: Kind, ns: Option<String>, labels: Selector, fiel
                 let lines: Vec<(u64, Value)> = c
                     .history
                     .iter()
-                    .filter(|r| r.rv > last && r.kind == kind && ns.as_ref().is_none_or(|n| *n == r.namespace) && labels.matches(&r.labels) && fields.matches(&r.fields))
+                    .filter(|r| {
+                        r.rv > last
+                            && r.kind == kind
+                            && ns.as_ref().is_none_or(|n| *n == r.namespace)
+                            && labels.matches(&r.labels)
+                            && fields.matches(&r.fields)
+                    })
                     .map(|r| (r.rv, json!({"type": r.event_type, "object": r.object})))
                     .collect();
                 (lines, expired, c.resource_version())
@@ -382,5 +521,10 @@ fn watch(cluster: Shared, kind: Kind, ns: Option<String>, labels: Selector, fiel
             }
         }
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }

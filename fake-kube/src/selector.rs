@@ -22,7 +22,9 @@ impl Selector {
         let mut terms = Vec::new();
         for raw in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             if raw.contains(" in ") || raw.contains(" notin ") || raw.contains('(') {
-                return Err(format!("set-based selector term {raw:?} is not supported by the fake API server"));
+                return Err(format!(
+                    "set-based selector term {raw:?} is not supported by the fake API server"
+                ));
             }
             let term = if let Some((k, v)) = raw.split_once("!=") {
                 Term::NotEquals(k.trim().into(), v.trim().into())

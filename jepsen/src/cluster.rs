@@ -2,8 +2,8 @@
 //! loopback address `127.0.0.(10+i)` so that traffic between two nodes can be cut by address
 //! (nodes on loopback pin the source address of their Raft connections to their own).
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,7 +38,14 @@ impl Cluster {
     pub fn new(config: ClusterConfig) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(config.dir.join("nodes"))?;
         std::fs::create_dir_all(config.dir.join("workers"))?;
-        let nodes = (1..=config.nodes).map(|id| Node { id, ip: node_ip(id), child: None, paused: false }).collect();
+        let nodes = (1..=config.nodes)
+            .map(|id| Node {
+                id,
+                ip: node_ip(id),
+                child: None,
+                paused: false,
+            })
+            .collect();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         Ok(Cluster { config, nodes, http })
     }
@@ -58,7 +65,10 @@ impl Cluster {
     pub fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
         let dir = self.config.dir.join("nodes");
         let ip = node_ip(id);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("n{id}.log")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("n{id}.log")))?;
         let child = Command::new(&self.config.node_bin)
             .args(["--id", &id.to_string()])
             .arg("--data-dir")
@@ -67,7 +77,14 @@ impl Cluster {
             .args(["--api-addr", &format!("{ip}:{}", self.config.base_port + 1)])
             .arg("--process-work-dir")
             .arg(self.workers_dir())
-            .args(["--heartbeat-interval-ms", "200", "--election-timeout-min-ms", "1000", "--election-timeout-max-ms", "2000"])
+            .args([
+                "--heartbeat-interval-ms",
+                "200",
+                "--election-timeout-min-ms",
+                "1000",
+                "--election-timeout-max-ms",
+                "2000",
+            ])
             .args(["--leader-tick-ms", "100", "--rpc-timeout-ms", "5000"])
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone()?))
@@ -105,7 +122,13 @@ impl Cluster {
     async fn wait_http(&self, id: u64) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if self.http.get(format!("{}/v1/health/live", self.api(id))).send().await.is_ok_and(|r| r.status().is_success()) {
+            if self
+                .http
+                .get(format!("{}/v1/health/live", self.api(id)))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -126,12 +149,23 @@ impl Cluster {
         for id in 1..=self.config.nodes {
             self.wait_http(id).await?;
         }
-        let r = self.http.post(format!("{}/v1/cluster/init", self.api(1))).json(&json!({})).send().await?;
+        let r = self
+            .http
+            .post(format!("{}/v1/cluster/init", self.api(1)))
+            .json(&json!({}))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().as_u16() == 201, "init: {}", r.text().await?);
         // Node 1 alone is the cluster until the others are added.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let v: Value = self.http.get(format!("{}/v1/cluster", self.api(1))).send().await?.json().await?;
+            let v: Value = self
+                .http
+                .get(format!("{}/v1/cluster", self.api(1)))
+                .send()
+                .await?
+                .json()
+                .await?;
             if v["leader"].as_u64() == Some(1) {
                 break;
             }
@@ -140,10 +174,20 @@ impl Cluster {
         }
         for id in 2..=self.config.nodes {
             let body = self.member(id);
-            let r = self.http.post(format!("{}/v1/cluster/members", self.api(1))).json(&body).send().await?;
+            let r = self
+                .http
+                .post(format!("{}/v1/cluster/members", self.api(1)))
+                .json(&body)
+                .send()
+                .await?;
             anyhow::ensure!(r.status().is_success(), "adding node {id}: {}", r.text().await?);
         }
-        let r = self.http.post(format!("{}/v1/pools", self.api(1))).json(&pool).send().await?;
+        let r = self
+            .http
+            .post(format!("{}/v1/pools", self.api(1)))
+            .json(&pool)
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "registering the pool: {}", r.text().await?);
         Ok(())
     }
@@ -152,14 +196,25 @@ impl Cluster {
     pub async fn leader(&self) -> Option<u64> {
         let mut votes: std::collections::BTreeMap<u64, usize> = Default::default();
         for n in self.nodes.iter().filter(|n| n.child.is_some() && !n.paused) {
-            let Ok(r) = self.http.get(format!("{}/v1/cluster", self.api(n.id))).timeout(Duration::from_secs(2)).send().await else { continue };
+            let Ok(r) = self
+                .http
+                .get(format!("{}/v1/cluster", self.api(n.id)))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            else {
+                continue;
+            };
             if let Ok(v) = r.json::<Value>().await
                 && let Some(l) = v["leader"].as_u64()
             {
                 *votes.entry(l).or_default() += 1;
             }
         }
-        votes.into_iter().find(|(_, c)| *c as u64 > self.config.nodes / 2).map(|(l, _)| l)
+        votes
+            .into_iter()
+            .find(|(_, c)| *c as u64 > self.config.nodes / 2)
+            .map(|(l, _)| l)
     }
 
     pub async fn wait_leader(&self, within: Duration) -> anyhow::Result<u64> {
@@ -176,7 +231,11 @@ impl Cluster {
     /// Removes node `id` from the cluster (through the leader).
     pub async fn remove_member(&self, id: u64) -> anyhow::Result<()> {
         let leader = self.leader().await.context("no leader to remove a member")?;
-        let r = self.http.delete(format!("{}/v1/cluster/members/{id}", self.api(leader))).send().await?;
+        let r = self
+            .http
+            .delete(format!("{}/v1/cluster/members/{id}", self.api(leader)))
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "removing node {id}: {}", r.text().await?);
         Ok(())
     }
@@ -184,11 +243,29 @@ impl Cluster {
     /// Adds every node the leader does not list as a voter back to the cluster.
     pub async fn ensure_members(&self) -> anyhow::Result<()> {
         let leader = self.leader().await.context("no leader to add members")?;
-        let status: Value = self.http.get(format!("{}/v1/cluster", self.api(leader))).send().await?.json().await?;
-        let voters: Vec<u64> = status["members"].as_array().into_iter().flatten().filter(|m| m["voter"] == true).filter_map(|m| m["id"].as_u64()).collect();
+        let status: Value = self
+            .http
+            .get(format!("{}/v1/cluster", self.api(leader)))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let voters: Vec<u64> = status["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["voter"] == true)
+            .filter_map(|m| m["id"].as_u64())
+            .collect();
         for id in (1..=self.config.nodes).filter(|id| !voters.contains(id)) {
             let body = self.member(id);
-            let r = self.http.post(format!("{}/v1/cluster/members", self.api(leader))).timeout(Duration::from_secs(60)).json(&body).send().await?;
+            let r = self
+                .http
+                .post(format!("{}/v1/cluster/members", self.api(leader)))
+                .timeout(Duration::from_secs(60))
+                .json(&body)
+                .send()
+                .await?;
             anyhow::ensure!(r.status().is_success(), "adding node {id} back: {}", r.text().await?);
         }
         Ok(())
@@ -211,9 +288,18 @@ impl Drop for Cluster {
 /// Worker directories and worker processes of the process provider under `dir`.
 pub fn leftover_workers(dir: &Path) -> (Vec<String>, Vec<String>) {
     let dirs = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('j')).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('j'))
+                .collect()
+        })
         .unwrap_or_default();
     let pattern = format!("{}/j", dir.display());
-    let procs = Command::new("pgrep").args(["-a", "-f", &pattern]).output().map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect()).unwrap_or_default();
+    let procs = Command::new("pgrep")
+        .args(["-a", "-f", &pattern])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect())
+        .unwrap_or_default();
     (dirs, procs)
 }

@@ -9,8 +9,16 @@ pub struct Firewall {
 }
 
 fn iptables(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("iptables").args(args).output().map_err(|e| anyhow::anyhow!("iptables is required: {e}"))?;
-    anyhow::ensure!(out.status.success(), "iptables {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("iptables")
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("iptables is required: {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "iptables {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 

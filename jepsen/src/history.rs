@@ -42,8 +42,14 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(path: Option<&Path>) -> std::io::Result<Recorder> {
-        let file = path.map(std::fs::File::create).transpose()?.map(std::io::BufWriter::new);
-        Ok(Recorder { start: Instant::now(), inner: Mutex::new((Vec::new(), file)) })
+        let file = path
+            .map(std::fs::File::create)
+            .transpose()?
+            .map(std::io::BufWriter::new);
+        Ok(Recorder {
+            start: Instant::now(),
+            inner: Mutex::new((Vec::new(), file)),
+        })
     }
 
     pub fn now_ms(&self) -> f64 {
@@ -51,7 +57,14 @@ impl Recorder {
     }
 
     pub fn record(&self, process: i64, kind: OpType, f: &str, node: Option<u64>, value: serde_json::Value) {
-        let op = Op { process, kind, f: f.to_string(), node, value, time_ms: self.now_ms() };
+        let op = Op {
+            process,
+            kind,
+            f: f.to_string(),
+            node,
+            value,
+            time_ms: self.now_ms(),
+        };
         let mut inner = self.inner.lock().expect("history lock");
         if let Some(w) = inner.1.as_mut() {
             let _ = serde_json::to_writer(&mut *w, &op);

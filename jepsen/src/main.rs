@@ -3,12 +3,16 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flotilla_jepsen::nemesis::Fault;
-use flotilla_jepsen::run::{run, RunConfig};
+use flotilla_jepsen::run::{RunConfig, run};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "flotilla-jepsen", version, about = "Chaos harness for Flotilla: faults, histories, checkers, reports")]
+#[command(
+    name = "flotilla-jepsen",
+    version,
+    about = "Chaos harness for Flotilla: faults, histories, checkers, reports"
+)]
 struct Args {
     #[command(subcommand)]
     command: Cmd,
@@ -52,43 +56,85 @@ enum Cmd {
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    s.trim_end_matches('s').parse::<u64>().map(Duration::from_secs).map_err(|_| format!("{s:?} is not a number of seconds"))
+    s.trim_end_matches('s')
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{s:?} is not a number of seconds"))
 }
 
 fn parse_faults(s: &str) -> anyhow::Result<Vec<Fault>> {
     if s == "none" {
         return Ok(vec![]);
     }
-    s.split(',').map(|f| f.trim().parse::<Fault>().map_err(anyhow::Error::msg)).collect()
+    s.split(',')
+        .map(|f| f.trim().parse::<Fault>().map_err(anyhow::Error::msg))
+        .collect()
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cmd::Run { nodes, time_limit, faults, concurrency, seed, out, node_bin, base_port, short } = Args::parse().command;
+    let Cmd::Run {
+        nodes,
+        time_limit,
+        faults,
+        concurrency,
+        seed,
+        out,
+        node_bin,
+        base_port,
+        short,
+    } = Args::parse().command;
     anyhow::ensure!(nodes == 3 || nodes == 5, "--nodes must be 3 or 5");
     let node_bin = match node_bin {
         Some(p) => p,
-        None => std::env::current_exe()?.parent().context("binary directory")?.join("flotilla-node"),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .join("flotilla-node"),
     };
-    anyhow::ensure!(node_bin.exists(), "{} not found; build it (cargo build --workspace --all-targets) or pass --node-bin", node_bin.display());
-    let out = out.unwrap_or_else(|| PathBuf::from(format!("results/{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))));
-    let base = RunConfig { nodes, time_limit, faults: parse_faults(&faults)?, concurrency, seed, out: out.clone(), node_bin, base_port };
+    anyhow::ensure!(
+        node_bin.exists(),
+        "{} not found; build it (cargo build --workspace --all-targets) or pass --node-bin",
+        node_bin.display()
+    );
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "results/{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        ))
+    });
+    let base = RunConfig {
+        nodes,
+        time_limit,
+        faults: parse_faults(&faults)?,
+        concurrency,
+        seed,
+        out: out.clone(),
+        node_bin,
+        base_port,
+    };
     let runs: Vec<RunConfig> = if short {
         [
             ("kill", 11, 30),
             ("pause,partition,bridge,kill-majority", 12, 40),
-            ("kill,kill-majority,pause,partition,halves,bridge,restart-all,membership", 13, 55),
+            (
+                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership",
+                13,
+                55,
+            ),
         ]
-            .iter()
-            .enumerate()
-            .map(|(i, (f, seed, secs))| RunConfig {
-                time_limit: Duration::from_secs(*secs),
-                faults: parse_faults(f).expect("fixed"),
-                seed: *seed,
-                out: out.join(format!("short-{}", i + 1)),
-                ..base.clone()
-            })
-            .collect::<Vec<_>>()
+        .iter()
+        .enumerate()
+        .map(|(i, (f, seed, secs))| RunConfig {
+            time_limit: Duration::from_secs(*secs),
+            faults: parse_faults(f).expect("fixed"),
+            seed: *seed,
+            out: out.join(format!("short-{}", i + 1)),
+            ..base.clone()
+        })
+        .collect::<Vec<_>>()
     } else {
         vec![base]
     };
@@ -106,7 +152,12 @@ async fn main() -> anyhow::Result<()> {
             dir.display()
         );
         for v in s["checkers"].as_array().into_iter().flatten() {
-            eprintln!("  {:<32} {} {}", v["checker"].as_str().unwrap_or(""), if v["valid"] == true { "ok " } else { "BAD" }, v["details"]);
+            eprintln!(
+                "  {:<32} {} {}",
+                v["checker"].as_str().unwrap_or(""),
+                if v["valid"] == true { "ok " } else { "BAD" },
+                v["details"]
+            );
         }
         all_valid &= result.valid;
     }

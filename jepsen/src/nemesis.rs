@@ -1,7 +1,7 @@
 //! Faults, one at a time: wait, inject, hold, heal. Each fault is recorded in the history as
 //! `start-<fault>` / `stop-<fault>` by process -1, so checkers and the report know the windows.
 
-use crate::cluster::{node_ip, Cluster};
+use crate::cluster::{Cluster, node_ip};
 use crate::firewall::Firewall;
 use crate::history::{OpType, Recorder};
 use rand::rngs::StdRng;
@@ -48,7 +48,11 @@ impl FromStr for Fault {
             "halves" => Fault::Halves,
             "restart-all" => Fault::RestartAll,
             "membership" => Fault::Membership,
-            other => return Err(format!("unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership)")),
+            other => {
+                return Err(format!(
+                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership)"
+                ));
+            }
         })
     }
 }
@@ -116,7 +120,8 @@ impl Nemesis {
         match fault {
             Fault::Kill | Fault::Pause | Fault::Partition => {
                 let target = self.target(rng).await;
-                self.recorder.record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
                 match fault {
                     Fault::Kill => self.cluster.lock().await.kill(target),
                     Fault::Pause => self.cluster.lock().await.signal(target, true),
@@ -131,13 +136,20 @@ impl Nemesis {
                     Fault::Pause => self.cluster.lock().await.signal(target, false),
                     _ => self.firewall.heal()?,
                 }
-                self.recorder.record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
             }
             Fault::Halves => {
                 let mut ids: Vec<u64> = (1..=n).collect();
                 shuffle(&mut ids, rng);
                 let (a, b) = ids.split_at(ids.len() / 2);
-                self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({ "minority": a, "majority": b }));
+                self.recorder.record(
+                    NEMESIS,
+                    OpType::Info,
+                    &start,
+                    None,
+                    json!({ "minority": a, "majority": b }),
+                );
                 let ips = |s: &[u64]| s.iter().map(|i| node_ip(*i)).collect::<Vec<_>>();
                 self.firewall.partition(&ips(a), &ips(b))?;
                 tokio::time::sleep(hold).await;
@@ -150,7 +162,8 @@ impl Nemesis {
                 shuffle(&mut ids, rng);
                 let mut victims: Vec<u64> = leader.into_iter().chain(ids).take(n as usize / 2 + 1).collect();
                 victims.sort_unstable();
-                self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({ "nodes": victims }));
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &start, None, json!({ "nodes": victims }));
                 for id in &victims {
                     self.cluster.lock().await.kill(*id);
                 }
@@ -158,25 +171,34 @@ impl Nemesis {
                 for id in &victims {
                     self.cluster.lock().await.spawn(*id)?;
                 }
-                self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({ "nodes": victims }));
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &stop, None, json!({ "nodes": victims }));
             }
             Fault::Bridge => {
                 let bridge = self.target(rng).await;
                 let mut others: Vec<u64> = (1..=n).filter(|i| *i != bridge).collect();
                 shuffle(&mut others, rng);
                 let (a, b) = others.split_at(others.len() / 2);
-                self.recorder.record(NEMESIS, OpType::Info, &start, Some(bridge), json!({ "bridge": bridge, "sides": [a, b] }));
+                self.recorder.record(
+                    NEMESIS,
+                    OpType::Info,
+                    &start,
+                    Some(bridge),
+                    json!({ "bridge": bridge, "sides": [a, b] }),
+                );
                 let ips = |s: &[u64]| s.iter().map(|i| node_ip(*i)).collect::<Vec<_>>();
                 self.firewall.partition(&ips(a), &ips(b))?;
                 tokio::time::sleep(hold).await;
                 self.firewall.heal()?;
-                self.recorder.record(NEMESIS, OpType::Info, &stop, Some(bridge), json!({ "bridge": bridge }));
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &stop, Some(bridge), json!({ "bridge": bridge }));
             }
             Fault::Membership => {
                 let leader = self.cluster.lock().await.leader().await;
                 let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
                 let target = followers[rng.random_range(0..followers.len())];
-                self.recorder.record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
                 let removed = self.cluster.lock().await.remove_member(target).await;
                 if let Err(e) = &removed {
                     eprintln!("flotilla-jepsen: membership fault: {e:#}");
@@ -186,7 +208,13 @@ impl Nemesis {
                 if let Err(e) = self.cluster.lock().await.ensure_members().await {
                     eprintln!("flotilla-jepsen: adding members back: {e:#}");
                 }
-                self.recorder.record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target, "removed": removed.is_ok() }));
+                self.recorder.record(
+                    NEMESIS,
+                    OpType::Info,
+                    &stop,
+                    Some(target),
+                    json!({ "node": target, "removed": removed.is_ok() }),
+                );
             }
             Fault::RestartAll => {
                 self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({}));

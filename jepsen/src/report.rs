@@ -3,10 +3,10 @@
 //! completed operation over time, fault windows shaded).
 
 use crate::checker::Verdict;
-use crate::history::{pair, Op, OpType};
+use crate::history::{Op, OpType, pair};
 use crate::nemesis::NEMESIS;
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -42,7 +42,9 @@ pub fn summary(ops: &[Op], verdicts: &[Verdict], config: Value) -> Value {
         };
         *counts.entry(c.invoke.f.clone()).or_default().entry(kind).or_default() += 1;
         if c.done.kind == OpType::Ok {
-            let h = latency.entry(c.invoke.f.clone()).or_insert_with(|| Histogram::new(3).expect("histogram"));
+            let h = latency
+                .entry(c.invoke.f.clone())
+                .or_insert_with(|| Histogram::new(3).expect("histogram"));
             let _ = h.record(((c.done.time_ms - c.invoke.time_ms) * 1000.0).max(1.0) as u64);
         }
     }
@@ -89,13 +91,30 @@ pub fn timeline_svg(ops: &[Op]) -> String {
         (h - bottom) - (l - lo) / (hi - lo) * (h - bottom - 10.0)
     };
     let mut svg = String::new();
-    let _ = write!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#);
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
     let _ = write!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let colours = [("kill", "#f4a6a6"), ("pause", "#a6c8f4"), ("partition", "#f4dfa6"), ("halves", "#d8a6f4"), ("restart-all", "#bbbbbb"), ("membership", "#a6f4c8")];
+    let colours = [
+        ("kill", "#f4a6a6"),
+        ("pause", "#a6c8f4"),
+        ("partition", "#f4dfa6"),
+        ("halves", "#d8a6f4"),
+        ("restart-all", "#bbbbbb"),
+        ("membership", "#a6f4c8"),
+    ];
     for (kind, node, start, stop) in windows(ops) {
         let fill = colours.iter().find(|(k, _)| *k == kind).map_or("#dddddd", |(_, c)| c);
         let label = node.map_or(kind.clone(), |n| format!("{kind} n{n}"));
-        let _ = write!(svg, r#"<rect x="{:.1}" y="10" width="{:.1}" height="{:.1}" fill="{fill}" opacity="0.6"/><text x="{:.1}" y="22">{label}</text>"#, x(start), (x(stop) - x(start)).max(1.0), h - bottom - 10.0, x(start) + 2.0);
+        let _ = write!(
+            svg,
+            r#"<rect x="{:.1}" y="10" width="{:.1}" height="{:.1}" fill="{fill}" opacity="0.6"/><text x="{:.1}" y="22">{label}</text>"#,
+            x(start),
+            (x(stop) - x(start)).max(1.0),
+            h - bottom - 10.0,
+            x(start) + 2.0
+        );
     }
     for c in pair(ops).into_iter().filter(|c| c.invoke.process != NEMESIS) {
         let colour = match c.done.kind {
@@ -103,14 +122,35 @@ pub fn timeline_svg(ops: &[Op]) -> String {
             OpType::Fail => "#c02020",
             _ => "#e08000",
         };
-        let _ = write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{colour}"/>"#, x(c.invoke.time_ms), y(c.done.time_ms - c.invoke.time_ms));
+        let _ = write!(
+            svg,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{colour}"/>"#,
+            x(c.invoke.time_ms),
+            y(c.done.time_ms - c.invoke.time_ms)
+        );
     }
     for decade in 0..=5 {
         let ms = 10f64.powi(decade);
-        let label = if ms >= 1000.0 { format!("{} s", ms / 1000.0) } else { format!("{ms} ms") };
-        let _ = write!(svg, r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#eeeeee"/><text x="4" y="{:.1}">{label}</text>"##, w - 10.0, y(ms), y(ms), y(ms) + 4.0);
+        let label = if ms >= 1000.0 {
+            format!("{} s", ms / 1000.0)
+        } else {
+            format!("{ms} ms")
+        };
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#eeeeee"/><text x="4" y="{:.1}">{label}</text>"##,
+            w - 10.0,
+            y(ms),
+            y(ms),
+            y(ms) + 4.0
+        );
     }
-    let _ = write!(svg, r#"<text x="{left}" y="{}">time (s) 0 .. {:.0}; green ok, red fail, orange unknown</text></svg>"#, h - 12.0, end / 1000.0);
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="{}">time (s) 0 .. {:.0}; green ok, red fail, orange unknown</text></svg>"#,
+        h - 12.0,
+        end / 1000.0
+    );
     svg
 }
 
@@ -120,10 +160,25 @@ mod tests {
 
     #[test]
     fn fault_windows_pair_starts_and_stops() {
-        let op = |f: &str, t: f64| Op { process: NEMESIS, kind: OpType::Info, f: f.into(), node: Some(2), value: Value::Null, time_ms: t };
-        let ops = vec![op("start-kill", 1.0), op("stop-kill", 5.0), op("start-pause", 7.0), op("stop-pause", 9.0)];
+        let op = |f: &str, t: f64| Op {
+            process: NEMESIS,
+            kind: OpType::Info,
+            f: f.into(),
+            node: Some(2),
+            value: Value::Null,
+            time_ms: t,
+        };
+        let ops = vec![
+            op("start-kill", 1.0),
+            op("stop-kill", 5.0),
+            op("start-pause", 7.0),
+            op("stop-pause", 9.0),
+        ];
         let w = windows(&ops);
-        assert_eq!(w, vec![("kill".into(), Some(2), 1.0, 5.0), ("pause".into(), Some(2), 7.0, 9.0)]);
+        assert_eq!(
+            w,
+            vec![("kill".into(), Some(2), 1.0, 5.0), ("pause".into(), Some(2), 7.0, 9.0)]
+        );
         let s = summary(&ops, &[], Value::Null);
         assert_eq!(s["faults"]["kill"], 1);
         assert!(timeline_svg(&ops).contains("kill n2"));

@@ -3,14 +3,14 @@
 //! write the report.
 
 use crate::checker::{self, Verdict};
-use crate::cluster::{leftover_workers, Cluster, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig, leftover_workers};
 use crate::firewall::Firewall;
-use crate::history::{pair, OpType, Recorder};
+use crate::history::{OpType, Recorder, pair};
 use crate::nemesis::{Fault, Nemesis};
 use crate::report;
 use crate::workload::Workload;
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,22 +48,48 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
     config.out = std::fs::canonicalize(&config.out)?;
     let recorder = Arc::new(Recorder::new(Some(&config.out.join("history.jsonl")))?);
     let firewall = Arc::new(Firewall::new()?);
-    let mut cluster = Cluster::new(ClusterConfig { nodes: config.nodes, node_bin: config.node_bin.clone(), dir: config.out.clone(), base_port: config.base_port })?;
+    let mut cluster = Cluster::new(ClusterConfig {
+        nodes: config.nodes,
+        node_bin: config.node_bin.clone(),
+        dir: config.out.clone(),
+        base_port: config.base_port,
+    })?;
     let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 2000, "memory_mib": 4096 }, "max_workers": 4 });
     cluster.form(pool).await.context("forming the cluster")?;
     let apis: Vec<String> = (1..=config.nodes).map(|id| cluster.api(id)).collect();
     let workers = cluster.workers_dir();
     let http = cluster.http.clone();
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
-    eprintln!("flotilla-jepsen: {} nodes formed; {} s of load and faults {:?}", config.nodes, config.time_limit.as_secs(), config.faults);
+    eprintln!(
+        "flotilla-jepsen: {} nodes formed; {} s of load and faults {:?}",
+        config.nodes,
+        config.time_limit.as_secs(),
+        config.faults
+    );
 
     let until = Instant::now() + config.time_limit;
-    let workload = Workload { recorder: recorder.clone(), http: http.clone(), apis: apis.clone(), markers: config.out.join("markers"), jobs: Default::default() };
+    let workload = Workload {
+        recorder: recorder.clone(),
+        http: http.clone(),
+        apis: apis.clone(),
+        markers: config.out.join("markers"),
+        jobs: Default::default(),
+    };
     let mut clients = Vec::new();
     for p in 0..config.concurrency {
-        clients.push(tokio::spawn(workload.clone().client(i64::from(p), config.seed.wrapping_mul(1000).wrapping_add(u64::from(p)), until)));
+        clients.push(tokio::spawn(workload.clone().client(
+            i64::from(p),
+            config.seed.wrapping_mul(1000).wrapping_add(u64::from(p)),
+            until,
+        )));
     }
-    let nemesis = Nemesis { cluster: cluster.clone(), firewall: firewall.clone(), recorder: recorder.clone(), faults: config.faults.clone(), seed: config.seed };
+    let nemesis = Nemesis {
+        cluster: cluster.clone(),
+        firewall: firewall.clone(),
+        recorder: recorder.clone(),
+        faults: config.faults.clone(),
+        seed: config.seed,
+    };
     nemesis.run(until).await?;
     for c in clients {
         c.await?;
@@ -80,10 +106,15 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
                 c.spawn(id)?;
             }
         }
-        c.wait_leader(Duration::from_secs(60)).await.context("no leader after healing")?;
+        c.wait_leader(Duration::from_secs(60))
+            .await
+            .context("no leader after healing")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while let Err(e) = c.ensure_members().await {
-            anyhow::ensure!(Instant::now() < deadline, "could not restore the membership after healing: {e:#}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "could not restore the membership after healing: {e:#}"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -109,7 +140,10 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         if running == 0 {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "{running} acknowledged pipelines still not finished 180 s after healing");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{running} acknowledged pipelines still not finished 180 s after healing"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Workers are removed once their exit is committed; give the reconciler time to finish.
@@ -125,10 +159,18 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         let mut now = BTreeMap::new();
         for (i, api) in apis.iter().enumerate() {
             if let Some(v) = get_json(&http, &format!("{api}/v1/cluster/state-digest")).await {
-                now.insert(i as u64 + 1, (v["applied_index"].as_u64().unwrap_or(0), v["digest"].as_str().unwrap_or("").to_string()));
+                now.insert(
+                    i as u64 + 1,
+                    (
+                        v["applied_index"].as_u64().unwrap_or(0),
+                        v["digest"].as_str().unwrap_or("").to_string(),
+                    ),
+                );
             }
         }
-        let settled = now.len() as u64 == config.nodes && now.values().map(|d| d.0).collect::<BTreeSet<_>>().len() == 1 && now == digests;
+        let settled = now.len() as u64 == config.nodes
+            && now.values().map(|d| d.0).collect::<BTreeSet<_>>().len() == 1
+            && now == digests;
         digests = now;
         if settled {
             break;
@@ -161,7 +203,10 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         present.insert(i as u64 + 1, ids);
     }
     let mut markers: BTreeMap<u64, u32> = BTreeMap::new();
-    for line in std::fs::read_to_string(config.out.join("markers")).unwrap_or_default().lines() {
+    for line in std::fs::read_to_string(config.out.join("markers"))
+        .unwrap_or_default()
+        .lines()
+    {
         if let Ok(job) = line.trim().parse() {
             *markers.entry(job).or_default() += 1;
         }
@@ -186,5 +231,8 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
     let summary = report::summary(&ops, &verdicts, config_json);
     std::fs::write(config.out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
     std::fs::write(config.out.join("timeline.svg"), report::timeline_svg(&ops))?;
-    Ok(RunResult { valid: summary["valid"].as_bool().unwrap_or(false), summary })
+    Ok(RunResult {
+        valid: summary["valid"].as_bool().unwrap_or(false),
+        summary,
+    })
 }

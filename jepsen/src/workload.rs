@@ -6,7 +6,7 @@
 use crate::history::{OpType, Recorder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,15 +92,31 @@ impl Workload {
 
     async fn submit(&self, process: i64, node: u64, n: u64, rng: &mut StdRng) {
         let key = format!("c{process}-{n}");
-        let step = format!("echo $FLOTILLA_JOB_ID >> {}; sleep 0.{}", self.markers.display(), rng.random_range(1..9));
+        let step = format!(
+            "echo $FLOTILLA_JOB_ID >> {}; sleep 0.{}",
+            self.markers.display(),
+            rng.random_range(1..9)
+        );
         let jobs: Vec<Value> = (0..rng.random_range(1..=2))
             .map(|i| json!({ "name": format!("j{i}"), "steps": [step.clone()], "resources": { "cpu_millis": 500, "memory_mib": 64 } }))
             .collect();
         let spec = json!({ "name": key, "jobs": jobs });
-        self.recorder.record(process, OpType::Invoke, "submit", Some(node), json!({ "key": key }));
-        let r = self.http.post(format!("{}/v1/pipelines", self.api(node))).header("Idempotency-Key", &key).json(&spec).send().await;
+        self.recorder
+            .record(process, OpType::Invoke, "submit", Some(node), json!({ "key": key }));
+        let r = self
+            .http
+            .post(format!("{}/v1/pipelines", self.api(node)))
+            .header("Idempotency-Key", &key)
+            .json(&spec)
+            .send()
+            .await;
         if let Some(v) = self.finish(process, "submit", node, outcome(r).await) {
-            let ids: Vec<u64> = v["jobs"].as_array().into_iter().flatten().filter_map(|j| j["id"].as_u64()).collect();
+            let ids: Vec<u64> = v["jobs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|j| j["id"].as_u64())
+                .collect();
             self.jobs.lock().expect("jobs").extend(ids);
         }
     }
@@ -108,8 +124,13 @@ impl Workload {
     async fn read(&self, process: i64, node: u64, job: u64, linearizable: bool) {
         let f = if linearizable { "read-lin" } else { "read-local" };
         let query = if linearizable { "?consistency=linearizable" } else { "" };
-        self.recorder.record(process, OpType::Invoke, f, Some(node), json!({ "job": job }));
-        let r = self.http.get(format!("{}/v1/jobs/{job}{query}", self.api(node))).send().await;
+        self.recorder
+            .record(process, OpType::Invoke, f, Some(node), json!({ "job": job }));
+        let r = self
+            .http
+            .get(format!("{}/v1/jobs/{job}{query}", self.api(node)))
+            .send()
+            .await;
         let o = match outcome(r).await {
             Outcome::Ok(v) => Outcome::Ok(json!({ "job": job, "state": v["state"], "attempt": v["attempt"] })),
             // A read changes nothing: a failed read is a failure, whatever the cause.
@@ -120,7 +141,8 @@ impl Workload {
     }
 
     async fn get(&self, process: i64, node: u64, f: &str, path: &str) {
-        self.recorder.record(process, OpType::Invoke, f, Some(node), Value::Null);
+        self.recorder
+            .record(process, OpType::Invoke, f, Some(node), Value::Null);
         let r = self.http.get(format!("{}{path}", self.api(node))).send().await;
         let o = match outcome(r).await {
             Outcome::Info(v) => Outcome::Fail(v),
@@ -135,8 +157,15 @@ impl Workload {
     async fn poison(&self, process: i64, node: u64, rng: &mut StdRng) {
         let kind = rng.random_range(0..POISON_KINDS.len());
         let (name, body, content_type, path) = poison_request(kind);
-        self.recorder.record(process, OpType::Invoke, "poison", Some(node), json!({ "kind": name }));
-        let r = self.http.post(format!("{}{path}", self.api(node))).header("content-type", content_type).body(body).send().await;
+        self.recorder
+            .record(process, OpType::Invoke, "poison", Some(node), json!({ "kind": name }));
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api(node)))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await;
         let o = match outcome(r).await {
             Outcome::Ok(v) => Outcome::Ok(json!({ "kind": name, "body": v })),
             Outcome::Fail(v) => Outcome::Fail(json!({ "kind": name, "answer": v })),
@@ -146,15 +175,27 @@ impl Workload {
     }
 
     async fn cancel(&self, process: i64, node: u64, job: u64) {
-        self.recorder.record(process, OpType::Invoke, "cancel", Some(node), json!({ "job": job }));
-        let r = self.http.post(format!("{}/v1/jobs/{job}/cancel", self.api(node))).send().await;
+        self.recorder
+            .record(process, OpType::Invoke, "cancel", Some(node), json!({ "job": job }));
+        let r = self
+            .http
+            .post(format!("{}/v1/jobs/{job}/cancel", self.api(node)))
+            .send()
+            .await;
         let o = outcome(r).await;
         self.finish(process, "cancel", node, o);
     }
 }
 
 /// The poisoned requests, by name.
-pub const POISON_KINDS: [&str; 6] = ["huge-pool", "huge-jobs", "alias-bomb", "deep-yaml", "matrix-bomb", "bad-utf8"];
+pub const POISON_KINDS: [&str; 6] = [
+    "huge-pool",
+    "huge-jobs",
+    "alias-bomb",
+    "deep-yaml",
+    "matrix-bomb",
+    "bad-utf8",
+];
 
 /// `(name, body, content type, path)` of poisoned request `kind`.
 fn poison_request(kind: usize) -> (&'static str, Vec<u8>, &'static str, &'static str) {
@@ -166,21 +207,44 @@ fn poison_request(kind: usize) -> (&'static str, Vec<u8>, &'static str, &'static
         }
         1 => {
             let job = |n: &str| json!({ "name": n, "steps": ["true"], "resources": { "cpu_millis": u64::MAX / 2 + 1, "memory_mib": 1 } });
-            ("huge-jobs", json_body(json!({ "name": "poison", "jobs": [job("a"), job("b")] })), "application/json", "/v1/pipelines")
+            (
+                "huge-jobs",
+                json_body(json!({ "name": "poison", "jobs": [job("a"), job("b")] })),
+                "application/json",
+                "/v1/pipelines",
+            )
         }
         2 => {
-            let mut yaml = format!("name: poison\nbig: &big {}\njobs:\n  - name: a\n    resources: {{cpu_millis: 1, memory_mib: 1}}\n    script:\n", "x".repeat(64 * 1024));
+            let mut yaml = format!(
+                "name: poison\nbig: &big {}\njobs:\n  - name: a\n    resources: {{cpu_millis: 1, memory_mib: 1}}\n    script:\n",
+                "x".repeat(64 * 1024)
+            );
             for _ in 0..1300 {
                 yaml.push_str("      - *big\n");
             }
             ("alias-bomb", yaml.into_bytes(), "application/yaml", "/v1/pipelines")
         }
-        3 => ("deep-yaml", "[".repeat(100_000).into_bytes(), "application/yaml", "/v1/pipelines"),
+        3 => (
+            "deep-yaml",
+            "[".repeat(100_000).into_bytes(),
+            "application/yaml",
+            "/v1/pipelines",
+        ),
         4 => {
             let axis: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
             let job = json!({ "name": "m", "steps": ["x".repeat(60 * 1024)], "resources": { "cpu_millis": 1, "memory_mib": 1 }, "matrix": { "A": axis, "B": axis } });
-            ("matrix-bomb", json_body(json!({ "name": "poison", "jobs": [job] })), "application/json", "/v1/pipelines")
+            (
+                "matrix-bomb",
+                json_body(json!({ "name": "poison", "jobs": [job] })),
+                "application/json",
+                "/v1/pipelines",
+            )
         }
-        _ => ("bad-utf8", b"name: \xff\xfe\n".to_vec(), "application/yaml", "/v1/pipelines"),
+        _ => (
+            "bad-utf8",
+            b"name: \xff\xfe\n".to_vec(),
+            "application/yaml",
+            "/v1/pipelines",
+        ),
     }
 }

@@ -3,7 +3,7 @@
 //! traced pipeline that belong to apply (`raft.apply` on every node, `job.run` on the leader).
 
 use crate::node_metrics::{NodeMetrics, OutcomeLabel};
-use crate::{telemetry, Raft};
+use crate::{Raft, telemetry};
 use flotilla_raft_store::{JournaledEvent, StateHandle};
 use flotilla_state_machine::{Event, State};
 use opentelemetry::KeyValue;
@@ -55,19 +55,34 @@ impl AppliedObserver {
             Event::PipelineRequested { pipeline, .. } => {
                 let trace = state.pipeline(*pipeline).and_then(|p| p.trace_parent.as_deref());
                 let now = SystemTime::now();
-                let attributes = vec![node, KeyValue::new("raft.log_index", item.id.log_index as i64), KeyValue::new("flotilla.pipeline", pipeline.to_string())];
+                let attributes = vec![
+                    node,
+                    KeyValue::new("raft.log_index", item.id.log_index as i64),
+                    KeyValue::new("flotilla.pipeline", pipeline.to_string()),
+                ];
                 telemetry::record("raft.apply", trace, now, now, attributes);
             }
-            Event::JobCompleted { job, attempt } | Event::JobFailed { job, attempt, .. } | Event::JobCancelled { job, attempt } => {
+            Event::JobCompleted { job, attempt }
+            | Event::JobFailed { job, attempt, .. }
+            | Event::JobCancelled { job, attempt } => {
                 let outcome = match item.event {
                     Event::JobCompleted { .. } => "succeeded",
                     Event::JobFailed { .. } => "failed",
                     _ => "cancelled",
                 };
-                let record = state.job(*job).and_then(|j| j.attempts.iter().find(|a| a.attempt == *attempt));
-                let Some((started, finished)) = record.and_then(|r| r.started_at_ms.zip(r.finished_at_ms)) else { return };
+                let record = state
+                    .job(*job)
+                    .and_then(|j| j.attempts.iter().find(|a| a.attempt == *attempt));
+                let Some((started, finished)) = record.and_then(|r| r.started_at_ms.zip(r.finished_at_ms)) else {
+                    return;
+                };
                 let seconds = finished.saturating_sub(started) as f64 / 1000.0;
-                self.metrics.job_duration_seconds.get_or_create(&OutcomeLabel { outcome: outcome.into() }).observe(seconds);
+                self.metrics
+                    .job_duration_seconds
+                    .get_or_create(&OutcomeLabel {
+                        outcome: outcome.into(),
+                    })
+                    .observe(seconds);
                 if leader {
                     let attributes = vec![
                         node,
@@ -75,7 +90,13 @@ impl AppliedObserver {
                         KeyValue::new("flotilla.attempt", i64::from(*attempt)),
                         KeyValue::new("flotilla.outcome", outcome),
                     ];
-                    telemetry::record("job.run", state.trace_parent_of_job(*job), telemetry::at_ms(started), telemetry::at_ms(finished), attributes);
+                    telemetry::record(
+                        "job.run",
+                        state.trace_parent_of_job(*job),
+                        telemetry::at_ms(started),
+                        telemetry::at_ms(finished),
+                        attributes,
+                    );
                 }
             }
             _ => {}

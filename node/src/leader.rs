@@ -8,17 +8,19 @@
 //! exactly once across leader changes. Proposals use `propose_local`: a node that is no longer
 //! leader cannot get them committed, and its loop idles at the next tick.
 
+use crate::Raft;
 use crate::node_metrics::{NodeMetrics, ProviderLabel};
-use crate::proposer::{wall_clock_ms, Proposer};
+use crate::proposer::{Proposer, wall_clock_ms};
 use crate::report_batcher::{BatcherConfig, ReportBatcher};
 use crate::telemetry;
-use futures::StreamExt;
-use opentelemetry::KeyValue;
-use crate::Raft;
 use flotilla_providers::{AnyProvider, Guarded, Observation, ProviderSet, WorkerProvider, WorkerSpec};
 use flotilla_raft_store::StateHandle;
-use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
-use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobId, JobState, Pool, Proposal, ProviderKind, Resources};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
+use flotilla_state_machine::{
+    Assignment, Command, FencingToken, Job, JobId, JobState, Pool, Proposal, ProviderKind, Resources,
+};
+use futures::StreamExt;
+use opentelemetry::KeyValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +44,12 @@ pub struct LeaderConfig {
 impl LeaderConfig {
     /// The defaults with a tick of `tick_ms`.
     pub fn with_tick_ms(tick_ms: u64) -> Self {
-        LeaderConfig { tick_ms, policy: SchedulerPolicy::default(), drive_concurrency: 256, batcher: BatcherConfig::default() }
+        LeaderConfig {
+            tick_ms,
+            policy: SchedulerPolicy::default(),
+            drive_concurrency: 256,
+            batcher: BatcherConfig::default(),
+        }
     }
 }
 
@@ -56,7 +63,13 @@ pub struct LeaderParts {
 }
 
 pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver<bool>) {
-    let LeaderParts { raft, state, proposer, providers, metrics } = parts;
+    let LeaderParts {
+        raft,
+        state,
+        proposer,
+        providers,
+        metrics,
+    } = parts;
     let (reports, batch_loop) = ReportBatcher::new(config.batcher);
     let tick = Tick {
         raft: &raft,
@@ -70,7 +83,11 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
     // Placement and worker driving run side by side: driving every assignment of a large
     // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
     // re-checked in `apply`, so the two never need to see each other's latest state.
-    tokio::join!(placement_loop(&tick, stop.clone()), drive_loop(&tick, stop.clone()), batch_loop.run(&proposer, &metrics, stop));
+    tokio::join!(
+        placement_loop(&tick, stop.clone()),
+        drive_loop(&tick, stop.clone()),
+        batch_loop.run(&proposer, &metrics, stop)
+    );
 }
 
 /// Every tick, or at once after a full plan (more may be waiting): run the scheduler and
@@ -199,7 +216,10 @@ impl Tick<'_> {
         let id = *self.raft.node_id();
         let changes: Vec<Command> = {
             let data = self.state.read();
-            data.state.pools().filter_map(|p| pool_problem(p, self.providers.get(p.spec.provider).is_some(), id)).collect()
+            data.state
+                .pools()
+                .filter_map(|p| pool_problem(p, self.providers.get(p.spec.provider).is_some(), id))
+                .collect()
         };
         for command in changes {
             if let Err(e) = self.propose(command).await {
@@ -227,7 +247,13 @@ impl Tick<'_> {
                 let pool_settings = pool.map(|p| p.spec.settings.clone()).unwrap_or_default();
                 data.state.job(a.job).map(|j| {
                     let trace_parent = data.state.trace_parent_of_job(j.id).map(str::to_string);
-                    Work { assignment: a.clone(), job: j.clone(), kind, trace_parent, pool_settings }
+                    Work {
+                        assignment: a.clone(),
+                        job: j.clone(),
+                        kind,
+                        trace_parent,
+                        pool_settings,
+                    }
                 })
             })
             .collect();
@@ -240,7 +266,9 @@ impl Tick<'_> {
     async fn sync_capacity(&self) {
         let pools: Vec<Pool> = self.state.read().state.pools().cloned().collect();
         for pool in pools {
-            let Some(provider) = self.providers.get(pool.spec.provider).filter(|p| p.measures_capacity()) else { continue };
+            let Some(provider) = self.providers.get(pool.spec.provider).filter(|p| p.measures_capacity()) else {
+                continue;
+            };
             let measured = match provider.capacity(&pool.spec).await {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
@@ -255,7 +283,11 @@ impl Tick<'_> {
                 gpus: measured.gpus.max(pool.allocated.gpus),
             };
             if capacity != pool.spec.capacity {
-                let command = Command::UpdatePoolCapacity { pool: pool.spec.name.clone(), capacity, max_workers: pool.spec.max_workers };
+                let command = Command::UpdatePoolCapacity {
+                    pool: pool.spec.name.clone(),
+                    capacity,
+                    max_workers: pool.spec.max_workers,
+                };
                 if let Err(e) = self.propose(command).await {
                     tracing::debug!(pool = %pool.spec.name, error = %e, "proposing measured capacity");
                 }
@@ -272,10 +304,17 @@ impl Tick<'_> {
         if plan.placements.is_empty() {
             return Ok(0);
         }
-        let proposal = Proposal::new(wall_clock_ms(), Command::ApplyPlan { placements: plan.placements });
+        let proposal = Proposal::new(
+            wall_clock_ms(),
+            Command::ApplyPlan {
+                placements: plan.placements,
+            },
+        );
         match self.proposer.propose_local(proposal).await {
             Ok(flotilla_state_machine::Response::PlanApplied { accepted, rejected }) => {
-                self.metrics.scheduler_plan_seconds.observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .scheduler_plan_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 self.metrics.scheduler_placements.inc_by(accepted.len() as u64);
                 self.metrics.scheduler_rejected_placements.inc_by(rejected.len() as u64);
                 let data = self.state.read();
@@ -286,7 +325,13 @@ impl Tick<'_> {
                         KeyValue::new("flotilla.pool", placed.pool.clone()),
                         KeyValue::new("flotilla.placements_in_plan", (accepted.len() + rejected.len()) as i64),
                     ];
-                    telemetry::record("scheduler.place", trace, started_at, std::time::SystemTime::now(), attributes);
+                    telemetry::record(
+                        "scheduler.place",
+                        trace,
+                        started_at,
+                        std::time::SystemTime::now(),
+                        attributes,
+                    );
                 }
                 Ok(accepted.len())
             }
@@ -314,7 +359,12 @@ impl Tick<'_> {
         if a.releasing {
             let gone = provider.terminate(&name).await.map_err(|e| e.to_string())?;
             if gone {
-                self.propose(Command::WorkerTerminated { job, fencing, jitter_permille: jitter() }).await?;
+                self.propose(Command::WorkerTerminated {
+                    job,
+                    fencing,
+                    jitter_permille: jitter(),
+                })
+                .await?;
                 provider.remove(&name).await.map_err(|e| e.to_string())?;
             }
             return Ok(());
@@ -338,8 +388,13 @@ impl Tick<'_> {
             let created = provider.create(&spec).await;
             let provider_name = w.kind.map_or_else(String::new, |k| k.to_string());
             if created.is_ok() {
-                let label = ProviderLabel { provider: provider_name.clone() };
-                self.metrics.worker_create_seconds.get_or_create(&label).observe(started.elapsed().as_secs_f64());
+                let label = ProviderLabel {
+                    provider: provider_name.clone(),
+                };
+                self.metrics
+                    .worker_create_seconds
+                    .get_or_create(&label)
+                    .observe(started.elapsed().as_secs_f64());
             }
             let attributes = vec![
                 KeyValue::new("flotilla.job", job.to_string()),
@@ -348,12 +403,33 @@ impl Tick<'_> {
                 KeyValue::new("flotilla.worker", name.clone()),
                 KeyValue::new("flotilla.created", created.is_ok()),
             ];
-            telemetry::record("worker.create", w.trace_parent.as_deref(), started_at, std::time::SystemTime::now(), attributes);
+            telemetry::record(
+                "worker.create",
+                w.trace_parent.as_deref(),
+                started_at,
+                std::time::SystemTime::now(),
+                attributes,
+            );
             match created {
-                Ok(worker_id) => self.propose(Command::WorkerCreated { job, fencing, worker_id }).await?,
+                Ok(worker_id) => {
+                    self.propose(Command::WorkerCreated {
+                        job,
+                        fencing,
+                        worker_id,
+                    })
+                    .await?
+                }
                 // The provider can never run this worker: the attempt is lost, and the job is
                 // retried or failed by its policy with the reason on record.
-                Err(e) if !e.is_transient() => return self.propose(Command::WorkerLost { job, fencing, reason: e.to_string() }).await,
+                Err(e) if !e.is_transient() => {
+                    return self
+                        .propose(Command::WorkerLost {
+                            job,
+                            fencing,
+                            reason: e.to_string(),
+                        })
+                        .await;
+                }
                 Err(e) => {
                     self.timeout_if_due(w, now_ms).await?;
                     return Err(e.to_string());
@@ -373,23 +449,48 @@ impl Tick<'_> {
 
     async fn timeout_if_due(&self, w: &Work, now_ms: u64) -> Result<(), String> {
         if timed_out(&w.job, w.assignment.fencing, now_ms) {
-            self.propose(Command::JobTimedOut { job: w.assignment.job, fencing: w.assignment.fencing }).await?;
+            self.propose(Command::JobTimedOut {
+                job: w.assignment.job,
+                fencing: w.assignment.fencing,
+            })
+            .await?;
         }
         Ok(())
     }
 
-    async fn report(&self, provider: &Guarded<AnyProvider>, w: &Work, name: &str, o: &Observation, now_ms: u64) -> Result<(), String> {
+    async fn report(
+        &self,
+        provider: &Guarded<AnyProvider>,
+        w: &Work,
+        name: &str,
+        o: &Observation,
+        now_ms: u64,
+    ) -> Result<(), String> {
         let (job, fencing, j) = (w.assignment.job, w.assignment.fencing, &w.job);
         if !o.exists || o.lost {
-            return self.propose(Command::WorkerLost { job, fencing, reason: "worker process vanished".into() }).await;
+            return self
+                .propose(Command::WorkerLost {
+                    job,
+                    fencing,
+                    reason: "worker process vanished".into(),
+                })
+                .await;
         }
         if o.started && j.state == JobState::Scheduled {
             self.propose(Command::WorkerStarted { job, fencing }).await?;
         }
         for &(step, exit_code) in o.steps_finished.iter().filter(|(s, _)| *s >= j.steps_completed) {
-            self.propose(Command::StepFinished { job, fencing, step, exit_code }).await?;
+            self.propose(Command::StepFinished {
+                job,
+                fencing,
+                step,
+                exit_code,
+            })
+            .await?;
         }
-        if let Some(step) = o.step_started.filter(|s| Some(*s) != j.current_step && *s >= j.steps_completed)
+        if let Some(step) = o
+            .step_started
+            .filter(|s| Some(*s) != j.current_step && *s >= j.steps_completed)
             && !o.steps_finished.iter().any(|(s, _)| *s == step)
         {
             self.propose(Command::StepStarted { job, fencing, step }).await?;
@@ -397,17 +498,32 @@ impl Tick<'_> {
         // Commit output before the exit, so a finished job's log is complete.
         let mut offset = j.stream_offset;
         while offset < o.output_bytes {
-            let data = provider.read_output(name, offset, LOG_CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+            let data = provider
+                .read_output(name, offset, LOG_CHUNK_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
             if data.is_empty() {
                 break;
             }
             let len = data.len() as u64;
-            self.propose(Command::AppendLog { job, fencing, offset, data }).await?;
+            self.propose(Command::AppendLog {
+                job,
+                fencing,
+                offset,
+                data,
+            })
+            .await?;
             offset += len;
         }
         if let Some(exit_code) = o.exit_code {
             if offset >= o.output_bytes {
-                self.propose(Command::WorkerExited { job, fencing, exit_code, jitter_permille: jitter() }).await?;
+                self.propose(Command::WorkerExited {
+                    job,
+                    fencing,
+                    exit_code,
+                    jitter_permille: jitter(),
+                })
+                .await?;
                 provider.remove(name).await.map_err(|e| e.to_string())?;
             }
             return Ok(());
@@ -452,7 +568,12 @@ impl Tick<'_> {
                 flotilla_providers::parse_worker_name(name)
                     .is_some_and(|(job, attempt)| data.state.assignments_of(job).any(|a| a.attempt == attempt))
             };
-            orphaned.extend(orphans(chunk, data.last_applied.map_or(0, |l| l.index), read_index, live));
+            orphaned.extend(orphans(
+                chunk,
+                data.last_applied.map_or(0, |l| l.index),
+                read_index,
+                live,
+            ));
         }
         let orphans = orphaned;
         for name in &orphans {
@@ -497,7 +618,9 @@ fn orphans(listed: &[String], applied_index: u64, read_index: u64, live: impl Fn
 }
 
 fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
-    let Some(a) = j.attempts.last().filter(|a| a.fencing == fencing) else { return false };
+    let Some(a) = j.attempts.last().filter(|a| a.fencing == fencing) else {
+        return false;
+    };
     let since = a.started_at_ms.unwrap_or(a.scheduled_at_ms);
     j.state.is_active() && now_ms.saturating_sub(since) >= j.spec.timeout_ms
 }
@@ -506,14 +629,23 @@ fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
 /// which has or lacks the pool's provider; `None` when the record is already right.
 fn pool_problem(pool: &Pool, has_provider: bool, leader: u64) -> Option<Command> {
     let problem = (!has_provider).then(|| {
-        format!("the leader (node {leader}) has no {} provider: the pool's jobs wait, and fail at their timeouts", pool.spec.provider)
+        format!(
+            "the leader (node {leader}) has no {} provider: the pool's jobs wait, and fail at their timeouts",
+            pool.spec.provider
+        )
     });
-    (pool.problem != problem).then(|| Command::SetPoolProblem { pool: pool.spec.name.clone(), problem })
+    (pool.problem != problem).then(|| Command::SetPoolProblem {
+        pool: pool.spec.name.clone(),
+        problem,
+    })
 }
 
 /// Retry jitter drawn by the proposer (0..=1000); `apply` stays deterministic.
 fn jitter() -> u16 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) % 1001) as u16
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        % 1001) as u16
 }
 
 #[cfg(test)]
@@ -530,21 +662,42 @@ mod tests {
             labels: Default::default(),
             settings: Default::default(),
         };
-        Pool { spec, allocated: Resources::ZERO, workers: 0, draining: false, problem: problem.map(str::to_string) }
+        Pool {
+            spec,
+            allocated: Resources::ZERO,
+            workers: 0,
+            draining: false,
+            problem: problem.map(str::to_string),
+        }
     }
 
     #[test]
     fn a_pool_the_leader_cannot_drive_is_recorded_once_and_cleared() {
         let set = pool_problem(&docker_pool(None), false, 2).expect("a problem is recorded");
-        let Command::SetPoolProblem { pool, problem: Some(text) } = &set else { panic!("{set:?}") };
+        let Command::SetPoolProblem {
+            pool,
+            problem: Some(text),
+        } = &set
+        else {
+            panic!("{set:?}")
+        };
         assert_eq!(pool, "d");
         assert!(text.contains("node 2") && text.contains("docker"), "{text}");
         // Recorded already: nothing more to say until something changes.
         assert_eq!(pool_problem(&docker_pool(Some(text)), false, 2), None);
         // Another leader without the provider names itself.
-        assert!(matches!(pool_problem(&docker_pool(Some(text)), false, 3), Some(Command::SetPoolProblem { problem: Some(_), .. })));
+        assert!(matches!(
+            pool_problem(&docker_pool(Some(text)), false, 3),
+            Some(Command::SetPoolProblem { problem: Some(_), .. })
+        ));
         // A leader with the provider clears it.
-        assert_eq!(pool_problem(&docker_pool(Some(text)), true, 3), Some(Command::SetPoolProblem { pool: "d".into(), problem: None }));
+        assert_eq!(
+            pool_problem(&docker_pool(Some(text)), true, 3),
+            Some(Command::SetPoolProblem {
+                pool: "d".into(),
+                problem: None
+            })
+        );
         assert_eq!(pool_problem(&docker_pool(None), true, 3), None);
     }
 

@@ -5,6 +5,7 @@
 //! lives here so tests can reuse it.
 
 pub mod api;
+pub mod applied_observer;
 pub mod leader;
 pub mod nats_publisher;
 pub mod network;
@@ -17,7 +18,6 @@ pub mod raft_service;
 pub mod report_batcher;
 pub mod settings;
 pub mod telemetry;
-pub mod applied_observer;
 
 pub use node::RunningNode;
 pub use settings::{Options, Settings};
@@ -39,8 +39,11 @@ pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Durat
 }
 
 /// The addresses of the leader these metrics name, if it is known and a member.
-pub fn leader_addr(m: &openraft::RaftMetrics<flotilla_raft_store::TypeConfig>) -> Option<flotilla_raft_store::NodeAddr> {
-    m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).cloned())
+pub fn leader_addr(
+    m: &openraft::RaftMetrics<flotilla_raft_store::TypeConfig>,
+) -> Option<flotilla_raft_store::NodeAddr> {
+    m.current_leader
+        .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
 }
 
 /// A copy of the node's current Raft metrics (term, leader, indexes, membership).

@@ -15,9 +15,9 @@
 //! window. If NATS is down the cluster goes on; the backlog is the bounded journal, and the
 //! publisher catches up when NATS returns (if events were evicted meanwhile, the gap is logged and counted).
 
-use crate::node_metrics::NodeMetrics;
-use crate::proposer::{wall_clock_ms, Proposer};
 use crate::Raft;
+use crate::node_metrics::NodeMetrics;
+use crate::proposer::{Proposer, wall_clock_ms};
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use flotilla_raft_store::{JournaledEvent, StateHandle};
 use flotilla_state_machine::{Command, EventId, Proposal};
@@ -45,7 +45,14 @@ pub struct PublisherConfig {
 
 impl PublisherConfig {
     pub fn new(url: String, cluster_name: String) -> Self {
-        PublisherConfig { url, cluster_name, record_every_ms: 1_000, timeout_ms: 5_000, duplicate_window_ms: 120_000, retry_ms: 1_000 }
+        PublisherConfig {
+            url,
+            cluster_name,
+            record_every_ms: 1_000,
+            timeout_ms: 5_000,
+            duplicate_window_ms: 120_000,
+            retry_ms: 1_000,
+        }
     }
 
     /// The stream holding this cluster's events.
@@ -57,7 +64,13 @@ impl PublisherConfig {
     /// stays one subject token.
     pub fn subject(&self, event: &flotilla_state_machine::Event) -> String {
         let subject = event.subject();
-        format!("flotilla.{}.{}.{}.{}", subject_token(&self.cluster_name), subject.category, subject_token(&subject.id), event.kind())
+        format!(
+            "flotilla.{}.{}.{}.{}",
+            subject_token(&self.cluster_name),
+            subject.category,
+            subject_token(&subject.id),
+            event.kind()
+        )
     }
 }
 
@@ -70,8 +83,20 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(raft: Raft, state: StateHandle, proposer: Proposer, metrics: Arc<NodeMetrics>, config: PublisherConfig) -> Self {
-        Publisher { raft, state, proposer, metrics, config }
+    pub fn new(
+        raft: Raft,
+        state: StateHandle,
+        proposer: Proposer,
+        metrics: Arc<NodeMetrics>,
+        config: PublisherConfig,
+    ) -> Self {
+        Publisher {
+            raft,
+            state,
+            proposer,
+            metrics,
+            config,
+        }
     }
 
     /// Runs until `stop` turns true.
@@ -98,7 +123,9 @@ impl Publisher {
             let mark = self.state.read().state.events_published_through();
             let after = published.max(mark).unwrap_or(EventId::START);
             let journal = self.state.journal();
-            self.metrics.events_publish_lag.set(i64::try_from(journal.count_after(after)).unwrap_or(i64::MAX));
+            self.metrics
+                .events_publish_lag
+                .set(i64::try_from(journal.count_after(after)).unwrap_or(i64::MAX));
 
             if published > recorded && (last_record.elapsed() >= Duration::from_millis(self.config.record_every_ms)) {
                 if let Some(through) = published {
@@ -194,7 +221,10 @@ impl Publisher {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let client = tokio::time::timeout(
             timeout,
-            async_nats::ConnectOptions::new().connection_timeout(timeout).name("flotilla-node").connect(self.config.url.as_str()),
+            async_nats::ConnectOptions::new()
+                .connection_timeout(timeout)
+                .name("flotilla-node")
+                .connect(self.config.url.as_str()),
         )
         .await
         .map_err(|_| anyhow::anyhow!("connecting to {} timed out", self.config.url))??;
@@ -221,9 +251,15 @@ impl Publisher {
         item: &JournaledEvent,
         previous: Option<EventId>,
     ) -> anyhow::Result<jetstream::context::PublishAckFuture> {
-        let body = crate::api::StreamedEvent { id: item.id.to_string(), term: item.term, event: &item.event };
+        let body = crate::api::StreamedEvent {
+            id: item.id.to_string(),
+            term: item.term,
+            event: &item.event,
+        };
         let payload = serde_json::to_vec(&body)?;
-        let mut message = PublishMessage::build().message_id(item.id.to_string()).payload(payload.into());
+        let mut message = PublishMessage::build()
+            .message_id(item.id.to_string())
+            .payload(payload.into());
         if let Some(previous) = previous {
             message = message.expected_last_message_id(previous.to_string());
         }
@@ -253,9 +289,15 @@ mod tests {
     fn subjects_keep_one_token_per_part() {
         let config = PublisherConfig::new("nats://127.0.0.1:4222".into(), "ci.east".into());
         assert_eq!(config.stream_name(), "FLOTILLA_ci_east");
-        let started = Event::JobStarted { job: JobId(7), attempt: 1 };
+        let started = Event::JobStarted {
+            job: JobId(7),
+            attempt: 1,
+        };
         assert_eq!(config.subject(&started), "flotilla.ci_east.job.j7.JobStarted");
         let pool = Event::PoolRegistered { pool: "gpu.big".into() };
-        assert_eq!(config.subject(&pool), "flotilla.ci_east.capacity.gpu_big.PoolRegistered");
+        assert_eq!(
+            config.subject(&pool),
+            "flotilla.ci_east.capacity.gpu_big.PoolRegistered"
+        );
     }
 }

@@ -6,19 +6,20 @@
 
 use crate::pb::raft_service_client::RaftServiceClient;
 use crate::pb::{Blob, SnapshotChunk};
-use flotilla_raft_store::{decode, encode, NodeAddr, SnapshotFile, TypeConfig, Vote};
+use flotilla_raft_store::{NodeAddr, SnapshotFile, TypeConfig, Vote, decode, encode};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::net::IpAddr;
 use tonic::transport::{Channel, Endpoint};
 
 /// Largest gRPC message between nodes, either way. `proposer::MAX_ENTRY_BYTES` keeps every
@@ -52,7 +53,11 @@ impl Channels {
     /// distinct loopback addresses set it to their own, so traffic between two of them can be
     /// told apart by address (and cut by a firewall rule, as the chaos harness does).
     pub fn new(connect_timeout_ms: u64, source_ip: Option<IpAddr>) -> Self {
-        Channels { by_addr: Default::default(), connect_timeout_ms, source_ip }
+        Channels {
+            by_addr: Default::default(),
+            connect_timeout_ms,
+            source_ip,
+        }
     }
 
     pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
@@ -75,7 +80,9 @@ impl Channels {
 }
 
 pub fn to_blob<T: Serialize>(value: &T) -> Result<Blob, tonic::Status> {
-    encode(value).map(|data| Blob { data }).map_err(|e| tonic::Status::internal(e.to_string()))
+    encode(value)
+        .map(|data| Blob { data })
+        .map_err(|e| tonic::Status::internal(e.to_string()))
 }
 
 pub fn from_blob<T: DeserializeOwned>(blob: &Blob) -> Result<T, tonic::Status> {
@@ -92,7 +99,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &NodeAddr) -> PeerClient {
-        PeerClient { target, addr: node.raft_addr.clone(), channels: self.channels.clone() }
+        PeerClient {
+            target,
+            addr: node.raft_addr.clone(),
+            channels: self.channels.clone(),
+        }
     }
 }
 
@@ -122,9 +133,13 @@ impl PeerClient {
         &self,
         request: &Req,
         timeout: Duration,
-        send: impl AsyncFnOnce(RaftServiceClient<Channel>, tonic::Request<Blob>) -> Result<tonic::Response<Blob>, tonic::Status>,
+        send: impl AsyncFnOnce(
+            RaftServiceClient<Channel>,
+            tonic::Request<Blob>,
+        ) -> Result<tonic::Response<Blob>, tonic::Status>,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        self.call_blob(to_blob(request).map_err(rpc_error)?, timeout, send).await
+        self.call_blob(to_blob(request).map_err(rpc_error)?, timeout, send)
+            .await
     }
 
     /// `call` with the request already encoded.
@@ -132,9 +147,15 @@ impl PeerClient {
         &self,
         blob: Blob,
         timeout: Duration,
-        send: impl AsyncFnOnce(RaftServiceClient<Channel>, tonic::Request<Blob>) -> Result<tonic::Response<Blob>, tonic::Status>,
+        send: impl AsyncFnOnce(
+            RaftServiceClient<Channel>,
+            tonic::Request<Blob>,
+        ) -> Result<tonic::Response<Blob>, tonic::Status>,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let client = self.channels.client(&self.addr).map_err(|e| RPCError::Unreachable(unreachable(e)))?;
+        let client = self
+            .channels
+            .client(&self.addr)
+            .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
         let mut req = tonic::Request::new(blob);
         req.set_timeout(timeout);
         let resp = send(client, req).await.map_err(rpc_error)?;
@@ -155,10 +176,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let blob = to_blob(&rpc).map_err(rpc_error)?;
         if blob.data.len() <= MAX_APPEND_BYTES {
             let timeout = deadline(blob.data.len());
-            return self.call_blob(blob, timeout, async |mut c, r| c.append_entries(r).await).await;
+            return self
+                .call_blob(blob, timeout, async |mut c, r| c.append_entries(r).await)
+                .await;
         }
-        let keep =
-            entries_within(&rpc.entries, MAX_APPEND_BYTES).map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))?;
+        let keep = entries_within(&rpc.entries, MAX_APPEND_BYTES)
+            .map_err(|e| RPCError::Network(NetworkError::from_string(e.to_string())))?;
         // Too many bytes for one message: send the prefix that fits and report it as a partial
         // success, which openraft answers by sending the rest (its documented contract).
         let mut rpc = rpc;
@@ -166,16 +189,22 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let last = rpc.entries.last().map(|e| e.log_id.clone());
         let blob = to_blob(&rpc).map_err(rpc_error)?;
         let timeout = deadline(blob.data.len());
-        let response: AppendEntriesResponse<TypeConfig> =
-            self.call_blob(blob, timeout, async |mut c, r| c.append_entries(r).await).await?;
+        let response: AppendEntriesResponse<TypeConfig> = self
+            .call_blob(blob, timeout, async |mut c, r| c.append_entries(r).await)
+            .await?;
         Ok(match response {
             AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last),
             other => other,
         })
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<TypeConfig>, option: RPCOption) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, option.hard_ttl(), async |mut c, r| c.vote(r).await).await
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), async |mut c, r| c.vote(r).await)
+            .await
     }
 
     async fn transfer_leader(
@@ -183,7 +212,8 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, option.hard_ttl(), async |mut c, r| c.transfer_leader(r).await).await
+        self.call(&req, option.hard_ttl(), async |mut c, r| c.transfer_leader(r).await)
+            .await
     }
 
     async fn full_snapshot(
@@ -209,7 +239,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 if n == 0 && header.is_none() {
                     return Ok(());
                 }
-                let chunk = SnapshotChunk { header: header.take().unwrap_or_default(), data: buf };
+                let chunk = SnapshotChunk {
+                    header: header.take().unwrap_or_default(),
+                    data: buf,
+                };
                 if tx.blocking_send(chunk).is_err() {
                     return Ok(()); // receiver gone: the RPC failed or was cancelled
                 }
@@ -228,7 +261,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 other => StreamingError::Network(NetworkError::from_string(other.to_string())),
             })?,
         };
-        reader.await.map_err(|e| NetworkError::from_string(e.to_string()))?.map_err(|e| NetworkError::from_string(e.to_string()))?;
+        reader
+            .await
+            .map_err(|e| NetworkError::from_string(e.to_string()))?
+            .map_err(|e| NetworkError::from_string(e.to_string()))?;
         let result: Result<SnapshotResponse<TypeConfig>, String> =
             from_blob(response.get_ref()).map_err(|e| NetworkError::from_string(e.to_string()))?;
         result.map_err(|e| StreamingError::Network(NetworkError::from_string(format!("node {}: {e}", self.target))))

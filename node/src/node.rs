@@ -1,13 +1,13 @@
 //! Assembles a node: storage, Raft, the gRPC server for peers, the REST API, and the optional
 //! join request; and takes it down gracefully.
 
+use crate::Raft;
 use crate::api::{self, ApiLimits, AppState};
 use crate::network::{Channels, Network};
 use crate::pb::raft_service_server::RaftServiceServer;
 use crate::proposer::Proposer;
 use crate::raft_service::RaftGrpc;
 use crate::settings::Settings;
-use crate::Raft;
 use anyhow::Context;
 use flotilla_raft_store::{NodeAddr, StateHandle, StoreConfig};
 use std::collections::BTreeMap;
@@ -48,7 +48,9 @@ impl RunningNode {
         // the kernel choose the route's source address.
         let source_ip = settings.raft_addr.ip().is_loopback().then(|| settings.raft_addr.ip());
         let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip);
-        let network = Network { channels: channels.clone() };
+        let network = Network {
+            channels: channels.clone(),
+        };
         let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log, sm)
             .await
             .context("starting raft")?;
@@ -57,7 +59,12 @@ impl RunningNode {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let grpc = RaftGrpc { raft: raft.clone(), proposer: proposer.clone(), incoming_dir: incoming, next_incoming: Default::default() };
+        let grpc = RaftGrpc {
+            raft: raft.clone(),
+            proposer: proposer.clone(),
+            incoming_dir: incoming,
+            next_incoming: Default::default(),
+        };
         let raft_listener = tokio::net::TcpListener::bind(settings.raft_addr)
             .await
             .with_context(|| format!("binding the raft address {}", settings.raft_addr))?;
@@ -67,7 +74,11 @@ impl RunningNode {
                 .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES);
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
-            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, wait_for(rx)).await {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, wait_for(rx))
+                .await
+            {
                 tracing::error!(error = %e, "raft grpc server failed");
             }
         }));
@@ -88,33 +99,68 @@ impl RunningNode {
             digests: Default::default(),
             shutdown: shutdown_rx.clone(),
         };
-        let limits = ApiLimits { max_concurrent_requests: settings.max_concurrent_requests, max_request_bytes: settings.max_request_bytes };
+        let limits = ApiLimits {
+            max_concurrent_requests: settings.max_concurrent_requests,
+            max_request_bytes: settings.max_request_bytes,
+        };
         let router = api::router(app, limits);
         let api_listener = tokio::net::TcpListener::bind(settings.api_addr)
             .await
             .with_context(|| format!("binding the api address {}", settings.api_addr))?;
         let rx = shutdown_rx.clone();
-        let server_config =
-            api::server::ServerConfig { max_connections: settings.max_connections, header_read_timeout_ms: settings.header_read_timeout_ms };
-        tasks.push(tokio::spawn(api::server::serve(api_listener, router, server_config, rx)));
+        let server_config = api::server::ServerConfig {
+            max_connections: settings.max_connections,
+            header_read_timeout_ms: settings.header_read_timeout_ms,
+        };
+        tasks.push(tokio::spawn(api::server::serve(
+            api_listener,
+            router,
+            server_config,
+            rx,
+        )));
 
         if let Some(url) = settings.nats_url.clone() {
             let config = crate::nats_publisher::PublisherConfig::new(url, settings.cluster_name.clone());
-            let publisher = crate::nats_publisher::Publisher::new(raft.clone(), state.clone(), app_proposer.clone(), metrics.clone(), config);
+            let publisher = crate::nats_publisher::Publisher::new(
+                raft.clone(),
+                state.clone(),
+                app_proposer.clone(),
+                metrics.clone(),
+                config,
+            );
             tasks.push(tokio::spawn(publisher.run(shutdown_rx.clone())));
         }
 
         let leader_config = crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms);
-        let parts = crate::leader::LeaderParts { raft: raft.clone(), state: state.clone(), proposer: app_proposer, providers, metrics: metrics.clone() };
-        tasks.push(tokio::spawn(crate::leader::run(parts, leader_config, shutdown_rx.clone())));
-        let observer = crate::applied_observer::AppliedObserver { raft: raft.clone(), state: state.clone(), metrics: metrics.clone() };
+        let parts = crate::leader::LeaderParts {
+            raft: raft.clone(),
+            state: state.clone(),
+            proposer: app_proposer,
+            providers,
+            metrics: metrics.clone(),
+        };
+        tasks.push(tokio::spawn(crate::leader::run(
+            parts,
+            leader_config,
+            shutdown_rx.clone(),
+        )));
+        let observer = crate::applied_observer::AppliedObserver {
+            raft: raft.clone(),
+            state: state.clone(),
+            metrics: metrics.clone(),
+        };
         tasks.push(tokio::spawn(observer.run(shutdown_rx.clone())));
 
         if settings.bootstrap && !raft.is_initialized().await.context("reading the raft state")? {
             // First start with empty storage: this node founds the cluster. A restart finds
             // the log initialized and skips this, so the flag can stay in a unit or manifest.
-            raft.initialize(BTreeMap::from([(settings.id, addr.clone())])).await.context("bootstrapping the cluster")?;
-            tracing::info!(id = settings.id, "bootstrapped a new cluster with this node as its only voter");
+            raft.initialize(BTreeMap::from([(settings.id, addr.clone())]))
+                .await
+                .context("bootstrapping the cluster")?;
+            tracing::info!(
+                id = settings.id,
+                "bootstrapped a new cluster with this node as its only voter"
+            );
         }
         if let Some(seed) = settings.join.clone() {
             let rx = shutdown_rx.clone();
@@ -122,7 +168,13 @@ impl RunningNode {
             tasks.push(tokio::spawn(join_cluster(settings.id, addr, seed, raft, rx)));
         }
         tracing::info!(id = settings.id, raft = %settings.raft_addr, api = %settings.api_addr, "node started");
-        Ok(RunningNode { id: settings.id, raft, state, shutdown, tasks })
+        Ok(RunningNode {
+            id: settings.id,
+            raft,
+            state,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Hands leadership over if this node leads, stops accepting requests, stops Raft, and waits
@@ -166,11 +218,18 @@ impl RunningNode {
 
 /// Asks the cluster at `seed` to add this node, until it is a member or the node stops.
 async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut stop: watch::Receiver<bool>) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client");
     let body = serde_json::json!({ "id": id, "raft_addr": addr.raft_addr, "api_addr": addr.api_addr });
     let url = format!("{}/v1/cluster/members", seed.trim_end_matches('/'));
     loop {
-        let member = crate::metrics(&raft).membership_config.membership().voter_ids().any(|v| v == id);
+        let member = crate::metrics(&raft)
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id);
         if member {
             tracing::info!(id, "joined the cluster");
             return;

@@ -11,7 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
@@ -93,9 +93,19 @@ impl Default for NodeMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("flotilla");
         let api_requests = Family::<RequestLabels, Counter>::default();
-        let api_latency_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
-        registry.register("api_requests", "REST requests answered, by route, method and status", api_requests.clone());
-        registry.register("api_request_duration_seconds", "REST request latency until the response head", api_latency_seconds.clone());
+        let api_latency_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "api_requests",
+            "REST requests answered, by route, method and status",
+            api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "REST request latency until the response head",
+            api_latency_seconds.clone(),
+        );
         let mut m = NodeMetrics {
             api_requests,
             api_latency_seconds,
@@ -134,34 +144,138 @@ impl Default for NodeMetrics {
         let r = &mut m.registry;
         r.register("raft_term", "Current Raft term", m.raft_term.clone());
         r.register("raft_is_leader", "1 on the leader", m.raft_is_leader.clone());
-        r.register("raft_last_log_index", "Last index in this node's log", m.raft_last_log_index.clone());
-        r.register("raft_committed_index", "Highest index this node knows committed", m.raft_committed_index.clone());
-        r.register("raft_applied_index", "Highest index applied to this node's state", m.raft_applied_index.clone());
-        r.register("raft_snapshot_index", "Index of the newest snapshot", m.raft_snapshot_index.clone());
+        r.register(
+            "raft_last_log_index",
+            "Last index in this node's log",
+            m.raft_last_log_index.clone(),
+        );
+        r.register(
+            "raft_committed_index",
+            "Highest index this node knows committed",
+            m.raft_committed_index.clone(),
+        );
+        r.register(
+            "raft_applied_index",
+            "Highest index applied to this node's state",
+            m.raft_applied_index.clone(),
+        );
+        r.register(
+            "raft_snapshot_index",
+            "Index of the newest snapshot",
+            m.raft_snapshot_index.clone(),
+        );
         r.register("jobs", "Jobs by state in this node's applied state", m.jobs.clone());
-        r.register("scheduler_queue_depth", "PENDING jobs by priority", m.queue_depth.clone());
+        r.register(
+            "scheduler_queue_depth",
+            "PENDING jobs by priority",
+            m.queue_depth.clone(),
+        );
         r.register("pool_workers", "Live workers per pool", m.pool_workers.clone());
-        r.register("pool_allocated_cpu_millis", "CPU reserved per pool", m.pool_allocated_cpu_millis.clone());
-        r.register("pool_capacity_cpu_millis", "CPU capacity per pool", m.pool_capacity_cpu_millis.clone());
-        r.register("provider_calls", "Calls this node made to each provider (as leader)", m.provider_calls.clone());
-        r.register("provider_failures", "Failed provider calls, after retries", m.provider_failures.clone());
-        r.register("provider_breaker_open", "1 while a provider's circuit breaker is open or half-open", m.provider_breaker_open.clone());
-        r.register("raft_appends", "Log appends acknowledged after their fsync", m.raft_appends.clone());
-        r.register("raft_append_wait_seconds", "Total time appends waited for their fsync (divide by raft_appends for the mean)", m.raft_append_wait_seconds.clone());
-        r.register("raft_wal_syncs", "WAL fsyncs (one group commit covers many appends)", m.raft_wal_syncs.clone());
-        r.register("raft_snapshots_built", "Snapshots this node built", m.raft_snapshots_built.clone());
-        r.register("raft_snapshots_installed", "Snapshots this node received and installed", m.raft_snapshots_installed.clone());
-        r.register("scheduler_plan_seconds", "From scheduling to the plan's commit (as leader)", m.scheduler_plan_seconds.clone());
-        r.register("scheduler_placements", "Placements accepted by apply", m.scheduler_placements.clone());
-        r.register("scheduler_rejected_placements", "Placements apply refused (stale plans)", m.scheduler_rejected_placements.clone());
-        r.register("leader_report_batch_commands", "Worker reports committed per Raft entry (as leader)", m.leader_report_batch_commands.clone());
-        r.register("worker_create_seconds", "Provider create call latency, by provider", m.worker_create_seconds.clone());
-        r.register("job_duration_seconds", "Run time of finished attempts (start to finish), by outcome", m.job_duration_seconds.clone());
-        r.register("events_published", "Events acknowledged by NATS JetStream (published as leader)", m.events_published.clone());
-        r.register("events_publish_duplicates", "Acks for events JetStream already held (replays after a leader change)", m.events_publish_duplicates.clone());
-        r.register("events_publish_errors", "Failed NATS connections and publishes", m.events_publish_errors.clone());
-        r.register("events_publish_gaps", "Times the publisher found events evicted before it published them", m.events_publish_gaps.clone());
-        r.register("events_publish_lag", "Applied events not yet acknowledged by NATS (on the leader)", m.events_publish_lag.clone());
+        r.register(
+            "pool_allocated_cpu_millis",
+            "CPU reserved per pool",
+            m.pool_allocated_cpu_millis.clone(),
+        );
+        r.register(
+            "pool_capacity_cpu_millis",
+            "CPU capacity per pool",
+            m.pool_capacity_cpu_millis.clone(),
+        );
+        r.register(
+            "provider_calls",
+            "Calls this node made to each provider (as leader)",
+            m.provider_calls.clone(),
+        );
+        r.register(
+            "provider_failures",
+            "Failed provider calls, after retries",
+            m.provider_failures.clone(),
+        );
+        r.register(
+            "provider_breaker_open",
+            "1 while a provider's circuit breaker is open or half-open",
+            m.provider_breaker_open.clone(),
+        );
+        r.register(
+            "raft_appends",
+            "Log appends acknowledged after their fsync",
+            m.raft_appends.clone(),
+        );
+        r.register(
+            "raft_append_wait_seconds",
+            "Total time appends waited for their fsync (divide by raft_appends for the mean)",
+            m.raft_append_wait_seconds.clone(),
+        );
+        r.register(
+            "raft_wal_syncs",
+            "WAL fsyncs (one group commit covers many appends)",
+            m.raft_wal_syncs.clone(),
+        );
+        r.register(
+            "raft_snapshots_built",
+            "Snapshots this node built",
+            m.raft_snapshots_built.clone(),
+        );
+        r.register(
+            "raft_snapshots_installed",
+            "Snapshots this node received and installed",
+            m.raft_snapshots_installed.clone(),
+        );
+        r.register(
+            "scheduler_plan_seconds",
+            "From scheduling to the plan's commit (as leader)",
+            m.scheduler_plan_seconds.clone(),
+        );
+        r.register(
+            "scheduler_placements",
+            "Placements accepted by apply",
+            m.scheduler_placements.clone(),
+        );
+        r.register(
+            "scheduler_rejected_placements",
+            "Placements apply refused (stale plans)",
+            m.scheduler_rejected_placements.clone(),
+        );
+        r.register(
+            "leader_report_batch_commands",
+            "Worker reports committed per Raft entry (as leader)",
+            m.leader_report_batch_commands.clone(),
+        );
+        r.register(
+            "worker_create_seconds",
+            "Provider create call latency, by provider",
+            m.worker_create_seconds.clone(),
+        );
+        r.register(
+            "job_duration_seconds",
+            "Run time of finished attempts (start to finish), by outcome",
+            m.job_duration_seconds.clone(),
+        );
+        r.register(
+            "events_published",
+            "Events acknowledged by NATS JetStream (published as leader)",
+            m.events_published.clone(),
+        );
+        r.register(
+            "events_publish_duplicates",
+            "Acks for events JetStream already held (replays after a leader change)",
+            m.events_publish_duplicates.clone(),
+        );
+        r.register(
+            "events_publish_errors",
+            "Failed NATS connections and publishes",
+            m.events_publish_errors.clone(),
+        );
+        r.register(
+            "events_publish_gaps",
+            "Times the publisher found events evicted before it published them",
+            m.events_publish_gaps.clone(),
+        );
+        r.register(
+            "events_publish_lag",
+            "Applied events not yet acknowledged by NATS (on the leader)",
+            m.events_publish_lag.clone(),
+        );
         m
     }
 }
@@ -198,30 +312,47 @@ impl NodeMetrics {
             let data = state.read();
             self.jobs.clear();
             for (s, n) in data.state.index().job_counts() {
-                self.jobs.get_or_create(&StateLabel { state: format!("{s:?}").to_uppercase() }).set(*n as i64);
+                self.jobs
+                    .get_or_create(&StateLabel {
+                        state: format!("{s:?}").to_uppercase(),
+                    })
+                    .set(*n as i64);
             }
             self.queue_depth.clear();
             for (p, n) in data.state.pending_queue().depth_by_priority() {
-                self.queue_depth.get_or_create(&PriorityLabel { priority: i64::from(*p) }).set(*n as i64);
+                self.queue_depth
+                    .get_or_create(&PriorityLabel {
+                        priority: i64::from(*p),
+                    })
+                    .set(*n as i64);
             }
             for pool in data.state.pools() {
-                let l = PoolLabel { pool: pool.spec.name.clone() };
+                let l = PoolLabel {
+                    pool: pool.spec.name.clone(),
+                };
                 self.pool_workers.get_or_create(&l).set(i64::from(pool.workers));
-                self.pool_allocated_cpu_millis.get_or_create(&l).set(pool.allocated.cpu_millis as i64);
-                self.pool_capacity_cpu_millis.get_or_create(&l).set(pool.spec.capacity.cpu_millis as i64);
+                self.pool_allocated_cpu_millis
+                    .get_or_create(&l)
+                    .set(pool.allocated.cpu_millis as i64);
+                self.pool_capacity_cpu_millis
+                    .get_or_create(&l)
+                    .set(pool.spec.capacity.cpu_millis as i64);
             }
         }
         for (kind, p) in providers.iter() {
-            let l = ProviderLabel { provider: kind.to_string() };
+            let l = ProviderLabel {
+                provider: kind.to_string(),
+            };
             // The guard counts; the counters here follow it.
             let (calls, failures) = p.stats();
             follow(&self.provider_calls.get_or_create(&l), calls);
             follow(&self.provider_failures.get_or_create(&l), failures);
-            self.provider_breaker_open.get_or_create(&l).set(i64::from(p.breaker_state() != BreakerState::Closed));
+            self.provider_breaker_open
+                .get_or_create(&l)
+                .set(i64::from(p.breaker_state() != BreakerState::Closed));
         }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
-

@@ -4,8 +4,8 @@
 //! The proposal is stamped with this node's clock once, before any forwarding, so a retry
 //! carries the same `now_ms`.
 
-use crate::network::{from_blob, to_blob, Channels};
 use crate::Raft;
+use crate::network::{Channels, from_blob, to_blob};
 use flotilla_raft_store::NodeAddr;
 use flotilla_state_machine::{Command, Proposal, Response};
 use openraft::errors::{ClientWriteError, RaftError};
@@ -47,12 +47,18 @@ pub struct Proposer {
 }
 
 pub fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Proposer {
     pub fn new(raft: Raft, channels: Channels, rpc_timeout_ms: u64) -> Self {
-        Proposer { raft, channels, rpc_timeout_ms }
+        Proposer {
+            raft,
+            channels,
+            rpc_timeout_ms,
+        }
     }
 
     /// Commits `command` through the leader, wherever it is, and returns `apply`'s response.
@@ -66,14 +72,16 @@ impl Proposer {
                 return Err(ProposeError::Timeout(self.rpc_timeout_ms));
             }
             let attempt = match self.propose_local(proposal.clone()).await {
-                Err(ProposeError::NotLeader { leader: Some((id, node)) }) if id != *self.raft.node_id() => {
-                    self.forward(&node, &proposal, deadline).await
-                }
+                Err(ProposeError::NotLeader {
+                    leader: Some((id, node)),
+                }) if id != *self.raft.node_id() => self.forward(&node, &proposal, deadline).await,
                 other => other,
             };
             match attempt {
                 Ok(r) => return Ok(r),
-                Err(e @ (ProposeError::Failed(_) | ProposeError::Timeout(_) | ProposeError::TooLarge { .. })) => return Err(e),
+                Err(e @ (ProposeError::Failed(_) | ProposeError::Timeout(_) | ProposeError::TooLarge { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => {
                     last = e;
                     tokio::time::sleep(Duration::from_millis(NO_LEADER_WAIT_MS)).await;
@@ -90,7 +98,10 @@ impl Proposer {
     /// node creates passes here, so this is where its size is bounded.
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Response, ProposeError> {
         check_entry_size(&proposal)?;
-        let trace = proposal.trace_parent.clone().map(|tp| (tp, std::time::SystemTime::now(), proposal.command.kind()));
+        let trace = proposal
+            .trace_parent
+            .clone()
+            .map(|tp| (tp, std::time::SystemTime::now(), proposal.command.kind()));
         match self.raft.client_write(proposal).await {
             Ok(r) => {
                 if let Some((tp, started, kind)) = trace {
@@ -99,7 +110,13 @@ impl Proposer {
                         opentelemetry::KeyValue::new("flotilla.command", kind),
                         opentelemetry::KeyValue::new("raft.log_index", r.log_id.index as i64),
                     ];
-                    crate::telemetry::record("raft.commit", Some(&tp), started, std::time::SystemTime::now(), attributes);
+                    crate::telemetry::record(
+                        "raft.commit",
+                        Some(&tp),
+                        started,
+                        std::time::SystemTime::now(),
+                        attributes,
+                    );
                 }
                 Ok(r.data)
             }
@@ -114,16 +131,31 @@ impl Proposer {
         }
     }
 
-    async fn forward(&self, leader: &NodeAddr, proposal: &Proposal, deadline: tokio::time::Instant) -> Result<Response, ProposeError> {
+    async fn forward(
+        &self,
+        leader: &NodeAddr,
+        proposal: &Proposal,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response, ProposeError> {
         check_entry_size(proposal)?;
-        let mut client = self.channels.client(&leader.raft_addr).map_err(ProposeError::NoLeader)?;
+        let mut client = self
+            .channels
+            .client(&leader.raft_addr)
+            .map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
         match client.forward(req).await {
-            Ok(resp) => from_blob::<Result<Response, ProposeError>>(resp.get_ref()).map_err(|e| ProposeError::Failed(e.to_string()))?,
+            Ok(resp) => from_blob::<Result<Response, ProposeError>>(resp.get_ref())
+                .map_err(|e| ProposeError::Failed(e.to_string()))?,
             // The leader is unreachable (killed, partitioned): retry after a new election.
-            Err(status) if status.code() == tonic::Code::DeadlineExceeded => Err(ProposeError::Timeout(self.rpc_timeout_ms)),
-            Err(status) => Err(ProposeError::NoLeader(format!("leader at {} unreachable: {}", leader.raft_addr, status.message()))),
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                Err(ProposeError::Timeout(self.rpc_timeout_ms))
+            }
+            Err(status) => Err(ProposeError::NoLeader(format!(
+                "leader at {} unreachable: {}",
+                leader.raft_addr,
+                status.message()
+            ))),
         }
     }
 
@@ -134,10 +166,16 @@ impl Proposer {
         }
         let leader = crate::leader_addr(&crate::metrics(&self.raft))
             .ok_or_else(|| ProposeError::NoLeader("no leader known for a linearizable read".into()))?;
-        let mut client = self.channels.client(&leader.raft_addr).map_err(ProposeError::NoLeader)?;
+        let mut client = self
+            .channels
+            .client(&leader.raft_addr)
+            .map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(&()).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(Duration::from_millis(self.rpc_timeout_ms));
-        let resp = client.read_index(req).await.map_err(|s| ProposeError::NoLeader(s.message().to_string()))?;
+        let resp = client
+            .read_index(req)
+            .await
+            .map_err(|s| ProposeError::NoLeader(s.message().to_string()))?;
         from_blob::<Result<u64, ProposeError>>(resp.get_ref()).map_err(|e| ProposeError::Failed(e.to_string()))?
     }
 
@@ -153,12 +191,14 @@ impl Proposer {
 
 pub type ForwardResult = Result<Response, ProposeError>;
 
-
 /// Refuses a proposal whose log entry would be larger than `MAX_ENTRY_BYTES`.
 pub fn check_entry_size(proposal: &Proposal) -> Result<(), ProposeError> {
     let bytes = flotilla_raft_store::encoded_len(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?;
     if bytes > MAX_ENTRY_BYTES {
-        return Err(ProposeError::TooLarge { bytes, max: MAX_ENTRY_BYTES });
+        return Err(ProposeError::TooLarge {
+            bytes,
+            max: MAX_ENTRY_BYTES,
+        });
     }
     Ok(())
 }

@@ -5,19 +5,29 @@
 use crate::settings::Settings;
 use anyhow::Context;
 use flotilla_providers::{
-    AnyProvider, BreakerConfig, DockerConfig, DockerProvider, GuardConfig, KubernetesConfig, KubernetesProvider, ProcessConfig, ProcessProvider, ProviderSet,
-    SimConfig, SimProvider,
+    AnyProvider, BreakerConfig, DockerConfig, DockerProvider, GuardConfig, KubernetesConfig, KubernetesProvider,
+    ProcessConfig, ProcessProvider, ProviderSet, SimConfig, SimProvider,
 };
 use flotilla_state_machine::ProviderKind;
 
 pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
     let guard = GuardConfig {
         call_timeout_ms: settings.provider_call_timeout_ms,
-        breaker: BreakerConfig { failure_threshold: settings.provider_breaker_failures, open_ms: settings.provider_breaker_open_ms },
+        breaker: BreakerConfig {
+            failure_threshold: settings.provider_breaker_failures,
+            open_ms: settings.provider_breaker_open_ms,
+        },
         ..GuardConfig::default()
     };
-    let process = ProcessProvider::new(ProcessConfig { root: settings.process_work_dir.clone() })
-        .with_context(|| format!("preparing the process work directory {}", settings.process_work_dir.display()))?;
+    let process = ProcessProvider::new(ProcessConfig {
+        root: settings.process_work_dir.clone(),
+    })
+    .with_context(|| {
+        format!(
+            "preparing the process work directory {}",
+            settings.process_work_dir.display()
+        )
+    })?;
     let mut set = ProviderSet::new().with(ProviderKind::Process, AnyProvider::Process(process), guard.clone());
     if let Some(socket) = &settings.docker_socket {
         // Removed containers are remembered beside the process workers: both are per host.
@@ -33,10 +43,18 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         config.api_url = settings.kubernetes_api_url.clone();
         config.default_image = settings.kubernetes_default_image.clone();
         let kubernetes = KubernetesProvider::new(config).context("configuring the kubernetes provider")?;
-        set = set.with(ProviderKind::Kubernetes, AnyProvider::Kubernetes(Box::new(kubernetes)), guard.clone());
+        set = set.with(
+            ProviderKind::Kubernetes,
+            AnyProvider::Kubernetes(Box::new(kubernetes)),
+            guard.clone(),
+        );
     }
     if let Some(default_duration_ms) = settings.sim_duration_ms {
-        set = set.with(ProviderKind::Sim, AnyProvider::Sim(SimProvider::new(SimConfig { default_duration_ms })), guard);
+        set = set.with(
+            ProviderKind::Sim,
+            AnyProvider::Sim(SimProvider::new(SimConfig { default_duration_ms })),
+            guard,
+        );
     }
     Ok(set)
 }

@@ -1,12 +1,12 @@
 //! The server half of node-to-node gRPC: hands Raft RPCs to the local openraft instance,
 //! receives snapshots into a file, and applies writes forwarded by followers.
 
+use crate::Raft;
 use crate::network::{from_blob, to_blob};
 use crate::pb::raft_service_server::RaftService;
 use crate::pb::{Blob, SnapshotChunk};
 use crate::proposer::{ForwardResult, ProposeError, Proposer};
-use crate::Raft;
-use flotilla_raft_store::{decode, SnapshotFile, SnapshotMeta, TypeConfig, Vote};
+use flotilla_raft_store::{SnapshotFile, SnapshotMeta, TypeConfig, Vote, decode};
 use flotilla_state_machine::Proposal;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use std::path::PathBuf;
@@ -39,31 +39,49 @@ impl RaftService for RaftGrpc {
 
     async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<Blob>, Status> {
         let mut stream = request.into_inner();
-        let first = stream.next().await.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
         let (vote, meta): (Vote, SnapshotMeta) =
             decode(&first.header).map_err(|e| Status::invalid_argument(format!("snapshot header: {e}")))?;
         let n = self.next_incoming.fetch_add(1, Ordering::Relaxed);
         // Removed when this function returns, whether the stream completed or broke off: the
         // store keeps its own copy of an installed snapshot.
         let part = PartFile(self.incoming_dir.join(format!("snapshot-{n}.part")));
-        let mut file = tokio::fs::File::create(&part.0).await.map_err(|e| Status::internal(e.to_string()))?;
+        let mut file = tokio::fs::File::create(&part.0)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let mut received = first.data.len() as u64;
-        file.write_all(&first.data).await.map_err(|e| Status::internal(e.to_string()))?;
+        file.write_all(&first.data)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         while let Some(chunk) = stream.next().await {
             let data = chunk?.data;
             received = received.saturating_add(data.len() as u64);
             if received > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted(format!("snapshot larger than {MAX_SNAPSHOT_BYTES} bytes")));
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot larger than {MAX_SNAPSHOT_BYTES} bytes"
+                )));
             }
-            file.write_all(&data).await.map_err(|e| Status::internal(e.to_string()))?;
+            file.write_all(&data)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         }
         file.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
         drop(file);
         // The open descriptor keeps the data readable after the file is removed.
         let snapshot_file = SnapshotFile::open(&part.0).map_err(|e| Status::internal(e.to_string()))?;
         drop(part);
-        let snapshot = openraft::storage::Snapshot { meta, snapshot: snapshot_file };
-        let result = self.raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string());
+        let snapshot = openraft::storage::Snapshot {
+            meta,
+            snapshot: snapshot_file,
+        };
+        let result = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 

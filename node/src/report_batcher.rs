@@ -9,8 +9,8 @@
 //! for fsyncs). Each command is still accepted or refused on its own by `apply`.
 
 use crate::node_metrics::NodeMetrics;
-use crate::proposer::{wall_clock_ms, ProposeError, Proposer};
-use flotilla_state_machine::{Command, Proposal, Response, MAX_BATCH_COMMANDS};
+use crate::proposer::{ProposeError, Proposer, wall_clock_ms};
+use flotilla_state_machine::{Command, MAX_BATCH_COMMANDS, Proposal, Response};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Bounds of the batcher.
@@ -24,7 +24,10 @@ pub struct BatcherConfig {
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        BatcherConfig { queue_commands: 4096, max_batch_commands: 1024 }
+        BatcherConfig {
+            queue_commands: 4096,
+            max_batch_commands: 1024,
+        }
     }
 }
 
@@ -117,9 +120,14 @@ async fn commit(proposer: &Proposer, mut batch: Vec<Waiting>) {
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
     let count = commands.len();
-    let answers = match proposer.propose_local(Proposal::new(wall_clock_ms(), Command::Batch { commands })).await {
+    let answers = match proposer
+        .propose_local(Proposal::new(wall_clock_ms(), Command::Batch { commands }))
+        .await
+    {
         Ok(Response::Batch { responses }) if responses.len() == count => Ok(responses),
-        Ok(other) => Err(ProposeError::Failed(format!("a batch of {count} reports was answered {other:?}"))),
+        Ok(other) => Err(ProposeError::Failed(format!(
+            "a batch of {count} reports was answered {other:?}"
+        ))),
         Err(e) => Err(e),
     };
     match answers {
@@ -143,8 +151,16 @@ mod tests {
 
     fn log_command(bytes: usize) -> Waiting {
         let fencing = FencingToken { term: 1, log_index: 1 };
-        let command = Command::AppendLog { job: JobId(1), fencing, offset: 0, data: vec![b'x'; bytes] };
-        Waiting { command, reply: oneshot::channel().0 }
+        let command = Command::AppendLog {
+            job: JobId(1),
+            fencing,
+            offset: 0,
+            data: vec![b'x'; bytes],
+        };
+        Waiting {
+            command,
+            reply: oneshot::channel().0,
+        }
     }
 
     /// A thousand output chunks of 256 KiB gathered at once become batches that each fit an
@@ -155,13 +171,22 @@ mod tests {
         let groups = by_bytes(gathered, BATCH_BUDGET_BYTES);
         assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 1000);
         for g in &groups {
-            let bytes: usize = g.iter().map(|w| flotilla_raft_store::encoded_len(&w.command).unwrap()).sum();
+            let bytes: usize = g
+                .iter()
+                .map(|w| flotilla_raft_store::encoded_len(&w.command).unwrap())
+                .sum();
             assert!(bytes <= BATCH_BUDGET_BYTES, "{bytes}");
         }
         assert!(groups.len() >= 1000 * 256 * 1024 / BATCH_BUDGET_BYTES);
         let small: Vec<Waiting> = (0..1000).map(|_| log_command(10)).collect();
         assert_eq!(by_bytes(small, BATCH_BUDGET_BYTES).len(), 1);
         let big = vec![log_command(BATCH_BUDGET_BYTES + 1), log_command(1)];
-        assert_eq!(by_bytes(big, BATCH_BUDGET_BYTES).iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+        assert_eq!(
+            by_bytes(big, BATCH_BUDGET_BYTES)
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>(),
+            vec![1, 1]
+        );
     }
 }

@@ -192,16 +192,23 @@ impl Settings {
         let file = match &cli.config {
             None => Options::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
             }
         };
         macro_rules! pick {
             ($field:ident, $default:expr) => {
-                cli.$field.clone().or(file.$field.clone()).unwrap_or_else(|| $default)
+                cli.$field
+                    .clone()
+                    .or(file.$field.clone())
+                    .unwrap_or_else(|| $default)
             };
         }
-        let id = cli.id.or(file.id).context("--id is required (or `id` in the config file)")?;
+        let id = cli
+            .id
+            .or(file.id)
+            .context("--id is required (or `id` in the config file)")?;
         let raft_addr: SocketAddr = pick!(raft_addr, "127.0.0.1:7001".parse().expect("literal"));
         let api_addr: SocketAddr = pick!(api_addr, "127.0.0.1:8001".parse().expect("literal"));
         let settings = Settings {
@@ -236,7 +243,10 @@ impl Settings {
             docker_default_image: cli.docker_default_image.clone().or(file.docker_default_image.clone()),
             kubernetes_namespace: cli.kubernetes_namespace.clone().or(file.kubernetes_namespace.clone()),
             kubernetes_api_url: cli.kubernetes_api_url.clone().or(file.kubernetes_api_url.clone()),
-            kubernetes_default_image: cli.kubernetes_default_image.clone().or(file.kubernetes_default_image.clone()),
+            kubernetes_default_image: cli
+                .kubernetes_default_image
+                .clone()
+                .or(file.kubernetes_default_image.clone()),
             sim_duration_ms: cli.sim_duration_ms.or(file.sim_duration_ms),
             provider_call_timeout_ms: pick!(provider_call_timeout_ms, 10_000),
             provider_breaker_failures: pick!(provider_breaker_failures, 5),
@@ -246,7 +256,10 @@ impl Settings {
             nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
-        for (flag, addr) in [("--advertise-raft-addr", &settings.advertise_raft_addr), ("--advertise-api-addr", &settings.advertise_api_addr)] {
+        for (flag, addr) in [
+            ("--advertise-raft-addr", &settings.advertise_raft_addr),
+            ("--advertise-api-addr", &settings.advertise_api_addr),
+        ] {
             if let Err(e) = check_host_port(addr) {
                 anyhow::bail!("{flag}: {e}");
             }
@@ -258,27 +271,50 @@ impl Settings {
             "need heartbeat-interval-ms < election-timeout-min-ms < election-timeout-max-ms"
         );
         anyhow::ensure!(settings.leader_tick_ms > 0, "--leader-tick-ms must be greater than 0");
-        anyhow::ensure!(settings.max_concurrent_requests > 0, "--max-concurrent-requests must be greater than 0");
+        anyhow::ensure!(
+            settings.max_concurrent_requests > 0,
+            "--max-concurrent-requests must be greater than 0"
+        );
         anyhow::ensure!(settings.max_connections > 0, "--max-connections must be greater than 0");
-        anyhow::ensure!(settings.header_read_timeout_ms > 0, "--header-read-timeout-ms must be greater than 0");
+        anyhow::ensure!(
+            settings.header_read_timeout_ms > 0,
+            "--header-read-timeout-ms must be greater than 0"
+        );
         let name = settings.cluster_name.as_bytes();
         anyhow::ensure!(
             !name.is_empty()
                 && name.len() <= 64
                 && name[0].is_ascii_alphanumeric()
-                && name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+                && name
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
             "--cluster-name must be 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
         );
-        anyhow::ensure!(settings.provider_call_timeout_ms > 0, "--provider-call-timeout-ms must be greater than 0");
-        anyhow::ensure!(settings.event_journal_events > 0, "--event-journal-events must be greater than 0");
-        anyhow::ensure!(settings.max_event_streams > 0, "--max-event-streams must be greater than 0");
-        anyhow::ensure!(settings.provider_breaker_failures > 0, "--provider-breaker-failures must be greater than 0");
+        anyhow::ensure!(
+            settings.provider_call_timeout_ms > 0,
+            "--provider-call-timeout-ms must be greater than 0"
+        );
+        anyhow::ensure!(
+            settings.event_journal_events > 0,
+            "--event-journal-events must be greater than 0"
+        );
+        anyhow::ensure!(
+            settings.max_event_streams > 0,
+            "--max-event-streams must be greater than 0"
+        );
+        anyhow::ensure!(
+            settings.provider_breaker_failures > 0,
+            "--provider-breaker-failures must be greater than 0"
+        );
         Ok(settings)
     }
 
     /// The address this node is reached at, as its peers store it.
     pub fn advertised(&self) -> flotilla_raft_store::NodeAddr {
-        flotilla_raft_store::NodeAddr { raft_addr: self.advertise_raft_addr.clone(), api_addr: self.advertise_api_addr.clone() }
+        flotilla_raft_store::NodeAddr {
+            raft_addr: self.advertise_raft_addr.clone(),
+            api_addr: self.advertise_api_addr.clone(),
+        }
     }
 
     pub fn raft_config(&self) -> anyhow::Result<openraft::Config> {
@@ -301,12 +337,18 @@ pub fn check_host_port(addr: &str) -> Result<(), String> {
     if addr.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }
-    let Some((host, port)) = addr.rsplit_once(':') else { return Err(format!("{addr:?} is not host:port")) };
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} is not host:port"));
+    };
     if port.parse::<u16>().is_err() {
         return Err(format!("{addr:?}: port {port:?} is not a number from 0 to 65535"));
     }
     let label_ok = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-') && !l.ends_with('-')
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
     };
     if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
         return Err(format!("{addr:?}: {host:?} is neither an IP address nor a DNS name"));

@@ -12,7 +12,7 @@
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt, Tracer as _};
-use opentelemetry::{global, Context, KeyValue};
+use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::HashMap;
@@ -52,19 +52,37 @@ impl Drop for TelemetryGuard {
 /// once, inside the Tokio runtime (the gRPC exporter needs it).
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    let fmt = if config.json_logs { tracing_subscriber::fmt::layer().json().boxed() } else { tracing_subscriber::fmt::layer().boxed() };
+    let fmt = if config.json_logs {
+        tracing_subscriber::fmt::layer().json().boxed()
+    } else {
+        tracing_subscriber::fmt::layer().boxed()
+    };
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     let Some(endpoint) = &config.otlp_endpoint else {
         registry.init();
         return Ok(TelemetryGuard { provider: None });
     };
     use opentelemetry_otlp::WithExportConfig;
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint.clone()).build()?;
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(config.service_name.clone()).build();
-    let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.clone())
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build();
     install(provider.clone());
-    registry.with(tracing_opentelemetry::layer().with_tracer(opentelemetry::trace::TracerProvider::tracer(&provider, TRACER))).init();
-    Ok(TelemetryGuard { provider: Some(provider) })
+    registry
+        .with(
+            tracing_opentelemetry::layer().with_tracer(opentelemetry::trace::TracerProvider::tracer(&provider, TRACER)),
+        )
+        .init();
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
 }
 
 /// Makes `provider` the global one, with W3C trace-context propagation (tests install an
@@ -93,7 +111,9 @@ pub fn from_headers(headers: &axum::http::HeaderMap) -> Context {
 
 /// The context named by a stored `traceparent` (empty if none or malformed).
 pub fn from_trace_parent(trace_parent: Option<&str>) -> Context {
-    let Some(value) = trace_parent else { return Context::new() };
+    let Some(value) = trace_parent else {
+        return Context::new();
+    };
     let carrier: HashMap<String, String> = [("traceparent".to_string(), value.to_string())].into();
     TraceContextPropagator::new().extract(&carrier)
 }
@@ -123,7 +143,13 @@ pub fn current_trace_parent() -> Option<String> {
 
 /// Records a finished span under the trace of `trace_parent` (nothing without one: spans of
 /// untraced pipelines would each be a new one-span trace).
-pub fn record(name: &'static str, trace_parent: Option<&str>, start: SystemTime, end: SystemTime, attributes: Vec<KeyValue>) {
+pub fn record(
+    name: &'static str,
+    trace_parent: Option<&str>,
+    start: SystemTime,
+    end: SystemTime,
+    attributes: Vec<KeyValue>,
+) {
     let parent = from_trace_parent(trace_parent);
     if !parent.span().span_context().is_valid() {
         return;

@@ -34,12 +34,20 @@ async fn bad_requests_get_json_errors_that_name_the_problem() {
     let mut wrong_type = pipeline("x");
     wrong_type["jobs"][0]["resources"]["cpu_millis"] = json!("lots");
     let (s, v) = send(wrong_type.to_string(), "application/json").await;
-    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("jobs[0].resources.cpu_millis")), "{v}");
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (422, Some("jobs[0].resources.cpu_millis")),
+        "{v}"
+    );
 
     let mut negative = pipeline("x");
     negative["jobs"][0]["resources"]["memory_mib"] = json!(-5);
     let (s, v) = send(negative.to_string(), "application/json").await;
-    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("jobs[0].resources.memory_mib")), "{v}");
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (422, Some("jobs[0].resources.memory_mib")),
+        "{v}"
+    );
 
     let mut cycle = pipeline("x");
     cycle["jobs"] = json!([
@@ -60,7 +68,13 @@ async fn bad_requests_get_json_errors_that_name_the_problem() {
     // Its own client: the server answers 413 without reading the body and closes that
     // connection, which a pooled client could otherwise pick for the next request.
     let oversize = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let r = reqwest::Client::new().post(&url).header("content-type", "application/json").body(oversize).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(oversize)
+        .send()
+        .await
+        .unwrap();
     let s = r.status().as_u16();
     let v: serde_json::Value = r.json().await.expect("error bodies are JSON");
     assert_eq!(s, 413, "{v}");
@@ -104,14 +118,20 @@ async fn yaml_pipelines_are_accepted_and_their_errors_name_field_and_line() {
     let (s, v) = send(ok).await;
     assert_eq!(s, 201, "{v}");
 
-    let unknown = "name: y\njobs:\n  - name: a\n    stepz: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
+    let unknown =
+        "name: y\njobs:\n  - name: a\n    stepz: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
     let (s, v) = send(unknown).await;
     assert_eq!((s, v["error"]["field"].as_str()), (422, Some("jobs[0].stepz")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("line 4"), "{v}");
 
-    let wrong = "name: y\njobs:\n  - name: a\n    steps: [echo hi]\n    resources: { cpu_millis: lots, memory_mib: 10 }\n";
+    let wrong =
+        "name: y\njobs:\n  - name: a\n    steps: [echo hi]\n    resources: { cpu_millis: lots, memory_mib: 10 }\n";
     let (s, v) = send(wrong).await;
-    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("jobs[0].resources.cpu_millis")), "{v}");
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (422, Some("jobs[0].resources.cpu_millis")),
+        "{v}"
+    );
 
     let (s, v) = send("name: y\njobs: [\n").await;
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("malformed_yaml")), "{v}");
@@ -120,19 +140,36 @@ async fn yaml_pipelines_are_accepted_and_their_errors_name_field_and_line() {
     // and matrix expansion.
     let zero_cpu = "name: y\njobs:\n  - name: a\n    script: [echo hi]\n    resources:\n      cpu_millis: 0\n      memory_mib: 10\n";
     let (s, v) = send(zero_cpu).await;
-    assert_eq!((s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()), (422, Some("jobs[a].resources.cpu_millis"), Some(6)), "{v}");
+    assert_eq!(
+        (s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()),
+        (422, Some("jobs[a].resources.cpu_millis"), Some(6)),
+        "{v}"
+    );
     let bad_need = "name: y\njobs:\n  - name: t\n    matrix: { os: [linux, bsd] }\n    script: [echo $os]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n    needs: [nope]\n";
     let (s, v) = send(bad_need).await;
-    assert_eq!((s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()), (422, Some("jobs[t-linux].needs"), Some(7)), "{v}");
+    assert_eq!(
+        (s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()),
+        (422, Some("jobs[t-linux].needs"), Some(7)),
+        "{v}"
+    );
     assert!(v["error"]["message"].as_str().unwrap().ends_with("(line 7)"), "{v}");
     let empty_axis = "name: y\njobs:\n  - name: t\n    matrix:\n      os: []\n    script: [echo $os]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
     let (s, v) = send(empty_axis).await;
-    assert_eq!((s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()), (422, Some("jobs[t].matrix.os"), Some(5)), "{v}");
+    assert_eq!(
+        (s, v["error"]["field"].as_str(), v["error"]["line"].as_u64()),
+        (422, Some("jobs[t].matrix.os"), Some(5)),
+        "{v}"
+    );
 
     let matrix = "name: m\njobs:\n  - name: t\n    matrix: { os: [linux, bsd] }\n    script: [echo $os]\n    timeout: 5m\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
     let (s, v) = send(matrix).await;
     assert_eq!(s, 201, "{v}");
-    let names: Vec<&str> = v["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["t-linux", "t-bsd"]);
 }
 
@@ -172,7 +209,10 @@ async fn overload_is_shed_with_429_and_retry_after() {
 
     let waited = slow.await.unwrap().unwrap();
     let status = waited.status().as_u16();
-    assert!(status == 503 || status == 504, "a write with no cluster is refused as unavailable, got {status}");
+    assert!(
+        status == 503 || status == 504,
+        "a write with no cluster is refused as unavailable, got {status}"
+    );
     let r = c.http.get(&live).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "the node serves again once the slot is free");
 }

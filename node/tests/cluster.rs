@@ -6,7 +6,9 @@ use common::*;
 use serde_json::json;
 
 fn pipeline_id(v: &serde_json::Value) -> u64 {
-    v["pipeline"].as_u64().unwrap_or_else(|| panic!("no pipeline id in {v}"))
+    v["pipeline"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no pipeline id in {v}"))
 }
 
 fn follower_of(leader: u64, ids: &[u64]) -> u64 {
@@ -24,7 +26,10 @@ async fn follower_writes_are_forwarded_and_survive_a_leader_kill() {
     assert_eq!(status, 201, "{body}");
     let first = pipeline_id(&body);
     for id in 1..=3 {
-        c.wait_get(id, &format!("/v1/pipelines/{first}"), "pipeline visible", |s, _| s == 200).await;
+        c.wait_get(id, &format!("/v1/pipelines/{first}"), "pipeline visible", |s, _| {
+            s == 200
+        })
+        .await;
     }
 
     c.node_mut(leader).kill9();
@@ -44,8 +49,20 @@ async fn follower_writes_are_forwarded_and_survive_a_leader_kill() {
 
     // The killed node restarts from its data directory and catches up by itself.
     c.node_mut(leader).spawn();
-    c.wait_get(leader, &format!("/v1/pipelines/{second}"), "restarted node caught up", |s, _| s == 200).await;
-    c.wait_get(leader, &format!("/v1/pipelines/{first}"), "restarted node kept old data", |s, _| s == 200).await;
+    c.wait_get(
+        leader,
+        &format!("/v1/pipelines/{second}"),
+        "restarted node caught up",
+        |s, _| s == 200,
+    )
+    .await;
+    c.wait_get(
+        leader,
+        &format!("/v1/pipelines/{first}"),
+        "restarted node kept old data",
+        |s, _| s == 200,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +80,9 @@ async fn a_retried_submission_with_the_same_key_creates_one_pipeline() {
     // Same key, different pipeline: refused, naming the header.
     let mut other = pipeline("idem");
     other["jobs"][0]["steps"] = json!(["echo different"]);
-    let (s3, b3) = c.post_with(1, "/v1/pipelines", other, &[("Idempotency-Key", "key-1")]).await;
+    let (s3, b3) = c
+        .post_with(1, "/v1/pipelines", other, &[("Idempotency-Key", "key-1")])
+        .await;
     assert_eq!(s3, 422, "{b3}");
     assert_eq!(b3["error"]["field"], "Idempotency-Key");
 }
@@ -88,18 +107,31 @@ async fn killing_every_node_at_once_loses_nothing_acknowledged() {
     c.wait_leader_among(&[1, 2, 3]).await;
     for node in 1..=3 {
         let list = c
-            .wait_get(node, "/v1/pipelines?consistency=linearizable&limit=1000", "all pipelines back", |s, v| {
-                s == 200 && v["items"].as_array().is_some_and(|a| a.len() == 20)
-            })
+            .wait_get(
+                node,
+                "/v1/pipelines?consistency=linearizable&limit=1000",
+                "all pipelines back",
+                |s, v| s == 200 && v["items"].as_array().is_some_and(|a| a.len() == 20),
+            )
             .await;
-        let got: Vec<u64> = list["items"].as_array().unwrap().iter().map(|p| p["id"].as_u64().unwrap()).collect();
+        let got: Vec<u64> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect();
         assert_eq!(got, ids);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_a_purged_log_catches_up_by_snapshot() {
-    let args = ["--snapshot-after-entries", "10", "--log-entries-kept-after-snapshot", "2"];
+    let args = [
+        "--snapshot-after-entries",
+        "10",
+        "--log-entries-kept-after-snapshot",
+        "2",
+    ];
     let mut c = Cluster::start(3, &args).await;
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
     c.register_pool(leader).await;
@@ -113,10 +145,18 @@ async fn a_node_behind_a_purged_log_catches_up_by_snapshot() {
         last = pipeline_id(&b);
     }
     // The leader has purged log entries the lagging node never received.
-    c.wait_get(leader, "/v1/cluster", "log purged past the lagging node", |_, v| v["purged_index"].as_u64().unwrap_or(0) > 10).await;
+    c.wait_get(leader, "/v1/cluster", "log purged past the lagging node", |_, v| {
+        v["purged_index"].as_u64().unwrap_or(0) > 10
+    })
+    .await;
     c.node_mut(lagging).spawn();
-    c.wait_get(lagging, &format!("/v1/pipelines/{last}"), "caught up", |s, _| s == 200).await;
-    let status = c.wait_get(lagging, "/v1/cluster", "snapshot installed", |_, v| v["snapshot_index"].as_u64().unwrap_or(0) > 0).await;
+    c.wait_get(lagging, &format!("/v1/pipelines/{last}"), "caught up", |s, _| s == 200)
+        .await;
+    let status = c
+        .wait_get(lagging, "/v1/cluster", "snapshot installed", |_, v| {
+            v["snapshot_index"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
     assert!(status["snapshot_index"].as_u64().unwrap() > 10, "{status}");
 }
 
@@ -134,7 +174,13 @@ async fn five_nodes_tolerate_two_dead() {
     let (s, b) = c.submit(live[0], "still-up", None).await;
     assert_eq!(s, 201, "{b}");
     for id in &live {
-        c.wait_get(*id, &format!("/v1/pipelines/{}", pipeline_id(&b)), "replicated", |s, _| s == 200).await;
+        c.wait_get(
+            *id,
+            &format!("/v1/pipelines/{}", pipeline_id(&b)),
+            "replicated",
+            |s, _| s == 200,
+        )
+        .await;
     }
 }
 
@@ -143,14 +189,27 @@ async fn added_nodes_become_voters_and_removed_ones_stop_receiving() {
     let c = Cluster::start(4, &[]).await;
     let leader = c.wait_leader_among(&[1, 2, 3, 4]).await;
     let status = c.get(leader, "/v1/cluster").await.1;
-    let voters: Vec<u64> = status["members"].as_array().unwrap().iter().filter(|m| m["voter"] == true).map(|m| m["id"].as_u64().unwrap()).collect();
+    let voters: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["voter"] == true)
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(voters, vec![1, 2, 3, 4]);
 
     let removed = follower_of(leader, &[4, 3, 2, 1]);
     // Sent to a follower: redirected to the leader and done there.
     let http = reqwest::Client::new();
-    let via = follower_of(leader, &[1, 2, 3, 4].into_iter().filter(|i| *i != removed).collect::<Vec<_>>());
-    let r = http.delete(c.node(via).url(&format!("/v1/cluster/members/{removed}"))).send().await.unwrap();
+    let via = follower_of(
+        leader,
+        &[1, 2, 3, 4].into_iter().filter(|i| *i != removed).collect::<Vec<_>>(),
+    );
+    let r = http
+        .delete(c.node(via).url(&format!("/v1/cluster/members/{removed}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     c.register_pool(leader).await;
     // Let the removed node apply whatever reached it (the removal entries included) and settle.
@@ -160,8 +219,13 @@ async fn added_nodes_become_voters_and_removed_ones_stop_receiving() {
         assert_eq!(s, 201, "{b}");
     }
     let leader_applied = c.get(leader, "/v1/cluster").await.1["applied_index"].as_u64().unwrap();
-    let removed_applied = c.get(removed, "/v1/cluster").await.1["applied_index"].as_u64().unwrap_or(0);
-    assert!(removed_applied < leader_applied, "removed node applied {removed_applied}, leader {leader_applied}");
+    let removed_applied = c.get(removed, "/v1/cluster").await.1["applied_index"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        removed_applied < leader_applied,
+        "removed node applied {removed_applied}, leader {leader_applied}"
+    );
     assert_eq!(removed_applied, frozen, "removed node kept receiving entries");
 }
 
@@ -186,7 +250,9 @@ async fn leadership_moves_on_request_and_is_handed_over_on_sigterm() {
     let target = follower_of(leader, &[1, 2, 3]);
     let via = (1..=3).find(|id| *id != leader && *id != target).unwrap();
     // Asked of a follower: redirected to the leader, which hands over.
-    let (s, v) = c.post(via, "/v1/cluster/transfer-leader", json!({ "to": target })).await;
+    let (s, v) = c
+        .post(via, "/v1/cluster/transfer-leader", json!({ "to": target }))
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(c.wait_leader_among(&[1, 2, 3]).await, target);
     c.register_pool(target).await;
@@ -194,9 +260,15 @@ async fn leadership_moves_on_request_and_is_handed_over_on_sigterm() {
     assert_eq!((s, v["error"]["field"].as_str()), (422, Some("to")), "{v}");
 
     // SIGTERM on the leader: it hands leadership over, then exits cleanly.
-    assert!(c.node_mut(target).terminate(), "node {target} did not exit cleanly on SIGTERM");
+    assert!(
+        c.node_mut(target).terminate(),
+        "node {target} did not exit cleanly on SIGTERM"
+    );
     let log = std::fs::read_to_string(&c.node(target).log_file).unwrap();
-    assert!(log.contains("leadership handed over"), "no hand-over in the log:\n{log}");
+    assert!(
+        log.contains("leadership handed over"),
+        "no hand-over in the log:\n{log}"
+    );
     let rest: Vec<u64> = (1..=3).filter(|id| *id != target).collect();
     let successor = c.wait_leader_among(&rest).await;
     let (s, b) = c.submit(successor, "after-handover", None).await;

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const IMAGE: &str = "flotilla-test/busybox:1";
@@ -26,11 +26,25 @@ async fn register(c: &Cluster, node: u64, name: &str, provider: &str) {
 
 fn containers(cluster: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
-        .args(["ps", "-a", "--filter", &format!("label=flotilla.cluster={cluster}"), "--format", "{{.Names}}"])
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=flotilla.cluster={cluster}"),
+            "--format",
+            "{{.Names}}",
+        ])
         .output()
         .expect("the docker CLI is required");
-    assert!(out.status.success(), "docker ps: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    assert!(
+        out.status.success(),
+        "docker ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Removes the cluster's containers when the test ends, passed or not.
@@ -45,20 +59,29 @@ impl Drop for Cleanup {
 }
 
 fn require_image() {
-    let ok = std::process::Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success());
+    let ok = std::process::Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(ok, "image {IMAGE} is missing: build it with scripts/test-image");
 }
 
 async fn wait_no_containers(cluster: &str) {
     let deadline = Instant::now() + WAIT;
     while !containers(cluster).is_empty() {
-        assert!(Instant::now() < deadline, "containers left behind: {:?}", containers(cluster));
+        assert!(
+            Instant::now() < deadline,
+            "containers left behind: {:?}",
+            containers(cluster)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn logs(c: &Cluster, node: u64, job: u64) -> String {
-    let url = c.node(node).url(&format!("/v1/jobs/{job}/logs?consistency=linearizable"));
+    let url = c
+        .node(node)
+        .url(&format!("/v1/jobs/{job}/logs?consistency=linearizable"));
     c.http.get(url).send().await.unwrap().text().await.unwrap()
 }
 
@@ -67,19 +90,39 @@ async fn docker_jobs_survive_a_leader_kill_and_leave_no_container() {
     require_image();
     let cluster = format!("ft-node-{}", std::process::id());
     let _cleanup = Cleanup(cluster.clone());
-    let args = ["--docker-socket", "/var/run/docker.sock", "--docker-network", "none", "--cluster-name", cluster.as_str(), "--leader-tick-ms", "100"];
+    let args = [
+        "--docker-socket",
+        "/var/run/docker.sock",
+        "--docker-network",
+        "none",
+        "--cluster-name",
+        cluster.as_str(),
+        "--leader-tick-ms",
+        "100",
+    ];
     let mut c = Cluster::start(3, &args).await;
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
     register(&c, leader, "containers", "docker").await;
 
     let slow = ["echo starting in $(hostname)", "sleep 3", "echo finished"];
-    let jobs: Vec<Value> = (0..3).map(|i| job(&format!("c{i}"), Some(IMAGE), &slow, "docker")).collect();
-    let (s, v) = c.post(1, "/v1/pipelines", json!({ "name": "in-docker", "jobs": jobs })).await;
+    let jobs: Vec<Value> = (0..3)
+        .map(|i| job(&format!("c{i}"), Some(IMAGE), &slow, "docker"))
+        .collect();
+    let (s, v) = c
+        .post(1, "/v1/pipelines", json!({ "name": "in-docker", "jobs": jobs }))
+        .await;
     assert_eq!(s, 201, "{v}");
     let p = v["pipeline"].as_u64().unwrap();
-    let ids: Vec<u64> = v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
     c.wait_get(1, &format!("/v1/pipelines/{p}"), "all running", |_, v| {
-        v["job_states"].as_array().is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
+        v["job_states"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
     })
     .await;
     assert_eq!(containers(&cluster).len(), 3, "one container per job");
@@ -88,12 +131,19 @@ async fn docker_jobs_survive_a_leader_kill_and_leave_no_container() {
     c.node_mut(leader).kill9();
     let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     c.wait_leader_among(&rest).await;
-    c.wait_get(rest[0], &format!("/v1/pipelines/{p}"), "pipeline SUCCEEDED", |s, v| s == 200 && v["state"] == "SUCCEEDED").await;
+    c.wait_get(rest[0], &format!("/v1/pipelines/{p}"), "pipeline SUCCEEDED", |s, v| {
+        s == 200 && v["state"] == "SUCCEEDED"
+    })
+    .await;
     for id in ids {
         let (_, j) = c.get(rest[1], &format!("/v1/jobs/{id}?consistency=linearizable")).await;
         assert_eq!(j["attempt"], 1, "adopted, not run again: {j}");
         let log = logs(&c, rest[1], id).await;
-        assert_eq!(log.lines().filter(|l| l.starts_with("starting in")).count(), 1, "ran once: {log}");
+        assert_eq!(
+            log.lines().filter(|l| l.starts_with("starting in")).count(),
+            1,
+            "ran once: {log}"
+        );
         assert!(log.ends_with("$ echo finished\nfinished\n"), "incomplete log: {log:?}");
     }
     wait_no_containers(&cluster).await;
@@ -119,11 +169,24 @@ async fn a_docker_outage_leaves_process_jobs_running_and_timeouts_enforced() {
     let spec = json!({ "name": "mixed", "jobs": [boxed, job("host", None, &["echo on the host"], "process")] });
     let (s, v) = c.post(1, "/v1/pipelines", spec).await;
     assert_eq!(s, 201, "{v}");
-    let ids: Vec<u64> = v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
 
-    let host = c.wait_get(1, &format!("/v1/jobs/{}", ids[1]), "host job SUCCEEDED", |_, v| v["state"] == "SUCCEEDED").await;
+    let host = c
+        .wait_get(1, &format!("/v1/jobs/{}", ids[1]), "host job SUCCEEDED", |_, v| {
+            v["state"] == "SUCCEEDED"
+        })
+        .await;
     assert_eq!(host["attempt"], 1);
-    let boxed = c.wait_get(1, &format!("/v1/jobs/{}", ids[0]), "boxed job timed out", |_, v| v["state"] == "FAILED").await;
+    let boxed = c
+        .wait_get(1, &format!("/v1/jobs/{}", ids[0]), "boxed job timed out", |_, v| {
+            v["state"] == "FAILED"
+        })
+        .await;
     assert_eq!(boxed["failure"], "timeout", "{boxed}");
     assert!(logs(&c, 1, ids[1]).await.contains("on the host"));
 }

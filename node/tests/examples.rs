@@ -4,8 +4,13 @@ use flotilla_state_machine::{Limits, PipelineSpec};
 use std::path::Path;
 
 fn check(what: &str, spec: PipelineSpec) {
-    let expanded = spec.expand_matrix(&Limits::DEFAULT).unwrap_or_else(|e| panic!("{what}: {e}"));
-    expanded.spec.validate(&Limits::DEFAULT).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let expanded = spec
+        .expand_matrix(&Limits::DEFAULT)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    expanded
+        .spec
+        .validate(&Limits::DEFAULT)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 #[test]
@@ -29,7 +34,10 @@ fn example_pipelines_are_valid() {
 #[test]
 fn the_documented_pipeline_is_valid() {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pipeline.md")).unwrap();
-    let start = doc.find("```yaml\nname:").expect("a full pipeline example in docs/pipeline.md") + "```yaml\n".len();
+    let start = doc
+        .find("```yaml\nname:")
+        .expect("a full pipeline example in docs/pipeline.md")
+        + "```yaml\n".len();
     let end = start + doc[start..].find("```").unwrap();
     let spec: PipelineSpec = serde_norway::from_str(&doc[start..end]).unwrap();
     assert_eq!(spec.jobs.len(), 2);

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,12 @@ async fn start(dir: &Path) -> Cluster {
 async fn submit(c: &Cluster, spec: Value) -> (u64, Vec<(String, u64)>) {
     let (s, v) = c.post(1, "/v1/pipelines", spec).await;
     assert_eq!(s, 201, "{v}");
-    let jobs = v["jobs"].as_array().unwrap().iter().map(|j| (j["name"].as_str().unwrap().to_string(), j["id"].as_u64().unwrap())).collect();
+    let jobs = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap().to_string(), j["id"].as_u64().unwrap()))
+        .collect();
     (v["pipeline"].as_u64().unwrap(), jobs)
 }
 
@@ -32,13 +37,23 @@ fn id_of(jobs: &[(String, u64)], name: &str) -> u64 {
 }
 
 async fn wait_pipeline(c: &Cluster, node: u64, id: u64, state: &str) -> Value {
-    c.wait_get(node, &format!("/v1/pipelines/{id}"), &format!("pipeline {state}"), |s, v| s == 200 && v["state"] == state).await
+    c.wait_get(
+        node,
+        &format!("/v1/pipelines/{id}"),
+        &format!("pipeline {state}"),
+        |s, v| s == 200 && v["state"] == state,
+    )
+    .await
 }
 
 fn worker_dirs(dir: &Path) -> Vec<String> {
     // Worker directories are `j<job>-a<attempt>`; `.removed/` holds the names of removed ones.
-    std::fs::read_dir(dir.join("workers"))
-        .map_or(vec![], |d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('j')).collect())
+    std::fs::read_dir(dir.join("workers")).map_or(vec![], |d| {
+        d.filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('j'))
+            .collect()
+    })
 }
 
 async fn wait_no_workers(dir: &Path) {
@@ -50,8 +65,15 @@ async fn wait_no_workers(dir: &Path) {
     // Worker wrappers run `<root>/j<job>-a<attempt>/run.sh`; the nodes' own command lines
     // name only `<root>`.
     let pattern = format!("{}/j", dir.join("workers").display());
-    let procs = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
-    assert!(procs.stdout.is_empty(), "worker processes left: {}", String::from_utf8_lossy(&procs.stdout));
+    let procs = std::process::Command::new("pgrep")
+        .args(["-f", &pattern])
+        .output()
+        .unwrap();
+    assert!(
+        procs.stdout.is_empty(),
+        "worker processes left: {}",
+        String::from_utf8_lossy(&procs.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +81,10 @@ async fn a_dag_runs_with_retry_and_allow_failure_and_logs_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let c = start(dir.path()).await;
     let flag = dir.path().join("flaky-once");
-    let flaky = format!("if [ -f {f} ]; then echo second try; else touch {f}; echo first try fails; exit 1; fi", f = flag.display());
+    let flaky = format!(
+        "if [ -f {f} ]; then echo second try; else touch {f}; echo first try fails; exit 1; fi",
+        f = flag.display()
+    );
     let mut flaky_job = job("test2", &[&flaky], &["build"]);
     flaky_job["retry"] = json!({ "max_retries": 2, "backoff_base_ms": 100, "backoff_max_ms": 200 });
     let mut lint = job("lint", &["echo lint problems", "exit 3"], &[]);
@@ -73,29 +98,67 @@ async fn a_dag_runs_with_retry_and_allow_failure_and_logs_everywhere() {
     ]});
     let (p, jobs) = submit(&c, spec).await;
     let done = wait_pipeline(&c, 2, p, "SUCCEEDED").await;
-    let states: Vec<(String, String)> = done["job_states"].as_array().unwrap().iter().map(|j| (j["name"].as_str().unwrap().into(), j["state"].as_str().unwrap().into())).collect();
-    let expect = [("build", "SUCCEEDED"), ("test1", "SUCCEEDED"), ("test2", "SUCCEEDED"), ("lint", "FAILED"), ("deploy", "SUCCEEDED")];
+    let states: Vec<(String, String)> = done["job_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap().into(), j["state"].as_str().unwrap().into()))
+        .collect();
+    let expect = [
+        ("build", "SUCCEEDED"),
+        ("test1", "SUCCEEDED"),
+        ("test2", "SUCCEEDED"),
+        ("lint", "FAILED"),
+        ("deploy", "SUCCEEDED"),
+    ];
     assert_eq!(states, expect.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
 
-    let (_, flaky_view) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "test2"))).await;
+    let (_, flaky_view) = c
+        .get(
+            1,
+            &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "test2")),
+        )
+        .await;
     assert_eq!(flaky_view["attempt"], 2, "{flaky_view}");
-    let (_, lint_view) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "lint"))).await;
+    let (_, lint_view) = c
+        .get(
+            1,
+            &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "lint")),
+        )
+        .await;
     assert_eq!(lint_view["failure"], json!({ "exit_code": { "code": 3 } }));
     // DAG order: deploy started after every job it needs had finished.
-    let finished = |v: &Value| v["attempts"].as_array().unwrap().last().unwrap()["finished_at_ms"].as_u64().unwrap();
-    let (_, deploy) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "deploy"))).await;
+    let finished = |v: &Value| {
+        v["attempts"].as_array().unwrap().last().unwrap()["finished_at_ms"]
+            .as_u64()
+            .unwrap()
+    };
+    let (_, deploy) = c
+        .get(
+            1,
+            &format!("/v1/jobs/{}?consistency=linearizable", id_of(&jobs, "deploy")),
+        )
+        .await;
     let deploy_start = deploy["attempts"][0]["scheduled_at_ms"].as_u64().unwrap();
     assert!(deploy_start >= finished(&flaky_view) && deploy_start >= finished(&lint_view));
 
     for node in 1..=3 {
         let http = &c.http;
         let log = |name: &str| {
-            let url = c.node(node).url(&format!("/v1/jobs/{}/logs?consistency=linearizable", id_of(&jobs, name)));
+            let url = c.node(node).url(&format!(
+                "/v1/jobs/{}/logs?consistency=linearizable",
+                id_of(&jobs, name)
+            ));
             async move { http.get(url).send().await.unwrap().text().await.unwrap() }
         };
         assert_eq!(log("build").await, "$ echo building\nbuilding\n$ echo built\nbuilt\n");
         let flaky_log = log("test2").await;
-        assert!(flaky_log.contains("first try fails") && flaky_log.contains("[flotilla] attempt 2") && flaky_log.contains("second try"), "{flaky_log}");
+        assert!(
+            flaky_log.contains("first try fails")
+                && flaky_log.contains("[flotilla] attempt 2")
+                && flaky_log.contains("second try"),
+            "{flaky_log}"
+        );
         assert!(log("deploy").await.contains("deploying"));
     }
     wait_no_workers(dir.path()).await;
@@ -108,15 +171,27 @@ async fn cancel_and_timeout_stop_running_workers() {
     let mut slow = job("slow", &["sleep 300"], &[]);
     slow["timeout_ms"] = json!(1500);
     let (p1, jobs1) = submit(&c, json!({ "name": "t", "jobs": [slow] })).await;
-    let (_, jobs2) = submit(&c, json!({ "name": "c", "jobs": [job("stuck", &["echo started", "sleep 300"], &[])] })).await;
+    let (_, jobs2) = submit(
+        &c,
+        json!({ "name": "c", "jobs": [job("stuck", &["echo started", "sleep 300"], &[])] }),
+    )
+    .await;
     let stuck = jobs2[0].1;
-    c.wait_get(1, &format!("/v1/jobs/{stuck}"), "stuck running", |_, v| v["state"] == "RUNNING").await;
+    c.wait_get(1, &format!("/v1/jobs/{stuck}"), "stuck running", |_, v| {
+        v["state"] == "RUNNING"
+    })
+    .await;
     let (s, v) = c.post(3, &format!("/v1/jobs/{stuck}/cancel"), json!({})).await;
     assert_eq!(s, 200, "{v}");
-    c.wait_get(1, &format!("/v1/jobs/{stuck}"), "cancelled", |_, v| v["state"] == "CANCELLED").await;
+    c.wait_get(1, &format!("/v1/jobs/{stuck}"), "cancelled", |_, v| {
+        v["state"] == "CANCELLED"
+    })
+    .await;
     let timed_out = wait_pipeline(&c, 1, p1, "FAILED").await;
     assert_eq!(timed_out["job_states"][0]["state"], "FAILED");
-    let (_, slow_view) = c.get(1, &format!("/v1/jobs/{}?consistency=linearizable", jobs1[0].1)).await;
+    let (_, slow_view) = c
+        .get(1, &format!("/v1/jobs/{}?consistency=linearizable", jobs1[0].1))
+        .await;
     assert_eq!(slow_view["failure"], "timeout", "{slow_view}");
     wait_no_workers(dir.path()).await;
     let (_, pools) = c.get(1, "/v1/pools?consistency=linearizable").await;
@@ -129,11 +204,15 @@ async fn a_leader_killed_mid_run_runs_every_job_exactly_once() {
     let mut c = start(dir.path()).await;
     let markers = dir.path().join("markers");
     let step = format!("sleep 3; echo $FLOTILLA_JOB_ID >> {}; echo finished", markers.display());
-    let jobs: Vec<Value> = (0..6).map(|i| job(&format!("j{i}"), &["echo starting", &step], &[])).collect();
+    let jobs: Vec<Value> = (0..6)
+        .map(|i| job(&format!("j{i}"), &["echo starting", &step], &[]))
+        .collect();
     let (p, ids) = submit(&c, json!({ "name": "failover", "jobs": jobs })).await;
     // Every job running, then the leader dies.
     c.wait_get(1, &format!("/v1/pipelines/{p}"), "all running", |_, v| {
-        v["job_states"].as_array().is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
+        v["job_states"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
     })
     .await;
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
@@ -151,9 +230,14 @@ async fn a_leader_killed_mid_run_runs_every_job_exactly_once() {
     for (_, id) in &ids {
         let (_, job) = c.get(rest[1], &format!("/v1/jobs/{id}?consistency=linearizable")).await;
         assert_eq!(job["attempt"], 1, "no retry was needed: {job}");
-        let url = c.node(rest[1]).url(&format!("/v1/jobs/{id}/logs?consistency=linearizable"));
+        let url = c
+            .node(rest[1])
+            .url(&format!("/v1/jobs/{id}/logs?consistency=linearizable"));
         let log = c.http.get(url).send().await.unwrap().text().await.unwrap();
-        assert!(log.starts_with("$ echo starting\nstarting\n") && log.ends_with("finished\n"), "incomplete log: {log:?}");
+        assert!(
+            log.starts_with("$ echo starting\nstarting\n") && log.ends_with("finished\n"),
+            "incomplete log: {log:?}"
+        );
     }
     wait_no_workers(dir.path()).await;
 }
@@ -162,18 +246,27 @@ async fn a_leader_killed_mid_run_runs_every_job_exactly_once() {
 async fn following_a_log_streams_it_until_the_job_ends() {
     let dir = tempfile::tempdir().unwrap();
     let c = start(dir.path()).await;
-    let (_, jobs) = submit(&c, json!({ "name": "f", "jobs": [job("ticker", &["for i in 1 2 3; do echo line $i; sleep 1; done"], &[])] })).await;
+    let (_, jobs) = submit(
+        &c,
+        json!({ "name": "f", "jobs": [job("ticker", &["for i in 1 2 3; do echo line $i; sleep 1; done"], &[])] }),
+    )
+    .await;
     let id = jobs[0].1;
     // Followed from a follower, from before the job has produced anything. The read is
     // linearizable: a local read on a follower that has not applied the submission yet is a
     // correct 404 (seen in CI).
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
     let follower = if leader == 2 { 3 } else { 2 };
-    let url = c.node(follower).url(&format!("/v1/jobs/{id}/logs?follow=true&consistency=linearizable"));
+    let url = c
+        .node(follower)
+        .url(&format!("/v1/jobs/{id}/logs?follow=true&consistency=linearizable"));
     let resp = reqwest::Client::new().get(url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap(); // returns only when the stream ends
-    assert_eq!(text, "$ for i in 1 2 3; do echo line $i; sleep 1; done\nline 1\nline 2\nline 3\n");
+    assert_eq!(
+        text,
+        "$ for i in 1 2 3; do echo line $i; sleep 1; done\nline 1\nline 2\nline 3\n"
+    );
     let (_, j) = c.get(follower, &format!("/v1/jobs/{id}")).await;
     assert_eq!(j["state"], "SUCCEEDED", "the stream ended with the job: {j}");
 }
@@ -187,7 +280,9 @@ async fn a_paused_leader_is_replaced_and_cannot_disturb_its_successor() {
     let jobs: Vec<Value> = (0..4).map(|i| job(&format!("j{i}"), &[&step], &[])).collect();
     let (p, ids) = submit(&c, json!({ "name": "paused", "jobs": jobs })).await;
     c.wait_get(1, &format!("/v1/pipelines/{p}"), "all running", |_, v| {
-        v["job_states"].as_array().is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
+        v["job_states"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
     })
     .await;
     let old = c.wait_leader_among(&[1, 2, 3]).await;
@@ -198,17 +293,31 @@ async fn a_paused_leader_is_replaced_and_cannot_disturb_its_successor() {
     wait_pipeline(&c, new, p, "SUCCEEDED").await;
     // Resumed, the old leader learns of the new term and follows; its stale work is refused.
     c.node_mut(old).pause(false);
-    c.wait_get(old, "/v1/cluster", "old leader follows", |_, v| v["leader"].as_u64() == Some(new)).await;
-    c.wait_get(old, &format!("/v1/pipelines/{p}"), "old leader caught up", |_, v| v["state"] == "SUCCEEDED").await;
+    c.wait_get(old, "/v1/cluster", "old leader follows", |_, v| {
+        v["leader"].as_u64() == Some(new)
+    })
+    .await;
+    c.wait_get(old, &format!("/v1/pipelines/{p}"), "old leader caught up", |_, v| {
+        v["state"] == "SUCCEEDED"
+    })
+    .await;
 
-    let mut ran: Vec<u64> = std::fs::read_to_string(&markers).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let mut ran: Vec<u64> = std::fs::read_to_string(&markers)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
     ran.sort();
     let mut expected: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
     expected.sort();
     assert_eq!(ran, expected, "each job ran exactly once");
     for (_, id) in &ids {
         let (_, j) = c.get(new, &format!("/v1/jobs/{id}?consistency=linearizable")).await;
-        assert_eq!((j["state"].as_str(), j["attempt"].as_u64()), (Some("SUCCEEDED"), Some(1)), "{j}");
+        assert_eq!(
+            (j["state"].as_str(), j["attempt"].as_u64()),
+            (Some("SUCCEEDED"), Some(1)),
+            "{j}"
+        );
     }
     wait_no_workers(dir.path()).await;
 }

@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -16,7 +16,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const RSS_GROWTH_BOUND_KIB: u64 = 256 * 1024;
 
 async fn send(c: &Cluster, id: u64, path: &str, body: Vec<u8>, content_type: &str) -> (u16, Value) {
-    let r = c.http.post(c.node(id).url(path)).header("content-type", content_type).body(body).send().await.expect("request");
+    let r = c
+        .http
+        .post(c.node(id).url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -26,7 +33,10 @@ async fn send(c: &Cluster, id: u64, path: &str, body: Vec<u8>, content_type: &st
 fn refused(what: &str, (status, body): &(u16, Value), want_status: u16, field: &str) {
     assert_eq!(*status, want_status, "{what}: {body}");
     let got = body["error"]["field"].as_str().unwrap_or_default();
-    assert!(got.starts_with(field), "{what}: field {got:?}, expected {field:?}: {body}");
+    assert!(
+        got.starts_with(field),
+        "{what}: field {got:?}, expected {field:?}: {body}"
+    );
 }
 
 /// Each node answers `live`, and a normal pipeline still commits on all of them with equal
@@ -48,7 +58,11 @@ async fn still_serving(c: &Cluster, n: u64, tag: &str) {
         if digests.windows(2).all(|w| w[0] == w[1]) && digests[0].1.is_some() {
             return;
         }
-        assert!(Instant::now() < deadline, "replicas disagree after {tag}: {digests:?}\n{}", c.logs());
+        assert!(
+            Instant::now() < deadline,
+            "replicas disagree after {tag}: {digests:?}\n{}",
+            c.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -72,7 +86,12 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     // without a quota. Placing two of them used to panic every replica for good.
     for name in ["huge-a", "huge-b"] {
         let pool = json!({ "name": name, "provider": "process", "capacity": { "cpu_millis": u64::MAX - 1, "memory_mib": u64::MAX - 1 }, "max_workers": 4 });
-        refused("huge pool", &c.post(1, "/v1/pools", pool).await, 422, "capacity.cpu_millis");
+        refused(
+            "huge pool",
+            &c.post(1, "/v1/pools", pool).await,
+            422,
+            "capacity.cpu_millis",
+        );
     }
     for (field, value) in [
         ("cpu_millis", json!(u64::MAX - 1)),
@@ -82,22 +101,41 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
         let mut resources = json!({ "cpu_millis": 100, "memory_mib": 64 });
         resources[field] = value;
         let body = json!({ "name": "p", "jobs": [job("a", json!({ "resources": resources }))] });
-        refused(field, &c.post(2, "/v1/pipelines", body).await, 422, &format!("jobs[a].resources.{field}"));
+        refused(
+            field,
+            &c.post(2, "/v1/pipelines", body).await,
+            422,
+            &format!("jobs[a].resources.{field}"),
+        );
     }
     // Every other quantity a user picks, at its extremes.
     for (field, extra) in [
         ("jobs[a].priority", json!({ "priority": i32::MIN })),
         ("jobs[a].timeout_ms", json!({ "timeout_ms": u64::MAX })),
-        ("jobs[a].retry.max_retries", json!({ "retry": { "max_retries": u32::MAX } })),
-        ("jobs[a].retry.backoff_base_ms", json!({ "retry": { "backoff_base_ms": u64::MAX } })),
+        (
+            "jobs[a].retry.max_retries",
+            json!({ "retry": { "max_retries": u32::MAX } }),
+        ),
+        (
+            "jobs[a].retry.backoff_base_ms",
+            json!({ "retry": { "backoff_base_ms": u64::MAX } }),
+        ),
         ("jobs[a].steps[0]", json!({ "steps": ["x".repeat(64 * 1024 + 1)] })),
-        ("jobs[a].resources.cpu_millis", json!({ "resources": { "cpu_millis": 0, "memory_mib": 1 } })),
+        (
+            "jobs[a].resources.cpu_millis",
+            json!({ "resources": { "cpu_millis": 0, "memory_mib": 1 } }),
+        ),
     ] {
         let body = json!({ "name": "p", "jobs": [job("a", extra)] });
         refused(field, &c.post(1, "/v1/pipelines", body).await, 422, field);
     }
     let too_many_workers = json!({ "name": "w", "provider": "process", "capacity": { "cpu_millis": 1, "memory_mib": 1 }, "max_workers": u32::MAX });
-    refused("max_workers", &c.post(1, "/v1/pools", too_many_workers).await, 422, "max_workers");
+    refused(
+        "max_workers",
+        &c.post(1, "/v1/pools", too_many_workers).await,
+        422,
+        "max_workers",
+    );
     // Path traversal and odd names.
     for name in ["../../etc/passwd", "a/b", "", "é", "x".repeat(200).as_str()] {
         let pool = json!({ "name": name, "provider": "process", "capacity": { "cpu_millis": 1, "memory_mib": 1 }, "max_workers": 1 });
@@ -109,33 +147,78 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
 
     // Amplification: a 67 KB YAML file whose steps alias one 64 KiB string. It became an 84 MB
     // entry that no follower accepted, and the cluster stopped for good.
-    let mut bomb = format!("name: bomb\nbig: &big {}\njobs:\n  - name: a\n    resources: {{cpu_millis: 1, memory_mib: 1}}\n    script:\n", "x".repeat(64 * 1024));
+    let mut bomb = format!(
+        "name: bomb\nbig: &big {}\njobs:\n  - name: a\n    resources: {{cpu_millis: 1, memory_mib: 1}}\n    script:\n",
+        "x".repeat(64 * 1024)
+    );
     for _ in 0..1300 {
         bomb.push_str("      - *big\n");
     }
     assert!(bomb.len() < 100 * 1024);
-    refused("alias bomb", &send(&c, 1, "/v1/pipelines", bomb.into_bytes(), "application/yaml").await, 413, "body");
+    refused(
+        "alias bomb",
+        &send(&c, 1, "/v1/pipelines", bomb.into_bytes(), "application/yaml").await,
+        413,
+        "body",
+    );
     // Matrix expansion past the pipeline's byte bound, and exactly at the job count bound.
     let axis: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
     let matrix = json!({ "A": axis, "B": axis });
-    let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": matrix, "steps": ["x".repeat(60 * 1024)] }))] });
-    refused("matrix bytes", &c.post(1, "/v1/pipelines", body).await, 422, "jobs[m].matrix");
+    let body =
+        json!({ "name": "m", "jobs": [job("m", json!({ "matrix": matrix, "steps": ["x".repeat(60 * 1024)] }))] });
+    refused(
+        "matrix bytes",
+        &c.post(1, "/v1/pipelines", body).await,
+        422,
+        "jobs[m].matrix",
+    );
     let axis: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
     let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": { "A": axis, "B": (0..25).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
     let (s, v) = c.post(1, "/v1/pipelines", body).await;
     assert_eq!(s, 201, "a 1000-job matrix is at the limit: {v}");
     // Accepted is what matters here; running a thousand jobs is not.
-    let (s, _) = c.post(1, &format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap()), json!({})).await;
+    let (s, _) = c
+        .post(
+            1,
+            &format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap()),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 200);
     let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": { "A": axis, "B": (0..26).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
-    refused("matrix count", &c.post(1, "/v1/pipelines", body).await, 422, "jobs[m].matrix");
+    refused(
+        "matrix count",
+        &c.post(1, "/v1/pipelines", body).await,
+        422,
+        "jobs[m].matrix",
+    );
     // A `needs` chain as long as a pipeline may be, and a cycle.
-    let chain: Vec<Value> = (0..1000).map(|i| job(&format!("j{i}"), if i == 0 { json!({}) } else { json!({ "needs": [format!("j{}", i - 1)] }) })).collect();
-    let (s, v) = c.post(1, "/v1/pipelines", json!({ "name": "chain", "jobs": chain })).await;
+    let chain: Vec<Value> = (0..1000)
+        .map(|i| {
+            job(
+                &format!("j{i}"),
+                if i == 0 {
+                    json!({})
+                } else {
+                    json!({ "needs": [format!("j{}", i - 1)] })
+                },
+            )
+        })
+        .collect();
+    let (s, v) = c
+        .post(1, "/v1/pipelines", json!({ "name": "chain", "jobs": chain }))
+        .await;
     assert_eq!(s, 201, "a 1000-job chain: {v}");
-    let (s, _) = c.post(1, &format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap()), json!({})).await;
+    let (s, _) = c
+        .post(
+            1,
+            &format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap()),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, 200);
-    let cycle = json!({ "name": "c", "jobs": [job("a", json!({ "needs": ["b"] })), job("b", json!({ "needs": ["a"] }))] });
+    let cycle =
+        json!({ "name": "c", "jobs": [job("a", json!({ "needs": ["b"] })), job("b", json!({ "needs": ["a"] }))] });
     refused("cycle", &c.post(1, "/v1/pipelines", cycle).await, 422, "jobs");
     still_serving(&c, 3, "amplification").await;
 
@@ -154,22 +237,53 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     // serde_json stops at its own depth of 128, and a typed body fails at the first element.
     assert!(b.0 == 400 || b.0 == 422, "deep json: {} {}", b.0, b.1);
     assert_eq!(live.0, 200, "leader live during deep parses: {}", live.1);
-    assert!(started.elapsed() < Duration::from_secs(30), "deep bodies took {:?}", started.elapsed());
-    assert_eq!(c.wait_leader_among(&[1, 2, 3]).await, leader, "the leader kept its leadership");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "deep bodies took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.wait_leader_among(&[1, 2, 3]).await,
+        leader,
+        "the leader kept its leadership"
+    );
     // Invalid UTF-8, unknown fields, wrong media type (an oversized body is in `api.rs`).
-    refused("utf-8 yaml", &send(&c, 1, "/v1/pipelines", b"name: \xff\xfe\n".to_vec(), "application/yaml").await, 400, "body");
-    let (s, _) = send(&c, 1, "/v1/pipelines", b"{\"name\": \"\xff\"}".to_vec(), "application/json").await;
+    refused(
+        "utf-8 yaml",
+        &send(&c, 1, "/v1/pipelines", b"name: \xff\xfe\n".to_vec(), "application/yaml").await,
+        400,
+        "body",
+    );
+    let (s, _) = send(
+        &c,
+        1,
+        "/v1/pipelines",
+        b"{\"name\": \"\xff\"}".to_vec(),
+        "application/json",
+    )
+    .await;
     assert_eq!(s, 400);
     let mut unknown = pipeline("u");
     unknown["surprise"] = json!(true);
-    refused("unknown field", &c.post(1, "/v1/pipelines", unknown).await, 422, "surprise");
-    refused("media type", &send(&c, 1, "/v1/pools", b"x".to_vec(), "text/plain").await, 415, "Content-Type");
+    refused(
+        "unknown field",
+        &c.post(1, "/v1/pipelines", unknown).await,
+        422,
+        "surprise",
+    );
+    refused(
+        "media type",
+        &send(&c, 1, "/v1/pools", b"x".to_vec(), "text/plain").await,
+        415,
+        "Content-Type",
+    );
     still_serving(&c, 3, "parsing").await;
 
     // A body trickled a byte at a time is cut off by the body deadline, not held forever.
     let started = Instant::now();
     let mut slow = tokio::net::TcpStream::connect(&c.node(1).api_addr).await.unwrap();
-    let head = "POST /v1/pipelines HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+    let head =
+        "POST /v1/pipelines HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
     slow.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     for _ in 0..200 {
@@ -183,7 +297,11 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
         }
     }
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "a trickled body: {answer:?} after {:?}", started.elapsed());
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a trickled body: {answer:?} after {:?}",
+        started.elapsed()
+    );
 
     // A thousand connections that send nothing: past `--max-connections` they are closed at
     // once, the others when the header deadline passes; then the node serves again.
@@ -195,7 +313,11 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     for (i, conn) in idle.iter_mut().enumerate() {
         let mut buf = [0u8; 16];
         let read = tokio::time::timeout(Duration::from_secs(15), conn.read(&mut buf)).await;
-        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "idle connection {i} still open after {:?}", started.elapsed());
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "idle connection {i} still open after {:?}",
+            started.elapsed()
+        );
     }
     drop(idle);
     let (s, _) = c.get(1, "/v1/health/live").await;
@@ -211,14 +333,22 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     let mut streams = Vec::new();
     let mut refused_follows = 0;
     for _ in 0..300 {
-        let r = c.http.get(c.node(2).url(&format!("/v1/jobs/{sleeping}/logs?follow=true"))).send().await.unwrap();
+        let r = c
+            .http
+            .get(c.node(2).url(&format!("/v1/jobs/{sleeping}/logs?follow=true")))
+            .send()
+            .await
+            .unwrap();
         match r.status().as_u16() {
             200 => streams.push(r),
             429 => refused_follows += 1,
             other => panic!("follow answered {other}"),
         }
     }
-    assert!(refused_follows >= 300 - 256, "only {refused_follows} follows refused past the limit of 256");
+    assert!(
+        refused_follows >= 300 - 256,
+        "only {refused_follows} follows refused past the limit of 256"
+    );
     let (s, _) = c.get(2, "/v1/health/live").await;
     assert_eq!(s, 200);
     drop(streams);
@@ -247,7 +377,13 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
     let mut claims_huge = vec![version, 253];
     claims_huge.extend_from_slice(&(1u64 << 60).to_le_bytes());
     claims_huge.extend_from_slice(b"tail");
-    let mut frames: Vec<Vec<u8>> = vec![vec![], vec![version], vec![version + 1, 0], vec![0xff; 64], claims_huge.clone()];
+    let mut frames: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![version],
+        vec![version + 1, 0],
+        vec![0xff; 64],
+        claims_huge.clone(),
+    ];
     frames.push({
         let mut v = vec![version];
         v.extend(std::iter::repeat_n(0xfc, 4096));
@@ -258,29 +394,48 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
         for data in &frames {
             let blob = || tonic::Request::new(Blob { data: data.clone() });
             let mut client = channels.client(&addr).unwrap();
-            assert!(client.append_entries(blob()).await.is_err(), "append_entries accepted {data:?}");
+            assert!(
+                client.append_entries(blob()).await.is_err(),
+                "append_entries accepted {data:?}"
+            );
             assert!(client.vote(blob()).await.is_err());
             assert!(client.forward(blob()).await.is_err());
             assert!(client.transfer_leader(blob()).await.is_err());
             // ReadIndex takes `()`: an empty record decodes as nothing; a malformed one fails.
             let _ = client.read_index(blob()).await;
-            let chunk = SnapshotChunk { header: data.clone(), data: claims_huge.clone() };
-            assert!(client.install_snapshot(futures::stream::iter(vec![chunk])).await.is_err());
+            let chunk = SnapshotChunk {
+                header: data.clone(),
+                data: claims_huge.clone(),
+            };
+            assert!(
+                client
+                    .install_snapshot(futures::stream::iter(vec![chunk]))
+                    .await
+                    .is_err()
+            );
         }
         // A forwarded command larger than one entry may be is refused before it is proposed.
-        let big = flotilla_state_machine::Proposal::new(1, flotilla_state_machine::Command::AppendLog {
-            job: flotilla_state_machine::JobId(1),
-            fencing: flotilla_state_machine::FencingToken { term: 1, log_index: 1 },
-            offset: 0,
-            data: vec![b'x'; flotilla_node::proposer::MAX_ENTRY_BYTES + 1],
-        });
+        let big = flotilla_state_machine::Proposal::new(
+            1,
+            flotilla_state_machine::Command::AppendLog {
+                job: flotilla_state_machine::JobId(1),
+                fencing: flotilla_state_machine::FencingToken { term: 1, log_index: 1 },
+                offset: 0,
+                data: vec![b'x'; flotilla_node::proposer::MAX_ENTRY_BYTES + 1],
+            },
+        );
         let mut client = channels.client(&addr).unwrap();
-        let reply = client.forward(tonic::Request::new(Blob { data: flotilla_raft_store::encode(&big).unwrap() })).await;
+        let reply = client
+            .forward(tonic::Request::new(Blob {
+                data: flotilla_raft_store::encode(&big).unwrap(),
+            }))
+            .await;
         let refused = match reply {
             Err(_) => true,
             Ok(r) => matches!(
                 flotilla_raft_store::decode::<flotilla_node::proposer::ForwardResult>(&r.get_ref().data),
-                Ok(Err(flotilla_node::proposer::ProposeError::TooLarge { .. } | flotilla_node::proposer::ProposeError::NotLeader { .. }))
+                Ok(Err(flotilla_node::proposer::ProposeError::TooLarge { .. }
+                    | flotilla_node::proposer::ProposeError::NotLeader { .. }))
             ),
         };
         assert!(refused, "an oversized forward to node {target} was not refused");

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use flotilla_fake_kube::{FakeKube, FakeKubeConfig, NodeSpec};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -33,10 +33,22 @@ async fn kubernetes_jobs_survive_eviction_and_a_leader_kill() {
     kube.cluster().add_node(NodeSpec {
         name: "node-a".into(),
         labels: BTreeMap::from([("pool".to_string(), "ci".to_string())]),
-        allocatable: BTreeMap::from([("cpu".to_string(), "4".to_string()), ("memory".to_string(), "8Gi".to_string())]),
+        allocatable: BTreeMap::from([
+            ("cpu".to_string(), "4".to_string()),
+            ("memory".to_string(), "8Gi".to_string()),
+        ]),
     });
     let url = kube.url();
-    let args = ["--kubernetes-namespace", NS, "--kubernetes-api-url", url.as_str(), "--cluster-name", "kt", "--leader-tick-ms", "100"];
+    let args = [
+        "--kubernetes-namespace",
+        NS,
+        "--kubernetes-api-url",
+        url.as_str(),
+        "--cluster-name",
+        "kt",
+        "--leader-tick-ms",
+        "100",
+    ];
     let mut c = Cluster::start(3, &args).await;
     let leader = c.wait_leader_among(&[1, 2, 3]).await;
     let pool = json!({
@@ -54,12 +66,21 @@ async fn kubernetes_jobs_survive_eviction_and_a_leader_kill() {
         job("evicted", &["echo attempt $FLOTILLA_ATTEMPT", "sleep 2"], 1),
         job("adopted", &["echo start", "sleep 4", "echo end"], 0),
     ];
-    let (s, v) = c.post(1, "/v1/pipelines", json!({ "name": "on-pods", "jobs": jobs })).await;
+    let (s, v) = c
+        .post(1, "/v1/pipelines", json!({ "name": "on-pods", "jobs": jobs }))
+        .await;
     assert_eq!(s, 201, "{v}");
     let p = v["pipeline"].as_u64().unwrap();
-    let ids: Vec<u64> = v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
     c.wait_get(1, &format!("/v1/pipelines/{p}"), "both running", |_, v| {
-        v["job_states"].as_array().is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
+        v["job_states"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|j| j["state"] == "RUNNING"))
     })
     .await;
 
@@ -73,23 +94,45 @@ async fn kubernetes_jobs_survive_eviction_and_a_leader_kill() {
     c.node_mut(leader).kill9();
     let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     c.wait_leader_among(&rest).await;
-    c.wait_get(rest[0], &format!("/v1/pipelines/{p}"), "pipeline SUCCEEDED", |s, v| s == 200 && v["state"] == "SUCCEEDED").await;
+    c.wait_get(rest[0], &format!("/v1/pipelines/{p}"), "pipeline SUCCEEDED", |s, v| {
+        s == 200 && v["state"] == "SUCCEEDED"
+    })
+    .await;
 
     let retried = job_view(&c, rest[1], ids[0]).await;
     assert_eq!(retried["attempt"], 2, "the evicted attempt was retried: {retried}");
     let adopted = job_view(&c, rest[1], ids[1]).await;
     assert_eq!(adopted["attempt"], 1, "adopted, not run again: {adopted}");
-    let log = c.http.get(c.node(rest[1]).url(&format!("/v1/jobs/{}/logs?consistency=linearizable", ids[1]))).send().await.unwrap().text().await.unwrap();
+    let log = c
+        .http
+        .get(
+            c.node(rest[1])
+                .url(&format!("/v1/jobs/{}/logs?consistency=linearizable", ids[1])),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(log, "$ echo start\nstart\n$ sleep 4\n$ echo end\nend\n");
     assert_eq!(kube.cluster().pods_created(), 3, "one pod per attempt");
 
     let deadline = Instant::now() + WAIT;
     while !kube.cluster().pod_names(NS).is_empty() {
-        assert!(Instant::now() < deadline, "pods left behind: {:?}", kube.cluster().pod_names(NS));
+        assert!(
+            Instant::now() < deadline,
+            "pods left behind: {:?}",
+            kube.cluster().pod_names(NS)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tombstones = kube.cluster().config_map_names(NS);
-    for attempt in [format!("kt-removed-j{}-a1", ids[0]), format!("kt-removed-j{}-a2", ids[0]), format!("kt-removed-j{}-a1", ids[1])] {
+    for attempt in [
+        format!("kt-removed-j{}-a1", ids[0]),
+        format!("kt-removed-j{}-a2", ids[0]),
+        format!("kt-removed-j{}-a1", ids[1]),
+    ] {
         assert!(tombstones.contains(&attempt), "{attempt} missing from {tombstones:?}");
     }
 }

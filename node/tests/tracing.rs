@@ -19,9 +19,12 @@ const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
     let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
     flotilla_node::telemetry::install(provider.clone());
-    let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -38,10 +41,24 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
     let node = RunningNode::start(Settings::resolve(options).unwrap()).await.unwrap();
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{api_addr}{path}");
-    assert_eq!(http.post(url("/v1/cluster/init")).json(&json!({})).send().await.unwrap().status(), 201);
+    assert_eq!(
+        http.post(url("/v1/cluster/init"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 1000, "memory_mib": 1024 }, "max_workers": 2 });
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !http.post(url("/v1/pools")).json(&pool).send().await.is_ok_and(|r| r.status().is_success()) {
+    while !http
+        .post(url("/v1/pools"))
+        .json(&pool)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
         assert!(Instant::now() < deadline, "pool never registered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -55,32 +72,67 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
-    let id = resp.json::<serde_json::Value>().await.unwrap()["pipeline"].as_u64().unwrap();
+    let id = resp.json::<serde_json::Value>().await.unwrap()["pipeline"]
+        .as_u64()
+        .unwrap();
     let stored = loop {
-        let p: serde_json::Value = http.get(url(&format!("/v1/pipelines/{id}"))).send().await.unwrap().json().await.unwrap();
+        let p: serde_json::Value = http
+            .get(url(&format!("/v1/pipelines/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if p["state"] == "SUCCEEDED" {
             break p;
         }
         assert!(Instant::now() < deadline, "pipeline never finished: {p}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(stored["trace_parent"].as_str().is_some_and(|t| t.contains(TRACE_ID)), "{stored}");
+    assert!(
+        stored["trace_parent"].as_str().is_some_and(|t| t.contains(TRACE_ID)),
+        "{stored}"
+    );
 
-    let wanted = ["api.submit_pipeline", "raft.commit", "raft.apply", "scheduler.place", "worker.create", "job.run"];
+    let wanted = [
+        "api.submit_pipeline",
+        "raft.commit",
+        "raft.apply",
+        "scheduler.place",
+        "worker.create",
+        "job.run",
+    ];
     let trace_id = TraceId::from_hex(TRACE_ID).unwrap();
     let spans = loop {
-        let spans: Vec<_> = exporter.get_finished_spans().unwrap().into_iter().filter(|s| s.span_context.trace_id() == trace_id).collect();
+        let spans: Vec<_> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.span_context.trace_id() == trace_id)
+            .collect();
         let names: BTreeSet<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
         if wanted.iter().all(|w| names.contains(w)) {
             break spans;
         }
-        assert!(Instant::now() < deadline, "spans of the trace: {names:?}, want {wanted:?}");
+        assert!(
+            Instant::now() < deadline,
+            "spans of the trace: {names:?}, want {wanted:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let api = spans.iter().find(|s| s.name == "api.submit_pipeline").unwrap();
-    assert_eq!(api.parent_span_id, SpanId::from_hex(CALLER_SPAN_ID).unwrap(), "the request span continues the caller's");
+    assert_eq!(
+        api.parent_span_id,
+        SpanId::from_hex(CALLER_SPAN_ID).unwrap(),
+        "the request span continues the caller's"
+    );
     let commit = spans.iter().find(|s| s.name == "raft.commit").unwrap();
-    assert_eq!(commit.parent_span_id, api.span_context.span_id(), "the commit is a child of the request");
+    assert_eq!(
+        commit.parent_span_id,
+        api.span_context.span_id(),
+        "the commit is a child of the request"
+    );
     let run = spans.iter().find(|s| s.name == "job.run").unwrap();
     assert!(run.end_time >= run.start_time);
 

@@ -6,9 +6,9 @@
 use crate::docker::DockerProvider;
 use crate::kubernetes::KubernetesProvider;
 use crate::process::ProcessProvider;
+use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::sim::SimProvider;
 use flotilla_state_machine::{PoolSpec, Resources};
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 
 pub enum AnyProvider {
     Process(ProcessProvider),

@@ -15,14 +15,21 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        BreakerConfig { failure_threshold: 5, open_ms: 5_000 }
+        BreakerConfig {
+            failure_threshold: 5,
+            open_ms: 5_000,
+        }
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Phase {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// A probe call is out; everyone else still fails fast.
     HalfOpen,
 }
@@ -50,7 +57,11 @@ pub struct Refused {
 
 impl Breaker {
     pub fn new(config: BreakerConfig) -> Self {
-        Breaker { config, phase: Phase::Closed { failures: 0 }, last_error: String::new() }
+        Breaker {
+            config,
+            phase: Phase::Closed { failures: 0 },
+            last_error: String::new(),
+        }
     }
 
     pub fn state(&self) -> BreakerState {
@@ -69,8 +80,14 @@ impl Breaker {
                 self.phase = Phase::HalfOpen;
                 Ok(())
             }
-            Phase::Open { until } => Err(Refused { last_error: self.last_error.clone(), retry_in: until - now }),
-            Phase::HalfOpen => Err(Refused { last_error: self.last_error.clone(), retry_in: Duration::from_millis(self.config.open_ms) }),
+            Phase::Open { until } => Err(Refused {
+                last_error: self.last_error.clone(),
+                retry_in: until - now,
+            }),
+            Phase::HalfOpen => Err(Refused {
+                last_error: self.last_error.clone(),
+                retry_in: Duration::from_millis(self.config.open_ms),
+            }),
         }
     }
 
@@ -80,9 +97,13 @@ impl Breaker {
 
     pub fn record_failure(&mut self, now: Instant, error: &str) {
         self.last_error = error.to_string();
-        let open = Phase::Open { until: now + Duration::from_millis(self.config.open_ms) };
+        let open = Phase::Open {
+            until: now + Duration::from_millis(self.config.open_ms),
+        };
         self.phase = match self.phase {
-            Phase::Closed { failures } if failures + 1 < self.config.failure_threshold => Phase::Closed { failures: failures + 1 },
+            Phase::Closed { failures } if failures + 1 < self.config.failure_threshold => {
+                Phase::Closed { failures: failures + 1 }
+            }
             _ => open,
         };
     }
@@ -93,7 +114,13 @@ mod tests {
     use super::*;
 
     fn breaker() -> (Breaker, Instant) {
-        (Breaker::new(BreakerConfig { failure_threshold: 3, open_ms: 1_000 }), Instant::now())
+        (
+            Breaker::new(BreakerConfig {
+                failure_threshold: 3,
+                open_ms: 1_000,
+            }),
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -125,7 +152,10 @@ mod tests {
         assert!(b.admit(later).is_err(), "only one probe at a time");
         b.record_failure(later, "still down");
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(b.admit(later + Duration::from_millis(999)).is_err(), "open again for a full period");
+        assert!(
+            b.admit(later + Duration::from_millis(999)).is_err(),
+            "open again for a full period"
+        );
 
         let much_later = later + Duration::from_millis(1_000);
         assert!(b.admit(much_later).is_ok());

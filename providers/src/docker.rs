@@ -15,12 +15,13 @@ use crate::docker_output;
 use crate::output_window::OutputWindow;
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::tombstones::Tombstones;
+use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    RemoveContainerOptions,
 };
-use bollard::Docker;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -107,7 +108,13 @@ impl DockerProvider {
     pub fn new(config: DockerConfig) -> std::io::Result<Self> {
         let tombstones = Tombstones::new(config.tombstone_dir.clone(), 7 * 24 * 3600 * 1000)?;
         tombstones.prune();
-        Ok(DockerProvider { config, tombstones, docker: Mutex::new(None), outputs: Mutex::new(HashMap::new()), stopping: Mutex::new(HashMap::new()) })
+        Ok(DockerProvider {
+            config,
+            tombstones,
+            docker: Mutex::new(None),
+            outputs: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn config(&self) -> &DockerConfig {
@@ -124,14 +131,25 @@ impl DockerProvider {
         if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
         }
-        let d = Docker::connect_with_unix(&self.config.socket_path, self.config.request_timeout_s, bollard::API_DEFAULT_VERSION)
-            .map_err(unavailable)?;
+        let d = Docker::connect_with_unix(
+            &self.config.socket_path,
+            self.config.request_timeout_s,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(unavailable)?;
         *slot = Some(d.clone());
         Ok(d)
     }
 
-    async fn inspect(&self, container: &str) -> Result<Option<bollard::models::ContainerInspectResponse>, ProviderError> {
-        match self.docker()?.inspect_container(container, None::<InspectContainerOptions>).await {
+    async fn inspect(
+        &self,
+        container: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, ProviderError> {
+        match self
+            .docker()?
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+        {
             Ok(info) => Ok(Some(info)),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -140,21 +158,32 @@ impl DockerProvider {
 
     /// Inspects a container whose name a create just found taken. The engine reserves the
     /// name before the container can be inspected, so a concurrent create may briefly see 404.
-    async fn inspect_created(&self, container: &str) -> Result<bollard::models::ContainerInspectResponse, ProviderError> {
+    async fn inspect_created(
+        &self,
+        container: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse, ProviderError> {
         for _ in 0..50 {
             if let Some(info) = self.inspect(container).await? {
                 return Ok(info);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(ProviderError::Unavailable(format!("{container}: name taken but no such container")))
+        Err(ProviderError::Unavailable(format!(
+            "{container}: name taken but no such container"
+        )))
     }
 
     fn output(&self, name: &str, docker: &Docker) -> Arc<OutputWindow> {
         let mut outputs = self.outputs.lock().expect("outputs lock");
         outputs
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(docker_output::follow(docker.clone(), self.container_name(name), self.config.max_buffered_output_bytes)))
+            .or_insert_with(|| {
+                Arc::new(docker_output::follow(
+                    docker.clone(),
+                    self.container_name(name),
+                    self.config.max_buffered_output_bytes,
+                ))
+            })
             .clone()
     }
 
@@ -164,10 +193,19 @@ impl DockerProvider {
     }
 
     fn create_body(&self, spec: &WorkerSpec) -> Result<ContainerCreateBody, ProviderError> {
-        let image = spec.image.clone().or_else(|| self.config.default_image.clone()).ok_or_else(|| {
-            ProviderError::Rejected("the job names no image and the docker provider has no default image".into())
-        })?;
-        let mut cmd = vec!["sh".to_string(), "-c".to_string(), WRAPPER.to_string(), "flotilla-worker".to_string()];
+        let image = spec
+            .image
+            .clone()
+            .or_else(|| self.config.default_image.clone())
+            .ok_or_else(|| {
+                ProviderError::Rejected("the job names no image and the docker provider has no default image".into())
+            })?;
+        let mut cmd = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            WRAPPER.to_string(),
+            "flotilla-worker".to_string(),
+        ];
         cmd.extend(spec.steps.iter().cloned());
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("FLOTILLA_JOB_ID={}", spec.job.0));
@@ -204,13 +242,21 @@ impl DockerProvider {
 impl WorkerProvider for DockerProvider {
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
         let docker = self.docker()?;
-        let buried = || ProviderError::Rejected(format!("worker {} was removed before; an attempt never runs twice", spec.name()));
+        let buried = || {
+            ProviderError::Rejected(format!(
+                "worker {} was removed before; an attempt never runs twice",
+                spec.name()
+            ))
+        };
         if self.tombstones.is_buried(&spec.name()) {
             return Err(buried());
         }
         let name = self.container_name(&spec.name());
         let body = self.create_body(spec)?;
-        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
         let id = match docker.create_container(Some(options), body).await {
             Ok(r) => r.id,
             Err(e) if status_of(&e) == Some(409) => {
@@ -222,12 +268,22 @@ impl WorkerProvider for DockerProvider {
                 }
                 info.id.unwrap_or_else(|| name.clone())
             }
-            Err(e) if matches!(status_of(&e), Some(400 | 404)) => return Err(ProviderError::Rejected(format!("docker refused {name}: {e}"))),
+            Err(e) if matches!(status_of(&e), Some(400 | 404)) => {
+                return Err(ProviderError::Rejected(format!("docker refused {name}: {e}")));
+            }
             Err(e) => return Err(unavailable(e)),
         };
         // A removal that buried the name while the container was being created is seen here.
         if self.tombstones.is_buried(&spec.name()) {
-            let _ = docker.remove_container(&name, Some(RemoveContainerOptions { force: true, ..Default::default() })).await;
+            let _ = docker
+                .remove_container(
+                    &name,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
             return Err(buried());
         }
         docker.start_container(&name, None).await.map_err(unavailable)?;
@@ -242,8 +298,14 @@ impl WorkerProvider for DockerProvider {
         };
         let state = info.state.unwrap_or_default();
         let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
-        let mut o = Observation { exists: true, ..Observation::default() };
-        if matches!(status, ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::EMPTY) {
+        let mut o = Observation {
+            exists: true,
+            ..Observation::default()
+        };
+        if matches!(
+            status,
+            ContainerStateStatusEnum::CREATED | ContainerStateStatusEnum::EMPTY
+        ) {
             return Ok(o);
         }
         o.started = true;
@@ -257,7 +319,11 @@ impl WorkerProvider for DockerProvider {
             o.steps_finished = s.steps_finished.clone();
             o.output_bytes = s.total_bytes();
             if status == ContainerStateStatusEnum::EXITED && s.ended {
-                let code = if state.oom_killed == Some(true) { 137 } else { state.exit_code.unwrap_or(-1) };
+                let code = if state.oom_killed == Some(true) {
+                    137
+                } else {
+                    state.exit_code.unwrap_or(-1)
+                };
                 o.exit_code = Some(i32::try_from(code).unwrap_or(-1));
             }
             s.failed.clone()
@@ -265,7 +331,9 @@ impl WorkerProvider for DockerProvider {
         if let Some(e) = failed {
             // Follow again from the start at the next observation.
             self.outputs.lock().expect("outputs lock").remove(name);
-            return Err(ProviderError::Unavailable(format!("docker log stream of {name} broke: {e}")));
+            return Err(ProviderError::Unavailable(format!(
+                "docker log stream of {name} broke: {e}"
+            )));
         }
         Ok(o)
     }
@@ -281,20 +349,28 @@ impl WorkerProvider for DockerProvider {
     async fn terminate(&self, name: &str) -> Result<bool, ProviderError> {
         let docker = self.docker()?;
         let container = self.container_name(name);
-        let Some(info) = self.inspect(&container).await? else { return Ok(true) };
+        let Some(info) = self.inspect(&container).await? else {
+            return Ok(true);
+        };
         if info.state.and_then(|s| s.running) != Some(true) {
             return Ok(true);
         }
         let sent = self.stopping.lock().expect("stopping lock").get(name).copied();
         let signal = match sent {
             None => {
-                self.stopping.lock().expect("stopping lock").insert(name.to_string(), Instant::now());
+                self.stopping
+                    .lock()
+                    .expect("stopping lock")
+                    .insert(name.to_string(), Instant::now());
                 "SIGTERM"
             }
             Some(at) if at.elapsed() >= Duration::from_millis(self.config.stop_grace_ms) => "SIGKILL",
             Some(_) => return Ok(false),
         };
-        match docker.kill_container(&container, Some(KillContainerOptions { signal: signal.into() })).await {
+        match docker
+            .kill_container(&container, Some(KillContainerOptions { signal: signal.into() }))
+            .await
+        {
             // 404: removed meanwhile; 409: it stopped meanwhile.
             Ok(()) => Ok(false),
             Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(true),
@@ -306,7 +382,11 @@ impl WorkerProvider for DockerProvider {
         let docker = self.docker()?;
         self.tombstones.bury(name)?;
         self.forget(name);
-        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
         match docker.remove_container(&self.container_name(name), Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
@@ -318,10 +398,20 @@ impl WorkerProvider for DockerProvider {
 
     async fn list(&self) -> Result<Vec<String>, ProviderError> {
         let docker = self.docker()?;
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_CLUSTER}={}", self.config.cluster)])]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_CLUSTER}={}", self.config.cluster)],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
         let containers = docker.list_containers(Some(options)).await.map_err(unavailable)?;
-        let mut names: Vec<String> = containers.into_iter().filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_WORKER))).collect();
+        let mut names: Vec<String> = containers
+            .into_iter()
+            .filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_WORKER)))
+            .collect();
         names.sort();
         Ok(names)
     }

@@ -2,17 +2,22 @@
 //! stream once (stdout is the job's output, stderr carries the wrapper's step markers) into the
 //! bounded window of `output_window.rs` that the leader drains as it commits output.
 
-use crate::output_window::{wait_for_room, Frame, OutputState, OutputWindow};
+use crate::output_window::{Frame, OutputState, OutputWindow, wait_for_room};
+use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
-use bollard::Docker;
 use futures::StreamExt;
 use std::sync::Mutex;
 
 /// Starts following `container`'s logs from the beginning.
 pub(crate) fn follow(docker: Docker, container: String, max_buffered_bytes: usize) -> OutputWindow {
     OutputWindow::spawn(move |s, d| async move {
-        let options = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
         let mut stream = docker.logs(&container, Some(options));
         while let Some(item) = stream.next().await {
             let Some(frame) = frame_of(item, &s) else { return };
@@ -26,7 +31,12 @@ pub(crate) fn follow(docker: Docker, container: String, max_buffered_bytes: usiz
         // take the rest, with the step markers parsed afresh.
         let mut skip = s.lock().expect("output lock").total_bytes_seen;
         let mut catch_up = OutputState::default();
-        let options = LogsOptions { follow: false, stdout: true, stderr: true, ..Default::default() };
+        let options = LogsOptions {
+            follow: false,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
         let mut stream = docker.logs(&container, Some(options));
         while let Some(item) = stream.next().await {
             let Some(frame) = frame_of(item, &s) else { return };
@@ -55,4 +65,3 @@ fn frame_of(item: Result<LogOutput, bollard::errors::Error>, state: &Mutex<Outpu
         }
     }
 }
-

@@ -7,10 +7,10 @@
 //! provider refused this worker) are neither retried nor held against the provider.
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
-use flotilla_state_machine::{PoolSpec, Resources};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
-use std::sync::atomic::{AtomicU64, Ordering};
+use flotilla_state_machine::{PoolSpec, Resources};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -25,7 +25,12 @@ pub struct GuardConfig {
 
 impl Default for GuardConfig {
     fn default() -> Self {
-        GuardConfig { call_timeout_ms: 10_000, retries: 2, retry_base_ms: 100, breaker: BreakerConfig::default() }
+        GuardConfig {
+            call_timeout_ms: 10_000,
+            retries: 2,
+            retry_base_ms: 100,
+            breaker: BreakerConfig::default(),
+        }
     }
 }
 
@@ -41,7 +46,13 @@ pub struct Guarded<P> {
 impl<P: WorkerProvider> Guarded<P> {
     pub fn new(inner: P, config: GuardConfig) -> Self {
         let breaker = Mutex::new(Breaker::new(config.breaker.clone()));
-        Guarded { inner, config, breaker, calls: AtomicU64::new(0), failures: AtomicU64::new(0) }
+        Guarded {
+            inner,
+            config,
+            breaker,
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
     }
 
     pub fn inner(&self) -> &P {
@@ -50,7 +61,10 @@ impl<P: WorkerProvider> Guarded<P> {
 
     /// `(calls, failures)` so far, for metrics.
     pub fn stats(&self) -> (u64, u64) {
-        (self.calls.load(Ordering::Relaxed), self.failures.load(Ordering::Relaxed))
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -63,7 +77,10 @@ impl<P: WorkerProvider> Guarded<P> {
         Fut: Future<Output = Result<T, ProviderError>>,
     {
         if let Err(refused) = self.breaker.lock().expect("breaker lock").admit(Instant::now()) {
-            return Err(ProviderError::CircuitOpen { last: refused.last_error, retry_in_ms: refused.retry_in.as_millis() as u64 });
+            return Err(ProviderError::CircuitOpen {
+                last: refused.last_error,
+                retry_in_ms: refused.retry_in.as_millis() as u64,
+            });
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
         let mut delay_ms = self.config.retry_base_ms;
@@ -77,7 +94,10 @@ impl<P: WorkerProvider> Guarded<P> {
                 Err(e) if e.is_transient() => {
                     if retries_left == 0 {
                         self.failures.fetch_add(1, Ordering::Relaxed);
-                        self.breaker.lock().expect("breaker lock").record_failure(Instant::now(), &e.to_string());
+                        self.breaker
+                            .lock()
+                            .expect("breaker lock")
+                            .record_failure(Instant::now(), &e.to_string());
                         return Err(e);
                     }
                     retries_left -= 1;

@@ -16,16 +16,16 @@
 use crate::docker::{LABEL_CLUSTER, LABEL_WORKER};
 use crate::kubernetes_capacity::pool_capacity;
 use crate::kubernetes_output;
+use crate::kubernetes_pod::{PodTemplate, PodView, node_selector};
 use crate::output_window::OutputWindow;
-use crate::kubernetes_pod::{node_selector, PodTemplate, PodView};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -109,14 +109,30 @@ fn status_of(e: &kube::Error) -> Option<u16> {
 
 impl KubernetesProvider {
     pub fn new(config: KubernetesConfig) -> Result<Self, ProviderError> {
-        let valid = |s: &str| !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 40
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
         if !valid(&config.cluster) {
-            return Err(ProviderError::Rejected(format!("cluster name {:?} cannot prefix pod names: use lowercase letters, digits and '-' (at most 40)", config.cluster)));
+            return Err(ProviderError::Rejected(format!(
+                "cluster name {:?} cannot prefix pod names: use lowercase letters, digits and '-' (at most 40)",
+                config.cluster
+            )));
         }
         if !valid(&config.namespace) {
-            return Err(ProviderError::Rejected(format!("namespace {:?} is not a valid Kubernetes namespace name", config.namespace)));
+            return Err(ProviderError::Rejected(format!(
+                "namespace {:?} is not a valid Kubernetes namespace name",
+                config.namespace
+            )));
         }
-        Ok(KubernetesProvider { config, connected: tokio::sync::OnceCell::new(), outputs: Mutex::new(HashMap::new()), capacities: Mutex::new(HashMap::new()) })
+        Ok(KubernetesProvider {
+            config,
+            connected: tokio::sync::OnceCell::new(),
+            outputs: Mutex::new(HashMap::new()),
+            capacities: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn config(&self) -> &KubernetesConfig {
@@ -146,17 +162,25 @@ impl KubernetesProvider {
             .get_or_try_init(|| async {
                 let config = match &self.config.api_url {
                     Some(url) => {
-                        let uri = url.parse().map_err(|e| ProviderError::Rejected(format!("kubernetes API URL {url:?}: {e}")))?;
+                        let uri = url
+                            .parse()
+                            .map_err(|e| ProviderError::Rejected(format!("kubernetes API URL {url:?}: {e}")))?;
                         kube::Config::new(uri)
                     }
-                    None => kube::Config::infer().await.map_err(|e| ProviderError::Unavailable(format!("kubernetes: no API server configured: {e}")))?,
+                    None => kube::Config::infer().await.map_err(|e| {
+                        ProviderError::Unavailable(format!("kubernetes: no API server configured: {e}"))
+                    })?,
                 };
                 let client = Client::try_from(config).map_err(api_error)?;
                 let ns = self.config.namespace.as_str();
                 let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
                 let (store, writer) = reflector::store();
                 let selector = format!("{LABEL_CLUSTER}={}", self.config.cluster);
-                let stream = reflector(writer, watcher(pods.clone(), watcher::Config::default().labels(&selector))).default_backoff();
+                let stream = reflector(
+                    writer,
+                    watcher(pods.clone(), watcher::Config::default().labels(&selector)),
+                )
+                .default_backoff();
                 let watcher = tokio::spawn(async move {
                     futures::pin_mut!(stream);
                     while let Some(item) = stream.next().await {
@@ -190,12 +214,27 @@ impl KubernetesProvider {
     }
 
     async fn is_buried(&self, c: &Connected, worker: &str) -> Result<bool, ProviderError> {
-        Ok(c.tombstones.get_opt(&self.tombstone_name(worker)).await.map_err(api_error)?.is_some())
+        Ok(c.tombstones
+            .get_opt(&self.tombstone_name(worker))
+            .await
+            .map_err(api_error)?
+            .is_some())
     }
 
     async fn bury(&self, c: &Connected, worker: &str) -> Result<(), ProviderError> {
-        let labels = BTreeMap::from([(LABEL_CLUSTER.to_string(), self.config.cluster.clone()), (LABEL_TOMBSTONE.to_string(), "true".to_string()), (LABEL_WORKER.to_string(), worker.to_string())]);
-        let map = ConfigMap { metadata: ObjectMeta { name: Some(self.tombstone_name(worker)), labels: Some(labels), ..Default::default() }, ..Default::default() };
+        let labels = BTreeMap::from([
+            (LABEL_CLUSTER.to_string(), self.config.cluster.clone()),
+            (LABEL_TOMBSTONE.to_string(), "true".to_string()),
+            (LABEL_WORKER.to_string(), worker.to_string()),
+        ]);
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.tombstone_name(worker)),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         match c.tombstones.create(&PostParams::default(), &map).await {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(409) => Ok(()),
@@ -205,7 +244,17 @@ impl KubernetesProvider {
 
     async fn delete_pod(&self, c: &Connected, worker: &str) -> Result<(), ProviderError> {
         let grace_s = u32::try_from(self.config.stop_grace_ms.div_ceil(1000)).unwrap_or(u32::MAX);
-        match c.pods.delete(&self.pod_name(worker), &DeleteParams { grace_period_seconds: Some(grace_s), ..Default::default() }).await {
+        match c
+            .pods
+            .delete(
+                &self.pod_name(worker),
+                &DeleteParams {
+                    grace_period_seconds: Some(grace_s),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(api_error(e)),
@@ -216,7 +265,14 @@ impl KubernetesProvider {
         let mut outputs = self.outputs.lock().expect("outputs lock");
         outputs
             .entry(worker.to_string())
-            .or_insert_with(|| Arc::new(kubernetes_output::follow(c.pods.clone(), self.pod_name(worker), nonce, self.config.max_buffered_output_bytes)))
+            .or_insert_with(|| {
+                Arc::new(kubernetes_output::follow(
+                    c.pods.clone(),
+                    self.pod_name(worker),
+                    nonce,
+                    self.config.max_buffered_output_bytes,
+                ))
+            })
             .clone()
     }
 
@@ -240,10 +296,16 @@ fn nonce_of(pod: &Pod) -> String {
 /// settled by then).
 async fn prune_tombstones(api: &Api<ConfigMap>, cluster: &str) {
     let selector = format!("{LABEL_CLUSTER}={cluster},{LABEL_TOMBSTONE}=true");
-    let Ok(list) = api.list(&ListParams::default().labels(&selector)).await else { return };
+    let Ok(list) = api.list(&ListParams::default().labels(&selector)).await else {
+        return;
+    };
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     for map in list.items {
-        let old = map.metadata.creation_timestamp.as_ref().is_some_and(|t| now - t.0.as_second() > TOMBSTONE_KEEP_S);
+        let old = map
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| now - t.0.as_second() > TOMBSTONE_KEEP_S);
         if let (true, Some(name)) = (old, map.metadata.name.as_deref()) {
             let _ = api.delete(name, &DeleteParams::default()).await;
         }
@@ -254,7 +316,11 @@ impl WorkerProvider for KubernetesProvider {
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
         let c = self.connected().await?;
         let worker = spec.name();
-        let buried = || ProviderError::Rejected(format!("worker {worker} was removed before; an attempt never runs twice"));
+        let buried = || {
+            ProviderError::Rejected(format!(
+                "worker {worker} was removed before; an attempt never runs twice"
+            ))
+        };
         if self.is_buried(c, &worker).await? {
             return Err(buried());
         }
@@ -267,7 +333,9 @@ impl WorkerProvider for KubernetesProvider {
                 let existing = c.pods.get_opt(&name).await.map_err(api_error)?;
                 return Ok(existing.and_then(|p| p.metadata.uid).unwrap_or(name));
             }
-            Err(e) if matches!(status_of(&e), Some(400 | 422)) => return Err(ProviderError::Rejected(format!("kubernetes refused pod {name}: {e}"))),
+            Err(e) if matches!(status_of(&e), Some(400 | 422)) => {
+                return Err(ProviderError::Rejected(format!("kubernetes refused pod {name}: {e}")));
+            }
             Err(e) => return Err(api_error(e)),
         };
         // A removal that buried the name while the pod was being created is seen here.
@@ -285,7 +353,11 @@ impl WorkerProvider for KubernetesProvider {
             return Ok(Observation::default());
         };
         let view = PodView::of(&pod);
-        let mut o = Observation { exists: true, started: view.started, ..Observation::default() };
+        let mut o = Observation {
+            exists: true,
+            started: view.started,
+            ..Observation::default()
+        };
         if let Some(reason) = view.lost {
             tracing::info!(worker, %reason, "kubernetes worker lost");
             o.lost = true;
@@ -307,7 +379,9 @@ impl WorkerProvider for KubernetesProvider {
         if let Some(e) = failed {
             // Follow again from the start at the next observation.
             self.forget(worker);
-            return Err(ProviderError::Unavailable(format!("kubernetes log stream of {worker} broke: {e}")));
+            return Err(ProviderError::Unavailable(format!(
+                "kubernetes log stream of {worker} broke: {e}"
+            )));
         }
         Ok(o)
     }
@@ -319,7 +393,10 @@ impl WorkerProvider for KubernetesProvider {
             match existing {
                 Some(o) => o,
                 None => {
-                    let pod = self.pod(c, worker).await?.ok_or_else(|| ProviderError::Unavailable(format!("pod of {worker} is gone")))?;
+                    let pod = self
+                        .pod(c, worker)
+                        .await?
+                        .ok_or_else(|| ProviderError::Unavailable(format!("pod of {worker} is gone")))?;
                     self.output(c, worker, nonce_of(&pod))
                 }
             }
@@ -329,7 +406,9 @@ impl WorkerProvider for KubernetesProvider {
 
     async fn terminate(&self, worker: &str) -> Result<bool, ProviderError> {
         let c = self.connected().await?;
-        let Some(pod) = self.pod(c, worker).await? else { return Ok(true) };
+        let Some(pod) = self.pod(c, worker).await? else {
+            return Ok(true);
+        };
         let view = PodView::of(&pod);
         if view.exit_code.is_some() || view.lost.is_some() {
             return Ok(true);
@@ -350,8 +429,16 @@ impl WorkerProvider for KubernetesProvider {
     async fn list(&self) -> Result<Vec<String>, ProviderError> {
         let c = self.connected().await?;
         let selector = format!("{LABEL_CLUSTER}={}", self.config.cluster);
-        let pods = c.pods.list(&ListParams::default().labels(&selector)).await.map_err(api_error)?;
-        let mut names: Vec<String> = pods.items.into_iter().filter_map(|p| p.metadata.labels.and_then(|mut l| l.remove(LABEL_WORKER))).collect();
+        let pods = c
+            .pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(api_error)?;
+        let mut names: Vec<String> = pods
+            .items
+            .into_iter()
+            .filter_map(|p| p.metadata.labels.and_then(|mut l| l.remove(LABEL_WORKER)))
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -365,18 +452,33 @@ impl WorkerProvider for KubernetesProvider {
             return Ok(None);
         }
         let refresh = Duration::from_millis(self.config.capacity_refresh_ms);
-        if let Some((at, measured)) = self.capacities.lock().expect("capacities lock").get(&pool.name).copied()
+        if let Some((at, measured)) = self
+            .capacities
+            .lock()
+            .expect("capacities lock")
+            .get(&pool.name)
+            .copied()
             && at.elapsed() < refresh
         {
             return Ok(Some(measured));
         }
         let c = self.connected().await?;
-        let selector: Vec<String> = node_selector(&pool.settings)?.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let nodes = c.nodes.list(&ListParams::default().labels(&selector.join(","))).await.map_err(api_error)?;
+        let selector: Vec<String> = node_selector(&pool.settings)?
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let nodes = c
+            .nodes
+            .list(&ListParams::default().labels(&selector.join(",")))
+            .await
+            .map_err(api_error)?;
         let busy = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
         let pods = c.all_pods.list(&busy).await.map_err(api_error)?;
         let measured = pool_capacity(&nodes.items, &pods.items, &self.config.cluster);
-        self.capacities.lock().expect("capacities lock").insert(pool.name.clone(), (Instant::now(), measured));
+        self.capacities
+            .lock()
+            .expect("capacities lock")
+            .insert(pool.name.clone(), (Instant::now(), measured));
         Ok(Some(measured))
     }
 }

@@ -44,13 +44,37 @@ fn requested(pod: &Pod) -> Resources {
 pub fn pool_capacity(nodes: &[Node], pods: &[Pod], cluster: &str) -> Resources {
     let names: BTreeSet<&str> = nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
     let total = nodes.iter().fold(Resources::ZERO, |sum, n| {
-        add(sum, n.status.as_ref().and_then(|s| s.allocatable.as_ref()).map(amounts).unwrap_or_default())
+        add(
+            sum,
+            n.status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref())
+                .map(amounts)
+                .unwrap_or_default(),
+        )
     });
     let used = pods
         .iter()
-        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| names.contains(n)))
-        .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
-        .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get(LABEL_CLUSTER)).map(String::as_str) != Some(cluster))
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| names.contains(n))
+        })
+        .filter(|p| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_CLUSTER))
+                .map(String::as_str)
+                != Some(cluster)
+        })
         .fold(Resources::ZERO, |sum, p| add(sum, requested(p)));
     total.saturating_sub(&used)
 }
@@ -66,9 +90,15 @@ mod tests {
 
     fn node(name: &str, cpu: &str, memory: &str) -> Node {
         Node {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
             status: Some(NodeStatus {
-                allocatable: Some(BTreeMap::from([("cpu".into(), Quantity(cpu.into())), ("memory".into(), Quantity(memory.into()))])),
+                allocatable: Some(BTreeMap::from([
+                    ("cpu".into(), Quantity(cpu.into())),
+                    ("memory".into(), Quantity(memory.into())),
+                ])),
                 ..Default::default()
             }),
             ..Default::default()
@@ -77,16 +107,25 @@ mod tests {
 
     fn pod(node: &str, cluster: Option<&str>, cpu: &str, phase: &str) -> Pod {
         Pod {
-            metadata: ObjectMeta { labels: cluster.map(|c| BTreeMap::from([(super::LABEL_CLUSTER.to_string(), c.to_string())])), ..Default::default() },
+            metadata: ObjectMeta {
+                labels: cluster.map(|c| BTreeMap::from([(super::LABEL_CLUSTER.to_string(), c.to_string())])),
+                ..Default::default()
+            },
             spec: Some(PodSpec {
                 node_name: Some(node.into()),
                 containers: vec![Container {
-                    resources: Some(ResourceRequirements { requests: Some(BTreeMap::from([("cpu".into(), Quantity(cpu.into()))])), ..Default::default() }),
+                    resources: Some(ResourceRequirements {
+                        requests: Some(BTreeMap::from([("cpu".into(), Quantity(cpu.into()))])),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()
             }),
-            status: Some(PodStatus { phase: Some(phase.into()), ..Default::default() }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
         }
     }
 

@@ -19,7 +19,11 @@ pub(crate) struct MarkerScanner {
 
 impl MarkerScanner {
     pub fn new(nonce: &str) -> MarkerScanner {
-        MarkerScanner { prefix: format!("flotilla-step {nonce} ").into_bytes(), in_marker: false, pending: Vec::new() }
+        MarkerScanner {
+            prefix: format!("flotilla-step {nonce} ").into_bytes(),
+            in_marker: false,
+            pending: Vec::new(),
+        }
     }
 
     /// Splits `bytes` into output and marker frames; bytes of a marker still open are held
@@ -55,7 +59,11 @@ impl MarkerScanner {
                 continue;
             }
             self.pending.push(b);
-            if self.pending.len() > MAX_MARKER_BYTES || !self.prefix.starts_with(&self.pending[..self.pending.len().min(self.prefix.len())]) {
+            if self.pending.len() > MAX_MARKER_BYTES
+                || !self
+                    .prefix
+                    .starts_with(&self.pending[..self.pending.len().min(self.prefix.len())])
+            {
                 output.push(RS);
                 output.append(&mut self.pending);
                 self.in_marker = false;
@@ -93,8 +101,16 @@ mod tests {
     fn markers_split_across_chunks_leave_the_output_exact() {
         let mut s = OutputState::default();
         let mut m = MarkerScanner::new("7-42");
-        feed(&mut s, &mut m, b"\x1eflotilla-step 7-42 start 0\x1e$ echo hi\nhi\n\x1eflotilla-st");
-        feed(&mut s, &mut m, b"ep 7-42 end 0 0\x1e\x1eflotilla-step 7-42 start 1\x1eno newline");
+        feed(
+            &mut s,
+            &mut m,
+            b"\x1eflotilla-step 7-42 start 0\x1e$ echo hi\nhi\n\x1eflotilla-st",
+        );
+        feed(
+            &mut s,
+            &mut m,
+            b"ep 7-42 end 0 0\x1e\x1eflotilla-step 7-42 start 1\x1eno newline",
+        );
         feed(&mut s, &mut m, b"\x1eflotilla-step 7-42 end 1 3\x1e");
         assert_eq!(s.data, b"$ echo hi\nhi\nno newline");
         assert_eq!(s.step_started, Some(1));

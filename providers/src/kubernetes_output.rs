@@ -8,11 +8,11 @@
 //! only then does the provider report the exit code.
 
 use crate::kubernetes_markers::MarkerScanner;
-use crate::output_window::{wait_for_room, Frame, OutputState, OutputWindow};
+use crate::output_window::{Frame, OutputState, OutputWindow, wait_for_room};
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::LogParams;
 use kube::Api;
+use kube::api::LogParams;
 
 /// The container every worker pod runs.
 pub(crate) const CONTAINER: &str = "job";
@@ -20,7 +20,11 @@ pub(crate) const CONTAINER: &str = "job";
 /// Starts following the log of `pod`'s worker container from the beginning.
 pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_bytes: usize) -> OutputWindow {
     OutputWindow::spawn(move |s, d| async move {
-        let followed = LogParams { follow: true, container: Some(CONTAINER.into()), ..Default::default() };
+        let followed = LogParams {
+            follow: true,
+            container: Some(CONTAINER.into()),
+            ..Default::default()
+        };
         let mut scanner = MarkerScanner::new(&nonce);
         let read = read_log(&pods, &pod, &followed, &mut scanner, |frame| {
             let produced = s.lock().expect("output lock").feed(frame);
@@ -38,7 +42,11 @@ pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_by
         // Read the whole log once more; take only what the followed stream missed.
         let mut skip = s.lock().expect("output lock").total_bytes_seen;
         let mut catch_up = OutputState::default();
-        let whole = LogParams { follow: false, container: Some(CONTAINER.into()), ..Default::default() };
+        let whole = LogParams {
+            follow: false,
+            container: Some(CONTAINER.into()),
+            ..Default::default()
+        };
         let mut scanner = MarkerScanner::new(&nonce);
         let mut missed = Vec::new();
         let read = read_log(&pods, &pod, &whole, &mut scanner, |frame| {
@@ -62,12 +70,21 @@ pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_by
 }
 
 /// Reads a pod's log to its end, handing each frame to `take`.
-async fn read_log<F, Fut>(pods: &Api<Pod>, pod: &str, params: &LogParams, scanner: &mut MarkerScanner, mut take: F) -> Result<(), String>
+async fn read_log<F, Fut>(
+    pods: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+    scanner: &mut MarkerScanner,
+    mut take: F,
+) -> Result<(), String>
 where
     F: FnMut(Frame) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let stream = pods.log_stream(pod, params).await.map_err(|e| format!("log of {pod}: {e}"))?;
+    let stream = pods
+        .log_stream(pod, params)
+        .await
+        .map_err(|e| format!("log of {pod}: {e}"))?;
     futures::pin_mut!(stream);
     let mut buf = vec![0u8; 64 * 1024];
     loop {

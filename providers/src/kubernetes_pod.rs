@@ -6,7 +6,8 @@ use crate::docker::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
 use crate::kubernetes_output::CONTAINER;
 use crate::provider::{ProviderError, WorkerSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -79,11 +80,24 @@ fn tolerations(text: &str) -> Result<Vec<Toleration>, ProviderError> {
             if let Some(e) = &effect
                 && !matches!(e.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute")
             {
-                return Err(ProviderError::Rejected(format!("pool setting tolerations: effect {e:?} is not NoSchedule, PreferNoSchedule or NoExecute")));
+                return Err(ProviderError::Rejected(format!(
+                    "pool setting tolerations: effect {e:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+                )));
             }
             let toleration = match kv.split_once('=') {
-                Some((k, v)) => Toleration { key: Some(k.into()), operator: Some("Equal".into()), value: Some(v.into()), effect, ..Default::default() },
-                None => Toleration { key: Some(kv.into()), operator: Some("Exists".into()), effect, ..Default::default() },
+                Some((k, v)) => Toleration {
+                    key: Some(k.into()),
+                    operator: Some("Equal".into()),
+                    value: Some(v.into()),
+                    effect,
+                    ..Default::default()
+                },
+                None => Toleration {
+                    key: Some(kv.into()),
+                    operator: Some("Exists".into()),
+                    effect,
+                    ..Default::default()
+                },
             };
             Ok(toleration)
         })
@@ -92,7 +106,12 @@ fn tolerations(text: &str) -> Result<Vec<Toleration>, ProviderError> {
 
 /// Node selector of a pool: its `node_selector` setting.
 pub fn node_selector(settings: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ProviderError> {
-    Ok(key_values(settings.get(SETTING_NODE_SELECTOR).map_or("", String::as_str), SETTING_NODE_SELECTOR)?.into_iter().collect())
+    Ok(key_values(
+        settings.get(SETTING_NODE_SELECTOR).map_or("", String::as_str),
+        SETTING_NODE_SELECTOR,
+    )?
+    .into_iter()
+    .collect())
 }
 
 impl PodTemplate<'_> {
@@ -104,27 +123,64 @@ impl PodTemplate<'_> {
         let image = spec.image.as_deref().or(self.default_image).ok_or_else(|| {
             ProviderError::Rejected("the job names no image and the kubernetes provider has no default image".into())
         })?;
-        let mut command = vec!["sh".to_string(), "-c".to_string(), WRAPPER.to_string(), "flotilla-worker".to_string()];
+        let mut command = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            WRAPPER.to_string(),
+            "flotilla-worker".to_string(),
+        ];
         command.extend(spec.steps.iter().cloned());
-        let mut env: Vec<EnvVar> = spec.env.iter().map(|(k, v)| EnvVar { name: k.clone(), value: Some(v.clone()), ..Default::default() }).collect();
-        env.push(EnvVar { name: "FLOTILLA_JOB_ID".into(), value: Some(spec.job.0.to_string()), ..Default::default() });
-        env.push(EnvVar { name: "FLOTILLA_ATTEMPT".into(), value: Some(spec.attempt.to_string()), ..Default::default() });
-        env.push(EnvVar { name: "FLOTILLA_MARKER".into(), value: Some(marker_nonce(spec)), ..Default::default() });
+        let mut env: Vec<EnvVar> = spec
+            .env
+            .iter()
+            .map(|(k, v)| EnvVar {
+                name: k.clone(),
+                value: Some(v.clone()),
+                ..Default::default()
+            })
+            .collect();
+        env.push(EnvVar {
+            name: "FLOTILLA_JOB_ID".into(),
+            value: Some(spec.job.0.to_string()),
+            ..Default::default()
+        });
+        env.push(EnvVar {
+            name: "FLOTILLA_ATTEMPT".into(),
+            value: Some(spec.attempt.to_string()),
+            ..Default::default()
+        });
+        env.push(EnvVar {
+            name: "FLOTILLA_MARKER".into(),
+            value: Some(marker_nonce(spec)),
+            ..Default::default()
+        });
 
         let mut amounts = BTreeMap::from([
             ("cpu".to_string(), Quantity(format!("{}m", spec.resources.cpu_millis))),
-            ("memory".to_string(), Quantity(format!("{}Mi", spec.resources.memory_mib))),
+            (
+                "memory".to_string(),
+                Quantity(format!("{}Mi", spec.resources.memory_mib)),
+            ),
         ]);
         if spec.resources.gpus > 0 {
             amounts.insert("nvidia.com/gpu".into(), Quantity(spec.resources.gpus.to_string()));
         }
-        let resources = ResourceRequirements { requests: Some(amounts.clone()), limits: Some(amounts), ..Default::default() };
+        let resources = ResourceRequirements {
+            requests: Some(amounts.clone()),
+            limits: Some(amounts),
+            ..Default::default()
+        };
 
         let mut selector = node_selector(&spec.pool_settings)?;
         let mut tolerated = tolerations(spec.pool_settings.get(SETTING_TOLERATIONS).map_or("", String::as_str))?;
         for (k, v) in &spec.labels {
             if let Some(taint) = k.strip_prefix(TOLERATION_LABEL_PREFIX) {
-                tolerated.push(Toleration { key: Some(taint.into()), operator: Some("Equal".into()), value: Some(v.clone()), ..Default::default() });
+                tolerated.push(Toleration {
+                    key: Some(taint.into()),
+                    operator: Some("Equal".into()),
+                    value: Some(v.clone()),
+                    ..Default::default()
+                });
             } else if k.contains('/') {
                 // Kubernetes-style label keys (`kubernetes.io/arch`) select nodes.
                 selector.insert(k.clone(), v.clone());
@@ -155,7 +211,11 @@ impl PodTemplate<'_> {
             env: Some(env),
             resources: Some(resources),
             working_dir: Some("/workspace".into()),
-            volume_mounts: Some(vec![VolumeMount { name: "workspace".into(), mount_path: "/workspace".into(), ..Default::default() }]),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "workspace".into(),
+                mount_path: "/workspace".into(),
+                ..Default::default()
+            }]),
             ..Default::default()
         };
         Ok(Pod {
@@ -168,14 +228,22 @@ impl PodTemplate<'_> {
             spec: Some(PodSpec {
                 containers: vec![container],
                 restart_policy: Some("Never".into()),
-                active_deadline_seconds: Some(i64::try_from(timeout_s.saturating_add(self.deadline_margin_s)).unwrap_or(i64::MAX)),
-                termination_grace_period_seconds: Some(i64::try_from(self.stop_grace_ms.div_ceil(1000)).unwrap_or(i64::MAX)),
+                active_deadline_seconds: Some(
+                    i64::try_from(timeout_s.saturating_add(self.deadline_margin_s)).unwrap_or(i64::MAX),
+                ),
+                termination_grace_period_seconds: Some(
+                    i64::try_from(self.stop_grace_ms.div_ceil(1000)).unwrap_or(i64::MAX),
+                ),
                 node_selector: (!selector.is_empty()).then_some(selector),
                 tolerations: (!tolerated.is_empty()).then_some(tolerated),
                 image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
                 automount_service_account_token: Some(service_account.is_some()),
                 service_account_name: service_account,
-                volumes: Some(vec![Volume { name: "workspace".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }]),
+                volumes: Some(vec![Volume {
+                    name: "workspace".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             status: None,
@@ -184,9 +252,22 @@ impl PodTemplate<'_> {
 }
 
 /// Pod-level reasons that mean the pod was taken away, not that its job failed.
-const LOST_REASONS: [&str; 6] = ["Evicted", "NodeLost", "Preempting", "Shutdown", "Terminated", "UnexpectedAdmissionError"];
+const LOST_REASONS: [&str; 6] = [
+    "Evicted",
+    "NodeLost",
+    "Preempting",
+    "Shutdown",
+    "Terminated",
+    "UnexpectedAdmissionError",
+];
 /// Container waiting reasons that will not resolve by waiting.
-const STUCK_REASONS: [&str; 5] = ["InvalidImageName", "ErrImageNeverPull", "ImagePullBackOff", "CreateContainerConfigError", "CreateContainerError"];
+const STUCK_REASONS: [&str; 5] = [
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "ImagePullBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
 
 /// What a pod's status says, in the provider's terms.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -203,9 +284,16 @@ impl PodView {
     pub fn of(pod: &Pod) -> PodView {
         let status = pod.status.clone().unwrap_or_default();
         let phase = status.phase.as_deref().unwrap_or("Pending");
-        let container = status.container_statuses.as_ref().and_then(|v| v.iter().find(|c| c.name == CONTAINER)).cloned();
+        let container = status
+            .container_statuses
+            .as_ref()
+            .and_then(|v| v.iter().find(|c| c.name == CONTAINER))
+            .cloned();
         let state = container.as_ref().and_then(|c| c.state.clone()).unwrap_or_default();
-        let mut view = PodView { started: state.running.is_some() || state.terminated.is_some(), ..PodView::default() };
+        let mut view = PodView {
+            started: state.running.is_some() || state.terminated.is_some(),
+            ..PodView::default()
+        };
         if let Some(reason) = status.reason.as_deref().filter(|r| LOST_REASONS.contains(r)) {
             view.lost = Some(format!("pod {reason}: {}", status.message.unwrap_or_default()));
             return view;
@@ -217,7 +305,10 @@ impl PodView {
         if let Some(waiting) = state.waiting.as_ref()
             && let Some(reason) = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))
         {
-            view.lost = Some(format!("container cannot start: {reason}: {}", waiting.message.clone().unwrap_or_default()));
+            view.lost = Some(format!(
+                "container cannot start: {reason}: {}",
+                waiting.message.clone().unwrap_or_default()
+            ));
             return view;
         }
         if matches!(phase, "Succeeded" | "Failed") {
@@ -237,7 +328,9 @@ impl PodView {
 mod tests {
     use super::*;
     use flotilla_state_machine::{FencingToken, JobId, Resources};
-    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+    };
 
     fn spec() -> WorkerSpec {
         WorkerSpec {
@@ -264,7 +357,13 @@ mod tests {
     }
 
     fn template() -> PodTemplate<'static> {
-        PodTemplate { cluster: "ci", namespace: "workers", default_image: None, stop_grace_ms: 2_500, deadline_margin_s: 60 }
+        PodTemplate {
+            cluster: "ci",
+            namespace: "workers",
+            default_image: None,
+            stop_grace_ms: 2_500,
+            deadline_margin_s: 60,
+        }
     }
 
     #[test]
@@ -282,8 +381,19 @@ mod tests {
         assert_eq!(selector.get("pool").map(String::as_str), Some("ci"));
         assert_eq!(selector.get("kubernetes.io/arch").map(String::as_str), Some("arm64"));
         assert!(!selector.contains_key("tier"));
-        let keys: Vec<_> = p.tolerations.unwrap().into_iter().map(|t| (t.key.unwrap(), t.effect)).collect();
-        assert_eq!(keys, vec![("gpu".to_string(), Some("NoSchedule".to_string())), ("dedicated".to_string(), None)]);
+        let keys: Vec<_> = p
+            .tolerations
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.key.unwrap(), t.effect))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("gpu".to_string(), Some("NoSchedule".to_string())),
+                ("dedicated".to_string(), None)
+            ]
+        );
         assert_eq!(p.service_account_name.as_deref(), Some("runner"));
         assert_eq!(p.image_pull_secrets.unwrap().len(), 2);
         let c = &p.containers[0];
@@ -291,7 +401,13 @@ mod tests {
         assert_eq!(limits["cpu"].0, "500m");
         assert_eq!(limits["memory"].0, "256Mi");
         assert_eq!(limits["nvidia.com/gpu"].0, "1");
-        assert!(c.env.clone().unwrap().iter().any(|e| e.name == "FLOTILLA_MARKER" && e.value.as_deref() == Some("3-40")));
+        assert!(
+            c.env
+                .clone()
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "FLOTILLA_MARKER" && e.value.as_deref() == Some("3-40"))
+        );
     }
 
     #[test]
@@ -312,7 +428,11 @@ mod tests {
             status: Some(PodStatus {
                 phase: Some(phase.into()),
                 reason: reason.map(str::to_string),
-                container_statuses: Some(vec![ContainerStatus { name: CONTAINER.into(), state: Some(state), ..Default::default() }]),
+                container_statuses: Some(vec![ContainerStatus {
+                    name: CONTAINER.into(),
+                    state: Some(state),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -321,14 +441,39 @@ mod tests {
 
     #[test]
     fn statuses_read_as_started_finished_or_lost() {
-        let terminated = |code| ContainerState { terminated: Some(ContainerStateTerminated { exit_code: code, ..Default::default() }), ..Default::default() };
-        assert_eq!(PodView::of(&pod("Pending", None, ContainerState::default())), PodView::default());
+        let terminated = |code| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            PodView::of(&pod("Pending", None, ContainerState::default())),
+            PodView::default()
+        );
         assert_eq!(PodView::of(&pod("Failed", None, terminated(3))).exit_code, Some(3));
         assert_eq!(PodView::of(&pod("Succeeded", None, terminated(0))).exit_code, Some(0));
-        assert!(PodView::of(&pod("Failed", Some("Evicted"), terminated(137))).lost.is_some());
-        let waiting = ContainerState { waiting: Some(ContainerStateWaiting { reason: Some("ImagePullBackOff".into()), message: None }), ..Default::default() };
+        assert!(
+            PodView::of(&pod("Failed", Some("Evicted"), terminated(137)))
+                .lost
+                .is_some()
+        );
+        let waiting = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ImagePullBackOff".into()),
+                message: None,
+            }),
+            ..Default::default()
+        };
         assert!(PodView::of(&pod("Pending", None, waiting)).lost.is_some());
-        let pulling = ContainerState { waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }), ..Default::default() };
+        let pulling = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
+            ..Default::default()
+        };
         assert_eq!(PodView::of(&pod("Pending", None, pulling)).lost, None);
     }
 }

@@ -4,7 +4,9 @@
 /// The value of a quantity in its base unit (cores, bytes, devices); `None` if unreadable.
 pub fn parse_quantity(text: &str) -> Option<f64> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let (number, suffix) = match suffix {
         s if (s.starts_with('e') || s.starts_with('E')) && s.len() > 1 => {

@@ -24,8 +24,8 @@ pub mod kubernetes_quantity;
 mod output_window;
 mod process;
 mod provider;
-mod sim;
 mod provider_set;
+mod sim;
 mod tombstones;
 
 pub use any_provider::AnyProvider;
@@ -35,7 +35,7 @@ pub use guarded::{GuardConfig, Guarded};
 pub use kubernetes::{KubernetesConfig, KubernetesProvider};
 pub use kubernetes_pod::PodView;
 pub use process::{ProcessConfig, ProcessProvider};
-pub use provider::{parse_worker_name, worker_name, Observation, ProviderError, WorkerProvider, WorkerSpec};
+pub use provider::{Observation, ProviderError, WorkerProvider, WorkerSpec, parse_worker_name, worker_name};
 pub use provider_set::ProviderSet;
 pub use sim::{SimConfig, SimProvider};
 pub use tombstones::Tombstones;

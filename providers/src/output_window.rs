@@ -37,7 +37,11 @@ impl OutputWindow {
         let state = Arc::new(Mutex::new(OutputState::default()));
         let drained = Arc::new(Notify::new());
         let follower = tokio::spawn(follow(state.clone(), drained.clone()));
-        OutputWindow { state, drained, follower }
+        OutputWindow {
+            state,
+            drained,
+            follower,
+        }
     }
 
     pub fn with_state<T>(&self, f: impl FnOnce(&OutputState) -> T) -> T {
@@ -122,7 +126,10 @@ impl OutputState {
     /// were released (the follower may read again).
     pub(crate) fn read(&mut self, offset: u64, max_bytes: usize) -> Result<(Vec<u8>, bool), ProviderError> {
         if offset < self.base {
-            return Err(ProviderError::Unavailable(format!("output before byte {} was already released", self.base)));
+            return Err(ProviderError::Unavailable(format!(
+                "output before byte {} was already released",
+                self.base
+            )));
         }
         let release = ((offset - self.base) as usize).min(self.data.len());
         if release > 0 {

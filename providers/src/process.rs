@@ -79,7 +79,12 @@ impl ProcessProvider {
 /// workers' files; such a directory is refused instead of used.
 fn make_private(root: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{}: {why}", root.display()));
+    let refuse = |why: String| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{}: {why}", root.display()),
+        )
+    };
     let meta = std::fs::symlink_metadata(root)?;
     if !meta.file_type().is_dir() {
         return Err(refuse("is not a directory (a symbolic link is refused)".into()));
@@ -87,7 +92,10 @@ fn make_private(root: &Path) -> std::io::Result<()> {
     // The owner of /proc/self is the user this process runs as.
     let me = std::fs::metadata("/proc/self")?.uid();
     if meta.uid() != me {
-        return Err(refuse(format!("is owned by uid {}, not by this user (uid {me}); choose another --process-work-dir", meta.uid())));
+        return Err(refuse(format!(
+            "is owned by uid {}, not by this user (uid {me}); choose another --process-work-dir",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o077 != 0 {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
@@ -101,23 +109,34 @@ fn read_trimmed(path: &Path) -> Option<String> {
 
 /// Whether `pid` is a live process running this worker's wrapper.
 fn alive(pid: u32, dir: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    let zombie = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'));
     !zombie && String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy())
 }
 
 fn signal_group(pid: u32, signal: &str) {
-    let _ = std::process::Command::new("kill").args([signal, "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+    let _ = std::process::Command::new("kill")
+        .args([signal, "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl WorkerProvider for ProcessProvider {
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
         if spec.image.is_some() {
-            return Err(ProviderError::Unsupported("the process provider cannot run container images".into()));
+            return Err(ProviderError::Unsupported(
+                "the process provider cannot run container images".into(),
+            ));
         }
         let name = spec.name();
-        let buried = || ProviderError::Rejected(format!("worker {name} was removed before; an attempt never runs twice"));
+        let buried =
+            || ProviderError::Rejected(format!("worker {name} was removed before; an attempt never runs twice"));
         if self.tombstones.is_buried(&name) {
             return Err(buried());
         }
@@ -170,10 +189,16 @@ impl WorkerProvider for ProcessProvider {
         if !dir.exists() {
             return Ok(Observation::default());
         }
-        let mut o = Observation { exists: true, ..Observation::default() };
+        let mut o = Observation {
+            exists: true,
+            ..Observation::default()
+        };
         let pid: Option<u32> = read_trimmed(&dir.join("pid")).and_then(|s| s.parse().ok());
         o.started = pid.is_some();
-        for line in std::fs::read_to_string(dir.join("steps.log")).unwrap_or_default().lines() {
+        for line in std::fs::read_to_string(dir.join("steps.log"))
+            .unwrap_or_default()
+            .lines()
+        {
             let parts: Vec<&str> = line.split_whitespace().collect();
             match parts.as_slice() {
                 ["start", n] => o.step_started = n.parse().ok(),
@@ -191,7 +216,10 @@ impl WorkerProvider for ProcessProvider {
             (Some(_), _) => false,
             (None, Some(pid)) => !alive(pid, &dir),
             (None, None) => {
-                let age = std::fs::metadata(&dir).and_then(|m| m.modified()).ok().and_then(|t| SystemTime::now().duration_since(t).ok());
+                let age = std::fs::metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
                 age.is_some_and(|a| a > START_GRACE)
             }
         };
@@ -260,7 +288,10 @@ mod tests {
         std::fs::create_dir(&open_dir).unwrap();
         std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         make_private(&open_dir).unwrap();
-        assert_eq!(std::fs::metadata(&open_dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&open_dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
 
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&open_dir, &link).unwrap();

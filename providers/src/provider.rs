@@ -97,7 +97,12 @@ pub trait WorkerProvider: Send + Sync + 'static {
     fn create(&self, spec: &WorkerSpec) -> impl Future<Output = Result<String, ProviderError>> + Send;
     fn observe(&self, name: &str) -> impl Future<Output = Result<Observation, ProviderError>> + Send;
     /// Up to `max_bytes` of output starting at `offset`.
-    fn read_output(&self, name: &str, offset: u64, max_bytes: usize) -> impl Future<Output = Result<Vec<u8>, ProviderError>> + Send;
+    fn read_output(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, ProviderError>> + Send;
     /// Stops the worker; `true` once it no longer runs.
     fn terminate(&self, name: &str) -> impl Future<Output = Result<bool, ProviderError>> + Send;
     /// Deletes what is left of a stopped worker (its directory, container...).
@@ -124,8 +129,23 @@ mod tests {
     #[test]
     fn worker_names_parse_back_and_other_names_do_not() {
         assert_eq!(parse_worker_name(&worker_name(JobId(1042), 3)), Some((JobId(1042), 3)));
-        assert_eq!(parse_worker_name(&worker_name(JobId(u64::MAX), u32::MAX)), Some((JobId(u64::MAX), u32::MAX)));
-        for other in ["", "j", "j1", "j1-a", "j-a1", "x1-a1", "j1-a1x", "j+1-a1", "j1-a+1", "j1-a99999999999", "flotilla-j1-a1"] {
+        assert_eq!(
+            parse_worker_name(&worker_name(JobId(u64::MAX), u32::MAX)),
+            Some((JobId(u64::MAX), u32::MAX))
+        );
+        for other in [
+            "",
+            "j",
+            "j1",
+            "j1-a",
+            "j-a1",
+            "x1-a1",
+            "j1-a1x",
+            "j+1-a1",
+            "j1-a+1",
+            "j1-a99999999999",
+            "flotilla-j1-a1",
+        ] {
             assert_eq!(parse_worker_name(other), None, "{other:?}");
         }
     }

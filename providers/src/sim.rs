@@ -39,7 +39,10 @@ pub struct SimProvider {
 
 impl SimProvider {
     pub fn new(config: SimConfig) -> Self {
-        SimProvider { config, workers: Mutex::new(Workers::default()) }
+        SimProvider {
+            config,
+            workers: Mutex::new(Workers::default()),
+        }
     }
 
     fn workers(&self) -> std::sync::MutexGuard<'_, Workers> {
@@ -50,7 +53,10 @@ impl SimProvider {
 fn env_number<T: std::str::FromStr>(spec: &WorkerSpec, key: &str) -> Result<Option<T>, ProviderError> {
     spec.env
         .get(key)
-        .map(|v| v.parse().map_err(|_| ProviderError::Rejected(format!("env {key}={v:?} is not a number"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| ProviderError::Rejected(format!("env {key}={v:?} is not a number")))
+        })
         .transpose()
 }
 
@@ -61,16 +67,29 @@ impl WorkerProvider for SimProvider {
         let exit_code = env_number(spec, "SIM_EXIT_CODE")?.unwrap_or(0);
         let mut w = self.workers();
         if w.removed.contains(&name) {
-            return Err(ProviderError::Rejected(format!("worker {name} was removed before; an attempt never runs twice")));
+            return Err(ProviderError::Rejected(format!(
+                "worker {name} was removed before; an attempt never runs twice"
+            )));
         }
-        w.live.entry(name.clone()).or_insert(SimWorker { created: Instant::now(), duration: Duration::from_millis(duration_ms), exit_code });
+        w.live.entry(name.clone()).or_insert(SimWorker {
+            created: Instant::now(),
+            duration: Duration::from_millis(duration_ms),
+            exit_code,
+        });
         Ok(name)
     }
 
     async fn observe(&self, name: &str) -> Result<Observation, ProviderError> {
         let w = self.workers();
-        let Some(worker) = w.live.get(name) else { return Ok(Observation::default()) };
-        let mut o = Observation { exists: true, started: true, step_started: Some(0), ..Observation::default() };
+        let Some(worker) = w.live.get(name) else {
+            return Ok(Observation::default());
+        };
+        let mut o = Observation {
+            exists: true,
+            started: true,
+            step_started: Some(0),
+            ..Observation::default()
+        };
         if worker.created.elapsed() >= worker.duration {
             o.steps_finished = vec![(0, worker.exit_code)];
             o.exit_code = Some(worker.exit_code);

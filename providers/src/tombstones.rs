@@ -22,7 +22,10 @@ pub struct Tombstones {
 impl Tombstones {
     pub fn new(dir: PathBuf, keep_ms: u64) -> std::io::Result<Tombstones> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Tombstones { dir, keep: Duration::from_millis(keep_ms) })
+        Ok(Tombstones {
+            dir,
+            keep: Duration::from_millis(keep_ms),
+        })
     }
 
     /// Records that `name` is removed for good. Called before the worker is deleted.
@@ -36,10 +39,17 @@ impl Tombstones {
 
     /// Forgets tombstones older than `keep_ms`.
     pub fn prune(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         let now = SystemTime::now();
         for e in entries.flatten() {
-            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok()).is_some_and(|age| age > self.keep);
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > self.keep);
             if old {
                 let _ = std::fs::remove_file(e.path());
             }

@@ -3,10 +3,10 @@
 //! name and checks that no container of it is left.
 
 mod common;
-use common::wait_until;
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use bollard::Docker;
-use flotilla_providers::{DockerConfig, DockerProvider, ProviderError, WorkerProvider, WorkerSpec, LABEL_CLUSTER};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use common::wait_until;
+use flotilla_providers::{DockerConfig, DockerProvider, LABEL_CLUSTER, ProviderError, WorkerProvider, WorkerSpec};
 use flotilla_state_machine::Resources;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +16,11 @@ const IMAGE: &str = "flotilla-test/busybox:1";
 
 /// A job in the test image, with limits the tests check on the container.
 fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
-    WorkerSpec { image: Some(IMAGE.into()), resources: Resources::new(500, 64, 0), ..common::spec(job, steps) }
+    WorkerSpec {
+        image: Some(IMAGE.into()),
+        resources: Resources::new(500, 64, 0),
+        ..common::spec(job, steps)
+    }
 }
 
 /// Removes the containers of a test's cluster when the test ends, passed or not (the tests
@@ -26,7 +30,10 @@ struct Cleanup(String);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let filter = format!("label={LABEL_CLUSTER}={}", self.0);
-        if let Ok(out) = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+        if let Ok(out) = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = std::process::Command::new("docker").args(["rm", "-f", id]).output();
             }
@@ -43,7 +50,10 @@ fn cleanup(test: &str) -> Cleanup {
 async fn provider(test: &str) -> (DockerProvider, Docker) {
     let docker = Docker::connect_with_unix(SOCKET, 30, bollard::API_DEFAULT_VERSION)
         .unwrap_or_else(|e| panic!("the Docker Engine at {SOCKET} is required: {e}"));
-    docker.inspect_image(IMAGE).await.unwrap_or_else(|e| panic!("image {IMAGE} is missing ({e}); build it with scripts/test-image"));
+    docker
+        .inspect_image(IMAGE)
+        .await
+        .unwrap_or_else(|e| panic!("image {IMAGE} is missing ({e}); build it with scripts/test-image"));
     let cluster = format!("ft-{test}-{}", std::process::id());
     let tombstones = std::env::temp_dir().join(format!("{cluster}-removed"));
     let mut config = DockerConfig::new(SOCKET, cluster, tombstones);
@@ -52,8 +62,19 @@ async fn provider(test: &str) -> (DockerProvider, Docker) {
 }
 
 async fn containers_of(docker: &Docker, p: &DockerProvider) -> usize {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_CLUSTER}={}", p.config().cluster)])]);
-    docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await.unwrap().len()
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_CLUSTER}={}", p.config().cluster)],
+    )]);
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .len()
 }
 
 async fn read_all(p: &DockerProvider, name: &str, chunk: usize) -> Vec<u8> {
@@ -75,17 +96,31 @@ async fn read_all(p: &DockerProvider, name: &str, chunk: usize) -> Vec<u8> {
 async fn runs_steps_with_labels_and_limits_and_reports_output_and_exit() {
     let _cleanup = cleanup("steps");
     let (p, docker) = provider("steps").await;
-    let s = spec(1, &["echo $GREETING from $FLOTILLA_JOB_ID in $(pwd)", "echo second >&2", "exit 3", "echo never"]);
+    let s = spec(
+        1,
+        &[
+            "echo $GREETING from $FLOTILLA_JOB_ID in $(pwd)",
+            "echo second >&2",
+            "exit 3",
+            "echo never",
+        ],
+    );
     let id = p.create(&s).await.unwrap();
     let name = s.name();
     let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(3));
     assert_eq!(o.steps_finished, vec![(0, 0), (1, 0), (2, 3)]);
     let out = String::from_utf8(read_all(&p, &name, 7).await).unwrap();
-    assert_eq!(out, "$ echo $GREETING from $FLOTILLA_JOB_ID in $(pwd)\nhi from 1 in /workspace\n$ echo second >&2\nsecond\n$ exit 3\n");
+    assert_eq!(
+        out,
+        "$ echo $GREETING from $FLOTILLA_JOB_ID in $(pwd)\nhi from 1 in /workspace\n$ echo second >&2\nsecond\n$ exit 3\n"
+    );
     assert_eq!(o.output_bytes, out.len() as u64);
 
-    let info = docker.inspect_container(&p.container_name(&name), None::<InspectContainerOptions>).await.unwrap();
+    let info = docker
+        .inspect_container(&p.container_name(&name), None::<InspectContainerOptions>)
+        .await
+        .unwrap();
     assert_eq!(info.id.as_deref(), Some(id.as_str()));
     let labels = info.config.unwrap().labels.unwrap();
     assert_eq!(labels.get("flotilla.job").map(String::as_str), Some("1"));
@@ -183,7 +218,12 @@ async fn a_missing_image_is_a_permanent_refusal_and_a_dead_engine_a_transient_on
     assert!(matches!(e, ProviderError::Rejected(_)) && !e.is_transient(), "{e:?}");
     assert_eq!(containers_of(&docker, &p).await, 0);
 
-    let down = DockerProvider::new(DockerConfig::new("/nonexistent/docker.sock", "ft-down", std::env::temp_dir().join("ft-down-removed"))).unwrap();
+    let down = DockerProvider::new(DockerConfig::new(
+        "/nonexistent/docker.sock",
+        "ft-down",
+        std::env::temp_dir().join("ft-down-removed"),
+    ))
+    .unwrap();
     let e = down.create(&spec(6, &["true"])).await.unwrap_err();
     assert!(matches!(e, ProviderError::Unavailable(_)) && e.is_transient(), "{e:?}");
 }

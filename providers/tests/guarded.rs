@@ -2,7 +2,9 @@
 
 mod common;
 
-use flotilla_providers::{BreakerConfig, BreakerState, GuardConfig, Guarded, Observation, ProviderError, WorkerProvider, WorkerSpec};
+use flotilla_providers::{
+    BreakerConfig, BreakerState, GuardConfig, Guarded, Observation, ProviderError, WorkerProvider, WorkerSpec,
+};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -27,7 +29,10 @@ impl WorkerProvider for Flaky {
         if self.down.load(Ordering::SeqCst) {
             return Err(ProviderError::Unavailable("connection refused".into()));
         }
-        Ok(Observation { exists: true, ..Observation::default() })
+        Ok(Observation {
+            exists: true,
+            ..Observation::default()
+        })
     }
 
     async fn read_output(&self, _: &str, _: u64, _: usize) -> Result<Vec<u8>, ProviderError> {
@@ -48,7 +53,15 @@ impl WorkerProvider for Flaky {
 }
 
 fn guarded() -> Guarded<Flaky> {
-    let config = GuardConfig { call_timeout_ms: 200, retries: 1, retry_base_ms: 10, breaker: BreakerConfig { failure_threshold: 2, open_ms: 300 } };
+    let config = GuardConfig {
+        call_timeout_ms: 200,
+        retries: 1,
+        retry_base_ms: 10,
+        breaker: BreakerConfig {
+            failure_threshold: 2,
+            open_ms: 300,
+        },
+    };
     Guarded::new(Flaky::default(), config)
 }
 
@@ -69,12 +82,18 @@ async fn transient_failures_are_retried_then_open_the_breaker_until_a_probe_succ
     let before = calls(&g);
     let e = g.observe("w").await.unwrap_err();
     assert!(matches!(e, ProviderError::CircuitOpen { .. }), "{e:?}");
-    assert!(e.to_string().contains("connection refused"), "the last cause is reported: {e}");
+    assert!(
+        e.to_string().contains("connection refused"),
+        "the last cause is reported: {e}"
+    );
     assert_eq!(calls(&g), before, "an open breaker does not call the provider");
 
     g.inner().down.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(g.observe("w").await.is_ok(), "the probe after the cool-down goes through");
+    assert!(
+        g.observe("w").await.is_ok(),
+        "the probe after the cool-down goes through"
+    );
     assert_eq!(g.breaker_state(), BreakerState::Closed);
 }
 

@@ -6,7 +6,9 @@
 mod common;
 use common::*;
 use flotilla_fake_kube::{FakeKube, FakeKubeConfig, NodeSpec};
-use flotilla_providers::{KubernetesConfig, KubernetesProvider, Observation, ProviderError, WorkerProvider, WorkerSpec};
+use flotilla_providers::{
+    KubernetesConfig, KubernetesProvider, Observation, ProviderError, WorkerProvider, WorkerSpec,
+};
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,11 +16,19 @@ use std::time::{Duration, Instant};
 const NS: &str = "workers";
 
 async fn fake() -> FakeKube {
-    let kube = FakeKube::start(FakeKubeConfig { bookmark_interval_ms: 200, ..FakeKubeConfig::default() }).await.unwrap();
+    let kube = FakeKube::start(FakeKubeConfig {
+        bookmark_interval_ms: 200,
+        ..FakeKubeConfig::default()
+    })
+    .await
+    .unwrap();
     kube.cluster().add_node(NodeSpec {
         name: "node-a".into(),
         labels: BTreeMap::from([("pool".to_string(), "ci".to_string())]),
-        allocatable: BTreeMap::from([("cpu".to_string(), "4".to_string()), ("memory".to_string(), "8Gi".to_string())]),
+        allocatable: BTreeMap::from([
+            ("cpu".to_string(), "4".to_string()),
+            ("memory".to_string(), "8Gi".to_string()),
+        ]),
     });
     kube
 }
@@ -38,7 +48,12 @@ fn kspec(job: u64, steps: &[&str]) -> WorkerSpec {
     s
 }
 
-async fn observe_until(p: &KubernetesProvider, name: &str, what: &str, done: impl Fn(&Observation) -> bool) -> Observation {
+async fn observe_until(
+    p: &KubernetesProvider,
+    name: &str,
+    what: &str,
+    done: impl Fn(&Observation) -> bool,
+) -> Observation {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match p.observe(name).await {
@@ -54,7 +69,12 @@ async fn all_output(p: &KubernetesProvider, name: &str, o: &Observation) -> Stri
     let mut out = Vec::new();
     while (out.len() as u64) < o.output_bytes {
         let chunk = p.read_output(name, out.len() as u64, 1 << 20).await.unwrap();
-        assert!(!chunk.is_empty(), "output stopped at {} of {}", out.len(), o.output_bytes);
+        assert!(
+            !chunk.is_empty(),
+            "output stopped at {} of {}",
+            out.len(),
+            o.output_bytes
+        );
         out.extend(chunk);
     }
     String::from_utf8(out).unwrap()
@@ -64,7 +84,10 @@ async fn all_output(p: &KubernetesProvider, name: &str, o: &Observation) -> Stri
 async fn a_pod_runs_its_steps_and_its_state_comes_from_the_watch() {
     let kube = fake().await;
     let p = provider(&kube);
-    let s = kspec(1, &["echo $GREETING from $FLOTILLA_JOB_ID", "echo second >&2", "exit 3"]);
+    let s = kspec(
+        1,
+        &["echo $GREETING from $FLOTILLA_JOB_ID", "echo second >&2", "exit 3"],
+    );
     p.create(&s).await.unwrap();
     let pod = kube.cluster().pod(NS, "ci-j1-a1").expect("pod created");
     assert_eq!(pod.metadata.labels.unwrap()["flotilla.worker"], "j1-a1");
@@ -72,11 +95,18 @@ async fn a_pod_runs_its_steps_and_its_state_comes_from_the_watch() {
     assert_eq!(o.exit_code, Some(3));
     assert_eq!(o.steps_finished, vec![(0, 0), (1, 0), (2, 3)]);
     let out = all_output(&p, "j1-a1", &o).await;
-    assert_eq!(out, "$ echo $GREETING from $FLOTILLA_JOB_ID\nhi from 1\n$ echo second >&2\nsecond\n$ exit 3\n");
+    assert_eq!(
+        out,
+        "$ echo $GREETING from $FLOTILLA_JOB_ID\nhi from 1\n$ echo second >&2\nsecond\n$ exit 3\n"
+    );
     // Dozens of observations, a handful of single-pod GETs (before the watch saw the pod).
     let c = kube.cluster();
     assert!(c.watch_requests() >= 1, "no watch was opened");
-    assert!(c.get_requests() <= 5, "observations polled the API server: {} GETs", c.get_requests());
+    assert!(
+        c.get_requests() <= 5,
+        "observations polled the API server: {} GETs",
+        c.get_requests()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,8 +128,13 @@ async fn a_second_create_is_adopted_not_run_again() {
 async fn output_is_followed_while_the_pod_runs() {
     let kube = fake().await;
     let p = provider(&kube);
-    p.create(&kspec(3, &["echo first; sleep 2; echo second"])).await.unwrap();
-    let early = observe_until(&p, "j3-a1", "first line followed", |o| o.output_bytes >= "$ echo first; sleep 2; echo second\nfirst\n".len() as u64).await;
+    p.create(&kspec(3, &["echo first; sleep 2; echo second"]))
+        .await
+        .unwrap();
+    let early = observe_until(&p, "j3-a1", "first line followed", |o| {
+        o.output_bytes >= "$ echo first; sleep 2; echo second\nfirst\n".len() as u64
+    })
+    .await;
     assert_eq!(early.exit_code, None, "still running: {early:?}");
     let text = all_output(&p, "j3-a1", &early).await;
     assert!(text.ends_with("first\n"), "{text:?}");
@@ -119,7 +154,15 @@ async fn the_pod_deadline_stops_a_job_past_its_timeout() {
     let mut s = kspec(4, &["sleep 30"]);
     s.timeout_ms = 1_000;
     p.create(&s).await.unwrap();
-    assert_eq!(kube.cluster().pod(NS, "ci-j4-a1").unwrap().spec.unwrap().active_deadline_seconds, Some(1));
+    assert_eq!(
+        kube.cluster()
+            .pod(NS, "ci-j4-a1")
+            .unwrap()
+            .spec
+            .unwrap()
+            .active_deadline_seconds,
+        Some(1)
+    );
     let started = Instant::now();
     let o = observe_until(&p, "j4-a1", "deadline", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(137));
@@ -132,10 +175,16 @@ async fn the_pod_deadline_stops_a_job_past_its_timeout() {
 async fn cancel_deletes_the_pod_and_the_attempt_cannot_come_back() {
     let kube = fake().await;
     let p = provider(&kube);
-    let s = kspec(5, &["trap 'echo got TERM; exit 143' TERM; while true; do sleep 0.1; done"]);
+    let s = kspec(
+        5,
+        &["trap 'echo got TERM; exit 143' TERM; while true; do sleep 0.1; done"],
+    );
     p.create(&s).await.unwrap();
     observe_until(&p, "j5-a1", "running", |o| o.started && o.step_started == Some(0)).await;
-    assert!(!p.terminate("j5-a1").await.unwrap(), "a running pod is not gone at once");
+    assert!(
+        !p.terminate("j5-a1").await.unwrap(),
+        "a running pod is not gone at once"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !p.terminate("j5-a1").await.unwrap() {
         assert!(Instant::now() < deadline, "the pod never stopped");
@@ -147,9 +196,17 @@ async fn cancel_deletes_the_pod_and_the_attempt_cannot_come_back() {
         assert!(Instant::now() < deadline, "the pod was never deleted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(kube.cluster().config_map_names(NS).contains(&"ci-removed-j5-a1".to_string()), "no tombstone");
+    assert!(
+        kube.cluster()
+            .config_map_names(NS)
+            .contains(&"ci-removed-j5-a1".to_string()),
+        "no tombstone"
+    );
     // A deposed leader asking for the same attempt again is refused, by this or another node.
-    assert!(matches!(provider(&kube).create(&s).await, Err(ProviderError::Rejected(_))));
+    assert!(matches!(
+        provider(&kube).create(&s).await,
+        Err(ProviderError::Rejected(_))
+    ));
     assert_eq!(kube.cluster().pods_created(), 1);
 }
 
@@ -189,14 +246,20 @@ async fn a_watch_answered_410_gone_is_replaced_by_a_fresh_list() {
     // The re-listed store keeps serving: the exit is seen without single-pod GETs.
     let o = observe_until(&p, "j8-a1", "exit after re-list", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(0));
-    assert_eq!(kube.cluster().get_requests(), gets, "the store stopped serving after the re-list");
+    assert_eq!(
+        kube.cluster().get_requests(),
+        gets,
+        "the store stopped serving after the re-list"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_provider_adopts_running_pods_by_label() {
     let kube = fake().await;
     let old = provider(&kube);
-    old.create(&kspec(9, &["echo before", "sleep 1", "echo after"])).await.unwrap();
+    old.create(&kspec(9, &["echo before", "sleep 1", "echo after"]))
+        .await
+        .unwrap();
     observe_until(&old, "j9-a1", "running", |o| o.step_started.is_some()).await;
     drop(old);
     let new = provider(&kube);
@@ -214,7 +277,10 @@ async fn capacity_is_the_nodes_allocatable_minus_other_pods() {
     kube.cluster().add_node(NodeSpec {
         name: "node-b".into(),
         labels: BTreeMap::from([("pool".to_string(), "other".to_string())]),
-        allocatable: BTreeMap::from([("cpu".to_string(), "64".to_string()), ("memory".to_string(), "64Gi".to_string())]),
+        allocatable: BTreeMap::from([
+            ("cpu".to_string(), "64".to_string()),
+            ("memory".to_string(), "64Gi".to_string()),
+        ]),
     });
     let p = provider(&kube);
     let pool = PoolSpec {
@@ -226,7 +292,10 @@ async fn capacity_is_the_nodes_allocatable_minus_other_pods() {
         settings: BTreeMap::from([("node_selector".to_string(), "pool=ci".to_string())]),
     };
     assert_eq!(p.capacity(&pool).await.unwrap(), Some(Resources::new(4000, 8192, 0)));
-    let requests = BTreeMap::from([("cpu".to_string(), "1500m".to_string()), ("memory".to_string(), "1Gi".to_string())]);
+    let requests = BTreeMap::from([
+        ("cpu".to_string(), "1500m".to_string()),
+        ("memory".to_string(), "1Gi".to_string()),
+    ]);
     kube.cluster().add_foreign_pod("default", "web", "node-a", requests);
     assert_eq!(p.capacity(&pool).await.unwrap(), Some(Resources::new(2500, 7168, 0)));
     // Flotilla's own pods are counted by the replicated state, not here.

@@ -8,7 +8,10 @@ use std::time::Duration;
 #[tokio::test]
 async fn runs_steps_in_order_captures_output_and_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().into(),
+    })
+    .unwrap();
     let s = spec(1, &["echo $GREETING from $FLOTILLA_JOB_ID", "echo second >&2"]);
     let name = p.create(&s).await.unwrap();
     let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
@@ -16,7 +19,10 @@ async fn runs_steps_in_order_captures_output_and_exit() {
     assert_eq!(o.steps_finished, vec![(0, 0), (1, 0)]);
     assert!(o.started && !o.lost);
     let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
-    assert_eq!(out, "$ echo $GREETING from $FLOTILLA_JOB_ID\nhi from 1\n$ echo second >&2\nsecond\n");
+    assert_eq!(
+        out,
+        "$ echo $GREETING from $FLOTILLA_JOB_ID\nhi from 1\n$ echo second >&2\nsecond\n"
+    );
     assert_eq!(o.output_bytes, out.len() as u64);
     assert_eq!(p.read_output(&name, 8, 8).await.unwrap(), b"GREETING");
     p.remove(&name).await.unwrap();
@@ -26,7 +32,10 @@ async fn runs_steps_in_order_captures_output_and_exit() {
 #[tokio::test]
 async fn a_failing_step_stops_the_worker_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().into(),
+    })
+    .unwrap();
     let name = p.create(&spec(2, &["true", "exit 7", "echo never"])).await.unwrap();
     let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(7));
@@ -39,7 +48,10 @@ async fn a_failing_step_stops_the_worker_with_its_code() {
 async fn creating_twice_runs_once() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
-    let p = ProcessProvider::new(ProcessConfig { root: dir.path().join("workers") }).unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().join("workers"),
+    })
+    .unwrap();
     let step = format!("echo run >> {}", marker.display());
     let s = spec(3, &[&step]);
     let (a, b) = tokio::join!(p.create(&s), p.create(&s));
@@ -63,21 +75,37 @@ async fn creating_twice_runs_once() {
 #[tokio::test]
 async fn terminate_stops_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().into(),
+    })
+    .unwrap();
     let name = p.create(&spec(4, &["sleep 300 & sleep 300"])).await.unwrap();
     wait_until(&p, &name, "start", |o| o.started).await;
     assert!(p.terminate(&name).await.unwrap());
     let o = p.observe(&name).await.unwrap();
-    assert!(o.lost && o.exit_code.is_none(), "killed wrapper leaves no exit status: {o:?}");
-    let leftovers = std::process::Command::new("pgrep").args(["-f", &dir.path().to_string_lossy()]).output().unwrap();
-    assert!(leftovers.stdout.is_empty(), "processes survived: {}", String::from_utf8_lossy(&leftovers.stdout));
+    assert!(
+        o.lost && o.exit_code.is_none(),
+        "killed wrapper leaves no exit status: {o:?}"
+    );
+    let leftovers = std::process::Command::new("pgrep")
+        .args(["-f", &dir.path().to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(
+        leftovers.stdout.is_empty(),
+        "processes survived: {}",
+        String::from_utf8_lossy(&leftovers.stdout)
+    );
     assert!(p.terminate(&name).await.unwrap(), "terminating again is a no-op");
 }
 
 #[tokio::test]
 async fn images_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig { root: dir.path().into() }).unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().into(),
+    })
+    .unwrap();
     let mut s = spec(5, &["true"]);
     s.image = Some("alpine".into());
     assert!(p.create(&s).await.is_err());

@@ -32,7 +32,9 @@ pub(crate) fn config() -> bincode::config::Configuration {
 /// 64 GiB; a larger input is refused.
 macro_rules! with_decode_limit {
     ($len:expr, |$cfg:ident| $body:expr) => {{
-        let need = ($len as u64).saturating_mul($crate::codec::DECODE_EXPANSION).max($crate::codec::MIN_DECODE_LIMIT_BYTES);
+        let need = ($len as u64)
+            .saturating_mul($crate::codec::DECODE_EXPANSION)
+            .max($crate::codec::MIN_DECODE_LIMIT_BYTES);
         let base = $crate::codec::config();
         if need <= 1 << 16 {
             let $cfg = base.with_limit::<{ 1 << 16 }>();
@@ -68,7 +70,10 @@ macro_rules! with_decode_limit {
             let $cfg = base.with_limit::<{ 1 << 36 }>();
             $body
         } else {
-            Err($crate::codec::invalid_data(format!("record of {} bytes is larger than this build decodes", $len)))
+            Err($crate::codec::invalid_data(format!(
+                "record of {} bytes is larger than this build decodes",
+                $len
+            )))
         }
     }};
 }
@@ -83,8 +88,8 @@ pub fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
     let (&version, body) = bytes.split_first().ok_or_else(|| invalid_data("empty record"))?;
     check_version(version)?;
-    let (value, read) =
-        with_decode_limit!(body.len(), |cfg| bincode::serde::decode_from_slice(body, cfg).map_err(invalid_data))?;
+    let (value, read) = with_decode_limit!(body.len(), |cfg| bincode::serde::decode_from_slice(body, cfg)
+        .map_err(invalid_data))?;
     if read != body.len() {
         return Err(invalid_data(format!("record has {} trailing bytes", body.len() - read)));
     }
@@ -108,12 +113,15 @@ pub fn encoded_len<T: Serialize>(value: &T) -> io::Result<usize> {
 /// Decodes one bincode value (no version byte) from `r`, which holds at most `len_bytes`,
 /// with the decode limit of that length.
 pub(crate) fn decode_from_read<T: DeserializeOwned>(r: &mut impl io::Read, len_bytes: u64) -> io::Result<T> {
-    with_decode_limit!(len_bytes, |cfg| bincode::serde::decode_from_std_read(r, cfg).map_err(invalid_data))
+    with_decode_limit!(len_bytes, |cfg| bincode::serde::decode_from_std_read(r, cfg)
+        .map_err(invalid_data))
 }
 
 pub(crate) fn check_version(version: u8) -> io::Result<()> {
     if version != FORMAT_VERSION {
-        return Err(invalid_data(format!("record format version {version}, this build reads {FORMAT_VERSION}")));
+        return Err(invalid_data(format!(
+            "record format version {version}, this build reads {FORMAT_VERSION}"
+        )));
     }
     Ok(())
 }
@@ -133,7 +141,12 @@ mod tests {
         assert_eq!(decode::<(u64, String)>(&bytes).unwrap(), (7, "x".to_string()));
         let mut wrong = bytes.clone();
         wrong[0] = FORMAT_VERSION + 1;
-        assert!(decode::<(u64, String)>(&wrong).unwrap_err().to_string().contains("format version"));
+        assert!(
+            decode::<(u64, String)>(&wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("format version")
+        );
         let mut trailing = bytes;
         trailing.push(0);
         assert!(decode::<(u64, String)>(&trailing).is_err());

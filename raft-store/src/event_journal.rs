@@ -58,8 +58,17 @@ impl EventJournal {
     pub fn new(capacity_events: usize, start_after: Option<u64>) -> Self {
         let floor = start_after.map(|index| EventId::new(index, u32::MAX));
         let last = start_after.unwrap_or(0);
-        let inner = Inner { entries: VecDeque::new(), events_held: 0, floor, last_log_index: last };
-        EventJournal { inner: Mutex::new(inner), capacity_events: capacity_events.max(1), appended: watch::channel(last).0 }
+        let inner = Inner {
+            entries: VecDeque::new(),
+            events_held: 0,
+            floor,
+            last_log_index: last,
+        };
+        EventJournal {
+            inner: Mutex::new(inner),
+            capacity_events: capacity_events.max(1),
+            appended: watch::channel(last).0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -120,7 +129,11 @@ impl EventJournal {
                 if out.len() == max {
                     return Ok(out);
                 }
-                out.push(JournaledEvent { id, term: entry.term, event: event.clone() });
+                out.push(JournaledEvent {
+                    id,
+                    term: entry.term,
+                    event: event.clone(),
+                });
             }
         }
         Ok(out)
@@ -129,14 +142,19 @@ impl EventJournal {
     /// The id of the newest event held, if any.
     pub fn last_id(&self) -> Option<EventId> {
         let inner = self.lock();
-        inner.entries.back().map(|e| EventId::new(e.log_index, e.events.len() as u32 - 1))
+        inner
+            .entries
+            .back()
+            .map(|e| EventId::new(e.log_index, e.events.len() as u32 - 1))
     }
 
     /// The id a reader starts after to see only events appended from now on.
     pub fn tail(&self) -> EventId {
         let inner = self.lock();
         let floor = inner.floor.unwrap_or(EventId::START);
-        inner.entries.back().map_or(floor, |e| EventId::new(e.log_index, e.events.len() as u32 - 1).max(floor))
+        inner.entries.back().map_or(floor, |e| {
+            EventId::new(e.log_index, e.events.len() as u32 - 1).max(floor)
+        })
     }
 
     /// How many held events come after `after` (the publisher's lag).
@@ -146,7 +164,13 @@ impl EventJournal {
         inner
             .entries
             .range(first..)
-            .map(|e| e.events.iter().enumerate().filter(|(p, _)| EventId::new(e.log_index, *p as u32) > after).count())
+            .map(|e| {
+                e.events
+                    .iter()
+                    .enumerate()
+                    .filter(|(p, _)| EventId::new(e.log_index, *p as u32) > after)
+                    .count()
+            })
             .sum()
     }
 
@@ -166,7 +190,11 @@ mod tests {
     use super::*;
 
     fn entry(log_index: u64, events: usize) -> AppliedEntry {
-        AppliedEntry { log_index, term: 1, events: (0..events).map(|_| Event::LimitsUpdated).collect() }
+        AppliedEntry {
+            log_index,
+            term: 1,
+            events: (0..events).map(|_| Event::LimitsUpdated).collect(),
+        }
     }
 
     fn ids(events: &[JournaledEvent]) -> Vec<String> {
@@ -179,8 +207,14 @@ mod tests {
         j.append(entry(2, 2));
         j.append(entry(3, 0));
         j.append(entry(5, 3));
-        assert_eq!(ids(&j.read_after(EventId::START, 100).unwrap()), ["2-0", "2-1", "5-0", "5-1", "5-2"]);
-        assert_eq!(ids(&j.read_after(EventId::new(2, 1), 100).unwrap()), ["5-0", "5-1", "5-2"]);
+        assert_eq!(
+            ids(&j.read_after(EventId::START, 100).unwrap()),
+            ["2-0", "2-1", "5-0", "5-1", "5-2"]
+        );
+        assert_eq!(
+            ids(&j.read_after(EventId::new(2, 1), 100).unwrap()),
+            ["5-0", "5-1", "5-2"]
+        );
         assert_eq!(ids(&j.read_after(EventId::new(5, 0), 2).unwrap()), ["5-1", "5-2"]);
         assert_eq!(ids(&j.read_after(EventId::new(2, 0), 2).unwrap()), ["2-1", "5-0"]);
         assert!(j.read_after(EventId::new(5, 2), 100).unwrap().is_empty());
@@ -198,20 +232,44 @@ mod tests {
         j.append(entry(1, 2));
         j.append(entry(2, 2));
         // 4 events > 3: entry 1 is gone, so resuming at or before its last event is a gap...
-        assert_eq!(j.read_after(EventId::START, 10), Err(Gap { floor: EventId::new(1, 1) }));
-        assert_eq!(j.read_after(EventId::new(1, 0), 10), Err(Gap { floor: EventId::new(1, 1) }));
+        assert_eq!(
+            j.read_after(EventId::START, 10),
+            Err(Gap {
+                floor: EventId::new(1, 1)
+            })
+        );
+        assert_eq!(
+            j.read_after(EventId::new(1, 0), 10),
+            Err(Gap {
+                floor: EventId::new(1, 1)
+            })
+        );
         // ...but after it nothing is missing.
         assert_eq!(ids(&j.read_after(EventId::new(1, 1), 10).unwrap()), ["2-0", "2-1"]);
 
         j.reset_to_snapshot(9);
-        assert!(j.read_after(EventId::new(2, 1), 10).is_err(), "events before the snapshot are unknown");
-        assert!(j.read_after(EventId::new(9, 0), 10).is_err(), "the snapshot's own entry may have had more events");
+        assert!(
+            j.read_after(EventId::new(2, 1), 10).is_err(),
+            "events before the snapshot are unknown"
+        );
+        assert!(
+            j.read_after(EventId::new(9, 0), 10).is_err(),
+            "the snapshot's own entry may have had more events"
+        );
         j.append(entry(10, 1));
-        assert_eq!(ids(&j.read_after(EventId::new(10, 0).min(EventId::new(9, u32::MAX)), 10).unwrap()), ["10-0"]);
+        assert_eq!(
+            ids(&j
+                .read_after(EventId::new(10, 0).min(EventId::new(9, u32::MAX)), 10)
+                .unwrap()),
+            ["10-0"]
+        );
 
         let restored = EventJournal::new(10, Some(40));
         assert_eq!(restored.floor(), EventId::new(40, u32::MAX));
         restored.append(entry(40, 1));
-        assert!(restored.read_after(restored.floor(), 10).unwrap().is_empty(), "entry 40 is in the snapshot");
+        assert!(
+            restored.read_after(restored.floor(), 10).unwrap().is_empty(),
+            "entry 40 is in the snapshot"
+        );
     }
 }

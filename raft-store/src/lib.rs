@@ -25,10 +25,10 @@ mod store_stats;
 mod type_config;
 mod wal_syncer;
 
-pub use codec::{decode, encode, encode_into, encoded_len, FORMAT_VERSION};
+pub use codec::{FORMAT_VERSION, decode, encode, encode_into, encoded_len};
+pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
 pub use log_store::LogStore;
 pub use snapshot_file::{SnapshotFile, SnapshotHeader};
-pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
 pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
 pub use store_stats::{StoreStats, StoreStatsReading};
 pub use type_config::{Entry, LogId, Membership, NodeAddr, SnapshotMeta, StoredMembership, TypeConfig, Vote};
@@ -50,7 +50,11 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StoreConfig { dir: dir.into(), snapshots_to_keep: 2, event_journal_capacity_events: 100_000 }
+        StoreConfig {
+            dir: dir.into(),
+            snapshots_to_keep: 2,
+            event_journal_capacity_events: 100_000,
+        }
     }
 }
 

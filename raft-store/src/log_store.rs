@@ -40,7 +40,9 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 fn key_index(key: &[u8]) -> io::Result<u64> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| crate::codec::invalid_data("log key is not 8 bytes"))?;
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| crate::codec::invalid_data("log key is not 8 bytes"))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -58,7 +60,9 @@ impl LogStore {
             }
         }
         let syncer = WalSyncer::start(db.clone(), stats)?;
-        Ok(LogStore { inner: Arc::new(Inner { db, syncer }) })
+        Ok(LogStore {
+            inner: Arc::new(Inner { db, syncer }),
+        })
     }
 
     fn db(&self) -> &DB {
@@ -83,7 +87,9 @@ impl LogStore {
 
     fn put_meta_synced<T: Serialize>(&self, key: &[u8], value: &T) -> io::Result<()> {
         let bytes = encode(value)?;
-        self.db().put_cf_opt(self.cf(CF_META), key, bytes, &synced()).map_err(io::Error::other)
+        self.db()
+            .put_cf_opt(self.cf(CF_META), key, bytes, &synced())
+            .map_err(io::Error::other)
     }
 
     fn last_entry(&self) -> io::Result<Option<Entry>> {
@@ -109,7 +115,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut entries = Vec::new();
         let from = index_key(start);
-        for item in self.db().iterator_cf(self.cf(CF_LOGS), IteratorMode::From(&from, Direction::Forward)) {
+        for item in self
+            .db()
+            .iterator_cf(self.cf(CF_LOGS), IteratorMode::From(&from, Direction::Forward))
+        {
             let (key, value) = item.map_err(io::Error::other)?;
             let index = key_index(&key)?;
             if !range.contains(&index) {
@@ -117,7 +126,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             let entry: Entry = decode(&value)?;
             if entry.index() != index {
-                return Err(crate::codec::invalid_data(format!("entry at key {index} has index {}", entry.index())));
+                return Err(crate::codec::invalid_data(format!(
+                    "entry at key {index} has index {}",
+                    entry.index()
+                )));
             }
             entries.push(entry);
         }
@@ -141,7 +153,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             (Some(last), _) => Some(last),
             (None, purged) => purged.clone(),
         };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

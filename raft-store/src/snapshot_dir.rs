@@ -25,7 +25,12 @@ impl SnapshotDir {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        Ok(SnapshotDir { dir: dir.to_path_buf(), tmp, keep: keep.max(1), next_tmp: AtomicU64::new(0) })
+        Ok(SnapshotDir {
+            dir: dir.to_path_buf(),
+            tmp,
+            keep: keep.max(1),
+            next_tmp: AtomicU64::new(0),
+        })
     }
 
     /// A fresh path under `tmp/` for a snapshot being written or received.
@@ -35,7 +40,10 @@ impl SnapshotDir {
     }
 
     fn name_for(header: &SnapshotHeader) -> String {
-        let (index, term) = header.last_log_id.as_ref().map_or((0, 0), |id| (id.index, id.leader_id.term));
+        let (index, term) = header
+            .last_log_id
+            .as_ref()
+            .map_or((0, 0), |id| (id.index, id.leader_id.term));
         format!("snapshot-{index:020}-{term:020}.snap")
     }
 
@@ -54,7 +62,10 @@ impl SnapshotDir {
     /// usable snapshot the state starts empty if the log still holds every entry (nothing was
     /// purged); otherwise the node cannot rebuild its state alone, and the error says how to
     /// recover it (the procedure is in `docs/operations.md`).
-    pub fn restore(&self, purged_index: Option<u64>) -> io::Result<Option<(SnapshotHeader, flotilla_state_machine::State)>> {
+    pub fn restore(
+        &self,
+        purged_index: Option<u64>,
+    ) -> io::Result<Option<(SnapshotHeader, flotilla_state_machine::State)>> {
         let mut refused = Vec::new();
         for path in self.published()?.into_iter().rev() {
             match crate::SnapshotFile::open(&path).and_then(|mut f| f.read_all()) {
@@ -63,7 +74,10 @@ impl SnapshotDir {
                     if purged_index.is_none_or(|purged| index >= purged) {
                         return Ok(Some((header, state)));
                     }
-                    refused.push(format!("{} ends at index {index}, before the log's start", path.display()));
+                    refused.push(format!(
+                        "{} ends at index {index}, before the log's start",
+                        path.display()
+                    ));
                 }
                 Err(e) => {
                     let mut corrupt = path.clone().into_os_string();
@@ -82,7 +96,11 @@ impl SnapshotDir {
                     "no usable snapshot, and the log was purged through index {purged} ({}); this node cannot rebuild its state \
                      alone: remove it from the cluster, delete its data directory and add it back, and it receives a snapshot \
                      from the leader (docs/operations.md)",
-                    if refused.is_empty() { "no snapshot files".to_string() } else { refused.join("; ") }
+                    if refused.is_empty() {
+                        "no snapshot files".to_string()
+                    } else {
+                        refused.join("; ")
+                    }
                 ),
             )),
         }
@@ -96,7 +114,11 @@ impl SnapshotDir {
     fn published(&self) -> io::Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".snap")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("snapshot-") && n.ends_with(".snap"))
+            })
             .collect();
         files.sort();
         Ok(files)

@@ -4,9 +4,9 @@
 //! (bincode), the state (bincode, streamed), and a CRC-32 of everything before it. A file is
 //! written under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
 
+use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
 use crate::{SnapshotMeta, StoredMembership};
-use crate::LogId;
 use flotilla_state_machine::State;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -30,7 +30,10 @@ pub struct SnapshotHeader {
 
 impl SnapshotHeader {
     pub fn meta(&self) -> SnapshotMeta {
-        SnapshotMeta { last_log_id: self.last_log_id.clone(), last_membership: self.last_membership.clone() }
+        SnapshotMeta {
+            last_log_id: self.last_log_id.clone(),
+            last_membership: self.last_membership.clone(),
+        }
     }
 }
 
@@ -44,7 +47,10 @@ pub struct SnapshotFile {
 
 impl SnapshotFile {
     pub fn open(path: &Path) -> io::Result<Self> {
-        Ok(SnapshotFile { path: path.to_path_buf(), file: File::open(path)? })
+        Ok(SnapshotFile {
+            path: path.to_path_buf(),
+            file: File::open(path)?,
+        })
     }
 
     pub fn len_bytes(&self) -> io::Result<u64> {
@@ -70,7 +76,10 @@ impl SnapshotFile {
             return Err(invalid_data("snapshot file is too short"));
         }
         self.file.seek(SeekFrom::Start(0))?;
-        let mut hashing = HashingReader { inner: BufReader::new((&self.file).take(len - 4)), hasher: crc32fast::Hasher::new() };
+        let mut hashing = HashingReader {
+            inner: BufReader::new((&self.file).take(len - 4)),
+            hasher: crc32fast::Hasher::new(),
+        };
         io::copy(&mut hashing, &mut io::sink())?;
         let computed = hashing.hasher.finalize();
         let mut stored = [0u8; 4];
@@ -86,7 +95,10 @@ impl SnapshotFile {
         let mut rest = Vec::new();
         body.read_to_end(&mut rest)?;
         if !rest.is_empty() {
-            return Err(invalid_data(format!("snapshot has {} unread bytes before its checksum", rest.len())));
+            return Err(invalid_data(format!(
+                "snapshot has {} unread bytes before its checksum",
+                rest.len()
+            )));
         }
         Ok((header, state))
     }
@@ -103,25 +115,33 @@ fn read_header(r: &mut impl Read, file_len: u64) -> io::Result<SnapshotHeader> {
     let mut version = [0u8; 1];
     r.read_exact(&mut version)?;
     if version[0] != SNAPSHOT_VERSION {
-        return Err(invalid_data(format!("snapshot layout version {}, this build reads {SNAPSHOT_VERSION}", version[0])));
+        return Err(invalid_data(format!(
+            "snapshot layout version {}, this build reads {SNAPSHOT_VERSION}",
+            version[0]
+        )));
     }
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let meta_len = u32::from_le_bytes(len);
     if u64::from(meta_len) > file_len {
-        return Err(invalid_data(format!("snapshot metadata of {meta_len} bytes in a file of {file_len}")));
+        return Err(invalid_data(format!(
+            "snapshot metadata of {meta_len} bytes in a file of {file_len}"
+        )));
     }
     let mut meta = vec![0u8; meta_len as usize];
     r.read_exact(&mut meta)?;
-    let (header, _) =
-        with_decode_limit!(meta.len(), |cfg| bincode::serde::decode_from_slice(&meta, cfg).map_err(invalid_data))?;
+    let (header, _) = with_decode_limit!(meta.len(), |cfg| bincode::serde::decode_from_slice(&meta, cfg)
+        .map_err(invalid_data))?;
     Ok(header)
 }
 
 /// Streams `header` and `state` into `path` (created new), fsyncs it, and returns it open.
 pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &State) -> io::Result<()> {
     let file = File::create_new(path)?;
-    let mut w = HashingWriter { inner: BufWriter::new(file), hasher: crc32fast::Hasher::new() };
+    let mut w = HashingWriter {
+        inner: BufWriter::new(file),
+        hasher: crc32fast::Hasher::new(),
+    };
     w.write_all(MAGIC)?;
     w.write_all(&[SNAPSHOT_VERSION])?;
     let meta = bincode::serde::encode_to_vec(header, config()).map_err(invalid_data)?;

@@ -4,8 +4,9 @@
 //! openraft re-applies the committed log after it (the log store saves the committed id), so
 //! the state never goes back behind what was applied before a crash.
 
+use crate::event_journal::{AppliedEntry, EventJournal};
 use crate::snapshot_dir::SnapshotDir;
-use crate::snapshot_file::{write_snapshot, SnapshotFile, SnapshotHeader};
+use crate::snapshot_file::{SnapshotFile, SnapshotHeader, write_snapshot};
 use crate::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use flotilla_state_machine::{ApplyContext, Response, State};
 use futures::{Stream, TryStreamExt};
@@ -14,7 +15,6 @@ use openraft::{EntryPayload, OptionalSend};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use crate::event_journal::{AppliedEntry, EventJournal};
 
 pub type FlotillaSnapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
@@ -88,12 +88,22 @@ impl StateMachineStore {
         };
         let restored_through = data.last_applied.as_ref().map(|id| id.index);
         let journal = Arc::new(EventJournal::new(journal_capacity_events, restored_through));
-        let shared = Shared { data: RwLock::new(data), journal, stats, snapshots, current_snapshot: Mutex::new(current) };
-        Ok(StateMachineStore { shared: Arc::new(shared) })
+        let shared = Shared {
+            data: RwLock::new(data),
+            journal,
+            stats,
+            snapshots,
+            current_snapshot: Mutex::new(current),
+        };
+        Ok(StateMachineStore {
+            shared: Arc::new(shared),
+        })
     }
 
     pub fn handle(&self) -> StateHandle {
-        StateHandle { shared: self.shared.clone() }
+        StateHandle {
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -115,7 +125,10 @@ impl Shared {
         let tmp = self.snapshots.tmp_path();
         let header = {
             let data = self.data.read().unwrap_or_else(|p| p.into_inner());
-            let header = SnapshotHeader { last_log_id: data.last_applied.clone(), last_membership: data.last_membership.clone() };
+            let header = SnapshotHeader {
+                last_log_id: data.last_applied.clone(),
+                last_membership: data.last_membership.clone(),
+            };
             write_snapshot(&tmp, &header, &data.state)?;
             header
         };
@@ -129,7 +142,10 @@ impl Shared {
     fn install_blocking(&self, meta: &SnapshotMeta, mut snapshot: SnapshotFile) -> io::Result<()> {
         let (header, state) = snapshot.read_all()?;
         if header.meta() != *meta {
-            return Err(crate::codec::invalid_data(format!("snapshot file holds {:?}, expected {meta}", header.last_log_id)));
+            return Err(crate::codec::invalid_data(format!(
+                "snapshot file holds {:?}, expected {meta}",
+                header.last_log_id
+            )));
         }
         let tmp = self.snapshots.tmp_path();
         {
@@ -145,7 +161,8 @@ impl Shared {
             last_membership: header.last_membership.clone(),
             state,
         };
-        self.journal.reset_to_snapshot(header.last_log_id.as_ref().map_or(0, |id| id.index));
+        self.journal
+            .reset_to_snapshot(header.last_log_id.as_ref().map_or(0, |id| id.index));
         self.stats.snapshot_installed();
         self.set_current(header);
         Ok(())
@@ -171,7 +188,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id.clone();
-            let ctx = ApplyContext { log_index: log_id.index, term: log_id.leader_id.term };
+            let ctx = ApplyContext {
+                log_index: log_id.index,
+                term: log_id.leader_id.term,
+            };
             let (response, events) = {
                 let mut data = self.shared.write();
                 data.last_applied = Some(log_id.clone());
@@ -184,7 +204,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 }
             };
-            self.shared.journal.append(AppliedEntry { log_index: ctx.log_index, term: ctx.term, events });
+            self.shared.journal.append(AppliedEntry {
+                log_index: ctx.log_index,
+                term: ctx.term,
+                events,
+            });
             if let Some(responder) = responder {
                 responder.send(response);
             }
@@ -193,7 +217,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { shared: self.shared.clone() }
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
@@ -206,13 +232,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if self.shared.current().is_none() {
             return Ok(None);
         }
-        let path = self.shared.snapshots.latest()?.ok_or_else(|| io::Error::other("current snapshot file is missing"))?;
+        let path = self
+            .shared
+            .snapshots
+            .latest()?
+            .ok_or_else(|| io::Error::other("current snapshot file is missing"))?;
         let mut file = SnapshotFile::open(&path)?;
         // The metadata comes from the opened file itself: a newer snapshot may replace the file
         // between reading the in-memory header and opening the path, and a snapshot sent with
         // another snapshot's metadata is refused by the receiver (whose Raft then stops).
         let header = file.read_header()?;
-        Ok(Some(Snapshot { meta: header.meta(), snapshot: file }))
+        Ok(Some(Snapshot {
+            meta: header.meta(),
+            snapshot: file,
+        }))
     }
 }
 
@@ -227,6 +260,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<FlotillaSnapshot, io::Error> {
         let shared = self.shared.clone();
         let (header, file) = blocking(move || shared.build_snapshot_blocking()).await?;
-        Ok(Snapshot { meta: header.meta(), snapshot: file })
+        Ok(Snapshot {
+            meta: header.meta(),
+            snapshot: file,
+        })
     }
 }

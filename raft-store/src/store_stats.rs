@@ -31,7 +31,8 @@ pub struct StoreStatsReading {
 impl StoreStats {
     pub(crate) fn appended(&self, waited: Duration) {
         self.appends.fetch_add(1, Ordering::Relaxed);
-        self.append_wait_micros.fetch_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.append_wait_micros
+            .fetch_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub(crate) fn synced(&self) {

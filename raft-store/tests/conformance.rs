@@ -1,10 +1,10 @@
 //! openraft's storage conformance suite against the RocksDB log store and the file-snapshot
 //! state machine.
 
-use flotilla_raft_store::{open, LogStore, StateMachineStore, StoreConfig, TypeConfig};
+use flotilla_raft_store::{LogStore, StateMachineStore, StoreConfig, TypeConfig, open};
 use openraft::StorageError;
-use openraft::type_config::TypeConfigExt;
 use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
 use tempfile::TempDir;
 
 struct RocksBuilder;
@@ -12,7 +12,8 @@ struct RocksBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = TempDir::new().map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
-        let (log, sm) = open(&StoreConfig::new(dir.path())).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
+        let (log, sm) =
+            open(&StoreConfig::new(dir.path())).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         Ok((dir, log, sm))
     }
 }

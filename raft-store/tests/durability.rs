@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use flotilla_raft_store::{open, StoreConfig, Vote};
+use flotilla_raft_store::{StoreConfig, Vote, open};
 use flotilla_state_machine::Command;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
 use std::io::{BufRead, BufReader};
@@ -16,7 +16,9 @@ fn vote() -> Vote {
 }
 
 fn noop(i: u64) -> Command {
-    Command::CancelJob { job: flotilla_state_machine::JobId(i) }
+    Command::CancelJob {
+        job: flotilla_state_machine::JobId(i),
+    }
 }
 
 #[tokio::test]
@@ -39,7 +41,12 @@ async fn acknowledged_appends_vote_and_committed_survive_reopen() {
     assert_eq!(state.last_purged_log_id, None);
     let entries = log.try_get_log_entries(1..=100).await.unwrap();
     assert_eq!(entries.len(), 100);
-    assert!(entries.iter().enumerate().all(|(i, e)| e.log_id == log_id(3, i as u64 + 1)));
+    assert!(
+        entries
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.log_id == log_id(3, i as u64 + 1))
+    );
     assert_eq!(entries[41], entry(3, 42, noop(42)));
     assert_eq!(log.read_vote().await.unwrap(), Some(vote()));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(3, 60)));
@@ -64,7 +71,12 @@ async fn kill_9_mid_append_loses_nothing_acknowledged() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Process::new(std::env::current_exe().unwrap())
-        .args(["kill_9_mid_append_loses_nothing_acknowledged", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "kill_9_mid_append_loses_nothing_acknowledged",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use flotilla_raft_store::{open, StoreConfig};
+use flotilla_raft_store::{StoreConfig, open};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,16 +30,30 @@ async fn snapshot_built_on_one_store_installs_on_a_fresh_one() {
     let follower_dir = tempfile::tempdir().unwrap();
     {
         let (_log, mut follower) = open(&StoreConfig::new(follower_dir.path())).unwrap();
-        let current = leader.get_current_snapshot().await.unwrap().expect("leader has a snapshot");
-        follower.install_snapshot(&current.meta, current.snapshot).await.unwrap();
+        let current = leader
+            .get_current_snapshot()
+            .await
+            .unwrap()
+            .expect("leader has a snapshot");
+        follower
+            .install_snapshot(&current.meta, current.snapshot)
+            .await
+            .unwrap();
         assert_eq!(state_bytes(&follower.handle().read().state), expected);
-        assert_eq!(follower.applied_state().await.unwrap(), leader.applied_state().await.unwrap());
+        assert_eq!(
+            follower.applied_state().await.unwrap(),
+            leader.applied_state().await.unwrap()
+        );
     }
     // Reopened from disk, the follower restores the installed snapshot.
     let (_log, mut reopened) = open(&StoreConfig::new(follower_dir.path())).unwrap();
     assert_eq!(state_bytes(&reopened.handle().read().state), expected);
     assert_eq!(reopened.applied_state().await.unwrap().0, Some(log_id(2, last_index)));
-    let current = reopened.get_current_snapshot().await.unwrap().expect("snapshot survives reopen");
+    let current = reopened
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("snapshot survives reopen");
     assert_eq!(current.meta.last_log_id, Some(log_id(2, last_index)));
 }
 
@@ -60,7 +74,10 @@ async fn corrupt_or_mismatched_snapshots_are_refused() {
     let (_l, mut other) = open(&StoreConfig::new(other_dir.path())).unwrap();
     let file = flotilla_raft_store::SnapshotFile::open(&bad).unwrap();
     let err = other.install_snapshot(&snap.meta, file).await.unwrap_err();
-    assert!(err.to_string().contains("checksum") || err.kind() == std::io::ErrorKind::InvalidData, "{err}");
+    assert!(
+        err.to_string().contains("checksum") || err.kind() == std::io::ErrorKind::InvalidData,
+        "{err}"
+    );
 
     // A good file presented with someone else's metadata.
     let mut meta = snap.meta.clone();
@@ -95,7 +112,14 @@ async fn applied_entries_are_journaled_with_their_ids_and_a_restart_resumes_afte
     let journal = sm.handle().journal().clone();
     let events = journal.read_after(EventId::START, 100).unwrap();
     let kinds: Vec<_> = events.iter().map(|e| (e.id.to_string(), e.event.kind())).collect();
-    assert_eq!(kinds[..3], [("1-0".into(), "PoolRegistered"), ("1-1".into(), "CapacityUpdated"), ("2-0".into(), "PipelineRequested")]);
+    assert_eq!(
+        kinds[..3],
+        [
+            ("1-0".into(), "PoolRegistered"),
+            ("1-1".into(), "CapacityUpdated"),
+            ("2-0".into(), "PipelineRequested")
+        ]
+    );
 
     // After a snapshot and a reopen, the events folded into the snapshot are no longer offered.
     assert_eq!(sm.handle().store_stats().snapshots_built, 0);
@@ -106,7 +130,12 @@ async fn applied_entries_are_journaled_with_their_ids_and_a_restart_resumes_afte
     let (_log, sm) = open(&StoreConfig::new(dir.path())).unwrap();
     let reopened = sm.handle().journal().clone();
     assert!(reopened.read_after(EventId::START, 100).is_err());
-    assert!(reopened.read_after(EventId::new(last.log_index + 1, 0), 100).unwrap().is_empty());
+    assert!(
+        reopened
+            .read_after(EventId::new(last.log_index + 1, 0), 100)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A corrupt newest snapshot no longer stops the node from starting: it is kept aside as
@@ -124,7 +153,13 @@ async fn a_corrupt_newest_snapshot_falls_back_to_an_older_one() {
         apply_all(&mut sm, first).await;
         sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
         let mut more = vec![membership_entry(1, older_index + 1)];
-        more.push(entry(1, older_index + 2, flotilla_state_machine::Command::CancelPipeline { pipeline: flotilla_state_machine::PipelineId(1) }));
+        more.push(entry(
+            1,
+            older_index + 2,
+            flotilla_state_machine::Command::CancelPipeline {
+                pipeline: flotilla_state_machine::PipelineId(1),
+            },
+        ));
         apply_all(&mut sm, more).await;
         let newest = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
         (older_index, newest.snapshot.path.clone())
@@ -139,7 +174,10 @@ async fn a_corrupt_newest_snapshot_falls_back_to_an_older_one() {
         assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(1, older_index)));
         let mut corrupt = newest_path.clone().into_os_string();
         corrupt.push(".corrupt");
-        assert!(std::path::Path::new(&corrupt).exists(), "the corrupt file is kept for inspection");
+        assert!(
+            std::path::Path::new(&corrupt).exists(),
+            "the corrupt file is kept for inspection"
+        );
         assert!(!newest_path.exists());
     }
 

@@ -2,8 +2,8 @@
 //! `schedule()` over a large pending queue. `cargo bench -p flotilla-state-machine` runs them;
 //! `cargo test --workspace --all-targets` runs each once as a smoke test.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
 use flotilla_state_machine::*;
 use std::hint::black_box;
 
@@ -14,12 +14,23 @@ struct Log {
 
 impl Log {
     fn new() -> Log {
-        Log { state: State::default(), index: 0 }
+        Log {
+            state: State::default(),
+            index: 0,
+        }
     }
 
     fn apply(&mut self, command: Command) -> Response {
         self.index += 1;
-        self.state.apply(ApplyContext { log_index: self.index, term: 1 }, &Proposal::new(1_000 + self.index, command)).0
+        self.state
+            .apply(
+                ApplyContext {
+                    log_index: self.index,
+                    term: 1,
+                },
+                &Proposal::new(1_000 + self.index, command),
+            )
+            .0
     }
 }
 
@@ -39,8 +50,15 @@ fn submission(i: u64) -> Command {
     let job = |name: &str| JobSpec::simple(name, "true", Resources::new(500, 512, 0));
     let mut test = job("test");
     test.needs = vec!["build".into()];
-    let spec = PipelineSpec { name: format!("p{i}"), jobs: vec![job("build"), test, job("lint")] };
-    Command::SubmitPipeline { tenant: "bench".into(), idempotency_key: Some(format!("k{i}")), spec }
+    let spec = PipelineSpec {
+        name: format!("p{i}"),
+        jobs: vec![job("build"), test, job("lint")],
+    };
+    Command::SubmitPipeline {
+        tenant: "bench".into(),
+        idempotency_key: Some(format!("k{i}")),
+        spec,
+    }
 }
 
 /// A state with `pools` pools and `pipelines` submitted three-job pipelines, all pending.
@@ -65,7 +83,13 @@ fn bench_apply(c: &mut Criterion) {
             || base.state.clone(),
             |mut state| {
                 i += 1;
-                let outcome = state.apply(ApplyContext { log_index: 20_000, term: 1 }, &Proposal::new(2_000_000, submission(i)));
+                let outcome = state.apply(
+                    ApplyContext {
+                        log_index: 20_000,
+                        term: 1,
+                    },
+                    &Proposal::new(2_000_000, submission(i)),
+                );
                 // Returned, so the state is dropped outside the measurement.
                 (state, black_box(outcome))
             },
@@ -77,16 +101,32 @@ fn bench_apply(c: &mut Criterion) {
             || {
                 let mut log = loaded(1, 1);
                 let plan = schedule(&log.state, &SchedulerPolicy::default(), 10_000);
-                log.apply(Command::ApplyPlan { placements: plan.placements });
+                log.apply(Command::ApplyPlan {
+                    placements: plan.placements,
+                });
                 log
             },
             |mut log| {
                 let job = JobId(1);
                 let fencing = log.state.job(job).and_then(|j| j.fencing()).expect("placed");
-                log.apply(Command::WorkerCreated { job, fencing, worker_id: "w".into() });
+                log.apply(Command::WorkerCreated {
+                    job,
+                    fencing,
+                    worker_id: "w".into(),
+                });
                 log.apply(Command::WorkerStarted { job, fencing });
-                log.apply(Command::AppendLog { job, fencing, offset: 0, data: b"hello\n".to_vec() });
-                let outcome = log.apply(Command::WorkerExited { job, fencing, exit_code: 0, jitter_permille: 0 });
+                log.apply(Command::AppendLog {
+                    job,
+                    fencing,
+                    offset: 0,
+                    data: b"hello\n".to_vec(),
+                });
+                let outcome = log.apply(Command::WorkerExited {
+                    job,
+                    fencing,
+                    exit_code: 0,
+                    jitter_permille: 0,
+                });
                 (log, black_box(outcome))
             },
             BatchSize::SmallInput,
@@ -111,7 +151,11 @@ fn bench_schedule(c: &mut Criterion) {
         // `scan` ranks every pool for every placement (no per-class pool index): the baseline
         // the index is measured against, in the same run. Both give the same plan.
         for (variant, classes) in [("indexed", SchedulerPolicy::default().max_indexed_classes), ("scan", 0)] {
-            let policy = SchedulerPolicy { max_placements: 1_000, max_indexed_classes: classes, ..SchedulerPolicy::default() };
+            let policy = SchedulerPolicy {
+                max_placements: 1_000,
+                max_indexed_classes: classes,
+                ..SchedulerPolicy::default()
+            };
             let placed = schedule(&log.state, &policy, 10_000).placements.len();
             group.throughput(Throughput::Elements(placed as u64));
             group.bench_function(format!("{}_pending_jobs_{pools}_pools_{variant}", pipelines * 3), |b| {

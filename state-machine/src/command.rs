@@ -21,7 +21,11 @@ pub struct Proposal {
 impl Proposal {
     /// An untraced proposal.
     pub fn new(now_ms: u64, command: Command) -> Self {
-        Proposal { now_ms, command, trace_parent: None }
+        Proposal {
+            now_ms,
+            command,
+            trace_parent: None,
+        }
     }
 }
 
@@ -42,43 +46,113 @@ pub struct Placement {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    SubmitPipeline { tenant: String, idempotency_key: Option<String>, spec: PipelineSpec },
-    CancelPipeline { pipeline: PipelineId },
-    CancelJob { job: JobId },
+    SubmitPipeline {
+        tenant: String,
+        idempotency_key: Option<String>,
+        spec: PipelineSpec,
+    },
+    CancelPipeline {
+        pipeline: PipelineId,
+    },
+    CancelJob {
+        job: JobId,
+    },
     /// A batch of placements computed by the leader's scheduler from a possibly stale view;
     /// each is re-checked and accepted or rejected on its own.
-    ApplyPlan { placements: Vec<Placement> },
-    WorkerCreated { job: JobId, fencing: FencingToken, worker_id: String },
-    WorkerStarted { job: JobId, fencing: FencingToken },
-    StepStarted { job: JobId, fencing: FencingToken, step: u32 },
-    StepFinished { job: JobId, fencing: FencingToken, step: u32, exit_code: i32 },
+    ApplyPlan {
+        placements: Vec<Placement>,
+    },
+    WorkerCreated {
+        job: JobId,
+        fencing: FencingToken,
+        worker_id: String,
+    },
+    WorkerStarted {
+        job: JobId,
+        fencing: FencingToken,
+    },
+    StepStarted {
+        job: JobId,
+        fencing: FencingToken,
+        step: u32,
+    },
+    StepFinished {
+        job: JobId,
+        fencing: FencingToken,
+        step: u32,
+        exit_code: i32,
+    },
     /// The worker's process ended. `jitter_permille` (0..=1000) spreads the retry backoff.
-    WorkerExited { job: JobId, fencing: FencingToken, exit_code: i32, jitter_permille: u16 },
+    WorkerExited {
+        job: JobId,
+        fencing: FencingToken,
+        exit_code: i32,
+        jitter_permille: u16,
+    },
     /// The worker disappeared without an exit status (container gone, pod evicted, host lost).
-    WorkerLost { job: JobId, fencing: FencingToken, reason: String },
+    WorkerLost {
+        job: JobId,
+        fencing: FencingToken,
+        reason: String,
+    },
     /// The provider confirmed the worker no longer exists; its capacity is released.
-    WorkerTerminated { job: JobId, fencing: FencingToken, jitter_permille: u16 },
-    JobTimedOut { job: JobId, fencing: FencingToken },
+    WorkerTerminated {
+        job: JobId,
+        fencing: FencingToken,
+        jitter_permille: u16,
+    },
+    JobTimedOut {
+        job: JobId,
+        fencing: FencingToken,
+    },
     /// Output of the current attempt; `offset` is the position of `data` in the attempt's output
     /// stream, so a chunk resent after a leader change is stored once.
-    AppendLog { job: JobId, fencing: FencingToken, offset: u64, data: Vec<u8> },
-    RegisterPool { spec: PoolSpec },
-    UpdatePoolCapacity { pool: String, capacity: Resources, max_workers: u32 },
-    SetPoolDraining { pool: String, draining: bool },
-    RemovePool { pool: String },
+    AppendLog {
+        job: JobId,
+        fencing: FencingToken,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    RegisterPool {
+        spec: PoolSpec,
+    },
+    UpdatePoolCapacity {
+        pool: String,
+        capacity: Resources,
+        max_workers: u32,
+    },
+    SetPoolDraining {
+        pool: String,
+        draining: bool,
+    },
+    RemovePool {
+        pool: String,
+    },
     /// The leader cannot drive `pool`'s workers (`problem` says why), or can again (`None`).
-    SetPoolProblem { pool: String, problem: Option<String> },
-    SetTenantQuota { tenant: String, quota: Option<Quota> },
-    UpdateLimits { limits: Limits },
+    SetPoolProblem {
+        pool: String,
+        problem: Option<String>,
+    },
+    SetTenantQuota {
+        tenant: String,
+        quota: Option<Quota>,
+    },
+    UpdateLimits {
+        limits: Limits,
+    },
     /// The leader's event publisher had every event up to `through` acknowledged by the
     /// external stream; a new leader resumes after it. Never moves back.
-    RecordEventsPublished { through: EventId },
+    RecordEventsPublished {
+        through: EventId,
+    },
     /// Several commands in one entry, applied in order, each accepted or rejected on its own
     /// (`Response::Batch` answers each). The leader batches its worker reports this way, as
     /// group commit does for fsyncs: one entry carries many small changes. At most
     /// `MAX_BATCH_COMMANDS`; no `ApplyPlan` (its fencing tokens come from the entry's index)
     /// and no nested batch.
-    Batch { commands: Vec<Command> },
+    Batch {
+        commands: Vec<Command>,
+    },
 }
 
 /// Most commands in one `Command::Batch`.

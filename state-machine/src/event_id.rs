@@ -19,7 +19,10 @@ impl EventId {
     }
 
     /// The id before every event (`"0"` in text): resuming after it replays from the start.
-    pub const START: EventId = EventId { log_index: 0, position: 0 };
+    pub const START: EventId = EventId {
+        log_index: 0,
+        position: 0,
+    };
 }
 
 impl fmt::Display for EventId {
@@ -47,7 +50,10 @@ impl FromStr for EventId {
         if !all_digits(index) || !all_digits(position) {
             return Err(bad());
         }
-        Ok(EventId { log_index: index.parse().map_err(|_| bad())?, position: position.parse().map_err(|_| bad())? })
+        Ok(EventId {
+            log_index: index.parse().map_err(|_| bad())?,
+            position: position.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -63,7 +69,17 @@ mod tests {
         assert_eq!("0".parse::<EventId>(), Ok(EventId::START));
         assert!(EventId::new(1042, 3) < EventId::new(1042, 4));
         assert!(EventId::new(1042, 9) < EventId::new(1043, 0));
-        for bad in ["", "12", "12-", "-3", "a-1", "1-b", "1-2-3", "+1-2", "99999999999999999999-0"] {
+        for bad in [
+            "",
+            "12",
+            "12-",
+            "-3",
+            "a-1",
+            "1-b",
+            "1-2-3",
+            "+1-2",
+            "99999999999999999999-0",
+        ] {
             assert!(bad.parse::<EventId>().is_err(), "{bad:?} parsed");
         }
     }

@@ -32,12 +32,21 @@ impl State {
         let mut per_tenant: BTreeMap<&str, (Resources, u32)> = BTreeMap::new();
         let mut per_job: BTreeMap<crate::JobId, u32> = BTreeMap::new();
         for (&(job, attempt), a) in &self.assignments {
-            ensure!(a.job == job && a.attempt == attempt, "assignment keyed ({job}, {attempt}) holds ({}, {})", a.job, a.attempt);
+            ensure!(
+                a.job == job && a.attempt == attempt,
+                "assignment keyed ({job}, {attempt}) holds ({}, {})",
+                a.job,
+                a.attempt
+            );
             ensure!(self.jobs.contains_key(&job), "assignment of unknown job {job}");
             let count = per_job.entry(job).or_default();
             *count += 1;
             ensure!(*count == 1, "job {job} has {count} live assignments");
-            ensure!(self.pools.contains_key(&a.pool), "assignment of {job} names unknown pool {}", a.pool);
+            ensure!(
+                self.pools.contains_key(&a.pool),
+                "assignment of {job} names unknown pool {}",
+                a.pool
+            );
             for (map, key) in [(&mut per_pool, a.pool.as_str()), (&mut per_tenant, a.tenant.as_str())] {
                 let e = map.entry(key).or_insert((Resources::ZERO, 0));
                 let sum = e.0.checked_add(&a.resources);
@@ -48,18 +57,45 @@ impl State {
         }
         for (name, pool) in &self.pools {
             let (sum, workers) = per_pool.get(name.as_str()).copied().unwrap_or((Resources::ZERO, 0));
-            ensure!(pool.allocated == sum, "pool {name} records {} allocated, its assignments sum to {sum}", pool.allocated);
-            ensure!(pool.workers == workers, "pool {name} records {} workers, has {workers} assignments", pool.workers);
-            ensure!(sum.fits_within(&pool.spec.capacity), "pool {name} oversubscribed: {sum} > {}", pool.spec.capacity);
-            ensure!(workers <= pool.spec.max_workers, "pool {name} has {workers} workers > max {}", pool.spec.max_workers);
+            ensure!(
+                pool.allocated == sum,
+                "pool {name} records {} allocated, its assignments sum to {sum}",
+                pool.allocated
+            );
+            ensure!(
+                pool.workers == workers,
+                "pool {name} records {} workers, has {workers} assignments",
+                pool.workers
+            );
+            ensure!(
+                sum.fits_within(&pool.spec.capacity),
+                "pool {name} oversubscribed: {sum} > {}",
+                pool.spec.capacity
+            );
+            ensure!(
+                workers <= pool.spec.max_workers,
+                "pool {name} has {workers} workers > max {}",
+                pool.spec.max_workers
+            );
         }
         for (name, tenant) in &self.tenants {
             let (sum, running) = per_tenant.get(name.as_str()).copied().unwrap_or((Resources::ZERO, 0));
-            ensure!(tenant.allocated == sum, "tenant {name} records {} allocated, assignments sum to {sum}", tenant.allocated);
-            ensure!(tenant.running_jobs == running, "tenant {name} records {} running, has {running}", tenant.running_jobs);
+            ensure!(
+                tenant.allocated == sum,
+                "tenant {name} records {} allocated, assignments sum to {sum}",
+                tenant.allocated
+            );
+            ensure!(
+                tenant.running_jobs == running,
+                "tenant {name} records {} running, has {running}",
+                tenant.running_jobs
+            );
         }
         for tenant in per_tenant.keys() {
-            ensure!(self.tenants.contains_key(*tenant), "assignment names unknown tenant {tenant}");
+            ensure!(
+                self.tenants.contains_key(*tenant),
+                "assignment names unknown tenant {tenant}"
+            );
         }
         Ok(())
     }
@@ -69,40 +105,75 @@ impl State {
             ensure!(job.id == *id, "job keyed {id} has id {}", job.id);
             ensure!(id.0 >= 1 && id.0 <= self.last_job_id, "job id {id} was never assigned");
             ensure!(job.attempt >= 1, "job {id} is at attempt 0");
-            ensure!(job.attempt <= job.spec.retry.max_retries + 1, "job {id} at attempt {} beyond its retry policy", job.attempt);
+            ensure!(
+                job.attempt <= job.spec.retry.max_retries + 1,
+                "job {id} at attempt {} beyond its retry policy",
+                job.attempt
+            );
             let live = self.assignments.get(&(*id, job.attempt));
             match job.state {
                 JobState::Scheduled | JobState::Running => {
-                    let a = live.ok_or_else(|| InvariantViolation(format!("{} job {id} has no live assignment", job.state)))?;
+                    let a = live
+                        .ok_or_else(|| InvariantViolation(format!("{} job {id} has no live assignment", job.state)))?;
                     ensure!(!a.releasing, "{} job {id} has a releasing assignment", job.state);
-                    ensure!(job.fencing() == Some(a.fencing), "job {id} attempt record does not match its assignment");
+                    ensure!(
+                        job.fencing() == Some(a.fencing),
+                        "job {id} attempt record does not match its assignment"
+                    );
                 }
                 JobState::Pending => ensure!(live.is_none(), "PENDING job {id} holds an assignment for its attempt"),
-                _ => ensure!(live.is_none_or(|a| a.releasing), "{} job {id} holds a worker it does not release", job.state),
+                _ => ensure!(
+                    live.is_none_or(|a| a.releasing),
+                    "{} job {id} holds a worker it does not release",
+                    job.state
+                ),
             }
             if !job.attempts.is_empty() {
-                ensure!(self.needs_satisfied(job), "job {id} was placed before its needs finished");
+                ensure!(
+                    self.needs_satisfied(job),
+                    "job {id} was placed before its needs finished"
+                );
             }
             for w in job.attempts.windows(2) {
                 ensure!(w[0].attempt < w[1].attempt, "job {id} attempt records out of order");
             }
             for need in &job.needs {
-                let n = self.jobs.get(need).ok_or_else(|| InvariantViolation(format!("job {id} needs unknown {need}")))?;
+                let n = self
+                    .jobs
+                    .get(need)
+                    .ok_or_else(|| InvariantViolation(format!("job {id} needs unknown {need}")))?;
                 ensure!(n.dependants.contains(id), "{need} does not list dependant {id}");
                 ensure!(n.pipeline == job.pipeline, "job {id} needs {need} of another pipeline");
             }
             let stored = self.logs.get(id).map_or(0, |l| l.len() as u64);
-            ensure!(job.log_bytes == stored, "job {id} records {} log bytes, {stored} stored", job.log_bytes);
-            ensure!(stored <= self.limits.max_log_bytes_per_job + 256, "job {id} log exceeds the cap");
+            ensure!(
+                job.log_bytes == stored,
+                "job {id} records {} log bytes, {stored} stored",
+                job.log_bytes
+            );
+            ensure!(
+                stored <= self.limits.max_log_bytes_per_job + 256,
+                "job {id} log exceeds the cap"
+            );
         }
         Ok(())
     }
 
     fn check_pipelines(&self) -> Result<(), InvariantViolation> {
         for (id, p) in &self.pipelines {
-            ensure!(id.0 >= 1 && id.0 <= self.last_pipeline_id, "pipeline id {id} was never assigned");
-            let all_done = p.jobs.iter().all(|j| self.jobs.get(j).is_some_and(|j| j.state.is_terminal()));
-            ensure!(all_done == p.state.is_terminal(), "pipeline {id} is {:?} but all jobs done = {all_done}", p.state);
+            ensure!(
+                id.0 >= 1 && id.0 <= self.last_pipeline_id,
+                "pipeline id {id} was never assigned"
+            );
+            let all_done = p
+                .jobs
+                .iter()
+                .all(|j| self.jobs.get(j).is_some_and(|j| j.state.is_terminal()));
+            ensure!(
+                all_done == p.state.is_terminal(),
+                "pipeline {id} is {:?} but all jobs done = {all_done}",
+                p.state
+            );
             if p.state == PipelineState::Succeeded {
                 let ok = p.jobs.iter().all(|j| crate::apply::satisfies_dependants(&self.jobs[j]));
                 ensure!(ok, "pipeline {id} succeeded with a failed job");
@@ -113,31 +184,63 @@ impl State {
 
     fn check_indexes(&self) -> Result<(), InvariantViolation> {
         let pending = self.jobs.values().filter(|j| j.state == JobState::Pending).count();
-        ensure!(pending == self.pending.len(), "{pending} PENDING jobs but {} queued", self.pending.len());
+        ensure!(
+            pending == self.pending.len(),
+            "{pending} PENDING jobs but {} queued",
+            self.pending.len()
+        );
         for key in self.pending.iter() {
-            let ok = self.jobs.get(&key.job).is_some_and(|j| j.state == JobState::Pending && crate::QueueKey::new(j.spec.priority, &j.tenant, j.id) == *key);
+            let ok = self.jobs.get(&key.job).is_some_and(|j| {
+                j.state == JobState::Pending && crate::QueueKey::new(j.spec.priority, &j.tenant, j.id) == *key
+            });
             ensure!(ok, "queue entry for {} does not match a PENDING job", key.job);
         }
         let depth: u64 = self.pending.depth_by_priority().values().sum();
-        ensure!(depth == self.pending.len() as u64, "queue depth by priority sums to {depth}, {} queued", self.pending.len());
+        ensure!(
+            depth == self.pending.len() as u64,
+            "queue depth by priority sums to {depth}, {} queued",
+            self.pending.len()
+        );
         let indexed: Vec<(JobState, crate::JobId)> = self.index.indexed_jobs().collect();
-        ensure!(indexed.len() == self.jobs.len(), "{} jobs indexed by state, {} jobs", indexed.len(), self.jobs.len());
+        ensure!(
+            indexed.len() == self.jobs.len(),
+            "{} jobs indexed by state, {} jobs",
+            indexed.len(),
+            self.jobs.len()
+        );
         for (state, id) in indexed {
-            ensure!(self.jobs.get(&id).is_some_and(|j| j.state == state), "job {id} indexed as {state} is not");
+            ensure!(
+                self.jobs.get(&id).is_some_and(|j| j.state == state),
+                "job {id} indexed as {state} is not"
+            );
         }
         for (state, n) in self.index.job_counts() {
             let actual = self.jobs.values().filter(|j| j.state == *state).count() as u64;
             ensure!(*n == actual, "{n} jobs counted {state}, {actual} are");
         }
         let indexed: Vec<_> = self.index.indexed_pipelines().collect();
-        ensure!(indexed.len() == self.pipelines.len(), "{} pipelines indexed, {} pipelines", indexed.len(), self.pipelines.len());
+        ensure!(
+            indexed.len() == self.pipelines.len(),
+            "{} pipelines indexed, {} pipelines",
+            indexed.len(),
+            self.pipelines.len()
+        );
         for (state, id) in indexed {
-            ensure!(self.pipelines.get(&id).is_some_and(|p| p.state == state), "pipeline {id} indexed as {state:?} is not");
+            ensure!(
+                self.pipelines.get(&id).is_some_and(|p| p.state == state),
+                "pipeline {id} indexed as {state:?} is not"
+            );
         }
-        ensure!(self.idempotency.len() == self.idempotency_expiry.len(), "idempotency table and expiry index differ in size");
+        ensure!(
+            self.idempotency.len() == self.idempotency_expiry.len(),
+            "idempotency table and expiry index differ in size"
+        );
         for (exp, tenant, key) in &self.idempotency_expiry {
             let rec = self.idempotency.get(&(tenant.clone(), key.clone()));
-            ensure!(rec.is_some_and(|r| r.expires_at_ms == *exp), "expiry entry for key {key:?} has no record");
+            ensure!(
+                rec.is_some_and(|r| r.expires_at_ms == *exp),
+                "expiry entry for key {key:?} has no record"
+            );
         }
         Ok(())
     }
@@ -146,13 +249,30 @@ impl State {
     /// each job's `(attempt, rank)` rose or stayed with the state unchanged.
     pub fn check_progress_from(&self, before: &State) -> Result<(), InvariantViolation> {
         for (id, old) in &before.jobs {
-            let new = self.jobs.get(id).ok_or_else(|| InvariantViolation(format!("job {id} vanished")))?;
+            let new = self
+                .jobs
+                .get(id)
+                .ok_or_else(|| InvariantViolation(format!("job {id} vanished")))?;
             let (o, n) = ((old.attempt, old.state.rank()), (new.attempt, new.state.rank()));
-            ensure!(n > o || (n == o && old.state == new.state), "job {id} went back from {} {} to {} {}", old.attempt, old.state, new.attempt, new.state);
+            ensure!(
+                n > o || (n == o && old.state == new.state),
+                "job {id} went back from {} {} to {} {}",
+                old.attempt,
+                old.state,
+                new.attempt,
+                new.state
+            );
         }
         for (id, old) in &before.pipelines {
-            let new = &self.pipelines.get(id).ok_or_else(|| InvariantViolation(format!("pipeline {id} vanished")))?;
-            ensure!(!old.state.is_terminal() || old.state == new.state, "pipeline {id} left terminal state {:?}", old.state);
+            let new = &self
+                .pipelines
+                .get(id)
+                .ok_or_else(|| InvariantViolation(format!("pipeline {id} vanished")))?;
+            ensure!(
+                !old.state.is_terminal() || old.state == new.state,
+                "pipeline {id} left terminal state {:?}",
+                old.state
+            );
         }
         Ok(())
     }

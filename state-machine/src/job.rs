@@ -71,7 +71,10 @@ pub struct Job {
 
 impl Job {
     pub fn fencing(&self) -> Option<FencingToken> {
-        self.attempts.last().filter(|a| a.attempt == self.attempt).map(|a| a.fencing)
+        self.attempts
+            .last()
+            .filter(|a| a.attempt == self.attempt)
+            .map(|a| a.fencing)
     }
 
     pub fn current_attempt_mut(&mut self) -> Option<&mut AttemptRecord> {

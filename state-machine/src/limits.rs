@@ -74,7 +74,11 @@ impl Limits {
         max_pools: 10_000,
         max_plan_placements: 10_000,
         // 100,000 cores, 1 PiB of memory, 10,000 GPUs.
-        max_resources: Resources { cpu_millis: 100_000_000, memory_mib: 1 << 30, gpus: 10_000 },
+        max_resources: Resources {
+            cpu_millis: 100_000_000,
+            memory_mib: 1 << 30,
+            gpus: 10_000,
+        },
         max_workers_per_pool: 10_000,
         max_pipeline_bytes: 4 * 1024 * 1024,
     };
@@ -99,7 +103,11 @@ impl Limits {
         max_idempotency_key_bytes: 1024,
         max_pools: 100_000,
         max_plan_placements: 100_000,
-        max_resources: Resources { cpu_millis: 1 << 40, memory_mib: 1 << 40, gpus: 40_000 },
+        max_resources: Resources {
+            cpu_millis: 1 << 40,
+            memory_mib: 1 << 40,
+            gpus: 40_000,
+        },
         max_workers_per_pool: 40_000,
         max_pipeline_bytes: 32 * 1024 * 1024,
     };
@@ -108,29 +116,124 @@ impl Limits {
     pub fn validate(&self) -> Result<(), SpecError> {
         let c = &Limits::CEILING;
         let checks: [(&str, u64, u64, bool); 23] = [
-            ("max_name_bytes", self.max_name_bytes as u64, c.max_name_bytes as u64, true),
-            ("max_value_bytes", self.max_value_bytes as u64, c.max_value_bytes as u64, false),
-            ("max_jobs_per_pipeline", self.max_jobs_per_pipeline as u64, c.max_jobs_per_pipeline as u64, true),
-            ("max_steps_per_job", self.max_steps_per_job as u64, c.max_steps_per_job as u64, true),
-            ("max_step_bytes", self.max_step_bytes as u64, c.max_step_bytes as u64, true),
-            ("max_env_per_job", self.max_env_per_job as u64, c.max_env_per_job as u64, false),
+            (
+                "max_name_bytes",
+                self.max_name_bytes as u64,
+                c.max_name_bytes as u64,
+                true,
+            ),
+            (
+                "max_value_bytes",
+                self.max_value_bytes as u64,
+                c.max_value_bytes as u64,
+                false,
+            ),
+            (
+                "max_jobs_per_pipeline",
+                self.max_jobs_per_pipeline as u64,
+                c.max_jobs_per_pipeline as u64,
+                true,
+            ),
+            (
+                "max_steps_per_job",
+                self.max_steps_per_job as u64,
+                c.max_steps_per_job as u64,
+                true,
+            ),
+            (
+                "max_step_bytes",
+                self.max_step_bytes as u64,
+                c.max_step_bytes as u64,
+                true,
+            ),
+            (
+                "max_env_per_job",
+                self.max_env_per_job as u64,
+                c.max_env_per_job as u64,
+                false,
+            ),
             ("max_labels", self.max_labels as u64, c.max_labels as u64, false),
-            ("max_needs_per_job", self.max_needs_per_job as u64, c.max_needs_per_job as u64, false),
-            ("max_retries", u64::from(self.max_retries), u64::from(c.max_retries), false),
+            (
+                "max_needs_per_job",
+                self.max_needs_per_job as u64,
+                c.max_needs_per_job as u64,
+                false,
+            ),
+            (
+                "max_retries",
+                u64::from(self.max_retries),
+                u64::from(c.max_retries),
+                false,
+            ),
             ("max_timeout_ms", self.max_timeout_ms, c.max_timeout_ms, true),
             ("max_backoff_ms", self.max_backoff_ms, c.max_backoff_ms, false),
-            ("max_priority_abs", u64::try_from(self.max_priority_abs).unwrap_or(u64::MAX), c.max_priority_abs as u64, false),
-            ("max_log_bytes_per_job", self.max_log_bytes_per_job, c.max_log_bytes_per_job, false),
-            ("max_log_chunk_bytes", self.max_log_chunk_bytes as u64, c.max_log_chunk_bytes as u64, true),
-            ("idempotency_ttl_ms", self.idempotency_ttl_ms, c.idempotency_ttl_ms, false),
-            ("max_idempotency_key_bytes", self.max_idempotency_key_bytes as u64, c.max_idempotency_key_bytes as u64, true),
+            (
+                "max_priority_abs",
+                u64::try_from(self.max_priority_abs).unwrap_or(u64::MAX),
+                c.max_priority_abs as u64,
+                false,
+            ),
+            (
+                "max_log_bytes_per_job",
+                self.max_log_bytes_per_job,
+                c.max_log_bytes_per_job,
+                false,
+            ),
+            (
+                "max_log_chunk_bytes",
+                self.max_log_chunk_bytes as u64,
+                c.max_log_chunk_bytes as u64,
+                true,
+            ),
+            (
+                "idempotency_ttl_ms",
+                self.idempotency_ttl_ms,
+                c.idempotency_ttl_ms,
+                false,
+            ),
+            (
+                "max_idempotency_key_bytes",
+                self.max_idempotency_key_bytes as u64,
+                c.max_idempotency_key_bytes as u64,
+                true,
+            ),
             ("max_pools", self.max_pools as u64, c.max_pools as u64, true),
-            ("max_plan_placements", self.max_plan_placements as u64, c.max_plan_placements as u64, true),
-            ("max_resources.cpu_millis", self.max_resources.cpu_millis, c.max_resources.cpu_millis, true),
-            ("max_resources.memory_mib", self.max_resources.memory_mib, c.max_resources.memory_mib, true),
-            ("max_resources.gpus", u64::from(self.max_resources.gpus), u64::from(c.max_resources.gpus), false),
-            ("max_workers_per_pool", u64::from(self.max_workers_per_pool), u64::from(c.max_workers_per_pool), true),
-            ("max_pipeline_bytes", self.max_pipeline_bytes, c.max_pipeline_bytes, true),
+            (
+                "max_plan_placements",
+                self.max_plan_placements as u64,
+                c.max_plan_placements as u64,
+                true,
+            ),
+            (
+                "max_resources.cpu_millis",
+                self.max_resources.cpu_millis,
+                c.max_resources.cpu_millis,
+                true,
+            ),
+            (
+                "max_resources.memory_mib",
+                self.max_resources.memory_mib,
+                c.max_resources.memory_mib,
+                true,
+            ),
+            (
+                "max_resources.gpus",
+                u64::from(self.max_resources.gpus),
+                u64::from(c.max_resources.gpus),
+                false,
+            ),
+            (
+                "max_workers_per_pool",
+                u64::from(self.max_workers_per_pool),
+                u64::from(c.max_workers_per_pool),
+                true,
+            ),
+            (
+                "max_pipeline_bytes",
+                self.max_pipeline_bytes,
+                c.max_pipeline_bytes,
+                true,
+            ),
         ];
         for (name, value, ceiling, nonzero) in checks {
             let field = format!("limits.{name}");
@@ -139,7 +242,12 @@ impl Limits {
             }
             if value > ceiling {
                 let value = i64::try_from(value).unwrap_or(i64::MAX);
-                return Err(SpecError::OutOfRange { field, value, min: i64::from(nonzero), max: ceiling as i64 });
+                return Err(SpecError::OutOfRange {
+                    field,
+                    value,
+                    min: i64::from(nonzero),
+                    max: ceiling as i64,
+                });
             }
         }
         Ok(())
@@ -157,7 +265,12 @@ impl Limits {
         for (name, value, max) in dims {
             if value > max {
                 let value = i64::try_from(value).unwrap_or(i64::MAX);
-                return Err(SpecError::OutOfRange { field: format!("{at}.{name}"), value, min: 0, max: max as i64 });
+                return Err(SpecError::OutOfRange {
+                    field: format!("{at}.{name}"),
+                    value,
+                    min: 0,
+                    max: max as i64,
+                });
             }
         }
         Ok(())
@@ -194,12 +307,21 @@ mod tests {
 
     #[test]
     fn a_limit_past_its_ceiling_is_named() {
-        let limits = Limits { max_jobs_per_pipeline: usize::MAX, ..Limits::DEFAULT };
+        let limits = Limits {
+            max_jobs_per_pipeline: usize::MAX,
+            ..Limits::DEFAULT
+        };
         let err = limits.validate().unwrap_err();
         assert_eq!(err.field(), "limits.max_jobs_per_pipeline");
-        let limits = Limits { max_priority_abs: -1, ..Limits::DEFAULT };
+        let limits = Limits {
+            max_priority_abs: -1,
+            ..Limits::DEFAULT
+        };
         assert_eq!(limits.validate().unwrap_err().field(), "limits.max_priority_abs");
-        let limits = Limits { max_pools: 0, ..Limits::DEFAULT };
+        let limits = Limits {
+            max_pools: 0,
+            ..Limits::DEFAULT
+        };
         assert!(matches!(limits.validate(), Err(SpecError::Zero { .. })));
     }
 }

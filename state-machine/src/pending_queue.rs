@@ -23,7 +23,11 @@ pub struct QueueKey {
 
 impl QueueKey {
     pub fn new(priority: i32, tenant: &str, job: JobId) -> Self {
-        QueueKey { priority_rank: rank_of(priority), tenant: tenant.to_string(), job }
+        QueueKey {
+            priority_rank: rank_of(priority),
+            tenant: tenant.to_string(),
+            job,
+        }
     }
 }
 
@@ -98,9 +102,19 @@ impl PendingQueue {
     /// The jobs of `tenant` at `priority`, in submission order.
     pub fn jobs_of(&self, priority: i32, tenant: &str) -> TenantRun<'_> {
         let rank = rank_of(priority);
-        let start = QueueKey { priority_rank: rank, tenant: tenant.to_string(), job: JobId(0) };
-        let end = QueueKey { priority_rank: rank, tenant: tenant.to_string(), job: JobId(u64::MAX) };
-        TenantRun { range: self.keys.range(start..=end) }
+        let start = QueueKey {
+            priority_rank: rank,
+            tenant: tenant.to_string(),
+            job: JobId(0),
+        };
+        let end = QueueKey {
+            priority_rank: rank,
+            tenant: tenant.to_string(),
+            job: JobId(u64::MAX),
+        };
+        TenantRun {
+            range: self.keys.range(start..=end),
+        }
     }
 
     fn tenants_at(&self, rank: u64) -> Vec<&str> {
@@ -109,7 +123,11 @@ impl PendingQueue {
         while let Some(key) = next.filter(|k| k.priority_rank == rank) {
             tenants.push(key.tenant.as_str());
             // The first key past every job of this tenant: the next tenant's first job.
-            let past = QueueKey { priority_rank: rank, tenant: key.tenant.clone(), job: JobId(u64::MAX) };
+            let past = QueueKey {
+                priority_rank: rank,
+                tenant: key.tenant.clone(),
+                job: JobId(u64::MAX),
+            };
             next = self.keys.range((Bound::Excluded(&past), Bound::Unbounded)).next();
         }
         tenants
@@ -117,7 +135,11 @@ impl PendingQueue {
 }
 
 fn level_start(rank: u64) -> QueueKey {
-    QueueKey { priority_rank: rank, tenant: String::new(), job: JobId(0) }
+    QueueKey {
+        priority_rank: rank,
+        tenant: String::new(),
+        job: JobId(0),
+    }
 }
 
 /// One tenant's pending jobs at one priority, in submission order, read lazily.
@@ -147,14 +169,28 @@ mod tests {
 
     #[test]
     fn levels_list_priorities_highest_first_with_their_tenants() {
-        let q = queue(&[(0, "b", 5), (0, "a", 9), (10, "c", 1), (0, "b", 2), (-3, "a", 4), (10, "a", 7)]);
+        let q = queue(&[
+            (0, "b", 5),
+            (0, "a", 9),
+            (10, "c", 1),
+            (0, "b", 2),
+            (-3, "a", 4),
+            (10, "a", 7),
+        ]);
         let levels: Vec<(i32, Vec<&str>)> = q.levels().collect();
         assert_eq!(levels, vec![(10, vec!["a", "c"]), (0, vec!["a", "b"]), (-3, vec!["a"])]);
     }
 
     #[test]
     fn a_tenant_run_is_in_submission_order_and_stays_in_its_level() {
-        let q = queue(&[(0, "b", 5), (0, "a", 9), (0, "b", 2), (1, "b", 1), (0, "ba", 3), (-1, "b", 4)]);
+        let q = queue(&[
+            (0, "b", 5),
+            (0, "a", 9),
+            (0, "b", 2),
+            (1, "b", 1),
+            (0, "ba", 3),
+            (-1, "b", 4),
+        ]);
         assert_eq!(q.jobs_of(0, "b").collect::<Vec<_>>(), vec![JobId(2), JobId(5)]);
         assert_eq!(q.jobs_of(1, "b").collect::<Vec<_>>(), vec![JobId(1)]);
         assert_eq!(q.jobs_of(0, "c").count(), 0);

@@ -103,7 +103,11 @@ impl Pool {
         if job.image.is_some() && !self.spec.provider.runs_images() {
             return Some(Misfit::NoImages);
         }
-        if let Some((k, v)) = job.constraints.iter().find(|(k, v)| self.spec.labels.get(*k) != Some(*v)) {
+        if let Some((k, v)) = job
+            .constraints
+            .iter()
+            .find(|(k, v)| self.spec.labels.get(*k) != Some(*v))
+        {
             return Some(Misfit::Label(k, v));
         }
         if !job.resources.fits_within(&self.spec.capacity) {

@@ -22,7 +22,11 @@ pub enum Rejection {
     #[error("idempotency key {key:?} was used for pipeline {pipeline} with a different spec")]
     IdempotencyKeyReused { key: String, pipeline: PipelineId },
     #[error("job {job} is {state}: {action} is not possible")]
-    WrongState { job: JobId, state: JobState, action: String },
+    WrongState {
+        job: JobId,
+        state: JobState,
+        action: String,
+    },
     #[error("job {job} already finished as {state}")]
     AlreadyFinished { job: JobId, state: JobState },
     #[error("stale fencing token {got} for job {job}")]
@@ -52,5 +56,9 @@ pub enum Rejection {
     #[error("job {job}: log chunk at offset {offset} leaves a gap after {expected}")]
     LogGap { job: JobId, offset: u64, expected: u64 },
     #[error("job {job} has run {elapsed_ms} ms of its {timeout_ms} ms timeout")]
-    TimeoutNotReached { job: JobId, elapsed_ms: u64, timeout_ms: u64 },
+    TimeoutNotReached {
+        job: JobId,
+        elapsed_ms: u64,
+        timeout_ms: u64,
+    },
 }

@@ -17,10 +17,18 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub const ZERO: Resources = Resources { cpu_millis: 0, memory_mib: 0, gpus: 0 };
+    pub const ZERO: Resources = Resources {
+        cpu_millis: 0,
+        memory_mib: 0,
+        gpus: 0,
+    };
 
     pub const fn new(cpu_millis: u64, memory_mib: u64, gpus: u32) -> Self {
-        Resources { cpu_millis, memory_mib, gpus }
+        Resources {
+            cpu_millis,
+            memory_mib,
+            gpus,
+        }
     }
 
     /// True when every dimension of `self` is at most the same dimension of `other`.
@@ -72,7 +80,11 @@ impl Resources {
 
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cpu={}m mem={}MiB gpus={}", self.cpu_millis, self.memory_mib, self.gpus)
+        write!(
+            f,
+            "cpu={}m mem={}MiB gpus={}",
+            self.cpu_millis, self.memory_mib, self.gpus
+        )
     }
 }
 
@@ -89,7 +101,10 @@ mod tests {
         assert_eq!(b.checked_sub(&a), Some(Resources::new(500, 256, 1)));
         assert_eq!(a.checked_sub(&b), None);
         assert_eq!(a.checked_add(&a), Some(Resources::new(1000, 512, 0)));
-        assert_eq!(Resources::new(u64::MAX, 0, 0).checked_add(&Resources::new(1, 0, 0)), None);
+        assert_eq!(
+            Resources::new(u64::MAX, 0, 0).checked_add(&Resources::new(1, 0, 0)),
+            None
+        );
     }
 
     #[test]

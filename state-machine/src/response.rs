@@ -26,17 +26,30 @@ pub struct RejectedPlacement {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// `duplicate` is true when an earlier submission with the same idempotency key is returned.
-    Submitted { pipeline: PipelineId, jobs: Vec<JobRef>, duplicate: bool },
+    Submitted {
+        pipeline: PipelineId,
+        jobs: Vec<JobRef>,
+        duplicate: bool,
+    },
     /// The jobs this command moved to CANCELLED. A job cancel of a job already cancelled lists
     /// that job (the answer a retried cancel must give); a pipeline cancel lists only what it
     /// moved.
-    Cancelled { jobs: Vec<JobId> },
-    PlanApplied { accepted: Vec<AcceptedPlacement>, rejected: Vec<RejectedPlacement> },
+    Cancelled {
+        jobs: Vec<JobId>,
+    },
+    PlanApplied {
+        accepted: Vec<AcceptedPlacement>,
+        rejected: Vec<RejectedPlacement>,
+    },
     /// Applied; `changed` is false when the command repeated a change already made.
-    Done { changed: bool },
+    Done {
+        changed: bool,
+    },
     Rejected(Rejection),
     /// One response per command of a `Command::Batch`, in order.
-    Batch { responses: Vec<Response> },
+    Batch {
+        responses: Vec<Response>,
+    },
 }
 
 impl Response {

@@ -6,8 +6,8 @@
 use crate::apply::Cx;
 use crate::pending_queue::PendingQueue;
 use crate::{
-    ApplyContext, Assignment, Command, Event, EventId, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal, Response,
-    Tenant,
+    ApplyContext, Assignment, Command, Event, EventId, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal,
+    Response, Tenant,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,21 +46,32 @@ pub struct State {
 
 impl State {
     pub fn new(limits: Limits) -> Self {
-        State { limits, ..State::default() }
+        State {
+            limits,
+            ..State::default()
+        }
     }
 
     /// Applies one committed entry. Deterministic: the same state and entry give the same
     /// result on every replica. A rejected command leaves the state untouched.
     pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
         // Proposers' clocks may differ; the state's clock never goes back.
-        let mut cx = Cx { ctx, now_ms: self.now_ms.max(proposal.now_ms), events: Vec::new() };
+        let mut cx = Cx {
+            ctx,
+            now_ms: self.now_ms.max(proposal.now_ms),
+            events: Vec::new(),
+        };
         let result = match &proposal.command {
             Command::Batch { commands } => self.apply_batch(&mut cx, commands),
             command => self.apply_command(&mut cx, command, proposal.trace_parent.as_deref()),
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
-            panic!("invariant violated after {} at index {}: {violation}", proposal.command.kind(), ctx.log_index);
+            panic!(
+                "invariant violated after {} at index {}: {violation}",
+                proposal.command.kind(),
+                ctx.log_index
+            );
         }
         match result {
             Ok(response) => {
@@ -79,13 +90,21 @@ impl State {
     /// refused as a whole.
     fn apply_batch(&mut self, cx: &mut Cx, commands: &[Command]) -> Result<Response, crate::Rejection> {
         if commands.len() > crate::MAX_BATCH_COMMANDS {
-            return Err(crate::Rejection::BatchTooLarge { count: commands.len(), max: crate::MAX_BATCH_COMMANDS });
+            return Err(crate::Rejection::BatchTooLarge {
+                count: commands.len(),
+                max: crate::MAX_BATCH_COMMANDS,
+            });
         }
         // A plan's fencing tokens come from its entry's log index: two plans in one entry could
         // give two attempts of a job the same token, and a stale worker could then pass as the
         // new one. Batches do not nest.
-        if let Some(c) = commands.iter().find(|c| matches!(c, Command::ApplyPlan { .. } | Command::Batch { .. })) {
-            return Err(crate::Rejection::NotBatchable { kind: c.kind().to_string() });
+        if let Some(c) = commands
+            .iter()
+            .find(|c| matches!(c, Command::ApplyPlan { .. } | Command::Batch { .. }))
+        {
+            return Err(crate::Rejection::NotBatchable {
+                kind: c.kind().to_string(),
+            });
         }
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
@@ -107,34 +126,68 @@ impl State {
     }
 
     /// Dispatches one command to its handler. `trace_parent` is kept by a submitted pipeline.
-    fn apply_command(&mut self, cx: &mut Cx, command: &Command, trace_parent: Option<&str>) -> Result<Response, crate::Rejection> {
+    fn apply_command(
+        &mut self,
+        cx: &mut Cx,
+        command: &Command,
+        trace_parent: Option<&str>,
+    ) -> Result<Response, crate::Rejection> {
         match command {
-            Command::SubmitPipeline { tenant, idempotency_key, spec } => {
-                self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, trace_parent)
-            }
+            Command::SubmitPipeline {
+                tenant,
+                idempotency_key,
+                spec,
+            } => self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, trace_parent),
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(cx, *job),
             Command::ApplyPlan { placements } => self.apply_plan(cx, placements),
-            Command::WorkerCreated { job, fencing, worker_id } => self.worker_created(cx, *job, *fencing, worker_id),
+            Command::WorkerCreated {
+                job,
+                fencing,
+                worker_id,
+            } => self.worker_created(cx, *job, *fencing, worker_id),
             Command::WorkerStarted { job, fencing } => self.worker_started(cx, *job, *fencing),
             Command::StepStarted { job, fencing, step } => self.step_started(cx, *job, *fencing, *step),
-            Command::StepFinished { job, fencing, step, exit_code } => self.step_finished(cx, *job, *fencing, *step, *exit_code),
-            Command::WorkerExited { job, fencing, exit_code, jitter_permille } => {
-                self.worker_exited(cx, *job, *fencing, *exit_code, *jitter_permille)
-            }
+            Command::StepFinished {
+                job,
+                fencing,
+                step,
+                exit_code,
+            } => self.step_finished(cx, *job, *fencing, *step, *exit_code),
+            Command::WorkerExited {
+                job,
+                fencing,
+                exit_code,
+                jitter_permille,
+            } => self.worker_exited(cx, *job, *fencing, *exit_code, *jitter_permille),
             Command::WorkerLost { job, fencing, reason } => self.worker_lost(cx, *job, *fencing, reason),
-            Command::WorkerTerminated { job, fencing, jitter_permille } => self.worker_terminated(cx, *job, *fencing, *jitter_permille),
+            Command::WorkerTerminated {
+                job,
+                fencing,
+                jitter_permille,
+            } => self.worker_terminated(cx, *job, *fencing, *jitter_permille),
             Command::JobTimedOut { job, fencing } => self.job_timed_out(cx, *job, *fencing),
-            Command::AppendLog { job, fencing, offset, data } => self.append_log(cx, *job, *fencing, *offset, data),
+            Command::AppendLog {
+                job,
+                fencing,
+                offset,
+                data,
+            } => self.append_log(cx, *job, *fencing, *offset, data),
             Command::RegisterPool { spec } => self.register_pool(cx, spec),
-            Command::UpdatePoolCapacity { pool, capacity, max_workers } => self.update_pool_capacity(cx, pool, *capacity, *max_workers),
+            Command::UpdatePoolCapacity {
+                pool,
+                capacity,
+                max_workers,
+            } => self.update_pool_capacity(cx, pool, *capacity, *max_workers),
             Command::SetPoolDraining { pool, draining } => self.set_pool_draining(cx, pool, *draining),
             Command::RemovePool { pool } => self.remove_pool(cx, pool),
             Command::SetPoolProblem { pool, problem } => self.set_pool_problem(pool, problem.as_deref()),
             Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(cx, tenant, quota.as_ref()),
             Command::UpdateLimits { limits } => self.update_limits(cx, limits),
             Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
-            Command::Batch { .. } => Err(crate::Rejection::NotBatchable { kind: command.kind().to_string() }),
+            Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
+                kind: command.kind().to_string(),
+            }),
         }
     }
 
@@ -160,7 +213,9 @@ impl State {
 
     /// The `traceparent` kept by `job`'s pipeline, if it was submitted traced.
     pub fn trace_parent_of_job(&self, job: JobId) -> Option<&str> {
-        self.job(job).and_then(|j| self.pipeline(j.pipeline)).and_then(|p| p.trace_parent.as_deref())
+        self.job(job)
+            .and_then(|j| self.pipeline(j.pipeline))
+            .and_then(|p| p.trace_parent.as_deref())
     }
 
     pub fn pipelines(&self) -> impl DoubleEndedIterator<Item = &Pipeline> {
@@ -195,7 +250,9 @@ impl State {
     /// reading them in bounded chunks.
     pub fn assignments_after(&self, after: Option<(JobId, u32)>) -> impl Iterator<Item = &Assignment> {
         let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        self.assignments.range((lower, std::ops::Bound::Unbounded)).map(|(_, a)| a)
+        self.assignments
+            .range((lower, std::ops::Bound::Unbounded))
+            .map(|(_, a)| a)
     }
 
     /// Live assignments of one job (at most one unless a bug broke the invariants).
@@ -205,12 +262,16 @@ impl State {
 
     /// Jobs with an id greater than `after`, in id order: a range read.
     pub fn jobs_after(&self, after: JobId) -> impl Iterator<Item = &Job> {
-        self.jobs.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, j)| j)
+        self.jobs
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .map(|(_, j)| j)
     }
 
     /// Pipelines with an id greater than `after`, in id order: a range read.
     pub fn pipelines_after(&self, after: PipelineId) -> impl Iterator<Item = &Pipeline> {
-        self.pipelines.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, p)| p)
+        self.pipelines
+            .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            .map(|(_, p)| p)
     }
 
     /// The indexes of jobs and pipelines by state.
@@ -234,6 +295,8 @@ impl State {
 
     /// Whether every job `job` needs has finished in a way that lets it run.
     pub fn needs_satisfied(&self, job: &Job) -> bool {
-        job.needs.iter().all(|n| self.jobs.get(n).is_some_and(crate::apply::satisfies_dependants))
+        job.needs
+            .iter()
+            .all(|n| self.jobs.get(n).is_some_and(crate::apply::satisfies_dependants))
     }
 }

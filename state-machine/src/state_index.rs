@@ -51,13 +51,21 @@ impl StateIndex {
 
     /// Jobs in `state` with an id greater than `after`, in id order.
     pub fn jobs_in(&self, state: JobState, after: JobId) -> impl Iterator<Item = JobId> + '_ {
-        self.jobs.range((Bound::Excluded((state, after)), Bound::Included((state, JobId(u64::MAX))))).map(|(_, j)| *j)
+        self.jobs
+            .range((
+                Bound::Excluded((state, after)),
+                Bound::Included((state, JobId(u64::MAX))),
+            ))
+            .map(|(_, j)| *j)
     }
 
     /// Pipelines in `state` with an id greater than `after`, in id order.
     pub fn pipelines_in(&self, state: PipelineState, after: PipelineId) -> impl Iterator<Item = PipelineId> + '_ {
         self.pipelines
-            .range((Bound::Excluded((state, after)), Bound::Included((state, PipelineId(u64::MAX)))))
+            .range((
+                Bound::Excluded((state, after)),
+                Bound::Included((state, PipelineId(u64::MAX))),
+            ))
             .map(|(_, p)| *p)
     }
 
@@ -89,9 +97,18 @@ mod tests {
         }
         ix.job_moved(JobState::Pending, JobState::Running, JobId(2));
         ix.job_moved(JobState::Pending, JobState::Running, JobId(4));
-        assert_eq!(ix.jobs_in(JobState::Pending, JobId(0)).collect::<Vec<_>>(), vec![JobId(1), JobId(3), JobId(5)]);
-        assert_eq!(ix.jobs_in(JobState::Pending, JobId(3)).collect::<Vec<_>>(), vec![JobId(5)]);
-        assert_eq!(ix.jobs_in(JobState::Running, JobId(0)).collect::<Vec<_>>(), vec![JobId(2), JobId(4)]);
+        assert_eq!(
+            ix.jobs_in(JobState::Pending, JobId(0)).collect::<Vec<_>>(),
+            vec![JobId(1), JobId(3), JobId(5)]
+        );
+        assert_eq!(
+            ix.jobs_in(JobState::Pending, JobId(3)).collect::<Vec<_>>(),
+            vec![JobId(5)]
+        );
+        assert_eq!(
+            ix.jobs_in(JobState::Running, JobId(0)).collect::<Vec<_>>(),
+            vec![JobId(2), JobId(4)]
+        );
         assert_eq!(ix.job_counts().get(&JobState::Pending), Some(&3));
         assert_eq!(ix.job_counts().get(&JobState::Running), Some(&2));
         ix.job_moved(JobState::Running, JobState::Succeeded, JobId(2));
@@ -99,7 +116,11 @@ mod tests {
         assert_eq!(ix.job_counts().get(&JobState::Running), None);
         ix.pipeline_added(PipelineState::Running, PipelineId(1));
         ix.pipeline_moved(PipelineState::Running, PipelineState::Failed, PipelineId(1));
-        assert_eq!(ix.pipelines_in(PipelineState::Failed, PipelineId(0)).collect::<Vec<_>>(), vec![PipelineId(1)]);
+        assert_eq!(
+            ix.pipelines_in(PipelineState::Failed, PipelineId(0))
+                .collect::<Vec<_>>(),
+            vec![PipelineId(1)]
+        );
         assert_eq!(ix.pipelines_in(PipelineState::Running, PipelineId(0)).count(), 0);
     }
 }

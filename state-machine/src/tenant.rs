@@ -22,13 +22,18 @@ pub struct Tenant {
 impl Quota {
     /// Whether one more job with `req` fits, given what is already `allocated` to `running` jobs.
     pub fn admits(&self, allocated: &Resources, running: u32, req: &Resources) -> bool {
-        running < self.max_running_jobs && allocated.checked_add(req).is_some_and(|sum| sum.fits_within(&self.resources))
+        running < self.max_running_jobs
+            && allocated
+                .checked_add(req)
+                .is_some_and(|sum| sum.fits_within(&self.resources))
     }
 }
 
 impl Tenant {
     /// Whether one more job with `req` stays within the quota.
     pub fn admits(&self, req: &Resources) -> bool {
-        self.quota.as_ref().is_none_or(|q| q.admits(&self.allocated, self.running_jobs, req))
+        self.quota
+            .as_ref()
+            .is_none_or(|q| q.admits(&self.allocated, self.running_jobs, req))
     }
 }

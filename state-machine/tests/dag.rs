@@ -7,7 +7,15 @@ use flotilla_state_machine::*;
 #[test]
 fn fan_out_fan_in_runs_in_dependency_order() {
     let mut h = Harness::with_pool();
-    let (p, ids) = h.submit(pipeline("diamond", vec![job("build", &[]), job("test1", &["build"]), job("test2", &["build"]), job("deploy", &["test1", "test2"])]));
+    let (p, ids) = h.submit(pipeline(
+        "diamond",
+        vec![
+            job("build", &[]),
+            job("test1", &["build"]),
+            job("test2", &["build"]),
+            job("deploy", &["test1", "test2"]),
+        ],
+    ));
     let [build, t1, t2, deploy] = ids[..] else { panic!() };
     let placed: Vec<JobId> = h.schedule().iter().map(|a| a.job).collect();
     assert_eq!(placed, vec![build], "only the root is ready");
@@ -26,7 +34,10 @@ fn fan_out_fan_in_runs_in_dependency_order() {
 #[test]
 fn failure_fails_all_dependants_transitively() {
     let mut h = Harness::with_pool();
-    let (p, ids) = h.submit(pipeline("chain", vec![job("a", &[]), job("b", &["a"]), job("c", &["b"]), job("side", &[])]));
+    let (p, ids) = h.submit(pipeline(
+        "chain",
+        vec![job("a", &[]), job("b", &["a"]), job("c", &["b"]), job("side", &[])],
+    ));
     h.schedule();
     h.finish(ids[0], 1);
     for dependant in [ids[1], ids[2]] {
@@ -35,7 +46,11 @@ fn failure_fails_all_dependants_transitively() {
         assert!(matches!(j.failure, Some(FailureReason::DependencyFailed { .. })));
         assert!(j.attempts.is_empty(), "a dependant of a failed job never runs");
     }
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Running, "side job still runs");
+    assert_eq!(
+        h.state.pipeline(p).unwrap().state,
+        PipelineState::Running,
+        "side job still runs"
+    );
     h.finish(ids[3], 0);
     assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Failed);
 }
@@ -66,15 +81,32 @@ fn cancelling_a_pipeline_cancels_every_unfinished_job() {
     }
     assert_eq!(h.job_state(ids[2]), JobState::Succeeded);
     assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Cancelled);
-    assert_eq!(h.run(Command::CancelPipeline { pipeline: p }).0, Response::Cancelled { jobs: vec![] });
-    assert_eq!(h.rejected(Command::CancelPipeline { pipeline: PipelineId(99) }), Rejection::UnknownPipeline(PipelineId(99)));
+    assert_eq!(
+        h.run(Command::CancelPipeline { pipeline: p }).0,
+        Response::Cancelled { jobs: vec![] }
+    );
+    assert_eq!(
+        h.rejected(Command::CancelPipeline {
+            pipeline: PipelineId(99)
+        }),
+        Rejection::UnknownPipeline(PipelineId(99))
+    );
 }
 
 #[test]
 fn a_forced_placement_of_a_blocked_job_is_refused() {
     let mut h = Harness::with_pool();
     let (_, ids) = h.submit(pipeline("order", vec![job("a", &[]), job("b", &["a"])]));
-    match h.run(Command::ApplyPlan { placements: vec![Placement { job: ids[1], attempt: 1, pool: "main".into() }] }).0 {
+    match h
+        .run(Command::ApplyPlan {
+            placements: vec![Placement {
+                job: ids[1],
+                attempt: 1,
+                pool: "main".into(),
+            }],
+        })
+        .0
+    {
         Response::PlanApplied { accepted, rejected } => {
             assert!(accepted.is_empty());
             assert!(matches!(rejected[0].reason, Rejection::NotReady { .. }));

@@ -9,20 +9,31 @@ use flotilla_state_machine::*;
 fn the_published_mark_only_moves_forward_and_emits_nothing() {
     let mut h = Harness::with_pool();
     assert_eq!(h.state.events_published_through(), None);
-    let (r, events) = h.run(Command::RecordEventsPublished { through: EventId::new(7, 1) });
+    let (r, events) = h.run(Command::RecordEventsPublished {
+        through: EventId::new(7, 1),
+    });
     assert_eq!(r, Response::Done { changed: true });
-    assert!(events.is_empty(), "recording progress must not create events to publish");
+    assert!(
+        events.is_empty(),
+        "recording progress must not create events to publish"
+    );
     assert_eq!(h.state.events_published_through(), Some(EventId::new(7, 1)));
 
     // A deposed leader's late, lower mark changes nothing and is not an error.
     let before = bytes(&h.state);
-    let (r, _) = h.run(Command::RecordEventsPublished { through: EventId::new(6, 9) });
+    let (r, _) = h.run(Command::RecordEventsPublished {
+        through: EventId::new(6, 9),
+    });
     assert_eq!(r, Response::Done { changed: false });
-    let (r, _) = h.run(Command::RecordEventsPublished { through: EventId::new(7, 1) });
+    let (r, _) = h.run(Command::RecordEventsPublished {
+        through: EventId::new(7, 1),
+    });
     assert_eq!(r, Response::Done { changed: false });
     assert_eq!(before, bytes(&h.state));
 
-    h.ok(Command::RecordEventsPublished { through: EventId::new(7, 2) });
+    h.ok(Command::RecordEventsPublished {
+        through: EventId::new(7, 2),
+    });
     assert_eq!(h.state.events_published_through(), Some(EventId::new(7, 2)));
 }
 
@@ -34,22 +45,44 @@ fn every_event_of_a_run_names_its_subject() {
         idempotency_key: None,
         spec: pipeline("p", vec![job("build", &[])]),
     });
-    let Response::Submitted { pipeline, jobs, .. } = response else { panic!("submit: {response:?}") };
+    let Response::Submitted { pipeline, jobs, .. } = response else {
+        panic!("submit: {response:?}")
+    };
     let jobs: Vec<JobId> = jobs.into_iter().map(|j| j.id).collect();
     let plan = flotilla_state_machine::scheduler::schedule(&h.state, &Default::default(), h.now_ms);
-    events.extend(h.ok(Command::ApplyPlan { placements: plan.placements }));
+    events.extend(h.ok(Command::ApplyPlan {
+        placements: plan.placements,
+    }));
     let fencing = h.fencing(jobs[0]);
-    events.extend(h.ok(Command::WorkerCreated { job: jobs[0], fencing, worker_id: "w".into() }));
+    events.extend(h.ok(Command::WorkerCreated {
+        job: jobs[0],
+        fencing,
+        worker_id: "w".into(),
+    }));
     events.extend(h.ok(Command::WorkerStarted { job: jobs[0], fencing }));
-    events.extend(h.ok(Command::WorkerExited { job: jobs[0], fencing, exit_code: 0, jitter_permille: 0 }));
-    let subjects: Vec<(String, String)> = events.iter().map(|e| {
-        let s = e.subject();
-        (s.category.to_string(), s.id)
-    }).collect();
+    events.extend(h.ok(Command::WorkerExited {
+        job: jobs[0],
+        fencing,
+        exit_code: 0,
+        jitter_permille: 0,
+    }));
+    let subjects: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let s = e.subject();
+            (s.category.to_string(), s.id)
+        })
+        .collect();
     let job_id = jobs[0].to_string();
     assert!(subjects.contains(&("job".into(), job_id.clone())), "{subjects:?}");
-    assert!(subjects.contains(&("worker".into(), format!("{job_id}-a1"))), "{subjects:?}");
-    assert!(subjects.contains(&("pipeline".into(), pipeline.to_string())), "{subjects:?}");
+    assert!(
+        subjects.contains(&("worker".into(), format!("{job_id}-a1"))),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.contains(&("pipeline".into(), pipeline.to_string())),
+        "{subjects:?}"
+    );
     assert!(subjects.contains(&("capacity".into(), "main".into())), "{subjects:?}");
     for (event, (category, id)) in events.iter().zip(&subjects) {
         assert!(!id.is_empty(), "{event:?} has no subject id");
@@ -67,7 +100,13 @@ fn the_list_of_kinds_matches_what_events_report() {
     kinds.sort_unstable();
     kinds.dedup();
     assert_eq!(kinds.len(), Event::KINDS.len());
-    for kind in ["PipelineRequested", "JobCompleted", "CapacityUpdated", "LimitsUpdated", "LogAppended"] {
+    for kind in [
+        "PipelineRequested",
+        "JobCompleted",
+        "CapacityUpdated",
+        "LimitsUpdated",
+        "LogAppended",
+    ] {
         assert!(Event::KINDS.contains(&kind));
     }
     assert!(Event::KINDS.contains(&Event::LimitsUpdated.kind()));

@@ -11,21 +11,45 @@
 
 mod common;
 use common::*;
-use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
 use flotilla_state_machine::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 fn u64x() -> impl Strategy<Value = u64> + Clone {
-    prop_oneof![Just(0), Just(1), Just(u64::MAX), Just(u64::MAX - 1), Just(u64::from(u32::MAX)), Just(1 << 40), 0u64..10_000, any::<u64>()]
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(u64::from(u32::MAX)),
+        Just(1 << 40),
+        0u64..10_000,
+        any::<u64>()
+    ]
 }
 
 fn u32x() -> impl Strategy<Value = u32> + Clone {
-    prop_oneof![Just(0), Just(1), Just(u32::MAX), Just(u32::MAX - 1), 0u32..100, any::<u32>()]
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(u32::MAX),
+        Just(u32::MAX - 1),
+        0u32..100,
+        any::<u32>()
+    ]
 }
 
 fn i32x() -> impl Strategy<Value = i32> + Clone {
-    prop_oneof![Just(0), Just(1), Just(-1), Just(i32::MAX), Just(i32::MIN), -2000i32..2000, any::<i32>()]
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(-1),
+        Just(i32::MAX),
+        Just(i32::MIN),
+        -2000i32..2000,
+        any::<i32>()
+    ]
 }
 
 fn text() -> impl Strategy<Value = String> + Clone {
@@ -57,7 +81,11 @@ fn sane_job() -> impl Strategy<Value = JobSpec> {
         let mut j = JobSpec::simple(if second { "b" } else { "a" }, "true", resources);
         j.needs = if second { vec!["a".into()] } else { vec![] };
         j.timeout_ms = 5_000;
-        j.retry = RetryPolicy { max_retries: retries, backoff_base_ms: 10, backoff_max_ms: 100 };
+        j.retry = RetryPolicy {
+            max_retries: retries,
+            backoff_base_ms: 10,
+            backoff_max_ms: 100,
+        };
         j
     })
 }
@@ -72,25 +100,37 @@ fn hostile_job() -> impl Strategy<Value = JobSpec> {
     let matrix = prop_oneof![
         Just(BTreeMap::new()),
         prop::collection::btree_map("[A-Z]{1,3}", prop::collection::vec("[a-z0-9]{1,4}", 0..12), 0..4),
-        Just(BTreeMap::from([("A".to_string(), vec!["v".repeat(1024); 30]), ("B".to_string(), vec!["w".repeat(1024); 30])])),
+        Just(BTreeMap::from([
+            ("A".to_string(), vec!["v".repeat(1024); 30]),
+            ("B".to_string(), vec!["w".repeat(1024); 30])
+        ])),
     ];
     (
         prop_oneof![Just("a".to_string()), Just("b".to_string()), text()],
         steps,
-        prop_oneof![resources(), (1u64..4000, 1u64..4000).prop_map(|(c, m)| Resources::new(c, m, 0))],
+        prop_oneof![
+            resources(),
+            (1u64..4000, 1u64..4000).prop_map(|(c, m)| Resources::new(c, m, 0))
+        ],
         (i32x(), u64x(), u32x(), u64x(), u64x()),
         matrix,
         prop::collection::vec(prop_oneof![Just("a".to_string()), Just("b".to_string()), text()], 0..3),
     )
-        .prop_map(|(name, steps, resources, (priority, timeout_ms, max_retries, base, max), matrix, needs)| JobSpec {
-            steps,
-            priority,
-            timeout_ms,
-            retry: RetryPolicy { max_retries, backoff_base_ms: base, backoff_max_ms: max },
-            matrix,
-            needs,
-            ..JobSpec::simple(&name, "true", resources)
-        })
+        .prop_map(
+            |(name, steps, resources, (priority, timeout_ms, max_retries, base, max), matrix, needs)| JobSpec {
+                steps,
+                priority,
+                timeout_ms,
+                retry: RetryPolicy {
+                    max_retries,
+                    backoff_base_ms: base,
+                    backoff_max_ms: max,
+                },
+                matrix,
+                needs,
+                ..JobSpec::simple(&name, "true", resources)
+            },
+        )
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
@@ -146,7 +186,12 @@ fn report() -> impl Strategy<Value = (Target, u8, u32, i32, u16)> + Clone {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let pool_name = prop_oneof![Just("p1".to_string()), Just("p3".to_string()), Just("p4".to_string()), text()];
+    let pool_name = prop_oneof![
+        Just("p1".to_string()),
+        Just("p3".to_string()),
+        Just("p4".to_string()),
+        text()
+    ];
     prop_oneof![
         3 => (any::<bool>(), sane_job(), sane_job(), any::<bool>()).prop_map(|(two, mut a, mut b, chain)| {
             a.name = "a".into();
@@ -185,10 +230,19 @@ fn resolve(state: &State, t: &Target) -> (JobId, FencingToken) {
             if let Some(a) = (!live.is_empty()).then(|| live[*i as usize % live.len()]) {
                 return (a.job, a.fencing);
             }
-            let job = state.jobs().nth(*i as usize % state.jobs().count().max(1)).map_or(JobId(1), |j| j.id);
+            let job = state
+                .jobs()
+                .nth(*i as usize % state.jobs().count().max(1))
+                .map_or(JobId(1), |j| j.id);
             (job, FencingToken { term: 1, log_index: 1 })
         }
-        Target::Any(j, term, index) => (JobId(*j), FencingToken { term: *term, log_index: *index }),
+        Target::Any(j, term, index) => (
+            JobId(*j),
+            FencingToken {
+                term: *term,
+                log_index: *index,
+            },
+        ),
     }
 }
 
@@ -196,13 +250,35 @@ fn report_command(state: &State, (t, kind, step, code, jitter): &(Target, u8, u3
     let (job, fencing) = resolve(state, t);
     let (step, exit_code, jitter_permille) = (*step % 4, *code, *jitter);
     match kind {
-        0 => Command::WorkerCreated { job, fencing, worker_id: format!("w{step}") },
+        0 => Command::WorkerCreated {
+            job,
+            fencing,
+            worker_id: format!("w{step}"),
+        },
         1 => Command::WorkerStarted { job, fencing },
         2 => Command::StepStarted { job, fencing, step },
-        3 => Command::StepFinished { job, fencing, step, exit_code },
-        4 => Command::WorkerExited { job, fencing, exit_code, jitter_permille },
-        5 => Command::WorkerLost { job, fencing, reason: "gone".into() },
-        6 => Command::WorkerTerminated { job, fencing, jitter_permille },
+        3 => Command::StepFinished {
+            job,
+            fencing,
+            step,
+            exit_code,
+        },
+        4 => Command::WorkerExited {
+            job,
+            fencing,
+            exit_code,
+            jitter_permille,
+        },
+        5 => Command::WorkerLost {
+            job,
+            fencing,
+            reason: "gone".into(),
+        },
+        6 => Command::WorkerTerminated {
+            job,
+            fencing,
+            jitter_permille,
+        },
         _ => Command::JobTimedOut { job, fencing },
     }
 }
@@ -212,43 +288,99 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         Op::Submit(tenant, key, jobs) => Command::SubmitPipeline {
             tenant: tenant.clone(),
             idempotency_key: key.clone(),
-            spec: PipelineSpec { name: "hostile".into(), jobs: jobs.clone() },
+            spec: PipelineSpec {
+                name: "hostile".into(),
+                jobs: jobs.clone(),
+            },
         },
         Op::Schedule => {
-            let policy = SchedulerPolicy { max_placements: 16, ..SchedulerPolicy::default() };
-            Command::ApplyPlan { placements: schedule(state, &policy, state.now_ms()).placements }
+            let policy = SchedulerPolicy {
+                max_placements: 16,
+                ..SchedulerPolicy::default()
+            };
+            Command::ApplyPlan {
+                placements: schedule(state, &policy, state.now_ms()).placements,
+            }
         }
         Op::ForgedPlan(t, attempt, pool) => {
             let (job, _) = resolve(state, t);
-            Command::ApplyPlan { placements: vec![Placement { job, attempt: *attempt, pool: pool.clone() }; 2] }
+            Command::ApplyPlan {
+                placements: vec![
+                    Placement {
+                        job,
+                        attempt: *attempt,
+                        pool: pool.clone()
+                    };
+                    2
+                ],
+            }
         }
         Op::Pool(name, capacity, max_workers, image) => {
-            let provider = if *image { ProviderKind::Docker } else { ProviderKind::Process };
-            Command::RegisterPool { spec: pool(name, provider, *capacity, *max_workers) }
+            let provider = if *image {
+                ProviderKind::Docker
+            } else {
+                ProviderKind::Process
+            };
+            Command::RegisterPool {
+                spec: pool(name, provider, *capacity, *max_workers),
+            }
         }
-        Op::Capacity(name, capacity, max_workers) => {
-            Command::UpdatePoolCapacity { pool: name.clone(), capacity: *capacity, max_workers: *max_workers }
-        }
-        Op::Drain(name, draining) => Command::SetPoolDraining { pool: name.clone(), draining: *draining },
+        Op::Capacity(name, capacity, max_workers) => Command::UpdatePoolCapacity {
+            pool: name.clone(),
+            capacity: *capacity,
+            max_workers: *max_workers,
+        },
+        Op::Drain(name, draining) => Command::SetPoolDraining {
+            pool: name.clone(),
+            draining: *draining,
+        },
         Op::RemovePool(name) => Command::RemovePool { pool: name.clone() },
-        Op::Problem(name, problem) => Command::SetPoolProblem { pool: name.clone(), problem: problem.clone() },
+        Op::Problem(name, problem) => Command::SetPoolProblem {
+            pool: name.clone(),
+            problem: problem.clone(),
+        },
         Op::Quota(tenant, q) => Command::SetTenantQuota {
             tenant: tenant.clone(),
-            quota: q.map(|(resources, max_running_jobs)| Quota { resources, max_running_jobs }),
+            quota: q.map(|(resources, max_running_jobs)| Quota {
+                resources,
+                max_running_jobs,
+            }),
         },
         Op::Limits(limits) => Command::UpdateLimits { limits: limits.clone() },
         Op::Report(t, k, s, c, j) => report_command(state, &(t.clone(), *k, *s, *c, *j)),
         Op::Log(t, offset, len) => {
             let (job, fencing) = resolve(state, t);
-            let offset = if *offset == 1 { state.job(job).map_or(0, |j| j.stream_offset) } else { *offset };
-            Command::AppendLog { job, fencing, offset, data: vec![b'o'; *len] }
+            let offset = if *offset == 1 {
+                state.job(job).map_or(0, |j| j.stream_offset)
+            } else {
+                *offset
+            };
+            Command::AppendLog {
+                job,
+                fencing,
+                offset,
+                data: vec![b'o'; *len],
+            }
         }
         Op::Cancel(t) => {
             let (job, _) = resolve(state, t);
-            if job.0 % 2 == 0 { Command::CancelJob { job } } else { Command::CancelPipeline { pipeline: PipelineId(job.0) } }
+            if job.0 % 2 == 0 {
+                Command::CancelJob { job }
+            } else {
+                Command::CancelPipeline {
+                    pipeline: PipelineId(job.0),
+                }
+            }
         }
-        Op::Published(log_index, position) => Command::RecordEventsPublished { through: EventId { log_index: *log_index, position: *position } },
-        Op::Batch(reports) => Command::Batch { commands: reports.iter().map(|r| report_command(state, r)).collect() },
+        Op::Published(log_index, position) => Command::RecordEventsPublished {
+            through: EventId {
+                log_index: *log_index,
+                position: *position,
+            },
+        },
+        Op::Batch(reports) => Command::Batch {
+            commands: reports.iter().map(|r| report_command(state, r)).collect(),
+        },
         Op::Clock(_) => return None,
     })
 }
@@ -260,7 +392,13 @@ fn start() -> State {
     let mut s = State::default();
     for (i, name) in ["p1", "p2"].into_iter().enumerate() {
         let spec = pool(name, ProviderKind::Process, res(8000, 16_384, 0), 8);
-        s.apply(ApplyContext { log_index: i as u64 + 1, term: 1 }, &Proposal::new(0, Command::RegisterPool { spec }));
+        s.apply(
+            ApplyContext {
+                log_index: i as u64 + 1,
+                term: 1,
+            },
+            &Proposal::new(0, Command::RegisterPool { spec }),
+        );
     }
     s
 }
@@ -272,12 +410,20 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
     for (i, op) in ops.iter().enumerate() {
         if let Op::Clock(ms) = op {
             // Mostly small steps, sometimes a jump to the end of time.
-            now_ms = if *ms > u64::from(u32::MAX) { *ms } else { now_ms.saturating_add(*ms % 100_000) };
+            now_ms = if *ms > u64::from(u32::MAX) {
+                *ms
+            } else {
+                now_ms.saturating_add(*ms % 100_000)
+            };
         }
         let Some(command) = command(&state, op) else { continue };
-        let ctx = ApplyContext { log_index: i as u64 + 3, term: 1 + i as u64 / 20 };
+        let ctx = ApplyContext {
+            log_index: i as u64 + 3,
+            term: 1 + i as u64 / 20,
+        };
         let proposal = Proposal::new(now_ms, command);
-        let out = apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
+        let out =
+            apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
         log.push((ctx, proposal, out));
     }
     Ok((state, log))
@@ -319,7 +465,10 @@ fn hostile_histories_reach_deep_states() {
             }
         }
     }
-    assert!(placed > 20 && started > 5 && finished > 5, "placed {placed}, started {started}, finished {finished}");
+    assert!(
+        placed > 20 && started > 5 && finished > 5,
+        "placed {placed}, started {started}, finished {finished}"
+    );
 }
 
 /// The reproduction from the hostile-input review: two pools and two jobs whose `cpu_millis`
@@ -330,22 +479,34 @@ fn hostile_histories_reach_deep_states() {
 fn resources_near_u64_max_are_refused_by_name() {
     let mut h = Harness::new();
     let huge = res(u64::MAX - 1, 1024, 0);
-    let err = h.rejected(Command::RegisterPool { spec: pool("big", ProviderKind::Process, huge, 4) });
-    assert_eq!(err, Rejection::Invalid(SpecError::OutOfRange {
-        field: "capacity.cpu_millis".into(),
-        value: i64::MAX,
-        min: 0,
-        max: Limits::DEFAULT.max_resources.cpu_millis as i64,
-    }));
+    let err = h.rejected(Command::RegisterPool {
+        spec: pool("big", ProviderKind::Process, huge, 4),
+    });
+    assert_eq!(
+        err,
+        Rejection::Invalid(SpecError::OutOfRange {
+            field: "capacity.cpu_millis".into(),
+            value: i64::MAX,
+            min: 0,
+            max: Limits::DEFAULT.max_resources.cpu_millis as i64,
+        })
+    );
     let max = Limits::DEFAULT.max_resources;
-    h.ok(Command::RegisterPool { spec: pool("a", ProviderKind::Process, max, 4) });
-    h.ok(Command::RegisterPool { spec: pool("b", ProviderKind::Process, max, 4) });
+    h.ok(Command::RegisterPool {
+        spec: pool("a", ProviderKind::Process, max, 4),
+    });
+    h.ok(Command::RegisterPool {
+        spec: pool("b", ProviderKind::Process, max, 4),
+    });
     let mut j = JobSpec::simple("j", "true", res(u64::MAX / 2 + 1, 1, 0));
     let err = refusal(&mut h, pipeline("p", vec![j.clone()]));
     assert_eq!(err.field(), "jobs[j].resources.cpu_millis");
     // At the limit, both jobs are placed, one per pool, and the tenant's sum fits.
     j.resources = max;
-    let k = JobSpec { name: "k".into(), ..j.clone() };
+    let k = JobSpec {
+        name: "k".into(),
+        ..j.clone()
+    };
     h.submit(pipeline("p", vec![j, k]));
     assert_eq!(h.schedule().len(), 2);
     let tenant = h.state.tenant("default").map(|t| t.allocated);
@@ -357,9 +518,15 @@ fn resources_near_u64_max_are_refused_by_name() {
 fn matrix_expansion_is_bounded_by_bytes() {
     let mut h = Harness::with_pool();
     let mut j = JobSpec::simple("m", &"x".repeat(60 * 1024), res(100, 64, 0));
-    j.matrix = BTreeMap::from([("A".to_string(), (0..30).map(|i| format!("a{i}")).collect()), ("B".to_string(), (0..30).map(|i| format!("b{i}")).collect())]);
+    j.matrix = BTreeMap::from([
+        ("A".to_string(), (0..30).map(|i| format!("a{i}")).collect()),
+        ("B".to_string(), (0..30).map(|i| format!("b{i}")).collect()),
+    ]);
     let err = refusal(&mut h, pipeline("p", vec![j.clone()]));
-    assert!(matches!(&err, SpecError::TooLarge { field, .. } if field == "jobs[m].matrix"), "{err:?}");
+    assert!(
+        matches!(&err, SpecError::TooLarge { field, .. } if field == "jobs[m].matrix"),
+        "{err:?}"
+    );
     // The same matrix over a small script fits.
     j.steps = vec!["true".into()];
     let (_, jobs) = h.submit(pipeline("p", vec![j]));
@@ -371,10 +538,17 @@ fn matrix_expansion_is_bounded_by_bytes() {
 #[test]
 fn limits_past_their_ceilings_are_refused() {
     let mut h = Harness::with_pool();
-    let limits = Limits { max_jobs_per_pipeline: usize::MAX, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_jobs_per_pipeline: usize::MAX,
+        ..Limits::DEFAULT
+    };
     let err = h.rejected(Command::UpdateLimits { limits });
-    assert!(matches!(&err, Rejection::Invalid(SpecError::OutOfRange { field, .. }) if field == "limits.max_jobs_per_pipeline"));
-    h.ok(Command::UpdateLimits { limits: Limits::CEILING });
+    assert!(
+        matches!(&err, Rejection::Invalid(SpecError::OutOfRange { field, .. }) if field == "limits.max_jobs_per_pipeline")
+    );
+    h.ok(Command::UpdateLimits {
+        limits: Limits::CEILING,
+    });
 }
 
 /// A refused submission prunes nothing: expired idempotency keys are dropped only by an
@@ -382,9 +556,16 @@ fn limits_past_their_ceilings_are_refused() {
 #[test]
 fn a_refused_submission_prunes_no_idempotency_key() {
     let mut h = Harness::with_pool();
-    let limits = Limits { idempotency_ttl_ms: 10, ..Limits::DEFAULT };
+    let limits = Limits {
+        idempotency_ttl_ms: 10,
+        ..Limits::DEFAULT
+    };
     h.ok(Command::UpdateLimits { limits });
-    let submit = |key: &str, spec: PipelineSpec| Command::SubmitPipeline { tenant: "t".into(), idempotency_key: Some(key.into()), spec };
+    let submit = |key: &str, spec: PipelineSpec| Command::SubmitPipeline {
+        tenant: "t".into(),
+        idempotency_key: Some(key.into()),
+        spec,
+    };
     h.ok(submit("k1", pipeline("p", vec![job("a", &[])])));
     h.now_ms += 100;
     // `run` asserts the refused command left the state byte-identical.

@@ -14,21 +14,53 @@ fn job_runs_to_success_through_every_state() {
     let placed = h.schedule();
     assert_eq!(placed.len(), 1);
     assert_eq!(h.job_state(a), JobState::Scheduled);
-    assert_eq!(placed[0].fencing, FencingToken { term: TERM, log_index: h.index });
+    assert_eq!(
+        placed[0].fencing,
+        FencingToken {
+            term: TERM,
+            log_index: h.index
+        }
+    );
     assert_eq!(h.state.pool("main").unwrap().allocated, res(100, 64, 0));
 
     let f = h.fencing(a);
-    let e = h.ok(Command::WorkerCreated { job: a, fencing: f, worker_id: "c1".into() });
+    let e = h.ok(Command::WorkerCreated {
+        job: a,
+        fencing: f,
+        worker_id: "c1".into(),
+    });
     assert_eq!(Harness::kinds(&e), ["WorkerCreated"]);
     let e = h.ok(Command::WorkerStarted { job: a, fencing: f });
     assert_eq!(Harness::kinds(&e), ["JobStarted"]);
     assert_eq!(h.job_state(a), JobState::Running);
-    let e = h.ok(Command::StepStarted { job: a, fencing: f, step: 0 });
+    let e = h.ok(Command::StepStarted {
+        job: a,
+        fencing: f,
+        step: 0,
+    });
     assert_eq!(Harness::kinds(&e), ["StepStarted"]);
-    let e = h.ok(Command::StepFinished { job: a, fencing: f, step: 0, exit_code: 0 });
+    let e = h.ok(Command::StepFinished {
+        job: a,
+        fencing: f,
+        step: 0,
+        exit_code: 0,
+    });
     assert_eq!(Harness::kinds(&e), ["StepCompleted"]);
-    let e = h.ok(Command::WorkerExited { job: a, fencing: f, exit_code: 0, jitter_permille: 0 });
-    assert_eq!(Harness::kinds(&e), ["WorkerTerminated", "CapacityUpdated", "JobCompleted", "PipelineCompleted"]);
+    let e = h.ok(Command::WorkerExited {
+        job: a,
+        fencing: f,
+        exit_code: 0,
+        jitter_permille: 0,
+    });
+    assert_eq!(
+        Harness::kinds(&e),
+        [
+            "WorkerTerminated",
+            "CapacityUpdated",
+            "JobCompleted",
+            "PipelineCompleted"
+        ]
+    );
     assert_eq!(h.job_state(a), JobState::Succeeded);
     assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Succeeded);
     assert_eq!(h.state.pool("main").unwrap().allocated, Resources::ZERO);
@@ -42,13 +74,27 @@ fn repeated_worker_reports_change_nothing() {
     h.schedule();
     let f = h.fencing(jobs[0]);
     for _ in 0..2 {
-        h.run(Command::WorkerCreated { job: jobs[0], fencing: f, worker_id: "c1".into() });
-        h.run(Command::WorkerStarted { job: jobs[0], fencing: f });
+        h.run(Command::WorkerCreated {
+            job: jobs[0],
+            fencing: f,
+            worker_id: "c1".into(),
+        });
+        h.run(Command::WorkerStarted {
+            job: jobs[0],
+            fencing: f,
+        });
     }
-    let (r, e) = h.run(Command::WorkerStarted { job: jobs[0], fencing: f });
+    let (r, e) = h.run(Command::WorkerStarted {
+        job: jobs[0],
+        fencing: f,
+    });
     assert_eq!(r, Response::Done { changed: false });
     assert!(e.is_empty());
-    let r = h.rejected(Command::WorkerCreated { job: jobs[0], fencing: f, worker_id: "other".into() });
+    let r = h.rejected(Command::WorkerCreated {
+        job: jobs[0],
+        fencing: f,
+        worker_id: "other".into(),
+    });
     assert!(matches!(r, Rejection::WorkerIdMismatch { .. }));
 }
 
@@ -56,7 +102,11 @@ fn repeated_worker_reports_change_nothing() {
 fn failed_exit_retries_with_backoff_then_fails() {
     let mut h = Harness::with_pool();
     let mut spec = job("flaky", &[]);
-    spec.retry = RetryPolicy { max_retries: 1, backoff_base_ms: 500, backoff_max_ms: 10_000 };
+    spec.retry = RetryPolicy {
+        max_retries: 1,
+        backoff_base_ms: 500,
+        backoff_max_ms: 10_000,
+    };
     let (p, jobs) = h.submit(pipeline("retry", vec![spec]));
     let a = jobs[0];
     h.schedule();
@@ -64,7 +114,11 @@ fn failed_exit_retries_with_backoff_then_fails() {
     assert!(Harness::kinds(&e).contains(&"JobRetrying"));
     let j = h.state.job(a).unwrap();
     assert_eq!((j.state, j.attempt), (JobState::Pending, 2));
-    assert_eq!(j.not_before_ms, h.now_ms + 500, "first retry waits the base backoff at full jitter");
+    assert_eq!(
+        j.not_before_ms,
+        h.now_ms + 500,
+        "first retry waits the base backoff at full jitter"
+    );
     assert_eq!(j.attempts[0].outcome, Some(AttemptOutcome::ExitCode { code: 3 }));
 
     // Backoff not over: the scheduler skips it and a forced placement is refused.
@@ -86,11 +140,17 @@ fn failed_exit_retries_with_backoff_then_fails() {
 #[test]
 fn cancel_of_pending_scheduled_and_running_jobs() {
     let mut h = Harness::with_pool();
-    let (_, jobs) = h.submit(pipeline("c", vec![job("pending", &["running"]), job("running", &[]), job("scheduled", &[])]));
+    let (_, jobs) = h.submit(pipeline(
+        "c",
+        vec![job("pending", &["running"]), job("running", &[]), job("scheduled", &[])],
+    ));
     let (pending, running, scheduled) = (jobs[0], jobs[1], jobs[2]);
     h.schedule();
     let f = h.fencing(running);
-    h.ok(Command::WorkerStarted { job: running, fencing: f });
+    h.ok(Command::WorkerStarted {
+        job: running,
+        fencing: f,
+    });
 
     // Scheduled: cancelled at once, worker stop requested, capacity held until it is gone.
     let e = h.ok(Command::CancelJob { job: scheduled });
@@ -98,7 +158,11 @@ fn cancel_of_pending_scheduled_and_running_jobs() {
     assert_eq!(h.job_state(scheduled), JobState::Cancelled);
     assert_eq!(h.state.pool("main").unwrap().workers, 2);
     let fs = h.state.assignments_of(scheduled).next().unwrap().fencing;
-    h.ok(Command::WorkerTerminated { job: scheduled, fencing: fs, jitter_permille: 0 });
+    h.ok(Command::WorkerTerminated {
+        job: scheduled,
+        fencing: fs,
+        jitter_permille: 0,
+    });
     assert_eq!(h.state.pool("main").unwrap().workers, 1);
 
     // Running: cancels it and, through the DAG, the pending job that needs it.
@@ -108,7 +172,12 @@ fn cancel_of_pending_scheduled_and_running_jobs() {
     }
     assert_eq!(h.job_state(pending), JobState::Cancelled);
     // The worker's late exit releases the capacity and leaves the job cancelled.
-    h.ok(Command::WorkerExited { job: running, fencing: f, exit_code: 137, jitter_permille: 0 });
+    h.ok(Command::WorkerExited {
+        job: running,
+        fencing: f,
+        exit_code: 137,
+        jitter_permille: 0,
+    });
     assert_eq!(h.job_state(running), JobState::Cancelled);
     assert_eq!(h.state.assignments().count(), 0);
 
@@ -126,7 +195,13 @@ fn cancel_of_finished_job_is_refused() {
     h.schedule();
     h.finish(jobs[0], 0);
     let r = h.rejected(Command::CancelJob { job: jobs[0] });
-    assert_eq!(r, Rejection::AlreadyFinished { job: jobs[0], state: JobState::Succeeded });
+    assert_eq!(
+        r,
+        Rejection::AlreadyFinished {
+            job: jobs[0],
+            state: JobState::Succeeded
+        }
+    );
 }
 
 #[test]
@@ -140,24 +215,54 @@ fn lost_worker_terminates_the_job_and_retries_only_once_it_is_gone() {
     h.schedule();
     let f = h.fencing(a);
     h.ok(Command::WorkerStarted { job: a, fencing: f });
-    let e = h.ok(Command::WorkerLost { job: a, fencing: f, reason: "container vanished".into() });
-    assert_eq!(Harness::kinds(&e), ["WorkerFailed", "JobTerminated", "WorkerStopRequested"]);
+    let e = h.ok(Command::WorkerLost {
+        job: a,
+        fencing: f,
+        reason: "container vanished".into(),
+    });
+    assert_eq!(
+        Harness::kinds(&e),
+        ["WorkerFailed", "JobTerminated", "WorkerStopRequested"]
+    );
     assert_eq!(h.job_state(a), JobState::Terminated);
     // Still holds capacity and cannot be placed while the old worker may live.
     assert!(h.schedule().is_empty());
     assert_eq!(h.state.pool("main").unwrap().workers, 1);
 
-    let e = h.ok(Command::WorkerTerminated { job: a, fencing: f, jitter_permille: 0 });
-    assert_eq!(Harness::kinds(&e), ["WorkerTerminated", "CapacityUpdated", "JobRetrying"]);
-    assert_eq!((h.job_state(a), h.state.job(a).unwrap().attempt), (JobState::Pending, 2));
+    let e = h.ok(Command::WorkerTerminated {
+        job: a,
+        fencing: f,
+        jitter_permille: 0,
+    });
+    assert_eq!(
+        Harness::kinds(&e),
+        ["WorkerTerminated", "CapacityUpdated", "JobRetrying"]
+    );
+    assert_eq!(
+        (h.job_state(a), h.state.job(a).unwrap().attempt),
+        (JobState::Pending, 2)
+    );
     assert_eq!(h.schedule().len(), 1);
 
     // Second loss with no retries left: FAILED once the worker is gone.
     let f2 = h.fencing(a);
-    h.ok(Command::WorkerLost { job: a, fencing: f2, reason: "node lost".into() });
-    h.ok(Command::WorkerTerminated { job: a, fencing: f2, jitter_permille: 0 });
+    h.ok(Command::WorkerLost {
+        job: a,
+        fencing: f2,
+        reason: "node lost".into(),
+    });
+    h.ok(Command::WorkerTerminated {
+        job: a,
+        fencing: f2,
+        jitter_permille: 0,
+    });
     assert_eq!(h.job_state(a), JobState::Failed);
-    assert_eq!(h.state.job(a).unwrap().failure, Some(FailureReason::WorkerLost { reason: "node lost".into() }));
+    assert_eq!(
+        h.state.job(a).unwrap().failure,
+        Some(FailureReason::WorkerLost {
+            reason: "node lost".into()
+        })
+    );
 }
 
 #[test]
@@ -166,7 +271,11 @@ fn worker_gone_without_stop_request_counts_as_lost() {
     let (_, jobs) = h.submit(pipeline("gone", vec![job("a", &[])]));
     h.schedule();
     let f = h.fencing(jobs[0]);
-    let e = h.ok(Command::WorkerTerminated { job: jobs[0], fencing: f, jitter_permille: 0 });
+    let e = h.ok(Command::WorkerTerminated {
+        job: jobs[0],
+        fencing: f,
+        jitter_permille: 0,
+    });
     assert!(Harness::kinds(&e).contains(&"JobTerminated"));
     assert_eq!(h.job_state(jobs[0]), JobState::Failed);
 }
@@ -175,7 +284,11 @@ fn worker_gone_without_stop_request_counts_as_lost() {
 fn stale_fencing_tokens_are_refused() {
     let mut h = Harness::with_pool();
     let mut spec = job("a", &[]);
-    spec.retry = RetryPolicy { max_retries: 1, backoff_base_ms: 0, backoff_max_ms: 0 };
+    spec.retry = RetryPolicy {
+        max_retries: 1,
+        backoff_base_ms: 0,
+        backoff_max_ms: 0,
+    };
     let (_, jobs) = h.submit(pipeline("fence", vec![spec]));
     let a = jobs[0];
     h.schedule();
@@ -187,17 +300,44 @@ fn stale_fencing_tokens_are_refused() {
     // Every report from the first attempt's worker is refused now.
     for cmd in [
         Command::WorkerStarted { job: a, fencing: old },
-        Command::StepStarted { job: a, fencing: old, step: 0 },
-        Command::WorkerExited { job: a, fencing: old, exit_code: 0, jitter_permille: 0 },
-        Command::WorkerLost { job: a, fencing: old, reason: "x".into() },
+        Command::StepStarted {
+            job: a,
+            fencing: old,
+            step: 0,
+        },
+        Command::WorkerExited {
+            job: a,
+            fencing: old,
+            exit_code: 0,
+            jitter_permille: 0,
+        },
+        Command::WorkerLost {
+            job: a,
+            fencing: old,
+            reason: "x".into(),
+        },
         Command::JobTimedOut { job: a, fencing: old },
-        Command::AppendLog { job: a, fencing: old, offset: 0, data: b"late".to_vec() },
+        Command::AppendLog {
+            job: a,
+            fencing: old,
+            offset: 0,
+            data: b"late".to_vec(),
+        },
     ] {
         let r = h.rejected(cmd);
         assert_eq!(r, Rejection::StaleFencing { job: a, got: old });
     }
-    let forged = FencingToken { term: 9, log_index: 999 };
-    assert!(matches!(h.rejected(Command::WorkerStarted { job: a, fencing: forged }), Rejection::StaleFencing { .. }));
+    let forged = FencingToken {
+        term: 9,
+        log_index: 999,
+    };
+    assert!(matches!(
+        h.rejected(Command::WorkerStarted {
+            job: a,
+            fencing: forged
+        }),
+        Rejection::StaleFencing { .. }
+    ));
 }
 
 #[test]
@@ -213,12 +353,23 @@ fn timeout_fails_the_job_and_stops_its_worker() {
     h.ok(Command::WorkerStarted { job: a, fencing: f });
     h.now_ms += 4_999;
     let r = h.rejected(Command::JobTimedOut { job: a, fencing: f });
-    assert!(matches!(r, Rejection::TimeoutNotReached { elapsed_ms: 4_999, .. }), "{r:?}");
+    assert!(
+        matches!(r, Rejection::TimeoutNotReached { elapsed_ms: 4_999, .. }),
+        "{r:?}"
+    );
     h.now_ms += 1;
     let e = h.ok(Command::JobTimedOut { job: a, fencing: f });
-    assert_eq!(Harness::kinds(&e), ["WorkerStopRequested", "JobFailed", "PipelineCompleted"]);
+    assert_eq!(
+        Harness::kinds(&e),
+        ["WorkerStopRequested", "JobFailed", "PipelineCompleted"]
+    );
     assert_eq!(h.state.job(a).unwrap().failure, Some(FailureReason::Timeout));
-    h.ok(Command::WorkerExited { job: a, fencing: f, exit_code: 143, jitter_permille: 0 });
+    h.ok(Command::WorkerExited {
+        job: a,
+        fencing: f,
+        exit_code: 143,
+        jitter_permille: 0,
+    });
     assert_eq!(h.job_state(a), JobState::Failed);
     assert_eq!(h.state.assignments().count(), 0);
 }
@@ -233,23 +384,71 @@ fn steps_report_in_order_and_out_of_range_steps_are_refused() {
     h.schedule();
     let f = h.fencing(a);
     // A step report before the start report implies the start.
-    let e = h.ok(Command::StepStarted { job: a, fencing: f, step: 0 });
+    let e = h.ok(Command::StepStarted {
+        job: a,
+        fencing: f,
+        step: 0,
+    });
     assert_eq!(Harness::kinds(&e), ["JobStarted", "StepStarted"]);
-    h.ok(Command::StepFinished { job: a, fencing: f, step: 0, exit_code: 0 });
-    let (r, _) = h.run(Command::StepFinished { job: a, fencing: f, step: 0, exit_code: 0 });
-    assert_eq!(r, Response::Done { changed: false }, "a repeated step report changes nothing");
-    let e = h.ok(Command::StepFinished { job: a, fencing: f, step: 1, exit_code: 2 });
+    h.ok(Command::StepFinished {
+        job: a,
+        fencing: f,
+        step: 0,
+        exit_code: 0,
+    });
+    let (r, _) = h.run(Command::StepFinished {
+        job: a,
+        fencing: f,
+        step: 0,
+        exit_code: 0,
+    });
+    assert_eq!(
+        r,
+        Response::Done { changed: false },
+        "a repeated step report changes nothing"
+    );
+    let e = h.ok(Command::StepFinished {
+        job: a,
+        fencing: f,
+        step: 1,
+        exit_code: 2,
+    });
     assert_eq!(Harness::kinds(&e), ["StepFailed"]);
     // The leader reports what it observes every tick: a repeated failure changes nothing.
-    let (r, e) = h.run(Command::StepFinished { job: a, fencing: f, step: 1, exit_code: 2 });
+    let (r, e) = h.run(Command::StepFinished {
+        job: a,
+        fencing: f,
+        step: 1,
+        exit_code: 2,
+    });
     assert_eq!((r, e.len()), (Response::Done { changed: false }, 0));
-    let r = h.rejected(Command::StepStarted { job: a, fencing: f, step: 2 });
-    assert_eq!(r, Rejection::UnknownStep { job: a, step: 2, steps: 2 });
+    let r = h.rejected(Command::StepStarted {
+        job: a,
+        fencing: f,
+        step: 2,
+    });
+    assert_eq!(
+        r,
+        Rejection::UnknownStep {
+            job: a,
+            step: 2,
+            steps: 2
+        }
+    );
 }
 
 impl Harness {
     fn rejected_plan(&mut self, job: JobId, attempt: u32) -> Rejection {
-        match self.run(Command::ApplyPlan { placements: vec![Placement { job, attempt, pool: "main".into() }] }).0 {
+        match self
+            .run(Command::ApplyPlan {
+                placements: vec![Placement {
+                    job,
+                    attempt,
+                    pool: "main".into(),
+                }],
+            })
+            .0
+        {
             Response::PlanApplied { accepted, mut rejected } => {
                 assert!(accepted.is_empty());
                 rejected.remove(0).reason

@@ -8,7 +8,10 @@ fn running_job(h: &mut Harness) -> (JobId, FencingToken) {
     let (_, ids) = h.submit(pipeline("logs", vec![job("a", &[])]));
     h.schedule();
     let f = h.fencing(ids[0]);
-    h.ok(Command::WorkerStarted { job: ids[0], fencing: f });
+    h.ok(Command::WorkerStarted {
+        job: ids[0],
+        fencing: f,
+    });
     (ids[0], f)
 }
 
@@ -16,26 +19,69 @@ fn running_job(h: &mut Harness) -> (JobId, FencingToken) {
 fn resent_chunks_are_stored_once_and_gaps_refused() {
     let mut h = Harness::with_pool();
     let (a, f) = running_job(&mut h);
-    h.ok(Command::AppendLog { job: a, fencing: f, offset: 0, data: b"hello ".to_vec() });
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 0,
+        data: b"hello ".to_vec(),
+    });
     // A new leader resends from an older offset: only the unseen tail is kept.
-    h.ok(Command::AppendLog { job: a, fencing: f, offset: 3, data: b"lo world".to_vec() });
-    let (r, e) = h.run(Command::AppendLog { job: a, fencing: f, offset: 0, data: b"hello".to_vec() });
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 3,
+        data: b"lo world".to_vec(),
+    });
+    let (r, e) = h.run(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 0,
+        data: b"hello".to_vec(),
+    });
     assert_eq!((r, e.len()), (Response::Done { changed: false }, 0));
     assert_eq!(h.state.log(a), b"hello world");
-    let r = h.rejected(Command::AppendLog { job: a, fencing: f, offset: 20, data: b"x".to_vec() });
-    assert_eq!(r, Rejection::LogGap { job: a, offset: 20, expected: 11 });
+    let r = h.rejected(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 20,
+        data: b"x".to_vec(),
+    });
+    assert_eq!(
+        r,
+        Rejection::LogGap {
+            job: a,
+            offset: 20,
+            expected: 11
+        }
+    );
 }
 
 #[test]
 fn output_past_the_cap_is_dropped_and_marked_once() {
     let mut h = Harness::with_pool();
-    let limits = Limits { max_log_bytes_per_job: 10, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_log_bytes_per_job: 10,
+        ..Limits::DEFAULT
+    };
     h.ok(Command::UpdateLimits { limits });
     let (a, f) = running_job(&mut h);
-    h.ok(Command::AppendLog { job: a, fencing: f, offset: 0, data: b"0123456789abc".to_vec() });
-    h.ok(Command::AppendLog { job: a, fencing: f, offset: 13, data: b"more".to_vec() });
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 0,
+        data: b"0123456789abc".to_vec(),
+    });
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 13,
+        data: b"more".to_vec(),
+    });
     let log = String::from_utf8(h.state.log(a).to_vec()).unwrap();
-    assert!(log.starts_with("0123456789\n[flotilla] log truncated at 10 bytes"), "{log}");
+    assert!(
+        log.starts_with("0123456789\n[flotilla] log truncated at 10 bytes"),
+        "{log}"
+    );
     assert_eq!(log.matches("truncated").count(), 1);
     assert!(h.state.job(a).unwrap().log_truncated);
 }
@@ -44,14 +90,28 @@ fn output_past_the_cap_is_dropped_and_marked_once() {
 fn a_retry_marks_where_its_output_begins() {
     let mut h = Harness::with_pool();
     let mut spec = job("a", &[]);
-    spec.retry = RetryPolicy { max_retries: 1, backoff_base_ms: 0, backoff_max_ms: 0 };
+    spec.retry = RetryPolicy {
+        max_retries: 1,
+        backoff_base_ms: 0,
+        backoff_max_ms: 0,
+    };
     let (_, ids) = h.submit(pipeline("r", vec![spec]));
     h.schedule();
     let f1 = h.fencing(ids[0]);
-    h.ok(Command::AppendLog { job: ids[0], fencing: f1, offset: 0, data: b"first".to_vec() });
+    h.ok(Command::AppendLog {
+        job: ids[0],
+        fencing: f1,
+        offset: 0,
+        data: b"first".to_vec(),
+    });
     h.finish(ids[0], 1);
     h.schedule();
     let f2 = h.fencing(ids[0]);
-    h.ok(Command::AppendLog { job: ids[0], fencing: f2, offset: 0, data: b"second".to_vec() });
+    h.ok(Command::AppendLog {
+        job: ids[0],
+        fencing: f2,
+        offset: 0,
+        data: b"second".to_vec(),
+    });
     assert_eq!(h.state.log(ids[0]), b"first\n[flotilla] attempt 2\nsecond");
 }

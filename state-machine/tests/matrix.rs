@@ -7,38 +7,94 @@ use flotilla_state_machine::*;
 use std::collections::BTreeMap;
 
 fn matrix(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-    pairs.iter().map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect())).collect()
+    pairs
+        .iter()
+        .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+        .collect()
 }
 
 #[test]
 fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
     let mut h = Harness::with_pool();
-    let test = JobSpec { matrix: matrix(&[("os", &["linux", "bsd"]), ("rust", &["1.80", "beta/x"])]), ..job("test", &["build"]) };
+    let test = JobSpec {
+        matrix: matrix(&[("os", &["linux", "bsd"]), ("rust", &["1.80", "beta/x"])]),
+        ..job("test", &["build"])
+    };
     let spec = pipeline("p", vec![job("build", &[]), test, job("deploy", &["test", "build"])]);
     let (pid, jobs) = h.submit(spec);
-    let names: Vec<String> = jobs.iter().map(|id| h.state.job(*id).unwrap().spec.name.clone()).collect();
-    assert_eq!(names, ["build", "test-linux-1.80", "test-linux-beta_x", "test-bsd-1.80", "test-bsd-beta_x", "deploy"]);
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|id| h.state.job(*id).unwrap().spec.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "build",
+            "test-linux-1.80",
+            "test-linux-beta_x",
+            "test-bsd-1.80",
+            "test-bsd-beta_x",
+            "deploy"
+        ]
+    );
 
     let test_bsd_beta = &h.state.job(jobs[4]).unwrap().spec;
     assert_eq!(test_bsd_beta.env.get("os").map(String::as_str), Some("bsd"));
-    assert_eq!(test_bsd_beta.env.get("rust").map(String::as_str), Some("beta/x"), "the value is kept as written in env");
+    assert_eq!(
+        test_bsd_beta.env.get("rust").map(String::as_str),
+        Some("beta/x"),
+        "the value is kept as written in env"
+    );
     assert_eq!(test_bsd_beta.needs, ["build"]);
     assert!(test_bsd_beta.matrix.is_empty());
 
     let deploy = &h.state.job(jobs[5]).unwrap().spec;
-    assert_eq!(deploy.needs, ["test-linux-1.80", "test-linux-beta_x", "test-bsd-1.80", "test-bsd-beta_x", "build"]);
+    assert_eq!(
+        deploy.needs,
+        [
+            "test-linux-1.80",
+            "test-linux-beta_x",
+            "test-bsd-1.80",
+            "test-bsd-beta_x",
+            "build"
+        ]
+    );
     assert_eq!(h.state.pipeline(pid).unwrap().jobs.len(), 6);
 }
 
 #[test]
 fn resubmitting_a_matrix_pipeline_with_its_key_returns_the_first_one() {
     let mut h = Harness::with_pool();
-    let spec = pipeline("p", vec![JobSpec { matrix: matrix(&[("v", &["1", "2"])]), ..job("t", &[]) }]);
-    let submit = |h: &mut Harness| h.run(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: Some("k".into()), spec: spec.clone() }).0;
+    let spec = pipeline(
+        "p",
+        vec![JobSpec {
+            matrix: matrix(&[("v", &["1", "2"])]),
+            ..job("t", &[])
+        }],
+    );
+    let submit = |h: &mut Harness| {
+        h.run(Command::SubmitPipeline {
+            tenant: "default".into(),
+            idempotency_key: Some("k".into()),
+            spec: spec.clone(),
+        })
+        .0
+    };
     let first = submit(&mut h);
     let second = submit(&mut h);
     match (first, second) {
-        (Response::Submitted { pipeline: a, duplicate: false, .. }, Response::Submitted { pipeline: b, duplicate: true, .. }) => assert_eq!(a, b),
+        (
+            Response::Submitted {
+                pipeline: a,
+                duplicate: false,
+                ..
+            },
+            Response::Submitted {
+                pipeline: b,
+                duplicate: true,
+                ..
+            },
+        ) => assert_eq!(a, b),
         other => panic!("{other:?}"),
     }
     assert_eq!(h.state.pipelines().count(), 1);
@@ -47,8 +103,19 @@ fn resubmitting_a_matrix_pipeline_with_its_key_returns_the_first_one() {
 #[test]
 fn bad_matrices_are_refused_with_the_field() {
     let mut h = Harness::with_pool();
-    let with = |m: BTreeMap<String, Vec<String>>| pipeline("p", vec![JobSpec { matrix: m, ..job("t", &[]) }]);
-    let mut env_clash = JobSpec { matrix: matrix(&[("os", &["a"])]), ..job("t", &[]) };
+    let with = |m: BTreeMap<String, Vec<String>>| {
+        pipeline(
+            "p",
+            vec![JobSpec {
+                matrix: m,
+                ..job("t", &[])
+            }],
+        )
+    };
+    let mut env_clash = JobSpec {
+        matrix: matrix(&[("os", &["a"])]),
+        ..job("t", &[])
+    };
     env_clash.env.insert("os".into(), "b".into());
     let many: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
@@ -87,7 +154,14 @@ fn pipeline_files_take_script_labels_durations_and_retry_shorthand() {
     assert_eq!(j.steps, ["make test"]);
     assert_eq!(j.constraints.get("arch").map(String::as_str), Some("amd64"));
     assert_eq!(j.timeout_ms, 600_000);
-    assert_eq!(j.retry, RetryPolicy { max_retries: 2, backoff_base_ms: 5_000, backoff_max_ms: 60_000 });
+    assert_eq!(
+        j.retry,
+        RetryPolicy {
+            max_retries: 2,
+            backoff_base_ms: 5_000,
+            backoff_max_ms: 60_000
+        }
+    );
 
     let plain: JobSpec = serde_json::from_value(serde_json::json!({
         "name": "t", "steps": ["x"], "timeout_ms": 1500, "resources": { "cpu_millis": 1, "memory_mib": 1 }

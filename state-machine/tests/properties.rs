@@ -4,14 +4,23 @@
 
 mod common;
 use common::*;
-use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy, Strategy as Placing};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, Strategy as Placing, schedule};
 use flotilla_state_machine::*;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Submit { jobs: u8, chain: bool, retries: u8, key: Option<u8>, tenant: u8, cpu: u16 },
-    Schedule { spread: bool },
+    Submit {
+        jobs: u8,
+        chain: bool,
+        retries: u8,
+        key: Option<u8>,
+        tenant: u8,
+        cpu: u16,
+    },
+    Schedule {
+        spread: bool,
+    },
     Start(u8),
     Exit(u8, i8),
     Lost(u8),
@@ -30,8 +39,22 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (1u8..5, any::<bool>(), 0u8..3, prop::option::of(0u8..3), 0u8..3, 50u16..3000)
-            .prop_map(|(jobs, chain, retries, key, tenant, cpu)| Op::Submit { jobs, chain, retries, key, tenant, cpu }),
+        (
+            1u8..5,
+            any::<bool>(),
+            0u8..3,
+            prop::option::of(0u8..3),
+            0u8..3,
+            50u16..3000
+        )
+            .prop_map(|(jobs, chain, retries, key, tenant, cpu)| Op::Submit {
+                jobs,
+                chain,
+                retries,
+                key,
+                tenant,
+                cpu
+            }),
         any::<bool>().prop_map(|spread| Op::Schedule { spread }),
         any::<u8>().prop_map(Op::Start),
         (any::<u8>(), -2i8..3).prop_map(|(j, c)| Op::Exit(j, c)),
@@ -55,14 +78,29 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
     let pick = |i: u8| (!jobs.is_empty()).then(|| jobs[i as usize % jobs.len()]);
     let live = |i: u8| pick(i).and_then(|j| j.fencing().map(|f| (j.id, f)));
     Some(match op {
-        Op::Submit { jobs: n, chain, retries, key, tenant, cpu } => {
+        Op::Submit {
+            jobs: n,
+            chain,
+            retries,
+            key,
+            tenant,
+            cpu,
+        } => {
             let specs = (0..*n)
                 .map(|i| {
-                    let needs = if *chain && i > 0 { vec![format!("j{}", i - 1)] } else { vec![] };
+                    let needs = if *chain && i > 0 {
+                        vec![format!("j{}", i - 1)]
+                    } else {
+                        vec![]
+                    };
                     let mut j = JobSpec::simple(&format!("j{i}"), "true", res(u64::from(*cpu), 128, 0));
                     j.needs = needs;
                     j.timeout_ms = 10_000;
-                    j.retry = RetryPolicy { max_retries: u32::from(*retries), backoff_base_ms: 100, backoff_max_ms: 1000 };
+                    j.retry = RetryPolicy {
+                        max_retries: u32::from(*retries),
+                        backoff_base_ms: 100,
+                        backoff_max_ms: 1000,
+                    };
                     j.allow_failure = i == 1;
                     j
                 })
@@ -70,29 +108,74 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
             Command::SubmitPipeline {
                 tenant: format!("t{tenant}"),
                 idempotency_key: key.map(|k| format!("k{k}")),
-                spec: PipelineSpec { name: "prop".into(), jobs: specs },
+                spec: PipelineSpec {
+                    name: "prop".into(),
+                    jobs: specs,
+                },
             }
         }
         Op::Schedule { spread } => {
             let strategy = if *spread { Placing::Spread } else { Placing::BinPack };
-            Command::ApplyPlan { placements: schedule(state, &SchedulerPolicy { strategy, max_placements: 8, ..SchedulerPolicy::default() }, now_ms).placements }
+            Command::ApplyPlan {
+                placements: schedule(
+                    state,
+                    &SchedulerPolicy {
+                        strategy,
+                        max_placements: 8,
+                        ..SchedulerPolicy::default()
+                    },
+                    now_ms,
+                )
+                .placements,
+            }
         }
         Op::Start(i) => live(*i).map(|(job, fencing)| Command::WorkerStarted { job, fencing })?,
-        Op::Exit(i, code) => live(*i).map(|(job, fencing)| Command::WorkerExited { job, fencing, exit_code: i32::from(*code), jitter_permille: 500 })?,
-        Op::Lost(i) => live(*i).map(|(job, fencing)| Command::WorkerLost { job, fencing, reason: "prop".into() })?,
-        Op::Terminated(i) => live(*i).map(|(job, fencing)| Command::WorkerTerminated { job, fencing, jitter_permille: 1 })?,
-        Op::Cancel(i) => Command::CancelJob { job: pick(*i).map_or(JobId(999), |j| j.id) },
-        Op::CancelPipeline(i) => Command::CancelPipeline { pipeline: pick(*i).map_or(PipelineId(999), |j| j.pipeline) },
+        Op::Exit(i, code) => live(*i).map(|(job, fencing)| Command::WorkerExited {
+            job,
+            fencing,
+            exit_code: i32::from(*code),
+            jitter_permille: 500,
+        })?,
+        Op::Lost(i) => live(*i).map(|(job, fencing)| Command::WorkerLost {
+            job,
+            fencing,
+            reason: "prop".into(),
+        })?,
+        Op::Terminated(i) => live(*i).map(|(job, fencing)| Command::WorkerTerminated {
+            job,
+            fencing,
+            jitter_permille: 1,
+        })?,
+        Op::Cancel(i) => Command::CancelJob {
+            job: pick(*i).map_or(JobId(999), |j| j.id),
+        },
+        Op::CancelPipeline(i) => Command::CancelPipeline {
+            pipeline: pick(*i).map_or(PipelineId(999), |j| j.pipeline),
+        },
         Op::Log(i, n) => live(*i).map(|(job, fencing)| {
             let offset = state.job(job).map_or(0, |j| j.stream_offset.saturating_sub(2));
-            Command::AppendLog { job, fencing, offset, data: vec![b'x'; *n as usize] }
+            Command::AppendLog {
+                job,
+                fencing,
+                offset,
+                data: vec![b'x'; *n as usize],
+            }
         })?,
         Op::Timeout(i) => live(*i).map(|(job, fencing)| Command::JobTimedOut { job, fencing })?,
-        Op::StaleReport(i) => pick(*i).map(|j| Command::WorkerStarted { job: j.id, fencing: FencingToken { term: 0, log_index: u64::from(*i) } })?,
+        Op::StaleReport(i) => pick(*i).map(|j| Command::WorkerStarted {
+            job: j.id,
+            fencing: FencingToken {
+                term: 0,
+                log_index: u64::from(*i),
+            },
+        })?,
         Op::Tick(_) => return None,
         Op::Quota(t, cpu) => Command::SetTenantQuota {
             tenant: format!("t{t}"),
-            quota: (*cpu > 0).then(|| Quota { resources: res(u64::from(*cpu), 100_000, 0), max_running_jobs: 3 }),
+            quota: (*cpu > 0).then(|| Quota {
+                resources: res(u64::from(*cpu), 100_000, 0),
+                max_running_jobs: 3,
+            }),
         },
         Op::Batch(i, j) => {
             let mut commands = Vec::new();
@@ -101,23 +184,45 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
                 commands.push(Command::StepStarted { job, fencing, step: 0 });
             }
             if let Some((job, fencing)) = live(*j) {
-                commands.push(Command::WorkerExited { job, fencing, exit_code: i32::from(*j % 2), jitter_permille: 500 });
-                commands.push(Command::WorkerTerminated { job, fencing, jitter_permille: 1 });
+                commands.push(Command::WorkerExited {
+                    job,
+                    fencing,
+                    exit_code: i32::from(*j % 2),
+                    jitter_permille: 500,
+                });
+                commands.push(Command::WorkerTerminated {
+                    job,
+                    fencing,
+                    jitter_permille: 1,
+                });
             }
             if commands.is_empty() {
                 return None;
             }
             Command::Batch { commands }
         }
-        Op::Capacity(cpu) => Command::UpdatePoolCapacity { pool: "main".into(), capacity: res(u64::from(*cpu), 16_384, 0), max_workers: 6 },
+        Op::Capacity(cpu) => Command::UpdatePoolCapacity {
+            pool: "main".into(),
+            capacity: res(u64::from(*cpu), 16_384, 0),
+            max_workers: 6,
+        },
     })
 }
 
 fn with_pools() -> State {
     let mut s = State::default();
-    let pools = [pool("main", ProviderKind::Process, res(8000, 16_384, 0), 6), pool("aux", ProviderKind::Sim, res(3000, 4096, 0), 3)];
+    let pools = [
+        pool("main", ProviderKind::Process, res(8000, 16_384, 0), 6),
+        pool("aux", ProviderKind::Sim, res(3000, 4096, 0), 3),
+    ];
     for (i, spec) in pools.into_iter().enumerate() {
-        s.apply(ApplyContext { log_index: i as u64 + 1, term: 1 }, &Proposal::new(0, Command::RegisterPool { spec }));
+        s.apply(
+            ApplyContext {
+                log_index: i as u64 + 1,
+                term: 1,
+            },
+            &Proposal::new(0, Command::RegisterPool { spec }),
+        );
     }
     s
 }
@@ -134,11 +239,17 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
         if let Op::Tick(ms) = op {
             now_ms += u64::from(*ms);
         }
-        let Some(command) = command(&state, op, now_ms) else { continue };
+        let Some(command) = command(&state, op, now_ms) else {
+            continue;
+        };
         let index = log.len() as u64 + 3;
-        let ctx = ApplyContext { log_index: index, term: 1 + index / 50 };
+        let ctx = ApplyContext {
+            log_index: index,
+            term: 1 + index / 50,
+        };
         let proposal = Proposal::new(now_ms, command);
-        let out = apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
+        let out =
+            apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
         log.push((ctx, proposal, out));
     }
     Ok((state, log))

@@ -3,18 +3,25 @@
 
 mod common;
 use common::*;
-use flotilla_state_machine::scheduler::{schedule, schedule_explained, SchedulerPolicy, Strategy};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, Strategy, schedule, schedule_explained};
 use flotilla_state_machine::*;
 
 fn two_pools() -> Harness {
     let mut h = Harness::new();
-    h.ok(Command::RegisterPool { spec: pool("big", ProviderKind::Docker, res(4000, 4096, 0), 10) });
-    h.ok(Command::RegisterPool { spec: pool("small", ProviderKind::Docker, res(2000, 2048, 0), 10) });
+    h.ok(Command::RegisterPool {
+        spec: pool("big", ProviderKind::Docker, res(4000, 4096, 0), 10),
+    });
+    h.ok(Command::RegisterPool {
+        spec: pool("small", ProviderKind::Docker, res(2000, 2048, 0), 10),
+    });
     h
 }
 
 fn sized(name: &str, cpu: u64) -> JobSpec {
-    JobSpec { resources: res(cpu, 256, 0), ..job(name, &[]) }
+    JobSpec {
+        resources: res(cpu, 256, 0),
+        ..job(name, &[])
+    }
 }
 
 fn pool_of(placed: &[AcceptedPlacement], job: JobId) -> &str {
@@ -45,8 +52,13 @@ fn constraints_pick_the_labelled_pool() {
     arm.labels.insert("arch".into(), "arm64".into());
     h.ok(Command::RegisterPool { spec: arm });
     // Tighter than arm for bin-packing, but unlabelled.
-    h.ok(Command::RegisterPool { spec: pool("x86", ProviderKind::Docker, res(1000, 1024, 0), 10) });
-    let needs_arm = JobSpec { constraints: [("arch".to_string(), "arm64".to_string())].into(), ..sized("arm-build", 100) };
+    h.ok(Command::RegisterPool {
+        spec: pool("x86", ProviderKind::Docker, res(1000, 1024, 0), 10),
+    });
+    let needs_arm = JobSpec {
+        constraints: [("arch".to_string(), "arm64".to_string())].into(),
+        ..sized("arm-build", 100)
+    };
     let (_, ids) = h.submit(pipeline("p", vec![needs_arm, sized("plain", 100)]));
     let placed = h.schedule();
     assert_eq!(pool_of(&placed, ids[0]), "arm");
@@ -56,10 +68,20 @@ fn constraints_pick_the_labelled_pool() {
 #[test]
 fn gpu_jobs_get_gpu_pools_and_plain_jobs_avoid_them_while_they_can() {
     let mut h = Harness::new();
-    h.ok(Command::RegisterPool { spec: pool("gpu", ProviderKind::Docker, res(2000, 4096, 2), 10) });
-    h.ok(Command::RegisterPool { spec: pool("cpu", ProviderKind::Docker, res(4000, 4096, 0), 10) });
-    let train = JobSpec { resources: res(100, 256, 1), ..job("train", &[]) };
-    let (_, ids) = h.submit(pipeline("p", vec![train, sized("plain", 1000), sized("big", 3000), sized("overflow", 500)]));
+    h.ok(Command::RegisterPool {
+        spec: pool("gpu", ProviderKind::Docker, res(2000, 4096, 2), 10),
+    });
+    h.ok(Command::RegisterPool {
+        spec: pool("cpu", ProviderKind::Docker, res(4000, 4096, 0), 10),
+    });
+    let train = JobSpec {
+        resources: res(100, 256, 1),
+        ..job("train", &[])
+    };
+    let (_, ids) = h.submit(pipeline(
+        "p",
+        vec![train, sized("plain", 1000), sized("big", 3000), sized("overflow", 500)],
+    ));
     let placed = h.schedule();
     assert_eq!(pool_of(&placed, ids[0]), "gpu");
     // Bin-packing alone would put `plain` on the tighter gpu pool.
@@ -73,22 +95,49 @@ fn gpu_jobs_get_gpu_pools_and_plain_jobs_avoid_them_while_they_can() {
 #[test]
 fn higher_priority_goes_first_fifo_among_equals() {
     let mut h = Harness::new();
-    h.ok(Command::RegisterPool { spec: pool("one", ProviderKind::Docker, res(1000, 1024, 0), 2) });
+    h.ok(Command::RegisterPool {
+        spec: pool("one", ProviderKind::Docker, res(1000, 1024, 0), 2),
+    });
     let (_, low) = h.submit(pipeline("low", vec![sized("l1", 100), sized("l2", 100)]));
-    let (_, high) = h.submit(pipeline("high", vec![JobSpec { priority: 10, ..sized("h", 100) }]));
+    let (_, high) = h.submit(pipeline(
+        "high",
+        vec![JobSpec {
+            priority: 10,
+            ..sized("h", 100)
+        }],
+    ));
     let placed: Vec<JobId> = h.schedule().iter().map(|p| p.job).collect();
-    assert_eq!(placed, vec![high[0], low[0]], "two workers: high first, then the oldest low");
+    assert_eq!(
+        placed,
+        vec![high[0], low[0]],
+        "two workers: high first, then the oldest low"
+    );
 }
 
 #[test]
 fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
     let mut h = Harness::new();
-    h.ok(Command::RegisterPool { spec: pool("one", ProviderKind::Docker, res(10_000, 10_240, 0), 100) });
-    let quota = Quota { resources: res(250, 10_000, 0), max_running_jobs: 10 };
-    h.ok(Command::SetTenantQuota { tenant: "capped".into(), quota: Some(quota) });
+    h.ok(Command::RegisterPool {
+        spec: pool("one", ProviderKind::Docker, res(10_000, 10_240, 0), 100),
+    });
+    let quota = Quota {
+        resources: res(250, 10_000, 0),
+        max_running_jobs: 10,
+    };
+    h.ok(Command::SetTenantQuota {
+        tenant: "capped".into(),
+        quota: Some(quota),
+    });
     let submit = |h: &mut Harness, tenant: &str, n: usize| -> Vec<JobId> {
         let jobs = (0..n).map(|i| sized(&format!("j{i}"), 100)).collect();
-        match h.run(Command::SubmitPipeline { tenant: tenant.into(), idempotency_key: None, spec: pipeline("p", jobs) }).0 {
+        match h
+            .run(Command::SubmitPipeline {
+                tenant: tenant.into(),
+                idempotency_key: None,
+                spec: pipeline("p", jobs),
+            })
+            .0
+        {
             Response::Submitted { jobs, .. } => jobs.into_iter().map(|j| j.id).collect(),
             other => panic!("{other:?}"),
         }
@@ -96,12 +145,22 @@ fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
     let capped = submit(&mut h, "capped", 5);
     let a = submit(&mut h, "alpha", 3);
     let b = submit(&mut h, "beta", 3);
-    let (plan, unplaced) = schedule_explained(&h.state, &SchedulerPolicy { strategy: Strategy::BinPack, max_placements: 4, ..SchedulerPolicy::default() }, h.now_ms);
+    let (plan, unplaced) = schedule_explained(
+        &h.state,
+        &SchedulerPolicy {
+            strategy: Strategy::BinPack,
+            max_placements: 4,
+            ..SchedulerPolicy::default()
+        },
+        h.now_ms,
+    );
     let order: Vec<JobId> = plan.placements.iter().map(|p| p.job).collect();
     // Fair share: each tenant's first job before anyone's second.
     assert_eq!(order, vec![a[0], b[0], capped[0], a[1]]);
     assert!(unplaced.is_empty());
-    h.run(Command::ApplyPlan { placements: plan.placements });
+    h.run(Command::ApplyPlan {
+        placements: plan.placements,
+    });
     let placed = h.schedule();
     let capped_running = placed.iter().filter(|p| capped.contains(&p.job)).count() + 1;
     assert_eq!(capped_running, 2, "quota of 250 millis admits two 100-milli jobs");
@@ -111,15 +170,24 @@ fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
 #[test]
 fn a_stale_plan_cannot_oversubscribe_or_double_assign() {
     let mut h = Harness::new();
-    h.ok(Command::RegisterPool { spec: pool("one", ProviderKind::Docker, res(1000, 1024, 0), 10) });
+    h.ok(Command::RegisterPool {
+        spec: pool("one", ProviderKind::Docker, res(1000, 1024, 0), 10),
+    });
     let (_, ids) = h.submit(pipeline("p", vec![sized("a", 600), sized("b", 600)]));
     let policy = SchedulerPolicy::default();
     // Two plans computed from the same view (two scheduler rounds racing, or a deposed leader).
     let stale = schedule(&h.state, &policy, h.now_ms);
     let fresh = schedule(&h.state, &policy, h.now_ms);
     assert_eq!(stale.placements.len(), 1, "only one 600-milli job fits in 1000");
-    h.run(Command::ApplyPlan { placements: fresh.placements });
-    match h.run(Command::ApplyPlan { placements: stale.placements }).0 {
+    h.run(Command::ApplyPlan {
+        placements: fresh.placements,
+    });
+    match h
+        .run(Command::ApplyPlan {
+            placements: stale.placements,
+        })
+        .0
+    {
         Response::PlanApplied { accepted, rejected } => {
             assert!(accepted.is_empty());
             assert!(matches!(rejected[0].reason, Rejection::WrongState { .. }));
@@ -127,11 +195,19 @@ fn a_stale_plan_cannot_oversubscribe_or_double_assign() {
         other => panic!("{other:?}"),
     }
     // A hand-made plan that ignores capacity: the second placement is refused.
-    let forced = vec![Placement { job: ids[1], attempt: 1, pool: "one".into() }];
+    let forced = vec![Placement {
+        job: ids[1],
+        attempt: 1,
+        pool: "one".into(),
+    }];
     match h.run(Command::ApplyPlan { placements: forced }).0 {
         Response::PlanApplied { accepted, rejected } => {
             assert!(accepted.is_empty());
-            assert!(matches!(rejected[0].reason, Rejection::NoCapacity { .. }), "{:?}", rejected[0]);
+            assert!(
+                matches!(rejected[0].reason, Rejection::NoCapacity { .. }),
+                "{:?}",
+                rejected[0]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -139,9 +215,21 @@ fn a_stale_plan_cannot_oversubscribe_or_double_assign() {
     let (_, more) = h.submit(pipeline("q", vec![sized("c", 100)]));
     let c = more[0];
     let plan = vec![
-        Placement { job: c, attempt: 2, pool: "one".into() },
-        Placement { job: c, attempt: 1, pool: "nope".into() },
-        Placement { job: c, attempt: 1, pool: "one".into() },
+        Placement {
+            job: c,
+            attempt: 2,
+            pool: "one".into(),
+        },
+        Placement {
+            job: c,
+            attempt: 1,
+            pool: "nope".into(),
+        },
+        Placement {
+            job: c,
+            attempt: 1,
+            pool: "one".into(),
+        },
     ];
     match h.run(Command::ApplyPlan { placements: plan }).0 {
         Response::PlanApplied { accepted, rejected } => {
@@ -158,9 +246,16 @@ fn a_stale_plan_cannot_oversubscribe_or_double_assign() {
 #[test]
 fn draining_pools_and_worker_limits_stop_placements() {
     let mut h = Harness::new();
-    h.ok(Command::RegisterPool { spec: pool("one", ProviderKind::Docker, res(10_000, 10_240, 0), 1) });
-    h.ok(Command::RegisterPool { spec: pool("two", ProviderKind::Docker, res(10_000, 10_240, 0), 5) });
-    h.ok(Command::SetPoolDraining { pool: "two".into(), draining: true });
+    h.ok(Command::RegisterPool {
+        spec: pool("one", ProviderKind::Docker, res(10_000, 10_240, 0), 1),
+    });
+    h.ok(Command::RegisterPool {
+        spec: pool("two", ProviderKind::Docker, res(10_000, 10_240, 0), 5),
+    });
+    h.ok(Command::SetPoolDraining {
+        pool: "two".into(),
+        draining: true,
+    });
     h.submit(pipeline("p", vec![sized("a", 100), sized("b", 100)]));
     let placed = h.schedule();
     assert_eq!(placed.len(), 1, "pool one takes one worker, pool two is draining");

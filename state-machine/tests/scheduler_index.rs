@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy, Strategy as Placing};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, Strategy as Placing, schedule};
 use flotilla_state_machine::*;
 use proptest::prelude::*;
 
@@ -30,27 +30,70 @@ struct JobDraw {
 }
 
 fn pool_draw() -> impl Strategy<Value = PoolDraw> {
-    (prop::sample::select(vec![1000u64, 2000, 4000, 8000]), prop::sample::select(vec![0u32, 0, 1, 2]), 1u32..8, prop::option::of(0u8..2), any::<bool>(), prop::bool::weighted(0.15))
-        .prop_map(|(cpu, gpus, max_workers, zone, docker, draining)| PoolDraw { cpu, gpus, max_workers, zone, docker, draining })
+    (
+        prop::sample::select(vec![1000u64, 2000, 4000, 8000]),
+        prop::sample::select(vec![0u32, 0, 1, 2]),
+        1u32..8,
+        prop::option::of(0u8..2),
+        any::<bool>(),
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(cpu, gpus, max_workers, zone, docker, draining)| PoolDraw {
+            cpu,
+            gpus,
+            max_workers,
+            zone,
+            docker,
+            draining,
+        })
 }
 
 fn job_draw() -> impl Strategy<Value = JobDraw> {
-    (0u8..3, prop::sample::select(vec![0i32, 0, 5]), prop::sample::select(vec![250u64, 500, 1000, 3000]), prop::sample::select(vec![0u32, 0, 0, 1]), prop::option::of(0u8..2), prop::bool::weighted(0.3))
-        .prop_map(|(tenant, priority, cpu, gpus, zone, image)| JobDraw { tenant, priority, cpu, gpus, zone, image })
+    (
+        0u8..3,
+        prop::sample::select(vec![0i32, 0, 5]),
+        prop::sample::select(vec![250u64, 500, 1000, 3000]),
+        prop::sample::select(vec![0u32, 0, 0, 1]),
+        prop::option::of(0u8..2),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(tenant, priority, cpu, gpus, zone, image)| JobDraw {
+            tenant,
+            priority,
+            cpu,
+            gpus,
+            zone,
+            image,
+        })
 }
 
 fn build(pools: &[PoolDraw], jobs: &[JobDraw], quota_cpu: Option<u64>, first_plan: usize) -> Harness {
     let mut h = Harness::new();
     for (i, p) in pools.iter().enumerate() {
-        let provider = if p.docker { ProviderKind::Docker } else { ProviderKind::Process };
-        let mut spec = pool(&format!("pool-{i:02}"), provider, res(p.cpu, 8192, p.gpus), p.max_workers);
+        let provider = if p.docker {
+            ProviderKind::Docker
+        } else {
+            ProviderKind::Process
+        };
+        let mut spec = pool(
+            &format!("pool-{i:02}"),
+            provider,
+            res(p.cpu, 8192, p.gpus),
+            p.max_workers,
+        );
         if let Some(z) = p.zone {
             spec.labels.insert("zone".into(), format!("z{z}"));
         }
         h.ok(Command::RegisterPool { spec });
     }
     if let Some(cpu) = quota_cpu {
-        h.ok(Command::SetTenantQuota { tenant: "t1".into(), quota: Some(Quota { resources: res(cpu, 1 << 30, 8), max_running_jobs: 6 }) });
+        h.ok(Command::SetTenantQuota {
+            tenant: "t1".into(),
+            quota: Some(Quota {
+                resources: res(cpu, 1 << 30, 8),
+                max_running_jobs: 6,
+            }),
+        });
     }
     for (i, j) in jobs.iter().enumerate() {
         let mut spec = JobSpec::simple(&format!("j{i}"), "true", res(j.cpu, 256, j.gpus));
@@ -60,14 +103,30 @@ fn build(pools: &[PoolDraw], jobs: &[JobDraw], quota_cpu: Option<u64>, first_pla
             spec.constraints.insert("zone".into(), format!("z{z}"));
         }
         // A job no pool could ever run is refused at submission; that is not under test here.
-        h.run(Command::SubmitPipeline { tenant: format!("t{}", j.tenant), idempotency_key: None, spec: pipeline("p", vec![spec]) });
+        h.run(Command::SubmitPipeline {
+            tenant: format!("t{}", j.tenant),
+            idempotency_key: None,
+            spec: pipeline("p", vec![spec]),
+        });
     }
     // Fill the pools part way, so plans start from uneven room.
-    let plan = schedule(&h.state, &SchedulerPolicy { max_placements: first_plan, ..SchedulerPolicy::default() }, h.now_ms);
-    h.ok(Command::ApplyPlan { placements: plan.placements });
+    let plan = schedule(
+        &h.state,
+        &SchedulerPolicy {
+            max_placements: first_plan,
+            ..SchedulerPolicy::default()
+        },
+        h.now_ms,
+    );
+    h.ok(Command::ApplyPlan {
+        placements: plan.placements,
+    });
     for (i, p) in pools.iter().enumerate() {
         if p.draining {
-            h.ok(Command::SetPoolDraining { pool: format!("pool-{i:02}"), draining: true });
+            h.ok(Command::SetPoolDraining {
+                pool: format!("pool-{i:02}"),
+                draining: true,
+            });
         }
     }
     h

@@ -5,7 +5,12 @@ use common::*;
 use flotilla_state_machine::*;
 
 fn submit_with_key(h: &mut Harness, key: &str, spec: PipelineSpec) -> Response {
-    h.run(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: Some(key.into()), spec }).0
+    h.run(Command::SubmitPipeline {
+        tenant: "default".into(),
+        idempotency_key: Some(key.into()),
+        spec,
+    })
+    .0
 }
 
 #[test]
@@ -13,28 +18,65 @@ fn retry_with_the_same_key_returns_the_first_pipeline() {
     let mut h = Harness::with_pool();
     let spec = pipeline("p", vec![job("a", &[])]);
     let first = submit_with_key(&mut h, "k1", spec.clone());
-    let Response::Submitted { pipeline, jobs, duplicate: false } = first else { panic!("{first:?}") };
+    let Response::Submitted {
+        pipeline,
+        jobs,
+        duplicate: false,
+    } = first
+    else {
+        panic!("{first:?}")
+    };
     let again = submit_with_key(&mut h, "k1", spec.clone());
-    assert_eq!(again, Response::Submitted { pipeline, jobs, duplicate: true });
+    assert_eq!(
+        again,
+        Response::Submitted {
+            pipeline,
+            jobs,
+            duplicate: true
+        }
+    );
     assert_eq!(h.state.pipelines().count(), 1);
 
     let mut other = spec.clone();
     other.jobs[0].steps = vec!["rm -rf /tmp/x".into()];
-    assert_eq!(submit_with_key(&mut h, "k1", other), Response::Rejected(Rejection::IdempotencyKeyReused { key: "k1".into(), pipeline }));
+    assert_eq!(
+        submit_with_key(&mut h, "k1", other),
+        Response::Rejected(Rejection::IdempotencyKeyReused {
+            key: "k1".into(),
+            pipeline
+        })
+    );
 
     // Keys are per tenant, and forgotten after the TTL.
-    let r = h.run(Command::SubmitPipeline { tenant: "team-b".into(), idempotency_key: Some("k1".into()), spec: spec.clone() }).0;
+    let r = h
+        .run(Command::SubmitPipeline {
+            tenant: "team-b".into(),
+            idempotency_key: Some("k1".into()),
+            spec: spec.clone(),
+        })
+        .0;
     assert!(matches!(r, Response::Submitted { duplicate: false, .. }));
     h.now_ms += Limits::DEFAULT.idempotency_ttl_ms;
-    assert!(matches!(submit_with_key(&mut h, "k1", spec), Response::Submitted { duplicate: false, .. }));
+    assert!(matches!(
+        submit_with_key(&mut h, "k1", spec),
+        Response::Submitted { duplicate: false, .. }
+    ));
     assert_eq!(h.state.pipelines().count(), 3);
 }
 
 #[test]
 fn cycles_are_refused_with_the_cycle_named() {
     let mut h = Harness::with_pool();
-    let e = refusal(&mut h, pipeline("cyc", vec![job("a", &["c"]), job("b", &["a"]), job("c", &["b"]), job("d", &[])]));
-    let SpecError::Cycle { cycle } = &e else { panic!("{e:?}") };
+    let e = refusal(
+        &mut h,
+        pipeline(
+            "cyc",
+            vec![job("a", &["c"]), job("b", &["a"]), job("c", &["b"]), job("d", &[])],
+        ),
+    );
+    let SpecError::Cycle { cycle } = &e else {
+        panic!("{e:?}")
+    };
     assert_eq!(cycle.first(), cycle.last());
     assert_eq!(cycle.len(), 4);
     assert_eq!(e.field(), "jobs");
@@ -52,14 +94,89 @@ fn structural_errors_name_the_field() {
         (pipeline("", vec![job("a", &[])]), "name"),
         (pipeline(&"x".repeat(129), vec![job("a", &[])]), "name"),
         (pipeline("p", vec![job("bad name!", &[])]), "jobs[0].name"),
-        (pipeline("p", vec![JobSpec { resources: res(0, 64, 0), ..job("a", &[]) }]), "jobs[a].resources.cpu_millis"),
-        (pipeline("p", vec![JobSpec { resources: res(100, 0, 0), ..job("a", &[]) }]), "jobs[a].resources.memory_mib"),
-        (pipeline("p", vec![JobSpec { steps: vec![], ..job("a", &[]) }]), "jobs[a].steps"),
-        (pipeline("p", vec![JobSpec { steps: vec!["  ".into()], ..job("a", &[]) }]), "jobs[a].steps[0]"),
-        (pipeline("p", vec![JobSpec { timeout_ms: 0, ..job("a", &[]) }]), "jobs[a].timeout_ms"),
-        (pipeline("p", vec![JobSpec { priority: 5000, ..job("a", &[]) }]), "jobs[a].priority"),
-        (pipeline("p", vec![JobSpec { retry: RetryPolicy { max_retries: 99, ..RetryPolicy::NONE }, ..job("a", &[]) }]), "jobs[a].retry.max_retries"),
-        (pipeline("p", vec![JobSpec { env: [("1BAD".to_string(), "x".to_string())].into(), ..job("a", &[]) }]), "jobs[a].env.1BAD"),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    resources: res(0, 64, 0),
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].resources.cpu_millis",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    resources: res(100, 0, 0),
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].resources.memory_mib",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    steps: vec![],
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].steps",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    steps: vec!["  ".into()],
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].steps[0]",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    timeout_ms: 0,
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].timeout_ms",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    priority: 5000,
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].priority",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    retry: RetryPolicy {
+                        max_retries: 99,
+                        ..RetryPolicy::NONE
+                    },
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].retry.max_retries",
+        ),
+        (
+            pipeline(
+                "p",
+                vec![JobSpec {
+                    env: [("1BAD".to_string(), "x".to_string())].into(),
+                    ..job("a", &[])
+                }],
+            ),
+            "jobs[a].env.1BAD",
+        ),
     ];
     for (spec, field) in cases {
         let e = refusal(&mut h, spec);
@@ -71,20 +188,44 @@ fn structural_errors_name_the_field() {
 #[test]
 fn a_job_larger_than_every_pool_is_refused() {
     let mut h = Harness::with_pool();
-    let big = JobSpec { resources: res(100_000, 64, 0), ..job("big", &[]) };
+    let big = JobSpec {
+        resources: res(100_000, 64, 0),
+        ..job("big", &[])
+    };
     let e = refusal(&mut h, pipeline("p", vec![job("a", &[]), big]));
     assert_eq!(e.field(), "jobs[big]");
     assert!(e.to_string().contains("no pool can ever run this job"), "{e}");
 
-    let gpu = JobSpec { resources: res(100, 64, 1), ..job("gpu", &[]) };
+    let gpu = JobSpec {
+        resources: res(100, 64, 1),
+        ..job("gpu", &[])
+    };
     assert_eq!(refusal(&mut h, pipeline("p", vec![gpu])).field(), "jobs[gpu]");
-    let image = JobSpec { image: Some("alpine".into()), ..job("img", &[]) };
-    assert!(refusal(&mut h, pipeline("p", vec![image])).to_string().contains("cannot run images"));
-    let constrained = JobSpec { constraints: [("arch".to_string(), "arm64".to_string())].into(), ..job("arm", &[]) };
-    assert!(refusal(&mut h, pipeline("p", vec![constrained])).to_string().contains("lacks label arch=arm64"));
+    let image = JobSpec {
+        image: Some("alpine".into()),
+        ..job("img", &[])
+    };
+    assert!(
+        refusal(&mut h, pipeline("p", vec![image]))
+            .to_string()
+            .contains("cannot run images")
+    );
+    let constrained = JobSpec {
+        constraints: [("arch".to_string(), "arm64".to_string())].into(),
+        ..job("arm", &[])
+    };
+    assert!(
+        refusal(&mut h, pipeline("p", vec![constrained]))
+            .to_string()
+            .contains("lacks label arch=arm64")
+    );
 
     let mut empty = Harness::new();
-    assert!(refusal(&mut empty, pipeline("p", vec![job("a", &[])])).to_string().contains("no pools are registered"));
+    assert!(
+        refusal(&mut empty, pipeline("p", vec![job("a", &[])]))
+            .to_string()
+            .contains("no pools are registered")
+    );
     assert_eq!(h.state.jobs().count(), 0);
 }
 
@@ -92,15 +233,39 @@ fn a_job_larger_than_every_pool_is_refused() {
 fn bad_pool_and_settings_commands_are_refused() {
     let mut h = Harness::with_pool();
     let zero = pool("z", ProviderKind::Docker, res(0, 10, 0), 1);
-    assert!(matches!(h.rejected(Command::RegisterPool { spec: zero }), Rejection::Invalid(SpecError::Zero { .. })));
+    assert!(matches!(
+        h.rejected(Command::RegisterPool { spec: zero }),
+        Rejection::Invalid(SpecError::Zero { .. })
+    ));
     let clash = pool("main", ProviderKind::Docker, res(10, 10, 0), 1);
-    assert_eq!(h.rejected(Command::RegisterPool { spec: clash }), Rejection::PoolExists("main".into()));
+    assert_eq!(
+        h.rejected(Command::RegisterPool { spec: clash }),
+        Rejection::PoolExists("main".into())
+    );
     let same = pool("main", ProviderKind::Process, res(8000, 16384, 0), 16);
-    assert_eq!(h.run(Command::RegisterPool { spec: same }).0, Response::Done { changed: false });
-    assert!(matches!(h.rejected(Command::RemovePool { pool: "nope".into() }), Rejection::UnknownPool(_)));
-    let limits = Limits { max_jobs_per_pipeline: 0, ..Limits::DEFAULT };
-    assert!(matches!(h.rejected(Command::UpdateLimits { limits }), Rejection::Invalid(SpecError::Zero { .. })));
-    assert!(matches!(h.rejected(Command::SetTenantQuota { tenant: "no spaces".into(), quota: None }), Rejection::Invalid(_)));
+    assert_eq!(
+        h.run(Command::RegisterPool { spec: same }).0,
+        Response::Done { changed: false }
+    );
+    assert!(matches!(
+        h.rejected(Command::RemovePool { pool: "nope".into() }),
+        Rejection::UnknownPool(_)
+    ));
+    let limits = Limits {
+        max_jobs_per_pipeline: 0,
+        ..Limits::DEFAULT
+    };
+    assert!(matches!(
+        h.rejected(Command::UpdateLimits { limits }),
+        Rejection::Invalid(SpecError::Zero { .. })
+    ));
+    assert!(matches!(
+        h.rejected(Command::SetTenantQuota {
+            tenant: "no spaces".into(),
+            quota: None
+        }),
+        Rejection::Invalid(_)
+    ));
 }
 
 #[test]
@@ -114,26 +279,53 @@ fn pool_settings_must_be_known_to_the_provider_and_label_keys_may_be_prefixed() 
 
     let mut typo = pool("typo", ProviderKind::Kubernetes, res(1000, 1024, 0), 4);
     typo.settings.insert("node_selecter".into(), "pool=ci".into());
-    let Rejection::Invalid(e) = h.rejected(Command::RegisterPool { spec: typo }) else { panic!("not refused as invalid") };
+    let Rejection::Invalid(e) = h.rejected(Command::RegisterPool { spec: typo }) else {
+        panic!("not refused as invalid")
+    };
     assert_eq!(e.field(), "settings.node_selecter");
     let mut process = pool("host", ProviderKind::Process, res(1000, 1024, 0), 4);
     process.settings.insert("node_selector".into(), "pool=ci".into());
-    let Rejection::Invalid(e) = h.rejected(Command::RegisterPool { spec: process }) else { panic!("not refused as invalid") };
+    let Rejection::Invalid(e) = h.rejected(Command::RegisterPool { spec: process }) else {
+        panic!("not refused as invalid")
+    };
     assert_eq!(e.field(), "settings.node_selector");
     for bad in ["a/b/c", "/arch", "kubernetes.io/", "sp ace/x"] {
         let mut p = pool("bad", ProviderKind::Process, res(1000, 1024, 0), 4);
         p.labels.insert(bad.into(), "v".into());
-        assert!(matches!(h.rejected(Command::RegisterPool { spec: p }), Rejection::Invalid(SpecError::InvalidName { .. })), "{bad}");
+        assert!(
+            matches!(
+                h.rejected(Command::RegisterPool { spec: p }),
+                Rejection::Invalid(SpecError::InvalidName { .. })
+            ),
+            "{bad}"
+        );
     }
 }
 
 #[test]
 fn capacity_cannot_drop_below_allocation_and_busy_pools_cannot_be_removed() {
     let mut h = Harness::with_pool();
-    h.submit(pipeline("p", vec![JobSpec { resources: res(4000, 1024, 0), ..job("a", &[]) }]));
+    h.submit(pipeline(
+        "p",
+        vec![JobSpec {
+            resources: res(4000, 1024, 0),
+            ..job("a", &[])
+        }],
+    ));
     h.schedule();
-    let r = h.rejected(Command::UpdatePoolCapacity { pool: "main".into(), capacity: res(2000, 16384, 0), max_workers: 16 });
+    let r = h.rejected(Command::UpdatePoolCapacity {
+        pool: "main".into(),
+        capacity: res(2000, 16384, 0),
+        max_workers: 16,
+    });
     assert!(matches!(r, Rejection::CapacityBelowAllocated { .. }));
-    assert!(matches!(h.rejected(Command::RemovePool { pool: "main".into() }), Rejection::PoolBusy { workers: 1, .. }));
-    h.ok(Command::UpdatePoolCapacity { pool: "main".into(), capacity: res(4000, 2048, 0), max_workers: 1 });
+    assert!(matches!(
+        h.rejected(Command::RemovePool { pool: "main".into() }),
+        Rejection::PoolBusy { workers: 1, .. }
+    ));
+    h.ok(Command::UpdatePoolCapacity {
+        pool: "main".into(),
+        capacity: res(4000, 2048, 0),
+        max_workers: 1,
+    });
 }

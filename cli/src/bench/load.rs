@@ -58,7 +58,9 @@ impl Tally {
         match outcome {
             Ok(()) => {
                 self.ok += 1;
-                let _ = self.latency_us.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
+                let _ = self
+                    .latency_us
+                    .record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
             }
             Err(e) => {
                 self.errors += 1;
@@ -77,7 +79,12 @@ where
     Fut: Future<Output = Result<(), String>> + Send,
 {
     let histogram = Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds");
-    let tally = Arc::new(Mutex::new(Tally { latency_us: histogram, ok: 0, errors: 0, error_samples: Vec::new() }));
+    let tally = Arc::new(Mutex::new(Tally {
+        latency_us: histogram,
+        ok: 0,
+        errors: 0,
+        error_samples: Vec::new(),
+    }));
     let op = Arc::new(op);
     let start = Instant::now();
     let measure_from = start + config.warmup;
@@ -141,7 +148,11 @@ where
             let _ = w.await;
         }
     }
-    let measured_s = Instant::now().min(end).saturating_duration_since(measure_from).as_secs_f64().max(f64::MIN_POSITIVE);
+    let measured_s = Instant::now()
+        .min(end)
+        .saturating_duration_since(measure_from)
+        .as_secs_f64()
+        .max(f64::MIN_POSITIVE);
     let t = tally.lock().expect("tally");
     let ms = |us: u64| us as f64 / 1000.0;
     let h = &t.latency_us;
@@ -176,22 +187,43 @@ mod tests {
 
     #[tokio::test]
     async fn open_loop_counts_from_the_intended_time_and_reports_errors() {
-        let config = LoadConfig { clients: 2, rate_per_s: 200, duration: Duration::from_millis(500), warmup: Duration::from_millis(100) };
+        let config = LoadConfig {
+            clients: 2,
+            rate_per_s: 200,
+            duration: Duration::from_millis(500),
+            warmup: Duration::from_millis(100),
+        };
         let result = run(&config, |seq| async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            if seq % 10 == 0 { Err(format!("op {seq} refused")) } else { Ok(()) }
+            if seq % 10 == 0 {
+                Err(format!("op {seq} refused"))
+            } else {
+                Ok(())
+            }
         })
         .await;
         assert_eq!(result.mode, "open");
         assert!(result.ok > 50 && result.errors > 5, "{result:?}");
-        assert!(result.latency_ms.p50 >= 5.0, "latency includes the operation: {result:?}");
+        assert!(
+            result.latency_ms.p50 >= 5.0,
+            "latency includes the operation: {result:?}"
+        );
         assert!(result.error_samples[0].contains("refused"));
     }
 
     #[tokio::test]
     async fn closed_loop_runs_every_client_back_to_back() {
-        let config = LoadConfig { clients: 3, rate_per_s: 0, duration: Duration::from_millis(300), warmup: Duration::ZERO };
-        let result = run(&config, |_| async { tokio::time::sleep(Duration::from_millis(10)).await; Ok(()) }).await;
+        let config = LoadConfig {
+            clients: 3,
+            rate_per_s: 0,
+            duration: Duration::from_millis(300),
+            warmup: Duration::ZERO,
+        };
+        let result = run(&config, |_| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(())
+        })
+        .await;
         assert_eq!(result.mode, "closed");
         assert_eq!(result.errors, 0);
         assert!(result.ok >= 30, "3 clients x ~30 ops: {result:?}");

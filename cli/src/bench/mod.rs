@@ -86,7 +86,8 @@ pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
             let http = pooled_http(args.clients)?;
             let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
             let acked_log = acked.clone();
-            let urls: Arc<Vec<String>> = Arc::new(client.servers().iter().map(|s| format!("{s}/v1/pipelines")).collect());
+            let urls: Arc<Vec<String>> =
+                Arc::new(client.servers().iter().map(|s| format!("{s}/v1/pipelines")).collect());
             let body = serde_json::json!({
                 "name": "bench",
                 "jobs": [{ "name": "noop", "steps": ["true"], "resources": { "cpu_millis": 1, "memory_mib": 1 } }]
@@ -96,25 +97,50 @@ pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
                 let (http, urls, body, acked) = (http.clone(), urls.clone(), body.clone(), acked_log.clone());
                 async move {
                     let url = &urls[seq as usize % urls.len()];
-                    let resp = http.post(url).header("content-type", "application/json").body(body.as_ref().clone()).send().await;
+                    let resp = http
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body.as_ref().clone())
+                        .send()
+                        .await;
                     let pipeline = check(resp, 201).await?;
-                    let id = serde_json::from_slice::<serde_json::Value>(&pipeline).ok().and_then(|v| v["pipeline"].as_u64()).unwrap_or(0);
-                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                    let id = serde_json::from_slice::<serde_json::Value>(&pipeline)
+                        .ok()
+                        .and_then(|v| v["pipeline"].as_u64())
+                        .unwrap_or(0);
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis());
                     acked.lock().expect("acks").push((now_ms, id));
                     Ok(())
                 }
             })
             .await;
             if let Some(path) = acks {
-                let lines: String = acked.lock().expect("acks").iter().map(|(t, id)| format!("{t} {id}\n")).collect();
+                let lines: String = acked
+                    .lock()
+                    .expect("acks")
+                    .iter()
+                    .map(|(t, id)| format!("{t} {id}\n"))
+                    .collect();
                 std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
             }
             ("flotilla submit", args, result)
         }
-        BenchCmd::EtcdPut { endpoints, value_bytes, load: args } => {
+        BenchCmd::EtcdPut {
+            endpoints,
+            value_bytes,
+            load: args,
+        } => {
             let http = pooled_http(args.clients)?;
-            let urls: Vec<String> = endpoints.split(',').map(|e| format!("{}/v3/kv/put", e.trim().trim_end_matches('/'))).collect();
-            anyhow::ensure!(!urls.is_empty() && !endpoints.trim().is_empty(), "--endpoints names no etcd URL");
+            let urls: Vec<String> = endpoints
+                .split(',')
+                .map(|e| format!("{}/v3/kv/put", e.trim().trim_end_matches('/')))
+                .collect();
+            anyhow::ensure!(
+                !urls.is_empty() && !endpoints.trim().is_empty(),
+                "--endpoints names no etcd URL"
+            );
             let urls = Arc::new(urls);
             let value = Arc::new(base64(&vec![b'x'; *value_bytes]));
             let result = load::run(&args.config()?, move |seq| {
@@ -133,7 +159,8 @@ pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
     print_result(target, &result);
     if let Some(path) = &args.json {
         let doc = serde_json::json!({ "target": target, "result": result });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     anyhow::ensure!(result.ok > 0, "no request succeeded: {:?}", result.error_samples);
     Ok(())
@@ -141,7 +168,10 @@ pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
 
 /// One connection per client, kept alive.
 fn pooled_http(clients: usize) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().pool_max_idle_per_host(clients).timeout(Duration::from_secs(30)).build()?)
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .timeout(Duration::from_secs(30))
+        .build()?)
 }
 
 /// The body of a response with the expected status; anything else is an error message.
@@ -152,16 +182,32 @@ async fn check(resp: Result<reqwest::Response, reqwest::Error>, expected: u16) -
     if status == expected {
         Ok(body.to_vec())
     } else {
-        Err(format!("{status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()))
+        Err(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).chars().take(200).collect::<String>()
+        ))
     }
 }
 
 fn print_result(target: &str, r: &LoadResult) {
-    let rate = if r.rate_per_s == 0 { "closed loop".to_string() } else { format!("{}/s offered", r.rate_per_s) };
-    println!("{target}: {} clients, {rate}, {:.1} s measured", r.clients, r.measured_s);
-    println!("  ok {}  errors {}  dropped {}  throughput {:.1}/s", r.ok, r.errors, r.dropped, r.throughput_per_s);
+    let rate = if r.rate_per_s == 0 {
+        "closed loop".to_string()
+    } else {
+        format!("{}/s offered", r.rate_per_s)
+    };
+    println!(
+        "{target}: {} clients, {rate}, {:.1} s measured",
+        r.clients, r.measured_s
+    );
+    println!(
+        "  ok {}  errors {}  dropped {}  throughput {:.1}/s",
+        r.ok, r.errors, r.dropped, r.throughput_per_s
+    );
     let l = &r.latency_ms;
-    println!("  latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}", l.p50, l.p95, l.p99, l.max, l.mean);
+    println!(
+        "  latency ms  p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}",
+        l.p50, l.p95, l.p99, l.max, l.mean
+    );
     for e in &r.error_samples {
         println!("  error: {e}");
     }

@@ -13,10 +13,10 @@
 use crate::client::Client;
 use anyhow::Context;
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Nomad's published C1M: 1,000,000 containers on 5,000 hosts in under 5 minutes.
@@ -48,10 +48,19 @@ pub struct PlaceArgs {
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Value> {
-    let resp = http.post(url).json(body).send().await.with_context(|| format!("POST {url}"))?;
+    let resp = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
     let status = resp.status().as_u16();
     let text = resp.text().await?;
-    anyhow::ensure!(status == 200 || status == 201, "POST {url}: {status}: {}", text.chars().take(300).collect::<String>());
+    anyhow::ensure!(
+        status == 200 || status == 201,
+        "POST {url}: {status}: {}",
+        text.chars().take(300).collect::<String>()
+    );
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
@@ -106,12 +115,21 @@ async fn running(http: &reqwest::Client, server: &str) -> anyhow::Result<u64> {
 }
 
 pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.pools > 0 && args.jobs > 0 && args.jobs_per_pipeline > 0, "--pools, --jobs and --jobs-per-pipeline must be at least 1");
+    anyhow::ensure!(
+        args.pools > 0 && args.jobs > 0 && args.jobs_per_pipeline > 0,
+        "--pools, --jobs and --jobs-per-pipeline must be at least 1"
+    );
     let servers: Arc<Vec<String>> = Arc::new(client.servers().to_vec());
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).timeout(Duration::from_secs(120)).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .timeout(Duration::from_secs(120))
+        .build()?;
     let per_pool = args.jobs.div_ceil(args.pools);
 
-    println!("registering {} sim pools with room for {per_pool} jobs each", args.pools);
+    println!(
+        "registering {} sim pools with room for {per_pool} jobs each",
+        args.pools
+    );
     let started = Instant::now();
     {
         let (http, servers, prefix) = (http.clone(), servers.clone(), args.prefix.clone());
@@ -122,7 +140,13 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
                     "name": format!("{prefix}-{i}"), "provider": "sim", "max_workers": per_pool,
                     "capacity": { "cpu_millis": per_pool, "memory_mib": per_pool }, "labels": { "bench": prefix }
                 });
-                post(&http, &format!("{}/v1/pools", servers[i as usize % servers.len()]), &pool).await.map(|_| ())
+                post(
+                    &http,
+                    &format!("{}/v1/pools", servers[i as usize % servers.len()]),
+                    &pool,
+                )
+                .await
+                .map(|_| ())
             }
         })
         .await?;
@@ -130,7 +154,10 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
     println!("  {:.1} s", started.elapsed().as_secs_f64());
 
     let pipelines = args.jobs.div_ceil(args.jobs_per_pipeline);
-    println!("submitting {} jobs in {pipelines} pipelines with {} clients", args.jobs, args.clients);
+    println!(
+        "submitting {} jobs in {pipelines} pipelines with {} clients",
+        args.jobs, args.clients
+    );
     let t0 = Instant::now();
     let submitter = {
         let (http, servers, a) = (http.clone(), servers.clone(), args.clone());
@@ -147,7 +174,13 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
                     })
                     .collect();
                 let body = json!({ "name": format!("{}-{p}", a.prefix), "jobs": jobs });
-                post(&http, &format!("{}/v1/pipelines", servers[p as usize % servers.len()]), &body).await.map(|_| ())
+                post(
+                    &http,
+                    &format!("{}/v1/pipelines", servers[p as usize % servers.len()]),
+                    &body,
+                )
+                .await
+                .map(|_| ())
             }
         }))
     };
@@ -170,7 +203,11 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
             break t0.elapsed().as_secs_f64();
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
-            println!("  placed {n} of {} after {:.0} s", args.jobs, t0.elapsed().as_secs_f64());
+            println!(
+                "  placed {n} of {} after {:.0} s",
+                args.jobs,
+                t0.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
         anyhow::ensure!(Instant::now() < deadline, "timed out with {n} of {} placed", args.jobs);
@@ -182,9 +219,18 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
     }
     let submitted_s = submitted_s.unwrap_or(placed_all_s);
     let rate = args.jobs as f64 / placed_all_s;
-    println!("placed {} jobs on {} pools in {placed_all_s:.1} s: {rate:.0} placements/s end to end", args.jobs, args.pools);
-    println!("  submissions took {submitted_s:.1} s ({:.0} jobs/s)", args.jobs as f64 / submitted_s);
-    println!("  ratio to Nomad's C1M (3,300 placements/s): {:.2}", rate / NOMAD_C1M_PLACEMENTS_PER_S);
+    println!(
+        "placed {} jobs on {} pools in {placed_all_s:.1} s: {rate:.0} placements/s end to end",
+        args.jobs, args.pools
+    );
+    println!(
+        "  submissions took {submitted_s:.1} s ({:.0} jobs/s)",
+        args.jobs as f64 / submitted_s
+    );
+    println!(
+        "  ratio to Nomad's C1M (3,300 placements/s): {:.2}",
+        rate / NOMAD_C1M_PLACEMENTS_PER_S
+    );
 
     println!("waiting for every job to be RUNNING (workers created and started)");
     let mut last_report = Instant::now();
@@ -194,15 +240,25 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
             break t0.elapsed().as_secs_f64();
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
-            println!("  running {n} of {} after {:.0} s", args.jobs, t0.elapsed().as_secs_f64());
+            println!(
+                "  running {n} of {} after {:.0} s",
+                args.jobs,
+                t0.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
         anyhow::ensure!(Instant::now() < deadline, "timed out with {n} of {} running", args.jobs);
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let running_rate = args.jobs as f64 / running_all_s;
-    println!("all {} jobs RUNNING after {running_all_s:.1} s: {running_rate:.0} jobs started/s end to end", args.jobs);
-    println!("  ratio to Nomad's C1M: {:.2}", running_rate / NOMAD_C1M_PLACEMENTS_PER_S);
+    println!(
+        "all {} jobs RUNNING after {running_all_s:.1} s: {running_rate:.0} jobs started/s end to end",
+        args.jobs
+    );
+    println!(
+        "  ratio to Nomad's C1M: {:.2}",
+        running_rate / NOMAD_C1M_PLACEMENTS_PER_S
+    );
     if let Some(path) = &args.json {
         let doc = json!({
             "pools": args.pools, "jobs": args.jobs, "jobs_per_pipeline": args.jobs_per_pipeline, "clients": args.clients,
@@ -211,7 +267,8 @@ pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
             "running_all_s": running_all_s, "started_per_s": running_rate,
             "started_ratio_to_nomad_c1m": running_rate / NOMAD_C1M_PLACEMENTS_PER_S
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Every acknowledged submission exists after healing, on every node.
 
 use super::Verdict;
-use crate::history::{pair, Op, OpType};
+use crate::history::{Op, OpType, pair};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `present`: for each node, the pipeline ids it reports after healing.
@@ -22,7 +22,11 @@ pub fn check(ops: &[Op], present: &BTreeMap<u64, BTreeSet<u64>>) -> Verdict {
             }
         }
     }
-    Verdict::new("acknowledged-submissions-kept", problems, serde_json::json!({ "acknowledged": acknowledged.len(), "nodes": present.len() }))
+    Verdict::new(
+        "acknowledged-submissions-kept",
+        problems,
+        serde_json::json!({ "acknowledged": acknowledged.len(), "nodes": present.len() }),
+    )
 }
 
 #[cfg(test)]
@@ -32,8 +36,22 @@ mod tests {
 
     fn submit(process: i64, pipeline: u64) -> Vec<Op> {
         vec![
-            Op { process, kind: OpType::Invoke, f: "submit".into(), node: Some(1), value: json!(null), time_ms: 0.0 },
-            Op { process, kind: OpType::Ok, f: "submit".into(), node: Some(1), value: json!({ "pipeline": pipeline }), time_ms: 1.0 },
+            Op {
+                process,
+                kind: OpType::Invoke,
+                f: "submit".into(),
+                node: Some(1),
+                value: json!(null),
+                time_ms: 0.0,
+            },
+            Op {
+                process,
+                kind: OpType::Ok,
+                f: "submit".into(),
+                node: Some(1),
+                value: json!({ "pipeline": pipeline }),
+                time_ms: 1.0,
+            },
         ]
     }
 

@@ -11,12 +11,21 @@ pub fn check(digests: &BTreeMap<u64, (u64, String)>) -> Verdict {
         seen.entry(d).or_default().push(*node);
     }
     if seen.len() > 1 {
-        problems.push(format!("nodes disagree: {:?}", seen.iter().map(|((i, d), n)| format!("nodes {n:?} at {i}: {d}")).collect::<Vec<_>>()));
+        problems.push(format!(
+            "nodes disagree: {:?}",
+            seen.iter()
+                .map(|((i, d), n)| format!("nodes {n:?} at {i}: {d}"))
+                .collect::<Vec<_>>()
+        ));
     }
     if digests.is_empty() {
         problems.push("no node could be read after healing".into());
     }
-    Verdict::new("replicas-identical", problems, serde_json::json!({ "nodes": digests.len() }))
+    Verdict::new(
+        "replicas-identical",
+        problems,
+        serde_json::json!({ "nodes": digests.len() }),
+    )
 }
 
 #[cfg(test)]

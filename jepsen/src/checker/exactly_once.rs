@@ -19,10 +19,17 @@ pub fn check(markers: &BTreeMap<u64, u32>, final_states: &BTreeMap<u64, String>)
     }
     let succeeded = final_states.values().filter(|s| *s == "SUCCEEDED").count();
     if !final_states.is_empty() && succeeded == 0 {
-        problems.push(format!("none of {} jobs succeeded: the run did not exercise execution", final_states.len()));
+        problems.push(format!(
+            "none of {} jobs succeeded: the run did not exercise execution",
+            final_states.len()
+        ));
     }
     let ran: u32 = markers.values().sum();
-    Verdict::new("no-job-run-twice", problems, serde_json::json!({ "markers": ran, "jobs": final_states.len() }))
+    Verdict::new(
+        "no-job-run-twice",
+        problems,
+        serde_json::json!({ "markers": ran, "jobs": final_states.len() }),
+    )
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@
 //! model state)` pairs already explored are remembered. A history is linearizable when every
 //! acknowledged operation is placed.
 
-use super::monotonic_reads::rank;
 use super::Verdict;
-use crate::history::{pair, Op, OpType};
+use super::monotonic_reads::rank;
+use crate::history::{Op, OpType, pair};
 use std::collections::{BTreeMap, HashSet};
 
 /// Model states explored per job before the search gives up (reported as a violation: an
@@ -57,7 +57,11 @@ impl FinalState {
 #[derive(Clone, Debug)]
 enum Action {
     /// A linearizable read saw this state.
-    Read { attempt: u64, rank: u8, final_state: Option<FinalState> },
+    Read {
+        attempt: u64,
+        rank: u8,
+        final_state: Option<FinalState>,
+    },
     /// An acknowledged cancel; `moved` if the answer listed this job.
     Cancel { moved: bool },
     /// A cancel whose outcome is unknown.
@@ -75,12 +79,26 @@ struct Operation {
 }
 
 impl JobModel {
-    const START: JobModel = JobModel { attempt: 0, rank: 0, final_state: None, attempt_exact: false };
+    const START: JobModel = JobModel {
+        attempt: 0,
+        rank: 0,
+        final_state: None,
+        attempt_exact: false,
+    };
 
     fn step(&self, action: &Action) -> Option<JobModel> {
         match *action {
-            Action::Read { attempt, rank, final_state } => {
-                let seen = JobModel { attempt, rank, final_state, attempt_exact: true };
+            Action::Read {
+                attempt,
+                rank,
+                final_state,
+            } => {
+                let seen = JobModel {
+                    attempt,
+                    rank,
+                    final_state,
+                    attempt_exact: true,
+                };
                 if self.final_state.is_some() {
                     // A final state never changes.
                     let same_attempt = attempt == self.attempt || (!self.attempt_exact && attempt > self.attempt);
@@ -96,12 +114,21 @@ impl JobModel {
                 Some(_) => None,
             },
             Action::Cancel { moved: false } => self.final_state.is_some().then_some(*self),
-            Action::MaybeCancel => Some(if self.final_state.is_some() { *self } else { self.cancelled() }),
+            Action::MaybeCancel => Some(if self.final_state.is_some() {
+                *self
+            } else {
+                self.cancelled()
+            }),
         }
     }
 
     fn cancelled(&self) -> JobModel {
-        JobModel { attempt: self.attempt, rank: 4, final_state: Some(FinalState::Cancelled), attempt_exact: false }
+        JobModel {
+            attempt: self.attempt,
+            rank: 4,
+            final_state: Some(FinalState::Cancelled),
+            attempt_exact: false,
+        }
     }
 }
 
@@ -129,13 +156,18 @@ fn search(ops: &[Operation]) -> Search {
         }
         // Only operations invoked before the earliest completion among those not yet placed
         // can come next.
-        let horizon = (0..n).filter(|&i| !is_done(i)).filter_map(|i| ops[i].completed_ms).fold(f64::INFINITY, f64::min);
+        let horizon = (0..n)
+            .filter(|&i| !is_done(i))
+            .filter_map(|i| ops[i].completed_ms)
+            .fold(f64::INFINITY, f64::min);
         let mut advanced = false;
         for i in from..n {
             if is_done(i) || ops[i].invoked_ms > horizon {
                 continue;
             }
-            let Some(next) = model.step(&ops[i].action) else { continue };
+            let Some(next) = model.step(&ops[i].action) else {
+                continue;
+            };
             let mut placed = done.clone();
             placed[i / 64] |= 1 << (i % 64);
             if !seen.insert((placed.clone(), next)) {
@@ -155,7 +187,10 @@ fn search(ops: &[Operation]) -> Search {
             break;
         }
         if !advanced && deepest.1.is_empty() {
-            let blocked: Vec<&str> = (0..n).filter(|&i| !is_done(i) && ops[i].invoked_ms <= horizon).map(|i| ops[i].text.as_str()).collect();
+            let blocked: Vec<&str> = (0..n)
+                .filter(|&i| !is_done(i) && ops[i].invoked_ms <= horizon)
+                .map(|i| ops[i].text.as_str())
+                .collect();
             deepest.1 = format!("from {model:?}, none of {blocked:?} can come next");
         }
     }
@@ -167,7 +202,9 @@ fn operations(ops: &[Op]) -> (BTreeMap<u64, Vec<Operation>>, Vec<String>) {
     let mut by_job: BTreeMap<u64, Vec<Operation>> = BTreeMap::new();
     let mut problems = Vec::new();
     for c in pair(ops) {
-        let Some(job) = c.invoke.value["job"].as_u64() else { continue };
+        let Some(job) = c.invoke.value["job"].as_u64() else {
+            continue;
+        };
         let (invoked_ms, completed_ms) = (c.invoke.time_ms, Some(c.done.time_ms));
         let op = match (c.invoke.f.as_str(), c.done.kind) {
             ("read-lin", OpType::Ok) => {
@@ -180,16 +217,35 @@ fn operations(ops: &[Op]) -> (BTreeMap<u64, Vec<Operation>>, Vec<String>) {
                     problems.push(format!("job {job}: unknown state {state:?}"));
                     continue;
                 };
-                let action = Action::Read { attempt, rank, final_state: FinalState::parse(state) };
-                Operation { invoked_ms, completed_ms, action, text: format!("read {state}@{attempt} [{invoked_ms:.1}, {:.1}]", c.done.time_ms) }
+                let action = Action::Read {
+                    attempt,
+                    rank,
+                    final_state: FinalState::parse(state),
+                };
+                Operation {
+                    invoked_ms,
+                    completed_ms,
+                    action,
+                    text: format!("read {state}@{attempt} [{invoked_ms:.1}, {:.1}]", c.done.time_ms),
+                }
             }
             ("cancel", OpType::Ok) => {
-                let moved = c.done.value["cancelled"].as_array().is_some_and(|a| a.iter().any(|j| j.as_u64() == Some(job)));
-                Operation { invoked_ms, completed_ms, action: Action::Cancel { moved }, text: format!("cancel (moved: {moved}) [{invoked_ms:.1}, {:.1}]", c.done.time_ms) }
+                let moved = c.done.value["cancelled"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|j| j.as_u64() == Some(job)));
+                Operation {
+                    invoked_ms,
+                    completed_ms,
+                    action: Action::Cancel { moved },
+                    text: format!("cancel (moved: {moved}) [{invoked_ms:.1}, {:.1}]", c.done.time_ms),
+                }
             }
-            ("cancel", OpType::Info) => {
-                Operation { invoked_ms, completed_ms: None, action: Action::MaybeCancel, text: format!("cancel (unknown) [{invoked_ms:.1}, ...]") }
-            }
+            ("cancel", OpType::Info) => Operation {
+                invoked_ms,
+                completed_ms: None,
+                action: Action::MaybeCancel,
+                text: format!("cancel (unknown) [{invoked_ms:.1}, ...]"),
+            },
             _ => continue,
         };
         by_job.entry(job).or_default().push(op);
@@ -205,10 +261,17 @@ pub fn check(ops: &[Op]) -> Verdict {
         match search(list) {
             Search::Linearizable => {}
             Search::Violation(why) => problems.push(format!("job {job}: not linearizable: {why}")),
-            Search::GaveUp => problems.push(format!("job {job}: search gave up after {MAX_EXPLORED_STATES} states ({} operations)", list.len())),
+            Search::GaveUp => problems.push(format!(
+                "job {job}: search gave up after {MAX_EXPLORED_STATES} states ({} operations)",
+                list.len()
+            )),
         }
     }
-    Verdict::new("linearizable", problems, serde_json::json!({ "jobs": by_job.len(), "operations": checked_ops }))
+    Verdict::new(
+        "linearizable",
+        problems,
+        serde_json::json!({ "jobs": by_job.len(), "operations": checked_ops }),
+    )
 }
 
 #[cfg(test)]
@@ -217,19 +280,39 @@ mod tests {
     use serde_json::json;
 
     fn op(process: i64, kind: OpType, f: &str, value: serde_json::Value, time_ms: f64) -> Op {
-        Op { process, kind, f: f.into(), node: Some(1), value, time_ms }
+        Op {
+            process,
+            kind,
+            f: f.into(),
+            node: Some(1),
+            value,
+            time_ms,
+        }
     }
 
     fn read(process: i64, from: f64, to: f64, state: &str, attempt: u64) -> [Op; 2] {
         [
             op(process, OpType::Invoke, "read-lin", json!({ "job": 1 }), from),
-            op(process, OpType::Ok, "read-lin", json!({ "job": 1, "state": state, "attempt": attempt }), to),
+            op(
+                process,
+                OpType::Ok,
+                "read-lin",
+                json!({ "job": 1, "state": state, "attempt": attempt }),
+                to,
+            ),
         ]
     }
 
     fn cancel(process: i64, from: f64, to: f64, outcome: OpType, moved: bool) -> [Op; 2] {
-        let done = if moved { json!({ "cancelled": [1] }) } else { json!({ "cancelled": [] }) };
-        [op(process, OpType::Invoke, "cancel", json!({ "job": 1 }), from), op(process, outcome, "cancel", done, to)]
+        let done = if moved {
+            json!({ "cancelled": [1] })
+        } else {
+            json!({ "cancelled": [] })
+        };
+        [
+            op(process, OpType::Invoke, "cancel", json!({ "job": 1 }), from),
+            op(process, outcome, "cancel", done, to),
+        ]
     }
 
     fn history(parts: Vec<[Op; 2]>) -> Vec<Op> {
@@ -241,15 +324,30 @@ mod tests {
     #[test]
     fn concurrent_reads_may_be_ordered_either_way() {
         // Overlapping reads seeing RUNNING and PENDING: PENDING is linearized first.
-        let h = history(vec![read(1, 0.0, 10.0, "RUNNING", 1), read(2, 1.0, 9.0, "PENDING", 1), read(3, 11.0, 12.0, "SUCCEEDED", 1)]);
+        let h = history(vec![
+            read(1, 0.0, 10.0, "RUNNING", 1),
+            read(2, 1.0, 9.0, "PENDING", 1),
+            read(3, 11.0, 12.0, "SUCCEEDED", 1),
+        ]);
         assert!(check(&h).valid, "{:?}", check(&h));
         // A cancel whose answer was lost may have happened, or not.
-        let h = history(vec![read(1, 0.0, 1.0, "RUNNING", 1), cancel(2, 2.0, 3.0, OpType::Info, false), read(3, 4.0, 5.0, "SUCCEEDED", 1)]);
+        let h = history(vec![
+            read(1, 0.0, 1.0, "RUNNING", 1),
+            cancel(2, 2.0, 3.0, OpType::Info, false),
+            read(3, 4.0, 5.0, "SUCCEEDED", 1),
+        ]);
         assert!(check(&h).valid);
-        let h = history(vec![read(1, 0.0, 1.0, "RUNNING", 1), cancel(2, 2.0, 3.0, OpType::Info, false), read(3, 4.0, 5.0, "CANCELLED", 1)]);
+        let h = history(vec![
+            read(1, 0.0, 1.0, "RUNNING", 1),
+            cancel(2, 2.0, 3.0, OpType::Info, false),
+            read(3, 4.0, 5.0, "CANCELLED", 1),
+        ]);
         assert!(check(&h).valid);
         // A retry starts a new attempt from PENDING.
-        let h = history(vec![read(1, 0.0, 1.0, "TERMINATED", 1), read(2, 2.0, 3.0, "PENDING", 2)]);
+        let h = history(vec![
+            read(1, 0.0, 1.0, "TERMINATED", 1),
+            read(2, 2.0, 3.0, "PENDING", 2),
+        ]);
         assert!(check(&h).valid);
     }
 
@@ -258,7 +356,12 @@ mod tests {
         let h = history(vec![read(1, 0.0, 1.0, "RUNNING", 1), read(2, 2.0, 3.0, "PENDING", 1)]);
         let v = check(&h);
         assert!(!v.valid, "{v:?}");
-        assert!(v.details["violations"][0].as_str().unwrap().contains("not linearizable"));
+        assert!(
+            v.details["violations"][0]
+                .as_str()
+                .unwrap()
+                .contains("not linearizable")
+        );
     }
 
     #[test]
@@ -272,17 +375,30 @@ mod tests {
         // The read saw SUCCEEDED while the cancel ran and the cancel says it moved the job: in
         // any order one of them is impossible. The pairwise real-time check misses this (the
         // read began before the cancel ended); the search does not.
-        let h = history(vec![read(1, 0.0, 10.0, "SUCCEEDED", 1), cancel(2, 1.0, 2.0, OpType::Ok, true), read(3, 11.0, 12.0, "CANCELLED", 1)]);
+        let h = history(vec![
+            read(1, 0.0, 10.0, "SUCCEEDED", 1),
+            cancel(2, 1.0, 2.0, OpType::Ok, true),
+            read(3, 11.0, 12.0, "CANCELLED", 1),
+        ]);
         let v = check(&h);
         assert!(!v.valid, "{v:?}");
-        assert!(super::super::monotonic_reads::check(&h).valid, "the weaker checker misses this history");
+        assert!(
+            super::super::monotonic_reads::check(&h).valid,
+            "the weaker checker misses this history"
+        );
     }
 
     #[test]
     fn an_acknowledged_cancel_must_be_seen() {
-        let h = history(vec![cancel(1, 0.0, 1.0, OpType::Ok, true), read(2, 2.0, 3.0, "RUNNING", 1)]);
+        let h = history(vec![
+            cancel(1, 0.0, 1.0, OpType::Ok, true),
+            read(2, 2.0, 3.0, "RUNNING", 1),
+        ]);
         assert!(!check(&h).valid);
-        let h = history(vec![cancel(1, 0.0, 1.0, OpType::Ok, true), read(2, 2.0, 3.0, "CANCELLED", 1)]);
+        let h = history(vec![
+            cancel(1, 0.0, 1.0, OpType::Ok, true),
+            read(2, 2.0, 3.0, "CANCELLED", 1),
+        ]);
         assert!(check(&h).valid);
     }
 
@@ -290,11 +406,21 @@ mod tests {
     fn a_cancel_listing_a_job_already_cancelled_passes_but_not_one_already_finished() {
         // Two clients cancel the same job (or one cancel is retried): both are told it is
         // cancelled.
-        let h = history(vec![cancel(1, 0.0, 1.0, OpType::Ok, true), cancel(2, 2.0, 3.0, OpType::Ok, true), read(3, 4.0, 5.0, "CANCELLED", 1)]);
+        let h = history(vec![
+            cancel(1, 0.0, 1.0, OpType::Ok, true),
+            cancel(2, 2.0, 3.0, OpType::Ok, true),
+            read(3, 4.0, 5.0, "CANCELLED", 1),
+        ]);
         assert!(check(&h).valid, "{:?}", check(&h));
-        let h = history(vec![read(1, 0.0, 1.0, "SUCCEEDED", 1), cancel(2, 2.0, 3.0, OpType::Ok, true)]);
+        let h = history(vec![
+            read(1, 0.0, 1.0, "SUCCEEDED", 1),
+            cancel(2, 2.0, 3.0, OpType::Ok, true),
+        ]);
         assert!(!check(&h).valid);
-        let h = history(vec![read(1, 0.0, 1.0, "PENDING", 1), cancel(2, 2.0, 3.0, OpType::Ok, false)]);
+        let h = history(vec![
+            read(1, 0.0, 1.0, "PENDING", 1),
+            cancel(2, 2.0, 3.0, OpType::Ok, false),
+        ]);
         assert!(!check(&h).valid, "a cancel that listed nothing needs the job final");
     }
 

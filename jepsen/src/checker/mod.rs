@@ -24,6 +24,10 @@ impl Verdict {
     pub fn new(checker: &'static str, problems: Vec<String>, checked: serde_json::Value) -> Verdict {
         let valid = problems.is_empty();
         let shown: Vec<String> = problems.into_iter().take(20).collect();
-        Verdict { checker, valid, details: serde_json::json!({ "checked": checked, "violations": shown }) }
+        Verdict {
+            checker,
+            valid,
+            details: serde_json::json!({ "checked": checked, "violations": shown }),
+        }
     }
 }

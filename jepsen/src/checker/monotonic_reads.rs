@@ -14,7 +14,7 @@
 //! CANCELLED if the cancel reported moving it there.
 
 use super::Verdict;
-use crate::history::{pair, Op, OpType};
+use crate::history::{Op, OpType, pair};
 use std::collections::BTreeMap;
 
 /// Progress of a job state within its attempt.
@@ -38,7 +38,8 @@ pub fn check(ops: &[Op]) -> Verdict {
             continue;
         }
         let v = &c.done.value;
-        let (Some(job), Some(state), Some(attempt)) = (v["job"].as_u64(), v["state"].as_str(), v["attempt"].as_u64()) else {
+        let (Some(job), Some(state), Some(attempt)) = (v["job"].as_u64(), v["state"].as_str(), v["attempt"].as_u64())
+        else {
             problems.push(format!("malformed read: {v}"));
             continue;
         };
@@ -46,7 +47,10 @@ pub fn check(ops: &[Op]) -> Verdict {
             problems.push(format!("job {job}: unknown state {state:?}"));
             continue;
         };
-        reads.entry(job).or_default().push((c.invoke.time_ms, c.done.time_ms, (attempt, r), state.to_string()));
+        reads
+            .entry(job)
+            .or_default()
+            .push((c.invoke.time_ms, c.done.time_ms, (attempt, r), state.to_string()));
     }
     let total: usize = reads.values().map(Vec::len).sum();
     // Acknowledged cancels: job → (completion time, whether this cancel moved it).
@@ -55,8 +59,12 @@ pub fn check(ops: &[Op]) -> Verdict {
         if c.invoke.f != "cancel" || c.done.kind != OpType::Ok {
             continue;
         }
-        let Some(job) = c.invoke.value["job"].as_u64() else { continue };
-        let moved = c.done.value["cancelled"].as_array().is_some_and(|a| a.iter().any(|j| j.as_u64() == Some(job)));
+        let Some(job) = c.invoke.value["job"].as_u64() else {
+            continue;
+        };
+        let moved = c.done.value["cancelled"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|j| j.as_u64() == Some(job)));
         cancels.entry(job).or_default().push((c.done.time_ms, moved));
     }
     for (job, list) in &cancels {
@@ -93,7 +101,11 @@ pub fn check(ops: &[Op]) -> Verdict {
         }
     }
     let cancels: usize = cancels.values().map(Vec::len).sum();
-    Verdict::new("linearizable-reads", problems, serde_json::json!({ "reads": total, "jobs": reads.len(), "cancels": cancels }))
+    Verdict::new(
+        "linearizable-reads",
+        problems,
+        serde_json::json!({ "reads": total, "jobs": reads.len(), "cancels": cancels }),
+    )
 }
 
 #[cfg(test)]
@@ -104,8 +116,22 @@ mod tests {
     fn read(process: i64, t0: f64, t1: f64, state: &str) -> Vec<Op> {
         let v = json!({ "job": 7, "state": state, "attempt": 1 });
         vec![
-            Op { process, kind: OpType::Invoke, f: "read-lin".into(), node: Some(1), value: json!({ "job": 7 }), time_ms: t0 },
-            Op { process, kind: OpType::Ok, f: "read-lin".into(), node: Some(1), value: v, time_ms: t1 },
+            Op {
+                process,
+                kind: OpType::Invoke,
+                f: "read-lin".into(),
+                node: Some(1),
+                value: json!({ "job": 7 }),
+                time_ms: t0,
+            },
+            Op {
+                process,
+                kind: OpType::Ok,
+                f: "read-lin".into(),
+                node: Some(1),
+                value: v,
+                time_ms: t1,
+            },
         ]
     }
 
@@ -120,8 +146,22 @@ mod tests {
     fn cancel(process: i64, t0: f64, t1: f64, moved: bool) -> Vec<Op> {
         let cancelled = if moved { json!([7]) } else { json!([]) };
         vec![
-            Op { process, kind: OpType::Invoke, f: "cancel".into(), node: Some(1), value: json!({ "job": 7 }), time_ms: t0 },
-            Op { process, kind: OpType::Ok, f: "cancel".into(), node: Some(1), value: json!({ "cancelled": cancelled }), time_ms: t1 },
+            Op {
+                process,
+                kind: OpType::Invoke,
+                f: "cancel".into(),
+                node: Some(1),
+                value: json!({ "job": 7 }),
+                time_ms: t0,
+            },
+            Op {
+                process,
+                kind: OpType::Ok,
+                f: "cancel".into(),
+                node: Some(1),
+                value: json!({ "cancelled": cancelled }),
+                time_ms: t1,
+            },
         ]
     }
 
@@ -132,11 +172,17 @@ mod tests {
         assert!(!check(&ops).valid);
         let mut ops = cancel(1, 0.0, 10.0, true);
         ops.extend(read(2, 20.0, 30.0, "SUCCEEDED"));
-        assert!(!check(&ops).valid, "a cancel that moved the job must be seen as CANCELLED");
+        assert!(
+            !check(&ops).valid,
+            "a cancel that moved the job must be seen as CANCELLED"
+        );
         let mut ops = cancel(1, 0.0, 10.0, false);
         ops.extend(read(2, 20.0, 30.0, "SUCCEEDED"));
         ops.extend(read(3, 5.0, 8.0, "RUNNING"));
-        assert!(check(&ops).valid, "already final, and a read concurrent with the cancel");
+        assert!(
+            check(&ops).valid,
+            "already final, and a read concurrent with the cancel"
+        );
     }
 
     #[test]

@@ -4,9 +4,16 @@
 use super::Verdict;
 
 pub fn check(worker_dirs: &[String], worker_processes: &[String]) -> Verdict {
-    let mut problems: Vec<String> = worker_dirs.iter().map(|d| format!("worker directory left: {d}")).collect();
+    let mut problems: Vec<String> = worker_dirs
+        .iter()
+        .map(|d| format!("worker directory left: {d}"))
+        .collect();
     problems.extend(worker_processes.iter().map(|p| format!("worker process left: {p}")));
-    Verdict::new("no-orphaned-worker", problems, serde_json::json!({ "dirs": worker_dirs.len(), "processes": worker_processes.len() }))
+    Verdict::new(
+        "no-orphaned-worker",
+        problems,
+        serde_json::json!({ "dirs": worker_dirs.len(), "processes": worker_processes.len() }),
+    )
 }
 
 #[cfg(test)]

@@ -5,15 +5,15 @@
 
 use super::input_body::InputBody;
 use super::{ApiError, AppState};
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use flotilla_raft_store::NodeAddr;
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use std::collections::{BTreeMap, BTreeSet};
+use utoipa::ToSchema;
 
 /// Longest a membership change may wait (a learner catching up, a change committing).
 pub const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 30_000;
@@ -84,11 +84,23 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
 #[utoipa::path(post, path = "/v1/cluster/init", tag = "cluster",
     responses((status = 201, description = "bootstrapped with this node as the only voter"), (status = 409, description = "already initialized", body = super::openapi::ErrorBodyDoc)))]
 pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
-    if app.raft.is_initialized().await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))? {
-        return Err(ApiError::new(StatusCode::CONFLICT, "already_initialized", "this node is already part of a cluster"));
+    if app
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_initialized",
+            "this node is already part of a cluster",
+        ));
     }
     let members = BTreeMap::from([(app.id, app.addr.clone())]);
-    app.raft.initialize(members).await.map_err(|e| ApiError::new(StatusCode::CONFLICT, "init_failed", e.to_string()))?;
+    app.raft
+        .initialize(members)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "init_failed", e.to_string()))?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "initialized": app.id }))).into_response())
 }
 
@@ -112,7 +124,12 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
             e.location = Some(format!("http://{}{path}", leader.api_addr));
             Err(e)
         }
-        None => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", "no leader is known; retry").retry_after(1)),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "no leader is known; retry",
+        )
+        .retry_after(1)),
     }
 }
 
@@ -121,7 +138,10 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
     responses((status = 201, description = "added as a voter"), (status = 200, description = "already a voter"), (status = 307, description = "sent to a follower: see Location"),
               (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc),
               (status = 504, description = "the new node did not catch up in time; it stays a learner", body = super::openapi::ErrorBodyDoc)))]
-pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<AddMember>) -> Result<Response, ApiError> {
+pub async fn add_member(
+    State(app): State<AppState>,
+    InputBody(req): InputBody<AddMember>,
+) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/members")?;
     if req.id == 0 {
         return Err(ApiError::bad_request("id", "id must be greater than 0"));
@@ -129,11 +149,19 @@ pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<A
     for (field, addr) in [("raft_addr", &req.raft_addr), ("api_addr", &req.api_addr)] {
         crate::settings::check_host_port(addr).map_err(|e| ApiError::bad_request(field, e))?;
     }
-    let node = NodeAddr { raft_addr: req.raft_addr.clone(), api_addr: req.api_addr.clone() };
+    let node = NodeAddr {
+        raft_addr: req.raft_addr.clone(),
+        api_addr: req.api_addr.clone(),
+    };
     let membership = crate::metrics(&app.raft).membership_config.membership().clone();
     if let Some(existing) = membership.get_node(&req.id) {
         if existing != &node {
-            return Err(ApiError::new(StatusCode::CONFLICT, "id_taken", format!("node {} is already a member at {existing}", req.id)).field("id"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "id_taken",
+                format!("node {} is already a member at {existing}", req.id),
+            )
+            .field("id"));
         }
         if membership.voter_ids().any(|v| v == req.id) {
             return Ok(Json(serde_json::json!({ "added": req.id, "already_member": true })).into_response());
@@ -150,12 +178,23 @@ pub async fn add_member(State(app): State<AppState>, InputBody(req): InputBody<A
         );
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).field("raft_addr")
     };
-    tokio::time::timeout(deadline, app.raft.add_learner(req.id, node, true)).await.map_err(|_| timed_out())?.map_err(|e| fail(e.to_string()))?;
-    tokio::time::timeout(deadline, app.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false))
+    tokio::time::timeout(deadline, app.raft.add_learner(req.id, node, true))
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| fail(e.to_string()))?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "added": req.id, "already_member": false }))).into_response())
+    tokio::time::timeout(
+        deadline,
+        app.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|e| fail(e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "added": req.id, "already_member": false })),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,11 +207,19 @@ pub struct TransferLeader {
 #[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster", request_body(content = super::openapi::TransferLeaderDoc, content_type = "application/json"),
     responses((status = 200, description = "the target leads"), (status = 307, description = "sent to a follower: see Location"),
               (status = 422, description = "target is not a voter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "the transfer did not complete", body = super::openapi::ErrorBodyDoc)))]
-pub async fn transfer_leader(State(app): State<AppState>, InputBody(req): InputBody<TransferLeader>) -> Result<Response, ApiError> {
+pub async fn transfer_leader(
+    State(app): State<AppState>,
+    InputBody(req): InputBody<TransferLeader>,
+) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/transfer-leader")?;
     let membership = crate::metrics(&app.raft).membership_config.membership().clone();
     if !membership.voter_ids().any(|v| v == req.to) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_voter", format!("node {} is not a voter", req.to)).field("to"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_voter",
+            format!("node {} is not a voter", req.to),
+        )
+        .field("to"));
     }
     if req.to != app.id {
         crate::transfer_leadership(&app.raft, req.to, std::time::Duration::from_millis(app.rpc_timeout_ms))
@@ -201,15 +248,23 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).retry_after(1)
     };
     if membership.voter_ids().any(|v| v == id) {
-        tokio::time::timeout(deadline, app.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    tokio::time::timeout(deadline, app.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false))
+        tokio::time::timeout(
+            deadline,
+            app.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+        )
         .await
         .map_err(|_| timed_out())?
         .map_err(|e| fail(e.to_string()))?;
+    }
+    tokio::time::timeout(
+        deadline,
+        app.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|e| fail(e.to_string()))?;
     Ok(Json(serde_json::json!({ "removed": id })).into_response())
 }
 
@@ -265,5 +320,8 @@ fn digest_of(state: &flotilla_raft_store::StateHandle) -> std::io::Result<StateD
     flotilla_raft_store::encode_into(&data.state, &mut w)?;
     let hash = w.0.finalize();
     let digest = hash.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(StateDigest { applied_index: data.last_applied.as_ref().map_or(0, |l| l.index), digest })
+    Ok(StateDigest {
+        applied_index: data.last_applied.as_ref().map_or(0, |l| l.index),
+        digest,
+    })
 }

@@ -2,7 +2,7 @@
 //! 4xx status for the caller's mistakes and 503/504 (with Retry-After) for cluster conditions.
 
 use crate::proposer::ProposeError;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::Rejection;
 use serde::Serialize;
@@ -37,7 +37,15 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None, line: None, retry_after_s: None, location: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            line: None,
+            retry_after_s: None,
+            location: None,
+        }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -68,7 +76,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref(), line: self.line } };
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+                line: self.line,
+            },
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -84,12 +99,15 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let message = r.to_string();
         match r {
-            Rejection::Invalid(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()).field(e.field()),
+            Rejection::Invalid(e) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()).field(e.field())
+            }
             Rejection::UnknownPipeline(_) | Rejection::UnknownJob(_) | Rejection::UnknownPool(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }
             Rejection::IdempotencyKeyReused { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message).field("Idempotency-Key")
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
+                    .field("Idempotency-Key")
             }
             _ => ApiError::new(StatusCode::CONFLICT, "conflict", message),
         }
@@ -100,7 +118,9 @@ impl From<ProposeError> for ApiError {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::Timeout(_) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", e.to_string()),
-            ProposeError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()).field("body"),
+            ProposeError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()).field("body")
+            }
             _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(1),
         }
     }

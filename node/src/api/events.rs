@@ -6,7 +6,7 @@
 //! nothing twice. A resume point the node no longer holds is refused with `410 Gone` rather
 //! than skipped; a reader that falls that far behind while connected gets a final `gap` event.
 
-use super::{parse_id, parse_query, ApiError, AppState};
+use super::{ApiError, AppState, parse_id, parse_query};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 /// Events read from the journal per step; the HTTP body's backpressure paces the reads.
 const READ_BATCH_EVENTS: usize = 256;
@@ -57,15 +57,26 @@ impl Filter {
             Some(list) => Some(
                 list.split(',')
                     .map(|k| {
-                        Event::KINDS.iter().find(|known| known.eq_ignore_ascii_case(k.trim())).copied().ok_or_else(|| {
-                            ApiError::bad_request("type", format!("unknown event type {k:?}; known: {}", Event::KINDS.join(", ")))
-                        })
+                        Event::KINDS
+                            .iter()
+                            .find(|known| known.eq_ignore_ascii_case(k.trim()))
+                            .copied()
+                            .ok_or_else(|| {
+                                ApiError::bad_request(
+                                    "type",
+                                    format!("unknown event type {k:?}; known: {}", Event::KINDS.join(", ")),
+                                )
+                            })
                     })
                     .collect::<Result<BTreeSet<_>, _>>()?,
             ),
         };
         Ok(Filter {
-            pipeline: q.pipeline.as_deref().map(|p| parse_id("pipeline", p).map(PipelineId)).transpose()?,
+            pipeline: q
+                .pipeline
+                .as_deref()
+                .map(|p| parse_id("pipeline", p).map(PipelineId))
+                .transpose()?,
             job: q.job.as_deref().map(|j| parse_id("job", j).map(JobId)).transpose()?,
             kinds,
         })
@@ -82,7 +93,9 @@ impl Filter {
             }
         }
         if let Some(pipeline) = self.pipeline {
-            let of_event = event.pipeline().or_else(|| event.job().and_then(|j| state.job(j)).map(|j| j.pipeline));
+            let of_event = event
+                .pipeline()
+                .or_else(|| event.job().and_then(|j| state.job(j)).map(|j| j.pipeline));
             if of_event != Some(pipeline) {
                 return false;
             }
@@ -112,12 +125,19 @@ pub struct StreamedEvent<'a> {
               (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc),
               (status = 410, description = "the resume point is older than this node holds", body = super::openapi::ErrorBodyDoc),
               (status = 429, description = "too many streams open", body = super::openapi::ErrorBodyDoc)))]
-pub async fn stream(State(app): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn stream(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q: EventsQuery = parse_query(raw)?;
     let filter = Filter::parse(&q)?;
     let heartbeat_ms = q.heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
     if !(100..=60_000).contains(&heartbeat_ms) {
-        return Err(ApiError::bad_request("heartbeat_ms", "heartbeat_ms must be within 100..=60000"));
+        return Err(ApiError::bad_request(
+            "heartbeat_ms",
+            "heartbeat_ms must be within 100..=60000",
+        ));
     }
     let resume = match headers.get("last-event-id") {
         Some(value) => Some(parse_event_id("Last-Event-ID", value.to_str().unwrap_or("\u{fffd}"))?),
@@ -130,16 +150,28 @@ pub async fn stream(State(app): State<AppState>, headers: HeaderMap, RawQuery(ra
                 return Err(ApiError::new(
                     StatusCode::GONE,
                     "events_gone",
-                    format!("{gap}; resume after {} or later, or re-read the state and follow from now", gap.floor),
+                    format!(
+                        "{gap}; resume after {} or later, or re-read the state and follow from now",
+                        gap.floor
+                    ),
                 )
-                .field(if headers.contains_key("last-event-id") { "Last-Event-ID" } else { "after" }));
+                .field(if headers.contains_key("last-event-id") {
+                    "Last-Event-ID"
+                } else {
+                    "after"
+                }));
             }
             id
         }
         None => journal.tail(),
     };
     let permit = app.event_streams.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many event streams open").retry_after(1)
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many event streams open",
+        )
+        .retry_after(1)
     })?;
     let reader = Reader {
         journal,
@@ -153,13 +185,18 @@ pub async fn stream(State(app): State<AppState>, headers: HeaderMap, RawQuery(ra
         done: false,
         _permit: permit,
     };
-    let sse = Sse::new(reader.into_stream())
-        .keep_alive(KeepAlive::new().interval(Duration::from_millis(heartbeat_ms)).text("heartbeat"));
+    let sse = Sse::new(reader.into_stream()).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_millis(heartbeat_ms))
+            .text("heartbeat"),
+    );
     Ok(sse.into_response())
 }
 
 fn parse_event_id(field: &str, raw: &str) -> Result<EventId, ApiError> {
-    raw.trim().parse().map_err(|e: flotilla_state_machine::ParseEventIdError| ApiError::bad_request(field, e.to_string()))
+    raw.trim()
+        .parse()
+        .map_err(|e: flotilla_state_machine::ParseEventIdError| ApiError::bad_request(field, e.to_string()))
 }
 
 /// One stream's position in the journal.
@@ -179,7 +216,9 @@ struct Reader {
 
 impl Reader {
     fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
-        futures::stream::unfold(self, |mut reader| async move { reader.next().await.map(|e| (Ok(e), reader)) })
+        futures::stream::unfold(self, |mut reader| async move {
+            reader.next().await.map(|e| (Ok(e), reader))
+        })
     }
 
     async fn next(&mut self) -> Option<SseEvent> {
@@ -214,9 +253,18 @@ impl Reader {
         let data = self.state.read();
         for item in &batch {
             if self.filter.admits(&item.event, &data.state) {
-                let body = StreamedEvent { id: item.id.to_string(), term: item.term, event: &item.event };
+                let body = StreamedEvent {
+                    id: item.id.to_string(),
+                    term: item.term,
+                    event: &item.event,
+                };
                 let json = serde_json::to_string(&body).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-                self.pending.push_back(SseEvent::default().id(item.id.to_string()).event(item.event.kind()).data(json));
+                self.pending.push_back(
+                    SseEvent::default()
+                        .id(item.id.to_string())
+                        .event(item.event.kind())
+                        .data(json),
+                );
             }
         }
         if let Some(last) = batch.last() {

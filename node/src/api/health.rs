@@ -8,9 +8,9 @@
 //! it knows: a load balancer sends reads only to nodes whose answers are current.
 
 use super::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde_json::json;
 use std::time::Duration;
 
@@ -24,7 +24,12 @@ async fn raft_problem(app: &AppState) -> Option<String> {
     if let Err(fatal) = &crate::metrics(&app.raft).running_state {
         return Some(format!("raft stopped: {fatal}"));
     }
-    match tokio::time::timeout(Duration::from_millis(LIVE_PROBE_TIMEOUT_MS), app.raft.with_raft_state(|_| ())).await {
+    match tokio::time::timeout(
+        Duration::from_millis(LIVE_PROBE_TIMEOUT_MS),
+        app.raft.with_raft_state(|_| ()),
+    )
+    .await
+    {
         Ok(Ok(())) => None,
         Ok(Err(fatal)) => Some(format!("raft stopped: {fatal}")),
         Err(_) => Some(format!("raft did not answer within {LIVE_PROBE_TIMEOUT_MS} ms")),
@@ -32,7 +37,10 @@ async fn raft_problem(app: &AppState) -> Option<String> {
 }
 
 fn unavailable(status: &str, reason: String) -> (StatusCode, Json<serde_json::Value>) {
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": status, "reason": reason })))
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": status, "reason": reason })),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/health/live", tag = "health",
@@ -62,9 +70,15 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json:
     let applied = m.last_applied.as_ref().map_or(0, |id| id.index);
     let lag = committed.saturating_sub(applied);
     if lag > READY_MAX_LAG_ENTRIES {
-        return unavailable("not_ready", format!("{lag} committed entries not applied yet (at most {READY_MAX_LAG_ENTRIES})"));
+        return unavailable(
+            "not_ready",
+            format!("{lag} committed entries not applied yet (at most {READY_MAX_LAG_ENTRIES})"),
+        );
     }
-    (StatusCode::OK, Json(json!({ "status": "ready", "leader": leader, "applied_index": applied, "lag_entries": lag })))
+    (
+        StatusCode::OK,
+        Json(json!({ "status": "ready", "leader": leader, "applied_index": applied, "lag_entries": lag })),
+    )
 }
 
 /// Prometheus metrics of this node (OpenMetrics text).
@@ -72,5 +86,12 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json:
 pub async fn metrics(axum::extract::State(app): axum::extract::State<super::AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let body = app.metrics.scrape(&app.raft, &app.state, &app.providers);
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

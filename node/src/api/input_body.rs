@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::yaml_guard::{self, YamlBounds, YamlGuardError};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 pub struct InputBody<T>(pub T);
@@ -31,8 +31,12 @@ async fn parse_off_thread<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let budget = std::time::Duration::from_millis(PARSE_BUDGET_MS);
     let too_slow = || {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", format!("the body could not be parsed within {PARSE_BUDGET_MS} ms"))
-            .retry_after(1)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("the body could not be parsed within {PARSE_BUDGET_MS} ms"),
+        )
+        .retry_after(1)
     };
     let work = async {
         let _slot = PARSE_SLOTS_FREE.acquire().await.map_err(|_| too_slow())?;
@@ -57,24 +61,35 @@ pub struct SourcedBody<T> {
 }
 
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(Format, Bytes), ApiError> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let format = match content_type.split(';').next().unwrap_or("").trim() {
         "application/json" => Format::Json,
         "application/yaml" | "application/x-yaml" | "text/yaml" => Format::Yaml,
         _ => {
             let message = format!("send the body as application/json or application/yaml (got {content_type:?})");
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).field("Content-Type"));
+            return Err(
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+                    .field("Content-Type"),
+            );
         }
     };
     // A deadline on the whole body, not per frame: a body trickled a byte at a time would
     // otherwise hold a request slot for as long as the client likes.
-    let bytes = tokio::time::timeout(std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS), Bytes::from_request(req, state))
-        .await
-        .map_err(|_| {
-            let message = format!("the body did not arrive within {BODY_READ_TIMEOUT_MS} ms");
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).field("body")
-        })?
-        .map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()).field("body"))?;
+    let bytes = tokio::time::timeout(
+        std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS),
+        Bytes::from_request(req, state),
+    )
+    .await
+    .map_err(|_| {
+        let message = format!("the body did not arrive within {BODY_READ_TIMEOUT_MS} ms");
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).field("body")
+    })?
+    .map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()).field("body"))?;
     Ok((format, bytes))
 }
 
@@ -83,10 +98,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for So
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match read_body(req, state).await? {
-            (Format::Json, bytes) => Ok(SourcedBody { value: parse_off_thread(bytes, parse).await?, yaml: None }),
+            (Format::Json, bytes) => Ok(SourcedBody {
+                value: parse_off_thread(bytes, parse).await?,
+                yaml: None,
+            }),
             (Format::Yaml, bytes) => {
-                let (value, text) = parse_off_thread(bytes, |b| Ok((parse_yaml(b)?, String::from_utf8_lossy(b).into_owned()))).await?;
-                Ok(SourcedBody { value, yaml: Some(text) })
+                let (value, text) =
+                    parse_off_thread(bytes, |b| Ok((parse_yaml(b)?, String::from_utf8_lossy(b).into_owned()))).await?;
+                Ok(SourcedBody {
+                    value,
+                    yaml: Some(text),
+                })
             }
         }
     }
@@ -119,22 +141,32 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::new(status, code, format!("{field}: {inner}")).field(field)
     })?;
-    de.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()).field("body"))?;
+    de.end()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()).field("body"))?;
     Ok(value)
 }
 
 /// Parses a YAML body after `yaml_guard` has bounded its depth, size and aliases.
 pub fn parse_yaml<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_yaml", format!("body: not UTF-8 ({e})")).field("body")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_yaml",
+            format!("body: not UTF-8 ({e})"),
+        )
+        .field("body")
     })?;
     yaml_guard::check(text, &YamlBounds::DEFAULT).map_err(|e| {
         let (status, code) = match e {
             YamlGuardError::Malformed { .. } => (StatusCode::BAD_REQUEST, "malformed_yaml"),
-            YamlGuardError::ExpandsTooFar { .. } | YamlGuardError::TooManyNodes { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            YamlGuardError::ExpandsTooFar { .. } | YamlGuardError::TooManyNodes { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
             YamlGuardError::TooDeep { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_deep"),
         };
-        ApiError::new(status, code, format!("body: {e}")).field("body").line(e.line())
+        ApiError::new(status, code, format!("body: {e}"))
+            .field("body")
+            .line(e.line())
     })?;
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -143,10 +175,21 @@ pub fn parse_yaml<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         // serde_norway's message carries "at line L column C" when it knows the place.
         // serde's own messages for a document of the wrong shape (as opposed to bad YAML).
         let message = inner.to_string();
-        let structural = ["invalid type", "invalid value", "invalid length", "unknown field", "unknown variant", "missing field"]
-            .iter()
-            .any(|m| message.contains(m));
-        let (status, code) = if structural { (StatusCode::UNPROCESSABLE_ENTITY, "invalid") } else { (StatusCode::BAD_REQUEST, "malformed_yaml") };
+        let structural = [
+            "invalid type",
+            "invalid value",
+            "invalid length",
+            "unknown field",
+            "unknown variant",
+            "missing field",
+        ]
+        .iter()
+        .any(|m| message.contains(m));
+        let (status, code) = if structural {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+        } else {
+            (StatusCode::BAD_REQUEST, "malformed_yaml")
+        };
         ApiError::new(status, code, format!("{field}: {inner}")).field(field)
     })
 }

@@ -1,8 +1,8 @@
 //! `/v1/jobs`: list with filters, get, cancel, logs.
 
-use super::{cancelled, parse_id, parse_query, parse_state, read_response, ApiError, AppState, Page, ReadQuery};
+use super::{ApiError, AppState, Page, ReadQuery, cancelled, parse_id, parse_query, parse_state, read_response};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
 
@@ -11,8 +11,10 @@ use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
-    let wanted: Option<JobState> =
-        parse_state(q.state.as_deref(), "PENDING, SCHEDULED, RUNNING, TERMINATED, SUCCEEDED, FAILED, CANCELLED")?;
+    let wanted: Option<JobState> = parse_state(
+        q.state.as_deref(),
+        "PENDING, SCHEDULED, RUNNING, TERMINATED, SUCCEEDED, FAILED, CANCELLED",
+    )?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
     let after = JobId(q.after.unwrap_or(0));
@@ -24,22 +26,36 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
             let ids = s.pipeline(PipelineId(p)).map(|p| p.jobs.clone()).unwrap_or_default();
             let mut ids: Vec<JobId> = ids.into_iter().filter(|id| *id > after).collect();
             ids.sort_unstable();
-            Box::new(ids.into_iter().filter_map(|id| s.job(id)).filter(move |j| wanted.is_none_or(|w| j.state == w)))
+            Box::new(
+                ids.into_iter()
+                    .filter_map(|id| s.job(id))
+                    .filter(move |j| wanted.is_none_or(|w| j.state == w)),
+            )
         }
         (None, Some(w)) => Box::new(s.index().jobs_in(w, after).filter_map(|id| s.job(id))),
         (None, None) => Box::new(s.jobs_after(after)),
     };
-    Ok(read_response(applied, &Page::collect(items.cloned(), page, |j: &Job| j.id.0, applied)))
+    Ok(read_response(
+        applied,
+        &Page::collect(items.cloned(), page, |j: &Job| j.id.0, applied),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
     responses((status = 200, description = "the job"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
-    let job = data.state.job(id).ok_or_else(|| ApiError::not_found(format!("job {id} does not exist")))?;
+    let job = data
+        .state
+        .job(id)
+        .ok_or_else(|| ApiError::not_found(format!("job {id} does not exist")))?;
     Ok(read_response(applied, job))
 }
 
@@ -56,7 +72,11 @@ pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"),
     ("follow" = Option<bool>, Query, description = "stream until the job has finished")),
     responses((status = 200, description = "the job's output", content_type = "text/plain"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn logs(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn logs(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
@@ -69,9 +89,21 @@ pub async fn logs(State(app): State<AppState>, Path(id): Path<String>, RawQuery(
             // A followed log is an open stream like `/v1/events`: it takes one of the same
             // permits for as long as it is open.
             let permit = app.event_streams.clone().try_acquire_owned().map_err(|_| {
-                ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many streams open").retry_after(1)
+                ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    "too many streams open",
+                )
+                .retry_after(1)
             })?;
-            let follow = Follow { state: app.state.clone(), job: id, sent: 0, idle_ms: 0, shutdown: app.shutdown.clone(), _permit: permit };
+            let follow = Follow {
+                state: app.state.clone(),
+                job: id,
+                sent: 0,
+                idle_ms: 0,
+                shutdown: app.shutdown.clone(),
+                _permit: permit,
+            };
             axum::body::Body::from_stream(follow_log(follow))
         } else {
             axum::body::Body::from(data.state.log(id).to_vec())
@@ -79,8 +111,14 @@ pub async fn logs(State(app): State<AppState>, Path(id): Path<String>, RawQuery(
     };
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(HeaderName::from_static(super::APPLIED_INDEX_HEADER), HeaderValue::from(applied));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        HeaderName::from_static(super::APPLIED_INDEX_HEADER),
+        HeaderValue::from(applied),
+    );
     Ok(resp)
 }
 
@@ -108,8 +146,8 @@ fn follow_log(follow: Follow) -> impl futures::Stream<Item = Result<Vec<u8>, std
             let (fresh, finished) = {
                 let data = f.state.read();
                 let log = data.state.log(f.job);
-                let finished =
-                    data.state.job(f.job).is_none_or(|j| j.state.is_terminal()) && data.state.assignments_of(f.job).next().is_none();
+                let finished = data.state.job(f.job).is_none_or(|j| j.state.is_terminal())
+                    && data.state.assignments_of(f.job).next().is_none();
                 (log.get(f.sent..).map(<[u8]>::to_vec).unwrap_or_default(), finished)
             };
             if !fresh.is_empty() {

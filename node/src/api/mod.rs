@@ -8,8 +8,8 @@ mod cluster;
 mod error;
 mod events;
 mod health;
-mod jobs;
 mod input_body;
+mod jobs;
 pub mod openapi;
 mod pipelines;
 mod pools;
@@ -20,15 +20,15 @@ mod yaml_lines;
 pub use error::ApiError;
 pub use events::StreamedEvent;
 
-use crate::proposer::Proposer;
 use crate::Raft;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::http::Method;
-use axum::routing::{delete, get, post, MethodRouter};
+use crate::proposer::Proposer;
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
 use flotilla_raft_store::{NodeAddr, StateHandle};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -83,8 +83,16 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
         ("/v1/cluster", Method::GET, get(cluster::status)),
         ("/v1/cluster/init", Method::POST, post(cluster::init)),
         ("/v1/cluster/members", Method::POST, post(cluster::add_member)),
-        ("/v1/cluster/members/{id}", Method::DELETE, delete(cluster::remove_member)),
-        ("/v1/cluster/transfer-leader", Method::POST, post(cluster::transfer_leader)),
+        (
+            "/v1/cluster/members/{id}",
+            Method::DELETE,
+            delete(cluster::remove_member),
+        ),
+        (
+            "/v1/cluster/transfer-leader",
+            Method::POST,
+            post(cluster::transfer_leader),
+        ),
         ("/v1/cluster/state-digest", Method::GET, get(cluster::state_digest)),
         ("/v1/health/live", Method::GET, get(health::live)),
         ("/v1/health/ready", Method::GET, get(health::ready)),
@@ -104,10 +112,16 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
     let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     routes()
         .into_iter()
-        .fold(Router::new(), |r, (path, _, method_router)| r.route(path, method_router))
+        .fold(Router::new(), |r, (path, _, method_router)| {
+            r.route(path, method_router)
+        })
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(in_flight, shed_overload))
@@ -116,14 +130,35 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
 }
 
 /// Counts every answered request by matched route, method and status, with its latency.
-async fn count_request(State(metrics): State<Arc<crate::node_metrics::NodeMetrics>>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+async fn count_request(
+    State(metrics): State<Arc<crate::node_metrics::NodeMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
     let method = request.method().to_string();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let labels = crate::node_metrics::RouteLabels { route: route.clone(), method: method.clone() };
-    metrics.api_latency_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    metrics.api_requests.get_or_create(&crate::node_metrics::RequestLabels { route, method, code: response.status().as_u16() }).inc();
+    let labels = crate::node_metrics::RouteLabels {
+        route: route.clone(),
+        method: method.clone(),
+    };
+    metrics
+        .api_latency_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .api_requests
+        .get_or_create(&crate::node_metrics::RequestLabels {
+            route,
+            method,
+            code: response.status().as_u16(),
+        })
+        .inc();
     response
 }
 
@@ -132,7 +167,13 @@ async fn count_request(State(metrics): State<Arc<crate::node_metrics::NodeMetric
 async fn shed_overload(State(in_flight): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     match in_flight.try_acquire() {
         Ok(_permit) => next.run(request).await,
-        Err(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many requests in progress").retry_after(1).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many requests in progress",
+        )
+        .retry_after(1)
+        .into_response(),
     }
 }
 
@@ -154,7 +195,10 @@ impl ReadQuery {
         match self.limit {
             None => Ok(DEFAULT_PAGE),
             Some(0) => Err(ApiError::bad_request("limit", "limit must be at least 1")),
-            Some(n) if n > MAX_PAGE => Err(ApiError::bad_request("limit", format!("limit must be at most {MAX_PAGE}"))),
+            Some(n) if n > MAX_PAGE => Err(ApiError::bad_request(
+                "limit",
+                format!("limit must be at most {MAX_PAGE}"),
+            )),
             Some(n) => Ok(n),
         }
     }
@@ -169,9 +213,13 @@ pub fn parse_query<T: serde::de::DeserializeOwned + Default>(raw: Option<String>
 }
 
 fn serde_urlencoded_parse<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| ApiError::bad_request("query", "malformed query string"))?)
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::bad_request("query", e.body_text()))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("query", "malformed query string"))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| ApiError::bad_request("query", e.body_text()))
 }
 
 impl AppState {
@@ -186,10 +234,15 @@ impl AppState {
                     .wait(Some(Duration::from_millis(self.rpc_timeout_ms)))
                     .applied_index_at_least(Some(index), "linearizable read")
                     .await
-                    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(1))?;
+                    .map_err(|e| {
+                        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(1)
+                    })?;
             }
             Some(other) => {
-                return Err(ApiError::bad_request("consistency", format!("consistency must be `local` or `linearizable`, not {other:?}")));
+                return Err(ApiError::bad_request(
+                    "consistency",
+                    format!("consistency must be `local` or `linearizable`, not {other:?}"),
+                ));
             }
         }
         Ok(self.state.read().last_applied.as_ref().map_or(0, |id| id.index))
@@ -199,13 +252,18 @@ impl AppState {
 /// A JSON response stamped with the applied index it was read at.
 pub fn read_response<T: Serialize>(applied_index: u64, body: &T) -> Response {
     let mut resp = axum::Json(body).into_response();
-    resp.headers_mut().insert(HeaderName::from_static(APPLIED_INDEX_HEADER), HeaderValue::from(applied_index));
+    resp.headers_mut().insert(
+        HeaderName::from_static(APPLIED_INDEX_HEADER),
+        HeaderValue::from(applied_index),
+    );
     resp
 }
 
 /// Parses a numeric id from the path, with a JSON error on failure.
 pub fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.trim_start_matches(['p', 'j']).parse().map_err(|_| ApiError::bad_request(field, format!("{raw:?} is not an id")))
+    raw.trim_start_matches(['p', 'j'])
+        .parse()
+        .map_err(|_| ApiError::bad_request(field, format!("{raw:?} is not an id")))
 }
 
 /// Parses a `?state=` filter into one of the domain's state enums (case-insensitive).
@@ -218,11 +276,20 @@ pub fn parse_state<T: serde::de::DeserializeOwned>(raw: Option<&str>, allowed: &
 impl<T: Serialize> Page<T> {
     /// Takes up to `page` items from `items` (already filtered to ids after `after`), and the
     /// cursor for the next page if more remain.
-    pub fn collect(items: impl Iterator<Item = T>, page: usize, id_of: impl Fn(&T) -> u64, applied_index: u64) -> Page<T> {
+    pub fn collect(
+        items: impl Iterator<Item = T>,
+        page: usize,
+        id_of: impl Fn(&T) -> u64,
+        applied_index: u64,
+    ) -> Page<T> {
         let mut items: Vec<T> = items.take(page + 1).collect();
         let next_after = (items.len() > page).then(|| id_of(&items[page - 1]));
         items.truncate(page);
-        Page { items, next_after, applied_index }
+        Page {
+            items,
+            next_after,
+            applied_index,
+        }
     }
 }
 
@@ -230,7 +297,9 @@ impl<T: Serialize> Page<T> {
 /// lists that job), or why it was refused.
 pub fn cancelled(response: flotilla_state_machine::Response) -> Result<Response, ApiError> {
     match response {
-        flotilla_state_machine::Response::Cancelled { jobs } => Ok(axum::Json(serde_json::json!({ "cancelled": jobs })).into_response()),
+        flotilla_state_machine::Response::Cancelled { jobs } => {
+            Ok(axum::Json(serde_json::json!({ "cancelled": jobs })).into_response())
+        }
         flotilla_state_machine::Response::Rejected(r) => Err(r.into()),
         other => Err(unexpected(other)),
     }
@@ -238,7 +307,11 @@ pub fn cancelled(response: flotilla_state_machine::Response) -> Result<Response,
 
 /// A response of the wrong kind for its command: a bug, reported as such.
 pub fn unexpected(response: flotilla_state_machine::Response) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unexpected", format!("unexpected response {response:?}"))
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "unexpected",
+        format!("unexpected response {response:?}"),
+    )
 }
 
 #[derive(Serialize)]

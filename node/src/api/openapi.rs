@@ -12,15 +12,45 @@ use utoipa::{OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Flotilla API", version = "1", description = "Submit and follow pipelines; operate the cluster."),
-    paths(
-        pipelines::submit, pipelines::list, pipelines::get_one, pipelines::cancel,
-        jobs::list, jobs::get_one, jobs::cancel, jobs::logs, events::stream,
-        pools::list, pools::register,
-        cluster::status, cluster::init, cluster::add_member, cluster::remove_member, cluster::transfer_leader, cluster::state_digest,
-        health::live, health::ready, health::metrics, openapi_json,
+    info(
+        title = "Flotilla API",
+        version = "1",
+        description = "Submit and follow pipelines; operate the cluster."
     ),
-    components(schemas(PipelineSpecDoc, JobSpecDoc, ResourcesDoc, RetryPolicyDoc, PoolSpecDoc, AddMemberDoc, ErrorBodyDoc, ErrorDoc, TransferLeaderDoc))
+    paths(
+        pipelines::submit,
+        pipelines::list,
+        pipelines::get_one,
+        pipelines::cancel,
+        jobs::list,
+        jobs::get_one,
+        jobs::cancel,
+        jobs::logs,
+        events::stream,
+        pools::list,
+        pools::register,
+        cluster::status,
+        cluster::init,
+        cluster::add_member,
+        cluster::remove_member,
+        cluster::transfer_leader,
+        cluster::state_digest,
+        health::live,
+        health::ready,
+        health::metrics,
+        openapi_json,
+    ),
+    components(schemas(
+        PipelineSpecDoc,
+        JobSpecDoc,
+        ResourcesDoc,
+        RetryPolicyDoc,
+        PoolSpecDoc,
+        AddMemberDoc,
+        ErrorBodyDoc,
+        ErrorDoc,
+        TransferLeaderDoc
+    ))
 )]
 pub struct ApiDoc;
 
@@ -39,7 +69,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
         for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
             let responses = &mut op.responses.responses;
             let mut add = |status: u16, description: &str| {
-                responses.entry(status.to_string()).or_insert_with(|| error_response(description).into());
+                responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(description).into());
             };
             // Every route passes the concurrency limit.
             add(429, "overloaded; retry after Retry-After seconds");
@@ -53,7 +85,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
                     (413, "body too large"),
                     (415, "neither JSON nor YAML"),
                     (422, "the body has the wrong shape"),
-                    (503, "busy: the body could not be parsed in time; retry after Retry-After seconds"),
+                    (
+                        503,
+                        "busy: the body could not be parsed in time; retry after Retry-After seconds",
+                    ),
                 ] {
                     add(status, description);
                 }
@@ -65,7 +100,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 fn error_response(description: &str) -> utoipa::openapi::Response {
     let content = utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")));
-    utoipa::openapi::ResponseBuilder::new().description(description).content("application/json", content).build()
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+        .build()
 }
 
 /// A pipeline: a name and a DAG of jobs.

@@ -1,12 +1,16 @@
 //! `/v1/pipelines`: submit (with `Idempotency-Key`), list, get, cancel.
 
 use super::input_body::SourcedBody;
-use super::{cancelled, parse_id, parse_query, parse_state, read_response, unexpected, ApiError, AppState, Page, ReadQuery};
+use super::{
+    ApiError, AppState, Page, ReadQuery, cancelled, parse_id, parse_query, parse_state, read_response, unexpected,
+};
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use flotilla_state_machine::{Command, JobId, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Response as SmResponse};
+use flotilla_state_machine::{
+    Command, JobId, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Response as SmResponse,
+};
 use serde::Serialize;
 
 pub const TENANT_HEADER: &str = "x-flotilla-tenant";
@@ -30,7 +34,10 @@ pub struct PipelineView {
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
     headers
         .get(name)
-        .map(|v| v.to_str().map_err(|_| ApiError::bad_request(name, format!("{name} must be visible ASCII"))))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(name, format!("{name} must be visible ASCII")))
+        })
         .transpose()
 }
 
@@ -42,7 +49,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
     responses((status = 201, description = "created"), (status = 200, description = "an earlier submission with this key"),
               (status = 413, description = "body too large", body = super::openapi::ErrorBodyDoc), (status = 415, description = "neither JSON nor YAML", body = super::openapi::ErrorBodyDoc),
               (status = 429, description = "overloaded; retry after Retry-After seconds", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn submit(State(app): State<AppState>, headers: HeaderMap, body: SourcedBody<PipelineSpec>) -> Result<Response, ApiError> {
+pub async fn submit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: SourcedBody<PipelineSpec>,
+) -> Result<Response, ApiError> {
     let SourcedBody { value: spec, yaml } = body;
     // Kept only for a YAML body, whose errors are mapped back to lines (see below).
     let submitted = yaml.as_ref().map(|_| spec.clone());
@@ -56,19 +67,37 @@ pub async fn submit(State(app): State<AppState>, headers: HeaderMap, body: Sourc
     }
     let proposed = {
         use tracing::Instrument;
-        app.proposer.propose(Command::SubmitPipeline { tenant, idempotency_key: key, spec }).instrument(span).await
+        app.proposer
+            .propose(Command::SubmitPipeline {
+                tenant,
+                idempotency_key: key,
+                spec,
+            })
+            .instrument(span)
+            .await
     };
     match proposed? {
-        SmResponse::Submitted { pipeline, jobs, duplicate } => {
+        SmResponse::Submitted {
+            pipeline,
+            jobs,
+            duplicate,
+        } => {
             let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-            Ok((status, Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate }))).into_response())
+            Ok((
+                status,
+                Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate })),
+            )
+                .into_response())
         }
         SmResponse::Rejected(r) => {
             let mut error: ApiError = r.into();
             // Matrix expansion happens in `apply`; here it only maps the error back to its line
             // (bounded like any expansion, by the default limits).
-            let origin =
-                submitted.map(|spec| spec.expand_matrix(&flotilla_state_machine::Limits::DEFAULT).map(|e| e.origin).unwrap_or_default());
+            let origin = submitted.map(|spec| {
+                spec.expand_matrix(&flotilla_state_machine::Limits::DEFAULT)
+                    .map(|e| e.origin)
+                    .unwrap_or_default()
+            });
             if let (Some(source), Some(field), Some(origin)) = (&yaml, error.field.as_deref(), &origin)
                 && let Some(line) = super::yaml_lines::line_of(source, field, origin)
             {
@@ -85,9 +114,17 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
         .jobs
         .iter()
         .filter_map(|id| state.job(*id))
-        .map(|j| JobSummary { id: j.id, name: j.spec.name.clone(), state: j.state, attempt: j.attempt })
+        .map(|j| JobSummary {
+            id: j.id,
+            name: j.spec.name.clone(),
+            state: j.state,
+            attempt: j.attempt,
+        })
         .collect();
-    PipelineView { pipeline: p.clone(), job_states }
+    PipelineView {
+        pipeline: p.clone(),
+        job_states,
+    }
 }
 
 #[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state")),
@@ -105,17 +142,27 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
         None => Box::new(s.pipelines_after(after)),
     };
     let items = found.map(|p| view(s, p));
-    Ok(read_response(applied, &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied)))
+    Ok(read_response(
+        applied,
+        &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
     responses((status = 200, description = "the pipeline and its jobs' states"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
-pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get_one(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let id = PipelineId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
-    let p = data.state.pipeline(id).ok_or_else(|| ApiError::not_found(format!("pipeline {id} does not exist")))?;
+    let p = data
+        .state
+        .pipeline(id)
+        .ok_or_else(|| ApiError::not_found(format!("pipeline {id} does not exist")))?;
     Ok(read_response(applied, &view(&data.state, p)))
 }
 

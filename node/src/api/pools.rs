@@ -1,11 +1,11 @@
 //! `/v1/pools`: register a worker pool, list pools with their allocation.
 
 use super::input_body::InputBody;
-use super::{parse_query, read_response, unexpected, ApiError, AppState, ReadQuery};
+use super::{ApiError, AppState, ReadQuery, parse_query, read_response, unexpected};
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
 
 #[utoipa::path(post, path = "/v1/pools", tag = "pools", request_body(content = super::openapi::PoolSpecDoc, content_type = "application/json"),
@@ -26,7 +26,11 @@ pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<Po
     match app.proposer.propose(Command::RegisterPool { spec }).await? {
         SmResponse::Done { changed } => {
             let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
-            Ok((status, Json(serde_json::json!({ "pool": name, "created": changed, "warnings": warnings }))).into_response())
+            Ok((
+                status,
+                Json(serde_json::json!({ "pool": name, "created": changed, "warnings": warnings })),
+            )
+                .into_response())
         }
         SmResponse::Rejected(r) => Err(r.into()),
         other => Err(unexpected(other)),
@@ -40,5 +44,8 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.state.read();
     let pools: Vec<_> = data.state.pools().cloned().collect();
-    Ok(read_response(applied, &serde_json::json!({ "items": pools, "applied_index": applied })))
+    Ok(read_response(
+        applied,
+        &serde_json::json!({ "items": pools, "applied_index": applied }),
+    ))
 }

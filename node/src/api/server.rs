@@ -11,7 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 
 /// Bounds of the server loop (see the module doc).
 #[derive(Clone, Copy, Debug)]
@@ -48,7 +48,9 @@ pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, 
         tokio::spawn(async move {
             let _slot = slot;
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms));
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
@@ -61,7 +63,9 @@ pub async fn serve(listener: TcpListener, router: Router, config: ServerConfig, 
         });
     }
     // Every slot back means every connection has closed.
-    let _ = slots.acquire_many(u32::try_from(config.max_connections).unwrap_or(u32::MAX)).await;
+    let _ = slots
+        .acquire_many(u32::try_from(config.max_connections).unwrap_or(u32::MAX))
+        .await;
 }
 
 /// Waits until `stop` turns true (or its sender is gone).

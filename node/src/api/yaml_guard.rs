@@ -9,8 +9,8 @@
 //! would expand, with every alias replaced by what it names, to more than `max_expanded_bytes`.
 //! Only a body that passes is deserialized, so the deserializer's cost is bounded too.
 
-use yaml_rust2::parser::Parser;
 use yaml_rust2::Event;
+use yaml_rust2::parser::Parser;
 
 /// Bounds of the first pass.
 #[derive(Clone, Copy, Debug)]
@@ -25,7 +25,11 @@ pub struct YamlBounds {
 }
 
 impl YamlBounds {
-    pub const DEFAULT: YamlBounds = YamlBounds { max_depth: 64, max_events: 1_000_000, max_expanded_bytes: 4 * 1024 * 1024 };
+    pub const DEFAULT: YamlBounds = YamlBounds {
+        max_depth: 64,
+        max_events: 1_000_000,
+        max_expanded_bytes: 4 * 1024 * 1024,
+    };
 }
 
 /// What each node adds to the expanded size beside its scalar bytes.
@@ -68,9 +72,15 @@ pub fn check(text: &str, bounds: &YamlBounds) -> Result<u64, YamlGuardError> {
             let line = e.marker().line();
             // The scanner keeps its own bound on nesting too (flow collections, block scalars).
             if e.info().contains("recursion limit") {
-                YamlGuardError::TooDeep { line, max: bounds.max_depth }
+                YamlGuardError::TooDeep {
+                    line,
+                    max: bounds.max_depth,
+                }
             } else {
-                YamlGuardError::Malformed { line, message: e.info().to_string() }
+                YamlGuardError::Malformed {
+                    line,
+                    message: e.info().to_string(),
+                }
             }
         })?;
         let line = mark.line();
@@ -86,11 +96,16 @@ pub fn check(text: &str, bounds: &YamlBounds) -> Result<u64, YamlGuardError> {
         let finished = match event {
             Event::StreamEnd => return Ok(total),
             Event::Nothing | Event::StreamStart | Event::DocumentStart | Event::DocumentEnd => None,
-            Event::Scalar(value, _, anchor, _) => Some(done(NODE_OVERHEAD_BYTES + value.len() as u64, anchor, &mut anchors)),
+            Event::Scalar(value, _, anchor, _) => {
+                Some(done(NODE_OVERHEAD_BYTES + value.len() as u64, anchor, &mut anchors))
+            }
             Event::Alias(anchor) => Some(anchors.get(anchor).copied().unwrap_or(NODE_OVERHEAD_BYTES)),
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if open.len() >= bounds.max_depth {
-                    return Err(YamlGuardError::TooDeep { line, max: bounds.max_depth });
+                    return Err(YamlGuardError::TooDeep {
+                        line,
+                        max: bounds.max_depth,
+                    });
                 }
                 open.push((anchor, NODE_OVERHEAD_BYTES));
                 None
@@ -111,11 +126,17 @@ pub fn check(text: &str, bounds: &YamlBounds) -> Result<u64, YamlGuardError> {
             // A collection's size only grows until it ends, so a partial sum past the bound
             // already decides.
             if sum > bounds.max_expanded_bytes || total > bounds.max_expanded_bytes {
-                return Err(YamlGuardError::ExpandsTooFar { line, max: bounds.max_expanded_bytes });
+                return Err(YamlGuardError::ExpandsTooFar {
+                    line,
+                    max: bounds.max_expanded_bytes,
+                });
             }
         }
     }
-    Err(YamlGuardError::TooManyNodes { line: parser_line(text), max: bounds.max_events })
+    Err(YamlGuardError::TooManyNodes {
+        line: parser_line(text),
+        max: bounds.max_events,
+    })
 }
 
 /// The last line of `text`, for a refusal that has no better place to point at.
@@ -137,7 +158,10 @@ mod tests {
     #[test]
     fn an_alias_bomb_is_refused_before_deserializing() {
         // The review's shape: one 64 KiB anchored string, aliased in many steps.
-        let mut text = format!("name: p\nanchor: &big {}\njobs:\n  - name: a\n    script:\n", "x".repeat(64 * 1024));
+        let mut text = format!(
+            "name: p\nanchor: &big {}\njobs:\n  - name: a\n    script:\n",
+            "x".repeat(64 * 1024)
+        );
         for _ in 0..1000 {
             text.push_str("      - *big\n");
         }
@@ -149,7 +173,10 @@ mod tests {
             let prev = format!("*a{}", i - 1);
             laughs.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
         }
-        assert!(matches!(check(&laughs, &YamlBounds::DEFAULT), Err(YamlGuardError::ExpandsTooFar { .. })));
+        assert!(matches!(
+            check(&laughs, &YamlBounds::DEFAULT),
+            Err(YamlGuardError::ExpandsTooFar { .. })
+        ));
     }
 
     #[test]
@@ -160,8 +187,17 @@ mod tests {
 
     #[test]
     fn deep_nesting_stops_at_the_bound_quickly() {
-        let indented: String = (0..100).map(|i| format!("{}a:\n", " ".repeat(2 * i))).collect::<String>() + &" ".repeat(200) + "x";
-        for text in ["[".repeat(100_000), "- ".repeat(100_000) + "x", "{a: ".repeat(100_000), indented] {
+        let indented: String = (0..100)
+            .map(|i| format!("{}a:\n", " ".repeat(2 * i)))
+            .collect::<String>()
+            + &" ".repeat(200)
+            + "x";
+        for text in [
+            "[".repeat(100_000),
+            "- ".repeat(100_000) + "x",
+            "{a: ".repeat(100_000),
+            indented,
+        ] {
             let err = check(&text, &YamlBounds::DEFAULT).unwrap_err();
             assert!(matches!(err, YamlGuardError::TooDeep { max: 64, .. }), "{err}");
         }
@@ -171,9 +207,18 @@ mod tests {
 
     #[test]
     fn too_many_nodes_and_malformed_text_are_refused() {
-        let bounds = YamlBounds { max_events: 100, ..YamlBounds::DEFAULT };
+        let bounds = YamlBounds {
+            max_events: 100,
+            ..YamlBounds::DEFAULT
+        };
         let text = format!("[{}]", vec!["1"; 200].join(", "));
-        assert!(matches!(check(&text, &bounds), Err(YamlGuardError::TooManyNodes { .. })));
-        assert!(matches!(check("a: [1, 2\nb: }", &YamlBounds::DEFAULT), Err(YamlGuardError::Malformed { .. })));
+        assert!(matches!(
+            check(&text, &bounds),
+            Err(YamlGuardError::TooManyNodes { .. })
+        ));
+        assert!(matches!(
+            check("a: [1, 2\nb: }", &YamlBounds::DEFAULT),
+            Err(YamlGuardError::Malformed { .. })
+        ));
     }
 }

@@ -10,9 +10,9 @@
 //! gives the line.
 
 use std::collections::BTreeMap;
+use yaml_rust2::Event;
 use yaml_rust2::parser::{MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
-use yaml_rust2::Event;
 
 #[derive(Debug)]
 enum Node {
@@ -88,7 +88,11 @@ fn steps(path: &str) -> Vec<Step> {
         if let Some(after) = rest.strip_prefix('[') {
             let close = after.find(']').unwrap_or(after.len());
             let inner = &after[..close];
-            out.push(inner.parse().map_or_else(|_| Step::Named(inner.to_string()), Step::Index));
+            out.push(
+                inner
+                    .parse()
+                    .map_or_else(|_| Step::Named(inner.to_string()), Step::Index),
+            );
             rest = after.get(close + 1..).unwrap_or("");
         }
         rest = rest.strip_prefix('.').unwrap_or(rest);
@@ -172,14 +176,26 @@ jobs:
         let none = BTreeMap::new();
         assert_eq!(line_of(FILE, "name", &none), Some(1));
         assert_eq!(line_of(FILE, "jobs[build].resources.cpu_millis", &none), Some(8));
-        assert_eq!(line_of(FILE, "jobs[build].steps[1]", &none), Some(6), "aliases are followed");
+        assert_eq!(
+            line_of(FILE, "jobs[build].steps[1]", &none),
+            Some(6),
+            "aliases are followed"
+        );
         assert_eq!(line_of(FILE, "jobs[1].name", &none), Some(10));
         assert_eq!(line_of(FILE, "jobs[test].matrix.os[1]", &none), Some(12));
         assert_eq!(line_of(FILE, "jobs[test].timeout_ms", &none), Some(13));
         assert_eq!(line_of(FILE, "jobs[test].resources.memory_mib", &none), Some(14));
         let origin = BTreeMap::from([("test-linux".to_string(), "test".to_string())]);
-        assert_eq!(line_of(FILE, "jobs[test-linux].resources.cpu_millis", &origin), Some(14), "expanded jobs lead to their declaration");
-        assert_eq!(line_of(FILE, "jobs[build].needs", &none), Some(3), "a missing field points at its job");
+        assert_eq!(
+            line_of(FILE, "jobs[test-linux].resources.cpu_millis", &origin),
+            Some(14),
+            "expanded jobs lead to their declaration"
+        );
+        assert_eq!(
+            line_of(FILE, "jobs[build].needs", &none),
+            Some(3),
+            "a missing field points at its job"
+        );
         assert_eq!(line_of("a: [", "a", &none), None, "unparsable text has no lines");
     }
 
@@ -187,8 +203,21 @@ jobs:
     fn field_paths_split_into_steps() {
         assert_eq!(
             steps("jobs[build].env.A_B"),
-            vec![Step::Key("jobs".into()), Step::Named("build".into()), Step::Key("env".into()), Step::Key("A_B".into())]
+            vec![
+                Step::Key("jobs".into()),
+                Step::Named("build".into()),
+                Step::Key("env".into()),
+                Step::Key("A_B".into())
+            ]
         );
-        assert_eq!(steps("jobs[2].steps[0]"), vec![Step::Key("jobs".into()), Step::Index(2), Step::Key("steps".into()), Step::Index(0)]);
+        assert_eq!(
+            steps("jobs[2].steps[0]"),
+            vec![
+                Step::Key("jobs".into()),
+                Step::Index(2),
+                Step::Key("steps".into()),
+                Step::Index(0)
+            ]
+        );
     }
 }

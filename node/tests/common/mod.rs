@@ -7,7 +7,7 @@
 
 pub mod metrics_text;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,12 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 22_000 + (std::process::id() % 400) as u16 * 20, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        0,
+        22_000 + (std::process::id() % 400) as u16 * 20,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
         assert!(port < 32_768, "ran out of test ports");
@@ -46,12 +51,23 @@ impl NodeProc {
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_file).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
             .args(["--id", &self.id.to_string()])
             .args(["--data-dir", self.data_dir.to_str().unwrap()])
             .args(["--raft-addr", &self.raft_addr, "--api-addr", &self.api_addr])
-            .args(["--heartbeat-interval-ms", "200", "--election-timeout-min-ms", "1000", "--election-timeout-max-ms", "2000"])
+            .args([
+                "--heartbeat-interval-ms",
+                "200",
+                "--election-timeout-min-ms",
+                "1000",
+                "--election-timeout-max-ms",
+                "2000",
+            ])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -72,7 +88,10 @@ impl NodeProc {
     /// SIGTERM, then waits for the process to exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else { return false };
-        std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = c.try_wait().unwrap() {
@@ -91,7 +110,10 @@ impl NodeProc {
     pub fn pause(&self, stop: bool) {
         let c = self.child.as_ref().expect("node is running");
         let signal = if stop { "-STOP" } else { "-CONT" };
-        std::process::Command::new("kill").args([signal, &c.id().to_string()]).status().unwrap();
+        std::process::Command::new("kill")
+            .args([signal, &c.id().to_string()])
+            .status()
+            .unwrap();
     }
 
     pub fn alive(&self) -> bool {
@@ -136,7 +158,13 @@ impl Cluster {
         c.wait_leader_among(&[1]).await;
         for id in 2..=n {
             let (raft, api) = (c.node(id).raft_addr.clone(), c.node(id).api_addr.clone());
-            let r = c.post(1, "/v1/cluster/members", json!({ "id": id, "raft_addr": raft, "api_addr": api })).await;
+            let r = c
+                .post(
+                    1,
+                    "/v1/cluster/members",
+                    json!({ "id": id, "raft_addr": raft, "api_addr": api }),
+                )
+                .await;
             assert!(r.0 == 201 || r.0 == 200, "add member {id}: {} {}", r.0, r.1);
         }
         c
@@ -149,7 +177,10 @@ impl Cluster {
         // names (`j<job>-a<attempt>`) restart with every new cluster.
         let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--process-work-dir") {
-            args.extend(["--process-work-dir".to_string(), dir.path().join("workers").to_string_lossy().into_owned()]);
+            args.extend([
+                "--process-work-dir".to_string(),
+                dir.path().join("workers").to_string_lossy().into_owned(),
+            ]);
         }
         let nodes = (1..=n)
             .map(|id| NodeProc {
@@ -164,7 +195,11 @@ impl Cluster {
             .collect();
         // Pooled connections are dropped long before a node's header deadline closes them, so a
         // request never races a server closing its idle connection.
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_idle_timeout(Duration::from_millis(500)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
         let mut c = Cluster { nodes, http, _dir: dir };
         for node in &mut c.nodes {
             node.spawn();
@@ -186,7 +221,13 @@ impl Cluster {
     pub fn logs(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("--- node {} ---\n{}", n.id, std::fs::read_to_string(&n.log_file).unwrap_or_default()))
+            .map(|n| {
+                format!(
+                    "--- node {} ---\n{}",
+                    n.id,
+                    std::fs::read_to_string(&n.log_file).unwrap_or_default()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -242,7 +283,12 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("node {id}: {what} never happened; last GET {path}: {} {}\n{}", last.0, last.1, self.logs());
+        panic!(
+            "node {id}: {what} never happened; last GET {path}: {} {}\n{}",
+            last.0,
+            last.1,
+            self.logs()
+        );
     }
 
     /// Waits until every live node among `ids` reports the same leader, also among `ids`.
@@ -274,7 +320,10 @@ impl Cluster {
     pub async fn submit(&self, id: u64, name: &str, key: Option<&str>) -> (u16, Value) {
         let body = pipeline(name);
         match key {
-            Some(k) => self.post_with(id, "/v1/pipelines", body, &[("Idempotency-Key", k)]).await,
+            Some(k) => {
+                self.post_with(id, "/v1/pipelines", body, &[("Idempotency-Key", k)])
+                    .await
+            }
             None => self.post(id, "/v1/pipelines", body).await,
         }
     }

@@ -20,7 +20,10 @@ pub struct SseReader {
 impl SseReader {
     /// Opens `url`; a non-200 answer comes back as its status and JSON body.
     pub async fn open(url: &str, last_event_id: Option<&str>) -> Result<SseReader, (u16, Value)> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
         let mut req = http.get(url);
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
@@ -30,7 +33,11 @@ impl SseReader {
             let status = resp.status().as_u16();
             return Err((status, resp.json().await.unwrap_or(Value::Null)));
         }
-        Ok(SseReader { resp, pending: String::new(), comments: 0 })
+        Ok(SseReader {
+            resp,
+            pending: String::new(),
+            comments: 0,
+        })
     }
 
     /// The next event, `None` when the stream ends or no event arrives within `wait`
@@ -40,7 +47,11 @@ impl SseReader {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let block: String = self.pending.drain(..end + 2).collect();
-                let mut event = Sse { id: None, event: "message".into(), data: Value::Null };
+                let mut event = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
                 let mut has_data = false;
                 for line in block.lines() {
                     if line.starts_with(':') {

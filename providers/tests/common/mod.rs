@@ -7,7 +7,12 @@ use flotilla_state_machine::{FencingToken, JobId, Resources};
 use std::time::{Duration, Instant};
 
 /// Polls `observe` until `f` holds; fails the test with the last observation after 60 s.
-pub async fn wait_until(p: &impl WorkerProvider, name: &str, what: &str, f: impl Fn(&Observation) -> bool) -> Observation {
+pub async fn wait_until(
+    p: &impl WorkerProvider,
+    name: &str,
+    what: &str,
+    f: impl Fn(&Observation) -> bool,
+) -> Observation {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let o = p.observe(name).await.unwrap();
@@ -24,7 +29,10 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
     WorkerSpec {
         job: JobId(job),
         attempt: 1,
-        fencing: FencingToken { term: 1, log_index: job },
+        fencing: FencingToken {
+            term: 1,
+            log_index: job,
+        },
         steps: steps.iter().map(|s| s.to_string()).collect(),
         env: [("GREETING".to_string(), "hi".to_string())].into(),
         image: None,

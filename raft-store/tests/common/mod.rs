@@ -5,24 +5,42 @@
 use flotilla_raft_store::{Entry, LogId, Membership, NodeAddr, TypeConfig};
 use flotilla_state_machine::*;
 use futures::stream;
+use openraft::EntryPayload;
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::RaftStateMachine;
-use openraft::EntryPayload;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub fn log_id(term: u64, index: u64) -> LogId {
-    LogId { leader_id: LeaderId { term, node_id: 1 }, index }
+    LogId {
+        leader_id: LeaderId { term, node_id: 1 },
+        index,
+    }
 }
 
 pub fn entry(term: u64, index: u64, command: Command) -> Entry {
-    Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Proposal::new(1_000 + index, command)) }
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(Proposal::new(1_000 + index, command)),
+    }
 }
 
 pub fn membership_entry(term: u64, index: u64) -> Entry {
-    let nodes: BTreeMap<u64, NodeAddr> =
-        (1..=3).map(|i| (i, NodeAddr { raft_addr: format!("127.0.0.{i}:7000"), api_addr: format!("127.0.0.{i}:8000") })).collect();
+    let nodes: BTreeMap<u64, NodeAddr> = (1..=3)
+        .map(|i| {
+            (
+                i,
+                NodeAddr {
+                    raft_addr: format!("127.0.0.{i}:7000"),
+                    api_addr: format!("127.0.0.{i}:8000"),
+                },
+            )
+        })
+        .collect();
     let voters: BTreeSet<u64> = nodes.keys().copied().collect();
-    Entry { log_id: log_id(term, index), payload: EntryPayload::Membership(Membership::new(vec![voters], nodes).expect("valid membership")) }
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Membership(Membership::new(vec![voters], nodes).expect("valid membership")),
+    }
 }
 
 /// A realistic sequence: a pool, pipelines, a plan, worker reports, logs.
@@ -49,23 +67,53 @@ pub fn domain_entries(term: u64, first_index: u64) -> Vec<Entry> {
         commands.push(Command::SubmitPipeline {
             tenant: "default".into(),
             idempotency_key: Some(format!("key-{p}")),
-            spec: PipelineSpec { name: format!("p{p}"), jobs },
+            spec: PipelineSpec {
+                name: format!("p{p}"),
+                jobs,
+            },
         });
     }
     // Place the first job of every pipeline (ids 1, 4, 7, 10, 13).
-    let placements = (0..5).map(|p| Placement { job: JobId(1 + 3 * p), attempt: 1, pool: "main".into() }).collect();
+    let placements = (0..5)
+        .map(|p| Placement {
+            job: JobId(1 + 3 * p),
+            attempt: 1,
+            pool: "main".into(),
+        })
+        .collect();
     commands.push(Command::ApplyPlan { placements });
     let plan_index = first_index + commands.len() as u64 - 1;
-    let fencing = FencingToken { term, log_index: plan_index };
+    let fencing = FencingToken {
+        term,
+        log_index: plan_index,
+    };
     commands.push(Command::WorkerStarted { job: JobId(1), fencing });
-    commands.push(Command::AppendLog { job: JobId(1), fencing, offset: 0, data: b"hello from j0\n".to_vec() });
-    commands.push(Command::WorkerExited { job: JobId(1), fencing, exit_code: 0, jitter_permille: 0 });
-    commands.push(Command::CancelPipeline { pipeline: PipelineId(2) });
-    commands.into_iter().enumerate().map(|(i, c)| entry(term, first_index + i as u64, c)).collect()
+    commands.push(Command::AppendLog {
+        job: JobId(1),
+        fencing,
+        offset: 0,
+        data: b"hello from j0\n".to_vec(),
+    });
+    commands.push(Command::WorkerExited {
+        job: JobId(1),
+        fencing,
+        exit_code: 0,
+        jitter_permille: 0,
+    });
+    commands.push(Command::CancelPipeline {
+        pipeline: PipelineId(2),
+    });
+    commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| entry(term, first_index + i as u64, c))
+        .collect()
 }
 
 pub async fn apply_all<SM: RaftStateMachine<TypeConfig>>(sm: &mut SM, entries: Vec<Entry>) {
-    sm.apply(stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await.expect("apply");
+    sm.apply(stream::iter(entries.into_iter().map(|e| Ok((e, None)))))
+        .await
+        .expect("apply");
 }
 
 pub fn state_bytes(state: &State) -> Vec<u8> {

@@ -6,7 +6,10 @@ use crate::{JobId, JobState, PipelineId, Rejection, Response, State};
 
 impl State {
     pub(crate) fn cancel_pipeline(&mut self, cx: &mut Cx, pipeline: PipelineId) -> Handled {
-        let p = self.pipelines.get(&pipeline).ok_or(Rejection::UnknownPipeline(pipeline))?;
+        let p = self
+            .pipelines
+            .get(&pipeline)
+            .ok_or(Rejection::UnknownPipeline(pipeline))?;
         let ids = p.jobs.clone();
         let mut cancelled = Vec::new();
         for id in ids {
@@ -26,7 +29,9 @@ impl State {
             // retried would otherwise tell its client that nothing was cancelled.
             JobState::Cancelled => Ok(Response::Cancelled { jobs: vec![job] }),
             s @ (JobState::Succeeded | JobState::Failed) => Err(Rejection::AlreadyFinished { job, state: s }),
-            _ => Ok(Response::Cancelled { jobs: self.cancel_with_dependants(cx, job) }),
+            _ => Ok(Response::Cancelled {
+                jobs: self.cancel_with_dependants(cx, job),
+            }),
         }
     }
 

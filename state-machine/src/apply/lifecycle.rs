@@ -2,7 +2,7 @@
 //! dependants), retrying it, releasing capacity, and closing its pipeline.
 
 use super::Cx;
-use crate::{QueueKey, AttemptOutcome, Event, FailureReason, Job, JobId, JobState, PipelineState, State};
+use crate::{AttemptOutcome, Event, FailureReason, Job, JobId, JobState, PipelineState, QueueKey, State};
 
 /// Whether a finished `need` lets the jobs that need it run.
 pub(crate) fn satisfies_dependants(need: &Job) -> bool {
@@ -14,7 +14,11 @@ impl State {
     /// handlers check legality before calling, so reaching one is a bug, not bad input.
     pub(crate) fn set_job_state(&mut self, cx: &Cx, job: JobId, to: JobState, retry: bool) {
         let j = self.jobs.get_mut(&job).expect("set_job_state on unknown job");
-        assert!(j.state.can_transition_to(to, retry), "illegal transition {} -> {to} for {job}", j.state);
+        assert!(
+            j.state.can_transition_to(to, retry),
+            "illegal transition {} -> {to} for {job}",
+            j.state
+        );
         if j.state == JobState::Pending {
             self.pending.remove(&QueueKey::new(j.spec.priority, &j.tenant, job));
         }
@@ -43,7 +47,11 @@ impl State {
             && !a.releasing
         {
             a.releasing = true;
-            cx.emit(Event::WorkerStopRequested { job, attempt, fencing: a.fencing });
+            cx.emit(Event::WorkerStopRequested {
+                job,
+                attempt,
+                fencing: a.fencing,
+            });
         }
     }
 
@@ -52,18 +60,27 @@ impl State {
     /// invariants hold (checked after every apply in debug builds); they saturate rather than
     /// panic, so a release build never aborts on them.
     pub(crate) fn release_assignment(&mut self, cx: &mut Cx, job: JobId, attempt: u32) {
-        let Some(a) = self.assignments.remove(&(job, attempt)) else { return };
+        let Some(a) = self.assignments.remove(&(job, attempt)) else {
+            return;
+        };
         if let Some(pool) = self.pools.get_mut(&a.pool) {
             debug_assert!(a.resources.fits_within(&pool.allocated), "pool allocation underflow");
             pool.allocated = pool.allocated.saturating_sub(&a.resources);
             pool.workers = pool.workers.saturating_sub(1);
         }
         if let Some(tenant) = self.tenants.get_mut(&a.tenant) {
-            debug_assert!(a.resources.fits_within(&tenant.allocated), "tenant allocation underflow");
+            debug_assert!(
+                a.resources.fits_within(&tenant.allocated),
+                "tenant allocation underflow"
+            );
             tenant.allocated = tenant.allocated.saturating_sub(&a.resources);
             tenant.running_jobs = tenant.running_jobs.saturating_sub(1);
         }
-        cx.emit(Event::WorkerTerminated { job, attempt, pool: a.pool.clone() });
+        cx.emit(Event::WorkerTerminated {
+            job,
+            attempt,
+            pool: a.pool.clone(),
+        });
         self.emit_capacity(cx, &a.pool);
     }
 
@@ -88,7 +105,14 @@ impl State {
     }
 
     /// Retries the job if its policy allows, else fails it with `reason`.
-    pub(crate) fn retry_or_fail(&mut self, cx: &mut Cx, job: JobId, outcome: AttemptOutcome, reason: FailureReason, jitter_permille: u16) {
+    pub(crate) fn retry_or_fail(
+        &mut self,
+        cx: &mut Cx,
+        job: JobId,
+        outcome: AttemptOutcome,
+        reason: FailureReason,
+        jitter_permille: u16,
+    ) {
         self.record_outcome(cx, job, outcome);
         let j = &self.jobs[&job];
         if j.retries_left() == 0 {
@@ -105,7 +129,11 @@ impl State {
         j.steps_completed = 0;
         j.failed_step = None;
         j.stream_offset = 0;
-        cx.emit(Event::JobRetrying { job, attempt: next, not_before_ms });
+        cx.emit(Event::JobRetrying {
+            job,
+            attempt: next,
+            not_before_ms,
+        });
     }
 
     /// Ends the job as FAILED and fails (or releases) its dependants through the DAG.
@@ -140,8 +168,12 @@ impl State {
         if let Some(to) = propagate {
             let name = j.spec.name.clone();
             // Dependants cannot have started (their need had not finished), so they are PENDING.
-            let dependants: Vec<JobId> =
-                j.dependants.iter().copied().filter(|d| self.jobs[d].state == JobState::Pending).collect();
+            let dependants: Vec<JobId> = j
+                .dependants
+                .iter()
+                .copied()
+                .filter(|d| self.jobs[d].state == JobState::Pending)
+                .collect();
             for d in dependants {
                 if self.jobs[&d].state != JobState::Pending {
                     continue; // reached through another path already
@@ -170,7 +202,9 @@ impl State {
                 _ => {}
             }
         }
-        let Some(p) = self.pipelines.get_mut(&pipeline) else { return };
+        let Some(p) = self.pipelines.get_mut(&pipeline) else {
+            return;
+        };
         self.index.pipeline_moved(p.state, state, pipeline);
         p.state = state;
         p.finished_at_ms = Some(cx.now_ms);

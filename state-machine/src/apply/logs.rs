@@ -8,7 +8,14 @@ use super::{Cx, Handled};
 use crate::{Event, FencingToken, JobId, Rejection, Response, SpecError, State};
 
 impl State {
-    pub(crate) fn append_log(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, offset: u64, data: &[u8]) -> Handled {
+    pub(crate) fn append_log(
+        &mut self,
+        cx: &mut Cx,
+        job: JobId,
+        fencing: FencingToken,
+        offset: u64,
+        data: &[u8],
+    ) -> Handled {
         let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         let current = j.fencing() == Some(fencing) && self.assignments.contains_key(&(job, j.attempt));
         if !current {
@@ -16,14 +23,27 @@ impl State {
         }
         if data.len() > self.limits.max_log_chunk_bytes {
             let max = self.limits.max_log_chunk_bytes;
-            return Err(SpecError::TooLong { field: "data".into(), len: data.len(), max }.into());
+            return Err(SpecError::TooLong {
+                field: "data".into(),
+                len: data.len(),
+                max,
+            }
+            .into());
         }
         if offset > j.stream_offset {
-            return Err(Rejection::LogGap { job, offset, expected: j.stream_offset });
+            return Err(Rejection::LogGap {
+                job,
+                offset,
+                expected: j.stream_offset,
+            });
         }
         // `offset <= stream_offset`, itself a sum of accepted chunk lengths, so this cannot
         // overflow; checked all the same, as `offset` comes from the command.
-        let end = offset.checked_add(data.len() as u64).ok_or(Rejection::LogGap { job, offset, expected: j.stream_offset })?;
+        let end = offset.checked_add(data.len() as u64).ok_or(Rejection::LogGap {
+            job,
+            offset,
+            expected: j.stream_offset,
+        })?;
         if end <= j.stream_offset {
             return Ok(Response::Done { changed: false });
         }
@@ -53,7 +73,13 @@ impl State {
             j.log_truncated |= truncated;
             log_truncated = j.log_truncated;
         }
-        cx.emit(Event::LogAppended { job, attempt, offset: stored_from, len: stored_to - stored_from, truncated: log_truncated });
+        cx.emit(Event::LogAppended {
+            job,
+            attempt,
+            offset: stored_from,
+            len: stored_to - stored_from,
+            truncated: log_truncated,
+        });
         Ok(Response::Done { changed: true })
     }
 }

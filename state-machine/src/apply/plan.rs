@@ -4,8 +4,8 @@
 
 use super::{Cx, Handled};
 use crate::{
-    AcceptedPlacement, Assignment, AttemptRecord, Event, FencingToken, JobState, Placement, Rejection, RejectedPlacement,
-    Resources, Response, State,
+    AcceptedPlacement, Assignment, AttemptRecord, Event, FencingToken, JobState, Placement, RejectedPlacement,
+    Rejection, Resources, Response, State,
 };
 use std::collections::BTreeSet;
 
@@ -13,16 +13,25 @@ impl State {
     pub(crate) fn apply_plan(&mut self, cx: &mut Cx, placements: &[Placement]) -> Handled {
         let max = self.limits.max_plan_placements;
         if placements.len() > max {
-            return Err(Rejection::PlanTooLarge { count: placements.len(), max });
+            return Err(Rejection::PlanTooLarge {
+                count: placements.len(),
+                max,
+            });
         }
-        let fencing = FencingToken { term: cx.ctx.term, log_index: cx.ctx.log_index };
+        let fencing = FencingToken {
+            term: cx.ctx.term,
+            log_index: cx.ctx.log_index,
+        };
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         let mut seen = BTreeSet::new();
         let mut touched_pools = BTreeSet::new();
         for p in placements {
             if !seen.insert(p.job) {
-                rejected.push(RejectedPlacement { job: p.job, reason: Rejection::DuplicatePlacement { job: p.job } });
+                rejected.push(RejectedPlacement {
+                    job: p.job,
+                    reason: Rejection::DuplicatePlacement { job: p.job },
+                });
                 continue;
             }
             match self.check_placement(cx.now_ms, p) {
@@ -30,7 +39,12 @@ impl State {
                 Ok(admitted) => {
                     self.place(cx, p, fencing, admitted);
                     touched_pools.insert(p.pool.clone());
-                    accepted.push(AcceptedPlacement { job: p.job, attempt: p.attempt, pool: p.pool.clone(), fencing });
+                    accepted.push(AcceptedPlacement {
+                        job: p.job,
+                        attempt: p.attempt,
+                        pool: p.pool.clone(),
+                        fencing,
+                    });
                 }
             }
         }
@@ -46,22 +60,39 @@ impl State {
     fn check_placement(&self, now_ms: u64, p: &Placement) -> Result<Admitted, Rejection> {
         let job = self.jobs.get(&p.job).ok_or(Rejection::UnknownJob(p.job))?;
         if job.state != JobState::Pending {
-            return Err(Rejection::WrongState { job: p.job, state: job.state, action: "placement".into() });
+            return Err(Rejection::WrongState {
+                job: p.job,
+                state: job.state,
+                action: "placement".into(),
+            });
         }
         if job.attempt != p.attempt {
-            return Err(Rejection::StaleAttempt { job: p.job, got: p.attempt, current: job.attempt });
+            return Err(Rejection::StaleAttempt {
+                job: p.job,
+                got: p.attempt,
+                current: job.attempt,
+            });
         }
         if job.not_before_ms > now_ms {
             let why = format!("retry backoff until {} ms", job.not_before_ms);
             return Err(Rejection::NotReady { job: p.job, why });
         }
         if !self.needs_satisfied(job) {
-            return Err(Rejection::NotReady { job: p.job, why: "needs have not succeeded".into() });
+            return Err(Rejection::NotReady {
+                job: p.job,
+                why: "needs have not succeeded".into(),
+            });
         }
         if self.assignments_of(p.job).next().is_some() {
-            return Err(Rejection::NotReady { job: p.job, why: "a previous worker is still live".into() });
+            return Err(Rejection::NotReady {
+                job: p.job,
+                why: "a previous worker is still live".into(),
+            });
         }
-        let pool = self.pools.get(&p.pool).ok_or_else(|| Rejection::UnknownPool(p.pool.clone()))?;
+        let pool = self
+            .pools
+            .get(&p.pool)
+            .ok_or_else(|| Rejection::UnknownPool(p.pool.clone()))?;
         if !pool.fits_now(&job.spec) {
             let why = match pool.static_misfit(&job.spec) {
                 Some(reason) => reason,
@@ -69,16 +100,29 @@ impl State {
                 None if pool.workers >= pool.spec.max_workers => format!("{} workers is the maximum", pool.workers),
                 None => format!("free {} < {}", pool.free(), job.spec.resources),
             };
-            return Err(Rejection::NoCapacity { job: p.job, pool: p.pool.clone(), why });
+            return Err(Rejection::NoCapacity {
+                job: p.job,
+                pool: p.pool.clone(),
+                why,
+            });
         }
         let tenant = self.tenants.get(&job.tenant);
         if !tenant.is_none_or(|t| t.admits(&job.spec.resources)) {
-            return Err(Rejection::QuotaExceeded { job: p.job, tenant: job.tenant.clone() });
+            return Err(Rejection::QuotaExceeded {
+                job: p.job,
+                tenant: job.tenant.clone(),
+            });
         }
         let resources = job.spec.resources;
         let (tenant_allocated, tenant_running) = tenant.map_or((Resources::ZERO, 0), |t| (t.allocated, t.running_jobs));
-        let in_pool = || Rejection::Overflow { job: p.job, what: format!("pool {:?} allocation", p.pool) };
-        let in_tenant = || Rejection::Overflow { job: p.job, what: format!("tenant {:?} allocation", job.tenant) };
+        let in_pool = || Rejection::Overflow {
+            job: p.job,
+            what: format!("pool {:?} allocation", p.pool),
+        };
+        let in_tenant = || Rejection::Overflow {
+            job: p.job,
+            what: format!("tenant {:?} allocation", job.tenant),
+        };
         Ok(Admitted {
             pool_allocated: pool.allocated.checked_add(&resources).ok_or_else(in_pool)?,
             pool_workers: pool.workers.checked_add(1).ok_or_else(in_pool)?,
@@ -90,7 +134,14 @@ impl State {
     }
 
     fn place(&mut self, cx: &mut Cx, p: &Placement, fencing: FencingToken, admitted: Admitted) {
-        let Admitted { pool_allocated, pool_workers, tenant_allocated, tenant_running, resources, tenant: tenant_name } = admitted;
+        let Admitted {
+            pool_allocated,
+            pool_workers,
+            tenant_allocated,
+            tenant_running,
+            resources,
+            tenant: tenant_name,
+        } = admitted;
         if let Some(pool) = self.pools.get_mut(&p.pool) {
             pool.allocated = pool_allocated;
             pool.workers = pool_workers;
@@ -124,7 +175,13 @@ impl State {
                 outcome: None,
             });
         }
-        cx.emit(Event::AssignmentCreated { job: p.job, attempt: p.attempt, pool: p.pool.clone(), fencing, resources });
+        cx.emit(Event::AssignmentCreated {
+            job: p.job,
+            attempt: p.attempt,
+            pool: p.pool.clone(),
+            fencing,
+            resources,
+        });
     }
 }
 

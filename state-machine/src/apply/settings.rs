@@ -13,7 +13,9 @@ impl State {
         }
         // Lowering a quota below current use is allowed: running jobs finish, new ones wait.
         t.quota = quota.cloned();
-        cx.emit(Event::QuotaUpdated { tenant: tenant.to_string() });
+        cx.emit(Event::QuotaUpdated {
+            tenant: tenant.to_string(),
+        });
         Ok(Response::Done { changed: true })
     }
 

@@ -2,27 +2,45 @@
 //! pipeline and jobs.
 
 use super::{Cx, Handled};
+use crate::QueueKey;
 use crate::spec::validate_name;
 use crate::state::IdempotencyRecord;
-use crate::QueueKey;
-use crate::{Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response, SpecError, State};
+use crate::{
+    Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response,
+    SpecError, State,
+};
 use std::collections::BTreeMap;
 
 /// Longest `traceparent` a pipeline keeps (W3C version 00 is 55 bytes).
 const MAX_TRACE_PARENT_BYTES: usize = 128;
 
 impl State {
-    pub(crate) fn submit_pipeline(&mut self, cx: &mut Cx, tenant: &str, key: Option<&str>, submitted: &PipelineSpec, trace_parent: Option<&str>) -> Handled {
+    pub(crate) fn submit_pipeline(
+        &mut self,
+        cx: &mut Cx,
+        tenant: &str,
+        key: Option<&str>,
+        submitted: &PipelineSpec,
+        trace_parent: Option<&str>,
+    ) -> Handled {
         validate_name("tenant", tenant, &self.limits)?;
         let expanded = submitted.expand_matrix(&self.limits)?;
         let spec = &expanded.spec;
         if let Some(key) = key {
             if key.is_empty() {
-                return Err(SpecError::Empty { field: "idempotency_key".into() }.into());
+                return Err(SpecError::Empty {
+                    field: "idempotency_key".into(),
+                }
+                .into());
             }
             if key.len() > self.limits.max_idempotency_key_bytes {
                 let max = self.limits.max_idempotency_key_bytes;
-                return Err(SpecError::TooLong { field: "idempotency_key".into(), len: key.len(), max }.into());
+                return Err(SpecError::TooLong {
+                    field: "idempotency_key".into(),
+                    len: key.len(),
+                    max,
+                }
+                .into());
             }
             // An expired record is not pruned here (a refused or repeated submission changes
             // nothing), only ignored; accepted submissions prune below.
@@ -41,15 +59,26 @@ impl State {
         let pipeline_id = PipelineId(self.last_pipeline_id);
         let first_job = self.last_job_id + 1;
         self.last_job_id += spec.jobs.len() as u64;
-        let id_of: BTreeMap<&str, JobId> =
-            spec.jobs.iter().enumerate().map(|(i, j)| (j.name.as_str(), JobId(first_job + i as u64))).collect();
+        let id_of: BTreeMap<&str, JobId> = spec
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.name.as_str(), JobId(first_job + i as u64)))
+            .collect();
         let mut dependants: BTreeMap<JobId, Vec<JobId>> = BTreeMap::new();
         for job in &spec.jobs {
             for need in &job.needs {
-                dependants.entry(id_of[need.as_str()]).or_default().push(id_of[job.name.as_str()]);
+                dependants
+                    .entry(id_of[need.as_str()])
+                    .or_default()
+                    .push(id_of[job.name.as_str()]);
             }
         }
-        cx.emit(Event::PipelineRequested { pipeline: pipeline_id, name: spec.name.clone(), tenant: tenant.to_string() });
+        cx.emit(Event::PipelineRequested {
+            pipeline: pipeline_id,
+            name: spec.name.clone(),
+            tenant: tenant.to_string(),
+        });
         let mut refs = Vec::with_capacity(spec.jobs.len());
         for job in &spec.jobs {
             let id = id_of[job.name.as_str()];
@@ -79,8 +108,15 @@ impl State {
             );
             self.pending.insert(QueueKey::new(job.priority, tenant, id));
             self.index.job_added(JobState::Pending, id);
-            cx.emit(Event::JobRequested { job: id, pipeline: pipeline_id, name: job.name.clone() });
-            refs.push(JobRef { name: job.name.clone(), id });
+            cx.emit(Event::JobRequested {
+                job: id,
+                pipeline: pipeline_id,
+                name: job.name.clone(),
+            });
+            refs.push(JobRef {
+                name: job.name.clone(),
+                id,
+            });
         }
         self.tenants.entry(tenant.to_string()).or_default();
         self.index.pipeline_added(PipelineState::Running, pipeline_id);
@@ -96,16 +132,28 @@ impl State {
                 created_at_ms: cx.now_ms,
                 finished_at_ms: None,
                 // A well-formed traceparent is 55 bytes; anything far longer is not kept.
-                trace_parent: trace_parent.filter(|t| t.len() <= MAX_TRACE_PARENT_BYTES).map(str::to_string),
+                trace_parent: trace_parent
+                    .filter(|t| t.len() <= MAX_TRACE_PARENT_BYTES)
+                    .map(str::to_string),
             },
         );
         if let Some(key) = key {
             let expires_at_ms = cx.now_ms.saturating_add(self.limits.idempotency_ttl_ms);
-            self.idempotency
-                .insert((tenant.to_string(), key.to_string()), IdempotencyRecord { pipeline: pipeline_id, expires_at_ms });
-            self.idempotency_expiry.insert((expires_at_ms, tenant.to_string(), key.to_string()));
+            self.idempotency.insert(
+                (tenant.to_string(), key.to_string()),
+                IdempotencyRecord {
+                    pipeline: pipeline_id,
+                    expires_at_ms,
+                },
+            );
+            self.idempotency_expiry
+                .insert((expires_at_ms, tenant.to_string(), key.to_string()));
         }
-        Ok(Response::Submitted { pipeline: pipeline_id, jobs: refs, duplicate: false })
+        Ok(Response::Submitted {
+            pipeline: pipeline_id,
+            jobs: refs,
+            duplicate: false,
+        })
     }
 
     /// A retry with a known key returns the first result; the same key with another spec is refused.
@@ -115,10 +163,24 @@ impl State {
             && p.jobs.len() == spec.jobs.len()
             && p.jobs.iter().zip(&spec.jobs).all(|(id, js)| &self.jobs[id].spec == js);
         if !same {
-            return Err(Rejection::IdempotencyKeyReused { key: key.to_string(), pipeline });
+            return Err(Rejection::IdempotencyKeyReused {
+                key: key.to_string(),
+                pipeline,
+            });
         }
-        let jobs = p.jobs.iter().map(|id| JobRef { name: self.jobs[id].spec.name.clone(), id: *id }).collect();
-        Ok(Response::Submitted { pipeline, jobs, duplicate: true })
+        let jobs = p
+            .jobs
+            .iter()
+            .map(|id| JobRef {
+                name: self.jobs[id].spec.name.clone(),
+                id: *id,
+            })
+            .collect();
+        Ok(Response::Submitted {
+            pipeline,
+            jobs,
+            duplicate: true,
+        })
     }
 
     /// Refuses a job that no registered pool could run even when empty.
@@ -130,9 +192,18 @@ impl State {
             let reason = if self.pools.is_empty() {
                 "no pools are registered".to_string()
             } else {
-                self.pools.values().filter_map(|p| p.static_misfit(job)).take(3).collect::<Vec<_>>().join("; ")
+                self.pools
+                    .values()
+                    .filter_map(|p| p.static_misfit(job))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             };
-            return Err(SpecError::NoPoolFits { field: format!("jobs[{}]", job.name), reason }.into());
+            return Err(SpecError::NoPoolFits {
+                field: format!("jobs[{}]", job.name),
+                reason,
+            }
+            .into());
         }
         Ok(())
     }

@@ -24,18 +24,35 @@ impl State {
             .assignments_of(job)
             .find(|a| a.fencing == fencing)
             .ok_or(Rejection::StaleFencing { job, got: fencing })?;
-        Ok(Fenced { attempt: a.attempt, releasing: a.releasing, current: a.attempt == j.attempt })
+        Ok(Fenced {
+            attempt: a.attempt,
+            releasing: a.releasing,
+            current: a.attempt == j.attempt,
+        })
     }
 
-    pub(crate) fn worker_created(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, worker_id: &str) -> Handled {
+    pub(crate) fn worker_created(
+        &mut self,
+        cx: &mut Cx,
+        job: JobId,
+        fencing: FencingToken,
+        worker_id: &str,
+    ) -> Handled {
         let f = self.fenced(job, fencing)?;
         let a = self.assignments.get_mut(&(job, f.attempt)).expect("fenced");
         match &a.worker_id {
             Some(existing) if existing == worker_id => UNCHANGED,
-            Some(existing) => Err(Rejection::WorkerIdMismatch { job, existing: existing.clone() }),
+            Some(existing) => Err(Rejection::WorkerIdMismatch {
+                job,
+                existing: existing.clone(),
+            }),
             None => {
                 a.worker_id = Some(worker_id.to_string());
-                cx.emit(Event::WorkerCreated { job, attempt: f.attempt, worker_id: worker_id.to_string() });
+                cx.emit(Event::WorkerCreated {
+                    job,
+                    attempt: f.attempt,
+                    worker_id: worker_id.to_string(),
+                });
                 CHANGED
             }
         }
@@ -81,11 +98,22 @@ impl State {
         let j = self.jobs.get_mut(&job).expect("fenced");
         j.current_step = Some(step);
         j.updated_at_ms = cx.now_ms;
-        cx.emit(Event::StepStarted { job, attempt: j.attempt, step });
+        cx.emit(Event::StepStarted {
+            job,
+            attempt: j.attempt,
+            step,
+        });
         CHANGED
     }
 
-    pub(crate) fn step_finished(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, step: u32, exit_code: i32) -> Handled {
+    pub(crate) fn step_finished(
+        &mut self,
+        cx: &mut Cx,
+        job: JobId,
+        fencing: FencingToken,
+        step: u32,
+        exit_code: i32,
+    ) -> Handled {
         if !self.step_report_applies(job, fencing, step)? {
             return UNCHANGED;
         }
@@ -97,15 +125,31 @@ impl State {
         j.current_step = None;
         if exit_code == 0 {
             j.steps_completed = step + 1;
-            cx.emit(Event::StepCompleted { job, attempt: j.attempt, step });
+            cx.emit(Event::StepCompleted {
+                job,
+                attempt: j.attempt,
+                step,
+            });
         } else {
             j.failed_step = Some(step);
-            cx.emit(Event::StepFailed { job, attempt: j.attempt, step, exit_code });
+            cx.emit(Event::StepFailed {
+                job,
+                attempt: j.attempt,
+                step,
+                exit_code,
+            });
         }
         CHANGED
     }
 
-    pub(crate) fn worker_exited(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, exit_code: i32, jitter_permille: u16) -> Handled {
+    pub(crate) fn worker_exited(
+        &mut self,
+        cx: &mut Cx,
+        job: JobId,
+        fencing: FencingToken,
+        exit_code: i32,
+        jitter_permille: u16,
+    ) -> Handled {
         let f = self.fenced(job, fencing)?;
         // The process is gone: whatever the job's state, the capacity comes back.
         self.release_assignment(cx, job, f.attempt);
@@ -119,7 +163,13 @@ impl State {
                     self.succeed_job(cx, job);
                 } else {
                     let outcome = AttemptOutcome::ExitCode { code: exit_code };
-                    self.retry_or_fail(cx, job, outcome, FailureReason::ExitCode { code: exit_code }, jitter_permille);
+                    self.retry_or_fail(
+                        cx,
+                        job,
+                        outcome,
+                        FailureReason::ExitCode { code: exit_code },
+                        jitter_permille,
+                    );
                 }
             }
             JobState::Terminated => self.after_worker_gone(cx, job, jitter_permille),
@@ -133,19 +183,35 @@ impl State {
         if f.releasing || !f.current || !self.jobs[&job].state.is_active() {
             return UNCHANGED;
         }
-        cx.emit(Event::WorkerFailed { job, attempt: f.attempt, reason: reason.to_string() });
+        cx.emit(Event::WorkerFailed {
+            job,
+            attempt: f.attempt,
+            reason: reason.to_string(),
+        });
         self.set_job_state(cx, job, JobState::Terminated, false);
         let j = self.jobs.get_mut(&job).expect("fenced");
         if let Some(a) = j.current_attempt_mut() {
-            a.outcome = Some(AttemptOutcome::Lost { reason: reason.to_string() });
+            a.outcome = Some(AttemptOutcome::Lost {
+                reason: reason.to_string(),
+            });
             a.finished_at_ms = Some(cx.now_ms);
         }
-        cx.emit(Event::JobTerminated { job, attempt: f.attempt, reason: reason.to_string() });
+        cx.emit(Event::JobTerminated {
+            job,
+            attempt: f.attempt,
+            reason: reason.to_string(),
+        });
         self.request_worker_stop(cx, job, f.attempt);
         CHANGED
     }
 
-    pub(crate) fn worker_terminated(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, jitter_permille: u16) -> Handled {
+    pub(crate) fn worker_terminated(
+        &mut self,
+        cx: &mut Cx,
+        job: JobId,
+        fencing: FencingToken,
+        jitter_permille: u16,
+    ) -> Handled {
         let f = self.fenced(job, fencing)?;
         if f.current && !f.releasing && self.jobs[&job].state.is_active() {
             // Gone without being asked to stop and without an exit status: it was lost.
@@ -174,10 +240,18 @@ impl State {
         if f.releasing || !f.current || !j.state.is_active() {
             return UNCHANGED;
         }
-        let since_ms = j.attempts.last().map(|a| a.started_at_ms.unwrap_or(a.scheduled_at_ms)).unwrap_or(cx.now_ms);
+        let since_ms = j
+            .attempts
+            .last()
+            .map(|a| a.started_at_ms.unwrap_or(a.scheduled_at_ms))
+            .unwrap_or(cx.now_ms);
         let elapsed_ms = cx.now_ms.saturating_sub(since_ms);
         if elapsed_ms < j.spec.timeout_ms {
-            return Err(Rejection::TimeoutNotReached { job, elapsed_ms, timeout_ms: j.spec.timeout_ms });
+            return Err(Rejection::TimeoutNotReached {
+                job,
+                elapsed_ms,
+                timeout_ms: j.spec.timeout_ms,
+            });
         }
         let j = self.jobs.get_mut(&job).expect("fenced");
         if let Some(a) = j.current_attempt_mut() {

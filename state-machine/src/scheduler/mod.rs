@@ -46,7 +46,9 @@ pub fn schedule(state: &State, policy: &SchedulerPolicy, now_ms: u64) -> Plan {
 /// per placement.
 pub fn schedule_explained(state: &State, policy: &SchedulerPolicy, now_ms: u64) -> (Plan, Vec<Unplaced>) {
     let mut pools = PoolIndex::new(state, policy.strategy, policy.max_indexed_classes);
-    let total = state.pools().fold(Resources::ZERO, |acc, p| acc.checked_add(&p.spec.capacity).unwrap_or(acc));
+    let total = state.pools().fold(Resources::ZERO, |acc, p| {
+        acc.checked_add(&p.spec.capacity).unwrap_or(acc)
+    });
     let mut plan = Plan::default();
     let mut unplaced = Vec::new();
     let full = |plan: &Plan, pools: &PoolIndex| plan.placements.len() >= policy.max_placements || !pools.any_open();
@@ -60,18 +62,30 @@ pub fn schedule_explained(state: &State, policy: &SchedulerPolicy, now_ms: u64) 
         while !full(&plan, &pools) {
             // Fair share: the tenant with the smallest dominant share goes next.
             let Some(turn) = turns.next_turn(&total) else { break };
-            let Some(job) = turns.next_ready(turn, |job| readiness(state, job, now_ms), &mut unplaced) else { continue };
+            let Some(job) = turns.next_ready(turn, |job| readiness(state, job, now_ms), &mut unplaced) else {
+                continue;
+            };
             if !turns.quota_admits(turn, &job.spec.resources) {
-                unplaced.push(Unplaced { job: job.id, why: "tenant quota" });
+                unplaced.push(Unplaced {
+                    job: job.id,
+                    why: "tenant quota",
+                });
                 continue;
             }
             let Some(slot) = pools.choose(&job.spec) else {
-                unplaced.push(Unplaced { job: job.id, why: "no pool has room" });
+                unplaced.push(Unplaced {
+                    job: job.id,
+                    why: "no pool has room",
+                });
                 continue;
             };
             pools.take(slot, &job.spec.resources);
             turns.charge(turn, &job.spec.resources);
-            plan.placements.push(Placement { job: job.id, attempt: job.attempt, pool: pools.name(slot).to_string() });
+            plan.placements.push(Placement {
+                job: job.id,
+                attempt: job.attempt,
+                pool: pools.name(slot).to_string(),
+            });
         }
     }
     (plan, unplaced)

@@ -21,6 +21,10 @@ pub struct SchedulerPolicy {
 
 impl Default for SchedulerPolicy {
     fn default() -> Self {
-        SchedulerPolicy { strategy: Strategy::BinPack, max_placements: 512, max_indexed_classes: 32 }
+        SchedulerPolicy {
+            strategy: Strategy::BinPack,
+            max_placements: 512,
+            max_indexed_classes: 32,
+        }
     }
 }

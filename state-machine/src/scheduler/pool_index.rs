@@ -11,8 +11,8 @@
 //! placed by the linear scan the index replaces, which ranks the same way, so the plan is the
 //! same either way (a property test compares them).
 
-use super::score::{rank, Rank};
 use super::Strategy;
+use super::score::{Rank, rank};
 use crate::{JobSpec, Pool, Resources, State};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,7 +26,11 @@ struct ClassKey<'a> {
 
 impl<'a> ClassKey<'a> {
     fn of(job: &'a JobSpec) -> Self {
-        ClassKey { resources: job.resources, image: job.image.is_some(), constraints: &job.constraints }
+        ClassKey {
+            resources: job.resources,
+            image: job.image.is_some(),
+            constraints: &job.constraints,
+        }
     }
 }
 
@@ -62,10 +66,20 @@ impl<'a> PoolIndex<'a> {
         let slots: Vec<Slot<'a>> = state
             .pools()
             .filter(|p| !p.draining)
-            .map(|p| Slot { pool: p, free: p.free(), workers_left: p.spec.max_workers.saturating_sub(p.workers) })
+            .map(|p| Slot {
+                pool: p,
+                free: p.free(),
+                workers_left: p.spec.max_workers.saturating_sub(p.workers),
+            })
             .collect();
         let open = slots.iter().filter(|s| s.workers_left > 0).count();
-        PoolIndex { slots, open, classes: BTreeMap::new(), strategy, max_classes }
+        PoolIndex {
+            slots,
+            open,
+            classes: BTreeMap::new(),
+            strategy,
+            max_classes,
+        }
     }
 
     /// Whether any pool may still take a worker.
@@ -80,7 +94,10 @@ impl<'a> PoolIndex<'a> {
             return self.choose_by_scan(job);
         }
         let (slots, strategy) = (&self.slots, self.strategy);
-        let set = self.classes.entry(key).or_insert_with(|| ClassSet::build(slots, job, strategy));
+        let set = self
+            .classes
+            .entry(key)
+            .or_insert_with(|| ClassSet::build(slots, job, strategy));
         set.ranked.first().map(|&(_, slot)| slot)
     }
 
@@ -120,9 +137,19 @@ impl ClassSet {
         let req = job.resources;
         let ranked_as: Vec<Option<Rank>> = slots
             .iter()
-            .map(|s| if s.pool.can_ever_run(job) { rank(s.pool, s.free, s.workers_left, &req, strategy) } else { None })
+            .map(|s| {
+                if s.pool.can_ever_run(job) {
+                    rank(s.pool, s.free, s.workers_left, &req, strategy)
+                } else {
+                    None
+                }
+            })
             .collect();
-        let ranked = ranked_as.iter().enumerate().filter_map(|(i, r)| r.map(|r| (r, i))).collect();
+        let ranked = ranked_as
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (r, i)))
+            .collect();
         ClassSet { req, ranked_as, ranked }
     }
 

@@ -16,7 +16,13 @@ pub(super) struct Rank {
 ///
 /// Bin-packing scores the dominant share of the room left after placing (the tightest fit
 /// wins); spread scores the opposite (the most room left wins).
-pub(super) fn rank(pool: &Pool, free: Resources, workers_left: u32, req: &Resources, strategy: Strategy) -> Option<Rank> {
+pub(super) fn rank(
+    pool: &Pool,
+    free: Resources,
+    workers_left: u32,
+    req: &Resources,
+    strategy: Strategy,
+) -> Option<Rank> {
     if workers_left == 0 || !req.fits_within(&free) {
         return None;
     }
@@ -25,5 +31,8 @@ pub(super) fn rank(pool: &Pool, free: Resources, workers_left: u32, req: &Resour
         Strategy::BinPack => left_share,
         Strategy::Spread => 1_000_000 - left_share.min(1_000_000),
     };
-    Some(Rank { wastes_gpu: req.gpus == 0 && pool.spec.capacity.gpus > 0, score })
+    Some(Rank {
+        wastes_gpu: req.gpus == 0 && pool.spec.capacity.gpus > 0,
+        score,
+    })
 }

@@ -26,7 +26,11 @@ pub(super) struct TenantTurns<'a> {
 
 impl<'a> TenantTurns<'a> {
     pub(super) fn new(state: &'a State) -> Self {
-        TenantTurns { state, turns: Vec::new(), charged: BTreeMap::new() }
+        TenantTurns {
+            state,
+            turns: Vec::new(),
+            charged: BTreeMap::new(),
+        }
     }
 
     /// Starts the turns of the tenants with jobs at `priority`.
@@ -35,10 +39,17 @@ impl<'a> TenantTurns<'a> {
         self.turns = tenants
             .iter()
             .map(|&tenant| {
-                let held = state.tenant(tenant).map_or((Resources::ZERO, 0), |t| (t.allocated, t.running_jobs));
+                let held = state
+                    .tenant(tenant)
+                    .map_or((Resources::ZERO, 0), |t| (t.allocated, t.running_jobs));
                 let (res, jobs) = self.charged.get(tenant).copied().unwrap_or((Resources::ZERO, 0));
                 let used = (held.0.checked_add(&res).unwrap_or(held.0), held.1 + jobs);
-                Turn { tenant, run: state.pending_queue().jobs_of(priority, tenant), exhausted: false, used }
+                Turn {
+                    tenant,
+                    run: state.pending_queue().jobs_of(priority, tenant),
+                    exhausted: false,
+                    used,
+                }
             })
             .collect();
     }
@@ -77,13 +88,19 @@ impl<'a> TenantTurns<'a> {
     /// Whether the tenant's quota admits one more job asking `req`.
     pub(super) fn quota_admits(&self, turn: usize, req: &Resources) -> bool {
         let t = &self.turns[turn];
-        self.state.tenant(t.tenant).and_then(|x| x.quota.as_ref()).is_none_or(|q| q.admits(&t.used.0, t.used.1, req))
+        self.state
+            .tenant(t.tenant)
+            .and_then(|x| x.quota.as_ref())
+            .is_none_or(|q| q.admits(&t.used.0, t.used.1, req))
     }
 
     /// Counts a placement of `req` against the tenant.
     pub(super) fn charge(&mut self, turn: usize, req: &Resources) {
         let t = &mut self.turns[turn];
-        for used in [&mut t.used, self.charged.entry(t.tenant).or_insert((Resources::ZERO, 0))] {
+        for used in [
+            &mut t.used,
+            self.charged.entry(t.tenant).or_insert((Resources::ZERO, 0)),
+        ] {
             used.0 = used.0.checked_add(req).unwrap_or(used.0);
             used.1 += 1;
         }

@@ -8,7 +8,11 @@ use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    if deserializer.is_human_readable() { deserializer.deserialize_any(MillisVisitor) } else { deserializer.deserialize_u64(MillisVisitor) }
+    if deserializer.is_human_readable() {
+        deserializer.deserialize_any(MillisVisitor)
+    } else {
+        deserializer.deserialize_u64(MillisVisitor)
+    }
 }
 
 /// Parses `"<integer><unit>"` with unit `ms`, `s`, `m`, `h` or `d`.
@@ -16,17 +20,24 @@ pub fn parse(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like \"90s\", \"10m\" or \"1h\""))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"90s\", \"10m\" or \"1h\""))?;
     let scale = match unit.trim() {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        "" => return Err(format!("{text:?} has no unit; write \"{n}s\", \"{n}m\" or a number of milliseconds")),
+        "" => {
+            return Err(format!(
+                "{text:?} has no unit; write \"{n}s\", \"{n}m\" or a number of milliseconds"
+            ));
+        }
         other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h or d)")),
     };
-    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too long a duration"))
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
 }
 
 struct MillisVisitor;

@@ -13,7 +13,9 @@ pub enum SpecError {
     TooLarge { field: String, bytes: u64, max: u64 },
     #[error("{field}: {count} entries is more than the limit of {max}")]
     TooMany { field: String, count: usize, max: usize },
-    #[error("{field}: {value:?} may contain only ASCII letters, digits, '-', '_' and '.', and must start with a letter or digit")]
+    #[error(
+        "{field}: {value:?} may contain only ASCII letters, digits, '-', '_' and '.', and must start with a letter or digit"
+    )]
     InvalidName { field: String, value: String },
     #[error("{field}: job name {name:?} is used twice")]
     DuplicateJob { field: String, name: String },
@@ -26,7 +28,12 @@ pub enum SpecError {
     #[error("{field}: must be greater than zero")]
     Zero { field: String },
     #[error("{field}: {value} is outside the allowed range {min}..={max}")]
-    OutOfRange { field: String, value: i64, min: i64, max: i64 },
+    OutOfRange {
+        field: String,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
     #[error("{field}: no pool can ever run this job ({reason})")]
     NoPoolFits { field: String, reason: String },
     #[error("{field}: {reason}")]

@@ -28,7 +28,11 @@ pub struct JobSpec {
     #[serde(default)]
     pub priority: i32,
     /// Milliseconds, or a duration such as `"30m"` (`timeout` in files).
-    #[serde(default = "JobSpec::default_timeout_ms", alias = "timeout", deserialize_with = "super::duration_ms::deserialize")]
+    #[serde(
+        default = "JobSpec::default_timeout_ms",
+        alias = "timeout",
+        deserialize_with = "super::duration_ms::deserialize"
+    )]
     pub timeout_ms: u64,
     #[serde(default)]
     pub retry: RetryPolicy,

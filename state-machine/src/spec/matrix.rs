@@ -29,12 +29,20 @@ impl PipelineSpec {
         let mut origin = BTreeMap::new();
         let mut expansions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         // What the expanded jobs may still take, counted before each job is cloned.
-        let mut budget = Budget { left_bytes: limits.max_pipeline_bytes, max_bytes: limits.max_pipeline_bytes, used_bytes: 0 };
+        let mut budget = Budget {
+            left_bytes: limits.max_pipeline_bytes,
+            max_bytes: limits.max_pipeline_bytes,
+            used_bytes: 0,
+        };
         for job in &self.jobs {
             let expanded = job.expand(limits, &mut budget)?;
             if jobs.len() + expanded.len() > limits.max_jobs_per_pipeline {
                 let count = jobs.len() + expanded.len();
-                return Err(SpecError::TooMany { field: "jobs".into(), count, max: limits.max_jobs_per_pipeline });
+                return Err(SpecError::TooMany {
+                    field: "jobs".into(),
+                    count,
+                    max: limits.max_jobs_per_pipeline,
+                });
             }
             let names: Vec<String> = expanded.iter().map(|j| j.name.clone()).collect();
             for name in &names {
@@ -47,7 +55,9 @@ impl PipelineSpec {
         for job in &mut jobs {
             let mut needs: Vec<String> = Vec::with_capacity(job.needs.len());
             for need in &job.needs {
-                let targets = expansions.get(need.as_str()).map_or_else(|| vec![need.clone()], Clone::clone);
+                let targets = expansions
+                    .get(need.as_str())
+                    .map_or_else(|| vec![need.clone()], Clone::clone);
                 for t in targets {
                     if !needs.contains(&t) {
                         needs.push(t);
@@ -56,7 +66,13 @@ impl PipelineSpec {
             }
             job.needs = needs;
         }
-        Ok(Expanded { spec: PipelineSpec { name: self.name.clone(), jobs }, origin })
+        Ok(Expanded {
+            spec: PipelineSpec {
+                name: self.name.clone(),
+                jobs,
+            },
+            origin,
+        })
     }
 }
 
@@ -71,10 +87,15 @@ impl JobSpec {
         for (key, values) in &self.matrix {
             super::validate::validate_env_key(&at(&format!(".{key}")), key, limits)?;
             if self.env.contains_key(key) {
-                return Err(SpecError::Conflict { field: at(&format!(".{key}")), reason: format!("env also sets {key}") });
+                return Err(SpecError::Conflict {
+                    field: at(&format!(".{key}")),
+                    reason: format!("env also sets {key}"),
+                });
             }
             if values.is_empty() {
-                return Err(SpecError::Empty { field: at(&format!(".{key}")) });
+                return Err(SpecError::Empty {
+                    field: at(&format!(".{key}")),
+                });
             }
             for (i, value) in values.iter().enumerate() {
                 let field = at(&format!(".{key}[{i}]"));
@@ -82,13 +103,21 @@ impl JobSpec {
                     return Err(SpecError::Empty { field });
                 }
                 if value.len() > limits.max_value_bytes {
-                    return Err(SpecError::TooLong { field, len: value.len(), max: limits.max_value_bytes });
+                    return Err(SpecError::TooLong {
+                        field,
+                        len: value.len(),
+                        max: limits.max_value_bytes,
+                    });
                 }
             }
             combinations = combinations.saturating_mul(values.len());
         }
         if combinations > limits.max_jobs_per_pipeline {
-            return Err(SpecError::TooMany { field: at(""), count: combinations, max: limits.max_jobs_per_pipeline });
+            return Err(SpecError::TooMany {
+                field: at(""),
+                count: combinations,
+                max: limits.max_jobs_per_pipeline,
+            });
         }
         // Each expansion is the job without its matrix, plus one env entry and one name
         // suffix per axis.
@@ -100,8 +129,11 @@ impl JobSpec {
                 2 * ITEM_OVERHEAD_BYTES + key.len() as u64 + 2 * longest
             })
             .sum();
-        let matrix_bytes: u64 =
-            self.matrix.iter().map(|(k, vs)| size_of_str(k) + vs.iter().map(|v| size_of_str(v)).sum::<u64>()).sum();
+        let matrix_bytes: u64 = self
+            .matrix
+            .iter()
+            .map(|(k, vs)| size_of_str(k) + vs.iter().map(|v| size_of_str(v)).sum::<u64>())
+            .sum();
         let per_job = self.size_bytes().saturating_sub(matrix_bytes).saturating_add(per_axis);
         budget.take(at(""), per_job, combinations as u64)?;
         let axes: Vec<(&String, &Vec<String>)> = self.matrix.iter().collect();
@@ -109,11 +141,20 @@ impl JobSpec {
         // An odometer over the axes: the last key varies fastest.
         let mut digits = vec![0usize; axes.len()];
         for _ in 0..combinations {
-            let mut job = JobSpec { matrix: BTreeMap::new(), ..self.clone() };
+            let mut job = JobSpec {
+                matrix: BTreeMap::new(),
+                ..self.clone()
+            };
             for (axis, (key, values)) in axes.iter().enumerate() {
                 let value = &values[digits[axis]];
                 job.name.push('-');
-                job.name.extend(value.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }));
+                job.name.extend(value.chars().map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                }));
                 job.env.insert((*key).clone(), value.clone());
             }
             jobs.push(job);
@@ -149,7 +190,11 @@ impl JobSpec {
             + map(&self.env)
             + self.needs.iter().map(|n| size_of_str(n)).sum::<u64>()
             + map(&self.constraints)
-            + self.matrix.iter().map(|(k, vs)| size_of_str(k) + vs.iter().map(|v| size_of_str(v)).sum::<u64>()).sum::<u64>()
+            + self
+                .matrix
+                .iter()
+                .map(|(k, vs)| size_of_str(k) + vs.iter().map(|v| size_of_str(v)).sum::<u64>())
+                .sum::<u64>()
     }
 }
 
@@ -166,7 +211,11 @@ impl Budget {
         let bytes = each_bytes.saturating_mul(count);
         self.used_bytes = self.used_bytes.saturating_add(bytes);
         if bytes > self.left_bytes {
-            return Err(SpecError::TooLarge { field, bytes: self.used_bytes, max: self.max_bytes });
+            return Err(SpecError::TooLarge {
+                field,
+                bytes: self.used_bytes,
+                max: self.max_bytes,
+            });
         }
         self.left_bytes -= bytes;
         Ok(())

@@ -13,15 +13,27 @@ pub struct RetryPolicy {
     #[serde(default, alias = "max")]
     pub max_retries: u32,
     /// Delay before the first retry (`backoff` in files, milliseconds or `"10s"`).
-    #[serde(default = "RetryPolicy::default_backoff_base_ms", alias = "backoff", deserialize_with = "super::duration_ms::deserialize")]
+    #[serde(
+        default = "RetryPolicy::default_backoff_base_ms",
+        alias = "backoff",
+        deserialize_with = "super::duration_ms::deserialize"
+    )]
     pub backoff_base_ms: u64,
     /// Ceiling of the exponential delay (`max_backoff` in files).
-    #[serde(default = "RetryPolicy::default_backoff_max_ms", alias = "max_backoff", deserialize_with = "super::duration_ms::deserialize")]
+    #[serde(
+        default = "RetryPolicy::default_backoff_max_ms",
+        alias = "max_backoff",
+        deserialize_with = "super::duration_ms::deserialize"
+    )]
     pub backoff_max_ms: u64,
 }
 
 impl RetryPolicy {
-    pub const NONE: RetryPolicy = RetryPolicy { max_retries: 0, backoff_base_ms: 1_000, backoff_max_ms: 60_000 };
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_retries: 0,
+        backoff_base_ms: 1_000,
+        backoff_max_ms: 60_000,
+    };
 
     fn default_backoff_base_ms() -> u64 {
         Self::NONE.backoff_base_ms
@@ -57,7 +69,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps_with_bounded_jitter() {
-        let p = RetryPolicy { max_retries: 5, backoff_base_ms: 100, backoff_max_ms: 1000 };
+        let p = RetryPolicy {
+            max_retries: 5,
+            backoff_base_ms: 100,
+            backoff_max_ms: 1000,
+        };
         assert_eq!(p.backoff_ms(2, 1000), 100);
         assert_eq!(p.backoff_ms(3, 1000), 200);
         assert_eq!(p.backoff_ms(4, 1000), 400);
@@ -66,7 +82,11 @@ mod tests {
         assert_eq!(p.backoff_ms(3, 0), 100);
         assert_eq!(p.backoff_ms(3, 500), 150);
         assert_eq!(p.backoff_ms(3, u16::MAX), 200);
-        let huge = RetryPolicy { max_retries: 5, backoff_base_ms: u64::MAX, backoff_max_ms: u64::MAX };
+        let huge = RetryPolicy {
+            max_retries: 5,
+            backoff_base_ms: u64::MAX,
+            backoff_max_ms: u64::MAX,
+        };
         assert_eq!(huge.backoff_ms(40, 1000), u64::MAX);
         assert_eq!(huge.backoff_ms(2, 0), u64::MAX / 2);
     }

@@ -10,15 +10,26 @@ use std::collections::BTreeMap;
 /// longer than `limits.max_name_bytes`.
 pub(crate) fn validate_name(field: &str, value: &str, limits: &Limits) -> Result<(), SpecError> {
     if value.is_empty() {
-        return Err(SpecError::Empty { field: field.to_string() });
+        return Err(SpecError::Empty {
+            field: field.to_string(),
+        });
     }
     if value.len() > limits.max_name_bytes {
-        return Err(SpecError::TooLong { field: field.to_string(), len: value.len(), max: limits.max_name_bytes });
+        return Err(SpecError::TooLong {
+            field: field.to_string(),
+            len: value.len(),
+            max: limits.max_name_bytes,
+        });
     }
     let first_ok = value.as_bytes()[0].is_ascii_alphanumeric();
-    let rest_ok = value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let rest_ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !first_ok || !rest_ok {
-        return Err(SpecError::InvalidName { field: field.to_string(), value: value.to_string() });
+        return Err(SpecError::InvalidName {
+            field: field.to_string(),
+            value: value.to_string(),
+        });
     }
     Ok(())
 }
@@ -26,25 +37,44 @@ pub(crate) fn validate_name(field: &str, value: &str, limits: &Limits) -> Result
 /// A label key: a name, or `prefix/name` as Kubernetes writes them (`kubernetes.io/arch`).
 pub(crate) fn validate_label_key(field: &str, key: &str, limits: &Limits) -> Result<(), SpecError> {
     if key.len() > limits.max_name_bytes {
-        return Err(SpecError::TooLong { field: field.to_string(), len: key.len(), max: limits.max_name_bytes });
+        return Err(SpecError::TooLong {
+            field: field.to_string(),
+            len: key.len(),
+            max: limits.max_name_bytes,
+        });
     }
     let parts: Vec<&str> = key.split('/').collect();
     if parts.len() > 2 || parts.iter().any(|p| validate_name(field, p, limits).is_err()) {
-        return Err(SpecError::InvalidName { field: field.to_string(), value: key.to_string() });
+        return Err(SpecError::InvalidName {
+            field: field.to_string(),
+            value: key.to_string(),
+        });
     }
     Ok(())
 }
 
 fn check_len(field: String, len: usize, max: usize) -> Result<(), SpecError> {
-    if len > max { Err(SpecError::TooLong { field, len, max }) } else { Ok(()) }
+    if len > max {
+        Err(SpecError::TooLong { field, len, max })
+    } else {
+        Ok(())
+    }
 }
 
 fn check_count(field: String, count: usize, max: usize) -> Result<(), SpecError> {
-    if count > max { Err(SpecError::TooMany { field, count, max }) } else { Ok(()) }
+    if count > max {
+        Err(SpecError::TooMany { field, count, max })
+    } else {
+        Ok(())
+    }
 }
 
 fn check_range(field: String, value: i64, min: i64, max: i64) -> Result<(), SpecError> {
-    if value < min || value > max { Err(SpecError::OutOfRange { field, value, min, max }) } else { Ok(()) }
+    if value < min || value > max {
+        Err(SpecError::OutOfRange { field, value, min, max })
+    } else {
+        Ok(())
+    }
 }
 
 impl PipelineSpec {
@@ -59,7 +89,10 @@ impl PipelineSpec {
         for (i, job) in self.jobs.iter().enumerate() {
             validate_name(&format!("jobs[{i}].name"), &job.name, limits)?;
             if index_by_name.insert(job.name.as_str(), i).is_some() {
-                return Err(SpecError::DuplicateJob { field: format!("jobs[{i}].name"), name: job.name.clone() });
+                return Err(SpecError::DuplicateJob {
+                    field: format!("jobs[{i}].name"),
+                    name: job.name.clone(),
+                });
             }
         }
         for job in &self.jobs {
@@ -84,7 +117,9 @@ impl JobSpec {
         check_count(at("steps"), self.steps.len(), limits.max_steps_per_job)?;
         for (i, step) in self.steps.iter().enumerate() {
             if step.trim().is_empty() {
-                return Err(SpecError::Empty { field: at(&format!("steps[{i}]")) });
+                return Err(SpecError::Empty {
+                    field: at(&format!("steps[{i}]")),
+                });
             }
             check_len(at(&format!("steps[{i}]")), step.len(), limits.max_step_bytes)?;
         }
@@ -104,25 +139,49 @@ impl JobSpec {
                 return Err(SpecError::SelfNeed { field: at("needs") });
             }
             if !jobs.contains_key(need.as_str()) {
-                return Err(SpecError::UnknownNeed { field: at("needs"), need: need.clone() });
+                return Err(SpecError::UnknownNeed {
+                    field: at("needs"),
+                    need: need.clone(),
+                });
             }
         }
         if self.resources.cpu_millis == 0 {
-            return Err(SpecError::Zero { field: at("resources.cpu_millis") });
+            return Err(SpecError::Zero {
+                field: at("resources.cpu_millis"),
+            });
         }
         if self.resources.memory_mib == 0 {
-            return Err(SpecError::Zero { field: at("resources.memory_mib") });
+            return Err(SpecError::Zero {
+                field: at("resources.memory_mib"),
+            });
         }
         limits.check_resources(&at("resources"), &self.resources)?;
         let p = i64::from(limits.max_priority_abs);
         check_range(at("priority"), i64::from(self.priority), -p, p)?;
         if self.timeout_ms == 0 {
-            return Err(SpecError::Zero { field: at("timeout_ms") });
+            return Err(SpecError::Zero {
+                field: at("timeout_ms"),
+            });
         }
-        check_range(at("timeout_ms"), clamp_i64(self.timeout_ms), 1, clamp_i64(limits.max_timeout_ms))?;
-        check_range(at("retry.max_retries"), i64::from(self.retry.max_retries), 0, i64::from(limits.max_retries))?;
+        check_range(
+            at("timeout_ms"),
+            clamp_i64(self.timeout_ms),
+            1,
+            clamp_i64(limits.max_timeout_ms),
+        )?;
+        check_range(
+            at("retry.max_retries"),
+            i64::from(self.retry.max_retries),
+            0,
+            i64::from(limits.max_retries),
+        )?;
         let max_backoff = clamp_i64(limits.max_backoff_ms);
-        check_range(at("retry.backoff_base_ms"), clamp_i64(self.retry.backoff_base_ms), 0, max_backoff)?;
+        check_range(
+            at("retry.backoff_base_ms"),
+            clamp_i64(self.retry.backoff_base_ms),
+            0,
+            max_backoff,
+        )?;
         check_range(
             at("retry.backoff_max_ms"),
             clamp_i64(self.retry.backoff_max_ms),
@@ -140,12 +199,17 @@ fn clamp_i64(v: u64) -> i64 {
 /// Environment keys follow POSIX: letters, digits and `_`, not starting with a digit.
 pub(super) fn validate_env_key(field: &str, key: &str, limits: &Limits) -> Result<(), SpecError> {
     if key.is_empty() {
-        return Err(SpecError::Empty { field: field.to_string() });
+        return Err(SpecError::Empty {
+            field: field.to_string(),
+        });
     }
     check_len(field.to_string(), key.len(), limits.max_name_bytes)?;
     let ok = !key.as_bytes()[0].is_ascii_digit() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !ok {
-        return Err(SpecError::InvalidName { field: field.to_string(), value: key.to_string() });
+        return Err(SpecError::InvalidName {
+            field: field.to_string(),
+            value: key.to_string(),
+        });
     }
     Ok(())
 }
@@ -178,7 +242,8 @@ fn check_acyclic(jobs: &[JobSpec], index: &BTreeMap<&str, usize>) -> Result<(), 
                     }
                     Colour::Grey => {
                         let start = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
-                        let mut cycle: Vec<String> = stack[start..].iter().map(|(n, _)| jobs[*n].name.clone()).collect();
+                        let mut cycle: Vec<String> =
+                            stack[start..].iter().map(|(n, _)| jobs[*n].name.clone()).collect();
                         cycle.push(jobs[child].name.clone());
                         return Err(SpecError::Cycle { cycle });
                     }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use flotilla_state_machine::scheduler::{schedule, SchedulerPolicy, Strategy};
+use flotilla_state_machine::scheduler::{SchedulerPolicy, Strategy, schedule};
 use flotilla_state_machine::*;
 
 pub const TERM: u64 = 1;
@@ -19,7 +19,14 @@ pub fn res(cpu_millis: u64, memory_mib: u64, gpus: u32) -> Resources {
 }
 
 pub fn pool(name: &str, provider: ProviderKind, capacity: Resources, max_workers: u32) -> PoolSpec {
-    PoolSpec { name: name.into(), provider, capacity, max_workers, labels: Default::default(), settings: Default::default() }
+    PoolSpec {
+        name: name.into(),
+        provider,
+        capacity,
+        max_workers,
+        labels: Default::default(),
+        settings: Default::default(),
+    }
 }
 
 pub fn job(name: &str, needs: &[&str]) -> JobSpec {
@@ -29,16 +36,25 @@ pub fn job(name: &str, needs: &[&str]) -> JobSpec {
 }
 
 pub fn pipeline(name: &str, jobs: Vec<JobSpec>) -> PipelineSpec {
-    PipelineSpec { name: name.into(), jobs }
+    PipelineSpec {
+        name: name.into(),
+        jobs,
+    }
 }
 
 /// Applies one entry and checks what must hold after every entry: the invariants, forward
 /// progress, and that a rejected command changed nothing and emitted nothing.
-pub fn apply_checked(state: &mut State, ctx: ApplyContext, proposal: &Proposal) -> Result<(Response, Vec<Event>), String> {
+pub fn apply_checked(
+    state: &mut State,
+    ctx: ApplyContext,
+    proposal: &Proposal,
+) -> Result<(Response, Vec<Event>), String> {
     let before = state.clone();
     let out = state.apply(ctx, proposal);
     state.check_invariants().map_err(|v| format!("invariant: {v}"))?;
-    state.check_progress_from(&before).map_err(|v| format!("progress: {v}"))?;
+    state
+        .check_progress_from(&before)
+        .map_err(|v| format!("progress: {v}"))?;
     if out.0.rejection().is_some() {
         if bytes(&before) != bytes(state) {
             return Err("a rejected command changed the state".into());
@@ -56,19 +72,28 @@ pub fn bytes(state: &State) -> Vec<u8> {
 
 impl Harness {
     pub fn new() -> Self {
-        Harness { state: State::default(), index: 0, now_ms: 1_000 }
+        Harness {
+            state: State::default(),
+            index: 0,
+            now_ms: 1_000,
+        }
     }
 
     /// A harness with one big process pool named `main`.
     pub fn with_pool() -> Self {
         let mut h = Harness::new();
-        h.ok(Command::RegisterPool { spec: pool("main", ProviderKind::Process, res(8000, 16384, 0), 16) });
+        h.ok(Command::RegisterPool {
+            spec: pool("main", ProviderKind::Process, res(8000, 16384, 0), 16),
+        });
         h
     }
 
     pub fn run(&mut self, command: Command) -> (Response, Vec<Event>) {
         self.index += 1;
-        let ctx = ApplyContext { log_index: self.index, term: TERM };
+        let ctx = ApplyContext {
+            log_index: self.index,
+            term: TERM,
+        };
         apply_checked(&mut self.state, ctx, &Proposal::new(self.now_ms, command)).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -90,7 +115,14 @@ impl Harness {
     }
 
     pub fn submit(&mut self, spec: PipelineSpec) -> (PipelineId, Vec<JobId>) {
-        match self.run(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: None, spec }).0 {
+        match self
+            .run(Command::SubmitPipeline {
+                tenant: "default".into(),
+                idempotency_key: None,
+                spec,
+            })
+            .0
+        {
             Response::Submitted { pipeline, jobs, .. } => (pipeline, jobs.into_iter().map(|j| j.id).collect()),
             other => panic!("submit: {other:?}"),
         }
@@ -102,8 +134,21 @@ impl Harness {
     }
 
     pub fn schedule_with(&mut self, strategy: Strategy) -> Vec<AcceptedPlacement> {
-        let plan = schedule(&self.state, &SchedulerPolicy { strategy, max_placements: 1000, ..SchedulerPolicy::default() }, self.now_ms);
-        match self.run(Command::ApplyPlan { placements: plan.placements }).0 {
+        let plan = schedule(
+            &self.state,
+            &SchedulerPolicy {
+                strategy,
+                max_placements: 1000,
+                ..SchedulerPolicy::default()
+            },
+            self.now_ms,
+        );
+        match self
+            .run(Command::ApplyPlan {
+                placements: plan.placements,
+            })
+            .0
+        {
             Response::PlanApplied { accepted, rejected } => {
                 assert!(rejected.is_empty(), "fresh plan had rejections: {rejected:?}");
                 accepted
@@ -113,7 +158,10 @@ impl Harness {
     }
 
     pub fn fencing(&self, job: JobId) -> FencingToken {
-        self.state.job(job).and_then(|j| j.fencing()).expect("job has a fencing token")
+        self.state
+            .job(job)
+            .and_then(|j| j.fencing())
+            .expect("job has a fencing token")
     }
 
     pub fn job_state(&self, job: JobId) -> JobState {
@@ -123,9 +171,18 @@ impl Harness {
     /// Starts the job's worker and runs it to exit with `code`.
     pub fn finish(&mut self, job: JobId, code: i32) -> Vec<Event> {
         let fencing = self.fencing(job);
-        self.ok(Command::WorkerCreated { job, fencing, worker_id: format!("w-{job}-{}", fencing.log_index) });
+        self.ok(Command::WorkerCreated {
+            job,
+            fencing,
+            worker_id: format!("w-{job}-{}", fencing.log_index),
+        });
         self.ok(Command::WorkerStarted { job, fencing });
-        self.ok(Command::WorkerExited { job, fencing, exit_code: code, jitter_permille: 1000 })
+        self.ok(Command::WorkerExited {
+            job,
+            fencing,
+            exit_code: code,
+            jitter_permille: 1000,
+        })
     }
 
     pub fn kinds(events: &[Event]) -> Vec<&'static str> {
@@ -135,7 +192,11 @@ impl Harness {
 
 /// Submits `spec`, which must be refused for a spec error; returns the error.
 pub fn refusal(h: &mut Harness, spec: PipelineSpec) -> SpecError {
-    match h.rejected(Command::SubmitPipeline { tenant: "default".into(), idempotency_key: None, spec }) {
+    match h.rejected(Command::SubmitPipeline {
+        tenant: "default".into(),
+        idempotency_key: None,
+        spec,
+    }) {
         Rejection::Invalid(e) => e,
         other => panic!("expected a spec error, got {other:?}"),
     }
