@@ -170,7 +170,6 @@ pub async fn add_member(
     let fail = |e: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "membership_change_failed", e).retry_after(1);
     // The learner must catch up before it is promoted; a node that never answers (a wrong or
     // unreachable address) would make this wait forever without a deadline.
-    let deadline = std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
     let timed_out = || {
         let message = format!(
             "node {} did not catch up within {MEMBERSHIP_CHANGE_TIMEOUT_MS} ms; it stays a learner (check that {} is reachable, then retry or remove it)",
@@ -178,18 +177,9 @@ pub async fn add_member(
         );
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).field("raft_addr")
     };
-    tokio::time::timeout(deadline, app.raft.add_learner(req.id, node, true))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| fail(e.to_string()))?;
-    tokio::time::timeout(
-        deadline,
-        app.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false),
-    )
-    .await
-    .map_err(|_| timed_out())?
-    .map_err(|e| fail(e.to_string()))?;
+    within_deadline(app.raft.add_learner(req.id, node, true), &timed_out, &fail).await?;
+    let promote = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
+    within_deadline(app.raft.change_membership(promote, false), &timed_out, &fail).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "added": req.id, "already_member": false })),
@@ -242,30 +232,31 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
         return Err(ApiError::not_found(format!("node {id} is not a member")));
     }
     let fail = |e: String| ApiError::new(StatusCode::CONFLICT, "membership_change_failed", e);
-    let deadline = std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
     let timed_out = || {
         let message = format!("removing node {id} did not commit within {MEMBERSHIP_CHANGE_TIMEOUT_MS} ms; retry");
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).retry_after(1)
     };
     if membership.voter_ids().any(|v| v == id) {
-        tokio::time::timeout(
-            deadline,
-            app.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
-        )
+        let demote = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+        within_deadline(app.raft.change_membership(demote, false), &timed_out, &fail).await?;
+    }
+    let remove = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+    within_deadline(app.raft.change_membership(remove, false), &timed_out, &fail).await?;
+    Ok(Json(serde_json::json!({ "removed": id })).into_response())
+}
+
+/// Awaits one membership step within `MEMBERSHIP_CHANGE_TIMEOUT_MS`: `timed_out` answers a
+/// step that did not finish in time, `fail` one that failed.
+async fn within_deadline<T, E: std::fmt::Display>(
+    step: impl std::future::Future<Output = Result<T, E>>,
+    timed_out: impl Fn() -> ApiError,
+    fail: impl Fn(String) -> ApiError,
+) -> Result<T, ApiError> {
+    let deadline = std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    tokio::time::timeout(deadline, step)
         .await
         .map_err(|_| timed_out())?
-        .map_err(|e| fail(e.to_string()))?;
-    }
-    tokio::time::timeout(
-        deadline,
-        app.raft
-            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
-    )
-    .await
-    .map_err(|_| timed_out())?
-    .map_err(|e| fail(e.to_string()))?;
-    Ok(Json(serde_json::json!({ "removed": id })).into_response())
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// A digest of this node's applied state, to compare replicas: nodes at the same applied index
