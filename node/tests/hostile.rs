@@ -67,6 +67,16 @@ async fn still_serving(c: &Cluster, n: u64, tag: &str) {
     }
 }
 
+/// Submits `body`, which must be accepted, then cancels it: accepted at a limit is what a case
+/// checks, running its thousand jobs is not.
+async fn accepted_then_cancelled(c: &Cluster, what: &str, body: Value) {
+    let (s, v) = c.post(1, "/v1/pipelines", body).await;
+    assert_eq!(s, 201, "{what}: {v}");
+    let cancel = format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap());
+    let (s, v) = c.post(1, &cancel, json!({})).await;
+    assert_eq!(s, 200, "cancelling {what}: {v}");
+}
+
 fn job(name: &str, extra: Value) -> Value {
     let mut j = json!({ "name": name, "steps": ["true"], "resources": { "cpu_millis": 100, "memory_mib": 64 } });
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
@@ -174,17 +184,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     );
     let axis: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
     let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": { "A": axis, "B": (0..25).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
-    let (s, v) = c.post(1, "/v1/pipelines", body).await;
-    assert_eq!(s, 201, "a 1000-job matrix is at the limit: {v}");
-    // Accepted is what matters here; running a thousand jobs is not.
-    let (s, _) = c
-        .post(
-            1,
-            &format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap()),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    accepted_then_cancelled(&c, "a 1000-job matrix is at the limit", body).await;
     let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": { "A": axis, "B": (0..26).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
     refused(
         "matrix count",
@@ -205,18 +205,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
             )
         })
         .collect();
-    let (s, v) = c
-        .post(1, "/v1/pipelines", json!({ "name": "chain", "jobs": chain }))
-        .await;
-    assert_eq!(s, 201, "a 1000-job chain: {v}");
-    let (s, _) = c
-        .post(
-            1,
-            &format!("/v1/pipelines/{}/cancel", v["pipeline"].as_u64().unwrap()),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    accepted_then_cancelled(&c, "a 1000-job chain", json!({ "name": "chain", "jobs": chain })).await;
     let cycle =
         json!({ "name": "c", "jobs": [job("a", json!({ "needs": ["b"] })), job("b", json!({ "needs": ["a"] }))] });
     refused("cycle", &c.post(1, "/v1/pipelines", cycle).await, 422, "jobs");

@@ -385,8 +385,6 @@ fn command(state: &State, op: &Op) -> Option<Command> {
     })
 }
 
-type Log = Vec<(ApplyContext, Proposal, (Response, Vec<Event>))>;
-
 /// Two pools large enough for the generated jobs, so histories reach placements and reports.
 fn start() -> State {
     let mut s = State::default();
@@ -435,11 +433,7 @@ proptest! {
     #[test]
     fn apply_never_panics_on_extreme_commands(ops in prop::collection::vec(op(), 1..80)) {
         let (first, log) = run_history(&ops)?;
-        let mut replica = start();
-        for (ctx, proposal, out) in &log {
-            prop_assert_eq!(&replica.apply(*ctx, proposal), out);
-        }
-        prop_assert_eq!(bytes(&first), bytes(&replica));
+        replay_agrees(start(), &log, &first).map_err(TestCaseError::fail)?;
     }
 }
 

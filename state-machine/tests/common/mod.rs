@@ -66,6 +66,24 @@ pub fn apply_checked(
     Ok(out)
 }
 
+/// A history as applied: each entry's position, proposal and answer.
+pub type Log = Vec<(ApplyContext, Proposal, (Response, Vec<Event>))>;
+
+/// Applies `log` to `replica` and checks that it answers every entry as the log recorded and
+/// ends byte-identical to `first`, the state that produced the log.
+pub fn replay_agrees(mut replica: State, log: &Log, first: &State) -> Result<(), String> {
+    for (ctx, proposal, out) in log {
+        let answer = replica.apply(*ctx, proposal);
+        if &answer != out {
+            return Err(format!("replica answered {answer:?} where the log has {out:?}"));
+        }
+    }
+    if bytes(&replica) != bytes(first) {
+        return Err("the replica's state differs from the first one's".into());
+    }
+    Ok(())
+}
+
 pub fn bytes(state: &State) -> Vec<u8> {
     bincode::serde::encode_to_vec(state, bincode::config::standard()).expect("state serializes")
 }
