@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The scheduler at C1M scale: a 3-node cluster with the `sim` provider places --jobs jobs on
-# --pools simulated pools through the real write path (`flotilla bench place`), then reports
+# --pools simulated pools through the real write path (`flotilla-bench place`), then reports
 # placements per second end to end, the time until every job is RUNNING, the ratios to
 # Nomad's C1M (3,300/s), and the leader's resident memory with every job in its state.
 #
@@ -32,7 +32,7 @@ source bench/lib.sh
 bench_setup c1m
 echo "== flotilla ($bin), data in $work"
 form_flotilla_cluster >/dev/null
-flotilla bench place --pools "$pools" --jobs "$jobs" --jobs-per-pipeline "$per_pipeline" --clients "$clients" --json "$out/c1m.json"
+flotilla_bench place --pools "$pools" --jobs "$jobs" --jobs-per-pipeline "$per_pipeline" --clients "$clients" --json "$out/c1m.json"
 
 leader="$(flotilla -o json cluster status | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])')"
 rss_kib="$(awk '/VmRSS/ {print $2}' "/proc/${node_pid[$leader]}/status")"

@@ -30,7 +30,7 @@ form_flotilla_cluster
 leader() { curl -sf --max-time 2 "http://127.0.0.1:1870$1/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")'; }
 
 duration_s=$((kills * 6 + 6))
-flotilla bench submit --rate "$rate" --clients 32 --duration-s "$duration_s" --warmup-s 0 \
+flotilla_bench submit --rate "$rate" --clients 32 --duration-s "$duration_s" --warmup-s 0 \
   --acks "$out/acks.txt" --json "$out/load.json" >"$out/load.txt" 2>&1 &
 load_pid=$!
 : >"$out/kills.txt"

@@ -1,11 +1,12 @@
 # Shared by the bench scripts (sourced): a work directory whose processes stop on exit, and a
 # local 3-node Flotilla cluster on 127.0.0.1.
-#   bench_setup NAME, start_flotilla_node ID, form_flotilla_cluster, flotilla ARGS...
+#   bench_setup NAME, start_flotilla_node ID, form_flotilla_cluster, flotilla ARGS...,
+#   flotilla_bench ARGS... (the load generators, `bench/src`)
 # `node_args` (a string) adds flags to every node.
 
 flotilla_bin_dir() {
   local bin="${FLOTILLA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}/debug}"
-  for b in flotilla flotilla-node; do
+  for b in flotilla flotilla-node flotilla-bench; do
     [ -x "$bin/$b" ] || { echo "error: $bin/$b not found; build first or set FLOTILLA_BIN" >&2; exit 1; }
   done
   echo "$bin"
@@ -31,6 +32,7 @@ servers="127.0.0.1:18701,127.0.0.1:18702,127.0.0.1:18703"
 declare -A node_pid
 
 flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
+flotilla_bench() { "$bin/flotilla-bench" --server "$servers" "$@"; }
 
 start_flotilla_node() {
   local i="$1"

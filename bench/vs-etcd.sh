@@ -48,8 +48,8 @@ done
 
 for c in $levels; do
   echo "== $c clients"
-  flotilla bench etcd-put --endpoints "$etcd_endpoints" --clients "$c" --duration-s "$duration_s" --json "$out/etcd-$c.json"
-  flotilla bench submit --clients "$c" --duration-s "$duration_s" --json "$out/flotilla-$c.json"
+  flotilla_bench etcd-put --endpoints "$etcd_endpoints" --clients "$c" --duration-s "$duration_s" --json "$out/etcd-$c.json"
+  flotilla_bench submit --clients "$c" --duration-s "$duration_s" --json "$out/flotilla-$c.json"
 done
 
 python3 - "$out" $levels <<'PY'

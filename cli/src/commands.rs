@@ -1,6 +1,6 @@
 //! The REST-backed commands: cluster, pipeline, job, pool.
 
-use crate::Top;
+use crate::CliCommand;
 use crate::client::Client;
 use crate::output::{self, Format, cell};
 use anyhow::Context;
@@ -135,7 +135,7 @@ impl ListArgs {
     }
 }
 
-pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Result<()> {
+pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyhow::Result<()> {
     let show = |v: &Value, table: &dyn Fn(&Value)| {
         if format == Format::Json {
             output::json(v)
@@ -144,7 +144,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
         }
     };
     match command {
-        Top::Cluster(cmd) => match cmd {
+        CliCommand::Cluster(cmd) => match cmd {
             ClusterCmd::Init => show(&client.post("/v1/cluster/init", &json!({})).await?, &|v| {
                 println!("initialized node {}", cell(&v["initialized"]))
             }),
@@ -170,7 +170,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 show(&v, &|_| println!("node {id} removed"));
             }
         },
-        Top::Pipeline(cmd) => match cmd {
+        CliCommand::Pipeline(cmd) => match cmd {
             PipelineCmd::Submit {
                 file,
                 idempotency_key,
@@ -233,7 +233,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
             ),
         },
-        Top::Job(cmd) => match cmd {
+        CliCommand::Job(cmd) => match cmd {
             JobCmd::Get { id } => show(&client.get(&format!("/v1/jobs/{id}")).await?, &|j| {
                 output::table(&["ID", "NAME", "PIPELINE", "STATE", "ATTEMPT"], &[job_row(j)]);
                 if !j["failure"].is_null() {
@@ -258,7 +258,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
             ),
         },
-        Top::Pool(cmd) => match cmd {
+        CliCommand::Pool(cmd) => match cmd {
             PoolCmd::Register {
                 name,
                 provider,
@@ -306,7 +306,7 @@ pub async fn run(client: &Client, format: Format, command: &Top) -> anyhow::Resu
                 output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS"], &rows);
             }),
         },
-        Top::Dev(_) | Top::Events(_) | Top::Bench(_) => unreachable!("handled in main"),
+        CliCommand::Dev(_) | CliCommand::Events(_) => unreachable!("handled in main"),
     }
     Ok(())
 }

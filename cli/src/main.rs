@@ -1,6 +1,5 @@
 //! `flotilla`: the user and admin command-line tool. It speaks only the REST API.
 
-mod bench;
 mod client;
 mod commands;
 mod dev;
@@ -30,11 +29,11 @@ pub struct Cli {
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     pub output: Format,
     #[command(subcommand)]
-    pub command: Top,
+    pub command: CliCommand,
 }
 
 #[derive(Subcommand)]
-pub enum Top {
+pub enum CliCommand {
     /// Cluster membership and status.
     #[command(subcommand)]
     Cluster(commands::ClusterCmd),
@@ -49,9 +48,6 @@ pub enum Top {
     Pool(commands::PoolCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
-    /// Load generators for benchmarks (`docs/benchmarks.md`).
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
     Dev(dev::DevArgs),
 }
@@ -60,12 +56,8 @@ pub enum Top {
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Top::Dev(args) => dev::run(args).await,
-        Top::Bench(ref command) => match client::Client::new(&cli.server) {
-            Ok(client) => bench::run(&client, command).await,
-            Err(e) => Err(e),
-        },
-        Top::Events(ref args) => match client::Client::new(&cli.server) {
+        CliCommand::Dev(args) => dev::run(args).await,
+        CliCommand::Events(ref args) => match client::Client::new(&cli.server) {
             Ok(client) => events::run(&client, cli.output, args).await,
             Err(e) => Err(e),
         },

@@ -71,8 +71,9 @@ fn ok_json(code: StatusCode, value: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
 }
 
-fn selectors(q: &ListQuery) -> Result<(Selector, Selector), Response> {
-    let bad = |e: String| status(StatusCode::BAD_REQUEST, "BadRequest", e);
+/// The request's label and field selectors, or the 400 answer (boxed: a `Response` is large).
+fn selectors(q: &ListQuery) -> Result<(Selector, Selector), Box<Response>> {
+    let bad = |e: String| Box::new(status(StatusCode::BAD_REQUEST, "BadRequest", e));
     let labels = Selector::parse(q.label_selector.as_deref().unwrap_or("")).map_err(bad)?;
     let fields = Selector::parse(q.field_selector.as_deref().unwrap_or("")).map_err(bad)?;
     Ok((labels, fields))
@@ -107,7 +108,7 @@ async fn list_pods_all(State(c): State<Shared>, Query(q): Query<ListQuery>) -> R
 fn list_pods(cluster: Shared, ns: Option<String>, q: ListQuery) -> Response {
     let (labels, fields) = match selectors(&q) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if is_watch(&q) {
         return watch(cluster, Kind::Pod, ns, labels, fields, &q);
@@ -287,7 +288,7 @@ async fn list_config_maps(
 ) -> Response {
     let (labels, fields) = match selectors(&q) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if is_watch(&q) {
         return watch(cluster, Kind::ConfigMap, Some(ns), labels, fields, &q);
@@ -401,7 +402,7 @@ async fn delete_config_map(State(cluster): State<Shared>, Path((ns, name)): Path
 async fn list_nodes(State(cluster): State<Shared>, Query(q): Query<ListQuery>) -> Response {
     let (labels, _) = match selectors(&q) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut c = lock(&cluster);
     c.lists += 1;

@@ -1,53 +1,25 @@
-//! A Flotilla cluster node: openraft over gRPC between nodes, the REST API for users, and
-//! forwarding of writes from followers to the leader.
+//! A Flotilla cluster node: openraft over gRPC between nodes, the REST API for users, the
+//! leader's loops that schedule jobs and drive their workers, and the consumers of the node's
+//! event journal.
 //!
 //! The binary (`main.rs`) only parses configuration and runs a `RunningNode`; everything else
 //! lives here so tests can reuse it.
+//!
+//! - `raft/`: transport, the peers' gRPC service, the proposer.
+//! - `leader/`: the placement and drive loops; `leader/reconcile.rs` is the pure reconciler.
+//! - `api/`: the REST API.
+//! - `events/`: the NATS publisher and the applied observer.
+//! - `observe/`: metrics and telemetry.
 
 pub mod api;
-pub mod applied_observer;
+pub mod events;
 pub mod leader;
-pub mod nats_publisher;
-pub mod network;
 pub mod node;
-pub mod node_metrics;
-pub mod pb;
-pub mod proposer;
-pub mod providers;
-pub mod raft_service;
-pub mod report_batcher;
+pub mod observe;
+pub mod raft;
 pub mod settings;
-pub mod telemetry;
+pub mod worker_providers;
 
 pub use node::RunningNode;
+pub use raft::Raft;
 pub use settings::{Options, Settings};
-
-/// The Raft instance of a node.
-pub type Raft = openraft::Raft<flotilla_raft_store::TypeConfig, flotilla_raft_store::StateMachineStore>;
-
-/// Hands leadership to `to` and waits (up to `timeout`) until this node sees it lead.
-pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Duration) -> Result<(), String> {
-    raft.trigger().transfer_leader(to).await.map_err(|e| e.to_string())?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if metrics(raft).current_leader == Some(to) {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    Err(format!("node {to} did not take over within {} ms", timeout.as_millis()))
-}
-
-/// The addresses of the leader these metrics name, if it is known and a member.
-pub fn leader_addr(
-    m: &openraft::RaftMetrics<flotilla_raft_store::TypeConfig>,
-) -> Option<flotilla_raft_store::NodeAddr> {
-    m.current_leader
-        .and_then(|id| m.membership_config.membership().get_node(&id).cloned())
-}
-
-/// A copy of the node's current Raft metrics (term, leader, indexes, membership).
-pub fn metrics(raft: &Raft) -> openraft::RaftMetrics<flotilla_raft_store::TypeConfig> {
-    use openraft::async_runtime::WatchReceiver;
-    raft.metrics().borrow_watched().clone()
-}

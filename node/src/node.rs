@@ -3,10 +3,10 @@
 
 use crate::Raft;
 use crate::api::{self, ApiLimits, AppState};
-use crate::network::{Channels, Network};
-use crate::pb::raft_service_server::RaftServiceServer;
-use crate::proposer::Proposer;
-use crate::raft_service::RaftGrpc;
+use crate::raft::network::{Channels, Network};
+use crate::raft::pb::raft_service_server::RaftServiceServer;
+use crate::raft::proposer::Proposer;
+use crate::raft::service::RaftGrpc;
 use crate::settings::Settings;
 use anyhow::Context;
 use flotilla_raft_store::{NodeAddr, StateHandle, StoreConfig};
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 pub struct RunningNode {
     pub id: u64,
     pub raft: Raft,
-    pub state: StateHandle,
+    pub machine: StateHandle,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -43,7 +43,7 @@ impl RunningNode {
         };
         let (log, sm) = flotilla_raft_store::open(&store_config)
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-        let state = sm.handle();
+        let machine = sm.handle();
         // On loopback, connect from our own address so peers see who is talking; elsewhere let
         // the kernel choose the route's source address.
         let source_ip = settings.raft_addr.ip().is_loopback().then(|| settings.raft_addr.ip());
@@ -71,8 +71,8 @@ impl RunningNode {
         let rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let service = RaftServiceServer::new(grpc)
-                .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
-                .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES);
+                .max_decoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES);
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(service)
@@ -84,13 +84,13 @@ impl RunningNode {
         }));
 
         let app_proposer = proposer.clone();
-        let providers = Arc::new(crate::providers::from_settings(&settings)?);
-        let metrics = crate::node_metrics::NodeMetrics::new();
+        let providers = Arc::new(crate::worker_providers::from_settings(&settings)?);
+        let metrics = crate::observe::metrics::NodeMetrics::new();
         let app = AppState {
             id: settings.id,
             addr: addr.clone(),
             raft: raft.clone(),
-            state: state.clone(),
+            machine: machine.clone(),
             proposer,
             rpc_timeout_ms: settings.rpc_timeout_ms,
             metrics: metrics.clone(),
@@ -119,11 +119,15 @@ impl RunningNode {
             rx,
         )));
 
+        // One value for every loop that acts only while this node leads.
+        let (leadership, follow_leadership) = crate::leader::Leadership::follow(&raft, shutdown_rx.clone());
+        tasks.push(tokio::spawn(follow_leadership));
+
         if let Some(url) = settings.nats_url.clone() {
-            let config = crate::nats_publisher::PublisherConfig::new(url, settings.cluster_name.clone());
-            let publisher = crate::nats_publisher::Publisher::new(
-                raft.clone(),
-                state.clone(),
+            let config = crate::events::nats_publisher::PublisherConfig::new(url, settings.cluster_name.clone());
+            let publisher = crate::events::nats_publisher::Publisher::new(
+                leadership.clone(),
+                machine.clone(),
                 app_proposer.clone(),
                 metrics.clone(),
                 config,
@@ -133,8 +137,9 @@ impl RunningNode {
 
         let leader_config = crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms);
         let parts = crate::leader::LeaderParts {
-            raft: raft.clone(),
-            state: state.clone(),
+            node_id: settings.id,
+            leadership,
+            machine: machine.clone(),
             proposer: app_proposer,
             providers,
             metrics: metrics.clone(),
@@ -144,9 +149,9 @@ impl RunningNode {
             leader_config,
             shutdown_rx.clone(),
         )));
-        let observer = crate::applied_observer::AppliedObserver {
+        let observer = crate::events::applied_observer::AppliedObserver {
             raft: raft.clone(),
-            state: state.clone(),
+            machine: machine.clone(),
             metrics: metrics.clone(),
         };
         tasks.push(tokio::spawn(observer.run(shutdown_rx.clone())));
@@ -171,7 +176,7 @@ impl RunningNode {
         Ok(RunningNode {
             id: settings.id,
             raft,
-            state,
+            machine,
             shutdown,
             tasks,
         })
@@ -200,7 +205,7 @@ impl RunningNode {
         if !self.raft.is_leader() {
             return;
         }
-        let m = crate::metrics(&self.raft);
+        let m = crate::raft::metrics(&self.raft);
         let matched = m.replication.clone().unwrap_or_default();
         let successor = m
             .membership_config
@@ -209,7 +214,7 @@ impl RunningNode {
             .filter(|v| *v != self.id)
             .max_by_key(|v| matched.get(v).cloned().flatten().map(|l| l.index));
         let Some(to) = successor else { return };
-        match crate::transfer_leadership(&self.raft, to, Duration::from_secs(3)).await {
+        match crate::raft::transfer_leadership(&self.raft, to, Duration::from_secs(3)).await {
             Ok(()) => tracing::info!(to, "leadership handed over"),
             Err(e) => tracing::warn!(error = %e, "leadership hand-over failed; the cluster will elect"),
         }
@@ -225,7 +230,7 @@ async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut sto
     let body = serde_json::json!({ "id": id, "raft_addr": addr.raft_addr, "api_addr": addr.api_addr });
     let url = format!("{}/v1/cluster/members", seed.trim_end_matches('/'));
     loop {
-        let member = crate::metrics(&raft)
+        let member = crate::raft::metrics(&raft)
             .membership_config
             .membership()
             .voter_ids()

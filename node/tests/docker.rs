@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 const IMAGE: &str = "flotilla-test/busybox:1";
 
 fn job(name: &str, image: Option<&str>, steps: &[&str], runtime: &str) -> Value {
-    let mut j = json!({ "name": name, "steps": steps, "resources": { "cpu_millis": 200, "memory_mib": 64 }, "constraints": { "runtime": runtime } });
+    let mut j = job_spec(
+        name,
+        json!({ "steps": steps, "resources": { "cpu_millis": 200, "memory_mib": 64 }, "constraints": { "runtime": runtime } }),
+    );
     if let Some(image) = image {
         j["image"] = json!(image);
     }

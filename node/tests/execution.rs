@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn job(name: &str, steps: &[&str], needs: &[&str]) -> Value {
-    json!({ "name": name, "steps": steps, "needs": needs, "resources": { "cpu_millis": 100, "memory_mib": 64 } })
+    job_spec(name, json!({ "steps": steps, "needs": needs }))
 }
 
 async fn start(dir: &Path) -> Cluster {

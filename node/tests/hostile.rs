@@ -77,14 +77,6 @@ async fn accepted_then_cancelled(c: &Cluster, what: &str, body: Value) {
     assert_eq!(s, 200, "cancelling {what}: {v}");
 }
 
-fn job(name: &str, extra: Value) -> Value {
-    let mut j = json!({ "name": name, "steps": ["true"], "resources": { "cpu_millis": 100, "memory_mib": 64 } });
-    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-        j[k] = v;
-    }
-    j
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     let c = Cluster::start(3, &["--header-read-timeout-ms", "2000", "--max-connections", "600"]).await;
@@ -110,7 +102,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     ] {
         let mut resources = json!({ "cpu_millis": 100, "memory_mib": 64 });
         resources[field] = value;
-        let body = json!({ "name": "p", "jobs": [job("a", json!({ "resources": resources }))] });
+        let body = json!({ "name": "p", "jobs": [job_spec("a", json!({ "resources": resources }))] });
         refused(
             field,
             &c.post(2, "/v1/pipelines", body).await,
@@ -136,7 +128,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
             json!({ "resources": { "cpu_millis": 0, "memory_mib": 1 } }),
         ),
     ] {
-        let body = json!({ "name": "p", "jobs": [job("a", extra)] });
+        let body = json!({ "name": "p", "jobs": [job_spec("a", extra)] });
         refused(field, &c.post(1, "/v1/pipelines", body).await, 422, field);
     }
     let too_many_workers = json!({ "name": "w", "provider": "process", "capacity": { "cpu_millis": 1, "memory_mib": 1 }, "max_workers": u32::MAX });
@@ -150,7 +142,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     for name in ["../../etc/passwd", "a/b", "", "é", "x".repeat(200).as_str()] {
         let pool = json!({ "name": name, "provider": "process", "capacity": { "cpu_millis": 1, "memory_mib": 1 }, "max_workers": 1 });
         refused("pool name", &c.post(1, "/v1/pools", pool).await, 422, "name");
-        let body = json!({ "name": "p", "jobs": [job(name, json!({}))] });
+        let body = json!({ "name": "p", "jobs": [job_spec(name, json!({}))] });
         refused("job name", &c.post(1, "/v1/pipelines", body).await, 422, "jobs[0].name");
     }
     still_serving(&c, 3, "extreme quantities").await;
@@ -175,7 +167,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     let axis: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
     let matrix = json!({ "A": axis, "B": axis });
     let body =
-        json!({ "name": "m", "jobs": [job("m", json!({ "matrix": matrix, "steps": ["x".repeat(60 * 1024)] }))] });
+        json!({ "name": "m", "jobs": [job_spec("m", json!({ "matrix": matrix, "steps": ["x".repeat(60 * 1024)] }))] });
     refused(
         "matrix bytes",
         &c.post(1, "/v1/pipelines", body).await,
@@ -183,9 +175,9 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
         "jobs[m].matrix",
     );
     let axis: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
-    let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": { "A": axis, "B": (0..25).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
+    let body = json!({ "name": "m", "jobs": [job_spec("m", json!({ "matrix": { "A": axis, "B": (0..25).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
     accepted_then_cancelled(&c, "a 1000-job matrix is at the limit", body).await;
-    let body = json!({ "name": "m", "jobs": [job("m", json!({ "matrix": { "A": axis, "B": (0..26).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
+    let body = json!({ "name": "m", "jobs": [job_spec("m", json!({ "matrix": { "A": axis, "B": (0..26).map(|i| i.to_string()).collect::<Vec<_>>() } }))] });
     refused(
         "matrix count",
         &c.post(1, "/v1/pipelines", body).await,
@@ -195,7 +187,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     // A `needs` chain as long as a pipeline may be, and a cycle.
     let chain: Vec<Value> = (0..1000)
         .map(|i| {
-            job(
+            job_spec(
                 &format!("j{i}"),
                 if i == 0 {
                     json!({})
@@ -206,8 +198,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
         })
         .collect();
     accepted_then_cancelled(&c, "a 1000-job chain", json!({ "name": "chain", "jobs": chain })).await;
-    let cycle =
-        json!({ "name": "c", "jobs": [job("a", json!({ "needs": ["b"] })), job("b", json!({ "needs": ["a"] }))] });
+    let cycle = json!({ "name": "c", "jobs": [job_spec("a", json!({ "needs": ["b"] })), job_spec("b", json!({ "needs": ["a"] }))] });
     refused("cycle", &c.post(1, "/v1/pipelines", cycle).await, 422, "jobs");
     still_serving(&c, 3, "amplification").await;
 
@@ -316,9 +307,13 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
     // and the node still answers everything else.
     let (_, v) = c.submit(1, "followed", None).await;
     let job_id = v["jobs"][0]["id"].as_u64().unwrap();
-    let long = json!({ "name": "long", "jobs": [job("sleep", json!({ "steps": ["sleep 600"] }))] });
+    let long = json!({ "name": "long", "jobs": [job_spec("sleep", json!({ "steps": ["sleep 600"] }))] });
     let (_, v) = c.post(1, "/v1/pipelines", long).await;
     let sleeping = v["jobs"][0]["id"].as_u64().unwrap_or(job_id);
+    // Node 2 serves the follows from its own applied state: wait until it has the job (a
+    // follow sent before it applied the submission is a 404, seen under load).
+    c.wait_get(2, &format!("/v1/jobs/{sleeping}"), "the job on node 2", |s, _| s == 200)
+        .await;
     let mut streams = Vec::new();
     let mut refused_follows = 0;
     for _ in 0..300 {
@@ -357,11 +352,11 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
 /// string used to make the decoder allocate it and abort the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_on_the_raft_port_are_refused() {
-    use flotilla_node::pb::{Blob, SnapshotChunk};
+    use flotilla_node::raft::pb::{Blob, SnapshotChunk};
     let c = Cluster::start(3, &[]).await;
     c.wait_leader_among(&[1, 2, 3]).await;
     c.register_pool(1).await;
-    let channels = flotilla_node::network::Channels::new(2_000, None);
+    let channels = flotilla_node::raft::network::Channels::new(2_000, None);
     let version = flotilla_raft_store::FORMAT_VERSION;
     let mut claims_huge = vec![version, 253];
     claims_huge.extend_from_slice(&(1u64 << 60).to_le_bytes());
@@ -410,7 +405,7 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
                 job: flotilla_state_machine::JobId(1),
                 fencing: flotilla_state_machine::FencingToken { term: 1, log_index: 1 },
                 offset: 0,
-                data: vec![b'x'; flotilla_node::proposer::MAX_ENTRY_BYTES + 1],
+                data: vec![b'x'; flotilla_node::raft::proposer::MAX_ENTRY_BYTES + 1],
             },
         );
         let mut client = channels.client(&addr).unwrap();
@@ -422,9 +417,9 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
         let refused = match reply {
             Err(_) => true,
             Ok(r) => matches!(
-                flotilla_raft_store::decode::<flotilla_node::proposer::ForwardResult>(&r.get_ref().data),
-                Ok(Err(flotilla_node::proposer::ProposeError::TooLarge { .. }
-                    | flotilla_node::proposer::ProposeError::NotLeader { .. }))
+                flotilla_raft_store::decode::<flotilla_node::raft::proposer::ForwardResult>(&r.get_ref().data),
+                Ok(Err(flotilla_node::raft::proposer::ProposeError::TooLarge { .. }
+                    | flotilla_node::raft::proposer::ProposeError::NotLeader { .. }))
             ),
         };
         assert!(refused, "an oversized forward to node {target} was not refused");
@@ -445,7 +440,7 @@ async fn a_follower_catches_up_over_entries_larger_than_one_message() {
     // Each pipeline is about 900 KB (14 steps of 64 KiB); 90 of them are about 81 MB.
     let steps: Vec<String> = (0..14).map(|i| format!("{i}{}", "x".repeat(64 * 1024 - 8))).collect();
     for i in 0..90 {
-        let body = json!({ "name": format!("big-{i}"), "jobs": [job("a", json!({ "steps": steps, "resources": { "cpu_millis": 100_000, "memory_mib": 1 } }))] });
+        let body = json!({ "name": format!("big-{i}"), "jobs": [job_spec("a", json!({ "steps": steps, "resources": { "cpu_millis": 100_000, "memory_mib": 1 } }))] });
         // No pool can run these jobs (more CPU than any pool has), so `apply` refuses each
         // one; each is still an entry of about 900 KB in the log, which is what this needs.
         let (s, v) = c.post(leader, "/v1/pipelines", body).await;

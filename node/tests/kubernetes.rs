@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 const NS: &str = "workers";
 
 fn job(name: &str, steps: &[&str], retries: u32) -> Value {
-    json!({
-        "name": name,
-        "image": "busybox",
-        "steps": steps,
-        "resources": { "cpu_millis": 500, "memory_mib": 256 },
-        "constraints": { "runtime": "kubernetes" },
-        "retry": { "max": retries, "backoff": "200ms" }
-    })
+    job_spec(
+        name,
+        json!({
+            "image": "busybox",
+            "steps": steps,
+            "resources": { "cpu_millis": 500, "memory_mib": 256 },
+            "constraints": { "runtime": "kubernetes" },
+            "retry": { "max": retries, "backoff": "200ms" }
+        }),
+    )
 }
 
 async fn job_view(c: &Cluster, node: u64, id: u64) -> Value {

@@ -22,7 +22,7 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    flotilla_node::telemetry::install(provider.clone());
+    flotilla_node::observe::telemetry::install(provider.clone());
     let subscriber =
         tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).unwrap();

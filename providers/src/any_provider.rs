@@ -12,8 +12,9 @@ use flotilla_state_machine::{PoolSpec, Resources};
 
 pub enum AnyProvider {
     Process(ProcessProvider),
-    Docker(DockerProvider),
-    /// Boxed: its API handles and caches make it several times larger than the others.
+    /// Boxed, as Kubernetes: their clients and caches make them several times larger than
+    /// the others.
+    Docker(Box<DockerProvider>),
     Kubernetes(Box<KubernetesProvider>),
     Sim(SimProvider),
 }

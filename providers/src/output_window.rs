@@ -7,7 +7,7 @@
 //! reading, so a leader that is slow to commit pushes back on the log stream instead of
 //! growing memory; the engine or API server keeps the rest.
 
-use crate::provider::ProviderError;
+use crate::provider::{Observation, ProviderError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -44,8 +44,20 @@ impl OutputWindow {
         }
     }
 
-    pub fn with_state<T>(&self, f: impl FnOnce(&OutputState) -> T) -> T {
-        f(&self.state.lock().expect("output lock"))
+    /// Fills in what the window shows of a started worker: the steps, the output counted so
+    /// far, and `exit_code` (what the engine reports) only once the stream has ended, that is
+    /// once every byte of output is here. `Err` when the stream broke: the caller follows the
+    /// log again from the start.
+    pub fn observe(&self, o: &mut Observation, exit_code: Option<i32>) -> Result<(), String> {
+        let s = self.state.lock().expect("output lock");
+        if let Some(e) = &s.failed {
+            return Err(e.clone());
+        }
+        o.step_started = s.step_started;
+        o.steps_finished = s.steps_finished.clone();
+        o.output_bytes = s.total_bytes();
+        o.exit_code = exit_code.filter(|_| s.ended);
+        Ok(())
     }
 
     /// Up to `max_bytes` from `offset`; everything before `offset` is released.
@@ -115,7 +127,7 @@ impl OutputState {
     }
 
     /// The stream and its catch-up read are over: the steps are those the complete log shows.
-    pub(crate) fn end_with(&mut self, catch_up: OutputState) {
+    fn end_with(&mut self, catch_up: OutputState) {
         self.step_started = catch_up.step_started;
         self.steps_finished = catch_up.steps_finished;
         self.ended = true;
@@ -141,6 +153,41 @@ impl OutputState {
     }
 }
 
+/// The second, whole read of a log once its followed stream has ended: a followed stream can
+/// end before the last frames of a worker that stopped while the reader lagged (seen with
+/// Docker: 190 KB of 1 MB missing), so the complete log is read again, its step markers parsed
+/// afresh, and only the output the followed stream did not see is taken.
+pub(crate) struct CatchUp {
+    /// Output bytes of the whole log still to skip (the followed stream saw them).
+    skip: u64,
+    whole: OutputState,
+}
+
+impl CatchUp {
+    /// A catch-up of a log whose followed stream saw `seen_bytes` of output.
+    pub fn after(seen_bytes: u64) -> CatchUp {
+        CatchUp {
+            skip: seen_bytes,
+            whole: OutputState::default(),
+        }
+    }
+
+    /// Takes one frame of the whole log; returns its output bytes that were not seen before.
+    pub fn feed(&mut self, frame: Frame) -> Vec<u8> {
+        self.whole.feed(frame);
+        let mut produced = std::mem::take(&mut self.whole.data);
+        let skipped = usize::try_from(self.skip).unwrap_or(usize::MAX).min(produced.len());
+        self.skip -= skipped as u64;
+        produced.drain(..skipped);
+        produced
+    }
+
+    /// Ends `state`'s stream with the steps the whole log shows.
+    pub fn finish(self, state: &Mutex<OutputState>) {
+        state.lock().expect("output lock").end_with(self.whole);
+    }
+}
+
 pub(crate) enum Frame {
     Output(Vec<u8>),
     Markers(Vec<u8>),
@@ -160,7 +207,40 @@ pub(crate) async fn wait_for_room(state: &Mutex<OutputState>, drained: &Notify, 
 
 #[cfg(test)]
 mod tests {
-    use super::OutputState;
+    use super::{CatchUp, Frame, OutputState};
+    use crate::provider::Observation;
+    use std::sync::Mutex;
+
+    #[test]
+    fn a_catch_up_takes_only_the_output_the_followed_stream_missed() {
+        // The followed stream saw "abc" and the first marker, then ended early.
+        let mut catch_up = CatchUp::after(3);
+        assert_eq!(catch_up.feed(Frame::Markers(b"start 0\n".to_vec())), b"");
+        assert_eq!(catch_up.feed(Frame::Output(b"ab".to_vec())), b"");
+        assert_eq!(catch_up.feed(Frame::Output(b"cdef".to_vec())), b"def");
+        assert_eq!(catch_up.feed(Frame::Markers(b"end 0 0\n".to_vec())), b"");
+        assert_eq!(catch_up.feed(Frame::Output(b"g".to_vec())), b"g");
+        let state = Mutex::new(OutputState::default());
+        catch_up.finish(&state);
+        let s = state.lock().unwrap();
+        assert!(s.ended);
+        assert_eq!(s.step_started, Some(0));
+        assert_eq!(s.steps_finished, vec![(0, 0)]);
+    }
+
+    #[tokio::test]
+    async fn an_exit_code_is_observed_only_once_the_stream_has_ended() {
+        let window = super::OutputWindow::spawn(|_, _| async {});
+        let mut o = Observation::default();
+        window.state.lock().unwrap().push_output(b"12345");
+        window.observe(&mut o, Some(0)).unwrap();
+        assert_eq!((o.output_bytes, o.exit_code), (5, None));
+        window.state.lock().unwrap().ended = true;
+        window.observe(&mut o, Some(0)).unwrap();
+        assert_eq!((o.output_bytes, o.exit_code), (5, Some(0)));
+        window.state.lock().unwrap().failed = Some("reset".into());
+        assert_eq!(window.observe(&mut o, Some(0)), Err("reset".to_string()));
+    }
 
     #[test]
     fn markers_split_across_frames_are_parsed_and_other_stderr_is_output() {

@@ -30,6 +30,13 @@ impl WorkerSpec {
     }
 }
 
+/// Labels every provider puts on its workers (Docker containers, Kubernetes pods): the
+/// cluster they belong to, the job and attempt, and the worker's name.
+pub const LABEL_CLUSTER: &str = "flotilla.cluster";
+pub const LABEL_JOB: &str = "flotilla.job";
+pub const LABEL_ATTEMPT: &str = "flotilla.attempt";
+pub const LABEL_WORKER: &str = "flotilla.worker";
+
 pub fn worker_name(job: JobId, attempt: u32) -> String {
     format!("j{}-a{attempt}", job.0)
 }

@@ -17,6 +17,7 @@
 
 mod codec;
 mod event_journal;
+mod journal_cursor;
 mod log_store;
 mod snapshot_dir;
 mod snapshot_file;
@@ -27,6 +28,7 @@ mod wal_syncer;
 
 pub use codec::{FORMAT_VERSION, decode, encode, encode_into, encoded_len};
 pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
+pub use journal_cursor::JournalCursor;
 pub use log_store::LogStore;
 pub use snapshot_file::{SnapshotFile, SnapshotHeader};
 pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};

@@ -3,7 +3,7 @@
 //! All collections are ordered (`BTreeMap`/`BTreeSet`) so that iteration, serialization and
 //! therefore snapshots are byte-identical on every replica.
 
-use crate::apply::Cx;
+use crate::apply::EntryContext;
 use crate::pending_queue::PendingQueue;
 use crate::{
     ApplyContext, Assignment, Command, Event, EventId, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal,
@@ -56,8 +56,8 @@ impl State {
     /// result on every replica. A rejected command leaves the state untouched.
     pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
         // Proposers' clocks may differ; the state's clock never goes back.
-        let mut cx = Cx {
-            ctx,
+        let mut cx = EntryContext {
+            position: ctx,
             now_ms: self.now_ms.max(proposal.now_ms),
             events: Vec::new(),
         };
@@ -88,7 +88,7 @@ impl State {
     /// Applies each command of a batch on its own: a rejected one changes nothing and the
     /// others still apply. Only an oversized batch, or one holding a plan or a batch, is
     /// refused as a whole.
-    fn apply_batch(&mut self, cx: &mut Cx, commands: &[Command]) -> Result<Response, crate::Rejection> {
+    fn apply_batch(&mut self, cx: &mut EntryContext, commands: &[Command]) -> Result<Response, crate::Rejection> {
         if commands.len() > crate::MAX_BATCH_COMMANDS {
             return Err(crate::Rejection::BatchTooLarge {
                 count: commands.len(),
@@ -128,7 +128,7 @@ impl State {
     /// Dispatches one command to its handler. `trace_parent` is kept by a submitted pipeline.
     fn apply_command(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         command: &Command,
         trace_parent: Option<&str>,
     ) -> Result<Response, crate::Rejection> {

@@ -46,7 +46,7 @@ pub struct ClusterView {
 
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster", responses((status = 200, description = "this node's view: members, leader, term, indexes")))]
 pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
-    let m = crate::metrics(&app.raft);
+    let m = crate::raft::metrics(&app.raft);
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let matched: BTreeMap<u64, Option<u64>> = m
@@ -64,7 +64,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
             matched_index: matched.get(id).copied().flatten(),
         })
         .collect();
-    let leader_api_addr = crate::leader_addr(&m).map(|n| n.api_addr);
+    let leader_api_addr = crate::raft::leader_addr(&m).map(|n| n.api_addr);
     Json(ClusterView {
         id: app.id,
         state: format!("{:?}", m.state),
@@ -117,7 +117,7 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
     if app.raft.is_leader() {
         return Ok(());
     }
-    match crate::leader_addr(&crate::metrics(&app.raft)) {
+    match crate::raft::leader_addr(&crate::raft::metrics(&app.raft)) {
         Some(leader) => {
             let message = format!("send this to the leader at {}", leader.api_addr);
             let mut e = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message);
@@ -136,7 +136,7 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
 /// Adds a node: first as a learner that catches up, then promotes it to voter.
 #[utoipa::path(post, path = "/v1/cluster/members", tag = "cluster", request_body(content = super::openapi::AddMemberDoc, content_type = "application/json"),
     responses((status = 201, description = "added as a voter"), (status = 200, description = "already a voter"), (status = 307, description = "sent to a follower: see Location"),
-              (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc),
+              (status = 409, description = "id taken by another address", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors,
               (status = 504, description = "the new node did not catch up in time; it stays a learner", body = super::openapi::ErrorBodyDoc)))]
 pub async fn add_member(
     State(app): State<AppState>,
@@ -153,7 +153,7 @@ pub async fn add_member(
         raft_addr: req.raft_addr.clone(),
         api_addr: req.api_addr.clone(),
     };
-    let membership = crate::metrics(&app.raft).membership_config.membership().clone();
+    let membership = crate::raft::metrics(&app.raft).membership_config.membership().clone();
     if let Some(existing) = membership.get_node(&req.id) {
         if existing != &node {
             return Err(ApiError::new(
@@ -202,7 +202,7 @@ pub async fn transfer_leader(
     InputBody(req): InputBody<TransferLeader>,
 ) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/transfer-leader")?;
-    let membership = crate::metrics(&app.raft).membership_config.membership().clone();
+    let membership = crate::raft::metrics(&app.raft).membership_config.membership().clone();
     if !membership.voter_ids().any(|v| v == req.to) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -212,7 +212,7 @@ pub async fn transfer_leader(
         .field("to"));
     }
     if req.to != app.id {
-        crate::transfer_leadership(&app.raft, req.to, std::time::Duration::from_millis(app.rpc_timeout_ms))
+        crate::raft::transfer_leadership(&app.raft, req.to, std::time::Duration::from_millis(app.rpc_timeout_ms))
             .await
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "transfer_failed", e).retry_after(1))?;
     }
@@ -221,13 +221,13 @@ pub async fn transfer_leader(
 
 /// Removes a node from the voters and from the cluster's node list.
 #[utoipa::path(delete, path = "/v1/cluster/members/{id}", tag = "cluster", params(("id" = u64, Path)),
-    responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc),
+    responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"), (status = 404, description = "not a member", body = super::openapi::ErrorBodyDoc),
               (status = 409, description = "the membership change was refused (another change in progress)", body = super::openapi::ErrorBodyDoc),
-              (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc), (status = 504, description = "the change did not commit in time", body = super::openapi::ErrorBodyDoc)))]
+              super::openapi::StandardErrors, (status = 504, description = "the change did not commit in time", body = super::openapi::ErrorBodyDoc)))]
 pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = super::parse_id("id", &id)?;
     leader_redirect(&app, &format!("/v1/cluster/members/{id}"))?;
-    let membership = crate::metrics(&app.raft).membership_config.membership().clone();
+    let membership = crate::raft::metrics(&app.raft).membership_config.membership().clone();
     if membership.get_node(&id).is_none() {
         return Err(ApiError::not_found(format!("node {id} is not a member")));
     }
@@ -280,11 +280,11 @@ pub struct DigestCache {
     responses((status = 200, description = "applied index and state digest", body = StateDigest)))]
 pub async fn state_digest(State(app): State<AppState>) -> Result<Json<StateDigest>, ApiError> {
     let mut last = app.digests.last.lock().await;
-    let applied = app.state.read().last_applied.as_ref().map_or(0, |l| l.index);
+    let applied = app.machine.read().last_applied.as_ref().map_or(0, |l| l.index);
     if let Some(cached) = last.as_ref().filter(|d| d.applied_index == applied) {
         return Ok(Json(cached.clone()));
     }
-    let state = app.state.clone();
+    let state = app.machine.clone();
     let digest = tokio::task::spawn_blocking(move || digest_of(&state))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
@@ -294,7 +294,7 @@ pub async fn state_digest(State(app): State<AppState>) -> Result<Json<StateDiges
 }
 
 /// Hashes the state's encoding as it is written, without building it in memory.
-fn digest_of(state: &flotilla_raft_store::StateHandle) -> std::io::Result<StateDigest> {
+fn digest_of(machine: &flotilla_raft_store::StateHandle) -> std::io::Result<StateDigest> {
     use sha2::Digest;
     struct HashWriter(sha2::Sha256);
     impl std::io::Write for HashWriter {
@@ -306,7 +306,7 @@ fn digest_of(state: &flotilla_raft_store::StateHandle) -> std::io::Result<StateD
             Ok(())
         }
     }
-    let data = state.read();
+    let data = machine.read();
     let mut w = HashWriter(sha2::Sha256::new());
     flotilla_raft_store::encode_into(&data.state, &mut w)?;
     let hash = w.0.finalize();

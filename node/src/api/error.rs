@@ -1,7 +1,7 @@
 //! API errors: every failure is a JSON body `{"error": {"code", "message", "field"?, "line"?}}` with a
 //! 4xx status for the caller's mistakes and 503/504 (with Retry-After) for cluster conditions.
 
-use crate::proposer::ProposeError;
+use crate::raft::proposer::ProposeError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::Rejection;

@@ -11,13 +11,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use flotilla_raft_store::{EventJournal, JournaledEvent, StateHandle};
+use flotilla_raft_store::{JournalCursor, JournaledEvent, StateHandle};
 use flotilla_state_machine::{Event, EventId, JobId, PipelineId};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
@@ -143,7 +142,7 @@ pub async fn stream(
         Some(value) => Some(parse_event_id("Last-Event-ID", value.to_str().unwrap_or("\u{fffd}"))?),
         None => q.after.as_deref().map(|a| parse_event_id("after", a)).transpose()?,
     };
-    let journal = app.state.journal().clone();
+    let journal = app.machine.journal().clone();
     let after = match resume {
         Some(id) => {
             if let Err(gap) = journal.read_after(id, 0) {
@@ -174,11 +173,9 @@ pub async fn stream(
         .retry_after(1)
     })?;
     let reader = Reader {
-        journal,
-        state: app.state.clone(),
-        appended: app.state.journal().watch(),
+        cursor: JournalCursor::new(journal, after),
+        machine: app.machine.clone(),
         shutdown: app.shutdown.clone(),
-        after,
         filter,
         follow: q.follow.unwrap_or(true),
         pending: VecDeque::new(),
@@ -201,12 +198,10 @@ fn parse_event_id(field: &str, raw: &str) -> Result<EventId, ApiError> {
 
 /// One stream's position in the journal.
 struct Reader {
-    journal: Arc<EventJournal>,
-    state: StateHandle,
-    appended: watch::Receiver<u64>,
+    /// After the last event read from the journal (delivered or filtered out).
+    cursor: JournalCursor,
+    machine: StateHandle,
     shutdown: watch::Receiver<bool>,
-    /// The last event read from the journal (delivered or filtered out).
-    after: EventId,
     filter: Filter,
     follow: bool,
     pending: VecDeque<SseEvent>,
@@ -229,9 +224,7 @@ impl Reader {
             if self.done {
                 return None;
             }
-            // Marked seen before reading, so an append racing with the read wakes the wait below.
-            self.appended.borrow_and_update();
-            match self.journal.read_after(self.after, READ_BATCH_EVENTS) {
+            match self.cursor.next_batch(READ_BATCH_EVENTS) {
                 Err(gap) => {
                     self.done = true;
                     let data = serde_json::json!({ "floor": gap.floor.to_string(), "message": gap.to_string() });
@@ -241,7 +234,7 @@ impl Reader {
                 Ok(_) if !self.follow => return None,
                 Ok(_) => {
                     tokio::select! {
-                        changed = self.appended.changed() => if changed.is_err() { return None },
+                        more = self.cursor.appended() => if !more { return None },
                         _ = self.shutdown.wait_for(|stop| *stop) => return None,
                     }
                 }
@@ -250,7 +243,7 @@ impl Reader {
     }
 
     fn take(&mut self, batch: Vec<JournaledEvent>) {
-        let data = self.state.read();
+        let data = self.machine.read();
         for item in &batch {
             if self.filter.admits(&item.event, &data.state) {
                 let body = StreamedEvent {
@@ -266,9 +259,6 @@ impl Reader {
                         .data(json),
                 );
             }
-        }
-        if let Some(last) = batch.last() {
-            self.after = last.id;
         }
     }
 }

@@ -21,7 +21,7 @@ pub const READY_MAX_LAG_ENTRIES: u64 = 10_000;
 
 /// Why Raft is not running, if it is not.
 async fn raft_problem(app: &AppState) -> Option<String> {
-    if let Err(fatal) = &crate::metrics(&app.raft).running_state {
+    if let Err(fatal) = &crate::raft::metrics(&app.raft).running_state {
         return Some(format!("raft stopped: {fatal}"));
     }
     match tokio::time::timeout(
@@ -59,7 +59,7 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json:
     if let Some(reason) = raft_problem(&app).await {
         return unavailable("not_ready", reason);
     }
-    let m = crate::metrics(&app.raft);
+    let m = crate::raft::metrics(&app.raft);
     if m.membership_config.membership().get_node(&app.id).is_none() {
         return unavailable("not_ready", "not a cluster member yet".into());
     }
@@ -85,7 +85,7 @@ pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json:
 #[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "metrics in OpenMetrics text format")))]
 pub async fn metrics(axum::extract::State(app): axum::extract::State<super::AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let body = app.metrics.scrape(&app.raft, &app.state, &app.providers);
+    let body = app.metrics.scrape(&app.raft, &app.machine, &app.providers);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("pipeline" = Option<u64>, Query)),
-    responses((status = 200, description = "a page of jobs"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "a page of jobs"), super::openapi::StandardErrors))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
@@ -16,7 +16,7 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
         "PENDING, SCHEDULED, RUNNING, TERMINATED, SUCCEEDED, FAILED, CANCELLED",
     )?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.state.read();
+    let data = app.machine.read();
     let after = JobId(q.after.unwrap_or(0));
     let s = &data.state;
     // Each filter reads from the index that answers it, so a page costs the page (plus, with
@@ -42,7 +42,7 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
-    responses((status = 200, description = "the job"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "the job"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -51,7 +51,7 @@ pub async fn get_one(
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.state.read();
+    let data = app.machine.read();
     let job = data
         .state
         .job(id)
@@ -60,18 +60,18 @@ pub async fn get_one(
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),
-    responses((status = 200, description = "the jobs cancelled (with dependants)"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc),
-              (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "the jobs cancelled (with dependants)"), super::openapi::UnknownId,
+              (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
-    cancelled(app.proposer.propose(Command::CancelJob { job }).await?)
+    cancelled(app.proposer.commit(Command::CancelJob { job }).await?)
 }
 
 /// The job's committed output as text. With `?follow=true` the response stays open and streams
 /// output as this node applies it, ending once the job has finished and its worker is gone.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"),
     ("follow" = Option<bool>, Query, description = "stream until the job has finished")),
-    responses((status = 200, description = "the job's output", content_type = "text/plain"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "the job's output", content_type = "text/plain"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn logs(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -81,7 +81,7 @@ pub async fn logs(
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let body = {
-        let data = app.state.read();
+        let data = app.machine.read();
         if data.state.job(id).is_none() {
             return Err(ApiError::not_found(format!("job {id} does not exist")));
         }
@@ -97,7 +97,7 @@ pub async fn logs(
                 .retry_after(1)
             })?;
             let follow = Follow {
-                state: app.state.clone(),
+                machine: app.machine.clone(),
                 job: id,
                 sent: 0,
                 idle_ms: 0,
@@ -129,7 +129,7 @@ pub const FOLLOW_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// A followed log's progress, and the stream permit it holds while open.
 struct Follow {
-    state: flotilla_raft_store::StateHandle,
+    machine: flotilla_raft_store::StateHandle,
     job: JobId,
     sent: usize,
     idle_ms: u64,
@@ -144,7 +144,7 @@ fn follow_log(follow: Follow) -> impl futures::Stream<Item = Result<Vec<u8>, std
     futures::stream::unfold(follow, move |mut f| async move {
         loop {
             let (fresh, finished) = {
-                let data = f.state.read();
+                let data = f.machine.read();
                 let log = data.state.log(f.job);
                 let finished = data.state.job(f.job).is_none_or(|j| j.state.is_terminal())
                     && data.state.assignments_of(f.job).next().is_none();

@@ -21,7 +21,7 @@ pub use error::ApiError;
 pub use events::StreamedEvent;
 
 use crate::Raft;
-use crate::proposer::Proposer;
+use crate::raft::proposer::Proposer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
@@ -45,10 +45,10 @@ pub struct AppState {
     pub id: u64,
     pub addr: NodeAddr,
     pub raft: Raft,
-    pub state: StateHandle,
+    pub machine: StateHandle,
     pub proposer: Proposer,
     pub rpc_timeout_ms: u64,
-    pub metrics: Arc<crate::node_metrics::NodeMetrics>,
+    pub metrics: Arc<crate::observe::metrics::NodeMetrics>,
     pub providers: Arc<flotilla_providers::ProviderSet>,
     /// Open `/v1/events` streams (bounded by `--max-event-streams`).
     pub event_streams: Arc<Semaphore>,
@@ -131,7 +131,7 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
 
 /// Counts every answered request by matched route, method and status, with its latency.
 async fn count_request(
-    State(metrics): State<Arc<crate::node_metrics::NodeMetrics>>,
+    State(metrics): State<Arc<crate::observe::metrics::NodeMetrics>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -143,7 +143,7 @@ async fn count_request(
     let method = request.method().to_string();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let labels = crate::node_metrics::RouteLabels {
+    let labels = crate::observe::metrics::RouteLabels {
         route: route.clone(),
         method: method.clone(),
     };
@@ -153,7 +153,7 @@ async fn count_request(
         .observe(started.elapsed().as_secs_f64());
     metrics
         .api_requests
-        .get_or_create(&crate::node_metrics::RequestLabels {
+        .get_or_create(&crate::observe::metrics::RequestLabels {
             route,
             method,
             code: response.status().as_u16(),
@@ -245,7 +245,7 @@ impl AppState {
                 ));
             }
         }
-        Ok(self.state.read().last_applied.as_ref().map_or(0, |id| id.index))
+        Ok(self.machine.read().last_applied.as_ref().map_or(0, |id| id.index))
     }
 }
 

@@ -8,7 +8,7 @@
 use super::{cluster, events, health, jobs, pipelines, pools};
 use axum::Json;
 use std::collections::BTreeMap;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -97,6 +97,24 @@ pub fn document() -> utoipa::openapi::OpenApi {
     }
     doc
 }
+
+/// The errors of every route that takes parameters and needs the cluster: a parameter it
+/// cannot read, and no leader to commit through (or to confirm a linearizable read with).
+/// Named once here and listed in the handlers' `responses(...)`.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum StandardErrors {
+    #[response(status = 400, description = "bad parameter")]
+    BadParameter(ErrorBodyDoc),
+    #[response(status = 503, description = "no leader or not ready")]
+    NotReady(ErrorBodyDoc),
+}
+
+/// The answer of a route whose `{id}` names nothing.
+#[derive(IntoResponses)]
+#[response(status = 404, description = "unknown id")]
+#[allow(dead_code)]
+pub struct UnknownId(ErrorBodyDoc);
 
 fn error_response(description: &str) -> utoipa::openapi::Response {
     let content = utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")));

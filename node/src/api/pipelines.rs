@@ -47,8 +47,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first submission"),
            ("X-Flotilla-Tenant" = Option<String>, Header, description = "tenant, default `default`")),
     responses((status = 201, description = "created"), (status = 200, description = "an earlier submission with this key"),
-              (status = 413, description = "body too large", body = super::openapi::ErrorBodyDoc), (status = 415, description = "neither JSON nor YAML", body = super::openapi::ErrorBodyDoc),
-              (status = 429, description = "overloaded; retry after Retry-After seconds", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+              (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn submit(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -63,12 +62,12 @@ pub async fn submit(
     let span = tracing::info_span!("api.submit_pipeline", node = app.id);
     {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let _ = span.set_parent(crate::telemetry::from_headers(&headers));
+        let _ = span.set_parent(crate::observe::telemetry::from_headers(&headers));
     }
     let proposed = {
         use tracing::Instrument;
         app.proposer
-            .propose(Command::SubmitPipeline {
+            .commit(Command::SubmitPipeline {
                 tenant,
                 idempotency_key: key,
                 spec,
@@ -128,13 +127,13 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
 }
 
 #[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state")),
-    responses((status = 200, description = "a page of pipelines"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "a page of pipelines"), super::openapi::StandardErrors))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
     let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.state.read();
+    let data = app.machine.read();
     let after = PipelineId(q.after.unwrap_or(0));
     let s = &data.state;
     let found: Box<dyn Iterator<Item = &Pipeline>> = match wanted {
@@ -149,7 +148,7 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
 }
 
 #[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
-    responses((status = 200, description = "the pipeline and its jobs' states"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "the pipeline and its jobs' states"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -158,7 +157,7 @@ pub async fn get_one(
     let id = PipelineId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.state.read();
+    let data = app.machine.read();
     let p = data
         .state
         .pipeline(id)
@@ -167,8 +166,8 @@ pub async fn get_one(
 }
 
 #[utoipa::path(post, path = "/v1/pipelines/{id}/cancel", tag = "pipelines", params(("id" = u64, Path)),
-    responses((status = 200, description = "the jobs cancelled"), (status = 404, description = "unknown id", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "the jobs cancelled"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let pipeline = PipelineId(parse_id("id", &id)?);
-    cancelled(app.proposer.propose(Command::CancelPipeline { pipeline }).await?)
+    cancelled(app.proposer.commit(Command::CancelPipeline { pipeline }).await?)
 }

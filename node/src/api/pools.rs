@@ -10,7 +10,7 @@ use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
 
 #[utoipa::path(post, path = "/v1/pools", tag = "pools", request_body(content = super::openapi::PoolSpecDoc, content_type = "application/json"),
     responses((status = 201, description = "registered"), (status = 200, description = "already registered with this spec"),
-              (status = 409, description = "exists with another spec", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pool", body = super::openapi::ErrorBodyDoc), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+              (status = 409, description = "exists with another spec", body = super::openapi::ErrorBodyDoc), (status = 422, description = "invalid pool", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<PoolSpec>) -> Result<Response, ApiError> {
     let name = spec.name.clone();
     // Accepted either way (another node, the leader perhaps, may have the provider), but the
@@ -23,7 +23,7 @@ pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<Po
             app.id, spec.provider
         ));
     }
-    match app.proposer.propose(Command::RegisterPool { spec }).await? {
+    match app.proposer.commit(Command::RegisterPool { spec }).await? {
         SmResponse::Done { changed } => {
             let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
             Ok((
@@ -38,11 +38,11 @@ pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<Po
 }
 
 #[utoipa::path(get, path = "/v1/pools", tag = "pools", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
-    responses((status = 200, description = "pools with their allocation"), (status = 400, description = "bad parameter", body = super::openapi::ErrorBodyDoc), (status = 503, description = "no leader or not ready", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 200, description = "pools with their allocation"), super::openapi::StandardErrors))]
 pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.state.read();
+    let data = app.machine.read();
     let pools: Vec<_> = data.state.pools().cloned().collect();
     Ok(read_response(
         applied,

@@ -330,8 +330,15 @@ impl Cluster {
 }
 
 pub fn pipeline(name: &str) -> Value {
-    json!({
-        "name": name,
-        "jobs": [{ "name": "build", "steps": ["echo hi"], "resources": { "cpu_millis": 100, "memory_mib": 64 } }]
-    })
+    json!({ "name": name, "jobs": [job_spec("build", json!({ "steps": ["echo hi"] }))] })
+}
+
+/// One job of a pipeline spec, as JSON: a step `true`, 100 millicpu and 64 MiB, with each of
+/// `fields` (an object: steps, needs, image, resources, constraints, retry...) set over them.
+pub fn job_spec(name: &str, fields: Value) -> Value {
+    let mut job = json!({ "name": name, "steps": ["true"], "resources": { "cpu_millis": 100, "memory_mib": 64 } });
+    for (key, value) in fields.as_object().cloned().unwrap_or_default() {
+        job[key] = value;
+    }
+    job
 }

@@ -1,11 +1,11 @@
 //! `CancelPipeline` and `CancelJob`. Cancelling is idempotent: cancelling what is already
 //! cancelled succeeds and changes nothing.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::{JobId, JobState, PipelineId, Rejection, Response, State};
 
 impl State {
-    pub(crate) fn cancel_pipeline(&mut self, cx: &mut Cx, pipeline: PipelineId) -> Handled {
+    pub(crate) fn cancel_pipeline(&mut self, cx: &mut EntryContext, pipeline: PipelineId) -> Handled {
         let p = self
             .pipelines
             .get(&pipeline)
@@ -21,7 +21,7 @@ impl State {
         Ok(Response::Cancelled { jobs: cancelled })
     }
 
-    pub(crate) fn cancel_job(&mut self, cx: &mut Cx, job: JobId) -> Handled {
+    pub(crate) fn cancel_job(&mut self, cx: &mut EntryContext, job: JobId) -> Handled {
         let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         match j.state {
             // Already cancelled: answered with the job, as the cancel that did it was. A cancel
@@ -36,7 +36,7 @@ impl State {
     }
 
     /// Cancels `job` (and, through the DAG, its pending dependants); returns every job cancelled.
-    fn cancel_with_dependants(&mut self, cx: &mut Cx, job: JobId) -> Vec<JobId> {
+    fn cancel_with_dependants(&mut self, cx: &mut EntryContext, job: JobId) -> Vec<JobId> {
         let before = cx.events.len();
         self.cancel(cx, job);
         cx.events[before..]

@@ -1,7 +1,7 @@
 //! Transitions shared by several commands: ending a job (and, through the DAG, its
 //! dependants), retrying it, releasing capacity, and closing its pipeline.
 
-use super::Cx;
+use super::EntryContext;
 use crate::{AttemptOutcome, Event, FailureReason, Job, JobId, JobState, PipelineState, QueueKey, State};
 
 /// Whether a finished `need` lets the jobs that need it run.
@@ -12,7 +12,7 @@ pub(crate) fn satisfies_dependants(need: &Job) -> bool {
 impl State {
     /// Moves `job` to `to`, keeping the pending queue in step. Panics on an illegal transition:
     /// handlers check legality before calling, so reaching one is a bug, not bad input.
-    pub(crate) fn set_job_state(&mut self, cx: &Cx, job: JobId, to: JobState, retry: bool) {
+    pub(crate) fn set_job_state(&mut self, cx: &EntryContext, job: JobId, to: JobState, retry: bool) {
         let j = self.jobs.get_mut(&job).expect("set_job_state on unknown job");
         assert!(
             j.state.can_transition_to(to, retry),
@@ -30,7 +30,7 @@ impl State {
         j.updated_at_ms = cx.now_ms;
     }
 
-    fn record_outcome(&mut self, cx: &Cx, job: JobId, outcome: AttemptOutcome) {
+    fn record_outcome(&mut self, cx: &EntryContext, job: JobId, outcome: AttemptOutcome) {
         let j = self.jobs.get_mut(&job).expect("record_outcome on unknown job");
         if let Some(a) = j.current_attempt_mut()
             && a.outcome.is_none()
@@ -42,7 +42,7 @@ impl State {
 
     /// Marks the live assignment of `(job, attempt)` as no longer wanted and asks the leader to
     /// stop its worker. Capacity stays held until the worker is confirmed gone.
-    pub(crate) fn request_worker_stop(&mut self, cx: &mut Cx, job: JobId, attempt: u32) {
+    pub(crate) fn request_worker_stop(&mut self, cx: &mut EntryContext, job: JobId, attempt: u32) {
         if let Some(a) = self.assignments.get_mut(&(job, attempt))
             && !a.releasing
         {
@@ -59,7 +59,7 @@ impl State {
     /// back was added by the placement, so the subtractions cannot underflow while the
     /// invariants hold (checked after every apply in debug builds); they saturate rather than
     /// panic, so a release build never aborts on them.
-    pub(crate) fn release_assignment(&mut self, cx: &mut Cx, job: JobId, attempt: u32) {
+    pub(crate) fn release_assignment(&mut self, cx: &mut EntryContext, job: JobId, attempt: u32) {
         let Some(a) = self.assignments.remove(&(job, attempt)) else {
             return;
         };
@@ -84,7 +84,7 @@ impl State {
         self.emit_capacity(cx, &a.pool);
     }
 
-    pub(crate) fn emit_capacity(&self, cx: &mut Cx, pool: &str) {
+    pub(crate) fn emit_capacity(&self, cx: &mut EntryContext, pool: &str) {
         let Some(p) = self.pools.get(pool) else { return };
         cx.emit(Event::CapacityUpdated {
             pool: pool.to_string(),
@@ -96,7 +96,7 @@ impl State {
     }
 
     /// Ends the current attempt as a success.
-    pub(crate) fn succeed_job(&mut self, cx: &mut Cx, job: JobId) {
+    pub(crate) fn succeed_job(&mut self, cx: &mut EntryContext, job: JobId) {
         self.record_outcome(cx, job, AttemptOutcome::Succeeded);
         self.set_job_state(cx, job, JobState::Succeeded, false);
         let attempt = self.jobs[&job].attempt;
@@ -107,7 +107,7 @@ impl State {
     /// Retries the job if its policy allows, else fails it with `reason`.
     pub(crate) fn retry_or_fail(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         job: JobId,
         outcome: AttemptOutcome,
         reason: FailureReason,
@@ -137,7 +137,7 @@ impl State {
     }
 
     /// Ends the job as FAILED and fails (or releases) its dependants through the DAG.
-    pub(crate) fn fail_job(&mut self, cx: &mut Cx, job: JobId, reason: FailureReason) {
+    pub(crate) fn fail_job(&mut self, cx: &mut EntryContext, job: JobId, reason: FailureReason) {
         let attempt = self.jobs[&job].attempt;
         self.request_worker_stop(cx, job, attempt);
         self.set_job_state(cx, job, JobState::Failed, false);
@@ -147,7 +147,7 @@ impl State {
     }
 
     /// Ends the job as CANCELLED, stopping its worker if it has one.
-    pub(crate) fn cancel(&mut self, cx: &mut Cx, job: JobId) {
+    pub(crate) fn cancel(&mut self, cx: &mut EntryContext, job: JobId) {
         let attempt = self.jobs[&job].attempt;
         self.record_outcome(cx, job, AttemptOutcome::Cancelled);
         self.request_worker_stop(cx, job, attempt);
@@ -157,7 +157,7 @@ impl State {
     }
 
     /// Propagates a finished job through the DAG, then closes its pipeline if all jobs ended.
-    fn after_job_finished(&mut self, cx: &mut Cx, job: JobId) {
+    fn after_job_finished(&mut self, cx: &mut EntryContext, job: JobId) {
         let j = &self.jobs[&job];
         let pipeline = j.pipeline;
         let propagate = match j.state {
@@ -187,7 +187,7 @@ impl State {
         self.close_pipeline_if_done(cx, pipeline);
     }
 
-    fn close_pipeline_if_done(&mut self, cx: &mut Cx, pipeline: crate::PipelineId) {
+    fn close_pipeline_if_done(&mut self, cx: &mut EntryContext, pipeline: crate::PipelineId) {
         let p = &self.pipelines[&pipeline];
         if p.state.is_terminal() {
             return;

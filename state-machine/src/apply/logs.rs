@@ -4,13 +4,13 @@
 //! only its new tail is kept. Each job keeps at most `limits.max_log_bytes_per_job`; past that
 //! the output is dropped and one truncation marker is written.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::{Event, FencingToken, JobId, Rejection, Response, SpecError, State};
 
 impl State {
     pub(crate) fn append_log(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         job: JobId,
         fencing: FencingToken,
         offset: u64,

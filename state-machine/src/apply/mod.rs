@@ -18,14 +18,15 @@ pub(crate) use lifecycle::satisfies_dependants;
 
 pub(crate) type Handled = Result<Response, Rejection>;
 
-/// What a handler needs beside the state: where the entry sits and where to put events.
-pub(crate) struct Cx {
-    pub ctx: ApplyContext,
+/// What a handler needs beside the state: the entry being applied (where it sits in the log,
+/// its time) and where to put the events it emits.
+pub(crate) struct EntryContext {
+    pub position: ApplyContext,
     pub now_ms: u64,
     pub events: Vec<Event>,
 }
 
-impl Cx {
+impl EntryContext {
     pub fn emit(&mut self, event: Event) {
         self.events.push(event);
     }

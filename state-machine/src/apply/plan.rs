@@ -2,7 +2,7 @@
 //! from a view that may be stale; here each is re-checked against the committed state, so a
 //! stale plan can neither oversubscribe a pool nor assign a job twice.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::{
     AcceptedPlacement, Assignment, AttemptRecord, Event, FencingToken, JobState, Placement, RejectedPlacement,
     Rejection, Resources, Response, State,
@@ -10,7 +10,7 @@ use crate::{
 use std::collections::BTreeSet;
 
 impl State {
-    pub(crate) fn apply_plan(&mut self, cx: &mut Cx, placements: &[Placement]) -> Handled {
+    pub(crate) fn apply_plan(&mut self, cx: &mut EntryContext, placements: &[Placement]) -> Handled {
         let max = self.limits.max_plan_placements;
         if placements.len() > max {
             return Err(Rejection::PlanTooLarge {
@@ -19,8 +19,8 @@ impl State {
             });
         }
         let fencing = FencingToken {
-            term: cx.ctx.term,
-            log_index: cx.ctx.log_index,
+            term: cx.position.term,
+            log_index: cx.position.log_index,
         };
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
@@ -133,7 +133,7 @@ impl State {
         })
     }
 
-    fn place(&mut self, cx: &mut Cx, p: &Placement, fencing: FencingToken, admitted: Admitted) {
+    fn place(&mut self, cx: &mut EntryContext, p: &Placement, fencing: FencingToken, admitted: Admitted) {
         let Admitted {
             pool_allocated,
             pool_workers,

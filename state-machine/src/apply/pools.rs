@@ -3,12 +3,12 @@
 //! Capacity may not drop below what is allocated: the invariant "allocated <= capacity" holds
 //! at every index. To shrink a busy pool, drain it first and wait for its workers to finish.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::spec::{validate_label_key, validate_name};
 use crate::{Event, Limits, Pool, PoolSpec, Rejection, Resources, Response, SpecError, State};
 
 impl State {
-    pub(crate) fn register_pool(&mut self, cx: &mut Cx, spec: &PoolSpec) -> Handled {
+    pub(crate) fn register_pool(&mut self, cx: &mut EntryContext, spec: &PoolSpec) -> Handled {
         validate_name("name", &spec.name, &self.limits)?;
         if spec.labels.len() > self.limits.max_labels {
             let max = self.limits.max_labels;
@@ -94,7 +94,7 @@ impl State {
 
     pub(crate) fn update_pool_capacity(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         pool: &str,
         capacity: Resources,
         max_workers: u32,
@@ -122,7 +122,7 @@ impl State {
         Ok(Response::Done { changed: true })
     }
 
-    pub(crate) fn set_pool_draining(&mut self, cx: &mut Cx, pool: &str, draining: bool) -> Handled {
+    pub(crate) fn set_pool_draining(&mut self, cx: &mut EntryContext, pool: &str, draining: bool) -> Handled {
         let p = self
             .pools
             .get_mut(pool)
@@ -160,7 +160,7 @@ impl State {
         Ok(Response::Done { changed: true })
     }
 
-    pub(crate) fn remove_pool(&mut self, cx: &mut Cx, pool: &str) -> Handled {
+    pub(crate) fn remove_pool(&mut self, cx: &mut EntryContext, pool: &str) -> Handled {
         let p = self
             .pools
             .get(pool)

@@ -1,11 +1,11 @@
 //! Cluster-wide settings kept in the replicated state: tenant quotas and limits.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::spec::validate_name;
 use crate::{Event, EventId, Limits, Quota, Response, State};
 
 impl State {
-    pub(crate) fn set_tenant_quota(&mut self, cx: &mut Cx, tenant: &str, quota: Option<&Quota>) -> Handled {
+    pub(crate) fn set_tenant_quota(&mut self, cx: &mut EntryContext, tenant: &str, quota: Option<&Quota>) -> Handled {
         validate_name("tenant", tenant, &self.limits)?;
         let t = self.tenants.entry(tenant.to_string()).or_default();
         if t.quota.as_ref() == quota {
@@ -19,7 +19,7 @@ impl State {
         Ok(Response::Done { changed: true })
     }
 
-    pub(crate) fn update_limits(&mut self, cx: &mut Cx, limits: &Limits) -> Handled {
+    pub(crate) fn update_limits(&mut self, cx: &mut EntryContext, limits: &Limits) -> Handled {
         limits.validate()?;
         if &self.limits == limits {
             return Ok(Response::Done { changed: false });

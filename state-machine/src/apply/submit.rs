@@ -1,7 +1,7 @@
 //! `SubmitPipeline`: expand matrices, validate, deduplicate by idempotency key, create the
 //! pipeline and jobs.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::QueueKey;
 use crate::spec::validate_name;
 use crate::state::IdempotencyRecord;
@@ -17,7 +17,7 @@ const MAX_TRACE_PARENT_BYTES: usize = 128;
 impl State {
     pub(crate) fn submit_pipeline(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         tenant: &str,
         key: Option<&str>,
         submitted: &PipelineSpec,

@@ -3,7 +3,7 @@
 //! report whose token matches no live assignment is refused, so a deposed leader's late
 //! observations cannot change anything. Repeated reports are accepted and change nothing.
 
-use super::{Cx, Handled};
+use super::{EntryContext, Handled};
 use crate::{AttemptOutcome, Event, FailureReason, FencingToken, JobId, JobState, Rejection, Response, State};
 
 const UNCHANGED: Handled = Ok(Response::Done { changed: false });
@@ -33,7 +33,7 @@ impl State {
 
     pub(crate) fn worker_created(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         job: JobId,
         fencing: FencingToken,
         worker_id: &str,
@@ -58,7 +58,7 @@ impl State {
         }
     }
 
-    pub(crate) fn worker_started(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken) -> Handled {
+    pub(crate) fn worker_started(&mut self, cx: &mut EntryContext, job: JobId, fencing: FencingToken) -> Handled {
         let f = self.fenced(job, fencing)?;
         if f.releasing || !f.current || self.jobs[&job].state != JobState::Scheduled {
             return UNCHANGED;
@@ -67,7 +67,7 @@ impl State {
         CHANGED
     }
 
-    fn mark_running(&mut self, cx: &mut Cx, job: JobId) {
+    fn mark_running(&mut self, cx: &mut EntryContext, job: JobId) {
         self.set_job_state(cx, job, JobState::Running, false);
         let j = self.jobs.get_mut(&job).expect("fenced");
         let attempt = j.attempt;
@@ -88,7 +88,13 @@ impl State {
         Ok(!f.releasing && f.current && j.state.is_active() && step >= j.steps_completed && j.failed_step.is_none())
     }
 
-    pub(crate) fn step_started(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, step: u32) -> Handled {
+    pub(crate) fn step_started(
+        &mut self,
+        cx: &mut EntryContext,
+        job: JobId,
+        fencing: FencingToken,
+        step: u32,
+    ) -> Handled {
         if !self.step_report_applies(job, fencing, step)? || self.jobs[&job].current_step == Some(step) {
             return UNCHANGED;
         }
@@ -108,7 +114,7 @@ impl State {
 
     pub(crate) fn step_finished(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         job: JobId,
         fencing: FencingToken,
         step: u32,
@@ -144,7 +150,7 @@ impl State {
 
     pub(crate) fn worker_exited(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         job: JobId,
         fencing: FencingToken,
         exit_code: i32,
@@ -178,7 +184,13 @@ impl State {
         CHANGED
     }
 
-    pub(crate) fn worker_lost(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken, reason: &str) -> Handled {
+    pub(crate) fn worker_lost(
+        &mut self,
+        cx: &mut EntryContext,
+        job: JobId,
+        fencing: FencingToken,
+        reason: &str,
+    ) -> Handled {
         let f = self.fenced(job, fencing)?;
         if f.releasing || !f.current || !self.jobs[&job].state.is_active() {
             return UNCHANGED;
@@ -207,7 +219,7 @@ impl State {
 
     pub(crate) fn worker_terminated(
         &mut self,
-        cx: &mut Cx,
+        cx: &mut EntryContext,
         job: JobId,
         fencing: FencingToken,
         jitter_permille: u16,
@@ -225,7 +237,7 @@ impl State {
     }
 
     /// A lost worker is confirmed gone: only now may the job run again elsewhere.
-    fn after_worker_gone(&mut self, cx: &mut Cx, job: JobId, jitter_permille: u16) {
+    fn after_worker_gone(&mut self, cx: &mut EntryContext, job: JobId, jitter_permille: u16) {
         let reason = match self.jobs[&job].attempts.last().and_then(|a| a.outcome.clone()) {
             Some(AttemptOutcome::Lost { reason }) => reason,
             _ => "worker lost".to_string(),
@@ -234,7 +246,7 @@ impl State {
         self.retry_or_fail(cx, job, outcome, FailureReason::WorkerLost { reason }, jitter_permille);
     }
 
-    pub(crate) fn job_timed_out(&mut self, cx: &mut Cx, job: JobId, fencing: FencingToken) -> Handled {
+    pub(crate) fn job_timed_out(&mut self, cx: &mut EntryContext, job: JobId, fencing: FencingToken) -> Handled {
         let f = self.fenced(job, fencing)?;
         let j = &self.jobs[&job];
         if f.releasing || !f.current || !j.state.is_active() {

@@ -15,11 +15,11 @@
 //! window. If NATS is down the cluster goes on; the backlog is the bounded journal, and the
 //! publisher catches up when NATS returns (if events were evicted meanwhile, the gap is logged and counted).
 
-use crate::Raft;
-use crate::node_metrics::NodeMetrics;
-use crate::proposer::{Proposer, wall_clock_ms};
+use crate::leader::Leadership;
+use crate::observe::metrics::NodeMetrics;
+use crate::raft::proposer::{Proposer, wall_clock_ms};
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use flotilla_raft_store::{JournaledEvent, StateHandle};
+use flotilla_raft_store::{JournalCursor, JournaledEvent, StateHandle};
 use flotilla_state_machine::{Command, EventId, Proposal};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,8 +75,8 @@ impl PublisherConfig {
 }
 
 pub struct Publisher {
-    raft: Raft,
-    state: StateHandle,
+    leadership: Leadership,
+    machine: StateHandle,
     proposer: Proposer,
     metrics: Arc<NodeMetrics>,
     config: PublisherConfig,
@@ -84,15 +84,15 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(
-        raft: Raft,
-        state: StateHandle,
+        leadership: Leadership,
+        machine: StateHandle,
         proposer: Proposer,
         metrics: Arc<NodeMetrics>,
         config: PublisherConfig,
     ) -> Self {
         Publisher {
-            raft,
-            state,
+            leadership,
+            machine,
             proposer,
             metrics,
             config,
@@ -101,36 +101,36 @@ impl Publisher {
 
     /// Runs until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut appended = self.state.journal().watch();
+        let mut cursor = JournalCursor::at_tail(self.machine.journal().clone());
         let mut session: Option<jetstream::Context> = None;
         // This node's progress while it leads; forgotten when it stops leading.
         let mut published: Option<EventId> = None;
         let mut recorded: Option<EventId> = None;
         let mut last_record = Instant::now();
+        let mut leadership = self.leadership.clone();
         loop {
             if *stop.borrow() {
                 return;
             }
-            if !self.raft.is_leader() {
+            let Some(term) = self.leadership.term() else {
                 published = None;
                 recorded = None;
                 self.metrics.events_publish_lag.set(0);
-                if sleep_or_stop(&mut stop, 200).await {
+                if leadership.acquired(&mut stop).await.is_none() {
                     return;
                 }
                 continue;
-            }
-            let mark = self.state.read().state.events_published_through();
-            let after = published.max(mark).unwrap_or(EventId::START);
-            let journal = self.state.journal();
+            };
+            let mark = self.machine.read().state.events_published_through();
+            cursor.seek(published.max(mark).unwrap_or(EventId::START));
             self.metrics
                 .events_publish_lag
-                .set(i64::try_from(journal.count_after(after)).unwrap_or(i64::MAX));
+                .set(i64::try_from(cursor.journal().count_after(cursor.after())).unwrap_or(i64::MAX));
 
             if published > recorded && (last_record.elapsed() >= Duration::from_millis(self.config.record_every_ms)) {
                 if let Some(through) = published {
                     let proposal = Proposal::new(wall_clock_ms(), Command::RecordEventsPublished { through });
-                    match self.proposer.propose_local(proposal).await {
+                    match self.proposer.commit_here(proposal).await {
                         Ok(_) => recorded = Some(through),
                         Err(e) => tracing::debug!(error = %e, "recording publish progress failed; retrying"),
                     }
@@ -157,8 +157,8 @@ impl Publisher {
                 },
             };
 
-            appended.borrow_and_update();
-            let batch = match journal.read_after(after, READ_BATCH_EVENTS) {
+            let after = cursor.after();
+            let batch = match cursor.next_batch(READ_BATCH_EVENTS) {
                 Ok(batch) => batch,
                 Err(gap) => {
                     self.metrics.events_publish_gaps.inc();
@@ -170,7 +170,7 @@ impl Publisher {
             if batch.is_empty() {
                 let wait = Duration::from_millis(self.config.record_every_ms);
                 tokio::select! {
-                    _ = appended.changed() => {}
+                    _ = cursor.appended() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
@@ -179,7 +179,7 @@ impl Publisher {
             let mut sent = Vec::with_capacity(batch.len());
             let mut failure = None;
             for (i, item) in batch.iter().enumerate() {
-                if !self.raft.is_leader() {
+                if !self.leadership.holds(term) {
                     break;
                 }
                 let previous = i.checked_sub(1).map(|p| batch[p].id);

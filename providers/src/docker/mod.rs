@@ -7,13 +7,16 @@
 //!
 //! The container runs a small `sh` wrapper (under Docker's init, so SIGTERM reaches it) that
 //! runs each step in `/workspace`: the steps' stdout and stderr go to the container's stdout,
-//! and the wrapper writes `start <n>` / `end <n> <code>` markers on stderr. `docker_output.rs`
+//! and the wrapper writes `start <n>` / `end <n> <code>` markers on stderr. `output.rs`
 //! follows that log stream. The exit code is reported only once the stream has ended, that
 //! is once every byte of output has been read.
 
-use crate::docker_output;
+mod output;
+
 use crate::output_window::OutputWindow;
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{
+    LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER, Observation, ProviderError, WorkerProvider, WorkerSpec,
+};
 use crate::tombstones::Tombstones;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -26,11 +29,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub const LABEL_CLUSTER: &str = "flotilla.cluster";
-pub const LABEL_JOB: &str = "flotilla.job";
-pub const LABEL_ATTEMPT: &str = "flotilla.attempt";
-pub const LABEL_WORKER: &str = "flotilla.worker";
 
 const WRAPPER: &str = r#"n=0
 code=0
@@ -178,7 +176,7 @@ impl DockerProvider {
         outputs
             .entry(name.to_string())
             .or_insert_with(|| {
-                Arc::new(docker_output::follow(
+                Arc::new(output::follow(
                     docker.clone(),
                     self.container_name(name),
                     self.config.max_buffered_output_bytes,
@@ -313,22 +311,15 @@ impl WorkerProvider for DockerProvider {
             o.lost = true;
             return Ok(o);
         }
-        let output = self.output(name, &docker);
-        let failed = output.with_state(|s| {
-            o.step_started = s.step_started;
-            o.steps_finished = s.steps_finished.clone();
-            o.output_bytes = s.total_bytes();
-            if status == ContainerStateStatusEnum::EXITED && s.ended {
-                let code = if state.oom_killed == Some(true) {
-                    137
-                } else {
-                    state.exit_code.unwrap_or(-1)
-                };
-                o.exit_code = Some(i32::try_from(code).unwrap_or(-1));
-            }
-            s.failed.clone()
+        let exit_code = (status == ContainerStateStatusEnum::EXITED).then(|| {
+            let code = if state.oom_killed == Some(true) {
+                137
+            } else {
+                state.exit_code.unwrap_or(-1)
+            };
+            i32::try_from(code).unwrap_or(-1)
         });
-        if let Some(e) = failed {
+        if let Err(e) = self.output(name, &docker).observe(&mut o, exit_code) {
             // Follow again from the start at the next observation.
             self.outputs.lock().expect("outputs lock").remove(name);
             return Err(ProviderError::Unavailable(format!(

@@ -8,17 +8,23 @@
 //! Pod state comes from a watcher (`kube::runtime::watcher` into a reflector store, which
 //! re-lists by itself after a 410 Gone); a pod missing from the store is looked up directly
 //! before it is called gone, so a pod created a moment ago is never taken for a lost one.
-//! Output comes from the container's log, followed (`kubernetes_output.rs`). Removal first
+//! Output comes from the container's log, followed (`output.rs`). Removal first
 //! leaves a tombstone (a ConfigMap `<cluster>-removed-<worker>`) and creation checks for it
 //! before and after creating, the cluster-wide form of `tombstones.rs`: a deposed leader
 //! cannot bring back an attempt its successor removed.
 
-use crate::docker::{LABEL_CLUSTER, LABEL_WORKER};
-use crate::kubernetes_capacity::pool_capacity;
-use crate::kubernetes_output;
-use crate::kubernetes_pod::{PodTemplate, PodView, node_selector};
+mod capacity;
+mod markers;
+mod output;
+mod pod;
+mod quantity;
+
+pub use pod::PodView;
+
 use crate::output_window::OutputWindow;
+use crate::provider::{LABEL_CLUSTER, LABEL_WORKER};
 use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use capacity::pool_capacity;
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
@@ -27,6 +33,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use pod::{PodTemplate, node_selector};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -266,7 +273,7 @@ impl KubernetesProvider {
         outputs
             .entry(worker.to_string())
             .or_insert_with(|| {
-                Arc::new(kubernetes_output::follow(
+                Arc::new(output::follow(
                     c.pods.clone(),
                     self.pod_name(worker),
                     nonce,
@@ -366,17 +373,7 @@ impl WorkerProvider for KubernetesProvider {
         if !view.started {
             return Ok(o);
         }
-        let output = self.output(c, worker, nonce_of(&pod));
-        let failed = output.with_state(|s| {
-            o.step_started = s.step_started;
-            o.steps_finished = s.steps_finished.clone();
-            o.output_bytes = s.total_bytes();
-            if s.ended {
-                o.exit_code = view.exit_code;
-            }
-            s.failed.clone()
-        });
-        if let Some(e) = failed {
+        if let Err(e) = self.output(c, worker, nonce_of(&pod)).observe(&mut o, view.exit_code) {
             // Follow again from the start at the next observation.
             self.forget(worker);
             return Err(ProviderError::Unavailable(format!(

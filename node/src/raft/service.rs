@@ -2,10 +2,10 @@
 //! receives snapshots into a file, and applies writes forwarded by followers.
 
 use crate::Raft;
-use crate::network::{from_blob, to_blob};
-use crate::pb::raft_service_server::RaftService;
-use crate::pb::{Blob, SnapshotChunk};
-use crate::proposer::{ForwardResult, ProposeError, Proposer};
+use crate::raft::network::{from_blob, to_blob};
+use crate::raft::pb::raft_service_server::RaftService;
+use crate::raft::pb::{Blob, SnapshotChunk};
+use crate::raft::proposer::{ForwardResult, ProposeError, Proposer};
 use flotilla_raft_store::{SnapshotFile, SnapshotMeta, TypeConfig, Vote, decode};
 use flotilla_state_machine::Proposal;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
@@ -94,7 +94,7 @@ impl RaftService for RaftGrpc {
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         let proposal: Proposal = from_blob(request.get_ref())?;
         // Applied here or refused with a hint; never forwarded again (no forwarding loops).
-        let result: ForwardResult = self.proposer.propose_local(proposal).await;
+        let result: ForwardResult = self.proposer.commit_here(proposal).await;
         Ok(Response::new(to_blob(&result)?))
     }
 

@@ -5,7 +5,7 @@
 //! carries the same `now_ms`.
 
 use crate::Raft;
-use crate::network::{Channels, from_blob, to_blob};
+use crate::raft::network::{Channels, from_blob, to_blob};
 use flotilla_raft_store::NodeAddr;
 use flotilla_state_machine::{Command, Proposal, Response};
 use openraft::errors::{ClientWriteError, RaftError};
@@ -62,16 +62,16 @@ impl Proposer {
     }
 
     /// Commits `command` through the leader, wherever it is, and returns `apply`'s response.
-    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+    pub async fn commit(&self, command: Command) -> Result<Response, ProposeError> {
         let mut proposal = Proposal::new(wall_clock_ms(), command);
-        proposal.trace_parent = crate::telemetry::current_trace_parent();
+        proposal.trace_parent = crate::observe::telemetry::current_trace_parent();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.rpc_timeout_ms);
         let mut last = ProposeError::NoLeader("no attempt made".into());
         for _ in 0..PROPOSE_ATTEMPTS {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProposeError::Timeout(self.rpc_timeout_ms));
             }
-            let attempt = match self.propose_local(proposal.clone()).await {
+            let attempt = match self.commit_here(proposal.clone()).await {
                 Err(ProposeError::NotLeader {
                     leader: Some((id, node)),
                 }) if id != *self.raft.node_id() => self.forward(&node, &proposal, deadline).await,
@@ -96,7 +96,7 @@ impl Proposer {
 
     /// Proposes on this node only; a follower answers `NotLeader` with a hint. Every entry this
     /// node creates passes here, so this is where its size is bounded.
-    pub async fn propose_local(&self, proposal: Proposal) -> Result<Response, ProposeError> {
+    pub async fn commit_here(&self, proposal: Proposal) -> Result<Response, ProposeError> {
         check_entry_size(&proposal)?;
         let trace = proposal
             .trace_parent
@@ -110,7 +110,7 @@ impl Proposer {
                         opentelemetry::KeyValue::new("flotilla.command", kind),
                         opentelemetry::KeyValue::new("raft.log_index", r.log_id.index as i64),
                     ];
-                    crate::telemetry::record(
+                    crate::observe::telemetry::record(
                         "raft.commit",
                         Some(&tp),
                         started,
@@ -164,7 +164,7 @@ impl Proposer {
         if self.raft.is_leader() {
             return self.read_index_local().await;
         }
-        let leader = crate::leader_addr(&crate::metrics(&self.raft))
+        let leader = crate::raft::leader_addr(&crate::raft::metrics(&self.raft))
             .ok_or_else(|| ProposeError::NoLeader("no leader known for a linearizable read".into()))?;
         let mut client = self
             .channels

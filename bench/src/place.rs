@@ -10,7 +10,6 @@
 //! job is RUNNING (its worker created and reported started through Raft by the leader's drive
 //! loop) and reports that time too: a placement is a decision, a running job is the outcome.
 
-use crate::client::Client;
 use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
@@ -114,12 +113,12 @@ async fn running(http: &reqwest::Client, server: &str) -> anyhow::Result<u64> {
         .map_or(0, |v| v as u64))
 }
 
-pub async fn run(client: &Client, args: &PlaceArgs) -> anyhow::Result<()> {
+pub async fn run(servers: &[String], args: &PlaceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.pools > 0 && args.jobs > 0 && args.jobs_per_pipeline > 0,
         "--pools, --jobs and --jobs-per-pipeline must be at least 1"
     );
-    let servers: Arc<Vec<String>> = Arc::new(client.servers().to_vec());
+    let servers: Arc<Vec<String>> = Arc::new(servers.to_vec());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .timeout(Duration::from_secs(120))

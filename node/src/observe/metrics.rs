@@ -286,8 +286,8 @@ impl NodeMetrics {
     }
 
     /// Reads the state-derived values and encodes every metric.
-    pub fn scrape(&self, raft: &Raft, state: &StateHandle, providers: &ProviderSet) -> String {
-        let m = crate::metrics(raft);
+    pub fn scrape(&self, raft: &Raft, machine: &StateHandle, providers: &ProviderSet) -> String {
+        let m = crate::raft::metrics(raft);
         let set = |g: &Gauge, v: Option<u64>| {
             g.set(v.map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)));
         };
@@ -297,7 +297,7 @@ impl NodeMetrics {
         set(&self.raft_committed_index, m.local_committed.map(|l| l.index));
         set(&self.raft_applied_index, m.last_applied.map(|l| l.index));
         set(&self.raft_snapshot_index, m.snapshot.map(|l| l.index));
-        let store = state.store_stats();
+        let store = machine.store_stats();
         let follow = |c: &Counter, v: u64| c.inc_by(v.saturating_sub(c.get()));
         follow(&self.raft_appends, store.appends);
         follow(&self.raft_wal_syncs, store.wal_syncs);
@@ -309,7 +309,7 @@ impl NodeMetrics {
         }
         {
             // Counts kept by `apply` (the state's indexes): a scrape reads them, never the jobs.
-            let data = state.read();
+            let data = machine.read();
             self.jobs.clear();
             for (s, n) in data.state.index().job_counts() {
                 self.jobs

@@ -8,8 +8,8 @@
 //! idle leader commits a lone report at once, a busy one fills batches (as group commit does
 //! for fsyncs). Each command is still accepted or refused on its own by `apply`.
 
-use crate::node_metrics::NodeMetrics;
-use crate::proposer::{ProposeError, Proposer, wall_clock_ms};
+use crate::observe::metrics::NodeMetrics;
+use crate::raft::proposer::{ProposeError, Proposer, wall_clock_ms};
 use flotilla_state_machine::{Command, MAX_BATCH_COMMANDS, Proposal, Response};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -34,10 +34,10 @@ impl Default for BatcherConfig {
 /// Bytes of commands in one batch at most: half an entry, so the batch's own encoding and
 /// the proposal around it stay within `proposer::MAX_ENTRY_BYTES` (output chunks are up to
 /// `Limits::max_log_chunk_bytes` each; a thousand of them would not fit one entry).
-const BATCH_BUDGET_BYTES: usize = crate::proposer::MAX_ENTRY_BYTES / 2;
+const BATCH_BUDGET_BYTES: usize = crate::raft::proposer::MAX_ENTRY_BYTES / 2;
 
 /// Splits what was gathered into batches of at most `budget_bytes` of encoded commands each,
-/// in order. A command larger than the budget goes alone (`propose_local` bounds it).
+/// in order. A command larger than the budget goes alone (`commit_here` bounds it).
 fn by_bytes(gathered: Vec<Waiting>, budget_bytes: usize) -> Vec<Vec<Waiting>> {
     let mut groups: Vec<Vec<Waiting>> = Vec::new();
     let mut used = 0usize;
@@ -82,7 +82,7 @@ impl ReportBatcher {
     }
 
     /// Commits `command` in the next batch and returns `apply`'s answer to it.
-    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+    pub async fn commit(&self, command: Command) -> Result<Response, ProposeError> {
         let stopped = || ProposeError::Failed("the leader's report batcher stopped".into());
         let (reply, answer) = oneshot::channel();
         self.tx.send(Waiting { command, reply }).await.map_err(|_| stopped())?;
@@ -104,24 +104,24 @@ impl BatchLoop {
             }
             for group in by_bytes(batch, BATCH_BUDGET_BYTES) {
                 metrics.leader_report_batch_commands.observe(group.len() as f64);
-                commit(proposer, group).await;
+                commit_batch(proposer, group).await;
             }
         }
     }
 }
 
 /// Proposes one batch (a lone command as itself) and answers every submitter.
-async fn commit(proposer: &Proposer, mut batch: Vec<Waiting>) {
+async fn commit_batch(proposer: &Proposer, mut batch: Vec<Waiting>) {
     if batch.len() == 1 {
         if let Some(Waiting { command, reply }) = batch.pop() {
-            let _ = reply.send(proposer.propose_local(Proposal::new(wall_clock_ms(), command)).await);
+            let _ = reply.send(proposer.commit_here(Proposal::new(wall_clock_ms(), command)).await);
         }
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|w| (w.command, w.reply)).unzip();
     let count = commands.len();
     let answers = match proposer
-        .propose_local(Proposal::new(wall_clock_ms(), Command::Batch { commands }))
+        .commit_here(Proposal::new(wall_clock_ms(), Command::Batch { commands }))
         .await
     {
         Ok(Response::Batch { responses }) if responses.len() == count => Ok(responses),

@@ -1,4 +1,6 @@
-//! `flotilla bench`: load generators for the benchmarks in `docs/benchmarks.md`.
+//! `flotilla-bench`: the load generators of the benchmarks in `docs/benchmarks.md`, run by the
+//! scripts beside this crate (`bench/*.sh`). A binary of its own, so the user's `flotilla`
+//! carries no etcd client and no load generator.
 //!
 //! `submit` drives a Flotilla cluster's write path (REST → leader → Raft quorum fsync →
 //! apply) with minimal pipelines; `etcd-put` drives an etcd cluster's v3 JSON gateway with the
@@ -8,13 +10,54 @@
 mod load;
 mod place;
 
-use crate::client::Client;
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use load::{LoadConfig, LoadResult};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "flotilla-bench",
+    version,
+    about = "Load generators for Flotilla's benchmarks"
+)]
+struct Cli {
+    /// API addresses of the Flotilla nodes, comma-separated (round robin).
+    #[arg(
+        long,
+        env = "FLOTILLA_ADDR",
+        default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: BenchCmd,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(&servers(&cli.server), &cli.command).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The `--server` list as base URLs (`http://` added where no scheme is given).
+fn servers(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.starts_with("http") {
+                s.trim_end_matches('/').to_string()
+            } else {
+                format!("http://{s}")
+            }
+        })
+        .collect()
+}
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
@@ -79,15 +122,15 @@ impl LoadArgs {
     }
 }
 
-pub async fn run(client: &Client, command: &BenchCmd) -> anyhow::Result<()> {
+async fn run(servers: &[String], command: &BenchCmd) -> anyhow::Result<()> {
+    anyhow::ensure!(!servers.is_empty(), "--server names no address");
     let (target, args, result) = match command {
-        BenchCmd::Place(args) => return place::run(client, args).await,
+        BenchCmd::Place(args) => return place::run(servers, args).await,
         BenchCmd::Submit { load: args, acks } => {
             let http = pooled_http(args.clients)?;
             let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
             let acked_log = acked.clone();
-            let urls: Arc<Vec<String>> =
-                Arc::new(client.servers().iter().map(|s| format!("{s}/v1/pipelines")).collect());
+            let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| format!("{s}/v1/pipelines")).collect());
             let body = serde_json::json!({
                 "name": "bench",
                 "jobs": [{ "name": "noop", "steps": ["true"], "resources": { "cpu_millis": 1, "memory_mib": 1 } }]
@@ -221,6 +264,15 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_lists_become_base_urls() {
+        assert_eq!(
+            super::servers(" 127.0.0.1:1, http://h:2/ ,,"),
+            vec!["http://127.0.0.1:1".to_string(), "http://h:2".to_string()]
+        );
+        assert!(super::servers("").is_empty());
+    }
+
     #[test]
     fn base64_matches_the_standard_alphabet_with_padding() {
         assert_eq!(super::base64(b""), "");

@@ -2,8 +2,8 @@
 //! reads back (the pod's status as an `Observation`'s ingredients). Pure functions, so both
 //! directions are unit-tested without an API server.
 
-use crate::docker::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
-use crate::kubernetes_output::CONTAINER;
+use super::output::CONTAINER;
+use crate::provider::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
 use crate::provider::{ProviderError, WorkerSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration,
@@ -24,7 +24,7 @@ pub const SETTING_TOLERATIONS: &str = "tolerations";
 pub const TOLERATION_LABEL_PREFIX: &str = "toleration.flotilla.io/";
 
 /// The wrapper every worker pod runs: each step under `sh -e`, markers in band (see
-/// `kubernetes_markers.rs`) with the nonce from `FLOTILLA_MARKER`.
+/// `markers.rs`) with the nonce from `FLOTILLA_MARKER`.
 const WRAPPER: &str = r#"n=0
 code=0
 for step in "$@"; do

@@ -36,7 +36,11 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         config.network_mode = settings.docker_network.clone();
         config.default_image = settings.docker_default_image.clone();
         let docker = DockerProvider::new(config).context("preparing the docker provider's tombstone directory")?;
-        set = set.with(ProviderKind::Docker, AnyProvider::Docker(docker), guard.clone());
+        set = set.with(
+            ProviderKind::Docker,
+            AnyProvider::Docker(Box::new(docker)),
+            guard.clone(),
+        );
     }
     if let Some(namespace) = &settings.kubernetes_namespace {
         let mut config = KubernetesConfig::new(namespace.clone(), settings.cluster_name.clone());

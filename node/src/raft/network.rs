@@ -4,8 +4,8 @@
 //! Payloads are versioned bincode of openraft's serde types inside protobuf `bytes`. A remote
 //! failure travels back as a string (`Result<T, String>`), since error sources are not serde.
 
-use crate::pb::raft_service_client::RaftServiceClient;
-use crate::pb::{Blob, SnapshotChunk};
+use crate::raft::pb::raft_service_client::RaftServiceClient;
+use crate::raft::pb::{Blob, SnapshotChunk};
 use flotilla_raft_store::{NodeAddr, SnapshotFile, TypeConfig, Vote, decode, encode};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};

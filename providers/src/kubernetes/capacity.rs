@@ -2,8 +2,8 @@
 //! picks, minus what pods other than this cluster's workers request on them. Flotilla's own
 //! pods are left out because the replicated state already counts them as allocated.
 
-use crate::docker::LABEL_CLUSTER;
-use crate::kubernetes_quantity::{cpu_millis, memory_mib, whole};
+use super::quantity::{cpu_millis, memory_mib, whole};
+use crate::provider::LABEL_CLUSTER;
 use flotilla_state_machine::Resources;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;

@@ -1,5 +1,5 @@
 //! One pod's output as the leader sees it: a follower task reads the container's log with
-//! `follow=true` once, takes the wrapper's in-band step markers out (`kubernetes_markers.rs`)
+//! `follow=true` once, takes the wrapper's in-band step markers out (`markers.rs`)
 //! and keeps the output in the bounded window of `output_window.rs`.
 //!
 //! As with Docker, a followed stream can end before the last bytes of a container that
@@ -7,8 +7,8 @@
 //! output already seen is skipped and the rest taken. Only then is the output `ended`, and
 //! only then does the provider report the exit code.
 
-use crate::kubernetes_markers::MarkerScanner;
-use crate::output_window::{Frame, OutputState, OutputWindow, wait_for_room};
+use super::markers::MarkerScanner;
+use crate::output_window::{CatchUp, Frame, OutputWindow, wait_for_room};
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -39,33 +39,29 @@ pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_by
             s.lock().expect("output lock").failed = Some(e);
             return;
         }
-        // Read the whole log once more; take only what the followed stream missed.
-        let mut skip = s.lock().expect("output lock").total_bytes_seen;
-        let mut catch_up = OutputState::default();
+        // The followed stream may have ended early: read the whole log once more.
+        let mut catch_up = CatchUp::after(s.lock().expect("output lock").total_bytes_seen);
         let whole = LogParams {
             follow: false,
             container: Some(CONTAINER.into()),
             ..Default::default()
         };
         let mut scanner = MarkerScanner::new(&nonce);
-        let mut missed = Vec::new();
         let read = read_log(&pods, &pod, &whole, &mut scanner, |frame| {
-            catch_up.feed(frame);
-            let produced = std::mem::take(&mut catch_up.data);
-            let skipped = (skip as usize).min(produced.len());
-            skip -= skipped as u64;
-            missed.extend_from_slice(&produced[skipped..]);
-            async {}
+            let missed = catch_up.feed(frame);
+            let (s, d) = (s.clone(), d.clone());
+            async move {
+                if !missed.is_empty() {
+                    s.lock().expect("output lock").push_output(&missed);
+                    wait_for_room(&s, &d, max_buffered_bytes).await;
+                }
+            }
         });
         if let Err(e) = read.await {
             s.lock().expect("output lock").failed = Some(e);
             return;
         }
-        for chunk in missed.chunks(64 * 1024) {
-            s.lock().expect("output lock").push_output(chunk);
-            wait_for_room(&s, &d, max_buffered_bytes).await;
-        }
-        s.lock().expect("output lock").end_with(catch_up);
+        catch_up.finish(&s);
     })
 }
 

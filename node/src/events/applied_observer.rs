@@ -2,9 +2,10 @@
 //! attempt run times (metric, on every node, so a new leader loses none) and the spans of a
 //! traced pipeline that belong to apply (`raft.apply` on every node, `job.run` on the leader).
 
-use crate::node_metrics::{NodeMetrics, OutcomeLabel};
-use crate::{Raft, telemetry};
-use flotilla_raft_store::{JournaledEvent, StateHandle};
+use crate::Raft;
+use crate::observe::metrics::{NodeMetrics, OutcomeLabel};
+use crate::observe::telemetry;
+use flotilla_raft_store::{JournalCursor, JournaledEvent, StateHandle};
 use flotilla_state_machine::{Event, State};
 use opentelemetry::KeyValue;
 use std::sync::Arc;
@@ -16,32 +17,28 @@ const READ_BATCH_EVENTS: usize = 1024;
 
 pub struct AppliedObserver {
     pub raft: Raft,
-    pub state: StateHandle,
+    pub machine: StateHandle,
     pub metrics: Arc<NodeMetrics>,
 }
 
 impl AppliedObserver {
     /// Runs until `stop` turns true, from the events applied after it starts.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let journal = self.state.journal().clone();
-        let mut appended = journal.watch();
-        let mut after = journal.tail();
+        let mut cursor = JournalCursor::at_tail(self.machine.journal().clone());
         loop {
-            appended.borrow_and_update();
-            match journal.read_after(after, READ_BATCH_EVENTS) {
+            match cursor.next_batch(READ_BATCH_EVENTS) {
                 // Evicted or replaced by a snapshot before it was read: go on from what is held.
-                Err(gap) => after = gap.floor,
+                Err(gap) => cursor.seek(gap.floor),
                 Ok(batch) if !batch.is_empty() => {
-                    after = batch.last().map_or(after, |e| e.id);
                     let leader = self.raft.is_leader();
-                    let data = self.state.read();
+                    let data = self.machine.read();
                     for item in &batch {
                         self.observe(item, &data.state, leader);
                     }
                 }
                 Ok(_) => {
                     tokio::select! {
-                        _ = appended.changed() => {}
+                        more = cursor.appended() => if !more { return },
                         _ = stop.wait_for(|s| *s) => return,
                     }
                 }

@@ -2,7 +2,7 @@
 //! stream once (stdout is the job's output, stderr carries the wrapper's step markers) into the
 //! bounded window of `output_window.rs` that the leader drains as it commits output.
 
-use crate::output_window::{Frame, OutputState, OutputWindow, wait_for_room};
+use crate::output_window::{CatchUp, Frame, OutputState, OutputWindow, wait_for_room};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
@@ -26,11 +26,8 @@ pub(crate) fn follow(docker: Docker, container: String, max_buffered_bytes: usiz
                 wait_for_room(&s, &d, max_buffered_bytes).await;
             }
         }
-        // A followed stream can end before the last frames of a container that stopped
-        // while the reader lagged. Read the complete log once more, skip what was seen and
-        // take the rest, with the step markers parsed afresh.
-        let mut skip = s.lock().expect("output lock").total_bytes_seen;
-        let mut catch_up = OutputState::default();
+        // The followed stream may have ended early: read the whole log once more.
+        let mut catch_up = CatchUp::after(s.lock().expect("output lock").total_bytes_seen);
         let options = LogsOptions {
             follow: false,
             stdout: true,
@@ -40,16 +37,13 @@ pub(crate) fn follow(docker: Docker, container: String, max_buffered_bytes: usiz
         let mut stream = docker.logs(&container, Some(options));
         while let Some(item) = stream.next().await {
             let Some(frame) = frame_of(item, &s) else { return };
-            catch_up.feed(frame);
-            let produced = std::mem::take(&mut catch_up.data);
-            let skipped = (skip as usize).min(produced.len());
-            skip -= skipped as u64;
-            if skipped < produced.len() {
-                s.lock().expect("output lock").push_output(&produced[skipped..]);
+            let missed = catch_up.feed(frame);
+            if !missed.is_empty() {
+                s.lock().expect("output lock").push_output(&missed);
                 wait_for_room(&s, &d, max_buffered_bytes).await;
             }
         }
-        s.lock().expect("output lock").end_with(catch_up);
+        catch_up.finish(&s);
     })
 }
 

@@ -1,0 +1,26 @@
+//! Why the leader's loops could not do something this tick. None of these is fatal: the loops
+//! are level-triggered, and the next tick starts again from the replicated state.
+
+use crate::raft::proposer::ProposeError;
+use flotilla_providers::ProviderError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    /// This node no longer leads in the term the tick started in; what is left of the tick is
+    /// for the next leader.
+    #[error("no longer the leader of term {term}")]
+    Deposed { term: u64 },
+    /// A proposal was not committed (its outcome is unknown or it was refused by Raft).
+    #[error("proposing {command}: {source}")]
+    Propose {
+        command: &'static str,
+        #[source]
+        source: ProposeError,
+    },
+    /// A provider call failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// This node has no provider of the kind the assignment's pool names.
+    #[error("this node has no {kind} provider for pool {pool}")]
+    NoProvider { kind: String, pool: String },
+}

@@ -1,0 +1,230 @@
+//! Carries out `reconcile::decide`'s actions for one assignment: provider calls, reports through
+//! the batcher, metrics and spans. It decides nothing itself: each provider answer becomes the
+//! next `Sight`, and `decide` says what follows.
+
+use super::reconcile::{Action, Known, Sight, decide};
+use super::{LOG_CHUNK_BYTES, LeaderContext, LeaderError};
+use crate::observe::metrics::ProviderLabel;
+use crate::observe::telemetry;
+use flotilla_providers::{AnyProvider, Guarded, Observation, WorkerProvider, WorkerSpec};
+use flotilla_state_machine::{Assignment, Command, Job, ProviderKind, Response};
+use opentelemetry::KeyValue;
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime};
+
+/// Rounds of decide-and-act for one assignment in one tick. The longest chain the rules make is
+/// create, observe, commit output, report the exit (four rounds); a rule that kept asking would
+/// stop here instead of spinning.
+const MAX_ROUNDS: usize = 8;
+
+/// What driving one assignment needs, copied out of the state so no lock is held across
+/// provider calls.
+pub(super) struct AssignmentView {
+    pub assignment: Assignment,
+    pub job: Job,
+    /// The provider of the assignment's pool, if the pool exists.
+    pub kind: Option<ProviderKind>,
+    /// The trace of the job's pipeline, if it was submitted traced.
+    pub trace_parent: Option<String>,
+    /// The provider settings of the assignment's pool.
+    pub pool_settings: BTreeMap<String, String>,
+}
+
+impl LeaderContext<'_> {
+    /// Moves one assignment as far towards its desired state as this tick allows, in `term`.
+    /// An error says why it could not go further (the next tick tries again).
+    pub(super) async fn drive(&self, view: &AssignmentView, term: u64, now_ms: u64) -> Result<(), LeaderError> {
+        let a = &view.assignment;
+        let known = Known {
+            assignment: a,
+            job: &view.job,
+            now_ms,
+            jitter_permille: jitter(),
+        };
+        let name = flotilla_providers::worker_name(a.job, a.attempt);
+        let provider = view.kind.and_then(|k| self.providers.get(k));
+        // Why this assignment stops short this tick, if a provider could not be asked.
+        let mut held_back: Option<LeaderError> = None;
+        let mut sight = if provider.is_some() {
+            Sight::Unasked
+        } else {
+            held_back = Some(LeaderError::NoProvider {
+                kind: view
+                    .kind
+                    .map_or_else(|| "(unknown pool)".to_string(), |k| k.to_string()),
+                pool: a.pool.clone(),
+            });
+            Sight::NoProvider
+        };
+        let mut observed: Option<Observation> = None;
+        for _ in 0..MAX_ROUNDS {
+            let mut answer = None;
+            for action in decide(&known, &sight) {
+                if !matches!(action, Action::Observe | Action::CommitOutput { .. }) && !self.leadership.holds(term) {
+                    return Err(LeaderError::Deposed { term });
+                }
+                let Some(provider) = provider else {
+                    // Without a provider the rules only report (a timeout).
+                    if let Action::Report(command) = action {
+                        self.report(term, command).await?;
+                    }
+                    continue;
+                };
+                match action {
+                    Action::Report(command) => self.report(term, command).await?,
+                    Action::Remove => provider.remove(&name).await?,
+                    Action::Create => {
+                        answer = Some(match self.create(provider, view).await {
+                            Ok(worker_id) => Sight::Created { worker_id },
+                            // The provider can never run this worker: decided as a loss.
+                            Err(e) if !e.is_transient() => Sight::Refused { reason: e.to_string() },
+                            Err(e) => {
+                                held_back = Some(e.into());
+                                Sight::Unreachable
+                            }
+                        })
+                    }
+                    Action::Observe => {
+                        answer = Some(match provider.observe(&name).await {
+                            Ok(o) => {
+                                observed = Some(o.clone());
+                                Sight::Observed(o)
+                            }
+                            Err(e) => {
+                                held_back = Some(e.into());
+                                Sight::Unreachable
+                            }
+                        })
+                    }
+                    Action::Terminate => {
+                        answer = Some(match provider.terminate(&name).await {
+                            Ok(gone) => Sight::Terminated { gone },
+                            Err(e) => {
+                                held_back = Some(e.into());
+                                Sight::Unreachable
+                            }
+                        })
+                    }
+                    Action::CommitOutput { from, to } => {
+                        let through = self.commit_output(provider, term, a, &name, from, to).await?;
+                        answer = Some(Sight::OutputCommitted {
+                            observation: observed.clone().unwrap_or_default(),
+                            through,
+                        });
+                    }
+                }
+            }
+            match answer {
+                Some(next) => sight = next,
+                None => return held_back.map_or(Ok(()), Err),
+            }
+        }
+        tracing::warn!(job = %a.job, ?sight, "the reconciler kept asking; stopped for this tick");
+        held_back.map_or(Ok(()), Err)
+    }
+
+    /// Proposes one worker report in `term`, through the batcher. A refusal by `apply` is an
+    /// answer (the report was stale or repeated), not an error.
+    pub(super) async fn report(&self, term: u64, command: Command) -> Result<(), LeaderError> {
+        if !self.leadership.holds(term) {
+            return Err(LeaderError::Deposed { term });
+        }
+        let kind = command.kind();
+        match self.reports.commit(command).await {
+            Ok(Response::Rejected(r)) => {
+                tracing::debug!(kind, reason = %r, "leader proposal rejected");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(source) => Err(LeaderError::Propose { command: kind, source }),
+        }
+    }
+
+    /// Reads output `from..to` a chunk at a time and commits each as `AppendLog`; returns how
+    /// far the commit got (short of `to` when the provider has nothing more to give yet).
+    async fn commit_output(
+        &self,
+        provider: &Guarded<AnyProvider>,
+        term: u64,
+        a: &Assignment,
+        name: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<u64, LeaderError> {
+        let mut offset = from;
+        while offset < to {
+            let data = provider.read_output(name, offset, LOG_CHUNK_BYTES).await?;
+            if data.is_empty() {
+                break;
+            }
+            let len = data.len() as u64;
+            let command = Command::AppendLog {
+                job: a.job,
+                fencing: a.fencing,
+                offset,
+                data,
+            };
+            self.report(term, command).await?;
+            offset += len;
+        }
+        Ok(offset)
+    }
+
+    /// Creates the assignment's worker, with its create latency and a `worker.create` span.
+    async fn create(
+        &self,
+        provider: &Guarded<AnyProvider>,
+        view: &AssignmentView,
+    ) -> Result<String, flotilla_providers::ProviderError> {
+        let a = &view.assignment;
+        let spec = &view.job.spec;
+        let spec = WorkerSpec {
+            job: a.job,
+            attempt: a.attempt,
+            fencing: a.fencing,
+            steps: spec.steps.clone(),
+            env: spec.env.clone(),
+            image: spec.image.clone(),
+            resources: spec.resources,
+            timeout_ms: spec.timeout_ms,
+            labels: spec.constraints.clone(),
+            pool_settings: view.pool_settings.clone(),
+        };
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let created = provider.create(&spec).await;
+        let provider_name = view.kind.map_or_else(String::new, |k| k.to_string());
+        if created.is_ok() {
+            let label = ProviderLabel {
+                provider: provider_name.clone(),
+            };
+            self.metrics
+                .worker_create_seconds
+                .get_or_create(&label)
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let attributes = vec![
+            KeyValue::new("flotilla.job", a.job.to_string()),
+            KeyValue::new("flotilla.attempt", i64::from(a.attempt)),
+            KeyValue::new("flotilla.provider", provider_name),
+            KeyValue::new("flotilla.worker", spec.name()),
+            KeyValue::new("flotilla.created", created.is_ok()),
+        ];
+        telemetry::record(
+            "worker.create",
+            view.trace_parent.as_deref(),
+            started_at,
+            SystemTime::now(),
+            attributes,
+        );
+        created
+    }
+}
+
+/// Retry jitter drawn by the proposer (0..=1000); `apply` stays deterministic.
+fn jitter() -> u16 {
+    (SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        % 1001) as u16
+}

@@ -1,0 +1,174 @@
+//! The leader's work loops: schedule (the placement loop); start workers, observe them, stop
+//! them (the drive loop).
+//!
+//! It is level-triggered: every tick compares the replicated state (assignments, jobs) with what
+//! the provider actually holds, and proposes the commands that close the gap. Nothing is kept
+//! between ticks except a timer, so a node that becomes leader simply starts ticking and adopts
+//! whatever workers exist; log offsets come from the replicated state, so output is committed
+//! exactly once across leader changes.
+//!
+//! The decisions are pure functions tested as data: `reconcile.rs` for one assignment (what to
+//! create, observe, report, terminate, remove), `fleet.rs` for the providers and pools as a
+//! whole (orphans, pool problems, measured capacity), and the scheduler of the state machine
+//! for placements. The files around them do the I/O: `executor.rs` carries out one
+//! assignment's actions, `drive.rs` runs the drive tick over every assignment and provider,
+//! `placement.rs` the placement tick. Proposals go through `commit_here` (directly, or in
+//! batches through `report_batcher.rs`): a node that is no longer leader cannot get them
+//! committed, and every tick stops as soon as the term it started in no longer holds
+//! (`leadership.rs`).
+
+mod drive;
+mod error;
+mod executor;
+mod fleet;
+mod leadership;
+mod placement;
+mod reconcile;
+pub mod report_batcher;
+
+pub use error::LeaderError;
+pub use leadership::Leadership;
+pub use reconcile::{Action, Known, Sight, decide};
+
+use crate::observe::metrics::NodeMetrics;
+use crate::raft::proposer::Proposer;
+use flotilla_providers::ProviderSet;
+use flotilla_raft_store::StateHandle;
+use flotilla_state_machine::scheduler::SchedulerPolicy;
+use report_batcher::{BatcherConfig, ReportBatcher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Output bytes committed per `AppendLog` at most (below the state's chunk limit).
+pub const LOG_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    pub tick_ms: u64,
+    pub policy: SchedulerPolicy,
+    /// Workers driven at once; their reports share Raft entries (see `report_batcher`).
+    pub drive_concurrency: usize,
+    pub batcher: BatcherConfig,
+}
+
+impl LeaderConfig {
+    /// The defaults with a tick of `tick_ms`.
+    pub fn with_tick_ms(tick_ms: u64) -> Self {
+        LeaderConfig {
+            tick_ms,
+            policy: SchedulerPolicy::default(),
+            drive_concurrency: 256,
+            batcher: BatcherConfig::default(),
+        }
+    }
+}
+
+/// What the leader loop works with.
+pub struct LeaderParts {
+    pub node_id: u64,
+    pub leadership: Leadership,
+    pub machine: StateHandle,
+    pub proposer: Proposer,
+    pub providers: Arc<ProviderSet>,
+    pub metrics: Arc<NodeMetrics>,
+}
+
+/// Runs the leader's loops until `stop` turns true. They work only while this node leads.
+pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver<bool>) {
+    let LeaderParts {
+        node_id,
+        leadership,
+        machine,
+        proposer,
+        providers,
+        metrics,
+    } = parts;
+    let (reports, batch_loop) = ReportBatcher::new(config.batcher);
+    let context = LeaderContext {
+        node_id,
+        leadership,
+        machine: &machine,
+        proposer: &proposer,
+        reports: &reports,
+        providers: providers.as_ref(),
+        config: &config,
+        metrics: &metrics,
+    };
+    // Placement and worker driving run side by side: driving every assignment of a large
+    // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
+    // re-checked in `apply`, so the two never need to see each other's latest state.
+    tokio::join!(
+        placement_loop(&context, stop.clone()),
+        drive_loop(&context, stop.clone()),
+        batch_loop.run(&proposer, &metrics, stop)
+    );
+}
+
+/// What every tick of the leader's loops works with.
+struct LeaderContext<'a> {
+    node_id: u64,
+    leadership: Leadership,
+    machine: &'a StateHandle,
+    proposer: &'a Proposer,
+    /// Worker reports go through here, many to a Raft entry.
+    reports: &'a ReportBatcher,
+    providers: &'a ProviderSet,
+    config: &'a LeaderConfig,
+    metrics: &'a NodeMetrics,
+}
+
+/// Every tick, or at once after a full plan (more may be waiting): run the scheduler and
+/// commit its plan.
+async fn placement_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<bool>) {
+    let mut leadership = context.leadership.clone();
+    let mut ticker = tokio::time::interval(Duration::from_millis(context.config.tick_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut again = false;
+    loop {
+        if leadership.term().is_none() && leadership.acquired(&mut stop).await.is_none() {
+            return;
+        }
+        if !again {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+        } else if *stop.borrow() {
+            return;
+        }
+        let Some(term) = leadership.term() else {
+            again = false;
+            continue;
+        };
+        match context.place(term).await {
+            // A full plan that was accepted: more jobs may be waiting, go again at once.
+            Ok(accepted) => again = accepted >= context.config.policy.max_placements,
+            Err(e) => {
+                again = false;
+                tracing::warn!(error = %e, "placing jobs");
+            }
+        }
+    }
+}
+
+/// Every tick: drive each assignment's worker, remove orphans, follow measured capacity.
+async fn drive_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<bool>) {
+    let mut leadership = context.leadership.clone();
+    let mut ticker = tokio::time::interval(Duration::from_millis(context.config.tick_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if leadership.term().is_none() && leadership.acquired(&mut stop).await.is_none() {
+            return;
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(term) = leadership.term() else { continue };
+        match context.drive_tick(term).await {
+            Ok(()) | Err(LeaderError::Deposed { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "leader tick stopped early"),
+        }
+    }
+}

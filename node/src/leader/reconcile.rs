@@ -1,0 +1,212 @@
+//! The leader's decisions about one assignment, as a pure function.
+//!
+//! `decide` maps what is known of an assignment (the assignment and its job as replicated, what
+//! the provider said last, the time, the jitter drawn for this tick) to the actions that bring
+//! its worker one step closer to what the state wants, the way openraft's engine returns
+//! commands for its runtime to run. It does no I/O, reads no clock and draws no random number;
+//! `executor.rs` carries the actions out in order and feeds each provider answer back in as
+//! the next `Sight`, until an answer calls for nothing more.
+//!
+//! The rules, each tested as an exact action list in `reconcile/tests.rs`:
+//! - A released assignment (cancelled, timed out, lost) has its worker terminated; once the
+//!   provider says it no longer runs, it is removed (its name buried, so no deposed leader can
+//!   bring it back), and only then is it reported terminated, which releases its capacity.
+//! - An assignment without a worker gets one created, and the worker is observed at once.
+//!   A create the provider refuses for good (no such image) is reported as a loss, so the job is
+//!   retried or failed by its policy; a provider that cannot be reached leaves it for the next
+//!   tick.
+//! - An observed worker is reported as what the job does not know yet: started, each finished
+//!   step past `steps_completed` (but not the failed step already recorded), the step now
+//!   running, output past `stream_offset`. A repeated observation reports nothing new.
+//! - Output is committed before the exit: the exit is reported only once every byte the
+//!   provider counted is committed, and the worker is removed after that.
+//! - A worker that vanished or was lost is reported lost.
+//! - The job's timeout counts whatever the provider says: it is enforced when the provider
+//!   cannot be reached and when this leader has no provider for the pool.
+
+use flotilla_providers::Observation;
+use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState};
+
+/// What the leader knows of one assignment at one point of a tick.
+#[derive(Clone, Copy, Debug)]
+pub struct Known<'a> {
+    /// The assignment as replicated (read at the start of the tick).
+    pub assignment: &'a Assignment,
+    /// Its job as replicated.
+    pub job: &'a Job,
+    /// The leader's clock when the tick started.
+    pub now_ms: u64,
+    /// Retry jitter (0..=1000) drawn for this assignment this tick, carried by the exit and
+    /// termination reports so `apply` stays deterministic.
+    pub jitter_permille: u16,
+}
+
+/// What the provider said last about the assignment's worker, this tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sight {
+    /// Nothing asked yet: the start of driving the assignment.
+    Unasked,
+    /// This leader has no provider for the assignment's pool: it can ask nothing.
+    NoProvider,
+    /// The provider did not answer (unreachable, timed out, circuit open): nothing is known of
+    /// the worker, so nothing is reported about it.
+    Unreachable,
+    /// `create` made (or found) the worker; the provider's id for it.
+    Created { worker_id: String },
+    /// `create` refused the worker for good (the reason is the provider's).
+    Refused { reason: String },
+    /// `terminate` answered whether the worker no longer runs.
+    Terminated { gone: bool },
+    /// `observe` answered.
+    Observed(Observation),
+    /// The output of `observation` was committed up to byte `through` of the attempt's stream.
+    OutputCommitted { observation: Observation, through: u64 },
+}
+
+/// One step for the executor. Provider calls are answered with a new `Sight`; the others are
+/// carried out and the next action follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create and start the worker: answered `Created`, `Refused` or `Unreachable`.
+    Create,
+    /// Observe the worker: answered `Observed` or `Unreachable`.
+    Observe,
+    /// Read the worker's output from byte `from` up to byte `to` and commit it as `AppendLog`
+    /// chunks: answered `OutputCommitted` with how far the commit got.
+    CommitOutput { from: u64, to: u64 },
+    /// Stop the worker: answered `Terminated` or `Unreachable`.
+    Terminate,
+    /// Delete what is left of a stopped worker and bury its name.
+    Remove,
+    /// Propose a worker report to Raft (fenced by the assignment's token in `apply`).
+    Report(Command),
+}
+
+/// The actions that follow from `known` and the provider's last answer, in order. An empty
+/// list ends the assignment's turn for this tick.
+pub fn decide(known: &Known<'_>, sight: &Sight) -> Vec<Action> {
+    let a = known.assignment;
+    match sight {
+        Sight::Unasked if a.releasing => vec![Action::Terminate],
+        Sight::Unasked if a.worker_id.is_none() => vec![Action::Create],
+        Sight::Unasked => vec![Action::Observe],
+        // A released assignment's clock no longer matters; any other job's still runs.
+        Sight::NoProvider | Sight::Unreachable if a.releasing => Vec::new(),
+        Sight::NoProvider | Sight::Unreachable => timeout_if_due(known),
+        Sight::Created { worker_id } => vec![
+            report(known, |job, fencing| Command::WorkerCreated {
+                job,
+                fencing,
+                worker_id: worker_id.clone(),
+            }),
+            Action::Observe,
+        ],
+        Sight::Refused { reason } => vec![report(known, |job, fencing| Command::WorkerLost {
+            job,
+            fencing,
+            reason: reason.clone(),
+        })],
+        Sight::Terminated { gone: true } => vec![
+            Action::Remove,
+            report(known, |job, fencing| Command::WorkerTerminated {
+                job,
+                fencing,
+                jitter_permille: known.jitter_permille,
+            }),
+        ],
+        Sight::Terminated { gone: false } => Vec::new(),
+        Sight::Observed(o) => observed(known, o),
+        Sight::OutputCommitted { observation, through } => after_output(known, observation, *through),
+    }
+}
+
+/// Reports what an observation shows that the job does not know yet, then commits its output
+/// or, with all of it committed, goes on to the exit.
+fn observed(known: &Known<'_>, o: &Observation) -> Vec<Action> {
+    let j = known.job;
+    if !o.exists || o.lost {
+        return vec![report(known, |job, fencing| Command::WorkerLost {
+            job,
+            fencing,
+            reason: "worker process vanished".into(),
+        })];
+    }
+    let mut actions = Vec::new();
+    if o.started && j.state == JobState::Scheduled {
+        actions.push(report(known, |job, fencing| Command::WorkerStarted { job, fencing }));
+    }
+    // Past the steps known completed, and not the failure already recorded.
+    let unknown = |s: u32| s >= j.steps_completed && Some(s) != j.failed_step;
+    for &(step, exit_code) in o.steps_finished.iter().filter(|(s, _)| unknown(*s)) {
+        actions.push(report(known, |job, fencing| Command::StepFinished {
+            job,
+            fencing,
+            step,
+            exit_code,
+        }));
+    }
+    if let Some(step) = o
+        .step_started
+        .filter(|s| Some(*s) != j.current_step && *s >= j.steps_completed)
+        && !o.steps_finished.iter().any(|(s, _)| *s == step)
+    {
+        actions.push(report(known, |job, fencing| Command::StepStarted {
+            job,
+            fencing,
+            step,
+        }));
+    }
+    if j.stream_offset < o.output_bytes {
+        actions.push(Action::CommitOutput {
+            from: j.stream_offset,
+            to: o.output_bytes,
+        });
+    } else {
+        actions.extend(after_output(known, o, j.stream_offset));
+    }
+    actions
+}
+
+/// With output committed up to `through`: the exit, if the worker exited and every byte it
+/// produced is committed; nothing more while output is missing; the timeout otherwise.
+fn after_output(known: &Known<'_>, o: &Observation, through: u64) -> Vec<Action> {
+    match o.exit_code {
+        Some(exit_code) if through >= o.output_bytes => vec![
+            report(known, |job, fencing| Command::WorkerExited {
+                job,
+                fencing,
+                exit_code,
+                jitter_permille: known.jitter_permille,
+            }),
+            Action::Remove,
+        ],
+        // Exited, but output is still missing: the next tick commits the rest first.
+        Some(_) => Vec::new(),
+        None => timeout_if_due(known),
+    }
+}
+
+fn timeout_if_due(known: &Known<'_>) -> Vec<Action> {
+    if timed_out(known.job, known.assignment.fencing, known.now_ms) {
+        vec![report(known, |job, fencing| Command::JobTimedOut { job, fencing })]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Whether the attempt fenced by `fencing` has run (or waited to start) past the job's
+/// timeout at `now_ms`. Only an active job of that very attempt can time out.
+pub fn timed_out(j: &Job, fencing: FencingToken, now_ms: u64) -> bool {
+    let Some(a) = j.attempts.last().filter(|a| a.fencing == fencing) else {
+        return false;
+    };
+    let since = a.started_at_ms.unwrap_or(a.scheduled_at_ms);
+    j.state.is_active() && now_ms.saturating_sub(since) >= j.spec.timeout_ms
+}
+
+fn report(known: &Known<'_>, command: impl FnOnce(flotilla_state_machine::JobId, FencingToken) -> Command) -> Action {
+    Action::Report(command(known.assignment.job, known.assignment.fencing))
+}
+
+#[cfg(test)]
+mod tests;
