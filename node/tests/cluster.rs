@@ -234,8 +234,8 @@ async fn stable_applied_index(c: &Cluster, id: u64) -> u64 {
     let mut last = None;
     for _ in 0..60 {
         let now = c.get(id, "/v1/cluster").await.1["applied_index"].as_u64();
-        if now.is_some() && now == last {
-            return now.unwrap();
+        if let Some(index) = now.filter(|_| now == last) {
+            return index;
         }
         last = now;
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

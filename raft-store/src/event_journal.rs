@@ -113,10 +113,10 @@ impl EventJournal {
     /// Up to `max` events after `after`, oldest first.
     pub fn read_after(&self, after: EventId, max: usize) -> Result<Vec<JournaledEvent>, Gap> {
         let inner = self.lock();
-        if let Some(floor) = inner.floor {
-            if after < floor {
-                return Err(Gap { floor });
-            }
+        if let Some(floor) = inner.floor
+            && after < floor
+        {
+            return Err(Gap { floor });
         }
         let first = inner.entries.partition_point(|e| e.log_index < after.log_index);
         let mut out = Vec::new();

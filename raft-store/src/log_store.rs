@@ -149,9 +149,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // After a crash between recording a purge and deleting, entries at or below the purge
         // point may remain; the later of the two is the last log id.
         let last_log_id = match (self.last_entry()?.map(|e| e.log_id()), &last_purged_log_id) {
-            (Some(last), Some(purged)) if purged.index() >= last.index() => Some(purged.clone()),
+            (Some(last), Some(purged)) if purged.index() >= last.index() => Some(*purged),
             (Some(last), _) => Some(last),
-            (None, purged) => purged.clone(),
+            (None, purged) => *purged,
         };
         Ok(LogState {
             last_purged_log_id,

@@ -31,7 +31,7 @@ pub struct SnapshotHeader {
 impl SnapshotHeader {
     pub fn meta(&self) -> SnapshotMeta {
         SnapshotMeta {
-            last_log_id: self.last_log_id.clone(),
+            last_log_id: self.last_log_id,
             last_membership: self.last_membership.clone(),
         }
     }

@@ -79,7 +79,7 @@ impl StateMachineStore {
             None => (StateMachineData::default(), None),
             Some((header, state)) => {
                 let data = StateMachineData {
-                    last_applied: header.last_log_id.clone(),
+                    last_applied: header.last_log_id,
                     last_membership: header.last_membership.clone(),
                     state,
                 };
@@ -126,7 +126,7 @@ impl Shared {
         let header = {
             let data = self.data.read().unwrap_or_else(|p| p.into_inner());
             let header = SnapshotHeader {
-                last_log_id: data.last_applied.clone(),
+                last_log_id: data.last_applied,
                 last_membership: data.last_membership.clone(),
             };
             write_snapshot(&tmp, &header, &data.state)?;
@@ -157,7 +157,7 @@ impl Shared {
         }
         self.snapshots.publish(&tmp, &header)?;
         *self.write() = StateMachineData {
-            last_applied: header.last_log_id.clone(),
+            last_applied: header.last_log_id,
             last_membership: header.last_membership.clone(),
             state,
         };
@@ -179,7 +179,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let data = self.shared.data.read().unwrap_or_else(|p| p.into_inner());
-        Ok((data.last_applied.clone(), data.last_membership.clone()))
+        Ok((data.last_applied, data.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -187,14 +187,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
-            let log_id = entry.log_id.clone();
+            let log_id = entry.log_id;
             let ctx = ApplyContext {
                 log_index: log_id.index,
                 term: log_id.leader_id.term,
             };
             let (response, events) = {
                 let mut data = self.shared.write();
-                data.last_applied = Some(log_id.clone());
+                data.last_applied = Some(log_id);
                 match entry.payload {
                     EntryPayload::Blank => (Response::Done { changed: false }, Vec::new()),
                     EntryPayload::Normal(proposal) => data.state.apply(ctx, &proposal),

@@ -29,9 +29,11 @@ pub fn rank(state: &str) -> Option<u8> {
     })
 }
 
+/// One linearizable read of a job: (invoke time, complete time, (attempt, rank), state).
+type Read = (f64, f64, (u64, u8), String);
+
 pub fn check(ops: &[Op]) -> Verdict {
-    // Per job: (invoke time, complete time, (attempt, rank), state).
-    let mut reads: BTreeMap<u64, Vec<(f64, f64, (u64, u8), String)>> = BTreeMap::new();
+    let mut reads: BTreeMap<u64, Vec<Read>> = BTreeMap::new();
     let mut problems = Vec::new();
     for c in pair(ops) {
         if c.invoke.f != "read-lin" || c.done.kind != OpType::Ok {

@@ -120,9 +120,8 @@ fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
     match crate::raft::leader_addr(&crate::raft::metrics(&app.raft)) {
         Some(leader) => {
             let message = format!("send this to the leader at {}", leader.api_addr);
-            let mut e = ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message);
-            e.location = Some(format!("http://{}{path}", leader.api_addr));
-            Err(e)
+            Err(ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message)
+                .location(format!("http://{}{path}", leader.api_addr)))
         }
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,17 +7,22 @@ use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::Rejection;
 use serde::Serialize;
 
+/// One error answer. Boxed: handlers return `Result<_, ApiError>` everywhere, and the error
+/// should not make every such result as large as its seven fields.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub field: Option<String>,
+pub struct ApiError(Box<Details>);
+
+#[derive(Debug)]
+struct Details {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
     /// Line of the submitted YAML file the error points at.
-    pub line: Option<usize>,
-    pub retry_after_s: Option<u64>,
+    line: Option<usize>,
+    retry_after_s: Option<u64>,
     /// Sent as the `Location` header (redirects to the leader).
-    pub location: Option<String>,
+    location: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -37,7 +42,7 @@ struct Inner<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(Details {
             status,
             code,
             message: message.into(),
@@ -45,24 +50,39 @@ impl ApiError {
             line: None,
             retry_after_s: None,
             location: None,
-        }
+        }))
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.0.field = Some(field.into());
         self
     }
 
     /// Points the error at a line of the submitted file (also appended to the message).
     pub fn line(mut self, line: usize) -> Self {
-        self.message = format!("{} (line {line})", self.message);
-        self.line = Some(line);
+        self.0.message = format!("{} (line {line})", self.0.message);
+        self.0.line = Some(line);
         self
     }
 
     pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after_s = Some(seconds);
+        self.0.retry_after_s = Some(seconds);
         self
+    }
+
+    /// Sends `url` as the `Location` header (a redirect to the leader).
+    pub fn location(mut self, url: impl Into<String>) -> Self {
+        self.0.location = Some(url.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// The field the error names, if any.
+    pub fn field_name(&self) -> Option<&str> {
+        self.0.field.as_deref()
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -76,19 +96,20 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let e = self.0;
         let body = Body {
             error: Inner {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-                line: self.line,
+                code: e.code,
+                message: &e.message,
+                field: e.field.as_deref(),
+                line: e.line,
             },
         };
-        let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(s) = self.retry_after_s {
+        let mut resp = (e.status, axum::Json(body)).into_response();
+        if let Some(s) = e.retry_after_s {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        if let Some(loc) = self.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
+        if let Some(loc) = e.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
             resp.headers_mut().insert(header::LOCATION, loc);
         }
         resp

@@ -86,10 +86,10 @@ impl Filter {
         if self.kinds.as_ref().is_some_and(|k| !k.contains(event.kind())) {
             return false;
         }
-        if let Some(job) = self.job {
-            if event.job() != Some(job) {
-                return false;
-            }
+        if let Some(job) = self.job
+            && event.job() != Some(job)
+        {
+            return false;
         }
         if let Some(pipeline) = self.pipeline {
             let of_event = event

@@ -97,7 +97,7 @@ pub async fn submit(
                     .map(|e| e.origin)
                     .unwrap_or_default()
             });
-            if let (Some(source), Some(field), Some(origin)) = (&yaml, error.field.as_deref(), &origin)
+            if let (Some(source), Some(field), Some(origin)) = (&yaml, error.field_name(), &origin)
                 && let Some(line) = super::yaml_lines::line_of(source, field, origin)
             {
                 error = error.line(line);

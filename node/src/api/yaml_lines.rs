@@ -21,11 +21,14 @@ enum Node {
     Map(Vec<(String, usize, Node)>),
 }
 
+/// An open collection while the tree is built: (line, node, the map key waiting for its value
+/// with the key's line).
+type OpenCollection = (usize, Node, Option<(String, usize)>);
+
 /// Builds the document's tree from parser events; every node keeps its 1-based line.
 #[derive(Default)]
 struct TreeBuilder {
-    /// Open collections: (line, node, pending map key).
-    stack: Vec<(usize, Node, Option<(String, usize)>)>,
+    stack: Vec<OpenCollection>,
     root: Option<(usize, Node)>,
 }
 

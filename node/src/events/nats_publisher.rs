@@ -127,15 +127,16 @@ impl Publisher {
                 .events_publish_lag
                 .set(i64::try_from(cursor.journal().count_after(cursor.after())).unwrap_or(i64::MAX));
 
-            if published > recorded && (last_record.elapsed() >= Duration::from_millis(self.config.record_every_ms)) {
-                if let Some(through) = published {
-                    let proposal = Proposal::new(wall_clock_ms(), Command::RecordEventsPublished { through });
-                    match self.proposer.commit_here(proposal).await {
-                        Ok(_) => recorded = Some(through),
-                        Err(e) => tracing::debug!(error = %e, "recording publish progress failed; retrying"),
-                    }
-                    last_record = Instant::now();
+            if published > recorded
+                && (last_record.elapsed() >= Duration::from_millis(self.config.record_every_ms))
+                && let Some(through) = published
+            {
+                let proposal = Proposal::new(wall_clock_ms(), Command::RecordEventsPublished { through });
+                match self.proposer.commit_here(proposal).await {
+                    Ok(_) => recorded = Some(through),
+                    Err(e) => tracing::debug!(error = %e, "recording publish progress failed; retrying"),
                 }
+                last_record = Instant::now();
             }
 
             let js = match &session {

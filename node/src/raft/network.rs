@@ -186,7 +186,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         // success, which openraft answers by sending the rest (its documented contract).
         let mut rpc = rpc;
         rpc.entries.truncate(keep);
-        let last = rpc.entries.last().map(|e| e.log_id.clone());
+        let last = rpc.entries.last().map(|e| e.log_id);
         let blob = to_blob(&rpc).map_err(rpc_error)?;
         let timeout = deadline(blob.data.len());
         let response: AppendEntriesResponse<TypeConfig> = self
