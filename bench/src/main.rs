@@ -38,25 +38,10 @@ struct Cli {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(&servers(&cli.server), &cli.command).await {
+    if let Err(e) = run(&flotilla_cli::server_urls(&cli.server), &cli.command).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// The `--server` list as base URLs (`http://` added where no scheme is given).
-fn servers(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            if s.starts_with("http") {
-                s.trim_end_matches('/').to_string()
-            } else {
-                format!("http://{s}")
-            }
-        })
-        .collect()
 }
 
 #[derive(Subcommand)]
@@ -264,15 +249,6 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn server_lists_become_base_urls() {
-        assert_eq!(
-            super::servers(" 127.0.0.1:1, http://h:2/ ,,"),
-            vec!["http://127.0.0.1:1".to_string(), "http://h:2".to_string()]
-        );
-        assert!(super::servers("").is_empty());
-    }
-
     #[test]
     fn base64_matches_the_standard_alphabet_with_padding() {
         assert_eq!(super::base64(b""), "");

@@ -38,18 +38,7 @@ fn parse_body(text: String) -> Value {
 
 impl Client {
     pub fn new(servers: &str) -> anyhow::Result<Client> {
-        let servers: Vec<String> = servers
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                if s.starts_with("http") {
-                    s.trim_end_matches('/').to_string()
-                } else {
-                    format!("http://{s}")
-                }
-            })
-            .collect();
+        let servers = flotilla_cli::server_urls(servers);
         if servers.is_empty() {
             bail!("no server address given (use --server or FLOTILLA_ADDR)");
         }

@@ -193,6 +193,16 @@ pub(crate) enum Frame {
     Markers(Vec<u8>),
 }
 
+/// Appends output bytes the follower read (none is a no-op) and waits until the window has
+/// room again.
+pub(crate) async fn take_output(state: &Mutex<OutputState>, drained: &Notify, bytes: &[u8], max_buffered_bytes: usize) {
+    if bytes.is_empty() {
+        return;
+    }
+    state.lock().expect("output lock").push_output(bytes);
+    wait_for_room(state, drained, max_buffered_bytes).await;
+}
+
 pub(crate) async fn wait_for_room(state: &Mutex<OutputState>, drained: &Notify, max_buffered_bytes: usize) {
     loop {
         let notified = drained.notified();

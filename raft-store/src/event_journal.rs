@@ -185,17 +185,19 @@ impl EventJournal {
     }
 }
 
+/// An applied entry of term 1 at `log_index` with `events` events, for the journal's tests.
+#[cfg(test)]
+pub(crate) fn entry(log_index: u64, events: usize) -> AppliedEntry {
+    AppliedEntry {
+        log_index,
+        term: 1,
+        events: (0..events).map(|_| Event::LimitsUpdated).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(log_index: u64, events: usize) -> AppliedEntry {
-        AppliedEntry {
-            log_index,
-            term: 1,
-            events: (0..events).map(|_| Event::LimitsUpdated).collect(),
-        }
-    }
 
     fn ids(events: &[JournaledEvent]) -> Vec<String> {
         events.iter().map(|e| e.id.to_string()).collect()

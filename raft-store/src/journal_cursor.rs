@@ -71,18 +71,10 @@ impl JournalCursor {
 #[cfg(test)]
 mod tests {
     use super::JournalCursor;
-    use crate::event_journal::{AppliedEntry, EventJournal, Gap};
-    use flotilla_state_machine::{Event, EventId};
+    use crate::event_journal::{EventJournal, Gap, entry};
+    use flotilla_state_machine::EventId;
     use std::sync::Arc;
     use std::time::Duration;
-
-    fn entry(log_index: u64, events: usize) -> AppliedEntry {
-        AppliedEntry {
-            log_index,
-            term: 1,
-            events: (0..events).map(|_| Event::LimitsUpdated).collect(),
-        }
-    }
 
     #[tokio::test]
     async fn a_cursor_reads_each_event_once_and_wakes_for_an_append_that_raced_its_read() {

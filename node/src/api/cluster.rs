@@ -213,7 +213,9 @@ pub async fn transfer_leader(
     if req.to != app.id {
         crate::raft::transfer_leadership(&app.raft, req.to, std::time::Duration::from_millis(app.rpc_timeout_ms))
             .await
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "transfer_failed", e).retry_after(1))?;
+            .map_err(|e| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "transfer_failed", e.to_string()).retry_after(1)
+            })?;
     }
     Ok(Json(serde_json::json!({ "leader": req.to })).into_response())
 }

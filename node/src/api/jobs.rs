@@ -49,14 +49,13 @@ pub async fn get_one(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
-    let q: ReadQuery = parse_query(raw)?;
-    let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.machine.read();
-    let job = data
-        .state
-        .job(id)
-        .ok_or_else(|| ApiError::not_found(format!("job {id} does not exist")))?;
-    Ok(read_response(applied, job))
+    super::read_one(
+        &app,
+        raw,
+        || format!("job {id} does not exist"),
+        |s, applied| s.job(id).map(|j| read_response(applied, j)),
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),

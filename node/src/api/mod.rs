@@ -259,6 +259,21 @@ pub fn read_response<T: Serialize>(applied_index: u64, body: &T) -> Response {
     resp
 }
 
+/// A read of one item of the applied state, the shape of every `GET .../{id}`: the query's
+/// consistency is honoured, then `render` answers from the state under its read lock (given
+/// the applied index for `read_response`), or gives `None` for a 404 saying `missing`.
+pub async fn read_one(
+    app: &AppState,
+    raw_query: Option<String>,
+    missing: impl FnOnce() -> String,
+    render: impl FnOnce(&flotilla_state_machine::State, u64) -> Option<Response>,
+) -> Result<Response, ApiError> {
+    let q: ReadQuery = parse_query(raw_query)?;
+    let applied = app.read_barrier(q.consistency.as_deref()).await?;
+    let data = app.machine.read();
+    render(&data.state, applied).ok_or_else(|| ApiError::not_found(missing()))
+}
+
 /// Parses a numeric id from the path, with a JSON error on failure.
 pub fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim_start_matches(['p', 'j'])

@@ -155,14 +155,13 @@ pub async fn get_one(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = PipelineId(parse_id("id", &id)?);
-    let q: ReadQuery = parse_query(raw)?;
-    let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.machine.read();
-    let p = data
-        .state
-        .pipeline(id)
-        .ok_or_else(|| ApiError::not_found(format!("pipeline {id} does not exist")))?;
-    Ok(read_response(applied, &view(&data.state, p)))
+    super::read_one(
+        &app,
+        raw,
+        || format!("pipeline {id} does not exist"),
+        |s, applied| s.pipeline(id).map(|p| read_response(applied, &view(s, p))),
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/pipelines/{id}/cancel", tag = "pipelines", params(("id" = u64, Path)),

@@ -12,9 +12,22 @@ pub mod service;
 /// The Raft instance of a node.
 pub type Raft = openraft::Raft<flotilla_raft_store::TypeConfig, flotilla_raft_store::StateMachineStore>;
 
+/// Why leadership did not move.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// openraft did not take the request (this node is not the leader, or it stopped).
+    #[error("transfer refused: {0}")]
+    Refused(String),
+    #[error("node {to} did not take over within {timeout_ms} ms")]
+    NotInTime { to: u64, timeout_ms: u128 },
+}
+
 /// Hands leadership to `to` and waits (up to `timeout`) until this node sees it lead.
-pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Duration) -> Result<(), String> {
-    raft.trigger().transfer_leader(to).await.map_err(|e| e.to_string())?;
+pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Duration) -> Result<(), TransferError> {
+    raft.trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(|e| TransferError::Refused(e.to_string()))?;
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         if metrics(raft).current_leader == Some(to) {
@@ -22,7 +35,10 @@ pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: std::time::Durat
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Err(format!("node {to} did not take over within {} ms", timeout.as_millis()))
+    Err(TransferError::NotInTime {
+        to,
+        timeout_ms: timeout.as_millis(),
+    })
 }
 
 /// The addresses of the leader these metrics name, if it is known and a member.

@@ -2,7 +2,7 @@
 //! stream once (stdout is the job's output, stderr carries the wrapper's step markers) into the
 //! bounded window of `output_window.rs` that the leader drains as it commits output.
 
-use crate::output_window::{CatchUp, Frame, OutputState, OutputWindow, wait_for_room};
+use crate::output_window::{CatchUp, Frame, OutputState, OutputWindow, take_output, wait_for_room};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptions;
@@ -12,13 +12,7 @@ use std::sync::Mutex;
 /// Starts following `container`'s logs from the beginning.
 pub(crate) fn follow(docker: Docker, container: String, max_buffered_bytes: usize) -> OutputWindow {
     OutputWindow::spawn(move |s, d| async move {
-        let options = LogsOptions {
-            follow: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        };
-        let mut stream = docker.logs(&container, Some(options));
+        let mut stream = docker.logs(&container, Some(log_options(true)));
         while let Some(item) = stream.next().await {
             let Some(frame) = frame_of(item, &s) else { return };
             let produced = s.lock().expect("output lock").feed(frame);
@@ -28,23 +22,23 @@ pub(crate) fn follow(docker: Docker, container: String, max_buffered_bytes: usiz
         }
         // The followed stream may have ended early: read the whole log once more.
         let mut catch_up = CatchUp::after(s.lock().expect("output lock").total_bytes_seen);
-        let options = LogsOptions {
-            follow: false,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        };
-        let mut stream = docker.logs(&container, Some(options));
+        let mut stream = docker.logs(&container, Some(log_options(false)));
         while let Some(item) = stream.next().await {
             let Some(frame) = frame_of(item, &s) else { return };
-            let missed = catch_up.feed(frame);
-            if !missed.is_empty() {
-                s.lock().expect("output lock").push_output(&missed);
-                wait_for_room(&s, &d, max_buffered_bytes).await;
-            }
+            take_output(&s, &d, &catch_up.feed(frame), max_buffered_bytes).await;
         }
         catch_up.finish(&s);
     })
+}
+
+/// The container's stdout and stderr from the start, followed or read once to the end.
+fn log_options(follow: bool) -> LogsOptions {
+    LogsOptions {
+        follow,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    }
 }
 
 /// The frame of a log stream item; on a stream error, records it and gives `None`.

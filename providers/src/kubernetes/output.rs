@@ -8,7 +8,7 @@
 //! only then does the provider report the exit code.
 
 use super::markers::MarkerScanner;
-use crate::output_window::{CatchUp, Frame, OutputWindow, wait_for_room};
+use crate::output_window::{CatchUp, Frame, OutputWindow, take_output, wait_for_room};
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -20,11 +20,7 @@ pub(crate) const CONTAINER: &str = "job";
 /// Starts following the log of `pod`'s worker container from the beginning.
 pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_bytes: usize) -> OutputWindow {
     OutputWindow::spawn(move |s, d| async move {
-        let followed = LogParams {
-            follow: true,
-            container: Some(CONTAINER.into()),
-            ..Default::default()
-        };
+        let followed = log_params(true);
         let mut scanner = MarkerScanner::new(&nonce);
         let read = read_log(&pods, &pod, &followed, &mut scanner, |frame| {
             let produced = s.lock().expect("output lock").feed(frame);
@@ -41,21 +37,12 @@ pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_by
         }
         // The followed stream may have ended early: read the whole log once more.
         let mut catch_up = CatchUp::after(s.lock().expect("output lock").total_bytes_seen);
-        let whole = LogParams {
-            follow: false,
-            container: Some(CONTAINER.into()),
-            ..Default::default()
-        };
+        let whole = log_params(false);
         let mut scanner = MarkerScanner::new(&nonce);
         let read = read_log(&pods, &pod, &whole, &mut scanner, |frame| {
             let missed = catch_up.feed(frame);
             let (s, d) = (s.clone(), d.clone());
-            async move {
-                if !missed.is_empty() {
-                    s.lock().expect("output lock").push_output(&missed);
-                    wait_for_room(&s, &d, max_buffered_bytes).await;
-                }
-            }
+            async move { take_output(&s, &d, &missed, max_buffered_bytes).await }
         });
         if let Err(e) = read.await {
             s.lock().expect("output lock").failed = Some(e);
@@ -63,6 +50,15 @@ pub(crate) fn follow(pods: Api<Pod>, pod: String, nonce: String, max_buffered_by
         }
         catch_up.finish(&s);
     })
+}
+
+/// The worker container's log from the start, followed or read once to the end.
+fn log_params(follow: bool) -> LogParams {
+    LogParams {
+        follow,
+        container: Some(CONTAINER.into()),
+        ..Default::default()
+    }
 }
 
 /// Reads a pod's log to its end, handing each frame to `take`.

@@ -93,6 +93,28 @@ impl Fixture {
         self
     }
 
+    /// `bytes` of output committed after what is committed already.
+    fn commit_output(&mut self, bytes: usize) {
+        let (job, fencing, offset) = (self.job, self.fencing(), self.job().stream_offset);
+        self.apply(Command::AppendLog {
+            job,
+            fencing,
+            offset,
+            data: vec![b'x'; bytes],
+        });
+    }
+
+    /// Step `step` reported finished with `exit_code`.
+    fn finish_step(&mut self, step: u32, exit_code: i32) {
+        let (job, fencing) = (self.job, self.fencing());
+        self.apply(Command::StepFinished {
+            job,
+            fencing,
+            step,
+            exit_code,
+        });
+    }
+
     /// The decisions for `sight` at `now_ms`.
     fn decide_at(&self, now_ms: u64, sight: Sight) -> Vec<Action> {
         let (assignment, job) = (self.assignment(), self.job());
@@ -185,22 +207,12 @@ fn a_started_worker_is_reported_started_with_its_running_step() {
 #[test]
 fn a_repeated_observation_reports_nothing_new() {
     let mut f = Fixture::placed().running();
-    let (job, fencing) = (f.job, f.fencing());
     // Everything this observation shows is committed already.
-    f.apply(Command::AppendLog {
-        job,
-        fencing,
-        offset: 0,
-        data: b"hello\n".to_vec(),
-    });
+    f.commit_output(6);
     assert_eq!(f.decide(Sight::Observed(running_at(0, 6))), vec![]);
     // The same after the first step finished and the second started.
-    f.apply(Command::StepFinished {
-        job,
-        fencing,
-        step: 0,
-        exit_code: 0,
-    });
+    f.finish_step(0, 0);
+    let (job, fencing) = (f.job, f.fencing());
     f.apply(Command::StepStarted { job, fencing, step: 1 });
     assert_eq!(f.decide(Sight::Observed(running_at(1, 6))), vec![]);
 }
@@ -208,13 +220,7 @@ fn a_repeated_observation_reports_nothing_new() {
 #[test]
 fn finished_steps_are_reported_from_the_first_the_job_does_not_know() {
     let mut f = Fixture::placed().running();
-    let (job, fencing) = (f.job, f.fencing());
-    f.apply(Command::StepFinished {
-        job,
-        fencing,
-        step: 0,
-        exit_code: 0,
-    });
+    f.finish_step(0, 0);
     // Step 0 is known finished; step 1 finished since, and nothing runs after it.
     let mut o = running_at(1, 0);
     o.steps_finished.push((1, 0));
@@ -232,13 +238,7 @@ fn finished_steps_are_reported_from_the_first_the_job_does_not_know() {
 #[test]
 fn new_output_is_committed_from_the_replicated_offset_before_anything_else_follows() {
     let mut f = Fixture::placed().running();
-    let (job, fencing) = (f.job, f.fencing());
-    f.apply(Command::AppendLog {
-        job,
-        fencing,
-        offset: 0,
-        data: vec![b'x'; 100],
-    });
+    f.commit_output(100);
     assert_eq!(
         f.decide(Sight::Observed(running_at(0, 250))),
         vec![Action::CommitOutput { from: 100, to: 250 }]
@@ -296,21 +296,10 @@ fn the_exit_is_reported_only_after_all_output_is_committed_then_the_worker_is_re
 #[test]
 fn an_exit_whose_output_is_all_committed_is_reported_from_the_observation() {
     let mut f = Fixture::placed().running();
-    let (job, fencing) = (f.job, f.fencing());
-    f.apply(Command::AppendLog {
-        job,
-        fencing,
-        offset: 0,
-        data: vec![b'x'; 10],
-    });
-    for step in 0..2 {
-        f.apply(Command::StepFinished {
-            job,
-            fencing,
-            step,
-            exit_code: if step == 0 { 0 } else { 3 },
-        });
-    }
+    f.commit_output(10);
+    f.finish_step(0, 0);
+    // The second step failed; the job records it, and it is not reported again.
+    f.finish_step(1, 3);
     assert_eq!(
         f.decide(Sight::Observed(exited(3, 10))),
         vec![
