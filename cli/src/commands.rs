@@ -37,6 +37,8 @@ pub enum PipelineCmd {
         #[arg(long, short)]
         file: PathBuf,
         /// Retrying with the same key returns the first submission instead of creating another.
+        /// Without one, a key is drawn for this invocation (so the CLI's own resends to another
+        /// server are safe); give one to make separate invocations the same submission.
         #[arg(long)]
         idempotency_key: Option<String>,
         #[arg(long, default_value = "default")]
@@ -146,7 +148,11 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
     match command {
         CliCommand::Cluster(cmd) => match cmd {
             ClusterCmd::Init => show(&client.post("/v1/cluster/init", &json!({})).await?, &|v| {
-                println!("initialized node {}", cell(&v["initialized"]))
+                println!(
+                    "node {} founded cluster {}",
+                    cell(&v["initialized"]),
+                    cell(&v["cluster_id"])
+                )
             }),
             ClusterCmd::Status => show(&client.get("/v1/cluster").await?, &cluster_table),
             ClusterCmd::Add {
@@ -178,10 +184,11 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 wait,
             } => {
                 let (body, content_type) = pipeline_file(file)?;
-                let mut headers = vec![("x-flotilla-tenant", tenant.clone())];
-                if let Some(k) = idempotency_key {
-                    headers.push(("idempotency-key", k.clone()));
-                }
+                // Always a key, drawn once for this invocation: the client resends the POST to
+                // the next server when one times out, and the key makes that resend return the
+                // first submission instead of creating a second pipeline.
+                let key = idempotency_key.clone().unwrap_or_else(flotilla_cli::invocation_key);
+                let headers = vec![("x-flotilla-tenant", tenant.clone()), ("idempotency-key", key)];
                 let v = client.post_raw("/v1/pipelines", body, content_type, &headers).await?;
                 show(&v, &|v| {
                     let dup = if v["duplicate"] == true {
@@ -334,8 +341,10 @@ fn job_row(j: &Value) -> Vec<String> {
 
 fn cluster_table(v: &Value) {
     println!(
-        "node {} is {}; leader {}; term {}; committed {}; applied {}",
+        "cluster {}: node {} (incarnation {}) is {}; leader {}; term {}; committed {}; applied {}",
+        cell(&v["cluster_id"]),
         cell(&v["id"]),
+        cell(&v["incarnation"]),
         cell(&v["state"]),
         cell(&v["leader"]),
         cell(&v["term"]),

@@ -180,6 +180,8 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
 
     let mut present: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     let mut final_states: BTreeMap<u64, String> = BTreeMap::new();
+    // Pipelines by name, read from the first node (the replicas agree: `replicas-identical`).
+    let mut names: BTreeMap<String, u32> = BTreeMap::new();
     for (i, api) in apis.iter().enumerate() {
         let mut ids = BTreeSet::new();
         let mut after = 0;
@@ -188,6 +190,9 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
             for p in &items {
                 ids.extend(p["id"].as_u64());
                 if i == 0 {
+                    if let Some(name) = p["name"].as_str() {
+                        *names.entry(name.to_string()).or_default() += 1;
+                    }
                     for j in p["job_states"].as_array().into_iter().flatten() {
                         if let (Some(id), Some(s)) = (j["id"].as_u64(), j["state"].as_str()) {
                             final_states.insert(id, s.to_string());
@@ -218,6 +223,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         checker::linearizable::check(&ops),
         checker::monotonic_reads::check(&ops),
         checker::acknowledged::check(&ops, &present),
+        checker::one_pipeline::check(&ops, &names),
         checker::exactly_once::check(&markers, &final_states),
         checker::capacity::check(&ops),
         checker::convergence::check(&digests),

@@ -101,15 +101,21 @@ impl Workload {
             .map(|i| json!({ "name": format!("j{i}"), "steps": [step.clone()], "resources": { "cpu_millis": 500, "memory_mib": 64 } }))
             .collect();
         let spec = json!({ "name": key, "jobs": jobs });
-        self.recorder
-            .record(process, OpType::Invoke, "submit", Some(node), json!({ "key": key }));
-        let r = self
-            .http
-            .post(format!("{}/v1/pipelines", self.api(node)))
-            .header("Idempotency-Key", &key)
-            .json(&spec)
-            .send()
-            .await;
+        // Half without an idempotency key: then only the client sessions keep a forward the
+        // node retries from becoming a second pipeline (`one-pipeline-per-request`).
+        let keyed = rng.random_bool(0.5);
+        self.recorder.record(
+            process,
+            OpType::Invoke,
+            "submit",
+            Some(node),
+            json!({ "key": key, "keyed": keyed }),
+        );
+        let mut request = self.http.post(format!("{}/v1/pipelines", self.api(node)));
+        if keyed {
+            request = request.header("Idempotency-Key", &key);
+        }
+        let r = request.json(&spec).send().await;
         if let Some(v) = self.finish(process, "submit", node, outcome(r).await) {
             let ids: Vec<u64> = v["jobs"]
                 .as_array()

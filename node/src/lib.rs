@@ -13,6 +13,8 @@
 
 pub mod api;
 pub mod events;
+pub mod founding;
+pub mod identity;
 pub mod leader;
 pub mod node;
 pub mod observe;

@@ -9,8 +9,7 @@ use crate::raft::proposer::Proposer;
 use crate::raft::service::RaftGrpc;
 use crate::settings::Settings;
 use anyhow::Context;
-use flotilla_raft_store::{NodeAddr, StateHandle, StoreConfig};
-use std::collections::BTreeMap;
+use flotilla_raft_store::{StateHandle, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -37,6 +36,9 @@ impl RunningNode {
             std::fs::remove_dir_all(&incoming).with_context(|| format!("emptying {}", incoming.display()))?;
         }
         std::fs::create_dir_all(&incoming).with_context(|| format!("creating {}", incoming.display()))?;
+        let identity =
+            crate::identity::Identity::open(&settings.data_dir, &settings.data_dir.join("store"), settings.id)
+                .context("reading this node's identity")?;
         let store_config = StoreConfig {
             event_journal_capacity_events: settings.event_journal_events,
             ..StoreConfig::new(settings.data_dir.join("store"))
@@ -50,18 +52,28 @@ impl RunningNode {
         let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip);
         let network = Network {
             channels: channels.clone(),
+            identity: identity.clone(),
         };
         let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log, sm)
             .await
             .context("starting raft")?;
-        let proposer = Proposer::new(raft.clone(), channels, settings.rpc_timeout_ms);
-        let addr = settings.advertised();
+        let proposer = Proposer::new(raft.clone(), channels, identity.clone(), settings.rpc_timeout_ms);
+        let addr = settings.advertised(identity.incarnation());
+        let founding = crate::founding::Founding::new(
+            settings.id,
+            identity.clone(),
+            settings.bootstrap_peers.clone(),
+            settings.join.clone(),
+        );
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         let grpc = RaftGrpc {
+            node_id: settings.id,
             raft: raft.clone(),
             proposer: proposer.clone(),
+            identity: identity.clone(),
+            last_refusal_logged_ms: Default::default(),
             incoming_dir: incoming,
             next_incoming: Default::default(),
         };
@@ -89,6 +101,7 @@ impl RunningNode {
         let app = AppState {
             id: settings.id,
             addr: addr.clone(),
+            founding: founding.clone(),
             raft: raft.clone(),
             machine: machine.clone(),
             proposer,
@@ -156,21 +169,16 @@ impl RunningNode {
         };
         tasks.push(tokio::spawn(observer.run(shutdown_rx.clone())));
 
-        if settings.bootstrap && !raft.is_initialized().await.context("reading the raft state")? {
-            // First start with empty storage: this node founds the cluster. A restart finds
-            // the log initialized and skips this, so the flag can stay in a unit or manifest.
-            raft.initialize(BTreeMap::from([(settings.id, addr.clone())]))
-                .await
-                .context("bootstrapping the cluster")?;
-            tracing::info!(
-                id = settings.id,
-                "bootstrapped a new cluster with this node as its only voter"
-            );
+        if settings.bootstrap {
+            // Every start with the flag: founding checks that this node belongs to no cluster
+            // and that no founding peer does (`founding.rs`), so the flag can stay in a unit
+            // or manifest, and a node that lost its data directory does not found a second one.
+            let at_start = founding.at_start(raft.clone(), addr.clone(), shutdown_rx.clone());
+            tasks.push(tokio::spawn(at_start));
         }
         if let Some(seed) = settings.join.clone() {
-            let rx = shutdown_rx.clone();
-            let raft = raft.clone();
-            tasks.push(tokio::spawn(join_cluster(settings.id, addr, seed, raft, rx)));
+            let join = crate::founding::join_cluster(settings.id, addr, seed, raft.clone(), shutdown_rx.clone());
+            tasks.push(tokio::spawn(join));
         }
         tracing::info!(id = settings.id, raft = %settings.raft_addr, api = %settings.api_addr, "node started");
         Ok(RunningNode {
@@ -217,39 +225,6 @@ impl RunningNode {
         match crate::raft::transfer_leadership(&self.raft, to, Duration::from_secs(3)).await {
             Ok(()) => tracing::info!(to, "leadership handed over"),
             Err(e) => tracing::warn!(error = %e, "leadership hand-over failed; the cluster will elect"),
-        }
-    }
-}
-
-/// Asks the cluster at `seed` to add this node, until it is a member or the node stops.
-async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut stop: watch::Receiver<bool>) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client");
-    let body = serde_json::json!({ "id": id, "raft_addr": addr.raft_addr, "api_addr": addr.api_addr });
-    let url = format!("{}/v1/cluster/members", seed.trim_end_matches('/'));
-    loop {
-        let member = crate::raft::metrics(&raft)
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id);
-        if member {
-            tracing::info!(id, "joined the cluster");
-            return;
-        }
-        match client.post(&url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(id, seed, "join accepted");
-                return;
-            }
-            Ok(r) => tracing::warn!(status = %r.status(), seed, "join refused; retrying"),
-            Err(e) => tracing::warn!(error = %e, seed, "join request failed; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
         }
     }
 }

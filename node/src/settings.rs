@@ -45,6 +45,13 @@ pub struct Options {
     /// StatefulSet or compose file. Restarts with data ignore it.
     #[arg(long, env = "FLOTILLA_BOOTSTRAP", num_args = 0..=1, default_missing_value = "true")]
     pub bootstrap: Option<bool>,
+    /// API addresses (`host:port`, comma-separated) of the cluster's other founding members.
+    /// Before founding, every one of them must answer that it belongs to no cluster; one that
+    /// does belongs to the cluster this node should be in, and the node asks it to join instead
+    /// (a node whose data directory was lost never founds a second cluster). Default: none (a
+    /// one-node cluster).
+    #[arg(long, env = "FLOTILLA_BOOTSTRAP_PEERS", value_delimiter = ',')]
+    pub bootstrap_peers: Option<Vec<String>>,
     /// Leader heartbeat interval. Default 250.
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
@@ -156,6 +163,7 @@ pub struct Settings {
     pub advertise_api_addr: String,
     pub join: Option<String>,
     pub bootstrap: bool,
+    pub bootstrap_peers: Vec<String>,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -220,6 +228,7 @@ impl Settings {
             advertise_api_addr: pick!(advertise_api_addr, api_addr.to_string()),
             join: cli.join.clone().or(file.join.clone()),
             bootstrap: pick!(bootstrap, false),
+            bootstrap_peers: pick!(bootstrap_peers, Vec::new()),
             heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
             election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
             election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
@@ -256,6 +265,13 @@ impl Settings {
             nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
+        for peer in &settings.bootstrap_peers {
+            check_host_port(peer).map_err(|e| anyhow::anyhow!("--bootstrap-peers: {e}"))?;
+        }
+        anyhow::ensure!(
+            !(settings.bootstrap && settings.join.is_some()),
+            "--bootstrap and --join exclude each other: one node founds the cluster, the others join it"
+        );
         for (flag, addr) in [
             ("--advertise-raft-addr", &settings.advertise_raft_addr),
             ("--advertise-api-addr", &settings.advertise_api_addr),
@@ -309,11 +325,13 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The address this node is reached at, as its peers store it.
-    pub fn advertised(&self) -> flotilla_raft_store::NodeAddr {
+    /// The address this node is reached at and the life of its data directory, as its peers
+    /// store them.
+    pub fn advertised(&self, incarnation: crate::identity::Incarnation) -> flotilla_raft_store::NodeAddr {
         flotilla_raft_store::NodeAddr {
             raft_addr: self.advertise_raft_addr.clone(),
             api_addr: self.advertise_api_addr.clone(),
+            incarnation: incarnation.0,
         }
     }
 

@@ -375,8 +375,10 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
     });
     for target in 1..=3u64 {
         let addr = c.node(target).raft_addr.clone();
+        // Addressed as a peer would, so the frames reach the decoders.
+        let to = c.raft_address(target).await;
         for data in &frames {
-            let blob = || tonic::Request::new(Blob { data: data.clone() });
+            let blob = || to.request(Blob { data: data.clone() });
             let mut client = channels.client(&addr).unwrap();
             assert!(
                 client.append_entries(blob()).await.is_err(),
@@ -393,11 +395,31 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
             };
             assert!(
                 client
-                    .install_snapshot(futures::stream::iter(vec![chunk]))
+                    .install_snapshot(to.request(futures::stream::iter(vec![chunk])))
                     .await
                     .is_err()
             );
         }
+        // Unaddressed (or addressed to another incarnation) a request is refused before it is
+        // decoded, whatever it holds.
+        let mut client = channels.client(&addr).unwrap();
+        let vote = flotilla_raft_store::encode(&()).unwrap();
+        let unaddressed = client.vote(tonic::Request::new(Blob { data: vote.clone() })).await;
+        assert_eq!(
+            unaddressed.map(|_| ()).unwrap_err().code(),
+            tonic::Code::FailedPrecondition
+        );
+        let elsewhere = RaftAddress {
+            incarnation: flotilla_node::identity::Incarnation(to.incarnation.0 ^ 1),
+            ..to.clone()
+        };
+        let refused = client
+            .vote(elsewhere.request(Blob { data: vote }))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains("flotilla cluster remove"), "{refused:?}");
         // A forwarded command larger than one entry may be is refused before it is proposed.
         let big = flotilla_state_machine::Proposal::new(
             1,
@@ -410,7 +432,7 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
         );
         let mut client = channels.client(&addr).unwrap();
         let reply = client
-            .forward(tonic::Request::new(Blob {
+            .forward(to.request(Blob {
                 data: flotilla_raft_store::encode(&big).unwrap(),
             }))
             .await;

@@ -16,7 +16,8 @@ use std::io;
 
 /// Version of the record layout written by this build.
 /// 2: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
-pub const FORMAT_VERSION: u8 = 2;
+/// 3: `Proposal` gained its client session stamp (`request`), `Limits` the session bounds.
+pub const FORMAT_VERSION: u8 = 3;
 
 /// How many bytes the decoder may claim per input byte.
 pub const DECODE_EXPANSION: u64 = 16;

@@ -19,7 +19,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// so a build refuses a snapshot of another layout by this byte instead of misreading it.
 /// 2: the pending queue is keyed by priority, tenant and job.
 /// 3: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
-pub const SNAPSHOT_VERSION: u8 = 3;
+/// 4: `State` keeps the client sessions; `Limits` their bounds.
+pub const SNAPSHOT_VERSION: u8 = 4;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

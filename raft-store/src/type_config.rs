@@ -4,11 +4,14 @@ use flotilla_state_machine::{Proposal, Response};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Where a cluster member listens: Raft RPCs (gRPC) and the REST API.
+/// Where a cluster member listens (Raft RPCs over gRPC, the REST API) and which life of its
+/// data directory the cluster added: a node whose directory was lost comes back as another
+/// incarnation, and its peers' messages, addressed to the old one, are refused by it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddr {
     pub raft_addr: String,
     pub api_addr: String,
+    pub incarnation: u64,
 }
 
 impl fmt::Display for NodeAddr {

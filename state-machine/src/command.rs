@@ -3,11 +3,14 @@
 //! A `Proposal` is what goes into the Raft log: the command plus the proposer's clock reading.
 //! `ApplyContext` is what the log adds when the entry commits (its index and term).
 
-use crate::{EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources};
+use crate::{
+    ClientRequest, EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The Raft application data: one command stamped with the proposer's wall clock.
+/// The Raft application data: one command stamped with the wall clock of the leader that
+/// appends it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub now_ms: u64,
@@ -16,6 +19,11 @@ pub struct Proposal {
     /// pipeline keeps it, so the spans of its scheduling, workers and jobs join the request's
     /// trace on whichever node records them. Never read by the domain otherwise.
     pub trace_parent: Option<String>,
+    /// The client session stamp of a client's command (see `session.rs`): a proposal that
+    /// carries the stamp of the last request its client had applied is a retry, answered with
+    /// the first response and not applied again. The leader's own reports carry none: they are
+    /// idempotent and fenced, and never forwarded.
+    pub request: Option<ClientRequest>,
 }
 
 impl Proposal {
@@ -25,7 +33,14 @@ impl Proposal {
             now_ms,
             command,
             trace_parent: None,
+            request: None,
         }
+    }
+
+    /// The same proposal stamped as `request` of a client session.
+    pub fn from_client(mut self, request: ClientRequest) -> Self {
+        self.request = Some(request);
+        self
     }
 }
 

@@ -24,7 +24,12 @@ impl State {
         self.check_assignments()?;
         self.check_jobs()?;
         self.check_pipelines()?;
-        self.check_indexes()
+        self.check_indexes()?;
+        ensure!(
+            self.sessions.consistent(),
+            "the client sessions and their index by last use disagree"
+        );
+        Ok(())
     }
 
     fn check_assignments(&self) -> Result<(), InvariantViolation> {

@@ -51,6 +51,11 @@ pub struct Limits {
     /// (every string plus a fixed overhead per item). Checked before anything is expanded, so a
     /// small submission cannot become a large state on every replica.
     pub max_pipeline_bytes: u64,
+    /// How long a client session is remembered after its last request (by the state's clock).
+    /// A retry must come within it; retries come within a proposal's timeout, seconds.
+    pub session_ttl_ms: u64,
+    /// Most client sessions held; past it the least recently used is forgotten.
+    pub max_sessions: usize,
 }
 
 impl Limits {
@@ -81,6 +86,8 @@ impl Limits {
         },
         max_workers_per_pool: 10_000,
         max_pipeline_bytes: 4 * 1024 * 1024,
+        session_ttl_ms: 15 * 60 * 1000,
+        max_sessions: 8192,
     };
 
     /// The largest value `UpdateLimits` may set for each limit.
@@ -110,12 +117,14 @@ impl Limits {
         },
         max_workers_per_pool: 40_000,
         max_pipeline_bytes: 32 * 1024 * 1024,
+        session_ttl_ms: 24 * 3600 * 1000,
+        max_sessions: 1 << 20,
     };
 
     /// Checks every limit against zero (where zero would refuse everything) and its ceiling.
     pub fn validate(&self) -> Result<(), SpecError> {
         let c = &Limits::CEILING;
-        let checks: [(&str, u64, u64, bool); 23] = [
+        let checks: [(&str, u64, u64, bool); 25] = [
             (
                 "max_name_bytes",
                 self.max_name_bytes as u64,
@@ -234,6 +243,8 @@ impl Limits {
                 c.max_pipeline_bytes,
                 true,
             ),
+            ("session_ttl_ms", self.session_ttl_ms, c.session_ttl_ms, true),
+            ("max_sessions", self.max_sessions as u64, c.max_sessions as u64, true),
         ];
         for (name, value, ceiling, nonzero) in checks {
             let field = format!("limits.{name}");

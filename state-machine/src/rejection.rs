@@ -1,6 +1,6 @@
 //! Typed reasons `apply` refuses a command. A rejected command changes nothing.
 
-use crate::{FencingToken, JobId, JobState, PipelineId, SpecError};
+use crate::{ClientId, FencingToken, JobId, JobState, PipelineId, SpecError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -9,6 +9,9 @@ pub enum Rejection {
     Invalid(#[from] SpecError),
     #[error("unknown pipeline {0}")]
     UnknownPipeline(PipelineId),
+    /// A request older than the last one its client had applied: its client gave it up.
+    #[error("request {seq} of client {client} is older than its last applied request {last_seq}")]
+    StaleRequest { client: ClientId, seq: u64, last_seq: u64 },
     #[error("unknown job {0}")]
     UnknownJob(JobId),
     #[error("unknown pool {0:?}")]

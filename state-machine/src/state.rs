@@ -42,6 +42,8 @@ pub struct State {
     pub(crate) events_published_through: Option<EventId>,
     /// Jobs and pipelines by state, and job counts by state, for reads and metrics.
     pub(crate) index: crate::StateIndex,
+    /// Each client's last applied request and its response (`session.rs`).
+    pub(crate) sessions: crate::Sessions,
 }
 
 impl State {
@@ -55,6 +57,22 @@ impl State {
     /// Applies one committed entry. Deterministic: the same state and entry give the same
     /// result on every replica. A rejected command leaves the state untouched.
     pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
+        // A retry of a client's last request gets the first answer; an older one is refused.
+        // Neither changes anything, not even the clock.
+        if let Some(request) = proposal.request {
+            match self.sessions.seen(request, self) {
+                crate::session::Seen::New => {}
+                crate::session::Seen::Retry(response) => return (response, Vec::new()),
+                crate::session::Seen::Stale { last_seq } => {
+                    let rejection = crate::Rejection::StaleRequest {
+                        client: request.client,
+                        seq: request.seq,
+                        last_seq,
+                    };
+                    return (Response::Rejected(rejection), Vec::new());
+                }
+            }
+        }
         // Proposers' clocks may differ; the state's clock never goes back.
         let mut cx = EntryContext {
             position: ctx,
@@ -76,6 +94,10 @@ impl State {
         match result {
             Ok(response) => {
                 self.now_ms = cx.now_ms;
+                if let Some(request) = proposal.request {
+                    let (ttl_ms, max) = (self.limits.session_ttl_ms, self.limits.max_sessions);
+                    self.sessions.record(request, &response, self.now_ms, ttl_ms, max);
+                }
                 (response, cx.events)
             }
             Err(rejection) => {
@@ -196,6 +218,11 @@ impl State {
     /// Last event acknowledged by the external event stream (NATS), if any.
     pub fn events_published_through(&self) -> Option<EventId> {
         self.events_published_through
+    }
+
+    /// The client sessions: each client's last applied request.
+    pub fn sessions(&self) -> &crate::Sessions {
+        &self.sessions
     }
 
     pub fn limits(&self) -> &Limits {

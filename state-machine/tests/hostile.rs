@@ -175,6 +175,10 @@ enum Op {
     Published(u64, u32),
     Batch(Vec<(Target, u8, u32, i32, u16)>),
     Clock(u64),
+    /// Applies again, stamp and all, the proposal this many entries back (a retried forward).
+    Resend(u8),
+    /// A submission under an extreme session stamp: (client, seq).
+    Stamped(u64, u64),
 }
 
 fn target() -> impl Strategy<Value = Target> + Clone {
@@ -220,6 +224,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (u64x(), u32x()).prop_map(|(i, p)| Op::Published(i, p)),
         1 => prop::collection::vec(report(), 0..5).prop_map(Op::Batch),
         1 => u64x().prop_map(Op::Clock),
+        3 => any::<u8>().prop_map(Op::Resend),
+        1 => (u64x(), u64x()).prop_map(|(c, q)| Op::Stamped(c, q)),
     ]
 }
 
@@ -381,7 +387,12 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         Op::Batch(reports) => Command::Batch {
             commands: reports.iter().map(|r| report_command(state, r)).collect(),
         },
-        Op::Clock(_) => return None,
+        Op::Clock(_) | Op::Resend(_) => return None,
+        Op::Stamped(..) => Command::SubmitPipeline {
+            tenant: "t".into(),
+            idempotency_key: None,
+            spec: pipeline("stamped", vec![job("a", &[])]),
+        },
     })
 }
 
@@ -405,6 +416,7 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
     let mut state = start();
     let mut now_ms = 1_000u64;
     let mut log = Vec::new();
+    let mut sequences: BTreeMap<ClientId, u64> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
         if let Op::Clock(ms) = op {
             // Mostly small steps, sometimes a jump to the end of time.
@@ -414,17 +426,66 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
                 now_ms.saturating_add(*ms % 100_000)
             };
         }
-        let Some(command) = command(&state, op) else { continue };
         let ctx = ApplyContext {
             log_index: i as u64 + 3,
             term: 1 + i as u64 / 20,
         };
-        let proposal = Proposal::new(now_ms, command);
+        if let Op::Resend(back) = op {
+            if let Some(resent) = resend(&mut state, ctx, &log, *back)? {
+                log.push(resent);
+            }
+            continue;
+        }
+        let Some(command) = command(&state, op) else { continue };
+        // Three clients, each sending its requests in order (ids apart from the extreme ones
+        // `Stamped` draws: a real client never reuses a stamp for another command).
+        let request = match op {
+            Op::Stamped(client, seq) => ClientRequest {
+                client: ClientId(*client),
+                seq: *seq,
+            },
+            _ => {
+                let client = ClientId((7 << 56) | (i as u64 % 3));
+                let seq = sequences.entry(client).or_insert(0);
+                *seq += 1;
+                ClientRequest { client, seq: *seq }
+            }
+        };
+        let proposal = Proposal::new(now_ms, command).from_client(request);
         let out =
             apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
         log.push((ctx, proposal, out));
     }
     Ok((state, log))
+}
+
+/// Applies again the proposal `back` entries from the end of `log`, as a retried forward
+/// would. The retry of a client's last applied request must get the first answer and change
+/// nothing; an older one is refused and changes nothing (`apply_checked` checks refusals).
+fn resend(state: &mut State, ctx: ApplyContext, log: &Log, back: u8) -> Result<Option<Applied>, TestCaseError> {
+    if log.is_empty() {
+        return Ok(None);
+    }
+    let (_, proposal, _) = &log[log.len() - 1 - usize::from(back) % log.len()];
+    let Some(request) = proposal.request else {
+        return Ok(None);
+    };
+    // What the session answers for this stamp: the last answer the stamp got while accepted.
+    // (Once a session expired, by time or by eviction, the stamp is applied afresh.)
+    let latest = log
+        .iter()
+        .rev()
+        .find(|(_, p, (r, _))| p.request == Some(request) && r.rejection().is_none())
+        .map(|(_, _, (r, _))| r);
+    let recorded = state.sessions().last_seq(request.client) == Some(request.seq);
+    let before = bytes(state);
+    let out = apply_checked(state, ctx, proposal).map_err(|e| TestCaseError::fail(format!("{e} after a resend")))?;
+    if let Some(first) = latest.filter(|_| recorded) {
+        prop_assert_eq!(&out.0, first, "a retry got another answer than the first");
+        prop_assert!(out.1.is_empty(), "a retry emitted events");
+        prop_assert!(before == bytes(state), "a retry changed the state");
+    }
+    Ok(Some((ctx, proposal.clone(), out)))
 }
 
 proptest! {
@@ -444,10 +505,16 @@ fn hostile_histories_reach_deep_states() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = prop::collection::vec(op(), 60..80);
-    let (mut placed, mut started, mut finished) = (0, 0, 0);
+    let (mut placed, mut started, mut finished, mut retries) = (0, 0, 0, 0);
     for _ in 0..48 {
         let ops = strategy.new_tree(&mut runner).expect("tree").current();
         let (_, log) = run_history(&ops).expect("history keeps the invariants");
+        // Resends answered from a session: an accepted answer equal to an earlier one of the
+        // same stamp, with no events.
+        for (i, (_, p, (r, e))) in log.iter().enumerate() {
+            let earlier = log[..i].iter().any(|(_, q, (s, _))| q.request == p.request && s == r);
+            retries += usize::from(p.request.is_some() && r.rejection().is_none() && e.is_empty() && earlier);
+        }
         for (_, _, (_, events)) in &log {
             for e in events {
                 match e {
@@ -460,8 +527,8 @@ fn hostile_histories_reach_deep_states() {
         }
     }
     assert!(
-        placed > 20 && started > 5 && finished > 5,
-        "placed {placed}, started {started}, finished {finished}"
+        placed > 20 && started > 5 && finished > 5 && retries > 10,
+        "placed {placed}, started {started}, finished {finished}, retries answered {retries}"
     );
 }
 

@@ -7,6 +7,7 @@ pub mod convergence;
 pub mod exactly_once;
 pub mod linearizable;
 pub mod monotonic_reads;
+pub mod one_pipeline;
 pub mod orphans;
 pub mod poison;
 

@@ -5,6 +5,7 @@
 
 use super::input_body::InputBody;
 use super::{ApiError, AppState};
+use crate::identity::Incarnation;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -23,6 +24,8 @@ pub struct MemberView {
     pub id: u64,
     pub raft_addr: String,
     pub api_addr: String,
+    /// The member's data directory as the cluster added it (16 hex digits).
+    pub incarnation: String,
     pub voter: bool,
     /// Highest log index the leader knows this member has (only on the leader).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,6 +35,11 @@ pub struct MemberView {
 #[derive(Serialize)]
 pub struct ClusterView {
     pub id: u64,
+    /// The cluster this node belongs to; `null` until it founds one or is added to one.
+    pub cluster_id: Option<String>,
+    /// This node's data directory (16 hex digits): a directory that was lost and recreated is
+    /// another incarnation, which the cluster refuses as the member it was.
+    pub incarnation: String,
     pub state: String,
     pub term: u64,
     pub leader: Option<u64>,
@@ -60,6 +68,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
             id: *id,
             raft_addr: node.raft_addr.clone(),
             api_addr: node.api_addr.clone(),
+            incarnation: Incarnation(node.incarnation).to_string(),
             voter: voters.contains(id),
             matched_index: matched.get(id).copied().flatten(),
         })
@@ -67,6 +76,8 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
     let leader_api_addr = crate::raft::leader_addr(&m).map(|n| n.api_addr);
     Json(ClusterView {
         id: app.id,
+        cluster_id: app.founding.identity.cluster_id(),
+        incarnation: app.founding.identity.incarnation().to_string(),
         state: format!("{:?}", m.state),
         term: m.current_term,
         leader: m.current_leader,
@@ -80,28 +91,44 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
     })
 }
 
-/// Bootstraps a new cluster with this node as its only voter.
+/// Founds a new cluster with this node as its only voter (`founding.rs` says what it checks).
 #[utoipa::path(post, path = "/v1/cluster/init", tag = "cluster",
-    responses((status = 201, description = "bootstrapped with this node as the only voter"), (status = 409, description = "already initialized", body = super::openapi::ErrorBodyDoc)))]
+    responses((status = 201, description = "founded: this node is the only voter"),
+              (status = 409, description = "this node belongs to a cluster or is joining one, or a founding peer belongs to one", body = super::openapi::ErrorBodyDoc),
+              (status = 503, description = "a founding peer did not answer", body = super::openapi::ErrorBodyDoc)))]
 pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
-    if app
-        .raft
-        .is_initialized()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()))?
-    {
-        return Err(ApiError::new(
+    use crate::founding::FoundError;
+    match app.founding.found(&app.raft, &app.addr).await {
+        Ok(cluster_id) => {
+            tracing::info!(
+                id = app.id,
+                cluster_id,
+                "founded a new cluster with this node as its only voter"
+            );
+            Ok((
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "initialized": app.id, "cluster_id": cluster_id })),
+            )
+                .into_response())
+        }
+        Err(e @ (FoundError::AlreadyMember { .. } | FoundError::Initialized)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_initialized",
-            "this node is already part of a cluster",
-        ));
+            e.to_string(),
+        )),
+        Err(e @ FoundError::Joining { .. }) => Err(ApiError::new(StatusCode::CONFLICT, "joining", e.to_string())),
+        Err(e @ FoundError::PeerMember { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "peer_in_cluster", e.to_string()))
+        }
+        Err(e @ FoundError::PeerSilent { .. }) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "peer_silent", e.to_string()).retry_after(1))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "init_failed",
+            e.to_string(),
+        )),
     }
-    let members = BTreeMap::from([(app.id, app.addr.clone())]);
-    app.raft
-        .initialize(members)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "init_failed", e.to_string()))?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "initialized": app.id }))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +137,10 @@ pub struct AddMember {
     pub id: u64,
     pub raft_addr: String,
     pub api_addr: String,
+    /// The node's data directory (16 hex digits), as it reports at `GET /v1/cluster`. When
+    /// given it must match what the node reports; the leader asks the node either way.
+    #[serde(default)]
+    pub incarnation: Option<String>,
 }
 
 /// Redirects to the leader when this node is not it.
@@ -148,19 +179,39 @@ pub async fn add_member(
     for (field, addr) in [("raft_addr", &req.raft_addr), ("api_addr", &req.api_addr)] {
         crate::settings::check_host_port(addr).map_err(|e| ApiError::bad_request(field, e))?;
     }
+    let given = match &req.incarnation {
+        None => None,
+        Some(text) => Some(
+            (text.len() == 16)
+                .then(|| u64::from_str_radix(text, 16).ok())
+                .flatten()
+                .ok_or_else(|| ApiError::bad_request("incarnation", "incarnation must be 16 hex digits"))?,
+        ),
+    };
+    let incarnation = node_incarnation(&app, &req, given).await?;
     let node = NodeAddr {
         raft_addr: req.raft_addr.clone(),
         api_addr: req.api_addr.clone(),
+        incarnation: incarnation.0,
     };
     let membership = crate::raft::metrics(&app.raft).membership_config.membership().clone();
     if let Some(existing) = membership.get_node(&req.id) {
-        if existing != &node {
+        if (&existing.raft_addr, &existing.api_addr) != (&node.raft_addr, &node.api_addr) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "id_taken",
                 format!("node {} is already a member at {existing}", req.id),
             )
             .field("id"));
+        }
+        if existing.incarnation != node.incarnation {
+            let message = format!(
+                "node {id} is a member whose data directory was lost or replaced (the cluster added incarnation {known}, the node now runs on {now}): a member without its log may not vote as the one it was. Remove it first (flotilla cluster remove {id}), then add it again",
+                id = req.id,
+                known = Incarnation(existing.incarnation),
+                now = incarnation,
+            );
+            return Err(ApiError::new(StatusCode::CONFLICT, "data_lost", message).field("id"));
         }
         if membership.voter_ids().any(|v| v == req.id) {
             return Ok(Json(serde_json::json!({ "added": req.id, "already_member": true })).into_response());
@@ -190,6 +241,48 @@ pub async fn add_member(
 #[serde(deny_unknown_fields)]
 pub struct TransferLeader {
     pub to: u64,
+}
+
+/// The incarnation of the node being added, as the node itself reports it: it must be the node
+/// the request names, not belong to another cluster, and match the request's incarnation.
+async fn node_incarnation(app: &AppState, req: &AddMember, given: Option<u64>) -> Result<Incarnation, ApiError> {
+    let reported = crate::founding::read_identity(&app.founding.http, &req.api_addr)
+        .await
+        .map_err(|e| {
+            let message = format!("could not ask node {} at {} who it is: {e}", req.id, req.api_addr);
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unreachable", message)
+                .field("api_addr")
+                .retry_after(1)
+        })?;
+    if reported.id != req.id {
+        let message = format!(
+            "the node at {} is node {}, not node {}",
+            req.api_addr, reported.id, req.id
+        );
+        return Err(ApiError::new(StatusCode::CONFLICT, "other_node", message).field("id"));
+    }
+    let own = app.founding.identity.cluster_id();
+    if let (Some(theirs), Some(own)) = (&reported.cluster_id, &own)
+        && theirs != own
+    {
+        let message = format!(
+            "node {} belongs to cluster {theirs}, not to this cluster ({own})",
+            req.id
+        );
+        return Err(ApiError::new(StatusCode::CONFLICT, "other_cluster", message).field("api_addr"));
+    }
+    if let Some(given) = given
+        && given != reported.incarnation.0
+    {
+        let message = format!(
+            "node {} reports incarnation {}, not {}",
+            req.id,
+            reported.incarnation,
+            Incarnation(given)
+        );
+        return Err(ApiError::new(StatusCode::CONFLICT, "incarnation_mismatch", message).field("incarnation"));
+    }
+    Ok(reported.incarnation)
 }
 
 /// Hands leadership to another voter.

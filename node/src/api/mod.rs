@@ -44,6 +44,8 @@ pub const DEFAULT_PAGE: usize = 100;
 pub struct AppState {
     pub id: u64,
     pub addr: NodeAddr,
+    /// This node's identity and what founding a cluster from it must check.
+    pub founding: crate::founding::Founding,
     pub raft: Raft,
     pub machine: StateHandle,
     pub proposer: Proposer,

@@ -202,6 +202,10 @@ pub struct AddMemberDoc {
     id: u64,
     raft_addr: String,
     api_addr: String,
+    /// The node's data directory as it reports at `GET /v1/cluster` (16 hex digits); optional,
+    /// the leader asks the node.
+    #[schema(nullable = false, pattern = "^[0-9a-f]{16}$")]
+    incarnation: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -4,10 +4,12 @@
 //! Everything that speaks to openraft directly lives here; the API and the leader's loops use
 //! the `Proposer` and the helpers below.
 
+pub mod addressing;
 pub mod network;
 pub mod pb;
 pub mod proposer;
 pub mod service;
+pub mod session_slots;
 
 /// The Raft instance of a node.
 pub type Raft = openraft::Raft<flotilla_raft_store::TypeConfig, flotilla_raft_store::StateMachineStore>;

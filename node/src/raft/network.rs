@@ -4,6 +4,8 @@
 //! Payloads are versioned bincode of openraft's serde types inside protobuf `bytes`. A remote
 //! failure travels back as a string (`Result<T, String>`), since error sources are not serde.
 
+use crate::identity::{Identity, Incarnation};
+use crate::raft::addressing::address;
 use crate::raft::pb::raft_service_client::RaftServiceClient;
 use crate::raft::pb::{Blob, SnapshotChunk};
 use flotilla_raft_store::{NodeAddr, SnapshotFile, TypeConfig, Vote, decode, encode};
@@ -93,6 +95,8 @@ pub fn from_blob<T: DeserializeOwned>(blob: &Blob) -> Result<T, tonic::Status> {
 #[derive(Clone)]
 pub struct Network {
     pub channels: Channels,
+    /// This node's identity: its cluster id goes with every message.
+    pub identity: Identity,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -102,7 +106,9 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerClient {
             target,
             addr: node.raft_addr.clone(),
+            to: Incarnation(node.incarnation),
             channels: self.channels.clone(),
+            identity: self.identity.clone(),
         }
     }
 }
@@ -110,7 +116,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     target: u64,
     addr: String,
+    /// The target's data directory as the membership records it.
+    to: Incarnation,
     channels: Channels,
+    identity: Identity,
 }
 
 fn unreachable<E: std::fmt::Display>(e: E) -> Unreachable<TypeConfig> {
@@ -158,6 +167,7 @@ impl PeerClient {
             .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
         let mut req = tonic::Request::new(blob);
         req.set_timeout(timeout);
+        address(&mut req, self.identity.cluster_id().as_deref(), self.to);
         let resp = send(client, req).await.map_err(rpc_error)?;
         let result: Result<Resp, String> = from_blob(resp.get_ref()).map_err(rpc_error)?;
         result.map_err(|e| RPCError::Network(NetworkError::from_string(format!("node {}: {e}", self.target))))
@@ -253,6 +263,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         });
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         request.set_timeout(option.hard_ttl());
+        address(&mut request, self.identity.cluster_id().as_deref(), self.to);
         let send = client.install_snapshot(request);
         let response = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),

@@ -1,10 +1,15 @@
 //! Getting a command committed from any node: the leader proposes it to Raft, a follower
 //! forwards it to the leader over gRPC (the client never has to find the leader).
 //!
-//! The proposal is stamped with this node's clock once, before any forwarding, so a retry
-//! carries the same `now_ms`.
+//! A client's command carries a client session stamp (`session_slots.rs`) from its first try
+//! to its last, so a forward retried after the leader committed it is answered from the
+//! replicated session table, never applied twice. Time is the leader's: `commit_here`, which
+//! every entry passes on the leader, stamps the proposal with the leader's clock, whatever the
+//! proposing or forwarding node put there.
 
 use crate::Raft;
+use crate::identity::{Identity, Incarnation};
+use crate::raft::addressing::address;
 use crate::raft::network::{Channels, from_blob, to_blob};
 use flotilla_raft_store::NodeAddr;
 use flotilla_state_machine::{Command, Proposal, Response};
@@ -43,7 +48,10 @@ pub enum ProposeError {
 pub struct Proposer {
     raft: Raft,
     channels: Channels,
+    /// This node's identity: forwards and read-index requests carry its cluster id.
+    identity: Identity,
     rpc_timeout_ms: u64,
+    sessions: std::sync::Arc<super::session_slots::SessionSlots>,
 }
 
 pub fn wall_clock_ms() -> u64 {
@@ -53,17 +61,21 @@ pub fn wall_clock_ms() -> u64 {
 }
 
 impl Proposer {
-    pub fn new(raft: Raft, channels: Channels, rpc_timeout_ms: u64) -> Self {
+    pub fn new(raft: Raft, channels: Channels, identity: Identity, rpc_timeout_ms: u64) -> Self {
         Proposer {
             raft,
             channels,
+            identity,
             rpc_timeout_ms,
+            sessions: Default::default(),
         }
     }
 
-    /// Commits `command` through the leader, wherever it is, and returns `apply`'s response.
+    /// Commits a client's `command` through the leader, wherever it is, and returns `apply`'s
+    /// response. However often it is retried, it is applied at most once.
     pub async fn commit(&self, command: Command) -> Result<Response, ProposeError> {
-        let mut proposal = Proposal::new(wall_clock_ms(), command);
+        let slot = self.sessions.take();
+        let mut proposal = Proposal::new(wall_clock_ms(), command).from_client(slot.request());
         proposal.trace_parent = crate::observe::telemetry::current_trace_parent();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.rpc_timeout_ms);
         let mut last = ProposeError::NoLeader("no attempt made".into());
@@ -95,8 +107,11 @@ impl Proposer {
     }
 
     /// Proposes on this node only; a follower answers `NotLeader` with a hint. Every entry this
-    /// node creates passes here, so this is where its size is bounded.
-    pub async fn commit_here(&self, proposal: Proposal) -> Result<Response, ProposeError> {
+    /// node creates passes here, so this is where its size is bounded and where it gets the
+    /// leader's time: `now_ms` is this node's clock, whatever the proposal carried (a
+    /// forwarding node's clock, or a forged value on the Raft port).
+    pub async fn commit_here(&self, mut proposal: Proposal) -> Result<Response, ProposeError> {
+        proposal.now_ms = wall_clock_ms();
         check_entry_size(&proposal)?;
         let trace = proposal
             .trace_parent
@@ -144,6 +159,11 @@ impl Proposer {
             .map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        address(
+            &mut req,
+            self.identity.cluster_id().as_deref(),
+            Incarnation(leader.incarnation),
+        );
         match client.forward(req).await {
             Ok(resp) => from_blob::<Result<Response, ProposeError>>(resp.get_ref())
                 .map_err(|e| ProposeError::Failed(e.to_string()))?,
@@ -172,6 +192,11 @@ impl Proposer {
             .map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(&()).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(Duration::from_millis(self.rpc_timeout_ms));
+        address(
+            &mut req,
+            self.identity.cluster_id().as_deref(),
+            Incarnation(leader.incarnation),
+        );
         let resp = client
             .read_index(req)
             .await

@@ -2,6 +2,8 @@
 //! receives snapshots into a file, and applies writes forwarded by followers.
 
 use crate::Raft;
+use crate::identity::Identity;
+use crate::raft::addressing::{Addressed, Admission, admit};
 use crate::raft::network::{from_blob, to_blob};
 use crate::raft::pb::raft_service_server::RaftService;
 use crate::raft::pb::{Blob, SnapshotChunk};
@@ -16,28 +18,77 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftGrpc {
+    pub node_id: u64,
     pub raft: Raft,
     pub proposer: Proposer,
+    /// Checked against every request's address before it is decoded (`addressing.rs`).
+    pub identity: Identity,
+    /// When a refusal was last logged, in ms since the epoch: a wiped node hears its old
+    /// cluster's heartbeats several times a second and says why it refuses them once a minute.
+    pub last_refusal_logged_ms: AtomicU64,
     /// Where incoming snapshots are written before they are installed.
     pub incoming_dir: PathBuf,
     pub next_incoming: AtomicU64,
 }
 
+/// Least time between two logged refusals.
+const REFUSAL_LOG_INTERVAL_MS: u64 = 60_000;
+
+impl RaftGrpc {
+    /// Admits a request addressed to this node's incarnation in its cluster; learns the cluster
+    /// id (durably) from the first admitted request of a new member.
+    fn admit(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        let addressed = Addressed::read(metadata);
+        let own_cluster = self.identity.cluster_id();
+        match admit(
+            self.node_id,
+            self.identity.incarnation(),
+            own_cluster.as_deref(),
+            &addressed,
+        ) {
+            Admission::Admit => Ok(()),
+            Admission::AdmitAndJoin(cluster_id) => {
+                self.identity
+                    .join_cluster(&cluster_id)
+                    .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                tracing::info!(cluster_id, "this node now belongs to the cluster that added it");
+                Ok(())
+            }
+            Admission::Refuse(refusal) => {
+                let now_ms = crate::raft::proposer::wall_clock_ms();
+                let last = self.last_refusal_logged_ms.load(Ordering::Relaxed);
+                if now_ms.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
+                    && self
+                        .last_refusal_logged_ms
+                        .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(reason = %refusal, "refused a peer's request");
+                }
+                Err(Status::failed_precondition(refusal.to_string()))
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.admit(request.metadata())?;
         let rpc: AppendEntriesRequest<TypeConfig> = from_blob(request.get_ref())?;
         let result = self.raft.append_entries(rpc).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.admit(request.metadata())?;
         let rpc: VoteRequest<TypeConfig> = from_blob(request.get_ref())?;
         let result = self.raft.vote(rpc).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 
     async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<Blob>, Status> {
+        self.admit(request.metadata())?;
         let mut stream = request.into_inner();
         let first = stream
             .next()
@@ -86,19 +137,22 @@ impl RaftService for RaftGrpc {
     }
 
     async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.admit(request.metadata())?;
         let req: TransferLeaderRequest<TypeConfig> = from_blob(request.get_ref())?;
         let result = self.raft.handle_transfer_leader(req).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.admit(request.metadata())?;
         let proposal: Proposal = from_blob(request.get_ref())?;
         // Applied here or refused with a hint; never forwarded again (no forwarding loops).
         let result: ForwardResult = self.proposer.commit_here(proposal).await;
         Ok(Response::new(to_blob(&result)?))
     }
 
-    async fn read_index(&self, _request: Request<Blob>) -> Result<Response<Blob>, Status> {
+    async fn read_index(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.admit(request.metadata())?;
         let result: Result<u64, ProposeError> = if self.raft.is_leader() {
             self.proposer.read_index_local().await
         } else {

@@ -143,6 +143,21 @@ impl Drop for NodeProc {
     }
 }
 
+/// What a Raft request to one node must carry (`raft/addressing.rs`).
+#[derive(Clone, Debug)]
+pub struct RaftAddress {
+    pub cluster_id: Option<String>,
+    pub incarnation: flotilla_node::identity::Incarnation,
+}
+
+impl RaftAddress {
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        flotilla_node::raft::addressing::address(&mut request, self.cluster_id.as_deref(), self.incarnation);
+        request
+    }
+}
+
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     pub http: reqwest::Client,
@@ -232,7 +247,7 @@ impl Cluster {
             .join("\n")
     }
 
-    async fn wait_http(&self, id: u64) {
+    pub async fn wait_http(&self, id: u64) {
         let url = self.node(id).url("/v1/health/live");
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
@@ -270,6 +285,24 @@ impl Cluster {
             }
             Err(e) => (0, json!({ "transport_error": e.to_string() })),
         }
+    }
+
+    /// How node `id`'s peers address its Raft port: its incarnation and its cluster, as it
+    /// reports them at `GET /v1/cluster`.
+    pub async fn raft_address(&self, id: u64) -> RaftAddress {
+        let (status, view) = self.get(id, "/v1/cluster").await;
+        assert_eq!(status, 200, "node {id}'s identity: {view}");
+        let incarnation = u64::from_str_radix(view["incarnation"].as_str().expect("an incarnation"), 16)
+            .expect("the incarnation is hexadecimal");
+        RaftAddress {
+            cluster_id: view["cluster_id"].as_str().map(str::to_string),
+            incarnation: flotilla_node::identity::Incarnation(incarnation),
+        }
+    }
+
+    /// A gRPC request to node `id`'s Raft port addressed as its peers address it.
+    pub async fn raft_request<T>(&self, id: u64, message: T) -> tonic::Request<T> {
+        self.raft_address(id).await.request(message)
     }
 
     /// Polls until `check` holds for the value of GET `path` on node `id`.

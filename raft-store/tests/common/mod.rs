@@ -32,6 +32,7 @@ pub fn membership_entry(term: u64, index: u64) -> Entry {
                 NodeAddr {
                     raft_addr: format!("127.0.0.{i}:7000"),
                     api_addr: format!("127.0.0.{i}:8000"),
+                    incarnation: i,
                 },
             )
         })

@@ -67,7 +67,9 @@ pub fn apply_checked(
 }
 
 /// A history as applied: each entry's position, proposal and answer.
-pub type Log = Vec<(ApplyContext, Proposal, (Response, Vec<Event>))>;
+/// One applied entry: its context, the proposal, and what apply answered and emitted.
+pub type Applied = (ApplyContext, Proposal, (Response, Vec<Event>));
+pub type Log = Vec<Applied>;
 
 /// Applies `log` to `replica` and checks that it answers every entry as the log recorded and
 /// ends byte-identical to `first`, the state that produced the log.
@@ -113,6 +115,17 @@ impl Harness {
             term: TERM,
         };
         apply_checked(&mut self.state, ctx, &Proposal::new(self.now_ms, command)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs `command` as request `request` of a client session.
+    pub fn run_as(&mut self, request: ClientRequest, command: Command) -> (Response, Vec<Event>) {
+        self.index += 1;
+        let ctx = ApplyContext {
+            log_index: self.index,
+            term: TERM,
+        };
+        let proposal = Proposal::new(self.now_ms, command).from_client(request);
+        apply_checked(&mut self.state, ctx, &proposal).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs a command that must be accepted; returns its events.
