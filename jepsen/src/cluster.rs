@@ -110,6 +110,16 @@ impl Cluster {
         node.paused = false;
     }
 
+    /// Removes node `id`'s data directory (the node must be down): a lost disk.
+    pub fn wipe(&mut self, id: u64) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.alive(id), "node {id} must be down to lose its disk");
+        let dir = self.config.dir.join("nodes").join(format!("n{id}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn signal(&mut self, id: u64, stop: bool) {
         let node = self.node_mut(id);
         if let Some(child) = &node.child {
@@ -257,7 +267,27 @@ impl Cluster {
             .filter(|m| m["voter"] == true)
             .filter_map(|m| m["id"].as_u64())
             .collect();
-        for id in (1..=self.config.nodes).filter(|id| !voters.contains(id)) {
+        // A voter whose data directory was lost is refused by its peers: ask each voter whether
+        // it is still the incarnation the membership records.
+        let mut missing: Vec<u64> = (1..=self.config.nodes).filter(|id| !voters.contains(id)).collect();
+        for id in voters.iter().copied().filter(|id| self.alive(*id)) {
+            let recorded = status["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["id"] == id)
+                .and_then(|m| m["incarnation"].as_str().map(str::to_string));
+            let own: Option<Value> = match self.http.get(format!("{}/v1/cluster", self.api(id))).send().await {
+                Ok(r) => r.json().await.ok(),
+                Err(_) => None,
+            };
+            let own = own.as_ref().and_then(|v| v["incarnation"].as_str().map(str::to_string));
+            if own.is_some() && own != recorded {
+                self.remove_member(id).await?;
+                missing.push(id);
+            }
+        }
+        for id in missing {
             let body = self.member(id);
             let r = self
                 .http

@@ -30,7 +30,7 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = parse_secs)]
         time_limit: Duration,
         /// Comma-separated faults: kill, kill-majority, pause, partition, halves, bridge,
-        /// restart-all, membership (or `none`).
+        /// restart-all, membership, lost-disk (or `none`).
         #[arg(long, default_value = "kill,pause,partition")]
         faults: String,
         /// Concurrent clients.
@@ -47,8 +47,8 @@ enum Cmd {
         /// Raft port of every node (the API uses the next one), on 127.0.0.11...
         #[arg(long, default_value_t = 17_000)]
         base_port: u16,
-        /// CI's short mode: three fixed-seed runs (30 s of kills; 40 s of pauses,
-        /// partitions, bridges and majority kills; 55 s of all faults mixed), reports under
+        /// CI's short mode: three fixed-seed runs (30 s of kills and lost disks; 40 s of
+        /// pauses, partitions, bridges and majority kills; 55 s of all faults mixed), reports under
         /// `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
@@ -117,10 +117,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let runs: Vec<RunConfig> = if short {
         [
-            ("kill", 11, 30),
+            ("kill,lost-disk", 11, 30),
             ("pause,partition,bridge,kill-majority", 12, 40),
             (
-                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership",
+                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk",
                 13,
                 55,
             ),

@@ -34,6 +34,10 @@ pub enum Fault {
     RestartAll,
     /// A follower removed from the cluster while it keeps running, then added back.
     Membership,
+    /// A follower killed, its data directory wiped, and restarted on the empty directory as
+    /// the deployments restart a node; its old self is then removed and the new one added
+    /// (as an operator does after the node's `409 data_lost`).
+    LostDisk,
 }
 
 impl FromStr for Fault {
@@ -48,9 +52,10 @@ impl FromStr for Fault {
             "halves" => Fault::Halves,
             "restart-all" => Fault::RestartAll,
             "membership" => Fault::Membership,
+            "lost-disk" => Fault::LostDisk,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership)"
+                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk)"
                 ));
             }
         })
@@ -68,6 +73,7 @@ impl Fault {
             Fault::Halves => "halves",
             Fault::RestartAll => "restart-all",
             Fault::Membership => "membership",
+            Fault::LostDisk => "lost-disk",
         }
     }
 }
@@ -214,6 +220,32 @@ impl Nemesis {
                     &stop,
                     Some(target),
                     json!({ "node": target, "removed": removed.is_ok() }),
+                );
+            }
+            Fault::LostDisk => {
+                let leader = self.cluster.lock().await.leader().await;
+                let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
+                let target = followers[rng.random_range(0..followers.len())];
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
+                self.cluster.lock().await.kill(target);
+                tokio::time::sleep(hold / 2).await;
+                let mut cluster = self.cluster.lock().await;
+                cluster.wipe(target)?;
+                cluster.spawn(target)?;
+                drop(cluster);
+                // The wiped node is refused by its peers while the cluster goes on without it.
+                tokio::time::sleep(hold / 2).await;
+                let readded = self.cluster.lock().await.ensure_members().await;
+                if let Err(e) = &readded {
+                    eprintln!("flotilla-jepsen: adding the wiped node back: {e:#}");
+                }
+                self.recorder.record(
+                    NEMESIS,
+                    OpType::Info,
+                    &stop,
+                    Some(target),
+                    json!({ "node": target, "readded": readded.is_ok() }),
                 );
             }
             Fault::RestartAll => {
