@@ -119,6 +119,13 @@ impl Nemesis {
         rng.random_range(1..=n)
     }
 
+    /// A node other than the leader, drawn from the seed.
+    async fn follower(&self, n: u64, rng: &mut StdRng) -> u64 {
+        let leader = self.cluster.lock().await.leader().await;
+        let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
+        followers[rng.random_range(0..followers.len())]
+    }
+
     async fn inject(&self, fault: Fault, hold: Duration, rng: &mut StdRng) -> anyhow::Result<()> {
         let n = self.cluster.lock().await.config.nodes;
         let start = format!("start-{}", fault.name());
@@ -200,9 +207,7 @@ impl Nemesis {
                     .record(NEMESIS, OpType::Info, &stop, Some(bridge), json!({ "bridge": bridge }));
             }
             Fault::Membership => {
-                let leader = self.cluster.lock().await.leader().await;
-                let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
-                let target = followers[rng.random_range(0..followers.len())];
+                let target = self.follower(n, rng).await;
                 self.recorder
                     .record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
                 let removed = self.cluster.lock().await.remove_member(target).await;
@@ -223,9 +228,7 @@ impl Nemesis {
                 );
             }
             Fault::LostDisk => {
-                let leader = self.cluster.lock().await.leader().await;
-                let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
-                let target = followers[rng.random_range(0..followers.len())];
+                let target = self.follower(n, rng).await;
                 self.recorder
                     .record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));
                 self.cluster.lock().await.kill(target);
