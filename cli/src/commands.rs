@@ -307,10 +307,20 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                                 cell(&s["capacity"]["memory_mib"])
                             ),
                             format!("{}/{}", cell(&p["workers"]), cell(&s["max_workers"])),
+                            if s["host"].is_null() {
+                                "*".to_string()
+                            } else {
+                                cell(&s["host"])
+                            },
+                            if p["problem"].is_null() {
+                                String::new()
+                            } else {
+                                cell(&p["problem"])
+                            },
                         ]
                     })
                     .collect();
-                output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS"], &rows);
+                output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS", "PROBLEM"], &rows);
             }),
         },
         CliCommand::Dev(_) | CliCommand::Events(_) => unreachable!("handled in main"),

@@ -151,6 +151,7 @@ impl RunningNode {
         let leader_config = crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms);
         let parts = crate::leader::LeaderParts {
             node_id: settings.id,
+            host_id: settings.host_id.clone(),
             leadership,
             machine: machine.clone(),
             proposer: app_proposer,

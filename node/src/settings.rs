@@ -52,6 +52,13 @@ pub struct Options {
     /// one-node cluster).
     #[arg(long, env = "FLOTILLA_BOOTSTRAP_PEERS", value_delimiter = ',')]
     pub bootstrap_peers: Option<Vec<String>>,
+    /// Name of the host this node runs on, as pools record it: process pools (and Docker pools
+    /// behind a local socket) are bound to the host of the node that registered them, and
+    /// only a leader on that host drives their workers. Nodes that share a host (and its work
+    /// directory or Docker socket) must share it. Default: `/etc/machine-id`, else the
+    /// hostname.
+    #[arg(long, env = "FLOTILLA_HOST_ID")]
+    pub host_id: Option<String>,
     /// Leader heartbeat interval. Default 250.
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
@@ -164,6 +171,7 @@ pub struct Settings {
     pub join: Option<String>,
     pub bootstrap: bool,
     pub bootstrap_peers: Vec<String>,
+    pub host_id: String,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -229,6 +237,7 @@ impl Settings {
             join: cli.join.clone().or(file.join.clone()),
             bootstrap: pick!(bootstrap, false),
             bootstrap_peers: pick!(bootstrap_peers, Vec::new()),
+            host_id: pick!(host_id, default_host_id()),
             heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
             election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
             election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
@@ -265,6 +274,17 @@ impl Settings {
             nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
+        anyhow::ensure!(
+            !settings.host_id.is_empty()
+                && settings.host_id.len() <= 128
+                && settings.host_id.as_bytes()[0].is_ascii_alphanumeric()
+                && settings
+                    .host_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+            "--host-id must be 1-128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit (got {:?})",
+            settings.host_id
+        );
         for peer in &settings.bootstrap_peers {
             check_host_port(peer).map_err(|e| anyhow::anyhow!("--bootstrap-peers: {e}"))?;
         }
@@ -348,6 +368,21 @@ impl Settings {
         };
         config.validate().context("invalid raft configuration")
     }
+}
+
+/// This machine's name for `--host-id`: its machine id (shared by every process of the host,
+/// whatever their network namespace), else its hostname (a container without a machine id has
+/// its own hostname, and its own filesystem too).
+fn default_host_id() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')))
+    };
+    read("/etc/machine-id")
+        .or_else(|| read("/proc/sys/kernel/hostname"))
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// `host:port` where host is an IP address or a DNS name; the error says what is wrong.

@@ -33,4 +33,7 @@ pub struct Assignment {
     /// released once the worker is confirmed gone.
     pub releasing: bool,
     pub created_at_ms: u64,
+    /// The host the worker lives on, if only one host can see it (`Placement::worker_host`).
+    #[serde(default)]
+    pub worker_host: Option<String>,
 }

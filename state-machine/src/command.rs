@@ -57,6 +57,11 @@ pub struct Placement {
     pub job: JobId,
     pub attempt: u32,
     pub pool: String,
+    /// The host the worker will live on, for pools whose workers only one host can see
+    /// (process, Docker behind a local socket): the placing leader's. `None` when every node
+    /// reaches them. Only a leader on this host asks about, or reports on, the worker.
+    #[serde(default)]
+    pub worker_host: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

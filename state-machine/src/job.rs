@@ -36,6 +36,9 @@ pub struct AttemptRecord {
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
     pub outcome: Option<AttemptOutcome>,
+    /// The host the attempt's worker lives on, if only one host can see it.
+    #[serde(default)]
+    pub worker_host: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

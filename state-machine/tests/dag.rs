@@ -103,6 +103,7 @@ fn a_forced_placement_of_a_blocked_job_is_refused() {
                 job: ids[1],
                 attempt: 1,
                 pool: "main".into(),
+                worker_host: None,
             }],
         })
         .0

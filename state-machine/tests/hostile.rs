@@ -315,7 +315,10 @@ fn command(state: &State, op: &Op) -> Option<Command> {
                     Placement {
                         job,
                         attempt: *attempt,
-                        pool: pool.clone()
+                        pool: pool.clone(),
+                        // The forged pool name doubles as a forged host (empty, over-long,
+                        // path traversal, or valid).
+                        worker_host: Some(pool.clone()).filter(|_| *attempt % 2 == 1),
                     };
                     2
                 ],

@@ -445,6 +445,7 @@ impl Harness {
                     job,
                     attempt,
                     pool: "main".into(),
+                    worker_host: None,
                 }],
             })
             .0

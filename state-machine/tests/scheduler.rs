@@ -199,6 +199,7 @@ fn a_stale_plan_cannot_oversubscribe_or_double_assign() {
         job: ids[1],
         attempt: 1,
         pool: "one".into(),
+        worker_host: None,
     }];
     match h.run(Command::ApplyPlan { placements: forced }).0 {
         Response::PlanApplied { accepted, rejected } => {
@@ -219,16 +220,19 @@ fn a_stale_plan_cannot_oversubscribe_or_double_assign() {
             job: c,
             attempt: 2,
             pool: "one".into(),
+            worker_host: None,
         },
         Placement {
             job: c,
             attempt: 1,
             pool: "nope".into(),
+            worker_host: None,
         },
         Placement {
             job: c,
             attempt: 1,
             pool: "one".into(),
+            worker_host: None,
         },
     ];
     match h.run(Command::ApplyPlan { placements: plan }).0 {

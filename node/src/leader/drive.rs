@@ -4,12 +4,13 @@
 //! the providers and proposes.
 
 use super::executor::AssignmentView;
-use super::fleet::{measured_capacity, orphans, pool_problem};
+use super::fleet::{Reach, measured_capacity, orphans, pool_problem, reach};
 use super::{LeaderContext, LeaderError};
 use crate::raft::proposer::wall_clock_ms;
 use flotilla_providers::{AnyProvider, Guarded, WorkerProvider};
 use flotilla_state_machine::{Command, JobId, Pool, ProviderKind};
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Assignments copied out of the state per read lock while driving (bounds the lock's hold).
@@ -27,14 +28,26 @@ impl LeaderContext<'_> {
     pub(super) async fn drive_tick(&self, term: u64) -> Result<(), LeaderError> {
         let now_ms = wall_clock_ms();
         let mut after = None;
+        // Live workers this leader cannot see, by pool and by the host they live on.
+        let mut elsewhere: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         loop {
             let (views, progress) = self.views_after(after);
             let Some(last) = progress.last else { break };
             after = Some(last);
+            for view in &views {
+                if let Reach::OtherHost { host } = &view.reach {
+                    *elsewhere
+                        .entry(view.assignment.pool.clone())
+                        .or_default()
+                        .entry(host.clone())
+                        .or_default() += 1;
+                }
+            }
             futures::stream::iter(&views)
                 .for_each_concurrent(self.config.drive_concurrency.max(1), |view| async move {
                     match self.drive(view, term, now_ms).await {
-                        Ok(()) | Err(LeaderError::Deposed { .. }) => {}
+                        // Out of sight: the pool's recorded problem says so, once.
+                        Ok(()) | Err(LeaderError::Deposed { .. } | LeaderError::OtherHost { .. }) => {}
                         Err(e) => tracing::warn!(job = %view.assignment.job, error = %e, "driving worker"),
                     }
                 })
@@ -50,7 +63,7 @@ impl LeaderContext<'_> {
             self.remove_orphans(term, kind, provider).await?;
         }
         self.sync_capacity(term).await?;
-        self.sync_pool_problems(term).await
+        self.sync_pool_problems(term, &elsewhere).await
     }
 
     /// Up to `DRIVE_CHUNK` assignments after `after`, with what driving them needs, and how
@@ -72,6 +85,14 @@ impl LeaderContext<'_> {
                     assignment: a.clone(),
                     job: j.clone(),
                     kind: pool.map(|p| p.spec.provider),
+                    reach: match pool {
+                        None => Reach::NoProvider,
+                        Some(p) => reach(
+                            a.worker_host.as_deref(),
+                            self.providers.get(p.spec.provider).is_some(),
+                            self.host_id,
+                        ),
+                    },
                     trace_parent: state.trace_parent_of_job(j.id).map(str::to_string),
                     pool_settings: pool.map(|p| p.spec.settings.clone()).unwrap_or_default(),
                 })
@@ -80,13 +101,23 @@ impl LeaderContext<'_> {
         (views, progress)
     }
 
-    /// Records, for every pool, whether this leader can drive it (see `pool_problem`).
-    async fn sync_pool_problems(&self, term: u64) -> Result<(), LeaderError> {
+    /// Records, for every pool, whether this leader can drive it and which of its workers it
+    /// cannot see (`elsewhere`, by pool and host; see `pool_problem`).
+    async fn sync_pool_problems(
+        &self,
+        term: u64,
+        elsewhere: &BTreeMap<String, BTreeMap<String, usize>>,
+    ) -> Result<(), LeaderError> {
+        let none = BTreeMap::new();
         let changes: Vec<Command> = {
             let data = self.machine.read();
             data.state
                 .pools()
-                .filter_map(|p| pool_problem(p, self.providers.get(p.spec.provider).is_some(), self.node_id))
+                .filter_map(|p| {
+                    let has_provider = self.providers.get(p.spec.provider).is_some();
+                    let away = elsewhere.get(p.name()).unwrap_or(&none);
+                    pool_problem(p, has_provider, away, self.node_id, self.host_id)
+                })
                 .collect()
         };
         for command in changes {

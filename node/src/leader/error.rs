@@ -23,4 +23,7 @@ pub enum LeaderError {
     /// This node has no provider of the kind the assignment's pool names.
     #[error("this node has no {kind} provider for pool {pool}")]
     NoProvider { kind: String, pool: String },
+    /// The assignment's pool keeps its workers on another host, which this node is not on.
+    #[error("pool {pool}'s workers live on host {host}, which this node is not on")]
+    OtherHost { pool: String, host: String },
 }

@@ -2,6 +2,7 @@
 //! the batcher, metrics and spans. It decides nothing itself: each provider answer becomes the
 //! next `Sight`, and `decide` says what follows.
 
+use super::fleet::Reach;
 use super::reconcile::{Action, Known, Sight, decide};
 use super::{LOG_CHUNK_BYTES, LeaderContext, LeaderError};
 use crate::observe::metrics::ProviderLabel;
@@ -24,6 +25,8 @@ pub(super) struct AssignmentView {
     pub job: Job,
     /// The provider of the assignment's pool, if the pool exists.
     pub kind: Option<ProviderKind>,
+    /// Whether this leader sees the pool's workers.
+    pub reach: Reach,
     /// The trace of the job's pipeline, if it was submitted traced.
     pub trace_parent: Option<String>,
     /// The provider settings of the assignment's pool.
@@ -42,19 +45,32 @@ impl LeaderContext<'_> {
             jitter_permille: jitter(),
         };
         let name = flotilla_providers::worker_name(a.job, a.attempt);
-        let provider = view.kind.and_then(|k| self.providers.get(k));
+        // A provider is asked only about workers this leader can see: on another host, "no such
+        // worker" would say nothing of the real one, which may still run there.
+        let provider = view
+            .kind
+            .filter(|_| view.reach == Reach::Sees)
+            .and_then(|k| self.providers.get(k));
         // Why this assignment stops short this tick, if a provider could not be asked.
         let mut held_back: Option<LeaderError> = None;
-        let mut sight = if provider.is_some() {
-            Sight::Unasked
-        } else {
-            held_back = Some(LeaderError::NoProvider {
-                kind: view
-                    .kind
-                    .map_or_else(|| "(unknown pool)".to_string(), |k| k.to_string()),
-                pool: a.pool.clone(),
-            });
-            Sight::NoProvider
+        let mut sight = match &view.reach {
+            Reach::Sees if provider.is_some() => Sight::Unasked,
+            Reach::OtherHost { host } => {
+                held_back = Some(LeaderError::OtherHost {
+                    pool: a.pool.clone(),
+                    host: host.clone(),
+                });
+                Sight::OutOfSight
+            }
+            _ => {
+                held_back = Some(LeaderError::NoProvider {
+                    kind: view
+                        .kind
+                        .map_or_else(|| "(unknown pool)".to_string(), |k| k.to_string()),
+                    pool: a.pool.clone(),
+                });
+                Sight::OutOfSight
+            }
         };
         let mut observed: Option<Observation> = None;
         for _ in 0..MAX_ROUNDS {

@@ -67,6 +67,8 @@ impl LeaderConfig {
 /// What the leader loop works with.
 pub struct LeaderParts {
     pub node_id: u64,
+    /// The host this node runs on (`--host-id`): pools bound to another host are out of sight.
+    pub host_id: String,
     pub leadership: Leadership,
     pub machine: StateHandle,
     pub proposer: Proposer,
@@ -78,6 +80,7 @@ pub struct LeaderParts {
 pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver<bool>) {
     let LeaderParts {
         node_id,
+        host_id,
         leadership,
         machine,
         proposer,
@@ -87,6 +90,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
     let (reports, batch_loop) = ReportBatcher::new(config.batcher);
     let context = LeaderContext {
         node_id,
+        host_id: &host_id,
         leadership,
         machine: &machine,
         proposer: &proposer,
@@ -108,6 +112,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
 /// What every tick of the leader's loops works with.
 struct LeaderContext<'a> {
     node_id: u64,
+    host_id: &'a str,
     leadership: Leadership,
     machine: &'a StateHandle,
     proposer: &'a Proposer,

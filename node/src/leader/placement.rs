@@ -2,6 +2,7 @@
 //! `ApplyPlan` entry (never batched: a plan's fencing tokens come from its entry's index), then
 //! count what `apply` accepted and record a `scheduler.place` span per placed job.
 
+use super::fleet::host_local;
 use super::{LeaderContext, LeaderError};
 use crate::observe::telemetry;
 use crate::raft::proposer::wall_clock_ms;
@@ -17,7 +18,17 @@ impl LeaderContext<'_> {
         let started = Instant::now();
         let started_at = SystemTime::now();
         let now_ms = wall_clock_ms();
-        let plan = schedule(&self.machine.read().state, &self.config.policy, now_ms);
+        let plan = {
+            let data = self.machine.read();
+            let mut plan = schedule(&data.state, &self.config.policy, now_ms);
+            // A worker only one host can see is bound to the host of the leader that places
+            // it: only a leader there will create, observe or report on it.
+            for p in &mut plan.placements {
+                let kind = data.state.pool(&p.pool).map(|pool| pool.spec.provider);
+                p.worker_host = kind.filter(|k| host_local(*k)).map(|_| self.host_id.to_string());
+            }
+            plan
+        };
         if plan.placements.is_empty() {
             return Ok(0);
         }

@@ -22,7 +22,9 @@
 //!   provider counted is committed, and the worker is removed after that.
 //! - A worker that vanished or was lost is reported lost.
 //! - The job's timeout counts whatever the provider says: it is enforced when the provider
-//!   cannot be reached and when this leader has no provider for the pool.
+//!   cannot be reached and when the worker is out of this leader's sight (no provider for the
+//!   pool, or the pool's workers on another host).
+//! - A worker out of sight is never reported lost, started or finished: nothing is known of it.
 
 use flotilla_providers::Observation;
 use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState};
@@ -46,8 +48,10 @@ pub struct Known<'a> {
 pub enum Sight {
     /// Nothing asked yet: the start of driving the assignment.
     Unasked,
-    /// This leader has no provider for the assignment's pool: it can ask nothing.
-    NoProvider,
+    /// This leader cannot see the worker: it has no provider for the assignment's pool, or the
+    /// pool's workers live on a host it is not on. It can ask nothing, and nothing it could
+    /// learn here (no such worker) would be true of the worker, so it reports no loss.
+    OutOfSight,
     /// The provider did not answer (unreachable, timed out, circuit open): nothing is known of
     /// the worker, so nothing is reported about it.
     Unreachable,
@@ -91,8 +95,8 @@ pub fn decide(known: &Known<'_>, sight: &Sight) -> Vec<Action> {
         Sight::Unasked if a.worker_id.is_none() => vec![Action::Create],
         Sight::Unasked => vec![Action::Observe],
         // A released assignment's clock no longer matters; any other job's still runs.
-        Sight::NoProvider | Sight::Unreachable if a.releasing => Vec::new(),
-        Sight::NoProvider | Sight::Unreachable => timeout_if_due(known),
+        Sight::OutOfSight | Sight::Unreachable if a.releasing => Vec::new(),
+        Sight::OutOfSight | Sight::Unreachable => timeout_if_due(known),
         Sight::Created { worker_id } => vec![
             report(known, |job, fencing| Command::WorkerCreated {
                 job,

@@ -168,12 +168,26 @@ impl Cluster {
     /// Starts `n` nodes; node 1 bootstraps and the others are added as voters.
     pub async fn start(n: u64, extra_args: &[&str]) -> Cluster {
         let c = Cluster::spawn(n, extra_args).await;
-        let r = c.post(1, "/v1/cluster/init", json!({})).await;
+        c.form().await;
+        c
+    }
+
+    /// Starts `n` nodes, node `id` with the arguments `args_of(id, dir)` (`dir`: the cluster's
+    /// temporary directory), and forms the cluster as `start` does.
+    pub async fn start_each(n: u64, args_of: impl Fn(u64, &std::path::Path) -> Vec<String>) -> Cluster {
+        let c = Cluster::spawn_each(n, args_of).await;
+        c.form().await;
+        c
+    }
+
+    /// Node 1 founds the cluster and adds the others as voters.
+    pub async fn form(&self) {
+        let r = self.post(1, "/v1/cluster/init", json!({})).await;
         assert_eq!(r.0, 201, "init: {}", r.1);
-        c.wait_leader_among(&[1]).await;
-        for id in 2..=n {
-            let (raft, api) = (c.node(id).raft_addr.clone(), c.node(id).api_addr.clone());
-            let r = c
+        self.wait_leader_among(&[1]).await;
+        for id in 2..=self.nodes.len() as u64 {
+            let (raft, api) = (self.node(id).raft_addr.clone(), self.node(id).api_addr.clone());
+            let r = self
                 .post(
                     1,
                     "/v1/cluster/members",
@@ -182,21 +196,29 @@ impl Cluster {
                 .await;
             assert!(r.0 == 201 || r.0 == 200, "add member {id}: {} {}", r.0, r.1);
         }
-        c
     }
 
     /// Starts `n` nodes and waits until each answers HTTP, without forming a cluster.
     pub async fn spawn(n: u64, extra_args: &[&str]) -> Cluster {
+        let args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        Cluster::spawn_each(n, |_, dir| {
+            let mut args = args.clone();
+            // A cluster's workers live in a directory of its own unless the test names one:
+            // worker names (`j<job>-a<attempt>`) restart with every new cluster.
+            if !args.iter().any(|a| a == "--process-work-dir") {
+                args.extend([
+                    "--process-work-dir".to_string(),
+                    dir.join("workers").to_string_lossy().into_owned(),
+                ]);
+            }
+            args
+        })
+        .await
+    }
+
+    /// `spawn` with each node's arguments from `args_of(id, dir)`.
+    pub async fn spawn_each(n: u64, args_of: impl Fn(u64, &std::path::Path) -> Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        // A cluster's workers live in a directory of its own unless the test names one: worker
-        // names (`j<job>-a<attempt>`) restart with every new cluster.
-        let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        if !args.iter().any(|a| a == "--process-work-dir") {
-            args.extend([
-                "--process-work-dir".to_string(),
-                dir.path().join("workers").to_string_lossy().into_owned(),
-            ]);
-        }
         let nodes = (1..=n)
             .map(|id| NodeProc {
                 id,
@@ -204,7 +226,7 @@ impl Cluster {
                 api_addr: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_file: dir.path().join(format!("node-{id}.log")),
-                extra_args: args.clone(),
+                extra_args: args_of(id, dir.path()),
                 child: None,
             })
             .collect();
@@ -223,6 +245,11 @@ impl Cluster {
             c.wait_http(id).await;
         }
         c
+    }
+
+    /// The cluster's temporary directory (data directories, logs, workers).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn node(&self, id: u64) -> &NodeProc {

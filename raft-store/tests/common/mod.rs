@@ -80,6 +80,7 @@ pub fn domain_entries(term: u64, first_index: u64) -> Vec<Entry> {
             job: JobId(1 + 3 * p),
             attempt: 1,
             pool: "main".into(),
+            worker_host: None,
         })
         .collect();
     commands.push(Command::ApplyPlan { placements });

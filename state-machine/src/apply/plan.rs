@@ -3,6 +3,7 @@
 //! stale plan can neither oversubscribe a pool nor assign a job twice.
 
 use super::{EntryContext, Handled};
+use crate::spec::validate_name;
 use crate::{
     AcceptedPlacement, Assignment, AttemptRecord, Event, FencingToken, JobState, Placement, RejectedPlacement,
     Rejection, Resources, Response, State,
@@ -58,6 +59,9 @@ impl State {
     /// with checked arithmetic: every sum a placement makes is known to fit before the first
     /// mutation, so `place` cannot fail.
     fn check_placement(&self, now_ms: u64, p: &Placement) -> Result<Admitted, Rejection> {
+        if let Some(host) = &p.worker_host {
+            validate_name("worker_host", host, &self.limits)?;
+        }
         let job = self.jobs.get(&p.job).ok_or(Rejection::UnknownJob(p.job))?;
         if job.state != JobState::Pending {
             return Err(Rejection::WrongState {
@@ -161,6 +165,7 @@ impl State {
                 worker_id: None,
                 releasing: false,
                 created_at_ms: cx.now_ms,
+                worker_host: p.worker_host.clone(),
             },
         );
         self.set_job_state(cx, p.job, JobState::Scheduled, false);
@@ -173,6 +178,7 @@ impl State {
                 started_at_ms: None,
                 finished_at_ms: None,
                 outcome: None,
+                worker_host: p.worker_host.clone(),
             });
         }
         cx.emit(Event::AssignmentCreated {

@@ -85,6 +85,7 @@ pub fn schedule_explained(state: &State, policy: &SchedulerPolicy, now_ms: u64) 
                 job: job.id,
                 attempt: job.attempt,
                 pool: pools.name(slot).to_string(),
+                worker_host: None,
             });
         }
     }

@@ -364,9 +364,22 @@ fn an_unreachable_provider_reports_nothing_until_the_timeout_which_it_still_enfo
 #[test]
 fn a_leader_without_the_pools_provider_still_enforces_the_timeout() {
     let f = Fixture::placed();
-    assert_eq!(f.decide_at(START_MS + 10, Sight::NoProvider), vec![]);
+    assert_eq!(f.decide_at(START_MS + 10, Sight::OutOfSight), vec![]);
     assert_eq!(
-        f.decide_at(START_MS + TIMEOUT_MS + 5, Sight::NoProvider),
+        f.decide_at(START_MS + TIMEOUT_MS + 5, Sight::OutOfSight),
+        vec![f.report(|job, fencing| Command::JobTimedOut { job, fencing })]
+    );
+}
+
+#[test]
+fn a_running_worker_out_of_sight_is_never_reported_lost_and_still_times_out() {
+    // A leader on another host than the pool's: the worker may be running there.
+    let f = Fixture::placed().running();
+    for at in [START_MS + 1, START_MS + TIMEOUT_MS / 2, START_MS + TIMEOUT_MS - 1] {
+        assert_eq!(f.decide_at(at, Sight::OutOfSight), vec![], "at {at}");
+    }
+    assert_eq!(
+        f.decide_at(START_MS + TIMEOUT_MS, Sight::OutOfSight),
         vec![f.report(|job, fencing| Command::JobTimedOut { job, fencing })]
     );
 }
@@ -414,7 +427,7 @@ fn a_released_assignment_whose_provider_cannot_be_reached_is_left_alone() {
     f.apply(Command::CancelJob { job });
     // No timeout for a job that no longer runs, whatever the time.
     assert_eq!(f.decide_at(START_MS + 10 * TIMEOUT_MS, Sight::Unreachable), vec![]);
-    assert_eq!(f.decide_at(START_MS + 10 * TIMEOUT_MS, Sight::NoProvider), vec![]);
+    assert_eq!(f.decide_at(START_MS + 10 * TIMEOUT_MS, Sight::OutOfSight), vec![]);
 }
 
 #[test]
@@ -445,7 +458,7 @@ fn every_decision_asks_the_provider_at_most_once_and_last() {
     released.apply(Command::CancelJob { job });
     let sights = [
         Sight::Unasked,
-        Sight::NoProvider,
+        Sight::OutOfSight,
         Sight::Unreachable,
         Sight::Created { worker_id: "w".into() },
         Sight::Refused { reason: "r".into() },
