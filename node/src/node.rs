@@ -57,7 +57,16 @@ impl RunningNode {
         let raft = Raft::new(settings.id, Arc::new(settings.raft_config()?), network, log, sm)
             .await
             .context("starting raft")?;
-        let proposer = Proposer::new(raft.clone(), channels, identity.clone(), settings.rpc_timeout_ms);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let clock = Arc::new(crate::raft::cluster_clock::ClusterClock::default());
+        let proposer = Proposer::new(
+            raft.clone(),
+            channels,
+            identity.clone(),
+            clock.clone(),
+            settings.rpc_timeout_ms,
+        );
+        let sampler = crate::raft::clock_sampler::run(settings.id, raft.clone(), clock, shutdown_rx.clone());
         let addr = settings.advertised(identity.incarnation());
         let founding = crate::founding::Founding::new(
             settings.id,
@@ -65,8 +74,7 @@ impl RunningNode {
             settings.bootstrap_peers.clone(),
             settings.join.clone(),
         );
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(sampler)];
 
         let grpc = RaftGrpc {
             node_id: settings.id,

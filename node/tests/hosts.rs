@@ -14,15 +14,6 @@ fn host_of(id: u64) -> &'static str {
     if id == 1 { "host-a" } else { "host-b" }
 }
 
-async fn lead(c: &Cluster, to: u64) {
-    let via = c.wait_leader_among(&[1, 2, 3]).await;
-    if via != to {
-        let (s, v) = c.post(via, "/v1/cluster/transfer-leader", json!({ "to": to })).await;
-        assert_eq!(s, 200, "{v}");
-    }
-    assert_eq!(c.wait_leader_among(&[1, 2, 3]).await, to);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_on_another_host_leaves_a_running_worker_alone() {
     let c = Cluster::start_each(3, |id, dir| {
@@ -36,7 +27,7 @@ async fn a_leader_on_another_host_leaves_a_running_worker_alone() {
         ]
     })
     .await;
-    lead(&c, 1).await;
+    c.lead(1).await;
     c.register_pool(1).await;
 
     // Each run of the job appends a line to the marker, wherever it runs.
@@ -53,7 +44,7 @@ async fn a_leader_on_another_host_leaves_a_running_worker_alone() {
     assert_eq!(running["attempts"][0]["worker_host"], "host-a", "{running}");
 
     // Leadership moves to host b, which cannot see the worker.
-    lead(&c, 2).await;
+    c.lead(2).await;
     c.wait_get(2, "/v1/pools", "the pool's problem recorded", |_, v| {
         v["items"][0]["problem"]
             .as_str()
@@ -78,7 +69,7 @@ async fn a_leader_on_another_host_leaves_a_running_worker_alone() {
     );
 
     // Back on host a, the worker is found where it ran and finishes once.
-    lead(&c, 1).await;
+    c.lead(1).await;
     let done: Value = c
         .wait_get(1, &path, "the job finished", |_, v| {
             v["state"] == "SUCCEEDED" || v["state"] == "FAILED"

@@ -40,6 +40,8 @@ pub struct ClusterView {
     /// This node's data directory (16 hex digits): a directory that was lost and recreated is
     /// another incarnation, which the cluster refuses as the member it was.
     pub incarnation: String,
+    /// This node's wall clock (ms since the epoch), which peers sample (`cluster_clock.rs`).
+    pub now_ms: u64,
     pub state: String,
     pub term: u64,
     pub leader: Option<u64>,
@@ -78,6 +80,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
         id: app.id,
         cluster_id: app.founding.identity.cluster_id(),
         incarnation: app.founding.identity.incarnation().to_string(),
+        now_ms: crate::raft::proposer::wall_clock_ms(),
         state: format!("{:?}", m.state),
         term: m.current_term,
         leader: m.current_leader,

@@ -6,7 +6,6 @@
 use super::executor::AssignmentView;
 use super::fleet::{Reach, measured_capacity, orphans, pool_problem, reach};
 use super::{LeaderContext, LeaderError};
-use crate::raft::proposer::wall_clock_ms;
 use flotilla_providers::{AnyProvider, Guarded, WorkerProvider};
 use flotilla_state_machine::{Command, JobId, Pool, ProviderKind};
 use futures::StreamExt;
@@ -26,7 +25,7 @@ impl LeaderContext<'_> {
     /// Drives every assignment, a chunk at a time (the state's read lock is held only to copy
     /// a chunk out), `drive_concurrency` workers at once; then orphans, capacity and problems.
     pub(super) async fn drive_tick(&self, term: u64) -> Result<(), LeaderError> {
-        let now_ms = wall_clock_ms();
+        let now_ms = self.proposer.now_ms();
         let mut after = None;
         // Live workers this leader cannot see, by pool and by the host they live on.
         let mut elsewhere: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();

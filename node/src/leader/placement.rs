@@ -5,7 +5,6 @@
 use super::fleet::host_local;
 use super::{LeaderContext, LeaderError};
 use crate::observe::telemetry;
-use crate::raft::proposer::wall_clock_ms;
 use flotilla_state_machine::scheduler::schedule;
 use flotilla_state_machine::{Command, Proposal, Response};
 use opentelemetry::KeyValue;
@@ -17,7 +16,7 @@ impl LeaderContext<'_> {
     pub(super) async fn place(&self, term: u64) -> Result<usize, LeaderError> {
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let now_ms = wall_clock_ms();
+        let now_ms = self.proposer.now_ms();
         let plan = {
             let data = self.machine.read();
             let mut plan = schedule(&data.state, &self.config.policy, now_ms);

@@ -5,6 +5,8 @@
 //! the `Proposer` and the helpers below.
 
 pub mod addressing;
+pub mod clock_sampler;
+pub mod cluster_clock;
 pub mod network;
 pub mod pb;
 pub mod proposer;

@@ -50,6 +50,8 @@ pub struct Proposer {
     channels: Channels,
     /// This node's identity: forwards and read-index requests carry its cluster id.
     identity: Identity,
+    /// The voters' median clock, which the leader stamps (`cluster_clock.rs`).
+    clock: std::sync::Arc<super::cluster_clock::ClusterClock>,
     rpc_timeout_ms: u64,
     sessions: std::sync::Arc<super::session_slots::SessionSlots>,
 }
@@ -61,14 +63,44 @@ pub fn wall_clock_ms() -> u64 {
 }
 
 impl Proposer {
-    pub fn new(raft: Raft, channels: Channels, identity: Identity, rpc_timeout_ms: u64) -> Self {
+    pub fn new(
+        raft: Raft,
+        channels: Channels,
+        identity: Identity,
+        clock: std::sync::Arc<super::cluster_clock::ClusterClock>,
+        rpc_timeout_ms: u64,
+    ) -> Self {
         Proposer {
             raft,
             channels,
             identity,
+            clock,
             rpc_timeout_ms,
             sessions: Default::default(),
         }
+    }
+
+    /// The time this node stamps on entries when it leads: its clock corrected to the voters'
+    /// median (`cluster_clock.rs`); `None` until a majority of the voters' clocks is sampled.
+    pub fn stamp_ms(&self) -> Option<u64> {
+        let wall_ms = wall_clock_ms();
+        if let Some(t) = self.clock.corrected(wall_ms) {
+            return Some(t);
+        }
+        // Between two sampling rounds (a cluster of one needs none): computed here.
+        let voters = crate::raft::metrics(&self.raft)
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        self.clock.update(*self.raft.node_id(), &voters, wall_ms)?;
+        self.clock.corrected(wall_ms)
+    }
+
+    /// The time the leader's loops decide by: `stamp_ms`, or this node's own clock while
+    /// there is none (whatever they propose then is refused until there is).
+    pub fn now_ms(&self) -> u64 {
+        self.stamp_ms().unwrap_or_else(wall_clock_ms)
     }
 
     /// Commits a client's `command` through the leader, wherever it is, and returns `apply`'s
@@ -111,7 +143,16 @@ impl Proposer {
     /// leader's time: `now_ms` is this node's clock, whatever the proposal carried (a
     /// forwarding node's clock, or a forged value on the Raft port).
     pub async fn commit_here(&self, mut proposal: Proposal) -> Result<Response, ProposeError> {
-        proposal.now_ms = wall_clock_ms();
+        proposal.now_ms = match self.stamp_ms() {
+            Some(t) => t,
+            // Not the leader: Raft refuses the write with a hint whatever its time says.
+            None if !self.raft.is_leader() => wall_clock_ms(),
+            None => {
+                return Err(ProposeError::NoLeader(
+                    "this node leads but has not yet sampled a majority of the voters' clocks".into(),
+                ));
+            }
+        };
         check_entry_size(&proposal)?;
         let trace = proposal
             .trace_parent

@@ -42,6 +42,8 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
     pub extra_args: Vec<String>,
+    /// Environment variables set for the process beyond the test's own (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -69,6 +71,7 @@ impl NodeProc {
                 "2000",
             ])
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -227,6 +230,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_file: dir.path().join(format!("node-{id}.log")),
                 extra_args: args_of(id, dir.path()),
+                env: Vec::new(),
                 child: None,
             })
             .collect();
@@ -349,6 +353,16 @@ impl Cluster {
             last.1,
             self.logs()
         );
+    }
+
+    /// Moves leadership to node `to` (of nodes 1..=3) and waits until all three agree.
+    pub async fn lead(&self, to: u64) {
+        let via = self.wait_leader_among(&[1, 2, 3]).await;
+        if via != to {
+            let (s, v) = self.post(via, "/v1/cluster/transfer-leader", json!({ "to": to })).await;
+            assert_eq!(s, 200, "{v}");
+        }
+        assert_eq!(self.wait_leader_among(&[1, 2, 3]).await, to);
     }
 
     /// Waits until every live node among `ids` reports the same leader, also among `ids`.
