@@ -22,6 +22,8 @@ pub struct Node {
     pub ip: String,
     child: Option<Child>,
     pub paused: bool,
+    /// Seconds this node's wall clock runs ahead (or behind) while it is skewed (libfaketime).
+    pub clock_skew_s: Option<i64>,
 }
 
 pub struct Cluster {
@@ -44,6 +46,7 @@ impl Cluster {
                 ip: node_ip(id),
                 child: None,
                 paused: false,
+                clock_skew_s: None,
             })
             .collect();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
@@ -86,6 +89,7 @@ impl Cluster {
                 "2000",
             ])
             .args(["--leader-tick-ms", "100", "--rpc-timeout-ms", "5000"])
+            .envs(clock_skew_env(self.nodes[(id - 1) as usize].clock_skew_s))
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -118,6 +122,30 @@ impl Cluster {
             std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))?;
         }
         Ok(())
+    }
+
+    /// Restarts node `id` with its wall clock `skew_s` seconds off (`None`: the true clock).
+    pub fn restart_skewed(&mut self, id: u64, skew_s: Option<i64>) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            skew_s.is_none() || Path::new(LIBFAKETIME).exists(),
+            "{LIBFAKETIME} is missing: apt-get install -y faketime"
+        );
+        self.kill(id);
+        self.node_mut(id).clock_skew_s = skew_s;
+        self.spawn(id)
+    }
+
+    /// Asks the leader to hand leadership to node `to`; false if it did not.
+    pub async fn transfer_leader(&self, to: u64) -> bool {
+        let Some(leader) = self.leader().await else {
+            return false;
+        };
+        self.http
+            .post(format!("{}/v1/cluster/transfer-leader", self.api(leader)))
+            .json(&json!({ "to": to }))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     }
 
     pub fn signal(&mut self, id: u64, stop: bool) {
@@ -312,6 +340,22 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+/// Debian's libfaketime, which shifts one process's wall clock (and only the wall clock: the
+/// node's timers run on the monotonic one).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The environment that runs a process with its wall clock `skew_s` seconds off.
+fn clock_skew_env(skew_s: Option<i64>) -> Vec<(&'static str, String)> {
+    match skew_s {
+        None => Vec::new(),
+        Some(s) => vec![
+            ("LD_PRELOAD", LIBFAKETIME.to_string()),
+            ("FAKETIME", format!("{s:+}s")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+        ],
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Op {
 /// Collects the history in memory and on disk.
 pub struct Recorder {
     start: Instant,
+    /// The wall clock (ms since the epoch) when the run started: `time_ms` past it is the
+    /// harness's own wall time of an op, which the stamped-time checker compares with.
+    pub start_wall_ms: u64,
     inner: Mutex<(Vec<Op>, Option<std::io::BufWriter<std::fs::File>>)>,
 }
 
@@ -48,6 +51,9 @@ impl Recorder {
             .map(std::io::BufWriter::new);
         Ok(Recorder {
             start: Instant::now(),
+            start_wall_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             inner: Mutex::new((Vec::new(), file)),
         })
     }

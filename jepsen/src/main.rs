@@ -30,7 +30,7 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = parse_secs)]
         time_limit: Duration,
         /// Comma-separated faults: kill, kill-majority, pause, partition, halves, bridge,
-        /// restart-all, membership, lost-disk (or `none`).
+        /// restart-all, membership, lost-disk, clock-skew (or `none`).
         #[arg(long, default_value = "kill,pause,partition")]
         faults: String,
         /// Concurrent clients.
@@ -48,7 +48,8 @@ enum Cmd {
         #[arg(long, default_value_t = 17_000)]
         base_port: u16,
         /// CI's short mode: three fixed-seed runs (30 s of kills and lost disks; 40 s of
-        /// pauses, partitions, bridges and majority kills; 55 s of all faults mixed), reports under
+        /// pauses, partitions, bridges, majority kills and clock skew; 55 s of all faults
+        /// mixed), reports under
         /// `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
@@ -118,9 +119,9 @@ async fn main() -> anyhow::Result<()> {
     let runs: Vec<RunConfig> = if short {
         [
             ("kill,lost-disk", 11, 30),
-            ("pause,partition,bridge,kill-majority", 12, 40),
+            ("pause,partition,bridge,kill-majority,clock-skew", 12, 40),
             (
-                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk",
+                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk,clock-skew",
                 13,
                 55,
             ),

@@ -34,6 +34,10 @@ pub enum Fault {
     RestartAll,
     /// A follower removed from the cluster while it keeps running, then added back.
     Membership,
+    /// One node (half the time the leader) restarted with its wall clock 5-30 s ahead or
+    /// behind (libfaketime), half the time then made the leader; restarted with the true clock
+    /// at the end of the window.
+    ClockSkew,
     /// A follower killed, its data directory wiped, and restarted on the empty directory as
     /// the deployments restart a node; its old self is then removed and the new one added
     /// (as an operator does after the node's `409 data_lost`).
@@ -53,9 +57,10 @@ impl FromStr for Fault {
             "restart-all" => Fault::RestartAll,
             "membership" => Fault::Membership,
             "lost-disk" => Fault::LostDisk,
+            "clock-skew" => Fault::ClockSkew,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk)"
+                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk, clock-skew)"
                 ));
             }
         })
@@ -74,6 +79,7 @@ impl Fault {
             Fault::RestartAll => "restart-all",
             Fault::Membership => "membership",
             Fault::LostDisk => "lost-disk",
+            Fault::ClockSkew => "clock-skew",
         }
     }
 }
@@ -226,6 +232,36 @@ impl Nemesis {
                     Some(target),
                     json!({ "node": target, "removed": removed.is_ok() }),
                 );
+            }
+            Fault::ClockSkew => {
+                let target = self.target(rng).await;
+                let magnitude_s: i64 = rng.random_range(5..=30);
+                let skew_s = if rng.random_bool(0.5) {
+                    magnitude_s
+                } else {
+                    -magnitude_s
+                };
+                let lead = rng.random_bool(0.5);
+                self.recorder.record(
+                    NEMESIS,
+                    OpType::Info,
+                    &start,
+                    Some(target),
+                    json!({ "node": target, "skew_s": skew_s, "lead": lead }),
+                );
+                self.cluster.lock().await.restart_skewed(target, Some(skew_s))?;
+                if lead {
+                    // Give it time to answer and to sample its peers, then hand it leadership.
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
+                    let moved = self.cluster.lock().await.transfer_leader(target).await;
+                    if !moved {
+                        eprintln!("flotilla-jepsen: clock-skew fault: leadership did not move to node {target}");
+                    }
+                }
+                tokio::time::sleep(hold).await;
+                self.cluster.lock().await.restart_skewed(target, None)?;
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
             }
             Fault::LostDisk => {
                 let target = self.follower(n, rng).await;

@@ -182,6 +182,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
     let mut final_states: BTreeMap<u64, String> = BTreeMap::new();
     // Pipelines by name, read from the first node (the replicas agree: `replicas-identical`).
     let mut names: BTreeMap<String, u32> = BTreeMap::new();
+    let mut created: BTreeMap<String, u64> = BTreeMap::new();
     for (i, api) in apis.iter().enumerate() {
         let mut ids = BTreeSet::new();
         let mut after = 0;
@@ -192,6 +193,9 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
                 if i == 0 {
                     if let Some(name) = p["name"].as_str() {
                         *names.entry(name.to_string()).or_default() += 1;
+                        if let Some(at) = p["created_at_ms"].as_u64() {
+                            created.insert(name.to_string(), at);
+                        }
                     }
                     for j in p["job_states"].as_array().into_iter().flatten() {
                         if let (Some(id), Some(s)) = (j["id"].as_u64(), j["state"].as_str()) {
@@ -224,6 +228,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         checker::monotonic_reads::check(&ops),
         checker::acknowledged::check(&ops, &present),
         checker::one_pipeline::check(&ops, &names),
+        checker::stamped_time::check(&ops, &created, recorder.start_wall_ms),
         checker::exactly_once::check(&markers, &final_states),
         checker::capacity::check(&ops),
         checker::convergence::check(&digests),

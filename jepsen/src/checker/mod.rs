@@ -10,6 +10,7 @@ pub mod monotonic_reads;
 pub mod one_pipeline;
 pub mod orphans;
 pub mod poison;
+pub mod stamped_time;
 
 use serde::Serialize;
 
