@@ -317,13 +317,23 @@ impl Cluster {
         }
         for id in missing {
             let body = self.member(id);
-            let r = self
-                .http
-                .post(format!("{}/v1/cluster/members", self.api(leader)))
-                .timeout(Duration::from_secs(60))
-                .json(&body)
-                .send()
-                .await?;
+            let add = || {
+                self.http
+                    .post(format!("{}/v1/cluster/members", self.api(leader)))
+                    .timeout(Duration::from_secs(60))
+                    .json(&body)
+                    .send()
+            };
+            let r = add().await?;
+            if r.status().is_success() {
+                continue;
+            }
+            let text = r.text().await?;
+            // A learner (a membership fault's add that did not finish) whose disk was then
+            // lost: its old self goes first, as for a voter.
+            anyhow::ensure!(text.contains("\"data_lost\""), "adding node {id} back: {text}");
+            self.remove_member(id).await?;
+            let r = add().await?;
             anyhow::ensure!(r.status().is_success(), "adding node {id} back: {}", r.text().await?);
         }
         Ok(())
