@@ -275,13 +275,7 @@ impl Settings {
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
         };
         anyhow::ensure!(
-            !settings.host_id.is_empty()
-                && settings.host_id.len() <= 128
-                && settings.host_id.as_bytes()[0].is_ascii_alphanumeric()
-                && settings
-                    .host_id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+            is_plain_name(&settings.host_id, 128),
             "--host-id must be 1-128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit (got {:?})",
             settings.host_id
         );
@@ -316,14 +310,8 @@ impl Settings {
             settings.header_read_timeout_ms > 0,
             "--header-read-timeout-ms must be greater than 0"
         );
-        let name = settings.cluster_name.as_bytes();
         anyhow::ensure!(
-            !name.is_empty()
-                && name.len() <= 64
-                && name[0].is_ascii_alphanumeric()
-                && name
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')),
+            is_plain_name(&settings.cluster_name, 64),
             "--cluster-name must be 1-64 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit"
         );
         anyhow::ensure!(
@@ -368,6 +356,17 @@ impl Settings {
         };
         config.validate().context("invalid raft configuration")
     }
+}
+
+/// 1 to `max_bytes` ASCII letters, digits, '-', '_' or '.', starting with a letter or digit.
+fn is_plain_name(value: &str, max_bytes: usize) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= max_bytes
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// This machine's name for `--host-id`: its machine id (shared by every process of the host,
