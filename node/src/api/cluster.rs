@@ -11,7 +11,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flotilla_raft_store::NodeAddr;
+use flotilla_raft_store::TypeConfig;
 use openraft::ChangeMembers;
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use utoipa::ToSchema;
@@ -230,9 +232,9 @@ pub async fn add_member(
         );
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).field("raft_addr")
     };
-    within_deadline(app.raft.add_learner(req.id, node, true), &timed_out, &fail).await?;
+    within_deadline(|| app.raft.add_learner(req.id, node.clone(), true), &timed_out, &fail).await?;
     let promote = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
-    within_deadline(app.raft.change_membership(promote, false), &timed_out, &fail).await?;
+    within_deadline(|| app.raft.change_membership(promote.clone(), false), &timed_out, &fail).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "added": req.id, "already_member": false })),
@@ -335,25 +337,43 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
     };
     if membership.voter_ids().any(|v| v == id) {
         let demote = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        within_deadline(app.raft.change_membership(demote, false), &timed_out, &fail).await?;
+        within_deadline(|| app.raft.change_membership(demote.clone(), false), &timed_out, &fail).await?;
     }
     let remove = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-    within_deadline(app.raft.change_membership(remove, false), &timed_out, &fail).await?;
+    within_deadline(|| app.raft.change_membership(remove.clone(), false), &timed_out, &fail).await?;
     Ok(Json(serde_json::json!({ "removed": id })).into_response())
 }
 
-/// Awaits one membership step within `MEMBERSHIP_CHANGE_TIMEOUT_MS`: `timed_out` answers a
-/// step that did not finish in time, `fail` one that failed.
-async fn within_deadline<T, E: std::fmt::Display>(
-    step: impl std::future::Future<Output = Result<T, E>>,
+/// Runs one membership step within `MEMBERSHIP_CHANGE_TIMEOUT_MS`: `timed_out` answers a step
+/// that did not finish in time, `fail` one that failed. A step refused because an earlier
+/// change is not committed yet (the founding membership just after `init`, or a change another
+/// request started) is tried again every 100 ms until the deadline: openraft allows one change
+/// at a time, and that refusal means "wait", not that anything is wrong. Adding a node right
+/// after `cluster init` was refused so (seen in CI).
+async fn within_deadline<T, Fut>(
+    step: impl Fn() -> Fut,
     timed_out: impl Fn() -> ApiError,
     fail: impl Fn(String) -> ApiError,
-) -> Result<T, ApiError> {
-    let deadline = std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
-    tokio::time::timeout(deadline, step)
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|e| fail(e.to_string()))
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    loop {
+        match tokio::time::timeout_at(deadline, step()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(done)) => return Ok(done),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(e),
+            )))) => {
+                if tokio::time::Instant::now() + std::time::Duration::from_millis(100) >= deadline {
+                    return Err(fail(e.to_string()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Ok(Err(e)) => return Err(fail(e.to_string())),
+        }
+    }
 }
 
 /// A digest of this node's applied state, to compare replicas: nodes at the same applied index
