@@ -15,6 +15,9 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     /// Raft listens on `base_port`, the API on `base_port + 1`, each on the node's address.
     pub base_port: u16,
+    /// Every node as on a host of its own (`--host-id h<i>`, a process work directory of its
+    /// own): a leader sees only the workers it created itself. Otherwise they share one.
+    pub separate_hosts: bool,
 }
 
 pub struct Node {
@@ -36,10 +39,14 @@ pub fn node_ip(id: u64) -> String {
     format!("127.0.0.{}", 10 + id)
 }
 
+/// The host node `id` stands for when every node is on a host of its own.
+pub fn host_id(id: u64) -> String {
+    format!("h{id}")
+}
+
 impl Cluster {
     pub fn new(config: ClusterConfig) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(config.dir.join("nodes"))?;
-        std::fs::create_dir_all(config.dir.join("workers"))?;
         let nodes = (1..=config.nodes)
             .map(|id| Node {
                 id,
@@ -57,8 +64,20 @@ impl Cluster {
         format!("http://{}:{}", node_ip(id), self.config.base_port + 1)
     }
 
-    pub fn workers_dir(&self) -> PathBuf {
-        self.config.dir.join("workers")
+    /// The process work directory of node `id`.
+    pub fn workers_dir(&self, id: u64) -> PathBuf {
+        if self.config.separate_hosts {
+            self.config.dir.join("hosts").join(host_id(id)).join("workers")
+        } else {
+            self.config.dir.join("workers")
+        }
+    }
+
+    /// Every process work directory of the run (one, or one per node).
+    pub fn workers_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = (1..=self.config.nodes).map(|id| self.workers_dir(id)).collect();
+        dirs.dedup();
+        dirs
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {
@@ -79,7 +98,12 @@ impl Cluster {
             .args(["--raft-addr", &format!("{ip}:{}", self.config.base_port)])
             .args(["--api-addr", &format!("{ip}:{}", self.config.base_port + 1)])
             .arg("--process-work-dir")
-            .arg(self.workers_dir())
+            .arg(self.workers_dir(id))
+            .args(if self.config.separate_hosts {
+                vec!["--host-id".to_string(), host_id(id)]
+            } else {
+                Vec::new()
+            })
             .args([
                 "--heartbeat-interval-ms",
                 "200",
@@ -369,8 +393,18 @@ fn clock_skew_env(skew_s: Option<i64>) -> Vec<(&'static str, String)> {
     }
 }
 
-/// Worker directories and worker processes of the process provider under `dir`.
-pub fn leftover_workers(dir: &Path) -> (Vec<String>, Vec<String>) {
+/// Worker directories and worker processes of the process provider under `dirs`.
+pub fn leftover_workers(dirs: &[PathBuf]) -> (Vec<String>, Vec<String>) {
+    let mut left = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let (d, p) = leftover_workers_in(dir);
+        left.0.extend(d.into_iter().map(|n| format!("{}/{n}", dir.display())));
+        left.1.extend(p);
+    }
+    left
+}
+
+fn leftover_workers_in(dir: &Path) -> (Vec<String>, Vec<String>) {
     let dirs = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok())

@@ -1,6 +1,8 @@
 //! Network partitions between nodes on loopback addresses, with iptables: one chain of this
 //! run's own, jumped to from INPUT, holding DROP rules per (source, destination) pair. Peers
-//! see silence, not refusals, so they time out as across a real partition.
+//! see silence, not refusals, so they time out as across a real partition. Two one-way rules
+//! serve the retried-forward fault: the answers of one node's server lost on the way to
+//! another, and that other's connections to it reset.
 
 use std::process::Command;
 
@@ -39,6 +41,49 @@ impl Firewall {
             }
         }
         Ok(())
+    }
+
+    /// Drops what `server`'s port `port` sends to `client`: the answers to the requests
+    /// `client` makes there, not the requests `server` makes to `client` (those come from
+    /// other ports). Requests arrive and are acted on; their answers never come back.
+    pub fn drop_answers(&self, server: &str, port: u16, client: &str) -> anyhow::Result<()> {
+        let port = port.to_string();
+        iptables(&[
+            "-A",
+            &self.chain,
+            "-s",
+            server,
+            "-d",
+            client,
+            "-p",
+            "tcp",
+            "--sport",
+            &port,
+            "-j",
+            "DROP",
+        ])
+    }
+
+    /// Answers every packet `client` sends to `server`'s port `port` with a TCP reset: open
+    /// connections break at their next retransmission and new ones are refused.
+    pub fn reset_requests(&self, client: &str, server: &str, port: u16) -> anyhow::Result<()> {
+        let port = port.to_string();
+        iptables(&[
+            "-A",
+            &self.chain,
+            "-s",
+            client,
+            "-d",
+            server,
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ])
     }
 
     pub fn heal(&self) -> anyhow::Result<()> {

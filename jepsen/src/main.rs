@@ -30,7 +30,7 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = parse_secs)]
         time_limit: Duration,
         /// Comma-separated faults: kill, kill-majority, pause, partition, halves, bridge,
-        /// restart-all, membership, lost-disk, clock-skew (or `none`).
+        /// restart-all, membership, lost-disk, clock-skew, retried-forward (or `none`).
         #[arg(long, default_value = "kill,pause,partition")]
         faults: String,
         /// Concurrent clients.
@@ -47,9 +47,14 @@ enum Cmd {
         /// Raft port of every node (the API uses the next one), on 127.0.0.11...
         #[arg(long, default_value_t = 17_000)]
         base_port: u16,
-        /// CI's short mode: three fixed-seed runs (30 s of kills and lost disks; 40 s of
-        /// pauses, partitions, bridges, majority kills and clock skew; 55 s of all faults
-        /// mixed), reports under
+        /// Every node as on a host of its own: its own `--host-id` and process work directory,
+        /// so a leader sees only the workers it created (the heal phase then hands leadership
+        /// to each node in turn).
+        #[arg(long)]
+        separate_hosts: bool,
+        /// CI's short mode: three fixed-seed runs (30 s of kills, lost disks and retried
+        /// forwards on separate hosts; 40 s of pauses, partitions, bridges, majority kills,
+        /// clock skew and retried forwards; 55 s of all faults mixed), reports under
         /// `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
@@ -83,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         out,
         node_bin,
         base_port,
+        separate_hosts,
         short,
     } = Args::parse().command;
     anyhow::ensure!(nodes == 3 || nodes == 5, "--nodes must be 3 or 5");
@@ -115,23 +121,26 @@ async fn main() -> anyhow::Result<()> {
         out: out.clone(),
         node_bin,
         base_port,
+        separate_hosts,
     };
     let runs: Vec<RunConfig> = if short {
         [
-            ("kill,lost-disk", 11, 30),
-            ("pause,partition,bridge,kill-majority,clock-skew", 12, 40),
+            ("kill,lost-disk,retried-forward", 11, 30, true),
+            ("pause,partition,bridge,kill-majority,clock-skew,retried-forward", 12, 40, false),
             (
-                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk,clock-skew",
+                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk,clock-skew,retried-forward",
                 13,
                 55,
+                false,
             ),
         ]
         .iter()
         .enumerate()
-        .map(|(i, (f, seed, secs))| RunConfig {
+        .map(|(i, (f, seed, secs, separate_hosts))| RunConfig {
             time_limit: Duration::from_secs(*secs),
             faults: parse_faults(f).expect("fixed"),
             seed: *seed,
+            separate_hosts: *separate_hosts,
             out: out.join(format!("short-{}", i + 1)),
             ..base.clone()
         })

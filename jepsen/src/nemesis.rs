@@ -42,6 +42,11 @@ pub enum Fault {
     /// the deployments restart a node; its old self is then removed and the new one added
     /// (as an operator does after the node's `409 data_lost`).
     LostDisk,
+    /// The leader's answers to one follower's forwards dropped (its proposals are committed,
+    /// their answers lost), then that follower's connections to the leader reset, so it
+    /// retries the proposals it forwarded; lifted before its retries run out. Only the client
+    /// sessions keep a retried proposal from being applied twice.
+    RetriedForward,
 }
 
 impl FromStr for Fault {
@@ -58,9 +63,10 @@ impl FromStr for Fault {
             "membership" => Fault::Membership,
             "lost-disk" => Fault::LostDisk,
             "clock-skew" => Fault::ClockSkew,
+            "retried-forward" => Fault::RetriedForward,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk, clock-skew)"
+                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk, clock-skew, retried-forward)"
                 ));
             }
         })
@@ -80,6 +86,7 @@ impl Fault {
             Fault::Membership => "membership",
             Fault::LostDisk => "lost-disk",
             Fault::ClockSkew => "clock-skew",
+            Fault::RetriedForward => "retried-forward",
         }
     }
 }
@@ -286,6 +293,39 @@ impl Nemesis {
                     Some(target),
                     json!({ "node": target, "readded": readded.is_ok() }),
                 );
+            }
+            Fault::RetriedForward => {
+                let (leader, port) = {
+                    let cluster = self.cluster.lock().await;
+                    (cluster.leader().await, cluster.config.base_port)
+                };
+                let Some(leader) = leader else {
+                    self.recorder
+                        .record(NEMESIS, OpType::Info, &start, None, json!({ "skipped": "no leader" }));
+                    tokio::time::sleep(hold).await;
+                    self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+                    return Ok(());
+                };
+                let target = self.follower(n, rng).await;
+                self.recorder.record(
+                    NEMESIS,
+                    OpType::Info,
+                    &start,
+                    Some(target),
+                    json!({ "node": target, "leader": leader }),
+                );
+                // Answers lost for a while: forwards pile up committed and unanswered. Then
+                // the follower's connection breaks and its proposer retries them, refused at
+                // once until the fault lifts, within the forward's deadline (the harness's
+                // --rpc-timeout-ms 5000; every hold is under 6 s, half of it here).
+                self.firewall.drop_answers(&node_ip(leader), port, &node_ip(target))?;
+                tokio::time::sleep(hold / 2).await;
+                self.firewall.reset_requests(&node_ip(target), &node_ip(leader), port)?;
+                tokio::time::sleep(hold / 4).await;
+                self.firewall.heal()?;
+                tokio::time::sleep(hold / 4).await;
+                self.recorder
+                    .record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
             }
             Fault::RestartAll => {
                 self.recorder.record(NEMESIS, OpType::Info, &start, None, json!({}));

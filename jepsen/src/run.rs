@@ -27,6 +27,27 @@ pub struct RunConfig {
     pub out: PathBuf,
     pub node_bin: PathBuf,
     pub base_port: u16,
+    /// Every node as on a host of its own (see `ClusterConfig::separate_hosts`).
+    pub separate_hosts: bool,
+}
+
+/// How long the heal phase leaves leadership with one node before handing it to the next,
+/// when every node is on a host of its own: a job's worker is driven only by a leader on its
+/// host, so each host's node must lead for its jobs to finish and its workers to be removed.
+const HOST_TURN_MS: u64 = 3_000;
+
+/// Hands leadership to the next node in turn (`turn` counts the turns taken).
+async fn next_host_turn(cluster: &tokio::sync::Mutex<Cluster>, turn: &mut u64, last: &mut Instant) {
+    if last.elapsed() < Duration::from_millis(HOST_TURN_MS) {
+        return;
+    }
+    let c = cluster.lock().await;
+    let to = *turn % c.config.nodes + 1;
+    *turn += 1;
+    *last = Instant::now();
+    if !c.transfer_leader(to).await {
+        eprintln!("flotilla-jepsen: leadership did not move to node {to} for its host's workers");
+    }
 }
 
 pub struct RunResult {
@@ -53,11 +74,12 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         node_bin: config.node_bin.clone(),
         dir: config.out.clone(),
         base_port: config.base_port,
+        separate_hosts: config.separate_hosts,
     })?;
     let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 2000, "memory_mib": 4096 }, "max_workers": 4 });
     cluster.form(pool).await.context("forming the cluster")?;
     let apis: Vec<String> = (1..=config.nodes).map(|id| cluster.api(id)).collect();
-    let workers = cluster.workers_dir();
+    let workers = cluster.workers_dirs();
     let http = cluster.http.clone();
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     eprintln!(
@@ -124,6 +146,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         .filter(|c| c.invoke.f == "submit" && c.done.kind == OpType::Ok)
         .filter_map(|c| c.done.value["pipeline"].as_u64())
         .collect();
+    let (mut turn, mut last_turn) = (0, Instant::now());
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let api = {
@@ -144,11 +167,23 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
             Instant::now() < deadline,
             "{running} acknowledged pipelines still not finished 180 s after healing"
         );
+        if config.separate_hosts {
+            next_host_turn(&cluster, &mut turn, &mut last_turn).await;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Workers are removed once their exit is committed; give the reconciler time to finish.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while leftover_workers(&workers) != (vec![], vec![]) && Instant::now() < deadline {
+    // Workers are removed once their exit is committed; give the reconciler time to finish
+    // (on separate hosts, each host's node in turn: every host's node leads at least once).
+    let deadline = Instant::now() + Duration::from_secs(if config.separate_hosts { 60 } else { 30 });
+    let mut turns_left = if config.separate_hosts { config.nodes } else { 0 };
+    while (leftover_workers(&workers) != (vec![], vec![]) || turns_left > 0) && Instant::now() < deadline {
+        if config.separate_hosts {
+            let before = turn;
+            next_host_turn(&cluster, &mut turn, &mut last_turn).await;
+            if turn != before {
+                turns_left = turns_left.saturating_sub(1);
+            }
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
@@ -236,7 +271,7 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         checker::poison::check(&ops),
     ];
     let config_json = json!({
-        "nodes": config.nodes, "time_limit_s": config.time_limit.as_secs(), "concurrency": config.concurrency, "seed": config.seed,
+        "nodes": config.nodes, "separate_hosts": config.separate_hosts, "time_limit_s": config.time_limit.as_secs(), "concurrency": config.concurrency, "seed": config.seed,
         "faults": config.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
     });
     let summary = report::summary(&ops, &verdicts, config_json);

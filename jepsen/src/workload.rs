@@ -98,7 +98,9 @@ impl Workload {
             rng.random_range(1..9)
         );
         let jobs: Vec<Value> = (0..rng.random_range(1..=2))
-            .map(|i| json!({ "name": format!("j{i}"), "steps": [step.clone()], "resources": { "cpu_millis": 500, "memory_mib": 64 } }))
+            // Retried when its worker fails or is lost: a leader that wrongly reports a worker
+            // lost (one it cannot see) then runs the job a second time, which the markers show.
+            .map(|i| json!({ "name": format!("j{i}"), "steps": [step.clone()], "resources": { "cpu_millis": 500, "memory_mib": 64 }, "retry": { "max_retries": 2, "backoff": 200 } }))
             .collect();
         let spec = json!({ "name": key, "jobs": jobs });
         // Half without an idempotency key: then only the client sessions keep a forward the

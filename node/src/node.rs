@@ -160,6 +160,8 @@ impl RunningNode {
         let parts = crate::leader::LeaderParts {
             node_id: settings.id,
             host_id: settings.host_id.clone(),
+            whereabouts: crate::worker_providers::whereabouts(&settings),
+            identity: founding.identity.clone(),
             leadership,
             machine: machine.clone(),
             proposer: app_proposer,

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use flotilla_providers::DockerEndpoint;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,10 +105,17 @@ pub struct Options {
     /// Default `flotilla`.
     #[arg(long, env = "FLOTILLA_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
-    /// Docker Engine API socket; setting it enables the `docker` provider for pools that name
-    /// it. The engine may be down at start: calls fail until it answers.
+    /// Docker Engine to run `docker` pools on: its socket's path (`/var/run/docker.sock`, one
+    /// host's: a leader on another host leaves its workers alone) or `tcp://HOST:PORT` of an
+    /// engine every node reaches (any leader drives its workers). Setting it enables the
+    /// `docker` provider. The engine may be down at start: calls fail until it answers.
     #[arg(long, env = "FLOTILLA_DOCKER_SOCKET")]
     pub docker_socket: Option<String>,
+    /// Directory with `ca.pem`, `cert.pem` and `key.pem` (Docker's DOCKER_CERT_PATH layout):
+    /// a `tcp://` engine is then reached over TLS with this client certificate. Without it a
+    /// `tcp://` engine is plain HTTP, which start-up logs as a warning.
+    #[arg(long, env = "FLOTILLA_DOCKER_CERT_PATH")]
+    pub docker_cert_path: Option<PathBuf>,
     /// Network mode of job containers, e.g. `none` to cut jobs off the network. Default: the
     /// engine's default bridge.
     #[arg(long)]
@@ -186,7 +194,7 @@ pub struct Settings {
     pub leader_tick_ms: u64,
     pub json_logs: bool,
     pub cluster_name: String,
-    pub docker_socket: Option<String>,
+    pub docker_endpoint: Option<DockerEndpoint>,
     pub docker_network: Option<String>,
     pub docker_default_image: Option<String>,
     pub kubernetes_namespace: Option<String>,
@@ -256,7 +264,13 @@ impl Settings {
                 other => anyhow::bail!("--log-format must be `pretty` or `json`, not {other:?}"),
             },
             cluster_name: pick!(cluster_name, "flotilla".to_string()),
-            docker_socket: cli.docker_socket.clone().or(file.docker_socket.clone()),
+            docker_endpoint: match cli.docker_socket.clone().or(file.docker_socket.clone()) {
+                None => None,
+                Some(text) => Some(
+                    DockerEndpoint::parse(&text, cli.docker_cert_path.clone().or(file.docker_cert_path.clone()))
+                        .map_err(|e| anyhow::anyhow!("--docker-socket: {e}"))?,
+                ),
+            },
             docker_network: cli.docker_network.clone().or(file.docker_network.clone()),
             docker_default_image: cli.docker_default_image.clone().or(file.docker_default_image.clone()),
             kubernetes_namespace: cli.kubernetes_namespace.clone().or(file.kubernetes_namespace.clone()),
@@ -278,6 +292,10 @@ impl Settings {
             is_plain_name(&settings.host_id, 128),
             "--host-id must be 1-128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit (got {:?})",
             settings.host_id
+        );
+        anyhow::ensure!(
+            settings.docker_endpoint.is_some() || cli.docker_cert_path.is_none() && file.docker_cert_path.is_none(),
+            "--docker-cert-path is for a tcp:// --docker-socket, and none is given"
         );
         for peer in &settings.bootstrap_peers {
             check_host_port(peer).map_err(|e| anyhow::anyhow!("--bootstrap-peers: {e}"))?;

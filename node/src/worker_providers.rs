@@ -1,7 +1,9 @@
 //! The worker providers this node drives when it leads, built from its settings: the process
 //! provider always, Docker when `--docker-socket` is set, Kubernetes when
-//! `--kubernetes-namespace` is set, the simulated provider when `--sim-duration-ms` is set.
+//! `--kubernetes-namespace` is set, the simulated provider when `--sim-duration-ms` is set;
+//! and where their workers live (`whereabouts`).
 
+use crate::leader::Whereabouts;
 use crate::settings::Settings;
 use anyhow::Context;
 use flotilla_providers::{
@@ -9,6 +11,16 @@ use flotilla_providers::{
     ProcessConfig, ProcessProvider, ProviderSet, SimConfig, SimProvider,
 };
 use flotilla_state_machine::ProviderKind;
+
+/// Where this node's workers live: process and Docker workers on its `--host-id`, Docker
+/// workers at the engine's address instead when every node reaches it by `tcp://`.
+pub fn whereabouts(settings: &Settings) -> Whereabouts {
+    let here = Whereabouts::for_host(&settings.host_id);
+    match &settings.docker_endpoint {
+        Some(endpoint) if endpoint.is_shared() => here.with(ProviderKind::Docker, endpoint.to_string()),
+        _ => here,
+    }
+}
 
 pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
     let guard = GuardConfig {
@@ -29,13 +41,17 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         )
     })?;
     let mut set = ProviderSet::new().with(ProviderKind::Process, AnyProvider::Process(process), guard.clone());
-    if let Some(socket) = &settings.docker_socket {
-        // Removed containers are remembered beside the process workers: both are per host.
-        let tombstones = settings.process_work_dir.join(".removed-docker");
-        let mut config = DockerConfig::new(socket.clone(), settings.cluster_name.clone(), tombstones);
+    if let Some(endpoint) = &settings.docker_endpoint {
+        if endpoint.is_plain_tcp() {
+            tracing::warn!(
+                %endpoint,
+                "the docker engine is reached over plain HTTP: whoever can reach it or listen on the way runs containers as root on its host; give --docker-cert-path for TLS"
+            );
+        }
+        let mut config = DockerConfig::new(endpoint.clone(), settings.cluster_name.clone());
         config.network_mode = settings.docker_network.clone();
         config.default_image = settings.docker_default_image.clone();
-        let docker = DockerProvider::new(config).context("preparing the docker provider's tombstone directory")?;
+        let docker = DockerProvider::new(config);
         set = set.with(
             ProviderKind::Docker,
             AnyProvider::Docker(Box::new(docker)),

@@ -48,7 +48,7 @@ async fn a_leader_on_another_host_leaves_a_running_worker_alone() {
     c.wait_get(2, "/v1/pools", "the pool's problem recorded", |_, v| {
         v["items"][0]["problem"]
             .as_str()
-            .is_some_and(|p| p.contains("1 on host host-a"))
+            .is_some_and(|p| p.contains("1 on host-a"))
     })
     .await;
     // A job placed now runs here, on host b.

@@ -6,7 +6,7 @@
 use crate::docker::DockerProvider;
 use crate::kubernetes::KubernetesProvider;
 use crate::process::ProcessProvider;
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::sim::SimProvider;
 use flotilla_state_machine::{PoolSpec, Resources};
 
@@ -51,7 +51,7 @@ impl WorkerProvider for AnyProvider {
         dispatch!(self, p => p.remove(name))
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {
         dispatch!(self, p => p.list())
     }
 

@@ -7,7 +7,7 @@
 //! provider refused this worker) are neither retried nor held against the provider.
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use flotilla_state_machine::{PoolSpec, Resources};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,7 +134,7 @@ impl<P: WorkerProvider> WorkerProvider for Guarded<P> {
         self.call(|| self.inner.remove(name)).await
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {
         self.call(|| self.inner.list()).await
     }
 

@@ -25,13 +25,13 @@ mod tombstones;
 
 pub use any_provider::AnyProvider;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
-pub use docker::{DockerConfig, DockerProvider};
+pub use docker::{DockerConfig, DockerEndpoint, DockerProvider, EngineTombstones};
 pub use guarded::{GuardConfig, Guarded};
 pub use kubernetes::{KubernetesConfig, KubernetesProvider, PodView};
 pub use process::{ProcessConfig, ProcessProvider};
 pub use provider::{
-    LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER, Observation, ProviderError, WorkerProvider, WorkerSpec,
-    parse_worker_name, worker_name,
+    LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER, ListedWorker, Observation, ProviderError,
+    WorkerProvider, WorkerSpec, foreign, foreign_worker, parse_worker_name, worker_name,
 };
 pub use provider_set::ProviderSet;
 pub use sim::{SimConfig, SimProvider};

@@ -9,12 +9,13 @@
 //!   steps.log                       "start <n>" / "end <n> <code>" lines
 //!   output.log                      stdout and stderr of every step
 //!   exit_code                       written (atomically) when the wrapper ends
+//!   cluster-id                      the id of the cluster whose leader created it
 //! ```
 //!
 //! A worker directory is prepared under a temporary name and renamed into place, so creating
 //! is idempotent: only the caller whose rename succeeds starts the process.
 
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec, foreign, foreign_worker};
 use crate::tombstones::Tombstones;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use std::time::{Duration, SystemTime};
 
 /// A worker directory with no `pid` this long after creation never started: it is lost.
 const START_GRACE: Duration = Duration::from_secs(30);
+/// The file in a worker's directory that names the cluster that created it.
+const CLUSTER_ID_FILE: &str = "cluster-id";
 /// After SIGTERM, how long to wait before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 
@@ -141,8 +144,14 @@ impl WorkerProvider for ProcessProvider {
             return Err(buried());
         }
         let dir = self.dir(&name);
+        let held = |dir: &Path| -> Result<String, ProviderError> {
+            match read_trimmed(&dir.join(CLUSTER_ID_FILE)) {
+                Some(id) if foreign(Some(&id), spec.cluster_id.as_deref()) => Err(foreign_worker(&name, &id)),
+                _ => Ok(name.clone()),
+            }
+        };
         if dir.exists() {
-            return Ok(name);
+            return held(&dir);
         }
         let tmp = self.config.root.join(format!(".tmp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -152,11 +161,14 @@ impl WorkerProvider for ProcessProvider {
             std::fs::write(tmp.join(format!("step-{i}.sh")), step)?;
         }
         std::fs::write(tmp.join("output.log"), b"")?;
+        if let Some(id) = &spec.cluster_id {
+            std::fs::write(tmp.join(CLUSTER_ID_FILE), id)?;
+        }
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => {}
             Err(_) if dir.exists() => {
                 let _ = std::fs::remove_dir_all(&tmp);
-                return Ok(name); // someone else created it first
+                return held(&dir); // someone else created it first
             }
             Err(e) => return Err(e.into()),
         }
@@ -263,16 +275,17 @@ impl WorkerProvider for ProcessProvider {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
-        let mut names = Vec::new();
+    async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {
+        let mut listed = Vec::new();
         for entry in std::fs::read_dir(&self.config.root)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if name.starts_with('j') && name.contains("-a") {
-                names.push(name);
+                let cluster_id = read_trimmed(&self.dir(&name).join(CLUSTER_ID_FILE));
+                listed.push(ListedWorker { name, cluster_id });
             }
         }
-        names.sort();
-        Ok(names)
+        listed.sort();
+        Ok(listed)
     }
 }
 

@@ -21,6 +21,9 @@ pub struct WorkerSpec {
     pub labels: BTreeMap<String, String>,
     /// The pool's provider settings (`PoolSpec::settings`).
     pub pool_settings: BTreeMap<String, String>,
+    /// The id of the cluster whose leader creates it (`None` only for a node that has none
+    /// recorded); providers label the worker with it and never touch another cluster's.
+    pub cluster_id: Option<String>,
 }
 
 impl WorkerSpec {
@@ -31,8 +34,10 @@ impl WorkerSpec {
 }
 
 /// Labels every provider puts on its workers (Docker containers, Kubernetes pods): the
-/// cluster they belong to, the job and attempt, and the worker's name.
+/// cluster they belong to (by name, which prefixes their names, and by id), the job and
+/// attempt, and the worker's name.
 pub const LABEL_CLUSTER: &str = "flotilla.cluster";
+pub const LABEL_CLUSTER_ID: &str = "flotilla.cluster-id";
 pub const LABEL_JOB: &str = "flotilla.job";
 pub const LABEL_ATTEMPT: &str = "flotilla.attempt";
 pub const LABEL_WORKER: &str = "flotilla.worker";
@@ -49,6 +54,35 @@ pub fn parse_worker_name(name: &str) -> Option<(JobId, u32)> {
         return None;
     }
     Some((JobId(job.parse().ok()?), attempt.parse().ok()?))
+}
+
+/// One worker a provider holds, as `list` names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedWorker {
+    pub name: String,
+    /// The cluster id it is labelled with (`None`: a worker created without one).
+    pub cluster_id: Option<String>,
+}
+
+impl ListedWorker {
+    /// Whether it belongs to another cluster than `own`: both ids known and different. A
+    /// node never adopts nor removes such a worker (two clusters given one name and one
+    /// Docker engine or namespace, or a node that founded a cluster of its own by mistake).
+    pub fn is_foreign(&self, own: Option<&str>) -> bool {
+        foreign(self.cluster_id.as_deref(), own)
+    }
+}
+
+/// Whether a worker labelled `worker_cluster` belongs to another cluster than `own`.
+pub fn foreign(worker_cluster: Option<&str>, own: Option<&str>) -> bool {
+    matches!((worker_cluster, own), (Some(w), Some(o)) if w != o)
+}
+
+/// The refusal to create over a worker of the same name that another cluster holds.
+pub fn foreign_worker(name: &str, cluster_id: &str) -> ProviderError {
+    ProviderError::Rejected(format!(
+        "a worker named {name} belongs to cluster {cluster_id}, not this one: two clusters share this provider under one cluster name; give each its own --cluster-name"
+    ))
 }
 
 /// What the provider sees of one worker now.
@@ -114,8 +148,8 @@ pub trait WorkerProvider: Send + Sync + 'static {
     fn terminate(&self, name: &str) -> impl Future<Output = Result<bool, ProviderError>> + Send;
     /// Deletes what is left of a stopped worker (its directory, container...).
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), ProviderError>> + Send;
-    /// Names of every worker this provider holds, for adoption and orphan removal.
-    fn list(&self) -> impl Future<Output = Result<Vec<String>, ProviderError>> + Send;
+    /// Every worker this provider holds (sorted by name), for orphan removal.
+    fn list(&self) -> impl Future<Output = Result<Vec<ListedWorker>, ProviderError>> + Send;
     /// Whether `capacity` measures anything (the leader asks only such providers).
     fn measures_capacity(&self) -> bool {
         false
@@ -155,5 +189,18 @@ mod tests {
         ] {
             assert_eq!(parse_worker_name(other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn only_a_worker_of_another_known_cluster_is_foreign() {
+        let listed = |id: Option<&str>| ListedWorker {
+            name: "j1-a1".into(),
+            cluster_id: id.map(str::to_string),
+        };
+        assert!(listed(Some("b")).is_foreign(Some("a")));
+        assert!(!listed(Some("a")).is_foreign(Some("a")));
+        // Unknown on either side: nothing says it is another cluster's.
+        assert!(!listed(None).is_foreign(Some("a")));
+        assert!(!listed(Some("b")).is_foreign(None));
     }
 }

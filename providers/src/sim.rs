@@ -9,7 +9,7 @@
 //! which is the honest behaviour of a provider whose workers died with their host. Removed
 //! names are remembered, so a worker is never created twice by this node.
 
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec, foreign, foreign_worker};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ pub struct SimConfig {
 }
 
 struct SimWorker {
+    cluster_id: Option<String>,
     created: Instant,
     duration: Duration,
     exit_code: i32,
@@ -71,7 +72,13 @@ impl WorkerProvider for SimProvider {
                 "worker {name} was removed before; an attempt never runs twice"
             )));
         }
+        if let Some(held) = w.live.get(&name).and_then(|h| h.cluster_id.as_deref())
+            && foreign(Some(held), spec.cluster_id.as_deref())
+        {
+            return Err(foreign_worker(&name, held));
+        }
         w.live.entry(name.clone()).or_insert(SimWorker {
+            cluster_id: spec.cluster_id.clone(),
             created: Instant::now(),
             duration: Duration::from_millis(duration_ms),
             exit_code,
@@ -116,9 +123,17 @@ impl WorkerProvider for SimProvider {
         Ok(())
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
-        let mut names: Vec<String> = self.workers().live.keys().cloned().collect();
-        names.sort();
-        Ok(names)
+    async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {
+        let mut listed: Vec<ListedWorker> = self
+            .workers()
+            .live
+            .iter()
+            .map(|(name, w)| ListedWorker {
+                name: name.clone(),
+                cluster_id: w.cluster_id.clone(),
+            })
+            .collect();
+        listed.sort();
+        Ok(listed)
     }
 }

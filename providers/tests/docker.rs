@@ -1,12 +1,16 @@
 //! The Docker provider against the machine's real Docker Engine, with the busybox image that
-//! `scripts/test-image` builds (FROM scratch, no registry). Each test uses its own cluster
-//! name and checks that no container of it is left.
+//! `scripts/test-image` builds (FROM scratch, no registry), through its socket and through a
+//! TCP address (a loopback proxy to the socket, as a remote engine every node reaches). Each
+//! test uses its own cluster name and checks that no container of it is left.
 
 mod common;
 use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use common::wait_until;
-use flotilla_providers::{DockerConfig, DockerProvider, LABEL_CLUSTER, ProviderError, WorkerProvider, WorkerSpec};
+use flotilla_providers::{
+    DockerConfig, DockerEndpoint, DockerProvider, LABEL_CLUSTER, ListedWorker, ProviderError, WorkerProvider,
+    WorkerSpec,
+};
 use flotilla_state_machine::Resources;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,12 +34,16 @@ struct Cleanup(String);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let filter = format!("label={LABEL_CLUSTER}={}", self.0);
-        if let Ok(out) = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-        {
+        for (list, remove) in [(["ps", "-aq"], ["rm", "-f"]), (["volume", "ls"], ["volume", "rm"])] {
+            let Ok(out) = std::process::Command::new("docker")
+                .args(list)
+                .args(["-q", "--filter", &filter])
+                .output()
+            else {
+                continue;
+            };
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = std::process::Command::new("docker").args(["rm", "-f", id]).output();
+                let _ = std::process::Command::new("docker").args(remove).arg(id).output();
             }
         }
     }
@@ -48,6 +56,10 @@ fn cleanup(test: &str) -> Cleanup {
 /// A provider for a cluster name of this test alone; fails loudly when the engine or the test
 /// image is missing.
 async fn provider(test: &str) -> (DockerProvider, Docker) {
+    provider_at(test, DockerEndpoint::Unix(SOCKET.into())).await
+}
+
+async fn provider_at(test: &str, endpoint: DockerEndpoint) -> (DockerProvider, Docker) {
     let docker = Docker::connect_with_unix(SOCKET, 30, bollard::API_DEFAULT_VERSION)
         .unwrap_or_else(|e| panic!("the Docker Engine at {SOCKET} is required: {e}"));
     docker
@@ -55,10 +67,42 @@ async fn provider(test: &str) -> (DockerProvider, Docker) {
         .await
         .unwrap_or_else(|e| panic!("image {IMAGE} is missing ({e}); build it with scripts/test-image"));
     let cluster = format!("ft-{test}-{}", std::process::id());
-    let tombstones = std::env::temp_dir().join(format!("{cluster}-removed"));
-    let mut config = DockerConfig::new(SOCKET, cluster, tombstones);
+    let mut config = DockerConfig::new(endpoint, cluster);
     config.network_mode = Some("none".into());
-    (DockerProvider::new(config).unwrap(), docker)
+    (DockerProvider::new(config), docker)
+}
+
+/// A TCP address on loopback that forwards every connection to the engine's socket: the
+/// engine as nodes on other hosts would reach it. Served until the test's runtime ends.
+async fn tcp_proxy() -> DockerEndpoint {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut unix) = tokio::net::UnixStream::connect(SOCKET).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+    DockerEndpoint::parse(&format!("tcp://{addr}"), None).unwrap()
+}
+
+async fn volumes_of(docker: &Docker, p: &DockerProvider) -> usize {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_CLUSTER}={}", p.config().cluster)],
+    )]);
+    docker
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .len()
 }
 
 async fn containers_of(docker: &Docker, p: &DockerProvider) -> usize {
@@ -131,7 +175,17 @@ async fn runs_steps_with_labels_and_limits_and_reports_output_and_exit() {
     assert_eq!(host.memory, Some(64 * 1024 * 1024));
     assert_eq!(host.network_mode.as_deref(), Some("none"));
 
-    assert_eq!(p.list().await.unwrap(), vec![name.clone()]);
+    assert_eq!(
+        labels.get("flotilla.cluster-id").map(String::as_str),
+        Some(common::CLUSTER_ID)
+    );
+    assert_eq!(
+        p.list().await.unwrap(),
+        vec![ListedWorker {
+            name: name.clone(),
+            cluster_id: Some(common::CLUSTER_ID.into())
+        }]
+    );
     p.remove(&name).await.unwrap();
     assert!(!p.observe(&name).await.unwrap().exists);
     p.remove(&name).await.unwrap();
@@ -156,7 +210,15 @@ async fn creating_twice_runs_once_and_a_new_leader_adopts_the_container() {
     // A second provider instance, as on a new leader: it finds the worker by label, does not
     // start it again, and reads its output and exit.
     let (adopter, _) = provider("adopt").await;
-    assert_eq!(adopter.list().await.unwrap(), vec![name.clone()]);
+    assert_eq!(common::names(adopter.list().await.unwrap()), vec![name.clone()]);
+    // A leader of another cluster under the same name is refused the container.
+    let mut theirs = s.clone();
+    theirs.cluster_id = Some("0123456789abcdef0123456789abcdef".into());
+    let e = adopter.create(&theirs).await.unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Rejected(m) if m.contains(common::CLUSTER_ID)),
+        "{e:?}"
+    );
     adopter.create(&s).await.unwrap();
     let o = wait_until(&adopter, &name, "exit", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(0));
@@ -193,7 +255,7 @@ async fn output_larger_than_the_window_streams_through_in_order() {
     let (mut p, docker) = provider("window").await;
     let mut config = p.config().clone();
     config.max_buffered_output_bytes = 64 * 1024;
-    p = DockerProvider::new(config).unwrap();
+    p = DockerProvider::new(config);
     // 1,000,000 bytes of numbered lines, far more than the 64 KiB window.
     let s = spec(4, &["seq 1 200000 | head -c 1000000"]);
     p.create(&s).await.unwrap();
@@ -219,11 +281,43 @@ async fn a_missing_image_is_a_permanent_refusal_and_a_dead_engine_a_transient_on
     assert_eq!(containers_of(&docker, &p).await, 0);
 
     let down = DockerProvider::new(DockerConfig::new(
-        "/nonexistent/docker.sock",
+        DockerEndpoint::Unix("/nonexistent/docker.sock".into()),
         "ft-down",
-        std::env::temp_dir().join("ft-down-removed"),
-    ))
-    .unwrap();
+    ));
     let e = down.create(&spec(6, &["true"])).await.unwrap_err();
     assert!(matches!(e, ProviderError::Unavailable(_)) && e.is_transient(), "{e:?}");
+}
+
+/// The engine reached by TCP, as a leader on another host reaches a shared one: it adopts the
+/// container the socket's leader created, removes it, and the tombstone it leaves in the
+/// engine refuses the attempt to the socket's leader too (a deposed leader anywhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_reaching_the_engine_by_tcp_adopts_and_its_tombstones_bind_every_leader() {
+    let _cleanup = cleanup("tcp");
+    let (local, docker) = provider("tcp").await;
+    let (remote, _) = provider_at("tcp", tcp_proxy().await).await;
+    let s = spec(7, &["echo once", "sleep 1"]);
+    local.create(&s).await.unwrap();
+    let name = s.name();
+    assert_eq!(common::names(remote.list().await.unwrap()), vec![name.clone()]);
+    remote.create(&s).await.unwrap();
+    let o = wait_until(&remote, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(read_all(&remote, &name, 1 << 20).await).unwrap();
+    assert_eq!(out.lines().filter(|l| *l == "once").count(), 1, "ran once: {out}");
+
+    remote.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &local).await, 0);
+    assert!(remote.tombstones().is_buried(&docker, &name).await.unwrap());
+    let e = local.create(&s).await.unwrap_err();
+    assert!(matches!(e, ProviderError::Rejected(_)), "{e:?}");
+    assert_eq!(containers_of(&docker, &local).await, 0);
+
+    // Tombstones older than their keep time are pruned; younger ones stay.
+    local.tombstones().prune(&docker).await;
+    assert_eq!(volumes_of(&docker, &local).await, 1);
+    let eager = flotilla_providers::EngineTombstones::new(local.config().cluster.clone(), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    eager.prune(&docker).await;
+    assert_eq!(volumes_of(&docker, &local).await, 0);
 }

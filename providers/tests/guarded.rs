@@ -47,7 +47,7 @@ impl WorkerProvider for Flaky {
         Ok(())
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self) -> Result<Vec<flotilla_providers::ListedWorker>, ProviderError> {
         Ok(Vec::new())
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use flotilla_fake_kube::{FakeKube, FakeKubeConfig, NodeSpec};
 use flotilla_providers::{
-    KubernetesConfig, KubernetesProvider, Observation, ProviderError, WorkerProvider, WorkerSpec,
+    KubernetesConfig, KubernetesProvider, ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec,
 };
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use std::collections::BTreeMap;
@@ -117,7 +117,21 @@ async fn a_second_create_is_adopted_not_run_again() {
     let uid = first.create(&s).await.unwrap();
     // A new leader creating the same attempt gets 409 and adopts the pod.
     assert_eq!(second.create(&s).await.unwrap(), uid);
-    assert_eq!(second.list().await.unwrap(), vec!["j2-a1".to_string()]);
+    assert_eq!(
+        second.list().await.unwrap(),
+        vec![ListedWorker {
+            name: "j2-a1".into(),
+            cluster_id: Some(CLUSTER_ID.into())
+        }]
+    );
+    // A leader of another cluster under the same name is refused the pod.
+    let mut theirs = s.clone();
+    theirs.cluster_id = Some("0123456789abcdef0123456789abcdef".into());
+    let e = second.create(&theirs).await.unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Rejected(m) if m.contains(CLUSTER_ID)),
+        "{e:?}"
+    );
     let o = observe_until(&second, "j2-a1", "exit", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(0));
     assert!(all_output(&second, "j2-a1", &o).await.ends_with("$ echo done\ndone\n"));
@@ -263,7 +277,7 @@ async fn a_new_provider_adopts_running_pods_by_label() {
     observe_until(&old, "j9-a1", "running", |o| o.step_started.is_some()).await;
     drop(old);
     let new = provider(&kube);
-    assert_eq!(new.list().await.unwrap(), vec!["j9-a1".to_string()]);
+    assert_eq!(names(new.list().await.unwrap()), vec!["j9-a1".to_string()]);
     let o = observe_until(&new, "j9-a1", "exit", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(0));
     let out = all_output(&new, "j9-a1", &o).await;

@@ -1,8 +1,8 @@
 //! The process provider against real `sh` processes.
 
 mod common;
-use common::{spec, wait_until};
-use flotilla_providers::{ProcessConfig, ProcessProvider, WorkerProvider};
+use common::{CLUSTER_ID, names, spec, wait_until};
+use flotilla_providers::{ListedWorker, ProcessConfig, ProcessProvider, ProviderError, WorkerProvider};
 use std::time::Duration;
 
 #[tokio::test]
@@ -60,13 +60,19 @@ async fn creating_twice_runs_once() {
     p.create(&s).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
-    assert_eq!(p.list().await.unwrap(), vec![s.name()]);
+    assert_eq!(
+        p.list().await.unwrap(),
+        vec![ListedWorker {
+            name: s.name(),
+            cluster_id: Some(CLUSTER_ID.into())
+        }]
+    );
 
     // Once removed, the attempt is never started again, even by a late create (a deposed
     // leader acting on an old state); the chaos harness caught such a double run.
     p.remove(&s.name()).await.unwrap();
     let e = p.create(&s).await.unwrap_err();
-    assert!(matches!(e, flotilla_providers::ProviderError::Rejected(_)), "{e:?}");
+    assert!(matches!(e, ProviderError::Rejected(_)), "{e:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "run\n");
     assert!(p.list().await.unwrap().is_empty());
@@ -110,4 +116,31 @@ async fn images_are_refused() {
     s.image = Some("alpine".into());
     assert!(p.create(&s).await.is_err());
     assert!(p.list().await.unwrap().is_empty());
+}
+
+/// Two clusters given one work directory under one name: the second never adopts, starts
+/// over or lists as its own a worker the first created.
+#[tokio::test]
+async fn a_worker_of_another_cluster_is_refused_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().join("workers"),
+    })
+    .unwrap();
+    let ours = spec(4, &[&format!("echo ran >> {}", marker.display())]);
+    p.create(&ours).await.unwrap();
+    wait_until(&p, &ours.name(), "exit", |o| o.exit_code.is_some()).await;
+
+    let mut theirs = ours.clone();
+    theirs.cluster_id = Some("0123456789abcdef0123456789abcdef".into());
+    let e = p.create(&theirs).await.unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Rejected(m) if m.contains(CLUSTER_ID) && m.contains("--cluster-name")),
+        "{e:?}"
+    );
+    let listed = p.list().await.unwrap();
+    assert_eq!(names(listed.clone()), vec![ours.name()]);
+    assert!(listed[0].is_foreign(theirs.cluster_id.as_deref()));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
 }

@@ -18,7 +18,7 @@ async fn sim_workers_finish_after_their_duration_and_never_come_back() {
     let o = wait_until(&p, "j1-a1", "finish", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(4));
     assert_eq!(o.steps_finished, vec![(0, 4)]);
-    assert_eq!(p.list().await.unwrap(), vec!["j1-a1".to_string()]);
+    assert_eq!(names(p.list().await.unwrap()), vec!["j1-a1".to_string()]);
     p.remove("j1-a1").await.unwrap();
     assert!(!p.observe("j1-a1").await.unwrap().exists);
     assert!(matches!(p.create(&s).await, Err(ProviderError::Rejected(_))));

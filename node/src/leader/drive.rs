@@ -89,7 +89,7 @@ impl LeaderContext<'_> {
                         Some(p) => reach(
                             a.worker_host.as_deref(),
                             self.providers.get(p.spec.provider).is_some(),
-                            self.host_id,
+                            self.whereabouts.of(p.spec.provider),
                         ),
                     },
                     trace_parent: state.trace_parent_of_job(j.id).map(str::to_string),
@@ -115,7 +115,8 @@ impl LeaderContext<'_> {
                 .filter_map(|p| {
                     let has_provider = self.providers.get(p.spec.provider).is_some();
                     let away = elsewhere.get(p.name()).unwrap_or(&none);
-                    pool_problem(p, has_provider, away, self.node_id, self.host_id)
+                    let own_place = self.whereabouts.of(p.spec.provider).unwrap_or(self.host_id);
+                    pool_problem(p, has_provider, away, self.node_id, own_place)
                 })
                 .collect()
         };
@@ -176,14 +177,14 @@ impl LeaderContext<'_> {
         kind: ProviderKind,
         provider: &Guarded<AnyProvider>,
     ) -> Result<(), LeaderError> {
-        let names = match provider.list().await {
-            Ok(names) => names,
+        let listed = match provider.list().await {
+            Ok(listed) => listed,
             Err(e) => {
                 tracing::debug!(provider = ?kind, error = %e, "listing workers");
                 return Ok(());
             }
         };
-        if names.is_empty() {
+        if listed.is_empty() {
             return Ok(());
         }
         let read_index = match self.proposer.read_index_local().await {
@@ -196,8 +197,9 @@ impl LeaderContext<'_> {
         self.applied_up_to(read_index).await;
         // Checked a chunk of names per read lock: a large fleet lists many workers, and `apply`
         // must not wait behind the whole list. A later state only knows more of what is live.
+        let own_cluster = self.identity.cluster_id();
         let mut orphaned = Vec::new();
-        for chunk in names.chunks(DRIVE_CHUNK) {
+        for chunk in listed.chunks(DRIVE_CHUNK) {
             let data = self.machine.read();
             let live = |name: &str| {
                 flotilla_providers::parse_worker_name(name)
@@ -205,6 +207,7 @@ impl LeaderContext<'_> {
             };
             orphaned.extend(orphans(
                 chunk,
+                own_cluster.as_deref(),
                 data.last_applied.map_or(0, |l| l.index),
                 read_index,
                 live,

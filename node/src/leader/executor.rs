@@ -205,6 +205,7 @@ impl LeaderContext<'_> {
             timeout_ms: spec.timeout_ms,
             labels: spec.constraints.clone(),
             pool_settings: view.pool_settings.clone(),
+            cluster_id: self.identity.cluster_id(),
         };
         let started = Instant::now();
         let started_at = SystemTime::now();

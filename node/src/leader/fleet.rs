@@ -2,23 +2,62 @@
 //! listed workers are orphans, whether the leader sees a pool's workers at all, what a pool's
 //! recorded problem should say, which measured capacity to propose. `drive.rs` gathers what they need and carries out what they return.
 
+use flotilla_providers::ListedWorker;
 use flotilla_state_machine::{Command, Pool, ProviderKind, Resources};
 use std::collections::BTreeMap;
 
-/// The listed workers no live assignment accounts for (`live` says which are), or none at all
-/// while the state that says which are live has not applied `read_index` (obtained after
-/// listing): a lagging state would call a worker of a just-committed assignment an orphan.
-pub fn orphans(listed: &[String], applied_index: u64, read_index: u64, live: impl Fn(&str) -> bool) -> Vec<String> {
+/// The names of the listed workers no live assignment accounts for (`live` says which are), or
+/// none at all while the state that says which are live has not applied `read_index`
+/// (obtained after listing): a lagging state would call a worker of a just-committed
+/// assignment an orphan. A worker labelled with another cluster's id than `own_cluster` is
+/// never one: it is that cluster's to remove.
+pub fn orphans(
+    listed: &[ListedWorker],
+    own_cluster: Option<&str>,
+    applied_index: u64,
+    read_index: u64,
+    live: impl Fn(&str) -> bool,
+) -> Vec<String> {
     if applied_index < read_index {
         return Vec::new();
     }
-    listed.iter().filter(|n| !live(n)).cloned().collect()
+    listed
+        .iter()
+        .filter(|w| !w.is_foreign(own_cluster) && !live(&w.name))
+        .map(|w| w.name.clone())
+        .collect()
 }
 
-/// Whether a pool's workers live on one host only (the host of the leader that created them):
-/// process workers, and Docker workers behind the node's local socket.
-pub fn host_local(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Process | ProviderKind::Docker)
+/// Where this node's workers of each kind live, for the kinds only some nodes can see: process
+/// workers on its host, Docker workers on its host behind a local socket or at a `tcp://`
+/// engine every node reaches (then the endpoint is the place, and any leader configured with
+/// it sees them). Kinds absent (Kubernetes, sim) are seen from anywhere. The placing leader
+/// stamps its place on the placement (`Placement::worker_host`); `reach` compares.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Whereabouts {
+    by_kind: BTreeMap<ProviderKind, String>,
+}
+
+impl Whereabouts {
+    /// A node on host `host_id`: its process and Docker workers live there.
+    pub fn for_host(host_id: &str) -> Self {
+        let by_kind = [ProviderKind::Process, ProviderKind::Docker]
+            .into_iter()
+            .map(|k| (k, host_id.to_string()))
+            .collect();
+        Whereabouts { by_kind }
+    }
+
+    /// The same, with `kind`'s workers at `place` instead (a shared Docker endpoint).
+    pub fn with(mut self, kind: ProviderKind, place: impl Into<String>) -> Self {
+        self.by_kind.insert(kind, place.into());
+        self
+    }
+
+    /// Where this node's workers of `kind` live; `None`: where every node sees them.
+    pub fn of(&self, kind: ProviderKind) -> Option<&str> {
+        self.by_kind.get(&kind).map(String::as_str)
+    }
 }
 
 /// Whether this leader can see an assignment's worker.
@@ -33,26 +72,26 @@ pub enum Reach {
     OtherHost { host: String },
 }
 
-/// Whether a leader on host `host_id`, which has or lacks the pool's provider, sees a worker
-/// that lives on `worker_host`.
-pub fn reach(worker_host: Option<&str>, has_provider: bool, host_id: &str) -> Reach {
+/// Whether a leader whose workers of the pool's kind live at `own_place` (`Whereabouts::of`),
+/// and which has or lacks the pool's provider, sees a worker that lives at `worker_host`.
+pub fn reach(worker_host: Option<&str>, has_provider: bool, own_place: Option<&str>) -> Reach {
     match worker_host {
-        Some(host) if host != host_id => Reach::OtherHost { host: host.to_string() },
+        Some(host) if Some(host) != own_place => Reach::OtherHost { host: host.to_string() },
         _ if !has_provider => Reach::NoProvider,
         _ => Reach::Sees,
     }
 }
 
-/// The command that brings `pool`'s recorded problem in line with this leader (node `leader`
-/// on host `host_id`, which has or lacks the pool's provider, and cannot see the pool's
-/// workers counted in `elsewhere` by the host they live on); `None` when the record is
-/// already right.
+/// The command that brings `pool`'s recorded problem in line with this leader (node `leader`,
+/// whose workers of the pool's kind live at `own_place`, which has or lacks the pool's
+/// provider, and cannot see the pool's workers counted in `elsewhere` by the place they live
+/// at); `None` when the record is already right.
 pub fn pool_problem(
     pool: &Pool,
     has_provider: bool,
     elsewhere: &BTreeMap<String, usize>,
     leader: u64,
-    host_id: &str,
+    own_place: &str,
 ) -> Option<Command> {
     let mut problems = Vec::new();
     if !has_provider {
@@ -62,12 +101,9 @@ pub fn pool_problem(
         ));
     }
     if !elsewhere.is_empty() {
-        let hosts: Vec<String> = elsewhere
-            .iter()
-            .map(|(host, n)| format!("{n} on host {host}"))
-            .collect();
+        let hosts: Vec<String> = elsewhere.iter().map(|(host, n)| format!("{n} on {host}")).collect();
         problems.push(format!(
-            "workers the leader (node {leader}, on host {host_id}) cannot see: {}; their jobs are left alone until a leader on their host takes over, and fail at their timeouts",
+            "workers the leader (node {leader}, on {own_place}) cannot see: {}; their jobs are left alone until a leader that reaches them takes over, and fail at their timeouts",
             hosts.join(", ")
         ));
     }
@@ -96,7 +132,7 @@ pub fn measured_capacity(pool: &Pool, measured: Resources) -> Option<Command> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Reach, host_local, measured_capacity, orphans, pool_problem, reach};
+    use super::{ListedWorker, Reach, Whereabouts, measured_capacity, orphans, pool_problem, reach};
     use flotilla_state_machine::{Command, Pool, PoolSpec, ProviderKind, Resources};
     use std::collections::BTreeMap;
 
@@ -157,8 +193,9 @@ mod tests {
 
     #[test]
     fn a_worker_on_another_host_is_out_of_sight_and_the_pool_says_where() {
-        assert_eq!(reach(Some("builder-1"), true, "builder-1"), Reach::Sees);
-        let away = reach(Some("builder-1"), true, "builder-2");
+        let (b1, b2) = (Some("builder-1"), Some("builder-2"));
+        assert_eq!(reach(b1, true, b1), Reach::Sees);
+        let away = reach(b1, true, b2);
         assert_eq!(
             away,
             Reach::OtherHost {
@@ -166,12 +203,11 @@ mod tests {
             }
         );
         // Out of sight whether or not this leader has the provider.
-        assert_eq!(reach(Some("builder-1"), false, "builder-2"), away);
-        assert_eq!(reach(Some("builder-1"), false, "builder-1"), Reach::NoProvider);
+        assert_eq!(reach(b1, false, b2), away);
+        assert_eq!(reach(b1, false, b1), Reach::NoProvider);
         // A worker every node reaches is seen from every host.
-        assert_eq!(reach(None, true, "anywhere"), Reach::Sees);
-        assert!(host_local(ProviderKind::Process) && host_local(ProviderKind::Docker));
-        assert!(!host_local(ProviderKind::Kubernetes) && !host_local(ProviderKind::Sim));
+        assert_eq!(reach(None, true, b2), Reach::Sees);
+        assert_eq!(reach(None, true, None), Reach::Sees);
 
         let elsewhere = BTreeMap::from([("builder-1".to_string(), 2)]);
         let Some(Command::SetPoolProblem {
@@ -181,22 +217,79 @@ mod tests {
             panic!("no problem recorded")
         };
         assert!(
-            text.contains("2 on host builder-1") && text.contains("node 4") && text.contains("builder-2"),
+            text.contains("2 on builder-1") && text.contains("node 4") && text.contains("builder-2"),
             "{text}"
         );
     }
 
     #[test]
+    fn process_workers_live_on_the_host_and_docker_ones_at_a_shared_engine_when_there_is_one() {
+        let local = Whereabouts::for_host("builder-1");
+        assert_eq!(local.of(ProviderKind::Process), Some("builder-1"));
+        assert_eq!(local.of(ProviderKind::Docker), Some("builder-1"));
+        assert_eq!(local.of(ProviderKind::Kubernetes), None);
+        assert_eq!(local.of(ProviderKind::Sim), None);
+
+        // Two nodes on different hosts that reach one engine by TCP: a Docker worker placed by
+        // either is seen by the other; their process workers are not.
+        let engine = "tcp://docker.internal:2376";
+        let one = Whereabouts::for_host("builder-1").with(ProviderKind::Docker, engine);
+        let two = Whereabouts::for_host("builder-2").with(ProviderKind::Docker, engine);
+        let docker = ProviderKind::Docker;
+        assert_eq!(reach(one.of(docker), true, two.of(docker)), Reach::Sees);
+        let process = ProviderKind::Process;
+        assert!(matches!(
+            reach(one.of(process), true, two.of(process)),
+            Reach::OtherHost { .. }
+        ));
+        // A node still on its local socket does not see the shared engine's workers.
+        assert!(matches!(
+            reach(one.of(docker), true, local.of(docker)),
+            Reach::OtherHost { .. }
+        ));
+    }
+
+    #[test]
     fn no_orphan_is_named_from_a_state_behind_the_read_index() {
-        let listed = vec!["j1-a1".to_string(), "j2-a1".to_string()];
+        let listed = vec![listed("j1-a1", Some(OURS)), listed("j2-a1", Some(OURS))];
         let live = |n: &str| n == "j1-a1";
+        let own = Some(OURS);
         // j2's assignment was committed at index 10 but this state has applied only 9: the
         // worker is not an orphan, whatever the state says (the bug the chaos harness found).
-        assert!(orphans(&listed, 9, 10, live).is_empty());
-        assert_eq!(orphans(&listed, 10, 10, live), vec!["j2-a1".to_string()]);
-        assert_eq!(orphans(&listed, 11, 10, live), vec!["j2-a1".to_string()]);
+        assert!(orphans(&listed, own, 9, 10, live).is_empty());
+        assert_eq!(orphans(&listed, own, 10, 10, live), vec!["j2-a1".to_string()]);
+        assert_eq!(orphans(&listed, own, 11, 10, live), vec!["j2-a1".to_string()]);
         // Nothing listed, nothing to remove.
-        assert!(orphans(&[], 10, 10, live).is_empty());
+        assert!(orphans(&[], own, 10, 10, live).is_empty());
+    }
+
+    const OURS: &str = "00000000000000000000000000000001";
+
+    fn listed(name: &str, cluster_id: Option<&str>) -> ListedWorker {
+        ListedWorker {
+            name: name.into(),
+            cluster_id: cluster_id.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_worker_of_another_cluster_is_never_an_orphan() {
+        // A node that founded a cluster of its own (a lost volume under an old deployment)
+        // shares the real cluster's name, engine and namespace, and has no assignment for the
+        // real cluster's workers: it leaves them alone. Workers created before the id label
+        // existed, and a node with no id recorded, fall back to the cluster name's label.
+        let theirs = "00000000000000000000000000000002";
+        let listed = vec![
+            listed("j1-a1", Some(theirs)),
+            listed("j2-a1", Some(OURS)),
+            listed("j3-a1", None),
+        ];
+        let none_live = |_: &str| false;
+        assert_eq!(
+            orphans(&listed, Some(OURS), 10, 10, none_live),
+            vec!["j2-a1".to_string(), "j3-a1".to_string()]
+        );
+        assert_eq!(orphans(&listed, None, 10, 10, none_live).len(), 3);
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub use error::LeaderError;
 pub use leadership::Leadership;
 pub use reconcile::{Action, Known, Sight, decide};
 
+use crate::identity::Identity;
 use crate::observe::metrics::NodeMetrics;
 use crate::raft::proposer::Proposer;
+pub use fleet::Whereabouts;
 use flotilla_providers::ProviderSet;
 use flotilla_raft_store::StateHandle;
 use flotilla_state_machine::scheduler::SchedulerPolicy;
@@ -67,8 +69,13 @@ impl LeaderConfig {
 /// What the leader loop works with.
 pub struct LeaderParts {
     pub node_id: u64,
-    /// The host this node runs on (`--host-id`): pools bound to another host are out of sight.
+    /// The host this node runs on (`--host-id`).
     pub host_id: String,
+    /// Where its workers of each kind live (its host, a shared Docker engine): workers bound
+    /// elsewhere are out of sight.
+    pub whereabouts: Whereabouts,
+    /// This node's identity: the cluster id its workers are labelled with.
+    pub identity: Identity,
     pub leadership: Leadership,
     pub machine: StateHandle,
     pub proposer: Proposer,
@@ -81,6 +88,8 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
     let LeaderParts {
         node_id,
         host_id,
+        whereabouts,
+        identity,
         leadership,
         machine,
         proposer,
@@ -91,6 +100,8 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
     let context = LeaderContext {
         node_id,
         host_id: &host_id,
+        whereabouts: &whereabouts,
+        identity: &identity,
         leadership,
         machine: &machine,
         proposer: &proposer,
@@ -113,6 +124,8 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
 struct LeaderContext<'a> {
     node_id: u64,
     host_id: &'a str,
+    whereabouts: &'a Whereabouts,
+    identity: &'a Identity,
     leadership: Leadership,
     machine: &'a StateHandle,
     proposer: &'a Proposer,

@@ -2,7 +2,6 @@
 //! `ApplyPlan` entry (never batched: a plan's fencing tokens come from its entry's index), then
 //! count what `apply` accepted and record a `scheduler.place` span per placed job.
 
-use super::fleet::host_local;
 use super::{LeaderContext, LeaderError};
 use crate::observe::telemetry;
 use flotilla_state_machine::scheduler::schedule;
@@ -20,11 +19,12 @@ impl LeaderContext<'_> {
         let plan = {
             let data = self.machine.read();
             let mut plan = schedule(&data.state, &self.config.policy, now_ms);
-            // A worker only one host can see is bound to the host of the leader that places
-            // it: only a leader there will create, observe or report on it.
+            // A worker only some nodes can see is bound to where the placing leader's workers of
+            // its kind live (its host, or a shared engine): only a leader that reaches it there
+            // will create, observe or report on it.
             for p in &mut plan.placements {
                 let kind = data.state.pool(&p.pool).map(|pool| pool.spec.provider);
-                p.worker_host = kind.filter(|k| host_local(*k)).map(|_| self.host_id.to_string());
+                p.worker_host = kind.and_then(|k| self.whereabouts.of(k)).map(str::to_string);
             }
             plan
         };

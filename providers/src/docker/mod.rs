@@ -1,4 +1,5 @@
-//! The `docker` provider: one container per job attempt on the local Docker Engine.
+//! The `docker` provider: one container per job attempt on a Docker Engine, the node's local
+//! socket or a TCP address every node reaches (`endpoint.rs`).
 //!
 //! Containers are named `<cluster>-j<job>-a<attempt>` and labelled with the cluster, job,
 //! attempt and worker name, so a new leader finds (`list`) and adopts them. Creating is
@@ -10,14 +11,22 @@
 //! and the wrapper writes `start <n>` / `end <n> <code>` markers on stderr. `output.rs`
 //! follows that log stream. The exit code is reported only once the stream has ended, that
 //! is once every byte of output has been read.
+//!
+//! Removed workers leave a tombstone in the engine (`engine_tombstones.rs`), checked before
+//! and after every create, so a deposed leader on any host never starts a removed attempt.
 
+mod endpoint;
+mod engine_tombstones;
 mod output;
+
+pub use endpoint::DockerEndpoint;
+pub use engine_tombstones::EngineTombstones;
 
 use crate::output_window::OutputWindow;
 use crate::provider::{
-    LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER, Observation, ProviderError, WorkerProvider, WorkerSpec,
+    LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER, ListedWorker, Observation, ProviderError,
+    WorkerProvider, WorkerSpec, foreign, foreign_worker,
 };
-use crate::tombstones::Tombstones;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig};
@@ -26,7 +35,6 @@ use bollard::query_parameters::{
     RemoveContainerOptions,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,8 +54,8 @@ exit "$code"
 
 #[derive(Clone, Debug)]
 pub struct DockerConfig {
-    /// The engine's API socket, e.g. `/var/run/docker.sock`.
-    pub socket_path: String,
+    /// Where the engine is: its socket on this host, or a TCP address.
+    pub endpoint: DockerEndpoint,
     /// Cluster name: prefix of container names and value of the `flotilla.cluster` label. Two
     /// clusters sharing one engine must use different names.
     pub cluster: String,
@@ -61,29 +69,28 @@ pub struct DockerConfig {
     pub max_buffered_output_bytes: usize,
     /// Timeout of one Engine API request, in seconds (log streams are not cut by it).
     pub request_timeout_s: u64,
-    /// Where names of removed containers are remembered (see `tombstones.rs`); shared by the
-    /// nodes that use this engine.
-    pub tombstone_dir: PathBuf,
+    /// How long a removed worker's tombstone is kept in the engine.
+    pub tombstone_keep_ms: u64,
 }
 
 impl DockerConfig {
-    pub fn new(socket_path: impl Into<String>, cluster: impl Into<String>, tombstone_dir: PathBuf) -> Self {
+    pub fn new(endpoint: DockerEndpoint, cluster: impl Into<String>) -> Self {
         DockerConfig {
-            socket_path: socket_path.into(),
+            endpoint,
             cluster: cluster.into(),
             network_mode: None,
             default_image: None,
             stop_grace_ms: 3_000,
             max_buffered_output_bytes: 8 * 1024 * 1024,
             request_timeout_s: 30,
-            tombstone_dir,
+            tombstone_keep_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }
 
 pub struct DockerProvider {
     config: DockerConfig,
-    tombstones: Tombstones,
+    tombstones: EngineTombstones,
     /// Connected on first use, so a node starts even while its engine is down.
     docker: Mutex<Option<Docker>>,
     outputs: Mutex<HashMap<String, Arc<OutputWindow>>>,
@@ -103,16 +110,20 @@ fn status_of(e: &BollardError) -> Option<u16> {
 }
 
 impl DockerProvider {
-    pub fn new(config: DockerConfig) -> std::io::Result<Self> {
-        let tombstones = Tombstones::new(config.tombstone_dir.clone(), 7 * 24 * 3600 * 1000)?;
-        tombstones.prune();
-        Ok(DockerProvider {
+    pub fn new(config: DockerConfig) -> Self {
+        let tombstones = EngineTombstones::new(config.cluster.clone(), config.tombstone_keep_ms);
+        DockerProvider {
             config,
             tombstones,
             docker: Mutex::new(None),
             outputs: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// The tombstones this provider keeps in its engine.
+    pub fn tombstones(&self) -> &EngineTombstones {
+        &self.tombstones
     }
 
     pub fn config(&self) -> &DockerConfig {
@@ -129,13 +140,13 @@ impl DockerProvider {
         if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
         }
-        let d = Docker::connect_with_unix(
-            &self.config.socket_path,
-            self.config.request_timeout_s,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(unavailable)?;
+        let d = self.config.endpoint.connect(self.config.request_timeout_s)?;
         *slot = Some(d.clone());
+        // Old tombstones go once per connection, in the background.
+        let (pruned, tombstones) = (d.clone(), self.tombstones.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { tombstones.prune(&pruned).await });
+        }
         Ok(d)
     }
 
@@ -208,12 +219,15 @@ impl DockerProvider {
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("FLOTILLA_JOB_ID={}", spec.job.0));
         env.push(format!("FLOTILLA_ATTEMPT={}", spec.attempt));
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_CLUSTER.to_string(), self.config.cluster.clone()),
             (LABEL_JOB.to_string(), spec.job.0.to_string()),
             (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
             (LABEL_WORKER.to_string(), spec.name()),
         ]);
+        if let Some(id) = &spec.cluster_id {
+            labels.insert(LABEL_CLUSTER_ID.to_string(), id.clone());
+        }
         let memory_bytes = i64::try_from(spec.resources.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
         let host_config = HostConfig {
             nano_cpus: Some(i64::try_from(spec.resources.cpu_millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
@@ -246,7 +260,7 @@ impl WorkerProvider for DockerProvider {
                 spec.name()
             ))
         };
-        if self.tombstones.is_buried(&spec.name()) {
+        if self.tombstones.is_buried(&docker, &spec.name()).await? {
             return Err(buried());
         }
         let name = self.container_name(&spec.name());
@@ -260,6 +274,12 @@ impl WorkerProvider for DockerProvider {
             Err(e) if status_of(&e) == Some(409) => {
                 // Created before (by us or an earlier leader): start it only if it never ran.
                 let info = self.inspect_created(&name).await?;
+                let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
+                if let Some(held) = labels.and_then(|l| l.get(LABEL_CLUSTER_ID))
+                    && foreign(Some(held), spec.cluster_id.as_deref())
+                {
+                    return Err(foreign_worker(&spec.name(), held));
+                }
                 let status = info.state.and_then(|s| s.status);
                 if status != Some(ContainerStateStatusEnum::CREATED) {
                     return Ok(info.id.unwrap_or(name));
@@ -272,7 +292,7 @@ impl WorkerProvider for DockerProvider {
             Err(e) => return Err(unavailable(e)),
         };
         // A removal that buried the name while the container was being created is seen here.
-        if self.tombstones.is_buried(&spec.name()) {
+        if self.tombstones.is_buried(&docker, &spec.name()).await? {
             let _ = docker
                 .remove_container(
                     &name,
@@ -371,7 +391,7 @@ impl WorkerProvider for DockerProvider {
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
         let docker = self.docker()?;
-        self.tombstones.bury(name)?;
+        self.tombstones.bury(&docker, name).await?;
         self.forget(name);
         let options = RemoveContainerOptions {
             force: true,
@@ -387,7 +407,7 @@ impl WorkerProvider for DockerProvider {
         }
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {
         let docker = self.docker()?;
         let filters = HashMap::from([(
             "label".to_string(),
@@ -399,11 +419,17 @@ impl WorkerProvider for DockerProvider {
             ..Default::default()
         };
         let containers = docker.list_containers(Some(options)).await.map_err(unavailable)?;
-        let mut names: Vec<String> = containers
+        let mut listed: Vec<ListedWorker> = containers
             .into_iter()
-            .filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_WORKER)))
+            .filter_map(|c| {
+                let mut labels = c.labels?;
+                Some(ListedWorker {
+                    name: labels.remove(LABEL_WORKER)?,
+                    cluster_id: labels.remove(LABEL_CLUSTER_ID),
+                })
+            })
             .collect();
-        names.sort();
-        Ok(names)
+        listed.sort();
+        Ok(listed)
     }
 }

@@ -22,8 +22,8 @@ mod quantity;
 pub use pod::PodView;
 
 use crate::output_window::OutputWindow;
-use crate::provider::{LABEL_CLUSTER, LABEL_WORKER};
-use crate::provider::{Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_WORKER};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec, foreign, foreign_worker};
 use capacity::pool_capacity;
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use futures::StreamExt;
@@ -338,6 +338,12 @@ impl WorkerProvider for KubernetesProvider {
             // Created before, by this leader or an earlier one: adopt it as it is.
             Err(e) if status_of(&e) == Some(409) => {
                 let existing = c.pods.get_opt(&name).await.map_err(api_error)?;
+                let labels = existing.as_ref().and_then(|p| p.metadata.labels.as_ref());
+                if let Some(held) = labels.and_then(|l| l.get(LABEL_CLUSTER_ID))
+                    && foreign(Some(held), spec.cluster_id.as_deref())
+                {
+                    return Err(foreign_worker(&worker, held));
+                }
                 return Ok(existing.and_then(|p| p.metadata.uid).unwrap_or(name));
             }
             Err(e) if matches!(status_of(&e), Some(400 | 422)) => {
@@ -423,7 +429,7 @@ impl WorkerProvider for KubernetesProvider {
         self.delete_pod(c, worker).await
     }
 
-    async fn list(&self) -> Result<Vec<String>, ProviderError> {
+    async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {
         let c = self.connected().await?;
         let selector = format!("{LABEL_CLUSTER}={}", self.config.cluster);
         let pods = c
@@ -431,13 +437,19 @@ impl WorkerProvider for KubernetesProvider {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(api_error)?;
-        let mut names: Vec<String> = pods
+        let mut listed: Vec<ListedWorker> = pods
             .items
             .into_iter()
-            .filter_map(|p| p.metadata.labels.and_then(|mut l| l.remove(LABEL_WORKER)))
+            .filter_map(|p| {
+                let mut labels = p.metadata.labels?;
+                Some(ListedWorker {
+                    name: labels.remove(LABEL_WORKER)?,
+                    cluster_id: labels.remove(LABEL_CLUSTER_ID),
+                })
+            })
             .collect();
-        names.sort();
-        Ok(names)
+        listed.sort();
+        Ok(listed)
     }
 
     fn measures_capacity(&self) -> bool {

@@ -3,7 +3,7 @@
 //! directions are unit-tested without an API server.
 
 use super::output::CONTAINER;
-use crate::provider::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_JOB, LABEL_WORKER};
+use crate::provider::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER};
 use crate::provider::{ProviderError, WorkerSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration,
@@ -197,12 +197,15 @@ impl PodTemplate<'_> {
             .collect();
         let service_account = spec.pool_settings.get(SETTING_SERVICE_ACCOUNT).cloned();
 
-        let labels = BTreeMap::from([
+        let mut labels = BTreeMap::from([
             (LABEL_CLUSTER.to_string(), self.cluster.to_string()),
             (LABEL_JOB.to_string(), spec.job.0.to_string()),
             (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
             (LABEL_WORKER.to_string(), spec.name()),
         ]);
+        if let Some(id) = &spec.cluster_id {
+            labels.insert(LABEL_CLUSTER_ID.to_string(), id.clone());
+        }
         let timeout_s = spec.timeout_ms.div_ceil(1000);
         let container = Container {
             name: CONTAINER.into(),
@@ -353,6 +356,7 @@ mod tests {
                 (SETTING_IMAGE_PULL_SECRETS.to_string(), "reg-a, reg-b".to_string()),
                 (SETTING_TOLERATIONS.to_string(), "gpu:NoSchedule".to_string()),
             ]),
+            cluster_id: Some("c0ffee00c0ffee00c0ffee00c0ffee00".into()),
         }
     }
 

@@ -24,6 +24,14 @@ pub async fn wait_until(
     }
 }
 
+/// The cluster id the tests' workers are created for.
+pub const CLUSTER_ID: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+
+/// The names `list` returned.
+pub fn names(listed: Vec<flotilla_providers::ListedWorker>) -> Vec<String> {
+    listed.into_iter().map(|w| w.name).collect()
+}
+
 /// Attempt 1 of job `job` running `steps` on the host (no image), with `GREETING=hi`.
 pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
     WorkerSpec {
@@ -40,5 +48,6 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         timeout_ms: 60_000,
         labels: Default::default(),
         pool_settings: Default::default(),
+        cluster_id: Some(CLUSTER_ID.into()),
     }
 }
