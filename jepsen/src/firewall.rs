@@ -1,8 +1,8 @@
 //! Network partitions between nodes on loopback addresses, with iptables: one chain of this
 //! run's own, jumped to from INPUT, holding DROP rules per (source, destination) pair. Peers
-//! see silence, not refusals, so they time out as across a real partition. Two one-way rules
-//! serve the retried-forward fault: the answers of one node's server lost on the way to
-//! another, and that other's connections to it reset.
+//! see silence, not refusals, so they time out as across a real partition. The retried-forward
+//! fault adds a one-way rule (one node's answers to another lost on the way) and aborts the
+//! other's connections to it.
 
 use std::process::Command;
 
@@ -64,26 +64,26 @@ impl Firewall {
         ])
     }
 
-    /// Answers every packet `client` sends to `server`'s port `port` with a TCP reset: open
-    /// connections break at their next retransmission and new ones are refused.
-    pub fn reset_requests(&self, client: &str, server: &str, port: u16) -> anyhow::Result<()> {
-        let port = port.to_string();
-        iptables(&[
-            "-A",
-            &self.chain,
-            "-s",
-            client,
-            "-d",
-            server,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-j",
-            "REJECT",
-            "--reject-with",
-            "tcp-reset",
-        ])
+    /// Aborts every open TCP connection from `client` to `server`'s port `port` on the
+    /// client's side (`ss -K`, the kernel's socket destroy): the client sees its connection
+    /// broken at once, as when a peer dies, and connects again.
+    pub fn abort_connections(&self, client: &str, server: &str, port: u16) -> anyhow::Result<()> {
+        let out = Command::new("ss")
+            .args([
+                "-K",
+                "-t",
+                "src",
+                client,
+                "dst",
+                server,
+                "dport",
+                "=",
+                &port.to_string(),
+            ])
+            .output()
+            .map_err(|e| anyhow::anyhow!("ss (iproute2) is required: {e}"))?;
+        anyhow::ensure!(out.status.success(), "ss -K: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
     }
 
     pub fn heal(&self) -> anyhow::Result<()> {

@@ -43,9 +43,9 @@ pub enum Fault {
     /// (as an operator does after the node's `409 data_lost`).
     LostDisk,
     /// The leader's answers to one follower's forwards dropped (its proposals are committed,
-    /// their answers lost), then that follower's connections to the leader reset, so it
-    /// retries the proposals it forwarded; lifted before its retries run out. Only the client
-    /// sessions keep a retried proposal from being applied twice.
+    /// their answers lost), then the rule lifted and that follower's connections to the
+    /// leader aborted, so it retries, on a new connection, every proposal it forwarded. Only
+    /// the client sessions keep a retried proposal from being applied twice.
     RetriedForward,
 }
 
@@ -315,15 +315,15 @@ impl Nemesis {
                     json!({ "node": target, "leader": leader }),
                 );
                 // Answers lost for a while: forwards pile up committed and unanswered. Then
-                // the follower's connection breaks and its proposer retries them, refused at
-                // once until the fault lifts, within the forward's deadline (the harness's
-                // --rpc-timeout-ms 5000; every hold is under 6 s, half of it here).
+                // the follower's connections break and its proposer retries them all on a new
+                // one, within their deadline (the harness's --rpc-timeout-ms 5000; every hold
+                // is under 6 s, half of it here).
                 self.firewall.drop_answers(&node_ip(leader), port, &node_ip(target))?;
                 tokio::time::sleep(hold / 2).await;
-                self.firewall.reset_requests(&node_ip(target), &node_ip(leader), port)?;
-                tokio::time::sleep(hold / 4).await;
                 self.firewall.heal()?;
-                tokio::time::sleep(hold / 4).await;
+                self.firewall
+                    .abort_connections(&node_ip(target), &node_ip(leader), port)?;
+                tokio::time::sleep(hold / 2).await;
                 self.recorder
                     .record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
             }

@@ -76,7 +76,11 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
         base_port: config.base_port,
         separate_hosts: config.separate_hosts,
     })?;
-    let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 2000, "memory_mib": 4096 }, "max_workers": 4 });
+    // On separate hosts a worker holds its slot until a leader on its host drives it, so each
+    // host gets slots of its own: otherwise the workers of hosts whose nodes do not lead fill
+    // the pool and the leader's host idles.
+    let hosts = if config.separate_hosts { config.nodes } else { 1 };
+    let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 2000 * hosts, "memory_mib": 4096 }, "max_workers": 4 * hosts });
     cluster.form(pool).await.context("forming the cluster")?;
     let apis: Vec<String> = (1..=config.nodes).map(|id| cluster.api(id)).collect();
     let workers = cluster.workers_dirs();
