@@ -38,7 +38,7 @@ start_flotilla_node() {
   local i="$1"
   "$bin/flotilla-node" --id "$i" --data-dir "$work/flotilla-$i" \
     --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" \
-    --process-work-dir "$work/workers" --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
+    --process-provider --process-work-dir "$work/workers" --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
   node_pid[$i]=$!
   pids+=($!)
 }

@@ -29,7 +29,7 @@ bench_setup restart
 api="http://127.0.0.1:18701"
 start_node() {
   "$bin/flotilla-node" --id 1 --data-dir "$work/flotilla-1" --raft-addr 127.0.0.1:17701 --api-addr 127.0.0.1:18701 \
-    --process-work-dir "$work/workers" --snapshot-after-entries 500 --max-request-bytes 4194304 >>"$work/flotilla-1.log" 2>&1 &
+    --process-provider --process-work-dir "$work/workers" --snapshot-after-entries 500 --max-request-bytes 4194304 >>"$work/flotilla-1.log" 2>&1 &
   node_pid=$!
   pids+=($!)
 }

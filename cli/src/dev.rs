@@ -80,6 +80,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             ])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node-{n}")))
+            .arg("--process-provider")
             .arg("--process-work-dir")
             .arg(args.data_dir.join("workers"))
             .stdout(Stdio::from(log.try_clone()?))

@@ -24,7 +24,7 @@ fi
 project="flotilla-smoke-$$"
 tag="flotilla:smoke-$$"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-export FLOTILLA_IMAGE="$tag" FLOTILLA_PORT_1="$(free_port)" FLOTILLA_PORT_2="$(free_port)" FLOTILLA_PORT_3="$(free_port)"
+export FLOTILLA_PROCESS_PROVIDER=true FLOTILLA_IMAGE="$tag" FLOTILLA_PORT_1="$(free_port)" FLOTILLA_PORT_2="$(free_port)" FLOTILLA_PORT_3="$(free_port)"
 servers="127.0.0.1:$FLOTILLA_PORT_1,127.0.0.1:$FLOTILLA_PORT_2,127.0.0.1:$FLOTILLA_PORT_3"
 dc() { "${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml "$@"; }
 work="$(mktemp -d)"

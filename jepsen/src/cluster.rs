@@ -97,6 +97,7 @@ impl Cluster {
             .arg(dir.join(format!("n{id}")))
             .args(["--raft-addr", &format!("{ip}:{}", self.config.base_port)])
             .args(["--api-addr", &format!("{ip}:{}", self.config.base_port + 1)])
+            .arg("--process-provider")
             .arg("--process-work-dir")
             .arg(self.workers_dir(id))
             .args(if self.config.separate_hosts {

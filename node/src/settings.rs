@@ -91,6 +91,12 @@ pub struct Options {
     /// Time limit for one forwarded write or node-to-node RPC. Default 10000.
     #[arg(long)]
     pub rpc_timeout_ms: Option<u64>,
+    /// Enables the `process` provider: jobs of process pools then run as `sh` on this node's
+    /// host, as this node's user (with an emptied environment, in --process-work-dir). Off by
+    /// default: a job on it is a shell on a control-plane host. For development and trusted
+    /// single-tenant hosts; isolate jobs with the docker or kubernetes provider otherwise.
+    #[arg(long, env = "FLOTILLA_PROCESS_PROVIDER", num_args = 0..=1, default_missing_value = "true")]
+    pub process_provider: Option<bool>,
     /// Directory of the process provider's workers; the nodes of one cluster on one host share
     /// it so a new leader adopts running workers. It belongs to one cluster: it also remembers
     /// the names of removed workers so none runs twice, and names restart with a new cluster.
@@ -116,8 +122,9 @@ pub struct Options {
     /// `tcp://` engine is plain HTTP, which start-up logs as a warning.
     #[arg(long, env = "FLOTILLA_DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,
-    /// Network mode of job containers, e.g. `none` to cut jobs off the network. Default: the
-    /// engine's default bridge.
+    /// Network of job containers on Docker pools whose `network` setting names none, e.g.
+    /// `bridge` or a network of the operator's. Default `none`: jobs reach no network, the
+    /// cluster's own ports included.
     #[arg(long)]
     pub docker_network: Option<String>,
     /// Image for jobs on Docker pools that name none. Default: such jobs fail.
@@ -190,6 +197,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub header_read_timeout_ms: u64,
     pub rpc_timeout_ms: u64,
+    pub process_provider: bool,
     pub process_work_dir: PathBuf,
     pub leader_tick_ms: u64,
     pub json_logs: bool,
@@ -256,6 +264,7 @@ impl Settings {
             max_connections: pick!(max_connections, 4096),
             header_read_timeout_ms: pick!(header_read_timeout_ms, 30_000),
             rpc_timeout_ms: pick!(rpc_timeout_ms, 10_000),
+            process_provider: pick!(process_provider, false),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
             leader_tick_ms: pick!(leader_tick_ms, 200),
             json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
@@ -293,6 +302,15 @@ impl Settings {
             "--host-id must be 1-128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit (got {:?})",
             settings.host_id
         );
+        if settings.process_provider {
+            let (work, data) = (absolute(&settings.process_work_dir)?, absolute(&settings.data_dir)?);
+            anyhow::ensure!(
+                !work.starts_with(&data) && !data.starts_with(&work),
+                "--process-work-dir {} and --data-dir {} must not contain each other: jobs could write the Raft store",
+                work.display(),
+                data.display()
+            );
+        }
         anyhow::ensure!(
             settings.docker_endpoint.is_some() || cli.docker_cert_path.is_none() && file.docker_cert_path.is_none(),
             "--docker-cert-path is for a tcp:// --docker-socket, and none is given"
@@ -424,4 +442,105 @@ pub fn check_host_port(addr: &str) -> Result<(), String> {
         return Err(format!("{addr:?}: {host:?} is neither an IP address nor a DNS name"));
     }
     Ok(())
+}
+
+/// `path` made absolute (against the current directory) with `.` and `..` resolved lexically,
+/// and symbolic links in what already exists resolved: two spellings of one directory compare
+/// equal.
+fn absolute(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let mut resolved = PathBuf::new();
+    for part in std::path::absolute(path)?.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                resolved.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => resolved.push(other),
+        }
+    }
+    // The longest existing prefix through its links; the rest as written.
+    let mut existing = resolved.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match existing.file_name() {
+            Some(name) => rest.push(name.to_os_string()),
+            None => break,
+        }
+        existing.pop();
+    }
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    out.extend(rest.iter().rev());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(args: &[&str]) -> anyhow::Result<Settings> {
+        let mut all = vec!["flotilla-node", "--id", "1"];
+        all.extend_from_slice(args);
+        Settings::resolve(Options::parse_from(all))
+    }
+
+    #[test]
+    fn the_process_provider_is_off_unless_enabled_and_its_work_dir_stays_out_of_the_data_dir() {
+        let base = tempfile::tempdir().unwrap();
+        let data = base.path().join("data");
+        let (data_dir, inside, beside) = (
+            data.to_str().unwrap().to_string(),
+            data.join("workers").to_str().unwrap().to_string(),
+            base.path().join("workers").to_str().unwrap().to_string(),
+        );
+        assert!(!resolve(&["--data-dir", &data_dir]).unwrap().process_provider);
+        let on = resolve(&[
+            "--data-dir",
+            &data_dir,
+            "--process-provider",
+            "--process-work-dir",
+            &beside,
+        ])
+        .unwrap();
+        assert!(on.process_provider);
+        // Inside the data directory, however it is spelled, jobs could write the Raft store.
+        let dotted = format!("{beside}/../data/./workers");
+        for work in [&inside, &dotted] {
+            let e = resolve(&[
+                "--data-dir",
+                &data_dir,
+                "--process-provider",
+                "--process-work-dir",
+                work,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("must not contain each other"), "{e}");
+        }
+        // The data directory inside the work directory is refused too; without the provider
+        // the work directory is never used, so nothing is checked.
+        let e = resolve(&[
+            "--data-dir",
+            &inside,
+            "--process-provider",
+            "--process-work-dir",
+            &data_dir,
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("must not contain each other"), "{e}");
+        assert!(resolve(&["--data-dir", &data_dir, "--process-work-dir", &inside]).is_ok());
+    }
+
+    #[test]
+    fn a_docker_endpoint_is_checked_at_start() {
+        let e = resolve(&["--docker-socket", "tcp://nowhere"]).unwrap_err().to_string();
+        assert!(e.contains("--docker-socket") && e.contains("HOST:PORT"), "{e}");
+        let e = resolve(&["--docker-cert-path", "/etc"]).unwrap_err().to_string();
+        assert!(e.contains("--docker-cert-path"), "{e}");
+        let tcp = resolve(&["--docker-socket", "tcp://127.0.0.1:2375"]).unwrap();
+        assert_eq!(
+            tcp.docker_endpoint.map(|e| e.to_string()).as_deref(),
+            Some("tcp://127.0.0.1:2375")
+        );
+    }
 }

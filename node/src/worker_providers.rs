@@ -1,5 +1,5 @@
 //! The worker providers this node drives when it leads, built from its settings: the process
-//! provider always, Docker when `--docker-socket` is set, Kubernetes when
+//! provider when `--process-provider` is set, Docker when `--docker-socket` is set, Kubernetes when
 //! `--kubernetes-namespace` is set, the simulated provider when `--sim-duration-ms` is set;
 //! and where their workers live (`whereabouts`).
 
@@ -31,16 +31,19 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         },
         ..GuardConfig::default()
     };
-    let process = ProcessProvider::new(ProcessConfig {
-        root: settings.process_work_dir.clone(),
-    })
-    .with_context(|| {
-        format!(
-            "preparing the process work directory {}",
-            settings.process_work_dir.display()
-        )
-    })?;
-    let mut set = ProviderSet::new().with(ProviderKind::Process, AnyProvider::Process(process), guard.clone());
+    let mut set = ProviderSet::new();
+    if settings.process_provider {
+        let process = ProcessProvider::new(ProcessConfig {
+            root: settings.process_work_dir.clone(),
+        })
+        .with_context(|| {
+            format!(
+                "preparing the process work directory {}",
+                settings.process_work_dir.display()
+            )
+        })?;
+        set = set.with(ProviderKind::Process, AnyProvider::Process(process), guard.clone());
+    }
     if let Some(endpoint) = &settings.docker_endpoint {
         if endpoint.is_plain_tcp() {
             tracing::warn!(
@@ -49,7 +52,9 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
             );
         }
         let mut config = DockerConfig::new(endpoint.clone(), settings.cluster_name.clone());
-        config.network_mode = settings.docker_network.clone();
+        if let Some(network) = &settings.docker_network {
+            config.network_mode = network.clone();
+        }
         config.default_image = settings.docker_default_image.clone();
         let docker = DockerProvider::new(config);
         set = set.with(

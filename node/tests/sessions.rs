@@ -1,12 +1,13 @@
 //! A forward that is retried after the leader committed it (its answer lost on the way back)
 //! is answered from the client session, not applied twice; the entry's time is the leader's,
-//! whatever the forwarded proposal carried.
+//! whatever the forwarded proposal carried. A forward carrying what only the leader proposes is
+//! refused.
 
 mod common;
 use common::*;
 use flotilla_node::raft::network::Channels;
 use flotilla_node::raft::pb::Blob;
-use flotilla_node::raft::proposer::ForwardResult;
+use flotilla_node::raft::proposer::{ForwardResult, ProposeError};
 use flotilla_state_machine::{ClientId, ClientRequest, Command, PipelineSpec, Proposal, Rejection, Response};
 
 /// Sends `proposal` to node `to`'s Raft port as a follower's forward would, and decodes the
@@ -108,4 +109,45 @@ async fn a_retried_forward_is_answered_once_and_the_leaders_clock_stamps_it() {
         created <= now && now - created < 600_000,
         "the entry carries the leader's time, not the forged one: created at {created}, now {now}"
     );
+}
+
+/// Plans, worker reports and limits are the leader's own: sent to the Raft port as a forward
+/// (by anyone who reaches it), they are refused and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_of_what_only_the_leader_proposes_is_refused() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.register_pool(leader).await;
+    let limits = flotilla_state_machine::Limits {
+        max_pools: 1,
+        ..Default::default()
+    };
+    for command in [
+        Command::UpdateLimits { limits },
+        Command::ApplyPlan { placements: vec![] },
+        Command::Batch {
+            commands: vec![
+                Command::CancelJob {
+                    job: flotilla_state_machine::JobId(1),
+                },
+                Command::ApplyPlan { placements: vec![] },
+            ],
+        },
+    ] {
+        let kind = command.kind();
+        let answer = forward(&c, leader, &Proposal::new(1, command)).await;
+        assert!(
+            matches!(&answer, Err(ProposeError::NotForwardable { kind: k }) if k == kind),
+            "{kind}: {answer:?}"
+        );
+    }
+    // The limits are as they were: a second pool may still be registered.
+    let (s, v) = c
+        .post(
+            leader,
+            "/v1/pools",
+            serde_json::json!({ "name": "second", "provider": "process", "capacity": { "cpu_millis": 1000, "memory_mib": 512 }, "max_workers": 2 }),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
 }

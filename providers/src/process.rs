@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime};
 
 /// A worker directory with no `pid` this long after creation never started: it is lost.
 const START_GRACE: Duration = Duration::from_secs(30);
+/// The search path of a job's shell (the node's own environment is not passed on).
+const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// The file in a worker's directory that names the cluster that created it.
 const CLUSTER_ID_FILE: &str = "cluster-id";
 /// After SIGTERM, how long to wait before SIGKILL.
@@ -179,7 +181,12 @@ impl WorkerProvider for ProcessProvider {
             return Err(buried());
         }
         let mut cmd = tokio::process::Command::new("sh");
+        // Nothing of the node's environment (its credentials, its configuration) reaches a job:
+        // only a search path, a home in the worker's directory, and the job's own variables.
         cmd.arg(dir.join("run.sh"))
+            .env_clear()
+            .env("PATH", JOB_PATH)
+            .env("HOME", dir.join("work"))
             .envs(&spec.env)
             .env("FLOTILLA_JOB_ID", spec.job.0.to_string())
             .env("FLOTILLA_ATTEMPT", spec.attempt.to_string())

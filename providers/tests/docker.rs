@@ -12,7 +12,7 @@ use flotilla_providers::{
     WorkerSpec,
 };
 use flotilla_state_machine::Resources;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 const SOCKET: &str = "/var/run/docker.sock";
@@ -67,8 +67,7 @@ async fn provider_at(test: &str, endpoint: DockerEndpoint) -> (DockerProvider, D
         .await
         .unwrap_or_else(|e| panic!("image {IMAGE} is missing ({e}); build it with scripts/test-image"));
     let cluster = format!("ft-{test}-{}", std::process::id());
-    let mut config = DockerConfig::new(endpoint, cluster);
-    config.network_mode = Some("none".into());
+    let config = DockerConfig::new(endpoint, cluster);
     (DockerProvider::new(config), docker)
 }
 
@@ -174,6 +173,9 @@ async fn runs_steps_with_labels_and_limits_and_reports_output_and_exit() {
     assert_eq!(host.nano_cpus, Some(500_000_000));
     assert_eq!(host.memory, Some(64 * 1024 * 1024));
     assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
+    assert_eq!(host.pids_limit, Some(1024));
 
     assert_eq!(
         labels.get("flotilla.cluster-id").map(String::as_str),
@@ -320,4 +322,57 @@ async fn a_leader_reaching_the_engine_by_tcp_adopts_and_its_tombstones_bind_ever
     tokio::time::sleep(Duration::from_millis(5)).await;
     eager.prune(&docker).await;
     assert_eq!(volumes_of(&docker, &local).await, 0);
+}
+
+/// A job runs with no capabilities, no way to gain privileges and no network; its pool may
+/// open a network, lower the process limit and choose the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_sandboxed_and_their_pool_opens_what_it_chooses() {
+    let _cleanup = cleanup("sandbox");
+    let (p, docker) = provider("sandbox").await;
+    let s = spec(
+        8,
+        &[
+            "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status",
+            "if chown 1 /workspace; then echo chowned; else echo chown refused; fi",
+            "ls /sys/class/net",
+        ],
+    );
+    let name = s.name();
+    p.create(&s).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(read_all(&p, &name, 1 << 20).await).unwrap();
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(
+        out.lines().any(|l| l == "chown refused") && !out.lines().any(|l| l == "chowned"),
+        "{out}"
+    );
+    // Only the loopback interface: no network.
+    let interfaces: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("$ ls")).skip(1).collect();
+    assert_eq!(interfaces, vec!["lo"], "{out}");
+    p.remove(&name).await.unwrap();
+
+    let mut opened = spec(9, &["id -u"]);
+    opened.pool_settings = BTreeMap::from([
+        ("network".to_string(), "bridge".to_string()),
+        ("pids_limit".to_string(), "64".to_string()),
+        ("user".to_string(), "65534".to_string()),
+    ]);
+    let name = opened.name();
+    p.create(&opened).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(read_all(&p, &name, 1 << 20).await).unwrap();
+    assert!(out.ends_with("65534\n"), "{out}");
+    let info = docker
+        .inspect_container(&p.container_name(&name), None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let host = info.host_config.unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+    assert_eq!(host.pids_limit, Some(64));
+    p.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
 }

@@ -144,3 +144,29 @@ async fn a_worker_of_another_cluster_is_refused_not_adopted() {
     assert!(listed[0].is_foreign(theirs.cluster_id.as_deref()));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\n");
 }
+
+/// A job gets none of the node's environment (cargo's variables stand for its credentials and
+/// configuration here): only a search path, a home in its own directory, and its variables.
+#[tokio::test]
+async fn a_job_sees_none_of_the_nodes_environment() {
+    assert!(
+        std::env::vars().any(|(k, _)| k.starts_with("CARGO_")),
+        "the test runs under cargo, whose variables it looks for"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().into(),
+    })
+    .unwrap();
+    let s = spec(5, &["env | cut -d= -f1 | sort", "echo \"home=$HOME\""]);
+    let name = p.create(&s).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert!(!out.contains("CARGO_"), "{out}");
+    for expected in ["FLOTILLA_JOB_ID", "GREETING", "HOME", "PATH"] {
+        assert!(out.lines().any(|l| l == expected), "{expected} missing: {out}");
+    }
+    let home = dir.path().join(&name).join("work");
+    assert!(out.contains(&format!("home={}", home.display())), "{out}");
+}

@@ -179,6 +179,21 @@ pub enum Command {
 pub const MAX_BATCH_COMMANDS: usize = 4096;
 
 impl Command {
+    /// Whether a client may ask for it: what the REST API proposes on a caller's behalf
+    /// (submit, cancel, register a pool). Everything else is the leader's own to propose
+    /// (plans, worker reports, capacity, limits, event bookkeeping), so a node's Raft port
+    /// refuses it as a forward: a follower never forwards such a command, and anyone else who
+    /// sends one forges it.
+    pub fn is_client_request(&self) -> bool {
+        matches!(
+            self,
+            Command::SubmitPipeline { .. }
+                | Command::CancelPipeline { .. }
+                | Command::CancelJob { .. }
+                | Command::RegisterPool { .. }
+        )
+    }
+
     /// Short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

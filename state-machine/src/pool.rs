@@ -25,7 +25,36 @@ impl ProviderKind {
     pub fn settings(self) -> &'static [&'static str] {
         match self {
             ProviderKind::Kubernetes => &["image_pull_secrets", "node_selector", "service_account", "tolerations"],
-            ProviderKind::Process | ProviderKind::Docker | ProviderKind::Sim => &[],
+            ProviderKind::Docker => &["network", "pids_limit", "user"],
+            ProviderKind::Process | ProviderKind::Sim => &[],
+        }
+    }
+
+    /// Why `value` is no good for setting `key` (one of `settings()`), if it is not.
+    pub fn check_setting(self, key: &str, value: &str) -> Result<(), String> {
+        let plain = |v: &str| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        match (self, key) {
+            (ProviderKind::Docker, "network") if !plain(value) => {
+                Err("a Docker network name: letters, digits, '-', '_' or '.'".into())
+            }
+            (ProviderKind::Docker, "pids_limit") => match value.parse::<u32>() {
+                Ok(1..=1_000_000) => Ok(()),
+                _ => Err("a number of processes from 1 to 1000000".into()),
+            },
+            (ProviderKind::Docker, "user") => {
+                let (user, group) = value.split_once(':').unwrap_or((value, "x"));
+                if plain(user) && plain(group) {
+                    Ok(())
+                } else {
+                    Err("a user (name or uid), optionally ':' and a group".into())
+                }
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -134,4 +163,31 @@ enum Misfit<'j> {
     Label(&'j str, &'j str),
     TooSmall,
     NoWorkers,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProviderKind;
+
+    #[test]
+    fn docker_settings_are_checked_and_other_providers_take_any_value() {
+        let docker = ProviderKind::Docker;
+        assert!(docker.check_setting("network", "bridge").is_ok());
+        assert!(docker.check_setting("network", "ci_net.1").is_ok());
+        assert!(docker.check_setting("network", "host;rm").is_err());
+        assert!(docker.check_setting("network", "").is_err());
+        assert!(docker.check_setting("pids_limit", "256").is_ok());
+        for bad in ["0", "-1", "abc", "1000001", ""] {
+            assert!(docker.check_setting("pids_limit", bad).is_err(), "{bad}");
+        }
+        assert!(docker.check_setting("user", "1000").is_ok());
+        assert!(docker.check_setting("user", "build:build").is_ok());
+        assert!(docker.check_setting("user", "a b").is_err());
+        assert!(docker.check_setting("user", "a:").is_err());
+        assert!(
+            ProviderKind::Kubernetes
+                .check_setting("node_selector", "a=b,c=d")
+                .is_ok()
+        );
+    }
 }

@@ -42,6 +42,9 @@ pub enum ProposeError {
     /// The command would make a Raft entry larger than `MAX_ENTRY_BYTES`; nothing was proposed.
     #[error("the command takes {bytes} bytes, more than the {max} bytes one entry may hold")]
     TooLarge { bytes: usize, max: usize },
+    /// A forward carried a command only the leader proposes (`Command::is_client_request`).
+    #[error("a forward may carry only a client's request; {kind} is proposed by the leader alone")]
+    NotForwardable { kind: String },
 }
 
 #[derive(Clone)]
@@ -123,7 +126,12 @@ impl Proposer {
             };
             match attempt {
                 Ok(r) => return Ok(r),
-                Err(e @ (ProposeError::Failed(_) | ProposeError::Timeout(_) | ProposeError::TooLarge { .. })) => {
+                Err(
+                    e @ (ProposeError::Failed(_)
+                    | ProposeError::Timeout(_)
+                    | ProposeError::TooLarge { .. }
+                    | ProposeError::NotForwardable { .. }),
+                ) => {
                     return Err(e);
                 }
                 Err(e) => {

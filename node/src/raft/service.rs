@@ -146,8 +146,15 @@ impl RaftService for RaftGrpc {
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.admit(request.metadata())?;
         let proposal: Proposal = from_blob(request.get_ref())?;
-        // Applied here or refused with a hint; never forwarded again (no forwarding loops).
-        let result: ForwardResult = self.proposer.commit_here(proposal).await;
+        // Only what a client may ask for travels as a forward (see `is_client_request`); the
+        // rest is applied here or refused with a hint, never forwarded again (no loops).
+        let result: ForwardResult = match crate::raft::proposer::check_entry_size(&proposal) {
+            Err(e) => Err(e),
+            Ok(()) if !forwardable(&proposal.command) => Err(ProposeError::NotForwardable {
+                kind: proposal.command.kind().to_string(),
+            }),
+            Ok(()) => self.proposer.commit_here(proposal).await,
+        };
         Ok(Response::new(to_blob(&result)?))
     }
 
@@ -171,5 +178,37 @@ struct PartFile(std::path::PathBuf);
 impl Drop for PartFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether a forward may carry `command`: a client's request, or a batch of nothing else
+/// (no batch is forwarded today, and none of anything else ever may be).
+fn forwardable(command: &flotilla_state_machine::Command) -> bool {
+    match command {
+        flotilla_state_machine::Command::Batch { commands } => !commands.is_empty() && commands.iter().all(forwardable),
+        other => other.is_client_request(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwardable;
+    use flotilla_state_machine::{Command, Limits};
+
+    #[test]
+    fn only_client_requests_travel_as_forwards() {
+        let cancel = Command::CancelJob {
+            job: flotilla_state_machine::JobId(1),
+        };
+        assert!(forwardable(&cancel));
+        let limits = Command::UpdateLimits {
+            limits: Limits::default(),
+        };
+        let plan = Command::ApplyPlan { placements: vec![] };
+        assert!(!forwardable(&limits) && !forwardable(&plan));
+        let batch = |commands| Command::Batch { commands };
+        assert!(forwardable(&batch(vec![cancel.clone()])));
+        assert!(!forwardable(&batch(vec![cancel, limits])));
+        assert!(!forwardable(&batch(vec![])));
     }
 }

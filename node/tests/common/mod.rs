@@ -70,6 +70,8 @@ impl NodeProc {
                 "--election-timeout-max-ms",
                 "2000",
             ])
+            // The tests' process pools run jobs on this host.
+            .arg("--process-provider")
             .args(&self.extra_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,openraft=warn")

@@ -52,6 +52,13 @@ done
 exit "$code"
 "#;
 
+/// Pool settings of Docker pools (checked at registration, `ProviderKind::check_setting`).
+pub const SETTING_NETWORK: &str = "network";
+pub const SETTING_PIDS_LIMIT: &str = "pids_limit";
+pub const SETTING_USER: &str = "user";
+/// Processes a job container may run unless its pool says otherwise (a fork bomb stops here).
+pub const DEFAULT_PIDS_LIMIT: u32 = 1024;
+
 #[derive(Clone, Debug)]
 pub struct DockerConfig {
     /// Where the engine is: its socket on this host, or a TCP address.
@@ -59,8 +66,11 @@ pub struct DockerConfig {
     /// Cluster name: prefix of container names and value of the `flotilla.cluster` label. Two
     /// clusters sharing one engine must use different names.
     pub cluster: String,
-    /// Network mode of job containers (`none` cuts them off; `None` is Docker's default bridge).
-    pub network_mode: Option<String>,
+    /// Network of job containers on pools that name none (pool setting `network`): `none`
+    /// by default, which cuts jobs off every network, the control plane's ports included.
+    pub network_mode: String,
+    /// Most processes a job container may run, on pools that set no `pids_limit`.
+    pub pids_limit: u32,
     /// Image for jobs that name none.
     pub default_image: Option<String>,
     /// Time between SIGTERM and SIGKILL when a worker is stopped.
@@ -78,7 +88,8 @@ impl DockerConfig {
         DockerConfig {
             endpoint,
             cluster: cluster.into(),
-            network_mode: None,
+            network_mode: "none".into(),
+            pids_limit: DEFAULT_PIDS_LIMIT,
             default_image: None,
             stop_grace_ms: 3_000,
             max_buffered_output_bytes: 8 * 1024 * 1024,
@@ -229,13 +240,26 @@ impl DockerProvider {
             labels.insert(LABEL_CLUSTER_ID.to_string(), id.clone());
         }
         let memory_bytes = i64::try_from(spec.resources.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+        let setting = |key: &str| spec.pool_settings.get(key).cloned();
+        let pids_limit = match setting(SETTING_PIDS_LIMIT) {
+            None => self.config.pids_limit,
+            Some(v) => v
+                .parse()
+                .map_err(|_| ProviderError::Rejected(format!("pool setting pids_limit={v:?} is not a number")))?,
+        };
+        // The sandbox: no capabilities (root in the container cannot chown, bind low ports,
+        // load modules, trace processes...), no gaining privileges through setuid binaries, a
+        // process limit, and no network unless the pool or the node opens one.
         let host_config = HostConfig {
             nano_cpus: Some(i64::try_from(spec.resources.cpu_millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
             memory: Some(memory_bytes),
             // No swap beyond the memory limit.
             memory_swap: Some(memory_bytes),
-            network_mode: self.config.network_mode.clone(),
+            network_mode: Some(setting(SETTING_NETWORK).unwrap_or_else(|| self.config.network_mode.clone())),
             init: Some(true),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            pids_limit: Some(i64::from(pids_limit)),
             ..Default::default()
         };
         Ok(ContainerCreateBody {
@@ -245,6 +269,7 @@ impl DockerProvider {
             env: Some(env),
             labels: Some(labels),
             working_dir: Some("/workspace".into()),
+            user: setting(SETTING_USER),
             host_config: Some(host_config),
             ..Default::default()
         })

@@ -5,6 +5,7 @@
 use super::output::CONTAINER;
 use crate::provider::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER};
 use crate::provider::{ProviderError, WorkerSpec};
+use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration,
     Volume, VolumeMount,
@@ -219,6 +220,15 @@ impl PodTemplate<'_> {
                 mount_path: "/workspace".into(),
                 ..Default::default()
             }]),
+            // Pod Security's `restricted` profile: no privilege escalation, no capabilities.
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         Ok(Pod {
@@ -241,6 +251,19 @@ impl PodTemplate<'_> {
                 tolerations: (!tolerated.is_empty()).then_some(tolerated),
                 image_pull_secrets: (!pull_secrets.is_empty()).then_some(pull_secrets),
                 automount_service_account_token: Some(service_account.is_some()),
+                // Not root (an image's root user is replaced by nobody; the workspace is an
+                // emptyDir owned by its group), the runtime's default seccomp profile.
+                security_context: Some(PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(JOB_UID),
+                    run_as_group: Some(JOB_UID),
+                    fs_group: Some(JOB_UID),
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
                 service_account_name: service_account,
                 volumes: Some(vec![Volume {
                     name: "workspace".into(),
@@ -253,6 +276,9 @@ impl PodTemplate<'_> {
         })
     }
 }
+
+/// The user and group job containers run as (`nobody`).
+pub const JOB_UID: i64 = 65534;
 
 /// Pod-level reasons that mean the pod was taken away, not that its job failed.
 const LOST_REASONS: [&str; 6] = [
@@ -399,6 +425,16 @@ mod tests {
             ]
         );
         assert_eq!(p.service_account_name.as_deref(), Some("runner"));
+        let pod_security = p.security_context.clone().unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_eq!(pod_security.run_as_user, Some(JOB_UID));
+        assert_eq!(pod_security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let container_security = p.containers[0].security_context.clone().unwrap();
+        assert_eq!(container_security.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            container_security.capabilities.unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
         assert_eq!(p.image_pull_secrets.unwrap().len(), 2);
         let c = &p.containers[0];
         let limits = c.resources.clone().unwrap().limits.unwrap();

@@ -57,6 +57,13 @@ impl State {
                 }
                 .into());
             }
+            if let Err(reason) = spec.provider.check_setting(k, v) {
+                return Err(SpecError::Conflict {
+                    field: format!("settings.{k}"),
+                    reason,
+                }
+                .into());
+            }
         }
         check_capacity(&self.limits, &spec.capacity, spec.max_workers)?;
         if let Some(existing) = self.pools.get(&spec.name) {
