@@ -34,6 +34,7 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
         data_dir: Some(dir.path().join("node")),
         raft_addr: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
         api_addr: Some(api_addr),
+        process_provider: Some(true),
         process_work_dir: Some(dir.path().join("workers")),
         leader_tick_ms: Some(100),
         ..Options::default()
