@@ -37,12 +37,22 @@ fn parse_body(text: String) -> Value {
 }
 
 impl Client {
-    pub fn new(servers: &str) -> anyhow::Result<Client> {
+    pub fn new(servers: &str, token: Option<&str>) -> anyhow::Result<Client> {
         let servers = flotilla_cli::server_urls(servers);
         if servers.is_empty() {
             bail!("no server address given (use --server or FLOTILLA_ADDR)");
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| anyhow::anyhow!("--token (FLOTILLA_TOKEN) holds characters no header may carry"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .default_headers(headers)
+            .build()?;
         Ok(Client { servers, http })
     }
 

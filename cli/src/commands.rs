@@ -106,6 +106,36 @@ pub enum PoolCmd {
     List,
 }
 
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create the cluster's first admin token (once; `cluster init` does it too). Prints its
+    /// secret, which is shown this once.
+    Bootstrap {
+        /// Use this secret (`flt_` and 64 hex digits) instead of a random one, read from the
+        /// file (a deployment's pre-shared secret).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// Create a token (admin). Prints its secret, which is shown this once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, submitter, operator or admin
+        #[arg(long)]
+        role: String,
+        /// A tenant it may act in; repeatable; none: every tenant.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Lifetime in seconds; none: until revoked.
+        #[arg(long)]
+        ttl_s: Option<u64>,
+    },
+    /// List tokens (admin): names, roles, tenants and expiries, never secrets.
+    List,
+    /// Revoke a token (admin): no node accepts it from then on.
+    Revoke { id: String },
+}
+
 #[derive(Args)]
 pub struct ListArgs {
     #[arg(long)]
@@ -152,7 +182,13 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                     "node {} founded cluster {}",
                     cell(&v["initialized"]),
                     cell(&v["cluster_id"])
-                )
+                );
+                match v["admin_token"].as_str() {
+                    Some(token) => {
+                        println!("admin token (shown once; keep it, e.g. export FLOTILLA_TOKEN=...):\n{token}")
+                    }
+                    None => println!("{}", cell(&v["admin_token_error"])),
+                }
             }),
             ClusterCmd::Status => show(&client.get("/v1/cluster").await?, &cluster_table),
             ClusterCmd::Add {
@@ -174,6 +210,71 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                     .request(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, &[])
                     .await?;
                 show(&v, &|_| println!("node {id} removed"));
+            }
+        },
+        CliCommand::Token(cmd) => match cmd {
+            TokenCmd::Bootstrap { secret_file } => {
+                let body = match secret_file {
+                    None => json!({}),
+                    Some(path) => {
+                        let secret = std::fs::read_to_string(path)
+                            .with_context(|| format!("reading the secret from {}", path.display()))?;
+                        json!({ "secret": secret.trim() })
+                    }
+                };
+                let v = client.post("/v1/tokens/bootstrap", &body).await?;
+                show(&v, &|v| {
+                    println!("admin token {} (shown once):\n{}", cell(&v["id"]), cell(&v["token"]))
+                });
+            }
+            TokenCmd::Create {
+                name,
+                role,
+                tenants,
+                ttl_s,
+            } => {
+                let mut body = json!({ "name": name, "role": role, "tenants": tenants });
+                if let Some(ttl) = ttl_s {
+                    body["ttl_ms"] = json!(ttl.saturating_mul(1000));
+                }
+                let v = client.post("/v1/tokens", &body).await?;
+                show(&v, &|v| {
+                    println!(
+                        "token {} ({}, {}) (shown once):\n{}",
+                        cell(&v["id"]),
+                        cell(&v["name"]),
+                        cell(&v["role"]),
+                        cell(&v["token"])
+                    )
+                });
+            }
+            TokenCmd::List => show(&client.get("/v1/tokens").await?, &|v| {
+                let rows: Vec<Vec<String>> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        let tenants: Vec<String> = t["tenants"].as_array().into_iter().flatten().map(cell).collect();
+                        vec![
+                            cell(&t["id"]),
+                            cell(&t["name"]),
+                            cell(&t["role"]),
+                            if tenants.is_empty() {
+                                "*".into()
+                            } else {
+                                tenants.join(",")
+                            },
+                            cell(&t["expires_at_ms"]),
+                        ]
+                    })
+                    .collect();
+                output::table(&["ID", "NAME", "ROLE", "TENANTS", "EXPIRES_AT_MS"], &rows);
+            }),
+            TokenCmd::Revoke { id } => {
+                let v = client
+                    .request(Method::DELETE, &format!("/v1/tokens/{id}"), None, &[])
+                    .await?;
+                show(&v, &|v| println!("token {} revoked", cell(&v["revoked"])));
             }
         },
         CliCommand::Pipeline(cmd) => match cmd {

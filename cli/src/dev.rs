@@ -90,8 +90,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         nodes.0.push(child);
     }
     let servers: Vec<String> = (1..=args.nodes).map(|n| addr(n, 1000)).collect();
-    let first = Client::new(&servers[0])?;
-    let all = Client::new(&servers.join(","))?;
+    let first = Client::new(&servers[0], None)?;
+    let all = Client::new(&servers.join(","), None)?;
     wait("node 1 to answer", || async {
         first.get("/v1/health/live").await.is_ok()
     })

@@ -25,6 +25,10 @@ pub struct Cli {
         default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103"
     )]
     pub server: String,
+    /// API token (`flt_...`), sent as `Authorization: Bearer` to clusters that ask for one
+    /// (`--auth tokens`). `cluster init` and `token bootstrap` print the first one.
+    #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     pub output: Format,
@@ -46,6 +50,9 @@ pub enum CliCommand {
     /// Register and list worker pools.
     #[command(subcommand)]
     Pool(commands::PoolCmd),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -57,11 +64,11 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         CliCommand::Dev(args) => dev::run(args).await,
-        CliCommand::Events(ref args) => match client::Client::new(&cli.server) {
+        CliCommand::Events(ref args) => match client::Client::new(&cli.server, cli.token.as_deref()) {
             Ok(client) => events::run(&client, cli.output, args).await,
             Err(e) => Err(e),
         },
-        ref other => match client::Client::new(&cli.server) {
+        ref other => match client::Client::new(&cli.server, cli.token.as_deref()) {
             Ok(client) => commands::run(&client, cli.output, other).await,
             Err(e) => Err(e),
         },

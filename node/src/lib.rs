@@ -12,6 +12,7 @@
 //! - `observe/`: metrics and telemetry.
 
 pub mod api;
+pub mod auth;
 pub mod events;
 pub mod founding;
 pub mod identity;

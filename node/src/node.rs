@@ -119,7 +119,14 @@ impl RunningNode {
             event_streams: Arc::new(tokio::sync::Semaphore::new(settings.max_event_streams)),
             digests: Default::default(),
             shutdown: shutdown_rx.clone(),
+            auth: settings.auth,
         };
+        if settings.auth == crate::auth::AuthMode::None {
+            tracing::warn!(
+                "--auth none: the API asks no caller for a token; anyone who reaches {} may do anything (start with --auth tokens)",
+                settings.api_addr
+            );
+        }
         let limits = ApiLimits {
             max_concurrent_requests: settings.max_concurrent_requests,
             max_request_bytes: settings.max_request_bytes,

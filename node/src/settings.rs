@@ -91,6 +91,12 @@ pub struct Options {
     /// Time limit for one forwarded write or node-to-node RPC. Default 10000.
     #[arg(long)]
     pub rpc_timeout_ms: Option<u64>,
+    /// Whether API callers need tokens: `tokens` (every route but health, the OpenAPI
+    /// document, the public cluster status, init and token bootstrap needs a live token of a
+    /// role the route admits) or `none` (anyone who reaches the port may do anything; logged
+    /// as a warning). Default `none` for now; `tokens` will become the default.
+    #[arg(long, env = "FLOTILLA_AUTH", value_enum)]
+    pub auth: Option<crate::auth::AuthMode>,
     /// Enables the `process` provider: jobs of process pools then run as `sh` on this node's
     /// host, as this node's user (with an emptied environment, in --process-work-dir). Off by
     /// default: a job on it is a shell on a control-plane host. For development and trusted
@@ -197,6 +203,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub header_read_timeout_ms: u64,
     pub rpc_timeout_ms: u64,
+    pub auth: crate::auth::AuthMode,
     pub process_provider: bool,
     pub process_work_dir: PathBuf,
     pub leader_tick_ms: u64,
@@ -264,6 +271,7 @@ impl Settings {
             max_connections: pick!(max_connections, 4096),
             header_read_timeout_ms: pick!(header_read_timeout_ms, 30_000),
             rpc_timeout_ms: pick!(rpc_timeout_ms, 10_000),
+            auth: pick!(auth, crate::auth::AuthMode::None),
             process_provider: pick!(process_provider, false),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
             leader_tick_ms: pick!(leader_tick_ms, 200),

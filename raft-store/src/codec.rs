@@ -17,7 +17,8 @@ use std::io;
 /// Version of the record layout written by this build.
 /// 2: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
 /// 3: `Proposal` gained its client session stamp (`request`), `Limits` the session bounds.
-pub const FORMAT_VERSION: u8 = 3;
+/// 4: `State` gained the API tokens; `Command` `CreateToken` and `RevokeToken`.
+pub const FORMAT_VERSION: u8 = 4;
 
 /// How many bytes the decoder may claim per input byte.
 pub const DECODE_EXPANSION: u64 = 16;

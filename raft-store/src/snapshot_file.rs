@@ -20,7 +20,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 2: the pending queue is keyed by priority, tenant and job.
 /// 3: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
 /// 4: `State` keeps the client sessions; `Limits` their bounds.
-pub const SNAPSHOT_VERSION: u8 = 4;
+/// 5: `State` keeps the API tokens.
+pub const SNAPSHOT_VERSION: u8 = 5;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 
 use crate::{
     ClientRequest, EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources,
+    TokenGrant, TokenId,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -173,6 +174,16 @@ pub enum Command {
     Batch {
         commands: Vec<Command>,
     },
+    /// Records a new API token (`token.rs`). `bootstrap`: the cluster's first admin token,
+    /// which is refused once any token was ever created.
+    CreateToken {
+        grant: TokenGrant,
+        bootstrap: bool,
+    },
+    /// Forgets a token: from this entry on no node accepts it.
+    RevokeToken {
+        id: TokenId,
+    },
 }
 
 /// Most commands in one `Command::Batch`.
@@ -180,7 +191,7 @@ pub const MAX_BATCH_COMMANDS: usize = 4096;
 
 impl Command {
     /// Whether a client may ask for it: what the REST API proposes on a caller's behalf
-    /// (submit, cancel, register a pool). Everything else is the leader's own to propose
+    /// (submit, cancel, register a pool, create and revoke tokens). Everything else is the leader's own to propose
     /// (plans, worker reports, capacity, limits, event bookkeeping), so a node's Raft port
     /// refuses it as a forward: a follower never forwards such a command, and anyone else who
     /// sends one forges it.
@@ -191,6 +202,8 @@ impl Command {
                 | Command::CancelPipeline { .. }
                 | Command::CancelJob { .. }
                 | Command::RegisterPool { .. }
+                | Command::CreateToken { .. }
+                | Command::RevokeToken { .. }
         )
     }
 
@@ -219,6 +232,8 @@ impl Command {
             Command::UpdateLimits { .. } => "update_limits",
             Command::RecordEventsPublished { .. } => "record_events_published",
             Command::Batch { .. } => "batch",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
         }
     }
 }

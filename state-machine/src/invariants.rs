@@ -29,6 +29,18 @@ impl State {
             self.sessions.consistent(),
             "the client sessions and their index by last use disagree"
         );
+        ensure!(
+            self.tokens_by_secret.len() == self.tokens.len()
+                && self
+                    .tokens_by_secret
+                    .iter()
+                    .all(|(hash, id)| self.tokens.get(id).is_some_and(|t| &t.secret_sha256 == hash)),
+            "the tokens and their index by secret disagree"
+        );
+        ensure!(
+            self.tokens.keys().all(|id| id.0 <= self.last_token_id),
+            "a token id above the last one given"
+        );
         Ok(())
     }
 

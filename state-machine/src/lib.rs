@@ -28,6 +28,7 @@ mod spec;
 mod state;
 mod state_index;
 mod tenant;
+mod token;
 
 pub use assignment::{Assignment, FencingToken};
 pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal};
@@ -49,3 +50,4 @@ pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError};
 pub use state::State;
 pub use state_index::StateIndex;
 pub use tenant::{Quota, Tenant};
+pub use token::{MAX_TOKEN_TENANTS, MAX_TOKENS, Role, TokenGrant, TokenId, TokenRecord};

@@ -1,6 +1,6 @@
 //! Typed reasons `apply` refuses a command. A rejected command changes nothing.
 
-use crate::{ClientId, FencingToken, JobId, JobState, PipelineId, SpecError};
+use crate::{ClientId, FencingToken, JobId, JobState, PipelineId, SpecError, TokenId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -64,4 +64,10 @@ pub enum Rejection {
         elapsed_ms: u64,
         timeout_ms: u64,
     },
+    #[error("unknown token {0}")]
+    UnknownToken(TokenId),
+    #[error("the cluster's first admin token was created already; an admin creates the others")]
+    AlreadyBootstrapped,
+    #[error("{count} tokens exist, the most there may be")]
+    TooManyTokens { count: usize },
 }

@@ -1,6 +1,6 @@
 //! What `apply` answers to the proposer of a command.
 
-use crate::{FencingToken, JobId, PipelineId, Rejection};
+use crate::{FencingToken, JobId, PipelineId, Rejection, TokenId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,9 @@ pub enum Response {
     /// One response per command of a `Command::Batch`, in order.
     Batch {
         responses: Vec<Response>,
+    },
+    TokenCreated {
+        id: TokenId,
     },
 }
 

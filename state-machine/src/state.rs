@@ -44,6 +44,13 @@ pub struct State {
     pub(crate) index: crate::StateIndex,
     /// Each client's last applied request and its response (`session.rs`).
     pub(crate) sessions: crate::Sessions,
+    /// API tokens by id (`token.rs`), the last id given, and whether the first admin token
+    /// was ever created (bootstrap is one-shot).
+    pub(crate) tokens: BTreeMap<crate::TokenId, crate::TokenRecord>,
+    /// The same tokens by the SHA-256 of their secret, for the check of every request.
+    pub(crate) tokens_by_secret: BTreeMap<[u8; 32], crate::TokenId>,
+    pub(crate) last_token_id: u64,
+    pub(crate) tokens_bootstrapped: bool,
 }
 
 impl State {
@@ -207,6 +214,8 @@ impl State {
             Command::SetTenantQuota { tenant, quota } => self.set_tenant_quota(cx, tenant, quota.as_ref()),
             Command::UpdateLimits { limits } => self.update_limits(cx, limits),
             Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
+            Command::CreateToken { grant, bootstrap } => self.create_token(cx, grant, *bootstrap),
+            Command::RevokeToken { id } => self.revoke_token(*id),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),

@@ -110,9 +110,26 @@ pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
                 cluster_id,
                 "founded a new cluster with this node as its only voter"
             );
+            // The first admin token, handed out here once. If it cannot be committed yet, the
+            // cluster still stands: POST /v1/tokens/bootstrap makes it later.
+            let (admin_token, admin_token_error) = match super::tokens::bootstrap_token(&app, None).await {
+                Ok((_, secret)) => (Some(secret.reveal().to_string()), None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "no admin token yet ({}): create it with POST /v1/tokens/bootstrap (flotilla token bootstrap)",
+                        e.message()
+                    )),
+                ),
+            };
             Ok((
                 StatusCode::CREATED,
-                Json(serde_json::json!({ "initialized": app.id, "cluster_id": cluster_id })),
+                Json(serde_json::json!({
+                    "initialized": app.id,
+                    "cluster_id": cluster_id,
+                    "admin_token": admin_token,
+                    "admin_token_error": admin_token_error,
+                })),
             )
                 .into_response())
         }

@@ -76,6 +76,10 @@ impl ApiError {
         self
     }
 
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
     pub fn status(&self) -> StatusCode {
         self.0.status
     }
@@ -112,6 +116,12 @@ impl IntoResponse for ApiError {
         if let Some(loc) = e.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
             resp.headers_mut().insert(header::LOCATION, loc);
         }
+        if e.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"flotilla\""),
+            );
+        }
         resp
     }
 }
@@ -123,9 +133,12 @@ impl From<Rejection> for ApiError {
             Rejection::Invalid(e) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()).field(e.field())
             }
-            Rejection::UnknownPipeline(_) | Rejection::UnknownJob(_) | Rejection::UnknownPool(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-            }
+            Rejection::AlreadyBootstrapped => ApiError::new(StatusCode::CONFLICT, "already_bootstrapped", message),
+            Rejection::TooManyTokens { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_tokens", message),
+            Rejection::UnknownPipeline(_)
+            | Rejection::UnknownJob(_)
+            | Rejection::UnknownPool(_)
+            | Rejection::UnknownToken(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Rejection::IdempotencyKeyReused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
                     .field("Idempotency-Key")

@@ -14,6 +14,7 @@ pub mod openapi;
 mod pipelines;
 mod pools;
 pub mod server;
+pub mod tokens;
 mod yaml_guard;
 mod yaml_lines;
 
@@ -21,6 +22,7 @@ pub use error::ApiError;
 pub use events::StreamedEvent;
 
 use crate::Raft;
+use crate::auth::Permission;
 use crate::raft::proposer::Proposer;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -58,6 +60,8 @@ pub struct AppState {
     pub digests: Arc<cluster::DigestCache>,
     /// Becomes `true` when the node stops: open streams end so the server can close.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Whether callers need tokens (`--auth`).
+    pub auth: crate::auth::AuthMode,
 }
 
 /// Limits applied to the whole API.
@@ -67,45 +71,109 @@ pub struct ApiLimits {
     pub max_request_bytes: usize,
 }
 
-/// Every route, once: the router is built from this table and a test compares the table with
-/// the OpenAPI document.
-fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>)> {
+/// Every route, once, with what it asks of its caller: the router is built from this table,
+/// a test compares it with the OpenAPI document, and another calls every route with every
+/// role.
+fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
+    use flotilla_state_machine::Role::{Admin, Operator, Submitter, Viewer};
+    let at_least = Permission::AtLeast;
     vec![
-        ("/v1/pipelines", Method::POST, post(pipelines::submit)),
-        ("/v1/pipelines", Method::GET, get(pipelines::list)),
-        ("/v1/pipelines/{id}", Method::GET, get(pipelines::get_one)),
-        ("/v1/pipelines/{id}/cancel", Method::POST, post(pipelines::cancel)),
-        ("/v1/jobs", Method::GET, get(jobs::list)),
-        ("/v1/jobs/{id}", Method::GET, get(jobs::get_one)),
-        ("/v1/jobs/{id}/cancel", Method::POST, post(jobs::cancel)),
-        ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs)),
-        ("/v1/events", Method::GET, get(events::stream)),
-        ("/v1/pools", Method::GET, get(pools::list)),
-        ("/v1/pools", Method::POST, post(pools::register)),
-        ("/v1/cluster", Method::GET, get(cluster::status)),
-        ("/v1/cluster/init", Method::POST, post(cluster::init)),
-        ("/v1/cluster/members", Method::POST, post(cluster::add_member)),
+        (
+            "/v1/pipelines",
+            Method::POST,
+            post(pipelines::submit),
+            at_least(Submitter),
+        ),
+        ("/v1/pipelines", Method::GET, get(pipelines::list), at_least(Viewer)),
+        (
+            "/v1/pipelines/{id}",
+            Method::GET,
+            get(pipelines::get_one),
+            at_least(Viewer),
+        ),
+        (
+            "/v1/pipelines/{id}/cancel",
+            Method::POST,
+            post(pipelines::cancel),
+            at_least(Submitter),
+        ),
+        ("/v1/jobs", Method::GET, get(jobs::list), at_least(Viewer)),
+        ("/v1/jobs/{id}", Method::GET, get(jobs::get_one), at_least(Viewer)),
+        (
+            "/v1/jobs/{id}/cancel",
+            Method::POST,
+            post(jobs::cancel),
+            at_least(Submitter),
+        ),
+        ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs), at_least(Viewer)),
+        ("/v1/events", Method::GET, get(events::stream), at_least(Viewer)),
+        ("/v1/pools", Method::GET, get(pools::list), at_least(Viewer)),
+        ("/v1/pools", Method::POST, post(pools::register), at_least(Operator)),
+        ("/v1/cluster", Method::GET, get(cluster::status), Permission::Public),
+        (
+            "/v1/cluster/init",
+            Method::POST,
+            post(cluster::init),
+            Permission::Public,
+        ),
+        (
+            "/v1/cluster/members",
+            Method::POST,
+            post(cluster::add_member),
+            at_least(Admin),
+        ),
         (
             "/v1/cluster/members/{id}",
             Method::DELETE,
             delete(cluster::remove_member),
+            at_least(Admin),
         ),
         (
             "/v1/cluster/transfer-leader",
             Method::POST,
             post(cluster::transfer_leader),
+            at_least(Admin),
         ),
-        ("/v1/cluster/state-digest", Method::GET, get(cluster::state_digest)),
-        ("/v1/health/live", Method::GET, get(health::live)),
-        ("/v1/health/ready", Method::GET, get(health::ready)),
-        ("/v1/openapi.json", Method::GET, get(openapi::openapi_json)),
-        ("/metrics", Method::GET, get(health::metrics)),
+        (
+            "/v1/cluster/state-digest",
+            Method::GET,
+            get(cluster::state_digest),
+            at_least(Viewer),
+        ),
+        (
+            "/v1/tokens/bootstrap",
+            Method::POST,
+            post(tokens::bootstrap),
+            Permission::Public,
+        ),
+        ("/v1/tokens", Method::POST, post(tokens::create), at_least(Admin)),
+        ("/v1/tokens", Method::GET, get(tokens::list), at_least(Admin)),
+        (
+            "/v1/tokens/{id}",
+            Method::DELETE,
+            delete(tokens::revoke),
+            at_least(Admin),
+        ),
+        ("/v1/health/live", Method::GET, get(health::live), Permission::Public),
+        ("/v1/health/ready", Method::GET, get(health::ready), Permission::Public),
+        (
+            "/v1/openapi.json",
+            Method::GET,
+            get(openapi::openapi_json),
+            Permission::Public,
+        ),
+        ("/metrics", Method::GET, get(health::metrics), at_least(Viewer)),
     ]
 }
 
 /// `(path, method)` of every route the router serves.
 pub fn route_table() -> Vec<(&'static str, Method)> {
-    routes().into_iter().map(|(p, m, _)| (p, m)).collect()
+    routes().into_iter().map(|(p, m, _, _)| (p, m)).collect()
+}
+
+/// `(path, method, permission)` of every route.
+pub fn route_permissions() -> Vec<(&'static str, Method, Permission)> {
+    routes().into_iter().map(|(p, m, _, a)| (p, m, a)).collect()
 }
 
 pub fn router(state: AppState, limits: ApiLimits) -> Router {
@@ -114,8 +182,15 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
     let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     routes()
         .into_iter()
-        .fold(Router::new(), |r, (path, _, method_router)| {
-            r.route(path, method_router)
+        .fold(Router::new(), |r, (path, _, method_router, permission)| {
+            let gate = crate::auth::gate::Gate {
+                app: state.clone(),
+                permission,
+            };
+            r.route(
+                path,
+                method_router.route_layer(middleware::from_fn_with_state(gate, crate::auth::gate::check)),
+            )
         })
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

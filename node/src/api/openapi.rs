@@ -5,7 +5,7 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, events, health, jobs, pipelines, pools};
+use super::{cluster, events, health, jobs, pipelines, pools, tokens};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
@@ -35,6 +35,10 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         cluster::remove_member,
         cluster::transfer_leader,
         cluster::state_digest,
+        tokens::bootstrap,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
         health::live,
         health::ready,
         health::metrics,
@@ -49,6 +53,8 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         AddMemberDoc,
         ErrorBodyDoc,
         ErrorDoc,
+        TokenBootstrapDoc,
+        TokenCreateDoc,
         TransferLeaderDoc
     ))
 )]
@@ -61,12 +67,42 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 }
 
 /// The document: the handlers' annotations, plus the error statuses that layers shared by
-/// many routes can return, declared here once rather than on every handler.
+/// many routes can return and each route's permission (from the route table), declared here
+/// once rather than on every handler.
 pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
     let mut doc = ApiDoc::openapi();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    let permissions = super::route_permissions();
     for (path, item) in doc.paths.paths.iter_mut() {
         let has_id = path.contains('{');
-        for op in [&mut item.get, &mut item.post, &mut item.delete].into_iter().flatten() {
+        for (method, op) in [
+            (axum::http::Method::GET, &mut item.get),
+            (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::DELETE, &mut item.delete),
+        ] {
+            let Some(op) = op else { continue };
+            let permission = permissions
+                .iter()
+                .find(|(p, m, _)| p == path && *m == method)
+                .map(|(_, _, permission)| *permission);
+            if let Some(needed @ super::Permission::AtLeast(_)) = permission {
+                op.security = Some(vec![SecurityRequirement::new("token", Vec::<String>::new())]);
+                let note = format!("Needs a token: {} (with --auth tokens).", needed.describe());
+                op.description = Some(match op.description.take() {
+                    Some(d) => format!("{d}\n\n{note}"),
+                    None => note,
+                });
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error_response("no token, or an unknown, revoked or expired one").into());
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error_response("the token's role does not admit this route").into());
+            }
             let responses = &mut op.responses.responses;
             let mut add = |status: u16, description: &str| {
                 responses
@@ -206,6 +242,27 @@ pub struct AddMemberDoc {
     /// the leader asks the node.
     #[schema(nullable = false, pattern = "^[0-9a-f]{16}$")]
     incarnation: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = TokenBootstrap)]
+#[allow(dead_code)]
+pub struct TokenBootstrapDoc {
+    /// The secret to use (`flt_` and 64 lowercase hex digits); a random one when absent.
+    secret: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = TokenCreate)]
+#[allow(dead_code)]
+pub struct TokenCreateDoc {
+    name: String,
+    /// `viewer`, `submitter`, `operator` or `admin`.
+    role: String,
+    /// Tenants it may act in; absent or empty: every tenant.
+    tenants: Option<Vec<String>>,
+    /// Lifetime in milliseconds; absent: until revoked.
+    ttl_ms: Option<u64>,
 }
 
 #[derive(ToSchema)]

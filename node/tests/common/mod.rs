@@ -166,6 +166,8 @@ impl RaftAddress {
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     pub http: reqwest::Client,
+    /// The admin token `cluster init` handed out; the helpers below send it.
+    pub token: std::sync::OnceLock<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -189,6 +191,10 @@ impl Cluster {
     pub async fn form(&self) {
         let r = self.post(1, "/v1/cluster/init", json!({})).await;
         assert_eq!(r.0, 201, "init: {}", r.1);
+        let token = r.1["admin_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("init handed out no admin token: {}", r.1));
+        let _ = self.token.set(token.to_string());
         self.wait_leader_among(&[1]).await;
         for id in 2..=self.nodes.len() as u64 {
             let (raft, api) = (self.node(id).raft_addr.clone(), self.node(id).api_addr.clone());
@@ -243,7 +249,12 @@ impl Cluster {
             .pool_idle_timeout(Duration::from_millis(500))
             .build()
             .unwrap();
-        let mut c = Cluster { nodes, http, _dir: dir };
+        let mut c = Cluster {
+            nodes,
+            http,
+            token: Default::default(),
+            _dir: dir,
+        };
         for node in &mut c.nodes {
             node.spawn();
         }
@@ -292,8 +303,16 @@ impl Cluster {
         panic!("node {id} never answered\n{}", self.logs());
     }
 
+    /// `request` with the cluster's admin token, once there is one.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.token.get() {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     pub async fn get(&self, id: u64, path: &str) -> (u16, Value) {
-        match self.http.get(self.node(id).url(path)).send().await {
+        match self.authorized(self.http.get(self.node(id).url(path))).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
                 (status, r.json().await.unwrap_or(Value::Null))
@@ -307,7 +326,7 @@ impl Cluster {
     }
 
     pub async fn post_with(&self, id: u64, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self.http.post(self.node(id).url(path)).json(&body);
+        let mut req = self.authorized(self.http.post(self.node(id).url(path))).json(&body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

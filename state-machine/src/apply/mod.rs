@@ -10,6 +10,7 @@ mod plan;
 mod pools;
 mod settings;
 mod submit;
+mod tokens;
 mod worker;
 
 use crate::{ApplyContext, Event, Rejection, Response};

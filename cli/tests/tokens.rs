@@ -1,0 +1,152 @@
+//! `flotilla cluster init`, `flotilla token ...` and `--token` against one real node started
+//! with `--auth tokens`.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn flotilla() -> &'static str {
+    env!("CARGO_BIN_EXE_flotilla")
+}
+
+/// Stops the node when the test ends, passed or not.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(server: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(flotilla());
+    cmd.args(["--server", server]).args(args).env_remove("FLOTILLA_TOKEN");
+    if let Some(t) = token {
+        cmd.env("FLOTILLA_TOKEN", t);
+    }
+    cmd.output().expect("run flotilla")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The `flt_` secret a command printed.
+fn secret(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("flt_"))
+        .unwrap_or_else(|| panic!("no secret printed: {}", text(o)))
+        .to_string()
+}
+
+#[test]
+fn init_hands_out_the_admin_token_and_roles_bind_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft, api) = (free_port(), free_port());
+    let node_binary = std::path::Path::new(flotilla()).with_file_name("flotilla-node");
+    assert!(
+        node_binary.exists(),
+        "{} is missing: run cargo test --workspace",
+        node_binary.display()
+    );
+    let _node = Node(
+        Command::new(&node_binary)
+            .args(["--id", "1", "--auth", "tokens"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--raft-addr", &format!("127.0.0.1:{raft}")])
+            .args(["--api-addr", &format!("127.0.0.1:{api}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = format!("127.0.0.1:{api}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run(&server, None, &["cluster", "status"]).status.success() {
+        assert!(Instant::now() < deadline, "the node never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let init = run(&server, None, &["cluster", "init"]);
+    assert!(init.status.success(), "{}", text(&init));
+    let admin = secret(&init);
+
+    let refused = run(&server, None, &["pool", "list"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("needs a token"), "{}", text(&refused));
+    let listed = run(&server, Some(&admin), &["pool", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+
+    let created = run(
+        &server,
+        Some(&admin),
+        &["token", "create", "--name", "dash", "--role", "viewer"],
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    let viewer = secret(&created);
+    let forbidden = run(
+        &server,
+        Some(&viewer),
+        &[
+            "pool",
+            "register",
+            "--name",
+            "p",
+            "--cpu-millis",
+            "1000",
+            "--memory-mib",
+            "64",
+            "--max-workers",
+            "1",
+        ],
+    );
+    assert!(!forbidden.status.success());
+    assert!(text(&forbidden).contains("403"), "{}", text(&forbidden));
+
+    let tokens = run(&server, Some(&admin), &["token", "list"]);
+    let shown = text(&tokens);
+    assert!(
+        tokens.status.success() && shown.contains("dash") && shown.contains("viewer"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&viewer[4..]) && !shown.contains(&admin[4..]),
+        "a secret was listed: {shown}"
+    );
+
+    let id = shown
+        .lines()
+        .find(|l| l.contains("dash"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the token's id")
+        .to_string();
+    let revoked = run(&server, Some(&admin), &["token", "revoke", &id]);
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let gone = run(&server, Some(&viewer), &["pool", "list"]);
+    assert!(
+        !gone.status.success() && text(&gone).contains("revoked"),
+        "{}",
+        text(&gone)
+    );
+
+    let again = run(&server, None, &["token", "bootstrap"]);
+    assert!(
+        !again.status.success() && text(&again).contains("409"),
+        "{}",
+        text(&again)
+    );
+}

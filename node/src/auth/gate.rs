@@ -1,0 +1,112 @@
+//! The check in front of every route: the caller's bearer token, looked up by its SHA-256 in
+//! this node's applied state, live at the cluster's time, of a role the route admits. The
+//! caller found is put in the request's extensions for the handler (`Caller`).
+
+use super::{Permission, TokenSecret};
+use crate::api::{ApiError, AppState};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use flotilla_state_machine::{Role, TokenId};
+use std::collections::BTreeSet;
+
+/// Whether the API asks for tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every caller may do everything: for a trusted network only; logged as a warning.
+    #[default]
+    None,
+    /// Every route but the public ones needs a live token of a role it admits.
+    Tokens,
+}
+
+/// Who is calling, as the gate found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub token: TokenId,
+    pub name: String,
+    pub role: Role,
+    pub tenants: BTreeSet<String>,
+}
+
+/// The state a route's gate works with: the node, and what the route asks.
+#[derive(Clone)]
+pub struct Gate {
+    pub app: AppState,
+    pub permission: Permission,
+}
+
+pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    if gate.app.auth == AuthMode::None || gate.permission == Permission::Public {
+        return next.run(request).await;
+    }
+    match caller(&gate.app, request.headers(), gate.permission) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn unauthenticated(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization")
+}
+
+/// The caller `headers` name, if the route's `permission` admits them.
+pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Result<Caller, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_string());
+    let data = app.machine.read();
+    let state = &data.state;
+    let Some(presented) = presented else {
+        let hint = if state.tokens_bootstrapped() {
+            ""
+        } else {
+            "; no token exists yet: create the first with POST /v1/tokens/bootstrap (flotilla token bootstrap)"
+        };
+        return Err(unauthenticated(format!(
+            "this route needs a token ({}): send Authorization: Bearer <token> (flotilla --token or FLOTILLA_TOKEN){hint}",
+            permission.describe()
+        )));
+    };
+    let secret = presented
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .and_then(TokenSecret::parse)
+        .ok_or_else(|| unauthenticated("the Authorization header is not `Bearer flt_<64 hex digits>`".into()))?;
+    let Some(token) = state.token_by_secret(&secret.sha256()) else {
+        return Err(unauthenticated("unknown or revoked token".into()));
+    };
+    let now_ms = app.proposer.now_ms();
+    if !token.live_at(now_ms) {
+        return Err(unauthenticated(format!(
+            "token {} ({}) expired at {} ms since the epoch",
+            token.id,
+            token.name,
+            token.expires_at_ms.unwrap_or_default()
+        )));
+    }
+    if !permission.admits(token.role) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token {} ({}) is a {}; this route needs {}",
+                token.id,
+                token.name,
+                token.role,
+                permission.describe()
+            ),
+        ));
+    }
+    Ok(Caller {
+        token: token.id,
+        name: token.name.clone(),
+        role: token.role,
+        tenants: token.tenants.clone(),
+    })
+}

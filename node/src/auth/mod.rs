@@ -1,0 +1,14 @@
+//! Who may call the REST API: bearer tokens checked against the replicated token table, each
+//! route's permission declared in the route table (`api::routes`), and the secrets themselves,
+//! which only their holder and, once, the response that created them ever see.
+//!
+//! `--auth tokens` enforces it; `--auth none` (still the default while the tools move over)
+//! lets every caller through and says so loudly at start.
+
+pub mod gate;
+pub mod permission;
+pub mod secret;
+
+pub use gate::{AuthMode, Caller};
+pub use permission::Permission;
+pub use secret::TokenSecret;
