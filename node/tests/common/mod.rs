@@ -376,12 +376,25 @@ impl Cluster {
         );
     }
 
-    /// Moves leadership to node `to` (of nodes 1..=3) and waits until all three agree.
+    /// Moves leadership to node `to` (of nodes 1..=3) and waits until all three agree. A
+    /// transfer to a node that has just restarted can time out while it catches up (seen on a
+    /// loaded CI machine): it is asked again until `WAIT` has passed.
     pub async fn lead(&self, to: u64) {
-        let via = self.wait_leader_among(&[1, 2, 3]).await;
-        if via != to {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let via = self.wait_leader_among(&[1, 2, 3]).await;
+            if via == to {
+                break;
+            }
             let (s, v) = self.post(via, "/v1/cluster/transfer-leader", json!({ "to": to })).await;
-            assert_eq!(s, 200, "{v}");
+            if s == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "leadership never moved to node {to}: {s} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         assert_eq!(self.wait_leader_among(&[1, 2, 3]).await, to);
     }
