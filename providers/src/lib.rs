@@ -31,7 +31,7 @@ pub use kubernetes::{KubernetesConfig, KubernetesProvider, PodView};
 pub use process::{ProcessConfig, ProcessProvider};
 pub use provider::{
     LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER, ListedWorker, Observation, ProviderError,
-    WorkerProvider, WorkerSpec, foreign, foreign_worker, parse_worker_name, worker_name,
+    WorkerProvider, WorkerSpec, parse_worker_name, worker_name,
 };
 pub use provider_set::ProviderSet;
 pub use sim::{SimConfig, SimProvider};

@@ -15,7 +15,7 @@
 //! A worker directory is prepared under a temporary name and renamed into place, so creating
 //! is idempotent: only the caller whose rename succeeds starts the process.
 
-use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec, foreign, foreign_worker};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::tombstones::Tombstones;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -147,10 +147,8 @@ impl WorkerProvider for ProcessProvider {
         }
         let dir = self.dir(&name);
         let held = |dir: &Path| -> Result<String, ProviderError> {
-            match read_trimmed(&dir.join(CLUSTER_ID_FILE)) {
-                Some(id) if foreign(Some(&id), spec.cluster_id.as_deref()) => Err(foreign_worker(&name, &id)),
-                _ => Ok(name.clone()),
-            }
+            spec.refuse_foreign(read_trimmed(&dir.join(CLUSTER_ID_FILE)).as_deref())?;
+            Ok(name.clone())
         };
         if dir.exists() {
             return held(&dir);

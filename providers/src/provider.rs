@@ -31,6 +31,33 @@ impl WorkerSpec {
     pub fn name(&self) -> String {
         worker_name(self.job, self.attempt)
     }
+
+    /// The `LABEL_*` labels of this worker in cluster `cluster` (its name), as Docker
+    /// containers and Kubernetes pods carry them.
+    pub fn worker_labels(&self, cluster: &str) -> Vec<(String, String)> {
+        let mut labels = vec![
+            (LABEL_CLUSTER.to_string(), cluster.to_string()),
+            (LABEL_JOB.to_string(), self.job.0.to_string()),
+            (LABEL_ATTEMPT.to_string(), self.attempt.to_string()),
+            (LABEL_WORKER.to_string(), self.name()),
+        ];
+        if let Some(id) = &self.cluster_id {
+            labels.push((LABEL_CLUSTER_ID.to_string(), id.clone()));
+        }
+        labels
+    }
+
+    /// Refuses to take over an existing worker of this name that another cluster created
+    /// (`held`: the cluster id it is labelled with).
+    pub fn refuse_foreign(&self, held: Option<&str>) -> Result<(), ProviderError> {
+        match held {
+            Some(id) if foreign(Some(id), self.cluster_id.as_deref()) => Err(ProviderError::Rejected(format!(
+                "a worker named {} belongs to cluster {id}, not this one: two clusters share this provider under one cluster name; give each its own --cluster-name",
+                self.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Labels every provider puts on its workers (Docker containers, Kubernetes pods): the
@@ -38,6 +65,8 @@ impl WorkerSpec {
 /// attempt, and the worker's name.
 pub const LABEL_CLUSTER: &str = "flotilla.cluster";
 pub const LABEL_CLUSTER_ID: &str = "flotilla.cluster-id";
+/// Marks a tombstone (a ConfigMap on Kubernetes, a volume on Docker) of a removed worker.
+pub const LABEL_TOMBSTONE: &str = "flotilla.tombstone";
 pub const LABEL_JOB: &str = "flotilla.job";
 pub const LABEL_ATTEMPT: &str = "flotilla.attempt";
 pub const LABEL_WORKER: &str = "flotilla.worker";
@@ -65,6 +94,22 @@ pub struct ListedWorker {
 }
 
 impl ListedWorker {
+    /// The worker its labels describe (a container's or a pod's), if they name one.
+    pub fn from_labels(labels: impl IntoIterator<Item = (String, String)>) -> Option<ListedWorker> {
+        let (mut name, mut cluster_id) = (None, None);
+        for (key, value) in labels {
+            match key.as_str() {
+                LABEL_WORKER => name = Some(value),
+                LABEL_CLUSTER_ID => cluster_id = Some(value),
+                _ => {}
+            }
+        }
+        Some(ListedWorker {
+            name: name?,
+            cluster_id,
+        })
+    }
+
     /// Whether it belongs to another cluster than `own`: both ids known and different. A
     /// node never adopts nor removes such a worker (two clusters given one name and one
     /// Docker engine or namespace, or a node that founded a cluster of its own by mistake).
@@ -74,15 +119,8 @@ impl ListedWorker {
 }
 
 /// Whether a worker labelled `worker_cluster` belongs to another cluster than `own`.
-pub fn foreign(worker_cluster: Option<&str>, own: Option<&str>) -> bool {
+fn foreign(worker_cluster: Option<&str>, own: Option<&str>) -> bool {
     matches!((worker_cluster, own), (Some(w), Some(o)) if w != o)
-}
-
-/// The refusal to create over a worker of the same name that another cluster holds.
-pub fn foreign_worker(name: &str, cluster_id: &str) -> ProviderError {
-    ProviderError::Rejected(format!(
-        "a worker named {name} belongs to cluster {cluster_id}, not this one: two clusters share this provider under one cluster name; give each its own --cluster-name"
-    ))
 }
 
 /// What the provider sees of one worker now.

@@ -9,7 +9,7 @@
 //! which is the honest behaviour of a provider whose workers died with their host. Removed
 //! names are remembered, so a worker is never created twice by this node.
 
-use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec, foreign, foreign_worker};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,11 +72,7 @@ impl WorkerProvider for SimProvider {
                 "worker {name} was removed before; an attempt never runs twice"
             )));
         }
-        if let Some(held) = w.live.get(&name).and_then(|h| h.cluster_id.as_deref())
-            && foreign(Some(held), spec.cluster_id.as_deref())
-        {
-            return Err(foreign_worker(&name, held));
-        }
+        spec.refuse_foreign(w.live.get(&name).and_then(|h| h.cluster_id.as_deref()))?;
         w.live.entry(name.clone()).or_insert(SimWorker {
             cluster_id: spec.cluster_id.clone(),
             created: Instant::now(),

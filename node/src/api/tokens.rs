@@ -63,30 +63,44 @@ impl From<&TokenRecord> for TokenView {
     }
 }
 
-/// Commits the cluster's first admin token with `secret` (a new one when `None`).
-pub async fn bootstrap_token(app: &AppState, secret: Option<TokenSecret>) -> Result<(TokenId, TokenSecret), ApiError> {
-    let secret = secret.unwrap_or_else(TokenSecret::generate);
-    let grant = TokenGrant {
-        name: BOOTSTRAP_TOKEN_NAME.into(),
-        role: Role::Admin,
-        tenants: BTreeSet::new(),
-        secret_sha256: secret.sha256(),
-        expires_at_ms: None,
-    };
-    match app
-        .proposer
-        .commit(Command::CreateToken { grant, bootstrap: true })
-        .await?
-    {
-        SmResponse::TokenCreated { id } => Ok((id, secret)),
+/// Commits `grant` (the cluster's first admin token when `bootstrap`); its id.
+async fn commit_grant(app: &AppState, grant: TokenGrant, bootstrap: bool) -> Result<TokenId, ApiError> {
+    match app.proposer.commit(Command::CreateToken { grant, bootstrap }).await? {
+        SmResponse::TokenCreated { id } => Ok(id),
         SmResponse::Rejected(r) => Err(r.into()),
         other => Err(unexpected(other)),
     }
 }
 
-fn created(id: TokenId, secret: &TokenSecret, record: TokenView) -> Response {
-    let mut body = serde_json::to_value(record).unwrap_or_default();
-    body["id"] = serde_json::json!(id.to_string());
+/// The grant of the cluster's first admin token, with `secret`.
+fn bootstrap_grant(secret: &TokenSecret) -> TokenGrant {
+    TokenGrant {
+        name: BOOTSTRAP_TOKEN_NAME.into(),
+        role: Role::Admin,
+        tenants: BTreeSet::new(),
+        secret_sha256: secret.sha256(),
+        expires_at_ms: None,
+    }
+}
+
+/// Commits the cluster's first admin token with `secret` (a new one when `None`).
+pub async fn bootstrap_token(app: &AppState, secret: Option<TokenSecret>) -> Result<(TokenId, TokenSecret), ApiError> {
+    let secret = secret.unwrap_or_else(TokenSecret::generate);
+    let id = commit_grant(app, bootstrap_grant(&secret), true).await?;
+    Ok((id, secret))
+}
+
+/// The answer that hands out a new token: what lists show of it, and its secret, this once.
+fn created(id: TokenId, grant: TokenGrant, secret: &TokenSecret, created_at_ms: u64) -> Response {
+    let view = TokenView {
+        id: id.to_string(),
+        name: grant.name,
+        role: grant.role,
+        tenants: grant.tenants,
+        created_at_ms,
+        expires_at_ms: grant.expires_at_ms,
+    };
+    let mut body = serde_json::to_value(view).unwrap_or_default();
     body["token"] = serde_json::json!(secret.reveal());
     (StatusCode::CREATED, Json(body)).into_response()
 }
@@ -111,15 +125,7 @@ pub async fn bootstrap(State(app): State<AppState>, body: axum::body::Bytes) -> 
     };
     let (id, secret) = bootstrap_token(&app, secret).await?;
     tracing::info!(token = %id, "the cluster's first admin token was created");
-    let view = TokenView {
-        id: id.to_string(),
-        name: BOOTSTRAP_TOKEN_NAME.into(),
-        role: Role::Admin,
-        tenants: BTreeSet::new(),
-        created_at_ms: app.proposer.now_ms(),
-        expires_at_ms: None,
-    };
-    Ok(created(id, &secret, view))
+    Ok(created(id, bootstrap_grant(&secret), &secret, app.proposer.now_ms()))
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body(content = super::openapi::TokenCreateDoc, content_type = "application/json"),
@@ -135,7 +141,11 @@ pub async fn create(
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
-            format!("role {:?} is none of viewer, submitter, operator, admin", request.role),
+            format!(
+                "role {:?} is none of {}",
+                request.role,
+                Role::ALL.map(Role::name).join(", ")
+            ),
         )
         .field("role")
     })?;
@@ -151,34 +161,14 @@ pub async fn create(
     };
     let secret = TokenSecret::generate();
     let grant = TokenGrant {
-        name: request.name.clone(),
+        name: request.name,
         role,
-        tenants: request.tenants.clone(),
+        tenants: request.tenants,
         secret_sha256: secret.sha256(),
         expires_at_ms,
     };
-    match app
-        .proposer
-        .commit(Command::CreateToken {
-            grant,
-            bootstrap: false,
-        })
-        .await?
-    {
-        SmResponse::TokenCreated { id } => {
-            let view = TokenView {
-                id: id.to_string(),
-                name: request.name,
-                role,
-                tenants: request.tenants,
-                created_at_ms: now_ms,
-                expires_at_ms,
-            };
-            Ok(created(id, &secret, view))
-        }
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    let id = commit_grant(&app, grant.clone(), false).await?;
+    Ok(created(id, grant, &secret, now_ms))
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",

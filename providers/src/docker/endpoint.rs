@@ -1,7 +1,7 @@
 //! Where the Docker provider reaches its engine: the local socket, or an engine's TCP address
 //! that every node of the cluster reaches (then a new leader on another host still sees the
 //! workers an old one created). The parsing is here so that the node refuses a bad value at
-//! start with a message, and says where its Docker workers live (`location`).
+//! start with a message, and knows whether its Docker workers live on its host (`is_shared`).
 
 use crate::provider::ProviderError;
 use bollard::Docker;

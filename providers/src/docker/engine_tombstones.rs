@@ -6,14 +6,12 @@
 //! engine a directory each; those older than `keep_ms` are pruned.
 
 use super::status_of;
-use crate::provider::{LABEL_CLUSTER, LABEL_WORKER, ProviderError};
+use crate::provider::{LABEL_CLUSTER, LABEL_TOMBSTONE, LABEL_WORKER, ProviderError};
 use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
 use std::collections::HashMap;
 
-/// Label that marks a tombstone volume.
-pub const LABEL_TOMBSTONE: &str = "flotilla.tombstone";
 /// Label holding the removal time, in milliseconds since the Unix epoch.
 pub const LABEL_REMOVED_AT_MS: &str = "flotilla.removed-at-ms";
 

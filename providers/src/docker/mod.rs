@@ -24,8 +24,7 @@ pub use engine_tombstones::EngineTombstones;
 
 use crate::output_window::OutputWindow;
 use crate::provider::{
-    LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER, ListedWorker, Observation, ProviderError,
-    WorkerProvider, WorkerSpec, foreign, foreign_worker,
+    LABEL_CLUSTER, LABEL_CLUSTER_ID, ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -230,15 +229,7 @@ impl DockerProvider {
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("FLOTILLA_JOB_ID={}", spec.job.0));
         env.push(format!("FLOTILLA_ATTEMPT={}", spec.attempt));
-        let mut labels = HashMap::from([
-            (LABEL_CLUSTER.to_string(), self.config.cluster.clone()),
-            (LABEL_JOB.to_string(), spec.job.0.to_string()),
-            (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
-            (LABEL_WORKER.to_string(), spec.name()),
-        ]);
-        if let Some(id) = &spec.cluster_id {
-            labels.insert(LABEL_CLUSTER_ID.to_string(), id.clone());
-        }
+        let labels: HashMap<String, String> = spec.worker_labels(&self.config.cluster).into_iter().collect();
         let memory_bytes = i64::try_from(spec.resources.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
         let setting = |key: &str| spec.pool_settings.get(key).cloned();
         let pids_limit = match setting(SETTING_PIDS_LIMIT) {
@@ -300,11 +291,7 @@ impl WorkerProvider for DockerProvider {
                 // Created before (by us or an earlier leader): start it only if it never ran.
                 let info = self.inspect_created(&name).await?;
                 let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
-                if let Some(held) = labels.and_then(|l| l.get(LABEL_CLUSTER_ID))
-                    && foreign(Some(held), spec.cluster_id.as_deref())
-                {
-                    return Err(foreign_worker(&spec.name(), held));
-                }
+                spec.refuse_foreign(labels.and_then(|l| l.get(LABEL_CLUSTER_ID)).map(String::as_str))?;
                 let status = info.state.and_then(|s| s.status);
                 if status != Some(ContainerStateStatusEnum::CREATED) {
                     return Ok(info.id.unwrap_or(name));
@@ -446,13 +433,7 @@ impl WorkerProvider for DockerProvider {
         let containers = docker.list_containers(Some(options)).await.map_err(unavailable)?;
         let mut listed: Vec<ListedWorker> = containers
             .into_iter()
-            .filter_map(|c| {
-                let mut labels = c.labels?;
-                Some(ListedWorker {
-                    name: labels.remove(LABEL_WORKER)?,
-                    cluster_id: labels.remove(LABEL_CLUSTER_ID),
-                })
-            })
+            .filter_map(|c| ListedWorker::from_labels(c.labels?))
             .collect();
         listed.sort();
         Ok(listed)

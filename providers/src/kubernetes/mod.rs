@@ -22,8 +22,8 @@ mod quantity;
 pub use pod::PodView;
 
 use crate::output_window::OutputWindow;
-use crate::provider::{LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_WORKER};
-use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec, foreign, foreign_worker};
+use crate::provider::{LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_TOMBSTONE, LABEL_WORKER};
+use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use capacity::pool_capacity;
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use futures::StreamExt;
@@ -38,8 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Label of the tombstone ConfigMaps.
-pub const LABEL_TOMBSTONE: &str = "flotilla.tombstone";
+/// How long a removed worker's tombstone ConfigMap is kept.
 const TOMBSTONE_KEEP_S: i64 = 7 * 24 * 3600;
 
 #[derive(Clone, Debug)]
@@ -339,11 +338,7 @@ impl WorkerProvider for KubernetesProvider {
             Err(e) if status_of(&e) == Some(409) => {
                 let existing = c.pods.get_opt(&name).await.map_err(api_error)?;
                 let labels = existing.as_ref().and_then(|p| p.metadata.labels.as_ref());
-                if let Some(held) = labels.and_then(|l| l.get(LABEL_CLUSTER_ID))
-                    && foreign(Some(held), spec.cluster_id.as_deref())
-                {
-                    return Err(foreign_worker(&worker, held));
-                }
+                spec.refuse_foreign(labels.and_then(|l| l.get(LABEL_CLUSTER_ID)).map(String::as_str))?;
                 return Ok(existing.and_then(|p| p.metadata.uid).unwrap_or(name));
             }
             Err(e) if matches!(status_of(&e), Some(400 | 422)) => {
@@ -440,13 +435,7 @@ impl WorkerProvider for KubernetesProvider {
         let mut listed: Vec<ListedWorker> = pods
             .items
             .into_iter()
-            .filter_map(|p| {
-                let mut labels = p.metadata.labels?;
-                Some(ListedWorker {
-                    name: labels.remove(LABEL_WORKER)?,
-                    cluster_id: labels.remove(LABEL_CLUSTER_ID),
-                })
-            })
+            .filter_map(|p| ListedWorker::from_labels(p.metadata.labels?))
             .collect();
         listed.sort();
         Ok(listed)

@@ -3,7 +3,6 @@
 //! directions are unit-tested without an API server.
 
 use super::output::CONTAINER;
-use crate::provider::{LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER};
 use crate::provider::{ProviderError, WorkerSpec};
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
@@ -198,15 +197,7 @@ impl PodTemplate<'_> {
             .collect();
         let service_account = spec.pool_settings.get(SETTING_SERVICE_ACCOUNT).cloned();
 
-        let mut labels = BTreeMap::from([
-            (LABEL_CLUSTER.to_string(), self.cluster.to_string()),
-            (LABEL_JOB.to_string(), spec.job.0.to_string()),
-            (LABEL_ATTEMPT.to_string(), spec.attempt.to_string()),
-            (LABEL_WORKER.to_string(), spec.name()),
-        ]);
-        if let Some(id) = &spec.cluster_id {
-            labels.insert(LABEL_CLUSTER_ID.to_string(), id.clone());
-        }
+        let labels: BTreeMap<String, String> = spec.worker_labels(self.cluster).into_iter().collect();
         let timeout_s = spec.timeout_ms.div_ceil(1000);
         let container = Container {
             name: CONTAINER.into(),
@@ -356,6 +347,7 @@ impl PodView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::{LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_WORKER};
     use flotilla_state_machine::{FencingToken, JobId, Resources};
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
@@ -403,6 +395,7 @@ mod tests {
         let labels = pod.metadata.labels.unwrap();
         assert_eq!(labels[LABEL_WORKER], "j7-a2");
         assert_eq!(labels[LABEL_CLUSTER], "ci");
+        assert_eq!(labels[LABEL_CLUSTER_ID], "c0ffee00c0ffee00c0ffee00c0ffee00");
         let p = pod.spec.unwrap();
         assert_eq!(p.restart_policy.as_deref(), Some("Never"));
         assert_eq!(p.active_deadline_seconds, Some(91 + 60));
