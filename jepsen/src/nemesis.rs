@@ -271,6 +271,23 @@ impl Nemesis {
                     .record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
             }
             Fault::LostDisk => {
+                // One lost disk is within a whole cluster's tolerance, not within that of a
+                // cluster an earlier fault left with fewer voters (a membership fault whose add
+                // did not finish): wiping one of two voters loses the quorum for good, as it
+                // would for any Raft cluster. So the membership is made whole first, or the
+                // fault is skipped.
+                if let Err(e) = self.cluster.lock().await.ensure_members().await {
+                    self.recorder.record(
+                        NEMESIS,
+                        OpType::Info,
+                        &start,
+                        None,
+                        json!({ "skipped": format!("membership not whole: {e:#}") }),
+                    );
+                    tokio::time::sleep(hold).await;
+                    self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+                    return Ok(());
+                }
                 let target = self.follower(n, rng).await;
                 self.recorder
                     .record(NEMESIS, OpType::Info, &start, Some(target), json!({ "node": target }));

@@ -10,12 +10,18 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// `(fault, node, start_ms, end_ms)` of each fault window.
+/// A fault the nemesis did not inject (no leader to aim at, a membership an earlier fault left
+/// short): its `start-` op carries `skipped` with the reason.
+fn skipped(op: &Op) -> bool {
+    op.value.get("skipped").is_some()
+}
+
+/// `(fault, node, start_ms, end_ms)` of each fault window; skipped faults have none.
 pub fn windows(ops: &[Op]) -> Vec<(String, Option<u64>, f64, f64)> {
     let end = ops.last().map_or(0.0, |o| o.time_ms);
     let mut open: Vec<(String, Option<u64>, f64)> = Vec::new();
     let mut out = Vec::new();
-    for op in ops.iter().filter(|o| o.process == NEMESIS) {
+    for op in ops.iter().filter(|o| o.process == NEMESIS && !skipped(o)) {
         if let Some(kind) = op.f.strip_prefix("start-") {
             open.push((kind.to_string(), op.node, op.time_ms));
         } else if let Some(kind) = op.f.strip_prefix("stop-")
@@ -60,6 +66,12 @@ pub fn summary(ops: &[Op], verdicts: &[Verdict], config: Value) -> Value {
     for (kind, ..) in &wins {
         *faults.entry(kind.as_str()).or_default() += 1;
     }
+    let mut skipped_faults: BTreeMap<&str, u64> = BTreeMap::new();
+    for op in ops.iter().filter(|o| o.process == NEMESIS && skipped(o)) {
+        if let Some(kind) = op.f.strip_prefix("start-") {
+            *skipped_faults.entry(kind).or_default() += 1;
+        }
+    }
     let availability: Vec<Value> = wins
         .iter()
         .map(|(kind, node, start, end)| {
@@ -74,6 +86,7 @@ pub fn summary(ops: &[Op], verdicts: &[Verdict], config: Value) -> Value {
         "valid": verdicts.iter().all(|v| v.valid),
         "ops": counts,
         "faults": faults,
+        "skipped_faults": skipped_faults,
         "latency": latency,
         "availability": availability,
         "checkers": verdicts,
@@ -182,5 +195,29 @@ mod tests {
         let s = summary(&ops, &[], Value::Null);
         assert_eq!(s["faults"]["kill"], 1);
         assert!(timeline_svg(&ops).contains("kill n2"));
+    }
+
+    #[test]
+    fn skipped_faults_are_counted_apart_and_have_no_window() {
+        let op = |f: &str, value: Value, t: f64| Op {
+            process: NEMESIS,
+            kind: OpType::Info,
+            f: f.into(),
+            node: None,
+            value,
+            time_ms: t,
+        };
+        let ops = vec![
+            op(
+                "start-lost-disk",
+                serde_json::json!({ "skipped": "membership not whole" }),
+                1.0,
+            ),
+            op("stop-lost-disk", serde_json::json!({}), 5.0),
+        ];
+        assert!(windows(&ops).is_empty());
+        let s = summary(&ops, &[], Value::Null);
+        assert!(s["faults"].get("lost-disk").is_none());
+        assert_eq!(s["skipped_faults"]["lost-disk"], 1);
     }
 }
