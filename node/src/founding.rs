@@ -11,6 +11,7 @@
 //! not answer is waited for: founding while one is silent could found the second cluster.
 
 use crate::Raft;
+use crate::auth::TokenSecret;
 use crate::identity::{Identity, IdentityError, Incarnation, fresh_cluster_id};
 use flotilla_raft_store::NodeAddr;
 use serde::Deserialize;
@@ -60,20 +61,33 @@ pub struct Founding {
     pub peers: Vec<String>,
     /// The seed this node joins through (`--join`), if any.
     pub joining: Option<String>,
+    /// The cluster's pre-shared first admin token (`--admin-token-file`): the founding node's
+    /// leader makes it the bootstrap token, `cluster init` asks for it, and a joining node
+    /// presents it to be added.
+    pub admin_token: Option<TokenSecret>,
     pub http: reqwest::Client,
 }
 
+/// What a node is told about founding and joining at start.
+pub struct FoundingConfig {
+    pub node_id: u64,
+    pub peers: Vec<String>,
+    pub joining: Option<String>,
+    pub admin_token: Option<TokenSecret>,
+}
+
 impl Founding {
-    pub fn new(node_id: u64, identity: Identity, peers: Vec<String>, joining: Option<String>) -> Founding {
+    pub fn new(identity: Identity, config: FoundingConfig) -> Founding {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(PEER_IDENTITY_TIMEOUT_MS))
             .build()
             .expect("an HTTP client with a timeout builds");
         Founding {
-            node_id,
+            node_id: config.node_id,
             identity,
-            peers,
-            joining,
+            peers: config.peers,
+            joining: config.joining,
+            admin_token: config.admin_token,
             http,
         }
     }
@@ -149,7 +163,13 @@ impl Founding {
                         cluster_id,
                         "a founding peer belongs to a cluster, and this node's data directory does not: this node does not found another one, and asks to join that one instead"
                     );
-                    join_cluster(self.node_id, addr, format!("http://{peer}"), raft, stop).await;
+                    let request = JoinRequest {
+                        id: self.node_id,
+                        addr,
+                        seed: format!("http://{peer}"),
+                        admin_token: self.admin_token.clone(),
+                    };
+                    join_cluster(request, raft, stop).await;
                     return;
                 }
                 Err(e @ FoundError::PeerSilent { .. }) => tracing::warn!(error = %e, "waiting before founding"),
@@ -189,13 +209,32 @@ pub async fn read_identity(http: &reqwest::Client, api_addr: &str) -> Result<Pee
     })
 }
 
-/// Asks the cluster at `seed` to add this node, until it is a member or the node stops. A
-/// refusal that needs an operator (this node's old data directory is gone) is logged with
-/// what to do, and asked again: once the operator removed the old member, the next request
-/// adds this one.
-pub async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut stop: watch::Receiver<bool>) {
+/// Who asks which cluster to be added.
+pub struct JoinRequest {
+    pub id: u64,
+    pub addr: NodeAddr,
+    /// The API of a member (`http://host:port`).
+    pub seed: String,
+    /// Sent as the bearer token: adding a member is an admin's action.
+    pub admin_token: Option<TokenSecret>,
+}
+
+/// Asks the cluster at the request's seed to add this node, until it is a member or the node
+/// stops. A refusal that needs an operator (this node's old data directory is gone, or the
+/// cluster asks for a token this node was not given) is logged with what to do, and asked
+/// again: once the operator removed the old member, the next request adds this one.
+pub async fn join_cluster(request: JoinRequest, raft: Raft, mut stop: watch::Receiver<bool>) {
+    let JoinRequest {
+        id,
+        addr,
+        seed,
+        admin_token,
+    } = request;
+    // Redirects (a seed that is not the leader) are followed here, with the token: reqwest
+    // would drop the Authorization header on the way to another port.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client with a timeout builds");
     let body = serde_json::json!({
@@ -204,7 +243,11 @@ pub async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut
         "api_addr": addr.api_addr,
         "incarnation": Incarnation(addr.incarnation).to_string(),
     });
-    let url = format!("{}/v1/cluster/members", seed.trim_end_matches('/'));
+    let first_url = format!("{}/v1/cluster/members", seed.trim_end_matches('/'));
+    let mut url = first_url.clone();
+    // Redirects followed since the last pause: a few, so two nodes that name each other as
+    // the leader during an election do not make this spin.
+    let mut redirects = 0;
     loop {
         let member = crate::raft::metrics(&raft)
             .membership_config
@@ -215,18 +258,42 @@ pub async fn join_cluster(id: u64, addr: NodeAddr, seed: String, raft: Raft, mut
             tracing::info!(id, "joined the cluster");
             return;
         }
-        match client.post(&url).json(&body).send().await {
+        let mut post = client.post(&url).json(&body);
+        if let Some(token) = &admin_token {
+            post = post.bearer_auth(token.reveal());
+        }
+        match post.send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(id, seed, "join accepted");
                 return;
             }
+            Ok(r) if r.status() == reqwest::StatusCode::TEMPORARY_REDIRECT => {
+                match r.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()) {
+                    Some(leader)
+                        if redirects < 3 && (leader.starts_with("http://") || leader.starts_with("https://")) =>
+                    {
+                        tracing::info!(id, seed, leader, "the seed is not the leader; asking the leader");
+                        url = leader.to_string();
+                        redirects += 1;
+                        continue;
+                    }
+                    _ => tracing::warn!(seed, "the seed redirected without a leader's address; asking again"),
+                }
+            }
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                tracing::warn!(%status, seed, answer = %text, "join refused; asking again");
+                if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+                    tracing::error!(%status, seed, answer = %text, "join refused: the cluster asks for an admin token; give this node the cluster's --admin-token-file (asking again)");
+                } else {
+                    tracing::warn!(%status, seed, answer = %text, "join refused; asking again");
+                }
             }
             Err(e) => tracing::warn!(error = %e, seed, "join request failed; asking again"),
         }
+        // The next attempt asks the seed again: the leader it named may have moved on.
+        url = first_url.clone();
+        redirects = 0;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(RETRY_MS)) => {}
             _ = stop.changed() => return,

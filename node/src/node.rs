@@ -69,10 +69,13 @@ impl RunningNode {
         let sampler = crate::raft::clock_sampler::run(settings.id, raft.clone(), clock, shutdown_rx.clone());
         let addr = settings.advertised(identity.incarnation());
         let founding = crate::founding::Founding::new(
-            settings.id,
             identity.clone(),
-            settings.bootstrap_peers.clone(),
-            settings.join.clone(),
+            crate::founding::FoundingConfig {
+                node_id: settings.id,
+                peers: settings.bootstrap_peers.clone(),
+                joining: settings.join.clone(),
+                admin_token: settings.admin_token.clone(),
+            },
         );
         let mut tasks = vec![tokio::spawn(sampler)];
 
@@ -123,7 +126,7 @@ impl RunningNode {
         };
         if settings.auth == crate::auth::AuthMode::None {
             tracing::warn!(
-                "--auth none: the API asks no caller for a token; anyone who reaches {} may do anything (start with --auth tokens)",
+                "--auth none: the API asks no caller for a token; anyone who reaches {} may do anything (the default is --auth tokens)",
                 settings.api_addr
             );
         }
@@ -163,6 +166,17 @@ impl RunningNode {
             tasks.push(tokio::spawn(publisher.run(shutdown_rx.clone())));
         }
 
+        if let Some(secret) = settings.admin_token.clone() {
+            let preshared = crate::auth::preshared::run(
+                leadership.clone(),
+                machine.clone(),
+                app_proposer.clone(),
+                secret,
+                shutdown_rx.clone(),
+            );
+            tasks.push(tokio::spawn(preshared));
+        }
+
         let leader_config = crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms);
         let parts = crate::leader::LeaderParts {
             node_id: settings.id,
@@ -195,7 +209,13 @@ impl RunningNode {
             tasks.push(tokio::spawn(at_start));
         }
         if let Some(seed) = settings.join.clone() {
-            let join = crate::founding::join_cluster(settings.id, addr, seed, raft.clone(), shutdown_rx.clone());
+            let request = crate::founding::JoinRequest {
+                id: settings.id,
+                addr,
+                seed,
+                admin_token: settings.admin_token.clone(),
+            };
+            let join = crate::founding::join_cluster(request, raft.clone(), shutdown_rx.clone());
             tasks.push(tokio::spawn(join));
         }
         tracing::info!(id = settings.id, raft = %settings.raft_addr, api = %settings.api_addr, "node started");

@@ -6,7 +6,7 @@ use clap::Parser;
 use flotilla_providers::DockerEndpoint;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Options as given; `None` means "not given here". Used for both flags and the TOML file.
 #[derive(Parser, Debug, Default, Deserialize)]
@@ -94,9 +94,18 @@ pub struct Options {
     /// Whether API callers need tokens: `tokens` (every route but health, the OpenAPI
     /// document, the public cluster status, init and token bootstrap needs a live token of a
     /// role the route admits) or `none` (anyone who reaches the port may do anything; logged
-    /// as a warning). Default `none` for now; `tokens` will become the default.
+    /// as a warning: for a trusted network only). Default `tokens`.
     #[arg(long, env = "FLOTILLA_AUTH", value_enum)]
     pub auth: Option<crate::auth::AuthMode>,
+    /// A file holding the cluster's first admin token, pre-shared by the deployment
+    /// (`flt_` and 64 hex digits; `flotilla token generate` makes one; mode 0600). The node
+    /// that founds the cluster makes it the bootstrap admin token as soon as it leads,
+    /// `POST /v1/cluster/init` asks for it, `POST /v1/tokens/bootstrap` is refused, and a
+    /// joining node (--join, or a founding node that finds its peers in a cluster) presents it
+    /// to be added. Give every node the same file. Default: none (`cluster init` hands out
+    /// a new admin token; joining nodes must be added by an admin).
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Enables the `process` provider: jobs of process pools then run as `sh` on this node's
     /// host, as this node's user (with an emptied environment, in --process-work-dir). Off by
     /// default: a job on it is a shell on a control-plane host. For development and trusted
@@ -180,6 +189,30 @@ pub struct Options {
     pub log_format: Option<String>,
 }
 
+/// The secret in an `--admin-token-file`: one line, `flt_` and 64 hex digits. A file others
+/// may read is refused (a group-readable one is allowed: Kubernetes mounts a secret so when the
+/// pod has an fsGroup).
+fn read_admin_token(path: &Path) -> anyhow::Result<crate::auth::TokenSecret> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("--admin-token-file {shown}: {e}"))?;
+    anyhow::ensure!(
+        meta.is_file() && meta.len() <= 1024,
+        "--admin-token-file {shown}: not a token file (a regular file of one line)"
+    );
+    let mode = meta.permissions().mode() & 0o777;
+    anyhow::ensure!(
+        mode & 0o007 == 0,
+        "--admin-token-file {shown}: mode {mode:03o} lets every user of this host read the cluster's admin token; chmod 600 it"
+    );
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--admin-token-file {shown}: {e}"))?;
+    crate::auth::TokenSecret::parse(text.trim()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--admin-token-file {shown}: does not hold a token secret (`flt_` and 64 lowercase hex digits; `flotilla token generate` makes one)"
+        )
+    })
+}
+
 /// Resolved configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -204,6 +237,8 @@ pub struct Settings {
     pub header_read_timeout_ms: u64,
     pub rpc_timeout_ms: u64,
     pub auth: crate::auth::AuthMode,
+    /// The pre-shared first admin token (`--admin-token-file`), read at start.
+    pub admin_token: Option<crate::auth::TokenSecret>,
     pub process_provider: bool,
     pub process_work_dir: PathBuf,
     pub leader_tick_ms: u64,
@@ -271,7 +306,11 @@ impl Settings {
             max_connections: pick!(max_connections, 4096),
             header_read_timeout_ms: pick!(header_read_timeout_ms, 30_000),
             rpc_timeout_ms: pick!(rpc_timeout_ms, 10_000),
-            auth: pick!(auth, crate::auth::AuthMode::None),
+            auth: pick!(auth, crate::auth::AuthMode::Tokens),
+            admin_token: match cli.admin_token_file.clone().or(file.admin_token_file.clone()) {
+                None => None,
+                Some(path) => Some(read_admin_token(&path)?),
+            },
             process_provider: pick!(process_provider, false),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
             leader_tick_ms: pick!(leader_tick_ms, 200),
@@ -490,6 +529,40 @@ mod tests {
         let mut all = vec!["flotilla-node", "--id", "1"];
         all.extend_from_slice(args);
         Settings::resolve(Options::parse_from(all))
+    }
+
+    #[test]
+    fn tokens_are_the_default_and_an_admin_token_file_must_be_private_and_well_formed() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(resolve(&[]).unwrap().auth, crate::auth::AuthMode::Tokens);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin-token");
+        let path = file.to_str().unwrap();
+        let secret = crate::auth::TokenSecret::generate();
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(&format!("{}\n", secret.reveal()), 0o600);
+        let read = resolve(&["--admin-token-file", path]).unwrap();
+        assert_eq!(read.admin_token, Some(secret.clone()));
+        assert!(
+            !format!("{read:?}").contains(&secret.reveal()[4..]),
+            "settings never print it"
+        );
+        write(secret.reveal(), 0o640);
+        assert!(
+            resolve(&["--admin-token-file", path]).is_ok(),
+            "group-readable, as Kubernetes mounts it"
+        );
+        write(secret.reveal(), 0o644);
+        let e = resolve(&["--admin-token-file", path]).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        write("hunter2", 0o600);
+        let e = resolve(&["--admin-token-file", path]).unwrap_err().to_string();
+        assert!(e.contains("flotilla token generate") && !e.contains("hunter2"), "{e}");
+        let missing = dir.path().join("nothing");
+        assert!(resolve(&["--admin-token-file", missing.to_str().unwrap()]).is_err());
     }
 
     #[test]

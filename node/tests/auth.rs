@@ -20,9 +20,13 @@ fn request(
 ) -> reqwest::RequestBuilder {
     let url = c.node(node).url(&path.replace("{id}", "987654"));
     let builder = match *method {
-        axum::http::Method::GET => c.http.get(url),
-        axum::http::Method::POST => c.http.post(url).header("content-type", "application/json").body("{}"),
-        axum::http::Method::DELETE => c.http.delete(url),
+        axum::http::Method::GET => c.anonymous.get(url),
+        axum::http::Method::POST => c
+            .anonymous
+            .post(url)
+            .header("content-type", "application/json")
+            .body("{}"),
+        axum::http::Method::DELETE => c.anonymous.delete(url),
         ref other => panic!("no test request for {other}"),
     };
     let builder = builder.timeout(Duration::from_secs(10));
@@ -116,7 +120,8 @@ async fn pools_status_until(c: &Cluster, node: u64, token: &str, wanted: u16) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_or_expired_token_is_refused_on_every_node_and_no_secret_is_listed() {
-    let c = Cluster::start(3, &["--auth", "tokens"]).await;
+    // Formed by hand: the first admin token is the one init hands out.
+    let c = Cluster::start_with(3, &["--auth", "tokens"], AdminToken::FromInit).await;
     c.wait_leader_among(&[1, 2, 3]).await;
     let viewer = create_token(&c, Role::Viewer, None).await;
     let brief = create_token(&c, Role::Viewer, Some(1_500)).await;
@@ -165,4 +170,104 @@ async fn a_revoked_or_expired_token_is_refused_on_every_node_and_no_secret_is_li
     let (s, body) = c.post(1, "/v1/tokens/bootstrap", json!({})).await;
     assert_eq!(s, 409, "{body}");
     assert_eq!(body["error"]["code"], "already_bootstrapped");
+}
+
+/// As the deployments form a cluster: node 1 founds it at start, nodes 2 and 3 join through
+/// it, all given the same pre-shared admin token. The token is the cluster's first, works on
+/// every node, and is what joining and founding by hand ask for; bootstrap is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preshared_admin_token_founds_joins_and_is_the_only_way_in() {
+    let c = Cluster::spawn(3, &["--auth", "tokens"]).await;
+    let first_api = c.node(1).api_addr.clone();
+    // Node 1 has no cluster yet: founding by hand asks for the token.
+    let (s, body) = status(&c, 1, &axum::http::Method::POST, "/v1/cluster/init", None).await;
+    assert_eq!(s, 401, "init without the pre-shared token: {body}");
+    let (s, body) = c.post(1, "/v1/cluster/init", json!({})).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["admin_token_preshared"], true, "{body}");
+    assert!(
+        body["admin_token"].is_null(),
+        "the caller holds it; it is not shown again: {body}"
+    );
+    // Joining nodes present the token (`--join`); an anonymous add is refused.
+    let add = json!({ "id": 2, "raft_addr": c.node(2).raft_addr, "api_addr": c.node(2).api_addr });
+    let anonymous = c
+        .anonymous
+        .post(format!("http://{first_api}/v1/cluster/members"))
+        .json(&add)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    for id in 2..=3 {
+        let (s, body) = c
+            .post(
+                1,
+                "/v1/cluster/members",
+                json!({ "id": id, "raft_addr": c.node(id).raft_addr, "api_addr": c.node(id).api_addr }),
+            )
+            .await;
+        assert!(s == 201 || s == 200, "add {id}: {s} {body}");
+    }
+    // The first token is the pre-shared one: an admin on every node.
+    for node in 1..=3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (s, listed) = c.get(node, "/v1/tokens").await;
+            if s == 200 {
+                let names: Vec<&str> = listed["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|t| t["name"].as_str())
+                    .collect();
+                assert_eq!(names, ["bootstrap-admin"], "{listed}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node}: {s} {listed}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (s, body) = c.post(2, "/v1/tokens/bootstrap", json!({})).await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["error"]["code"], "preshared", "{body}");
+}
+
+/// A cluster founded at start (`--bootstrap`) has no init answer: its leader makes the
+/// pre-shared token the first one, and the nodes given `--join` present it to be added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_founded_at_start_join_with_the_preshared_token() {
+    let mut c = Cluster::spawn(3, &["--auth", "tokens"]).await;
+    let base = c.node(1).extra_args.clone();
+    let peers = format!("{},{}", c.node(2).api_addr, c.node(3).api_addr);
+    let seed = format!("http://{}", c.node(1).api_addr);
+    for id in 1..=3 {
+        let node = c.node_mut(id);
+        node.kill9();
+        let _ = std::fs::remove_dir_all(&node.data_dir);
+        node.extra_args = base.clone();
+        if id == 1 {
+            node.extra_args
+                .extend(["--bootstrap".into(), "--bootstrap-peers".into(), peers.clone()]);
+        } else {
+            node.extra_args.extend(["--join".into(), seed.clone()]);
+        }
+        node.spawn();
+    }
+    for id in 1..=3 {
+        c.wait_http(id).await;
+    }
+    c.wait_get(1, "/v1/cluster", "three voters", |_, v| {
+        v["members"]
+            .as_array()
+            .is_some_and(|m| m.iter().filter(|m| m["voter"] == true).count() == 3)
+    })
+    .await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.wait_get(leader, "/v1/tokens", "the pre-shared token committed", |s, v| {
+        s == 200 && v["items"][0]["name"] == "bootstrap-admin"
+    })
+    .await;
+    let (s, _) = status(&c, leader, &axum::http::Method::GET, "/v1/pools", None).await;
+    assert_eq!(s, 401);
 }

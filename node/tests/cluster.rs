@@ -200,17 +200,17 @@ async fn added_nodes_become_voters_and_removed_ones_stop_receiving() {
 
     let removed = follower_of(leader, &[4, 3, 2, 1]);
     // Sent to a follower: redirected to the leader and done there.
-    let http = reqwest::Client::new();
     let via = follower_of(
         leader,
         &[1, 2, 3, 4].into_iter().filter(|i| *i != removed).collect::<Vec<_>>(),
     );
-    let r = http
-        .delete(c.node(via).url(&format!("/v1/cluster/members/{removed}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let path = format!("/v1/cluster/members/{removed}");
+    let r = c.new_client().delete(c.node(via).url(&path)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 307);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, c.node(leader).url(&path), "the Location is the leader's");
+    let (s, body) = c.delete(via, &path).await;
+    assert_eq!(s, 200, "{body}");
     c.register_pool(leader).await;
     // Let the removed node apply whatever reached it (the removal entries included) and settle.
     let frozen = stable_applied_index(&c, removed).await;

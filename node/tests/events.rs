@@ -24,9 +24,13 @@ async fn a_follower_streams_a_run_and_a_resume_on_another_node_is_exact() {
     let base = |id: u64| c.node(id).url("");
 
     // From the start of the log, on a follower.
-    let mut first = SseReader::open(&format!("{}/v1/events?after=0", base(followers[0])), None)
-        .await
-        .expect("stream opens");
+    let mut first = SseReader::open(
+        &format!("{}/v1/events?after=0", base(followers[0])),
+        None,
+        c.token.get().map(String::as_str),
+    )
+    .await
+    .expect("stream opens");
     let (status, submitted) = c.post(leader, "/v1/pipelines", dag_pipeline()).await;
     assert_eq!(status, 201, "{submitted}");
     let pipeline = submitted["pipeline"].as_u64().unwrap();
@@ -49,9 +53,13 @@ async fn a_follower_streams_a_run_and_a_resume_on_another_node_is_exact() {
 
     // Resume on the other follower after the last event received.
     let last = streamed.last().unwrap().id.clone().unwrap();
-    let mut second = SseReader::open(&format!("{}/v1/events", base(followers[1])), Some(&last))
-        .await
-        .expect("resume opens");
+    let mut second = SseReader::open(
+        &format!("{}/v1/events", base(followers[1])),
+        Some(&last),
+        c.token.get().map(String::as_str),
+    )
+    .await
+    .expect("resume opens");
     loop {
         let e = second
             .next(WAIT)
@@ -66,7 +74,7 @@ async fn a_follower_streams_a_run_and_a_resume_on_another_node_is_exact() {
 
     // Exactly what the leader holds up to the same point: nothing missed, nothing repeated.
     let end = id_key(streamed.last().unwrap().id.as_deref().unwrap());
-    let reference: Vec<Sse> = all_events(&base(leader), "")
+    let reference: Vec<Sse> = all_events(&base(leader), "", c.token.get().map(String::as_str))
         .await
         .into_iter()
         .filter(|e| id_key(e.id.as_deref().unwrap()) <= end)
@@ -97,15 +105,30 @@ async fn a_follower_streams_a_run_and_a_resume_on_another_node_is_exact() {
         })
         .await;
     }
-    let of_job = all_events(&base(followers[0]), &format!("&job=j{}", jobs[1])).await;
+    let of_job = all_events(
+        &base(followers[0]),
+        &format!("&job=j{}", jobs[1]),
+        c.token.get().map(String::as_str),
+    )
+    .await;
     assert!(!of_job.is_empty());
     assert!(of_job.iter().all(|e| e.data["job"] == jobs[1]), "{of_job:?}");
-    let completed = all_events(&base(followers[0]), "&type=JobCompleted,PipelineCompleted").await;
+    let completed = all_events(
+        &base(followers[0]),
+        "&type=JobCompleted,PipelineCompleted",
+        c.token.get().map(String::as_str),
+    )
+    .await;
     assert_eq!(
         completed.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
         ["JobCompleted", "JobCompleted", "JobCompleted", "PipelineCompleted"]
     );
-    let of_pipeline = all_events(&base(followers[1]), &format!("&pipeline={pipeline}")).await;
+    let of_pipeline = all_events(
+        &base(followers[1]),
+        &format!("&pipeline={pipeline}"),
+        c.token.get().map(String::as_str),
+    )
+    .await;
     assert_eq!(of_pipeline.iter().filter(|e| e.event == "JobCompleted").count(), 3);
     assert!(
         of_pipeline
@@ -122,10 +145,14 @@ async fn a_follower_streams_a_run_and_a_resume_on_another_node_is_exact() {
         ("", Some("not-an-id"), "Last-Event-ID"),
         ("colour=red", None, "query"),
     ] {
-        let err = SseReader::open(&format!("{}/v1/events?{query}", base(leader)), header)
-            .await
-            .err()
-            .expect("refused");
+        let err = SseReader::open(
+            &format!("{}/v1/events?{query}", base(leader)),
+            header,
+            c.token.get().map(String::as_str),
+        )
+        .await
+        .err()
+        .expect("refused");
         assert_eq!(err.0, 400, "{query}: {err:?}");
         assert_eq!(err.1["error"]["field"], field, "{query}: {err:?}");
     }
@@ -134,6 +161,7 @@ async fn a_follower_streams_a_run_and_a_resume_on_another_node_is_exact() {
     let mut quiet = SseReader::open(
         &format!("{}/v1/events?type=LimitsUpdated&heartbeat_ms=100", base(followers[0])),
         None,
+        c.token.get().map(String::as_str),
     )
     .await
     .unwrap();
@@ -159,16 +187,24 @@ async fn a_resume_point_the_node_no_longer_holds_is_refused_not_skipped() {
     })
     .await;
 
-    let err = SseReader::open(&c.node(1).url("/v1/events?after=0&follow=false"), None)
-        .await
-        .err()
-        .expect("a gap is refused");
+    let err = SseReader::open(
+        &c.node(1).url("/v1/events?after=0&follow=false"),
+        None,
+        c.token.get().map(String::as_str),
+    )
+    .await
+    .err()
+    .expect("a gap is refused");
     assert_eq!(err.0, 410, "{err:?}");
     assert_eq!(err.1["error"]["field"], "after");
-    let err = SseReader::open(&c.node(1).url("/v1/events?follow=false"), Some("1-0"))
-        .await
-        .err()
-        .expect("a gap is refused");
+    let err = SseReader::open(
+        &c.node(1).url("/v1/events?follow=false"),
+        Some("1-0"),
+        c.token.get().map(String::as_str),
+    )
+    .await
+    .err()
+    .expect("a gap is refused");
     assert_eq!(err.0, 410, "{err:?}");
     assert_eq!(err.1["error"]["field"], "Last-Event-ID");
 
@@ -179,9 +215,13 @@ async fn a_resume_point_the_node_no_longer_holds_is_refused_not_skipped() {
         .nth(1)
         .and_then(|rest| rest.split(' ').next())
         .expect("floor in message");
-    let mut reader = SseReader::open(&c.node(1).url("/v1/events?follow=false"), Some(floor))
-        .await
-        .expect("the floor is a valid resume point");
+    let mut reader = SseReader::open(
+        &c.node(1).url("/v1/events?follow=false"),
+        Some(floor),
+        c.token.get().map(String::as_str),
+    )
+    .await
+    .expect("the floor is a valid resume point");
     let mut after_floor = Vec::new();
     while let Some(e) = reader.next(WAIT).await {
         after_floor.push(e);

@@ -260,7 +260,7 @@ async fn following_a_log_streams_it_until_the_job_ends() {
     let url = c
         .node(follower)
         .url(&format!("/v1/jobs/{id}/logs?follow=true&consistency=linearizable"));
-    let resp = reqwest::Client::new().get(url).send().await.unwrap();
+    let resp = c.new_client().get(url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap(); // returns only when the stream ends
     assert_eq!(

@@ -32,18 +32,8 @@ fn wipe_and_restart(c: &mut Cluster, id: u64, args: Vec<String>) {
 }
 
 async fn remove(c: &Cluster, via: u64, id: u64) {
-    let r = c
-        .http
-        .delete(c.node(via).url(&format!("/v1/cluster/members/{id}")))
-        .send()
-        .await
-        .expect("the removal is answered");
-    assert_eq!(
-        r.status().as_u16(),
-        200,
-        "remove {id}: {}",
-        r.text().await.unwrap_or_default()
-    );
+    let (s, body) = c.delete(via, &format!("/v1/cluster/members/{id}")).await;
+    assert_eq!(s, 200, "remove {id}: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -132,7 +132,7 @@ async fn every_event_reaches_jetstream_once_in_order_across_leader_kill_and_nats
     .await;
 
     // Every event the survivors applied, from the start of the log.
-    let reference = all_events(&c.node(new_leader).url(""), "").await;
+    let reference = all_events(&c.node(new_leader).url(""), "", c.token.get().map(String::as_str)).await;
     let end = id_key(reference.last().unwrap().id.as_deref().unwrap());
     let deadline = Instant::now() + WAIT;
     let published = loop {

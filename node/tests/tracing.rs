@@ -40,17 +40,25 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
         ..Options::default()
     };
     let node = RunningNode::start(Settings::resolve(options).unwrap()).await.unwrap();
-    let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{api_addr}{path}");
-    assert_eq!(
-        http.post(url("/v1/cluster/init"))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
+    let init = reqwest::Client::new()
+        .post(url("/v1/cluster/init"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 201);
+    // The admin token init hands out, sent with every request after it.
+    let init: serde_json::Value = init.json().await.unwrap();
+    let token = init["admin_token"]
+        .as_str()
+        .expect("init hands out the first admin token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
     );
+    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
     let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 1000, "memory_mib": 1024 }, "max_workers": 2 });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http

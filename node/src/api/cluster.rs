@@ -101,8 +101,15 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
     responses((status = 201, description = "founded: this node is the only voter"),
               (status = 409, description = "this node belongs to a cluster or is joining one, or a founding peer belongs to one", body = super::openapi::ErrorBodyDoc),
               (status = 503, description = "a founding peer did not answer", body = super::openapi::ErrorBodyDoc)))]
-pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
+pub async fn init(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Result<Response, ApiError> {
     use crate::founding::FoundError;
+    // A node given the pre-shared admin token founds only for its holder. (One that belongs
+    // to a cluster refuses below whoever asks; its cluster id is public at GET /v1/cluster.)
+    if let Some(preshared) = &app.founding.admin_token
+        && app.founding.identity.cluster_id().is_none()
+    {
+        crate::auth::gate::check_preshared(&headers, preshared)?;
+    }
     match app.founding.found(&app.raft, &app.addr).await {
         Ok(cluster_id) => {
             tracing::info!(
@@ -110,10 +117,17 @@ pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
                 cluster_id,
                 "founded a new cluster with this node as its only voter"
             );
-            // The first admin token, handed out here once. If it cannot be committed yet, the
-            // cluster still stands: POST /v1/tokens/bootstrap makes it later.
-            let (admin_token, admin_token_error) = match super::tokens::bootstrap_token(&app, None).await {
-                Ok((_, secret)) => (Some(secret.reveal().to_string()), None),
+            // The first admin token, handed out here once (unless it is pre-shared: the caller
+            // holds it already). If it cannot be committed yet, the cluster still stands:
+            // POST /v1/tokens/bootstrap makes it later, or the leader commits the pre-shared one.
+            let secret = app
+                .founding
+                .admin_token
+                .clone()
+                .unwrap_or_else(crate::auth::TokenSecret::generate);
+            let shown = app.founding.admin_token.is_none().then(|| secret.reveal().to_string());
+            let (admin_token, admin_token_error) = match super::tokens::commit_bootstrap(&app.proposer, &secret).await {
+                Ok(_) => (shown, None),
                 Err(e) => (
                     None,
                     Some(format!(
@@ -128,6 +142,7 @@ pub async fn init(State(app): State<AppState>) -> Result<Response, ApiError> {
                     "initialized": app.id,
                     "cluster_id": cluster_id,
                     "admin_token": admin_token,
+                    "admin_token_preshared": app.founding.admin_token.is_some(),
                     "admin_token_error": admin_token_error,
                 })),
             )
@@ -249,9 +264,21 @@ pub async fn add_member(
         );
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).field("raft_addr")
     };
-    within_deadline(|| app.raft.add_learner(req.id, node.clone(), true), &timed_out, &fail).await?;
+    within_deadline(
+        "/v1/cluster/members",
+        || app.raft.add_learner(req.id, node.clone(), true),
+        &timed_out,
+        &fail,
+    )
+    .await?;
     let promote = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
-    within_deadline(|| app.raft.change_membership(promote.clone(), false), &timed_out, &fail).await?;
+    within_deadline(
+        "/v1/cluster/members",
+        || app.raft.change_membership(promote.clone(), false),
+        &timed_out,
+        &fail,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "added": req.id, "already_member": false })),
@@ -342,7 +369,8 @@ pub async fn transfer_leader(
               super::openapi::StandardErrors, (status = 504, description = "the change did not commit in time", body = super::openapi::ErrorBodyDoc)))]
 pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = super::parse_id("id", &id)?;
-    leader_redirect(&app, &format!("/v1/cluster/members/{id}"))?;
+    let path = format!("/v1/cluster/members/{id}");
+    leader_redirect(&app, &path)?;
     let membership = crate::raft::metrics(&app.raft).membership_config.membership().clone();
     if membership.get_node(&id).is_none() {
         return Err(ApiError::not_found(format!("node {id} is not a member")));
@@ -354,10 +382,22 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
     };
     if membership.voter_ids().any(|v| v == id) {
         let demote = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
-        within_deadline(|| app.raft.change_membership(demote.clone(), false), &timed_out, &fail).await?;
+        within_deadline(
+            &path,
+            || app.raft.change_membership(demote.clone(), false),
+            &timed_out,
+            &fail,
+        )
+        .await?;
     }
     let remove = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
-    within_deadline(|| app.raft.change_membership(remove.clone(), false), &timed_out, &fail).await?;
+    within_deadline(
+        &path,
+        || app.raft.change_membership(remove.clone(), false),
+        &timed_out,
+        &fail,
+    )
+    .await?;
     Ok(Json(serde_json::json!({ "removed": id })).into_response())
 }
 
@@ -366,8 +406,10 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
 /// change is not committed yet (the founding membership just after `init`, or a change another
 /// request started) is tried again every 100 ms until the deadline: openraft allows one change
 /// at a time, and that refusal means "wait", not that anything is wrong. Adding a node right
-/// after `cluster init` was refused so (seen in CI).
+/// after `cluster init` was refused so (seen in CI). `path` is the route, for the redirect
+/// when leadership moves meanwhile.
 async fn within_deadline<T, Fut>(
+    path: &str,
     step: impl Fn() -> Fut,
     timed_out: impl Fn() -> ApiError,
     fail: impl Fn(String) -> ApiError,
@@ -385,6 +427,25 @@ where
             )))) => {
                 if tokio::time::Instant::now() + std::time::Duration::from_millis(100) >= deadline {
                     return Err(fail(e.to_string()));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            // Leadership moved while the change was asked for: with a leader known, the
+            // client is sent there (the steps are idempotent, so it can ask again from the
+            // start); during an election, the step waits for one like a change in progress.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                if let Some(leader) = f.leader_node {
+                    let message = format!("leadership moved; send this to the leader at {}", leader.api_addr);
+                    return Err(ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message)
+                        .location(format!("http://{}{path}", leader.api_addr)));
+                }
+                if tokio::time::Instant::now() + std::time::Duration::from_millis(100) >= deadline {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no_leader",
+                        "leadership was lost during the change and no leader was elected in time; retry",
+                    )
+                    .retry_after(1));
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }

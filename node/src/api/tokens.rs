@@ -5,6 +5,7 @@
 use super::input_body::InputBody;
 use super::{ApiError, AppState, unexpected};
 use crate::auth::TokenSecret;
+use crate::raft::proposer::Proposer;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -64,8 +65,8 @@ impl From<&TokenRecord> for TokenView {
 }
 
 /// Commits `grant` (the cluster's first admin token when `bootstrap`); its id.
-async fn commit_grant(app: &AppState, grant: TokenGrant, bootstrap: bool) -> Result<TokenId, ApiError> {
-    match app.proposer.commit(Command::CreateToken { grant, bootstrap }).await? {
+async fn commit_grant(proposer: &Proposer, grant: TokenGrant, bootstrap: bool) -> Result<TokenId, ApiError> {
+    match proposer.commit(Command::CreateToken { grant, bootstrap }).await? {
         SmResponse::TokenCreated { id } => Ok(id),
         SmResponse::Rejected(r) => Err(r.into()),
         other => Err(unexpected(other)),
@@ -83,11 +84,9 @@ fn bootstrap_grant(secret: &TokenSecret) -> TokenGrant {
     }
 }
 
-/// Commits the cluster's first admin token with `secret` (a new one when `None`).
-pub async fn bootstrap_token(app: &AppState, secret: Option<TokenSecret>) -> Result<(TokenId, TokenSecret), ApiError> {
-    let secret = secret.unwrap_or_else(TokenSecret::generate);
-    let id = commit_grant(app, bootstrap_grant(&secret), true).await?;
-    Ok((id, secret))
+/// Commits the cluster's first admin token with `secret`.
+pub async fn commit_bootstrap(proposer: &Proposer, secret: &TokenSecret) -> Result<TokenId, ApiError> {
+    commit_grant(proposer, bootstrap_grant(secret), true).await
 }
 
 /// The answer that hands out a new token: what lists show of it, and its secret, this once.
@@ -110,6 +109,13 @@ fn created(id: TokenId, grant: TokenGrant, secret: &TokenSecret, created_at_ms: 
               (status = 409, description = "a first token was created already", body = super::openapi::ErrorBodyDoc),
               super::openapi::StandardErrors))]
 pub async fn bootstrap(State(app): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    if app.founding.admin_token.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "preshared",
+            "this cluster's first admin token is pre-shared (--admin-token-file): use that one",
+        ));
+    }
     let request: BootstrapRequest = if body.iter().all(u8::is_ascii_whitespace) {
         BootstrapRequest::default()
     } else {
@@ -123,7 +129,8 @@ pub async fn bootstrap(State(app): State<AppState>, body: axum::body::Bytes) -> 
                 .ok_or_else(|| ApiError::bad_request("secret", "a secret is `flt_` and 64 lowercase hex digits"))?,
         ),
     };
-    let (id, secret) = bootstrap_token(&app, secret).await?;
+    let secret = secret.unwrap_or_else(TokenSecret::generate);
+    let id = commit_bootstrap(&app.proposer, &secret).await?;
     tracing::info!(token = %id, "the cluster's first admin token was created");
     Ok(created(id, bootstrap_grant(&secret), &secret, app.proposer.now_ms()))
 }
@@ -167,7 +174,7 @@ pub async fn create(
         secret_sha256: secret.sha256(),
         expires_at_ms,
     };
-    let id = commit_grant(&app, grant.clone(), false).await?;
+    let id = commit_grant(&app.proposer, grant.clone(), false).await?;
     Ok(created(id, grant, &secret, now_ms))
 }
 

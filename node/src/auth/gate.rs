@@ -51,6 +51,28 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     }
 }
 
+/// Checks that `headers` carry the pre-shared admin token (`--admin-token-file`): what
+/// `POST /v1/cluster/init`, public while no cluster exists, asks for on a node given one. The
+/// hashes are compared in constant time.
+pub fn check_preshared(headers: &HeaderMap, preshared: &TokenSecret) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .and_then(|v| TokenSecret::parse(v.trim()));
+    let matches = presented.is_some_and(|p| {
+        use subtle::ConstantTimeEq;
+        bool::from(p.sha256().ct_eq(&preshared.sha256()))
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(unauthenticated(
+            "this node was given the cluster's admin token (--admin-token-file): send it as Authorization: Bearer <token>".into(),
+        ))
+    }
+}
+
 fn unauthenticated(message: String) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization")
 }

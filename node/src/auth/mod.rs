@@ -2,11 +2,12 @@
 //! route's permission declared in the route table (`api::routes`), and the secrets themselves,
 //! which only their holder and, once, the response that created them ever see.
 //!
-//! `--auth tokens` enforces it; `--auth none` (still the default while the tools move over)
-//! lets every caller through and says so loudly at start.
+//! `--auth tokens` (the default) enforces it; `--auth none` lets every caller through and says
+//! so loudly at start. `--admin-token-file` pre-shares the first admin token (`preshared`).
 
 pub mod gate;
 pub mod permission;
+pub mod preshared;
 pub mod secret;
 
 pub use gate::{AuthMode, Caller};

@@ -165,10 +165,29 @@ impl RaftAddress {
 
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
+    /// Sends the cluster's admin token with every request (when it was pre-shared).
     pub http: reqwest::Client,
-    /// The admin token `cluster init` handed out; the helpers below send it.
+    /// Sends no token.
+    pub anonymous: reqwest::Client,
+    /// The cluster's admin token: pre-shared (`--admin-token-file`), or the one `cluster init`
+    /// handed out; the helpers below send it.
     pub token: std::sync::OnceLock<String>,
     _dir: tempfile::TempDir,
+}
+
+/// Where a test cluster's first admin token comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminToken {
+    /// A file every node is given (`--admin-token-file`), as the deployments do.
+    Preshared,
+    /// `cluster init`'s answer, as for an operator who forms a cluster by hand.
+    FromInit,
+}
+
+/// A fresh token secret (`flt_` and 64 hex digits).
+pub fn token_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("flt_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 impl Cluster {
@@ -191,10 +210,12 @@ impl Cluster {
     pub async fn form(&self) {
         let r = self.post(1, "/v1/cluster/init", json!({})).await;
         assert_eq!(r.0, 201, "init: {}", r.1);
-        let token = r.1["admin_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("init handed out no admin token: {}", r.1));
-        let _ = self.token.set(token.to_string());
+        if r.1["admin_token_preshared"] != true {
+            let token = r.1["admin_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("init handed out no admin token: {}", r.1));
+            let _ = self.token.set(token.to_string());
+        }
         self.wait_leader_among(&[1]).await;
         for id in 2..=self.nodes.len() as u64 {
             let (raft, api) = (self.node(id).raft_addr.clone(), self.node(id).api_addr.clone());
@@ -209,10 +230,21 @@ impl Cluster {
         }
     }
 
+    /// `start` with the first admin token from `admin`.
+    pub async fn start_with(n: u64, extra_args: &[&str], admin: AdminToken) -> Cluster {
+        let c = Cluster::spawn_admin(n, extra_args, admin).await;
+        c.form().await;
+        c
+    }
+
     /// Starts `n` nodes and waits until each answers HTTP, without forming a cluster.
     pub async fn spawn(n: u64, extra_args: &[&str]) -> Cluster {
+        Cluster::spawn_admin(n, extra_args, AdminToken::Preshared).await
+    }
+
+    async fn spawn_admin(n: u64, extra_args: &[&str], admin: AdminToken) -> Cluster {
         let args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        Cluster::spawn_each(n, |_, dir| {
+        let args_of = move |_: u64, dir: &std::path::Path| {
             let mut args = args.clone();
             // A cluster's workers live in a directory of its own unless the test names one:
             // worker names (`j<job>-a<attempt>`) restart with every new cluster.
@@ -223,13 +255,34 @@ impl Cluster {
                 ]);
             }
             args
-        })
-        .await
+        };
+        Cluster::spawn_with(n, args_of, admin).await
     }
 
-    /// `spawn` with each node's arguments from `args_of(id, dir)`.
+    /// `spawn` with each node's arguments from `args_of(id, dir)`; every node is given the
+    /// cluster's pre-shared admin token.
     pub async fn spawn_each(n: u64, args_of: impl Fn(u64, &std::path::Path) -> Vec<String>) -> Cluster {
+        Cluster::spawn_with(n, args_of, AdminToken::Preshared).await
+    }
+
+    /// `spawn_each` with the first admin token from `admin`.
+    pub async fn spawn_with(
+        n: u64,
+        args_of: impl Fn(u64, &std::path::Path) -> Vec<String>,
+        admin: AdminToken,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let token = std::sync::OnceLock::new();
+        let mut preshared_args = Vec::new();
+        if admin == AdminToken::Preshared {
+            use std::os::unix::fs::PermissionsExt;
+            let secret = token_secret();
+            let file = dir.path().join("admin-token");
+            std::fs::write(&file, format!("{secret}\n")).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            preshared_args = vec!["--admin-token-file".to_string(), file.to_string_lossy().into_owned()];
+            token.set(secret).unwrap();
+        }
         let nodes = (1..=n)
             .map(|id| NodeProc {
                 id,
@@ -237,22 +290,32 @@ impl Cluster {
                 api_addr: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_file: dir.path().join(format!("node-{id}.log")),
-                extra_args: args_of(id, dir.path()),
+                extra_args: preshared_args.iter().cloned().chain(args_of(id, dir.path())).collect(),
                 env: Vec::new(),
                 child: None,
             })
             .collect();
         // Pooled connections are dropped long before a node's header deadline closes them, so a
         // request never races a server closing its idle connection.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_millis(500))
-            .build()
-            .unwrap();
+        let client = |headers: reqwest::header::HeaderMap| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(Duration::from_millis(500))
+                .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
+                .build()
+                .unwrap()
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(secret) = token.get() {
+            let value = format!("Bearer {secret}");
+            headers.insert(reqwest::header::AUTHORIZATION, value.parse().unwrap());
+        }
         let mut c = Cluster {
             nodes,
-            http,
-            token: Default::default(),
+            http: client(headers),
+            anonymous: client(Default::default()),
+            token,
             _dir: dir,
         };
         for node in &mut c.nodes {
@@ -303,6 +366,23 @@ impl Cluster {
         panic!("node {id} never answered\n{}", self.logs());
     }
 
+    /// A client of its own (no pooled connection shared with the others) that sends the
+    /// cluster's admin token.
+    pub fn new_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(secret) = self.token.get() {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {secret}").parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
     /// `request` with the cluster's admin token, once there is one.
     pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self.token.get() {
@@ -311,14 +391,39 @@ impl Cluster {
         }
     }
 
-    pub async fn get(&self, id: u64, path: &str) -> (u16, Value) {
-        match self.authorized(self.http.get(self.node(id).url(path))).send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.json().await.unwrap_or(Value::Null))
+    /// Sends what `build` makes for `url` with the admin token, and again to the `Location` of
+    /// a redirect (to the leader), at most 3 times. reqwest would follow it itself, but drops
+    /// the Authorization header when the port changes, as every client should.
+    async fn send_following(&self, url: String, build: impl Fn(&str) -> reqwest::RequestBuilder) -> (u16, Value) {
+        let mut url = url;
+        for _ in 0..4 {
+            match self.authorized(build(&url)).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let location = r
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match location {
+                        Some(next) if status == 307 || status == 308 => url = next,
+                        _ => return (status, r.json().await.unwrap_or(Value::Null)),
+                    }
+                }
+                Err(e) => return (0, json!({ "transport_error": e.to_string() })),
             }
-            Err(e) => (0, json!({ "transport_error": e.to_string() })),
         }
+        (0, json!({ "transport_error": "more than 3 redirects" }))
+    }
+
+    pub async fn get(&self, id: u64, path: &str) -> (u16, Value) {
+        self.send_following(self.node(id).url(path), |url| self.http.get(url))
+            .await
+    }
+
+    pub async fn delete(&self, id: u64, path: &str) -> (u16, Value) {
+        self.send_following(self.node(id).url(path), |url| self.http.delete(url))
+            .await
     }
 
     pub async fn post(&self, id: u64, path: &str, body: Value) -> (u16, Value) {
@@ -326,17 +431,12 @@ impl Cluster {
     }
 
     pub async fn post_with(&self, id: u64, path: &str, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self.authorized(self.http.post(self.node(id).url(path))).json(&body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        match req.send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.json().await.unwrap_or(Value::Null))
-            }
-            Err(e) => (0, json!({ "transport_error": e.to_string() })),
-        }
+        self.send_following(self.node(id).url(path), |url| {
+            headers
+                .iter()
+                .fold(self.http.post(url).json(&body), |req, (k, v)| req.header(*k, *v))
+        })
+        .await
     }
 
     /// How node `id`'s peers address its Raft port: its incarnation and its cluster, as it

@@ -18,13 +18,16 @@ pub struct SseReader {
 }
 
 impl SseReader {
-    /// Opens `url`; a non-200 answer comes back as its status and JSON body.
-    pub async fn open(url: &str, last_event_id: Option<&str>) -> Result<SseReader, (u16, Value)> {
+    /// Opens `url` (with `token`, if any); a non-200 answer comes back as its status and JSON body.
+    pub async fn open(url: &str, last_event_id: Option<&str>, token: Option<&str>) -> Result<SseReader, (u16, Value)> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
         let mut req = http.get(url);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
@@ -84,11 +87,15 @@ pub fn id_key(id: &str) -> (u64, u32) {
     (i.parse().unwrap(), p.parse().unwrap())
 }
 
-/// Every event a node holds now, read with `follow=false&after=0` (plus `filter`).
-pub async fn all_events(base_url: &str, filter: &str) -> Vec<Sse> {
-    let mut reader = SseReader::open(&format!("{base_url}/v1/events?follow=false&after=0{filter}"), None)
-        .await
-        .unwrap_or_else(|e| panic!("event replay refused: {e:?}"));
+/// Every event a node holds now, read with `follow=false&after=0` (plus `filter`), with `token`.
+pub async fn all_events(base_url: &str, filter: &str, token: Option<&str>) -> Vec<Sse> {
+    let mut reader = SseReader::open(
+        &format!("{base_url}/v1/events?follow=false&after=0{filter}"),
+        None,
+        token,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("event replay refused: {e:?}"));
     let mut out = Vec::new();
     while let Some(e) = reader.next(Duration::from_secs(30)).await {
         out.push(e);
