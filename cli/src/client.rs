@@ -6,6 +6,9 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
 
+/// Redirects followed for one request (a follower names the leader; one is the usual case).
+const MAX_REDIRECTS: usize = 3;
+
 pub struct Client {
     servers: Vec<String>,
     http: reqwest::Client,
@@ -49,8 +52,11 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        // Redirects to the leader are followed in `send`, token and all: reqwest's own policy
+        // drops the Authorization header whenever the port changes.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .build()?;
         Ok(Client { servers, http })
@@ -73,7 +79,7 @@ impl Client {
     ) -> anyhow::Result<reqwest::Response> {
         let mut last_err = None;
         for server in &self.servers {
-            match build(&self.http, server).send().await {
+            match self.following(&build, server).await {
                 Err(e) if e.is_connect() || e.is_timeout() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
                 Err(e) => return Err(e).context(format!("request to {server} failed")),
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -87,6 +93,36 @@ impl Client {
         Err(last_err
             .unwrap_or_else(|| anyhow::anyhow!("no server answered"))
             .context("no server could be reached"))
+    }
+
+    /// Sends what `build` makes for `server`, and again to the node a `307`/`308` names (the
+    /// leader, for membership changes), at most `MAX_REDIRECTS` times.
+    async fn following(
+        &self,
+        build: &impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+        server: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut base = server.to_string();
+        let mut redirects = 0;
+        loop {
+            let resp = build(&self.http, &base).send().await?;
+            let redirected = matches!(
+                resp.status(),
+                StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+            );
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| reqwest::Url::parse(l).ok());
+            match next {
+                Some(url) if redirected && redirects < MAX_REDIRECTS => {
+                    base = url.origin().ascii_serialization();
+                    redirects += 1;
+                }
+                _ => return Ok(resp),
+            }
+        }
     }
 
     async fn json(resp: reqwest::Response) -> anyhow::Result<Value> {

@@ -116,6 +116,9 @@ pub enum TokenCmd {
         #[arg(long)]
         secret_file: Option<PathBuf>,
     },
+    /// Print a new random token secret (`flt_` and 64 hex digits), made here and sent
+    /// nowhere: a deployment's pre-shared admin token (flotilla-node --admin-token-file).
+    Generate,
     /// Create a token (admin). Prints its secret, which is shown this once.
     Create {
         #[arg(long)]
@@ -187,6 +190,9 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                     Some(token) => {
                         println!("admin token (shown once; keep it, e.g. export FLOTILLA_TOKEN=...):\n{token}")
                     }
+                    None if v["admin_token_preshared"] == true => {
+                        println!("the first admin token is the pre-shared one (--admin-token-file)")
+                    }
                     None => println!("{}", cell(&v["admin_token_error"])),
                 }
             }),
@@ -213,6 +219,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
             }
         },
         CliCommand::Token(cmd) => match cmd {
+            TokenCmd::Generate => println!("{}", flotilla_cli::token_secret()),
             TokenCmd::Bootstrap { secret_file } => {
                 let body = match secret_file {
                     None => json!({}),

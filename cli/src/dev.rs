@@ -1,6 +1,8 @@
 //! `flotilla dev`: a local cluster for trying Flotilla, on 127.0.0.1 ports, in the foreground.
 //!
-//! The data directory is kept, so running `flotilla dev` again resumes the same cluster.
+//! The data directory is kept, so running `flotilla dev` again resumes the same cluster. The
+//! nodes ask for tokens, as everywhere: the admin token is made on the first run, kept in the
+//! data directory (`admin-token`, mode 0600) and pre-shared with every node.
 
 use crate::client::Client;
 use anyhow::{Context, bail};
@@ -62,6 +64,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(&args.data_dir)?;
+    // The cluster's admin token, pre-shared with every node: made on the first run, kept
+    // with the data (mode 0600) for the next.
+    let token_file = args.data_dir.join("admin-token");
+    if !token_file.exists() {
+        flotilla_cli::write_private(&token_file, &format!("{}\n", flotilla_cli::token_secret()))
+            .with_context(|| format!("writing {}", token_file.display()))?;
+    }
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?
+        .trim()
+        .to_string();
     let addr = |n: u64, offset: u16| format!("127.0.0.1:{}", args.base_port + offset + n as u16);
     let mut nodes = Nodes(Vec::new());
     for n in 1..=args.nodes {
@@ -83,6 +96,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .arg("--process-provider")
             .arg("--process-work-dir")
             .arg(args.data_dir.join("workers"))
+            .arg("--admin-token-file")
+            .arg(&token_file)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -90,8 +105,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         nodes.0.push(child);
     }
     let servers: Vec<String> = (1..=args.nodes).map(|n| addr(n, 1000)).collect();
-    let first = Client::new(&servers[0], None)?;
-    let all = Client::new(&servers.join(","), None)?;
+    let first = Client::new(&servers[0], Some(&token))?;
+    let all = Client::new(&servers.join(","), Some(&token))?;
     wait("node 1 to answer", || async {
         first.get("/v1/health/live").await.is_ok()
     })
@@ -145,6 +160,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.nodes
     );
     println!("  export FLOTILLA_ADDR={}", servers.join(","));
+    println!(
+        "  export FLOTILLA_TOKEN=$(cat {})   # the cluster's admin token",
+        token_file.display()
+    );
     println!("  flotilla cluster status");
     println!("  flotilla pipeline submit -f examples/hello.yaml --wait");
     println!("  flotilla pipeline list");

@@ -22,8 +22,51 @@ pub fn invocation_key() -> String {
     format!("cli-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }
 
+/// A new token secret: `flt_` and 64 hex digits (256 bits from the operating system's random
+/// source), the form flotilla-node accepts for `--admin-token-file` and bootstrap.
+pub fn token_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("flt_{hex}")
+}
+
+/// Writes `text` to `path` readable by its owner alone (mode 0600), replacing what was there.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through open: narrow it as well.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn token_secrets_are_distinct_and_well_formed() {
+        let (a, b) = (super::token_secret(), super::token_secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 68);
+        assert!(a.starts_with("flt_") && a[4..].bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+    }
+
+    #[test]
+    fn private_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::write_private(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
     #[test]
     fn invocation_keys_are_distinct_and_fit_the_key_limit() {
         let (a, b) = (super::invocation_key(), super::invocation_key());

@@ -19,12 +19,32 @@ fn node_binary() -> std::path::PathBuf {
     path
 }
 
-fn run(server: &str, args: &[&str]) -> Output {
-    Command::new(flotilla())
+/// `flotilla --server SERVER ARGS...` with `token` (none when empty) as FLOTILLA_TOKEN.
+fn run(token: &str, server: &str, args: &[&str]) -> Output {
+    let mut command = Command::new(flotilla());
+    command
         .args(["--server", server])
         .args(args)
-        .output()
-        .expect("run flotilla")
+        .env_remove("FLOTILLA_TOKEN");
+    if !token.is_empty() {
+        command.env("FLOTILLA_TOKEN", token);
+    }
+    command.output().expect("run flotilla")
+}
+
+/// The admin token `flotilla dev` keeps in its data directory, once it wrote it.
+fn dev_token(dir: &std::path::Path) -> String {
+    let file = dir.join("admin-token");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && text.ends_with('\n')
+        {
+            return text.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "flotilla dev wrote no {}", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn stdout(o: &Output) -> String {
@@ -47,11 +67,16 @@ fn dev_cluster_serves_the_cli() {
         .unwrap();
     let servers: Vec<String> = (1..=3).map(|n| format!("127.0.0.1:{}", base + 1000 + n)).collect();
     let all = servers.join(",");
+    let token = dev_token(dir.path());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("admin-token")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the admin token file is the user's alone");
 
     // Wait for `flotilla dev` to report the cluster ready (it registers the pool last).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let o = run(&all, &["pool", "list"]);
+        let o = run(&token, &all, &["pool", "list"]);
         if o.status.success() && stdout(&o).contains("local") {
             break;
         }
@@ -63,7 +88,7 @@ fn dev_cluster_serves_the_cli() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    let status = run(&all, &["cluster", "status"]);
+    let status = run(&token, &all, &["cluster", "status"]);
     assert!(status.status.success());
     let text = stdout(&status);
     assert_eq!(
@@ -77,6 +102,7 @@ fn dev_cluster_serves_the_cli() {
     // Submitted to a list whose first address is dead: the client moves on.
     let dead_first = format!("127.0.0.1:1,{all}");
     let o = run(
+        &token,
         &dead_first,
         &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"],
     );
@@ -87,12 +113,17 @@ fn dev_cluster_serves_the_cli() {
         stdout(&o)
     );
     let again = run(
+        &token,
         &all,
         &["pipeline", "submit", "-f", example, "--idempotency-key", "readme"],
     );
     assert!(stdout(&again).contains("already submitted"), "{}", stdout(&again));
 
-    let list = run(&servers[2], &["-o", "json", "pipeline", "list", "--linearizable"]);
+    let list = run(
+        &token,
+        &servers[2],
+        &["-o", "json", "pipeline", "list", "--linearizable"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json output");
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["items"][0]["name"], "hello");
@@ -102,6 +133,7 @@ fn dev_cluster_serves_the_cli() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let finished = loop {
         let o = run(
+            &token,
             &dead_first,
             &[
                 "-o",
@@ -129,14 +161,14 @@ fn dev_cluster_serves_the_cli() {
         2,
         "{finished:?}"
     );
-    let table = run(&servers[1], &["events", "--job", "1"]);
+    let table = run(&token, &servers[1], &["events", "--job", "1"]);
     assert!(table.status.success());
     assert!(
         stdout(&table).starts_with("ID") && stdout(&table).contains("JobRequested"),
         "{}",
         stdout(&table)
     );
-    let bad = run(&all, &["events", "--type", "Nope"]);
+    let bad = run(&token, &all, &["events", "--type", "Nope"]);
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("field type"),
@@ -144,13 +176,35 @@ fn dev_cluster_serves_the_cli() {
         String::from_utf8_lossy(&bad.stderr)
     );
 
+    // Without the token the cluster refuses, and says what it needs.
+    let anonymous = run("", &all, &["pool", "list"]);
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("needs a token"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    // A leader-only command sent to a follower follows the redirect, token and all.
+    let o = run(&token, &all, &["-o", "json", "cluster", "status"]);
+    let view: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json status");
+    let leader = view["leader"].as_u64().expect("a leader");
+    let followers: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let via = &servers[(followers[0] - 1) as usize];
+    let moved = run(&token, via, &["cluster", "transfer-leader", &followers[1].to_string()]);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    // `token generate` makes a secret here and sends it nowhere.
+    let generated = run("", "127.0.0.1:1", &["token", "generate"]);
+    assert!(generated.status.success());
+    let secret = stdout(&generated).trim().to_string();
+    assert!(secret.len() == 68 && secret.starts_with("flt_"), "{secret}");
+
     // Errors: a clear message and a non-zero exit.
-    let missing = run(&all, &["pipeline", "get", "999"]);
+    let missing = run(&token, &all, &["pipeline", "get", "999"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"));
-    let bad_file = run(&all, &["pipeline", "submit", "-f", "/nonexistent.json"]);
+    let bad_file = run(&token, &all, &["pipeline", "submit", "-f", "/nonexistent.json"]);
     assert!(!bad_file.status.success());
-    let nobody = run("127.0.0.1:1", &["cluster", "status"]);
+    let nobody = run(&token, "127.0.0.1:1", &["cluster", "status"]);
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no server could be reached"));
 
     // Ctrl-C stops the dev cluster and its nodes.
@@ -161,7 +215,7 @@ fn dev_cluster_serves_the_cli() {
     let status = dev.wait().unwrap();
     assert!(status.success(), "flotilla dev exited with {status}");
     assert!(
-        !run(&all, &["cluster", "status"]).status.success(),
+        !run(&token, &all, &["cluster", "status"]).status.success(),
         "nodes still answer after dev stopped"
     );
 }
@@ -188,5 +242,5 @@ fn dev_run_executes_the_example_and_prints_its_logs() {
     assert!(text.contains("$ seq 1 3\n1\n2\n3\n"), "{text}");
     // The cluster was stopped afterwards.
     let servers = format!("127.0.0.1:{}", base + 1001);
-    assert!(!run(&servers, &["cluster", "status"]).status.success());
+    assert!(!run("", &servers, &["cluster", "status"]).status.success());
 }
