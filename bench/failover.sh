@@ -54,7 +54,7 @@ cat "$out/load.txt"
 
 # Every acknowledged pipeline, read back through the leader.
 python3 - "$out" "$servers" <<'PY'
-import json, sys, urllib.request
+import json, os, sys, urllib.request
 out, servers = sys.argv[1], sys.argv[2].split(",")
 acks = [tuple(map(int, l.split())) for l in open(f"{out}/acks.txt") if l.strip()]
 kills = [tuple(map(int, l.split())) for l in open(f"{out}/kills.txt") if l.strip()]
@@ -69,7 +69,8 @@ present = set()
 def get(path):
     for s in servers:
         try:
-            with urllib.request.urlopen(f"http://{s}{path}", timeout=10) as r:
+            req = urllib.request.Request(f"http://{s}{path}", headers={"authorization": "Bearer " + os.environ["FLOTILLA_TOKEN"]})
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return json.load(r)
         except Exception:
             continue

@@ -20,6 +20,11 @@ bench_setup() {
   work="$(mktemp -d "${BENCH_DIR:-/var/tmp}/flotilla-$1.XXXXXX")"
   out="${out:-$work/results}"
   mkdir -p "$out"
+  # The cluster asks for tokens: one pre-shared admin token for every node, exported for the
+  # CLI, the load generators and the scripts' own requests (auth_header).
+  ( umask 077; "$bin/flotilla" token generate >"$work/admin-token" )
+  FLOTILLA_TOKEN="$(cat "$work/admin-token")"
+  export FLOTILLA_TOKEN
   pids=()
   trap bench_cleanup EXIT
 }
@@ -38,7 +43,8 @@ start_flotilla_node() {
   local i="$1"
   "$bin/flotilla-node" --id "$i" --data-dir "$work/flotilla-$i" \
     --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" \
-    --process-provider --process-work-dir "$work/workers" --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
+    --process-provider --process-work-dir "$work/workers" --admin-token-file "$work/admin-token" \
+    --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
   node_pid[$i]=$!
   pids+=($!)
 }

@@ -29,7 +29,7 @@ bench_setup restart
 api="http://127.0.0.1:18701"
 start_node() {
   "$bin/flotilla-node" --id 1 --data-dir "$work/flotilla-1" --raft-addr 127.0.0.1:17701 --api-addr 127.0.0.1:18701 \
-    --process-provider --process-work-dir "$work/workers" --snapshot-after-entries 500 --max-request-bytes 4194304 >>"$work/flotilla-1.log" 2>&1 &
+    --process-provider --process-work-dir "$work/workers" --admin-token-file "$work/admin-token" --snapshot-after-entries 500 --max-request-bytes 4194304 >>"$work/flotilla-1.log" 2>&1 &
   node_pid=$!
   pids+=($!)
 }
@@ -45,10 +45,10 @@ empty_rss=$(rss_mib "$node_pid")
 
 echo "== $jobs jobs in pipelines of $per_pipeline, then cancelled"
 python3 - "$api" "$jobs" "$per_pipeline" "$clients" <<'PY'
-import concurrent.futures, json, sys, time, urllib.request
+import concurrent.futures, json, os, sys, time, urllib.request
 api, jobs, per, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 def post(path, body):
-    req = urllib.request.Request(api + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    req = urllib.request.Request(api + path, data=json.dumps(body).encode(), headers={"content-type": "application/json", "authorization": "Bearer " + os.environ["FLOTILLA_TOKEN"]})
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.load(r)
 def submit(p):
@@ -62,7 +62,7 @@ with concurrent.futures.ThreadPoolExecutor(clients) as ex:
 print(f"  submitted and cancelled in {time.time() - t:.1f} s")
 PY
 for _ in $(seq 600); do
-  active=$(curl -sf "$api/v1/jobs?state=RUNNING&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
+  active=$(curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$api/v1/jobs?state=RUNNING&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
   [ "$active" = 0 ] && break
   sleep 0.5
 done

@@ -31,6 +31,10 @@ struct Cli {
         default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103"
     )]
     server: String,
+    /// API token (`flt_...`) sent with every Flotilla request (the bench scripts export the
+    /// cluster's pre-shared admin token). Not sent to etcd.
+    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: BenchCmd,
 }
@@ -38,7 +42,11 @@ struct Cli {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(&flotilla_cli::server_urls(&cli.server), &cli.command).await {
+    let result = match flotilla_headers(cli.token.as_deref()) {
+        Ok(headers) => run(&flotilla_cli::server_urls(&cli.server), headers, &cli.command).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -107,12 +115,24 @@ impl LoadArgs {
     }
 }
 
-async fn run(servers: &[String], command: &BenchCmd) -> anyhow::Result<()> {
+/// The headers of every request to Flotilla: its token, when one is given.
+fn flotilla_headers(token: Option<&str>) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("--token (FLOTILLA_TOKEN) holds characters no header may carry"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
+async fn run(servers: &[String], headers: reqwest::header::HeaderMap, command: &BenchCmd) -> anyhow::Result<()> {
     anyhow::ensure!(!servers.is_empty(), "--server names no address");
     let (target, args, result) = match command {
-        BenchCmd::Place(args) => return place::run(servers, args).await,
+        BenchCmd::Place(args) => return place::run(servers, headers, args).await,
         BenchCmd::Submit { load: args, acks } => {
-            let http = pooled_http(args.clients)?;
+            let http = pooled_http(args.clients, headers)?;
             let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
             let acked_log = acked.clone();
             let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| format!("{s}/v1/pipelines")).collect());
@@ -160,7 +180,7 @@ async fn run(servers: &[String], command: &BenchCmd) -> anyhow::Result<()> {
             value_bytes,
             load: args,
         } => {
-            let http = pooled_http(args.clients)?;
+            let http = pooled_http(args.clients, Default::default())?;
             let urls: Vec<String> = endpoints
                 .split(',')
                 .map(|e| format!("{}/v3/kv/put", e.trim().trim_end_matches('/')))
@@ -194,10 +214,11 @@ async fn run(servers: &[String], command: &BenchCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One connection per client, kept alive.
-fn pooled_http(clients: usize) -> anyhow::Result<reqwest::Client> {
+/// One connection per client, kept alive, each request with `headers`.
+fn pooled_http(clients: usize, headers: reqwest::header::HeaderMap) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()?)
 }

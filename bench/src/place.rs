@@ -113,7 +113,7 @@ async fn running(http: &reqwest::Client, server: &str) -> anyhow::Result<u64> {
         .map_or(0, |v| v as u64))
 }
 
-pub async fn run(servers: &[String], args: &PlaceArgs) -> anyhow::Result<()> {
+pub async fn run(servers: &[String], headers: reqwest::header::HeaderMap, args: &PlaceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.pools > 0 && args.jobs > 0 && args.jobs_per_pipeline > 0,
         "--pools, --jobs and --jobs-per-pipeline must be at least 1"
@@ -121,6 +121,7 @@ pub async fn run(servers: &[String], args: &PlaceArgs) -> anyhow::Result<()> {
     let servers: Arc<Vec<String>> = Arc::new(servers.to_vec());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
+        .default_headers(headers)
         .timeout(Duration::from_secs(120))
         .build()?;
     let per_pool = args.jobs.div_ceil(args.pools);

@@ -28,6 +28,13 @@ export FLOTILLA_PROCESS_PROVIDER=true FLOTILLA_IMAGE="$tag" FLOTILLA_PORT_1="$(f
 servers="127.0.0.1:$FLOTILLA_PORT_1,127.0.0.1:$FLOTILLA_PORT_2,127.0.0.1:$FLOTILLA_PORT_3"
 dc() { "${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml "$@"; }
 work="$(mktemp -d)"
+# The pre-shared admin token, the image's user's alone; the CLI sends it.
+"$cli" token generate >"$work/admin-token"
+chown 10001:10001 "$work/admin-token"
+chmod 600 "$work/admin-token"
+export FLOTILLA_ADMIN_TOKEN_SOURCE="$work/admin-token"
+FLOTILLA_TOKEN="$(cat "$work/admin-token")"
+export FLOTILLA_TOKEN
 
 cleanup() {
   status=$?
@@ -96,4 +103,10 @@ retry 60 new_leader
 echo "node $(status_json "$rest" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])') leads now"
 "$cli" --server "$rest" pipeline submit --file examples/hello.yaml --wait | tee "$work/second.log"
 grep -q "hello from flotilla" "$work/second.log"
+echo "== without the token, the cluster refuses"
+if "$cli" --server "$rest" --token "" pool list >"$work/anonymous.log" 2>&1; then
+  echo "error: an anonymous pool list was answered" >&2
+  exit 1
+fi
+grep -q "needs a token" "$work/anonymous.log"
 echo "== compose smoke test passed"

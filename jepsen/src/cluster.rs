@@ -56,7 +56,20 @@ impl Cluster {
                 clock_skew_s: None,
             })
             .collect();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        // The cluster asks for tokens, as deployed: every node is given one pre-shared admin
+        // token, and every request of the harness carries it. Redirects are not followed (the
+        // token would be dropped on the way); a membership change that meets one is retried.
+        let secret = flotilla_cli::token_secret();
+        flotilla_cli::write_private(&config.dir.join("admin-token"), &format!("{secret}\n"))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))?;
+        bearer.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, bearer);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()?;
         Ok(Cluster { config, nodes, http })
     }
 
@@ -100,6 +113,8 @@ impl Cluster {
             .arg("--process-provider")
             .arg("--process-work-dir")
             .arg(self.workers_dir(id))
+            .arg("--admin-token-file")
+            .arg(self.config.dir.join("admin-token"))
             .args(if self.config.separate_hosts {
                 vec!["--host-id".to_string(), host_id(id)]
             } else {

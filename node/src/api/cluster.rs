@@ -99,6 +99,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
 /// Founds a new cluster with this node as its only voter (`founding.rs` says what it checks).
 #[utoipa::path(post, path = "/v1/cluster/init", tag = "cluster",
     responses((status = 201, description = "founded: this node is the only voter"),
+              (status = 401, description = "this node was given the pre-shared admin token (--admin-token-file) and the request does not carry it", body = super::openapi::ErrorBodyDoc),
               (status = 409, description = "this node belongs to a cluster or is joining one, or a founding peer belongs to one", body = super::openapi::ErrorBodyDoc),
               (status = 503, description = "a founding peer did not answer", body = super::openapi::ErrorBodyDoc)))]
 pub async fn init(State(app): State<AppState>, headers: axum::http::HeaderMap) -> Result<Response, ApiError> {
