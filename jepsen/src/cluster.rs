@@ -35,6 +35,12 @@ pub struct Cluster {
     pub http: reqwest::Client,
 }
 
+/// A token secret as flotilla-node accepts one: `flt_` and 64 hex digits.
+fn token_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("flt_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 pub fn node_ip(id: u64) -> String {
     format!("127.0.0.{}", 10 + id)
 }
@@ -59,8 +65,10 @@ impl Cluster {
         // The cluster asks for tokens, as deployed: every node is given one pre-shared admin
         // token, and every request of the harness carries it. Redirects are not followed (the
         // token would be dropped on the way); a membership change that meets one is retried.
-        let secret = flotilla_cli::token_secret();
-        flotilla_cli::write_private(&config.dir.join("admin-token"), &format!("{secret}\n"))?;
+        let secret = token_secret();
+        let token_file = config.dir.join("admin-token");
+        std::fs::write(&token_file, format!("{secret}\n"))?;
+        std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let mut headers = reqwest::header::HeaderMap::new();
         let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))?;
         bearer.set_sensitive(true);

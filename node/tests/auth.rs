@@ -179,6 +179,13 @@ async fn a_revoked_or_expired_token_is_refused_on_every_node_and_no_secret_is_li
 async fn a_preshared_admin_token_founds_joins_and_is_the_only_way_in() {
     let c = Cluster::spawn(3, &["--auth", "tokens"]).await;
     let first_api = c.node(1).api_addr.clone();
+    // A node that knows no token yet says so, rather than call the token unknown.
+    let (s, body) = c.get(1, "/v1/pools").await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (503, Some("no_tokens_yet")),
+        "{body}"
+    );
     // Node 1 has no cluster yet: founding by hand asks for the token.
     let (s, body) = status(&c, 1, &axum::http::Method::POST, "/v1/cluster/init", None).await;
     assert_eq!(s, 401, "init without the pre-shared token: {body}");

@@ -102,6 +102,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 responses
                     .entry("403".into())
                     .or_insert_with(|| error_response("the token's role does not admit this route").into());
+                responses.entry("503".into()).or_insert_with(|| {
+                    error_response("this node knows no token yet (not caught up with its cluster); retry").into()
+                });
             }
             let responses = &mut op.responses.responses;
             let mut add = |status: u16, description: &str| {

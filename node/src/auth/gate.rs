@@ -101,6 +101,16 @@ pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Re
         .and_then(TokenSecret::parse)
         .ok_or_else(|| unauthenticated("the Authorization header is not `Bearer flt_<64 hex digits>`".into()))?;
     let Some(token) = state.token_by_secret(&secret.sha256()) else {
+        // A node that knows no token at all has most likely not caught up with its cluster
+        // (a restarted node with an empty disk, a learner): "unknown token" would be a lie.
+        if !state.tokens_bootstrapped() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_tokens_yet",
+                "this node knows no token yet (it has not caught up with its cluster, or the cluster has none): retry, or ask another node",
+            )
+            .retry_after(1));
+        }
         return Err(unauthenticated("unknown or revoked token".into()));
     };
     let now_ms = app.proposer.now_ms();
