@@ -41,8 +41,10 @@ pub enum PipelineCmd {
         /// server are safe); give one to make separate invocations the same submission.
         #[arg(long)]
         idempotency_key: Option<String>,
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        /// The tenant to submit in. Default: `default`, or the token's only tenant when it
+        /// is scoped to one.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Follow the pipeline until it ends, then print its jobs' logs; exit 1 unless it succeeded.
         #[arg(long)]
         wait: bool,
@@ -296,7 +298,10 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 // the next server when one times out, and the key makes that resend return the
                 // first submission instead of creating a second pipeline.
                 let key = idempotency_key.clone().unwrap_or_else(flotilla_cli::invocation_key);
-                let headers = vec![("x-flotilla-tenant", tenant.clone()), ("idempotency-key", key)];
+                let mut headers = vec![("idempotency-key", key)];
+                if let Some(tenant) = tenant {
+                    headers.push(("x-flotilla-tenant", tenant.clone()));
+                }
                 let v = client.post_raw("/v1/pipelines", body, content_type, &headers).await?;
                 show(&v, &|v| {
                     let dup = if v["duplicate"] == true {
@@ -431,7 +436,9 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS", "PROBLEM"], &rows);
             }),
         },
-        CliCommand::Dev(_) | CliCommand::Events(_) => unreachable!("handled in main"),
+        CliCommand::Dev(_) | CliCommand::Events(_) | CliCommand::Login(_) | CliCommand::Logout => {
+            unreachable!("handled in main")
+        }
     }
     Ok(())
 }

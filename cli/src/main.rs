@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod config;
 mod dev;
 mod events;
 mod output;
@@ -18,15 +19,12 @@ use output::Format;
 )]
 pub struct Cli {
     /// API addresses of cluster nodes, comma-separated; the next is tried when one is down.
-    #[arg(
-        long,
-        global = true,
-        env = "FLOTILLA_ADDR",
-        default_value = "127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103"
-    )]
-    pub server: String,
-    /// API token (`flt_...`), sent as `Authorization: Bearer` to clusters that ask for one
-    /// (`--auth tokens`). `cluster init` and `token bootstrap` print the first one.
+    /// Default: the saved login's (`flotilla login`), else
+    /// 127.0.0.1:8101,127.0.0.1:8102,127.0.0.1:8103.
+    #[arg(long, global = true, env = "FLOTILLA_ADDR")]
+    pub server: Option<String>,
+    /// API token (`flt_...`), sent as `Authorization: Bearer`. Default: the saved login's.
+    /// `cluster init` and `token bootstrap` print the first one; an empty value sends none.
     #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format.
@@ -57,6 +55,71 @@ pub enum CliCommand {
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
     Dev(dev::DevArgs),
+    /// Check a token against the cluster, then save it and the servers for the next commands
+    /// (`$FLOTILLA_CONFIG`, else ~/.config/flotilla/config.json, mode 0600).
+    Login(LoginArgs),
+    /// Forget the saved token (the saved servers stay).
+    Logout,
+}
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    /// Read the token from this file (one line) rather than --token or FLOTILLA_TOKEN.
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// `flotilla login`: the token given, checked with a read every role may do, then saved.
+async fn login(server: Option<String>, token: Option<String>, args: &LoginArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let path = config::path()?;
+    let saved = config::load(&path).unwrap_or_default();
+    let token = match &args.token_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .trim()
+            .to_string(),
+        None => token
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .context("give the token with --token-file, --token or FLOTILLA_TOKEN")?,
+    };
+    let (server, _) = config::resolve(server, None, &saved);
+    let client = client::Client::new(&server, Some(&token))?;
+    client
+        .get("/v1/pools")
+        .await
+        .context("the cluster did not accept this token")?;
+    let login = config::Login {
+        server: Some(server.clone()),
+        token: Some(token),
+    };
+    config::save(&path, &login)?;
+    println!("logged in to {server}; saved in {}", path.display());
+    Ok(())
+}
+
+/// `flotilla logout`: the saved login without its token.
+fn logout() -> anyhow::Result<()> {
+    let path = config::path()?;
+    let mut saved = config::load(&path)?;
+    if saved.token.take().is_none() {
+        println!("no token was saved in {}", path.display());
+        return Ok(());
+    }
+    config::save(&path, &saved)?;
+    println!("the token saved in {} is forgotten", path.display());
+    Ok(())
+}
+
+/// The client for the servers and token the flags, the environment or the saved login name.
+fn connect(server: Option<String>, token: Option<String>) -> anyhow::Result<client::Client> {
+    let saved = match (&server, &token, config::path()) {
+        (Some(_), Some(_), _) | (_, _, Err(_)) => config::Login::default(),
+        (_, _, Ok(path)) => config::load(&path)?,
+    };
+    let (server, token) = config::resolve(server, token, &saved);
+    client::Client::new(&server, token.as_deref())
 }
 
 #[tokio::main]
@@ -64,12 +127,13 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         CliCommand::Dev(args) => dev::run(args).await,
-        CliCommand::Events(ref args) => match client::Client::new(&cli.server, cli.token.as_deref()) {
-            Ok(client) => events::run(&client, cli.output, args).await,
-            Err(e) => Err(e),
-        },
-        ref other => match client::Client::new(&cli.server, cli.token.as_deref()) {
-            Ok(client) => commands::run(&client, cli.output, other).await,
+        CliCommand::Login(ref args) => login(cli.server.clone(), cli.token.clone(), args).await,
+        CliCommand::Logout => logout(),
+        ref other => match connect(cli.server.clone(), cli.token.clone()) {
+            Ok(client) => match other {
+                CliCommand::Events(args) => events::run(&client, cli.output, args).await,
+                other => commands::run(&client, cli.output, other).await,
+            },
             Err(e) => Err(e),
         },
     };

@@ -22,10 +22,12 @@ fn node_binary() -> std::path::PathBuf {
 /// `flotilla --server SERVER ARGS...` with `token` (none when empty) as FLOTILLA_TOKEN.
 fn run(token: &str, server: &str, args: &[&str]) -> Output {
     let mut command = Command::new(flotilla());
+    // No saved login: the user's own (~/.config/flotilla) must not leak into the test.
     command
         .args(["--server", server])
         .args(args)
-        .env_remove("FLOTILLA_TOKEN");
+        .env_remove("FLOTILLA_TOKEN")
+        .env("FLOTILLA_CONFIG", "/nonexistent/flotilla-test-config.json");
     if !token.is_empty() {
         command.env("FLOTILLA_TOKEN", token);
     }
@@ -192,6 +194,45 @@ fn dev_cluster_serves_the_cli() {
     let via = &servers[(followers[0] - 1) as usize];
     let moved = run(&token, via, &["cluster", "transfer-leader", &followers[1].to_string()]);
     assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    // A saved login: checked, kept with mode 0600, used when no flag or variable says
+    // otherwise, and forgotten by logout.
+    let config = dir.path().join("login").join("config.json");
+    let saved = |args: &[&str]| {
+        Command::new(flotilla())
+            .args(args)
+            .env_remove("FLOTILLA_TOKEN")
+            .env_remove("FLOTILLA_ADDR")
+            .env("FLOTILLA_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, format!("flt_{}\n", "0".repeat(64))).unwrap();
+    let refused = saved(&["--server", &all, "login", "--token-file", wrong.to_str().unwrap()]);
+    assert!(
+        !refused.status.success() && !config.exists(),
+        "a token the cluster refuses is not saved"
+    );
+    let token_file = dir.path().join("admin-token");
+    let logged = saved(&["--server", &all, "login", "--token-file", token_file.to_str().unwrap()]);
+    assert!(logged.status.success(), "{}", String::from_utf8_lossy(&logged.stderr));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let pools = saved(&["pool", "list"]);
+    assert!(
+        pools.status.success() && stdout(&pools).contains("local"),
+        "{}",
+        String::from_utf8_lossy(&pools.stderr)
+    );
+    assert!(saved(&["logout"]).status.success());
+    let after = saved(&["pool", "list"]);
+    assert!(!after.status.success(), "the token is forgotten, the servers kept: 401");
+    assert!(
+        String::from_utf8_lossy(&after.stderr).contains("needs a token"),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+
     // `token generate` makes a secret here and sends it nowhere.
     let generated = run("", "127.0.0.1:1", &["token", "generate"]);
     assert!(generated.status.success());

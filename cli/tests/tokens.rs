@@ -28,7 +28,11 @@ fn free_port() -> u16 {
 
 fn run(server: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(flotilla());
-    cmd.args(["--server", server]).args(args).env_remove("FLOTILLA_TOKEN");
+    // No saved login (`flotilla login`) of the user's may stand in for a missing token.
+    cmd.args(["--server", server])
+        .args(args)
+        .env_remove("FLOTILLA_TOKEN")
+        .env("FLOTILLA_CONFIG", "/nonexistent/flotilla-test-config.json");
     if let Some(t) = token {
         cmd.env("FLOTILLA_TOKEN", t);
     }

@@ -3,10 +3,14 @@
 //! take effect on every node; secrets are shown once and never listed.
 
 mod common;
+#[path = "common/sse.rs"]
+mod sse;
+
 use common::*;
 use flotilla_node::auth::Permission;
 use flotilla_state_machine::Role;
 use serde_json::{Value, json};
+use sse::SseReader;
 use std::time::{Duration, Instant};
 
 /// A request to `path` (its `{id}` a number no object has) with a body that fails validation
@@ -277,4 +281,135 @@ async fn nodes_founded_at_start_join_with_the_preshared_token() {
     .await;
     let (s, _) = status(&c, leader, &axum::http::Method::GET, "/v1/pools", None).await;
     assert_eq!(s, 401);
+}
+
+/// A request as the holder of `token`, answered by node 1.
+async fn as_token(
+    c: &Cluster,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    tenant: Option<&str>,
+) -> (u16, Value) {
+    let mut req = c.anonymous.request(method, c.node(1).url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(t) = tenant {
+        req = req.header("X-Flotilla-Tenant", t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A token scoped to tenants submits into them only, and sees and touches nothing of another
+/// tenant: those pipelines, jobs, logs and events answer as what does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_scoped_token_sees_and_touches_its_tenants_only() {
+    let c = Cluster::start(1, &[]).await;
+    let scoped = |name: &str, tenant: &str| json!({ "name": name, "role": "submitter", "tenants": [tenant] });
+    let (_, web) = c.post(1, "/v1/tokens", scoped("web-ci", "web")).await;
+    let (_, ops) = c.post(1, "/v1/tokens", scoped("ops-ci", "ops")).await;
+    let (web, ops) = (
+        web["token"].as_str().unwrap().to_string(),
+        ops["token"].as_str().unwrap().to_string(),
+    );
+
+    // Submissions: a scoped token's only tenant by default; another tenant is refused.
+    let post = reqwest::Method::POST;
+    let (s, mine) = as_token(&c, &web, post.clone(), "/v1/pipelines", Some(pipeline("mine")), None).await;
+    assert_eq!(s, 201, "{mine}");
+    let (s, body) = as_token(
+        &c,
+        &web,
+        post.clone(),
+        "/v1/pipelines",
+        Some(pipeline("theirs")),
+        Some("ops"),
+    )
+    .await;
+    assert_eq!(
+        (s, body["error"]["field"].as_str()),
+        (403, Some("X-Flotilla-Tenant")),
+        "{body}"
+    );
+    let (s, theirs) = as_token(&c, &ops, post.clone(), "/v1/pipelines", Some(pipeline("theirs")), None).await;
+    assert_eq!(s, 201, "{theirs}");
+    let (mine_id, theirs_id) = (mine["pipeline"].as_u64().unwrap(), theirs["pipeline"].as_u64().unwrap());
+    let theirs_job = theirs["jobs"][0]["id"].as_u64().unwrap();
+
+    // The admin sees both, each in its tenant.
+    let (_, all) = c.get(1, "/v1/pipelines").await;
+    let tenants: Vec<(u64, &str)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["tenant"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tenants, [(mine_id, "web"), (theirs_id, "ops")]);
+
+    // The web token: its own pipeline and jobs only.
+    let get = reqwest::Method::GET;
+    let (_, listed) = as_token(&c, &web, get.clone(), "/v1/pipelines", None, None).await;
+    let ids: Vec<u64> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [mine_id], "{listed}");
+    let (_, jobs) = as_token(&c, &web, get.clone(), "/v1/jobs", None, None).await;
+    assert!(
+        jobs["items"].as_array().unwrap().iter().all(|j| j["tenant"] == "web"),
+        "{jobs}"
+    );
+    for path in [
+        format!("/v1/pipelines/{theirs_id}"),
+        format!("/v1/jobs/{theirs_job}"),
+        format!("/v1/jobs/{theirs_job}/logs"),
+    ] {
+        let (s, body) = as_token(&c, &web, get.clone(), &path, None, None).await;
+        assert_eq!(s, 404, "{path}: {body}");
+    }
+    for path in [
+        format!("/v1/pipelines/{theirs_id}/cancel"),
+        format!("/v1/jobs/{theirs_job}/cancel"),
+    ] {
+        let (s, body) = as_token(&c, &web, post.clone(), &path, Some(json!({})), None).await;
+        assert_eq!(s, 404, "{path}: {body}");
+    }
+    let (_, still) = c.get(1, &format!("/v1/pipelines/{theirs_id}")).await;
+    assert_ne!(still["state"], "CANCELLED", "{still}");
+    // Its own it may cancel.
+    let (s, body) = as_token(
+        &c,
+        &web,
+        post,
+        &format!("/v1/pipelines/{mine_id}/cancel"),
+        Some(json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+
+    // Events: nothing of the other tenant's pipeline or jobs.
+    let mut reader = SseReader::open(&c.node(1).url("/v1/events?after=0&follow=false"), None, Some(&web))
+        .await
+        .expect("the stream opens");
+    let mut seen = Vec::new();
+    while let Some(e) = reader.next(WAIT).await {
+        seen.push(e);
+    }
+    assert!(
+        seen.iter().any(|e| e.data["pipeline"] == mine_id),
+        "{:?}",
+        seen.iter().map(|e| &e.event).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter()
+            .all(|e| e.data["pipeline"] != theirs_id && e.data["job"] != theirs_job),
+        "another tenant's event reached the web token"
+    );
 }

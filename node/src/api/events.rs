@@ -7,6 +7,7 @@
 //! than skipped; a reader that falls that far behind while connected gets a final `gap` event.
 
 use super::{ApiError, AppState, parse_id, parse_query};
+use crate::auth::TenantScope;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -42,15 +43,17 @@ pub struct EventsQuery {
 }
 
 /// What a stream delivers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Filter {
     pipeline: Option<PipelineId>,
     job: Option<JobId>,
     kinds: Option<BTreeSet<&'static str>>,
+    /// The caller's tenants: events of other tenants' pipelines and jobs are left out.
+    scope: TenantScope,
 }
 
 impl Filter {
-    fn parse(q: &EventsQuery) -> Result<Filter, ApiError> {
+    fn parse(q: &EventsQuery, scope: TenantScope) -> Result<Filter, ApiError> {
         let kinds = match &q.kinds {
             None => None,
             Some(list) => Some(
@@ -78,6 +81,7 @@ impl Filter {
                 .transpose()?,
             job: q.job.as_deref().map(|j| parse_id("job", j).map(JobId)).transpose()?,
             kinds,
+            scope,
         })
     }
 
@@ -99,6 +103,23 @@ impl Filter {
                 return false;
             }
         }
+        if self.scope.is_restricted() && (event.job().is_some() || event.pipeline().is_some()) {
+            // An event about work: its tenant is its job's or pipeline's. Events of the cluster
+            // and its pools are everyone's.
+            let tenant = event
+                .job()
+                .and_then(|j| state.job(j))
+                .map(|j| j.tenant.as_str())
+                .or_else(|| {
+                    event
+                        .pipeline()
+                        .and_then(|p| state.pipeline(p))
+                        .map(|p| p.tenant.as_str())
+                });
+            if !tenant.is_some_and(|t| self.scope.admits(t)) {
+                return false;
+            }
+        }
         true
     }
 }
@@ -114,7 +135,7 @@ pub struct StreamedEvent<'a> {
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(("pipeline" = Option<String>, Query, description = "only this pipeline's events (with its jobs')"),
-           ("job" = Option<String>, Query, description = "only this job's events"),
+           ("job" = Option<String>, Query, description = "only this job's events (a tenant-scoped token sees its tenants' pipelines and jobs, and the cluster's and pools' events)"),
            ("type" = Option<String>, Query, description = "comma-separated event types"),
            ("after" = Option<String>, Query, description = "resume after this event id; `0` replays all this node holds"),
            ("follow" = Option<bool>, Query, description = "`false` ends the stream once caught up"),
@@ -126,11 +147,12 @@ pub struct StreamedEvent<'a> {
               (status = 429, description = "too many streams open", body = super::openapi::ErrorBodyDoc)))]
 pub async fn stream(
     State(app): State<AppState>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: EventsQuery = parse_query(raw)?;
-    let filter = Filter::parse(&q)?;
+    let filter = Filter::parse(&q, TenantScope::of(caller.as_deref()))?;
     let heartbeat_ms = q.heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
     if !(100..=60_000).contains(&heartbeat_ms) {
         return Err(ApiError::bad_request(

@@ -1,6 +1,8 @@
 //! `/v1/jobs`: list with filters, get, cancel, logs.
 
 use super::{ApiError, AppState, Page, ReadQuery, cancelled, parse_id, parse_query, parse_state, read_response};
+use crate::auth::{Caller, TenantScope};
+use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +10,12 @@ use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("pipeline" = Option<u64>, Query)),
     responses((status = 200, description = "a page of jobs"), super::openapi::StandardErrors))]
-pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let scope = TenantScope::of(caller.as_deref());
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
     let wanted: Option<JobState> = parse_state(
@@ -37,7 +44,12 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     };
     Ok(read_response(
         applied,
-        &Page::collect(items.cloned(), page, |j: &Job| j.id.0, applied),
+        &Page::collect(
+            items.filter(|j| scope.admits(&j.tenant)).cloned(),
+            page,
+            |j: &Job| j.id.0,
+            applied,
+        ),
     ))
 }
 
@@ -45,15 +57,21 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     responses((status = 200, description = "the job"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let scope = TenantScope::of(caller.as_deref());
     let id = JobId(parse_id("id", &id)?);
     super::read_one(
         &app,
         raw,
         || format!("job {id} does not exist"),
-        |s, applied| s.job(id).map(|j| read_response(applied, j)),
+        |s, applied| {
+            s.job(id)
+                .filter(|j| scope.admits(&j.tenant))
+                .map(|j| read_response(applied, j))
+        },
     )
     .await
 }
@@ -61,8 +79,19 @@ pub async fn get_one(
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),
     responses((status = 200, description = "the jobs cancelled (with dependants)"), super::openapi::UnknownId,
               (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
-pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
+    super::admit_scoped(
+        &app,
+        &TenantScope::of(caller.as_deref()),
+        |s| s.job(job).map(|j| j.tenant.as_str()),
+        || format!("job {job} does not exist"),
+    )
+    .await?;
     cancelled(app.proposer.commit(Command::CancelJob { job }).await?)
 }
 
@@ -73,15 +102,17 @@ pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Resu
     responses((status = 200, description = "the job's output", content_type = "text/plain"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn logs(
     State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let scope = TenantScope::of(caller.as_deref());
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let body = {
         let data = app.machine.read();
-        if data.state.job(id).is_none() {
+        if !data.state.job(id).is_some_and(|j| scope.admits(&j.tenant)) {
             return Err(ApiError::not_found(format!("job {id} does not exist")));
         }
         if q.follow == Some(true) {

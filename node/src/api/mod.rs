@@ -336,6 +336,28 @@ pub fn read_response<T: Serialize>(applied_index: u64, body: &T) -> Response {
     resp
 }
 
+/// For a tenant-scoped caller about to change a pipeline or job: that `tenant_of` finds it in
+/// one of their tenants, judged after a linearizable barrier (a tenant never changes once
+/// committed, so what this node then holds decides); else 404 saying `missing`, as for what
+/// does not exist. Free for an unrestricted caller.
+pub async fn admit_scoped(
+    app: &AppState,
+    scope: &crate::auth::TenantScope,
+    tenant_of: impl Fn(&flotilla_state_machine::State) -> Option<&str>,
+    missing: impl Fn() -> String,
+) -> Result<(), ApiError> {
+    if !scope.is_restricted() {
+        return Ok(());
+    }
+    app.read_barrier(Some("linearizable")).await?;
+    let data = app.machine.read();
+    if tenant_of(&data.state).is_some_and(|t| scope.admits(t)) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(missing()))
+    }
+}
+
 /// A read of one item of the applied state, the shape of every `GET .../{id}`: the query's
 /// consistency is honoured, then `render` answers from the state under its read lock (given
 /// the applied index for `read_response`), or gives `None` for a 404 saying `missing`.

@@ -13,8 +13,9 @@ use flotilla_state_machine::{
 };
 use serde::Serialize;
 
-pub const TENANT_HEADER: &str = "x-flotilla-tenant";
-pub const DEFAULT_TENANT: &str = "default";
+use crate::auth::scope::TENANT_HEADER;
+use crate::auth::{Caller, TenantScope};
+use axum::Extension;
 
 #[derive(Serialize)]
 pub struct JobSummary {
@@ -45,11 +46,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
     request_body(description = "the pipeline, as JSON or as the YAML pipeline file",
         content((super::openapi::PipelineSpecDoc = "application/json"), (super::openapi::PipelineSpecDoc = "application/yaml"))),
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first submission"),
-           ("X-Flotilla-Tenant" = Option<String>, Header, description = "tenant, default `default`")),
+           ("X-Flotilla-Tenant" = Option<String>, Header, description = "tenant; default `default`, or a scoped token's only tenant (one it may act in, else 403)")),
     responses((status = 201, description = "created"), (status = 200, description = "an earlier submission with this key"),
               (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn submit(
     State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: SourcedBody<PipelineSpec>,
 ) -> Result<Response, ApiError> {
@@ -57,7 +59,7 @@ pub async fn submit(
     // Kept only for a YAML body, whose errors are mapped back to lines (see below).
     let submitted = yaml.as_ref().map(|_| spec.clone());
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
-    let tenant = header(&headers, TENANT_HEADER)?.unwrap_or(DEFAULT_TENANT).to_string();
+    let tenant = TenantScope::of(caller.as_deref()).submission_tenant(header(&headers, TENANT_HEADER)?)?;
     // The request's span continues the caller's trace; its context travels in the proposal.
     let span = tracing::info_span!("api.submit_pipeline", node = app.id);
     {
@@ -128,7 +130,12 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
 
 #[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state")),
     responses((status = 200, description = "a page of pipelines"), super::openapi::StandardErrors))]
-pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let scope = TenantScope::of(caller.as_deref());
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
     let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
@@ -140,7 +147,7 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
         Some(w) => Box::new(s.index().pipelines_in(w, after).filter_map(|id| s.pipeline(id))),
         None => Box::new(s.pipelines_after(after)),
     };
-    let items = found.map(|p| view(s, p));
+    let items = found.filter(|p| scope.admits(&p.tenant)).map(|p| view(s, p));
     Ok(read_response(
         applied,
         &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied),
@@ -151,22 +158,39 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     responses((status = 200, description = "the pipeline and its jobs' states"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let scope = TenantScope::of(caller.as_deref());
     let id = PipelineId(parse_id("id", &id)?);
     super::read_one(
         &app,
         raw,
         || format!("pipeline {id} does not exist"),
-        |s, applied| s.pipeline(id).map(|p| read_response(applied, &view(s, p))),
+        |s, applied| {
+            s.pipeline(id)
+                .filter(|p| scope.admits(&p.tenant))
+                .map(|p| read_response(applied, &view(s, p)))
+        },
     )
     .await
 }
 
 #[utoipa::path(post, path = "/v1/pipelines/{id}/cancel", tag = "pipelines", params(("id" = u64, Path)),
     responses((status = 200, description = "the jobs cancelled"), super::openapi::UnknownId, super::openapi::StandardErrors))]
-pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let pipeline = PipelineId(parse_id("id", &id)?);
+    super::admit_scoped(
+        &app,
+        &TenantScope::of(caller.as_deref()),
+        |s| s.pipeline(pipeline).map(|p| p.tenant.as_str()),
+        || format!("pipeline {pipeline} does not exist"),
+    )
+    .await?;
     cancelled(app.proposer.commit(Command::CancelPipeline { pipeline }).await?)
 }

@@ -8,8 +8,10 @@
 pub mod gate;
 pub mod permission;
 pub mod preshared;
+pub mod scope;
 pub mod secret;
 
 pub use gate::{AuthMode, Caller};
 pub use permission::Permission;
+pub use scope::TenantScope;
 pub use secret::TokenSecret;

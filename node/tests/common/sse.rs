@@ -1,6 +1,9 @@
 //! A reader of `/v1/events` (Server-Sent Events) for tests: blocks on a blank line, fields
 //! `id`/`event`/`data`, comment lines counted (heartbeats).
 
+// Each test crate that includes it uses part of it.
+#![allow(dead_code)]
+
 use serde_json::Value;
 use std::time::Duration;
 
