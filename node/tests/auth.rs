@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sse::SseReader;
 use std::time::{Duration, Instant};
 
-/// A request to `path` (its `{id}` a number no object has) with a body that fails validation
+/// A request to `path` (its `{id}` a number no object has, its `{name}` a name none has) with a body that fails validation
 /// after the gate, so no call changes the cluster: the status says only what the gate did.
 fn request(
     c: &Cluster,
@@ -22,7 +22,9 @@ fn request(
     path: &str,
     token: Option<&str>,
 ) -> reqwest::RequestBuilder {
-    let url = c.node(node).url(&path.replace("{id}", "987654"));
+    let url = c
+        .node(node)
+        .url(&path.replace("{id}", "987654").replace("{name}", "no-such-name"));
     let builder = match *method {
         axum::http::Method::GET => c.anonymous.get(url),
         axum::http::Method::POST => c
@@ -31,6 +33,11 @@ fn request(
             .header("content-type", "application/json")
             .body("{}"),
         axum::http::Method::DELETE => c.anonymous.delete(url),
+        axum::http::Method::PUT => c
+            .anonymous
+            .put(url)
+            .header("content-type", "application/json")
+            .body("{}"),
         ref other => panic!("no test request for {other}"),
     };
     let builder = builder.timeout(Duration::from_secs(10));
@@ -309,6 +316,7 @@ async fn as_token(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_scoped_token_sees_and_touches_its_tenants_only() {
     let c = Cluster::start(1, &[]).await;
+    c.register_pool(1).await;
     let scoped = |name: &str, tenant: &str| json!({ "name": name, "role": "submitter", "tenants": [tenant] });
     let (_, web) = c.post(1, "/v1/tokens", scoped("web-ci", "web")).await;
     let (_, ops) = c.post(1, "/v1/tokens", scoped("ops-ci", "ops")).await;

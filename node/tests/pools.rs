@@ -48,3 +48,64 @@ async fn a_pool_the_leader_cannot_drive_is_shown_and_its_jobs_time_out() {
         .await;
     assert_eq!(j["failure"], "timeout", "{j}");
 }
+
+/// The operators' and admins' changes, each sent to a follower and redirected to the leader:
+/// a pool drained and removed, a tenant's quota set and lifted, the limits changed (and a
+/// change past a ceiling refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_are_drained_and_removed_quotas_and_limits_are_set_through_any_node() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    c.register_pool(leader).await;
+
+    let (s, v) = c.post(follower, "/v1/pools/main/drain", json!({})).await;
+    assert_eq!((s, v["draining"].as_bool()), (200, Some(true)), "{v}");
+    let (_, pools) = c.get(leader, "/v1/pools").await;
+    assert_eq!(pools["items"][0]["draining"], true, "{pools}");
+    let (s, v) = c
+        .post(follower, "/v1/pools/main/drain", json!({ "draining": false }))
+        .await;
+    assert_eq!((s, v["changed"].as_bool()), (200, Some(true)), "{v}");
+    let (s, v) = c.post(follower, "/v1/pools/nope/drain", json!({})).await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = c.delete(follower, "/v1/pools/main").await;
+    assert_eq!(s, 200, "{v}");
+    let (_, pools) = c.get(leader, "/v1/pools").await;
+    assert_eq!(pools["items"].as_array().map(Vec::len), Some(0), "{pools}");
+    let (s, _) = c.delete(follower, "/v1/pools/main").await;
+    assert_eq!(s, 404);
+
+    let quota = json!({ "cpu_millis": 2000, "memory_mib": 1024, "max_running_jobs": 3 });
+    let (s, v) = c.put(follower, "/v1/tenants/web/quota", quota).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, tenants) = c.get(leader, "/v1/tenants?consistency=linearizable").await;
+    let web = tenants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "web")
+        .cloned()
+        .unwrap_or_else(|| panic!("{tenants}"));
+    assert_eq!(web["quota"]["max_running_jobs"], 3, "{web}");
+    let (s, v) = c
+        .put(follower, "/v1/tenants/web/quota", json!({ "cpu_millis": 1 }))
+        .await;
+    assert_eq!(s, 422, "a quota names every dimension: {v}");
+    let (s, v) = c.delete(follower, "/v1/tenants/web/quota").await;
+    assert_eq!((s, v["quota"].is_null()), (200, true), "{v}");
+
+    let (s, got) = c.get(follower, "/v1/limits").await;
+    assert_eq!(s, 200, "{got}");
+    let mut limits = got["limits"].clone();
+    limits["max_jobs_per_pipeline"] = json!(2);
+    let (s, v) = c.put(follower, "/v1/limits", limits.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    let three = json!({ "name": "three", "jobs": [
+        job_spec("a", json!({})), job_spec("b", json!({})), job_spec("c", json!({})) ] });
+    let (s, v) = c.post(leader, "/v1/pipelines", three).await;
+    assert_eq!(s, 422, "past the new limit: {v}");
+    limits["max_jobs_per_pipeline"] = json!(u64::MAX);
+    let (s, v) = c.put(follower, "/v1/limits", limits).await;
+    assert_eq!(s, 422, "past the ceiling: {v}");
+}

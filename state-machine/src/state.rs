@@ -278,6 +278,11 @@ impl State {
         self.tenants.get(name)
     }
 
+    /// Every tenant the state knows (one with a quota, or with work placed), by name.
+    pub fn tenants(&self) -> impl Iterator<Item = (&str, &Tenant)> {
+        self.tenants.iter().map(|(name, t)| (name.as_str(), t))
+    }
+
     pub fn assignments(&self) -> impl Iterator<Item = &Assignment> {
         self.assignments.values()
     }

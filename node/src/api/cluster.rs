@@ -181,8 +181,10 @@ pub struct AddMember {
     pub incarnation: Option<String>,
 }
 
-/// Redirects to the leader when this node is not it.
-fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
+/// Redirects to the leader when this node is not it: the routes whose commands the leader
+/// alone proposes (membership, and the operators' and admins' changes that are no client
+/// request a follower may forward, `Command::is_client_request`).
+pub(super) fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError> {
     if app.raft.is_leader() {
         return Ok(());
     }

@@ -10,10 +10,12 @@ mod events;
 mod health;
 mod input_body;
 mod jobs;
+mod limits;
 pub mod openapi;
 mod pipelines;
 mod pools;
 pub mod server;
+mod tenants;
 pub mod tokens;
 mod yaml_guard;
 mod yaml_lines;
@@ -30,7 +32,7 @@ use axum::http::Method;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use flotilla_raft_store::{NodeAddr, StateHandle};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -109,6 +111,33 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
         ("/v1/events", Method::GET, get(events::stream), at_least(Viewer)),
         ("/v1/pools", Method::GET, get(pools::list), at_least(Viewer)),
         ("/v1/pools", Method::POST, post(pools::register), at_least(Operator)),
+        (
+            "/v1/pools/{name}/drain",
+            Method::POST,
+            post(pools::drain),
+            at_least(Operator),
+        ),
+        (
+            "/v1/pools/{name}",
+            Method::DELETE,
+            delete(pools::remove),
+            at_least(Operator),
+        ),
+        ("/v1/tenants", Method::GET, get(tenants::list), at_least(Viewer)),
+        (
+            "/v1/tenants/{name}/quota",
+            Method::PUT,
+            put(tenants::set_quota),
+            at_least(Admin),
+        ),
+        (
+            "/v1/tenants/{name}/quota",
+            Method::DELETE,
+            delete(tenants::clear_quota),
+            at_least(Admin),
+        ),
+        ("/v1/limits", Method::GET, get(limits::get), at_least(Viewer)),
+        ("/v1/limits", Method::PUT, put(limits::update), at_least(Admin)),
         ("/v1/cluster", Method::GET, get(cluster::status), Permission::Public),
         (
             "/v1/cluster/init",

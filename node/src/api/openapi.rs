@@ -5,7 +5,7 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, events, health, jobs, pipelines, pools, tokens};
+use super::{cluster, events, health, jobs, limits, pipelines, pools, tenants, tokens};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
@@ -29,6 +29,13 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         events::stream,
         pools::list,
         pools::register,
+        pools::drain,
+        pools::remove,
+        tenants::list,
+        tenants::set_quota,
+        tenants::clear_quota,
+        limits::get,
+        limits::update,
         cluster::status,
         cluster::init,
         cluster::add_member,
@@ -55,6 +62,9 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         ErrorDoc,
         TokenBootstrapDoc,
         TokenCreateDoc,
+        DrainDoc,
+        QuotaDoc,
+        LimitsDoc,
         TransferLeaderDoc
     ))
 )]
@@ -81,6 +91,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         for (method, op) in [
             (axum::http::Method::GET, &mut item.get),
             (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::PUT, &mut item.put),
             (axum::http::Method::DELETE, &mut item.delete),
         ] {
             let Some(op) = op else { continue };
@@ -267,6 +278,30 @@ pub struct TokenCreateDoc {
     /// Lifetime in milliseconds; absent: until revoked.
     ttl_ms: Option<u64>,
 }
+
+#[derive(ToSchema)]
+#[schema(as = Drain)]
+#[allow(dead_code)]
+pub struct DrainDoc {
+    /// `true` (the default): place nothing more on the pool; `false`: place again.
+    draining: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = Quota)]
+#[allow(dead_code)]
+pub struct QuotaDoc {
+    cpu_millis: u64,
+    memory_mib: u64,
+    gpus: Option<u32>,
+    max_running_jobs: u32,
+}
+
+/// Every limit, as `GET /v1/limits` answers them under `limits` (all fields required).
+#[derive(ToSchema)]
+#[schema(as = Limits)]
+#[allow(dead_code)]
+pub struct LimitsDoc(BTreeMap<String, serde_json::Value>);
 
 #[derive(ToSchema)]
 #[schema(as = TransferLeader)]

@@ -49,3 +49,58 @@ pub async fn list(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Resul
         &serde_json::json!({ "items": pools, "applied_index": applied }),
     ))
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// `true` (the default): place nothing more on the pool; `false`: place again.
+    #[serde(default = "yes")]
+    pub draining: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Stops placing jobs on a pool (its running jobs finish), or starts again. The leader
+/// commits it: sent to a follower, the answer is a redirect.
+#[utoipa::path(post, path = "/v1/pools/{name}/drain", tag = "pools", params(("name" = String, Path)),
+    request_body(content = super::openapi::DrainDoc, content_type = "application/json"),
+    responses((status = 200, description = "the pool's draining flag"), (status = 307, description = "sent to a follower: see Location"),
+              (status = 404, description = "no such pool", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
+pub async fn drain(
+    State(app): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    InputBody(req): InputBody<DrainRequest>,
+) -> Result<Response, ApiError> {
+    super::cluster::leader_redirect(&app, &format!("/v1/pools/{name}/drain"))?;
+    let command = Command::SetPoolDraining {
+        pool: name.clone(),
+        draining: req.draining,
+    };
+    match app.proposer.commit(command).await? {
+        SmResponse::Done { changed } => {
+            Ok(Json(serde_json::json!({ "pool": name, "draining": req.draining, "changed": changed })).into_response())
+        }
+        SmResponse::Rejected(r) => Err(r.into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Removes a pool that runs no worker (drain it first and let its jobs finish). The leader
+/// commits it: sent to a follower, the answer is a redirect.
+#[utoipa::path(delete, path = "/v1/pools/{name}", tag = "pools", params(("name" = String, Path)),
+    responses((status = 200, description = "removed"), (status = 307, description = "sent to a follower: see Location"),
+              (status = 404, description = "no such pool", body = super::openapi::ErrorBodyDoc),
+              (status = 409, description = "the pool still runs workers", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
+pub async fn remove(
+    State(app): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    super::cluster::leader_redirect(&app, &format!("/v1/pools/{name}"))?;
+    match app.proposer.commit(Command::RemovePool { pool: name.clone() }).await? {
+        SmResponse::Done { .. } => Ok(Json(serde_json::json!({ "removed": name })).into_response()),
+        SmResponse::Rejected(r) => Err(r.into()),
+        other => Err(unexpected(other)),
+    }
+}

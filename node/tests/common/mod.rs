@@ -421,6 +421,11 @@ impl Cluster {
             .await
     }
 
+    pub async fn put(&self, id: u64, path: &str, body: Value) -> (u16, Value) {
+        self.send_following(self.node(id).url(path), |url| self.http.put(url).json(&body))
+            .await
+    }
+
     pub async fn delete(&self, id: u64, path: &str) -> (u16, Value) {
         self.send_following(self.node(id).url(path), |url| self.http.delete(url))
             .await
