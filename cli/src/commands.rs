@@ -89,12 +89,8 @@ pub enum PoolCmd {
         /// process, docker, kubernetes or sim
         #[arg(long, default_value = "process")]
         provider: String,
-        #[arg(long)]
-        cpu_millis: u64,
-        #[arg(long)]
-        memory_mib: u64,
-        #[arg(long, default_value_t = 0)]
-        gpus: u32,
+        #[command(flatten)]
+        capacity: ResourcesArgs,
         #[arg(long)]
         max_workers: u32,
         /// Pool label, `key=value`; repeatable.
@@ -106,6 +102,34 @@ pub enum PoolCmd {
         settings: Vec<String>,
     },
     List,
+    /// Place nothing more on a pool (its running jobs finish), or with --undo place again
+    /// (operator).
+    Drain {
+        name: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Remove a pool that runs no worker (drain it first; operator).
+    Remove {
+        name: String,
+    },
+}
+
+/// An amount of each resource: a pool's capacity, a tenant's quota.
+#[derive(Args)]
+pub struct ResourcesArgs {
+    #[arg(long)]
+    pub cpu_millis: u64,
+    #[arg(long)]
+    pub memory_mib: u64,
+    #[arg(long, default_value_t = 0)]
+    pub gpus: u32,
+}
+
+impl ResourcesArgs {
+    pub fn json(&self) -> Value {
+        json!({ "cpu_millis": self.cpu_millis, "memory_mib": self.memory_mib, "gpus": self.gpus })
+    }
 }
 
 #[derive(Subcommand)]
@@ -382,9 +406,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
             PoolCmd::Register {
                 name,
                 provider,
-                cpu_millis,
-                memory_mib,
-                gpus,
+                capacity,
                 max_workers,
                 labels,
                 settings,
@@ -393,7 +415,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 let setting_map = key_values("--setting", settings)?;
                 let body = json!({
                     "name": name, "provider": provider, "max_workers": max_workers, "labels": label_map, "settings": setting_map,
-                    "capacity": { "cpu_millis": cpu_millis, "memory_mib": memory_mib, "gpus": gpus }
+                    "capacity": capacity.json()
                 });
                 show(&client.post("/v1/pools", &body).await?, &|_| {
                     println!("pool {name} registered")
@@ -425,6 +447,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                             } else {
                                 cell(&s["host"])
                             },
+                            if p["draining"] == true { "draining" } else { "active" }.to_string(),
                             if p["problem"].is_null() {
                                 String::new()
                             } else {
@@ -433,9 +456,30 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                         ]
                     })
                     .collect();
-                output::table(&["POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS", "PROBLEM"], &rows);
+                output::table(
+                    &[
+                        "POOL", "PROVIDER", "CPU(m)", "MEM(MiB)", "WORKERS", "HOST", "STATE", "PROBLEM",
+                    ],
+                    &rows,
+                );
             }),
+            PoolCmd::Drain { name, undo } => {
+                let v = client
+                    .post(&format!("/v1/pools/{name}/drain"), &json!({ "draining": !undo }))
+                    .await?;
+                show(&v, &|_| {
+                    println!("pool {name} {}", if *undo { "takes jobs again" } else { "is draining" })
+                });
+            }
+            PoolCmd::Remove { name } => {
+                let v = client
+                    .request(Method::DELETE, &format!("/v1/pools/{name}"), None, &[])
+                    .await?;
+                show(&v, &|_| println!("pool {name} removed"));
+            }
         },
+        CliCommand::Tenant(cmd) => crate::admin::tenant(client, format, cmd).await?,
+        CliCommand::Limits(cmd) => crate::admin::limits(client, format, cmd).await?,
         CliCommand::Dev(_) | CliCommand::Events(_) | CliCommand::Login(_) | CliCommand::Logout => {
             unreachable!("handled in main")
         }

@@ -1,5 +1,6 @@
 //! `flotilla`: the user and admin command-line tool. It speaks only the REST API.
 
+mod admin;
 mod client;
 mod commands;
 mod config;
@@ -45,12 +46,18 @@ pub enum CliCommand {
     /// Inspect jobs, read their logs, cancel them.
     #[command(subcommand)]
     Job(commands::JobCmd),
-    /// Register and list worker pools.
+    /// Register, list, drain and remove worker pools.
     #[command(subcommand)]
     Pool(commands::PoolCmd),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
+    /// Tenants' quotas and use.
+    #[command(subcommand)]
+    Tenant(admin::TenantCmd),
+    /// The limits every input is checked against.
+    #[command(subcommand)]
+    Limits(admin::LimitsCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.

@@ -248,6 +248,39 @@ fn dev_cluster_serves_the_cli() {
     let nobody = run(&token, "127.0.0.1:1", &["cluster", "status"]);
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no server could be reached"));
 
+    // Quotas, limits and pool draining, through whichever node is asked.
+    let ok = |o: Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        stdout(&o)
+    };
+    ok(run(
+        &token,
+        &servers[2],
+        &[
+            "tenant",
+            "set-quota",
+            "web",
+            "--cpu-millis",
+            "1000",
+            "--memory-mib",
+            "512",
+            "--max-running-jobs",
+            "2",
+        ],
+    ));
+    let tenants = ok(run(&token, &all, &["tenant", "list"]));
+    assert!(tenants.contains("web") && tenants.contains("0/2"), "{tenants}");
+    ok(run(&token, &servers[1], &["tenant", "clear-quota", "web"]));
+    let limits = ok(run(&token, &all, &["limits", "show"]));
+    assert!(limits.contains("max_jobs_per_pipeline"), "{limits}");
+    assert!(ok(run(&token, &servers[2], &["limits", "set", "max_retries=5"])).contains("limits changed"));
+    let unknown = run(&token, &all, &["limits", "set", "max_colour=1"]);
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("no limit is called"));
+    ok(run(&token, &servers[1], &["pool", "drain", "local"]));
+    assert!(ok(run(&token, &all, &["pool", "list"])).contains("draining"));
+    ok(run(&token, &servers[2], &["pool", "drain", "local", "--undo"]));
+    assert!(ok(run(&token, &all, &["pool", "list"])).contains("active"));
+
     // Ctrl-C stops the dev cluster and its nodes.
     Command::new("kill")
         .args(["-INT", &dev.id().to_string()])
