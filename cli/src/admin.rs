@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 #[derive(Subcommand)]
 pub enum TenantCmd {
-    /// Tenants with their quota, allocation and running jobs (a scoped token: its own).
+    /// Tenants with their quota, allocation and running jobs (a scoped token: its own), read
+    /// through the leader.
     List,
     /// Set a tenant's quota (admin). A lower one lets running jobs finish; new ones wait.
     SetQuota {
@@ -27,7 +28,7 @@ pub enum TenantCmd {
 
 #[derive(Subcommand)]
 pub enum LimitsCmd {
-    /// The limits in force, with the ceiling each may be raised to.
+    /// The limits in force, with the ceiling each may be raised to, read through the leader.
     Show,
     /// Change limits (admin): `name=value`, repeatable, the others kept as they are
     /// (`flotilla limits show` lists the names).
@@ -47,30 +48,34 @@ fn show(format: Format, v: &Value, table: &dyn Fn(&Value)) {
 
 pub async fn tenant(client: &Client, format: Format, cmd: &TenantCmd) -> anyhow::Result<()> {
     match cmd {
-        TenantCmd::List => show(format, &client.get("/v1/tenants").await?, &|v| {
-            let rows: Vec<Vec<String>> = v["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    let q = &t["quota"];
-                    let of = |used: &Value, cap: &Value| {
-                        if q.is_null() {
-                            cell(used)
-                        } else {
-                            format!("{}/{}", cell(used), cell(cap))
-                        }
-                    };
-                    vec![
-                        cell(&t["name"]),
-                        of(&t["allocated"]["cpu_millis"], &q["resources"]["cpu_millis"]),
-                        of(&t["allocated"]["memory_mib"], &q["resources"]["memory_mib"]),
-                        of(&t["running_jobs"], &q["max_running_jobs"]),
-                    ]
-                })
-                .collect();
-            output::table(&["TENANT", "CPU(m)", "MEM(MiB)", "RUNNING"], &rows);
-        }),
+        TenantCmd::List => show(
+            format,
+            &client.get("/v1/tenants?consistency=linearizable").await?,
+            &|v| {
+                let rows: Vec<Vec<String>> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        let q = &t["quota"];
+                        let of = |used: &Value, cap: &Value| {
+                            if q.is_null() {
+                                cell(used)
+                            } else {
+                                format!("{}/{}", cell(used), cell(cap))
+                            }
+                        };
+                        vec![
+                            cell(&t["name"]),
+                            of(&t["allocated"]["cpu_millis"], &q["resources"]["cpu_millis"]),
+                            of(&t["allocated"]["memory_mib"], &q["resources"]["memory_mib"]),
+                            of(&t["running_jobs"], &q["max_running_jobs"]),
+                        ]
+                    })
+                    .collect();
+                output::table(&["TENANT", "CPU(m)", "MEM(MiB)", "RUNNING"], &rows);
+            },
+        ),
         TenantCmd::SetQuota {
             name,
             resources,
@@ -95,15 +100,19 @@ pub async fn tenant(client: &Client, format: Format, cmd: &TenantCmd) -> anyhow:
 
 pub async fn limits(client: &Client, format: Format, cmd: &LimitsCmd) -> anyhow::Result<()> {
     match cmd {
-        LimitsCmd::Show => show(format, &client.get("/v1/limits").await?, &|v| {
-            let rows: Vec<Vec<String>> = v["limits"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(name, value)| vec![name.clone(), cell(value), cell(&v["ceiling"][name])])
-                .collect();
-            output::table(&["LIMIT", "VALUE", "CEILING"], &rows);
-        }),
+        LimitsCmd::Show => show(
+            format,
+            &client.get("/v1/limits?consistency=linearizable").await?,
+            &|v| {
+                let rows: Vec<Vec<String>> = v["limits"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| vec![name.clone(), cell(value), cell(&v["ceiling"][name])])
+                    .collect();
+                output::table(&["LIMIT", "VALUE", "CEILING"], &rows);
+            },
+        ),
         LimitsCmd::Set { changes } => {
             let current = client.get("/v1/limits?consistency=linearizable").await?;
             let mut limits = current["limits"].clone();

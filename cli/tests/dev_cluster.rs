@@ -53,20 +53,41 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A running `flotilla dev`, interrupted (Ctrl-C) when dropped: a failing assertion must not
+/// leave it and its nodes running.
+struct Dev(Option<std::process::Child>);
+
+impl Dev {
+    /// Sends SIGINT and waits for the exit.
+    fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.0.take()?;
+        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
+}
+
 #[test]
 fn dev_cluster_serves_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     // Below the ephemeral range (32768+), apart from the other test's ports.
     let base = 12_000 + (std::process::id() % 3_000) as u16;
-    let mut dev = Command::new(flotilla())
-        .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
-        .arg(dir.path())
-        .arg("--node-binary")
-        .arg(node_binary())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut dev = Dev(Some(
+        Command::new(flotilla())
+            .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .arg("--node-binary")
+            .arg(node_binary())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    ));
     let servers: Vec<String> = (1..=3).map(|n| format!("127.0.0.1:{}", base + 1000 + n)).collect();
     let all = servers.join(",");
     let token = dev_token(dir.path());
@@ -277,16 +298,24 @@ fn dev_cluster_serves_the_cli() {
     let unknown = run(&token, &all, &["limits", "set", "max_colour=1"]);
     assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("no limit is called"));
     ok(run(&token, &servers[1], &["pool", "drain", "local"]));
-    assert!(ok(run(&token, &all, &["pool", "list"])).contains("draining"));
+    // `pool list` reads the node's applied state: the change reaches it a moment later.
+    let pools_show = |word: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed = stdout(&run(&token, &all, &["pool", "list"]));
+            if listed.contains(word) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "pool list never showed {word}: {listed}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    pools_show("draining");
     ok(run(&token, &servers[2], &["pool", "drain", "local", "--undo"]));
-    assert!(ok(run(&token, &all, &["pool", "list"])).contains("active"));
+    pools_show("active");
 
     // Ctrl-C stops the dev cluster and its nodes.
-    Command::new("kill")
-        .args(["-INT", &dev.id().to_string()])
-        .status()
-        .unwrap();
-    let status = dev.wait().unwrap();
+    let status = dev.interrupt().expect("flotilla dev was running");
     assert!(status.success(), "flotilla dev exited with {status}");
     assert!(
         !run(&token, &all, &["cluster", "status"]).status.success(),
