@@ -53,7 +53,9 @@ start_flotilla_node() {
 # (submissions need a pool that fits them; this keeps the load on the write path).
 form_flotilla_cluster() {
   for i in 1 2 3; do start_flotilla_node "$i"; done
-  for _ in $(seq 100); do flotilla cluster init >/dev/null 2>&1 && break; sleep 0.2; done
+  # Node 1 alone: sent to the list, init would found the cluster on whichever node answered
+  # first, and node 1 (first in every later request's list) would stand outside it.
+  for _ in $(seq 100); do "$bin/flotilla" --server 127.0.0.1:18701 cluster init >/dev/null 2>&1 && break; sleep 0.2; done
   for i in 2 3; do
     for _ in $(seq 100); do
       flotilla cluster add --id "$i" --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" >/dev/null 2>&1 && break
