@@ -420,4 +420,28 @@ async fn a_tenant_scoped_token_sees_and_touches_its_tenants_only() {
             .all(|e| e.data["pipeline"] != theirs_id && e.data["job"] != theirs_job),
         "another tenant's event reached the web token"
     );
+    // The token audit trail is the admins' alone, and carries no secret.
+    assert!(
+        !seen.iter().any(|e| e.event.starts_with("Auth")),
+        "a submitter read the audit trail"
+    );
+    let mut reader = SseReader::open(
+        &c.node(1).url("/v1/events?after=0&follow=false&type=AuthGranted"),
+        None,
+        c.token.get().map(String::as_str),
+    )
+    .await
+    .expect("the stream opens");
+    let mut granted = Vec::new();
+    while let Some(e) = reader.next(WAIT).await {
+        granted.push(e);
+    }
+    let names: Vec<&str> = granted.iter().filter_map(|e| e.data["name"].as_str()).collect();
+    assert_eq!(names, ["bootstrap-admin", "web-ci", "ops-ci"], "{granted:?}");
+    assert_eq!(granted[1].data["tenants"], json!(["web"]));
+    let text = format!("{granted:?}");
+    assert!(
+        !text.contains(&web[4..]) && !text.contains(&ops[4..]),
+        "a secret in an event"
+    );
 }

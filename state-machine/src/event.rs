@@ -1,8 +1,9 @@
 //! Events emitted by `apply`. Every replica emits the same events for the same entry; the
 //! leader's effects executor acts on them, every node streams them to subscribers.
 
-use crate::{FailureReason, FencingToken, JobId, PipelineId, PipelineState, Resources};
+use crate::{FailureReason, FencingToken, JobId, PipelineId, PipelineState, Resources, Role, TokenId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 /// Internally tagged for readable JSON streams; events are never persisted with bincode.
@@ -119,21 +120,33 @@ pub enum Event {
         tenant: String,
     },
     LimitsUpdated,
+    /// An API token was created (never its secret): the audit trail of who may do what.
+    AuthGranted {
+        token: TokenId,
+        name: String,
+        role: Role,
+        tenants: BTreeSet<String>,
+    },
+    /// An API token was revoked.
+    AuthRevoked {
+        token: TokenId,
+    },
 }
 
 /// What an event is about: the kind of object and its id, as used in stream subjects
 /// (`<category>.<id>.<event>`) and filters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSubject {
-    /// `pipeline`, `job`, `worker` or `capacity`.
+    /// `pipeline`, `job`, `worker`, `capacity` or `auth`.
     pub category: &'static str,
-    /// `p3`, `j12`, `j12-a2` (a job's attempt), a pool or tenant name, or `limits`.
+    /// `p3`, `j12`, `j12-a2` (a job's attempt), a pool or tenant name, `limits`, or a token
+    /// (`t4`).
     pub id: String,
 }
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 23] = [
+    pub const KINDS: [&'static str; 25] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -157,6 +170,8 @@ impl Event {
         "CapacityUpdated",
         "QuotaUpdated",
         "LimitsUpdated",
+        "AuthGranted",
+        "AuthRevoked",
     ];
 
     /// The job this event concerns, if any.
@@ -184,7 +199,9 @@ impl Event {
             | Event::PoolRemoved { .. }
             | Event::CapacityUpdated { .. }
             | Event::QuotaUpdated { .. }
-            | Event::LimitsUpdated => None,
+            | Event::LimitsUpdated
+            | Event::AuthGranted { .. }
+            | Event::AuthRevoked { .. } => None,
         }
     }
 
@@ -213,6 +230,7 @@ impl Event {
             }
             Event::QuotaUpdated { tenant } => ("capacity", tenant.clone()),
             Event::LimitsUpdated => ("capacity", "limits".to_string()),
+            Event::AuthGranted { token, .. } | Event::AuthRevoked { token } => ("auth", token.to_string()),
             other => ("job", other.job().map(|j| j.to_string()).unwrap_or_default()),
         };
         EventSubject { category, id }
@@ -244,6 +262,13 @@ impl Event {
             Event::CapacityUpdated { .. } => "CapacityUpdated",
             Event::QuotaUpdated { .. } => "QuotaUpdated",
             Event::LimitsUpdated => "LimitsUpdated",
+            Event::AuthGranted { .. } => "AuthGranted",
+            Event::AuthRevoked { .. } => "AuthRevoked",
         }
+    }
+
+    /// Whether only admins may read it (the token audit trail).
+    pub fn is_audit(&self) -> bool {
+        matches!(self, Event::AuthGranted { .. } | Event::AuthRevoked { .. })
     }
 }

@@ -215,7 +215,7 @@ impl State {
             Command::UpdateLimits { limits } => self.update_limits(cx, limits),
             Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
             Command::CreateToken { grant, bootstrap } => self.create_token(cx, grant, *bootstrap),
-            Command::RevokeToken { id } => self.revoke_token(*id),
+            Command::RevokeToken { id } => self.revoke_token(cx, *id),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),

@@ -50,10 +50,13 @@ struct Filter {
     kinds: Option<BTreeSet<&'static str>>,
     /// The caller's tenants: events of other tenants' pipelines and jobs are left out.
     scope: TenantScope,
+    /// Whether the caller may read the token audit trail (an admin, or anyone under
+    /// `--auth none`).
+    audit: bool,
 }
 
 impl Filter {
-    fn parse(q: &EventsQuery, scope: TenantScope) -> Result<Filter, ApiError> {
+    fn parse(q: &EventsQuery, scope: TenantScope, audit: bool) -> Result<Filter, ApiError> {
         let kinds = match &q.kinds {
             None => None,
             Some(list) => Some(
@@ -82,12 +85,16 @@ impl Filter {
             job: q.job.as_deref().map(|j| parse_id("job", j).map(JobId)).transpose()?,
             kinds,
             scope,
+            audit,
         })
     }
 
     /// Whether `event` passes; a job event's pipeline is looked up in the state.
     fn admits(&self, event: &Event, state: &flotilla_state_machine::State) -> bool {
         if self.kinds.as_ref().is_some_and(|k| !k.contains(event.kind())) {
+            return false;
+        }
+        if event.is_audit() && !self.audit {
             return false;
         }
         if let Some(job) = self.job
@@ -152,7 +159,10 @@ pub async fn stream(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: EventsQuery = parse_query(raw)?;
-    let filter = Filter::parse(&q, TenantScope::of(caller.as_deref()))?;
+    let audit = caller
+        .as_deref()
+        .is_none_or(|c| c.role == flotilla_state_machine::Role::Admin);
+    let filter = Filter::parse(&q, TenantScope::of(caller.as_deref()), audit)?;
     let heartbeat_ms = q.heartbeat_ms.unwrap_or(DEFAULT_HEARTBEAT_MS);
     if !(100..=60_000).contains(&heartbeat_ms) {
         return Err(ApiError::bad_request(

@@ -4,7 +4,7 @@
 use super::{EntryContext, Handled};
 use crate::spec::validate_name;
 use crate::{
-    MAX_TOKEN_TENANTS, MAX_TOKENS, Rejection, Response, Role, SpecError, State, TokenGrant, TokenId, TokenRecord,
+    Event, MAX_TOKEN_TENANTS, MAX_TOKENS, Rejection, Response, Role, SpecError, State, TokenGrant, TokenId, TokenRecord,
 };
 
 impl State {
@@ -69,13 +69,20 @@ impl State {
         );
         self.tokens_by_secret.insert(grant.secret_sha256, id);
         self.tokens_bootstrapped = true;
+        cx.emit(Event::AuthGranted {
+            token: id,
+            name: grant.name.clone(),
+            role: grant.role,
+            tenants: grant.tenants.clone(),
+        });
         Ok(Response::TokenCreated { id })
     }
 
-    pub(crate) fn revoke_token(&mut self, id: TokenId) -> Handled {
+    pub(crate) fn revoke_token(&mut self, cx: &mut EntryContext, id: TokenId) -> Handled {
         match self.tokens.remove(&id) {
             Some(t) => {
                 self.tokens_by_secret.remove(&t.secret_sha256);
+                cx.emit(Event::AuthRevoked { token: id });
                 Ok(Response::Done { changed: true })
             }
             None => Err(Rejection::UnknownToken(id)),
@@ -112,11 +119,39 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn apply(state: &mut State, index: u64, command: Command) -> Response {
+        applied(state, index, command).0
+    }
+
+    fn applied(state: &mut State, index: u64, command: Command) -> (Response, Vec<crate::Event>) {
         let ctx = ApplyContext {
             log_index: index,
             term: 1,
         };
-        state.apply(ctx, &Proposal::new(1_000, command)).0
+        state.apply(ctx, &Proposal::new(1_000, command))
+    }
+
+    #[test]
+    fn creating_and_revoking_a_token_are_audit_events_without_the_secret() {
+        let mut s = State::default();
+        let boot = Command::CreateToken {
+            grant: grant("admin", Role::Admin, 1),
+            bootstrap: true,
+        };
+        let (_, events) = applied(&mut s, 1, boot);
+        assert_eq!(
+            events,
+            vec![crate::Event::AuthGranted {
+                token: TokenId(1),
+                name: "admin".into(),
+                role: Role::Admin,
+                tenants: BTreeSet::new(),
+            }]
+        );
+        assert!(events[0].is_audit());
+        let (_, events) = applied(&mut s, 2, Command::RevokeToken { id: TokenId(1) });
+        assert_eq!(events, vec![crate::Event::AuthRevoked { token: TokenId(1) }]);
+        let (_, events) = applied(&mut s, 3, Command::RevokeToken { id: TokenId(1) });
+        assert!(events.is_empty(), "a refused revocation is no event");
     }
 
     fn grant(name: &str, role: Role, secret: u8) -> TokenGrant {
