@@ -42,7 +42,7 @@ struct Cli {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let result = match flotilla_headers(cli.token.as_deref()) {
+    let result = match flotilla_cli::token_headers(cli.token.as_deref()) {
         Ok(headers) => run(&flotilla_cli::server_urls(&cli.server), headers, &cli.command).await,
         Err(e) => Err(e),
     };
@@ -113,18 +113,6 @@ impl LoadArgs {
             warmup: Duration::from_secs(self.warmup_s),
         })
     }
-}
-
-/// The headers of every request to Flotilla: its token, when one is given.
-fn flotilla_headers(token: Option<&str>) -> anyhow::Result<reqwest::header::HeaderMap> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| anyhow::anyhow!("--token (FLOTILLA_TOKEN) holds characters no header may carry"))?;
-        value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    Ok(headers)
 }
 
 async fn run(servers: &[String], headers: reqwest::header::HeaderMap, command: &BenchCmd) -> anyhow::Result<()> {

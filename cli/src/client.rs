@@ -45,13 +45,7 @@ impl Client {
         if servers.is_empty() {
             bail!("no server address given (use --server or FLOTILLA_ADDR)");
         }
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| anyhow::anyhow!("--token (FLOTILLA_TOKEN) holds characters no header may carry"))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
+        let headers = flotilla_cli::token_headers(token)?;
         // Redirects to the leader are followed in `send`, token and all: reqwest's own policy
         // drops the Authorization header whenever the port changes.
         let http = reqwest::Client::builder()

@@ -1,5 +1,5 @@
 //! What the workspace's other REST clients share with the `flotilla` CLI (the load generators
-//! of `bench/` read `--server` the same way), and the CLI's idempotency keys.
+//! of `bench/` read `--server` and send `--token` the same way), and the CLI's idempotency keys.
 
 /// A `--server` list (comma-separated `host:port` or URLs) as base URLs, in order: `http://`
 /// where no scheme is given, no trailing slash, empty items skipped.
@@ -20,6 +20,19 @@ pub fn server_urls(list: &str) -> Vec<String> {
 /// A fresh idempotency key for one invocation of the CLI: `cli-` and 32 random hex digits.
 pub fn invocation_key() -> String {
     format!("cli-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+}
+
+/// The headers that carry `token` (`Authorization: Bearer`, marked sensitive so it is never
+/// printed); none for no token or an empty one.
+pub fn token_headers(token: Option<&str>) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("--token (FLOTILLA_TOKEN) holds characters no header may carry"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
 }
 
 /// A new token secret: `flt_` and 64 hex digits (256 bits from the operating system's random

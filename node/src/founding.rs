@@ -92,6 +92,16 @@ impl Founding {
         }
     }
 
+    /// This node's request to be added (at `addr`) to the cluster whose member's API is `seed`.
+    pub fn join_request(&self, addr: NodeAddr, seed: String) -> JoinRequest {
+        JoinRequest {
+            id: self.node_id,
+            addr,
+            seed,
+            admin_token: self.admin_token.clone(),
+        }
+    }
+
     /// Founds a cluster with this node (at `addr`) as its only voter and returns its id, if
     /// nothing speaks against it.
     pub async fn found(&self, raft: &Raft, addr: &NodeAddr) -> Result<String, FoundError> {
@@ -163,13 +173,7 @@ impl Founding {
                         cluster_id,
                         "a founding peer belongs to a cluster, and this node's data directory does not: this node does not found another one, and asks to join that one instead"
                     );
-                    let request = JoinRequest {
-                        id: self.node_id,
-                        addr,
-                        seed: format!("http://{peer}"),
-                        admin_token: self.admin_token.clone(),
-                    };
-                    join_cluster(request, raft, stop).await;
+                    join_cluster(self.join_request(addr, format!("http://{peer}")), raft, stop).await;
                     return;
                 }
                 Err(e @ FoundError::PeerSilent { .. }) => tracing::warn!(error = %e, "waiting before founding"),

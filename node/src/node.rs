@@ -207,15 +207,10 @@ impl RunningNode {
             // or manifest, and a node that lost its data directory does not found a second one.
             let at_start = founding.at_start(raft.clone(), addr.clone(), shutdown_rx.clone());
             tasks.push(tokio::spawn(at_start));
-        }
-        if let Some(seed) = settings.join.clone() {
-            let request = crate::founding::JoinRequest {
-                id: settings.id,
-                addr,
-                seed,
-                admin_token: settings.admin_token.clone(),
-            };
-            let join = crate::founding::join_cluster(request, raft.clone(), shutdown_rx.clone());
+        } else if let Some(seed) = settings.join.clone() {
+            // (`--bootstrap` and `--join` exclude each other: `Settings::resolve` refuses both.)
+            let join =
+                crate::founding::join_cluster(founding.join_request(addr, seed), raft.clone(), shutdown_rx.clone());
             tasks.push(tokio::spawn(join));
         }
         tracing::info!(id = settings.id, raft = %settings.raft_addr, api = %settings.api_addr, "node started");

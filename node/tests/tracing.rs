@@ -53,12 +53,10 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
     let token = init["admin_token"]
         .as_str()
         .expect("init hands out the first admin token");
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let http = reqwest::Client::builder()
+        .default_headers(common::bearer_headers(Some(token)))
+        .build()
+        .unwrap();
     let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 1000, "memory_mib": 1024 }, "max_workers": 2 });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http

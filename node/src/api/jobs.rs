@@ -1,8 +1,7 @@
 //! `/v1/jobs`: list with filters, get, cancel, logs.
 
 use super::{ApiError, AppState, Page, ReadQuery, cancelled, parse_id, parse_query, parse_state, read_response};
-use crate::auth::{Caller, TenantScope};
-use axum::Extension;
+use crate::auth::TenantScope;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -12,10 +11,9 @@ use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
     responses((status = 200, description = "a page of jobs"), super::openapi::StandardErrors))]
 pub async fn list(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let scope = TenantScope::of(caller.as_deref());
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
     let wanted: Option<JobState> = parse_state(
@@ -57,11 +55,10 @@ pub async fn list(
     responses((status = 200, description = "the job"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let scope = TenantScope::of(caller.as_deref());
     let id = JobId(parse_id("id", &id)?);
     super::read_one(
         &app,
@@ -81,13 +78,13 @@ pub async fn get_one(
               (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn cancel(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
     super::admit_scoped(
         &app,
-        &TenantScope::of(caller.as_deref()),
+        &scope,
         |s| s.job(job).map(|j| j.tenant.as_str()),
         || format!("job {job} does not exist"),
     )
@@ -102,11 +99,10 @@ pub async fn cancel(
     responses((status = 200, description = "the job's output", content_type = "text/plain"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn logs(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let scope = TenantScope::of(caller.as_deref());
     let id = JobId(parse_id("id", &id)?);
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;

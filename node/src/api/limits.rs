@@ -3,11 +3,11 @@
 //! request a follower may forward: sent to a follower, it is redirected to the leader.
 
 use super::input_body::InputBody;
-use super::{ApiError, AppState, ReadQuery, parse_query, read_response, unexpected};
+use super::{ApiError, AppState, ReadQuery, parse_query, read_response};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use flotilla_state_machine::{Command, Limits, Response as SmResponse};
+use flotilla_state_machine::{Command, Limits};
 
 #[utoipa::path(get, path = "/v1/limits", tag = "limits", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
     responses((status = 200, description = "the limits in force, and the ceilings they may be raised to"), super::openapi::StandardErrors))]
@@ -27,16 +27,7 @@ pub async fn get(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Result
     responses((status = 200, description = "the limits in force"), (status = 307, description = "sent to a follower: see Location"),
               (status = 422, description = "a limit past its ceiling, or zero", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn update(State(app): State<AppState>, InputBody(limits): InputBody<Limits>) -> Result<Response, ApiError> {
-    super::cluster::leader_redirect(&app, "/v1/limits")?;
-    match app
-        .proposer
-        .commit(Command::UpdateLimits { limits: limits.clone() })
-        .await?
-    {
-        SmResponse::Done { changed } => {
-            Ok(Json(serde_json::json!({ "limits": limits, "changed": changed })).into_response())
-        }
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    let command = Command::UpdateLimits { limits: limits.clone() };
+    let changed = super::commit_at_leader(&app, "/v1/limits", command).await?;
+    Ok(Json(serde_json::json!({ "limits": limits, "changed": changed })).into_response())
 }

@@ -448,6 +448,27 @@ pub fn cancelled(response: flotilla_state_machine::Response) -> Result<Response,
     }
 }
 
+/// Whether a command answered `Done` changed anything; a refusal as its error.
+pub fn done(response: flotilla_state_machine::Response) -> Result<bool, ApiError> {
+    match response {
+        flotilla_state_machine::Response::Done { changed } => Ok(changed),
+        flotilla_state_machine::Response::Rejected(r) => Err(r.into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Commits `command`, which only the leader proposes (no client request a follower may
+/// forward, `Command::is_client_request`), on this node if it leads, else answers a redirect
+/// to the leader for `path`; whether it changed anything.
+pub async fn commit_at_leader(
+    app: &AppState,
+    path: &str,
+    command: flotilla_state_machine::Command,
+) -> Result<bool, ApiError> {
+    cluster::leader_redirect(app, path)?;
+    done(app.proposer.commit(command).await?)
+}
+
 /// A response of the wrong kind for its command: a bug, reported as such.
 pub fn unexpected(response: flotilla_state_machine::Response) -> ApiError {
     ApiError::new(

@@ -13,9 +13,8 @@ use flotilla_state_machine::{
 };
 use serde::Serialize;
 
+use crate::auth::TenantScope;
 use crate::auth::scope::TENANT_HEADER;
-use crate::auth::{Caller, TenantScope};
-use axum::Extension;
 
 #[derive(Serialize)]
 pub struct JobSummary {
@@ -51,7 +50,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
               (status = 422, description = "invalid pipeline", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn submit(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     headers: HeaderMap,
     body: SourcedBody<PipelineSpec>,
 ) -> Result<Response, ApiError> {
@@ -59,7 +58,7 @@ pub async fn submit(
     // Kept only for a YAML body, whose errors are mapped back to lines (see below).
     let submitted = yaml.as_ref().map(|_| spec.clone());
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
-    let tenant = TenantScope::of(caller.as_deref()).submission_tenant(header(&headers, TENANT_HEADER)?)?;
+    let tenant = scope.submission_tenant(header(&headers, TENANT_HEADER)?)?;
     // The request's span continues the caller's trace; its context travels in the proposal.
     let span = tracing::info_span!("api.submit_pipeline", node = app.id);
     {
@@ -132,10 +131,9 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
     responses((status = 200, description = "a page of pipelines"), super::openapi::StandardErrors))]
 pub async fn list(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let scope = TenantScope::of(caller.as_deref());
     let q: ReadQuery = parse_query(raw)?;
     let page = q.page()?;
     let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
@@ -158,11 +156,10 @@ pub async fn list(
     responses((status = 200, description = "the pipeline and its jobs' states"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let scope = TenantScope::of(caller.as_deref());
     let id = PipelineId(parse_id("id", &id)?);
     super::read_one(
         &app,
@@ -181,13 +178,13 @@ pub async fn get_one(
     responses((status = 200, description = "the jobs cancelled"), super::openapi::UnknownId, super::openapi::StandardErrors))]
 pub async fn cancel(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let pipeline = PipelineId(parse_id("id", &id)?);
     super::admit_scoped(
         &app,
-        &TenantScope::of(caller.as_deref()),
+        &scope,
         |s| s.pipeline(pipeline).map(|p| p.tenant.as_str()),
         || format!("pipeline {pipeline} does not exist"),
     )

@@ -1,12 +1,12 @@
 //! `/v1/pools`: register a worker pool, list pools with their allocation.
 
 use super::input_body::InputBody;
-use super::{ApiError, AppState, ReadQuery, parse_query, read_response, unexpected};
+use super::{ApiError, AppState, ReadQuery, commit_at_leader, done, parse_query, read_response};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use flotilla_state_machine::{Command, PoolSpec, Response as SmResponse};
+use flotilla_state_machine::{Command, PoolSpec};
 
 #[utoipa::path(post, path = "/v1/pools", tag = "pools", request_body(content = super::openapi::PoolSpecDoc, content_type = "application/json"),
     responses((status = 201, description = "registered"), (status = 200, description = "already registered with this spec"),
@@ -23,18 +23,13 @@ pub async fn register(State(app): State<AppState>, InputBody(spec): InputBody<Po
             app.id, spec.provider
         ));
     }
-    match app.proposer.commit(Command::RegisterPool { spec }).await? {
-        SmResponse::Done { changed } => {
-            let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
-            Ok((
-                status,
-                Json(serde_json::json!({ "pool": name, "created": changed, "warnings": warnings })),
-            )
-                .into_response())
-        }
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    let changed = done(app.proposer.commit(Command::RegisterPool { spec }).await?)?;
+    let status = if changed { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(serde_json::json!({ "pool": name, "created": changed, "warnings": warnings })),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/pools", tag = "pools", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
@@ -73,18 +68,12 @@ pub async fn drain(
     axum::extract::Path(name): axum::extract::Path<String>,
     InputBody(req): InputBody<DrainRequest>,
 ) -> Result<Response, ApiError> {
-    super::cluster::leader_redirect(&app, &format!("/v1/pools/{name}/drain"))?;
     let command = Command::SetPoolDraining {
         pool: name.clone(),
         draining: req.draining,
     };
-    match app.proposer.commit(command).await? {
-        SmResponse::Done { changed } => {
-            Ok(Json(serde_json::json!({ "pool": name, "draining": req.draining, "changed": changed })).into_response())
-        }
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    let changed = commit_at_leader(&app, &format!("/v1/pools/{name}/drain"), command).await?;
+    Ok(Json(serde_json::json!({ "pool": name, "draining": req.draining, "changed": changed })).into_response())
 }
 
 /// Removes a pool that runs no worker (drain it first and let its jobs finish). The leader
@@ -97,10 +86,7 @@ pub async fn remove(
     State(app): State<AppState>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    super::cluster::leader_redirect(&app, &format!("/v1/pools/{name}"))?;
-    match app.proposer.commit(Command::RemovePool { pool: name.clone() }).await? {
-        SmResponse::Done { .. } => Ok(Json(serde_json::json!({ "removed": name })).into_response()),
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    let command = Command::RemovePool { pool: name.clone() };
+    commit_at_leader(&app, &format!("/v1/pools/{name}"), command).await?;
+    Ok(Json(serde_json::json!({ "removed": name })).into_response())
 }

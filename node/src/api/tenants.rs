@@ -3,21 +3,20 @@
 //! sent to a follower, it is redirected to the leader.
 
 use super::input_body::InputBody;
-use super::{ApiError, AppState, ReadQuery, parse_query, read_response, unexpected};
-use crate::auth::{Caller, TenantScope};
+use super::{ApiError, AppState, ReadQuery, parse_query, read_response};
+use crate::auth::TenantScope;
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
-use flotilla_state_machine::{Command, Quota, Resources, Response as SmResponse};
+use flotilla_state_machine::{Command, Quota, Resources};
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
     responses((status = 200, description = "tenants with their quota, allocation and running jobs (a scoped token: its own)"), super::openapi::StandardErrors))]
 pub async fn list(
     State(app): State<AppState>,
-    caller: Option<Extension<Caller>>,
+    scope: TenantScope,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let scope = TenantScope::of(caller.as_deref());
     let q: ReadQuery = parse_query(raw)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.machine.read();
@@ -80,16 +79,10 @@ pub async fn clear_quota(State(app): State<AppState>, Path(name): Path<String>) 
 }
 
 async fn commit_quota(app: &AppState, tenant: String, quota: Option<Quota>) -> Result<Response, ApiError> {
-    super::cluster::leader_redirect(app, &format!("/v1/tenants/{tenant}/quota"))?;
     let command = Command::SetTenantQuota {
         tenant: tenant.clone(),
         quota: quota.clone(),
     };
-    match app.proposer.commit(command).await? {
-        SmResponse::Done { changed } => {
-            Ok(Json(serde_json::json!({ "tenant": tenant, "quota": quota, "changed": changed })).into_response())
-        }
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    let changed = super::commit_at_leader(app, &format!("/v1/tenants/{tenant}/quota"), command).await?;
+    Ok(Json(serde_json::json!({ "tenant": tenant, "quota": quota, "changed": changed })).into_response())
 }

@@ -196,9 +196,6 @@ pub async fn revoke(State(app): State<AppState>, Path(id): Path<String>) -> Resu
             .parse()
             .map_err(|_| ApiError::bad_request("id", format!("{id:?} is not a token id")))?,
     );
-    match app.proposer.commit(Command::RevokeToken { id }).await? {
-        SmResponse::Done { .. } => Ok(Json(serde_json::json!({ "revoked": id.to_string() })).into_response()),
-        SmResponse::Rejected(r) => Err(r.into()),
-        other => Err(unexpected(other)),
-    }
+    super::done(app.proposer.commit(Command::RevokeToken { id }).await?)?;
+    Ok(Json(serde_json::json!({ "revoked": id.to_string() })).into_response())
 }

@@ -55,12 +55,7 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
 /// `POST /v1/cluster/init`, public while no cluster exists, asks for on a node given one. The
 /// hashes are compared in constant time.
 pub fn check_preshared(headers: &HeaderMap, preshared: &TokenSecret) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("Bearer "))
-        .and_then(|v| TokenSecret::parse(v.trim()));
-    let matches = presented.is_some_and(|p| {
+    let matches = bearer(headers).and_then(Result::ok).is_some_and(|p| {
         use subtle::ConstantTimeEq;
         bool::from(p.sha256().ct_eq(&preshared.sha256()))
     });
@@ -73,15 +68,29 @@ pub fn check_preshared(headers: &HeaderMap, preshared: &TokenSecret) -> Result<(
     }
 }
 
+/// The secret an `Authorization: Bearer` header carries: `None` without the header, an error
+/// when it is not `Bearer flt_<64 hex digits>`.
+fn bearer(headers: &HeaderMap) -> Option<Result<TokenSecret, ()>> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    Some(
+        value
+            .to_str()
+            .unwrap_or_default()
+            .trim()
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .and_then(TokenSecret::parse)
+            .ok_or(()),
+    )
+}
+
 fn unauthenticated(message: String) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization")
 }
 
 /// The caller `headers` name, if the route's `permission` admits them.
 pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Result<Caller, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or_default().trim().to_string());
+    let presented = bearer(headers);
     let data = app.machine.read();
     let state = &data.state;
     let Some(presented) = presented else {
@@ -96,10 +105,7 @@ pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Re
         )));
     };
     let secret = presented
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .and_then(TokenSecret::parse)
-        .ok_or_else(|| unauthenticated("the Authorization header is not `Bearer flt_<64 hex digits>`".into()))?;
+        .map_err(|()| unauthenticated("the Authorization header is not `Bearer flt_<64 hex digits>`".into()))?;
     let Some(token) = state.token_by_secret(&secret.sha256()) else {
         // A node that knows no token at all has most likely not caught up with its cluster
         // (a restarted node with an empty disk, a learner): "unknown token" would be a lie.

@@ -69,6 +69,16 @@ impl TenantScope {
     }
 }
 
+/// A handler takes the caller's scope as an argument: the gate put the `Caller` in the
+/// request's extensions (none under `--auth none`, or on a public route: every tenant).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TenantScope {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(TenantScope::of(parts.extensions.get::<Caller>()))
+    }
+}
+
 fn list(tenants: &BTreeSet<String>) -> String {
     tenants.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
 }

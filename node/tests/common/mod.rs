@@ -184,10 +184,16 @@ pub enum AdminToken {
     FromInit,
 }
 
-/// A fresh token secret (`flt_` and 64 hex digits).
-pub fn token_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!("flt_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+/// Headers that send `token` as `Authorization: Bearer` (none for no token).
+pub fn bearer_headers(token: Option<&str>) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(secret) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {secret}").parse().unwrap(),
+        );
+    }
+    headers
 }
 
 impl Cluster {
@@ -276,7 +282,7 @@ impl Cluster {
         let mut preshared_args = Vec::new();
         if admin == AdminToken::Preshared {
             use std::os::unix::fs::PermissionsExt;
-            let secret = token_secret();
+            let secret = flotilla_node::auth::TokenSecret::generate().reveal().to_string();
             let file = dir.path().join("admin-token");
             std::fs::write(&file, format!("{secret}\n")).unwrap();
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -306,14 +312,9 @@ impl Cluster {
                 .build()
                 .unwrap()
         };
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(secret) = token.get() {
-            let value = format!("Bearer {secret}");
-            headers.insert(reqwest::header::AUTHORIZATION, value.parse().unwrap());
-        }
         let mut c = Cluster {
             nodes,
-            http: client(headers),
+            http: client(bearer_headers(token.get().map(String::as_str))),
             anonymous: client(Default::default()),
             token,
             _dir: dir,
@@ -369,16 +370,9 @@ impl Cluster {
     /// A client of its own (no pooled connection shared with the others) that sends the
     /// cluster's admin token.
     pub fn new_client(&self) -> reqwest::Client {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(secret) = self.token.get() {
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {secret}").parse().unwrap(),
-            );
-        }
         reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
+            .default_headers(bearer_headers(self.token.get().map(String::as_str)))
             .build()
             .unwrap()
     }
