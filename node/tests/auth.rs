@@ -260,17 +260,13 @@ async fn nodes_founded_at_start_join_with_the_preshared_token() {
     let peers = format!("{},{}", c.node(2).api_addr, c.node(3).api_addr);
     let seed = format!("http://{}", c.node(1).api_addr);
     for id in 1..=3 {
-        let node = c.node_mut(id);
-        node.kill9();
-        let _ = std::fs::remove_dir_all(&node.data_dir);
-        node.extra_args = base.clone();
+        let mut args = base.clone();
         if id == 1 {
-            node.extra_args
-                .extend(["--bootstrap".into(), "--bootstrap-peers".into(), peers.clone()]);
+            args.extend(["--bootstrap".into(), "--bootstrap-peers".into(), peers.clone()]);
         } else {
-            node.extra_args.extend(["--join".into(), seed.clone()]);
+            args.extend(["--join".into(), seed.clone()]);
         }
-        node.spawn();
+        c.wipe_and_restart(id, args);
     }
     for id in 1..=3 {
         c.wait_http(id).await;

@@ -22,15 +22,6 @@ fn member_incarnation(view: &Value, id: u64) -> Option<String> {
         .and_then(|m| m["incarnation"].as_str().map(str::to_string))
 }
 
-/// Restarts node `id` with an empty data directory and `args` instead of its former ones.
-fn wipe_and_restart(c: &mut Cluster, id: u64, args: Vec<String>) {
-    let node = c.node_mut(id);
-    node.kill9();
-    std::fs::remove_dir_all(&node.data_dir).expect("wipe the data directory");
-    node.extra_args = args;
-    node.spawn();
-}
-
 async fn remove(c: &Cluster, via: u64, id: u64) {
     let (s, body) = c.delete(via, &format!("/v1/cluster/members/{id}")).await;
     assert_eq!(s, 200, "remove {id}: {body}");
@@ -54,7 +45,7 @@ async fn a_wiped_voter_is_refused_until_it_is_removed_and_added_again() {
 
     let mut args = c.node(wiped).extra_args.clone();
     args.extend(["--join".to_string(), format!("http://{}", c.node(leader).api_addr)]);
-    wipe_and_restart(&mut c, wiped, args);
+    c.wipe_and_restart(wiped, args);
     c.wait_http(wiped).await;
     let (fresh_cluster, fresh) = identity(&c.get(wiped, "/v1/cluster").await.1);
     assert_ne!(fresh, old, "a new data directory is a new incarnation");
@@ -127,9 +118,9 @@ async fn a_founder_that_lost_its_disk_joins_instead_of_founding_a_second_cluster
         .chain(["--join".into(), format!("http://{}", c.node(1).api_addr)])
         .collect();
     // Configured as a deployment configures them: the founder with the flag on every start.
-    wipe_and_restart(&mut c, 1, founder_args.clone());
+    c.wipe_and_restart(1, founder_args.clone());
     for id in [2, 3] {
-        wipe_and_restart(&mut c, id, joiner_args.clone());
+        c.wipe_and_restart(id, joiner_args.clone());
     }
     for id in 1..=3 {
         c.wait_http(id).await;
@@ -151,7 +142,7 @@ async fn a_founder_that_lost_its_disk_joins_instead_of_founding_a_second_cluster
     assert_eq!(s, 409, "{b}");
 
     // The founder loses its volume and starts again with the same flags.
-    wipe_and_restart(&mut c, 1, founder_args);
+    c.wipe_and_restart(1, founder_args);
     c.wait_http(1).await;
     let survivors = c.wait_leader_among(&[2, 3]).await;
     let (s, b) = c.post(1, "/v1/cluster/init", json!({})).await;

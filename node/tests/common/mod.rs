@@ -328,6 +328,15 @@ impl Cluster {
         c
     }
 
+    /// Restarts node `id` with an empty data directory and `args` instead of its former ones.
+    pub fn wipe_and_restart(&mut self, id: u64, args: Vec<String>) {
+        let node = self.node_mut(id);
+        node.kill9();
+        std::fs::remove_dir_all(&node.data_dir).expect("wipe the data directory");
+        node.extra_args = args;
+        node.spawn();
+    }
+
     /// The cluster's temporary directory (data directories, logs, workers).
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()
