@@ -27,7 +27,7 @@ bench_setup failover
 echo "== flotilla ($bin), data in $work"
 form_flotilla_cluster
 
-leader() { curl -sf --max-time 2 "http://127.0.0.1:1870$1/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")'; }
+leader() { curl_tls -sf --max-time 2 "https://127.0.0.1:1870$1/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")'; }
 
 duration_s=$((kills * 6 + 6))
 flotilla_bench submit --rate "$rate" --clients 32 --duration-s "$duration_s" --warmup-s 0 \
@@ -54,7 +54,7 @@ cat "$out/load.txt"
 
 # Every acknowledged pipeline, read back through the leader.
 python3 - "$out" "$servers" <<'PY'
-import json, os, sys, urllib.request
+import json, os, ssl, sys, urllib.request
 out, servers = sys.argv[1], sys.argv[2].split(",")
 acks = [tuple(map(int, l.split())) for l in open(f"{out}/acks.txt") if l.strip()]
 kills = [tuple(map(int, l.split())) for l in open(f"{out}/kills.txt") if l.strip()]
@@ -69,8 +69,9 @@ present = set()
 def get(path):
     for s in servers:
         try:
-            req = urllib.request.Request(f"http://{s}{path}", headers={"authorization": "Bearer " + os.environ["FLOTILLA_TOKEN"]})
-            with urllib.request.urlopen(req, timeout=10) as r:
+            req = urllib.request.Request(f"https://{s}{path}", headers={"authorization": "Bearer " + os.environ["FLOTILLA_TOKEN"]})
+            tls = ssl.create_default_context(cafile=os.environ["FLOTILLA_CA_FILE"])
+            with urllib.request.urlopen(req, timeout=10, context=tls) as r:
                 return json.load(r)
         except Exception:
             continue

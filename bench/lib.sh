@@ -25,6 +25,12 @@ bench_setup() {
   ( umask 077; "$bin/flotilla" token generate >"$work/admin-token" )
   FLOTILLA_TOKEN="$(cat "$work/admin-token")"
   export FLOTILLA_TOKEN
+  # TLS, as deployed: one cluster CA for every node (tls_args); the CLI, the load generators
+  # and curl (curl_tls) trust it alone.
+  "$bin/flotilla" tls ca-create --name bench --out "$work/tls" >/dev/null
+  FLOTILLA_CA_FILE="$work/tls/ca.crt"
+  export FLOTILLA_CA_FILE
+  tls_args="--tls-ca-file $work/tls/ca.crt --tls-ca-key-file $work/tls/ca.key"
   pids=()
   trap bench_cleanup EXIT
 }
@@ -37,6 +43,7 @@ servers="127.0.0.1:18701,127.0.0.1:18702,127.0.0.1:18703"
 declare -A node_pid
 
 flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
+curl_tls() { curl --cacert "$FLOTILLA_CA_FILE" "$@"; }
 flotilla_bench() { "$bin/flotilla-bench" --server "$servers" "$@"; }
 
 start_flotilla_node() {
@@ -44,7 +51,7 @@ start_flotilla_node() {
   "$bin/flotilla-node" --id "$i" --data-dir "$work/flotilla-$i" \
     --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" \
     --process-provider --process-work-dir "$work/workers" --admin-token-file "$work/admin-token" \
-    --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
+    $tls_args --max-concurrent-requests 1024 ${node_args:-} >>"$work/flotilla-$i.log" 2>&1 &
   node_pid[$i]=$!
   pids+=($!)
 }

@@ -26,10 +26,10 @@ done
 
 source bench/lib.sh
 bench_setup restart
-api="http://127.0.0.1:18701"
+api="https://127.0.0.1:18701"
 start_node() {
   "$bin/flotilla-node" --id 1 --data-dir "$work/flotilla-1" --raft-addr 127.0.0.1:17701 --api-addr 127.0.0.1:18701 \
-    --process-provider --process-work-dir "$work/workers" --admin-token-file "$work/admin-token" --snapshot-after-entries 500 --max-request-bytes 4194304 >>"$work/flotilla-1.log" 2>&1 &
+    --process-provider --process-work-dir "$work/workers" --admin-token-file "$work/admin-token" $tls_args --snapshot-after-entries 500 --max-request-bytes 4194304 >>"$work/flotilla-1.log" 2>&1 &
   node_pid=$!
   pids+=($!)
 }
@@ -39,7 +39,7 @@ echo "== flotilla ($bin), data in $work"
 base_start=$(date +%s.%N)
 start_node
 for _ in $(seq 100); do "$bin/flotilla" --server "$api" cluster init >/dev/null 2>&1 && break; sleep 0.2; done
-for _ in $(seq 100); do curl -sf "$api/v1/health/ready" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do curl_tls -sf "$api/v1/health/ready" >/dev/null && break; sleep 0.1; done
 empty_rss=$(rss_mib "$node_pid")
 "$bin/flotilla" --server "$api" pool register --name one --provider process --cpu-millis 1 --memory-mib 1 --max-workers 1 >/dev/null
 
@@ -62,11 +62,11 @@ with concurrent.futures.ThreadPoolExecutor(clients) as ex:
 print(f"  submitted and cancelled in {time.time() - t:.1f} s")
 PY
 for _ in $(seq 600); do
-  active=$(curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$api/v1/jobs?state=RUNNING&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
+  active=$(curl_tls -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$api/v1/jobs?state=RUNNING&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')
   [ "$active" = 0 ] && break
   sleep 0.5
 done
-applied=$(curl -sf "$api/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')
+applied=$(curl_tls -sf "$api/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')
 before_rss=$(rss_mib "$node_pid")
 echo "  applied index $applied; resident memory $before_rss MiB (empty node: $empty_rss MiB)"
 
@@ -75,9 +75,9 @@ kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true
 data_mib=$(du -sm "$work/flotilla-1" | cut -f1)
 t0=$(date +%s.%N)
 start_node
-until curl -sf "$api/v1/health/ready" >/dev/null 2>&1; do sleep 0.02; done
+until curl_tls -sf "$api/v1/health/ready" >/dev/null 2>&1; do sleep 0.02; done
 t_ready=$(date +%s.%N)
-until [ "$(curl -sf "$api/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"] or 0)')" -ge "$applied" ]; do sleep 0.02; done
+until [ "$(curl_tls -sf "$api/v1/cluster" | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"] or 0)')" -ge "$applied" ]; do sleep 0.02; done
 t_caught_up=$(date +%s.%N)
 after_rss=$(rss_mib "$node_pid")
 python3 - "$jobs" "$t0" "$t_ready" "$t_caught_up" "$before_rss" "$after_rss" "$empty_rss" "$data_mib" <<'PY'

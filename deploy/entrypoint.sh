@@ -32,7 +32,7 @@ if [ "${FLOTILLA_ORDINAL_FROM_HOSTNAME:-0}" = 1 ]; then
     export FLOTILLA_BOOTSTRAP=true
     if [ -n "$peers" ]; then export FLOTILLA_BOOTSTRAP_PEERS="$peers"; fi
   else
-    export FLOTILLA_JOIN="http://$base-0.$domain:8001"
+    export FLOTILLA_JOIN="https://$base-0.$domain:8001"
   fi
 fi
 

@@ -35,6 +35,10 @@ struct Cli {
     /// cluster's pre-shared admin token). Not sent to etcd.
     #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The cluster CA's certificates (PEM), trusted for the nodes' HTTPS (and an etcd's, if
+    /// it serves TLS from the same CA).
+    #[arg(long, env = "FLOTILLA_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: BenchCmd,
 }
@@ -43,7 +47,13 @@ struct Cli {
 async fn main() {
     let cli = Cli::parse();
     let result = match flotilla_cli::token_headers(cli.token.as_deref()) {
-        Ok(headers) => run(&flotilla_cli::server_urls(&cli.server), headers, &cli.command).await,
+        Ok(headers) => {
+            let base = BaseClient {
+                headers,
+                ca_file: cli.ca_file.clone(),
+            };
+            run(&flotilla_cli::server_urls(&cli.server), &base, &cli.command).await
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -115,12 +125,30 @@ impl LoadArgs {
     }
 }
 
-async fn run(servers: &[String], headers: reqwest::header::HeaderMap, command: &BenchCmd) -> anyhow::Result<()> {
+/// What every client of the generators starts from: the token's headers and the CA.
+pub struct BaseClient {
+    pub headers: reqwest::header::HeaderMap,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl BaseClient {
+    /// A client builder trusting the CA and sending the headers (`with_token`) or none.
+    pub fn builder(&self, with_token: bool) -> anyhow::Result<reqwest::ClientBuilder> {
+        let builder = flotilla_cli::http_client_builder(self.ca_file.as_deref())?;
+        Ok(if with_token {
+            builder.default_headers(self.headers.clone())
+        } else {
+            builder
+        })
+    }
+}
+
+async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyhow::Result<()> {
     anyhow::ensure!(!servers.is_empty(), "--server names no address");
     let (target, args, result) = match command {
-        BenchCmd::Place(args) => return place::run(servers, headers, args).await,
+        BenchCmd::Place(args) => return place::run(servers, base, args).await,
         BenchCmd::Submit { load: args, acks } => {
-            let http = pooled_http(args.clients, headers)?;
+            let http = pooled_http(args.clients, base.builder(true)?)?;
             let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
             let acked_log = acked.clone();
             let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| format!("{s}/v1/pipelines")).collect());
@@ -168,7 +196,7 @@ async fn run(servers: &[String], headers: reqwest::header::HeaderMap, command: &
             value_bytes,
             load: args,
         } => {
-            let http = pooled_http(args.clients, Default::default())?;
+            let http = pooled_http(args.clients, base.builder(false)?)?;
             let urls: Vec<String> = endpoints
                 .split(',')
                 .map(|e| format!("{}/v3/kv/put", e.trim().trim_end_matches('/')))
@@ -202,11 +230,10 @@ async fn run(servers: &[String], headers: reqwest::header::HeaderMap, command: &
     Ok(())
 }
 
-/// One connection per client, kept alive, each request with `headers`.
-fn pooled_http(clients: usize, headers: reqwest::header::HeaderMap) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// One connection per client, kept alive.
+fn pooled_http(clients: usize, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+    Ok(builder
         .pool_max_idle_per_host(clients)
-        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .build()?)
 }

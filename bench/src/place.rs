@@ -113,15 +113,15 @@ async fn running(http: &reqwest::Client, server: &str) -> anyhow::Result<u64> {
         .map_or(0, |v| v as u64))
 }
 
-pub async fn run(servers: &[String], headers: reqwest::header::HeaderMap, args: &PlaceArgs) -> anyhow::Result<()> {
+pub async fn run(servers: &[String], base: &crate::BaseClient, args: &PlaceArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.pools > 0 && args.jobs > 0 && args.jobs_per_pipeline > 0,
         "--pools, --jobs and --jobs-per-pipeline must be at least 1"
     );
     let servers: Arc<Vec<String>> = Arc::new(servers.to_vec());
-    let http = reqwest::Client::builder()
+    let http = base
+        .builder(true)?
         .pool_max_idle_per_host(args.clients)
-        .default_headers(headers)
         .timeout(Duration::from_secs(120))
         .build()?;
     let per_pool = args.jobs.div_ceil(args.pools);

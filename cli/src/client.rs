@@ -40,7 +40,8 @@ fn parse_body(text: String) -> Value {
 }
 
 impl Client {
-    pub fn new(servers: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    /// A client of `servers` sending `token`, trusting the cluster CA in `ca_file`.
+    pub fn new(servers: &str, token: Option<&str>, ca_file: Option<&std::path::Path>) -> anyhow::Result<Client> {
         let servers = flotilla_cli::server_urls(servers);
         if servers.is_empty() {
             bail!("no server address given (use --server or FLOTILLA_ADDR)");
@@ -48,7 +49,7 @@ impl Client {
         let headers = flotilla_cli::token_headers(token)?;
         // Redirects to the leader are followed in `send`, token and all: reqwest's own policy
         // drops the Authorization header whenever the port changes.
-        let http = reqwest::Client::builder()
+        let http = flotilla_cli::http_client_builder(ca_file)?
             .timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
@@ -74,6 +75,11 @@ impl Client {
         let mut last_err = None;
         for server in &self.servers {
             match self.following(&build, server).await {
+                Err(e) if flotilla_cli::is_untrusted_certificate(&e) => {
+                    return Err(e).context(format!(
+                        "{server} presented a certificate of no CA this client trusts: give the cluster CA's certificate with --ca-file or FLOTILLA_CA_FILE (`flotilla login --ca-file` saves it)"
+                    ));
+                }
                 Err(e) if e.is_connect() || e.is_timeout() => last_err = Some(anyhow::anyhow!("{server}: {e}")),
                 Err(e) => return Err(e).context(format!("request to {server} failed")),
                 Ok(resp) if resp.status().is_success() => return Ok(resp),

@@ -1,5 +1,6 @@
-//! The user's saved login (`flotilla login`): the servers and the token the CLI uses when
-//! neither `--server`/`FLOTILLA_ADDR` nor `--token`/`FLOTILLA_TOKEN` is given. One JSON file,
+//! The user's saved login (`flotilla login`): the servers, the cluster CA and the token the CLI
+//! uses when neither `--server`/`FLOTILLA_ADDR`, `--ca-file`/`FLOTILLA_CA_FILE` nor
+//! `--token`/`FLOTILLA_TOKEN` is given. One JSON file,
 //! `$FLOTILLA_CONFIG`, else `$XDG_CONFIG_HOME/flotilla/config.json`, else
 //! `~/.config/flotilla/config.json`; it holds a secret, so it is written with mode 0600 in a
 //! directory of mode 0700, and a file others may read is refused rather than used.
@@ -19,6 +20,17 @@ pub struct Login {
     pub server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The cluster CA's certificates (PEM), as `--ca-file` names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// What the CLI connects with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub server: String,
+    pub token: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Where the login is kept.
@@ -72,13 +84,20 @@ pub fn save(path: &Path, login: &Login) -> anyhow::Result<()> {
 }
 
 /// What the CLI uses: the flag or environment, else the saved login, else the default.
-pub fn resolve(server: Option<String>, token: Option<String>, saved: &Login) -> (String, Option<String>) {
-    let server = server
+pub fn resolve(given: Login, saved: &Login) -> Resolved {
+    let server = given
+        .server
         .filter(|s| !s.trim().is_empty())
         .or_else(|| saved.server.clone())
         .unwrap_or_else(|| DEFAULT_SERVERS.to_string());
-    let token = token.or_else(|| saved.token.clone());
-    (server, token)
+    Resolved {
+        server,
+        token: given.token.or_else(|| saved.token.clone()),
+        ca_file: given
+            .ca_file
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| saved.ca_file.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +113,7 @@ mod tests {
         let login = Login {
             server: Some("10.0.0.1:8001".into()),
             token: Some("flt_x".into()),
+            ca_file: Some("/etc/flotilla/ca.crt".into()),
         };
         save(&path, &login).unwrap();
         assert_eq!(load(&path).unwrap(), login);
@@ -113,15 +133,26 @@ mod tests {
         let saved = Login {
             server: Some("saved:1".into()),
             token: Some("saved-token".into()),
+            ca_file: Some("saved.crt".into()),
+        };
+        let resolved = |server: Option<&str>, token: Option<&str>, ca: Option<&str>| Resolved {
+            server: server.unwrap_or(DEFAULT_SERVERS).into(),
+            token: token.map(Into::into),
+            ca_file: ca.map(Into::into),
         };
         assert_eq!(
-            resolve(None, None, &saved),
-            ("saved:1".into(), Some("saved-token".into()))
+            resolve(Login::default(), &saved),
+            resolved(Some("saved:1"), Some("saved-token"), Some("saved.crt"))
         );
+        let given = Login {
+            server: Some("flag:1".into()),
+            token: Some("flag-token".into()),
+            ca_file: Some("flag.crt".into()),
+        };
         assert_eq!(
-            resolve(Some("flag:1".into()), Some("flag-token".into()), &saved),
-            ("flag:1".into(), Some("flag-token".into()))
+            resolve(given, &saved),
+            resolved(Some("flag:1"), Some("flag-token"), Some("flag.crt"))
         );
-        assert_eq!(resolve(None, None, &Login::default()), (DEFAULT_SERVERS.into(), None));
+        assert_eq!(resolve(Login::default(), &Login::default()), resolved(None, None, None));
     }
 }

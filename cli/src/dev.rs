@@ -2,7 +2,9 @@
 //!
 //! The data directory is kept, so running `flotilla dev` again resumes the same cluster. The
 //! nodes ask for tokens, as everywhere: the admin token is made on the first run, kept in the
-//! data directory (`admin-token`, mode 0600) and pre-shared with every node.
+//! data directory (`admin-token`, mode 0600) and pre-shared with every node. They talk TLS,
+//! as everywhere: a cluster CA is made on the first run and kept beside it (`tls/ca.crt`,
+//! `tls/ca.key`).
 
 use crate::client::Client;
 use anyhow::{Context, bail};
@@ -75,6 +77,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", token_file.display()))?
         .trim()
         .to_string();
+    let tls_dir = args.data_dir.join("tls");
+    let (ca_file, ca_key_file) = (tls_dir.join("ca.crt"), tls_dir.join("ca.key"));
+    if !ca_file.exists() {
+        crate::tls::run(&crate::tls::TlsCmd::CaCreate {
+            out: tls_dir.clone(),
+            name: "flotilla-dev".into(),
+            days: 3650,
+        })?;
+    }
     let addr = |n: u64, offset: u16| format!("127.0.0.1:{}", args.base_port + offset + n as u16);
     let mut nodes = Nodes(Vec::new());
     for n in 1..=args.nodes {
@@ -98,6 +109,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .arg(args.data_dir.join("workers"))
             .arg("--admin-token-file")
             .arg(&token_file)
+            .arg("--tls-ca-file")
+            .arg(&ca_file)
+            .arg("--tls-ca-key-file")
+            .arg(&ca_key_file)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -105,8 +120,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         nodes.0.push(child);
     }
     let servers: Vec<String> = (1..=args.nodes).map(|n| addr(n, 1000)).collect();
-    let first = Client::new(&servers[0], Some(&token))?;
-    let all = Client::new(&servers.join(","), Some(&token))?;
+    let first = Client::new(&servers[0], Some(&token), Some(&ca_file))?;
+    let all = Client::new(&servers.join(","), Some(&token), Some(&ca_file))?;
     wait("node 1 to answer", || async {
         first.get("/v1/health/live").await.is_ok()
     })
@@ -160,6 +175,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.nodes
     );
     println!("  export FLOTILLA_ADDR={}", servers.join(","));
+    println!(
+        "  export FLOTILLA_CA_FILE={}   # the cluster CA",
+        std::path::absolute(&ca_file).unwrap_or(ca_file.clone()).display()
+    );
     println!(
         "  export FLOTILLA_TOKEN=$(cat {})   # the cluster's admin token",
         token_file.display()

@@ -1,20 +1,46 @@
 //! What the workspace's other REST clients share with the `flotilla` CLI (the load generators
 //! of `bench/` read `--server` and send `--token` the same way), and the CLI's idempotency keys.
 
-/// A `--server` list (comma-separated `host:port` or URLs) as base URLs, in order: `http://`
-/// where no scheme is given, no trailing slash, empty items skipped.
+/// A `--server` list (comma-separated `host:port` or URLs) as base URLs, in order: `https://`
+/// where no scheme is given (nodes serve HTTPS unless run `--insecure-plaintext`), no
+/// trailing slash, empty items skipped.
 pub fn server_urls(list: &str) -> Vec<String> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            if s.starts_with("http") {
+            if s.starts_with("http://") || s.starts_with("https://") {
                 s.trim_end_matches('/').to_string()
             } else {
-                format!("http://{s}")
+                format!("https://{}", s.trim_end_matches('/'))
             }
         })
         .collect()
+}
+
+/// An HTTP client builder whose TLS trusts the cluster CA in `ca_file` (`--ca-file`,
+/// `FLOTILLA_CA_FILE`) and nothing else; without one, an `https://` server is trusted by no
+/// certificate, and every request to it fails with a message saying to give the CA.
+pub fn http_client_builder(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::ClientBuilder> {
+    let tls = match ca_file {
+        Some(path) => flotilla_pki::ClientTls::from_file(path).map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?,
+        None => flotilla_pki::ClientTls::new(Vec::new()),
+    };
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(tls.rustls_config()))
+}
+
+/// Whether `error` (a request's, with its causes) is a server certificate this client does
+/// not trust.
+pub fn is_untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// A fresh idempotency key for one invocation of the CLI: `cli-` and 32 random hex digits.
@@ -92,7 +118,7 @@ mod tests {
     fn server_lists_become_base_urls() {
         assert_eq!(
             super::server_urls(" 127.0.0.1:1, http://h:2/ ,,https://h:3"),
-            vec!["http://127.0.0.1:1", "http://h:2", "https://h:3"]
+            vec!["https://127.0.0.1:1", "http://h:2", "https://h:3"]
         );
         assert!(super::server_urls(" , ").is_empty());
     }

@@ -7,6 +7,7 @@ mod config;
 mod dev;
 mod events;
 mod output;
+mod tls;
 mod wait;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,10 @@ pub struct Cli {
     /// `cluster init` and `token bootstrap` print the first one; an empty value sends none.
     #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The cluster CA's certificates (PEM: the `ca.crt` of `flotilla tls ca create`), the only
+    /// ones trusted for the servers' HTTPS. Default: the saved login's.
+    #[arg(long, global = true, env = "FLOTILLA_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     pub output: Format,
@@ -58,6 +63,9 @@ pub enum CliCommand {
     /// The limits every input is checked against.
     #[command(subcommand)]
     Limits(admin::LimitsCmd),
+    /// The cluster's certificate authority.
+    #[command(subcommand)]
+    Tls(tls::TlsCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -76,11 +84,13 @@ pub struct LoginArgs {
     token_file: Option<std::path::PathBuf>,
 }
 
-/// `flotilla login`: the token given, checked with a read every role may do, then saved.
-async fn login(server: Option<String>, token: Option<String>, args: &LoginArgs) -> anyhow::Result<()> {
+/// `flotilla login`: the token given, checked with a read every role may do, then saved with
+/// the servers and the CA (as an absolute path).
+async fn login(given: config::Login, args: &LoginArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let path = config::path()?;
     let saved = config::load(&path).unwrap_or_default();
+    let token = given.token.clone();
     let token = match &args.token_file {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("reading {}", file.display()))?
@@ -91,8 +101,13 @@ async fn login(server: Option<String>, token: Option<String>, args: &LoginArgs) 
             .filter(|t| !t.is_empty())
             .context("give the token with --token-file, --token or FLOTILLA_TOKEN")?,
     };
-    let (server, _) = config::resolve(server, None, &saved);
-    let client = client::Client::new(&server, Some(&token))?;
+    let resolved = config::resolve(given, &saved);
+    let ca_file = match &resolved.ca_file {
+        Some(p) => Some(std::path::absolute(p).with_context(|| format!("--ca-file {}", p.display()))?),
+        None => None,
+    };
+    let server = resolved.server;
+    let client = client::Client::new(&server, Some(&token), ca_file.as_deref())?;
     client
         .get("/v1/pools")
         .await
@@ -100,6 +115,7 @@ async fn login(server: Option<String>, token: Option<String>, args: &LoginArgs) 
     let login = config::Login {
         server: Some(server.clone()),
         token: Some(token),
+        ca_file,
     };
     config::save(&path, &login)?;
     println!("logged in to {server}; saved in {}", path.display());
@@ -119,24 +135,31 @@ fn logout() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The client for the servers and token the flags, the environment or the saved login name.
-fn connect(server: Option<String>, token: Option<String>) -> anyhow::Result<client::Client> {
-    let saved = match (&server, &token, config::path()) {
-        (Some(_), Some(_), _) | (_, _, Err(_)) => config::Login::default(),
-        (_, _, Ok(path)) => config::load(&path)?,
+/// The client for the servers, token and CA the flags, the environment or the saved login
+/// name.
+fn connect(given: config::Login) -> anyhow::Result<client::Client> {
+    let saved = match (&given.server, &given.token, &given.ca_file, config::path()) {
+        (Some(_), Some(_), Some(_), _) | (_, _, _, Err(_)) => config::Login::default(),
+        (_, _, _, Ok(path)) => config::load(&path)?,
     };
-    let (server, token) = config::resolve(server, token, &saved);
-    client::Client::new(&server, token.as_deref())
+    let resolved = config::resolve(given, &saved);
+    client::Client::new(&resolved.server, resolved.token.as_deref(), resolved.ca_file.as_deref())
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let given = config::Login {
+        server: cli.server.clone(),
+        token: cli.token.clone(),
+        ca_file: cli.ca_file.clone(),
+    };
     let result = match cli.command {
         CliCommand::Dev(args) => dev::run(args).await,
-        CliCommand::Login(ref args) => login(cli.server.clone(), cli.token.clone(), args).await,
+        CliCommand::Tls(ref command) => tls::run(command),
+        CliCommand::Login(ref args) => login(given, args).await,
         CliCommand::Logout => logout(),
-        ref other => match connect(cli.server.clone(), cli.token.clone()) {
+        ref other => match connect(given) {
             Ok(client) => match other {
                 CliCommand::Events(args) => events::run(&client, cli.output, args).await,
                 other => commands::run(&client, cli.output, other).await,

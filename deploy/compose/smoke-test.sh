@@ -35,6 +35,11 @@ chmod 600 "$work/admin-token"
 export FLOTILLA_ADMIN_TOKEN_SOURCE="$work/admin-token"
 FLOTILLA_TOKEN="$(cat "$work/admin-token")"
 export FLOTILLA_TOKEN
+# The cluster CA: its key the image's user's alone, its certificate what the CLI trusts.
+"$cli" tls ca-create --name smoke --out "$work/tls" >/dev/null
+chown 10001:10001 "$work/tls/ca.key"
+export FLOTILLA_TLS_CA_SOURCE="$work/tls/ca.crt" FLOTILLA_TLS_CA_KEY_SOURCE="$work/tls/ca.key"
+export FLOTILLA_CA_FILE="$work/tls/ca.crt"
 
 cleanup() {
   status=$?
@@ -109,4 +114,14 @@ if "$cli" --server "$rest" --token "" pool list >"$work/anonymous.log" 2>&1; the
   exit 1
 fi
 grep -q "needs a token" "$work/anonymous.log"
+echo "== without the cluster CA, the client trusts no node"
+if "$cli" --server "$rest" --ca-file /dev/null pool list >"$work/untrusted.log" 2>&1; then
+  echo "error: a client that trusts no CA was answered" >&2
+  exit 1
+fi
+echo "== plain HTTP is not served"
+if curl -fsS --max-time 5 "http://127.0.0.1:${FLOTILLA_PORT_1}/v1/health/live" >/dev/null 2>&1; then
+  echo "error: the API answered plain HTTP" >&2
+  exit 1
+fi
 echo "== compose smoke test passed"

@@ -41,6 +41,24 @@ fn token_secret() -> String {
     format!("flt_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// A TLS client configuration (rustls over ring) that trusts the certificates in `ca_file`
+/// and nothing else.
+fn trusting(ca_file: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+        .with_context(|| format!("reading {}", ca_file.display()))?
+    {
+        roots.add(cert.with_context(|| format!("a certificate in {}", ca_file.display()))?)?;
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 pub fn node_ip(id: u64) -> String {
     format!("127.0.0.{}", 10 + id)
 }
@@ -73,7 +91,21 @@ impl Cluster {
         let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}"))?;
         bearer.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, bearer);
+        // TLS, as deployed: a cluster CA made by the product's own `flotilla tls ca-create`
+        // (the CLI beside the node binary), given to every node; the harness trusts it alone.
+        let tls_dir = config.dir.join("tls");
+        if !tls_dir.join("ca.crt").exists() {
+            let cli = config.node_bin.with_file_name("flotilla");
+            let made = Command::new(&cli)
+                .args(["tls", "ca-create", "--name", "jepsen", "--out"])
+                .arg(&tls_dir)
+                .stdout(Stdio::null())
+                .status()
+                .with_context(|| format!("running {} (built beside flotilla-node)", cli.display()))?;
+            anyhow::ensure!(made.success(), "`flotilla tls ca-create` failed: {made}");
+        }
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(trusting(&tls_dir.join("ca.crt"))?)
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
@@ -82,7 +114,7 @@ impl Cluster {
     }
 
     pub fn api(&self, id: u64) -> String {
-        format!("http://{}:{}", node_ip(id), self.config.base_port + 1)
+        format!("https://{}:{}", node_ip(id), self.config.base_port + 1)
     }
 
     /// The process work directory of node `id`.
@@ -123,6 +155,10 @@ impl Cluster {
             .arg(self.workers_dir(id))
             .arg("--admin-token-file")
             .arg(self.config.dir.join("admin-token"))
+            .arg("--tls-ca-file")
+            .arg(self.config.dir.join("tls").join("ca.crt"))
+            .arg("--tls-ca-key-file")
+            .arg(self.config.dir.join("tls").join("ca.key"))
             .args(if self.config.separate_hosts {
                 vec!["--host-id".to_string(), host_id(id)]
             } else {

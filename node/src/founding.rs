@@ -65,6 +65,8 @@ pub struct Founding {
     /// leader makes it the bootstrap token, `cluster init` asks for it, and a joining node
     /// presents it to be added.
     pub admin_token: Option<TokenSecret>,
+    /// How this node reaches other nodes' APIs (HTTPS trusting the cluster CA).
+    pub api: crate::tls::ApiTransport,
     pub http: reqwest::Client,
 }
 
@@ -74,15 +76,14 @@ pub struct FoundingConfig {
     pub peers: Vec<String>,
     pub joining: Option<String>,
     pub admin_token: Option<TokenSecret>,
+    pub api: crate::tls::ApiTransport,
 }
 
 impl Founding {
     pub fn new(identity: Identity, config: FoundingConfig) -> Founding {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(PEER_IDENTITY_TIMEOUT_MS))
-            .build()
-            .expect("an HTTP client with a timeout builds");
+        let http = config.api.client(PEER_IDENTITY_TIMEOUT_MS);
         Founding {
+            api: config.api,
             node_id: config.node_id,
             identity,
             peers: config.peers,
@@ -99,6 +100,7 @@ impl Founding {
             addr,
             seed,
             admin_token: self.admin_token.clone(),
+            http: self.api.client(JOIN_REQUEST_TIMEOUT_MS),
         }
     }
 
@@ -121,7 +123,7 @@ impl Founding {
         // A peer in a cluster decides, even while others are silent: this node belongs there.
         let mut silent = None;
         for peer in &self.peers {
-            match read_identity(&self.http, peer).await {
+            match read_identity(&self.http, &self.api.url(peer, "/v1/cluster")).await {
                 Ok(PeerIdentity {
                     cluster_id: Some(cluster_id),
                     ..
@@ -173,7 +175,7 @@ impl Founding {
                         cluster_id,
                         "a founding peer belongs to a cluster, and this node's data directory does not: this node does not found another one, and asks to join that one instead"
                     );
-                    join_cluster(self.join_request(addr, format!("http://{peer}")), raft, stop).await;
+                    join_cluster(self.join_request(addr, self.api.url(&peer, "")), raft, stop).await;
                     return;
                 }
                 Err(e @ FoundError::PeerSilent { .. }) => tracing::warn!(error = %e, "waiting before founding"),
@@ -190,16 +192,15 @@ impl Founding {
     }
 }
 
-/// Asks the node whose API is at `api_addr` (`host:port`) who it is.
-pub async fn read_identity(http: &reqwest::Client, api_addr: &str) -> Result<PeerIdentity, String> {
+/// Asks the node whose `GET /v1/cluster` is at `url` who it is.
+pub async fn read_identity(http: &reqwest::Client, url: &str) -> Result<PeerIdentity, String> {
     #[derive(Deserialize)]
     struct View {
         id: u64,
         incarnation: String,
         cluster_id: Option<String>,
     }
-    let url = format!("http://{api_addr}/v1/cluster");
-    let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+    let response = http.get(url).send().await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
     }
@@ -217,11 +218,16 @@ pub async fn read_identity(http: &reqwest::Client, api_addr: &str) -> Result<Pee
 pub struct JoinRequest {
     pub id: u64,
     pub addr: NodeAddr,
-    /// The API of a member (`http://host:port`).
+    /// The API of a member (`https://host:port`).
     pub seed: String,
     /// Sent as the bearer token: adding a member is an admin's action.
     pub admin_token: Option<TokenSecret>,
+    /// Trusts the cluster CA; follows no redirect (`join_cluster` follows them with the token).
+    pub http: reqwest::Client,
 }
+
+/// Time limit of one join request (it waits for the new member's log to catch up).
+const JOIN_REQUEST_TIMEOUT_MS: u64 = 60_000;
 
 /// Asks the cluster at the request's seed to add this node, until it is a member or the node
 /// stops. A refusal that needs an operator (this node's old data directory is gone, or the
@@ -233,14 +239,10 @@ pub async fn join_cluster(request: JoinRequest, raft: Raft, mut stop: watch::Rec
         addr,
         seed,
         admin_token,
+        http: client,
     } = request;
     // Redirects (a seed that is not the leader) are followed here, with the token: reqwest
     // would drop the Authorization header on the way to another port.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client with a timeout builds");
     let body = serde_json::json!({
         "id": id,
         "raft_addr": addr.raft_addr,

@@ -21,6 +21,7 @@ pub mod node;
 pub mod observe;
 pub mod raft;
 pub mod settings;
+pub mod tls;
 pub mod worker_providers;
 
 pub use node::RunningNode;

@@ -49,7 +49,28 @@ impl RunningNode {
         // On loopback, connect from our own address so peers see who is talking; elsewhere let
         // the kernel choose the route's source address.
         let source_ip = settings.raft_addr.ip().is_loopback().then(|| settings.raft_addr.ip());
-        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip);
+        let tls = match &settings.transport {
+            crate::tls::TransportMode::Tls(files) => Some(
+                crate::tls::NodeTls::start(
+                    files,
+                    settings.id,
+                    settings.api_names(),
+                    crate::raft::proposer::wall_clock_ms(),
+                )
+                .context("setting up TLS")?,
+            ),
+            crate::tls::TransportMode::Plaintext => {
+                tracing::warn!(
+                    "--insecure-plaintext: the API at {} speaks plain HTTP (tokens and jobs travel readable) and the Raft port at {} accepts any caller; for development only",
+                    settings.api_addr,
+                    settings.raft_addr
+                );
+                None
+            }
+        };
+        let api_transport = crate::tls::ApiTransport::new(tls.as_ref());
+        let raft_client_tls = tls.as_ref().map(|t| t.raft_client()).transpose()?;
+        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip, raft_client_tls);
         let network = Network {
             channels: channels.clone(),
             identity: identity.clone(),
@@ -66,7 +87,13 @@ impl RunningNode {
             clock.clone(),
             settings.rpc_timeout_ms,
         );
-        let sampler = crate::raft::clock_sampler::run(settings.id, raft.clone(), clock, shutdown_rx.clone());
+        let sampler = crate::raft::clock_sampler::run(
+            settings.id,
+            raft.clone(),
+            clock,
+            api_transport.clone(),
+            shutdown_rx.clone(),
+        );
         let addr = settings.advertised(identity.incarnation());
         let founding = crate::founding::Founding::new(
             identity.clone(),
@@ -75,15 +102,23 @@ impl RunningNode {
                 peers: settings.bootstrap_peers.clone(),
                 joining: settings.join.clone(),
                 admin_token: settings.admin_token.clone(),
+                api: api_transport,
             },
         );
         let mut tasks = vec![tokio::spawn(sampler)];
+        if let Some(tls) = &tls {
+            tasks.push(tokio::spawn(crate::tls::node_cert::run_renewal(
+                tls.cert(),
+                shutdown_rx.clone(),
+            )));
+        }
 
         let grpc = RaftGrpc {
             node_id: settings.id,
             raft: raft.clone(),
             proposer: proposer.clone(),
             identity: identity.clone(),
+            peers_by_certificate: tls.is_some(),
             last_refusal_logged_ms: Default::default(),
             incoming_dir: incoming,
             next_incoming: Default::default(),
@@ -92,16 +127,23 @@ impl RunningNode {
             .await
             .with_context(|| format!("binding the raft address {}", settings.raft_addr))?;
         let rx = shutdown_rx.clone();
+        let raft_server_tls = tls.as_ref().map(|t| t.raft_server()).transpose()?;
         tasks.push(tokio::spawn(async move {
             let service = RaftServiceServer::new(grpc)
                 .max_decoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES)
                 .max_encoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE_BYTES);
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
-            if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, wait_for(rx))
-                .await
-            {
+            let server = tonic::transport::Server::builder().add_service(service);
+            let served = match raft_server_tls {
+                Some(config) => {
+                    let incoming = crate::tls::accept::incoming(raft_listener, config, Default::default(), rx.clone());
+                    server.serve_with_incoming_shutdown(incoming, wait_for(rx)).await
+                }
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(raft_listener);
+                    server.serve_with_incoming_shutdown(incoming, wait_for(rx)).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "raft grpc server failed");
             }
         }));
@@ -142,6 +184,7 @@ impl RunningNode {
         let server_config = api::server::ServerConfig {
             max_connections: settings.max_connections,
             header_read_timeout_ms: settings.header_read_timeout_ms,
+            tls: tls.as_ref().map(|t| t.api_server()).transpose()?,
         };
         tasks.push(tokio::spawn(api::server::serve(
             api_listener,

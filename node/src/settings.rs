@@ -106,6 +106,28 @@ pub struct Options {
     /// a new admin token; joining nodes must be added by an admin).
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The cluster CA's certificates (PEM; several while a new CA is rotated in), the same file
+    /// on every node; `flotilla tls ca create` makes one. With --tls-ca-key-file, the node
+    /// issues itself a certificate at start (in memory, renewed while it runs), serves the API
+    /// over HTTPS with it and requires it of peers on the Raft port (mutual TLS: a peer must
+    /// present a certificate of this CA naming a current member). Required unless
+    /// --insecure-plaintext.
+    #[arg(long, env = "FLOTILLA_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The key of one of the CA certificates in --tls-ca-file (PEM; mode 0600 or 0640: a file
+    /// every user may read is refused).
+    #[arg(long, env = "FLOTILLA_TLS_CA_KEY_FILE")]
+    pub tls_ca_key_file: Option<PathBuf>,
+    /// More names or IP addresses clients reach this node's API by (comma-separated), beyond
+    /// `localhost`, 127.0.0.1, the --api-addr address and the host of --advertise-api-addr,
+    /// which its certificate always carries.
+    #[arg(long, env = "FLOTILLA_TLS_NAMES", value_delimiter = ',')]
+    pub tls_names: Option<Vec<String>>,
+    /// Development only: plain HTTP on the API and plain TCP between nodes, so anyone on the
+    /// network reads every token and job sent, and anyone who reaches the Raft port can send
+    /// it Raft messages. Logged as a warning at start. All nodes of a cluster must agree.
+    #[arg(long, env = "FLOTILLA_INSECURE_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_plaintext: Option<bool>,
     /// Enables the `process` provider: jobs of process pools then run as `sh` on this node's
     /// host, as this node's user (with an emptied environment, in --process-work-dir). Off by
     /// default: a job on it is a shell on a control-plane host. For development and trusted
@@ -213,6 +235,46 @@ fn read_admin_token(path: &Path) -> anyhow::Result<crate::auth::TokenSecret> {
     })
 }
 
+/// TLS files, or plain TCP when asked for; one or the other is required.
+fn transport_mode(cli: &Options, file: &Options) -> anyhow::Result<crate::tls::TransportMode> {
+    let plaintext = cli.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false);
+    let ca_file = cli.tls_ca_file.clone().or(file.tls_ca_file.clone());
+    let ca_key_file = cli.tls_ca_key_file.clone().or(file.tls_ca_key_file.clone());
+    let extra_names = cli.tls_names.clone().or(file.tls_names.clone()).unwrap_or_default();
+    match (plaintext, ca_file, ca_key_file) {
+        (true, None, None) => {
+            anyhow::ensure!(
+                extra_names.is_empty(),
+                "--tls-names is for TLS, and --insecure-plaintext turns it off"
+            );
+            Ok(crate::tls::TransportMode::Plaintext)
+        }
+        (true, _, _) => anyhow::bail!("--insecure-plaintext and the --tls-ca-* files exclude each other"),
+        (false, Some(ca_file), Some(ca_key_file)) => {
+            for name in &extra_names {
+                anyhow::ensure!(
+                    !name.is_empty()
+                        && name.len() <= 253
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b)),
+                    "--tls-names: {name:?} is neither a DNS name nor an IP address"
+                );
+            }
+            Ok(crate::tls::TransportMode::Tls(crate::tls::TlsFiles {
+                ca_file,
+                ca_key_file,
+                extra_names,
+            }))
+        }
+        (false, Some(_), None) => {
+            anyhow::bail!("--tls-ca-file needs --tls-ca-key-file: the node issues its certificate with the CA's key")
+        }
+        (false, None, Some(_)) => anyhow::bail!("--tls-ca-key-file needs --tls-ca-file, the CA's certificates"),
+        (false, None, None) => anyhow::bail!(
+            "nodes talk TLS: give --tls-ca-file and --tls-ca-key-file, the cluster CA every node shares (`flotilla tls ca create --out DIR` makes one), or --insecure-plaintext for development"
+        ),
+    }
+}
+
 /// Resolved configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -239,6 +301,8 @@ pub struct Settings {
     pub auth: crate::auth::AuthMode,
     /// The pre-shared first admin token (`--admin-token-file`), read at start.
     pub admin_token: Option<crate::auth::TokenSecret>,
+    /// TLS from the cluster CA, or plain TCP (`--insecure-plaintext`).
+    pub transport: crate::tls::TransportMode,
     pub process_provider: bool,
     pub process_work_dir: PathBuf,
     pub leader_tick_ms: u64,
@@ -311,6 +375,7 @@ impl Settings {
                 None => None,
                 Some(path) => Some(read_admin_token(&path)?),
             },
+            transport: transport_mode(&cli, &file)?,
             process_provider: pick!(process_provider, false),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
             leader_tick_ms: pick!(leader_tick_ms, 200),
@@ -362,6 +427,17 @@ impl Settings {
             settings.docker_endpoint.is_some() || cli.docker_cert_path.is_none() && file.docker_cert_path.is_none(),
             "--docker-cert-path is for a tcp:// --docker-socket, and none is given"
         );
+        if let Some(join) = &settings.join {
+            let tls = matches!(settings.transport, crate::tls::TransportMode::Tls(_));
+            anyhow::ensure!(
+                !(tls && join.starts_with("http://")),
+                "--join {join}: this node speaks TLS, so its seed is https://host:port (or --insecure-plaintext on every node)"
+            );
+            anyhow::ensure!(
+                tls || !join.starts_with("https://"),
+                "--join {join}: this node runs --insecure-plaintext, so its seed is http://host:port"
+            );
+        }
         for peer in &settings.bootstrap_peers {
             check_host_port(peer).map_err(|e| anyhow::anyhow!("--bootstrap-peers: {e}"))?;
         }
@@ -424,6 +500,33 @@ impl Settings {
             api_addr: self.advertise_api_addr.clone(),
             incarnation: incarnation.0,
         }
+    }
+
+    /// The names and addresses this node's certificate carries for API clients: `localhost`
+    /// and 127.0.0.1 (a client on the node's host, a published container port), the API's
+    /// bind address unless it is a wildcard, the advertised API host, and
+    /// --tls-names.
+    pub fn api_names(&self) -> Vec<String> {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !self.api_addr.ip().is_unspecified() {
+            names.push(self.api_addr.ip().to_string());
+        }
+        if let Some((host, _)) = self.advertise_api_addr.rsplit_once(':') {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if !host.is_empty() && host != "0.0.0.0" && host != "::" {
+                names.push(host.to_string());
+            }
+        }
+        if let crate::tls::TransportMode::Tls(files) = &self.transport {
+            names.extend(files.extra_names.iter().cloned());
+        }
+        let mut unique = Vec::new();
+        for name in names {
+            if !unique.contains(&name) {
+                unique.push(name);
+            }
+        }
+        unique
     }
 
     pub fn raft_config(&self) -> anyhow::Result<openraft::Config> {
@@ -525,10 +628,87 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn resolve(args: &[&str]) -> anyhow::Result<Settings> {
+    /// Settings from `args` (TLS files or `--insecure-plaintext` among them).
+    fn resolve_exactly(args: &[&str]) -> anyhow::Result<Settings> {
         let mut all = vec!["flotilla-node", "--id", "1"];
         all.extend_from_slice(args);
         Settings::resolve(Options::parse_from(all))
+    }
+
+    /// Settings from `args`, over plain TCP unless they name TLS files.
+    fn resolve(args: &[&str]) -> anyhow::Result<Settings> {
+        let mut all = args.to_vec();
+        if !args.iter().any(|a| a.starts_with("--tls-ca")) {
+            all.push("--insecure-plaintext");
+        }
+        resolve_exactly(&all)
+    }
+
+    #[test]
+    fn tls_is_required_unless_plaintext_is_asked_for() {
+        let e = resolve_exactly(&[]).unwrap_err().to_string();
+        assert!(
+            e.contains("--tls-ca-file") && e.contains("flotilla tls ca-create") && e.contains("--insecure-plaintext"),
+            "{e}"
+        );
+        let tls = resolve_exactly(&[
+            "--tls-ca-file",
+            "ca.crt",
+            "--tls-ca-key-file",
+            "ca.key",
+            "--tls-names",
+            "flotilla.example,10.1.2.3",
+        ])
+        .unwrap();
+        let crate::tls::TransportMode::Tls(files) = &tls.transport else {
+            panic!("not TLS: {tls:?}")
+        };
+        assert_eq!(files.extra_names, ["flotilla.example", "10.1.2.3"]);
+        let names = tls.api_names();
+        assert!(
+            names.contains(&"127.0.0.1".to_string()) && names.contains(&"flotilla.example".to_string()),
+            "{names:?}"
+        );
+        for (args, says) in [
+            (&["--tls-ca-file", "ca.crt"][..], "needs --tls-ca-key-file"),
+            (&["--tls-ca-key-file", "ca.key"][..], "needs --tls-ca-file"),
+            (
+                &[
+                    "--insecure-plaintext",
+                    "--tls-ca-file",
+                    "ca.crt",
+                    "--tls-ca-key-file",
+                    "k",
+                ][..],
+                "exclude each other",
+            ),
+            (
+                &["--tls-ca-file", "c", "--tls-ca-key-file", "k", "--tls-names", "a b"][..],
+                "neither a DNS name",
+            ),
+            (
+                &[
+                    "--tls-ca-file",
+                    "c",
+                    "--tls-ca-key-file",
+                    "k",
+                    "--join",
+                    "http://10.0.0.1:8001",
+                ][..],
+                "https://",
+            ),
+            (
+                &["--insecure-plaintext", "--join", "https://10.0.0.1:8001"][..],
+                "http://host:port",
+            ),
+        ] {
+            let e = resolve_exactly(args).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+        assert!(matches!(
+            resolve_exactly(&["--insecure-plaintext"]).unwrap().transport,
+            crate::tls::TransportMode::Plaintext
+        ));
     }
 
     #[test]

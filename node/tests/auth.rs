@@ -189,7 +189,6 @@ async fn a_revoked_or_expired_token_is_refused_on_every_node_and_no_secret_is_li
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preshared_admin_token_founds_joins_and_is_the_only_way_in() {
     let c = Cluster::spawn(3, &["--auth", "tokens"]).await;
-    let first_api = c.node(1).api_addr.clone();
     // A node that knows no token yet says so, rather than call the token unknown.
     let (s, body) = c.get(1, "/v1/pools").await;
     assert_eq!(
@@ -211,7 +210,7 @@ async fn a_preshared_admin_token_founds_joins_and_is_the_only_way_in() {
     let add = json!({ "id": 2, "raft_addr": c.node(2).raft_addr, "api_addr": c.node(2).api_addr });
     let anonymous = c
         .anonymous
-        .post(format!("http://{first_api}/v1/cluster/members"))
+        .post(c.node(1).url("/v1/cluster/members"))
         .json(&add)
         .send()
         .await
@@ -258,7 +257,7 @@ async fn nodes_founded_at_start_join_with_the_preshared_token() {
     let mut c = Cluster::spawn(3, &["--auth", "tokens"]).await;
     let base = c.node(1).extra_args.clone();
     let peers = format!("{},{}", c.node(2).api_addr, c.node(3).api_addr);
-    let seed = format!("http://{}", c.node(1).api_addr);
+    let seed = format!("https://{}", c.node(1).api_addr);
     for id in 1..=3 {
         let mut args = base.clone();
         if id == 1 {

@@ -359,7 +359,7 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
     let c = Cluster::start(3, &[]).await;
     c.wait_leader_among(&[1, 2, 3]).await;
     c.register_pool(1).await;
-    let channels = flotilla_node::raft::network::Channels::new(2_000, None);
+    let channels = peer_channels(1);
     let version = flotilla_raft_store::FORMAT_VERSION;
     let mut claims_huge = vec![version, 253];
     claims_huge.extend_from_slice(&(1u64 << 60).to_le_bytes());
@@ -382,7 +382,7 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
         let to = c.raft_address(target).await;
         for data in &frames {
             let blob = || to.request(Blob { data: data.clone() });
-            let mut client = channels.client(&addr).unwrap();
+            let mut client = channels.client(target, &addr).unwrap();
             assert!(
                 client.append_entries(blob()).await.is_err(),
                 "append_entries accepted {data:?}"
@@ -405,7 +405,7 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
         }
         // Unaddressed (or addressed to another incarnation) a request is refused before it is
         // decoded, whatever it holds.
-        let mut client = channels.client(&addr).unwrap();
+        let mut client = channels.client(target, &addr).unwrap();
         let vote = flotilla_raft_store::encode(&()).unwrap();
         let unaddressed = client.vote(tonic::Request::new(Blob { data: vote.clone() })).await;
         assert_eq!(
@@ -433,7 +433,7 @@ async fn malformed_frames_on_the_raft_port_are_refused() {
                 data: vec![b'x'; flotilla_node::raft::proposer::MAX_ENTRY_BYTES + 1],
             },
         );
-        let mut client = channels.client(&addr).unwrap();
+        let mut client = channels.client(target, &addr).unwrap();
         let reply = client
             .forward(to.request(Blob {
                 data: flotilla_raft_store::encode(&big).unwrap(),

@@ -44,7 +44,7 @@ async fn a_wiped_voter_is_refused_until_it_is_removed_and_added_again() {
     );
 
     let mut args = c.node(wiped).extra_args.clone();
-    args.extend(["--join".to_string(), format!("http://{}", c.node(leader).api_addr)]);
+    args.extend(["--join".to_string(), format!("https://{}", c.node(leader).api_addr)]);
     c.wipe_and_restart(wiped, args);
     c.wait_http(wiped).await;
     let (fresh_cluster, fresh) = identity(&c.get(wiped, "/v1/cluster").await.1);
@@ -115,7 +115,7 @@ async fn a_founder_that_lost_its_disk_joins_instead_of_founding_a_second_cluster
     let joiner_args: Vec<String> = base
         .iter()
         .cloned()
-        .chain(["--join".into(), format!("http://{}", c.node(1).api_addr)])
+        .chain(["--join".into(), format!("https://{}", c.node(1).api_addr)])
         .collect();
     // Configured as a deployment configures them: the founder with the flag on every start.
     c.wipe_and_restart(1, founder_args.clone());

@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use flotilla_node::raft::network::Channels;
 use flotilla_node::raft::pb::Blob;
 use flotilla_node::raft::proposer::{ForwardResult, ProposeError};
 use flotilla_state_machine::{ClientId, ClientRequest, Command, PipelineSpec, Proposal, Rejection, Response};
@@ -13,8 +12,10 @@ use flotilla_state_machine::{ClientId, ClientRequest, Command, PipelineSpec, Pro
 /// Sends `proposal` to node `to`'s Raft port as a follower's forward would, and decodes the
 /// leader's answer.
 async fn forward(c: &Cluster, to: u64, proposal: &Proposal) -> ForwardResult {
-    let channels = Channels::new(5_000, None);
-    let mut client = channels.client(&c.node(to).raft_addr).expect("channel");
+    // As a follower of the cluster forwards it.
+    let follower = (1..=3).find(|id| *id != to).unwrap();
+    let channels = peer_channels(follower);
+    let mut client = channels.client(to, &c.node(to).raft_addr).expect("channel");
     let reply = client
         .forward(
             c.raft_request(

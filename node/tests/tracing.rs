@@ -37,11 +37,15 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
         process_provider: Some(true),
         process_work_dir: Some(dir.path().join("workers")),
         leader_tick_ms: Some(100),
+        tls_ca_file: Some(common::test_ca().ca_file.clone()),
+        tls_ca_key_file: Some(common::test_ca().ca_key_file.clone()),
         ..Options::default()
     };
     let node = RunningNode::start(Settings::resolve(options).unwrap()).await.unwrap();
-    let url = |path: &str| format!("http://{api_addr}{path}");
-    let init = reqwest::Client::new()
+    let url = |path: &str| format!("https://{api_addr}{path}");
+    let init = common::client_builder()
+        .build()
+        .unwrap()
         .post(url("/v1/cluster/init"))
         .json(&json!({}))
         .send()
@@ -53,7 +57,7 @@ async fn one_trace_spans_api_raft_scheduling_worker_and_job() {
     let token = init["admin_token"]
         .as_str()
         .expect("init hands out the first admin token");
-    let http = reqwest::Client::builder()
+    let http = common::client_builder()
         .default_headers(common::bearer_headers(Some(token)))
         .build()
         .unwrap();

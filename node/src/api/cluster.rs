@@ -192,7 +192,7 @@ pub(super) fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError
         Some(leader) => {
             let message = format!("send this to the leader at {}", leader.api_addr);
             Err(ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message)
-                .location(format!("http://{}{path}", leader.api_addr)))
+                .location(app.founding.api.url(&leader.api_addr, path)))
         }
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -268,6 +268,7 @@ pub async fn add_member(
         ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message).field("raft_addr")
     };
     within_deadline(
+        &app.founding.api,
         "/v1/cluster/members",
         || app.raft.add_learner(req.id, node.clone(), true),
         &timed_out,
@@ -276,6 +277,7 @@ pub async fn add_member(
     .await?;
     let promote = ChangeMembers::AddVoterIds(BTreeSet::from([req.id]));
     within_deadline(
+        &app.founding.api,
         "/v1/cluster/members",
         || app.raft.change_membership(promote.clone(), false),
         &timed_out,
@@ -298,14 +300,15 @@ pub struct TransferLeader {
 /// The incarnation of the node being added, as the node itself reports it: it must be the node
 /// the request names, not belong to another cluster, and match the request's incarnation.
 async fn node_incarnation(app: &AppState, req: &AddMember, given: Option<u64>) -> Result<Incarnation, ApiError> {
-    let reported = crate::founding::read_identity(&app.founding.http, &req.api_addr)
-        .await
-        .map_err(|e| {
-            let message = format!("could not ask node {} at {} who it is: {e}", req.id, req.api_addr);
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unreachable", message)
-                .field("api_addr")
-                .retry_after(1)
-        })?;
+    let reported =
+        crate::founding::read_identity(&app.founding.http, &app.founding.api.url(&req.api_addr, "/v1/cluster"))
+            .await
+            .map_err(|e| {
+                let message = format!("could not ask node {} at {} who it is: {e}", req.id, req.api_addr);
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unreachable", message)
+                    .field("api_addr")
+                    .retry_after(1)
+            })?;
     if reported.id != req.id {
         let message = format!(
             "the node at {} is node {}, not node {}",
@@ -386,6 +389,7 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
     if membership.voter_ids().any(|v| v == id) {
         let demote = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
         within_deadline(
+            &app.founding.api,
             &path,
             || app.raft.change_membership(demote.clone(), false),
             &timed_out,
@@ -395,6 +399,7 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
     }
     let remove = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
     within_deadline(
+        &app.founding.api,
         &path,
         || app.raft.change_membership(remove.clone(), false),
         &timed_out,
@@ -412,6 +417,7 @@ pub async fn remove_member(State(app): State<AppState>, Path(id): Path<String>) 
 /// after `cluster init` was refused so (seen in CI). `path` is the route, for the redirect
 /// when leadership moves meanwhile.
 async fn within_deadline<T, Fut>(
+    api: &crate::tls::ApiTransport,
     path: &str,
     step: impl Fn() -> Fut,
     timed_out: impl Fn() -> ApiError,
@@ -440,7 +446,7 @@ where
                 if let Some(leader) = f.leader_node {
                     let message = format!("leadership moved; send this to the leader at {}", leader.api_addr);
                     return Err(ApiError::new(StatusCode::TEMPORARY_REDIRECT, "not_leader", message)
-                        .location(format!("http://{}{path}", leader.api_addr)));
+                        .location(api.url(&leader.api_addr, path)));
                 }
                 if tokio::time::Instant::now() + std::time::Duration::from_millis(100) >= deadline {
                     return Err(ApiError::new(

@@ -14,15 +14,18 @@ use tokio::sync::watch;
 const WARN_INTERVAL_MS: u64 = 60_000;
 
 /// Samples every voter but `me`, then publishes the correction, until `stop` turns true.
-pub async fn run(me: u64, raft: Raft, clock: Arc<ClusterClock>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    me: u64,
+    raft: Raft,
+    clock: Arc<ClusterClock>,
+    api: crate::tls::ApiTransport,
+    mut stop: watch::Receiver<bool>,
+) {
     #[derive(Deserialize)]
     struct View {
         now_ms: u64,
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(MAX_SAMPLE_RTT_MS))
-        .build()
-        .expect("an HTTP client with a timeout builds");
+    let http = api.client(MAX_SAMPLE_RTT_MS);
     let mut warned_at_ms = 0u64;
     loop {
         let metrics = crate::raft::metrics(&raft);
@@ -32,7 +35,7 @@ pub async fn run(me: u64, raft: Raft, clock: Arc<ClusterClock>, mut stop: watch:
         let peers: Vec<(u64, String)> = membership
             .nodes()
             .filter(|(id, _)| **id != me && voters.contains(id))
-            .map(|(id, node)| (*id, format!("http://{}/v1/cluster", node.api_addr)))
+            .map(|(id, node)| (*id, api.url(&node.api_addr, "/v1/cluster")))
             .collect();
         clock.retain(&members);
         let asks = peers.iter().map(|(id, url)| {

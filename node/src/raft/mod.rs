@@ -9,9 +9,11 @@ pub mod clock_sampler;
 pub mod cluster_clock;
 pub mod network;
 pub mod pb;
+pub mod peer_certificate;
 pub mod proposer;
 pub mod service;
 pub mod session_slots;
+pub mod tls_connector;
 
 /// The Raft instance of a node.
 pub type Raft = openraft::Raft<flotilla_raft_store::TypeConfig, flotilla_raft_store::StateMachineStore>;

@@ -41,31 +41,40 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Snapshot chunks read ahead of the network.
 const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Lazily connected gRPC channels by address; tonic reconnects a channel on its own.
+/// Lazily connected gRPC channels by peer and address; tonic reconnects a channel on its own.
 #[derive(Clone, Default)]
 pub struct Channels {
-    by_addr: Arc<Mutex<HashMap<String, Channel>>>,
+    by_peer: Arc<Mutex<HashMap<(u64, String), Channel>>>,
     connect_timeout_ms: u64,
     /// Source address of outgoing connections, if pinned.
     source_ip: Option<IpAddr>,
+    /// Mutual TLS with this node's certificate; plain TCP when `None` (`--insecure-plaintext`).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Channels {
     /// `source_ip` pins the source address of connections to peers. Nodes sharing one host on
     /// distinct loopback addresses set it to their own, so traffic between two of them can be
     /// told apart by address (and cut by a firewall rule, as the chaos harness does).
-    pub fn new(connect_timeout_ms: u64, source_ip: Option<IpAddr>) -> Self {
+    pub fn new(connect_timeout_ms: u64, source_ip: Option<IpAddr>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         Channels {
-            by_addr: Default::default(),
+            by_peer: Default::default(),
             connect_timeout_ms,
             source_ip,
+            tls,
         }
     }
 
-    pub fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
-        let mut map = self.by_addr.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(ch) = map.get(addr) {
-            return Ok(RaftServiceClient::new(ch.clone()));
+    /// A client of node `target`'s Raft port at `addr`. Over TLS the peer must present a
+    /// certificate of the cluster CA naming `target` (a node now at an address another
+    /// member had is not taken for it).
+    pub fn client(&self, target: u64, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
+        let mut map = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (target, addr.to_string());
+        if let Some(ch) = map.get(&key) {
+            return Ok(RaftServiceClient::new(ch.clone())
+                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES));
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
@@ -73,8 +82,20 @@ impl Channels {
             .tcp_nodelay(true)
             .local_address(self.source_ip)
             .http2_keep_alive_interval(Duration::from_secs(10));
-        let ch = endpoint.connect_lazy();
-        map.insert(addr.to_string(), ch.clone());
+        let ch = match &self.tls {
+            None => endpoint.connect_lazy(),
+            Some(config) => {
+                let server_name = rustls_pki_types::ServerName::try_from(flotilla_pki::peer_name(target))
+                    .map_err(|e| format!("peer name of node {target}: {e}"))?;
+                endpoint.connect_with_connector_lazy(super::tls_connector::TlsConnector {
+                    addr: addr.to_string(),
+                    source_ip: self.source_ip,
+                    server_name,
+                    config: config.clone(),
+                })
+            }
+        };
+        map.insert(key, ch.clone());
         Ok(RaftServiceClient::new(ch)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
@@ -163,7 +184,7 @@ impl PeerClient {
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let client = self
             .channels
-            .client(&self.addr)
+            .client(self.target, &self.addr)
             .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
         let mut req = tonic::Request::new(blob);
         req.set_timeout(timeout);
@@ -233,7 +254,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let mut client = self.channels.client(&self.addr).map_err(unreachable)?;
+        let mut client = self.channels.client(self.target, &self.addr).map_err(unreachable)?;
         let header = encode(&(vote, snapshot.meta.clone())).map_err(|e| NetworkError::from_string(e.to_string()))?;
         // A blocking reader streams the file in chunks through a bounded channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(SNAPSHOT_CHUNKS_IN_FLIGHT);

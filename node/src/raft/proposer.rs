@@ -121,7 +121,7 @@ impl Proposer {
             let attempt = match self.commit_here(proposal.clone()).await {
                 Err(ProposeError::NotLeader {
                     leader: Some((id, node)),
-                }) if id != *self.raft.node_id() => self.forward(&node, &proposal, deadline).await,
+                }) if id != *self.raft.node_id() => self.forward(id, &node, &proposal, deadline).await,
                 other => other,
             };
             match attempt {
@@ -197,6 +197,7 @@ impl Proposer {
 
     async fn forward(
         &self,
+        leader_id: u64,
         leader: &NodeAddr,
         proposal: &Proposal,
         deadline: tokio::time::Instant,
@@ -204,7 +205,7 @@ impl Proposer {
         check_entry_size(proposal)?;
         let mut client = self
             .channels
-            .client(&leader.raft_addr)
+            .client(leader_id, &leader.raft_addr)
             .map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(proposal).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
@@ -233,11 +234,14 @@ impl Proposer {
         if self.raft.is_leader() {
             return self.read_index_local().await;
         }
-        let leader = crate::raft::leader_addr(&crate::raft::metrics(&self.raft))
+        let metrics = crate::raft::metrics(&self.raft);
+        let (leader_id, leader) = metrics
+            .current_leader
+            .zip(crate::raft::leader_addr(&metrics))
             .ok_or_else(|| ProposeError::NoLeader("no leader known for a linearizable read".into()))?;
         let mut client = self
             .channels
-            .client(&leader.raft_addr)
+            .client(leader_id, &leader.raft_addr)
             .map_err(ProposeError::NoLeader)?;
         let mut req = tonic::Request::new(to_blob(&()).map_err(|e| ProposeError::Failed(e.to_string()))?);
         req.set_timeout(Duration::from_millis(self.rpc_timeout_ms));

@@ -7,10 +7,12 @@ use crate::raft::addressing::{Addressed, Admission, admit};
 use crate::raft::network::{from_blob, to_blob};
 use crate::raft::pb::raft_service_server::RaftService;
 use crate::raft::pb::{Blob, SnapshotChunk};
+use crate::raft::peer_certificate::admit_peer;
 use crate::raft::proposer::{ForwardResult, ProposeError, Proposer};
 use flotilla_raft_store::{SnapshotFile, SnapshotMeta, TypeConfig, Vote, decode};
 use flotilla_state_machine::Proposal;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
@@ -23,6 +25,9 @@ pub struct RaftGrpc {
     pub proposer: Proposer,
     /// Checked against every request's address before it is decoded (`addressing.rs`).
     pub identity: Identity,
+    /// Mutual TLS is on: every request's certificate must name a member
+    /// (`peer_certificate.rs`).
+    pub peers_by_certificate: bool,
     /// When a refusal was last logged, in ms since the epoch: a wiped node hears its old
     /// cluster's heartbeats several times a second and says why it refuses them once a minute.
     pub last_refusal_logged_ms: AtomicU64,
@@ -35,10 +40,31 @@ pub struct RaftGrpc {
 const REFUSAL_LOG_INTERVAL_MS: u64 = 60_000;
 
 impl RaftGrpc {
-    /// Admits a request addressed to this node's incarnation in its cluster; learns the cluster
-    /// id (durably) from the first admitted request of a new member.
-    fn admit(&self, metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
-        let addressed = Addressed::read(metadata);
+    /// Admits a request from a member's certificate (under mutual TLS), addressed to this
+    /// node's incarnation in its cluster; learns the cluster id (durably) from the first
+    /// admitted request of a new member.
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if self.peers_by_certificate {
+            let certificate = request
+                .peer_certs()
+                .map(|chain| chain.first().and_then(flotilla_pki::peer_node_id));
+            let members: BTreeSet<u64> = {
+                use openraft::async_runtime::WatchReceiver;
+                let metrics = self.raft.metrics();
+                let metrics = metrics.borrow_watched();
+                metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            if let Err(refusal) = admit_peer(certificate, &members) {
+                self.log_refusal(&refusal.to_string());
+                return Err(Status::permission_denied(refusal.to_string()));
+            }
+        }
+        let addressed = Addressed::read(request.metadata());
         let own_cluster = self.identity.cluster_id();
         match admit(
             self.node_id,
@@ -55,18 +81,23 @@ impl RaftGrpc {
                 Ok(())
             }
             Admission::Refuse(refusal) => {
-                let now_ms = crate::raft::proposer::wall_clock_ms();
-                let last = self.last_refusal_logged_ms.load(Ordering::Relaxed);
-                if now_ms.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
-                    && self
-                        .last_refusal_logged_ms
-                        .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    tracing::warn!(reason = %refusal, "refused a peer's request");
-                }
+                self.log_refusal(&refusal.to_string());
                 Err(Status::failed_precondition(refusal.to_string()))
             }
+        }
+    }
+
+    /// Logs why a request was refused, once a minute at most.
+    fn log_refusal(&self, reason: &str) {
+        let now_ms = crate::raft::proposer::wall_clock_ms();
+        let last = self.last_refusal_logged_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
+            && self
+                .last_refusal_logged_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(reason, "refused a peer's request");
         }
     }
 }
@@ -74,21 +105,21 @@ impl RaftGrpc {
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.admit(request.metadata())?;
+        self.admit(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = from_blob(request.get_ref())?;
         let result = self.raft.append_entries(rpc).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 
     async fn vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.admit(request.metadata())?;
+        self.admit(&request)?;
         let rpc: VoteRequest<TypeConfig> = from_blob(request.get_ref())?;
         let result = self.raft.vote(rpc).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 
     async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<Blob>, Status> {
-        self.admit(request.metadata())?;
+        self.admit(&request)?;
         let mut stream = request.into_inner();
         let first = stream
             .next()
@@ -137,14 +168,14 @@ impl RaftService for RaftGrpc {
     }
 
     async fn transfer_leader(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.admit(request.metadata())?;
+        self.admit(&request)?;
         let req: TransferLeaderRequest<TypeConfig> = from_blob(request.get_ref())?;
         let result = self.raft.handle_transfer_leader(req).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
 
     async fn forward(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.admit(request.metadata())?;
+        self.admit(&request)?;
         let proposal: Proposal = from_blob(request.get_ref())?;
         // Only what a client may ask for travels as a forward (see `is_client_request`); the
         // rest is applied here or refused with a hint, never forwarded again (no loops).
@@ -159,7 +190,7 @@ impl RaftService for RaftGrpc {
     }
 
     async fn read_index(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
-        self.admit(request.metadata())?;
+        self.admit(&request)?;
         let result: Result<u64, ProposeError> = if self.raft.is_leader() {
             self.proposer.read_index_local().await
         } else {

@@ -14,6 +14,80 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// The cluster CA of every test cluster this test binary starts (made once, in a directory
+/// that outlives the process's clusters), as the deployments give one to each node.
+pub struct TestCa {
+    pub ca_file: PathBuf,
+    pub ca_key_file: PathBuf,
+    pub ca: flotilla_pki::ClusterCa,
+}
+
+pub fn test_ca() -> &'static TestCa {
+    static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-test-ca")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let (cert, key) = new_ca("test");
+        let (ca_file, ca_key_file) = (dir.join("ca.crt"), dir.join("ca.key"));
+        std::fs::write(&ca_file, &cert).unwrap();
+        std::fs::write(&ca_key_file, &key).unwrap();
+        std::fs::set_permissions(&ca_key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ca = flotilla_pki::ClusterCa::from_pem(&cert, &key, "the test CA").unwrap();
+        TestCa {
+            ca_file,
+            ca_key_file,
+            ca,
+        }
+    })
+}
+
+/// A new CA's certificate and key (PEM), valid for a year.
+pub fn new_ca(name: &str) -> (String, String) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    flotilla_pki::create_ca(name, now_ms, 365 * 24 * 3600 * 1000).unwrap()
+}
+
+/// The node arguments that give it the test CA.
+pub fn tls_args() -> Vec<String> {
+    let ca = test_ca();
+    vec![
+        "--tls-ca-file".into(),
+        ca.ca_file.to_string_lossy().into_owned(),
+        "--tls-ca-key-file".into(),
+        ca.ca_key_file.to_string_lossy().into_owned(),
+    ]
+}
+
+/// An HTTP client builder trusting the test CA (what every test client of the API starts from).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let trusted = test_ca().ca.trusted().to_vec();
+    reqwest::Client::builder().tls_backend_preconfigured(flotilla_pki::ClientTls::new(trusted).rustls_config())
+}
+
+/// Channels to the nodes' Raft ports presenting a certificate of the test CA for node
+/// `as_node`, as that node would.
+pub fn peer_channels(as_node: u64) -> flotilla_node::raft::network::Channels {
+    let ca = test_ca();
+    let files = flotilla_node::tls::TlsFiles {
+        ca_file: ca.ca_file.clone(),
+        ca_key_file: ca.ca_key_file.clone(),
+        extra_names: Vec::new(),
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let tls = flotilla_node::tls::NodeTls::start(&files, as_node, Vec::new(), now_ms).unwrap();
+    flotilla_node::raft::network::Channels::new(2_000, None, Some(tls.raft_client().unwrap()))
+}
+
 /// A port that is free now, below the kernel's ephemeral range (32768+): a port from that range
 /// can be taken by an outgoing connection between this check and the node's bind. Test
 /// binaries run one at a time; within one, a counter keeps concurrent tests apart.
@@ -48,8 +122,14 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// `https://` unless the node runs `--insecure-plaintext`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.api_addr, path)
+        let scheme = if self.extra_args.iter().any(|a| a == "--insecure-plaintext") {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}{}", self.api_addr, path)
     }
 
     pub fn spawn(&mut self) {
@@ -184,6 +264,23 @@ pub enum AdminToken {
     FromInit,
 }
 
+/// A client of the harness: trusts `trusted`, sends `headers`, follows no redirect. Pooled
+/// connections are dropped long before a node's header deadline closes them, so a request
+/// never races a server closing its idle connection.
+fn harness_client(
+    trusted: &[rustls_pki_types::CertificateDer<'static>],
+    headers: reqwest::header::HeaderMap,
+) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(flotilla_pki::ClientTls::new(trusted.to_vec()).rustls_config())
+        .timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_millis(500))
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// Headers that send `token` as `Authorization: Bearer` (none for no token).
 pub fn bearer_headers(token: Option<&str>) -> reqwest::header::HeaderMap {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -271,7 +368,8 @@ impl Cluster {
         Cluster::spawn_with(n, args_of, AdminToken::Preshared).await
     }
 
-    /// `spawn_each` with the first admin token from `admin`.
+    /// `spawn_each` with the first admin token from `admin`. Every node is given the test CA
+    /// unless its arguments say `--insecure-plaintext` or name a CA of their own.
     pub async fn spawn_with(
         n: u64,
         args_of: impl Fn(u64, &std::path::Path) -> Vec<String>,
@@ -296,26 +394,24 @@ impl Cluster {
                 api_addr: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(format!("node-{id}")),
                 log_file: dir.path().join(format!("node-{id}.log")),
-                extra_args: preshared_args.iter().cloned().chain(args_of(id, dir.path())).collect(),
+                extra_args: {
+                    let own = args_of(id, dir.path());
+                    let tls = if own.iter().any(|a| a == "--insecure-plaintext" || a == "--tls-ca-file") {
+                        Vec::new()
+                    } else {
+                        tls_args()
+                    };
+                    preshared_args.iter().cloned().chain(tls).chain(own).collect()
+                },
                 env: Vec::new(),
                 child: None,
             })
             .collect();
-        // Pooled connections are dropped long before a node's header deadline closes them, so a
-        // request never races a server closing its idle connection.
-        let client = |headers: reqwest::header::HeaderMap| {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_idle_timeout(Duration::from_millis(500))
-                .redirect(reqwest::redirect::Policy::none())
-                .default_headers(headers)
-                .build()
-                .unwrap()
-        };
+        let trusted = test_ca().ca.trusted().to_vec();
         let mut c = Cluster {
             nodes,
-            http: client(bearer_headers(token.get().map(String::as_str))),
-            anonymous: client(Default::default()),
+            http: harness_client(&trusted, bearer_headers(token.get().map(String::as_str))),
+            anonymous: harness_client(&trusted, Default::default()),
             token,
             _dir: dir,
         };
@@ -326,6 +422,12 @@ impl Cluster {
             c.wait_http(id).await;
         }
         c
+    }
+
+    /// Makes the harness's clients trust `certificates` (instead of the test CA alone).
+    pub fn trust(&mut self, certificates: Vec<rustls_pki_types::CertificateDer<'static>>) {
+        self.http = harness_client(&certificates, bearer_headers(self.token.get().map(String::as_str)));
+        self.anonymous = harness_client(&certificates, Default::default());
     }
 
     /// Restarts node `id` with an empty data directory and `args` instead of its former ones.
@@ -379,7 +481,7 @@ impl Cluster {
     /// A client of its own (no pooled connection shared with the others) that sends the
     /// cluster's admin token.
     pub fn new_client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(bearer_headers(self.token.get().map(String::as_str)))
             .build()
