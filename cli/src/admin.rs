@@ -21,6 +21,10 @@ pub enum TenantCmd {
         resources: crate::commands::ResourcesArgs,
         #[arg(long)]
         max_running_jobs: u32,
+        /// The highest priority the tenant's jobs may ask for; higher submissions are refused.
+        /// Default: as high as the limits allow.
+        #[arg(long, allow_hyphen_values = true)]
+        max_priority: Option<i32>,
     },
     /// Lift a tenant's quota (admin).
     ClearQuota { name: String },
@@ -70,19 +74,27 @@ pub async fn tenant(client: &Client, format: Format, cmd: &TenantCmd) -> anyhow:
                             of(&t["allocated"]["cpu_millis"], &q["resources"]["cpu_millis"]),
                             of(&t["allocated"]["memory_mib"], &q["resources"]["memory_mib"]),
                             of(&t["running_jobs"], &q["max_running_jobs"]),
+                            match q["max_priority"].as_i64() {
+                                Some(ceiling) => ceiling.to_string(),
+                                None => "-".to_string(),
+                            },
                         ]
                     })
                     .collect();
-                output::table(&["TENANT", "CPU(m)", "MEM(MiB)", "RUNNING"], &rows);
+                output::table(&["TENANT", "CPU(m)", "MEM(MiB)", "RUNNING", "MAX PRIORITY"], &rows);
             },
         ),
         TenantCmd::SetQuota {
             name,
             resources,
             max_running_jobs,
+            max_priority,
         } => {
             let mut body = resources.json();
             body["max_running_jobs"] = json!(max_running_jobs);
+            if let Some(ceiling) = max_priority {
+                body["max_priority"] = json!(ceiling);
+            }
             let v = client
                 .request(Method::PUT, &format!("/v1/tenants/{name}/quota"), Some(&body), &[])
                 .await?;

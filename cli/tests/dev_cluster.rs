@@ -19,34 +19,59 @@ fn node_binary() -> std::path::PathBuf {
     path
 }
 
-/// `flotilla --server SERVER ARGS...` with `token` (none when empty) as FLOTILLA_TOKEN.
-fn run(token: &str, server: &str, args: &[&str]) -> Output {
+/// What a command is run with: a token (none when empty) and the cluster CA to trust.
+#[derive(Clone, Default)]
+struct Creds {
+    token: String,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl Creds {
+    /// The admin token and the CA `flotilla dev` keeps in its data directory, once written.
+    fn of_dev(dir: &std::path::Path) -> Creds {
+        let file = dir.join("admin-token");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && text.ends_with('\n')
+            {
+                return Creds {
+                    token: text.trim().to_string(),
+                    ca_file: Some(dir.join("tls").join("ca.crt")),
+                };
+            }
+            assert!(Instant::now() < deadline, "flotilla dev wrote no {}", file.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The same CA, no token.
+    fn anonymous(&self) -> Creds {
+        Creds {
+            token: String::new(),
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
+/// `flotilla --server SERVER ARGS...` with the token as FLOTILLA_TOKEN and the CA as
+/// FLOTILLA_CA_FILE.
+fn run(creds: &Creds, server: &str, args: &[&str]) -> Output {
     let mut command = Command::new(flotilla());
     // No saved login: the user's own (~/.config/flotilla) must not leak into the test.
     command
         .args(["--server", server])
         .args(args)
         .env_remove("FLOTILLA_TOKEN")
+        .env_remove("FLOTILLA_CA_FILE")
         .env("FLOTILLA_CONFIG", "/nonexistent/flotilla-test-config.json");
-    if !token.is_empty() {
-        command.env("FLOTILLA_TOKEN", token);
+    if !creds.token.is_empty() {
+        command.env("FLOTILLA_TOKEN", &creds.token);
+    }
+    if let Some(ca) = &creds.ca_file {
+        command.env("FLOTILLA_CA_FILE", ca);
     }
     command.output().expect("run flotilla")
-}
-
-/// The admin token `flotilla dev` keeps in its data directory, once it wrote it.
-fn dev_token(dir: &std::path::Path) -> String {
-    let file = dir.join("admin-token");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && text.ends_with('\n')
-        {
-            return text.trim().to_string();
-        }
-        assert!(Instant::now() < deadline, "flotilla dev wrote no {}", file.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn stdout(o: &Output) -> String {
@@ -90,7 +115,7 @@ fn dev_cluster_serves_the_cli() {
     ));
     let servers: Vec<String> = (1..=3).map(|n| format!("127.0.0.1:{}", base + 1000 + n)).collect();
     let all = servers.join(",");
-    let token = dev_token(dir.path());
+    let token = Creds::of_dev(dir.path());
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(dir.path().join("admin-token")).unwrap().permissions(),
     );
@@ -200,7 +225,7 @@ fn dev_cluster_serves_the_cli() {
     );
 
     // Without the token the cluster refuses, and says what it needs.
-    let anonymous = run("", &all, &["pool", "list"]);
+    let anonymous = run(&token.anonymous(), &all, &["pool", "list"]);
     assert!(!anonymous.status.success());
     assert!(
         String::from_utf8_lossy(&anonymous.stderr).contains("needs a token"),
@@ -223,19 +248,46 @@ fn dev_cluster_serves_the_cli() {
             .args(args)
             .env_remove("FLOTILLA_TOKEN")
             .env_remove("FLOTILLA_ADDR")
+            .env_remove("FLOTILLA_CA_FILE")
             .env("FLOTILLA_CONFIG", &config)
             .output()
             .unwrap()
     };
     let wrong = dir.path().join("wrong-token");
     std::fs::write(&wrong, format!("flt_{}\n", "0".repeat(64))).unwrap();
-    let refused = saved(&["--server", &all, "login", "--token-file", wrong.to_str().unwrap()]);
+    let ca = token.ca_file.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    let refused = saved(&[
+        "--server",
+        &all,
+        "--ca-file",
+        ca,
+        "login",
+        "--token-file",
+        wrong.to_str().unwrap(),
+    ]);
     assert!(
         !refused.status.success() && !config.exists(),
         "a token the cluster refuses is not saved"
     );
     let token_file = dir.path().join("admin-token");
-    let logged = saved(&["--server", &all, "login", "--token-file", token_file.to_str().unwrap()]);
+    // Without the CA the client trusts no node, and says which flag gives it.
+    let untrusted = saved(&["--server", &all, "login", "--token-file", token_file.to_str().unwrap()]);
+    assert!(!untrusted.status.success() && !config.exists());
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("--ca-file"),
+        "{}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+    let logged = saved(&[
+        "--server",
+        &all,
+        "--ca-file",
+        ca,
+        "login",
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
     assert!(logged.status.success(), "{}", String::from_utf8_lossy(&logged.stderr));
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&config).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -255,7 +307,7 @@ fn dev_cluster_serves_the_cli() {
     );
 
     // `token generate` makes a secret here and sends it nowhere.
-    let generated = run("", "127.0.0.1:1", &["token", "generate"]);
+    let generated = run(&Creds::default(), "127.0.0.1:1", &["token", "generate"]);
     assert!(generated.status.success());
     let secret = stdout(&generated).trim().to_string();
     assert!(secret.len() == 68 && secret.starts_with("flt_"), "{secret}");
@@ -287,10 +339,15 @@ fn dev_cluster_serves_the_cli() {
             "512",
             "--max-running-jobs",
             "2",
+            "--max-priority",
+            "-5",
         ],
     ));
     let tenants = ok(run(&token, &all, &["tenant", "list"]));
-    assert!(tenants.contains("web") && tenants.contains("0/2"), "{tenants}");
+    assert!(
+        tenants.contains("web") && tenants.contains("0/2") && tenants.contains("-5"),
+        "{tenants}"
+    );
     ok(run(&token, &servers[1], &["tenant", "clear-quota", "web"]));
     let limits = ok(run(&token, &all, &["limits", "show"]));
     assert!(limits.contains("max_jobs_per_pipeline"), "{limits}");
@@ -345,5 +402,9 @@ fn dev_run_executes_the_example_and_prints_its_logs() {
     assert!(text.contains("$ seq 1 3\n1\n2\n3\n"), "{text}");
     // The cluster was stopped afterwards.
     let servers = format!("127.0.0.1:{}", base + 1001);
-    assert!(!run("", &servers, &["cluster", "status"]).status.success());
+    assert!(
+        !run(&Creds::of_dev(dir.path()), &servers, &["cluster", "status"])
+            .status
+            .success()
+    );
 }

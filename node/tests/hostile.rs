@@ -261,7 +261,7 @@ async fn hostile_requests_are_refused_and_the_cluster_stays_up() {
 
     // A body trickled a byte at a time is cut off by the body deadline, not held forever.
     let started = Instant::now();
-    let mut slow = tokio::net::TcpStream::connect(&c.node(1).api_addr).await.unwrap();
+    let mut slow = tls_connect(&c.node(1).api_addr).await;
     // With a token the gate admits, so the body is read (an anonymous one is refused at once).
     let head = format!(
         "POST /v1/pipelines HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n",

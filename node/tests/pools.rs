@@ -92,6 +92,44 @@ async fn pools_are_drained_and_removed_quotas_and_limits_are_set_through_any_nod
         .put(follower, "/v1/tenants/web/quota", json!({ "cpu_millis": 1 }))
         .await;
     assert_eq!(s, 422, "a quota names every dimension: {v}");
+    // A priority ceiling: a submission into the tenant asking more is refused, naming the
+    // job's priority; one at the ceiling goes through.
+    let ceiling = json!({ "cpu_millis": 2000, "memory_mib": 1024, "max_running_jobs": 3, "max_priority": 5 });
+    let (s, v) = c.put(follower, "/v1/tenants/web/quota", ceiling).await;
+    assert_eq!(s, 200, "{v}");
+    c.register_pool(leader).await;
+    let with_priority =
+        |priority: i32| json!({ "name": "urgent", "jobs": [job_spec("rush", json!({ "priority": priority }))] });
+    let (s, v) = c
+        .post_with(
+            follower,
+            "/v1/pipelines",
+            with_priority(6),
+            &[("X-Flotilla-Tenant", "web")],
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (422, Some("jobs[rush].priority")),
+        "{v}"
+    );
+    let (s, v) = c
+        .post_with(
+            follower,
+            "/v1/pipelines",
+            with_priority(5),
+            &[("X-Flotilla-Tenant", "web")],
+        )
+        .await;
+    assert_eq!(s, 201, "at the ceiling: {v}");
+    let (s, v) = c
+        .put(
+            follower,
+            "/v1/tenants/web/quota",
+            json!({ "cpu_millis": 1, "memory_mib": 1, "max_running_jobs": 1, "max_priority": 2_000_000 }),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("max_priority")), "{v}");
     let (s, v) = c.delete(follower, "/v1/tenants/web/quota").await;
     assert_eq!((s, v["quota"].is_null()), (200, true), "{v}");
 

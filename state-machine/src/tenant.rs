@@ -1,4 +1,5 @@
-//! Tenants and their quotas. A tenant without a quota is unlimited.
+//! Tenants and their quotas. A tenant without a quota is unlimited: any resources, any
+//! number of running jobs, any priority the limits allow.
 
 use crate::Resources;
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct Quota {
     pub resources: Resources,
     pub max_running_jobs: u32,
+    /// The highest priority the tenant's jobs may ask for; a submission asking more is
+    /// refused. `None`: as high as the limits allow (`Limits::max_priority_abs`).
+    pub max_priority: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

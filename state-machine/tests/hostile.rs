@@ -350,9 +350,16 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         },
         Op::Quota(tenant, q) => Command::SetTenantQuota {
             tenant: tenant.clone(),
+            // A ceiling from the running-jobs bound: sometimes none, sometimes far outside the
+            // limits' range.
             quota: q.map(|(resources, max_running_jobs)| Quota {
                 resources,
                 max_running_jobs,
+                max_priority: match max_running_jobs % 3 {
+                    0 => None,
+                    1 => Some(i32::try_from(max_running_jobs).unwrap_or(i32::MAX) - 500),
+                    _ => Some(i32::MIN),
+                },
             }),
         },
         Op::Limits(limits) => Command::UpdateLimits { limits: limits.clone() },

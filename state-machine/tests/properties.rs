@@ -175,6 +175,7 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
             quota: (*cpu > 0).then(|| Quota {
                 resources: res(u64::from(*cpu), 100_000, 0),
                 max_running_jobs: 3,
+                max_priority: None,
             }),
         },
         Op::Batch(i, j) => {

@@ -123,6 +123,7 @@ fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
     let quota = Quota {
         resources: res(250, 10_000, 0),
         max_running_jobs: 10,
+        max_priority: None,
     };
     h.ok(Command::SetTenantQuota {
         tenant: "capped".into(),

@@ -92,6 +92,7 @@ fn build(pools: &[PoolDraw], jobs: &[JobDraw], quota_cpu: Option<u64>, first_pla
             quota: Some(Quota {
                 resources: res(cpu, 1 << 30, 8),
                 max_running_jobs: 6,
+                max_priority: None,
             }),
         });
     }

@@ -329,3 +329,62 @@ fn capacity_cannot_drop_below_allocation_and_busy_pools_cannot_be_removed() {
         max_workers: 1,
     });
 }
+
+#[test]
+fn a_tenants_priority_ceiling_refuses_higher_jobs_and_must_be_within_the_limits() {
+    let mut h = Harness::new();
+    h.ok(Command::RegisterPool {
+        spec: pool("main", ProviderKind::Process, res(8000, 16384, 0), 16),
+    });
+    let quota = |max_priority| Quota {
+        resources: res(8000, 16384, 0),
+        max_running_jobs: 10,
+        max_priority,
+    };
+    h.ok(Command::SetTenantQuota {
+        tenant: "default".into(),
+        quota: Some(quota(Some(10))),
+    });
+    let mut at_ceiling = job("build", &[]);
+    at_ceiling.priority = 10;
+    let mut above = job("deploy", &["build"]);
+    above.priority = 11;
+    let e = refusal(&mut h, pipeline("p", vec![at_ceiling.clone(), above]));
+    assert_eq!(e.field(), "jobs[deploy].priority");
+    assert!(e.to_string().contains("ceiling of 10"), "{e}");
+    // At the ceiling, and below it, submissions go through; another tenant is not bound.
+    h.submit(pipeline("q", vec![at_ceiling.clone()]));
+    let mut high = job("high", &[]);
+    high.priority = 900;
+    assert!(matches!(
+        h.run(Command::SubmitPipeline {
+            tenant: "other".into(),
+            idempotency_key: None,
+            spec: pipeline("r", vec![high]),
+        })
+        .0,
+        Response::Submitted { .. }
+    ));
+    // No ceiling: up to the limits.
+    h.ok(Command::SetTenantQuota {
+        tenant: "default".into(),
+        quota: Some(quota(None)),
+    });
+    let mut top = job("top", &[]);
+    top.priority = 1000;
+    h.submit(pipeline("s", vec![top]));
+    // A ceiling outside the limits' range is refused, naming the field; nothing changes.
+    let Rejection::Invalid(e) = h.rejected(Command::SetTenantQuota {
+        tenant: "default".into(),
+        quota: Some(quota(Some(i32::MAX))),
+    }) else {
+        panic!("not refused as invalid")
+    };
+    assert_eq!(e.field(), "max_priority");
+    let kept = h
+        .state
+        .tenants()
+        .find(|(name, _)| *name == "default")
+        .map(|(_, t)| t.quota.clone());
+    assert_eq!(kept, Some(Some(quota(None))));
+}

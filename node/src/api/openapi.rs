@@ -295,6 +295,9 @@ pub struct QuotaDoc {
     memory_mib: u64,
     gpus: Option<u32>,
     max_running_jobs: u32,
+    /// The highest priority the tenant's jobs may ask for (a submission asking more gets 422
+    /// naming the job's `priority`); absent: as high as the limits allow.
+    max_priority: Option<i32>,
 }
 
 /// Every limit, as `GET /v1/limits` answers them under `limits` (all fields required).

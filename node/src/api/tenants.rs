@@ -47,13 +47,16 @@ pub struct QuotaRequest {
     #[serde(default)]
     pub gpus: u32,
     pub max_running_jobs: u32,
+    /// The highest priority the tenant's jobs may ask for; none: as high as the limits allow.
+    #[serde(default)]
+    pub max_priority: Option<i32>,
 }
 
 /// Sets a tenant's quota (a lower one lets running jobs finish; new ones wait).
 #[utoipa::path(put, path = "/v1/tenants/{name}/quota", tag = "tenants", params(("name" = String, Path)),
     request_body(content = super::openapi::QuotaDoc, content_type = "application/json"),
     responses((status = 200, description = "the quota"), (status = 307, description = "sent to a follower: see Location"),
-              (status = 422, description = "invalid tenant name", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
+              (status = 422, description = "invalid tenant name or priority ceiling", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
 pub async fn set_quota(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -66,6 +69,7 @@ pub async fn set_quota(
             gpus: req.gpus,
         },
         max_running_jobs: req.max_running_jobs,
+        max_priority: req.max_priority,
     };
     commit_quota(&app, name, Some(quota)).await
 }

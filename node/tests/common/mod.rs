@@ -71,6 +71,19 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().tls_backend_preconfigured(flotilla_pki::ClientTls::new(trusted).rustls_config())
 }
 
+/// A TLS connection to the API at `addr` (`127.0.0.1:port`), trusting the test CA: for tests
+/// that write HTTP by hand.
+pub async fn tls_connect(addr: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let config = flotilla_pki::ClientTls::new(test_ca().ca.trusted().to_vec()).rustls_config();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+    let name = rustls_pki_types::ServerName::try_from(host).unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
 /// Channels to the nodes' Raft ports presenting a certificate of the test CA for node
 /// `as_node`, as that node would.
 pub fn peer_channels(as_node: u64) -> flotilla_node::raft::network::Channels {

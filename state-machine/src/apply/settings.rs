@@ -7,6 +7,18 @@ use crate::{Event, EventId, Limits, Quota, Response, State};
 impl State {
     pub(crate) fn set_tenant_quota(&mut self, cx: &mut EntryContext, tenant: &str, quota: Option<&Quota>) -> Handled {
         validate_name("tenant", tenant, &self.limits)?;
+        if let Some(ceiling) = quota.and_then(|q| q.max_priority) {
+            let max = i64::from(self.limits.max_priority_abs);
+            if i64::from(ceiling).abs() > max {
+                return Err(crate::SpecError::OutOfRange {
+                    field: "max_priority".into(),
+                    value: i64::from(ceiling),
+                    min: -max,
+                    max,
+                }
+                .into());
+            }
+        }
         let t = self.tenants.entry(tenant.to_string()).or_default();
         if t.quota.as_ref() == quota {
             return Ok(Response::Done { changed: false });

@@ -51,6 +51,7 @@ impl State {
             }
         }
         spec.validate(&self.limits)?;
+        self.check_priority_ceiling(tenant, spec)?;
         self.check_some_pool_fits(spec)?;
 
         // Validated: from here on nothing can be rejected.
@@ -181,6 +182,28 @@ impl State {
             jobs,
             duplicate: true,
         })
+    }
+
+    /// Refuses a job whose priority is above its tenant's ceiling (`Quota::max_priority`).
+    fn check_priority_ceiling(&self, tenant: &str, spec: &PipelineSpec) -> Result<(), Rejection> {
+        let Some(ceiling) = self
+            .tenants
+            .get(tenant)
+            .and_then(|t| t.quota.as_ref())
+            .and_then(|q| q.max_priority)
+        else {
+            return Ok(());
+        };
+        match spec.jobs.iter().find(|job| job.priority > ceiling) {
+            None => Ok(()),
+            Some(job) => Err(SpecError::AboveCeiling {
+                field: format!("jobs[{}].priority", job.name),
+                priority: job.priority,
+                tenant: tenant.to_string(),
+                ceiling,
+            }
+            .into()),
+        }
     }
 
     /// Refuses a job that no registered pool could run even when empty.

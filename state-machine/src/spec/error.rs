@@ -38,6 +38,13 @@ pub enum SpecError {
     NoPoolFits { field: String, reason: String },
     #[error("{field}: {reason}")]
     Conflict { field: String, reason: String },
+    #[error("{field}: priority {priority} is above tenant {tenant:?}'s ceiling of {ceiling}")]
+    AboveCeiling {
+        field: String,
+        priority: i32,
+        tenant: String,
+        ceiling: i32,
+    },
 }
 
 impl SpecError {
@@ -55,7 +62,8 @@ impl SpecError {
             | SpecError::Zero { field }
             | SpecError::OutOfRange { field, .. }
             | SpecError::Conflict { field, .. }
-            | SpecError::NoPoolFits { field, .. } => field,
+            | SpecError::NoPoolFits { field, .. }
+            | SpecError::AboveCeiling { field, .. } => field,
             SpecError::Cycle { .. } => "jobs",
         }
     }
