@@ -28,6 +28,15 @@ pub enum ClusterCmd {
     Remove { id: u64 },
     /// Hand leadership to another voter.
     TransferLeader { id: u64 },
+    /// Make a single-use join token (admin): a new node started with it (--join-token, and
+    /// the printed --join-ca-sha256) fetches the cluster CA and is added, with no CA files or
+    /// admin token of its own.
+    #[command(name = "join-token")]
+    JoinToken {
+        /// Seconds the token may be used for (at most 86400).
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +251,26 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                     .request(Method::DELETE, &format!("/v1/cluster/members/{id}"), None, &[])
                     .await?;
                 show(&v, &|_| println!("node {id} removed"));
+            }
+            ClusterCmd::JoinToken { ttl_s } => {
+                let v = client
+                    .post("/v1/cluster/join-tokens", &json!({ "ttl_s": ttl_s }))
+                    .await?;
+                show(&v, &|v| {
+                    println!("join token (single use, valid {ttl_s} s; shown once):");
+                    println!("  {}", cell(&v["join_token"]));
+                    println!("start the new node with:");
+                    println!(
+                        "  --join {} --join-token {} --join-ca-sha256 {}",
+                        client
+                            .servers()
+                            .first()
+                            .map(String::as_str)
+                            .unwrap_or("https://<member>:8001"),
+                        cell(&v["join_token"]),
+                        cell(&v["ca_sha256"])
+                    );
+                });
             }
         },
         CliCommand::Token(cmd) => match cmd {

@@ -26,6 +26,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The cluster CA the test's node is given and the CLI trusts (`flotilla tls ca-create`).
+static CA_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 fn run(server: &str, token: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(flotilla());
     // No saved login (`flotilla login`) of the user's may stand in for a missing token.
@@ -33,6 +36,9 @@ fn run(server: &str, token: Option<&str>, args: &[&str]) -> Output {
         .args(args)
         .env_remove("FLOTILLA_TOKEN")
         .env("FLOTILLA_CONFIG", "/nonexistent/flotilla-test-config.json");
+    if let Some(dir) = CA_DIR.get() {
+        cmd.env("FLOTILLA_CA_FILE", dir.join("ca.crt"));
+    }
     if let Some(t) = token {
         cmd.env("FLOTILLA_TOKEN", t);
     }
@@ -66,9 +72,21 @@ fn init_hands_out_the_admin_token_and_roles_bind_the_cli() {
         "{} is missing: run cargo test --workspace",
         node_binary.display()
     );
+    let ca_dir = dir.path().join("tls");
+    let made = run(
+        "127.0.0.1:1",
+        None,
+        &["tls", "ca-create", "--out", ca_dir.to_str().unwrap()],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    CA_DIR.set(ca_dir.clone()).unwrap();
     let _node = Node(
         Command::new(&node_binary)
             .args(["--id", "1", "--auth", "tokens"])
+            .arg("--tls-ca-file")
+            .arg(ca_dir.join("ca.crt"))
+            .arg("--tls-ca-key-file")
+            .arg(ca_dir.join("ca.key"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--raft-addr", &format!("127.0.0.1:{raft}")])

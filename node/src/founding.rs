@@ -65,6 +65,8 @@ pub struct Founding {
     /// leader makes it the bootstrap token, `cluster init` asks for it, and a joining node
     /// presents it to be added.
     pub admin_token: Option<TokenSecret>,
+    /// A join token (`--join-token`): presented instead of the admin token to be added.
+    pub join_token: Option<crate::auth::JoinSecret>,
     /// How this node reaches other nodes' APIs (HTTPS trusting the cluster CA).
     pub api: crate::tls::ApiTransport,
     pub http: reqwest::Client,
@@ -76,6 +78,7 @@ pub struct FoundingConfig {
     pub peers: Vec<String>,
     pub joining: Option<String>,
     pub admin_token: Option<TokenSecret>,
+    pub join_token: Option<crate::auth::JoinSecret>,
     pub api: crate::tls::ApiTransport,
 }
 
@@ -89,6 +92,7 @@ impl Founding {
             peers: config.peers,
             joining: config.joining,
             admin_token: config.admin_token,
+            join_token: config.join_token,
             http,
         }
     }
@@ -99,7 +103,11 @@ impl Founding {
             id: self.node_id,
             addr,
             seed,
-            admin_token: self.admin_token.clone(),
+            bearer: match (&self.join_token, &self.admin_token) {
+                (Some(join), _) => Some(join.reveal().to_string()),
+                (None, Some(admin)) => Some(admin.reveal().to_string()),
+                (None, None) => None,
+            },
             http: self.api.client(JOIN_REQUEST_TIMEOUT_MS),
         }
     }
@@ -220,8 +228,9 @@ pub struct JoinRequest {
     pub addr: NodeAddr,
     /// The API of a member (`https://host:port`).
     pub seed: String,
-    /// Sent as the bearer token: adding a member is an admin's action.
-    pub admin_token: Option<TokenSecret>,
+    /// Sent as the bearer token: the join token, else the admin token (adding a member is an
+    /// admin's action, or a join token's).
+    pub bearer: Option<String>,
     /// Trusts the cluster CA; follows no redirect (`join_cluster` follows them with the token).
     pub http: reqwest::Client,
 }
@@ -238,7 +247,7 @@ pub async fn join_cluster(request: JoinRequest, raft: Raft, mut stop: watch::Rec
         id,
         addr,
         seed,
-        admin_token,
+        bearer,
         http: client,
     } = request;
     // Redirects (a seed that is not the leader) are followed here, with the token: reqwest
@@ -265,8 +274,8 @@ pub async fn join_cluster(request: JoinRequest, raft: Raft, mut stop: watch::Rec
             return;
         }
         let mut post = client.post(&url).json(&body);
-        if let Some(token) = &admin_token {
-            post = post.bearer_auth(token.reveal());
+        if let Some(token) = &bearer {
+            post = post.bearer_auth(token);
         }
         match post.send().await {
             Ok(r) if r.status().is_success() => {
@@ -290,7 +299,7 @@ pub async fn join_cluster(request: JoinRequest, raft: Raft, mut stop: watch::Rec
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
                 if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-                    tracing::error!(%status, seed, answer = %text, "join refused: the cluster asks for an admin token; give this node the cluster's --admin-token-file (asking again)");
+                    tracing::error!(%status, seed, answer = %text, "join refused: the cluster asks for an admin token or a live join token; give this node the cluster's --admin-token-file or a --join-token (asking again)");
                 } else {
                     tracing::warn!(%status, seed, answer = %text, "join refused; asking again");
                 }

@@ -49,6 +49,18 @@ impl RunningNode {
         // On loopback, connect from our own address so peers see who is talking; elsewhere let
         // the kernel choose the route's source address.
         let source_ip = settings.raft_addr.ip().is_loopback().then(|| settings.raft_addr.ip());
+        let join_token = match &settings.transport {
+            crate::tls::TransportMode::Tls(files) => match &files.from_join {
+                Some(fetch) => {
+                    crate::tls::join::fetch_if_missing(files, fetch)
+                        .await
+                        .with_context(|| format!("fetching the cluster CA from {} with the join token", fetch.seed))?;
+                    Some(fetch.secret.clone())
+                }
+                None => None,
+            },
+            crate::tls::TransportMode::Plaintext => None,
+        };
         let tls = match &settings.transport {
             crate::tls::TransportMode::Tls(files) => Some(
                 crate::tls::NodeTls::start(
@@ -102,6 +114,7 @@ impl RunningNode {
                 peers: settings.bootstrap_peers.clone(),
                 joining: settings.join.clone(),
                 admin_token: settings.admin_token.clone(),
+                join_token,
                 api: api_transport,
             },
         );
@@ -165,6 +178,7 @@ impl RunningNode {
             digests: Default::default(),
             shutdown: shutdown_rx.clone(),
             auth: settings.auth,
+            tls: tls.clone(),
         };
         if settings.auth == crate::auth::AuthMode::None {
             tracing::warn!(

@@ -123,6 +123,17 @@ pub struct Options {
     /// which its certificate always carries.
     #[arg(long, env = "FLOTILLA_TLS_NAMES", value_delimiter = ',')]
     pub tls_names: Option<Vec<String>>,
+    /// A join token (`fjt_...`, from `flotilla cluster join-token create`): with --join and
+    /// --join-ca-sha256, and no --tls-ca-* files, the node fetches the cluster CA from the
+    /// seed at its first start (kept in <data-dir>/tls, the key with mode 0600) and presents
+    /// the token to be added. Single-use; it expires.
+    #[arg(long, env = "FLOTILLA_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// The hash of the cluster CA's certificate the seed must present (`sha256:<hex>`, given
+    /// with the join token): the seed is trusted for the CA it hands out only if its own
+    /// certificate chain holds that certificate.
+    #[arg(long, env = "FLOTILLA_JOIN_CA_SHA256")]
+    pub join_ca_sha256: Option<String>,
     /// Development only: plain HTTP on the API and plain TCP between nodes, so anyone on the
     /// network reads every token and job sent, and anyone who reaches the Raft port can send
     /// it Raft messages. Logged as a warning at start. All nodes of a cluster must agree.
@@ -235,12 +246,51 @@ fn read_admin_token(path: &Path) -> anyhow::Result<crate::auth::TokenSecret> {
     })
 }
 
-/// TLS files, or plain TCP when asked for; one or the other is required.
-fn transport_mode(cli: &Options, file: &Options) -> anyhow::Result<crate::tls::TransportMode> {
+/// TLS files (given, or fetched with a join token into the data directory), or plain TCP
+/// when asked for; one or the other is required.
+fn transport_mode(cli: &Options, file: &Options, data_dir: &Path) -> anyhow::Result<crate::tls::TransportMode> {
     let plaintext = cli.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false);
     let ca_file = cli.tls_ca_file.clone().or(file.tls_ca_file.clone());
     let ca_key_file = cli.tls_ca_key_file.clone().or(file.tls_ca_key_file.clone());
     let extra_names = cli.tls_names.clone().or(file.tls_names.clone()).unwrap_or_default();
+    let join_token = cli.join_token.clone().or(file.join_token.clone());
+    let pin = cli.join_ca_sha256.clone().or(file.join_ca_sha256.clone());
+    let join = cli.join.clone().or(file.join.clone());
+    if let Some(token) = join_token {
+        let secret = crate::auth::JoinSecret::parse(token.trim())
+            .ok_or_else(|| anyhow::anyhow!("--join-token: not a join token (`fjt_` and 64 hex digits)"))?;
+        anyhow::ensure!(
+            !plaintext,
+            "--join-token is for TLS clusters; --insecure-plaintext nodes join with --admin-token-file"
+        );
+        anyhow::ensure!(
+            ca_file.is_none() && ca_key_file.is_none(),
+            "--join-token fetches the cluster CA; the node already has --tls-ca-file: join with --admin-token-file instead, or drop the CA files"
+        );
+        let seed = join.ok_or_else(|| {
+            anyhow::anyhow!("--join-token needs --join, the seed to fetch the CA from and be added by")
+        })?;
+        let pin = pin.ok_or_else(|| {
+            anyhow::anyhow!("--join-token needs --join-ca-sha256 (printed with the token): without it the seed cannot be told from an impostor")
+        })?;
+        anyhow::ensure!(
+            pin.strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+            "--join-ca-sha256: not `sha256:` and 64 hex digits"
+        );
+        let tls_dir = data_dir.join("tls");
+        return Ok(crate::tls::TransportMode::Tls(crate::tls::TlsFiles {
+            ca_file: tls_dir.join("ca.crt"),
+            ca_key_file: tls_dir.join("ca.key"),
+            extra_names,
+            from_join: Some(crate::tls::CaFetch {
+                seed,
+                ca_sha256: pin.to_ascii_lowercase(),
+                secret,
+            }),
+        }));
+    }
+    anyhow::ensure!(pin.is_none(), "--join-ca-sha256 is for --join-token");
     match (plaintext, ca_file, ca_key_file) {
         (true, None, None) => {
             anyhow::ensure!(
@@ -263,6 +313,7 @@ fn transport_mode(cli: &Options, file: &Options) -> anyhow::Result<crate::tls::T
                 ca_file,
                 ca_key_file,
                 extra_names,
+                from_join: None,
             }))
         }
         (false, Some(_), None) => {
@@ -375,7 +426,11 @@ impl Settings {
                 None => None,
                 Some(path) => Some(read_admin_token(&path)?),
             },
-            transport: transport_mode(&cli, &file)?,
+            transport: transport_mode(
+                &cli,
+                &file,
+                &pick!(data_dir, PathBuf::from(format!("flotilla-data-{id}"))),
+            )?,
             process_provider: pick!(process_provider, false),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
             leader_tick_ms: pick!(leader_tick_ms, 200),

@@ -33,6 +33,14 @@ pub fn node_id_of_peer_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// `sha256:` and the hex SHA-256 of a certificate's DER.
+pub fn certificate_sha256(cert: &CertificateDer<'_>) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(cert.as_ref());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// The node a peer's certificate names: its one peer name among the subject alternative
 /// names. `None` for a certificate that names no node, or more than one.
 pub fn peer_node_id(cert: &CertificateDer<'_>) -> Option<u64> {
@@ -93,6 +101,9 @@ pub struct NodeCertRequest {
 }
 
 pub struct ClusterCa {
+    /// The two files as given, for a joining node (`POST /v1/cluster/ca`).
+    certs_pem: String,
+    key_pem: String,
     trusted: Vec<CertificateDer<'static>>,
     /// The trusted certificate whose key this node holds.
     signing_cert: CertificateDer<'static>,
@@ -147,6 +158,8 @@ impl ClusterCa {
             .saturating_mul(1000);
         let issuer = Issuer::from_ca_cert_der(&signing_cert, key)?;
         Ok(ClusterCa {
+            certs_pem: certs_pem.to_string(),
+            key_pem: key_pem.to_string(),
             trusted,
             signing_cert,
             issuer,
@@ -157,6 +170,17 @@ impl ClusterCa {
     /// Every certificate this node trusts as the cluster's CA.
     pub fn trusted(&self) -> &[CertificateDer<'static>] {
         &self.trusted
+    }
+
+    /// The certificates and the key, in PEM, as the node was given them.
+    pub fn pem(&self) -> (&str, &str) {
+        (&self.certs_pem, &self.key_pem)
+    }
+
+    /// `sha256:` and the hex SHA-256 of the signing certificate's DER: what a joining node
+    /// pins (`--join-ca-sha256`).
+    pub fn signing_sha256(&self) -> String {
+        certificate_sha256(&self.signing_cert)
     }
 
     /// Issues a node certificate valid from an hour before `now_ms` (clocks differ) for

@@ -8,7 +8,7 @@ pub mod authority;
 pub mod client;
 
 pub use authority::{
-    CaError, ClusterCa, Issued, NodeCertRequest, create_ca, node_id_of_peer_name, parse_certificates, peer_name,
-    peer_node_id,
+    CaError, ClusterCa, Issued, NodeCertRequest, certificate_sha256, create_ca, node_id_of_peer_name,
+    parse_certificates, peer_name, peer_node_id,
 };
 pub use client::{ClientTls, read_trust_bundle};

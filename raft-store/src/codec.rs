@@ -18,7 +18,8 @@ use std::io;
 /// 2: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
 /// 3: `Proposal` gained its client session stamp (`request`), `Limits` the session bounds.
 /// 4: `State` gained the API tokens; `Command` `CreateToken` and `RevokeToken`.
-/// 5: `Quota` (in `SetTenantQuota` and the state) gained `max_priority`.
+/// 5: `Quota` (in `SetTenantQuota` and the state) gained `max_priority`; `Command`
+///    `CreateJoinToken` and `RedeemJoinToken`.
 pub const FORMAT_VERSION: u8 = 5;
 
 /// How many bytes the decoder may claim per input byte.

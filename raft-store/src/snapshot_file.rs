@@ -21,7 +21,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 3: `Limits` gained `max_resources`, `max_workers_per_pool` and `max_pipeline_bytes`.
 /// 4: `State` keeps the client sessions; `Limits` their bounds.
 /// 5: `State` keeps the API tokens.
-/// 6: a tenant's `Quota` has its priority ceiling (`max_priority`).
+/// 6: a tenant's `Quota` has its priority ceiling (`max_priority`); `State` keeps the join
+///    tokens.
 pub const SNAPSHOT_VERSION: u8 = 6;
 
 /// What a snapshot restores besides the domain state.

@@ -184,6 +184,17 @@ pub enum Command {
     RevokeToken {
         id: TokenId,
     },
+    /// Records a join token (`join_token.rs`) valid for `ttl_ms` from the entry's time.
+    CreateJoinToken {
+        secret_sha256: [u8; 32],
+        ttl_ms: u64,
+    },
+    /// Uses a join token up for adding `node`: refused if it is unknown, expired, or used
+    /// for another node.
+    RedeemJoinToken {
+        secret_sha256: [u8; 32],
+        node: u64,
+    },
 }
 
 /// Most commands in one `Command::Batch`.
@@ -234,6 +245,8 @@ impl Command {
             Command::Batch { .. } => "batch",
             Command::CreateToken { .. } => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
+            Command::CreateJoinToken { .. } => "create_join_token",
+            Command::RedeemJoinToken { .. } => "redeem_join_token",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Typed reasons `apply` refuses a command. A rejected command changes nothing.
 
-use crate::{ClientId, FencingToken, JobId, JobState, PipelineId, SpecError, TokenId};
+use crate::{ClientId, FencingToken, JobId, JobState, JoinTokenRefusal, PipelineId, SpecError, TokenId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -70,4 +70,8 @@ pub enum Rejection {
     AlreadyBootstrapped,
     #[error("{count} tokens exist, the most there may be")]
     TooManyTokens { count: usize },
+    #[error("{}", .0.describe())]
+    JoinTokenRefused(JoinTokenRefusal),
+    #[error("{count} live join tokens exist, the most there may be")]
+    TooManyJoinTokens { count: usize },
 }

@@ -53,6 +53,10 @@ pub enum Response {
     TokenCreated {
         id: TokenId,
     },
+    /// A join token was recorded; it is refused from `expires_at_ms` on.
+    JoinTokenCreated {
+        expires_at_ms: u64,
+    },
 }
 
 impl Response {

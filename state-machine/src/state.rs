@@ -51,6 +51,8 @@ pub struct State {
     pub(crate) tokens_by_secret: BTreeMap<[u8; 32], crate::TokenId>,
     pub(crate) last_token_id: u64,
     pub(crate) tokens_bootstrapped: bool,
+    /// Join tokens by the SHA-256 of their secret (`join_token.rs`).
+    pub(crate) join_tokens: BTreeMap<[u8; 32], crate::JoinTokenRecord>,
 }
 
 impl State {
@@ -216,6 +218,8 @@ impl State {
             Command::RecordEventsPublished { through } => Ok(self.record_events_published(*through)),
             Command::CreateToken { grant, bootstrap } => self.create_token(cx, grant, *bootstrap),
             Command::RevokeToken { id } => self.revoke_token(cx, *id),
+            Command::CreateJoinToken { secret_sha256, ttl_ms } => self.create_join_token(cx, secret_sha256, *ttl_ms),
+            Command::RedeemJoinToken { secret_sha256, node } => self.redeem_join_token(cx, secret_sha256, *node),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),

@@ -210,11 +210,21 @@ pub(super) fn leader_redirect(app: &AppState, path: &str) -> Result<(), ApiError
               (status = 504, description = "the new node did not catch up in time; it stays a learner", body = super::openapi::ErrorBodyDoc)))]
 pub async fn add_member(
     State(app): State<AppState>,
+    join: Option<axum::Extension<crate::auth::gate::JoinBearer>>,
     InputBody(req): InputBody<AddMember>,
 ) -> Result<Response, ApiError> {
     leader_redirect(&app, "/v1/cluster/members")?;
     if req.id == 0 {
         return Err(ApiError::bad_request("id", "id must be greater than 0"));
+    }
+    // A join token in place of an admin's: used up for this node before anything changes (a
+    // retried join of the same node is answered again; another node is refused).
+    if let Some(axum::Extension(crate::auth::gate::JoinBearer(secret))) = &join {
+        let command = flotilla_state_machine::Command::RedeemJoinToken {
+            secret_sha256: secret.sha256(),
+            node: req.id,
+        };
+        super::done(app.proposer.commit(command).await?)?;
     }
     for (field, addr) in [("raft_addr", &req.raft_addr), ("api_addr", &req.api_addr)] {
         crate::settings::check_host_port(addr).map_err(|e| ApiError::bad_request(field, e))?;

@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod input_body;
 mod jobs;
+mod join;
 mod limits;
 pub mod openapi;
 mod pipelines;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Whether callers need tokens (`--auth`).
     pub auth: crate::auth::AuthMode,
+    /// This node's TLS (its CA, for joining nodes); `None` under `--insecure-plaintext`.
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 /// Limits applied to the whole API.
@@ -149,8 +152,15 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             "/v1/cluster/members",
             Method::POST,
             post(cluster::add_member),
+            Permission::AdminOrJoinToken,
+        ),
+        (
+            "/v1/cluster/join-tokens",
+            Method::POST,
+            post(join::create),
             at_least(Admin),
         ),
+        ("/v1/cluster/ca", Method::POST, post(join::ca), Permission::JoinToken),
         (
             "/v1/cluster/members/{id}",
             Method::DELETE,

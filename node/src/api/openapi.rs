@@ -5,7 +5,7 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, events, health, jobs, limits, pipelines, pools, tenants, tokens};
+use super::{cluster, events, health, jobs, join, limits, pipelines, pools, tenants, tokens};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
@@ -42,6 +42,8 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         cluster::remove_member,
         cluster::transfer_leader,
         cluster::state_digest,
+        join::create,
+        join::ca,
         tokens::bootstrap,
         tokens::create,
         tokens::list,
@@ -64,6 +66,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         TokenCreateDoc,
         DrainDoc,
         QuotaDoc,
+        CreateJoinTokenDoc,
         LimitsDoc,
         TransferLeaderDoc
     ))
@@ -99,7 +102,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 .iter()
                 .find(|(p, m, _)| p == path && *m == method)
                 .map(|(_, _, permission)| *permission);
-            if let Some(needed @ super::Permission::AtLeast(_)) = permission {
+            if let Some(needed) = permission.filter(|p| *p != super::Permission::Public) {
                 op.security = Some(vec![SecurityRequirement::new("token", Vec::<String>::new())]);
                 let note = format!("Needs a token: {} (with --auth tokens).", needed.describe());
                 op.description = Some(match op.description.take() {
@@ -285,6 +288,14 @@ pub struct TokenCreateDoc {
 pub struct DrainDoc {
     /// `true` (the default): place nothing more on the pool; `false`: place again.
     draining: Option<bool>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = CreateJoinToken)]
+#[allow(dead_code)]
+pub struct CreateJoinTokenDoc {
+    /// Seconds the token may be used for: default 3600, at most 86400.
+    ttl_s: Option<u64>,
 }
 
 #[derive(ToSchema)]

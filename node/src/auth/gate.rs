@@ -38,8 +38,21 @@ pub struct Gate {
     pub permission: Permission,
 }
 
+/// A join token a caller presented where the route admits one: the handler redeems it.
+#[derive(Clone, Debug)]
+pub struct JoinBearer(pub super::JoinSecret);
+
 pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
-    if gate.app.auth == AuthMode::None || gate.permission == Permission::Public {
+    if matches!(gate.permission, Permission::AdminOrJoinToken | Permission::JoinToken)
+        && let Some(join) = join_bearer(request.headers())
+    {
+        request.extensions_mut().insert(JoinBearer(join));
+        return next.run(request).await;
+    }
+    // The CA is handed to a join token's bearer alone, with or without --auth.
+    if gate.permission != Permission::JoinToken
+        && (gate.app.auth == AuthMode::None || gate.permission == Permission::Public)
+    {
         return next.run(request).await;
     }
     match caller(&gate.app, request.headers(), gate.permission) {
@@ -84,7 +97,13 @@ fn bearer(headers: &HeaderMap) -> Option<Result<TokenSecret, ()>> {
     )
 }
 
-fn unauthenticated(message: String) -> ApiError {
+/// The join secret an `Authorization: Bearer fjt_...` header carries, if it is one.
+pub fn join_bearer(headers: &HeaderMap) -> Option<super::JoinSecret> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    super::JoinSecret::parse(value.trim().strip_prefix("Bearer ")?.trim())
+}
+
+pub(crate) fn unauthenticated(message: String) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization")
 }
 

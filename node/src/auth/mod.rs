@@ -14,4 +14,4 @@ pub mod secret;
 pub use gate::{AuthMode, Caller};
 pub use permission::Permission;
 pub use scope::TenantScope;
-pub use secret::TokenSecret;
+pub use secret::{JoinSecret, TokenSecret};

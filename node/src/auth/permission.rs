@@ -10,6 +10,11 @@ pub enum Permission {
     Public,
     /// A live token of at least this role.
     AtLeast(Role),
+    /// An admin's token, or a join token (`fjt_...`) the handler redeems: adding a member.
+    AdminOrJoinToken,
+    /// A join token alone, which the handler checks: fetching the cluster CA. No API token
+    /// admits it.
+    JoinToken,
 }
 
 impl Permission {
@@ -18,6 +23,8 @@ impl Permission {
         match self {
             Permission::Public => true,
             Permission::AtLeast(needed) => role >= needed,
+            Permission::AdminOrJoinToken => role == Role::Admin,
+            Permission::JoinToken => false,
         }
     }
 
@@ -26,6 +33,8 @@ impl Permission {
         match self {
             Permission::Public => "public".into(),
             Permission::AtLeast(role) => format!("{role} or above"),
+            Permission::AdminOrJoinToken => "admin, or a join token".into(),
+            Permission::JoinToken => "a join token (fjt_...)".into(),
         }
     }
 }

@@ -1,28 +1,40 @@
-//! Token secrets: `flt_` and 64 hex digits (256 random bits). Only their SHA-256 is kept; a
-//! secret is shown once, in the answer that created it, and never logged (`Debug` hides it).
+//! Token secrets: `flt_` and 64 hex digits (256 random bits), and join tokens' secrets, the
+//! same with `fjt_`. Only their SHA-256 is kept; a secret is shown once, in the answer that
+//! created it, and never logged (`Debug` hides it).
 
 use sha2::{Digest, Sha256};
 use std::fmt;
 
 const PREFIX: &str = "flt_";
+/// The prefix of a join token's secret.
+pub const JOIN_PREFIX: &str = "fjt_";
 const HEX_DIGITS: usize = 64;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenSecret(String);
 
+/// `prefix` and 64 hex digits from the operating system's random source.
+fn random_secret(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// Whether `text` is `prefix` and 64 lowercase hex digits.
+fn well_formed(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == HEX_DIGITS && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 impl TokenSecret {
     /// A new secret from the operating system's random source.
     pub fn generate() -> TokenSecret {
-        let bytes: [u8; 32] = rand::random();
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        TokenSecret(format!("{PREFIX}{hex}"))
+        TokenSecret(random_secret(PREFIX))
     }
 
     /// A secret as a caller or an operator gave it, if it has the shape of one.
     pub fn parse(text: &str) -> Option<TokenSecret> {
-        let hex = text.strip_prefix(PREFIX)?;
-        (hex.len() == HEX_DIGITS && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| TokenSecret(text.to_string()))
+        well_formed(text, PREFIX).then(|| TokenSecret(text.to_string()))
     }
 
     pub fn sha256(&self) -> [u8; 32] {
@@ -38,6 +50,35 @@ impl TokenSecret {
 impl fmt::Debug for TokenSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenSecret(..)")
+    }
+}
+
+/// A join token's secret (`fjt_` and 64 hex digits): lets its bearer fetch the cluster CA and
+/// be added as a member, once, before it expires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinSecret(String);
+
+impl JoinSecret {
+    pub fn generate() -> JoinSecret {
+        JoinSecret(random_secret(JOIN_PREFIX))
+    }
+
+    pub fn parse(text: &str) -> Option<JoinSecret> {
+        well_formed(text, JOIN_PREFIX).then(|| JoinSecret(text.to_string()))
+    }
+
+    pub fn sha256(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for JoinSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JoinSecret(..)")
     }
 }
 
@@ -62,5 +103,10 @@ mod tests {
         ] {
             assert_eq!(TokenSecret::parse(bad), None, "{bad}");
         }
+        let join = JoinSecret::generate();
+        assert_eq!(JoinSecret::parse(join.reveal()), Some(join.clone()));
+        assert_eq!(TokenSecret::parse(join.reveal()), None, "a join secret is no API token");
+        assert_eq!(JoinSecret::parse(a.reveal()), None);
+        assert!(!format!("{join:?}").contains(&join.reveal()[4..]));
     }
 }

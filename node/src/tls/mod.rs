@@ -9,6 +9,7 @@
 //! Plain TCP is there only behind `--insecure-plaintext`, logged as a warning at start.
 
 pub mod accept;
+pub mod join;
 pub mod node_cert;
 
 use flotilla_pki::{ClientTls, ClusterCa, NodeCertRequest};
@@ -24,6 +25,18 @@ pub struct TlsFiles {
     pub ca_key_file: PathBuf,
     /// Names and addresses the API certificate carries beyond the defaults.
     pub extra_names: Vec<String>,
+    /// Fetch the two files with a join token at the first start (`join.rs`).
+    pub from_join: Option<CaFetch>,
+}
+
+/// Where and how a joining node fetches the cluster CA.
+#[derive(Clone, Debug)]
+pub struct CaFetch {
+    /// The seed's API (`https://host:port`).
+    pub seed: String,
+    /// `sha256:<hex>` of the CA certificate the seed must present.
+    pub ca_sha256: String,
+    pub secret: crate::auth::JoinSecret,
 }
 
 /// How a node talks: TLS from the cluster CA, or plain TCP for development.

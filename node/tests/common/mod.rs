@@ -92,6 +92,7 @@ pub fn peer_channels(as_node: u64) -> flotilla_node::raft::network::Channels {
         ca_file: ca.ca_file.clone(),
         ca_key_file: ca.ca_key_file.clone(),
         extra_names: Vec::new(),
+        from_join: None,
     };
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,6 +136,42 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// A node not started yet, of id `id`, with its data and log in `dir` and `extra_args`
+    /// alone (no CA, no admin token): for a node that joins by other means.
+    pub fn new(id: u64, dir: &std::path::Path, extra_args: Vec<String>) -> NodeProc {
+        NodeProc {
+            id,
+            raft_addr: format!("127.0.0.1:{}", free_port()),
+            api_addr: format!("127.0.0.1:{}", free_port()),
+            data_dir: dir.join(format!("node-{id}")),
+            log_file: dir.join(format!("node-{id}.log")),
+            extra_args,
+            env: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or `None` if it still runs.
+    pub fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.child.as_mut()?.try_wait().unwrap();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the node logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
     /// `https://` unless the node runs `--insecure-plaintext`.
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.extra_args.iter().any(|a| a == "--insecure-plaintext") {

@@ -4,6 +4,7 @@
 //! mutation, so a rejected command changes nothing.
 
 mod cancel;
+mod join_tokens;
 mod lifecycle;
 mod logs;
 mod plan;
