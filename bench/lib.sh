@@ -2,7 +2,8 @@
 # local 3-node Flotilla cluster on 127.0.0.1.
 #   bench_setup NAME, start_flotilla_node ID, form_flotilla_cluster, flotilla ARGS...,
 #   flotilla_bench ARGS... (the load generators, `bench/src`)
-# `node_args` (a string) adds flags to every node.
+# `node_args` (a string) adds flags to every node; `bench_plaintext=1` (set before sourcing)
+# runs the nodes --insecure-plaintext, for a comparison with TLS.
 
 flotilla_bin_dir() {
   local bin="${FLOTILLA_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/flotilla-target}/debug}"
@@ -31,6 +32,7 @@ bench_setup() {
   FLOTILLA_CA_FILE="$work/tls/ca.crt"
   export FLOTILLA_CA_FILE
   tls_args="--tls-ca-file $work/tls/ca.crt --tls-ca-key-file $work/tls/ca.key"
+  [ "${bench_plaintext:-0}" = 1 ] && tls_args="--insecure-plaintext"
   pids=()
   trap bench_cleanup EXIT
 }
@@ -39,7 +41,11 @@ bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-servers="127.0.0.1:18701,127.0.0.1:18702,127.0.0.1:18703"
+if [ "${bench_plaintext:-0}" = 1 ]; then
+  servers="http://127.0.0.1:18701,http://127.0.0.1:18702,http://127.0.0.1:18703"
+else
+  servers="127.0.0.1:18701,127.0.0.1:18702,127.0.0.1:18703"
+fi
 declare -A node_pid
 
 flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
@@ -62,7 +68,7 @@ form_flotilla_cluster() {
   for i in 1 2 3; do start_flotilla_node "$i"; done
   # Node 1 alone: sent to the list, init would found the cluster on whichever node answered
   # first, and node 1 (first in every later request's list) would stand outside it.
-  for _ in $(seq 100); do "$bin/flotilla" --server 127.0.0.1:18701 cluster init >/dev/null 2>&1 && break; sleep 0.2; done
+  for _ in $(seq 100); do "$bin/flotilla" --server "${servers%%,*}" cluster init >/dev/null 2>&1 && break; sleep 0.2; done
   for i in 2 3; do
     for _ in $(seq 100); do
       flotilla cluster add --id "$i" --raft-addr "127.0.0.1:1770$i" --api-addr "127.0.0.1:1870$i" >/dev/null 2>&1 && break

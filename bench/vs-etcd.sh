@@ -4,7 +4,13 @@
 # `flotilla bench` with the same closed-loop concurrency levels. Prints throughput and p99
 # latency per level and the ratio Flotilla/etcd, and writes the raw results as JSON.
 #
-#   bench/vs-etcd.sh [--levels "1 16 64 256"] [--duration-s 10] [--out DIR]
+#   bench/vs-etcd.sh [--levels "1 16 64 256"] [--duration-s 10] [--transport tls|plain] [--out DIR]
+#
+# --transport tls (the default): both with TLS as each is deployed securely: Flotilla's API
+# over HTTPS and mutual TLS between its nodes; etcd's client URLs over HTTPS and mutual TLS
+# between its peers (certificates from a throw-away CA made with openssl). --transport plain:
+# Flotilla with --insecure-plaintext and etcd over http, the comparison of earlier runs. Run
+# both to see what TLS costs each.
 #
 # Needs: `apt-get install -y etcd-server`; the Flotilla binaries (built by `cargo build
 # --workspace --all-targets`, or set FLOTILLA_BIN to a directory holding flotilla and
@@ -15,34 +21,60 @@ cd "$(dirname "$0")/.."
 levels="1 16 64 256"
 duration_s=10
 out=""
+transport=tls
 while [ $# -gt 0 ]; do
   case "$1" in
     --levels) levels="$2"; shift 2 ;;
     --duration-s) duration_s="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --transport) transport="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 
+case "$transport" in tls|plain) ;; *) echo "--transport is tls or plain" >&2; exit 2 ;; esac
 command -v etcd >/dev/null || { echo "error: etcd not found; apt-get install -y etcd-server" >&2; exit 1; }
+[ "$transport" = plain ] && bench_plaintext=1
 source bench/lib.sh
 bench_setup vs-etcd
 
-echo "== etcd $(etcd --version | head -1 | awk '{print $3}'), data in $work"
-cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+scheme=http
+etcd_tls=()
+if [ "$transport" = tls ]; then
+  command -v openssl >/dev/null || { echo "error: openssl not found; apt-get install -y openssl" >&2; exit 1; }
+  scheme=https
+  d="$work/etcd-tls"
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=bench etcd CA" -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=etcd" \
+    -keyout "$d/etcd.key" -out "$d/etcd.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$d/ext"
+  openssl x509 -req -in "$d/etcd.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+    -extfile "$d/ext" -out "$d/etcd.crt" 2>/dev/null
+  etcd_tls=(--cert-file "$d/etcd.crt" --key-file "$d/etcd.key"
+    --peer-cert-file "$d/etcd.crt" --peer-key-file "$d/etcd.key" --peer-trusted-ca-file "$d/ca.crt"
+    --peer-client-cert-auth)
+  # The load generators trust both CAs (one bundle).
+  cat "$FLOTILLA_CA_FILE" "$d/ca.crt" >"$work/both-ca.crt"
+  FLOTILLA_CA_FILE="$work/both-ca.crt"
+fi
+
+echo "== etcd $(etcd --version | head -1 | awk '{print $3}'), $transport, data in $work"
+cluster="e1=$scheme://127.0.0.1:23801,e2=$scheme://127.0.0.1:23802,e3=$scheme://127.0.0.1:23803"
 for i in 1 2 3; do
   etcd --name "e$i" --data-dir "$work/etcd-$i" \
-    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
-    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
-    --initial-cluster "$cluster" --initial-cluster-state new --log-level error >"$work/etcd-$i.log" 2>&1 &
+    --listen-client-urls "$scheme://127.0.0.1:2379$i" --advertise-client-urls "$scheme://127.0.0.1:2379$i" \
+    --listen-peer-urls "$scheme://127.0.0.1:2380$i" --initial-advertise-peer-urls "$scheme://127.0.0.1:2380$i" \
+    --initial-cluster "$cluster" --initial-cluster-state new --log-level error "${etcd_tls[@]}" >"$work/etcd-$i.log" 2>&1 &
   pids+=($!)
 done
-etcd_endpoints="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
+etcd_endpoints="$scheme://127.0.0.1:23791,$scheme://127.0.0.1:23792,$scheme://127.0.0.1:23793"
 
-echo "== flotilla ($bin)"
+echo "== flotilla ($bin), $transport"
 form_flotilla_cluster
 for _ in $(seq 100); do
-  curl -sf -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' http://127.0.0.1:23791/v3/kv/put >/dev/null && break
+  curl -sf --cacert "$FLOTILLA_CA_FILE" -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' "$scheme://127.0.0.1:23791/v3/kv/put" >/dev/null && break
   sleep 0.2
 done
 
@@ -52,11 +84,12 @@ for c in $levels; do
   flotilla_bench submit --clients "$c" --duration-s "$duration_s" --json "$out/flotilla-$c.json"
 done
 
-python3 - "$out" $levels <<'PY'
+python3 - "$out" "$transport" $levels <<'PY'
 import json, sys
-out, levels = sys.argv[1], sys.argv[2:]
+out, transport, levels = sys.argv[1], sys.argv[2], sys.argv[3:]
 rows = []
 print()
+print(f"transport: {transport}")
 print("| clients | etcd ops/s | Flotilla ops/s | ratio | etcd p99 ms | Flotilla p99 ms | ratio (lower is better) |")
 print("|---:|---:|---:|---:|---:|---:|---:|")
 for c in levels:
@@ -64,7 +97,7 @@ for c in levels:
     f = json.load(open(f"{out}/flotilla-{c}.json"))["result"]
     tr = f["throughput_per_s"] / e["throughput_per_s"]
     lr = f["latency_ms"]["p99"] / e["latency_ms"]["p99"]
-    rows.append({"clients": int(c), "etcd": e, "flotilla": f, "throughput_ratio": tr, "p99_ratio": lr})
+    rows.append({"clients": int(c), "transport": transport, "etcd": e, "flotilla": f, "throughput_ratio": tr, "p99_ratio": lr})
     print(f"| {c} | {e['throughput_per_s']:.0f} | {f['throughput_per_s']:.0f} | {tr:.2f} | {e['latency_ms']['p99']:.2f} | {f['latency_ms']['p99']:.2f} | {lr:.2f} |")
 json.dump(rows, open(f"{out}/summary.json", "w"), indent=2)
 print(f"\nraw results: {out}")

@@ -29,7 +29,7 @@ pub struct Cli {
     /// `cluster init` and `token bootstrap` print the first one; an empty value sends none.
     #[arg(long, global = true, env = "FLOTILLA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The cluster CA's certificates (PEM: the `ca.crt` of `flotilla tls ca create`), the only
+    /// The cluster CA's certificates (PEM: the `ca.crt` of `flotilla tls ca-create`), the only
     /// ones trusted for the servers' HTTPS. Default: the saved login's.
     #[arg(long, global = true, env = "FLOTILLA_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,

@@ -107,7 +107,7 @@ pub struct Options {
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// The cluster CA's certificates (PEM; several while a new CA is rotated in), the same file
-    /// on every node; `flotilla tls ca create` makes one. With --tls-ca-key-file, the node
+    /// on every node; `flotilla tls ca-create` makes one. With --tls-ca-key-file, the node
     /// issues itself a certificate at start (in memory, renewed while it runs), serves the API
     /// over HTTPS with it and requires it of peers on the Raft port (mutual TLS: a peer must
     /// present a certificate of this CA naming a current member). Required unless
@@ -321,7 +321,7 @@ fn transport_mode(cli: &Options, file: &Options, data_dir: &Path) -> anyhow::Res
         }
         (false, None, Some(_)) => anyhow::bail!("--tls-ca-key-file needs --tls-ca-file, the CA's certificates"),
         (false, None, None) => anyhow::bail!(
-            "nodes talk TLS: give --tls-ca-file and --tls-ca-key-file, the cluster CA every node shares (`flotilla tls ca create --out DIR` makes one), or --insecure-plaintext for development"
+            "nodes talk TLS: give --tls-ca-file and --tls-ca-key-file, the cluster CA every node shares (`flotilla tls ca-create --out DIR` makes one), or --join with a --join-token and --join-ca-sha256 to fetch it, or --insecure-plaintext for development"
         ),
     }
 }
@@ -764,6 +764,84 @@ mod tests {
             resolve_exactly(&["--insecure-plaintext"]).unwrap().transport,
             crate::tls::TransportMode::Plaintext
         ));
+        // A join token fetches the CA into the data directory; it needs the seed and the pin.
+        let token = format!("fjt_{}", "0".repeat(64));
+        let pin = format!("sha256:{}", "a".repeat(64));
+        let joining = resolve_exactly(&[
+            "--data-dir",
+            "/d",
+            "--join",
+            "https://10.0.0.1:8001",
+            "--join-token",
+            &token,
+            "--join-ca-sha256",
+            &pin,
+        ])
+        .unwrap();
+        let crate::tls::TransportMode::Tls(files) = &joining.transport else {
+            panic!("not TLS")
+        };
+        assert_eq!(files.ca_file, std::path::Path::new("/d/tls/ca.crt"));
+        assert!(
+            files
+                .from_join
+                .as_ref()
+                .is_some_and(|f| f.ca_sha256 == pin && f.seed == "https://10.0.0.1:8001")
+        );
+        assert!(
+            !format!("{joining:?}").contains(&token[4..]),
+            "settings never print the secret"
+        );
+        for (args, says) in [
+            (
+                vec!["--join-token", token.as_str(), "--join-ca-sha256", pin.as_str()],
+                "needs --join",
+            ),
+            (
+                vec!["--join", "https://h:1", "--join-token", token.as_str()],
+                "needs --join-ca-sha256",
+            ),
+            (
+                vec![
+                    "--join",
+                    "https://h:1",
+                    "--join-token",
+                    "fjt_x",
+                    "--join-ca-sha256",
+                    pin.as_str(),
+                ],
+                "not a join token",
+            ),
+            (
+                vec![
+                    "--join",
+                    "https://h:1",
+                    "--join-token",
+                    token.as_str(),
+                    "--join-ca-sha256",
+                    "md5:x",
+                ],
+                "64 hex digits",
+            ),
+            (
+                vec![
+                    "--join",
+                    "https://h:1",
+                    "--join-token",
+                    token.as_str(),
+                    "--join-ca-sha256",
+                    pin.as_str(),
+                    "--tls-ca-file",
+                    "c",
+                    "--tls-ca-key-file",
+                    "k",
+                ],
+                "already has --tls-ca-file",
+            ),
+        ] {
+            let e = resolve_exactly(&args).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
     }
 
     #[test]

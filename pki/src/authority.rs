@@ -2,7 +2,7 @@
 //! can be trusted beside the old one while certificates are rotated) and the key it issues its
 //! own node certificate with.
 //!
-//! The CA is the cluster's: every node is given the same two files (`flotilla tls ca create`
+//! The CA is the cluster's: every node is given the same two files (`flotilla tls ca-create`
 //! makes them, or an operator's own PKI). A node certificate is issued in memory at start and
 //! renewed before it expires (`node_cert.rs`); its private key never touches the disk.
 
