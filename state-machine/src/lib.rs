@@ -51,5 +51,5 @@ pub use session::{ClientId, ClientRequest, Sessions};
 pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError};
 pub use state::State;
 pub use state_index::StateIndex;
-pub use tenant::{Quota, Tenant};
+pub use tenant::{MAX_QUOTA_TENANTS, Quota, Tenant};
 pub use token::{MAX_TOKEN_TENANTS, MAX_TOKENS, Role, TokenGrant, TokenId, TokenRecord};

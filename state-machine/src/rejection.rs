@@ -74,4 +74,6 @@ pub enum Rejection {
     JoinTokenRefused(JoinTokenRefusal),
     #[error("{count} live join tokens exist, the most there may be")]
     TooManyJoinTokens { count: usize },
+    #[error("{count} tenants are known, the most a quota may be set for; {tenant:?} is not among them")]
+    TooManyTenants { count: usize, tenant: String },
 }

@@ -4,6 +4,10 @@
 use crate::Resources;
 use serde::{Deserialize, Serialize};
 
+/// Most tenants a quota may be set for: past it, setting the quota of a tenant the state does
+/// not know yet is refused (each call would otherwise add one for good).
+pub const MAX_QUOTA_TENANTS: usize = 100_000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {

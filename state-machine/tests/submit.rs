@@ -388,3 +388,28 @@ fn a_tenants_priority_ceiling_refuses_higher_jobs_and_must_be_within_the_limits(
         .map(|(_, t)| t.quota.clone());
     assert_eq!(kept, Some(Some(quota(None))));
 }
+
+#[test]
+fn lifting_an_unknown_tenants_quota_adds_no_tenant() {
+    let mut h = Harness::new();
+    for i in 0..100 {
+        assert_eq!(
+            h.run(Command::SetTenantQuota {
+                tenant: format!("nobody-{i}"),
+                quota: None,
+            })
+            .0,
+            Response::Done { changed: false }
+        );
+    }
+    assert_eq!(h.state.tenants().count(), 0, "no tenant was added");
+    h.ok(Command::SetTenantQuota {
+        tenant: "web".into(),
+        quota: Some(Quota {
+            resources: res(1000, 1024, 0),
+            max_running_jobs: 1,
+            max_priority: None,
+        }),
+    });
+    assert_eq!(h.state.tenants().count(), 1);
+}

@@ -136,6 +136,7 @@ impl From<Rejection> for ApiError {
             Rejection::AlreadyBootstrapped => ApiError::new(StatusCode::CONFLICT, "already_bootstrapped", message),
             Rejection::TooManyTokens { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_tokens", message),
             Rejection::TooManyJoinTokens { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_join_tokens", message),
+            Rejection::TooManyTenants { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_tenants", message),
             Rejection::JoinTokenRefused(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "join_token_refused", message).field("Authorization")
             }

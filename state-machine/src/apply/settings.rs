@@ -2,7 +2,7 @@
 
 use super::{EntryContext, Handled};
 use crate::spec::validate_name;
-use crate::{Event, EventId, Limits, Quota, Response, State};
+use crate::{Event, EventId, Limits, Quota, Rejection, Response, State};
 
 impl State {
     pub(crate) fn set_tenant_quota(&mut self, cx: &mut EntryContext, tenant: &str, quota: Option<&Quota>) -> Handled {
@@ -17,6 +17,18 @@ impl State {
                     max,
                 }
                 .into());
+            }
+        }
+        if !self.tenants.contains_key(tenant) {
+            // Lifting the quota of a tenant never seen changes nothing, and adds nothing.
+            if quota.is_none() {
+                return Ok(Response::Done { changed: false });
+            }
+            if self.tenants.len() >= crate::MAX_QUOTA_TENANTS {
+                return Err(Rejection::TooManyTenants {
+                    count: self.tenants.len(),
+                    tenant: tenant.to_string(),
+                });
             }
         }
         let t = self.tenants.entry(tenant.to_string()).or_default();
