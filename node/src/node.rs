@@ -49,35 +49,30 @@ impl RunningNode {
         // On loopback, connect from our own address so peers see who is talking; elsewhere let
         // the kernel choose the route's source address.
         let source_ip = settings.raft_addr.ip().is_loopback().then(|| settings.raft_addr.ip());
-        let join_token = match &settings.transport {
-            crate::tls::TransportMode::Tls(files) => match &files.from_join {
-                Some(fetch) => {
+        let (tls, join_token) = match &settings.transport {
+            crate::tls::TransportMode::Tls(files) => {
+                // A node joining with a token fetches the CA first (once: later starts find it).
+                if let Some(fetch) = &files.from_join {
                     crate::tls::join::fetch_if_missing(files, fetch)
                         .await
                         .with_context(|| format!("fetching the cluster CA from {} with the join token", fetch.seed))?;
-                    Some(fetch.secret.clone())
                 }
-                None => None,
-            },
-            crate::tls::TransportMode::Plaintext => None,
-        };
-        let tls = match &settings.transport {
-            crate::tls::TransportMode::Tls(files) => Some(
-                crate::tls::NodeTls::start(
+                let tls = crate::tls::NodeTls::start(
                     files,
                     settings.id,
                     settings.api_names(),
                     crate::raft::proposer::wall_clock_ms(),
                 )
-                .context("setting up TLS")?,
-            ),
+                .context("setting up TLS")?;
+                (Some(tls), files.from_join.as_ref().map(|f| f.secret.clone()))
+            }
             crate::tls::TransportMode::Plaintext => {
                 tracing::warn!(
                     "--insecure-plaintext: the API at {} speaks plain HTTP (tokens and jobs travel readable) and the Raft port at {} accepts any caller; for development only",
                     settings.api_addr,
                     settings.raft_addr
                 );
-                None
+                (None, None)
             }
         };
         let api_transport = crate::tls::ApiTransport::new(tls.as_ref());

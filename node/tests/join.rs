@@ -83,6 +83,14 @@ async fn a_node_joins_with_a_join_token_and_the_pinned_ca_alone() {
 async fn an_expired_unknown_or_mispinned_join_is_refused_and_the_node_stops() {
     let c = Cluster::start(1, &[]).await;
     c.wait_leader_among(&[1]).await;
+    for ttl_s in [0, 86_401, u64::MAX] {
+        let (s, v) = c.post(1, "/v1/cluster/join-tokens", json!({ "ttl_s": ttl_s })).await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (422, Some("ttl_s")),
+            "ttl_s {ttl_s}: {v}"
+        );
+    }
     let (short, pin) = join_token(&c, 1).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut expired = joiner(&c, 2, &short, &pin);

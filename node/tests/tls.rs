@@ -14,11 +14,9 @@ use std::sync::Arc;
 /// A Raft client that trusts `trusted` and presents `identity` (a certificate chain and its
 /// key), or no certificate at all.
 fn raft_channels(trusted: &[CertificateDer<'static>], identity: Option<flotilla_pki::Issued>) -> Channels {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in trusted {
-        roots.add(cert.clone()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let roots = flotilla_pki::ClientTls::new(trusted.to_vec()).root_store();
+    assert_eq!(roots.len(), trusted.len(), "every certificate is a trust anchor");
+    let builder = rustls::ClientConfig::builder_with_provider(flotilla_pki::client::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);

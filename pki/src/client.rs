@@ -27,19 +27,24 @@ impl ClientTls {
         &self.trusted
     }
 
-    /// A rustls client configuration that trusts these certificates, speaking HTTP/1.1 (what
-    /// the REST API serves).
-    pub fn rustls_config(&self) -> rustls::ClientConfig {
+    /// These certificates as rustls's trust anchors.
+    pub fn root_store(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         for cert in &self.trusted {
             // A certificate webpki cannot use as a trust anchor is left out; none of a bundle
             // `parse_certificates` accepted is expected to be.
             let _ = roots.add(cert.clone());
         }
+        roots
+    }
+
+    /// A rustls client configuration that trusts these certificates, speaking HTTP/1.1 (what
+    /// the REST API serves).
+    pub fn rustls_config(&self) -> rustls::ClientConfig {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
+            .with_root_certificates(self.root_store())
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config

@@ -81,9 +81,9 @@ pub fn check_preshared(headers: &HeaderMap, preshared: &TokenSecret) -> Result<(
     }
 }
 
-/// The secret an `Authorization: Bearer` header carries: `None` without the header, an error
-/// when it is not `Bearer flt_<64 hex digits>`.
-fn bearer(headers: &HeaderMap) -> Option<Result<TokenSecret, ()>> {
+/// What follows `Bearer ` in an `Authorization` header: `None` without the header, `Some(None)`
+/// when it is no bearer credential.
+fn bearer_text(headers: &HeaderMap) -> Option<Option<&str>> {
     let value = headers.get(header::AUTHORIZATION)?;
     Some(
         value
@@ -91,16 +91,19 @@ fn bearer(headers: &HeaderMap) -> Option<Result<TokenSecret, ()>> {
             .unwrap_or_default()
             .trim()
             .strip_prefix("Bearer ")
-            .map(str::trim)
-            .and_then(TokenSecret::parse)
-            .ok_or(()),
+            .map(str::trim),
     )
 }
 
+/// The secret an `Authorization: Bearer` header carries: `None` without the header, an error
+/// when it is not `Bearer flt_<64 hex digits>`.
+fn bearer(headers: &HeaderMap) -> Option<Result<TokenSecret, ()>> {
+    bearer_text(headers).map(|text| text.and_then(TokenSecret::parse).ok_or(()))
+}
+
 /// The join secret an `Authorization: Bearer fjt_...` header carries, if it is one.
-pub fn join_bearer(headers: &HeaderMap) -> Option<super::JoinSecret> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    super::JoinSecret::parse(value.trim().strip_prefix("Bearer ")?.trim())
+fn join_bearer(headers: &HeaderMap) -> Option<super::JoinSecret> {
+    bearer_text(headers).flatten().and_then(super::JoinSecret::parse)
 }
 
 pub(crate) fn unauthenticated(message: String) -> ApiError {

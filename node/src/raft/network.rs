@@ -71,18 +71,28 @@ impl Channels {
     pub fn client(&self, target: u64, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
         let mut map = self.by_peer.lock().unwrap_or_else(|p| p.into_inner());
         let key = (target, addr.to_string());
-        if let Some(ch) = map.get(&key) {
-            return Ok(RaftServiceClient::new(ch.clone())
-                .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES));
-        }
+        let ch = match map.get(&key) {
+            Some(ch) => ch.clone(),
+            None => {
+                let ch = self.connect(target, addr)?;
+                map.insert(key, ch.clone());
+                ch
+            }
+        };
+        Ok(RaftServiceClient::new(ch)
+            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
+    }
+
+    /// A lazily connected channel to node `target` at `addr`.
+    fn connect(&self, target: u64, addr: &str) -> Result<Channel, String> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
             .connect_timeout(Duration::from_millis(self.connect_timeout_ms))
             .tcp_nodelay(true)
             .local_address(self.source_ip)
             .http2_keep_alive_interval(Duration::from_secs(10));
-        let ch = match &self.tls {
+        Ok(match &self.tls {
             None => endpoint.connect_lazy(),
             Some(config) => {
                 let server_name = rustls_pki_types::ServerName::try_from(flotilla_pki::peer_name(target))
@@ -94,11 +104,7 @@ impl Channels {
                     config: config.clone(),
                 })
             }
-        };
-        map.insert(key, ch.clone());
-        Ok(RaftServiceClient::new(ch)
-            .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
+        })
     }
 }
 

@@ -80,21 +80,20 @@ impl NodeTls {
         self.cert.clone()
     }
 
-    fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in self.cert.ca().trusted() {
-            let _ = roots.add(cert.clone());
-        }
-        roots
+    /// What trusting the cluster CA takes: its certificates.
+    pub fn trust(&self) -> ClientTls {
+        ClientTls::new(self.cert.ca().trusted().to_vec())
     }
 
     /// The Raft port's server side: a client certificate of the CA is required.
     pub fn raft_server(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = flotilla_pki::client::provider();
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()), provider.clone())
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(self.trust().root_store()),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -109,7 +108,7 @@ impl NodeTls {
         let mut config = rustls::ClientConfig::builder_with_provider(flotilla_pki::client::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(self.roots())
+            .with_root_certificates(self.trust().root_store())
             .with_client_cert_resolver(self.cert.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
@@ -140,7 +139,7 @@ impl ApiTransport {
         match tls {
             Some(tls) => ApiTransport {
                 scheme: "https",
-                client_tls: ClientTls::new(tls.cert.ca().trusted().to_vec()),
+                client_tls: tls.trust(),
             },
             None => ApiTransport {
                 scheme: "http",

@@ -23,9 +23,7 @@ pub struct SseReader {
 impl SseReader {
     /// Opens `url` (with `token`, if any); a non-200 answer comes back as its status and JSON body.
     pub async fn open(url: &str, last_event_id: Option<&str>, token: Option<&str>) -> Result<SseReader, (u16, Value)> {
-        let trusted = crate::common::test_ca().ca.trusted().to_vec();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(flotilla_pki::ClientTls::new(trusted).rustls_config())
+        let http = crate::common::client_builder()
             .timeout(Duration::from_secs(120))
             .build()
             .unwrap();
