@@ -3,7 +3,7 @@
 //! redirects it to the leader; the client follows.
 
 use crate::client::Client;
-use crate::output::{self, Format, cell};
+use crate::output::{self, Format, cell, show};
 use anyhow::Context;
 use clap::Subcommand;
 use reqwest::Method;
@@ -40,14 +40,6 @@ pub enum LimitsCmd {
         #[arg(required = true)]
         changes: Vec<String>,
     },
-}
-
-fn show(format: Format, v: &Value, table: &dyn Fn(&Value)) {
-    if format == Format::Json {
-        output::json(v)
-    } else {
-        table(v)
-    }
 }
 
 pub async fn tenant(client: &Client, format: Format, cmd: &TenantCmd) -> anyhow::Result<()> {

@@ -509,7 +509,12 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
         },
         CliCommand::Tenant(cmd) => crate::admin::tenant(client, format, cmd).await?,
         CliCommand::Limits(cmd) => crate::admin::limits(client, format, cmd).await?,
-        CliCommand::Dev(_) | CliCommand::Tls(_) | CliCommand::Events(_) | CliCommand::Login(_) | CliCommand::Logout => {
+        CliCommand::Dev(_)
+        | CliCommand::Tls(_)
+        | CliCommand::Events(_)
+        | CliCommand::Secret(_)
+        | CliCommand::Login(_)
+        | CliCommand::Logout => {
             unreachable!("handled in main")
         }
     }

@@ -4,7 +4,7 @@
 //! nodes ask for tokens, as everywhere: the admin token is made on the first run, kept in the
 //! data directory (`admin-token`, mode 0600) and pre-shared with every node. They talk TLS,
 //! as everywhere: a cluster CA is made on the first run and kept beside it (`tls/ca.crt`,
-//! `tls/ca.key`).
+//! `tls/ca.key`), and so is the key of its secrets (`secrets.key`, mode 0600).
 
 use crate::client::Client;
 use anyhow::{Context, bail};
@@ -86,6 +86,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             days: 3650,
         })?;
     }
+    // The secrets' key-encryption key, shared by every node.
+    let secrets_key_file = args.data_dir.join("secrets.key");
+    if !secrets_key_file.exists() {
+        flotilla_cli::write_private(&secrets_key_file, &format!("{}\n", flotilla_cli::secrets_key()))
+            .with_context(|| format!("writing {}", secrets_key_file.display()))?;
+    }
     let addr = |n: u64, offset: u16| format!("127.0.0.1:{}", args.base_port + offset + n as u16);
     let mut nodes = Nodes(Vec::new());
     for n in 1..=args.nodes {
@@ -113,6 +119,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .arg(&ca_file)
             .arg("--tls-ca-key-file")
             .arg(&ca_key_file)
+            .arg("--secrets-key-file")
+            .arg(&secrets_key_file)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()

@@ -64,9 +64,19 @@ pub fn token_headers(token: Option<&str>) -> anyhow::Result<reqwest::header::Hea
 /// A new token secret: `flt_` and 64 hex digits (256 bits from the operating system's random
 /// source), the form flotilla-node accepts for `--admin-token-file` and bootstrap.
 pub fn token_secret() -> String {
+    random_hex_secret("flt_")
+}
+
+/// A new key-encryption key for the secrets' key file (`--secrets-key-file`): `fsk_` and
+/// 64 hex digits.
+pub fn secrets_key() -> String {
+    random_hex_secret("fsk_")
+}
+
+fn random_hex_secret(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("flt_{hex}")
+    format!("{prefix}{hex}")
 }
 
 /// Writes `text` to `path` readable by its owner alone (mode 0600), replacing what was there.

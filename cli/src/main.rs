@@ -7,6 +7,7 @@ mod config;
 mod dev;
 mod events;
 mod output;
+mod secrets;
 mod tls;
 mod wait;
 
@@ -66,6 +67,9 @@ pub enum CliCommand {
     /// The cluster's certificate authority.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
+    /// A tenant's secrets: set from standard input, listed by name, deleted; keys rotated.
+    #[command(subcommand)]
+    Secret(secrets::SecretCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -157,11 +161,16 @@ async fn main() {
     let result = match cli.command {
         CliCommand::Dev(args) => dev::run(args).await,
         CliCommand::Tls(ref command) => tls::run(command),
+        CliCommand::Secret(secrets::SecretCmd::GenerateKey) => {
+            println!("{}", flotilla_cli::secrets_key());
+            Ok(())
+        }
         CliCommand::Login(ref args) => login(given, args).await,
         CliCommand::Logout => logout(),
         ref other => match connect(given) {
             Ok(client) => match other {
                 CliCommand::Events(args) => events::run(&client, cli.output, args).await,
+                CliCommand::Secret(cmd) => secrets::run(&client, cli.output, cmd).await,
                 other => commands::run(&client, cli.output, other).await,
             },
             Err(e) => Err(e),

@@ -30,6 +30,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints `v` as JSON, or as `table` prints it.
+pub fn show(format: Format, v: &Value, table: &dyn Fn(&Value)) {
+    if format == Format::Json { json(v) } else { table(v) }
+}
+
 /// A JSON value as a table cell: strings bare, null as `-`.
 pub fn cell(v: &Value) -> String {
     match v {

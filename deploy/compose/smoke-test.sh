@@ -2,7 +2,8 @@
 # Smoke test of the compose deployment on this machine's Docker Engine: builds the image from
 # the binaries already built (deploy/image.sh, no registry), starts the 3-node cluster, checks
 # it forms, runs a pipeline on the embedded process provider, stops the leader's container and
-# checks the other two keep serving (a second pipeline runs). Cleans up whatever happens.
+# checks the other two keep serving (a second pipeline runs, and one that uses a secret, masked
+# in its output). Cleans up whatever happens.
 #
 #   deploy/compose/smoke-test.sh [--bin-dir DIR]      (default: $CARGO_TARGET_DIR/debug)
 set -euo pipefail
@@ -40,6 +41,11 @@ export FLOTILLA_TOKEN
 chown 10001:10001 "$work/tls/ca.key"
 export FLOTILLA_TLS_CA_SOURCE="$work/tls/ca.crt" FLOTILLA_TLS_CA_KEY_SOURCE="$work/tls/ca.key"
 export FLOTILLA_CA_FILE="$work/tls/ca.crt"
+# The secrets' key, the image's user's alone.
+"$cli" secret generate-key >"$work/secrets.key"
+chown 10001:10001 "$work/secrets.key"
+chmod 600 "$work/secrets.key"
+export FLOTILLA_SECRETS_KEY_SOURCE="$work/secrets.key"
 
 cleanup() {
   status=$?
@@ -108,6 +114,15 @@ retry 60 new_leader
 echo "node $(status_json "$rest" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"])') leads now"
 "$cli" --server "$rest" pipeline submit --file examples/hello.yaml --wait | tee "$work/second.log"
 grep -q "hello from flotilla" "$work/second.log"
+echo "== a secret, used by a job and masked in its output"
+secret_value="smoke-$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$secret_value" | "$cli" --server "$rest" secret set deploy-password
+"$cli" --server "$rest" pipeline submit --file examples/secret.yaml --wait | tee "$work/secret.log"
+grep -q "deploying with password \*\*\*\*" "$work/secret.log"
+if grep -q "$secret_value" "$work/secret.log"; then
+  echo "error: the secret's value is in the job's output" >&2
+  exit 1
+fi
 echo "== without the token, the cluster refuses"
 if "$cli" --server "$rest" --token "" pool list >"$work/anonymous.log" 2>&1; then
   echo "error: an anonymous pool list was answered" >&2

@@ -1,7 +1,7 @@
 //! The fake API server's objects and their watch history.
 
 use crate::FakeKubeConfig;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, NodeStatus, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, NodeStatus, Pod, PodSpec, PodStatus, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
@@ -70,6 +70,8 @@ pub struct Cluster {
     rv: u64,
     pub(crate) pods: BTreeMap<(String, String), PodRecord>,
     pub(crate) config_maps: BTreeMap<(String, String), ConfigMap>,
+    /// Secrets by namespace and name (not watched: nothing the provider follows).
+    pub(crate) secrets: BTreeMap<(String, String), Secret>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) history: VecDeque<WatchRecord>,
     /// Watches from a version below this get 410 Gone.
@@ -88,6 +90,7 @@ impl Cluster {
             rv: 1,
             pods: BTreeMap::new(),
             config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             nodes: Vec::new(),
             history: VecDeque::new(),
             compacted_through: 0,
@@ -303,6 +306,27 @@ impl Cluster {
             .filter(|(ns, _)| ns == namespace)
             .map(|(_, n)| n.clone())
             .collect()
+    }
+
+    pub fn secret_names(&self, namespace: &str) -> Vec<String> {
+        self.secrets
+            .keys()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    /// The value of `key` in secret `name`, as a container's `secretKeyRef` reads it.
+    pub fn secret_value(&self, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
+        let secret = self.secrets.get(&(namespace.to_string(), name.to_string()))?;
+        if let Some(v) = secret.data.as_ref().and_then(|d| d.get(key)) {
+            return Some(v.0.clone());
+        }
+        secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| v.clone().into_bytes())
     }
 
     /// Pods created successfully since the start (a 409 does not count).

@@ -97,11 +97,21 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         };
         let mut argv = container.command.clone().unwrap_or_default();
         argv.extend(container.args.clone().unwrap_or_default());
+        // A `secretKeyRef` reads the pod's namespace's secret, as a kubelet does; one that is
+        // missing leaves the variable empty here (a real kubelet would hold the pod back).
         let env: Vec<(String, String)> = container
             .env
             .unwrap_or_default()
             .into_iter()
-            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .map(|e| {
+                let from_secret = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .and_then(|r| c.secret_value(&key.0, &r.name, &r.key))
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                (e.name, from_secret.or(e.value).unwrap_or_default())
+            })
             .collect();
         (
             argv,

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -33,6 +33,11 @@ pub(crate) fn router(cluster: Shared) -> Router {
         .route(
             "/api/v1/namespaces/{ns}/configmaps/{name}",
             get(get_config_map).delete(delete_config_map),
+        )
+        .route("/api/v1/namespaces/{ns}/secrets", axum::routing::post(create_secret))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(get_secret).delete(delete_secret),
         )
         .route("/api/v1/nodes", get(list_nodes))
         .fallback(|| async {
@@ -354,6 +359,62 @@ async fn create_config_map(State(cluster): State<Shared>, Path(ns): Path<String>
     let value = serde_json::to_value(&map).expect("configmap to json");
     c.config_maps.insert(key, map);
     ok_json(StatusCode::CREATED, &value)
+}
+
+async fn create_secret(State(cluster): State<Shared>, Path(ns): Path<String>, body: Bytes) -> Response {
+    let mut secret: Secret = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", format!("decoding secret: {e}")),
+    };
+    let Some(name) = secret.metadata.name.clone() else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "Secret is invalid: metadata.name: Required value".into(),
+        );
+    };
+    let mut c = lock(&cluster);
+    let key = (ns.clone(), name.clone());
+    if c.secrets.contains_key(&key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("secrets \"{name}\" already exists"),
+        );
+    }
+    secret.metadata.namespace = Some(ns);
+    secret.metadata.creation_timestamp = Some(kubelet::now());
+    secret.metadata.uid = Some(format!("secret-{}", c.resource_version()));
+    let answer = serde_json::to_value(&secret).expect("secret to json");
+    c.secrets.insert(key, secret);
+    ok_json(StatusCode::CREATED, &answer)
+}
+
+async fn get_secret(State(cluster): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let c = lock(&cluster);
+    match c.secrets.get(&(ns, name.clone())) {
+        Some(s) => ok_json(StatusCode::OK, &serde_json::to_value(s).expect("secret to json")),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("secrets \"{name}\" not found"),
+        ),
+    }
+}
+
+async fn delete_secret(State(cluster): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    let mut c = lock(&cluster);
+    match c.secrets.remove(&(ns, name.clone())) {
+        Some(_) => ok_json(
+            StatusCode::OK,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+        ),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("secrets \"{name}\" not found"),
+        ),
+    }
 }
 
 async fn get_config_map(State(cluster): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {

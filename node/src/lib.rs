@@ -20,6 +20,7 @@ pub mod leader;
 pub mod node;
 pub mod observe;
 pub mod raft;
+pub mod secrets;
 pub mod settings;
 pub mod tls;
 pub mod worker_providers;

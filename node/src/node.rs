@@ -174,6 +174,7 @@ impl RunningNode {
             shutdown: shutdown_rx.clone(),
             auth: settings.auth,
             tls: tls.clone(),
+            keyring: settings.keyring.clone(),
         };
         if settings.auth == crate::auth::AuthMode::None {
             tracing::warn!(
@@ -240,6 +241,7 @@ impl RunningNode {
             proposer: app_proposer,
             providers,
             metrics: metrics.clone(),
+            keyring: settings.keyring.clone(),
         };
         tasks.push(tokio::spawn(crate::leader::run(
             parts,

@@ -106,6 +106,13 @@ pub struct Options {
     /// a new admin token; joining nodes must be added by an admin).
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The key-encryption keys of the cluster's secrets: one per line (`fsk_` and 64 hex
+    /// digits; `flotilla secret generate-key` makes one), the first wrapping new data keys,
+    /// any others only opening old ones while keys are rotated; mode 0600 (0640 for a
+    /// Kubernetes Secret). Give every node the same file. Without it this node neither stores
+    /// secrets nor, as leader, starts jobs that use them.
+    #[arg(long, env = "FLOTILLA_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// The cluster CA's certificates (PEM; several while a new CA is rotated in), the same file
     /// on every node; `flotilla tls ca-create` makes one. With --tls-ca-key-file, the node
     /// issues itself a certificate at start (in memory, renewed while it runs), serves the API
@@ -352,6 +359,8 @@ pub struct Settings {
     pub auth: crate::auth::AuthMode,
     /// The pre-shared first admin token (`--admin-token-file`), read at start.
     pub admin_token: Option<crate::auth::TokenSecret>,
+    /// The secrets' key-encryption keys (`--secrets-key-file`), read at start.
+    pub keyring: Option<std::sync::Arc<crate::secrets::Keyring>>,
     /// TLS from the cluster CA, or plain TCP (`--insecure-plaintext`).
     pub transport: crate::tls::TransportMode,
     pub process_provider: bool,
@@ -425,6 +434,12 @@ impl Settings {
             admin_token: match cli.admin_token_file.clone().or(file.admin_token_file.clone()) {
                 None => None,
                 Some(path) => Some(read_admin_token(&path)?),
+            },
+            keyring: match cli.secrets_key_file.clone().or(file.secrets_key_file.clone()) {
+                None => None,
+                Some(path) => Some(std::sync::Arc::new(
+                    crate::secrets::Keyring::from_file(&path).map_err(|e| anyhow::anyhow!("--secrets-key-file {e}"))?,
+                )),
             },
             transport: transport_mode(
                 &cli,
@@ -842,6 +857,31 @@ mod tests {
             let e = resolve_exactly(&args).unwrap_err().to_string();
             assert!(e.contains(says), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_secrets_key_file_must_be_private_and_well_formed_and_never_prints() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(resolve(&[]).unwrap().keyring.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets.key");
+        let path = file.to_str().unwrap();
+        let key = format!("fsk_{}", "3c".repeat(32));
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&file, text).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(&format!("{key}\n"), 0o600);
+        let read = resolve(&["--secrets-key-file", path]).unwrap();
+        let ring = read.keyring.as_ref().expect("a keyring");
+        assert_eq!(ring.kek_ids(), vec![crate::secrets::kek_id(&[0x3c; 32])]);
+        assert!(!format!("{read:?}").contains("3c3c3c"), "settings never print a key");
+        write(&key, 0o644);
+        let e = resolve(&["--secrets-key-file", path]).unwrap_err().to_string();
+        assert!(e.contains("--secrets-key-file") && e.contains("chmod 600"), "{e}");
+        write("fsk_hunter2", 0o600);
+        let e = resolve(&["--secrets-key-file", path]).unwrap_err().to_string();
+        assert!(e.contains("line 1") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod output_window;
 mod process;
 mod provider;
 mod provider_set;
+mod secret_value;
 mod sim;
 mod tombstones;
 
@@ -34,5 +35,6 @@ pub use provider::{
     WorkerProvider, WorkerSpec, parse_worker_name, worker_name,
 };
 pub use provider_set::ProviderSet;
+pub use secret_value::SecretValue;
 pub use sim::{SimConfig, SimProvider};
 pub use tombstones::Tombstones;

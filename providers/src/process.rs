@@ -180,12 +180,14 @@ impl WorkerProvider for ProcessProvider {
         }
         let mut cmd = tokio::process::Command::new("sh");
         // Nothing of the node's environment (its credentials, its configuration) reaches a job:
-        // only a search path, a home in the worker's directory, and the job's own variables.
+        // only a search path, a home in the worker's directory, and the job's own variables
+        // and secrets (in its environment alone: nothing of them is written to disk).
         cmd.arg(dir.join("run.sh"))
             .env_clear()
             .env("PATH", JOB_PATH)
             .env("HOME", dir.join("work"))
             .envs(&spec.env)
+            .envs(spec.secret_env.iter().map(|(k, v)| (k, v.expose())))
             .env("FLOTILLA_JOB_ID", spec.job.0.to_string())
             .env("FLOTILLA_ATTEMPT", spec.attempt.to_string())
             .stdin(Stdio::null())

@@ -11,6 +11,10 @@ pub struct WorkerSpec {
     pub fencing: FencingToken,
     pub steps: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Environment variables from the tenant's secrets, decrypted by the leader. Providers
+    /// inject them natively (a Kubernetes Secret, the container's or process's environment)
+    /// and never log them.
+    pub secret_env: BTreeMap<String, crate::SecretValue>,
     pub image: Option<String>,
     /// What the job reserved; providers that can enforce limits (Docker, Kubernetes) do.
     pub resources: Resources,

@@ -376,3 +376,29 @@ async fn jobs_run_sandboxed_and_their_pool_opens_what_it_chooses() {
     p.remove(&name).await.unwrap();
     assert_eq!(containers_of(&docker, &p).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_reaches_the_containers_environment() {
+    let _cleanup = cleanup("secret");
+    let (p, docker) = provider("secret").await;
+    let mut s = spec(
+        31,
+        &["test \"$DB_PASSWORD\" = \"dock-secret-$(echo 0b9e)\" && echo matched"],
+    );
+    s.secret_env.insert(
+        "DB_PASSWORD".into(),
+        flotilla_providers::SecretValue::new("dock-secret-0b9e".into()),
+    );
+    p.create(&s).await.unwrap();
+    let name = s.name();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(read_all(&p, &name, 1 << 16).await).unwrap();
+    assert!(out.ends_with("matched\n"), "{out}");
+    p.remove(&name).await.unwrap();
+    assert_eq!(
+        containers_of(&docker, &p).await,
+        0,
+        "the container, and its environment, are gone"
+    );
+}

@@ -319,3 +319,41 @@ async fn capacity_is_the_nodes_allocatable_minus_other_pods() {
     kube.cluster().remove_foreign_pod("default", "web");
     assert_eq!(p.capacity(&pool).await.unwrap(), Some(Resources::new(4000, 8192, 0)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_pod_through_its_own_secret_which_goes_with_it() {
+    let kube = fake().await;
+    let p = provider(&kube);
+    let mut s = kspec(
+        21,
+        &["test \"$DB_PASSWORD\" = \"kube-secret-$(echo 5e2d)\" && echo matched"],
+    );
+    s.secret_env.insert(
+        "DB_PASSWORD".into(),
+        flotilla_providers::SecretValue::new("kube-secret-5e2d".into()),
+    );
+    p.create(&s).await.unwrap();
+    assert_eq!(kube.cluster().secret_names(NS), vec!["ci-j21-a1".to_string()]);
+    let pod = kube.cluster().pod(NS, "ci-j21-a1").expect("pod created");
+    let text = serde_json::to_string(&pod).unwrap();
+    assert!(
+        !text.contains("kube-secret-5e2d"),
+        "the pod spec holds no value: {text}"
+    );
+    let o = observe_until(&p, "j21-a1", "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    assert!(all_output(&p, "j21-a1", &o).await.ends_with("matched\n"));
+    // A new leader creating the same attempt again adopts the pod and keeps the one Secret.
+    provider(&kube).create(&s).await.unwrap();
+    assert_eq!(kube.cluster().secret_names(NS).len(), 1);
+    p.remove("j21-a1").await.unwrap();
+    assert!(
+        kube.cluster().secret_names(NS).is_empty(),
+        "the Secret went with its pod"
+    );
+    // An attempt without secrets has none to delete.
+    let plain = kspec(22, &["true"]);
+    p.create(&plain).await.unwrap();
+    assert!(kube.cluster().secret_names(NS).is_empty());
+    p.remove("j22-a1").await.unwrap();
+}

@@ -170,3 +170,46 @@ async fn a_job_sees_none_of_the_nodes_environment() {
     let home = dir.path().join(&name).join("work");
     assert!(out.contains(&format!("home={}", home.display())), "{out}");
 }
+
+#[tokio::test]
+async fn a_secret_reaches_the_jobs_environment_and_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig {
+        root: dir.path().into(),
+    })
+    .unwrap();
+    let value = "proc-secret-7f3a9c1e";
+    // The step compares without naming the value itself.
+    let mut s = spec(
+        6,
+        &["test \"$DB_PASSWORD\" = \"proc-secret-$(echo 7f3a9c1e)\" && echo matched"],
+    );
+    s.secret_env
+        .insert("DB_PASSWORD".into(), flotilla_providers::SecretValue::new(value.into()));
+    let name = p.create(&s).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    assert_eq!(o.exit_code, Some(0));
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert!(out.ends_with("matched\n"), "{out}");
+    // Nothing the provider wrote holds it (the output would, had the job printed it: the
+    // leader masks that before it is committed).
+    let mut written = Vec::new();
+    let mut stack = vec![dir.path().join(&name)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                written.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    for (path, bytes) in &written {
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{}",
+            path.display()
+        );
+    }
+}

@@ -23,7 +23,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 5: `State` keeps the API tokens.
 /// 6: a tenant's `Quota` has its priority ceiling (`max_priority`); `State` keeps the join
 ///    tokens.
-pub const SNAPSHOT_VERSION: u8 = 6;
+/// 7: `State` keeps the sealed secrets and the wrapped data keys; a job's spec its `secrets`.
+pub const SNAPSHOT_VERSION: u8 = 7;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

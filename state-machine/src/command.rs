@@ -5,7 +5,7 @@
 
 use crate::{
     ClientRequest, EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources,
-    TokenGrant, TokenId,
+    SealedValue, TokenGrant, TokenId, WrappedDataKey,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -195,6 +195,24 @@ pub enum Command {
         secret_sha256: [u8; 32],
         node: u64,
     },
+    /// Stores a tenant's secret, sealed by the proposing node (`secret.rs`); `new_data_key`
+    /// brings the data key it is sealed under when the state has none yet. With
+    /// `expected_version` (a re-seal under a rotated key) it applies only over that version.
+    SetSecret {
+        tenant: String,
+        name: String,
+        sealed: SealedValue,
+        new_data_key: Option<WrappedDataKey>,
+        expected_version: Option<u64>,
+    },
+    DeleteSecret {
+        tenant: String,
+        name: String,
+    },
+    /// Makes `key` the data key new values are sealed under.
+    RotateDataKey {
+        key: WrappedDataKey,
+    },
 }
 
 /// Most commands in one `Command::Batch`.
@@ -215,6 +233,8 @@ impl Command {
                 | Command::RegisterPool { .. }
                 | Command::CreateToken { .. }
                 | Command::RevokeToken { .. }
+                | Command::SetSecret { .. }
+                | Command::DeleteSecret { .. }
         )
     }
 
@@ -247,6 +267,9 @@ impl Command {
             Command::RevokeToken { .. } => "revoke_token",
             Command::CreateJoinToken { .. } => "create_join_token",
             Command::RedeemJoinToken { .. } => "redeem_join_token",
+            Command::SetSecret { .. } => "set_secret",
+            Command::DeleteSecret { .. } => "delete_secret",
+            Command::RotateDataKey { .. } => "rotate_data_key",
         }
     }
 }

@@ -131,6 +131,16 @@ pub enum Event {
     AuthRevoked {
         token: TokenId,
     },
+    /// A secret got a new value (never the value, not even sealed).
+    SecretSet {
+        tenant: String,
+        name: String,
+        version: u64,
+    },
+    SecretDeleted {
+        tenant: String,
+        name: String,
+    },
 }
 
 /// What an event is about: the kind of object and its id, as used in stream subjects
@@ -146,7 +156,7 @@ pub struct EventSubject {
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 25] = [
+    pub const KINDS: [&'static str; 27] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -172,6 +182,8 @@ impl Event {
         "LimitsUpdated",
         "AuthGranted",
         "AuthRevoked",
+        "SecretSet",
+        "SecretDeleted",
     ];
 
     /// The job this event concerns, if any.
@@ -201,7 +213,9 @@ impl Event {
             | Event::QuotaUpdated { .. }
             | Event::LimitsUpdated
             | Event::AuthGranted { .. }
-            | Event::AuthRevoked { .. } => None,
+            | Event::AuthRevoked { .. }
+            | Event::SecretSet { .. }
+            | Event::SecretDeleted { .. } => None,
         }
     }
 
@@ -231,6 +245,9 @@ impl Event {
             Event::QuotaUpdated { tenant } => ("capacity", tenant.clone()),
             Event::LimitsUpdated => ("capacity", "limits".to_string()),
             Event::AuthGranted { token, .. } | Event::AuthRevoked { token } => ("auth", token.to_string()),
+            Event::SecretSet { tenant, name, .. } | Event::SecretDeleted { tenant, name } => {
+                ("auth", format!("secret-{tenant}-{name}"))
+            }
             other => ("job", other.job().map(|j| j.to_string()).unwrap_or_default()),
         };
         EventSubject { category, id }
@@ -264,11 +281,19 @@ impl Event {
             Event::LimitsUpdated => "LimitsUpdated",
             Event::AuthGranted { .. } => "AuthGranted",
             Event::AuthRevoked { .. } => "AuthRevoked",
+            Event::SecretSet { .. } => "SecretSet",
+            Event::SecretDeleted { .. } => "SecretDeleted",
         }
     }
 
-    /// Whether only admins may read it (the token audit trail).
+    /// Whether only admins may read it (the audit trail of tokens and secrets).
     pub fn is_audit(&self) -> bool {
-        matches!(self, Event::AuthGranted { .. } | Event::AuthRevoked { .. })
+        matches!(
+            self,
+            Event::AuthGranted { .. }
+                | Event::AuthRevoked { .. }
+                | Event::SecretSet { .. }
+                | Event::SecretDeleted { .. }
+        )
     }
 }

@@ -41,6 +41,37 @@ impl State {
             self.tokens.keys().all(|id| id.0 <= self.last_token_id),
             "a token id above the last one given"
         );
+        self.check_secrets()
+    }
+
+    /// Every secret is sealed under a data key the state holds, the active key is held, no
+    /// key is held that nothing needs, and the byte count is the sum of the sealed values.
+    fn check_secrets(&self) -> Result<(), InvariantViolation> {
+        let bytes: usize = self.secrets.values().map(|s| s.sealed.ciphertext.len()).sum();
+        ensure!(
+            bytes == self.secret_bytes,
+            "the secrets hold {bytes} sealed bytes, the count says {}",
+            self.secret_bytes
+        );
+        for ((tenant, name), s) in &self.secrets {
+            ensure!(
+                self.data_keys.contains_key(&s.sealed.key_id),
+                "secret {name:?} of {tenant:?} is sealed under data key {} the state does not hold",
+                s.sealed.key_id
+            );
+        }
+        if let Some(active) = &self.active_data_key {
+            ensure!(
+                self.data_keys.contains_key(active),
+                "the active data key {active} is not held"
+            );
+        }
+        for id in self.data_keys.keys() {
+            ensure!(
+                self.active_data_key.as_ref() == Some(id) || self.secrets.values().any(|s| &s.sealed.key_id == id),
+                "data key {id} is neither active nor used by a secret"
+            );
+        }
         Ok(())
     }
 

@@ -76,4 +76,29 @@ pub enum Rejection {
     TooManyJoinTokens { count: usize },
     #[error("{count} tenants are known, the most a quota may be set for; {tenant:?} is not among them")]
     TooManyTenants { count: usize, tenant: String },
+    #[error("tenant {tenant:?} has no secret {name:?}")]
+    UnknownSecret { tenant: String, name: String },
+    #[error("secret {name:?} of tenant {tenant:?} is at version {actual}, not {expected}: it changed meanwhile")]
+    SecretChanged {
+        tenant: String,
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// The data key a value was sealed under is not (or no longer) in the state: the value
+    /// must be sealed again under the active key.
+    #[error("data key {0} is not in the state (rotated meanwhile?): seal the value again")]
+    UnknownDataKey(String),
+    #[error(
+        "secret {name:?} of tenant {tenant:?} is in use by job {job}, which runs with its value: change it once the job is done (or cancel it)"
+    )]
+    SecretInUse { tenant: String, name: String, job: JobId },
+    #[error("{count} secrets exist, the most there may be")]
+    TooManySecrets { count: usize },
+    #[error("the secrets would take {bytes} bytes sealed, more than the limit of {max}")]
+    SecretsTooLarge { bytes: usize, max: usize },
+    #[error(
+        "{count} data keys are in use, the most there may be: re-seal the secrets (rotate-keys) to retire old ones"
+    )]
+    TooManyDataKeys { count: usize },
 }

@@ -57,6 +57,10 @@ pub enum Response {
     JoinTokenCreated {
         expires_at_ms: u64,
     },
+    /// A secret's value was stored as `version`.
+    SecretSet {
+        version: u64,
+    },
 }
 
 impl Response {

@@ -53,6 +53,12 @@ pub struct State {
     pub(crate) tokens_bootstrapped: bool,
     /// Join tokens by the SHA-256 of their secret (`join_token.rs`).
     pub(crate) join_tokens: BTreeMap<[u8; 32], crate::JoinTokenRecord>,
+    /// Sealed secrets by `(tenant, name)` (`secret.rs`), and their sealed bytes in all.
+    pub(crate) secrets: BTreeMap<(String, String), crate::SecretRecord>,
+    pub(crate) secret_bytes: usize,
+    /// Wrapped data keys by id, and the one new values are sealed under.
+    pub(crate) data_keys: BTreeMap<String, crate::WrappedDataKey>,
+    pub(crate) active_data_key: Option<String>,
 }
 
 impl State {
@@ -220,6 +226,15 @@ impl State {
             Command::RevokeToken { id } => self.revoke_token(cx, *id),
             Command::CreateJoinToken { secret_sha256, ttl_ms } => self.create_join_token(cx, secret_sha256, *ttl_ms),
             Command::RedeemJoinToken { secret_sha256, node } => self.redeem_join_token(cx, secret_sha256, *node),
+            Command::SetSecret {
+                tenant,
+                name,
+                sealed,
+                new_data_key,
+                expected_version,
+            } => self.set_secret(cx, tenant, name, sealed, new_data_key.as_ref(), *expected_version),
+            Command::DeleteSecret { tenant, name } => self.delete_secret(cx, tenant, name),
+            Command::RotateDataKey { key } => self.rotate_data_key(key),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),
@@ -336,6 +351,34 @@ impl State {
 
     pub fn log(&self, job: JobId) -> &[u8] {
         self.logs.get(&job).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Secret `name` of `tenant`, sealed.
+    pub fn secret(&self, tenant: &str, name: &str) -> Option<&crate::SecretRecord> {
+        self.secrets.get(&(tenant.to_string(), name.to_string()))
+    }
+
+    /// Every secret, by tenant and name.
+    pub fn secrets(&self) -> impl Iterator<Item = (&str, &str, &crate::SecretRecord)> {
+        self.secrets.iter().map(|((t, n), r)| (t.as_str(), n.as_str(), r))
+    }
+
+    /// The secrets of one tenant, by name.
+    pub fn secrets_of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = (&'a str, &'a crate::SecretRecord)> + 'a {
+        let from = (tenant.to_string(), String::new());
+        self.secrets
+            .range(from..)
+            .take_while(move |((t, _), _)| t == tenant)
+            .map(|((_, n), r)| (n.as_str(), r))
+    }
+
+    pub fn data_key(&self, id: &str) -> Option<&crate::WrappedDataKey> {
+        self.data_keys.get(id)
+    }
+
+    /// The data key new secret values are sealed under, once there is one.
+    pub fn active_data_key(&self) -> Option<&crate::WrappedDataKey> {
+        self.active_data_key.as_deref().and_then(|id| self.data_keys.get(id))
     }
 
     /// Whether every job `job` needs has finished in a way that lets it run.

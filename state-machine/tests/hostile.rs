@@ -81,6 +81,10 @@ fn sane_job() -> impl Strategy<Value = JobSpec> {
         let mut j = JobSpec::simple(if second { "b" } else { "a" }, "true", resources);
         j.needs = if second { vec!["a".into()] } else { vec![] };
         j.timeout_ms = 5_000;
+        if second {
+            // Often refused (no such secret yet), accepted once `db` is set.
+            j.secrets.insert("DB".into(), "db".into());
+        }
         j.retry = RetryPolicy {
             max_retries: retries,
             backoff_base_ms: 10,
@@ -179,6 +183,11 @@ enum Op {
     Resend(u8),
     /// A submission under an extreme session stamp: (client, seq).
     Stamped(u64, u64),
+    /// A secret of tenant `t` set: (name, data key 0..3, sealed length, expected version,
+    /// whether the key comes along, whether the key is malformed).
+    Secret(String, u8, usize, Option<u64>, bool, bool),
+    DeleteSecret(String),
+    RotateKey(u8),
 }
 
 fn target() -> impl Strategy<Value = Target> + Clone {
@@ -226,6 +235,17 @@ fn op() -> impl Strategy<Value = Op> {
         1 => u64x().prop_map(Op::Clock),
         3 => any::<u8>().prop_map(Op::Resend),
         1 => (u64x(), u64x()).prop_map(|(c, q)| Op::Stamped(c, q)),
+        2 => (
+            prop_oneof![Just("db".to_string()), text()],
+            0u8..3,
+            prop_oneof![Just(40usize), Just(0), Just(23), Just(24), Just(64 * 1024 + 17), 0usize..100],
+            prop::option::of(prop_oneof![Just(0u64), Just(1), u64x()]),
+            any::<bool>(),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(n, k, len, v, bring, bad)| Op::Secret(n, k, len, v, bring, bad)),
+        1 => prop_oneof![Just("db".to_string()), text()].prop_map(Op::DeleteSecret),
+        1 => (0u8..3).prop_map(Op::RotateKey),
     ]
 }
 
@@ -397,6 +417,24 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         Op::Batch(reports) => Command::Batch {
             commands: reports.iter().map(|r| report_command(state, r)).collect(),
         },
+        Op::Secret(name, key, len, expected_version, bring, bad) => Command::SetSecret {
+            tenant: "t".into(),
+            name: name.clone(),
+            sealed: SealedValue {
+                key_id: data_key_id(*key),
+                nonce: [0; 12],
+                ciphertext: vec![1; *len],
+            },
+            new_data_key: bring.then(|| data_key(*key, *bad)),
+            expected_version: *expected_version,
+        },
+        Op::DeleteSecret(name) => Command::DeleteSecret {
+            tenant: "t".into(),
+            name: name.clone(),
+        },
+        Op::RotateKey(key) => Command::RotateDataKey {
+            key: data_key(*key, false),
+        },
         Op::Clock(_) | Op::Resend(_) => return None,
         Op::Stamped(..) => Command::SubmitPipeline {
             tenant: "t".into(),
@@ -404,6 +442,20 @@ fn command(state: &State, op: &Op) -> Option<Command> {
             spec: pipeline("stamped", vec![job("a", &[])]),
         },
     })
+}
+
+fn data_key_id(key: u8) -> String {
+    format!("{key:016x}")
+}
+
+/// Data key `key` of the generated histories; a malformed one has a short wrapped key.
+fn data_key(key: u8, malformed: bool) -> WrappedDataKey {
+    WrappedDataKey {
+        id: data_key_id(key),
+        kek_id: "00000000000000aa".into(),
+        nonce: [key; 12],
+        wrapped: vec![key; if malformed { 47 } else { 48 }],
+    }
 }
 
 /// Two pools large enough for the generated jobs, so histories reach placements and reports.

@@ -137,13 +137,18 @@ impl From<Rejection> for ApiError {
             Rejection::TooManyTokens { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_tokens", message),
             Rejection::TooManyJoinTokens { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_join_tokens", message),
             Rejection::TooManyTenants { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_tenants", message),
+            Rejection::TooManySecrets { .. }
+            | Rejection::SecretsTooLarge { .. }
+            | Rejection::TooManyDataKeys { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_secrets", message),
+            Rejection::SecretInUse { .. } => ApiError::new(StatusCode::CONFLICT, "secret_in_use", message),
             Rejection::JoinTokenRefused(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "join_token_refused", message).field("Authorization")
             }
             Rejection::UnknownPipeline(_)
             | Rejection::UnknownJob(_)
             | Rejection::UnknownPool(_)
-            | Rejection::UnknownToken(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            | Rejection::UnknownToken(_)
+            | Rejection::UnknownSecret { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Rejection::IdempotencyKeyReused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
                     .field("Idempotency-Key")

@@ -15,6 +15,7 @@ mod limits;
 pub mod openapi;
 mod pipelines;
 mod pools;
+mod secrets;
 pub mod server;
 mod tenants;
 pub mod tokens;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub auth: crate::auth::AuthMode,
     /// This node's TLS (its CA, for joining nodes); `None` under `--insecure-plaintext`.
     pub tls: Option<crate::tls::NodeTls>,
+    /// The secrets' keys (`--secrets-key-file`); `None`: this node stores no secrets.
+    pub keyring: Option<Arc<crate::secrets::Keyring>>,
 }
 
 /// Limits applied to the whole API.
@@ -192,6 +195,20 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Method::DELETE,
             delete(tokens::revoke),
             at_least(Admin),
+        ),
+        ("/v1/secrets", Method::GET, get(secrets::list), at_least(Viewer)),
+        (
+            "/v1/secrets/rotate-keys",
+            Method::POST,
+            post(secrets::rotate_keys),
+            at_least(Admin),
+        ),
+        ("/v1/secrets/{name}", Method::PUT, put(secrets::set), at_least(Operator)),
+        (
+            "/v1/secrets/{name}",
+            Method::DELETE,
+            delete(secrets::delete),
+            at_least(Operator),
         ),
         ("/v1/health/live", Method::GET, get(health::live), Permission::Public),
         ("/v1/health/ready", Method::GET, get(health::ready), Permission::Public),

@@ -5,7 +5,7 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, events, health, jobs, join, limits, pipelines, pools, tenants, tokens};
+use super::{cluster, events, health, jobs, join, limits, pipelines, pools, secrets, tenants, tokens};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
@@ -48,6 +48,10 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         tokens::create,
         tokens::list,
         tokens::revoke,
+        secrets::set,
+        secrets::delete,
+        secrets::list,
+        secrets::rotate_keys,
         health::live,
         health::ready,
         health::metrics,
@@ -66,6 +70,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         TokenCreateDoc,
         DrainDoc,
         QuotaDoc,
+        SecretDoc,
         CreateJoinTokenDoc,
         LimitsDoc,
         TransferLeaderDoc
@@ -197,6 +202,9 @@ pub struct JobSpecDoc {
     /// Shell steps, run in order; the first failing step fails the attempt (`script` in files).
     steps: Vec<String>,
     env: Option<BTreeMap<String, String>>,
+    /// Environment variables set from the tenant's secrets: variable name to secret name.
+    /// Their values are masked in the job's output.
+    secrets: Option<BTreeMap<String, String>>,
     /// Names of jobs of the same pipeline that must finish first.
     needs: Option<Vec<String>>,
     resources: ResourcesDoc,
@@ -309,6 +317,14 @@ pub struct QuotaDoc {
     /// The highest priority the tenant's jobs may ask for (a submission asking more gets 422
     /// naming the job's `priority`); absent: as high as the limits allow.
     max_priority: Option<i32>,
+}
+
+/// A secret's new value: 8 to 65,536 bytes of UTF-8 text. Stored sealed; no route returns it.
+#[derive(ToSchema)]
+#[schema(as = Secret)]
+#[allow(dead_code)]
+pub struct SecretDoc {
+    value: String,
 }
 
 /// Every limit, as `GET /v1/limits` answers them under `limits` (all fields required).

@@ -31,7 +31,7 @@ pub struct PipelineView {
     pub job_states: Vec<JobSummary>,
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
     headers
         .get(name)
         .map(|v| {

@@ -6,6 +6,7 @@
 use super::executor::AssignmentView;
 use super::fleet::{Reach, measured_capacity, orphans, pool_problem, reach};
 use super::{LeaderContext, LeaderError};
+use crate::secrets::SealedSecrets;
 use flotilla_providers::{AnyProvider, Guarded, WorkerProvider};
 use flotilla_state_machine::{Command, JobId, Pool, ProviderKind};
 use futures::StreamExt;
@@ -94,6 +95,7 @@ impl LeaderContext<'_> {
                     },
                     trace_parent: state.trace_parent_of_job(j.id).map(str::to_string),
                     pool_settings: pool.map(|p| p.spec.settings.clone()).unwrap_or_default(),
+                    secrets: SealedSecrets::from_state(state, &j.tenant, &j.spec.secrets),
                 })
             })
             .collect();

@@ -26,4 +26,8 @@ pub enum LeaderError {
     /// The assignment's pool keeps its workers on another host, which this node is not on.
     #[error("pool {pool}'s workers live on host {host}, which this node is not on")]
     OtherHost { pool: String, host: String },
+    /// The job's secrets could not be opened here (no key file, or not the key that wraps
+    /// them): its worker is not created and its output not committed by this leader.
+    #[error("{0}")]
+    Secrets(String),
 }

@@ -7,7 +7,8 @@ use super::reconcile::{Action, Known, Sight, decide};
 use super::{LOG_CHUNK_BYTES, LeaderContext, LeaderError};
 use crate::observe::metrics::ProviderLabel;
 use crate::observe::telemetry;
-use flotilla_providers::{AnyProvider, Guarded, Observation, WorkerProvider, WorkerSpec};
+use crate::secrets::{OutputMasker, SealedSecrets, committable};
+use flotilla_providers::{AnyProvider, Guarded, Observation, SecretValue, WorkerProvider, WorkerSpec};
 use flotilla_state_machine::{Assignment, Command, Job, ProviderKind, Response};
 use opentelemetry::KeyValue;
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub(super) struct AssignmentView {
     pub trace_parent: Option<String>,
     /// The provider settings of the assignment's pool.
     pub pool_settings: BTreeMap<String, String>,
+    /// The secrets the job uses, sealed, as the state holds them.
+    pub secrets: SealedSecrets,
 }
 
 impl LeaderContext<'_> {
@@ -72,6 +75,15 @@ impl LeaderContext<'_> {
                 Sight::OutOfSight
             }
         };
+        // A job's secrets are opened once per tick: for its worker's creation and for masking
+        // its output. Output of a job whose secrets this leader cannot open is not committed.
+        let opened = (!view.secrets.is_empty()).then(|| {
+            crate::secrets::resolve(self.keyring, &view.secrets).map(|values| {
+                let masker = OutputMasker::new(values.values().map(SecretValue::expose));
+                (values, masker)
+            })
+        });
+        let no_secrets = OutputMasker::default();
         let mut observed: Option<Observation> = None;
         for _ in 0..MAX_ROUNDS {
             let mut answer = None;
@@ -90,7 +102,20 @@ impl LeaderContext<'_> {
                     Action::Report(command) => self.report(term, command).await?,
                     Action::Remove => provider.remove(&name).await?,
                     Action::Create => {
-                        answer = Some(match self.create(provider, view).await {
+                        let secret_env = match &opened {
+                            None => BTreeMap::new(),
+                            Some(Ok((values, _))) => values.clone(),
+                            // Deleted since the job was submitted: this worker can never run.
+                            Some(Err(e)) if !e.is_transient() => {
+                                answer = Some(Sight::Refused { reason: e.to_string() });
+                                continue;
+                            }
+                            Some(Err(e)) => {
+                                held_back = Some(LeaderError::Secrets(e.to_string()));
+                                continue;
+                            }
+                        };
+                        answer = Some(match self.create(provider, view, secret_env).await {
                             Ok(worker_id) => Sight::Created { worker_id },
                             // The provider can never run this worker: decided as a loss.
                             Err(e) if !e.is_transient() => Sight::Refused { reason: e.to_string() },
@@ -121,8 +146,17 @@ impl LeaderContext<'_> {
                             }
                         })
                     }
-                    Action::CommitOutput { from, to } => {
-                        let through = self.commit_output(provider, term, a, &name, from, to).await?;
+                    Action::CommitOutput { from, to, complete } => {
+                        let masker = match &opened {
+                            None => &no_secrets,
+                            Some(Ok((_, masker))) => masker,
+                            Some(Err(e)) => {
+                                held_back = Some(LeaderError::Secrets(e.to_string()));
+                                continue;
+                            }
+                        };
+                        let span = OutputSpan { from, to, complete };
+                        let through = self.commit_output(provider, term, a, &name, span, masker).await?;
                         answer = Some(Sight::OutputCommitted {
                             observation: observed.clone().unwrap_or_default(),
                             through,
@@ -156,23 +190,34 @@ impl LeaderContext<'_> {
         }
     }
 
-    /// Reads output `from..to` a chunk at a time and commits each as `AppendLog`; returns how
-    /// far the commit got (short of `to` when the provider has nothing more to give yet).
+    /// Reads output `from..to` a chunk at a time, masks the job's secrets in it and commits
+    /// each chunk as `AppendLog`; returns how far the commit got (short of `to` when the
+    /// provider has nothing more to give yet, or while masking holds back a running worker's
+    /// last bytes). Each read starts `masker.lookback()` bytes before the commit point, which
+    /// the providers still hold (they release output only before the offset read).
     async fn commit_output(
         &self,
         provider: &Guarded<AnyProvider>,
         term: u64,
         a: &Assignment,
         name: &str,
-        from: u64,
-        to: u64,
+        span: OutputSpan,
+        masker: &OutputMasker,
     ) -> Result<u64, LeaderError> {
-        let mut offset = from;
-        while offset < to {
-            let data = provider.read_output(name, offset, LOG_CHUNK_BYTES).await?;
-            if data.is_empty() {
+        let mut offset = span.from;
+        let final_end = span.complete.then_some(span.to);
+        while offset < span.to {
+            let back = (masker.lookback() as u64).min(offset);
+            let window_start = offset - back;
+            let window = provider
+                .read_output(name, window_start, LOG_CHUNK_BYTES + back as usize)
+                .await?;
+            if window.len() as u64 <= back {
                 break;
             }
+            let Some(data) = committable(masker, window_start, window, offset, final_end) else {
+                break;
+            };
             let len = data.len() as u64;
             let command = Command::AppendLog {
                 job: a.job,
@@ -191,6 +236,7 @@ impl LeaderContext<'_> {
         &self,
         provider: &Guarded<AnyProvider>,
         view: &AssignmentView,
+        secret_env: BTreeMap<String, SecretValue>,
     ) -> Result<String, flotilla_providers::ProviderError> {
         let a = &view.assignment;
         let spec = &view.job.spec;
@@ -200,6 +246,7 @@ impl LeaderContext<'_> {
             fencing: a.fencing,
             steps: spec.steps.clone(),
             env: spec.env.clone(),
+            secret_env,
             image: spec.image.clone(),
             resources: spec.resources,
             timeout_ms: spec.timeout_ms,
@@ -236,6 +283,15 @@ impl LeaderContext<'_> {
         );
         created
     }
+}
+
+/// The part of a worker's output a `CommitOutput` asks for.
+#[derive(Clone, Copy, Debug)]
+struct OutputSpan {
+    from: u64,
+    to: u64,
+    /// The worker exited: `to` is the end of its output.
+    complete: bool,
 }
 
 /// Retry jitter drawn by the proposer (0..=1000); `apply` stays deterministic.

@@ -81,6 +81,8 @@ pub struct LeaderParts {
     pub proposer: Proposer,
     pub providers: Arc<ProviderSet>,
     pub metrics: Arc<NodeMetrics>,
+    /// The secrets' keys: jobs that use secrets start only on a leader that has them.
+    pub keyring: Option<Arc<crate::secrets::Keyring>>,
 }
 
 /// Runs the leader's loops until `stop` turns true. They work only while this node leads.
@@ -95,6 +97,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         proposer,
         providers,
         metrics,
+        keyring,
     } = parts;
     let (reports, batch_loop) = ReportBatcher::new(config.batcher);
     let context = LeaderContext {
@@ -109,6 +112,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         providers: providers.as_ref(),
         config: &config,
         metrics: &metrics,
+        keyring: keyring.as_deref(),
     };
     // Placement and worker driving run side by side: driving every assignment of a large
     // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
@@ -134,6 +138,7 @@ struct LeaderContext<'a> {
     providers: &'a ProviderSet,
     config: &'a LeaderConfig,
     metrics: &'a NodeMetrics,
+    keyring: Option<&'a crate::secrets::Keyring>,
 }
 
 /// Every tick, or at once after a full plan (more may be waiting): run the scheduler and

@@ -76,8 +76,10 @@ pub enum Action {
     /// Observe the worker: answered `Observed` or `Unreachable`.
     Observe,
     /// Read the worker's output from byte `from` up to byte `to` and commit it as `AppendLog`
-    /// chunks: answered `OutputCommitted` with how far the commit got.
-    CommitOutput { from: u64, to: u64 },
+    /// chunks: answered `OutputCommitted` with how far the commit got. `complete`: the worker
+    /// exited, so `to` is the end of its output (a job's secrets are masked holding back the
+    /// tail of a running worker's output; a finished one's is committed to the end).
+    CommitOutput { from: u64, to: u64, complete: bool },
     /// Stop the worker: answered `Terminated` or `Unreachable`.
     Terminate,
     /// Delete what is left of a stopped worker and bury its name.
@@ -164,6 +166,7 @@ fn observed(known: &Known<'_>, o: &Observation) -> Vec<Action> {
         actions.push(Action::CommitOutput {
             from: j.stream_offset,
             to: o.output_bytes,
+            complete: o.exit_code.is_some(),
         });
     } else {
         actions.extend(after_output(known, o, j.stream_offset));

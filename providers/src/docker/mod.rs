@@ -227,6 +227,9 @@ impl DockerProvider {
         ];
         cmd.extend(spec.steps.iter().cloned());
         let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // Secrets go into the container's environment at create: the engine keeps them with
+        // the container, which is removed with the attempt.
+        env.extend(spec.secret_env.iter().map(|(k, v)| format!("{k}={}", v.expose())));
         env.push(format!("FLOTILLA_JOB_ID={}", spec.job.0));
         env.push(format!("FLOTILLA_ATTEMPT={}", spec.attempt));
         let labels: HashMap<String, String> = spec.worker_labels(&self.config.cluster).into_iter().collect();

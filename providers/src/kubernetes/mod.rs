@@ -27,7 +27,7 @@ use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, 
 use capacity::pool_capacity;
 use flotilla_state_machine::{PoolSpec, ProviderKind, Resources};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
@@ -84,6 +84,8 @@ struct Connected {
     all_pods: Api<Pod>,
     nodes: Api<Node>,
     tombstones: Api<ConfigMap>,
+    /// The Secrets of attempts that use secrets, one per pod, named as the pod.
+    secrets: Api<Secret>,
     store: Store<Pod>,
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -199,7 +201,8 @@ impl KubernetesProvider {
                     pods,
                     all_pods: Api::all(client.clone()),
                     nodes: Api::all(client.clone()),
-                    tombstones: Api::namespaced(client, ns),
+                    tombstones: Api::namespaced(client.clone(), ns),
+                    secrets: Api::namespaced(client, ns),
                     store,
                     watcher,
                 };
@@ -244,6 +247,29 @@ impl KubernetesProvider {
         match c.tombstones.create(&PostParams::default(), &map).await {
             Ok(_) => Ok(()),
             Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(api_error(e)),
+        }
+    }
+
+    /// Creates the attempt's Secret unless it exists (an earlier leader made it: a secret
+    /// cannot change while an attempt uses it, so it holds the same values).
+    async fn create_secret(&self, c: &Connected, secret: &Secret) -> Result<(), ProviderError> {
+        match c.secrets.create(&PostParams::default(), secret).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(400 | 403 | 422)) => Err(ProviderError::Rejected(format!(
+                "kubernetes refused the Secret of {}: {e}",
+                secret.metadata.name.as_deref().unwrap_or_default()
+            ))),
+            Err(e) => Err(api_error(e)),
+        }
+    }
+
+    /// Deletes the attempt's Secret, if it has one.
+    async fn delete_secret(&self, c: &Connected, worker: &str) -> Result<(), ProviderError> {
+        match c.secrets.delete(&self.pod_name(worker), &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(api_error(e)),
         }
     }
@@ -331,6 +357,10 @@ impl WorkerProvider for KubernetesProvider {
             return Err(buried());
         }
         let pod = self.template().build(spec)?;
+        // The Secret first: the pod's container reads it as it starts.
+        if let Some(secret) = self.template().secret(spec) {
+            self.create_secret(c, &secret).await?;
+        }
         let name = self.pod_name(&worker);
         let uid = match c.pods.create(&PostParams::default(), &pod).await {
             Ok(p) => p.metadata.uid.unwrap_or_else(|| name.clone()),
@@ -349,6 +379,7 @@ impl WorkerProvider for KubernetesProvider {
         // A removal that buried the name while the pod was being created is seen here.
         if self.is_buried(c, &worker).await? {
             self.delete_pod(c, &worker).await?;
+            self.delete_secret(c, &worker).await?;
             return Err(buried());
         }
         Ok(uid)
@@ -421,7 +452,9 @@ impl WorkerProvider for KubernetesProvider {
         let c = self.connected().await?;
         self.bury(c, worker).await?;
         self.forget(worker);
-        self.delete_pod(c, worker).await
+        self.delete_pod(c, worker).await?;
+        // The Secret goes with its pod (an attempt without secrets has none: a 404).
+        self.delete_secret(c, worker).await
     }
 
     async fn list(&self) -> Result<Vec<ListedWorker>, ProviderError> {

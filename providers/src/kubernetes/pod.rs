@@ -4,10 +4,11 @@
 
 use super::output::CONTAINER;
 use crate::provider::{ProviderError, WorkerSpec};
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod, PodSpec, ResourceRequirements, Toleration,
-    Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference, Pod, PodSpec, ResourceRequirements,
+    Secret, SecretKeySelector, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -119,6 +120,31 @@ impl PodTemplate<'_> {
         format!("{}-{worker}", self.cluster)
     }
 
+    /// The Secret of one attempt that uses secrets: named and labelled as its pod, one key
+    /// per variable. `None` for an attempt without secrets.
+    pub fn secret(&self, spec: &WorkerSpec) -> Option<Secret> {
+        if spec.secret_env.is_empty() {
+            return None;
+        }
+        let data = spec
+            .secret_env
+            .iter()
+            .map(|(var, value)| (var.clone(), ByteString(value.expose().as_bytes().to_vec())))
+            .collect();
+        Some(Secret {
+            metadata: ObjectMeta {
+                name: Some(self.pod_name(&spec.name())),
+                namespace: Some(self.namespace.into()),
+                labels: Some(spec.worker_labels(self.cluster).into_iter().collect()),
+                ..Default::default()
+            },
+            data: Some(data),
+            type_: Some("Opaque".into()),
+            immutable: Some(true),
+            ..Default::default()
+        })
+    }
+
     pub fn build(&self, spec: &WorkerSpec) -> Result<Pod, ProviderError> {
         let image = spec.image.as_deref().or(self.default_image).ok_or_else(|| {
             ProviderError::Rejected("the job names no image and the kubernetes provider has no default image".into())
@@ -139,6 +165,22 @@ impl PodTemplate<'_> {
                 ..Default::default()
             })
             .collect();
+        // Secrets come from the attempt's own Secret (`secret`), not the pod spec: whoever may
+        // read pods does not read their values.
+        for var in spec.secret_env.keys() {
+            env.push(EnvVar {
+                name: var.clone(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: self.pod_name(&spec.name()),
+                        key: var.clone(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
         env.push(EnvVar {
             name: "FLOTILLA_JOB_ID".into(),
             value: Some(spec.job.0.to_string()),
@@ -360,6 +402,7 @@ mod tests {
             fencing: FencingToken { term: 3, log_index: 40 },
             steps: vec!["echo hi".into()],
             env: BTreeMap::from([("A".to_string(), "1".to_string())]),
+            secret_env: BTreeMap::new(),
             image: Some("busybox".into()),
             resources: Resources::new(500, 256, 1),
             timeout_ms: 90_500,
@@ -386,6 +429,28 @@ mod tests {
             stop_grace_ms: 2_500,
             deadline_margin_s: 60,
         }
+    }
+
+    #[test]
+    fn secrets_travel_in_the_attempts_own_secret_never_in_the_pod() {
+        assert!(template().secret(&spec()).is_none(), "no secrets, no Secret");
+        let mut s = spec();
+        s.secret_env
+            .insert("DB_PASSWORD".into(), crate::SecretValue::new("pod-secret-value".into()));
+        let secret = template().secret(&s).unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("ci-j7-a2"));
+        assert_eq!(secret.metadata.labels.unwrap()[LABEL_WORKER], "j7-a2");
+        assert_eq!(secret.data.unwrap()["DB_PASSWORD"].0, b"pod-secret-value".to_vec());
+        let pod = template().build(&s).unwrap();
+        let text = serde_json::to_string(&pod).unwrap();
+        assert!(!text.contains("pod-secret-value"), "{text}");
+        let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+        let var = env.iter().find(|e| e.name == "DB_PASSWORD").unwrap();
+        let reference = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(
+            (reference.name.as_str(), reference.key.as_str()),
+            ("ci-j7-a2", "DB_PASSWORD")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod lifecycle;
 mod logs;
 mod plan;
 mod pools;
+mod secrets;
 mod settings;
 mod submit;
 mod tokens;

@@ -52,6 +52,7 @@ impl State {
         }
         spec.validate(&self.limits)?;
         self.check_priority_ceiling(tenant, spec)?;
+        self.check_secrets_exist(tenant, spec)?;
         self.check_some_pool_fits(spec)?;
 
         // Validated: from here on nothing can be rejected.
@@ -204,6 +205,22 @@ impl State {
             }
             .into()),
         }
+    }
+
+    /// Refuses a job that uses a secret its tenant does not have (one deleted later fails
+    /// the attempt that needs it).
+    fn check_secrets_exist(&self, tenant: &str, spec: &PipelineSpec) -> Result<(), Rejection> {
+        for job in &spec.jobs {
+            if let Some((var, name)) = job.secrets.iter().find(|(_, name)| self.secret(tenant, name).is_none()) {
+                return Err(SpecError::UnknownSecret {
+                    field: format!("jobs[{}].secrets.{var}", job.name),
+                    tenant: tenant.to_string(),
+                    name: name.clone(),
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a job that no registered pool could run even when empty.

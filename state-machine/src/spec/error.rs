@@ -45,6 +45,12 @@ pub enum SpecError {
         tenant: String,
         ceiling: i32,
     },
+    #[error("{field}: tenant {tenant:?} has no secret {name:?}")]
+    UnknownSecret {
+        field: String,
+        tenant: String,
+        name: String,
+    },
 }
 
 impl SpecError {
@@ -63,7 +69,8 @@ impl SpecError {
             | SpecError::OutOfRange { field, .. }
             | SpecError::Conflict { field, .. }
             | SpecError::NoPoolFits { field, .. }
-            | SpecError::AboveCeiling { field, .. } => field,
+            | SpecError::AboveCeiling { field, .. }
+            | SpecError::UnknownSecret { field, .. } => field,
             SpecError::Cycle { .. } => "jobs",
         }
     }

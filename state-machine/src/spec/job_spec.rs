@@ -17,6 +17,10 @@ pub struct JobSpec {
     pub steps: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables set from the tenant's secrets: variable name to secret name. The
+    /// value reaches the worker alone; the output is masked before it is committed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// Names of jobs of the same pipeline that must finish first.
     #[serde(default)]
     pub needs: Vec<String>,
@@ -59,6 +63,7 @@ impl JobSpec {
             image: None,
             steps: vec![step.to_string()],
             env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             needs: Vec::new(),
             resources,
             constraints: BTreeMap::new(),

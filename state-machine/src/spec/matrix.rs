@@ -188,6 +188,7 @@ impl JobSpec {
             + self.image.as_deref().map_or(0, size_of_str)
             + self.steps.iter().map(|s| size_of_str(s)).sum::<u64>()
             + map(&self.env)
+            + map(&self.secrets)
             + self.needs.iter().map(|n| size_of_str(n)).sum::<u64>()
             + map(&self.constraints)
             + self

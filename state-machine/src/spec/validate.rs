@@ -128,6 +128,18 @@ impl JobSpec {
             validate_env_key(&at(&format!("env.{key}")), key, limits)?;
             check_len(at(&format!("env.{key}")), value.len(), limits.max_value_bytes)?;
         }
+        check_count(at("secrets"), self.secrets.len(), crate::secret::MAX_SECRETS_PER_JOB)?;
+        for (key, secret) in &self.secrets {
+            let field = at(&format!("secrets.{key}"));
+            validate_env_key(&field, key, limits)?;
+            validate_name(&field, secret, limits)?;
+            if self.env.contains_key(key) {
+                return Err(SpecError::Conflict {
+                    field,
+                    reason: format!("{key} is set in env as well"),
+                });
+            }
+        }
         check_count(at("constraints"), self.constraints.len(), limits.max_labels)?;
         for (key, value) in &self.constraints {
             validate_label_key(&at(&format!("constraints.{key}")), key, limits)?;

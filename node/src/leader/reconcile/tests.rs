@@ -241,7 +241,11 @@ fn new_output_is_committed_from_the_replicated_offset_before_anything_else_follo
     f.commit_output(100);
     assert_eq!(
         f.decide(Sight::Observed(running_at(0, 250))),
-        vec![Action::CommitOutput { from: 100, to: 250 }]
+        vec![Action::CommitOutput {
+            from: 100,
+            to: 250,
+            complete: false
+        }]
     );
 }
 
@@ -264,7 +268,11 @@ fn the_exit_is_reported_only_after_all_output_is_committed_then_the_worker_is_re
                 step: 1,
                 exit_code: 0
             }),
-            Action::CommitOutput { from: 0, to: 300 },
+            Action::CommitOutput {
+                from: 0,
+                to: 300,
+                complete: true
+            },
         ]
     );
     // The commit got only part of the way: no exit this tick, and no timeout either.

@@ -1,0 +1,89 @@
+//! Secrets on the node's side: the key file (`key_file.rs`), envelope encryption
+//! (`keyring.rs`), the masking of job output (`masker.rs`), and `resolve`, which opens the
+//! secrets one job uses for its worker. The replicated state holds secrets only sealed
+//! (`flotilla_state_machine::secret`).
+
+mod key_file;
+mod keyring;
+mod masker;
+
+pub use key_file::{KEK_PREFIX, KeyFileError, parse_key, read_key_file};
+pub use keyring::{Keyring, SecretError, kek_id};
+pub use masker::{MASK_BYTE, OutputMasker, committable};
+
+use flotilla_providers::SecretValue;
+use flotilla_state_machine::{SecretRecord, State, WrappedDataKey};
+use std::collections::BTreeMap;
+
+/// The sealed secrets a job uses, copied out of the state with the data keys they name.
+#[derive(Clone, Debug, Default)]
+pub struct SealedSecrets {
+    pub tenant: String,
+    /// Variable name to `(secret name, its record and data key if the state has them)`.
+    pub uses: BTreeMap<String, (String, Option<(SecretRecord, WrappedDataKey)>)>,
+}
+
+impl SealedSecrets {
+    /// What `state` holds of the secrets `uses` (variable to secret name) of `tenant`.
+    pub fn from_state(state: &State, tenant: &str, uses: &BTreeMap<String, String>) -> SealedSecrets {
+        let uses = uses
+            .iter()
+            .map(|(var, name)| {
+                let held = state.secret(tenant, name).and_then(|record| {
+                    state
+                        .data_key(&record.sealed.key_id)
+                        .map(|key| (record.clone(), key.clone()))
+                });
+                (var.clone(), (name.clone(), held))
+            })
+            .collect();
+        SealedSecrets {
+            tenant: tenant.to_string(),
+            uses,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.uses.is_empty()
+    }
+}
+
+/// Why the secrets of a job could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The secret was deleted after the job was submitted: its worker can never run.
+    #[error("secret {name:?} of tenant {tenant:?} no longer exists")]
+    Gone { tenant: String, name: String },
+    /// This node has no `--secrets-key-file`; a leader that has one can run the job.
+    #[error("the job uses secrets and this node has no --secrets-key-file")]
+    NoKeyFile,
+    #[error(transparent)]
+    Open(#[from] SecretError),
+}
+
+impl ResolveError {
+    /// Whether another try (on another leader, or with another key file) may succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ResolveError::Gone { .. })
+    }
+}
+
+/// Opens every secret of `sealed` with `keyring`: variable name to value.
+pub fn resolve(
+    keyring: Option<&Keyring>,
+    sealed: &SealedSecrets,
+) -> Result<BTreeMap<String, SecretValue>, ResolveError> {
+    let mut out = BTreeMap::new();
+    for (var, (name, held)) in &sealed.uses {
+        let Some((record, key)) = held else {
+            return Err(ResolveError::Gone {
+                tenant: sealed.tenant.clone(),
+                name: name.clone(),
+            });
+        };
+        let keyring = keyring.ok_or(ResolveError::NoKeyFile)?;
+        let value = keyring.open(&sealed.tenant, name, &record.sealed, key)?;
+        out.insert(var.clone(), SecretValue::new(value));
+    }
+    Ok(out)
+}
