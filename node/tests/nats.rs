@@ -168,6 +168,14 @@ async fn every_event_reaches_jetstream_once_in_order_across_leader_kill_and_nats
             "{}",
             m.subject
         );
+        // Work is under its tenant's subjects, everything else under the cluster's.
+        let work = event.get("job").is_some() || event.get("pipeline").is_some();
+        let scope = if work {
+            "flotilla.natstest.tenant.default."
+        } else {
+            "flotilla.natstest.cluster."
+        };
+        assert!(m.subject.starts_with(scope), "{kind}: {}", m.subject);
         if id_key(&id) <= end {
             from_nats.push((id, event));
         }

@@ -148,6 +148,34 @@ async fn a_secret_reaches_its_job_masked_and_no_node_holds_it_in_plain_text() {
     }
     let events = all_events(&c).await;
     assert!(events.contains("SecretSet"), "the change is audited: {events}");
+    // Every change made with a token names it: here the pre-shared admin token, the first.
+    let audited: Vec<Value> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .filter(|e| e["type"] == "Audited")
+        .collect();
+    for (action, target) in [
+        ("register_pool", "main".to_string()),
+        ("set_secret", "default/db-password".to_string()),
+        (
+            "submit_pipeline",
+            format!("default/p{}", done["pipeline"].as_u64().unwrap()),
+        ),
+    ] {
+        assert!(
+            audited
+                .iter()
+                .any(|e| e["action"] == action && e["target"] == target.as_str() && e["token"] == 1),
+            "no audit of {action} {target}: {audited:?}"
+        );
+    }
+    assert!(
+        !audited
+            .iter()
+            .any(|e| e["action"] == "apply_plan" || e["action"] == "batch"),
+        "the leader's own work is not a caller's: {audited:?}"
+    );
     assert!(!events.contains(&secret));
     // Enough entries for a snapshot (every 20), then every node's files: log, state machine,
     // snapshots.

@@ -20,7 +20,8 @@ use std::io;
 /// 4: `State` gained the API tokens; `Command` `CreateToken` and `RevokeToken`.
 /// 5: `Quota` (in `SetTenantQuota` and the state) gained `max_priority`; `Command`
 ///    `CreateJoinToken` and `RedeemJoinToken`.
-/// 6: `JobSpec` gained `secrets`; `Command` `SetSecret`, `DeleteSecret` and `RotateDataKey`.
+/// 6: `JobSpec` gained `secrets`; `Command` `SetSecret`, `DeleteSecret` and `RotateDataKey`;
+///    `Proposal` its `actor`.
 pub const FORMAT_VERSION: u8 = 6;
 
 /// How many bytes the decoder may claim per input byte.

@@ -25,6 +25,9 @@ pub struct Proposal {
     /// the first response and not applied again. The leader's own reports carry none: they are
     /// idempotent and fenced, and never forwarded.
     pub request: Option<ClientRequest>,
+    /// The API token whose request this is, when the caller was authenticated: every change it
+    /// makes is recorded as an `Audited` event naming it. The leader's own commands carry none.
+    pub actor: Option<TokenId>,
 }
 
 impl Proposal {
@@ -35,7 +38,14 @@ impl Proposal {
             command,
             trace_parent: None,
             request: None,
+            actor: None,
         }
+    }
+
+    /// The same proposal made on behalf of the API token `actor`.
+    pub fn by(mut self, actor: Option<TokenId>) -> Self {
+        self.actor = actor;
+        self
     }
 
     /// The same proposal stamped as `request` of a client session.

@@ -141,6 +141,13 @@ pub enum Event {
         tenant: String,
         name: String,
     },
+    /// An authenticated caller changed something: the token (never its secret), what it did
+    /// (the command's kind) and to what (`audit.rs`). Follows the change's own events.
+    Audited {
+        token: TokenId,
+        action: String,
+        target: String,
+    },
 }
 
 /// What an event is about: the kind of object and its id, as used in stream subjects
@@ -156,7 +163,7 @@ pub struct EventSubject {
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 27] = [
+    pub const KINDS: [&'static str; 28] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -184,6 +191,7 @@ impl Event {
         "AuthRevoked",
         "SecretSet",
         "SecretDeleted",
+        "Audited",
     ];
 
     /// The job this event concerns, if any.
@@ -215,7 +223,8 @@ impl Event {
             | Event::AuthGranted { .. }
             | Event::AuthRevoked { .. }
             | Event::SecretSet { .. }
-            | Event::SecretDeleted { .. } => None,
+            | Event::SecretDeleted { .. }
+            | Event::Audited { .. } => None,
         }
     }
 
@@ -244,7 +253,9 @@ impl Event {
             }
             Event::QuotaUpdated { tenant } => ("capacity", tenant.clone()),
             Event::LimitsUpdated => ("capacity", "limits".to_string()),
-            Event::AuthGranted { token, .. } | Event::AuthRevoked { token } => ("auth", token.to_string()),
+            Event::AuthGranted { token, .. } | Event::AuthRevoked { token } | Event::Audited { token, .. } => {
+                ("auth", token.to_string())
+            }
             Event::SecretSet { tenant, name, .. } | Event::SecretDeleted { tenant, name } => {
                 ("auth", format!("secret-{tenant}-{name}"))
             }
@@ -283,6 +294,7 @@ impl Event {
             Event::AuthRevoked { .. } => "AuthRevoked",
             Event::SecretSet { .. } => "SecretSet",
             Event::SecretDeleted { .. } => "SecretDeleted",
+            Event::Audited { .. } => "Audited",
         }
     }
 
@@ -294,6 +306,7 @@ impl Event {
                 | Event::AuthRevoked { .. }
                 | Event::SecretSet { .. }
                 | Event::SecretDeleted { .. }
+                | Event::Audited { .. }
         )
     }
 }

@@ -8,6 +8,7 @@
 
 mod apply;
 mod assignment;
+mod audit;
 mod command;
 mod event;
 mod event_id;

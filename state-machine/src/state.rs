@@ -108,6 +108,12 @@ impl State {
         }
         match result {
             Ok(response) => {
+                if let Some(event) = proposal
+                    .actor
+                    .and_then(|token| crate::audit::audited(token, &proposal.command, &response))
+                {
+                    cx.emit(event);
+                }
                 self.now_ms = cx.now_ms;
                 if let Some(request) = proposal.request {
                     let (ttl_ms, max) = (self.limits.session_ttl_ms, self.limits.max_sessions);
@@ -379,6 +385,24 @@ impl State {
     /// The data key new secret values are sealed under, once there is one.
     pub fn active_data_key(&self) -> Option<&crate::WrappedDataKey> {
         self.active_data_key.as_deref().and_then(|id| self.data_keys.get(id))
+    }
+
+    /// The tenant whose work `event` is about: its job's or its pipeline's. `None` for the
+    /// events of the cluster, its pools and the audit trail, which belong to no tenant.
+    pub fn tenant_of(&self, event: &Event) -> Option<&str> {
+        if event.is_audit() {
+            return None;
+        }
+        event
+            .job()
+            .and_then(|j| self.jobs.get(&j))
+            .map(|j| j.tenant.as_str())
+            .or_else(|| {
+                event
+                    .pipeline()
+                    .and_then(|p| self.pipelines.get(&p))
+                    .map(|p| p.tenant.as_str())
+            })
     }
 
     /// Whether every job `job` needs has finished in a way that lets it run.

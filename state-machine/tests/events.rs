@@ -111,3 +111,46 @@ fn the_list_of_kinds_matches_what_events_report() {
     }
     assert!(Event::KINDS.contains(&Event::LimitsUpdated.kind()));
 }
+
+#[test]
+fn a_change_by_a_token_is_audited_once_after_its_own_events_and_a_refusal_not_at_all() {
+    let mut h = Harness::with_pool();
+    let token = Some(TokenId(7));
+    let request = ClientRequest {
+        client: ClientId(1),
+        seq: 1,
+    };
+    let submit = Command::SubmitPipeline {
+        tenant: "web".into(),
+        idempotency_key: None,
+        spec: pipeline("p", vec![job("a", &[])]),
+    };
+    let proposal = Proposal::new(h.now_ms, submit).by(token).from_client(request);
+    let ctx = |index| ApplyContext {
+        log_index: index,
+        term: 1,
+    };
+    let (_, events) = h.state.apply(ctx(100), &proposal);
+    assert!(
+        matches!(events.first(), Some(Event::PipelineRequested { .. })),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&Event::Audited {
+            token: TokenId(7),
+            action: "submit_pipeline".into(),
+            target: "web/p1".into()
+        })
+    );
+    assert!(events.last().is_some_and(Event::is_audit));
+    // The same request again (a retried forward) is answered from its session: no second record.
+    let (_, again) = h.state.apply(ctx(101), &proposal);
+    assert!(again.is_empty(), "{again:?}");
+    // A refused change records nothing; the leader's own commands carry no token.
+    let refused = Proposal::new(h.now_ms, Command::CancelJob { job: JobId(99) }).by(token);
+    let (r, events) = h.state.apply(ctx(102), &refused);
+    assert!(r.rejection().is_some() && events.is_empty());
+    let (_, events) = h.run(Command::CancelJob { job: JobId(1) });
+    assert!(!events.iter().any(|e| matches!(e, Event::Audited { .. })), "{events:?}");
+}

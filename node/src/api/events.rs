@@ -113,17 +113,7 @@ impl Filter {
         if self.scope.is_restricted() && (event.job().is_some() || event.pipeline().is_some()) {
             // An event about work: its tenant is its job's or pipeline's. Events of the cluster
             // and its pools are everyone's.
-            let tenant = event
-                .job()
-                .and_then(|j| state.job(j))
-                .map(|j| j.tenant.as_str())
-                .or_else(|| {
-                    event
-                        .pipeline()
-                        .and_then(|p| state.pipeline(p))
-                        .map(|p| p.tenant.as_str())
-                });
-            if !tenant.is_some_and(|t| self.scope.admits(t)) {
+            if !state.tenant_of(event).is_some_and(|t| self.scope.admits(t)) {
                 return false;
             }
         }

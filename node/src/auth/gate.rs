@@ -1,6 +1,8 @@
 //! The check in front of every route: the caller's bearer token, looked up by its SHA-256 in
 //! this node's applied state, live at the cluster's time, of a role the route admits. The
-//! caller found is put in the request's extensions for the handler (`Caller`).
+//! caller found is put in the request's extensions for the handler (`Caller`), and its token
+//! is the request's actor while the handler runs (`current_actor`): every proposal the handler
+//! makes names it, and `apply` records each change it makes as an `Audited` event.
 
 use super::{Permission, TokenSecret};
 use crate::api::{ApiError, AppState};
@@ -38,6 +40,18 @@ pub struct Gate {
     pub permission: Permission,
 }
 
+tokio::task_local! {
+    /// The token of the request the current task serves, set by `check` around the handler.
+    static ACTOR: TokenId;
+}
+
+/// The API token whose request the current task serves, if its caller was authenticated
+/// (none under `--auth none`, on a public route, or outside a request). A handler's work
+/// stays in its task, so `Proposer::commit` finds it here, as it finds the request's trace.
+pub fn current_actor() -> Option<TokenId> {
+    ACTOR.try_with(|token| *token).ok()
+}
+
 /// A join token a caller presented where the route admits one: the handler redeems it.
 #[derive(Clone, Debug)]
 pub struct JoinBearer(pub super::JoinSecret);
@@ -57,8 +71,9 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     }
     match caller(&gate.app, request.headers(), gate.permission) {
         Ok(caller) => {
+            let token = caller.token;
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            ACTOR.scope(token, next.run(request)).await
         }
         Err(e) => e.into_response(),
     }

@@ -60,12 +60,20 @@ impl PublisherConfig {
         format!("FLOTILLA_{}", self.cluster_name.replace(['.', '-'], "_"))
     }
 
-    /// `flotilla.<cluster>.<category>.<id>.<event>`; dots in names become `_` so each part
-    /// stays one subject token.
-    pub fn subject(&self, event: &flotilla_state_machine::Event) -> String {
+    /// `flotilla.<cluster>.tenant.<tenant>.<category>.<id>.<event>` for the events of a
+    /// tenant's work (`tenant`: its pipeline's or job's), so that NATS permissions can give
+    /// each tenant its own subjects; `flotilla.<cluster>.cluster.<category>.<id>.<event>` for
+    /// the cluster's, its pools' and the audit trail. Dots in names become `_` so each part
+    /// stays one subject token; in a tenant's name `~` (a character names cannot hold), so
+    /// no two tenants share a subject.
+    pub fn subject(&self, event: &flotilla_state_machine::Event, tenant: Option<&str>) -> String {
         let subject = event.subject();
+        let scope = match tenant {
+            Some(t) => format!("tenant.{}", t.replace('.', "~")),
+            None => "cluster".to_string(),
+        };
         format!(
-            "flotilla.{}.{}.{}.{}",
+            "flotilla.{}.{scope}.{}.{}.{}",
             subject_token(&self.cluster_name),
             subject.category,
             subject_token(&subject.id),
@@ -264,7 +272,11 @@ impl Publisher {
         if let Some(previous) = previous {
             message = message.expected_last_message_id(previous.to_string());
         }
-        Ok(js.send_publish(self.config.subject(&item.event), message).await?)
+        let subject = {
+            let data = self.machine.read();
+            self.config.subject(&item.event, data.state.tenant_of(&item.event))
+        };
+        Ok(js.send_publish(subject, message).await?)
     }
 }
 
@@ -294,11 +306,19 @@ mod tests {
             job: JobId(7),
             attempt: 1,
         };
-        assert_eq!(config.subject(&started), "flotilla.ci_east.job.j7.JobStarted");
+        assert_eq!(
+            config.subject(&started, Some("web")),
+            "flotilla.ci_east.tenant.web.job.j7.JobStarted"
+        );
+        // Two tenants whose names differ by a dot and an underscore keep apart.
+        assert_ne!(
+            config.subject(&started, Some("a.b")),
+            config.subject(&started, Some("a_b"))
+        );
         let pool = Event::PoolRegistered { pool: "gpu.big".into() };
         assert_eq!(
-            config.subject(&pool),
-            "flotilla.ci_east.capacity.gpu_big.PoolRegistered"
+            config.subject(&pool, None),
+            "flotilla.ci_east.cluster.capacity.gpu_big.PoolRegistered"
         );
     }
 }

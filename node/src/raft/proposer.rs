@@ -110,7 +110,9 @@ impl Proposer {
     /// response. However often it is retried, it is applied at most once.
     pub async fn commit(&self, command: Command) -> Result<Response, ProposeError> {
         let slot = self.sessions.take();
-        let mut proposal = Proposal::new(wall_clock_ms(), command).from_client(slot.request());
+        let mut proposal = Proposal::new(wall_clock_ms(), command)
+            .from_client(slot.request())
+            .by(crate::auth::gate::current_actor());
         proposal.trace_parent = crate::observe::telemetry::current_trace_parent();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.rpc_timeout_ms);
         let mut last = ProposeError::NoLeader("no attempt made".into());
