@@ -97,6 +97,14 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         };
         let mut argv = container.command.clone().unwrap_or_default();
         argv.extend(container.args.clone().unwrap_or_default());
+        let mounts = match crate::volumes::materialize(&c, &key.0, &spec, &container, workdir.path()) {
+            Ok(mounts) => mounts,
+            Err(e) => {
+                drop(c);
+                log_start_failure(&cluster, &key, &format!("secret volume: {e}"));
+                return;
+            }
+        };
         // A `secretKeyRef` reads the pod's namespace's secret, as a kubelet does; one that is
         // missing leaves the variable empty here (a real kubelet would hold the pod back).
         let env: Vec<(String, String)> = container
@@ -110,7 +118,8 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
                     .and_then(|v| v.secret_key_ref.as_ref())
                     .and_then(|r| c.secret_value(&key.0, &r.name, &r.key))
                     .map(|v| String::from_utf8_lossy(&v).into_owned());
-                (e.name, from_secret.or(e.value).unwrap_or_default())
+                let value = from_secret.or(e.value).unwrap_or_default();
+                (e.name, crate::volumes::translate(value, &mounts))
             })
             .collect();
         (
@@ -217,6 +226,34 @@ async fn copy_into(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<LogBuff
 enum Outcome {
     Exited(i32),
     DeadlineExceeded,
+}
+
+/// A container that cannot be configured (a Secret it mounts is missing) waits for ever with
+/// `CreateContainerConfigError`, as a kubelet reports it.
+fn log_start_failure(cluster: &Mutex<Cluster>, key: &Key, message: &str) {
+    let mut c = lock(cluster);
+    let Some(r) = c.pods.get_mut(key) else { return };
+    let name = r
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let status = r.pod.status.get_or_insert_default();
+    status.phase = Some("Pending".into());
+    status.container_statuses = Some(vec![ContainerStatus {
+        name,
+        state: Some(ContainerState {
+            waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                reason: Some("CreateContainerConfigError".into()),
+                message: Some(message.into()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    c.record_pod(key, "MODIFIED");
 }
 
 fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome) {

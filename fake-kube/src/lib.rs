@@ -18,7 +18,8 @@
 //! - the kubelet: a pod is bound to the first node matching its `nodeSelector` whose
 //!   allocatable resources still fit its requests (otherwise it stays `Pending`); it starts
 //!   after `start_delay_ms`; `command`+`args` run under `sh` in a temporary directory with the
-//!   container's `env`; stdout and stderr form one log, as in Kubernetes; the exit code gives
+//!   container's `env` (`secretKeyRef` values read from the namespace's Secrets; Secret
+//!   volumes written into the pod's directory, see `volumes.rs`); stdout and stderr form one log, as in Kubernetes; the exit code gives
 //!   `Succeeded` or `Failed`; `activeDeadlineSeconds` ends it with reason `DeadlineExceeded`.
 //! - test hooks: `evict` (kubelet eviction: `Failed`, reason `Evicted`, no exit code),
 //!   `lose_node` (the node's pods are killed and force-deleted), `compact` (drop the watch
@@ -33,6 +34,7 @@ mod cluster;
 mod kubelet;
 mod routes;
 mod selector;
+mod volumes;
 
 pub use cluster::{Cluster, NodeSpec};
 

@@ -225,6 +225,11 @@ impl RunningNode {
                 machine.clone(),
                 app_proposer.clone(),
                 secret,
+                if settings.recover_admin_token {
+                    crate::auth::preshared::Purpose::Recover
+                } else {
+                    crate::auth::preshared::Purpose::FirstToken
+                },
                 shutdown_rx.clone(),
             );
             tasks.push(tokio::spawn(preshared));

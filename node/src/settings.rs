@@ -106,6 +106,12 @@ pub struct Options {
     /// a new admin token; joining nodes must be added by an admin).
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// With --admin-token-file: when this node leads a cluster where no token has that file's
+    /// secret (every admin token lost or revoked), commit it as a new admin token, once per
+    /// start, logged as a warning. For recovery only: restart without it afterwards, or a
+    /// revoked token comes back at the next start.
+    #[arg(long, env = "FLOTILLA_RECOVER_ADMIN_TOKEN", num_args = 0..=1, default_missing_value = "true")]
+    pub recover_admin_token: Option<bool>,
     /// The key-encryption keys of the cluster's secrets: one per line (`fsk_` and 64 hex
     /// digits; `flotilla secret generate-key` makes one), the first wrapping new data keys,
     /// any others only opening old ones while keys are rotated; mode 0600 (0640 for a
@@ -158,6 +164,16 @@ pub struct Options {
     /// Default: <system temp>/flotilla-workers.
     #[arg(long, env = "FLOTILLA_PROCESS_WORK_DIR")]
     pub process_work_dir: Option<PathBuf>,
+    /// Runs process jobs as this user of the host (a name or a number) instead of the node's:
+    /// each step switches to it with `setpriv` (no supplementary groups, capabilities or new
+    /// privileges), so jobs cannot read the node's files or write its data directory. Needs
+    /// the node to run as root. Default: the node's own user.
+    #[arg(long, env = "FLOTILLA_PROCESS_RUN_AS_USER")]
+    pub process_run_as_user: Option<String>,
+    /// Directory of process jobs' secret files; it must be on a tmpfs, so no secret reaches
+    /// a disk. Default: a directory per work directory under /dev/shm/flotilla-secrets.
+    #[arg(long, env = "FLOTILLA_PROCESS_SECRETS_DIR")]
+    pub process_secrets_dir: Option<PathBuf>,
     /// How often the leader reconciles workers with the state. Default 200.
     #[arg(long)]
     pub leader_tick_ms: Option<u64>,
@@ -359,12 +375,17 @@ pub struct Settings {
     pub auth: crate::auth::AuthMode,
     /// The pre-shared first admin token (`--admin-token-file`), read at start.
     pub admin_token: Option<crate::auth::TokenSecret>,
+    /// `--recover-admin-token`: the admin token file's secret is committed again if lost.
+    pub recover_admin_token: bool,
     /// The secrets' key-encryption keys (`--secrets-key-file`), read at start.
     pub keyring: Option<std::sync::Arc<crate::secrets::Keyring>>,
     /// TLS from the cluster CA, or plain TCP (`--insecure-plaintext`).
     pub transport: crate::tls::TransportMode,
     pub process_provider: bool,
     pub process_work_dir: PathBuf,
+    /// `--process-run-as-user`, looked up at start.
+    pub process_run_as: Option<flotilla_providers::RunAs>,
+    pub process_secrets_dir: PathBuf,
     pub leader_tick_ms: u64,
     pub json_logs: bool,
     pub cluster_name: String,
@@ -409,7 +430,7 @@ impl Settings {
             .context("--id is required (or `id` in the config file)")?;
         let raft_addr: SocketAddr = pick!(raft_addr, "127.0.0.1:7001".parse().expect("literal"));
         let api_addr: SocketAddr = pick!(api_addr, "127.0.0.1:8001".parse().expect("literal"));
-        let settings = Settings {
+        let mut settings = Settings {
             id,
             data_dir: pick!(data_dir, PathBuf::from(format!("flotilla-data-{id}"))),
             raft_addr,
@@ -435,6 +456,7 @@ impl Settings {
                 None => None,
                 Some(path) => Some(read_admin_token(&path)?),
             },
+            recover_admin_token: pick!(recover_admin_token, false),
             keyring: match cli.secrets_key_file.clone().or(file.secrets_key_file.clone()) {
                 None => None,
                 Some(path) => Some(std::sync::Arc::new(
@@ -448,6 +470,8 @@ impl Settings {
             )?,
             process_provider: pick!(process_provider, false),
             process_work_dir: pick!(process_work_dir, std::env::temp_dir().join("flotilla-workers")),
+            process_run_as: None,
+            process_secrets_dir: PathBuf::new(),
             leader_tick_ms: pick!(leader_tick_ms, 200),
             json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
                 "pretty" => false,
@@ -484,6 +508,12 @@ impl Settings {
             "--host-id must be 1-128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit (got {:?})",
             settings.host_id
         );
+        anyhow::ensure!(
+            !settings.recover_admin_token || settings.admin_token.is_some(),
+            "--recover-admin-token commits the token of --admin-token-file: give that file too"
+        );
+        let run_as = cli.process_run_as_user.clone().or(file.process_run_as_user.clone());
+        let secrets_dir = cli.process_secrets_dir.clone().or(file.process_secrets_dir.clone());
         if settings.process_provider {
             let (work, data) = (absolute(&settings.process_work_dir)?, absolute(&settings.data_dir)?);
             anyhow::ensure!(
@@ -491,6 +521,24 @@ impl Settings {
                 "--process-work-dir {} and --data-dir {} must not contain each other: jobs could write the Raft store",
                 work.display(),
                 data.display()
+            );
+            settings.process_secrets_dir = match secrets_dir {
+                Some(dir) => absolute(&dir)?,
+                None => flotilla_providers::default_secrets_dir(&work),
+            };
+            anyhow::ensure!(
+                !settings.process_secrets_dir.starts_with(&data),
+                "--process-secrets-dir {} is inside --data-dir {}: jobs' secrets would sit beside the Raft store",
+                settings.process_secrets_dir.display(),
+                data.display()
+            );
+            if let Some(user) = run_as {
+                settings.process_run_as = Some(flotilla_providers::RunAs::resolve(&user)?);
+            }
+        } else {
+            anyhow::ensure!(
+                run_as.is_none() && secrets_dir.is_none(),
+                "--process-run-as-user and --process-secrets-dir are for the process provider: give --process-provider too"
             );
         }
         anyhow::ensure!(
@@ -860,6 +908,13 @@ mod tests {
     }
 
     #[test]
+    fn recovering_the_admin_token_needs_its_file() {
+        let e = resolve(&["--recover-admin-token"]).unwrap_err().to_string();
+        assert!(e.contains("--admin-token-file"), "{e}");
+        assert!(!resolve(&[]).unwrap().recover_admin_token);
+    }
+
+    #[test]
     fn a_secrets_key_file_must_be_private_and_well_formed_and_never_prints() {
         use std::os::unix::fs::PermissionsExt;
         assert!(resolve(&[]).unwrap().keyring.is_none());
@@ -963,6 +1018,50 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("must not contain each other"), "{e}");
         assert!(resolve(&["--data-dir", &data_dir, "--process-work-dir", &inside]).is_ok());
+    }
+
+    #[test]
+    fn process_users_and_secret_directories_are_checked_at_start() {
+        let base = tempfile::tempdir().unwrap();
+        let data = base.path().join("data");
+        let work = base.path().join("workers");
+        let (data_dir, work_dir) = (data.to_str().unwrap(), work.to_str().unwrap());
+        let with = |extra: &[&str]| {
+            let mut args = vec![
+                "--data-dir",
+                data_dir,
+                "--process-provider",
+                "--process-work-dir",
+                work_dir,
+            ];
+            args.extend_from_slice(extra);
+            resolve(&args)
+        };
+        let plain = with(&[]).unwrap();
+        assert_eq!(plain.process_run_as, None);
+        assert_eq!(
+            plain.process_secrets_dir,
+            flotilla_providers::default_secrets_dir(&work)
+        );
+        // The tests run as root on a Debian host, which has `nobody`.
+        let as_nobody = with(&["--process-run-as-user", "nobody"]).unwrap();
+        assert_eq!(as_nobody.process_run_as.map(|r| r.uid), Some(65534));
+        let e = with(&["--process-run-as-user", "no-such-user-flotilla"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such user"), "{e}");
+        let e = with(&["--process-run-as-user", "root"]).unwrap_err().to_string();
+        assert!(e.contains("is root"), "{e}");
+        let inside = data.join("secrets");
+        let e = with(&["--process-secrets-dir", inside.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside --data-dir"), "{e}");
+        // Without the provider they mean nothing, and saying them is a mistake.
+        let e = resolve(&["--data-dir", data_dir, "--process-run-as-user", "nobody"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give --process-provider"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
     if settings.process_provider {
         let process = ProcessProvider::new(ProcessConfig {
             root: settings.process_work_dir.clone(),
+            secrets_dir: settings.process_secrets_dir.clone(),
+            run_as: settings.process_run_as.clone(),
         })
         .with_context(|| {
             format!(

@@ -440,3 +440,56 @@ async fn a_tenant_scoped_token_sees_and_touches_its_tenants_only() {
         "a secret in an event"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_admin_token_is_recovered_by_a_restart_with_the_flag_and_a_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::start_with(1, &["--auth", "tokens"], AdminToken::FromInit).await;
+    c.wait_leader_among(&[1]).await;
+    let first = c.token.get().expect("init handed out the first admin token").clone();
+    // The last admin token is revoked: nobody may change the cluster any more.
+    let r = c
+        .anonymous
+        .delete(c.node(1).url("/v1/tokens/t1"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(pools_status_until(&c, 1, &first, 401).await, 401);
+
+    // The operator, who holds the node's host, writes a new secret and restarts it with it.
+    let secret = flotilla_node::auth::TokenSecret::generate().reveal().to_string();
+    let file = c.dir().join("recovered-token");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let node = c.node_mut(1);
+    node.extra_args.extend([
+        "--admin-token-file".to_string(),
+        file.to_string_lossy().into_owned(),
+        "--recover-admin-token".to_string(),
+    ]);
+    assert!(node.terminate(), "node 1 stops");
+    node.spawn();
+    c.wait_http(1).await;
+    assert_eq!(pools_status_until(&c, 1, &secret, 200).await, 200, "{}", c.logs());
+    let listed: Value = c
+        .anonymous
+        .get(c.node(1).url("/v1/tokens"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "recovered-admin" && t["role"] == "admin"),
+        "{listed}"
+    );
+    assert!(c.logs().contains("--recover-admin-token"), "the recovery is logged");
+}

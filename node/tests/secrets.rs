@@ -102,11 +102,20 @@ async fn a_secret_reaches_its_job_masked_and_no_node_holds_it_in_plain_text() {
     let steps = json!([
         "echo \"the password is $DB_PASSWORD\"",
         "head -c 65500 /dev/zero | tr '\\0' x; echo \"$DB_PASSWORD$DB_PASSWORD\"",
-        "test \"$DB_PASSWORD\" != '' && echo \"plain is $PLAIN\""
+        "test \"$DB_PASSWORD\" != '' && echo \"plain is $PLAIN\"",
+        // The same secret as a file on a tmpfs, printed too (and masked).
+        "test \"$(cat \"$DB_PASSWORD_FILE\")\" = \"$DB_PASSWORD\" && echo \"file says $(cat \"$DB_PASSWORD_FILE\")\"",
+        "echo \"path $DB_PASSWORD_FILE\"",
+        "df -P \"$DB_PASSWORD_FILE\" | tail -n 1"
     ]);
     let job = job_spec(
         "deploy",
-        json!({ "steps": steps, "secrets": { "DB_PASSWORD": "db-password" }, "env": { "PLAIN": plain } }),
+        json!({
+            "steps": steps,
+            "secrets": { "DB_PASSWORD": "db-password" },
+            "secret_files": { "DB_PASSWORD_FILE": "db-password" },
+            "env": { "PLAIN": plain }
+        }),
     );
     let (s, v) = c
         .post(3, "/v1/pipelines", json!({ "name": "uses-secret", "jobs": [job] }))
@@ -124,7 +133,21 @@ async fn a_secret_reaches_its_job_masked_and_no_node_holds_it_in_plain_text() {
         &out[out.len().saturating_sub(300)..]
     );
     assert!(out.contains(&format!("plain is {plain}")), "{out}");
+    assert!(out.contains(&format!("file says {stars}\n")), "{out}");
+    assert!(out.lines().last().is_some_and(|l| l.starts_with("tmpfs ")), "{out}");
     assert!(!out.contains(&secret));
+    assert!(out.contains("path /dev/shm/flotilla-secrets/"), "{out}");
+    // The file goes with its worker (removed once the job is done).
+    let shm = Path::new("/dev/shm/flotilla-secrets");
+    let mut left = files_holding(shm, secret.as_bytes());
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = files_holding(shm, secret.as_bytes());
+    }
+    assert!(left.is_empty(), "the secret file outlived its worker: {left:?}");
 
     // A job using a secret its tenant lacks is refused, naming the field.
     let missing = job_spec("x", json!({ "secrets": { "TOKEN": "nope" } }));

@@ -15,6 +15,9 @@ pub struct WorkerSpec {
     /// inject them natively (a Kubernetes Secret, the container's or process's environment)
     /// and never log them.
     pub secret_env: BTreeMap<String, crate::SecretValue>,
+    /// Secrets as files: each value in a file (on a tmpfs, or a Kubernetes Secret volume),
+    /// whose path is in the variable named by the key.
+    pub secret_files: BTreeMap<String, crate::SecretValue>,
     pub image: Option<String>,
     /// What the job reserved; providers that can enforce limits (Docker, Kubernetes) do.
     pub resources: Resources,

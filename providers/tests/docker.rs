@@ -402,3 +402,31 @@ async fn a_secret_reaches_the_containers_environment() {
         "the container, and its environment, are gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_file_is_on_the_containers_tmpfs_and_out_of_the_steps_environment() {
+    let _cleanup = cleanup("secretfile");
+    let (p, docker) = provider("secretfile").await;
+    let mut s = spec(
+        32,
+        &[
+            "test \"$(cat \"$SIGNING_KEY\")\" = \"dock-file-$(echo 3c3c)\" && echo matched",
+            "stat -c %a \"$SIGNING_KEY\"",
+            "grep -c ' /run/flotilla/secrets tmpfs ' /proc/mounts",
+            "env | grep -c dock-file- || true",
+        ],
+    );
+    s.secret_files.insert(
+        "SIGNING_KEY".into(),
+        flotilla_providers::SecretValue::new("dock-file-3c3c".into()),
+    );
+    p.create(&s).await.unwrap();
+    let name = s.name();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let out = String::from_utf8(read_all(&p, &name, 1 << 16).await).unwrap();
+    assert_eq!(o.exit_code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("$ ")).collect();
+    assert_eq!(lines, ["matched", "600", "1", "0"], "{out}");
+    p.remove(&name).await.unwrap();
+    assert_eq!(containers_of(&docker, &p).await, 0);
+}

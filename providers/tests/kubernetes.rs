@@ -357,3 +357,30 @@ async fn secrets_reach_the_pod_through_its_own_secret_which_goes_with_it() {
     assert!(kube.cluster().secret_names(NS).is_empty());
     p.remove("j22-a1").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_files_are_mounted_from_the_attempts_secret() {
+    let kube = fake().await;
+    let p = provider(&kube);
+    let mut s = kspec(
+        23,
+        &["test \"$(cat \"$KUBECONFIG\")\" = \"kube-file-$(echo 77aa)\" && stat -c %a \"$KUBECONFIG\""],
+    );
+    s.secret_files.insert(
+        "KUBECONFIG".into(),
+        flotilla_providers::SecretValue::new("kube-file-77aa".into()),
+    );
+    p.create(&s).await.unwrap();
+    let pod = kube.cluster().pod(NS, "ci-j23-a1").expect("pod created");
+    let text = serde_json::to_string(&pod).unwrap();
+    assert!(!text.contains("kube-file-77aa"), "the pod spec holds no value: {text}");
+    let o = observe_until(&p, "j23-a1", "exit", |o| o.exit_code.is_some()).await;
+    let out = all_output(&p, "j23-a1", &o).await;
+    assert_eq!(o.exit_code, Some(0), "{out}");
+    assert!(out.ends_with("\n400\n"), "{out}");
+    p.remove("j23-a1").await.unwrap();
+    assert!(
+        kube.cluster().secret_names(NS).is_empty(),
+        "the Secret went with its pod"
+    );
+}

@@ -8,10 +8,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn runs_steps_in_order_captures_output_and_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().into(),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().to_path_buf())).unwrap();
     let s = spec(1, &["echo $GREETING from $FLOTILLA_JOB_ID", "echo second >&2"]);
     let name = p.create(&s).await.unwrap();
     let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
@@ -32,10 +29,7 @@ async fn runs_steps_in_order_captures_output_and_exit() {
 #[tokio::test]
 async fn a_failing_step_stops_the_worker_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().into(),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().to_path_buf())).unwrap();
     let name = p.create(&spec(2, &["true", "exit 7", "echo never"])).await.unwrap();
     let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
     assert_eq!(o.exit_code, Some(7));
@@ -48,10 +42,7 @@ async fn a_failing_step_stops_the_worker_with_its_code() {
 async fn creating_twice_runs_once() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().join("workers"),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().join("workers"))).unwrap();
     let step = format!("echo run >> {}", marker.display());
     let s = spec(3, &[&step]);
     let (a, b) = tokio::join!(p.create(&s), p.create(&s));
@@ -81,10 +72,7 @@ async fn creating_twice_runs_once() {
 #[tokio::test]
 async fn terminate_stops_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().into(),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().to_path_buf())).unwrap();
     let name = p.create(&spec(4, &["sleep 300 & sleep 300"])).await.unwrap();
     wait_until(&p, &name, "start", |o| o.started).await;
     assert!(p.terminate(&name).await.unwrap());
@@ -108,10 +96,7 @@ async fn terminate_stops_the_whole_process_group() {
 #[tokio::test]
 async fn images_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().into(),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().to_path_buf())).unwrap();
     let mut s = spec(5, &["true"]);
     s.image = Some("alpine".into());
     assert!(p.create(&s).await.is_err());
@@ -124,10 +109,7 @@ async fn images_are_refused() {
 async fn a_worker_of_another_cluster_is_refused_not_adopted() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().join("workers"),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().join("workers"))).unwrap();
     let ours = spec(4, &[&format!("echo ran >> {}", marker.display())]);
     p.create(&ours).await.unwrap();
     wait_until(&p, &ours.name(), "exit", |o| o.exit_code.is_some()).await;
@@ -154,10 +136,7 @@ async fn a_job_sees_none_of_the_nodes_environment() {
         "the test runs under cargo, whose variables it looks for"
     );
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().into(),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().to_path_buf())).unwrap();
     let s = spec(5, &["env | cut -d= -f1 | sort", "echo \"home=$HOME\""]);
     let name = p.create(&s).await.unwrap();
     let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
@@ -174,10 +153,7 @@ async fn a_job_sees_none_of_the_nodes_environment() {
 #[tokio::test]
 async fn a_secret_reaches_the_jobs_environment_and_nothing_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let p = ProcessProvider::new(ProcessConfig {
-        root: dir.path().into(),
-    })
-    .unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().to_path_buf())).unwrap();
     let value = "proc-secret-7f3a9c1e";
     // The step compares without naming the value itself.
     let mut s = spec(
@@ -212,4 +188,121 @@ async fn a_secret_reaches_the_jobs_environment_and_nothing_on_disk() {
             path.display()
         );
     }
+}
+
+#[tokio::test]
+async fn a_secret_file_is_on_a_tmpfs_readable_by_the_job_and_gone_with_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (a tmpfs) is needed");
+    let mut config = ProcessConfig::new(dir.path().to_path_buf());
+    config.secrets_dir = shm.path().join("secrets");
+    let p = ProcessProvider::new(config).unwrap();
+    let value = "-----BEGIN KEY-----\nfile-secret-4b1d\n-----END KEY-----\n";
+    let mut s = spec(
+        8,
+        &[
+            "test -f \"$DEPLOY_KEY\" && test \"$(cat \"$DEPLOY_KEY\"; echo .)\" = \"$(printf '%s.' \"$EXPECTED\")\" && echo same",
+            "stat -c %a \"$DEPLOY_KEY\"",
+        ],
+    );
+    s.env.insert("EXPECTED".into(), value.into());
+    s.secret_files
+        .insert("DEPLOY_KEY".into(), flotilla_providers::SecretValue::new(value.into()));
+    let name = p.create(&s).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(o.exit_code, Some(0), "{out}");
+    assert!(out.contains("\nsame\n") && out.ends_with("\n400\n"), "{out}");
+    let file = shm.path().join("secrets").join(&name).join("DEPLOY_KEY");
+    assert!(flotilla_providers::on_tmpfs(&file).unwrap());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), value);
+    p.remove(&name).await.unwrap();
+    assert!(!file.exists() && !file.parent().unwrap().exists());
+}
+
+#[tokio::test]
+async fn secret_files_on_a_disk_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ProcessConfig::new(dir.path().join("workers"));
+    // The source tree is on a disk.
+    let disk = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+    config.secrets_dir = disk.path().join("secrets");
+    let p = ProcessProvider::new(config).unwrap();
+    let marker = dir.path().join("ran");
+    let step = format!("touch {}", marker.display());
+    let mut s = spec(9, &[&step]);
+    s.secret_files.insert(
+        "KEY".into(),
+        flotilla_providers::SecretValue::new("on-disk-never".into()),
+    );
+    let err = p.create(&s).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Rejected(m) if m.contains("not on a tmpfs")),
+        "{err:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!marker.exists());
+    assert!(std::fs::read_dir(disk.path().join("secrets")).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn a_job_run_as_another_user_owns_its_work_directory_and_nothing_of_the_nodes() {
+    // The tests run as root on a Debian host, which has `nobody` (65534).
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("node-only");
+    std::fs::write(&private, "the node's key").unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (a tmpfs) is needed");
+    // Temporary directories are the node's alone; the job's user must reach what is inside.
+    for d in [dir.path(), shm.path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    }
+    let mut config = ProcessConfig::new(dir.path().join("workers"));
+    config.secrets_dir = shm.path().join("secrets");
+    config.run_as = Some(flotilla_providers::RunAs::resolve("nobody").unwrap());
+    let p = ProcessProvider::new(config).unwrap();
+    let read_private = format!(
+        "if cat {} 2>/dev/null; then echo read-it; else echo refused; fi",
+        private.display()
+    );
+    let mut s = spec(
+        10,
+        &[
+            "id -u; id -G",
+            "echo built > artefact && cat artefact",
+            // The files the node reads back cannot be replaced or read by the job.
+            "if ln -sf /etc/shadow ../output.log 2>/dev/null; then echo replaced; else echo kept; fi",
+            "if { echo 0 > ../exit_code; } 2>/dev/null; then echo forged; else echo not-forged; fi",
+            &read_private,
+            "cat \"$TOKEN_FILE\"; echo",
+            "exit 3",
+        ],
+    );
+    s.secret_files.insert(
+        "TOKEN_FILE".into(),
+        flotilla_providers::SecretValue::new("nobody-reads-this".into()),
+    );
+    let name = p.create(&s).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(o.exit_code, Some(3), "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("$ ")).collect();
+    assert_eq!(
+        lines,
+        [
+            "65534",
+            "65534",
+            "built",
+            "kept",
+            "not-forged",
+            "refused",
+            "nobody-reads-this"
+        ],
+        "{out}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let work = dir.path().join("workers").join(&name).join("work");
+    assert_eq!(std::fs::metadata(work.join("artefact")).unwrap().uid(), 65534);
+    p.remove(&name).await.unwrap();
+    assert!(!work.exists());
 }

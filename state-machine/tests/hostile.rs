@@ -84,6 +84,7 @@ fn sane_job() -> impl Strategy<Value = JobSpec> {
         if second {
             // Often refused (no such secret yet), accepted once `db` is set.
             j.secrets.insert("DB".into(), "db".into());
+            j.secret_files.insert("DB_FILE".into(), "db".into());
         }
         j.retry = RetryPolicy {
             max_retries: retries,

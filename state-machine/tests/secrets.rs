@@ -72,6 +72,57 @@ fn a_secret_in_env_and_secrets_at_once_is_refused() {
 }
 
 #[test]
+fn secret_files_name_only_the_tenants_secrets_and_no_variable_twice() {
+    let mut h = Harness::with_pool();
+    h.ok(set("default", "db", None));
+    let submit = |h: &mut Harness, spec| {
+        h.rejected(Command::SubmitPipeline {
+            tenant: "default".into(),
+            idempotency_key: None,
+            spec,
+        })
+    };
+    let mut spec = using("db");
+    spec.jobs[0].secret_files.insert("KEY_FILE".into(), "deploy-key".into());
+    let r = submit(&mut h, spec);
+    assert!(
+        matches!(&r, Rejection::Invalid(SpecError::UnknownSecret { field, .. }) if field == "jobs[deploy].secret_files.KEY_FILE"),
+        "{r:?}"
+    );
+    // One variable cannot be both the value and a file's path.
+    let mut spec = using("db");
+    spec.jobs[0].secret_files.insert("DB_PASSWORD".into(), "db".into());
+    let r = submit(&mut h, spec);
+    assert!(
+        matches!(&r, Rejection::Invalid(e) if e.field() == "jobs[deploy].secret_files.DB_PASSWORD"),
+        "{r:?}"
+    );
+    // Both kinds count against one limit.
+    let mut spec = using("db");
+    for i in 0..secret::MAX_SECRETS_PER_JOB {
+        spec.jobs[0].secret_files.insert(format!("F{i}"), "db".into());
+    }
+    let r = submit(&mut h, spec);
+    assert!(
+        matches!(&r, Rejection::Invalid(e) if e.field() == "jobs[deploy].secret_files"),
+        "{r:?}"
+    );
+    let mut spec = pipeline("p", vec![job("deploy", &[])]);
+    spec.jobs[0].secret_files.insert("KEY_FILE".into(), "db".into());
+    let (_, jobs) = h.submit(spec);
+    // A secret used as a file is in use as much as one in the environment.
+    h.schedule();
+    let r = h.rejected(Command::DeleteSecret {
+        tenant: "default".into(),
+        name: "db".into(),
+    });
+    assert!(
+        matches!(&r, Rejection::SecretInUse { job, .. } if *job == jobs[0]),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn a_secret_cannot_change_or_go_while_a_worker_runs_with_it() {
     let mut h = Harness::with_pool();
     h.ok(set("default", "db", None));

@@ -16,6 +16,8 @@ use std::collections::BTreeSet;
 
 /// The name of the token bootstrap creates.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
+/// The name of an admin token recovered with `--recover-admin-token`.
+pub const RECOVERED_TOKEN_NAME: &str = "recovered-admin";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +89,16 @@ fn bootstrap_grant(secret: &TokenSecret) -> TokenGrant {
 /// Commits the cluster's first admin token with `secret`.
 pub async fn commit_bootstrap(proposer: &Proposer, secret: &TokenSecret) -> Result<TokenId, ApiError> {
     commit_grant(proposer, bootstrap_grant(secret), true).await
+}
+
+/// Commits an admin token with `secret` to a cluster that has its first token already: the
+/// recovery of a lost admin token (`--recover-admin-token`).
+pub async fn commit_recovered(proposer: &Proposer, secret: &TokenSecret) -> Result<TokenId, ApiError> {
+    let grant = TokenGrant {
+        name: RECOVERED_TOKEN_NAME.into(),
+        ..bootstrap_grant(secret)
+    };
+    commit_grant(proposer, grant, false).await
 }
 
 /// The answer that hands out a new token: what lists show of it, and its secret, this once.

@@ -236,10 +236,13 @@ impl LeaderContext<'_> {
         &self,
         provider: &Guarded<AnyProvider>,
         view: &AssignmentView,
-        secret_env: BTreeMap<String, SecretValue>,
+        secrets: BTreeMap<String, SecretValue>,
     ) -> Result<String, flotilla_providers::ProviderError> {
         let a = &view.assignment;
         let spec = &view.job.spec;
+        let (secret_files, secret_env) = secrets
+            .into_iter()
+            .partition(|(var, _)| spec.secret_files.contains_key(var));
         let spec = WorkerSpec {
             job: a.job,
             attempt: a.attempt,
@@ -247,6 +250,7 @@ impl LeaderContext<'_> {
             steps: spec.steps.clone(),
             env: spec.env.clone(),
             secret_env,
+            secret_files,
             image: spec.image.clone(),
             resources: spec.resources,
             timeout_ms: spec.timeout_ms,

@@ -12,7 +12,7 @@ pub use keyring::{Keyring, SecretError, kek_id};
 pub use masker::{MASK_BYTE, OutputMasker, committable};
 
 use flotilla_providers::SecretValue;
-use flotilla_state_machine::{SecretRecord, State, WrappedDataKey};
+use flotilla_state_machine::{JobSpec, SecretRecord, State, WrappedDataKey};
 use std::collections::BTreeMap;
 
 /// The sealed secrets a job uses, copied out of the state with the data keys they name.
@@ -24,17 +24,18 @@ pub struct SealedSecrets {
 }
 
 impl SealedSecrets {
-    /// What `state` holds of the secrets `uses` (variable to secret name) of `tenant`.
-    pub fn from_state(state: &State, tenant: &str, uses: &BTreeMap<String, String>) -> SealedSecrets {
-        let uses = uses
-            .iter()
-            .map(|(var, name)| {
+    /// What `state` holds of the secrets of `tenant` that `job` uses (in its environment and
+    /// as files).
+    pub fn from_state(state: &State, tenant: &str, job: &JobSpec) -> SealedSecrets {
+        let uses = job
+            .secret_uses()
+            .map(|(_, var, name)| {
                 let held = state.secret(tenant, name).and_then(|record| {
                     state
                         .data_key(&record.sealed.key_id)
                         .map(|key| (record.clone(), key.clone()))
                 });
-                (var.clone(), (name.clone(), held))
+                (var.to_string(), (name.to_string(), held))
             })
             .collect();
         SealedSecrets {

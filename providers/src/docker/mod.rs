@@ -37,7 +37,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const WRAPPER: &str = r#"n=0
+const WRAPPER: &str = r#"for var in $FLOTILLA_SECRET_FILES; do
+  eval "value=\${FLOTILLA_SECRET_FILE_$var}"
+  (umask 077 && printf '%s' "$value" > "/run/flotilla/secrets/$var") || exit 112
+  unset "FLOTILLA_SECRET_FILE_$var"
+  export "$var=/run/flotilla/secrets/$var"
+done
+unset value var FLOTILLA_SECRET_FILES
+n=0
 code=0
 for step in "$@"; do
   echo "start $n" >&2
@@ -50,6 +57,9 @@ for step in "$@"; do
 done
 exit "$code"
 "#;
+
+/// Where a container's secret files are written, on a tmpfs of its own.
+pub const SECRETS_DIR: &str = "/run/flotilla/secrets";
 
 /// Pool settings of Docker pools (checked at registration, `ProviderKind::check_setting`).
 pub const SETTING_NETWORK: &str = "network";
@@ -230,6 +240,18 @@ impl DockerProvider {
         // Secrets go into the container's environment at create: the engine keeps them with
         // the container, which is removed with the attempt.
         env.extend(spec.secret_env.iter().map(|(k, v)| format!("{k}={}", v.expose())));
+        // Secret files travel the same way, under a name of their own; the wrapper writes each
+        // to the container's tmpfs (`SECRETS_DIR`, memory only) and unsets it before any step
+        // runs, so the job's processes see the path alone.
+        if !spec.secret_files.is_empty() {
+            let vars: Vec<&str> = spec.secret_files.keys().map(String::as_str).collect();
+            env.push(format!("FLOTILLA_SECRET_FILES={}", vars.join(" ")));
+            env.extend(
+                spec.secret_files
+                    .iter()
+                    .map(|(k, v)| format!("FLOTILLA_SECRET_FILE_{k}={}", v.expose())),
+            );
+        }
         env.push(format!("FLOTILLA_JOB_ID={}", spec.job.0));
         env.push(format!("FLOTILLA_ATTEMPT={}", spec.attempt));
         let labels: HashMap<String, String> = spec.worker_labels(&self.config.cluster).into_iter().collect();
@@ -254,6 +276,14 @@ impl DockerProvider {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             pids_limit: Some(i64::from(pids_limit)),
+            // Room for every secret a job may use (32 of at most 64 KiB), writable by whichever
+            // user the container runs as, never executable.
+            tmpfs: (!spec.secret_files.is_empty()).then(|| {
+                HashMap::from([(
+                    SECRETS_DIR.to_string(),
+                    "rw,noexec,nosuid,nodev,size=4m,mode=1777".to_string(),
+                )])
+            }),
             ..Default::default()
         };
         Ok(ContainerCreateBody {

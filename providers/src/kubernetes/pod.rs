@@ -7,8 +7,8 @@ use crate::provider::{ProviderError, WorkerSpec};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, LocalObjectReference, Pod, PodSpec, ResourceRequirements,
-    Secret, SecretKeySelector, Toleration, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, LocalObjectReference, Pod, PodSpec,
+    ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,6 +20,9 @@ pub const SETTING_NODE_SELECTOR: &str = "node_selector";
 pub const SETTING_SERVICE_ACCOUNT: &str = "service_account";
 pub const SETTING_IMAGE_PULL_SECRETS: &str = "image_pull_secrets";
 pub const SETTING_TOLERATIONS: &str = "tolerations";
+
+/// Where a pod's secret files are mounted (a Secret volume: a tmpfs the kubelet fills).
+pub const SECRETS_MOUNT_PATH: &str = "/run/flotilla/secrets";
 
 /// Job labels under this prefix become tolerations: `toleration.flotilla.io/<taint key>: <value>`.
 pub const TOLERATION_LABEL_PREFIX: &str = "toleration.flotilla.io/";
@@ -121,14 +124,16 @@ impl PodTemplate<'_> {
     }
 
     /// The Secret of one attempt that uses secrets: named and labelled as its pod, one key
-    /// per variable. `None` for an attempt without secrets.
+    /// per variable (of the environment and of files alike: the job's variables are
+    /// distinct). `None` for an attempt without secrets.
     pub fn secret(&self, spec: &WorkerSpec) -> Option<Secret> {
-        if spec.secret_env.is_empty() {
+        if spec.secret_env.is_empty() && spec.secret_files.is_empty() {
             return None;
         }
         let data = spec
             .secret_env
             .iter()
+            .chain(&spec.secret_files)
             .map(|(var, value)| (var.clone(), ByteString(value.expose().as_bytes().to_vec())))
             .collect();
         Some(Secret {
@@ -178,6 +183,14 @@ impl PodTemplate<'_> {
                     }),
                     ..Default::default()
                 }),
+                ..Default::default()
+            });
+        }
+        // Secret files are the Secret's keys mounted as a volume; the variable holds the path.
+        for var in spec.secret_files.keys() {
+            env.push(EnvVar {
+                name: var.clone(),
+                value: Some(format!("{SECRETS_MOUNT_PATH}/{var}")),
                 ..Default::default()
             });
         }
@@ -239,6 +252,44 @@ impl PodTemplate<'_> {
             .collect();
         let service_account = spec.pool_settings.get(SETTING_SERVICE_ACCOUNT).cloned();
 
+        let mut volumes = vec![Volume {
+            name: "workspace".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        }];
+        let mut mounts = vec![VolumeMount {
+            name: "workspace".into(),
+            mount_path: "/workspace".into(),
+            ..Default::default()
+        }];
+        if !spec.secret_files.is_empty() {
+            volumes.push(Volume {
+                name: "secrets".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(self.pod_name(&spec.name())),
+                    items: Some(
+                        spec.secret_files
+                            .keys()
+                            .map(|var| KeyToPath {
+                                key: var.clone(),
+                                path: var.clone(),
+                                mode: None,
+                            })
+                            .collect(),
+                    ),
+                    // Read by the owner; the kubelet adds the job's group (`fs_group`).
+                    default_mode: Some(0o400),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            });
+            mounts.push(VolumeMount {
+                name: "secrets".into(),
+                mount_path: SECRETS_MOUNT_PATH.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         let labels: BTreeMap<String, String> = spec.worker_labels(self.cluster).into_iter().collect();
         let timeout_s = spec.timeout_ms.div_ceil(1000);
         let container = Container {
@@ -248,11 +299,7 @@ impl PodTemplate<'_> {
             env: Some(env),
             resources: Some(resources),
             working_dir: Some("/workspace".into()),
-            volume_mounts: Some(vec![VolumeMount {
-                name: "workspace".into(),
-                mount_path: "/workspace".into(),
-                ..Default::default()
-            }]),
+            volume_mounts: Some(mounts),
             // Pod Security's `restricted` profile: no privilege escalation, no capabilities.
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),
@@ -298,11 +345,7 @@ impl PodTemplate<'_> {
                     ..Default::default()
                 }),
                 service_account_name: service_account,
-                volumes: Some(vec![Volume {
-                    name: "workspace".into(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Default::default()
-                }]),
+                volumes: Some(volumes),
                 ..Default::default()
             }),
             status: None,
@@ -403,6 +446,7 @@ mod tests {
             steps: vec!["echo hi".into()],
             env: BTreeMap::from([("A".to_string(), "1".to_string())]),
             secret_env: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             image: Some("busybox".into()),
             resources: Resources::new(500, 256, 1),
             timeout_ms: 90_500,
@@ -451,6 +495,52 @@ mod tests {
             (reference.name.as_str(), reference.key.as_str()),
             ("ci-j7-a2", "DB_PASSWORD")
         );
+    }
+
+    #[test]
+    fn secret_files_are_the_attempts_secret_mounted_read_only_with_their_paths_in_variables() {
+        let mut s = spec();
+        s.secret_files
+            .insert("KUBECONFIG".into(), crate::SecretValue::new("file-secret-value".into()));
+        let secret = template().secret(&s).unwrap();
+        assert_eq!(secret.data.unwrap()["KUBECONFIG"].0, b"file-secret-value".to_vec());
+        let pod = template().build(&s).unwrap();
+        let text = serde_json::to_string(&pod).unwrap();
+        assert!(!text.contains("file-secret-value"), "{text}");
+        let pod_spec = pod.spec.unwrap();
+        let volume = pod_spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "secrets")
+            .unwrap();
+        let source = volume.secret.unwrap();
+        assert_eq!(source.secret_name.as_deref(), Some("ci-j7-a2"));
+        assert_eq!(source.items.unwrap()[0].key, "KUBECONFIG");
+        assert_eq!(source.default_mode, Some(0o400));
+        let container = &pod_spec.containers[0];
+        let mount = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "secrets")
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (SECRETS_MOUNT_PATH, Some(true))
+        );
+        let var = container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "KUBECONFIG")
+            .unwrap();
+        assert_eq!(var.value.as_deref(), Some("/run/flotilla/secrets/KUBECONFIG"));
+        // An attempt without secret files mounts none.
+        let plain = template().build(&spec()).unwrap().spec.unwrap();
+        assert!(plain.volumes.unwrap().iter().all(|v| v.secret.is_none()));
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         steps: steps.iter().map(|s| s.to_string()).collect(),
         env: [("GREETING".to_string(), "hi".to_string())].into(),
         secret_env: Default::default(),
+        secret_files: Default::default(),
         image: None,
         resources: Resources::new(100, 64, 0),
         timeout_ms: 60_000,

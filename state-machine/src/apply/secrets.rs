@@ -132,7 +132,7 @@ impl State {
     fn refuse_if_in_use(&self, tenant: &str, name: &str) -> Result<(), Rejection> {
         let user = self.assignments.values().find_map(|a| {
             let job = self.jobs.get(&a.job)?;
-            (job.tenant == tenant && job.spec.secrets.values().any(|n| n == name)).then_some(a.job)
+            (job.tenant == tenant && job.spec.secret_uses().any(|(_, _, n)| n == name)).then_some(a.job)
         });
         match user {
             Some(job) => Err(Rejection::SecretInUse {

@@ -211,11 +211,14 @@ impl State {
     /// the attempt that needs it).
     fn check_secrets_exist(&self, tenant: &str, spec: &PipelineSpec) -> Result<(), Rejection> {
         for job in &spec.jobs {
-            if let Some((var, name)) = job.secrets.iter().find(|(_, name)| self.secret(tenant, name).is_none()) {
+            if let Some((source, var, name)) = job
+                .secret_uses()
+                .find(|(_, _, name)| self.secret(tenant, name).is_none())
+            {
                 return Err(SpecError::UnknownSecret {
-                    field: format!("jobs[{}].secrets.{var}", job.name),
+                    field: format!("jobs[{}].{source}.{var}", job.name),
                     tenant: tenant.to_string(),
-                    name: name.clone(),
+                    name: name.to_string(),
                 }
                 .into());
             }

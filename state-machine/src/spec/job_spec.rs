@@ -21,6 +21,11 @@ pub struct JobSpec {
     /// value reaches the worker alone; the output is masked before it is committed.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Secrets as files: variable name to secret name. The provider puts the value in a file
+    /// (on a tmpfs, or a Kubernetes Secret volume) and the variable holds its path, for tools
+    /// that read keys and configurations from files.
+    #[serde(default)]
+    pub secret_files: BTreeMap<String, String>,
     /// Names of jobs of the same pipeline that must finish first.
     #[serde(default)]
     pub needs: Vec<String>,
@@ -56,6 +61,18 @@ impl JobSpec {
         Self::DEFAULT_TIMEOUT_MS
     }
 
+    /// Every secret the job uses, as `(field, variable, secret name)`: those of `secrets`,
+    /// then those of `secret_files`.
+    pub fn secret_uses(&self) -> impl Iterator<Item = (&'static str, &str, &str)> {
+        fn of<'a>(
+            field: &'static str,
+            m: &'a BTreeMap<String, String>,
+        ) -> impl Iterator<Item = (&'static str, &'a str, &'a str)> {
+            m.iter().map(move |(var, name)| (field, var.as_str(), name.as_str()))
+        }
+        of("secrets", &self.secrets).chain(of("secret_files", &self.secret_files))
+    }
+
     /// A minimal job: one step, small resources, defaults elsewhere. Handy for tests and examples.
     pub fn simple(name: &str, step: &str, resources: Resources) -> JobSpec {
         JobSpec {
@@ -64,6 +81,7 @@ impl JobSpec {
             steps: vec![step.to_string()],
             env: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             needs: Vec::new(),
             resources,
             constraints: BTreeMap::new(),

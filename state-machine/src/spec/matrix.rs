@@ -189,6 +189,7 @@ impl JobSpec {
             + self.steps.iter().map(|s| size_of_str(s)).sum::<u64>()
             + map(&self.env)
             + map(&self.secrets)
+            + map(&self.secret_files)
             + self.needs.iter().map(|n| size_of_str(n)).sum::<u64>()
             + map(&self.constraints)
             + self

@@ -129,14 +129,26 @@ impl JobSpec {
             check_len(at(&format!("env.{key}")), value.len(), limits.max_value_bytes)?;
         }
         check_count(at("secrets"), self.secrets.len(), crate::secret::MAX_SECRETS_PER_JOB)?;
-        for (key, secret) in &self.secrets {
-            let field = at(&format!("secrets.{key}"));
+        check_count(
+            at("secret_files"),
+            self.secrets.len() + self.secret_files.len(),
+            crate::secret::MAX_SECRETS_PER_JOB,
+        )?;
+        for (source, key, secret) in self.secret_uses() {
+            let field = at(&format!("{source}.{key}"));
             validate_env_key(&field, key, limits)?;
             validate_name(&field, secret, limits)?;
-            if self.env.contains_key(key) {
+            let also = if self.env.contains_key(key) {
+                Some("env")
+            } else if source == "secret_files" && self.secrets.contains_key(key) {
+                Some("secrets")
+            } else {
+                None
+            };
+            if let Some(other) = also {
                 return Err(SpecError::Conflict {
                     field,
-                    reason: format!("{key} is set in env as well"),
+                    reason: format!("{key} is set in {other} as well"),
                 });
             }
         }

@@ -13,7 +13,14 @@
 //! ```
 //!
 //! A worker directory is prepared under a temporary name and renamed into place, so creating
-//! is idempotent: only the caller whose rename succeeds starts the process.
+//! is idempotent: only the caller whose rename succeeds starts the process. Jobs may run as
+//! another user (`run_as.rs`); their secret files are on a tmpfs (`secret_files.rs`).
+
+mod run_as;
+mod secret_files;
+
+pub use run_as::{RunAs, RunAsError};
+pub use secret_files::{SecretFiles, default_secrets_dir, on_tmpfs};
 
 use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::tombstones::Tombstones;
@@ -39,7 +46,7 @@ n=0
 while [ -f "step-$n.sh" ]; do
   echo "start $n" >> steps.log
   printf '$ %s\n' "$(head -n 1 "step-$n.sh")" >> output.log
-  (cd work && exec sh -e "../step-$n.sh") >> output.log 2>&1
+  (cd work && exec STEP_RUNNER "../step-$n.sh") >> output.log 2>&1
   code=$?
   echo "end $n $code" >> steps.log
   [ "$code" -ne 0 ] && break
@@ -53,10 +60,29 @@ exit "$code"
 pub struct ProcessConfig {
     /// Directory holding one subdirectory per worker; shared by the nodes of one host.
     pub root: PathBuf,
+    /// Directory of the workers' secret files, on a tmpfs (`default_secrets_dir` of `root`
+    /// unless the node names one).
+    pub secrets_dir: PathBuf,
+    /// The user jobs run as; `None`: the node's own.
+    pub run_as: Option<RunAs>,
+}
+
+impl ProcessConfig {
+    /// Workers in `root`, secret files in its default directory, jobs as the node's user.
+    pub fn new(root: PathBuf) -> ProcessConfig {
+        ProcessConfig {
+            secrets_dir: default_secrets_dir(&root),
+            root,
+            run_as: None,
+        }
+    }
 }
 
 pub struct ProcessProvider {
     config: ProcessConfig,
+    secret_files: SecretFiles,
+    /// The wrapper script, with the command each step runs under.
+    wrapper: String,
     /// `<root>/.removed/`: names of removed workers, never started again.
     tombstones: Tombstones,
 }
@@ -68,9 +94,22 @@ impl ProcessProvider {
     pub fn new(config: ProcessConfig) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.root)?;
         make_private(&config.root)?;
+        if config.run_as.is_some() {
+            // The job's user may enter (to reach its `work/`), not list or write.
+            run_as::set_mode(&config.root, 0o711)?;
+        }
         let tombstones = Tombstones::new(config.root.join(".removed"), TOMBSTONE_KEEP_MS)?;
         tombstones.prune();
-        Ok(ProcessProvider { config, tombstones })
+        let runner = config
+            .run_as
+            .as_ref()
+            .map_or_else(|| "sh -e".to_string(), RunAs::step_runner);
+        Ok(ProcessProvider {
+            secret_files: SecretFiles::new(config.secrets_dir.clone()),
+            wrapper: WRAPPER.replace("STEP_RUNNER", &runner),
+            config,
+            tombstones,
+        })
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -155,14 +194,25 @@ impl WorkerProvider for ProcessProvider {
         }
         let tmp = self.config.root.join(format!(".tmp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(tmp.join("work"))?;
-        std::fs::write(tmp.join("run.sh"), WRAPPER)?;
+        std::fs::create_dir(&tmp)?;
+        run_as::set_mode(&tmp, 0o700)?;
+        std::fs::write(tmp.join("run.sh"), &self.wrapper)?;
         for (i, step) in spec.steps.iter().enumerate() {
-            std::fs::write(tmp.join(format!("step-{i}.sh")), step)?;
+            let path = tmp.join(format!("step-{i}.sh"));
+            std::fs::write(&path, step)?;
+            if let Some(user) = &self.config.run_as {
+                user.share_read(&path)?;
+            }
         }
         std::fs::write(tmp.join("output.log"), b"")?;
         if let Some(id) = &spec.cluster_id {
             std::fs::write(tmp.join(CLUSTER_ID_FILE), id)?;
+        }
+        std::fs::create_dir(tmp.join("work"))?;
+        if let Some(user) = &self.config.run_as {
+            user.give(&tmp.join("work"), 0o700)?;
+            // Entered, never listed or written, by the job's user.
+            run_as::set_mode(&tmp, 0o711)?;
         }
         match std::fs::rename(&tmp, &dir) {
             Ok(()) => {}
@@ -178,16 +228,28 @@ impl WorkerProvider for ProcessProvider {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(buried());
         }
+        let secret_paths = match self
+            .secret_files
+            .write(&name, &spec.secret_files, self.config.run_as.as_ref())
+        {
+            Ok(paths) => paths,
+            Err(e) => {
+                // Never started: the attempt fails with the reason, and no file stays behind.
+                let _ = self.secret_files.remove(&name);
+                return Err(e);
+            }
+        };
         let mut cmd = tokio::process::Command::new("sh");
         // Nothing of the node's environment (its credentials, its configuration) reaches a job:
         // only a search path, a home in the worker's directory, and the job's own variables
-        // and secrets (in its environment alone: nothing of them is written to disk).
+        // and secrets (in its environment, or in files on a tmpfs: never on a disk).
         cmd.arg(dir.join("run.sh"))
             .env_clear()
             .env("PATH", JOB_PATH)
             .env("HOME", dir.join("work"))
             .envs(&spec.env)
             .envs(spec.secret_env.iter().map(|(k, v)| (k, v.expose())))
+            .envs(&secret_paths)
             .env("FLOTILLA_JOB_ID", spec.job.0.to_string())
             .env("FLOTILLA_ATTEMPT", spec.attempt.to_string())
             .stdin(Stdio::null())
@@ -195,7 +257,13 @@ impl WorkerProvider for ProcessProvider {
             .stderr(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn()?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = self.secret_files.remove(&name);
+                return Err(e.into());
+            }
+        };
         // Reap it when it ends; if this node dies first, init adopts and reaps it.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -276,6 +344,7 @@ impl WorkerProvider for ProcessProvider {
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
         self.tombstones.bury(name)?;
+        self.secret_files.remove(name)?;
         match std::fs::remove_dir_all(self.dir(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
