@@ -321,3 +321,42 @@ async fn a_paused_leader_is_replaced_and_cannot_disturb_its_successor() {
     }
     wait_no_workers(dir.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_past_the_log_cap_is_not_sent_through_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path()).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let (s, got) = c.get(leader, "/v1/limits").await;
+    assert_eq!(s, 200, "{got}");
+    let mut limits = got["limits"].clone();
+    limits["max_log_bytes_per_job"] = json!(65_536);
+    let (s, v) = c.put(leader, "/v1/limits", limits).await;
+    assert_eq!(s, 200, "{v}");
+    let applied = |v: &Value| v["applied_index"].as_u64().unwrap();
+    let before = applied(&c.get(leader, "/v1/cluster").await.1);
+    // 8 MB of output: 122 chunks of 64 KiB, were they all proposed.
+    let (pipeline, jobs) = submit(
+        &c,
+        json!({ "name": "loud", "jobs": [job("loud", &["head -c 8000000 /dev/zero | tr '\\0' x", "echo done"], &[])] }),
+    )
+    .await;
+    wait_pipeline(&c, leader, pipeline, "SUCCEEDED").await;
+    let after = applied(&c.get(leader, "/v1/cluster").await.1);
+    let r = c
+        .authorized(c.http.get(c.node(leader).url(&format!("/v1/jobs/{}/logs", jobs[0].1))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("log truncated at 65536 bytes"),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    // The submission, placement, the worker's reports, the chunks that fill the log and a
+    // few skips: dozens of entries at most, not one per chunk.
+    eprintln!("{} entries for the job with 8 MB of output", after - before);
+    assert!(after - before < 40, "{} entries for one job", after - before);
+}

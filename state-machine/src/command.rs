@@ -144,6 +144,15 @@ pub enum Command {
         offset: u64,
         data: Vec<u8>,
     },
+    /// Output `offset..to` of the current attempt was produced but is not sent: the job's log
+    /// is full (`log_truncated`), so `apply` would drop it. Moves the stream offset alone, so
+    /// output past the cap costs one small entry instead of a chunk per 64 KiB.
+    SkipLog {
+        job: JobId,
+        fencing: FencingToken,
+        offset: u64,
+        to: u64,
+    },
     RegisterPool {
         spec: PoolSpec,
     },
@@ -264,6 +273,7 @@ impl Command {
             Command::WorkerTerminated { .. } => "worker_terminated",
             Command::JobTimedOut { .. } => "job_timed_out",
             Command::AppendLog { .. } => "append_log",
+            Command::SkipLog { .. } => "skip_log",
             Command::RegisterPool { .. } => "register_pool",
             Command::UpdatePoolCapacity { .. } => "update_pool_capacity",
             Command::SetPoolDraining { .. } => "set_pool_draining",

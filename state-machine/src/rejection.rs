@@ -58,6 +58,8 @@ pub enum Rejection {
     UnknownStep { job: JobId, step: u32, steps: u32 },
     #[error("job {job}: log chunk at offset {offset} leaves a gap after {expected}")]
     LogGap { job: JobId, offset: u64, expected: u64 },
+    #[error("job {job}: output may be skipped only once its log is full")]
+    LogNotFull { job: JobId },
     #[error("job {job} has run {elapsed_ms} ms of its {timeout_ms} ms timeout")]
     TimeoutNotReached {
         job: JobId,

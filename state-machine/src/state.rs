@@ -216,6 +216,12 @@ impl State {
                 offset,
                 data,
             } => self.append_log(cx, *job, *fencing, *offset, data),
+            Command::SkipLog {
+                job,
+                fencing,
+                offset,
+                to,
+            } => self.skip_log(*job, *fencing, *offset, *to),
             Command::RegisterPool { spec } => self.register_pool(cx, spec),
             Command::UpdatePoolCapacity {
                 pool,

@@ -229,7 +229,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (prop_oneof![Just("t".to_string()), text()], prop::option::of((resources(), u32x()))).prop_map(|(t, q)| Op::Quota(t, q)),
         1 => limits().prop_map(Op::Limits),
         6 => report().prop_map(|(t, k, s, c, j)| Op::Report(t, k, s, c, j)),
-        2 => (target(), u64x(), prop_oneof![Just(0usize), Just(10), Just(300 * 1024)]).prop_map(|(t, o, n)| Op::Log(t, o, n)),
+        2 => (target(), u64x(), prop_oneof![Just(0usize), Just(10), Just(11), Just(300 * 1024)]).prop_map(|(t, o, n)| Op::Log(t, o, n)),
         1 => target().prop_map(Op::Cancel),
         1 => (u64x(), u32x()).prop_map(|(i, p)| Op::Published(i, p)),
         1 => prop::collection::vec(report(), 0..5).prop_map(Op::Batch),
@@ -392,11 +392,21 @@ fn command(state: &State, op: &Op) -> Option<Command> {
             } else {
                 *offset
             };
-            Command::AppendLog {
-                job,
-                fencing,
-                offset,
-                data: vec![b'o'; *len],
+            if *len % 3 == 2 {
+                // Output past the cap, skipped (refused while the log has room).
+                Command::SkipLog {
+                    job,
+                    fencing,
+                    offset,
+                    to: offset.saturating_add(*len as u64 * 1000),
+                }
+            } else {
+                Command::AppendLog {
+                    job,
+                    fencing,
+                    offset,
+                    data: vec![b'o'; *len],
+                }
             }
         }
         Op::Cancel(t) => {

@@ -4,6 +4,18 @@ mod common;
 use common::*;
 use flotilla_state_machine::*;
 
+/// A harness whose jobs keep 10 bytes of output, and its running job.
+fn running_job_with_a_10_byte_log() -> (Harness, JobId, FencingToken) {
+    let mut h = Harness::with_pool();
+    let limits = Limits {
+        max_log_bytes_per_job: 10,
+        ..Limits::DEFAULT
+    };
+    h.ok(Command::UpdateLimits { limits });
+    let (a, f) = running_job(&mut h);
+    (h, a, f)
+}
+
 fn running_job(h: &mut Harness) -> (JobId, FencingToken) {
     let (_, ids) = h.submit(pipeline("logs", vec![job("a", &[])]));
     h.schedule();
@@ -58,13 +70,7 @@ fn resent_chunks_are_stored_once_and_gaps_refused() {
 
 #[test]
 fn output_past_the_cap_is_dropped_and_marked_once() {
-    let mut h = Harness::with_pool();
-    let limits = Limits {
-        max_log_bytes_per_job: 10,
-        ..Limits::DEFAULT
-    };
-    h.ok(Command::UpdateLimits { limits });
-    let (a, f) = running_job(&mut h);
+    let (mut h, a, f) = running_job_with_a_10_byte_log();
     h.ok(Command::AppendLog {
         job: a,
         fencing: f,
@@ -84,6 +90,46 @@ fn output_past_the_cap_is_dropped_and_marked_once() {
     );
     assert_eq!(log.matches("truncated").count(), 1);
     assert!(h.state.job(a).unwrap().log_truncated);
+}
+
+#[test]
+fn output_is_skipped_only_once_the_log_is_full_and_never_backwards() {
+    let (mut h, a, f) = running_job_with_a_10_byte_log();
+    let skip = |offset, to| Command::SkipLog {
+        job: a,
+        fencing: f,
+        offset,
+        to,
+    };
+    // Room left: skipping would lose output the log can hold.
+    let r = h.rejected(skip(0, 1_000));
+    assert!(matches!(r, Rejection::LogNotFull { .. }), "{r:?}");
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 0,
+        data: b"0123456789abc".to_vec(),
+    });
+    let before = h.state.log(a).to_vec();
+    let r = h.rejected(skip(14, 1_000));
+    assert!(matches!(r, Rejection::LogGap { expected: 13, .. }), "{r:?}");
+    h.ok(skip(13, 1_000_000));
+    assert_eq!(h.state.job(a).unwrap().stream_offset, 1_000_000);
+    assert_eq!(h.state.log(a), &before[..], "nothing is stored");
+    // A resent skip, or one that ends before the offset, changes nothing.
+    let (r, events) = h.run(skip(13, 500));
+    assert_eq!((r, events.len()), (Response::Done { changed: false }, 0));
+    let r = h.rejected(skip(13, 12));
+    assert!(matches!(r, Rejection::LogGap { .. }), "{r:?}");
+    // The stream goes on after the skip; a chunk that the skip covered is stored once (never).
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 999_990,
+        data: b"tail-bytes-past".to_vec(),
+    });
+    assert_eq!(h.state.log(a), &before[..]);
+    assert_eq!(h.state.job(a).unwrap().stream_offset, 1_000_005);
 }
 
 #[test]

@@ -205,6 +205,9 @@ pub struct JobSpecDoc {
     /// Environment variables set from the tenant's secrets: variable name to secret name.
     /// Their values are masked in the job's output.
     secrets: Option<BTreeMap<String, String>>,
+    /// Secrets as files: variable name to secret name; the variable holds the path of a file
+    /// (on a tmpfs) with the value.
+    secret_files: Option<BTreeMap<String, String>>,
     /// Names of jobs of the same pipeline that must finish first.
     needs: Option<Vec<String>>,
     resources: ResourcesDoc,

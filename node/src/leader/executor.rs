@@ -34,6 +34,9 @@ pub(super) struct AssignmentView {
     pub pool_settings: BTreeMap<String, String>,
     /// The secrets the job uses, sealed, as the state holds them.
     pub secrets: SealedSecrets,
+    /// How much more output the job's log holds (`max_log_bytes_per_job` less what it has):
+    /// the commit stops after the chunk that fills it, and the rest is skipped.
+    pub log_room_bytes: u64,
 }
 
 impl LeaderContext<'_> {
@@ -88,7 +91,11 @@ impl LeaderContext<'_> {
         for _ in 0..MAX_ROUNDS {
             let mut answer = None;
             for action in decide(&known, &sight) {
-                if !matches!(action, Action::Observe | Action::CommitOutput { .. }) && !self.leadership.holds(term) {
+                if !matches!(
+                    action,
+                    Action::Observe | Action::CommitOutput { .. } | Action::SkipOutput { .. }
+                ) && !self.leadership.holds(term)
+                {
                     return Err(LeaderError::Deposed { term });
                 }
                 let Some(provider) = provider else {
@@ -155,11 +162,35 @@ impl LeaderContext<'_> {
                                 continue;
                             }
                         };
-                        let span = OutputSpan { from, to, complete };
+                        let span = OutputSpan {
+                            from,
+                            to,
+                            complete,
+                            room: view.log_room_bytes,
+                        };
                         let through = self.commit_output(provider, term, a, &name, span, masker).await?;
                         answer = Some(Sight::OutputCommitted {
                             observation: observed.clone().unwrap_or_default(),
                             through,
+                        });
+                    }
+                    Action::SkipOutput { from, to } => {
+                        // Nothing is read: the provider may let go of the bytes.
+                        if let Err(e) = provider.read_output(&name, to, 0).await {
+                            held_back = Some(e.into());
+                            answer = Some(Sight::Unreachable);
+                            continue;
+                        }
+                        let command = Command::SkipLog {
+                            job: a.job,
+                            fencing: a.fencing,
+                            offset: from,
+                            to,
+                        };
+                        self.report(term, command).await?;
+                        answer = Some(Sight::OutputCommitted {
+                            observation: observed.clone().unwrap_or_default(),
+                            through: to,
                         });
                     }
                 }
@@ -227,6 +258,9 @@ impl LeaderContext<'_> {
             };
             self.report(term, command).await?;
             offset += len;
+            if offset - span.from > span.room {
+                break; // this chunk filled the log: what follows is skipped (`SkipOutput`)
+            }
         }
         Ok(offset)
     }
@@ -296,6 +330,8 @@ struct OutputSpan {
     to: u64,
     /// The worker exited: `to` is the end of its output.
     complete: bool,
+    /// Room left in the job's log (`AssignmentView::log_room_bytes`).
+    room: u64,
 }
 
 /// Retry jitter drawn by the proposer (0..=1000); `apply` stays deterministic.

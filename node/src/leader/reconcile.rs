@@ -80,6 +80,10 @@ pub enum Action {
     /// exited, so `to` is the end of its output (a job's secrets are masked holding back the
     /// tail of a running worker's output; a finished one's is committed to the end).
     CommitOutput { from: u64, to: u64, complete: bool },
+    /// The job's log is full: let the provider release its output before `to` and propose
+    /// `SkipLog` over `from..to` instead of sending bytes `apply` would drop. Answered
+    /// `OutputCommitted` through `to`, or `Unreachable`.
+    SkipOutput { from: u64, to: u64 },
     /// Stop the worker: answered `Terminated` or `Unreachable`.
     Terminate,
     /// Delete what is left of a stopped worker and bury its name.
@@ -162,7 +166,12 @@ fn observed(known: &Known<'_>, o: &Observation) -> Vec<Action> {
             step,
         }));
     }
-    if j.stream_offset < o.output_bytes {
+    if j.stream_offset < o.output_bytes && j.log_truncated {
+        actions.push(Action::SkipOutput {
+            from: j.stream_offset,
+            to: o.output_bytes,
+        });
+    } else if j.stream_offset < o.output_bytes {
         actions.push(Action::CommitOutput {
             from: j.stream_offset,
             to: o.output_bytes,

@@ -2,12 +2,38 @@
 //!
 //! Offsets make appends idempotent: a chunk resent by a new leader overlaps what is stored and
 //! only its new tail is kept. Each job keeps at most `limits.max_log_bytes_per_job`; past that
-//! the output is dropped and one truncation marker is written.
+//! the output is dropped and one truncation marker is written, and the leader sends no more
+//! of it: `SkipLog` moves the stream offset over what it did not send.
 
 use super::{EntryContext, Handled};
 use crate::{Event, FencingToken, JobId, Rejection, Response, SpecError, State};
 
 impl State {
+    pub(crate) fn skip_log(&mut self, job: JobId, fencing: FencingToken, offset: u64, to: u64) -> Handled {
+        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
+        let current = j.fencing() == Some(fencing) && self.assignments.contains_key(&(job, j.attempt));
+        if !current {
+            return Err(Rejection::StaleFencing { job, got: fencing });
+        }
+        if !j.log_truncated {
+            return Err(Rejection::LogNotFull { job });
+        }
+        if offset > j.stream_offset || to < offset {
+            return Err(Rejection::LogGap {
+                job,
+                offset,
+                expected: j.stream_offset,
+            });
+        }
+        if to <= j.stream_offset {
+            return Ok(Response::Done { changed: false });
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.stream_offset = to;
+        }
+        Ok(Response::Done { changed: true })
+    }
+
     pub(crate) fn append_log(
         &mut self,
         cx: &mut EntryContext,

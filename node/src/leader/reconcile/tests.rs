@@ -250,6 +250,50 @@ fn new_output_is_committed_from_the_replicated_offset_before_anything_else_follo
 }
 
 #[test]
+fn output_past_a_full_log_is_skipped_not_sent_and_the_exit_follows_it() {
+    let mut f = Fixture::placed().running();
+    f.apply(Command::UpdateLimits {
+        limits: Limits {
+            max_log_bytes_per_job: 100,
+            ..Limits::DEFAULT
+        },
+    });
+    // Room left: the output is sent, as ever.
+    f.commit_output(60);
+    assert_eq!(
+        f.decide(Sight::Observed(running_at(0, 5_000_000))),
+        vec![Action::CommitOutput {
+            from: 60,
+            to: 5_000_000,
+            complete: false
+        }]
+    );
+    // The chunk that overflows truncates the log: from then on the rest is skipped.
+    f.commit_output(60);
+    assert!(f.job().log_truncated);
+    assert_eq!(
+        f.decide(Sight::Observed(running_at(0, 5_000_000))),
+        vec![Action::SkipOutput {
+            from: 120,
+            to: 5_000_000
+        }]
+    );
+    let skipped = f.decide(Sight::OutputCommitted {
+        observation: exited(0, 5_000_000),
+        through: 5_000_000,
+    });
+    assert!(
+        skipped.contains(&f.report(|job, fencing| Command::WorkerExited {
+            job,
+            fencing,
+            exit_code: 0,
+            jitter_permille: JITTER
+        })),
+        "{skipped:?}"
+    );
+}
+
+#[test]
 fn the_exit_is_reported_only_after_all_output_is_committed_then_the_worker_is_removed() {
     let f = Fixture::placed().running();
     // Exited with 300 bytes of output, none committed: output first, no exit.
