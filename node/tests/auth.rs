@@ -448,14 +448,8 @@ async fn a_lost_admin_token_is_recovered_by_a_restart_with_the_flag_and_a_new_fi
     c.wait_leader_among(&[1]).await;
     let first = c.token.get().expect("init handed out the first admin token").clone();
     // The last admin token is revoked: nobody may change the cluster any more.
-    let r = c
-        .anonymous
-        .delete(c.node(1).url("/v1/tokens/t1"))
-        .bearer_auth(&first)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (s, v) = as_token(&c, &first, reqwest::Method::DELETE, "/v1/tokens/t1", None, None).await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(pools_status_until(&c, 1, &first, 401).await, 401);
 
     // The operator, who holds the node's host, writes a new secret and restarts it with it.
@@ -473,16 +467,8 @@ async fn a_lost_admin_token_is_recovered_by_a_restart_with_the_flag_and_a_new_fi
     node.spawn();
     c.wait_http(1).await;
     assert_eq!(pools_status_until(&c, 1, &secret, 200).await, 200, "{}", c.logs());
-    let listed: Value = c
-        .anonymous
-        .get(c.node(1).url("/v1/tokens"))
-        .bearer_auth(&secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, listed) = as_token(&c, &secret, reqwest::Method::GET, "/v1/tokens", None, None).await;
+    assert_eq!(s, 200, "{listed}");
     assert!(
         listed["items"]
             .as_array()

@@ -3,6 +3,10 @@
 use flotilla_state_machine::{FencingToken, JobId, PoolSpec, Resources};
 use std::collections::BTreeMap;
 
+/// Where container workers (Docker, Kubernetes) find their secret files: a tmpfs, one file
+/// per variable of `WorkerSpec::secret_files`, named as the variable.
+pub const CONTAINER_SECRETS_DIR: &str = "/run/flotilla/secrets";
+
 /// What to run for one attempt of a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerSpec {

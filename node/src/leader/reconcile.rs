@@ -166,16 +166,16 @@ fn observed(known: &Known<'_>, o: &Observation) -> Vec<Action> {
             step,
         }));
     }
-    if j.stream_offset < o.output_bytes && j.log_truncated {
-        actions.push(Action::SkipOutput {
-            from: j.stream_offset,
-            to: o.output_bytes,
-        });
-    } else if j.stream_offset < o.output_bytes {
-        actions.push(Action::CommitOutput {
-            from: j.stream_offset,
-            to: o.output_bytes,
-            complete: o.exit_code.is_some(),
+    if j.stream_offset < o.output_bytes {
+        let (from, to) = (j.stream_offset, o.output_bytes);
+        actions.push(if j.log_truncated {
+            Action::SkipOutput { from, to }
+        } else {
+            Action::CommitOutput {
+                from,
+                to,
+                complete: o.exit_code.is_some(),
+            }
         });
     } else {
         actions.extend(after_output(known, o, j.stream_offset));

@@ -24,7 +24,8 @@ pub use engine_tombstones::EngineTombstones;
 
 use crate::output_window::OutputWindow;
 use crate::provider::{
-    LABEL_CLUSTER, LABEL_CLUSTER_ID, ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec,
+    CONTAINER_SECRETS_DIR, LABEL_CLUSTER, LABEL_CLUSTER_ID, ListedWorker, Observation, ProviderError, WorkerProvider,
+    WorkerSpec,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -39,11 +40,11 @@ use std::time::{Duration, Instant};
 
 const WRAPPER: &str = r#"for var in $FLOTILLA_SECRET_FILES; do
   eval "value=\${FLOTILLA_SECRET_FILE_$var}"
-  (umask 077 && printf '%s' "$value" > "/run/flotilla/secrets/$var") || exit 112
+  (umask 077 && printf '%s' "$value" > "$FLOTILLA_SECRETS_DIR/$var") || exit 112
   unset "FLOTILLA_SECRET_FILE_$var"
-  export "$var=/run/flotilla/secrets/$var"
+  export "$var=$FLOTILLA_SECRETS_DIR/$var"
 done
-unset value var FLOTILLA_SECRET_FILES
+unset value var FLOTILLA_SECRET_FILES FLOTILLA_SECRETS_DIR
 n=0
 code=0
 for step in "$@"; do
@@ -57,9 +58,6 @@ for step in "$@"; do
 done
 exit "$code"
 "#;
-
-/// Where a container's secret files are written, on a tmpfs of its own.
-pub const SECRETS_DIR: &str = "/run/flotilla/secrets";
 
 /// Pool settings of Docker pools (checked at registration, `ProviderKind::check_setting`).
 pub const SETTING_NETWORK: &str = "network";
@@ -241,11 +239,12 @@ impl DockerProvider {
         // the container, which is removed with the attempt.
         env.extend(spec.secret_env.iter().map(|(k, v)| format!("{k}={}", v.expose())));
         // Secret files travel the same way, under a name of their own; the wrapper writes each
-        // to the container's tmpfs (`SECRETS_DIR`, memory only) and unsets it before any step
-        // runs, so the job's processes see the path alone.
+        // to the container's tmpfs (`CONTAINER_SECRETS_DIR`, memory only) and unsets it before
+        // any step runs, so the job's processes see the path alone.
         if !spec.secret_files.is_empty() {
             let vars: Vec<&str> = spec.secret_files.keys().map(String::as_str).collect();
             env.push(format!("FLOTILLA_SECRET_FILES={}", vars.join(" ")));
+            env.push(format!("FLOTILLA_SECRETS_DIR={CONTAINER_SECRETS_DIR}"));
             env.extend(
                 spec.secret_files
                     .iter()
@@ -280,7 +279,7 @@ impl DockerProvider {
             // user the container runs as, never executable.
             tmpfs: (!spec.secret_files.is_empty()).then(|| {
                 HashMap::from([(
-                    SECRETS_DIR.to_string(),
+                    CONTAINER_SECRETS_DIR.to_string(),
                     "rw,noexec,nosuid,nodev,size=4m,mode=1777".to_string(),
                 )])
             }),

@@ -3,7 +3,7 @@
 //! directions are unit-tested without an API server.
 
 use super::output::CONTAINER;
-use crate::provider::{ProviderError, WorkerSpec};
+use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, WorkerSpec};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
@@ -20,9 +20,6 @@ pub const SETTING_NODE_SELECTOR: &str = "node_selector";
 pub const SETTING_SERVICE_ACCOUNT: &str = "service_account";
 pub const SETTING_IMAGE_PULL_SECRETS: &str = "image_pull_secrets";
 pub const SETTING_TOLERATIONS: &str = "tolerations";
-
-/// Where a pod's secret files are mounted (a Secret volume: a tmpfs the kubelet fills).
-pub const SECRETS_MOUNT_PATH: &str = "/run/flotilla/secrets";
 
 /// Job labels under this prefix become tolerations: `toleration.flotilla.io/<taint key>: <value>`.
 pub const TOLERATION_LABEL_PREFIX: &str = "toleration.flotilla.io/";
@@ -190,7 +187,7 @@ impl PodTemplate<'_> {
         for var in spec.secret_files.keys() {
             env.push(EnvVar {
                 name: var.clone(),
-                value: Some(format!("{SECRETS_MOUNT_PATH}/{var}")),
+                value: Some(format!("{CONTAINER_SECRETS_DIR}/{var}")),
                 ..Default::default()
             });
         }
@@ -285,7 +282,8 @@ impl PodTemplate<'_> {
             });
             mounts.push(VolumeMount {
                 name: "secrets".into(),
-                mount_path: SECRETS_MOUNT_PATH.into(),
+                // A Secret volume: a tmpfs the kubelet fills.
+                mount_path: CONTAINER_SECRETS_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
             });
@@ -528,7 +526,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             (mount.mount_path.as_str(), mount.read_only),
-            (SECRETS_MOUNT_PATH, Some(true))
+            (CONTAINER_SECRETS_DIR, Some(true))
         );
         let var = container
             .env

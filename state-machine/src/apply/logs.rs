@@ -6,15 +6,22 @@
 //! of it: `SkipLog` moves the stream offset over what it did not send.
 
 use super::{EntryContext, Handled};
-use crate::{Event, FencingToken, JobId, Rejection, Response, SpecError, State};
+use crate::{Event, FencingToken, Job, JobId, Rejection, Response, SpecError, State};
 
 impl State {
-    pub(crate) fn skip_log(&mut self, job: JobId, fencing: FencingToken, offset: u64, to: u64) -> Handled {
+    /// The job whose current, live attempt holds `fencing`: the only one whose output stream
+    /// a report may move.
+    fn streaming(&self, job: JobId, fencing: FencingToken) -> Result<&Job, Rejection> {
         let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         let current = j.fencing() == Some(fencing) && self.assignments.contains_key(&(job, j.attempt));
         if !current {
             return Err(Rejection::StaleFencing { job, got: fencing });
         }
+        Ok(j)
+    }
+
+    pub(crate) fn skip_log(&mut self, job: JobId, fencing: FencingToken, offset: u64, to: u64) -> Handled {
+        let j = self.streaming(job, fencing)?;
         if !j.log_truncated {
             return Err(Rejection::LogNotFull { job });
         }
@@ -42,11 +49,7 @@ impl State {
         offset: u64,
         data: &[u8],
     ) -> Handled {
-        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
-        let current = j.fencing() == Some(fencing) && self.assignments.contains_key(&(job, j.attempt));
-        if !current {
-            return Err(Rejection::StaleFencing { job, got: fencing });
-        }
+        let j = self.streaming(job, fencing)?;
         if data.len() > self.limits.max_log_chunk_bytes {
             let max = self.limits.max_log_chunk_bytes;
             return Err(SpecError::TooLong {
@@ -77,9 +80,10 @@ impl State {
         let cap = self.limits.max_log_bytes_per_job;
         let attempt = j.attempt;
         let already_truncated = j.log_truncated;
+        let first_output = j.stream_offset == 0;
 
         let log = self.logs.entry(job).or_default();
-        if attempt > 1 && j.stream_offset == 0 {
+        if attempt > 1 && first_output {
             // First output of a retry: mark where the new attempt begins.
             log.extend_from_slice(format!("\n[flotilla] attempt {attempt}\n").as_bytes());
         }
