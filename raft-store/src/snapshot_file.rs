@@ -24,7 +24,7 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 6: a tenant's `Quota` has its priority ceiling (`max_priority`); `State` keeps the join
 ///    tokens.
 /// 7: `State` keeps the sealed secrets and the wrapped data keys; a job's spec its `secrets`.
-pub const SNAPSHOT_VERSION: u8 = 7;
+pub const SNAPSHOT_VERSION: u8 = 8;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

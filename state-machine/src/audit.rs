@@ -34,6 +34,7 @@ fn target(command: &Command, response: &Response) -> String {
         (Command::SetPoolDraining { pool, .. } | Command::RemovePool { pool }, _) => pool.clone(),
         (Command::SetTenantQuota { tenant, .. }, _) => tenant.clone(),
         (Command::UpdateLimits { .. }, _) => "limits".to_string(),
+        (Command::SetRetention { tenant, .. }, _) => tenant.clone().unwrap_or_else(|| "default".to_string()),
         (Command::CreateToken { .. }, Response::TokenCreated { id }) => id.to_string(),
         (Command::RevokeToken { id }, _) => id.to_string(),
         (Command::SetSecret { tenant, name, .. } | Command::DeleteSecret { tenant, name }, _) => {

@@ -185,6 +185,20 @@ pub enum Command {
     RecordEventsPublished {
         through: EventId,
     },
+    /// Sets (`Some`) or lifts (`None`) the retention policy of `tenant`, or the cluster's
+    /// default for tenants without one when `tenant` is `None` (`retention/`).
+    SetRetention {
+        tenant: Option<String>,
+        policy: Option<crate::retention::RetentionPolicy>,
+    },
+    /// Removes what the leader found due under the retention policies
+    /// (`retention::due`): whole pipelines with their jobs and output, and the output alone of
+    /// others. `apply` re-checks each against the policy at the entry's time and passes over
+    /// what is not due. At most `retention::MAX_EXPIRE_PER_COMMAND` in all.
+    ExpireHistory {
+        pipelines: Vec<PipelineId>,
+        outputs: Vec<PipelineId>,
+    },
     /// Several commands in one entry, applied in order, each accepted or rejected on its own
     /// (`Response::Batch` answers each). The leader batches its worker reports this way, as
     /// group commit does for fsyncs: one entry carries many small changes. At most
@@ -290,6 +304,8 @@ impl Command {
             Command::SetSecret { .. } => "set_secret",
             Command::DeleteSecret { .. } => "delete_secret",
             Command::RotateDataKey { .. } => "rotate_data_key",
+            Command::SetRetention { .. } => "set_retention",
+            Command::ExpireHistory { .. } => "expire_history",
         }
     }
 }

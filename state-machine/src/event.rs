@@ -141,6 +141,22 @@ pub enum Event {
         tenant: String,
         name: String,
     },
+    /// The retention policy of `tenant` (or the default, `None`) was set or lifted.
+    RetentionUpdated {
+        tenant: Option<String>,
+    },
+    /// Retention removed a finished pipeline with its `jobs` jobs and their output.
+    PipelineRemoved {
+        pipeline: PipelineId,
+        tenant: String,
+        jobs: u32,
+    },
+    /// Retention removed the output of a finished pipeline's jobs (`bytes` in all).
+    OutputRemoved {
+        pipeline: PipelineId,
+        tenant: String,
+        bytes: u64,
+    },
     /// An authenticated caller changed something: the token (never its secret), what it did
     /// (the command's kind) and to what (`audit.rs`). Follows the change's own events.
     Audited {
@@ -163,7 +179,7 @@ pub struct EventSubject {
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 28] = [
+    pub const KINDS: [&'static str; 31] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -192,6 +208,9 @@ impl Event {
         "SecretSet",
         "SecretDeleted",
         "Audited",
+        "RetentionUpdated",
+        "PipelineRemoved",
+        "OutputRemoved",
     ];
 
     /// The job this event concerns, if any.
@@ -224,7 +243,10 @@ impl Event {
             | Event::AuthRevoked { .. }
             | Event::SecretSet { .. }
             | Event::SecretDeleted { .. }
-            | Event::Audited { .. } => None,
+            | Event::Audited { .. }
+            | Event::RetentionUpdated { .. }
+            | Event::PipelineRemoved { .. }
+            | Event::OutputRemoved { .. } => None,
         }
     }
 
@@ -233,7 +255,9 @@ impl Event {
         match self {
             Event::PipelineRequested { pipeline, .. }
             | Event::JobRequested { pipeline, .. }
-            | Event::PipelineCompleted { pipeline, .. } => Some(*pipeline),
+            | Event::PipelineCompleted { pipeline, .. }
+            | Event::PipelineRemoved { pipeline, .. }
+            | Event::OutputRemoved { pipeline, .. } => Some(*pipeline),
             _ => None,
         }
     }
@@ -241,9 +265,10 @@ impl Event {
     /// The object this event is about, for stream subjects.
     pub fn subject(&self) -> EventSubject {
         let (category, id) = match self {
-            Event::PipelineRequested { pipeline, .. } | Event::PipelineCompleted { pipeline, .. } => {
-                ("pipeline", pipeline.to_string())
-            }
+            Event::PipelineRequested { pipeline, .. }
+            | Event::PipelineCompleted { pipeline, .. }
+            | Event::PipelineRemoved { pipeline, .. }
+            | Event::OutputRemoved { pipeline, .. } => ("pipeline", pipeline.to_string()),
             Event::WorkerCreated { job, attempt, .. }
             | Event::WorkerStopRequested { job, attempt, .. }
             | Event::WorkerFailed { job, attempt, .. }
@@ -253,6 +278,10 @@ impl Event {
             }
             Event::QuotaUpdated { tenant } => ("capacity", tenant.clone()),
             Event::LimitsUpdated => ("capacity", "limits".to_string()),
+            Event::RetentionUpdated { tenant } => (
+                "capacity",
+                format!("retention-{}", tenant.as_deref().unwrap_or("default")),
+            ),
             Event::AuthGranted { token, .. } | Event::AuthRevoked { token } | Event::Audited { token, .. } => {
                 ("auth", token.to_string())
             }
@@ -295,6 +324,9 @@ impl Event {
             Event::SecretSet { .. } => "SecretSet",
             Event::SecretDeleted { .. } => "SecretDeleted",
             Event::Audited { .. } => "Audited",
+            Event::RetentionUpdated { .. } => "RetentionUpdated",
+            Event::PipelineRemoved { .. } => "PipelineRemoved",
+            Event::OutputRemoved { .. } => "OutputRemoved",
         }
     }
 

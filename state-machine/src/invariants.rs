@@ -41,7 +41,58 @@ impl State {
             self.tokens.keys().all(|id| id.0 <= self.last_token_id),
             "a token id above the last one given"
         );
-        self.check_secrets()
+        self.check_secrets()?;
+        self.check_retention()
+    }
+
+    /// The settled pipelines are exactly the finished ones with no worker left, keyed by
+    /// their finish time under their tenant; those holding output are among them; a pipeline
+    /// whose output was removed holds none; the removal record is within its bound.
+    fn check_retention(&self) -> Result<(), InvariantViolation> {
+        let r = &self.retention;
+        let mut settled = 0usize;
+        for (tenant, s) in &r.settled {
+            ensure!(!s.pipelines.is_empty(), "tenant {tenant:?} is kept with no settled pipeline");
+            ensure!(
+                s.with_output.is_subset(&s.pipelines),
+                "tenant {tenant:?} holds output of a pipeline that is not settled"
+            );
+            for (finished_at_ms, id) in &s.pipelines {
+                let ok = self.pipelines.get(id).is_some_and(|p| {
+                    &p.tenant == tenant && p.state.is_terminal() && p.finished_at_ms == Some(*finished_at_ms)
+                });
+                ensure!(ok, "settled pipeline {id} of {tenant:?} does not match its record");
+                let holds = self.pipelines[id].jobs.iter().any(|j| self.logs.contains_key(j));
+                ensure!(
+                    holds == s.with_output.contains(&(*finished_at_ms, *id)),
+                    "settled pipeline {id} holds output = {holds}, the index says otherwise"
+                );
+            }
+            settled += s.pipelines.len();
+        }
+        let mut finished_idle = 0usize;
+        for (id, p) in &self.pipelines {
+            let idle = p.jobs.iter().all(|j| self.assignments_of(*j).next().is_none());
+            if p.state.is_terminal() && idle {
+                finished_idle += 1;
+            }
+            if p.output_removed_at_ms.is_some() {
+                ensure!(
+                    p.jobs.iter().all(|j| !self.logs.contains_key(j)),
+                    "pipeline {id} holds output after its removal"
+                );
+            }
+        }
+        ensure!(
+            settled == finished_idle,
+            "{settled} pipelines settled, {finished_idle} finished with no worker left"
+        );
+        ensure!(
+            r.removals.len() <= crate::retention::MAX_REMOVAL_RECORDS,
+            "{} removals recorded",
+            r.removals.len()
+        );
+        Ok(())
     }
 
     /// Every secret is sealed under a data key the state holds, the active key is held, no
@@ -297,10 +348,15 @@ impl State {
     /// each job's `(attempt, rank)` rose or stayed with the state unchanged.
     pub fn check_progress_from(&self, before: &State) -> Result<(), InvariantViolation> {
         for (id, old) in &before.jobs {
-            let new = self
-                .jobs
-                .get(id)
-                .ok_or_else(|| InvariantViolation(format!("job {id} vanished")))?;
+            // Retention removes finished jobs only, and only with their pipeline.
+            let Some(new) = self.jobs.get(id) else {
+                ensure!(
+                    old.state.is_terminal() && !self.pipelines.contains_key(&old.pipeline),
+                    "job {id} vanished in state {} while its pipeline stayed or it was live",
+                    old.state
+                );
+                continue;
+            };
             let (o, n) = ((old.attempt, old.state.rank()), (new.attempt, new.state.rank()));
             ensure!(
                 n > o || (n == o && old.state == new.state),
@@ -312,10 +368,14 @@ impl State {
             );
         }
         for (id, old) in &before.pipelines {
-            let new = &self
-                .pipelines
-                .get(id)
-                .ok_or_else(|| InvariantViolation(format!("pipeline {id} vanished")))?;
+            let Some(new) = self.pipelines.get(id) else {
+                ensure!(
+                    old.state.is_terminal(),
+                    "pipeline {id} vanished while {:?}",
+                    old.state
+                );
+                continue;
+            };
             ensure!(
                 !old.state.is_terminal() || old.state == new.state,
                 "pipeline {id} left terminal state {:?}",

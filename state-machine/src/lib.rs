@@ -23,6 +23,7 @@ mod pipeline;
 mod pool;
 mod rejection;
 mod resources;
+pub mod retention;
 mod response;
 pub mod scheduler;
 pub mod secret;

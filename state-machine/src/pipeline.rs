@@ -30,6 +30,9 @@ pub struct Pipeline {
     pub state: PipelineState,
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// When retention removed the output of the pipeline's jobs (the records stay).
+    #[serde(default)]
+    pub output_removed_at_ms: Option<u64>,
     /// W3C `traceparent` of the submitting request (see `Proposal::trace_parent`).
     pub trace_parent: Option<String>,
 }

@@ -59,6 +59,8 @@ pub struct State {
     /// Wrapped data keys by id, and the one new values are sealed under.
     pub(crate) data_keys: BTreeMap<String, crate::WrappedDataKey>,
     pub(crate) active_data_key: Option<String>,
+    /// Retention policies, the settled pipelines they choose from, and what they removed.
+    pub(crate) retention: crate::retention::Retention,
 }
 
 impl State {
@@ -247,6 +249,8 @@ impl State {
             } => self.set_secret(cx, tenant, name, sealed, new_data_key.as_ref(), *expected_version),
             Command::DeleteSecret { tenant, name } => self.delete_secret(cx, tenant, name),
             Command::RotateDataKey { key } => self.rotate_data_key(key),
+            Command::SetRetention { tenant, policy } => self.set_retention(cx, tenant.as_deref(), policy.as_ref()),
+            Command::ExpireHistory { pipelines, outputs } => self.expire_history(cx, pipelines, outputs),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),
@@ -261,6 +265,21 @@ impl State {
     }
 
     /// The client sessions: each client's last applied request.
+    /// Retention policies, settled pipelines and the record of removals.
+    pub fn retention(&self) -> &crate::retention::Retention {
+        &self.retention
+    }
+
+    /// Whether `pipeline` was given out and is no longer held: removed by retention.
+    pub fn pipeline_removed(&self, pipeline: PipelineId) -> bool {
+        pipeline.0 >= 1 && pipeline.0 <= self.last_pipeline_id && !self.pipelines.contains_key(&pipeline)
+    }
+
+    /// Whether `job` was given out and is no longer held: removed with its pipeline.
+    pub fn job_removed(&self, job: JobId) -> bool {
+        job.0 >= 1 && job.0 <= self.last_job_id && !self.jobs.contains_key(&job)
+    }
+
     pub fn sessions(&self) -> &crate::Sessions {
         &self.sessions
     }
@@ -395,9 +414,13 @@ impl State {
 
     /// The tenant whose work `event` is about: its job's or its pipeline's. `None` for the
     /// events of the cluster, its pools and the audit trail, which belong to no tenant.
-    pub fn tenant_of(&self, event: &Event) -> Option<&str> {
+    pub fn tenant_of<'a>(&'a self, event: &'a Event) -> Option<&'a str> {
         if event.is_audit() {
             return None;
+        }
+        // Removal events name their tenant: the pipeline they are about is gone.
+        if let Event::PipelineRemoved { tenant, .. } | Event::OutputRemoved { tenant, .. } = event {
+            return Some(tenant);
         }
         event
             .job()

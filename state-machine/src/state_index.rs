@@ -29,15 +29,25 @@ impl StateIndex {
         if from == to {
             return;
         }
-        if self.jobs.remove(&(from, job))
-            && let Some(n) = self.job_counts.get_mut(&from)
+        self.job_removed(from, job);
+        self.job_added(to, job);
+    }
+
+    /// Forgets a job removed by retention.
+    pub(crate) fn job_removed(&mut self, state: JobState, job: JobId) {
+        if self.jobs.remove(&(state, job))
+            && let Some(n) = self.job_counts.get_mut(&state)
         {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.job_counts.remove(&from);
+                self.job_counts.remove(&state);
             }
         }
-        self.job_added(to, job);
+    }
+
+    /// Forgets a pipeline removed by retention.
+    pub(crate) fn pipeline_removed(&mut self, state: PipelineState, pipeline: PipelineId) {
+        self.pipelines.remove(&(state, pipeline));
     }
 
     pub(crate) fn pipeline_added(&mut self, state: PipelineState, pipeline: PipelineId) {

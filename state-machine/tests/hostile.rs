@@ -189,6 +189,10 @@ enum Op {
     Secret(String, u8, usize, Option<u64>, bool, bool),
     DeleteSecret(String),
     RotateKey(u8),
+    /// A retention policy for a tenant (or the default) from extreme values.
+    Retention(Option<String>, Option<u64>, Option<u64>, Option<u64>),
+    /// Removal of what is due, or of any ids at all, up to past the bound.
+    Expire(bool, Vec<u64>),
 }
 
 fn target() -> impl Strategy<Value = Target> + Clone {
@@ -247,6 +251,15 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(n, k, len, v, bring, bad)| Op::Secret(n, k, len, v, bring, bad)),
         1 => prop_oneof![Just("db".to_string()), text()].prop_map(Op::DeleteSecret),
         1 => (0u8..3).prop_map(Op::RotateKey),
+        1 => (
+            prop::option::of(prop_oneof![Just("t".to_string()), text()]),
+            prop::option::of(u64x()),
+            prop::option::of(u64x()),
+            prop::option::of(u64x())
+        )
+            .prop_map(|(t, a, c, o)| Op::Retention(t, a, c, o)),
+        2 => (any::<bool>(), prop_oneof![prop::collection::vec(u64x(), 0..4), Just((0..1_001).collect::<Vec<u64>>())])
+            .prop_map(|(d, ids)| Op::Expire(d, ids)),
     ]
 }
 
@@ -445,6 +458,25 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         },
         Op::RotateKey(key) => Command::RotateDataKey {
             key: data_key(*key, false),
+        },
+        Op::Retention(tenant, age, count, output) => Command::SetRetention {
+            tenant: tenant.clone(),
+            policy: Some(retention::RetentionPolicy {
+                max_age_ms: *age,
+                max_pipelines: *count,
+                output_max_age_ms: *output,
+            }),
+        },
+        Op::Expire(true, _) => {
+            let plan = retention::due(state, state.now_ms(), retention::MAX_EXPIRE_PER_COMMAND);
+            Command::ExpireHistory {
+                pipelines: plan.pipelines,
+                outputs: plan.outputs,
+            }
+        }
+        Op::Expire(false, ids) => Command::ExpireHistory {
+            pipelines: ids.iter().map(|i| PipelineId(*i)).collect(),
+            outputs: ids.iter().rev().map(|i| PipelineId(*i)).collect(),
         },
         Op::Clock(_) | Op::Resend(_) => return None,
         Op::Stamped(..) => Command::SubmitPipeline {

@@ -35,6 +35,10 @@ enum Op {
     Capacity(u16),
     /// Reports for two jobs in one `Command::Batch` (some may be refused on their own).
     Batch(u8, u8),
+    /// A retention policy for tenant `t<n>` (or the default): age, count, output age.
+    Retention(Option<u8>, Option<u16>, Option<u8>, Option<u16>),
+    /// Removal of what is due (as the leader chooses it), or of any pipeline (`forged`).
+    Expire { forged: bool, pick: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -69,6 +73,14 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..3, 0u16..4000).prop_map(|(t, c)| Op::Quota(t, c)),
         (1000u16..9000).prop_map(Op::Capacity),
         (any::<u8>(), any::<u8>()).prop_map(|(i, j)| Op::Batch(i, j)),
+        (
+            prop::option::of(0u8..3),
+            prop::option::of(0u16..8000),
+            prop::option::of(0u8..4),
+            prop::option::of(0u16..4000)
+        )
+            .prop_map(|(t, a, c, o)| Op::Retention(t, a, c, o)),
+        (any::<bool>(), any::<u8>()).prop_map(|(forged, pick)| Op::Expire { forged, pick }),
     ]
 }
 
@@ -202,6 +214,29 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
             }
             Command::Batch { commands }
         }
+        Op::Retention(tenant, age, count, output) => Command::SetRetention {
+            tenant: tenant.map(|t| format!("t{t}")),
+            policy: Some(retention::RetentionPolicy {
+                max_age_ms: age.map(u64::from),
+                max_pipelines: count.map(u64::from),
+                output_max_age_ms: output.map(u64::from),
+            })
+            .filter(|p| p.validate().is_ok()),
+        },
+        Op::Expire { forged: false, .. } => {
+            let plan = retention::due(state, now_ms, 8);
+            Command::ExpireHistory {
+                pipelines: plan.pipelines,
+                outputs: plan.outputs,
+            }
+        }
+        Op::Expire { forged: true, pick: i } => {
+            let p = pick(*i).map_or(PipelineId(999), |j| j.pipeline);
+            Command::ExpireHistory {
+                pipelines: vec![p],
+                outputs: vec![p],
+            }
+        }
         Op::Capacity(cpu) => Command::UpdatePoolCapacity {
             pool: "main".into(),
             capacity: res(u64::from(*cpu), 16_384, 0),
@@ -279,6 +314,7 @@ fn generated_histories_reach_every_job_state() {
     let mut seen = BTreeSet::new();
     let (mut accepted, mut total) = (0usize, 0usize);
     let mut placed_then_retried = false;
+    let (mut removed, mut outputs_removed) = (0usize, 0usize);
     for _ in 0..64 {
         let ops = strategy.new_tree(&mut runner).expect("tree").current();
         let (state, log) = run_history(&ops).expect("history keeps the invariants");
@@ -293,9 +329,15 @@ fn generated_histories_reach_every_job_state() {
                 _ => None,
             }));
             placed_then_retried |= e.iter().any(|e| matches!(e, Event::JobRetrying { .. }));
+            removed += e.iter().filter(|e| matches!(e, Event::PipelineRemoved { .. })).count();
+            outputs_removed += e.iter().filter(|e| matches!(e, Event::OutputRemoved { .. })).count();
         }
     }
     assert_eq!(seen.len(), JobState::ALL.len(), "states reached: {seen:?}");
     assert!(placed_then_retried, "no history retried a job");
+    assert!(
+        removed > 0 && outputs_removed > 0,
+        "retention removed {removed} pipelines and {outputs_removed} outputs"
+    );
     assert!(accepted * 2 > total, "only {accepted} of {total} commands accepted");
 }

@@ -82,6 +82,10 @@ impl State {
             pool: a.pool.clone(),
         });
         self.emit_capacity(cx, &a.pool);
+        // The last worker of a finished pipeline gone: it may be removed from now on.
+        if let Some(pipeline) = self.jobs.get(&job).map(|j| j.pipeline) {
+            self.settle_if_idle(pipeline);
+        }
     }
 
     pub(crate) fn emit_capacity(&self, cx: &mut EntryContext, pool: &str) {
@@ -209,5 +213,6 @@ impl State {
         p.state = state;
         p.finished_at_ms = Some(cx.now_ms);
         cx.emit(Event::PipelineCompleted { pipeline, state });
+        self.settle_if_idle(pipeline);
     }
 }

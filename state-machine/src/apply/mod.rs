@@ -9,6 +9,7 @@ mod lifecycle;
 mod logs;
 mod plan;
 mod pools;
+mod retention;
 mod secrets;
 mod settings;
 mod submit;

@@ -133,6 +133,7 @@ impl State {
                 state: PipelineState::Running,
                 created_at_ms: cx.now_ms,
                 finished_at_ms: None,
+                output_removed_at_ms: None,
                 // A well-formed traceparent is 55 bytes; anything far longer is not kept.
                 trace_parent: trace_parent
                     .filter(|t| t.len() <= MAX_TRACE_PARENT_BYTES)
@@ -159,8 +160,17 @@ impl State {
     }
 
     /// A retry with a known key returns the first result; the same key with another spec is refused.
+    /// A key whose pipeline retention removed still names it: the retry is answered as that
+    /// pipeline, now without jobs (its spec is gone, so a different one cannot be told apart),
+    /// and nothing runs twice.
     fn repeat_submission(&self, pipeline: PipelineId, key: &str, spec: &PipelineSpec) -> Handled {
-        let p = &self.pipelines[&pipeline];
+        let Some(p) = self.pipelines.get(&pipeline) else {
+            return Ok(Response::Submitted {
+                pipeline,
+                jobs: Vec::new(),
+                duplicate: true,
+            });
+        };
         let same = p.name == spec.name
             && p.jobs.len() == spec.jobs.len()
             && p.jobs.iter().zip(&spec.jobs).all(|(id, js)| &self.jobs[id].spec == js);
