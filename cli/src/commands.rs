@@ -509,6 +509,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
         },
         CliCommand::Tenant(cmd) => crate::admin::tenant(client, format, cmd).await?,
         CliCommand::Limits(cmd) => crate::admin::limits(client, format, cmd).await?,
+        CliCommand::Retention(cmd) => crate::retention::run(client, format, cmd).await?,
         CliCommand::Dev(_)
         | CliCommand::Tls(_)
         | CliCommand::Events(_)

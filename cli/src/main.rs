@@ -7,6 +7,7 @@ mod config;
 mod dev;
 mod events;
 mod output;
+mod retention;
 mod secrets;
 mod tls;
 mod wait;
@@ -64,6 +65,9 @@ pub enum CliCommand {
     /// The limits every input is checked against.
     #[command(subcommand)]
     Limits(admin::LimitsCmd),
+    /// How long finished pipelines and their output are kept, and what was removed.
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
     /// The cluster's certificate authority.
     #[command(subcommand)]
     Tls(tls::TlsCmd),

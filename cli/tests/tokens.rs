@@ -171,4 +171,46 @@ fn init_hands_out_the_admin_token_and_roles_bind_the_cli() {
         "{}",
         text(&again)
     );
+
+    // The retention commands: set, shown, refused with the option named, cleared.
+    let none = run(&server, Some(&admin), &["retention", "show"]);
+    assert!(
+        none.status.success() && text(&none).contains("no retention policy"),
+        "{}",
+        text(&none)
+    );
+    let set = run(
+        &server,
+        Some(&admin),
+        &["retention", "set", "--max-age", "30d", "--output-max-age", "7d"],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let own = run(
+        &server,
+        Some(&admin),
+        &["retention", "set", "--tenant", "web", "--max-pipelines", "50"],
+    );
+    assert!(own.status.success(), "{}", text(&own));
+    let shown = run(&server, Some(&admin), &["retention", "show"]);
+    let table = text(&shown);
+    assert!(
+        shown.status.success() && table.contains("(default)") && table.contains("30d") && table.contains("7d"),
+        "{table}"
+    );
+    assert!(
+        table.lines().any(|l| l.starts_with("web") && l.contains("50")),
+        "{table}"
+    );
+    let empty = run(&server, Some(&admin), &["retention", "set"]);
+    assert!(!empty.status.success(), "a policy with no bound: {}", text(&empty));
+    let bad = run(&server, Some(&admin), &["retention", "set", "--max-age", "30 parsecs"]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("max_age_ms"),
+        "{}",
+        text(&bad)
+    );
+    let cleared = run(&server, Some(&admin), &["retention", "clear", "--tenant", "web"]);
+    assert!(cleared.status.success(), "{}", text(&cleared));
+    let after = text(&run(&server, Some(&admin), &["retention", "show"]));
+    assert!(!after.lines().any(|l| l.starts_with("web")), "{after}");
 }

@@ -235,7 +235,10 @@ impl RunningNode {
             tasks.push(tokio::spawn(preshared));
         }
 
-        let leader_config = crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms);
+        let leader_config = crate::leader::LeaderConfig {
+            retention_interval_ms: settings.retention_interval_ms,
+            ..crate::leader::LeaderConfig::with_tick_ms(settings.leader_tick_ms)
+        };
         let parts = crate::leader::LeaderParts {
             node_id: settings.id,
             host_id: settings.host_id.clone(),

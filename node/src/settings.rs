@@ -177,6 +177,9 @@ pub struct Options {
     /// How often the leader reconciles workers with the state. Default 200.
     #[arg(long)]
     pub leader_tick_ms: Option<u64>,
+    /// How often the leader removes what the retention policies make due. Default 5000.
+    #[arg(long)]
+    pub retention_interval_ms: Option<u64>,
     /// Name of this cluster: prefix of its Docker container names and value of their
     /// `flotilla.cluster` label. Clusters sharing a Docker Engine need different names.
     /// Default `flotilla`.
@@ -387,6 +390,7 @@ pub struct Settings {
     pub process_run_as: Option<flotilla_providers::RunAs>,
     pub process_secrets_dir: PathBuf,
     pub leader_tick_ms: u64,
+    pub retention_interval_ms: u64,
     pub json_logs: bool,
     pub cluster_name: String,
     pub docker_endpoint: Option<DockerEndpoint>,
@@ -473,6 +477,7 @@ impl Settings {
             process_run_as: None,
             process_secrets_dir: PathBuf::new(),
             leader_tick_ms: pick!(leader_tick_ms, 200),
+            retention_interval_ms: pick!(retention_interval_ms, 5_000),
             json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
                 "pretty" => false,
                 "json" => true,
@@ -578,6 +583,10 @@ impl Settings {
             "need heartbeat-interval-ms < election-timeout-min-ms < election-timeout-max-ms"
         );
         anyhow::ensure!(settings.leader_tick_ms > 0, "--leader-tick-ms must be greater than 0");
+        anyhow::ensure!(
+            settings.retention_interval_ms > 0,
+            "--retention-interval-ms must be greater than 0"
+        );
         anyhow::ensure!(
             settings.max_concurrent_requests > 0,
             "--max-concurrent-requests must be greater than 0"

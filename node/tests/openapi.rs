@@ -81,6 +81,10 @@ async fn openapi_matches_routes_and_domain_types() {
         ("Resources", serde_json::to_value(Resources::new(1, 1, 1)).unwrap()),
         ("RetryPolicy", serde_json::to_value(job.retry).unwrap()),
         ("PoolSpec", serde_json::to_value(&pool).unwrap()),
+        (
+            "RetentionPolicy",
+            serde_json::to_value(flotilla_state_machine::retention::RetentionPolicy::default()).unwrap(),
+        ),
     ] {
         let props = &schemas[name]["properties"];
         assert!(props.is_object(), "schema {name} missing: {schemas}");

@@ -92,6 +92,16 @@ impl LogStore {
             .map_err(io::Error::other)
     }
 
+    /// Runs a synced write on the blocking pool: an fsync must not hold a thread of the async
+    /// runtime, which serves heartbeats and client requests. openraft awaits each call before
+    /// the next, so the writes keep their order.
+    async fn synced_off_runtime(&self, write: impl FnOnce(&LogStore) -> io::Result<()> + Send + 'static) -> io::Result<()> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || write(&store))
+            .await
+            .map_err(io::Error::other)?
+    }
+
     fn last_entry(&self) -> io::Result<Option<Entry>> {
         match self.db().iterator_cf(self.cf(CF_LOGS), IteratorMode::End).next() {
             None => Ok(None),
@@ -164,11 +174,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.put_meta_synced(KEY_VOTE, vote)
+        let vote = vote.clone();
+        self.synced_off_runtime(move |s| s.put_meta_synced(KEY_VOTE, &vote)).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.put_meta_synced(KEY_COMMITTED, &committed)
+        self.synced_off_runtime(move |s| s.put_meta_synced(KEY_COMMITTED, &committed))
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -191,17 +203,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_LOGS), index_key(from), index_key(u64::MAX));
-        self.db().write_opt(batch, &synced()).map_err(io::Error::other)
+        self.synced_off_runtime(move |s| {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(s.cf(CF_LOGS), index_key(from), index_key(u64::MAX));
+            s.db().write_opt(batch, &synced()).map_err(io::Error::other)
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // Record the purge point first: entries at or below it are ignored from then on, so a
         // crash between the two writes leaves no visible hole.
-        self.put_meta_synced(KEY_LAST_PURGED, &log_id)?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_LOGS), index_key(0), index_key(log_id.index() + 1));
-        self.db().write(batch).map_err(io::Error::other)
+        self.synced_off_runtime(move |s| {
+            s.put_meta_synced(KEY_LAST_PURGED, &log_id)?;
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(s.cf(CF_LOGS), index_key(0), index_key(log_id.index() + 1));
+            s.db().write(batch).map_err(io::Error::other)
+        })
+        .await
     }
 }

@@ -1,8 +1,12 @@
-//! Snapshot files: the state machine streamed to disk, never held as one in-memory blob.
+//! Snapshot files: the state machine's encoding on disk.
 //!
 //! Layout: `FLOTSNAP` magic, snapshot-version byte, u32 length of the metadata, the metadata
-//! (bincode), the state (bincode, streamed), and a CRC-32 of everything before it. A file is
-//! written under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
+//! (bincode), the state (bincode), and a CRC-32 of everything before it. A file is written
+//! under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
+//!
+//! Building one encodes the state in memory first (`encode_state`, under the state's read
+//! lock: the copy of the state this costs is the only time applies and readers wait), then
+//! writes and fsyncs that encoding with no lock held (`write_snapshot`). Reading streams.
 
 use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
@@ -24,6 +28,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 6: a tenant's `Quota` has its priority ceiling (`max_priority`); `State` keeps the join
 ///    tokens.
 /// 7: `State` keeps the sealed secrets and the wrapped data keys; a job's spec its `secrets`.
+/// 8: `State` keeps the retention policies and settled pipelines; a pipeline when its output
+///    was removed.
 pub const SNAPSHOT_VERSION: u8 = 8;
 
 /// What a snapshot restores besides the domain state.
@@ -141,7 +147,29 @@ fn read_header(r: &mut impl Read, file_len: u64) -> io::Result<SnapshotHeader> {
 }
 
 /// Streams `header` and `state` into `path` (created new), fsyncs it, and returns it open.
-pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &State) -> io::Result<()> {
+/// The state's bincode, as a snapshot file holds it after the metadata.
+pub struct EncodedState(Vec<u8>);
+
+impl EncodedState {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Encodes `state` for a snapshot: a copy in memory, so the file can be written without
+/// holding whatever guards the state.
+pub fn encode_state(state: &State) -> io::Result<EncodedState> {
+    bincode::serde::encode_to_vec(state, config())
+        .map(EncodedState)
+        .map_err(invalid_data)
+}
+
+/// Writes a snapshot file of `state` (as `encode_state` made it) and fsyncs it.
+pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &EncodedState) -> io::Result<()> {
     let file = File::create_new(path)?;
     let mut w = HashingWriter {
         inner: BufWriter::new(file),
@@ -153,7 +181,7 @@ pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &State) -> io
     let meta_len = u32::try_from(meta.len()).map_err(|_| invalid_data("snapshot metadata over 4 GiB"))?;
     w.write_all(&meta_len.to_le_bytes())?;
     w.write_all(&meta)?;
-    bincode::serde::encode_into_std_write(state, &mut w, config()).map_err(invalid_data)?;
+    w.write_all(&state.0)?;
     let crc = w.hasher.finalize();
     let mut inner = w.inner;
     inner.write_all(&crc.to_le_bytes())?;

@@ -6,7 +6,7 @@
 
 use crate::event_journal::{AppliedEntry, EventJournal};
 use crate::snapshot_dir::SnapshotDir;
-use crate::snapshot_file::{SnapshotFile, SnapshotHeader, write_snapshot};
+use crate::snapshot_file::{SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
 use crate::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use flotilla_state_machine::{ApplyContext, Response, State};
 use futures::{Stream, TryStreamExt};
@@ -120,18 +120,25 @@ impl Shared {
         self.current_snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Streams the current state to a new snapshot file (blocking; run off the async threads).
+    /// Writes the current state to a new snapshot file (blocking; run off the async threads).
+    /// The read lock is held only while the state is encoded in memory; the write and the
+    /// fsync happen after it is released, so applies and readers never wait on the disk.
     fn build_snapshot_blocking(&self) -> io::Result<(SnapshotHeader, SnapshotFile)> {
         let tmp = self.snapshots.tmp_path();
-        let header = {
+        let (header, encoded) = {
+            let locked_at = std::time::Instant::now();
             let data = self.data.read().unwrap_or_else(|p| p.into_inner());
             let header = SnapshotHeader {
                 last_log_id: data.last_applied,
                 last_membership: data.last_membership.clone(),
             };
-            write_snapshot(&tmp, &header, &data.state)?;
-            header
+            let encoded = encode_state(&data.state)?;
+            drop(data);
+            self.stats.snapshot_locked(locked_at.elapsed());
+            (header, encoded)
         };
+        write_snapshot(&tmp, &header, &encoded)?;
+        drop(encoded);
         let path = self.snapshots.publish(&tmp, &header)?;
         self.set_current(header.clone());
         self.stats.snapshot_built();

@@ -12,6 +12,7 @@ pub struct StoreStats {
     append_wait_micros: AtomicU64,
     wal_syncs: AtomicU64,
     snapshots_built: AtomicU64,
+    snapshot_lock_micros: AtomicU64,
     snapshots_installed: AtomicU64,
 }
 
@@ -25,6 +26,8 @@ pub struct StoreStatsReading {
     /// WAL fsyncs (group commits: one covers every append queued while the previous ran).
     pub wal_syncs: u64,
     pub snapshots_built: u64,
+    /// Total time snapshot builds held the state's read lock (encoding it in memory).
+    pub snapshot_lock: Duration,
     pub snapshots_installed: u64,
 }
 
@@ -43,6 +46,11 @@ impl StoreStats {
         self.snapshots_built.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn snapshot_locked(&self, held: Duration) {
+        self.snapshot_lock_micros
+            .fetch_add(u64::try_from(held.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot_installed(&self) {
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
     }
@@ -53,6 +61,7 @@ impl StoreStats {
             append_wait: Duration::from_micros(self.append_wait_micros.load(Ordering::Relaxed)),
             wal_syncs: self.wal_syncs.load(Ordering::Relaxed),
             snapshots_built: self.snapshots_built.load(Ordering::Relaxed),
+            snapshot_lock: Duration::from_micros(self.snapshot_lock_micros.load(Ordering::Relaxed)),
             snapshots_installed: self.snapshots_installed.load(Ordering::Relaxed),
         }
     }

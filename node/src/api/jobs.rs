@@ -52,7 +52,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
-    responses((status = 200, description = "the job"), super::openapi::UnknownId, super::openapi::StandardErrors))]
+    responses((status = 200, description = "the job"), super::openapi::UnknownId, super::openapi::RemovedId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
     scope: TenantScope,
@@ -63,7 +63,7 @@ pub async fn get_one(
     super::read_one(
         &app,
         raw,
-        || format!("job {id} does not exist"),
+        |s| super::retention::job_gone(s, &scope, id),
         |s, applied| {
             s.job(id)
                 .filter(|j| scope.admits(&j.tenant))
@@ -96,7 +96,7 @@ pub async fn cancel(
 /// output as this node applies it, ending once the job has finished and its worker is gone.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"),
     ("follow" = Option<bool>, Query, description = "stream until the job has finished")),
-    responses((status = 200, description = "the job's output", content_type = "text/plain"), super::openapi::UnknownId, super::openapi::StandardErrors))]
+    responses((status = 200, description = "the job's output", content_type = "text/plain"), super::openapi::UnknownId, super::openapi::RemovedId, super::openapi::StandardErrors))]
 pub async fn logs(
     State(app): State<AppState>,
     scope: TenantScope,
@@ -108,8 +108,11 @@ pub async fn logs(
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let body = {
         let data = app.machine.read();
-        if !data.state.job(id).is_some_and(|j| scope.admits(&j.tenant)) {
-            return Err(ApiError::not_found(format!("job {id} does not exist")));
+        let Some(job) = data.state.job(id).filter(|j| scope.admits(&j.tenant)) else {
+            return Err(super::retention::job_gone(&data.state, &scope, id));
+        };
+        if let Some(at_ms) = data.state.pipeline(job.pipeline).and_then(|p| p.output_removed_at_ms) {
+            return Err(super::retention::output_gone(id, at_ms));
         }
         if q.follow == Some(true) {
             // A followed log is an open stream like `/v1/events`: it takes one of the same

@@ -17,6 +17,7 @@ mod pipelines;
 mod pools;
 mod secrets;
 pub mod server;
+mod retention;
 mod tenants;
 pub mod tokens;
 mod yaml_guard;
@@ -140,6 +141,31 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             "/v1/tenants/{name}/quota",
             Method::DELETE,
             delete(tenants::clear_quota),
+            at_least(Admin),
+        ),
+        (
+            "/v1/tenants/{name}/retention",
+            Method::PUT,
+            put(retention::set_tenant),
+            at_least(Admin),
+        ),
+        (
+            "/v1/tenants/{name}/retention",
+            Method::DELETE,
+            delete(retention::clear_tenant),
+            at_least(Admin),
+        ),
+        ("/v1/retention", Method::GET, get(retention::get), at_least(Viewer)),
+        (
+            "/v1/retention/default",
+            Method::PUT,
+            put(retention::set_default),
+            at_least(Admin),
+        ),
+        (
+            "/v1/retention/default",
+            Method::DELETE,
+            delete(retention::clear_default),
             at_least(Admin),
         ),
         ("/v1/limits", Method::GET, get(limits::get), at_least(Viewer)),
@@ -416,17 +442,18 @@ pub async fn admit_scoped(
 
 /// A read of one item of the applied state, the shape of every `GET .../{id}`: the query's
 /// consistency is honoured, then `render` answers from the state under its read lock (given
-/// the applied index for `read_response`), or gives `None` for a 404 saying `missing`.
+/// the applied index for `read_response`), or gives `None` for the error `missing` makes
+/// from the same state (404, or 410 for what retention removed).
 pub async fn read_one(
     app: &AppState,
     raw_query: Option<String>,
-    missing: impl FnOnce() -> String,
+    missing: impl FnOnce(&flotilla_state_machine::State) -> ApiError,
     render: impl FnOnce(&flotilla_state_machine::State, u64) -> Option<Response>,
 ) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw_query)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.machine.read();
-    render(&data.state, applied).ok_or_else(|| ApiError::not_found(missing()))
+    render(&data.state, applied).ok_or_else(|| missing(&data.state))
 }
 
 /// Parses a numeric id from the path, with a JSON error on failure.

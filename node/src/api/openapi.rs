@@ -5,7 +5,7 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, events, health, jobs, join, limits, pipelines, pools, secrets, tenants, tokens};
+use super::{cluster, events, health, jobs, join, limits, pipelines, pools, retention, secrets, tenants, tokens};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
@@ -34,6 +34,11 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         tenants::list,
         tenants::set_quota,
         tenants::clear_quota,
+        retention::get,
+        retention::set_default,
+        retention::clear_default,
+        retention::set_tenant,
+        retention::clear_tenant,
         limits::get,
         limits::update,
         cluster::status,
@@ -70,6 +75,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         TokenCreateDoc,
         DrainDoc,
         QuotaDoc,
+        RetentionPolicyDoc,
         SecretDoc,
         CreateJoinTokenDoc,
         LimitsDoc,
@@ -173,6 +179,12 @@ pub enum StandardErrors {
 #[response(status = 404, description = "unknown id")]
 #[allow(dead_code)]
 pub struct UnknownId(ErrorBodyDoc);
+
+/// The answer of a route whose `{id}` (or its output) the retention policy removed.
+#[derive(IntoResponses)]
+#[response(status = 410, description = "removed by the retention policy")]
+#[allow(dead_code)]
+pub struct RemovedId(ErrorBodyDoc);
 
 fn error_response(description: &str) -> utoipa::openapi::Response {
     let content = utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")));
@@ -320,6 +332,22 @@ pub struct QuotaDoc {
     /// The highest priority the tenant's jobs may ask for (a submission asking more gets 422
     /// naming the job's `priority`); absent: as high as the limits allow.
     max_priority: Option<i32>,
+}
+
+/// A retention policy: at least one field. Ages are milliseconds or text with a unit
+/// (`"30d"`, `"12h"`), at most 100 years, counted from a pipeline's finish.
+#[derive(ToSchema)]
+#[schema(as = RetentionPolicy)]
+#[allow(dead_code)]
+pub struct RetentionPolicyDoc {
+    /// A finished pipeline is removed with its jobs and output this long after it finished.
+    #[schema(minimum = 0, maximum = 3_153_600_000_000_u64)]
+    max_age_ms: Option<u64>,
+    /// At most this many finished pipelines of a tenant are kept; the oldest go first.
+    max_pipelines: Option<u64>,
+    /// The output of a finished pipeline's jobs is removed this long after it finished.
+    #[schema(minimum = 0, maximum = 3_153_600_000_000_u64)]
+    output_max_age_ms: Option<u64>,
 }
 
 /// A secret's new value: 8 to 65,536 bytes of UTF-8 text. Stored sealed; no route returns it.

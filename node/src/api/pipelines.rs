@@ -153,7 +153,7 @@ pub async fn list(
 }
 
 #[utoipa::path(get, path = "/v1/pipelines/{id}", tag = "pipelines", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
-    responses((status = 200, description = "the pipeline and its jobs' states"), super::openapi::UnknownId, super::openapi::StandardErrors))]
+    responses((status = 200, description = "the pipeline and its jobs' states"), super::openapi::UnknownId, super::openapi::RemovedId, super::openapi::StandardErrors))]
 pub async fn get_one(
     State(app): State<AppState>,
     scope: TenantScope,
@@ -164,7 +164,7 @@ pub async fn get_one(
     super::read_one(
         &app,
         raw,
-        || format!("pipeline {id} does not exist"),
+        |s| super::retention::pipeline_gone(s, &scope, id),
         |s, applied| {
             s.pipeline(id)
                 .filter(|p| scope.admits(&p.tenant))

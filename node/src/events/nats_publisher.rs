@@ -65,11 +65,15 @@ impl PublisherConfig {
     /// each tenant its own subjects; `flotilla.<cluster>.cluster.<category>.<id>.<event>` for
     /// the cluster's, its pools' and the audit trail. Dots in names become `_` so each part
     /// stays one subject token; in a tenant's name `~` (a character names cannot hold), so
-    /// no two tenants share a subject.
+    /// no two tenants share a subject. An event about work whose tenant is no longer known
+    /// (retention removed its pipeline before it was published) goes to
+    /// `flotilla.<cluster>.removed.…`: neither a tenant's subjects nor the cluster's.
     pub fn subject(&self, event: &flotilla_state_machine::Event, tenant: Option<&str>) -> String {
         let subject = event.subject();
+        let about_work = event.job().is_some() || event.pipeline().is_some();
         let scope = match tenant {
             Some(t) => format!("tenant.{}", t.replace('.', "~")),
+            None if about_work => "removed".to_string(),
             None => "cluster".to_string(),
         };
         format!(
@@ -314,6 +318,11 @@ mod tests {
         assert_ne!(
             config.subject(&started, Some("a.b")),
             config.subject(&started, Some("a_b"))
+        );
+        assert_eq!(
+            config.subject(&started, None),
+            "flotilla.ci_east.removed.job.j7.JobStarted",
+            "a job whose tenant is gone is published to no tenant's subjects nor the cluster's"
         );
         let pool = Event::PoolRegistered { pool: "gpu.big".into() };
         assert_eq!(

@@ -25,6 +25,7 @@ mod leadership;
 mod placement;
 mod reconcile;
 pub mod report_batcher;
+mod retention;
 
 pub use error::LeaderError;
 pub use leadership::Leadership;
@@ -52,6 +53,8 @@ pub struct LeaderConfig {
     /// Workers driven at once; their reports share Raft entries (see `report_batcher`).
     pub drive_concurrency: usize,
     pub batcher: BatcherConfig,
+    /// How often the retention policies are enforced (`retention.rs`).
+    pub retention_interval_ms: u64,
 }
 
 impl LeaderConfig {
@@ -62,6 +65,7 @@ impl LeaderConfig {
             policy: SchedulerPolicy::default(),
             drive_concurrency: 256,
             batcher: BatcherConfig::default(),
+            retention_interval_ms: 5_000,
         }
     }
 }
@@ -120,6 +124,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
     tokio::join!(
         placement_loop(&context, stop.clone()),
         drive_loop(&context, stop.clone()),
+        retention_loop(&context, stop.clone()),
         batch_loop.run(&proposer, &metrics, stop)
     );
 }
@@ -171,6 +176,28 @@ async fn placement_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<b
                 again = false;
                 tracing::warn!(error = %e, "placing jobs");
             }
+        }
+    }
+}
+
+/// Every `retention_interval_ms`: remove what the retention policies make due.
+async fn retention_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<bool>) {
+    let mut leadership = context.leadership.clone();
+    let mut ticker = tokio::time::interval(Duration::from_millis(context.config.retention_interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if leadership.term().is_none() && leadership.acquired(&mut stop).await.is_none() {
+            return;
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(term) = leadership.term() else { continue };
+        match context.expire(term).await {
+            Ok(0) | Err(LeaderError::Deposed { .. }) => {}
+            Ok(named) => tracing::info!(pipelines = named, "retention removed finished work"),
+            Err(e) => tracing::warn!(error = %e, "enforcing retention"),
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct NodeMetrics {
     raft_wal_syncs: Counter,
     raft_snapshots_built: Counter,
     raft_snapshots_installed: Counter,
+    raft_snapshot_lock_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    retention_pipelines_removed: Counter,
+    retention_output_bytes_removed: Counter,
     pub scheduler_plan_seconds: Histogram,
     pub scheduler_placements: Counter,
     pub scheduler_rejected_placements: Counter,
@@ -128,6 +131,9 @@ impl Default for NodeMetrics {
             raft_wal_syncs: Counter::default(),
             raft_snapshots_built: Counter::default(),
             raft_snapshots_installed: Counter::default(),
+            raft_snapshot_lock_seconds: Counter::default(),
+            retention_pipelines_removed: Counter::default(),
+            retention_output_bytes_removed: Counter::default(),
             scheduler_plan_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             scheduler_placements: Counter::default(),
             scheduler_rejected_placements: Counter::default(),
@@ -222,6 +228,21 @@ impl Default for NodeMetrics {
             m.raft_snapshots_installed.clone(),
         );
         r.register(
+            "raft_snapshot_lock_seconds",
+            "Total time snapshot builds held the state's lock (encoding it; the disk write comes after)",
+            m.raft_snapshot_lock_seconds.clone(),
+        );
+        r.register(
+            "retention_pipelines_removed",
+            "Finished pipelines the retention policies removed (replicated: every node counts the same)",
+            m.retention_pipelines_removed.clone(),
+        );
+        r.register(
+            "retention_output_bytes_removed",
+            "Bytes of job output the retention policies removed",
+            m.retention_output_bytes_removed.clone(),
+        );
+        r.register(
             "scheduler_plan_seconds",
             "From scheduling to the plan's commit (as leader)",
             m.scheduler_plan_seconds.clone(),
@@ -303,6 +324,10 @@ impl NodeMetrics {
         follow(&self.raft_wal_syncs, store.wal_syncs);
         follow(&self.raft_snapshots_built, store.snapshots_built);
         follow(&self.raft_snapshots_installed, store.snapshots_installed);
+        let locked = store.snapshot_lock.as_secs_f64() - self.raft_snapshot_lock_seconds.get();
+        if locked > 0.0 {
+            self.raft_snapshot_lock_seconds.inc_by(locked);
+        }
         let waited = store.append_wait.as_secs_f64() - self.raft_append_wait_seconds.get();
         if waited > 0.0 {
             self.raft_append_wait_seconds.inc_by(waited);
@@ -318,6 +343,9 @@ impl NodeMetrics {
                     })
                     .set(*n as i64);
             }
+            let totals = data.state.retention().totals();
+            follow(&self.retention_pipelines_removed, totals.pipelines_removed);
+            follow(&self.retention_output_bytes_removed, totals.output_bytes_removed);
             self.queue_depth.clear();
             for (p, n) in data.state.pending_queue().depth_by_priority() {
                 self.queue_depth

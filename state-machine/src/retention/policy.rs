@@ -20,13 +20,21 @@ pub const MAX_RETENTION_TENANTS: usize = crate::MAX_QUOTA_TENANTS;
 #[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// A finished pipeline is removed this long after it finished.
-    #[serde(default)]
+    #[serde(
+        default,
+        alias = "max_age",
+        deserialize_with = "crate::spec::duration_ms::deserialize_option"
+    )]
     pub max_age_ms: Option<u64>,
     /// At most this many finished pipelines of the tenant are kept; the oldest go first.
     #[serde(default)]
     pub max_pipelines: Option<u64>,
     /// The output of a finished pipeline's jobs is removed this long after it finished.
-    #[serde(default)]
+    #[serde(
+        default,
+        alias = "output_max_age",
+        deserialize_with = "crate::spec::duration_ms::deserialize_option"
+    )]
     pub output_max_age_ms: Option<u64>,
 }
 
@@ -88,6 +96,20 @@ mod tests {
             ..RetentionPolicy::default()
         };
         assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn durations_read_with_units_from_json_and_as_integers_from_bincode() {
+        let p: RetentionPolicy = serde_json::from_str(r#"{"max_age": "30d", "output_max_age_ms": 60000}"#).unwrap();
+        assert_eq!(p.max_age_ms, Some(30 * 86_400_000));
+        assert_eq!(p.output_max_age_ms, Some(60_000));
+        assert_eq!(p.max_pipelines, None);
+        assert!(serde_json::from_str::<RetentionPolicy>(r#"{"max_age": "30 parsecs"}"#).is_err());
+        assert!(serde_json::from_str::<RetentionPolicy>(r#"{"keep": 1}"#).is_err());
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&p, config).unwrap();
+        let back: RetentionPolicy = bincode::serde::decode_from_slice(&bytes, config).unwrap().0;
+        assert_eq!(back, p);
     }
 
     #[test]

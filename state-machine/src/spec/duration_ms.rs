@@ -4,6 +4,7 @@
 //! Only self-describing formats (JSON, YAML) get the string form; binary encodings of the log
 //! and snapshots read and write the plain `u64`.
 
+use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
 
@@ -12,6 +13,19 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D:
         deserializer.deserialize_any(MillisVisitor)
     } else {
         deserializer.deserialize_u64(MillisVisitor)
+    }
+}
+
+/// An optional duration, in the same two forms (`null` or absent: `None`).
+pub fn deserialize_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<Millis>::deserialize(deserializer)?.map(|m| m.0))
+}
+
+struct Millis(u64);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize(deserializer).map(Millis)
     }
 }
 
