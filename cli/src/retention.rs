@@ -149,12 +149,16 @@ pub async fn run(client: &Client, format: Format, cmd: &RetentionCmd) -> anyhow:
                 body["output_max_age_ms"] = age(a);
             }
             let v = client.request(Method::PUT, &path(tenant), Some(&body), &[]).await?;
-            let scope = tenant.as_deref().map_or("the default".to_string(), |t| format!("tenant {t}'s"));
+            let scope = tenant
+                .as_deref()
+                .map_or("the default".to_string(), |t| format!("tenant {t}'s"));
             show(format, &v, &|_| println!("{scope} retention policy is set"));
         }
         RetentionCmd::Clear { tenant } => {
             let v = client.request(Method::DELETE, &path(tenant), None, &[]).await?;
-            let scope = tenant.as_deref().map_or("no default".to_string(), |t| format!("tenant {t} has no"));
+            let scope = tenant
+                .as_deref()
+                .map_or("no default".to_string(), |t| format!("tenant {t} has no"));
             show(format, &v, &|_| println!("{scope} retention policy"));
         }
     }

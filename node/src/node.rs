@@ -114,6 +114,12 @@ impl RunningNode {
             },
         );
         let mut tasks = vec![tokio::spawn(sampler)];
+        tasks.push(tokio::spawn(crate::raft::snapshot_trigger::run(
+            raft.clone(),
+            machine.clone(),
+            settings.snapshot_after_log_bytes,
+            shutdown_rx.clone(),
+        )));
         if let Some(tls) = &tls {
             tasks.push(tokio::spawn(crate::tls::node_cert::run_renewal(
                 tls.cert(),

@@ -72,6 +72,10 @@ pub struct Options {
     /// Build a snapshot after this many applied entries since the last one. Default 10000.
     #[arg(long)]
     pub snapshot_after_entries: Option<u64>,
+    /// Build a snapshot once this many bytes of entries were appended since the last one,
+    /// whatever their number. Default 268435456 (256 MiB).
+    #[arg(long)]
+    pub snapshot_after_log_bytes: Option<u64>,
     /// Entries kept in the log behind the newest snapshot (for slow followers). Default 1000.
     #[arg(long)]
     pub log_entries_kept_after_snapshot: Option<u64>,
@@ -369,6 +373,7 @@ pub struct Settings {
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     pub snapshot_after_entries: u64,
+    pub snapshot_after_log_bytes: u64,
     pub log_entries_kept_after_snapshot: u64,
     pub max_concurrent_requests: usize,
     pub max_request_bytes: usize,
@@ -449,6 +454,7 @@ impl Settings {
             election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
             election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
             snapshot_after_entries: pick!(snapshot_after_entries, 10_000),
+            snapshot_after_log_bytes: pick!(snapshot_after_log_bytes, 256 * 1024 * 1024),
             log_entries_kept_after_snapshot: pick!(log_entries_kept_after_snapshot, 1000),
             max_concurrent_requests: pick!(max_concurrent_requests, 256),
             max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
@@ -583,6 +589,10 @@ impl Settings {
             "need heartbeat-interval-ms < election-timeout-min-ms < election-timeout-max-ms"
         );
         anyhow::ensure!(settings.leader_tick_ms > 0, "--leader-tick-ms must be greater than 0");
+        anyhow::ensure!(
+            settings.snapshot_after_log_bytes > 0,
+            "--snapshot-after-log-bytes must be greater than 0"
+        );
         anyhow::ensure!(
             settings.retention_interval_ms > 0,
             "--retention-interval-ms must be greater than 0"

@@ -11,7 +11,8 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Submits a pipeline whose one job prints a line, and waits for it to succeed; returns the
 /// pipeline's and the job's ids.
 async fn finished(c: &Cluster, node: u64, name: &str) -> (u64, u64) {
-    let spec = json!({ "name": name, "jobs": [job_spec("build", json!({ "steps": [format!("echo output of {name}")] }))] });
+    let spec =
+        json!({ "name": name, "jobs": [job_spec("build", json!({ "steps": [format!("echo output of {name}")] }))] });
     let (s, v) = c.post(node, "/v1/pipelines", spec).await;
     assert_eq!(s, 201, "{v}");
     let pipeline = v["pipeline"].as_u64().unwrap_or_else(|| panic!("{v}"));
@@ -147,5 +148,9 @@ async fn the_leader_removes_what_the_policy_makes_due_and_reads_say_it_is_gone()
         Some(&3.0),
         "{metrics:?}"
     );
-    assert!(metrics.get("flotilla_retention_output_bytes_removed_total").is_some_and(|b| *b > 0.0));
+    assert!(
+        metrics
+            .get("flotilla_retention_output_bytes_removed_total")
+            .is_some_and(|b| *b > 0.0)
+    );
 }

@@ -30,7 +30,7 @@ pub use codec::{FORMAT_VERSION, decode, encode, encode_into, encoded_len};
 pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
 pub use journal_cursor::JournalCursor;
 pub use log_store::LogStore;
-pub use snapshot_file::{SnapshotFile, SnapshotHeader};
+pub use snapshot_file::{EncodedState, SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
 pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
 pub use store_stats::{StoreStats, StoreStatsReading};
 pub use type_config::{Entry, LogId, Membership, NodeAddr, SnapshotMeta, StoredMembership, TypeConfig, Vote};

@@ -33,6 +33,7 @@ struct Inner {
     // Declared before `syncer`: dropped first, so the syncer's join releases the last handle.
     db: Arc<DB>,
     syncer: WalSyncer,
+    stats: Arc<crate::StoreStats>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -59,9 +60,9 @@ impl LogStore {
                 return Err(io::Error::other(format!("column family {cf} is missing")));
             }
         }
-        let syncer = WalSyncer::start(db.clone(), stats)?;
+        let syncer = WalSyncer::start(db.clone(), stats.clone())?;
         Ok(LogStore {
-            inner: Arc::new(Inner { db, syncer }),
+            inner: Arc::new(Inner { db, syncer, stats }),
         })
     }
 
@@ -95,7 +96,10 @@ impl LogStore {
     /// Runs a synced write on the blocking pool: an fsync must not hold a thread of the async
     /// runtime, which serves heartbeats and client requests. openraft awaits each call before
     /// the next, so the writes keep their order.
-    async fn synced_off_runtime(&self, write: impl FnOnce(&LogStore) -> io::Result<()> + Send + 'static) -> io::Result<()> {
+    async fn synced_off_runtime(
+        &self,
+        write: impl FnOnce(&LogStore) -> io::Result<()> + Send + 'static,
+    ) -> io::Result<()> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || write(&store))
             .await
@@ -174,8 +178,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let vote = vote.clone();
-        self.synced_off_runtime(move |s| s.put_meta_synced(KEY_VOTE, &vote)).await
+        let vote = *vote;
+        self.synced_off_runtime(move |s| s.put_meta_synced(KEY_VOTE, &vote))
+            .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -193,9 +198,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
+        let mut bytes = 0u64;
         for entry in entries {
-            batch.put_cf(self.cf(CF_LOGS), index_key(entry.index()), encode(&entry)?);
+            let record = encode(&entry)?;
+            bytes += record.len() as u64;
+            batch.put_cf(self.cf(CF_LOGS), index_key(entry.index()), record);
         }
+        self.inner.stats.log_bytes_appended(bytes);
         // Unsynced write: readable now; durable once the syncer's fsync completes the callback.
         self.db().write(batch).map_err(io::Error::other)?;
         self.inner.syncer.after_sync(callback).await

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct StoreStats {
     appends: AtomicU64,
     append_wait_micros: AtomicU64,
+    appended_bytes: AtomicU64,
+    /// `appended_bytes` when the last snapshot was built or installed.
+    appended_bytes_at_snapshot: AtomicU64,
     wal_syncs: AtomicU64,
     snapshots_built: AtomicU64,
     snapshot_lock_micros: AtomicU64,
@@ -21,6 +24,9 @@ pub struct StoreStats {
 pub struct StoreStatsReading {
     /// Log appends acknowledged to Raft (each after the fsync that covers it).
     pub appends: u64,
+    /// Bytes of log entries appended since the last snapshot was built or installed (what a
+    /// snapshot would let the log purge, roughly).
+    pub log_bytes_since_snapshot: u64,
     /// Total time appends waited from write to acknowledgement.
     pub append_wait: Duration,
     /// WAL fsyncs (group commits: one covers every append queued while the previous ran).
@@ -38,11 +44,21 @@ impl StoreStats {
             .fetch_add(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    pub(crate) fn log_bytes_appended(&self, bytes: u64) {
+        self.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn mark_snapshot(&self) {
+        self.appended_bytes_at_snapshot
+            .store(self.appended_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     pub(crate) fn synced(&self) {
         self.wal_syncs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn snapshot_built(&self) {
+        self.mark_snapshot();
         self.snapshots_built.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -52,12 +68,17 @@ impl StoreStats {
     }
 
     pub(crate) fn snapshot_installed(&self) {
+        self.mark_snapshot();
         self.snapshots_installed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn read(&self) -> StoreStatsReading {
         StoreStatsReading {
             appends: self.appends.load(Ordering::Relaxed),
+            log_bytes_since_snapshot: self
+                .appended_bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.appended_bytes_at_snapshot.load(Ordering::Relaxed)),
             append_wait: Duration::from_micros(self.append_wait_micros.load(Ordering::Relaxed)),
             wal_syncs: self.wal_syncs.load(Ordering::Relaxed),
             snapshots_built: self.snapshots_built.load(Ordering::Relaxed),

@@ -52,7 +52,10 @@ impl State {
         let r = &self.retention;
         let mut settled = 0usize;
         for (tenant, s) in &r.settled {
-            ensure!(!s.pipelines.is_empty(), "tenant {tenant:?} is kept with no settled pipeline");
+            ensure!(
+                !s.pipelines.is_empty(),
+                "tenant {tenant:?} is kept with no settled pipeline"
+            );
             ensure!(
                 s.with_output.is_subset(&s.pipelines),
                 "tenant {tenant:?} holds output of a pipeline that is not settled"
@@ -369,11 +372,7 @@ impl State {
         }
         for (id, old) in &before.pipelines {
             let Some(new) = self.pipelines.get(id) else {
-                ensure!(
-                    old.state.is_terminal(),
-                    "pipeline {id} vanished while {:?}",
-                    old.state
-                );
+                ensure!(old.state.is_terminal(), "pipeline {id} vanished while {:?}", old.state);
                 continue;
             };
             ensure!(

@@ -38,7 +38,10 @@ enum Op {
     /// A retention policy for tenant `t<n>` (or the default): age, count, output age.
     Retention(Option<u8>, Option<u16>, Option<u8>, Option<u16>),
     /// Removal of what is due (as the leader chooses it), or of any pipeline (`forged`).
-    Expire { forged: bool, pick: u8 },
+    Expire {
+        forged: bool,
+        pick: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -79,7 +79,10 @@ fn a_count_keeps_the_newest_and_removes_the_oldest_with_their_jobs_and_output() 
     for (p, _) in &done[3..] {
         assert!(h.state.pipeline(*p).is_some() && !h.state.pipeline_removed(*p));
     }
-    assert!(!h.state.pipeline_removed(PipelineId(99)), "an id never given out was not removed");
+    assert!(
+        !h.state.pipeline_removed(PipelineId(99)),
+        "an id never given out was not removed"
+    );
     let totals = h.state.retention().totals();
     assert_eq!((totals.pipelines_removed, totals.jobs_removed), (3, 3));
     assert_eq!(totals.output_bytes_removed, 21);
@@ -165,7 +168,10 @@ fn a_cancelled_pipeline_whose_worker_still_runs_is_kept_until_the_worker_is_gone
     h.ok(Command::WorkerStarted { job: ids[0], fencing });
     h.ok(Command::CancelPipeline { pipeline: p });
     assert!(h.state.pipeline(p).is_some_and(|p| p.state == PipelineState::Cancelled));
-    assert!(due(&h.state, h.now_ms, 100).is_empty(), "its worker still holds capacity");
+    assert!(
+        due(&h.state, h.now_ms, 100).is_empty(),
+        "its worker still holds capacity"
+    );
     let (r, _) = h.run(Command::ExpireHistory {
         pipelines: vec![p],
         outputs: vec![],
@@ -351,7 +357,11 @@ fn under_steady_load_the_state_stays_bounded_and_replicas_agree() {
             },
         );
         if round % 100 == 99 {
-            sizes.push((h.state.pipelines().count(), h.state.jobs().count(), bytes(&h.state).len()));
+            sizes.push((
+                h.state.pipelines().count(),
+                h.state.jobs().count(),
+                bytes(&h.state).len(),
+            ));
         }
     }
     for (pipelines, jobs, _) in &sizes {

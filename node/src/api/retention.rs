@@ -21,7 +21,11 @@ const DEFAULT_REMOVALS_LISTED: usize = 100;
     params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"),
            ("limit" = Option<usize>, Query, description = "latest removals to list, newest first (default 100, at most 10000)")),
     responses((status = 200, description = "the default policy, the tenants' policies, totals removed and the latest removals (a scoped token: its tenants' only, without totals)"), super::openapi::StandardErrors))]
-pub async fn get(State(app): State<AppState>, scope: TenantScope, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    scope: TenantScope,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw)?;
     let limit = match q.limit {
         None => DEFAULT_REMOVALS_LISTED,
@@ -139,7 +143,9 @@ pub fn job_gone(state: &flotilla_state_machine::State, scope: &TenantScope, id: 
     if scope.is_restricted() || !state.job_removed(id) {
         return ApiError::not_found(format!("job {id} does not exist"));
     }
-    gone(format!("job {id} was removed with its pipeline by the retention policy"))
+    gone(format!(
+        "job {id} was removed with its pipeline by the retention policy"
+    ))
 }
 
 /// A job whose output retention removed (the job itself remains).

@@ -13,6 +13,7 @@ pub mod peer_certificate;
 pub mod proposer;
 pub mod service;
 pub mod session_slots;
+pub mod snapshot_trigger;
 pub mod tls_connector;
 
 /// The Raft instance of a node.

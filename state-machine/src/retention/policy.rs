@@ -46,7 +46,10 @@ impl RetentionPolicy {
             // output_max_age_ms (removing a policy is its own command).
             return Err(SpecError::Empty { field: "policy".into() });
         }
-        for (field, value) in [("max_age_ms", self.max_age_ms), ("output_max_age_ms", self.output_max_age_ms)] {
+        for (field, value) in [
+            ("max_age_ms", self.max_age_ms),
+            ("output_max_age_ms", self.output_max_age_ms),
+        ] {
             if let Some(ms) = value
                 && ms > MAX_RETENTION_AGE_MS
             {
