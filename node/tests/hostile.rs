@@ -48,23 +48,7 @@ async fn still_serving(c: &Cluster, n: u64, tag: &str) {
     }
     let (s, v) = c.submit(1, &format!("after-{}", tag.replace(' ', "-")), None).await;
     assert_eq!(s, 201, "submission after {tag}: {v}\n{}", c.logs());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut digests = Vec::new();
-        for id in 1..=n {
-            let d = c.get(id, "/v1/cluster/state-digest").await.1;
-            digests.push((d["applied_index"].as_u64(), d["digest"].as_str().map(str::to_string)));
-        }
-        if digests.windows(2).all(|w| w[0] == w[1]) && digests[0].1.is_some() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replicas disagree after {tag}: {digests:?}\n{}",
-            c.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.wait_digests_agree(n, &format!("after {tag}")).await;
 }
 
 /// Submits `body`, which must be accepted, then cancels it: accepted at a limit is what a case

@@ -4,9 +4,6 @@
 mod common;
 use common::*;
 use serde_json::json;
-use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Submits a pipeline whose one job prints a line, and waits for it to succeed; returns the
 /// pipeline's and the job's ids.
@@ -25,22 +22,6 @@ async fn finished(c: &Cluster, node: u64, name: &str) -> (u64, u64) {
     )
     .await;
     (pipeline, job)
-}
-
-async fn digests_agree(c: &Cluster, n: u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut digests = Vec::new();
-        for id in 1..=n {
-            let d = c.get(id, "/v1/cluster/state-digest").await.1;
-            digests.push((d["applied_index"].as_u64(), d["digest"].as_str().map(str::to_string)));
-        }
-        if digests.windows(2).all(|w| w[0] == w[1]) && digests[0].1.is_some() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "replicas disagree: {digests:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +122,7 @@ async fn the_leader_removes_what_the_policy_makes_due_and_reads_say_it_is_gone()
     let (s, v) = c.delete(follower, "/v1/tenants/default/retention").await;
     assert_eq!(s, 200, "{v}");
 
-    digests_agree(&c, 3).await;
+    c.wait_digests_agree(3, "after the removals").await;
     let metrics = common::metrics_text::scrape(&c).await;
     assert_eq!(
         metrics.get("flotilla_retention_pipelines_removed_total"),

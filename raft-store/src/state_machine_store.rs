@@ -126,8 +126,8 @@ impl Shared {
     fn build_snapshot_blocking(&self) -> io::Result<(SnapshotHeader, SnapshotFile)> {
         let tmp = self.snapshots.tmp_path();
         let (header, encoded) = {
-            let locked_at = std::time::Instant::now();
             let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+            let locked_at = std::time::Instant::now();
             let header = SnapshotHeader {
                 last_log_id: data.last_applied,
                 last_membership: data.last_membership.clone(),

@@ -181,31 +181,37 @@ async fn placement_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<b
 }
 
 /// Every `retention_interval_ms`: remove what the retention policies make due.
-async fn retention_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<bool>) {
-    let mut leadership = context.leadership.clone();
-    let mut ticker = tokio::time::interval(Duration::from_millis(context.config.retention_interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        if leadership.term().is_none() && leadership.acquired(&mut stop).await.is_none() {
-            return;
-        }
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let Some(term) = leadership.term() else { continue };
+async fn retention_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
+    every_interval(context, context.config.retention_interval_ms, stop, |term| async move {
         match context.expire(term).await {
             Ok(0) | Err(LeaderError::Deposed { .. }) => {}
             Ok(named) => tracing::info!(pipelines = named, "retention removed finished work"),
             Err(e) => tracing::warn!(error = %e, "enforcing retention"),
         }
-    }
+    })
+    .await
 }
 
 /// Every tick: drive each assignment's worker, remove orphans, follow measured capacity.
-async fn drive_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<bool>) {
+async fn drive_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
+    every_interval(context, context.config.tick_ms, stop, |term| async move {
+        match context.drive_tick(term).await {
+            Ok(()) | Err(LeaderError::Deposed { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "leader tick stopped early"),
+        }
+    })
+    .await
+}
+
+/// Runs `tick` with the term every `interval_ms` while this node leads, until `stop`: the
+/// shape of every leader loop that has no reason to go again at once.
+async fn every_interval<F, Fut>(context: &LeaderContext<'_>, interval_ms: u64, mut stop: watch::Receiver<bool>, tick: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut leadership = context.leadership.clone();
-    let mut ticker = tokio::time::interval(Duration::from_millis(context.config.tick_ms));
+    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if leadership.term().is_none() && leadership.acquired(&mut stop).await.is_none() {
@@ -216,9 +222,6 @@ async fn drive_loop(context: &LeaderContext<'_>, mut stop: watch::Receiver<bool>
             _ = stop.changed() => return,
         }
         let Some(term) = leadership.term() else { continue };
-        match context.drive_tick(term).await {
-            Ok(()) | Err(LeaderError::Deposed { .. }) => {}
-            Err(e) => tracing::warn!(error = %e, "leader tick stopped early"),
-        }
+        tick(term).await;
     }
 }

@@ -678,6 +678,28 @@ impl Cluster {
         panic!("no common leader among {ids:?}\n{}", self.logs());
     }
 
+    /// Waits until nodes 1..=n answer the same applied index and state digest (`what` names
+    /// the moment in the failure message).
+    pub async fn wait_digests_agree(&self, n: u64, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut digests = Vec::new();
+            for id in 1..=n {
+                let d = self.get(id, "/v1/cluster/state-digest").await.1;
+                digests.push((d["applied_index"].as_u64(), d["digest"].as_str().map(str::to_string)));
+            }
+            if digests.windows(2).all(|w| w[0] == w[1]) && digests[0].1.is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas disagree {what}: {digests:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn register_pool(&self, id: u64) {
         let pool = json!({ "name": "main", "provider": "process", "capacity": { "cpu_millis": 8000, "memory_mib": 16384 }, "max_workers": 16 });
         let r = self.post(id, "/v1/pools", pool).await;
