@@ -18,9 +18,10 @@ pub enum RetentionCmd {
     },
     /// Set the default policy, or a tenant's own with --tenant (admin). Finished pipelines
     /// go with their jobs and output past --max-age or beyond the newest --max-pipelines of
-    /// their tenant; output alone goes past --output-max-age.
+    /// their tenant; output alone goes past --output-max-age; each job keeps at most
+    /// --output-max-bytes of output (in place of the limit `max_log_bytes_per_job`).
     #[command(group(clap::ArgGroup::new("bound").required(true).multiple(true)
-        .args(["max_age", "max_pipelines", "output_max_age"])))]
+        .args(["max_age", "max_pipelines", "output_max_age", "output_max_bytes"])))]
     Set {
         #[arg(long)]
         tenant: Option<String>,
@@ -33,6 +34,9 @@ pub enum RetentionCmd {
         /// Age after a pipeline finished at which its jobs' output goes.
         #[arg(long)]
         output_max_age: Option<String>,
+        /// Output kept per job: bytes, or with a unit (`512KiB`, `100MiB`, `1GiB`).
+        #[arg(long, value_parser = parse_bytes)]
+        output_max_bytes: Option<u64>,
     },
     /// Lift the default policy, or a tenant's own with --tenant (admin).
     Clear {
@@ -54,6 +58,34 @@ fn age(text: &str) -> Value {
         Ok(ms) => json!(ms),
         Err(_) => json!(text),
     }
+}
+
+/// A size as bytes: digits, optionally followed by `B`, `KiB`, `MiB` or `GiB`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let scale: u64 = match &text[digits.len()..] {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        unit => return Err(format!("unknown unit {unit:?}: use B, KiB, MiB or GiB")),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (for example 100MiB)"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Bytes in the largest binary unit that divides them.
+fn bytes_text(v: &Value) -> String {
+    let Some(n) = v.as_u64() else { return "-".into() };
+    for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if n >= scale && n % scale == 0 {
+            return format!("{}{unit}", n / scale);
+        }
+    }
+    format!("{n}B")
 }
 
 /// Milliseconds in the largest unit that divides them (`30d`, `90m`, `1500ms`).
@@ -80,6 +112,7 @@ fn policy_row(scope: &str, p: &Value) -> Vec<String> {
         duration_text(&p["max_age_ms"]),
         cell(&p["max_pipelines"]),
         duration_text(&p["output_max_age_ms"]),
+        bytes_text(&p["output_max_bytes_per_job"]),
     ]
 }
 
@@ -100,7 +133,10 @@ pub async fn run(client: &Client, format: Format, cmd: &RetentionCmd) -> anyhow:
                 if rows.is_empty() {
                     println!("no retention policy: every finished pipeline is kept");
                 } else {
-                    output::table(&["SCOPE", "MAX AGE", "MAX PIPELINES", "OUTPUT MAX AGE"], &rows);
+                    output::table(
+                        &["SCOPE", "MAX AGE", "MAX PIPELINES", "OUTPUT MAX AGE", "OUTPUT PER JOB"],
+                        &rows,
+                    );
                 }
                 let totals = &v["totals"];
                 if totals.is_object() {
@@ -137,6 +173,7 @@ pub async fn run(client: &Client, format: Format, cmd: &RetentionCmd) -> anyhow:
             max_age,
             max_pipelines,
             output_max_age,
+            output_max_bytes,
         } => {
             let mut body = json!({});
             if let Some(a) = max_age {
@@ -147,6 +184,9 @@ pub async fn run(client: &Client, format: Format, cmd: &RetentionCmd) -> anyhow:
             }
             if let Some(a) = output_max_age {
                 body["output_max_age_ms"] = age(a);
+            }
+            if let Some(n) = output_max_bytes {
+                body["output_max_bytes_per_job"] = json!(n);
             }
             let v = client.request(Method::PUT, &path(tenant), Some(&body), &[]).await?;
             let scope = tenant
@@ -178,5 +218,12 @@ mod tests {
         assert_eq!(duration_text(&json!(1_500u64)), "1500ms");
         assert_eq!(duration_text(&Value::Null), "-");
         assert_eq!(time_text(&json!(0)), "1970-01-01 00:00:00 UTC");
+        assert_eq!(parse_bytes("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert!(parse_bytes("10 parsecs").is_err() && parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999GiB").unwrap_err().contains("too large"));
+        assert_eq!(bytes_text(&json!(100u64 << 20)), "100MiB");
+        assert_eq!(bytes_text(&json!(1000u64)), "1000B");
     }
 }

@@ -360,3 +360,105 @@ async fn output_past_the_log_cap_is_not_sent_through_raft() {
     eprintln!("{} entries for the job with 8 MB of output", after - before);
     assert!(after - before < 40, "{} entries for one job", after - before);
 }
+
+/// Output lives on disk: megabytes kept under a tenant's cap (above the cluster's limit) are
+/// served whole, from every node, in pages, and again by a node killed and restarted from a
+/// snapshot that holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn megabytes_of_output_under_a_tenants_cap_are_served_whole_by_every_node_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("workers").to_string_lossy().into_owned();
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--process-work-dir",
+            work.as_str(),
+            "--leader-tick-ms",
+            "100",
+            "--snapshot-after-entries",
+            "20",
+        ],
+    )
+    .await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.register_pool(leader).await;
+    let (_, got) = c.get(leader, "/v1/limits").await;
+    let mut limits = got["limits"].clone();
+    limits["max_log_bytes_per_job"] = json!(65_536);
+    let (s, v) = c.put(leader, "/v1/limits", limits).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c
+        .put(
+            leader,
+            "/v1/retention/default",
+            json!({ "output_max_bytes_per_job": 3 << 20 }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // 1,988,895 bytes: past the 64 KiB limit, under the tenant's 3 MiB, two pages and more.
+    let (pipeline, jobs) = submit(
+        &c,
+        json!({ "name": "loud", "jobs": [job("loud", &["seq 1 300000"], &[])] }),
+    )
+    .await;
+    wait_pipeline(&c, leader, pipeline, "SUCCEEDED").await;
+    let expected: String = (1..=300_000).map(|n| format!("{n}\n")).collect();
+    let read = |c: &Cluster, node: u64| {
+        let url = c
+            .node(node)
+            .url(&format!("/v1/jobs/{}/logs?consistency=linearizable", jobs[0].1));
+        let request = c.authorized(c.http.get(url));
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let first = read(&c, leader).await;
+    assert!(
+        first.contains(&expected),
+        "{} bytes of log, truncated: {}",
+        first.len(),
+        first.contains("truncated")
+    );
+    assert!(!first.contains("log truncated"), "kept whole under the tenant's cap");
+    for node in 1..=3 {
+        assert!(read(&c, node).await == first, "node {node} serves another log");
+    }
+    c.wait_digests_agree(3, "after megabytes of output").await;
+    // A follower killed and restarted: restored from a snapshot that holds the output.
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let finished_at = c.get(leader, "/v1/cluster").await.1["applied_index"].as_u64().unwrap();
+    // Entries enough for the next snapshot (one every 20) to come after the output.
+    for t in 0..25 {
+        let quota = json!({ "cpu_millis": 1000, "memory_mib": 1024, "max_running_jobs": 1 });
+        let (s, v) = c.put(leader, &format!("/v1/tenants/t{t}/quota"), quota).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let snapshot = c
+        .wait_get(follower, "/v1/cluster", "a snapshot after the job's output", |s, v| {
+            s == 200 && v["snapshot_index"].as_u64() >= Some(finished_at)
+        })
+        .await;
+    assert!(snapshot["snapshot_index"].as_u64().unwrap() >= finished_at);
+    eprintln!(
+        "{} bytes of output; the follower's snapshot at {}, the job finished by {finished_at}",
+        first.len(),
+        snapshot["snapshot_index"]
+    );
+    c.node_mut(follower).kill9();
+    c.node_mut(follower).spawn();
+    c.wait_http(follower).await;
+    let again = c
+        .wait_get(follower, "/v1/cluster", "the restarted follower caught up", |s, v| {
+            s == 200 && v["applied_index"].as_u64() > Some(0)
+        })
+        .await;
+    assert!(again["applied_index"].as_u64().unwrap() > 0);
+    assert!(
+        read(&c, follower).await == first,
+        "the restarted follower serves another log"
+    );
+    c.wait_digests_agree(3, "after a follower restarted").await;
+    wait_no_workers(dir.path()).await;
+}

@@ -1,11 +1,12 @@
-//! Durable storage for Flotilla's Raft: the log in RocksDB, the state machine in memory with
-//! snapshots streamed to files.
+//! Durable storage for Flotilla's Raft: the log and the job output in RocksDB, the rest of the
+//! state machine in memory with snapshots streamed to files.
 //!
 //! `open` returns the two halves openraft needs (`LogStore`, `StateMachineStore`) over one data
 //! directory:
 //!
 //! ```text
-//! <dir>/log/          RocksDB: column families `logs` (entries) and `meta` (vote, committed, purged)
+//! <dir>/log/          RocksDB: column families `logs` (entries), `meta` (vote, committed, purged)
+//!                     and `output` (job output, written by apply: `output_store.rs`)
 //! <dir>/snapshots/    snapshot-<index>-<term>.snap files; tmp/ holds ones being written
 //! ```
 //!
@@ -19,6 +20,7 @@ mod codec;
 mod event_journal;
 mod journal_cursor;
 mod log_store;
+mod output_store;
 mod snapshot_dir;
 mod snapshot_file;
 mod state_machine_store;
@@ -30,6 +32,7 @@ pub use codec::{FORMAT_VERSION, decode, encode, encode_into, encoded_len};
 pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
 pub use journal_cursor::JournalCursor;
 pub use log_store::LogStore;
+pub use output_store::{OutputChunk, OutputStore, OutputView};
 pub use snapshot_file::{EncodedState, SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
 pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
 pub use store_stats::{StoreStats, StoreStatsReading};
@@ -66,16 +69,23 @@ pub fn open(config: &StoreConfig) -> io::Result<(LogStore, StateMachineStore)> {
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let db = rocksdb::DB::open_cf(&opts, config.dir.join("log"), [log_store::CF_LOGS, log_store::CF_META])
-        .map_err(io::Error::other)?;
+    let db = rocksdb::DB::open_cf(
+        &opts,
+        config.dir.join("log"),
+        [log_store::CF_LOGS, log_store::CF_META, output_store::CF_OUTPUT],
+    )
+    .map_err(io::Error::other)?;
+    let db = Arc::new(db);
     let stats = Arc::new(StoreStats::default());
-    let log = LogStore::new(Arc::new(db), stats.clone())?;
+    let output = OutputStore::new(db.clone())?;
+    let log = LogStore::new(db, stats.clone())?;
     let purged = log.last_purged_index()?;
     let sm = StateMachineStore::open(
         &config.dir.join("snapshots"),
         config.snapshots_to_keep,
         config.event_journal_capacity_events,
         stats,
+        output,
         purged,
     )?;
     Ok((log, sm))

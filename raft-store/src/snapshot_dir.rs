@@ -65,14 +65,14 @@ impl SnapshotDir {
     pub fn restore(
         &self,
         purged_index: Option<u64>,
-    ) -> io::Result<Option<(SnapshotHeader, flotilla_state_machine::State)>> {
+    ) -> io::Result<Option<(PathBuf, SnapshotHeader, flotilla_state_machine::State)>> {
         let mut refused = Vec::new();
         for path in self.published()?.into_iter().rev() {
             match crate::SnapshotFile::open(&path).and_then(|mut f| f.read_all()) {
                 Ok((header, state)) => {
                     let index = header.last_log_id.as_ref().map_or(0, |id| id.index);
                     if purged_index.is_none_or(|purged| index >= purged) {
-                        return Ok(Some((header, state)));
+                        return Ok(Some((path, header, state)));
                     }
                     refused.push(format!(
                         "{} ends at index {index}, before the log's start",

@@ -1,15 +1,19 @@
 //! Snapshot files: the state machine's encoding on disk.
 //!
 //! Layout: `FLOTSNAP` magic, snapshot-version byte, u32 length of the metadata, the metadata
-//! (bincode), the state (bincode), and a CRC-32 of everything before it. A file is written
-//! under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
+//! (bincode), the state (bincode), the job output, and a CRC-32 of everything before it. The
+//! output is a run of chunks, each `1u8`, job id (u64), offset (u64), length (u32), all
+//! little-endian, and the bytes, ended by `0u8`. A file is written under `tmp/`, fsynced,
+//! then renamed into place, so a visible snapshot is complete.
 //!
 //! Building one encodes the state in memory first (`encode_state`, under the state's read
-//! lock: the copy of the state this costs is the only time applies and readers wait), then
-//! writes and fsyncs that encoding with no lock held (`write_snapshot`). Reading streams.
+//! lock, with a RocksDB snapshot of the output taken in the same moment: the copy of the
+//! state this costs is the only time applies and readers wait), then writes the encoding and
+//! streams the output into the file with no lock held (`write_snapshot`). Reading streams.
 
 use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
+use crate::output_store::OutputChunk;
 use crate::{SnapshotMeta, StoredMembership};
 use flotilla_state_machine::State;
 use serde::{Deserialize, Serialize};
@@ -30,7 +34,11 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 7: `State` keeps the sealed secrets and the wrapped data keys; a job's spec its `secrets`.
 /// 8: `State` keeps the retention policies and settled pipelines; a pipeline when its output
 ///    was removed.
-pub const SNAPSHOT_VERSION: u8 = 8;
+/// 9: job output left the state: it follows the state as a run of chunks.
+pub const SNAPSHOT_VERSION: u8 = 9;
+
+/// The largest output chunk a snapshot may hold (a chunk is one applied append).
+const MAX_SNAPSHOT_CHUNK_BYTES: u32 = 64 * 1024 * 1024;
 
 /// What a snapshot restores besides the domain state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +84,22 @@ impl SnapshotFile {
         read_header(&mut r, len)
     }
 
-    /// Reads and verifies the whole file, returning header and state.
+    /// Reads and verifies the whole file, returning header and state; the output is checked
+    /// and passed over.
+    pub fn read_all(&mut self) -> io::Result<(SnapshotHeader, State)> {
+        self.read_with_output(|_| Ok(()))
+    }
+
+    /// Reads and verifies the whole file, returning header and state and handing each output
+    /// chunk to `on_chunk` in order.
     ///
     /// The checksum is verified in a first pass, before anything is decoded: in a corrupt file
     /// a length field can say anything, and the decoder would try to allocate it (a flipped
     /// byte once asked for 7 EB and aborted the process).
-    pub fn read_all(&mut self) -> io::Result<(SnapshotHeader, State)> {
+    pub fn read_with_output(
+        &mut self,
+        mut on_chunk: impl FnMut(&OutputChunk) -> io::Result<()>,
+    ) -> io::Result<(SnapshotHeader, State)> {
         let len = self.len_bytes()?;
         if len < 4 {
             return Err(invalid_data("snapshot file is too short"));
@@ -103,6 +121,7 @@ impl SnapshotFile {
         let mut body = BufReader::new((&self.file).take(len - 4));
         let header = read_header(&mut body, len)?;
         let state: State = decode_from_read(&mut body, len)?;
+        read_output(&mut body, &mut on_chunk)?;
         let mut rest = Vec::new();
         body.read_to_end(&mut rest)?;
         if !rest.is_empty() {
@@ -146,7 +165,34 @@ fn read_header(r: &mut impl Read, file_len: u64) -> io::Result<SnapshotHeader> {
     Ok(header)
 }
 
-/// Streams `header` and `state` into `path` (created new), fsyncs it, and returns it open.
+/// Reads the output chunks that follow the state, through their end marker.
+fn read_output(r: &mut impl Read, on_chunk: &mut impl FnMut(&OutputChunk) -> io::Result<()>) -> io::Result<()> {
+    loop {
+        let mut tag = [0u8; 1];
+        r.read_exact(&mut tag)?;
+        match tag[0] {
+            0 => return Ok(()),
+            1 => {}
+            other => return Err(invalid_data(format!("snapshot output has a chunk tagged {other}"))),
+        }
+        let mut head = [0u8; 20];
+        r.read_exact(&mut head)?;
+        let job = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        let offset = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(head[16..].try_into().expect("4 bytes"));
+        if len > MAX_SNAPSHOT_CHUNK_BYTES {
+            return Err(invalid_data(format!("snapshot output chunk of {len} bytes")));
+        }
+        let mut data = vec![0u8; len as usize];
+        r.read_exact(&mut data)?;
+        on_chunk(&OutputChunk {
+            job: flotilla_state_machine::JobId(job),
+            offset,
+            data,
+        })?;
+    }
+}
+
 /// The state's bincode, as a snapshot file holds it after the metadata.
 pub struct EncodedState(Vec<u8>);
 
@@ -168,8 +214,14 @@ pub fn encode_state(state: &State) -> io::Result<EncodedState> {
         .map_err(invalid_data)
 }
 
-/// Writes a snapshot file of `state` (as `encode_state` made it) and fsyncs it.
-pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &EncodedState) -> io::Result<()> {
+/// Writes a snapshot file of `state` (as `encode_state` made it) and the output `chunks`
+/// (in key order) and fsyncs it.
+pub fn write_snapshot(
+    path: &Path,
+    header: &SnapshotHeader,
+    state: &EncodedState,
+    chunks: impl IntoIterator<Item = io::Result<OutputChunk>>,
+) -> io::Result<()> {
     let file = File::create_new(path)?;
     let mut w = HashingWriter {
         inner: BufWriter::new(file),
@@ -182,6 +234,19 @@ pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &EncodedState
     w.write_all(&meta_len.to_le_bytes())?;
     w.write_all(&meta)?;
     w.write_all(&state.0)?;
+    for chunk in chunks {
+        let chunk = chunk?;
+        let len = u32::try_from(chunk.data.len())
+            .ok()
+            .filter(|l| *l <= MAX_SNAPSHOT_CHUNK_BYTES)
+            .ok_or_else(|| invalid_data(format!("output chunk of {} bytes", chunk.data.len())))?;
+        w.write_all(&[1])?;
+        w.write_all(&chunk.job.0.to_le_bytes())?;
+        w.write_all(&chunk.offset.to_le_bytes())?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&chunk.data)?;
+    }
+    w.write_all(&[0])?;
     let crc = w.hasher.finalize();
     let mut inner = w.inner;
     inner.write_all(&crc.to_le_bytes())?;

@@ -1,13 +1,16 @@
-//! openraft's state machine for Flotilla: the pure `State` in memory, snapshots on disk.
+//! openraft's state machine for Flotilla: the pure `State` in memory, job output in RocksDB,
+//! snapshots on disk.
 //!
 //! The state is not written per entry. On restart it is loaded from the newest snapshot and
 //! openraft re-applies the committed log after it (the log store saves the committed id), so
-//! the state never goes back behind what was applied before a crash.
+//! the state never goes back behind what was applied before a crash. Job output is written
+//! as each entry is applied, under the same write lock, so a reader holding the read lock
+//! sees the state and the output of the same entry (`output_store.rs`).
 
 use crate::event_journal::{AppliedEntry, EventJournal};
 use crate::snapshot_dir::SnapshotDir;
 use crate::snapshot_file::{SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
-use crate::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::{LogId, OutputStore, SnapshotMeta, StoredMembership, TypeConfig};
 use flotilla_state_machine::{ApplyContext, Response, State};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -34,6 +37,7 @@ pub struct Shared {
     stats: Arc<crate::StoreStats>,
     snapshots: SnapshotDir,
     current_snapshot: Mutex<Option<SnapshotHeader>>,
+    output: OutputStore,
 }
 
 /// Read access to the applied state and its event stream, for APIs and leader loops.
@@ -57,6 +61,11 @@ impl StateHandle {
     pub fn store_stats(&self) -> crate::StoreStatsReading {
         self.shared.stats.read()
     }
+
+    /// The stored job output, read by key range (`OutputStore::read`). A blocking read.
+    pub fn output(&self) -> &OutputStore {
+        &self.shared.output
+    }
 }
 
 pub struct StateMachineStore {
@@ -72,12 +81,24 @@ impl StateMachineStore {
         snapshots_to_keep: usize,
         journal_capacity_events: usize,
         stats: Arc<crate::StoreStats>,
+        output: OutputStore,
         purged_index: Option<u64>,
     ) -> io::Result<Self> {
         let snapshots = SnapshotDir::open(dir, snapshots_to_keep)?;
-        let (data, current) = match snapshots.restore(purged_index)? {
+        let restored = snapshots.restore(purged_index)?;
+        if output.rebuild_pending()? {
+            // A snapshot's install stopped while its output was being loaded: load again the
+            // output of the snapshot the state starts from (the log replays what follows).
+            let mut loader = output.replace();
+            if let Some((path, _, _)) = &restored {
+                SnapshotFile::open(path)?.read_with_output(|chunk| loader.put(chunk))?;
+            }
+            loader.finish()?;
+            tracing::warn!("job output reloaded from the snapshot after an interrupted install");
+        }
+        let (data, current) = match restored {
             None => (StateMachineData::default(), None),
-            Some((header, state)) => {
+            Some((_, header, state)) => {
                 let data = StateMachineData {
                     last_applied: header.last_log_id,
                     last_membership: header.last_membership.clone(),
@@ -94,6 +115,7 @@ impl StateMachineStore {
             stats,
             snapshots,
             current_snapshot: Mutex::new(current),
+            output,
         };
         Ok(StateMachineStore {
             shared: Arc::new(shared),
@@ -121,11 +143,12 @@ impl Shared {
     }
 
     /// Writes the current state to a new snapshot file (blocking; run off the async threads).
-    /// The read lock is held only while the state is encoded in memory; the write and the
-    /// fsync happen after it is released, so applies and readers never wait on the disk.
+    /// The read lock is held only while the state is encoded in memory and a RocksDB snapshot
+    /// of the output is taken; the output's flush, the write and the fsync happen after it is
+    /// released, so applies and readers never wait on the disk.
     fn build_snapshot_blocking(&self) -> io::Result<(SnapshotHeader, SnapshotFile)> {
         let tmp = self.snapshots.tmp_path();
-        let (header, encoded) = {
+        let (header, encoded, output_at) = {
             let data = self.data.read().unwrap_or_else(|p| p.into_inner());
             let locked_at = std::time::Instant::now();
             let header = SnapshotHeader {
@@ -133,11 +156,16 @@ impl Shared {
                 last_membership: data.last_membership.clone(),
             };
             let encoded = encode_state(&data.state)?;
+            let output_at = self.output.snapshot();
             drop(data);
             self.stats.snapshot_locked(locked_at.elapsed());
-            (header, encoded)
+            (header, encoded, output_at)
         };
-        write_snapshot(&tmp, &header, &encoded)?;
+        // The log may be purged up to this snapshot once it is published, and output writes
+        // skip the WAL: everything the snapshot covers must be in the output's files first.
+        self.output.flush()?;
+        write_snapshot(&tmp, &header, &encoded, self.output.chunks_at(&output_at))?;
+        drop(output_at);
         drop(encoded);
         let path = self.snapshots.publish(&tmp, &header)?;
         self.set_current(header.clone());
@@ -145,9 +173,11 @@ impl Shared {
         Ok((header, SnapshotFile::open(&path)?))
     }
 
-    /// Verifies a received snapshot, keeps a copy of it, and replaces the state with it.
+    /// Verifies a received snapshot, keeps a copy of it, and replaces the state and the job
+    /// output with its own. The output is replaced under a durable marker, set before the
+    /// snapshot is published: a crash midway is finished at the next start.
     fn install_blocking(&self, meta: &SnapshotMeta, mut snapshot: SnapshotFile) -> io::Result<()> {
-        let (header, state) = snapshot.read_all()?;
+        let (header, _) = snapshot.read_all()?;
         if header.meta() != *meta {
             return Err(crate::codec::invalid_data(format!(
                 "snapshot file holds {:?}, expected {meta}",
@@ -162,7 +192,15 @@ impl Shared {
             io::copy(&mut snapshot.file, &mut out)?;
             out.sync_all()?;
         }
+        self.output.mark_rebuild()?;
         self.snapshots.publish(&tmp, &header)?;
+        // Readers go on with the old state while the output is loaded: a chunk is the same
+        // bytes at the same offset in every state of one history, and a reader reads no
+        // further than its state counts, so it sees what it saw or, where retention removed
+        // a job's output since, less.
+        let mut loader = self.output.replace();
+        let (_, state) = snapshot.read_with_output(|chunk| loader.put(chunk))?;
+        loader.finish()?;
         *self.write() = StateMachineData {
             last_applied: header.last_log_id,
             last_membership: header.last_membership.clone(),
@@ -204,7 +242,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 data.last_applied = Some(log_id);
                 match entry.payload {
                     EntryPayload::Blank => (Response::Done { changed: false }, Vec::new()),
-                    EntryPayload::Normal(proposal) => data.state.apply(ctx, &proposal),
+                    EntryPayload::Normal(proposal) => {
+                        let mut output = self.shared.output.batch();
+                        let applied = data.state.apply_with_output(ctx, &proposal, &mut output);
+                        self.shared.output.commit(output)?;
+                        applied
+                    }
                     EntryPayload::Membership(membership) => {
                         data.last_membership = StoredMembership::new(Some(log_id), membership);
                         (Response::Done { changed: true }, Vec::new())

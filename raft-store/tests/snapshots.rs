@@ -15,12 +15,16 @@ async fn snapshot_built_on_one_store_installs_on_a_fresh_one() {
     let last_index = entries.len() as u64;
     apply_all(&mut leader, entries).await;
     let expected = state_bytes(&leader.handle().read().state);
+    let expected_output = output_of(&leader.handle());
     {
         let handle = leader.handle();
         let data = handle.read();
         assert_eq!(data.state.jobs().count(), 15);
-        assert_eq!(data.state.log(flotilla_state_machine::JobId(1)), b"hello from j0\n");
     }
+    assert_eq!(
+        expected_output,
+        vec![(flotilla_state_machine::JobId(1), b"hello from j0\n".to_vec())]
+    );
 
     let mut builder = leader.get_snapshot_builder().await;
     let snapshot = builder.build_snapshot().await.unwrap();
@@ -40,14 +44,16 @@ async fn snapshot_built_on_one_store_installs_on_a_fresh_one() {
             .await
             .unwrap();
         assert_eq!(state_bytes(&follower.handle().read().state), expected);
+        assert_eq!(output_of(&follower.handle()), expected_output);
         assert_eq!(
             follower.applied_state().await.unwrap(),
             leader.applied_state().await.unwrap()
         );
     }
-    // Reopened from disk, the follower restores the installed snapshot.
+    // Reopened from disk, the follower restores the installed snapshot and its output.
     let (_log, mut reopened) = open(&StoreConfig::new(follower_dir.path())).unwrap();
     assert_eq!(state_bytes(&reopened.handle().read().state), expected);
+    assert_eq!(output_of(&reopened.handle()), expected_output);
     assert_eq!(reopened.applied_state().await.unwrap().0, Some(log_id(2, last_index)));
     let current = reopened
         .get_current_snapshot()

@@ -37,7 +37,6 @@ pub struct State {
     pub(crate) idempotency_expiry: BTreeSet<(u64, String, String)>,
     /// Jobs in PENDING, in scheduling order. DAG readiness and backoff are checked by readers.
     pub(crate) pending: PendingQueue,
-    pub(crate) logs: BTreeMap<JobId, Vec<u8>>,
     /// Last event the leader's publisher had acknowledged by the external stream.
     pub(crate) events_published_through: Option<EventId>,
     /// Jobs and pipelines by state, and job counts by state, for reads and metrics.
@@ -71,9 +70,21 @@ impl State {
         }
     }
 
-    /// Applies one committed entry. Deterministic: the same state and entry give the same
-    /// result on every replica. A rejected command leaves the state untouched.
+    /// Applies one committed entry and drops its output writes: for callers that keep no
+    /// job output (see `apply_with_output`).
     pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
+        self.apply_with_output(ctx, proposal, &mut crate::DiscardOutput)
+    }
+
+    /// Applies one committed entry. Deterministic: the same state and entry give the same
+    /// result and the same output writes (into `output`, only if accepted) on every replica.
+    /// A rejected command leaves the state untouched and writes nothing.
+    pub fn apply_with_output(
+        &mut self,
+        ctx: ApplyContext,
+        proposal: &Proposal,
+        output: &mut impl crate::OutputSink,
+    ) -> (Response, Vec<Event>) {
         // A retry of a client's last request gets the first answer; an older one is refused.
         // Neither changes anything, not even the clock.
         if let Some(request) = proposal.request {
@@ -95,6 +106,7 @@ impl State {
             position: ctx,
             now_ms: self.now_ms.max(proposal.now_ms),
             events: Vec::new(),
+            output: Vec::new(),
         };
         let result = match &proposal.command {
             Command::Batch { commands } => self.apply_batch(&mut cx, commands),
@@ -121,10 +133,14 @@ impl State {
                     let (ttl_ms, max) = (self.limits.session_ttl_ms, self.limits.max_sessions);
                     self.sessions.record(request, &response, self.now_ms, ttl_ms, max);
                 }
+                for write in cx.output {
+                    output.write(write);
+                }
                 (response, cx.events)
             }
             Err(rejection) => {
                 debug_assert!(cx.events.is_empty(), "a rejected command emitted events");
+                debug_assert!(cx.output.is_empty(), "a rejected command wrote output");
                 (Response::Rejected(rejection), Vec::new())
             }
         }
@@ -380,8 +396,45 @@ impl State {
         &self.pending
     }
 
-    pub fn log(&self, job: JobId) -> &[u8] {
-        self.logs.get(&job).map(Vec::as_slice).unwrap_or_default()
+    /// Output bytes kept per job of `tenant`: its retention policy's
+    /// `output_max_bytes_per_job` (the tenant's own, else the default), else the limit.
+    pub fn log_cap_bytes(&self, tenant: &str) -> u64 {
+        self.retention
+            .policy_for(tenant)
+            .and_then(|p| p.output_max_bytes_per_job)
+            .unwrap_or(self.limits.max_log_bytes_per_job)
+    }
+
+    /// Whether `job` has output in the store (its count of stored bytes is not zero).
+    pub fn holds_output(&self, job: JobId) -> bool {
+        self.jobs.get(&job).is_some_and(|j| j.log_bytes > 0)
+    }
+
+    /// Checks a store of output against the state: every job's stored length is the state's
+    /// count, no store holds output of a job the state no longer has, and every append
+    /// started where its log ended. The property tests run it on each replica's store.
+    pub fn check_output(&self, output: &crate::MemoryOutput) -> Result<(), crate::InvariantViolation> {
+        let fail = |m: String| Err(crate::InvariantViolation(m));
+        if output.misplaced() > 0 {
+            return fail(format!(
+                "{} appends did not start at the end of their log",
+                output.misplaced()
+            ));
+        }
+        for (job, len) in output.lengths() {
+            let counted = self.jobs.get(&job).map_or(0, |j| j.log_bytes);
+            if counted != len {
+                return fail(format!(
+                    "job {job} has {len} bytes of output stored, the state counts {counted}"
+                ));
+            }
+        }
+        for (id, j) in &self.jobs {
+            if j.log_bytes > 0 && output.log(*id).is_empty() {
+                return fail(format!("job {id} counts {} bytes of output, none stored", j.log_bytes));
+            }
+        }
+        Ok(())
     }
 
     /// Secret `name` of `tenant`, sealed.

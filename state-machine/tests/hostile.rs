@@ -465,6 +465,8 @@ fn command(state: &State, op: &Op) -> Option<Command> {
                 max_age_ms: *age,
                 max_pipelines: *count,
                 output_max_age_ms: *output,
+                // The same extremes as a byte cap: 0, 1, past the ceiling, u64::MAX.
+                output_max_bytes_per_job: *count,
             }),
         },
         Op::Expire(true, _) => {
@@ -517,8 +519,9 @@ fn start() -> State {
     s
 }
 
-fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
+fn run_history(ops: &[Op]) -> Result<(State, MemoryOutput, Log), TestCaseError> {
     let mut state = start();
+    let mut output = MemoryOutput::default();
     let mut now_ms = 1_000u64;
     let mut log = Vec::new();
     let mut sequences: BTreeMap<ClientId, u64> = BTreeMap::new();
@@ -536,7 +539,7 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
             term: 1 + i as u64 / 20,
         };
         if let Op::Resend(back) = op {
-            if let Some(resent) = resend(&mut state, ctx, &log, *back)? {
+            if let Some(resent) = resend(&mut state, &mut output, ctx, &log, *back)? {
                 log.push(resent);
             }
             continue;
@@ -557,17 +560,23 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
             }
         };
         let proposal = Proposal::new(now_ms, command).from_client(request);
-        let out =
-            apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
+        let out = apply_checked(&mut state, &mut output, ctx, &proposal)
+            .map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
         log.push((ctx, proposal, out));
     }
-    Ok((state, log))
+    Ok((state, output, log))
 }
 
 /// Applies again the proposal `back` entries from the end of `log`, as a retried forward
 /// would. The retry of a client's last applied request must get the first answer and change
 /// nothing; an older one is refused and changes nothing (`apply_checked` checks refusals).
-fn resend(state: &mut State, ctx: ApplyContext, log: &Log, back: u8) -> Result<Option<Applied>, TestCaseError> {
+fn resend(
+    state: &mut State,
+    output: &mut MemoryOutput,
+    ctx: ApplyContext,
+    log: &Log,
+    back: u8,
+) -> Result<Option<Applied>, TestCaseError> {
     if log.is_empty() {
         return Ok(None);
     }
@@ -584,7 +593,8 @@ fn resend(state: &mut State, ctx: ApplyContext, log: &Log, back: u8) -> Result<O
         .map(|(_, _, (r, _))| r);
     let recorded = state.sessions().last_seq(request.client) == Some(request.seq);
     let before = bytes(state);
-    let out = apply_checked(state, ctx, proposal).map_err(|e| TestCaseError::fail(format!("{e} after a resend")))?;
+    let out =
+        apply_checked(state, output, ctx, proposal).map_err(|e| TestCaseError::fail(format!("{e} after a resend")))?;
     if let Some(first) = latest.filter(|_| recorded) {
         prop_assert_eq!(&out.0, first, "a retry got another answer than the first");
         prop_assert!(out.1.is_empty(), "a retry emitted events");
@@ -598,8 +608,8 @@ proptest! {
 
     #[test]
     fn apply_never_panics_on_extreme_commands(ops in prop::collection::vec(op(), 1..80)) {
-        let (first, log) = run_history(&ops)?;
-        replay_agrees(start(), &log, &first).map_err(TestCaseError::fail)?;
+        let (first, first_output, log) = run_history(&ops)?;
+        replay_agrees(start(), &log, &first, &first_output).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -613,7 +623,7 @@ fn hostile_histories_reach_deep_states() {
     let (mut placed, mut started, mut finished, mut retries) = (0, 0, 0, 0);
     for _ in 0..48 {
         let ops = strategy.new_tree(&mut runner).expect("tree").current();
-        let (_, log) = run_history(&ops).expect("history keeps the invariants");
+        let (_, _, log) = run_history(&ops).expect("history keeps the invariants");
         // Resends answered from a session: an accepted answer equal to an earlier one of the
         // same stamp, with no events.
         for (i, (_, p, (r, e))) in log.iter().enumerate() {

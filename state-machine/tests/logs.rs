@@ -51,7 +51,7 @@ fn resent_chunks_are_stored_once_and_gaps_refused() {
         data: b"hello".to_vec(),
     });
     assert_eq!((r, e.len()), (Response::Done { changed: false }, 0));
-    assert_eq!(h.state.log(a), b"hello world");
+    assert_eq!(h.output.log(a), b"hello world");
     let r = h.rejected(Command::AppendLog {
         job: a,
         fencing: f,
@@ -83,7 +83,7 @@ fn output_past_the_cap_is_dropped_and_marked_once() {
         offset: 13,
         data: b"more".to_vec(),
     });
-    let log = String::from_utf8(h.state.log(a).to_vec()).unwrap();
+    let log = String::from_utf8(h.output.log(a).to_vec()).unwrap();
     assert!(
         log.starts_with("0123456789\n[flotilla] log truncated at 10 bytes"),
         "{log}"
@@ -110,12 +110,12 @@ fn output_is_skipped_only_once_the_log_is_full_and_never_backwards() {
         offset: 0,
         data: b"0123456789abc".to_vec(),
     });
-    let before = h.state.log(a).to_vec();
+    let before = h.output.log(a).to_vec();
     let r = h.rejected(skip(14, 1_000));
     assert!(matches!(r, Rejection::LogGap { expected: 13, .. }), "{r:?}");
     h.ok(skip(13, 1_000_000));
     assert_eq!(h.state.job(a).unwrap().stream_offset, 1_000_000);
-    assert_eq!(h.state.log(a), &before[..], "nothing is stored");
+    assert_eq!(h.output.log(a), &before[..], "nothing is stored");
     // A resent skip, or one that ends before the offset, changes nothing.
     let (r, events) = h.run(skip(13, 500));
     assert_eq!((r, events.len()), (Response::Done { changed: false }, 0));
@@ -128,7 +128,7 @@ fn output_is_skipped_only_once_the_log_is_full_and_never_backwards() {
         offset: 999_990,
         data: b"tail-bytes-past".to_vec(),
     });
-    assert_eq!(h.state.log(a), &before[..]);
+    assert_eq!(h.output.log(a), &before[..]);
     assert_eq!(h.state.job(a).unwrap().stream_offset, 1_000_005);
 }
 
@@ -159,5 +159,59 @@ fn a_retry_marks_where_its_output_begins() {
         offset: 0,
         data: b"second".to_vec(),
     });
-    assert_eq!(h.state.log(ids[0]), b"first\n[flotilla] attempt 2\nsecond");
+    assert_eq!(h.output.log(ids[0]), b"first\n[flotilla] attempt 2\nsecond");
+}
+
+#[test]
+fn a_tenants_retention_policy_sets_how_much_output_its_jobs_keep() {
+    let (mut h, a, f) = running_job_with_a_10_byte_log();
+    let cap = |h: &mut Harness, bytes: Option<u64>| {
+        h.ok(Command::SetRetention {
+            tenant: Some("default".into()),
+            policy: bytes.map(|b| retention::RetentionPolicy {
+                output_max_bytes_per_job: Some(b),
+                ..Default::default()
+            }),
+        })
+    };
+    // The tenant's policy keeps 20 bytes, past the cluster's 10.
+    cap(&mut h, Some(20));
+    assert_eq!(h.state.log_cap_bytes("default"), 20);
+    assert_eq!(h.state.log_cap_bytes("other"), 10, "other tenants keep the limit");
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 0,
+        data: b"0123456789abcdef".to_vec(),
+    });
+    assert_eq!(
+        h.output.log(a),
+        b"0123456789abcdef",
+        "16 bytes kept under a 20-byte cap"
+    );
+    assert!(!h.state.job(a).unwrap().log_truncated);
+    h.ok(Command::AppendLog {
+        job: a,
+        fencing: f,
+        offset: 16,
+        data: b"ghijklmn".to_vec(),
+    });
+    let log = String::from_utf8(h.output.log(a).to_vec()).unwrap();
+    assert!(
+        log.starts_with("0123456789abcdefghij\n[flotilla] log truncated at 20 bytes"),
+        "{log}"
+    );
+    assert!(h.state.job(a).unwrap().log_truncated);
+    // Without the policy the limit is back, for the jobs that append from then on.
+    cap(&mut h, None);
+    assert_eq!(h.state.log_cap_bytes("default"), 10);
+    // A cap past the ceiling is refused by name.
+    let r = h.rejected(Command::SetRetention {
+        tenant: None,
+        policy: Some(retention::RetentionPolicy {
+            output_max_bytes_per_job: Some(Limits::CEILING.max_log_bytes_per_job + 1),
+            ..Default::default()
+        }),
+    });
+    assert!(r.to_string().contains("output_max_bytes_per_job"), "{r}");
 }

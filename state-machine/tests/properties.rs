@@ -223,6 +223,8 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
                 max_age_ms: age.map(u64::from),
                 max_pipelines: count.map(u64::from),
                 output_max_age_ms: output.map(u64::from),
+                // Small caps, so that output is truncated under some policies.
+                output_max_bytes_per_job: count.map(|c| u64::from(c) * 8),
             })
             .filter(|p| p.validate().is_ok()),
         },
@@ -268,8 +270,9 @@ fn with_pools() -> State {
 
 /// Applies `ops`, each command drawn from the state as it stands (as a leader would), checking
 /// invariants, forward progress and "rejected changes nothing" after every entry.
-fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
+fn run_history(ops: &[Op]) -> Result<(State, MemoryOutput, Log), TestCaseError> {
     let mut state = with_pools();
+    let mut output = MemoryOutput::default();
     let mut now_ms = 1_000;
     let mut log = Vec::new();
     for op in ops {
@@ -285,11 +288,11 @@ fn run_history(ops: &[Op]) -> Result<(State, Log), TestCaseError> {
             term: 1 + index / 50,
         };
         let proposal = Proposal::new(now_ms, command);
-        let out =
-            apply_checked(&mut state, ctx, &proposal).map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
+        let out = apply_checked(&mut state, &mut output, ctx, &proposal)
+            .map_err(|e| TestCaseError::fail(format!("{e} after {op:?}")))?;
         log.push((ctx, proposal, out));
     }
-    Ok((state, log))
+    Ok((state, output, log))
 }
 
 proptest! {
@@ -297,9 +300,9 @@ proptest! {
 
     #[test]
     fn invariants_hold_and_replicas_agree(ops in prop::collection::vec(op(), 1..150)) {
-        let (first, log) = run_history(&ops)?;
+        let (first, first_output, log) = run_history(&ops)?;
         // A second replica applies the same log and must answer and end identically.
-        replay_agrees(with_pools(), &log, &first).map_err(TestCaseError::fail)?;
+        replay_agrees(with_pools(), &log, &first, &first_output).map_err(TestCaseError::fail)?;
         // A snapshot round trip (bincode) gives back the same state.
         let decoded: State = bincode::serde::decode_from_slice(&bytes(&first), bincode::config::standard()).unwrap().0;
         prop_assert_eq!(&decoded, &first);
@@ -318,10 +321,12 @@ fn generated_histories_reach_every_job_state() {
     let (mut accepted, mut total) = (0usize, 0usize);
     let mut placed_then_retried = false;
     let (mut removed, mut outputs_removed) = (0usize, 0usize);
+    let mut output_bytes = 0u64;
     for _ in 0..64 {
         let ops = strategy.new_tree(&mut runner).expect("tree").current();
-        let (state, log) = run_history(&ops).expect("history keeps the invariants");
+        let (state, output, log) = run_history(&ops).expect("history keeps the invariants");
         seen.extend(state.jobs().map(|j| j.state));
+        output_bytes += output.bytes();
         for (_, _, (r, e)) in &log {
             total += 1;
             accepted += usize::from(r.rejection().is_none());
@@ -342,5 +347,6 @@ fn generated_histories_reach_every_job_state() {
         removed > 0 && outputs_removed > 0,
         "retention removed {removed} pipelines and {outputs_removed} outputs"
     );
+    assert!(output_bytes > 0, "no history kept any output in its store");
     assert!(accepted * 2 > total, "only {accepted} of {total} commands accepted");
 }

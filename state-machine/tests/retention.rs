@@ -10,6 +10,7 @@ fn policy(max_age_ms: Option<u64>, max_pipelines: Option<u64>, output_max_age_ms
         max_age_ms,
         max_pipelines,
         output_max_age_ms,
+        output_max_bytes_per_job: None,
     }
 }
 
@@ -71,7 +72,7 @@ fn a_count_keeps_the_newest_and_removes_the_oldest_with_their_jobs_and_output() 
     for (p, j) in &done[..3] {
         assert!(h.state.pipeline(*p).is_none() && h.state.job(*j).is_none());
         assert!(h.state.pipeline_removed(*p) && h.state.job_removed(*j));
-        assert!(h.state.log(*j).is_empty());
+        assert!(h.output.log(*j).is_empty());
         let record = h.state.retention().removal_of(*p).expect("the removal is recorded");
         assert_eq!((record.tenant.as_str(), record.jobs), ("default", 1));
         assert_eq!(record.removed_at_ms, h.now_ms);
@@ -148,7 +149,7 @@ fn output_goes_first_and_the_record_stays_until_its_own_age() {
     );
     let kept = h.state.pipeline(p).expect("the pipeline stays");
     assert_eq!(kept.output_removed_at_ms, Some(h.now_ms));
-    assert!(h.state.log(j).is_empty() && h.state.job(j).is_some_and(|j| j.log_bytes == 0));
+    assert!(h.output.log(j).is_empty() && h.state.job(j).is_some_and(|j| j.log_bytes == 0));
     assert!(due(&h.state, h.now_ms, 100).is_empty(), "output is removed once");
     h.now_ms += 59_000;
     assert_eq!(removed(&expire_due(&mut h)), vec![p, quiet]);
@@ -292,7 +293,7 @@ fn under_steady_load_the_state_stays_bounded_and_replicas_agree() {
             term: TERM,
         };
         let proposal = Proposal::new(h.now_ms, command);
-        let out = apply_checked(&mut h.state, ctx, &proposal).expect("applies");
+        let out = apply_checked(&mut h.state, &mut h.output, ctx, &proposal).expect("applies");
         let response = out.0.clone();
         log.push((ctx, proposal, out));
         response
@@ -372,5 +373,5 @@ fn under_steady_load_the_state_stays_bounded_and_replicas_agree() {
     let growth = sizes[3].2 as i64 - sizes[2].2 as i64;
     assert!(growth < 100 * 64, "the state grew by {growth} bytes in 100 rounds");
     assert_eq!(h.state.retention().totals().pipelines_removed, 340);
-    replay_agrees(start, &log, &h.state).expect("replicas agree");
+    replay_agrees(start, &log, &h.state, &h.output).expect("replicas agree");
 }

@@ -157,9 +157,9 @@ fn replicas_keep_the_same_sessions() {
             term: 2,
         };
         let proposal = Proposal::new(5_000, command).from_client(request);
-        let out = apply_checked(&mut h.state, ctx, &proposal).expect("applies");
+        let out = apply_checked(&mut h.state, &mut h.output, ctx, &proposal).expect("applies");
         log.push((ctx, proposal, out));
     }
     assert_eq!(h.state.pipelines().count(), 3);
-    replay_agrees(start, &log, &h.state).expect("a replica answers and ends the same");
+    replay_agrees(start, &log, &h.state, &h.output).expect("a replica answers and ends the same");
 }

@@ -479,7 +479,8 @@ where
 pub struct StateDigest {
     pub applied_index: u64,
     /// SHA-256 of the state's record encoding (`flotilla_raft_store::encode`: the format-version
-    /// byte, then bincode 2's standard configuration), hexadecimal.
+    /// byte, then bincode 2's standard configuration) followed by every stored output chunk
+    /// (job id and offset as big-endian u64, length as big-endian u32, the bytes), hexadecimal.
     pub digest: String,
 }
 
@@ -523,10 +524,18 @@ fn digest_of(machine: &flotilla_raft_store::StateHandle) -> std::io::Result<Stat
     let data = machine.read();
     let mut w = HashWriter(sha2::Sha256::new());
     flotilla_raft_store::encode_into(&data.state, &mut w)?;
+    let applied_index = data.last_applied.as_ref().map_or(0, |l| l.index);
+    // The output as of the same entry: applies write it under the lock held here.
+    let output = machine.output().consistent_view();
+    drop(data);
+    for chunk in output.chunks() {
+        let chunk = chunk?;
+        w.0.update(chunk.job.0.to_be_bytes());
+        w.0.update(chunk.offset.to_be_bytes());
+        w.0.update((chunk.data.len() as u32).to_be_bytes());
+        w.0.update(&chunk.data);
+    }
     let hash = w.0.finalize();
     let digest = hash.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(StateDigest {
-        applied_index: data.last_applied.as_ref().map_or(0, |l| l.index),
-        digest,
-    })
+    Ok(StateDigest { applied_index, digest })
 }

@@ -135,7 +135,8 @@ pub async fn logs(
             };
             axum::body::Body::from_stream(follow_log(follow))
         } else {
-            axum::body::Body::from(data.state.log(id).to_vec())
+            // What the state counts now, read from disk a page at a time.
+            axum::body::Body::from_stream(read_log(app.machine.clone(), id, job.log_bytes))
         }
     };
     let mut resp = body.into_response();
@@ -151,6 +152,47 @@ pub async fn logs(
     Ok(resp)
 }
 
+/// Most output read from disk in one step of a log stream.
+const LOG_PAGE_BYTES: usize = 1024 * 1024;
+
+/// Reads `[from, to)` of `job`'s output, at most a page, on the blocking pool.
+async fn read_page(
+    machine: &flotilla_raft_store::StateHandle,
+    job: JobId,
+    from: u64,
+    to: u64,
+) -> std::io::Result<Vec<u8>> {
+    let machine = machine.clone();
+    tokio::task::spawn_blocking(move || machine.output().read(job, from, to, LOG_PAGE_BYTES))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Streams `job`'s output from the start up to `to` bytes, a page at a time, so a log costs a
+/// page of memory whatever its length. Ends early if the output was removed meanwhile.
+fn read_log(
+    machine: flotilla_raft_store::StateHandle,
+    job: JobId,
+    to: u64,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
+    futures::stream::unfold(0u64, move |sent| {
+        let machine = machine.clone();
+        async move {
+            if sent >= to {
+                return None;
+            }
+            match read_page(&machine, job, sent, to).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let next = sent + page.len() as u64;
+                    Some((Ok(page), next))
+                }
+                Err(e) => Some((Err(e), to)),
+            }
+        }
+    })
+}
+
 /// How often a followed log checks for newly applied output.
 const FOLLOW_POLL_MS: u64 = 200;
 /// A followed log with no new output for this long ends; the client can follow again.
@@ -160,27 +202,36 @@ pub const FOLLOW_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 struct Follow {
     machine: flotilla_raft_store::StateHandle,
     job: JobId,
-    sent: usize,
+    sent: u64,
     idle_ms: u64,
     shutdown: tokio::sync::watch::Receiver<bool>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Streams `job`'s log from the start: what is there, then each newly applied piece, until the
-/// job has finished and holds no worker (so no more output can be committed), the stream was
-/// idle for `FOLLOW_IDLE_TIMEOUT_MS`, or the node stops.
+/// Streams `job`'s log from the start: what is there, then each newly applied piece (a page at
+/// a time, from disk), until the job has finished and holds no worker (so no more output can
+/// be committed) and all of it was sent, the stream was idle for `FOLLOW_IDLE_TIMEOUT_MS`, or
+/// the node stops.
 fn follow_log(follow: Follow) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send {
     futures::stream::unfold(follow, move |mut f| async move {
         loop {
-            let (fresh, finished) = {
+            let (stored, finished) = {
                 let data = f.machine.read();
-                let log = data.state.log(f.job);
-                let finished = data.state.job(f.job).is_none_or(|j| j.state.is_terminal())
-                    && data.state.assignments_of(f.job).next().is_none();
-                (log.get(f.sent..).map(<[u8]>::to_vec).unwrap_or_default(), finished)
+                let job = data.state.job(f.job);
+                let finished =
+                    job.is_none_or(|j| j.state.is_terminal()) && data.state.assignments_of(f.job).next().is_none();
+                (job.map_or(0, |j| j.log_bytes), finished)
+            };
+            let fresh = if stored > f.sent {
+                match read_page(&f.machine, f.job, f.sent, stored).await {
+                    Ok(page) => page,
+                    Err(e) => return Some((Err(e), f)),
+                }
+            } else {
+                Vec::new()
             };
             if !fresh.is_empty() {
-                f.sent += fresh.len();
+                f.sent += fresh.len() as u64;
                 f.idle_ms = 0;
                 return Some((Ok(fresh), f));
             }

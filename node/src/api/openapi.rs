@@ -348,6 +348,10 @@ pub struct RetentionPolicyDoc {
     /// The output of a finished pipeline's jobs is removed this long after it finished.
     #[schema(minimum = 0, maximum = 3_153_600_000_000_u64)]
     output_max_age_ms: Option<u64>,
+    /// Output bytes kept per job of the tenant, in place of the limit `max_log_bytes_per_job`;
+    /// past them output is dropped, never sent through the log, and the truncation noted.
+    #[schema(minimum = 0, maximum = 1_073_741_824_u64)]
+    output_max_bytes_per_job: Option<u64>,
 }
 
 /// A secret's new value: 8 to 65,536 bytes of UTF-8 text. Stored sealed; no route returns it.

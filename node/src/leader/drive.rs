@@ -96,7 +96,7 @@ impl LeaderContext<'_> {
                     trace_parent: state.trace_parent_of_job(j.id).map(str::to_string),
                     pool_settings: pool.map(|p| p.spec.settings.clone()).unwrap_or_default(),
                     secrets: SealedSecrets::from_state(state, &j.tenant, &j.spec),
-                    log_room_bytes: state.limits().max_log_bytes_per_job.saturating_sub(j.log_bytes),
+                    log_room_bytes: state.log_cap_bytes(&j.tenant).saturating_sub(j.log_bytes),
                 })
             })
             .collect();

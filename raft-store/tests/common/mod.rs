@@ -121,3 +121,20 @@ pub async fn apply_all<SM: RaftStateMachine<TypeConfig>>(sm: &mut SM, entries: V
 pub fn state_bytes(state: &State) -> Vec<u8> {
     flotilla_raft_store::encode(state).expect("encode state")
 }
+
+/// Every job's stored output as the state counts it, read from the store's output.
+pub fn output_of(handle: &flotilla_raft_store::StateHandle) -> Vec<(JobId, Vec<u8>)> {
+    let data = handle.read();
+    data.state
+        .jobs()
+        .filter(|j| j.log_bytes > 0)
+        .map(|j| {
+            let bytes = handle
+                .output()
+                .read(j.id, 0, j.log_bytes, usize::MAX)
+                .expect("output reads");
+            assert_eq!(bytes.len() as u64, j.log_bytes, "job {} output is whole", j.id);
+            (j.id, bytes)
+        })
+        .collect()
+}

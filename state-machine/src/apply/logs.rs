@@ -1,9 +1,11 @@
 //! `AppendLog`: job output committed through Raft so any node can serve it after failover.
 //!
 //! Offsets make appends idempotent: a chunk resent by a new leader overlaps what is stored and
-//! only its new tail is kept. Each job keeps at most `limits.max_log_bytes_per_job`; past that
+//! only its new tail is kept. Each job keeps at most `State::log_cap_bytes` (its tenant's
+//! retention policy's `output_max_bytes_per_job`, else `limits.max_log_bytes_per_job`); past that
 //! the output is dropped and one truncation marker is written, and the leader sends no more
-//! of it: `SkipLog` moves the stream offset over what it did not send.
+//! of it: `SkipLog` moves the stream offset over what it did not send. The bytes kept leave
+//! `apply` as one `OutputWrite::Append` per chunk (`output.rs`); the state keeps their count.
 
 use super::{EntryContext, Handled};
 use crate::{Event, FencingToken, Job, JobId, Rejection, Response, SpecError, State};
@@ -77,25 +79,34 @@ impl State {
             return Ok(Response::Done { changed: false });
         }
         let fresh = &data[(j.stream_offset - offset) as usize..];
-        let cap = self.limits.max_log_bytes_per_job;
+        let cap = self.log_cap_bytes(&j.tenant);
         let attempt = j.attempt;
         let already_truncated = j.log_truncated;
         let first_output = j.stream_offset == 0;
 
-        let log = self.logs.entry(job).or_default();
-        if attempt > 1 && first_output {
-            // First output of a retry: mark where the new attempt begins.
-            log.extend_from_slice(format!("\n[flotilla] attempt {attempt}\n").as_bytes());
+        let stored_from = j.log_bytes;
+        let mut written = Vec::new();
+        if attempt > 1 && first_output && !already_truncated {
+            // First output of a retry: mark where the new attempt begins (unless the log is
+            // full already: its output is dropped, and so would the mark's be).
+            written.extend_from_slice(format!("\n[flotilla] attempt {attempt}\n").as_bytes());
         }
-        let room = cap.saturating_sub(log.len() as u64) as usize;
+        let held = stored_from.saturating_add(written.len() as u64);
+        let room = usize::try_from(cap.saturating_sub(held)).unwrap_or(usize::MAX);
         let kept = fresh.len().min(room);
-        let stored_from = log.len() as u64;
-        log.extend_from_slice(&fresh[..kept]);
+        written.extend_from_slice(&fresh[..kept]);
         let truncated = kept < fresh.len();
         if truncated && !already_truncated {
-            log.extend_from_slice(format!("\n[flotilla] log truncated at {cap} bytes\n").as_bytes());
+            written.extend_from_slice(format!("\n[flotilla] log truncated at {cap} bytes\n").as_bytes());
         }
-        let stored_to = log.len() as u64;
+        let stored_to = stored_from.saturating_add(written.len() as u64);
+        if !written.is_empty() {
+            cx.write_output(crate::OutputWrite::Append {
+                job,
+                offset: stored_from,
+                data: written,
+            });
+        }
         let mut log_truncated = truncated;
         if let Some(j) = self.jobs.get_mut(&job) {
             j.stream_offset = end;

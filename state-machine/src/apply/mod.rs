@@ -28,10 +28,16 @@ pub(crate) struct EntryContext {
     pub position: ApplyContext,
     pub now_ms: u64,
     pub events: Vec<Event>,
+    /// Output writes of the entry, handed to the caller's sink once it is accepted.
+    pub output: Vec<crate::OutputWrite>,
 }
 
 impl EntryContext {
     pub fn emit(&mut self, event: Event) {
         self.events.push(event);
+    }
+
+    pub fn write_output(&mut self, write: crate::OutputWrite) {
+        self.output.push(write);
     }
 }

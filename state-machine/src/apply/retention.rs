@@ -134,8 +134,11 @@ impl State {
         for job in &p.jobs {
             if let Some(j) = self.jobs.remove(job) {
                 self.index.job_removed(j.state, *job);
+                if j.log_bytes > 0 {
+                    bytes += j.log_bytes;
+                    cx.write_output(crate::OutputWrite::Remove { job: *job });
+                }
             }
-            bytes += self.logs.remove(job).map_or(0, |l| l.len() as u64);
         }
         let finished_at_ms = p.finished_at_ms.unwrap_or_default();
         self.forget_settled(&p.tenant, (finished_at_ms, id));
@@ -168,9 +171,10 @@ impl State {
         let (tenant, jobs) = (p.tenant.clone(), p.jobs.clone());
         let mut bytes = 0u64;
         for job in &jobs {
-            bytes += self.logs.remove(job).map_or(0, |l| l.len() as u64);
-            if let Some(j) = self.jobs.get_mut(job) {
+            if let Some(j) = self.jobs.get_mut(job).filter(|j| j.log_bytes > 0) {
+                bytes += j.log_bytes;
                 j.log_bytes = 0;
+                cx.write_output(crate::OutputWrite::Remove { job: *job });
             }
         }
         if let Some(s) = self.retention.settled.get_mut(&tenant) {
@@ -208,7 +212,7 @@ impl State {
         if p.jobs.iter().any(|j| self.assignments_of(*j).next().is_some()) {
             return;
         }
-        let with_output = p.output_removed_at_ms.is_none() && p.jobs.iter().any(|j| self.logs.contains_key(j));
+        let with_output = p.output_removed_at_ms.is_none() && p.jobs.iter().any(|j| self.holds_output(*j));
         let s = self.retention.settled.entry(p.tenant.clone()).or_default();
         s.pipelines.insert((finished_at_ms, id));
         if with_output {

@@ -4,7 +4,9 @@
 //! bounds it. Each tenant may have its own, and a cluster default covers the tenants without
 //! one. Finished pipelines go, with their jobs and output, once older than `max_age_ms` or
 //! past the newest `max_pipelines` of their tenant; output alone may go sooner
-//! (`output_max_age_ms`), leaving the record of what ran.
+//! (`output_max_age_ms`), leaving the record of what ran. A policy may also set how much of
+//! each job's output is kept at all (`output_max_bytes_per_job`, in place of the cluster's
+//! `Limits::max_log_bytes_per_job`): the bytes past it never enter the log.
 
 use crate::SpecError;
 use serde::{Deserialize, Serialize};
@@ -36,15 +38,36 @@ pub struct RetentionPolicy {
         deserialize_with = "crate::spec::duration_ms::deserialize_option"
     )]
     pub output_max_age_ms: Option<u64>,
+    /// Output bytes kept per job of the tenant (past them the output is dropped and the
+    /// truncation noted); absent: the cluster's `max_log_bytes_per_job`. At most
+    /// `Limits::CEILING.max_log_bytes_per_job`.
+    #[serde(default)]
+    pub output_max_bytes_per_job: Option<u64>,
 }
 
 impl RetentionPolicy {
     /// A policy must bound something, and every age must be within `MAX_RETENTION_AGE_MS`.
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.max_age_ms.is_none() && self.max_pipelines.is_none() && self.output_max_age_ms.is_none() {
+        if self.max_age_ms.is_none()
+            && self.max_pipelines.is_none()
+            && self.output_max_age_ms.is_none()
+            && self.output_max_bytes_per_job.is_none()
+        {
             // "policy: must not be empty": it sets none of max_age_ms, max_pipelines,
-            // output_max_age_ms (removing a policy is its own command).
+            // output_max_age_ms, output_max_bytes_per_job (removing a policy is its own
+            // command).
             return Err(SpecError::Empty { field: "policy".into() });
+        }
+        let max_bytes = crate::Limits::CEILING.max_log_bytes_per_job;
+        if let Some(bytes) = self.output_max_bytes_per_job
+            && bytes > max_bytes
+        {
+            return Err(SpecError::OutOfRange {
+                field: "output_max_bytes_per_job".into(),
+                value: i64::try_from(bytes).unwrap_or(i64::MAX),
+                min: 0,
+                max: max_bytes as i64,
+            });
         }
         for (field, value) in [
             ("max_age_ms", self.max_age_ms),
@@ -94,6 +117,18 @@ mod tests {
             ..RetentionPolicy::default()
         };
         assert!(matches!(long.validate(), Err(SpecError::OutOfRange { field, .. }) if field == "output_max_age_ms"));
+        let big = RetentionPolicy {
+            output_max_bytes_per_job: Some(crate::Limits::CEILING.max_log_bytes_per_job + 1),
+            ..RetentionPolicy::default()
+        };
+        assert!(
+            matches!(big.validate(), Err(SpecError::OutOfRange { field, .. }) if field == "output_max_bytes_per_job")
+        );
+        let capped = RetentionPolicy {
+            output_max_bytes_per_job: Some(100 << 20),
+            ..RetentionPolicy::default()
+        };
+        assert!(capped.validate().is_ok(), "a cap alone is a policy");
         let ok = RetentionPolicy {
             max_pipelines: Some(0),
             ..RetentionPolicy::default()
@@ -121,6 +156,7 @@ mod tests {
             max_age_ms: Some(1_000),
             max_pipelines: Some(2),
             output_max_age_ms: Some(u64::MAX),
+            output_max_bytes_per_job: None,
         };
         assert!(!p.pipeline_expired(5_000, 5_999));
         assert!(p.pipeline_expired(5_000, 6_000));

@@ -10,6 +10,8 @@ pub const TERM: u64 = 1;
 
 pub struct Harness {
     pub state: State,
+    /// The job output `apply` wrote, as a node's store would hold it.
+    pub output: MemoryOutput,
     pub index: u64,
     pub now_ms: u64,
 }
@@ -42,22 +44,29 @@ pub fn pipeline(name: &str, jobs: Vec<JobSpec>) -> PipelineSpec {
     }
 }
 
-/// Applies one entry and checks what must hold after every entry: the invariants, forward
-/// progress, and that a rejected command changed nothing and emitted nothing.
+/// Applies one entry and checks what must hold after every entry: the invariants, the
+/// output store against the state, forward progress, and that a rejected command changed
+/// nothing, wrote no output and emitted nothing.
 pub fn apply_checked(
     state: &mut State,
+    output: &mut MemoryOutput,
     ctx: ApplyContext,
     proposal: &Proposal,
 ) -> Result<(Response, Vec<Event>), String> {
     let before = state.clone();
-    let out = state.apply(ctx, proposal);
+    let output_before = output.clone();
+    let out = state.apply_with_output(ctx, proposal, output);
     state.check_invariants().map_err(|v| format!("invariant: {v}"))?;
+    state.check_output(output).map_err(|v| format!("output: {v}"))?;
     state
         .check_progress_from(&before)
         .map_err(|v| format!("progress: {v}"))?;
     if out.0.rejection().is_some() {
         if bytes(&before) != bytes(state) {
             return Err("a rejected command changed the state".into());
+        }
+        if output_before != *output {
+            return Err("a rejected command wrote output".into());
         }
         if !out.1.is_empty() {
             return Err("a rejected command emitted events".into());
@@ -71,17 +80,22 @@ pub fn apply_checked(
 pub type Applied = (ApplyContext, Proposal, (Response, Vec<Event>));
 pub type Log = Vec<Applied>;
 
-/// Applies `log` to `replica` and checks that it answers every entry as the log recorded and
-/// ends byte-identical to `first`, the state that produced the log.
-pub fn replay_agrees(mut replica: State, log: &Log, first: &State) -> Result<(), String> {
+/// Applies `log` to `replica` (with an empty output store) and checks that it answers every
+/// entry as the log recorded and ends byte-identical to `first`, the state that produced the
+/// log, in both parts: the state and the output it wrote (`first_output`).
+pub fn replay_agrees(mut replica: State, log: &Log, first: &State, first_output: &MemoryOutput) -> Result<(), String> {
+    let mut output = MemoryOutput::default();
     for (ctx, proposal, out) in log {
-        let answer = replica.apply(*ctx, proposal);
+        let answer = replica.apply_with_output(*ctx, proposal, &mut output);
         if &answer != out {
             return Err(format!("replica answered {answer:?} where the log has {out:?}"));
         }
     }
     if bytes(&replica) != bytes(first) {
         return Err("the replica's state differs from the first one's".into());
+    }
+    if output != *first_output {
+        return Err("the replica's output differs from the first one's".into());
     }
     Ok(())
 }
@@ -94,6 +108,7 @@ impl Harness {
     pub fn new() -> Self {
         Harness {
             state: State::default(),
+            output: MemoryOutput::default(),
             index: 0,
             now_ms: 1_000,
         }
@@ -114,7 +129,13 @@ impl Harness {
             log_index: self.index,
             term: TERM,
         };
-        apply_checked(&mut self.state, ctx, &Proposal::new(self.now_ms, command)).unwrap_or_else(|e| panic!("{e}"))
+        apply_checked(
+            &mut self.state,
+            &mut self.output,
+            ctx,
+            &Proposal::new(self.now_ms, command),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `command` as request `request` of a client session.
@@ -125,7 +146,7 @@ impl Harness {
             term: TERM,
         };
         let proposal = Proposal::new(self.now_ms, command).from_client(request);
-        apply_checked(&mut self.state, ctx, &proposal).unwrap_or_else(|e| panic!("{e}"))
+        apply_checked(&mut self.state, &mut self.output, ctx, &proposal).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs a command that must be accepted; returns its events.

@@ -1,0 +1,293 @@
+//! Job output on disk: the column family `output` of the store's RocksDB, written by `apply`.
+//!
+//! Key = big-endian job id then big-endian offset, so one job's chunks are adjacent and in
+//! order; value = the chunk's bytes as `apply` wrote them (`OutputWrite::Append`). The same
+//! entry applied again writes the same bytes under the same key, so replaying the log from an
+//! older snapshot converges on the same store.
+//!
+//! Writes skip the WAL: the Raft log already holds every chunk, and a write lost in a crash is
+//! written again when the log is replayed from the snapshot the node restarts from. That holds
+//! only for entries after that snapshot, so a snapshot is published only once the column
+//! family is flushed to its files (`flush`). A follower that installs a snapshot replaces the
+//! column family with the snapshot's output; a marker in `meta` says a replacement is under
+//! way, and a node that finds it at start rebuilds the output from the snapshot it restores.
+
+use flotilla_state_machine::{JobId, OutputSink, OutputWrite};
+use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+use std::io;
+use std::sync::Arc;
+
+pub(crate) const CF_OUTPUT: &str = "output";
+const KEY_OUTPUT_REBUILD: &[u8] = b"output_rebuild";
+/// Chunks put in one write batch while a snapshot's output is loaded.
+const LOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+fn key(job: JobId, offset: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&job.0.to_be_bytes());
+    k[8..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The first key past every chunk of `job`.
+fn job_end(job: JobId) -> Vec<u8> {
+    match job.0.checked_add(1) {
+        Some(next) => key(JobId(next), 0).to_vec(),
+        None => vec![0xff; 17],
+    }
+}
+
+fn parse_key(k: &[u8]) -> io::Result<(JobId, u64)> {
+    let bytes: [u8; 16] = k
+        .try_into()
+        .map_err(|_| crate::codec::invalid_data("output key is not 16 bytes"))?;
+    let (job, offset) = bytes.split_at(8);
+    let job = u64::from_be_bytes(job.try_into().expect("8 bytes"));
+    let offset = u64::from_be_bytes(offset.try_into().expect("8 bytes"));
+    Ok((JobId(job), offset))
+}
+
+fn unlogged() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.disable_wal(true);
+    o
+}
+
+fn synced() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(true);
+    o
+}
+
+/// One chunk of stored output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub job: JobId,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// The output column family; clones share the database.
+#[derive(Clone)]
+pub struct OutputStore {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for OutputStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputStore")
+    }
+}
+
+/// A fixed view of the output (a RocksDB snapshot), for digests.
+pub struct OutputView<'a> {
+    store: &'a OutputStore,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl OutputView<'_> {
+    /// Every chunk in the view, by job and offset.
+    pub fn chunks(&self) -> impl Iterator<Item = io::Result<OutputChunk>> + '_ {
+        self.store.chunks_at(&self.snapshot)
+    }
+}
+
+/// The writes of applied entries, gathered for one RocksDB write.
+pub(crate) struct OutputBatch<'a> {
+    cf: &'a ColumnFamily,
+    batch: WriteBatch,
+}
+
+impl OutputSink for OutputBatch<'_> {
+    fn write(&mut self, write: OutputWrite) {
+        match write {
+            OutputWrite::Append { job, offset, data } => self.batch.put_cf(self.cf, key(job, offset), data),
+            OutputWrite::Remove { job } => {
+                self.batch
+                    .delete_range_cf(self.cf, key(job, 0).as_slice(), job_end(job).as_slice())
+            }
+        }
+    }
+}
+
+impl OutputStore {
+    pub(crate) fn new(db: Arc<DB>) -> io::Result<Self> {
+        for cf in [CF_OUTPUT, crate::log_store::CF_META] {
+            if db.cf_handle(cf).is_none() {
+                return Err(io::Error::other(format!("column family {cf} is missing")));
+            }
+        }
+        Ok(OutputStore { db })
+    }
+
+    fn cf(&self) -> &ColumnFamily {
+        self.db.cf_handle(CF_OUTPUT).expect("checked at open")
+    }
+
+    fn meta(&self) -> &ColumnFamily {
+        self.db.cf_handle(crate::log_store::CF_META).expect("checked at open")
+    }
+
+    pub(crate) fn batch(&self) -> OutputBatch<'_> {
+        OutputBatch {
+            cf: self.cf(),
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// Writes what a batch gathered (without the WAL, see the module docs).
+    pub(crate) fn commit(&self, batch: OutputBatch<'_>) -> io::Result<()> {
+        if batch.batch.is_empty() {
+            return Ok(());
+        }
+        self.db.write_opt(batch.batch, &unlogged()).map_err(io::Error::other)
+    }
+
+    /// Makes everything written so far durable: flushes the column family to its files.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        self.db.flush_cf(self.cf()).map_err(io::Error::other)
+    }
+
+    /// Up to `max_bytes` of `job`'s output from `from`, and no further than `to` (the length
+    /// the state counts; the store may briefly hold more while an entry is applied). Reads
+    /// only the chunks it returns.
+    pub fn read(&self, job: JobId, from: u64, to: u64, max_bytes: usize) -> io::Result<Vec<u8>> {
+        let end = to.min(from.saturating_add(max_bytes as u64));
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        // The chunk holding `from` starts at or before it: the last key at or below it.
+        let mut start = key(job, 0);
+        let mut back = self.db.raw_iterator_cf(self.cf());
+        back.seek_for_prev(key(job, from));
+        if back.valid()
+            && let Some(k) = back.key()
+        {
+            let (j, _) = parse_key(k)?;
+            if j == job {
+                start.copy_from_slice(k);
+            }
+        }
+        back.status().map_err(io::Error::other)?;
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(job_end(job));
+        let iter = self
+            .db
+            .iterator_cf_opt(self.cf(), opts, IteratorMode::From(&start, Direction::Forward));
+        let mut pos = from;
+        for item in iter {
+            let (k, v) = item.map_err(io::Error::other)?;
+            let (_, offset) = parse_key(&k)?;
+            let chunk_end = offset.saturating_add(v.len() as u64);
+            if chunk_end <= pos {
+                continue;
+            }
+            if offset > pos {
+                // A hole: the state counts bytes the store no longer holds (removed meanwhile).
+                break;
+            }
+            let upto = end.min(chunk_end);
+            // Both within the chunk: offset <= pos < upto <= chunk_end.
+            out.extend_from_slice(&v[(pos - offset) as usize..(upto - offset) as usize]);
+            pos = upto;
+            if pos >= end {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every chunk as of `snapshot`, in key order, for a snapshot file.
+    pub(crate) fn chunks_at<'a>(
+        &'a self,
+        snapshot: &'a rocksdb::Snapshot<'_>,
+    ) -> impl Iterator<Item = io::Result<OutputChunk>> + 'a {
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(snapshot);
+        self.db
+            .iterator_cf_opt(self.cf(), opts, IteratorMode::Start)
+            .map(|item| {
+                let (k, v) = item.map_err(io::Error::other)?;
+                let (job, offset) = parse_key(&k)?;
+                Ok(OutputChunk {
+                    job,
+                    offset,
+                    data: v.into_vec(),
+                })
+            })
+    }
+
+    pub(crate) fn snapshot(&self) -> rocksdb::Snapshot<'_> {
+        self.db.snapshot()
+    }
+
+    /// The output as it stands now, unchanged by later writes while the view is held. Taken
+    /// under the state's read lock, it matches that state.
+    pub fn consistent_view(&self) -> OutputView<'_> {
+        OutputView {
+            store: self,
+            snapshot: self.db.snapshot(),
+        }
+    }
+
+    /// Whether a replacement from a snapshot was started and not finished.
+    pub(crate) fn rebuild_pending(&self) -> io::Result<bool> {
+        Ok(self
+            .db
+            .get_cf(self.meta(), KEY_OUTPUT_REBUILD)
+            .map_err(io::Error::other)?
+            .is_some())
+    }
+
+    /// Records, durably, that the output is about to be replaced by a snapshot's.
+    pub(crate) fn mark_rebuild(&self) -> io::Result<()> {
+        self.db
+            .put_cf_opt(self.meta(), KEY_OUTPUT_REBUILD, [1u8], &synced())
+            .map_err(io::Error::other)
+    }
+
+    /// Starts replacing the whole output with a snapshot's: everything stored goes first.
+    /// Call after `mark_rebuild`; `OutputLoader::finish` clears the marker.
+    pub(crate) fn replace(&self) -> OutputLoader<'_> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(), key(JobId(0), 0).as_slice(), [0xffu8; 17].as_slice());
+        OutputLoader {
+            store: self,
+            batch,
+            pending_bytes: 0,
+        }
+    }
+}
+
+/// Loads a snapshot's output into the store in batches of `LOAD_BATCH_BYTES`.
+pub(crate) struct OutputLoader<'a> {
+    store: &'a OutputStore,
+    batch: WriteBatch,
+    pending_bytes: usize,
+}
+
+impl OutputLoader<'_> {
+    pub fn put(&mut self, chunk: &OutputChunk) -> io::Result<()> {
+        self.pending_bytes += chunk.data.len();
+        self.batch
+            .put_cf(self.store.cf(), key(chunk.job, chunk.offset), &chunk.data);
+        if self.pending_bytes >= LOAD_BATCH_BYTES {
+            let batch = std::mem::take(&mut self.batch);
+            self.store.db.write_opt(batch, &unlogged()).map_err(io::Error::other)?;
+            self.pending_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Writes the rest, flushes the column family and clears the rebuild marker.
+    pub fn finish(self) -> io::Result<()> {
+        let store = self.store;
+        store.db.write_opt(self.batch, &unlogged()).map_err(io::Error::other)?;
+        store.flush()?;
+        store
+            .db
+            .delete_cf_opt(store.meta(), KEY_OUTPUT_REBUILD, &synced())
+            .map_err(io::Error::other)
+    }
+}
