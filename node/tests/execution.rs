@@ -361,6 +361,16 @@ async fn output_past_the_log_cap_is_not_sent_through_raft() {
     assert!(after - before < 40, "{} entries for one job", after - before);
 }
 
+/// The whole log of `job` as `node` serves it (linearizable read).
+async fn job_log(c: &Cluster, node: u64, job: u64) -> String {
+    let url = c
+        .node(node)
+        .url(&format!("/v1/jobs/{job}/logs?consistency=linearizable"));
+    let r = c.authorized(c.http.get(url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
 /// Output lives on disk: megabytes kept under a tenant's cap (above the cluster's limit) are
 /// served whole, from every node, in pages, and again by a node killed and restarted from a
 /// snapshot that holds them.
@@ -403,18 +413,8 @@ async fn megabytes_of_output_under_a_tenants_cap_are_served_whole_by_every_node_
     .await;
     wait_pipeline(&c, leader, pipeline, "SUCCEEDED").await;
     let expected: String = (1..=300_000).map(|n| format!("{n}\n")).collect();
-    let read = |c: &Cluster, node: u64| {
-        let url = c
-            .node(node)
-            .url(&format!("/v1/jobs/{}/logs?consistency=linearizable", jobs[0].1));
-        let request = c.authorized(c.http.get(url));
-        async move {
-            let r = request.send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.text().await.unwrap()
-        }
-    };
-    let first = read(&c, leader).await;
+    let job = jobs[0].1;
+    let first = job_log(&c, leader, job).await;
     assert!(
         first.contains(&expected),
         "{} bytes of log, truncated: {}",
@@ -423,7 +423,7 @@ async fn megabytes_of_output_under_a_tenants_cap_are_served_whole_by_every_node_
     );
     assert!(!first.contains("log truncated"), "kept whole under the tenant's cap");
     for node in 1..=3 {
-        assert!(read(&c, node).await == first, "node {node} serves another log");
+        assert!(job_log(&c, node, job).await == first, "node {node} serves another log");
     }
     c.wait_digests_agree(3, "after megabytes of output").await;
     // A follower killed and restarted: restored from a snapshot that holds the output.
@@ -456,9 +456,103 @@ async fn megabytes_of_output_under_a_tenants_cap_are_served_whole_by_every_node_
         .await;
     assert!(again["applied_index"].as_u64().unwrap() > 0);
     assert!(
-        read(&c, follower).await == first,
+        job_log(&c, follower, job).await == first,
         "the restarted follower serves another log"
     );
     c.wait_digests_agree(3, "after a follower restarted").await;
+    wait_no_workers(dir.path()).await;
+}
+
+/// A follower down while tens of MiB of output are committed, and the log purged past it,
+/// catches up from a snapshot that carries the output: the same digest, the same log. The
+/// output's size is `FLOTILLA_CATCHUP_OUTPUT_MIB` (default 32; the issue's measure is 1024,
+/// run by hand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_down_while_output_was_committed_catches_up_from_a_snapshot_holding_it() {
+    let mib: u64 = std::env::var("FLOTILLA_CATCHUP_OUTPUT_MIB").ok().map_or(32, |v| {
+        v.parse().expect("FLOTILLA_CATCHUP_OUTPUT_MIB is a number of MiB")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("workers").to_string_lossy().into_owned();
+    let args = [
+        "--process-work-dir",
+        work.as_str(),
+        "--leader-tick-ms",
+        "100",
+        "--snapshot-after-entries",
+        "50",
+        "--log-entries-kept-after-snapshot",
+        "5",
+    ];
+    let mut c = Cluster::start(3, &args).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.register_pool(leader).await;
+    let (s, v) = c
+        .put(
+            leader,
+            "/v1/retention/default",
+            json!({ "output_max_bytes_per_job": (mib + 1) << 20 }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let lagging = (1..=3).find(|n| *n != leader).unwrap();
+    c.node_mut(lagging).kill9();
+    let started = Instant::now();
+    let script = format!("head -c {} /dev/zero | tr '\\0' x", mib << 20);
+    let (pipeline, jobs) = submit(
+        &c,
+        json!({ "name": "loud", "jobs": [job("loud", &[script.as_str()], &[])] }),
+    )
+    .await;
+    // A second per MiB at least: the output goes through Raft in 256 KiB chunks.
+    let deadline = started + Duration::from_secs(60.max(mib));
+    loop {
+        let (_, p) = c.get(leader, &format!("/v1/pipelines/{pipeline}")).await;
+        if p["state"] == "SUCCEEDED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the loud pipeline did not succeed: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let committed_s = started.elapsed().as_secs_f64();
+    let log = job_log(&c, leader, jobs[0].1).await;
+    assert!(
+        log.len() as u64 > mib << 20 && !log.contains("truncated"),
+        "{} bytes",
+        log.len()
+    );
+    // Entries past the next snapshot, so the leader purges what the lagging node lacks.
+    for t in 0..60 {
+        let quota = json!({ "cpu_millis": 1000, "memory_mib": 1024, "max_running_jobs": 1 });
+        let (s, v) = c.put(leader, &format!("/v1/tenants/t{t}/quota"), quota).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let finished_at = c.get(leader, "/v1/cluster").await.1["applied_index"].as_u64().unwrap();
+    c.wait_get(leader, "/v1/cluster", "log purged past the output", |_, v| {
+        v["purged_index"].as_u64().unwrap_or(0) > finished_at.saturating_sub(60)
+    })
+    .await;
+    let restarted = Instant::now();
+    c.node_mut(lagging).spawn();
+    c.wait_http(lagging).await;
+    let status = c
+        .wait_get(
+            lagging,
+            "/v1/cluster",
+            "the lagging node installed a snapshot",
+            |s, v| s == 200 && v["snapshot_index"].as_u64() >= Some(finished_at.saturating_sub(60)),
+        )
+        .await;
+    c.wait_digests_agree(3, "after the lagging node caught up").await;
+    let caught_up_s = restarted.elapsed().as_secs_f64();
+    assert!(
+        job_log(&c, lagging, jobs[0].1).await == log,
+        "the caught-up node serves another log"
+    );
+    eprintln!(
+        "{mib} MiB of output committed in {committed_s:.1} s; the lagging node caught up in {caught_up_s:.1} s \
+         (snapshot at {})",
+        status["snapshot_index"]
+    );
     wait_no_workers(dir.path()).await;
 }
