@@ -69,6 +69,11 @@ pub struct Options {
     /// Upper bound of the election timeout. Default 3000.
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
+    /// Pre-Vote before an election: a node whose election timer fires first asks whether a
+    /// quorum would vote for it, and only then raises its term, so a follower back from a
+    /// pause or a partition does not depose a healthy leader. Default true.
+    #[arg(long)]
+    pub pre_vote: Option<bool>,
     /// Build a snapshot after this many applied entries since the last one. Default 10000.
     #[arg(long)]
     pub snapshot_after_entries: Option<u64>,
@@ -374,6 +379,7 @@ pub struct Settings {
     pub election_timeout_max_ms: u64,
     pub snapshot_after_entries: u64,
     pub snapshot_after_log_bytes: u64,
+    pub pre_vote: bool,
     pub log_entries_kept_after_snapshot: u64,
     pub max_concurrent_requests: usize,
     pub max_request_bytes: usize,
@@ -455,6 +461,7 @@ impl Settings {
             election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
             snapshot_after_entries: pick!(snapshot_after_entries, 10_000),
             snapshot_after_log_bytes: pick!(snapshot_after_log_bytes, 256 * 1024 * 1024),
+            pre_vote: pick!(pre_vote, true),
             log_entries_kept_after_snapshot: pick!(log_entries_kept_after_snapshot, 1000),
             max_concurrent_requests: pick!(max_concurrent_requests, 256),
             max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
@@ -675,6 +682,7 @@ impl Settings {
             install_snapshot_timeout: self.rpc_timeout_ms.max(30_000),
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.log_entries_kept_after_snapshot,
+            enable_pre_vote: Some(self.pre_vote),
             ..Default::default()
         };
         config.validate().context("invalid raft configuration")

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use serde_json::json;
+use std::time::Duration;
 
 fn pipeline_id(v: &serde_json::Value) -> u64 {
     v["pipeline"]
@@ -158,6 +159,44 @@ async fn a_node_behind_a_purged_log_catches_up_by_snapshot() {
         })
         .await;
     assert!(status["snapshot_index"].as_u64().unwrap() > 10, "{status}");
+}
+
+/// A follower paused past its election timeout (a GC pause, a stalled VM) wakes with its
+/// election timer fired. With Pre-Vote it first asks whether a quorum would elect it; the
+/// others still hear from their leader and say no, so its term stays, and the leader keeps
+/// leading. (Run with `--pre-vote false` on the nodes, this test fails: the woken follower
+/// raises the term and the leader steps down.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_back_from_a_pause_does_not_depose_the_leader() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    c.register_pool(leader).await;
+    let before = c.get(leader, "/v1/cluster").await.1;
+    let paused = follower_of(leader, &[1, 2, 3]);
+    c.node(paused).pause(true);
+    // 10 s, five times the election timeout's upper bound (2 s in these tests), with writes
+    // meanwhile (a pause of 3 s did not make the woken follower stand without Pre-Vote).
+    for i in 0..20 {
+        let (s, b) = c.submit(leader, &format!("during-{i}"), None).await;
+        assert_eq!(s, 201, "{b}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.node(paused).pause(false);
+    // Two election timeouts for the woken follower to do its worst, writes going on.
+    for i in 0..8 {
+        let (s, b) = c.submit(leader, &format!("after-{i}"), None).await;
+        assert_eq!(s, 201, "{b}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for id in 1..=3 {
+        let now = c.get(id, "/v1/cluster").await.1;
+        assert_eq!(now["term"], before["term"], "node {id}'s term moved: {now}");
+        assert_eq!(
+            now["leader"].as_u64(),
+            Some(leader),
+            "node {id} follows another leader: {now}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

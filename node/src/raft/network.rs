@@ -244,6 +244,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             .await
     }
 
+    /// A real Pre-Vote round trip: a peer that cannot be reached answers `Err`, which openraft
+    /// never counts as a grant, so an isolated node cannot talk itself into a new term.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, option.hard_ttl(), async |mut c, r| c.pre_vote(r).await)
+            .await
+    }
+
     async fn transfer_leader(
         &mut self,
         req: TransferLeaderRequest<TypeConfig>,

@@ -118,6 +118,13 @@ impl RaftService for RaftGrpc {
         Ok(Response::new(to_blob(&result)?))
     }
 
+    async fn pre_vote(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
+        self.admit(&request)?;
+        let rpc: VoteRequest<TypeConfig> = from_blob(request.get_ref())?;
+        let result = self.raft.pre_vote(rpc).await.map_err(|e| e.to_string());
+        Ok(Response::new(to_blob(&result)?))
+    }
+
     async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<Blob>, Status> {
         self.admit(&request)?;
         let mut stream = request.into_inner();
