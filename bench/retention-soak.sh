@@ -7,7 +7,10 @@
 # ratio, and writes the samples as CSV and an SVG plot.
 #
 #   bench/retention-soak.sh [--rate 20] [--seconds 300] [--output-bytes 2048] \
-#       [--max-pipelines 1000] [--output-max-age 30s] [--out DIR]
+#       [--max-pipelines 1000] [--output-max-age 30s] [--node-args "FLAGS"] [--out DIR]
+#
+# --node-args adds flags to the node of both runs (for example a smaller
+# --event-journal-events, to see what of the growth the journal's filling is).
 #
 # Uses FLOTILLA_BIN (default: the debug build); figures come from a release build. The issue's
 # soak is --rate 200 --seconds 1800.
@@ -19,6 +22,7 @@ seconds=300
 output_bytes=2048
 max_pipelines=1000
 output_max_age=30s
+node_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) rate="$2"; shift 2 ;;
@@ -26,6 +30,7 @@ while [ $# -gt 0 ]; do
     --output-bytes) output_bytes="$2"; shift 2 ;;
     --max-pipelines) max_pipelines="$2"; shift 2 ;;
     --output-max-age) output_max_age="$2"; shift 2 ;;
+    --node-args) node_args="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -42,7 +47,7 @@ soak() {
   mkdir -p "$dir"
   "$bin/flotilla-node" --id 1 --data-dir "$dir/data" --raft-addr 127.0.0.1:17711 --api-addr 127.0.0.1:18711 \
     --process-provider --process-work-dir "$dir/workers" --admin-token-file "$work/admin-token" $tls_args \
-    --retention-interval-ms 1000 >>"$dir/node.log" 2>&1 &
+    --retention-interval-ms 1000 $node_args >>"$dir/node.log" 2>&1 &
   local node_pid=$!
   pids+=("$node_pid")
   for _ in $(seq 100); do "$bin/flotilla" --server "$api" cluster init >/dev/null 2>&1 && break; sleep 0.2; done

@@ -8,9 +8,11 @@
 //! Writes skip the WAL: the Raft log already holds every chunk, and a write lost in a crash is
 //! written again when the log is replayed from the snapshot the node restarts from. That holds
 //! only for entries after that snapshot, so a snapshot is published only once the column
-//! family is flushed to its files (`flush`). A follower that installs a snapshot replaces the
-//! column family with the snapshot's output; a marker in `meta` says a replacement is under
-//! way, and a node that finds it at start rebuilds the output from the snapshot it restores.
+//! family is flushed to its files (`flush`); the node's own snapshot files hold no output.
+//! A snapshot sent to a follower carries the output (`snapshot_wire.rs`); the follower
+//! replaces the column family with it; a marker in `meta` says a replacement is under way,
+//! and a node that finds it at start rebuilds the output from the snapshot it restores (the
+//! received file, which holds the output).
 
 use flotilla_state_machine::{JobId, OutputSink, OutputWrite};
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
@@ -198,7 +200,35 @@ impl OutputStore {
         Ok(out)
     }
 
-    /// Every chunk as of `snapshot`, in key order, for a snapshot file.
+    /// The chunks after `after` (job and offset; `None`: from the first) in key order, about
+    /// `max_bytes` of them (at least one if any remain): one page of a snapshot's transfer.
+    pub(crate) fn chunks_after(&self, after: Option<(JobId, u64)>, max_bytes: usize) -> io::Result<Vec<OutputChunk>> {
+        let start = after.map_or([0u8; 16], |(job, offset)| key(job, offset));
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let iter = self
+            .db
+            .iterator_cf(self.cf(), IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(io::Error::other)?;
+            let (job, offset) = parse_key(&k)?;
+            if after == Some((job, offset)) {
+                continue;
+            }
+            bytes += v.len();
+            out.push(OutputChunk {
+                job,
+                offset,
+                data: v.into_vec(),
+            });
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every chunk as of `snapshot`, in key order.
     pub(crate) fn chunks_at<'a>(
         &'a self,
         snapshot: &'a rocksdb::Snapshot<'_>,
@@ -218,10 +248,6 @@ impl OutputStore {
             })
     }
 
-    pub(crate) fn snapshot(&self) -> rocksdb::Snapshot<'_> {
-        self.db.snapshot()
-    }
-
     /// The output as it stands now, unchanged by later writes while the view is held. Taken
     /// under the state's read lock, it matches that state.
     pub fn consistent_view(&self) -> OutputView<'_> {
@@ -231,19 +257,27 @@ impl OutputStore {
         }
     }
 
-    /// Whether a replacement from a snapshot was started and not finished.
-    pub(crate) fn rebuild_pending(&self) -> io::Result<bool> {
+    /// The snapshot file whose install was started and not finished, if one was.
+    pub(crate) fn rebuild_pending(&self) -> io::Result<Option<String>> {
         Ok(self
             .db
             .get_cf(self.meta(), KEY_OUTPUT_REBUILD)
             .map_err(io::Error::other)?
-            .is_some())
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Records, durably, that the output is about to be replaced by a snapshot's.
-    pub(crate) fn mark_rebuild(&self) -> io::Result<()> {
+    /// Records, durably, that the output is about to be replaced by that of the snapshot
+    /// published as `name`.
+    pub(crate) fn mark_rebuild(&self, name: &str) -> io::Result<()> {
         self.db
-            .put_cf_opt(self.meta(), KEY_OUTPUT_REBUILD, [1u8], &synced())
+            .put_cf_opt(self.meta(), KEY_OUTPUT_REBUILD, name.as_bytes(), &synced())
+            .map_err(io::Error::other)
+    }
+
+    /// Forgets a marker whose install never reached the output.
+    pub(crate) fn clear_rebuild(&self) -> io::Result<()> {
+        self.db
+            .delete_cf_opt(self.meta(), KEY_OUTPUT_REBUILD, &synced())
             .map_err(io::Error::other)
     }
 
@@ -285,9 +319,6 @@ impl OutputLoader<'_> {
         let store = self.store;
         store.db.write_opt(self.batch, &unlogged()).map_err(io::Error::other)?;
         store.flush()?;
-        store
-            .db
-            .delete_cf_opt(store.meta(), KEY_OUTPUT_REBUILD, &synced())
-            .map_err(io::Error::other)
+        store.clear_rebuild()
     }
 }

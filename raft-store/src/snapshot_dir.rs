@@ -39,7 +39,7 @@ impl SnapshotDir {
         self.tmp.join(format!("incoming-{}-{n}.snap", std::process::id()))
     }
 
-    fn name_for(header: &SnapshotHeader) -> String {
+    pub fn name_for(header: &SnapshotHeader) -> String {
         let (index, term) = header
             .last_log_id
             .as_ref()
@@ -104,6 +104,14 @@ impl SnapshotDir {
                 ),
             )),
         }
+    }
+
+    /// Whether a published snapshot has the file name `name`.
+    pub fn contains(&self, name: &str) -> io::Result<bool> {
+        Ok(self
+            .published()?
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == name)))
     }
 
     /// The newest published snapshot, if any.

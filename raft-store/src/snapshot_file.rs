@@ -1,15 +1,19 @@
 //! Snapshot files: the state machine's encoding on disk.
 //!
 //! Layout: `FLOTSNAP` magic, snapshot-version byte, u32 length of the metadata, the metadata
-//! (bincode), the state (bincode), the job output, and a CRC-32 of everything before it. The
-//! output is a run of chunks, each `1u8`, job id (u64), offset (u64), length (u32), all
-//! little-endian, and the bytes, ended by `0u8`. A file is written under `tmp/`, fsynced,
-//! then renamed into place, so a visible snapshot is complete.
+//! (bincode), u64 length of the state, the state (bincode), the job output, and a CRC-32 of
+//! everything before it. The output is a run of chunks, each `1u8`, job id (u64), offset
+//! (u64), length (u32), all little-endian, and the bytes, ended by `0u8`. A file is written
+//! under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
+//!
+//! A snapshot a node builds for itself holds no output (the output stays in RocksDB, flushed
+//! before the file is published): building one costs the state, whatever the output. The
+//! output is added only when the snapshot is sent to a follower (`SnapshotWire`): the state's
+//! bytes from the file, then the output streamed from the store as it is then.
 //!
 //! Building one encodes the state in memory first (`encode_state`, under the state's read
-//! lock, with a RocksDB snapshot of the output taken in the same moment: the copy of the
-//! state this costs is the only time applies and readers wait), then writes the encoding and
-//! streams the output into the file with no lock held (`write_snapshot`). Reading streams.
+//! lock: the copy of the state this costs is the only time applies and readers wait), then
+//! writes the encoding with no lock held (`write_snapshot`). Reading streams.
 
 use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
@@ -34,7 +38,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 7: `State` keeps the sealed secrets and the wrapped data keys; a job's spec its `secrets`.
 /// 8: `State` keeps the retention policies and settled pipelines; a pipeline when its output
 ///    was removed.
-/// 9: job output left the state: it follows the state as a run of chunks.
+/// 9: job output left the state: it follows the state as a run of chunks; the state's length
+///    is written before it.
 pub const SNAPSHOT_VERSION: u8 = 9;
 
 /// The largest output chunk a snapshot may hold (a chunk is one applied append).
@@ -62,6 +67,9 @@ impl SnapshotHeader {
 pub struct SnapshotFile {
     pub path: PathBuf,
     pub file: File,
+    /// The store whose output is sent with the file's state (`wire`): set on the snapshot
+    /// handed to openraft for a follower.
+    pub output: Option<crate::OutputStore>,
 }
 
 impl SnapshotFile {
@@ -69,7 +77,47 @@ impl SnapshotFile {
         Ok(SnapshotFile {
             path: path.to_path_buf(),
             file: File::open(path)?,
+            output: None,
         })
+    }
+
+    /// The bytes to send to a follower: the file as it is, or, with a store attached, the
+    /// file's metadata and state followed by the store's output (`SnapshotWire`).
+    pub fn wire(mut self) -> io::Result<Box<dyn Read + Send>> {
+        self.file.seek(SeekFrom::Start(0))?;
+        match self.output.take() {
+            None => Ok(Box::new(self.file)),
+            Some(output) => {
+                let len = self.len_bytes()?;
+                // Magic (8), version (1), metadata length (4), metadata, state length (8).
+                read_header(&mut BufReader::new(&self.file), len)?;
+                let mut head = [0u8; 13];
+                self.file.seek(SeekFrom::Start(0))?;
+                self.file.read_exact(&mut head)?;
+                let meta_len = u64::from(u32::from_le_bytes(head[9..13].try_into().expect("4 bytes")));
+                let mut state_len = [0u8; 8];
+                self.file.seek(SeekFrom::Start(13 + meta_len))?;
+                self.file.read_exact(&mut state_len)?;
+                let state_end = 13 + meta_len + 8 + u64::from_le_bytes(state_len);
+                if state_end > len {
+                    return Err(invalid_data("snapshot state runs past the file"));
+                }
+                self.file.seek(SeekFrom::Start(0))?;
+                Ok(Box::new(crate::snapshot_wire::SnapshotWire::new(
+                    self.file.take(state_end),
+                    output,
+                )))
+            }
+        }
+    }
+
+    /// Writes what `wire` sends into a new file at `path` and opens it: a snapshot as a
+    /// follower receives it.
+    pub fn materialize(self, path: &Path) -> io::Result<SnapshotFile> {
+        let mut out = File::create_new(path)?;
+        io::copy(&mut self.wire()?, &mut out)?;
+        out.sync_all()?;
+        SnapshotFile::open(path)
     }
 
     pub fn len_bytes(&self) -> io::Result<u64> {
@@ -120,7 +168,22 @@ impl SnapshotFile {
         self.file.seek(SeekFrom::Start(0))?;
         let mut body = BufReader::new((&self.file).take(len - 4));
         let header = read_header(&mut body, len)?;
-        let state: State = decode_from_read(&mut body, len)?;
+        let mut state_len = [0u8; 8];
+        body.read_exact(&mut state_len)?;
+        let state_len = u64::from_le_bytes(state_len);
+        if state_len > len {
+            return Err(invalid_data(format!(
+                "snapshot state of {state_len} bytes in a file of {len}"
+            )));
+        }
+        let mut state_part = (&mut body).take(state_len);
+        let state: State = decode_from_read(&mut state_part, state_len)?;
+        if state_part.limit() != 0 {
+            return Err(invalid_data(format!(
+                "snapshot state has {} bytes past its encoding",
+                state_part.limit()
+            )));
+        }
         read_output(&mut body, &mut on_chunk)?;
         let mut rest = Vec::new();
         body.read_to_end(&mut rest)?;
@@ -163,6 +226,19 @@ fn read_header(r: &mut impl Read, file_len: u64) -> io::Result<SnapshotHeader> {
     let (header, _) = with_decode_limit!(meta.len(), |cfg| bincode::serde::decode_from_slice(&meta, cfg)
         .map_err(invalid_data))?;
     Ok(header)
+}
+
+/// Writes one output chunk as a snapshot holds it.
+pub(crate) fn write_chunk(w: &mut impl Write, chunk: &OutputChunk) -> io::Result<()> {
+    let len = u32::try_from(chunk.data.len())
+        .ok()
+        .filter(|l| *l <= MAX_SNAPSHOT_CHUNK_BYTES)
+        .ok_or_else(|| invalid_data(format!("output chunk of {} bytes", chunk.data.len())))?;
+    w.write_all(&[1])?;
+    w.write_all(&chunk.job.0.to_le_bytes())?;
+    w.write_all(&chunk.offset.to_le_bytes())?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&chunk.data)
 }
 
 /// Reads the output chunks that follow the state, through their end marker.
@@ -233,18 +309,10 @@ pub fn write_snapshot(
     let meta_len = u32::try_from(meta.len()).map_err(|_| invalid_data("snapshot metadata over 4 GiB"))?;
     w.write_all(&meta_len.to_le_bytes())?;
     w.write_all(&meta)?;
+    w.write_all(&(state.0.len() as u64).to_le_bytes())?;
     w.write_all(&state.0)?;
     for chunk in chunks {
-        let chunk = chunk?;
-        let len = u32::try_from(chunk.data.len())
-            .ok()
-            .filter(|l| *l <= MAX_SNAPSHOT_CHUNK_BYTES)
-            .ok_or_else(|| invalid_data(format!("output chunk of {} bytes", chunk.data.len())))?;
-        w.write_all(&[1])?;
-        w.write_all(&chunk.job.0.to_le_bytes())?;
-        w.write_all(&chunk.offset.to_le_bytes())?;
-        w.write_all(&len.to_le_bytes())?;
-        w.write_all(&chunk.data)?;
+        write_chunk(&mut w, &chunk?)?;
     }
     w.write_all(&[0])?;
     let crc = w.hasher.finalize();

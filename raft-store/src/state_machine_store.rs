@@ -86,15 +86,30 @@ impl StateMachineStore {
     ) -> io::Result<Self> {
         let snapshots = SnapshotDir::open(dir, snapshots_to_keep)?;
         let restored = snapshots.restore(purged_index)?;
-        if output.rebuild_pending()? {
-            // A snapshot's install stopped while its output was being loaded: load again the
-            // output of the snapshot the state starts from (the log replays what follows).
-            let mut loader = output.replace();
-            if let Some((path, _, _)) = &restored {
+        if let Some(name) = output.rebuild_pending()? {
+            // An install stopped between its marker and its end. If it published the received
+            // snapshot (the one restored now), its output was being loaded: load it again
+            // from that file, which holds it. If not, the output was not touched yet: the
+            // state and the output are the older snapshot's and the log's, as they were.
+            let restored_name = restored
+                .as_ref()
+                .and_then(|(path, _, _)| path.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            if restored_name.as_deref() == Some(name.as_str()) {
+                let (path, _, _) = restored.as_ref().expect("named just above");
+                let mut loader = output.replace();
                 SnapshotFile::open(path)?.read_with_output(|chunk| loader.put(chunk))?;
+                loader.finish()?;
+                tracing::warn!(snapshot = %name, "job output reloaded from the snapshot after an interrupted install");
+            } else if snapshots.contains(&name)? {
+                return Err(io::Error::other(format!(
+                    "an interrupted install of snapshot {name} left the job output incomplete, and that snapshot \
+                     cannot be restored; remove this node from the cluster, delete its data directory and add it \
+                     back (docs/operations.md)"
+                )));
+            } else {
+                output.clear_rebuild()?;
             }
-            loader.finish()?;
-            tracing::warn!("job output reloaded from the snapshot after an interrupted install");
         }
         let (data, current) = match restored {
             None => (StateMachineData::default(), None),
@@ -143,12 +158,12 @@ impl Shared {
     }
 
     /// Writes the current state to a new snapshot file (blocking; run off the async threads).
-    /// The read lock is held only while the state is encoded in memory and a RocksDB snapshot
-    /// of the output is taken; the output's flush, the write and the fsync happen after it is
-    /// released, so applies and readers never wait on the disk.
+    /// The read lock is held only while the state is encoded in memory; the output's flush,
+    /// the write and the fsync happen after it is released, so applies and readers never wait
+    /// on the disk. The file holds no output: it stays in RocksDB (`snapshot_file.rs`).
     fn build_snapshot_blocking(&self) -> io::Result<(SnapshotHeader, SnapshotFile)> {
         let tmp = self.snapshots.tmp_path();
-        let (header, encoded, output_at) = {
+        let (header, encoded) = {
             let data = self.data.read().unwrap_or_else(|p| p.into_inner());
             let locked_at = std::time::Instant::now();
             let header = SnapshotHeader {
@@ -156,21 +171,21 @@ impl Shared {
                 last_membership: data.last_membership.clone(),
             };
             let encoded = encode_state(&data.state)?;
-            let output_at = self.output.snapshot();
             drop(data);
             self.stats.snapshot_locked(locked_at.elapsed());
-            (header, encoded, output_at)
+            (header, encoded)
         };
         // The log may be purged up to this snapshot once it is published, and output writes
         // skip the WAL: everything the snapshot covers must be in the output's files first.
         self.output.flush()?;
-        write_snapshot(&tmp, &header, &encoded, self.output.chunks_at(&output_at))?;
-        drop(output_at);
+        write_snapshot(&tmp, &header, &encoded, std::iter::empty())?;
         drop(encoded);
         let path = self.snapshots.publish(&tmp, &header)?;
         self.set_current(header.clone());
         self.stats.snapshot_built();
-        Ok((header, SnapshotFile::open(&path)?))
+        let mut file = SnapshotFile::open(&path)?;
+        file.output = Some(self.output.clone());
+        Ok((header, file))
     }
 
     /// Verifies a received snapshot, keeps a copy of it, and replaces the state and the job
@@ -192,7 +207,7 @@ impl Shared {
             io::copy(&mut snapshot.file, &mut out)?;
             out.sync_all()?;
         }
-        self.output.mark_rebuild()?;
+        self.output.mark_rebuild(&SnapshotDir::name_for(&header))?;
         self.snapshots.publish(&tmp, &header)?;
         // Readers go on with the old state while the output is loaded: a chunk is the same
         // bytes at the same offset in every state of one history, and a reader reads no
@@ -292,6 +307,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // between reading the in-memory header and opening the path, and a snapshot sent with
         // another snapshot's metadata is refused by the receiver (whose Raft then stops).
         let header = file.read_header()?;
+        // Sent with the output as the store holds it (`SnapshotWire`).
+        file.output = Some(self.shared.output.clone());
         Ok(Some(Snapshot {
             meta: header.meta(),
             snapshot: file,

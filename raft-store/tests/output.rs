@@ -87,7 +87,15 @@ async fn output_is_read_by_range_and_a_replay_after_a_restart_writes_the_same_by
     {
         let (_log, mut sm) = open(&StoreConfig::new(dir.path())).unwrap();
         apply_all(&mut sm, entries[..split].to_vec()).await;
-        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        // The node's own snapshot holds the state, not the output (which stays in RocksDB):
+        // building one costs the same whatever the output.
+        let file_bytes = built.snapshot.len_bytes().unwrap();
+        assert!(
+            file_bytes < after[29].len() as u64 / 4,
+            "a snapshot of {file_bytes} bytes for {} bytes of output",
+            after[29].len()
+        );
         apply_all(&mut sm, entries[split..].to_vec()).await;
         let total = full.len() as u64;
         assert_eq!(sm.handle().read().state.job(JOB).unwrap().log_bytes, total);
@@ -131,7 +139,7 @@ async fn a_follower_that_installs_a_snapshot_holds_its_output_and_nothing_else()
     let (own, _) = history(70, 99);
     apply_all(&mut follower, own).await;
     follower
-        .install_snapshot(&current.meta, current.snapshot)
+        .install_snapshot(&current.meta, received(current.snapshot, follower_dir.path()))
         .await
         .unwrap();
 
@@ -155,46 +163,85 @@ async fn a_follower_that_installs_a_snapshot_holds_its_output_and_nothing_else()
 
 type OutputChunkRow = (JobId, u64, Vec<u8>);
 
-/// A crash while an installed snapshot's output was being loaded leaves the marker set and
-/// the output half replaced; the next start loads the output again from the snapshot.
+/// A crash while an installed snapshot's output was being loaded leaves the marker (naming
+/// the received snapshot, already published) and the output half replaced; the next start
+/// loads the output again from that snapshot. A marker whose snapshot was never published
+/// (a crash before that) is dropped and the output left as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_output_install_is_finished_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
+    let leader_dir = tempfile::tempdir().unwrap();
     let (entries, after) = history(20, 3);
-    {
+    let (_l, mut leader) = open(&StoreConfig::new(leader_dir.path())).unwrap();
+    apply_all(&mut leader, entries).await;
+    leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let current = leader.get_current_snapshot().await.unwrap().expect("a snapshot");
+    let dir = tempfile::tempdir().unwrap();
+    let name = {
         let (_log, mut sm) = open(&StoreConfig::new(dir.path())).unwrap();
-        apply_all(&mut sm, entries).await;
-        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
-    }
-    // What the crash left: the marker, a stray chunk of another job, a chunk of the job gone.
-    {
+        sm.install_snapshot(&current.meta, received(current.snapshot, dir.path()))
+            .await
+            .unwrap();
+        let installed = sm.get_current_snapshot().await.unwrap().expect("installed");
+        installed
+            .snapshot
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let crash = |marker: &str| {
         let opts = rocksdb::Options::default();
         let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
-        db.put_cf(db.cf_handle("meta").unwrap(), b"output_rebuild", [1u8])
+        db.put_cf(db.cf_handle("meta").unwrap(), b"output_rebuild", marker.as_bytes())
             .unwrap();
         let mut stray = [0u8; 16];
         stray[..8].copy_from_slice(&77u64.to_be_bytes());
         db.put_cf(db.cf_handle("output").unwrap(), stray, b"stray").unwrap();
+    };
+    let jobs_stored = |handle: &flotilla_raft_store::StateHandle| -> Vec<JobId> {
+        let view = handle.output().consistent_view();
+        view.chunks().map(|c| c.unwrap().job).collect()
+    };
+    // What the crash left: the marker naming the published snapshot, a stray chunk, and the
+    // job's first chunk gone.
+    crash(&name);
+    {
+        let opts = rocksdb::Options::default();
+        let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
         let mut first = [0u8; 16];
         first[..8].copy_from_slice(&JOB.0.to_be_bytes());
         db.delete_cf(db.cf_handle("output").unwrap(), first).unwrap();
     }
+    {
+        let (_log, sm) = open(&StoreConfig::new(dir.path())).unwrap();
+        let handle = sm.handle();
+        let jobs = jobs_stored(&handle);
+        assert!(jobs.iter().all(|j| *j == JOB), "only the snapshot's output: {jobs:?}");
+        assert_eq!(output_of(&handle), vec![(JOB, after.last().unwrap().clone())]);
+    }
+    // The marker is gone (no rebuild at every start), and a marker naming a snapshot never
+    // published changes nothing but itself: the stray chunk stays.
+    crash("snapshot-00000000000000099999-00000000000000000009.snap");
     let (_log, sm) = open(&StoreConfig::new(dir.path())).unwrap();
     let handle = sm.handle();
-    let view = handle.output().consistent_view();
-    let jobs: Vec<JobId> = view.chunks().map(|c| c.unwrap().job).collect();
-    assert!(jobs.iter().all(|j| *j == JOB), "only the snapshot's output: {jobs:?}");
-    drop(view);
+    assert!(
+        jobs_stored(&handle).contains(&JobId(77)),
+        "the output was left as it was"
+    );
     assert_eq!(output_of(&handle), vec![(JOB, after.last().unwrap().clone())]);
     drop((_log, sm, handle));
-    // The marker is gone: a stray chunk written now stays (no rebuild at every start).
-    {
-        let opts = rocksdb::Options::default();
-        let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
-        assert!(
-            db.get_cf(db.cf_handle("meta").unwrap(), b"output_rebuild")
-                .unwrap()
-                .is_none()
-        );
-    }
+    let opts = rocksdb::Options::default();
+    let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
+    assert!(
+        db.get_cf(db.cf_handle("meta").unwrap(), b"output_rebuild")
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The snapshot as a follower receives it: what `SnapshotFile::wire` sends, in a file.
+fn received(sent: flotilla_raft_store::SnapshotFile, dir: &std::path::Path) -> flotilla_raft_store::SnapshotFile {
+    sent.materialize(&dir.join("received.snap"))
+        .expect("the snapshot streams")
 }

@@ -40,7 +40,13 @@ async fn snapshot_built_on_one_store_installs_on_a_fresh_one() {
             .unwrap()
             .expect("leader has a snapshot");
         follower
-            .install_snapshot(&current.meta, current.snapshot)
+            .install_snapshot(
+                &current.meta,
+                current
+                    .snapshot
+                    .materialize(&follower_dir.path().join("received.snap"))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(state_bytes(&follower.handle().read().state), expected);

@@ -273,17 +273,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let mut client = self.channels.client(self.target, &self.addr).map_err(unreachable)?;
         let header = encode(&(vote, snapshot.meta.clone())).map_err(|e| NetworkError::from_string(e.to_string()))?;
-        // A blocking reader streams the file in chunks through a bounded channel.
+        // A blocking reader streams the snapshot (the file's state, then the job output from
+        // the store: `SnapshotWire`) in chunks through a bounded channel.
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(SNAPSHOT_CHUNKS_IN_FLIGHT);
-        let mut file = snapshot.snapshot.file;
+        let snapshot_file = snapshot.snapshot;
         let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::{Seek, SeekFrom};
-            file.seek(SeekFrom::Start(0))?;
+            let mut file = snapshot_file.wire()?;
             let mut header = Some(header);
             loop {
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-                let n = file.read(&mut buf)?;
-                buf.truncate(n);
+                let mut buf = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
+                let n = (&mut file).take(SNAPSHOT_CHUNK_BYTES as u64).read_to_end(&mut buf)?;
                 if n == 0 && header.is_none() {
                     return Ok(());
                 }
