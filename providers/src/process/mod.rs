@@ -152,6 +152,34 @@ fn read_trimmed(path: &Path) -> Option<String> {
 }
 
 /// Whether `pid` is a live process running this worker's wrapper.
+/// What a worker's directory says (all but `lost`), and the wrapper's pid once it started.
+fn read_observation(dir: &Path) -> (Observation, Option<u32>) {
+    let mut o = Observation {
+        exists: true,
+        ..Observation::default()
+    };
+    let pid: Option<u32> = read_trimmed(&dir.join("pid")).and_then(|s| s.parse().ok());
+    o.started = pid.is_some();
+    for line in std::fs::read_to_string(dir.join("steps.log"))
+        .unwrap_or_default()
+        .lines()
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["start", n] => o.step_started = n.parse().ok(),
+            ["end", n, code] => {
+                if let (Ok(n), Ok(code)) = (n.parse(), code.parse()) {
+                    o.steps_finished.push((n, code));
+                }
+            }
+            _ => {}
+        }
+    }
+    o.output_bytes = std::fs::metadata(dir.join("output.log")).map_or(0, |m| m.len());
+    o.exit_code = read_trimmed(&dir.join("exit_code")).and_then(|s| s.parse().ok());
+    (o, pid)
+}
+
 fn alive(pid: u32, dir: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
@@ -276,32 +304,19 @@ impl WorkerProvider for ProcessProvider {
         if !dir.exists() {
             return Ok(Observation::default());
         }
-        let mut o = Observation {
-            exists: true,
-            ..Observation::default()
-        };
-        let pid: Option<u32> = read_trimmed(&dir.join("pid")).and_then(|s| s.parse().ok());
-        o.started = pid.is_some();
-        for line in std::fs::read_to_string(dir.join("steps.log"))
-            .unwrap_or_default()
-            .lines()
-        {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            match parts.as_slice() {
-                ["start", n] => o.step_started = n.parse().ok(),
-                ["end", n, code] => {
-                    if let (Ok(n), Ok(code)) = (n.parse(), code.parse()) {
-                        o.steps_finished.push((n, code));
-                    }
-                }
-                _ => {}
-            }
-        }
-        o.output_bytes = std::fs::metadata(dir.join("output.log")).map_or(0, |m| m.len());
-        o.exit_code = read_trimmed(&dir.join("exit_code")).and_then(|s| s.parse().ok());
+        let (mut o, pid) = read_observation(&dir);
         o.lost = match (o.exit_code, pid) {
             (Some(_), _) => false,
-            (None, Some(pid)) => !alive(pid, &dir),
+            // The wrapper writes its exit code and then exits, so everything is read again
+            // once the process is seen dead: read only before, a job that ended between the
+            // reads and the liveness check (a `true` step takes a millisecond) was reported
+            // lost, and retried although it had run.
+            (None, Some(pid)) if !alive(pid, &dir) => {
+                let (again, _) = read_observation(&dir);
+                o = again;
+                o.exit_code.is_none()
+            }
+            (None, Some(_)) => false,
             (None, None) => {
                 let age = std::fs::metadata(&dir)
                     .and_then(|m| m.modified())
