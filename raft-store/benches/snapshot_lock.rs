@@ -146,14 +146,14 @@ fn run(state: Arc<RwLock<State>>, mut index: u64, whole_build: bool, dir: &std::
         };
         let encoded = encode_state(&data).unwrap();
         if whole_build {
-            write_snapshot(&path, &header, &encoded, std::iter::empty()).unwrap();
+            write_snapshot(&path, &header, &encoded).unwrap();
             let held = started.elapsed();
             drop(data);
             held
         } else {
             drop(data);
             let held = started.elapsed();
-            write_snapshot(&path, &header, &encoded, std::iter::empty()).unwrap();
+            write_snapshot(&path, &header, &encoded).unwrap();
             held
         }
     };

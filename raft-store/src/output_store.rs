@@ -49,6 +49,20 @@ fn parse_key(k: &[u8]) -> io::Result<(JobId, u64)> {
     Ok((JobId(job), offset))
 }
 
+/// A key and its value, as RocksDB's iterators yield them.
+type StoredPair = (Box<[u8]>, Box<[u8]>);
+
+/// A stored key and value as the chunk they are.
+fn chunk_of(item: Result<StoredPair, rocksdb::Error>) -> io::Result<OutputChunk> {
+    let (k, v) = item.map_err(io::Error::other)?;
+    let (job, offset) = parse_key(&k)?;
+    Ok(OutputChunk {
+        job,
+        offset,
+        data: v.into_vec(),
+    })
+}
+
 fn unlogged() -> WriteOptions {
     let mut o = WriteOptions::default();
     o.disable_wal(true);
@@ -90,7 +104,20 @@ pub struct OutputView<'a> {
 impl OutputView<'_> {
     /// Every chunk in the view, by job and offset.
     pub fn chunks(&self) -> impl Iterator<Item = io::Result<OutputChunk>> + '_ {
-        self.store.chunks_at(&self.snapshot)
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&self.snapshot);
+        self.store
+            .db
+            .iterator_cf_opt(self.store.cf(), opts, IteratorMode::Start)
+            .map(chunk_of)
+    }
+
+    /// Writes every chunk in the view to `w` as a snapshot file holds them (for digests).
+    pub fn write_chunks(&self, w: &mut impl std::io::Write) -> io::Result<()> {
+        for chunk in self.chunks() {
+            crate::snapshot_file::write_chunk(w, &chunk?)?;
+        }
+        Ok(())
     }
 }
 
@@ -210,42 +237,17 @@ impl OutputStore {
             .db
             .iterator_cf(self.cf(), IteratorMode::From(&start, Direction::Forward));
         for item in iter {
-            let (k, v) = item.map_err(io::Error::other)?;
-            let (job, offset) = parse_key(&k)?;
-            if after == Some((job, offset)) {
+            let chunk = chunk_of(item)?;
+            if after == Some((chunk.job, chunk.offset)) {
                 continue;
             }
-            bytes += v.len();
-            out.push(OutputChunk {
-                job,
-                offset,
-                data: v.into_vec(),
-            });
+            bytes += chunk.data.len();
+            out.push(chunk);
             if bytes >= max_bytes {
                 break;
             }
         }
         Ok(out)
-    }
-
-    /// Every chunk as of `snapshot`, in key order.
-    pub(crate) fn chunks_at<'a>(
-        &'a self,
-        snapshot: &'a rocksdb::Snapshot<'_>,
-    ) -> impl Iterator<Item = io::Result<OutputChunk>> + 'a {
-        let mut opts = ReadOptions::default();
-        opts.set_snapshot(snapshot);
-        self.db
-            .iterator_cf_opt(self.cf(), opts, IteratorMode::Start)
-            .map(|item| {
-                let (k, v) = item.map_err(io::Error::other)?;
-                let (job, offset) = parse_key(&k)?;
-                Ok(OutputChunk {
-                    job,
-                    offset,
-                    data: v.into_vec(),
-                })
-            })
     }
 
     /// The output as it stands now, unchanged by later writes while the view is held. Taken

@@ -88,23 +88,10 @@ impl SnapshotFile {
         match self.output.take() {
             None => Ok(Box::new(self.file)),
             Some(output) => {
-                let len = self.len_bytes()?;
-                // Magic (8), version (1), metadata length (4), metadata, state length (8).
-                read_header(&mut BufReader::new(&self.file), len)?;
-                let mut head = [0u8; 13];
-                self.file.seek(SeekFrom::Start(0))?;
-                self.file.read_exact(&mut head)?;
-                let meta_len = u64::from(u32::from_le_bytes(head[9..13].try_into().expect("4 bytes")));
-                let mut state_len = [0u8; 8];
-                self.file.seek(SeekFrom::Start(13 + meta_len))?;
-                self.file.read_exact(&mut state_len)?;
-                let state_end = 13 + meta_len + 8 + u64::from_le_bytes(state_len);
-                if state_end > len {
-                    return Err(invalid_data("snapshot state runs past the file"));
-                }
+                let (state_start, state_len) = self.state_span()?;
                 self.file.seek(SeekFrom::Start(0))?;
                 Ok(Box::new(crate::snapshot_wire::SnapshotWire::new(
-                    self.file.take(state_end),
+                    self.file.take(state_start + state_len),
                     output,
                 )))
             }
@@ -132,22 +119,37 @@ impl SnapshotFile {
         read_header(&mut r, len)
     }
 
-    /// Reads and verifies the whole file, returning header and state; the output is checked
-    /// and passed over.
-    pub fn read_all(&mut self) -> io::Result<(SnapshotHeader, State)> {
-        self.read_with_output(|_| Ok(()))
+    /// Where the state's encoding starts and how long it is, read from the header and the
+    /// length before the state (bounded by the file's length, so a corrupt field cannot make
+    /// a reader seek or take past it).
+    fn state_span(&mut self) -> io::Result<(u64, u64)> {
+        let len = self.len_bytes()?;
+        self.file.seek(SeekFrom::Start(0))?;
+        let mut r = BufReader::new(&self.file);
+        read_header(&mut r, len)?;
+        let state_len = read_state_len(&mut r, len)?;
+        let state_start = r.stream_position()?;
+        if state_start.saturating_add(state_len) > len {
+            return Err(invalid_data("snapshot state runs past the file"));
+        }
+        Ok((state_start, state_len))
     }
 
-    /// Reads and verifies the whole file, returning header and state and handing each output
-    /// chunk to `on_chunk` in order.
+    /// Hands each output chunk of a file already verified by `read_all` to `on_chunk`, in
+    /// order, without decoding the state again.
+    pub fn read_output_chunks(&mut self, mut on_chunk: impl FnMut(&OutputChunk) -> io::Result<()>) -> io::Result<()> {
+        let (state_start, state_len) = self.state_span()?;
+        self.file.seek(SeekFrom::Start(state_start + state_len))?;
+        read_output(&mut BufReader::new(&self.file), &mut on_chunk)
+    }
+
+    /// Reads and verifies the whole file, returning header and state; the output is checked
+    /// and passed over (`read_output_chunks` reads it).
     ///
     /// The checksum is verified in a first pass, before anything is decoded: in a corrupt file
     /// a length field can say anything, and the decoder would try to allocate it (a flipped
     /// byte once asked for 7 EB and aborted the process).
-    pub fn read_with_output(
-        &mut self,
-        mut on_chunk: impl FnMut(&OutputChunk) -> io::Result<()>,
-    ) -> io::Result<(SnapshotHeader, State)> {
+    pub fn read_all(&mut self) -> io::Result<(SnapshotHeader, State)> {
         let len = self.len_bytes()?;
         if len < 4 {
             return Err(invalid_data("snapshot file is too short"));
@@ -168,14 +170,7 @@ impl SnapshotFile {
         self.file.seek(SeekFrom::Start(0))?;
         let mut body = BufReader::new((&self.file).take(len - 4));
         let header = read_header(&mut body, len)?;
-        let mut state_len = [0u8; 8];
-        body.read_exact(&mut state_len)?;
-        let state_len = u64::from_le_bytes(state_len);
-        if state_len > len {
-            return Err(invalid_data(format!(
-                "snapshot state of {state_len} bytes in a file of {len}"
-            )));
-        }
+        let state_len = read_state_len(&mut body, len)?;
         let mut state_part = (&mut body).take(state_len);
         let state: State = decode_from_read(&mut state_part, state_len)?;
         if state_part.limit() != 0 {
@@ -184,7 +179,7 @@ impl SnapshotFile {
                 state_part.limit()
             )));
         }
-        read_output(&mut body, &mut on_chunk)?;
+        read_output(&mut body, &mut |_| Ok(()))?;
         let mut rest = Vec::new();
         body.read_to_end(&mut rest)?;
         if !rest.is_empty() {
@@ -226,6 +221,19 @@ fn read_header(r: &mut impl Read, file_len: u64) -> io::Result<SnapshotHeader> {
     let (header, _) = with_decode_limit!(meta.len(), |cfg| bincode::serde::decode_from_slice(&meta, cfg)
         .map_err(invalid_data))?;
     Ok(header)
+}
+
+/// Reads the length written before the state, which cannot exceed the file's.
+fn read_state_len(r: &mut impl Read, file_len: u64) -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    r.read_exact(&mut bytes)?;
+    let state_len = u64::from_le_bytes(bytes);
+    if state_len > file_len {
+        return Err(invalid_data(format!(
+            "snapshot state of {state_len} bytes in a file of {file_len}"
+        )));
+    }
+    Ok(state_len)
 }
 
 /// Writes one output chunk as a snapshot holds it.
@@ -290,14 +298,9 @@ pub fn encode_state(state: &State) -> io::Result<EncodedState> {
         .map_err(invalid_data)
 }
 
-/// Writes a snapshot file of `state` (as `encode_state` made it) and the output `chunks`
-/// (in key order) and fsyncs it.
-pub fn write_snapshot(
-    path: &Path,
-    header: &SnapshotHeader,
-    state: &EncodedState,
-    chunks: impl IntoIterator<Item = io::Result<OutputChunk>>,
-) -> io::Result<()> {
+/// Writes a snapshot file of `state` (as `encode_state` made it), with no output (a node's
+/// own snapshots hold none: `SnapshotWire` adds it when one is sent), and fsyncs it.
+pub fn write_snapshot(path: &Path, header: &SnapshotHeader, state: &EncodedState) -> io::Result<()> {
     let file = File::create_new(path)?;
     let mut w = HashingWriter {
         inner: BufWriter::new(file),
@@ -311,9 +314,7 @@ pub fn write_snapshot(
     w.write_all(&meta)?;
     w.write_all(&(state.0.len() as u64).to_le_bytes())?;
     w.write_all(&state.0)?;
-    for chunk in chunks {
-        write_chunk(&mut w, &chunk?)?;
-    }
+    // The output section, empty: only its end tag.
     w.write_all(&[0])?;
     let crc = w.hasher.finalize();
     let mut inner = w.inner;

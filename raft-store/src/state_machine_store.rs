@@ -97,8 +97,9 @@ impl StateMachineStore {
                 .map(|n| n.to_string_lossy().into_owned());
             if restored_name.as_deref() == Some(name.as_str()) {
                 let (path, _, _) = restored.as_ref().expect("named just above");
+                // `restore` verified the file and decoded its state: read only its output.
                 let mut loader = output.replace();
-                SnapshotFile::open(path)?.read_with_output(|chunk| loader.put(chunk))?;
+                SnapshotFile::open(path)?.read_output_chunks(|chunk| loader.put(chunk))?;
                 loader.finish()?;
                 tracing::warn!(snapshot = %name, "job output reloaded from the snapshot after an interrupted install");
             } else if snapshots.contains(&name)? {
@@ -178,7 +179,7 @@ impl Shared {
         // The log may be purged up to this snapshot once it is published, and output writes
         // skip the WAL: everything the snapshot covers must be in the output's files first.
         self.output.flush()?;
-        write_snapshot(&tmp, &header, &encoded, std::iter::empty())?;
+        write_snapshot(&tmp, &header, &encoded)?;
         drop(encoded);
         let path = self.snapshots.publish(&tmp, &header)?;
         self.set_current(header.clone());
@@ -192,7 +193,7 @@ impl Shared {
     /// output with its own. The output is replaced under a durable marker, set before the
     /// snapshot is published: a crash midway is finished at the next start.
     fn install_blocking(&self, meta: &SnapshotMeta, mut snapshot: SnapshotFile) -> io::Result<()> {
-        let (header, _) = snapshot.read_all()?;
+        let (header, state) = snapshot.read_all()?;
         if header.meta() != *meta {
             return Err(crate::codec::invalid_data(format!(
                 "snapshot file holds {:?}, expected {meta}",
@@ -213,8 +214,9 @@ impl Shared {
         // bytes at the same offset in every state of one history, and a reader reads no
         // further than its state counts, so it sees what it saw or, where retention removed
         // a job's output since, less.
+        // The file was verified and its state decoded above: read only its output.
         let mut loader = self.output.replace();
-        let (_, state) = snapshot.read_with_output(|chunk| loader.put(chunk))?;
+        snapshot.read_output_chunks(|chunk| loader.put(chunk))?;
         loader.finish()?;
         *self.write() = StateMachineData {
             last_applied: header.last_log_id,

@@ -17,6 +17,32 @@ macro_rules! ensure {
 }
 
 impl State {
+    /// Checks a store of output against the state: every job's stored length is the state's
+    /// count, no store holds output of a job the state no longer has, and every append
+    /// started where its log ended. The property tests run it on each replica's store.
+    pub fn check_output(&self, output: &crate::MemoryOutput) -> Result<(), InvariantViolation> {
+        ensure!(
+            output.misplaced() == 0,
+            "{} appends did not start at the end of their log",
+            output.misplaced()
+        );
+        for (job, len) in output.lengths() {
+            let counted = self.jobs.get(&job).map_or(0, |j| j.log_bytes);
+            ensure!(
+                counted == len,
+                "job {job} has {len} bytes of output stored, the state counts {counted}"
+            );
+        }
+        for (id, j) in &self.jobs {
+            ensure!(
+                j.log_bytes == 0 || !output.log(*id).is_empty(),
+                "job {id} counts {} bytes of output, none stored",
+                j.log_bytes
+            );
+        }
+        Ok(())
+    }
+
     /// Checks the state's internal consistency: no job in two live assignments, allocation
     /// equal to the sum of assignments and within capacity, job states consistent with
     /// assignments and the DAG, indexes in step with the records they index.

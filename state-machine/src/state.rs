@@ -410,33 +410,6 @@ impl State {
         self.jobs.get(&job).is_some_and(|j| j.log_bytes > 0)
     }
 
-    /// Checks a store of output against the state: every job's stored length is the state's
-    /// count, no store holds output of a job the state no longer has, and every append
-    /// started where its log ended. The property tests run it on each replica's store.
-    pub fn check_output(&self, output: &crate::MemoryOutput) -> Result<(), crate::InvariantViolation> {
-        let fail = |m: String| Err(crate::InvariantViolation(m));
-        if output.misplaced() > 0 {
-            return fail(format!(
-                "{} appends did not start at the end of their log",
-                output.misplaced()
-            ));
-        }
-        for (job, len) in output.lengths() {
-            let counted = self.jobs.get(&job).map_or(0, |j| j.log_bytes);
-            if counted != len {
-                return fail(format!(
-                    "job {job} has {len} bytes of output stored, the state counts {counted}"
-                ));
-            }
-        }
-        for (id, j) in &self.jobs {
-            if j.log_bytes > 0 && output.log(*id).is_empty() {
-                return fail(format!("job {id} counts {} bytes of output, none stored", j.log_bytes));
-            }
-        }
-        Ok(())
-    }
-
     /// Secret `name` of `tenant`, sealed.
     pub fn secret(&self, tenant: &str, name: &str) -> Option<&crate::SecretRecord> {
         self.secrets.get(&(tenant.to_string(), name.to_string()))

@@ -479,8 +479,8 @@ where
 pub struct StateDigest {
     pub applied_index: u64,
     /// SHA-256 of the state's record encoding (`flotilla_raft_store::encode`: the format-version
-    /// byte, then bincode 2's standard configuration) followed by every stored output chunk
-    /// (job id and offset as big-endian u64, length as big-endian u32, the bytes), hexadecimal.
+    /// byte, then bincode 2's standard configuration) followed by every stored output chunk as
+    /// a snapshot file holds it (`OutputView::write_chunks`), hexadecimal.
     pub digest: String,
 }
 
@@ -528,13 +528,7 @@ fn digest_of(machine: &flotilla_raft_store::StateHandle) -> std::io::Result<Stat
     // The output as of the same entry: applies write it under the lock held here.
     let output = machine.output().consistent_view();
     drop(data);
-    for chunk in output.chunks() {
-        let chunk = chunk?;
-        w.0.update(chunk.job.0.to_be_bytes());
-        w.0.update(chunk.offset.to_be_bytes());
-        w.0.update((chunk.data.len() as u32).to_be_bytes());
-        w.0.update(&chunk.data);
-    }
+    output.write_chunks(&mut w)?;
     let hash = w.0.finalize();
     let digest = hash.iter().map(|b| format!("{b:02x}")).collect();
     Ok(StateDigest { applied_index, digest })

@@ -151,7 +151,6 @@ fn read_trimmed(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
-/// Whether `pid` is a live process running this worker's wrapper.
 /// What a worker's directory says (all but `lost`), and the wrapper's pid once it started.
 fn read_observation(dir: &Path) -> (Observation, Option<u32>) {
     let mut o = Observation {
@@ -180,6 +179,7 @@ fn read_observation(dir: &Path) -> (Observation, Option<u32>) {
     (o, pid)
 }
 
+/// Whether `pid` is a live process running this worker's wrapper.
 fn alive(pid: u32, dir: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
