@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Polls the pipeline, printing each job's state changes, until it ends; then prints the logs.
-/// Returns the final pipeline state.
+/// Returns the final pipeline state. Reads are linearizable: the pipeline was just submitted,
+/// perhaps through another node than the one a read reaches (the client moves on when a node
+/// does not answer), and a local read there can come before that node applied it (a 404 for
+/// a pipeline that exists, seen in the compose smoke test with its leader stopped).
 pub async fn follow(client: &Client, pipeline: u64) -> anyhow::Result<String> {
     let mut seen: BTreeMap<u64, String> = BTreeMap::new();
     loop {
-        let p = client.get(&format!("/v1/pipelines/{pipeline}")).await?;
+        let p = client
+            .get(&format!("/v1/pipelines/{pipeline}?consistency=linearizable"))
+            .await?;
         for j in p["job_states"].as_array().into_iter().flatten() {
             let id = j["id"].as_u64().unwrap_or(0);
             let state = j["state"].as_str().unwrap_or("?").to_string();
@@ -38,7 +43,9 @@ pub async fn follow(client: &Client, pipeline: u64) -> anyhow::Result<String> {
 async fn print_logs(client: &Client, pipeline: &Value) -> anyhow::Result<()> {
     for j in pipeline["job_states"].as_array().into_iter().flatten() {
         let id = j["id"].as_u64().unwrap_or(0);
-        let log = client.get_text(&format!("/v1/jobs/{id}/logs")).await?;
+        let log = client
+            .get_text(&format!("/v1/jobs/{id}/logs?consistency=linearizable"))
+            .await?;
         println!("\n--- {} (job {id}) ---", j["name"].as_str().unwrap_or("?"));
         print!("{log}");
         if !log.is_empty() && !log.ends_with('\n') {
