@@ -30,7 +30,8 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = parse_secs)]
         time_limit: Duration,
         /// Comma-separated faults: kill, kill-majority, pause, partition, halves, bridge,
-        /// restart-all, membership, lost-disk, clock-skew, retried-forward (or `none`).
+        /// restart-all, membership, lost-disk, clock-skew, retried-forward, lost-disk-quorum
+        /// (or `none`).
         #[arg(long, default_value = "kill,pause,partition")]
         faults: String,
         /// Concurrent clients.
@@ -58,7 +59,76 @@ enum Cmd {
         /// `<out>/short-<n>`.
         #[arg(long)]
         short: bool,
+        /// The exactly-once matrix, run by hand (about 25 minutes): at 3 and at 5 nodes, each
+        /// of clock-skew, lost-disk, retried-forward and lost-disk-quorum alone (40 s), kills
+        /// and partitions on separate hosts (40 s), and every fault mixed (120 s); reports
+        /// under `<out>/<nodes>n-<n>` and the table of verdicts in `<out>/matrix.md`.
+        #[arg(long, conflicts_with = "short")]
+        matrix: bool,
     },
+}
+
+/// Every fault the harness has, for the mixed runs.
+const ALL_FAULTS: &str = "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk,clock-skew,retried-forward,lost-disk-quorum";
+
+/// One run of a fixed list: faults, seed, seconds, separate hosts.
+struct Planned {
+    faults: &'static str,
+    seed: u64,
+    secs: u64,
+    separate_hosts: bool,
+}
+
+/// CI's short mode.
+fn short_runs() -> Vec<Planned> {
+    vec![
+        Planned {
+            faults: "kill,lost-disk,retried-forward,lost-disk-quorum",
+            seed: 11,
+            secs: 40,
+            separate_hosts: true,
+        },
+        Planned {
+            faults: "pause,partition,bridge,kill-majority,clock-skew,retried-forward",
+            seed: 12,
+            secs: 40,
+            separate_hosts: false,
+        },
+        Planned {
+            faults: ALL_FAULTS,
+            seed: 13,
+            secs: 55,
+            separate_hosts: false,
+        },
+    ]
+}
+
+/// The exactly-once matrix: each fault of issue 17 alone, separate hosts, and the mix.
+fn matrix_runs() -> Vec<Planned> {
+    let alone = |faults, seed| Planned {
+        faults,
+        seed,
+        secs: 40,
+        separate_hosts: false,
+    };
+    vec![
+        alone("clock-skew", 21),
+        alone("lost-disk", 22),
+        alone("retried-forward", 23),
+        alone("lost-disk-quorum", 24),
+        Planned {
+            faults: "kill,partition",
+            seed: 25,
+            secs: 40,
+            separate_hosts: true,
+        },
+        Planned {
+            faults: ALL_FAULTS,
+            seed: 26,
+            secs: 120,
+            separate_hosts: false,
+        },
+    ]
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -90,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         base_port,
         separate_hosts,
         short,
+        matrix,
     } = Args::parse().command;
     anyhow::ensure!(nodes == 3 || nodes == 5, "--nodes must be 3 or 5");
     let node_bin = match node_bin {
@@ -123,31 +194,30 @@ async fn main() -> anyhow::Result<()> {
         base_port,
         separate_hosts,
     };
-    let runs: Vec<RunConfig> = if short {
-        [
-            ("kill,lost-disk,retried-forward", 11, 30, true),
-            ("pause,partition,bridge,kill-majority,clock-skew,retried-forward", 12, 40, false),
-            (
-                "kill,kill-majority,pause,partition,halves,bridge,restart-all,membership,lost-disk,clock-skew,retried-forward",
-                13,
-                55,
-                false,
-            ),
-        ]
-        .iter()
-        .enumerate()
-        .map(|(i, (f, seed, secs, separate_hosts))| RunConfig {
-            time_limit: Duration::from_secs(*secs),
-            faults: parse_faults(f).expect("fixed"),
-            seed: *seed,
-            separate_hosts: *separate_hosts,
-            out: out.join(format!("short-{}", i + 1)),
-            ..base.clone()
-        })
-        .collect::<Vec<_>>()
-    } else {
-        vec![base]
+    let planned = |list: Vec<Planned>, nodes: u64, prefix: &str| {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, p)| RunConfig {
+                nodes,
+                time_limit: Duration::from_secs(p.secs),
+                faults: parse_faults(p.faults).expect("fixed"),
+                seed: p.seed,
+                separate_hosts: p.separate_hosts,
+                out: out.join(format!("{prefix}{}", i + 1)),
+                ..base.clone()
+            })
+            .collect::<Vec<_>>()
     };
+    let runs: Vec<RunConfig> = if short {
+        planned(short_runs(), base.nodes, "short-")
+    } else if matrix {
+        let mut runs = planned(matrix_runs(), 3, "3n-");
+        runs.extend(planned(matrix_runs(), 5, "5n-"));
+        runs
+    } else {
+        vec![base.clone()]
+    };
+    let mut summaries = Vec::new();
     let mut all_valid = true;
     for config in runs {
         let dir = config.out.clone();
@@ -170,6 +240,12 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         all_valid &= result.valid;
+        summaries.push((dir, result.summary));
+    }
+    if matrix {
+        let table = flotilla_jepsen::report::matrix_table(&summaries);
+        std::fs::write(out.join("matrix.md"), &table)?;
+        eprintln!("{table}");
     }
     if !all_valid {
         std::process::exit(1);

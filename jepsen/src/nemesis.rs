@@ -47,6 +47,12 @@ pub enum Fault {
     /// leader aborted, so it retries, on a new connection, every proposal it forwarded. Only
     /// the client sessions keep a retried proposal from being applied twice.
     RetriedForward,
+    /// A minority of followers paused, so that the leader and the others commit without them;
+    /// then the leader killed and one up-to-date follower's disk lost in the same moment,
+    /// and the lagging nodes resumed. The lagging nodes and the wiped node together are a
+    /// majority: only the incarnation check keeps the wiped node from voting as the member
+    /// it was and electing a leader that lacks acknowledged writes.
+    LostDiskQuorum,
 }
 
 impl FromStr for Fault {
@@ -64,9 +70,10 @@ impl FromStr for Fault {
             "lost-disk" => Fault::LostDisk,
             "clock-skew" => Fault::ClockSkew,
             "retried-forward" => Fault::RetriedForward,
+            "lost-disk-quorum" => Fault::LostDiskQuorum,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk, clock-skew, retried-forward)"
+                    "unknown fault {other:?} (kill, kill-majority, pause, partition, halves, bridge, restart-all, membership, lost-disk, clock-skew, retried-forward, lost-disk-quorum)"
                 ));
             }
         })
@@ -87,6 +94,7 @@ impl Fault {
             Fault::LostDisk => "lost-disk",
             Fault::ClockSkew => "clock-skew",
             Fault::RetriedForward => "retried-forward",
+            Fault::LostDiskQuorum => "lost-disk-quorum",
         }
     }
 }
@@ -137,6 +145,51 @@ impl Nemesis {
         let leader = self.cluster.lock().await.leader().await;
         let followers: Vec<u64> = (1..=n).filter(|i| Some(*i) != leader).collect();
         followers[rng.random_range(0..followers.len())]
+    }
+
+    /// Records a fault as skipped with its reason, and waits out its window.
+    async fn skip(&self, start: &str, stop: &str, hold: Duration, why: &str) {
+        self.recorder
+            .record(NEMESIS, OpType::Info, start, None, json!({ "skipped": why }));
+        tokio::time::sleep(hold).await;
+        self.recorder.record(NEMESIS, OpType::Info, stop, None, json!({}));
+    }
+
+    /// Makes the membership whole before a disk is lost, or skips the fault. One lost disk is
+    /// within a whole cluster's tolerance, not within that of a cluster an earlier fault left
+    /// with fewer voters (a membership fault whose add did not finish): wiping one of two
+    /// voters loses the quorum for good, as it would for any Raft cluster.
+    async fn membership_whole(&self, start: &str, stop: &str, hold: Duration) -> bool {
+        match self.cluster.lock().await.ensure_members().await {
+            Ok(()) => true,
+            Err(e) => {
+                self.skip(start, stop, hold, &format!("membership not whole: {e:#}"))
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// Once a leader is there, removes wiped node `node`'s old self and adds its new
+    /// incarnation (as an operator does after its `409 data_lost`), then records the fault's end.
+    async fn readd_wiped(&self, stop: &str, node: u64) {
+        let readded = {
+            let cluster = self.cluster.lock().await;
+            match cluster.wait_leader(Duration::from_secs(15)).await {
+                Ok(_) => cluster.ensure_members().await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = &readded {
+            eprintln!("flotilla-jepsen: adding the wiped node back: {e:#}");
+        }
+        self.recorder.record(
+            NEMESIS,
+            OpType::Info,
+            stop,
+            Some(node),
+            json!({ "node": node, "readded": readded.is_ok() }),
+        );
     }
 
     async fn inject(&self, fault: Fault, hold: Duration, rng: &mut StdRng) -> anyhow::Result<()> {
@@ -271,21 +324,7 @@ impl Nemesis {
                     .record(NEMESIS, OpType::Info, &stop, Some(target), json!({ "node": target }));
             }
             Fault::LostDisk => {
-                // One lost disk is within a whole cluster's tolerance, not within that of a
-                // cluster an earlier fault left with fewer voters (a membership fault whose add
-                // did not finish): wiping one of two voters loses the quorum for good, as it
-                // would for any Raft cluster. So the membership is made whole first, or the
-                // fault is skipped.
-                if let Err(e) = self.cluster.lock().await.ensure_members().await {
-                    self.recorder.record(
-                        NEMESIS,
-                        OpType::Info,
-                        &start,
-                        None,
-                        json!({ "skipped": format!("membership not whole: {e:#}") }),
-                    );
-                    tokio::time::sleep(hold).await;
-                    self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+                if !self.membership_whole(&start, &stop, hold).await {
                     return Ok(());
                 }
                 let target = self.follower(n, rng).await;
@@ -299,17 +338,49 @@ impl Nemesis {
                 drop(cluster);
                 // The wiped node is refused by its peers while the cluster goes on without it.
                 tokio::time::sleep(hold / 2).await;
-                let readded = self.cluster.lock().await.ensure_members().await;
-                if let Err(e) = &readded {
-                    eprintln!("flotilla-jepsen: adding the wiped node back: {e:#}");
+                self.readd_wiped(&stop, target).await;
+            }
+            Fault::LostDiskQuorum => {
+                if !self.membership_whole(&start, &stop, hold).await {
+                    return Ok(());
                 }
+                let Some(leader) = self.cluster.lock().await.leader().await else {
+                    self.skip(&start, &stop, hold, "no leader").await;
+                    return Ok(());
+                };
+                let mut followers: Vec<u64> = (1..=n).filter(|i| *i != leader).collect();
+                shuffle(&mut followers, rng);
+                // (n - 1) / 2 lagging and one wiped: with the wiped node, a majority.
+                let (lagging, rest) = followers.split_at((n as usize - 1) / 2);
+                let wiped = rest[0];
                 self.recorder.record(
                     NEMESIS,
                     OpType::Info,
-                    &stop,
-                    Some(target),
-                    json!({ "node": target, "readded": readded.is_ok() }),
+                    &start,
+                    Some(wiped),
+                    json!({ "leader": leader, "lagging": lagging, "wiped": wiped }),
                 );
+                for id in lagging {
+                    self.cluster.lock().await.signal(*id, true);
+                }
+                // Writes acknowledged now are on the leader and the unpaused followers alone.
+                tokio::time::sleep(hold / 2).await;
+                {
+                    let mut cluster = self.cluster.lock().await;
+                    cluster.kill(leader);
+                    cluster.kill(wiped);
+                    cluster.wipe(wiped)?;
+                    cluster.spawn(wiped)?;
+                }
+                // The wiped node answers before the lagging ones wake up and stand.
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                for id in lagging {
+                    self.cluster.lock().await.signal(*id, false);
+                }
+                tokio::time::sleep(hold / 2).await;
+                // The old leader back, a quorum elects.
+                self.cluster.lock().await.spawn(leader)?;
+                self.readd_wiped(&stop, wiped).await;
             }
             Fault::RetriedForward => {
                 let (leader, port) = {
@@ -317,10 +388,7 @@ impl Nemesis {
                     (cluster.leader().await, cluster.config.base_port)
                 };
                 let Some(leader) = leader else {
-                    self.recorder
-                        .record(NEMESIS, OpType::Info, &start, None, json!({ "skipped": "no leader" }));
-                    tokio::time::sleep(hold).await;
-                    self.recorder.record(NEMESIS, OpType::Info, &stop, None, json!({}));
+                    self.skip(&start, &stop, hold, "no leader").await;
                     return Ok(());
                 };
                 let target = self.follower(n, rng).await;

@@ -93,6 +93,64 @@ pub fn summary(ops: &[Op], verdicts: &[Verdict], config: Value) -> Value {
     })
 }
 
+/// A Markdown table of several runs' summaries: nodes, faults, seed, seconds, verdict, the
+/// faults injected and skipped, acknowledged submissions, and the checkers that failed.
+pub fn matrix_table(runs: &[(std::path::PathBuf, Value)]) -> String {
+    let counts = |v: &Value| {
+        let text: Vec<String> = v
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if text.is_empty() {
+            "-".to_string()
+        } else {
+            text.join(", ")
+        }
+    };
+    let mut out = String::from(
+        "| run | nodes | faults | separate hosts | seed | s | verdict | injected | skipped | submissions ok | failed checkers |\n|---|---:|---|---|---:|---:|---|---|---|---:|---|\n",
+    );
+    for (dir, s) in runs {
+        let c = &s["config"];
+        let faults: Vec<&str> = c["faults"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let failed: Vec<&str> = s["checkers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["valid"] != true)
+            .filter_map(|v| v["checker"].as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            dir.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            c["nodes"],
+            faults.join(", "),
+            if c["separate_hosts"] == true { "yes" } else { "no" },
+            c["seed"],
+            c["time_limit_s"],
+            if s["valid"] == true { "VALID" } else { "INVALID" },
+            counts(&s["faults"]),
+            counts(&s["skipped_faults"]),
+            s["ops"]["submit"]["ok"].as_u64().unwrap_or(0),
+            if failed.is_empty() {
+                "-".to_string()
+            } else {
+                failed.join(", ")
+            },
+        );
+    }
+    out
+}
+
 /// Latency (log scale) of each completed client operation against time; fault windows shaded.
 pub fn timeline_svg(ops: &[Op]) -> String {
     let (w, h, left, bottom) = (1200.0, 500.0, 60.0, 40.0);
@@ -195,6 +253,33 @@ mod tests {
         let s = summary(&ops, &[], Value::Null);
         assert_eq!(s["faults"]["kill"], 1);
         assert!(timeline_svg(&ops).contains("kill n2"));
+    }
+
+    #[test]
+    fn the_matrix_names_each_run_its_verdict_and_its_failed_checkers() {
+        let summary = |valid: bool, failed: &str| {
+            serde_json::json!({
+                "config": { "nodes": 5, "faults": ["lost-disk-quorum"], "separate_hosts": false, "seed": 24, "time_limit_s": 40 },
+                "valid": valid,
+                "faults": { "lost-disk-quorum": 3 },
+                "skipped_faults": {},
+                "ops": { "submit": { "ok": 120 } },
+                "checkers": [ { "checker": failed, "valid": valid }, { "checker": "replicas-identical", "valid": true } ],
+            })
+        };
+        let table = matrix_table(&[
+            ("r/5n-4".into(), summary(true, "acknowledged-submissions-kept")),
+            ("r/5n-5".into(), summary(false, "acknowledged-submissions-kept")),
+        ]);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            rows[0],
+            "| 5n-4 | 5 | lost-disk-quorum | no | 24 | 40 | VALID | lost-disk-quorum 3 | - | 120 | - |"
+        );
+        assert_eq!(
+            rows[1],
+            "| 5n-5 | 5 | lost-disk-quorum | no | 24 | 40 | INVALID | lost-disk-quorum 3 | - | 120 | acknowledged-submissions-kept |"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod acknowledged;
 pub mod capacity;
 pub mod convergence;
 pub mod exactly_once;
+pub mod healed;
 pub mod linearizable;
 pub mod monotonic_reads;
 pub mod one_pipeline;
