@@ -353,6 +353,24 @@ async fn a_tenant_scoped_token_sees_and_touches_its_tenants_only() {
         .collect();
     assert_eq!(tenants, [(mine_id, "web"), (theirs_id, "ops")]);
 
+    // Lists filter by tenant, read from the tenant index; a name no state could hold is refused.
+    let ids_of = |v: &Value| -> Vec<u64> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["id"].as_u64())
+            .collect()
+    };
+    let (_, only_ops) = c.get(1, "/v1/pipelines?tenant=ops").await;
+    assert_eq!(ids_of(&only_ops), [theirs_id], "{only_ops}");
+    let (_, ops_jobs) = c.get(1, "/v1/jobs?tenant=ops&state=PENDING").await;
+    assert!(ids_of(&ops_jobs).iter().all(|j| *j == theirs_job), "{ops_jobs}");
+    let (_, nobody) = c.get(1, "/v1/pipelines?tenant=nobody").await;
+    assert_eq!(ids_of(&nobody), Vec::<u64>::new(), "{nobody}");
+    let (s, body) = c.get(1, &format!("/v1/pipelines?tenant={}", "t".repeat(1025))).await;
+    assert_eq!((s, body["error"]["field"].as_str()), (400, Some("tenant")), "{body}");
+
     // The web token: its own pipeline and jobs only.
     let get = reqwest::Method::GET;
     let (_, listed) = as_token(&c, &web, get.clone(), "/v1/pipelines", None, None).await;
@@ -363,6 +381,11 @@ async fn a_tenant_scoped_token_sees_and_touches_its_tenants_only() {
         .filter_map(|p| p["id"].as_u64())
         .collect();
     assert_eq!(ids, [mine_id], "{listed}");
+    // Another tenant named in the filter lists as a tenant with nothing in it.
+    let (s, listed) = as_token(&c, &web, get.clone(), "/v1/pipelines?tenant=ops", None, None).await;
+    assert_eq!((s, ids_of(&listed)), (200, vec![]), "{listed}");
+    let (_, listed) = as_token(&c, &web, get.clone(), "/v1/jobs?tenant=ops", None, None).await;
+    assert_eq!(ids_of(&listed), Vec::<u64>::new(), "{listed}");
     let (_, jobs) = as_token(&c, &web, get.clone(), "/v1/jobs", None, None).await;
     assert!(
         jobs["items"].as_array().unwrap().iter().all(|j| j["tenant"] == "web"),

@@ -40,7 +40,8 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 ///    was removed.
 /// 9: job output left the state: it follows the state as a run of chunks; the state's length
 ///    is written before it.
-pub const SNAPSHOT_VERSION: u8 = 9;
+/// 10: `StateIndex` keeps jobs and pipelines by tenant and state, tenant names interned.
+pub const SNAPSHOT_VERSION: u8 = 10;
 
 /// The largest output chunk a snapshot may hold (a chunk is one applied append).
 const MAX_SNAPSHOT_CHUNK_BYTES: u32 = 64 * 1024 * 1024;

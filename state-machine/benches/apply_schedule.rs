@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the pure core: `State::apply` for the commands on the hot path, and
-//! `schedule()` over a large pending queue. `cargo bench -p flotilla-state-machine` runs them;
+//! Micro-benchmarks of the pure core: `State::apply` for the commands on the hot path,
+//! `schedule()` over a large pending queue, and a page of one small tenant's pipelines read
+//! from the tenant index against a scan. `cargo bench -p flotilla-state-machine` runs them;
 //! `cargo test --workspace --all-targets` runs each once as a smoke test.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -47,6 +48,10 @@ fn pool(name: &str) -> Command {
 }
 
 fn submission(i: u64) -> Command {
+    submission_of(i, "bench")
+}
+
+fn submission_of(i: u64, tenant: &str) -> Command {
     let job = |name: &str| JobSpec::simple(name, "true", Resources::new(500, 512, 0));
     let mut test = job("test");
     test.needs = vec!["build".into()];
@@ -55,7 +60,7 @@ fn submission(i: u64) -> Command {
         jobs: vec![job("build"), test, job("lint")],
     };
     Command::SubmitPipeline {
-        tenant: "bench".into(),
+        tenant: tenant.into(),
         idempotency_key: Some(format!("k{i}")),
         spec,
     }
@@ -166,5 +171,37 @@ fn bench_schedule(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_schedule);
+fn bench_tenant_page(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tenant_page");
+    // Debug builds check every invariant after each apply (see `bench_schedule`).
+    let pipelines: u64 = if cfg!(debug_assertions) { 2_000 } else { 100_000 };
+    // One pipeline in a thousand is the small tenant's, spread through the ids.
+    let mut log = Log::new();
+    for i in 0..pipelines {
+        log.apply(submission_of(i, if i % 1_000 == 999 { "small" } else { "big" }));
+    }
+    let state = &log.state;
+    let page = 100;
+    // The same page both ways (asserted), in the same run: the index reads the tenant's ranges,
+    // the scan (how a tenant-scoped list was served before) walks every pipeline after the cursor.
+    let indexed = || state.index().tenant_pipelines("small", None, PipelineId(0), page + 1);
+    let scan = || {
+        state
+            .pipelines_after(PipelineId(0))
+            .filter(|p| p.tenant == "small")
+            .map(|p| p.id)
+            .take(page + 1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(indexed(), scan());
+    group.bench_function(format!("small_tenant_of_{pipelines}_pipelines_indexed"), |b| {
+        b.iter(|| black_box(indexed()))
+    });
+    group.bench_function(format!("small_tenant_of_{pipelines}_pipelines_scan"), |b| {
+        b.iter(|| black_box(scan()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_schedule, bench_tenant_page);
 criterion_main!(benches);

@@ -355,6 +355,47 @@ impl State {
                 "pipeline {id} indexed as {state:?} is not"
             );
         }
+        let mut per_tenant: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for j in self.jobs.values() {
+            ensure!(
+                self.index.holds_tenant_job(&j.tenant, j.state, j.id),
+                "job {} of tenant {:?} ({}) is not in the tenant index",
+                j.id,
+                j.tenant,
+                j.state
+            );
+            *per_tenant.entry(&j.tenant).or_default() += 1;
+        }
+        for p in self.pipelines.values() {
+            ensure!(
+                self.index.holds_tenant_pipeline(&p.tenant, p.state, p.id),
+                "pipeline {} of tenant {:?} ({:?}) is not in the tenant index",
+                p.id,
+                p.tenant,
+                p.state
+            );
+            *per_tenant.entry(&p.tenant).or_default() += 1;
+        }
+        ensure!(
+            self.index.tenant_entries() == self.jobs.len() + self.pipelines.len(),
+            "{} tenant index entries, {} jobs and pipelines",
+            self.index.tenant_entries(),
+            self.jobs.len() + self.pipelines.len()
+        );
+        let names: Vec<&str> = self.index.tenant_names().collect();
+        ensure!(
+            names.len() == per_tenant.len(),
+            "{} tenant names indexed, {} tenants hold records",
+            names.len(),
+            per_tenant.len()
+        );
+        for (tenant, n) in &per_tenant {
+            let uses = self.index.tenant_uses(tenant);
+            ensure!(
+                uses == *n,
+                "tenant {tenant:?} counted {uses} records in the index, holds {n}"
+            );
+        }
         ensure!(
             self.idempotency.len() == self.idempotency_expiry.len(),
             "idempotency table and expiry index differ in size"

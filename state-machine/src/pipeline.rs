@@ -14,6 +14,13 @@ pub enum PipelineState {
 }
 
 impl PipelineState {
+    pub const ALL: [PipelineState; 4] = [
+        PipelineState::Running,
+        PipelineState::Succeeded,
+        PipelineState::Failed,
+        PipelineState::Cancelled,
+    ];
+
     pub fn is_terminal(self) -> bool {
         self != PipelineState::Running
     }

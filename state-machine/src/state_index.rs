@@ -1,62 +1,221 @@
 //! Secondary indexes of the replicated state, kept as entries apply, so that reads cost what
-//! they return: a page of the jobs in one state is a range read, not a scan of every job, and
-//! the count of jobs in each state (a `/metrics` gauge) is a lookup.
+//! they return: a page of the jobs in one state, or of one tenant's pipelines, is a range read,
+//! not a scan of every job, and the count of jobs in each state (a `/metrics` gauge) is a
+//! lookup.
 //!
 //! Derived data, but kept in the state (and its snapshots) rather than rebuilt: every replica
 //! maintains it in `apply` at the same indexes, and `check_invariants` compares it with the
 //! records it indexes.
+//!
+//! The tenant indexes key by `(tenant, state, id)`. A tenant's page in every state is one range
+//! per state, merged: at most seven ranges of a page each, so still the page's cost, without a
+//! second set per kind. Tenant names are interned (`TenantNames`): an entry holds a number,
+//! not a copy of the name.
 
 use crate::{JobId, JobState, PipelineId, PipelineState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
+/// A tenant's number in the index, given in the log's order (the same on every replica).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct TenantNo(u64);
+
+/// Tenant names and their numbers, with how many indexed records use each: a name goes when
+/// its last record does, so the table is bounded by the records, not by every name ever seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct TenantNames {
+    numbers: BTreeMap<String, (TenantNo, u64)>,
+    next: u64,
+}
+
+impl TenantNames {
+    /// The number of `tenant`, given now if it has none; one more record uses it.
+    fn acquire(&mut self, tenant: &str) -> TenantNo {
+        if let Some((no, uses)) = self.numbers.get_mut(tenant) {
+            *uses += 1;
+            return *no;
+        }
+        let no = TenantNo(self.next);
+        self.next += 1;
+        self.numbers.insert(tenant.to_string(), (no, 1));
+        no
+    }
+
+    /// One record of `tenant` fewer.
+    fn release(&mut self, tenant: &str) {
+        if let Some((_, uses)) = self.numbers.get_mut(tenant) {
+            *uses = uses.saturating_sub(1);
+            if *uses == 0 {
+                self.numbers.remove(tenant);
+            }
+        }
+    }
+
+    fn get(&self, tenant: &str) -> Option<TenantNo> {
+        self.numbers.get(tenant).map(|(no, _)| *no)
+    }
+
+    fn uses(&self, tenant: &str) -> u64 {
+        self.numbers.get(tenant).map_or(0, |(_, uses)| *uses)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateIndex {
     jobs: BTreeSet<(JobState, JobId)>,
     pipelines: BTreeSet<(PipelineState, PipelineId)>,
     job_counts: BTreeMap<JobState, u64>,
+    tenant_names: TenantNames,
+    tenant_jobs: BTreeSet<(TenantNo, JobState, JobId)>,
+    tenant_pipelines: BTreeSet<(TenantNo, PipelineState, PipelineId)>,
+}
+
+/// Up to `limit` ids of `set` under `tenant` in any of `states` and past `after`, in id order:
+/// one range per state, merged.
+fn first_of_tenant<S: Ord + Copy, I: Ord + Copy>(
+    set: &BTreeSet<(TenantNo, S, I)>,
+    tenant: TenantNo,
+    states: &[S],
+    after: I,
+    last: I,
+    limit: usize,
+) -> Vec<I> {
+    let mut ids: Vec<I> = states
+        .iter()
+        .flat_map(|state| {
+            set.range((
+                Bound::Excluded((tenant, *state, after)),
+                Bound::Included((tenant, *state, last)),
+            ))
+            .take(limit)
+            .map(|(_, _, id)| *id)
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.truncate(limit);
+    ids
 }
 
 impl StateIndex {
-    pub(crate) fn job_added(&mut self, state: JobState, job: JobId) {
+    pub(crate) fn job_added(&mut self, tenant: &str, state: JobState, job: JobId) {
         if self.jobs.insert((state, job)) {
             *self.job_counts.entry(state).or_default() += 1;
+            let no = self.tenant_names.acquire(tenant);
+            self.tenant_jobs.insert((no, state, job));
         }
     }
 
-    pub(crate) fn job_moved(&mut self, from: JobState, to: JobState, job: JobId) {
+    pub(crate) fn job_moved(&mut self, tenant: &str, from: JobState, to: JobState, job: JobId) {
         if from == to {
             return;
         }
-        self.job_removed(from, job);
-        self.job_added(to, job);
+        self.job_removed(tenant, from, job);
+        self.job_added(tenant, to, job);
     }
 
     /// Forgets a job removed by retention.
-    pub(crate) fn job_removed(&mut self, state: JobState, job: JobId) {
-        if self.jobs.remove(&(state, job))
-            && let Some(n) = self.job_counts.get_mut(&state)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.job_counts.remove(&state);
+    pub(crate) fn job_removed(&mut self, tenant: &str, state: JobState, job: JobId) {
+        if self.jobs.remove(&(state, job)) {
+            if let Some(n) = self.job_counts.get_mut(&state) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.job_counts.remove(&state);
+                }
+            }
+            if let Some(no) = self.tenant_names.get(tenant) {
+                self.tenant_jobs.remove(&(no, state, job));
+                self.tenant_names.release(tenant);
             }
         }
     }
 
     /// Forgets a pipeline removed by retention.
-    pub(crate) fn pipeline_removed(&mut self, state: PipelineState, pipeline: PipelineId) {
-        self.pipelines.remove(&(state, pipeline));
+    pub(crate) fn pipeline_removed(&mut self, tenant: &str, state: PipelineState, pipeline: PipelineId) {
+        if self.pipelines.remove(&(state, pipeline))
+            && let Some(no) = self.tenant_names.get(tenant)
+        {
+            self.tenant_pipelines.remove(&(no, state, pipeline));
+            self.tenant_names.release(tenant);
+        }
     }
 
-    pub(crate) fn pipeline_added(&mut self, state: PipelineState, pipeline: PipelineId) {
-        self.pipelines.insert((state, pipeline));
+    pub(crate) fn pipeline_added(&mut self, tenant: &str, state: PipelineState, pipeline: PipelineId) {
+        if self.pipelines.insert((state, pipeline)) {
+            let no = self.tenant_names.acquire(tenant);
+            self.tenant_pipelines.insert((no, state, pipeline));
+        }
     }
 
-    pub(crate) fn pipeline_moved(&mut self, from: PipelineState, to: PipelineState, pipeline: PipelineId) {
-        self.pipelines.remove(&(from, pipeline));
-        self.pipelines.insert((to, pipeline));
+    pub(crate) fn pipeline_moved(
+        &mut self,
+        tenant: &str,
+        from: PipelineState,
+        to: PipelineState,
+        pipeline: PipelineId,
+    ) {
+        if from == to {
+            return;
+        }
+        self.pipeline_removed(tenant, from, pipeline);
+        self.pipeline_added(tenant, to, pipeline);
+    }
+
+    /// Up to `limit` jobs of `tenant` (in `state`, or in any) with an id greater than `after`,
+    /// in id order.
+    pub fn tenant_jobs(&self, tenant: &str, state: Option<JobState>, after: JobId, limit: usize) -> Vec<JobId> {
+        let Some(no) = self.tenant_names.get(tenant) else {
+            return Vec::new();
+        };
+        let one = state.map(|s| [s]);
+        let states: &[JobState] = one.as_ref().map_or(&JobState::ALL, |s| s.as_slice());
+        first_of_tenant(&self.tenant_jobs, no, states, after, JobId(u64::MAX), limit)
+    }
+
+    /// Up to `limit` pipelines of `tenant` (in `state`, or in any) with an id greater than
+    /// `after`, in id order.
+    pub fn tenant_pipelines(
+        &self,
+        tenant: &str,
+        state: Option<PipelineState>,
+        after: PipelineId,
+        limit: usize,
+    ) -> Vec<PipelineId> {
+        let Some(no) = self.tenant_names.get(tenant) else {
+            return Vec::new();
+        };
+        let one = state.map(|s| [s]);
+        let states: &[PipelineState] = one.as_ref().map_or(&PipelineState::ALL, |s| s.as_slice());
+        first_of_tenant(&self.tenant_pipelines, no, states, after, PipelineId(u64::MAX), limit)
+    }
+
+    /// Whether the tenant index holds `job` of `tenant` in `state`, for the invariant check.
+    pub(crate) fn holds_tenant_job(&self, tenant: &str, state: JobState, job: JobId) -> bool {
+        self.tenant_names
+            .get(tenant)
+            .is_some_and(|no| self.tenant_jobs.contains(&(no, state, job)))
+    }
+
+    /// Whether the tenant index holds `pipeline` of `tenant` in `state`, for the invariant check.
+    pub(crate) fn holds_tenant_pipeline(&self, tenant: &str, state: PipelineState, pipeline: PipelineId) -> bool {
+        self.tenant_names
+            .get(tenant)
+            .is_some_and(|no| self.tenant_pipelines.contains(&(no, state, pipeline)))
+    }
+
+    /// How many records the index counts for `tenant`, for the invariant check.
+    pub(crate) fn tenant_uses(&self, tenant: &str) -> u64 {
+        self.tenant_names.uses(tenant)
+    }
+
+    /// Tenant names in the index, for the invariant check.
+    pub(crate) fn tenant_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tenant_names.numbers.keys().map(String::as_str)
+    }
+
+    /// Entries of the tenant indexes, for the invariant check (each must have a name).
+    pub(crate) fn tenant_entries(&self) -> usize {
+        self.tenant_jobs.len() + self.tenant_pipelines.len()
     }
 
     /// Jobs in `state` with an id greater than `after`, in id order.
@@ -103,10 +262,10 @@ mod tests {
     fn ranges_and_counts_follow_moves() {
         let mut ix = StateIndex::default();
         for id in 1..=5 {
-            ix.job_added(JobState::Pending, JobId(id));
+            ix.job_added("t", JobState::Pending, JobId(id));
         }
-        ix.job_moved(JobState::Pending, JobState::Running, JobId(2));
-        ix.job_moved(JobState::Pending, JobState::Running, JobId(4));
+        ix.job_moved("t", JobState::Pending, JobState::Running, JobId(2));
+        ix.job_moved("t", JobState::Pending, JobState::Running, JobId(4));
         assert_eq!(
             ix.jobs_in(JobState::Pending, JobId(0)).collect::<Vec<_>>(),
             vec![JobId(1), JobId(3), JobId(5)]
@@ -121,16 +280,76 @@ mod tests {
         );
         assert_eq!(ix.job_counts().get(&JobState::Pending), Some(&3));
         assert_eq!(ix.job_counts().get(&JobState::Running), Some(&2));
-        ix.job_moved(JobState::Running, JobState::Succeeded, JobId(2));
-        ix.job_moved(JobState::Running, JobState::Succeeded, JobId(4));
+        ix.job_moved("t", JobState::Running, JobState::Succeeded, JobId(2));
+        ix.job_moved("t", JobState::Running, JobState::Succeeded, JobId(4));
         assert_eq!(ix.job_counts().get(&JobState::Running), None);
-        ix.pipeline_added(PipelineState::Running, PipelineId(1));
-        ix.pipeline_moved(PipelineState::Running, PipelineState::Failed, PipelineId(1));
+        ix.pipeline_added("t", PipelineState::Running, PipelineId(1));
+        ix.pipeline_moved("t", PipelineState::Running, PipelineState::Failed, PipelineId(1));
         assert_eq!(
             ix.pipelines_in(PipelineState::Failed, PipelineId(0))
                 .collect::<Vec<_>>(),
             vec![PipelineId(1)]
         );
         assert_eq!(ix.pipelines_in(PipelineState::Running, PipelineId(0)).count(), 0);
+    }
+
+    #[test]
+    fn a_tenant_page_merges_its_states_in_id_order_and_reads_no_other_tenant() {
+        let mut ix = StateIndex::default();
+        // Tenants interleaved by id; web's jobs spread over three states.
+        for id in 1..=30u64 {
+            let tenant = if id % 3 == 0 { "ml" } else { "web" };
+            ix.job_added(tenant, JobState::Pending, JobId(id));
+        }
+        for id in [1u64, 5, 10, 20] {
+            ix.job_moved("web", JobState::Pending, JobState::Running, JobId(id));
+        }
+        for id in [2u64, 7] {
+            ix.job_moved("web", JobState::Pending, JobState::Succeeded, JobId(id));
+        }
+        let web = |after: u64, limit: usize| ix.tenant_jobs("web", None, JobId(after), limit);
+        assert_eq!(web(0, 5), vec![JobId(1), JobId(2), JobId(4), JobId(5), JobId(7)]);
+        assert_eq!(web(7, 3), vec![JobId(8), JobId(10), JobId(11)]);
+        assert_eq!(web(29, 10), Vec::<JobId>::new());
+        assert_eq!(
+            ix.tenant_jobs("web", Some(JobState::Running), JobId(1), 10),
+            vec![JobId(5), JobId(10), JobId(20)]
+        );
+        assert_eq!(
+            ix.tenant_jobs("ml", None, JobId(0), 3),
+            vec![JobId(3), JobId(6), JobId(9)]
+        );
+        assert!(ix.tenant_jobs("nobody", None, JobId(0), 10).is_empty());
+        // Every web job, page by page, is every web job once.
+        let (mut after, mut seen) = (0u64, Vec::new());
+        for _ in 0..30 {
+            let page = web(after, 4);
+            let Some(last) = page.last() else { break };
+            after = last.0;
+            seen.extend(page);
+        }
+        let expected: Vec<JobId> = (1..=30).filter(|i| i % 3 != 0).map(JobId).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn a_tenant_name_goes_with_its_last_record_and_numbers_are_not_reused() {
+        let mut ix = StateIndex::default();
+        ix.pipeline_added("a", PipelineState::Running, PipelineId(1));
+        ix.job_added("a", JobState::Pending, JobId(2));
+        ix.pipeline_added("b", PipelineState::Running, PipelineId(3));
+        assert_eq!(ix.tenant_uses("a"), 2);
+        ix.job_removed("a", JobState::Pending, JobId(2));
+        ix.pipeline_removed("a", PipelineState::Running, PipelineId(1));
+        assert_eq!(ix.tenant_uses("a"), 0);
+        assert_eq!(ix.tenant_names().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(ix.tenant_entries(), 1);
+        // A tenant seen again gets a new number; its old entries are gone with the old one.
+        ix.pipeline_added("a", PipelineState::Running, PipelineId(4));
+        assert_eq!(ix.tenant_pipelines("a", None, PipelineId(0), 10), vec![PipelineId(4)]);
+        assert_eq!(
+            ix.tenant_pipelines("b", Some(PipelineState::Running), PipelineId(0), 10),
+            vec![PipelineId(3)]
+        );
     }
 }

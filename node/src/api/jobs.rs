@@ -7,7 +7,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::{Command, Job, JobId, JobState, PipelineId};
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("pipeline" = Option<u64>, Query)),
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("pipeline" = Option<u64>, Query), ("tenant" = Option<String>, Query, description = "filter by tenant (within the token's tenants)")),
     responses((status = 200, description = "a page of jobs"), super::openapi::StandardErrors))]
 pub async fn list(
     State(app): State<AppState>,
@@ -25,9 +25,10 @@ pub async fn list(
     let after = JobId(q.after.unwrap_or(0));
     let s = &data.state;
     // Each filter reads from the index that answers it, so a page costs the page (plus, with
-    // both filters, the pipeline's jobs), never a scan of every job.
-    let items: Box<dyn Iterator<Item = &Job>> = match (q.pipeline, wanted) {
-        (Some(p), _) => {
+    // a pipeline, the pipeline's jobs; with tenants, a page of each), never a scan of every job.
+    let tenant = q.tenant()?;
+    let items: Box<dyn Iterator<Item = &Job>> = match (q.pipeline, scope.tenants_to_list(tenant), wanted) {
+        (Some(p), _, _) => {
             let ids = s.pipeline(PipelineId(p)).map(|p| p.jobs.clone()).unwrap_or_default();
             let mut ids: Vec<JobId> = ids.into_iter().filter(|id| *id > after).collect();
             ids.sort_unstable();
@@ -37,13 +38,25 @@ pub async fn list(
                     .filter(move |j| wanted.is_none_or(|w| j.state == w)),
             )
         }
-        (None, Some(w)) => Box::new(s.index().jobs_in(w, after).filter_map(|id| s.job(id))),
-        (None, None) => Box::new(s.jobs_after(after)),
+        (None, Some(tenants), _) => {
+            let pages = tenants
+                .iter()
+                .map(|t| s.index().tenant_jobs(t, wanted, after, page + 1));
+            Box::new(
+                super::merge_pages(pages, page + 1)
+                    .into_iter()
+                    .filter_map(|id| s.job(id)),
+            )
+        }
+        (None, None, Some(w)) => Box::new(s.index().jobs_in(w, after).filter_map(|id| s.job(id))),
+        (None, None, None) => Box::new(s.jobs_after(after)),
     };
     Ok(read_response(
         applied,
         &Page::collect(
-            items.filter(|j| scope.admits(&j.tenant)).cloned(),
+            items
+                .filter(|j| scope.admits(&j.tenant) && tenant.is_none_or(|t| j.tenant == t))
+                .cloned(),
             page,
             |j: &Job| j.id.0,
             applied,

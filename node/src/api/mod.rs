@@ -345,6 +345,8 @@ pub struct ReadQuery {
     pub after: Option<u64>,
     pub state: Option<String>,
     pub pipeline: Option<u64>,
+    /// Lists only: this tenant's records (within the caller's scope).
+    pub tenant: Option<String>,
     /// Logs only: keep the response open and stream output as it is committed.
     pub follow: Option<bool>,
 }
@@ -361,6 +363,27 @@ impl ReadQuery {
             Some(n) => Ok(n),
         }
     }
+
+    /// The `tenant` filter, refused past the longest tenant name any state can hold.
+    pub fn tenant(&self) -> Result<Option<&str>, ApiError> {
+        let ceiling = flotilla_state_machine::Limits::CEILING.max_name_bytes;
+        match self.tenant.as_deref() {
+            Some("") => Err(ApiError::bad_request("tenant", "tenant must not be empty")),
+            Some(t) if t.len() > ceiling => Err(ApiError::bad_request(
+                "tenant",
+                format!("tenant must be at most {ceiling} bytes"),
+            )),
+            other => Ok(other),
+        }
+    }
+}
+
+/// The first `limit` ids of several id-ordered pages (one per tenant), in id order.
+pub fn merge_pages<I: Ord>(pages: impl Iterator<Item = Vec<I>>, limit: usize) -> Vec<I> {
+    let mut ids: Vec<I> = pages.flatten().collect();
+    ids.sort_unstable();
+    ids.truncate(limit);
+    ids
 }
 
 /// Parses a query string with a JSON error naming the bad parameter.

@@ -127,7 +127,7 @@ fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
     }
 }
 
-#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state")),
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("tenant" = Option<String>, Query, description = "filter by tenant (within the token's tenants)")),
     responses((status = 200, description = "a page of pipelines"), super::openapi::StandardErrors))]
 pub async fn list(
     State(app): State<AppState>,
@@ -141,9 +141,21 @@ pub async fn list(
     let data = app.machine.read();
     let after = PipelineId(q.after.unwrap_or(0));
     let s = &data.state;
-    let found: Box<dyn Iterator<Item = &Pipeline>> = match wanted {
-        Some(w) => Box::new(s.index().pipelines_in(w, after).filter_map(|id| s.pipeline(id))),
-        None => Box::new(s.pipelines_after(after)),
+    // Each filter reads from the index that answers it: a page costs the page (times the
+    // caller's tenants), never a scan of other tenants' pipelines.
+    let found: Box<dyn Iterator<Item = &Pipeline>> = match (scope.tenants_to_list(q.tenant()?), wanted) {
+        (Some(tenants), _) => {
+            let pages = tenants
+                .iter()
+                .map(|t| s.index().tenant_pipelines(t, wanted, after, page + 1));
+            Box::new(
+                super::merge_pages(pages, page + 1)
+                    .into_iter()
+                    .filter_map(|id| s.pipeline(id)),
+            )
+        }
+        (None, Some(w)) => Box::new(s.index().pipelines_in(w, after).filter_map(|id| s.pipeline(id))),
+        (None, None) => Box::new(s.pipelines_after(after)),
     };
     let items = found.filter(|p| scope.admits(&p.tenant)).map(|p| view(s, p));
     Ok(read_response(

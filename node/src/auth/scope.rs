@@ -38,6 +38,18 @@ impl TenantScope {
         }
     }
 
+    /// The tenants a list reads, given its `tenant` filter: `None` for every tenant (an
+    /// unrestricted caller without a filter), else those named that the scope admits, which
+    /// may be none (a tenant the caller may not see lists as one with nothing in it).
+    pub fn tenants_to_list<'a>(&'a self, wanted: Option<&'a str>) -> Option<Vec<&'a str>> {
+        match (self, wanted) {
+            (TenantScope::All, None) => None,
+            (TenantScope::All, Some(t)) => Some(vec![t]),
+            (TenantScope::Only(tenants), None) => Some(tenants.iter().map(String::as_str).collect()),
+            (TenantScope::Only(tenants), Some(t)) => Some(tenants.contains(t).then_some(t).into_iter().collect()),
+        }
+    }
+
     pub fn is_restricted(&self) -> bool {
         matches!(self, TenantScope::Only(_))
     }

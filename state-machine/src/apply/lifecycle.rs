@@ -25,7 +25,7 @@ impl State {
         if to == JobState::Pending {
             self.pending.insert(QueueKey::new(j.spec.priority, &j.tenant, job));
         }
-        self.index.job_moved(j.state, to, job);
+        self.index.job_moved(&j.tenant, j.state, to, job);
         j.state = to;
         j.updated_at_ms = cx.now_ms;
     }
@@ -209,7 +209,7 @@ impl State {
         let Some(p) = self.pipelines.get_mut(&pipeline) else {
             return;
         };
-        self.index.pipeline_moved(p.state, state, pipeline);
+        self.index.pipeline_moved(&p.tenant, p.state, state, pipeline);
         p.state = state;
         p.finished_at_ms = Some(cx.now_ms);
         cx.emit(Event::PipelineCompleted { pipeline, state });

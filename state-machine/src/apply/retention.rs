@@ -129,11 +129,11 @@ impl State {
         let Some(p) = self.pipelines.remove(&id) else {
             return;
         };
-        self.index.pipeline_removed(p.state, id);
+        self.index.pipeline_removed(&p.tenant, p.state, id);
         let mut bytes = 0u64;
         for job in &p.jobs {
             if let Some(j) = self.jobs.remove(job) {
-                self.index.job_removed(j.state, *job);
+                self.index.job_removed(&j.tenant, j.state, *job);
                 if j.log_bytes > 0 {
                     bytes += j.log_bytes;
                     cx.write_output(crate::OutputWrite::Remove { job: *job });

@@ -109,7 +109,7 @@ impl State {
                 },
             );
             self.pending.insert(QueueKey::new(job.priority, tenant, id));
-            self.index.job_added(JobState::Pending, id);
+            self.index.job_added(tenant, JobState::Pending, id);
             cx.emit(Event::JobRequested {
                 job: id,
                 pipeline: pipeline_id,
@@ -121,7 +121,7 @@ impl State {
             });
         }
         self.tenants.entry(tenant.to_string()).or_default();
-        self.index.pipeline_added(PipelineState::Running, pipeline_id);
+        self.index.pipeline_added(tenant, PipelineState::Running, pipeline_id);
         self.pipelines.insert(
             pipeline_id,
             Pipeline {
