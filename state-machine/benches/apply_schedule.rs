@@ -177,6 +177,7 @@ fn bench_tenant_page(c: &mut Criterion) {
     let pipelines: u64 = if cfg!(debug_assertions) { 2_000 } else { 100_000 };
     // One pipeline in a thousand is the small tenant's, spread through the ids.
     let mut log = Log::new();
+    log.apply(pool("pool-0"));
     for i in 0..pipelines {
         log.apply(submission_of(i, if i % 1_000 == 999 { "small" } else { "big" }));
     }
@@ -194,6 +195,8 @@ fn bench_tenant_page(c: &mut Criterion) {
             .collect::<Vec<_>>()
     };
     assert_eq!(indexed(), scan());
+    // Every submission was accepted: the page holds the small tenant's pipelines.
+    assert_eq!(indexed().len(), (pipelines as usize / 1_000).min(page + 1));
     group.bench_function(format!("small_tenant_of_{pipelines}_pipelines_indexed"), |b| {
         b.iter(|| black_box(indexed()))
     });
