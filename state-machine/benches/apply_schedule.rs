@@ -185,7 +185,11 @@ fn bench_tenant_page(c: &mut Criterion) {
     let page = 100;
     // The same page both ways (asserted), in the same run: the index reads the tenant's ranges,
     // the scan (how a tenant-scoped list was served before) walks every pipeline after the cursor.
-    let indexed = || state.index().tenant_pipelines("small", None, PipelineId(0), page + 1);
+    let indexed = || {
+        state
+            .index()
+            .tenant_pipelines(&["small"], None, PipelineId(0), page + 1)
+    };
     let scan = || {
         state
             .pipelines_after(PipelineId(0))

@@ -7,9 +7,9 @@
 //! maintains it in `apply` at the same indexes, and `check_invariants` compares it with the
 //! records it indexes.
 //!
-//! The tenant indexes key by `(tenant, state, id)`. A tenant's page in every state is one range
-//! per state, merged: at most seven ranges of a page each, so still the page's cost, without a
-//! second set per kind. Tenant names are interned (`TenantNames`): an entry holds a number,
+//! The tenant indexes key by `(tenant, state, id)`. A page of several tenants in every state is
+//! one range per tenant and state, each of at most a page, merged: still the page's cost (times
+//! the tenants asked for), without a second set per kind. Tenant names are interned (`TenantNames`): an entry holds a number,
 //! not a copy of the name.
 
 use crate::{JobId, JobState, PipelineId, PipelineState};
@@ -71,22 +71,23 @@ pub struct StateIndex {
     tenant_pipelines: BTreeSet<(TenantNo, PipelineState, PipelineId)>,
 }
 
-/// Up to `limit` ids of `set` under `tenant` in any of `states` and past `after`, in id order:
-/// one range per state, merged.
-fn first_of_tenant<S: Ord + Copy, I: Ord + Copy>(
+/// Up to `limit` ids of `set` under any of `tenants` in any of `states` and past `after`, in id
+/// order: one range per tenant and state, each of at most `limit`, merged.
+fn first_of_tenants<S: Ord + Copy, I: Ord + Copy>(
     set: &BTreeSet<(TenantNo, S, I)>,
-    tenant: TenantNo,
+    tenants: &[TenantNo],
     states: &[S],
     after: I,
     last: I,
     limit: usize,
 ) -> Vec<I> {
-    let mut ids: Vec<I> = states
+    let mut ids: Vec<I> = tenants
         .iter()
-        .flat_map(|state| {
+        .flat_map(|tenant| states.iter().map(move |state| (*tenant, *state)))
+        .flat_map(|(tenant, state)| {
             set.range((
-                Bound::Excluded((tenant, *state, after)),
-                Bound::Included((tenant, *state, last)),
+                Bound::Excluded((tenant, state, after)),
+                Bound::Included((tenant, state, last)),
             ))
             .take(limit)
             .map(|(_, _, id)| *id)
@@ -161,32 +162,46 @@ impl StateIndex {
         self.pipeline_added(tenant, to, pipeline);
     }
 
-    /// Up to `limit` jobs of `tenant` (in `state`, or in any) with an id greater than `after`,
+    /// Up to `limit` jobs of `tenants` (in `state`, or in any) with an id greater than `after`,
     /// in id order.
-    pub fn tenant_jobs(&self, tenant: &str, state: Option<JobState>, after: JobId, limit: usize) -> Vec<JobId> {
-        let Some(no) = self.tenant_names.get(tenant) else {
-            return Vec::new();
-        };
+    pub fn tenant_jobs(&self, tenants: &[&str], state: Option<JobState>, after: JobId, limit: usize) -> Vec<JobId> {
         let one = state.map(|s| [s]);
         let states: &[JobState] = one.as_ref().map_or(&JobState::ALL, |s| s.as_slice());
-        first_of_tenant(&self.tenant_jobs, no, states, after, JobId(u64::MAX), limit)
+        first_of_tenants(
+            &self.tenant_jobs,
+            &self.numbers(tenants),
+            states,
+            after,
+            JobId(u64::MAX),
+            limit,
+        )
     }
 
-    /// Up to `limit` pipelines of `tenant` (in `state`, or in any) with an id greater than
+    /// Up to `limit` pipelines of `tenants` (in `state`, or in any) with an id greater than
     /// `after`, in id order.
     pub fn tenant_pipelines(
         &self,
-        tenant: &str,
+        tenants: &[&str],
         state: Option<PipelineState>,
         after: PipelineId,
         limit: usize,
     ) -> Vec<PipelineId> {
-        let Some(no) = self.tenant_names.get(tenant) else {
-            return Vec::new();
-        };
         let one = state.map(|s| [s]);
         let states: &[PipelineState] = one.as_ref().map_or(&PipelineState::ALL, |s| s.as_slice());
-        first_of_tenant(&self.tenant_pipelines, no, states, after, PipelineId(u64::MAX), limit)
+        let tenants = self.numbers(tenants);
+        first_of_tenants(
+            &self.tenant_pipelines,
+            &tenants,
+            states,
+            after,
+            PipelineId(u64::MAX),
+            limit,
+        )
+    }
+
+    /// The numbers of those of `tenants` the index knows.
+    fn numbers(&self, tenants: &[&str]) -> Vec<TenantNo> {
+        tenants.iter().filter_map(|t| self.tenant_names.get(t)).collect()
     }
 
     /// Whether the tenant index holds `job` of `tenant` in `state`, for the invariant check.
@@ -307,19 +322,28 @@ mod tests {
         for id in [2u64, 7] {
             ix.job_moved("web", JobState::Pending, JobState::Succeeded, JobId(id));
         }
-        let web = |after: u64, limit: usize| ix.tenant_jobs("web", None, JobId(after), limit);
+        let web = |after: u64, limit: usize| ix.tenant_jobs(&["web"], None, JobId(after), limit);
         assert_eq!(web(0, 5), vec![JobId(1), JobId(2), JobId(4), JobId(5), JobId(7)]);
         assert_eq!(web(7, 3), vec![JobId(8), JobId(10), JobId(11)]);
         assert_eq!(web(29, 10), Vec::<JobId>::new());
         assert_eq!(
-            ix.tenant_jobs("web", Some(JobState::Running), JobId(1), 10),
+            ix.tenant_jobs(&["web"], Some(JobState::Running), JobId(1), 10),
             vec![JobId(5), JobId(10), JobId(20)]
         );
         assert_eq!(
-            ix.tenant_jobs("ml", None, JobId(0), 3),
+            ix.tenant_jobs(&["ml"], None, JobId(0), 3),
             vec![JobId(3), JobId(6), JobId(9)]
         );
-        assert!(ix.tenant_jobs("nobody", None, JobId(0), 10).is_empty());
+        assert!(ix.tenant_jobs(&["nobody"], None, JobId(0), 10).is_empty());
+        // Several tenants: their pages merged in id order, one unknown tenant ignored.
+        assert_eq!(
+            ix.tenant_jobs(&["ml", "web", "nobody"], None, JobId(0), 5),
+            vec![JobId(1), JobId(2), JobId(3), JobId(4), JobId(5)]
+        );
+        assert_eq!(
+            ix.tenant_jobs(&["ml", "web"], Some(JobState::Pending), JobId(20), 4),
+            vec![JobId(21), JobId(22), JobId(23), JobId(24)]
+        );
         // Every web job, page by page, is every web job once.
         let (mut after, mut seen) = (0u64, Vec::new());
         for _ in 0..30 {
@@ -346,9 +370,12 @@ mod tests {
         assert_eq!(ix.tenant_entries(), 1);
         // A tenant seen again gets a new number; its old entries are gone with the old one.
         ix.pipeline_added("a", PipelineState::Running, PipelineId(4));
-        assert_eq!(ix.tenant_pipelines("a", None, PipelineId(0), 10), vec![PipelineId(4)]);
         assert_eq!(
-            ix.tenant_pipelines("b", Some(PipelineState::Running), PipelineId(0), 10),
+            ix.tenant_pipelines(&["a"], None, PipelineId(0), 10),
+            vec![PipelineId(4)]
+        );
+        assert_eq!(
+            ix.tenant_pipelines(&["b"], Some(PipelineState::Running), PipelineId(0), 10),
             vec![PipelineId(3)]
         );
     }

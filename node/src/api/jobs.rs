@@ -38,16 +38,12 @@ pub async fn list(
                     .filter(move |j| wanted.is_none_or(|w| j.state == w)),
             )
         }
-        (None, Some(tenants), _) => {
-            let pages = tenants
-                .iter()
-                .map(|t| s.index().tenant_jobs(t, wanted, after, page + 1));
-            Box::new(
-                super::merge_pages(pages, page + 1)
-                    .into_iter()
-                    .filter_map(|id| s.job(id)),
-            )
-        }
+        (None, Some(tenants), _) => Box::new(
+            s.index()
+                .tenant_jobs(&tenants, wanted, after, page + 1)
+                .into_iter()
+                .filter_map(|id| s.job(id)),
+        ),
         (None, None, Some(w)) => Box::new(s.index().jobs_in(w, after).filter_map(|id| s.job(id))),
         (None, None, None) => Box::new(s.jobs_after(after)),
     };

@@ -378,14 +378,6 @@ impl ReadQuery {
     }
 }
 
-/// The first `limit` ids of several id-ordered pages (one per tenant), in id order.
-pub fn merge_pages<I: Ord>(pages: impl Iterator<Item = Vec<I>>, limit: usize) -> Vec<I> {
-    let mut ids: Vec<I> = pages.flatten().collect();
-    ids.sort_unstable();
-    ids.truncate(limit);
-    ids
-}
-
 /// Parses a query string with a JSON error naming the bad parameter.
 pub fn parse_query<T: serde::de::DeserializeOwned + Default>(raw: Option<String>) -> Result<T, ApiError> {
     match raw {

@@ -144,16 +144,12 @@ pub async fn list(
     // Each filter reads from the index that answers it: a page costs the page (times the
     // caller's tenants), never a scan of other tenants' pipelines.
     let found: Box<dyn Iterator<Item = &Pipeline>> = match (scope.tenants_to_list(q.tenant()?), wanted) {
-        (Some(tenants), _) => {
-            let pages = tenants
-                .iter()
-                .map(|t| s.index().tenant_pipelines(t, wanted, after, page + 1));
-            Box::new(
-                super::merge_pages(pages, page + 1)
-                    .into_iter()
-                    .filter_map(|id| s.pipeline(id)),
-            )
-        }
+        (Some(tenants), _) => Box::new(
+            s.index()
+                .tenant_pipelines(&tenants, wanted, after, page + 1)
+                .into_iter()
+                .filter_map(|id| s.pipeline(id)),
+        ),
         (None, Some(w)) => Box::new(s.index().pipelines_in(w, after).filter_map(|id| s.pipeline(id))),
         (None, None) => Box::new(s.pipelines_after(after)),
     };
