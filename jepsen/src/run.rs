@@ -265,8 +265,8 @@ pub async fn run(mut config: RunConfig) -> anyhow::Result<RunResult> {
                 _ => break,
             }
         }
-        // A node that does not answer is `cluster-healed`'s and `replicas-identical`'s to
-        // report, not a node that lost every pipeline.
+        // A node that does not answer is `cluster-healed`'s to report (above), not a node that
+        // lost every pipeline.
         if answered {
             present.insert(i as u64 + 1, ids);
         }

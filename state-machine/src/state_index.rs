@@ -9,8 +9,8 @@
 //!
 //! The tenant indexes key by `(tenant, state, id)`. A page of several tenants in every state is
 //! one range per tenant and state, each of at most a page, merged: still the page's cost (times
-//! the tenants asked for), without a second set per kind. Tenant names are interned (`TenantNames`): an entry holds a number,
-//! not a copy of the name.
+//! the tenants asked for), without a second set per kind. Tenant names are interned
+//! (`TenantNames`): an entry holds a number, not a copy of the name.
 
 use crate::{JobId, JobState, PipelineId, PipelineState};
 use serde::{Deserialize, Serialize};
@@ -188,10 +188,9 @@ impl StateIndex {
     ) -> Vec<PipelineId> {
         let one = state.map(|s| [s]);
         let states: &[PipelineState] = one.as_ref().map_or(&PipelineState::ALL, |s| s.as_slice());
-        let tenants = self.numbers(tenants);
         first_of_tenants(
             &self.tenant_pipelines,
-            &tenants,
+            &self.numbers(tenants),
             states,
             after,
             PipelineId(u64::MAX),
