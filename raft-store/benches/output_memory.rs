@@ -4,7 +4,7 @@
 //! output in 64 KiB chunks) are applied twice, each in a fresh process so that neither run
 //! inherits the other's heap:
 //!
-//! - `in memory`: to a `State` with a `MemoryOutput`, which holds output as the state itself
+//! - `in memory`: to a `State` with a `MemoryDisk`, which holds output as the state itself
 //!   did before output moved to disk (one byte vector per job);
 //! - `on disk`: to the `StateMachineStore` a node runs, which writes output to RocksDB.
 //!
@@ -120,7 +120,7 @@ fn rss_kib() -> u64 {
 fn in_memory(jobs: u64, output_bytes: u64) {
     let entries = entries(jobs, output_bytes);
     let mut state = State::default();
-    let mut output = MemoryOutput::default();
+    let mut output = MemoryDisk::default();
     let before = rss_kib();
     for e in &entries {
         let EntryPayload::Normal(p) = &e.payload else { continue };
@@ -128,7 +128,7 @@ fn in_memory(jobs: u64, output_bytes: u64) {
             log_index: e.log_id.index,
             term: 1,
         };
-        let (r, _) = state.apply_with_output(ctx, p, &mut output);
+        let (r, _) = state.apply_with_disk(ctx, p, &mut output);
         assert!(r.rejection().is_none(), "refused: {r:?}");
     }
     drop(entries);

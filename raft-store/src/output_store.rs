@@ -1,7 +1,7 @@
 //! Job output on disk: the column family `output` of the store's RocksDB, written by `apply`.
 //!
 //! Key = big-endian job id then big-endian offset, so one job's chunks are adjacent and in
-//! order; value = the chunk's bytes as `apply` wrote them (`OutputWrite::Append`). The same
+//! order; value = the chunk's bytes as `apply` wrote them (`DiskWrite::Append`). The same
 //! entry applied again writes the same bytes under the same key, so replaying the log from an
 //! older snapshot converges on the same store.
 //!
@@ -14,7 +14,7 @@
 //! and a node that finds it at start rebuilds the output from the snapshot it restores (the
 //! received file, which holds the output).
 
-use flotilla_state_machine::{JobId, OutputSink, OutputWrite};
+use flotilla_state_machine::{JobId, DiskSink, DiskWrite};
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 use std::io;
 use std::sync::Arc;
@@ -127,11 +127,11 @@ pub(crate) struct OutputBatch<'a> {
     batch: WriteBatch,
 }
 
-impl OutputSink for OutputBatch<'_> {
-    fn write(&mut self, write: OutputWrite) {
+impl DiskSink for OutputBatch<'_> {
+    fn write(&mut self, write: DiskWrite) {
         match write {
-            OutputWrite::Append { job, offset, data } => self.batch.put_cf(self.cf, key(job, offset), data),
-            OutputWrite::Remove { job } => {
+            DiskWrite::Append { job, offset, data } => self.batch.put_cf(self.cf, key(job, offset), data),
+            DiskWrite::RemoveOutput { job } => {
                 self.batch
                     .delete_range_cf(self.cf, key(job, 0).as_slice(), job_end(job).as_slice())
             }

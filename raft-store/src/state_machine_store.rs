@@ -261,7 +261,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Blank => (Response::Done { changed: false }, Vec::new()),
                     EntryPayload::Normal(proposal) => {
                         let mut output = self.shared.output.batch();
-                        let applied = data.state.apply_with_output(ctx, &proposal, &mut output);
+                        let applied = data.state.apply_with_disk(ctx, &proposal, &mut output);
                         self.shared.output.commit(output)?;
                         applied
                     }

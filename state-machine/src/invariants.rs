@@ -17,17 +17,23 @@ macro_rules! ensure {
 }
 
 impl State {
-    /// Checks a store of output against the state: every job's stored length is the state's
-    /// count, no store holds output of a job the state no longer has, and every append
-    /// started where its log ended. The property tests run it on each replica's store.
-    pub fn check_output(&self, output: &crate::MemoryOutput) -> Result<(), InvariantViolation> {
+    /// Checks a store against the state: every job's stored output length is what the state
+    /// (or, for an archived job, its record on disk) counts, no output is kept for a job
+    /// neither holds, every append started where its log ended, and the archived records on
+    /// disk are exactly the archive's, matching its compact records. The property tests run
+    /// it on each replica's store.
+    pub fn check_disk(&self, disk: &crate::MemoryDisk) -> Result<(), InvariantViolation> {
         ensure!(
-            output.misplaced() == 0,
+            disk.misplaced() == 0,
             "{} appends did not start at the end of their log",
-            output.misplaced()
+            disk.misplaced()
         );
-        for (job, len) in output.lengths() {
-            let counted = self.jobs.get(&job).map_or(0, |j| j.log_bytes);
+        for (job, len) in disk.lengths() {
+            let counted = self
+                .jobs
+                .get(&job)
+                .or_else(|| disk.job(job))
+                .map_or(0, |j| j.log_bytes);
             ensure!(
                 counted == len,
                 "job {job} has {len} bytes of output stored, the state counts {counted}"
@@ -35,11 +41,51 @@ impl State {
         }
         for (id, j) in &self.jobs {
             ensure!(
-                j.log_bytes == 0 || !output.log(*id).is_empty(),
+                j.log_bytes == 0 || !disk.log(*id).is_empty(),
                 "job {id} counts {} bytes of output, none stored",
                 j.log_bytes
             );
+            ensure!(disk.job(*id).is_none(), "live job {id} also has an archived record");
         }
+        let mut archived_jobs = 0u64;
+        for (id, a) in self.archive.iter() {
+            let Some(p) = disk.pipeline(id) else {
+                return Err(InvariantViolation(format!("archived pipeline {id} has no record on disk")));
+            };
+            ensure!(
+                Some(p.tenant.as_str()) == self.archive.tenant_of(id)
+                    && p.finished_at_ms == Some(a.finished_at_ms)
+                    && p.state.is_terminal()
+                    && p.jobs.iter().copied().eq(a.job_ids()),
+                "archived pipeline {id} does not match its record on disk"
+            );
+            let mut bytes = 0u64;
+            for job in &p.jobs {
+                let Some(j) = disk.job(*job) else {
+                    return Err(InvariantViolation(format!("archived job {job} has no record on disk")));
+                };
+                ensure!(
+                    j.pipeline == id && j.state.is_terminal(),
+                    "archived job {job} does not match its pipeline {id}"
+                );
+                bytes += j.log_bytes;
+            }
+            ensure!(
+                bytes == a.output_bytes,
+                "archived pipeline {id} counts {} bytes of output, its jobs {bytes}",
+                a.output_bytes
+            );
+            archived_jobs += u64::from(a.jobs);
+        }
+        ensure!(
+            disk.pipelines().all(|p| self.archive.contains(p.id)),
+            "a pipeline record on disk that the archive does not hold"
+        );
+        ensure!(
+            disk.jobs().count() as u64 == archived_jobs,
+            "{} job records on disk, {archived_jobs} archived",
+            disk.jobs().count()
+        );
         Ok(())
     }
 
@@ -71,9 +117,9 @@ impl State {
         self.check_retention()
     }
 
-    /// The settled pipelines are exactly the finished ones with no worker left, keyed by
-    /// their finish time under their tenant; those holding output are among them; a pipeline
-    /// whose output was removed holds none; the removal record is within its bound.
+    /// The settled pipelines are exactly the archived ones, keyed by their finish time under
+    /// their tenant; those holding output are among them; no live pipeline is finished with
+    /// no worker left (it would have been archived); the removal record is within its bound.
     fn check_retention(&self) -> Result<(), InvariantViolation> {
         let r = &self.retention;
         let mut settled = 0usize;
@@ -87,11 +133,11 @@ impl State {
                 "tenant {tenant:?} holds output of a pipeline that is not settled"
             );
             for (finished_at_ms, id) in &s.pipelines {
-                let ok = self.pipelines.get(id).is_some_and(|p| {
-                    &p.tenant == tenant && p.state.is_terminal() && p.finished_at_ms == Some(*finished_at_ms)
-                });
-                ensure!(ok, "settled pipeline {id} of {tenant:?} does not match its record");
-                let holds = self.pipelines[id].jobs.iter().any(|j| self.holds_output(*j));
+                let archived = self.archive.get(*id);
+                let ok = archived.is_some_and(|a| a.finished_at_ms == *finished_at_ms)
+                    && self.archive.tenant_of(*id) == Some(tenant.as_str());
+                ensure!(ok, "settled pipeline {id} of {tenant:?} does not match its archived record");
+                let holds = archived.is_some_and(|a| a.output_bytes > 0);
                 ensure!(
                     holds == s.with_output.contains(&(*finished_at_ms, *id)),
                     "settled pipeline {id} holds output = {holds}, the index says otherwise"
@@ -99,23 +145,27 @@ impl State {
             }
             settled += s.pipelines.len();
         }
-        let mut finished_idle = 0usize;
+        ensure!(
+            settled == self.archive.len(),
+            "{settled} pipelines settled, {} archived",
+            self.archive.len()
+        );
+        ensure!(self.archive.consistent(), "the archive's tenant names disagree with its records");
         for (id, p) in &self.pipelines {
             let idle = p.jobs.iter().all(|j| self.assignments_of(*j).next().is_none());
-            if p.state.is_terminal() && idle {
-                finished_idle += 1;
-            }
-            if p.output_removed_at_ms.is_some() {
-                ensure!(
-                    p.jobs.iter().all(|j| !self.holds_output(*j)),
-                    "pipeline {id} holds output after its removal"
-                );
-            }
+            ensure!(
+                !(p.state.is_terminal() && idle),
+                "pipeline {id} is finished with no worker left and was not archived"
+            );
+            ensure!(
+                p.output_removed_at_ms.is_none(),
+                "live pipeline {id} had its output removed"
+            );
+            ensure!(
+                self.archive.get(*id).is_none(),
+                "pipeline {id} is both live and archived"
+            );
         }
-        ensure!(
-            settled == finished_idle,
-            "{settled} pipelines settled, {finished_idle} finished with no worker left"
-        );
         ensure!(
             r.removals.len() <= crate::retention::MAX_REMOVAL_RECORDS,
             "{} removals recorded",
@@ -412,10 +462,11 @@ impl State {
 
     /// Checks that going from `before` to `self` only moved jobs forward: no job vanished, and
     /// each job's `(attempt, rank)` rose or stayed with the state unchanged.
-    pub fn check_progress_from(&self, before: &State) -> Result<(), InvariantViolation> {
+    pub fn check_progress_from(&self, before: &State, disk: &crate::MemoryDisk) -> Result<(), InvariantViolation> {
         for (id, old) in &before.jobs {
-            // Retention removes finished jobs only, and only with their pipeline.
-            let Some(new) = self.jobs.get(id) else {
+            // A job leaves the live state archived with its settled pipeline (then it is
+            // compared with its record on disk), or removed with it by retention (finished).
+            let Some(new) = self.jobs.get(id).or_else(|| disk.job(*id)) else {
                 ensure!(
                     old.state.is_terminal() && !self.pipelines.contains_key(&old.pipeline),
                     "job {id} vanished in state {} while its pipeline stayed or it was live",
@@ -434,7 +485,7 @@ impl State {
             );
         }
         for (id, old) in &before.pipelines {
-            let Some(new) = self.pipelines.get(id) else {
+            let Some(new) = self.pipelines.get(id).or_else(|| disk.pipeline(*id)) else {
                 ensure!(old.state.is_terminal(), "pipeline {id} vanished while {:?}", old.state);
                 continue;
             };

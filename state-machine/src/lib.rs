@@ -7,6 +7,7 @@
 //! `ApplyContext`, jitter fields), stamped by the node that proposes it.
 
 mod apply;
+mod archive;
 mod assignment;
 mod audit;
 mod command;
@@ -18,7 +19,7 @@ mod job;
 mod job_state;
 mod join_token;
 mod limits;
-mod output;
+mod disk;
 mod pending_queue;
 mod pipeline;
 mod pool;
@@ -33,8 +34,10 @@ mod spec;
 mod state;
 mod state_index;
 mod tenant;
+mod tenant_names;
 mod token;
 
+pub use archive::{Archive, ArchivedPipeline};
 pub use assignment::{Assignment, FencingToken};
 pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal};
 pub use event::{Event, EventSubject};
@@ -45,7 +48,7 @@ pub use job::{AttemptOutcome, AttemptRecord, FailureReason, Job};
 pub use job_state::JobState;
 pub use join_token::{JoinTokenRecord, JoinTokenRefusal, MAX_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKENS};
 pub use limits::Limits;
-pub use output::{DiscardOutput, MemoryOutput, OutputSink, OutputWrite};
+pub use disk::{ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_cancel, complete_submission};
 pub use pending_queue::{PendingQueue, QueueKey, TenantRun};
 pub use pipeline::{Pipeline, PipelineState};
 pub use pool::{Pool, PoolSpec, ProviderKind};

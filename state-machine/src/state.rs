@@ -60,6 +60,8 @@ pub struct State {
     pub(crate) active_data_key: Option<String>,
     /// Retention policies, the settled pipelines they choose from, and what they removed.
     pub(crate) retention: crate::retention::Retention,
+    /// Settled pipelines, their records on disk, as compact records (`archive.rs`).
+    pub(crate) archive: crate::Archive,
 }
 
 impl State {
@@ -71,19 +73,19 @@ impl State {
     }
 
     /// Applies one committed entry and drops its output writes: for callers that keep no
-    /// job output (see `apply_with_output`).
+    /// job output (see `apply_with_disk`).
     pub fn apply(&mut self, ctx: ApplyContext, proposal: &Proposal) -> (Response, Vec<Event>) {
-        self.apply_with_output(ctx, proposal, &mut crate::DiscardOutput)
+        self.apply_with_disk(ctx, proposal, &mut crate::DiscardDisk)
     }
 
     /// Applies one committed entry. Deterministic: the same state and entry give the same
     /// result and the same output writes (into `output`, only if accepted) on every replica.
     /// A rejected command leaves the state untouched and writes nothing.
-    pub fn apply_with_output(
+    pub fn apply_with_disk(
         &mut self,
         ctx: ApplyContext,
         proposal: &Proposal,
-        output: &mut impl crate::OutputSink,
+        output: &mut impl crate::DiskSink,
     ) -> (Response, Vec<Event>) {
         // A retry of a client's last request gets the first answer; an older one is refused.
         // Neither changes anything, not even the clock.
@@ -107,10 +109,17 @@ impl State {
             now_ms: self.now_ms.max(proposal.now_ms),
             events: Vec::new(),
             output: Vec::new(),
+            settled: Vec::new(),
         };
         let result = match &proposal.command {
             Command::Batch { commands } => self.apply_batch(&mut cx, commands),
-            command => self.apply_command(&mut cx, command, proposal.trace_parent.as_deref()),
+            command => {
+                let result = self.apply_command(&mut cx, command, proposal.trace_parent.as_deref());
+                if result.is_ok() {
+                    self.archive_settled(&mut cx);
+                }
+                result
+            }
         };
         #[cfg(debug_assertions)]
         if let Err(violation) = self.check_invariants() {
@@ -172,7 +181,11 @@ impl State {
             let events_before = cx.events.len();
             // Untraced: the entry's trace belongs to the batch, not to one of its commands.
             responses.push(match self.apply_command(cx, command, None) {
-                Ok(r) => r,
+                Ok(r) => {
+                    // Archived before the next command, which then sees the compact record.
+                    self.archive_settled(cx);
+                    r
+                }
                 Err(rejection) => {
                     debug_assert_eq!(cx.events.len(), events_before, "a rejected command emitted events");
                     Response::Rejected(rejection)
@@ -280,22 +293,32 @@ impl State {
         self.events_published_through
     }
 
-    /// The client sessions: each client's last applied request.
     /// Retention policies, settled pipelines and the record of removals.
     pub fn retention(&self) -> &crate::retention::Retention {
         &self.retention
     }
 
-    /// Whether `pipeline` was given out and is no longer held: removed by retention.
+    /// Whether `pipeline` was given out and is held neither live nor archived: removed by
+    /// retention.
     pub fn pipeline_removed(&self, pipeline: PipelineId) -> bool {
-        pipeline.0 >= 1 && pipeline.0 <= self.last_pipeline_id && !self.pipelines.contains_key(&pipeline)
+        pipeline.0 >= 1
+            && pipeline.0 <= self.last_pipeline_id
+            && !self.pipelines.contains_key(&pipeline)
+            && !self.archive.contains(pipeline)
     }
 
-    /// Whether `job` was given out and is no longer held: removed with its pipeline.
-    pub fn job_removed(&self, job: JobId) -> bool {
+    /// Whether `job` was given out and is no longer live: archived with its pipeline, or
+    /// removed by retention (the store tells which).
+    pub fn job_not_live(&self, job: JobId) -> bool {
         job.0 >= 1 && job.0 <= self.last_job_id && !self.jobs.contains_key(&job)
     }
 
+    /// The compact records of settled pipelines, whose full records are on disk.
+    pub fn archive(&self) -> &crate::Archive {
+        &self.archive
+    }
+
+    /// The client sessions: each client's last applied request.
     pub fn sessions(&self) -> &crate::Sessions {
         &self.sessions
     }
@@ -439,7 +462,9 @@ impl State {
     }
 
     /// The tenant whose work `event` is about: its job's or its pipeline's. `None` for the
-    /// events of the cluster, its pools and the audit trail, which belong to no tenant.
+    /// events of the cluster, its pools and the audit trail, which belong to no tenant, and
+    /// for an event about a job whose pipeline is archived (the node's store knows its
+    /// tenant; an event naming its pipeline is answered from the archive).
     pub fn tenant_of<'a>(&'a self, event: &'a Event) -> Option<&'a str> {
         if event.is_audit() {
             return None;
@@ -455,8 +480,7 @@ impl State {
             .or_else(|| {
                 event
                     .pipeline()
-                    .and_then(|p| self.pipelines.get(&p))
-                    .map(|p| p.tenant.as_str())
+                    .and_then(|p| self.pipelines.get(&p).map(|p| p.tenant.as_str()).or(self.archive.tenant_of(p)))
             })
     }
 

@@ -17,49 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-/// A tenant's number in the index, given in the log's order (the same on every replica).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-struct TenantNo(u64);
-
-/// Tenant names and their numbers, with how many indexed records use each: a name goes when
-/// its last record does, so the table is bounded by the records, not by every name ever seen.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct TenantNames {
-    numbers: BTreeMap<String, (TenantNo, u64)>,
-    next: u64,
-}
-
-impl TenantNames {
-    /// The number of `tenant`, given now if it has none; one more record uses it.
-    fn acquire(&mut self, tenant: &str) -> TenantNo {
-        if let Some((no, uses)) = self.numbers.get_mut(tenant) {
-            *uses += 1;
-            return *no;
-        }
-        let no = TenantNo(self.next);
-        self.next += 1;
-        self.numbers.insert(tenant.to_string(), (no, 1));
-        no
-    }
-
-    /// One record of `tenant` fewer.
-    fn release(&mut self, tenant: &str) {
-        if let Some((_, uses)) = self.numbers.get_mut(tenant) {
-            *uses = uses.saturating_sub(1);
-            if *uses == 0 {
-                self.numbers.remove(tenant);
-            }
-        }
-    }
-
-    fn get(&self, tenant: &str) -> Option<TenantNo> {
-        self.numbers.get(tenant).map(|(no, _)| *no)
-    }
-
-    fn uses(&self, tenant: &str) -> u64 {
-        self.numbers.get(tenant).map_or(0, |(_, uses)| *uses)
-    }
-}
+use crate::tenant_names::{TenantNames, TenantNo};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateIndex {
@@ -224,7 +182,7 @@ impl StateIndex {
 
     /// Tenant names in the index, for the invariant check.
     pub(crate) fn tenant_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.tenant_names.numbers.keys().map(String::as_str)
+        self.tenant_names.names()
     }
 
     /// Entries of the tenant indexes, for the invariant check (each must have a name).

@@ -28,7 +28,7 @@ fn fan_out_fan_in_runs_in_dependency_order() {
     h.finish(t2, 0);
     assert_eq!(h.schedule().iter().map(|a| a.job).collect::<Vec<_>>(), vec![deploy]);
     h.finish(deploy, 0);
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Succeeded);
+    assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Succeeded);
 }
 
 #[test]
@@ -41,18 +41,18 @@ fn failure_fails_all_dependants_transitively() {
     h.schedule();
     h.finish(ids[0], 1);
     for dependant in [ids[1], ids[2]] {
-        let j = h.state.job(dependant).unwrap();
+        let j = h.job(dependant).unwrap();
         assert_eq!(j.state, JobState::Failed);
         assert!(matches!(j.failure, Some(FailureReason::DependencyFailed { .. })));
         assert!(j.attempts.is_empty(), "a dependant of a failed job never runs");
     }
     assert_eq!(
-        h.state.pipeline(p).unwrap().state,
+        h.pipeline(p).unwrap().state,
         PipelineState::Running,
         "side job still runs"
     );
     h.finish(ids[3], 0);
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Failed);
+    assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Failed);
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn allow_failure_lets_dependants_run_and_the_pipeline_succeed() {
     assert_eq!(h.job_state(ids[0]), JobState::Failed);
     assert_eq!(h.schedule().len(), 1);
     h.finish(ids[1], 0);
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Succeeded);
+    assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Succeeded);
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn cancelling_a_pipeline_cancels_every_unfinished_job() {
         other => panic!("{other:?}"),
     }
     assert_eq!(h.job_state(ids[2]), JobState::Succeeded);
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Cancelled);
+    assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Cancelled);
     assert_eq!(
         h.run(Command::CancelPipeline { pipeline: p }).0,
         Response::Cancelled { jobs: vec![] }

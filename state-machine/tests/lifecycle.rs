@@ -62,7 +62,7 @@ fn job_runs_to_success_through_every_state() {
         ]
     );
     assert_eq!(h.job_state(a), JobState::Succeeded);
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Succeeded);
+    assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Succeeded);
     assert_eq!(h.state.pool("main").unwrap().allocated, Resources::ZERO);
     assert_eq!(h.state.assignments().count(), 0);
 }
@@ -112,7 +112,7 @@ fn failed_exit_retries_with_backoff_then_fails() {
     h.schedule();
     let e = h.finish(a, 3);
     assert!(Harness::kinds(&e).contains(&"JobRetrying"));
-    let j = h.state.job(a).unwrap();
+    let j = h.job(a).unwrap();
     assert_eq!((j.state, j.attempt), (JobState::Pending, 2));
     assert_eq!(
         j.not_before_ms,
@@ -130,11 +130,11 @@ fn failed_exit_retries_with_backoff_then_fails() {
     assert_eq!(h.schedule().len(), 1);
     let e = h.finish(a, 4);
     assert!(Harness::kinds(&e).contains(&"JobFailed"));
-    let j = h.state.job(a).unwrap();
+    let j = h.job(a).unwrap();
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.failure, Some(FailureReason::ExitCode { code: 4 }));
     assert_eq!(j.attempts.len(), 2);
-    assert_eq!(h.state.pipeline(p).unwrap().state, PipelineState::Failed);
+    assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Failed);
 }
 
 #[test]
@@ -183,7 +183,11 @@ fn cancel_of_pending_scheduled_and_running_jobs() {
 
     // Cancelling again is accepted, changes nothing, and answers as the first cancel did for
     // this job (a cancel retried after a lost answer must not say nothing was cancelled).
-    let (r, events) = h.run(Command::CancelJob { job: running });
+    // The pipeline settled and was archived: `apply` no longer holds the job, and the node
+    // completes the answer from the archived record.
+    let (mut r, events) = h.run(Command::CancelJob { job: running });
+    assert_eq!(r, Response::Rejected(Rejection::UnknownJob(running)));
+    complete_cancel(&mut r, running, &h.output);
     assert_eq!(r, Response::Cancelled { jobs: vec![running] });
     assert!(events.is_empty());
 }
@@ -194,7 +198,9 @@ fn cancel_of_finished_job_is_refused() {
     let (_, jobs) = h.submit(pipeline("c", vec![job("a", &[])]));
     h.schedule();
     h.finish(jobs[0], 0);
-    let r = h.rejected(Command::CancelJob { job: jobs[0] });
+    let mut r = Response::Rejected(h.rejected(Command::CancelJob { job: jobs[0] }));
+    complete_cancel(&mut r, jobs[0], &h.output);
+    let Response::Rejected(r) = r else { panic!("{r:?}") };
     assert_eq!(
         r,
         Rejection::AlreadyFinished {
@@ -239,7 +245,7 @@ fn lost_worker_terminates_the_job_and_retries_only_once_it_is_gone() {
         ["WorkerTerminated", "CapacityUpdated", "JobRetrying"]
     );
     assert_eq!(
-        (h.job_state(a), h.state.job(a).unwrap().attempt),
+        (h.job_state(a), h.job(a).unwrap().attempt),
         (JobState::Pending, 2)
     );
     assert_eq!(h.schedule().len(), 1);
@@ -258,7 +264,7 @@ fn lost_worker_terminates_the_job_and_retries_only_once_it_is_gone() {
     });
     assert_eq!(h.job_state(a), JobState::Failed);
     assert_eq!(
-        h.state.job(a).unwrap().failure,
+        h.job(a).unwrap().failure,
         Some(FailureReason::WorkerLost {
             reason: "node lost".into()
         })
@@ -363,7 +369,7 @@ fn timeout_fails_the_job_and_stops_its_worker() {
         Harness::kinds(&e),
         ["WorkerStopRequested", "JobFailed", "PipelineCompleted"]
     );
-    assert_eq!(h.state.job(a).unwrap().failure, Some(FailureReason::Timeout));
+    assert_eq!(h.job(a).unwrap().failure, Some(FailureReason::Timeout));
     h.ok(Command::WorkerExited {
         job: a,
         fencing: f,

@@ -89,7 +89,7 @@ fn output_past_the_cap_is_dropped_and_marked_once() {
         "{log}"
     );
     assert_eq!(log.matches("truncated").count(), 1);
-    assert!(h.state.job(a).unwrap().log_truncated);
+    assert!(h.job(a).unwrap().log_truncated);
 }
 
 #[test]
@@ -114,7 +114,7 @@ fn output_is_skipped_only_once_the_log_is_full_and_never_backwards() {
     let r = h.rejected(skip(14, 1_000));
     assert!(matches!(r, Rejection::LogGap { expected: 13, .. }), "{r:?}");
     h.ok(skip(13, 1_000_000));
-    assert_eq!(h.state.job(a).unwrap().stream_offset, 1_000_000);
+    assert_eq!(h.job(a).unwrap().stream_offset, 1_000_000);
     assert_eq!(h.output.log(a), &before[..], "nothing is stored");
     // A resent skip, or one that ends before the offset, changes nothing.
     let (r, events) = h.run(skip(13, 500));
@@ -129,7 +129,7 @@ fn output_is_skipped_only_once_the_log_is_full_and_never_backwards() {
         data: b"tail-bytes-past".to_vec(),
     });
     assert_eq!(h.output.log(a), &before[..]);
-    assert_eq!(h.state.job(a).unwrap().stream_offset, 1_000_005);
+    assert_eq!(h.job(a).unwrap().stream_offset, 1_000_005);
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn a_tenants_retention_policy_sets_how_much_output_its_jobs_keep() {
         b"0123456789abcdef",
         "16 bytes kept under a 20-byte cap"
     );
-    assert!(!h.state.job(a).unwrap().log_truncated);
+    assert!(!h.job(a).unwrap().log_truncated);
     h.ok(Command::AppendLog {
         job: a,
         fencing: f,
@@ -201,7 +201,7 @@ fn a_tenants_retention_policy_sets_how_much_output_its_jobs_keep() {
         log.starts_with("0123456789abcdefghij\n[flotilla] log truncated at 20 bytes"),
         "{log}"
     );
-    assert!(h.state.job(a).unwrap().log_truncated);
+    assert!(h.job(a).unwrap().log_truncated);
     // Without the policy the limit is back, for the jobs that append from then on.
     cap(&mut h, None);
     assert_eq!(h.state.log_cap_bytes("default"), 10);

@@ -24,7 +24,7 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
     let (pid, jobs) = h.submit(spec);
     let names: Vec<String> = jobs
         .iter()
-        .map(|id| h.state.job(*id).unwrap().spec.name.clone())
+        .map(|id| h.job(*id).unwrap().spec.name.clone())
         .collect();
     assert_eq!(
         names,
@@ -38,7 +38,7 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
         ]
     );
 
-    let test_bsd_beta = &h.state.job(jobs[4]).unwrap().spec;
+    let test_bsd_beta = &h.job(jobs[4]).unwrap().spec;
     assert_eq!(test_bsd_beta.env.get("os").map(String::as_str), Some("bsd"));
     assert_eq!(
         test_bsd_beta.env.get("rust").map(String::as_str),
@@ -48,7 +48,7 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
     assert_eq!(test_bsd_beta.needs, ["build"]);
     assert!(test_bsd_beta.matrix.is_empty());
 
-    let deploy = &h.state.job(jobs[5]).unwrap().spec;
+    let deploy = &h.job(jobs[5]).unwrap().spec;
     assert_eq!(
         deploy.needs,
         [
@@ -59,7 +59,7 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
             "build"
         ]
     );
-    assert_eq!(h.state.pipeline(pid).unwrap().jobs.len(), 6);
+    assert_eq!(h.pipeline(pid).unwrap().jobs.len(), 6);
 }
 
 #[test]

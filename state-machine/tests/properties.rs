@@ -270,9 +270,9 @@ fn with_pools() -> State {
 
 /// Applies `ops`, each command drawn from the state as it stands (as a leader would), checking
 /// invariants, forward progress and "rejected changes nothing" after every entry.
-fn run_history(ops: &[Op]) -> Result<(State, MemoryOutput, Log), TestCaseError> {
+fn run_history(ops: &[Op]) -> Result<(State, MemoryDisk, Log), TestCaseError> {
     let mut state = with_pools();
-    let mut output = MemoryOutput::default();
+    let mut output = MemoryDisk::default();
     let mut now_ms = 1_000;
     let mut log = Vec::new();
     for op in ops {

@@ -6,10 +6,13 @@ use crate::{JobId, JobState, PipelineId, Rejection, Response, State};
 
 impl State {
     pub(crate) fn cancel_pipeline(&mut self, cx: &mut EntryContext, pipeline: PipelineId) -> Handled {
-        let p = self
-            .pipelines
-            .get(&pipeline)
-            .ok_or(Rejection::UnknownPipeline(pipeline))?;
+        let Some(p) = self.pipelines.get(&pipeline) else {
+            // A settled pipeline has nothing left to cancel, as a finished one before it.
+            return match self.archive.contains(pipeline) {
+                true => Ok(Response::Cancelled { jobs: Vec::new() }),
+                false => Err(Rejection::UnknownPipeline(pipeline)),
+            };
+        };
         let ids = p.jobs.clone();
         let mut cancelled = Vec::new();
         for id in ids {

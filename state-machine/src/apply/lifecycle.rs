@@ -84,7 +84,7 @@ impl State {
         self.emit_capacity(cx, &a.pool);
         // The last worker of a finished pipeline gone: it may be removed from now on.
         if let Some(pipeline) = self.jobs.get(&job).map(|j| j.pipeline) {
-            self.settle_if_idle(pipeline);
+            self.settle_if_idle(cx, pipeline);
         }
     }
 
@@ -213,6 +213,6 @@ impl State {
         p.state = state;
         p.finished_at_ms = Some(cx.now_ms);
         cx.emit(Event::PipelineCompleted { pipeline, state });
-        self.settle_if_idle(pipeline);
+        self.settle_if_idle(cx, pipeline);
     }
 }

@@ -5,7 +5,7 @@
 //! retention policy's `output_max_bytes_per_job`, else `limits.max_log_bytes_per_job`); past that
 //! the output is dropped and one truncation marker is written, and the leader sends no more
 //! of it: `SkipLog` moves the stream offset over what it did not send. The bytes kept leave
-//! `apply` as one `OutputWrite::Append` per chunk (`output.rs`); the state keeps their count.
+//! `apply` as one `DiskWrite::Append` per chunk (`output.rs`); the state keeps their count.
 
 use super::{EntryContext, Handled};
 use crate::{Event, FencingToken, Job, JobId, Rejection, Response, SpecError, State};
@@ -101,7 +101,7 @@ impl State {
         }
         let stored_to = stored_from.saturating_add(written.len() as u64);
         if !written.is_empty() {
-            cx.write_output(crate::OutputWrite::Append {
+            cx.write_disk(crate::DiskWrite::Append {
                 job,
                 offset: stored_from,
                 data: written,

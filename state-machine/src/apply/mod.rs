@@ -3,6 +3,7 @@
 //! Each handler validates everything first and returns `Err(Rejection)` before its first
 //! mutation, so a rejected command changes nothing.
 
+mod archive;
 mod cancel;
 mod join_tokens;
 mod lifecycle;
@@ -29,7 +30,9 @@ pub(crate) struct EntryContext {
     pub now_ms: u64,
     pub events: Vec<Event>,
     /// Output writes of the entry, handed to the caller's sink once it is accepted.
-    pub output: Vec<crate::OutputWrite>,
+    pub output: Vec<crate::DiskWrite>,
+    /// Pipelines that settled during the current command, archived once it is accepted.
+    pub settled: Vec<crate::PipelineId>,
 }
 
 impl EntryContext {
@@ -37,7 +40,7 @@ impl EntryContext {
         self.events.push(event);
     }
 
-    pub fn write_output(&mut self, write: crate::OutputWrite) {
+    pub fn write_disk(&mut self, write: crate::DiskWrite) {
         self.output.push(write);
     }
 }

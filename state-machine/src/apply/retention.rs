@@ -113,72 +113,64 @@ impl State {
                 .is_some_and(|p| p.output_expired(key.0, now_ms))
     }
 
-    /// The tenant and settled key of `id`, if it is a settled pipeline.
+    /// The tenant and settled key of `id`, if it is a settled (archived) pipeline.
     fn settled_key(&self, id: PipelineId) -> Option<(&str, (u64, PipelineId))> {
-        let p = self.pipelines.get(&id)?;
-        let key = (p.finished_at_ms?, id);
+        let a = self.archive.get(id)?;
+        let tenant = self.archive.tenant_of(id)?;
+        let key = (a.finished_at_ms, id);
         self.retention
             .settled
-            .get(&p.tenant)
+            .get(tenant)
             .is_some_and(|s| s.pipelines.contains(&key))
-            .then_some((p.tenant.as_str(), key))
+            .then_some((tenant, key))
     }
 
-    /// Takes a settled pipeline out of the state with its jobs and their output.
+    /// Takes a settled pipeline out of the archive with its jobs and their output.
     fn remove_pipeline(&mut self, cx: &mut EntryContext, id: PipelineId) {
-        let Some(p) = self.pipelines.remove(&id) else {
+        let Some((tenant, a)) = self.archive.remove(id) else {
             return;
         };
-        self.index.pipeline_removed(&p.tenant, p.state, id);
-        let mut bytes = 0u64;
-        for job in &p.jobs {
-            if let Some(j) = self.jobs.remove(job) {
-                self.index.job_removed(&j.tenant, j.state, *job);
-                if j.log_bytes > 0 {
-                    bytes += j.log_bytes;
-                    cx.write_output(crate::OutputWrite::Remove { job: *job });
-                }
+        if a.output_bytes > 0 {
+            for job in a.job_ids() {
+                cx.write_disk(crate::DiskWrite::RemoveOutput { job });
             }
         }
-        let finished_at_ms = p.finished_at_ms.unwrap_or_default();
-        self.forget_settled(&p.tenant, (finished_at_ms, id));
-        let jobs = u32::try_from(p.jobs.len()).unwrap_or(u32::MAX);
+        cx.write_disk(crate::DiskWrite::Forget { pipeline: id });
+        self.forget_settled(&tenant, (a.finished_at_ms, id));
         let totals = &mut self.retention.totals;
         totals.pipelines_removed += 1;
-        totals.jobs_removed += u64::from(jobs);
-        totals.output_bytes_removed += bytes;
+        totals.jobs_removed += u64::from(a.jobs);
+        totals.output_bytes_removed += a.output_bytes;
         cx.emit(Event::PipelineRemoved {
             pipeline: id,
-            tenant: p.tenant.clone(),
-            jobs,
+            tenant: tenant.clone(),
+            jobs: a.jobs,
         });
         self.retention.record_removal(Removal {
             pipeline: id,
-            tenant: p.tenant,
+            tenant,
             removed_at_ms: cx.now_ms,
-            finished_at_ms,
-            jobs,
+            finished_at_ms: a.finished_at_ms,
+            jobs: a.jobs,
         });
     }
 
-    /// Removes the output of a settled pipeline's jobs; the pipeline and its jobs stay.
+    /// Removes the output of a settled pipeline's jobs; the records stay, saying so.
     fn remove_output(&mut self, cx: &mut EntryContext, id: PipelineId) {
-        let Some(p) = self.pipelines.get_mut(&id) else {
+        let (Some(a), Some(tenant)) = (self.archive.get(id).copied(), self.archive.tenant_of(id)) else {
             return;
         };
-        p.output_removed_at_ms = Some(cx.now_ms);
-        let key = (p.finished_at_ms.unwrap_or_default(), id);
-        let (tenant, jobs) = (p.tenant.clone(), p.jobs.clone());
-        let mut bytes = 0u64;
-        for job in &jobs {
-            if let Some(j) = self.jobs.get_mut(job).filter(|j| j.log_bytes > 0) {
-                bytes += j.log_bytes;
-                j.log_bytes = 0;
-                cx.write_output(crate::OutputWrite::Remove { job: *job });
-            }
+        let tenant = tenant.to_string();
+        let bytes = self.archive.output_removed(id);
+        for job in a.job_ids() {
+            cx.write_disk(crate::DiskWrite::RemoveOutput { job });
         }
+        cx.write_disk(crate::DiskWrite::MarkOutputRemoved {
+            pipeline: id,
+            at_ms: cx.now_ms,
+        });
         if let Some(s) = self.retention.settled.get_mut(&tenant) {
-            s.with_output.remove(&key);
+            s.with_output.remove(&(a.finished_at_ms, id));
         }
         let totals = &mut self.retention.totals;
         totals.outputs_removed += 1;
@@ -201,8 +193,9 @@ impl State {
     }
 
     /// Makes `id` a candidate for removal once it is finished and none of its jobs has a
-    /// worker left. Called when a pipeline finishes and when a worker is confirmed gone.
-    pub(crate) fn settle_if_idle(&mut self, id: PipelineId) {
+    /// worker left, and has it archived once the command is accepted. Called when a pipeline
+    /// finishes and when a worker is confirmed gone.
+    pub(crate) fn settle_if_idle(&mut self, cx: &mut EntryContext, id: PipelineId) {
         let Some(p) = self.pipelines.get(&id) else {
             return;
         };
@@ -218,5 +211,6 @@ impl State {
         if with_output {
             s.with_output.insert((finished_at_ms, id));
         }
+        cx.settled.push(id);
     }
 }

@@ -160,9 +160,10 @@ impl State {
     }
 
     /// A retry with a known key returns the first result; the same key with another spec is refused.
-    /// A key whose pipeline retention removed still names it: the retry is answered as that
-    /// pipeline, now without jobs (its spec is gone, so a different one cannot be told apart),
-    /// and nothing runs twice.
+    /// A key whose pipeline settled (archived: its spec is on disk) or was removed by
+    /// retention still names it: the retry is answered as that pipeline without jobs (the node
+    /// fills them in from its store where it still holds them), and nothing runs twice; a
+    /// different spec under the key cannot be told apart then.
     fn repeat_submission(&self, pipeline: PipelineId, key: &str, spec: &PipelineSpec) -> Handled {
         let Some(p) = self.pipelines.get(&pipeline) else {
             return Ok(Response::Submitted {

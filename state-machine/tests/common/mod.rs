@@ -10,8 +10,9 @@ pub const TERM: u64 = 1;
 
 pub struct Harness {
     pub state: State,
-    /// The job output `apply` wrote, as a node's store would hold it.
-    pub output: MemoryOutput,
+    /// What `apply` wrote to disk (job output, archived pipelines), as a node's store would
+    /// hold it.
+    pub output: MemoryDisk,
     pub index: u64,
     pub now_ms: u64,
 }
@@ -49,17 +50,17 @@ pub fn pipeline(name: &str, jobs: Vec<JobSpec>) -> PipelineSpec {
 /// nothing, wrote no output and emitted nothing.
 pub fn apply_checked(
     state: &mut State,
-    output: &mut MemoryOutput,
+    output: &mut MemoryDisk,
     ctx: ApplyContext,
     proposal: &Proposal,
 ) -> Result<(Response, Vec<Event>), String> {
     let before = state.clone();
     let output_before = output.clone();
-    let out = state.apply_with_output(ctx, proposal, output);
+    let out = state.apply_with_disk(ctx, proposal, output);
     state.check_invariants().map_err(|v| format!("invariant: {v}"))?;
-    state.check_output(output).map_err(|v| format!("output: {v}"))?;
+    state.check_disk(output).map_err(|v| format!("output: {v}"))?;
     state
-        .check_progress_from(&before)
+        .check_progress_from(&before, output)
         .map_err(|v| format!("progress: {v}"))?;
     if out.0.rejection().is_some() {
         if bytes(&before) != bytes(state) {
@@ -83,10 +84,10 @@ pub type Log = Vec<Applied>;
 /// Applies `log` to `replica` (with an empty output store) and checks that it answers every
 /// entry as the log recorded and ends byte-identical to `first`, the state that produced the
 /// log, in both parts: the state and the output it wrote (`first_output`).
-pub fn replay_agrees(mut replica: State, log: &Log, first: &State, first_output: &MemoryOutput) -> Result<(), String> {
-    let mut output = MemoryOutput::default();
+pub fn replay_agrees(mut replica: State, log: &Log, first: &State, first_output: &MemoryDisk) -> Result<(), String> {
+    let mut output = MemoryDisk::default();
     for (ctx, proposal, out) in log {
-        let answer = replica.apply_with_output(*ctx, proposal, &mut output);
+        let answer = replica.apply_with_disk(*ctx, proposal, &mut output);
         if &answer != out {
             return Err(format!("replica answered {answer:?} where the log has {out:?}"));
         }
@@ -108,7 +109,7 @@ impl Harness {
     pub fn new() -> Self {
         Harness {
             state: State::default(),
-            output: MemoryOutput::default(),
+            output: MemoryDisk::default(),
             index: 0,
             now_ms: 1_000,
         }
@@ -217,7 +218,17 @@ impl Harness {
     }
 
     pub fn job_state(&self, job: JobId) -> JobState {
-        self.state.job(job).expect("job exists").state
+        self.job(job).expect("job exists").state
+    }
+
+    /// A job, live or archived (as the node reads it: the state, then its store).
+    pub fn job(&self, job: JobId) -> Option<&Job> {
+        self.state.job(job).or_else(|| self.output.job(job))
+    }
+
+    /// A pipeline, live or archived.
+    pub fn pipeline(&self, pipeline: PipelineId) -> Option<&Pipeline> {
+        self.state.pipeline(pipeline).or_else(|| self.output.pipeline(pipeline))
     }
 
     /// Starts the job's worker and runs it to exit with `code`.

@@ -1,0 +1,131 @@
+//! Settled pipelines as compact records: what the in-memory state keeps of a pipeline whose
+//! full record, and its jobs', went to disk (`DiskWrite::Archive`).
+//!
+//! A settled pipeline (finished, no worker left) is never scheduled or driven again; the
+//! state needs of it only what retention and the answers of `apply` need: its tenant (a
+//! number, `tenant_names.rs`), when it finished, its jobs' ids (contiguous, given at
+//! submission) and how much output they hold. About 40 bytes a pipeline instead of the whole
+//! record and every job's; reads of the records go to the node's store by key.
+
+use crate::tenant_names::{TenantNames, TenantNo};
+use crate::{JobId, PipelineId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the state keeps of one archived pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedPipeline {
+    tenant: TenantNo,
+    pub finished_at_ms: u64,
+    /// Its first job; its jobs are `first_job .. first_job + jobs`.
+    pub first_job: JobId,
+    pub jobs: u32,
+    /// Output its jobs hold (0 once retention removed it).
+    pub output_bytes: u64,
+}
+
+impl ArchivedPipeline {
+    /// Its jobs' ids, in order.
+    pub fn job_ids(&self) -> impl Iterator<Item = JobId> + use<> {
+        let first = self.first_job.0;
+        (first..first.saturating_add(u64::from(self.jobs))).map(JobId)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Archive {
+    pipelines: BTreeMap<PipelineId, ArchivedPipeline>,
+    tenants: TenantNames,
+    /// Jobs of the archived pipelines, in all.
+    jobs: u64,
+}
+
+impl Archive {
+    pub fn get(&self, id: PipelineId) -> Option<&ArchivedPipeline> {
+        self.pipelines.get(&id)
+    }
+
+    pub fn contains(&self, id: PipelineId) -> bool {
+        self.pipelines.contains_key(&id)
+    }
+
+    /// The tenant of archived pipeline `id`.
+    pub fn tenant_of(&self, id: PipelineId) -> Option<&str> {
+        self.pipelines.get(&id).and_then(|a| self.tenants.name(a.tenant))
+    }
+
+    /// How many pipelines are archived, and how many jobs they hold.
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+
+    pub fn jobs(&self) -> u64 {
+        self.jobs
+    }
+
+    /// Every archived pipeline, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (PipelineId, &ArchivedPipeline)> {
+        self.pipelines.iter().map(|(id, a)| (*id, a))
+    }
+
+    pub(crate) fn insert(&mut self, id: PipelineId, tenant: &str, record: NewArchived) {
+        let tenant = self.tenants.acquire(tenant);
+        self.jobs += u64::from(record.jobs);
+        let previous = self.pipelines.insert(
+            id,
+            ArchivedPipeline {
+                tenant,
+                finished_at_ms: record.finished_at_ms,
+                first_job: record.first_job,
+                jobs: record.jobs,
+                output_bytes: record.output_bytes,
+            },
+        );
+        debug_assert!(previous.is_none(), "pipeline {id} archived twice");
+    }
+
+    /// Takes `id` out, with its tenant's name.
+    pub(crate) fn remove(&mut self, id: PipelineId) -> Option<(String, ArchivedPipeline)> {
+        let a = self.pipelines.remove(&id)?;
+        let tenant = self.tenants.name(a.tenant).unwrap_or_default().to_string();
+        self.tenants.release(&tenant);
+        self.jobs = self.jobs.saturating_sub(u64::from(a.jobs));
+        Some((tenant, a))
+    }
+
+    /// Records that `id`'s output is gone; returns the bytes it held.
+    pub(crate) fn output_removed(&mut self, id: PipelineId) -> u64 {
+        self.pipelines
+            .get_mut(&id)
+            .map_or(0, |a| std::mem::take(&mut a.output_bytes))
+    }
+
+    /// Whether the tenant numbers match the records (an invariant): each record's tenant is
+    /// named, and each name is used by as many records as it counts.
+    pub(crate) fn consistent(&self) -> bool {
+        let mut uses: BTreeMap<&str, u64> = BTreeMap::new();
+        for a in self.pipelines.values() {
+            let Some(name) = self.tenants.name(a.tenant) else {
+                return false;
+            };
+            *uses.entry(name).or_default() += 1;
+        }
+        let jobs: u64 = self.pipelines.values().map(|a| u64::from(a.jobs)).sum();
+        self.tenants.consistent()
+            && jobs == self.jobs
+            && self.tenants.names().count() == uses.len()
+            && uses.iter().all(|(name, n)| self.tenants.uses(name) == *n)
+    }
+}
+
+/// The facts of a pipeline being archived.
+pub(crate) struct NewArchived {
+    pub finished_at_ms: u64,
+    pub first_job: JobId,
+    pub jobs: u32,
+    pub output_bytes: u64,
+}

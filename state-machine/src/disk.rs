@@ -1,0 +1,199 @@
+//! What `apply` keeps on disk rather than in memory: job output and the history of settled
+//! pipelines, as writes it hands to a store.
+//!
+//! The in-memory state keeps what scheduling and driving need: live pipelines and jobs, each
+//! job's count of stored output (`Job::log_bytes`), and for a settled pipeline a compact
+//! record (`archive.rs`). The bytes of output and the full records of settled pipelines and
+//! their jobs go to a `DiskSink` the caller of `State::apply_with_disk` provides. `apply`
+//! stays pure: it only describes the writes (`DiskWrite`), each a deterministic function of
+//! the state and the entry, and hands them over once the entry is accepted. The node's store
+//! puts them in RocksDB in the same step as the entry; tests and the property checks use
+//! `MemoryDisk`.
+//!
+//! Every write is idempotent where it lands: an append names the offset it starts at, an
+//! archive puts the same record under the same id, a removal removes again. So a store that
+//! sees an entry again (a replay after a restart from an older snapshot) converges on the same
+//! contents.
+
+use crate::{Job, JobId, Pipeline, PipelineId};
+use std::collections::BTreeMap;
+
+/// One change to what is kept on disk, in the order `apply` made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskWrite {
+    /// `data` belongs at `offset` of `job`'s log (always the log's length before it).
+    Append { job: JobId, offset: u64, data: Vec<u8> },
+    /// `job`'s whole log is gone (retention).
+    RemoveOutput { job: JobId },
+    /// `pipeline` settled (finished, no worker left): its record and its jobs', final, leave
+    /// the in-memory state for the store.
+    Archive { pipeline: Box<Pipeline>, jobs: Vec<Job> },
+    /// The archived `pipeline` and its jobs are gone (retention).
+    Forget { pipeline: PipelineId },
+    /// The output of the archived `pipeline`'s jobs was removed at `at_ms` (the records stay,
+    /// saying so: the pipeline's `output_removed_at_ms`, each job's `log_bytes` of 0).
+    MarkOutputRemoved { pipeline: PipelineId, at_ms: u64 },
+}
+
+/// Where `apply` sends the disk writes of an accepted entry.
+pub trait DiskSink {
+    fn write(&mut self, write: DiskWrite);
+}
+
+/// A sink for callers that keep nothing on disk (benchmarks of scheduling, tests of other
+/// commands).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiscardDisk;
+
+impl DiskSink for DiscardDisk {
+    fn write(&mut self, _write: DiskWrite) {}
+}
+
+/// What a store keeps, in memory: the model store of the tests and the property checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryDisk {
+    logs: BTreeMap<JobId, Vec<u8>>,
+    /// Appends that did not start at the end of their log: always a bug in `apply`.
+    misplaced: u64,
+    pipelines: BTreeMap<PipelineId, Pipeline>,
+    jobs: BTreeMap<JobId, Job>,
+}
+
+impl MemoryDisk {
+    pub fn log(&self, job: JobId) -> &[u8] {
+        self.logs.get(&job).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Jobs holding output, with their lengths.
+    pub fn lengths(&self) -> impl Iterator<Item = (JobId, u64)> + '_ {
+        self.logs.iter().map(|(j, l)| (*j, l.len() as u64))
+    }
+
+    pub fn misplaced(&self) -> u64 {
+        self.misplaced
+    }
+
+    /// Total bytes of output held.
+    pub fn bytes(&self) -> u64 {
+        self.logs.values().map(|l| l.len() as u64).sum()
+    }
+
+    /// An archived pipeline's record.
+    pub fn pipeline(&self, id: PipelineId) -> Option<&Pipeline> {
+        self.pipelines.get(&id)
+    }
+
+    /// An archived job's record.
+    pub fn job(&self, id: JobId) -> Option<&Job> {
+        self.jobs.get(&id)
+    }
+
+    /// Every archived pipeline, by id.
+    pub fn pipelines(&self) -> impl Iterator<Item = &Pipeline> {
+        self.pipelines.values()
+    }
+
+    /// Every archived job, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+}
+
+impl DiskSink for MemoryDisk {
+    fn write(&mut self, write: DiskWrite) {
+        match write {
+            DiskWrite::Append { job, offset, data } => {
+                let log = self.logs.entry(job).or_default();
+                if offset != log.len() as u64 {
+                    self.misplaced += 1;
+                }
+                log.truncate(offset.min(log.len() as u64) as usize);
+                log.extend_from_slice(&data);
+            }
+            DiskWrite::RemoveOutput { job } => {
+                self.logs.remove(&job);
+            }
+            DiskWrite::Archive { pipeline, jobs } => {
+                for job in jobs {
+                    self.jobs.insert(job.id, job);
+                }
+                self.pipelines.insert(pipeline.id, *pipeline);
+            }
+            DiskWrite::Forget { pipeline } => {
+                if let Some(p) = self.pipelines.remove(&pipeline) {
+                    for job in &p.jobs {
+                        self.jobs.remove(job);
+                    }
+                }
+            }
+            DiskWrite::MarkOutputRemoved { pipeline, at_ms } => {
+                if let Some(p) = self.pipelines.get_mut(&pipeline) {
+                    p.output_removed_at_ms = Some(at_ms);
+                    for job in &p.jobs {
+                        if let Some(j) = self.jobs.get_mut(job) {
+                            j.log_bytes = 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Read access to archived records, for completing answers `apply` gave without them.
+pub trait ArchivedRecords {
+    fn archived_pipeline(&self, id: PipelineId) -> Option<Pipeline>;
+    fn archived_job(&self, id: JobId) -> Option<Job>;
+}
+
+impl ArchivedRecords for MemoryDisk {
+    fn archived_pipeline(&self, id: PipelineId) -> Option<Pipeline> {
+        self.pipeline(id).cloned()
+    }
+
+    fn archived_job(&self, id: JobId) -> Option<Job> {
+        self.job(id).cloned()
+    }
+}
+
+/// Fills in the jobs of a submission's answer given again (a session's retry, a repeated
+/// idempotency key) after its pipeline was archived: `apply` cannot read the disk, so it
+/// answers with the pipeline alone, and the reader completes the answer from the records, as
+/// the first answer had it. A pipeline removed by retention stays without jobs.
+pub fn complete_submission(response: &mut crate::Response, records: &impl ArchivedRecords) {
+    let crate::Response::Submitted { pipeline, jobs, .. } = response else {
+        return;
+    };
+    if !jobs.is_empty() {
+        return;
+    }
+    if let Some(p) = records.archived_pipeline(*pipeline) {
+        *jobs = p
+            .jobs
+            .iter()
+            .filter_map(|id| records.archived_job(*id))
+            .map(|j| crate::JobRef {
+                name: j.spec.name,
+                id: j.id,
+            })
+            .collect();
+    }
+}
+
+/// Completes the answer to cancelling `job` when `apply` did not find it live: a job archived
+/// with its settled pipeline is answered from its record as a live one would have been
+/// (cancelled: the cancel that did it, repeated; succeeded or failed: already finished).
+pub fn complete_cancel(response: &mut crate::Response, job: JobId, records: &impl ArchivedRecords) {
+    let crate::Response::Rejected(crate::Rejection::UnknownJob(unknown)) = response else {
+        return;
+    };
+    if *unknown != job {
+        return;
+    }
+    if let Some(j) = records.archived_job(job) {
+        *response = match j.state {
+            crate::JobState::Cancelled => crate::Response::Cancelled { jobs: vec![job] },
+            state => crate::Response::Rejected(crate::Rejection::AlreadyFinished { job, state }),
+        };
+    }
+}
