@@ -176,7 +176,7 @@ fn on_disk(jobs: u64, output_bytes: u64) {
         let handle = sm.handle();
         let last = JobId(jobs);
         let tail = handle
-            .output()
+            .disk()
             .read(last, output_bytes.saturating_sub(10), output_bytes, 10)
             .expect("read");
         assert_eq!(tail.len() as u64, 10.min(output_bytes), "output readable after reopen");

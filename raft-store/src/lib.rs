@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! <dir>/log/          RocksDB: column families `logs` (entries), `meta` (vote, committed, purged)
-//!                     and `output` (job output, written by apply: `output_store.rs`)
+//!                     `output` (job output) and `history` (archived pipelines and jobs),
+//!                     both written by apply: `disk_store.rs`
 //! <dir>/snapshots/    snapshot-<index>-<term>.snap files; tmp/ holds ones being written
 //! ```
 //!
@@ -17,10 +18,11 @@
 //! record starts with a format-version byte.
 
 mod codec;
+mod disk_store;
 mod event_journal;
+mod history_keys;
 mod journal_cursor;
 mod log_store;
-mod output_store;
 mod snapshot_dir;
 mod snapshot_file;
 mod snapshot_wire;
@@ -30,10 +32,10 @@ mod type_config;
 mod wal_syncer;
 
 pub use codec::{FORMAT_VERSION, decode, encode, encode_into, encoded_len};
+pub use disk_store::{DiskStore, DiskView, HistoryRecord, OutputChunk};
 pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
 pub use journal_cursor::JournalCursor;
 pub use log_store::LogStore;
-pub use output_store::{OutputChunk, OutputStore, OutputView};
 pub use snapshot_file::{EncodedState, SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
 pub use snapshot_wire::SnapshotWire;
 pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
@@ -74,12 +76,17 @@ pub fn open(config: &StoreConfig) -> io::Result<(LogStore, StateMachineStore)> {
     let db = rocksdb::DB::open_cf(
         &opts,
         config.dir.join("log"),
-        [log_store::CF_LOGS, log_store::CF_META, output_store::CF_OUTPUT],
+        [
+            log_store::CF_LOGS,
+            log_store::CF_META,
+            disk_store::CF_OUTPUT,
+            disk_store::CF_HISTORY,
+        ],
     )
     .map_err(io::Error::other)?;
     let db = Arc::new(db);
     let stats = Arc::new(StoreStats::default());
-    let output = OutputStore::new(db.clone())?;
+    let output = DiskStore::new(db.clone())?;
     let log = LogStore::new(db, stats.clone())?;
     let purged = log.last_purged_index()?;
     let sm = StateMachineStore::open(

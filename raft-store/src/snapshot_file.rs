@@ -3,7 +3,8 @@
 //! Layout: `FLOTSNAP` magic, snapshot-version byte, u32 length of the metadata, the metadata
 //! (bincode), u64 length of the state, the state (bincode), the job output, and a CRC-32 of
 //! everything before it. The output is a run of chunks, each `1u8`, job id (u64), offset
-//! (u64), length (u32), all little-endian, and the bytes, ended by `0u8`. A file is written
+//! (u64), length (u32), all little-endian, and the bytes, then the archived records, each
+//! `2u8` and the record (`write_record`), ended by `0u8`. A file is written
 //! under `tmp/`, fsynced, then renamed into place, so a visible snapshot is complete.
 //!
 //! A snapshot a node builds for itself holds no output (the output stays in RocksDB, flushed
@@ -17,7 +18,7 @@
 
 use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
-use crate::output_store::OutputChunk;
+use crate::disk_store::{HistoryRecord, OutputChunk};
 use crate::{SnapshotMeta, StoredMembership};
 use flotilla_state_machine::State;
 use serde::{Deserialize, Serialize};
@@ -41,7 +42,18 @@ const MAGIC: &[u8; 8] = b"FLOTSNAP";
 /// 9: job output left the state: it follows the state as a run of chunks; the state's length
 ///    is written before it.
 /// 10: `StateIndex` keeps jobs and pipelines by tenant and state, tenant names interned.
-pub const SNAPSHOT_VERSION: u8 = 10;
+/// 11: settled pipelines are archived: `State` keeps compact records (`Archive`), and the
+///     records follow the output chunks as items tagged 2.
+pub const SNAPSHOT_VERSION: u8 = 11;
+
+/// The largest archived record a snapshot may hold (a pipeline's or a job's encoding).
+const MAX_SNAPSHOT_RECORD_BYTES: u32 = 64 * 1024 * 1024;
+
+/// One item of what follows a snapshot's state.
+pub enum DiskItem<'a> {
+    Chunk(&'a OutputChunk),
+    Record(&'a HistoryRecord),
+}
 
 /// The largest output chunk a snapshot may hold (a chunk is one applied append).
 const MAX_SNAPSHOT_CHUNK_BYTES: u32 = 64 * 1024 * 1024;
@@ -70,7 +82,7 @@ pub struct SnapshotFile {
     pub file: File,
     /// The store whose output is sent with the file's state (`wire`): set on the snapshot
     /// handed to openraft for a follower.
-    pub output: Option<crate::OutputStore>,
+    pub output: Option<crate::DiskStore>,
 }
 
 impl SnapshotFile {
@@ -136,16 +148,16 @@ impl SnapshotFile {
         Ok((state_start, state_len))
     }
 
-    /// Hands each output chunk of a file already verified by `read_all` to `on_chunk`, in
-    /// order, without decoding the state again.
-    pub fn read_output_chunks(&mut self, mut on_chunk: impl FnMut(&OutputChunk) -> io::Result<()>) -> io::Result<()> {
+    /// Hands each output chunk and archived record of a file already verified by `read_all`
+    /// to `on_item`, in order, without decoding the state again.
+    pub fn read_disk_items(&mut self, mut on_chunk: impl FnMut(DiskItem<'_>) -> io::Result<()>) -> io::Result<()> {
         let (state_start, state_len) = self.state_span()?;
         self.file.seek(SeekFrom::Start(state_start + state_len))?;
         read_output(&mut BufReader::new(&self.file), &mut on_chunk)
     }
 
     /// Reads and verifies the whole file, returning header and state; the output is checked
-    /// and passed over (`read_output_chunks` reads it).
+    /// and passed over (`read_disk_items` reads it).
     ///
     /// The checksum is verified in a first pass, before anything is decoded: in a corrupt file
     /// a length field can say anything, and the decoder would try to allocate it (a flipped
@@ -250,14 +262,53 @@ pub(crate) fn write_chunk(w: &mut impl Write, chunk: &OutputChunk) -> io::Result
     w.write_all(&chunk.data)
 }
 
-/// Reads the output chunks that follow the state, through their end marker.
-fn read_output(r: &mut impl Read, on_chunk: &mut impl FnMut(&OutputChunk) -> io::Result<()>) -> io::Result<()> {
+/// Writes one archived record as a snapshot holds it: `2u8`, key length (u16), value length
+/// (u32), little-endian, then the key and the value.
+pub(crate) fn write_record(w: &mut impl Write, record: &HistoryRecord) -> io::Result<()> {
+    let key_len = u16::try_from(record.key.len())
+        .map_err(|_| invalid_data(format!("history key of {} bytes", record.key.len())))?;
+    let len = u32::try_from(record.value.len())
+        .ok()
+        .filter(|l| *l <= MAX_SNAPSHOT_RECORD_BYTES)
+        .ok_or_else(|| invalid_data(format!("history record of {} bytes", record.value.len())))?;
+    w.write_all(&[2])?;
+    w.write_all(&key_len.to_le_bytes())?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&record.key)?;
+    w.write_all(&record.value)
+}
+
+/// Reads one archived record after its tag.
+fn read_record(r: &mut impl Read) -> io::Result<HistoryRecord> {
+    let mut head = [0u8; 6];
+    r.read_exact(&mut head)?;
+    let key_len = u16::from_le_bytes(head[..2].try_into().expect("2 bytes"));
+    let len = u32::from_le_bytes(head[2..].try_into().expect("4 bytes"));
+    if key_len > 64 || len > MAX_SNAPSHOT_RECORD_BYTES {
+        return Err(invalid_data(format!(
+            "snapshot history record with a key of {key_len} bytes and {len} bytes"
+        )));
+    }
+    let mut key = vec![0u8; usize::from(key_len)];
+    r.read_exact(&mut key)?;
+    let mut value = vec![0u8; len as usize];
+    r.read_exact(&mut value)?;
+    Ok(HistoryRecord { key, value })
+}
+
+/// Reads the output chunks and archived records that follow the state, through their end
+/// marker.
+fn read_output(r: &mut impl Read, on_chunk: &mut impl FnMut(DiskItem<'_>) -> io::Result<()>) -> io::Result<()> {
     loop {
         let mut tag = [0u8; 1];
         r.read_exact(&mut tag)?;
         match tag[0] {
             0 => return Ok(()),
             1 => {}
+            2 => {
+                on_chunk(DiskItem::Record(&read_record(r)?))?;
+                continue;
+            }
             other => return Err(invalid_data(format!("snapshot output has a chunk tagged {other}"))),
         }
         let mut head = [0u8; 20];
@@ -270,11 +321,11 @@ fn read_output(r: &mut impl Read, on_chunk: &mut impl FnMut(&OutputChunk) -> io:
         }
         let mut data = vec![0u8; len as usize];
         r.read_exact(&mut data)?;
-        on_chunk(&OutputChunk {
+        on_chunk(DiskItem::Chunk(&OutputChunk {
             job: flotilla_state_machine::JobId(job),
             offset,
             data,
-        })?;
+        }))?;
     }
 }
 

@@ -1,15 +1,19 @@
 //! A snapshot as it is sent to a follower: the file's metadata and state, then the job output
-//! read from the store page by page as the bytes are sent, then a fresh checksum.
+//! and the archived records read from the store page by page as the bytes are sent, then a
+//! fresh checksum.
 //!
 //! A node's own snapshot files hold no output, so that building one costs the state alone.
 //! The output sent is the store's as it stands while the snapshot goes out, not as of the
 //! snapshot's index: a job's chunks are the same bytes at the same offsets in every state of
 //! one history, so what was appended since is what the follower's replay of the log after the
 //! snapshot writes again anyway, and a job whose output was removed since is removed again by
-//! that replay. Each page is read afresh (no RocksDB snapshot is held open for the transfer).
+//! that replay. Archived records likewise: a pipeline archived since is archived again by the
+//! replay (the same record), one removed since is removed again, one whose output was removed
+//! since is marked again. Until the replay reaches them, readers prefer the live record in the
+//! state over an archived one of the same id. Each page is read afresh (no RocksDB snapshot is held open for the transfer).
 
-use crate::OutputStore;
-use crate::output_store::OutputChunk;
+use crate::DiskStore;
+use crate::disk_store::OutputChunk;
 use std::fs::File;
 use std::io::{self, Read, Take};
 
@@ -23,13 +27,17 @@ enum Phase {
     Output {
         after: Option<(flotilla_state_machine::JobId, u64)>,
     },
+    /// The store's archived records after the last one sent (its key).
+    History {
+        after: Option<Vec<u8>>,
+    },
     Done,
 }
 
 /// A `Read` of the bytes a follower receives as a snapshot file.
 pub struct SnapshotWire {
     state: Take<File>,
-    output: OutputStore,
+    output: DiskStore,
     phase: Phase,
     buf: Vec<u8>,
     pos: usize,
@@ -37,7 +45,7 @@ pub struct SnapshotWire {
 }
 
 impl SnapshotWire {
-    pub(crate) fn new(state: Take<File>, output: OutputStore) -> Self {
+    pub(crate) fn new(state: Take<File>, output: DiskStore) -> Self {
         SnapshotWire {
             state,
             output,
@@ -65,11 +73,8 @@ impl SnapshotWire {
                 let page: Vec<OutputChunk> = self.output.chunks_after(after, PAGE_BYTES)?;
                 match page.last() {
                     None => {
-                        self.buf.push(0);
-                        self.hasher.update(&self.buf);
-                        let crc = std::mem::replace(&mut self.hasher, crc32fast::Hasher::new()).finalize();
-                        self.buf.extend_from_slice(&crc.to_le_bytes());
-                        self.phase = Phase::Done;
+                        self.phase = Phase::History { after: None };
+                        return self.refill();
                     }
                     Some(last) => {
                         let next = Some((last.job, last.offset));
@@ -78,6 +83,26 @@ impl SnapshotWire {
                         }
                         self.hasher.update(&self.buf);
                         self.phase = Phase::Output { after: next };
+                    }
+                }
+            }
+            Phase::History { ref after } => {
+                let page = self.output.records_after(after.as_deref(), PAGE_BYTES)?;
+                match page.last() {
+                    None => {
+                        self.buf.push(0);
+                        self.hasher.update(&self.buf);
+                        let crc = std::mem::replace(&mut self.hasher, crc32fast::Hasher::new()).finalize();
+                        self.buf.extend_from_slice(&crc.to_le_bytes());
+                        self.phase = Phase::Done;
+                    }
+                    Some(last) => {
+                        let next = Some(last.key.clone());
+                        for record in &page {
+                            crate::snapshot_file::write_record(&mut self.buf, record)?;
+                        }
+                        self.hasher.update(&self.buf);
+                        self.phase = Phase::History { after: next };
                     }
                 }
             }

@@ -5,12 +5,12 @@
 //! openraft re-applies the committed log after it (the log store saves the committed id), so
 //! the state never goes back behind what was applied before a crash. Job output is written
 //! as each entry is applied, under the same write lock, so a reader holding the read lock
-//! sees the state and the output of the same entry (`output_store.rs`).
+//! sees the state and the output of the same entry (`disk_store.rs`).
 
 use crate::event_journal::{AppliedEntry, EventJournal};
 use crate::snapshot_dir::SnapshotDir;
 use crate::snapshot_file::{SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
-use crate::{LogId, OutputStore, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::{DiskStore, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use flotilla_state_machine::{ApplyContext, Response, State};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -37,7 +37,7 @@ pub struct Shared {
     stats: Arc<crate::StoreStats>,
     snapshots: SnapshotDir,
     current_snapshot: Mutex<Option<SnapshotHeader>>,
-    output: OutputStore,
+    output: DiskStore,
 }
 
 /// Read access to the applied state and its event stream, for APIs and leader loops.
@@ -62,8 +62,10 @@ impl StateHandle {
         self.shared.stats.read()
     }
 
-    /// The stored job output, read by key range (`OutputStore::read`). A blocking read.
-    pub fn output(&self) -> &OutputStore {
+    /// What `apply` keeps on disk: job output, read by key range (`DiskStore::read`), and
+    /// the archived pipelines and jobs. Blocking reads; under `read()`'s lock they match the
+    /// state.
+    pub fn disk(&self) -> &DiskStore {
         &self.shared.output
     }
 }
@@ -81,7 +83,7 @@ impl StateMachineStore {
         snapshots_to_keep: usize,
         journal_capacity_events: usize,
         stats: Arc<crate::StoreStats>,
-        output: OutputStore,
+        output: DiskStore,
         purged_index: Option<u64>,
     ) -> io::Result<Self> {
         let snapshots = SnapshotDir::open(dir, snapshots_to_keep)?;
@@ -99,7 +101,7 @@ impl StateMachineStore {
                 let (path, _, _) = restored.as_ref().expect("named just above");
                 // `restore` verified the file and decoded its state: read only its output.
                 let mut loader = output.replace();
-                SnapshotFile::open(path)?.read_output_chunks(|chunk| loader.put(chunk))?;
+                SnapshotFile::open(path)?.read_disk_items(|item| loader.put_item(item))?;
                 loader.finish()?;
                 tracing::warn!(snapshot = %name, "job output reloaded from the snapshot after an interrupted install");
             } else if snapshots.contains(&name)? {
@@ -216,7 +218,7 @@ impl Shared {
         // a job's output since, less.
         // The file was verified and its state decoded above: read only its output.
         let mut loader = self.output.replace();
-        snapshot.read_output_chunks(|chunk| loader.put(chunk))?;
+        snapshot.read_disk_items(|item| loader.put_item(item))?;
         loader.finish()?;
         *self.write() = StateMachineData {
             last_applied: header.last_log_id,

@@ -75,7 +75,7 @@ fn history(chunks: usize, seed: u8) -> (Vec<Entry>, Vec<Vec<u8>>) {
 }
 
 fn read(sm: &flotilla_raft_store::StateMachineStore, from: u64, to: u64, max: usize) -> Vec<u8> {
-    sm.handle().output().read(JOB, from, to, max).expect("output reads")
+    sm.handle().disk().read(JOB, from, to, max).expect("output reads")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +145,7 @@ async fn a_follower_that_installs_a_snapshot_holds_its_output_and_nothing_else()
 
     let chunks = |sm: &flotilla_raft_store::StateMachineStore| -> Vec<OutputChunkRow> {
         let handle = sm.handle();
-        let view = handle.output().consistent_view();
+        let view = handle.disk().consistent_view();
         view.chunks()
             .map(|c| c.map(|c| (c.job, c.offset, c.data)).unwrap())
             .collect()
@@ -200,7 +200,7 @@ async fn an_interrupted_output_install_is_finished_at_the_next_start() {
         db.put_cf(db.cf_handle("output").unwrap(), stray, b"stray").unwrap();
     };
     let jobs_stored = |handle: &flotilla_raft_store::StateHandle| -> Vec<JobId> {
-        let view = handle.output().consistent_view();
+        let view = handle.disk().consistent_view();
         view.chunks().map(|c| c.unwrap().job).collect()
     };
     // What the crash left: the marker naming the published snapshot, a stray chunk, and the

@@ -29,11 +29,7 @@ impl State {
             disk.misplaced()
         );
         for (job, len) in disk.lengths() {
-            let counted = self
-                .jobs
-                .get(&job)
-                .or_else(|| disk.job(job))
-                .map_or(0, |j| j.log_bytes);
+            let counted = self.jobs.get(&job).or_else(|| disk.job(job)).map_or(0, |j| j.log_bytes);
             ensure!(
                 counted == len,
                 "job {job} has {len} bytes of output stored, the state counts {counted}"
@@ -50,7 +46,9 @@ impl State {
         let mut archived_jobs = 0u64;
         for (id, a) in self.archive.iter() {
             let Some(p) = disk.pipeline(id) else {
-                return Err(InvariantViolation(format!("archived pipeline {id} has no record on disk")));
+                return Err(InvariantViolation(format!(
+                    "archived pipeline {id} has no record on disk"
+                )));
             };
             ensure!(
                 Some(p.tenant.as_str()) == self.archive.tenant_of(id)
@@ -136,7 +134,10 @@ impl State {
                 let archived = self.archive.get(*id);
                 let ok = archived.is_some_and(|a| a.finished_at_ms == *finished_at_ms)
                     && self.archive.tenant_of(*id) == Some(tenant.as_str());
-                ensure!(ok, "settled pipeline {id} of {tenant:?} does not match its archived record");
+                ensure!(
+                    ok,
+                    "settled pipeline {id} of {tenant:?} does not match its archived record"
+                );
                 let holds = archived.is_some_and(|a| a.output_bytes > 0);
                 ensure!(
                     holds == s.with_output.contains(&(*finished_at_ms, *id)),
@@ -150,7 +151,10 @@ impl State {
             "{settled} pipelines settled, {} archived",
             self.archive.len()
         );
-        ensure!(self.archive.consistent(), "the archive's tenant names disagree with its records");
+        ensure!(
+            self.archive.consistent(),
+            "the archive's tenant names disagree with its records"
+        );
         for (id, p) in &self.pipelines {
             let idle = p.jobs.iter().all(|j| self.assignments_of(*j).next().is_none());
             ensure!(

@@ -478,9 +478,12 @@ impl State {
             .and_then(|j| self.jobs.get(&j))
             .map(|j| j.tenant.as_str())
             .or_else(|| {
-                event
-                    .pipeline()
-                    .and_then(|p| self.pipelines.get(&p).map(|p| p.tenant.as_str()).or(self.archive.tenant_of(p)))
+                event.pipeline().and_then(|p| {
+                    self.pipelines
+                        .get(&p)
+                        .map(|p| p.tenant.as_str())
+                        .or(self.archive.tenant_of(p))
+                })
             })
     }
 

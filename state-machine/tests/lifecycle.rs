@@ -244,10 +244,7 @@ fn lost_worker_terminates_the_job_and_retries_only_once_it_is_gone() {
         Harness::kinds(&e),
         ["WorkerTerminated", "CapacityUpdated", "JobRetrying"]
     );
-    assert_eq!(
-        (h.job_state(a), h.job(a).unwrap().attempt),
-        (JobState::Pending, 2)
-    );
+    assert_eq!((h.job_state(a), h.job(a).unwrap().attempt), (JobState::Pending, 2));
     assert_eq!(h.schedule().len(), 1);
 
     // Second loss with no retries left: FAILED once the worker is gone.

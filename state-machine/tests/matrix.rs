@@ -22,10 +22,7 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
     };
     let spec = pipeline("p", vec![job("build", &[]), test, job("deploy", &["test", "build"])]);
     let (pid, jobs) = h.submit(spec);
-    let names: Vec<String> = jobs
-        .iter()
-        .map(|id| h.job(*id).unwrap().spec.name.clone())
-        .collect();
+    let names: Vec<String> = jobs.iter().map(|id| h.job(*id).unwrap().spec.name.clone()).collect();
     assert_eq!(
         names,
         [

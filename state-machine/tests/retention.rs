@@ -360,7 +360,11 @@ fn under_steady_load_the_state_stays_bounded_and_replicas_agree() {
         if round % 100 == 99 {
             // Kept pipelines are archived: none live, their records on disk.
             assert_eq!((h.state.pipelines().count(), h.state.jobs().count()), (0, 0));
-            sizes.push((h.output.pipelines().count(), h.output.jobs().count(), bytes(&h.state).len()));
+            sizes.push((
+                h.output.pipelines().count(),
+                h.output.jobs().count(),
+                bytes(&h.state).len(),
+            ));
         }
     }
     for (pipelines, jobs, _) in &sizes {

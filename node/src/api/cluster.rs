@@ -480,7 +480,7 @@ pub struct StateDigest {
     pub applied_index: u64,
     /// SHA-256 of the state's record encoding (`flotilla_raft_store::encode`: the format-version
     /// byte, then bincode 2's standard configuration) followed by every stored output chunk as
-    /// a snapshot file holds it (`OutputView::write_chunks`), hexadecimal.
+    /// a snapshot file holds it (`DiskView::write_chunks`), hexadecimal.
     pub digest: String,
 }
 
@@ -526,7 +526,7 @@ fn digest_of(machine: &flotilla_raft_store::StateHandle) -> std::io::Result<Stat
     flotilla_raft_store::encode_into(&data.state, &mut w)?;
     let applied_index = data.last_applied.as_ref().map_or(0, |l| l.index);
     // The output as of the same entry: applies write it under the lock held here.
-    let output = machine.output().consistent_view();
+    let output = machine.disk().consistent_view();
     drop(data);
     output.write_chunks(&mut w)?;
     let hash = w.0.finalize();

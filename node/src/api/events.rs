@@ -90,7 +90,12 @@ impl Filter {
     }
 
     /// Whether `event` passes; a job event's pipeline is looked up in the state.
-    fn admits(&self, event: &Event, state: &flotilla_state_machine::State) -> bool {
+    fn admits(
+        &self,
+        event: &Event,
+        state: &flotilla_state_machine::State,
+        disk: &flotilla_raft_store::DiskStore,
+    ) -> bool {
         if self.kinds.as_ref().is_some_and(|k| !k.contains(event.kind())) {
             return false;
         }
@@ -103,9 +108,7 @@ impl Filter {
             return false;
         }
         if let Some(pipeline) = self.pipeline {
-            let of_event = event
-                .pipeline()
-                .or_else(|| event.job().and_then(|j| state.job(j)).map(|j| j.pipeline));
+            let of_event = super::records::event_pipeline(state, disk, event);
             if of_event != Some(pipeline) {
                 return false;
             }
@@ -113,7 +116,7 @@ impl Filter {
         if self.scope.is_restricted() && (event.job().is_some() || event.pipeline().is_some()) {
             // An event about work: its tenant is its job's or pipeline's. Events of the cluster
             // and its pools are everyone's.
-            if !state.tenant_of(event).is_some_and(|t| self.scope.admits(t)) {
+            if !super::records::event_tenant(state, disk, event).is_some_and(|t| self.scope.admits(&t)) {
                 return false;
             }
         }
@@ -267,7 +270,7 @@ impl Reader {
     fn take(&mut self, batch: Vec<JournaledEvent>) {
         let data = self.machine.read();
         for item in &batch {
-            if self.filter.admits(&item.event, &data.state) {
+            if self.filter.admits(&item.event, &data.state, self.machine.disk()) {
                 let body = StreamedEvent {
                     id: item.id.to_string(),
                     term: item.term,

@@ -22,37 +22,62 @@ pub async fn list(
     )?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.machine.read();
+    let disk = app.machine.disk();
     let after = JobId(q.after.unwrap_or(0));
     let s = &data.state;
-    // Each filter reads from the index that answers it, so a page costs the page (plus, with
-    // a pipeline, the pipeline's jobs; with tenants, a page of each), never a scan of every job.
+    // Each filter reads from the index that answers it, live and archived, so a page costs
+    // the page (plus, with a pipeline, the pipeline's jobs; with tenants, a page of each),
+    // never a scan of every job.
     let tenant = q.tenant()?;
-    let items: Box<dyn Iterator<Item = &Job>> = match (q.pipeline, scope.tenants_to_list(tenant), wanted) {
+    let tenants = scope.tenants_to_list(tenant);
+    let limit = page + 1;
+    let found: Vec<std::borrow::Cow<'_, Job>> = match (q.pipeline, &tenants, wanted) {
         (Some(p), _, _) => {
-            let ids = s.pipeline(PipelineId(p)).map(|p| p.jobs.clone()).unwrap_or_default();
-            let mut ids: Vec<JobId> = ids.into_iter().filter(|id| *id > after).collect();
+            let mut ids = super::records::pipeline(s, disk, PipelineId(p))?
+                .map(|p| p.jobs.clone())
+                .unwrap_or_default();
+            ids.retain(|id| *id > after);
             ids.sort_unstable();
-            Box::new(
-                ids.into_iter()
-                    .filter_map(|id| s.job(id))
-                    .filter(move |j| wanted.is_none_or(|w| j.state == w)),
-            )
+            let mut jobs = Vec::new();
+            for id in ids {
+                if jobs.len() >= limit {
+                    break;
+                }
+                if let Some(j) = super::records::job(s, disk, id)?.filter(|j| wanted.is_none_or(|w| j.state == w)) {
+                    jobs.push(j);
+                }
+            }
+            jobs
         }
-        (None, Some(tenants), _) => Box::new(
-            s.index()
-                .tenant_jobs(&tenants, wanted, after, page + 1)
-                .into_iter()
-                .filter_map(|id| s.job(id)),
-        ),
-        (None, None, Some(w)) => Box::new(s.index().jobs_in(w, after).filter_map(|id| s.job(id))),
-        (None, None, None) => Box::new(s.jobs_after(after)),
+        (None, tenants, _) => {
+            let live: Vec<&Job> = match (tenants, wanted) {
+                (Some(tenants), _) => s
+                    .index()
+                    .tenant_jobs(tenants, wanted, after, limit)
+                    .into_iter()
+                    .filter_map(|id| s.job(id))
+                    .collect(),
+                (None, Some(w)) => s
+                    .index()
+                    .jobs_in(w, after)
+                    .filter_map(|id| s.job(id))
+                    .take(limit)
+                    .collect(),
+                (None, None) => s.jobs_after(after).take(limit).collect(),
+            };
+            let archived = disk
+                .jobs_page(wanted, tenants.as_deref(), after, limit)
+                .map_err(super::records::storage_error)?;
+            super::records::merge(live, archived, |j| j.id.0, limit)
+        }
     };
     Ok(read_response(
         applied,
         &Page::collect(
-            items
+            found
+                .into_iter()
                 .filter(|j| scope.admits(&j.tenant) && tenant.is_none_or(|t| j.tenant == t))
-                .cloned(),
+                .map(std::borrow::Cow::into_owned),
             page,
             |j: &Job| j.id.0,
             applied,
@@ -72,11 +97,11 @@ pub async fn get_one(
     super::read_one(
         &app,
         raw,
-        |s| super::retention::job_gone(s, &scope, id),
-        |s, applied| {
-            s.job(id)
+        |s, disk| super::retention::job_gone(s, disk, &scope, id),
+        |s, disk, applied| {
+            Ok(super::records::job(s, disk, id)?
                 .filter(|j| scope.admits(&j.tenant))
-                .map(|j| read_response(applied, j))
+                .map(|j| read_response(applied, &*j)))
         },
     )
     .await
@@ -94,11 +119,19 @@ pub async fn cancel(
     super::admit_scoped(
         &app,
         &scope,
-        |s| s.job(job).map(|j| j.tenant.as_str()),
+        |s, disk| {
+            super::records::job(s, disk, job)
+                .ok()
+                .flatten()
+                .map(|j| j.tenant.clone())
+        },
         || format!("job {job} does not exist"),
     )
     .await?;
-    cancelled(app.proposer.commit(Command::CancelJob { job }).await?)
+    let mut answer = app.proposer.commit(Command::CancelJob { job }).await?;
+    // A job archived with its settled pipeline is answered from its record.
+    flotilla_state_machine::complete_cancel(&mut answer, job, &super::records::Archived(app.machine.disk()));
+    cancelled(answer)
 }
 
 /// The job's committed output as text. With `?follow=true` the response stays open and streams
@@ -117,10 +150,13 @@ pub async fn logs(
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let body = {
         let data = app.machine.read();
-        let Some(job) = data.state.job(id).filter(|j| scope.admits(&j.tenant)) else {
-            return Err(super::retention::job_gone(&data.state, &scope, id));
+        let disk = app.machine.disk();
+        let Some(job) = super::records::job(&data.state, disk, id)?.filter(|j| scope.admits(&j.tenant)) else {
+            return Err(super::retention::job_gone(&data.state, disk, &scope, id));
         };
-        if let Some(at_ms) = data.state.pipeline(job.pipeline).and_then(|p| p.output_removed_at_ms) {
+        if let Some(at_ms) =
+            super::records::pipeline(&data.state, disk, job.pipeline)?.and_then(|p| p.output_removed_at_ms)
+        {
             return Err(super::retention::output_gone(id, at_ms));
         }
         if q.follow == Some(true) {
@@ -172,7 +208,7 @@ async fn read_page(
     to: u64,
 ) -> std::io::Result<Vec<u8>> {
     let machine = machine.clone();
-    tokio::task::spawn_blocking(move || machine.output().read(job, from, to, LOG_PAGE_BYTES))
+    tokio::task::spawn_blocking(move || machine.disk().read(job, from, to, LOG_PAGE_BYTES))
         .await
         .map_err(std::io::Error::other)?
 }
@@ -226,9 +262,10 @@ fn follow_log(follow: Follow) -> impl futures::Stream<Item = Result<Vec<u8>, std
         loop {
             let (stored, finished) = {
                 let data = f.machine.read();
-                let job = data.state.job(f.job);
-                let finished =
-                    job.is_none_or(|j| j.state.is_terminal()) && data.state.assignments_of(f.job).next().is_none();
+                // Archived once its pipeline settled: its record says how much it kept.
+                let job = super::records::job(&data.state, f.machine.disk(), f.job).ok().flatten();
+                let finished = job.as_ref().is_none_or(|j| j.state.is_terminal())
+                    && data.state.assignments_of(f.job).next().is_none();
                 (job.map_or(0, |j| j.log_bytes), finished)
             };
             let fresh = if stored > f.sent {

@@ -15,6 +15,7 @@ mod limits;
 pub mod openapi;
 mod pipelines;
 mod pools;
+pub mod records;
 mod retention;
 mod secrets;
 pub mod server;
@@ -440,7 +441,7 @@ pub fn read_response<T: Serialize>(applied_index: u64, body: &T) -> Response {
 pub async fn admit_scoped(
     app: &AppState,
     scope: &crate::auth::TenantScope,
-    tenant_of: impl Fn(&flotilla_state_machine::State) -> Option<&str>,
+    tenant_of: impl Fn(&flotilla_state_machine::State, &flotilla_raft_store::DiskStore) -> Option<String>,
     missing: impl Fn() -> String,
 ) -> Result<(), ApiError> {
     if !scope.is_restricted() {
@@ -448,7 +449,7 @@ pub async fn admit_scoped(
     }
     app.read_barrier(Some("linearizable")).await?;
     let data = app.machine.read();
-    if tenant_of(&data.state).is_some_and(|t| scope.admits(t)) {
+    if tenant_of(&data.state, app.machine.disk()).is_some_and(|t| scope.admits(&t)) {
         Ok(())
     } else {
         Err(ApiError::not_found(missing()))
@@ -456,19 +457,24 @@ pub async fn admit_scoped(
 }
 
 /// A read of one item of the applied state, the shape of every `GET .../{id}`: the query's
-/// consistency is honoured, then `render` answers from the state under its read lock (given
-/// the applied index for `read_response`), or gives `None` for the error `missing` makes
-/// from the same state (404, or 410 for what retention removed).
+/// consistency is honoured, then `render` answers from the state under its read lock and the
+/// store of archived records (given the applied index for `read_response`), or gives `None`
+/// for the error `missing` makes from the same state (404, or 410 for what retention removed).
 pub async fn read_one(
     app: &AppState,
     raw_query: Option<String>,
-    missing: impl FnOnce(&flotilla_state_machine::State) -> ApiError,
-    render: impl FnOnce(&flotilla_state_machine::State, u64) -> Option<Response>,
+    missing: impl FnOnce(&flotilla_state_machine::State, &flotilla_raft_store::DiskStore) -> ApiError,
+    render: impl FnOnce(
+        &flotilla_state_machine::State,
+        &flotilla_raft_store::DiskStore,
+        u64,
+    ) -> Result<Option<Response>, ApiError>,
 ) -> Result<Response, ApiError> {
     let q: ReadQuery = parse_query(raw_query)?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.machine.read();
-    render(&data.state, applied).ok_or_else(|| missing(&data.state))
+    let disk = app.machine.disk();
+    render(&data.state, disk, applied)?.ok_or_else(|| missing(&data.state, disk))
 }
 
 /// Parses a numeric id from the path, with a JSON error on failure.

@@ -76,7 +76,11 @@ pub async fn submit(
             .instrument(span)
             .await
     };
-    match proposed? {
+    let mut proposed = proposed?;
+    // A repeat of a submission whose pipeline settled since is answered with its jobs from
+    // the archived records.
+    flotilla_state_machine::complete_submission(&mut proposed, &super::records::Archived(app.machine.disk()));
+    match proposed {
         SmResponse::Submitted {
             pipeline,
             jobs,
@@ -109,22 +113,27 @@ pub async fn submit(
     }
 }
 
-fn view(state: &flotilla_state_machine::State, p: &Pipeline) -> PipelineView {
-    let job_states = p
-        .jobs
-        .iter()
-        .filter_map(|id| state.job(*id))
-        .map(|j| JobSummary {
-            id: j.id,
-            name: j.spec.name.clone(),
-            state: j.state,
-            attempt: j.attempt,
-        })
-        .collect();
-    PipelineView {
+/// A pipeline with its jobs' states, live or archived.
+fn view(
+    state: &flotilla_state_machine::State,
+    disk: &flotilla_raft_store::DiskStore,
+    p: &Pipeline,
+) -> Result<PipelineView, ApiError> {
+    let mut job_states = Vec::with_capacity(p.jobs.len());
+    for id in &p.jobs {
+        if let Some(j) = super::records::job(state, disk, *id)? {
+            job_states.push(JobSummary {
+                id: j.id,
+                name: j.spec.name.clone(),
+                state: j.state,
+                attempt: j.attempt,
+            });
+        }
+    }
+    Ok(PipelineView {
         pipeline: p.clone(),
         job_states,
-    }
+    })
 }
 
 #[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("tenant" = Option<String>, Query, description = "filter by tenant (within the token's tenants)")),
@@ -139,24 +148,39 @@ pub async fn list(
     let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
     let applied = app.read_barrier(q.consistency.as_deref()).await?;
     let data = app.machine.read();
+    let disk = app.machine.disk();
     let after = PipelineId(q.after.unwrap_or(0));
     let s = &data.state;
-    // Each filter reads from the index that answers it: a page costs the page (times the
-    // caller's tenants), never a scan of other tenants' pipelines.
-    let found: Box<dyn Iterator<Item = &Pipeline>> = match (scope.tenants_to_list(q.tenant()?), wanted) {
-        (Some(tenants), _) => Box::new(
-            s.index()
-                .tenant_pipelines(&tenants, wanted, after, page + 1)
-                .into_iter()
-                .filter_map(|id| s.pipeline(id)),
-        ),
-        (None, Some(w)) => Box::new(s.index().pipelines_in(w, after).filter_map(|id| s.pipeline(id))),
-        (None, None) => Box::new(s.pipelines_after(after)),
+    // Each filter reads from the index that answers it, live and archived: a page costs the
+    // page (times the caller's tenants), never a scan of other tenants' pipelines.
+    let tenants = scope.tenants_to_list(q.tenant()?);
+    let live: Vec<&Pipeline> = match (&tenants, wanted) {
+        (Some(tenants), _) => s
+            .index()
+            .tenant_pipelines(tenants, wanted, after, page + 1)
+            .into_iter()
+            .filter_map(|id| s.pipeline(id))
+            .collect(),
+        (None, Some(w)) => s
+            .index()
+            .pipelines_in(w, after)
+            .filter_map(|id| s.pipeline(id))
+            .take(page + 1)
+            .collect(),
+        (None, None) => s.pipelines_after(after).take(page + 1).collect(),
     };
-    let items = found.filter(|p| scope.admits(&p.tenant)).map(|p| view(s, p));
+    let archived = disk
+        .pipelines_page(wanted, tenants.as_deref(), after, page + 1)
+        .map_err(super::records::storage_error)?;
+    let mut views = Vec::with_capacity(page + 1);
+    for p in super::records::merge(live, archived, |p| p.id.0, page + 1) {
+        if scope.admits(&p.tenant) {
+            views.push(view(s, disk, &p)?);
+        }
+    }
     Ok(read_response(
         applied,
-        &Page::collect(items, page, |v: &PipelineView| v.pipeline.id.0, applied),
+        &Page::collect(views.into_iter(), page, |v: &PipelineView| v.pipeline.id.0, applied),
     ))
 }
 
@@ -172,11 +196,12 @@ pub async fn get_one(
     super::read_one(
         &app,
         raw,
-        |s| super::retention::pipeline_gone(s, &scope, id),
-        |s, applied| {
-            s.pipeline(id)
-                .filter(|p| scope.admits(&p.tenant))
-                .map(|p| read_response(applied, &view(s, p)))
+        |s, _| super::retention::pipeline_gone(s, &scope, id),
+        |s, disk, applied| {
+            let Some(p) = super::records::pipeline(s, disk, id)?.filter(|p| scope.admits(&p.tenant)) else {
+                return Ok(None);
+            };
+            Ok(Some(read_response(applied, &view(s, disk, &p)?)))
         },
     )
     .await
@@ -193,7 +218,12 @@ pub async fn cancel(
     super::admit_scoped(
         &app,
         &scope,
-        |s| s.pipeline(pipeline).map(|p| p.tenant.as_str()),
+        |s, _| {
+            s.pipeline(pipeline)
+                .map(|p| p.tenant.as_str())
+                .or_else(|| s.archive().tenant_of(pipeline))
+                .map(str::to_string)
+        },
         || format!("pipeline {pipeline} does not exist"),
     )
     .await?;

@@ -139,8 +139,15 @@ pub fn pipeline_gone(state: &flotilla_state_machine::State, scope: &TenantScope,
     gone(format!("pipeline {id} was removed by the retention policy{when}"))
 }
 
-pub fn job_gone(state: &flotilla_state_machine::State, scope: &TenantScope, id: JobId) -> ApiError {
-    if scope.is_restricted() || !state.job_removed(id) {
+pub fn job_gone(
+    state: &flotilla_state_machine::State,
+    disk: &flotilla_raft_store::DiskStore,
+    scope: &TenantScope,
+    id: JobId,
+) -> ApiError {
+    // Not live and not archived: removed with its pipeline.
+    let removed = state.job_not_live(id) && matches!(disk.job(id), Ok(None));
+    if scope.is_restricted() || !removed {
         return ApiError::not_found(format!("job {id} does not exist"));
     }
     gone(format!(

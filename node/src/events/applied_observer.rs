@@ -33,7 +33,7 @@ impl AppliedObserver {
                     let leader = self.raft.is_leader();
                     let data = self.machine.read();
                     for item in &batch {
-                        self.observe(item, &data.state, leader);
+                        self.observe(item, &data.state, self.machine.disk(), leader);
                     }
                 }
                 Ok(_) => {
@@ -46,7 +46,7 @@ impl AppliedObserver {
         }
     }
 
-    fn observe(&self, item: &JournaledEvent, state: &State, leader: bool) {
+    fn observe(&self, item: &JournaledEvent, state: &State, disk: &flotilla_raft_store::DiskStore, leader: bool) {
         let node = KeyValue::new("flotilla.node", *self.raft.node_id() as i64);
         match &item.event {
             Event::PipelineRequested { pipeline, .. } => {
@@ -67,9 +67,15 @@ impl AppliedObserver {
                     Event::JobFailed { .. } => "failed",
                     _ => "cancelled",
                 };
-                let record = state
-                    .job(*job)
-                    .and_then(|j| j.attempts.iter().find(|a| a.attempt == *attempt));
+                // The last job of a pipeline is archived in the entry that finishes it.
+                let Ok(Some(j)) = crate::api::records::job(state, disk, *job) else {
+                    return;
+                };
+                let trace_parent = match state.trace_parent_of_job(*job) {
+                    Some(t) => Some(t.to_string()),
+                    None => disk.pipeline(j.pipeline).ok().flatten().and_then(|p| p.trace_parent),
+                };
+                let record = j.attempts.iter().find(|a| a.attempt == *attempt);
                 let Some((started, finished)) = record.and_then(|r| r.started_at_ms.zip(r.finished_at_ms)) else {
                     return;
                 };
@@ -89,7 +95,7 @@ impl AppliedObserver {
                     ];
                     telemetry::record(
                         "job.run",
-                        state.trace_parent_of_job(*job),
+                        trace_parent.as_deref(),
                         telemetry::at_ms(started),
                         telemetry::at_ms(finished),
                         attributes,

@@ -278,7 +278,8 @@ impl Publisher {
         }
         let subject = {
             let data = self.machine.read();
-            self.config.subject(&item.event, data.state.tenant_of(&item.event))
+            let tenant = crate::api::records::event_tenant(&data.state, self.machine.disk(), &item.event);
+            self.config.subject(&item.event, tenant.as_deref())
         };
         Ok(js.send_publish(subject, message).await?)
     }

@@ -64,6 +64,7 @@ pub struct NodeMetrics {
     raft_applied_index: Gauge,
     raft_snapshot_index: Gauge,
     jobs: Family<StateLabel, Gauge>,
+    archived_jobs: Gauge,
     queue_depth: Family<PriorityLabel, Gauge>,
     pool_workers: Family<PoolLabel, Gauge>,
     pool_allocated_cpu_millis: Family<PoolLabel, Gauge>,
@@ -119,6 +120,7 @@ impl Default for NodeMetrics {
             raft_applied_index: Gauge::default(),
             raft_snapshot_index: Gauge::default(),
             jobs: Family::default(),
+            archived_jobs: Gauge::default(),
             queue_depth: Family::default(),
             pool_workers: Family::default(),
             pool_allocated_cpu_millis: Family::default(),
@@ -170,7 +172,16 @@ impl Default for NodeMetrics {
             "Index of the newest snapshot",
             m.raft_snapshot_index.clone(),
         );
-        r.register("jobs", "Jobs by state in this node's applied state", m.jobs.clone());
+        r.register(
+            "jobs",
+            "Live jobs (of pipelines not yet settled) by state in this node's applied state",
+            m.jobs.clone(),
+        );
+        r.register(
+            "archived_jobs",
+            "Jobs of settled pipelines, archived on disk (records read by key, not held in memory)",
+            m.archived_jobs.clone(),
+        );
         r.register(
             "scheduler_queue_depth",
             "PENDING jobs by priority",
@@ -336,6 +347,7 @@ impl NodeMetrics {
             // Counts kept by `apply` (the state's indexes): a scrape reads them, never the jobs.
             let data = machine.read();
             self.jobs.clear();
+            self.archived_jobs.set(data.state.archive().jobs() as i64);
             for (s, n) in data.state.index().job_counts() {
                 self.jobs
                     .get_or_create(&StateLabel {

@@ -122,17 +122,22 @@ pub fn state_bytes(state: &State) -> Vec<u8> {
     flotilla_raft_store::encode(state).expect("encode state")
 }
 
-/// Every job's stored output as the state counts it, read from the store's output.
+/// Every job's stored output as the state (or, for an archived job, its record) counts it,
+/// read from the store's output, by job.
 pub fn output_of(handle: &flotilla_raft_store::StateHandle) -> Vec<(JobId, Vec<u8>)> {
     let data = handle.read();
-    data.state
-        .jobs()
+    let disk = handle.disk();
+    let archived = data.state.archive().iter().flat_map(|(_, a)| a.job_ids()).map(|id| {
+        disk.job(id)
+            .expect("archived record reads")
+            .expect("an archived job has its record")
+    });
+    let mut jobs: Vec<_> = data.state.jobs().cloned().chain(archived).collect();
+    jobs.sort_by_key(|j| j.id);
+    jobs.into_iter()
         .filter(|j| j.log_bytes > 0)
         .map(|j| {
-            let bytes = handle
-                .output()
-                .read(j.id, 0, j.log_bytes, usize::MAX)
-                .expect("output reads");
+            let bytes = disk.read(j.id, 0, j.log_bytes, usize::MAX).expect("output reads");
             assert_eq!(bytes.len() as u64, j.log_bytes, "job {} output is whole", j.id);
             (j.id, bytes)
         })
