@@ -4,11 +4,11 @@
 //! A settled pipeline (finished, no worker left) is never scheduled or driven again; the
 //! state needs of it only what retention and the answers of `apply` need: its tenant (a
 //! number, `tenant_names.rs`), when it finished, its jobs' ids (contiguous, given at
-//! submission) and how much output they hold. About 40 bytes a pipeline instead of the whole
+//! submission) and how much output they hold. About 48 bytes a pipeline instead of the whole
 //! record and every job's; reads of the records go to the node's store by key.
 
 use crate::tenant_names::{TenantNames, TenantNo};
-use crate::{JobId, PipelineId};
+use crate::{JobId, JobState, PipelineId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -20,11 +20,24 @@ pub struct ArchivedPipeline {
     /// Its first job; its jobs are `first_job .. first_job + jobs`.
     pub first_job: JobId,
     pub jobs: u32,
+    /// How many of them succeeded and failed; the rest were cancelled.
+    pub succeeded: u32,
+    pub failed: u32,
     /// Output its jobs hold (0 once retention removed it).
     pub output_bytes: u64,
 }
 
 impl ArchivedPipeline {
+    /// Its jobs by final state (the states a settled pipeline's jobs end in).
+    pub fn job_counts(&self) -> [(JobState, u64); 3] {
+        let (s, f) = (u64::from(self.succeeded), u64::from(self.failed));
+        [
+            (JobState::Succeeded, s),
+            (JobState::Failed, f),
+            (JobState::Cancelled, u64::from(self.jobs).saturating_sub(s + f)),
+        ]
+    }
+
     /// Its jobs' ids, in order.
     pub fn job_ids(&self) -> impl Iterator<Item = JobId> + use<> {
         let first = self.first_job.0;
@@ -36,8 +49,9 @@ impl ArchivedPipeline {
 pub struct Archive {
     pipelines: BTreeMap<PipelineId, ArchivedPipeline>,
     tenants: TenantNames,
-    /// Jobs of the archived pipelines, in all.
+    /// Jobs of the archived pipelines, in all, and by final state.
     jobs: u64,
+    job_counts: BTreeMap<JobState, u64>,
 }
 
 impl Archive {
@@ -67,6 +81,25 @@ impl Archive {
         self.jobs
     }
 
+    /// Archived jobs by final state (states with none are absent).
+    pub fn job_counts(&self) -> &BTreeMap<JobState, u64> {
+        &self.job_counts
+    }
+
+    fn count(&mut self, a: &ArchivedPipeline, added: bool) {
+        for (state, n) in a.job_counts() {
+            let c = self.job_counts.entry(state).or_default();
+            *c = if added {
+                c.saturating_add(n)
+            } else {
+                c.saturating_sub(n)
+            };
+            if *c == 0 {
+                self.job_counts.remove(&state);
+            }
+        }
+    }
+
     /// Every archived pipeline, by id.
     pub fn iter(&self) -> impl Iterator<Item = (PipelineId, &ArchivedPipeline)> {
         self.pipelines.iter().map(|(id, a)| (*id, a))
@@ -75,16 +108,17 @@ impl Archive {
     pub(crate) fn insert(&mut self, id: PipelineId, tenant: &str, record: NewArchived) {
         let tenant = self.tenants.acquire(tenant);
         self.jobs += u64::from(record.jobs);
-        let previous = self.pipelines.insert(
-            id,
-            ArchivedPipeline {
-                tenant,
-                finished_at_ms: record.finished_at_ms,
-                first_job: record.first_job,
-                jobs: record.jobs,
-                output_bytes: record.output_bytes,
-            },
-        );
+        let archived = ArchivedPipeline {
+            tenant,
+            finished_at_ms: record.finished_at_ms,
+            first_job: record.first_job,
+            jobs: record.jobs,
+            succeeded: record.succeeded,
+            failed: record.failed,
+            output_bytes: record.output_bytes,
+        };
+        self.count(&archived, true);
+        let previous = self.pipelines.insert(id, archived);
         debug_assert!(previous.is_none(), "pipeline {id} archived twice");
     }
 
@@ -94,6 +128,7 @@ impl Archive {
         let tenant = self.tenants.name(a.tenant).unwrap_or_default().to_string();
         self.tenants.release(&tenant);
         self.jobs = self.jobs.saturating_sub(u64::from(a.jobs));
+        self.count(&a, false);
         Some((tenant, a))
     }
 
@@ -115,8 +150,19 @@ impl Archive {
             *uses.entry(name).or_default() += 1;
         }
         let jobs: u64 = self.pipelines.values().map(|a| u64::from(a.jobs)).sum();
+        let mut counts: BTreeMap<JobState, u64> = BTreeMap::new();
+        for (state, n) in self.pipelines.values().flat_map(|a| a.job_counts()) {
+            if n > 0 {
+                *counts.entry(state).or_default() += n;
+            }
+        }
         self.tenants.consistent()
             && jobs == self.jobs
+            && counts == self.job_counts
+            && self
+                .pipelines
+                .values()
+                .all(|a| a.succeeded.saturating_add(a.failed) <= a.jobs)
             && self.tenants.names().count() == uses.len()
             && uses.iter().all(|(name, n)| self.tenants.uses(name) == *n)
     }
@@ -127,5 +173,7 @@ pub(crate) struct NewArchived {
     pub finished_at_ms: u64,
     pub first_job: JobId,
     pub jobs: u32,
+    pub succeeded: u32,
+    pub failed: u32,
     pub output_bytes: u64,
 }

@@ -58,6 +58,7 @@ impl State {
                 "archived pipeline {id} does not match its record on disk"
             );
             let mut bytes = 0u64;
+            let mut counts = std::collections::BTreeMap::new();
             for job in &p.jobs {
                 let Some(j) = disk.job(*job) else {
                     return Err(InvariantViolation(format!("archived job {job} has no record on disk")));
@@ -67,7 +68,14 @@ impl State {
                     "archived job {job} does not match its pipeline {id}"
                 );
                 bytes += j.log_bytes;
+                *counts.entry(j.state).or_insert(0u64) += 1;
             }
+            ensure!(
+                a.job_counts()
+                    .iter()
+                    .all(|(s, n)| counts.get(s).copied().unwrap_or(0) == *n),
+                "archived pipeline {id} counts its jobs' states otherwise than their records"
+            );
             ensure!(
                 bytes == a.output_bytes,
                 "archived pipeline {id} counts {} bytes of output, its jobs {bytes}",

@@ -321,12 +321,14 @@ fn generated_histories_reach_every_job_state() {
     let (mut accepted, mut total) = (0usize, 0usize);
     let mut placed_then_retried = false;
     let (mut removed, mut outputs_removed) = (0usize, 0usize);
-    let mut output_bytes = 0u64;
+    let (mut output_bytes, mut archived) = (0u64, 0usize);
     for _ in 0..64 {
         let ops = strategy.new_tree(&mut runner).expect("tree").current();
         let (state, output, log) = run_history(&ops).expect("history keeps the invariants");
         seen.extend(state.jobs().map(|j| j.state));
+        seen.extend(output.jobs().map(|j| j.state));
         output_bytes += output.bytes();
+        archived += output.pipelines().count();
         for (_, _, (r, e)) in &log {
             total += 1;
             accepted += usize::from(r.rejection().is_none());
@@ -348,5 +350,6 @@ fn generated_histories_reach_every_job_state() {
         "retention removed {removed} pipelines and {outputs_removed} outputs"
     );
     assert!(output_bytes > 0, "no history kept any output in its store");
+    assert!(archived > 0, "no history archived a settled pipeline");
     assert!(accepted * 2 > total, "only {accepted} of {total} commands accepted");
 }

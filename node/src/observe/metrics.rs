@@ -174,12 +174,12 @@ impl Default for NodeMetrics {
         );
         r.register(
             "jobs",
-            "Live jobs (of pipelines not yet settled) by state in this node's applied state",
+            "Jobs by state in this node's applied state, live and archived",
             m.jobs.clone(),
         );
         r.register(
             "archived_jobs",
-            "Jobs of settled pipelines, archived on disk (records read by key, not held in memory)",
+            "Jobs of settled pipelines, archived on disk (their records read by key, not held in memory)",
             m.archived_jobs.clone(),
         );
         r.register(
@@ -348,12 +348,17 @@ impl NodeMetrics {
             let data = machine.read();
             self.jobs.clear();
             self.archived_jobs.set(data.state.archive().jobs() as i64);
-            for (s, n) in data.state.index().job_counts() {
+            // Live jobs from the index, archived ones from the archive's counts.
+            let mut counts = data.state.index().job_counts().clone();
+            for (s, n) in data.state.archive().job_counts() {
+                *counts.entry(*s).or_default() += n;
+            }
+            for (s, n) in counts {
                 self.jobs
                     .get_or_create(&StateLabel {
                         state: format!("{s:?}").to_uppercase(),
                     })
-                    .set(*n as i64);
+                    .set(n as i64);
             }
             let totals = data.state.retention().totals();
             follow(&self.retention_pipelines_removed, totals.pipelines_removed);

@@ -18,11 +18,16 @@ impl State {
             };
             self.index.pipeline_removed(&p.tenant, p.state, id);
             let mut jobs = Vec::with_capacity(p.jobs.len());
-            let mut output_bytes = 0u64;
+            let (mut output_bytes, mut succeeded, mut failed) = (0u64, 0u32, 0u32);
             for job in &p.jobs {
                 if let Some(j) = self.jobs.remove(job) {
                     self.index.job_removed(&j.tenant, j.state, *job);
                     output_bytes = output_bytes.saturating_add(j.log_bytes);
+                    match j.state {
+                        crate::JobState::Succeeded => succeeded += 1,
+                        crate::JobState::Failed => failed += 1,
+                        _ => {}
+                    }
                     jobs.push(j);
                 }
             }
@@ -30,6 +35,8 @@ impl State {
                 finished_at_ms: p.finished_at_ms.unwrap_or_default(),
                 first_job: p.jobs.first().copied().unwrap_or(JobId(0)),
                 jobs: u32::try_from(p.jobs.len()).unwrap_or(u32::MAX),
+                succeeded,
+                failed,
                 output_bytes,
             };
             self.archive.insert(id, &p.tenant, record);

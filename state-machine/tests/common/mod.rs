@@ -58,7 +58,7 @@ pub fn apply_checked(
     let output_before = output.clone();
     let out = state.apply_with_disk(ctx, proposal, output);
     state.check_invariants().map_err(|v| format!("invariant: {v}"))?;
-    state.check_disk(output).map_err(|v| format!("output: {v}"))?;
+    state.check_disk(output).map_err(|v| format!("disk: {v}"))?;
     state
         .check_progress_from(&before, output)
         .map_err(|v| format!("progress: {v}"))?;
