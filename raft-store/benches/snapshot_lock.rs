@@ -13,8 +13,12 @@
 //! Each pattern's p99 of apply and read latency while the snapshot is built is reported next
 //! to the p99 of the same run's quiet phase before it.
 //!
-//! `cargo bench -p flotilla-raft-store --bench snapshot_lock -- --jobs 1000000`; under
-//! `cargo test` it runs once on 20,000 jobs as a smoke test.
+//! The jobs are finished (cancelled), so their pipelines are archived and the state keeps a
+//! compact record of each, as a node does; with `--live` they stay PENDING, held whole in
+//! memory (what every finished job cost before archiving, and what live jobs cost now).
+//!
+//! `cargo bench -p flotilla-raft-store --bench snapshot_lock -- --jobs 1000000 [--live]`;
+//! under `cargo test` it runs once on 20,000 jobs as a smoke test.
 
 use flotilla_raft_store::{SnapshotHeader, encode_state, write_snapshot};
 use flotilla_state_machine::*;
@@ -38,8 +42,9 @@ fn apply(state: &mut State, index: &mut u64, command: Command) -> Response {
         .0
 }
 
-/// A state holding `jobs` finished (cancelled) jobs in pipelines of 1,000.
-fn large_state(jobs: u64) -> (State, u64) {
+/// A state holding `jobs` jobs in pipelines of 1,000: finished (cancelled, so archived), or
+/// pending if `live`.
+fn large_state(jobs: u64, live: bool) -> (State, u64) {
     let mut state = State::default();
     let mut index = 0;
     let pool = PoolSpec {
@@ -70,7 +75,9 @@ fn large_state(jobs: u64) -> (State, u64) {
         let Response::Submitted { pipeline, .. } = submitted else {
             panic!("submission refused: {submitted:?}");
         };
-        apply(&mut state, &mut index, Command::CancelPipeline { pipeline });
+        if !live {
+            apply(&mut state, &mut index, Command::CancelPipeline { pipeline });
+        }
     }
     (state, index)
 }
@@ -191,9 +198,11 @@ fn main() {
         .find(|w| w[0] == "--jobs")
         .map(|w| w[1].parse::<u64>().expect("--jobs takes a number"))
         .unwrap_or(if benching { 1_000_000 } else { 20_000 });
+    let live = args.iter().any(|a| a == "--live");
     let built = Instant::now();
-    let (state, index) = large_state(jobs);
-    eprintln!("state of {jobs} finished jobs built in {:.1?}", built.elapsed());
+    let (state, index) = large_state(jobs, live);
+    let kind = if live { "pending (live)" } else { "finished (archived)" };
+    eprintln!("state of {jobs} {kind} jobs built in {:.1?}", built.elapsed());
     let dir = tempfile::tempdir().expect("temporary directory");
     let state = Arc::new(RwLock::new(state));
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1e3);

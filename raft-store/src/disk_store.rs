@@ -321,6 +321,26 @@ impl DiskStore {
         self.get_record(&hk::job(id))
     }
 
+    /// The archived records of the jobs `first ..= last`, in id order (one range read: a
+    /// pipeline's jobs have consecutive ids). A blocking read.
+    pub fn jobs_between(&self, first: JobId, last: JobId) -> io::Result<Vec<Job>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(hk::record(hk::JOB, last.0.saturating_add(1)).to_vec());
+        let start = hk::job(first);
+        let iter = self
+            .db
+            .iterator_cf_opt(self.history(), opts, IteratorMode::From(&start, Direction::Forward));
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(io::Error::other)?;
+            if k.first() != Some(&hk::JOB) || k.len() != 9 {
+                break;
+            }
+            out.push(crate::codec::decode(&v)?);
+        }
+        Ok(out)
+    }
+
     /// An archived pipeline with its jobs' records.
     fn archived(&self, id: PipelineId) -> io::Result<Option<(Pipeline, Vec<Job>)>> {
         let Some(p) = self.pipeline(id)? else {

@@ -192,7 +192,7 @@ async fn an_interrupted_output_install_is_finished_at_the_next_start() {
     };
     let crash = |marker: &str| {
         let opts = rocksdb::Options::default();
-        let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output", "history"]).unwrap();
         db.put_cf(db.cf_handle("meta").unwrap(), b"output_rebuild", marker.as_bytes())
             .unwrap();
         let mut stray = [0u8; 16];
@@ -208,7 +208,7 @@ async fn an_interrupted_output_install_is_finished_at_the_next_start() {
     crash(&name);
     {
         let opts = rocksdb::Options::default();
-        let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
+        let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output", "history"]).unwrap();
         let mut first = [0u8; 16];
         first[..8].copy_from_slice(&JOB.0.to_be_bytes());
         db.delete_cf(db.cf_handle("output").unwrap(), first).unwrap();
@@ -232,7 +232,7 @@ async fn an_interrupted_output_install_is_finished_at_the_next_start() {
     assert_eq!(output_of(&handle), vec![(JOB, after.last().unwrap().clone())]);
     drop((_log, sm, handle));
     let opts = rocksdb::Options::default();
-    let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output"]).unwrap();
+    let db = rocksdb::DB::open_cf(&opts, dir.path().join("log"), ["logs", "meta", "output", "history"]).unwrap();
     assert!(
         db.get_cf(db.cf_handle("meta").unwrap(), b"output_rebuild")
             .unwrap()

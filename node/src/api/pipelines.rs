@@ -119,17 +119,15 @@ fn view(
     disk: &flotilla_raft_store::DiskStore,
     p: &Pipeline,
 ) -> Result<PipelineView, ApiError> {
-    let mut job_states = Vec::with_capacity(p.jobs.len());
-    for id in &p.jobs {
-        if let Some(j) = super::records::job(state, disk, *id)? {
-            job_states.push(JobSummary {
-                id: j.id,
-                name: j.spec.name.clone(),
-                state: j.state,
-                attempt: j.attempt,
-            });
-        }
-    }
+    let job_states = super::records::jobs_of(state, disk, p)?
+        .into_iter()
+        .map(|j| JobSummary {
+            id: j.id,
+            name: j.spec.name.clone(),
+            state: j.state,
+            attempt: j.attempt,
+        })
+        .collect();
     Ok(PipelineView {
         pipeline: p.clone(),
         job_states,

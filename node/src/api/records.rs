@@ -43,6 +43,20 @@ pub fn job<'a>(s: &'a State, d: &DiskStore, id: JobId) -> Result<Option<Cow<'a, 
     Ok(d.job(id).map_err(storage_error)?.map(Cow::Owned))
 }
 
+/// The jobs of pipeline `p`, in its order: all live, or all archived with it (read as one
+/// range, its jobs' ids being consecutive).
+pub fn jobs_of<'a>(s: &'a State, d: &DiskStore, p: &Pipeline) -> Result<Vec<Cow<'a, Job>>, ApiError> {
+    let (Some(first), Some(last)) = (p.jobs.first(), p.jobs.last()) else {
+        return Ok(Vec::new());
+    };
+    if s.job(*first).is_some() {
+        return Ok(p.jobs.iter().filter_map(|id| s.job(*id)).map(Cow::Borrowed).collect());
+    }
+    let mut jobs = d.jobs_between(*first, *last).map_err(storage_error)?;
+    jobs.retain(|j| j.pipeline == p.id);
+    Ok(jobs.into_iter().map(Cow::Owned).collect())
+}
+
 /// The tenant of the work `event` is about (see `State::tenant_of`), looking up an archived
 /// job's record where the state no longer holds it.
 pub fn event_tenant(s: &State, d: &DiskStore, event: &Event) -> Option<String> {
