@@ -2,25 +2,27 @@
 //! pipelines and jobs with their indexes (column family `history`, `history_keys.rs`), both
 //! written by `apply` through `DiskSink`.
 //!
-//! Output: key = big-endian job id then big-endian offset, so one job's chunks are adjacent and in
-//! order; value = the chunk's bytes as `apply` wrote them (`DiskWrite::Append`). The same
+//! Output: key = big-endian job id then big-endian offset, so one job's chunks are adjacent
+//! and in order; value = the chunk's bytes as `apply` wrote them (`DiskWrite::Append`). The same
 //! entry applied again writes the same bytes under the same key, so replaying the log from an
 //! older snapshot converges on the same store. History: an archived record is final once
 //! written (only `MarkOutputRemoved` patches it, the same way every time), so the same holds.
 //!
-//! Writes to both skip the WAL: the Raft log already holds every chunk, and a write lost in a crash is
-//! written again when the log is replayed from the snapshot the node restarts from. That holds
-//! only for entries after that snapshot, so a snapshot is published only once the column
-//! family is flushed to its files (`flush`); the node's own snapshot files hold no output.
-//! A snapshot sent to a follower carries the output (`snapshot_wire.rs`); the follower
-//! replaces the column family with it; a marker in `meta` says a replacement is under way,
-//! and a node that finds it at start rebuilds the output from the snapshot it restores (the
-//! received file, which holds the output).
+//! Writes to both skip the WAL: the Raft log already holds every entry, and a write lost in a
+//! crash is written again when the log is replayed from the snapshot the node restarts from.
+//! That holds only for entries after that snapshot, so a snapshot is published only once both
+//! column families are flushed to their files (`flush`); the node's own snapshot files hold
+//! neither. A snapshot sent to a follower carries both (`snapshot_wire.rs`); the follower
+//! replaces them with it; a marker in `meta` says a replacement is under way, and a node that
+//! finds it at start rebuilds both from the snapshot it restores (the received file, which
+//! holds them). Writes are gathered per entry in `disk_batch.rs`; records are read in
+//! `history_reads.rs`.
 
-use crate::history_keys::{self as hk, Kind};
-use flotilla_state_machine::{DiskSink, DiskWrite, Job, JobId, Pipeline, PipelineId};
+use crate::disk_batch::DiskBatch;
+use crate::history_keys as hk;
+use crate::history_reads::HistoryRecord;
+use flotilla_state_machine::{Job, JobId, Pipeline};
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
-use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
@@ -30,7 +32,7 @@ const KEY_OUTPUT_REBUILD: &[u8] = b"output_rebuild";
 /// Chunks put in one write batch while a snapshot's output is loaded.
 const LOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-fn key(job: JobId, offset: u64) -> [u8; 16] {
+pub(crate) fn key(job: JobId, offset: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&job.0.to_be_bytes());
     k[8..].copy_from_slice(&offset.to_be_bytes());
@@ -38,7 +40,7 @@ fn key(job: JobId, offset: u64) -> [u8; 16] {
 }
 
 /// The first key past every chunk of `job`.
-fn job_end(job: JobId) -> Vec<u8> {
+pub(crate) fn job_end(job: JobId) -> Vec<u8> {
     match job.0.checked_add(1) {
         Some(next) => key(JobId(next), 0).to_vec(),
         None => vec![0xff; 17],
@@ -56,7 +58,7 @@ fn parse_key(k: &[u8]) -> io::Result<(JobId, u64)> {
 }
 
 /// A key and its value, as RocksDB's iterators yield them.
-type StoredPair = (Box<[u8]>, Box<[u8]>);
+pub(crate) type StoredPair = (Box<[u8]>, Box<[u8]>);
 
 /// A stored key and value as the chunk they are.
 fn chunk_of(item: Result<StoredPair, rocksdb::Error>) -> io::Result<OutputChunk> {
@@ -69,7 +71,7 @@ fn chunk_of(item: Result<StoredPair, rocksdb::Error>) -> io::Result<OutputChunk>
     })
 }
 
-fn unlogged() -> WriteOptions {
+pub(crate) fn unlogged() -> WriteOptions {
     let mut o = WriteOptions::default();
     o.disable_wal(true);
     o
@@ -89,10 +91,10 @@ pub struct OutputChunk {
     pub data: Vec<u8>,
 }
 
-/// The output column family; clones share the database.
+/// The column families `output` and `history`; clones share the database.
 #[derive(Clone)]
 pub struct DiskStore {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -101,7 +103,7 @@ impl std::fmt::Debug for DiskStore {
     }
 }
 
-/// A fixed view of the output (a RocksDB snapshot), for digests.
+/// A fixed view of the output and the archived records (a RocksDB snapshot), for digests.
 pub struct DiskView<'a> {
     store: &'a DiskStore,
     snapshot: rocksdb::Snapshot<'a>,
@@ -126,7 +128,7 @@ impl DiskView<'_> {
         self.store
             .db
             .iterator_cf_opt(self.store.history(), opts, IteratorMode::Start)
-            .map(record_of)
+            .map(crate::history_reads::record_of)
     }
 
     /// Writes every chunk and record in the view to `w` as a snapshot file holds them (for
@@ -142,118 +144,6 @@ impl DiskView<'_> {
     }
 }
 
-/// One archived record as stored: its key (`P` or `J` and the id) and its encoding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HistoryRecord {
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
-}
-
-fn record_of(item: Result<StoredPair, rocksdb::Error>) -> io::Result<HistoryRecord> {
-    let (k, v) = item.map_err(io::Error::other)?;
-    if !hk::is_record(&k) {
-        return Err(crate::codec::invalid_data("a history key that is not a record"));
-    }
-    Ok(HistoryRecord {
-        key: k.into_vec(),
-        value: v.into_vec(),
-    })
-}
-
-/// The writes of one applied entry, gathered for one RocksDB write. Archived records are
-/// kept decoded until the commit, so a later write of the same entry (a batch that archives a
-/// pipeline, then removes it or its output) sees them.
-pub(crate) struct DiskBatch<'a> {
-    store: &'a DiskStore,
-    batch: WriteBatch,
-    archived: BTreeMap<PipelineId, (Pipeline, Vec<Job>)>,
-    /// The first failure to read a record back, reported by `commit`.
-    error: Option<io::Error>,
-}
-
-impl DiskSink for DiskBatch<'_> {
-    fn write(&mut self, write: DiskWrite) {
-        let (output, history) = (self.store.cf(), self.store.history());
-        match write {
-            DiskWrite::Append { job, offset, data } => self.batch.put_cf(output, key(job, offset), data),
-            DiskWrite::RemoveOutput { job } => {
-                self.batch
-                    .delete_range_cf(output, key(job, 0).as_slice(), job_end(job).as_slice())
-            }
-            DiskWrite::Archive { pipeline, jobs } => {
-                self.archived.insert(pipeline.id, (*pipeline, jobs));
-            }
-            DiskWrite::Forget { pipeline } => {
-                // Archived by this entry (never written), or patched by it (written before).
-                self.archived.remove(&pipeline);
-                match self.store.archived(pipeline) {
-                    Ok(Some((p, jobs))) => {
-                        for j in &jobs {
-                            self.batch.delete_cf(history, hk::job(j.id));
-                            for k in hk::job_index(j) {
-                                self.batch.delete_cf(history, k);
-                            }
-                        }
-                        self.batch.delete_cf(history, hk::pipeline(p.id));
-                        for k in hk::pipeline_index(&p) {
-                            self.batch.delete_cf(history, k);
-                        }
-                    }
-                    // Gone already: a replay of a removal.
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.error.get_or_insert(e);
-                    }
-                }
-            }
-            DiskWrite::MarkOutputRemoved { pipeline, at_ms } => {
-                let mark = |(p, jobs): &mut (Pipeline, Vec<Job>)| {
-                    p.output_removed_at_ms = Some(at_ms);
-                    for j in jobs.iter_mut() {
-                        j.log_bytes = 0;
-                    }
-                };
-                if let Some(record) = self.archived.get_mut(&pipeline) {
-                    mark(record);
-                    return;
-                }
-                match self.store.archived(pipeline) {
-                    Ok(Some(mut record)) => {
-                        mark(&mut record);
-                        // Written back whole; its index keys do not change (state, tenant).
-                        self.archived.insert(pipeline, record);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.error.get_or_insert(e);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl DiskBatch<'_> {
-    /// Puts the archived records gathered and their index keys into the write batch.
-    fn put_archived(&mut self) -> io::Result<()> {
-        let history = self.store.history();
-        for (p, jobs) in std::mem::take(&mut self.archived).into_values() {
-            for j in &jobs {
-                self.batch.put_cf(history, hk::job(j.id), crate::codec::encode(j)?);
-                for k in hk::job_index(j) {
-                    self.batch.put_cf(history, k, []);
-                }
-            }
-            self.batch
-                .put_cf(history, hk::pipeline(p.id), crate::codec::encode(&p)?);
-            for k in hk::pipeline_index(&p) {
-                self.batch.put_cf(history, k, []);
-            }
-        }
-        Ok(())
-    }
-}
-
 impl DiskStore {
     pub(crate) fn new(db: Arc<DB>) -> io::Result<Self> {
         for cf in [CF_OUTPUT, CF_HISTORY, crate::log_store::CF_META] {
@@ -264,11 +154,11 @@ impl DiskStore {
         Ok(DiskStore { db })
     }
 
-    fn cf(&self) -> &ColumnFamily {
+    pub(crate) fn cf(&self) -> &ColumnFamily {
         self.db.cf_handle(CF_OUTPUT).expect("checked at open")
     }
 
-    fn history(&self) -> &ColumnFamily {
+    pub(crate) fn history(&self) -> &ColumnFamily {
         self.db.cf_handle(CF_HISTORY).expect("checked at open")
     }
 
@@ -277,200 +167,22 @@ impl DiskStore {
     }
 
     pub(crate) fn batch(&self) -> DiskBatch<'_> {
-        DiskBatch {
-            store: self,
-            batch: WriteBatch::default(),
-            archived: BTreeMap::new(),
-            error: None,
-        }
+        DiskBatch::new(self)
     }
 
     /// Writes what a batch gathered (without the WAL, see the module docs).
-    pub(crate) fn commit(&self, mut batch: DiskBatch<'_>) -> io::Result<()> {
-        if let Some(e) = batch.error.take() {
-            return Err(e);
-        }
-        batch.put_archived()?;
-        if batch.batch.is_empty() {
+    pub(crate) fn commit(&self, batch: DiskBatch<'_>) -> io::Result<()> {
+        let batch = batch.finish()?;
+        if batch.is_empty() {
             return Ok(());
         }
-        self.db.write_opt(batch.batch, &unlogged()).map_err(io::Error::other)
+        self.db.write_opt(batch, &unlogged()).map_err(io::Error::other)
     }
 
     /// Makes everything written so far durable: flushes both column families to their files.
     pub(crate) fn flush(&self) -> io::Result<()> {
         self.db.flush_cf(self.cf()).map_err(io::Error::other)?;
         self.db.flush_cf(self.history()).map_err(io::Error::other)
-    }
-
-    fn get_record<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        self.db
-            .get_pinned_cf(self.history(), key)
-            .map_err(io::Error::other)?
-            .map(|v| crate::codec::decode(&v))
-            .transpose()
-    }
-
-    /// The archived record of pipeline `id`, if it is archived. A blocking read.
-    pub fn pipeline(&self, id: PipelineId) -> io::Result<Option<Pipeline>> {
-        self.get_record(&hk::pipeline(id))
-    }
-
-    /// The archived record of job `id`, if its pipeline is archived. A blocking read.
-    pub fn job(&self, id: JobId) -> io::Result<Option<Job>> {
-        self.get_record(&hk::job(id))
-    }
-
-    /// The archived records of the jobs `first ..= last`, in id order (one range read: a
-    /// pipeline's jobs have consecutive ids). A blocking read.
-    pub fn jobs_between(&self, first: JobId, last: JobId) -> io::Result<Vec<Job>> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(hk::record(hk::JOB, last.0.saturating_add(1)).to_vec());
-        let start = hk::job(first);
-        let iter = self
-            .db
-            .iterator_cf_opt(self.history(), opts, IteratorMode::From(&start, Direction::Forward));
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item.map_err(io::Error::other)?;
-            if k.first() != Some(&hk::JOB) || k.len() != 9 {
-                break;
-            }
-            out.push(crate::codec::decode(&v)?);
-        }
-        Ok(out)
-    }
-
-    /// An archived pipeline with its jobs' records.
-    fn archived(&self, id: PipelineId) -> io::Result<Option<(Pipeline, Vec<Job>)>> {
-        let Some(p) = self.pipeline(id)? else {
-            return Ok(None);
-        };
-        let mut jobs = Vec::with_capacity(p.jobs.len());
-        for j in &p.jobs {
-            if let Some(job) = self.job(*j)? {
-                jobs.push(job);
-            }
-        }
-        Ok(Some((p, jobs)))
-    }
-
-    /// Up to `limit` ids of archived `kind` records with an id above `after`, in id order:
-    /// in one of `states` (codes, `history_keys`), and of one of `tenants` if given. One
-    /// range per tenant and state, each of at most `limit`, merged.
-    fn page_ids(
-        &self,
-        kind: Kind,
-        states: &[u8],
-        tenants: Option<&[&str]>,
-        after: u64,
-        limit: usize,
-    ) -> io::Result<Vec<u64>> {
-        let mut prefixes = Vec::new();
-        for &state in states {
-            match tenants {
-                None => prefixes.push(hk::by_state_prefix(kind.code(), state)),
-                Some(ts) => prefixes.extend(ts.iter().map(|t| hk::by_tenant_prefix(kind.code(), t, state))),
-            }
-        }
-        let mut ids = Vec::new();
-        for prefix in prefixes {
-            let mut start = prefix.clone();
-            start.extend_from_slice(&after.saturating_add(1).to_be_bytes());
-            if after == u64::MAX {
-                continue;
-            }
-            let mut upper = prefix.clone();
-            upper.extend_from_slice(&[0xff; 9]);
-            let mut opts = ReadOptions::default();
-            opts.set_iterate_upper_bound(upper);
-            let iter = self
-                .db
-                .iterator_cf_opt(self.history(), opts, IteratorMode::From(&start, Direction::Forward));
-            for item in iter.take(limit) {
-                let (k, _) = item.map_err(io::Error::other)?;
-                if k.len() == prefix.len() + 8 && k.starts_with(&prefix) {
-                    ids.extend(hk::id_of(&k));
-                }
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        ids.truncate(limit);
-        Ok(ids)
-    }
-
-    /// Up to `limit` archived pipelines with an id above `after`, in id order, in `state` (or
-    /// any) and of `tenants` (or any). A blocking read of the page.
-    pub fn pipelines_page(
-        &self,
-        state: Option<flotilla_state_machine::PipelineState>,
-        tenants: Option<&[&str]>,
-        after: PipelineId,
-        limit: usize,
-    ) -> io::Result<Vec<Pipeline>> {
-        let states: Vec<u8> = match state {
-            Some(s) => vec![hk::pipeline_state_code(s)],
-            None => flotilla_state_machine::PipelineState::ALL
-                .iter()
-                .map(|s| hk::pipeline_state_code(*s))
-                .collect(),
-        };
-        let ids = self.page_ids(Kind::Pipeline, &states, tenants, after.0, limit)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(self.pipeline(PipelineId(id))?);
-        }
-        Ok(out)
-    }
-
-    /// Up to `limit` archived jobs with an id above `after`, in id order, in `state` (or any)
-    /// and of `tenants` (or any). A blocking read of the page.
-    pub fn jobs_page(
-        &self,
-        state: Option<flotilla_state_machine::JobState>,
-        tenants: Option<&[&str]>,
-        after: JobId,
-        limit: usize,
-    ) -> io::Result<Vec<Job>> {
-        let states: Vec<u8> = match state {
-            Some(s) => vec![hk::job_state_code(s)],
-            None => flotilla_state_machine::JobState::ALL
-                .iter()
-                .map(|s| hk::job_state_code(*s))
-                .collect(),
-        };
-        let ids = self.page_ids(Kind::Job, &states, tenants, after.0, limit)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(self.job(JobId(id))?);
-        }
-        Ok(out)
-    }
-
-    /// The archived records after key `after` (`None`: from the first), about `max_bytes` of
-    /// them (at least one if any remain): one page of a snapshot's transfer.
-    pub(crate) fn records_after(&self, after: Option<&[u8]>, max_bytes: usize) -> io::Result<Vec<HistoryRecord>> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(hk::RECORDS_END);
-        let mode = match after {
-            Some(k) => IteratorMode::From(k, Direction::Forward),
-            None => IteratorMode::Start,
-        };
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for item in self.db.iterator_cf_opt(self.history(), opts, mode) {
-            let record = record_of(item)?;
-            if after == Some(record.key.as_slice()) {
-                continue;
-            }
-            bytes += record.value.len();
-            out.push(record);
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     /// Up to `max_bytes` of `job`'s output from `from`, and no further than `to` (the length

@@ -18,9 +18,11 @@
 //! record starts with a format-version byte.
 
 mod codec;
+mod disk_batch;
 mod disk_store;
 mod event_journal;
 mod history_keys;
+mod history_reads;
 mod journal_cursor;
 mod log_store;
 mod snapshot_dir;
@@ -32,8 +34,9 @@ mod type_config;
 mod wal_syncer;
 
 pub use codec::{FORMAT_VERSION, decode, encode, encode_into, encoded_len};
-pub use disk_store::{DiskStore, DiskView, HistoryRecord, OutputChunk};
+pub use disk_store::{DiskStore, DiskView, OutputChunk};
 pub use event_journal::{AppliedEntry, EventJournal, Gap, JournaledEvent};
+pub use history_reads::HistoryRecord;
 pub use journal_cursor::JournalCursor;
 pub use log_store::LogStore;
 pub use snapshot_file::{EncodedState, SnapshotFile, SnapshotHeader, encode_state, write_snapshot};

@@ -18,7 +18,8 @@
 
 use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
-use crate::disk_store::{HistoryRecord, OutputChunk};
+use crate::disk_store::OutputChunk;
+use crate::history_reads::HistoryRecord;
 use crate::{SnapshotMeta, StoredMembership};
 use flotilla_state_machine::State;
 use serde::{Deserialize, Serialize};
