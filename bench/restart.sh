@@ -45,11 +45,13 @@ empty_rss=$(rss_mib "$node_pid")
 
 echo "== $jobs jobs in pipelines of $per_pipeline, then cancelled"
 python3 - "$api" "$jobs" "$per_pipeline" "$clients" <<'PY'
-import concurrent.futures, json, os, sys, time, urllib.request
+import concurrent.futures, json, os, ssl, sys, time, urllib.request
 api, jobs, per, clients = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+# The cluster's CA alone, as for curl_tls.
+ctx = ssl.create_default_context(cafile=os.environ["FLOTILLA_CA_FILE"])
 def post(path, body):
     req = urllib.request.Request(api + path, data=json.dumps(body).encode(), headers={"content-type": "application/json", "authorization": "Bearer " + os.environ["FLOTILLA_TOKEN"]})
-    with urllib.request.urlopen(req, timeout=120) as r:
+    with urllib.request.urlopen(req, timeout=120, context=ctx) as r:
         return json.load(r)
 def submit(p):
     n = min(per, jobs - p * per)

@@ -296,6 +296,8 @@ impl RunningNode {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         // Hand over while the servers still run: the successor's messages must reach this node.
         self.hand_over_leadership().await;
+        // A snapshot of what was applied, so the next start replays no log.
+        crate::raft::snapshot_trigger::before_stop(&self.raft).await;
         let _ = self.shutdown.send(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");

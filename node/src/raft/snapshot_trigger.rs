@@ -3,6 +3,11 @@
 //! report batches) could grow by gigabytes before a snapshot let it be purged. This loop
 //! triggers one once the bytes appended since the last snapshot pass
 //! `--snapshot-after-log-bytes`.
+//!
+//! A node that stops gracefully also builds one first if it applied entries since the last
+//! (`before_stop`): its next start then restores that snapshot and replays no log. Settled
+//! history lives on disk, not in the snapshot, so this costs the live state only; it is
+//! bounded in time, and a crash still replays the log after the last snapshot.
 
 use crate::Raft;
 use flotilla_raft_store::{StateHandle, StoreStatsReading};
@@ -49,6 +54,42 @@ pub async fn run(raft: Raft, machine: StateHandle, max_bytes: u64, mut stop: wat
     }
 }
 
+/// Longest a graceful stop waits for its snapshot.
+pub const STOP_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
+
+/// Whether a stopping node should snapshot first: it applied entries the newest snapshot does
+/// not cover.
+pub fn snapshot_on_stop(applied_index: Option<u64>, snapshot_index: Option<u64>) -> bool {
+    applied_index.unwrap_or(0) > snapshot_index.unwrap_or(0)
+}
+
+/// Builds a snapshot of what this node applied, if the newest does not cover it, and waits for
+/// it up to `STOP_SNAPSHOT_TIMEOUT_MS`.
+pub async fn before_stop(raft: &Raft) {
+    let m = crate::raft::metrics(raft);
+    let (applied, snapshot) = (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index));
+    if !snapshot_on_stop(applied, snapshot) {
+        return;
+    }
+    let target = applied.unwrap_or(0);
+    if let Err(e) = raft.trigger().snapshot().await {
+        tracing::warn!(error = %e, "snapshot before stopping: not triggered");
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(STOP_SNAPSHOT_TIMEOUT_MS);
+    while std::time::Instant::now() < deadline {
+        if crate::raft::metrics(raft).snapshot.is_some_and(|l| l.index >= target) {
+            tracing::info!(index = target, "snapshot built before stopping");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(
+        index = target,
+        "snapshot before stopping not built in time; the next start replays the log after the last one"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +107,13 @@ mod tests {
         assert!(due(&reading(100), 100, None, 0));
         assert!(!due(&reading(500), 100, Some(1_000), 1_000 + RETRIGGER_AFTER_MS - 1));
         assert!(due(&reading(500), 100, Some(1_000), 1_000 + RETRIGGER_AFTER_MS));
+    }
+
+    #[test]
+    fn a_stop_snapshots_only_what_the_newest_snapshot_does_not_cover() {
+        assert!(snapshot_on_stop(Some(10), Some(9)));
+        assert!(snapshot_on_stop(Some(1), None));
+        assert!(!snapshot_on_stop(Some(9), Some(9)));
+        assert!(!snapshot_on_stop(None, None));
     }
 }
