@@ -17,25 +17,15 @@
 //! `cargo bench -p flotilla-raft-store --bench history_memory -- --pipelines 1000000`; under
 //! `cargo test` it runs once on 2,000 pipelines as a smoke test.
 
-use flotilla_raft_store::{Entry, LogId, StoreConfig, open};
+mod common;
+use common::{arg, child, entry, field, rss_kib};
+use flotilla_raft_store::{Entry, StoreConfig, open};
 use flotilla_state_machine::*;
-use openraft::EntryPayload;
-use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::time::Instant;
 
 /// Entries handed to `apply` at once, as openraft hands them over in batches.
 const APPLY_BATCH: usize = 256;
-
-fn entry(index: u64, command: Command) -> Entry {
-    Entry {
-        log_id: LogId {
-            leader_id: LeaderId { term: 1, node_id: 1 },
-            index,
-        },
-        payload: EntryPayload::Normal(Proposal::new(1_000 + index, command)),
-    }
-}
 
 /// The entries of pipeline `n` (1-based) after the pool: its submission, and its cancel if
 /// `cancel`. Built as they are applied, so the run never holds them all.
@@ -65,15 +55,6 @@ fn pipeline_entries(n: u64, jobs_per_pipeline: u64, cancel: bool, next_index: &m
         *next_index += 1;
     }
     out
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
 }
 
 fn run(mode: &str, pipelines: u64, jobs_per_pipeline: u64) {
@@ -168,50 +149,6 @@ fn dir_kib(dir: &std::path::Path) -> u64 {
     total / 1024
 }
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse().unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-}
-
-/// Runs one mode in a fresh process and returns its `result` line's fields.
-fn child(mode: &str, pipelines: u64, jobs_per_pipeline: u64) -> Vec<(String, f64)> {
-    let exe = std::env::current_exe().expect("current exe");
-    let out = std::process::Command::new(exe)
-        .args([
-            "--mode",
-            mode,
-            "--pipelines",
-            &pipelines.to_string(),
-            "--jobs-per-pipeline",
-            &jobs_per_pipeline.to_string(),
-        ])
-        .output()
-        .expect("run a child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{mode} failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("{mode} printed no result: {text}"));
-    line.split_whitespace()
-        .skip(2)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.parse().expect("a number")))
-        .collect()
-}
-
-fn field(fields: &[(String, f64)], name: &str) -> f64 {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v).expect("field")
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // Under `cargo test` the bench runs once, small.
@@ -225,8 +162,8 @@ fn main() {
         }
         return;
     }
-    let live = child("live", pipelines, per);
-    let archived = child("archived", pipelines, per);
+    let live = child("live", &[("--pipelines", pipelines), ("--jobs-per-pipeline", per)]);
+    let archived = child("archived", &[("--pipelines", pipelines), ("--jobs-per-pipeline", per)]);
     let (l, a) = (field(&live, "bytes_per_job"), field(&archived, "bytes_per_job"));
     println!("{pipelines} pipelines x {per} jobs");
     println!("  resident memory per job, held live:      {l:>10.1} bytes");

@@ -14,24 +14,15 @@
 //! `cargo bench -p flotilla-raft-store --bench output_memory -- --jobs 500 --output-kib 1024`;
 //! under `cargo test` it runs once on 20 jobs of 256 KiB as a smoke test.
 
-use flotilla_raft_store::{Entry, LogId, StoreConfig, open};
+mod common;
+use common::{arg, child, entry, field, rss_kib};
+use flotilla_raft_store::{Entry, StoreConfig, open};
 use flotilla_state_machine::*;
 use openraft::EntryPayload;
-use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use std::time::Instant;
 
 const CHUNK_BYTES: usize = 64 * 1024;
-
-fn entry(index: u64, command: Command) -> Entry {
-    Entry {
-        log_id: LogId {
-            leader_id: LeaderId { term: 1, node_id: 1 },
-            index,
-        },
-        payload: EntryPayload::Normal(Proposal::new(1_000 + index, command)),
-    }
-}
 
 /// The limits that let each job keep its output whole.
 fn limits(output_bytes: u64) -> Limits {
@@ -108,15 +99,6 @@ fn entries(jobs: u64, output_bytes: u64) -> Vec<Entry> {
     out
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
-
 fn in_memory(jobs: u64, output_bytes: u64) {
     let entries = entries(jobs, output_bytes);
     let mut state = State::default();
@@ -189,50 +171,6 @@ fn on_disk(jobs: u64, output_bytes: u64) {
     });
 }
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse().unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-}
-
-/// Runs one mode in a fresh process and returns its `result` line's fields.
-fn child(mode: &str, jobs: u64, output_kib: u64) -> Vec<(String, f64)> {
-    let exe = std::env::current_exe().expect("current exe");
-    let out = std::process::Command::new(exe)
-        .args([
-            "--mode",
-            mode,
-            "--jobs",
-            &jobs.to_string(),
-            "--output-kib",
-            &output_kib.to_string(),
-        ])
-        .output()
-        .expect("run a child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{mode} failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("result "))
-        .unwrap_or_else(|| panic!("{mode} printed no result: {text}"));
-    line.split_whitespace()
-        .skip(2)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.parse().expect("a number")))
-        .collect()
-}
-
-fn field(fields: &[(String, f64)], name: &str) -> f64 {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v).expect("field")
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // Under `cargo test` the bench runs once, small.
@@ -248,8 +186,8 @@ fn main() {
         }
         return;
     }
-    let memory = child("in_memory", jobs, output_kib);
-    let disk = child("on_disk", jobs, output_kib);
+    let memory = child("in_memory", &[("--jobs", jobs), ("--output-kib", output_kib)]);
+    let disk = child("on_disk", &[("--jobs", jobs), ("--output-kib", output_kib)]);
     let (m, d) = (field(&memory, "rss_growth_kib"), field(&disk, "rss_growth_kib"));
     let total_mib = (jobs * output_kib) as f64 / 1024.0;
     println!("{jobs} jobs x {output_kib} KiB of output ({total_mib:.0} MiB in all)");
