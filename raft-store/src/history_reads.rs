@@ -69,12 +69,15 @@ impl DiskStore {
         let Some(p) = self.pipeline(id)? else {
             return Ok(None);
         };
-        let mut jobs = Vec::with_capacity(p.jobs.len());
-        for j in &p.jobs {
-            if let Some(job) = self.job(*j)? {
-                jobs.push(job);
+        // Its jobs' ids are consecutive: one range read, as for the API's `jobs_of`.
+        let jobs = match (p.jobs.first(), p.jobs.last()) {
+            (Some(first), Some(last)) => {
+                let mut jobs = self.jobs_between(*first, *last)?;
+                jobs.retain(|j| j.pipeline == id);
+                jobs
             }
-        }
+            _ => Vec::new(),
+        };
         Ok(Some((p, jobs)))
     }
 
