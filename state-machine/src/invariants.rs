@@ -29,7 +29,7 @@ impl State {
             disk.misplaced()
         );
         for (job, len) in disk.lengths() {
-            let counted = self.jobs.get(&job).or_else(|| disk.job(job)).map_or(0, |j| j.log_bytes);
+            let counted = self.job(job).or_else(|| disk.job(job)).map_or(0, |j| j.log_bytes);
             ensure!(
                 counted == len,
                 "job {job} has {len} bytes of output stored, the state counts {counted}"
@@ -478,7 +478,7 @@ impl State {
         for (id, old) in &before.jobs {
             // A job leaves the live state archived with its settled pipeline (then it is
             // compared with its record on disk), or removed with it by retention (finished).
-            let Some(new) = self.jobs.get(id).or_else(|| disk.job(*id)) else {
+            let Some(new) = self.job(*id).or_else(|| disk.job(*id)) else {
                 ensure!(
                     old.state.is_terminal() && !self.pipelines.contains_key(&old.pipeline),
                     "job {id} vanished in state {} while its pipeline stayed or it was live",

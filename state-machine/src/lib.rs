@@ -57,7 +57,7 @@ pub use resources::Resources;
 pub use response::{AcceptedPlacement, JobRef, RejectedPlacement, Response};
 pub use secret::{SealedValue, SecretRecord, WrappedDataKey};
 pub use session::{ClientId, ClientRequest, Sessions};
-pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError};
+pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError, StringMap};
 pub use state::State;
 pub use state_index::StateIndex;
 pub use tenant::{MAX_QUOTA_TENANTS, Quota, Tenant};

@@ -26,9 +26,12 @@ pub struct State {
     pub(crate) last_pipeline_id: u64,
     pub(crate) last_job_id: u64,
     pub(crate) pipelines: BTreeMap<PipelineId, Pipeline>,
-    pub(crate) jobs: BTreeMap<JobId, Job>,
+    /// Boxed: a job is some 500 bytes, and a map node holds room for eleven entries while
+    /// nodes filled in id order stay about half full; boxed, the empty room is pointers.
+    pub(crate) jobs: BTreeMap<JobId, Box<Job>>,
     /// Live assignments by `(job, attempt)`.
-    pub(crate) assignments: BTreeMap<(JobId, u32), Assignment>,
+    /// Boxed for the same reason as `jobs`.
+    pub(crate) assignments: BTreeMap<(JobId, u32), Box<Assignment>>,
     pub(crate) pools: BTreeMap<String, Pool>,
     pub(crate) tenants: BTreeMap<String, Tenant>,
     /// `(tenant, key) -> pipeline`, forgotten after `limits.idempotency_ttl_ms`.
@@ -348,11 +351,11 @@ impl State {
     }
 
     pub fn job(&self, id: JobId) -> Option<&Job> {
-        self.jobs.get(&id)
+        self.jobs.get(&id).map(|j| &**j)
     }
 
     pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
-        self.jobs.values()
+        self.jobs.values().map(|j| &**j)
     }
 
     pub fn pool(&self, name: &str) -> Option<&Pool> {
@@ -373,7 +376,7 @@ impl State {
     }
 
     pub fn assignments(&self) -> impl Iterator<Item = &Assignment> {
-        self.assignments.values()
+        self.assignments.values().map(|a| &**a)
     }
 
     /// Live assignments after the key `after` (all of them for `None`), in key order: for
@@ -382,19 +385,19 @@ impl State {
         let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
         self.assignments
             .range((lower, std::ops::Bound::Unbounded))
-            .map(|(_, a)| a)
+            .map(|(_, a)| &**a)
     }
 
     /// Live assignments of one job (at most one unless a bug broke the invariants).
     pub fn assignments_of(&self, job: JobId) -> impl Iterator<Item = &Assignment> {
-        self.assignments.range((job, 0)..=(job, u32::MAX)).map(|(_, a)| a)
+        self.assignments.range((job, 0)..=(job, u32::MAX)).map(|(_, a)| &**a)
     }
 
     /// Jobs with an id greater than `after`, in id order: a range read.
     pub fn jobs_after(&self, after: JobId) -> impl Iterator<Item = &Job> {
         self.jobs
             .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            .map(|(_, j)| j)
+            .map(|(_, j)| &**j)
     }
 
     /// Pipelines with an id greater than `after`, in id order: a range read.
@@ -411,7 +414,7 @@ impl State {
 
     /// Jobs in PENDING by priority, tenant and submission order (not all of them ready).
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.pending.iter().filter_map(|k| self.jobs.get(&k.job))
+        self.pending.iter().filter_map(|k| self.job(k.job))
     }
 
     /// The pending queue, for the scheduler's walk by priority level and tenant.
@@ -491,6 +494,6 @@ impl State {
     pub fn needs_satisfied(&self, job: &Job) -> bool {
         job.needs
             .iter()
-            .all(|n| self.jobs.get(n).is_some_and(crate::apply::satisfies_dependants))
+            .all(|n| self.job(*n).is_some_and(crate::apply::satisfies_dependants))
     }
 }

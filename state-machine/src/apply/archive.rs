@@ -28,7 +28,7 @@ impl State {
                         crate::JobState::Failed => failed += 1,
                         _ => {}
                     }
-                    jobs.push(j);
+                    jobs.push(*j);
                 }
             }
             let record = NewArchived {

@@ -155,7 +155,7 @@ impl State {
         tenant.running_jobs = tenant_running;
         self.assignments.insert(
             (p.job, p.attempt),
-            Assignment {
+            Box::new(Assignment {
                 job: p.job,
                 attempt: p.attempt,
                 pool: p.pool.clone(),
@@ -166,10 +166,13 @@ impl State {
                 releasing: false,
                 created_at_ms: cx.now_ms,
                 worker_host: p.worker_host.clone(),
-            },
+            }),
         );
         self.set_job_state(cx, p.job, JobState::Scheduled, false);
         if let Some(job) = self.jobs.get_mut(&p.job) {
+            // Grown one at a time: most jobs have one attempt, and a growing `Vec` would take
+            // room for four.
+            job.attempts.reserve_exact(1);
             job.attempts.push(AttemptRecord {
                 attempt: p.attempt,
                 pool: p.pool.clone(),

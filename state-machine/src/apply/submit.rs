@@ -86,7 +86,7 @@ impl State {
             let id = id_of[job.name.as_str()];
             self.jobs.insert(
                 id,
-                Job {
+                Box::new(Job {
                     id,
                     pipeline: pipeline_id,
                     tenant: tenant.to_string(),
@@ -106,7 +106,7 @@ impl State {
                     log_bytes: 0,
                     stream_offset: 0,
                     log_truncated: false,
-                },
+                }),
             );
             self.pending.insert(QueueKey::new(job.priority, tenant, id));
             self.index.job_added(tenant, JobState::Pending, id);

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 struct ClassKey<'a> {
     resources: Resources,
     image: bool,
-    constraints: &'a BTreeMap<String, String>,
+    constraints: &'a crate::StringMap,
 }
 
 impl<'a> ClassKey<'a> {

@@ -1,6 +1,6 @@
 //! One job of a pipeline as the user wrote it.
 
-use super::RetryPolicy;
+use super::{RetryPolicy, StringMap};
 use crate::Resources;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,23 +16,23 @@ pub struct JobSpec {
     #[serde(alias = "script")]
     pub steps: Vec<String>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: StringMap,
     /// Environment variables set from the tenant's secrets: variable name to secret name. The
     /// value reaches the worker alone; the output is masked before it is committed.
     #[serde(default)]
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: StringMap,
     /// Secrets as files: variable name to secret name. The provider puts the value in a file
     /// (on a tmpfs, or a Kubernetes Secret volume) and the variable holds its path, for tools
     /// that read keys and configurations from files.
     #[serde(default)]
-    pub secret_files: BTreeMap<String, String>,
+    pub secret_files: StringMap,
     /// Names of jobs of the same pipeline that must finish first.
     #[serde(default)]
     pub needs: Vec<String>,
     pub resources: Resources,
     /// Pool labels the job requires (`key = value`, all must match). `labels` in files.
     #[serde(default, alias = "labels")]
-    pub constraints: BTreeMap<String, String>,
+    pub constraints: StringMap,
     /// Higher runs first; FIFO among equals.
     #[serde(default)]
     pub priority: i32,
@@ -64,10 +64,7 @@ impl JobSpec {
     /// Every secret the job uses, as `(field, variable, secret name)`: those of `secrets`,
     /// then those of `secret_files`.
     pub fn secret_uses(&self) -> impl Iterator<Item = (&'static str, &str, &str)> {
-        fn of<'a>(
-            field: &'static str,
-            m: &'a BTreeMap<String, String>,
-        ) -> impl Iterator<Item = (&'static str, &'a str, &'a str)> {
+        fn of<'a>(field: &'static str, m: &'a StringMap) -> impl Iterator<Item = (&'static str, &'a str, &'a str)> {
             m.iter().map(move |(var, name)| (field, var.as_str(), name.as_str()))
         }
         of("secrets", &self.secrets).chain(of("secret_files", &self.secret_files))
@@ -79,12 +76,12 @@ impl JobSpec {
             name: name.to_string(),
             image: None,
             steps: vec![step.to_string()],
-            env: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            secret_files: BTreeMap::new(),
+            env: StringMap::new(),
+            secrets: StringMap::new(),
+            secret_files: StringMap::new(),
             needs: Vec::new(),
             resources,
-            constraints: BTreeMap::new(),
+            constraints: StringMap::new(),
             priority: 0,
             timeout_ms: Self::DEFAULT_TIMEOUT_MS,
             retry: RetryPolicy::NONE,

@@ -10,7 +10,7 @@
 //! needs every expansion. Expansion runs inside `apply` before validation, so the replicated
 //! log keeps what the user submitted and every replica expands it the same way.
 
-use super::{JobSpec, PipelineSpec, SpecError};
+use super::{JobSpec, PipelineSpec, SpecError, StringMap};
 use crate::Limits;
 use std::collections::BTreeMap;
 
@@ -181,7 +181,7 @@ impl JobSpec {
     /// The size of this job in memory, approximately: every string's length plus a fixed
     /// overhead per string and per job. What `Limits::max_pipeline_bytes` bounds.
     pub fn size_bytes(&self) -> u64 {
-        let map = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| size_of_str(k) + size_of_str(v)).sum::<u64>();
+        let map = |m: &StringMap| m.iter().map(|(k, v)| size_of_str(k) + size_of_str(v)).sum::<u64>();
         let fixed = 256;
         fixed
             + size_of_str(&self.name)

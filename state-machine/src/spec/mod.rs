@@ -7,6 +7,7 @@ mod job_spec;
 mod matrix;
 mod pipeline_spec;
 mod retry_policy;
+mod string_map;
 mod validate;
 
 pub use error::SpecError;
@@ -14,4 +15,5 @@ pub use job_spec::JobSpec;
 pub use matrix::Expanded;
 pub use pipeline_spec::PipelineSpec;
 pub use retry_policy::RetryPolicy;
+pub use string_map::StringMap;
 pub(crate) use validate::{validate_label_key, validate_name};

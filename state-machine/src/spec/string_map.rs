@@ -1,0 +1,158 @@
+//! The string maps of a job's spec (`env`, `secrets`, `secret_files`, `constraints`), kept as
+//! one sorted vector each.
+//!
+//! Every node holds the spec of every live job. A `BTreeMap` allocates a node with room for
+//! eleven entries (some 540 bytes) for its first one, so two one-entry maps cost a job about
+//! a kilobyte; a sorted vector costs what its entries are. The API and the snapshots see a
+//! map either way: it serializes as one, in key order, exactly as a `BTreeMap` does, so the
+//! encoded bytes are unchanged.
+
+use litemap::LiteMap;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+
+/// A map of strings to strings, sorted by key; a later duplicate key replaces the earlier
+/// (as in a `BTreeMap`). Reads and writes go through `LiteMap`'s API (`Deref`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StringMap(LiteMap<String, String>);
+
+impl StringMap {
+    pub fn new() -> StringMap {
+        StringMap::default()
+    }
+}
+
+impl Deref for StringMap {
+    type Target = LiteMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for StringMap {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StringMap {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut map = LiteMap::new();
+        for (k, v) in iter {
+            map.insert(k.into(), v.into());
+        }
+        StringMap(map)
+    }
+}
+
+impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for StringMap {
+    fn from(pairs: [(K, V); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, String>> for StringMap {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        // Already in key order: each entry appends.
+        map.into_iter().collect()
+    }
+}
+
+impl From<&StringMap> for BTreeMap<String, String> {
+    fn from(map: &StringMap) -> Self {
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a StringMap {
+    type Item = (&'a String, &'a String);
+    type IntoIter = <&'a LiteMap<String, String> as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for StringMap {
+    type Item = (String, String);
+    type IntoIter = <LiteMap<String, String> as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl Serialize for StringMap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for StringMap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor;
+
+        impl<'de> Visitor<'de> for MapVisitor {
+            type Value = StringMap;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings to strings")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StringMap, A::Error> {
+                // The hint is the encoder's word (a snapshot's length prefix); never trusted
+                // past a small bound.
+                let mut map = LiteMap::with_capacity(access.size_hint().unwrap_or(0).min(64));
+                while let Some((key, value)) = access.next_entry::<String, String>()? {
+                    // In order (as encoded from a map) each entry appends; otherwise insert.
+                    if let Some((key, value)) = map.try_append(key, value) {
+                        map.insert(key, value);
+                    }
+                }
+                Ok(StringMap(map))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_encodes_as_a_btree_map_does() {
+        let tree = BTreeMap::from([("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())]);
+        let map = StringMap::from([("b", "2"), ("a", "1")]);
+        assert_eq!(
+            serde_json::to_string(&map).unwrap(),
+            serde_json::to_string(&tree).unwrap()
+        );
+        let config = bincode::config::standard();
+        let encoded = bincode::serde::encode_to_vec(&map, config).unwrap();
+        assert_eq!(encoded, bincode::serde::encode_to_vec(&tree, config).unwrap());
+        let (decoded, _): (StringMap, usize) = bincode::serde::decode_from_slice(&encoded, config).unwrap();
+        assert_eq!(decoded, map);
+        assert_eq!(serde_json::to_string(&StringMap::new()).unwrap(), "{}");
+    }
+
+    #[test]
+    fn it_reads_keys_in_any_order_and_keeps_the_last_of_a_duplicate() {
+        let map: StringMap = serde_json::from_str(r#"{"z":"1","a":"2","z":"3"}"#).unwrap();
+        let pairs: Vec<_> = map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("a", "2"), ("z", "3")]);
+        let tree: BTreeMap<String, String> = serde_json::from_str(r#"{"z":"1","a":"2","z":"3"}"#).unwrap();
+        assert_eq!(BTreeMap::from(&map), tree);
+    }
+
+    #[test]
+    fn it_refuses_what_is_not_a_map_of_strings() {
+        assert!(serde_json::from_str::<StringMap>(r#"[["a","b"]]"#).is_err());
+        assert!(serde_json::from_str::<StringMap>(r#"{"a":1}"#).is_err());
+    }
+}
