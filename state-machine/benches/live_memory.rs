@@ -202,7 +202,8 @@ fn main() {
         log.apply(Command::WorkerCreated {
             job,
             fencing,
-            worker_id: format!("flotilla-job-{id}-attempt-1"),
+            // As the providers name workers (`worker_name`).
+            worker_id: format!("j{id}-a1"),
         });
         log.apply(Command::WorkerStarted { job, fencing });
     }

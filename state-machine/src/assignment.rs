@@ -1,6 +1,7 @@
 //! The placement of one attempt of a job on a pool, and the fencing token that guards it.
 
 use crate::{JobId, Resources};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -23,12 +24,12 @@ impl fmt::Display for FencingToken {
 pub struct Assignment {
     pub job: JobId,
     pub attempt: u32,
-    pub pool: String,
-    pub tenant: String,
+    pub pool: CompactString,
+    pub tenant: CompactString,
     pub resources: Resources,
     pub fencing: FencingToken,
     /// Provider's id of the worker once it exists (container id, pid, pod uid).
-    pub worker_id: Option<String>,
+    pub worker_id: Option<CompactString>,
     /// Set when the job no longer wants the worker (cancel, timeout, loss); the capacity is
     /// released once the worker is confirmed gone.
     pub releasing: bool,

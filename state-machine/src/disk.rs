@@ -173,7 +173,7 @@ pub fn complete_submission(response: &mut crate::Response, records: &impl Archiv
             .iter()
             .filter_map(|id| records.archived_job(*id))
             .map(|j| crate::JobRef {
-                name: j.spec.name,
+                name: j.spec.name.into(),
                 id: j.id,
             })
             .collect();

@@ -233,7 +233,7 @@ impl State {
             *count += 1;
             ensure!(*count == 1, "job {job} has {count} live assignments");
             ensure!(
-                self.pools.contains_key(&a.pool),
+                self.pools.contains_key(a.pool.as_str()),
                 "assignment of {job} names unknown pool {}",
                 a.pool
             );

@@ -4,6 +4,7 @@
 //! decode internally tagged enums.
 
 use crate::{FencingToken, JobId, JobSpec, JobState, PipelineId};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Why a job ended in FAILED.
@@ -30,7 +31,7 @@ pub enum AttemptOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
-    pub pool: String,
+    pub pool: CompactString,
     pub fencing: FencingToken,
     pub scheduled_at_ms: u64,
     pub started_at_ms: Option<u64>,
@@ -45,7 +46,7 @@ pub struct AttemptRecord {
 pub struct Job {
     pub id: JobId,
     pub pipeline: PipelineId,
-    pub tenant: String,
+    pub tenant: CompactString,
     pub spec: JobSpec,
     /// Ids of the jobs named in `spec.needs`, resolved at submission.
     pub needs: Vec<JobId>,

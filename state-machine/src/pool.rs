@@ -135,7 +135,7 @@ impl Pool {
         if let Some((k, v)) = job
             .constraints
             .iter()
-            .find(|(k, v)| self.spec.labels.get(*k) != Some(*v))
+            .find(|(k, v)| self.spec.labels.get(*k).map(String::as_str) != Some(*v))
         {
             return Some(Misfit::Label(k, v));
         }

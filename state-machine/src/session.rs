@@ -177,7 +177,7 @@ impl Answer {
                             .filter_map(|j| state.job(*j))
                             .map(|j| JobRef {
                                 id: j.id,
-                                name: j.spec.name.clone(),
+                                name: j.spec.name.to_string(),
                             })
                             .collect()
                     })

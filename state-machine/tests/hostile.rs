@@ -123,7 +123,7 @@ fn hostile_job() -> impl Strategy<Value = JobSpec> {
     )
         .prop_map(
             |(name, steps, resources, (priority, timeout_ms, max_retries, base, max), matrix, needs)| JobSpec {
-                steps,
+                steps: steps.into_iter().map(Into::into).collect(),
                 priority,
                 timeout_ms,
                 retry: RetryPolicy {

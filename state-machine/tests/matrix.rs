@@ -22,7 +22,10 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
     };
     let spec = pipeline("p", vec![job("build", &[]), test, job("deploy", &["test", "build"])]);
     let (pid, jobs) = h.submit(spec);
-    let names: Vec<String> = jobs.iter().map(|id| h.job(*id).unwrap().spec.name.clone()).collect();
+    let names: Vec<String> = jobs
+        .iter()
+        .map(|id| h.job(*id).unwrap().spec.name.to_string())
+        .collect();
     assert_eq!(
         names,
         [
@@ -36,9 +39,9 @@ fn a_matrix_job_runs_once_per_combination_and_its_dependants_wait_for_all() {
     );
 
     let test_bsd_beta = &h.job(jobs[4]).unwrap().spec;
-    assert_eq!(test_bsd_beta.env.get("os").map(String::as_str), Some("bsd"));
+    assert_eq!(test_bsd_beta.env.get("os"), Some("bsd"));
     assert_eq!(
-        test_bsd_beta.env.get("rust").map(String::as_str),
+        test_bsd_beta.env.get("rust"),
         Some("beta/x"),
         "the value is kept as written in env"
     );
@@ -149,7 +152,7 @@ fn pipeline_files_take_script_labels_durations_and_retry_shorthand() {
     let spec: PipelineSpec = serde_json::from_value(file).unwrap();
     let j = &spec.jobs[0];
     assert_eq!(j.steps, ["make test"]);
-    assert_eq!(j.constraints.get("arch").map(String::as_str), Some("amd64"));
+    assert_eq!(j.constraints.get("arch"), Some("amd64"));
     assert_eq!(j.timeout_ms, 600_000);
     assert_eq!(
         j.retry,

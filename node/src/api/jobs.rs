@@ -123,7 +123,7 @@ pub async fn cancel(
             super::records::job(s, disk, job)
                 .ok()
                 .flatten()
-                .map(|j| j.tenant.clone())
+                .map(|j| j.tenant.to_string())
         },
         || format!("job {job} does not exist"),
     )

@@ -123,7 +123,7 @@ fn view(
         .into_iter()
         .map(|j| JobSummary {
             id: j.id,
-            name: j.spec.name.clone(),
+            name: j.spec.name.to_string(),
             state: j.state,
             attempt: j.attempt,
         })

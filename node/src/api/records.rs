@@ -64,7 +64,7 @@ pub fn event_tenant(s: &State, d: &DiskStore, event: &Event) -> Option<String> {
         return Some(t.to_string());
     }
     let job = event.job()?;
-    d.job(job).ok().flatten().map(|j| j.tenant)
+    d.job(job).ok().flatten().map(|j| j.tenant.into())
 }
 
 /// The pipeline of the work `event` is about.

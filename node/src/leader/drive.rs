@@ -37,7 +37,7 @@ impl LeaderContext<'_> {
             for view in &views {
                 if let Reach::OtherHost { host } = &view.reach {
                     *elsewhere
-                        .entry(view.assignment.pool.clone())
+                        .entry(view.assignment.pool.to_string())
                         .or_default()
                         .entry(host.clone())
                         .or_default() += 1;

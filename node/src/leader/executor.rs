@@ -63,7 +63,7 @@ impl LeaderContext<'_> {
             Reach::Sees if provider.is_some() => Sight::Unasked,
             Reach::OtherHost { host } => {
                 held_back = Some(LeaderError::OtherHost {
-                    pool: a.pool.clone(),
+                    pool: a.pool.to_string(),
                     host: host.clone(),
                 });
                 Sight::OutOfSight
@@ -73,7 +73,7 @@ impl LeaderContext<'_> {
                     kind: view
                         .kind
                         .map_or_else(|| "(unknown pool)".to_string(), |k| k.to_string()),
-                    pool: a.pool.clone(),
+                    pool: a.pool.to_string(),
                 });
                 Sight::OutOfSight
             }
@@ -281,7 +281,7 @@ impl LeaderContext<'_> {
             job: a.job,
             attempt: a.attempt,
             fencing: a.fencing,
-            steps: spec.steps.clone(),
+            steps: spec.steps.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::from(&spec.env),
             secret_env,
             secret_files,

@@ -63,12 +63,12 @@ impl State {
         let Some(a) = self.assignments.remove(&(job, attempt)) else {
             return;
         };
-        if let Some(pool) = self.pools.get_mut(&a.pool) {
+        if let Some(pool) = self.pools.get_mut(a.pool.as_str()) {
             debug_assert!(a.resources.fits_within(&pool.allocated), "pool allocation underflow");
             pool.allocated = pool.allocated.saturating_sub(&a.resources);
             pool.workers = pool.workers.saturating_sub(1);
         }
-        if let Some(tenant) = self.tenants.get_mut(&a.tenant) {
+        if let Some(tenant) = self.tenants.get_mut(a.tenant.as_str()) {
             debug_assert!(
                 a.resources.fits_within(&tenant.allocated),
                 "tenant allocation underflow"
@@ -79,7 +79,7 @@ impl State {
         cx.emit(Event::WorkerTerminated {
             job,
             attempt,
-            pool: a.pool.clone(),
+            pool: a.pool.to_string(),
         });
         self.emit_capacity(cx, &a.pool);
         // The last worker of a finished pipeline gone: it may be removed from now on.
@@ -183,7 +183,7 @@ impl State {
                     continue; // reached through another path already
                 }
                 match to {
-                    JobState::Failed => self.fail_job(cx, d, FailureReason::DependencyFailed { job: name.clone() }),
+                    JobState::Failed => self.fail_job(cx, d, FailureReason::DependencyFailed { job: name.to_string() }),
                     _ => self.cancel(cx, d),
                 }
             }

@@ -110,11 +110,11 @@ impl State {
                 why,
             });
         }
-        let tenant = self.tenants.get(&job.tenant);
+        let tenant = self.tenants.get(job.tenant.as_str());
         if !tenant.is_none_or(|t| t.admits(&job.spec.resources)) {
             return Err(Rejection::QuotaExceeded {
                 job: p.job,
-                tenant: job.tenant.clone(),
+                tenant: job.tenant.to_string(),
             });
         }
         let resources = job.spec.resources;
@@ -133,7 +133,7 @@ impl State {
             tenant_allocated: tenant_allocated.checked_add(&resources).ok_or_else(in_tenant)?,
             tenant_running: tenant_running.checked_add(1).ok_or_else(in_tenant)?,
             resources,
-            tenant: job.tenant.clone(),
+            tenant: job.tenant.to_string(),
         })
     }
 
@@ -158,8 +158,8 @@ impl State {
             Box::new(Assignment {
                 job: p.job,
                 attempt: p.attempt,
-                pool: p.pool.clone(),
-                tenant: tenant_name,
+                pool: p.pool.as_str().into(),
+                tenant: tenant_name.into(),
                 resources,
                 fencing,
                 worker_id: None,
@@ -175,7 +175,7 @@ impl State {
             job.attempts.reserve_exact(1);
             job.attempts.push(AttemptRecord {
                 attempt: p.attempt,
-                pool: p.pool.clone(),
+                pool: p.pool.as_str().into(),
                 fencing,
                 scheduled_at_ms: cx.now_ms,
                 started_at_ms: None,

@@ -89,7 +89,7 @@ impl State {
                 Box::new(Job {
                     id,
                     pipeline: pipeline_id,
-                    tenant: tenant.to_string(),
+                    tenant: tenant.into(),
                     spec: job.clone(),
                     needs: job.needs.iter().map(|n| id_of[n.as_str()]).collect(),
                     dependants: dependants.remove(&id).unwrap_or_default(),
@@ -113,10 +113,10 @@ impl State {
             cx.emit(Event::JobRequested {
                 job: id,
                 pipeline: pipeline_id,
-                name: job.name.clone(),
+                name: job.name.to_string(),
             });
             refs.push(JobRef {
-                name: job.name.clone(),
+                name: job.name.to_string(),
                 id,
             });
         }
@@ -185,7 +185,7 @@ impl State {
             .jobs
             .iter()
             .map(|id| JobRef {
-                name: self.jobs[id].spec.name.clone(),
+                name: self.jobs[id].spec.name.to_string(),
                 id: *id,
             })
             .collect();

@@ -44,10 +44,10 @@ impl State {
             Some(existing) if existing == worker_id => UNCHANGED,
             Some(existing) => Err(Rejection::WorkerIdMismatch {
                 job,
-                existing: existing.clone(),
+                existing: existing.to_string(),
             }),
             None => {
-                a.worker_id = Some(worker_id.to_string());
+                a.worker_id = Some(worker_id.into());
                 cx.emit(Event::WorkerCreated {
                     job,
                     attempt: f.attempt,

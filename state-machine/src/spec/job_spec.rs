@@ -2,19 +2,20 @@
 
 use super::{RetryPolicy, StringMap};
 use crate::Resources;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    pub name: String,
+    pub name: CompactString,
     /// Container image; `None` runs the steps directly on the worker host (process provider).
     #[serde(default)]
     pub image: Option<String>,
     /// Shell steps run in order; the first failing step fails the attempt. `script` in files.
     #[serde(alias = "script")]
-    pub steps: Vec<String>,
+    pub steps: Vec<CompactString>,
     #[serde(default)]
     pub env: StringMap,
     /// Environment variables set from the tenant's secrets: variable name to secret name. The
@@ -65,7 +66,7 @@ impl JobSpec {
     /// then those of `secret_files`.
     pub fn secret_uses(&self) -> impl Iterator<Item = (&'static str, &str, &str)> {
         fn of<'a>(field: &'static str, m: &'a StringMap) -> impl Iterator<Item = (&'static str, &'a str, &'a str)> {
-            m.iter().map(move |(var, name)| (field, var.as_str(), name.as_str()))
+            m.iter().map(move |(var, name)| (field, var, name))
         }
         of("secrets", &self.secrets).chain(of("secret_files", &self.secret_files))
     }
@@ -73,9 +74,9 @@ impl JobSpec {
     /// A minimal job: one step, small resources, defaults elsewhere. Handy for tests and examples.
     pub fn simple(name: &str, step: &str, resources: Resources) -> JobSpec {
         JobSpec {
-            name: name.to_string(),
+            name: name.into(),
             image: None,
-            steps: vec![step.to_string()],
+            steps: vec![step.into()],
             env: StringMap::new(),
             secrets: StringMap::new(),
             secret_files: StringMap::new(),

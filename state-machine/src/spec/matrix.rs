@@ -44,9 +44,9 @@ impl PipelineSpec {
                     max: limits.max_jobs_per_pipeline,
                 });
             }
-            let names: Vec<String> = expanded.iter().map(|j| j.name.clone()).collect();
+            let names: Vec<String> = expanded.iter().map(|j| j.name.to_string()).collect();
             for name in &names {
-                origin.entry(name.clone()).or_insert_with(|| job.name.clone());
+                origin.entry(name.clone()).or_insert_with(|| job.name.to_string());
             }
             // A name used twice keeps its first expansion; `validate` reports the duplicate.
             expansions.entry(job.name.as_str()).or_insert(names);

@@ -7,39 +7,60 @@
 //! map either way: it serializes as one, in key order, exactly as a `BTreeMap` does, so the
 //! encoded bytes are unchanged.
 
+use compact_str::CompactString;
 use litemap::LiteMap;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 
 /// A map of strings to strings, sorted by key; a later duplicate key replaces the earlier
-/// (as in a `BTreeMap`). Reads and writes go through `LiteMap`'s API (`Deref`).
+/// (as in a `BTreeMap`). Keys and values of up to 24 bytes are held inline (`CompactString`),
+/// so a short variable or label costs no allocation of its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct StringMap(LiteMap<String, String>);
+pub struct StringMap(LiteMap<CompactString, CompactString>);
 
 impl StringMap {
     pub fn new() -> StringMap {
         StringMap::default()
     }
-}
 
-impl Deref for StringMap {
-    type Target = LiteMap<String, String>;
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 
-    fn deref(&self) -> &Self::Target {
-        &self.0
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Sets `key` to `value`, returning the value it replaced.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        self.0.insert(key.into(), value.into()).map(String::from)
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.0.remove(key).map(String::from)
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + ExactSizeIterator {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.0.keys().map(|k| k.as_str())
     }
 }
 
-impl DerefMut for StringMap {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StringMap {
+impl<K: Into<CompactString>, V: Into<CompactString>> FromIterator<(K, V)> for StringMap {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = LiteMap::new();
         for (k, v) in iter {
@@ -49,7 +70,7 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StringMap {
     }
 }
 
-impl<K: Into<String>, V: Into<String>, const N: usize> From<[(K, V); N]> for StringMap {
+impl<K: Into<CompactString>, V: Into<CompactString>, const N: usize> From<[(K, V); N]> for StringMap {
     fn from(pairs: [(K, V); N]) -> Self {
         pairs.into_iter().collect()
     }
@@ -64,31 +85,22 @@ impl From<BTreeMap<String, String>> for StringMap {
 
 impl From<&StringMap> for BTreeMap<String, String> {
     fn from(map: &StringMap) -> Self {
-        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        map.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 }
 
 impl<'a> IntoIterator for &'a StringMap {
-    type Item = (&'a String, &'a String);
-    type IntoIter = <&'a LiteMap<String, String> as IntoIterator>::IntoIter;
+    type Item = (&'a str, &'a str);
+    type IntoIter = Box<dyn DoubleEndedIterator<Item = (&'a str, &'a str)> + 'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
-impl IntoIterator for StringMap {
-    type Item = (String, String);
-    type IntoIter = <LiteMap<String, String> as IntoIterator>::IntoIter;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        Box::new(self.iter())
     }
 }
 
 impl Serialize for StringMap {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter())
+        serializer.collect_map(self.iter())
     }
 }
 
@@ -107,7 +119,7 @@ impl<'de> Deserialize<'de> for StringMap {
                 // The hint is the encoder's word (a snapshot's length prefix); never trusted
                 // past a small bound.
                 let mut map = LiteMap::with_capacity(access.size_hint().unwrap_or(0).min(64));
-                while let Some((key, value)) = access.next_entry::<String, String>()? {
+                while let Some((key, value)) = access.next_entry::<CompactString, CompactString>()? {
                     // In order (as encoded from a map) each entry appends; otherwise insert.
                     if let Some((key, value)) = map.try_append(key, value) {
                         map.insert(key, value);
@@ -144,7 +156,7 @@ mod tests {
     #[test]
     fn it_reads_keys_in_any_order_and_keeps_the_last_of_a_duplicate() {
         let map: StringMap = serde_json::from_str(r#"{"z":"1","a":"2","z":"3"}"#).unwrap();
-        let pairs: Vec<_> = map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<_> = map.iter().collect();
         assert_eq!(pairs, [("a", "2"), ("z", "3")]);
         let tree: BTreeMap<String, String> = serde_json::from_str(r#"{"z":"1","a":"2","z":"3"}"#).unwrap();
         assert_eq!(BTreeMap::from(&map), tree);

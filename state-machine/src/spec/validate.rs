@@ -91,7 +91,7 @@ impl PipelineSpec {
             if index_by_name.insert(job.name.as_str(), i).is_some() {
                 return Err(SpecError::DuplicateJob {
                     field: format!("jobs[{i}].name"),
-                    name: job.name.clone(),
+                    name: job.name.to_string(),
                 });
             }
         }
@@ -159,7 +159,7 @@ impl JobSpec {
         }
         check_count(at("needs"), self.needs.len(), limits.max_needs_per_job)?;
         for need in &self.needs {
-            if need == &self.name {
+            if need == self.name {
                 return Err(SpecError::SelfNeed { field: at("needs") });
             }
             if !jobs.contains_key(need.as_str()) {
@@ -267,8 +267,8 @@ fn check_acyclic(jobs: &[JobSpec], index: &BTreeMap<&str, usize>) -> Result<(), 
                     Colour::Grey => {
                         let start = stack.iter().position(|(n, _)| *n == child).unwrap_or(0);
                         let mut cycle: Vec<String> =
-                            stack[start..].iter().map(|(n, _)| jobs[*n].name.clone()).collect();
-                        cycle.push(jobs[child].name.clone());
+                            stack[start..].iter().map(|(n, _)| jobs[*n].name.to_string()).collect();
+                        cycle.push(jobs[child].name.to_string());
                         return Err(SpecError::Cycle { cycle });
                     }
                     Colour::Black => {}
