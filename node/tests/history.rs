@@ -91,10 +91,23 @@ async fn archived_work_reads_lists_and_answers_as_live_work_did_on_every_node() 
     let (s, v) = c.post(leader, "/v1/pipelines/1/cancel", json!({})).await;
     assert_eq!((s, v["cancelled"].clone()), (200, json!([])), "{v}");
     let (s, v) = c
-        .post_with(leader, "/v1/pipelines", first, &[("Idempotency-Key", "first")])
+        .post_with(leader, "/v1/pipelines", first.clone(), &[("Idempotency-Key", "first")])
         .await;
     assert_eq!((s, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
     assert_eq!(v["jobs"], json!([{ "name": "build", "id": 1 }]), "{v}");
+    // The same key with another spec is refused as it is for a live pipeline, on any node.
+    let mut other = first;
+    other["jobs"][0]["steps"] = json!(["echo something else"]);
+    for node in 1..=3 {
+        let (s, v) = c
+            .post_with(node, "/v1/pipelines", other.clone(), &[("Idempotency-Key", "first")])
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (422, Some("idempotency_key_reused")),
+            "node {node}: {v}"
+        );
+    }
 
     let metrics = scrape(&c).await;
     assert_eq!(metrics.get("flotilla_archived_jobs"), Some(&2.0), "{metrics:?}");

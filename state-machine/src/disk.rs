@@ -180,6 +180,49 @@ pub fn complete_submission(response: &mut crate::Response, records: &impl Archiv
     }
 }
 
+/// Refuses, as `apply` refuses it for a live pipeline, a repeated idempotency key whose
+/// pipeline was archived and whose spec differs from the one submitted now. `apply` cannot
+/// read the archived specs, so it answers a repeat of an archived pipeline with the pipeline
+/// alone; the node, holding the records and the request, compares them here. `spec` is the
+/// submitted spec after matrix expansion (`PipelineSpec::expand_matrix`), as the jobs were
+/// stored. Nothing in the state depends on the outcome (a repeat changes nothing), so every
+/// node answers alike from the same records. A pipeline removed by retention is answered as
+/// before: its spec is gone.
+pub fn refuse_reused_key(
+    response: &mut crate::Response,
+    records: &impl ArchivedRecords,
+    key: &str,
+    spec: &crate::PipelineSpec,
+) {
+    let crate::Response::Submitted {
+        pipeline,
+        jobs,
+        duplicate: true,
+    } = response
+    else {
+        return;
+    };
+    if !jobs.is_empty() {
+        return;
+    }
+    let pipeline = *pipeline;
+    let Some(p) = records.archived_pipeline(pipeline) else {
+        return;
+    };
+    let same = p.name == spec.name
+        && p.jobs.len() == spec.jobs.len()
+        && p.jobs
+            .iter()
+            .zip(&spec.jobs)
+            .all(|(id, js)| records.archived_job(*id).is_some_and(|j| &j.spec == js));
+    if !same {
+        *response = crate::Response::Rejected(crate::Rejection::IdempotencyKeyReused {
+            key: key.to_string(),
+            pipeline,
+        });
+    }
+}
+
 /// Completes the answer to cancelling `job` when `apply` did not find it live: a job archived
 /// with its settled pipeline is answered from its record as a live one would have been
 /// (cancelled: the cancel that did it, repeated; succeeded or failed: already finished).

@@ -40,7 +40,10 @@ mod token;
 pub use archive::{Archive, ArchivedPipeline};
 pub use assignment::{Assignment, FencingToken};
 pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal};
-pub use disk::{ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_cancel, complete_submission};
+pub use disk::{
+    ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_cancel, complete_submission,
+    refuse_reused_key,
+};
 pub use event::{Event, EventSubject};
 pub use event_id::{EventId, ParseEventIdError};
 pub use ids::{JobId, PipelineId};

@@ -65,6 +65,67 @@ fn retry_with_the_same_key_returns_the_first_pipeline() {
 }
 
 #[test]
+fn a_key_reused_with_another_spec_is_refused_after_its_pipeline_was_archived() {
+    let mut h = Harness::with_pool();
+    let mut spec = pipeline("p", vec![job("a", &[])]);
+    spec.jobs[0].matrix = [("os".to_string(), vec!["linux".to_string(), "bsd".to_string()])].into();
+    let Response::Submitted { pipeline, jobs, .. } = submit_with_key(&mut h, "k1", spec.clone()) else {
+        panic!("first submission refused")
+    };
+    h.schedule();
+    for j in &jobs {
+        h.finish(j.id, 0);
+    }
+    assert!(h.state.pipeline(pipeline).is_none(), "the settled pipeline is archived");
+    assert!(h.output.pipeline(pipeline).is_some(), "its record is on disk");
+    let expanded = |s: &PipelineSpec| s.expand_matrix(&Limits::DEFAULT).expect("expands").spec;
+
+    // The same spec again: `apply` answers with the pipeline alone; the node finds the specs
+    // equal and fills in the jobs.
+    let mut again = submit_with_key(&mut h, "k1", spec.clone());
+    let duplicate_without_jobs = Response::Submitted {
+        pipeline,
+        jobs: Vec::new(),
+        duplicate: true,
+    };
+    assert_eq!(again, duplicate_without_jobs);
+    refuse_reused_key(&mut again, &h.output, "k1", &expanded(&spec));
+    complete_submission(&mut again, &h.output);
+    assert_eq!(
+        again,
+        Response::Submitted {
+            pipeline,
+            jobs: jobs.clone(),
+            duplicate: true
+        }
+    );
+
+    // Another spec under the key: refused as for a live pipeline, with nothing applied.
+    for change in 0..3 {
+        let mut other = spec.clone();
+        match change {
+            0 => other.jobs[0].steps = vec!["rm -rf /tmp/x".into()],
+            1 => other.name = "q".into(),
+            _ => other.jobs[0].matrix = [("os".to_string(), vec!["linux".to_string()])].into(),
+        }
+        let before = bytes(&h.state);
+        let mut r = submit_with_key(&mut h, "k1", other.clone());
+        assert_eq!(r, duplicate_without_jobs, "apply cannot tell them apart");
+        assert!(before == bytes(&h.state), "a repeat changed the state");
+        refuse_reused_key(&mut r, &h.output, "k1", &expanded(&other));
+        complete_submission(&mut r, &h.output);
+        assert_eq!(
+            r,
+            Response::Rejected(Rejection::IdempotencyKeyReused {
+                key: "k1".into(),
+                pipeline
+            }),
+            "change {change}"
+        );
+    }
+}
+
+#[test]
 fn cycles_are_refused_with_the_cycle_named() {
     let mut h = Harness::with_pool();
     let e = refusal(

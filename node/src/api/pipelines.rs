@@ -58,6 +58,8 @@ pub async fn submit(
     // Kept only for a YAML body, whose errors are mapped back to lines (see below).
     let submitted = yaml.as_ref().map(|_| spec.clone());
     let key = header(&headers, "idempotency-key")?.map(str::to_string);
+    // Kept when a key is given: a repeat whose pipeline was archived is compared with it.
+    let keyed = key.as_ref().map(|k| (k.clone(), spec.clone()));
     let tenant = scope.submission_tenant(header(&headers, TENANT_HEADER)?)?;
     // The request's span continues the caller's trace; its context travels in the proposal.
     let span = tracing::info_span!("api.submit_pipeline", node = app.id);
@@ -77,9 +79,17 @@ pub async fn submit(
             .await
     };
     let mut proposed = proposed?;
-    // A repeat of a submission whose pipeline settled since is answered with its jobs from
-    // the archived records.
-    flotilla_state_machine::complete_submission(&mut proposed, &super::records::Archived(app.machine.disk()));
+    // A repeat of a submission whose pipeline settled since: refused if the key now comes
+    // with another spec, else answered with its jobs, both from the archived records.
+    let archived = super::records::Archived(app.machine.disk());
+    if let Some((key, spec)) = keyed {
+        let limits = app.machine.read().state.limits().clone();
+        // `apply` expanded it with the same limits before answering; if they changed since
+        // and it no longer expands, it cannot be the same spec.
+        let expanded = spec.expand_matrix(&limits).map_or(spec, |e| e.spec);
+        flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded);
+    }
+    flotilla_state_machine::complete_submission(&mut proposed, &archived);
     match proposed {
         SmResponse::Submitted {
             pipeline,

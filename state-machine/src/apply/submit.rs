@@ -161,9 +161,10 @@ impl State {
 
     /// A retry with a known key returns the first result; the same key with another spec is refused.
     /// A key whose pipeline settled (archived: its spec is on disk) or was removed by
-    /// retention still names it: the retry is answered as that pipeline without jobs (the node
-    /// fills them in from its store where it still holds them), and nothing runs twice; a
-    /// different spec under the key cannot be told apart then.
+    /// retention still names it: the retry is answered as that pipeline without jobs, and
+    /// nothing runs twice. The node compares the archived specs with the request and refuses
+    /// a different one (`refuse_reused_key`), then fills in the jobs (`complete_submission`);
+    /// once retention removed the records, a different spec cannot be told apart.
     fn repeat_submission(&self, pipeline: PipelineId, key: &str, spec: &PipelineSpec) -> Handled {
         let Some(p) = self.pipelines.get(&pipeline) else {
             return Ok(Response::Submitted {
