@@ -7,6 +7,7 @@
 //! every plan (a million pending jobs would otherwise be walked for each plan of a few hundred).
 
 use crate::JobId;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_set::Range;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,7 +18,7 @@ use std::ops::Bound;
 pub struct QueueKey {
     /// `i32::MAX - priority` as unsigned, so that ascending order is descending priority.
     pub priority_rank: u64,
-    pub tenant: String,
+    pub tenant: CompactString,
     pub job: JobId,
 }
 
@@ -25,7 +26,7 @@ impl QueueKey {
     pub fn new(priority: i32, tenant: &str, job: JobId) -> Self {
         QueueKey {
             priority_rank: rank_of(priority),
-            tenant: tenant.to_string(),
+            tenant: tenant.into(),
             job,
         }
     }
@@ -104,12 +105,12 @@ impl PendingQueue {
         let rank = rank_of(priority);
         let start = QueueKey {
             priority_rank: rank,
-            tenant: tenant.to_string(),
+            tenant: tenant.into(),
             job: JobId(0),
         };
         let end = QueueKey {
             priority_rank: rank,
-            tenant: tenant.to_string(),
+            tenant: tenant.into(),
             job: JobId(u64::MAX),
         };
         TenantRun {
@@ -137,7 +138,7 @@ impl PendingQueue {
 fn level_start(rank: u64) -> QueueKey {
     QueueKey {
         priority_rank: rank,
-        tenant: String::new(),
+        tenant: CompactString::const_new(""),
         job: JobId(0),
     }
 }
