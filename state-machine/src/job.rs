@@ -36,7 +36,8 @@ pub struct AttemptRecord {
     pub scheduled_at_ms: u64,
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
-    pub outcome: Option<AttemptOutcome>,
+    /// Boxed: set once an attempt ends, and a running job has no use for its room.
+    pub outcome: Option<Box<AttemptOutcome>>,
     /// The host the attempt's worker lives on, if only one host can see it.
     #[serde(default)]
     pub worker_host: Option<String>,
@@ -48,10 +49,11 @@ pub struct Job {
     pub pipeline: PipelineId,
     pub tenant: CompactString,
     pub spec: JobSpec,
-    /// Ids of the jobs named in `spec.needs`, resolved at submission.
-    pub needs: Vec<JobId>,
+    /// Ids of the jobs named in `spec.needs`, resolved at submission (fixed from then on, so
+    /// a boxed slice: no spare capacity).
+    pub needs: Box<[JobId]>,
     /// Jobs that name this one in their `needs`.
-    pub dependants: Vec<JobId>,
+    pub dependants: Box<[JobId]>,
     pub state: JobState,
     /// Current attempt, starting at 1.
     pub attempt: u32,
@@ -62,7 +64,8 @@ pub struct Job {
     pub steps_completed: u32,
     /// The step of the current attempt that failed, once reported (a repeat changes nothing).
     pub failed_step: Option<u32>,
-    pub failure: Option<FailureReason>,
+    /// Boxed, as `AttemptRecord::outcome`.
+    pub failure: Option<Box<FailureReason>>,
     pub attempts: Vec<AttemptRecord>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,

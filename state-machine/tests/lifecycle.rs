@@ -119,7 +119,10 @@ fn failed_exit_retries_with_backoff_then_fails() {
         h.now_ms + 500,
         "first retry waits the base backoff at full jitter"
     );
-    assert_eq!(j.attempts[0].outcome, Some(AttemptOutcome::ExitCode { code: 3 }));
+    assert_eq!(
+        j.attempts[0].outcome.as_deref(),
+        Some(&AttemptOutcome::ExitCode { code: 3 })
+    );
 
     // Backoff not over: the scheduler skips it and a forced placement is refused.
     assert!(h.schedule().is_empty());
@@ -132,7 +135,7 @@ fn failed_exit_retries_with_backoff_then_fails() {
     assert!(Harness::kinds(&e).contains(&"JobFailed"));
     let j = h.job(a).unwrap();
     assert_eq!(j.state, JobState::Failed);
-    assert_eq!(j.failure, Some(FailureReason::ExitCode { code: 4 }));
+    assert_eq!(j.failure.as_deref(), Some(&FailureReason::ExitCode { code: 4 }));
     assert_eq!(j.attempts.len(), 2);
     assert_eq!(h.pipeline(p).unwrap().state, PipelineState::Failed);
 }
@@ -261,8 +264,8 @@ fn lost_worker_terminates_the_job_and_retries_only_once_it_is_gone() {
     });
     assert_eq!(h.job_state(a), JobState::Failed);
     assert_eq!(
-        h.job(a).unwrap().failure,
-        Some(FailureReason::WorkerLost {
+        h.job(a).unwrap().failure.as_deref(),
+        Some(&FailureReason::WorkerLost {
             reason: "node lost".into()
         })
     );
@@ -366,7 +369,7 @@ fn timeout_fails_the_job_and_stops_its_worker() {
         Harness::kinds(&e),
         ["WorkerStopRequested", "JobFailed", "PipelineCompleted"]
     );
-    assert_eq!(h.job(a).unwrap().failure, Some(FailureReason::Timeout));
+    assert_eq!(h.job(a).unwrap().failure.as_deref(), Some(&FailureReason::Timeout));
     h.ok(Command::WorkerExited {
         job: a,
         fencing: f,

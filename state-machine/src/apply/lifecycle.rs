@@ -35,7 +35,7 @@ impl State {
         if let Some(a) = j.current_attempt_mut()
             && a.outcome.is_none()
         {
-            a.outcome = Some(outcome);
+            a.outcome = Some(Box::new(outcome));
             a.finished_at_ms = Some(cx.now_ms);
         }
     }
@@ -145,7 +145,7 @@ impl State {
         let attempt = self.jobs[&job].attempt;
         self.request_worker_stop(cx, job, attempt);
         self.set_job_state(cx, job, JobState::Failed, false);
-        self.jobs.get_mut(&job).expect("job vanished").failure = Some(reason.clone());
+        self.jobs.get_mut(&job).expect("job vanished").failure = Some(Box::new(reason.clone()));
         cx.emit(Event::JobFailed { job, attempt, reason });
         self.after_job_finished(cx, job);
     }

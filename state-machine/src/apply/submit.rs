@@ -92,7 +92,7 @@ impl State {
                     tenant: tenant.into(),
                     spec: job.clone(),
                     needs: job.needs.iter().map(|n| id_of[n.as_str()]).collect(),
-                    dependants: dependants.remove(&id).unwrap_or_default(),
+                    dependants: dependants.remove(&id).unwrap_or_default().into_boxed_slice(),
                     state: JobState::Pending,
                     attempt: 1,
                     not_before_ms: 0,

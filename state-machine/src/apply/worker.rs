@@ -203,9 +203,9 @@ impl State {
         self.set_job_state(cx, job, JobState::Terminated, false);
         let j = self.jobs.get_mut(&job).expect("fenced");
         if let Some(a) = j.current_attempt_mut() {
-            a.outcome = Some(AttemptOutcome::Lost {
+            a.outcome = Some(Box::new(AttemptOutcome::Lost {
                 reason: reason.to_string(),
-            });
+            }));
             a.finished_at_ms = Some(cx.now_ms);
         }
         cx.emit(Event::JobTerminated {
@@ -238,7 +238,11 @@ impl State {
 
     /// A lost worker is confirmed gone: only now may the job run again elsewhere.
     fn after_worker_gone(&mut self, cx: &mut EntryContext, job: JobId, jitter_permille: u16) {
-        let reason = match self.jobs[&job].attempts.last().and_then(|a| a.outcome.clone()) {
+        let reason = match self.jobs[&job]
+            .attempts
+            .last()
+            .and_then(|a| a.outcome.as_deref().cloned())
+        {
             Some(AttemptOutcome::Lost { reason }) => reason,
             _ => "worker lost".to_string(),
         };
@@ -267,7 +271,7 @@ impl State {
         }
         let j = self.jobs.get_mut(&job).expect("fenced");
         if let Some(a) = j.current_attempt_mut() {
-            a.outcome = Some(AttemptOutcome::Timeout);
+            a.outcome = Some(Box::new(AttemptOutcome::Timeout));
             a.finished_at_ms = Some(cx.now_ms);
         }
         self.fail_job(cx, job, FailureReason::Timeout);
