@@ -69,16 +69,19 @@ impl DiskStore {
         let Some(p) = self.pipeline(id)? else {
             return Ok(None);
         };
-        // Its jobs' ids are consecutive: one range read, as for the API's `jobs_of`.
-        let jobs = match (p.jobs.first(), p.jobs.last()) {
-            (Some(first), Some(last)) => {
-                let mut jobs = self.jobs_between(*first, *last)?;
-                jobs.retain(|j| j.pipeline == id);
-                jobs
-            }
-            _ => Vec::new(),
-        };
+        let jobs = self.jobs_of(&p)?;
         Ok(Some((p, jobs)))
+    }
+
+    /// The archived jobs of `p`, in id order (its order): its jobs' ids are consecutive, so
+    /// one range read.
+    pub fn jobs_of(&self, p: &Pipeline) -> io::Result<Vec<Job>> {
+        let (Some(first), Some(last)) = (p.jobs.first(), p.jobs.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut jobs = self.jobs_between(*first, *last)?;
+        jobs.retain(|j| j.pipeline == p.id);
+        Ok(jobs)
     }
 
     /// Up to `limit` ids of archived `kind` records with an id above `after`, in id order:

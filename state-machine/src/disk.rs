@@ -144,6 +144,12 @@ impl DiskSink for MemoryDisk {
 pub trait ArchivedRecords {
     fn archived_pipeline(&self, id: PipelineId) -> Option<Pipeline>;
     fn archived_job(&self, id: JobId) -> Option<Job>;
+
+    /// The archived jobs of `p`, in its order. A store that can read them together (their
+    /// ids are consecutive) does so.
+    fn archived_jobs(&self, p: &Pipeline) -> Vec<Job> {
+        p.jobs.iter().filter_map(|id| self.archived_job(*id)).collect()
+    }
 }
 
 impl ArchivedRecords for MemoryDisk {
@@ -161,43 +167,36 @@ impl ArchivedRecords for MemoryDisk {
 /// answers with the pipeline alone, and the reader completes the answer from the records, as
 /// the first answer had it. A pipeline removed by retention stays without jobs.
 pub fn complete_submission(response: &mut crate::Response, records: &impl ArchivedRecords) {
-    let crate::Response::Submitted { pipeline, jobs, .. } = response else {
-        return;
-    };
-    if !jobs.is_empty() {
-        return;
-    }
-    if let Some(p) = records.archived_pipeline(*pipeline) {
-        *jobs = p
-            .jobs
-            .iter()
-            .filter_map(|id| records.archived_job(*id))
-            .map(|j| crate::JobRef {
-                name: j.spec.name.into(),
-                id: j.id,
-            })
-            .collect();
-    }
+    complete_repeat(response, records, None);
 }
 
-/// Refuses, as `apply` refuses it for a live pipeline, a repeated idempotency key whose
-/// pipeline was archived and whose spec differs from the one submitted now. `apply` cannot
-/// read the archived specs, so it answers a repeat of an archived pipeline with the pipeline
-/// alone; the node, holding the records and the request, compares them here. `spec` is the
-/// submitted spec after matrix expansion (`PipelineSpec::expand_matrix`), as the jobs were
-/// stored. Nothing in the state depends on the outcome (a repeat changes nothing), so every
-/// node answers alike from the same records. A pipeline removed by retention is answered as
-/// before: its spec is gone.
+/// As `complete_submission`, and first refuses, as `apply` refuses it for a live pipeline, a
+/// repeated idempotency key whose pipeline was archived and whose spec differs from the one
+/// submitted now. `apply` cannot read the archived specs, so it answers a repeat of an
+/// archived pipeline with the pipeline alone; the node, holding the records and the request,
+/// compares them here. `spec` is the submitted spec after matrix expansion
+/// (`PipelineSpec::expand_matrix`), as the jobs were stored. Nothing in the state depends on
+/// the outcome (a repeat changes nothing), so every node answers alike from the same records.
+/// A pipeline removed by retention is answered as before: its spec is gone.
 pub fn refuse_reused_key(
     response: &mut crate::Response,
     records: &impl ArchivedRecords,
     key: &str,
     spec: &crate::PipelineSpec,
 ) {
+    complete_repeat(response, records, Some((key, spec)));
+}
+
+/// The records are read once for both the comparison and the answer.
+fn complete_repeat(
+    response: &mut crate::Response,
+    records: &impl ArchivedRecords,
+    submitted: Option<(&str, &crate::PipelineSpec)>,
+) {
     let crate::Response::Submitted {
         pipeline,
         jobs,
-        duplicate: true,
+        duplicate,
     } = response
     else {
         return;
@@ -205,22 +204,27 @@ pub fn refuse_reused_key(
     if !jobs.is_empty() {
         return;
     }
-    let pipeline = *pipeline;
-    let Some(p) = records.archived_pipeline(pipeline) else {
+    let Some(p) = records.archived_pipeline(*pipeline) else {
         return;
     };
-    let same = p.name == spec.name
-        && p.jobs.len() == spec.jobs.len()
-        && p.jobs
-            .iter()
-            .zip(&spec.jobs)
-            .all(|(id, js)| records.archived_job(*id).is_some_and(|j| &j.spec == js));
-    if !same {
+    let archived = records.archived_jobs(&p);
+    // Only a repeated key is compared; a session's retry is the same request.
+    if let Some((key, spec)) = submitted.filter(|_| *duplicate)
+        && (archived.len() != p.jobs.len() || !spec.is_submitted_as(&p.name, archived.iter().map(|j| &j.spec)))
+    {
         *response = crate::Response::Rejected(crate::Rejection::IdempotencyKeyReused {
             key: key.to_string(),
-            pipeline,
+            pipeline: p.id,
         });
+        return;
     }
+    *jobs = archived
+        .into_iter()
+        .map(|j| crate::JobRef {
+            name: j.spec.name.into(),
+            id: j.id,
+        })
+        .collect();
 }
 
 /// Completes the answer to cancelling `job` when `apply` did not find it live: a job archived

@@ -82,14 +82,16 @@ pub async fn submit(
     // A repeat of a submission whose pipeline settled since: refused if the key now comes
     // with another spec, else answered with its jobs, both from the archived records.
     let archived = super::records::Archived(app.machine.disk());
-    if let Some((key, spec)) = keyed {
-        let limits = app.machine.read().state.limits().clone();
-        // `apply` expanded it with the same limits before answering; if they changed since
-        // and it no longer expands, it cannot be the same spec.
-        let expanded = spec.expand_matrix(&limits).map_or(spec, |e| e.spec);
-        flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded);
+    match keyed {
+        Some((key, spec)) => {
+            let limits = app.machine.read().state.limits().clone();
+            // `apply` expanded it with the same limits before answering; if they changed since
+            // and it no longer expands, it cannot be the same spec.
+            let expanded = spec.expand_matrix(&limits).map_or(spec, |e| e.spec);
+            flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded);
+        }
+        None => flotilla_state_machine::complete_submission(&mut proposed, &archived),
     }
-    flotilla_state_machine::complete_submission(&mut proposed, &archived);
     match proposed {
         SmResponse::Submitted {
             pipeline,

@@ -43,17 +43,16 @@ pub fn job<'a>(s: &'a State, d: &DiskStore, id: JobId) -> Result<Option<Cow<'a, 
     Ok(d.job(id).map_err(storage_error)?.map(Cow::Owned))
 }
 
-/// The jobs of pipeline `p`, in its order: all live, or all archived with it (read as one
-/// range, its jobs' ids being consecutive).
+/// The jobs of pipeline `p`, in its order: all live, or all archived with it (one range read,
+/// `DiskStore::jobs_of`).
 pub fn jobs_of<'a>(s: &'a State, d: &DiskStore, p: &Pipeline) -> Result<Vec<Cow<'a, Job>>, ApiError> {
-    let (Some(first), Some(last)) = (p.jobs.first(), p.jobs.last()) else {
+    let Some(first) = p.jobs.first() else {
         return Ok(Vec::new());
     };
     if s.job(*first).is_some() {
         return Ok(p.jobs.iter().filter_map(|id| s.job(*id)).map(Cow::Borrowed).collect());
     }
-    let mut jobs = d.jobs_between(*first, *last).map_err(storage_error)?;
-    jobs.retain(|j| j.pipeline == p.id);
+    let jobs = d.jobs_of(p).map_err(storage_error)?;
     Ok(jobs.into_iter().map(Cow::Owned).collect())
 }
 
@@ -87,6 +86,10 @@ impl flotilla_state_machine::ArchivedRecords for Archived<'_> {
 
     fn archived_job(&self, id: JobId) -> Option<Job> {
         self.0.job(id).ok().flatten()
+    }
+
+    fn archived_jobs(&self, p: &Pipeline) -> Vec<Job> {
+        self.0.jobs_of(p).unwrap_or_default()
     }
 }
 

@@ -173,10 +173,7 @@ impl State {
                 duplicate: true,
             });
         };
-        let same = p.name == spec.name
-            && p.jobs.len() == spec.jobs.len()
-            && p.jobs.iter().zip(&spec.jobs).all(|(id, js)| &self.jobs[id].spec == js);
-        if !same {
+        if !spec.is_submitted_as(&p.name, p.jobs.iter().map(|id| &self.jobs[id].spec)) {
             return Err(Rejection::IdempotencyKeyReused {
                 key: key.to_string(),
                 pipeline,

@@ -9,3 +9,12 @@ pub struct PipelineSpec {
     pub name: String,
     pub jobs: Vec<JobSpec>,
 }
+
+impl PipelineSpec {
+    /// Whether a pipeline named `name` whose jobs have the specs `jobs` (in order, after
+    /// matrix expansion) is what this spec, expanded, submits: how a repeated idempotency key
+    /// is told from a reused one.
+    pub fn is_submitted_as<'a>(&self, name: &str, jobs: impl ExactSizeIterator<Item = &'a JobSpec>) -> bool {
+        self.name == name && self.jobs.len() == jobs.len() && jobs.zip(&self.jobs).all(|(a, b)| a == b)
+    }
+}
