@@ -78,3 +78,48 @@ form_flotilla_cluster() {
   flotilla pool register --name bench --provider process --cpu-millis 1 --memory-mib 1 --max-workers 1 >/dev/null
   flotilla cluster status
 }
+
+# A 3-member etcd cluster beside it (Debian's etcd-server, default settings), over http:
+#   start_etcd_member I, form_etcd_cluster, etcd_leader (prints 1-3 or nothing), etcd_endpoints
+# `etcd_pid[I]` holds each member's pid. A member restarted on its data directory rejoins.
+declare -A etcd_pid
+etcd_cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+etcd_endpoint() { echo "http://127.0.0.1:2379$1"; }
+
+start_etcd_member() {
+  local i="$1"
+  command -v etcd >/dev/null || { echo "error: etcd not found; apt-get install -y etcd-server" >&2; exit 1; }
+  etcd --name "e$i" --data-dir "$work/etcd-$i" \
+    --listen-client-urls "$(etcd_endpoint "$i")" --advertise-client-urls "$(etcd_endpoint "$i")" \
+    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+    --initial-cluster "$etcd_cluster" --initial-cluster-state new --log-level error >>"$work/etcd-$i.log" 2>&1 &
+  etcd_pid[$i]=$!
+  pids+=($!)
+}
+
+form_etcd_cluster() {
+  for i in 1 2 3; do start_etcd_member "$i"; done
+  for _ in $(seq 100); do
+    curl -sf --max-time 2 -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' "$(etcd_endpoint 1)/v3/kv/put" >/dev/null && return 0
+    sleep 0.2
+  done
+  echo "error: etcd did not take a write" >&2
+  exit 1
+}
+
+# The member (1-3) that each live member names as leader, from the first that answers.
+etcd_leader() {
+  local i status
+  declare -A member
+  for i in 1 2 3; do
+    status="$(curl -sf --max-time 1 -X POST -d '{}' "$(etcd_endpoint "$i")/v3/maintenance/status" || true)"
+    [ -n "$status" ] || continue
+    member[$i]="$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["header"]["member_id"], d.get("leader",""))' <<<"$status")"
+  done
+  local leader_id=""
+  for i in "${!member[@]}"; do leader_id="${member[$i]#* }"; [ -n "$leader_id" ] && break; done
+  for i in "${!member[@]}"; do
+    [ "${member[$i]%% *}" = "$leader_id" ] && { echo "$i"; return 0; }
+  done
+  return 0
+}

@@ -84,6 +84,35 @@ for c in $levels; do
   flotilla_bench submit --clients "$c" --duration-s "$duration_s" --json "$out/flotilla-$c.json"
 done
 
+# How long the followers went between two messages of the leader over the whole run: the
+# measure the heartbeat and election timeouts are sized from (raft/leader_contact.rs).
+for i in 1 2 3; do
+  url="$(echo "$servers" | cut -d, -f"$i")"
+  case "$url" in http://*) ;; *) url="https://$url" ;; esac
+  curl -sf --cacert "$FLOTILLA_CA_FILE" -H "authorization: Bearer $FLOTILLA_TOKEN" "$url/metrics" >"$out/metrics-$i.txt" || true
+done
+python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+worst = None
+for i in (1, 2, 3):
+    buckets = []
+    for line in open(f"{out}/metrics-{i}.txt"):
+        m = re.match(r'flotilla_raft_leader_contact_gap_seconds_bucket\{le="([^"]+)"\} (\d+)', line)
+        if m:
+            buckets.append((float(m.group(1)), int(m.group(2))))
+    if not buckets or buckets[-1][1] == 0:
+        continue
+    total = buckets[-1][1]
+    # The smallest bucket bound that holds every gap, and the one that holds 99.9% of them.
+    every = next(le for le, n in buckets if n == total)
+    most = next(le for le, n in buckets if n >= 0.999 * total)
+    print(f"node {i}: {total} messages from the leader; every gap <= {every * 1000:.0f} ms, 99.9% <= {most * 1000:.0f} ms")
+    worst = every if worst is None else max(worst, every)
+if worst is not None:
+    print(f"longest gap between a leader's messages on any follower: <= {worst * 1000:.0f} ms")
+PY
+
 python3 - "$out" "$transport" $levels <<'PY'
 import json, sys
 out, transport, levels = sys.argv[1], sys.argv[2], sys.argv[3:]

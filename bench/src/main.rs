@@ -70,8 +70,8 @@ pub enum BenchCmd {
     Submit {
         #[command(flatten)]
         load: LoadArgs,
-        /// Write one line per acknowledged submission, `<unix ms> <pipeline id>`, here (for
-        /// the failover benchmark: time to the first ack after a kill, writes lost).
+        /// Write one line per acknowledged submission, `<unix ms> <pipeline id> <unix ms sent>`,
+        /// here (for the failover benchmarks: time to the first ack after a kill, writes lost).
         #[arg(long)]
         acks: Option<PathBuf>,
     },
@@ -89,6 +89,11 @@ pub enum BenchCmd {
         value_bytes: usize,
         #[command(flatten)]
         load: LoadArgs,
+        /// Write one line per acknowledged put, `<unix ms> <revision> <unix ms sent>`, here (the
+        /// revision orders puts as a pipeline id orders submissions: the availability
+        /// benchmark).
+        #[arg(long)]
+        acks: Option<PathBuf>,
     },
 }
 
@@ -110,12 +115,18 @@ pub struct LoadArgs {
     /// Also write the result as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Give up on a request after this long (an error; the client takes the next arrival).
+    /// Fault benchmarks keep it short, so a request stuck on a stopped member is one error,
+    /// not a client lost for the rest of the window.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
 }
 
 impl LoadArgs {
     fn config(&self) -> anyhow::Result<LoadConfig> {
         anyhow::ensure!(self.clients > 0, "--clients must be at least 1");
         anyhow::ensure!(self.duration_s > 0, "--duration-s must be at least 1");
+        anyhow::ensure!(self.timeout_ms > 0, "--timeout-ms must be at least 1");
         Ok(LoadConfig {
             clients: self.clients,
             rate_per_s: self.rate,
@@ -148,8 +159,8 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
     let (target, args, result) = match command {
         BenchCmd::Place(args) => return place::run(servers, base, args).await,
         BenchCmd::Submit { load: args, acks } => {
-            let http = pooled_http(args.clients, base.builder(true)?)?;
-            let acked: Arc<std::sync::Mutex<Vec<(u128, u64)>>> = Arc::default();
+            let http = pooled_http(args, base.builder(true)?)?;
+            let acked = AckLog::default();
             let acked_log = acked.clone();
             let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| format!("{s}/v1/pipelines")).collect());
             let body = serde_json::json!({
@@ -160,6 +171,7 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
             let result = load::run(&args.config()?, move |seq| {
                 let (http, urls, body, acked) = (http.clone(), urls.clone(), body.clone(), acked_log.clone());
                 async move {
+                    let sent_ms = unix_ms();
                     let url = &urls[seq as usize % urls.len()];
                     let resp = http
                         .post(url)
@@ -172,22 +184,13 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
                         .ok()
                         .and_then(|v| v["pipeline"].as_u64())
                         .unwrap_or(0);
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis());
-                    acked.lock().expect("acks").push((now_ms, id));
+                    acked.push(sent_ms, id);
                     Ok(())
                 }
             })
             .await;
             if let Some(path) = acks {
-                let lines: String = acked
-                    .lock()
-                    .expect("acks")
-                    .iter()
-                    .map(|(t, id)| format!("{t} {id}\n"))
-                    .collect();
-                std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+                acked.write(path)?;
             }
             ("flotilla submit", args, result)
         }
@@ -195,8 +198,11 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
             endpoints,
             value_bytes,
             load: args,
+            acks,
         } => {
-            let http = pooled_http(args.clients, base.builder(false)?)?;
+            let http = pooled_http(args, base.builder(false)?)?;
+            let acked = AckLog::default();
+            let acked_log = acked.clone();
             let urls: Vec<String> = endpoints
                 .split(',')
                 .map(|e| format!("{}/v3/kv/put", e.trim().trim_end_matches('/')))
@@ -208,15 +214,26 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
             let urls = Arc::new(urls);
             let value = Arc::new(base64(&vec![b'x'; *value_bytes]));
             let result = load::run(&args.config()?, move |seq| {
-                let (http, urls, value) = (http.clone(), urls.clone(), value.clone());
+                let (http, urls, value, acked) = (http.clone(), urls.clone(), value.clone(), acked_log.clone());
                 async move {
+                    let sent_ms = unix_ms();
                     let url = &urls[seq as usize % urls.len()];
                     let key = base64(format!("bench/{seq}").as_bytes());
                     let body = serde_json::json!({ "key": key, "value": value.as_str() });
-                    check(http.post(url).json(&body).send().await, 200).await.map(|_| ())
+                    let response = check(http.post(url).json(&body).send().await, 200).await?;
+                    // The JSON gateway writes 64-bit integers as strings.
+                    let revision = serde_json::from_slice::<serde_json::Value>(&response)
+                        .ok()
+                        .and_then(|v| v["header"]["revision"].as_str().and_then(|r| r.parse().ok()))
+                        .unwrap_or(0);
+                    acked.push(sent_ms, revision);
+                    Ok(())
                 }
             })
             .await;
+            if let Some(path) = acks {
+                acked.write(path)?;
+            }
             ("etcd put", args, result)
         }
     };
@@ -230,12 +247,42 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
     Ok(())
 }
 
-/// One connection per client, kept alive.
-fn pooled_http(clients: usize, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
+/// One connection per client, kept alive; each request bounded by `--timeout-ms`.
+fn pooled_http(args: &LoadArgs, builder: reqwest::ClientBuilder) -> anyhow::Result<reqwest::Client> {
     Ok(builder
-        .pool_max_idle_per_host(clients)
-        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(args.clients)
+        .timeout(Duration::from_millis(args.timeout_ms))
         .build()?)
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// Acknowledged writes, `(acknowledged at, id, sent at)` in unix ms, in the order they
+/// returned: a pipeline id or an etcd revision, both increasing with the order of commit.
+#[derive(Clone, Default)]
+struct AckLog(Arc<std::sync::Mutex<Vec<(u128, u64, u128)>>>);
+
+impl AckLog {
+    /// The write sent at `sent_ms` was acknowledged now as `id`.
+    fn push(&self, sent_ms: u128, id: u64) {
+        self.0.lock().expect("acks").push((unix_ms(), id, sent_ms));
+    }
+
+    /// One line per ack, `<acknowledged unix ms> <id> <sent unix ms>`.
+    fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        let lines: String = self
+            .0
+            .lock()
+            .expect("acks")
+            .iter()
+            .map(|(at, id, sent)| format!("{at} {id} {sent}\n"))
+            .collect();
+        std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))
+    }
 }
 
 /// The body of a response with the expected status; anything else is an error message.

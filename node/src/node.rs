@@ -127,8 +127,10 @@ impl RunningNode {
             )));
         }
 
+        let metrics = crate::observe::metrics::NodeMetrics::new();
         let grpc = RaftGrpc {
             node_id: settings.id,
+            leader_contact: metrics.raft_leader_contact.clone(),
             raft: raft.clone(),
             proposer: proposer.clone(),
             identity: identity.clone(),
@@ -164,7 +166,6 @@ impl RunningNode {
 
         let app_proposer = proposer.clone();
         let providers = Arc::new(crate::worker_providers::from_settings(&settings)?);
-        let metrics = crate::observe::metrics::NodeMetrics::new();
         let app = AppState {
             id: settings.id,
             addr: addr.clone(),

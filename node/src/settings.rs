@@ -60,13 +60,17 @@ pub struct Options {
     /// hostname.
     #[arg(long, env = "FLOTILLA_HOST_ID")]
     pub host_id: Option<String>,
-    /// Leader heartbeat interval. Default 250.
+    /// Leader heartbeat interval. Default 50.
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Lower bound of the election timeout. Default 1500 (sized for a loaded 2-core machine).
+    /// Lower bound of the election timeout. Default 250. A follower stands for election (after
+    /// a Pre-Vote) once it has heard nothing from the leader for the upper bound (the leader's
+    /// lease) plus a random time between the two bounds: 750-1000 ms by default, against a
+    /// longest gap between a leader's messages of about 0.2 s measured under saturating load
+    /// on 2 cores (`flotilla_raft_leader_contact_gap_seconds`, `docs/benchmarks.md`).
     #[arg(long)]
     pub election_timeout_min_ms: Option<u64>,
-    /// Upper bound of the election timeout. Default 3000.
+    /// Upper bound of the election timeout, and the leader's lease. Default 500.
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
     /// Pre-Vote before an election: a node whose election timer fires first asks whether a
@@ -74,6 +78,12 @@ pub struct Options {
     /// pause or a partition does not depose a healthy leader. Default true.
     #[arg(long)]
     pub pre_vote: Option<bool>,
+    /// The leader sends new entries to the followers as soon as it has written them, while its
+    /// own fsync runs, instead of after it. An entry still commits only once a majority has it
+    /// on disk, the leader counted only after its own fsync; what changes is that the two
+    /// fsyncs of a commit overlap instead of following each other. Default true.
+    #[arg(long)]
+    pub replicate_before_sync: Option<bool>,
     /// Build a snapshot after this many applied entries since the last one. Default 10000.
     #[arg(long)]
     pub snapshot_after_entries: Option<u64>,
@@ -380,6 +390,7 @@ pub struct Settings {
     pub snapshot_after_entries: u64,
     pub snapshot_after_log_bytes: u64,
     pub pre_vote: bool,
+    pub replicate_before_sync: bool,
     pub log_entries_kept_after_snapshot: u64,
     pub max_concurrent_requests: usize,
     pub max_request_bytes: usize,
@@ -456,12 +467,13 @@ impl Settings {
             bootstrap: pick!(bootstrap, false),
             bootstrap_peers: pick!(bootstrap_peers, Vec::new()),
             host_id: pick!(host_id, default_host_id()),
-            heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
-            election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
-            election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
+            heartbeat_interval_ms: pick!(heartbeat_interval_ms, 50),
+            election_timeout_min_ms: pick!(election_timeout_min_ms, 250),
+            election_timeout_max_ms: pick!(election_timeout_max_ms, 500),
             snapshot_after_entries: pick!(snapshot_after_entries, 10_000),
             snapshot_after_log_bytes: pick!(snapshot_after_log_bytes, 256 * 1024 * 1024),
             pre_vote: pick!(pre_vote, true),
+            replicate_before_sync: pick!(replicate_before_sync, true),
             log_entries_kept_after_snapshot: pick!(log_entries_kept_after_snapshot, 1000),
             max_concurrent_requests: pick!(max_concurrent_requests, 256),
             max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
@@ -683,6 +695,7 @@ impl Settings {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.log_entries_kept_after_snapshot,
             enable_pre_vote: Some(self.pre_vote),
+            broadcast_submitted_on_append: Some(self.replicate_before_sync),
             ..Default::default()
         };
         config.validate().context("invalid raft configuration")

@@ -91,6 +91,8 @@ pub struct NodeMetrics {
     pub events_publish_errors: Counter,
     pub events_publish_gaps: Counter,
     pub events_publish_lag: Gauge,
+    /// Observed by the Raft service on each AppendEntries (`raft/leader_contact.rs`).
+    pub raft_leader_contact: Arc<crate::raft::leader_contact::LeaderContact>,
 }
 
 impl Default for NodeMetrics {
@@ -147,6 +149,7 @@ impl Default for NodeMetrics {
             events_publish_errors: Counter::default(),
             events_publish_gaps: Counter::default(),
             events_publish_lag: Gauge::default(),
+            raft_leader_contact: Default::default(),
             registry,
         };
         let r = &mut m.registry;
@@ -307,6 +310,11 @@ impl Default for NodeMetrics {
             "events_publish_lag",
             "Applied events not yet acknowledged by NATS (on the leader)",
             m.events_publish_lag.clone(),
+        );
+        r.register(
+            "raft_leader_contact_gap_seconds",
+            "Time between two AppendEntries from the same leader, as this follower received them",
+            m.raft_leader_contact.histogram(),
         );
         m
     }

@@ -7,6 +7,7 @@
 pub mod addressing;
 pub mod clock_sampler;
 pub mod cluster_clock;
+pub mod leader_contact;
 pub mod network;
 pub mod pb;
 pub mod peer_certificate;

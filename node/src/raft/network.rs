@@ -35,6 +35,11 @@ pub const MAX_APPEND_BYTES: usize = 16 * 1024 * 1024;
 /// Throughput an append's deadline assumes beyond openraft's TTL: a message of `n` bytes gets
 /// `n / APPEND_BYTES_PER_MS` more milliseconds to be sent, written and fsynced by the follower.
 const APPEND_BYTES_PER_MS: usize = 16 * 1024;
+/// Least time an AppendEntries gets before it counts as failed. openraft gives each one the
+/// heartbeat interval, which is kept short so that a dead leader is noticed soon (50 ms by
+/// default); a follower's fsync on a loaded disk can take longer than that, and an append
+/// timed out and resent costs more than one waited for.
+const MIN_APPEND_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Bytes of snapshot file per gRPC message.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -209,7 +214,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let deadline = |bytes: usize| option.hard_ttl() + Duration::from_millis((bytes / APPEND_BYTES_PER_MS) as u64);
+        let deadline = |bytes: usize| {
+            option.hard_ttl().max(MIN_APPEND_TIMEOUT) + Duration::from_millis((bytes / APPEND_BYTES_PER_MS) as u64)
+        };
         let blob = to_blob(&rpc).map_err(rpc_error)?;
         if blob.data.len() <= MAX_APPEND_BYTES {
             let timeout = deadline(blob.data.len());

@@ -120,11 +120,13 @@ impl Proposer {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProposeError::Timeout(self.rpc_timeout_ms));
             }
-            let attempt = match self.commit_here(proposal.clone()).await {
+            let me = *self.raft.node_id();
+            let (tried, attempt) = match self.commit_here(proposal.clone()).await {
                 Err(ProposeError::NotLeader {
                     leader: Some((id, node)),
-                }) if id != *self.raft.node_id() => self.forward(id, &node, &proposal, deadline).await,
-                other => other,
+                }) if id != me => (Some(id), self.forward(id, &node, &proposal, deadline).await),
+                // This node, if it leads, or the leader it knows of (if any).
+                other => (crate::raft::metrics(&self.raft).current_leader, other),
             };
             match attempt {
                 Ok(r) => return Ok(r),
@@ -138,7 +140,7 @@ impl Proposer {
                 }
                 Err(e) => {
                     last = e;
-                    tokio::time::sleep(Duration::from_millis(NO_LEADER_WAIT_MS)).await;
+                    self.wait_for_leader_other_than(tried).await;
                 }
             }
         }
@@ -146,6 +148,20 @@ impl Proposer {
             ProposeError::NotLeader { .. } => ProposeError::NoLeader("leadership kept moving".into()),
             other => other,
         })
+    }
+
+    /// Returns once this node knows a leader other than `tried` (the one that just failed, or
+    /// none), or after `NO_LEADER_WAIT_MS`: a write waiting out an election goes to the new
+    /// leader the moment this node hears of it, not at the next poll.
+    async fn wait_for_leader_other_than(&self, tried: Option<u64>) {
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_millis(NO_LEADER_WAIT_MS)))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != tried,
+                "a leader to retry with",
+            )
+            .await;
     }
 
     /// Proposes on this node only; a follower answers `NotLeader` with a hint. Every entry this

@@ -34,6 +34,8 @@ pub struct RaftGrpc {
     /// Where incoming snapshots are written before they are installed.
     pub incoming_dir: PathBuf,
     pub next_incoming: AtomicU64,
+    /// Gaps between a leader's messages, for `/metrics`.
+    pub leader_contact: std::sync::Arc<crate::raft::leader_contact::LeaderContact>,
 }
 
 /// Least time between two logged refusals.
@@ -107,6 +109,7 @@ impl RaftService for RaftGrpc {
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.admit(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = from_blob(request.get_ref())?;
+        self.leader_contact.heard(rpc.vote);
         let result = self.raft.append_entries(rpc).await.map_err(|e| e.to_string());
         Ok(Response::new(to_blob(&result)?))
     }
