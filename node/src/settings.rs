@@ -78,12 +78,6 @@ pub struct Options {
     /// pause or a partition does not depose a healthy leader. Default true.
     #[arg(long)]
     pub pre_vote: Option<bool>,
-    /// The leader sends new entries to the followers as soon as it has written them, while its
-    /// own fsync runs, instead of after it. An entry still commits only once a majority has it
-    /// on disk, the leader counted only after its own fsync; what changes is that the two
-    /// fsyncs of a commit overlap instead of following each other. Default true.
-    #[arg(long)]
-    pub replicate_before_sync: Option<bool>,
     /// Build a snapshot after this many applied entries since the last one. Default 10000.
     #[arg(long)]
     pub snapshot_after_entries: Option<u64>,
@@ -390,7 +384,6 @@ pub struct Settings {
     pub snapshot_after_entries: u64,
     pub snapshot_after_log_bytes: u64,
     pub pre_vote: bool,
-    pub replicate_before_sync: bool,
     pub log_entries_kept_after_snapshot: u64,
     pub max_concurrent_requests: usize,
     pub max_request_bytes: usize,
@@ -473,7 +466,6 @@ impl Settings {
             snapshot_after_entries: pick!(snapshot_after_entries, 10_000),
             snapshot_after_log_bytes: pick!(snapshot_after_log_bytes, 256 * 1024 * 1024),
             pre_vote: pick!(pre_vote, true),
-            replicate_before_sync: pick!(replicate_before_sync, true),
             log_entries_kept_after_snapshot: pick!(log_entries_kept_after_snapshot, 1000),
             max_concurrent_requests: pick!(max_concurrent_requests, 256),
             max_request_bytes: pick!(max_request_bytes, 1024 * 1024),
@@ -695,7 +687,6 @@ impl Settings {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.log_entries_kept_after_snapshot,
             enable_pre_vote: Some(self.pre_vote),
-            broadcast_submitted_on_append: Some(self.replicate_before_sync),
             ..Default::default()
         };
         config.validate().context("invalid raft configuration")
