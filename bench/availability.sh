@@ -17,8 +17,10 @@
 # three members): the longest gap between acknowledged writes and whether the leader or its
 # term changed, which it must not (a false election).
 #
-# Both run with their default timeouts, over plain HTTP (the transport does not change an
-# election). Then every pipeline Flotilla acknowledged is read back (linearizable): none lost.
+# Both run with their default timeouts unless `node_args` (the environment) gives Flotilla's
+# nodes other flags, e.g. node_args="--heartbeat-interval-ms 50 --election-timeout-min-ms 250
+# --election-timeout-max-ms 500"; over plain HTTP (the transport does not change an election).
+# Then every pipeline Flotilla acknowledged is read back (linearizable): none lost.
 #
 #   bench/availability.sh [--kills 20] [--down-s 8] [--pause-s 10] [--rate 100]
 #                         [--steady-s 60] [--steady-rate 1000]

@@ -60,17 +60,19 @@ pub struct Options {
     /// hostname.
     #[arg(long, env = "FLOTILLA_HOST_ID")]
     pub host_id: Option<String>,
-    /// Leader heartbeat interval. Default 50.
+    /// Leader heartbeat interval. Default 250.
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Lower bound of the election timeout. Default 250. A follower stands for election (after
+    /// Lower bound of the election timeout. Default 1500. A follower stands for election (after
     /// a Pre-Vote) once it has heard nothing from the leader for the upper bound (the leader's
-    /// lease) plus a random time between the two bounds: 750-1000 ms by default, against a
-    /// longest gap between a leader's messages of about 0.2 s measured under saturating load
-    /// on 2 cores (`flotilla_raft_leader_contact_gap_seconds`, `docs/benchmarks.md`).
+    /// lease) plus a random time between the two bounds: 4.5-6 s by default. 50 / 250 / 500
+    /// (heartbeat / min / max) fail over in about a second, but a loaded 2-core cluster
+    /// overloaded for ten minutes stalled longer than that and elected a new leader without a
+    /// fault (`docs/benchmarks.md`, availability); size them from
+    /// `flotilla_raft_leader_contact_gap_seconds` on your own load.
     #[arg(long)]
     pub election_timeout_min_ms: Option<u64>,
-    /// Upper bound of the election timeout, and the leader's lease. Default 500.
+    /// Upper bound of the election timeout, and the leader's lease. Default 3000.
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
     /// Pre-Vote before an election: a node whose election timer fires first asks whether a
@@ -460,9 +462,9 @@ impl Settings {
             bootstrap: pick!(bootstrap, false),
             bootstrap_peers: pick!(bootstrap_peers, Vec::new()),
             host_id: pick!(host_id, default_host_id()),
-            heartbeat_interval_ms: pick!(heartbeat_interval_ms, 50),
-            election_timeout_min_ms: pick!(election_timeout_min_ms, 250),
-            election_timeout_max_ms: pick!(election_timeout_max_ms, 500),
+            heartbeat_interval_ms: pick!(heartbeat_interval_ms, 250),
+            election_timeout_min_ms: pick!(election_timeout_min_ms, 1500),
+            election_timeout_max_ms: pick!(election_timeout_max_ms, 3000),
             snapshot_after_entries: pick!(snapshot_after_entries, 10_000),
             snapshot_after_log_bytes: pick!(snapshot_after_log_bytes, 256 * 1024 * 1024),
             pre_vote: pick!(pre_vote, true),

@@ -36,9 +36,10 @@ pub const MAX_APPEND_BYTES: usize = 16 * 1024 * 1024;
 /// `n / APPEND_BYTES_PER_MS` more milliseconds to be sent, written and fsynced by the follower.
 const APPEND_BYTES_PER_MS: usize = 16 * 1024;
 /// Least time an AppendEntries gets before it counts as failed. openraft gives each one the
-/// heartbeat interval, which is kept short so that a dead leader is noticed soon (50 ms by
-/// default); a follower's fsync on a loaded disk can take longer than that, and an append
-/// timed out and resent costs more than one waited for.
+/// heartbeat interval, which a cluster may set short so that a dead leader is noticed soon
+/// (50 ms in `docs/benchmarks.md`'s availability runs); a follower's fsync on a loaded disk can
+/// take longer than that, and an append timed out and resent costs more than one waited for.
+/// (openraft's heartbeat worker also bounds each heartbeat by the interval, outside this.)
 const MIN_APPEND_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Bytes of snapshot file per gRPC message.
