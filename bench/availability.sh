@@ -67,7 +67,6 @@ source bench/lib.sh
 bench_setup availability
 echo "== availability: $systems; $kills kills (down $down_s s), pauses of $pause_s s, $rate writes/s; results in $out"
 
-flotilla_status() { curl -sf --max-time 1 -H "authorization: Bearer $FLOTILLA_TOKEN" "http://127.0.0.1:1870$1/v1/cluster"; }
 flotilla_leader() {
   local i l
   for i in 1 2 3; do
@@ -83,7 +82,7 @@ leader_term() {
     etcd)
       l="$(etcd_leader)"
       [ -n "$l" ] || return 0
-      echo "$l/$(curl -sf --max-time 1 -X POST -d '{}' "$(etcd_endpoint "$l")/v3/maintenance/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["raft_term"])')"
+      echo "$l/$(etcd_curl --max-time 1 -X POST -d '{}' "$(etcd_endpoint "$l")/v3/maintenance/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["raft_term"])')"
       ;;
     flotilla)
       l="$(flotilla_leader)"

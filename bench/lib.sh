@@ -1,7 +1,7 @@
 # Shared by the bench scripts (sourced): a work directory whose processes stop on exit, and a
 # local 3-node Flotilla cluster on 127.0.0.1.
 #   bench_setup NAME, start_flotilla_node ID, form_flotilla_cluster, flotilla ARGS...,
-#   flotilla_bench ARGS... (the load generators, `bench/src`)
+#   flotilla_bench ARGS... (the load generators, `bench/src`), flotilla_status ID
 # `node_args` (a string) adds flags to every node; `bench_plaintext=1` (set before sourcing)
 # runs the nodes --insecure-plaintext, for a comparison with TLS.
 
@@ -51,6 +51,12 @@ declare -A node_pid
 flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
 curl_tls() { curl --cacert "$FLOTILLA_CA_FILE" "$@"; }
 flotilla_bench() { "$bin/flotilla-bench" --server "$servers" "$@"; }
+# GET /v1/cluster of node I, over TLS or plain as the nodes run.
+flotilla_status() {
+  local base="https://127.0.0.1:1870$1"
+  [ "${bench_plaintext:-0}" = 1 ] && base="http://127.0.0.1:1870$1"
+  curl_tls -sf --max-time 2 -H "authorization: Bearer $FLOTILLA_TOKEN" "$base/v1/cluster"
+}
 
 start_flotilla_node() {
   local i="$1"
@@ -79,20 +85,24 @@ form_flotilla_cluster() {
   flotilla cluster status
 }
 
-# A 3-member etcd cluster beside it (Debian's etcd-server, default settings), over http:
-#   start_etcd_member I, form_etcd_cluster, etcd_leader (prints 1-3 or nothing), etcd_endpoints
+# A 3-member etcd cluster beside it (Debian's etcd-server, default settings):
+#   start_etcd_member I, form_etcd_cluster, etcd_leader (prints 1-3 or nothing), etcd_endpoint I
 # `etcd_pid[I]` holds each member's pid. A member restarted on its data directory rejoins.
+# Over http unless the script sets `etcd_scheme=https` and the certificate flags in `etcd_tls`
+# (an array), with a CA that `FLOTILLA_CA_FILE` trusts.
 declare -A etcd_pid
-etcd_cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
-etcd_endpoint() { echo "http://127.0.0.1:2379$1"; }
+etcd_scheme="${etcd_scheme:-http}"
+etcd_tls=()
+etcd_endpoint() { echo "$etcd_scheme://127.0.0.1:2379$1"; }
+etcd_curl() { curl -sf --max-time 2 --cacert "$FLOTILLA_CA_FILE" "$@"; }
 
 start_etcd_member() {
-  local i="$1"
+  local i="$1" peers="e1=$etcd_scheme://127.0.0.1:23801,e2=$etcd_scheme://127.0.0.1:23802,e3=$etcd_scheme://127.0.0.1:23803"
   command -v etcd >/dev/null || { echo "error: etcd not found; apt-get install -y etcd-server" >&2; exit 1; }
   etcd --name "e$i" --data-dir "$work/etcd-$i" \
     --listen-client-urls "$(etcd_endpoint "$i")" --advertise-client-urls "$(etcd_endpoint "$i")" \
-    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
-    --initial-cluster "$etcd_cluster" --initial-cluster-state new --log-level error >>"$work/etcd-$i.log" 2>&1 &
+    --listen-peer-urls "$etcd_scheme://127.0.0.1:2380$i" --initial-advertise-peer-urls "$etcd_scheme://127.0.0.1:2380$i" \
+    --initial-cluster "$peers" --initial-cluster-state new --log-level error "${etcd_tls[@]}" >>"$work/etcd-$i.log" 2>&1 &
   etcd_pid[$i]=$!
   pids+=($!)
 }
@@ -100,7 +110,7 @@ start_etcd_member() {
 form_etcd_cluster() {
   for i in 1 2 3; do start_etcd_member "$i"; done
   for _ in $(seq 100); do
-    curl -sf --max-time 2 -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' "$(etcd_endpoint 1)/v3/kv/put" >/dev/null && return 0
+    etcd_curl -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' "$(etcd_endpoint 1)/v3/kv/put" >/dev/null && return 0
     sleep 0.2
   done
   echo "error: etcd did not take a write" >&2
@@ -112,7 +122,7 @@ etcd_leader() {
   local i status
   declare -A member
   for i in 1 2 3; do
-    status="$(curl -sf --max-time 1 -X POST -d '{}' "$(etcd_endpoint "$i")/v3/maintenance/status" || true)"
+    status="$(etcd_curl --max-time 1 -X POST -d '{}' "$(etcd_endpoint "$i")/v3/maintenance/status" || true)"
     [ -n "$status" ] || continue
     member[$i]="$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["header"]["member_id"], d.get("leader",""))' <<<"$status")"
   done

@@ -26,7 +26,6 @@ done
 source bench/lib.sh
 bench_setup pause
 
-status() { curl_tls -sf --max-time 2 -H "authorization: Bearer $FLOTILLA_TOKEN" "https://127.0.0.1:1870$1/v1/cluster"; }
 field() { python3 -c "import json,sys; v=json.load(sys.stdin).get('$1'); print('' if v is None else v)"; }
 
 # One run: a fresh cluster with `node_args`, the load, the pause; a result line in $out/results.txt.
@@ -38,12 +37,12 @@ run() {
   form_flotilla_cluster >/dev/null
   local leader="" term=""
   for _ in $(seq 50); do
-    leader="$(status 1 | field leader || true)"
+    leader="$(flotilla_status 1 | field leader || true)"
     [ -n "$leader" ] && break
     sleep 0.2
   done
   [ -n "$leader" ] || { echo "error: no leader" >&2; exit 1; }
-  term="$(status "$leader" | field term)"
+  term="$(flotilla_status "$leader" | field term)"
   local follower=1
   [ "$leader" = 1 ] && follower=2
   local duration_s=$((pause_s + 20))
@@ -60,8 +59,8 @@ run() {
   resumed="$(date +%s%3N)"
   wait "$load_pid" || { cat "$out/$label-load.txt"; exit 1; }
   local leader_after term_after
-  leader_after="$(status "$leader" | field leader || true)"
-  term_after="$(status "$leader" | field term || true)"
+  leader_after="$(flotilla_status "$leader" | field leader || true)"
+  term_after="$(flotilla_status "$leader" | field term || true)"
   python3 - "$out/$label-acks.txt" "$stopped" "$resumed" "$label" "$leader" "$leader_after" "$term" "$term_after" <<'PY' | tee -a "$out/results.txt"
 import sys
 acks_file, stopped, resumed, label, leader, leader_after, term, term_after = sys.argv[1:]

@@ -38,11 +38,9 @@ command -v etcd >/dev/null || { echo "error: etcd not found; apt-get install -y 
 source bench/lib.sh
 bench_setup vs-etcd
 
-scheme=http
-etcd_tls=()
 if [ "$transport" = tls ]; then
   command -v openssl >/dev/null || { echo "error: openssl not found; apt-get install -y openssl" >&2; exit 1; }
-  scheme=https
+  etcd_scheme=https
   d="$work/etcd-tls"
   mkdir -p "$d"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -61,22 +59,11 @@ if [ "$transport" = tls ]; then
 fi
 
 echo "== etcd $(etcd --version | head -1 | awk '{print $3}'), $transport, data in $work"
-cluster="e1=$scheme://127.0.0.1:23801,e2=$scheme://127.0.0.1:23802,e3=$scheme://127.0.0.1:23803"
-for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$work/etcd-$i" \
-    --listen-client-urls "$scheme://127.0.0.1:2379$i" --advertise-client-urls "$scheme://127.0.0.1:2379$i" \
-    --listen-peer-urls "$scheme://127.0.0.1:2380$i" --initial-advertise-peer-urls "$scheme://127.0.0.1:2380$i" \
-    --initial-cluster "$cluster" --initial-cluster-state new --log-level error "${etcd_tls[@]}" >"$work/etcd-$i.log" 2>&1 &
-  pids+=($!)
-done
-etcd_endpoints="$scheme://127.0.0.1:23791,$scheme://127.0.0.1:23792,$scheme://127.0.0.1:23793"
+form_etcd_cluster
+etcd_endpoints="$(etcd_endpoint 1),$(etcd_endpoint 2),$(etcd_endpoint 3)"
 
 echo "== flotilla ($bin), $transport"
 form_flotilla_cluster
-for _ in $(seq 100); do
-  curl -sf --cacert "$FLOTILLA_CA_FILE" -X POST -d '{"key":"cmVhZHk=","value":"eQ=="}' "$scheme://127.0.0.1:23791/v3/kv/put" >/dev/null && break
-  sleep 0.2
-done
 
 for c in $levels; do
   echo "== $c clients"
