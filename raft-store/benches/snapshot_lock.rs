@@ -3,12 +3,15 @@
 //! A state of `--jobs` finished jobs sits behind a `std::sync::RwLock`, as the state machine
 //! store keeps it. One thread applies a small entry every millisecond (taking the write
 //! lock), another reads a job every millisecond (taking the read lock), and a snapshot is
-//! built in the middle of the run with each of two lock patterns:
+//! built in the middle of the run with each of three lock patterns:
 //!
 //! - `whole build`: the read lock held while the state is encoded, written and fsynced (how
 //!   snapshots were built before `encode_state`);
 //! - `encode only`: the read lock held while the state is encoded in memory, the write and
-//!   fsync after it is released (how `StateMachineStore` builds them now).
+//!   fsync after it is released (how they were built before the state's maps were persistent);
+//! - `clone only`: the read lock held while the state is cloned (its persistent maps share
+//!   every node, so this takes microseconds), the encoding, write and fsync after it is
+//!   released (how `StateMachineStore` builds them now).
 //!
 //! Each pattern's p99 of apply and read latency while the snapshot is built is reported next
 //! to the p99 of the same run's quiet phase before it.
@@ -107,7 +110,25 @@ struct Phase {
 
 /// Runs the two load threads, builds one snapshot after a quiet second with the lock held
 /// for the whole build or for the encoding only, and returns the p99s.
-fn run(state: Arc<RwLock<State>>, mut index: u64, whole_build: bool, dir: &std::path::Path) -> Phase {
+/// What the snapshot build holds the state's read lock for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LockPattern {
+    WholeBuild,
+    EncodeOnly,
+    CloneOnly,
+}
+
+impl LockPattern {
+    fn label(self) -> &'static str {
+        match self {
+            LockPattern::WholeBuild => "whole build (before)",
+            LockPattern::EncodeOnly => "encode only (before)",
+            LockPattern::CloneOnly => "clone only (now)",
+        }
+    }
+}
+
+fn run(state: Arc<RwLock<State>>, mut index: u64, pattern: LockPattern, dir: &std::path::Path) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = |mut f: Box<dyn FnMut() + Send>| {
         let stop = stop.clone();
@@ -143,24 +164,32 @@ fn run(state: Arc<RwLock<State>>, mut index: u64, whole_build: bool, dir: &std::
         std::hint::black_box(s.job(JobId(7)));
     }));
     std::thread::sleep(Duration::from_millis(QUIET_MS));
-    let path = dir.join(if whole_build { "whole.snap" } else { "encode.snap" });
+    let path = dir.join(format!("{pattern:?}.snap"));
+    let header = SnapshotHeader {
+        last_log_id: None,
+        last_membership: Default::default(),
+    };
     let started = Instant::now();
-    let lock_held = {
-        let data = state.read().unwrap();
-        let header = SnapshotHeader {
-            last_log_id: None,
-            last_membership: Default::default(),
-        };
-        let encoded = encode_state(&data).unwrap();
-        if whole_build {
-            write_snapshot(&path, &header, &encoded).unwrap();
+    let data = state.read().unwrap();
+    let lock_held = match pattern {
+        LockPattern::WholeBuild => {
+            write_snapshot(&path, &header, &encode_state(&data).unwrap()).unwrap();
             let held = started.elapsed();
             drop(data);
             held
-        } else {
+        }
+        LockPattern::EncodeOnly => {
+            let encoded = encode_state(&data).unwrap();
             drop(data);
             let held = started.elapsed();
             write_snapshot(&path, &header, &encoded).unwrap();
+            held
+        }
+        LockPattern::CloneOnly => {
+            let copy = data.clone();
+            drop(data);
+            let held = started.elapsed();
+            write_snapshot(&path, &header, &encode_state(&copy).unwrap()).unwrap();
             held
         }
     };
@@ -210,20 +239,13 @@ fn main() {
         "| lock pattern | lock held (ms) | apply p99 quiet / during, longest during (ms) | read p99 quiet / during, longest during (ms) |"
     );
     println!("|---|---:|---:|---:|");
-    for whole_build in [true, false] {
-        let p = run(
-            state.clone(),
-            index + 1_000_000 * u64::from(!whole_build),
-            whole_build,
-            dir.path(),
-        );
+    let patterns = [LockPattern::WholeBuild, LockPattern::EncodeOnly, LockPattern::CloneOnly];
+    for (n, pattern) in (0u64..).zip(patterns) {
+        // Each run applies from its own index range.
+        let p = run(state.clone(), index + 1_000_000 * n, pattern, dir.path());
         println!(
             "| {} | {} | {} / {}, {} | {} / {}, {} |",
-            if whole_build {
-                "whole build (before)"
-            } else {
-                "encode only (now)"
-            },
+            pattern.label(),
             ms(p.lock_held),
             ms(p.apply_quiet),
             ms(p.apply_during.0),

@@ -12,9 +12,10 @@
 //! output is added only when the snapshot is sent to a follower (`SnapshotWire`): the state's
 //! bytes from the file, then the output streamed from the store as it is then.
 //!
-//! Building one encodes the state in memory first (`encode_state`, under the state's read
-//! lock: the copy of the state this costs is the only time applies and readers wait), then
-//! writes the encoding with no lock held (`write_snapshot`). Reading streams.
+//! Building one clones the state under its read lock (its maps are persistent: the clone
+//! shares every node and takes microseconds, the only time applies and readers wait), then
+//! encodes the clone in memory (`encode_state`) and writes the encoding (`write_snapshot`)
+//! with no lock held. Reading streams.
 
 use crate::LogId;
 use crate::codec::{config, decode_from_read, invalid_data, with_decode_limit};
@@ -343,8 +344,7 @@ impl EncodedState {
     }
 }
 
-/// Encodes `state` for a snapshot: a copy in memory, so the file can be written without
-/// holding whatever guards the state.
+/// Encodes `state` for a snapshot in memory, so its length can head the file.
 pub fn encode_state(state: &State) -> io::Result<EncodedState> {
     bincode::serde::encode_to_vec(state, config())
         .map(EncodedState)

@@ -9,6 +9,7 @@
 
 use crate::tenant_names::{TenantNames, TenantNo};
 use crate::{JobId, JobState, PipelineId};
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -47,7 +48,7 @@ impl ArchivedPipeline {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Archive {
-    pipelines: BTreeMap<PipelineId, ArchivedPipeline>,
+    pipelines: OrdMap<PipelineId, ArchivedPipeline>,
     tenants: TenantNames,
     /// Jobs of the archived pipelines, in all, and by final state.
     jobs: u64,

@@ -8,9 +8,10 @@
 
 use crate::JobId;
 use compact_str::CompactString;
+use imbl::OrdSet;
+use imbl::ordset::RangedIter;
 use serde::{Deserialize, Serialize};
-use std::collections::btree_set::Range;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// Key of the pending queue: higher priority first, then tenant, then submission order.
@@ -43,7 +44,7 @@ fn priority_of(rank: u64) -> i32 {
 /// The PENDING jobs by `QueueKey`. DAG readiness and backoff are checked by readers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingQueue {
-    keys: BTreeSet<QueueKey>,
+    keys: OrdSet<QueueKey>,
     /// How many keys each priority has (the `/metrics` queue depth, without a scan).
     depth: BTreeMap<i32, u64>,
 }
@@ -51,14 +52,14 @@ pub struct PendingQueue {
 impl PendingQueue {
     pub fn insert(&mut self, key: QueueKey) {
         let priority = priority_of(key.priority_rank);
-        if self.keys.insert(key) {
+        if self.keys.insert(key).is_none() {
             *self.depth.entry(priority).or_default() += 1;
         }
     }
 
     pub fn remove(&mut self, key: &QueueKey) {
         let priority = priority_of(key.priority_rank);
-        if self.keys.remove(key)
+        if self.keys.remove(key).is_some()
             && let Some(n) = self.depth.get_mut(&priority)
         {
             *n = n.saturating_sub(1);
@@ -129,7 +130,10 @@ impl PendingQueue {
                 tenant: key.tenant.clone(),
                 job: JobId(u64::MAX),
             };
-            next = self.keys.range((Bound::Excluded(&past), Bound::Unbounded)).next();
+            next = self
+                .keys
+                .range::<_, QueueKey>((Bound::Excluded(&past), Bound::Unbounded))
+                .next();
         }
         tenants
     }
@@ -145,7 +149,7 @@ fn level_start(rank: u64) -> QueueKey {
 
 /// One tenant's pending jobs at one priority, in submission order, read lazily.
 pub struct TenantRun<'a> {
-    range: Range<'a, QueueKey>,
+    range: RangedIter<'a, QueueKey, imbl::shared_ptr::DefaultSharedPtr>,
 }
 
 impl Iterator for TenantRun<'_> {

@@ -22,8 +22,8 @@
 //! the jobs are read back from the pipeline when a retry is answered.
 
 use crate::{JobRef, PipelineId, Response, State};
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Who sent a request: a random id a node draws for each of its concurrent request slots.
@@ -76,8 +76,8 @@ pub(crate) enum Seen {
 /// Every client's session, with an index by last use for expiry and eviction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
-    by_client: BTreeMap<ClientId, Session>,
-    by_use: BTreeSet<(u64, ClientId)>,
+    by_client: OrdMap<ClientId, Session>,
+    by_use: OrdSet<(u64, ClientId)>,
 }
 
 impl Sessions {
@@ -116,7 +116,7 @@ impl Sessions {
         }
         self.expire(now_ms, ttl_ms);
         while self.by_client.len() >= max.max(1) {
-            let Some((used, client)) = self.by_use.pop_first() else {
+            let Some((used, client)) = self.by_use.remove_min() else {
                 break;
             };
             debug_assert!(used <= now_ms);
@@ -144,11 +144,11 @@ impl Sessions {
 
     /// Forgets the sessions last used more than `ttl_ms` before `now_ms`.
     fn expire(&mut self, now_ms: u64, ttl_ms: u64) {
-        while let Some(&(used, client)) = self.by_use.first() {
+        while let Some(&(used, client)) = self.by_use.get_min() {
             if now_ms.saturating_sub(used) <= ttl_ms {
                 break;
             }
-            self.by_use.pop_first();
+            self.by_use.remove_min();
             self.by_client.remove(&client);
         }
     }

@@ -9,8 +9,9 @@ use crate::{
     ApplyContext, Assignment, Command, Event, EventId, Job, JobId, Limits, Pipeline, PipelineId, Pool, Proposal,
     Response, Tenant,
 };
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IdempotencyRecord {
@@ -25,19 +26,19 @@ pub struct State {
     pub(crate) now_ms: u64,
     pub(crate) last_pipeline_id: u64,
     pub(crate) last_job_id: u64,
-    pub(crate) pipelines: BTreeMap<PipelineId, Pipeline>,
+    pub(crate) pipelines: OrdMap<PipelineId, Pipeline>,
     /// Boxed: a job is some 500 bytes, and a map node holds room for eleven entries while
     /// nodes filled in id order stay about half full; boxed, the empty room is pointers.
-    pub(crate) jobs: BTreeMap<JobId, Box<Job>>,
+    pub(crate) jobs: OrdMap<JobId, Box<Job>>,
     /// Live assignments by `(job, attempt)`.
     /// Boxed for the same reason as `jobs`.
-    pub(crate) assignments: BTreeMap<(JobId, u32), Box<Assignment>>,
-    pub(crate) pools: BTreeMap<String, Pool>,
-    pub(crate) tenants: BTreeMap<String, Tenant>,
+    pub(crate) assignments: OrdMap<(JobId, u32), Box<Assignment>>,
+    pub(crate) pools: OrdMap<String, Pool>,
+    pub(crate) tenants: OrdMap<String, Tenant>,
     /// `(tenant, key) -> pipeline`, forgotten after `limits.idempotency_ttl_ms`.
-    pub(crate) idempotency: BTreeMap<(String, String), IdempotencyRecord>,
+    pub(crate) idempotency: OrdMap<(String, String), IdempotencyRecord>,
     /// `(expires_at_ms, tenant, key)` for pruning the table above in order.
-    pub(crate) idempotency_expiry: BTreeSet<(u64, String, String)>,
+    pub(crate) idempotency_expiry: OrdSet<(u64, String, String)>,
     /// Jobs in PENDING, in scheduling order. DAG readiness and backoff are checked by readers.
     pub(crate) pending: PendingQueue,
     /// Last event the leader's publisher had acknowledged by the external stream.

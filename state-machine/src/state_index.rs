@@ -13,26 +13,27 @@
 //! (`TenantNames`): an entry holds a number, not a copy of the name.
 
 use crate::{JobId, JobState, PipelineId, PipelineState};
+use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::tenant_names::{TenantNames, TenantNo};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateIndex {
-    jobs: BTreeSet<(JobState, JobId)>,
-    pipelines: BTreeSet<(PipelineState, PipelineId)>,
+    jobs: OrdSet<(JobState, JobId)>,
+    pipelines: OrdSet<(PipelineState, PipelineId)>,
     job_counts: BTreeMap<JobState, u64>,
     tenant_names: TenantNames,
-    tenant_jobs: BTreeSet<(TenantNo, JobState, JobId)>,
-    tenant_pipelines: BTreeSet<(TenantNo, PipelineState, PipelineId)>,
+    tenant_jobs: OrdSet<(TenantNo, JobState, JobId)>,
+    tenant_pipelines: OrdSet<(TenantNo, PipelineState, PipelineId)>,
 }
 
 /// Up to `limit` ids of `set` under any of `tenants` in any of `states` and past `after`, in id
 /// order: one range per tenant and state, each of at most `limit`, merged.
 fn first_of_tenants<S: Ord + Copy, I: Ord + Copy>(
-    set: &BTreeSet<(TenantNo, S, I)>,
+    set: &OrdSet<(TenantNo, S, I)>,
     tenants: &[TenantNo],
     states: &[S],
     after: I,
@@ -58,7 +59,7 @@ fn first_of_tenants<S: Ord + Copy, I: Ord + Copy>(
 
 impl StateIndex {
     pub(crate) fn job_added(&mut self, tenant: &str, state: JobState, job: JobId) {
-        if self.jobs.insert((state, job)) {
+        if self.jobs.insert((state, job)).is_none() {
             *self.job_counts.entry(state).or_default() += 1;
             let no = self.tenant_names.acquire(tenant);
             self.tenant_jobs.insert((no, state, job));
@@ -75,7 +76,7 @@ impl StateIndex {
 
     /// Forgets a job removed by retention.
     pub(crate) fn job_removed(&mut self, tenant: &str, state: JobState, job: JobId) {
-        if self.jobs.remove(&(state, job)) {
+        if self.jobs.remove(&(state, job)).is_some() {
             if let Some(n) = self.job_counts.get_mut(&state) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -91,7 +92,7 @@ impl StateIndex {
 
     /// Forgets a pipeline removed by retention.
     pub(crate) fn pipeline_removed(&mut self, tenant: &str, state: PipelineState, pipeline: PipelineId) {
-        if self.pipelines.remove(&(state, pipeline))
+        if self.pipelines.remove(&(state, pipeline)).is_some()
             && let Some(no) = self.tenant_names.get(tenant)
         {
             self.tenant_pipelines.remove(&(no, state, pipeline));
@@ -100,7 +101,7 @@ impl StateIndex {
     }
 
     pub(crate) fn pipeline_added(&mut self, tenant: &str, state: PipelineState, pipeline: PipelineId) {
-        if self.pipelines.insert((state, pipeline)) {
+        if self.pipelines.insert((state, pipeline)).is_none() {
             let no = self.tenant_names.acquire(tenant);
             self.tenant_pipelines.insert((no, state, pipeline));
         }

@@ -263,11 +263,11 @@ impl State {
     /// Forgets idempotency keys whose time is up. Driven by the entries' `now_ms`, so every
     /// replica forgets the same keys at the same index.
     fn prune_idempotency(&mut self, now_ms: u64) {
-        while let Some(first) = self.idempotency_expiry.first() {
+        while let Some(first) = self.idempotency_expiry.get_min() {
             if first.0 > now_ms {
                 break;
             }
-            if let Some((_, tenant, key)) = self.idempotency_expiry.pop_first() {
+            if let Some((_, tenant, key)) = self.idempotency_expiry.remove_min() {
                 self.idempotency.remove(&(tenant, key));
             }
         }

@@ -18,6 +18,7 @@ pub use removal::{MAX_REMOVAL_RECORDS, Removal, RetentionTotals};
 pub use settled::Settled;
 
 use crate::PipelineId;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -28,7 +29,7 @@ pub struct Retention {
     pub(crate) tenants: BTreeMap<String, RetentionPolicy>,
     /// Per tenant, its settled pipelines (finished, no worker left). Tenants with none are
     /// absent.
-    pub(crate) settled: BTreeMap<String, Settled>,
+    pub(crate) settled: OrdMap<String, Settled>,
     /// The latest whole-pipeline removals, oldest first, at most `MAX_REMOVAL_RECORDS`.
     pub(crate) removals: VecDeque<Removal>,
     pub(crate) totals: RetentionTotals,

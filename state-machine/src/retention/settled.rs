@@ -6,15 +6,15 @@
 //! touches a live assignment.
 
 use crate::PipelineId;
+use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settled {
     /// Every settled pipeline, by `(finished_at_ms, id)`.
-    pub(crate) pipelines: BTreeSet<(u64, PipelineId)>,
+    pub(crate) pipelines: OrdSet<(u64, PipelineId)>,
     /// Those of them whose jobs still hold output.
-    pub(crate) with_output: BTreeSet<(u64, PipelineId)>,
+    pub(crate) with_output: OrdSet<(u64, PipelineId)>,
 }
 
 impl Settled {
