@@ -521,13 +521,17 @@ fn digest_of(machine: &flotilla_raft_store::StateHandle) -> std::io::Result<Stat
             Ok(())
         }
     }
+    // The state (a clone: its maps are persistent, so this is a copy of a few pointers) and
+    // the output as of the same entry, both taken under the read lock, which applies hold to
+    // write output; the hashing runs after it is released, so applies never wait on it.
     let data = machine.read();
-    let mut w = HashWriter(sha2::Sha256::new());
-    flotilla_raft_store::encode_into(&data.state, &mut w)?;
+    let state = data.state.clone();
     let applied_index = data.last_applied.as_ref().map_or(0, |l| l.index);
-    // The output as of the same entry: applies write it under the lock held here.
     let output = machine.disk().consistent_view();
     drop(data);
+    let mut w = HashWriter(sha2::Sha256::new());
+    flotilla_raft_store::encode_into(&state, &mut w)?;
+    drop(state);
     output.write_chunks(&mut w)?;
     let hash = w.0.finalize();
     let digest = hash.iter().map(|b| format!("{b:02x}")).collect();
