@@ -29,8 +29,8 @@ pub struct State {
     pub(crate) last_pipeline_id: u64,
     pub(crate) last_job_id: u64,
     pub(crate) pipelines: OrdMap<PipelineId, Pipeline>,
-    /// Boxed: a job is some 500 bytes, and a map node holds room for eleven entries while
-    /// nodes filled in id order stay about half full; boxed, the empty room is pointers.
+    /// Boxed: a job is some 500 bytes, and a leaf holds room for sixteen entries while
+    /// leaves filled in id order stay about half full; boxed, the empty room is pointers.
     pub(crate) jobs: OrdMap<JobId, Box<Job>>,
     /// Live assignments by `(job, attempt)`.
     /// Boxed for the same reason as `jobs`.
