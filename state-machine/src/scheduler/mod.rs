@@ -12,8 +12,10 @@ mod policy;
 mod pool_index;
 mod score;
 mod tenant_turns;
+mod why_pending;
 
 pub use policy::{SchedulerPolicy, Strategy};
+pub use why_pending::{Blocker, MAX_POOL_VERDICTS, NeedState, PendingExplanation, PoolVerdict, why_pending};
 
 use crate::{Job, JobState, Placement, Resources, State};
 use pool_index::PoolIndex;
