@@ -88,6 +88,10 @@ pub enum JobCmd {
     Cancel {
         id: u64,
     },
+    /// Why the job waits: what holds it back, in the scheduler's order, and each pool's verdict.
+    Why {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -443,6 +447,28 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 &client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?,
                 &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
             ),
+            JobCmd::Why { id } => show(&client.get(&format!("/v1/jobs/{id}/why-pending")).await?, &|v| {
+                println!("{}", cell(&v["summary"]));
+                let rows: Vec<Vec<String>> = v["pools"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let fits = if p["fits_now"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            "no"
+                        };
+                        vec![cell(&p["pool"]), fits.to_string(), cell(&p["reason"])]
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    output::table(&["POOL", "FITS NOW", "WHY NOT"], &rows);
+                }
+                if let Some(more) = v["pools_not_shown"].as_u64().filter(|n| *n > 0) {
+                    println!("({more} more pools not shown)");
+                }
+            }),
         },
         CliCommand::Pool(cmd) => match cmd {
             PoolCmd::Register {

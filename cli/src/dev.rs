@@ -195,6 +195,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  flotilla pipeline submit -f examples/hello.yaml --wait");
     println!("  flotilla pipeline list");
     println!(
+        "Console: https://{}/ui (sign in with the admin token; the browser must trust the CA above, or accept it once)",
+        servers[0]
+    );
+    println!(
         "Node logs: {}/node-N.log. Ctrl-C stops the cluster; its data stays for next time.",
         args.data_dir.display()
     );

@@ -368,6 +368,17 @@ fn dev_cluster_serves_the_cli() {
         }
     };
     pools_show("draining");
+    // A job submitted to the drained pool waits, and `job why` says why.
+    let submitted = ok(run(&token, &all, &["-o", "json", "pipeline", "submit", "-f", example]));
+    let submitted: serde_json::Value = serde_json::from_str(&submitted).expect("json output");
+    let waiting = submitted["jobs"][0]["id"].as_u64().expect("a job id").to_string();
+    let why = ok(run(&token, &servers[1], &["job", "why", &waiting]));
+    assert!(
+        why.contains("no pool of 1 fits it now") && why.contains("pool local is draining"),
+        "{why}"
+    );
+    let missing = run(&token, &all, &["job", "why", "99999"]);
+    assert!(!missing.status.success(), "job why of an unknown job succeeded");
     ok(run(&token, &servers[2], &["pool", "drain", "local", "--undo"]));
     pools_show("active");
 

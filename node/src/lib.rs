@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod events;
 pub mod founding;
 pub mod identity;

@@ -24,6 +24,22 @@ impl PipelineState {
     pub fn is_terminal(self) -> bool {
         self != PipelineState::Running
     }
+
+    /// The name the API uses (`RUNNING`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipelineState::Running => "RUNNING",
+            PipelineState::Succeeded => "SUCCEEDED",
+            PipelineState::Failed => "FAILED",
+            PipelineState::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl std::fmt::Display for PipelineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,6 +58,11 @@ pub struct ClusterView {
 
 #[utoipa::path(get, path = "/v1/cluster", tag = "cluster", responses((status = 200, description = "this node's view: members, leader, term, indexes")))]
 pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
+    Json(view(&app))
+}
+
+/// This node's view of its cluster, from its Raft metrics (the route and the console share it).
+pub fn view(app: &AppState) -> ClusterView {
     let m = crate::raft::metrics(&app.raft);
     let membership = m.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -78,7 +83,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
         })
         .collect();
     let leader_api_addr = crate::raft::leader_addr(&m).map(|n| n.api_addr);
-    Json(ClusterView {
+    ClusterView {
         id: app.id,
         cluster_id: app.founding.identity.cluster_id(),
         incarnation: app.founding.identity.incarnation().to_string(),
@@ -93,7 +98,7 @@ pub async fn status(State(app): State<AppState>) -> Json<ClusterView> {
         snapshot_index: m.snapshot.map(|l| l.index),
         purged_index: m.purged.map(|l| l.index),
         members,
-    })
+    }
 }
 
 /// Founds a new cluster with this node as its only voter (`founding.rs` says what it checks).

@@ -107,6 +107,33 @@ pub async fn get_one(
     .await
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/why-pending", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`")),
+    responses((status = 200, description = "why the job waits: what holds it back in the scheduler's order, and each pool's verdict"), super::openapi::UnknownId, super::openapi::RemovedId, super::openapi::StandardErrors))]
+pub async fn why_pending(
+    State(app): State<AppState>,
+    scope: TenantScope,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let id = JobId(parse_id("id", &id)?);
+    let now_ms = app.proposer.now_ms();
+    super::read_one(
+        &app,
+        raw,
+        |s, disk| super::retention::job_gone(s, disk, &scope, id),
+        |s, disk, applied| {
+            let Some(job) = super::records::job(s, disk, id)?.filter(|j| scope.admits(&j.tenant)) else {
+                return Ok(None);
+            };
+            // A finished job that left the live state is explained as finished.
+            let explanation = flotilla_state_machine::scheduler::why_pending(s, id, now_ms)
+                .unwrap_or_else(|| flotilla_state_machine::scheduler::PendingExplanation::not_pending(id, job.state));
+            Ok(Some(read_response(applied, &explanation)))
+        },
+    )
+    .await
+}
+
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),
     responses((status = 200, description = "the jobs cancelled (with dependants)"), super::openapi::UnknownId,
               (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]

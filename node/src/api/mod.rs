@@ -4,7 +4,7 @@
 //! this node's applied state and report its applied index in `X-Flotilla-Applied-Index`;
 //! `?consistency=linearizable` first waits until this node has applied the leader's read index.
 
-mod cluster;
+pub(crate) mod cluster;
 mod error;
 mod events;
 mod health;
@@ -13,7 +13,7 @@ mod jobs;
 mod join;
 mod limits;
 pub mod openapi;
-mod pipelines;
+pub(crate) mod pipelines;
 mod pools;
 pub mod records;
 mod retention;
@@ -116,6 +116,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             at_least(Submitter),
         ),
         ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs), at_least(Viewer)),
+        (
+            "/v1/jobs/{id}/why-pending",
+            Method::GET,
+            get(jobs::why_pending),
+            at_least(Viewer),
+        ),
         ("/v1/events", Method::GET, get(events::stream), at_least(Viewer)),
         ("/v1/pools", Method::GET, get(pools::list), at_least(Viewer)),
         ("/v1/pools", Method::POST, post(pools::register), at_least(Operator)),
@@ -275,6 +281,7 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
                 method_router.route_layer(middleware::from_fn_with_state(gate, crate::auth::gate::check)),
             )
         })
+        .merge(crate::console::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -285,6 +292,10 @@ pub fn router(state: AppState, limits: ApiLimits) -> Router {
         })
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
         .layer(middleware::from_fn_with_state(in_flight, shed_overload))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::console::member_cors,
+        ))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), count_request))
         .with_state(state)
 }

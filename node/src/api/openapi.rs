@@ -26,6 +26,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         jobs::get_one,
         jobs::cancel,
         jobs::logs,
+        jobs::why_pending,
         events::stream,
         pools::list,
         pools::register,

@@ -126,7 +126,7 @@ pub async fn submit(
 }
 
 /// A pipeline with its jobs' states, live or archived.
-fn view(
+pub fn view(
     state: &flotilla_state_machine::State,
     disk: &flotilla_raft_store::DiskStore,
     p: &Pipeline,
@@ -146,24 +146,27 @@ fn view(
     })
 }
 
-#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("tenant" = Option<String>, Query, description = "filter by tenant (within the token's tenants)")),
-    responses((status = 200, description = "a page of pipelines"), super::openapi::StandardErrors))]
-pub async fn list(
-    State(app): State<AppState>,
-    scope: TenantScope,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    let q: ReadQuery = parse_query(raw)?;
-    let page = q.page()?;
-    let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
-    let applied = app.read_barrier(q.consistency.as_deref()).await?;
-    let data = app.machine.read();
-    let disk = app.machine.disk();
-    let after = PipelineId(q.after.unwrap_or(0));
-    let s = &data.state;
+/// What a list of pipelines asks for.
+pub struct ListFilter<'q> {
+    pub state: Option<PipelineState>,
+    pub tenant: Option<&'q str>,
+    pub after: PipelineId,
+    /// Items wanted; one more is read to tell whether another page follows.
+    pub page: usize,
+}
+
+/// Up to `filter.page + 1` pipelines after `filter.after`, live and archived, that `scope`
+/// admits (the list route and the console's list share it).
+pub fn page_of(
+    s: &flotilla_state_machine::State,
+    disk: &flotilla_raft_store::DiskStore,
+    scope: &TenantScope,
+    filter: &ListFilter,
+) -> Result<Vec<PipelineView>, ApiError> {
+    let (wanted, after, page) = (filter.state, filter.after, filter.page);
     // Each filter reads from the index that answers it, live and archived: a page costs the
     // page (times the caller's tenants), never a scan of other tenants' pipelines.
-    let tenants = scope.tenants_to_list(q.tenant()?);
+    let tenants = scope.tenants_to_list(filter.tenant);
     let live: Vec<&Pipeline> = match (&tenants, wanted) {
         (Some(tenants), _) => s
             .index()
@@ -188,6 +191,28 @@ pub async fn list(
             views.push(view(s, disk, &p)?);
         }
     }
+    Ok(views)
+}
+
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", params(("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"), ("limit" = Option<usize>, Query, description = "1..=1000, default 100"), ("after" = Option<u64>, Query, description = "id cursor from `next_after`"), ("state" = Option<String>, Query, description = "filter by state"), ("tenant" = Option<String>, Query, description = "filter by tenant (within the token's tenants)")),
+    responses((status = 200, description = "a page of pipelines"), super::openapi::StandardErrors))]
+pub async fn list(
+    State(app): State<AppState>,
+    scope: TenantScope,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q: ReadQuery = parse_query(raw)?;
+    let page = q.page()?;
+    let wanted: Option<PipelineState> = parse_state(q.state.as_deref(), "RUNNING, SUCCEEDED, FAILED, CANCELLED")?;
+    let applied = app.read_barrier(q.consistency.as_deref()).await?;
+    let data = app.machine.read();
+    let filter = ListFilter {
+        state: wanted,
+        tenant: q.tenant()?,
+        after: PipelineId(q.after.unwrap_or(0)),
+        page,
+    };
+    let views = page_of(&data.state, app.machine.disk(), &scope, &filter)?;
     Ok(read_response(
         applied,
         &Page::collect(views.into_iter(), page, |v: &PipelineView| v.pipeline.id.0, applied),

@@ -69,6 +69,19 @@ pub async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -
     {
         return next.run(request).await;
     }
+    // A browser's session cookie changes nothing without the session's CSRF value.
+    if bearer_text(request.headers()).is_none()
+        && let Some(Ok(secret)) = super::session_cookie::presented(request.headers())
+        && !super::session_cookie::csrf_admits(request.method(), request.headers(), &secret)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a change made with the console's session cookie must carry its X-Flotilla-Csrf header",
+        )
+        .field(super::session_cookie::CSRF_HEADER)
+        .into_response();
+    }
     match caller(&gate.app, request.headers(), gate.permission) {
         Ok(caller) => {
             let token = caller.token;
@@ -125,9 +138,10 @@ pub(crate) fn unauthenticated(message: String) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization")
 }
 
-/// The caller `headers` name, if the route's `permission` admits them.
+/// The caller `headers` name (an `Authorization: Bearer` header, else the console's session
+/// cookie), if the route's `permission` admits them.
 pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Result<Caller, ApiError> {
-    let presented = bearer(headers);
+    let presented = bearer(headers).or_else(|| super::session_cookie::presented(headers));
     let data = app.machine.read();
     let state = &data.state;
     let Some(presented) = presented else {
@@ -141,8 +155,11 @@ pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Re
             permission.describe()
         )));
     };
-    let secret = presented
-        .map_err(|()| unauthenticated("the Authorization header is not `Bearer flt_<64 hex digits>`".into()))?;
+    let secret = presented.map_err(|()| {
+        unauthenticated(
+            "the Authorization header (or the console's session cookie) is not `Bearer flt_<64 hex digits>`".into(),
+        )
+    })?;
     let Some(token) = state.token_by_secret(&secret.sha256()) else {
         // A node that knows no token at all has most likely not caught up with its cluster
         // (a restarted node with an empty disk, a learner): "unknown token" would be a lie.

@@ -10,6 +10,7 @@ pub mod permission;
 pub mod preshared;
 pub mod scope;
 pub mod secret;
+pub mod session_cookie;
 
 pub use gate::{AuthMode, Caller};
 pub use permission::Permission;

@@ -31,6 +31,21 @@ pub struct PendingExplanation {
     pub summary: String,
 }
 
+impl PendingExplanation {
+    /// The explanation of a job that is not pending (one read from the archive, say).
+    pub fn not_pending(job: JobId, state: JobState) -> PendingExplanation {
+        PendingExplanation {
+            job,
+            state,
+            ready: false,
+            blockers: vec![Blocker::NotPending { state }],
+            pools: Vec::new(),
+            pools_not_shown: 0,
+            summary: summarise(&[Blocker::NotPending { state }], 0, 0, state),
+        }
+    }
+}
+
 /// One reason the scheduler passes the job over before it looks at pools.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -1,0 +1,329 @@
+//! What each console page shows, gathered in one read of this node's applied state: the BFF's
+//! answers (`/ui/api/...`, JSON) and the pages (HTML) are built from the same values, so the
+//! page and its live refresh can never disagree.
+//!
+//! Every builder takes the state's read lock once, copies what its page needs, and lets go: a
+//! page costs its page (the pipelines' index reads a page; a pipeline's jobs are that
+//! pipeline's), never a scan of the history.
+
+use crate::api::pipelines::{ListFilter, PipelineView};
+use crate::api::{ApiError, AppState};
+use crate::auth::TenantScope;
+use flotilla_state_machine::scheduler::PendingExplanation;
+use flotilla_state_machine::{Job, JobId, JobState, PipelineId, PipelineState, Pool, Resources};
+use serde::Serialize;
+
+/// Most pending jobs counted per tenant on the pools page; past it the page says "at least".
+pub const MAX_COUNTED_PENDING: usize = 10_000;
+
+/// Where a page's data came from: which node, at which applied entry, when.
+#[derive(Clone, Debug, Serialize)]
+pub struct Freshness {
+    pub node: u64,
+    pub applied_index: u64,
+    /// The node's wall clock when the page was read, ms since the epoch.
+    pub read_at_ms: u64,
+}
+
+impl Freshness {
+    /// The freshness of a read of `data` (taken under the same lock as the page's data).
+    pub fn of(app: &AppState, data: &flotilla_raft_store::StateMachineData) -> Freshness {
+        Freshness {
+            node: app.id,
+            applied_index: data.last_applied.map_or(0, |l| l.index),
+            read_at_ms: crate::raft::proposer::wall_clock_ms(),
+        }
+    }
+}
+
+/// The pipelines page.
+#[derive(Serialize)]
+pub struct PipelinesPage {
+    pub freshness: Freshness,
+    pub items: Vec<PipelineView>,
+    /// The `after` cursor of the next page, if there is one.
+    pub next_after: Option<u64>,
+}
+
+pub fn pipelines(app: &AppState, scope: &TenantScope, filter: &ListFilter) -> Result<PipelinesPage, ApiError> {
+    let data = app.machine.read();
+    let freshness = Freshness::of(app, &data);
+    let mut items = crate::api::pipelines::page_of(&data.state, app.machine.disk(), scope, filter)?;
+    let next_after = (items.len() > filter.page).then(|| {
+        items.truncate(filter.page);
+        items.last().map_or(0, |v| v.pipeline.id.0)
+    });
+    Ok(PipelinesPage {
+        freshness,
+        items,
+        next_after,
+    })
+}
+
+/// One job as a pipeline's page shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRow {
+    pub id: JobId,
+    pub name: String,
+    pub state: JobState,
+    pub attempt: u32,
+    /// The jobs it needs (ids).
+    pub needs: Vec<JobId>,
+    pub pool: Option<String>,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    /// From the first start to the finish, or to the read for a running job.
+    pub duration_ms: Option<u64>,
+}
+
+impl JobRow {
+    fn of(job: &Job, now_ms: u64) -> JobRow {
+        let started = job.attempts.iter().find_map(|a| a.started_at_ms);
+        let last = job.attempts.last();
+        let finished = if job.state.is_terminal() {
+            last.and_then(|a| a.finished_at_ms).or(Some(job.updated_at_ms))
+        } else {
+            None
+        };
+        JobRow {
+            id: job.id,
+            name: job.spec.name.to_string(),
+            state: job.state,
+            attempt: job.attempt,
+            needs: job.needs.to_vec(),
+            pool: last.map(|a| a.pool.to_string()),
+            started_at_ms: started,
+            finished_at_ms: finished,
+            duration_ms: started.map(|s| finished.unwrap_or(now_ms).saturating_sub(s)),
+        }
+    }
+}
+
+/// A pipeline with its jobs and their edges.
+#[derive(Serialize)]
+pub struct PipelineDetail {
+    pub freshness: Freshness,
+    pub id: PipelineId,
+    pub name: String,
+    pub tenant: String,
+    pub state: PipelineState,
+    pub created_at_ms: u64,
+    pub finished_at_ms: Option<u64>,
+    pub jobs: Vec<JobRow>,
+    /// `(need, dependant)` pairs.
+    pub edges: Vec<(JobId, JobId)>,
+}
+
+/// `None`: no such pipeline, or one the caller may not see.
+pub fn pipeline(app: &AppState, scope: &TenantScope, id: PipelineId) -> Result<Option<PipelineDetail>, ApiError> {
+    let data = app.machine.read();
+    let freshness = Freshness::of(app, &data);
+    let now_ms = freshness.read_at_ms;
+    let disk = app.machine.disk();
+    let Some(p) = crate::api::records::pipeline(&data.state, disk, id)?.filter(|p| scope.admits(&p.tenant)) else {
+        return Ok(None);
+    };
+    let jobs: Vec<JobRow> = crate::api::records::jobs_of(&data.state, disk, &p)?
+        .iter()
+        .map(|j| JobRow::of(j, now_ms))
+        .collect();
+    let edges = jobs
+        .iter()
+        .flat_map(|j| j.needs.iter().map(move |n| (*n, j.id)))
+        .collect();
+    Ok(Some(PipelineDetail {
+        freshness,
+        id: p.id,
+        name: p.name.clone(),
+        tenant: p.tenant.clone(),
+        state: p.state,
+        created_at_ms: p.created_at_ms,
+        finished_at_ms: p.finished_at_ms,
+        jobs,
+        edges,
+    }))
+}
+
+/// A job with its steps, attempts and, while it waits, why.
+#[derive(Serialize)]
+pub struct JobDetail {
+    pub freshness: Freshness,
+    pub row: JobRow,
+    pub pipeline: PipelineId,
+    pub tenant: String,
+    pub steps: Vec<String>,
+    pub current_step: Option<u32>,
+    pub steps_completed: u32,
+    pub failed_step: Option<u32>,
+    pub failure: Option<String>,
+    pub log_bytes: u64,
+    pub log_truncated: bool,
+    pub attempts: Vec<AttemptRow>,
+    pub why_pending: Option<PendingExplanation>,
+}
+
+#[derive(Serialize)]
+pub struct AttemptRow {
+    pub attempt: u32,
+    pub pool: String,
+    pub scheduled_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+    pub outcome: Option<String>,
+}
+
+pub fn job(app: &AppState, scope: &TenantScope, id: JobId) -> Result<Option<JobDetail>, ApiError> {
+    let now_ms = app.proposer.now_ms();
+    let data = app.machine.read();
+    let freshness = Freshness::of(app, &data);
+    let Some(j) = crate::api::records::job(&data.state, app.machine.disk(), id)?.filter(|j| scope.admits(&j.tenant))
+    else {
+        return Ok(None);
+    };
+    let why_pending = (j.state == JobState::Pending)
+        .then(|| flotilla_state_machine::scheduler::why_pending(&data.state, id, now_ms))
+        .flatten();
+    Ok(Some(JobDetail {
+        row: JobRow::of(&j, freshness.read_at_ms),
+        freshness,
+        pipeline: j.pipeline,
+        tenant: j.tenant.to_string(),
+        steps: j.spec.steps.iter().map(ToString::to_string).collect(),
+        current_step: j.current_step,
+        steps_completed: j.steps_completed,
+        failed_step: j.failed_step,
+        failure: j.failure.as_ref().map(|f| format!("{f:?}")),
+        log_bytes: j.log_bytes,
+        log_truncated: j.log_truncated,
+        attempts: j
+            .attempts
+            .iter()
+            .map(|a| AttemptRow {
+                attempt: a.attempt,
+                pool: a.pool.to_string(),
+                scheduled_at_ms: a.scheduled_at_ms,
+                started_at_ms: a.started_at_ms,
+                finished_at_ms: a.finished_at_ms,
+                outcome: a.outcome.as_ref().map(|o| format!("{o:?}")),
+            })
+            .collect(),
+        why_pending,
+    }))
+}
+
+/// The cluster as this node sees it, with each member's lag where this node leads.
+#[derive(Serialize)]
+pub struct ClusterOverview {
+    pub freshness: Freshness,
+    #[serde(flatten)]
+    pub cluster: crate::api::cluster::ClusterView,
+    /// Entries each member is behind this leader's last log index (only on the leader).
+    pub lag: Vec<(u64, Option<u64>)>,
+}
+
+pub fn cluster(app: &AppState) -> ClusterOverview {
+    let cluster = crate::api::cluster::view(app);
+    let lag = cluster
+        .members
+        .iter()
+        .map(|m| {
+            let behind = match (cluster.last_log_index, m.matched_index) {
+                (Some(last), Some(matched)) => Some(last.saturating_sub(matched)),
+                _ => None,
+            };
+            (m.id, behind)
+        })
+        .collect();
+    ClusterOverview {
+        freshness: Freshness::of(app, &app.machine.read()),
+        cluster,
+        lag,
+    }
+}
+
+/// Pools, and tenants with their quota, allocation and queue depth.
+#[derive(Serialize)]
+pub struct PoolsOverview {
+    pub freshness: Freshness,
+    pub pools: Vec<Pool>,
+    pub tenants: Vec<TenantRow>,
+    pub capacity: Resources,
+    pub allocated: Resources,
+}
+
+#[derive(Serialize)]
+pub struct TenantRow {
+    pub name: String,
+    pub quota: Option<flotilla_state_machine::Quota>,
+    pub allocated: Resources,
+    pub running_jobs: u32,
+    /// Pending jobs, counted up to `MAX_COUNTED_PENDING`.
+    pub pending_jobs: usize,
+    /// Whether the count stopped at `MAX_COUNTED_PENDING`.
+    pub pending_at_least: bool,
+}
+
+pub fn pools(app: &AppState, scope: &TenantScope) -> PoolsOverview {
+    let data = app.machine.read();
+    let freshness = Freshness::of(app, &data);
+    let s = &data.state;
+    let pools: Vec<Pool> = s.pools().cloned().collect();
+    let sum = |f: &dyn Fn(&Pool) -> Resources| {
+        pools
+            .iter()
+            .fold(Resources::ZERO, |acc, p| acc.checked_add(&f(p)).unwrap_or(acc))
+    };
+    let capacity = sum(&|p| p.spec.capacity);
+    let allocated = sum(&|p| p.allocated);
+    // Pending per tenant, from the queue's runs: each run is read only up to the cap.
+    let mut pending: std::collections::BTreeMap<String, usize> = Default::default();
+    for (priority, tenants) in s.pending_queue().levels() {
+        for tenant in tenants {
+            if !scope.admits(tenant) {
+                continue;
+            }
+            let counted = pending.entry(tenant.to_string()).or_default();
+            let room = (MAX_COUNTED_PENDING + 1).saturating_sub(*counted);
+            *counted += s.pending_queue().jobs_of(priority, tenant).take(room).count();
+        }
+    }
+    let mut tenants: Vec<TenantRow> = s
+        .tenants()
+        .filter(|(name, _)| scope.admits(name))
+        .map(|(name, t)| TenantRow {
+            name: name.to_string(),
+            quota: t.quota.clone(),
+            allocated: t.allocated,
+            running_jobs: t.running_jobs,
+            pending_jobs: 0,
+            pending_at_least: false,
+        })
+        .collect();
+    for (name, n) in pending {
+        match tenants.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.pending_jobs = n,
+            None => tenants.push(TenantRow {
+                name,
+                quota: None,
+                allocated: Resources::ZERO,
+                running_jobs: 0,
+                pending_jobs: n,
+                pending_at_least: false,
+            }),
+        }
+    }
+    for t in &mut tenants {
+        if t.pending_jobs > MAX_COUNTED_PENDING {
+            t.pending_jobs = MAX_COUNTED_PENDING;
+            t.pending_at_least = true;
+        }
+    }
+    tenants.sort_by(|a, b| a.name.cmp(&b.name));
+    PoolsOverview {
+        freshness,
+        pools,
+        tenants,
+        capacity,
+        allocated,
+    }
+}
