@@ -7,6 +7,7 @@
 //! same generator and the same concurrency, so the two are measured alike in the same run
 //! (`bench/vs-etcd.sh`). `place` measures placements at C1M scale on the `sim` provider.
 
+mod console;
 mod load;
 mod place;
 
@@ -79,6 +80,10 @@ pub enum BenchCmd {
     /// whole write path; prints placements per second and the ratio to Nomad's C1M. The
     /// nodes need `--sim-duration-ms`.
     Place(place::PlaceArgs),
+    /// Read the web console's pages and BFF routes one at a time with a large history (filled
+    /// first to --pipelines); prints p50/p95/max and bytes per route, and each p95 against the
+    /// REST list's in the same run.
+    Console(console::ConsoleArgs),
     /// Put values into etcd through its v3 JSON gateway: the baseline for side-by-side figures.
     EtcdPut {
         /// etcd client URLs, comma-separated (round robin), e.g. http://127.0.0.1:2379.
@@ -158,6 +163,7 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
     anyhow::ensure!(!servers.is_empty(), "--server names no address");
     let (target, args, result) = match command {
         BenchCmd::Place(args) => return place::run(servers, base, args).await,
+        BenchCmd::Console(args) => return console::run(servers, base, args).await,
         BenchCmd::Submit { load: args, acks } => {
             let http = pooled_http(args, base.builder(true)?)?;
             let acked = AckLog::default();
