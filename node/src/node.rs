@@ -182,7 +182,11 @@ impl RunningNode {
             auth: settings.auth,
             tls: tls.clone(),
             keyring: settings.keyring.clone(),
+            leader_history: Default::default(),
         };
+        tasks.push(tokio::spawn(
+            app.leader_history.clone().follow(raft.clone(), shutdown_rx.clone()),
+        ));
         if settings.auth == crate::auth::AuthMode::None {
             tracing::warn!(
                 "--auth none: the API asks no caller for a token; anyone who reaches {} may do anything (the default is --auth tokens)",

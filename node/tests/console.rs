@@ -36,15 +36,23 @@ fn form(request: reqwest::RequestBuilder, pairs: &[(&str, &str)]) -> reqwest::Re
         .body(body.join("&"))
 }
 
-/// Signs in with `token` at node `id`; returns the cookie pair (`flotilla_session=...`).
+/// Signs in with `token` at node `id` once the token has reached it; returns the cookie pair
+/// (`flotilla_session=...`).
 async fn sign_in(c: &Cluster, id: u64, token: &str) -> String {
-    let r = form(
-        browser().post(c.node(id).url("/ui/sign-in")),
-        &[("token", token), ("next", "/ui/cluster")],
-    )
-    .send()
-    .await
-    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let r = loop {
+        let r = form(
+            browser().post(c.node(id).url("/ui/sign-in")),
+            &[("token", token), ("next", "/ui/cluster")],
+        )
+        .send()
+        .await
+        .unwrap();
+        if r.status() != 401 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     assert_eq!(r.headers()[LOCATION], "/ui/cluster");
     let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
@@ -273,6 +281,11 @@ async fn a_browser_signs_in_reads_live_pages_and_acts_only_with_csrf_and_role() 
     assert_eq!(s, 200);
     let cluster: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(cluster["members"].as_array().unwrap().len(), 3);
+    let changes = cluster["leader_changes"].as_array().unwrap();
+    assert!(
+        changes.first().is_some_and(|c| c["leader"] == cluster["leader"]),
+        "the newest leadership change names the leader: {cluster}"
+    );
 
     // An unknown pipeline is a page saying so; signing out clears the cookie.
     let (s, html) = page(2, &c, &cookie, "/ui/pipelines/999999").await;

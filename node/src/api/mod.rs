@@ -72,6 +72,8 @@ pub struct AppState {
     pub tls: Option<crate::tls::NodeTls>,
     /// The secrets' keys (`--secrets-key-file`); `None`: this node stores no secrets.
     pub keyring: Option<Arc<crate::secrets::Keyring>>,
+    /// Leadership changes as this node saw them (the console's cluster page).
+    pub leader_history: Arc<crate::raft::leader_history::LeaderHistory>,
 }
 
 /// Limits applied to the whole API.

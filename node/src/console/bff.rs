@@ -50,7 +50,7 @@ pub async fn pipeline(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = PipelineId(parse_id("id", &id)?);
-    match view::pipeline(&app, &viewer.scope(), id)? {
+    match view::confirmed(&app, || view::pipeline(&app, &viewer.scope(), id)).await? {
         Some(p) => Ok(Json(p).into_response()),
         None => Err(ApiError::not_found(format!("no pipeline {id}"))),
     }
@@ -62,7 +62,7 @@ pub async fn job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
-    match view::job(&app, &viewer.scope(), id)? {
+    match view::confirmed(&app, || view::job(&app, &viewer.scope(), id)).await? {
         Some(j) => Ok(Json(j).into_response()),
         None => Err(ApiError::not_found(format!("no job {id}"))),
     }

@@ -1,7 +1,7 @@
 //! The pages about the fleet: the cluster (members, roles, Raft indexes and lag), pools and
 //! tenants (capacity bars, quotas, queue depth), and the live event feed.
 
-use super::layout::{self, Page, Section, Viewer};
+use super::layout::{self, Page, Section, Viewer, timestamp};
 use super::view::{self, ClusterOverview, PoolsOverview};
 use super::work_pages::PartialQuery;
 use crate::api::{ApiError, AppState, parse_query};
@@ -65,6 +65,19 @@ fn cluster_live(data: &ClusterOverview) -> Markup {
         }
         @if c.leader != Some(c.id) {
             p.note { "Matched indexes and lag are known to the leader alone." }
+        }
+        table.list #leader-changes {
+            caption { "Leadership, as node " (c.id) " saw it change (newest first)" }
+            thead { tr { th scope="col" { "Seen at" } th scope="col" { "Term" } th scope="col" { "Leader" } } }
+            tbody {
+                @for change in &data.leader_changes {
+                    tr {
+                        td { (timestamp(change.at_ms)) }
+                        td { (change.term) }
+                        td { @if let Some(l) = change.leader { (l) } @else { "none (election)" } }
+                    }
+                }
+            }
         }
     }
 }

@@ -36,6 +36,21 @@ impl Freshness {
     }
 }
 
+/// `read()`, and when it finds nothing, `read()` again once this node has applied all the
+/// leader had committed: a pipeline just submitted through another node (or this one, as a
+/// follower) may not be applied here yet, and "not found" must not be a lag. A miss costs one
+/// round trip to the leader; a hit costs nothing more.
+pub async fn confirmed<T>(
+    app: &AppState,
+    read: impl Fn() -> Result<Option<T>, ApiError>,
+) -> Result<Option<T>, ApiError> {
+    if let Some(found) = read()? {
+        return Ok(Some(found));
+    }
+    app.read_barrier(Some("linearizable")).await?;
+    read()
+}
+
 /// The pipelines page.
 #[derive(Serialize)]
 pub struct PipelinesPage {
@@ -219,6 +234,8 @@ pub struct ClusterOverview {
     pub cluster: crate::api::cluster::ClusterView,
     /// Entries each member is behind this leader's last log index (only on the leader).
     pub lag: Vec<(u64, Option<u64>)>,
+    /// Leadership changes as this node saw them, newest first.
+    pub leader_changes: Vec<crate::raft::leader_history::LeaderChange>,
 }
 
 pub fn cluster(app: &AppState) -> ClusterOverview {
@@ -238,6 +255,7 @@ pub fn cluster(app: &AppState) -> ClusterOverview {
         freshness: Freshness::of(app, &app.machine.read()),
         cluster,
         lag,
+        leader_changes: app.leader_history.recent(),
     }
 }
 

@@ -149,7 +149,7 @@ pub async fn pipeline(
 ) -> Result<Response, ApiError> {
     let q: PartialQuery = parse_query(raw)?;
     let id = PipelineId(parse_id("id", &id)?);
-    let Some(data) = view::pipeline(&app, &viewer.scope(), id)? else {
+    let Some(data) = view::confirmed(&app, || view::pipeline(&app, &viewer.scope(), id)).await? else {
         return Err(ApiError::not_found(format!("no pipeline {id}")));
     };
     let live = pipeline_live(&data, &viewer);
@@ -220,7 +220,7 @@ pub async fn job(
 ) -> Result<Response, ApiError> {
     let q: PartialQuery = parse_query(raw)?;
     let id = JobId(parse_id("id", &id)?);
-    let Some(data) = view::job(&app, &viewer.scope(), id)? else {
+    let Some(data) = view::confirmed(&app, || view::job(&app, &viewer.scope(), id)).await? else {
         return Err(ApiError::not_found(format!("no job {id}")));
     };
     let live = job_live(&data, &viewer);

@@ -8,6 +8,7 @@ pub mod addressing;
 pub mod clock_sampler;
 pub mod cluster_clock;
 pub mod leader_contact;
+pub mod leader_history;
 pub mod network;
 pub mod pb;
 pub mod peer_certificate;
