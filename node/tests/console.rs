@@ -179,6 +179,17 @@ async fn a_browser_signs_in_reads_live_pages_and_acts_only_with_csrf_and_role() 
         .await;
     assert_eq!(s, 201, "{v}");
     let stuck = v["jobs"][0]["id"].as_u64().unwrap();
+    let stuck_pipeline = v["pipeline"].as_u64().unwrap();
+    // The name search: part of the name, any case; a long one is refused naming the field.
+    let (s, html) = page(1, &c, &cookie, "/ui/pipelines?name=TUC").await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains(&format!("href=\"/ui/pipelines/{stuck_pipeline}\"")),
+        "{html}"
+    );
+    assert!(!html.contains(&format!("href=\"/ui/pipelines/{p}\"")), "{html}");
+    let (s, _) = page(1, &c, &cookie, &format!("/ui/pipelines?name={}", "x".repeat(2000))).await;
+    assert_eq!(s, 400);
     let why = c
         .wait_get(
             2,

@@ -147,6 +147,7 @@ pub fn view(
 }
 
 /// What a list of pipelines asks for.
+#[derive(Clone, Copy)]
 pub struct ListFilter<'q> {
     pub state: Option<PipelineState>,
     pub tenant: Option<&'q str>,

@@ -58,6 +58,8 @@ pub struct PipelinesPage {
     pub items: Vec<PipelineView>,
     /// The `after` cursor of the next page, if there is one.
     pub next_after: Option<u64>,
+    /// A name search that stopped at `MAX_NAME_SCAN`: the last id it read.
+    pub scanned_to: Option<u64>,
 }
 
 pub fn pipelines(app: &AppState, scope: &TenantScope, filter: &ListFilter) -> Result<PipelinesPage, ApiError> {
@@ -72,6 +74,72 @@ pub fn pipelines(app: &AppState, scope: &TenantScope, filter: &ListFilter) -> Re
         freshness,
         items,
         next_after,
+        scanned_to: None,
+    })
+}
+
+/// Pipelines scanned at most for one page of a name search; the page then ends early and its
+/// cursor resumes the scan.
+pub const MAX_NAME_SCAN: usize = 10_000;
+/// Pipelines read per step of a name search.
+const NAME_SCAN_STEP: usize = 1_000;
+
+/// A page of pipelines whose name contains `needle` (case-insensitive): no index answers it,
+/// so the filter's pipelines are scanned in id order, a step at a time, up to `MAX_NAME_SCAN`
+/// of them; the cursor resumes where the scan stopped. The read lock is let go between steps.
+pub fn pipelines_named(
+    app: &AppState,
+    scope: &TenantScope,
+    filter: &ListFilter,
+    needle: &str,
+) -> Result<PipelinesPage, ApiError> {
+    let needle = needle.to_lowercase();
+    let mut items = Vec::new();
+    let mut after = filter.after;
+    let mut scanned = 0usize;
+    let mut freshness = None;
+    let mut exhausted = false;
+    while items.len() <= filter.page && scanned < MAX_NAME_SCAN {
+        let step = ListFilter {
+            after,
+            page: NAME_SCAN_STEP.min(MAX_NAME_SCAN - scanned),
+            ..*filter
+        };
+        let data = app.machine.read();
+        freshness.get_or_insert_with(|| Freshness::of(app, &data));
+        let mut batch = crate::api::pipelines::page_of(&data.state, app.machine.disk(), scope, &step)?;
+        drop(data);
+        let more = batch.len() > step.page;
+        batch.truncate(step.page);
+        scanned += batch.len();
+        for v in batch {
+            after = v.pipeline.id;
+            if v.pipeline.name.to_lowercase().contains(&needle) {
+                items.push(v);
+                if items.len() > filter.page {
+                    break;
+                }
+            }
+        }
+        if !more {
+            exhausted = items.len() <= filter.page;
+            break;
+        }
+    }
+    let next_after = if items.len() > filter.page {
+        items.truncate(filter.page);
+        items.last().map(|v| v.pipeline.id.0)
+    } else if exhausted {
+        None
+    } else {
+        Some(after.0)
+    };
+    let freshness = freshness.unwrap_or_else(|| Freshness::of(app, &app.machine.read()));
+    Ok(PipelinesPage {
+        freshness,
+        items,
+        next_after,
+        scanned_to: (!exhausted).then_some(after.0),
     })
 }
 

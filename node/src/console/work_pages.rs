@@ -20,6 +20,8 @@ use serde::Deserialize;
 pub struct ListQuery {
     state: Option<String>,
     tenant: Option<String>,
+    /// Part of the name (case-insensitive).
+    name: Option<String>,
     after: Option<u64>,
     partial: Option<u8>,
 }
@@ -32,6 +34,8 @@ pub struct PartialQuery {
 
 /// Items per page of the pipelines list.
 pub const PIPELINES_PER_PAGE: usize = 50;
+/// Longest name filter.
+pub const MAX_NAME_FILTER_BYTES: usize = 1024;
 
 pub async fn pipelines(
     State(app): State<AppState>,
@@ -53,7 +57,16 @@ pub async fn pipelines(
         after: PipelineId(q.after.unwrap_or(0)),
         page: PIPELINES_PER_PAGE,
     };
-    let data = view::pipelines(&app, &viewer.scope(), &filter)?;
+    let data = match q.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) if name.len() > MAX_NAME_FILTER_BYTES => {
+            return Err(ApiError::bad_request(
+                "name",
+                format!("name must be at most {MAX_NAME_FILTER_BYTES} bytes"),
+            ));
+        }
+        Some(name) => view::pipelines_named(&app, &viewer.scope(), &filter, name)?,
+        None => view::pipelines(&app, &viewer.scope(), &filter)?,
+    };
     let live = pipelines_live(&data, &q, &viewer);
     let page = Page {
         title: "Pipelines".into(),
@@ -72,6 +85,9 @@ fn live_url(path: &str, q: &ListQuery) -> String {
     }
     if let Some(t) = q.tenant.as_deref().filter(|t| !t.is_empty()) {
         parts.push(format!("tenant={}", layout::percent_encode(t)));
+    }
+    if let Some(n) = q.name.as_deref().filter(|n| !n.is_empty()) {
+        parts.push(format!("name={}", layout::percent_encode(n)));
     }
     if let Some(a) = q.after {
         parts.push(format!("after={a}"));
@@ -96,6 +112,7 @@ fn pipelines_live(data: &PipelinesPage, q: &ListQuery, viewer: &Viewer) -> Marku
                 }
             }
             label { "Tenant " input name="tenant" value=[q.tenant.as_deref()] size="12" autocomplete="off"; }
+            label { "Name " input name="name" type="search" value=[q.name.as_deref()] size="16" autocomplete="off"; }
             button type="submit" { "Filter" }
         }
         @if viewer.may(Role::Submitter) {
@@ -129,8 +146,11 @@ fn pipelines_live(data: &PipelinesPage, q: &ListQuery, viewer: &Viewer) -> Marku
                 }
             }
         }
+        @if let Some(to) = data.scanned_to {
+            p.note { "The name search read " (view::MAX_NAME_SCAN) " pipelines up to " (to) " and stopped; the next page goes on from there." }
+        }
         @if let Some(next) = data.next_after {
-            @let more = ListQuery { after: Some(next), partial: None, state: q.state.clone(), tenant: q.tenant.clone() };
+            @let more = ListQuery { after: Some(next), partial: None, state: q.state.clone(), tenant: q.tenant.clone(), name: q.name.clone() };
             p { a rel="next" href=(live_url("/ui/pipelines", &more).replace("partial=1&", "").replace("partial=1", "")) { "Next page" } }
         }
     }
