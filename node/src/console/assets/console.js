@@ -98,7 +98,13 @@
       k.className = "kind";
       k.textContent = kind;
       const rest = document.createElement("span");
-      rest.textContent = parsed ? JSON.stringify(parsed[kind] ?? null) : data;
+      // The event's own fields: all but the envelope (id, term) and its type.
+      let fields = data;
+      if (parsed) {
+        const { id: _id, term: _term, type: _type, ...own } = parsed;
+        fields = Object.entries(own).map(([k, v]) => k + "=" + (typeof v === "string" ? v : JSON.stringify(v))).join(" ");
+      }
+      rest.textContent = fields;
       li.append(id, k, rest);
       feed.prepend(li);
       while (feed.children.length > MAX_FEED) feed.lastElementChild.remove();
