@@ -151,6 +151,22 @@ async fn a_browser_signs_in_reads_live_pages_and_acts_only_with_csrf_and_role() 
     assert_eq!(detail["edges"].as_array().unwrap().len(), 4, "{detail}");
     assert!(detail["freshness"]["applied_index"].as_u64().unwrap() > 0);
 
+    // A followed log resumes after the bytes a reader already has (on any node).
+    let build = detail["jobs"][0]["id"].as_u64().unwrap();
+    c.wait_get(1, &format!("/v1/jobs/{build}"), "build succeeded", |_, v| {
+        v["state"] == "SUCCEEDED"
+    })
+    .await;
+    let log = |node: u64, query: &'static str| {
+        let url = c.node(node).url(&format!("/v1/jobs/{build}/logs{query}"));
+        let request = c.authorized(c.http.get(url));
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let whole = log(1, "").await;
+    assert!(whole.len() > 3, "{whole:?}");
+    assert_eq!(log(3, "?follow=true&offset=3").await, whole[3..]);
+    assert_eq!(log(2, "?follow=true&offset=100000").await, "");
+
     // The page: the graph, a box per job linking to it, the freshness line.
     let (s, html) = page(2, &c, &cookie, &format!("/ui/pipelines/{p}")).await;
     assert_eq!(s, 200);

@@ -239,9 +239,38 @@ async fn the_console_lives_in_a_browser_through_a_node_kill() {
         200
     );
 
+    // A job's output followed from node 3, which is killed halfway: the page resumes on
+    // another node after the bytes it has, and shows every line once.
+    c.lead(1).await;
+    let counter = json!({ "name": "counter", "jobs": [job_spec("count", json!({ "steps": ["for i in $(seq 1 40); do echo line $i; sleep 0.1; done"] }))] });
+    let (s, v) = c.post(1, "/v1/pipelines", counter).await;
+    assert_eq!(s, 201, "{v}");
+    let count_job = v["jobs"][0]["id"].as_u64().unwrap();
+    d.goto(format!("{}/ui/jobs/{count_job}", base(3))).await.unwrap();
+    until(
+        &d,
+        "the first lines shown",
+        "return [...document.querySelectorAll('#output .line')].some(l => l.textContent === 'line 5')",
+    )
+    .await;
+    c.node_mut(3).kill9();
+    until(
+        &d,
+        "the output complete",
+        "return document.getElementById('output-state').textContent === 'complete'",
+    )
+    .await;
+    let lines: Vec<String> = serde_json::from_value(
+        eval(&d, "return [...document.querySelectorAll('#output .line')].map(l => l.textContent).filter(t => t.startsWith('line '))").await,
+    )
+    .unwrap();
+    let wanted: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();
+    assert_eq!(lines, wanted, "every line once, in order, across the kill");
+    c.node_mut(3).spawn();
+    c.wait_http(3).await;
+
     // The event feed on node 2; node 2 is killed; the feed goes on from another node with
     // nothing missed and nothing twice.
-    c.lead(1).await;
     d.goto(format!("{}/ui/events", base(2))).await.unwrap();
     until(&d, "the stream open", "return window.flotilla.origin !== null").await;
     for i in 0..3 {

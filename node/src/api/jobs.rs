@@ -164,7 +164,8 @@ pub async fn cancel(
 /// The job's committed output as text. With `?follow=true` the response stays open and streams
 /// output as this node applies it, ending once the job has finished and its worker is gone.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"),
-    ("follow" = Option<bool>, Query, description = "stream until the job has finished")),
+    ("follow" = Option<bool>, Query, description = "stream until the job has finished"),
+    ("offset" = Option<u64>, Query, description = "with `follow`: start after this many bytes (resuming a broken stream)")),
     responses((status = 200, description = "the job's output", content_type = "text/plain"), super::openapi::UnknownId, super::openapi::RemovedId, super::openapi::StandardErrors))]
 pub async fn logs(
     State(app): State<AppState>,
@@ -200,7 +201,7 @@ pub async fn logs(
             let follow = Follow {
                 machine: app.machine.clone(),
                 job: id,
-                sent: 0,
+                sent: q.offset.unwrap_or(0),
                 idle_ms: 0,
                 shutdown: app.shutdown.clone(),
                 _permit: permit,

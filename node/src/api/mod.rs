@@ -363,6 +363,9 @@ pub struct ReadQuery {
     pub tenant: Option<String>,
     /// Logs only: keep the response open and stream output as it is committed.
     pub follow: Option<bool>,
+    /// Followed logs only: start after this many bytes of output (a reader resuming, on this
+    /// or another node, where its stream broke).
+    pub offset: Option<u64>,
 }
 
 impl ReadQuery {

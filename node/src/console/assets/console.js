@@ -243,6 +243,8 @@
     for (const line of pre.children) line.classList.toggle("hidden", q !== "" && !line.textContent.toLowerCase().includes(q));
   }
 
+  // The output is followed from the node serving the page; when that stream breaks before
+  // the job has finished, it resumes on the next member after the bytes already shown.
   async function followOutput() {
     const pre = document.getElementById("output");
     if (!pre) return;
@@ -250,22 +252,36 @@
     const input = document.getElementById("output-search");
     if (input) input.addEventListener("input", applySearch);
     const note = document.getElementById("output-state");
+    const say = (text) => { if (note) note.textContent = text; };
     const carry = { style: [], rest: "" };
-    try {
-      const r = await fetch("/v1/jobs/" + job + "/logs?follow=true", { credentials: "same-origin" });
-      if (!r.ok || !r.body) { if (note) note.textContent = "output unavailable (" + r.status + ")"; return; }
-      if (note) note.textContent = "following…";
-      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        appendOutput(pre, value, carry);
-        pre.scrollTop = pre.scrollHeight;
+    const decoder = new TextDecoder();
+    let received = 0;
+    for (let attempt = 0; attempt < origins.length * 3; attempt++) {
+      const origin = origins[attempt % origins.length];
+      try {
+        const r = await fetch(origin + "/v1/jobs/" + job + "/logs?follow=true&offset=" + received,
+          { credentials: origin === location.origin ? "same-origin" : "include" });
+        if (!r.ok || !r.body) { say("output unavailable (" + r.status + ")"); return; }
+        say(attempt === 0 ? "following…" : "following via " + origin);
+        const reader = r.body.getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) {
+            // A stream also ends when its node stops: complete only once the job has finished.
+            const st = document.getElementById("job-state");
+            if (!st || ["succeeded", "failed", "cancelled"].includes(st.dataset.state)) { say("complete"); return; }
+            throw new Error("ended early");
+          }
+          received += value.length;
+          appendOutput(pre, decoder.decode(value, { stream: true }), carry);
+          pre.scrollTop = pre.scrollHeight;
+        }
+      } catch (_) {
+        say("the stream broke: resuming on another node…");
+        await new Promise((ok) => setTimeout(ok, RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]));
       }
-      if (note) note.textContent = "complete";
-    } catch (_) {
-      if (note) note.textContent = "the stream stopped: reload to continue";
     }
+    say("the stream stopped: reload to continue");
   }
 
   localTimes();
