@@ -308,6 +308,11 @@ async fn a_browser_signs_in_reads_live_pages_and_acts_only_with_csrf_and_role() 
     assert_eq!(s, 200);
     let cluster: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(cluster["members"].as_array().unwrap().len(), 3);
+    let health = cluster["health"].as_array().unwrap();
+    assert!(
+        health.len() == 3 && health.iter().all(|h| h["ready"] == true),
+        "{cluster}"
+    );
     let changes = cluster["leader_changes"].as_array().unwrap();
     assert!(
         changes.first().is_some_and(|c| c["leader"] == cluster["leader"]),

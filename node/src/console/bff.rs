@@ -69,7 +69,7 @@ pub async fn job(
 }
 
 pub async fn cluster(State(app): State<AppState>) -> Response {
-    Json(view::cluster(&app)).into_response()
+    Json(view::cluster(&app).await).into_response()
 }
 
 pub async fn pools(State(app): State<AppState>, Extension(viewer): Extension<Viewer>) -> Response {

@@ -17,7 +17,7 @@ pub async fn cluster(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: PartialQuery = parse_query(raw)?;
-    let data = view::cluster(&app);
+    let data = view::cluster(&app).await;
     let live = cluster_live(&data);
     let page = Page {
         title: "Cluster".into(),
@@ -47,7 +47,7 @@ fn cluster_live(data: &ClusterOverview) -> Markup {
         }
         table.list #members {
             caption { "Members" }
-            thead { tr { th scope="col" { "ID" } th scope="col" { "Role" } th scope="col" { "API" } th scope="col" { "Raft" } th scope="col" { "Matched" } th scope="col" { "Behind" } } }
+            thead { tr { th scope="col" { "ID" } th scope="col" { "Role" } th scope="col" { "API" } th scope="col" { "Raft" } th scope="col" { "Health" } th scope="col" { "Matched" } th scope="col" { "Behind" } } }
             tbody {
                 @for m in &c.members {
                     @let role = if Some(m.id) == c.leader { "leader" } else if m.voter { "voter" } else { "learner" };
@@ -57,6 +57,12 @@ fn cluster_live(data: &ClusterOverview) -> Markup {
                         td { span class=(format!("badge {role}")) { (role) } }
                         td { (m.api_addr) }
                         td { (m.raft_addr) }
+                        td {
+                            @if let Some(h) = data.health.iter().find(|h| h.id == m.id) {
+                                @if h.ready { span.badge.open data-health="ready" { "ready" } }
+                                @else { span.badge.failed data-health="not-ready" title=(h.detail) { "not ready" } " " span.small { (h.detail) } }
+                            }
+                        }
                         td { (opt(m.matched_index)) }
                         td { @if let Some(b) = behind { (b) " entries" } @else { "-" } }
                     }

@@ -304,9 +304,52 @@ pub struct ClusterOverview {
     pub lag: Vec<(u64, Option<u64>)>,
     /// Leadership changes as this node saw them, newest first.
     pub leader_changes: Vec<crate::raft::leader_history::LeaderChange>,
+    /// Each member's readiness, as the member itself answers it.
+    pub health: Vec<MemberHealth>,
 }
 
-pub fn cluster(app: &AppState) -> ClusterOverview {
+/// How long a member's readiness probe may take before it counts as unreachable.
+pub const HEALTH_PROBE_TIMEOUT_MS: u64 = 1_000;
+
+/// One member's answer to `GET /v1/health/ready`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberHealth {
+    pub id: u64,
+    pub ready: bool,
+    /// `ready`, the member's reason for not being ready, or why it could not be asked.
+    pub detail: String,
+}
+
+/// Asks every member at once whether it is ready, each within `HEALTH_PROBE_TIMEOUT_MS`.
+async fn member_health(app: &AppState, members: &[(u64, String)]) -> Vec<MemberHealth> {
+    let probes = members.iter().map(|(id, addr)| {
+        let url = app.founding.api.url(addr, "/v1/health/ready");
+        let http = app.founding.http.clone();
+        async move {
+            let probe = tokio::time::timeout(std::time::Duration::from_millis(HEALTH_PROBE_TIMEOUT_MS), async move {
+                let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                let ready = response.status().is_success();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                let detail = if ready {
+                    "ready".to_string()
+                } else {
+                    body["error"]["message"].as_str().unwrap_or("not ready").to_string()
+                };
+                Ok::<_, String>((ready, detail))
+            })
+            .await;
+            let (ready, detail) = match probe {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => (false, format!("unreachable: {e}")),
+                Err(_) => (false, format!("no answer within {HEALTH_PROBE_TIMEOUT_MS} ms")),
+            };
+            MemberHealth { id: *id, ready, detail }
+        }
+    });
+    futures::future::join_all(probes).await
+}
+
+pub async fn cluster(app: &AppState) -> ClusterOverview {
     let cluster = crate::api::cluster::view(app);
     let lag = cluster
         .members
@@ -319,11 +362,15 @@ pub fn cluster(app: &AppState) -> ClusterOverview {
             (m.id, behind)
         })
         .collect();
+    let members: Vec<(u64, String)> = cluster.members.iter().map(|m| (m.id, m.api_addr.clone())).collect();
+    let health = member_health(app, &members).await;
+    let freshness = Freshness::of(app, &app.machine.read());
     ClusterOverview {
-        freshness: Freshness::of(app, &app.machine.read()),
+        freshness,
         cluster,
         lag,
         leader_changes: app.leader_history.recent(),
+        health,
     }
 }
 
