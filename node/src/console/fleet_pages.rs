@@ -155,6 +155,7 @@ fn pools_live(data: &PoolsOverview, viewer: &Viewer) -> Markup {
                 @if data.pools.is_empty() { tr { td colspan="7" { "No pools." } } }
             }
         }
+        @if data.pools_not_shown > 0 { p.note { (data.pools_not_shown) " more pools not listed (" a href="/v1/pools" { "all pools as JSON" } ")." } }
         table.list #tenants {
             caption { "Tenants" }
             thead { tr { th scope="col" { "Tenant" } th scope="col" { "Quota" } th scope="col" { "Allocated" } th scope="col" { "Running" } th scope="col" { "Pending" } } }
@@ -171,6 +172,7 @@ fn pools_live(data: &PoolsOverview, viewer: &Viewer) -> Markup {
                 @if data.tenants.is_empty() { tr { td colspan="5" { "No tenant has work or a quota." } } }
             }
         }
+        @if data.tenants_not_shown > 0 { p.note { (data.tenants_not_shown) " more tenants not listed (" a href="/v1/tenants" { "all tenants as JSON" } ")." } }
     }
 }
 

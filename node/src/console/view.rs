@@ -14,7 +14,9 @@ use flotilla_state_machine::{Job, JobId, JobState, PipelineId, PipelineState, Po
 use serde::Serialize;
 
 /// Most pending jobs counted per tenant on the pools page; past it the page says "at least".
-pub const MAX_COUNTED_PENDING: usize = 10_000;
+pub const MAX_COUNTED_PENDING: usize = 1_000;
+/// Most pools and most tenants the pools page lists (by name); the rest are counted.
+pub const MAX_FLEET_ROWS: usize = 500;
 
 /// Where a page's data came from: which node, at which applied entry, when.
 #[derive(Clone, Debug, Serialize)]
@@ -378,8 +380,12 @@ pub async fn cluster(app: &AppState) -> ClusterOverview {
 #[derive(Serialize)]
 pub struct PoolsOverview {
     pub freshness: Freshness,
+    /// The first `MAX_FLEET_ROWS` pools by name.
     pub pools: Vec<Pool>,
+    pub pools_not_shown: usize,
+    /// The first `MAX_FLEET_ROWS` tenants by name.
     pub tenants: Vec<TenantRow>,
+    pub tenants_not_shown: usize,
     pub capacity: Resources,
     pub allocated: Resources,
 }
@@ -400,19 +406,28 @@ pub fn pools(app: &AppState, scope: &TenantScope) -> PoolsOverview {
     let data = app.machine.read();
     let freshness = Freshness::of(app, &data);
     let s = &data.state;
-    let pools: Vec<Pool> = s.pools().cloned().collect();
     let sum = |f: &dyn Fn(&Pool) -> Resources| {
-        pools
-            .iter()
+        s.pools()
             .fold(Resources::ZERO, |acc, p| acc.checked_add(&f(p)).unwrap_or(acc))
     };
     let capacity = sum(&|p| p.spec.capacity);
     let allocated = sum(&|p| p.allocated);
-    // Pending per tenant, from the queue's runs: each run is read only up to the cap.
+    let pools: Vec<Pool> = s.pools().take(MAX_FLEET_ROWS).cloned().collect();
+    let pools_not_shown = s.pools().count().saturating_sub(pools.len());
+    // The tenants listed: those the state knows (a quota, or work placed) and those with pending
+    // work, in the caller's scope, the first `MAX_FLEET_ROWS` by name.
+    let mut names: std::collections::BTreeSet<&str> =
+        s.tenants().map(|(name, _)| name).filter(|n| scope.admits(n)).collect();
+    for (_, tenants) in s.pending_queue().levels() {
+        names.extend(tenants.into_iter().filter(|t| scope.admits(t)));
+    }
+    let tenants_not_shown = names.len().saturating_sub(MAX_FLEET_ROWS);
+    let listed: std::collections::BTreeSet<&str> = names.into_iter().take(MAX_FLEET_ROWS).collect();
+    // Pending per listed tenant, from the queue's runs: each run is read only up to the cap.
     let mut pending: std::collections::BTreeMap<String, usize> = Default::default();
     for (priority, tenants) in s.pending_queue().levels() {
         for tenant in tenants {
-            if !scope.admits(tenant) {
+            if !listed.contains(tenant) {
                 continue;
             }
             let counted = pending.entry(tenant.to_string()).or_default();
@@ -422,7 +437,7 @@ pub fn pools(app: &AppState, scope: &TenantScope) -> PoolsOverview {
     }
     let mut tenants: Vec<TenantRow> = s
         .tenants()
-        .filter(|(name, _)| scope.admits(name))
+        .filter(|(name, _)| listed.contains(name))
         .map(|(name, t)| TenantRow {
             name: name.to_string(),
             quota: t.quota.clone(),
@@ -455,7 +470,9 @@ pub fn pools(app: &AppState, scope: &TenantScope) -> PoolsOverview {
     PoolsOverview {
         freshness,
         pools,
+        pools_not_shown,
         tenants,
+        tenants_not_shown,
         capacity,
         allocated,
     }
