@@ -140,25 +140,39 @@ impl DiskSink for MemoryDisk {
     }
 }
 
-/// Read access to archived records, for completing answers `apply` gave without them.
+/// Read access to archived records, for completing answers `apply` gave without them. A store
+/// on disk can fail to read; its error is handed back to the caller (the node answers 503), never
+/// taken for "no record", which would turn a repeated key into a refusal or a cancel into
+/// "unknown job".
 pub trait ArchivedRecords {
-    fn archived_pipeline(&self, id: PipelineId) -> Option<Pipeline>;
-    fn archived_job(&self, id: JobId) -> Option<Job>;
+    /// What a failed read says (`Infallible` for a store in memory).
+    type Error;
+
+    fn archived_pipeline(&self, id: PipelineId) -> Result<Option<Pipeline>, Self::Error>;
+    fn archived_job(&self, id: JobId) -> Result<Option<Job>, Self::Error>;
 
     /// The archived jobs of `p`, in its order. A store that can read them together (their
     /// ids are consecutive) does so.
-    fn archived_jobs(&self, p: &Pipeline) -> Vec<Job> {
-        p.jobs.iter().filter_map(|id| self.archived_job(*id)).collect()
+    fn archived_jobs(&self, p: &Pipeline) -> Result<Vec<Job>, Self::Error> {
+        let mut jobs = Vec::with_capacity(p.jobs.len());
+        for id in &p.jobs {
+            if let Some(j) = self.archived_job(*id)? {
+                jobs.push(j);
+            }
+        }
+        Ok(jobs)
     }
 }
 
 impl ArchivedRecords for MemoryDisk {
-    fn archived_pipeline(&self, id: PipelineId) -> Option<Pipeline> {
-        self.pipeline(id).cloned()
+    type Error = std::convert::Infallible;
+
+    fn archived_pipeline(&self, id: PipelineId) -> Result<Option<Pipeline>, Self::Error> {
+        Ok(self.pipeline(id).cloned())
     }
 
-    fn archived_job(&self, id: JobId) -> Option<Job> {
-        self.job(id).cloned()
+    fn archived_job(&self, id: JobId) -> Result<Option<Job>, Self::Error> {
+        Ok(self.job(id).cloned())
     }
 }
 
@@ -166,8 +180,9 @@ impl ArchivedRecords for MemoryDisk {
 /// idempotency key) after its pipeline was archived: `apply` cannot read the disk, so it
 /// answers with the pipeline alone, and the reader completes the answer from the records, as
 /// the first answer had it. A pipeline removed by retention stays without jobs.
-pub fn complete_submission(response: &mut crate::Response, records: &impl ArchivedRecords) {
-    complete_repeat(response, records, None);
+/// On a failed read the answer is left as it was and the error returned.
+pub fn complete_submission<R: ArchivedRecords>(response: &mut crate::Response, records: &R) -> Result<(), R::Error> {
+    complete_repeat(response, records, None)
 }
 
 /// As `complete_submission`, and first refuses, as `apply` refuses it for a live pipeline, a
@@ -178,36 +193,36 @@ pub fn complete_submission(response: &mut crate::Response, records: &impl Archiv
 /// (`PipelineSpec::expand_matrix`), as the jobs were stored. Nothing in the state depends on
 /// the outcome (a repeat changes nothing), so every node answers alike from the same records.
 /// A pipeline removed by retention is answered as before: its spec is gone.
-pub fn refuse_reused_key(
+pub fn refuse_reused_key<R: ArchivedRecords>(
     response: &mut crate::Response,
-    records: &impl ArchivedRecords,
+    records: &R,
     key: &str,
     spec: &crate::PipelineSpec,
-) {
-    complete_repeat(response, records, Some((key, spec)));
+) -> Result<(), R::Error> {
+    complete_repeat(response, records, Some((key, spec)))
 }
 
 /// The records are read once for both the comparison and the answer.
-fn complete_repeat(
+fn complete_repeat<R: ArchivedRecords>(
     response: &mut crate::Response,
-    records: &impl ArchivedRecords,
+    records: &R,
     submitted: Option<(&str, &crate::PipelineSpec)>,
-) {
+) -> Result<(), R::Error> {
     let crate::Response::Submitted {
         pipeline,
         jobs,
         duplicate,
     } = response
     else {
-        return;
+        return Ok(());
     };
     if !jobs.is_empty() {
-        return;
+        return Ok(());
     }
-    let Some(p) = records.archived_pipeline(*pipeline) else {
-        return;
+    let Some(p) = records.archived_pipeline(*pipeline)? else {
+        return Ok(());
     };
-    let archived = records.archived_jobs(&p);
+    let archived = records.archived_jobs(&p)?;
     // Only a repeated key is compared; a session's retry is the same request.
     if let Some((key, spec)) = submitted.filter(|_| *duplicate)
         && (archived.len() != p.jobs.len() || !spec.is_submitted_as(&p.name, archived.iter().map(|j| &j.spec)))
@@ -216,7 +231,7 @@ fn complete_repeat(
             key: key.to_string(),
             pipeline: p.id,
         });
-        return;
+        return Ok(());
     }
     *jobs = archived
         .into_iter()
@@ -225,22 +240,29 @@ fn complete_repeat(
             id: j.id,
         })
         .collect();
+    Ok(())
 }
 
 /// Completes the answer to cancelling `job` when `apply` did not find it live: a job archived
 /// with its settled pipeline is answered from its record as a live one would have been
 /// (cancelled: the cancel that did it, repeated; succeeded or failed: already finished).
-pub fn complete_cancel(response: &mut crate::Response, job: JobId, records: &impl ArchivedRecords) {
+/// On a failed read the answer is left as it was and the error returned.
+pub fn complete_cancel<R: ArchivedRecords>(
+    response: &mut crate::Response,
+    job: JobId,
+    records: &R,
+) -> Result<(), R::Error> {
     let crate::Response::Rejected(crate::Rejection::UnknownJob(unknown)) = response else {
-        return;
+        return Ok(());
     };
     if *unknown != job {
-        return;
+        return Ok(());
     }
-    if let Some(j) = records.archived_job(job) {
+    if let Some(j) = records.archived_job(job)? {
         *response = match j.state {
             crate::JobState::Cancelled => crate::Response::Cancelled { jobs: vec![job] },
             state => crate::Response::Rejected(crate::Rejection::AlreadyFinished { job, state }),
         };
     }
+    Ok(())
 }

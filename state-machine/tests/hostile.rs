@@ -599,8 +599,8 @@ fn resend(
         // The node completes an answer whose pipeline was archived since from its store.
         // (The log may hold an earlier retry's answer, given after the archiving, as `first`.)
         let (mut answer, mut first) = (out.0.clone(), first.clone());
-        complete_submission(&mut answer, output);
-        complete_submission(&mut first, output);
+        let Ok(()) = complete_submission(&mut answer, output);
+        let Ok(()) = complete_submission(&mut first, output);
         // A pipeline retention removed is answered without jobs: its spec is gone.
         if let Response::Submitted { pipeline, jobs, .. } = &mut first
             && state.pipeline_removed(*pipeline)

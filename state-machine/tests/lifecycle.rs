@@ -190,7 +190,7 @@ fn cancel_of_pending_scheduled_and_running_jobs() {
     // completes the answer from the archived record.
     let (mut r, events) = h.run(Command::CancelJob { job: running });
     assert_eq!(r, Response::Rejected(Rejection::UnknownJob(running)));
-    complete_cancel(&mut r, running, &h.output);
+    let Ok(()) = complete_cancel(&mut r, running, &h.output);
     assert_eq!(r, Response::Cancelled { jobs: vec![running] });
     assert!(events.is_empty());
 }
@@ -202,7 +202,7 @@ fn cancel_of_finished_job_is_refused() {
     h.schedule();
     h.finish(jobs[0], 0);
     let mut r = Response::Rejected(h.rejected(Command::CancelJob { job: jobs[0] }));
-    complete_cancel(&mut r, jobs[0], &h.output);
+    let Ok(()) = complete_cancel(&mut r, jobs[0], &h.output);
     let Response::Rejected(r) = r else { panic!("{r:?}") };
     assert_eq!(
         r,

@@ -89,8 +89,8 @@ fn a_key_reused_with_another_spec_is_refused_after_its_pipeline_was_archived() {
         duplicate: true,
     };
     assert_eq!(again, duplicate_without_jobs);
-    refuse_reused_key(&mut again, &h.output, "k1", &expanded(&spec));
-    complete_submission(&mut again, &h.output);
+    let Ok(()) = refuse_reused_key(&mut again, &h.output, "k1", &expanded(&spec));
+    let Ok(()) = complete_submission(&mut again, &h.output);
     assert_eq!(
         again,
         Response::Submitted {
@@ -99,6 +99,31 @@ fn a_key_reused_with_another_spec_is_refused_after_its_pipeline_was_archived() {
             duplicate: true
         }
     );
+
+    // A store that cannot read its jobs: the error comes back and the answer is left alone
+    // (taking the failure for "no jobs" refused the key as reused).
+    struct Failing<'a>(&'a MemoryDisk);
+    impl ArchivedRecords for Failing<'_> {
+        type Error = &'static str;
+        fn archived_pipeline(&self, id: PipelineId) -> Result<Option<Pipeline>, &'static str> {
+            Ok(self.0.pipeline(id).cloned())
+        }
+        fn archived_job(&self, _: JobId) -> Result<Option<Job>, &'static str> {
+            Err("the disk failed")
+        }
+    }
+    let mut failed = duplicate_without_jobs.clone();
+    assert_eq!(
+        refuse_reused_key(&mut failed, &Failing(&h.output), "k1", &expanded(&spec)),
+        Err("the disk failed")
+    );
+    assert_eq!(failed, duplicate_without_jobs, "a failed read changed the answer");
+    let mut cancel = Response::Rejected(Rejection::UnknownJob(jobs[0].id));
+    assert_eq!(
+        complete_cancel(&mut cancel, jobs[0].id, &Failing(&h.output)),
+        Err("the disk failed")
+    );
+    assert_eq!(cancel, Response::Rejected(Rejection::UnknownJob(jobs[0].id)));
 
     // Another spec under the key: refused as for a live pipeline, with nothing applied.
     for change in 0..3 {
@@ -112,8 +137,8 @@ fn a_key_reused_with_another_spec_is_refused_after_its_pipeline_was_archived() {
         let mut r = submit_with_key(&mut h, "k1", other.clone());
         assert_eq!(r, duplicate_without_jobs, "apply cannot tell them apart");
         assert!(before == bytes(&h.state), "a repeat changed the state");
-        refuse_reused_key(&mut r, &h.output, "k1", &expanded(&other));
-        complete_submission(&mut r, &h.output);
+        let Ok(()) = refuse_reused_key(&mut r, &h.output, "k1", &expanded(&other));
+        let Ok(()) = complete_submission(&mut r, &h.output);
         assert_eq!(
             r,
             Response::Rejected(Rejection::IdempotencyKeyReused {

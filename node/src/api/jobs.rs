@@ -157,7 +157,8 @@ pub async fn cancel(
     .await?;
     let mut answer = app.proposer.commit(Command::CancelJob { job }).await?;
     // A job archived with its settled pipeline is answered from its record.
-    flotilla_state_machine::complete_cancel(&mut answer, job, &super::records::Archived(app.machine.disk()));
+    flotilla_state_machine::complete_cancel(&mut answer, job, &super::records::Archived(app.machine.disk()))
+        .map_err(super::records::storage_error)?;
     cancelled(answer)
 }
 

@@ -88,10 +88,11 @@ pub async fn submit(
             // `apply` expanded it with the same limits before answering; if they changed since
             // and it no longer expands, it cannot be the same spec.
             let expanded = spec.expand_matrix(&limits).map_or(spec, |e| e.spec);
-            flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded);
+            flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded)
         }
         None => flotilla_state_machine::complete_submission(&mut proposed, &archived),
     }
+    .map_err(super::records::storage_error)?;
     match proposed {
         SmResponse::Submitted {
             pipeline,

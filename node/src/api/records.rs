@@ -80,16 +80,18 @@ pub fn event_pipeline(s: &State, d: &DiskStore, event: &Event) -> Option<Pipelin
 pub struct Archived<'a>(pub &'a DiskStore);
 
 impl flotilla_state_machine::ArchivedRecords for Archived<'_> {
-    fn archived_pipeline(&self, id: PipelineId) -> Option<Pipeline> {
-        self.0.pipeline(id).ok().flatten()
+    type Error = std::io::Error;
+
+    fn archived_pipeline(&self, id: PipelineId) -> std::io::Result<Option<Pipeline>> {
+        self.0.pipeline(id)
     }
 
-    fn archived_job(&self, id: JobId) -> Option<Job> {
-        self.0.job(id).ok().flatten()
+    fn archived_job(&self, id: JobId) -> std::io::Result<Option<Job>> {
+        self.0.job(id)
     }
 
-    fn archived_jobs(&self, p: &Pipeline) -> Vec<Job> {
-        self.0.jobs_of(p).unwrap_or_default()
+    fn archived_jobs(&self, p: &Pipeline) -> std::io::Result<Vec<Job>> {
+        self.0.jobs_of(p)
     }
 }
 
