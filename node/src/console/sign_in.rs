@@ -81,9 +81,27 @@ pub async fn form(RawQuery(raw): RawQuery) -> Response {
     form_page(&safe_next(q.next.as_deref()), None).into_response()
 }
 
-pub async fn sign_in(State(app): State<AppState>, Form(form): Form<SignInForm>) -> Response {
+/// Whether a form post comes from a page of this node: its `Origin`, when the browser sends one,
+/// names the host it was sent to. Another site's page cannot sign a browser in with a token of
+/// its choosing (login CSRF).
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !host.is_empty() && origin_host == host
+}
+
+pub async fn sign_in(State(app): State<AppState>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
     let next = safe_next(form.next.as_deref());
     let refuse = |status: StatusCode, message: &str| (status, form_page(&next, Some(message))).into_response();
+    if !same_origin(&headers) {
+        return refuse(StatusCode::FORBIDDEN, "Sign in from this node's own sign-in page.");
+    }
     let Some(secret) = TokenSecret::parse(form.token.trim()) else {
         return refuse(StatusCode::UNAUTHORIZED, "That is not a token: flt_ and 64 hex digits.");
     };
@@ -123,6 +141,24 @@ pub async fn sign_out(State(app): State<AppState>, headers: HeaderMap, Form(form
 #[cfg(test)]
 mod tests {
     use super::safe_next;
+
+    #[test]
+    fn a_sign_in_posted_from_another_origin_is_refused() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let headers = |origin: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8101"));
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, HeaderValue::from_static(o));
+            }
+            h
+        };
+        assert!(super::same_origin(&headers(None)));
+        assert!(super::same_origin(&headers(Some("https://127.0.0.1:8101"))));
+        assert!(!super::same_origin(&headers(Some("https://127.0.0.1:9999"))));
+        assert!(!super::same_origin(&headers(Some("https://evil.example"))));
+        assert!(!super::same_origin(&headers(Some("null"))));
+    }
 
     #[test]
     fn sign_in_returns_only_to_console_paths() {
