@@ -165,11 +165,38 @@ async fn the_console_lives_in_a_browser_through_a_node_kill() {
         job_spec("test", json!({ "needs": ["build"], "steps": ["sleep 1", "echo tests passed"] })),
         job_spec("lint", json!({ "needs": ["build"], "steps": ["echo lint clean"] })),
     ]});
-    let (s, v) = c.post(1, "/v1/pipelines", spec).await;
-    assert_eq!(s, 201, "{v}");
-    let p = v["pipeline"].as_u64().unwrap();
-    let build = v["jobs"][0]["id"].as_u64().unwrap();
-    d.goto(format!("{}/ui/pipelines/{p}", base(2))).await.unwrap();
+    // Submitted through the console's own form (its script sends the session's CSRF value),
+    // which then shows the new pipeline's page.
+    d.find(By::Css("details.submit summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    d.execute(
+        "document.getElementById('submit-spec').value = arguments[0]; return true",
+        vec![Value::String(spec.to_string())],
+    )
+    .await
+    .unwrap();
+    d.find(By::Css("#submit-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &d,
+        "the new pipeline's page shown",
+        "return /^\\/ui\\/pipelines\\/[0-9]+$/.test(location.pathname)",
+    )
+    .await;
+    let url = d.current_url().await.unwrap();
+    let p: u64 = url.path().rsplit('/').next().unwrap().parse().unwrap();
+    let (s, v) = c.get(1, &format!("/v1/pipelines/{p}?consistency=linearizable")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["name"], "build-and-test");
+    let build = v["jobs"][0].as_u64().unwrap();
     eval(&d, "window.notReloaded = true; return true").await;
     until(
         &d,
