@@ -72,14 +72,15 @@ pub async fn pipelines(
         title: "Pipelines".into(),
         section: Section::Pipelines,
         events: "type=PipelineRequested,PipelineCompleted,JobCompleted,JobFailed,JobCancelled".into(),
-        live: Some(live_url("/ui/pipelines", &q)),
+        live: Some(live_url(&q)),
         freshness: &data.freshness,
     };
     Ok(layout::respond(&app, &viewer, page, q.partial == Some(1), live))
 }
 
-fn live_url(path: &str, q: &ListQuery) -> String {
-    let mut parts = vec!["partial=1".to_string()];
+/// The list's URL with `q`'s filters and cursor.
+fn list_url(q: &ListQuery) -> String {
+    let mut parts = Vec::new();
     if let Some(s) = q.state.as_deref().filter(|s| !s.is_empty()) {
         parts.push(format!("state={}", layout::percent_encode(s)));
     }
@@ -92,7 +93,18 @@ fn live_url(path: &str, q: &ListQuery) -> String {
     if let Some(a) = q.after {
         parts.push(format!("after={a}"));
     }
-    format!("{path}?{}", parts.join("&"))
+    if parts.is_empty() {
+        "/ui/pipelines".to_string()
+    } else {
+        format!("/ui/pipelines?{}", parts.join("&"))
+    }
+}
+
+/// The URL of the list's live region (what the script refreshes).
+fn live_url(q: &ListQuery) -> String {
+    let url = list_url(q);
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}partial=1")
 }
 
 fn state_class(s: impl std::fmt::Display) -> String {
@@ -151,7 +163,7 @@ fn pipelines_live(data: &PipelinesPage, q: &ListQuery, viewer: &Viewer) -> Marku
         }
         @if let Some(next) = data.next_after {
             @let more = ListQuery { after: Some(next), partial: None, state: q.state.clone(), tenant: q.tenant.clone(), name: q.name.clone() };
-            p { a rel="next" href=(live_url("/ui/pipelines", &more).replace("partial=1&", "").replace("partial=1", "")) { "Next page" } }
+            p { a rel="next" href=(list_url(&more)) { "Next page" } }
         }
     }
 }
@@ -364,5 +376,28 @@ fn blocker(b: &Blocker) -> String {
         Blocker::PreviousWorkerLive => "the previous attempt's worker is still being stopped".into(),
         Blocker::TenantQuota { tenant, detail } => format!("tenant {tenant} is at its quota: {detail}"),
         Blocker::NoPools => "the cluster has no pool".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_urls_keep_the_filters_and_encode_them() {
+        let q = ListQuery {
+            state: Some("FAILED".into()),
+            tenant: Some("web team".into()),
+            name: None,
+            after: Some(50),
+            partial: None,
+        };
+        assert_eq!(list_url(&q), "/ui/pipelines?state=FAILED&tenant=web%20team&after=50");
+        assert_eq!(
+            live_url(&q),
+            "/ui/pipelines?state=FAILED&tenant=web%20team&after=50&partial=1"
+        );
+        assert_eq!(live_url(&ListQuery::default()), "/ui/pipelines?partial=1");
+        assert_eq!(list_url(&ListQuery::default()), "/ui/pipelines");
     }
 }
