@@ -54,7 +54,7 @@ pub use join_token::{JoinTokenRecord, JoinTokenRefusal, MAX_JOIN_TOKEN_TTL_MS, M
 pub use limits::Limits;
 pub use pending_queue::{PendingQueue, QueueKey, TenantRun};
 pub use pipeline::{Pipeline, PipelineState};
-pub use pool::{Pool, PoolSpec, ProviderKind};
+pub use pool::{Pool, PoolSpec, ProviderKind, UnfitNow};
 pub use rejection::Rejection;
 pub use resources::Resources;
 pub use response::{AcceptedPlacement, JobRef, RejectedPlacement, Response};

@@ -150,11 +150,37 @@ impl Pool {
 
     /// Whether `job` fits now: statically and in the free capacity.
     pub fn fits_now(&self, job: &JobSpec) -> bool {
-        !self.draining
-            && self.workers < self.spec.max_workers
-            && self.can_ever_run(job)
-            && job.resources.fits_within(&self.free())
+        self.unfit_now(job).is_none()
     }
+
+    /// Why `job` does not fit this pool now, the first reason in this order: it never could
+    /// (`static_misfit`), the pool is draining, it runs its most workers, its free capacity is
+    /// too small. `None` when it fits. The plan's re-check and "why pending" both ask this.
+    pub fn unfit_now(&self, job: &JobSpec) -> Option<UnfitNow> {
+        if let Some(reason) = self.static_misfit(job) {
+            Some(UnfitNow::Never(reason))
+        } else if self.draining {
+            Some(UnfitNow::Draining)
+        } else if self.workers >= self.spec.max_workers {
+            Some(UnfitNow::AtWorkerLimit)
+        } else if !job.resources.fits_within(&self.free()) {
+            Some(UnfitNow::NoRoom)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a pool cannot take a job now (see `Pool::unfit_now`); each reader words it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnfitNow {
+    /// It could never run the job: `static_misfit`'s reason.
+    Never(String),
+    Draining,
+    /// It runs `max_workers` workers.
+    AtWorkerLimit,
+    /// Its free capacity is smaller than the job asks.
+    NoRoom,
 }
 
 /// Why a pool can never run a job (see `Pool::static_misfit`).

@@ -9,8 +9,7 @@ use crate::api::pipelines::ListFilter;
 use crate::api::{ApiError, AppState, parse_id, parse_query};
 use axum::Extension;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::{IntoResponse, Response};
-use flotilla_state_machine::scheduler::Blocker;
+use axum::response::Response;
 use flotilla_state_machine::{JobId, JobState, PipelineId, PipelineState, Role};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -74,6 +73,7 @@ pub async fn pipelines(
         events: "type=PipelineRequested,PipelineCompleted,JobCompleted,JobFailed,JobCancelled".into(),
         live: Some(live_url(&q)),
         freshness: &data.freshness,
+        below_live: None,
     };
     Ok(layout::respond(&app, &viewer, page, q.partial == Some(1), live))
 }
@@ -191,6 +191,7 @@ pub async fn pipeline(
         events: format!("pipeline={}", data.id.0),
         live: Some(format!("/ui/pipelines/{}?partial=1", data.id.0)),
         freshness: &data.freshness,
+        below_live: None,
     };
     Ok(layout::respond(&app, &viewer, page, q.partial == Some(1), live))
 }
@@ -265,16 +266,10 @@ pub async fn job(
         ),
         live: Some(format!("/ui/jobs/{}?partial=1", data.row.id.0)),
         freshness: &data.freshness,
+        // The output stays outside the live region: a refresh must not reset what was streamed.
+        below_live: (q.partial != Some(1)).then(|| output_section(&data)),
     };
-    if q.partial == Some(1) {
-        return Ok(layout::live_region(&page, live).into_response());
-    }
-    let output = output_section(&data);
-    let body = html! { (live) };
-    let mut doc = layout::shell(&app, &viewer, &page, body).into_string();
-    // The output stays outside the live region: a refresh must not reset what was streamed.
-    doc = doc.replacen("</main>", &format!("{}</main>", output.into_string()), 1);
-    Ok(maud::PreEscaped(doc).into_response())
+    Ok(layout::respond(&app, &viewer, page, q.partial == Some(1), live))
 }
 
 fn output_section(data: &JobDetail) -> Markup {
@@ -290,7 +285,7 @@ fn output_section(data: &JobDetail) -> Markup {
             @if data.log_truncated {
                 p.warn { "The output passed its limit and was truncated." }
             }
-            pre #output tabindex="0" data-job=(id) data-finished=(data.row.state.is_terminal()) aria-label="the job's output" {}
+            pre #output tabindex="0" data-job=(id) aria-label="the job's output" {}
         }
     }
 }
@@ -299,7 +294,7 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
     let j = &data.row;
     html! {
         dl.facts {
-            dt { "State" } dd { span #job-state class=(format!("badge {}", state_class(j.state))) data-state=(state_class(j.state)) { (j.state) } }
+            dt { "State" } dd { span #job-state class=(format!("badge {}", state_class(j.state))) data-state=(state_class(j.state)) data-terminal=(j.state.is_terminal()) { (j.state) } }
             dt { "Pipeline" } dd { a href=(format!("/ui/pipelines/{}", data.pipeline.0)) { (data.pipeline.0) } }
             dt { "Tenant" } dd { (data.tenant) }
             dt { "Attempt" } dd { (j.attempt) }
@@ -316,7 +311,7 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
                 p #why-summary { (why.summary) }
                 @if !why.blockers.is_empty() {
                     ul {
-                        @for b in &why.blockers { li { (blocker(b)) } }
+                        @for b in &why.blockers { li { (b) } }
                     }
                 }
                 @if !why.pools.is_empty() {
@@ -359,23 +354,6 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
                 }
             }
         }
-    }
-}
-
-fn blocker(b: &Blocker) -> String {
-    match b {
-        Blocker::NotPending { state } => format!("the job is {state}"),
-        Blocker::RetryBackoff { until_ms } => format!("retry backoff until {until_ms} ms since the epoch"),
-        Blocker::WaitingForNeeds { jobs } => format!(
-            "waiting for: {}",
-            jobs.iter()
-                .map(|n| format!("{} ({})", n.name, n.state))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Blocker::PreviousWorkerLive => "the previous attempt's worker is still being stopped".into(),
-        Blocker::TenantQuota { tenant, detail } => format!("tenant {tenant} is at its quota: {detail}"),
-        Blocker::NoPools => "the cluster has no pool".into(),
     }
 }
 

@@ -6,7 +6,7 @@ use super::{EntryContext, Handled};
 use crate::spec::validate_name;
 use crate::{
     AcceptedPlacement, Assignment, AttemptRecord, Event, FencingToken, JobState, Placement, RejectedPlacement,
-    Rejection, Resources, Response, State,
+    Rejection, Resources, Response, State, UnfitNow,
 };
 use std::collections::BTreeSet;
 
@@ -97,12 +97,12 @@ impl State {
             .pools
             .get(&p.pool)
             .ok_or_else(|| Rejection::UnknownPool(p.pool.clone()))?;
-        if !pool.fits_now(&job.spec) {
-            let why = match pool.static_misfit(&job.spec) {
-                Some(reason) => reason,
-                None if pool.draining => "pool is draining".into(),
-                None if pool.workers >= pool.spec.max_workers => format!("{} workers is the maximum", pool.workers),
-                None => format!("free {} < {}", pool.free(), job.spec.resources),
+        if let Some(unfit) = pool.unfit_now(&job.spec) {
+            let why = match unfit {
+                UnfitNow::Never(reason) => reason,
+                UnfitNow::Draining => "pool is draining".into(),
+                UnfitNow::AtWorkerLimit => format!("{} workers is the maximum", pool.workers),
+                UnfitNow::NoRoom => format!("free {} < {}", pool.free(), job.spec.resources),
             };
             return Err(Rejection::NoCapacity {
                 job: p.job,

@@ -3,10 +3,11 @@
 //! Users of a CI system spend much of their waiting on this question; the answer must come from
 //! the same predicates the scheduler places with, not from a second opinion that drifts. This
 //! module asks exactly what `schedule_explained` asks (backoff, needs, a live previous worker,
-//! the tenant's quota) and what `Pool::fits_now` asks of every pool, and says which failed. It
-//! is pure: the REST route, the CLI and the console all show its result.
+//! the tenant's quota) and what `Pool::unfit_now` answers for every pool (the plan's re-check in
+//! `apply` asks it too), and says which failed. It is pure: the REST route, the CLI and the
+//! console all show its result.
 
-use crate::{JobId, JobState, Pool, State};
+use crate::{JobId, JobState, Pool, State, UnfitNow};
 use serde::Serialize;
 
 /// Most pools one explanation lists: those that fit come first, then those that do not. A fleet
@@ -151,25 +152,15 @@ pub fn why_pending(state: &State, job: JobId, now_ms: u64) -> Option<PendingExpl
 
 fn verdict(pool: &Pool, job: &crate::Job) -> PoolVerdict {
     let name = pool.name();
-    let reason = if let Some(misfit) = pool.static_misfit(&job.spec) {
-        Some(misfit)
-    } else if pool.draining {
-        Some(format!("pool {name} is draining"))
-    } else if pool.workers >= pool.spec.max_workers {
-        Some(format!(
+    let reason = pool.unfit_now(&job.spec).map(|unfit| match unfit {
+        UnfitNow::Never(misfit) => misfit,
+        UnfitNow::Draining => format!("pool {name} is draining"),
+        UnfitNow::AtWorkerLimit => format!(
             "pool {name} runs its most workers ({} of {})",
             pool.workers, pool.spec.max_workers
-        ))
-    } else if !job.spec.resources.fits_within(&pool.free()) {
-        Some(format!(
-            "pool {name} has {} free < {} asked",
-            pool.free(),
-            job.spec.resources
-        ))
-    } else {
-        None
-    };
-    debug_assert_eq!(reason.is_none(), pool.fits_now(&job.spec));
+        ),
+        UnfitNow::NoRoom => format!("pool {name} has {} free < {} asked", pool.free(), job.spec.resources),
+    });
     PoolVerdict {
         pool: name.to_string(),
         fits_now: reason.is_none(),
@@ -187,15 +178,30 @@ fn summarise(blockers: &[Blocker], fitting: usize, pools: usize, state: JobState
             format!("no pool of {pools} fits it now; it waits for room")
         };
     };
+    // The summary names the first blocker briefly; `Display` says all of it.
     match first {
         Blocker::NotPending { .. } => format!("not pending: the job is {state}"),
-        Blocker::RetryBackoff { until_ms } => format!("retry backoff until {until_ms} ms since the epoch"),
         Blocker::WaitingForNeeds { jobs } => {
             let names: Vec<&str> = jobs.iter().map(|n| n.name.as_str()).collect();
             format!("waiting for needs: {}", names.join(", "))
         }
-        Blocker::PreviousWorkerLive => "the previous attempt's worker is still being stopped".into(),
         Blocker::TenantQuota { tenant, .. } => format!("tenant {tenant} is at its quota"),
-        Blocker::NoPools => "the cluster has no pool".into(),
+        other => other.to_string(),
+    }
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Blocker::NotPending { state } => write!(f, "the job is {state}"),
+            Blocker::RetryBackoff { until_ms } => write!(f, "retry backoff until {until_ms} ms since the epoch"),
+            Blocker::WaitingForNeeds { jobs } => {
+                let needs: Vec<String> = jobs.iter().map(|n| format!("{} ({})", n.name, n.state)).collect();
+                write!(f, "waiting for: {}", needs.join(", "))
+            }
+            Blocker::PreviousWorkerLive => f.write_str("the previous attempt's worker is still being stopped"),
+            Blocker::TenantQuota { tenant, detail } => write!(f, "tenant {tenant} is at its quota: {detail}"),
+            Blocker::NoPools => f.write_str("the cluster has no pool"),
+        }
     }
 }
