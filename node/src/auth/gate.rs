@@ -160,6 +160,22 @@ pub fn caller(app: &AppState, headers: &HeaderMap, permission: Permission) -> Re
             "the Authorization header (or the console's session cookie) is not `Bearer flt_<64 hex digits>`".into(),
         )
     })?;
+    caller_in(app, state, &secret, permission)
+}
+
+/// The caller holding `secret` (the console's sign-in form presents one), if `permission`
+/// admits them: the same checks as for a bearer token.
+pub fn secret_caller(app: &AppState, secret: &TokenSecret, permission: Permission) -> Result<Caller, ApiError> {
+    caller_in(app, &app.machine.read().state, secret, permission)
+}
+
+/// The token with `secret` in `state`, live at the cluster's time, of a role `permission` admits.
+fn caller_in(
+    app: &AppState,
+    state: &flotilla_state_machine::State,
+    secret: &TokenSecret,
+    permission: Permission,
+) -> Result<Caller, ApiError> {
     let Some(token) = state.token_by_secret(&secret.sha256()) else {
         // A node that knows no token at all has most likely not caught up with its cluster
         // (a restarted node with an empty disk, a learner): "unknown token" would be a lie.

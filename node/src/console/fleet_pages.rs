@@ -27,6 +27,7 @@ pub async fn cluster(
         events: "type=PoolRegistered,PoolRemoved,CapacityUpdated".into(),
         live: Some("/ui/cluster?partial=1".into()),
         freshness: &data.freshness,
+        below_live: None,
     };
     Ok(layout::respond(&app, &viewer, page, q.partial == Some(1), live))
 }
@@ -106,6 +107,7 @@ pub async fn pools(
         events: "type=PoolRegistered,PoolRemoved,CapacityUpdated,QuotaUpdated,AssignmentCreated,JobCompleted,JobFailed,JobCancelled,JobRequested".into(),
         live: Some("/ui/pools?partial=1".into()),
         freshness: &data.freshness,
+        below_live: None,
     };
     Ok(layout::respond(&app, &viewer, page, q.partial == Some(1), live))
 }
@@ -191,6 +193,7 @@ pub async fn events(State(app): State<AppState>, Extension(viewer): Extension<Vi
         events: String::new(),
         live: None,
         freshness: &freshness,
+        below_live: None,
     };
     Ok(layout::shell(&app, &viewer, &page, live).into_response())
 }

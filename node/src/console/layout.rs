@@ -39,6 +39,8 @@ pub struct Page<'a> {
     /// pages that only append (the event feed).
     pub live: Option<String>,
     pub freshness: &'a Freshness,
+    /// What follows the live region and no refresh replaces (a job's streamed output).
+    pub below_live: Option<Markup>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,12 +54,11 @@ pub enum Section {
 /// The members' API origins, for the script to resume the event stream on when this node stops
 /// answering (the page's own origin first).
 pub fn member_origins(app: &AppState) -> Vec<String> {
-    let scheme = if app.tls.is_some() { "https" } else { "http" };
     let membership = crate::raft::metrics(&app.raft).membership_config.clone();
     membership
         .membership()
         .nodes()
-        .map(|(_, n)| format!("{scheme}://{}", n.api_addr))
+        .map(|(_, n)| app.founding.api.url(&n.api_addr, ""))
         .collect()
 }
 
@@ -97,6 +98,7 @@ pub fn shell(app: &AppState, viewer: &Viewer, page: &Page, live: Markup) -> Mark
         html lang="en" {
             (head(&page.title, html! { script src="/ui/assets/console.js" defer {} }))
             body data-events=(page.events) data-live=[page.live.as_deref()] data-members=(origins)
+                data-kinds=(flotilla_state_machine::Event::KINDS.join(","))
                 data-csrf=[viewer.csrf.as_deref()] data-node=(app.id) {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -136,6 +138,7 @@ pub fn shell(app: &AppState, viewer: &Viewer, page: &Page, live: Markup) -> Mark
                 main #main {
                     h1 { (page.title) }
                     div #live { (live) }
+                    @if let Some(below) = &page.below_live { (below) }
                 }
             }
         }
@@ -154,7 +157,7 @@ pub fn respond(app: &AppState, viewer: &Viewer, page: Page, partial: bool, live:
 
 /// A live region as a refresh answers it: its content and, hidden, the freshness of its read,
 /// which the script copies into the status line.
-pub fn live_region(page: &Page, live: Markup) -> Markup {
+fn live_region(page: &Page, live: Markup) -> Markup {
     let f = page.freshness;
     html! {
         span hidden data-fresh-node=(f.node) data-fresh-index=(f.applied_index) data-fresh-ms=(f.read_at_ms) {}

@@ -10,7 +10,7 @@ use crate::api::AppState;
 use crate::auth::{Permission, TokenSecret, session_cookie};
 use axum::Form;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::Role;
 use maud::{DOCTYPE, Markup, html};
@@ -105,12 +105,7 @@ pub async fn sign_in(State(app): State<AppState>, headers: HeaderMap, Form(form)
     let Some(secret) = TokenSecret::parse(form.token.trim()) else {
         return refuse(StatusCode::UNAUTHORIZED, "That is not a token: flt_ and 64 hex digits.");
     };
-    let mut headers = HeaderMap::new();
-    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", secret.reveal())) else {
-        return refuse(StatusCode::UNAUTHORIZED, "That is not a token.");
-    };
-    headers.insert(header::AUTHORIZATION, bearer);
-    if let Err(e) = crate::auth::gate::caller(&app, &headers, Permission::AtLeast(Role::Viewer)) {
+    if let Err(e) = crate::auth::gate::secret_caller(&app, &secret, Permission::AtLeast(Role::Viewer)) {
         return refuse(e.status(), e.message());
     }
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, next.as_str())]).into_response();

@@ -67,15 +67,17 @@ pub struct PipelinesPage {
 pub fn pipelines(app: &AppState, scope: &TenantScope, filter: &ListFilter) -> Result<PipelinesPage, ApiError> {
     let data = app.machine.read();
     let freshness = Freshness::of(app, &data);
-    let mut items = crate::api::pipelines::page_of(&data.state, app.machine.disk(), scope, filter)?;
-    let next_after = (items.len() > filter.page).then(|| {
-        items.truncate(filter.page);
-        items.last().map_or(0, |v| v.pipeline.id.0)
-    });
+    let items = crate::api::pipelines::page_of(&data.state, app.machine.disk(), scope, filter)?;
+    let page = crate::api::Page::collect(
+        items.into_iter(),
+        filter.page,
+        |v| v.pipeline.id.0,
+        freshness.applied_index,
+    );
     Ok(PipelinesPage {
         freshness,
-        items,
-        next_after,
+        items: page.items,
+        next_after: page.next_after,
         scanned_to: None,
     })
 }

@@ -14,12 +14,8 @@
   const filter = body.dataset.events || "";
   const liveUrl = body.dataset.live || null;
   const csrf = body.dataset.csrf || null;
-  const KINDS = ["PipelineRequested", "JobRequested", "AssignmentCreated", "WorkerCreated",
-    "JobStarted", "StepStarted", "StepCompleted", "StepFailed", "JobCompleted", "JobFailed",
-    "JobCancelled", "JobTerminated", "JobRetrying", "WorkerStopRequested", "WorkerFailed",
-    "WorkerTerminated", "LogAppended", "PipelineCompleted", "PoolRegistered", "PoolRemoved",
-    "CapacityUpdated", "QuotaUpdated", "LimitsUpdated", "AuthGranted", "AuthRevoked", "SecretSet",
-    "SecretDeleted", "Audited", "RetentionUpdated", "PipelineRemoved", "OutputRemoved"];
+  // Every event type the server has (SSE named events reach only listeners of their name).
+  const KINDS = (body.dataset.kinds || "").split(",").filter((k) => k);
   const MAX_FEED = 500;          // rows kept in the event feed
   const MAX_SEEN = 10000;        // event ids remembered to drop repeats
   const REFRESH_MS = 250;        // at most one live-region refresh per this
@@ -269,7 +265,7 @@
           if (done) {
             // A stream also ends when its node stops: complete only once the job has finished.
             const st = document.getElementById("job-state");
-            if (!st || ["succeeded", "failed", "cancelled"].includes(st.dataset.state)) { say("complete"); return; }
+            if (!st || st.dataset.terminal === "true") { say("complete"); return; }
             throw new Error("ended early");
           }
           received += value.length;
