@@ -37,6 +37,7 @@ fn submission(name: &str, now_ms: u64, seq: u64) -> Proposal {
         tenant: "default".into(),
         idempotency_key: None,
         spec,
+        source: None,
     };
     Proposal::new(now_ms, command).from_client(ClientRequest {
         client: ClientId(0x5e55_1011),

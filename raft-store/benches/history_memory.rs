@@ -42,6 +42,7 @@ fn pipeline_entries(n: u64, jobs_per_pipeline: u64, cancel: bool, next_index: &m
                 name: format!("pipeline-{n}"),
                 jobs,
             },
+            source: None,
         },
     )];
     *next_index += 1;

@@ -73,6 +73,7 @@ fn large_state(jobs: u64, live: bool) -> (State, u64) {
                 tenant: "bench".into(),
                 idempotency_key: None,
                 spec,
+                source: None,
             },
         );
         let Response::Submitted { pipeline, .. } = submitted else {

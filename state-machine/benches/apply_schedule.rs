@@ -63,6 +63,7 @@ fn submission_of(i: u64, tenant: &str) -> Command {
         tenant: tenant.into(),
         idempotency_key: Some(format!("k{i}")),
         spec,
+        source: None,
     }
 }
 

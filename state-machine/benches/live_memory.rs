@@ -134,6 +134,7 @@ fn pipeline(p: u64, first: u64, count: u64) -> Command {
             name: format!("c1m-{p}"),
             jobs,
         },
+        source: None,
     }
 }
 

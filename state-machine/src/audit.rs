@@ -41,6 +41,9 @@ fn target(command: &Command, response: &Response) -> String {
             format!("{tenant}/{name}")
         }
         (Command::RotateDataKey { key }, _) => key.id.clone(),
+        (Command::PutRepository { tenant, spec }, _) => format!("{tenant}/{}", spec.name),
+        (Command::RemoveRepository { tenant, name }, _) => format!("{tenant}/{name}"),
+        (Command::RecordDelivery { tenant, repository, .. }, _) => format!("{tenant}/{repository}"),
         (Command::CreateJoinToken { .. }, _) => "join-token".to_string(),
         (Command::RedeemJoinToken { node, .. }, _) => format!("node {node}"),
         (other, _) => other.kind().to_string(),
@@ -77,6 +80,7 @@ mod tests {
                 name: "p".into(),
                 jobs: Vec::new(),
             },
+            source: None,
         };
         let submitted = |duplicate| Response::Submitted {
             pipeline: PipelineId(3),

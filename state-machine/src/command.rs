@@ -4,8 +4,8 @@
 //! `ApplyContext` is what the log adds when the entry commits (its index and term).
 
 use crate::{
-    ClientRequest, EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota, Resources,
-    SealedValue, TokenGrant, TokenId, WrappedDataKey,
+    ClientRequest, Delivery, EventId, FencingToken, JobId, Limits, PipelineId, PipelineSpec, PoolSpec, Quota,
+    RepositorySpec, Resources, SealedValue, Source, TokenGrant, TokenId, WrappedDataKey,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -81,6 +81,9 @@ pub enum Command {
         tenant: String,
         idempotency_key: Option<String>,
         spec: PipelineSpec,
+        /// The repository and commit it runs, when it comes from source (a webhook, a
+        /// schedule, `flotilla repo run`); its delivery, if any, is recorded on the repository.
+        source: Option<Source>,
     },
     CancelPipeline {
         pipeline: PipelineId,
@@ -246,6 +249,23 @@ pub enum Command {
     RotateDataKey {
         key: WrappedDataKey,
     },
+    /// Registers a repository of `tenant`, or replaces its settings (its deliveries stay).
+    PutRepository {
+        tenant: String,
+        spec: RepositorySpec,
+    },
+    RemoveRepository {
+        tenant: String,
+        name: String,
+    },
+    /// Records a webhook delivery that started nothing (ignored, or failed before a pipeline
+    /// could be submitted), once per delivery id. A delivery that starts a pipeline is
+    /// recorded by its `SubmitPipeline`.
+    RecordDelivery {
+        tenant: String,
+        repository: String,
+        delivery: Delivery,
+    },
 }
 
 /// Most commands in one `Command::Batch`.
@@ -268,6 +288,9 @@ impl Command {
                 | Command::RevokeToken { .. }
                 | Command::SetSecret { .. }
                 | Command::DeleteSecret { .. }
+                | Command::PutRepository { .. }
+                | Command::RemoveRepository { .. }
+                | Command::RecordDelivery { .. }
         )
     }
 
@@ -306,6 +329,9 @@ impl Command {
             Command::RotateDataKey { .. } => "rotate_data_key",
             Command::SetRetention { .. } => "set_retention",
             Command::ExpireHistory { .. } => "expire_history",
+            Command::PutRepository { .. } => "put_repository",
+            Command::RemoveRepository { .. } => "remove_repository",
+            Command::RecordDelivery { .. } => "record_delivery",
         }
     }
 }

@@ -58,4 +58,7 @@ pub struct Pipeline {
     pub output_removed_at_ms: Option<u64>,
     /// W3C `traceparent` of the submitting request (see `Proposal::trace_parent`).
     pub trace_parent: Option<String>,
+    /// The repository and commit it runs, when it came from source.
+    #[serde(default)]
+    pub source: Option<crate::Source>,
 }

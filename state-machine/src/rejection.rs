@@ -97,6 +97,10 @@ pub enum Rejection {
     SecretInUse { tenant: String, name: String, job: JobId },
     #[error("{count} secrets exist, the most there may be")]
     TooManySecrets { count: usize },
+    #[error("tenant {tenant:?} has no repository {name:?}")]
+    UnknownRepository { tenant: String, name: String },
+    #[error("{count} repositories exist here, the most there may be ({max})")]
+    TooManyRepositories { count: usize, max: usize },
     #[error("the secrets would take {bytes} bytes sealed, more than the limit of {max}")]
     SecretsTooLarge { bytes: usize, max: usize },
     #[error(

@@ -68,6 +68,8 @@ pub struct State {
     pub(crate) retention: crate::retention::Retention,
     /// Settled pipelines, their records on disk, as compact records (`archive.rs`).
     pub(crate) archive: crate::Archive,
+    /// Source repositories by `(tenant, name)` (`repository.rs`).
+    pub(crate) repositories: BTreeMap<(String, String), crate::Repository>,
 }
 
 impl State {
@@ -217,7 +219,8 @@ impl State {
                 tenant,
                 idempotency_key,
                 spec,
-            } => self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, trace_parent),
+                source,
+            } => self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, source.as_ref(), trace_parent),
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(cx, *job),
             Command::ApplyPlan { placements } => self.apply_plan(cx, placements),
@@ -286,6 +289,13 @@ impl State {
             Command::RotateDataKey { key } => self.rotate_data_key(key),
             Command::SetRetention { tenant, policy } => self.set_retention(cx, tenant.as_deref(), policy.as_ref()),
             Command::ExpireHistory { pipelines, outputs } => self.expire_history(cx, pipelines, outputs),
+            Command::PutRepository { tenant, spec } => self.put_repository(cx, tenant, spec),
+            Command::RemoveRepository { tenant, name } => self.remove_repository(tenant, name),
+            Command::RecordDelivery {
+                tenant,
+                repository,
+                delivery,
+            } => self.record_delivery(tenant, repository, delivery),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),

@@ -332,6 +332,7 @@ fn command(state: &State, op: &Op) -> Option<Command> {
                 name: "hostile".into(),
                 jobs: jobs.clone(),
             },
+            source: None,
         },
         Op::Schedule => {
             let policy = SchedulerPolicy {
@@ -485,6 +486,7 @@ fn command(state: &State, op: &Op) -> Option<Command> {
             tenant: "t".into(),
             idempotency_key: None,
             spec: pipeline("stamped", vec![job("a", &[])]),
+            source: None,
         },
     })
 }
@@ -752,6 +754,7 @@ fn a_refused_submission_prunes_no_idempotency_key() {
         tenant: "t".into(),
         idempotency_key: Some(key.into()),
         spec,
+        source: None,
     };
     h.ok(submit("k1", pipeline("p", vec![job("a", &[])])));
     h.now_ms += 100;

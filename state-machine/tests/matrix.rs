@@ -77,6 +77,7 @@ fn resubmitting_a_matrix_pipeline_with_its_key_returns_the_first_one() {
             tenant: "default".into(),
             idempotency_key: Some("k".into()),
             spec: spec.clone(),
+            source: None,
         })
         .0
     };

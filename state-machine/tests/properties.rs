@@ -127,6 +127,7 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
                     name: "prop".into(),
                     jobs: specs,
                 },
+                source: None,
             }
         }
         Op::Schedule { spread } => {

@@ -250,6 +250,7 @@ fn a_retried_submission_whose_pipeline_was_removed_runs_nothing_again() {
         tenant: "default".into(),
         idempotency_key: Some("k1".into()),
         spec: spec.clone(),
+        source: None,
     };
     let Response::Submitted { pipeline: p, jobs, .. } = h.run(submit()).0 else {
         panic!("submitted")
@@ -313,6 +314,7 @@ fn under_steady_load_the_state_stays_bounded_and_replicas_agree() {
                 tenant: format!("t{}", round % 3),
                 idempotency_key: None,
                 spec: pipeline("load", vec![job("a", &[])]),
+                source: None,
             },
         ) else {
             panic!("submitted")

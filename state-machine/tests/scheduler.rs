@@ -136,6 +136,7 @@ fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
                 tenant: tenant.into(),
                 idempotency_key: None,
                 spec: pipeline("p", jobs),
+                source: None,
             })
             .0
         {

@@ -108,6 +108,7 @@ fn build(pools: &[PoolDraw], jobs: &[JobDraw], quota_cpu: Option<u64>, first_pla
             tenant: format!("t{}", j.tenant),
             idempotency_key: None,
             spec: pipeline("p", vec![spec]),
+            source: None,
         });
     }
     // Fill the pools part way, so plans start from uneven room.

@@ -45,6 +45,7 @@ fn a_job_may_use_only_a_secret_its_tenant_has() {
         tenant: "default".into(),
         idempotency_key: None,
         spec: using("db"),
+        source: None,
     });
     assert!(
         matches!(&r, Rejection::Invalid(SpecError::UnknownSecret { field, .. }) if field == "jobs[deploy].secrets.DB_PASSWORD"),
@@ -64,6 +65,7 @@ fn a_secret_in_env_and_secrets_at_once_is_refused() {
         tenant: "default".into(),
         idempotency_key: None,
         spec,
+        source: None,
     });
     assert!(
         matches!(&r, Rejection::Invalid(e) if e.field() == "jobs[deploy].secrets.DB_PASSWORD"),
@@ -80,6 +82,7 @@ fn secret_files_name_only_the_tenants_secrets_and_no_variable_twice() {
             tenant: "default".into(),
             idempotency_key: None,
             spec,
+            source: None,
         })
     };
     let mut spec = using("db");

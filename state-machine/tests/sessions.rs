@@ -17,6 +17,7 @@ fn submit(name: &str, jobs: Vec<JobSpec>) -> Command {
         tenant: "default".into(),
         idempotency_key: None,
         spec: pipeline(name, jobs),
+        source: None,
     }
 }
 

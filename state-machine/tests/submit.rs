@@ -9,6 +9,7 @@ fn submit_with_key(h: &mut Harness, key: &str, spec: PipelineSpec) -> Response {
         tenant: "default".into(),
         idempotency_key: Some(key.into()),
         spec,
+        source: None,
     })
     .0
 }
@@ -53,6 +54,7 @@ fn retry_with_the_same_key_returns_the_first_pipeline() {
             tenant: "team-b".into(),
             idempotency_key: Some("k1".into()),
             spec: spec.clone(),
+            source: None,
         })
         .0;
     assert!(matches!(r, Response::Submitted { duplicate: false, .. }));
@@ -447,6 +449,7 @@ fn a_tenants_priority_ceiling_refuses_higher_jobs_and_must_be_within_the_limits(
             tenant: "other".into(),
             idempotency_key: None,
             spec: pipeline("r", vec![high]),
+            source: None,
         })
         .0,
         Response::Submitted { .. }

@@ -151,6 +151,7 @@ fn a_tenant_at_its_quota_is_named_with_its_numbers() {
             tenant: "capped".into(),
             idempotency_key: None,
             spec: pipeline("p", vec![sized("a", 100, &[]), sized("b", 100, &[])]),
+            source: None,
         })
         .0
     {

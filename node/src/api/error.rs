@@ -140,6 +140,9 @@ impl From<Rejection> for ApiError {
             Rejection::TooManySecrets { .. }
             | Rejection::SecretsTooLarge { .. }
             | Rejection::TooManyDataKeys { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_secrets", message),
+            Rejection::TooManyRepositories { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "too_many_repositories", message)
+            }
             Rejection::SecretInUse { .. } => ApiError::new(StatusCode::CONFLICT, "secret_in_use", message),
             Rejection::JoinTokenRefused(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "join_token_refused", message).field("Authorization")
@@ -148,7 +151,8 @@ impl From<Rejection> for ApiError {
             | Rejection::UnknownJob(_)
             | Rejection::UnknownPool(_)
             | Rejection::UnknownToken(_)
-            | Rejection::UnknownSecret { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            | Rejection::UnknownSecret { .. }
+            | Rejection::UnknownRepository { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Rejection::IdempotencyKeyReused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
                     .field("Idempotency-Key")

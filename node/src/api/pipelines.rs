@@ -74,6 +74,7 @@ pub async fn submit(
                 tenant,
                 idempotency_key: key,
                 spec,
+                source: None,
             })
             .instrument(span)
             .await

@@ -10,6 +10,7 @@ mod lifecycle;
 mod logs;
 mod plan;
 mod pools;
+mod repositories;
 mod retention;
 mod secrets;
 mod settings;

@@ -6,8 +6,8 @@ use crate::QueueKey;
 use crate::spec::validate_name;
 use crate::state::IdempotencyRecord;
 use crate::{
-    Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response,
-    SpecError, State,
+    Delivery, DeliveryOutcome, Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response,
+    Source, SpecError, State,
 };
 use std::collections::BTreeMap;
 
@@ -21,9 +21,19 @@ impl State {
         tenant: &str,
         key: Option<&str>,
         submitted: &PipelineSpec,
+        source: Option<&Source>,
         trace_parent: Option<&str>,
     ) -> Handled {
         validate_name("tenant", tenant, &self.limits)?;
+        if let Some(source) = source {
+            source.validate(&self.limits)?;
+            if self.repository(tenant, &source.repository).is_none() {
+                return Err(Rejection::UnknownRepository {
+                    tenant: tenant.to_string(),
+                    name: source.repository.clone(),
+                });
+            }
+        }
         let expanded = submitted.expand_matrix(&self.limits)?;
         let spec = &expanded.spec;
         if let Some(key) = key {
@@ -138,8 +148,22 @@ impl State {
                 trace_parent: trace_parent
                     .filter(|t| t.len() <= MAX_TRACE_PARENT_BYTES)
                     .map(str::to_string),
+                source: source.cloned(),
             },
         );
+        // The delivery that asked for it is remembered with its pipeline (once: a retried
+        // delivery is a repeated key, answered above).
+        if let Some((source, delivery)) = source.and_then(|s| Some((s, s.delivery.as_ref()?))) {
+            let key = (tenant.to_string(), source.repository.clone());
+            if let Some(repo) = self.repositories.get_mut(&key) {
+                repo.record(Delivery {
+                    id: delivery.clone(),
+                    event: source.event.as_str().to_string(),
+                    at_ms: cx.now_ms,
+                    outcome: DeliveryOutcome::Started { pipeline: pipeline_id },
+                });
+            }
+        }
         if let Some(key) = key {
             let expires_at_ms = cx.now_ms.saturating_add(self.limits.idempotency_ttl_ms);
             self.idempotency.insert(

@@ -173,6 +173,7 @@ impl Harness {
                 tenant: "default".into(),
                 idempotency_key: None,
                 spec,
+                source: None,
             })
             .0
         {
@@ -259,6 +260,7 @@ pub fn refusal(h: &mut Harness, spec: PipelineSpec) -> SpecError {
         tenant: "default".into(),
         idempotency_key: None,
         spec,
+        source: None,
     }) {
         Rejection::Invalid(e) => e,
         other => panic!("expected a spec error, got {other:?}"),

@@ -47,6 +47,7 @@ impl Fixture {
                 name: "p".into(),
                 jobs: vec![spec],
             },
+            source: None,
         });
         let plan = schedule(&f.state, &SchedulerPolicy::default(), START_MS);
         assert_eq!(plan.placements.len(), 1, "{plan:?}");

@@ -1,0 +1,194 @@
+//! Repositories in the replicated state: registered only with their tenant's secrets, each
+//! webhook delivery remembered once with what came of it, and pipelines from source only for
+//! a repository of their own tenant.
+
+mod common;
+
+use common::*;
+use flotilla_state_machine::*;
+
+fn secret(tenant: &str, name: &str) -> Command {
+    Command::SetSecret {
+        tenant: tenant.into(),
+        name: name.into(),
+        sealed: SealedValue {
+            key_id: "1111111111111111".into(),
+            nonce: [2; 12],
+            ciphertext: vec![9; 40],
+        },
+        new_data_key: Some(WrappedDataKey {
+            id: "1111111111111111".into(),
+            kek_id: "00000000000000aa".into(),
+            nonce: [1; 12],
+            wrapped: vec![7; 48],
+        }),
+        expected_version: None,
+    }
+}
+
+fn repo(name: &str) -> RepositorySpec {
+    RepositorySpec {
+        name: name.into(),
+        url: "https://git.example/acme/app.git".into(),
+        forge: Forge::Github,
+        pipeline_path: ".flotilla.yml".into(),
+        webhook_secret: "hook".into(),
+        credentials: None,
+    }
+}
+
+fn put(tenant: &str, spec: RepositorySpec) -> Command {
+    Command::PutRepository {
+        tenant: tenant.into(),
+        spec,
+    }
+}
+
+fn from(repository: &str, delivery: Option<&str>) -> Source {
+    Source {
+        repository: repository.into(),
+        commit: "c0ffee".repeat(6) + "abcd",
+        reference: Some("refs/heads/main".into()),
+        event: SourceEvent::Push,
+        author: Some("ada".into()),
+        pull_request: None,
+        delivery: delivery.map(str::to_string),
+    }
+}
+
+fn submit(tenant: &str, key: Option<&str>, source: Source) -> Command {
+    Command::SubmitPipeline {
+        tenant: tenant.into(),
+        idempotency_key: key.map(str::to_string),
+        spec: pipeline("ci", vec![job("build", &[])]),
+        source: Some(source),
+    }
+}
+
+#[test]
+fn a_repository_names_only_secrets_its_tenant_has() {
+    let mut h = Harness::with_pool();
+    let r = h.rejected(put("acme", repo("app")));
+    assert!(
+        matches!(&r, Rejection::Invalid(SpecError::UnknownSecret { field, .. }) if field == "webhook_secret"),
+        "{r:?}"
+    );
+    h.ok(secret("other", "hook"));
+    h.rejected(put("acme", repo("app")));
+    h.ok(secret("acme", "hook"));
+    let mut private = repo("app");
+    private.credentials = Some("token".into());
+    let r = h.rejected(put("acme", private.clone()));
+    assert!(matches!(&r, Rejection::Invalid(SpecError::UnknownSecret { field, .. }) if field == "credentials"));
+    h.ok(secret("acme", "token"));
+    h.ok(put("acme", private.clone()));
+    assert_eq!(h.state.repository("acme", "app").unwrap().spec, private);
+    assert!(h.state.repository("other", "app").is_none());
+}
+
+#[test]
+fn putting_the_same_settings_again_changes_nothing_and_new_ones_keep_the_deliveries() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("acme", "hook"));
+    h.ok(put("acme", repo("app")));
+    assert_eq!(h.run(put("acme", repo("app"))).0, Response::Done { changed: false });
+    h.ok(submit("acme", Some("gh:1"), from("app", Some("1"))));
+    let mut moved = repo("app");
+    moved.pipeline_path = "ci/pipeline.yml".into();
+    assert_eq!(h.run(put("acme", moved)).0, Response::Done { changed: true });
+    let r = h.state.repository("acme", "app").unwrap();
+    assert_eq!(r.spec.pipeline_path, "ci/pipeline.yml");
+    assert_eq!(r.deliveries.len(), 1);
+}
+
+#[test]
+fn a_pipeline_from_source_needs_a_repository_of_its_own_tenant() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("other", "hook"));
+    h.ok(put("other", repo("app")));
+    let r = h.rejected(submit("acme", None, from("app", None)));
+    assert!(matches!(&r, Rejection::UnknownRepository { tenant, name } if tenant == "acme" && name == "app"));
+    let mut bad = from("app", None);
+    bad.commit = "main".into();
+    let r = h.rejected(submit("other", None, bad));
+    assert!(matches!(&r, Rejection::Invalid(e) if e.field() == "source.commit"), "{r:?}");
+    h.ok(submit("other", None, from("app", None)));
+}
+
+#[test]
+fn a_delivery_that_starts_a_pipeline_is_recorded_with_it_once() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("acme", "hook"));
+    h.ok(put("acme", repo("app")));
+    let (first, _) = h.run(submit("acme", Some("github:d-1"), from("app", Some("d-1"))));
+    let Response::Submitted { pipeline, duplicate: false, .. } = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(h.state.pipeline(pipeline).unwrap().source, Some(from("app", Some("d-1"))));
+    // The forge retries the delivery: same key, nothing new runs or is recorded.
+    let (again, _) = h.run(submit("acme", Some("github:d-1"), from("app", Some("d-1"))));
+    assert!(matches!(again, Response::Submitted { pipeline: p, duplicate: true, .. } if p == pipeline));
+    let deliveries = &h.state.repository("acme", "app").unwrap().deliveries;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].id, "d-1");
+    assert_eq!(deliveries[0].outcome, DeliveryOutcome::Started { pipeline });
+}
+
+#[test]
+fn a_delivery_that_starts_nothing_is_recorded_once_and_only_for_a_known_repository() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("acme", "hook"));
+    h.ok(put("acme", repo("app")));
+    let delivery = Delivery {
+        id: "d-2".into(),
+        event: "issues".into(),
+        at_ms: 5,
+        outcome: DeliveryOutcome::Ignored {
+            reason: "event issues starts nothing".into(),
+        },
+    };
+    let record = |repository: &str| Command::RecordDelivery {
+        tenant: "acme".into(),
+        repository: repository.into(),
+        delivery: delivery.clone(),
+    };
+    assert_eq!(h.run(record("app")).0, Response::Done { changed: true });
+    assert_eq!(h.run(record("app")).0, Response::Done { changed: false });
+    assert!(matches!(h.rejected(record("web")), Rejection::UnknownRepository { .. }));
+    assert_eq!(h.state.repository("acme", "app").unwrap().deliveries.len(), 1);
+}
+
+#[test]
+fn removing_a_repository_keeps_its_pipelines_and_refuses_new_ones() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("acme", "hook"));
+    h.ok(put("acme", repo("app")));
+    h.ok(submit("acme", None, from("app", None)));
+    h.ok(Command::RemoveRepository {
+        tenant: "acme".into(),
+        name: "app".into(),
+    });
+    assert!(h.state.repository("acme", "app").is_none());
+    assert!(matches!(
+        h.rejected(Command::RemoveRepository {
+            tenant: "acme".into(),
+            name: "app".into()
+        }),
+        Rejection::UnknownRepository { .. }
+    ));
+    assert!(matches!(h.rejected(submit("acme", None, from("app", None))), Rejection::UnknownRepository { .. }));
+    assert_eq!(h.state.pipelines().count(), 1);
+}
+
+#[test]
+fn a_tenant_has_a_bounded_number_of_repositories() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("acme", "hook"));
+    for i in 0..repository::MAX_REPOSITORIES_PER_TENANT {
+        h.ok(put("acme", repo(&format!("r{i}"))));
+    }
+    let r = h.rejected(put("acme", repo("one-more")));
+    assert!(matches!(r, Rejection::TooManyRepositories { max, .. } if max == repository::MAX_REPOSITORIES_PER_TENANT));
+    // Replacing one that exists is still allowed.
+    h.ok(put("acme", repo("r0")));
+}
