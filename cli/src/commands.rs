@@ -553,6 +553,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
         | CliCommand::Tls(_)
         | CliCommand::Events(_)
         | CliCommand::Secret(_)
+        | CliCommand::Repo(_)
         | CliCommand::Login(_)
         | CliCommand::Logout => {
             unreachable!("handled in main")

@@ -7,6 +7,7 @@ mod config;
 mod dev;
 mod events;
 mod output;
+mod repos;
 mod retention;
 mod secrets;
 mod tls;
@@ -74,6 +75,9 @@ pub enum CliCommand {
     /// A tenant's secrets: set from standard input, listed by name, deleted; keys rotated.
     #[command(subcommand)]
     Secret(secrets::SecretCmd),
+    /// A tenant's source repositories: registered, listed with their deliveries, run by hand.
+    #[command(subcommand)]
+    Repo(repos::RepoCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -175,6 +179,7 @@ async fn main() {
             Ok(client) => match other {
                 CliCommand::Events(args) => events::run(&client, cli.output, args).await,
                 CliCommand::Secret(cmd) => secrets::run(&client, cli.output, cmd).await,
+                CliCommand::Repo(cmd) => repos::run(&client, cli.output, cmd).await,
                 other => commands::run(&client, cli.output, other).await,
             },
             Err(e) => Err(e),

@@ -23,6 +23,7 @@ pub mod observe;
 pub mod raft;
 pub mod secrets;
 pub mod settings;
+pub mod source;
 pub mod tls;
 pub mod worker_providers;
 

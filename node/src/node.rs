@@ -166,6 +166,7 @@ impl RunningNode {
 
         let app_proposer = proposer.clone();
         let providers = Arc::new(crate::worker_providers::from_settings(&settings)?);
+        let sources = crate::source::Sources::new(crate::source::SourceConfig::new(settings.data_dir.join("sources")));
         let app = AppState {
             id: settings.id,
             addr: addr.clone(),
@@ -183,6 +184,7 @@ impl RunningNode {
             tls: tls.clone(),
             keyring: settings.keyring.clone(),
             leader_history: Default::default(),
+            sources: sources.clone(),
         };
         tasks.push(tokio::spawn(
             app.leader_history.clone().follow(raft.clone(), shutdown_rx.clone()),
@@ -261,6 +263,7 @@ impl RunningNode {
             providers,
             metrics: metrics.clone(),
             keyring: settings.keyring.clone(),
+            sources,
         };
         tasks.push(tokio::spawn(crate::leader::run(
             parts,

@@ -35,6 +35,9 @@ pub struct WorkerSpec {
     /// The id of the cluster whose leader creates it (`None` only for a node that has none
     /// recorded); providers label the worker with it and never touch another cluster's.
     pub cluster_id: Option<String>,
+    /// A tar archive of the source the job runs (its pipeline's commit), on the creating
+    /// leader's disk: unpacked into the work directory before the first step.
+    pub checkout: Option<std::path::PathBuf>,
 }
 
 impl WorkerSpec {

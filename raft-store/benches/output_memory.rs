@@ -63,6 +63,7 @@ fn entries(jobs: u64, output_bytes: u64) -> Vec<Entry> {
                 name: format!("p{n}"),
                 jobs: vec![JobSpec::simple("j", "true", Resources::new(100, 64, 0))],
             },
+            source: None,
         });
         let job = JobId(n);
         let plan = push(Command::ApplyPlan {

@@ -22,7 +22,9 @@ use std::io;
 ///    `CreateJoinToken` and `RedeemJoinToken`.
 /// 6: `JobSpec` gained `secrets`; `Command` `SetSecret`, `DeleteSecret` and `RotateDataKey`;
 ///    `Proposal` its `actor`.
-pub const FORMAT_VERSION: u8 = 6;
+/// 7: `State` gained the repositories, `Pipeline` and `SubmitPipeline` a `source`; `Command`
+///    `PutRepository`, `RemoveRepository` and `RecordDelivery`.
+pub const FORMAT_VERSION: u8 = 7;
 
 /// How many bytes the decoder may claim per input byte.
 pub const DECODE_EXPANSION: u64 = 16;

@@ -32,6 +32,7 @@ fn history() -> Vec<Entry> {
                 name: format!("p{i}"),
                 jobs: vec![JobSpec::simple("build", "make", Resources::new(100, 64, 0))],
             },
+            source: None,
         });
     }
     let placements = (1..=TENANTS.len() as u64)

@@ -33,6 +33,7 @@ fn history(chunks: usize, seed: u8) -> (Vec<Entry>, Vec<Vec<u8>>) {
                     name: "p".into(),
                     jobs: vec![JobSpec::simple("build", "make", Resources::new(100, 64, 0))],
                 },
+                source: None,
             },
         ),
         entry(

@@ -226,10 +226,17 @@ pub struct Repository {
 
 impl Repository {
     /// Remembers `delivery`, once per delivery id: a forge's retry of one already recorded
-    /// changes nothing. Returns whether it was new.
+    /// changes nothing. Returns whether it changed anything.
+    /// A delivery recorded as failed (the forge retries those) takes its new outcome.
     pub(crate) fn record(&mut self, delivery: Delivery) -> bool {
-        if self.deliveries.iter().any(|d| d.id == delivery.id) {
-            return false;
+        if let Some(known) = self.deliveries.iter_mut().find(|d| d.id == delivery.id) {
+            let retried = matches!(known.outcome, DeliveryOutcome::Failed { .. });
+            let delivery = delivery.bounded();
+            if !retried || known.outcome == delivery.outcome {
+                return false;
+            }
+            *known = delivery;
+            return true;
         }
         if self.deliveries.len() >= MAX_DELIVERIES_KEPT {
             self.deliveries.pop_front();

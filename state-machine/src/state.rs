@@ -295,7 +295,7 @@ impl State {
                 tenant,
                 repository,
                 delivery,
-            } => self.record_delivery(tenant, repository, delivery),
+            } => self.record_delivery(cx, tenant, repository, delivery),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),

@@ -25,7 +25,7 @@ static PARSE_SLOTS_FREE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_
 pub const PARSE_BUDGET_MS: u64 = 5_000;
 
 /// Parses `bytes` with `parse` on the blocking pool, within the slots and the time budget.
-async fn parse_off_thread<T: Send + 'static>(
+pub(crate) async fn parse_off_thread<T: Send + 'static>(
     bytes: Bytes,
     parse: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -8,6 +8,7 @@ pub(crate) mod cluster;
 mod error;
 mod events;
 mod health;
+mod hooks;
 mod input_body;
 mod jobs;
 mod join;
@@ -16,6 +17,7 @@ pub mod openapi;
 pub(crate) mod pipelines;
 mod pools;
 pub mod records;
+mod repositories;
 mod retention;
 mod secrets;
 pub mod server;
@@ -74,6 +76,8 @@ pub struct AppState {
     pub keyring: Option<Arc<crate::secrets::Keyring>>,
     /// Leadership changes as this node saw them (the console's cluster page).
     pub leader_history: Arc<crate::raft::leader_history::LeaderHistory>,
+    /// Repositories and checkouts on this node's disk (webhooks read pipeline files here).
+    pub sources: Arc<crate::source::Sources>,
 }
 
 /// Limits applied to the whole API.
@@ -244,6 +248,37 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Method::DELETE,
             delete(secrets::delete),
             at_least(Operator),
+        ),
+        ("/v1/repos", Method::GET, get(repositories::list), at_least(Viewer)),
+        (
+            "/v1/repos/{name}",
+            Method::GET,
+            get(repositories::get_one),
+            at_least(Viewer),
+        ),
+        (
+            "/v1/repos/{name}",
+            Method::PUT,
+            put(repositories::put),
+            at_least(Operator),
+        ),
+        (
+            "/v1/repos/{name}",
+            Method::DELETE,
+            delete(repositories::remove),
+            at_least(Operator),
+        ),
+        (
+            "/v1/repos/{name}/run",
+            Method::POST,
+            post(repositories::run),
+            at_least(Submitter),
+        ),
+        (
+            "/v1/hooks/{tenant}/{repository}",
+            Method::POST,
+            post(hooks::receive),
+            Permission::Public,
         ),
         ("/v1/health/live", Method::GET, get(health::live), Permission::Public),
         ("/v1/health/ready", Method::GET, get(health::ready), Permission::Public),

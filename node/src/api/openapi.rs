@@ -5,7 +5,9 @@
 //! state-machine crate, which takes no dependency for documentation. The test
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
-use super::{cluster, events, health, jobs, join, limits, pipelines, pools, retention, secrets, tenants, tokens};
+use super::{
+    cluster, events, health, hooks, jobs, join, limits, pipelines, pools, repositories, retention, secrets, tenants, tokens,
+};
 use axum::Json;
 use std::collections::BTreeMap;
 use utoipa::{IntoResponses, OpenApi, ToSchema};
@@ -58,6 +60,12 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         secrets::delete,
         secrets::list,
         secrets::rotate_keys,
+        repositories::list,
+        repositories::get_one,
+        repositories::put,
+        repositories::remove,
+        repositories::run,
+        hooks::receive,
         health::live,
         health::ready,
         health::metrics,
@@ -78,6 +86,8 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         QuotaDoc,
         RetentionPolicyDoc,
         SecretDoc,
+        RepositoryDoc,
+        RunDoc,
         CreateJoinTokenDoc,
         LimitsDoc,
         TransferLeaderDoc
@@ -361,6 +371,34 @@ pub struct RetentionPolicyDoc {
 #[allow(dead_code)]
 pub struct SecretDoc {
     value: String,
+}
+
+/// A repository's settings (`PUT /v1/repos/{name}`).
+#[derive(ToSchema)]
+#[schema(as = Repository)]
+#[allow(dead_code)]
+pub struct RepositoryDoc {
+    /// `https://`, `http://` or `git://`; no credentials inside.
+    url: String,
+    /// `github`, `gitlab`, `gitea` (Forgejo too) or `git`.
+    forge: String,
+    /// Default `.flotilla.yml`.
+    pipeline_path: Option<String>,
+    /// The name of the tenant secret holding the webhook's shared secret.
+    webhook_secret: String,
+    /// The name of the tenant secret holding a token to fetch with.
+    credentials: Option<String>,
+}
+
+/// What `POST /v1/repos/{name}/run` runs: a branch, a tag or a commit.
+#[derive(ToSchema)]
+#[schema(as = Run)]
+#[allow(dead_code)]
+pub struct RunDoc {
+    branch: Option<String>,
+    tag: Option<String>,
+    /// A full commit id; with a branch or tag, the ref the jobs see.
+    commit: Option<String>,
 }
 
 /// Every limit, as `GET /v1/limits` answers them under `limits` (all fields required).

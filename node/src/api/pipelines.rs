@@ -69,31 +69,14 @@ pub async fn submit(
     }
     let proposed = {
         use tracing::Instrument;
-        app.proposer
-            .commit(Command::SubmitPipeline {
-                tenant,
-                idempotency_key: key,
-                spec,
-                source: None,
-            })
-            .instrument(span)
-            .await
+        let command = Command::SubmitPipeline {
+            tenant,
+            idempotency_key: key,
+            spec,
+            source: None,
+        };
+        commit_submission(&app, command, keyed).instrument(span).await?
     };
-    let mut proposed = proposed?;
-    // A repeat of a submission whose pipeline settled since: refused if the key now comes
-    // with another spec, else answered with its jobs, both from the archived records.
-    let archived = super::records::Archived(app.machine.disk());
-    match keyed {
-        Some((key, spec)) => {
-            let limits = app.machine.read().state.limits().clone();
-            // `apply` expanded it with the same limits before answering; if they changed since
-            // and it no longer expands, it cannot be the same spec.
-            let expanded = spec.expand_matrix(&limits).map_or(spec, |e| e.spec);
-            flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded)
-        }
-        None => flotilla_state_machine::complete_submission(&mut proposed, &archived),
-    }
-    .map_err(super::records::storage_error)?;
     match proposed {
         SmResponse::Submitted {
             pipeline,
@@ -125,6 +108,30 @@ pub async fn submit(
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// Commits a `SubmitPipeline` and completes its answer. A repeat of a submission whose
+/// pipeline settled since is refused if the key now comes with another spec, else answered
+/// with its jobs, both from the archived records. `keyed`: the key and the spec as sent.
+pub(crate) async fn commit_submission(
+    app: &AppState,
+    command: Command,
+    keyed: Option<(String, PipelineSpec)>,
+) -> Result<SmResponse, ApiError> {
+    let mut proposed = app.proposer.commit(command).await?;
+    let archived = super::records::Archived(app.machine.disk());
+    match keyed {
+        Some((key, spec)) => {
+            let limits = app.machine.read().state.limits().clone();
+            // `apply` expanded it with the same limits before answering; if they changed since
+            // and it no longer expands, it cannot be the same spec.
+            let expanded = spec.expand_matrix(&limits).map_or(spec, |e| e.spec);
+            flotilla_state_machine::refuse_reused_key(&mut proposed, &archived, &key, &expanded)
+        }
+        None => flotilla_state_machine::complete_submission(&mut proposed, &archived),
+    }
+    .map_err(super::records::storage_error)?;
+    Ok(proposed)
 }
 
 /// A pipeline with its jobs' states, live or archived.

@@ -30,4 +30,8 @@ pub enum LeaderError {
     /// them): its worker is not created and its output not committed by this leader.
     #[error("{0}")]
     Secrets(String),
+    /// The job's source could not be checked out this time (the repository was unreachable);
+    /// it is tried again a few seconds later.
+    #[error("{0}")]
+    Checkout(String),
 }

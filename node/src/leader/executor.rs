@@ -8,6 +8,7 @@ use super::{LOG_CHUNK_BYTES, LeaderContext, LeaderError};
 use crate::observe::metrics::ProviderLabel;
 use crate::observe::telemetry;
 use crate::secrets::{OutputMasker, SealedSecrets, committable};
+use crate::source::CheckoutState;
 use flotilla_providers::{AnyProvider, Guarded, Observation, SecretValue, WorkerProvider, WorkerSpec};
 use flotilla_state_machine::{Assignment, Command, Job, ProviderKind, Response};
 use opentelemetry::KeyValue;
@@ -37,6 +38,15 @@ pub(super) struct AssignmentView {
     /// How much more output the job's log holds (`max_log_bytes_per_job` less what it has):
     /// the commit stops after the chunk that fills it, and the rest is skipped.
     pub log_room_bytes: u64,
+    /// The source its pipeline runs, if it came from a repository (`Err`: it can no longer
+    /// be checked out, and why).
+    pub source: Option<Result<SourceView, String>>,
+}
+
+/// A repository pipeline's checkout and the variables its jobs see.
+pub(super) struct SourceView {
+    pub order: crate::source::CheckoutOrder,
+    pub variables: Vec<(String, String)>,
 }
 
 impl LeaderContext<'_> {
@@ -122,7 +132,31 @@ impl LeaderContext<'_> {
                                 continue;
                             }
                         };
-                        answer = Some(match self.create(provider, view, secret_env).await {
+                        // The checkout is prepared beside the drive, never awaited here: until
+                        // it is ready the worker is simply not created yet.
+                        let checkout = match &view.source {
+                            None => None,
+                            Some(Err(reason)) => {
+                                answer = Some(Sight::Refused { reason: reason.clone() });
+                                continue;
+                            }
+                            Some(Ok(source)) => match self.sources.checkout(&source.order, self.keyring) {
+                                CheckoutState::Ready(path) => Some(path),
+                                CheckoutState::Preparing => continue,
+                                CheckoutState::Failed {
+                                    reason,
+                                    transient: false,
+                                } => {
+                                    answer = Some(Sight::Refused { reason });
+                                    continue;
+                                }
+                                CheckoutState::Failed { reason, .. } => {
+                                    held_back = Some(LeaderError::Checkout(reason));
+                                    continue;
+                                }
+                            },
+                        };
+                        answer = Some(match self.create(provider, view, secret_env, checkout).await {
                             Ok(worker_id) => Sight::Created { worker_id },
                             // The provider can never run this worker: decided as a loss.
                             Err(e) if !e.is_transient() => Sight::Refused { reason: e.to_string() },
@@ -271,6 +305,7 @@ impl LeaderContext<'_> {
         provider: &Guarded<AnyProvider>,
         view: &AssignmentView,
         secrets: BTreeMap<String, SecretValue>,
+        checkout: Option<std::path::PathBuf>,
     ) -> Result<String, flotilla_providers::ProviderError> {
         let a = &view.assignment;
         let spec = &view.job.spec;
@@ -282,7 +317,14 @@ impl LeaderContext<'_> {
             attempt: a.attempt,
             fencing: a.fencing,
             steps: spec.steps.iter().map(|s| s.to_string()).collect(),
-            env: BTreeMap::from(&spec.env),
+            // The source's variables first: the job's own of the same name win.
+            env: view
+                .source
+                .iter()
+                .flatten()
+                .flat_map(|s| s.variables.iter().cloned())
+                .chain(BTreeMap::from(&spec.env))
+                .collect(),
             secret_env,
             secret_files,
             image: spec.image.clone(),
@@ -291,6 +333,7 @@ impl LeaderContext<'_> {
             labels: BTreeMap::from(&spec.constraints),
             pool_settings: view.pool_settings.clone(),
             cluster_id: self.identity.cluster_id(),
+            checkout,
         };
         let started = Instant::now();
         let started_at = SystemTime::now();

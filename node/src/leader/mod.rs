@@ -87,6 +87,8 @@ pub struct LeaderParts {
     pub metrics: Arc<NodeMetrics>,
     /// The secrets' keys: jobs that use secrets start only on a leader that has them.
     pub keyring: Option<Arc<crate::secrets::Keyring>>,
+    /// Checkouts of repository pipelines, made on this node's disk.
+    pub sources: Arc<crate::source::Sources>,
 }
 
 /// Runs the leader's loops until `stop` turns true. They work only while this node leads.
@@ -102,6 +104,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         providers,
         metrics,
         keyring,
+        sources,
     } = parts;
     let (reports, batch_loop) = ReportBatcher::new(config.batcher);
     let context = LeaderContext {
@@ -117,6 +120,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         config: &config,
         metrics: &metrics,
         keyring: keyring.as_deref(),
+        sources: &sources,
     };
     // Placement and worker driving run side by side: driving every assignment of a large
     // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
@@ -144,6 +148,7 @@ struct LeaderContext<'a> {
     config: &'a LeaderConfig,
     metrics: &'a NodeMetrics,
     keyring: Option<&'a crate::secrets::Keyring>,
+    sources: &'a Arc<crate::source::Sources>,
 }
 
 /// Every tick, or at once after a full plan (more may be waiting): run the scheduler and

@@ -38,6 +38,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The working directory of every container worker, where its checkout is unpacked.
+const WORK_DIR: &str = "/workspace";
 const WRAPPER: &str = r#"for var in $FLOTILLA_SECRET_FILES; do
   eval "value=\${FLOTILLA_SECRET_FILE_$var}"
   (umask 077 && printf '%s' "$value" > "$FLOTILLA_SECRETS_DIR/$var") || exit 112
@@ -291,7 +293,7 @@ impl DockerProvider {
             cmd: Some(cmd),
             env: Some(env),
             labels: Some(labels),
-            working_dir: Some("/workspace".into()),
+            working_dir: Some(WORK_DIR.into()),
             user: setting(SETTING_USER),
             host_config: Some(host_config),
             ..Default::default()
@@ -347,6 +349,9 @@ impl WorkerProvider for DockerProvider {
                 )
                 .await;
             return Err(buried());
+        }
+        if let Some(archive) = &spec.checkout {
+            upload_checkout(&docker, &name, archive).await?;
         }
         docker.start_container(&name, None).await.map_err(unavailable)?;
         Ok(id)
@@ -470,4 +475,39 @@ impl WorkerProvider for DockerProvider {
         listed.sort();
         Ok(listed)
     }
+}
+
+/// Puts the job's source (a tar archive, `WorkerSpec::checkout`) into the created container's
+/// work directory, streamed from the leader's disk. Repeated before a retried start, it
+/// writes the same files again.
+async fn upload_checkout(docker: &Docker, container: &str, archive: &std::path::Path) -> Result<(), ProviderError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(archive).await.map_err(|e| {
+        ProviderError::Unavailable(format!("the checkout {} cannot be read: {e}", archive.display()))
+    })?;
+    let chunks = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed();
+    let options = bollard::query_parameters::UploadToContainerOptions {
+        path: WORK_DIR.to_string(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(container, Some(options), bollard::body_try_stream(chunks))
+        .await
+        .map_err(|e| match status_of(&e) {
+            Some(400 | 404 | 403) => ProviderError::Rejected(format!("docker refused the checkout of {container}: {e}")),
+            _ => unavailable(e),
+        })
 }

@@ -346,6 +346,13 @@ async fn prune_tombstones(api: &Api<ConfigMap>, cluster: &str) {
 
 impl WorkerProvider for KubernetesProvider {
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
+        if spec.checkout.is_some() {
+            // A pod would need the archive from the leader (an init container fetching it
+            // with a grant scoped to the attempt): not built yet.
+            return Err(ProviderError::Unsupported(
+                "the kubernetes provider cannot check out a repository yet: run repository pipelines on process or docker pools".into(),
+            ));
+        }
         let c = self.connected().await?;
         let worker = spec.name();
         let buried = || {

@@ -460,6 +460,7 @@ mod tests {
                 (SETTING_TOLERATIONS.to_string(), "gpu:NoSchedule".to_string()),
             ]),
             cluster_id: Some("c0ffee00c0ffee00c0ffee00c0ffee00".into()),
+            checkout: None,
         }
     }
 

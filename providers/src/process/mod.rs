@@ -14,8 +14,10 @@
 //!
 //! A worker directory is prepared under a temporary name and renamed into place, so creating
 //! is idempotent: only the caller whose rename succeeds starts the process. Jobs may run as
-//! another user (`run_as.rs`); their secret files are on a tmpfs (`secret_files.rs`).
+//! another user (`run_as.rs`); their secret files are on a tmpfs (`secret_files.rs`); the source
+//! of a repository pipeline is unpacked into `work/` before it starts (`checkout.rs`).
 
+mod checkout;
 mod run_as;
 mod secret_files;
 
@@ -237,6 +239,12 @@ impl WorkerProvider for ProcessProvider {
             std::fs::write(tmp.join(CLUSTER_ID_FILE), id)?;
         }
         std::fs::create_dir(tmp.join("work"))?;
+        if let Some(archive) = &spec.checkout
+            && let Err(e) = checkout::unpack(archive, &tmp.join("work"), self.config.run_as.as_ref())
+        {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
         if let Some(user) = &self.config.run_as {
             user.give(&tmp.join("work"), 0o700)?;
             // Entered, never listed or written, by the job's user.

@@ -51,5 +51,6 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         labels: Default::default(),
         pool_settings: Default::default(),
         cluster_id: Some(CLUSTER_ID.into()),
+        checkout: None,
     }
 }

@@ -66,7 +66,14 @@ impl State {
         }
     }
 
-    pub(crate) fn record_delivery(&mut self, tenant: &str, repository: &str, delivery: &Delivery) -> Handled {
+    /// Records a delivery at the entry's time (not the proposer's).
+    pub(crate) fn record_delivery(
+        &mut self,
+        cx: &mut EntryContext,
+        tenant: &str,
+        repository: &str,
+        delivery: &Delivery,
+    ) -> Handled {
         if delivery.id.is_empty() {
             return Err(SpecError::Empty {
                 field: "delivery.id".into(),
@@ -77,7 +84,10 @@ impl State {
             .repositories
             .get_mut(&(tenant.to_string(), repository.to_string()))
             .ok_or_else(|| unknown(tenant, repository))?;
-        let changed = repo.record(delivery.clone());
+        let changed = repo.record(Delivery {
+            at_ms: cx.now_ms,
+            ..delivery.clone()
+        });
         Ok(Response::Done { changed })
     }
 

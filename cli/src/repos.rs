@@ -1,0 +1,162 @@
+//! `flotilla repo ...`: a tenant's source repositories. `add` registers one (its webhook
+//! secret and fetch token are tenant secrets, set first with `flotilla secret set`) and
+//! prints the webhook path to give the forge; `show` lists its last deliveries and what came
+//! of each; `run` starts its pipeline file at a branch, tag or commit by hand.
+
+use crate::client::Client;
+use crate::output::{self, Format, cell, show};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[derive(Subcommand)]
+pub enum RepoCmd {
+    /// Register a repository (operator), or change its settings.
+    Add {
+        name: String,
+        /// Where to fetch it: https://, http:// or git:// (no credentials in it).
+        url: String,
+        /// Who sends its webhooks: github, gitlab, gitea (Forgejo too) or git.
+        #[arg(long, default_value = "github")]
+        forge: String,
+        /// The tenant secret holding the webhook's shared secret.
+        #[arg(long)]
+        webhook_secret: String,
+        /// The tenant secret holding a token to fetch a private repository with.
+        #[arg(long)]
+        credentials: Option<String>,
+        /// The pipeline file in the repository.
+        #[arg(long, default_value = ".flotilla.yml")]
+        pipeline_path: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The repositories of your tenants, each with its last delivery.
+    List,
+    /// A repository's settings and its last deliveries, newest first.
+    Show {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Forget a repository (operator); its pipelines stay.
+    Remove {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Run its pipeline file at a branch, a tag or a commit (submitter).
+    Run {
+        name: String,
+        #[arg(long, conflicts_with = "tag")]
+        branch: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// A full commit id (with --branch or --tag: the ref its jobs see).
+        #[arg(long)]
+        commit: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+fn tenant_header(tenant: &Option<String>) -> Vec<(&'static str, String)> {
+    tenant.iter().map(|t| ("X-Flotilla-Tenant", t.clone())).collect()
+}
+
+fn delivery_row(d: &Value) -> Vec<String> {
+    let detail = if d["pipeline"].is_null() {
+        cell(&d["reason"])
+    } else {
+        format!("pipeline {}", cell(&d["pipeline"]))
+    };
+    vec![cell(&d["id"]), cell(&d["event"]), cell(&d["outcome"]), detail]
+}
+
+pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Result<()> {
+    match cmd {
+        RepoCmd::Add {
+            name,
+            url,
+            forge,
+            webhook_secret,
+            credentials,
+            pipeline_path,
+            tenant,
+        } => {
+            let body = json!({
+                "url": url, "forge": forge, "webhook_secret": webhook_secret,
+                "credentials": credentials, "pipeline_path": pipeline_path,
+            });
+            let v = client
+                .request(Method::PUT, &format!("/v1/repos/{name}"), Some(&body), &tenant_header(tenant))
+                .await?;
+            show(format, &v, &|v| {
+                println!(
+                    "repository {} of tenant {} is registered; point its webhook at <any node>{}",
+                    cell(&v["name"]),
+                    cell(&v["tenant"]),
+                    cell(&v["webhook_path"])
+                )
+            });
+        }
+        RepoCmd::List => show(format, &client.get("/v1/repos?consistency=linearizable").await?, &|v| {
+            let rows: Vec<Vec<String>> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let last = &r["last_delivery"];
+                    let last = if last.is_null() {
+                        "-".to_string()
+                    } else {
+                        format!("{} {}", cell(&last["event"]), cell(&last["outcome"]))
+                    };
+                    vec![cell(&r["tenant"]), cell(&r["name"]), cell(&r["forge"]), cell(&r["url"]), last]
+                })
+                .collect();
+            output::table(&["TENANT", "NAME", "FORGE", "URL", "LAST DELIVERY"], &rows);
+        }),
+        RepoCmd::Show { name, tenant } => {
+            let v = client
+                .request(
+                    Method::GET,
+                    &format!("/v1/repos/{name}?consistency=linearizable"),
+                    None,
+                    &tenant_header(tenant),
+                )
+                .await?;
+            show(format, &v, &|v| {
+                println!("{} ({} repository of tenant {})", cell(&v["url"]), cell(&v["forge"]), cell(&v["tenant"]));
+                println!("pipeline file: {}", cell(&v["pipeline_path"]));
+                println!("webhook: {} (secret {})", cell(&v["webhook_path"]), cell(&v["webhook_secret"]));
+                let rows: Vec<Vec<String>> = v["deliveries"].as_array().into_iter().flatten().map(delivery_row).collect();
+                output::table(&["DELIVERY", "EVENT", "OUTCOME", "DETAIL"], &rows);
+            });
+        }
+        RepoCmd::Remove { name, tenant } => {
+            let v = client
+                .request(Method::DELETE, &format!("/v1/repos/{name}"), None, &tenant_header(tenant))
+                .await?;
+            show(format, &v, &|v| {
+                println!("repository {} of tenant {} is removed", cell(&v["name"]), cell(&v["tenant"]))
+            });
+        }
+        RepoCmd::Run {
+            name,
+            branch,
+            tag,
+            commit,
+            tenant,
+        } => {
+            let body = json!({ "branch": branch, "tag": tag, "commit": commit });
+            let v = client
+                .request(Method::POST, &format!("/v1/repos/{name}/run"), Some(&body), &tenant_header(tenant))
+                .await?;
+            show(format, &v, &|v| {
+                println!("pipeline {} runs commit {}", cell(&v["pipeline"]), cell(&v["commit"]))
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! Pipelines from source, end to end: a real git server on loopback (`git daemon`) holding a
+//! repository the test commits to, and webhook deliveries built as GitHub, GitLab and Gitea
+//! document them. A push runs the pipeline file at that commit and its job sees the commit's
+//! files and variables; a replayed delivery runs nothing more; a bad signature runs nothing
+//! and records nothing; an event that asks for nothing, and a commit without a pipeline file,
+//! are recorded with the reason.
+
+mod common;
+use common::*;
+use flotilla_node::source::forge::sign;
+use flotilla_state_machine::Forge;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const WEBHOOK_SECRET: &str = "webhook-shared-secret-1";
+
+/// `git daemon` serving `root` on a loopback port; stopped by its PID when dropped.
+struct GitServer {
+    child: Child,
+    port: u16,
+}
+
+impl GitServer {
+    fn start(root: &Path) -> GitServer {
+        let port = free_port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", root.display()),
+            ])
+            .arg(root)
+            .spawn()
+            .expect("git daemon starts (apt-get install git)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon never listened on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        GitServer { child, port }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.test", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repository `app.git` under `root`, pushed to from a work tree; returns the work tree.
+fn repository(root: &Path) -> PathBuf {
+    let bare = root.join("app.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "--bare", "--quiet"]);
+    git(&bare, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "--quiet"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    work
+}
+
+/// Commits `files` (path, content; `None` deletes) and pushes to `main`; returns the commit.
+fn commit(work: &Path, message: &str, files: &[(&str, Option<&str>)]) -> String {
+    for (path, content) in files {
+        let full = work.join(path);
+        match content {
+            Some(text) => {
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                std::fs::write(&full, text).unwrap();
+            }
+            None => {
+                let _ = std::fs::remove_file(&full);
+            }
+        }
+    }
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "--quiet", "-m", message]);
+    git(work, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
+const PIPELINE_FILE: &str = r#"name: ci
+jobs:
+  - name: test
+    steps:
+      - cat greeting.txt
+      - echo "on $FLOTILLA_BRANCH at $FLOTILLA_COMMIT by $FLOTILLA_AUTHOR ($FLOTILLA_EVENT)"
+    resources: { cpu_millis: 100, memory_mib: 64 }
+"#;
+
+/// A delivery as `forge` sends it: its event and delivery headers, signed with the secret.
+async fn deliver(c: &Cluster, node: u64, repo: &str, forge: Forge, event: &str, id: &str, body: &Value) -> (u16, Value) {
+    deliver_signed(c, node, repo, forge, event, id, body, WEBHOOK_SECRET).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver_signed(
+    c: &Cluster,
+    node: u64,
+    repo: &str,
+    forge: Forge,
+    event: &str,
+    id: &str,
+    body: &Value,
+    secret: &str,
+) -> (u16, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let (sig_header, sig) = sign(forge, secret.as_bytes(), &bytes);
+    let (event_header, id_header) = match forge {
+        Forge::Github | Forge::Git => ("X-GitHub-Event", "X-GitHub-Delivery"),
+        Forge::Gitlab => ("X-Gitlab-Event", "X-Gitlab-Event-UUID"),
+        Forge::Gitea => ("X-Gitea-Event", "X-Gitea-Delivery"),
+    };
+    // No API token: a delivery proves itself with its signature alone.
+    let r = c
+        .anonymous
+        .post(c.node(node).url(&format!("/v1/hooks/default/{repo}")))
+        .header("Content-Type", "application/json")
+        .header(sig_header, sig)
+        .header(event_header, event)
+        .header(id_header, id)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn github_push(commit: &str) -> Value {
+    json!({ "ref": "refs/heads/main", "before": "0".repeat(40), "after": commit, "deleted": false,
+            "pusher": { "name": "ada", "email": "ada@example.test" }, "repository": { "full_name": "acme/app" } })
+}
+
+async fn job_of(c: &Cluster, pipeline: u64) -> u64 {
+    let (_, p) = c.get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable")).await;
+    p["jobs"][0].as_u64().unwrap_or_else(|| panic!("pipeline {pipeline}: {p}"))
+}
+
+async fn finished_logs(c: &Cluster, job: u64) -> String {
+    let done = c
+        .wait_get(1, &format!("/v1/jobs/{job}"), "the job finished", |s, v| {
+            s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    let r = c
+        .authorized(c.http.get(c.node(1).url(&format!("/v1/jobs/{job}/logs"))))
+        .send()
+        .await
+        .unwrap();
+    let logs = r.text().await.unwrap();
+    assert_eq!(done["state"], "SUCCEEDED", "job {job}: {done}\n{logs}\n{}", c.logs());
+    logs
+}
+
+async fn deliveries(c: &Cluster, repo: &str) -> Vec<Value> {
+    let (s, v) = c.get(2, &format!("/v1/repos/{repo}?consistency=linearizable")).await;
+    assert_eq!(s, 200, "{v}");
+    v["deliveries"].as_array().cloned().unwrap_or_default()
+}
+
+async fn pipeline_count(c: &Cluster) -> usize {
+    let (_, v) = c.get(1, "/v1/pipelines?consistency=linearizable").await;
+    v["items"].as_array().map_or(0, Vec::len)
+}
+
+fn key_file(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes: [u8; 32] = rand::random();
+    let key = format!("fsk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let path = dir.join("secrets.key");
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+async fn add_repo(c: &Cluster, name: &str, url: &str, forge: &str) {
+    let body = json!({ "url": url, "forge": forge, "webhook_secret": "hook" });
+    let (s, v) = c.put(1, &format!("/v1/repos/{name}"), body).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["webhook_path"], format!("/v1/hooks/default/{name}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
+    let root = tempfile::tempdir().unwrap();
+    let work = repository(root.path());
+    let first = commit(
+        &work,
+        "first",
+        &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("hello from the first commit"))],
+    );
+    let server = GitServer::start(root.path());
+    let keys = tempfile::tempdir().unwrap();
+    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
+    c.register_pool(1).await;
+    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
+    assert_eq!(s, 200, "{v}");
+    add_repo(&c, "app", &server.url("app.git"), "github").await;
+
+    // A push, delivered to a follower: the pipeline file at that commit runs, with its files.
+    let (s, v) = deliver(&c, 2, "app", Forge::Github, "push", "gh-1", &github_push(&first)).await;
+    assert_eq!(s, 201, "{v}\n{}", c.logs());
+    let pipeline = v["pipeline"].as_u64().unwrap();
+    let (_, p) = c.get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable")).await;
+    assert_eq!(p["source"]["commit"], first.as_str(), "{p}");
+    assert_eq!(p["source"]["delivery"], "gh-1");
+    let logs = finished_logs(&c, job_of(&c, pipeline).await).await;
+    assert!(logs.contains("hello from the first commit"), "{logs}");
+    assert!(logs.contains(&format!("on main at {first} by ada (push)")), "{logs}");
+
+    // The forge retries the delivery (a timeout on its side): nothing more runs.
+    let before = pipeline_count(&c).await;
+    let (s, v) = deliver(&c, 3, "app", Forge::Github, "push", "gh-1", &github_push(&first)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["pipeline"].as_u64(), Some(pipeline));
+    assert_eq!(v["duplicate"], true);
+    assert_eq!(pipeline_count(&c).await, before);
+
+    // A second commit changes the file the job reads: a new delivery runs the new files.
+    let second = commit(&work, "second", &[("greeting.txt", Some("hello from the second commit"))]);
+    let (s, v) = deliver(&c, 1, "app", Forge::Github, "push", "gh-2", &github_push(&second)).await;
+    assert_eq!(s, 201, "{v}");
+    let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
+    assert!(logs.contains("hello from the second commit"), "{logs}");
+    assert!(!logs.contains("first commit"), "{logs}");
+
+    // A bad signature: refused, nothing runs, nothing is recorded.
+    let recorded = deliveries(&c, "app").await.len();
+    let pipelines = pipeline_count(&c).await;
+    let (s, v) = deliver_signed(&c, 2, "app", Forge::Github, "push", "gh-3", &github_push(&second), "not-the-secret").await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["error"]["code"], "bad_signature", "{v}");
+    assert_eq!(deliveries(&c, "app").await.len(), recorded);
+    assert_eq!(pipeline_count(&c).await, pipelines);
+
+    // An event that asks for nothing: 202, recorded with the reason.
+    let (s, v) = deliver(&c, 2, "app", Forge::Github, "issues", "gh-4", &json!({ "action": "opened" })).await;
+    assert_eq!(s, 202, "{v}");
+    let newest = &deliveries(&c, "app").await[0];
+    assert_eq!((newest["id"].as_str(), newest["outcome"].as_str()), (Some("gh-4"), Some("ignored")), "{newest}");
+
+    // A commit without the pipeline file: 422, recorded as failed with the reason.
+    let third = commit(&work, "third", &[(".flotilla.yml", None)]);
+    let (s, v) = deliver(&c, 2, "app", Forge::Github, "push", "gh-5", &github_push(&third)).await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["error"]["code"], "no_pipeline_file", "{v}");
+    let newest = &deliveries(&c, "app").await[0];
+    assert_eq!(newest["outcome"], "failed", "{newest}");
+    assert!(newest["reason"].as_str().unwrap().contains(".flotilla.yml"), "{newest}");
+    assert_eq!(pipeline_count(&c).await, pipelines);
+
+    // By hand, at a branch: the same pipeline file at the commit the branch points to.
+    commit(&work, "fourth", &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("by hand"))]);
+    let (s, v) = c.post(1, "/v1/repos/app/run", json!({ "branch": "main" })).await;
+    assert_eq!(s, 201, "{v}");
+    let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
+    assert!(logs.contains("by hand") && logs.contains("(manual)"), "{logs}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gitlab_and_gitea_deliveries_run_as_their_forges_send_them() {
+    let root = tempfile::tempdir().unwrap();
+    let work = repository(root.path());
+    let head = commit(
+        &work,
+        "first",
+        &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("hello forges"))],
+    );
+    let server = GitServer::start(root.path());
+    let keys = tempfile::tempdir().unwrap();
+    let c = Cluster::start(1, &["--secrets-key-file", &key_file(keys.path())]).await;
+    c.register_pool(1).await;
+    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
+    assert_eq!(s, 200, "{v}");
+    add_repo(&c, "on-gitlab", &server.url("app.git"), "gitlab").await;
+    add_repo(&c, "on-gitea", &server.url("app.git"), "gitea").await;
+
+    let gitlab_push = json!({ "object_kind": "push", "ref": "refs/heads/main", "checkout_sha": head,
+        "user_username": "grace", "project": { "path_with_namespace": "acme/app" } });
+    let (s, v) = deliver(&c, 1, "on-gitlab", Forge::Gitlab, "Push Hook", "gl-1", &gitlab_push).await;
+    assert_eq!(s, 201, "{v}");
+    let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
+    assert!(logs.contains("hello forges") && logs.contains("by grace (push)"), "{logs}");
+    let (s, _) = deliver_signed(&c, 1, "on-gitlab", Forge::Gitlab, "Push Hook", "gl-2", &gitlab_push, "wrong-token-x").await;
+    assert_eq!(s, 401);
+
+    let gitea_push = json!({ "ref": "refs/heads/main", "after": head, "pusher": { "login": "linus" } });
+    let (s, v) = deliver(&c, 1, "on-gitea", Forge::Gitea, "push", "gt-1", &gitea_push).await;
+    assert_eq!(s, 201, "{v}");
+    let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
+    assert!(logs.contains("by linus (push)"), "{logs}");
+    let (s, v) = deliver(&c, 1, "on-gitea", Forge::Gitea, "push", "gt-1", &gitea_push).await;
+    assert_eq!((s, v["duplicate"].clone()), (200, json!(true)), "{v}");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_repositories_and_deliveries_get_clear_errors() {
+    let c = Cluster::start(1, &[]).await;
+    // A repository needs its secrets to exist, and a URL git fetches over the network.
+    let (s, v) = c
+        .put(1, "/v1/repos/app", json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "nope" }))
+        .await;
+    assert_eq!(s, 404, "{v}");
+    for (body, field) in [
+        (json!({ "url": "file:///etc", "forge": "github", "webhook_secret": "x" }), "url"),
+        (json!({ "url": "https://h/r", "forge": "svn", "webhook_secret": "x" }), "forge"),
+        (json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "x", "pipeline_path": "../x" }), "pipeline_path"),
+    ] {
+        let (s, v) = c.put(1, "/v1/repos/app", body).await;
+        assert!(s == 422 || s == 400, "{s} {v}");
+        assert!(v["error"]["field"].as_str().unwrap_or("").contains(field), "{v}");
+    }
+    // A delivery for a repository that does not exist.
+    let r = c
+        .anonymous
+        .post(c.node(1).url("/v1/hooks/default/nothing"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
