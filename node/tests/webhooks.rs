@@ -25,9 +25,11 @@ struct GitServer {
 impl GitServer {
     fn start(root: &Path) -> GitServer {
         let port = free_port();
-        let child = Command::new("git")
+        // The daemon itself, not `git daemon`: git would run it as a child of its own, and
+        // stopping git by its PID would leave the daemon running.
+        let exec_path = git(root, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--export-all",
                 "--listen=127.0.0.1",
@@ -325,7 +327,7 @@ async fn hostile_repositories_and_deliveries_get_clear_errors() {
     let (s, v) = c
         .put(1, "/v1/repos/app", json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "nope" }))
         .await;
-    assert_eq!(s, 404, "{v}");
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("webhook_secret")), "{v}");
     for (body, field) in [
         (json!({ "url": "file:///etc", "forge": "github", "webhook_secret": "x" }), "url"),
         (json!({ "url": "https://h/r", "forge": "svn", "webhook_secret": "x" }), "forge"),
