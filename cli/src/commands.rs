@@ -65,6 +65,13 @@ pub enum PipelineCmd {
     Cancel {
         id: u64,
     },
+    /// Run a settled pipeline again (same spec and commit), linked to it; with --failed only
+    /// the jobs that did not succeed and what depends on them.
+    Rerun {
+        id: u64,
+        #[arg(long)]
+        failed: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -422,6 +429,28 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 &client.post(&format!("/v1/pipelines/{id}/cancel"), &json!({})).await?,
                 &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
             ),
+            PipelineCmd::Rerun { id, failed } => {
+                // A key per invocation: the CLI's own resend to another server runs it once.
+                let headers = [("idempotency-key", flotilla_cli::invocation_key())];
+                let body = json!({ "failed_only": failed });
+                let v = client
+                    .request(
+                        reqwest::Method::POST,
+                        &format!("/v1/pipelines/{id}/rerun"),
+                        Some(&body),
+                        &headers,
+                    )
+                    .await?;
+                show(&v, &|v| {
+                    let names: Vec<String> = v["jobs"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|j| cell(&j["name"]))
+                        .collect();
+                    println!("pipeline {} re-runs {id}: {}", cell(&v["pipeline"]), names.join(", "));
+                });
+            }
         },
         CliCommand::Job(cmd) => match cmd {
             JobCmd::Get { id } => show(&client.get(&format!("/v1/jobs/{id}")).await?, &|j| {

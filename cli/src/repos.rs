@@ -89,7 +89,12 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
                 "credentials": credentials, "pipeline_path": pipeline_path,
             });
             let v = client
-                .request(Method::PUT, &format!("/v1/repos/{name}"), Some(&body), &tenant_header(tenant))
+                .request(
+                    Method::PUT,
+                    &format!("/v1/repos/{name}"),
+                    Some(&body),
+                    &tenant_header(tenant),
+                )
                 .await?;
             show(format, &v, &|v| {
                 println!(
@@ -112,7 +117,13 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
                     } else {
                         format!("{} {}", cell(&last["event"]), cell(&last["outcome"]))
                     };
-                    vec![cell(&r["tenant"]), cell(&r["name"]), cell(&r["forge"]), cell(&r["url"]), last]
+                    vec![
+                        cell(&r["tenant"]),
+                        cell(&r["name"]),
+                        cell(&r["forge"]),
+                        cell(&r["url"]),
+                        last,
+                    ]
                 })
                 .collect();
             output::table(&["TENANT", "NAME", "FORGE", "URL", "LAST DELIVERY"], &rows);
@@ -127,19 +138,42 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
                 )
                 .await?;
             show(format, &v, &|v| {
-                println!("{} ({} repository of tenant {})", cell(&v["url"]), cell(&v["forge"]), cell(&v["tenant"]));
+                println!(
+                    "{} ({} repository of tenant {})",
+                    cell(&v["url"]),
+                    cell(&v["forge"]),
+                    cell(&v["tenant"])
+                );
                 println!("pipeline file: {}", cell(&v["pipeline_path"]));
-                println!("webhook: {} (secret {})", cell(&v["webhook_path"]), cell(&v["webhook_secret"]));
-                let rows: Vec<Vec<String>> = v["deliveries"].as_array().into_iter().flatten().map(delivery_row).collect();
+                println!(
+                    "webhook: {} (secret {})",
+                    cell(&v["webhook_path"]),
+                    cell(&v["webhook_secret"])
+                );
+                let rows: Vec<Vec<String>> = v["deliveries"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(delivery_row)
+                    .collect();
                 output::table(&["DELIVERY", "EVENT", "OUTCOME", "DETAIL"], &rows);
             });
         }
         RepoCmd::Remove { name, tenant } => {
             let v = client
-                .request(Method::DELETE, &format!("/v1/repos/{name}"), None, &tenant_header(tenant))
+                .request(
+                    Method::DELETE,
+                    &format!("/v1/repos/{name}"),
+                    None,
+                    &tenant_header(tenant),
+                )
                 .await?;
             show(format, &v, &|v| {
-                println!("repository {} of tenant {} is removed", cell(&v["name"]), cell(&v["tenant"]))
+                println!(
+                    "repository {} of tenant {} is removed",
+                    cell(&v["name"]),
+                    cell(&v["tenant"])
+                )
             });
         }
         RepoCmd::Run {
@@ -151,7 +185,12 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
         } => {
             let body = json!({ "branch": branch, "tag": tag, "commit": commit });
             let v = client
-                .request(Method::POST, &format!("/v1/repos/{name}/run"), Some(&body), &tenant_header(tenant))
+                .request(
+                    Method::POST,
+                    &format!("/v1/repos/{name}/run"),
+                    Some(&body),
+                    &tenant_header(tenant),
+                )
                 .await?;
             show(format, &v, &|v| {
                 println!("pipeline {} runs commit {}", cell(&v["pipeline"]), cell(&v["commit"]))

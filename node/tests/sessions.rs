@@ -38,6 +38,7 @@ fn submission(name: &str, now_ms: u64, seq: u64) -> Proposal {
         idempotency_key: None,
         spec,
         source: None,
+        rerun_of: None,
     };
     Proposal::new(now_ms, command).from_client(ClientRequest {
         client: ClientId(0x5e55_1011),

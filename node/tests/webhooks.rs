@@ -62,11 +62,22 @@ impl Drop for GitServer {
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.test", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=Ada",
+            "-c",
+            "user.email=ada@example.test",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -113,7 +124,15 @@ jobs:
 "#;
 
 /// A delivery as `forge` sends it: its event and delivery headers, signed with the secret.
-async fn deliver(c: &Cluster, node: u64, repo: &str, forge: Forge, event: &str, id: &str, body: &Value) -> (u16, Value) {
+async fn deliver(
+    c: &Cluster,
+    node: u64,
+    repo: &str,
+    forge: Forge,
+    event: &str,
+    id: &str,
+    body: &Value,
+) -> (u16, Value) {
     deliver_signed(c, node, repo, forge, event, id, body, WEBHOOK_SECRET).await
 }
 
@@ -157,8 +176,12 @@ fn github_push(commit: &str) -> Value {
 }
 
 async fn job_of(c: &Cluster, pipeline: u64) -> u64 {
-    let (_, p) = c.get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable")).await;
-    p["jobs"][0].as_u64().unwrap_or_else(|| panic!("pipeline {pipeline}: {p}"))
+    let (_, p) = c
+        .get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable"))
+        .await;
+    p["jobs"][0]
+        .as_u64()
+        .unwrap_or_else(|| panic!("pipeline {pipeline}: {p}"))
 }
 
 async fn finished_logs(c: &Cluster, job: u64) -> String {
@@ -212,7 +235,10 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
     let first = commit(
         &work,
         "first",
-        &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("hello from the first commit"))],
+        &[
+            (".flotilla.yml", Some(PIPELINE_FILE)),
+            ("greeting.txt", Some("hello from the first commit")),
+        ],
     );
     let server = GitServer::start(root.path());
     let keys = tempfile::tempdir().unwrap();
@@ -226,12 +252,24 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
     let (s, v) = deliver(&c, 2, "app", Forge::Github, "push", "gh-1", &github_push(&first)).await;
     assert_eq!(s, 201, "{v}\n{}", c.logs());
     let pipeline = v["pipeline"].as_u64().unwrap();
-    let (_, p) = c.get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable")).await;
+    let (_, p) = c
+        .get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable"))
+        .await;
     assert_eq!(p["source"]["commit"], first.as_str(), "{p}");
     assert_eq!(p["source"]["delivery"], "gh-1");
     let logs = finished_logs(&c, job_of(&c, pipeline).await).await;
     assert!(logs.contains("hello from the first commit"), "{logs}");
     assert!(logs.contains(&format!("on main at {first} by ada (push)")), "{logs}");
+    // The console's pipeline page says where it came from.
+    let page = c
+        .authorized(c.http.get(c.node(3).url(&format!("/ui/pipelines/{pipeline}"))))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&first[..12]) && page.contains("app main at"), "{page}");
 
     // The forge retries the delivery (a timeout on its side): nothing more runs.
     let before = pipeline_count(&c).await;
@@ -242,27 +280,70 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
     assert_eq!(pipeline_count(&c).await, before);
 
     // A second commit changes the file the job reads: a new delivery runs the new files.
-    let second = commit(&work, "second", &[("greeting.txt", Some("hello from the second commit"))]);
+    let second = commit(
+        &work,
+        "second",
+        &[("greeting.txt", Some("hello from the second commit"))],
+    );
     let (s, v) = deliver(&c, 1, "app", Forge::Github, "push", "gh-2", &github_push(&second)).await;
     assert_eq!(s, 201, "{v}");
     let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
     assert!(logs.contains("hello from the second commit"), "{logs}");
     assert!(!logs.contains("first commit"), "{logs}");
 
+    // A re-run of the first pipeline runs the first commit again, linked to it.
+    let (s, v) = c.post(2, &format!("/v1/pipelines/{pipeline}/rerun"), json!({})).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["rerun_of"].as_u64(), Some(pipeline));
+    let again = v["pipeline"].as_u64().unwrap();
+    let (_, p) = c
+        .get(1, &format!("/v1/pipelines/{again}?consistency=linearizable"))
+        .await;
+    assert_eq!(
+        (p["rerun_of"].as_u64(), p["source"]["commit"].as_str()),
+        (Some(pipeline), Some(first.as_str())),
+        "{p}"
+    );
+    let logs = finished_logs(&c, job_of(&c, again).await).await;
+    assert!(logs.contains("hello from the first commit"), "{logs}");
+
     // A bad signature: refused, nothing runs, nothing is recorded.
     let recorded = deliveries(&c, "app").await.len();
     let pipelines = pipeline_count(&c).await;
-    let (s, v) = deliver_signed(&c, 2, "app", Forge::Github, "push", "gh-3", &github_push(&second), "not-the-secret").await;
+    let (s, v) = deliver_signed(
+        &c,
+        2,
+        "app",
+        Forge::Github,
+        "push",
+        "gh-3",
+        &github_push(&second),
+        "not-the-secret",
+    )
+    .await;
     assert_eq!(s, 401, "{v}");
     assert_eq!(v["error"]["code"], "bad_signature", "{v}");
     assert_eq!(deliveries(&c, "app").await.len(), recorded);
     assert_eq!(pipeline_count(&c).await, pipelines);
 
     // An event that asks for nothing: 202, recorded with the reason.
-    let (s, v) = deliver(&c, 2, "app", Forge::Github, "issues", "gh-4", &json!({ "action": "opened" })).await;
+    let (s, v) = deliver(
+        &c,
+        2,
+        "app",
+        Forge::Github,
+        "issues",
+        "gh-4",
+        &json!({ "action": "opened" }),
+    )
+    .await;
     assert_eq!(s, 202, "{v}");
     let newest = &deliveries(&c, "app").await[0];
-    assert_eq!((newest["id"].as_str(), newest["outcome"].as_str()), (Some("gh-4"), Some("ignored")), "{newest}");
+    assert_eq!(
+        (newest["id"].as_str(), newest["outcome"].as_str()),
+        (Some("gh-4"), Some("ignored")),
+        "{newest}"
+    );
 
     // A commit without the pipeline file: 422, recorded as failed with the reason.
     let third = commit(&work, "third", &[(".flotilla.yml", None)]);
@@ -275,7 +356,14 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
     assert_eq!(pipeline_count(&c).await, pipelines);
 
     // By hand, at a branch: the same pipeline file at the commit the branch points to.
-    commit(&work, "fourth", &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("by hand"))]);
+    commit(
+        &work,
+        "fourth",
+        &[
+            (".flotilla.yml", Some(PIPELINE_FILE)),
+            ("greeting.txt", Some("by hand")),
+        ],
+    );
     let (s, v) = c.post(1, "/v1/repos/app/run", json!({ "branch": "main" })).await;
     assert_eq!(s, 201, "{v}");
     let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
@@ -290,7 +378,10 @@ async fn gitlab_and_gitea_deliveries_run_as_their_forges_send_them() {
     let head = commit(
         &work,
         "first",
-        &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("hello forges"))],
+        &[
+            (".flotilla.yml", Some(PIPELINE_FILE)),
+            ("greeting.txt", Some("hello forges")),
+        ],
     );
     let server = GitServer::start(root.path());
     let keys = tempfile::tempdir().unwrap();
@@ -306,8 +397,21 @@ async fn gitlab_and_gitea_deliveries_run_as_their_forges_send_them() {
     let (s, v) = deliver(&c, 1, "on-gitlab", Forge::Gitlab, "Push Hook", "gl-1", &gitlab_push).await;
     assert_eq!(s, 201, "{v}");
     let logs = finished_logs(&c, job_of(&c, v["pipeline"].as_u64().unwrap()).await).await;
-    assert!(logs.contains("hello forges") && logs.contains("by grace (push)"), "{logs}");
-    let (s, _) = deliver_signed(&c, 1, "on-gitlab", Forge::Gitlab, "Push Hook", "gl-2", &gitlab_push, "wrong-token-x").await;
+    assert!(
+        logs.contains("hello forges") && logs.contains("by grace (push)"),
+        "{logs}"
+    );
+    let (s, _) = deliver_signed(
+        &c,
+        1,
+        "on-gitlab",
+        Forge::Gitlab,
+        "Push Hook",
+        "gl-2",
+        &gitlab_push,
+        "wrong-token-x",
+    )
+    .await;
     assert_eq!(s, 401);
 
     let gitea_push = json!({ "ref": "refs/heads/main", "after": head, "pusher": { "login": "linus" } });
@@ -325,13 +429,26 @@ async fn hostile_repositories_and_deliveries_get_clear_errors() {
     let c = Cluster::start(1, &[]).await;
     // A repository needs its secrets to exist, and a URL git fetches over the network.
     let (s, v) = c
-        .put(1, "/v1/repos/app", json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "nope" }))
+        .put(
+            1,
+            "/v1/repos/app",
+            json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "nope" }),
+        )
         .await;
     assert_eq!((s, v["error"]["field"].as_str()), (422, Some("webhook_secret")), "{v}");
     for (body, field) in [
-        (json!({ "url": "file:///etc", "forge": "github", "webhook_secret": "x" }), "url"),
-        (json!({ "url": "https://h/r", "forge": "svn", "webhook_secret": "x" }), "forge"),
-        (json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "x", "pipeline_path": "../x" }), "pipeline_path"),
+        (
+            json!({ "url": "file:///etc", "forge": "github", "webhook_secret": "x" }),
+            "url",
+        ),
+        (
+            json!({ "url": "https://h/r", "forge": "svn", "webhook_secret": "x" }),
+            "forge",
+        ),
+        (
+            json!({ "url": "https://h/r", "forge": "github", "webhook_secret": "x", "pipeline_path": "../x" }),
+            "pipeline_path",
+        ),
     ] {
         let (s, v) = c.put(1, "/v1/repos/app", body).await;
         assert!(s == 422 || s == 400, "{s} {v}");

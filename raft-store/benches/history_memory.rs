@@ -43,6 +43,7 @@ fn pipeline_entries(n: u64, jobs_per_pipeline: u64, cancel: bool, next_index: &m
                 jobs,
             },
             source: None,
+            rerun_of: None,
         },
     )];
     *next_index += 1;

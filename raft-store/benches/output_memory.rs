@@ -64,6 +64,7 @@ fn entries(jobs: u64, output_bytes: u64) -> Vec<Entry> {
                 jobs: vec![JobSpec::simple("j", "true", Resources::new(100, 64, 0))],
             },
             source: None,
+            rerun_of: None,
         });
         let job = JobId(n);
         let plan = push(Command::ApplyPlan {

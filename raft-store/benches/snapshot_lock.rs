@@ -74,6 +74,7 @@ fn large_state(jobs: u64, live: bool) -> (State, u64) {
                 idempotency_key: None,
                 spec,
                 source: None,
+                rerun_of: None,
             },
         );
         let Response::Submitted { pipeline, .. } = submitted else {

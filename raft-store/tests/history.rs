@@ -33,6 +33,7 @@ fn history() -> Vec<Entry> {
                 jobs: vec![JobSpec::simple("build", "make", Resources::new(100, 64, 0))],
             },
             source: None,
+            rerun_of: None,
         });
     }
     let placements = (1..=TENANTS.len() as u64)

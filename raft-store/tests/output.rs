@@ -34,6 +34,7 @@ fn history(chunks: usize, seed: u8) -> (Vec<Entry>, Vec<Vec<u8>>) {
                     jobs: vec![JobSpec::simple("build", "make", Resources::new(100, 64, 0))],
                 },
                 source: None,
+                rerun_of: None,
             },
         ),
         entry(

@@ -64,6 +64,7 @@ fn submission_of(i: u64, tenant: &str) -> Command {
         idempotency_key: Some(format!("k{i}")),
         spec,
         source: None,
+        rerun_of: None,
     }
 }
 

@@ -135,6 +135,7 @@ fn pipeline(p: u64, first: u64, count: u64) -> Command {
             jobs,
         },
         source: None,
+        rerun_of: None,
     }
 }
 

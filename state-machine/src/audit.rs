@@ -81,6 +81,7 @@ mod tests {
                 jobs: Vec::new(),
             },
             source: None,
+            rerun_of: None,
         };
         let submitted = |duplicate| Response::Submitted {
             pipeline: PipelineId(3),

@@ -25,6 +25,7 @@ mod pipeline;
 mod pool;
 mod rejection;
 pub mod repository;
+pub mod rerun;
 mod resources;
 mod response;
 pub mod retention;

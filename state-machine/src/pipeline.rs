@@ -61,4 +61,7 @@ pub struct Pipeline {
     /// The repository and commit it runs, when it came from source.
     #[serde(default)]
     pub source: Option<crate::Source>,
+    /// The pipeline it runs again, if it is a re-run.
+    #[serde(default)]
+    pub rerun_of: Option<PipelineId>,
 }

@@ -126,7 +126,10 @@ fn validate_url(url: &str) -> Result<(), SpecError> {
         return Err(invalid("url", "must start with https://, http:// or git://"));
     };
     if url.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'\\') {
-        return Err(invalid("url", "must not contain spaces, backslashes or control characters"));
+        return Err(invalid(
+            "url",
+            "must not contain spaces, backslashes or control characters",
+        ));
     }
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() {
@@ -154,7 +157,10 @@ fn validate_path(field: &str, path: &str) -> Result<(), SpecError> {
         });
     }
     if path.bytes().any(|b| b.is_ascii_control() || b == b'\\' || b == b':') {
-        return Err(invalid(field, "must not contain ':', backslashes or control characters"));
+        return Err(invalid(
+            field,
+            "must not contain ':', backslashes or control characters",
+        ));
     }
     if path.starts_with('-') || path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(invalid(
@@ -264,7 +270,11 @@ mod tests {
     #[test]
     fn urls_git_fetches_over_the_network_are_taken_and_others_named_as_the_field() {
         let limits = Limits::DEFAULT;
-        for ok in ["https://git.example/a/b.git", "http://127.0.0.1:8080/r", "git://127.0.0.1/r.git"] {
+        for ok in [
+            "https://git.example/a/b.git",
+            "http://127.0.0.1:8080/r",
+            "git://127.0.0.1/r.git",
+        ] {
             assert_eq!(spec(ok, ".flotilla.yml").validate(&limits), Ok(()), "{ok}");
         }
         for bad in [
@@ -293,7 +303,18 @@ mod tests {
         for ok in [".flotilla.yml", "ci/pipeline.yaml", "a.b/c"] {
             assert_eq!(spec("https://h/r", ok).validate(&limits), Ok(()), "{ok}");
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "-x", "a:b", "a\\b", "a\0"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "-x",
+            "a:b",
+            "a\\b",
+            "a\0",
+        ] {
             let e = spec("https://h/r", bad).validate(&limits).unwrap_err();
             assert_eq!(e.field(), "pipeline_path", "{bad:?}: {e}");
         }

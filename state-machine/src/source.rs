@@ -162,7 +162,14 @@ mod tests {
     fn only_full_commit_ids_and_ref_names_are_taken() {
         let limits = Limits::DEFAULT;
         assert_eq!(source(Some("refs/heads/main")).validate(&limits), Ok(()));
-        for commit in ["", "abc", &"A".repeat(40), &"g".repeat(40), &"a".repeat(41), "--upload-pack=x"] {
+        for commit in [
+            "",
+            "abc",
+            &"A".repeat(40),
+            &"g".repeat(40),
+            &"a".repeat(41),
+            "--upload-pack=x",
+        ] {
             let mut s = source(None);
             s.commit = commit.to_string();
             assert_eq!(s.validate(&limits).unwrap_err().field(), "source.commit", "{commit}");

@@ -220,7 +220,14 @@ impl State {
                 idempotency_key,
                 spec,
                 source,
-            } => self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, source.as_ref(), trace_parent),
+                rerun_of,
+            } => {
+                let origin = crate::apply::Origin {
+                    source: source.as_ref(),
+                    rerun_of: *rerun_of,
+                };
+                self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, origin, trace_parent)
+            }
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(cx, *job),
             Command::ApplyPlan { placements } => self.apply_plan(cx, placements),

@@ -45,6 +45,7 @@ fn every_event_of_a_run_names_its_subject() {
         idempotency_key: None,
         spec: pipeline("p", vec![job("build", &[])]),
         source: None,
+        rerun_of: None,
     });
     let Response::Submitted { pipeline, jobs, .. } = response else {
         panic!("submit: {response:?}")
@@ -126,6 +127,7 @@ fn a_change_by_a_token_is_audited_once_after_its_own_events_and_a_refusal_not_at
         idempotency_key: None,
         spec: pipeline("p", vec![job("a", &[])]),
         source: None,
+        rerun_of: None,
     };
     let proposal = Proposal::new(h.now_ms, submit).by(token).from_client(request);
     let ctx = |index| ApplyContext {

@@ -333,6 +333,7 @@ fn command(state: &State, op: &Op) -> Option<Command> {
                 jobs: jobs.clone(),
             },
             source: None,
+            rerun_of: None,
         },
         Op::Schedule => {
             let policy = SchedulerPolicy {
@@ -487,6 +488,7 @@ fn command(state: &State, op: &Op) -> Option<Command> {
             idempotency_key: None,
             spec: pipeline("stamped", vec![job("a", &[])]),
             source: None,
+            rerun_of: None,
         },
     })
 }
@@ -755,6 +757,7 @@ fn a_refused_submission_prunes_no_idempotency_key() {
         idempotency_key: Some(key.into()),
         spec,
         source: None,
+        rerun_of: None,
     };
     h.ok(submit("k1", pipeline("p", vec![job("a", &[])])));
     h.now_ms += 100;

@@ -78,6 +78,7 @@ fn resubmitting_a_matrix_pipeline_with_its_key_returns_the_first_one() {
             idempotency_key: Some("k".into()),
             spec: spec.clone(),
             source: None,
+            rerun_of: None,
         })
         .0
     };

@@ -128,6 +128,7 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
                     jobs: specs,
                 },
                 source: None,
+                rerun_of: None,
             }
         }
         Op::Schedule { spread } => {

@@ -62,6 +62,7 @@ fn submit(tenant: &str, key: Option<&str>, source: Source) -> Command {
         idempotency_key: key.map(str::to_string),
         spec: pipeline("ci", vec![job("build", &[])]),
         source: Some(source),
+        rerun_of: None,
     }
 }
 
@@ -111,7 +112,10 @@ fn a_pipeline_from_source_needs_a_repository_of_its_own_tenant() {
     let mut bad = from("app", None);
     bad.commit = "main".into();
     let r = h.rejected(submit("other", None, bad));
-    assert!(matches!(&r, Rejection::Invalid(e) if e.field() == "source.commit"), "{r:?}");
+    assert!(
+        matches!(&r, Rejection::Invalid(e) if e.field() == "source.commit"),
+        "{r:?}"
+    );
     h.ok(submit("other", None, from("app", None)));
 }
 
@@ -121,10 +125,18 @@ fn a_delivery_that_starts_a_pipeline_is_recorded_with_it_once() {
     h.ok(secret("acme", "hook"));
     h.ok(put("acme", repo("app")));
     let (first, _) = h.run(submit("acme", Some("github:d-1"), from("app", Some("d-1"))));
-    let Response::Submitted { pipeline, duplicate: false, .. } = first else {
+    let Response::Submitted {
+        pipeline,
+        duplicate: false,
+        ..
+    } = first
+    else {
         panic!("{first:?}")
     };
-    assert_eq!(h.state.pipeline(pipeline).unwrap().source, Some(from("app", Some("d-1"))));
+    assert_eq!(
+        h.state.pipeline(pipeline).unwrap().source,
+        Some(from("app", Some("d-1")))
+    );
     // The forge retries the delivery: same key, nothing new runs or is recorded.
     let (again, _) = h.run(submit("acme", Some("github:d-1"), from("app", Some("d-1"))));
     assert!(matches!(again, Response::Submitted { pipeline: p, duplicate: true, .. } if p == pipeline));
@@ -176,7 +188,10 @@ fn removing_a_repository_keeps_its_pipelines_and_refuses_new_ones() {
         }),
         Rejection::UnknownRepository { .. }
     ));
-    assert!(matches!(h.rejected(submit("acme", None, from("app", None))), Rejection::UnknownRepository { .. }));
+    assert!(matches!(
+        h.rejected(submit("acme", None, from("app", None))),
+        Rejection::UnknownRepository { .. }
+    ));
     assert_eq!(h.state.pipelines().count(), 1);
 }
 

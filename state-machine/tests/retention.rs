@@ -251,6 +251,7 @@ fn a_retried_submission_whose_pipeline_was_removed_runs_nothing_again() {
         idempotency_key: Some("k1".into()),
         spec: spec.clone(),
         source: None,
+        rerun_of: None,
     };
     let Response::Submitted { pipeline: p, jobs, .. } = h.run(submit()).0 else {
         panic!("submitted")
@@ -315,6 +316,7 @@ fn under_steady_load_the_state_stays_bounded_and_replicas_agree() {
                 idempotency_key: None,
                 spec: pipeline("load", vec![job("a", &[])]),
                 source: None,
+                rerun_of: None,
             },
         ) else {
             panic!("submitted")

@@ -137,6 +137,7 @@ fn quotas_cap_a_tenant_and_fair_share_alternates_tenants() {
                 idempotency_key: None,
                 spec: pipeline("p", jobs),
                 source: None,
+                rerun_of: None,
             })
             .0
         {

@@ -109,6 +109,7 @@ fn build(pools: &[PoolDraw], jobs: &[JobDraw], quota_cpu: Option<u64>, first_pla
             idempotency_key: None,
             spec: pipeline("p", vec![spec]),
             source: None,
+            rerun_of: None,
         });
     }
     // Fill the pools part way, so plans start from uneven room.

@@ -46,6 +46,7 @@ fn a_job_may_use_only_a_secret_its_tenant_has() {
         idempotency_key: None,
         spec: using("db"),
         source: None,
+        rerun_of: None,
     });
     assert!(
         matches!(&r, Rejection::Invalid(SpecError::UnknownSecret { field, .. }) if field == "jobs[deploy].secrets.DB_PASSWORD"),
@@ -66,6 +67,7 @@ fn a_secret_in_env_and_secrets_at_once_is_refused() {
         idempotency_key: None,
         spec,
         source: None,
+        rerun_of: None,
     });
     assert!(
         matches!(&r, Rejection::Invalid(e) if e.field() == "jobs[deploy].secrets.DB_PASSWORD"),
@@ -83,6 +85,7 @@ fn secret_files_name_only_the_tenants_secrets_and_no_variable_twice() {
             idempotency_key: None,
             spec,
             source: None,
+            rerun_of: None,
         })
     };
     let mut spec = using("db");

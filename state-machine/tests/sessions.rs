@@ -18,6 +18,7 @@ fn submit(name: &str, jobs: Vec<JobSpec>) -> Command {
         idempotency_key: None,
         spec: pipeline(name, jobs),
         source: None,
+        rerun_of: None,
     }
 }
 

@@ -10,6 +10,7 @@ fn submit_with_key(h: &mut Harness, key: &str, spec: PipelineSpec) -> Response {
         idempotency_key: Some(key.into()),
         spec,
         source: None,
+        rerun_of: None,
     })
     .0
 }
@@ -55,6 +56,7 @@ fn retry_with_the_same_key_returns_the_first_pipeline() {
             idempotency_key: Some("k1".into()),
             spec: spec.clone(),
             source: None,
+            rerun_of: None,
         })
         .0;
     assert!(matches!(r, Response::Submitted { duplicate: false, .. }));
@@ -450,6 +452,7 @@ fn a_tenants_priority_ceiling_refuses_higher_jobs_and_must_be_within_the_limits(
             idempotency_key: None,
             spec: pipeline("r", vec![high]),
             source: None,
+            rerun_of: None,
         })
         .0,
         Response::Submitted { .. }

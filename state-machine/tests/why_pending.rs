@@ -152,6 +152,7 @@ fn a_tenant_at_its_quota_is_named_with_its_numbers() {
             idempotency_key: None,
             spec: pipeline("p", vec![sized("a", 100, &[]), sized("b", 100, &[])]),
             source: None,
+            rerun_of: None,
         })
         .0
     {

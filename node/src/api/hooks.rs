@@ -60,9 +60,11 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let (repo, sealed_secret) = {
         let data = app.machine.read();
-        let repo = data.state.repository(&tenant, &name).cloned().ok_or_else(|| {
-            ApiError::not_found(format!("tenant {tenant:?} has no repository {name:?}"))
-        })?;
+        let repo = data
+            .state
+            .repository(&tenant, &name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?} has no repository {name:?}")))?;
         let sealed_secret = sealed(&data.state, &repo, &[WEBHOOK_SECRET]);
         (repo, sealed_secret)
     };
@@ -75,12 +77,25 @@ pub async fn receive(
             )
         })?
         .remove(WEBHOOK_SECRET)
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secrets_unavailable", "no webhook secret"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secrets_unavailable",
+                "no webhook secret",
+            )
+        })?;
     let delivered = forge::receive(repo.spec.forge, secret.expose().as_bytes(), &headers, &body).map_err(hook_error)?;
     let Delivered { id, event, verdict } = delivered;
     let trigger = match verdict {
         Verdict::Ignore(reason) => {
-            record(&app, &repo, &id, &event, DeliveryOutcome::Ignored { reason: reason.clone() }).await?;
+            record(
+                &app,
+                &repo,
+                &id,
+                &event,
+                DeliveryOutcome::Ignored { reason: reason.clone() },
+            )
+            .await?;
             let body = serde_json::json!({ "delivery": id, "ignored": reason });
             return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
         }
@@ -120,7 +135,11 @@ async fn start(app: &AppState, repo: &Repository, id: &str, trigger: &Trigger) -
 }
 
 /// The pipeline file of `repo` at `source`'s commit, parsed.
-pub(crate) async fn read_pipeline(app: &AppState, repo: &Repository, source: &Source) -> Result<PipelineSpec, ApiError> {
+pub(crate) async fn read_pipeline(
+    app: &AppState,
+    repo: &Repository,
+    source: &Source,
+) -> Result<PipelineSpec, ApiError> {
     let sealed_token = {
         let data = app.machine.read();
         sealed(&data.state, repo, &[crate::source::CREDENTIALS])
@@ -180,6 +199,7 @@ pub(crate) async fn submit(
         idempotency_key: key.clone(),
         spec: spec.clone(),
         source: Some(source.clone()),
+        rerun_of: None,
     };
     match super::pipelines::commit_submission(app, command, key.map(|k| (k, spec))).await? {
         SmResponse::Submitted {

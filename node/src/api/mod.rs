@@ -113,6 +113,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             post(pipelines::cancel),
             at_least(Submitter),
         ),
+        (
+            "/v1/pipelines/{id}/rerun",
+            Method::POST,
+            post(pipelines::rerun),
+            at_least(Submitter),
+        ),
         ("/v1/jobs", Method::GET, get(jobs::list), at_least(Viewer)),
         ("/v1/jobs/{id}", Method::GET, get(jobs::get_one), at_least(Viewer)),
         (

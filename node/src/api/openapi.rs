@@ -6,7 +6,8 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    cluster, events, health, hooks, jobs, join, limits, pipelines, pools, repositories, retention, secrets, tenants, tokens,
+    cluster, events, health, hooks, jobs, join, limits, pipelines, pools, repositories, retention, secrets, tenants,
+    tokens,
 };
 use axum::Json;
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         pipelines::list,
         pipelines::get_one,
         pipelines::cancel,
+        pipelines::rerun,
         jobs::list,
         jobs::get_one,
         jobs::cancel,
@@ -88,6 +90,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         SecretDoc,
         RepositoryDoc,
         RunDoc,
+        RerunDoc,
         CreateJoinTokenDoc,
         LimitsDoc,
         TransferLeaderDoc
@@ -388,6 +391,15 @@ pub struct RepositoryDoc {
     webhook_secret: String,
     /// The name of the tenant secret holding a token to fetch with.
     credentials: Option<String>,
+}
+
+/// What `POST /v1/pipelines/{id}/rerun` runs again.
+#[derive(ToSchema)]
+#[schema(as = Rerun)]
+#[allow(dead_code)]
+pub struct RerunDoc {
+    /// Only the jobs that did not succeed and what depends on them (default `false`: all).
+    failed_only: Option<bool>,
 }
 
 /// What `POST /v1/repos/{name}/run` runs: a branch, a tag or a commit.

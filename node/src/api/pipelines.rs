@@ -74,6 +74,7 @@ pub async fn submit(
             idempotency_key: key,
             spec,
             source: None,
+            rerun_of: None,
         };
         commit_submission(&app, command, keyed).instrument(span).await?
     };
@@ -250,6 +251,74 @@ pub async fn get_one(
         },
     )
     .await
+}
+
+/// What `POST /v1/pipelines/{id}/rerun` runs again.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// Only the jobs that did not succeed and what depends on them (default: every job).
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+#[utoipa::path(post, path = "/v1/pipelines/{id}/rerun", tag = "pipelines", params(("id" = u64, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first re-run")),
+    request_body(content = super::openapi::RerunDoc, content_type = "application/json"),
+    responses((status = 201, description = "the new pipeline, with `rerun_of`"),
+              (status = 409, description = "still running, or nothing failed", body = super::openapi::ErrorBodyDoc),
+              super::openapi::UnknownId, super::openapi::RemovedId, super::openapi::StandardErrors))]
+pub async fn rerun(
+    State(app): State<AppState>,
+    scope: TenantScope,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    super::input_body::InputBody(req): super::input_body::InputBody<RerunRequest>,
+) -> Result<Response, ApiError> {
+    use flotilla_state_machine::rerun::{RerunScope, rerun_spec};
+    let id = PipelineId(parse_id("id", &id)?);
+    let key = header(&headers, "idempotency-key")?.map(str::to_string);
+    // Read after a barrier: a pipeline that just settled on the leader is settled here.
+    app.read_barrier(Some("linearizable")).await?;
+    let (tenant, spec, source) = {
+        let data = app.machine.read();
+        let disk = app.machine.disk();
+        let Some(p) = super::records::pipeline(&data.state, disk, id)?.filter(|p| scope.admits(&p.tenant)) else {
+            // 410 if retention removed it, else 404.
+            return Err(super::retention::pipeline_gone(&data.state, &scope, id));
+        };
+        let jobs = super::records::jobs_of(&data.state, disk, &p)?;
+        let jobs: Vec<&flotilla_state_machine::Job> = jobs.iter().map(|j| j.as_ref()).collect();
+        let scope = if req.failed_only {
+            RerunScope::Failed
+        } else {
+            RerunScope::All
+        };
+        let spec = rerun_spec(&p, &jobs, scope)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_rerunnable", e.to_string()))?;
+        (p.tenant.clone(), spec, p.source.clone())
+    };
+    let command = Command::SubmitPipeline {
+        tenant,
+        idempotency_key: key.clone(),
+        spec: spec.clone(),
+        source,
+        rerun_of: Some(id),
+    };
+    match commit_submission(&app, command, key.map(|k| (k, spec))).await? {
+        SmResponse::Submitted {
+            pipeline,
+            jobs,
+            duplicate,
+        } => {
+            let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+            let body =
+                serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate, "rerun_of": id });
+            Ok((status, Json(body)).into_response())
+        }
+        SmResponse::Rejected(r) => Err(r.into()),
+        other => Err(unexpected(other)),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/pipelines/{id}/cancel", tag = "pipelines", params(("id" = u64, Path)),

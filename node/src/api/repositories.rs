@@ -96,7 +96,10 @@ pub async fn list(
         .filter(|r| scope.admits(&r.tenant))
         .map(|r| view(r, false))
         .collect();
-    Ok(read_response(applied, &json!({ "items": items, "applied_index": applied })))
+    Ok(read_response(
+        applied,
+        &json!({ "items": items, "applied_index": applied }),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/repos/{name}", tag = "repositories", params(("name" = String, Path),
@@ -246,6 +249,12 @@ async fn resolve(app: &AppState, repo: &Repository, reference: &str) -> Result<S
     app.sources
         .resolve(repo, token, reference)
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "fetch_failed", format!("asking {}: {e}", repo.spec.url)))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "fetch_failed",
+                format!("asking {}: {e}", repo.spec.url),
+            )
+        })?
         .ok_or_else(|| ApiError::not_found(format!("{} has no {reference}", repo.spec.url)).field("branch"))
 }

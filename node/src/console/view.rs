@@ -196,6 +196,10 @@ pub struct PipelineDetail {
     pub state: PipelineState,
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// The repository and commit it runs, if it came from source.
+    pub source: Option<flotilla_state_machine::Source>,
+    /// The pipeline it runs again, if it is a re-run.
+    pub rerun_of: Option<PipelineId>,
     pub jobs: Vec<JobRow>,
     /// `(need, dependant)` pairs.
     pub edges: Vec<(JobId, JobId)>,
@@ -226,6 +230,8 @@ pub fn pipeline(app: &AppState, scope: &TenantScope, id: PipelineId) -> Result<O
         state: p.state,
         created_at_ms: p.created_at_ms,
         finished_at_ms: p.finished_at_ms,
+        source: p.source.clone(),
+        rerun_of: p.rerun_of,
         jobs,
         edges,
     }))

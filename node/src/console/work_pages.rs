@@ -213,6 +213,19 @@ fn pipeline_live(data: &PipelineDetail, viewer: &Viewer) -> Markup {
         dl.facts {
             dt { "State" } dd { span #pipeline-state class=(format!("badge {}", state_class(data.state))) { (data.state) } }
             dt { "Tenant" } dd { (data.tenant) }
+            @if let Some(src) = &data.source {
+                dt { "Source" } dd {
+                    (src.repository) " "
+                    @if let Some(r) = src.branch().or(src.tag()).or(src.reference.as_deref()) { (r) " " }
+                    "at " code title=(src.commit) { (src.commit.get(..12).unwrap_or(&src.commit)) }
+                    " (" (src.event.as_str())
+                    @if let Some(a) = &src.author { ", by " (a) }
+                    ")"
+                }
+            }
+            @if let Some(first) = data.rerun_of {
+                dt { "Re-run of" } dd { a href=(format!("/ui/pipelines/{}", first.0)) { (first) } }
+            }
             dt { "Created" } dd { (timestamp(data.created_at_ms)) }
             @if let Some(f) = data.finished_at_ms {
                 dt { "Finished" } dd { (timestamp(f)) " (" (duration(f.saturating_sub(data.created_at_ms))) ")" }
@@ -220,6 +233,13 @@ fn pipeline_live(data: &PipelineDetail, viewer: &Viewer) -> Markup {
         }
         @if data.state == PipelineState::Running && viewer.may(Role::Submitter) {
             button.action type="button" data-action=(format!("/v1/pipelines/{}/cancel", data.id.0)) data-confirm="Cancel this pipeline and all its unfinished jobs?" { "Cancel pipeline" }
+        }
+        @if data.state.is_terminal() && viewer.may(Role::Submitter) {
+            button.action type="button" data-action=(format!("/v1/pipelines/{}/rerun", data.id.0)) data-goto-pipeline="1" { "Re-run" }
+            @if data.state != PipelineState::Succeeded {
+                " "
+                button.action type="button" data-action=(format!("/v1/pipelines/{}/rerun", data.id.0)) data-body=r#"{"failed_only":true}"# data-goto-pipeline="1" { "Re-run failed jobs" }
+            }
         }
         @if data.jobs.len() <= dag::MAX_DRAWN_JOBS {
             figure.graph { (dag::svg(&dag_jobs)) }

@@ -154,7 +154,10 @@ fn verify<H: Headers + ?Sized>(forge: Forge, secret: &[u8], headers: &H, body: &
 }
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str().filter(|s| !s.is_empty())
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))?
+        .as_str()
+        .filter(|s| !s.is_empty())
 }
 
 fn commit(v: &Value, path: &[&str]) -> Result<String, HookError> {
@@ -183,9 +186,7 @@ fn is_zero(commit: &str) -> bool {
 fn github_like(event: &str, p: &Value) -> Result<Verdict, HookError> {
     match event {
         "push" => {
-            if p.get("deleted").and_then(Value::as_bool) == Some(true)
-                || text(p, &["after"]).is_some_and(is_zero)
-            {
+            if p.get("deleted").and_then(Value::as_bool) == Some(true) || text(p, &["after"]).is_some_and(is_zero) {
                 return Ok(Verdict::Ignore("the ref was deleted".into()));
             }
             let reference = reference(p)?;
@@ -205,7 +206,9 @@ fn github_like(event: &str, p: &Value) -> Result<Verdict, HookError> {
             let action = text(p, &["action"]).unwrap_or("");
             // Gitea says "synchronized" where GitHub says "synchronize".
             if !matches!(action, "opened" | "reopened" | "synchronize" | "synchronized") {
-                return Ok(Verdict::Ignore(format!("pull_request action {action:?} starts nothing")));
+                return Ok(Verdict::Ignore(format!(
+                    "pull_request action {action:?} starts nothing"
+                )));
             }
             let number = p
                 .get("number")
@@ -248,7 +251,9 @@ fn gitlab(event: &str, p: &Value) -> Result<Verdict, HookError> {
         "Merge Request Hook" => {
             let action = text(p, &["object_attributes", "action"]).unwrap_or("");
             if !matches!(action, "open" | "reopen" | "update") {
-                return Ok(Verdict::Ignore(format!("merge request action {action:?} starts nothing")));
+                return Ok(Verdict::Ignore(format!(
+                    "merge request action {action:?} starts nothing"
+                )));
             }
             let iid = p
                 .get("object_attributes")
@@ -334,22 +339,38 @@ mod tests {
             run("refs/pull/7/head", SourceEvent::PullRequest, "bob", Some(7))
         );
         let closed = json!({"action": "closed", "number": 7, "pull_request": {"head": {"sha": SHA}}});
-        assert!(matches!(deliver(Forge::Github, "pull_request", &closed).unwrap().verdict, Verdict::Ignore(_)));
+        assert!(matches!(
+            deliver(Forge::Github, "pull_request", &closed).unwrap().verdict,
+            Verdict::Ignore(_)
+        ));
         let deleted = json!({"ref": "refs/heads/x", "after": "0".repeat(40), "deleted": true});
-        assert!(matches!(deliver(Forge::Github, "push", &deleted).unwrap().verdict, Verdict::Ignore(_)));
-        assert!(matches!(deliver(Forge::Github, "ping", &json!({})).unwrap().verdict, Verdict::Ignore(_)));
-        assert!(matches!(deliver(Forge::Github, "issues", &json!({})).unwrap().verdict, Verdict::Ignore(_)));
+        assert!(matches!(
+            deliver(Forge::Github, "push", &deleted).unwrap().verdict,
+            Verdict::Ignore(_)
+        ));
+        assert!(matches!(
+            deliver(Forge::Github, "ping", &json!({})).unwrap().verdict,
+            Verdict::Ignore(_)
+        ));
+        assert!(matches!(
+            deliver(Forge::Github, "issues", &json!({})).unwrap().verdict,
+            Verdict::Ignore(_)
+        ));
     }
 
     #[test]
     fn gitlab_and_gitea_deliveries_are_read_as_they_document_them() {
-        let push = json!({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "user_username": "ada"});
+        let push =
+            json!({"object_kind": "push", "ref": "refs/heads/main", "checkout_sha": SHA, "user_username": "ada"});
         assert_eq!(
             deliver(Forge::Gitlab, "Push Hook", &push).unwrap().verdict,
             run("refs/heads/main", SourceEvent::Push, "ada", None)
         );
         let deleted = json!({"object_kind": "push", "ref": "refs/heads/x", "checkout_sha": null});
-        assert!(matches!(deliver(Forge::Gitlab, "Push Hook", &deleted).unwrap().verdict, Verdict::Ignore(_)));
+        assert!(matches!(
+            deliver(Forge::Gitlab, "Push Hook", &deleted).unwrap().verdict,
+            Verdict::Ignore(_)
+        ));
         let mr = json!({"object_kind": "merge_request", "user": {"username": "bob"},
             "object_attributes": {"action": "open", "iid": 3, "last_commit": {"id": SHA}}});
         assert_eq!(
@@ -375,17 +396,30 @@ mod tests {
             let (name, good) = sign(forge, SECRET, body);
             let (_, other) = sign(forge, b"another secret", body);
             let headers = [(name, other.as_str()), ("X-GitHub-Event", "push")];
-            assert_eq!(receive(forge, SECRET, &headers[..], body), Err(HookError::BadSignature), "{forge}");
+            assert_eq!(
+                receive(forge, SECRET, &headers[..], body),
+                Err(HookError::BadSignature),
+                "{forge}"
+            );
             let none: [(&str, &str); 0] = [];
-            assert!(matches!(receive(forge, SECRET, &none[..], body), Err(HookError::MissingHeader(_))));
+            assert!(matches!(
+                receive(forge, SECRET, &none[..], body),
+                Err(HookError::MissingHeader(_))
+            ));
             // The right signature over another body is wrong too (GitLab's token signs nothing).
             if forge != Forge::Gitlab {
                 let headers = [(name, good.as_str())];
-                assert_eq!(receive(forge, SECRET, &headers[..], b"{}"), Err(HookError::BadSignature));
+                assert_eq!(
+                    receive(forge, SECRET, &headers[..], b"{}"),
+                    Err(HookError::BadSignature)
+                );
             }
         }
         let headers = [("X-Hub-Signature-256", "sha256=zz")];
-        assert_eq!(receive(Forge::Github, SECRET, &headers[..], body), Err(HookError::BadSignature));
+        assert_eq!(
+            receive(Forge::Github, SECRET, &headers[..], body),
+            Err(HookError::BadSignature)
+        );
     }
 
     #[test]
@@ -397,7 +431,11 @@ mod tests {
             receive(Forge::Github, SECRET, &no_delivery[..], &body),
             Err(HookError::MissingHeader("x-github-delivery"))
         );
-        let full = [(name, sig.as_str()), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "d")];
+        let full = [
+            (name, sig.as_str()),
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "d"),
+        ];
         let e = receive(Forge::Github, SECRET, &full[..], &body).unwrap_err();
         assert!(matches!(&e, HookError::BadPayload(m) if m.contains("after")), "{e}");
     }

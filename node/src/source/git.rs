@@ -35,7 +35,10 @@ pub enum GitError {
 impl GitError {
     /// Whether trying again later may succeed (the server was down, slow, or busy).
     pub fn is_transient(&self) -> bool {
-        matches!(self, GitError::Spawn(_) | GitError::Timeout { .. } | GitError::Failed { .. } | GitError::Io(_))
+        matches!(
+            self,
+            GitError::Spawn(_) | GitError::Timeout { .. } | GitError::Failed { .. } | GitError::Io(_)
+        )
     }
 }
 
@@ -85,8 +88,7 @@ impl GitDir {
             .kill_on_drop(true);
         if let Some(token) = remote.and_then(|r| r.token.as_ref().map(|t| (r.user(), t))) {
             use base64::Engine;
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", token.0, token.1.expose()));
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", token.0, token.1.expose()));
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
                 .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
@@ -187,7 +189,16 @@ impl GitDir {
             .ok(
                 "fetch",
                 Some(remote),
-                &["fetch", "--quiet", "--no-tags", "--depth", "1", "--", &remote.url, commit],
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--depth",
+                    "1",
+                    "--",
+                    &remote.url,
+                    commit,
+                ],
             )
             .await;
         if by_id.is_ok() && self.has(commit).await? {
@@ -200,7 +211,16 @@ impl GitDir {
         self.ok(
             "fetch",
             Some(remote),
-            &["fetch", "--quiet", "--no-tags", "--depth", "50", "--", &remote.url, &refspec],
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--depth",
+                "50",
+                "--",
+                &remote.url,
+                &refspec,
+            ],
         )
         .await?;
         if self.has(commit).await? {
@@ -262,13 +282,14 @@ impl GitDir {
             let mut stderr = child.stderr.take().expect("piped");
             let mut file = tokio::fs::File::create(&tmp).await?;
             let mut limited = (&mut stdout).take(max_bytes + 1);
-            let (copied, err) = tokio::join!(
-                tokio::io::copy(&mut limited, &mut file),
-                async {
-                    let mut err = Vec::new();
-                    (&mut stderr).take(MAX_STDERR_BYTES as u64).read_to_end(&mut err).await.map(|_| err)
-                }
-            );
+            let (copied, err) = tokio::join!(tokio::io::copy(&mut limited, &mut file), async {
+                let mut err = Vec::new();
+                (&mut stderr)
+                    .take(MAX_STDERR_BYTES as u64)
+                    .read_to_end(&mut err)
+                    .await
+                    .map(|_| err)
+            });
             if copied? > max_bytes {
                 return Err(GitError::TooLarge {
                     what: format!("the checkout of {commit}"),

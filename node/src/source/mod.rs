@@ -228,11 +228,7 @@ impl Sources {
         match slots.get(&id) {
             Some(Slot::Preparing) => return CheckoutState::Preparing,
             Some(Slot::Ready(p)) if p.exists() => return CheckoutState::Ready(p.clone()),
-            Some(Slot::Failed {
-                reason,
-                transient,
-                at,
-            }) if !*transient || at.elapsed() < RETRY_AFTER => {
+            Some(Slot::Failed { reason, transient, at }) if !*transient || at.elapsed() < RETRY_AFTER => {
                 return CheckoutState::Failed {
                     reason: reason.clone(),
                     transient: *transient,

@@ -483,9 +483,9 @@ impl WorkerProvider for DockerProvider {
 async fn upload_checkout(docker: &Docker, container: &str, archive: &std::path::Path) -> Result<(), ProviderError> {
     use futures::StreamExt;
     use tokio::io::AsyncReadExt;
-    let file = tokio::fs::File::open(archive).await.map_err(|e| {
-        ProviderError::Unavailable(format!("the checkout {} cannot be read: {e}", archive.display()))
-    })?;
+    let file = tokio::fs::File::open(archive)
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("the checkout {} cannot be read: {e}", archive.display())))?;
     let chunks = futures::stream::unfold(Some(file), |file| async move {
         let mut file = file?;
         let mut buf = vec![0u8; 256 * 1024];
@@ -507,7 +507,9 @@ async fn upload_checkout(docker: &Docker, container: &str, archive: &std::path::
         .upload_to_container(container, Some(options), bollard::body_try_stream(chunks))
         .await
         .map_err(|e| match status_of(&e) {
-            Some(400 | 404 | 403) => ProviderError::Rejected(format!("docker refused the checkout of {container}: {e}")),
+            Some(400 | 404 | 403) => {
+                ProviderError::Rejected(format!("docker refused the checkout of {container}: {e}"))
+            }
             _ => unavailable(e),
         })
 }

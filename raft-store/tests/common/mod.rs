@@ -73,6 +73,7 @@ pub fn domain_entries(term: u64, first_index: u64) -> Vec<Entry> {
                 jobs,
             },
             source: None,
+            rerun_of: None,
         });
     }
     // Place the first job of every pipeline (ids 1, 4, 7, 10, 13).

@@ -21,6 +21,7 @@ mod worker;
 use crate::{ApplyContext, Event, Rejection, Response};
 
 pub(crate) use lifecycle::satisfies_dependants;
+pub(crate) use submit::Origin;
 
 pub(crate) type Handled = Result<Response, Rejection>;
 

@@ -6,13 +6,22 @@ use crate::QueueKey;
 use crate::spec::validate_name;
 use crate::state::IdempotencyRecord;
 use crate::{
-    Delivery, DeliveryOutcome, Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState, Rejection, Response,
-    Source, SpecError, State,
+    Delivery, DeliveryOutcome, Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState,
+    Rejection, Response, Source, SpecError, State,
 };
 use std::collections::BTreeMap;
 
 /// Longest `traceparent` a pipeline keeps (W3C version 00 is 55 bytes).
 const MAX_TRACE_PARENT_BYTES: usize = 128;
+
+/// Where a submitted pipeline comes from, beside its spec.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Origin<'a> {
+    /// The repository and commit it runs.
+    pub source: Option<&'a Source>,
+    /// The pipeline it runs again.
+    pub rerun_of: Option<PipelineId>,
+}
 
 impl State {
     pub(crate) fn submit_pipeline(
@@ -21,10 +30,17 @@ impl State {
         tenant: &str,
         key: Option<&str>,
         submitted: &PipelineSpec,
-        source: Option<&Source>,
+        origin: Origin<'_>,
         trace_parent: Option<&str>,
     ) -> Handled {
+        let Origin { source, rerun_of } = origin;
         validate_name("tenant", tenant, &self.limits)?;
+        if let Some(earlier) = rerun_of
+            && self.tenant_of_pipeline(earlier) != Some(tenant)
+        {
+            // Another tenant's pipeline is answered as one that does not exist.
+            return Err(Rejection::UnknownPipeline(earlier));
+        }
         if let Some(source) = source {
             source.validate(&self.limits)?;
             if self.repository(tenant, &source.repository).is_none() {
@@ -149,6 +165,7 @@ impl State {
                     .filter(|t| t.len() <= MAX_TRACE_PARENT_BYTES)
                     .map(str::to_string),
                 source: source.cloned(),
+                rerun_of,
             },
         );
         // The delivery that asked for it is remembered with its pipeline (once: a retried
@@ -216,6 +233,14 @@ impl State {
             jobs,
             duplicate: true,
         })
+    }
+
+    /// The tenant of pipeline `id`, live or archived (`None` once removed, or never given).
+    pub fn tenant_of_pipeline(&self, id: PipelineId) -> Option<&str> {
+        match self.pipelines.get(&id) {
+            Some(p) => Some(&p.tenant),
+            None => self.archive.tenant_of(id),
+        }
     }
 
     /// Refuses a job whose priority is above its tenant's ceiling (`Quota::max_priority`).

@@ -174,6 +174,7 @@ impl Harness {
                 idempotency_key: None,
                 spec,
                 source: None,
+                rerun_of: None,
             })
             .0
         {
@@ -261,6 +262,7 @@ pub fn refusal(h: &mut Harness, spec: PipelineSpec) -> SpecError {
         idempotency_key: None,
         spec,
         source: None,
+        rerun_of: None,
     }) {
         Rejection::Invalid(e) => e,
         other => panic!("expected a spec error, got {other:?}"),

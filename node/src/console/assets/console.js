@@ -161,6 +161,10 @@
         if (!r.ok) {
           const e = await r.json().catch(() => ({}));
           alert((e.error && e.error.message) || ("refused: " + r.status));
+        } else if (b.dataset.gotoPipeline) {
+          // A re-run: its page is the new pipeline's.
+          const v = await r.json().catch(() => ({}));
+          if (v.pipeline) { location.href = "/ui/pipelines/" + v.pipeline; return; }
         }
         b.disabled = false;
         refresh();

@@ -48,6 +48,7 @@ impl Fixture {
                 jobs: vec![spec],
             },
             source: None,
+            rerun_of: None,
         });
         let plan = schedule(&f.state, &SchedulerPolicy::default(), START_MS);
         assert_eq!(plan.placements.len(), 1, "{plan:?}");
