@@ -28,6 +28,10 @@ pub enum RepoCmd {
         /// The pipeline file in the repository.
         #[arg(long, default_value = ".flotilla.yml")]
         pipeline_path: String,
+        /// The forge's API root for commit statuses (default: derived from the URL; statuses
+        /// are posted with --credentials).
+        #[arg(long)]
+        status_api: Option<String>,
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -82,11 +86,12 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
             webhook_secret,
             credentials,
             pipeline_path,
+            status_api,
             tenant,
         } => {
             let body = json!({
                 "url": url, "forge": forge, "webhook_secret": webhook_secret,
-                "credentials": credentials, "pipeline_path": pipeline_path,
+                "credentials": credentials, "pipeline_path": pipeline_path, "status_api": status_api,
             });
             let v = client
                 .request(

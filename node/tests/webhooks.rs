@@ -83,7 +83,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A bare repository `app.git` under `root`, pushed to from a work tree; returns the work tree.
 fn repository(root: &Path) -> PathBuf {
-    let bare = root.join("app.git");
+    repository_at(root, "app.git")
+}
+
+/// A bare repository at `path` under `root`, pushed to from a work tree; returns the work tree.
+fn repository_at(root: &Path, path: &str) -> PathBuf {
+    let bare = root.join(path);
     std::fs::create_dir_all(&bare).unwrap();
     git(&bare, &["init", "--bare", "--quiet"]);
     git(&bare, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
@@ -463,4 +468,138 @@ async fn hostile_repositories_and_deliveries_get_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// One commit status as the receiver got it: the path, the authorization, the body.
+type Received = Vec<(String, String, Value)>;
+
+/// A forge's status API on loopback, as Gitea documents it (`POST
+/// /api/v1/repos/{owner}/{repo}/statuses/{sha}`): it answers 500 to the first `failures`
+/// requests (a forge having a bad time), then 201.
+async fn status_receiver(failures: usize) -> (String, std::sync::Arc<std::sync::Mutex<Received>>) {
+    use axum::extract::{Path as AxPath, State};
+    use axum::http::{HeaderMap, StatusCode};
+    let received: std::sync::Arc<std::sync::Mutex<Received>> = Default::default();
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/repos/{owner}/{repo}/statuses/{sha}",
+            axum::routing::post(
+                move |State((received, calls)): State<(
+                    std::sync::Arc<std::sync::Mutex<Received>>,
+                    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+                )>,
+                      AxPath((owner, repo, sha)): AxPath<(String, String, String)>,
+                      headers: HeaderMap,
+                      body: String| async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < failures {
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    received
+                        .lock()
+                        .unwrap()
+                        .push((format!("{owner}/{repo}/{sha}"), auth, body));
+                    StatusCode::CREATED
+                },
+            ),
+        )
+        .with_state((received.clone(), calls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/api/v1"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commit_statuses_reach_the_forge_as_the_final_state_says_though_it_fails_for_a_while() {
+    let root = tempfile::tempdir().unwrap();
+    let work = repository_at(root.path(), "acme/app.git");
+    let good = commit(
+        &work,
+        "good",
+        &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("hi"))],
+    );
+    let server = GitServer::start(root.path());
+    let (api, received) = status_receiver(3).await;
+    let keys = tempfile::tempdir().unwrap();
+    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
+    c.register_pool(1).await;
+    for (name, value) in [("hook", WEBHOOK_SECRET), ("token", "status-token-123")] {
+        let (s, v) = c
+            .put(1, &format!("/v1/secrets/{name}"), json!({ "value": value }))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let body = json!({ "url": server.url("acme/app.git"), "forge": "gitea", "webhook_secret": "hook",
+                       "credentials": "token", "status_api": api });
+    let (s, v) = c.put(1, "/v1/repos/app", body).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = c.get(1, "/v1/repos/app").await;
+    assert_eq!(v["reports_statuses"], true, "{v}");
+
+    let push = |commit: &str| json!({ "ref": "refs/heads/main", "after": commit, "pusher": { "login": "ada" } });
+    let (s, v) = deliver(&c, 2, "app", Forge::Gitea, "push", "gt-1", &push(&good)).await;
+    assert_eq!(s, 201, "{v}");
+    let first = v["pipeline"].as_u64().unwrap();
+    finished_logs(&c, job_of(&c, first).await).await;
+
+    // A commit whose job fails: its status says so.
+    let bad = commit(&work, "bad", &[("greeting.txt", None)]);
+    let (s, v) = deliver(&c, 3, "app", Forge::Gitea, "push", "gt-2", &push(&bad)).await;
+    assert_eq!(s, 201, "{v}");
+
+    let final_state = |sha: &str| {
+        let received = received.lock().unwrap();
+        received
+            .iter()
+            .rev()
+            .find(|(path, _, _)| path == &format!("acme/app/{sha}"))
+            .map(|(_, auth, body)| (auth.clone(), body.clone()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = [(&good, "success"), (&bad, "failure")]
+            .iter()
+            .all(|(sha, state)| final_state(sha).is_some_and(|(_, b)| b["state"] == *state));
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the statuses never arrived: {:?}\n{}",
+            received.lock().unwrap(),
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (auth, body) = final_state(&good).unwrap();
+    assert_eq!(auth, "token status-token-123");
+    assert_eq!(body["context"], "flotilla/ci");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("pipeline {first}")),
+        "{body}"
+    );
+    // Every status a commit was sent is a state its pipeline was in, in order: never a
+    // settled state followed by "pending".
+    for sha in [&good, &bad] {
+        let states: Vec<String> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == &format!("acme/app/{sha}"))
+            .map(|(_, _, b)| b["state"].as_str().unwrap().to_string())
+            .collect();
+        let settled_at = states.iter().position(|s| s != "pending").unwrap();
+        assert!(states[settled_at..].iter().all(|s| s != "pending"), "{states:?}");
+    }
+    drop(server);
 }

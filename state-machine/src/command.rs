@@ -261,6 +261,12 @@ pub enum Command {
         tenant: String,
         name: String,
     },
+    /// The leader posted `state` as the commit status of `pipeline` (`status_outbox.rs`):
+    /// clears what it owes if that is still the state owed.
+    StatusReported {
+        pipeline: PipelineId,
+        state: crate::PipelineState,
+    },
     /// Records a webhook delivery that started nothing (ignored, or failed before a pipeline
     /// could be submitted), once per delivery id. A delivery that starts a pipeline is
     /// recorded by its `SubmitPipeline`.
@@ -335,6 +341,7 @@ impl Command {
             Command::PutRepository { .. } => "put_repository",
             Command::RemoveRepository { .. } => "remove_repository",
             Command::RecordDelivery { .. } => "record_delivery",
+            Command::StatusReported { .. } => "status_reported",
         }
     }
 }

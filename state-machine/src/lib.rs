@@ -36,6 +36,7 @@ pub mod source;
 mod spec;
 mod state;
 mod state_index;
+pub mod status_outbox;
 mod tenant;
 mod tenant_names;
 mod token;

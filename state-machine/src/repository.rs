@@ -76,6 +76,11 @@ pub struct RepositorySpec {
     /// HTTP basic authentication, which GitHub, GitLab and Gitea all accept); `None`: public.
     #[serde(default)]
     pub credentials: Option<String>,
+    /// The forge's API root to report commit statuses to (`https://api.github.com`,
+    /// `https://gitlab.example/api/v4`, `https://gitea.example/api/v1`); `None`: derived from
+    /// `url` where it can be (`status_api_root`). Statuses are posted with `credentials`.
+    #[serde(default)]
+    pub status_api: Option<String>,
 }
 
 fn default_pipeline_path() -> String {
@@ -92,7 +97,56 @@ impl RepositorySpec {
         if let Some(c) = &self.credentials {
             validate_name("credentials", c, limits)?;
         }
+        if let Some(api) = &self.status_api {
+            validate_url(api).map_err(|e| match e {
+                SpecError::Conflict { reason, .. } => invalid("status_api", reason),
+                SpecError::TooLong { len, max, .. } => SpecError::TooLong {
+                    field: "status_api".into(),
+                    len,
+                    max,
+                },
+                other => other,
+            })?;
+            if api.starts_with("git://") {
+                return Err(invalid("status_api", "must start with https:// or http://"));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether pipelines of it report commit statuses: a forge with a status API, an API
+    /// root to post to, and a token to post with.
+    pub fn reports_statuses(&self) -> bool {
+        self.forge != Forge::Git && self.credentials.is_some() && self.status_api_root().is_some()
+    }
+
+    /// The API root statuses go to: `status_api`, else what the forge's own hosting uses for
+    /// an `https://` or `http://` URL (GitHub's API host for github.com, `<host>/api/v3` for
+    /// GitHub Enterprise, `<host>/api/v4` for GitLab, `<host>/api/v1` for Gitea).
+    pub fn status_api_root(&self) -> Option<String> {
+        if let Some(api) = &self.status_api {
+            return Some(api.trim_end_matches('/').to_string());
+        }
+        let (scheme, rest) = self.url.split_once("://")?;
+        if !matches!(scheme, "https" | "http") {
+            return None;
+        }
+        let host = rest.split('/').next()?;
+        Some(match (self.forge, host) {
+            (Forge::Github, "github.com") => "https://api.github.com".to_string(),
+            (Forge::Github, _) => format!("{scheme}://{host}/api/v3"),
+            (Forge::Gitlab, _) => format!("{scheme}://{host}/api/v4"),
+            (Forge::Gitea, _) => format!("{scheme}://{host}/api/v1"),
+            (Forge::Git, _) => return None,
+        })
+    }
+
+    /// The repository's path on its forge (`acme/app` of `https://host/acme/app.git`).
+    pub fn project_path(&self) -> Option<&str> {
+        let (_, rest) = self.url.split_once("://")?;
+        let path = rest.split_once('/')?.1.trim_end_matches('/');
+        let path = path.strip_suffix(".git").unwrap_or(path);
+        (!path.is_empty()).then_some(path)
     }
 
     /// The secrets it names, as `(field, secret name)`.
@@ -264,6 +318,7 @@ mod tests {
             pipeline_path: path.into(),
             webhook_secret: "hook".into(),
             credentials: None,
+            status_api: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub struct State {
     pub(crate) archive: crate::Archive,
     /// Source repositories by `(tenant, name)` (`repository.rs`).
     pub(crate) repositories: BTreeMap<(String, String), crate::Repository>,
+    /// Commit statuses owed to forges (`status_outbox.rs`).
+    pub(crate) statuses: crate::status_outbox::StatusOutbox,
 }
 
 impl State {
@@ -303,6 +305,9 @@ impl State {
                 repository,
                 delivery,
             } => self.record_delivery(cx, tenant, repository, delivery),
+            Command::StatusReported { pipeline, state } => Ok(Response::Done {
+                changed: self.statuses.reported(*pipeline, *state),
+            }),
             Command::Batch { .. } => Err(crate::Rejection::NotBatchable {
                 kind: command.kind().to_string(),
             }),
@@ -314,6 +319,11 @@ impl State {
     /// Last event acknowledged by the external event stream (NATS), if any.
     pub fn events_published_through(&self) -> Option<EventId> {
         self.events_published_through
+    }
+
+    /// Commit statuses owed to forges.
+    pub fn statuses(&self) -> &crate::status_outbox::StatusOutbox {
+        &self.statuses
     }
 
     /// Retention policies, settled pipelines and the record of removals.

@@ -34,6 +34,7 @@ fn repo(name: &str) -> RepositorySpec {
         pipeline_path: ".flotilla.yml".into(),
         webhook_secret: "hook".into(),
         credentials: None,
+        status_api: None,
     }
 }
 
@@ -206,4 +207,56 @@ fn a_tenant_has_a_bounded_number_of_repositories() {
     assert!(matches!(r, Rejection::TooManyRepositories { max, .. } if max == repository::MAX_REPOSITORIES_PER_TENANT));
     // Replacing one that exists is still allowed.
     h.ok(put("acme", repo("r0")));
+}
+
+#[test]
+fn a_pipeline_from_a_reporting_repository_owes_its_commit_each_state_until_reported() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("acme", "hook"));
+    h.ok(secret("acme", "token"));
+    // Without a token nothing is owed.
+    h.ok(put("acme", repo("quiet")));
+    h.ok(submit("acme", None, from("quiet", None)));
+    assert!(h.state.statuses().is_empty());
+
+    let mut reporting = repo("app");
+    reporting.credentials = Some("token".into());
+    assert!(reporting.reports_statuses());
+    assert_eq!(
+        reporting.status_api_root().as_deref(),
+        Some("https://git.example/api/v3")
+    );
+    assert_eq!(reporting.project_path(), Some("acme/app"));
+    h.ok(put("acme", reporting));
+    let (r, _) = h.run(submit("acme", None, from("app", None)));
+    let Response::Submitted { pipeline, jobs, .. } = r else {
+        panic!("{r:?}")
+    };
+    let owed = |h: &Harness| {
+        h.state
+            .statuses()
+            .due_after(None, 10)
+            .map(|(p, d)| (p, d.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(owed(&h), [(pipeline, PipelineState::Running)]);
+
+    h.schedule();
+    h.finish(jobs[0].id, 2);
+    assert_eq!(
+        owed(&h),
+        [(pipeline, PipelineState::Failed)],
+        "the final state replaces the running one"
+    );
+    // A report of the state owed before changes nothing; the final one clears it.
+    let reported = |state| Command::StatusReported { pipeline, state };
+    assert_eq!(
+        h.run(reported(PipelineState::Running)).0,
+        Response::Done { changed: false }
+    );
+    assert_eq!(
+        h.run(reported(PipelineState::Failed)).0,
+        Response::Done { changed: true }
+    );
+    assert!(h.state.statuses().is_empty());
 }

@@ -389,8 +389,11 @@ pub struct RepositoryDoc {
     pipeline_path: Option<String>,
     /// The name of the tenant secret holding the webhook's shared secret.
     webhook_secret: String,
-    /// The name of the tenant secret holding a token to fetch with.
+    /// The name of the tenant secret holding a token to fetch with and to post commit
+    /// statuses with.
     credentials: Option<String>,
+    /// The forge's API root for commit statuses; default derived from `url`.
+    status_api: Option<String>,
 }
 
 /// What `POST /v1/pipelines/{id}/rerun` runs again.

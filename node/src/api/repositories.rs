@@ -27,6 +27,8 @@ pub struct RepositoryRequest {
     pub webhook_secret: String,
     #[serde(default)]
     pub credentials: Option<String>,
+    #[serde(default)]
+    pub status_api: Option<String>,
 }
 
 /// What to run by hand: a branch, a tag, a full ref, or a commit (with the ref it is on).
@@ -68,6 +70,8 @@ pub fn view(repo: &Repository, with_deliveries: bool) -> Value {
         "pipeline_path": repo.spec.pipeline_path,
         "webhook_secret": repo.spec.webhook_secret,
         "credentials": repo.spec.credentials,
+        "status_api": repo.spec.status_api_root(),
+        "reports_statuses": repo.spec.reports_statuses(),
         "webhook_path": format!("/v1/hooks/{}/{}", repo.tenant, repo.spec.name),
         "created_at_ms": repo.created_at_ms,
         "updated_at_ms": repo.updated_at_ms,
@@ -147,6 +151,7 @@ pub async fn put(
             .unwrap_or_else(|| flotilla_state_machine::repository::DEFAULT_PIPELINE_PATH.to_string()),
         webhook_secret: req.webhook_secret,
         credentials: req.credentials,
+        status_api: req.status_api,
     };
     let command = Command::PutRepository {
         tenant: tenant.clone(),

@@ -34,4 +34,7 @@ pub enum LeaderError {
     /// it is tried again a few seconds later.
     #[error("{0}")]
     Checkout(String),
+    /// Commit statuses could not be posted from this node.
+    #[error("{0}")]
+    Statuses(String),
 }

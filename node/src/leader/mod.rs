@@ -26,6 +26,7 @@ mod placement;
 mod reconcile;
 pub mod report_batcher;
 mod retention;
+mod statuses;
 
 pub use error::LeaderError;
 pub use leadership::Leadership;
@@ -129,6 +130,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         placement_loop(&context, stop.clone()),
         drive_loop(&context, stop.clone()),
         retention_loop(&context, stop.clone()),
+        status_loop(&context, stop.clone()),
         batch_loop.run(&proposer, &metrics, stop)
     );
 }
@@ -196,6 +198,22 @@ async fn retention_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>
     })
     .await
 }
+
+/// Every second: post the commit statuses owed to forges (`statuses.rs`).
+async fn status_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
+    let pauses = statuses::ForgePauses::default();
+    let pauses = &pauses;
+    every_interval(context, STATUS_INTERVAL_MS, stop, |term| async move {
+        match context.report_statuses(term, pauses).await {
+            Ok(_) | Err(LeaderError::Deposed { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "reporting commit statuses"),
+        }
+    })
+    .await
+}
+
+/// How often the leader posts owed commit statuses.
+const STATUS_INTERVAL_MS: u64 = 1_000;
 
 /// Every tick: drive each assignment's worker, remove orphans, follow measured capacity.
 async fn drive_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {

@@ -10,6 +10,7 @@
 
 pub mod forge;
 pub mod git;
+pub mod status;
 
 use crate::secrets::{Keyring, SealedSecrets};
 use flotilla_state_machine::{Repository, State};

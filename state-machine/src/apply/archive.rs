@@ -17,6 +17,10 @@ impl State {
                 continue;
             };
             self.index.pipeline_removed(&p.tenant, p.state, id);
+            if let Some(source) = &p.source {
+                let repo = self.repositories.get(&(p.tenant.clone(), source.repository.clone()));
+                self.statuses.owe(id, &p.name, &p.tenant, source, repo, p.state);
+            }
             let mut jobs = Vec::with_capacity(p.jobs.len());
             let (mut output_bytes, mut succeeded, mut failed) = (0u64, 0u32, 0u32);
             for job in &p.jobs {

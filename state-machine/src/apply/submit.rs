@@ -168,6 +168,11 @@ impl State {
                 rerun_of,
             },
         );
+        if let Some(source) = source {
+            let repo = self.repositories.get(&(tenant.to_string(), source.repository.clone()));
+            self.statuses
+                .owe(pipeline_id, &spec.name, tenant, source, repo, PipelineState::Running);
+        }
         // The delivery that asked for it is remembered with its pipeline (once: a retried
         // delivery is a repeated key, answered above).
         if let Some((source, delivery)) = source.and_then(|s| Some((s, s.delivery.as_ref()?))) {
