@@ -83,7 +83,7 @@ pub enum Command {
         spec: PipelineSpec,
         /// The repository and commit it runs, when it comes from source (a webhook, a
         /// schedule, `flotilla repo run`); its delivery, if any, is recorded on the repository.
-        source: Option<Source>,
+        source: Option<Box<Source>>,
         /// The pipeline this one runs again (same spec and source, or only its failed jobs
         /// and what depends on them): a pipeline of the same tenant.
         rerun_of: Option<PipelineId>,

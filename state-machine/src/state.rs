@@ -225,7 +225,7 @@ impl State {
                 rerun_of,
             } => {
                 let origin = crate::apply::Origin {
-                    source: source.as_ref(),
+                    source: source.as_deref(),
                     rerun_of: *rerun_of,
                 };
                 self.submit_pipeline(cx, tenant, idempotency_key.as_deref(), spec, origin, trace_parent)

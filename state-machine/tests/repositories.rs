@@ -62,7 +62,7 @@ fn submit(tenant: &str, key: Option<&str>, source: Source) -> Command {
         tenant: tenant.into(),
         idempotency_key: key.map(str::to_string),
         spec: pipeline("ci", vec![job("build", &[])]),
-        source: Some(source),
+        source: Some(Box::new(source)),
         rerun_of: None,
     }
 }

@@ -198,7 +198,7 @@ pub(crate) async fn submit(
         tenant: repo.tenant.clone(),
         idempotency_key: key.clone(),
         spec: spec.clone(),
-        source: Some(source.clone()),
+        source: Some(Box::new(source.clone())),
         rerun_of: None,
     };
     match super::pipelines::commit_submission(app, command, key.map(|k| (k, spec))).await? {

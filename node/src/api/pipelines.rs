@@ -296,7 +296,7 @@ pub async fn rerun(
         };
         let spec = rerun_spec(&p, &jobs, scope)
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_rerunnable", e.to_string()))?;
-        (p.tenant.clone(), spec, p.source.clone())
+        (p.tenant.clone(), spec, p.source.clone().map(Box::new))
     };
     let command = Command::SubmitPipeline {
         tenant,
