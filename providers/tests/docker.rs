@@ -430,3 +430,41 @@ async fn a_secret_file_is_on_the_containers_tmpfs_and_out_of_the_steps_environme
     p.remove(&name).await.unwrap();
     assert_eq!(containers_of(&docker, &p).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_is_in_the_work_directory_before_the_first_step() {
+    let _cleanup = cleanup("checkout");
+    let (p, _docker) = provider("checkout").await;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("source.tar");
+    {
+        let mut tar = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+        for (path, data) in [
+            ("greeting.txt", &b"hello from the commit\n"[..]),
+            ("src/lib.rs", b"// code\n"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, path, data).unwrap();
+        }
+        tar.finish().unwrap();
+    }
+    let mut s = spec(31, &["cat greeting.txt", "ls src"]);
+    s.checkout = Some(archive);
+    p.create(&s).await.unwrap();
+    let name = s.name();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let out = String::from_utf8(read_all(&p, &name, 4096).await).unwrap();
+    assert_eq!(o.exit_code, Some(0), "{out}");
+    assert!(out.contains("hello from the commit") && out.contains("lib.rs"), "{out}");
+    p.remove(&name).await.unwrap();
+
+    // An archive the leader pruned meanwhile: worth another try, nothing started.
+    let mut gone = spec(32, &["true"]);
+    gone.checkout = Some(dir.path().join("pruned.tar"));
+    let e = p.create(&gone).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    p.remove(&gone.name()).await.unwrap();
+}

@@ -8,11 +8,11 @@
 //! a delivery that should have run something and could not (no pipeline file, an invalid
 //! one, a repository that could not be fetched), so a push that ran nothing says why.
 
+use super::input_body::RawBody;
 use super::{ApiError, AppState};
 use crate::source::forge::{self, Delivered, HookError, Trigger, Verdict};
 use crate::source::{WEBHOOK_SECRET, sealed};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use flotilla_state_machine::{
     Command, Delivery, DeliveryOutcome, PipelineSpec, Repository, Response as SmResponse, Source,
 };
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// The idempotency key of the pipeline a delivery starts: the repository and the forge's
 /// delivery id (hashed when together they would be longer than a key may be).
@@ -47,7 +48,7 @@ fn hook_error(e: HookError) -> ApiError {
     params(("tenant" = String, Path), ("repository" = String, Path)),
     request_body(content = String, description = "the forge's event, as it sends it (JSON)", content_type = "application/json"),
     responses((status = 201, description = "a pipeline was started"), (status = 200, description = "a repeated delivery: the pipeline it started"),
-              (status = 202, description = "recorded; nothing to run"), (status = 401, description = "bad signature", body = super::openapi::ErrorBodyDoc),
+              (status = 202, description = "recorded, nothing to run; or still fetching after 8 s (the repository's deliveries say what came of it)"), (status = 401, description = "bad signature", body = super::openapi::ErrorBodyDoc),
               (status = 404, description = "no such repository", body = super::openapi::ErrorBodyDoc),
               (status = 422, description = "no pipeline file or an invalid one (recorded)", body = super::openapi::ErrorBodyDoc),
               (status = 502, description = "the repository could not be fetched (recorded; the forge may retry)", body = super::openapi::ErrorBodyDoc),
@@ -56,7 +57,7 @@ pub async fn receive(
     State(app): State<AppState>,
     Path((tenant, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let (repo, sealed_secret) = {
         let data = app.machine.read();
@@ -109,15 +110,52 @@ pub async fn receive(
         let body = serde_json::json!({ "delivery": id, "pipeline": pipeline, "duplicate": true });
         return Ok((StatusCode::OK, Json(body)).into_response());
     }
-    match start(&app, &repo, &id, &trigger).await {
-        Ok(response) => Ok(response),
-        Err(failure) => {
-            let reason = failure.message().to_string();
-            record(&app, &repo, &id, &event, DeliveryOutcome::Failed { reason }).await?;
-            Err(failure)
+    // Fetching can take longer than a forge waits for an answer (GitHub gives up after 10 s,
+    // and a dropped request would cancel the work): the delivery is handled in a task of its
+    // own, which records its outcome whether or not anyone still waits for it.
+    let Ok(slot) = HOOKS_IN_PROGRESS.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{MAX_HOOKS_IN_PROGRESS} deliveries are being handled; retry"),
+        )
+        .retry_after(5));
+    };
+    let task_id = id.clone();
+    let handled = tokio::spawn(async move {
+        let _slot = slot;
+        match start(&app, &repo, &task_id, &trigger).await {
+            Ok(response) => Ok(response),
+            Err(failure) => {
+                let reason = failure.message().to_string();
+                record(&app, &repo, &task_id, &event, DeliveryOutcome::Failed { reason }).await?;
+                Err(failure)
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_millis(ANSWER_WITHIN_MS), handled).await {
+        Ok(Ok(answer)) => answer,
+        // The node is stopping: the delivery may be sent again.
+        Ok(Err(stopped)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "interrupted",
+            format!("handling the delivery was interrupted: {stopped}"),
+        )
+        .retry_after(1)),
+        Err(_) => {
+            let body = serde_json::json!({ "delivery": id, "accepted": "still fetching; the repository's deliveries will say what came of it" });
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
     }
 }
+
+/// Deliveries handled at once on a node (each may be fetching a repository).
+const MAX_HOOKS_IN_PROGRESS: usize = 16;
+static HOOKS_IN_PROGRESS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HOOKS_IN_PROGRESS)));
+/// How long a delivery's request waits for its outcome before it is answered 202 (forges
+/// give up at about 10 s).
+const ANSWER_WITHIN_MS: u64 = 8_000;
 
 /// Reads the pipeline file at the trigger's commit and submits it from source.
 async fn start(app: &AppState, repo: &Repository, id: &str, trigger: &Trigger) -> Result<Response, ApiError> {

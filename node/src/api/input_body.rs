@@ -60,6 +60,33 @@ pub struct SourcedBody<T> {
     pub yaml: Option<String>,
 }
 
+/// A body as sent, whatever its type (a forge's webhook delivery), within the same whole-body
+/// deadline and size limit as any other.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        bytes_in_time(req, state).await.map(RawBody)
+    }
+}
+
+/// The whole body, within `BODY_READ_TIMEOUT_MS`: a body trickled a byte at a time would
+/// otherwise hold a request slot for as long as the client likes.
+async fn bytes_in_time<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(
+        std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS),
+        Bytes::from_request(req, state),
+    )
+    .await
+    .map_err(|_| {
+        let message = format!("the body did not arrive within {BODY_READ_TIMEOUT_MS} ms");
+        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).field("body")
+    })?
+    .map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()).field("body"))
+}
+
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(Format, Bytes), ApiError> {
     let content_type = req
         .headers()
@@ -78,19 +105,7 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<(Format, B
             );
         }
     };
-    // A deadline on the whole body, not per frame: a body trickled a byte at a time would
-    // otherwise hold a request slot for as long as the client likes.
-    let bytes = tokio::time::timeout(
-        std::time::Duration::from_millis(BODY_READ_TIMEOUT_MS),
-        Bytes::from_request(req, state),
-    )
-    .await
-    .map_err(|_| {
-        let message = format!("the body did not arrive within {BODY_READ_TIMEOUT_MS} ms");
-        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).field("body")
-    })?
-    .map_err(|e| ApiError::new(e.status(), "body_rejected", e.body_text()).field("body"))?;
-    Ok((format, bytes))
+    Ok((format, bytes_in_time(req, state).await?))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for SourcedBody<T> {
