@@ -583,6 +583,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
         | CliCommand::Events(_)
         | CliCommand::Secret(_)
         | CliCommand::Repo(_)
+        | CliCommand::Schedule(_)
         | CliCommand::Login(_)
         | CliCommand::Logout => {
             unreachable!("handled in main")

@@ -78,6 +78,9 @@ pub enum CliCommand {
     /// A tenant's source repositories: registered, listed with their deliveries, run by hand.
     #[command(subcommand)]
     Repo(repos::RepoCmd),
+    /// Run a repository's pipeline file on a cron schedule.
+    #[command(subcommand)]
+    Schedule(repos::ScheduleCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -180,6 +183,7 @@ async fn main() {
                 CliCommand::Events(args) => events::run(&client, cli.output, args).await,
                 CliCommand::Secret(cmd) => secrets::run(&client, cli.output, cmd).await,
                 CliCommand::Repo(cmd) => repos::run(&client, cli.output, cmd).await,
+                CliCommand::Schedule(cmd) => repos::schedule(&client, cli.output, cmd).await,
                 other => commands::run(&client, cli.output, other).await,
             },
             Err(e) => Err(e),

@@ -1,7 +1,8 @@
 //! `flotilla repo ...`: a tenant's source repositories. `add` registers one (its webhook
 //! secret and fetch token are tenant secrets, set first with `flotilla secret set`) and
 //! prints the webhook path to give the forge; `show` lists its last deliveries and what came
-//! of each; `run` starts its pipeline file at a branch, tag or commit by hand.
+//! of each; `run` starts its pipeline file at a branch, tag or commit by hand. `flotilla
+//! schedule ...` runs a repository's pipeline file at the head of a branch on a cron schedule.
 
 use crate::client::Client;
 use crate::output::{self, Format, cell, show};
@@ -199,6 +200,119 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
                 .await?;
             show(format, &v, &|v| {
                 println!("pipeline {} runs commit {}", cell(&v["pipeline"]), cell(&v["commit"]))
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ScheduleCmd {
+    /// Run a repository's pipeline file at the head of a branch on a schedule (operator), or
+    /// change a schedule.
+    Create {
+        name: String,
+        #[arg(long)]
+        repo: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Five fields (minute hour day month weekday, as crontab) or six (seconds first), UTC.
+        #[arg(long)]
+        cron: String,
+        /// Times missed while the cluster had no leader: skip (default) or run-once.
+        #[arg(long, default_value = "skip")]
+        missed: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The schedules of your tenants, with their next due time and what came of the last.
+    List,
+    /// Remove a schedule (operator).
+    Delete {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub async fn schedule(client: &Client, format: Format, cmd: &ScheduleCmd) -> anyhow::Result<()> {
+    match cmd {
+        ScheduleCmd::Create {
+            name,
+            repo,
+            branch,
+            cron,
+            missed,
+            tenant,
+        } => {
+            let missed = match missed.as_str() {
+                "skip" => "skip",
+                "run-once" | "run_once" => "run_once",
+                other => anyhow::bail!("--missed {other:?}: give skip or run-once"),
+            };
+            let body = json!({ "repository": repo, "branch": branch, "cron": cron, "missed": missed });
+            let v = client
+                .request(
+                    Method::PUT,
+                    &format!("/v1/schedules/{name}"),
+                    Some(&body),
+                    &tenant_header(tenant),
+                )
+                .await?;
+            show(format, &v, &|v| {
+                println!(
+                    "schedule {} of tenant {} is set; next due at {} ms",
+                    cell(&v["name"]),
+                    cell(&v["tenant"]),
+                    cell(&v["next_due_ms"])
+                )
+            });
+        }
+        ScheduleCmd::List => show(
+            format,
+            &client.get("/v1/schedules?consistency=linearizable").await?,
+            &|v| {
+                let rows: Vec<Vec<String>> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        let last = &s["last"];
+                        let last = if last.is_null() {
+                            "-".to_string()
+                        } else if last["pipeline"].is_null() {
+                            format!("{}: {}", cell(&last["outcome"]), cell(&last["reason"]))
+                        } else {
+                            format!("started pipeline {}", cell(&last["pipeline"]))
+                        };
+                        vec![
+                            cell(&s["tenant"]),
+                            cell(&s["name"]),
+                            format!("{}@{}", cell(&s["repository"]), cell(&s["branch"])),
+                            cell(&s["cron"]),
+                            cell(&s["next_due_ms"]),
+                            last,
+                        ]
+                    })
+                    .collect();
+                output::table(&["TENANT", "NAME", "SOURCE", "CRON", "NEXT DUE (ms)", "LAST"], &rows);
+            },
+        ),
+        ScheduleCmd::Delete { name, tenant } => {
+            let v = client
+                .request(
+                    Method::DELETE,
+                    &format!("/v1/schedules/{name}"),
+                    None,
+                    &tenant_header(tenant),
+                )
+                .await?;
+            show(format, &v, &|v| {
+                println!(
+                    "schedule {} of tenant {} is removed",
+                    cell(&v["name"]),
+                    cell(&v["tenant"])
+                )
             });
         }
     }

@@ -603,3 +603,78 @@ async fn commit_statuses_reach_the_forge_as_the_final_state_says_though_it_fails
     }
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_runs_the_branch_head_once_per_due_time() {
+    let root = tempfile::tempdir().unwrap();
+    let work = repository(root.path());
+    let head = commit(
+        &work,
+        "first",
+        &[
+            (".flotilla.yml", Some(PIPELINE_FILE)),
+            ("greeting.txt", Some("on schedule")),
+        ],
+    );
+    let server = GitServer::start(root.path());
+    let keys = tempfile::tempdir().unwrap();
+    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
+    c.register_pool(1).await;
+    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
+    assert_eq!(s, 200, "{v}");
+
+    // Clear errors first: no such repository, an expression that is not cron.
+    let (s, v) = c
+        .put(
+            1,
+            "/v1/schedules/often",
+            json!({ "repository": "app", "branch": "main", "cron": "*/2 * * * * *" }),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+    add_repo(&c, "app", &server.url("app.git"), "github").await;
+    let (s, v) = c
+        .put(
+            1,
+            "/v1/schedules/often",
+            json!({ "repository": "app", "branch": "main", "cron": "every day" }),
+        )
+        .await;
+    assert_eq!((s, v["error"]["field"].as_str()), (422, Some("cron")), "{v}");
+
+    // Every two seconds (seconds first): it fires, and each due time runs one pipeline.
+    let (s, v) = c
+        .put(
+            2,
+            "/v1/schedules/often",
+            json!({ "repository": "app", "branch": "main", "cron": "*/2 * * * * *" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let fired_twice = c
+        .wait_get(
+            1,
+            "/v1/pipelines?consistency=linearizable",
+            "the schedule fired twice",
+            |s, v| s == 200 && v["items"].as_array().is_some_and(|items| items.len() >= 2),
+        )
+        .await;
+    let (s, v) = c.delete(1, "/v1/schedules/often").await;
+    assert_eq!(s, 200, "{v}");
+    let items = fired_twice["items"].as_array().unwrap();
+    let mut keys = Vec::new();
+    for p in items {
+        assert_eq!(p["source"]["event"], "schedule", "{p}");
+        assert_eq!(
+            (p["source"]["commit"].as_str(), p["source"]["reference"].as_str()),
+            (Some(head.as_str()), Some("refs/heads/main"))
+        );
+        keys.push(p["idempotency_key"].as_str().unwrap().to_string());
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), items.len(), "one pipeline per due time: {keys:?}");
+    let logs = finished_logs(&c, items[0]["jobs"][0].as_u64().unwrap()).await;
+    assert!(logs.contains("on schedule") && logs.contains("(schedule)"), "{logs}");
+    drop(server);
+}

@@ -261,6 +261,26 @@ pub enum Command {
         tenant: String,
         name: String,
     },
+    /// Sets a schedule of `tenant` (`schedule.rs`), first due at `next_due_ms` (the node
+    /// reads it off the cron expression); a schedule of that name is replaced.
+    PutSchedule {
+        tenant: String,
+        spec: crate::schedule::ScheduleSpec,
+        next_due_ms: u64,
+    },
+    RemoveSchedule {
+        tenant: String,
+        name: String,
+    },
+    /// The leader fires a schedule's due time `due_ms` (refused unless it is the one due),
+    /// running `run` and making `next_due_ms` the next.
+    FireSchedule {
+        tenant: String,
+        name: String,
+        due_ms: u64,
+        next_due_ms: u64,
+        run: Box<ScheduledRun>,
+    },
     /// The leader posted `state` as the commit status of `pipeline` (`status_outbox.rs`):
     /// clears what it owes if that is still the state owed.
     StatusReported {
@@ -275,6 +295,17 @@ pub enum Command {
         repository: String,
         delivery: Delivery,
     },
+}
+
+/// What a fired due time does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduledRun {
+    /// Submit this pipeline file's spec at this commit of the schedule's repository.
+    Run { spec: PipelineSpec, source: Source },
+    /// Run nothing, for this reason (a missed time under `skip`).
+    Skip { reason: String },
+    /// Run nothing: reading the branch or its pipeline file failed, for this reason.
+    Fail { reason: String },
 }
 
 /// Most commands in one `Command::Batch`.
@@ -300,6 +331,8 @@ impl Command {
                 | Command::PutRepository { .. }
                 | Command::RemoveRepository { .. }
                 | Command::RecordDelivery { .. }
+                | Command::PutSchedule { .. }
+                | Command::RemoveSchedule { .. }
         )
     }
 
@@ -342,6 +375,9 @@ impl Command {
             Command::RemoveRepository { .. } => "remove_repository",
             Command::RecordDelivery { .. } => "record_delivery",
             Command::StatusReported { .. } => "status_reported",
+            Command::PutSchedule { .. } => "put_schedule",
+            Command::RemoveSchedule { .. } => "remove_schedule",
+            Command::FireSchedule { .. } => "fire_schedule",
         }
     }
 }

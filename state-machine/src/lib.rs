@@ -29,6 +29,7 @@ pub mod rerun;
 mod resources;
 mod response;
 pub mod retention;
+pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 mod session;
@@ -43,7 +44,7 @@ mod token;
 
 pub use archive::{Archive, ArchivedPipeline};
 pub use assignment::{Assignment, FencingToken};
-pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal};
+pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal, ScheduledRun};
 pub use disk::{
     ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_cancel, complete_submission,
     refuse_reused_key,

@@ -97,6 +97,16 @@ pub enum Rejection {
     SecretInUse { tenant: String, name: String, job: JobId },
     #[error("{count} secrets exist, the most there may be")]
     TooManySecrets { count: usize },
+    #[error("tenant {tenant:?} has no schedule {name:?}")]
+    UnknownSchedule { tenant: String, name: String },
+    #[error("schedule {name:?} is due at {next_due_ms} ms, not {due_ms}: that time was fired already")]
+    StaleSchedule {
+        name: String,
+        due_ms: u64,
+        next_due_ms: u64,
+    },
+    #[error("{count} schedules exist for this tenant, the most there may be ({max})")]
+    TooManySchedules { count: usize, max: usize },
     #[error("tenant {tenant:?} has no repository {name:?}")]
     UnknownRepository { tenant: String, name: String },
     #[error("{count} repositories exist here, the most there may be ({max})")]

@@ -18,6 +18,8 @@ pub enum SourceEvent {
     PullRequest,
     /// Asked for by hand (`flotilla repo run`).
     Manual,
+    /// A schedule's due time came.
+    Schedule,
 }
 
 impl SourceEvent {
@@ -27,6 +29,7 @@ impl SourceEvent {
             SourceEvent::Tag => "tag",
             SourceEvent::PullRequest => "pull_request",
             SourceEvent::Manual => "manual",
+            SourceEvent::Schedule => "schedule",
         }
     }
 }

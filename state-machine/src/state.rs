@@ -72,6 +72,8 @@ pub struct State {
     pub(crate) repositories: BTreeMap<(String, String), crate::Repository>,
     /// Commit statuses owed to forges (`status_outbox.rs`).
     pub(crate) statuses: crate::status_outbox::StatusOutbox,
+    /// Schedules by `(tenant, name)` (`schedule.rs`).
+    pub(crate) schedules: BTreeMap<(String, String), crate::schedule::Schedule>,
 }
 
 impl State {
@@ -305,6 +307,19 @@ impl State {
                 repository,
                 delivery,
             } => self.record_delivery(cx, tenant, repository, delivery),
+            Command::PutSchedule {
+                tenant,
+                spec,
+                next_due_ms,
+            } => self.put_schedule(cx, tenant, spec, *next_due_ms),
+            Command::RemoveSchedule { tenant, name } => self.remove_schedule(tenant, name),
+            Command::FireSchedule {
+                tenant,
+                name,
+                due_ms,
+                next_due_ms,
+                run,
+            } => self.fire_schedule(cx, tenant, name, *due_ms, *next_due_ms, run),
             Command::StatusReported { pipeline, state } => Ok(Response::Done {
                 changed: self.statuses.reported(*pipeline, *state),
             }),

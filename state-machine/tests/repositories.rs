@@ -260,3 +260,91 @@ fn a_pipeline_from_a_reporting_repository_owes_its_commit_each_state_until_repor
     );
     assert!(h.state.statuses().is_empty());
 }
+
+mod schedules {
+    use super::*;
+    use flotilla_state_machine::schedule::{FireOutcome, MissedPolicy, ScheduleSpec};
+
+    fn nightly() -> ScheduleSpec {
+        ScheduleSpec {
+            name: "nightly".into(),
+            repository: "app".into(),
+            branch: "main".into(),
+            cron: "0 3 * * *".into(),
+            missed: MissedPolicy::Skip,
+        }
+    }
+
+    fn fire(due_ms: u64, next_due_ms: u64, run: ScheduledRun) -> Command {
+        Command::FireSchedule {
+            tenant: "acme".into(),
+            name: "nightly".into(),
+            due_ms,
+            next_due_ms,
+            run: Box::new(run),
+        }
+    }
+
+    fn run() -> ScheduledRun {
+        let mut source = from("app", None);
+        source.event = SourceEvent::Schedule;
+        ScheduledRun::Run {
+            spec: pipeline("ci", vec![job("build", &[])]),
+            source,
+        }
+    }
+
+    #[test]
+    fn each_due_time_fires_once_and_the_schedule_moves_on() {
+        let mut h = Harness::with_pool();
+        let put = Command::PutSchedule {
+            tenant: "acme".into(),
+            spec: nightly(),
+            next_due_ms: 10_000,
+        };
+        assert!(matches!(h.rejected(put.clone()), Rejection::UnknownRepository { .. }));
+        h.ok(secret("acme", "hook"));
+        h.ok(super::put("acme", repo("app")));
+        h.ok(put);
+
+        h.ok(fire(10_000, 20_000, run()));
+        let s = h.state.schedules_of("acme").next().unwrap();
+        assert_eq!(s.next_due_ms, 20_000);
+        let Some((10_000, FireOutcome::Started { pipeline: started })) = s.last.clone() else {
+            panic!("{:?}", s.last)
+        };
+        assert_eq!(
+            h.state.pipeline(started).unwrap().source.as_ref().unwrap().event,
+            SourceEvent::Schedule
+        );
+        // A new leader that did not see the first firing fires the same time: refused.
+        assert!(matches!(
+            h.rejected(fire(10_000, 20_000, run())),
+            Rejection::StaleSchedule { .. }
+        ));
+        assert_eq!(h.state.pipelines().count(), 1);
+        // The next time must come after the one fired.
+        assert!(matches!(h.rejected(fire(20_000, 20_000, run())), Rejection::Invalid(_)));
+
+        // A missed time skipped, and a run the spec refuses: recorded, and the schedule goes on.
+        h.ok(fire(
+            20_000,
+            30_000,
+            ScheduledRun::Skip {
+                reason: "missed".into(),
+            },
+        ));
+        let bad = ScheduledRun::Run {
+            spec: pipeline("ci", vec![job("build", &["nope"])]),
+            source: from("app", None),
+        };
+        h.ok(fire(30_000, 40_000, bad));
+        let s = h.state.schedules_of("acme").next().unwrap();
+        assert!(
+            matches!(&s.last, Some((30_000, FireOutcome::Failed { reason })) if reason.contains("nope")),
+            "{:?}",
+            s.last
+        );
+        assert_eq!((s.next_due_ms, h.state.pipelines().count()), (40_000, 1));
+    }
+}

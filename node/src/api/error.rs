@@ -152,7 +152,10 @@ impl From<Rejection> for ApiError {
             | Rejection::UnknownPool(_)
             | Rejection::UnknownToken(_)
             | Rejection::UnknownSecret { .. }
-            | Rejection::UnknownRepository { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            | Rejection::UnknownRepository { .. }
+            | Rejection::UnknownSchedule { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Rejection::StaleSchedule { .. } => ApiError::new(StatusCode::CONFLICT, "stale_schedule", message),
+            Rejection::TooManySchedules { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_schedules", message),
             Rejection::IdempotencyKeyReused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)
                     .field("Idempotency-Key")

@@ -9,7 +9,7 @@ mod error;
 mod events;
 mod health;
 mod hooks;
-mod input_body;
+pub(crate) mod input_body;
 mod jobs;
 mod join;
 mod limits;
@@ -19,6 +19,7 @@ mod pools;
 pub mod records;
 mod repositories;
 mod retention;
+mod schedules;
 mod secrets;
 pub mod server;
 mod tenants;
@@ -279,6 +280,19 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Method::POST,
             post(repositories::run),
             at_least(Submitter),
+        ),
+        ("/v1/schedules", Method::GET, get(schedules::list), at_least(Viewer)),
+        (
+            "/v1/schedules/{name}",
+            Method::PUT,
+            put(schedules::put),
+            at_least(Operator),
+        ),
+        (
+            "/v1/schedules/{name}",
+            Method::DELETE,
+            delete(schedules::remove),
+            at_least(Operator),
         ),
         (
             "/v1/hooks/{tenant}/{repository}",

@@ -6,8 +6,8 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    cluster, events, health, hooks, jobs, join, limits, pipelines, pools, repositories, retention, secrets, tenants,
-    tokens,
+    cluster, events, health, hooks, jobs, join, limits, pipelines, pools, repositories, retention, schedules, secrets,
+    tenants, tokens,
 };
 use axum::Json;
 use std::collections::BTreeMap;
@@ -68,6 +68,9 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         repositories::remove,
         repositories::run,
         hooks::receive,
+        schedules::list,
+        schedules::put,
+        schedules::remove,
         health::live,
         health::ready,
         health::metrics,
@@ -91,6 +94,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         RepositoryDoc,
         RunDoc,
         RerunDoc,
+        ScheduleDoc,
         CreateJoinTokenDoc,
         LimitsDoc,
         TransferLeaderDoc
@@ -394,6 +398,20 @@ pub struct RepositoryDoc {
     credentials: Option<String>,
     /// The forge's API root for commit statuses; default derived from `url`.
     status_api: Option<String>,
+}
+
+/// A schedule's settings (`PUT /v1/schedules/{name}`).
+#[derive(ToSchema)]
+#[schema(as = Schedule)]
+#[allow(dead_code)]
+pub struct ScheduleDoc {
+    /// A repository of the tenant.
+    repository: String,
+    branch: String,
+    /// Five fields (minute hour day month weekday) or six (seconds first), UTC.
+    cron: String,
+    /// `skip` (default) or `run_once`: what to do about times missed with no leader.
+    missed: Option<String>,
 }
 
 /// What `POST /v1/pipelines/{id}/rerun` runs again.

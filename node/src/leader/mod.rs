@@ -26,6 +26,7 @@ mod placement;
 mod reconcile;
 pub mod report_batcher;
 mod retention;
+mod schedules;
 mod statuses;
 
 pub use error::LeaderError;
@@ -131,6 +132,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         drive_loop(&context, stop.clone()),
         retention_loop(&context, stop.clone()),
         status_loop(&context, stop.clone()),
+        schedule_loop(&context, stop.clone()),
         batch_loop.run(&proposer, &metrics, stop)
     );
 }
@@ -207,6 +209,17 @@ async fn status_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
         match context.report_statuses(term, pauses).await {
             Ok(_) | Err(LeaderError::Deposed { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "reporting commit statuses"),
+        }
+    })
+    .await
+}
+
+/// Every second: fire the schedules whose time has come (`schedules.rs`).
+async fn schedule_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
+    every_interval(context, STATUS_INTERVAL_MS, stop, |term| async move {
+        match context.fire_schedules(term).await {
+            Ok(_) | Err(LeaderError::Deposed { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "firing schedules"),
         }
     })
     .await

@@ -8,6 +8,7 @@
 //! repository's token, which never reaches a job's environment or output, and a container
 //! image without git runs repository pipelines all the same.
 
+pub mod cron;
 pub mod forge;
 pub mod git;
 pub mod status;

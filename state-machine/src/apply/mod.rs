@@ -12,6 +12,7 @@ mod plan;
 mod pools;
 mod repositories;
 mod retention;
+mod schedules;
 mod secrets;
 mod settings;
 mod submit;

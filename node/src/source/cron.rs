@@ -1,0 +1,98 @@
+//! Cron expressions, read with the `cron` crate: five fields (minute hour day month weekday)
+//! as crontab writes them, or six with seconds first; times in UTC. And the pure decision of
+//! what a schedule does once its due time has come (`fire_plan`), tested as data.
+
+use flotilla_state_machine::schedule::MissedPolicy;
+use std::str::FromStr;
+
+/// A due time older than this when the leader sees it was missed (the cluster had no leader).
+pub const MISSED_AFTER_MS: u64 = 60_000;
+
+/// The first time `expr` names after `after_ms` (milliseconds since the epoch, UTC).
+pub fn next_after(expr: &str, after_ms: u64) -> Result<u64, String> {
+    let fields = expr.split_whitespace().count();
+    let full = match fields {
+        5 => format!("0 {expr}"),
+        6 => expr.to_string(),
+        n => {
+            return Err(format!(
+                "{n} fields: give five (minute hour day month weekday) or six (seconds first)"
+            ));
+        }
+    };
+    let schedule = cron::Schedule::from_str(&full).map_err(|e| e.to_string())?;
+    let after =
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(i64::try_from(after_ms).map_err(|e| e.to_string())?)
+            .ok_or("a time out of range")?;
+    let next = schedule.after(&after).next().ok_or("it names no time to come")?;
+    u64::try_from(next.timestamp_millis()).map_err(|e| e.to_string())
+}
+
+/// What to do about a due time: run it (on time, or once for missed ones under `run_once`),
+/// or skip it; and the next due time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirePlan {
+    pub run: bool,
+    /// Why it is skipped, when it is.
+    pub skipped: Option<String>,
+    pub next_due_ms: u64,
+}
+
+/// The plan for a schedule due at `due_ms` seen at `now_ms` (`next_of` reads the expression).
+/// Missed times are collapsed: the next due time is the first after now, so an outage of a
+/// week runs a nightly schedule once (`run_once`) or not at all (`skip`), never seven times.
+pub fn fire_plan(
+    due_ms: u64,
+    now_ms: u64,
+    missed: MissedPolicy,
+    next_of: impl Fn(u64) -> Result<u64, String>,
+) -> Result<FirePlan, String> {
+    let late = now_ms.saturating_sub(due_ms) > MISSED_AFTER_MS;
+    let next_due_ms = next_of(now_ms.max(due_ms))?;
+    Ok(match (late, missed) {
+        (true, MissedPolicy::Skip) => FirePlan {
+            run: false,
+            skipped: Some(format!(
+                "missed: due at {due_ms} ms, seen at {now_ms} ms (no leader meanwhile); the schedule skips missed times"
+            )),
+            next_due_ms,
+        },
+        _ => FirePlan {
+            run: true,
+            skipped: None,
+            next_due_ms,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR_MS: u64 = 1_767_225_600_000;
+
+    #[test]
+    fn five_and_six_field_expressions_name_their_times_in_utc() {
+        assert_eq!(next_after("0 3 * * *", NEW_YEAR_MS), Ok(NEW_YEAR_MS + 3 * 3_600_000));
+        assert_eq!(next_after("*/2 * * * * *", NEW_YEAR_MS), Ok(NEW_YEAR_MS + 2_000));
+        for bad in ["", "* * *", "61 * * * *", "not cron at all x", "* * * * * * * *"] {
+            assert!(next_after(bad, NEW_YEAR_MS).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_time_on_time_runs_and_missed_ones_run_once_or_are_skipped() {
+        let hourly = |after: u64| Ok((after / 3_600_000 + 1) * 3_600_000);
+        let due = NEW_YEAR_MS;
+        let on_time = fire_plan(due, due + 1_000, MissedPolicy::Skip, hourly).unwrap();
+        assert_eq!((on_time.run, on_time.next_due_ms), (true, due + 3_600_000));
+        // Down for a day: one run (or none), and the next time is the first to come.
+        let day_later = due + 24 * 3_600_000 + 5 * 60_000;
+        let once = fire_plan(due, day_later, MissedPolicy::RunOnce, hourly).unwrap();
+        assert_eq!((once.run, once.next_due_ms), (true, due + 25 * 3_600_000));
+        let skip = fire_plan(due, day_later, MissedPolicy::Skip, hourly).unwrap();
+        assert!(!skip.run && skip.skipped.is_some());
+        assert_eq!(skip.next_due_ms, due + 25 * 3_600_000);
+    }
+}
