@@ -584,6 +584,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
         | CliCommand::Secret(_)
         | CliCommand::Repo(_)
         | CliCommand::Schedule(_)
+        | CliCommand::Notifier(_)
         | CliCommand::Login(_)
         | CliCommand::Logout => {
             unreachable!("handled in main")

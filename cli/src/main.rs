@@ -81,6 +81,9 @@ pub enum CliCommand {
     /// Run a repository's pipeline file on a cron schedule.
     #[command(subcommand)]
     Schedule(repos::ScheduleCmd),
+    /// Signed notifications of a tenant's pipelines to URLs.
+    #[command(subcommand)]
+    Notifier(repos::NotifierCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -184,6 +187,7 @@ async fn main() {
                 CliCommand::Secret(cmd) => secrets::run(&client, cli.output, cmd).await,
                 CliCommand::Repo(cmd) => repos::run(&client, cli.output, cmd).await,
                 CliCommand::Schedule(cmd) => repos::schedule(&client, cli.output, cmd).await,
+                CliCommand::Notifier(cmd) => repos::notifier(&client, cli.output, cmd).await,
                 other => commands::run(&client, cli.output, other).await,
             },
             Err(e) => Err(e),

@@ -318,3 +318,88 @@ pub async fn schedule(client: &Client, format: Format, cmd: &ScheduleCmd) -> any
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub enum NotifierCmd {
+    /// Post a signed notification to URL when a pipeline of the tenant starts or settles
+    /// (operator); receivers verify `X-Flotilla-Signature-256` with the secret.
+    Set {
+        name: String,
+        url: String,
+        /// The tenant secret that signs each delivery.
+        #[arg(long)]
+        secret: String,
+        /// The states to hear about, comma-separated (RUNNING, SUCCEEDED, FAILED, CANCELLED);
+        /// default all.
+        #[arg(long, value_delimiter = ',')]
+        on: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// The notifiers of your tenants, and how many deliveries are owed.
+    List,
+    /// Remove a notifier (operator).
+    Delete {
+        name: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub async fn notifier(client: &Client, format: Format, cmd: &NotifierCmd) -> anyhow::Result<()> {
+    match cmd {
+        NotifierCmd::Set {
+            name,
+            url,
+            secret,
+            on,
+            tenant,
+        } => {
+            let on: Vec<String> = on.iter().map(|s| s.trim().to_uppercase()).collect();
+            let body = json!({ "url": url, "secret": secret, "on": on });
+            let v = client
+                .request(
+                    Method::PUT,
+                    &format!("/v1/notifiers/{name}"),
+                    Some(&body),
+                    &tenant_header(tenant),
+                )
+                .await?;
+            show(format, &v, &|v| {
+                println!("notifier {} of tenant {} is set", cell(&v["name"]), cell(&v["tenant"]))
+            });
+        }
+        NotifierCmd::List => show(
+            format,
+            &client.get("/v1/notifiers?consistency=linearizable").await?,
+            &|v| {
+                let rows: Vec<Vec<String>> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| vec![cell(&n["tenant"]), cell(&n["name"]), cell(&n["url"]), cell(&n["on"])])
+                    .collect();
+                output::table(&["TENANT", "NAME", "URL", "ON"], &rows);
+                println!("deliveries owed: {}", cell(&v["owed"]));
+            },
+        ),
+        NotifierCmd::Delete { name, tenant } => {
+            let v = client
+                .request(
+                    Method::DELETE,
+                    &format!("/v1/notifiers/{name}"),
+                    None,
+                    &tenant_header(tenant),
+                )
+                .await?;
+            show(format, &v, &|v| {
+                println!(
+                    "notifier {} of tenant {} is removed",
+                    cell(&v["name"]),
+                    cell(&v["tenant"])
+                )
+            });
+        }
+    }
+    Ok(())
+}

@@ -46,6 +46,8 @@ fn target(command: &Command, response: &Response) -> String {
         (Command::RecordDelivery { tenant, repository, .. }, _) => format!("{tenant}/{repository}"),
         (Command::PutSchedule { tenant, spec, .. }, _) => format!("{tenant}/{}", spec.name),
         (Command::RemoveSchedule { tenant, name }, _) => format!("{tenant}/{name}"),
+        (Command::PutNotifier { tenant, spec }, _) => format!("{tenant}/{}", spec.name),
+        (Command::RemoveNotifier { tenant, name }, _) => format!("{tenant}/{name}"),
         (Command::CreateJoinToken { .. }, _) => "join-token".to_string(),
         (Command::RedeemJoinToken { node, .. }, _) => format!("node {node}"),
         (other, _) => other.kind().to_string(),

@@ -261,6 +261,19 @@ pub enum Command {
         tenant: String,
         name: String,
     },
+    /// Sets a notifier of `tenant` (`notifier.rs`), replacing one of that name.
+    PutNotifier {
+        tenant: String,
+        spec: crate::notifier::NotifierSpec,
+    },
+    RemoveNotifier {
+        tenant: String,
+        name: String,
+    },
+    /// The leader delivered these notifications: they are no longer owed.
+    NotificationsSent {
+        keys: Vec<crate::notifier::NotificationKey>,
+    },
     /// Sets a schedule of `tenant` (`schedule.rs`), first due at `next_due_ms` (the node
     /// reads it off the cron expression); a schedule of that name is replaced.
     PutSchedule {
@@ -332,6 +345,8 @@ impl Command {
                 | Command::RemoveRepository { .. }
                 | Command::RecordDelivery { .. }
                 | Command::PutSchedule { .. }
+                | Command::PutNotifier { .. }
+                | Command::RemoveNotifier { .. }
                 | Command::RemoveSchedule { .. }
         )
     }
@@ -376,6 +391,9 @@ impl Command {
             Command::RecordDelivery { .. } => "record_delivery",
             Command::StatusReported { .. } => "status_reported",
             Command::PutSchedule { .. } => "put_schedule",
+            Command::PutNotifier { .. } => "put_notifier",
+            Command::RemoveNotifier { .. } => "remove_notifier",
+            Command::NotificationsSent { .. } => "notifications_sent",
             Command::RemoveSchedule { .. } => "remove_schedule",
             Command::FireSchedule { .. } => "fire_schedule",
         }

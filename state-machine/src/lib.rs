@@ -20,6 +20,7 @@ mod job;
 mod job_state;
 mod join_token;
 mod limits;
+pub mod notifier;
 mod pending_queue;
 mod pipeline;
 mod pool;

@@ -97,6 +97,10 @@ pub enum Rejection {
     SecretInUse { tenant: String, name: String, job: JobId },
     #[error("{count} secrets exist, the most there may be")]
     TooManySecrets { count: usize },
+    #[error("tenant {tenant:?} has no notifier {name:?}")]
+    UnknownNotifier { tenant: String, name: String },
+    #[error("{count} notifiers exist for this tenant, the most there may be ({max})")]
+    TooManyNotifiers { count: usize, max: usize },
     #[error("tenant {tenant:?} has no schedule {name:?}")]
     UnknownSchedule { tenant: String, name: String },
     #[error("schedule {name:?} is due at {next_due_ms} ms, not {due_ms}: that time was fired already")]

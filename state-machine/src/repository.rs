@@ -98,18 +98,7 @@ impl RepositorySpec {
             validate_name("credentials", c, limits)?;
         }
         if let Some(api) = &self.status_api {
-            validate_url(api).map_err(|e| match e {
-                SpecError::Conflict { reason, .. } => invalid("status_api", reason),
-                SpecError::TooLong { len, max, .. } => SpecError::TooLong {
-                    field: "status_api".into(),
-                    len,
-                    max,
-                },
-                other => other,
-            })?;
-            if api.starts_with("git://") {
-                return Err(invalid("status_api", "must start with https:// or http://"));
-            }
+            validate_http_url("status_api", api)?;
         }
         Ok(())
     }
@@ -194,6 +183,24 @@ fn validate_url(url: &str) -> Result<(), SpecError> {
             "url",
             "must not carry credentials: put the token in a tenant secret and name it in `credentials`",
         ));
+    }
+    Ok(())
+}
+
+/// An `https://` or `http://` URL with a host and no credentials (a notifier's, a status
+/// API's), named as `field` in errors.
+pub(crate) fn validate_http_url(field: &str, url: &str) -> Result<(), SpecError> {
+    validate_url(url).map_err(|e| match e {
+        SpecError::Conflict { reason, .. } => invalid(field, reason),
+        SpecError::TooLong { len, max, .. } => SpecError::TooLong {
+            field: field.into(),
+            len,
+            max,
+        },
+        other => other,
+    })?;
+    if url.starts_with("git://") {
+        return Err(invalid(field, "must start with https:// or http://"));
     }
     Ok(())
 }

@@ -74,6 +74,9 @@ pub struct State {
     pub(crate) statuses: crate::status_outbox::StatusOutbox,
     /// Schedules by `(tenant, name)` (`schedule.rs`).
     pub(crate) schedules: BTreeMap<(String, String), crate::schedule::Schedule>,
+    /// Notifiers by `(tenant, name)`, and the notifications owed (`notifier.rs`).
+    pub(crate) notifiers: BTreeMap<(String, String), crate::notifier::NotifierSpec>,
+    pub(crate) notifications: crate::notifier::NotificationOutbox,
 }
 
 impl State {
@@ -307,6 +310,9 @@ impl State {
                 repository,
                 delivery,
             } => self.record_delivery(cx, tenant, repository, delivery),
+            Command::PutNotifier { tenant, spec } => self.put_notifier(tenant, spec),
+            Command::RemoveNotifier { tenant, name } => self.remove_notifier(tenant, name),
+            Command::NotificationsSent { keys } => self.notifications_sent(keys),
             Command::PutSchedule {
                 tenant,
                 spec,

@@ -348,3 +348,77 @@ mod schedules {
         assert_eq!((s.next_due_ms, h.state.pipelines().count()), (40_000, 1));
     }
 }
+
+mod notifiers {
+    use super::*;
+    use flotilla_state_machine::notifier::{NotifierSpec, delivery_id};
+
+    fn chat(on: Vec<PipelineState>) -> Command {
+        Command::PutNotifier {
+            tenant: "acme".into(),
+            spec: NotifierSpec {
+                name: "chat".into(),
+                url: "https://chat.example/hook".into(),
+                secret: "hook".into(),
+                on,
+            },
+        }
+    }
+
+    #[test]
+    fn a_tenants_notifiers_are_owed_each_state_they_hear_about_until_sent() {
+        let mut h = Harness::with_pool();
+        assert!(matches!(
+            h.rejected(chat(vec![])),
+            Rejection::Invalid(SpecError::UnknownSecret { .. })
+        ));
+        h.ok(secret("acme", "hook"));
+        h.ok(chat(vec![PipelineState::Failed, PipelineState::Succeeded]));
+        let (r, _) = h.run(Command::SubmitPipeline {
+            tenant: "acme".into(),
+            idempotency_key: None,
+            spec: pipeline("ci", vec![job("build", &[])]),
+            source: None,
+            rerun_of: None,
+        });
+        let Response::Submitted { pipeline: p, jobs, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert!(h.state.notifications().is_empty(), "it does not hear about RUNNING");
+        // Another tenant's pipeline owes acme's notifier nothing.
+        h.submit(pipeline("other", vec![job("x", &[])]));
+        h.schedule();
+        h.finish(jobs[0].id, 1);
+        let owed: Vec<String> = h.state.notifications().due(10).map(|(k, _)| delivery_id(k)).collect();
+        assert_eq!(owed, [format!("p{}-failed-chat", p.0)]);
+        let key = h.state.notifications().due(1).next().unwrap().0.clone();
+        assert_eq!(
+            h.run(Command::NotificationsSent {
+                keys: vec![key.clone()]
+            })
+            .0,
+            Response::Done { changed: true }
+        );
+        assert_eq!(
+            h.run(Command::NotificationsSent { keys: vec![key] }).0,
+            Response::Done { changed: false }
+        );
+        assert!(h.state.notifications().is_empty());
+    }
+
+    #[test]
+    fn a_notifier_needs_a_web_url() {
+        let mut h = Harness::with_pool();
+        h.ok(secret("acme", "hook"));
+        let bad = Command::PutNotifier {
+            tenant: "acme".into(),
+            spec: NotifierSpec {
+                name: "chat".into(),
+                url: "git://x/y".into(),
+                secret: "hook".into(),
+                on: vec![],
+            },
+        };
+        assert!(matches!(h.rejected(bad), Rejection::Invalid(e) if e.field() == "url"));
+    }
+}

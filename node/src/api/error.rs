@@ -153,8 +153,10 @@ impl From<Rejection> for ApiError {
             | Rejection::UnknownToken(_)
             | Rejection::UnknownSecret { .. }
             | Rejection::UnknownRepository { .. }
-            | Rejection::UnknownSchedule { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            | Rejection::UnknownSchedule { .. }
+            | Rejection::UnknownNotifier { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Rejection::StaleSchedule { .. } => ApiError::new(StatusCode::CONFLICT, "stale_schedule", message),
+            Rejection::TooManyNotifiers { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_notifiers", message),
             Rejection::TooManySchedules { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_schedules", message),
             Rejection::IdempotencyKeyReused { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message)

@@ -13,6 +13,7 @@ pub(crate) mod input_body;
 mod jobs;
 mod join;
 mod limits;
+mod notifiers;
 pub mod openapi;
 pub(crate) mod pipelines;
 mod pools;
@@ -280,6 +281,19 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Method::POST,
             post(repositories::run),
             at_least(Submitter),
+        ),
+        ("/v1/notifiers", Method::GET, get(notifiers::list), at_least(Viewer)),
+        (
+            "/v1/notifiers/{name}",
+            Method::PUT,
+            put(notifiers::put),
+            at_least(Operator),
+        ),
+        (
+            "/v1/notifiers/{name}",
+            Method::DELETE,
+            delete(notifiers::remove),
+            at_least(Operator),
         ),
         ("/v1/schedules", Method::GET, get(schedules::list), at_least(Viewer)),
         (

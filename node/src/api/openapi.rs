@@ -6,8 +6,8 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    cluster, events, health, hooks, jobs, join, limits, pipelines, pools, repositories, retention, schedules, secrets,
-    tenants, tokens,
+    cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools, repositories, retention,
+    schedules, secrets, tenants, tokens,
 };
 use axum::Json;
 use std::collections::BTreeMap;
@@ -69,6 +69,9 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         repositories::run,
         hooks::receive,
         schedules::list,
+        notifiers::list,
+        notifiers::put,
+        notifiers::remove,
         schedules::put,
         schedules::remove,
         health::live,
@@ -95,6 +98,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         RunDoc,
         RerunDoc,
         ScheduleDoc,
+        NotifierDoc,
         CreateJoinTokenDoc,
         LimitsDoc,
         TransferLeaderDoc
@@ -398,6 +402,19 @@ pub struct RepositoryDoc {
     credentials: Option<String>,
     /// The forge's API root for commit statuses; default derived from `url`.
     status_api: Option<String>,
+}
+
+/// A notifier's settings (`PUT /v1/notifiers/{name}`).
+#[derive(ToSchema)]
+#[schema(as = Notifier)]
+#[allow(dead_code)]
+pub struct NotifierDoc {
+    /// `https://` or `http://`, no credentials inside.
+    url: String,
+    /// The tenant secret that signs each delivery.
+    secret: String,
+    /// The pipeline states it hears about (`RUNNING`, `SUCCEEDED`, `FAILED`, `CANCELLED`); default all.
+    on: Option<Vec<String>>,
 }
 
 /// A schedule's settings (`PUT /v1/schedules/{name}`).

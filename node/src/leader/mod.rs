@@ -22,6 +22,7 @@ mod error;
 mod executor;
 mod fleet;
 mod leadership;
+mod notifications;
 mod placement;
 mod reconcile;
 pub mod report_batcher;
@@ -133,6 +134,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         retention_loop(&context, stop.clone()),
         status_loop(&context, stop.clone()),
         schedule_loop(&context, stop.clone()),
+        notification_loop(&context, stop.clone()),
         batch_loop.run(&proposer, &metrics, stop)
     );
 }
@@ -209,6 +211,19 @@ async fn status_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
         match context.report_statuses(term, pauses).await {
             Ok(_) | Err(LeaderError::Deposed { .. }) => {}
             Err(e) => tracing::warn!(error = %e, "reporting commit statuses"),
+        }
+    })
+    .await
+}
+
+/// Every second: deliver the notifications owed (`notifications.rs`).
+async fn notification_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
+    let pauses = statuses::ForgePauses::default();
+    let pauses = &pauses;
+    every_interval(context, STATUS_INTERVAL_MS, stop, |term| async move {
+        match context.send_notifications(term, pauses).await {
+            Ok(_) | Err(LeaderError::Deposed { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "delivering notifications"),
         }
     })
     .await

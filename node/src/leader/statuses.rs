@@ -26,7 +26,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// API roots whose pauses are remembered at most.
 const MAX_PAUSED_FORGES: usize = 1024;
 
-/// Forges that failed lately, by API root: how many times in a row, and until when they rest.
+/// Forges (or notification receivers) that failed lately, by API root (or URL): how many times in a row, and until when they rest.
 #[derive(Default)]
 pub(super) struct ForgePauses {
     pauses: Mutex<HashMap<String, (u32, Instant)>>,
@@ -35,7 +35,15 @@ pub(super) struct ForgePauses {
 }
 
 impl ForgePauses {
-    fn resting(&self, api: &str) -> bool {
+    /// The HTTP client every post uses, made the first time.
+    pub(super) fn client(&self) -> Result<reqwest::Client, LeaderError> {
+        self.client
+            .get_or_init(|| crate::source::status::forge_client(POST_TIMEOUT))
+            .clone()
+            .map_err(|e| LeaderError::Statuses(format!("an HTTP client for outgoing posts: {e}")))
+    }
+
+    pub(super) fn resting(&self, api: &str) -> bool {
         self.pauses
             .lock()
             .expect("forge pauses")
@@ -43,7 +51,7 @@ impl ForgePauses {
             .is_some_and(|(_, until)| Instant::now() < *until)
     }
 
-    fn failed(&self, api: &str) {
+    pub(super) fn failed(&self, api: &str) {
         let mut pauses = self.pauses.lock().expect("forge pauses");
         if pauses.len() >= MAX_PAUSED_FORGES && !pauses.contains_key(api) {
             let now = Instant::now();
@@ -57,7 +65,7 @@ impl ForgePauses {
         entry.1 = Instant::now() + pause;
     }
 
-    fn succeeded(&self, api: &str) {
+    pub(super) fn succeeded(&self, api: &str) {
         self.pauses.lock().expect("forge pauses").remove(api);
     }
 }
@@ -77,11 +85,7 @@ impl LeaderContext<'_> {
         if posts.is_empty() {
             return Ok(0);
         }
-        let client = pauses
-            .client
-            .get_or_init(|| crate::source::status::forge_client(POST_TIMEOUT))
-            .clone()
-            .map_err(|e| LeaderError::Statuses(format!("an HTTP client for commit statuses: {e}")))?;
+        let client = pauses.client()?;
         let reported: Vec<(PipelineId, PipelineState)> = futures::stream::iter(posts)
             .map(|post| {
                 let client = client.clone();

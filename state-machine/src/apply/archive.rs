@@ -17,6 +17,7 @@ impl State {
                 continue;
             };
             self.index.pipeline_removed(&p.tenant, p.state, id);
+            self.notify(&p, cx.now_ms);
             if let Some(source) = &p.source {
                 let repo = self.repositories.get(&(p.tenant.clone(), source.repository.clone()));
                 self.statuses.owe(id, &p.name, &p.tenant, source, repo, p.state);

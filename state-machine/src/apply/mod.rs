@@ -8,6 +8,7 @@ mod cancel;
 mod join_tokens;
 mod lifecycle;
 mod logs;
+mod notifiers;
 mod plan;
 mod pools;
 mod repositories;

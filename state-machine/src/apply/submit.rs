@@ -168,6 +168,12 @@ impl State {
                 rerun_of,
             },
         );
+        // Cloned only for a tenant with notifiers.
+        if self.notifiers_of(tenant).next().is_some()
+            && let Some(p) = self.pipelines.get(&pipeline_id).cloned()
+        {
+            self.notify(&p, cx.now_ms);
+        }
         if let Some(source) = source {
             let repo = self.repositories.get(&(tenant.to_string(), source.repository.clone()));
             self.statuses

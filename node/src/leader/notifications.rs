@@ -1,0 +1,176 @@
+//! The notification tick: posts what the state owes the tenants' notifiers
+//! (`notifier.rs`), each delivery signed with the notifier's secret
+//! (`X-Flotilla-Signature-256: sha256=<hex HMAC-SHA256 of the body>`) and named by an id the
+//! receiver deduplicates on (`X-Flotilla-Delivery`), then commits `NotificationsSent` for
+//! what was taken. A receiver that fails rests as a forge does (`statuses::ForgePauses`).
+
+use super::statuses::ForgePauses;
+use super::{LeaderContext, LeaderError};
+use crate::secrets::SealedSecrets;
+use flotilla_state_machine::notifier::{NotificationDue, NotificationKey, delivery_id};
+use flotilla_state_machine::{Command, Proposal};
+use futures::StreamExt;
+use serde_json::json;
+
+/// Notifications posted per tick / at once.
+const POST_PER_TICK: usize = 64;
+const POST_CONCURRENCY: usize = 8;
+/// The secret's label in the notifier's `SealedSecrets`.
+const SIGNING: &str = "secret";
+
+/// One delivery: where, the headers, the body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// The delivery of `key`, signed with `secret`. Pure.
+pub fn notification(url: &str, key: &NotificationKey, due: &NotificationDue, secret: &[u8]) -> Notification {
+    let id = delivery_id(key);
+    let event = format!("pipeline.{}", key.1.as_str().to_lowercase());
+    let body = json!({
+        "delivery": id, "event": event, "tenant": due.tenant, "pipeline": key.0,
+        "name": due.pipeline_name, "state": key.1, "at_ms": due.at_ms, "source": due.source,
+    })
+    .to_string();
+    let signing_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let signature = hex::encode(ring::hmac::sign(&signing_key, body.as_bytes()).as_ref());
+    Notification {
+        url: url.to_string(),
+        headers: vec![
+            ("Content-Type", "application/json".into()),
+            ("User-Agent", "flotilla".into()),
+            ("X-Flotilla-Event", event),
+            ("X-Flotilla-Delivery", id),
+            ("X-Flotilla-Signature-256", format!("sha256={signature}")),
+        ],
+        body,
+    }
+}
+
+impl LeaderContext<'_> {
+    /// Posts what is owed, in `term`. Returns how many were delivered.
+    pub(super) async fn send_notifications(&self, term: u64, pauses: &ForgePauses) -> Result<usize, LeaderError> {
+        let mut cleared: Vec<NotificationKey> = Vec::new();
+        let mut posts: Vec<(NotificationKey, Notification)> = Vec::new();
+        {
+            let data = self.machine.read();
+            let state = &data.state;
+            for (key, due) in state.notifications().due(POST_PER_TICK * 4) {
+                if posts.len() >= POST_PER_TICK {
+                    break;
+                }
+                let Some(notifier) = state.notifier(&due.tenant, &due.notifier) else {
+                    cleared.push(key.clone()); // removed: nobody to tell
+                    continue;
+                };
+                if pauses.resting(&notifier.url) {
+                    continue;
+                }
+                let held = state.secret(&due.tenant, &notifier.secret).and_then(|record| {
+                    state
+                        .data_key(&record.sealed.key_id)
+                        .map(|k| (record.clone(), k.clone()))
+                });
+                let sealed = SealedSecrets {
+                    tenant: due.tenant.clone(),
+                    uses: [(SIGNING.to_string(), (notifier.secret.clone(), held))].into(),
+                };
+                match crate::secrets::resolve(self.keyring, &sealed) {
+                    Ok(mut values) => {
+                        if let Some(secret) = values.remove(SIGNING) {
+                            let n = notification(&notifier.url, key, due, secret.expose().as_bytes());
+                            posts.push((key.clone(), n));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(notifier = %due.notifier, error = %e, "a notifier's secret cannot be opened here")
+                    }
+                }
+            }
+        }
+        let client = pauses.client()?;
+        let delivered: Vec<NotificationKey> = futures::stream::iter(posts)
+            .map(|(key, n)| {
+                let client = client.clone();
+                async move {
+                    if pauses.resting(&n.url) {
+                        return None;
+                    }
+                    let sent = n
+                        .headers
+                        .iter()
+                        .fold(client.post(&n.url), |r, (k, v)| r.header(*k, v))
+                        .body(n.body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => {
+                            pauses.succeeded(&n.url);
+                            Some(key)
+                        }
+                        other => {
+                            let why = other.map_or_else(|e| e.to_string(), |r| r.status().to_string());
+                            tracing::warn!(url = %n.url, error = %why, "delivering a notification");
+                            pauses.failed(&n.url);
+                            None
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(POST_CONCURRENCY)
+            .filter_map(|k| async move { k })
+            .collect()
+            .await;
+        let count = delivered.len();
+        cleared.extend(delivered);
+        if cleared.is_empty() {
+            return Ok(0);
+        }
+        if !self.leadership.holds(term) {
+            return Err(LeaderError::Deposed { term });
+        }
+        let command = Command::NotificationsSent { keys: cleared };
+        self.proposer
+            .commit_here(Proposal::new(self.proposer.now_ms(), command))
+            .await
+            .map_err(|source| LeaderError::Propose {
+                command: "notifications_sent",
+                source,
+            })?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_state_machine::{PipelineId, PipelineState};
+
+    #[test]
+    fn a_delivery_is_signed_over_its_body_and_named_for_deduplication() {
+        let key = (PipelineId(7), PipelineState::Failed, "chat".to_string());
+        let due = NotificationDue {
+            tenant: "acme".into(),
+            notifier: "chat".into(),
+            pipeline_name: "ci".into(),
+            at_ms: 5,
+            source: None,
+        };
+        let n = notification("https://chat.example/hook", &key, &due, b"secret-value");
+        let header = |name: &str| n.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        assert_eq!(header("X-Flotilla-Delivery").as_deref(), Some("p7-failed-chat"));
+        assert_eq!(header("X-Flotilla-Event").as_deref(), Some("pipeline.failed"));
+        let signature = header("X-Flotilla-Signature-256").unwrap();
+        let digest = hex::decode(signature.strip_prefix("sha256=").unwrap()).unwrap();
+        let signing_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"secret-value");
+        assert!(ring::hmac::verify(&signing_key, n.body.as_bytes(), &digest).is_ok());
+        let body: serde_json::Value = serde_json::from_str(&n.body).unwrap();
+        assert_eq!(
+            (body["pipeline"].as_u64(), body["state"].as_str()),
+            (Some(7), Some("FAILED"))
+        );
+    }
+}
