@@ -193,6 +193,23 @@ enum Op {
     Retention(Option<String>, Option<u64>, Option<u64>, Option<u64>),
     /// Removal of what is due, or of any ids at all, up to past the bound.
     Expire(bool, Vec<u64>),
+    /// A repository of tenant `t`: (name, URL, webhook secret, fetch token, status API).
+    Repo(String, String, String, Option<String>, Option<String>),
+    RemoveRepo(String),
+    /// A pipeline from source: (repository, commit, ref, delivery, re-run of).
+    FromSource(String, String, Option<String>, Option<String>, Option<u64>),
+    /// A delivery recorded: (repository, id, reason).
+    Delivery(String, String, String),
+    /// A status reported for any pipeline id in any state.
+    StatusReported(u64, u8),
+    /// A schedule set: (name, repository, branch, cron, next due).
+    SetSchedule(String, String, String, String, u64),
+    /// A firing: (schedule, the due time or any, next due, what runs: 0 run, 1 skip, 2 fail).
+    Fire(String, Option<u64>, u64, u8),
+    /// A notifier set: (name, URL, secret, states heard).
+    Notifier(String, String, String, Vec<u8>),
+    /// Notifications cleared: the owed ones, or any keys.
+    Sent(bool, Vec<(u64, u8, String)>),
 }
 
 fn target() -> impl Strategy<Value = Target> + Clone {
@@ -260,6 +277,45 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(t, a, c, o)| Op::Retention(t, a, c, o)),
         2 => (any::<bool>(), prop_oneof![prop::collection::vec(u64x(), 0..4), Just((0..1_001).collect::<Vec<u64>>())])
             .prop_map(|(d, ids)| Op::Expire(d, ids)),
+        2 => (
+            prop_oneof![Just("app".to_string()), text()],
+            prop_oneof![Just("https://git.example/a/app.git".to_string()), Just("git://127.0.0.1/app".to_string()),
+                        Just("file:///etc".to_string()), Just("https://u:p@h/r".to_string()), text()],
+            prop_oneof![Just("db".to_string()), text()],
+            prop::option::of(prop_oneof![Just("db".to_string()), text()]),
+            prop::option::of(prop_oneof![Just("http://127.0.0.1:1/api".to_string()), text()]),
+        )
+            .prop_map(|(n, u, w, c, a)| Op::Repo(n, u, w, c, a)),
+        1 => prop_oneof![Just("app".to_string()), text()].prop_map(Op::RemoveRepo),
+        3 => (
+            prop_oneof![Just("app".to_string()), text()],
+            prop_oneof![Just("a".repeat(40)), Just("0".repeat(64)), Just("A".repeat(40)), text()],
+            prop::option::of(prop_oneof![Just("refs/heads/main".to_string()), text()]),
+            prop::option::of(prop_oneof![Just("d-1".to_string()), Just("d".repeat(200)), text()]),
+            prop::option::of(prop_oneof![Just(1u64), Just(2), u64x()]),
+        )
+            .prop_map(|(r, c, f, d, p)| Op::FromSource(r, c, f, d, p)),
+        1 => (prop_oneof![Just("app".to_string()), text()], prop_oneof![Just("d-1".to_string()), text()], prop_oneof![text(), Just("r".repeat(5000))])
+            .prop_map(|(r, i, why)| Op::Delivery(r, i, why)),
+        1 => (prop_oneof![Just(1u64), Just(2), u64x()], 0u8..4).prop_map(|(p, s)| Op::StatusReported(p, s)),
+        1 => (
+            prop_oneof![Just("s".to_string()), text()],
+            prop_oneof![Just("app".to_string()), text()],
+            prop_oneof![Just("main".to_string()), Just("a..b".to_string()), text()],
+            prop_oneof![Just("0 3 * * *".to_string()), Just("x".repeat(200)), text()],
+            u64x(),
+        )
+            .prop_map(|(n, r, b, c, d)| Op::SetSchedule(n, r, b, c, d)),
+        2 => (prop_oneof![Just("s".to_string()), text()], prop::option::of(u64x()), u64x(), 0u8..3)
+            .prop_map(|(n, d, next, k)| Op::Fire(n, d, next, k)),
+        1 => (
+            prop_oneof![Just("chat".to_string()), text()],
+            prop_oneof![Just("https://chat.example/h".to_string()), text()],
+            prop_oneof![Just("db".to_string()), text()],
+            prop::collection::vec(0u8..4, 0..6),
+        )
+            .prop_map(|(n, u, sec, on)| Op::Notifier(n, u, sec, on)),
+        1 => (any::<bool>(), prop::collection::vec((u64x(), 0u8..4, text()), 0..4)).prop_map(|(owed, keys)| Op::Sent(owed, keys)),
     ]
 }
 
@@ -481,6 +537,113 @@ fn command(state: &State, op: &Op) -> Option<Command> {
         Op::Expire(false, ids) => Command::ExpireHistory {
             pipelines: ids.iter().map(|i| PipelineId(*i)).collect(),
             outputs: ids.iter().rev().map(|i| PipelineId(*i)).collect(),
+        },
+        Op::Repo(name, url, hook, creds, api) => Command::PutRepository {
+            tenant: "t".into(),
+            spec: RepositorySpec {
+                name: name.clone(),
+                url: url.clone(),
+                forge: Forge::Github,
+                pipeline_path: ".flotilla.yml".into(),
+                webhook_secret: hook.clone(),
+                credentials: creds.clone(),
+                status_api: api.clone(),
+            },
+        },
+        Op::RemoveRepo(name) => Command::RemoveRepository {
+            tenant: "t".into(),
+            name: name.clone(),
+        },
+        Op::FromSource(repo, commit, reference, delivery, rerun_of) => Command::SubmitPipeline {
+            tenant: "t".into(),
+            idempotency_key: delivery.as_ref().map(|d| format!("hook:{d}")),
+            spec: pipeline("from-source", vec![job("a", &[])]),
+            source: Some(Box::new(Source {
+                repository: repo.clone(),
+                commit: commit.clone(),
+                reference: reference.clone(),
+                event: SourceEvent::Push,
+                author: Some("ada".into()),
+                pull_request: None,
+                delivery: delivery.clone(),
+            })),
+            rerun_of: rerun_of.map(PipelineId),
+        },
+        Op::Delivery(repo, id, reason) => Command::RecordDelivery {
+            tenant: "t".into(),
+            repository: repo.clone(),
+            delivery: Delivery {
+                id: id.clone(),
+                event: "push".into(),
+                at_ms: 0,
+                outcome: DeliveryOutcome::Failed { reason: reason.clone() },
+            },
+        },
+        Op::StatusReported(p, s) => Command::StatusReported {
+            pipeline: PipelineId(*p),
+            state: PipelineState::ALL[*s as usize % 4],
+        },
+        Op::SetSchedule(name, repo, branch, cron, next) => Command::PutSchedule {
+            tenant: "t".into(),
+            spec: flotilla_state_machine::schedule::ScheduleSpec {
+                name: name.clone(),
+                repository: repo.clone(),
+                branch: branch.clone(),
+                cron: cron.clone(),
+                missed: Default::default(),
+            },
+            next_due_ms: *next,
+        },
+        Op::Fire(name, due, next, kind) => {
+            let current = state
+                .schedules_of("t")
+                .find(|s| &s.spec.name == name)
+                .map(|s| s.next_due_ms);
+            let run = match kind {
+                0 => ScheduledRun::Run {
+                    spec: pipeline("scheduled", vec![job("a", &[])]),
+                    source: Source {
+                        repository: "app".into(),
+                        commit: "b".repeat(40),
+                        reference: Some("refs/heads/main".into()),
+                        event: SourceEvent::Schedule,
+                        author: None,
+                        pull_request: None,
+                        delivery: None,
+                    },
+                },
+                1 => ScheduledRun::Skip {
+                    reason: "missed".into(),
+                },
+                _ => ScheduledRun::Fail {
+                    reason: "x".repeat(3000),
+                },
+            };
+            Command::FireSchedule {
+                tenant: "t".into(),
+                name: name.clone(),
+                due_ms: due.or(current).unwrap_or(0),
+                next_due_ms: *next,
+                run: Box::new(run),
+            }
+        }
+        Op::Notifier(name, url, secret, on) => Command::PutNotifier {
+            tenant: "t".into(),
+            spec: flotilla_state_machine::notifier::NotifierSpec {
+                name: name.clone(),
+                url: url.clone(),
+                secret: secret.clone(),
+                on: on.iter().map(|i| PipelineState::ALL[*i as usize % 4]).collect(),
+            },
+        },
+        Op::Sent(true, _) => Command::NotificationsSent {
+            keys: state.notifications().due(3).map(|(k, _)| k.clone()).collect(),
+        },
+        Op::Sent(false, keys) => Command::NotificationsSent {
+            keys: keys
+                .iter()
+                .map(|(p, s, n)| (PipelineId(*p), PipelineState::ALL[*s as usize % 4], n.clone()))
+                .collect(),
         },
         Op::Clock(_) | Op::Resend(_) => return None,
         Op::Stamped(..) => Command::SubmitPipeline {

@@ -82,6 +82,32 @@ mod tests {
     }
 
     #[test]
+    fn any_text_is_an_answer_never_a_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(22);
+        let alphabet: Vec<char> = "0123456789*/,-?LW# abcdefghijklmnopqrstuvwxyzJANFEBMONSUN\u{0}é"
+            .chars()
+            .collect();
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..40);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let _ = next_after(&text, rng.random_range(0..u64::MAX / 2));
+        }
+        for edge in [
+            "59 59 23 31 12 *",
+            "0 0 0 29 2 *",
+            "0 0 0 31 2 *",
+            "* * * * * * 2099",
+            "0 0 0 1 1 * 1970",
+        ] {
+            let _ = next_after(edge, NEW_YEAR_MS);
+            let _ = next_after(edge, u64::MAX);
+        }
+    }
+
+    #[test]
     fn a_time_on_time_runs_and_missed_ones_run_once_or_are_skipped() {
         let hourly = |after: u64| Ok((after / 3_600_000 + 1) * 3_600_000);
         let due = NEW_YEAR_MS;
