@@ -69,6 +69,33 @@ fn tenant_header(tenant: &Option<String>) -> Vec<(&'static str, String)> {
     tenant.iter().map(|t| ("X-Flotilla-Tenant", t.clone())).collect()
 }
 
+/// `DELETE /v1/{route}/{name}` in the tenant, said as "<kind> NAME of tenant T is removed".
+async fn remove(
+    client: &Client,
+    format: Format,
+    route: &str,
+    kind: &str,
+    name: &str,
+    tenant: &Option<String>,
+) -> anyhow::Result<()> {
+    let v = client
+        .request(
+            Method::DELETE,
+            &format!("/v1/{route}/{name}"),
+            None,
+            &tenant_header(tenant),
+        )
+        .await?;
+    show(format, &v, &|v| {
+        println!(
+            "{kind} {} of tenant {} is removed",
+            cell(&v["name"]),
+            cell(&v["tenant"])
+        )
+    });
+    Ok(())
+}
+
 fn delivery_row(d: &Value) -> Vec<String> {
     let detail = if d["pipeline"].is_null() {
         cell(&d["reason"])
@@ -165,23 +192,7 @@ pub async fn run(client: &Client, format: Format, cmd: &RepoCmd) -> anyhow::Resu
                 output::table(&["DELIVERY", "EVENT", "OUTCOME", "DETAIL"], &rows);
             });
         }
-        RepoCmd::Remove { name, tenant } => {
-            let v = client
-                .request(
-                    Method::DELETE,
-                    &format!("/v1/repos/{name}"),
-                    None,
-                    &tenant_header(tenant),
-                )
-                .await?;
-            show(format, &v, &|v| {
-                println!(
-                    "repository {} of tenant {} is removed",
-                    cell(&v["name"]),
-                    cell(&v["tenant"])
-                )
-            });
-        }
+        RepoCmd::Remove { name, tenant } => remove(client, format, "repos", "repository", name, tenant).await?,
         RepoCmd::Run {
             name,
             branch,
@@ -298,23 +309,7 @@ pub async fn schedule(client: &Client, format: Format, cmd: &ScheduleCmd) -> any
                 output::table(&["TENANT", "NAME", "SOURCE", "CRON", "NEXT DUE (ms)", "LAST"], &rows);
             },
         ),
-        ScheduleCmd::Delete { name, tenant } => {
-            let v = client
-                .request(
-                    Method::DELETE,
-                    &format!("/v1/schedules/{name}"),
-                    None,
-                    &tenant_header(tenant),
-                )
-                .await?;
-            show(format, &v, &|v| {
-                println!(
-                    "schedule {} of tenant {} is removed",
-                    cell(&v["name"]),
-                    cell(&v["tenant"])
-                )
-            });
-        }
+        ScheduleCmd::Delete { name, tenant } => remove(client, format, "schedules", "schedule", name, tenant).await?,
     }
     Ok(())
 }
@@ -383,23 +378,7 @@ pub async fn notifier(client: &Client, format: Format, cmd: &NotifierCmd) -> any
                 println!("deliveries owed: {}", cell(&v["owed"]));
             },
         ),
-        NotifierCmd::Delete { name, tenant } => {
-            let v = client
-                .request(
-                    Method::DELETE,
-                    &format!("/v1/notifiers/{name}"),
-                    None,
-                    &tenant_header(tenant),
-                )
-                .await?;
-            show(format, &v, &|v| {
-                println!(
-                    "notifier {} of tenant {} is removed",
-                    cell(&v["name"]),
-                    cell(&v["tenant"])
-                )
-            });
-        }
+        NotifierCmd::Delete { name, tenant } => remove(client, format, "notifiers", "notifier", name, tenant).await?,
     }
     Ok(())
 }

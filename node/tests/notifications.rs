@@ -55,21 +55,11 @@ async fn receiver(failures: usize) -> (String, Arc<Mutex<BTreeMap<String, (Strin
     (format!("http://{addr}/hook"), got)
 }
 
-fn key_file(dir: &std::path::Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let bytes: [u8; 32] = rand::random();
-    let key = format!("fsk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let path = dir.join("secrets.key");
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_notifier_gets_each_state_it_asked_for_signed_once_though_it_fails_at_first() {
     let (url, got) = receiver(2).await;
     let keys = tempfile::tempdir().unwrap();
-    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
+    let c = Cluster::start(3, &["--secrets-key-file", &secrets_key_file(keys.path())]).await;
     c.register_pool(1).await;
     let (s, v) = c.put(1, "/v1/secrets/sign", json!({ "value": SIGNING_SECRET })).await;
     assert_eq!(s, 200, "{v}");

@@ -216,14 +216,14 @@ async fn pipeline_count(c: &Cluster) -> usize {
     v["items"].as_array().map_or(0, Vec::len)
 }
 
-fn key_file(dir: &Path) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let bytes: [u8; 32] = rand::random();
-    let key = format!("fsk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let path = dir.join("secrets.key");
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path.to_str().unwrap().to_string()
+/// `n` nodes with a key file, a process pool, and the tenant secret `hook`.
+async fn cluster_with_hook_secret(n: u64) -> (Cluster, tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    let c = Cluster::start(n, &["--secrets-key-file", &secrets_key_file(keys.path())]).await;
+    c.register_pool(1).await;
+    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
+    assert_eq!(s, 200, "{v}");
+    (c, keys)
 }
 
 async fn add_repo(c: &Cluster, name: &str, url: &str, forge: &str) {
@@ -246,11 +246,7 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
         ],
     );
     let server = GitServer::start(root.path());
-    let keys = tempfile::tempdir().unwrap();
-    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
-    c.register_pool(1).await;
-    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
-    assert_eq!(s, 200, "{v}");
+    let (c, _keys) = cluster_with_hook_secret(3).await;
     add_repo(&c, "app", &server.url("app.git"), "github").await;
 
     // A push, delivered to a follower: the pipeline file at that commit runs, with its files.
@@ -389,11 +385,7 @@ async fn gitlab_and_gitea_deliveries_run_as_their_forges_send_them() {
         ],
     );
     let server = GitServer::start(root.path());
-    let keys = tempfile::tempdir().unwrap();
-    let c = Cluster::start(1, &["--secrets-key-file", &key_file(keys.path())]).await;
-    c.register_pool(1).await;
-    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
-    assert_eq!(s, 200, "{v}");
+    let (c, _keys) = cluster_with_hook_secret(1).await;
     add_repo(&c, "on-gitlab", &server.url("app.git"), "gitlab").await;
     add_repo(&c, "on-gitea", &server.url("app.git"), "gitea").await;
 
@@ -527,20 +519,16 @@ async fn commit_statuses_reach_the_forge_as_the_final_state_says_though_it_fails
     );
     let server = GitServer::start(root.path());
     let (api, received) = status_receiver(3).await;
-    let keys = tempfile::tempdir().unwrap();
-    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
-    c.register_pool(1).await;
-    for (name, value) in [("hook", WEBHOOK_SECRET), ("token", "status-token-123")] {
-        let (s, v) = c
-            .put(1, &format!("/v1/secrets/{name}"), json!({ "value": value }))
-            .await;
-        assert_eq!(s, 200, "{v}");
-    }
+    let (c, _keys) = cluster_with_hook_secret(3).await;
+    let (s, v) = c
+        .put(1, "/v1/secrets/token", json!({ "value": "status-token-123" }))
+        .await;
+    assert_eq!(s, 200, "{v}");
     let body = json!({ "url": server.url("acme/app.git"), "forge": "gitea", "webhook_secret": "hook",
                        "credentials": "token", "status_api": api });
     let (s, v) = c.put(1, "/v1/repos/app", body).await;
     assert_eq!(s, 200, "{v}");
-    let (_, v) = c.get(1, "/v1/repos/app").await;
+    let (_, v) = c.get(1, "/v1/repos/app?consistency=linearizable").await;
     assert_eq!(v["reports_statuses"], true, "{v}");
 
     let push = |commit: &str| json!({ "ref": "refs/heads/main", "after": commit, "pusher": { "login": "ada" } });
@@ -617,11 +605,7 @@ async fn a_schedule_runs_the_branch_head_once_per_due_time() {
         ],
     );
     let server = GitServer::start(root.path());
-    let keys = tempfile::tempdir().unwrap();
-    let c = Cluster::start(3, &["--secrets-key-file", &key_file(keys.path())]).await;
-    c.register_pool(1).await;
-    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": WEBHOOK_SECRET })).await;
-    assert_eq!(s, 200, "{v}");
+    let (c, _keys) = cluster_with_hook_secret(3).await;
 
     // Clear errors first: no such repository, an expression that is not cron.
     let (s, v) = c

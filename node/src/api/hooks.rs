@@ -59,6 +59,11 @@ pub async fn receive(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    // A repository this node does not know may be one it has yet to apply (it was just
+    // registered through another node): asked again after the leader's read index.
+    if app.machine.read().state.repository(&tenant, &name).is_none() {
+        app.read_barrier(Some("linearizable")).await?;
+    }
     let (repo, sealed_secret) = {
         let data = app.machine.read();
         let repo = data

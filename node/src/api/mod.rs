@@ -562,6 +562,20 @@ pub async fn read_one(
     render(&data.state, disk, applied)?.ok_or_else(|| missing(&data.state, disk))
 }
 
+/// Removes the thing named `name` of the caller's tenant (a repository, a schedule, a
+/// notifier) with the command `command(tenant, name)` makes; answers what it removed.
+pub(crate) async fn remove_named(
+    app: &AppState,
+    scope: &crate::auth::TenantScope,
+    headers: &axum::http::HeaderMap,
+    name: String,
+    command: impl FnOnce(String, String) -> flotilla_state_machine::Command,
+) -> Result<Response, ApiError> {
+    let tenant = scope.submission_tenant(pipelines::header(headers, crate::auth::scope::TENANT_HEADER)?)?;
+    done(app.proposer.commit(command(tenant.clone(), name.clone())).await?)?;
+    Ok(axum::Json(serde_json::json!({ "tenant": tenant, "name": name, "removed": true })).into_response())
+}
+
 /// Parses a numeric id from the path, with a JSON error on failure.
 pub fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim_start_matches(['p', 'j'])

@@ -175,13 +175,11 @@ pub async fn remove(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = scope.submission_tenant(header(&headers, TENANT_HEADER)?)?;
-    let command = Command::RemoveRepository {
-        tenant: tenant.clone(),
-        name: name.clone(),
-    };
-    super::done(app.proposer.commit(command).await?)?;
-    Ok(Json(json!({ "tenant": tenant, "name": name, "removed": true })).into_response())
+    super::remove_named(&app, &scope, &headers, name, |tenant, name| Command::RemoveRepository {
+        tenant,
+        name,
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/repos/{name}/run", tag = "repositories", params(("name" = String, Path),

@@ -122,11 +122,9 @@ pub async fn remove(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let tenant = scope.submission_tenant(header(&headers, TENANT_HEADER)?)?;
-    let command = Command::RemoveSchedule {
-        tenant: tenant.clone(),
-        name: name.clone(),
-    };
-    super::done(app.proposer.commit(command).await?)?;
-    Ok(Json(json!({ "tenant": tenant, "name": name, "removed": true })).into_response())
+    super::remove_named(&app, &scope, &headers, name, |tenant, name| Command::RemoveSchedule {
+        tenant,
+        name,
+    })
+    .await
 }

@@ -732,3 +732,14 @@ pub fn job_spec(name: &str, fields: Value) -> Value {
     }
     job
 }
+
+/// A `--secrets-key-file` in `dir` holding one fresh key, mode 0600; its path.
+pub fn secrets_key_file(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes: [u8; 32] = rand::random();
+    let key = format!("fsk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let path = dir.join("secrets.key");
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.to_str().unwrap().to_string()
+}
