@@ -662,3 +662,73 @@ async fn a_schedule_runs_the_branch_head_once_per_due_time() {
     assert!(logs.contains("on schedule") && logs.contains("(schedule)"), "{logs}");
     drop(server);
 }
+
+/// The due times a schedule fired, from its pipelines' idempotency keys
+/// (`schedule:<name>:<due ms>`), in order; and how many pipelines it made.
+async fn fired_due_times(c: &Cluster, node: u64, name: &str) -> (Vec<u64>, usize) {
+    let (s, v) = c.get(node, "/v1/pipelines?consistency=linearizable&limit=1000").await;
+    assert_eq!(s, 200, "{v}");
+    let prefix = format!("schedule:{name}:");
+    let mut due: Vec<u64> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["idempotency_key"].as_str()?.strip_prefix(&prefix)?.parse().ok())
+        .collect();
+    let made = due.len();
+    due.sort_unstable();
+    due.dedup();
+    (due, made)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_fires_each_due_time_once_though_its_leader_is_killed() {
+    let root = tempfile::tempdir().unwrap();
+    let work = repository(root.path());
+    commit(
+        &work,
+        "first",
+        &[(".flotilla.yml", Some(PIPELINE_FILE)), ("greeting.txt", Some("hi"))],
+    );
+    let server = GitServer::start(root.path());
+    let (mut c, _keys) = cluster_with_hook_secret(3).await;
+    add_repo(&c, "app", &server.url("app.git"), "github").await;
+    let every_two_seconds = json!({ "repository": "app", "branch": "main", "cron": "*/2 * * * * *" });
+    let (s, v) = c.put(1, "/v1/schedules/often", every_two_seconds).await;
+    assert_eq!(s, 200, "{v}");
+
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let survivors: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    let reader = survivors[0];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fired_due_times(&c, reader, "often").await.0.len() < 2 {
+        assert!(Instant::now() < deadline, "the schedule never fired\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The leader dies between firings; a survivor takes over the schedule.
+    c.node_mut(leader).kill9();
+    c.wait_leader_among(&survivors).await;
+    let before = fired_due_times(&c, reader, "often").await.0.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fired_due_times(&c, reader, "often").await.0.len() < before + 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the schedule stopped after the leader died\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, v) = c.delete(reader, "/v1/schedules/often").await;
+    assert_eq!(s, 200, "{v}");
+
+    // The checker: no due time ran twice, and none between the first and the last was lost
+    // (the ones the leader change delayed ran late, each in turn).
+    let (due, made) = fired_due_times(&c, reader, "often").await;
+    assert_eq!(made, due.len(), "a due time ran twice: {due:?}");
+    let gaps: Vec<u64> = due.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g == 2_000),
+        "a due time was lost: {due:?} (gaps {gaps:?})"
+    );
+    drop(server);
+}

@@ -39,7 +39,9 @@ pub struct FirePlan {
 }
 
 /// The plan for a schedule due at `due_ms` seen at `now_ms` (`next_of` reads the expression).
-/// Missed times are collapsed: the next due time is the first after now, so an outage of a
+/// A time seen within `MISSED_AFTER_MS` runs, and the next is the one after it: times a short
+/// leader change delayed each run in turn, none lost. A time seen later was missed, and the
+/// missed ones are collapsed: the next due time is the first after now, so an outage of a
 /// week runs a nightly schedule once (`run_once`) or not at all (`skip`), never seven times.
 pub fn fire_plan(
     due_ms: u64,
@@ -48,19 +50,23 @@ pub fn fire_plan(
     next_of: impl Fn(u64) -> Result<u64, String>,
 ) -> Result<FirePlan, String> {
     let late = now_ms.saturating_sub(due_ms) > MISSED_AFTER_MS;
-    let next_due_ms = next_of(now_ms.max(due_ms))?;
     Ok(match (late, missed) {
+        (false, _) => FirePlan {
+            run: true,
+            skipped: None,
+            next_due_ms: next_of(due_ms)?,
+        },
         (true, MissedPolicy::Skip) => FirePlan {
             run: false,
             skipped: Some(format!(
                 "missed: due at {due_ms} ms, seen at {now_ms} ms (no leader meanwhile); the schedule skips missed times"
             )),
-            next_due_ms,
+            next_due_ms: next_of(now_ms)?,
         },
-        _ => FirePlan {
+        (true, MissedPolicy::RunOnce) => FirePlan {
             run: true,
             skipped: None,
-            next_due_ms,
+            next_due_ms: next_of(now_ms)?,
         },
     })
 }
@@ -113,6 +119,11 @@ mod tests {
         let due = NEW_YEAR_MS;
         let on_time = fire_plan(due, due + 1_000, MissedPolicy::Skip, hourly).unwrap();
         assert_eq!((on_time.run, on_time.next_due_ms), (true, due + 3_600_000));
+        // Seen five seconds late (a leader change): it runs, and the next time is the one after
+        // it, even though that one has come too: each runs in turn.
+        let every_two_seconds = |after: u64| Ok((after / 2_000 + 1) * 2_000);
+        let delayed = fire_plan(due, due + 5_000, MissedPolicy::Skip, every_two_seconds).unwrap();
+        assert_eq!((delayed.run, delayed.next_due_ms), (true, due + 2_000));
         // Down for a day: one run (or none), and the next time is the first to come.
         let day_later = due + 24 * 3_600_000 + 5 * 60_000;
         let once = fire_plan(due, day_later, MissedPolicy::RunOnce, hourly).unwrap();
