@@ -10,8 +10,8 @@
 
 use super::input_body::RawBody;
 use super::{ApiError, AppState};
+use crate::source::PipelineFileError;
 use crate::source::forge::{self, Delivered, HookError, Trigger, Verdict};
-use crate::source::{WEBHOOK_SECRET, sealed};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -64,32 +64,28 @@ pub async fn receive(
     if app.machine.read().state.repository(&tenant, &name).is_none() {
         app.read_barrier(Some("linearizable")).await?;
     }
-    let (repo, sealed_secret) = {
+    let (repo, secret) = {
         let data = app.machine.read();
         let repo = data
             .state
             .repository(&tenant, &name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?} has no repository {name:?}")))?;
-        let sealed_secret = sealed(&data.state, &repo, &[WEBHOOK_SECRET]);
-        (repo, sealed_secret)
-    };
-    let secret = crate::secrets::resolve(app.keyring.as_deref(), &sealed_secret)
+        let secret = crate::secrets::open_one(
+            app.keyring.as_deref(),
+            &data.state,
+            &repo.tenant,
+            &repo.spec.webhook_secret,
+        )
         .map_err(|e| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "secrets_unavailable",
                 format!("the webhook secret cannot be opened on this node: {e}"),
             )
-        })?
-        .remove(WEBHOOK_SECRET)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "secrets_unavailable",
-                "no webhook secret",
-            )
         })?;
+        (repo, secret)
+    };
     let delivered = forge::receive(repo.spec.forge, secret.expose().as_bytes(), &headers, &body).map_err(hook_error)?;
     let Delivered { id, event, verdict } = delivered;
     let trigger = match verdict {
@@ -183,50 +179,44 @@ pub(crate) async fn read_pipeline(
     repo: &Repository,
     source: &Source,
 ) -> Result<PipelineSpec, ApiError> {
-    let sealed_token = {
-        let data = app.machine.read();
-        sealed(&data.state, repo, &[crate::source::CREDENTIALS])
-    };
-    let token = crate::secrets::resolve(app.keyring.as_deref(), &sealed_token)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "secrets_unavailable",
-                format!("the fetch token cannot be opened on this node: {e}"),
-            )
-        })?
-        .remove(crate::source::CREDENTIALS);
-    let path = &repo.spec.pipeline_path;
-    let file = app
-        .sources
-        .pipeline_file(repo, token, &source.commit, source.reference.as_deref())
+    let token = fetch_token(app, repo)?;
+    app.sources
+        .read_spec(repo, token, &source.commit, source.reference.as_deref())
         .await
         .map_err(|e| {
-            let status = if e.is_transient() {
-                StatusCode::BAD_GATEWAY
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            ApiError::new(status, "fetch_failed", format!("fetching {}: {e}", repo.spec.url)).field("url")
-        })?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_pipeline_file",
-                format!("commit {} has no {path}", source.commit),
-            )
-            .field("pipeline_path")
-        })?;
-    super::input_body::parse_off_thread(file.into(), super::input_body::parse_yaml::<PipelineSpec>)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_pipeline_file",
-                format!("{path} at {}: {}", source.commit, e.message()),
-            )
-            .field("pipeline_path")
+            let message = e.to_string();
+            match e {
+                PipelineFileError::Fetch { source, .. } => {
+                    let status = if source.is_transient() {
+                        StatusCode::BAD_GATEWAY
+                    } else {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    };
+                    ApiError::new(status, "fetch_failed", message).field("url")
+                }
+                PipelineFileError::Missing { .. } => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_pipeline_file", message).field("pipeline_path")
+                }
+                PipelineFileError::Invalid { .. } => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_pipeline_file", message)
+                        .field("pipeline_path")
+                }
+            }
         })
+}
+
+/// `repo`'s fetch token, opened on this node (503 where it cannot be).
+pub(crate) fn fetch_token(
+    app: &AppState,
+    repo: &Repository,
+) -> Result<Option<flotilla_providers::SecretValue>, ApiError> {
+    crate::source::token(&app.machine.read().state, app.keyring.as_deref(), repo).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secrets_unavailable",
+            format!("the fetch token cannot be opened on this node: {e}"),
+        )
+    })
 }
 
 /// Submits `spec` from `source` as `repo`'s tenant.

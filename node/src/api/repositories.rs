@@ -242,13 +242,7 @@ pub async fn run(
 
 /// The commit `reference` of `repo` points at now.
 async fn resolve(app: &AppState, repo: &Repository, reference: &str) -> Result<String, ApiError> {
-    let sealed_token = {
-        let data = app.machine.read();
-        crate::source::sealed(&data.state, repo, &[crate::source::CREDENTIALS])
-    };
-    let token = crate::secrets::resolve(app.keyring.as_deref(), &sealed_token)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secrets_unavailable", e.to_string()))?
-        .remove(crate::source::CREDENTIALS);
+    let token = super::hooks::fetch_token(app, repo)?;
     app.sources
         .resolve(repo, token, reference)
         .await

@@ -269,7 +269,7 @@ fn checkout_of(
             repository: repo.spec.clone(),
             commit: source.commit.clone(),
             reference: source.reference.clone(),
-            credentials: crate::source::sealed(state, repo, &[crate::source::CREDENTIALS]),
+            credentials: crate::source::sealed_token(state, repo),
         },
     }))
 }

@@ -6,7 +6,6 @@
 
 use super::statuses::ForgePauses;
 use super::{LeaderContext, LeaderError};
-use crate::secrets::SealedSecrets;
 use flotilla_state_machine::notifier::{NotificationDue, NotificationKey, delivery_id};
 use flotilla_state_machine::{Command, Proposal};
 use futures::StreamExt;
@@ -15,8 +14,6 @@ use serde_json::json;
 /// Notifications posted per tick / at once.
 const POST_PER_TICK: usize = 64;
 const POST_CONCURRENCY: usize = 8;
-/// The secret's label in the notifier's `SealedSecrets`.
-const SIGNING: &str = "secret";
 
 /// One delivery: where, the headers, the body.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,21 +66,10 @@ impl LeaderContext<'_> {
                 if pauses.resting(&notifier.url) {
                     continue;
                 }
-                let held = state.secret(&due.tenant, &notifier.secret).and_then(|record| {
-                    state
-                        .data_key(&record.sealed.key_id)
-                        .map(|k| (record.clone(), k.clone()))
-                });
-                let sealed = SealedSecrets {
-                    tenant: due.tenant.clone(),
-                    uses: [(SIGNING.to_string(), (notifier.secret.clone(), held))].into(),
-                };
-                match crate::secrets::resolve(self.keyring, &sealed) {
-                    Ok(mut values) => {
-                        if let Some(secret) = values.remove(SIGNING) {
-                            let n = notification(&notifier.url, key, due, secret.expose().as_bytes());
-                            posts.push((key.clone(), n));
-                        }
+                match crate::secrets::open_one(self.keyring, state, &due.tenant, &notifier.secret) {
+                    Ok(secret) => {
+                        let n = notification(&notifier.url, key, due, secret.expose().as_bytes());
+                        posts.push((key.clone(), n));
                     }
                     Err(e) => {
                         tracing::warn!(notifier = %due.notifier, error = %e, "a notifier's secret cannot be opened here")

@@ -6,9 +6,8 @@
 
 use super::{LeaderContext, LeaderError};
 use crate::source::cron::{fire_plan, next_after};
-use crate::source::{CREDENTIALS, sealed};
 use flotilla_state_machine::schedule::Schedule;
-use flotilla_state_machine::{Command, PipelineSpec, Proposal, Repository, ScheduledRun, Source, SourceEvent};
+use flotilla_state_machine::{Command, Proposal, Repository, ScheduledRun, Source, SourceEvent};
 
 /// Schedules fired per tick at most (each may fetch a repository).
 const FIRE_PER_TICK: usize = 16;
@@ -73,12 +72,8 @@ impl LeaderContext<'_> {
 
     /// The run of `schedule`: the pipeline file at the head of its branch, or why not.
     async fn scheduled_run(&self, schedule: &Schedule, repo: &Repository) -> ScheduledRun {
-        let token = {
-            let data = self.machine.read();
-            crate::secrets::resolve(self.keyring, &sealed(&data.state, repo, &[CREDENTIALS]))
-        };
-        let token = match token {
-            Ok(mut values) => values.remove(CREDENTIALS),
+        let token = match crate::source::token(&self.machine.read().state, self.keyring, repo) {
+            Ok(token) => token,
             Err(e) => {
                 return ScheduledRun::Fail {
                     reason: format!("the fetch token: {e}"),
@@ -99,28 +94,8 @@ impl LeaderContext<'_> {
                 };
             }
         };
-        let file = match self.sources.pipeline_file(repo, token, &commit, Some(&reference)).await {
-            Ok(Some(file)) => file,
-            Ok(None) => {
-                return ScheduledRun::Fail {
-                    reason: format!("commit {commit} has no {}", repo.spec.pipeline_path),
-                };
-            }
-            Err(e) => {
-                return ScheduledRun::Fail {
-                    reason: format!("fetching {}: {e}", repo.spec.url),
-                };
-            }
-        };
-        let parsed =
-            tokio::task::spawn_blocking(move || crate::api::input_body::parse_yaml::<PipelineSpec>(&file)).await;
-        let spec = match parsed {
-            Ok(Ok(spec)) => spec,
-            Ok(Err(e)) => {
-                return ScheduledRun::Fail {
-                    reason: format!("{} at {commit}: {}", repo.spec.pipeline_path, e.message()),
-                };
-            }
+        let spec = match self.sources.read_spec(repo, token, &commit, Some(&reference)).await {
+            Ok(spec) => spec,
             Err(e) => return ScheduledRun::Fail { reason: e.to_string() },
         };
         ScheduledRun::Run {

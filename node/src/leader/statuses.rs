@@ -7,7 +7,6 @@
 
 use super::{LeaderContext, LeaderError};
 use crate::source::status::{StatusRequest, request};
-use crate::source::{CREDENTIALS, sealed};
 use flotilla_state_machine::{Command, PipelineId, PipelineState, Proposal};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -173,8 +172,8 @@ impl LeaderContext<'_> {
             if pauses.resting(&api) {
                 continue;
             }
-            let token = match crate::secrets::resolve(self.keyring, &sealed(state, repo, &[CREDENTIALS])) {
-                Ok(mut values) => values.remove(CREDENTIALS),
+            let token = match crate::source::token(state, self.keyring, repo) {
+                Ok(token) => token,
                 Err(e) => {
                     tracing::warn!(pipeline = %pipeline, error = %e, "the token of a commit status cannot be opened here");
                     continue;

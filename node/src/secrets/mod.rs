@@ -27,15 +27,21 @@ impl SealedSecrets {
     /// What `state` holds of the secrets of `tenant` that `job` uses (in its environment and
     /// as files).
     pub fn from_state(state: &State, tenant: &str, job: &JobSpec) -> SealedSecrets {
-        let uses = job
-            .secret_uses()
-            .map(|(_, var, name)| {
+        Self::named(state, tenant, job.secret_uses().map(|(_, var, name)| (var, name)))
+    }
+
+    /// What `state` holds of the secrets of `tenant` named by `uses`, each `(label, secret
+    /// name)`: a job's variables, a repository's webhook secret or token, a notifier's key.
+    pub fn named<'a>(state: &State, tenant: &str, uses: impl IntoIterator<Item = (&'a str, &'a str)>) -> SealedSecrets {
+        let uses = uses
+            .into_iter()
+            .map(|(label, name)| {
                 let held = state.secret(tenant, name).and_then(|record| {
                     state
                         .data_key(&record.sealed.key_id)
                         .map(|key| (record.clone(), key.clone()))
                 });
-                (var.to_string(), (name.to_string(), held))
+                (label.to_string(), (name.to_string(), held))
             })
             .collect();
         SealedSecrets {
@@ -67,6 +73,20 @@ impl ResolveError {
     pub fn is_transient(&self) -> bool {
         !matches!(self, ResolveError::Gone { .. })
     }
+}
+
+/// Opens the one secret `name` of `tenant` that `state` holds.
+pub fn open_one(
+    keyring: Option<&Keyring>,
+    state: &State,
+    tenant: &str,
+    name: &str,
+) -> Result<SecretValue, ResolveError> {
+    let mut values = resolve(keyring, &SealedSecrets::named(state, tenant, [("", name)]))?;
+    values.remove("").ok_or_else(|| ResolveError::Gone {
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+    })
 }
 
 /// Opens every secret of `sealed` with `keyring`: variable name to value.

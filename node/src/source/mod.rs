@@ -99,29 +99,45 @@ pub struct Sources {
     preparing: Arc<tokio::sync::Semaphore>,
 }
 
-/// The label of a repository's webhook secret and fetch token in its `SealedSecrets`.
-pub const WEBHOOK_SECRET: &str = "webhook_secret";
+/// The label of a repository's fetch token in its `SealedSecrets` (`sealed_token`).
 pub const CREDENTIALS: &str = "credentials";
 
-/// The sealed secrets `repo` names (`WEBHOOK_SECRET`, `CREDENTIALS`), as the state holds them.
-pub fn sealed(state: &State, repo: &Repository, which: &[&str]) -> SealedSecrets {
-    let uses = repo
-        .spec
-        .secret_uses()
-        .filter(|(label, _)| which.contains(label))
-        .map(|(label, name)| {
-            let held = state.secret(&repo.tenant, name).and_then(|record| {
-                state
-                    .data_key(&record.sealed.key_id)
-                    .map(|key| (record.clone(), key.clone()))
-            });
-            (label.to_string(), (name.to_string(), held))
-        })
-        .collect();
-    SealedSecrets {
-        tenant: repo.tenant.clone(),
-        uses,
-    }
+/// `repo`'s fetch token, sealed as the state holds it (empty for a repository without one),
+/// for a checkout opened later, away from the state.
+pub fn sealed_token(state: &State, repo: &Repository) -> SealedSecrets {
+    SealedSecrets::named(
+        state,
+        &repo.tenant,
+        repo.spec.credentials.as_deref().map(|name| (CREDENTIALS, name)),
+    )
+}
+
+/// `repo`'s fetch token, opened; `None` for a repository without one.
+pub fn token(
+    state: &State,
+    keyring: Option<&Keyring>,
+    repo: &Repository,
+) -> Result<Option<flotilla_providers::SecretValue>, crate::secrets::ResolveError> {
+    repo.spec
+        .credentials
+        .as_deref()
+        .map(|name| crate::secrets::open_one(keyring, state, &repo.tenant, name))
+        .transpose()
+}
+
+/// Why a repository's pipeline file at a commit could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineFileError {
+    #[error("fetching {url}: {source}")]
+    Fetch { url: String, source: GitError },
+    #[error("commit {commit} has no {path}")]
+    Missing { commit: String, path: String },
+    #[error("{path} at {commit}: {message}")]
+    Invalid {
+        commit: String,
+        path: String,
+        message: String,
+    },
 }
 
 impl Sources {
@@ -200,6 +216,36 @@ impl Sources {
         let git = self.fetch(&key, &remote, commit, reference).await?;
         git.read_file(commit, &repo.spec.pipeline_path, self.config.max_pipeline_file_bytes)
             .await
+    }
+
+    /// The pipeline file of `repo` at `commit`, fetched and parsed (on the blocking pool,
+    /// within the API's parse slots and budget, as a submitted body is).
+    pub async fn read_spec(
+        &self,
+        repo: &Repository,
+        token: Option<flotilla_providers::SecretValue>,
+        commit: &str,
+        reference: Option<&str>,
+    ) -> Result<flotilla_state_machine::PipelineSpec, PipelineFileError> {
+        let path = &repo.spec.pipeline_path;
+        let file = self
+            .pipeline_file(repo, token, commit, reference)
+            .await
+            .map_err(|source| PipelineFileError::Fetch {
+                url: repo.spec.url.clone(),
+                source,
+            })?
+            .ok_or_else(|| PipelineFileError::Missing {
+                commit: commit.to_string(),
+                path: path.clone(),
+            })?;
+        crate::api::input_body::parse_off_thread(file.into(), crate::api::input_body::parse_yaml)
+            .await
+            .map_err(|e| PipelineFileError::Invalid {
+                commit: commit.to_string(),
+                path: path.clone(),
+                message: e.message().to_string(),
+            })
     }
 
     /// The commit `reference` of `repo` points at now, if it has that ref.
