@@ -240,12 +240,8 @@ pub(crate) async fn submit(
             jobs,
             duplicate,
         } => {
-            let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-            let body = serde_json::json!({
-                "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate,
-                "delivery": source.delivery, "commit": source.commit,
-            });
-            Ok((status, Json(body)).into_response())
+            let extra = serde_json::json!({ "delivery": source.delivery, "commit": source.commit });
+            Ok(super::pipelines::submitted_answer(pipeline, &jobs, duplicate, extra))
         }
         SmResponse::Rejected(r) => {
             let e: ApiError = r.into();

@@ -83,14 +83,7 @@ pub async fn submit(
             pipeline,
             jobs,
             duplicate,
-        } => {
-            let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-            Ok((
-                status,
-                Json(serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate })),
-            )
-                .into_response())
-        }
+        } => Ok(submitted_answer(pipeline, &jobs, duplicate, serde_json::json!({}))),
         SmResponse::Rejected(r) => {
             let mut error: ApiError = r.into();
             // Matrix expansion happens in `apply`; here it only maps the error back to its line
@@ -109,6 +102,22 @@ pub async fn submit(
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// The answer to an accepted submission: 201 with the pipeline and its jobs, or 200 for an
+/// earlier one its key named; `extra`'s fields (an object) are added to the body.
+pub(crate) fn submitted_answer(
+    pipeline: PipelineId,
+    jobs: &[flotilla_state_machine::JobRef],
+    duplicate: bool,
+    extra: serde_json::Value,
+) -> Response {
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let mut body = serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate });
+    if let (serde_json::Value::Object(body), serde_json::Value::Object(extra)) = (&mut body, extra) {
+        body.extend(extra);
+    }
+    (status, Json(body)).into_response()
 }
 
 /// Commits a `SubmitPipeline` and completes its answer. A repeat of a submission whose
@@ -310,12 +319,12 @@ pub async fn rerun(
             pipeline,
             jobs,
             duplicate,
-        } => {
-            let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
-            let body =
-                serde_json::json!({ "pipeline": pipeline, "jobs": jobs, "duplicate": duplicate, "rerun_of": id });
-            Ok((status, Json(body)).into_response())
-        }
+        } => Ok(submitted_answer(
+            pipeline,
+            &jobs,
+            duplicate,
+            serde_json::json!({ "rerun_of": id }),
+        )),
         SmResponse::Rejected(r) => Err(r.into()),
         other => Err(unexpected(other)),
     }
