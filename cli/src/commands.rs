@@ -95,6 +95,11 @@ pub enum JobCmd {
     Cancel {
         id: u64,
     },
+    /// Approve a manual job (AWAITING_APPROVAL) whose needs succeeded: it runs once placed.
+    /// Takes a submitter of its tenant, or the job's `approval_role`.
+    Approve {
+        id: u64,
+    },
     /// Why the job waits: what holds it back, in the scheduler's order, and each pool's verdict.
     Why {
         id: u64,
@@ -458,6 +463,12 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 if !j["failure"].is_null() {
                     println!("failure: {}", j["failure"]);
                 }
+                if let Some(reason) = j["gate"]["skipped"]["reason"].as_str() {
+                    println!("skipped: {reason}");
+                }
+                if let Some(by) = j["gate"]["approved"]["by"].as_str() {
+                    println!("approved by {by}");
+                }
             }),
             JobCmd::List { list, pipeline } => {
                 let extra: Vec<(&str, String)> = pipeline.iter().map(|p| ("pipeline", p.to_string())).collect();
@@ -475,6 +486,10 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
             JobCmd::Cancel { id } => show(
                 &client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?,
                 &|v| println!("cancelled jobs: {}", cell(&v["cancelled"])),
+            ),
+            JobCmd::Approve { id } => show(
+                &client.post(&format!("/v1/jobs/{id}/approve"), &json!({})).await?,
+                &|v| println!("job {} approved by {}", cell(&v["approved"]), cell(&v["by"])),
             ),
             JobCmd::Why { id } => show(&client.get(&format!("/v1/jobs/{id}/why-pending")).await?, &|v| {
                 println!("{}", cell(&v["summary"]));

@@ -234,6 +234,31 @@ async fn the_console_lives_in_a_browser_through_a_node_kill() {
     );
     shot(&d, "job").await;
 
+    // A manual job approved from its page (the confirmation accepted): its state follows
+    // live, and the page says who approved it.
+    let gated =
+        json!({ "name": "gated", "jobs": [job_spec("ship", json!({ "manual": true, "steps": ["echo shipped"] }))] });
+    let (s, v) = c.post(1, "/v1/pipelines", gated).await;
+    assert_eq!(s, 201, "{v}");
+    let ship = v["jobs"][0]["id"].as_u64().unwrap();
+    d.goto(format!("{}/ui/jobs/{ship}", base(2))).await.unwrap();
+    until(
+        &d,
+        "the approve button shown",
+        "return !!document.getElementById('approve')",
+    )
+    .await;
+    eval(&d, "window.confirm = () => true; return true").await;
+    d.find(By::Id("approve")).await.unwrap().click().await.unwrap();
+    until(
+        &d,
+        "the approved job shown as succeeded",
+        "return document.getElementById('job-state').dataset.state === 'succeeded'",
+    )
+    .await;
+    let gate = eval(&d, "return document.getElementById('job-gate').textContent").await;
+    assert!(gate.as_str().unwrap().starts_with("approved by "), "{gate}");
+
     // Why pending: the tight pool runs one worker, taken by a long job.
     let hog = json!({ "name": "hog", "jobs": [job_spec("hog", json!({ "labels": { "lane": "tight" }, "steps": ["sleep 120"] }))] });
     let (s, v) = c.post(1, "/v1/pipelines", hog).await;

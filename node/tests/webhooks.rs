@@ -6,118 +6,16 @@
 //! are recorded with the reason.
 
 mod common;
+#[path = "common/git.rs"]
+mod git;
 use common::*;
 use flotilla_node::source::forge::sign;
 use flotilla_state_machine::Forge;
+use git::{GitServer, commit, repository, repository_at};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const WEBHOOK_SECRET: &str = "webhook-shared-secret-1";
-
-/// `git daemon` serving `root` on a loopback port; stopped by its PID when dropped.
-struct GitServer {
-    child: Child,
-    port: u16,
-}
-
-impl GitServer {
-    fn start(root: &Path) -> GitServer {
-        let port = free_port();
-        // The daemon itself, not `git daemon`: git would run it as a child of its own, and
-        // stopping git by its PID would leave the daemon running.
-        let exec_path = git(root, &["--exec-path"]);
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args([
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", root.display()),
-            ])
-            .arg(root)
-            .spawn()
-            .expect("git daemon starts (apt-get install git)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon never listened on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        GitServer { child, port }
-    }
-
-    fn url(&self, repo: &str) -> String {
-        format!("git://127.0.0.1:{}/{repo}", self.port)
-    }
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=Ada",
-            "-c",
-            "user.email=ada@example.test",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A bare repository `app.git` under `root`, pushed to from a work tree; returns the work tree.
-fn repository(root: &Path) -> PathBuf {
-    repository_at(root, "app.git")
-}
-
-/// A bare repository at `path` under `root`, pushed to from a work tree; returns the work tree.
-fn repository_at(root: &Path, path: &str) -> PathBuf {
-    let bare = root.join(path);
-    std::fs::create_dir_all(&bare).unwrap();
-    git(&bare, &["init", "--bare", "--quiet"]);
-    git(&bare, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
-    let work = root.join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    git(&work, &["init", "--quiet"]);
-    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-    work
-}
-
-/// Commits `files` (path, content; `None` deletes) and pushes to `main`; returns the commit.
-fn commit(work: &Path, message: &str, files: &[(&str, Option<&str>)]) -> String {
-    for (path, content) in files {
-        let full = work.join(path);
-        match content {
-            Some(text) => {
-                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-                std::fs::write(&full, text).unwrap();
-            }
-            None => {
-                let _ = std::fs::remove_file(&full);
-            }
-        }
-    }
-    git(work, &["add", "-A"]);
-    git(work, &["commit", "--quiet", "-m", message]);
-    git(work, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]);
-    git(work, &["rev-parse", "HEAD"])
-}
 
 const PIPELINE_FILE: &str = r#"name: ci
 jobs:

@@ -24,7 +24,9 @@ use std::io;
 ///    `Proposal` its `actor`.
 /// 7: `State` gained the repositories, `Pipeline` and `SubmitPipeline` a `source`; `Command`
 ///    `PutRepository`, `RemoveRepository` and `RecordDelivery`.
-pub const FORMAT_VERSION: u8 = 7;
+/// 8: `JobSpec` gained `if`, `manual` and `approval_role`; `Job` its `gate`; `JobState`
+///    AWAITING_APPROVAL and SKIPPED; `ArchivedPipeline` `skipped`; `Command` `ApproveJob`.
+pub const FORMAT_VERSION: u8 = 8;
 
 /// How many bytes the decoder may claim per input byte.
 pub const DECODE_EXPANSION: u64 = 16;

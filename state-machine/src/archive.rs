@@ -21,21 +21,27 @@ pub struct ArchivedPipeline {
     /// Its first job; its jobs are `first_job .. first_job + jobs`.
     pub first_job: JobId,
     pub jobs: u32,
-    /// How many of them succeeded and failed; the rest were cancelled.
+    /// How many of them succeeded, failed and were skipped; the rest were cancelled.
     pub succeeded: u32,
     pub failed: u32,
+    pub skipped: u32,
     /// Output its jobs hold (0 once retention removed it).
     pub output_bytes: u64,
 }
 
 impl ArchivedPipeline {
     /// Its jobs by final state (the states a settled pipeline's jobs end in).
-    pub fn job_counts(&self) -> [(JobState, u64); 3] {
-        let (s, f) = (u64::from(self.succeeded), u64::from(self.failed));
+    pub fn job_counts(&self) -> [(JobState, u64); 4] {
+        let (s, f, k) = (
+            u64::from(self.succeeded),
+            u64::from(self.failed),
+            u64::from(self.skipped),
+        );
         [
             (JobState::Succeeded, s),
             (JobState::Failed, f),
-            (JobState::Cancelled, u64::from(self.jobs).saturating_sub(s + f)),
+            (JobState::Skipped, k),
+            (JobState::Cancelled, u64::from(self.jobs).saturating_sub(s + f + k)),
         ]
     }
 
@@ -116,6 +122,7 @@ impl Archive {
             jobs: record.jobs,
             succeeded: record.succeeded,
             failed: record.failed,
+            skipped: record.skipped,
             output_bytes: record.output_bytes,
         };
         self.count(&archived, true);
@@ -163,7 +170,7 @@ impl Archive {
             && self
                 .pipelines
                 .values()
-                .all(|a| a.succeeded.saturating_add(a.failed) <= a.jobs)
+                .all(|a| a.succeeded.saturating_add(a.failed).saturating_add(a.skipped) <= a.jobs)
             && self.tenants.names().count() == uses.len()
             && uses.iter().all(|(name, n)| self.tenants.uses(name) == *n)
     }
@@ -176,5 +183,6 @@ pub(crate) struct NewArchived {
     pub jobs: u32,
     pub succeeded: u32,
     pub failed: u32,
+    pub skipped: u32,
     pub output_bytes: u64,
 }

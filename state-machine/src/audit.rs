@@ -29,7 +29,7 @@ fn target(command: &Command, response: &Response) -> String {
             format!("{tenant}/{pipeline}")
         }
         (Command::CancelPipeline { pipeline }, _) => pipeline.to_string(),
-        (Command::CancelJob { job }, _) => job.to_string(),
+        (Command::CancelJob { job } | Command::ApproveJob { job, .. }, _) => job.to_string(),
         (Command::RegisterPool { spec }, _) => spec.name.clone(),
         (Command::SetPoolDraining { pool, .. } | Command::RemovePool { pool }, _) => pool.clone(),
         (Command::SetTenantQuota { tenant, .. }, _) => tenant.clone(),

@@ -308,6 +308,14 @@ pub enum Command {
         repository: String,
         delivery: Delivery,
     },
+    /// Someone approves a manual job: `by` names them (their token's name), `role` is the
+    /// role the node found their token to have; the job's `approval_role` asks for at least
+    /// that much.
+    ApproveJob {
+        job: JobId,
+        by: String,
+        role: crate::Role,
+    },
 }
 
 /// What a fired due time does.
@@ -336,6 +344,7 @@ impl Command {
             Command::SubmitPipeline { .. }
                 | Command::CancelPipeline { .. }
                 | Command::CancelJob { .. }
+                | Command::ApproveJob { .. }
                 | Command::RegisterPool { .. }
                 | Command::CreateToken { .. }
                 | Command::RevokeToken { .. }
@@ -396,6 +405,7 @@ impl Command {
             Command::NotificationsSent { .. } => "notifications_sent",
             Command::RemoveSchedule { .. } => "remove_schedule",
             Command::FireSchedule { .. } => "fire_schedule",
+            Command::ApproveJob { .. } => "approve_job",
         }
     }
 }

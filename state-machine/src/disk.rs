@@ -243,6 +243,29 @@ fn complete_repeat<R: ArchivedRecords>(
     Ok(())
 }
 
+/// Completes the answer to approving `job` when `apply` did not find it live: a job archived
+/// with its settled pipeline is answered from its record (approved: the first approval,
+/// repeated; otherwise already finished). On a failed read the answer is left as it was.
+pub fn complete_approval<R: ArchivedRecords>(
+    response: &mut crate::Response,
+    job: JobId,
+    records: &R,
+) -> Result<(), R::Error> {
+    let crate::Response::Rejected(crate::Rejection::UnknownJob(unknown)) = response else {
+        return Ok(());
+    };
+    if *unknown != job {
+        return Ok(());
+    }
+    if let Some(j) = records.archived_job(job)? {
+        *response = match j.gate.as_deref() {
+            Some(crate::Gate::Approved { by, .. }) => crate::Response::Approved { job, by: by.clone() },
+            _ => crate::Response::Rejected(crate::Rejection::AlreadyFinished { job, state: j.state }),
+        };
+    }
+    Ok(())
+}
+
 /// Completes the answer to cancelling `job` when `apply` did not find it live: a job archived
 /// with its settled pipeline is answered from its record as a live one would have been
 /// (cancelled: the cancel that did it, repeated; succeeded or failed: already finished).

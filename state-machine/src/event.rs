@@ -75,6 +75,16 @@ pub enum Event {
         attempt: u32,
         not_before_ms: u64,
     },
+    /// A manual job approved: it may run once placed.
+    JobApproved {
+        job: JobId,
+        by: String,
+    },
+    /// A job that will not run: its condition was false, or a job it needs was skipped.
+    JobSkipped {
+        job: JobId,
+        reason: String,
+    },
     /// The leader must stop this worker (cancel, timeout, loss); idempotent by fencing token.
     WorkerStopRequested {
         job: JobId,
@@ -179,7 +189,7 @@ pub struct EventSubject {
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 31] = [
+    pub const KINDS: [&'static str; 33] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -193,6 +203,8 @@ impl Event {
         "JobCancelled",
         "JobTerminated",
         "JobRetrying",
+        "JobApproved",
+        "JobSkipped",
         "WorkerStopRequested",
         "WorkerFailed",
         "WorkerTerminated",
@@ -228,6 +240,8 @@ impl Event {
             | Event::JobCancelled { job, .. }
             | Event::JobTerminated { job, .. }
             | Event::JobRetrying { job, .. }
+            | Event::JobApproved { job, .. }
+            | Event::JobSkipped { job, .. }
             | Event::WorkerStopRequested { job, .. }
             | Event::WorkerFailed { job, .. }
             | Event::WorkerTerminated { job, .. }
@@ -309,6 +323,8 @@ impl Event {
             Event::JobCancelled { .. } => "JobCancelled",
             Event::JobTerminated { .. } => "JobTerminated",
             Event::JobRetrying { .. } => "JobRetrying",
+            Event::JobApproved { .. } => "JobApproved",
+            Event::JobSkipped { .. } => "JobSkipped",
             Event::WorkerStopRequested { .. } => "WorkerStopRequested",
             Event::WorkerFailed { .. } => "WorkerFailed",
             Event::WorkerTerminated { .. } => "WorkerTerminated",

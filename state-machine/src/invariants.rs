@@ -312,6 +312,11 @@ impl State {
                     );
                 }
                 JobState::Pending => ensure!(live.is_none(), "PENDING job {id} holds an assignment for its attempt"),
+                JobState::AwaitingApproval | JobState::Skipped => ensure!(
+                    job.attempts.is_empty() && live.is_none(),
+                    "{} job {id} was placed",
+                    job.state
+                ),
                 _ => ensure!(
                     live.is_none_or(|a| a.releasing),
                     "{} job {id} holds a worker it does not release",
@@ -323,7 +328,17 @@ impl State {
                     self.needs_satisfied(job),
                     "job {id} was placed before its needs finished"
                 );
+                ensure!(
+                    job.spec.manual == matches!(job.gate.as_deref(), Some(crate::Gate::Approved { .. })),
+                    "job {id} was placed, but it is manual and not approved (or approved and not manual)"
+                );
             }
+            ensure!(
+                (job.state == JobState::Skipped) == matches!(job.gate.as_deref(), Some(crate::Gate::Skipped { .. })),
+                "job {id} is {} with gate {:?}",
+                job.state,
+                job.gate
+            );
             for w in job.attempts.windows(2) {
                 ensure!(w[0].attempt < w[1].attempt, "job {id} attempt records out of order");
             }

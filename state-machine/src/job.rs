@@ -17,6 +17,16 @@ pub enum FailureReason {
     DependencyFailed { job: String },
 }
 
+/// What a person or a condition decided about a job before it ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// A manual job approved: by whom (the token's name) and when.
+    Approved { by: String, at_ms: u64 },
+    /// Skipped at submission, and why (its condition, or a need skipped).
+    Skipped { reason: String },
+}
+
 /// How one attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +84,9 @@ pub struct Job {
     /// Position reached in the current attempt's output stream; `AppendLog` offsets refer to it.
     pub stream_offset: u64,
     pub log_truncated: bool,
+    /// Its approval, or why it was skipped (boxed: most jobs have neither).
+    #[serde(default)]
+    pub gate: Option<Box<Gate>>,
 }
 
 impl Job {

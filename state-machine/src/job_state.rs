@@ -23,10 +23,16 @@ pub enum JobState {
     Succeeded,
     Failed,
     Cancelled,
+    /// A manual job waiting for someone to approve it; approval makes it PENDING.
+    AwaitingApproval,
+    /// Its `if` condition was false at submission, or a job it needs was skipped: it never
+    /// runs, and the pipeline succeeds without it.
+    Skipped,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 7] = [
+    /// Every state. The position is stored on disk (history keys): new states go at the end.
+    pub const ALL: [JobState; 9] = [
         JobState::Pending,
         JobState::Scheduled,
         JobState::Running,
@@ -34,10 +40,15 @@ impl JobState {
         JobState::Succeeded,
         JobState::Failed,
         JobState::Cancelled,
+        JobState::AwaitingApproval,
+        JobState::Skipped,
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Skipped
+        )
     }
 
     /// True while the job holds (or may hold) a worker.
@@ -48,19 +59,22 @@ impl JobState {
     /// Position within one attempt; a legal transition within an attempt raises it.
     pub fn rank(self) -> u8 {
         match self {
-            JobState::Pending => 0,
-            JobState::Scheduled => 1,
-            JobState::Running => 2,
-            JobState::Terminated => 3,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled => 4,
+            JobState::AwaitingApproval => 0,
+            JobState::Pending => 1,
+            JobState::Scheduled => 2,
+            JobState::Running => 3,
+            JobState::Terminated => 4,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled | JobState::Skipped => 5,
         }
     }
 
     /// Whether `self -> to` is allowed; `retry` marks the transition back to PENDING that
-    /// starts a new attempt.
+    /// starts a new attempt. SKIPPED is only ever a job's first state.
     pub fn can_transition_to(self, to: JobState, retry: bool) -> bool {
         use JobState::*;
         match (self, to) {
+            (AwaitingApproval, Pending) => !retry,
+            (AwaitingApproval, Failed | Cancelled) => !retry,
             (Pending, Scheduled) => !retry,
             (Scheduled, Running) => !retry,
             (Scheduled | Running, Pending) | (Terminated, Pending) => retry,
@@ -80,6 +94,8 @@ impl JobState {
             JobState::Succeeded => "SUCCEEDED",
             JobState::Failed => "FAILED",
             JobState::Cancelled => "CANCELLED",
+            JobState::AwaitingApproval => "AWAITING_APPROVAL",
+            JobState::Skipped => "SKIPPED",
         }
     }
 }
@@ -106,6 +122,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_manual_job_leaves_its_wait_only_to_pending_failed_or_cancelled() {
+        use JobState::*;
+        let exits: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|to| AwaitingApproval.can_transition_to(*to, false))
+            .collect();
+        assert_eq!(exits, vec![Pending, Failed, Cancelled]);
+        assert!(!AwaitingApproval.can_transition_to(Pending, true));
+        assert!(
+            JobState::ALL
+                .iter()
+                .all(|from| !from.can_transition_to(AwaitingApproval, false)
+                    && !from.can_transition_to(AwaitingApproval, true)
+                    && !from.can_transition_to(Skipped, false)
+                    && !from.can_transition_to(Skipped, true))
+        );
+        assert!(Skipped.is_terminal() && !AwaitingApproval.is_terminal() && !AwaitingApproval.is_active());
     }
 
     #[test]

@@ -47,14 +47,14 @@ pub use archive::{Archive, ArchivedPipeline};
 pub use assignment::{Assignment, FencingToken};
 pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal, ScheduledRun};
 pub use disk::{
-    ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_cancel, complete_submission,
-    refuse_reused_key,
+    ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_approval, complete_cancel,
+    complete_submission, refuse_reused_key,
 };
 pub use event::{Event, EventSubject};
 pub use event_id::{EventId, ParseEventIdError};
 pub use ids::{JobId, PipelineId};
 pub use invariants::InvariantViolation;
-pub use job::{AttemptOutcome, AttemptRecord, FailureReason, Job};
+pub use job::{AttemptOutcome, AttemptRecord, FailureReason, Gate, Job};
 pub use job_state::JobState;
 pub use join_token::{JoinTokenRecord, JoinTokenRefusal, MAX_JOIN_TOKEN_TTL_MS, MAX_JOIN_TOKENS};
 pub use limits::Limits;
@@ -68,7 +68,10 @@ pub use response::{AcceptedPlacement, JobRef, RejectedPlacement, Response};
 pub use secret::{SealedValue, SecretRecord, WrappedDataKey};
 pub use session::{ClientId, ClientRequest, Sessions};
 pub use source::{Source, SourceEvent};
-pub use spec::{Expanded, JobSpec, PipelineSpec, RetryPolicy, SpecError, StringMap};
+pub use spec::{
+    CONDITION_FUEL_PER_PIPELINE, Condition, Expanded, Fuel, JobSpec, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH,
+    OutOfFuel, PipelineSpec, RetryPolicy, SpecError, StringMap,
+};
 pub use state::State;
 pub use state_index::StateIndex;
 pub use tenant::{MAX_QUOTA_TENANTS, Quota, Tenant};

@@ -1,6 +1,6 @@
 //! Typed reasons `apply` refuses a command. A rejected command changes nothing.
 
-use crate::{ClientId, FencingToken, JobId, JobState, JoinTokenRefusal, PipelineId, SpecError, TokenId};
+use crate::{ClientId, FencingToken, JobId, JobState, JoinTokenRefusal, PipelineId, Role, SpecError, TokenId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub enum Rejection {
         state: JobState,
         action: String,
     },
+    #[error("job {job} may be approved only by a {needed} or above")]
+    ApprovalRole { job: JobId, needed: Role },
     #[error("job {job} already finished as {state}")]
     AlreadyFinished { job: JobId, state: JobState },
     #[error("stale fencing token {got} for job {job}")]

@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 pub enum RerunScope {
     /// Every job, as first submitted (after matrix expansion).
     All,
-    /// The jobs that did not succeed, and every job that needs one of them (transitively);
-    /// their needs on jobs left out are dropped (those succeeded).
+    /// The jobs that did not succeed (nor were skipped), and every job that needs one of
+    /// them (transitively); their needs on jobs left out are dropped (those succeeded: a job
+    /// that needs a skipped one is skipped itself).
     Failed,
 }
 
@@ -36,7 +37,7 @@ pub fn rerun_spec(pipeline: &Pipeline, jobs: &[&Job], scope: RerunScope) -> Resu
             let mut chosen: BTreeSet<JobId> = BTreeSet::new();
             let mut todo: Vec<JobId> = jobs
                 .iter()
-                .filter(|j| j.state != JobState::Succeeded)
+                .filter(|j| !matches!(j.state, JobState::Succeeded | JobState::Skipped))
                 .map(|j| j.id)
                 .collect();
             // Each job enters once; the walk is bounded by the pipeline's jobs.

@@ -37,6 +37,11 @@ pub enum Response {
     Cancelled {
         jobs: Vec<JobId>,
     },
+    /// A manual job approved, and by whom (the first approval, for a repeated one).
+    Approved {
+        job: JobId,
+        by: String,
+    },
     PlanApplied {
         accepted: Vec<AcceptedPlacement>,
         rejected: Vec<RejectedPlacement>,

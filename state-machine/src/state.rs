@@ -237,6 +237,7 @@ impl State {
             }
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(cx, *job),
+            Command::ApproveJob { job, by, role } => self.approve_job(cx, *job, by, *role),
             Command::ApplyPlan { placements } => self.apply_plan(cx, placements),
             Command::WorkerCreated {
                 job,

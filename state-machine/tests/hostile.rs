@@ -120,9 +120,18 @@ fn hostile_job() -> impl Strategy<Value = JobSpec> {
         (i32x(), u64x(), u32x(), u64x(), u64x()),
         matrix,
         prop::collection::vec(prop_oneof![Just("a".to_string()), Just("b".to_string()), text()], 0..3),
+        (condition(), any::<bool>(), prop::option::of(0usize..4)),
     )
         .prop_map(
-            |(name, steps, resources, (priority, timeout_ms, max_retries, base, max), matrix, needs)| JobSpec {
+            |(
+                name,
+                steps,
+                resources,
+                (priority, timeout_ms, max_retries, base, max),
+                matrix,
+                needs,
+                (condition, manual, role),
+            )| JobSpec {
                 steps: steps.into_iter().map(Into::into).collect(),
                 priority,
                 timeout_ms,
@@ -133,9 +142,26 @@ fn hostile_job() -> impl Strategy<Value = JobSpec> {
                 },
                 matrix,
                 needs,
+                condition,
+                manual,
+                approval_role: role.map(|r| Role::ALL[r]),
                 ..JobSpec::simple(&name, "true", resources)
             },
         )
+}
+
+/// `if` conditions: well-formed, malformed, too deep, too long, and costly to decide.
+fn condition() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => Just(Some(r#"$FLOTILLA_BRANCH == "main" || !$A"#.to_string())),
+        1 => "[$A-Z!=~&|()\"' *?]{0,40}".prop_map(Some),
+        1 => text().prop_map(Some),
+        1 => (0usize..80).prop_map(|n| Some(format!("{}$A{}", "(".repeat(n), ")".repeat(n)))),
+        1 => (0usize..80).prop_map(|n| Some(format!("{}$A", "!".repeat(n)))),
+        1 => Just(Some(format!("$A =~ \"{}\"", "*".repeat(2000)))),
+        1 => Just(Some(format!("{}$A", "$A =~ \"*a*a*a*a*a*b\" || ".repeat(40)))),
+    ]
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
@@ -177,6 +203,7 @@ enum Op {
     Report(Target, u8, u32, i32, u16),
     Log(Target, u64, usize),
     Cancel(Target),
+    Approve(Target, usize, String),
     Published(u64, u32),
     Batch(Vec<(Target, u8, u32, i32, u16)>),
     Clock(u64),
@@ -252,6 +279,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => report().prop_map(|(t, k, s, c, j)| Op::Report(t, k, s, c, j)),
         2 => (target(), u64x(), prop_oneof![Just(0usize), Just(10), Just(11), Just(300 * 1024)]).prop_map(|(t, o, n)| Op::Log(t, o, n)),
         1 => target().prop_map(Op::Cancel),
+        1 => (target(), 0usize..4, text()).prop_map(|(t, r, by)| Op::Approve(t, r, by)),
         1 => (u64x(), u32x()).prop_map(|(i, p)| Op::Published(i, p)),
         1 => prop::collection::vec(report(), 0..5).prop_map(Op::Batch),
         1 => u64x().prop_map(Op::Clock),
@@ -490,6 +518,11 @@ fn command(state: &State, op: &Op) -> Option<Command> {
                 }
             }
         }
+        Op::Approve(t, role, by) => Command::ApproveJob {
+            job: resolve(state, t).0,
+            by: by.clone(),
+            role: Role::ALL[*role],
+        },
         Op::Published(log_index, position) => Command::RecordEventsPublished {
             through: EventId {
                 log_index: *log_index,

@@ -17,7 +17,11 @@ enum Op {
         key: Option<u8>,
         tenant: u8,
         cpu: u16,
+        /// Bit 0: job 2 is manual; bit 1: job 3's condition is false; bit 2: job 0's is true.
+        gates: u8,
     },
+    /// An approval of a job, by a role (`Role::ALL[n % 4]`).
+    Approve(u8, u8),
     Schedule {
         spread: bool,
     },
@@ -52,16 +56,19 @@ fn op() -> impl Strategy<Value = Op> {
             0u8..3,
             prop::option::of(0u8..3),
             0u8..3,
-            50u16..3000
+            50u16..3000,
+            0u8..8
         )
-            .prop_map(|(jobs, chain, retries, key, tenant, cpu)| Op::Submit {
+            .prop_map(|(jobs, chain, retries, key, tenant, cpu, gates)| Op::Submit {
                 jobs,
                 chain,
                 retries,
                 key,
                 tenant,
-                cpu
+                cpu,
+                gates
             }),
+        (any::<u8>(), any::<u8>()).prop_map(|(j, r)| Op::Approve(j, r)),
         any::<bool>().prop_map(|spread| Op::Schedule { spread }),
         any::<u8>().prop_map(Op::Start),
         (any::<u8>(), -2i8..3).prop_map(|(j, c)| Op::Exit(j, c)),
@@ -100,6 +107,7 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
             key,
             tenant,
             cpu,
+            gates,
         } => {
             let specs = (0..*n)
                 .map(|i| {
@@ -117,6 +125,12 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
                         backoff_max_ms: 1000,
                     };
                     j.allow_failure = i == 1;
+                    j.manual = i == 2 && gates & 1 != 0;
+                    j.condition = match i {
+                        3 if gates & 2 != 0 => Some("$UNSET || false".into()),
+                        0 if gates & 4 != 0 => Some(r#"$CI == null && !($X =~ "*")"#.into()),
+                        _ => None,
+                    };
                     j
                 })
                 .collect();
@@ -163,6 +177,11 @@ fn command(state: &State, op: &Op, now_ms: u64) -> Option<Command> {
             fencing,
             jitter_permille: 1,
         })?,
+        Op::Approve(i, role) => Command::ApproveJob {
+            job: pick(*i).map_or(JobId(999), |j| j.id),
+            by: "prop".into(),
+            role: Role::ALL[usize::from(*role) % Role::ALL.len()],
+        },
         Op::Cancel(i) => Command::CancelJob {
             job: pick(*i).map_or(JobId(999), |j| j.id),
         },
@@ -397,6 +416,7 @@ fn generated_histories_reach_every_job_state() {
     let mut seen = BTreeSet::new();
     let (mut accepted, mut total) = (0usize, 0usize);
     let mut placed_then_retried = false;
+    let mut approved = 0usize;
     let (mut removed, mut outputs_removed) = (0usize, 0usize);
     let (mut output_bytes, mut archived) = (0u64, 0usize);
     for _ in 0..64 {
@@ -416,12 +436,14 @@ fn generated_histories_reach_every_job_state() {
                 _ => None,
             }));
             placed_then_retried |= e.iter().any(|e| matches!(e, Event::JobRetrying { .. }));
+            approved += e.iter().filter(|e| matches!(e, Event::JobApproved { .. })).count();
             removed += e.iter().filter(|e| matches!(e, Event::PipelineRemoved { .. })).count();
             outputs_removed += e.iter().filter(|e| matches!(e, Event::OutputRemoved { .. })).count();
         }
     }
     assert_eq!(seen.len(), JobState::ALL.len(), "states reached: {seen:?}");
     assert!(placed_then_retried, "no history retried a job");
+    assert!(approved > 0, "no history approved a manual job");
     assert!(
         removed > 0 && outputs_removed > 0,
         "retention removed {removed} pipelines and {outputs_removed} outputs"

@@ -172,6 +172,34 @@ fn a_delivery_that_starts_nothing_is_recorded_once_and_only_for_a_known_reposito
 }
 
 #[test]
+fn conditions_see_the_source_and_the_job_variables() {
+    let mut h = Harness::with_pool();
+    h.ok(secret("default", "hook"));
+    h.ok(put("default", repo("app")));
+    let mut per_os = job("deploy", &[]);
+    per_os.condition = Some(r#"$FLOTILLA_BRANCH =~ "release/*" && $OS == "linux""#.into());
+    per_os.matrix.insert("OS".into(), vec!["linux".into(), "bsd".into()]);
+    let spec = pipeline("ci", vec![per_os]);
+    for (reference, running) in [("refs/heads/release/2.1", 1), ("refs/heads/main", 0)] {
+        let mut source = from("app", None);
+        source.reference = Some(reference.into());
+        let r = h.run(Command::SubmitPipeline {
+            tenant: "default".into(),
+            idempotency_key: None,
+            spec: spec.clone(),
+            source: Some(Box::new(source)),
+            rerun_of: None,
+        });
+        let Response::Submitted { jobs, .. } = r.0 else {
+            panic!("{:?}", r.0)
+        };
+        let states: Vec<JobState> = jobs.iter().map(|j| h.job_state(j.id)).collect();
+        let pending = states.iter().filter(|s| **s == JobState::Pending).count();
+        assert_eq!((states.len(), pending), (2, running), "{reference}: {states:?}");
+    }
+}
+
+#[test]
 fn removing_a_repository_keeps_its_pipelines_and_refuses_new_ones() {
     let mut h = Harness::with_pool();
     h.ok(secret("acme", "hook"));

@@ -155,6 +155,7 @@ impl From<Rejection> for ApiError {
             | Rejection::UnknownRepository { .. }
             | Rejection::UnknownSchedule { .. }
             | Rejection::UnknownNotifier { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Rejection::ApprovalRole { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             Rejection::StaleSchedule { .. } => ApiError::new(StatusCode::CONFLICT, "stale_schedule", message),
             Rejection::TooManyNotifiers { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_notifiers", message),
             Rejection::TooManySchedules { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_schedules", message),

@@ -162,6 +162,48 @@ pub async fn cancel(
     cancelled(answer)
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/approve", tag = "jobs", params(("id" = u64, Path)),
+    responses((status = 200, description = "approved (or approved already): `{\"approved\": id, \"by\": name}`"),
+              (status = 403, description = "the job's `approval_role` asks for more than the caller's role", body = super::openapi::ErrorBodyDoc),
+              super::openapi::UnknownId,
+              (status = 409, description = "not manual, finished, or a job it needs has not succeeded", body = super::openapi::ErrorBodyDoc),
+              super::openapi::StandardErrors))]
+pub async fn approve(
+    State(app): State<AppState>,
+    scope: TenantScope,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = JobId(parse_id("id", &id)?);
+    super::admit_scoped(
+        &app,
+        &scope,
+        |s, disk| {
+            super::records::job(s, disk, job)
+                .ok()
+                .flatten()
+                .map(|j| j.tenant.to_string())
+        },
+        || format!("job {job} does not exist"),
+    )
+    .await?;
+    // Under `--auth none` there is no caller: whoever reaches the port may do anything.
+    let (by, role) = match caller.as_deref() {
+        Some(c) => (c.name.clone(), c.role),
+        None => ("anonymous".to_string(), flotilla_state_machine::Role::Admin),
+    };
+    let mut answer = app.proposer.commit(Command::ApproveJob { job, by, role }).await?;
+    flotilla_state_machine::complete_approval(&mut answer, job, &super::records::Archived(app.machine.disk()))
+        .map_err(super::records::storage_error)?;
+    match answer {
+        flotilla_state_machine::Response::Approved { job, by } => {
+            Ok(axum::Json(serde_json::json!({ "approved": job, "by": by })).into_response())
+        }
+        flotilla_state_machine::Response::Rejected(r) => Err(r.into()),
+        other => Err(super::unexpected(other)),
+    }
+}
+
 /// The job's committed output as text. With `?follow=true` the response stays open and streams
 /// output as this node applies it, ending once the job has finished and its worker is gone.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs", params(("id" = u64, Path), ("consistency" = Option<String>, Query, description = "`local` (default) or `linearizable`"),

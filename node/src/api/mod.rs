@@ -129,6 +129,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             post(jobs::cancel),
             at_least(Submitter),
         ),
+        (
+            "/v1/jobs/{id}/approve",
+            Method::POST,
+            post(jobs::approve),
+            at_least(Submitter),
+        ),
         ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs), at_least(Viewer)),
         (
             "/v1/jobs/{id}/why-pending",

@@ -29,6 +29,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         jobs::list,
         jobs::get_one,
         jobs::cancel,
+        jobs::approve,
         jobs::logs,
         jobs::why_pending,
         events::stream,

@@ -48,7 +48,9 @@ fn view(s: &Schedule) -> Value {
     json!({
         "tenant": s.tenant, "name": s.spec.name, "repository": s.spec.repository,
         "branch": s.spec.branch, "cron": s.spec.cron, "missed": s.spec.missed,
-        "next_due_ms": s.next_due_ms, "last": last, "created_at_ms": s.created_at_ms,
+        // `null` once the expression names no time to come.
+        "next_due_ms": (s.next_due_ms != crate::source::cron::NEVER_MS).then_some(s.next_due_ms),
+        "last": last, "created_at_ms": s.created_at_ms,
     })
 }
 

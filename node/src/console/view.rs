@@ -249,6 +249,10 @@ pub struct JobDetail {
     pub steps_completed: u32,
     pub failed_step: Option<u32>,
     pub failure: Option<String>,
+    /// Who approved it, or why it was skipped.
+    pub gate: Option<String>,
+    /// The least role that may approve it, while it waits for an approval.
+    pub approver: Option<flotilla_state_machine::Role>,
     pub log_bytes: u64,
     pub log_truncated: bool,
     pub attempts: Vec<AttemptRow>,
@@ -286,6 +290,13 @@ pub fn job(app: &AppState, scope: &TenantScope, id: JobId) -> Result<Option<JobD
         steps_completed: j.steps_completed,
         failed_step: j.failed_step,
         failure: j.failure.as_ref().map(|f| format!("{f:?}")),
+        gate: j.gate.as_deref().map(|g| match g {
+            flotilla_state_machine::Gate::Approved { by, .. } => format!("approved by {by}"),
+            flotilla_state_machine::Gate::Skipped { reason } => format!("skipped: {reason}"),
+        }),
+        approver: (j.state == JobState::AwaitingApproval)
+            .then(|| j.spec.approver())
+            .flatten(),
         log_bytes: j.log_bytes,
         log_truncated: j.log_truncated,
         attempts: j

@@ -281,7 +281,7 @@ pub async fn job(
         title: format!("Job {} · {}", data.row.id.0, data.row.name),
         section: Section::Pipelines,
         events: format!(
-            "job={}&type=JobRequested,AssignmentCreated,WorkerCreated,JobStarted,StepStarted,StepCompleted,StepFailed,JobCompleted,JobFailed,JobCancelled,JobTerminated,JobRetrying,WorkerFailed,WorkerTerminated",
+            "job={}&type=JobRequested,AssignmentCreated,WorkerCreated,JobStarted,StepStarted,StepCompleted,StepFailed,JobCompleted,JobFailed,JobCancelled,JobTerminated,JobRetrying,JobApproved,WorkerFailed,WorkerTerminated",
             data.row.id.0
         ),
         live: Some(format!("/ui/jobs/{}?partial=1", data.row.id.0)),
@@ -321,6 +321,13 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
             dt { "Pool" } dd { (j.pool.as_deref().unwrap_or("-")) }
             dt { "Duration" } dd { @if let Some(d) = j.duration_ms { (duration(d)) } @else { "-" } }
             @if let Some(f) = &data.failure { dt { "Failure" } dd { (f) } }
+            @if let Some(g) = &data.gate { dt { "Gate" } dd #job-gate { (g) } }
+        }
+        @if let Some(role) = data.approver {
+            p #approval { "This job waits for an approval by a " (role) " or above, once the jobs it needs have succeeded." }
+            @if viewer.may(role) {
+                button.action #approve type="button" data-action=(format!("/v1/jobs/{}/approve", j.id.0)) data-confirm="Approve this job? It runs once placed." { "Approve" }
+            }
         }
         @if !j.state.is_terminal() && viewer.may(Role::Submitter) {
             button.action type="button" data-action=(format!("/v1/jobs/{}/cancel", j.id.0)) data-confirm="Cancel this job and the jobs that need it?" { "Cancel job" }

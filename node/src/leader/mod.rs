@@ -23,6 +23,7 @@ mod executor;
 mod fleet;
 mod leadership;
 mod notifications;
+mod outgoing;
 mod placement;
 mod reconcile;
 pub mod report_batcher;
@@ -205,7 +206,7 @@ async fn retention_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>
 
 /// Every second: post the commit statuses owed to forges (`statuses.rs`).
 async fn status_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
-    let pauses = statuses::ForgePauses::default();
+    let pauses = outgoing::ForgePauses::default();
     let pauses = &pauses;
     every_interval(context, STATUS_INTERVAL_MS, stop, |term| async move {
         match context.report_statuses(term, pauses).await {
@@ -218,7 +219,7 @@ async fn status_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
 
 /// Every second: deliver the notifications owed (`notifications.rs`).
 async fn notification_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>) {
-    let pauses = statuses::ForgePauses::default();
+    let pauses = outgoing::ForgePauses::default();
     let pauses = &pauses;
     every_interval(context, STATUS_INTERVAL_MS, stop, |term| async move {
         match context.send_notifications(term, pauses).await {

@@ -2,29 +2,19 @@
 //! (`notifier.rs`), each delivery signed with the notifier's secret
 //! (`X-Flotilla-Signature-256: sha256=<hex HMAC-SHA256 of the body>`) and named by an id the
 //! receiver deduplicates on (`X-Flotilla-Delivery`), then commits `NotificationsSent` for
-//! what was taken. A receiver that fails rests as a forge does (`statuses::ForgePauses`).
+//! what was taken. A receiver that fails rests as a forge does (`outgoing.rs`).
 
-use super::statuses::ForgePauses;
+use super::outgoing::{ForgePauses, Outgoing, Owed, post_each};
 use super::{LeaderContext, LeaderError};
 use flotilla_state_machine::notifier::{NotificationDue, NotificationKey, delivery_id};
 use flotilla_state_machine::{Command, Proposal};
-use futures::StreamExt;
 use serde_json::json;
 
-/// Notifications posted per tick / at once.
+/// Notifications posted per tick.
 const POST_PER_TICK: usize = 64;
-const POST_CONCURRENCY: usize = 8;
 
-/// One delivery: where, the headers, the body.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Notification {
-    pub url: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: String,
-}
-
-/// The delivery of `key`, signed with `secret`. Pure.
-pub fn notification(url: &str, key: &NotificationKey, due: &NotificationDue, secret: &[u8]) -> Notification {
+/// The delivery of `key`, signed with `secret` (its receiver's URL is its breaker). Pure.
+pub fn notification(url: &str, key: &NotificationKey, due: &NotificationDue, secret: &[u8]) -> Outgoing {
     let id = delivery_id(key);
     let event = format!("pipeline.{}", key.1.as_str().to_lowercase());
     let body = json!({
@@ -34,7 +24,8 @@ pub fn notification(url: &str, key: &NotificationKey, due: &NotificationDue, sec
     .to_string();
     let signing_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
     let signature = hex::encode(ring::hmac::sign(&signing_key, body.as_bytes()).as_ref());
-    Notification {
+    Outgoing {
+        breaker: url.to_string(),
         url: url.to_string(),
         headers: vec![
             ("Content-Type", "application/json".into()),
@@ -51,7 +42,7 @@ impl LeaderContext<'_> {
     /// Posts what is owed, in `term`. Returns how many were delivered.
     pub(super) async fn send_notifications(&self, term: u64, pauses: &ForgePauses) -> Result<usize, LeaderError> {
         let mut cleared: Vec<NotificationKey> = Vec::new();
-        let mut posts: Vec<(NotificationKey, Notification)> = Vec::new();
+        let mut posts: Vec<Owed<NotificationKey>> = Vec::new();
         {
             let data = self.machine.read();
             let state = &data.state;
@@ -69,7 +60,7 @@ impl LeaderContext<'_> {
                 match crate::secrets::open_one(self.keyring, state, &due.tenant, &notifier.secret) {
                     Ok(secret) => {
                         let n = notification(&notifier.url, key, due, secret.expose().as_bytes());
-                        posts.push((key.clone(), n));
+                        posts.push((key.clone(), Some(n)));
                     }
                     Err(e) => {
                         tracing::warn!(notifier = %due.notifier, error = %e, "a notifier's secret cannot be opened here")
@@ -77,39 +68,7 @@ impl LeaderContext<'_> {
                 }
             }
         }
-        let client = pauses.client()?;
-        let delivered: Vec<NotificationKey> = futures::stream::iter(posts)
-            .map(|(key, n)| {
-                let client = client.clone();
-                async move {
-                    if pauses.resting(&n.url) {
-                        return None;
-                    }
-                    let sent = n
-                        .headers
-                        .iter()
-                        .fold(client.post(&n.url), |r, (k, v)| r.header(*k, v))
-                        .body(n.body)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status().is_success() => {
-                            pauses.succeeded(&n.url);
-                            Some(key)
-                        }
-                        other => {
-                            let why = other.map_or_else(|e| e.to_string(), |r| r.status().to_string());
-                            tracing::warn!(url = %n.url, error = %why, "delivering a notification");
-                            pauses.failed(&n.url);
-                            None
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(POST_CONCURRENCY)
-            .filter_map(|k| async move { k })
-            .collect()
-            .await;
+        let delivered = post_each(pauses, posts, "notification").await?;
         let count = delivered.len();
         cleared.extend(delivered);
         if cleared.is_empty() {

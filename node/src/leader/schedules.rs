@@ -5,7 +5,7 @@
 //! `apply` refuses if it was fired already (by a leader before this one).
 
 use super::{LeaderContext, LeaderError};
-use crate::source::cron::{fire_plan, next_after};
+use crate::source::cron::{NEVER_MS, fire_plan, next_after};
 use flotilla_state_machine::schedule::Schedule;
 use flotilla_state_machine::{Command, Proposal, Repository, ScheduledRun, Source, SourceEvent};
 
@@ -30,15 +30,12 @@ impl LeaderContext<'_> {
             if !self.leadership.holds(term) {
                 return Err(LeaderError::Deposed { term });
             }
-            let plan = match fire_plan(schedule.next_due_ms, now_ms, schedule.spec.missed, |after| {
+            let plan = fire_plan(schedule.next_due_ms, now_ms, schedule.spec.missed, |after| {
                 next_after(&schedule.spec.cron, after)
-            }) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    tracing::warn!(schedule = %schedule.spec.name, error = %e, "a schedule's cron expression names no next time");
-                    continue;
-                }
-            };
+            });
+            if plan.next_due_ms == NEVER_MS {
+                tracing::warn!(schedule = %schedule.spec.name, "a schedule's cron expression names no time after this one: it fires now for the last time");
+            }
             let run = match (plan.skipped, repo) {
                 (Some(reason), _) => ScheduledRun::Skip { reason },
                 (None, None) => ScheduledRun::Fail {

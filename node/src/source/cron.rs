@@ -38,37 +38,44 @@ pub struct FirePlan {
     pub next_due_ms: u64,
 }
 
+/// The next due time of a schedule whose expression names no time to come: never.
+pub const NEVER_MS: u64 = u64::MAX;
+
 /// The plan for a schedule due at `due_ms` seen at `now_ms` (`next_of` reads the expression).
 /// A time seen within `MISSED_AFTER_MS` runs, and the next is the one after it: times a short
 /// leader change delayed each run in turn, none lost. A time seen later was missed, and the
 /// missed ones are collapsed: the next due time is the first after now, so an outage of a
 /// week runs a nightly schedule once (`run_once`) or not at all (`skip`), never seven times.
+/// An expression that names no time after it (or no longer parses) makes this due time the
+/// last: the next is `NEVER_MS`, so the schedule leaves the due list instead of being looked
+/// at, and holding a place among the schedules fired per tick, forever.
 pub fn fire_plan(
     due_ms: u64,
     now_ms: u64,
     missed: MissedPolicy,
     next_of: impl Fn(u64) -> Result<u64, String>,
-) -> Result<FirePlan, String> {
+) -> FirePlan {
+    let next_of = |after: u64| next_of(after).unwrap_or(NEVER_MS);
     let late = now_ms.saturating_sub(due_ms) > MISSED_AFTER_MS;
-    Ok(match (late, missed) {
+    match (late, missed) {
         (false, _) => FirePlan {
             run: true,
             skipped: None,
-            next_due_ms: next_of(due_ms)?,
+            next_due_ms: next_of(due_ms),
         },
         (true, MissedPolicy::Skip) => FirePlan {
             run: false,
             skipped: Some(format!(
                 "missed: due at {due_ms} ms, seen at {now_ms} ms (no leader meanwhile); the schedule skips missed times"
             )),
-            next_due_ms: next_of(now_ms)?,
+            next_due_ms: next_of(now_ms),
         },
         (true, MissedPolicy::RunOnce) => FirePlan {
             run: true,
             skipped: None,
-            next_due_ms: next_of(now_ms)?,
+            next_due_ms: next_of(now_ms),
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -117,19 +124,22 @@ mod tests {
     fn a_time_on_time_runs_and_missed_ones_run_once_or_are_skipped() {
         let hourly = |after: u64| Ok((after / 3_600_000 + 1) * 3_600_000);
         let due = NEW_YEAR_MS;
-        let on_time = fire_plan(due, due + 1_000, MissedPolicy::Skip, hourly).unwrap();
+        let on_time = fire_plan(due, due + 1_000, MissedPolicy::Skip, hourly);
         assert_eq!((on_time.run, on_time.next_due_ms), (true, due + 3_600_000));
         // Seen five seconds late (a leader change): it runs, and the next time is the one after
         // it, even though that one has come too: each runs in turn.
         let every_two_seconds = |after: u64| Ok((after / 2_000 + 1) * 2_000);
-        let delayed = fire_plan(due, due + 5_000, MissedPolicy::Skip, every_two_seconds).unwrap();
+        let delayed = fire_plan(due, due + 5_000, MissedPolicy::Skip, every_two_seconds);
         assert_eq!((delayed.run, delayed.next_due_ms), (true, due + 2_000));
         // Down for a day: one run (or none), and the next time is the first to come.
         let day_later = due + 24 * 3_600_000 + 5 * 60_000;
-        let once = fire_plan(due, day_later, MissedPolicy::RunOnce, hourly).unwrap();
+        let once = fire_plan(due, day_later, MissedPolicy::RunOnce, hourly);
         assert_eq!((once.run, once.next_due_ms), (true, due + 25 * 3_600_000));
-        let skip = fire_plan(due, day_later, MissedPolicy::Skip, hourly).unwrap();
+        let skip = fire_plan(due, day_later, MissedPolicy::Skip, hourly);
         assert!(!skip.run && skip.skipped.is_some());
         assert_eq!(skip.next_due_ms, due + 25 * 3_600_000);
+        // No time to come: this one runs, and the schedule is never due again.
+        let last = fire_plan(due, due + 1_000, MissedPolicy::Skip, |_| Err("no time to come".into()));
+        assert_eq!((last.run, last.next_due_ms), (true, NEVER_MS));
     }
 }

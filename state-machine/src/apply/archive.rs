@@ -23,7 +23,7 @@ impl State {
                 self.statuses.owe(id, &p.name, &p.tenant, source, repo, p.state);
             }
             let mut jobs = Vec::with_capacity(p.jobs.len());
-            let (mut output_bytes, mut succeeded, mut failed) = (0u64, 0u32, 0u32);
+            let (mut output_bytes, mut succeeded, mut failed, mut skipped) = (0u64, 0u32, 0u32, 0u32);
             for job in &p.jobs {
                 if let Some(j) = self.jobs.remove(job) {
                     self.index.job_removed(&j.tenant, j.state, *job);
@@ -31,6 +31,7 @@ impl State {
                     match j.state {
                         crate::JobState::Succeeded => succeeded += 1,
                         crate::JobState::Failed => failed += 1,
+                        crate::JobState::Skipped => skipped += 1,
                         _ => {}
                     }
                     jobs.push(*j);
@@ -42,6 +43,7 @@ impl State {
                 jobs: u32::try_from(p.jobs.len()).unwrap_or(u32::MAX),
                 succeeded,
                 failed,
+                skipped,
                 output_bytes,
             };
             self.archive.insert(id, &p.tenant, record);

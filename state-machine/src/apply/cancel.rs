@@ -31,7 +31,9 @@ impl State {
             // whose answer was lost (a leader killed after the commit) and that the proposer
             // retried would otherwise tell its client that nothing was cancelled.
             JobState::Cancelled => Ok(Response::Cancelled { jobs: vec![job] }),
-            s @ (JobState::Succeeded | JobState::Failed) => Err(Rejection::AlreadyFinished { job, state: s }),
+            s @ (JobState::Succeeded | JobState::Failed | JobState::Skipped) => {
+                Err(Rejection::AlreadyFinished { job, state: s })
+            }
             _ => Ok(Response::Cancelled {
                 jobs: self.cancel_with_dependants(cx, job),
             }),

@@ -171,15 +171,18 @@ impl State {
         };
         if let Some(to) = propagate {
             let name = j.spec.name.clone();
-            // Dependants cannot have started (their need had not finished), so they are PENDING.
+            // Dependants cannot have started (their need had not finished), so they are
+            // PENDING, or AWAITING_APPROVAL (a manual job is approved only once its needs
+            // let it run).
+            let waiting = |s: JobState| matches!(s, JobState::Pending | JobState::AwaitingApproval);
             let dependants: Vec<JobId> = j
                 .dependants
                 .iter()
                 .copied()
-                .filter(|d| self.jobs[d].state == JobState::Pending)
+                .filter(|d| waiting(self.jobs[d].state))
                 .collect();
             for d in dependants {
-                if self.jobs[&d].state != JobState::Pending {
+                if !waiting(self.jobs[&d].state) {
                     continue; // reached through another path already
                 }
                 match to {
@@ -191,7 +194,7 @@ impl State {
         self.close_pipeline_if_done(cx, pipeline);
     }
 
-    fn close_pipeline_if_done(&mut self, cx: &mut EntryContext, pipeline: crate::PipelineId) {
+    pub(crate) fn close_pipeline_if_done(&mut self, cx: &mut EntryContext, pipeline: crate::PipelineId) {
         let p = &self.pipelines[&pipeline];
         if p.state.is_terminal() {
             return;

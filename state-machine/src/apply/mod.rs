@@ -5,6 +5,7 @@
 
 mod archive;
 mod cancel;
+mod gates;
 mod join_tokens;
 mod lifecycle;
 mod logs;

@@ -6,8 +6,8 @@ use crate::QueueKey;
 use crate::spec::validate_name;
 use crate::state::IdempotencyRecord;
 use crate::{
-    Delivery, DeliveryOutcome, Event, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec, PipelineState,
-    Rejection, Response, Source, SpecError, State,
+    Delivery, DeliveryOutcome, Event, Gate, Job, JobId, JobRef, JobState, Pipeline, PipelineId, PipelineSpec,
+    PipelineState, Rejection, Response, Source, SpecError, State,
 };
 use std::collections::BTreeMap;
 
@@ -80,6 +80,17 @@ impl State {
         self.check_priority_ceiling(tenant, spec)?;
         self.check_secrets_exist(tenant, spec)?;
         self.check_some_pool_fits(spec)?;
+        let skipped = {
+            let vars = source
+                .map(|s| {
+                    let url = self
+                        .repository(tenant, &s.repository)
+                        .map_or("", |r| r.spec.url.as_str());
+                    s.variables(url)
+                })
+                .unwrap_or_default();
+            super::gates::skip_reasons(spec, &vars)?
+        };
 
         // Validated: from here on nothing can be rejected.
         self.prune_idempotency(cx.now_ms);
@@ -108,8 +119,13 @@ impl State {
             tenant: tenant.to_string(),
         });
         let mut refs = Vec::with_capacity(spec.jobs.len());
-        for job in &spec.jobs {
+        for (job, skipped) in spec.jobs.iter().zip(skipped) {
             let id = id_of[job.name.as_str()];
+            let state = match (&skipped, job.manual) {
+                (Some(_), _) => JobState::Skipped,
+                (None, true) => JobState::AwaitingApproval,
+                (None, false) => JobState::Pending,
+            };
             self.jobs.insert(
                 id,
                 Box::new(Job {
@@ -119,7 +135,7 @@ impl State {
                     spec: job.clone(),
                     needs: job.needs.iter().map(|n| id_of[n.as_str()]).collect(),
                     dependants: dependants.remove(&id).unwrap_or_default().into_boxed_slice(),
-                    state: JobState::Pending,
+                    state,
                     attempt: 1,
                     not_before_ms: 0,
                     current_step: None,
@@ -132,15 +148,21 @@ impl State {
                     log_bytes: 0,
                     stream_offset: 0,
                     log_truncated: false,
+                    gate: skipped.clone().map(|reason| Box::new(Gate::Skipped { reason })),
                 }),
             );
-            self.pending.insert(QueueKey::new(job.priority, tenant, id));
-            self.index.job_added(tenant, JobState::Pending, id);
+            if state == JobState::Pending {
+                self.pending.insert(QueueKey::new(job.priority, tenant, id));
+            }
+            self.index.job_added(tenant, state, id);
             cx.emit(Event::JobRequested {
                 job: id,
                 pipeline: pipeline_id,
                 name: job.name.to_string(),
             });
+            if let Some(reason) = skipped {
+                cx.emit(Event::JobSkipped { job: id, reason });
+            }
             refs.push(JobRef {
                 name: job.name.to_string(),
                 id,
@@ -204,6 +226,8 @@ impl State {
             self.idempotency_expiry
                 .insert((expires_at_ms, tenant.to_string(), key.to_string()));
         }
+        // Every job skipped: nothing will run, so the pipeline ends here.
+        self.close_pipeline_if_done(cx, pipeline_id);
         Ok(Response::Submitted {
             pipeline: pipeline_id,
             jobs: refs,

@@ -180,6 +180,9 @@ fn summarise(blockers: &[Blocker], fitting: usize, pools: usize, state: JobState
     };
     // The summary names the first blocker briefly; `Display` says all of it.
     match first {
+        Blocker::NotPending {
+            state: JobState::AwaitingApproval,
+        } => "not pending: the job waits for someone to approve it (flotilla job approve)".to_string(),
         Blocker::NotPending { .. } => format!("not pending: the job is {state}"),
         Blocker::WaitingForNeeds { jobs } => {
             let names: Vec<&str> = jobs.iter().map(|n| n.name.as_str()).collect();

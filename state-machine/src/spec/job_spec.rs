@@ -1,7 +1,7 @@
 //! One job of a pipeline as the user wrote it.
 
 use super::{RetryPolicy, StringMap};
-use crate::Resources;
+use crate::{Resources, Role};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,10 +53,26 @@ pub struct JobSpec {
     /// expansion.
     #[serde(default)]
     pub matrix: BTreeMap<String, Vec<String>>,
+    /// Runs the job only when this condition holds (`condition.rs`), decided at submission
+    /// from the pipeline's source and the job's `env`; otherwise the job is SKIPPED, with
+    /// the reason, and so is every job that needs it.
+    #[serde(default, rename = "if")]
+    pub condition: Option<String>,
+    /// Waits in AWAITING_APPROVAL until someone approves it (once its needs succeeded).
+    #[serde(default)]
+    pub manual: bool,
+    /// The least role that may approve a manual job; a submitter of its tenant by default.
+    #[serde(default)]
+    pub approval_role: Option<Role>,
 }
 
 impl JobSpec {
     pub const DEFAULT_TIMEOUT_MS: u64 = 3600 * 1000;
+
+    /// The least role that may approve this job, if it is manual.
+    pub fn approver(&self) -> Option<Role> {
+        self.manual.then(|| self.approval_role.unwrap_or(Role::Submitter))
+    }
 
     fn default_timeout_ms() -> u64 {
         Self::DEFAULT_TIMEOUT_MS
@@ -88,6 +104,9 @@ impl JobSpec {
             retry: RetryPolicy::NONE,
             allow_failure: false,
             matrix: BTreeMap::new(),
+            condition: None,
+            manual: false,
+            approval_role: None,
         }
     }
 }

@@ -192,6 +192,7 @@ impl JobSpec {
             + map(&self.secret_files)
             + self.needs.iter().map(|n| size_of_str(n)).sum::<u64>()
             + map(&self.constraints)
+            + self.condition.as_deref().map_or(0, size_of_str)
             + self
                 .matrix
                 .iter()

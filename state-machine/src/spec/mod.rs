@@ -1,6 +1,7 @@
 //! What users submit: a pipeline is a DAG of jobs. Validation lives beside the types so that
 //! nothing malformed ever reaches the replicated state.
 
+mod condition;
 pub(crate) mod duration_ms;
 mod error;
 mod job_spec;
@@ -10,6 +11,9 @@ mod retry_policy;
 mod string_map;
 mod validate;
 
+pub use condition::{
+    CONDITION_FUEL_PER_PIPELINE, Condition, Fuel, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH, OutOfFuel,
+};
 pub use error::SpecError;
 pub use job_spec::JobSpec;
 pub use matrix::Expanded;

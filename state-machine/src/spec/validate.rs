@@ -180,6 +180,18 @@ impl JobSpec {
             });
         }
         limits.check_resources(&at("resources"), &self.resources)?;
+        if let Some(condition) = &self.condition {
+            super::Condition::parse(condition).map_err(|reason| SpecError::Conflict {
+                field: at("if"),
+                reason,
+            })?;
+        }
+        if self.approval_role.is_some() && !self.manual {
+            return Err(SpecError::Conflict {
+                field: at("approval_role"),
+                reason: "only a manual job is approved".into(),
+            });
+        }
         let p = i64::from(limits.max_priority_abs);
         check_range(at("priority"), i64::from(self.priority), -p, p)?;
         if self.timeout_ms == 0 {
