@@ -258,6 +258,15 @@ pub struct JobSpecDoc {
     /// Runs the job once per combination of these values, each exported as an environment
     /// variable; the jobs are named `<name>-<value>...`.
     matrix: Option<BTreeMap<String, Vec<String>>>,
+    /// Runs the job only when this condition holds (`$FLOTILLA_BRANCH == "main" && ...`),
+    /// decided at submission; otherwise it is SKIPPED with the reason, and so is every job
+    /// that needs it (docs/pipeline.md).
+    #[schema(rename = "if")]
+    condition: Option<String>,
+    /// Waits in AWAITING_APPROVAL until approved (`POST /v1/jobs/{id}/approve`).
+    manual: Option<bool>,
+    /// For a manual job: the least role that may approve it (default `submitter`).
+    approval_role: Option<String>,
 }
 
 #[derive(ToSchema)]
