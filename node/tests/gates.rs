@@ -106,14 +106,7 @@ async fn a_manual_job_runs_once_approved_and_false_conditions_skip() {
 
     let d = job_in(&c, deploy, "SUCCEEDED").await;
     assert_eq!(d["gate"]["approved"]["by"], "release-manager", "{d}");
-    let text = c
-        .authorized(c.anonymous.get(c.node(1).url(&format!("/v1/jobs/{deploy}/logs"))))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.get_text(1, &format!("/v1/jobs/{deploy}/logs")).await;
     assert!(text.contains("deployed to prod"), "{text}");
 
     // `approval_role: operator` asks for more than a submitter.

@@ -58,14 +58,7 @@ async fn a_repository_behind_authentication_is_fetched_with_its_token_and_never_
             s == 200 && v["state"].as_str().is_some_and(|s| s == "SUCCEEDED" || s == "FAILED")
         })
         .await;
-    let logs = c
-        .authorized(c.anonymous.get(c.node(1).url(&format!("/v1/jobs/{job}/logs"))))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let logs = c.get_text(1, &format!("/v1/jobs/{job}/logs")).await;
     assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}\n{}", c.logs());
     assert!(logs.contains("fetched over authenticated http"), "{logs}");
     {

@@ -93,12 +93,7 @@ async fn finished_logs(c: &Cluster, job: u64) -> String {
             s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or(""))
         })
         .await;
-    let r = c
-        .authorized(c.http.get(c.node(1).url(&format!("/v1/jobs/{job}/logs"))))
-        .send()
-        .await
-        .unwrap();
-    let logs = r.text().await.unwrap();
+    let logs = c.get_text(1, &format!("/v1/jobs/{job}/logs")).await;
     assert_eq!(done["state"], "SUCCEEDED", "job {job}: {done}\n{logs}\n{}", c.logs());
     logs
 }
@@ -160,14 +155,7 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
     assert!(logs.contains("hello from the first commit"), "{logs}");
     assert!(logs.contains(&format!("on main at {first} by ada (push)")), "{logs}");
     // The console's pipeline page says where it came from.
-    let page = c
-        .authorized(c.http.get(c.node(3).url(&format!("/ui/pipelines/{pipeline}"))))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = c.get_text(3, &format!("/ui/pipelines/{pipeline}")).await;
     assert!(page.contains(&first[..12]) && page.contains("app main at"), "{page}");
 
     // The forge retries the delivery (a timeout on its side): nothing more runs.

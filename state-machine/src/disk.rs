@@ -251,13 +251,7 @@ pub fn complete_approval<R: ArchivedRecords>(
     job: JobId,
     records: &R,
 ) -> Result<(), R::Error> {
-    let crate::Response::Rejected(crate::Rejection::UnknownJob(unknown)) = response else {
-        return Ok(());
-    };
-    if *unknown != job {
-        return Ok(());
-    }
-    if let Some(j) = records.archived_job(job)? {
+    if let Some(j) = archived_instead(response, job, records)? {
         *response = match j.gate.as_deref() {
             Some(crate::Gate::Approved { by, .. }) => crate::Response::Approved { job, by: by.clone() },
             _ => crate::Response::Rejected(crate::Rejection::AlreadyFinished { job, state: j.state }),
@@ -275,17 +269,26 @@ pub fn complete_cancel<R: ArchivedRecords>(
     job: JobId,
     records: &R,
 ) -> Result<(), R::Error> {
-    let crate::Response::Rejected(crate::Rejection::UnknownJob(unknown)) = response else {
-        return Ok(());
-    };
-    if *unknown != job {
-        return Ok(());
-    }
-    if let Some(j) = records.archived_job(job)? {
+    if let Some(j) = archived_instead(response, job, records)? {
         *response = match j.state {
             crate::JobState::Cancelled => crate::Response::Cancelled { jobs: vec![job] },
             state => crate::Response::Rejected(crate::Rejection::AlreadyFinished { job, state }),
         };
     }
     Ok(())
+}
+
+/// The archived record of `job` when `response` refused it as unknown (it left the live
+/// state with its settled pipeline), so that the answer may be given from it.
+fn archived_instead<R: ArchivedRecords>(
+    response: &crate::Response,
+    job: JobId,
+    records: &R,
+) -> Result<Option<crate::Job>, R::Error> {
+    match response {
+        crate::Response::Rejected(crate::Rejection::UnknownJob(unknown)) if *unknown == job => {
+            records.archived_job(job)
+        }
+        _ => Ok(None),
+    }
 }

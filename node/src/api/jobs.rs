@@ -134,6 +134,22 @@ pub async fn why_pending(
     .await
 }
 
+/// Answers 404 unless `job` exists (live or archived) in a tenant the caller may act in.
+async fn admit_job(app: &AppState, scope: &TenantScope, job: JobId) -> Result<(), ApiError> {
+    super::admit_scoped(
+        app,
+        scope,
+        |s, disk| {
+            super::records::job(s, disk, job)
+                .ok()
+                .flatten()
+                .map(|j| j.tenant.to_string())
+        },
+        || format!("job {job} does not exist"),
+    )
+    .await
+}
+
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = u64, Path)),
     responses((status = 200, description = "the jobs cancelled (with dependants)"), super::openapi::UnknownId,
               (status = 409, description = "already finished", body = super::openapi::ErrorBodyDoc), super::openapi::StandardErrors))]
@@ -143,18 +159,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
-    super::admit_scoped(
-        &app,
-        &scope,
-        |s, disk| {
-            super::records::job(s, disk, job)
-                .ok()
-                .flatten()
-                .map(|j| j.tenant.to_string())
-        },
-        || format!("job {job} does not exist"),
-    )
-    .await?;
+    admit_job(&app, &scope, job).await?;
     let mut answer = app.proposer.commit(Command::CancelJob { job }).await?;
     // A job archived with its settled pipeline is answered from its record.
     flotilla_state_machine::complete_cancel(&mut answer, job, &super::records::Archived(app.machine.disk()))
@@ -175,18 +180,7 @@ pub async fn approve(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job = JobId(parse_id("id", &id)?);
-    super::admit_scoped(
-        &app,
-        &scope,
-        |s, disk| {
-            super::records::job(s, disk, job)
-                .ok()
-                .flatten()
-                .map(|j| j.tenant.to_string())
-        },
-        || format!("job {job} does not exist"),
-    )
-    .await?;
+    admit_job(&app, &scope, job).await?;
     // Under `--auth none` there is no caller: whoever reaches the port may do anything.
     let (by, role) = match caller.as_deref() {
         Some(c) => (c.name.clone(), c.role),

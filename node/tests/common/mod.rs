@@ -576,6 +576,17 @@ impl Cluster {
             .await
     }
 
+    /// The text node `id` answers at `path` (job output, a console page), as the admin.
+    pub async fn get_text(&self, id: u64, path: &str) -> String {
+        self.authorized(self.http.get(self.node(id).url(path)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     pub async fn put(&self, id: u64, path: &str, body: Value) -> (u16, Value) {
         self.send_following(self.node(id).url(path), |url| self.http.put(url).json(&body))
             .await
