@@ -382,6 +382,39 @@ fn dev_cluster_serves_the_cli() {
     ok(run(&token, &servers[2], &["pool", "drain", "local", "--undo"]));
     pools_show("active");
 
+    // A manual job waits for `job approve`; a job whose condition is false is skipped, and
+    // `job get` says why.
+    let gated = dir.path().join("gated.yaml");
+    let resources = "    resources: { cpu_millis: 100, memory_mib: 64 }\n";
+    std::fs::write(
+        &gated,
+        format!(
+            "name: gated\njobs:\n  - name: ship\n    manual: true\n    script: [echo shipped]\n{resources}  - name: docs\n    if: $FLOTILLA_BRANCH == \"main\"\n    script: [echo docs]\n{resources}"
+        ),
+    )
+    .unwrap();
+    let gated = gated.to_str().unwrap();
+    let submitted = ok(run(&token, &all, &["-o", "json", "pipeline", "submit", "-f", gated]));
+    let submitted: serde_json::Value = serde_json::from_str(&submitted).expect("json output");
+    let id = |i: usize| submitted["jobs"][i]["id"].as_u64().expect("a job id").to_string();
+    let (ship, docs) = (id(0), id(1));
+    let approved = ok(run(&token, &all, &["job", "approve", &ship]));
+    assert!(approved.contains(&format!("job {ship} approved by ")), "{approved}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = stdout(&run(&token, &all, &["job", "get", &docs]));
+        if shown.contains("skipped: if: $FLOTILLA_BRANCH == \"main\" is false") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job get never said why it was skipped: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let not_manual = run(&token, &all, &["job", "approve", &docs]);
+    assert!(!not_manual.status.success(), "a skipped job was approved");
+
     // Ctrl-C stops the dev cluster and its nodes.
     let status = dev.interrupt().expect("flotilla dev was running");
     assert!(status.success(), "flotilla dev exited with {status}");
