@@ -106,6 +106,14 @@ async fn a_notifier_gets_each_state_it_asked_for_signed_once_though_it_fails_at_
         })
         .await;
     assert_eq!(owed["items"][0]["name"], "chat");
+    // The console lists it by its receiver's origin, never its path (often its credential).
+    let page = c.get_text(1, "/ui/repos").await;
+    let origin = url.strip_suffix("/hook").unwrap();
+    assert!(
+        page.contains("data-notifier=\"chat\"") && page.contains(origin),
+        "{page}"
+    );
+    assert!(!page.contains(&url), "the receiver's path is shown: {page}");
     let got = got.lock().unwrap();
     assert_eq!(got.len(), 2, "only the states asked for: {got:?}");
     for (id, event) in &expected {

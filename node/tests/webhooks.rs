@@ -157,6 +157,13 @@ async fn a_push_runs_the_pipeline_file_at_its_commit_once_per_delivery() {
     // The console's pipeline page says where it came from.
     let page = c.get_text(3, &format!("/ui/pipelines/{pipeline}")).await;
     assert!(page.contains(&first[..12]) && page.contains("app main at"), "{page}");
+    // The repositories page lists it, its webhook path and what its delivery started.
+    let page = c.get_text(3, "/ui/repos").await;
+    assert!(
+        page.contains("data-repo=\"app\"") && page.contains("/v1/hooks/default/app"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("/ui/pipelines/{pipeline}")), "{page}");
 
     // The forge retries the delivery (a timeout on its side): nothing more runs.
     let before = pipeline_count(&c).await;
@@ -529,6 +536,11 @@ async fn a_schedule_runs_the_branch_head_once_per_due_time() {
             |s, v| s == 200 && v["items"].as_array().is_some_and(|items| items.len() >= 2),
         )
         .await;
+    let page = c.get_text(1, "/ui/repos").await;
+    assert!(
+        page.contains("data-schedule=\"often\"") && page.contains("*/2 * * * * *"),
+        "{page}"
+    );
     let (s, v) = c.delete(1, "/v1/schedules/often").await;
     assert_eq!(s, 200, "{v}");
     let items = fired_twice["items"].as_array().unwrap();

@@ -48,6 +48,7 @@ pub enum Section {
     Pipelines,
     Cluster,
     Pools,
+    Sources,
     Events,
 }
 
@@ -91,6 +92,7 @@ pub fn shell(app: &AppState, viewer: &Viewer, page: &Page, live: Markup) -> Mark
         (Section::Pipelines, "/ui/pipelines", "Pipelines"),
         (Section::Cluster, "/ui/cluster", "Cluster"),
         (Section::Pools, "/ui/pools", "Pools & tenants"),
+        (Section::Sources, "/ui/repos", "Repositories"),
         (Section::Events, "/ui/events", "Events"),
     ];
     html! {

@@ -17,6 +17,7 @@ pub mod dag;
 pub mod fleet_pages;
 pub mod layout;
 pub mod sign_in;
+pub mod source_pages;
 pub mod view;
 pub mod work_pages;
 
@@ -47,6 +48,7 @@ pub fn routes(app: AppState) -> Router<AppState> {
         .route("/ui/jobs/{id}", get(work_pages::job))
         .route("/ui/cluster", get(fleet_pages::cluster))
         .route("/ui/pools", get(fleet_pages::pools))
+        .route("/ui/repos", get(source_pages::sources))
         .route("/ui/events", get(fleet_pages::events))
         .route("/ui/api/pipelines", get(bff::pipelines))
         .route("/ui/api/pipelines/{id}", get(bff::pipeline))
