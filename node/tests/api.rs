@@ -118,6 +118,17 @@ async fn yaml_pipelines_are_accepted_and_their_errors_name_field_and_line() {
     let ok = "name: y\njobs:\n  - name: a\n    steps: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
     let (s, v) = send(ok).await;
     assert_eq!(s, 201, "{v}");
+    // `if: false` is a bare boolean in YAML: taken as the condition, the job skipped.
+    let off = "name: off\njobs:\n  - name: a\n    if: false\n    steps: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";
+    let (s, v) = send(off).await;
+    assert_eq!(s, 201, "{v}");
+    let job = v["jobs"][0]["id"].as_u64().unwrap();
+    let (_, j) = c.get(1, &format!("/v1/jobs/{job}")).await;
+    assert_eq!(
+        (j["state"].as_str(), j["spec"]["if"].as_str()),
+        (Some("SKIPPED"), Some("false")),
+        "{j}"
+    );
 
     let unknown =
         "name: y\njobs:\n  - name: a\n    stepz: [echo hi]\n    resources: { cpu_millis: 10, memory_mib: 10 }\n";

@@ -25,6 +25,26 @@ pub const MAX_CONDITION_DEPTH: usize = 32;
 /// Work one pipeline's conditions may take, in units of one step of a comparison.
 pub const CONDITION_FUEL_PER_PIPELINE: u64 = 64 * 1024 * 1024;
 
+/// Reads a job's `if`: a string, or in a pipeline file (a self-describing format) also a
+/// bare `true` or `false` (YAML's `if: false` disables a job), kept as the text `"false"`.
+/// Binary encodings of the log and snapshots read the plain `Option<String>`.
+pub(crate) fn deserialize_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    if !deserializer.is_human_readable() {
+        return Option::<String>::deserialize(deserializer);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Bool(bool),
+        String(String),
+    }
+    Ok(Option::<Text>::deserialize(deserializer)?.map(|t| match t {
+        Text::Bool(b) => b.to_string(),
+        Text::String(s) => s,
+    }))
+}
+
 /// A parsed condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Condition {
@@ -443,6 +463,26 @@ mod tests {
         assert!(!eval(r#"($A || $B) && $C"#, &[("A", "1")]));
         assert!(eval(r#""a\"b" == 'a"b'"#, &[]));
         assert!(eval("true", &[]) && !eval("false", &[]) && !eval("null", &[]));
+    }
+
+    #[test]
+    fn a_bare_boolean_in_a_pipeline_file_is_a_condition() {
+        let job = |json: &str| -> crate::JobSpec {
+            serde_json::from_str(&format!(
+                r#"{{"name": "a", "steps": ["true"], "resources": {{"cpu_millis": 1, "memory_mib": 1}}, {json}}}"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(job(r#""if": false"#).condition.as_deref(), Some("false"));
+        assert_eq!(job(r#""if": "$A == 'b'""#).condition.as_deref(), Some("$A == 'b'"));
+        assert_eq!(job(r#""if": null"#).condition, None);
+        assert_eq!(job(r#""manual": true"#).condition, None);
+        assert!(
+            serde_json::from_str::<crate::JobSpec>(
+                r#"{"name": "a", "steps": [], "resources": {"cpu_millis": 1, "memory_mib": 1}, "if": 3}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

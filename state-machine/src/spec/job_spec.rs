@@ -56,7 +56,7 @@ pub struct JobSpec {
     /// Runs the job only when this condition holds (`condition.rs`), decided at submission
     /// from the pipeline's source and the job's `env`; otherwise the job is SKIPPED, with
     /// the reason, and so is every job that needs it.
-    #[serde(default, rename = "if")]
+    #[serde(default, rename = "if", deserialize_with = "super::condition::deserialize_text")]
     pub condition: Option<String>,
     /// Waits in AWAITING_APPROVAL until someone approves it (once its needs succeeded).
     #[serde(default)]
