@@ -79,6 +79,8 @@ async fn a_manual_job_runs_once_approved_and_false_conditions_skip() {
     let a = job_in(&c, announce, "SKIPPED").await;
     assert_eq!(a["gate"]["skipped"]["reason"], "needs docs, which was skipped", "{a}");
     job_in(&c, deploy, "AWAITING_APPROVAL").await;
+    let (_, why) = c.get(1, &format!("/v1/jobs/{deploy}/why-pending")).await;
+    assert!(why["summary"].as_str().unwrap().contains("approve"), "{why}");
 
     let submitter = token(&c, "release-manager", "submitter", &["default"]).await;
     let viewer = token(&c, "auditor", "viewer", &[]).await;
