@@ -22,6 +22,11 @@ use flotilla_state_machine::{
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+/// Where a forge posts the deliveries of repository `name` of `tenant`.
+pub fn webhook_path(tenant: &str, name: &str) -> String {
+    format!("/v1/hooks/{tenant}/{name}")
+}
+
 /// The idempotency key of the pipeline a delivery starts: the repository and the forge's
 /// delivery id (hashed when together they would be longer than a key may be).
 pub fn delivery_key(repository: &str, delivery: &str) -> String {

@@ -8,7 +8,7 @@ pub(crate) mod cluster;
 mod error;
 mod events;
 mod health;
-mod hooks;
+pub(crate) mod hooks;
 pub(crate) mod input_body;
 mod jobs;
 mod join;

@@ -72,7 +72,7 @@ pub fn view(repo: &Repository, with_deliveries: bool) -> Value {
         "credentials": repo.spec.credentials,
         "status_api": repo.spec.status_api_root(),
         "reports_statuses": repo.spec.reports_statuses(),
-        "webhook_path": format!("/v1/hooks/{}/{}", repo.tenant, repo.spec.name),
+        "webhook_path": super::hooks::webhook_path(&repo.tenant, &repo.spec.name),
         "created_at_ms": repo.created_at_ms,
         "updated_at_ms": repo.updated_at_ms,
     });
@@ -160,7 +160,7 @@ pub async fn put(
     let changed = super::done(app.proposer.commit(command).await?)?;
     let body = json!({
         "tenant": tenant, "name": name, "changed": changed,
-        "webhook_path": format!("/v1/hooks/{tenant}/{name}"),
+        "webhook_path": super::hooks::webhook_path(&tenant, &name),
     });
     Ok(Json(body).into_response())
 }

@@ -80,10 +80,10 @@ fn sources_live(data: &SourcesView) -> Markup {
             section.repository data-repo=(r.spec.name) aria-labelledby=(format!("repo-{}-{}", r.tenant, r.spec.name)) {
                 h2 id=(format!("repo-{}-{}", r.tenant, r.spec.name)) { (r.spec.name) " " span.small { "(" (r.tenant) ")" } }
                 dl.facts {
-                    dt { "Forge" } dd { (format!("{:?}", r.spec.forge).to_lowercase()) }
+                    dt { "Forge" } dd { (r.spec.forge) }
                     dt { "URL" } dd { code { (r.spec.url) } }
                     dt { "Pipeline file" } dd { code { (r.spec.pipeline_path) } }
-                    dt { "Webhook" } dd { code { "/v1/hooks/" (r.tenant) "/" (r.spec.name) } }
+                    dt { "Webhook" } dd { code { (crate::api::hooks::webhook_path(&r.tenant, &r.spec.name)) } }
                     dt { "Commit statuses" } dd { @if r.spec.reports_statuses() { "reported" } @else { "not reported" } }
                 }
                 table.list {
