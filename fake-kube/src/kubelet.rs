@@ -1,14 +1,15 @@
-//! The simulated kubelet: binds a pod to a node, runs its first container's command as a
-//! local process group, collects stdout and stderr into one log, and records the phases a
+//! The simulated kubelet: binds a pod to a node, runs its init containers in order, each to
+//! its end, then its first container's command, each as a local process group, collects stdout and stderr into one log, and records the phases a
 //! real kubelet reports (`Pending` → `Running` → `Succeeded`/`Failed`), including deadline
 //! expiry, eviction and graceful deletion.
 
 use crate::cluster::{Cluster, LogBuffer};
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodCondition,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodCondition,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -72,6 +73,252 @@ async fn bind(cluster: &Mutex<Cluster>, key: &Key) -> bool {
     }
 }
 
+/// What starting one container takes, read from the pod under the cluster's lock.
+struct Prepared {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: std::path::PathBuf,
+    name: String,
+    image: String,
+}
+
+/// Reads `container` of the pod at `key`: its volumes made under `root`, its variables with
+/// `secretKeyRef`s read, every mount path it names pointed at its directory, and `PATH`
+/// starting with what its image holds (`FakeKubeConfig::image_paths`).
+fn prepare(c: &Cluster, key: &Key, container: &Container, root: &Path) -> Result<Prepared, String> {
+    let spec = c.pods.get(key).and_then(|r| r.pod.spec.clone()).unwrap_or_default();
+    let mounts = crate::volumes::materialize(c, &key.0, &spec, container, root).map_err(|e| format!("volume: {e}"))?;
+    let translate = |v: String| crate::volumes::translate(v, &mounts);
+    let mut argv: Vec<String> = container.command.clone().unwrap_or_default();
+    argv.extend(container.args.clone().unwrap_or_default());
+    let argv = argv.into_iter().map(translate).collect();
+    // A `secretKeyRef` reads the pod's namespace's secret, as a kubelet does; one that is
+    // missing leaves the variable empty here (a real kubelet would hold the pod back).
+    let mut env: Vec<(String, String)> = container
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let from_secret = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .and_then(|r| c.secret_value(&key.0, &r.name, &r.key))
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
+            let value = from_secret.or(e.value).unwrap_or_default();
+            (e.name, translate(value))
+        })
+        .collect();
+    let image = container.image.clone().unwrap_or_default();
+    if let Some(dir) = c.config.image_paths.get(&image)
+        && !env.iter().any(|(k, _)| k == "PATH")
+    {
+        let host = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".into(), format!("{}:{host}", dir.display())));
+    }
+    let cwd = container
+        .working_dir
+        .clone()
+        .map(translate)
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.starts_with(root))
+        .unwrap_or_else(|| root.to_path_buf());
+    Ok(Prepared {
+        argv,
+        env,
+        cwd,
+        name: container.name.clone(),
+        image,
+    })
+}
+
+/// `Prepared` as a process in its own group, stdout and stderr piped.
+fn spawn(p: &Prepared) -> std::io::Result<tokio::process::Child> {
+    let Some(program) = p.argv.first() else {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no command"));
+    };
+    tokio::process::Command::new(program)
+        .args(&p.argv[1..])
+        .envs(p.env.iter().cloned())
+        .current_dir(&p.cwd)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+}
+
+/// How much of an init container's output becomes its termination message
+/// (`FallbackToLogsOnError` keeps the last 2,048 bytes).
+const TERMINATION_MESSAGE_BYTES: usize = 2048;
+
+/// Runs the pod's init containers in order, each to its end, as a kubelet does before the
+/// first container starts; `Err` with the pod's end when one fails (the pod is `Failed`, its
+/// status recorded).
+async fn run_init_containers(
+    cluster: &Arc<Mutex<Cluster>>,
+    key: &Key,
+    root: &Path,
+    deadline: tokio::time::Instant,
+) -> Result<(), ()> {
+    let init: Vec<Container> = {
+        let c = lock(cluster);
+        let Some(r) = c.pods.get(key) else { return Err(()) };
+        r.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default()
+    };
+    for (i, container) in init.iter().enumerate() {
+        let prepared = {
+            let c = lock(cluster);
+            if c.pods
+                .get(key)
+                .is_none_or(|r| r.pod.metadata.deletion_timestamp.is_some())
+            {
+                return Err(());
+            }
+            prepare(&c, key, container, root)
+        };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                log_start_failure(cluster, key, &e);
+                return Err(());
+            }
+        };
+        let mut child = match spawn(&prepared) {
+            Ok(child) => child,
+            Err(e) => {
+                set_init_status(
+                    cluster,
+                    key,
+                    i,
+                    &init,
+                    Some((127, format!("exec {:?}: {e}", prepared.argv.first()))),
+                );
+                return Err(());
+            }
+        };
+        {
+            let mut c = lock(cluster);
+            let Some(r) = c.pods.get_mut(key) else {
+                signal(child.id().unwrap_or(0), "KILL");
+                return Err(());
+            };
+            r.pgid = child.id();
+            set_init_status_locked(&mut c, key, i, &init, None);
+        }
+        let output = Arc::new(LogBuffer::default());
+        let readers = [
+            child.stdout.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
+            child.stderr.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
+        ];
+        let status = tokio::select! {
+            s = child.wait() => s.ok(),
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        for reader in readers.into_iter().flatten() {
+            let _ = reader.await;
+        }
+        let code = match status {
+            Some(s) => {
+                use std::os::unix::process::ExitStatusExt;
+                s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
+            }
+            None => {
+                if let Some(pgid) = child.id() {
+                    signal(pgid, "KILL");
+                }
+                let _ = child.wait().await;
+                if let Some(r) = lock(cluster).pods.get_mut(key) {
+                    r.pgid = None;
+                }
+                finish(cluster, key, Outcome::DeadlineExceeded);
+                return Err(());
+            }
+        };
+        let text = {
+            let data = output.data.lock().expect("log lock");
+            let from = data.0.len().saturating_sub(TERMINATION_MESSAGE_BYTES);
+            String::from_utf8_lossy(&data.0[from..]).into_owned()
+        };
+        if let Some(r) = lock(cluster).pods.get_mut(key) {
+            r.pgid = None;
+        }
+        set_init_status(cluster, key, i, &init, Some((code, text)));
+        if code != 0 {
+            let mut c = lock(cluster);
+            if let Some(r) = c.pods.get_mut(key) {
+                r.exited = true;
+                let status = r.pod.status.get_or_insert_default();
+                status.phase = Some("Failed".into());
+                c.record_pod(key, "MODIFIED");
+            }
+            return Err(());
+        }
+    }
+    Ok(())
+}
+
+/// Records init container `at` as running (`ended: None`) or terminated, the ones before it
+/// as completed and the ones after as waiting.
+fn set_init_status(cluster: &Mutex<Cluster>, key: &Key, at: usize, init: &[Container], ended: Option<(i32, String)>) {
+    let mut c = lock(cluster);
+    set_init_status_locked(&mut c, key, at, init, ended);
+}
+
+fn set_init_status_locked(c: &mut Cluster, key: &Key, at: usize, init: &[Container], ended: Option<(i32, String)>) {
+    let Some(r) = c.pods.get_mut(key) else { return };
+    let state = |i: usize| -> ContainerState {
+        let terminated = |exit_code: i32, message: Option<String>| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code,
+                reason: Some(if exit_code == 0 { "Completed" } else { "Error" }.into()),
+                message,
+                finished_at: Some(now()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match i.cmp(&at) {
+            std::cmp::Ordering::Less => terminated(0, None),
+            std::cmp::Ordering::Equal => match &ended {
+                Some((code, text)) => terminated(*code, (*code != 0).then(|| text.clone())),
+                None => ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(now()),
+                    }),
+                    ..Default::default()
+                },
+            },
+            std::cmp::Ordering::Greater => ContainerState {
+                waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                    reason: Some("PodInitializing".into()),
+                    message: None,
+                }),
+                ..Default::default()
+            },
+        }
+    };
+    let statuses = init
+        .iter()
+        .enumerate()
+        .map(|(i, container)| ContainerStatus {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            state: Some(state(i)),
+            ..Default::default()
+        })
+        .collect();
+    let status = r.pod.status.get_or_insert_default();
+    status.phase = Some("Pending".into());
+    status.init_container_statuses = Some(statuses);
+    c.record_pod(key, "MODIFIED");
+}
+
 async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
     if !bind(&cluster, &key).await {
         return;
@@ -85,69 +332,51 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
             return;
         }
     };
-    let (argv, env, deadline_s, log, container_name, image) = {
+    let deadline_s = {
+        let c = lock(&cluster);
+        let Some(r) = c.pods.get(&key) else { return };
+        r.pod.spec.as_ref().and_then(|s| s.active_deadline_seconds)
+    };
+    let deadline = tokio::time::Instant::now()
+        + deadline_s.map_or(Duration::from_secs(365 * 24 * 3600), |s| {
+            Duration::from_secs(s.max(0) as u64)
+        });
+    if run_init_containers(&cluster, &key, workdir.path(), deadline)
+        .await
+        .is_err()
+    {
+        if let Some(r) = lock(&cluster).pods.get_mut(&key) {
+            r._workdir = Some(workdir);
+        }
+        return;
+    }
+    let (prepared, log) = {
         let c = lock(&cluster);
         let Some(r) = c.pods.get(&key) else { return };
         if r.pod.metadata.deletion_timestamp.is_some() {
             return;
         }
-        let spec = r.pod.spec.clone().unwrap_or_default();
-        let Some(container) = spec.containers.first().cloned() else {
+        let Some(container) = r.pod.spec.as_ref().and_then(|s| s.containers.first()).cloned() else {
             return;
         };
-        let mut argv = container.command.clone().unwrap_or_default();
-        argv.extend(container.args.clone().unwrap_or_default());
-        let mounts = match crate::volumes::materialize(&c, &key.0, &spec, &container, workdir.path()) {
-            Ok(mounts) => mounts,
+        let log = r.log.clone();
+        match prepare(&c, &key, &container, workdir.path()) {
+            Ok(p) => (p, log),
             Err(e) => {
                 drop(c);
-                log_start_failure(&cluster, &key, &format!("secret volume: {e}"));
+                log_start_failure(&cluster, &key, &e);
                 return;
             }
-        };
-        // A `secretKeyRef` reads the pod's namespace's secret, as a kubelet does; one that is
-        // missing leaves the variable empty here (a real kubelet would hold the pod back).
-        let env: Vec<(String, String)> = container
-            .env
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| {
-                let from_secret = e
-                    .value_from
-                    .as_ref()
-                    .and_then(|v| v.secret_key_ref.as_ref())
-                    .and_then(|r| c.secret_value(&key.0, &r.name, &r.key))
-                    .map(|v| String::from_utf8_lossy(&v).into_owned());
-                let value = from_secret.or(e.value).unwrap_or_default();
-                (e.name, crate::volumes::translate(value, &mounts))
-            })
-            .collect();
-        (
-            argv,
-            env,
-            spec.active_deadline_seconds,
-            r.log.clone(),
-            container.name,
-            container.image.unwrap_or_default(),
-        )
+        }
     };
-    if argv.is_empty() {
+    if prepared.argv.is_empty() {
         finish(&cluster, &key, Outcome::Exited(127));
         return;
     }
-    let mut command = tokio::process::Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .envs(env)
-        .current_dir(workdir.path())
-        .process_group(0)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = match command.spawn() {
+    let mut child = match spawn(&prepared) {
         Ok(c) => c,
         Err(e) => {
-            log.push(format!("exec {}: {e}\n", argv[0]).as_bytes());
+            log.push(format!("exec {}: {e}\n", prepared.argv[0]).as_bytes());
             log.close();
             finish(&cluster, &key, Outcome::Exited(127));
             return;
@@ -166,8 +395,8 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         status.phase = Some("Running".into());
         status.start_time = Some(now());
         status.container_statuses = Some(vec![ContainerStatus {
-            name: container_name,
-            image,
+            name: prepared.name.clone(),
+            image: prepared.image.clone(),
             image_id: String::new(),
             ready: true,
             started: Some(true),
@@ -186,12 +415,9 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         child.stdout.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
         child.stderr.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
     ];
-    let deadline = deadline_s.map_or(Duration::from_secs(365 * 24 * 3600), |s| {
-        Duration::from_secs(s.max(0) as u64)
-    });
     let status = tokio::select! {
         s = child.wait() => s.ok(),
-        () = tokio::time::sleep(deadline) => None,
+        () = tokio::time::sleep_until(deadline) => None,
     };
     let outcome = match status {
         Some(s) => {

@@ -17,18 +17,23 @@
 //! - nodes: list by label (capacity).
 //! - the kubelet: a pod is bound to the first node matching its `nodeSelector` whose
 //!   allocatable resources still fit its requests (otherwise it stays `Pending`); it starts
-//!   after `start_delay_ms`; `command`+`args` run under `sh` in a temporary directory with the
-//!   container's `env` (`secretKeyRef` values read from the namespace's Secrets; Secret
-//!   volumes written into the pod's directory, see `volumes.rs`); stdout and stderr form one log, as in Kubernetes; the exit code gives
-//!   `Succeeded` or `Failed`; `activeDeadlineSeconds` ends it with reason `DeadlineExceeded`.
+//!   after `start_delay_ms`; init containers run first, in order, each to its end (one that
+//!   fails ends the pod `Failed`, its last output as its termination message); then
+//!   `command`+`args` run in the container's working directory with its `env`
+//!   (`secretKeyRef` values read from the namespace's Secrets; Secret and emptyDir volumes
+//!   are directories of the pod's own, see `volumes.rs`; an image's programs come first on
+//!   `PATH`, `image_paths`); stdout and stderr form one log, as in Kubernetes; the exit code
+//!   gives `Succeeded` or `Failed`; `activeDeadlineSeconds` ends it with reason
+//!   `DeadlineExceeded`.
 //! - test hooks: `evict` (kubelet eviction: `Failed`, reason `Evicted`, no exit code),
 //!   `lose_node` (the node's pods are killed and force-deleted), `compact` (drop the watch
 //!   history so the next watch from an older version gets 410), foreign pods using capacity.
 //!
 //! Not covered: authentication, admission and defaulting (fields are stored as sent), server-side
 //! apply and patch, `limit`/`continue` paging (every list is one page), `previous`/`sinceTime`/
-//! `tailLines` on logs, init and sidecar containers (only the first container runs), images
-//! (the command runs on the host, whatever the image), namespaces as objects.
+//! `tailLines` on logs, the logs of init containers, sidecar containers (only the first
+//! container runs after the init containers), images (the command runs on the host; an image
+//! only adds its directory to `PATH`), namespaces as objects.
 
 mod cluster;
 mod kubelet;
@@ -50,6 +55,9 @@ pub struct FakeKubeConfig {
     pub bookmark_interval_ms: u64,
     /// Watch events kept for watches that resume from an older `resourceVersion`.
     pub history_events: usize,
+    /// What an image holds, as a directory of programs put first on the `PATH` of its
+    /// containers (the command runs on the host, so an image is where its programs are).
+    pub image_paths: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for FakeKubeConfig {
@@ -58,6 +66,7 @@ impl Default for FakeKubeConfig {
             start_delay_ms: 50,
             bookmark_interval_ms: 1_000,
             history_events: 10_000,
+            image_paths: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -1,9 +1,10 @@
-//! Secret volumes, as the simulated kubelet provides them. A real kubelet mounts a tmpfs at
-//! the container's `mountPath` holding one file per item of the Secret; the fake runs
-//! containers on the host without a mount namespace, so it writes the files in the pod's own
-//! temporary directory instead and points the container's variables that name the mount path
-//! at that directory. A missing Secret or key fails the pod's start, as
-//! `CreateContainerConfigError` would.
+//! Secret and emptyDir volumes, as the simulated kubelet provides them. A real kubelet mounts
+//! a tmpfs at the container's `mountPath` holding one file per item of the Secret, and an
+//! emptyDir every container of the pod shares; the fake runs containers on the host without
+//! a mount namespace, so each volume is a directory in the pod's own temporary directory
+//! (`volumes/<name>`, the same for every container of the pod), and the container's
+//! variables, arguments and working directory that name a mount path are pointed at it. A
+//! missing Secret or key fails the pod's start, as `CreateContainerConfigError` would.
 
 use crate::cluster::Cluster;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// Where each secret volume mount of `container` lives: `(mount path, host directory)`.
 pub(crate) type Mounts = Vec<(String, PathBuf)>;
 
-/// Writes the secret volumes `container` mounts under `root` (the pod's directory).
+/// Writes the volumes `container` mounts under `root` (the pod's directory): a Secret's
+/// files, or an emptyDir's directory (made once, shared by the pod's containers).
 pub(crate) fn materialize(
     cluster: &Cluster,
     namespace: &str,
@@ -22,17 +24,19 @@ pub(crate) fn materialize(
 ) -> Result<Mounts, String> {
     let mut mounts = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
-        let Some(source) = spec
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == mount.name)
-            .and_then(|v| v.secret.as_ref())
-        else {
+        let Some(volume) = spec.volumes.iter().flatten().find(|v| v.name == mount.name) else {
+            continue;
+        };
+        let dir = root.join("volumes").join(&mount.name);
+        if volume.empty_dir.is_some() {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            mounts.push((mount.mount_path.clone(), dir));
+            continue;
+        }
+        let Some(source) = volume.secret.as_ref() else {
             continue;
         };
         let name = source.secret_name.clone().unwrap_or_default();
-        let dir = root.join("volumes").join(&mount.name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         for item in source.items.iter().flatten() {
             let value = cluster

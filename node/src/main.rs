@@ -1,10 +1,19 @@
-//! `flotilla-node`: runs one member of a Flotilla cluster until SIGTERM or Ctrl-C.
+//! `flotilla-node`: runs one member of a Flotilla cluster until SIGTERM or Ctrl-C; as
+//! `flotilla-node fetch-source`, a Kubernetes job pod's source container (`source::fetch`).
 
 use clap::Parser;
 use flotilla_node::{Options, RunningNode, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `flotilla-node fetch-source`: the source container of a Kubernetes job pod, not a
+    // node. Told apart before the node's options are read, since the node's image sets the
+    // node's variables (`FLOTILLA_DATA_DIR`...) that the helper must not be judged by.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "fetch-source") {
+        let options = flotilla_node::source::fetch::FetchOptions::parse_from(std::env::args_os().skip(1));
+        flotilla_node::source::fetch::run(&options).await?;
+        return Ok(());
+    }
     let settings = Settings::resolve(Options::parse())?;
     let telemetry = flotilla_node::observe::telemetry::TelemetryConfig {
         json_logs: settings.json_logs,

@@ -76,6 +76,7 @@ impl RunningNode {
             }
         };
         let api_transport = crate::tls::ApiTransport::new(tls.as_ref());
+        let api_transport_scheme = api_transport.scheme;
         let raft_client_tls = tls.as_ref().map(|t| t.raft_client()).transpose()?;
         let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip, raft_client_tls);
         let network = Network {
@@ -264,6 +265,10 @@ impl RunningNode {
             metrics: metrics.clone(),
             keyring: settings.keyring.clone(),
             sources,
+            source_reach: crate::leader::SourceReach {
+                scheme: api_transport_scheme,
+                ca_pem: tls.as_ref().map(|t| t.cert().ca().pem().0.to_string()),
+            },
         };
         tasks.push(tokio::spawn(crate::leader::run(
             parts,

@@ -230,6 +230,10 @@ pub struct Options {
     /// Image for jobs on Kubernetes pools that name none. Default: such jobs fail.
     #[arg(long)]
     pub kubernetes_default_image: Option<String>,
+    /// Image holding `flotilla-node` (the nodes' own image) that a repository pipeline's pod
+    /// runs first to fetch its source from the nodes. Default: such jobs fail, saying so.
+    #[arg(long, env = "FLOTILLA_KUBERNETES_HELPER_IMAGE")]
+    pub kubernetes_helper_image: Option<String>,
     /// Enables the `sim` provider (workers that exist only in the leader's memory and finish
     /// after this many ms, or the job's SIM_DURATION_MS) for pools that name it. For
     /// benchmarks and tests: its jobs run nothing. Default: disabled.
@@ -416,6 +420,7 @@ pub struct Settings {
     pub kubernetes_namespace: Option<String>,
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_default_image: Option<String>,
+    pub kubernetes_helper_image: Option<String>,
     pub sim_duration_ms: Option<u64>,
     pub provider_call_timeout_ms: u64,
     pub provider_breaker_failures: u32,
@@ -518,6 +523,10 @@ impl Settings {
                 .kubernetes_default_image
                 .clone()
                 .or(file.kubernetes_default_image.clone()),
+            kubernetes_helper_image: cli
+                .kubernetes_helper_image
+                .clone()
+                .or(file.kubernetes_helper_image.clone()),
             sim_duration_ms: cli.sim_duration_ms.or(file.sim_duration_ms),
             provider_call_timeout_ms: pick!(provider_call_timeout_ms, 10_000),
             provider_breaker_failures: pick!(provider_breaker_failures, 5),

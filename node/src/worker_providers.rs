@@ -69,6 +69,7 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<ProviderSet> {
         let mut config = KubernetesConfig::new(namespace.clone(), settings.cluster_name.clone());
         config.api_url = settings.kubernetes_api_url.clone();
         config.default_image = settings.kubernetes_default_image.clone();
+        config.helper_image = settings.kubernetes_helper_image.clone();
         let kubernetes = KubernetesProvider::new(config).context("configuring the kubernetes provider")?;
         set = set.with(
             ProviderKind::Kubernetes,

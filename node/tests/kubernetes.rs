@@ -1,9 +1,12 @@
 //! Pipelines on the `kubernetes` provider through real node processes and the fake API server
 //! (`fake-kube/`): the pool's capacity follows the nodes; an evicted pod's attempt goes
 //! TERMINATED and is retried in a new pod; a leader killed mid-run is replaced by one that
-//! adopts the running pod; no pod is left behind.
+//! adopts the running pod; no pod is left behind. A repository pipeline's pod gets its
+//! commit's files from the nodes through its source container and the attempt's grant.
 
 mod common;
+#[path = "common/git.rs"]
+mod git;
 use common::*;
 use flotilla_fake_kube::{FakeKube, FakeKubeConfig, NodeSpec};
 use serde_json::{Value, json};
@@ -137,4 +140,194 @@ async fn kubernetes_jobs_survive_eviction_and_a_leader_kill() {
     ] {
         assert!(tombstones.contains(&attempt), "{attempt} missing from {tombstones:?}");
     }
+}
+
+/// The image the fake kubelet resolves the source helper in: the directory of the
+/// `flotilla-node` binary under test.
+const HELPER_IMAGE: &str = "flotilla-helper:test";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_grant() {
+    let root = tempfile::tempdir().unwrap();
+    let work = git::repository(root.path());
+    // The job holds its attempt open until the test releases it (at most 60 s), so the grant
+    // is tried while the attempt lives.
+    let release = root.path().join("release");
+    let pipeline_file = format!(
+        "name: ci\njobs:\n  - name: test\n    image: busybox\n    constraints: {{ runtime: kubernetes }}\n    resources: {{ cpu_millis: 500, memory_mib: 256 }}\n    steps:\n      - cat greeting.txt\n      - if env | grep -q FLOTILLA_SOURCE; then echo the grant reached the job; exit 1; fi\n      - test ! -e .flotilla-source.tar.part\n      - for i in $(seq 1 600); do [ -e {} ] && break; sleep 0.1; done\n",
+        release.display()
+    );
+    let head = git::commit(
+        &work,
+        "first",
+        &[
+            (".flotilla.yml", Some(pipeline_file.as_str())),
+            ("greeting.txt", Some("fetched into the pod by its source container")),
+        ],
+    );
+    let server = git::GitServer::start(root.path());
+
+    let helper_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flotilla-node"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let kube = FakeKube::start(FakeKubeConfig {
+        image_paths: BTreeMap::from([(HELPER_IMAGE.to_string(), helper_dir)]),
+        ..FakeKubeConfig::default()
+    })
+    .await
+    .unwrap();
+    kube.cluster().add_node(NodeSpec {
+        name: "node-a".into(),
+        labels: BTreeMap::from([("pool".to_string(), "ci".to_string())]),
+        allocatable: BTreeMap::from([
+            ("cpu".to_string(), "4".to_string()),
+            ("memory".to_string(), "8Gi".to_string()),
+        ]),
+    });
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = secrets_key_file(keys.path());
+    let url = kube.url();
+    let args = [
+        "--secrets-key-file",
+        key_file.as_str(),
+        "--kubernetes-namespace",
+        NS,
+        "--kubernetes-api-url",
+        url.as_str(),
+        "--kubernetes-helper-image",
+        HELPER_IMAGE,
+        "--cluster-name",
+        "ks",
+        "--leader-tick-ms",
+        "100",
+    ];
+    let c = Cluster::start(3, &args).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let pool = json!({
+        "name": "pods", "provider": "kubernetes", "capacity": { "cpu_millis": 1000, "memory_mib": 1024 }, "max_workers": 4,
+        "labels": { "runtime": "kubernetes" }, "settings": { "node_selector": "pool=ci" }
+    });
+    let (s, v) = c.post(leader, "/v1/pools", pool).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = c
+        .put(leader, "/v1/secrets/hook", json!({ "value": "hook-secret" }))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let body = json!({ "url": server.url("app.git"), "forge": "git", "webhook_secret": "hook" });
+    let (s, v) = c.put(leader, "/v1/repos/app", body).await;
+    assert_eq!(s, 200, "{v}");
+
+    let (s, v) = c.post(2, "/v1/repos/app/run", json!({ "branch": "main" })).await;
+    assert_eq!(s, 201, "{v}\n{}", c.logs());
+    let pipeline = v["pipeline"].as_u64().unwrap();
+    let (_, p) = c
+        .get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable"))
+        .await;
+    assert_eq!(p["source"]["commit"], head.as_str(), "{p}");
+    let job = p["jobs"][0].as_u64().unwrap();
+    let running = c
+        .wait_get(1, &format!("/v1/jobs/{job}"), "the job running", |s, v| {
+            s == 200 && ["RUNNING", "SUCCEEDED", "FAILED", "TERMINATED"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    assert_eq!(running["state"], "RUNNING", "{running}\n{}", c.logs());
+
+    // While the attempt runs, its source opens to its grant only.
+    let path = format!("/v1/jobs/{job}/attempts/1/source");
+    let anonymous = client_builder().build().unwrap();
+    for (grant, what) in [(None, "no grant"), (Some("0".repeat(64)), "a forged grant")] {
+        let mut request = anonymous.get(c.node(3).url(&path));
+        if let Some(g) = &grant {
+            request = request.bearer_auth(g);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "grant_refused", "{what}: {body}");
+    }
+    // The attempt's Secret holds the grant; its pod spec never does.
+    let pod = kube
+        .cluster()
+        .pod(NS, &format!("ks-j{job}-a1"))
+        .expect("the attempt's pod");
+    let grant = kube
+        .cluster()
+        .secret_value(NS, &format!("ks-j{job}-a1"), "flotilla.source-grant")
+        .map(|g| String::from_utf8(g).unwrap())
+        .expect("the attempt's Secret holds its grant");
+    assert!(!serde_json::to_string(&pod).unwrap().contains(&grant));
+    // The grant itself opens the source on any node, this attempt's only.
+    let response = anonymous
+        .get(c.node(3).url(&path))
+        .bearer_auth(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.bytes().await.unwrap().len() > 512, "a tar archive");
+    // The helper itself, given a forged grant, stops at the first refusal with the reason as
+    // its last line (what the pod reports), and leaves nothing in the workspace.
+    let workspace = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
+        .args(["fetch-source", "--into"])
+        .arg(workspace.path())
+        .env("FLOTILLA_SOURCE_URLS", c.node(1).url(&path))
+        .env("FLOTILLA_SOURCE_GRANT", "0".repeat(64))
+        .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(last.contains("HTTP 401") && last.contains("grant"), "{stderr}");
+    assert_eq!(std::fs::read_dir(workspace.path()).unwrap().count(), 0, "{stderr}");
+    // With the grant it fetches and unpacks the commit's files.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
+        .args(["fetch-source", "--into"])
+        .arg(workspace.path())
+        .env("FLOTILLA_SOURCE_URLS", format!("http://127.0.0.1:{}/closed,{}", free_port(), c.node(2).url(&path)))
+        .env("FLOTILLA_SOURCE_GRANT", &grant)
+        .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("greeting.txt")).unwrap(),
+        "fetched into the pod by its source container"
+    );
+    assert!(!workspace.path().join(".flotilla-source.tar.part").exists());
+    let other = format!("/v1/jobs/{job}/attempts/2/source");
+    let response = anonymous
+        .get(c.node(1).url(&other))
+        .bearer_auth(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        503,
+        "an attempt not made yet: not caught up"
+    );
+
+    std::fs::write(&release, b"").unwrap();
+    let done = c
+        .wait_get(1, &format!("/v1/jobs/{job}"), "the job finished", |s, v| {
+            s == 200 && ["SUCCEEDED", "FAILED", "TERMINATED"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    let logs = c.get_text(1, &format!("/v1/jobs/{job}/logs")).await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}\n{}", c.logs());
+    assert!(logs.contains("fetched into the pod by its source container"), "{logs}");
+    // Once the attempt is over its grant opens nothing.
+    let response = anonymous
+        .get(c.node(2).url(&path))
+        .bearer_auth(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 410);
+    assert!(!c.logs().contains(&grant), "the grant reached a node's log");
+    drop(server);
 }

@@ -38,7 +38,28 @@ pub struct WorkerSpec {
     /// A tar archive of the source the job runs (its pipeline's commit), on the creating
     /// leader's disk: unpacked into the work directory before the first step.
     pub checkout: Option<std::path::PathBuf>,
+    /// How a worker that cannot read the leader's disk (a Kubernetes pod) downloads the same
+    /// archive from the cluster's API; `None` when the node has no key to sign a grant with.
+    pub source_fetch: Option<SourceFetch>,
 }
+
+/// Where and with what a worker's helper downloads its source: the attempt's endpoint on
+/// every node, a grant that opens it for this attempt only while it lives, and the cluster's
+/// CA to trust them by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFetch {
+    /// `https://<node>/v1/jobs/<job>/attempts/<attempt>/source`, one per member, tried in turn.
+    pub urls: Vec<String>,
+    /// Sent as `Authorization: Bearer`; never in the job's own environment.
+    pub grant: crate::SecretValue,
+    /// The cluster CA's certificates (PEM); `None` under plain HTTP.
+    pub ca_pem: Option<String>,
+}
+
+/// The variables the source helper (`flotilla-node fetch-source`) reads.
+pub const SOURCE_URLS_VAR: &str = "FLOTILLA_SOURCE_URLS";
+pub const SOURCE_GRANT_VAR: &str = "FLOTILLA_SOURCE_GRANT";
+pub const SOURCE_CA_VAR: &str = "FLOTILLA_SOURCE_CA";
 
 impl WorkerSpec {
     /// The worker's name, unique per job attempt: idempotency key of every provider call.
@@ -154,6 +175,8 @@ pub struct Observation {
     pub exit_code: Option<i32>,
     /// It neither runs nor has an exit status: it was lost.
     pub lost: bool,
+    /// Why, when the provider can tell (an evicted pod, a source that could not be fetched).
+    pub lost_reason: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! this node's applied state and report its applied index in `X-Flotilla-Applied-Index`;
 //! `?consistency=linearizable` first waits until this node has applied the leader's read index.
 
+mod attempt_source;
 pub(crate) mod cluster;
 mod error;
 mod events;
@@ -313,6 +314,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Method::DELETE,
             delete(schedules::remove),
             at_least(Operator),
+        ),
+        (
+            "/v1/jobs/{id}/attempts/{attempt}/source",
+            Method::GET,
+            get(attempt_source::source),
+            Permission::Public,
         ),
         (
             "/v1/hooks/{tenant}/{repository}",

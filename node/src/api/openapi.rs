@@ -6,8 +6,8 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools, repositories, retention,
-    schedules, secrets, tenants, tokens,
+    attempt_source, cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools, repositories,
+    retention, schedules, secrets, tenants, tokens,
 };
 use axum::Json;
 use std::collections::BTreeMap;
@@ -32,6 +32,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         jobs::approve,
         jobs::logs,
         jobs::why_pending,
+        attempt_source::source,
         events::stream,
         pools::list,
         pools::register,
@@ -122,6 +123,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.components
         .get_or_insert_with(Default::default)
         .add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    // An attempt's source grant (`source::grant`), sent as a bearer by a pod's source container.
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("grant", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     let permissions = super::route_permissions();
     for (path, item) in doc.paths.paths.iter_mut() {
         let has_id = path.contains('{');

@@ -96,7 +96,7 @@ impl LeaderContext<'_> {
                     trace_parent: state.trace_parent_of_job(j.id).map(str::to_string),
                     pool_settings: pool.map(|p| p.spec.settings.clone()).unwrap_or_default(),
                     secrets: SealedSecrets::from_state(state, &j.tenant, &j.spec),
-                    source: checkout_of(state, j),
+                    source: crate::source::source_of(state, j),
                     log_room_bytes: state.log_cap_bytes(&j.tenant).saturating_sub(j.log_bytes),
                 })
             })
@@ -247,29 +247,4 @@ impl LeaderContext<'_> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-/// What the checkout of `job`'s pipeline needs, if it runs from source; `Err` when its
-/// repository was removed since (the attempt can never check out).
-fn checkout_of(
-    state: &flotilla_state_machine::State,
-    job: &flotilla_state_machine::Job,
-) -> Option<Result<super::executor::SourceView, String>> {
-    let source = state.pipeline(job.pipeline)?.source.as_ref()?;
-    let Some(repo) = state.repository(&job.tenant, &source.repository) else {
-        return Some(Err(format!(
-            "repository {:?} of tenant {:?} was removed: its source cannot be checked out",
-            source.repository, job.tenant
-        )));
-    };
-    Some(Ok(super::executor::SourceView {
-        variables: source.variables(&repo.spec.url),
-        order: crate::source::CheckoutOrder {
-            tenant: job.tenant.to_string(),
-            repository: repo.spec.clone(),
-            commit: source.commit.clone(),
-            reference: source.reference.clone(),
-            credentials: crate::source::sealed_token(state, repo),
-        },
-    }))
 }

@@ -40,13 +40,7 @@ pub(super) struct AssignmentView {
     pub log_room_bytes: u64,
     /// The source its pipeline runs, if it came from a repository (`Err`: it can no longer
     /// be checked out, and why).
-    pub source: Option<Result<SourceView, String>>,
-}
-
-/// A repository pipeline's checkout and the variables its jobs see.
-pub(super) struct SourceView {
-    pub order: crate::source::CheckoutOrder,
-    pub variables: Vec<(String, String)>,
+    pub source: Option<Result<crate::source::SourceView, String>>,
 }
 
 impl LeaderContext<'_> {
@@ -299,6 +293,29 @@ impl LeaderContext<'_> {
         Ok(offset)
     }
 
+    /// How a worker that cannot read this node's disk downloads `a`'s source: its endpoint
+    /// on every member, this one first (it has the archive ready: the worker is created only
+    /// then), and the attempt's grant. `None` on a leader without keys to sign it with (the
+    /// provider says what is missing).
+    fn source_fetch(&self, a: &Assignment) -> Option<flotilla_providers::SourceFetch> {
+        let keyring = self.keyring?;
+        let path = crate::source::grant::source_path(a.job, a.attempt);
+        let urls = {
+            let data = self.machine.read();
+            let mut nodes: Vec<_> = data.last_membership.membership().nodes().collect();
+            nodes.sort_by_key(|(id, _)| **id != self.node_id);
+            nodes
+                .into_iter()
+                .map(|(_, node)| format!("{}://{}{path}", self.source_reach.scheme, node.api_addr))
+                .collect()
+        };
+        Some(flotilla_providers::SourceFetch {
+            urls,
+            grant: crate::source::grant::sign(keyring, a),
+            ca_pem: self.source_reach.ca_pem.clone(),
+        })
+    }
+
     /// Creates the assignment's worker, with its create latency and a `worker.create` span.
     async fn create(
         &self,
@@ -333,6 +350,7 @@ impl LeaderContext<'_> {
             labels: BTreeMap::from(&spec.constraints),
             pool_settings: view.pool_settings.clone(),
             cluster_id: self.identity.cluster_id(),
+            source_fetch: checkout.as_ref().and_then(|_| self.source_fetch(a)),
             checkout,
         };
         let started = Instant::now();

@@ -93,6 +93,16 @@ pub struct LeaderParts {
     pub keyring: Option<Arc<crate::secrets::Keyring>>,
     /// Checkouts of repository pipelines, made on this node's disk.
     pub sources: Arc<crate::source::Sources>,
+    /// How a pod reaches the nodes' APIs for its source (`source::grant`).
+    pub source_reach: SourceReach,
+}
+
+/// How a worker that downloads its source reaches the nodes: the API's scheme and the CA's
+/// certificates (PEM) to trust them by (`None` under plain HTTP).
+#[derive(Clone, Debug)]
+pub struct SourceReach {
+    pub scheme: &'static str,
+    pub ca_pem: Option<String>,
 }
 
 /// Runs the leader's loops until `stop` turns true. They work only while this node leads.
@@ -109,6 +119,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         metrics,
         keyring,
         sources,
+        source_reach,
     } = parts;
     let (reports, batch_loop) = ReportBatcher::new(config.batcher);
     let context = LeaderContext {
@@ -125,6 +136,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         metrics: &metrics,
         keyring: keyring.as_deref(),
         sources: &sources,
+        source_reach: &source_reach,
     };
     // Placement and worker driving run side by side: driving every assignment of a large
     // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
@@ -156,6 +168,7 @@ struct LeaderContext<'a> {
     metrics: &'a NodeMetrics,
     keyring: Option<&'a crate::secrets::Keyring>,
     sources: &'a Arc<crate::source::Sources>,
+    source_reach: &'a SourceReach,
 }
 
 /// Every tick, or at once after a full plan (more may be waiting): run the scheduler and

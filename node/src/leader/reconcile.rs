@@ -135,10 +135,11 @@ pub fn decide(known: &Known<'_>, sight: &Sight) -> Vec<Action> {
 fn observed(known: &Known<'_>, o: &Observation) -> Vec<Action> {
     let j = known.job;
     if !o.exists || o.lost {
+        let reason = o.lost_reason.as_deref().unwrap_or("worker process vanished");
         return vec![report(known, |job, fencing| Command::WorkerLost {
             job,
             fencing,
-            reason: "worker process vanished".into(),
+            reason: reason.to_string(),
         })];
     }
     let mut actions = Vec::new();

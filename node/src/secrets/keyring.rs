@@ -47,6 +47,9 @@ struct Kek {
 /// unwrapped so far.
 pub struct Keyring {
     keks: Vec<Kek>,
+    /// One HMAC key per KEK, derived from it, that signs workers' grants (`sign_grant`): every
+    /// node holding the KEKs checks a grant any leader signed, and nothing else can.
+    grant_keys: Vec<ring::hmac::Key>,
     /// Unwrapped data keys by id; at most `2 * MAX_DATA_KEYS` (the state holds at most
     /// `MAX_DATA_KEYS`; the cache is emptied when it would grow past that).
     unwrapped: Mutex<BTreeMap<String, Arc<LessSafeKey>>>,
@@ -67,6 +70,33 @@ pub fn kek_id(key: &[u8; 32]) -> String {
         .chain_update(key)
         .finalize();
     hex(&digest[..8])
+}
+
+/// The grant key of KEK `key`: an HMAC-SHA256 key of its own, so a grant reveals nothing of
+/// the key that wraps data keys.
+fn grant_key(key: &[u8; 32]) -> ring::hmac::Key {
+    let derived = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+        b"flotilla-worker-grant-v1",
+    );
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
+}
+
+/// The bytes of 64 lowercase hex digits (a grant); `None` for anything else.
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -90,9 +120,25 @@ impl Keyring {
                     key: aes_key(k),
                 })
                 .collect(),
+            grant_keys: keys.iter().map(grant_key).collect(),
             unwrapped: Mutex::new(BTreeMap::new()),
             rng: SystemRandom::new(),
         }
+    }
+
+    /// A grant for `message` (what it opens), signed with the active KEK's grant key: 64 hex
+    /// digits.
+    pub fn sign_grant(&self, message: &[u8]) -> String {
+        hex(ring::hmac::sign(&self.grant_keys[0], message).as_ref())
+    }
+
+    /// Whether `grant` was signed for `message` by any of this node's KEKs (a grant signed
+    /// before a rotation still opens while its KEK is in the file), compared in constant time.
+    pub fn verify_grant(&self, message: &[u8], grant: &str) -> bool {
+        let Some(tag) = unhex(grant) else { return false };
+        self.grant_keys
+            .iter()
+            .any(|k| ring::hmac::verify(k, message, &tag).is_ok())
     }
 
     pub fn from_file(path: &Path) -> Result<Keyring, KeyFileError> {
@@ -225,6 +271,32 @@ mod tests {
 
     fn ring_of(seed: u8) -> Keyring {
         Keyring::new(&[[seed; 32]])
+    }
+
+    #[test]
+    fn a_grant_opens_its_message_only_and_survives_a_rotation_while_its_key_is_kept() {
+        let ring = ring_of(1);
+        let grant = ring.sign_grant(b"source 7 2");
+        assert_eq!(grant.len(), 64);
+        assert!(ring.verify_grant(b"source 7 2", &grant));
+        assert!(!ring.verify_grant(b"source 7 3", &grant), "another attempt");
+        assert!(
+            !ring_of(2).verify_grant(b"source 7 2", &grant),
+            "another cluster's keys"
+        );
+        let mut flipped = grant.clone().into_bytes();
+        flipped[10] = if flipped[10] == b'0' { b'1' } else { b'0' };
+        assert!(!ring.verify_grant(b"source 7 2", &String::from_utf8(flipped).unwrap()));
+        for bad in ["", "zz", &grant[..62], &grant.to_uppercase(), &format!("{grant}00")] {
+            assert!(!ring.verify_grant(b"source 7 2", bad), "{bad:?}");
+        }
+        // After a rotation the new key signs and the old one still checks.
+        let rotated = Keyring::new(&[[2; 32], [1; 32]]);
+        assert!(rotated.verify_grant(b"source 7 2", &grant));
+        assert_ne!(rotated.sign_grant(b"source 7 2"), grant);
+        // The grant key is not the KEK itself.
+        let plain = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[1; 32]), b"source 7 2");
+        assert_ne!(hex(plain.as_ref()), grant);
     }
 
     #[test]

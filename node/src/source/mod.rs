@@ -9,8 +9,10 @@
 //! image without git runs repository pipelines all the same.
 
 pub mod cron;
+pub mod fetch;
 pub mod forge;
 pub mod git;
+pub mod grant;
 pub mod status;
 
 use crate::secrets::{Keyring, SealedSecrets};
@@ -53,6 +55,37 @@ impl SourceConfig {
             max_shallow_fetches: 200,
         }
     }
+}
+
+/// A repository pipeline's checkout and the variables its jobs see.
+pub struct SourceView {
+    pub order: CheckoutOrder,
+    pub variables: Vec<(String, String)>,
+}
+
+/// What the checkout of `job`'s pipeline needs, if it runs from source; `Err` when its
+/// repository was removed since (the attempt can never check out).
+pub fn source_of(
+    state: &flotilla_state_machine::State,
+    job: &flotilla_state_machine::Job,
+) -> Option<Result<SourceView, String>> {
+    let source = state.pipeline(job.pipeline)?.source.as_ref()?;
+    let Some(repo) = state.repository(&job.tenant, &source.repository) else {
+        return Some(Err(format!(
+            "repository {:?} of tenant {:?} was removed: its source cannot be checked out",
+            source.repository, job.tenant
+        )));
+    };
+    Some(Ok(SourceView {
+        variables: source.variables(&repo.spec.url),
+        order: CheckoutOrder {
+            tenant: job.tenant.to_string(),
+            repository: repo.spec.clone(),
+            commit: source.commit.clone(),
+            reference: source.reference.clone(),
+            credentials: sealed_token(state, repo),
+        },
+    }))
 }
 
 /// After a checkout failed for a reason that may pass, how long before it is tried again.

@@ -12,6 +12,10 @@
 //! leaves a tombstone (a ConfigMap `<cluster>-removed-<worker>`) and creation checks for it
 //! before and after creating, the cluster-wide form of `tombstones.rs`: a deposed leader
 //! cannot bring back an attempt its successor removed.
+//!
+//! A repository pipeline's pod first runs an init container that fetches the attempt's
+//! source from the nodes with the attempt's grant (`pod.rs`, `WorkerSpec::source_fetch`):
+//! the leader's disk, where process and Docker workers get it, is out of a pod's reach.
 
 mod capacity;
 mod markers;
@@ -53,6 +57,9 @@ pub struct KubernetesConfig {
     pub cluster: String,
     /// Image for jobs that name none.
     pub default_image: Option<String>,
+    /// Image holding `flotilla-node` (the nodes' own) whose `fetch-source` puts a repository
+    /// pipeline's source into the pod's workspace; `None`: such jobs are refused.
+    pub helper_image: Option<String>,
     /// Grace period given to a pod being stopped.
     pub stop_grace_ms: u64,
     /// Output held per worker before the log stream is paused until the leader commits some.
@@ -70,6 +77,7 @@ impl KubernetesConfig {
             namespace: namespace.into(),
             cluster: cluster.into(),
             default_image: None,
+            helper_image: None,
             stop_grace_ms: 10_000,
             max_buffered_output_bytes: 8 * 1024 * 1024,
             capacity_refresh_ms: 10_000,
@@ -152,6 +160,7 @@ impl KubernetesProvider {
             cluster: &self.config.cluster,
             namespace: &self.config.namespace,
             default_image: self.config.default_image.as_deref(),
+            helper_image: self.config.helper_image.as_deref(),
             stop_grace_ms: self.config.stop_grace_ms,
             deadline_margin_s: self.config.deadline_margin_s,
         }
@@ -346,13 +355,6 @@ async fn prune_tombstones(api: &Api<ConfigMap>, cluster: &str) {
 
 impl WorkerProvider for KubernetesProvider {
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
-        if spec.checkout.is_some() {
-            // A pod would need the archive from the leader (an init container fetching it
-            // with a grant scoped to the attempt): not built yet.
-            return Err(ProviderError::Unsupported(
-                "the kubernetes provider cannot check out a repository yet: run repository pipelines on process or docker pools".into(),
-            ));
-        }
         let c = self.connected().await?;
         let worker = spec.name();
         let buried = || {
@@ -407,6 +409,7 @@ impl WorkerProvider for KubernetesProvider {
         if let Some(reason) = view.lost {
             tracing::info!(worker, %reason, "kubernetes worker lost");
             o.lost = true;
+            o.lost_reason = Some(reason);
             return Ok(o);
         }
         if !view.started {

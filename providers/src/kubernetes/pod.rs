@@ -4,6 +4,7 @@
 
 use super::output::CONTAINER;
 use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, WorkerSpec};
+use crate::provider::{SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
@@ -40,11 +41,29 @@ done
 exit "$code"
 "#;
 
+/// The init container that puts a repository pipeline's source into `/workspace` before the
+/// job's container starts (`SOURCE_HELPER_COMMAND`, from `PodTemplate::helper_image`).
+pub const SOURCE_CONTAINER: &str = "source";
+
+/// What the source container runs: the node's own binary, which downloads the attempt's
+/// checkout from the cluster's API with the attempt's grant and unpacks it.
+pub const SOURCE_HELPER_COMMAND: [&str; 4] = ["flotilla-node", "fetch-source", "--into", WORKSPACE];
+
+/// The job's work directory in its pod: an emptyDir the source container fills.
+const WORKSPACE: &str = "/workspace";
+
+/// The key of the attempt's Secret that holds its source grant. Not a variable name (a job's
+/// variables are letters, digits and `_`), so it never meets one of the job's secrets.
+pub const SOURCE_GRANT_KEY: &str = "flotilla.source-grant";
+
 /// How the pod of one attempt is made.
 pub struct PodTemplate<'a> {
     pub cluster: &'a str,
     pub namespace: &'a str,
     pub default_image: Option<&'a str>,
+    /// The image holding `flotilla-node` (the nodes' own image) that checks out a repository
+    /// pipeline's source; `None`: such jobs are refused with the reason.
+    pub helper_image: Option<&'a str>,
     pub stop_grace_ms: u64,
     /// Added to the job's timeout for `activeDeadlineSeconds`: the leader's own timeout acts
     /// first, the deadline stops pods whose control plane is gone.
@@ -120,11 +139,13 @@ impl PodTemplate<'_> {
         format!("{}-{worker}", self.cluster)
     }
 
-    /// The Secret of one attempt that uses secrets: named and labelled as its pod, one key
-    /// per variable (of the environment and of files alike: the job's variables are
-    /// distinct). `None` for an attempt without secrets.
+    /// The Secret of one attempt that uses secrets or checks out its source: named and
+    /// labelled as its pod, one key per variable (of the environment and of files alike: the
+    /// job's variables are distinct), and the source grant under `SOURCE_GRANT_KEY`. `None`
+    /// for an attempt with neither.
     pub fn secret(&self, spec: &WorkerSpec) -> Option<Secret> {
-        if spec.secret_env.is_empty() && spec.secret_files.is_empty() {
+        let grant = spec.checkout.as_ref().and(spec.source_fetch.as_ref()).map(|f| &f.grant);
+        if spec.secret_env.is_empty() && spec.secret_files.is_empty() && grant.is_none() {
             return None;
         }
         let data = spec
@@ -132,6 +153,7 @@ impl PodTemplate<'_> {
             .iter()
             .chain(&spec.secret_files)
             .map(|(var, value)| (var.clone(), ByteString(value.expose().as_bytes().to_vec())))
+            .chain(grant.map(|g| (SOURCE_GRANT_KEY.to_string(), ByteString(g.expose().as_bytes().to_vec()))))
             .collect();
         Some(Secret {
             metadata: ObjectMeta {
@@ -256,7 +278,7 @@ impl PodTemplate<'_> {
         }];
         let mut mounts = vec![VolumeMount {
             name: "workspace".into(),
-            mount_path: "/workspace".into(),
+            mount_path: WORKSPACE.into(),
             ..Default::default()
         }];
         if !spec.secret_files.is_empty() {
@@ -290,23 +312,20 @@ impl PodTemplate<'_> {
         }
         let labels: BTreeMap<String, String> = spec.worker_labels(self.cluster).into_iter().collect();
         let timeout_s = spec.timeout_ms.div_ceil(1000);
+        let init_containers = match &spec.checkout {
+            None => None,
+            Some(_) => Some(vec![self.source_container(spec, &resources)?]),
+        };
         let container = Container {
             name: CONTAINER.into(),
             image: Some(image.into()),
             command: Some(command),
             env: Some(env),
             resources: Some(resources),
-            working_dir: Some("/workspace".into()),
+            working_dir: Some(WORKSPACE.into()),
             volume_mounts: Some(mounts),
             // Pod Security's `restricted` profile: no privilege escalation, no capabilities.
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                capabilities: Some(Capabilities {
-                    drop: Some(vec!["ALL".into()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(restricted()),
             ..Default::default()
         };
         Ok(Pod {
@@ -318,6 +337,7 @@ impl PodTemplate<'_> {
             },
             spec: Some(PodSpec {
                 containers: vec![container],
+                init_containers,
                 restart_policy: Some("Never".into()),
                 active_deadline_seconds: Some(
                     i64::try_from(timeout_s.saturating_add(self.deadline_margin_s)).unwrap_or(i64::MAX),
@@ -348,6 +368,82 @@ impl PodTemplate<'_> {
             }),
             status: None,
         })
+    }
+}
+
+impl PodTemplate<'_> {
+    /// The init container that fetches the attempt's source into the workspace: the helper
+    /// image's `flotilla-node fetch-source`, the grant read from the attempt's Secret (the
+    /// job's container never sees it), the nodes' endpoints and CA in plain variables. It
+    /// asks for the job's own resources, so the pod's request stays the job's.
+    fn source_container(
+        &self,
+        spec: &WorkerSpec,
+        resources: &ResourceRequirements,
+    ) -> Result<Container, ProviderError> {
+        let image = self.helper_image.ok_or_else(|| {
+            ProviderError::Unsupported(
+                "this node's kubernetes provider has no helper image to check out a repository with: start the nodes with --kubernetes-helper-image (the nodes' own image)".into(),
+            )
+        })?;
+        let fetch = spec.source_fetch.as_ref().ok_or_else(|| {
+            ProviderError::Unsupported(
+                "a kubernetes pod fetches its source with a grant signed by the nodes' --secrets-key-file, and this leader has none".into(),
+            )
+        })?;
+        let plain = |name: &str, value: String| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            ..Default::default()
+        };
+        let mut env = vec![
+            plain(SOURCE_URLS_VAR, fetch.urls.join(",")),
+            EnvVar {
+                name: SOURCE_GRANT_VAR.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: self.pod_name(&spec.name()),
+                        key: SOURCE_GRANT_KEY.into(),
+                        optional: Some(false),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ];
+        if let Some(ca) = &fetch.ca_pem {
+            env.push(plain(SOURCE_CA_VAR, ca.clone()));
+        }
+        Ok(Container {
+            name: SOURCE_CONTAINER.into(),
+            image: Some(image.into()),
+            command: Some(SOURCE_HELPER_COMMAND.iter().map(|s| s.to_string()).collect()),
+            env: Some(env),
+            resources: Some(resources.clone()),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "workspace".into(),
+                mount_path: WORKSPACE.into(),
+                ..Default::default()
+            }]),
+            // Its last words (why the fetch failed) become the container's termination
+            // message, which `PodView` reports.
+            termination_message_policy: Some("FallbackToLogsOnError".into()),
+            security_context: Some(restricted()),
+            ..Default::default()
+        })
+    }
+}
+
+/// Pod Security's `restricted` profile for a container: no privilege escalation, no
+/// capabilities.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
@@ -405,6 +501,10 @@ impl PodView {
             view.lost = Some("pod phase Unknown: its node stopped reporting".into());
             return view;
         }
+        if let Some(reason) = source_failure(&status) {
+            view.lost = Some(reason);
+            return view;
+        }
         if let Some(waiting) = state.waiting.as_ref()
             && let Some(reason) = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))
         {
@@ -425,6 +525,33 @@ impl PodView {
         }
         view
     }
+}
+
+/// Why the source container will never fill the workspace, if it will not: it exited with
+/// an error (its termination message says why), or it cannot start.
+fn source_failure(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<String> {
+    let source = status
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == SOURCE_CONTAINER)?;
+    let state = source.state.as_ref()?;
+    if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+        let words = t.message.as_deref().unwrap_or_default().trim();
+        // The last line is the helper's error; a whole log is not a reason.
+        let last = words.lines().last().unwrap_or_default();
+        let last: String = last.chars().take(512).collect();
+        return Some(format!(
+            "the source could not be fetched (exit {}): {last}",
+            t.exit_code
+        ));
+    }
+    let waiting = state.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))?;
+    Some(format!(
+        "the source container cannot start: {reason}: {}",
+        waiting.message.clone().unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]
@@ -461,6 +588,7 @@ mod tests {
             ]),
             cluster_id: Some("c0ffee00c0ffee00c0ffee00c0ffee00".into()),
             checkout: None,
+            source_fetch: None,
         }
     }
 
@@ -469,9 +597,141 @@ mod tests {
             cluster: "ci",
             namespace: "workers",
             default_image: None,
+            helper_image: Some("flotilla:1"),
             stop_grace_ms: 2_500,
             deadline_margin_s: 60,
         }
+    }
+
+    /// `spec()` as a repository pipeline's job, with a grant to fetch its source.
+    fn from_source() -> WorkerSpec {
+        let mut s = spec();
+        s.checkout = Some("/data/sources/checkouts/x.tar".into());
+        s.source_fetch = Some(crate::SourceFetch {
+            urls: vec![
+                "https://n1:8001/v1/jobs/7/attempts/2/source".into(),
+                "https://n2:8001/v1/jobs/7/attempts/2/source".into(),
+            ],
+            grant: crate::SecretValue::new("grant-value-9d1e".into()),
+            ca_pem: Some("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n".into()),
+        });
+        s
+    }
+
+    #[test]
+    fn a_source_is_fetched_by_an_init_container_whose_grant_only_it_reads() {
+        let s = from_source();
+        let secret = template().secret(&s).expect("the grant needs the attempt's Secret");
+        assert_eq!(secret.data.unwrap()[SOURCE_GRANT_KEY].0, b"grant-value-9d1e".to_vec());
+        let pod = template().build(&s).unwrap();
+        let text = serde_json::to_string(&pod).unwrap();
+        assert!(
+            !text.contains("grant-value-9d1e"),
+            "the grant is in the pod spec: {text}"
+        );
+        let p = pod.spec.unwrap();
+        let init = p.init_containers.clone().unwrap();
+        assert_eq!(init.len(), 1);
+        let source = &init[0];
+        assert_eq!(source.name, SOURCE_CONTAINER);
+        assert_eq!(source.image.as_deref(), Some("flotilla:1"));
+        assert_eq!(
+            source.command.clone().unwrap(),
+            SOURCE_HELPER_COMMAND.map(String::from).to_vec()
+        );
+        assert_eq!(
+            source.resources, p.containers[0].resources,
+            "the pod asks for the job's resources only"
+        );
+        assert_eq!(source.security_context, p.containers[0].security_context);
+        let env = source.env.clone().unwrap();
+        let var = |name: &str| env.iter().find(|e| e.name == name).cloned().unwrap();
+        assert_eq!(
+            var(SOURCE_URLS_VAR).value.unwrap(),
+            "https://n1:8001/v1/jobs/7/attempts/2/source,https://n2:8001/v1/jobs/7/attempts/2/source"
+        );
+        assert!(var(SOURCE_CA_VAR).value.unwrap().contains("BEGIN CERTIFICATE"));
+        let grant = var(SOURCE_GRANT_VAR).value_from.unwrap().secret_key_ref.unwrap();
+        assert_eq!(
+            (grant.name.as_str(), grant.key.as_str()),
+            ("ci-j7-a2", SOURCE_GRANT_KEY)
+        );
+        // Both containers share the workspace; the job's container knows nothing of the grant.
+        let mount = |c: &Container| {
+            c.volume_mounts
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|m| m.name == "workspace")
+        };
+        assert_eq!(mount(source).unwrap().mount_path, WORKSPACE);
+        assert_eq!(mount(&p.containers[0]).unwrap().mount_path, WORKSPACE);
+        let job_env = p.containers[0].env.clone().unwrap();
+        assert!(
+            job_env.iter().all(|e| !e.name.starts_with("FLOTILLA_SOURCE")),
+            "{job_env:?}"
+        );
+        // A job not from a repository has no init container and, without secrets, no Secret.
+        assert!(
+            template()
+                .build(&spec())
+                .unwrap()
+                .spec
+                .unwrap()
+                .init_containers
+                .is_none()
+        );
+        assert!(template().secret(&spec()).is_none());
+    }
+
+    #[test]
+    fn a_source_without_a_helper_image_or_a_grant_is_refused_with_the_reason() {
+        let mut t = template();
+        t.helper_image = None;
+        let e = t.build(&from_source()).unwrap_err();
+        assert!(matches!(e, ProviderError::Unsupported(_)), "{e}");
+        assert!(e.to_string().contains("--kubernetes-helper-image"), "{e}");
+        let mut s = from_source();
+        s.source_fetch = None;
+        let e = template().build(&s).unwrap_err();
+        assert!(e.to_string().contains("--secrets-key-file"), "{e}");
+    }
+
+    #[test]
+    fn a_source_that_could_not_be_fetched_loses_the_pod_with_the_helpers_last_words() {
+        let failed = |exit_code: i32, message: &str| {
+            let pod = Pod {
+                status: Some(PodStatus {
+                    phase: Some(if exit_code == 0 { "Running" } else { "Failed" }.into()),
+                    init_container_statuses: Some(vec![ContainerStatus {
+                        name: SOURCE_CONTAINER.into(),
+                        state: Some(ContainerState {
+                            terminated: Some(ContainerStateTerminated {
+                                exit_code,
+                                message: Some(message.into()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            PodView::of(&pod)
+        };
+        let view = failed(
+            1,
+            "fetching https://n1...\nerror: no node served the source: 401 grant refused\n",
+        );
+        assert_eq!(
+            view.lost.as_deref(),
+            Some("the source could not be fetched (exit 1): error: no node served the source: 401 grant refused")
+        );
+        assert!(!view.started);
+        // A source that arrived changes nothing.
+        assert_eq!(failed(0, "").lost, None);
     }
 
     #[test]

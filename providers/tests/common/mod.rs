@@ -52,5 +52,6 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         pool_settings: Default::default(),
         cluster_id: Some(CLUSTER_ID.into()),
         checkout: None,
+        source_fetch: None,
     }
 }

@@ -149,6 +149,7 @@ fn running_at(step: u32, output_bytes: u64) -> Observation {
         output_bytes,
         exit_code: None,
         lost: false,
+        lost_reason: None,
     }
 }
 
@@ -161,6 +162,7 @@ fn exited(code: i32, output_bytes: u64) -> Observation {
         output_bytes,
         exit_code: Some(code),
         lost: false,
+        lost_reason: None,
     }
 }
 
@@ -379,7 +381,15 @@ fn a_vanished_or_lost_worker_is_reported_lost() {
     assert_eq!(f.decide(Sight::Observed(Observation::default())), vec![lost.clone()]);
     let mut o = running_at(0, 0);
     o.lost = true;
-    assert_eq!(f.decide(Sight::Observed(o)), vec![lost]);
+    assert_eq!(f.decide(Sight::Observed(o.clone())), vec![lost]);
+    // The provider's reason, when it has one, is what the job records.
+    o.lost_reason = Some("the source could not be fetched (exit 1): no node answered".into());
+    let said = f.report(|job, fencing| Command::WorkerLost {
+        job,
+        fencing,
+        reason: "the source could not be fetched (exit 1): no node answered".into(),
+    });
+    assert_eq!(f.decide(Sight::Observed(o)), vec![said]);
 }
 
 #[test]

@@ -1,0 +1,170 @@
+//! `GET /v1/jobs/{id}/attempts/{attempt}/source`: a live attempt's checkout, for a worker
+//! that cannot read the leader's disk (a Kubernetes pod's source container,
+//! `flotilla-node fetch-source`). Public as a route, since the caller holds no API token:
+//! the attempt's grant (`source::grant`) is the credential, checked against this node's state
+//! before anything is prepared or read.
+//!
+//! Served by any node: each can make the same archive (`Sources::checkout`), so a pod never
+//! depends on the leader that created it. A node that has not applied the attempt yet, or
+//! is still preparing the archive, answers 503 with `Retry-After`; the helper tries the next
+//! node.
+
+use super::{ApiError, AppState, parse_id};
+use crate::source::CheckoutState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flotilla_state_machine::JobId;
+use std::time::Duration;
+
+/// How long one request waits for an archive being prepared before answering 503.
+const PREPARE_WAIT_MS: u64 = 20_000;
+/// How often it looks again meanwhile.
+const PREPARE_POLL_MS: u64 = 200;
+
+#[utoipa::path(get, path = "/v1/jobs/{id}/attempts/{attempt}/source", tag = "jobs",
+    params(("id" = u64, Path), ("attempt" = u32, Path)),
+    security(("grant" = [])),
+    responses((status = 200, description = "the attempt's source: a tar archive of its pipeline's commit", content_type = "application/x-tar"),
+        (status = 401, description = "no grant, or not this attempt's", body = super::openapi::ErrorBodyDoc),
+        (status = 404, description = "the job does not run from a repository", body = super::openapi::ErrorBodyDoc),
+        (status = 409, description = "the source can never be checked out (the reason)", body = super::openapi::ErrorBodyDoc),
+        (status = 410, description = "the attempt is over", body = super::openapi::ErrorBodyDoc),
+        (status = 503, description = "preparing, or this node has not caught up with the attempt: try again (Retry-After)", body = super::openapi::ErrorBodyDoc)))]
+pub async fn source(
+    State(app): State<AppState>,
+    Path((id, attempt)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = JobId(parse_id("id", &id)?);
+    let attempt = u32::try_from(parse_id("attempt", &attempt)?)
+        .map_err(|_| ApiError::bad_request("attempt", "attempt: not an attempt number"))?;
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "grant_refused",
+            "the grant does not open this attempt's source",
+        )
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?
+        .trim()
+        .to_string();
+    let Some(keyring) = app.keyring.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_keys",
+            "this node has no --secrets-key-file to check a grant with; another node may",
+        )
+        .retry_after(1));
+    };
+    let order = {
+        let data = app.machine.read();
+        let state = &data.state;
+        let behind = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_caught_up",
+                format!("this node does not know attempt {attempt} of job {} yet", job.0),
+            )
+            .retry_after(1)
+        };
+        let Some(j) = state.job(job) else { return Err(behind()) };
+        let live = state.assignments_of(job).find(|a| a.attempt == attempt);
+        let Some(a) = live else {
+            return Err(
+                if j.attempt < attempt || (j.attempt == attempt && !j.state.is_terminal()) {
+                    behind()
+                } else {
+                    gone(job, attempt)
+                },
+            );
+        };
+        if !crate::source::grant::opens(&keyring, a, &presented) {
+            return Err(unauthorized());
+        }
+        if a.releasing {
+            return Err(gone(job, attempt));
+        }
+        match crate::source::source_of(state, j) {
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "job {} does not run from a repository",
+                    job.0
+                )));
+            }
+            Some(Err(reason)) => return Err(ApiError::new(StatusCode::CONFLICT, "checkout_failed", reason)),
+            Some(Ok(view)) => view.order,
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(PREPARE_WAIT_MS);
+    loop {
+        match app.sources.checkout(&order, Some(keyring.as_ref())) {
+            CheckoutState::Ready(path) => return serve(&path).await,
+            CheckoutState::Failed {
+                reason,
+                transient: false,
+            } => return Err(ApiError::new(StatusCode::CONFLICT, "checkout_failed", reason)),
+            CheckoutState::Failed { reason, .. } => {
+                return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "checkout_failed", reason).retry_after(5));
+            }
+            CheckoutState::Preparing if tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "preparing",
+                    "the source is being checked out on this node",
+                )
+                .retry_after(2));
+            }
+            CheckoutState::Preparing => tokio::time::sleep(Duration::from_millis(PREPARE_POLL_MS)).await,
+        }
+    }
+}
+
+fn gone(job: JobId, attempt: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "attempt_over",
+        format!(
+            "attempt {attempt} of job {} is over: its grant opens nothing more",
+            job.0
+        ),
+    )
+}
+
+/// The archive at `path`, streamed from disk (it stays readable if pruned meanwhile: the
+/// open file outlives its name).
+async fn serve(path: &std::path::Path) -> Result<Response, ApiError> {
+    let unreadable = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "checkout_unreadable",
+            format!("the checkout could not be read: {e}"),
+        )
+        .retry_after(1)
+    };
+    let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+    let length = file.metadata().await.map_err(unreadable)?.len();
+    let stream = futures::stream::unfold(Some(file), |file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut file = file?;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,251 @@
+//! `flotilla-node fetch-source`: the source container of a Kubernetes job pod. It downloads
+//! the attempt's checkout from the cluster's API (`grant.rs`) and unpacks it into the pod's
+//! workspace before the job's container starts, so a pod needs neither git, nor the
+//! repository's token, nor a route to the forge: only one to the nodes.
+//!
+//! Every node is tried in turn until one serves the archive or the deadline passes: a node
+//! that is preparing the checkout, has not caught up with the attempt, or cannot be reached
+//! is tried again after a pause (its `Retry-After`, 1 to 10 s); an answer that says the grant
+//! or the attempt is wrong ends the fetch at once with that answer. The archive is written
+//! beside the workspace's files, bounded, unpacked with the same guards as the process
+//! provider's (no entry lands outside), then removed. Its last line on failure is the reason
+//! the pod reports (`PodView`'s source failure).
+
+use flotilla_providers::{SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The helper's options; the pod passes the URLs, grant and CA as variables.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "flotilla-node fetch-source",
+    about = "Downloads a job attempt's source from the cluster and unpacks it (a Kubernetes job pod's source container)"
+)]
+pub struct FetchOptions {
+    /// Directory the source is unpacked into (the pod's workspace).
+    #[arg(long)]
+    pub into: PathBuf,
+    /// The attempt's source on each node, comma-separated, tried in turn.
+    #[arg(long, env = SOURCE_URLS_VAR, value_delimiter = ',', required = true)]
+    pub urls: Vec<String>,
+    /// The attempt's grant (from the attempt's Secret).
+    #[arg(long, env = SOURCE_GRANT_VAR, hide_env_values = true)]
+    pub grant: String,
+    /// The cluster CA's certificates (PEM) to trust the nodes by (absent: the nodes speak
+    /// plain HTTP).
+    #[arg(long, env = SOURCE_CA_VAR, hide_env_values = true)]
+    pub ca_pem: Option<String>,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 600_000)]
+    pub timeout_ms: u64,
+    /// Largest archive accepted (the nodes' checkout limit).
+    #[arg(long, default_value_t = 512 << 20)]
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the CA in {SOURCE_CA_VAR}: {0}")]
+    Ca(String),
+    #[error("{url} refused the source: HTTP {status}: {message}")]
+    Refused { url: String, status: u16, message: String },
+    #[error("no node served the source within {timeout_ms} ms; last: {last}")]
+    TimedOut { timeout_ms: u64, last: String },
+    #[error("the source is larger than {max_bytes} bytes")]
+    TooLarge { max_bytes: u64 },
+    #[error("writing the source into {dir}: {error}")]
+    Write { dir: PathBuf, error: std::io::Error },
+    #[error("unpacking the source: {0}")]
+    Unpack(std::io::Error),
+}
+
+/// What one try of one node came to.
+enum Try {
+    Fetched(u64),
+    /// Worth trying again (this node or another), after at least this long.
+    Again {
+        why: String,
+        after: Duration,
+    },
+}
+
+/// Downloads and unpacks the source as `options` say; progress on stderr.
+pub async fn run(options: &FetchOptions) -> Result<(), FetchError> {
+    let client = client(options.ca_pem.as_deref())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(options.timeout_ms);
+    let part = options.into.join(".flotilla-source.tar.part");
+    let mut last = String::from("no node tried");
+    let mut pause = Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        let mut wait = pause;
+        for url in &options.urls {
+            match fetch_once(&client, url, options, &part).await? {
+                Try::Fetched(bytes) => {
+                    let unpacked = unpack(&part, &options.into);
+                    let _ = std::fs::remove_file(&part);
+                    unpacked.map_err(FetchError::Unpack)?;
+                    eprintln!(
+                        "source: {bytes} bytes from {url}, unpacked into {}",
+                        options.into.display()
+                    );
+                    return Ok(());
+                }
+                Try::Again { why, after } => {
+                    eprintln!("source: {why}");
+                    last = why;
+                    wait = wait.max(after);
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::sleep(wait.min(left)).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+    let _ = std::fs::remove_file(&part);
+    Err(FetchError::TimedOut {
+        timeout_ms: options.timeout_ms,
+        last,
+    })
+}
+
+fn client(ca_pem: Option<&str>) -> Result<reqwest::Client, FetchError> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none());
+    let tls = match ca_pem.filter(|p| !p.trim().is_empty()) {
+        Some(pem) => {
+            let certs =
+                flotilla_pki::parse_certificates(pem, SOURCE_CA_VAR).map_err(|e| FetchError::Ca(e.to_string()))?;
+            flotilla_pki::client::ClientTls::new(certs)
+        }
+        // Plain HTTP (a cluster under --insecure-plaintext): nothing to trust.
+        None => flotilla_pki::client::ClientTls::new(Vec::new()),
+    };
+    builder
+        .tls_backend_preconfigured(tls.rustls_config())
+        .build()
+        .map_err(|e| FetchError::Ca(e.to_string()))
+}
+
+async fn fetch_once(
+    client: &reqwest::Client,
+    url: &str,
+    options: &FetchOptions,
+    part: &Path,
+) -> Result<Try, FetchError> {
+    let again = |why: String, after: Duration| Ok(Try::Again { why, after });
+    let mut response = match client.get(url).bearer_auth(&options.grant).send().await {
+        Ok(r) => r,
+        Err(e) => return again(format!("{url}: {e}"), Duration::ZERO),
+    };
+    let status = response.status();
+    if !status.is_success() {
+        let after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(10)));
+        let message = error_message(response).await;
+        // Busy, preparing, behind, or between leaders: another try may be served.
+        if matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504) {
+            return again(format!("{url}: HTTP {}: {message}", status.as_u16()), after);
+        }
+        return Err(FetchError::Refused {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+        });
+    }
+    if response.content_length().is_some_and(|n| n > options.max_bytes) {
+        return Err(FetchError::TooLarge {
+            max_bytes: options.max_bytes,
+        });
+    }
+    let write_error = |error| FetchError::Write {
+        dir: options.into.clone(),
+        error,
+    };
+    let mut file = std::fs::File::create(part).map_err(write_error)?;
+    let mut bytes = 0u64;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                bytes += chunk.len() as u64;
+                if bytes > options.max_bytes {
+                    return Err(FetchError::TooLarge {
+                        max_bytes: options.max_bytes,
+                    });
+                }
+                file.write_all(&chunk).map_err(write_error)?;
+            }
+            Ok(None) => break,
+            // Cut off mid-way (the node stopped): the whole archive again, from any node.
+            Err(e) => {
+                return again(
+                    format!("{url}: the download broke after {bytes} bytes: {e}"),
+                    Duration::ZERO,
+                );
+            }
+        }
+    }
+    file.sync_all().map_err(write_error)?;
+    if response.content_length().is_some_and(|n| n != bytes) {
+        return again(
+            format!("{url}: {bytes} bytes arrived of {:?}", response.content_length()),
+            Duration::ZERO,
+        );
+    }
+    Ok(Try::Fetched(bytes))
+}
+
+/// The `error.message` of an API error body, or its status text.
+async fn error_message(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string())
+}
+
+/// Unpacks `archive` into `dir`: entries that would land outside are refused by the unpacker,
+/// ownership is not restored.
+fn unpack(archive: &Path, dir: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_ownerships(false);
+    tar.set_unpack_xattrs(false);
+    tar.set_overwrite(true);
+    tar.unpack(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_unpacks_into_the_workspace_and_nothing_escapes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("workspace");
+        std::fs::create_dir(&work).unwrap();
+        let archive = dir.path().join("a.tar");
+        let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+        for (name, data) in [("src/lib.rs", &b"pub fn f() {}"[..]), ("../escaped", &b"x"[..])] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            let bytes = name.as_bytes();
+            header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.finish().unwrap();
+        let _ = unpack(&archive, &work);
+        assert_eq!(std::fs::read(work.join("src/lib.rs")).unwrap(), b"pub fn f() {}");
+        assert!(!dir.path().join("escaped").exists(), "an entry left the workspace");
+    }
+}
