@@ -11,7 +11,11 @@ async fn main() -> anyhow::Result<()> {
     // node's variables (`FLOTILLA_DATA_DIR`...) that the helper must not be judged by.
     if std::env::args_os().nth(1).is_some_and(|a| a == "fetch-source") {
         let options = flotilla_node::source::fetch::FetchOptions::parse_from(std::env::args_os().skip(1));
-        flotilla_node::source::fetch::run(&options).await?;
+        if let Err(e) = flotilla_node::source::fetch::run(&options).await {
+            // One line, last: the pod's termination message is its reason (no backtrace).
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
         return Ok(());
     }
     let settings = Settings::resolve(Options::parse())?;

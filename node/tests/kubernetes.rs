@@ -287,7 +287,10 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
         .args(["fetch-source", "--into"])
         .arg(workspace.path())
-        .env("FLOTILLA_SOURCE_URLS", format!("http://127.0.0.1:{}/closed,{}", free_port(), c.node(2).url(&path)))
+        .env(
+            "FLOTILLA_SOURCE_URLS",
+            format!("http://127.0.0.1:{}/closed,{}", free_port(), c.node(2).url(&path)),
+        )
         .env("FLOTILLA_SOURCE_GRANT", &grant)
         .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
         .output()

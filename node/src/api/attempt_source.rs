@@ -72,7 +72,13 @@ pub async fn source(
             )
             .retry_after(1)
         };
-        let Some(j) = state.job(job) else { return Err(behind()) };
+        let Some(j) = state.job(job) else {
+            // Settled and archived: its attempts are all over. Unknown: not applied here yet.
+            return Err(match super::records::job(state, app.machine.disk(), job) {
+                Ok(Some(_)) => gone(job, attempt),
+                _ => behind(),
+            });
+        };
         let live = state.assignments_of(job).find(|a| a.attempt == attempt);
         let Some(a) = live else {
             return Err(

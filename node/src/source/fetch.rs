@@ -159,7 +159,9 @@ async fn fetch_once(
             message,
         });
     }
-    if response.content_length().is_some_and(|n| n > options.max_bytes) {
+    // Read now: reqwest's length is what is left to read, zero once the body is read.
+    let expected = response.content_length();
+    if expected.is_some_and(|n| n > options.max_bytes) {
         return Err(FetchError::TooLarge {
             max_bytes: options.max_bytes,
         });
@@ -192,11 +194,8 @@ async fn fetch_once(
         }
     }
     file.sync_all().map_err(write_error)?;
-    if response.content_length().is_some_and(|n| n != bytes) {
-        return again(
-            format!("{url}: {bytes} bytes arrived of {:?}", response.content_length()),
-            Duration::ZERO,
-        );
+    if let Some(expected) = expected.filter(|n| *n != bytes) {
+        return again(format!("{url}: {bytes} bytes arrived of {expected}"), Duration::ZERO);
     }
     Ok(Try::Fetched(bytes))
 }
