@@ -270,31 +270,15 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     // The helper itself, given a forged grant, stops at the first refusal with the reason as
     // its last line (what the pod reports), and leaves nothing in the workspace.
     let workspace = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
-        .args(["fetch-source", "--into"])
-        .arg(workspace.path())
-        .env("FLOTILLA_SOURCE_URLS", c.node(1).url(&path))
-        .env("FLOTILLA_SOURCE_GRANT", "0".repeat(64))
-        .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
-        .output()
-        .unwrap();
+    let out = fetch_source(workspace.path(), &c.node(1).url(&path), &"0".repeat(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     let last = stderr.trim().lines().last().unwrap_or_default();
     assert!(last.contains("HTTP 401") && last.contains("grant"), "{stderr}");
     assert_eq!(std::fs::read_dir(workspace.path()).unwrap().count(), 0, "{stderr}");
-    // With the grant it fetches and unpacks the commit's files.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
-        .args(["fetch-source", "--into"])
-        .arg(workspace.path())
-        .env(
-            "FLOTILLA_SOURCE_URLS",
-            format!("http://127.0.0.1:{}/closed,{}", free_port(), c.node(2).url(&path)),
-        )
-        .env("FLOTILLA_SOURCE_GRANT", &grant)
-        .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
-        .output()
-        .unwrap();
+    // With the grant it fetches and unpacks the commit's files, past a node that is down.
+    let urls = format!("http://127.0.0.1:{}/closed,{}", free_port(), c.node(2).url(&path));
+    let out = fetch_source(workspace.path(), &urls, &grant);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         std::fs::read_to_string(workspace.path().join("greeting.txt")).unwrap(),
@@ -333,4 +317,16 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     assert_eq!(response.status().as_u16(), 410);
     assert!(!c.logs().contains(&grant), "the grant reached a node's log");
     drop(server);
+}
+
+/// `flotilla-node fetch-source` into `into`, as a pod's source container runs it.
+fn fetch_source(into: &std::path::Path, urls: &str, grant: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_flotilla-node"))
+        .args(["fetch-source", "--into"])
+        .arg(into)
+        .env("FLOTILLA_SOURCE_URLS", urls)
+        .env("FLOTILLA_SOURCE_GRANT", grant)
+        .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
+        .output()
+        .unwrap()
 }

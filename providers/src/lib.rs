@@ -22,6 +22,7 @@ mod provider;
 mod provider_set;
 mod secret_value;
 mod sim;
+pub mod source_archive;
 mod tombstones;
 
 pub use any_provider::AnyProvider;

@@ -154,20 +154,8 @@ async fn serve(path: &std::path::Path) -> Result<Response, ApiError> {
     };
     let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
     let length = file.metadata().await.map_err(unreadable)?.len();
-    let stream = futures::stream::unfold(Some(file), |file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = file?;
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(buf), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    let mut response = axum::body::Body::from_stream(stream).into_response();
+    let mut response =
+        axum::body::Body::from_stream(flotilla_providers::source_archive::file_chunks(file)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));

@@ -198,6 +198,9 @@ pub async fn run(
     InputBody(req): InputBody<RunRequest>,
 ) -> Result<Response, ApiError> {
     let tenant = scope.submission_tenant(header(&headers, TENANT_HEADER)?)?;
+    // The repository as the cluster has it now, not as this node last applied it: a run asked
+    // of any node right after the repository was registered or changed sees the change.
+    app.read_barrier(Some("linearizable")).await?;
     let repo = app
         .machine
         .read()

@@ -8,8 +8,8 @@
 //! is tried again after a pause (its `Retry-After`, 1 to 10 s); an answer that says the grant
 //! or the attempt is wrong ends the fetch at once with that answer. The archive is written
 //! beside the workspace's files, bounded, unpacked with the same guards as the process
-//! provider's (no entry lands outside), then removed. Its last line on failure is the reason
-//! the pod reports (`PodView`'s source failure).
+//! provider's (`flotilla_providers::source_archive`: no entry lands outside), then removed.
+//! Its last line on failure is the reason the pod reports (`PodView`'s source failure).
 
 use flotilla_providers::{SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR};
 use std::io::Write;
@@ -82,7 +82,7 @@ pub async fn run(options: &FetchOptions) -> Result<(), FetchError> {
         for url in &options.urls {
             match fetch_once(&client, url, options, &part).await? {
                 Try::Fetched(bytes) => {
-                    let unpacked = unpack(&part, &options.into);
+                    let unpacked = flotilla_providers::source_archive::unpack(&part, &options.into);
                     let _ = std::fs::remove_file(&part);
                     unpacked.map_err(FetchError::Unpack)?;
                     eprintln!(
@@ -208,43 +208,4 @@ async fn error_message(response: reqwest::Response) -> String {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string())
-}
-
-/// Unpacks `archive` into `dir`: entries that would land outside are refused by the unpacker,
-/// ownership is not restored.
-fn unpack(archive: &Path, dir: &Path) -> std::io::Result<()> {
-    let file = std::fs::File::open(archive)?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
-    tar.set_preserve_permissions(true);
-    tar.set_preserve_ownerships(false);
-    tar.set_unpack_xattrs(false);
-    tar.set_overwrite(true);
-    tar.unpack(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_archive_unpacks_into_the_workspace_and_nothing_escapes_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let work = dir.path().join("workspace");
-        std::fs::create_dir(&work).unwrap();
-        let archive = dir.path().join("a.tar");
-        let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
-        for (name, data) in [("src/lib.rs", &b"pub fn f() {}"[..]), ("../escaped", &b"x"[..])] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            let bytes = name.as_bytes();
-            header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
-            header.set_cksum();
-            builder.append(&header, data).unwrap();
-        }
-        builder.finish().unwrap();
-        let _ = unpack(&archive, &work);
-        assert_eq!(std::fs::read(work.join("src/lib.rs")).unwrap(), b"pub fn f() {}");
-        assert!(!dir.path().join("escaped").exists(), "an entry left the workspace");
-    }
 }

@@ -482,23 +482,10 @@ impl WorkerProvider for DockerProvider {
 /// writes the same files again.
 async fn upload_checkout(docker: &Docker, container: &str, archive: &std::path::Path) -> Result<(), ProviderError> {
     use futures::StreamExt;
-    use tokio::io::AsyncReadExt;
     let file = tokio::fs::File::open(archive)
         .await
         .map_err(|e| ProviderError::Unavailable(format!("the checkout {} cannot be read: {e}", archive.display())))?;
-    let chunks = futures::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let mut buf = vec![0u8; 256 * 1024];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
-    .boxed();
+    let chunks = crate::source_archive::file_chunks(file).boxed();
     let options = bollard::query_parameters::UploadToContainerOptions {
         path: WORK_DIR.to_string(),
         ..Default::default()

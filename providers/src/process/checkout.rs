@@ -9,16 +9,14 @@ use std::path::Path;
 
 /// Unpacks `archive` into `work`, then gives everything under `work` to `run_as`.
 pub(super) fn unpack(archive: &Path, work: &Path, run_as: Option<&RunAs>) -> Result<(), ProviderError> {
-    let file = std::fs::File::open(archive).map_err(|e| {
+    if let Err(e) = std::fs::metadata(archive) {
         // Removed by the leader's pruning meanwhile: it is made again on the next try.
-        ProviderError::Unavailable(format!("the checkout {} cannot be read: {e}", archive.display()))
-    })?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
-    tar.set_preserve_permissions(true);
-    tar.set_preserve_ownerships(false);
-    tar.set_unpack_xattrs(false);
-    tar.set_overwrite(true);
-    tar.unpack(work)
+        return Err(ProviderError::Unavailable(format!(
+            "the checkout {} cannot be read: {e}",
+            archive.display()
+        )));
+    }
+    crate::source_archive::unpack(archive, work)
         .map_err(|e| ProviderError::Rejected(format!("the checkout could not be unpacked: {e}")))?;
     if let Some(user) = run_as {
         give_all(work, user)?;
