@@ -192,13 +192,8 @@ async fn run_init_containers(
         let mut child = match spawn(&prepared) {
             Ok(child) => child,
             Err(e) => {
-                set_init_status(
-                    cluster,
-                    key,
-                    i,
-                    &init,
-                    Some((127, format!("exec {:?}: {e}", prepared.argv.first()))),
-                );
+                let message = format!("exec {:?}: {e}", prepared.argv.first());
+                init_ended(cluster, key, i, &init, 127, message);
                 return Err(());
             }
         };
@@ -220,6 +215,13 @@ async fn run_init_containers(
             s = child.wait() => s.ok(),
             () = tokio::time::sleep_until(deadline) => None,
         };
+        // Past the deadline the process is killed first: its pipes close only when it ends.
+        if status.is_none() {
+            if let Some(pgid) = child.id() {
+                signal(pgid, "KILL");
+            }
+            let _ = child.wait().await;
+        }
         for reader in readers.into_iter().flatten() {
             let _ = reader.await;
         }
@@ -229,10 +231,6 @@ async fn run_init_containers(
                 s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
             }
             None => {
-                if let Some(pgid) = child.id() {
-                    signal(pgid, "KILL");
-                }
-                let _ = child.wait().await;
                 if let Some(r) = lock(cluster).pods.get_mut(key) {
                     r.pgid = None;
                 }
@@ -248,28 +246,31 @@ async fn run_init_containers(
         if let Some(r) = lock(cluster).pods.get_mut(key) {
             r.pgid = None;
         }
-        set_init_status(cluster, key, i, &init, Some((code, text)));
-        if code != 0 {
-            let mut c = lock(cluster);
-            if let Some(r) = c.pods.get_mut(key) {
-                r.exited = true;
-                let status = r.pod.status.get_or_insert_default();
-                status.phase = Some("Failed".into());
-                c.record_pod(key, "MODIFIED");
-            }
+        if init_ended(cluster, key, i, &init, code, text) {
             return Err(());
         }
     }
     Ok(())
 }
 
-/// Records init container `at` as running (`ended: None`) or terminated, the ones before it
-/// as completed and the ones after as waiting.
-fn set_init_status(cluster: &Mutex<Cluster>, key: &Key, at: usize, init: &[Container], ended: Option<(i32, String)>) {
+/// Records init container `at` as ended with `code` (and `message`, its last output, when it
+/// failed); a failure ends the pod `Failed`, as with `restartPolicy: Never`. Whether it failed.
+fn init_ended(cluster: &Mutex<Cluster>, key: &Key, at: usize, init: &[Container], code: i32, message: String) -> bool {
     let mut c = lock(cluster);
-    set_init_status_locked(&mut c, key, at, init, ended);
+    set_init_status_locked(&mut c, key, at, init, Some((code, message)));
+    if code == 0 {
+        return false;
+    }
+    if let Some(r) = c.pods.get_mut(key) {
+        r.exited = true;
+        r.pod.status.get_or_insert_default().phase = Some("Failed".into());
+        c.record_pod(key, "MODIFIED");
+    }
+    true
 }
 
+/// Records init container `at` as running (`ended: None`) or terminated, the ones before it
+/// as completed and the ones after as waiting.
 fn set_init_status_locked(c: &mut Cluster, key: &Key, at: usize, init: &[Container], ended: Option<(i32, String)>) {
     let Some(r) = c.pods.get_mut(key) else { return };
     let state = |i: usize| -> ContainerState {
