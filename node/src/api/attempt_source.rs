@@ -5,9 +5,9 @@
 //! before anything is prepared or read.
 //!
 //! Served by any node: each can make the same archive (`Sources::checkout`), so a pod never
-//! depends on the leader that created it. A node that has not applied the attempt yet, or
-//! is still preparing the archive, answers 503 with `Retry-After`; the helper tries the next
-//! node.
+//! depends on the leader that created it. A node that does not know the attempt catches up
+//! with the cluster (a linearizable read) before it says 404; one still preparing the
+//! archive answers 503 with `Retry-After`, and the helper tries the next node.
 
 use super::{ApiError, AppState, parse_id};
 use crate::source::CheckoutState;
@@ -27,10 +27,10 @@ const PREPARE_POLL_MS: u64 = 200;
     security(("grant" = [])),
     responses((status = 200, description = "the attempt's source: a tar archive of its pipeline's commit", content_type = "application/x-tar"),
         (status = 401, description = "no grant, or not this attempt's", body = super::openapi::ErrorBodyDoc),
-        (status = 404, description = "the job does not run from a repository", body = super::openapi::ErrorBodyDoc),
+        (status = 404, description = "no such attempt, or its job does not run from a repository", body = super::openapi::ErrorBodyDoc),
         (status = 409, description = "the source can never be checked out (the reason)", body = super::openapi::ErrorBodyDoc),
         (status = 410, description = "the attempt is over", body = super::openapi::ErrorBodyDoc),
-        (status = 503, description = "preparing, or this node has not caught up with the attempt: try again (Retry-After)", body = super::openapi::ErrorBodyDoc)))]
+        (status = 503, description = "preparing the archive, or no leader to catch up with: try again (Retry-After)", body = super::openapi::ErrorBodyDoc)))]
 pub async fn source(
     State(app): State<AppState>,
     Path((id, attempt)): Path<(String, String)>,
@@ -39,13 +39,6 @@ pub async fn source(
     let job = JobId(parse_id("id", &id)?);
     let attempt = u32::try_from(parse_id("attempt", &attempt)?)
         .map_err(|_| ApiError::bad_request("attempt", "attempt: not an attempt number"))?;
-    let unauthorized = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "grant_refused",
-            "the grant does not open this attempt's source",
-        )
-    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -61,49 +54,14 @@ pub async fn source(
         )
         .retry_after(1));
     };
-    let order = {
-        let data = app.machine.read();
-        let state = &data.state;
-        let behind = || {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_caught_up",
-                format!("this node does not know attempt {attempt} of job {} yet", job.0),
-            )
-            .retry_after(1)
-        };
-        let Some(j) = state.job(job) else {
-            // Settled and archived: its attempts are all over. Unknown: not applied here yet.
-            return Err(match super::records::job(state, app.machine.disk(), job) {
-                Ok(Some(_)) => gone(job, attempt),
-                _ => behind(),
-            });
-        };
-        let live = state.assignments_of(job).find(|a| a.attempt == attempt);
-        let Some(a) = live else {
-            return Err(
-                if j.attempt < attempt || (j.attempt == attempt && !j.state.is_terminal()) {
-                    behind()
-                } else {
-                    gone(job, attempt)
-                },
-            );
-        };
-        if !crate::source::grant::opens(&keyring, a, &presented) {
-            return Err(unauthorized());
-        }
-        if a.releasing {
-            return Err(gone(job, attempt));
-        }
-        match crate::source::source_of(state, j) {
-            None => {
-                return Err(ApiError::not_found(format!(
-                    "job {} does not run from a repository",
-                    job.0
-                )));
-            }
-            Some(Err(reason)) => return Err(ApiError::new(StatusCode::CONFLICT, "checkout_failed", reason)),
-            Some(Ok(view)) => view.order,
+    // What this node knows of the attempt; one it does not know yet may be one it has not
+    // applied, so it catches up with the cluster once and then answers for sure.
+    let order = match order_of(&app, &keyring, job, attempt, &presented)? {
+        Some(order) => order,
+        None => {
+            app.read_barrier(Some("linearizable")).await?;
+            order_of(&app, &keyring, job, attempt, &presented)?
+                .ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {attempt}", job.0)))?
         }
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(PREPARE_WAIT_MS);
@@ -128,6 +86,55 @@ pub async fn source(
             CheckoutState::Preparing => tokio::time::sleep(Duration::from_millis(PREPARE_POLL_MS)).await,
         }
     }
+}
+
+/// The checkout order of `attempt` of `job` if `presented` is its grant and it lives, from
+/// this node's state; `None` when the state does not hold the attempt (not yet, or never).
+fn order_of(
+    app: &AppState,
+    keyring: &crate::secrets::Keyring,
+    job: JobId,
+    attempt: u32,
+    presented: &str,
+) -> Result<Option<crate::source::CheckoutOrder>, ApiError> {
+    let data = app.machine.read();
+    let state = &data.state;
+    let Some(j) = state.job(job) else {
+        // Settled and archived: its attempts are all over.
+        return match super::records::job(state, app.machine.disk(), job)? {
+            Some(_) => Err(gone(job, attempt)),
+            None => Ok(None),
+        };
+    };
+    let Some(a) = state.assignments_of(job).find(|a| a.attempt == attempt) else {
+        return if j.attempt < attempt || (j.attempt == attempt && !j.state.is_terminal()) {
+            Ok(None)
+        } else {
+            Err(gone(job, attempt))
+        };
+    };
+    if !crate::source::grant::opens(keyring, a, presented) {
+        return Err(unauthorized());
+    }
+    if a.releasing {
+        return Err(gone(job, attempt));
+    }
+    match crate::source::source_of(state, j) {
+        None => Err(ApiError::not_found(format!(
+            "job {} does not run from a repository",
+            job.0
+        ))),
+        Some(Err(reason)) => Err(ApiError::new(StatusCode::CONFLICT, "checkout_failed", reason)),
+        Some(Ok(view)) => Ok(Some(view.order)),
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "grant_refused",
+        "the grant does not open this attempt's source",
+    )
 }
 
 fn gone(job: JobId, attempt: u32) -> ApiError {

@@ -4,7 +4,7 @@
 //! repository's token, nor a route to the forge: only one to the nodes.
 //!
 //! Every node is tried in turn until one serves the archive or the deadline passes: a node
-//! that is preparing the checkout, has not caught up with the attempt, or cannot be reached
+//! that is preparing the checkout, finds no leader to catch up with, or cannot be reached
 //! is tried again after a pause (its `Retry-After`, 1 to 10 s); an answer that says the grant
 //! or the attempt is wrong ends the fetch at once with that answer. The archive is written
 //! beside the workspace's files, bounded, unpacked with the same guards as the process
@@ -149,7 +149,7 @@ async fn fetch_once(
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(10)));
         let message = error_message(response).await;
-        // Busy, preparing, behind, or between leaders: another try may be served.
+        // Busy, preparing, or between leaders: another try may be served.
         if matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504) {
             return again(format!("{url}: HTTP {}: {message}", status.as_u16()), after);
         }
