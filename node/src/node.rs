@@ -76,7 +76,6 @@ impl RunningNode {
             }
         };
         let api_transport = crate::tls::ApiTransport::new(tls.as_ref());
-        let api_transport_scheme = api_transport.scheme;
         let raft_client_tls = tls.as_ref().map(|t| t.raft_client()).transpose()?;
         let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip, raft_client_tls);
         let network = Network {
@@ -111,7 +110,7 @@ impl RunningNode {
                 joining: settings.join.clone(),
                 admin_token: settings.admin_token.clone(),
                 join_token,
-                api: api_transport,
+                api: api_transport.clone(),
             },
         );
         let mut tasks = vec![tokio::spawn(sampler)];
@@ -266,7 +265,7 @@ impl RunningNode {
             keyring: settings.keyring.clone(),
             sources,
             source_reach: crate::leader::SourceReach {
-                scheme: api_transport_scheme,
+                transport: api_transport,
                 ca_pem: tls.as_ref().map(|t| t.cert().ca().pem().0.to_string()),
             },
         };

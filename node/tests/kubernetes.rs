@@ -28,6 +28,18 @@ fn job(name: &str, steps: &[&str], retries: u32) -> Value {
     )
 }
 
+/// The fake cluster's one node: 4 CPUs and 8 GiB, labelled `pool=ci` (the pools' selector).
+fn node_a() -> NodeSpec {
+    NodeSpec {
+        name: "node-a".into(),
+        labels: BTreeMap::from([("pool".to_string(), "ci".to_string())]),
+        allocatable: BTreeMap::from([
+            ("cpu".to_string(), "4".to_string()),
+            ("memory".to_string(), "8Gi".to_string()),
+        ]),
+    }
+}
+
 async fn job_view(c: &Cluster, node: u64, id: u64) -> Value {
     c.get(node, &format!("/v1/jobs/{id}?consistency=linearizable")).await.1
 }
@@ -35,14 +47,7 @@ async fn job_view(c: &Cluster, node: u64, id: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_jobs_survive_eviction_and_a_leader_kill() {
     let kube = FakeKube::start(FakeKubeConfig::default()).await.unwrap();
-    kube.cluster().add_node(NodeSpec {
-        name: "node-a".into(),
-        labels: BTreeMap::from([("pool".to_string(), "ci".to_string())]),
-        allocatable: BTreeMap::from([
-            ("cpu".to_string(), "4".to_string()),
-            ("memory".to_string(), "8Gi".to_string()),
-        ]),
-    });
+    kube.cluster().add_node(node_a());
     let url = kube.url();
     let args = [
         "--kubernetes-namespace",
@@ -177,14 +182,7 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     })
     .await
     .unwrap();
-    kube.cluster().add_node(NodeSpec {
-        name: "node-a".into(),
-        labels: BTreeMap::from([("pool".to_string(), "ci".to_string())]),
-        allocatable: BTreeMap::from([
-            ("cpu".to_string(), "4".to_string()),
-            ("memory".to_string(), "8Gi".to_string()),
-        ]),
-    });
+    kube.cluster().add_node(node_a());
     let keys = tempfile::tempdir().unwrap();
     let key_file = secrets_key_file(keys.path());
     let url = kube.url();
@@ -235,13 +233,8 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
 
     // While the attempt runs, its source opens to its grant only.
     let path = format!("/v1/jobs/{job}/attempts/1/source");
-    let anonymous = client_builder().build().unwrap();
     for (grant, what) in [(None, "no grant"), (Some("0".repeat(64)), "a forged grant")] {
-        let mut request = anonymous.get(c.node(3).url(&path));
-        if let Some(g) = &grant {
-            request = request.bearer_auth(g);
-        }
-        let response = request.send().await.unwrap();
+        let response = get_source(&c.node(3).url(&path), grant.as_deref()).await;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         assert_eq!(status, 401, "{what}: {body}");
@@ -259,12 +252,7 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
         .expect("the attempt's Secret holds its grant");
     assert!(!serde_json::to_string(&pod).unwrap().contains(&grant));
     // The grant itself opens the source on any node, this attempt's only.
-    let response = anonymous
-        .get(c.node(3).url(&path))
-        .bearer_auth(&grant)
-        .send()
-        .await
-        .unwrap();
+    let response = get_source(&c.node(3).url(&path), Some(&grant)).await;
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.bytes().await.unwrap().len() > 512, "a tar archive");
     // The helper itself, given a forged grant, stops at the first refusal with the reason as
@@ -286,12 +274,7 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     );
     assert!(!workspace.path().join(".flotilla-source.tar.part").exists());
     let other = format!("/v1/jobs/{job}/attempts/2/source");
-    let response = anonymous
-        .get(c.node(1).url(&other))
-        .bearer_auth(&grant)
-        .send()
-        .await
-        .unwrap();
+    let response = get_source(&c.node(1).url(&other), Some(&grant)).await;
     // Not known to the node asked: it catches up with the cluster, then says there is none
     // (a 5xx would send the helper on to the next node for nothing).
     assert_eq!(response.status().as_u16(), 404, "an attempt not made yet");
@@ -306,12 +289,7 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}\n{}", c.logs());
     assert!(logs.contains("fetched into the pod by its source container"), "{logs}");
     // Once the attempt is over its grant opens nothing.
-    let response = anonymous
-        .get(c.node(2).url(&path))
-        .bearer_auth(&grant)
-        .send()
-        .await
-        .unwrap();
+    let response = get_source(&c.node(2).url(&path), Some(&grant)).await;
     assert_eq!(response.status().as_u16(), 410);
     assert!(!c.logs().contains(&grant), "the grant reached a node's log");
     drop(server);
@@ -327,4 +305,13 @@ fn fetch_source(into: &std::path::Path, urls: &str, grant: &str) -> std::process
         .env("FLOTILLA_SOURCE_CA", test_ca().ca.pem().0)
         .output()
         .unwrap()
+}
+
+/// `GET` of an attempt's source at `url`, with `grant` as the bearer if given.
+async fn get_source(url: &str, grant: Option<&str>) -> reqwest::Response {
+    let mut request = client_builder().build().unwrap().get(url);
+    if let Some(g) = grant {
+        request = request.bearer_auth(g);
+    }
+    request.send().await.unwrap()
 }

@@ -306,7 +306,7 @@ impl LeaderContext<'_> {
             nodes.sort_by_key(|(id, _)| **id != self.node_id);
             nodes
                 .into_iter()
-                .map(|(_, node)| format!("{}://{}{path}", self.source_reach.scheme, node.api_addr))
+                .map(|(_, node)| self.source_reach.transport.url(&node.api_addr, &path))
                 .collect()
         };
         Some(flotilla_providers::SourceFetch {

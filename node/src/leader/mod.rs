@@ -97,11 +97,11 @@ pub struct LeaderParts {
     pub source_reach: SourceReach,
 }
 
-/// How a worker that downloads its source reaches the nodes: the API's scheme and the CA's
-/// certificates (PEM) to trust them by (`None` under plain HTTP).
+/// How a worker that downloads its source reaches the nodes: the nodes' API transport (its
+/// URLs) and the CA's certificates (PEM) to trust them by (`None` under plain HTTP).
 #[derive(Clone, Debug)]
 pub struct SourceReach {
-    pub scheme: &'static str,
+    pub transport: crate::tls::ApiTransport,
     pub ca_pem: Option<String>,
 }
 

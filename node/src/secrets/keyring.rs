@@ -84,19 +84,11 @@ fn grant_key(key: &[u8; 32]) -> ring::hmac::Key {
 
 /// The bytes of 64 lowercase hex digits (a grant); `None` for anything else.
 fn unhex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
+    // `sign_grant` writes lowercase; the hex crate would take uppercase too.
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        let digit = |b: u8| match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            _ => None,
-        };
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(out)
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -192,18 +192,7 @@ impl PodTemplate<'_> {
         // Secrets come from the attempt's own Secret (`secret`), not the pod spec: whoever may
         // read pods does not read their values.
         for var in spec.secret_env.keys() {
-            env.push(EnvVar {
-                name: var.clone(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: self.pod_name(&spec.name()),
-                        key: var.clone(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+            env.push(self.secret_var(spec, var, var));
         }
         // Secret files are the Secret's keys mounted as a volume; the variable holds the path.
         for var in spec.secret_files.keys() {
@@ -372,6 +361,22 @@ impl PodTemplate<'_> {
 }
 
 impl PodTemplate<'_> {
+    /// Variable `name` read from key `key` of the attempt's own Secret (`secret`).
+    fn secret_var(&self, spec: &WorkerSpec, name: &str, key: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: self.pod_name(&spec.name()),
+                    key: key.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     /// The init container that fetches the attempt's source into the workspace: the helper
     /// image's `flotilla-node fetch-source`, the grant read from the attempt's Secret (the
     /// job's container never sees it), the nodes' endpoints and CA in plain variables. It
@@ -398,18 +403,7 @@ impl PodTemplate<'_> {
         };
         let mut env = vec![
             plain(SOURCE_URLS_VAR, fetch.urls.join(",")),
-            EnvVar {
-                name: SOURCE_GRANT_VAR.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: self.pod_name(&spec.name()),
-                        key: SOURCE_GRANT_KEY.into(),
-                        optional: Some(false),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+            self.secret_var(spec, SOURCE_GRANT_VAR, SOURCE_GRANT_KEY),
         ];
         if let Some(ca) = &fetch.ca_pem {
             env.push(plain(SOURCE_CA_VAR, ca.clone()));
