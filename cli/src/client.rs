@@ -191,6 +191,34 @@ impl Client {
         Ok(())
     }
 
+    /// GET saving the body into `dest` (created, never overwritten) while hashing it; returns
+    /// the SHA-256 of what was saved and the digest the server announced, if it did.
+    pub async fn download(&self, path: &str, dest: &std::path::Path) -> anyhow::Result<(String, Option<String>)> {
+        use sha2::Digest;
+        use std::io::Write;
+        let long = Duration::from_secs(24 * 3600);
+        let mut resp = self
+            .send(|http, server| http.get(format!("{server}{path}")).timeout(long))
+            .await?;
+        let announced = resp
+            .headers()
+            .get("x-flotilla-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .with_context(|| format!("creating {}", dest.display()))?;
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = resp.chunk().await.context("reading the download")? {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()?;
+        Ok((hex::encode(hasher.finalize()), announced))
+    }
+
     /// GET returning the body as text, unparsed (job logs).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let resp = self.send(|http, server| http.get(format!("{server}{path}"))).await?;

@@ -104,6 +104,18 @@ pub enum JobCmd {
     Why {
         id: u64,
     },
+    /// What the job kept as artifacts (digest, size, expiry, files); `--output` saves the
+    /// archive (a tar compressed with zstd), `--extract` unpacks it into a directory. Either
+    /// checks the bytes against the artifact's digest.
+    Artifacts {
+        id: u64,
+        /// Save the archive to this file (it must not exist).
+        #[arg(long, conflicts_with = "extract")]
+        output: Option<std::path::PathBuf>,
+        /// Unpack the files into this directory (created if missing).
+        #[arg(long)]
+        extract: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -482,6 +494,33 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 client
                     .stream_to_stdout(&format!("/v1/jobs/{id}/logs?follow=true"))
                     .await?
+            }
+            JobCmd::Artifacts {
+                id,
+                output: None,
+                extract: None,
+            } => show(&client.get(&format!("/v1/jobs/{id}/artifacts")).await?, &|v| {
+                println!(
+                    "attempt {}: {} bytes (zstd), {} entries, digest {}",
+                    cell(&v["attempt"]),
+                    cell(&v["size_bytes"]),
+                    cell(&v["entries"]),
+                    cell(&v["digest"])
+                );
+                println!("expires at {}", crate::artifacts::time_ms(&v["expires_at_ms"]));
+                let rows: Vec<Vec<String>> = v["files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| vec![cell(&f["path"]), cell(&f["size_bytes"])])
+                    .collect();
+                output::table(&["PATH", "BYTES"], &rows);
+                if v["files_truncated"].as_bool() == Some(true) {
+                    println!("(more files than listed)");
+                }
+            }),
+            JobCmd::Artifacts { id, output, extract } => {
+                crate::artifacts::download(client, *id, output.as_deref(), extract.as_deref()).await?
             }
             JobCmd::Cancel { id } => show(
                 &client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?,

@@ -1,6 +1,7 @@
 //! `flotilla`: the user and admin command-line tool. It speaks only the REST API.
 
 mod admin;
+mod artifacts;
 mod client;
 mod commands;
 mod config;

@@ -12,6 +12,7 @@
 //! - `observe/`: metrics and telemetry.
 
 pub mod api;
+pub mod artifacts;
 pub mod auth;
 pub mod console;
 pub mod events;

@@ -87,6 +87,17 @@ impl RunningNode {
             .context("starting raft")?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let clock = Arc::new(crate::raft::cluster_clock::ClusterClock::default());
+        let blob_store = Arc::new(
+            crate::artifacts::BlobStore::open(&settings.data_dir.join("artifacts"))
+                .with_context(|| format!("opening the artifact store in {}", settings.data_dir.display()))?,
+        );
+        let blob_peers = Arc::new(crate::artifacts::BlobPeers {
+            node_id: settings.id,
+            raft: raft.clone(),
+            channels: channels.clone(),
+            identity: identity.clone(),
+            store: blob_store.clone(),
+        });
         let proposer = Proposer::new(
             raft.clone(),
             channels,
@@ -138,6 +149,7 @@ impl RunningNode {
             last_refusal_logged_ms: Default::default(),
             incoming_dir: incoming,
             next_incoming: Default::default(),
+            blobs: blob_store.clone(),
         };
         let raft_listener = tokio::net::TcpListener::bind(settings.raft_addr)
             .await
@@ -166,6 +178,7 @@ impl RunningNode {
 
         let app_proposer = proposer.clone();
         let providers = Arc::new(crate::worker_providers::from_settings(&settings)?);
+        let providers_for_leader = providers.clone();
         let sources = crate::source::Sources::new(crate::source::SourceConfig::new(settings.data_dir.join("sources")));
         let app = AppState {
             id: settings.id,
@@ -185,7 +198,14 @@ impl RunningNode {
             keyring: settings.keyring.clone(),
             leader_history: Default::default(),
             sources: sources.clone(),
+            blobs: blob_peers.clone(),
         };
+        tasks.push(tokio::spawn(crate::artifacts::run_sweeps(
+            blob_store.clone(),
+            machine.clone(),
+            metrics.artifact_blob_bytes.clone(),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(
             app.leader_history.clone().follow(raft.clone(), shutdown_rx.clone()),
         ));
@@ -268,6 +288,7 @@ impl RunningNode {
                 transport: api_transport,
                 ca_pem: tls.as_ref().map(|t| t.cert().ca().pem().0.to_string()),
             },
+            artifacts: crate::artifacts::Collector::new(blob_store, blob_peers, providers_for_leader),
         };
         tasks.push(tokio::spawn(crate::leader::run(
             parts,

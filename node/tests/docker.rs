@@ -193,3 +193,82 @@ async fn a_docker_outage_leaves_process_jobs_running_and_timeouts_enforced() {
     assert_eq!(boxed["failure"], "timeout", "{boxed}");
     assert!(logs(&c, 1, ids[1]).await.contains("on the host"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_made_in_a_container_reach_a_container_and_a_process_that_need_them() {
+    require_image();
+    let cluster = format!("ft-art-{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("workers").to_string_lossy().into_owned();
+    let args = [
+        "--docker-socket",
+        "/var/run/docker.sock",
+        "--docker-network",
+        "none",
+        "--cluster-name",
+        cluster.as_str(),
+        "--process-work-dir",
+        work.as_str(),
+        "--leader-tick-ms",
+        "100",
+    ];
+    let c = Cluster::start(3, &args).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    register(&c, leader, "containers", "docker").await;
+    register(&c, leader, "local", "process").await;
+    // 200,000 bytes the test knows, and a link that must stay a link.
+    let build = "mkdir -p out && yes flotilla | head -c 200000 > out/bin && ln -s bin out/link && sha256sum out/bin";
+    let check = "test \"$(sha256sum < out/bin | cut -d' ' -f1)\" = \"$EXPECTED\" && test -L out/link && echo verified";
+    let expected: Vec<u8> = b"flotilla\n".iter().copied().cycle().take(200_000).collect();
+    let expected = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&expected))
+    };
+    let mut make = job("make", Some(IMAGE), &[build], "docker");
+    make["artifacts"] = json!({ "paths": ["out"] });
+    let mut in_docker = job("in-docker", Some(IMAGE), &[check], "docker");
+    in_docker["needs"] = json!(["make"]);
+    in_docker["env"] = json!({ "EXPECTED": expected });
+    let mut in_process = job("in-process", None, &[check], "process");
+    in_process["needs"] = json!(["make"]);
+    in_process["env"] = json!({ "EXPECTED": expected });
+    let (s, v) = c
+        .post(
+            1,
+            "/v1/pipelines",
+            json!({ "name": "art", "jobs": [make, in_docker, in_process] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let p = v["pipeline"].as_u64().unwrap();
+    let ids: Vec<u64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
+    let done = c
+        .wait_get(1, &format!("/v1/pipelines/{p}"), "pipeline finished", |s, v| {
+            s == 200 && (v["state"] == "SUCCEEDED" || v["state"] == "FAILED")
+        })
+        .await;
+    for id in &ids[1..] {
+        let log = logs(&c, 1, *id).await;
+        assert!(
+            log.contains("verified"),
+            "job {id} did not read the artifact: {log}\n{done}"
+        );
+    }
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let (s, v) = c.get(2, &format!("/v1/jobs/{}/artifacts", ids[0])).await;
+    assert_eq!(s, 200, "{v}");
+    let files = v["files"].as_array().unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == "out/bin" && f["size_bytes"] == 200_000),
+        "{v}"
+    );
+    wait_no_containers(&cluster).await;
+}

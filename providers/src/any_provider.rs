@@ -6,7 +6,7 @@
 use crate::docker::DockerProvider;
 use crate::kubernetes::KubernetesProvider;
 use crate::process::ProcessProvider;
-use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{ArtifactRequest, ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use crate::sim::SimProvider;
 use flotilla_state_machine::{PoolSpec, Resources};
 
@@ -61,5 +61,13 @@ impl WorkerProvider for AnyProvider {
 
     async fn capacity(&self, pool: &PoolSpec) -> Result<Option<Resources>, ProviderError> {
         dispatch!(self, p => p.capacity(pool))
+    }
+
+    async fn collect_artifacts(
+        &self,
+        name: &str,
+        request: &ArtifactRequest,
+    ) -> Result<crate::artifact_archive::Packed, ProviderError> {
+        dispatch!(self, p => p.collect_artifacts(name, request))
     }
 }

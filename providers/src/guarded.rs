@@ -7,11 +7,14 @@
 //! provider refused this worker) are neither retried nor held against the provider.
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerState};
-use crate::provider::{ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
+use crate::provider::{ArtifactRequest, ListedWorker, Observation, ProviderError, WorkerProvider, WorkerSpec};
 use flotilla_state_machine::{PoolSpec, Resources};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// How long packing one job's artifacts may take (a gigabyte at a modest disk's pace).
+pub const COLLECT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
 #[derive(Clone, Debug)]
 pub struct GuardConfig {
@@ -76,6 +79,15 @@ impl<P: WorkerProvider> Guarded<P> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
+        self.call_within(self.config.call_timeout_ms, f).await
+    }
+
+    /// `call` with a timeout of its own, for calls whose work grows with the job's files.
+    async fn call_within<T, F, Fut>(&self, timeout_ms: u64, f: F) -> Result<T, ProviderError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
         if let Err(refused) = self.breaker.lock().expect("breaker lock").admit(Instant::now()) {
             return Err(ProviderError::CircuitOpen {
                 last: refused.last_error,
@@ -86,9 +98,9 @@ impl<P: WorkerProvider> Guarded<P> {
         let mut delay_ms = self.config.retry_base_ms;
         let mut retries_left = self.config.retries;
         loop {
-            let result = match tokio::time::timeout(Duration::from_millis(self.config.call_timeout_ms), f()).await {
+            let result = match tokio::time::timeout(Duration::from_millis(timeout_ms), f()).await {
                 Ok(r) => r,
-                Err(_) => Err(ProviderError::Timeout(self.config.call_timeout_ms)),
+                Err(_) => Err(ProviderError::Timeout(timeout_ms)),
             };
             match result {
                 Err(e) if e.is_transient() => {
@@ -144,5 +156,18 @@ impl<P: WorkerProvider> WorkerProvider for Guarded<P> {
 
     async fn capacity(&self, pool: &PoolSpec) -> Result<Option<Resources>, ProviderError> {
         self.call(|| self.inner.capacity(pool)).await
+    }
+
+    async fn collect_artifacts(
+        &self,
+        name: &str,
+        request: &ArtifactRequest,
+    ) -> Result<crate::artifact_archive::Packed, ProviderError> {
+        // A failed try may have left part of a blob behind.
+        self.call_within(COLLECT_TIMEOUT_MS, || async {
+            let _ = std::fs::remove_file(&request.dest);
+            self.inner.collect_artifacts(name, request).await
+        })
+        .await
     }
 }

@@ -12,6 +12,7 @@
 //! providers that follow a log stream (Docker and Kubernetes).
 
 mod any_provider;
+pub mod artifact_archive;
 mod breaker;
 mod docker;
 mod guarded;
@@ -32,9 +33,9 @@ pub use guarded::{GuardConfig, Guarded};
 pub use kubernetes::{KubernetesConfig, KubernetesProvider, PodView};
 pub use process::{ProcessConfig, ProcessProvider, RunAs, RunAsError, default_secrets_dir, on_tmpfs};
 pub use provider::{
-    CONTAINER_SECRETS_DIR, LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER, ListedWorker,
-    Observation, ProviderError, SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR, SourceFetch, WorkerProvider,
-    WorkerSpec, parse_worker_name, worker_name,
+    ArtifactRequest, CONTAINER_SECRETS_DIR, LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER,
+    ListedWorker, Observation, ProviderError, SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR, SourceFetch,
+    WorkerProvider, WorkerSpec, parse_worker_name, worker_name,
 };
 pub use provider_set::ProviderSet;
 pub use secret_value::SecretValue;

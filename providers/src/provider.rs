@@ -41,6 +41,19 @@ pub struct WorkerSpec {
     /// How a worker that cannot read the leader's disk (a Kubernetes pod) downloads the same
     /// archive from the cluster's API; `None` when the node has no key to sign a grant with.
     pub source_fetch: Option<SourceFetch>,
+    /// The artifacts of the jobs it needs: blobs (`artifact_archive`) on the creating
+    /// leader's disk, unpacked into the work directory after the checkout, in order.
+    pub inputs: Vec<std::path::PathBuf>,
+}
+
+/// What `collect_artifacts` packs and where it writes the blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactRequest {
+    /// The job's `artifacts.paths`, relative to its work directory.
+    pub paths: Vec<String>,
+    /// A new file the blob is written to (its directory exists; the file must not).
+    pub dest: std::path::PathBuf,
+    pub limits: crate::artifact_archive::PackLimits,
 }
 
 /// Where and with what a worker's helper downloads its source: the attempt's endpoint on
@@ -235,6 +248,31 @@ pub trait WorkerProvider: Send + Sync + 'static {
     fn capacity(&self, pool: &PoolSpec) -> impl Future<Output = Result<Option<Resources>, ProviderError>> + Send {
         let _ = pool;
         async { Ok(None) }
+    }
+    /// Packs the files `request.paths` of the exited worker's work directory into a blob at
+    /// `request.dest` (`artifact_archive::pack`). A path missing or a limit passed is
+    /// `Rejected` with a message naming it; a provider that cannot reach its workers' files
+    /// says so with `Unsupported`.
+    fn collect_artifacts(
+        &self,
+        name: &str,
+        request: &ArtifactRequest,
+    ) -> impl Future<Output = Result<crate::artifact_archive::Packed, ProviderError>> + Send {
+        let _ = (name, request);
+        async {
+            Err(ProviderError::Unsupported(
+                "this provider does not collect artifacts".into(),
+            ))
+        }
+    }
+}
+
+impl From<crate::artifact_archive::PackError> for ProviderError {
+    fn from(e: crate::artifact_archive::PackError) -> Self {
+        match e {
+            crate::artifact_archive::PackError::Io(e) => ProviderError::Io(e),
+            other => ProviderError::Rejected(other.to_string()),
+        }
     }
 }
 

@@ -26,7 +26,10 @@ use std::io;
 ///    `PutRepository`, `RemoveRepository` and `RecordDelivery`.
 /// 8: `JobSpec` gained `if`, `manual` and `approval_role`; `Job` its `gate`; `JobState`
 ///    AWAITING_APPROVAL and SKIPPED; `ArchivedPipeline` `skipped`; `Command` `ApproveJob`.
-pub const FORMAT_VERSION: u8 = 8;
+/// 9: `JobSpec` gained `artifacts`; `Limits` the artifact limits; `State` the artifact
+///    records; `FailureReason` and `AttemptOutcome` their artifact failures; `Command`
+///    `ArtifactStored`, `ArtifactsFailed` and `ExpireArtifacts`.
+pub const FORMAT_VERSION: u8 = 9;
 
 /// How many bytes the decoder may claim per input byte.
 pub const DECODE_EXPANSION: u64 = 16;

@@ -316,6 +316,28 @@ pub enum Command {
         by: String,
         role: crate::Role,
     },
+    /// The files the job's `artifacts` name were packed into the blob `digest` (the SHA-256 of
+    /// its `size_bytes` bytes), which a majority of the nodes already hold. Proposed by the
+    /// leader before the job's exit; refused past the job's or the tenant's limit.
+    ArtifactStored {
+        job: JobId,
+        fencing: FencingToken,
+        digest: String,
+        size_bytes: u64,
+        entries: u32,
+    },
+    /// The job's worker exited but the files its `artifacts` name could not be kept (a path
+    /// missing, a limit passed): the job fails with `reason`.
+    ArtifactsFailed {
+        job: JobId,
+        fencing: FencingToken,
+        reason: String,
+    },
+    /// Artifacts past their expiry, chosen by the leader; `apply` re-checks each. At most
+    /// `MAX_EXPIRE_ARTIFACTS`.
+    ExpireArtifacts {
+        jobs: Vec<JobId>,
+    },
 }
 
 /// What a fired due time does.
@@ -406,6 +428,9 @@ impl Command {
             Command::RemoveSchedule { .. } => "remove_schedule",
             Command::FireSchedule { .. } => "fire_schedule",
             Command::ApproveJob { .. } => "approve_job",
+            Command::ArtifactStored { .. } => "artifact_stored",
+            Command::ArtifactsFailed { .. } => "artifacts_failed",
+            Command::ExpireArtifacts { .. } => "expire_artifacts",
         }
     }
 }

@@ -167,6 +167,17 @@ pub enum Event {
         tenant: String,
         bytes: u64,
     },
+    /// The files a job's `artifacts` name were kept (`size_bytes` compressed).
+    ArtifactStored {
+        job: JobId,
+        attempt: u32,
+        size_bytes: u64,
+    },
+    /// A job's artifacts were removed (expired, or their pipeline removed).
+    ArtifactRemoved {
+        job: JobId,
+        size_bytes: u64,
+    },
     /// An authenticated caller changed something: the token (never its secret), what it did
     /// (the command's kind) and to what (`audit.rs`). Follows the change's own events.
     Audited {
@@ -189,7 +200,7 @@ pub struct EventSubject {
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 33] = [
+    pub const KINDS: [&'static str; 35] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -223,6 +234,8 @@ impl Event {
         "RetentionUpdated",
         "PipelineRemoved",
         "OutputRemoved",
+        "ArtifactStored",
+        "ArtifactRemoved",
     ];
 
     /// The job this event concerns, if any.
@@ -245,7 +258,9 @@ impl Event {
             | Event::WorkerStopRequested { job, .. }
             | Event::WorkerFailed { job, .. }
             | Event::WorkerTerminated { job, .. }
-            | Event::LogAppended { job, .. } => Some(*job),
+            | Event::LogAppended { job, .. }
+            | Event::ArtifactStored { job, .. }
+            | Event::ArtifactRemoved { job, .. } => Some(*job),
             Event::PipelineRequested { .. }
             | Event::PipelineCompleted { .. }
             | Event::PoolRegistered { .. }
@@ -343,6 +358,8 @@ impl Event {
             Event::RetentionUpdated { .. } => "RetentionUpdated",
             Event::PipelineRemoved { .. } => "PipelineRemoved",
             Event::OutputRemoved { .. } => "OutputRemoved",
+            Event::ArtifactStored { .. } => "ArtifactStored",
+            Event::ArtifactRemoved { .. } => "ArtifactRemoved",
         }
     }
 

@@ -120,6 +120,7 @@ impl State {
             "a token id above the last one given"
         );
         self.check_secrets()?;
+        self.artifacts.consistent().map_err(InvariantViolation)?;
         self.check_retention()
     }
 

@@ -11,10 +11,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
-    ExitCode { code: i32 },
+    ExitCode {
+        code: i32,
+    },
     Timeout,
-    WorkerLost { reason: String },
-    DependencyFailed { job: String },
+    WorkerLost {
+        reason: String,
+    },
+    DependencyFailed {
+        job: String,
+    },
+    /// The steps ended but the files of its `artifacts` could not be kept.
+    Artifacts {
+        reason: String,
+    },
 }
 
 /// What a person or a condition decided about a job before it ran.
@@ -36,6 +46,7 @@ pub enum AttemptOutcome {
     Timeout,
     Lost { reason: String },
     Cancelled,
+    ArtifactsFailed { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 
 mod apply;
 mod archive;
+mod artifact;
 mod assignment;
 mod audit;
 mod command;
@@ -43,7 +44,9 @@ mod tenant;
 mod tenant_names;
 mod token;
 
+pub use apply::MAX_EXPIRE_ARTIFACTS;
 pub use archive::{Archive, ArchivedPipeline};
+pub use artifact::{ArtifactRecord, Artifacts, DIGEST_HEX_LEN, is_digest};
 pub use assignment::{Assignment, FencingToken};
 pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal, ScheduledRun};
 pub use disk::{
@@ -69,7 +72,8 @@ pub use secret::{SealedValue, SecretRecord, WrappedDataKey};
 pub use session::{ClientId, ClientRequest, Sessions};
 pub use source::{Source, SourceEvent};
 pub use spec::{
-    CONDITION_FUEL_PER_PIPELINE, Condition, Expanded, Fuel, JobSpec, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH,
+    ArtifactsSpec, ArtifactsWhen, CONDITION_FUEL_PER_PIPELINE, Condition, Expanded, Fuel, JobSpec,
+    MAX_ARTIFACT_EXPIRY_MS, MAX_ARTIFACT_PATH_BYTES, MAX_ARTIFACT_PATHS, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH,
     OutOfFuel, PipelineSpec, RetryPolicy, SpecError, StringMap,
 };
 pub use state::State;

@@ -56,6 +56,12 @@ pub struct Limits {
     pub session_ttl_ms: u64,
     /// Most client sessions held; past it the least recently used is forgotten.
     pub max_sessions: usize,
+    /// Largest artifact one job may keep (its compressed archive), in bytes.
+    #[serde(default = "Limits::default_max_artifact_bytes_per_job")]
+    pub max_artifact_bytes_per_job: u64,
+    /// Most bytes of artifacts one tenant may keep at once.
+    #[serde(default = "Limits::default_max_artifact_bytes_per_tenant")]
+    pub max_artifact_bytes_per_tenant: u64,
 }
 
 impl Limits {
@@ -88,6 +94,8 @@ impl Limits {
         max_pipeline_bytes: 4 * 1024 * 1024,
         session_ttl_ms: 15 * 60 * 1000,
         max_sessions: 8192,
+        max_artifact_bytes_per_job: 1 << 30,
+        max_artifact_bytes_per_tenant: 20 << 30,
     };
 
     /// The largest value `UpdateLimits` may set for each limit.
@@ -119,12 +127,22 @@ impl Limits {
         max_pipeline_bytes: 32 * 1024 * 1024,
         session_ttl_ms: 24 * 3600 * 1000,
         max_sessions: 1 << 20,
+        max_artifact_bytes_per_job: 64 << 30,
+        max_artifact_bytes_per_tenant: 1 << 50,
     };
+
+    fn default_max_artifact_bytes_per_job() -> u64 {
+        Self::DEFAULT.max_artifact_bytes_per_job
+    }
+
+    fn default_max_artifact_bytes_per_tenant() -> u64 {
+        Self::DEFAULT.max_artifact_bytes_per_tenant
+    }
 
     /// Checks every limit against zero (where zero would refuse everything) and its ceiling.
     pub fn validate(&self) -> Result<(), SpecError> {
         let c = &Limits::CEILING;
-        let checks: [(&str, u64, u64, bool); 25] = [
+        let checks: [(&str, u64, u64, bool); 27] = [
             (
                 "max_name_bytes",
                 self.max_name_bytes as u64,
@@ -245,6 +263,18 @@ impl Limits {
             ),
             ("session_ttl_ms", self.session_ttl_ms, c.session_ttl_ms, true),
             ("max_sessions", self.max_sessions as u64, c.max_sessions as u64, true),
+            (
+                "max_artifact_bytes_per_job",
+                self.max_artifact_bytes_per_job,
+                c.max_artifact_bytes_per_job,
+                false,
+            ),
+            (
+                "max_artifact_bytes_per_tenant",
+                self.max_artifact_bytes_per_tenant,
+                c.max_artifact_bytes_per_tenant,
+                false,
+            ),
         ];
         for (name, value, ceiling, nonzero) in checks {
             let field = format!("limits.{name}");

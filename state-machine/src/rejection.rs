@@ -123,4 +123,6 @@ pub enum Rejection {
         "{count} data keys are in use, the most there may be: re-seal the secrets (rotate-keys) to retire old ones"
     )]
     TooManyDataKeys { count: usize },
+    #[error("the artifacts of job {job} take {size_bytes} bytes, past {limit}")]
+    ArtifactTooLarge { job: JobId, size_bytes: u64, limit: String },
 }

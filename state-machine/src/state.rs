@@ -77,6 +77,8 @@ pub struct State {
     /// Notifiers by `(tenant, name)`, and the notifications owed (`notifier.rs`).
     pub(crate) notifiers: BTreeMap<(String, String), crate::notifier::NotifierSpec>,
     pub(crate) notifications: crate::notifier::NotificationOutbox,
+    /// The files jobs kept, by job (`artifact.rs`); their bytes are blobs on the nodes.
+    pub(crate) artifacts: crate::Artifacts,
 }
 
 impl State {
@@ -238,6 +240,22 @@ impl State {
             Command::CancelPipeline { pipeline } => self.cancel_pipeline(cx, *pipeline),
             Command::CancelJob { job } => self.cancel_job(cx, *job),
             Command::ApproveJob { job, by, role } => self.approve_job(cx, *job, by, *role),
+            Command::ArtifactStored {
+                job,
+                fencing,
+                digest,
+                size_bytes,
+                entries,
+            } => {
+                let stored = crate::apply::Stored {
+                    digest,
+                    size_bytes: *size_bytes,
+                    entries: *entries,
+                };
+                self.artifact_stored(cx, *job, *fencing, stored)
+            }
+            Command::ArtifactsFailed { job, fencing, reason } => self.artifacts_failed(cx, *job, *fencing, reason),
+            Command::ExpireArtifacts { jobs } => self.expire_artifacts(cx, jobs),
             Command::ApplyPlan { placements } => self.apply_plan(cx, placements),
             Command::WorkerCreated {
                 job,
@@ -346,6 +364,11 @@ impl State {
     /// Commit statuses owed to forges.
     pub fn statuses(&self) -> &crate::status_outbox::StatusOutbox {
         &self.statuses
+    }
+
+    /// The files jobs kept (`artifact.rs`).
+    pub fn artifacts(&self) -> &crate::Artifacts {
+        &self.artifacts
     }
 
     /// Retention policies, settled pipelines and the record of removals.

@@ -81,6 +81,14 @@ fn sane_job() -> impl Strategy<Value = JobSpec> {
         let mut j = JobSpec::simple(if second { "b" } else { "a" }, "true", resources);
         j.needs = if second { vec!["a".into()] } else { vec![] };
         j.timeout_ms = 5_000;
+        if !second {
+            // The first job keeps files the second one receives.
+            j.artifacts = Some(Box::new(ArtifactsSpec {
+                paths: vec!["out".into()],
+                expire_in_ms: 50,
+                when: ArtifactsWhen::OnSuccess,
+            }));
+        }
         if second {
             // Often refused (no such secret yet), accepted once `db` is set.
             j.secrets.insert("DB".into(), "db".into());
@@ -244,7 +252,7 @@ fn target() -> impl Strategy<Value = Target> + Clone {
 }
 
 fn report() -> impl Strategy<Value = (Target, u8, u32, i32, u16)> + Clone {
-    (target(), 0u8..8, u32x(), i32x(), any::<u16>())
+    (target(), 0u8..11, u32x(), i32x(), any::<u16>())
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -403,7 +411,27 @@ fn report_command(state: &State, (t, kind, step, code, jitter): &(Target, u8, u3
             fencing,
             jitter_permille,
         },
-        _ => Command::JobTimedOut { job, fencing },
+        7 => Command::JobTimedOut { job, fencing },
+        // A digest that is one (or, for odd steps, a path), a size within or past the limits.
+        8 => Command::ArtifactStored {
+            job,
+            fencing,
+            digest: if step % 2 == 0 {
+                format!("{:064x}", jitter_permille)
+            } else {
+                format!("../{step}")
+            },
+            size_bytes: u64::from(exit_code.unsigned_abs()) << (step * 10),
+            entries: step,
+        },
+        9 => Command::ArtifactsFailed {
+            job,
+            fencing,
+            reason: "missing".into(),
+        },
+        _ => Command::ExpireArtifacts {
+            jobs: (0..u64::from(step)).map(|i| JobId(job.0 + i)).collect(),
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 //! this node's applied state and report its applied index in `X-Flotilla-Applied-Index`;
 //! `?consistency=linearizable` first waits until this node has applied the leader's read index.
 
+mod artifacts;
 mod attempt_source;
 pub(crate) mod cluster;
 mod error;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub leader_history: Arc<crate::raft::leader_history::LeaderHistory>,
     /// Repositories and checkouts on this node's disk (webhooks read pipeline files here).
     pub sources: Arc<crate::source::Sources>,
+    /// Artifact blobs on this node's disk, and the peers to fetch a missing one from.
+    pub blobs: Arc<crate::artifacts::BlobPeers>,
 }
 
 /// Limits applied to the whole API.
@@ -137,6 +140,18 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             at_least(Submitter),
         ),
         ("/v1/jobs/{id}/logs", Method::GET, get(jobs::logs), at_least(Viewer)),
+        (
+            "/v1/jobs/{id}/artifacts",
+            Method::GET,
+            get(artifacts::show),
+            at_least(Viewer),
+        ),
+        (
+            "/v1/jobs/{id}/artifacts/archive",
+            Method::GET,
+            get(artifacts::archive),
+            at_least(Viewer),
+        ),
         (
             "/v1/jobs/{id}/why-pending",
             Method::GET,

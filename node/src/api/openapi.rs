@@ -6,8 +6,8 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    attempt_source, cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools, repositories,
-    retention, schedules, secrets, tenants, tokens,
+    artifacts, attempt_source, cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools,
+    repositories, retention, schedules, secrets, tenants, tokens,
 };
 use axum::Json;
 use std::collections::BTreeMap;
@@ -31,6 +31,8 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         jobs::cancel,
         jobs::approve,
         jobs::logs,
+        artifacts::show,
+        artifacts::archive,
         jobs::why_pending,
         attempt_source::source,
         events::stream,
@@ -86,6 +88,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         JobSpecDoc,
         ResourcesDoc,
         RetryPolicyDoc,
+        ArtifactsSpecDoc,
         PoolSpecDoc,
         AddMemberDoc,
         ErrorBodyDoc,
@@ -272,6 +275,22 @@ pub struct JobSpecDoc {
     manual: Option<bool>,
     /// For a manual job: the least role that may approve it (default `submitter`).
     approval_role: Option<String>,
+    /// Files of the workspace kept when the job ends; the jobs that need it receive them
+    /// unpacked in their workspace before their first step (docs/pipeline.md).
+    artifacts: Option<ArtifactsSpecDoc>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = ArtifactsSpec)]
+#[allow(dead_code)]
+pub struct ArtifactsSpecDoc {
+    /// Files or directories relative to the workspace (no wildcards, no `..`), at most 64.
+    paths: Vec<String>,
+    /// How long they are kept after the job ends: milliseconds or `"7d"` (`expire_in` in
+    /// files). Default 30 days, at most 365.
+    expire_in_ms: Option<u64>,
+    /// `on_success` (default) or `always` (also when a step failed).
+    when: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -257,6 +257,8 @@ pub struct JobDetail {
     pub log_truncated: bool,
     pub attempts: Vec<AttemptRow>,
     pub why_pending: Option<PendingExplanation>,
+    /// The files it kept, if it kept any that have not expired.
+    pub artifact: Option<flotilla_state_machine::ArtifactRecord>,
 }
 
 #[derive(Serialize)]
@@ -312,6 +314,7 @@ pub fn job(app: &AppState, scope: &TenantScope, id: JobId) -> Result<Option<JobD
             })
             .collect(),
         why_pending,
+        artifact: data.state.artifacts().get(id).cloned(),
     }))
 }
 

@@ -365,6 +365,20 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
                 }
             }
         }
+        @if let Some(a) = &data.artifact {
+            section #artifacts aria-labelledby="artifacts-title" {
+                h2 #artifacts-title { "Artifacts" }
+                p {
+                    "Kept from attempt " (a.attempt) ": " (a.entries) " files and directories, "
+                    (a.size_bytes) " bytes compressed, until " (timestamp(a.expires_at_ms)) ". "
+                    a href=(format!("/v1/jobs/{}/artifacts/archive", j.id.0)) download=(format!("job-{}-artifacts.tar.zst", j.id.0)) { "Download" }
+                    " (a tar archive compressed with zstd; "
+                    code { "flotilla job artifacts " (j.id.0) " --extract DIR" }
+                    " unpacks it)."
+                }
+                p.digest { "SHA-256 " code { (a.digest) } }
+            }
+        }
         @if !data.attempts.is_empty() {
             table.list {
                 caption { "Attempts" }

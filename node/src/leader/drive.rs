@@ -98,6 +98,20 @@ impl LeaderContext<'_> {
                     secrets: SealedSecrets::from_state(state, &j.tenant, &j.spec),
                     source: crate::source::source_of(state, j),
                     log_room_bytes: state.log_cap_bytes(&j.tenant).saturating_sub(j.log_bytes),
+                    artifact_kept: state.artifacts().get(j.id).is_some_and(|r| r.attempt == a.attempt),
+                    artifact_limits: flotilla_providers::artifact_archive::PackLimits {
+                        max_packed_bytes: state.limits().max_artifact_bytes_per_job,
+                    },
+                    // Only a worker still to be created needs them.
+                    inputs: if a.worker_id.is_none() {
+                        j.needs
+                            .iter()
+                            .filter_map(|need| state.artifacts().get(*need))
+                            .map(|r| r.digest.to_string())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 })
             })
             .collect();

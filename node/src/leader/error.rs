@@ -34,6 +34,10 @@ pub enum LeaderError {
     /// it is tried again a few seconds later.
     #[error("{0}")]
     Checkout(String),
+    /// A job's artifacts could not be collected or delivered this time (a node unreachable, a
+    /// disk error); tried again at the next tick.
+    #[error("artifacts: {0}")]
+    Artifacts(String),
     /// Commit statuses could not be posted from this node.
     #[error("{0}")]
     Statuses(String),

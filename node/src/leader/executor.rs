@@ -41,6 +41,13 @@ pub(super) struct AssignmentView {
     /// The source its pipeline runs, if it came from a repository (`Err`: it can no longer
     /// be checked out, and why).
     pub source: Option<Result<crate::source::SourceView, String>>,
+    /// Whether the state holds an artifact record of this attempt.
+    pub artifact_kept: bool,
+    /// What packing its artifacts may write (the state's limits).
+    pub artifact_limits: flotilla_providers::artifact_archive::PackLimits,
+    /// The blobs of the artifacts of the jobs it needs, in `needs` order (for a worker still
+    /// to be created).
+    pub inputs: Vec<String>,
 }
 
 impl LeaderContext<'_> {
@@ -53,6 +60,7 @@ impl LeaderContext<'_> {
             job: &view.job,
             now_ms,
             jitter_permille: jitter(),
+            artifact_kept: view.artifact_kept,
         };
         let name = flotilla_providers::worker_name(a.job, a.attempt);
         // A provider is asked only about workers this leader can see: on another host, "no such
@@ -97,7 +105,10 @@ impl LeaderContext<'_> {
             for action in decide(&known, &sight) {
                 if !matches!(
                     action,
-                    Action::Observe | Action::CommitOutput { .. } | Action::SkipOutput { .. }
+                    Action::Observe
+                        | Action::CommitOutput { .. }
+                        | Action::SkipOutput { .. }
+                        | Action::CollectArtifacts { .. }
                 ) && !self.leadership.holds(term)
                 {
                     return Err(LeaderError::Deposed { term });
@@ -150,7 +161,16 @@ impl LeaderContext<'_> {
                                 }
                             },
                         };
-                        answer = Some(match self.create(provider, view, secret_env, checkout).await {
+                        // The blobs of the jobs it needs, fetched from the peers if missing here.
+                        let inputs = match self.artifacts.inputs(&view.inputs) {
+                            crate::artifacts::Progress::Ready(paths) => paths,
+                            crate::artifacts::Progress::Preparing => continue,
+                            crate::artifacts::Progress::Failed { reason, .. } => {
+                                held_back = Some(LeaderError::Artifacts(reason));
+                                continue;
+                            }
+                        };
+                        answer = Some(match self.create(provider, view, secret_env, checkout, inputs).await {
                             Ok(worker_id) => Sight::Created { worker_id },
                             // The provider can never run this worker: decided as a loss.
                             Err(e) if !e.is_transient() => Sight::Refused { reason: e.to_string() },
@@ -201,6 +221,60 @@ impl LeaderContext<'_> {
                             observation: observed.clone().unwrap_or_default(),
                             through,
                         });
+                    }
+                    Action::CollectArtifacts { exit_code } => {
+                        let (Some(kind), Some(spec)) = (view.kind, view.job.spec.artifacts.as_deref()) else {
+                            continue;
+                        };
+                        let order = crate::artifacts::CollectOrder {
+                            job: a.job,
+                            attempt: a.attempt,
+                            kind,
+                            worker: name.clone(),
+                            paths: spec.paths.iter().map(|p| p.to_string()).collect(),
+                            limits: view.artifact_limits,
+                        };
+                        match self.artifacts.collect(&order) {
+                            crate::artifacts::Progress::Ready(packed) => {
+                                answer = Some(Sight::ArtifactsCollected {
+                                    exit_code,
+                                    digest: packed.digest,
+                                    size_bytes: packed.size_bytes,
+                                    entries: packed.entries,
+                                });
+                            }
+                            // Packing and copying go on beside the drive; asked again next tick.
+                            crate::artifacts::Progress::Preparing => {}
+                            crate::artifacts::Progress::Failed {
+                                reason,
+                                permanent: true,
+                            } => answer = Some(Sight::ArtifactsRefused { exit_code, reason }),
+                            crate::artifacts::Progress::Failed { reason, .. } => {
+                                held_back = Some(LeaderError::Artifacts(reason));
+                            }
+                        }
+                    }
+                    Action::RecordArtifact { command, exit_code } => {
+                        let kind = command.kind();
+                        match self.reports.commit(command).await {
+                            Ok(Response::Rejected(r @ flotilla_state_machine::Rejection::ArtifactTooLarge { .. })) => {
+                                answer = Some(Sight::ArtifactRecorded {
+                                    exit_code,
+                                    refused: Some(r.to_string()),
+                                });
+                            }
+                            // Stale (another attempt, a finished job): nothing more to do here.
+                            Ok(Response::Rejected(r)) => {
+                                tracing::debug!(kind, reason = %r, "artifact record refused");
+                            }
+                            Ok(_) => {
+                                answer = Some(Sight::ArtifactRecorded {
+                                    exit_code,
+                                    refused: None,
+                                });
+                            }
+                            Err(source) => return Err(LeaderError::Propose { command: kind, source }),
+                        }
                     }
                     Action::SkipOutput { from, to } => {
                         // Nothing is read: the provider may let go of the bytes.
@@ -323,6 +397,7 @@ impl LeaderContext<'_> {
         view: &AssignmentView,
         secrets: BTreeMap<String, SecretValue>,
         checkout: Option<std::path::PathBuf>,
+        inputs: Vec<std::path::PathBuf>,
     ) -> Result<String, flotilla_providers::ProviderError> {
         let a = &view.assignment;
         let spec = &view.job.spec;
@@ -352,6 +427,7 @@ impl LeaderContext<'_> {
             cluster_id: self.identity.cluster_id(),
             source_fetch: checkout.as_ref().and_then(|_| self.source_fetch(a)),
             checkout,
+            inputs,
         };
         let started = Instant::now();
         let started_at = SystemTime::now();

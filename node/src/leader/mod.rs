@@ -95,6 +95,8 @@ pub struct LeaderParts {
     pub sources: Arc<crate::source::Sources>,
     /// How a pod reaches the nodes' APIs for its source (`source::grant`).
     pub source_reach: SourceReach,
+    /// Artifacts packed from exited workers and delivered to new ones (`artifacts/`).
+    pub artifacts: Arc<crate::artifacts::Collector>,
 }
 
 /// How a worker that downloads its source reaches the nodes: the nodes' API transport (its
@@ -120,6 +122,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         keyring,
         sources,
         source_reach,
+        artifacts,
     } = parts;
     let (reports, batch_loop) = ReportBatcher::new(config.batcher);
     let context = LeaderContext {
@@ -137,6 +140,7 @@ pub async fn run(parts: LeaderParts, config: LeaderConfig, stop: watch::Receiver
         keyring: keyring.as_deref(),
         sources: &sources,
         source_reach: &source_reach,
+        artifacts: &artifacts,
     };
     // Placement and worker driving run side by side: driving every assignment of a large
     // cluster takes many proposals, and placements must not wait behind them. `ApplyPlan` is
@@ -169,6 +173,7 @@ struct LeaderContext<'a> {
     keyring: Option<&'a crate::secrets::Keyring>,
     sources: &'a Arc<crate::source::Sources>,
     source_reach: &'a SourceReach,
+    artifacts: &'a Arc<crate::artifacts::Collector>,
 }
 
 /// Every tick, or at once after a full plan (more may be waiting): run the scheduler and
@@ -212,6 +217,11 @@ async fn retention_loop(context: &LeaderContext<'_>, stop: watch::Receiver<bool>
             Ok(0) | Err(LeaderError::Deposed { .. }) => {}
             Ok(named) => tracing::info!(pipelines = named, "retention removed finished work"),
             Err(e) => tracing::warn!(error = %e, "enforcing retention"),
+        }
+        match context.expire_artifacts(term).await {
+            Ok(0) | Err(LeaderError::Deposed { .. }) => {}
+            Ok(named) => tracing::info!(jobs = named, "expired artifacts removed"),
+            Err(e) => tracing::warn!(error = %e, "expiring artifacts"),
         }
     })
     .await

@@ -20,6 +20,11 @@
 //!   running, output past `stream_offset`. A repeated observation reports nothing new.
 //! - Output is committed before the exit: the exit is reported only once every byte the
 //!   provider counted is committed, and the worker is removed after that.
+//! - A job that keeps artifacts has them collected once its output is committed and it exited
+//!   in a way that keeps them (`ArtifactsSpec::kept_after`), unless this attempt's record is
+//!   already committed; the record is proposed before the exit, so a job that needs it never
+//!   starts without it. Files that cannot be kept (a path missing, a limit passed) fail a job
+//!   whose steps succeeded; a job whose steps failed ends with its own exit code.
 //! - A worker that vanished or was lost is reported lost.
 //! - The job's timeout counts whatever the provider says: it is enforced when the provider
 //!   cannot be reached and when the worker is out of this leader's sight (no provider for the
@@ -41,6 +46,8 @@ pub struct Known<'a> {
     /// Retry jitter (0..=1000) drawn for this assignment this tick, carried by the exit and
     /// termination reports so `apply` stays deterministic.
     pub jitter_permille: u16,
+    /// Whether the state holds an artifact record of this very attempt.
+    pub artifact_kept: bool,
 }
 
 /// What the provider said last about the assignment's worker, this tick.
@@ -65,6 +72,18 @@ pub enum Sight {
     Observed(Observation),
     /// The output of `observation` was committed up to byte `through` of the attempt's stream.
     OutputCommitted { observation: Observation, through: u64 },
+    /// The worker (exited with `exit_code`) had its artifacts packed into a blob a majority
+    /// of the nodes hold.
+    ArtifactsCollected {
+        exit_code: i32,
+        digest: String,
+        size_bytes: u64,
+        entries: u32,
+    },
+    /// The worker's artifacts cannot be kept, and why (the job's files, not a passing fault).
+    ArtifactsRefused { exit_code: i32, reason: String },
+    /// The artifact record was committed, or refused by `apply` (`refused`: why).
+    ArtifactRecorded { exit_code: i32, refused: Option<String> },
 }
 
 /// One step for the executor. Provider calls are answered with a new `Sight`; the others are
@@ -90,6 +109,12 @@ pub enum Action {
     Remove,
     /// Propose a worker report to Raft (fenced by the assignment's token in `apply`).
     Report(Command),
+    /// Pack the exited worker's artifacts into a blob and copy it to a majority of the nodes:
+    /// answered `ArtifactsCollected` or `ArtifactsRefused`, or nothing while it is under way.
+    CollectArtifacts { exit_code: i32 },
+    /// Propose `ArtifactStored` for the worker that exited with `exit_code`: answered
+    /// `ArtifactRecorded`, with `apply`'s refusal if any.
+    RecordArtifact { command: Command, exit_code: i32 },
 }
 
 /// The actions that follow from `known` and the provider's last answer, in order. An empty
@@ -127,6 +152,43 @@ pub fn decide(known: &Known<'_>, sight: &Sight) -> Vec<Action> {
         Sight::Terminated { gone: false } => Vec::new(),
         Sight::Observed(o) => observed(known, o),
         Sight::OutputCommitted { observation, through } => after_output(known, observation, *through),
+        Sight::ArtifactsCollected {
+            exit_code,
+            digest,
+            size_bytes,
+            entries,
+        } => vec![Action::RecordArtifact {
+            command: Command::ArtifactStored {
+                job: a.job,
+                fencing: a.fencing,
+                digest: digest.clone(),
+                size_bytes: *size_bytes,
+                entries: *entries,
+            },
+            exit_code: *exit_code,
+        }],
+        Sight::ArtifactRecorded {
+            exit_code,
+            refused: None,
+        } => exited(known, *exit_code),
+        Sight::ArtifactRecorded {
+            exit_code,
+            refused: Some(reason),
+        }
+        | Sight::ArtifactsRefused { exit_code, reason } => {
+            if *exit_code == 0 {
+                vec![
+                    report(known, |job, fencing| Command::ArtifactsFailed {
+                        job,
+                        fencing,
+                        reason: reason.clone(),
+                    }),
+                    Action::Remove,
+                ]
+            } else {
+                exited(known, *exit_code)
+            }
+        }
     }
 }
 
@@ -188,19 +250,36 @@ fn observed(known: &Known<'_>, o: &Observation) -> Vec<Action> {
 /// produced is committed; nothing more while output is missing; the timeout otherwise.
 fn after_output(known: &Known<'_>, o: &Observation, through: u64) -> Vec<Action> {
     match o.exit_code {
-        Some(exit_code) if through >= o.output_bytes => vec![
-            report(known, |job, fencing| Command::WorkerExited {
-                job,
-                fencing,
-                exit_code,
-                jitter_permille: known.jitter_permille,
-            }),
-            Action::Remove,
-        ],
+        Some(exit_code) if through >= o.output_bytes => {
+            let keeps = known
+                .job
+                .spec
+                .artifacts
+                .as_ref()
+                .is_some_and(|s| s.kept_after(exit_code));
+            if keeps && !known.artifact_kept {
+                vec![Action::CollectArtifacts { exit_code }]
+            } else {
+                exited(known, exit_code)
+            }
+        }
         // Exited, but output is still missing: the next tick commits the rest first.
         Some(_) => Vec::new(),
         None => timeout_if_due(known),
     }
+}
+
+/// The exit report, then the worker's removal.
+fn exited(known: &Known<'_>, exit_code: i32) -> Vec<Action> {
+    vec![
+        report(known, |job, fencing| Command::WorkerExited {
+            job,
+            fencing,
+            exit_code,
+            jitter_permille: known.jitter_permille,
+        }),
+        Action::Remove,
+    ]
 }
 
 fn timeout_if_due(known: &Known<'_>) -> Vec<Action> {

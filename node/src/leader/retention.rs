@@ -48,4 +48,30 @@ impl LeaderContext<'_> {
         }
         Ok(named)
     }
+
+    /// Commits the removal of artifacts past their expiry, in `term`. Returns how many.
+    pub(super) async fn expire_artifacts(&self, term: u64) -> Result<usize, LeaderError> {
+        let now_ms = self.proposer.now_ms();
+        let jobs = self
+            .machine
+            .read()
+            .state
+            .artifacts()
+            .expired(now_ms, flotilla_state_machine::MAX_EXPIRE_ARTIFACTS);
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        if !self.leadership.holds(term) {
+            return Err(LeaderError::Deposed { term });
+        }
+        let named = jobs.len();
+        self.proposer
+            .commit_here(Proposal::new(now_ms, Command::ExpireArtifacts { jobs }))
+            .await
+            .map_err(|source| LeaderError::Propose {
+                command: "expire_artifacts",
+                source,
+            })?;
+        Ok(named)
+    }
 }

@@ -39,6 +39,11 @@ struct PriorityLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabel {
     pool: String,
 }
@@ -80,6 +85,9 @@ pub struct NodeMetrics {
     raft_snapshot_lock_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     retention_pipelines_removed: Counter,
     retention_output_bytes_removed: Counter,
+    artifact_bytes: Family<TenantLabel, Gauge>,
+    /// Bytes of artifact blobs on this node's disk (set by `artifacts::run_sweeps`).
+    pub artifact_blob_bytes: Gauge,
     pub scheduler_plan_seconds: Histogram,
     pub scheduler_placements: Counter,
     pub scheduler_rejected_placements: Counter,
@@ -138,6 +146,8 @@ impl Default for NodeMetrics {
             raft_snapshot_lock_seconds: Counter::default(),
             retention_pipelines_removed: Counter::default(),
             retention_output_bytes_removed: Counter::default(),
+            artifact_bytes: Family::default(),
+            artifact_blob_bytes: Gauge::default(),
             scheduler_plan_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             scheduler_placements: Counter::default(),
             scheduler_rejected_placements: Counter::default(),
@@ -154,6 +164,16 @@ impl Default for NodeMetrics {
         };
         let r = &mut m.registry;
         r.register("raft_term", "Current Raft term", m.raft_term.clone());
+        r.register(
+            "artifact_bytes",
+            "Bytes of artifacts each tenant keeps (compressed; replicated: every node says the same)",
+            m.artifact_bytes.clone(),
+        );
+        r.register(
+            "artifact_blob_bytes",
+            "Bytes of artifact blobs on this node's disk",
+            m.artifact_blob_bytes.clone(),
+        );
         r.register("raft_is_leader", "1 on the leader", m.raft_is_leader.clone());
         r.register(
             "raft_last_log_index",
@@ -371,6 +391,14 @@ impl NodeMetrics {
             let totals = data.state.retention().totals();
             follow(&self.retention_pipelines_removed, totals.pipelines_removed);
             follow(&self.retention_output_bytes_removed, totals.output_bytes_removed);
+            self.artifact_bytes.clear();
+            for (tenant, bytes) in data.state.artifacts().usage() {
+                self.artifact_bytes
+                    .get_or_create(&TenantLabel {
+                        tenant: tenant.to_string(),
+                    })
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
             self.queue_depth.clear();
             for (p, n) in data.state.pending_queue().depth_by_priority() {
                 self.queue_depth

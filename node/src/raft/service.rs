@@ -6,7 +6,7 @@ use crate::identity::Identity;
 use crate::raft::addressing::{Addressed, Admission, admit};
 use crate::raft::network::{from_blob, to_blob};
 use crate::raft::pb::raft_service_server::RaftService;
-use crate::raft::pb::{Blob, SnapshotChunk};
+use crate::raft::pb::{Blob, BlobChunk, SnapshotChunk};
 use crate::raft::peer_certificate::admit_peer;
 use crate::raft::proposer::{ForwardResult, ProposeError, Proposer};
 use flotilla_raft_store::{SnapshotFile, SnapshotMeta, TypeConfig, Vote, decode};
@@ -36,6 +36,8 @@ pub struct RaftGrpc {
     pub next_incoming: AtomicU64,
     /// Gaps between a leader's messages, for `/metrics`.
     pub leader_contact: std::sync::Arc<crate::raft::leader_contact::LeaderContact>,
+    /// Artifact blobs peers put here and get from here (`artifacts/peers.rs`).
+    pub blobs: std::sync::Arc<crate::artifacts::BlobStore>,
 }
 
 /// Least time between two logged refusals.
@@ -106,6 +108,20 @@ impl RaftGrpc {
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
+    type GetBlobStream = tokio_stream::wrappers::ReceiverStream<Result<BlobChunk, Status>>;
+
+    async fn put_blob(&self, request: Request<Streaming<BlobChunk>>) -> Result<Response<Blob>, Status> {
+        self.admit(&request)?;
+        crate::artifacts::serve::receive(self.blobs.clone(), request.into_inner()).await?;
+        Ok(Response::new(Blob { data: Vec::new() }))
+    }
+
+    async fn get_blob(&self, request: Request<BlobChunk>) -> Result<Response<Self::GetBlobStream>, Status> {
+        self.admit(&request)?;
+        let stream = crate::artifacts::serve::send(self.blobs.clone(), &request.get_ref().digest)?;
+        Ok(Response::new(stream))
+    }
+
     async fn append_entries(&self, request: Request<Blob>) -> Result<Response<Blob>, Status> {
         self.admit(&request)?;
         let rpc: AppendEntriesRequest<TypeConfig> = from_blob(request.get_ref())?;

@@ -15,6 +15,7 @@
 //! Removed workers leave a tombstone in the engine (`engine_tombstones.rs`), checked before
 //! and after every create, so a deposed leader on any host never starts a removed attempt.
 
+mod artifacts;
 mod endpoint;
 mod engine_tombstones;
 mod output;
@@ -353,8 +354,18 @@ impl WorkerProvider for DockerProvider {
         if let Some(archive) = &spec.checkout {
             upload_checkout(&docker, &name, archive).await?;
         }
+        artifacts::upload_inputs(&docker, &name, &spec.inputs).await?;
         docker.start_container(&name, None).await.map_err(unavailable)?;
         Ok(id)
+    }
+
+    async fn collect_artifacts(
+        &self,
+        name: &str,
+        request: &crate::ArtifactRequest,
+    ) -> Result<crate::artifact_archive::Packed, ProviderError> {
+        let docker = self.docker()?;
+        artifacts::collect(&docker, &self.container_name(name), request).await
     }
 
     async fn observe(&self, name: &str) -> Result<Observation, ProviderError> {

@@ -354,6 +354,16 @@ async fn prune_tombstones(api: &Api<ConfigMap>, cluster: &str) {
 }
 
 impl WorkerProvider for KubernetesProvider {
+    async fn collect_artifacts(
+        &self,
+        _name: &str,
+        _request: &crate::ArtifactRequest,
+    ) -> Result<crate::artifact_archive::Packed, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "a Kubernetes pod's files cannot be kept as artifacts yet; run the job on a process or Docker pool".into(),
+        ))
+    }
+
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {
         let c = self.connected().await?;
         let worker = spec.name();
@@ -364,6 +374,11 @@ impl WorkerProvider for KubernetesProvider {
         };
         if self.is_buried(c, &worker).await? {
             return Err(buried());
+        }
+        if !spec.inputs.is_empty() {
+            return Err(ProviderError::Unsupported(
+                "a Kubernetes pod cannot receive the artifacts of the jobs it needs yet; run the job on a process or Docker pool".into(),
+            ));
         }
         let pod = self.template().build(spec)?;
         // The Secret first: the pod's container reads it as it starts.

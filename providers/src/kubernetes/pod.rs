@@ -583,6 +583,7 @@ mod tests {
             cluster_id: Some("c0ffee00c0ffee00c0ffee00c0ffee00".into()),
             checkout: None,
             source_fetch: None,
+            inputs: Vec::new(),
         }
     }
 

@@ -24,6 +24,29 @@ pub(super) fn unpack(archive: &Path, work: &Path, run_as: Option<&RunAs>) -> Res
     Ok(())
 }
 
+/// Unpacks the artifacts of the jobs this one needs (`WorkerSpec::inputs`) into `work`, in
+/// order, then gives everything under `work` to `run_as`.
+pub(super) fn unpack_inputs(
+    blobs: &[std::path::PathBuf],
+    work: &Path,
+    run_as: Option<&RunAs>,
+) -> Result<(), ProviderError> {
+    for blob in blobs {
+        if let Err(e) = std::fs::metadata(blob) {
+            return Err(ProviderError::Unavailable(format!(
+                "the artifact {} cannot be read: {e}",
+                blob.display()
+            )));
+        }
+        crate::artifact_archive::unpack(blob, work)
+            .map_err(|e| ProviderError::Rejected(format!("an artifact could not be unpacked: {e}")))?;
+    }
+    if let (Some(user), false) = (run_as, blobs.is_empty()) {
+        give_all(work, user)?;
+    }
+    Ok(())
+}
+
 /// Gives `dir` and everything under it to `user`, without following links.
 fn give_all(dir: &Path, user: &RunAs) -> std::io::Result<()> {
     let mut stack = vec![dir.to_path_buf()];

@@ -245,6 +245,10 @@ impl WorkerProvider for ProcessProvider {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
+        if let Err(e) = checkout::unpack_inputs(&spec.inputs, &tmp.join("work"), self.config.run_as.as_ref()) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
         if let Some(user) = &self.config.run_as {
             user.give(&tmp.join("work"), 0o700)?;
             // Entered, never listed or written, by the job's user.
@@ -363,6 +367,27 @@ impl WorkerProvider for ProcessProvider {
         signal_group(pid, "-KILL");
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(!alive(pid, &dir))
+    }
+
+    async fn collect_artifacts(
+        &self,
+        name: &str,
+        request: &crate::ArtifactRequest,
+    ) -> Result<crate::artifact_archive::Packed, ProviderError> {
+        let dir = self.dir(name);
+        // The steps are over: whatever they left running in their process group could change
+        // the files while they are read, so it is stopped first.
+        if let Some(pid) = read_trimmed(&dir.join("pid")).and_then(|s| s.parse::<u32>().ok()) {
+            signal_group(pid, "-KILL");
+        }
+        let work = dir.join("work");
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::artifact_archive::pack(&work, &request.paths, &request.dest, request.limits)
+        })
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("packing the artifacts: {e}")))?
+        .map_err(ProviderError::from)
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {

@@ -53,5 +53,6 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         cluster_id: Some(CLUSTER_ID.into()),
         checkout: None,
         source_fetch: None,
+        inputs: Vec::new(),
     }
 }

@@ -4,6 +4,7 @@
 //! mutation, so a rejected command changes nothing.
 
 mod archive;
+mod artifacts;
 mod cancel;
 mod gates;
 mod join_tokens;
@@ -23,6 +24,8 @@ mod worker;
 
 use crate::{ApplyContext, Event, Rejection, Response};
 
+pub use artifacts::MAX_EXPIRE_ARTIFACTS;
+pub(crate) use artifacts::Stored;
 pub(crate) use lifecycle::satisfies_dependants;
 pub(crate) use submit::Origin;
 

@@ -136,6 +136,9 @@ impl State {
             }
         }
         cx.write_disk(crate::DiskWrite::Forget { pipeline: id });
+        for job in a.job_ids() {
+            self.drop_artifact(cx, job);
+        }
         self.forget_settled(&tenant, (a.finished_at_ms, id));
         let totals = &mut self.retention.totals;
         totals.pipelines_removed += 1;

@@ -1,6 +1,6 @@
 //! One job of a pipeline as the user wrote it.
 
-use super::{RetryPolicy, StringMap};
+use super::{ArtifactsSpec, RetryPolicy, StringMap};
 use crate::{Resources, Role};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,10 @@ pub struct JobSpec {
     /// The least role that may approve a manual job; a submitter of its tenant by default.
     #[serde(default)]
     pub approval_role: Option<Role>,
+    /// Files of the workspace kept when the job ends, for the jobs that need it and for
+    /// download (boxed: most jobs keep none).
+    #[serde(default)]
+    pub artifacts: Option<Box<ArtifactsSpec>>,
 }
 
 impl JobSpec {
@@ -107,6 +111,7 @@ impl JobSpec {
             condition: None,
             manual: false,
             approval_role: None,
+            artifacts: None,
         }
     }
 }

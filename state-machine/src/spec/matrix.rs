@@ -193,6 +193,7 @@ impl JobSpec {
             + self.needs.iter().map(|n| size_of_str(n)).sum::<u64>()
             + map(&self.constraints)
             + self.condition.as_deref().map_or(0, size_of_str)
+            + self.artifacts.as_deref().map_or(0, super::ArtifactsSpec::size_bytes)
             + self
                 .matrix
                 .iter()

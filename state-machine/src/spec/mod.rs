@@ -1,6 +1,7 @@
 //! What users submit: a pipeline is a DAG of jobs. Validation lives beside the types so that
 //! nothing malformed ever reaches the replicated state.
 
+mod artifacts_spec;
 mod condition;
 pub(crate) mod duration_ms;
 mod error;
@@ -11,6 +12,9 @@ mod retry_policy;
 mod string_map;
 mod validate;
 
+pub use artifacts_spec::{
+    ArtifactsSpec, ArtifactsWhen, MAX_ARTIFACT_EXPIRY_MS, MAX_ARTIFACT_PATH_BYTES, MAX_ARTIFACT_PATHS,
+};
 pub use condition::{
     CONDITION_FUEL_PER_PIPELINE, Condition, Fuel, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH, OutOfFuel,
 };

@@ -186,6 +186,9 @@ impl JobSpec {
                 reason,
             })?;
         }
+        if let Some(artifacts) = &self.artifacts {
+            artifacts.validate(&at)?;
+        }
         if self.approval_role.is_some() && !self.manual {
             return Err(SpecError::Conflict {
                 field: at("approval_role"),

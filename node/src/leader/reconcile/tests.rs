@@ -5,8 +5,8 @@ use super::{Action, Known, Sight, decide, timed_out};
 use flotilla_providers::Observation;
 use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
 use flotilla_state_machine::{
-    ApplyContext, Assignment, Command, FencingToken, Job, JobId, JobSpec, JobState, Limits, PipelineSpec, PoolSpec,
-    Proposal, ProviderKind, Resources, State,
+    ApplyContext, ArtifactsSpec, ArtifactsWhen, Assignment, Command, FencingToken, Job, JobId, JobSpec, JobState,
+    Limits, PipelineSpec, PoolSpec, Proposal, ProviderKind, Resources, State,
 };
 
 const START_MS: u64 = 1_000_000;
@@ -22,6 +22,19 @@ struct Fixture {
 
 impl Fixture {
     fn placed() -> Fixture {
+        Fixture::placed_with(None)
+    }
+
+    /// A job that keeps `out` as its artifacts, `when` it says.
+    fn keeping(when: ArtifactsWhen) -> Fixture {
+        Fixture::placed_with(Some(ArtifactsSpec {
+            paths: vec!["out".into()],
+            expire_in_ms: 60_000,
+            when,
+        }))
+    }
+
+    fn placed_with(artifacts: Option<ArtifactsSpec>) -> Fixture {
         let mut f = Fixture {
             state: State::new(Limits::default()),
             index: 0,
@@ -40,6 +53,7 @@ impl Fixture {
         let mut spec = JobSpec::simple("build", "make", Resources::new(100, 64, 0));
         spec.steps.push("make test".into());
         spec.timeout_ms = TIMEOUT_MS;
+        spec.artifacts = artifacts.map(Box::new);
         f.apply(Command::SubmitPipeline {
             tenant: "default".into(),
             idempotency_key: None,
@@ -120,11 +134,17 @@ impl Fixture {
     /// The decisions for `sight` at `now_ms`.
     fn decide_at(&self, now_ms: u64, sight: Sight) -> Vec<Action> {
         let (assignment, job) = (self.assignment(), self.job());
+        let artifact_kept = self
+            .state
+            .artifacts()
+            .get(self.job)
+            .is_some_and(|r| r.attempt == assignment.attempt);
         let known = Known {
             assignment: &assignment,
             job: &job,
             now_ms,
             jitter_permille: JITTER,
+            artifact_kept,
         };
         decide(&known, &sight)
     }
@@ -515,6 +535,7 @@ fn only_the_current_attempt_of_an_active_job_times_out() {
 #[test]
 fn every_decision_asks_the_provider_at_most_once_and_last() {
     let asks = |a: &Action| !matches!(a, Action::Report(_) | Action::Remove);
+    let keeping = Fixture::keeping(ArtifactsWhen::OnSuccess).running();
     let placed = Fixture::placed();
     let running = Fixture::placed().running();
     let mut released = Fixture::placed().running();
@@ -537,8 +558,22 @@ fn every_decision_asks_the_provider_at_most_once_and_last() {
             observation: exited(0, 500),
             through: 500,
         },
+        Sight::ArtifactsCollected {
+            exit_code: 0,
+            digest: "d".repeat(64),
+            size_bytes: 1,
+            entries: 1,
+        },
+        Sight::ArtifactsRefused {
+            exit_code: 0,
+            reason: "r".into(),
+        },
+        Sight::ArtifactRecorded {
+            exit_code: 0,
+            refused: None,
+        },
     ];
-    for f in [&placed, &running, &released] {
+    for f in [&placed, &running, &released, &keeping] {
         for sight in &sights {
             for now_ms in [START_MS, START_MS + TIMEOUT_MS] {
                 let actions = f.decide_at(now_ms, sight.clone());
@@ -550,4 +585,126 @@ fn every_decision_asks_the_provider_at_most_once_and_last() {
             }
         }
     }
+}
+
+#[test]
+fn artifacts_are_collected_after_the_output_and_recorded_before_the_exit() {
+    let mut f = Fixture::keeping(ArtifactsWhen::OnSuccess).running();
+    f.commit_output(500);
+    f.finish_step(0, 0);
+    f.finish_step(1, 0);
+    assert_eq!(
+        f.decide(Sight::Observed(exited(0, 500))),
+        vec![Action::CollectArtifacts { exit_code: 0 }]
+    );
+    let digest = "d".repeat(64);
+    let collected = Sight::ArtifactsCollected {
+        exit_code: 0,
+        digest: digest.clone(),
+        size_bytes: 42,
+        entries: 3,
+    };
+    assert_eq!(
+        f.decide(collected),
+        vec![Action::RecordArtifact {
+            command: Command::ArtifactStored {
+                job: f.job,
+                fencing: f.fencing(),
+                digest: digest.clone(),
+                size_bytes: 42,
+                entries: 3,
+            },
+            exit_code: 0,
+        }]
+    );
+    let exit = vec![
+        f.report(|job, fencing| Command::WorkerExited {
+            job,
+            fencing,
+            exit_code: 0,
+            jitter_permille: JITTER,
+        }),
+        Action::Remove,
+    ];
+    assert_eq!(
+        f.decide(Sight::ArtifactRecorded {
+            exit_code: 0,
+            refused: None
+        }),
+        exit
+    );
+    // Once this attempt's record is committed (a new leader, say), the exit follows at once.
+    let (job, fencing) = (f.job, f.fencing());
+    f.apply(Command::ArtifactStored {
+        job,
+        fencing,
+        digest,
+        size_bytes: 42,
+        entries: 3,
+    });
+    assert_eq!(f.decide(Sight::Observed(exited(0, 500))), exit);
+}
+
+#[test]
+fn artifacts_that_cannot_be_kept_fail_a_successful_job_and_leave_a_failed_one_its_exit_code() {
+    let mut f = Fixture::keeping(ArtifactsWhen::Always).running();
+    f.commit_output(10);
+    f.finish_step(0, 0);
+    f.finish_step(1, 2);
+    // Kept `always`: a failed job's files are collected too.
+    assert_eq!(
+        f.decide(Sight::Observed(exited(2, 10))),
+        vec![Action::CollectArtifacts { exit_code: 2 }]
+    );
+    let failed = vec![
+        f.report(|job, fencing| Command::ArtifactsFailed {
+            job,
+            fencing,
+            reason: "artifacts.paths[0] \"out\" does not exist in the workspace".into(),
+        }),
+        Action::Remove,
+    ];
+    let refused = |exit_code| Sight::ArtifactsRefused {
+        exit_code,
+        reason: "artifacts.paths[0] \"out\" does not exist in the workspace".into(),
+    };
+    assert_eq!(f.decide(refused(0)), failed);
+    assert_eq!(
+        f.decide(refused(2)),
+        vec![
+            f.report(|job, fencing| Command::WorkerExited {
+                job,
+                fencing,
+                exit_code: 2,
+                jitter_permille: JITTER,
+            }),
+            Action::Remove,
+        ]
+    );
+    // A record `apply` refused (a limit) is the same as files that cannot be kept.
+    let recorded = Sight::ArtifactRecorded {
+        exit_code: 0,
+        refused: Some("artifacts.paths[0] \"out\" does not exist in the workspace".into()),
+    };
+    assert_eq!(f.decide(recorded), failed);
+}
+
+#[test]
+fn a_job_kept_on_success_only_exits_without_collecting_when_it_failed() {
+    let mut f = Fixture::keeping(ArtifactsWhen::OnSuccess).running();
+    f.commit_output(10);
+    f.finish_step(0, 0);
+    f.finish_step(1, 1);
+    assert_eq!(
+        f.decide(Sight::Observed(exited(1, 10))),
+        vec![
+            f.report(|job, fencing| Command::WorkerExited {
+                job,
+                fencing,
+                exit_code: 1,
+                jitter_permille: JITTER,
+            }),
+            Action::Remove,
+        ]
+    );
 }
