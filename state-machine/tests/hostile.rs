@@ -430,7 +430,7 @@ fn report_command(state: &State, (t, kind, step, code, jitter): &(Target, u8, u3
             reason: "missing".into(),
         },
         _ => Command::ExpireArtifacts {
-            jobs: (0..u64::from(step)).map(|i| JobId(job.0 + i)).collect(),
+            jobs: (0..u64::from(step)).map(|i| JobId(job.0.wrapping_add(i))).collect(),
         },
     }
 }
