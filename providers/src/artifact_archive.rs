@@ -143,8 +143,9 @@ pub fn archive_name(path: &str) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-/// Packs `paths` (relative to `workspace`) into a new file at `dest`.
-pub fn pack(workspace: &Path, paths: &[String], dest: &Path, limits: PackLimits) -> Result<Packed, PackError> {
+/// Where each of `paths` is inside `workspace`: its name in the archive and the path to read,
+/// its parent's links resolved and checked to stay inside; a missing path is named.
+pub fn resolve(workspace: &Path, paths: &[String]) -> Result<Vec<(PathBuf, PathBuf)>, PackError> {
     let root = workspace.canonicalize()?;
     let mut sources = Vec::with_capacity(paths.len());
     for (index, path) in paths.iter().enumerate() {
@@ -183,6 +184,13 @@ pub fn pack(workspace: &Path, paths: &[String], dest: &Path, limits: PackLimits)
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(sources)
+}
+
+/// The writers a blob is made through: tar, counted, into zstd, hashed and counted, to `dest`.
+type BlobBuilder = tar::Builder<CountingWriter<zstd::Encoder<'static, HashingWriter<io::BufWriter<std::fs::File>>>>>;
+
+fn open_blob(dest: &Path, limits: PackLimits) -> Result<BlobBuilder, PackError> {
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(dest)?;
     let hashing = HashingWriter {
         inner: io::BufWriter::new(file),
@@ -198,6 +206,29 @@ pub fn pack(workspace: &Path, paths: &[String], dest: &Path, limits: PackLimits)
     };
     let mut builder = tar::Builder::new(counting);
     builder.follow_symlinks(false);
+    Ok(builder)
+}
+
+/// Ends the archive and the compression, syncs the file; what was written.
+fn finish_blob(builder: BlobBuilder, entries: u32, limits: &PackLimits) -> Result<Packed, PackError> {
+    let counting = builder.into_inner().map_err(|e| limit_error(e, limits))?;
+    let hashing = counting.inner.finish().map_err(|e| limit_error(e, limits))?;
+    let HashingWriter {
+        inner, hasher, written, ..
+    } = hashing;
+    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(Packed {
+        digest: hex::encode(hasher.finalize()),
+        size_bytes: written,
+        entries,
+    })
+}
+
+/// Packs `paths` (relative to `workspace`) into a new file at `dest`.
+pub fn pack(workspace: &Path, paths: &[String], dest: &Path, limits: PackLimits) -> Result<Packed, PackError> {
+    let sources = resolve(workspace, paths)?;
+    let mut builder = open_blob(dest, limits)?;
     let mut entries = 0u32;
     for (name, source) in &sources {
         let meta = std::fs::symlink_metadata(source)?;
@@ -213,18 +244,34 @@ pub fn pack(workspace: &Path, paths: &[String], dest: &Path, limits: PackLimits)
                 .map_err(|e| limit_error(e, &limits))?;
         }
     }
-    let counting = builder.into_inner().map_err(|e| limit_error(e, &limits))?;
-    let hashing = counting.inner.finish().map_err(|e| limit_error(e, &limits))?;
-    let HashingWriter {
-        inner, hasher, written, ..
-    } = hashing;
-    let file = inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(Packed {
-        digest: hex::encode(hasher.finalize()),
-        size_bytes: written,
-        entries,
-    })
+    finish_blob(builder, entries, &limits)
+}
+
+/// Makes a blob at `dest` of the tar stream `tar` (made by a program that read the files with
+/// fewer rights than this one, see the process provider), entry by entry: names without `./`,
+/// links kept as links, both sizes bounded as `pack` bounds them.
+pub fn repack(tar: impl Read, dest: &Path, limits: PackLimits) -> Result<Packed, PackError> {
+    let mut builder = open_blob(dest, limits)?;
+    let mut entries = 0u32;
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.into_owned();
+        let Some(name) = name.to_str().and_then(archive_name) else {
+            continue; // the workspace itself (`./`)
+        };
+        let mut header = entry.header().clone();
+        let kind = header.entry_type();
+        entries = entries.saturating_add(1);
+        let appended = if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry.link_name()?.map(|t| t.into_owned()).unwrap_or_default();
+            builder.append_link(&mut header, &name, target)
+        } else {
+            builder.append_data(&mut header, &name, &mut entry)
+        };
+        appended.map_err(|e| limit_error(e, &limits))?;
+    }
+    finish_blob(builder, entries, &limits)
 }
 
 /// Entries a directory adds to an archive (itself and everything under it, links not
@@ -337,6 +384,33 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_made_elsewhere_is_repacked_with_the_same_names_and_links() {
+        let w = workspace();
+        std::os::unix::fs::symlink("bin", w.path().join("out/link")).unwrap();
+        // As GNU tar writes a `--directory` archive of `./out`.
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        builder.append_dir_all("./out", w.path().join("out")).unwrap();
+        let stream = builder.into_inner().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let blob = out.path().join("blob");
+        let packed = repack(&stream[..], &blob, ROOMY).unwrap();
+        assert_eq!(packed.digest, digest_of(&blob).unwrap());
+        let (names, _) = list(&blob, 100).unwrap();
+        assert!(names.iter().all(|(n, _)| !n.starts_with("./")), "{names:?}");
+        let dest = out.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        unpack(&blob, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("out/bin")).unwrap(), b"\x7fELF binary");
+        assert_eq!(std::fs::read_link(dest.join("out/link")).unwrap(), Path::new("bin"));
+        let small = PackLimits { max_packed_bytes: 10 };
+        assert!(matches!(
+            repack(&stream[..], &out.path().join("small"), small),
+            Err(PackError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
     fn a_missing_path_is_named() {
         let w = workspace();
         let blob = w.path().join("blob");
@@ -384,8 +458,15 @@ mod tests {
     fn both_sizes_are_bounded_while_writing() {
         let w = workspace();
         // Incompressible bytes pass the compressed bound.
-        let noise: Vec<u8> = (0..200_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                // xorshift64: bytes zstd cannot compress.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
             .collect();
         std::fs::write(w.path().join("noise"), &noise).unwrap();
         let out = tempfile::tempdir().unwrap();

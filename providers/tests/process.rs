@@ -306,3 +306,92 @@ async fn a_job_run_as_another_user_owns_its_work_directory_and_nothing_of_the_no
     p.remove(&name).await.unwrap();
     assert!(!work.exists());
 }
+
+/// Packs `paths` of worker `name`, the blob written into `dir`.
+async fn collect(
+    p: &ProcessProvider,
+    name: &str,
+    paths: &[&str],
+    dir: &std::path::Path,
+) -> Result<flotilla_providers::artifact_archive::Packed, ProviderError> {
+    let request = flotilla_providers::ArtifactRequest {
+        paths: paths.iter().map(|s| s.to_string()).collect(),
+        dest: dir.join(format!("blob-{}", paths.join("+").replace('/', "_"))),
+        limits: flotilla_providers::artifact_archive::PackLimits {
+            max_packed_bytes: 1 << 20,
+        },
+    };
+    p.collect_artifacts(name, &request).await
+}
+
+#[tokio::test]
+async fn an_exited_workers_files_are_packed_and_unpacked_into_a_new_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = ProcessProvider::new(ProcessConfig::new(dir.path().join("workers"))).unwrap();
+    let name = p
+        .create(&spec(21, &["mkdir -p out && echo built > out/app && ln -s app out/link"]))
+        .await
+        .unwrap();
+    wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let packed = collect(&p, &name, &["out"], dir.path()).await.unwrap();
+    let err = collect(&p, &name, &["out", "missing"], dir.path()).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Rejected(m) if m.contains("artifacts.paths[1] \"missing\" does not exist")),
+        "{err}"
+    );
+    // The next worker finds them before its first step.
+    let mut next = spec(22, &["cat out/app && readlink out/link"]);
+    next.inputs = vec![dir.path().join("blob-out")];
+    assert_eq!(
+        flotilla_providers::artifact_archive::digest_of(&next.inputs[0]).unwrap(),
+        packed.digest
+    );
+    let name = p.create(&next).await.unwrap();
+    let o = wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let out = String::from_utf8(p.read_output(&name, 0, 1 << 20).await.unwrap()).unwrap();
+    assert_eq!(o.exit_code, Some(0), "{out}");
+    assert!(out.contains("built\n") && out.contains("app\n"), "{out}");
+}
+
+#[tokio::test]
+async fn a_job_run_as_another_user_cannot_have_the_node_pack_a_file_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("node-only");
+    std::fs::write(&private, "the node's key").unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let mut config = ProcessConfig::new(dir.path().join("workers"));
+    config.run_as = Some(flotilla_providers::RunAs::resolve("nobody").unwrap());
+    let p = ProcessProvider::new(config).unwrap();
+    // A hard link cannot be made to a file the user cannot read; a directory link to the
+    // node's directory can, and a leftover process could swap one in while files are read.
+    let steps = format!(
+        "mkdir -p out && echo mine > out/mine && ln -s {} out/escape && ln -s {} linked",
+        private.display(),
+        dir.path().display()
+    );
+    let name = p.create(&spec(23, &[&steps])).await.unwrap();
+    wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
+    let blobs = tempfile::tempdir().unwrap();
+    // Through the linked directory: refused before anything is read.
+    let err = collect(&p, &name, &["linked/node-only"], blobs.path()).await.unwrap_err();
+    assert!(matches!(&err, ProviderError::Rejected(m) if m.contains("outside")), "{err}");
+    // The tree, read as the job's user: its own file, the link as a link.
+    collect(&p, &name, &["out"], blobs.path()).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    flotilla_providers::artifact_archive::unpack(&blobs.path().join("blob-out"), files.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(files.path().join("out/mine")).unwrap(), "mine\n");
+    let link = std::fs::symlink_metadata(files.path().join("out/escape")).unwrap();
+    assert!(link.file_type().is_symlink(), "the link was followed");
+    // What the job's user cannot read is not read for it: a file only the node may read,
+    // standing where a swapped-in link would lead, fails the packing instead.
+    let work = dir.path().join("workers").join(&name).join("work");
+    std::fs::create_dir(work.join("theirs")).unwrap();
+    std::fs::copy(&private, work.join("theirs/key")).unwrap();
+    std::fs::set_permissions(work.join("theirs"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let err = collect(&p, &name, &["theirs"], blobs.path()).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Rejected(m) if m.contains("as nobody") && m.contains("Permission denied")),
+        "{err}"
+    );
+}

@@ -17,6 +17,7 @@
 //! another user (`run_as.rs`); their secret files are on a tmpfs (`secret_files.rs`); the source
 //! of a repository pipeline is unpacked into `work/` before it starts (`checkout.rs`).
 
+mod artifacts;
 mod checkout;
 mod run_as;
 mod secret_files;
@@ -374,20 +375,17 @@ impl WorkerProvider for ProcessProvider {
         name: &str,
         request: &crate::ArtifactRequest,
     ) -> Result<crate::artifact_archive::Packed, ProviderError> {
-        let dir = self.dir(name);
-        // The steps are over: whatever they left running in their process group could change
-        // the files while they are read, so it is stopped first.
-        if let Some(pid) = read_trimmed(&dir.join("pid")).and_then(|s| s.parse::<u32>().ok()) {
-            signal_group(pid, "-KILL");
-        }
-        let work = dir.join("work");
+        let work = self.dir(name).join("work");
         let request = request.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::artifact_archive::pack(&work, &request.paths, &request.dest, request.limits)
+        let run_as = self.config.run_as.clone();
+        tokio::task::spawn_blocking(move || match &run_as {
+            // The job ran as this user: reading as this user gives it nothing it had not.
+            None => crate::artifact_archive::pack(&work, &request.paths, &request.dest, request.limits)
+                .map_err(ProviderError::from),
+            Some(user) => artifacts::pack_as(user, &work, &request),
         })
         .await
         .map_err(|e| ProviderError::Unavailable(format!("packing the artifacts: {e}")))?
-        .map_err(ProviderError::from)
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
