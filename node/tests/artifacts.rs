@@ -57,15 +57,20 @@ async fn wait_job(c: &Cluster, node: u64, id: u64, state: &str) -> Value {
 async fn archive(c: &Cluster, node: u64, id: u64) -> (String, Vec<u8>) {
     let resp = c
         .authorized(
-            c.http
-                .get(c.node(node).url(&format!("/v1/jobs/{id}/artifacts/archive?consistency=linearizable"))),
+            c.http.get(
+                c.node(node)
+                    .url(&format!("/v1/jobs/{id}/artifacts/archive?consistency=linearizable")),
+            ),
         )
         .send()
         .await
         .unwrap();
     if resp.status() != 200 {
         let status = resp.status();
-        panic!("archive of job {id} from node {node}: {status} {}", resp.text().await.unwrap_or_default());
+        panic!(
+            "archive of job {id} from node {node}: {status} {}",
+            resp.text().await.unwrap_or_default()
+        );
     }
     assert_eq!(resp.headers()["content-type"], "application/zstd");
     let digest = resp.headers()["x-flotilla-digest"].to_str().unwrap().to_string();
@@ -285,8 +290,14 @@ async fn a_leader_killed_while_it_packs_leaves_nothing_half_written_and_the_next
     let log = c.get_text(rest[0], &format!("/v1/jobs/{test}/logs")).await;
     let (_, b) = c.get(rest[0], &format!("/v1/jobs/{build}")).await;
     assert!(log.contains("intact"), "{log}\n{v}\n{b}\n{}", c.logs());
-    let (s, v) = c.get(rest[1], &format!("/v1/jobs/{build}?consistency=linearizable")).await;
-    assert_eq!((s, v["attempt"].as_u64()), (200, Some(1)), "packed again, not run again: {v}");
+    let (s, v) = c
+        .get(rest[1], &format!("/v1/jobs/{build}?consistency=linearizable"))
+        .await;
+    assert_eq!(
+        (s, v["attempt"].as_u64()),
+        (200, Some(1)),
+        "packed again, not run again: {v}"
+    );
     for node in &rest {
         let (digest, _) = archive(&c, *node, build).await;
         assert!(c.node(*node).data_dir.join("artifacts/sha256").join(&digest).is_file());

@@ -329,7 +329,10 @@ async fn an_exited_workers_files_are_packed_and_unpacked_into_a_new_worker() {
     let dir = tempfile::tempdir().unwrap();
     let p = ProcessProvider::new(ProcessConfig::new(dir.path().join("workers"))).unwrap();
     let name = p
-        .create(&spec(21, &["mkdir -p out && echo built > out/app && ln -s app out/link"]))
+        .create(&spec(
+            21,
+            &["mkdir -p out && echo built > out/app && ln -s app out/link"],
+        ))
         .await
         .unwrap();
     wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
@@ -374,13 +377,21 @@ async fn a_job_run_as_another_user_cannot_have_the_node_pack_a_file_it_cannot_re
     wait_until(&p, &name, "exit", |o| o.exit_code.is_some()).await;
     let blobs = tempfile::tempdir().unwrap();
     // Through the linked directory: refused before anything is read.
-    let err = collect(&p, &name, &["linked/node-only"], blobs.path()).await.unwrap_err();
-    assert!(matches!(&err, ProviderError::Rejected(m) if m.contains("outside")), "{err}");
+    let err = collect(&p, &name, &["linked/node-only"], blobs.path())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Rejected(m) if m.contains("outside")),
+        "{err}"
+    );
     // The tree, read as the job's user: its own file, the link as a link.
     collect(&p, &name, &["out"], blobs.path()).await.unwrap();
     let files = tempfile::tempdir().unwrap();
     flotilla_providers::artifact_archive::unpack(&blobs.path().join("blob-out"), files.path()).unwrap();
-    assert_eq!(std::fs::read_to_string(files.path().join("out/mine")).unwrap(), "mine\n");
+    assert_eq!(
+        std::fs::read_to_string(files.path().join("out/mine")).unwrap(),
+        "mine\n"
+    );
     let link = std::fs::symlink_metadata(files.path().join("out/escape")).unwrap();
     assert!(link.file_type().is_symlink(), "the link was followed");
     // What the job's user cannot read is not read for it: a file only the node may read,
