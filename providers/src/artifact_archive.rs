@@ -305,12 +305,7 @@ pub fn decoder<R: Read>(reader: R) -> io::Result<impl Read> {
 /// Unpacks the blob at `blob` into `dir`, with `source_archive::unpack`'s guards.
 pub fn unpack(blob: &Path, dir: &Path) -> io::Result<()> {
     let file = std::fs::File::open(blob)?;
-    let mut tar = tar::Archive::new(decoder(io::BufReader::new(file))?);
-    tar.set_preserve_permissions(true);
-    tar.set_preserve_ownerships(false);
-    tar.set_unpack_xattrs(false);
-    tar.set_overwrite(true);
-    tar.unpack(dir)
+    crate::source_archive::unpack_from(decoder(io::BufReader::new(file))?, dir)
 }
 
 /// The names in the blob at `blob` with their sizes, at most `max` of them, and whether

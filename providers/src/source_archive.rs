@@ -29,7 +29,12 @@ pub fn file_chunks(file: tokio::fs::File) -> impl futures::Stream<Item = std::io
 /// by the unpacker; permissions are kept, ownerships and extended attributes are not.
 pub fn unpack(archive: &Path, dir: &Path) -> std::io::Result<()> {
     let file = std::fs::File::open(archive)?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    unpack_from(std::io::BufReader::new(file), dir)
+}
+
+/// Unpacks the tar stream `reader` into `dir`, with `unpack`'s guards.
+pub fn unpack_from(reader: impl std::io::Read, dir: &Path) -> std::io::Result<()> {
+    let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);
     tar.set_preserve_ownerships(false);
     tar.set_unpack_xattrs(false);

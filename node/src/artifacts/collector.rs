@@ -113,6 +113,7 @@ impl Collector {
             dest: dest.clone(),
             limits: order.limits,
         };
+        let started = std::time::Instant::now();
         let packed = match provider.collect_artifacts(&order.worker, &request).await {
             Ok(p) => p,
             Err(e) => {
@@ -134,8 +135,21 @@ impl Collector {
             Err(e) => return transient(BlobError::Io(std::io::Error::other(e.to_string()))),
         }
         self.mark_verified(&packed.digest);
+        let pack_ms = started.elapsed().as_millis() as u64;
         match self.peers.replicate(&packed.digest).await {
-            Ok((held, majority)) if held >= majority => Progress::Ready(packed),
+            Ok((held, majority)) if held >= majority => {
+                let copy_ms = started.elapsed().as_millis() as u64 - pack_ms;
+                tracing::info!(
+                    job = %order.job,
+                    attempt = order.attempt,
+                    size_bytes = packed.size_bytes,
+                    pack_ms,
+                    copy_ms,
+                    nodes = held,
+                    "artifacts packed and copied"
+                );
+                Progress::Ready(packed)
+            }
             Ok((held, majority)) => Progress::Failed {
                 reason: format!("the artifact reached {held} of the {majority} nodes it must be on before it is kept"),
                 permanent: false,

@@ -21,20 +21,7 @@ pub(super) async fn upload_inputs(docker: &Docker, container: &str, blobs: &[Pat
     for blob in blobs {
         let file = std::fs::File::open(blob)
             .map_err(|e| ProviderError::Unavailable(format!("the artifact {} cannot be read: {e}", blob.display())))?;
-        let chunks = decompressed_chunks(file).boxed();
-        let options = bollard::query_parameters::UploadToContainerOptions {
-            path: WORK_DIR.to_string(),
-            ..Default::default()
-        };
-        docker
-            .upload_to_container(container, Some(options), bollard::body_try_stream(chunks))
-            .await
-            .map_err(|e| match status_of(&e) {
-                Some(400 | 404 | 403) => {
-                    ProviderError::Rejected(format!("docker refused an artifact for {container}: {e}"))
-                }
-                _ => unavailable(e),
-            })?;
+        super::upload_tar(docker, container, decompressed_chunks(file).boxed(), "an artifact").await?;
     }
     Ok(())
 }
@@ -133,14 +120,7 @@ async fn copy_out_and_pack(
         drop(file);
         let unpacked = tokio::task::spawn_blocking({
             let tar_path = tar_path.clone();
-            move || -> std::io::Result<()> {
-                let mut tar = tar::Archive::new(std::io::BufReader::new(std::fs::File::open(&tar_path)?));
-                tar.set_preserve_permissions(true);
-                tar.set_preserve_ownerships(false);
-                tar.set_unpack_xattrs(false);
-                tar.set_overwrite(true);
-                tar.unpack(&into)
-            }
+            move || crate::source_archive::unpack(&tar_path, &into)
         })
         .await
         .map_err(|e| ProviderError::Unavailable(format!("unpacking an artifact: {e}")))?;

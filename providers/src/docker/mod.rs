@@ -497,6 +497,17 @@ async fn upload_checkout(docker: &Docker, container: &str, archive: &std::path::
         .await
         .map_err(|e| ProviderError::Unavailable(format!("the checkout {} cannot be read: {e}", archive.display())))?;
     let chunks = crate::source_archive::file_chunks(file).boxed();
+    upload_tar(docker, container, chunks, "the checkout").await
+}
+
+/// Streams the tar archive `chunks` into `container`'s work directory; `what` names it in a
+/// refusal.
+async fn upload_tar(
+    docker: &Docker,
+    container: &str,
+    chunks: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    what: &str,
+) -> Result<(), ProviderError> {
     let options = bollard::query_parameters::UploadToContainerOptions {
         path: WORK_DIR.to_string(),
         ..Default::default()
@@ -505,9 +516,7 @@ async fn upload_checkout(docker: &Docker, container: &str, archive: &std::path::
         .upload_to_container(container, Some(options), bollard::body_try_stream(chunks))
         .await
         .map_err(|e| match status_of(&e) {
-            Some(400 | 404 | 403) => {
-                ProviderError::Rejected(format!("docker refused the checkout of {container}: {e}"))
-            }
+            Some(400 | 404 | 403) => ProviderError::Rejected(format!("docker refused {what} of {container}: {e}")),
             _ => unavailable(e),
         })
 }
