@@ -201,8 +201,9 @@ impl RunningNode {
             blobs: blob_peers.clone(),
         };
         tasks.push(tokio::spawn(crate::artifacts::run_sweeps(
-            blob_store.clone(),
+            blob_peers.clone(),
             machine.clone(),
+            Duration::from_millis(settings.artifact_upkeep_interval_ms),
             metrics.artifact_blob_bytes.clone(),
             shutdown_rx.clone(),
         )));

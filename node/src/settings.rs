@@ -195,6 +195,10 @@ pub struct Options {
     /// How often the leader removes what the retention policies make due. Default 5000.
     #[arg(long)]
     pub retention_interval_ms: Option<u64>,
+    /// How often each node removes the artifact blobs no record names and fetches from a peer
+    /// those it lacks. Default 60000.
+    #[arg(long)]
+    pub artifact_upkeep_interval_ms: Option<u64>,
     /// Name of this cluster: prefix of its Docker container names and value of their
     /// `flotilla.cluster` label. Clusters sharing a Docker Engine need different names.
     /// Default `flotilla`.
@@ -412,6 +416,7 @@ pub struct Settings {
     pub process_secrets_dir: PathBuf,
     pub leader_tick_ms: u64,
     pub retention_interval_ms: u64,
+    pub artifact_upkeep_interval_ms: u64,
     pub json_logs: bool,
     pub cluster_name: String,
     pub docker_endpoint: Option<DockerEndpoint>,
@@ -502,6 +507,7 @@ impl Settings {
             process_secrets_dir: PathBuf::new(),
             leader_tick_ms: pick!(leader_tick_ms, 200),
             retention_interval_ms: pick!(retention_interval_ms, 5_000),
+            artifact_upkeep_interval_ms: pick!(artifact_upkeep_interval_ms, 60_000),
             json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
                 "pretty" => false,
                 "json" => true,
@@ -618,6 +624,10 @@ impl Settings {
         anyhow::ensure!(
             settings.retention_interval_ms > 0,
             "--retention-interval-ms must be greater than 0"
+        );
+        anyhow::ensure!(
+            settings.artifact_upkeep_interval_ms > 0,
+            "--artifact-upkeep-interval-ms must be greater than 0"
         );
         anyhow::ensure!(
             settings.max_concurrent_requests > 0,

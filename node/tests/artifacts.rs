@@ -218,7 +218,11 @@ async fn files_that_cannot_be_kept_fail_the_job_and_its_dependants_with_a_clear_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_outlives_the_node_that_made_it_and_expires() {
     let dir = tempfile::tempdir().unwrap();
-    let c = start(dir.path(), &["--retention-interval-ms", "500"]).await;
+    let c = start(
+        dir.path(),
+        &["--retention-interval-ms", "500", "--artifact-upkeep-interval-ms", "500"],
+    )
+    .await;
     let spec = json!({ "name": "survive", "jobs": [
         job_spec("build", json!({ "steps": [BUILD], "artifacts": { "paths": ["out"], "expire_in": "20s" } })),
         job_spec("test", json!({ "needs": ["build"], "manual": true,
@@ -237,6 +241,28 @@ async fn an_artifact_outlives_the_node_that_made_it_and_expires() {
     for node in &rest {
         archive(&c, *node, build).await;
     }
+    // A copy lost from a disk is fetched again from a peer by the node's upkeep, so losing
+    // another node later still loses nothing.
+    let digest = c.get(rest[0], &format!("/v1/jobs/{build}/artifacts")).await.1["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let copy = c.node(rest[1]).data_dir.join("artifacts/sha256").join(&digest);
+    std::fs::remove_file(&copy).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !copy.is_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {} never fetched its copy again",
+            rest[1]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        flotilla_providers::artifact_archive::digest_of(&copy).unwrap(),
+        digest,
+        "the fetched copy is not the blob"
+    );
     // The new leader delivers it to the job that needs it.
     let (s, v) = c.post(new_leader, &format!("/v1/jobs/{test}/approve"), json!({})).await;
     assert_eq!(s, 200, "{v}");

@@ -1,11 +1,16 @@
-//! Every node's removal of the blobs no artifact record names any more (expired, their
-//! pipeline removed, a retry's replaced, or copies of a collection whose record was never
-//! committed). A blob younger than `SWEEP_GRACE_MS` is kept whatever the state says: its
-//! record may not have committed yet. The choice is a pure function (`unreferenced`).
+//! Every node's upkeep of its blobs, each minute: the removal of the blobs no artifact record
+//! names any more (expired, their pipeline removed, a retry's replaced, or copies of a
+//! collection whose record was never committed), and the fetch from a peer of the blobs a
+//! record names that this node lacks (it was down, or joined, when they were made). A record
+//! is committed once a majority holds its blob; the fetches bring every member to hold every
+//! live blob, so that losing nodes one after another, as long as a majority is left each
+//! time, loses no artifact. A blob younger than `SWEEP_GRACE_MS` is kept whatever the state
+//! says: its record may not have committed yet. The choices are pure functions
+//! (`unreferenced`, `missing`).
 
-use super::blob_store::BlobStore;
+use super::peers::BlobPeers;
 use flotilla_raft_store::StateHandle;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -13,8 +18,6 @@ use tokio::sync::watch;
 /// How long a blob no record names is kept: longer than any collection takes between storing
 /// the blob and committing its record.
 pub const SWEEP_GRACE_MS: u64 = 60 * 60 * 1000;
-/// How often each node sweeps.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The blobs of `held` (name, bytes, stored at) that no record names and that are older than
 /// `grace_ms` at `now`.
@@ -33,27 +36,56 @@ pub fn unreferenced(
         .collect()
 }
 
-/// Sweeps this node's blobs every minute until `stop`; records the bytes held in
-/// `blob_bytes`.
+/// The blobs `referenced` (name and size) that `held` lacks, at most `max`, smallest first
+/// (the most artifacts made safe for the time spent).
+pub fn missing(
+    held: &[(String, u64, SystemTime)],
+    referenced: &BTreeMap<String, u64>,
+    max: usize,
+) -> Vec<(String, u64)> {
+    let held: BTreeSet<&str> = held.iter().map(|(d, _, _)| d.as_str()).collect();
+    let mut out: Vec<(String, u64)> = referenced
+        .iter()
+        .filter(|(d, _)| !held.contains(d.as_str()))
+        .map(|(d, size)| (d.clone(), *size))
+        .collect();
+    out.sort_by_key(|(d, size)| (*size, d.clone()));
+    out.truncate(max);
+    out
+}
+
+/// Blobs fetched from peers per pass at most.
+const FETCHES_PER_PASS: usize = 16;
+
+/// Sweeps and completes this node's blobs every `interval` until `stop`; records the bytes held
+/// in `blob_bytes`.
 pub async fn run_sweeps(
-    store: Arc<BlobStore>,
+    peers: Arc<BlobPeers>,
     machine: StateHandle,
+    interval: Duration,
     blob_bytes: prometheus_client::metrics::gauge::Gauge,
     mut stop: watch::Receiver<bool>,
 ) {
+    let store = peers.store.clone();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let referenced: BTreeSet<String> = {
+        let referenced: BTreeMap<String, u64> = {
             let data = machine.read();
-            data.state.artifacts().iter().map(|r| r.digest.to_string()).collect()
+            data.state
+                .artifacts()
+                .iter()
+                .map(|r| (r.digest.to_string(), r.size_bytes))
+                .collect()
         };
+        let names: BTreeSet<String> = referenced.keys().cloned().collect();
         let store = store.clone();
+        let listing = store.clone();
         let swept = tokio::task::spawn_blocking(move || -> std::io::Result<(usize, u64)> {
             let held = store.list()?;
-            let gone = unreferenced(&held, &referenced, SystemTime::now(), SWEEP_GRACE_MS);
+            let gone = unreferenced(&held, &names, SystemTime::now(), SWEEP_GRACE_MS);
             for digest in &gone {
                 if let Err(e) = store.remove(digest) {
                     tracing::warn!(digest, error = %e, "removing an artifact blob");
@@ -77,6 +109,18 @@ pub async fn run_sweeps(
             Ok(Err(e)) => tracing::warn!(error = %e, "sweeping artifact blobs"),
             Err(e) => tracing::warn!(error = %e, "sweeping artifact blobs"),
         }
+        let held = tokio::task::spawn_blocking(move || listing.list())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for (digest, size_bytes) in missing(&held, &referenced, FETCHES_PER_PASS) {
+            match tokio::time::timeout(super::copy_timeout(size_bytes), peers.fetch(&digest)).await {
+                Ok(Ok(_)) => tracing::info!(digest, size_bytes, "fetched an artifact blob this node lacked"),
+                Ok(Err(e)) => tracing::warn!(digest, error = %e, "fetching an artifact blob this node lacks"),
+                Err(_) => tracing::warn!(digest, "fetching an artifact blob this node lacks timed out"),
+            }
+        }
     }
 }
 
@@ -97,5 +141,21 @@ mod tests {
         ];
         let referenced = BTreeSet::from(["kept".to_string()]);
         assert_eq!(unreferenced(&held, &referenced, now, SWEEP_GRACE_MS), vec!["orphan"]);
+    }
+
+    #[test]
+    fn the_blobs_a_record_names_and_this_node_lacks_are_fetched_smallest_first() {
+        let now = SystemTime::UNIX_EPOCH;
+        let held = vec![("held".to_string(), 1, now)];
+        let referenced = BTreeMap::from([
+            ("held".to_string(), 1),
+            ("big".to_string(), 1000),
+            ("small".to_string(), 10),
+            ("medium".to_string(), 100),
+        ]);
+        let names = |v: Vec<(String, u64)>| v.into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+        assert_eq!(names(missing(&held, &referenced, 10)), ["small", "medium", "big"]);
+        assert_eq!(names(missing(&held, &referenced, 2)), ["small", "medium"]);
+        assert!(missing(&held, &BTreeMap::new(), 10).is_empty());
     }
 }
