@@ -66,7 +66,7 @@ until api "$base/v1/jobs/$use_id?consistency=linearizable" | grep -q '"state":"S
   fi
   sleep 1
 done
-kept_line="$(grep -h 'artifacts packed and copied' "$work"/flotilla-*.log | tail -1)"
+kept_line="$(grep -h 'artifacts packed and copied' "$work"/flotilla-*.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g')"
 pack_ms=$(echo "$kept_line" | sed -n 's/.*pack_ms=\([0-9]*\).*/\1/p')
 copy_ms=$(echo "$kept_line" | sed -n 's/.*copy_ms=\([0-9]*\).*/\1/p')
 blob_bytes=$(echo "$kept_line" | sed -n 's/.*size_bytes=\([0-9]*\).*/\1/p')
