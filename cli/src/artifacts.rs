@@ -1,4 +1,4 @@
-//! `flotilla job artifacts ID --output FILE | --extract DIR`: the job's artifact archive,
+//! `flotilla job artifacts ID --save FILE | --extract DIR`: the job's artifact archive,
 //! saved or unpacked, after checking its bytes against the digest the cluster recorded.
 
 use crate::client::Client;
@@ -21,7 +21,7 @@ pub async fn download(client: &Client, id: u64, output: Option<&Path>, extract: 
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             (dir.join(format!(".job-{id}-artifacts.tar.zst.part")), false)
         }
-        (None, None) => bail!("give --output FILE or --extract DIR"),
+        (None, None) => bail!("give --save FILE or --extract DIR"),
     };
     if !keep {
         let _ = std::fs::remove_file(&file);

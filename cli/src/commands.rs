@@ -104,14 +104,14 @@ pub enum JobCmd {
     Why {
         id: u64,
     },
-    /// What the job kept as artifacts (digest, size, expiry, files); `--output` saves the
+    /// What the job kept as artifacts (digest, size, expiry, files); `--save` saves the
     /// archive (a tar compressed with zstd), `--extract` unpacks it into a directory. Either
     /// checks the bytes against the artifact's digest.
     Artifacts {
         id: u64,
         /// Save the archive to this file (it must not exist).
         #[arg(long, conflicts_with = "extract")]
-        output: Option<std::path::PathBuf>,
+        save: Option<std::path::PathBuf>,
         /// Unpack the files into this directory (created if missing).
         #[arg(long)]
         extract: Option<std::path::PathBuf>,
@@ -497,7 +497,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
             }
             JobCmd::Artifacts {
                 id,
-                output: None,
+                save: None,
                 extract: None,
             } => show(&client.get(&format!("/v1/jobs/{id}/artifacts")).await?, &|v| {
                 println!(
@@ -519,8 +519,8 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                     println!("(more files than listed)");
                 }
             }),
-            JobCmd::Artifacts { id, output, extract } => {
-                crate::artifacts::download(client, *id, output.as_deref(), extract.as_deref()).await?
+            JobCmd::Artifacts { id, save, extract } => {
+                crate::artifacts::download(client, *id, save.as_deref(), extract.as_deref()).await?
             }
             JobCmd::Cancel { id } => show(
                 &client.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await?,

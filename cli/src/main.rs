@@ -199,3 +199,33 @@ async fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every command and argument (names used twice, a subcommand's
+    /// argument with the name of a global one, conflicts naming no argument): failures here
+    /// are panics at parse time for whoever types the command.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+
+    /// A subcommand's argument that reuses a global one's id parses, then panics when read
+    /// (`--output` of `job artifacts` did): each form is parsed through to the values.
+    #[test]
+    fn job_artifacts_parses_beside_the_global_output_format() {
+        use clap::Parser;
+        for argv in [
+            &["flotilla", "job", "artifacts", "3"][..],
+            &["flotilla", "job", "artifacts", "3", "--save", "a.tar.zst"],
+            &["flotilla", "job", "artifacts", "3", "--extract", "out"],
+            &["flotilla", "-o", "json", "job", "artifacts", "3"],
+        ] {
+            super::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+        assert!(
+            super::Cli::try_parse_from(["flotilla", "job", "artifacts", "3", "--save", "a", "--extract", "b"]).is_err()
+        );
+    }
+}
