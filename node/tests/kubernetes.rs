@@ -2,7 +2,8 @@
 //! (`fake-kube/`): the pool's capacity follows the nodes; an evicted pod's attempt goes
 //! TERMINATED and is retried in a new pod; a leader killed mid-run is replaced by one that
 //! adopts the running pod; no pod is left behind. A repository pipeline's pod gets its
-//! commit's files from the nodes through its source container and the attempt's grant.
+//! commit's files from the nodes through its source container and the attempt's grant, and a
+//! pod gets the artifacts of the jobs it needs the same way.
 
 mod common;
 #[path = "common/git.rs"]
@@ -314,4 +315,86 @@ async fn get_source(url: &str, grant: Option<&str>) -> reqwest::Response {
         request = request.bearer_auth(g);
     }
     request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
+    let root = tempfile::tempdir().unwrap();
+    let helper_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flotilla-node"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let kube = FakeKube::start(FakeKubeConfig {
+        image_paths: BTreeMap::from([(HELPER_IMAGE.to_string(), helper_dir)]),
+        ..FakeKubeConfig::default()
+    })
+    .await
+    .unwrap();
+    kube.cluster().add_node(node_a());
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = secrets_key_file(keys.path());
+    let url = kube.url();
+    let work = root.path().join("workers").to_string_lossy().into_owned();
+    let args = [
+        "--secrets-key-file",
+        key_file.as_str(),
+        "--kubernetes-namespace",
+        NS,
+        "--kubernetes-api-url",
+        url.as_str(),
+        "--kubernetes-helper-image",
+        HELPER_IMAGE,
+        "--cluster-name",
+        "ka",
+        "--process-work-dir",
+        work.as_str(),
+        "--leader-tick-ms",
+        "100",
+    ];
+    let c = Cluster::start(3, &args).await;
+    let leader = c.wait_leader_among(&[1, 2, 3]).await;
+    let pods = json!({
+        "name": "pods", "provider": "kubernetes", "capacity": { "cpu_millis": 1000, "memory_mib": 1024 }, "max_workers": 4,
+        "labels": { "runtime": "kubernetes" }, "settings": { "node_selector": "pool=ci" }
+    });
+    let local = json!({
+        "name": "local", "provider": "process", "capacity": { "cpu_millis": 1000, "memory_mib": 1024 }, "max_workers": 4,
+        "labels": { "runtime": "process" }
+    });
+    for pool in [pods, local] {
+        let (s, v) = c.post(leader, "/v1/pools", pool).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    // Built on a process pool, kept, and read in a pod; the pod also sees no grant.
+    let build = job_spec(
+        "build",
+        json!({ "steps": ["mkdir -p out && echo made on another pool > out/msg"],
+            "constraints": { "runtime": "process" }, "artifacts": { "paths": ["out"] } }),
+    );
+    let mut test = job(
+        "test",
+        &[
+            "cat out/msg",
+            "if env | grep -q FLOTILLA_SOURCE; then echo the grant reached the job; exit 1; fi",
+        ],
+        0,
+    );
+    test["needs"] = json!(["build"]);
+    let (s, v) = c
+        .post(2, "/v1/pipelines", json!({ "name": "across", "jobs": [build, test] }))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["jobs"][1]["id"].as_u64().unwrap();
+    let done = c
+        .wait_get(1, &format!("/v1/jobs/{id}"), "the pod's job finished", |s, v| {
+            s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    let logs = c.get_text(1, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}\n{}", c.logs());
+    assert!(logs.contains("made on another pool"), "{logs}");
+    // Without its grant, the artifact opens to no one.
+    let path = format!("/v1/jobs/{id}/attempts/1/inputs/0");
+    let response = get_source(&c.node(3).url(&path), None).await;
+    assert!(matches!(response.status().as_u16(), 401 | 410), "{}", response.status());
 }

@@ -42,7 +42,8 @@ pub struct WorkerSpec {
     /// archive from the cluster's API; `None` when the node has no key to sign a grant with.
     pub source_fetch: Option<SourceFetch>,
     /// The artifacts of the jobs it needs: blobs (`artifact_archive`) on the creating
-    /// leader's disk, unpacked into the work directory after the checkout, in order.
+    /// leader's disk, unpacked into the work directory after the checkout, in order (a pod
+    /// fetches as many from the nodes, `source_fetch`).
     pub inputs: Vec<std::path::PathBuf>,
 }
 
@@ -73,6 +74,10 @@ pub struct SourceFetch {
 pub const SOURCE_URLS_VAR: &str = "FLOTILLA_SOURCE_URLS";
 pub const SOURCE_GRANT_VAR: &str = "FLOTILLA_SOURCE_GRANT";
 pub const SOURCE_CA_VAR: &str = "FLOTILLA_SOURCE_CA";
+/// Whether the helper fetches a checkout (`true`/`false`), and how many artifacts after it
+/// (`/inputs/0` .. `/inputs/<n-1>` beside each node's source URL).
+pub const SOURCE_CHECKOUT_VAR: &str = "FLOTILLA_SOURCE_CHECKOUT";
+pub const SOURCE_INPUTS_VAR: &str = "FLOTILLA_SOURCE_INPUTS";
 
 impl WorkerSpec {
     /// The worker's name, unique per job attempt: idempotency key of every provider call.

@@ -371,6 +371,13 @@ impl State {
         &self.artifacts
     }
 
+    /// The artifacts `job` receives before its first step: those of the jobs it needs that
+    /// kept any, in the order of its `needs`. The leader delivers them, and the nodes serve
+    /// them to a pod, by this one order.
+    pub fn inputs_of<'a>(&'a self, job: &'a Job) -> impl Iterator<Item = &'a crate::ArtifactRecord> + 'a {
+        job.needs.iter().filter_map(|need| self.artifacts.get(*need))
+    }
+
     /// Retention policies, settled pipelines and the record of removals.
     pub fn retention(&self) -> &crate::retention::Retention {
         &self.retention

@@ -132,7 +132,18 @@ pub async fn archive(
 ) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let (record, applied) = record_of(&app, &scope, id, raw).await?;
-    blob_of(&app, &record).await?;
+    serve_blob(&app, &record, Some(applied)).await
+}
+
+/// `record`'s blob as a response (from this node, fetched from a peer first if missing),
+/// checked against its digest as it is sent; with the applied index of the read, if any.
+pub(super) async fn serve_blob(
+    app: &AppState,
+    record: &ArtifactRecord,
+    applied: Option<u64>,
+) -> Result<Response, ApiError> {
+    let id = record.job.0;
+    blob_of(app, record).await?;
     let (file, check) = app
         .blobs
         .store
@@ -153,10 +164,12 @@ pub async fn archive(
     if let Ok(v) = HeaderValue::from_str(&record.digest) {
         headers.insert(HeaderName::from_static("x-flotilla-digest"), v);
     }
-    headers.insert(
-        HeaderName::from_static(super::APPLIED_INDEX_HEADER),
-        HeaderValue::from(applied),
-    );
+    if let Some(applied) = applied {
+        headers.insert(
+            HeaderName::from_static(super::APPLIED_INDEX_HEADER),
+            HeaderValue::from(applied),
+        );
+    }
     Ok(resp)
 }
 

@@ -8,6 +8,10 @@
 //! depends on the leader that created it. A node that does not know the attempt catches up
 //! with the cluster (a linearizable read) before it says 404; one still preparing the
 //! archive answers 503 with `Retry-After`, and the helper tries the next node.
+//!
+//! `GET /v1/jobs/{id}/attempts/{attempt}/inputs/{n}`: the same attempt's `n`-th artifact (of
+//! the jobs it needs, `State::inputs_of`), the blob as `api/artifacts.rs` serves it, behind the
+//! same grant: a pod receives the files it needs from any node, as it receives its source.
 
 use super::{ApiError, AppState, parse_id};
 use crate::source::CheckoutState;
@@ -36,34 +40,25 @@ pub async fn source(
     Path((id, attempt)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = JobId(parse_id("id", &id)?);
-    let attempt = u32::try_from(parse_id("attempt", &attempt)?)
-        .map_err(|_| ApiError::bad_request("attempt", "attempt: not an attempt number"))?;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(unauthorized)?
-        .trim()
-        .to_string();
-    let Some(keyring) = app.keyring.clone() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_keys",
-            "this node has no --secrets-key-file to check a grant with; another node may",
-        )
-        .retry_after(1));
-    };
-    // What this node knows of the attempt; one it does not know yet may be one it has not
-    // applied, so it catches up with the cluster once and then answers for sure.
-    let order = match order_of(&app, &keyring, job, attempt, &presented)? {
-        Some(order) => order,
-        None => {
-            app.read_barrier(Some("linearizable")).await?;
-            order_of(&app, &keyring, job, attempt, &presented)?
-                .ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {attempt}", job.0)))?
-        }
-    };
+    let (job, attempt) = parse_attempt(&id, &attempt)?;
+    let presented = grant_of(&headers)?;
+    let keyring = keyring_of(&app)?;
+    let order = admitted(
+        &app,
+        &keyring,
+        job,
+        attempt,
+        &presented,
+        |state, j| match crate::source::source_of(state, j) {
+            None => Err(ApiError::not_found(format!(
+                "job {} does not run from a repository",
+                job.0
+            ))),
+            Some(Err(reason)) => Err(ApiError::new(StatusCode::CONFLICT, "checkout_failed", reason)),
+            Some(Ok(view)) => Ok(view.order),
+        },
+    )
+    .await?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(PREPARE_WAIT_MS);
     loop {
         match app.sources.checkout(&order, Some(keyring.as_ref())) {
@@ -88,15 +83,93 @@ pub async fn source(
     }
 }
 
-/// The checkout order of `attempt` of `job` if `presented` is its grant and it lives, from
-/// this node's state; `None` when the state does not hold the attempt (not yet, or never).
-fn order_of(
+#[utoipa::path(get, path = "/v1/jobs/{id}/attempts/{attempt}/inputs/{n}", tag = "jobs",
+    params(("id" = u64, Path), ("attempt" = u32, Path), ("n" = u32, Path, description = "which of the artifacts of the jobs it needs, from 0, in the order of its `needs`")),
+    security(("grant" = [])),
+    responses((status = 200, description = "the artifact: a tar archive compressed with zstd, checked against its digest as it is sent", content_type = "application/zstd"),
+        (status = 401, description = "no grant, or not this attempt's", body = super::openapi::ErrorBodyDoc),
+        (status = 404, description = "no such attempt, or no such artifact", body = super::openapi::ErrorBodyDoc),
+        (status = 410, description = "the attempt is over", body = super::openapi::ErrorBodyDoc),
+        (status = 503, description = "no leader to catch up with, or the blob is on no node that answers: try again (Retry-After)", body = super::openapi::ErrorBodyDoc)))]
+pub async fn inputs(
+    State(app): State<AppState>,
+    Path((id, attempt, n)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (job, attempt) = parse_attempt(&id, &attempt)?;
+    let n = usize::try_from(parse_id("n", &n)?).map_err(|_| ApiError::bad_request("n", "n: not an artifact number"))?;
+    let presented = grant_of(&headers)?;
+    let keyring = keyring_of(&app)?;
+    let record = admitted(&app, &keyring, job, attempt, &presented, |state, j| {
+        state
+            .inputs_of(j)
+            .nth(n)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("job {} receives no artifact {n}", job.0)))
+    })
+    .await?;
+    super::artifacts::serve_blob(&app, &record, None).await
+}
+
+fn parse_attempt(id: &str, attempt: &str) -> Result<(JobId, u32), ApiError> {
+    let job = JobId(parse_id("id", id)?);
+    let attempt = u32::try_from(parse_id("attempt", attempt)?)
+        .map_err(|_| ApiError::bad_request("attempt", "attempt: not an attempt number"))?;
+    Ok((job, attempt))
+}
+
+/// The grant presented as `Authorization: Bearer`.
+fn grant_of(headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?
+        .trim()
+        .to_string())
+}
+
+fn keyring_of(app: &AppState) -> Result<std::sync::Arc<crate::secrets::Keyring>, ApiError> {
+    app.keyring.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_keys",
+            "this node has no --secrets-key-file to check a grant with; another node may",
+        )
+        .retry_after(1)
+    })
+}
+
+/// `then` of the state and the job, once `presented` is found to be the grant of `attempt` of
+/// `job` and the attempt lives. What this node knows of the attempt first; one it does not
+/// know yet may be one it has not applied, so it catches up with the cluster once and then
+/// answers for sure.
+async fn admitted<T>(
     app: &AppState,
     keyring: &crate::secrets::Keyring,
     job: JobId,
     attempt: u32,
     presented: &str,
-) -> Result<Option<crate::source::CheckoutOrder>, ApiError> {
+    then: impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    if let Some(t) = attempt_of(app, keyring, job, attempt, presented, &then)? {
+        return Ok(t);
+    }
+    app.read_barrier(Some("linearizable")).await?;
+    attempt_of(app, keyring, job, attempt, presented, &then)?
+        .ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {attempt}", job.0)))
+}
+
+/// `then` of the live `attempt` of `job` if `presented` is its grant, from this node's
+/// state; `None` when the state does not hold the attempt (not yet, or never).
+fn attempt_of<T>(
+    app: &AppState,
+    keyring: &crate::secrets::Keyring,
+    job: JobId,
+    attempt: u32,
+    presented: &str,
+    then: &impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
+) -> Result<Option<T>, ApiError> {
     let data = app.machine.read();
     let state = &data.state;
     let Some(j) = state.job(job) else {
@@ -119,14 +192,7 @@ fn order_of(
     if a.releasing {
         return Err(gone(job, attempt));
     }
-    match crate::source::source_of(state, j) {
-        None => Err(ApiError::not_found(format!(
-            "job {} does not run from a repository",
-            job.0
-        ))),
-        Some(Err(reason)) => Err(ApiError::new(StatusCode::CONFLICT, "checkout_failed", reason)),
-        Some(Ok(view)) => Ok(Some(view.order)),
-    }
+    then(state, j).map(Some)
 }
 
 fn unauthorized() -> ApiError {

@@ -337,6 +337,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Permission::Public,
         ),
         (
+            "/v1/jobs/{id}/attempts/{attempt}/inputs/{n}",
+            Method::GET,
+            get(attempt_source::inputs),
+            Permission::Public,
+        ),
+        (
             "/v1/hooks/{tenant}/{repository}",
             Method::POST,
             post(hooks::receive),

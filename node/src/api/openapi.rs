@@ -35,6 +35,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         artifacts::archive,
         jobs::why_pending,
         attempt_source::source,
+        attempt_source::inputs,
         events::stream,
         pools::list,
         pools::register,

@@ -104,11 +104,7 @@ impl LeaderContext<'_> {
                     },
                     // Only a worker still to be created needs them.
                     inputs: if a.worker_id.is_none() {
-                        j.needs
-                            .iter()
-                            .filter_map(|need| state.artifacts().get(*need))
-                            .map(|r| r.digest.to_string())
-                            .collect()
+                        state.inputs_of(j).map(|r| r.digest.to_string()).collect()
                     } else {
                         Vec::new()
                     },

@@ -425,7 +425,9 @@ impl LeaderContext<'_> {
             labels: BTreeMap::from(&spec.constraints),
             pool_settings: view.pool_settings.clone(),
             cluster_id: self.identity.cluster_id(),
-            source_fetch: checkout.as_ref().and_then(|_| self.source_fetch(a)),
+            source_fetch: (checkout.is_some() || !inputs.is_empty())
+                .then(|| self.source_fetch(a))
+                .flatten(),
             checkout,
             inputs,
         };

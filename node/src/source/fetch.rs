@@ -10,8 +10,13 @@
 //! beside the workspace's files, bounded, unpacked with the same guards as the process
 //! provider's (`flotilla_providers::source_archive`: no entry lands outside), then removed.
 //! Its last line on failure is the reason the pod reports (`PodView`'s source failure).
+//!
+//! Then, one after the other, the artifacts of the jobs the attempt needs (`--inputs`), from
+//! `/inputs/<n>` beside each node's source URL, the same way: each is a zstd-compressed tar,
+//! unpacked with the same guards. A job of a pipeline that does not come from a repository
+//! has artifacts alone (`--checkout false`).
 
-use flotilla_providers::{SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR};
+use flotilla_providers::{SOURCE_CA_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,22 +47,68 @@ pub struct FetchOptions {
     /// Largest archive accepted (the nodes' checkout limit).
     #[arg(long, default_value_t = 512 << 20)]
     pub max_bytes: u64,
+    /// Whether there is a checkout to fetch (`false`: artifacts alone).
+    #[arg(long, env = SOURCE_CHECKOUT_VAR, default_value_t = true, action = clap::ArgAction::Set)]
+    pub checkout: bool,
+    /// How many artifacts to fetch after the checkout.
+    #[arg(long, env = SOURCE_INPUTS_VAR, default_value_t = 0)]
+    pub inputs: u32,
+    /// Largest artifact accepted (the ceiling of the per-job limit).
+    #[arg(long, default_value_t = crate::artifacts::MAX_BLOB_BYTES)]
+    pub max_input_bytes: u64,
+}
+
+/// What one download is and how it is unpacked.
+#[derive(Clone, Copy, Debug)]
+enum Payload {
+    /// The checkout, a tar archive.
+    Checkout,
+    /// Artifact `n`, a tar compressed with zstd.
+    Input(u32),
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::Checkout => write!(f, "the source"),
+            Payload::Input(n) => write!(f, "artifact {n}"),
+        }
+    }
+}
+
+/// Where artifact `n` is on the node whose source is at `source_url`.
+fn input_url(source_url: &str, n: u32) -> String {
+    let base = source_url.strip_suffix("/source").unwrap_or(source_url);
+    format!("{base}/inputs/{n}")
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("the CA in {SOURCE_CA_VAR}: {0}")]
     Ca(String),
-    #[error("{url} refused the source: HTTP {status}: {message}")]
-    Refused { url: String, status: u16, message: String },
-    #[error("no node served the source within {timeout_ms} ms; last: {last}")]
-    TimedOut { timeout_ms: u64, last: String },
-    #[error("the source is larger than {max_bytes} bytes")]
-    TooLarge { max_bytes: u64 },
-    #[error("writing the source into {dir}: {error}")]
-    Write { dir: PathBuf, error: std::io::Error },
-    #[error("unpacking the source: {0}")]
-    Unpack(std::io::Error),
+    #[error("{url} refused {what}: HTTP {status}: {message}")]
+    Refused {
+        what: String,
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("no node served {what} within {timeout_ms} ms; last: {last}")]
+    TimedOut {
+        what: String,
+        timeout_ms: u64,
+        last: String,
+    },
+    #[error("{what} is larger than {max_bytes} bytes")]
+    TooLarge { what: String, max_bytes: u64 },
+    #[error("writing {what} into {dir}: {error}")]
+    Write {
+        what: String,
+        dir: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("unpacking {what}: {error}")]
+    Unpack { what: String, error: std::io::Error },
 }
 
 /// What one try of one node came to.
@@ -70,29 +121,53 @@ enum Try {
     },
 }
 
-/// Downloads and unpacks the source as `options` say; progress on stderr.
+/// Downloads and unpacks the source and the artifacts as `options` say; progress on stderr.
 pub async fn run(options: &FetchOptions) -> Result<(), FetchError> {
     let client = client(options.ca_pem.as_deref())?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(options.timeout_ms);
+    if options.checkout {
+        fetch(&client, &options.urls, Payload::Checkout, options, deadline).await?;
+    }
+    for n in 0..options.inputs {
+        let urls: Vec<String> = options.urls.iter().map(|u| input_url(u, n)).collect();
+        fetch(&client, &urls, Payload::Input(n), options, deadline).await?;
+    }
+    Ok(())
+}
+
+/// Downloads `what` from the first of `urls` that serves it, and unpacks it.
+async fn fetch(
+    client: &reqwest::Client,
+    urls: &[String],
+    what: Payload,
+    options: &FetchOptions,
+    deadline: tokio::time::Instant,
+) -> Result<(), FetchError> {
     let part = options.into.join(".flotilla-source.tar.part");
     let mut last = String::from("no node tried");
     let mut pause = Duration::from_secs(1);
     while tokio::time::Instant::now() < deadline {
         let mut wait = pause;
-        for url in &options.urls {
-            match fetch_once(&client, url, options, &part).await? {
+        for url in urls {
+            match fetch_once(client, url, what, options, &part).await? {
                 Try::Fetched(bytes) => {
-                    let unpacked = flotilla_providers::source_archive::unpack(&part, &options.into);
+                    let unpacked = match what {
+                        Payload::Checkout => flotilla_providers::source_archive::unpack(&part, &options.into),
+                        Payload::Input(_) => flotilla_providers::artifact_archive::unpack(&part, &options.into),
+                    };
                     let _ = std::fs::remove_file(&part);
-                    unpacked.map_err(FetchError::Unpack)?;
+                    unpacked.map_err(|error| FetchError::Unpack {
+                        what: what.to_string(),
+                        error,
+                    })?;
                     eprintln!(
-                        "source: {bytes} bytes from {url}, unpacked into {}",
+                        "{what}: {bytes} bytes from {url}, unpacked into {}",
                         options.into.display()
                     );
                     return Ok(());
                 }
                 Try::Again { why, after } => {
-                    eprintln!("source: {why}");
+                    eprintln!("{what}: {why}");
                     last = why;
                     wait = wait.max(after);
                 }
@@ -104,6 +179,7 @@ pub async fn run(options: &FetchOptions) -> Result<(), FetchError> {
     }
     let _ = std::fs::remove_file(&part);
     Err(FetchError::TimedOut {
+        what: what.to_string(),
         timeout_ms: options.timeout_ms,
         last,
     })
@@ -132,9 +208,18 @@ fn client(ca_pem: Option<&str>) -> Result<reqwest::Client, FetchError> {
 async fn fetch_once(
     client: &reqwest::Client,
     url: &str,
+    what: Payload,
     options: &FetchOptions,
     part: &Path,
 ) -> Result<Try, FetchError> {
+    let max_bytes = match what {
+        Payload::Checkout => options.max_bytes,
+        Payload::Input(_) => options.max_input_bytes,
+    };
+    let too_large = || FetchError::TooLarge {
+        what: what.to_string(),
+        max_bytes,
+    };
     let again = |why: String, after: Duration| Ok(Try::Again { why, after });
     let mut response = match client.get(url).bearer_auth(&options.grant).send().await {
         Ok(r) => r,
@@ -154,6 +239,7 @@ async fn fetch_once(
             return again(format!("{url}: HTTP {}: {message}", status.as_u16()), after);
         }
         return Err(FetchError::Refused {
+            what: what.to_string(),
             url: url.to_string(),
             status: status.as_u16(),
             message,
@@ -161,12 +247,11 @@ async fn fetch_once(
     }
     // Read now: reqwest's length is what is left to read, zero once the body is read.
     let expected = response.content_length();
-    if expected.is_some_and(|n| n > options.max_bytes) {
-        return Err(FetchError::TooLarge {
-            max_bytes: options.max_bytes,
-        });
+    if expected.is_some_and(|n| n > max_bytes) {
+        return Err(too_large());
     }
     let write_error = |error| FetchError::Write {
+        what: what.to_string(),
         dir: options.into.clone(),
         error,
     };
@@ -176,10 +261,8 @@ async fn fetch_once(
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 bytes += chunk.len() as u64;
-                if bytes > options.max_bytes {
-                    return Err(FetchError::TooLarge {
-                        max_bytes: options.max_bytes,
-                    });
+                if bytes > max_bytes {
+                    return Err(too_large());
                 }
                 file.write_all(&chunk).map_err(write_error)?;
             }
@@ -208,4 +291,40 @@ async fn error_message(response: reqwest::Response) -> String {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_fetched_beside_each_nodes_source() {
+        assert_eq!(
+            input_url("https://10.0.0.1:8443/v1/jobs/7/attempts/2/source", 1),
+            "https://10.0.0.1:8443/v1/jobs/7/attempts/2/inputs/1"
+        );
+    }
+
+    #[test]
+    fn a_pod_with_artifacts_alone_says_so() {
+        use clap::Parser;
+        let o = FetchOptions::try_parse_from([
+            "fetch-source",
+            "--into",
+            "/workspace",
+            "--urls",
+            "https://a/v1/jobs/1/attempts/1/source",
+            "--grant",
+            "g",
+            "--checkout",
+            "false",
+            "--inputs",
+            "2",
+        ])
+        .unwrap();
+        assert!(!o.checkout);
+        assert_eq!(o.inputs, 2);
+        let o = FetchOptions::try_parse_from(["fetch-source", "--into", "/w", "--urls", "u", "--grant", "g"]).unwrap();
+        assert!(o.checkout && o.inputs == 0, "a checkout alone, as before");
+    }
 }

@@ -375,11 +375,6 @@ impl WorkerProvider for KubernetesProvider {
         if self.is_buried(c, &worker).await? {
             return Err(buried());
         }
-        if !spec.inputs.is_empty() {
-            return Err(ProviderError::Unsupported(
-                "a Kubernetes pod cannot receive the artifacts of the jobs it needs yet; run the job on a process or Docker pool".into(),
-            ));
-        }
         let pod = self.template().build(spec)?;
         // The Secret first: the pod's container reads it as it starts.
         if let Some(secret) = self.template().secret(spec) {

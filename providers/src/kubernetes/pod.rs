@@ -4,7 +4,7 @@
 
 use super::output::CONTAINER;
 use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, WorkerSpec};
-use crate::provider::{SOURCE_CA_VAR, SOURCE_GRANT_VAR, SOURCE_URLS_VAR};
+use crate::provider::{SOURCE_CA_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
@@ -144,7 +144,7 @@ impl PodTemplate<'_> {
     /// job's variables are distinct), and the source grant under `SOURCE_GRANT_KEY`. `None`
     /// for an attempt with neither.
     pub fn secret(&self, spec: &WorkerSpec) -> Option<Secret> {
-        let grant = spec.checkout.as_ref().and(spec.source_fetch.as_ref()).map(|f| &f.grant);
+        let grant = spec.source_fetch.as_ref().filter(|_| fetches(spec)).map(|f| &f.grant);
         if spec.secret_env.is_empty() && spec.secret_files.is_empty() && grant.is_none() {
             return None;
         }
@@ -301,9 +301,9 @@ impl PodTemplate<'_> {
         }
         let labels: BTreeMap<String, String> = spec.worker_labels(self.cluster).into_iter().collect();
         let timeout_s = spec.timeout_ms.div_ceil(1000);
-        let init_containers = match &spec.checkout {
-            None => None,
-            Some(_) => Some(vec![self.source_container(spec, &resources)?]),
+        let init_containers = match fetches(spec) {
+            false => None,
+            true => Some(vec![self.source_container(spec, &resources)?]),
         };
         let container = Container {
             name: CONTAINER.into(),
@@ -388,7 +388,7 @@ impl PodTemplate<'_> {
     ) -> Result<Container, ProviderError> {
         let image = self.helper_image.ok_or_else(|| {
             ProviderError::Unsupported(
-                "this node's kubernetes provider has no helper image to check out a repository with: start the nodes with --kubernetes-helper-image (the nodes' own image)".into(),
+                "this node's kubernetes provider has no helper image to fetch a checkout or artifacts with: start the nodes with --kubernetes-helper-image (the nodes' own image)".into(),
             )
         })?;
         let fetch = spec.source_fetch.as_ref().ok_or_else(|| {
@@ -404,6 +404,8 @@ impl PodTemplate<'_> {
         let mut env = vec![
             plain(SOURCE_URLS_VAR, fetch.urls.join(",")),
             self.secret_var(spec, SOURCE_GRANT_VAR, SOURCE_GRANT_KEY),
+            plain(SOURCE_CHECKOUT_VAR, spec.checkout.is_some().to_string()),
+            plain(SOURCE_INPUTS_VAR, spec.inputs.len().to_string()),
         ];
         if let Some(ca) = &fetch.ca_pem {
             env.push(plain(SOURCE_CA_VAR, ca.clone()));
@@ -548,6 +550,12 @@ fn source_failure(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<Stri
     ))
 }
 
+/// Whether the attempt's pod fetches anything from the nodes before its job starts: its
+/// pipeline's checkout, or the artifacts of the jobs it needs.
+fn fetches(spec: &WorkerSpec) -> bool {
+    spec.checkout.is_some() || !spec.inputs.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,6 +685,37 @@ mod tests {
                 .is_none()
         );
         assert!(template().secret(&spec()).is_none());
+    }
+
+    #[test]
+    fn artifacts_alone_are_fetched_by_the_same_init_container_and_say_how_many() {
+        let mut s = from_source();
+        s.checkout = None;
+        s.inputs = vec!["/data/artifacts/sha256/a".into(), "/data/artifacts/sha256/b".into()];
+        let secret = template().secret(&s).expect("the grant needs the attempt's Secret");
+        assert_eq!(secret.data.unwrap()[SOURCE_GRANT_KEY].0, b"grant-value-9d1e".to_vec());
+        let pod = template().build(&s).unwrap();
+        let init = pod.spec.unwrap().init_containers.unwrap();
+        let env = init[0].env.clone().unwrap();
+        let var = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        assert_eq!(var(SOURCE_CHECKOUT_VAR).as_deref(), Some("false"));
+        assert_eq!(var(SOURCE_INPUTS_VAR).as_deref(), Some("2"));
+        // With a checkout too, both are fetched.
+        let mut s = from_source();
+        s.inputs = vec!["/data/artifacts/sha256/a".into()];
+        let pod = template().build(&s).unwrap();
+        let env = pod.spec.unwrap().init_containers.unwrap()[0].env.clone().unwrap();
+        let var = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        assert_eq!(var(SOURCE_CHECKOUT_VAR).as_deref(), Some("true"));
+        assert_eq!(var(SOURCE_INPUTS_VAR).as_deref(), Some("1"));
+        // Without a grant, a pod that needs artifacts is refused, saying why.
+        let mut s = spec();
+        s.inputs = vec!["/data/artifacts/sha256/a".into()];
+        let e = template().build(&s).unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Unsupported(m) if m.contains("--secrets-key-file")),
+            "{e}"
+        );
     }
 
     #[test]
