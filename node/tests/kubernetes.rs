@@ -41,6 +41,23 @@ fn node_a() -> NodeSpec {
     }
 }
 
+/// The fake API server with `node_a`, running `HELPER_IMAGE` from this build's
+/// `flotilla-node` (a pod's source container).
+async fn fake_kube_with_helper() -> FakeKube {
+    let helper_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flotilla-node"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let kube = FakeKube::start(FakeKubeConfig {
+        image_paths: BTreeMap::from([(HELPER_IMAGE.to_string(), helper_dir)]),
+        ..FakeKubeConfig::default()
+    })
+    .await
+    .unwrap();
+    kube.cluster().add_node(node_a());
+    kube
+}
+
 async fn job_view(c: &Cluster, node: u64, id: u64) -> Value {
     c.get(node, &format!("/v1/jobs/{id}?consistency=linearizable")).await.1
 }
@@ -173,17 +190,7 @@ async fn a_repository_pipelines_pod_fetches_its_commit_from_the_nodes_with_its_g
     );
     let server = git::GitServer::start(root.path());
 
-    let helper_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flotilla-node"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let kube = FakeKube::start(FakeKubeConfig {
-        image_paths: BTreeMap::from([(HELPER_IMAGE.to_string(), helper_dir)]),
-        ..FakeKubeConfig::default()
-    })
-    .await
-    .unwrap();
-    kube.cluster().add_node(node_a());
+    let kube = fake_kube_with_helper().await;
     let keys = tempfile::tempdir().unwrap();
     let key_file = secrets_key_file(keys.path());
     let url = kube.url();
@@ -320,17 +327,7 @@ async fn get_source(url: &str, grant: Option<&str>) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
     let root = tempfile::tempdir().unwrap();
-    let helper_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flotilla-node"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let kube = FakeKube::start(FakeKubeConfig {
-        image_paths: BTreeMap::from([(HELPER_IMAGE.to_string(), helper_dir)]),
-        ..FakeKubeConfig::default()
-    })
-    .await
-    .unwrap();
-    kube.cluster().add_node(node_a());
+    let kube = fake_kube_with_helper().await;
     let keys = tempfile::tempdir().unwrap();
     let key_file = secrets_key_file(keys.path());
     let url = kube.url();
