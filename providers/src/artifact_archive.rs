@@ -56,13 +56,6 @@ pub enum PackError {
     Io(#[from] io::Error),
 }
 
-impl PackError {
-    /// Whether packing the same files again may succeed (a disk error, not the job's files).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, PackError::Io(_))
-    }
-}
-
 /// Counts and hashes what goes to `inner`, refusing to pass `limit` bytes.
 struct HashingWriter<W> {
     inner: W,
@@ -414,7 +407,10 @@ mod tests {
             err.to_string(),
             "artifacts.paths[1] \"dist/app\" does not exist in the workspace"
         );
-        assert!(!err.is_transient());
+        assert!(
+            !crate::ProviderError::from(err).is_transient(),
+            "a missing path is never retried"
+        );
     }
 
     #[test]

@@ -55,10 +55,6 @@ impl Artifacts {
         self.by_job.get(&job)
     }
 
-    pub fn len(&self) -> usize {
-        self.by_job.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.by_job.is_empty()
     }

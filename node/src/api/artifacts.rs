@@ -10,7 +10,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_state_machine::{ArtifactRecord, JobId};
 use serde::Serialize;
-use std::io::Read;
 
 /// Most file names a listing returns.
 pub const MAX_LISTED_FILES: usize = 1000;
@@ -152,7 +151,19 @@ pub(super) async fn serve_blob(
     let store = app.blobs.store.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     let digest = record.digest.to_string();
-    tokio::task::spawn_blocking(move || send_checked(file, check, &tx, &store, &digest));
+    tokio::task::spawn_blocking(move || {
+        crate::artifacts::send_checked(
+            file,
+            check,
+            &store,
+            &digest,
+            crate::artifacts::BLOB_CHUNK_BYTES,
+            |chunk| {
+                tx.blocking_send(chunk.map_err(|e| std::io::Error::other(e.to_string())))
+                    .is_ok()
+            },
+        )
+    });
     let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
@@ -171,50 +182,4 @@ pub(super) async fn serve_blob(
         );
     }
     Ok(resp)
-}
-
-/// Sends `file` in chunks, checking its digest; a damaged blob ends the stream with an error
-/// (the client sees a broken transfer, never a complete wrong one) and is removed, so the next
-/// request fetches a good copy from a peer.
-fn send_checked(
-    mut file: std::fs::File,
-    mut check: crate::artifacts::DigestCheck,
-    tx: &tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
-    store: &crate::artifacts::BlobStore,
-    digest: &str,
-) {
-    // The last chunk is held back until the digest is known to match.
-    let mut held: Option<Vec<u8>> = None;
-    loop {
-        let mut buf = vec![0u8; crate::artifacts::BLOB_CHUNK_BYTES];
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        check.update(&buf);
-        if let Some(previous) = held.replace(buf)
-            && tx.blocking_send(Ok(previous)).is_err()
-        {
-            return; // the client went away
-        }
-    }
-    match check.finish() {
-        Ok(()) => {
-            if let Some(last) = held {
-                let _ = tx.blocking_send(Ok(last));
-            }
-        }
-        Err(e) => {
-            tracing::error!(digest, error = %e, "an artifact blob on disk is damaged; removed");
-            let _ = store.remove(digest);
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    }
 }

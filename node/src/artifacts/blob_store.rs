@@ -144,6 +144,55 @@ impl BlobStore {
     }
 }
 
+/// Reads an open blob (`BlobStore::open_checked`) in chunks of `chunk_bytes` and hands each to
+/// `emit`, which answers whether to go on (its reader may have gone). The digest is checked
+/// on the way and the last chunk held back until it matched: a damaged blob is removed from
+/// `store` and ends with its error instead, so no reader ever gets it whole. Blocking: for
+/// the blocking pool.
+pub fn send_checked(
+    mut file: std::fs::File,
+    mut check: DigestCheck,
+    store: &BlobStore,
+    digest: &str,
+    chunk_bytes: usize,
+    mut emit: impl FnMut(Result<Vec<u8>, BlobError>) -> bool,
+) {
+    use std::io::Read;
+    let mut held: Option<Vec<u8>> = None;
+    loop {
+        let mut buf = vec![0u8; chunk_bytes];
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                emit(Err(e.into()));
+                return;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        check.update(&buf);
+        if let Some(previous) = held.replace(buf)
+            && !emit(Ok(previous))
+        {
+            return;
+        }
+    }
+    match check.finish() {
+        Ok(()) => {
+            if let Some(last) = held {
+                emit(Ok(last));
+            }
+        }
+        Err(e) => {
+            tracing::error!(digest, error = %e, "an artifact blob on disk is damaged; removed");
+            let _ = store.remove(digest);
+            emit(Err(e));
+        }
+    }
+}
+
 /// The SHA-256 of bytes as they are read, compared with the blob's name at the end.
 pub struct DigestCheck {
     expected: String,

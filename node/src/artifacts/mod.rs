@@ -14,7 +14,7 @@ mod peers;
 pub mod serve;
 mod sweep;
 
-pub use blob_store::{BlobError, BlobStore, DigestCheck};
+pub use blob_store::{BlobError, BlobStore, DigestCheck, send_checked};
 pub use collector::{CollectOrder, Collector, Progress};
 pub use peers::{BLOB_CHUNK_BYTES, BlobPeers, MAX_BLOB_BYTES, copy_timeout};
 pub use sweep::{SWEEP_GRACE_MS, run_sweeps, unreferenced};

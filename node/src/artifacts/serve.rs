@@ -3,10 +3,9 @@
 //! sent is checked as it is read, the stream ending in an error instead of its last chunk if
 //! the copy on this disk is damaged (which is then removed).
 
-use super::blob_store::{BlobError, BlobStore};
+use super::blob_store::{BlobError, BlobStore, send_checked};
 use super::peers::{BLOB_CHUNK_BYTES, MAX_BLOB_BYTES};
 use crate::raft::pb::BlobChunk;
-use std::io::Read;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
@@ -61,42 +60,24 @@ pub async fn receive(store: Arc<BlobStore>, mut stream: Streaming<BlobChunk>) ->
     adopted.map(|_| ()).map_err(status)
 }
 
-/// Streams blob `digest` to a peer, checking it as it is read.
+/// Streams blob `digest` to a peer, checking it as it is read (`send_checked`).
 pub fn send(
     store: Arc<BlobStore>,
     digest: &str,
 ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<BlobChunk, Status>>, Status> {
-    let (mut file, mut check) = store.open_checked(digest).map_err(status)?;
+    let (file, check) = store.open_checked(digest).map_err(status)?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let digest = digest.to_string();
     tokio::task::spawn_blocking(move || {
-        loop {
-            let mut buf = vec![0u8; BLOB_CHUNK_BYTES];
-            let n = match file.read(&mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
-                    return;
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            buf.truncate(n);
-            check.update(&buf);
-            let chunk = BlobChunk {
-                digest: String::new(),
-                data: buf,
-            };
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // the peer went away
-            }
-        }
-        if let Err(e) = check.finish() {
-            tracing::error!(digest, error = %e, "an artifact blob on disk is damaged; removed");
-            let _ = store.remove(&digest);
-            let _ = tx.blocking_send(Err(status(e)));
-        }
+        send_checked(file, check, &store, &digest, BLOB_CHUNK_BYTES, |chunk| {
+            let chunk = chunk
+                .map(|data| BlobChunk {
+                    digest: String::new(),
+                    data,
+                })
+                .map_err(status);
+            tx.blocking_send(chunk).is_ok()
+        })
     });
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

@@ -23,14 +23,14 @@ pub const SWEEP_GRACE_MS: u64 = 60 * 60 * 1000;
 /// `grace_ms` at `now`.
 pub fn unreferenced(
     held: &[(String, u64, SystemTime)],
-    referenced: &BTreeSet<String>,
+    referenced: &BTreeMap<String, u64>,
     now: SystemTime,
     grace_ms: u64,
 ) -> Vec<String> {
     held.iter()
         .filter(|(digest, _, stored)| {
             let age_ms = now.duration_since(*stored).map_or(0, |d| d.as_millis() as u64);
-            !referenced.contains(digest) && age_ms >= grace_ms
+            !referenced.contains_key(digest) && age_ms >= grace_ms
         })
         .map(|(digest, _, _)| digest.clone())
         .collect()
@@ -80,40 +80,39 @@ pub async fn run_sweeps(
                 .map(|r| (r.digest.to_string(), r.size_bytes))
                 .collect()
         };
-        let names: BTreeSet<String> = referenced.keys().cloned().collect();
+        // One listing serves both: what is removed, then what is left and missing.
         let store = store.clone();
-        let listing = store.clone();
-        let swept = tokio::task::spawn_blocking(move || -> std::io::Result<(usize, u64)> {
-            let held = store.list()?;
+        let names = referenced.clone();
+        let swept = tokio::task::spawn_blocking(move || -> std::io::Result<(usize, Vec<_>)> {
+            let mut held = store.list()?;
             let gone = unreferenced(&held, &names, SystemTime::now(), SWEEP_GRACE_MS);
             for digest in &gone {
                 if let Err(e) = store.remove(digest) {
                     tracing::warn!(digest, error = %e, "removing an artifact blob");
                 }
             }
-            let left: u64 = held
-                .iter()
-                .filter(|(d, _, _)| !gone.contains(d))
-                .map(|(_, bytes, _)| *bytes)
-                .sum();
-            Ok((gone.len(), left))
+            held.retain(|(d, _, _)| !gone.contains(d));
+            Ok((gone.len(), held))
         })
         .await;
-        match swept {
-            Ok(Ok((removed, left_bytes))) => {
+        let held = match swept {
+            Ok(Ok((removed, held))) => {
                 if removed > 0 {
                     tracing::info!(removed, "removed artifact blobs no record names");
                 }
+                let left_bytes: u64 = held.iter().map(|(_, bytes, _)| *bytes).sum();
                 blob_bytes.set(i64::try_from(left_bytes).unwrap_or(i64::MAX));
+                held
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping artifact blobs"),
-            Err(e) => tracing::warn!(error = %e, "sweeping artifact blobs"),
-        }
-        let held = tokio::task::spawn_blocking(move || listing.list())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "sweeping artifact blobs");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping artifact blobs");
+                continue;
+            }
+        };
         for (digest, size_bytes) in missing(&held, &referenced, FETCHES_PER_PASS) {
             match tokio::time::timeout(super::copy_timeout(size_bytes), peers.fetch(&digest)).await {
                 Ok(Ok(_)) => tracing::info!(digest, size_bytes, "fetched an artifact blob this node lacked"),
@@ -139,7 +138,7 @@ mod tests {
             ("in-flight".to_string(), 3, young),
             ("future".to_string(), 4, now + Duration::from_secs(5)),
         ];
-        let referenced = BTreeSet::from(["kept".to_string()]);
+        let referenced = BTreeMap::from([("kept".to_string(), 1)]);
         assert_eq!(unreferenced(&held, &referenced, now, SWEEP_GRACE_MS), vec!["orphan"]);
     }
 

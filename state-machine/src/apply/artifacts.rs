@@ -70,7 +70,10 @@ impl State {
                 limit: format!("the limit of {max_job} bytes per job"),
             });
         }
-        let tenant_bytes = self.artifacts.tenant_bytes(&j.tenant) - earlier.map_or(0, |r| r.size_bytes);
+        let tenant_bytes = self
+            .artifacts
+            .tenant_bytes(&j.tenant)
+            .saturating_sub(earlier.map_or(0, |r| r.size_bytes));
         let max_tenant = self.limits.max_artifact_bytes_per_tenant;
         if tenant_bytes.saturating_add(stored.size_bytes) > max_tenant {
             return Err(Rejection::ArtifactTooLarge {

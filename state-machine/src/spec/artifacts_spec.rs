@@ -2,6 +2,7 @@
 //! for whom (the jobs that `need` it receive them unpacked before their first step).
 
 use super::SpecError;
+use super::validate::{check_count, check_len, check_range};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -60,22 +61,10 @@ impl ArtifactsSpec {
                 field: at("artifacts.paths"),
             });
         }
-        if self.paths.len() > MAX_ARTIFACT_PATHS {
-            return Err(SpecError::TooMany {
-                field: at("artifacts.paths"),
-                count: self.paths.len(),
-                max: MAX_ARTIFACT_PATHS,
-            });
-        }
+        check_count(at("artifacts.paths"), self.paths.len(), MAX_ARTIFACT_PATHS)?;
         for (i, path) in self.paths.iter().enumerate() {
             let field = at(&format!("artifacts.paths[{i}]"));
-            if path.len() > MAX_ARTIFACT_PATH_BYTES {
-                return Err(SpecError::TooLong {
-                    field,
-                    len: path.len(),
-                    max: MAX_ARTIFACT_PATH_BYTES,
-                });
-            }
+            check_len(field.clone(), path.len(), MAX_ARTIFACT_PATH_BYTES)?;
             if let Some(reason) = path_problem(path) {
                 return Err(SpecError::Conflict {
                     field,
@@ -83,15 +72,12 @@ impl ArtifactsSpec {
                 });
             }
         }
-        if self.expire_in_ms == 0 || self.expire_in_ms > MAX_ARTIFACT_EXPIRY_MS {
-            return Err(SpecError::OutOfRange {
-                field: at("artifacts.expire_in"),
-                value: i64::try_from(self.expire_in_ms).unwrap_or(i64::MAX),
-                min: 1,
-                max: MAX_ARTIFACT_EXPIRY_MS as i64,
-            });
-        }
-        Ok(())
+        check_range(
+            at("artifacts.expire_in"),
+            i64::try_from(self.expire_in_ms).unwrap_or(i64::MAX),
+            1,
+            MAX_ARTIFACT_EXPIRY_MS as i64,
+        )
     }
 
     /// Approximate bytes in memory, for `JobSpec::size_bytes`.

@@ -53,7 +53,7 @@ pub(crate) fn validate_label_key(field: &str, key: &str, limits: &Limits) -> Res
     Ok(())
 }
 
-fn check_len(field: String, len: usize, max: usize) -> Result<(), SpecError> {
+pub(super) fn check_len(field: String, len: usize, max: usize) -> Result<(), SpecError> {
     if len > max {
         Err(SpecError::TooLong { field, len, max })
     } else {
@@ -61,7 +61,7 @@ fn check_len(field: String, len: usize, max: usize) -> Result<(), SpecError> {
     }
 }
 
-fn check_count(field: String, count: usize, max: usize) -> Result<(), SpecError> {
+pub(super) fn check_count(field: String, count: usize, max: usize) -> Result<(), SpecError> {
     if count > max {
         Err(SpecError::TooMany { field, count, max })
     } else {
@@ -69,7 +69,7 @@ fn check_count(field: String, count: usize, max: usize) -> Result<(), SpecError>
     }
 }
 
-fn check_range(field: String, value: i64, min: i64, max: i64) -> Result<(), SpecError> {
+pub(super) fn check_range(field: String, value: i64, min: i64, max: i64) -> Result<(), SpecError> {
     if value < min || value > max {
         Err(SpecError::OutOfRange { field, value, min, max })
     } else {
