@@ -29,7 +29,9 @@ use std::io;
 /// 9: `JobSpec` gained `artifacts`; `Limits` the artifact limits; `State` the artifact
 ///    records; `FailureReason` and `AttemptOutcome` their artifact failures; `Command`
 ///    `ArtifactStored`, `ArtifactsFailed` and `ExpireArtifacts`.
-pub const FORMAT_VERSION: u8 = 9;
+/// 10: `JobSpec` gained `cache`; `Limits` `max_cache_bytes_per_tenant`; `State` the caches;
+///    `AttemptRecord` its `cache`; `Command` `CacheSaved`, `CacheRestored` and `ClearCaches`.
+pub const FORMAT_VERSION: u8 = 10;
 
 /// How many bytes the decoder may claim per input byte.
 pub const DECODE_EXPANSION: u64 = 16;

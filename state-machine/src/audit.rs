@@ -48,6 +48,7 @@ fn target(command: &Command, response: &Response) -> String {
         (Command::RemoveSchedule { tenant, name }, _) => format!("{tenant}/{name}"),
         (Command::PutNotifier { tenant, spec }, _) => format!("{tenant}/{}", spec.name),
         (Command::RemoveNotifier { tenant, name }, _) => format!("{tenant}/{name}"),
+        (Command::ClearCaches { tenant, key }, _) => format!("{tenant}/{}", key.as_deref().unwrap_or("*")),
         (Command::CreateJoinToken { .. }, _) => "join-token".to_string(),
         (Command::RedeemJoinToken { node, .. }, _) => format!("node {node}"),
         (other, _) => other.kind().to_string(),

@@ -338,6 +338,27 @@ pub enum Command {
     ExpireArtifacts {
         jobs: Vec<JobId>,
     },
+    /// What became of the job's cache after its steps succeeded: its paths packed into a blob
+    /// a majority of the nodes hold, or why not. Proposed by the leader before the job's exit;
+    /// a cache `apply` cannot keep (past the tenant's budget) is recorded as not saved, and
+    /// the job succeeds all the same.
+    CacheSaved {
+        job: JobId,
+        fencing: FencingToken,
+        outcome: crate::CacheSave,
+    },
+    /// The job's worker was created with the cache blob `digest` restored: the cache counts as
+    /// used now (if it still holds that blob).
+    CacheRestored {
+        job: JobId,
+        fencing: FencingToken,
+        digest: String,
+    },
+    /// Someone forgets `tenant`'s cache `key`, or all its caches when `key` is `None`.
+    ClearCaches {
+        tenant: String,
+        key: Option<String>,
+    },
 }
 
 /// What a fired due time does.
@@ -379,6 +400,7 @@ impl Command {
                 | Command::PutNotifier { .. }
                 | Command::RemoveNotifier { .. }
                 | Command::RemoveSchedule { .. }
+                | Command::ClearCaches { .. }
         )
     }
 
@@ -431,6 +453,9 @@ impl Command {
             Command::ArtifactStored { .. } => "artifact_stored",
             Command::ArtifactsFailed { .. } => "artifacts_failed",
             Command::ExpireArtifacts { .. } => "expire_artifacts",
+            Command::CacheSaved { .. } => "cache_saved",
+            Command::CacheRestored { .. } => "cache_restored",
+            Command::ClearCaches { .. } => "clear_caches",
         }
     }
 }

@@ -178,6 +178,27 @@ pub enum Event {
         job: JobId,
         size_bytes: u64,
     },
+    /// A job saved its tenant's cache `key` (`size_bytes` compressed).
+    CacheSaved {
+        job: JobId,
+        tenant: String,
+        key: String,
+        size_bytes: u64,
+    },
+    /// A job's cache was not saved, and why (too large for the budget, files unreadable, a
+    /// provider that cannot collect them). The job's own outcome does not change.
+    CacheNotSaved {
+        job: JobId,
+        reason: String,
+    },
+    /// A tenant's cache was forgotten: `evicted` to make room within the tenant's budget
+    /// (least recently used first), or cleared by someone.
+    CacheRemoved {
+        tenant: String,
+        key: String,
+        size_bytes: u64,
+        evicted: bool,
+    },
     /// An authenticated caller changed something: the token (never its secret), what it did
     /// (the command's kind) and to what (`audit.rs`). Follows the change's own events.
     Audited {
@@ -200,7 +221,7 @@ pub struct EventSubject {
 
 impl Event {
     /// Every event type name, as `kind()` returns them.
-    pub const KINDS: [&'static str; 35] = [
+    pub const KINDS: [&'static str; 38] = [
         "PipelineRequested",
         "JobRequested",
         "AssignmentCreated",
@@ -236,6 +257,9 @@ impl Event {
         "OutputRemoved",
         "ArtifactStored",
         "ArtifactRemoved",
+        "CacheSaved",
+        "CacheNotSaved",
+        "CacheRemoved",
     ];
 
     /// The job this event concerns, if any.
@@ -260,7 +284,9 @@ impl Event {
             | Event::WorkerTerminated { job, .. }
             | Event::LogAppended { job, .. }
             | Event::ArtifactStored { job, .. }
-            | Event::ArtifactRemoved { job, .. } => Some(*job),
+            | Event::ArtifactRemoved { job, .. }
+            | Event::CacheSaved { job, .. }
+            | Event::CacheNotSaved { job, .. } => Some(*job),
             Event::PipelineRequested { .. }
             | Event::PipelineCompleted { .. }
             | Event::PoolRegistered { .. }
@@ -275,7 +301,8 @@ impl Event {
             | Event::Audited { .. }
             | Event::RetentionUpdated { .. }
             | Event::PipelineRemoved { .. }
-            | Event::OutputRemoved { .. } => None,
+            | Event::OutputRemoved { .. }
+            | Event::CacheRemoved { .. } => None,
         }
     }
 
@@ -306,6 +333,7 @@ impl Event {
                 ("capacity", pool.clone())
             }
             Event::QuotaUpdated { tenant } => ("capacity", tenant.clone()),
+            Event::CacheRemoved { tenant, key, .. } => ("capacity", format!("cache-{tenant}-{key}")),
             Event::LimitsUpdated => ("capacity", "limits".to_string()),
             Event::RetentionUpdated { tenant } => (
                 "capacity",
@@ -360,6 +388,9 @@ impl Event {
             Event::OutputRemoved { .. } => "OutputRemoved",
             Event::ArtifactStored { .. } => "ArtifactStored",
             Event::ArtifactRemoved { .. } => "ArtifactRemoved",
+            Event::CacheSaved { .. } => "CacheSaved",
+            Event::CacheNotSaved { .. } => "CacheNotSaved",
+            Event::CacheRemoved { .. } => "CacheRemoved",
         }
     }
 

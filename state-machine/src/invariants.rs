@@ -121,6 +121,7 @@ impl State {
         );
         self.check_secrets()?;
         self.artifacts.consistent().map_err(InvariantViolation)?;
+        self.caches.consistent().map_err(InvariantViolation)?;
         self.check_retention()
     }
 

@@ -62,6 +62,9 @@ pub struct AttemptRecord {
     /// The host the attempt's worker lives on, if only one host can see it.
     #[serde(default)]
     pub worker_host: Option<String>,
+    /// What it did with its job's cache (boxed: most jobs have none).
+    #[serde(default)]
+    pub cache: Option<Box<crate::AttemptCache>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ mod archive;
 mod artifact;
 mod assignment;
 mod audit;
+mod cache;
 mod command;
 mod disk;
 mod event;
@@ -48,6 +49,7 @@ pub use apply::MAX_EXPIRE_ARTIFACTS;
 pub use archive::{Archive, ArchivedPipeline};
 pub use artifact::{ArtifactRecord, Artifacts, DIGEST_HEX_LEN, is_digest};
 pub use assignment::{Assignment, FencingToken};
+pub use cache::{AttemptCache, CacheRecord, CacheSave, Caches};
 pub use command::{ApplyContext, Command, MAX_BATCH_COMMANDS, Placement, Proposal, ScheduledRun};
 pub use disk::{
     ArchivedRecords, DiscardDisk, DiskSink, DiskWrite, MemoryDisk, complete_approval, complete_cancel,
@@ -72,7 +74,8 @@ pub use secret::{SealedValue, SecretRecord, WrappedDataKey};
 pub use session::{ClientId, ClientRequest, Sessions};
 pub use source::{Source, SourceEvent};
 pub use spec::{
-    ArtifactsSpec, ArtifactsWhen, CONDITION_FUEL_PER_PIPELINE, Condition, Expanded, Fuel, JobSpec,
+    ArtifactsSpec, ArtifactsWhen, CONDITION_FUEL_PER_PIPELINE, CachePolicy, CacheSpec, MAX_CACHE_KEY_BYTES,
+    MAX_CACHE_KEY_FILES, MAX_CACHE_PATHS, cache_key_problem, Condition, Expanded, Fuel, JobSpec,
     MAX_ARTIFACT_EXPIRY_MS, MAX_ARTIFACT_PATH_BYTES, MAX_ARTIFACT_PATHS, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH,
     OutOfFuel, PipelineSpec, RetryPolicy, SpecError, StringMap,
 };

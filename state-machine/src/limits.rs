@@ -62,6 +62,10 @@ pub struct Limits {
     /// Most bytes of artifacts one tenant may keep at once.
     #[serde(default = "Limits::default_max_artifact_bytes_per_tenant")]
     pub max_artifact_bytes_per_tenant: u64,
+    /// Most bytes of caches one tenant may keep at once; saving past it evicts the tenant's
+    /// least recently used caches. 0 keeps no cache.
+    #[serde(default = "Limits::default_max_cache_bytes_per_tenant")]
+    pub max_cache_bytes_per_tenant: u64,
 }
 
 impl Limits {
@@ -96,6 +100,7 @@ impl Limits {
         max_sessions: 8192,
         max_artifact_bytes_per_job: 1 << 30,
         max_artifact_bytes_per_tenant: 20 << 30,
+        max_cache_bytes_per_tenant: 10 << 30,
     };
 
     /// The largest value `UpdateLimits` may set for each limit.
@@ -129,6 +134,7 @@ impl Limits {
         max_sessions: 1 << 20,
         max_artifact_bytes_per_job: 64 << 30,
         max_artifact_bytes_per_tenant: 1 << 50,
+        max_cache_bytes_per_tenant: 1 << 50,
     };
 
     fn default_max_artifact_bytes_per_job() -> u64 {
@@ -139,10 +145,14 @@ impl Limits {
         Self::DEFAULT.max_artifact_bytes_per_tenant
     }
 
+    fn default_max_cache_bytes_per_tenant() -> u64 {
+        Self::DEFAULT.max_cache_bytes_per_tenant
+    }
+
     /// Checks every limit against zero (where zero would refuse everything) and its ceiling.
     pub fn validate(&self) -> Result<(), SpecError> {
         let c = &Limits::CEILING;
-        let checks: [(&str, u64, u64, bool); 27] = [
+        let checks: [(&str, u64, u64, bool); 28] = [
             (
                 "max_name_bytes",
                 self.max_name_bytes as u64,
@@ -273,6 +283,12 @@ impl Limits {
                 "max_artifact_bytes_per_tenant",
                 self.max_artifact_bytes_per_tenant,
                 c.max_artifact_bytes_per_tenant,
+                false,
+            ),
+            (
+                "max_cache_bytes_per_tenant",
+                self.max_cache_bytes_per_tenant,
+                c.max_cache_bytes_per_tenant,
                 false,
             ),
         ];

@@ -125,4 +125,6 @@ pub enum Rejection {
     TooManyDataKeys { count: usize },
     #[error("the artifacts of job {job} take {size_bytes} bytes, past {limit}")]
     ArtifactTooLarge { job: JobId, size_bytes: u64, limit: String },
+    #[error("tenant {tenant:?} has no cache {key:?}")]
+    UnknownCache { tenant: String, key: String },
 }

@@ -79,6 +79,8 @@ pub struct State {
     pub(crate) notifications: crate::notifier::NotificationOutbox,
     /// The files jobs kept, by job (`artifact.rs`); their bytes are blobs on the nodes.
     pub(crate) artifacts: crate::Artifacts,
+    /// The tenants' caches, by key (`cache.rs`); their bytes are blobs on the nodes.
+    pub(crate) caches: crate::Caches,
 }
 
 impl State {
@@ -256,6 +258,9 @@ impl State {
             }
             Command::ArtifactsFailed { job, fencing, reason } => self.artifacts_failed(cx, *job, *fencing, reason),
             Command::ExpireArtifacts { jobs } => self.expire_artifacts(cx, jobs),
+            Command::CacheSaved { job, fencing, outcome } => self.cache_saved(cx, *job, *fencing, outcome),
+            Command::CacheRestored { job, fencing, digest } => self.cache_restored(cx, *job, *fencing, digest),
+            Command::ClearCaches { tenant, key } => self.clear_caches(cx, tenant, key.as_deref()),
             Command::ApplyPlan { placements } => self.apply_plan(cx, placements),
             Command::WorkerCreated {
                 job,
@@ -369,6 +374,18 @@ impl State {
     /// The files jobs kept (`artifact.rs`).
     pub fn artifacts(&self) -> &crate::Artifacts {
         &self.artifacts
+    }
+
+    /// The tenants' caches (`cache.rs`).
+    pub fn caches(&self) -> &crate::Caches {
+        &self.caches
+    }
+
+    /// The cache `job` restores before its first step: its tenant's cache of its key, if the
+    /// job pulls one and the tenant keeps it.
+    pub fn cache_for(&self, job: &Job) -> Option<&crate::CacheRecord> {
+        let spec = job.spec.cache.as_deref().filter(|c| c.policy.pulls())?;
+        self.caches.get(&job.tenant, &spec.key)
     }
 
     /// The artifacts `job` receives before its first step: those of the jobs it needs that
@@ -555,7 +572,10 @@ impl State {
             return None;
         }
         // Removal events name their tenant: the pipeline they are about is gone.
-        if let Event::PipelineRemoved { tenant, .. } | Event::OutputRemoved { tenant, .. } = event {
+        if let Event::PipelineRemoved { tenant, .. }
+        | Event::OutputRemoved { tenant, .. }
+        | Event::CacheRemoved { tenant, .. } = event
+        {
             return Some(tenant);
         }
         event

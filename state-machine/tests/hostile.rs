@@ -89,6 +89,13 @@ fn sane_job() -> impl Strategy<Value = JobSpec> {
                 when: ArtifactsWhen::OnSuccess,
             }));
         }
+        // Both jobs share one cache, under a small budget (set by the limits drawn).
+        j.cache = Some(Box::new(CacheSpec {
+            key: "deps".into(),
+            files: Vec::new(),
+            paths: vec!["target".into()],
+            policy: if second { CachePolicy::Pull } else { CachePolicy::PullPush },
+        }));
         if second {
             // Often refused (no such secret yet), accepted once `db` is set.
             j.secrets.insert("DB".into(), "db".into());
@@ -184,6 +191,7 @@ fn limits() -> impl Strategy<Value = Limits> {
             max_pipeline_bytes: a,
             max_resources: Resources::new(b, a, c),
             max_workers_per_pool: c,
+            max_cache_bytes_per_tenant: b % (1 << 20),
             ..Limits::CEILING
         }),
     ]
@@ -252,7 +260,7 @@ fn target() -> impl Strategy<Value = Target> + Clone {
 }
 
 fn report() -> impl Strategy<Value = (Target, u8, u32, i32, u16)> + Clone {
-    (target(), 0u8..11, u32x(), i32x(), any::<u16>())
+    (target(), 0u8..14, u32x(), i32x(), any::<u16>())
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -284,7 +292,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (pool_name, prop::option::of(prop_oneof![text(), Just("p".repeat(2000))])).prop_map(|(n, t)| Op::Problem(n, t)),
         1 => (prop_oneof![Just("t".to_string()), text()], prop::option::of((resources(), u32x()))).prop_map(|(t, q)| Op::Quota(t, q)),
         1 => limits().prop_map(Op::Limits),
-        6 => report().prop_map(|(t, k, s, c, j)| Op::Report(t, k, s, c, j)),
+        8 => report().prop_map(|(t, k, s, c, j)| Op::Report(t, k, s, c, j)),
         2 => (target(), u64x(), prop_oneof![Just(0usize), Just(10), Just(11), Just(300 * 1024)]).prop_map(|(t, o, n)| Op::Log(t, o, n)),
         1 => target().prop_map(Op::Cancel),
         1 => (target(), 0usize..4, text()).prop_map(|(t, r, by)| Op::Approve(t, r, by)),
@@ -429,8 +437,37 @@ fn report_command(state: &State, (t, kind, step, code, jitter): &(Target, u8, u3
             fencing,
             reason: "missing".into(),
         },
-        _ => Command::ExpireArtifacts {
+        10 => Command::ExpireArtifacts {
             jobs: (0..u64::from(step)).map(|i| JobId(job.0.wrapping_add(i))).collect(),
+        },
+        // A cache saved (with a digest, or for odd steps a path), or not saved.
+        11 => Command::CacheSaved {
+            job,
+            fencing,
+            outcome: if step == 3 {
+                CacheSave::NotSaved {
+                    reason: "r".repeat(exit_code.unsigned_abs() as usize % 5000),
+                }
+            } else {
+                CacheSave::Stored {
+                    digest: if step % 2 == 0 {
+                        format!("{:064x}", jitter_permille).into()
+                    } else {
+                        format!("../{step}").into()
+                    },
+                    size_bytes: u64::from(exit_code.unsigned_abs()) << (step * 10),
+                    entries: step,
+                }
+            },
+        },
+        12 => Command::CacheRestored {
+            job,
+            fencing,
+            digest: format!("{:064x}", jitter_permille % 4),
+        },
+        _ => Command::ClearCaches {
+            tenant: if step % 2 == 0 { "default".into() } else { "t1".into() },
+            key: (step < 2).then(|| "deps".into()),
         },
     }
 }
@@ -859,7 +896,7 @@ fn hostile_histories_reach_deep_states() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let strategy = prop::collection::vec(op(), 60..80);
-    let (mut placed, mut started, mut finished, mut retries) = (0, 0, 0, 0);
+    let (mut placed, mut started, mut finished, mut retries, mut cached) = (0, 0, 0, 0, 0);
     for _ in 0..48 {
         let ops = strategy.new_tree(&mut runner).expect("tree").current();
         let (_, _, log) = run_history(&ops).expect("history keeps the invariants");
@@ -875,14 +912,16 @@ fn hostile_histories_reach_deep_states() {
                     Event::AssignmentCreated { .. } => placed += 1,
                     Event::JobStarted { .. } => started += 1,
                     Event::WorkerTerminated { .. } => finished += 1,
+                    Event::CacheSaved { .. } | Event::CacheRemoved { .. } => cached += 1,
                     _ => {}
                 }
             }
         }
     }
     assert!(
-        placed > 20 && started > 5 && finished > 5 && retries > 10,
-        "placed {placed}, started {started}, finished {finished}, retries answered {retries}"
+        placed > 20 && started > 5 && finished > 5 && retries > 10 && cached > 0,
+        "placed {placed}, started {started}, finished {finished}, retries answered {retries}, caches saved or \
+         removed {cached}"
     );
 }
 

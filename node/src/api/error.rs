@@ -154,7 +154,8 @@ impl From<Rejection> for ApiError {
             | Rejection::UnknownSecret { .. }
             | Rejection::UnknownRepository { .. }
             | Rejection::UnknownSchedule { .. }
-            | Rejection::UnknownNotifier { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            | Rejection::UnknownNotifier { .. }
+            | Rejection::UnknownCache { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             Rejection::ApprovalRole { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             Rejection::StaleSchedule { .. } => ApiError::new(StatusCode::CONFLICT, "stale_schedule", message),
             Rejection::TooManyNotifiers { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_notifiers", message),

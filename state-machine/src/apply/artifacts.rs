@@ -25,7 +25,7 @@ pub(crate) struct Stored<'a> {
 impl State {
     /// The attempt fenced by `fencing`, if it is `job`'s current one, still running and not
     /// being stopped: the only attempt whose files may be kept or fail it.
-    fn running_attempt(&self, job: JobId, fencing: FencingToken) -> Result<Option<u32>, Rejection> {
+    pub(super) fn running_attempt(&self, job: JobId, fencing: FencingToken) -> Result<Option<u32>, Rejection> {
         let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         let a = self
             .assignments_of(job)

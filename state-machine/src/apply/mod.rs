@@ -5,6 +5,7 @@
 
 mod archive;
 mod artifacts;
+mod caches;
 mod cancel;
 mod gates;
 mod join_tokens;

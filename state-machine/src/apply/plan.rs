@@ -182,6 +182,7 @@ impl State {
                 finished_at_ms: None,
                 outcome: None,
                 worker_host: p.worker_host.clone(),
+                cache: None,
             });
         }
         cx.emit(Event::AssignmentCreated {

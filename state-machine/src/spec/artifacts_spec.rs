@@ -86,8 +86,8 @@ impl ArtifactsSpec {
     }
 }
 
-/// Why `path` cannot name a file of the workspace, if it cannot.
-fn path_problem(path: &str) -> Option<&'static str> {
+/// Why `path` cannot name a file of the workspace, if it cannot (also `cache.paths`).
+pub(super) fn path_problem(path: &str) -> Option<&'static str> {
     if path.trim().is_empty() {
         return Some("must not be empty");
     }

@@ -1,6 +1,6 @@
 //! One job of a pipeline as the user wrote it.
 
-use super::{ArtifactsSpec, RetryPolicy, StringMap};
+use super::{ArtifactsSpec, CacheSpec, RetryPolicy, StringMap};
 use crate::{Resources, Role};
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,10 @@ pub struct JobSpec {
     /// download (boxed: most jobs keep none).
     #[serde(default)]
     pub artifacts: Option<Box<ArtifactsSpec>>,
+    /// Files of the workspace restored from the tenant's cache before the first step and
+    /// saved to it after success (boxed: most jobs have none).
+    #[serde(default)]
+    pub cache: Option<Box<CacheSpec>>,
 }
 
 impl JobSpec {
@@ -112,6 +116,7 @@ impl JobSpec {
             manual: false,
             approval_role: None,
             artifacts: None,
+            cache: None,
         }
     }
 }

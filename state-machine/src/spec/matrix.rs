@@ -194,6 +194,7 @@ impl JobSpec {
             + map(&self.constraints)
             + self.condition.as_deref().map_or(0, size_of_str)
             + self.artifacts.as_deref().map_or(0, super::ArtifactsSpec::size_bytes)
+            + self.cache.as_deref().map_or(0, super::CacheSpec::size_bytes)
             + self
                 .matrix
                 .iter()

@@ -2,6 +2,7 @@
 //! nothing malformed ever reaches the replicated state.
 
 mod artifacts_spec;
+mod cache_spec;
 mod condition;
 pub(crate) mod duration_ms;
 mod error;
@@ -14,6 +15,9 @@ mod validate;
 
 pub use artifacts_spec::{
     ArtifactsSpec, ArtifactsWhen, MAX_ARTIFACT_EXPIRY_MS, MAX_ARTIFACT_PATH_BYTES, MAX_ARTIFACT_PATHS,
+};
+pub use cache_spec::{
+    CachePolicy, CacheSpec, MAX_CACHE_KEY_BYTES, MAX_CACHE_KEY_FILES, MAX_CACHE_PATHS, key_problem as cache_key_problem,
 };
 pub use condition::{
     CONDITION_FUEL_PER_PIPELINE, Condition, Fuel, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH, OutOfFuel,

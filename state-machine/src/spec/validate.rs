@@ -186,6 +186,9 @@ impl JobSpec {
                 reason,
             })?;
         }
+        if let Some(cache) = &self.cache {
+            cache.validate(&at)?;
+        }
         if let Some(artifacts) = &self.artifacts {
             artifacts.validate(&at)?;
         }
