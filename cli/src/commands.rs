@@ -639,6 +639,7 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
         | CliCommand::Repo(_)
         | CliCommand::Schedule(_)
         | CliCommand::Notifier(_)
+        | CliCommand::Cache(_)
         | CliCommand::Login(_)
         | CliCommand::Logout => {
             unreachable!("handled in main")

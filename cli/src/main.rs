@@ -2,6 +2,7 @@
 
 mod admin;
 mod artifacts;
+mod caches;
 mod client;
 mod commands;
 mod config;
@@ -85,6 +86,9 @@ pub enum CliCommand {
     /// Signed notifications of a tenant's pipelines to URLs.
     #[command(subcommand)]
     Notifier(repos::NotifierCmd),
+    /// The tenants' caches and what they take; clear one or all.
+    #[command(subcommand)]
+    Cache(caches::CacheCmd),
     /// Print the cluster's events (Server-Sent Events from any node); `--follow` streams.
     Events(events::EventsArgs),
     /// Start a local 3-node cluster on 127.0.0.1 with a process pool; Ctrl-C stops it.
@@ -189,6 +193,7 @@ async fn main() {
                 CliCommand::Repo(cmd) => repos::run(&client, cli.output, cmd).await,
                 CliCommand::Schedule(cmd) => repos::schedule(&client, cli.output, cmd).await,
                 CliCommand::Notifier(cmd) => repos::notifier(&client, cli.output, cmd).await,
+                CliCommand::Cache(cmd) => caches::cache(&client, cli.output, cmd).await,
                 other => commands::run(&client, cli.output, other).await,
             },
             Err(e) => Err(e),
@@ -227,5 +232,19 @@ mod tests {
         assert!(
             super::Cli::try_parse_from(["flotilla", "job", "artifacts", "3", "--save", "a", "--extract", "b"]).is_err()
         );
+    }
+    #[test]
+    fn cache_clear_takes_a_key_or_all() {
+        use clap::Parser;
+        for argv in [
+            &["flotilla", "cache", "list"][..],
+            &["flotilla", "cache", "list", "--tenant", "t"],
+            &["flotilla", "cache", "clear", "deps"],
+            &["flotilla", "cache", "clear", "--all", "--tenant", "t"],
+        ] {
+            super::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+        assert!(super::Cli::try_parse_from(["flotilla", "cache", "clear"]).is_err());
+        assert!(super::Cli::try_parse_from(["flotilla", "cache", "clear", "deps", "--all"]).is_err());
     }
 }

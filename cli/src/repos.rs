@@ -65,12 +65,12 @@ pub enum RepoCmd {
     },
 }
 
-fn tenant_header(tenant: &Option<String>) -> Vec<(&'static str, String)> {
+pub(crate) fn tenant_header(tenant: &Option<String>) -> Vec<(&'static str, String)> {
     tenant.iter().map(|t| ("X-Flotilla-Tenant", t.clone())).collect()
 }
 
 /// `DELETE /v1/{route}/{name}` in the tenant, said as "<kind> NAME of tenant T is removed".
-async fn remove(
+pub(crate) async fn remove(
     client: &Client,
     format: Format,
     route: &str,

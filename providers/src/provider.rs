@@ -45,6 +45,10 @@ pub struct WorkerSpec {
     /// leader's disk, unpacked into the work directory after the checkout, in order (a pod
     /// fetches as many from the nodes, `source_fetch`).
     pub inputs: Vec<std::path::PathBuf>,
+    /// The job's cache restored: a blob on the creating leader's disk, unpacked after the
+    /// checkout and before the inputs (so a needed job's artifacts win over a stale cache; a
+    /// pod fetches it from the nodes, `SOURCE_CACHE_VAR`).
+    pub cache: Option<std::path::PathBuf>,
 }
 
 /// What `collect_artifacts` packs and where it writes the blob.
@@ -78,8 +82,17 @@ pub const SOURCE_CA_VAR: &str = "FLOTILLA_SOURCE_CA";
 /// (`/inputs/0` .. `/inputs/<n-1>` beside each node's source URL).
 pub const SOURCE_CHECKOUT_VAR: &str = "FLOTILLA_SOURCE_CHECKOUT";
 pub const SOURCE_INPUTS_VAR: &str = "FLOTILLA_SOURCE_INPUTS";
+/// Whether the helper restores the job's cache (`true`/`false`, from `/cache` beside each
+/// node's source URL) before the artifacts; a cache it cannot fetch is skipped.
+pub const SOURCE_CACHE_VAR: &str = "FLOTILLA_SOURCE_CACHE";
 
 impl WorkerSpec {
+    /// The blobs unpacked into the work directory after the checkout, in order: the cache,
+    /// then the needed jobs' artifacts.
+    pub fn restored_blobs(&self) -> Vec<std::path::PathBuf> {
+        self.cache.iter().chain(&self.inputs).cloned().collect()
+    }
+
     /// The worker's name, unique per job attempt: idempotency key of every provider call.
     pub fn name(&self) -> String {
         worker_name(self.job, self.attempt)

@@ -87,7 +87,9 @@ impl Artifacts {
     /// Puts `record` in place of the job's earlier one, if any.
     pub(crate) fn insert(&mut self, record: ArtifactRecord) {
         self.remove(record.job);
-        *self.tenant_bytes.entry(record.tenant.clone()).or_default() += record.size_bytes;
+        if record.size_bytes > 0 {
+            *self.tenant_bytes.entry(record.tenant.clone()).or_default() += record.size_bytes;
+        }
         self.by_expiry.insert((record.expires_at_ms, record.job));
         self.by_job.insert(record.job, record);
     }
@@ -109,7 +111,9 @@ impl Artifacts {
     pub(crate) fn consistent(&self) -> Result<(), String> {
         let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
         for r in self.by_job.values() {
-            *bytes.entry(r.tenant.as_str()).or_default() += r.size_bytes;
+            if r.size_bytes > 0 {
+                *bytes.entry(r.tenant.as_str()).or_default() += r.size_bytes;
+            }
             if !self.by_expiry.contains(&(r.expires_at_ms, r.job)) {
                 return Err(format!("artifact of job {} is missing from the expiry order", r.job));
             }

@@ -66,6 +66,8 @@ pub struct Caches {
     by_use: OrdSet<(CompactString, u64, CompactString)>,
     /// Bytes kept per tenant.
     tenant_bytes: BTreeMap<CompactString, u64>,
+    /// Caches kept per tenant.
+    tenant_counts: BTreeMap<CompactString, usize>,
 }
 
 impl Caches {
@@ -99,6 +101,11 @@ impl Caches {
         self.tenant_bytes.get(tenant).copied().unwrap_or(0)
     }
 
+    /// How many caches `tenant` keeps.
+    pub fn tenant_count(&self, tenant: &str) -> usize {
+        self.tenant_counts.get(tenant).copied().unwrap_or(0)
+    }
+
     /// Bytes kept per tenant.
     pub fn usage(&self) -> impl Iterator<Item = (&str, u64)> {
         self.tenant_bytes.iter().map(|(t, b)| (t.as_str(), *b))
@@ -115,7 +122,10 @@ impl Caches {
     /// Puts `record` in place of the same key's earlier one, if any; returns that one.
     pub(crate) fn insert(&mut self, record: CacheRecord) -> Option<CacheRecord> {
         let old = self.remove(&record.tenant, &record.key);
-        *self.tenant_bytes.entry(record.tenant.clone()).or_default() += record.size_bytes;
+        if record.size_bytes > 0 {
+            *self.tenant_bytes.entry(record.tenant.clone()).or_default() += record.size_bytes;
+        }
+        *self.tenant_counts.entry(record.tenant.clone()).or_default() += 1;
         self.by_use
             .insert((record.tenant.clone(), record.used_at_ms, record.key.clone()));
         self.by_key.insert((record.tenant.clone(), record.key.clone()), record);
@@ -148,23 +158,37 @@ impl Caches {
                 self.tenant_bytes.remove(&old.tenant);
             }
         }
+        if let Some(count) = self.tenant_counts.get_mut(&old.tenant) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.tenant_counts.remove(&old.tenant);
+            }
+        }
         Some(old)
     }
 
     /// Checks the table's own bookkeeping (used by the invariant checks).
     pub(crate) fn consistent(&self) -> Result<(), String> {
         let mut bytes: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for ((tenant, key), r) in &self.by_key {
+            *counts.entry(r.tenant.as_str()).or_default() += 1;
             if r.tenant != *tenant || r.key != *key {
                 return Err(format!("cache {tenant}/{key} holds the record of {}/{}", r.tenant, r.key));
             }
-            *bytes.entry(r.tenant.as_str()).or_default() += r.size_bytes;
+            if r.size_bytes > 0 {
+                *bytes.entry(r.tenant.as_str()).or_default() += r.size_bytes;
+            }
             if !self.by_use.contains(&(r.tenant.clone(), r.used_at_ms, r.key.clone())) {
                 return Err(format!("cache {tenant}/{key} is missing from the use order"));
             }
         }
         if self.by_use.len() != self.by_key.len() {
             return Err("the cache use order names caches that are not kept".into());
+        }
+        let kept_counts: BTreeMap<&str, usize> = self.tenant_counts.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+        if kept_counts != counts {
+            return Err(format!("caches per tenant {kept_counts:?}, records count {counts:?}"));
         }
         let kept: BTreeMap<&str, u64> = self.tenant_bytes.iter().map(|(t, b)| (t.as_str(), *b)).collect();
         if kept != bytes {
@@ -215,6 +239,17 @@ mod tests {
         c.remove("t", "b");
         assert_eq!(c.tenant_bytes("t"), 0);
         assert_eq!(c.usage().collect::<Vec<_>>(), vec![("u", 7)]);
+        c.consistent().unwrap();
+    }
+
+    #[test]
+    fn empty_caches_count_without_bytes() {
+        let mut c = Caches::default();
+        c.insert(record("t", "a", 0, 1));
+        c.insert(record("t", "b", 0, 2));
+        assert_eq!((c.tenant_bytes("t"), c.tenant_count("t")), (0, 2));
+        c.remove("t", "a");
+        assert_eq!(c.tenant_count("t"), 1);
         c.consistent().unwrap();
     }
 }

@@ -116,6 +116,16 @@ impl Job {
         self.attempts.last_mut().filter(|a| a.attempt == attempt)
     }
 
+    /// Whether attempt `attempt` recorded what came of its cache save.
+    pub fn cache_settled(&self, attempt: u32) -> bool {
+        self.attempts
+            .iter()
+            .rev()
+            .find(|a| a.attempt == attempt)
+            .and_then(|a| a.cache.as_ref())
+            .is_some_and(|c| c.saved.is_some())
+    }
+
     /// Attempts left after the current one.
     pub fn retries_left(&self) -> u32 {
         (self.spec.retry.max_retries + 1).saturating_sub(self.attempt)

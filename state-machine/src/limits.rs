@@ -66,6 +66,10 @@ pub struct Limits {
     /// least recently used caches. 0 keeps no cache.
     #[serde(default = "Limits::default_max_cache_bytes_per_tenant")]
     pub max_cache_bytes_per_tenant: u64,
+    /// Most caches one tenant may keep; saving one more evicts the least recently used (a
+    /// budget of many tiny caches would otherwise grow the state).
+    #[serde(default = "Limits::default_max_caches_per_tenant")]
+    pub max_caches_per_tenant: u64,
 }
 
 impl Limits {
@@ -101,6 +105,7 @@ impl Limits {
         max_artifact_bytes_per_job: 1 << 30,
         max_artifact_bytes_per_tenant: 20 << 30,
         max_cache_bytes_per_tenant: 10 << 30,
+        max_caches_per_tenant: 10_000,
     };
 
     /// The largest value `UpdateLimits` may set for each limit.
@@ -135,6 +140,7 @@ impl Limits {
         max_artifact_bytes_per_job: 64 << 30,
         max_artifact_bytes_per_tenant: 1 << 50,
         max_cache_bytes_per_tenant: 1 << 50,
+        max_caches_per_tenant: 1_000_000,
     };
 
     fn default_max_artifact_bytes_per_job() -> u64 {
@@ -149,10 +155,14 @@ impl Limits {
         Self::DEFAULT.max_cache_bytes_per_tenant
     }
 
+    fn default_max_caches_per_tenant() -> u64 {
+        Self::DEFAULT.max_caches_per_tenant
+    }
+
     /// Checks every limit against zero (where zero would refuse everything) and its ceiling.
     pub fn validate(&self) -> Result<(), SpecError> {
         let c = &Limits::CEILING;
-        let checks: [(&str, u64, u64, bool); 28] = [
+        let checks: [(&str, u64, u64, bool); 29] = [
             (
                 "max_name_bytes",
                 self.max_name_bytes as u64,
@@ -290,6 +300,12 @@ impl Limits {
                 self.max_cache_bytes_per_tenant,
                 c.max_cache_bytes_per_tenant,
                 false,
+            ),
+            (
+                "max_caches_per_tenant",
+                self.max_caches_per_tenant,
+                c.max_caches_per_tenant,
+                true,
             ),
         ];
         for (name, value, ceiling, nonzero) in checks {

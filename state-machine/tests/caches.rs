@@ -225,3 +225,18 @@ fn clearing_forgets_one_key_or_all_of_a_tenant() {
     });
     assert_eq!(resp, Response::Done { changed: false });
 }
+
+#[test]
+fn a_tenant_keeps_at_most_so_many_caches() {
+    let mut h = Harness::with_pool();
+    let mut limits = Limits::DEFAULT;
+    limits.max_caches_per_tenant = 3;
+    h.ok(Command::UpdateLimits { limits });
+    for i in 0..5 {
+        h.now_ms += 1;
+        let (j, f) = start(&mut h, &format!("k{i}"), CachePolicy::Push);
+        h.ok(stored(j, f, 'a', 1));
+    }
+    assert_eq!(h.state.caches().tenant_count("default"), 3);
+    assert_eq!(keys_by_use(&h), ["k2", "k3", "k4"], "the least recently used went");
+}

@@ -192,6 +192,7 @@ fn limits() -> impl Strategy<Value = Limits> {
             max_resources: Resources::new(b, a, c),
             max_workers_per_pool: c,
             max_cache_bytes_per_tenant: b % (1 << 20),
+            max_caches_per_tenant: u64::from(c % 4).max(1),
             ..Limits::CEILING
         }),
     ]

@@ -5,6 +5,7 @@
 //! `?consistency=linearizable` first waits until this node has applied the leader's read index.
 
 mod artifacts;
+mod caches;
 mod attempt_source;
 pub(crate) mod cluster;
 mod error;
@@ -151,6 +152,19 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             Method::GET,
             get(artifacts::archive),
             at_least(Viewer),
+        ),
+        ("/v1/caches", Method::GET, get(caches::list), at_least(Viewer)),
+        (
+            "/v1/caches",
+            Method::DELETE,
+            delete(caches::clear_all),
+            at_least(Submitter),
+        ),
+        (
+            "/v1/caches/{key}",
+            Method::DELETE,
+            delete(caches::clear_one),
+            at_least(Submitter),
         ),
         (
             "/v1/jobs/{id}/why-pending",

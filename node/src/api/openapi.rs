@@ -6,7 +6,7 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    artifacts, attempt_source, cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools,
+    artifacts, attempt_source, caches, cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools,
     repositories, retention, schedules, secrets, tenants, tokens,
 };
 use axum::Json;
@@ -33,6 +33,9 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         jobs::logs,
         artifacts::show,
         artifacts::archive,
+        caches::list,
+        caches::clear_one,
+        caches::clear_all,
         jobs::why_pending,
         attempt_source::source,
         attempt_source::inputs,
@@ -90,6 +93,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         ResourcesDoc,
         RetryPolicyDoc,
         ArtifactsSpecDoc,
+        CacheSpecDoc,
         PoolSpecDoc,
         AddMemberDoc,
         ErrorBodyDoc,
@@ -279,6 +283,24 @@ pub struct JobSpecDoc {
     /// Files of the workspace kept when the job ends; the jobs that need it receive them
     /// unpacked in their workspace before their first step (docs/pipeline.md).
     artifacts: Option<ArtifactsSpecDoc>,
+    /// Files of the workspace restored from the tenant's cache of the same key before the
+    /// first step, and saved to it after success (docs/pipeline.md).
+    cache: Option<CacheSpecDoc>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = CacheSpec)]
+#[allow(dead_code)]
+pub struct CacheSpecDoc {
+    /// The cache's name within the tenant: letters, digits, `.`, `_`, `-`, at most 160 bytes.
+    key: String,
+    /// In a repository's pipeline file only: repository files (lock files) whose contents
+    /// the key depends on; the node appends their digest to `key`. At most 8.
+    files: Option<Vec<String>>,
+    /// Files or directories relative to the workspace (no wildcards, no `..`), at most 32.
+    paths: Vec<String>,
+    /// `pull-push` (default), `pull` (restore only) or `push` (save only).
+    policy: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -30,11 +30,19 @@ pub enum Progress<T> {
     },
 }
 
+/// What a collection packs: the job's artifacts or its cache (one of each per attempt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Artifacts,
+    Cache,
+}
+
 /// What a collection needs to know of the assignment.
 #[derive(Clone, Debug)]
 pub struct CollectOrder {
     pub job: JobId,
     pub attempt: u32,
+    pub purpose: Purpose,
     pub kind: ProviderKind,
     /// The provider's name for the worker.
     pub worker: String,
@@ -48,8 +56,8 @@ pub struct Collector {
     store: Arc<BlobStore>,
     peers: Arc<BlobPeers>,
     providers: Arc<ProviderSet>,
-    /// Collections by `(job, attempt)`: `None` while running.
-    collections: Mutex<HashMap<(JobId, u32), Outcome<Packed>>>,
+    /// Collections by `(job, attempt, purpose)`: `None` while running.
+    collections: Mutex<HashMap<(JobId, u32, Purpose), Outcome<Packed>>>,
     /// Blobs being fetched from peers: `None` while running, then the failure if it failed.
     fetches: Mutex<HashMap<String, Option<String>>>,
     /// Blobs read whole and found intact by this process, so a create does not hash them
@@ -75,7 +83,7 @@ impl Collector {
     /// Where the collection of `order`'s artifacts stands; starts it if nothing does. A
     /// finished collection is answered once and forgotten.
     pub fn collect(self: &Arc<Self>, order: &CollectOrder) -> Progress<Packed> {
-        let key = (order.job, order.attempt);
+        let key = (order.job, order.attempt, order.purpose);
         let mut map = self.collections.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(&key) {
             Some(None) => return Progress::Preparing,
@@ -90,12 +98,15 @@ impl Collector {
         let this = self.clone();
         let order = order.clone();
         tokio::spawn(async move {
-            let outcome = this.run_collection(&order).await;
-            if let Progress::Failed { reason, .. } = &outcome {
-                tracing::warn!(job = %order.job, attempt = order.attempt, reason, "collecting artifacts");
+            let mut outcome = this.run_collection(&order).await;
+            if let Progress::Failed { reason, .. } = &mut outcome {
+                if order.purpose == Purpose::Cache {
+                    *reason = cache_reason(reason);
+                }
+                tracing::warn!(job = %order.job, attempt = order.attempt, purpose = ?order.purpose, reason, "collecting files");
             }
             let mut map = this.collections.lock().unwrap_or_else(|p| p.into_inner());
-            map.insert((order.job, order.attempt), Some(outcome));
+            map.insert((order.job, order.attempt, order.purpose), Some(outcome));
         });
         Progress::Preparing
     }
@@ -143,6 +154,7 @@ impl Collector {
                     job = %order.job,
                     attempt = order.attempt,
                     size_bytes = packed.size_bytes,
+                    purpose = ?order.purpose,
                     pack_ms,
                     copy_ms,
                     nodes = held,
@@ -253,9 +265,30 @@ impl Collector {
     }
 }
 
+/// A packing failure as it reads for a cache: the providers name the artifacts' field, and a
+/// cache's paths are checked and packed by the same code.
+fn cache_reason(reason: &str) -> String {
+    reason
+        .replacen("artifacts.paths[", "cache.paths[", 1)
+        .replacen("the artifacts take", "the cache takes", 1)
+        .replacen("the artifact reached", "the cache reached", 1)
+}
+
 fn transient<T>(e: BlobError) -> Progress<T> {
     Progress::Failed {
         reason: e.to_string(),
         permanent: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cache_failure_names_the_cache_field() {
+        assert_eq!(
+            super::cache_reason("artifacts.paths[2] \"target\" does not exist in the workspace"),
+            "cache.paths[2] \"target\" does not exist in the workspace"
+        );
+        assert!(super::cache_reason("the artifacts take more than 5 bytes (compressed)").starts_with("the cache takes"));
     }
 }

@@ -7,6 +7,9 @@
 //! majority holds and losing a node loses no artifact. The bytes never enter the Raft log:
 //! commit latency does not grow with them. Every node removes the blobs no record names
 //! (`sweep.rs`) and fetches from a peer a blob it lacks when it must serve or deliver it.
+//!
+//! Caches (`Command::CacheSaved`) are blobs of the same kind, packed, stored, copied and swept
+//! by the same code: a record of either kind keeps its blob alive.
 
 mod blob_store;
 mod collector;
@@ -15,6 +18,6 @@ pub mod serve;
 mod sweep;
 
 pub use blob_store::{BlobError, BlobStore, DigestCheck, send_checked};
-pub use collector::{CollectOrder, Collector, Progress};
+pub use collector::{CollectOrder, Collector, Progress, Purpose};
 pub use peers::{BLOB_CHUNK_BYTES, BlobPeers, MAX_BLOB_BYTES, copy_timeout};
 pub use sweep::{SWEEP_GRACE_MS, run_sweeps, unreferenced};

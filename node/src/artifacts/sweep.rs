@@ -74,11 +74,9 @@ pub async fn run_sweeps(
         }
         let referenced: BTreeMap<String, u64> = {
             let data = machine.read();
-            data.state
-                .artifacts()
-                .iter()
-                .map(|r| (r.digest.to_string(), r.size_bytes))
-                .collect()
+            let artifacts = data.state.artifacts().iter().map(|r| (r.digest.to_string(), r.size_bytes));
+            let caches = data.state.caches().iter().map(|r| (r.digest.to_string(), r.size_bytes));
+            artifacts.chain(caches).collect()
         };
         // One listing serves both: what is removed, then what is left and missing.
         let store = store.clone();

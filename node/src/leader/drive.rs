@@ -102,6 +102,15 @@ impl LeaderContext<'_> {
                     artifact_limits: flotilla_providers::artifact_archive::PackLimits {
                         max_packed_bytes: state.limits().max_artifact_bytes_per_job,
                     },
+                    cache_settled: j.cache_settled(a.attempt),
+                    cache_limits: flotilla_providers::artifact_archive::PackLimits {
+                        max_packed_bytes: state.limits().max_cache_bytes_per_tenant,
+                    },
+                    cache: if a.worker_id.is_none() {
+                        state.cache_for(j).map(|r| r.digest.to_string())
+                    } else {
+                        None
+                    },
                     // Only a worker still to be created needs them.
                     inputs: if a.worker_id.is_none() {
                         state.inputs_of(j).map(|r| r.digest.to_string()).collect()

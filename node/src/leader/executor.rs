@@ -10,7 +10,7 @@ use crate::observe::telemetry;
 use crate::secrets::{OutputMasker, SealedSecrets, committable};
 use crate::source::CheckoutState;
 use flotilla_providers::{AnyProvider, Guarded, Observation, SecretValue, WorkerProvider, WorkerSpec};
-use flotilla_state_machine::{Assignment, Command, Job, ProviderKind, Response};
+use flotilla_state_machine::{Assignment, CacheSave, Command, Job, ProviderKind, Response};
 use opentelemetry::KeyValue;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
@@ -48,6 +48,21 @@ pub(super) struct AssignmentView {
     /// The blobs of the artifacts of the jobs it needs, in `needs` order (for a worker still
     /// to be created).
     pub inputs: Vec<String>,
+    /// Whether the state records what came of this attempt's cache save.
+    pub cache_settled: bool,
+    /// What packing its cache may write (the tenant's whole cache budget).
+    pub cache_limits: flotilla_providers::artifact_archive::PackLimits,
+    /// The blob of the cache it restores, if its tenant keeps one (for a worker still to be
+    /// created).
+    pub cache: Option<String>,
+}
+
+/// The blobs a new worker starts with, on this node's disk.
+pub(super) struct Blobs {
+    /// The artifacts of the jobs it needs, in `needs` order.
+    pub inputs: Vec<std::path::PathBuf>,
+    /// Its cache, if restored.
+    pub cache: Option<std::path::PathBuf>,
 }
 
 impl LeaderContext<'_> {
@@ -61,6 +76,7 @@ impl LeaderContext<'_> {
             now_ms,
             jitter_permille: jitter(),
             artifact_kept: view.artifact_kept,
+            cache_settled: view.cache_settled,
         };
         let name = flotilla_providers::worker_name(a.job, a.attempt);
         // A provider is asked only about workers this leader can see: on another host, "no such
@@ -109,6 +125,7 @@ impl LeaderContext<'_> {
                         | Action::CommitOutput { .. }
                         | Action::SkipOutput { .. }
                         | Action::CollectArtifacts { .. }
+                        | Action::CollectCache { .. }
                 ) && !self.leadership.holds(term)
                 {
                     return Err(LeaderError::Deposed { term });
@@ -170,8 +187,31 @@ impl LeaderContext<'_> {
                                 continue;
                             }
                         };
-                        answer = Some(match self.create(provider, view, secret_env, checkout, inputs).await {
-                            Ok(worker_id) => Sight::Created { worker_id },
+                        // The cache, when this node has it or a peer gives it; a cache no node
+                        // can give is a cold start, not a reason to wait.
+                        let cache = match view.cache.as_deref() {
+                            None => None,
+                            Some(digest) => match self.artifacts.inputs(&[digest.to_string()]) {
+                                crate::artifacts::Progress::Ready(mut paths) => {
+                                    paths.pop().map(|p| (digest.to_string(), p))
+                                }
+                                crate::artifacts::Progress::Preparing => continue,
+                                crate::artifacts::Progress::Failed { reason, .. } => {
+                                    tracing::info!(job = %a.job, reason, "starting without the cache");
+                                    None
+                                }
+                            },
+                        };
+                        let (cache_restored, cache_blob) = cache.unzip();
+                        let blobs = Blobs {
+                            inputs,
+                            cache: cache_blob,
+                        };
+                        answer = Some(match self.create(provider, view, secret_env, checkout, blobs).await {
+                            Ok(worker_id) => Sight::Created {
+                                worker_id,
+                                cache_restored,
+                            },
                             // The provider can never run this worker: decided as a loss.
                             Err(e) if !e.is_transient() => Sight::Refused { reason: e.to_string() },
                             Err(e) => {
@@ -229,6 +269,7 @@ impl LeaderContext<'_> {
                         let order = crate::artifacts::CollectOrder {
                             job: a.job,
                             attempt: a.attempt,
+                            purpose: crate::artifacts::Purpose::Artifacts,
                             kind,
                             worker: name.clone(),
                             paths: spec.paths.iter().map(|p| p.to_string()).collect(),
@@ -253,6 +294,32 @@ impl LeaderContext<'_> {
                                 held_back = Some(LeaderError::Artifacts(reason));
                             }
                         }
+                    }
+                    Action::CollectCache { exit_code } => {
+                        let (Some(kind), Some(spec)) = (view.kind, view.job.spec.cache.as_deref()) else {
+                            continue;
+                        };
+                        let order = crate::artifacts::CollectOrder {
+                            job: a.job,
+                            attempt: a.attempt,
+                            purpose: crate::artifacts::Purpose::Cache,
+                            kind,
+                            worker: name.clone(),
+                            paths: spec.paths.iter().map(|p| p.to_string()).collect(),
+                            limits: view.cache_limits,
+                        };
+                        // A cache is never worth failing or holding up the job: whatever
+                        // stops it is reported as the reason it was not saved.
+                        let outcome = match self.artifacts.collect(&order) {
+                            crate::artifacts::Progress::Ready(packed) => CacheSave::Stored {
+                                digest: packed.digest.into(),
+                                size_bytes: packed.size_bytes,
+                                entries: packed.entries,
+                            },
+                            crate::artifacts::Progress::Preparing => continue,
+                            crate::artifacts::Progress::Failed { reason, .. } => CacheSave::NotSaved { reason },
+                        };
+                        answer = Some(Sight::CacheCollected { exit_code, outcome });
                     }
                     Action::RecordArtifact { command, exit_code } => {
                         let kind = command.kind();
@@ -397,7 +464,7 @@ impl LeaderContext<'_> {
         view: &AssignmentView,
         secrets: BTreeMap<String, SecretValue>,
         checkout: Option<std::path::PathBuf>,
-        inputs: Vec<std::path::PathBuf>,
+        blobs: Blobs,
     ) -> Result<String, flotilla_providers::ProviderError> {
         let a = &view.assignment;
         let spec = &view.job.spec;
@@ -425,11 +492,12 @@ impl LeaderContext<'_> {
             labels: BTreeMap::from(&spec.constraints),
             pool_settings: view.pool_settings.clone(),
             cluster_id: self.identity.cluster_id(),
-            source_fetch: (checkout.is_some() || !inputs.is_empty())
+            source_fetch: (checkout.is_some() || !blobs.inputs.is_empty() || blobs.cache.is_some())
                 .then(|| self.source_fetch(a))
                 .flatten(),
             checkout,
-            inputs,
+            inputs: blobs.inputs,
+            cache: blobs.cache,
         };
         let started = Instant::now();
         let started_at = SystemTime::now();

@@ -25,6 +25,10 @@
 //!   already committed; the record is proposed before the exit, so a job that needs it never
 //!   starts without it. Files that cannot be kept (a path missing, a limit passed) fail a job
 //!   whose steps succeeded; a job whose steps failed ends with its own exit code.
+//! - A job that saves a cache has it packed after its steps succeeded and its artifacts are
+//!   kept, unless this attempt's save is already recorded; whatever came of it (saved, or why
+//!   not) is reported before the exit, and never changes the job's outcome. A worker created
+//!   with a cache restored reports that restore (the cache counts as used).
 //! - A worker that vanished or was lost is reported lost.
 //! - The job's timeout counts whatever the provider says: it is enforced when the provider
 //!   cannot be reached and when the worker is out of this leader's sight (no provider for the
@@ -32,7 +36,7 @@
 //! - A worker out of sight is never reported lost, started or finished: nothing is known of it.
 
 use flotilla_providers::Observation;
-use flotilla_state_machine::{Assignment, Command, FencingToken, Job, JobState};
+use flotilla_state_machine::{Assignment, CacheSave, Command, FencingToken, Job, JobState};
 
 /// What the leader knows of one assignment at one point of a tick.
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +52,8 @@ pub struct Known<'a> {
     pub jitter_permille: u16,
     /// Whether the state holds an artifact record of this very attempt.
     pub artifact_kept: bool,
+    /// Whether the state records what came of this attempt's cache save.
+    pub cache_settled: bool,
 }
 
 /// What the provider said last about the assignment's worker, this tick.
@@ -62,8 +68,12 @@ pub enum Sight {
     /// The provider did not answer (unreachable, timed out, circuit open): nothing is known of
     /// the worker, so nothing is reported about it.
     Unreachable,
-    /// `create` made (or found) the worker; the provider's id for it.
-    Created { worker_id: String },
+    /// `create` made (or found) the worker; the provider's id for it, and the cache blob
+    /// restored into it, if one was.
+    Created {
+        worker_id: String,
+        cache_restored: Option<String>,
+    },
     /// `create` refused the worker for good (the reason is the provider's).
     Refused { reason: String },
     /// `terminate` answered whether the worker no longer runs.
@@ -84,6 +94,9 @@ pub enum Sight {
     ArtifactsRefused { exit_code: i32, reason: String },
     /// The artifact record was committed, or refused by `apply` (`refused`: why).
     ArtifactRecorded { exit_code: i32, refused: Option<String> },
+    /// The worker (exited with `exit_code`) had its cache packed into a blob a majority of the
+    /// nodes hold, or it could not be (`CacheSave::NotSaved`, and why).
+    CacheCollected { exit_code: i32, outcome: CacheSave },
 }
 
 /// One step for the executor. Provider calls are answered with a new `Sight`; the others are
@@ -115,6 +128,9 @@ pub enum Action {
     /// Propose `ArtifactStored` for the worker that exited with `exit_code`: answered
     /// `ArtifactRecorded`, with `apply`'s refusal if any.
     RecordArtifact { command: Command, exit_code: i32 },
+    /// Pack the exited worker's cache into a blob and copy it to a majority of the nodes:
+    /// answered `CacheCollected` (saved or not), or nothing while it is under way.
+    CollectCache { exit_code: i32 },
 }
 
 /// The actions that follow from `known` and the provider's last answer, in order. An empty
@@ -128,14 +144,25 @@ pub fn decide(known: &Known<'_>, sight: &Sight) -> Vec<Action> {
         // A released assignment's clock no longer matters; any other job's still runs.
         Sight::OutOfSight | Sight::Unreachable if a.releasing => Vec::new(),
         Sight::OutOfSight | Sight::Unreachable => timeout_if_due(known),
-        Sight::Created { worker_id } => vec![
-            report(known, |job, fencing| Command::WorkerCreated {
+        Sight::Created {
+            worker_id,
+            cache_restored,
+        } => {
+            let mut actions = vec![report(known, |job, fencing| Command::WorkerCreated {
                 job,
                 fencing,
                 worker_id: worker_id.clone(),
-            }),
-            Action::Observe,
-        ],
+            })];
+            if let Some(digest) = cache_restored {
+                actions.push(report(known, |job, fencing| Command::CacheRestored {
+                    job,
+                    fencing,
+                    digest: digest.clone(),
+                }));
+            }
+            actions.push(Action::Observe);
+            actions
+        }
         Sight::Refused { reason } => vec![report(known, |job, fencing| Command::WorkerLost {
             job,
             fencing,
@@ -170,7 +197,16 @@ pub fn decide(known: &Known<'_>, sight: &Sight) -> Vec<Action> {
         Sight::ArtifactRecorded {
             exit_code,
             refused: None,
-        } => exited(known, *exit_code),
+        } => save_cache_or_exit(known, *exit_code),
+        Sight::CacheCollected { exit_code, outcome } => {
+            let mut actions = vec![report(known, |job, fencing| Command::CacheSaved {
+                job,
+                fencing,
+                outcome: outcome.clone(),
+            })];
+            actions.extend(exited(known, *exit_code));
+            actions
+        }
         Sight::ArtifactRecorded {
             exit_code,
             refused: Some(reason),
@@ -260,12 +296,23 @@ fn after_output(known: &Known<'_>, o: &Observation, through: u64) -> Vec<Action>
             if keeps && !known.artifact_kept {
                 vec![Action::CollectArtifacts { exit_code }]
             } else {
-                exited(known, exit_code)
+                save_cache_or_exit(known, exit_code)
             }
         }
         // Exited, but output is still missing: the next tick commits the rest first.
         Some(_) => Vec::new(),
         None => timeout_if_due(known),
+    }
+}
+
+/// The cache's collection, if the job saves one, its steps succeeded and this attempt's save
+/// is not recorded yet; the exit otherwise.
+fn save_cache_or_exit(known: &Known<'_>, exit_code: i32) -> Vec<Action> {
+    let saves = known.job.spec.cache.as_ref().is_some_and(|c| c.policy.pushes());
+    if saves && exit_code == 0 && !known.cache_settled {
+        vec![Action::CollectCache { exit_code }]
+    } else {
+        exited(known, exit_code)
     }
 }
 

@@ -86,6 +86,8 @@ pub struct NodeMetrics {
     retention_pipelines_removed: Counter,
     retention_output_bytes_removed: Counter,
     artifact_bytes: Family<TenantLabel, Gauge>,
+    /// Bytes of caches each tenant keeps (against `max_cache_bytes_per_tenant`).
+    cache_bytes: Family<TenantLabel, Gauge>,
     /// Bytes of artifact blobs on this node's disk (set by `artifacts::run_sweeps`).
     pub artifact_blob_bytes: Gauge,
     pub scheduler_plan_seconds: Histogram,
@@ -147,6 +149,7 @@ impl Default for NodeMetrics {
             retention_pipelines_removed: Counter::default(),
             retention_output_bytes_removed: Counter::default(),
             artifact_bytes: Family::default(),
+            cache_bytes: Family::default(),
             artifact_blob_bytes: Gauge::default(),
             scheduler_plan_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             scheduler_placements: Counter::default(),
@@ -168,6 +171,11 @@ impl Default for NodeMetrics {
             "artifact_bytes",
             "Bytes of artifacts each tenant keeps (compressed; replicated: every node says the same)",
             m.artifact_bytes.clone(),
+        );
+        r.register(
+            "cache_bytes",
+            "Bytes of caches each tenant keeps (compressed; replicated: every node says the same)",
+            m.cache_bytes.clone(),
         );
         r.register(
             "artifact_blob_bytes",
@@ -394,6 +402,14 @@ impl NodeMetrics {
             self.artifact_bytes.clear();
             for (tenant, bytes) in data.state.artifacts().usage() {
                 self.artifact_bytes
+                    .get_or_create(&TenantLabel {
+                        tenant: tenant.to_string(),
+                    })
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            self.cache_bytes.clear();
+            for (tenant, bytes) in data.state.caches().usage() {
+                self.cache_bytes
                     .get_or_create(&TenantLabel {
                         tenant: tenant.to_string(),
                     })

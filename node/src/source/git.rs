@@ -268,6 +268,19 @@ impl GitDir {
         Ok(Some(out))
     }
 
+    /// The object id of `path` at `commit` (a digest of its contents), `None` if it has no
+    /// such file. Nothing is read but the id.
+    pub async fn object_id(&self, commit: &str, path: &str) -> Result<Option<String>, GitError> {
+        let object = format!("{commit}:{path}");
+        let (status, out, _) = self
+            .run("rev-parse", None, &["rev-parse", "--verify", "--quiet", &object], 4096)
+            .await?;
+        Ok(status
+            .success()
+            .then(|| String::from_utf8_lossy(&out).trim().to_string())
+            .filter(|id| !id.is_empty()))
+    }
+
     /// Writes the files of `commit` as a tar archive to `dest`, refusing one larger than
     /// `max_bytes`. Written beside `dest` and renamed into place: a reader never sees half.
     pub async fn archive(&self, commit: &str, dest: &Path, max_bytes: u64) -> Result<(), GitError> {

@@ -8,6 +8,7 @@
 //! repository's token, which never reaches a job's environment or output, and a container
 //! image without git runs repository pipelines all the same.
 
+pub mod cache_keys;
 pub mod cron;
 pub mod fetch;
 pub mod forge;
@@ -272,13 +273,49 @@ impl Sources {
                 commit: commit.to_string(),
                 path: path.clone(),
             })?;
-        crate::api::input_body::parse_off_thread(file.into(), crate::api::input_body::parse_yaml)
-            .await
-            .map_err(|e| PipelineFileError::Invalid {
-                commit: commit.to_string(),
-                path: path.clone(),
-                message: e.message().to_string(),
-            })
+        let mut spec: flotilla_state_machine::PipelineSpec =
+            crate::api::input_body::parse_off_thread(file.into(), crate::api::input_body::parse_yaml)
+                .await
+                .map_err(|e| PipelineFileError::Invalid {
+                    commit: commit.to_string(),
+                    path: path.clone(),
+                    message: e.message().to_string(),
+                })?;
+        self.resolve_cache_keys(repo, commit, &mut spec).await?;
+        Ok(spec)
+    }
+
+    /// Appends to each job's `cache.key` the digest of its `cache.files` at `commit`
+    /// (`cache_keys.rs`), from the bare repository the pipeline file was read from.
+    async fn resolve_cache_keys(
+        &self,
+        repo: &Repository,
+        commit: &str,
+        spec: &mut flotilla_state_machine::PipelineSpec,
+    ) -> Result<(), PipelineFileError> {
+        let invalid = |message: String| PipelineFileError::Invalid {
+            commit: commit.to_string(),
+            path: repo.spec.pipeline_path.clone(),
+            message,
+        };
+        let wanted = cache_keys::wanted(spec).map_err(invalid)?;
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let key = Self::key(&repo.tenant, &repo.spec);
+        let lock = self.lock(&key);
+        let _held = lock.lock().await;
+        let git = self.git_dir(&key);
+        let mut ids = Vec::with_capacity(wanted.len());
+        for (job, path) in wanted {
+            let id = git.object_id(commit, &path).await.map_err(|source| PipelineFileError::Fetch {
+                url: repo.spec.url.clone(),
+                source,
+            })?;
+            ids.push(((job, path), id));
+        }
+        cache_keys::apply(spec, &ids);
+        Ok(())
     }
 
     /// The commit `reference` of `repo` points at now, if it has that ref.

@@ -354,7 +354,7 @@ impl WorkerProvider for DockerProvider {
         if let Some(archive) = &spec.checkout {
             upload_checkout(&docker, &name, archive).await?;
         }
-        artifacts::upload_inputs(&docker, &name, &spec.inputs).await?;
+        artifacts::upload_inputs(&docker, &name, &spec.restored_blobs()).await?;
         docker.start_container(&name, None).await.map_err(unavailable)?;
         Ok(id)
     }

@@ -4,7 +4,9 @@
 
 use super::output::CONTAINER;
 use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, WorkerSpec};
-use crate::provider::{SOURCE_CA_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR};
+use crate::provider::{
+    SOURCE_CA_VAR, SOURCE_CACHE_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR,
+};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
@@ -144,7 +146,7 @@ impl PodTemplate<'_> {
     /// job's variables are distinct), and the source grant under `SOURCE_GRANT_KEY`. `None`
     /// for an attempt with neither.
     pub fn secret(&self, spec: &WorkerSpec) -> Option<Secret> {
-        let grant = spec.source_fetch.as_ref().filter(|_| fetches(spec)).map(|f| &f.grant);
+        let grant = spec.source_fetch.as_ref().filter(|_| self.fetches(spec)).map(|f| &f.grant);
         if spec.secret_env.is_empty() && spec.secret_files.is_empty() && grant.is_none() {
             return None;
         }
@@ -301,7 +303,7 @@ impl PodTemplate<'_> {
         }
         let labels: BTreeMap<String, String> = spec.worker_labels(self.cluster).into_iter().collect();
         let timeout_s = spec.timeout_ms.div_ceil(1000);
-        let init_containers = match fetches(spec) {
+        let init_containers = match self.fetches(spec) {
             false => None,
             true => Some(vec![self.source_container(spec, &resources)?]),
         };
@@ -377,6 +379,15 @@ impl PodTemplate<'_> {
         }
     }
 
+    /// Whether the attempt's pod fetches anything from the nodes before its job starts: its
+    /// pipeline's checkout, the artifacts of the jobs it needs, or its cache when it can (a
+    /// cache is a speed-up: without a helper image or a grant the pod starts without it).
+    fn fetches(&self, spec: &WorkerSpec) -> bool {
+        spec.checkout.is_some()
+            || !spec.inputs.is_empty()
+            || (spec.cache.is_some() && self.helper_image.is_some() && spec.source_fetch.is_some())
+    }
+
     /// The init container that fetches the attempt's source into the workspace: the helper
     /// image's `flotilla-node fetch-source`, the grant read from the attempt's Secret (the
     /// job's container never sees it), the nodes' endpoints and CA in plain variables. It
@@ -406,6 +417,7 @@ impl PodTemplate<'_> {
             self.secret_var(spec, SOURCE_GRANT_VAR, SOURCE_GRANT_KEY),
             plain(SOURCE_CHECKOUT_VAR, spec.checkout.is_some().to_string()),
             plain(SOURCE_INPUTS_VAR, spec.inputs.len().to_string()),
+            plain(SOURCE_CACHE_VAR, spec.cache.is_some().to_string()),
         ];
         if let Some(ca) = &fetch.ca_pem {
             env.push(plain(SOURCE_CA_VAR, ca.clone()));
@@ -550,11 +562,6 @@ fn source_failure(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<Stri
     ))
 }
 
-/// Whether the attempt's pod fetches anything from the nodes before its job starts: its
-/// pipeline's checkout, or the artifacts of the jobs it needs.
-fn fetches(spec: &WorkerSpec) -> bool {
-    spec.checkout.is_some() || !spec.inputs.is_empty()
-}
 
 #[cfg(test)]
 mod tests {
@@ -592,6 +599,7 @@ mod tests {
             checkout: None,
             source_fetch: None,
             inputs: Vec::new(),
+            cache: None,
         }
     }
 
@@ -716,6 +724,29 @@ mod tests {
             matches!(&e, ProviderError::Unsupported(m) if m.contains("--secrets-key-file")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_cache_is_fetched_when_the_pod_can_and_skipped_when_it_cannot() {
+        let mut s = from_source();
+        s.checkout = None;
+        s.cache = Some("/data/artifacts/sha256/c".into());
+        let pod = template().build(&s).unwrap();
+        let env = pod.spec.unwrap().init_containers.unwrap()[0].env.clone().unwrap();
+        let var = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+        assert_eq!(var(SOURCE_CACHE_VAR).as_deref(), Some("true"));
+        assert_eq!(var(SOURCE_INPUTS_VAR).as_deref(), Some("0"));
+        // Without a grant or a helper image, the pod starts without its cache.
+        let mut s = spec();
+        s.cache = Some("/data/artifacts/sha256/c".into());
+        let pod = template().build(&s).unwrap();
+        assert!(pod.spec.unwrap().init_containers.is_none());
+        let mut t = template();
+        t.helper_image = None;
+        let mut s = from_source();
+        s.checkout = None;
+        s.cache = Some("/data/artifacts/sha256/c".into());
+        assert!(t.build(&s).unwrap().spec.unwrap().init_containers.is_none());
     }
 
     #[test]

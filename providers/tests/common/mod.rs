@@ -54,5 +54,6 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         checkout: None,
         source_fetch: None,
         inputs: Vec::new(),
+        cache: None,
     }
 }

@@ -96,10 +96,16 @@ impl State {
     }
 
     /// Forgets `tenant`'s least recently used caches other than `key` until `size_bytes` more
-    /// (in place of `key`'s own) fit in `budget`.
+    /// (in place of `key`'s own) fit in `budget`, and one more cache fits in
+    /// `max_caches_per_tenant`.
     fn make_room(&mut self, cx: &mut EntryContext, tenant: &str, key: &str, size_bytes: u64, budget: u64) {
-        let replaced = self.caches.get(tenant, key).map_or(0, |r| r.size_bytes);
-        let mut kept = self.caches.tenant_bytes(tenant).saturating_sub(replaced);
+        let replaced = self.caches.get(tenant, key);
+        let mut kept = self
+            .caches
+            .tenant_bytes(tenant)
+            .saturating_sub(replaced.map_or(0, |r| r.size_bytes));
+        let mut count = self.caches.tenant_count(tenant) - usize::from(replaced.is_some());
+        let max_count = usize::try_from(self.limits.max_caches_per_tenant).unwrap_or(usize::MAX);
         let victims: Vec<String> = self
             .caches
             .least_recently_used(tenant)
@@ -107,11 +113,12 @@ impl State {
             .map(str::to_string)
             .collect();
         for victim in victims {
-            if kept.saturating_add(size_bytes) <= budget {
+            if kept.saturating_add(size_bytes) <= budget && count < max_count {
                 break;
             }
             if let Some(r) = self.caches.remove(tenant, &victim) {
                 kept = kept.saturating_sub(r.size_bytes);
+                count -= 1;
                 cx.emit(Event::CacheRemoved {
                     tenant: tenant.to_string(),
                     key: victim,

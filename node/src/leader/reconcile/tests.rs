@@ -5,7 +5,7 @@ use super::{Action, Known, Sight, decide, timed_out};
 use flotilla_providers::Observation;
 use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
 use flotilla_state_machine::{
-    ApplyContext, ArtifactsSpec, ArtifactsWhen, Assignment, Command, FencingToken, Job, JobId, JobSpec, JobState,
+    ApplyContext, ArtifactsSpec, ArtifactsWhen, Assignment, CachePolicy, CacheSave, CacheSpec, Command, FencingToken, Job, JobId, JobSpec, JobState,
     Limits, PipelineSpec, PoolSpec, Proposal, ProviderKind, Resources, State,
 };
 
@@ -22,19 +22,35 @@ struct Fixture {
 
 impl Fixture {
     fn placed() -> Fixture {
-        Fixture::placed_with(None)
+        Fixture::placed_with(None, None)
     }
 
     /// A job that keeps `out` as its artifacts, `when` it says.
     fn keeping(when: ArtifactsWhen) -> Fixture {
-        Fixture::placed_with(Some(ArtifactsSpec {
-            paths: vec!["out".into()],
-            expire_in_ms: 60_000,
-            when,
-        }))
+        Fixture::placed_with(
+            Some(ArtifactsSpec {
+                paths: vec!["out".into()],
+                expire_in_ms: 60_000,
+                when,
+            }),
+            None,
+        )
     }
 
-    fn placed_with(artifacts: Option<ArtifactsSpec>) -> Fixture {
+    /// A job that restores and saves the cache `deps`.
+    fn caching() -> Fixture {
+        Fixture::placed_with(
+            None,
+            Some(CacheSpec {
+                key: "deps".into(),
+                files: Vec::new(),
+                paths: vec!["target".into()],
+                policy: CachePolicy::PullPush,
+            }),
+        )
+    }
+
+    fn placed_with(artifacts: Option<ArtifactsSpec>, cache: Option<CacheSpec>) -> Fixture {
         let mut f = Fixture {
             state: State::new(Limits::default()),
             index: 0,
@@ -54,6 +70,7 @@ impl Fixture {
         spec.steps.push("make test".into());
         spec.timeout_ms = TIMEOUT_MS;
         spec.artifacts = artifacts.map(Box::new);
+        spec.cache = cache.map(Box::new);
         f.apply(Command::SubmitPipeline {
             tenant: "default".into(),
             idempotency_key: None,
@@ -145,6 +162,7 @@ impl Fixture {
             now_ms,
             jitter_permille: JITTER,
             artifact_kept,
+            cache_settled: job.cache_settled(assignment.attempt),
         };
         decide(&known, &sight)
     }
@@ -191,7 +209,10 @@ fn an_assignment_without_a_worker_gets_one_created_reported_and_observed_at_once
     let f = Fixture::placed();
     assert_eq!(f.decide(Sight::Unasked), vec![Action::Create]);
     assert_eq!(
-        f.decide(Sight::Created { worker_id: "w1".into() }),
+        f.decide(Sight::Created {
+            worker_id: "w1".into(),
+            cache_restored: None
+        }),
         vec![
             f.report(|job, fencing| Command::WorkerCreated {
                 job,
@@ -545,7 +566,10 @@ fn every_decision_asks_the_provider_at_most_once_and_last() {
         Sight::Unasked,
         Sight::OutOfSight,
         Sight::Unreachable,
-        Sight::Created { worker_id: "w".into() },
+        Sight::Created {
+            worker_id: "w".into(),
+            cache_restored: Some("c".repeat(64)),
+        },
         Sight::Refused { reason: "r".into() },
         Sight::Terminated { gone: true },
         Sight::Terminated { gone: false },
@@ -572,8 +596,13 @@ fn every_decision_asks_the_provider_at_most_once_and_last() {
             exit_code: 0,
             refused: None,
         },
+        Sight::CacheCollected {
+            exit_code: 0,
+            outcome: CacheSave::NotSaved { reason: "r".into() },
+        },
     ];
-    for f in [&placed, &running, &released, &keeping] {
+    let caching = Fixture::caching().running();
+    for f in [&placed, &running, &released, &keeping, &caching] {
         for sight in &sights {
             for now_ms in [START_MS, START_MS + TIMEOUT_MS] {
                 let actions = f.decide_at(now_ms, sight.clone());
@@ -692,6 +721,95 @@ fn artifacts_that_cannot_be_kept_fail_a_successful_job_and_leave_a_failed_one_it
 #[test]
 fn a_job_kept_on_success_only_exits_without_collecting_when_it_failed() {
     let mut f = Fixture::keeping(ArtifactsWhen::OnSuccess).running();
+    f.commit_output(10);
+    f.finish_step(0, 0);
+    f.finish_step(1, 1);
+    assert_eq!(
+        f.decide(Sight::Observed(exited(1, 10))),
+        vec![
+            f.report(|job, fencing| Command::WorkerExited {
+                job,
+                fencing,
+                exit_code: 1,
+                jitter_permille: JITTER,
+            }),
+            Action::Remove,
+        ]
+    );
+}
+
+#[test]
+fn a_restored_cache_is_reported_with_the_creation() {
+    let f = Fixture::caching();
+    let digest = "c".repeat(64);
+    assert_eq!(
+        f.decide(Sight::Created {
+            worker_id: "w1".into(),
+            cache_restored: Some(digest.clone()),
+        }),
+        vec![
+            f.report(|job, fencing| Command::WorkerCreated {
+                job,
+                fencing,
+                worker_id: "w1".into()
+            }),
+            f.report(|job, fencing| Command::CacheRestored { job, fencing, digest }),
+            Action::Observe,
+        ]
+    );
+}
+
+#[test]
+fn a_cache_is_collected_after_success_and_its_outcome_reported_before_the_exit() {
+    let mut f = Fixture::caching().running();
+    f.commit_output(100);
+    f.finish_step(0, 0);
+    f.finish_step(1, 0);
+    assert_eq!(
+        f.decide(Sight::Observed(exited(0, 100))),
+        vec![Action::CollectCache { exit_code: 0 }]
+    );
+    let exit = vec![
+        f.report(|job, fencing| Command::WorkerExited {
+            job,
+            fencing,
+            exit_code: 0,
+            jitter_permille: JITTER,
+        }),
+        Action::Remove,
+    ];
+    for outcome in [
+        CacheSave::Stored {
+            digest: "e".repeat(64).into(),
+            size_bytes: 7,
+            entries: 2,
+        },
+        // Not saved (a path missing, a node down): reported, and the job exits as it did.
+        CacheSave::NotSaved {
+            reason: "cache.paths[0] \"target\" does not exist in the workspace".into(),
+        },
+    ] {
+        let mut expected = vec![f.report(|job, fencing| Command::CacheSaved {
+            job,
+            fencing,
+            outcome: outcome.clone(),
+        })];
+        expected.extend(exit.clone());
+        assert_eq!(f.decide(Sight::CacheCollected { exit_code: 0, outcome }), expected);
+    }
+    // Once this attempt's save is recorded (a new leader, say), the exit follows at once.
+    let (job, fencing) = (f.job, f.fencing());
+    f.apply(Command::CacheSaved {
+        job,
+        fencing,
+        outcome: CacheSave::NotSaved { reason: "r".into() },
+    });
+    assert_eq!(f.decide(Sight::Observed(exited(0, 100))), exit);
+}
+
+#[test]
+fn a_failed_job_saves_no_cache() {
+    let mut f = Fixture::caching().running();
     f.commit_output(10);
     f.finish_step(0, 0);
     f.finish_step(1, 1);
