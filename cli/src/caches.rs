@@ -74,7 +74,11 @@ pub async fn cache(client: &Client, format: Format, cmd: &CacheCmd) -> anyhow::R
                     .map(|u| {
                         vec![
                             cell(&u["tenant"]),
-                            format!("{} of {}", size_text(&u["cache_bytes"]), size_text(&u["cache_budget_bytes"])),
+                            format!(
+                                "{} of {}",
+                                size_text(&u["cache_bytes"]),
+                                size_text(&u["cache_budget_bytes"])
+                            ),
                             format!(
                                 "{} of {}",
                                 size_text(&u["artifact_bytes"]),
@@ -90,9 +94,7 @@ pub async fn cache(client: &Client, format: Format, cmd: &CacheCmd) -> anyhow::R
             });
         }
         CacheCmd::Clear {
-            key: Some(key),
-            tenant,
-            ..
+            key: Some(key), tenant, ..
         } => crate::repos::remove(client, format, "caches", "cache", key, tenant).await?,
         CacheCmd::Clear { key: None, tenant, .. } => {
             let v = client

@@ -34,8 +34,8 @@ pub use kubernetes::{KubernetesConfig, KubernetesProvider, PodView};
 pub use process::{ProcessConfig, ProcessProvider, RunAs, RunAsError, default_secrets_dir, on_tmpfs};
 pub use provider::{
     ArtifactRequest, CONTAINER_SECRETS_DIR, LABEL_ATTEMPT, LABEL_CLUSTER, LABEL_CLUSTER_ID, LABEL_JOB, LABEL_WORKER,
-    ListedWorker, Observation, ProviderError, SOURCE_CA_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR,
-    SOURCE_URLS_VAR, SourceFetch, WorkerProvider, WorkerSpec, parse_worker_name, worker_name,
+    ListedWorker, Observation, ProviderError, SOURCE_CA_VAR, SOURCE_CACHE_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR,
+    SOURCE_INPUTS_VAR, SOURCE_URLS_VAR, SourceFetch, WorkerProvider, WorkerSpec, parse_worker_name, worker_name,
 };
 pub use provider_set::ProviderSet;
 pub use secret_value::SecretValue;

@@ -174,7 +174,10 @@ impl Caches {
         for ((tenant, key), r) in &self.by_key {
             *counts.entry(r.tenant.as_str()).or_default() += 1;
             if r.tenant != *tenant || r.key != *key {
-                return Err(format!("cache {tenant}/{key} holds the record of {}/{}", r.tenant, r.key));
+                return Err(format!(
+                    "cache {tenant}/{key} holds the record of {}/{}",
+                    r.tenant, r.key
+                ));
             }
             if r.size_bytes > 0 {
                 *bytes.entry(r.tenant.as_str()).or_default() += r.size_bytes;
@@ -233,7 +236,10 @@ mod tests {
         assert_eq!(old.size_bytes, 10);
         assert_eq!(c.tenant_bytes("t"), 8);
         assert_eq!(c.least_recently_used("t").collect::<Vec<_>>(), vec!["b", "a"]);
-        assert_eq!(c.of_tenant("t").map(|r| r.key.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(
+            c.of_tenant("t").map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
         assert_eq!(c.of_tenant("u").count(), 1);
         c.remove("t", "a");
         c.remove("t", "b");

@@ -74,10 +74,10 @@ pub use secret::{SealedValue, SecretRecord, WrappedDataKey};
 pub use session::{ClientId, ClientRequest, Sessions};
 pub use source::{Source, SourceEvent};
 pub use spec::{
-    ArtifactsSpec, ArtifactsWhen, CONDITION_FUEL_PER_PIPELINE, CachePolicy, CacheSpec, MAX_CACHE_KEY_BYTES,
-    MAX_CACHE_KEY_FILES, MAX_CACHE_PATHS, cache_key_problem, Condition, Expanded, Fuel, JobSpec,
-    MAX_ARTIFACT_EXPIRY_MS, MAX_ARTIFACT_PATH_BYTES, MAX_ARTIFACT_PATHS, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH,
-    OutOfFuel, PipelineSpec, RetryPolicy, SpecError, StringMap,
+    ArtifactsSpec, ArtifactsWhen, CONDITION_FUEL_PER_PIPELINE, CachePolicy, CacheSpec, Condition, Expanded, Fuel,
+    JobSpec, MAX_ARTIFACT_EXPIRY_MS, MAX_ARTIFACT_PATH_BYTES, MAX_ARTIFACT_PATHS, MAX_CACHE_KEY_BYTES,
+    MAX_CACHE_KEY_FILES, MAX_CACHE_PATHS, MAX_CONDITION_BYTES, MAX_CONDITION_DEPTH, OutOfFuel, PipelineSpec,
+    RetryPolicy, SpecError, StringMap, cache_key_problem,
 };
 pub use state::State;
 pub use state_index::StateIndex;

@@ -38,7 +38,10 @@ fn start(h: &mut Harness, key: &str, policy: CachePolicy) -> (JobId, FencingToke
     let (_, jobs) = h.submit(pipeline("p", vec![caching("build", key, policy)]));
     h.schedule();
     let f = h.fencing(jobs[0]);
-    h.ok(Command::WorkerStarted { job: jobs[0], fencing: f });
+    h.ok(Command::WorkerStarted {
+        job: jobs[0],
+        fencing: f,
+    });
     (jobs[0], f)
 }
 
@@ -54,7 +57,10 @@ fn keys_by_use(h: &Harness) -> Vec<String> {
 fn a_saved_cache_is_restored_by_the_next_job_of_the_tenant() {
     let mut h = Harness::with_pool();
     let (build, f) = start(&mut h, "deps", CachePolicy::PullPush);
-    assert!(h.state.cache_for(h.state.job(build).unwrap()).is_none(), "nothing saved yet");
+    assert!(
+        h.state.cache_for(h.state.job(build).unwrap()).is_none(),
+        "nothing saved yet"
+    );
     let e = h.ok(stored(build, f, 'a', 1000));
     assert_eq!(Harness::kinds(&e), ["CacheSaved"]);
     // Saved once per attempt: a repeat changes nothing.
@@ -68,7 +74,10 @@ fn a_saved_cache_is_restored_by_the_next_job_of_the_tenant() {
         jitter_permille: 0,
     });
     let r = h.state.caches().get("default", "deps").expect("kept").clone();
-    assert_eq!((r.digest.as_str(), r.size_bytes, r.job), (digest('a').as_str(), 1000, build));
+    assert_eq!(
+        (r.digest.as_str(), r.size_bytes, r.job),
+        (digest('a').as_str(), 1000, build)
+    );
     assert_eq!(h.state.caches().tenant_bytes("default"), 1000);
     let note = h.job(build).unwrap().attempts[0].cache.clone().unwrap();
     assert!(matches!(note.saved, Some(CacheSave::Stored { size_bytes: 1000, .. })));
@@ -76,7 +85,10 @@ fn a_saved_cache_is_restored_by_the_next_job_of_the_tenant() {
     // The next pipeline's job pulls it; its restore counts as a use.
     h.now_ms += 5_000;
     let (next, f2) = start(&mut h, "deps", CachePolicy::Pull);
-    assert_eq!(h.state.cache_for(h.state.job(next).unwrap()).map(|r| r.digest.as_str()), Some(digest('a').as_str()));
+    assert_eq!(
+        h.state.cache_for(h.state.job(next).unwrap()).map(|r| r.digest.as_str()),
+        Some(digest('a').as_str())
+    );
     h.ok(Command::CacheRestored {
         job: next,
         fencing: f2,
@@ -86,7 +98,11 @@ fn a_saved_cache_is_restored_by_the_next_job_of_the_tenant() {
     let note = h.job(next).unwrap().attempts[0].cache.clone().unwrap();
     assert_eq!(note.restored.as_deref(), Some(digest('a').as_str()));
     // A pull-only job saves nothing.
-    assert!(h.rejected(stored(next, f2, 'c', 5)).to_string().contains("saves no cache"));
+    assert!(
+        h.rejected(stored(next, f2, 'c', 5))
+            .to_string()
+            .contains("saves no cache")
+    );
     // Another tenant sees nothing of it.
     assert!(h.state.caches().get("other", "deps").is_none());
 }
@@ -117,7 +133,10 @@ fn the_budget_evicts_the_least_recently_used_caches_first() {
     let (j, f) = start(&mut h, "d", CachePolicy::PullPush);
     let e = h.ok(stored(j, f, 'd', 40));
     assert_eq!(Harness::kinds(&e), ["CacheRemoved", "CacheSaved"]);
-    assert!(e.iter().any(|e| matches!(e, Event::CacheRemoved { key, evicted: true, size_bytes: 30, .. } if key == "b")));
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, Event::CacheRemoved { key, evicted: true, size_bytes: 30, .. } if key == "b"))
+    );
     assert_eq!(keys_by_use(&h), ["c", "a", "d"]);
     assert_eq!(h.state.caches().tenant_bytes("default"), 100);
     // A cache saved again under its key replaces itself, evicting nothing else.
@@ -182,7 +201,10 @@ fn only_the_running_attempt_saves_and_only_real_digests() {
         term: f.term,
         log_index: f.log_index + 100,
     };
-    assert!(matches!(h.rejected(stored(j, stale, 'a', 1)), Rejection::StaleFencing { .. }));
+    assert!(matches!(
+        h.rejected(stored(j, stale, 'a', 1)),
+        Rejection::StaleFencing { .. }
+    ));
     h.ok(Command::CancelJob { job: j });
     let (resp, _) = h.run(stored(j, f, 'a', 1));
     assert_eq!(resp, Response::Done { changed: false });
@@ -191,7 +213,11 @@ fn only_the_running_attempt_saves_and_only_real_digests() {
     let (_, jobs) = h.submit(pipeline("plain", vec![job("x", &[])]));
     h.schedule();
     let fx = h.fencing(jobs[0]);
-    assert!(h.rejected(stored(jobs[0], fx, 'a', 1)).to_string().contains("saves no cache"));
+    assert!(
+        h.rejected(stored(jobs[0], fx, 'a', 1))
+            .to_string()
+            .contains("saves no cache")
+    );
 }
 
 #[test]

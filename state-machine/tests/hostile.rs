@@ -94,7 +94,11 @@ fn sane_job() -> impl Strategy<Value = JobSpec> {
             key: "deps".into(),
             files: Vec::new(),
             paths: vec!["target".into()],
-            policy: if second { CachePolicy::Pull } else { CachePolicy::PullPush },
+            policy: if second {
+                CachePolicy::Pull
+            } else {
+                CachePolicy::PullPush
+            },
         }));
         if second {
             // Often refused (no such secret yet), accepted once `db` is set.

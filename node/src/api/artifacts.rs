@@ -64,21 +64,53 @@ async fn record_of(
     }
 }
 
-/// The blob of `record` on this node, fetched from a peer if it is not here.
-async fn blob_of(app: &AppState, record: &ArtifactRecord) -> Result<std::path::PathBuf, ApiError> {
-    let fetch = app.blobs.fetch(&record.digest);
-    match tokio::time::timeout(crate::artifacts::copy_timeout(record.size_bytes), fetch).await {
+/// A blob to send: an artifact or a cache, as its record names it.
+pub(super) struct BlobRef {
+    pub digest: String,
+    pub size_bytes: u64,
+    /// What it is, for messages (`the artifact of job 7`).
+    pub what: String,
+    /// The name a download is saved as.
+    pub filename: String,
+}
+
+impl From<&ArtifactRecord> for BlobRef {
+    fn from(r: &ArtifactRecord) -> BlobRef {
+        BlobRef {
+            digest: r.digest.to_string(),
+            size_bytes: r.size_bytes,
+            what: format!("the artifact of job {}", r.job),
+            filename: format!("job-{}-artifacts.tar.zst", r.job.0),
+        }
+    }
+}
+
+impl From<&flotilla_state_machine::CacheRecord> for BlobRef {
+    fn from(r: &flotilla_state_machine::CacheRecord) -> BlobRef {
+        BlobRef {
+            digest: r.digest.to_string(),
+            size_bytes: r.size_bytes,
+            what: format!("cache {:?}", r.key.as_str()),
+            filename: format!("cache-{}.tar.zst", r.key),
+        }
+    }
+}
+
+/// The blob on this node, fetched from a peer if it is not here.
+async fn blob_of(app: &AppState, blob: &BlobRef) -> Result<std::path::PathBuf, ApiError> {
+    let fetch = app.blobs.fetch(&blob.digest);
+    match tokio::time::timeout(crate::artifacts::copy_timeout(blob.size_bytes), fetch).await {
         Ok(Ok(path)) => Ok(path),
         Ok(Err(e)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            format!("the artifact of job {} is on no node that answers: {e}", record.job),
+            format!("{} is on no node that answers: {e}", blob.what),
         )
         .retry_after(5)),
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            format!("fetching the artifact of job {} from a peer timed out", record.job),
+            format!("fetching {} from a peer timed out", blob.what),
         )
         .retry_after(5)),
     }
@@ -96,7 +128,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let (record, applied) = record_of(&app, &scope, id, raw).await?;
-    let path = blob_of(&app, &record).await?;
+    let path = blob_of(&app, &BlobRef::from(&record)).await?;
     let listed =
         tokio::task::spawn_blocking(move || flotilla_providers::artifact_archive::list(&path, MAX_LISTED_FILES))
             .await
@@ -131,17 +163,12 @@ pub async fn archive(
 ) -> Result<Response, ApiError> {
     let id = JobId(parse_id("id", &id)?);
     let (record, applied) = record_of(&app, &scope, id, raw).await?;
-    serve_blob(&app, &record, Some(applied)).await
+    serve_blob(&app, &BlobRef::from(&record), Some(applied)).await
 }
 
 /// `record`'s blob as a response (from this node, fetched from a peer first if missing),
 /// checked against its digest as it is sent; with the applied index of the read, if any.
-pub(super) async fn serve_blob(
-    app: &AppState,
-    record: &ArtifactRecord,
-    applied: Option<u64>,
-) -> Result<Response, ApiError> {
-    let id = record.job.0;
+pub(super) async fn serve_blob(app: &AppState, record: &BlobRef, applied: Option<u64>) -> Result<Response, ApiError> {
     blob_of(app, record).await?;
     let (file, check) = app
         .blobs
@@ -169,7 +196,7 @@ pub(super) async fn serve_blob(
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zstd"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(record.size_bytes));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"job-{id}-artifacts.tar.zst\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", record.filename)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     if let Ok(v) = HeaderValue::from_str(&record.digest) {

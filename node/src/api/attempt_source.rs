@@ -12,6 +12,8 @@
 //! `GET /v1/jobs/{id}/attempts/{attempt}/inputs/{n}`: the same attempt's `n`-th artifact (of
 //! the jobs it needs, `State::inputs_of`), the blob as `api/artifacts.rs` serves it, behind the
 //! same grant: a pod receives the files it needs from any node, as it receives its source.
+//! `GET .../cache` serves the job's cache (`State::cache_for`: its tenant's latest of its key)
+//! the same way.
 
 use super::{ApiError, AppState, parse_id};
 use crate::source::CheckoutState;
@@ -108,7 +110,33 @@ pub async fn inputs(
             .ok_or_else(|| ApiError::not_found(format!("job {} receives no artifact {n}", job.0)))
     })
     .await?;
-    super::artifacts::serve_blob(&app, &record, None).await
+    super::artifacts::serve_blob(&app, &(&record).into(), None).await
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}/attempts/{attempt}/cache", tag = "jobs",
+    params(("id" = u64, Path), ("attempt" = u32, Path)),
+    security(("grant" = [])),
+    responses((status = 200, description = "the job's cache: a tar archive compressed with zstd, checked against its digest as it is sent", content_type = "application/zstd"),
+        (status = 401, description = "no grant, or not this attempt's", body = super::openapi::ErrorBodyDoc),
+        (status = 404, description = "no such attempt, or its tenant keeps no cache of the job's key", body = super::openapi::ErrorBodyDoc),
+        (status = 410, description = "the attempt is over", body = super::openapi::ErrorBodyDoc),
+        (status = 503, description = "no leader to catch up with, or the blob is on no node that answers: try again (Retry-After)", body = super::openapi::ErrorBodyDoc)))]
+pub async fn cache(
+    State(app): State<AppState>,
+    Path((id, attempt)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (job, attempt) = parse_attempt(&id, &attempt)?;
+    let presented = grant_of(&headers)?;
+    let keyring = keyring_of(&app)?;
+    let record = admitted(&app, &keyring, job, attempt, &presented, |state, j| {
+        state
+            .cache_for(j)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("job {} has no cache to restore", job.0)))
+    })
+    .await?;
+    super::artifacts::serve_blob(&app, &(&record).into(), None).await
 }
 
 fn parse_attempt(id: &str, attempt: &str) -> Result<(JobId, u32), ApiError> {

@@ -5,8 +5,8 @@
 //! `?consistency=linearizable` first waits until this node has applied the leader's read index.
 
 mod artifacts;
-mod caches;
 mod attempt_source;
+mod caches;
 pub(crate) mod cluster;
 mod error;
 mod events;
@@ -348,6 +348,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             "/v1/jobs/{id}/attempts/{attempt}/source",
             Method::GET,
             get(attempt_source::source),
+            Permission::Public,
+        ),
+        (
+            "/v1/jobs/{id}/attempts/{attempt}/cache",
+            Method::GET,
+            get(attempt_source::cache),
             Permission::Public,
         ),
         (

@@ -39,6 +39,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         jobs::why_pending,
         attempt_source::source,
         attempt_source::inputs,
+        attempt_source::cache,
         events::stream,
         pools::list,
         pools::register,

@@ -289,6 +289,8 @@ mod tests {
             super::cache_reason("artifacts.paths[2] \"target\" does not exist in the workspace"),
             "cache.paths[2] \"target\" does not exist in the workspace"
         );
-        assert!(super::cache_reason("the artifacts take more than 5 bytes (compressed)").starts_with("the cache takes"));
+        assert!(
+            super::cache_reason("the artifacts take more than 5 bytes (compressed)").starts_with("the cache takes")
+        );
     }
 }

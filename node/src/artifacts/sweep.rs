@@ -72,12 +72,7 @@ pub async fn run_sweeps(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let referenced: BTreeMap<String, u64> = {
-            let data = machine.read();
-            let artifacts = data.state.artifacts().iter().map(|r| (r.digest.to_string(), r.size_bytes));
-            let caches = data.state.caches().iter().map(|r| (r.digest.to_string(), r.size_bytes));
-            artifacts.chain(caches).collect()
-        };
+        let referenced = referenced(&machine.read().state);
         // One listing serves both: what is removed, then what is left and missing.
         let store = store.clone();
         let names = referenced.clone();
@@ -121,9 +116,104 @@ pub async fn run_sweeps(
     }
 }
 
+/// Every blob a record names (an artifact or a cache), with its size.
+pub fn referenced(state: &flotilla_state_machine::State) -> BTreeMap<String, u64> {
+    let artifacts = state.artifacts().iter().map(|r| (r.digest.to_string(), r.size_bytes));
+    let caches = state.caches().iter().map(|r| (r.digest.to_string(), r.size_bytes));
+    artifacts.chain(caches).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifacts_and_caches_keep_their_blobs() {
+        use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
+        use flotilla_state_machine::*;
+        let mut state = State::new(Limits::DEFAULT);
+        let mut index = 0;
+        let mut apply = |state: &mut State, command: Command| {
+            index += 1;
+            let (r, _) = state.apply(
+                ApplyContext {
+                    log_index: index,
+                    term: 1,
+                },
+                &Proposal::new(1000, command),
+            );
+            assert!(r.rejection().is_none(), "{r:?}");
+        };
+        let pool = PoolSpec {
+            name: "local".into(),
+            provider: ProviderKind::Process,
+            capacity: Resources::new(4000, 4096, 0),
+            max_workers: 4,
+            labels: Default::default(),
+            settings: Default::default(),
+        };
+        apply(&mut state, Command::RegisterPool { spec: pool });
+        let mut job = JobSpec::simple("build", "make", Resources::new(100, 64, 0));
+        job.artifacts = Some(Box::new(ArtifactsSpec {
+            paths: vec!["out".into()],
+            expire_in_ms: 60_000,
+            when: ArtifactsWhen::OnSuccess,
+        }));
+        job.cache = Some(Box::new(CacheSpec {
+            key: "deps".into(),
+            files: Vec::new(),
+            paths: vec!["target".into()],
+            policy: CachePolicy::PullPush,
+        }));
+        let spec = PipelineSpec {
+            name: "p".into(),
+            jobs: vec![job],
+        };
+        apply(
+            &mut state,
+            Command::SubmitPipeline {
+                tenant: "default".into(),
+                idempotency_key: None,
+                spec,
+                source: None,
+                rerun_of: None,
+            },
+        );
+        let plan = schedule(&state, &SchedulerPolicy::default(), 1000);
+        let job = plan.placements[0].job;
+        apply(
+            &mut state,
+            Command::ApplyPlan {
+                placements: plan.placements,
+            },
+        );
+        let fencing = state.job(job).and_then(Job::fencing).unwrap();
+        apply(&mut state, Command::WorkerStarted { job, fencing });
+        let (a, c) = ("a".repeat(64), "c".repeat(64));
+        apply(
+            &mut state,
+            Command::ArtifactStored {
+                job,
+                fencing,
+                digest: a.clone(),
+                size_bytes: 10,
+                entries: 1,
+            },
+        );
+        apply(
+            &mut state,
+            Command::CacheSaved {
+                job,
+                fencing,
+                outcome: CacheSave::Stored {
+                    digest: c.clone().into(),
+                    size_bytes: 20,
+                    entries: 1,
+                },
+            },
+        );
+        assert_eq!(referenced(&state), BTreeMap::from([(a, 10), (c, 20)]));
+    }
 
     #[test]
     fn only_old_blobs_no_record_names_go() {

@@ -41,7 +41,9 @@ pub fn wanted(spec: &PipelineSpec) -> Result<Vec<(usize, String)>, String> {
 /// id of each wanted path, in `wanted`'s order.
 pub fn apply(spec: &mut PipelineSpec, ids: &[((usize, String), Option<String>)]) {
     for (i, job) in spec.jobs.iter_mut().enumerate() {
-        let Some(cache) = job.cache.as_deref_mut() else { continue };
+        let Some(cache) = job.cache.as_deref_mut() else {
+            continue;
+        };
         if cache.files.is_empty() {
             continue;
         }
@@ -84,7 +86,10 @@ mod tests {
     fn the_spec_gets_its_keys_and_loses_its_files() {
         let mut s = spec(&["Cargo.lock", "rust-toolchain"]);
         let wanted = wanted(&s).unwrap();
-        assert_eq!(wanted, vec![(0, "Cargo.lock".to_string()), (0, "rust-toolchain".to_string())]);
+        assert_eq!(
+            wanted,
+            vec![(0, "Cargo.lock".to_string()), (0, "rust-toolchain".to_string())]
+        );
         let ids: Vec<_> = wanted.into_iter().map(|w| (w, Some("ab".to_string()))).collect();
         apply(&mut s, &ids);
         let cache = s.jobs[0].cache.as_deref().unwrap();

@@ -15,8 +15,13 @@
 //! `/inputs/<n>` beside each node's source URL, the same way: each is a zstd-compressed tar,
 //! unpacked with the same guards. A job of a pipeline that does not come from a repository
 //! has artifacts alone (`--checkout false`).
+//!
+//! Before the artifacts, the job's cache (`--cache`), from `/cache`: a speed-up, so a cache
+//! no node serves within `CACHE_TIMEOUT_MS` is skipped with a line saying so, never a failure.
 
-use flotilla_providers::{SOURCE_CA_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR};
+use flotilla_providers::{
+    SOURCE_CA_VAR, SOURCE_CACHE_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,7 +58,10 @@ pub struct FetchOptions {
     /// How many artifacts to fetch after the checkout.
     #[arg(long, env = SOURCE_INPUTS_VAR, default_value_t = 0)]
     pub inputs: u32,
-    /// Largest artifact accepted (the ceiling of the per-job limit).
+    /// Whether to restore the job's cache (before the artifacts; skipped if no node has it).
+    #[arg(long, env = SOURCE_CACHE_VAR, default_value_t = false, action = clap::ArgAction::Set)]
+    pub cache: bool,
+    /// Largest artifact or cache accepted (the ceiling of the per-job limit).
     #[arg(long, default_value_t = crate::artifacts::MAX_BLOB_BYTES)]
     pub max_input_bytes: u64,
 }
@@ -65,13 +73,19 @@ enum Payload {
     Checkout,
     /// Artifact `n`, a tar compressed with zstd.
     Input(u32),
+    /// The job's cache, a tar compressed with zstd.
+    Cache,
 }
+
+/// Longest the cache is waited for before the job starts without it.
+pub const CACHE_TIMEOUT_MS: u64 = 60_000;
 
 impl std::fmt::Display for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Payload::Checkout => write!(f, "the source"),
             Payload::Input(n) => write!(f, "artifact {n}"),
+            Payload::Cache => write!(f, "the cache"),
         }
     }
 }
@@ -80,6 +94,12 @@ impl std::fmt::Display for Payload {
 fn input_url(source_url: &str, n: u32) -> String {
     let base = source_url.strip_suffix("/source").unwrap_or(source_url);
     format!("{base}/inputs/{n}")
+}
+
+/// Where the cache is on the node whose source is at `source_url`.
+fn cache_url(source_url: &str) -> String {
+    let base = source_url.strip_suffix("/source").unwrap_or(source_url);
+    format!("{base}/cache")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +148,13 @@ pub async fn run(options: &FetchOptions) -> Result<(), FetchError> {
     if options.checkout {
         fetch(&client, &options.urls, Payload::Checkout, options, deadline).await?;
     }
+    if options.cache {
+        let urls: Vec<String> = options.urls.iter().map(|u| cache_url(u)).collect();
+        let cache_deadline = deadline.min(tokio::time::Instant::now() + Duration::from_millis(CACHE_TIMEOUT_MS));
+        if let Err(e) = fetch(&client, &urls, Payload::Cache, options, cache_deadline).await {
+            eprintln!("starting without the cache: {e}");
+        }
+    }
     for n in 0..options.inputs {
         let urls: Vec<String> = options.urls.iter().map(|u| input_url(u, n)).collect();
         fetch(&client, &urls, Payload::Input(n), options, deadline).await?;
@@ -153,7 +180,9 @@ async fn fetch(
                 Try::Fetched(bytes) => {
                     let unpacked = match what {
                         Payload::Checkout => flotilla_providers::source_archive::unpack(&part, &options.into),
-                        Payload::Input(_) => flotilla_providers::artifact_archive::unpack(&part, &options.into),
+                        Payload::Input(_) | Payload::Cache => {
+                            flotilla_providers::artifact_archive::unpack(&part, &options.into)
+                        }
                     };
                     let _ = std::fs::remove_file(&part);
                     unpacked.map_err(|error| FetchError::Unpack {
@@ -214,7 +243,7 @@ async fn fetch_once(
 ) -> Result<Try, FetchError> {
     let max_bytes = match what {
         Payload::Checkout => options.max_bytes,
-        Payload::Input(_) => options.max_input_bytes,
+        Payload::Input(_) | Payload::Cache => options.max_input_bytes,
     };
     let too_large = || FetchError::TooLarge {
         what: what.to_string(),
@@ -303,6 +332,10 @@ mod tests {
             input_url("https://10.0.0.1:8443/v1/jobs/7/attempts/2/source", 1),
             "https://10.0.0.1:8443/v1/jobs/7/attempts/2/inputs/1"
         );
+        assert_eq!(
+            cache_url("https://10.0.0.1:8443/v1/jobs/7/attempts/2/source"),
+            "https://10.0.0.1:8443/v1/jobs/7/attempts/2/cache"
+        );
     }
 
     #[test]
@@ -320,11 +353,13 @@ mod tests {
             "false",
             "--inputs",
             "2",
+            "--cache",
+            "true",
         ])
         .unwrap();
-        assert!(!o.checkout);
+        assert!(!o.checkout && o.cache);
         assert_eq!(o.inputs, 2);
         let o = FetchOptions::try_parse_from(["fetch-source", "--into", "/w", "--urls", "u", "--grant", "g"]).unwrap();
-        assert!(o.checkout && o.inputs == 0, "a checkout alone, as before");
+        assert!(o.checkout && o.inputs == 0 && !o.cache, "a checkout alone, as before");
     }
 }

@@ -308,10 +308,13 @@ impl Sources {
         let git = self.git_dir(&key);
         let mut ids = Vec::with_capacity(wanted.len());
         for (job, path) in wanted {
-            let id = git.object_id(commit, &path).await.map_err(|source| PipelineFileError::Fetch {
-                url: repo.spec.url.clone(),
-                source,
-            })?;
+            let id = git
+                .object_id(commit, &path)
+                .await
+                .map_err(|source| PipelineFileError::Fetch {
+                    url: repo.spec.url.clone(),
+                    source,
+                })?;
             ids.push(((job, path), id));
         }
         cache_keys::apply(spec, &ids);

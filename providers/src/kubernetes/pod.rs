@@ -146,7 +146,11 @@ impl PodTemplate<'_> {
     /// job's variables are distinct), and the source grant under `SOURCE_GRANT_KEY`. `None`
     /// for an attempt with neither.
     pub fn secret(&self, spec: &WorkerSpec) -> Option<Secret> {
-        let grant = spec.source_fetch.as_ref().filter(|_| self.fetches(spec)).map(|f| &f.grant);
+        let grant = spec
+            .source_fetch
+            .as_ref()
+            .filter(|_| self.fetches(spec))
+            .map(|f| &f.grant);
         if spec.secret_env.is_empty() && spec.secret_files.is_empty() && grant.is_none() {
             return None;
         }
@@ -561,7 +565,6 @@ fn source_failure(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<Stri
         waiting.message.clone().unwrap_or_default()
     ))
 }
-
 
 #[cfg(test)]
 mod tests {

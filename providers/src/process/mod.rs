@@ -246,7 +246,8 @@ impl WorkerProvider for ProcessProvider {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        if let Err(e) = checkout::unpack_inputs(&spec.restored_blobs(), &tmp.join("work"), self.config.run_as.as_ref()) {
+        if let Err(e) = checkout::unpack_inputs(&spec.restored_blobs(), &tmp.join("work"), self.config.run_as.as_ref())
+        {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }

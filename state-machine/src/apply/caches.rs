@@ -30,8 +30,7 @@ impl State {
                 reason: format!("job {job} saves no cache"),
             }));
         };
-        if j
-            .attempts
+        if j.attempts
             .last()
             .filter(|a| a.attempt == attempt)
             .and_then(|a| a.cache.as_ref())

@@ -175,7 +175,12 @@ mod tests {
         assert!(check(&s).unwrap_err().to_string().contains("cache.files"));
         assert!(s.validate_files(&|f| f.to_string()).is_ok());
         s.files = vec!["../Cargo.lock".into()];
-        assert!(s.validate_files(&|f| f.to_string()).unwrap_err().to_string().contains("cache.files[0]"));
+        assert!(
+            s.validate_files(&|f| f.to_string())
+                .unwrap_err()
+                .to_string()
+                .contains("cache.files[0]")
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use super::{Action, Known, Sight, decide, timed_out};
 use flotilla_providers::Observation;
 use flotilla_state_machine::scheduler::{SchedulerPolicy, schedule};
 use flotilla_state_machine::{
-    ApplyContext, ArtifactsSpec, ArtifactsWhen, Assignment, CachePolicy, CacheSave, CacheSpec, Command, FencingToken, Job, JobId, JobSpec, JobState,
-    Limits, PipelineSpec, PoolSpec, Proposal, ProviderKind, Resources, State,
+    ApplyContext, ArtifactsSpec, ArtifactsWhen, Assignment, CachePolicy, CacheSave, CacheSpec, Command, FencingToken,
+    Job, JobId, JobSpec, JobState, Limits, PipelineSpec, PoolSpec, Proposal, ProviderKind, Resources, State,
 };
 
 const START_MS: u64 = 1_000_000;
