@@ -360,7 +360,7 @@ impl WorkerProvider for KubernetesProvider {
         _request: &crate::ArtifactRequest,
     ) -> Result<crate::artifact_archive::Packed, ProviderError> {
         Err(ProviderError::Unsupported(
-            "a Kubernetes pod's files cannot be kept as artifacts yet; run the job on a process or Docker pool".into(),
+            "a Kubernetes pod's files cannot be collected yet (as artifacts or a cache); run the job on a process or Docker pool".into(),
         ))
     }
 
