@@ -140,33 +140,7 @@ async fn a_jobs_files_reach_the_job_that_needs_it_and_every_node_serves_them() {
     let (s, v) = c.get(3, &format!("/v1/jobs/{plain}/artifacts")).await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("no_artifacts")), "{v}");
     // The console's job page shows them, with a download link.
-    let token = c.token.get().expect("the cluster's admin token").clone();
-    let r = c
-        .anonymous
-        .post(c.node(1).url("/ui/sign-in"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}&next=%2Fui%2Fcluster"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let html = c
-        .anonymous
-        .get(c.node(1).url(&format!("/ui/jobs/{build}")))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = c.console_page(1, &format!("/ui/jobs/{build}")).await;
     assert!(html.contains("Artifacts"), "{html}");
     assert!(html.contains(&format!("/v1/jobs/{build}/artifacts/archive")), "{html}");
     assert!(html.contains(&digests[0]), "{html}");

@@ -93,6 +93,10 @@ async fn a_cache_saved_by_one_pipeline_is_restored_by_the_next_until_cleared() {
     assert_eq!(second["attempts"][0]["cache"]["restored"], digest.as_str(), "{second}");
     let changed = saved_digest(&second);
     assert_ne!(changed, digest, "the cache did not follow its files");
+    // The console's job page says what the attempt did with the cache.
+    let html = c.console_page(3, &format!("/ui/jobs/{}", second["id"])).await;
+    assert!(html.contains(&format!("deps restored ({})", &digest[..12])), "{html}");
+    assert!(html.contains("saved, "), "{html}");
 
     // A pull-only job reads the latest and saves nothing.
     let pull = json!({ "key": "deps", "paths": ["deps"], "policy": "pull" });

@@ -269,6 +269,28 @@ pub struct AttemptRow {
     pub started_at_ms: Option<u64>,
     pub finished_at_ms: Option<u64>,
     pub outcome: Option<String>,
+    /// What it did with the job's cache, in words (`-` for a job without one).
+    pub cache: String,
+}
+
+/// An attempt's cache as a person reads it: restored or not, saved or why not.
+fn cache_text(job: &flotilla_state_machine::Job, a: &flotilla_state_machine::AttemptRecord) -> String {
+    let Some(spec) = job.spec.cache.as_deref() else {
+        return "-".into();
+    };
+    let note = a.cache.as_deref();
+    let restored = match note.and_then(|c| c.restored.as_deref()) {
+        Some(digest) => format!("{} restored ({})", spec.key, &digest[..digest.len().min(12)]),
+        None if spec.policy.pulls() && a.started_at_ms.is_some() => format!("{} cold", spec.key),
+        None => spec.key.to_string(),
+    };
+    match note.and_then(|c| c.saved.as_ref()) {
+        Some(flotilla_state_machine::CacheSave::Stored { size_bytes, .. }) => {
+            format!("{restored}; saved, {size_bytes} bytes")
+        }
+        Some(flotilla_state_machine::CacheSave::NotSaved { reason }) => format!("{restored}; not saved: {reason}"),
+        None => restored,
+    }
 }
 
 pub fn job(app: &AppState, scope: &TenantScope, id: JobId) -> Result<Option<JobDetail>, ApiError> {
@@ -311,6 +333,7 @@ pub fn job(app: &AppState, scope: &TenantScope, id: JobId) -> Result<Option<JobD
                 started_at_ms: a.started_at_ms,
                 finished_at_ms: a.finished_at_ms,
                 outcome: a.outcome.as_ref().map(|o| format!("{o:?}")),
+                cache: cache_text(&j, a),
             })
             .collect(),
         why_pending,

@@ -382,7 +382,7 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
         @if !data.attempts.is_empty() {
             table.list {
                 caption { "Attempts" }
-                thead { tr { th scope="col" { "#" } th scope="col" { "Pool" } th scope="col" { "Scheduled" } th scope="col" { "Started" } th scope="col" { "Finished" } th scope="col" { "Outcome" } } }
+                thead { tr { th scope="col" { "#" } th scope="col" { "Pool" } th scope="col" { "Scheduled" } th scope="col" { "Started" } th scope="col" { "Finished" } th scope="col" { "Outcome" } th scope="col" { "Cache" } } }
                 tbody {
                     @for a in &data.attempts {
                         tr {
@@ -390,6 +390,7 @@ fn job_live(data: &JobDetail, viewer: &Viewer) -> Markup {
                             td { @if let Some(t) = a.started_at_ms { (timestamp(t)) } @else { "-" } }
                             td { @if let Some(t) = a.finished_at_ms { (timestamp(t)) } @else { "-" } }
                             td { (a.outcome.as_deref().unwrap_or("-")) }
+                            td { (a.cache) }
                         }
                     }
                 }

@@ -587,6 +587,37 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// The console page at `path` of node `id`, as a browser signed in with the admin token
+    /// reads it.
+    pub async fn console_page(&self, id: u64, path: &str) -> String {
+        let token = self.token.get().expect("the cluster's admin token").clone();
+        let r = self
+            .anonymous
+            .post(self.node(id).url("/ui/sign-in"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}&next=%2Fui%2Fcluster"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "signing in to the console");
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        self.anonymous
+            .get(self.node(id).url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn put(&self, id: u64, path: &str, body: Value) -> (u16, Value) {
         self.send_following(self.node(id).url(path), |url| self.http.put(url).json(&body))
             .await
