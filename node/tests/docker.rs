@@ -195,7 +195,7 @@ async fn a_docker_outage_leaves_process_jobs_running_and_timeouts_enforced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn artifacts_made_in_a_container_reach_a_container_and_a_process_that_need_them() {
+async fn artifacts_and_caches_made_in_a_container_reach_the_containers_that_need_them() {
     require_image();
     let cluster = format!("ft-art-{}", std::process::id());
     let _cleanup = Cleanup(cluster.clone());
@@ -270,5 +270,39 @@ async fn artifacts_made_in_a_container_reach_a_container_and_a_process_that_need
             .any(|f| f["path"] == "out/bin" && f["size_bytes"] == 200_000),
         "{v}"
     );
+    // A cache filled in one container is restored into the next pipeline's container.
+    let cache = json!({ "key": "docker-deps", "paths": ["deps"] });
+    let mut digest = String::new();
+    for (name, step) in [
+        (
+            "fill",
+            "test ! -e deps && mkdir deps && yes dep | head -c 100000 > deps/lib && echo 1 > deps/gen",
+        ),
+        (
+            "reuse",
+            "test \"$(cat deps/gen)\" = 1 && test \"$(wc -c < deps/lib)\" -eq 100000 && echo reused",
+        ),
+    ] {
+        let mut j = job(name, Some(IMAGE), &[step], "docker");
+        j["cache"] = cache.clone();
+        let (s, v) = c.post(1, "/v1/pipelines", json!({ "name": name, "jobs": [j] })).await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["jobs"][0]["id"].as_u64().unwrap();
+        let done = c
+            .wait_get(2, &format!("/v1/jobs/{id}"), "cache job ended", |s, v| {
+                s == 200 && matches!(v["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+            })
+            .await;
+        assert_eq!(done["state"], "SUCCEEDED", "{done}\n{}", logs(&c, 1, id).await);
+        let attempt = &done["attempts"][0]["cache"];
+        if name == "reuse" {
+            assert_eq!(attempt["restored"], digest.as_str(), "{done}");
+        }
+        digest = attempt["saved"]["stored"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!digest.is_empty(), "{done}");
+    }
     wait_no_containers(&cluster).await;
 }

@@ -365,8 +365,9 @@ async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
     // Built on a process pool, kept, and read in a pod; the pod also sees no grant.
     let build = job_spec(
         "build",
-        json!({ "steps": ["mkdir -p out && echo made on another pool > out/msg"],
-            "constraints": { "runtime": "process" }, "artifacts": { "paths": ["out"] } }),
+        json!({ "steps": ["mkdir -p out deps && echo made on another pool > out/msg && echo cached on another pool > deps/msg"],
+            "constraints": { "runtime": "process" }, "artifacts": { "paths": ["out"] },
+            "cache": { "key": "shared", "paths": ["deps"] } }),
     );
     let mut test = job(
         "test",
@@ -394,4 +395,31 @@ async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
     let path = format!("/v1/jobs/{id}/attempts/1/inputs/0");
     let response = get_source(&c.node(3).url(&path), None).await;
     assert!(matches!(response.status().as_u16(), 401 | 410), "{}", response.status());
+    // The cache the process job saved is restored into the next pipeline's pod; the pod's
+    // own files cannot be collected, so its save is a note and the job succeeds.
+    let (s, cache) = c.get(2, "/v1/caches?consistency=linearizable").await;
+    assert_eq!(s, 200, "{cache}");
+    let digest = cache["items"][0]["digest"]
+        .as_str()
+        .expect("the build job's cache")
+        .to_string();
+    let mut warm = job("warm", &["cat deps/msg"], 0);
+    warm["cache"] = json!({ "key": "shared", "paths": ["deps"] });
+    let (s, v) = c
+        .post(1, "/v1/pipelines", json!({ "name": "warm", "jobs": [warm] }))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["jobs"][0]["id"].as_u64().unwrap();
+    let done = c
+        .wait_get(3, &format!("/v1/jobs/{id}"), "the warm pod's job finished", |s, v| {
+            s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    let logs = c.get_text(1, &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}");
+    assert!(logs.contains("cached on another pool"), "{logs}");
+    let note = &done["attempts"][0]["cache"];
+    assert_eq!(note["restored"], digest.as_str(), "{done}");
+    let reason = note["saved"]["not_saved"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Kubernetes"), "{done}");
 }
