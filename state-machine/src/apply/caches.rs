@@ -167,6 +167,12 @@ impl State {
     }
 
     pub(crate) fn clear_caches(&mut self, cx: &mut EntryContext, tenant: &str, key: Option<&str>) -> Handled {
+        if let Some(reason) = key.and_then(crate::cache_key_problem) {
+            return Err(Rejection::Invalid(SpecError::Conflict {
+                field: "key".into(),
+                reason: reason.to_string(),
+            }));
+        }
         let keys: Vec<String> = match key {
             Some(k) => {
                 if self.caches.get(tenant, k).is_none() {
