@@ -246,6 +246,25 @@ impl ListArgs {
     }
 }
 
+/// What the job's latest attempt did with its cache, if the job has one: restored or cold,
+/// saved or why not.
+fn cache_line(job: &Value) -> Option<String> {
+    let key = job["spec"]["cache"]["key"].as_str()?;
+    let note = job["attempts"].as_array().and_then(|a| a.last()).map(|a| &a["cache"])?;
+    let restored = match note["restored"].as_str() {
+        Some(digest) => format!("restored {}", &digest[..digest.len().min(12)]),
+        None => "nothing restored".to_string(),
+    };
+    let saved = if let Some(size) = note["saved"]["stored"]["size_bytes"].as_u64() {
+        format!("; saved, {size} bytes")
+    } else if let Some(reason) = note["saved"]["not_saved"]["reason"].as_str() {
+        format!("; not saved: {reason}")
+    } else {
+        String::new()
+    };
+    Some(format!("cache {key}: {restored}{saved}"))
+}
+
 pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyhow::Result<()> {
     let show = |v: &Value, table: &dyn Fn(&Value)| {
         if format == Format::Json {
@@ -480,6 +499,9 @@ pub async fn run(client: &Client, format: Format, command: &CliCommand) -> anyho
                 }
                 if let Some(by) = j["gate"]["approved"]["by"].as_str() {
                     println!("approved by {by}");
+                }
+                if let Some(line) = cache_line(j) {
+                    println!("{line}");
                 }
             }),
             JobCmd::List { list, pipeline } => {
@@ -737,6 +759,25 @@ fn key_values(flag: &str, items: &[String]) -> anyhow::Result<serde_json::Map<St
 #[cfg(test)]
 mod tests {
     use super::ListArgs;
+
+    #[test]
+    fn a_jobs_cache_reads_as_one_line() {
+        use serde_json::json;
+        let digest = "ab".repeat(32);
+        let job = json!({ "spec": { "cache": { "key": "deps" } }, "attempts": [
+            { "cache": { "restored": digest, "saved": { "stored": { "size_bytes": 42 } } } }] });
+        assert_eq!(
+            super::cache_line(&job).as_deref(),
+            Some("cache deps: restored abababababab; saved, 42 bytes")
+        );
+        let job = json!({ "spec": { "cache": { "key": "deps" } }, "attempts": [
+            { "cache": { "saved": { "not_saved": { "reason": "cache.paths[0] \"x\" does not exist" } } } }] });
+        assert_eq!(
+            super::cache_line(&job).as_deref(),
+            Some("cache deps: nothing restored; not saved: cache.paths[0] \"x\" does not exist")
+        );
+        assert_eq!(super::cache_line(&json!({ "spec": {}, "attempts": [] })), None);
+    }
 
     #[test]
     fn a_list_query_encodes_its_values() {
