@@ -112,6 +112,13 @@ async fn a_cache_saved_by_one_pipeline_is_restored_by_the_next_until_cleared() {
     assert!(third["attempts"][0]["cache"]["saved"].is_null(), "{third}");
     assert_eq!(cache_list(&c, 3).await["items"][0]["digest"], changed.as_str());
 
+    // The usage is in /metrics too.
+    let metrics = c.get_text(1, "/metrics").await;
+    assert!(
+        metrics.contains("flotilla_cache_bytes{tenant=\"default\"}"),
+        "no cache usage in /metrics"
+    );
+
     // Cleared: the next job starts cold; clearing it again says there is none.
     let (s, v) = c.delete(1, "/v1/caches/deps").await;
     assert_eq!(s, 200, "{v}");
@@ -121,13 +128,6 @@ async fn a_cache_saved_by_one_pipeline_is_restored_by_the_next_until_cleared() {
     let (s, v) = c.delete(1, "/v1/caches/not%20a%20key").await;
     assert_eq!((s, v["error"]["field"].as_str()), (400, Some("key")), "{v}");
     run(&c, "cleared", cache, "test ! -e deps", "SUCCEEDED").await;
-
-    // The usage is in /metrics too.
-    let metrics = c.get_text(1, "/metrics").await;
-    assert!(
-        metrics.contains("flotilla_cache_bytes{tenant=\"default\"}"),
-        "no cache usage in /metrics"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
