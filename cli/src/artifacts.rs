@@ -15,23 +15,27 @@ pub fn time_ms(v: &serde_json::Value) -> String {
 /// Saves job `id`'s archive into `output`, or unpacks it into `extract`.
 pub async fn download(client: &Client, id: u64, output: Option<&Path>, extract: Option<&Path>) -> anyhow::Result<()> {
     let path = format!("/v1/jobs/{id}/artifacts/archive");
-    let (file, keep) = match (output, extract) {
-        (Some(file), _) => (file.to_path_buf(), true),
+    // Downloaded beside its destination and renamed into place once its digest matched:
+    // a broken or damaged download leaves nothing behind.
+    let file = match (output, extract) {
+        (Some(file), _) => {
+            if file.exists() {
+                bail!("{} exists: give a new file to save into", file.display());
+            }
+            let mut part = file.as_os_str().to_owned();
+            part.push(".part");
+            std::path::PathBuf::from(part)
+        }
         (None, Some(dir)) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            (dir.join(format!(".job-{id}-artifacts.tar.zst.part")), false)
+            dir.join(format!(".job-{id}-artifacts.tar.zst.part"))
         }
         (None, None) => bail!("give --save FILE or --extract DIR"),
     };
-    if !keep {
-        let _ = std::fs::remove_file(&file);
-    }
     let (digest, announced) = match client.download(&path, &file).await {
         Ok(d) => d,
         Err(e) => {
-            if !keep {
-                let _ = std::fs::remove_file(&file);
-            }
+            let _ = std::fs::remove_file(&file);
             return Err(e);
         }
     };
@@ -43,7 +47,12 @@ pub async fn download(client: &Client, id: u64, output: Option<&Path>, extract: 
         );
     }
     let Some(dir) = extract else {
-        println!("saved {} (sha256 {digest})", file.display());
+        let dest = output.unwrap_or(&file);
+        if let Err(e) = std::fs::rename(&file, dest) {
+            let _ = std::fs::remove_file(&file);
+            return Err(e).with_context(|| format!("moving the archive to {}", dest.display()));
+        }
+        println!("saved {} (sha256 {digest})", dest.display());
         return Ok(());
     };
     let unpacked = (|| -> std::io::Result<()> {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 /// Redirects followed for one request (a follower names the leader; one is the usual case).
 const MAX_REDIRECTS: usize = 3;
+/// Rounds over the servers a download is tried in before it fails (a node that stops
+/// mid-way, a leader change): each try starts the file again, from the next server.
+const DOWNLOAD_ROUNDS: u32 = 3;
 
 pub struct Client {
     servers: Vec<String>,
@@ -37,6 +40,31 @@ impl std::error::Error for ApiFailure {}
 /// The body as JSON when it is JSON, else as a string.
 fn parse_body(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// Writes `resp`'s body over `dest` while hashing it: `(sha256, announced digest)`.
+async fn save(mut resp: reqwest::Response, dest: &std::path::Path) -> anyhow::Result<(String, Option<String>)> {
+    use sha2::Digest;
+    use std::io::Write;
+    let announced = resp
+        .headers()
+        .get("x-flotilla-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let expected = resp.content_length();
+    let mut file = std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = resp.chunk().await.context("reading the download")? {
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        file.write_all(&chunk)?;
+    }
+    if let Some(expected) = expected.filter(|n| *n != bytes) {
+        bail!("{bytes} bytes arrived of {expected}");
+    }
+    file.sync_all()?;
+    Ok((hex::encode(hasher.finalize()), announced))
 }
 
 impl Client {
@@ -191,37 +219,114 @@ impl Client {
         Ok(())
     }
 
-    /// GET saving the body into `dest` (created, never overwritten) while hashing it; returns
-    /// the SHA-256 of what was saved and the digest the server announced, if it did.
+    /// GET saving the body into `dest` (the caller's own scratch file: written over on each
+    /// try) while hashing it; returns the SHA-256 of what was saved and the digest the server
+    /// announced, if it did. A download that breaks, or a server that cannot serve it now
+    /// (5xx, 429, unreachable), is tried again from the next server, `DOWNLOAD_ROUNDS` times
+    /// over the list; an answer that says no (4xx) ends it at once.
     pub async fn download(&self, path: &str, dest: &std::path::Path) -> anyhow::Result<(String, Option<String>)> {
-        use sha2::Digest;
-        use std::io::Write;
         let long = Duration::from_secs(24 * 3600);
-        let mut resp = self
-            .send(|http, server| http.get(format!("{server}{path}")).timeout(long))
-            .await?;
-        let announced = resp
-            .headers()
-            .get("x-flotilla-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dest)
-            .with_context(|| format!("creating {}", dest.display()))?;
-        let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = resp.chunk().await.context("reading the download")? {
-            hasher.update(&chunk);
-            file.write_all(&chunk)?;
+        let mut last = None;
+        for round in 0..DOWNLOAD_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_secs(u64::from(round))).await;
+            }
+            for server in &self.servers {
+                let resp = match self
+                    .following(&|http, base| http.get(format!("{base}{path}")).timeout(long), server)
+                    .await
+                {
+                    Err(e) if flotilla_cli::is_untrusted_certificate(&e) => {
+                        return Err(e).context(format!("{server} presented a certificate of no CA this client trusts"));
+                    }
+                    Err(e) => {
+                        last = Some(anyhow::anyhow!("{server}: {e}"));
+                        continue;
+                    }
+                    Ok(resp) if resp.status().is_success() => resp,
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let body = parse_body(resp.text().await.unwrap_or_default());
+                        let failure = ApiFailure { status, body };
+                        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                            last = Some(anyhow::anyhow!("{server}: {failure}"));
+                            continue;
+                        }
+                        return Err(failure.into());
+                    }
+                };
+                match save(resp, dest).await {
+                    Ok(saved) => return Ok(saved),
+                    Err(e) => {
+                        eprintln!("the download from {server} broke ({e:#}); starting it again");
+                        last = Some(e);
+                    }
+                }
+            }
         }
-        file.sync_all()?;
-        Ok((hex::encode(hasher.finalize()), announced))
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no server answered"))
+            .context(format!("downloading {path}")))
     }
 
     /// GET returning the body as text, unparsed (job logs).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let resp = self.send(|http, server| http.get(format!("{server}{path}"))).await?;
         Ok(resp.text().await.unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Client;
+    use sha2::Digest;
+    use std::io::{Read, Write};
+
+    /// Serves `connections` requests on loopback: the first answer stops after `cut` bytes of
+    /// the body, the others send it whole, announcing its digest.
+    fn flaky_server(body: Vec<u8>, cut: usize, connections: usize) -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let digest = hex::encode(sha2::Sha256::digest(&body));
+        let handle = std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().take(connections).enumerate() {
+                let mut s = stream.unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") && request.len() < 64 * 1024 {
+                    if s.read(&mut byte).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    request.push(byte[0]);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-flotilla-digest: {digest}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                s.write_all(head.as_bytes()).unwrap();
+                let end = if i == 0 { cut } else { body.len() };
+                let _ = s.write_all(&body[..end]);
+            }
+        });
+        (format!("http://{addr}"), handle)
+    }
+
+    #[tokio::test]
+    async fn a_download_that_breaks_is_started_again_and_ends_whole() {
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (url, server) = flaky_server(body.clone(), 50_000, 2);
+        let client = Client::new(&url, None, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("archive.part");
+        let (digest, announced) = client.download("/v1/jobs/1/artifacts/archive", &dest).await.unwrap();
+        assert_eq!(digest, hex::encode(sha2::Sha256::digest(&body)));
+        assert_eq!(announced.as_deref(), Some(digest.as_str()));
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            body,
+            "the second try wrote over the first"
+        );
+        server.join().unwrap();
     }
 }
