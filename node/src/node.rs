@@ -97,6 +97,15 @@ impl RunningNode {
             channels: channels.clone(),
             identity: identity.clone(),
             store: blob_store.clone(),
+            object: match &settings.artifact_store {
+                None => None,
+                Some(config) => Some(Arc::new({
+                    // The object store's HTTP client (reqwest without a TLS provider of its
+                    // own) uses the process's: ring, as everywhere else here.
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                    crate::artifacts::ObjectBlobs::open(config).map_err(|e| anyhow::anyhow!(e))?
+                })),
+            },
         });
         let proposer = Proposer::new(
             raft.clone(),

@@ -199,6 +199,15 @@ pub struct Options {
     /// those it lacks. Default 60000.
     #[arg(long)]
     pub artifact_upkeep_interval_ms: Option<u64>,
+    /// Keep artifact and cache blobs in an S3-compatible bucket (`s3://bucket/prefix`)
+    /// rather than on every node's disk; credentials and region from the usual `AWS_*`
+    /// variables. Every node must name the same bucket. Default: the nodes' disks.
+    #[arg(long, env = "FLOTILLA_ARTIFACT_STORE")]
+    pub artifact_store: Option<String>,
+    /// The object store's endpoint, for S3-compatible servers other than AWS
+    /// (`https://minio.internal:9000`; `http://` is allowed for a server on loopback).
+    #[arg(long, env = "FLOTILLA_ARTIFACT_STORE_ENDPOINT")]
+    pub artifact_store_endpoint: Option<String>,
     /// Name of this cluster: prefix of its Docker container names and value of their
     /// `flotilla.cluster` label. Clusters sharing a Docker Engine need different names.
     /// Default `flotilla`.
@@ -417,6 +426,8 @@ pub struct Settings {
     pub leader_tick_ms: u64,
     pub retention_interval_ms: u64,
     pub artifact_upkeep_interval_ms: u64,
+    /// `--artifact-store` and its endpoint, if blobs go to an object store.
+    pub artifact_store: Option<crate::artifacts::ObjectStoreConfig>,
     pub json_logs: bool,
     pub cluster_name: String,
     pub docker_endpoint: Option<DockerEndpoint>,
@@ -508,6 +519,15 @@ impl Settings {
             leader_tick_ms: pick!(leader_tick_ms, 200),
             retention_interval_ms: pick!(retention_interval_ms, 5_000),
             artifact_upkeep_interval_ms: pick!(artifact_upkeep_interval_ms, 60_000),
+            artifact_store: cli.artifact_store.clone().or(file.artifact_store.clone()).map(|url| {
+                crate::artifacts::ObjectStoreConfig {
+                    url,
+                    endpoint: cli
+                        .artifact_store_endpoint
+                        .clone()
+                        .or(file.artifact_store_endpoint.clone()),
+                }
+            }),
             json_logs: match pick!(log_format, "pretty".to_string()).as_str() {
                 "pretty" => false,
                 "json" => true,

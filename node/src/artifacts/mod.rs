@@ -13,11 +13,13 @@
 
 mod blob_store;
 mod collector;
+mod object_blobs;
 mod peers;
 pub mod serve;
 mod sweep;
 
 pub use blob_store::{BlobError, BlobStore, DigestCheck, send_checked};
 pub use collector::{CollectOrder, Collector, Progress, Purpose};
+pub use object_blobs::{ObjectBlobs, ObjectStoreConfig};
 pub use peers::{BLOB_CHUNK_BYTES, BlobPeers, MAX_BLOB_BYTES, copy_timeout};
 pub use sweep::{SWEEP_GRACE_MS, run_sweeps, unreferenced};

@@ -38,6 +38,9 @@ pub struct BlobPeers {
     pub channels: Channels,
     pub identity: Identity,
     pub store: Arc<BlobStore>,
+    /// The bucket blobs go to under `--artifact-store`: then it, not a majority of the
+    /// nodes, holds the copy that counts, and a node lacking a blob downloads it from there.
+    pub object: Option<Arc<super::ObjectBlobs>>,
 }
 
 impl BlobPeers {
@@ -56,8 +59,21 @@ impl BlobPeers {
 
     /// Copies blob `digest` (held here) to every other member at once; returns how many nodes
     /// hold it now, this one included, and how many make a majority.
+    /// With an object store, the blob is uploaded there instead, and counts as held by a
+    /// majority once the upload completed.
     pub async fn replicate(&self, digest: &str) -> Result<(usize, usize), BlobError> {
         let path = self.store.path(digest)?;
+        if let Some(object) = &self.object {
+            let size_bytes = tokio::fs::metadata(&path).await?.len();
+            return match tokio::time::timeout(copy_timeout(size_bytes), object.put(digest, &path)).await {
+                Ok(Ok(())) => Ok((1, 1)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(BlobError::Io(std::io::Error::other(format!(
+                    "uploading the blob to {} timed out",
+                    object.url()
+                )))),
+            };
+        }
         let size_bytes = tokio::fs::metadata(&path).await?.len();
         let (others, majority) = self.members();
         let path = &path;
@@ -113,6 +129,9 @@ impl BlobPeers {
     pub async fn fetch(&self, digest: &str) -> Result<PathBuf, BlobError> {
         if self.store.has(digest) {
             return self.store.path(digest);
+        }
+        if let Some(object) = &self.object {
+            return object.get(digest, &self.store).await;
         }
         let (others, _) = self.members();
         let mut last = BlobError::Missing(digest.to_string());

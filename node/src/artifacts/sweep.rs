@@ -106,12 +106,40 @@ pub async fn run_sweeps(
                 continue;
             }
         };
+        if let Some(object) = &peers.object {
+            // The bucket holds the copies that count; this disk is a cache of it, so nothing
+            // is fetched ahead of need, and the bucket is swept as the disk is.
+            sweep_bucket(object, &referenced).await;
+            continue;
+        }
         for (digest, size_bytes) in missing(&held, &referenced, FETCHES_PER_PASS) {
             match tokio::time::timeout(super::copy_timeout(size_bytes), peers.fetch(&digest)).await {
                 Ok(Ok(_)) => tracing::info!(digest, size_bytes, "fetched an artifact blob this node lacked"),
                 Ok(Err(e)) => tracing::warn!(digest, error = %e, "fetching an artifact blob this node lacks"),
                 Err(_) => tracing::warn!(digest, "fetching an artifact blob this node lacks timed out"),
             }
+        }
+    }
+}
+
+/// Most blobs removed from the bucket per pass.
+const BUCKET_REMOVALS_PER_PASS: usize = 1000;
+
+/// Removes from the bucket the blobs no record names, once older than `SWEEP_GRACE_MS` (an
+/// upload whose record is not committed yet is younger). Every node does it; removals are
+/// idempotent.
+async fn sweep_bucket(object: &super::ObjectBlobs, referenced: &BTreeMap<String, u64>) {
+    let listed = match object.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(bucket = object.url(), error = %e, "listing the artifact bucket");
+            return;
+        }
+    };
+    let gone = unreferenced(&listed, referenced, SystemTime::now(), SWEEP_GRACE_MS);
+    for digest in gone.iter().take(BUCKET_REMOVALS_PER_PASS) {
+        if let Err(e) = object.delete(digest).await {
+            tracing::warn!(bucket = object.url(), digest, error = %e, "removing a blob from the bucket");
         }
     }
 }
