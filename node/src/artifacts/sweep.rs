@@ -109,7 +109,7 @@ pub async fn run_sweeps(
         if let Some(object) = &peers.object {
             // The bucket holds the copies that count; this disk is a cache of it, so nothing
             // is fetched ahead of need, and the bucket is swept as the disk is.
-            sweep_bucket(object, &referenced).await;
+            sweep_bucket(&peers, object, &machine).await;
             continue;
         }
         for (digest, size_bytes) in missing(&held, &referenced, FETCHES_PER_PASS) {
@@ -126,9 +126,23 @@ pub async fn run_sweeps(
 const BUCKET_REMOVALS_PER_PASS: usize = 1000;
 
 /// Removes from the bucket the blobs no record names, once older than `SWEEP_GRACE_MS` (an
-/// upload whose record is not committed yet is younger). Every node does it; removals are
-/// idempotent.
-async fn sweep_bucket(object: &super::ObjectBlobs, referenced: &BTreeMap<String, u64>) {
+/// upload whose record is not committed yet is younger). The bucket holds the only copy, so
+/// only the leader sweeps it, and only with a state confirmed current by a read index: a node
+/// back from a long absence, still behind, would take the records it has not applied yet for
+/// none, and remove what they name.
+async fn sweep_bucket(peers: &BlobPeers, object: &super::ObjectBlobs, machine: &StateHandle) {
+    if crate::raft::metrics(&peers.raft).current_leader != Some(peers.node_id) {
+        return;
+    }
+    if let Err(e) = peers
+        .raft
+        .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+        .await
+    {
+        tracing::debug!(error = %e, "not sweeping the artifact bucket: leadership unconfirmed");
+        return;
+    }
+    let referenced = referenced(&machine.read().state);
     let listed = match object.list().await {
         Ok(l) => l,
         Err(e) => {
@@ -136,7 +150,7 @@ async fn sweep_bucket(object: &super::ObjectBlobs, referenced: &BTreeMap<String,
             return;
         }
     };
-    let gone = unreferenced(&listed, referenced, SystemTime::now(), SWEEP_GRACE_MS);
+    let gone = unreferenced(&listed, &referenced, SystemTime::now(), SWEEP_GRACE_MS);
     for digest in gone.iter().take(BUCKET_REMOVALS_PER_PASS) {
         if let Err(e) = object.delete(digest).await {
             tracing::warn!(bucket = object.url(), digest, error = %e, "removing a blob from the bucket");
