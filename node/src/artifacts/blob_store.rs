@@ -193,6 +193,53 @@ pub fn send_checked(
     }
 }
 
+/// Writes the chunks of `chunks` (from a peer or the object store) to a new file of `store`,
+/// at most `max_bytes`, checks them against `digest`, and adopts the file under that name;
+/// nothing is left behind when any of that fails.
+pub async fn receive_checked<S, B>(
+    store: &std::sync::Arc<BlobStore>,
+    digest: &str,
+    mut chunks: S,
+    max_bytes: u64,
+) -> Result<PathBuf, BlobError>
+where
+    S: futures::Stream<Item = Result<B, BlobError>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let tmp = store.temp_path("receive");
+    let received = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut check = DigestCheck::new(digest);
+        let mut bytes = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            let chunk = chunk.as_ref();
+            bytes += chunk.len() as u64;
+            if bytes > max_bytes {
+                return Err(BlobError::Io(io::Error::other(format!(
+                    "more than {max_bytes} bytes arrived"
+                ))));
+            }
+            check.update(chunk);
+            file.write_all(chunk).await?;
+        }
+        file.flush().await?;
+        check.finish()
+    }
+    .await;
+    if let Err(e) = received {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    let store = store.clone();
+    let digest = digest.to_string();
+    tokio::task::spawn_blocking(move || store.adopt(&tmp, &digest))
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e.to_string())))?
+}
+
 /// The SHA-256 of bytes as they are read, compared with the blob's name at the end.
 pub struct DigestCheck {
     expected: String,

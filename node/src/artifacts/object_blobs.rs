@@ -9,7 +9,7 @@
 //! Requests go through `object_store` (S3 signing with ring, HTTP through reqwest), which
 //! reads the credentials and region from the usual `AWS_*` variables.
 
-use super::blob_store::{BlobError, BlobStore, DigestCheck};
+use super::blob_store::{BlobError, BlobStore, receive_checked};
 use super::peers::MAX_BLOB_BYTES;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// Bytes per part of an upload (S3 wants at least 5 MiB but for the last).
 const PART_BYTES: usize = 8 << 20;
@@ -141,34 +141,8 @@ impl ObjectBlobs {
             Err(object_store::Error::NotFound { .. }) => return Err(BlobError::Missing(digest.to_string())),
             Err(e) => return Err(io(e)),
         };
-        let tmp = store.temp_path("object");
-        let received = async {
-            let mut stream = result.into_stream();
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut check = DigestCheck::new(digest);
-            let mut bytes = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(io)?;
-                bytes += chunk.len() as u64;
-                if bytes > MAX_BLOB_BYTES {
-                    return Err(io(format!("the object is larger than {MAX_BLOB_BYTES} bytes")));
-                }
-                check.update(&chunk);
-                file.write_all(&chunk).await?;
-            }
-            file.flush().await?;
-            check.finish()
-        }
-        .await;
-        if let Err(e) = received {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        let store = store.clone();
-        let digest = digest.to_string();
-        tokio::task::spawn_blocking(move || store.adopt(&tmp, &digest))
-            .await
-            .map_err(io)?
+        let chunks = result.into_stream().map(|chunk| chunk.map_err(io));
+        receive_checked(store, digest, chunks, MAX_BLOB_BYTES).await
     }
 
     /// Every blob in the bucket: `(digest, size, last modified)`; other keys are passed over.

@@ -5,7 +5,7 @@
 //! `raft/service.rs`, the same checks on both sides: the receiver keeps nothing whose bytes
 //! are not what the name says.
 
-use super::blob_store::{BlobError, BlobStore, DigestCheck};
+use super::blob_store::{BlobError, BlobStore, receive_checked};
 use crate::Raft;
 use crate::identity::{Identity, Incarnation};
 use crate::raft::addressing::address;
@@ -15,7 +15,7 @@ use flotilla_raft_store::NodeAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
 
 /// Bytes of blob per gRPC message.
@@ -160,37 +160,12 @@ impl BlobPeers {
             self.identity.cluster_id().as_deref(),
             Incarnation(node.incarnation),
         );
-        let mut stream = match client.get_blob(request).await {
+        let stream = match client.get_blob(request).await {
             Ok(r) => r.into_inner(),
             Err(s) if s.code() == tonic::Code::NotFound => return Err(BlobError::Missing(digest.to_string())),
             Err(s) => return Err(unreachable(s.message().to_string())),
         };
-        let tmp = self.store.temp_path("fetch");
-        let received = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut check = DigestCheck::new(digest);
-            let mut bytes = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|s| unreachable(s.message().to_string()))?;
-                bytes += chunk.data.len() as u64;
-                if bytes > MAX_BLOB_BYTES {
-                    return Err(unreachable(format!("sent more than {MAX_BLOB_BYTES} bytes")));
-                }
-                check.update(&chunk.data);
-                file.write_all(&chunk.data).await?;
-            }
-            file.flush().await?;
-            check.finish()
-        }
-        .await;
-        if let Err(e) = received {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        let store = self.store.clone();
-        let digest = digest.to_string();
-        tokio::task::spawn_blocking(move || store.adopt(&tmp, &digest))
-            .await
-            .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?
+        let chunks = stream.map(|chunk| chunk.map(|c| c.data).map_err(|s| unreachable(s.message().to_string())));
+        receive_checked(&self.store, digest, chunks, MAX_BLOB_BYTES).await
     }
 }

@@ -61,17 +61,7 @@ impl ArtifactsSpec {
                 field: at("artifacts.paths"),
             });
         }
-        check_count(at("artifacts.paths"), self.paths.len(), MAX_ARTIFACT_PATHS)?;
-        for (i, path) in self.paths.iter().enumerate() {
-            let field = at(&format!("artifacts.paths[{i}]"));
-            check_len(field.clone(), path.len(), MAX_ARTIFACT_PATH_BYTES)?;
-            if let Some(reason) = path_problem(path) {
-                return Err(SpecError::Conflict {
-                    field,
-                    reason: reason.to_string(),
-                });
-            }
-        }
+        check_paths(at, "artifacts.paths", &self.paths, MAX_ARTIFACT_PATHS)?;
         check_range(
             at("artifacts.expire_in"),
             i64::try_from(self.expire_in_ms).unwrap_or(i64::MAX),
@@ -84,6 +74,28 @@ impl ArtifactsSpec {
     pub(crate) fn size_bytes(&self) -> u64 {
         64 + self.paths.iter().map(|p| 32 + p.len() as u64).sum::<u64>()
     }
+}
+
+/// Checks `paths` (the field `name` of the job `at` names): at most `max`, each a relative
+/// path of at most `MAX_ARTIFACT_PATH_BYTES` that stays inside the workspace.
+pub(super) fn check_paths(
+    at: &dyn Fn(&str) -> String,
+    name: &str,
+    paths: &[CompactString],
+    max: usize,
+) -> Result<(), SpecError> {
+    check_count(at(name), paths.len(), max)?;
+    for (i, path) in paths.iter().enumerate() {
+        let field = at(&format!("{name}[{i}]"));
+        check_len(field.clone(), path.len(), MAX_ARTIFACT_PATH_BYTES)?;
+        if let Some(reason) = path_problem(path) {
+            return Err(SpecError::Conflict {
+                field,
+                reason: reason.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Why `path` cannot name a file of the workspace, if it cannot (also `cache.paths`).

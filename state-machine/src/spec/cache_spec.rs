@@ -5,8 +5,7 @@
 //! the least recently used caches of a tenant give way when its budget is full.
 
 use super::SpecError;
-use super::artifacts_spec::path_problem;
-use super::validate::{check_count, check_len};
+use super::artifacts_spec::check_paths;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
@@ -80,35 +79,13 @@ impl CacheSpec {
                 field: at("cache.paths"),
             });
         }
-        check_count(at("cache.paths"), self.paths.len(), MAX_CACHE_PATHS)?;
-        for (i, path) in self.paths.iter().enumerate() {
-            let field = at(&format!("cache.paths[{i}]"));
-            check_len(field.clone(), path.len(), super::MAX_ARTIFACT_PATH_BYTES)?;
-            if let Some(reason) = path_problem(path) {
-                return Err(SpecError::Conflict {
-                    field,
-                    reason: reason.to_string(),
-                });
-            }
-        }
-        Ok(())
+        check_paths(at, "cache.paths", &self.paths, MAX_CACHE_PATHS)
     }
 
     /// Checks `files` before they are read (a repository's pipeline file): each a path of the
     /// repository, at most `MAX_CACHE_KEY_FILES`. `at` names the job's field.
     pub fn validate_files(&self, at: &dyn Fn(&str) -> String) -> Result<(), SpecError> {
-        check_count(at("cache.files"), self.files.len(), MAX_CACHE_KEY_FILES)?;
-        for (i, path) in self.files.iter().enumerate() {
-            let field = at(&format!("cache.files[{i}]"));
-            check_len(field.clone(), path.len(), super::MAX_ARTIFACT_PATH_BYTES)?;
-            if let Some(reason) = path_problem(path) {
-                return Err(SpecError::Conflict {
-                    field,
-                    reason: reason.to_string(),
-                });
-            }
-        }
-        Ok(())
+        check_paths(at, "cache.files", &self.files, MAX_CACHE_KEY_FILES)
     }
 
     /// Approximate bytes in memory, for `JobSpec::size_bytes`.
