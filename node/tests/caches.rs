@@ -1,10 +1,14 @@
 //! Caches through real node processes and a process pool: a cache saved by one pipeline is
 //! restored by the next, saved again when it changed, skipped by a pull-only job, cleared on
 //! request (the next job starts cold), listed with each tenant's storage, and a cache that
-//! cannot be saved is a note on a job that succeeds all the same.
+//! cannot be saved is a note on a job that succeeds all the same; a repository pipeline's
+//! key follows its lock file.
 
 mod common;
+#[path = "common/git.rs"]
+mod git;
 use common::*;
+use git::{GitServer, commit, repository};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -167,4 +171,77 @@ async fn a_cache_that_cannot_be_saved_leaves_the_job_succeeded_with_the_reason()
         let (s, v) = c.post(1, "/v1/pipelines", spec).await;
         assert_eq!((s, v["error"]["field"].as_str()), (422, Some(field)), "{v}");
     }
+}
+
+const LOCKED_PIPELINE: &str = "name: ci
+jobs:
+  - name: build
+    steps: ['cat deps.lock']
+    resources: { cpu_millis: 100, memory_mib: 64 }
+    cache: { key: deps, files: [deps.lock, missing.lock], paths: [deps] }
+";
+
+/// The cache key of the job of the pipeline `/v1/repos/app/run` starts at main's head.
+async fn key_of_run(c: &Cluster) -> String {
+    let (s, v) = c.post(1, "/v1/repos/app/run", json!({ "branch": "main" })).await;
+    assert_eq!(s, 201, "{v}\n{}", c.logs());
+    let pipeline = v["pipeline"].as_u64().unwrap();
+    let (_, p) = c
+        .get(1, &format!("/v1/pipelines/{pipeline}?consistency=linearizable"))
+        .await;
+    let job = p["jobs"][0].as_u64().unwrap();
+    let (_, j) = c.get(1, &format!("/v1/jobs/{job}?consistency=linearizable")).await;
+    assert_eq!(j["spec"]["cache"]["files"], json!([]), "{j}");
+    j["spec"]["cache"]["key"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_pipelines_cache_key_follows_its_lock_file() {
+    let root = tempfile::tempdir().unwrap();
+    let work = repository(root.path());
+    commit(
+        &work,
+        "first",
+        &[(".flotilla.yml", Some(LOCKED_PIPELINE)), ("deps.lock", Some("a = 1"))],
+    );
+    let server = GitServer::start(root.path());
+    let keys = tempfile::tempdir().unwrap();
+    let c = Cluster::start(1, &["--secrets-key-file", &secrets_key_file(keys.path())]).await;
+    c.register_pool(1).await;
+    let (s, v) = c.put(1, "/v1/secrets/hook", json!({ "value": "hook-secret-1" })).await;
+    assert_eq!(s, 200, "{v}");
+    let body = json!({ "url": server.url("app.git"), "forge": "git", "webhook_secret": "hook" });
+    let (s, v) = c.put(1, "/v1/repos/app", body).await;
+    assert_eq!(s, 200, "{v}");
+
+    let first = key_of_run(&c).await;
+    let suffix = first.strip_prefix("deps-").unwrap_or_else(|| panic!("{first}"));
+    assert!(
+        suffix.len() == 16 && suffix.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{first}"
+    );
+    // Another file changed: the same key. The lock file changed: another.
+    commit(&work, "docs", &[("README", Some("hello"))]);
+    assert_eq!(key_of_run(&c).await, first);
+    commit(&work, "bump", &[("deps.lock", Some("a = 2"))]);
+    let bumped = key_of_run(&c).await;
+    assert!(bumped.starts_with("deps-") && bumped != first, "{bumped}");
+    // A lock file path that leaves the repository is refused, naming the field.
+    commit(
+        &work,
+        "bad",
+        &[(
+            ".flotilla.yml",
+            Some(&LOCKED_PIPELINE.replace("missing.lock", "../x.lock")),
+        )],
+    );
+    let (s, v) = c.post(1, "/v1/repos/app/run", json!({ "branch": "main" })).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jobs[build].cache.files[1]"),
+        "{v}"
+    );
 }
