@@ -75,7 +75,14 @@ pub async fn run_sweeps(
         let referenced = referenced(&machine.read().state);
         // One listing serves both: what is removed, then what is left and missing.
         let store = store.clone();
-        let names = referenced.clone();
+        // With a bucket, this disk is a cache of it: every copy goes an hour after it arrived,
+        // named or not, and comes back from the bucket when it is needed again. This bounds
+        // the disk by what the last hour used, not by everything the records name.
+        let names = if peers.object.is_some() {
+            BTreeMap::new()
+        } else {
+            referenced.clone()
+        };
         let swept = tokio::task::spawn_blocking(move || -> std::io::Result<(usize, Vec<_>)> {
             let mut held = store.list()?;
             let gone = unreferenced(&held, &names, SystemTime::now(), SWEEP_GRACE_MS);
