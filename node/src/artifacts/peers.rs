@@ -63,8 +63,8 @@ impl BlobPeers {
     /// majority once the upload completed.
     pub async fn replicate(&self, digest: &str) -> Result<(usize, usize), BlobError> {
         let path = self.store.path(digest)?;
+        let size_bytes = tokio::fs::metadata(&path).await?.len();
         if let Some(object) = &self.object {
-            let size_bytes = tokio::fs::metadata(&path).await?.len();
             return match tokio::time::timeout(copy_timeout(size_bytes), object.put(digest, &path)).await {
                 Ok(Ok(())) => Ok((1, 1)),
                 Ok(Err(e)) => Err(e),
@@ -74,7 +74,6 @@ impl BlobPeers {
                 )))),
             };
         }
-        let size_bytes = tokio::fs::metadata(&path).await?.len();
         let (others, majority) = self.members();
         let path = &path;
         let copies = futures::future::join_all(others.iter().map(|(id, node)| async move {

@@ -22,6 +22,17 @@ pub(crate) struct Stored<'a> {
     pub entries: u32,
 }
 
+/// Refuses a blob name that is not a SHA-256 in lowercase hexadecimal (a path, say).
+pub(super) fn check_digest(digest: &str) -> Result<(), Rejection> {
+    if is_digest(digest) {
+        return Ok(());
+    }
+    Err(Rejection::Invalid(SpecError::Conflict {
+        field: "digest".into(),
+        reason: "must be a SHA-256 in lowercase hexadecimal".into(),
+    }))
+}
+
 impl State {
     /// The attempt fenced by `fencing`, if it is `job`'s current one, still running and not
     /// being stopped: the only attempt whose files may be kept or fail it.
@@ -45,19 +56,14 @@ impl State {
         let Some(attempt) = self.running_attempt(job, fencing)? else {
             return UNCHANGED;
         };
-        let j = &self.jobs[&job];
+        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         let Some(spec) = j.spec.artifacts.as_deref() else {
             return Err(Rejection::Invalid(SpecError::Conflict {
                 field: "artifacts".into(),
                 reason: format!("job {job} keeps no artifacts"),
             }));
         };
-        if !is_digest(stored.digest) {
-            return Err(Rejection::Invalid(SpecError::Conflict {
-                field: "digest".into(),
-                reason: "must be a SHA-256 in lowercase hexadecimal".into(),
-            }));
-        }
+        check_digest(stored.digest)?;
         let earlier = self.artifacts.get(job);
         if earlier.is_some_and(|r| r.attempt == attempt && r.digest == stored.digest) {
             return UNCHANGED;
@@ -119,7 +125,7 @@ impl State {
         };
         // The worker is done with: its capacity comes back, as after any exit.
         self.release_assignment(cx, job, attempt);
-        let j = self.jobs.get_mut(&job).expect("running attempt");
+        let j = self.jobs.get_mut(&job).ok_or(Rejection::UnknownJob(job))?;
         if let Some(a) = j.current_attempt_mut() {
             a.outcome = Some(Box::new(AttemptOutcome::ArtifactsFailed {
                 reason: reason.to_string(),

@@ -3,8 +3,8 @@
 //! succeeded, before the exit; `apply` keeps each tenant within its budget by forgetting its
 //! least recently used caches, so every replica forgets the same ones.
 
+use super::artifacts::check_digest;
 use super::{EntryContext, Handled};
-use crate::artifact::is_digest;
 use crate::{CacheRecord, CacheSave, Event, FencingToken, JobId, Rejection, Response, SpecError, State};
 
 /// Longest reason kept for a cache not saved, in bytes.
@@ -23,30 +23,22 @@ impl State {
         let Some(attempt) = self.running_attempt(job, fencing)? else {
             return UNCHANGED;
         };
-        let j = &self.jobs[&job];
+        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         let Some(spec) = j.spec.cache.as_deref().filter(|c| c.policy.pushes()) else {
             return Err(Rejection::Invalid(SpecError::Conflict {
                 field: "cache".into(),
                 reason: format!("job {job} saves no cache"),
             }));
         };
-        if j.attempts
-            .last()
-            .filter(|a| a.attempt == attempt)
-            .and_then(|a| a.cache.as_ref())
-            .is_some_and(|c| c.saved.is_some())
-        {
+        if j.cache_settled(attempt) {
             return UNCHANGED;
         }
         let (tenant, key, pipeline) = (j.tenant.clone(), spec.key.clone(), j.pipeline);
         let budget = self.limits.max_cache_bytes_per_tenant;
+        if let CacheSave::Stored { digest, .. } = outcome {
+            check_digest(digest)?;
+        }
         let verdict = match outcome {
-            CacheSave::Stored { digest, .. } if !is_digest(digest) => {
-                return Err(Rejection::Invalid(SpecError::Conflict {
-                    field: "digest".into(),
-                    reason: "must be a SHA-256 in lowercase hexadecimal".into(),
-                }));
-            }
             CacheSave::Stored { size_bytes, .. } if *size_bytes > budget => CacheSave::NotSaved {
                 reason: format!(
                     "the cache takes {size_bytes} bytes, past tenant {:?}'s cache budget of {budget} bytes",
@@ -103,7 +95,10 @@ impl State {
             .caches
             .tenant_bytes(tenant)
             .saturating_sub(replaced.map_or(0, |r| r.size_bytes));
-        let mut count = self.caches.tenant_count(tenant) - usize::from(replaced.is_some());
+        let mut count = self
+            .caches
+            .tenant_count(tenant)
+            .saturating_sub(usize::from(replaced.is_some()));
         let max_count = usize::try_from(self.limits.max_caches_per_tenant).unwrap_or(usize::MAX);
         let victims: Vec<String> = self
             .caches
@@ -117,7 +112,7 @@ impl State {
             }
             if let Some(r) = self.caches.remove(tenant, &victim) {
                 kept = kept.saturating_sub(r.size_bytes);
-                count -= 1;
+                count = count.saturating_sub(1);
                 cx.emit(Event::CacheRemoved {
                     tenant: tenant.to_string(),
                     key: victim,
@@ -138,13 +133,8 @@ impl State {
         if self.running_attempt(job, fencing)?.is_none() {
             return UNCHANGED;
         }
-        if !is_digest(digest) {
-            return Err(Rejection::Invalid(SpecError::Conflict {
-                field: "digest".into(),
-                reason: "must be a SHA-256 in lowercase hexadecimal".into(),
-            }));
-        }
-        let j = &self.jobs[&job];
+        check_digest(digest)?;
+        let j = self.jobs.get(&job).ok_or(Rejection::UnknownJob(job))?;
         let Some(key) = j.spec.cache.as_deref().map(|c| c.key.clone()) else {
             return Err(Rejection::Invalid(SpecError::Conflict {
                 field: "cache".into(),
@@ -201,14 +191,12 @@ impl State {
     }
 }
 
-/// `reason`, cut to `MAX_CACHE_NOTE_BYTES` on a character boundary.
+/// `reason`, cut to `MAX_CACHE_NOTE_BYTES` on a character boundary and marked as cut.
 fn bounded(reason: &str) -> String {
-    if reason.len() <= MAX_CACHE_NOTE_BYTES {
-        return reason.to_string();
+    let mut out = reason.to_string();
+    if out.len() > MAX_CACHE_NOTE_BYTES {
+        crate::repository::cut(&mut out, MAX_CACHE_NOTE_BYTES);
+        out.push('…');
     }
-    let mut end = MAX_CACHE_NOTE_BYTES;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &reason[..end])
+    out
 }
