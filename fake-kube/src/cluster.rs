@@ -59,6 +59,8 @@ pub(crate) struct PodRecord {
     pub log: Arc<LogBuffer>,
     /// Process group of the running container.
     pub pgid: Option<u32>,
+    /// Process groups of the pod's other containers (sidecars), running beside the first.
+    pub sidecars: Vec<u32>,
     pub started: bool,
     pub exited: bool,
     pub evicted: bool,
@@ -229,6 +231,7 @@ impl Cluster {
                 pod,
                 log: Arc::default(),
                 pgid: None,
+                sidecars: Vec::new(),
                 started: true,
                 exited: false,
                 evicted: false,
@@ -255,6 +258,9 @@ impl Cluster {
         };
         r.evicted = true;
         crate::kubelet::signal(pgid, "KILL");
+        for pgid in &r.sidecars {
+            crate::kubelet::signal(*pgid, "KILL");
+        }
         true
     }
 
@@ -268,8 +274,10 @@ impl Cluster {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            if let Some(pgid) = self.pods.get(&key).and_then(|r| r.pgid) {
-                crate::kubelet::signal(pgid, "KILL");
+            if let Some(r) = self.pods.get(&key) {
+                for pgid in r.pgid.iter().chain(&r.sidecars) {
+                    crate::kubelet::signal(*pgid, "KILL");
+                }
             }
             self.record_pod(&key, "DELETED");
             self.pods.remove(&key);
@@ -358,8 +366,11 @@ impl Cluster {
 
     pub(crate) fn kill_all(&mut self) {
         for r in self.pods.values() {
-            if let Some(pgid) = r.pgid.filter(|_| !r.exited) {
-                crate::kubelet::signal(pgid, "KILL");
+            if r.exited {
+                continue;
+            }
+            for pgid in r.pgid.iter().chain(&r.sidecars) {
+                crate::kubelet::signal(*pgid, "KILL");
             }
         }
     }

@@ -1,5 +1,7 @@
 //! The simulated kubelet: binds a pod to a node, runs its init containers in order, each to
-//! its end, then its first container's command, each as a local process group, collects stdout and stderr into one log, and records the phases a
+//! its end, then its containers side by side (the first is the one whose output is the pod's
+//! log; the others are sidecars, their termination messages read from their files), each as a
+//! local process group, collects stdout and stderr into one log, and records the phases a
 //! real kubelet reports (`Pending` → `Running` → `Succeeded`/`Failed`), including deadline
 //! expiry, eviction and graceful deletion.
 
@@ -87,7 +89,14 @@ struct Prepared {
 /// starting with what its image holds (`FakeKubeConfig::image_paths`).
 fn prepare(c: &Cluster, key: &Key, container: &Container, root: &Path) -> Result<Prepared, String> {
     let spec = c.pods.get(key).and_then(|r| r.pod.spec.clone()).unwrap_or_default();
-    let mounts = crate::volumes::materialize(c, &key.0, &spec, container, root).map_err(|e| format!("volume: {e}"))?;
+    let mut mounts =
+        crate::volumes::materialize(c, &key.0, &spec, container, root).map_err(|e| format!("volume: {e}"))?;
+    // The termination message file is the container's own, as a kubelet mounts it.
+    let termination = termination_file(root, &container.name);
+    if let Some(dir) = termination.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("termination message: {e}"))?;
+    }
+    mounts.push((termination_path(container), termination));
     let translate = |v: String| crate::volumes::translate(v, &mounts);
     let mut argv: Vec<String> = container.command.clone().unwrap_or_default();
     argv.extend(container.args.clone().unwrap_or_default());
@@ -131,6 +140,36 @@ fn prepare(c: &Cluster, key: &Key, container: &Container, root: &Path) -> Result
         name: container.name.clone(),
         image,
     })
+}
+
+/// Where `container` writes its termination message (Kubernetes' default path unless set).
+fn termination_path(container: &Container) -> String {
+    container
+        .termination_message_path
+        .clone()
+        .unwrap_or_else(|| "/dev/termination-log".into())
+}
+
+/// The host file standing for container `name`'s termination message file.
+fn termination_file(root: &Path, name: &str) -> std::path::PathBuf {
+    root.join("termination").join(name)
+}
+
+/// The termination message of a container that ended with `code`: what it wrote to its
+/// termination message file (at most 4,096 bytes, as Kubernetes keeps), else, under
+/// `FallbackToLogsOnError` and a failure, the end of its output.
+fn termination_message(root: &Path, container: &Container, code: i32, output: &LogBuffer) -> Option<String> {
+    let written = std::fs::read(termination_file(root, &container.name)).unwrap_or_default();
+    if !written.is_empty() {
+        let end = written.len().min(4096);
+        return Some(String::from_utf8_lossy(&written[..end]).into_owned());
+    }
+    if code != 0 && container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError") {
+        let data = output.data.lock().expect("log lock");
+        let from = data.0.len().saturating_sub(TERMINATION_MESSAGE_BYTES);
+        return Some(String::from_utf8_lossy(&data.0[from..]).into_owned());
+    }
+    None
 }
 
 /// `Prepared` as a process in its own group, stdout and stderr piped.
@@ -234,7 +273,7 @@ async fn run_init_containers(
                 if let Some(r) = lock(cluster).pods.get_mut(key) {
                     r.pgid = None;
                 }
-                finish(cluster, key, Outcome::DeadlineExceeded);
+                finish(cluster, key, Outcome::DeadlineExceeded, false);
                 return Err(());
             }
         };
@@ -371,15 +410,16 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         }
     };
     if prepared.argv.is_empty() {
-        finish(&cluster, &key, Outcome::Exited(127));
+        finish(&cluster, &key, Outcome::Exited(127), false);
         return;
     }
+    let root = workdir.path().to_path_buf();
     let mut child = match spawn(&prepared) {
         Ok(c) => c,
         Err(e) => {
             log.push(format!("exec {}: {e}\n", prepared.argv[0]).as_bytes());
             log.close();
-            finish(&cluster, &key, Outcome::Exited(127));
+            finish(&cluster, &key, Outcome::Exited(127), false);
             return;
         }
     };
@@ -412,6 +452,7 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         }]);
         c.record_pod(&key, "MODIFIED");
     }
+    let sidecars = start_sidecars(&cluster, &key, &root, deadline);
     let readers = [
         child.stdout.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
         child.stderr.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
@@ -437,7 +478,151 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         let _ = reader.await;
     }
     log.close();
-    finish(&cluster, &key, outcome);
+    if let Outcome::Exited(code) = outcome {
+        // The pod runs on while a sidecar does; its first container's end shows at once.
+        container_ended(&cluster, &key, &prepared.name, code, None);
+    }
+    let mut sidecar_failed = false;
+    for sidecar in sidecars {
+        sidecar_failed |= sidecar.await.map_or(true, |code| code != 0);
+    }
+    finish(&cluster, &key, outcome, sidecar_failed);
+}
+
+/// Starts the pod's containers after the first, each beside it in its own process group, as
+/// a kubelet runs every container of a pod at once; each task ends with its exit code, its
+/// status recorded (its termination message read) as it ends.
+fn start_sidecars(
+    cluster: &Arc<Mutex<Cluster>>,
+    key: &Key,
+    root: &Path,
+    deadline: tokio::time::Instant,
+) -> Vec<tokio::task::JoinHandle<i32>> {
+    let containers: Vec<Container> = {
+        let c = lock(cluster);
+        c.pods
+            .get(key)
+            .and_then(|r| r.pod.spec.as_ref())
+            .map(|s| s.containers.iter().skip(1).cloned().collect())
+            .unwrap_or_default()
+    };
+    containers
+        .into_iter()
+        .map(|container| {
+            let (cluster, key, root) = (cluster.clone(), key.clone(), root.to_path_buf());
+            tokio::spawn(async move { run_sidecar(&cluster, &key, &root, &container, deadline).await })
+        })
+        .collect()
+}
+
+async fn run_sidecar(
+    cluster: &Arc<Mutex<Cluster>>,
+    key: &Key,
+    root: &Path,
+    container: &Container,
+    deadline: tokio::time::Instant,
+) -> i32 {
+    let prepared = {
+        let c = lock(cluster);
+        prepare(&c, key, container, root)
+    };
+    let output = Arc::new(LogBuffer::default());
+    let mut child = match prepared.and_then(|p| spawn(&p).map_err(|e| format!("exec {:?}: {e}", p.argv.first()))) {
+        Ok(child) => child,
+        Err(e) => {
+            container_ended(cluster, key, &container.name, 127, Some(e));
+            return 127;
+        }
+    };
+    let pgid = child.id();
+    {
+        let mut c = lock(cluster);
+        let Some(r) = c.pods.get_mut(key) else {
+            signal(pgid.unwrap_or(0), "KILL");
+            return 137;
+        };
+        r.sidecars.extend(pgid);
+        let status = r.pod.status.get_or_insert_default();
+        status.container_statuses.get_or_insert_default().push(ContainerStatus {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            ready: true,
+            started: Some(true),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(now()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c.record_pod(key, "MODIFIED");
+    }
+    let readers = [
+        child.stdout.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
+        child.stderr.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
+    ];
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        () = tokio::time::sleep_until(deadline) => None,
+    };
+    if status.is_none() {
+        if let Some(pgid) = pgid {
+            signal(pgid, "KILL");
+        }
+        let _ = child.wait().await;
+    }
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.await;
+    }
+    let code = match status {
+        Some(s) => {
+            use std::os::unix::process::ExitStatusExt;
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
+        }
+        None => 137,
+    };
+    if let Some(r) = lock(cluster).pods.get_mut(key) {
+        r.sidecars.retain(|p| Some(*p) != pgid);
+    }
+    let message = termination_message(root, container, code, &output);
+    container_ended(cluster, key, &container.name, code, message);
+    code
+}
+
+/// Records container `name` of the pod as terminated with `code` and `message`.
+fn container_ended(cluster: &Mutex<Cluster>, key: &Key, name: &str, code: i32, message: Option<String>) {
+    let mut c = lock(cluster);
+    let Some(r) = c.pods.get_mut(key) else { return };
+    let statuses = r
+        .pod
+        .status
+        .get_or_insert_default()
+        .container_statuses
+        .get_or_insert_default();
+    let terminated = ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: code,
+            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+            message,
+            finished_at: Some(now()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match statuses.iter_mut().find(|s| s.name == name) {
+        Some(s) => {
+            s.ready = false;
+            s.started = Some(false);
+            s.state = Some(terminated);
+        }
+        None => statuses.push(ContainerStatus {
+            name: name.into(),
+            state: Some(terminated),
+            ..Default::default()
+        }),
+    }
+    c.record_pod(key, "MODIFIED");
 }
 
 async fn copy_into(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<LogBuffer>) {
@@ -483,7 +668,9 @@ fn log_start_failure(cluster: &Mutex<Cluster>, key: &Key, message: &str) {
     c.record_pod(key, "MODIFIED");
 }
 
-fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome) {
+/// Ends the pod: `outcome` is its first container's, `sidecar_failed` whether another
+/// container ended with an error (the pod is then `Failed` too, as in Kubernetes).
+fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome, sidecar_failed: bool) {
     let mut c = lock(cluster);
     let Some(r) = c.pods.get_mut(key) else { return };
     r.exited = true;
@@ -502,6 +689,7 @@ fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome) {
             Some("Pod was active on the node longer than the specified deadline"),
             137,
         ),
+        Outcome::Exited(0) if sidecar_failed => ("Failed", None, None, 0),
         Outcome::Exited(0) => ("Succeeded", None, None, 0),
         Outcome::Exited(code) => ("Failed", None, None, code),
     };
@@ -527,12 +715,18 @@ fn finish(cluster: &Mutex<Cluster>, key: &Key, outcome: Outcome) {
 /// Graceful deletion: SIGTERM, SIGKILL after `grace_s`, then the object goes.
 pub(crate) fn delete(cluster: Arc<Mutex<Cluster>>, key: Key, grace_s: u64) {
     tokio::spawn(async move {
-        let pgid = {
+        let pgids: Vec<u32> = {
             let c = lock(&cluster);
-            c.pods.get(&key).and_then(|r| r.pgid.filter(|_| !r.exited))
+            c.pods
+                .get(&key)
+                .filter(|r| !r.exited)
+                .map(|r| r.pgid.iter().chain(&r.sidecars).copied().collect())
+                .unwrap_or_default()
         };
-        if let Some(pgid) = pgid {
-            signal(pgid, "TERM");
+        if !pgids.is_empty() {
+            for pgid in &pgids {
+                signal(*pgid, "TERM");
+            }
             let until = tokio::time::Instant::now() + Duration::from_secs(grace_s);
             loop {
                 let exited = lock(&cluster).pods.get(&key).is_none_or(|r| r.exited);
@@ -540,7 +734,9 @@ pub(crate) fn delete(cluster: Arc<Mutex<Cluster>>, key: Key, grace_s: u64) {
                     break;
                 }
                 if tokio::time::Instant::now() >= until {
-                    signal(pgid, "KILL");
+                    for pgid in &pgids {
+                        signal(*pgid, "KILL");
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

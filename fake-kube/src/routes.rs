@@ -174,6 +174,7 @@ async fn create_pod(State(cluster): State<Shared>, Path(ns): Path<String>, body:
                 pod,
                 log: Arc::default(),
                 pgid: None,
+                sidecars: Vec::new(),
                 started: false,
                 exited: false,
                 evicted: false,

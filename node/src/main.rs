@@ -1,5 +1,6 @@
 //! `flotilla-node`: runs one member of a Flotilla cluster until SIGTERM or Ctrl-C; as
-//! `flotilla-node fetch-source`, a Kubernetes job pod's source container (`source::fetch`).
+//! `flotilla-node fetch-source`, a Kubernetes job pod's source container (`source::fetch`);
+//! as `flotilla-node put-files`, its collect container (`source::put_files`).
 
 use clap::Parser;
 use flotilla_node::{Options, RunningNode, Settings};
@@ -13,6 +14,15 @@ async fn main() -> anyhow::Result<()> {
         let options = flotilla_node::source::fetch::FetchOptions::parse_from(std::env::args_os().skip(1));
         if let Err(e) = flotilla_node::source::fetch::run(&options).await {
             // One line, last: the pod's termination message is its reason (no backtrace).
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    // `flotilla-node put-files`: the collect container of a Kubernetes job pod.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "put-files") {
+        let options = flotilla_node::source::put_files::PutOptions::parse_from(std::env::args_os().skip(1));
+        if let Err(e) = flotilla_node::source::put_files::run(&options).await {
             eprintln!("error: {e}");
             std::process::exit(1);
         }

@@ -3,7 +3,8 @@
 //! TERMINATED and is retried in a new pod; a leader killed mid-run is replaced by one that
 //! adopts the running pod; no pod is left behind. A repository pipeline's pod gets its
 //! commit's files from the nodes through its source container and the attempt's grant, and a
-//! pod gets the artifacts of the jobs it needs the same way.
+//! pod gets the artifacts of the jobs it needs the same way; its own artifacts and cache go
+//! back through its collect container and the attempt's upload grant.
 
 mod common;
 #[path = "common/git.rs"]
@@ -395,31 +396,113 @@ async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
     let path = format!("/v1/jobs/{id}/attempts/1/inputs/0");
     let response = get_source(&c.node(3).url(&path), None).await;
     assert!(matches!(response.status().as_u16(), 401 | 410), "{}", response.status());
-    // The cache the process job saved is restored into the next pipeline's pod; the pod's
-    // own files cannot be collected, so its save is a note and the job succeeds.
+    // The cache the process job saved is restored into the next pipeline's pod. The pod's own
+    // files go back through its collect container: its cache replaces the old one, and its
+    // artifact reaches a process job byte for byte.
     let (s, cache) = c.get(2, "/v1/caches?consistency=linearizable").await;
     assert_eq!(s, 200, "{cache}");
     let digest = cache["items"][0]["digest"]
         .as_str()
         .expect("the build job's cache")
         .to_string();
-    let mut warm = job("warm", &["cat deps/msg"], 0);
+    let mut warm = job(
+        "warm",
+        &[
+            "cat deps/msg",
+            "echo saved by a pod > deps/msg && mkdir -p dist && head -c 300000 /dev/urandom > dist/blob && sha256sum dist/blob > dist/sum",
+        ],
+        0,
+    );
     warm["cache"] = json!({ "key": "shared", "paths": ["deps"] });
+    warm["artifacts"] = json!({ "paths": ["dist"] });
+    let check = job_spec(
+        "check",
+        json!({ "steps": ["sha256sum -c dist/sum", "test ! -e deps"], "needs": ["warm"],
+            "constraints": { "runtime": "process" } }),
+    );
     let (s, v) = c
-        .post(1, "/v1/pipelines", json!({ "name": "warm", "jobs": [warm] }))
+        .post(1, "/v1/pipelines", json!({ "name": "warm", "jobs": [warm, check] }))
         .await;
     assert_eq!(s, 201, "{v}");
     let id = v["jobs"][0]["id"].as_u64().unwrap();
+    let check_id = v["jobs"][1]["id"].as_u64().unwrap();
     let done = c
-        .wait_get(3, &format!("/v1/jobs/{id}"), "the warm pod's job finished", |s, v| {
+        .wait_get(
+            3,
+            &format!("/v1/jobs/{check_id}"),
+            "the job after the pod finished",
+            |s, v| s == 200 && ["SUCCEEDED", "FAILED", "SKIPPED"].contains(&v["state"].as_str().unwrap_or("")),
+        )
+        .await;
+    let pod_job = job_view(&c, 3, id).await;
+    let logs = c.get_text(1, &format!("/v1/jobs/{id}/logs")).await;
+    let check_logs = c.get_text(1, &format!("/v1/jobs/{check_id}/logs")).await;
+    assert_eq!(pod_job["state"], "SUCCEEDED", "{pod_job}\n{logs}\n{}", c.logs());
+    assert_eq!(done["state"], "SUCCEEDED", "{done}\n{check_logs}\n{}", c.logs());
+    assert!(logs.contains("cached on another pool"), "{logs}");
+    assert!(check_logs.contains("dist/blob: OK"), "{check_logs}");
+    let note = &pod_job["attempts"][0]["cache"];
+    assert_eq!(note["restored"], digest.as_str(), "{pod_job}");
+    let saved = note["saved"]["stored"]["digest"].as_str().unwrap_or_default();
+    assert!(
+        saved.len() == 64 && saved != digest,
+        "the pod's cache was saved: {pod_job}"
+    );
+    let (s, artifacts) = c
+        .get(2, &format!("/v1/jobs/{id}/artifacts?consistency=linearizable"))
+        .await;
+    assert_eq!(s, 200, "{artifacts}");
+    assert_eq!(artifacts["digest"].as_str().map(str::len), Some(64), "{artifacts}");
+    assert!(
+        artifacts["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["path"] == "dist/blob" && f["size_bytes"] == 300_000)),
+        "{artifacts}"
+    );
+    // The pod's cache is restored by the next process job.
+    let reader = job_spec(
+        "reader",
+        json!({ "steps": ["grep 'saved by a pod' deps/msg"], "constraints": { "runtime": "process" },
+            "cache": { "key": "shared", "paths": ["deps"], "policy": "pull" } }),
+    );
+    let (s, v) = c
+        .post(2, "/v1/pipelines", json!({ "name": "reader", "jobs": [reader] }))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let reader_id = v["jobs"][0]["id"].as_u64().unwrap();
+    let done = c
+        .wait_get(1, &format!("/v1/jobs/{reader_id}"), "the reader finished", |s, v| {
             s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or(""))
         })
         .await;
-    let logs = c.get_text(1, &format!("/v1/jobs/{id}/logs")).await;
-    assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}");
-    assert!(logs.contains("cached on another pool"), "{logs}");
-    let note = &done["attempts"][0]["cache"];
-    assert_eq!(note["restored"], digest.as_str(), "{done}");
-    let reason = note["saved"]["not_saved"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("Kubernetes"), "{done}");
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    // A path the pod did not make fails its job naming the field, as on any provider.
+    let mut missing = job("missing", &["true"], 0);
+    missing["artifacts"] = json!({ "paths": ["nowhere"] });
+    let (s, v) = c
+        .post(3, "/v1/pipelines", json!({ "name": "missing", "jobs": [missing] }))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let missing_id = v["jobs"][0]["id"].as_u64().unwrap();
+    let done = c
+        .wait_get(
+            1,
+            &format!("/v1/jobs/{missing_id}"),
+            "the job without its files ended",
+            |s, v| s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or("")),
+        )
+        .await;
+    assert_eq!(done["state"], "FAILED", "{done}");
+    assert!(done.to_string().contains("artifacts.paths[0]"), "{done}");
+    // No grant, or a forged one, uploads nothing.
+    let upload = format!("/v1/jobs/{missing_id}/attempts/1/uploads/artifacts/{}", "0".repeat(64));
+    let client = client_builder().build().unwrap();
+    for grant in [None, Some("forged")] {
+        let mut request = client.put(c.node(2).url(&upload)).body("x");
+        if let Some(g) = grant {
+            request = request.bearer_auth(g);
+        }
+        let status = request.send().await.unwrap().status().as_u16();
+        assert!(matches!(status, 401 | 410), "{status}");
+    }
 }

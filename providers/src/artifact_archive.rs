@@ -41,6 +41,19 @@ pub struct Packed {
     pub size_bytes: u64,
     /// Files, directories and links in the archive.
     pub entries: u32,
+    /// Where the blob is: at the request's `dest`, or already sent to a node of the cluster
+    /// by the worker itself (`uploads.rs`).
+    pub place: BlobPlace,
+}
+
+/// Where a collected blob is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BlobPlace {
+    /// Written to `ArtifactRequest::dest` on this node.
+    #[default]
+    Dest,
+    /// Uploaded by the worker to a node of the cluster, which checked it against its digest.
+    Uploaded,
 }
 
 /// Why a job's files could not be packed.
@@ -215,6 +228,7 @@ fn finish_blob(builder: BlobBuilder, entries: u32, limits: &PackLimits) -> Resul
         digest: hex::encode(hasher.finalize()),
         size_bytes: written,
         entries,
+        place: BlobPlace::Dest,
     })
 }
 

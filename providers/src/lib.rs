@@ -25,6 +25,7 @@ mod secret_value;
 mod sim;
 pub mod source_archive;
 mod tombstones;
+pub mod uploads;
 
 pub use any_provider::AnyProvider;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};

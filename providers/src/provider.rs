@@ -49,11 +49,17 @@ pub struct WorkerSpec {
     /// checkout and before the inputs (so a needed job's artifacts win over a stale cache; a
     /// pod fetches it from the nodes, `SOURCE_CACHE_VAR`).
     pub cache: Option<std::path::PathBuf>,
+    /// What the worker packs and uploads by itself after its steps, for a provider whose
+    /// workers' files the leader cannot read (Kubernetes, `uploads.rs`); the others leave it
+    /// to `collect_artifacts`.
+    pub uploads: crate::uploads::Uploads,
 }
 
 /// What `collect_artifacts` packs and where it writes the blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArtifactRequest {
+    /// The job's artifacts or its cache.
+    pub purpose: crate::uploads::CollectPurpose,
     /// The job's `artifacts.paths`, relative to its work directory.
     pub paths: Vec<String>,
     /// A new file the blob is written to (its directory exists; the file must not).
@@ -70,6 +76,9 @@ pub struct SourceFetch {
     pub urls: Vec<String>,
     /// Sent as `Authorization: Bearer`; never in the job's own environment.
     pub grant: crate::SecretValue,
+    /// Opens the attempt's uploads (`uploads.rs`) and nothing else: the container that
+    /// uploads is given this one alone.
+    pub upload_grant: crate::SecretValue,
     /// The cluster CA's certificates (PEM); `None` under plain HTTP.
     pub ca_pem: Option<String>,
 }

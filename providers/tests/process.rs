@@ -315,6 +315,7 @@ async fn collect(
     dir: &std::path::Path,
 ) -> Result<flotilla_providers::artifact_archive::Packed, ProviderError> {
     let request = flotilla_providers::ArtifactRequest {
+        purpose: flotilla_providers::uploads::CollectPurpose::Artifacts,
         paths: paths.iter().map(|s| s.to_string()).collect(),
         dest: dir.join(format!("blob-{}", paths.join("+").replace('/', "_"))),
         limits: flotilla_providers::artifact_archive::PackLimits {

@@ -139,7 +139,7 @@ pub async fn cache(
     super::artifacts::serve_blob(&app, &(&record).into(), None).await
 }
 
-fn parse_attempt(id: &str, attempt: &str) -> Result<(JobId, u32), ApiError> {
+pub(super) fn parse_attempt(id: &str, attempt: &str) -> Result<(JobId, u32), ApiError> {
     let job = JobId(parse_id("id", id)?);
     let attempt = u32::try_from(parse_id("attempt", attempt)?)
         .map_err(|_| ApiError::bad_request("attempt", "attempt: not an attempt number"))?;
@@ -147,7 +147,7 @@ fn parse_attempt(id: &str, attempt: &str) -> Result<(JobId, u32), ApiError> {
 }
 
 /// The grant presented as `Authorization: Bearer`.
-fn grant_of(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn grant_of(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -157,7 +157,7 @@ fn grant_of(headers: &HeaderMap) -> Result<String, ApiError> {
         .to_string())
 }
 
-fn keyring_of(app: &AppState) -> Result<std::sync::Arc<crate::secrets::Keyring>, ApiError> {
+pub(super) fn keyring_of(app: &AppState) -> Result<std::sync::Arc<crate::secrets::Keyring>, ApiError> {
     app.keyring.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -180,11 +180,31 @@ async fn admitted<T>(
     presented: &str,
     then: impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    if let Some(t) = attempt_of(app, keyring, job, attempt, presented, &then)? {
+    admitted_by(app, keyring, Grant::Source, (job, attempt), presented, then).await
+}
+
+/// Which of an attempt's two grants a route takes: the source grant opens what the attempt
+/// downloads, the upload grant what it sends back (`uploads`); neither opens the other's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Grant {
+    Source,
+    Upload,
+}
+
+/// `admitted`, for the grant `grant`.
+pub(super) async fn admitted_by<T>(
+    app: &AppState,
+    keyring: &crate::secrets::Keyring,
+    grant: Grant,
+    (job, attempt): (JobId, u32),
+    presented: &str,
+    then: impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    if let Some(t) = attempt_of(app, keyring, grant, (job, attempt), presented, &then)? {
         return Ok(t);
     }
     app.read_barrier(Some("linearizable")).await?;
-    attempt_of(app, keyring, job, attempt, presented, &then)?
+    attempt_of(app, keyring, grant, (job, attempt), presented, &then)?
         .ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {attempt}", job.0)))
 }
 
@@ -193,8 +213,8 @@ async fn admitted<T>(
 fn attempt_of<T>(
     app: &AppState,
     keyring: &crate::secrets::Keyring,
-    job: JobId,
-    attempt: u32,
+    grant: Grant,
+    (job, attempt): (JobId, u32),
     presented: &str,
     then: &impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
 ) -> Result<Option<T>, ApiError> {
@@ -214,7 +234,11 @@ fn attempt_of<T>(
             Err(gone(job, attempt))
         };
     };
-    if !crate::source::grant::opens(keyring, a, presented) {
+    let opens = match grant {
+        Grant::Source => crate::source::grant::opens(keyring, a, presented),
+        Grant::Upload => crate::source::grant::opens_upload(keyring, a, presented),
+    };
+    if !opens {
         return Err(unauthorized());
     }
     if a.releasing {
@@ -227,7 +251,7 @@ fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "grant_refused",
-        "the grant does not open this attempt's source",
+        "the grant does not open this attempt's files",
     )
 }
 

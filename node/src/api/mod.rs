@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod attempt_source;
+mod attempt_upload;
 mod caches;
 pub(crate) mod cluster;
 mod error;
@@ -354,6 +355,12 @@ fn routes() -> Vec<(&'static str, Method, MethodRouter<AppState>, Permission)> {
             "/v1/jobs/{id}/attempts/{attempt}/cache",
             Method::GET,
             get(attempt_source::cache),
+            Permission::Public,
+        ),
+        (
+            "/v1/jobs/{id}/attempts/{attempt}/uploads/{purpose}/{digest}",
+            Method::PUT,
+            put(attempt_upload::upload),
             Permission::Public,
         ),
         (

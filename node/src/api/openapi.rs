@@ -6,8 +6,8 @@
 //! `openapi_matches_routes` also checks that a serialized domain spec uses only documented fields.
 
 use super::{
-    artifacts, attempt_source, caches, cluster, events, health, hooks, jobs, join, limits, notifiers, pipelines, pools,
-    repositories, retention, schedules, secrets, tenants, tokens,
+    artifacts, attempt_source, attempt_upload, caches, cluster, events, health, hooks, jobs, join, limits, notifiers,
+    pipelines, pools, repositories, retention, schedules, secrets, tenants, tokens,
 };
 use axum::Json;
 use std::collections::BTreeMap;
@@ -40,6 +40,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         attempt_source::source,
         attempt_source::inputs,
         attempt_source::cache,
+        attempt_upload::upload,
         events::stream,
         pools::list,
         pools::register,
@@ -89,6 +90,7 @@ use utoipa::{IntoResponses, OpenApi, ToSchema};
         openapi_json,
     ),
     components(schemas(
+        attempt_upload::UploadReceived,
         PipelineSpecDoc,
         JobSpecDoc,
         ResourcesDoc,

@@ -10,7 +10,7 @@
 
 use super::blob_store::{BlobError, BlobStore};
 use super::peers::BlobPeers;
-use flotilla_providers::artifact_archive::{PackLimits, Packed};
+use flotilla_providers::artifact_archive::{BlobPlace, PackLimits, Packed};
 use flotilla_providers::{ArtifactRequest, ProviderError, ProviderSet, WorkerProvider};
 use flotilla_state_machine::{JobId, ProviderKind};
 use std::collections::{BTreeSet, HashMap};
@@ -31,11 +31,7 @@ pub enum Progress<T> {
 }
 
 /// What a collection packs: the job's artifacts or its cache (one of each per attempt).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Purpose {
-    Artifacts,
-    Cache,
-}
+pub use flotilla_providers::uploads::CollectPurpose as Purpose;
 
 /// What a collection needs to know of the assignment.
 #[derive(Clone, Debug)]
@@ -120,6 +116,7 @@ impl Collector {
         };
         let dest = self.store.temp_path("collect");
         let request = ArtifactRequest {
+            purpose: order.purpose,
             paths: order.paths.clone(),
             dest: dest.clone(),
             limits: order.limits,
@@ -139,8 +136,15 @@ impl Collector {
         };
         let store = self.store.clone();
         let digest = packed.digest.clone();
-        let adopted = tokio::task::spawn_blocking(move || store.adopt(&dest, &digest)).await;
-        match adopted {
+        let placed = match packed.place {
+            BlobPlace::Dest => tokio::task::spawn_blocking(move || store.adopt(&dest, &digest)).await,
+            // The worker sent it to a node (maybe this one), which checked it on arrival.
+            BlobPlace::Uploaded if store.has(&digest) => {
+                tokio::task::spawn_blocking(move || store.verify(&digest)).await
+            }
+            BlobPlace::Uploaded => Ok(self.peers.fetch(&digest).await),
+        };
+        match placed {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return transient(e),
             Err(e) => return transient(BlobError::Io(std::io::Error::other(e.to_string()))),

@@ -18,7 +18,7 @@ mod peers;
 pub mod serve;
 mod sweep;
 
-pub use blob_store::{BlobError, BlobStore, DigestCheck, send_checked};
+pub use blob_store::{BlobError, BlobStore, DigestCheck, receive_checked, send_checked};
 pub use collector::{CollectOrder, Collector, Progress, Purpose};
 pub use object_blobs::{ObjectBlobs, ObjectStoreConfig};
 pub use peers::{BLOB_CHUNK_BYTES, BlobPeers, MAX_BLOB_BYTES, copy_timeout};

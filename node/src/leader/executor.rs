@@ -453,6 +453,7 @@ impl LeaderContext<'_> {
         Some(flotilla_providers::SourceFetch {
             urls,
             grant: crate::source::grant::sign(keyring, a),
+            upload_grant: crate::source::grant::sign_upload(keyring, a),
             ca_pem: self.source_reach.ca_pem.clone(),
         })
     }
@@ -471,6 +472,7 @@ impl LeaderContext<'_> {
         let (secret_files, secret_env) = secrets
             .into_iter()
             .partition(|(var, _)| spec.secret_files.contains_key(var));
+        let uploads = uploads_of(view);
         let spec = WorkerSpec {
             job: a.job,
             attempt: a.attempt,
@@ -492,12 +494,16 @@ impl LeaderContext<'_> {
             labels: BTreeMap::from(&spec.constraints),
             pool_settings: view.pool_settings.clone(),
             cluster_id: self.identity.cluster_id(),
-            source_fetch: (checkout.is_some() || !blobs.inputs.is_empty() || blobs.cache.is_some())
-                .then(|| self.source_fetch(a))
-                .flatten(),
+            source_fetch: (checkout.is_some()
+                || !blobs.inputs.is_empty()
+                || blobs.cache.is_some()
+                || !uploads.is_empty())
+            .then(|| self.source_fetch(a))
+            .flatten(),
             checkout,
             inputs: blobs.inputs,
             cache: blobs.cache,
+            uploads,
         };
         let started = Instant::now();
         let started_at = SystemTime::now();
@@ -547,4 +553,23 @@ fn jitter() -> u16 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
         % 1001) as u16
+}
+
+/// What a worker that sends its files back itself (a Kubernetes pod) uploads after its
+/// steps: the job's artifacts, and its cache when the cache's policy saves it.
+fn uploads_of(view: &AssignmentView) -> flotilla_providers::uploads::Uploads {
+    use flotilla_providers::uploads::{UploadSpec, Uploads};
+    let spec = &view.job.spec;
+    Uploads {
+        artifacts: spec.artifacts.as_deref().map(|a| UploadSpec {
+            paths: a.paths.iter().map(|p| p.to_string()).collect(),
+            always: a.when == flotilla_state_machine::ArtifactsWhen::Always,
+            max_packed_bytes: view.artifact_limits.max_packed_bytes,
+        }),
+        cache: spec.cache.as_deref().filter(|c| c.policy.pushes()).map(|c| UploadSpec {
+            paths: c.paths.iter().map(|p| p.to_string()).collect(),
+            always: false,
+            max_packed_bytes: view.cache_limits.max_packed_bytes,
+        }),
+    }
 }

@@ -214,7 +214,7 @@ async fn fetch(
     })
 }
 
-fn client(ca_pem: Option<&str>) -> Result<reqwest::Client, FetchError> {
+pub(crate) fn client(ca_pem: Option<&str>) -> Result<reqwest::Client, FetchError> {
     let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .read_timeout(Duration::from_secs(60))
@@ -313,7 +313,7 @@ async fn fetch_once(
 }
 
 /// The `error.message` of an API error body, or its status text.
-async fn error_message(response: reqwest::Response) -> String {
+pub(crate) async fn error_message(response: reqwest::Response) -> String {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     serde_json::from_str::<serde_json::Value>(&body)

@@ -22,6 +22,25 @@ fn message(job: JobId, attempt: u32, fencing: FencingToken) -> String {
     )
 }
 
+/// What an upload grant signs: the same attempt under another label, so that neither grant
+/// opens what the other does.
+fn upload_message(job: JobId, attempt: u32, fencing: FencingToken) -> String {
+    format!(
+        "flotilla-upload-grant-v1 job={} attempt={attempt} term={} index={}",
+        job.0, fencing.term, fencing.log_index
+    )
+}
+
+/// The upload grant of assignment `a`'s attempt: it opens the attempt's uploads alone.
+pub fn sign_upload(keyring: &Keyring, a: &Assignment) -> SecretValue {
+    SecretValue::new(keyring.sign_grant(upload_message(a.job, a.attempt, a.fencing).as_bytes()))
+}
+
+/// Whether `presented` is the upload grant of `a`'s attempt.
+pub fn opens_upload(keyring: &Keyring, a: &Assignment, presented: &str) -> bool {
+    keyring.verify_grant(upload_message(a.job, a.attempt, a.fencing).as_bytes(), presented)
+}
+
 /// The grant of assignment `a`'s attempt.
 pub fn sign(keyring: &Keyring, a: &Assignment) -> SecretValue {
     SecretValue::new(keyring.sign_grant(message(a.job, a.attempt, a.fencing).as_bytes()))
@@ -71,6 +90,14 @@ mod tests {
             assert!(!opens(&ring, &other, grant.expose()), "{other:?}");
         }
         assert!(!opens(&Keyring::new(&[[8; 32]]), &a, grant.expose()));
+        let upload = sign_upload(&ring, &a);
+        assert!(opens_upload(&ring, &a, upload.expose()));
+        assert!(
+            !opens_upload(&ring, &a, grant.expose()),
+            "a source grant uploads nothing"
+        );
+        assert!(!opens(&ring, &a, upload.expose()), "an upload grant reads nothing");
+        assert!(!opens_upload(&ring, &assignment(7, 3, 3, 40), upload.expose()));
         assert_eq!(source_path(JobId(7), 2), "/v1/jobs/7/attempts/2/source");
     }
 }

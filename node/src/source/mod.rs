@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod forge;
 pub mod git;
 pub mod grant;
+pub mod put_files;
 pub mod status;
 
 use crate::secrets::{Keyring, SealedSecrets};

@@ -354,14 +354,19 @@ async fn prune_tombstones(api: &Api<ConfigMap>, cluster: &str) {
 }
 
 impl WorkerProvider for KubernetesProvider {
+    /// A pod uploads its own files (`uploads.rs`): this reads what its collect container
+    /// reported; the blob is on the node that received it, not at `request.dest`.
     async fn collect_artifacts(
         &self,
-        _name: &str,
-        _request: &crate::ArtifactRequest,
+        worker: &str,
+        request: &crate::ArtifactRequest,
     ) -> Result<crate::artifact_archive::Packed, ProviderError> {
-        Err(ProviderError::Unsupported(
-            "a Kubernetes pod's files cannot be collected yet (as artifacts or a cache); run the job on a process or Docker pool".into(),
-        ))
+        let c = self.connected().await?;
+        let pod = self
+            .pod(c, worker)
+            .await?
+            .ok_or_else(|| ProviderError::Rejected(format!("the pod of {worker} is gone with its files")))?;
+        pod::collected(&pod, request.purpose)
     }
 
     async fn create(&self, spec: &WorkerSpec) -> Result<String, ProviderError> {

@@ -3,10 +3,12 @@
 //! directions are unit-tested without an API server.
 
 use super::output::CONTAINER;
+use crate::artifact_archive::{BlobPlace, Packed};
 use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, WorkerSpec};
 use crate::provider::{
     SOURCE_CA_VAR, SOURCE_CACHE_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR,
 };
+use crate::uploads::{CollectPurpose, UploadOutcome, UploadReport};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 use k8s_openapi::api::core::v1::{
@@ -40,6 +42,7 @@ for step in "$@"; do
   [ "$code" -ne 0 ] && break
   n=$((n + 1))
 done
+if [ -n "${FLOTILLA_EXIT_FILE:-}" ]; then printf '%s\n' "$code" > "$FLOTILLA_EXIT_FILE"; fi
 exit "$code"
 "#;
 
@@ -53,6 +56,30 @@ pub const SOURCE_HELPER_COMMAND: [&str; 4] = ["flotilla-node", "fetch-source", "
 
 /// The job's work directory in its pod: an emptyDir the source container fills.
 const WORKSPACE: &str = "/workspace";
+
+/// The container that, beside the job's, waits for its steps to end and uploads the files
+/// the job keeps (`uploads.rs`): the helper image's `flotilla-node put-files`.
+pub const COLLECT_CONTAINER: &str = "collect";
+
+/// What the collect container runs; the rest of what it needs is in its variables.
+pub const COLLECT_HELPER_COMMAND: [&str; 6] = [
+    "flotilla-node",
+    "put-files",
+    "--from",
+    WORKSPACE,
+    "--scratch",
+    STATUS_DIR,
+];
+
+/// An emptyDir shared by the job's container and the collect container: the job's wrapper
+/// writes its exit code there (`EXIT_FILE_VAR`), the collect container packs there.
+const STATUS_DIR: &str = "/flotilla-status";
+
+/// Where a container's termination message is read from (Kubernetes' default path).
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The key of the attempt's Secret that holds its upload grant.
+pub const UPLOAD_GRANT_KEY: &str = "flotilla.upload-grant";
 
 /// The key of the attempt's Secret that holds its source grant. Not a variable name (a job's
 /// variables are letters, digits and `_`), so it never meets one of the job's secrets.
@@ -151,7 +178,12 @@ impl PodTemplate<'_> {
             .as_ref()
             .filter(|_| self.fetches(spec))
             .map(|f| &f.grant);
-        if spec.secret_env.is_empty() && spec.secret_files.is_empty() && grant.is_none() {
+        let upload_grant = spec
+            .source_fetch
+            .as_ref()
+            .filter(|_| self.uploads(spec))
+            .map(|f| &f.upload_grant);
+        if spec.secret_env.is_empty() && spec.secret_files.is_empty() && grant.is_none() && upload_grant.is_none() {
             return None;
         }
         let data = spec
@@ -160,6 +192,7 @@ impl PodTemplate<'_> {
             .chain(&spec.secret_files)
             .map(|(var, value)| (var.clone(), ByteString(value.expose().as_bytes().to_vec())))
             .chain(grant.map(|g| (SOURCE_GRANT_KEY.to_string(), ByteString(g.expose().as_bytes().to_vec()))))
+            .chain(upload_grant.map(|g| (UPLOAD_GRANT_KEY.to_string(), ByteString(g.expose().as_bytes().to_vec()))))
             .collect();
         Some(Secret {
             metadata: ObjectMeta {
@@ -311,6 +344,23 @@ impl PodTemplate<'_> {
             false => None,
             true => Some(vec![self.source_container(spec, &resources)?]),
         };
+        let collect = match self.uploads(spec) {
+            false => None,
+            true => {
+                volumes.push(Volume {
+                    name: "status".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                });
+                mounts.push(status_mount());
+                env.push(EnvVar {
+                    name: crate::uploads::EXIT_FILE_VAR.into(),
+                    value: Some(format!("{STATUS_DIR}/exit")),
+                    ..Default::default()
+                });
+                Some(self.collect_container(spec)?)
+            }
+        };
         let container = Container {
             name: CONTAINER.into(),
             image: Some(image.into()),
@@ -331,7 +381,7 @@ impl PodTemplate<'_> {
                 ..Default::default()
             },
             spec: Some(PodSpec {
-                containers: vec![container],
+                containers: std::iter::once(container).chain(collect).collect(),
                 init_containers,
                 restart_policy: Some("Never".into()),
                 active_deadline_seconds: Some(
@@ -392,6 +442,61 @@ impl PodTemplate<'_> {
             || (spec.cache.is_some() && self.helper_image.is_some() && spec.source_fetch.is_some())
     }
 
+    /// Whether the attempt's pod uploads files after its steps (its artifacts, its cache): it
+    /// has some to keep and the node can give it a helper and a grant. Without them the pod
+    /// runs its job alone, and `collect_artifacts` says what was missing.
+    fn uploads(&self, spec: &WorkerSpec) -> bool {
+        !spec.uploads.is_empty() && self.helper_image.is_some() && spec.source_fetch.is_some()
+    }
+
+    /// The container beside the job's that uploads what the job keeps once its steps end
+    /// (`uploads.rs`): the helper image's `flotilla-node put-files`, the upload grant read
+    /// from the attempt's Secret, its report written as its termination message. It asks
+    /// for no resources, so the pod's request stays the job's.
+    fn collect_container(&self, spec: &WorkerSpec) -> Result<Container, ProviderError> {
+        let (Some(image), Some(fetch)) = (self.helper_image, spec.source_fetch.as_ref()) else {
+            return Err(ProviderError::Unsupported(
+                "no helper image or grant to upload with".into(),
+            ));
+        };
+        let uploads = serde_json::to_string(&spec.uploads)
+            .map_err(|e| ProviderError::Rejected(format!("the uploads of {}: {e}", spec.name())))?;
+        let plain = |name: &str, value: String| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            ..Default::default()
+        };
+        let mut env = vec![
+            plain(SOURCE_URLS_VAR, fetch.urls.join(",")),
+            self.secret_var(spec, crate::uploads::UPLOAD_GRANT_VAR, UPLOAD_GRANT_KEY),
+            plain(crate::uploads::UPLOADS_VAR, uploads),
+            plain(crate::uploads::EXIT_FILE_VAR, format!("{STATUS_DIR}/exit")),
+            plain(crate::uploads::REPORT_FILE_VAR, TERMINATION_LOG.into()),
+        ];
+        if let Some(ca) = &fetch.ca_pem {
+            env.push(plain(SOURCE_CA_VAR, ca.clone()));
+        }
+        Ok(Container {
+            name: COLLECT_CONTAINER.into(),
+            image: Some(image.into()),
+            command: Some(COLLECT_HELPER_COMMAND.iter().map(|s| s.to_string()).collect()),
+            env: Some(env),
+            volume_mounts: Some(vec![
+                VolumeMount {
+                    name: "workspace".into(),
+                    mount_path: WORKSPACE.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                status_mount(),
+            ]),
+            termination_message_path: Some(TERMINATION_LOG.into()),
+            termination_message_policy: Some("FallbackToLogsOnError".into()),
+            security_context: Some(restricted()),
+            ..Default::default()
+        })
+    }
+
     /// The init container that fetches the attempt's source into the workspace: the helper
     /// image's `flotilla-node fetch-source`, the grant read from the attempt's Secret (the
     /// job's container never sees it), the nodes' endpoints and CA in plain variables. It
@@ -443,6 +548,14 @@ impl PodTemplate<'_> {
             security_context: Some(restricted()),
             ..Default::default()
         })
+    }
+}
+
+fn status_mount() -> VolumeMount {
+    VolumeMount {
+        name: "status".into(),
+        mount_path: STATUS_DIR.into(),
+        ..Default::default()
     }
 }
 
@@ -517,6 +630,25 @@ impl PodView {
             view.lost = Some(reason);
             return view;
         }
+        let collect_waiting = status
+            .container_statuses
+            .as_ref()
+            .and_then(|v| v.iter().find(|c| c.name == COLLECT_CONTAINER))
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| {
+                w.reason
+                    .as_deref()
+                    .filter(|r| STUCK_REASONS.contains(r))
+                    .map(|r| (r, w))
+            });
+        if let Some((reason, waiting)) = collect_waiting {
+            view.lost = Some(format!(
+                "the {COLLECT_CONTAINER} container cannot start: {reason}: {}",
+                waiting.message.clone().unwrap_or_default()
+            ));
+            return view;
+        }
         if let Some(waiting) = state.waiting.as_ref()
             && let Some(reason) = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))
         {
@@ -536,6 +668,59 @@ impl PodView {
             });
         }
         view
+    }
+}
+
+/// What the pod's collect container reported of `purpose` (`uploads.rs`), once it ended: the
+/// blob a node received, or why there is none. A pod without a collect container was made
+/// by a node that could not give it one.
+pub fn collected(pod: &Pod, purpose: CollectPurpose) -> Result<Packed, ProviderError> {
+    let field = purpose.field();
+    let has_collect = pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.containers.iter().any(|c| c.name == COLLECT_CONTAINER));
+    if !has_collect {
+        return Err(ProviderError::Unsupported(format!(
+            "the pod could not upload its {field}: the node that created it has no --kubernetes-helper-image or no --secrets-key-file"
+        )));
+    }
+    let terminated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|v| v.iter().find(|c| c.name == COLLECT_CONTAINER))
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .ok_or_else(|| {
+            ProviderError::Unavailable(format!("the pod's {COLLECT_CONTAINER} container has not ended yet"))
+        })?;
+    let message = terminated.message.as_deref().unwrap_or_default().trim();
+    let report: UploadReport = serde_json::from_str(message).map_err(|_| {
+        let last: String = message.lines().last().unwrap_or_default().chars().take(512).collect();
+        ProviderError::Rejected(format!(
+            "the pod's {field} were not uploaded: its {COLLECT_CONTAINER} container ended (exit {}) saying: {last}",
+            terminated.exit_code
+        ))
+    })?;
+    match report.get(purpose) {
+        Some(UploadOutcome::Uploaded {
+            digest,
+            size_bytes,
+            entries,
+        }) => Ok(Packed {
+            digest: digest.clone(),
+            size_bytes: *size_bytes,
+            entries: *entries,
+            place: BlobPlace::Uploaded,
+        }),
+        Some(UploadOutcome::Failed { reason }) => Err(ProviderError::Rejected(reason.clone())),
+        Some(UploadOutcome::Skipped { exit_code }) => Err(ProviderError::Rejected(format!(
+            "the pod kept no {field}: its steps ended with exit code {exit_code}"
+        ))),
+        None => Err(ProviderError::Rejected(format!(
+            "the pod's {COLLECT_CONTAINER} container reported nothing of its {field}"
+        ))),
     }
 }
 
@@ -603,6 +788,7 @@ mod tests {
             source_fetch: None,
             inputs: Vec::new(),
             cache: None,
+            uploads: Default::default(),
         }
     }
 
@@ -627,6 +813,7 @@ mod tests {
                 "https://n2:8001/v1/jobs/7/attempts/2/source".into(),
             ],
             grant: crate::SecretValue::new("grant-value-9d1e".into()),
+            upload_grant: crate::SecretValue::new("upload-grant-77c3".into()),
             ca_pem: Some("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n".into()),
         });
         s
@@ -750,6 +937,147 @@ mod tests {
         s.checkout = None;
         s.cache = Some("/data/artifacts/sha256/c".into());
         assert!(t.build(&s).unwrap().spec.unwrap().init_containers.is_none());
+    }
+
+    fn uploading() -> WorkerSpec {
+        let mut s = from_source();
+        s.checkout = None;
+        s.uploads = crate::uploads::Uploads {
+            artifacts: Some(crate::uploads::UploadSpec {
+                paths: vec!["dist".into()],
+                always: true,
+                max_packed_bytes: 1 << 20,
+            }),
+            cache: None,
+        };
+        s
+    }
+
+    #[test]
+    fn a_pod_that_keeps_files_uploads_them_from_a_collect_container_with_its_upload_grant_alone() {
+        let s = uploading();
+        let pod = template().build(&s).unwrap();
+        let spec = pod.spec.unwrap();
+        assert!(spec.init_containers.is_none(), "nothing to fetch");
+        let [job, collect] = spec.containers.as_slice() else {
+            panic!("the job's container and the collect container: {:?}", spec.containers)
+        };
+        assert_eq!(collect.name, COLLECT_CONTAINER);
+        assert_eq!(collect.image.as_deref(), Some("flotilla:1"));
+        assert!(collect.resources.is_none(), "the pod's request stays the job's");
+        let env = collect.env.clone().unwrap();
+        let var = |name: &str| env.iter().find(|e| e.name == name);
+        let grant = var(crate::uploads::UPLOAD_GRANT_VAR).unwrap();
+        assert!(grant.value.is_none());
+        assert_eq!(
+            grant.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key,
+            UPLOAD_GRANT_KEY
+        );
+        assert!(var(SOURCE_GRANT_VAR).is_none(), "the collect container reads no source");
+        let uploads: crate::uploads::Uploads =
+            serde_json::from_str(var(crate::uploads::UPLOADS_VAR).unwrap().value.as_deref().unwrap()).unwrap();
+        assert_eq!(uploads, s.uploads);
+        let mounts = collect.volume_mounts.clone().unwrap();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == WORKSPACE && m.read_only == Some(true))
+        );
+        // The job's wrapper writes its exit code where the collect container waits for it.
+        let job_env = job.env.clone().unwrap();
+        let exit = job_env
+            .iter()
+            .find(|e| e.name == crate::uploads::EXIT_FILE_VAR)
+            .unwrap();
+        assert_eq!(exit.value.as_deref(), Some("/flotilla-status/exit"));
+        assert!(
+            job.volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.mount_path == STATUS_DIR)
+        );
+        assert!(
+            !job_env.iter().any(|e| e.name.contains("GRANT")),
+            "the job sees no grant"
+        );
+        // The Secret carries the upload grant, and no source grant (nothing to fetch).
+        let secret = template().secret(&s).unwrap();
+        let data = secret.data.unwrap();
+        assert_eq!(data[UPLOAD_GRANT_KEY].0, b"upload-grant-77c3");
+        assert!(!data.contains_key(SOURCE_GRANT_KEY));
+        // Without a helper image the pod runs its job alone.
+        let mut t = template();
+        t.helper_image = None;
+        assert_eq!(t.build(&s).unwrap().spec.unwrap().containers.len(), 1);
+    }
+
+    fn ended_collect(message: &str) -> Pod {
+        let mut pod = template().build(&uploading()).unwrap();
+        pod.status = Some(PodStatus {
+            phase: Some("Succeeded".into()),
+            container_statuses: Some(vec![ContainerStatus {
+                name: COLLECT_CONTAINER.into(),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 0,
+                        message: Some(message.into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        pod
+    }
+
+    #[test]
+    fn what_the_collect_container_reported_is_the_collection() {
+        let digest = "ab".repeat(32);
+        let pod = ended_collect(&format!(
+            r#"{{"artifacts":{{"outcome":"uploaded","digest":"{digest}","size_bytes":12,"entries":3}},"cache":{{"outcome":"skipped","exit_code":2}}}}"#
+        ));
+        let packed = collected(&pod, CollectPurpose::Artifacts).unwrap();
+        assert_eq!(packed.digest, digest);
+        assert_eq!(
+            (packed.size_bytes, packed.entries, packed.place),
+            (12, 3, BlobPlace::Uploaded)
+        );
+        let e = collected(&pod, CollectPurpose::Cache).unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Rejected(m) if m.contains("exit code 2")),
+            "{e}"
+        );
+        let failed = ended_collect(
+            r#"{"artifacts":{"outcome":"failed","reason":"artifacts.paths[0] dist does not exist in the workspace"}}"#,
+        );
+        let e = collected(&failed, CollectPurpose::Artifacts).unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Rejected(m) if m.starts_with("artifacts.paths[0]")),
+            "{e}"
+        );
+        let garbled = ended_collect("error: the steps did not end within 5 ms");
+        let e = collected(&garbled, CollectPurpose::Artifacts).unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Rejected(m) if m.contains("did not end")),
+            "{e}"
+        );
+        // Still running: asked again later. No collect container: the reason.
+        let mut running = ended_collect("");
+        running.status = None;
+        assert!(
+            collected(&running, CollectPurpose::Artifacts)
+                .unwrap_err()
+                .is_transient()
+        );
+        let alone = template().build(&spec()).unwrap();
+        let e = collected(&alone, CollectPurpose::Artifacts).unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Unsupported(m) if m.contains("--kubernetes-helper-image")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,5 +55,6 @@ pub fn spec(job: u64, steps: &[&str]) -> WorkerSpec {
         source_fetch: None,
         inputs: Vec::new(),
         cache: None,
+        uploads: Default::default(),
     }
 }
