@@ -65,6 +65,10 @@ pub(crate) struct PodRecord {
     pub exited: bool,
     pub evicted: bool,
     pub _workdir: Option<tempfile::TempDir>,
+    /// The pod's directory (its volumes under `volumes/<name>`), once the kubelet made it.
+    pub root: Option<std::path::PathBuf>,
+    /// What each init container printed, in order, kept after it ended.
+    pub init_logs: Vec<Arc<LogBuffer>>,
 }
 
 pub struct Cluster {
@@ -236,6 +240,8 @@ impl Cluster {
                 exited: false,
                 evicted: false,
                 _workdir: None,
+                root: None,
+                init_logs: Vec::new(),
             },
         );
         self.record_pod(&key, "ADDED");
@@ -343,6 +349,24 @@ impl Cluster {
     }
 
     /// Pods whose container was started (its command run) since the start.
+    /// The host directory standing for volume `volume` of a pod (an emptyDir), once the
+    /// kubelet has started the pod.
+    pub fn volume_dir(&self, namespace: &str, name: &str, volume: &str) -> Option<std::path::PathBuf> {
+        let r = self.pods.get(&(namespace.to_string(), name.to_string()))?;
+        Some(r.root.as_ref()?.join("volumes").join(volume))
+    }
+
+    /// What the pod's init containers printed so far, one after the other.
+    pub fn init_log_of(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
+        let r = self.pods.get(&(namespace.to_string(), name.to_string()))?;
+        Some(
+            r.init_logs
+                .iter()
+                .flat_map(|l| l.data.lock().expect("log lock").0.clone())
+                .collect(),
+        )
+    }
+
     pub fn log_of(&self, namespace: &str, name: &str) -> Option<Vec<u8>> {
         self.pods
             .get(&(namespace.to_string(), name.to_string()))

@@ -246,6 +246,9 @@ async fn run_init_containers(
             set_init_status_locked(&mut c, key, i, &init, None);
         }
         let output = Arc::new(LogBuffer::default());
+        if let Some(r) = lock(cluster).pods.get_mut(key) {
+            r.init_logs.push(output.clone());
+        }
         let readers = [
             child.stdout.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
             child.stderr.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
@@ -373,8 +376,9 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         }
     };
     let deadline_s = {
-        let c = lock(&cluster);
-        let Some(r) = c.pods.get(&key) else { return };
+        let mut c = lock(&cluster);
+        let Some(r) = c.pods.get_mut(&key) else { return };
+        r.root = Some(workdir.path().to_path_buf());
         r.pod.spec.as_ref().and_then(|s| s.active_deadline_seconds)
     };
     let deadline = tokio::time::Instant::now()

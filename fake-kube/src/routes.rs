@@ -179,6 +179,8 @@ async fn create_pod(State(cluster): State<Shared>, Path(ns): Path<String>, body:
                 exited: false,
                 evicted: false,
                 _workdir: None,
+                root: None,
+                init_logs: Vec::new(),
             },
         );
         c.record_pod(&key, "ADDED");

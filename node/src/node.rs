@@ -77,7 +77,11 @@ impl RunningNode {
         };
         let api_transport = crate::tls::ApiTransport::new(tls.as_ref());
         let raft_client_tls = tls.as_ref().map(|t| t.raft_client()).transpose()?;
-        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip, raft_client_tls);
+        let channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip, raft_client_tls.clone());
+        // Blobs travel on connections of their own: a gigabyte streamed to a peer shares no
+        // TCP connection (and no HTTP/2 flow-control window) with the heartbeats and
+        // AppendEntries that commit every write.
+        let blob_channels = Channels::new(settings.rpc_timeout_ms.min(2_000), source_ip, raft_client_tls);
         let network = Network {
             channels: channels.clone(),
             identity: identity.clone(),
@@ -94,7 +98,7 @@ impl RunningNode {
         let blob_peers = Arc::new(crate::artifacts::BlobPeers {
             node_id: settings.id,
             raft: raft.clone(),
-            channels: channels.clone(),
+            channels: blob_channels,
             identity: identity.clone(),
             store: blob_store.clone(),
             object: match &settings.artifact_store {

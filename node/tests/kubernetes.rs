@@ -325,14 +325,12 @@ async fn get_source(url: &str, grant: Option<&str>) -> reqwest::Response {
     request.send().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
-    let root = tempfile::tempdir().unwrap();
-    let kube = fake_kube_with_helper().await;
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = secrets_key_file(keys.path());
+/// Three nodes with a key file and the helper image, their Kubernetes provider on `kube`,
+/// and two pools: `pods` (Kubernetes) and `local` (process); the leader.
+async fn start_with_pools(root: &std::path::Path, kube: &FakeKube, keys: &std::path::Path) -> (Cluster, u64) {
+    let key_file = secrets_key_file(keys);
     let url = kube.url();
-    let work = root.path().join("workers").to_string_lossy().into_owned();
+    let work = root.join("workers").to_string_lossy().into_owned();
     let args = [
         "--secrets-key-file",
         key_file.as_str(),
@@ -363,6 +361,15 @@ async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
         let (s, v) = c.post(leader, "/v1/pools", pool).await;
         assert_eq!(s, 201, "{v}");
     }
+    (c, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
+    let root = tempfile::tempdir().unwrap();
+    let kube = fake_kube_with_helper().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (c, _) = start_with_pools(root.path(), &kube, keys.path()).await;
     // Built on a process pool, kept, and read in a pod; the pod also sees no grant.
     let build = job_spec(
         "build",
@@ -505,4 +512,85 @@ async fn a_pod_receives_the_artifacts_of_the_jobs_it_needs_from_the_nodes() {
         let status = request.send().await.unwrap().status().as_u16();
         assert!(matches!(status, 401 | 410), "{status}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_killed_while_a_pod_downloads_its_input_leaves_the_download_to_another_node() {
+    let root = tempfile::tempdir().unwrap();
+    let kube = fake_kube_with_helper().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (mut c, leader) = start_with_pools(root.path(), &kube, keys.path()).await;
+    // 128 MiB that do not compress, so the pod's download takes long enough to be cut.
+    let make = "mkdir -p out && head -c 134217728 /dev/urandom > out/noise && sha256sum out/noise > out/noise.sum";
+    let build = job_spec(
+        "build",
+        json!({ "steps": [make], "constraints": { "runtime": "process" }, "artifacts": { "paths": ["out"] } }),
+    );
+    let mut test = job("test", &["sha256sum -c out/noise.sum"], 0);
+    test["needs"] = json!(["build"]);
+    let (s, v) = c
+        .post(leader, "/v1/pipelines", json!({ "name": "cut", "jobs": [build, test] }))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["jobs"][1]["id"].as_u64().unwrap();
+    // The leader is asked first; it is killed once part of the artifact has arrived.
+    let pod = format!("ka-j{id}-a1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let part = kube
+            .cluster()
+            .volume_dir(NS, &pod, "workspace")
+            .map(|d| d.join(".flotilla-source.tar.part"));
+        if part
+            .and_then(|p| std::fs::metadata(p).ok())
+            .is_some_and(|m| m.len() > (1 << 20))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pod never started its download\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    c.node_mut(leader).kill9();
+    // What the source container says, read while its pod lives (the pod goes with its job).
+    let mut fetched = String::new();
+    while !fetched
+        .lines()
+        .any(|l| l.starts_with("artifact 0:") && l.contains("bytes from"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pod never fetched its input: {fetched}\n{}",
+            c.logs()
+        );
+        if let Some(log) = kube.cluster().init_log_of(NS, &pod) {
+            fetched = String::from_utf8_lossy(&log).into_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rest: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    c.wait_leader_among(&rest).await;
+    let done = c
+        .wait_get(rest[0], &format!("/v1/jobs/{id}"), "the pod's job finished", |s, v| {
+            s == 200 && ["SUCCEEDED", "FAILED"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    let logs = c.get_text(rest[0], &format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}\n{logs}\n{fetched}");
+    assert!(logs.contains("out/noise: OK"), "{logs}");
+    assert_eq!(
+        done["attempt"], 1,
+        "the download went on, the job did not run again: {done}"
+    );
+    // The helper saw the first node stop mid-way and took the whole artifact from another.
+    let leader_port = c.node(leader).api_addr.rsplit(':').next().unwrap().to_string();
+    assert!(fetched.contains("the download broke after"), "{fetched}");
+    let took = fetched
+        .lines()
+        .find(|l| l.starts_with("artifact 0:") && l.contains("bytes from"))
+        .unwrap_or_default();
+    assert!(!took.contains(&format!(":{leader_port}/")), "{fetched}");
 }
