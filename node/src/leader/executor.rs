@@ -263,17 +263,8 @@ impl LeaderContext<'_> {
                         });
                     }
                     Action::CollectArtifacts { exit_code } => {
-                        let (Some(kind), Some(spec)) = (view.kind, view.job.spec.artifacts.as_deref()) else {
+                        let Some(order) = collect_order(view, &name, crate::artifacts::Purpose::Artifacts) else {
                             continue;
-                        };
-                        let order = crate::artifacts::CollectOrder {
-                            job: a.job,
-                            attempt: a.attempt,
-                            purpose: crate::artifacts::Purpose::Artifacts,
-                            kind,
-                            worker: name.clone(),
-                            paths: spec.paths.iter().map(|p| p.to_string()).collect(),
-                            limits: view.artifact_limits,
                         };
                         match self.artifacts.collect(&order) {
                             crate::artifacts::Progress::Ready(packed) => {
@@ -296,17 +287,8 @@ impl LeaderContext<'_> {
                         }
                     }
                     Action::CollectCache { exit_code } => {
-                        let (Some(kind), Some(spec)) = (view.kind, view.job.spec.cache.as_deref()) else {
+                        let Some(order) = collect_order(view, &name, crate::artifacts::Purpose::Cache) else {
                             continue;
-                        };
-                        let order = crate::artifacts::CollectOrder {
-                            job: a.job,
-                            attempt: a.attempt,
-                            purpose: crate::artifacts::Purpose::Cache,
-                            kind,
-                            worker: name.clone(),
-                            paths: spec.paths.iter().map(|p| p.to_string()).collect(),
-                            limits: view.cache_limits,
                         };
                         // A cache is never worth failing or holding up the job: whatever
                         // stops it is reported as the reason it was not saved.
@@ -553,6 +535,28 @@ fn jitter() -> u16 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
         % 1001) as u16
+}
+
+/// The collection of `purpose` from the assignment's worker `worker`: what `uploads_of`
+/// says the job keeps, so a pod's own upload and a leader's pack take the same paths under
+/// the same limit. `None` for a job that keeps no such files or a pool without a provider.
+fn collect_order(
+    view: &AssignmentView,
+    worker: &str,
+    purpose: crate::artifacts::Purpose,
+) -> Option<crate::artifacts::CollectOrder> {
+    let spec = uploads_of(view).get(purpose)?.clone();
+    Some(crate::artifacts::CollectOrder {
+        job: view.assignment.job,
+        attempt: view.assignment.attempt,
+        purpose,
+        kind: view.kind?,
+        worker: worker.to_string(),
+        paths: spec.paths,
+        limits: flotilla_providers::artifact_archive::PackLimits {
+            max_packed_bytes: spec.max_packed_bytes,
+        },
+    })
 }
 
 /// What a worker that sends its files back itself (a Kubernetes pod) uploads after its
