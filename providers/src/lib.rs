@@ -13,6 +13,7 @@
 
 mod any_provider;
 pub mod artifact_archive;
+pub mod background;
 mod breaker;
 mod docker;
 mod guarded;

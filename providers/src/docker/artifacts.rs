@@ -129,10 +129,10 @@ async fn copy_out_and_pack(
     }
     let staging = staging.to_path_buf();
     let request = request.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::background::run_in_background("flotilla-pack", move || {
         crate::artifact_archive::pack(&staging, &request.paths, &request.dest, request.limits)
     })
     .await
-    .map_err(|e| ProviderError::Unavailable(format!("packing the artifacts: {e}")))?
+    .ok_or_else(|| ProviderError::Unavailable("packing the artifacts: the packing thread failed".into()))?
     .map_err(ProviderError::from)
 }

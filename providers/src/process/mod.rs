@@ -379,14 +379,15 @@ impl WorkerProvider for ProcessProvider {
         let work = self.dir(name).join("work");
         let request = request.clone();
         let run_as = self.config.run_as.clone();
-        tokio::task::spawn_blocking(move || match &run_as {
+        // At a lower priority than the node's own work (`background.rs`).
+        crate::background::run_in_background("flotilla-pack", move || match &run_as {
             // The job ran as this user: reading as this user gives it nothing it had not.
             None => crate::artifact_archive::pack(&work, &request.paths, &request.dest, request.limits)
                 .map_err(ProviderError::from),
             Some(user) => artifacts::pack_as(user, &work, &request),
         })
         .await
-        .map_err(|e| ProviderError::Unavailable(format!("packing the artifacts: {e}")))?
+        .ok_or_else(|| ProviderError::Unavailable("packing the artifacts: the packing thread failed".into()))?
     }
 
     async fn remove(&self, name: &str) -> Result<(), ProviderError> {
