@@ -194,12 +194,14 @@ pub fn resolve(workspace: &Path, paths: &[String]) -> Result<Vec<(PathBuf, PathB
 }
 
 /// The writers a blob is made through: tar, counted, into zstd, hashed and counted, to `dest`.
-type BlobBuilder = tar::Builder<CountingWriter<zstd::Encoder<'static, HashingWriter<io::BufWriter<std::fs::File>>>>>;
+type BlobBuilder = tar::Builder<
+    CountingWriter<zstd::Encoder<'static, HashingWriter<io::BufWriter<crate::write_behind::WriteBehind>>>>,
+>;
 
 fn open_blob(dest: &Path, limits: PackLimits) -> Result<BlobBuilder, PackError> {
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(dest)?;
     let hashing = HashingWriter {
-        inner: io::BufWriter::new(file),
+        inner: io::BufWriter::new(crate::write_behind::WriteBehind::new(file)),
         hasher: Sha256::new(),
         written: 0,
         limit: limits.max_packed_bytes,
@@ -222,7 +224,7 @@ fn finish_blob(builder: BlobBuilder, entries: u32, limits: &PackLimits) -> Resul
     let HashingWriter {
         inner, hasher, written, ..
     } = hashing;
-    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    let file = inner.into_inner().map_err(|e| e.into_error())?.into_inner();
     file.sync_all()?;
     Ok(Packed {
         digest: hex::encode(hasher.finalize()),

@@ -27,6 +27,7 @@ mod sim;
 pub mod source_archive;
 mod tombstones;
 pub mod uploads;
+pub mod write_behind;
 
 pub use any_provider::AnyProvider;
 pub use breaker::{Breaker, BreakerConfig, BreakerState};

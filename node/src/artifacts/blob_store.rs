@@ -213,6 +213,7 @@ where
         let mut file = tokio::fs::File::create(&tmp).await?;
         let mut check = DigestCheck::new(digest);
         let mut bytes = 0u64;
+        let mut window_start = 0u64;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;
             let chunk = chunk.as_ref();
@@ -224,6 +225,19 @@ where
             }
             check.update(chunk);
             file.write_all(chunk).await?;
+            // Sent to disk a window at a time, as a pack is (`write_behind`): a gigabyte left
+            // dirty would hold up the next fsync of Raft's log.
+            if bytes - window_start >= flotilla_providers::write_behind::WINDOW_BYTES {
+                file.flush().await?;
+                let fd = RawFile(std::os::fd::AsRawFd::as_raw_fd(&file));
+                let (start, len) = (window_start, bytes - window_start);
+                // `file` outlives the call: it is held across the await.
+                let _ = tokio::task::spawn_blocking(move || {
+                    flotilla_providers::write_behind::write_out(&fd, start, len, start)
+                })
+                .await;
+                window_start = bytes;
+            }
         }
         file.flush().await?;
         check.finish()
@@ -238,6 +252,15 @@ where
     tokio::task::spawn_blocking(move || store.adopt(&tmp, &digest))
         .await
         .map_err(|e| BlobError::Io(io::Error::other(e.to_string())))?
+}
+
+/// A descriptor of a file held open elsewhere, for a call that only reads its number.
+struct RawFile(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for RawFile {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
 }
 
 /// The SHA-256 of bytes as they are read, compared with the blob's name at the end.
