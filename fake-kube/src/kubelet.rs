@@ -249,29 +249,8 @@ async fn run_init_containers(
         if let Some(r) = lock(cluster).pods.get_mut(key) {
             r.init_logs.push(output.clone());
         }
-        let readers = [
-            child.stdout.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
-            child.stderr.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
-        ];
-        let status = tokio::select! {
-            s = child.wait() => s.ok(),
-            () = tokio::time::sleep_until(deadline) => None,
-        };
-        // Past the deadline the process is killed first: its pipes close only when it ends.
-        if status.is_none() {
-            if let Some(pgid) = child.id() {
-                signal(pgid, "KILL");
-            }
-            let _ = child.wait().await;
-        }
-        for reader in readers.into_iter().flatten() {
-            let _ = reader.await;
-        }
-        let code = match status {
-            Some(s) => {
-                use std::os::unix::process::ExitStatusExt;
-                s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
-            }
+        let code = match wait_ended(&mut child, &output, deadline).await {
+            Some(code) => code,
             None => {
                 if let Some(r) = lock(cluster).pods.get_mut(key) {
                     r.pgid = None;
@@ -457,30 +436,10 @@ async fn run(cluster: Arc<Mutex<Cluster>>, key: Key) {
         c.record_pod(&key, "MODIFIED");
     }
     let sidecars = start_sidecars(&cluster, &key, &root, deadline);
-    let readers = [
-        child.stdout.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
-        child.stderr.take().map(|s| tokio::spawn(copy_into(s, log.clone()))),
-    ];
-    let status = tokio::select! {
-        s = child.wait() => s.ok(),
-        () = tokio::time::sleep_until(deadline) => None,
+    let outcome = match wait_ended(&mut child, &log, deadline).await {
+        Some(code) => Outcome::Exited(code),
+        None => Outcome::DeadlineExceeded,
     };
-    let outcome = match status {
-        Some(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            Outcome::Exited(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9)))
-        }
-        None => {
-            if let Some(pgid) = child.id() {
-                signal(pgid, "KILL");
-            }
-            let _ = child.wait().await;
-            Outcome::DeadlineExceeded
-        }
-    };
-    for reader in readers.into_iter().flatten() {
-        let _ = reader.await;
-    }
     log.close();
     if let Outcome::Exited(code) = outcome {
         // The pod runs on while a sidecar does; its first container's end shows at once.
@@ -562,30 +521,7 @@ async fn run_sidecar(
         });
         c.record_pod(key, "MODIFIED");
     }
-    let readers = [
-        child.stdout.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
-        child.stderr.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
-    ];
-    let status = tokio::select! {
-        s = child.wait() => s.ok(),
-        () = tokio::time::sleep_until(deadline) => None,
-    };
-    if status.is_none() {
-        if let Some(pgid) = pgid {
-            signal(pgid, "KILL");
-        }
-        let _ = child.wait().await;
-    }
-    for reader in readers.into_iter().flatten() {
-        let _ = reader.await;
-    }
-    let code = match status {
-        Some(s) => {
-            use std::os::unix::process::ExitStatusExt;
-            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
-        }
-        None => 137,
-    };
+    let code = wait_ended(&mut child, &output, deadline).await.unwrap_or(137);
     if let Some(r) = lock(cluster).pods.get_mut(key) {
         r.sidecars.retain(|p| Some(*p) != pgid);
     }
@@ -627,6 +563,37 @@ fn container_ended(cluster: &Mutex<Cluster>, key: &Key, name: &str, code: i32, m
         }),
     }
     c.record_pod(key, "MODIFIED");
+}
+
+/// Follows `child`'s output into `output` and waits for it to end, or until `deadline`, when
+/// its group is killed (its pipes close only when it ends); its exit code, or `None` past the
+/// deadline.
+async fn wait_ended(
+    child: &mut tokio::process::Child,
+    output: &Arc<LogBuffer>,
+    deadline: tokio::time::Instant,
+) -> Option<i32> {
+    let readers = [
+        child.stdout.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
+        child.stderr.take().map(|s| tokio::spawn(copy_into(s, output.clone()))),
+    ];
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        () = tokio::time::sleep_until(deadline) => None,
+    };
+    if status.is_none() {
+        if let Some(pgid) = child.id() {
+            signal(pgid, "KILL");
+        }
+        let _ = child.wait().await;
+    }
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.await;
+    }
+    status.map(|s| {
+        use std::os::unix::process::ExitStatusExt;
+        s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
+    })
 }
 
 async fn copy_into(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<LogBuffer>) {
