@@ -7,26 +7,20 @@ use flotilla_node::{Options, RunningNode, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `flotilla-node fetch-source`: the source container of a Kubernetes job pod, not a
-    // node. Told apart before the node's options are read, since the node's image sets the
-    // node's variables (`FLOTILLA_DATA_DIR`...) that the helper must not be judged by.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "fetch-source") {
-        let options = flotilla_node::source::fetch::FetchOptions::parse_from(std::env::args_os().skip(1));
-        if let Err(e) = flotilla_node::source::fetch::run(&options).await {
-            // One line, last: the pod's termination message is its reason (no backtrace).
-            eprintln!("error: {e}");
-            std::process::exit(1);
+    // The helpers of a Kubernetes job pod, not a node: `fetch-source` (its source
+    // container) and `put-files` (its collect container). Told apart before the node's
+    // options are read, since the node's image sets the node's variables
+    // (`FLOTILLA_DATA_DIR`...) that a helper must not be judged by.
+    match std::env::args_os().nth(1).as_deref().and_then(|a| a.to_str()) {
+        Some("fetch-source") => {
+            let options = flotilla_node::source::fetch::FetchOptions::parse_from(std::env::args_os().skip(1));
+            return helper_ended(flotilla_node::source::fetch::run(&options).await);
         }
-        return Ok(());
-    }
-    // `flotilla-node put-files`: the collect container of a Kubernetes job pod.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "put-files") {
-        let options = flotilla_node::source::put_files::PutOptions::parse_from(std::env::args_os().skip(1));
-        if let Err(e) = flotilla_node::source::put_files::run(&options).await {
-            eprintln!("error: {e}");
-            std::process::exit(1);
+        Some("put-files") => {
+            let options = flotilla_node::source::put_files::PutOptions::parse_from(std::env::args_os().skip(1));
+            return helper_ended(flotilla_node::source::put_files::run(&options).await);
         }
-        return Ok(());
+        _ => {}
     }
     let settings = Settings::resolve(Options::parse())?;
     let telemetry = flotilla_node::observe::telemetry::TelemetryConfig {
@@ -43,5 +37,15 @@ async fn main() -> anyhow::Result<()> {
     }
     node.shutdown().await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// How a pod helper ends: on failure one line, last (the pod's termination message is its
+/// reason; no backtrace), and exit status 1.
+fn helper_ended<E: std::fmt::Display>(result: Result<(), E>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -76,6 +76,14 @@ impl Uploads {
             CollectPurpose::Cache => self.cache.as_ref(),
         }
     }
+
+    /// The spec of `purpose`, taken out.
+    pub fn take(self, purpose: CollectPurpose) -> Option<UploadSpec> {
+        match purpose {
+            CollectPurpose::Artifacts => self.artifacts,
+            CollectPurpose::Cache => self.cache,
+        }
+    }
 }
 
 /// What came of one purpose's upload.

@@ -17,6 +17,7 @@
 
 use super::{ApiError, AppState, parse_id};
 use crate::source::CheckoutState;
+use crate::source::grant::Scope;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -180,31 +181,23 @@ async fn admitted<T>(
     presented: &str,
     then: impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    admitted_by(app, keyring, Grant::Source, (job, attempt), presented, then).await
+    admitted_by(app, keyring, Scope::Source, (job, attempt), presented, then).await
 }
 
-/// Which of an attempt's two grants a route takes: the source grant opens what the attempt
-/// downloads, the upload grant what it sends back (`uploads`); neither opens the other's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Grant {
-    Source,
-    Upload,
-}
-
-/// `admitted`, for the grant `grant`.
+/// `admitted`, for the grant of `scope` (`source::grant::Scope`).
 pub(super) async fn admitted_by<T>(
     app: &AppState,
     keyring: &crate::secrets::Keyring,
-    grant: Grant,
+    scope: Scope,
     (job, attempt): (JobId, u32),
     presented: &str,
     then: impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    if let Some(t) = attempt_of(app, keyring, grant, (job, attempt), presented, &then)? {
+    if let Some(t) = attempt_of(app, keyring, scope, (job, attempt), presented, &then)? {
         return Ok(t);
     }
     app.read_barrier(Some("linearizable")).await?;
-    attempt_of(app, keyring, grant, (job, attempt), presented, &then)?
+    attempt_of(app, keyring, scope, (job, attempt), presented, &then)?
         .ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {attempt}", job.0)))
 }
 
@@ -213,7 +206,7 @@ pub(super) async fn admitted_by<T>(
 fn attempt_of<T>(
     app: &AppState,
     keyring: &crate::secrets::Keyring,
-    grant: Grant,
+    scope: Scope,
     (job, attempt): (JobId, u32),
     presented: &str,
     then: &impl Fn(&flotilla_state_machine::State, &flotilla_state_machine::Job) -> Result<T, ApiError>,
@@ -234,11 +227,7 @@ fn attempt_of<T>(
             Err(gone(job, attempt))
         };
     };
-    let opens = match grant {
-        Grant::Source => crate::source::grant::opens(keyring, a, presented),
-        Grant::Upload => crate::source::grant::opens_upload(keyring, a, presented),
-    };
-    if !opens {
+    if !crate::source::grant::opens(keyring, scope, a, presented) {
         return Err(unauthorized());
     }
     if a.releasing {

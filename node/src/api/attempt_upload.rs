@@ -10,9 +10,10 @@
 //! collects the attempt (`Collector`). A blob that no record ever names is swept like any
 //! other (`sweep.rs`).
 
-use super::attempt_source::{Grant, admitted_by, grant_of, keyring_of, parse_attempt};
+use super::attempt_source::{admitted_by, grant_of, keyring_of, parse_attempt};
 use super::{ApiError, AppState};
 use crate::artifacts::BlobError;
+use crate::source::grant::Scope;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -57,7 +58,7 @@ pub async fn upload(
     }
     let presented = grant_of(&headers)?;
     let keyring = keyring_of(&app)?;
-    let max_bytes = admitted_by(&app, &keyring, Grant::Upload, (job, attempt), &presented, |state, j| {
+    let max_bytes = admitted_by(&app, &keyring, Scope::Upload, (job, attempt), &presented, |state, j| {
         let declared = match purpose {
             CollectPurpose::Artifacts => j.spec.artifacts.is_some(),
             CollectPurpose::Cache => j.spec.cache.as_ref().is_some_and(|c| c.policy.pushes()),

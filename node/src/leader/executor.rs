@@ -434,8 +434,8 @@ impl LeaderContext<'_> {
         };
         Some(flotilla_providers::SourceFetch {
             urls,
-            grant: crate::source::grant::sign(keyring, a),
-            upload_grant: crate::source::grant::sign_upload(keyring, a),
+            grant: crate::source::grant::sign(keyring, crate::source::grant::Scope::Source, a),
+            upload_grant: crate::source::grant::sign(keyring, crate::source::grant::Scope::Upload, a),
             ca_pem: self.source_reach.ca_pem.clone(),
         })
     }
@@ -545,7 +545,7 @@ fn collect_order(
     worker: &str,
     purpose: crate::artifacts::Purpose,
 ) -> Option<crate::artifacts::CollectOrder> {
-    let spec = uploads_of(view).get(purpose)?.clone();
+    let spec = uploads_of(view).take(purpose)?;
     Some(crate::artifacts::CollectOrder {
         job: view.assignment.job,
         attempt: view.assignment.attempt,

@@ -256,15 +256,9 @@ async fn fetch_once(
     };
     let status = response.status();
     if !status.is_success() {
-        let after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(10)));
+        let after = retry_after(&response);
         let message = error_message(response).await;
-        // Busy, preparing, or between leaders: another try may be served.
-        if matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504) {
+        if worth_retrying(status) {
             return again(format!("{url}: HTTP {}: {message}", status.as_u16()), after);
         }
         return Err(FetchError::Refused {
@@ -310,6 +304,22 @@ async fn fetch_once(
         return again(format!("{url}: {bytes} bytes arrived of {expected}"), Duration::ZERO);
     }
     Ok(Try::Fetched(bytes))
+}
+
+/// A node's `Retry-After` (seconds, at most 10), or zero.
+pub(crate) fn retry_after(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(10)))
+}
+
+/// Whether a node that answered `status` may serve another try: busy, preparing, or
+/// between leaders. Any other refusal is an answer.
+pub(crate) fn worth_retrying(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
 }
 
 /// The `error.message` of an API error body, or its status text.

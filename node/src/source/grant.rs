@@ -14,41 +14,43 @@ use crate::secrets::Keyring;
 use flotilla_providers::SecretValue;
 use flotilla_state_machine::{Assignment, FencingToken, JobId};
 
-/// What a source grant signs: the attempt and its fencing token.
-fn message(job: JobId, attempt: u32, fencing: FencingToken) -> String {
+/// Which of an attempt's two grants: the source grant opens what the attempt downloads (its
+/// source, cache and inputs), the upload grant what it sends back; each is signed under its
+/// own label, so neither opens what the other does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Source,
+    Upload,
+}
+
+impl Scope {
+    fn label(self) -> &'static str {
+        match self {
+            Scope::Source => "source",
+            Scope::Upload => "upload",
+        }
+    }
+}
+
+/// What a grant of `scope` signs: the attempt and its fencing token.
+fn message(scope: Scope, job: JobId, attempt: u32, fencing: FencingToken) -> String {
     format!(
-        "flotilla-source-grant-v1 job={} attempt={attempt} term={} index={}",
-        job.0, fencing.term, fencing.log_index
+        "flotilla-{}-grant-v1 job={} attempt={attempt} term={} index={}",
+        scope.label(),
+        job.0,
+        fencing.term,
+        fencing.log_index
     )
 }
 
-/// What an upload grant signs: the same attempt under another label, so that neither grant
-/// opens what the other does.
-fn upload_message(job: JobId, attempt: u32, fencing: FencingToken) -> String {
-    format!(
-        "flotilla-upload-grant-v1 job={} attempt={attempt} term={} index={}",
-        job.0, fencing.term, fencing.log_index
-    )
+/// The grant of `scope` of assignment `a`'s attempt.
+pub fn sign(keyring: &Keyring, scope: Scope, a: &Assignment) -> SecretValue {
+    SecretValue::new(keyring.sign_grant(message(scope, a.job, a.attempt, a.fencing).as_bytes()))
 }
 
-/// The upload grant of assignment `a`'s attempt: it opens the attempt's uploads alone.
-pub fn sign_upload(keyring: &Keyring, a: &Assignment) -> SecretValue {
-    SecretValue::new(keyring.sign_grant(upload_message(a.job, a.attempt, a.fencing).as_bytes()))
-}
-
-/// Whether `presented` is the upload grant of `a`'s attempt.
-pub fn opens_upload(keyring: &Keyring, a: &Assignment, presented: &str) -> bool {
-    keyring.verify_grant(upload_message(a.job, a.attempt, a.fencing).as_bytes(), presented)
-}
-
-/// The grant of assignment `a`'s attempt.
-pub fn sign(keyring: &Keyring, a: &Assignment) -> SecretValue {
-    SecretValue::new(keyring.sign_grant(message(a.job, a.attempt, a.fencing).as_bytes()))
-}
-
-/// Whether `presented` is the grant of `a`'s attempt.
-pub fn opens(keyring: &Keyring, a: &Assignment, presented: &str) -> bool {
-    keyring.verify_grant(message(a.job, a.attempt, a.fencing).as_bytes(), presented)
+/// Whether `presented` is the grant of `scope` of `a`'s attempt.
+pub fn opens(keyring: &Keyring, scope: Scope, a: &Assignment, presented: &str) -> bool {
+    keyring.verify_grant(message(scope, a.job, a.attempt, a.fencing).as_bytes(), presented)
 }
 
 /// The path of attempt `attempt` of `job`'s source on a node's API.
@@ -79,25 +81,28 @@ mod tests {
     fn a_grant_opens_its_own_attempt_and_no_other() {
         let ring = Keyring::new(&[[7; 32]]);
         let a = assignment(7, 2, 3, 40);
-        let grant = sign(&ring, &a);
-        assert!(opens(&ring, &a, grant.expose()));
+        let grant = sign(&ring, Scope::Source, &a);
+        assert!(opens(&ring, Scope::Source, &a, grant.expose()));
         for other in [
             assignment(8, 2, 3, 40),
             assignment(7, 3, 3, 40),
             assignment(7, 2, 4, 40),
             assignment(7, 2, 3, 41),
         ] {
-            assert!(!opens(&ring, &other, grant.expose()), "{other:?}");
+            assert!(!opens(&ring, Scope::Source, &other, grant.expose()), "{other:?}");
         }
-        assert!(!opens(&Keyring::new(&[[8; 32]]), &a, grant.expose()));
-        let upload = sign_upload(&ring, &a);
-        assert!(opens_upload(&ring, &a, upload.expose()));
+        assert!(!opens(&Keyring::new(&[[8; 32]]), Scope::Source, &a, grant.expose()));
+        let upload = sign(&ring, Scope::Upload, &a);
+        assert!(opens(&ring, Scope::Upload, &a, upload.expose()));
         assert!(
-            !opens_upload(&ring, &a, grant.expose()),
+            !opens(&ring, Scope::Upload, &a, grant.expose()),
             "a source grant uploads nothing"
         );
-        assert!(!opens(&ring, &a, upload.expose()), "an upload grant reads nothing");
-        assert!(!opens_upload(&ring, &assignment(7, 3, 3, 40), upload.expose()));
+        assert!(
+            !opens(&ring, Scope::Source, &a, upload.expose()),
+            "an upload grant reads nothing"
+        );
+        assert!(!opens(&ring, Scope::Upload, &assignment(7, 3, 3, 40), upload.expose()));
         assert_eq!(source_path(JobId(7), 2), "/v1/jobs/7/attempts/2/source");
     }
 }

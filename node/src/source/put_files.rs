@@ -183,15 +183,10 @@ async fn upload(options: &PutOptions, purpose: CollectPurpose, blob: &Path, dige
                 eprintln!("{}: {size} bytes uploaded to {url}", purpose.field());
                 return Ok(());
             }
-            let after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(10)));
+            let after = super::fetch::retry_after(&response);
             let message = super::fetch::error_message(response).await;
             let line = format!("{url}: HTTP {}: {message}", status.as_u16());
-            if !matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504) {
+            if !super::fetch::worth_retrying(status) {
                 return Err(format!("the {} were refused: {line}", purpose.field()));
             }
             eprintln!("{line}");

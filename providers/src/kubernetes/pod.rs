@@ -4,7 +4,7 @@
 
 use super::output::CONTAINER;
 use crate::artifact_archive::{BlobPlace, Packed};
-use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, WorkerSpec};
+use crate::provider::{CONTAINER_SECRETS_DIR, ProviderError, SourceFetch, WorkerSpec};
 use crate::provider::{
     SOURCE_CA_VAR, SOURCE_CACHE_VAR, SOURCE_CHECKOUT_VAR, SOURCE_GRANT_VAR, SOURCE_INPUTS_VAR, SOURCE_URLS_VAR,
 };
@@ -353,11 +353,7 @@ impl PodTemplate<'_> {
                     ..Default::default()
                 });
                 mounts.push(status_mount());
-                env.push(EnvVar {
-                    name: crate::uploads::EXIT_FILE_VAR.into(),
-                    value: Some(format!("{STATUS_DIR}/exit")),
-                    ..Default::default()
-                });
+                env.push(plain_var(crate::uploads::EXIT_FILE_VAR, exit_file()));
                 Some(self.collect_container(spec)?)
             }
         };
@@ -433,6 +429,21 @@ impl PodTemplate<'_> {
         }
     }
 
+    /// The variables of a helper container (source or collect): the nodes' URLs, its grant
+    /// read from key `grant.1` of the attempt's Secret into variable `grant.0`, what is its
+    /// own (`own`), and the cluster's CA when there is one.
+    fn helper_env(&self, spec: &WorkerSpec, fetch: &SourceFetch, grant: (&str, &str), own: Vec<EnvVar>) -> Vec<EnvVar> {
+        let mut env = vec![
+            plain_var(SOURCE_URLS_VAR, fetch.urls.join(",")),
+            self.secret_var(spec, grant.0, grant.1),
+        ];
+        env.extend(own);
+        if let Some(ca) = &fetch.ca_pem {
+            env.push(plain_var(SOURCE_CA_VAR, ca.clone()));
+        }
+        env
+    }
+
     /// Whether the attempt's pod fetches anything from the nodes before its job starts: its
     /// pipeline's checkout, the artifacts of the jobs it needs, or its cache when it can (a
     /// cache is a speed-up: without a helper image or a grant the pod starts without it).
@@ -461,21 +472,16 @@ impl PodTemplate<'_> {
         };
         let uploads = serde_json::to_string(&spec.uploads)
             .map_err(|e| ProviderError::Rejected(format!("the uploads of {}: {e}", spec.name())))?;
-        let plain = |name: &str, value: String| EnvVar {
-            name: name.into(),
-            value: Some(value),
-            ..Default::default()
-        };
-        let mut env = vec![
-            plain(SOURCE_URLS_VAR, fetch.urls.join(",")),
-            self.secret_var(spec, crate::uploads::UPLOAD_GRANT_VAR, UPLOAD_GRANT_KEY),
-            plain(crate::uploads::UPLOADS_VAR, uploads),
-            plain(crate::uploads::EXIT_FILE_VAR, format!("{STATUS_DIR}/exit")),
-            plain(crate::uploads::REPORT_FILE_VAR, TERMINATION_LOG.into()),
-        ];
-        if let Some(ca) = &fetch.ca_pem {
-            env.push(plain(SOURCE_CA_VAR, ca.clone()));
-        }
+        let env = self.helper_env(
+            spec,
+            fetch,
+            (crate::uploads::UPLOAD_GRANT_VAR, UPLOAD_GRANT_KEY),
+            vec![
+                plain_var(crate::uploads::UPLOADS_VAR, uploads),
+                plain_var(crate::uploads::EXIT_FILE_VAR, exit_file()),
+                plain_var(crate::uploads::REPORT_FILE_VAR, TERMINATION_LOG.into()),
+            ],
+        );
         Ok(Container {
             name: COLLECT_CONTAINER.into(),
             image: Some(image.into()),
@@ -516,21 +522,16 @@ impl PodTemplate<'_> {
                 "a kubernetes pod fetches its source with a grant signed by the nodes' --secrets-key-file, and this leader has none".into(),
             )
         })?;
-        let plain = |name: &str, value: String| EnvVar {
-            name: name.into(),
-            value: Some(value),
-            ..Default::default()
-        };
-        let mut env = vec![
-            plain(SOURCE_URLS_VAR, fetch.urls.join(",")),
-            self.secret_var(spec, SOURCE_GRANT_VAR, SOURCE_GRANT_KEY),
-            plain(SOURCE_CHECKOUT_VAR, spec.checkout.is_some().to_string()),
-            plain(SOURCE_INPUTS_VAR, spec.inputs.len().to_string()),
-            plain(SOURCE_CACHE_VAR, spec.cache.is_some().to_string()),
-        ];
-        if let Some(ca) = &fetch.ca_pem {
-            env.push(plain(SOURCE_CA_VAR, ca.clone()));
-        }
+        let env = self.helper_env(
+            spec,
+            fetch,
+            (SOURCE_GRANT_VAR, SOURCE_GRANT_KEY),
+            vec![
+                plain_var(SOURCE_CHECKOUT_VAR, spec.checkout.is_some().to_string()),
+                plain_var(SOURCE_INPUTS_VAR, spec.inputs.len().to_string()),
+                plain_var(SOURCE_CACHE_VAR, spec.cache.is_some().to_string()),
+            ],
+        );
         Ok(Container {
             name: SOURCE_CONTAINER.into(),
             image: Some(image.into()),
@@ -549,6 +550,20 @@ impl PodTemplate<'_> {
             ..Default::default()
         })
     }
+}
+
+/// A variable with its value in the pod spec.
+fn plain_var(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+/// Where the job's wrapper writes its exit code for the collect container.
+fn exit_file() -> String {
+    format!("{STATUS_DIR}/exit")
 }
 
 fn status_mount() -> VolumeMount {
@@ -630,32 +645,17 @@ impl PodView {
             view.lost = Some(reason);
             return view;
         }
-        let collect_waiting = status
+        let collect_state = status
             .container_statuses
             .as_ref()
             .and_then(|v| v.iter().find(|c| c.name == COLLECT_CONTAINER))
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.waiting.as_ref())
-            .and_then(|w| {
-                w.reason
-                    .as_deref()
-                    .filter(|r| STUCK_REASONS.contains(r))
-                    .map(|r| (r, w))
-            });
-        if let Some((reason, waiting)) = collect_waiting {
-            view.lost = Some(format!(
-                "the {COLLECT_CONTAINER} container cannot start: {reason}: {}",
-                waiting.message.clone().unwrap_or_default()
-            ));
+            .and_then(|c| c.state.as_ref());
+        if let Some(why) = collect_state.and_then(stuck) {
+            view.lost = Some(format!("the {COLLECT_CONTAINER} container cannot start: {why}"));
             return view;
         }
-        if let Some(waiting) = state.waiting.as_ref()
-            && let Some(reason) = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))
-        {
-            view.lost = Some(format!(
-                "container cannot start: {reason}: {}",
-                waiting.message.clone().unwrap_or_default()
-            ));
+        if let Some(why) = stuck(&state) {
+            view.lost = Some(format!("container cannot start: {why}"));
             return view;
         }
         if matches!(phase, "Succeeded" | "Failed") {
@@ -743,12 +743,14 @@ fn source_failure(status: &k8s_openapi::api::core::v1::PodStatus) -> Option<Stri
             t.exit_code
         ));
     }
+    stuck(state).map(|why| format!("the source container cannot start: {why}"))
+}
+
+/// `reason: message` of a container waiting for a reason that waiting will not resolve.
+fn stuck(state: &k8s_openapi::api::core::v1::ContainerState) -> Option<String> {
     let waiting = state.waiting.as_ref()?;
     let reason = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))?;
-    Some(format!(
-        "the source container cannot start: {reason}: {}",
-        waiting.message.clone().unwrap_or_default()
-    ))
+    Some(format!("{reason}: {}", waiting.message.clone().unwrap_or_default()))
 }
 
 #[cfg(test)]
