@@ -11,7 +11,10 @@
 #   - submissions: `flotilla-bench submit` (16 clients, 10 s) p99 with and without a keep of
 #     the same size running, as a ratio (issue 23's goal: under 2).
 #
-#   bench/artifacts.sh [--mib 1024] [--out DIR]
+#   bench/artifacts.sh [--mib 1024] [--copy-mib-per-s N] [--out DIR]
+#
+# --copy-mib-per-s is the nodes' --blob-copy-mib-per-s (their default unless given; 0 for no
+# bound).
 #
 # Uses FLOTILLA_BIN (default: the debug build); figures for docs/benchmarks.md say which.
 set -euo pipefail
@@ -19,10 +22,12 @@ cd "$(dirname "$0")/.."
 
 mib=1024
 out=""
+copy_rate=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --mib) mib="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
+    --copy-mib-per-s) copy_rate="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -30,7 +35,8 @@ case "$mib" in *[!0-9]*|"") echo "--mib takes a number" >&2; exit 2 ;; esac
 [ "$mib" -ge 1 ] && [ "$mib" -le 16384 ] || { echo "--mib must be 1..16384" >&2; exit 2; }
 command -v zstd >/dev/null || { echo "error: zstd is needed for the baseline (apt-get install zstd)" >&2; exit 1; }
 
-node_args="--leader-tick-ms 100"
+case "$copy_rate" in *[!0-9]*) echo "--copy-mib-per-s takes a number" >&2; exit 2 ;; esac
+node_args="--leader-tick-ms 100${copy_rate:+ --blob-copy-mib-per-s $copy_rate}"
 source bench/lib.sh
 bench_setup artifacts
 base="https://127.0.0.1:18701"
@@ -109,9 +115,9 @@ flotilla pool drain art >/dev/null
 flotilla_bench submit --clients 16 --duration-s 10 >"$work/submit-during.txt"
 
 python3 - "$out/artifacts.json" "$mib" "${blob_bytes:-0}" "${pack_ms:-0}" "${copy_ms:-0}" "$cp_ms" "$tarzstd_ms" \
-  "$fetch_ms" "$blob_cp_ms" "$deliver_ms" "$work/submit-alone.txt" "$work/submit-during.txt" <<'EOF'
+  "$fetch_ms" "$blob_cp_ms" "$deliver_ms" "$work/submit-alone.txt" "$work/submit-during.txt" "$copy_rate" <<'EOF'
 import json, re, sys
-out, mib, blob, pack, copy, cp, tarzstd, fetch, blobcp, deliver, alone, during = sys.argv[1:13]
+out, mib, blob, pack, copy, cp, tarzstd, fetch, blobcp, deliver, alone, during, copy_rate = sys.argv[1:14]
 mib, blob, pack, copy, cp, tarzstd, fetch, blobcp, deliver = map(int, (mib, blob, pack, copy, cp, tarzstd, fetch, blobcp, deliver))
 def p99(path):
     text = open(path).read()
@@ -120,7 +126,7 @@ def p99(path):
 a, d = p99(alone), p99(during)
 mbps = lambda ms, b=mib << 20: round(b / (1 << 20) / (ms / 1000), 1) if ms else None
 r = {
-    "files_mib": mib, "blob_bytes": blob,
+    "files_mib": mib, "blob_bytes": blob, "copy_mib_per_s": copy_rate or "default",
     "pack_ms": pack, "copy_to_two_nodes_ms": copy, "keep_ms": pack + copy,
     "cp_r_ms": cp, "tar_zstd_ms": tarzstd,
     "pack_vs_tar_zstd": round(pack / tarzstd, 2) if tarzstd else None,

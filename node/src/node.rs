@@ -95,12 +95,14 @@ impl RunningNode {
             crate::artifacts::BlobStore::open(&settings.data_dir.join("artifacts"))
                 .with_context(|| format!("opening the artifact store in {}", settings.data_dir.display()))?,
         );
+        let blob_throttle = Arc::new(crate::artifacts::CopyThrottle::new(settings.blob_copy_mib_per_s));
         let blob_peers = Arc::new(crate::artifacts::BlobPeers {
             node_id: settings.id,
             raft: raft.clone(),
             channels: blob_channels,
             identity: identity.clone(),
             store: blob_store.clone(),
+            throttle: blob_throttle.clone(),
             object: match &settings.artifact_store {
                 None => None,
                 Some(config) => Some(Arc::new({
@@ -163,6 +165,7 @@ impl RunningNode {
             incoming_dir: incoming,
             next_incoming: Default::default(),
             blobs: blob_store.clone(),
+            blob_throttle,
         };
         let raft_listener = tokio::net::TcpListener::bind(settings.raft_addr)
             .await

@@ -194,14 +194,12 @@ pub fn resolve(workspace: &Path, paths: &[String]) -> Result<Vec<(PathBuf, PathB
 }
 
 /// The writers a blob is made through: tar, counted, into zstd, hashed and counted, to `dest`.
-type BlobBuilder = tar::Builder<
-    CountingWriter<zstd::Encoder<'static, HashingWriter<io::BufWriter<crate::write_behind::WriteBehind>>>>,
->;
+type BlobBuilder = tar::Builder<CountingWriter<zstd::Encoder<'static, HashingWriter<crate::direct_io::DirectWriter>>>>;
 
 fn open_blob(dest: &Path, limits: PackLimits) -> Result<BlobBuilder, PackError> {
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(dest)?;
     let hashing = HashingWriter {
-        inner: io::BufWriter::new(crate::write_behind::WriteBehind::new(file)),
+        inner: crate::direct_io::DirectWriter::new(file),
         hasher: Sha256::new(),
         written: 0,
         limit: limits.max_packed_bytes,
@@ -224,7 +222,7 @@ fn finish_blob(builder: BlobBuilder, entries: u32, limits: &PackLimits) -> Resul
     let HashingWriter {
         inner, hasher, written, ..
     } = hashing;
-    let file = inner.into_inner().map_err(|e| e.into_error())?.into_inner();
+    let file = inner.finish()?;
     file.sync_all()?;
     Ok(Packed {
         digest: hex::encode(hasher.finalize()),

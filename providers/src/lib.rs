@@ -15,6 +15,7 @@ mod any_provider;
 pub mod artifact_archive;
 pub mod background;
 mod breaker;
+pub mod direct_io;
 mod docker;
 mod guarded;
 mod kubernetes;

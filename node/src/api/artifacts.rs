@@ -170,28 +170,13 @@ pub async fn archive(
 /// checked against its digest as it is sent; with the applied index of the read, if any.
 pub(super) async fn serve_blob(app: &AppState, record: &BlobRef, applied: Option<u64>) -> Result<Response, ApiError> {
     blob_of(app, record).await?;
-    let (file, check) = app
-        .blobs
-        .store
-        .open_checked(&record.digest)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(5))?;
-    let store = app.blobs.store.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-    let digest = record.digest.to_string();
-    tokio::task::spawn_blocking(move || {
-        crate::artifacts::send_checked(
-            file,
-            check,
-            &store,
-            &digest,
-            crate::artifacts::BLOB_CHUNK_BYTES,
-            |chunk| {
-                tx.blocking_send(chunk.map_err(|e| std::io::Error::other(e.to_string())))
-                    .is_ok()
-            },
-        )
-    });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let chunks = crate::artifacts::read_checked(
+        app.blobs.store.clone(),
+        &record.digest,
+        crate::artifacts::BLOB_CHUNK_BYTES,
+    )
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()).retry_after(5))?;
+    let body = axum::body::Body::from_stream(chunks);
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zstd"));

@@ -109,7 +109,7 @@ pub async fn upload(
             "digest_mismatch",
             format!("the bytes received have the digest {actual}, not the one named"),
         )),
-        Err(BlobError::Io(e)) if e.to_string().contains("more than") => Err(too_large()),
+        Err(BlobError::TooLarge { .. }) => Err(too_large()),
         Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()).retry_after(5)),
     }
 }

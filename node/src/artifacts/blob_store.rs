@@ -21,6 +21,8 @@ pub enum BlobError {
     Missing(String),
     #[error("the bytes received for blob {expected} have the digest {actual}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("more than {max_bytes} bytes arrived")]
+    TooLarge { max_bytes: u64 },
     #[error("blob store i/o: {0}")]
     Io(#[from] io::Error),
 }
@@ -73,26 +75,28 @@ impl BlobStore {
         self.tmp.join(format!("{label}-{n}"))
     }
 
-    /// Keeps the complete file at `tmp` as blob `digest` after checking that its bytes are
-    /// what the name says (a blob already held under the name is kept as it is). The file at
-    /// `tmp` is gone afterwards either way.
+    /// Keeps the complete file at `tmp` as blob `digest`, a digest this process computed over
+    /// the bytes as it wrote them (a pack): reading a gigabyte back only to hash it again
+    /// would cost what the pack's own hashing did, and every read of a blob checks it anyway
+    /// (`open_checked`, `verify`). The file at `tmp` is gone afterwards either way.
     pub fn adopt(&self, tmp: &Path, digest: &str) -> Result<PathBuf, BlobError> {
-        let dest = self.path(digest)?;
-        let result = (|| {
-            let actual = flotilla_providers::artifact_archive::digest_of(tmp)?;
-            if actual != digest {
-                return Err(BlobError::DigestMismatch {
-                    expected: digest.to_string(),
-                    actual,
-                });
-            }
-            std::fs::File::open(tmp)?.sync_all()?;
-            std::fs::rename(tmp, &dest)?;
-            std::fs::File::open(&self.dir)?.sync_all()?;
-            Ok(dest.clone())
-        })();
+        let result = std::fs::File::open(tmp)
+            .map_err(BlobError::from)
+            .and_then(|file| self.keep(tmp, digest, file));
         let _ = std::fs::remove_file(tmp);
         result
+    }
+
+    /// Keeps the complete file at `tmp` (open as `file`), whose bytes were already checked
+    /// against `digest` as they were written, as blob `digest`: synced, renamed into place,
+    /// the rename synced.
+    pub fn keep(&self, tmp: &Path, digest: &str, file: std::fs::File) -> Result<PathBuf, BlobError> {
+        let dest = self.path(digest)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(tmp, &dest)?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(dest)
     }
 
     /// Opens blob `digest` for reading, with a check of its digest to run over the bytes read.
@@ -144,125 +148,6 @@ impl BlobStore {
     }
 }
 
-/// Reads an open blob (`BlobStore::open_checked`) in chunks of `chunk_bytes` and hands each to
-/// `emit`, which answers whether to go on (its reader may have gone). The digest is checked
-/// on the way and the last chunk held back until it matched: a damaged blob is removed from
-/// `store` and ends with its error instead, so no reader ever gets it whole. Blocking: for
-/// the blocking pool.
-pub fn send_checked(
-    mut file: std::fs::File,
-    mut check: DigestCheck,
-    store: &BlobStore,
-    digest: &str,
-    chunk_bytes: usize,
-    mut emit: impl FnMut(Result<Vec<u8>, BlobError>) -> bool,
-) {
-    use std::io::Read;
-    let mut held: Option<Vec<u8>> = None;
-    loop {
-        let mut buf = vec![0u8; chunk_bytes];
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => {
-                emit(Err(e.into()));
-                return;
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        check.update(&buf);
-        if let Some(previous) = held.replace(buf)
-            && !emit(Ok(previous))
-        {
-            return;
-        }
-    }
-    match check.finish() {
-        Ok(()) => {
-            if let Some(last) = held {
-                emit(Ok(last));
-            }
-        }
-        Err(e) => {
-            tracing::error!(digest, error = %e, "an artifact blob on disk is damaged; removed");
-            let _ = store.remove(digest);
-            emit(Err(e));
-        }
-    }
-}
-
-/// Writes the chunks of `chunks` (from a peer or the object store) to a new file of `store`,
-/// at most `max_bytes`, checks them against `digest`, and adopts the file under that name;
-/// nothing is left behind when any of that fails.
-pub async fn receive_checked<S, B>(
-    store: &std::sync::Arc<BlobStore>,
-    digest: &str,
-    mut chunks: S,
-    max_bytes: u64,
-) -> Result<PathBuf, BlobError>
-where
-    S: futures::Stream<Item = Result<B, BlobError>> + Unpin,
-    B: AsRef<[u8]>,
-{
-    use futures::StreamExt;
-    use tokio::io::AsyncWriteExt;
-    let tmp = store.temp_path("receive");
-    let received = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        let mut check = DigestCheck::new(digest);
-        let mut bytes = 0u64;
-        let mut window_start = 0u64;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            let chunk = chunk.as_ref();
-            bytes += chunk.len() as u64;
-            if bytes > max_bytes {
-                return Err(BlobError::Io(io::Error::other(format!(
-                    "more than {max_bytes} bytes arrived"
-                ))));
-            }
-            check.update(chunk);
-            file.write_all(chunk).await?;
-            // Sent to disk a window at a time, as a pack is (`write_behind`): a gigabyte left
-            // dirty would hold up the next fsync of Raft's log.
-            if bytes - window_start >= flotilla_providers::write_behind::WINDOW_BYTES {
-                file.flush().await?;
-                let fd = RawFile(std::os::fd::AsRawFd::as_raw_fd(&file));
-                let (start, len) = (window_start, bytes - window_start);
-                // `file` outlives the call: it is held across the await.
-                let _ = tokio::task::spawn_blocking(move || {
-                    flotilla_providers::write_behind::write_out(&fd, start, len, start)
-                })
-                .await;
-                window_start = bytes;
-            }
-        }
-        file.flush().await?;
-        check.finish()
-    }
-    .await;
-    if let Err(e) = received {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    let store = store.clone();
-    let digest = digest.to_string();
-    tokio::task::spawn_blocking(move || store.adopt(&tmp, &digest))
-        .await
-        .map_err(|e| BlobError::Io(io::Error::other(e.to_string())))?
-}
-
-/// A descriptor of a file held open elsewhere, for a call that only reads its number.
-struct RawFile(std::os::fd::RawFd);
-
-impl std::os::fd::AsRawFd for RawFile {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0
-    }
-}
-
 /// The SHA-256 of bytes as they are read, compared with the blob's name at the end.
 pub struct DigestCheck {
     expected: String,
@@ -304,17 +189,17 @@ mod tests {
     }
 
     #[test]
-    fn a_blob_is_kept_only_under_the_digest_of_its_bytes() {
+    fn a_blob_is_kept_under_its_digest_and_refused_when_read_under_another() {
         let root = tempfile::tempdir().unwrap();
         let store = BlobStore::open(root.path()).unwrap();
         let tmp = store.temp_path("t");
         std::fs::write(&tmp, b"hello").unwrap();
+        // A pack that named its bytes wrongly: kept, but no read ever serves it.
         let wrong = sha(b"other");
-        assert!(matches!(
-            store.adopt(&tmp, &wrong),
-            Err(BlobError::DigestMismatch { .. })
-        ));
-        assert!(!tmp.exists() && !store.has(&wrong));
+        store.adopt(&tmp, &wrong).unwrap();
+        assert!(!tmp.exists());
+        assert!(matches!(store.verify(&wrong), Err(BlobError::Missing(_))));
+        assert!(!store.has(&wrong));
         let tmp = store.temp_path("t");
         std::fs::write(&tmp, b"hello").unwrap();
         let digest = sha(b"hello");

@@ -15,11 +15,17 @@ mod blob_store;
 mod collector;
 mod object_blobs;
 mod peers;
+mod receive;
+mod send;
 pub mod serve;
 mod sweep;
+mod throttle;
 
-pub use blob_store::{BlobError, BlobStore, DigestCheck, receive_checked, send_checked};
+pub use blob_store::{BlobError, BlobStore, DigestCheck};
 pub use collector::{CollectOrder, Collector, Progress, Purpose};
 pub use object_blobs::{ObjectBlobs, ObjectStoreConfig};
 pub use peers::{BLOB_CHUNK_BYTES, BlobPeers, MAX_BLOB_BYTES, copy_timeout};
+pub use receive::receive_checked;
+pub use send::read_checked;
 pub use sweep::{SWEEP_GRACE_MS, run_sweeps, unreferenced};
+pub use throttle::CopyThrottle;

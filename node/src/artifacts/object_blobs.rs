@@ -9,8 +9,9 @@
 //! Requests go through `object_store` (S3 signing with ring, HTTP through reqwest), which
 //! reads the credentials and region from the usual `AWS_*` variables.
 
-use super::blob_store::{BlobError, BlobStore, receive_checked};
+use super::blob_store::{BlobError, BlobStore};
 use super::peers::MAX_BLOB_BYTES;
+use super::receive::receive_checked;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};

@@ -5,7 +5,8 @@
 //! `raft/service.rs`, the same checks on both sides: the receiver keeps nothing whose bytes
 //! are not what the name says.
 
-use super::blob_store::{BlobError, BlobStore, receive_checked};
+use super::blob_store::{BlobError, BlobStore};
+use super::receive::receive_checked;
 use crate::Raft;
 use crate::identity::{Identity, Incarnation};
 use crate::raft::addressing::address;
@@ -15,7 +16,6 @@ use flotilla_raft_store::NodeAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio_stream::StreamExt;
 
 /// Bytes of blob per gRPC message.
@@ -41,6 +41,9 @@ pub struct BlobPeers {
     /// The bucket blobs go to under `--artifact-store`: then it, not a majority of the
     /// nodes, holds the copy that counts, and a node lacking a blob downloads it from there.
     pub object: Option<Arc<super::ObjectBlobs>>,
+    /// The pace of the copies this node sends (`--blob-copy-mib-per-s`), shared with the
+    /// fetches it serves.
+    pub throttle: Arc<super::CopyThrottle>,
 }
 
 impl BlobPeers {
@@ -75,9 +78,8 @@ impl BlobPeers {
             };
         }
         let (others, majority) = self.members();
-        let path = &path;
         let copies = futures::future::join_all(others.iter().map(|(id, node)| async move {
-            match tokio::time::timeout(copy_timeout(size_bytes), self.push(*id, node, digest, path)).await {
+            match tokio::time::timeout(copy_timeout(size_bytes), self.push(*id, node, digest)).await {
                 Ok(Ok(())) => true,
                 Ok(Err(e)) => {
                     tracing::warn!(node = id, digest, error = %e, "copying an artifact to a peer");
@@ -93,34 +95,39 @@ impl BlobPeers {
         Ok((1 + copies.into_iter().filter(|ok| *ok).count(), majority))
     }
 
-    async fn push(&self, id: u64, node: &NodeAddr, digest: &str, path: &std::path::Path) -> Result<(), String> {
+    /// Sends blob `digest` to member `id`, checked as it is read: a blob damaged on this disk
+    /// is cut short (the receiver keeps nothing) instead of being sent whole.
+    async fn push(&self, id: u64, node: &NodeAddr, digest: &str) -> Result<(), String> {
         let mut client = self.channels.client(id, &node.raft_addr)?;
-        let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<BlobChunk>(4);
-        let first = digest.to_string();
-        let reader = async move {
-            let mut name = Some(first);
-            loop {
-                let mut buf = vec![0u8; BLOB_CHUNK_BYTES];
-                let n = file.read(&mut buf).await?;
-                buf.truncate(n);
-                let chunk = BlobChunk {
+        let chunks =
+            super::send::read_checked(self.store.clone(), digest, BLOB_CHUNK_BYTES).map_err(|e| e.to_string())?;
+        let chunks = super::throttle::paced(self.throttle.clone(), chunks);
+        let failed = Arc::new(std::sync::OnceLock::<String>::new());
+        let mut name = Some(digest.to_string());
+        let stream = {
+            let failed = failed.clone();
+            // The first message names the blob; a read error ends the stream early.
+            chunks.map_while(move |chunk| match chunk {
+                Ok(data) => Some(BlobChunk {
                     digest: name.take().unwrap_or_default(),
-                    data: buf,
-                };
-                if tx.send(chunk).await.is_err() || n == 0 {
-                    return Ok::<(), std::io::Error>(());
+                    data,
+                }),
+                Err(e) => {
+                    let _ = failed.set(e.to_string());
+                    None
                 }
-            }
+            })
         };
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let mut request = tonic::Request::new(stream);
         address(
             &mut request,
             self.identity.cluster_id().as_deref(),
             Incarnation(node.incarnation),
         );
-        let (read, sent) = tokio::join!(reader, client.put_blob(request));
-        read.map_err(|e| e.to_string())?;
+        let sent = client.put_blob(request).await;
+        if let Some(e) = failed.get() {
+            return Err(e.clone());
+        }
         sent.map(|_| ()).map_err(|s| s.message().to_string())
     }
 

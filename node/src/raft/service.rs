@@ -38,6 +38,8 @@ pub struct RaftGrpc {
     pub leader_contact: std::sync::Arc<crate::raft::leader_contact::LeaderContact>,
     /// Artifact blobs peers put here and get from here (`artifacts/peers.rs`).
     pub blobs: std::sync::Arc<crate::artifacts::BlobStore>,
+    /// The pace of the blob copies this node sends (`--blob-copy-mib-per-s`).
+    pub blob_throttle: std::sync::Arc<crate::artifacts::CopyThrottle>,
 }
 
 /// Least time between two logged refusals.
@@ -108,7 +110,7 @@ impl RaftGrpc {
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
-    type GetBlobStream = tokio_stream::wrappers::ReceiverStream<Result<BlobChunk, Status>>;
+    type GetBlobStream = crate::artifacts::serve::BlobStream;
 
     async fn put_blob(&self, request: Request<Streaming<BlobChunk>>) -> Result<Response<Blob>, Status> {
         self.admit(&request)?;
@@ -118,7 +120,11 @@ impl RaftService for RaftGrpc {
 
     async fn get_blob(&self, request: Request<BlobChunk>) -> Result<Response<Self::GetBlobStream>, Status> {
         self.admit(&request)?;
-        let stream = crate::artifacts::serve::send(self.blobs.clone(), &request.get_ref().digest)?;
+        let stream = crate::artifacts::serve::send(
+            self.blobs.clone(),
+            &request.get_ref().digest,
+            self.blob_throttle.clone(),
+        )?;
         Ok(Response::new(stream))
     }
 
