@@ -325,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_io_leaves_no_more_than_its_tail_in_the_page_cache() {
+    fn a_direct_write_leaves_no_more_than_its_tail_in_the_page_cache() {
         let dir = on_disk();
         let path = dir.path().join("blob");
         let len = 8 * BUFFER_BYTES + 100;

@@ -192,9 +192,11 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(
-            seen,
-            vec![(node + flotilla_providers::background::BACKGROUND_NICE_STEP).min(19)]
+        // Other tests of this binary may receive at the same time: every such thread is niced.
+        let niced = (node + flotilla_providers::background::BACKGROUND_NICE_STEP).min(19);
+        assert!(
+            !seen.is_empty() && seen.iter().all(|n| *n == niced),
+            "{seen:?}, not {niced}"
         );
         tx.send(Ok(Bytes::from_static(b", world"))).await.unwrap();
         drop(tx);
