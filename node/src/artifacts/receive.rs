@@ -82,8 +82,23 @@ where
 }
 
 /// The writing thread: every chunk into `tmp` (hashed as it passes), then, once told all
-/// were sent, the file adopted under `digest` if its bytes are that. Blocking.
+/// were sent, the file adopted under `digest` if its bytes are that. Whatever fails, `tmp` is
+/// removed here, so a receive whose caller went away (a timeout, a client gone) leaves
+/// nothing behind either. Blocking.
 fn write_checked(
+    store: &BlobStore,
+    tmp: &Path,
+    digest: &str,
+    pieces: tokio::sync::mpsc::Receiver<Piece>,
+) -> Result<PathBuf, BlobError> {
+    let written = write_all_checked(store, tmp, digest, pieces);
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
+}
+
+fn write_all_checked(
     store: &BlobStore,
     tmp: &Path,
     digest: &str,
@@ -153,6 +168,36 @@ mod tests {
         let broken = receive_checked(&store, &digest, broken, 100).await;
         assert!(matches!(broken, Err(BlobError::Io(_))), "{broken:?}");
         assert!(!store.has(&digest));
+        assert_eq!(incoming(root.path()), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receive_given_up_midway_leaves_nothing_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::open(root.path()).unwrap());
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(1);
+        let digest = sha(b"hello, world");
+        let receiving = tokio::spawn({
+            let store = store.clone();
+            async move { receive_checked(&store, &digest, tokio_stream::wrappers::ReceiverStream::new(rx), 100).await }
+        });
+        tx.send(Ok(Bytes::from_static(b"hello"))).await.unwrap();
+        for _ in 0..200 {
+            if incoming(root.path()) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(incoming(root.path()), 1, "the file on its way in");
+        // The caller goes (a timeout, say): the writing thread cleans up after itself.
+        receiving.abort();
+        let _ = receiving.await;
+        for _ in 0..200 {
+            if incoming(root.path()) == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         assert_eq!(incoming(root.path()), 0);
     }
 
