@@ -171,34 +171,44 @@ mod tests {
         assert_eq!(incoming(root.path()), 0);
     }
 
+    type Feed = tokio::sync::mpsc::Sender<Result<Bytes, BlobError>>;
+
+    /// A receive of "hello, world" under way in a task, fed its first chunk; the feed for more.
+    async fn a_receive_under_way(
+        store: &Arc<BlobStore>,
+    ) -> (Feed, tokio::task::JoinHandle<Result<PathBuf, BlobError>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (store, digest) = (store.clone(), sha(b"hello, world"));
+        let receiving = tokio::spawn(async move {
+            receive_checked(&store, &digest, tokio_stream::wrappers::ReceiverStream::new(rx), 100).await
+        });
+        tx.send(Ok(Bytes::from_static(b"hello"))).await.unwrap();
+        (tx, receiving)
+    }
+
+    /// Polls `probe` every 10 ms, at most 2 s, until it answers `Some`; its last answer.
+    async fn soon<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+        for _ in 0..200 {
+            if let Some(found) = probe() {
+                return Some(found);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_receive_given_up_midway_leaves_nothing_behind() {
         let root = tempfile::tempdir().unwrap();
         let store = Arc::new(BlobStore::open(root.path()).unwrap());
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(1);
-        let digest = sha(b"hello, world");
-        let receiving = tokio::spawn({
-            let store = store.clone();
-            async move { receive_checked(&store, &digest, tokio_stream::wrappers::ReceiverStream::new(rx), 100).await }
-        });
-        tx.send(Ok(Bytes::from_static(b"hello"))).await.unwrap();
-        for _ in 0..200 {
-            if incoming(root.path()) == 1 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert_eq!(incoming(root.path()), 1, "the file on its way in");
+        let (_feed, receiving) = a_receive_under_way(&store).await;
+        let on_its_way = soon(|| (incoming(root.path()) == 1).then_some(())).await;
+        assert!(on_its_way.is_some(), "the file on its way in");
         // The caller goes (a timeout, say): the writing thread cleans up after itself.
         receiving.abort();
         let _ = receiving.await;
-        for _ in 0..200 {
-            if incoming(root.path()) == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert_eq!(incoming(root.path()), 0);
+        let cleaned = soon(|| (incoming(root.path()) == 0).then_some(())).await;
+        assert!(cleaned.is_some(), "{} files left in incoming/", incoming(root.path()));
     }
 
     /// The nice values of this process's threads named `name`, from `/proc`.
@@ -221,30 +231,19 @@ mod tests {
     async fn the_bytes_are_written_on_a_thread_at_a_lower_priority_than_the_node() {
         let root = tempfile::tempdir().unwrap();
         let store = Arc::new(BlobStore::open(root.path()).unwrap());
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BlobError>>(1);
-        let digest = sha(b"hello, world");
-        let receiving = tokio::spawn({
-            let store = store.clone();
-            async move { receive_checked(&store, &digest, tokio_stream::wrappers::ReceiverStream::new(rx), 100).await }
-        });
-        tx.send(Ok(Bytes::from_static(b"hello"))).await.unwrap();
+        let (feed, receiving) = a_receive_under_way(&store).await;
         let node = flotilla_providers::background::this_threads_nice();
-        let mut seen = Vec::new();
-        for _ in 0..200 {
-            seen = nice_of_threads("blob-receive");
-            if !seen.is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let seen = soon(|| Some(nice_of_threads("blob-receive")).filter(|s| !s.is_empty()))
+            .await
+            .unwrap_or_default();
         // Other tests of this binary may receive at the same time: every such thread is niced.
         let niced = (node + flotilla_providers::background::BACKGROUND_NICE_STEP).min(19);
         assert!(
             !seen.is_empty() && seen.iter().all(|n| *n == niced),
             "{seen:?}, not {niced}"
         );
-        tx.send(Ok(Bytes::from_static(b", world"))).await.unwrap();
-        drop(tx);
+        feed.send(Ok(Bytes::from_static(b", world"))).await.unwrap();
+        drop(feed);
         receiving.await.unwrap().unwrap();
     }
 }
