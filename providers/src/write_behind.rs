@@ -65,7 +65,7 @@ impl Write for WriteBehind {
 /// Starts the write-out of `len` bytes at `offset` of `file`, after waiting for everything
 /// before `wait_before` to be written. Advisory: an error (a filesystem without it) changes
 /// nothing but the pace, so it is ignored.
-pub fn write_out(file: &impl AsRawFd, offset: u64, len: u64, wait_before: u64) {
+fn write_out(file: &impl AsRawFd, offset: u64, len: u64, wait_before: u64) {
     let fd = file.as_raw_fd();
     // SAFETY: plain system calls on a file descriptor the caller holds open; no memory is
     // passed.

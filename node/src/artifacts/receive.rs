@@ -67,18 +67,16 @@ where
         Ok(())
     };
     let (fed, written) = tokio::join!(feed, writer);
+    // A writer that failed removed its file itself (`write_checked`); one that never
+    // finished (it could not start, or panicked) leaves it to be removed here.
     let written = written.unwrap_or_else(|| {
+        let _ = std::fs::remove_file(&tmp);
         Err(BlobError::Io(io::Error::other(
             "the blob's writing thread did not finish",
         )))
     });
-    match (fed, written) {
-        (Err(e), _) | (Ok(()), Err(e)) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-        (Ok(()), Ok(path)) => Ok(path),
-    }
+    // A feed that failed sent no end, so the writer kept nothing: the feed's error says why.
+    fed.and(written)
 }
 
 /// The writing thread: every chunk into `tmp` (hashed as it passes), then, once told all
