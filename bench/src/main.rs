@@ -65,12 +65,16 @@ async fn main() {
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
-    /// Submit minimal pipelines (one job, 1 millicpu, 1 MiB, step `true`) to every --server,
+    /// Submit minimal pipelines (one job, 1 millicpu, 1 MiB, step `--step`) to every --server,
     /// round robin. The cluster needs a pool that fits them; a pool that runs one job at a
     /// time keeps the measurement on the write path.
     Submit {
         #[command(flatten)]
         load: LoadArgs,
+        /// The job's one step (a shell command): `true` keeps the measurement on the write
+        /// path; one that prints gives every job output (the retention soak).
+        #[arg(long, default_value = "true")]
+        step: String,
         /// Write one line per acknowledged submission, `<unix ms> <pipeline id> <unix ms sent>`,
         /// here (for the failover benchmarks: time to the first ack after a kill, writes lost).
         #[arg(long)]
@@ -164,14 +168,14 @@ async fn run(servers: &[String], base: &BaseClient, command: &BenchCmd) -> anyho
     let (target, args, result) = match command {
         BenchCmd::Place(args) => return place::run(servers, base, args).await,
         BenchCmd::Console(args) => return console::run(servers, base, args).await,
-        BenchCmd::Submit { load: args, acks } => {
+        BenchCmd::Submit { load: args, step, acks } => {
             let http = pooled_http(args, base.builder(true)?)?;
             let acked = AckLog::default();
             let acked_log = acked.clone();
             let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| format!("{s}/v1/pipelines")).collect());
             let body = serde_json::json!({
                 "name": "bench",
-                "jobs": [{ "name": "noop", "steps": ["true"], "resources": { "cpu_millis": 1, "memory_mib": 1 } }]
+                "jobs": [{ "name": "noop", "steps": [step], "resources": { "cpu_millis": 1, "memory_mib": 1 } }]
             });
             let body = Arc::new(serde_json::to_vec(&body)?);
             let result = load::run(&args.config()?, move |seq| {

@@ -41,6 +41,7 @@ impl RunningNode {
                 .context("reading this node's identity")?;
         let store_config = StoreConfig {
             event_journal_capacity_events: settings.event_journal_events,
+            memory: settings.storage_memory,
             ..StoreConfig::new(settings.data_dir.join("store"))
         };
         let (log, sm) = flotilla_raft_store::open(&store_config)

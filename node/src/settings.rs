@@ -15,6 +15,9 @@ pub const DEFAULT_BLOB_COPY_MIB_PER_S: u64 = 64;
 /// The largest `--blob-copy-mib-per-s` (1 TiB/s: no disk or link goes faster).
 pub const MAX_BLOB_COPY_MIB_PER_S: u64 = 1 << 20;
 
+/// The largest `--storage-memtable-mib` and `--storage-block-cache-mib` (1 TiB).
+pub const MAX_STORAGE_MEMORY_MIB: usize = 1 << 20;
+
 /// Options as given; `None` means "not given here". Used for both flags and the TOML file.
 #[derive(Parser, Debug, Default, Deserialize)]
 #[command(name = "flotilla-node", version, about = "Runs one member of a Flotilla cluster")]
@@ -276,6 +279,14 @@ pub struct Options {
     /// catch-up; older ones are evicted (readers resuming before them get 410). Default 100000.
     #[arg(long)]
     pub event_journal_events: Option<usize>,
+    /// Memory RocksDB's memtables may take, all column families together; the largest is
+    /// flushed when they pass it. Default 64, at least 4.
+    #[arg(long)]
+    pub storage_memtable_mib: Option<usize>,
+    /// RocksDB's block cache, shared by every table's data, index and filter blocks.
+    /// Default 32, at least 1.
+    #[arg(long)]
+    pub storage_block_cache_mib: Option<usize>,
     /// Most `/v1/events` streams open at once on this node. Default 256.
     #[arg(long)]
     pub max_event_streams: Option<usize>,
@@ -455,6 +466,8 @@ pub struct Settings {
     pub provider_breaker_failures: u32,
     pub provider_breaker_open_ms: u64,
     pub event_journal_events: usize,
+    /// RocksDB's memory budget (`--storage-memtable-mib`, `--storage-block-cache-mib`).
+    pub storage_memory: flotilla_raft_store::StorageMemory,
     pub max_event_streams: usize,
     pub nats_url: Option<String>,
     pub otlp_endpoint: Option<String>,
@@ -572,6 +585,15 @@ impl Settings {
             provider_breaker_failures: pick!(provider_breaker_failures, 5),
             provider_breaker_open_ms: pick!(provider_breaker_open_ms, 5_000),
             event_journal_events: pick!(event_journal_events, 100_000),
+            storage_memory: flotilla_raft_store::StorageMemory {
+                memtables_bytes: pick!(storage_memtable_mib, flotilla_raft_store::DEFAULT_MEMTABLES_BYTES >> 20)
+                    .saturating_mul(1 << 20),
+                block_cache_bytes: pick!(
+                    storage_block_cache_mib,
+                    flotilla_raft_store::DEFAULT_BLOCK_CACHE_BYTES >> 20
+                )
+                .saturating_mul(1 << 20),
+            },
             max_event_streams: pick!(max_event_streams, 256),
             nats_url: cli.nats_url.clone().or(file.nats_url.clone()),
             otlp_endpoint: cli.otlp_endpoint.clone().or(file.otlp_endpoint.clone()),
@@ -683,6 +705,23 @@ impl Settings {
         anyhow::ensure!(
             settings.provider_call_timeout_ms > 0,
             "--provider-call-timeout-ms must be greater than 0"
+        );
+        let mib_between = |bytes: usize, min_bytes: usize| (min_bytes..=MAX_STORAGE_MEMORY_MIB << 20).contains(&bytes);
+        anyhow::ensure!(
+            mib_between(
+                settings.storage_memory.memtables_bytes,
+                flotilla_raft_store::MIN_MEMTABLES_BYTES
+            ),
+            "--storage-memtable-mib must be between {} and {MAX_STORAGE_MEMORY_MIB}",
+            flotilla_raft_store::MIN_MEMTABLES_BYTES >> 20
+        );
+        anyhow::ensure!(
+            mib_between(
+                settings.storage_memory.block_cache_bytes,
+                flotilla_raft_store::MIN_BLOCK_CACHE_BYTES
+            ),
+            "--storage-block-cache-mib must be between {} and {MAX_STORAGE_MEMORY_MIB}",
+            flotilla_raft_store::MIN_BLOCK_CACHE_BYTES >> 20
         );
         anyhow::ensure!(
             settings.event_journal_events > 0,
@@ -850,6 +889,38 @@ mod tests {
             all.push("--insecure-plaintext");
         }
         resolve_exactly(&all)
+    }
+
+    #[test]
+    fn rocksdb_memory_defaults_and_bounds() {
+        let default = resolve(&[]).unwrap().storage_memory;
+        assert_eq!(default, flotilla_raft_store::StorageMemory::default());
+        let set = resolve(&["--storage-memtable-mib", "16", "--storage-block-cache-mib", "8"]).unwrap();
+        assert_eq!(set.storage_memory.memtables_bytes, 16 << 20);
+        assert_eq!(set.storage_memory.block_cache_bytes, 8 << 20);
+        let huge = (MAX_STORAGE_MEMORY_MIB + 1).to_string();
+        let overflow = usize::MAX.to_string();
+        for (args, says) in [
+            (
+                ["--storage-memtable-mib", "3"],
+                "--storage-memtable-mib must be between 4 and",
+            ),
+            (
+                ["--storage-memtable-mib", &huge],
+                "--storage-memtable-mib must be between 4 and",
+            ),
+            (
+                ["--storage-block-cache-mib", "0"],
+                "--storage-block-cache-mib must be between 1 and",
+            ),
+            (
+                ["--storage-block-cache-mib", &overflow],
+                "--storage-block-cache-mib must be between 1 and",
+            ),
+        ] {
+            let e = resolve(&args).unwrap_err().to_string();
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
     }
 
     #[test]

@@ -113,6 +113,12 @@ async fn archived_work_reads_lists_and_answers_as_live_work_did_on_every_node() 
     assert_eq!(metrics.get("flotilla_archived_jobs"), Some(&2.0), "{metrics:?}");
     assert_eq!(metrics.get(r#"flotilla_jobs{state="SUCCEEDED"}"#), Some(&2.0));
     assert_eq!(metrics.get(r#"flotilla_jobs{state="RUNNING"}"#), Some(&1.0));
+    // RocksDB's memory is reported by part, within the default budgets (64 and 32 MiB).
+    let memtables = metrics[r#"flotilla_storage_memory_bytes{part="memtables"}"#];
+    assert!(memtables > 0.0 && memtables <= f64::from(64 << 20), "{metrics:?}");
+    let cache = metrics[r#"flotilla_storage_memory_bytes{part="block_cache"}"#];
+    assert!(cache <= f64::from(32 << 20), "{metrics:?}");
+    assert!(metrics.contains_key(r#"flotilla_storage_memory_bytes{part="table_readers"}"#));
     let (s, _) = c.post(leader, "/v1/pipelines/2/cancel", json!({})).await;
     assert_eq!(s, 200);
 }

@@ -95,6 +95,8 @@ pub struct OutputChunk {
 #[derive(Clone)]
 pub struct DiskStore {
     pub(crate) db: Arc<DB>,
+    /// The block cache every column family shares, kept to read its use.
+    cache: rocksdb::Cache,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -145,13 +147,18 @@ impl DiskView<'_> {
 }
 
 impl DiskStore {
-    pub(crate) fn new(db: Arc<DB>) -> io::Result<Self> {
+    pub(crate) fn new(db: Arc<DB>, cache: rocksdb::Cache) -> io::Result<Self> {
         for cf in [CF_OUTPUT, CF_HISTORY, crate::log_store::CF_META] {
             if db.cf_handle(cf).is_none() {
                 return Err(io::Error::other(format!("column family {cf} is missing")));
             }
         }
-        Ok(DiskStore { db })
+        Ok(DiskStore { db, cache })
+    }
+
+    /// What RocksDB holds in memory now (memtables, block cache, table readers).
+    pub fn memory(&self) -> io::Result<crate::StorageMemoryReading> {
+        crate::storage_memory::read(&self.db, &self.cache).map_err(io::Error::other)
     }
 
     pub(crate) fn cf(&self) -> &ColumnFamily {

@@ -29,6 +29,7 @@ mod snapshot_dir;
 mod snapshot_file;
 mod snapshot_wire;
 mod state_machine_store;
+mod storage_memory;
 mod store_stats;
 mod type_config;
 mod wal_syncer;
@@ -42,6 +43,10 @@ pub use log_store::LogStore;
 pub use snapshot_file::{EncodedState, SnapshotFile, SnapshotHeader, encode_state, write_snapshot};
 pub use snapshot_wire::SnapshotWire;
 pub use state_machine_store::{FlotillaSnapshot, SnapshotBuilder, StateHandle, StateMachineData, StateMachineStore};
+pub use storage_memory::{
+    DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MEMTABLES_BYTES, MIN_BLOCK_CACHE_BYTES, MIN_MEMTABLES_BYTES, StorageMemory,
+    StorageMemoryReading,
+};
 pub use store_stats::{StoreStats, StoreStatsReading};
 pub use type_config::{Entry, LogId, Membership, NodeAddr, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 pub use wal_syncer::SYNC_QUEUE_CAPACITY;
@@ -58,6 +63,8 @@ pub struct StoreConfig {
     pub snapshots_to_keep: usize,
     /// Most events the node's event journal holds (older ones are evicted).
     pub event_journal_capacity_events: usize,
+    /// What RocksDB may hold in memory (`storage_memory.rs`).
+    pub memory: StorageMemory,
 }
 
 impl StoreConfig {
@@ -66,6 +73,7 @@ impl StoreConfig {
             dir: dir.into(),
             snapshots_to_keep: 2,
             event_journal_capacity_events: 100_000,
+            memory: StorageMemory::default(),
         }
     }
 }
@@ -73,23 +81,19 @@ impl StoreConfig {
 /// Opens (creating if needed) the log and the state machine under `config.dir`.
 pub fn open(config: &StoreConfig) -> io::Result<(LogStore, StateMachineStore)> {
     std::fs::create_dir_all(&config.dir)?;
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    let db = rocksdb::DB::open_cf(
-        &opts,
-        config.dir.join("log"),
-        [
-            log_store::CF_LOGS,
-            log_store::CF_META,
-            disk_store::CF_OUTPUT,
-            disk_store::CF_HISTORY,
-        ],
-    )
-    .map_err(io::Error::other)?;
+    let options = config.memory.options();
+    let families = [
+        log_store::CF_LOGS,
+        log_store::CF_META,
+        disk_store::CF_OUTPUT,
+        disk_store::CF_HISTORY,
+    ]
+    .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, options.family.clone()));
+    let db =
+        rocksdb::DB::open_cf_descriptors(&options.db, config.dir.join("log"), families).map_err(io::Error::other)?;
     let db = Arc::new(db);
     let stats = Arc::new(StoreStats::default());
-    let output = DiskStore::new(db.clone())?;
+    let output = DiskStore::new(db.clone(), options.cache)?;
     let log = LogStore::new(db, stats.clone())?;
     let purged = log.last_purged_index()?;
     let sm = StateMachineStore::open(

@@ -213,6 +213,34 @@ fn main() {
     let live = log.state.jobs().filter(|j| j.state == JobState::Running).count() as u64;
     assert_eq!(live, jobs, "every job is running");
 
+    // Settled pipelines of one job each (submitted, cancelled before placement, so archived at
+    // once): what the state keeps of finished work once its records went to disk.
+    let settled_pipelines = arg("--settled-pipelines", if smoke { 2_000 } else { 1_000_000 });
+    let before_settled = held();
+    for s in 0..settled_pipelines {
+        let response = log.apply(Command::SubmitPipeline {
+            tenant: "default".into(),
+            idempotency_key: None,
+            spec: PipelineSpec {
+                name: format!("settled-{s}"),
+                // Nothing schedules between the two commands: the job is PENDING when cancelled.
+                jobs: vec![JobSpec::simple("build", "make", Resources::new(1, 1, 0))],
+            },
+            source: None,
+            rerun_of: None,
+        });
+        let Response::Submitted { pipeline, .. } = response else {
+            panic!("submit: {response:?}")
+        };
+        log.apply(Command::CancelPipeline { pipeline });
+    }
+    let settled = held();
+    assert_eq!(
+        log.state.archive().len() as u64,
+        settled_pipelines,
+        "every pipeline is archived"
+    );
+
     println!(
         "live_memory jobs={jobs} pools={pools} jobs_per_pipeline={per_pipeline} \
          bytes_per_job(asked/in_chunks) pending={} scheduled={} running={} state_mib={:.1}",
@@ -220,5 +248,9 @@ fn main() {
         per_job(scheduled, base, jobs),
         per_job(running, base, jobs),
         running.chunks as f64 / (1 << 20) as f64,
+    );
+    println!(
+        "live_memory settled_pipelines={settled_pipelines} (one job each) bytes_per_pipeline(asked/in_chunks)={}",
+        per_job(settled, before_settled, settled_pipelines.max(1)),
     );
 }

@@ -44,6 +44,11 @@ struct TenantLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabel {
+    part: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabel {
     pool: String,
 }
@@ -70,6 +75,9 @@ pub struct NodeMetrics {
     raft_snapshot_index: Gauge,
     jobs: Family<StateLabel, Gauge>,
     archived_jobs: Gauge,
+    /// What RocksDB holds in memory, by part (against `--storage-memtable-mib` and
+    /// `--storage-block-cache-mib`).
+    storage_memory_bytes: Family<PartLabel, Gauge>,
     queue_depth: Family<PriorityLabel, Gauge>,
     pool_workers: Family<PoolLabel, Gauge>,
     pool_allocated_cpu_millis: Family<PoolLabel, Gauge>,
@@ -133,6 +141,7 @@ impl Default for NodeMetrics {
             raft_snapshot_index: Gauge::default(),
             jobs: Family::default(),
             archived_jobs: Gauge::default(),
+            storage_memory_bytes: Family::default(),
             queue_depth: Family::default(),
             pool_workers: Family::default(),
             pool_allocated_cpu_millis: Family::default(),
@@ -212,6 +221,11 @@ impl Default for NodeMetrics {
             "archived_jobs",
             "Jobs of settled pipelines, archived on disk (their records read by key, not held in memory)",
             m.archived_jobs.clone(),
+        );
+        r.register(
+            "storage_memory_bytes",
+            "Memory RocksDB holds: its memtables, its shared block cache and its table readers",
+            m.storage_memory_bytes.clone(),
         );
         r.register(
             "scheduler_queue_depth",
@@ -365,6 +379,21 @@ impl NodeMetrics {
         set(&self.raft_committed_index, m.local_committed.map(|l| l.index));
         set(&self.raft_applied_index, m.last_applied.map(|l| l.index));
         set(&self.raft_snapshot_index, m.snapshot.map(|l| l.index));
+        match machine.disk().memory() {
+            Ok(memory) => {
+                for (part, bytes) in [
+                    ("memtables", memory.memtables_bytes),
+                    ("block_cache", memory.block_cache_bytes),
+                    ("table_readers", memory.table_readers_bytes),
+                ] {
+                    set(
+                        &self.storage_memory_bytes.get_or_create(&PartLabel { part }),
+                        Some(bytes),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading RocksDB's memory use"),
+        }
         let store = machine.store_stats();
         let follow = |c: &Counter, v: u64| c.inc_by(v.saturating_sub(c.get()));
         follow(&self.raft_appends, store.appends);

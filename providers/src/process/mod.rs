@@ -281,7 +281,12 @@ impl WorkerProvider for ProcessProvider {
                 return Err(e);
             }
         };
-        let mut cmd = tokio::process::Command::new("sh");
+        // By its path: a program named without one, with `PATH` set for the child, makes the
+        // standard library fork the node (copying the page tables of its whole heap, with its
+        // memory map locked: every thread that faults waits) instead of `posix_spawn`, which
+        // shares the memory until the exec. At 200 jobs a second the forks took a quarter of
+        // the node's CPU and the leader fell behind (`docs/benchmarks.md`, retention soak).
+        let mut cmd = tokio::process::Command::new("/bin/sh");
         // Nothing of the node's environment (its credentials, its configuration) reaches a job:
         // only a search path, a home in the worker's directory, and the job's own variables
         // and secrets (in its environment, or in files on a tmpfs: never on a disk).
