@@ -99,17 +99,25 @@ pub(crate) fn read(db: &rocksdb::DB, cache: &Cache) -> Result<StorageMemoryReadi
 mod tests {
     use super::*;
 
+    /// A database of `families` in `dir` with the smallest budgets, and its options.
+    fn open_at_the_minimums(dir: &std::path::Path, families: &[&str]) -> (rocksdb::DB, RocksOptions) {
+        let o = StorageMemory {
+            memtables_bytes: MIN_MEMTABLES_BYTES,
+            block_cache_bytes: MIN_BLOCK_CACHE_BYTES,
+        }
+        .options();
+        let descriptors = families
+            .iter()
+            .map(|n| rocksdb::ColumnFamilyDescriptor::new(*n, o.family.clone()));
+        let db = rocksdb::DB::open_cf_descriptors(&o.db, dir, descriptors).unwrap();
+        (db, o)
+    }
+
     #[test]
     fn the_memtables_stay_within_their_budget_under_writes_far_larger() {
         let dir = tempfile::tempdir().unwrap();
-        let memory = StorageMemory {
-            memtables_bytes: MIN_MEMTABLES_BYTES,
-            block_cache_bytes: MIN_BLOCK_CACHE_BYTES,
-        };
-        let o = memory.options();
         let names = ["a", "b", "c", "d"];
-        let families = names.map(|n| rocksdb::ColumnFamilyDescriptor::new(n, o.family.clone()));
-        let db = rocksdb::DB::open_cf_descriptors(&o.db, dir.path(), families).unwrap();
+        let (db, o) = open_at_the_minimums(dir.path(), &names);
         let value = vec![7u8; 4096];
         let mut most = 0;
         // 64 MiB written across the families, 16 times the budget.
@@ -146,13 +154,7 @@ mod tests {
     #[test]
     fn a_family_written_once_does_not_keep_every_wal_file_since() {
         let dir = tempfile::tempdir().unwrap();
-        let o = StorageMemory {
-            memtables_bytes: MIN_MEMTABLES_BYTES,
-            block_cache_bytes: MIN_BLOCK_CACHE_BYTES,
-        }
-        .options();
-        let families = ["logs", "meta"].map(|n| rocksdb::ColumnFamilyDescriptor::new(n, o.family.clone()));
-        let db = rocksdb::DB::open_cf_descriptors(&o.db, dir.path(), families).unwrap();
+        let (db, _) = open_at_the_minimums(dir.path(), &["logs", "meta"]);
         // One write to `meta` (as a vote is), then 96 MiB through the WAL to `logs`.
         db.put_cf(&db.cf_handle("meta").unwrap(), b"vote", b"1").unwrap();
         let logs = db.cf_handle("logs").unwrap();
