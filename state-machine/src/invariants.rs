@@ -137,10 +137,14 @@ impl State {
                 "tenant {tenant:?} is kept with no settled pipeline"
             );
             ensure!(
+                s.pipelines.well_formed() && s.with_output.well_formed(),
+                "tenant {tenant:?}'s settled sets are not laid out as they must be"
+            );
+            ensure!(
                 s.with_output.is_subset(&s.pipelines),
                 "tenant {tenant:?} holds output of a pipeline that is not settled"
             );
-            for (finished_at_ms, id) in &s.pipelines {
+            for (finished_at_ms, id) in s.pipelines.iter() {
                 let archived = self.archive.get(*id);
                 let ok = archived.is_some_and(|a| a.finished_at_ms == *finished_at_ms)
                     && self.archive.tenant_of(*id) == Some(tenant.as_str());

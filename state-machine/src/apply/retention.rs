@@ -94,7 +94,7 @@ impl State {
             return false;
         };
         policy.pipeline_expired(key.0, now_ms)
-            || (policy.over_count(settled.len()) && settled.pipelines.get_min() == Some(&key))
+            || (policy.over_count(settled.len()) && settled.pipelines.first() == Some(&key))
     }
 
     fn output_due(&self, id: PipelineId, now_ms: u64) -> bool {

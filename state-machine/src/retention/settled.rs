@@ -5,16 +5,16 @@
 //! send output until it is gone). Only settled pipelines are ever removed, so a removal never
 //! touches a live assignment.
 
+use crate::PackedSet;
 use crate::PipelineId;
-use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settled {
     /// Every settled pipeline, by `(finished_at_ms, id)`.
-    pub(crate) pipelines: OrdSet<(u64, PipelineId)>,
+    pub(crate) pipelines: PackedSet<(u64, PipelineId)>,
     /// Those of them whose jobs still hold output.
-    pub(crate) with_output: OrdSet<(u64, PipelineId)>,
+    pub(crate) with_output: PackedSet<(u64, PipelineId)>,
 }
 
 impl Settled {
