@@ -27,3 +27,26 @@ async fn sim_workers_finish_after_their_duration_and_never_come_back() {
     bad.env.insert("SIM_DURATION_MS".into(), "soon".into());
     assert!(matches!(p.create(&bad).await, Err(ProviderError::Rejected(_))));
 }
+
+#[tokio::test]
+async fn a_sim_worker_longer_than_time_runs_until_terminated_and_keeps_its_cluster_id() {
+    let p = SimProvider::new(SimConfig { default_duration_ms: 0 });
+    let mut s = spec(7, &["ignored"]);
+    s.env.insert("SIM_DURATION_MS".into(), u64::MAX.to_string());
+    s.cluster_id = Some("cluster-a".into());
+    p.create(&s).await.unwrap();
+    let o = p.observe("j7-a1").await.unwrap();
+    assert!(o.exists && o.exit_code.is_none(), "{o:?}");
+    let listed = p.list().await.unwrap();
+    assert_eq!(names(listed.clone()), vec!["j7-a1".to_string()]);
+    assert_eq!(listed[0].cluster_id.as_deref(), Some("cluster-a"));
+    // Names no attempt has are nobody's: nothing to observe, terminate or remove.
+    for other in ["j07-a1", "worker", ""] {
+        assert!(!p.observe(other).await.unwrap().exists, "{other:?}");
+        assert!(p.terminate(other).await.unwrap());
+        p.remove(other).await.unwrap();
+    }
+    assert!(p.terminate("j7-a1").await.unwrap());
+    let o = p.observe("j7-a1").await.unwrap();
+    assert_eq!(o.exit_code, Some(0), "terminated: {o:?}");
+}
