@@ -45,7 +45,7 @@ impl WorkerKey {
     fn of(name: &str) -> Self {
         match parse_worker_name(name) {
             // Only the spelling `worker_name` gives maps back to the same name.
-            Some((job, attempt)) if worker_name(job, attempt) == name => Self::Attempt(job, attempt),
+            Some((job, attempt)) if name.len() == worker_name_len(job, attempt) => Self::Attempt(job, attempt),
             _ => Self::Other(name.into()),
         }
     }
@@ -56,6 +56,14 @@ impl WorkerKey {
             Self::Other(name) => name.to_string(),
         }
     }
+}
+
+/// The length of `worker_name(job, attempt)`, without spelling it (`observe` runs for every
+/// live worker on every drive tick). A name `parse_worker_name` reads as the same job and
+/// attempt differs from that spelling only by leading zeros, so only by its length.
+fn worker_name_len(job: JobId, attempt: u32) -> usize {
+    let digits = |n: u64| n.checked_ilog10().map_or(1, |log| log as usize + 1);
+    "j".len() + digits(job.0) + "-a".len() + digits(u64::from(attempt))
 }
 
 #[derive(Default)]
@@ -179,5 +187,23 @@ impl WorkerProvider for SimProvider {
             .collect();
         listed.sort();
         Ok(listed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_length_is_that_of_the_spelled_name() {
+        for job in [0, 1, 9, 10, 99, 100, 999_999, 1_000_000, u64::MAX] {
+            for attempt in [0, 1, 9, 10, u32::MAX] {
+                let name = worker_name(JobId(job), attempt);
+                assert_eq!(worker_name_len(JobId(job), attempt), name.len(), "{name}");
+                assert_eq!(WorkerKey::of(&name), WorkerKey::Attempt(JobId(job), attempt));
+            }
+        }
+        assert_eq!(WorkerKey::of("j010-a1"), WorkerKey::Other("j010-a1".into()));
+        assert_eq!(WorkerKey::of("j0-a01"), WorkerKey::Other("j0-a01".into()));
     }
 }

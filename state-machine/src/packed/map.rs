@@ -192,7 +192,8 @@ impl<K: Ord + Clone, V: Clone> PackedMap<K, V> {
         }
         let next_first = next_first.clone();
         if let Some(next) = self.blocks.remove(&next_first) {
-            entries.extend(next.iter().cloned());
+            // Moved when no clone shares the block, copied when one does.
+            entries.append(&mut Arc::unwrap_or_clone(next));
         }
     }
 
