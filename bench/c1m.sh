@@ -39,8 +39,6 @@ rss_kib="$(awk '/VmRSS/ {print $2}' "/proc/${node_pid[$leader]}/status")"
 peak_kib="$(awk '/VmHWM/ {print $2}' "/proc/${node_pid[$leader]}/status")"
 echo "leader (node $leader) resident memory with $jobs jobs placed: $((rss_kib / 1024)) MiB ($((rss_kib * 1024 / jobs)) bytes per job); peak $((peak_kib / 1024)) MiB"
 # What of it RocksDB holds (memtables, block cache, table readers), from the leader's metrics.
-base="https://127.0.0.1:1870$leader"
-[ "${bench_plaintext:-0}" = 1 ] && base="http://127.0.0.1:1870$leader"
-curl_tls -sf --max-time 10 -H "Authorization: Bearer $FLOTILLA_TOKEN" "$base/metrics" >"$out/metrics.txt" || true
-echo "  RocksDB memory (bytes): $(grep -E '^flotilla_storage_memory_bytes' "$out/metrics.txt" | sed -E 's/.*part="([a-z_]+)"\} ([0-9.e+]+)/\1=\2/' | tr '\n' ' ')"
+curl_tls -sf --max-time 10 -H "Authorization: Bearer $FLOTILLA_TOKEN" "$(flotilla_base "$leader")/metrics" >"$out/metrics.txt" || true
+echo "  RocksDB memory (bytes): $(storage_memory_parts "$out/metrics.txt")"
 echo "results in $out"

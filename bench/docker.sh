@@ -68,8 +68,7 @@ while n < jobs:
     n += count
 EOF
 
-base="https://127.0.0.1:18701"
-[ "${bench_plaintext:-0}" = 1 ] && base="http://127.0.0.1:18701"
+base="$(flotilla_base 1)"
 api() { curl_tls -sf --max-time 30 -H "authorization: Bearer $FLOTILLA_TOKEN" "$@"; }
 
 started_ms=$(date +%s%3N)

@@ -51,11 +51,17 @@ declare -A node_pid
 flotilla() { "$bin/flotilla" --server "$servers" "$@"; }
 curl_tls() { curl --cacert "$FLOTILLA_CA_FILE" "$@"; }
 flotilla_bench() { "$bin/flotilla-bench" --server "$servers" "$@"; }
-# GET /v1/cluster of node I, over TLS or plain as the nodes run.
+# The API's base URL on node I, over TLS or plain as the nodes run.
+flotilla_base() {
+  if [ "${bench_plaintext:-0}" = 1 ]; then echo "http://127.0.0.1:1870$1"; else echo "https://127.0.0.1:1870$1"; fi
+}
+# GET /v1/cluster of node I.
 flotilla_status() {
-  local base="https://127.0.0.1:1870$1"
-  [ "${bench_plaintext:-0}" = 1 ] && base="http://127.0.0.1:1870$1"
-  curl_tls -sf --max-time 2 -H "authorization: Bearer $FLOTILLA_TOKEN" "$base/v1/cluster"
+  curl_tls -sf --max-time 2 -H "authorization: Bearer $FLOTILLA_TOKEN" "$(flotilla_base "$1")/v1/cluster"
+}
+# What RocksDB holds by part (`part=bytes ...`), from a node's /metrics saved in FILE.
+storage_memory_parts() {
+  grep -E '^flotilla_storage_memory_bytes' "$1" | sed -E 's/.*part="([a-z_]+)"\} ([0-9.e+]+)/\1=\2/' | tr '\n' ' '
 }
 
 start_flotilla_node() {

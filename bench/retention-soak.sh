@@ -82,7 +82,7 @@ soak() {
   local load_pid=$!
   pids+=("$load_pid")
   python3 - "$node_pid" "$dir" "$label" "$out/samples.csv" "$seconds" <<'PY'
-import subprocess, sys, time
+import os, subprocess, sys, time
 pid, data, label, csv, seconds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 def rss_kib():
     with open(f"/proc/{pid}/status") as f:
@@ -94,11 +94,7 @@ samples = []
 while time.time() - start < seconds + 15:
     samples.append((round(time.time() - start, 1), rss_kib(), disk_kib()))
     time.sleep(5)
-new = False
-try:
-    open(csv).close()
-except FileNotFoundError:
-    new = True
+new = not os.path.exists(csv)
 with open(csv, "a") as f:
     if new:
         f.write("run,seconds,rss_kib,disk_kib\n")
@@ -118,7 +114,7 @@ PY
   # and what RocksDB held.
   curl_tls -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$api/metrics" >"$dir/metrics.txt" || true
   echo "  jobs at the end: $(grep -E '^flotilla_jobs\{' "$dir/metrics.txt" | sed -E 's/flotilla_jobs\{state="([A-Z_]+)"\} /\1=/' | tr '\n' ' ')"
-  echo "  RocksDB memory: $(grep -E '^flotilla_storage_memory_bytes' "$dir/metrics.txt" | sed -E 's/.*part="([a-z_]+)"\} ([0-9.e+]+)/\1=\2/' | tr '\n' ' ')"
+  echo "  RocksDB memory: $(storage_memory_parts "$dir/metrics.txt")"
   kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true
 }
 
